@@ -1,0 +1,144 @@
+"""The one error tree of orvad.
+
+Domain code raises an ``OrvaError`` subclass; ``app.py`` renders every one of them as the
+envelope ``{"error": {"code", "message", "request_id", "hint"?, "retry_after_s"?, "details"?}}``
+with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
+
+    OrvaError (500 INTERNAL)
+    ├── InvalidJSON          400 INVALID_JSON
+    ├── ValidationError      400 VALIDATION
+    ├── Unauthorized         401 UNAUTHORIZED
+    ├── InvalidCredentials   401 INVALID_CREDENTIALS
+    ├── Forbidden            403 FORBIDDEN
+    ├── NotFound             404 NOT_FOUND
+    ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
+    ├── Conflict             409 CONFLICT
+    │   ├── AlreadySetup     409 ALREADY_SETUP
+    │   └── NotActive        409 NOT_ACTIVE
+    ├── VersionGCd           410 VERSION_GCD
+    ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
+    ├── RateLimited          429 RATE_LIMITED
+    ├── FunctionBusy         429 FUNCTION_BUSY
+    ├── FunctionError        500 FUNCTION_ERROR
+    ├── WorkerCrashed        502 WORKER_CRASHED
+    ├── Unavailable          503 (BUILDING, BUILD_QUEUE_FULL, POOL_AT_CAPACITY,
+    │                             MEMORY_EXHAUSTED, SHUTTING_DOWN, NOT_READY)
+    └── Timeout              504 TIMEOUT
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrvaError(Exception):
+    code = "INTERNAL"
+    status = 500
+    default_hint: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        retry_after_s: int | None = None,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.retry_after_s = retry_after_s
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def envelope(self, request_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
+        if self.hint:
+            body["hint"] = self.hint
+        if self.retry_after_s is not None:
+            body["retry_after_s"] = self.retry_after_s
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidJSON(OrvaError):
+    code, status = "INVALID_JSON", 400
+    default_hint = "send a valid JSON object with Content-Type: application/json"
+
+
+class ValidationError(OrvaError):
+    code, status = "VALIDATION", 400
+
+
+class Unauthorized(OrvaError):
+    code, status = "UNAUTHORIZED", 401
+    default_hint = "send an API key in X-Orva-API-Key (or Authorization: Bearer) or log in for a session"
+
+
+class InvalidCredentials(OrvaError):
+    code, status = "INVALID_CREDENTIALS", 401
+    default_hint = "check the username and password"
+
+
+class Forbidden(OrvaError):
+    code, status = "FORBIDDEN", 403
+
+
+class NotFound(OrvaError):
+    code, status = "NOT_FOUND", 404
+
+
+class MethodNotAllowed(OrvaError):
+    code, status = "METHOD_NOT_ALLOWED", 405
+
+
+class Conflict(OrvaError):
+    code, status = "CONFLICT", 409
+
+
+class AlreadySetup(Conflict):
+    code = "ALREADY_SETUP"
+    default_hint = "an admin user exists already; log in with POST /api/v1/auth/login"
+
+
+class NotActive(Conflict):
+    code = "NOT_ACTIVE"
+    default_hint = "set the function active with PUT /api/v1/functions/{id} {\"status\": \"active\"}"
+
+
+class VersionGCd(OrvaError):
+    code, status = "VERSION_GCD", 410
+
+
+class PayloadTooLarge(OrvaError):
+    code, status = "PAYLOAD_TOO_LARGE", 413
+
+
+class RateLimited(OrvaError):
+    code, status = "RATE_LIMITED", 429
+
+
+class FunctionBusy(OrvaError):
+    code, status = "FUNCTION_BUSY", 429
+
+
+class FunctionError(OrvaError):
+    code, status = "FUNCTION_ERROR", 500
+    default_hint = "the handler raised; read the execution's logs at GET /api/v1/executions/{id}/logs"
+
+
+class WorkerCrashed(OrvaError):
+    code, status = "WORKER_CRASHED", 502
+
+
+class Unavailable(OrvaError):
+    """503 family; pass ``code=`` (BUILDING, POOL_AT_CAPACITY, ...)."""
+
+    code, status = "SHUTTING_DOWN", 503
+
+
+class Timeout(OrvaError):
+    code, status = "TIMEOUT", 504
