@@ -22,7 +22,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── FunctionError        500 FUNCTION_ERROR
     ├── WorkerCrashed        502 WORKER_CRASHED
     ├── Unavailable          503 (BUILDING, BUILD_QUEUE_FULL, POOL_AT_CAPACITY,
-    │                             MEMORY_EXHAUSTED, SHUTTING_DOWN, NOT_READY)
+    │                             MEMORY_EXHAUSTED, SHUTTING_DOWN)
     └── Timeout              504 TIMEOUT
 """
 
