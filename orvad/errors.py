@@ -44,12 +44,14 @@ class OrvaError(Exception):
         retry_after_s: int | None = None,
         details: dict[str, Any] | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
         self.retry_after_s = retry_after_s
         self.details = details
+        self.headers = headers or {}  # extra response headers, e.g. Allow on a 405
         if code is not None:
             self.code = code
 

@@ -1,0 +1,5 @@
+import sys
+
+from orvad.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""/api/v1/auth: onboarding, login, the current user, refresh, logout, password change."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orvad.api.common import daemon_of, principal_of, read_object
+from orvad.auth.guard import COOKIE
+from orvad.auth.sessions import Session
+from orvad.clock import parse_iso, utcnow
+from orvad.errors import InvalidCredentials, Unauthorized
+from orvad.store.auth import UserRow
+
+
+def user_json(user: UserRow) -> dict[str, str]:
+    return {"id": user.id, "username": user.username, "created_at": user.created_at}
+
+
+def _with_cookie(request: Request, session: Session, status: int) -> JSONResponse:
+    response = JSONResponse({"user": user_json(session.user), "expires_at": session.expires_at}, status_code=status)
+    max_age = max(0, int((parse_iso(session.expires_at) - utcnow()).total_seconds()))
+    response.set_cookie(COOKIE, session.token, max_age=max_age, path="/", httponly=True, samesite="lax",
+                        secure=daemon_of(request).settings.secure_cookies)
+    return response
+
+
+def _session(request: Request) -> Session:
+    principal = principal_of(request)
+    if principal is None or principal.session is None:
+        raise Unauthorized("this endpoint needs a dashboard session")
+    return principal.session
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def status(request: Request) -> Response:
+    """Whether an admin user exists (the dashboard routes to onboarding or login)."""
+    return JSONResponse({"has_user": await daemon_of(request).sessions.has_user()})
+
+
+async def onboard(request: Request) -> Response:
+    """Create the first admin user (first run only) and open a session."""
+    body = await read_object(request, ("username", "password"))
+    session = await daemon_of(request).sessions.onboard(body.get("username"), body.get("password"))
+    return _with_cookie(request, session, 201)
+
+
+async def login(request: Request) -> Response:
+    """Log in with username and password; sets the session cookie."""
+    daemon = daemon_of(request)
+    body = await read_object(request, ("username", "password"))
+    username, client = str(body.get("username", "")), _client(request)
+    daemon.login_throttle.check(client, username)
+    try:
+        session = await daemon.sessions.login(body.get("username"), body.get("password"))
+    except InvalidCredentials:
+        daemon.login_throttle.failed(client, username)
+        raise
+    daemon.login_throttle.succeeded(client, username)
+    return _with_cookie(request, session, 200)
+
+
+async def me(request: Request) -> Response:
+    """The user of the current session."""
+    session = _session(request)
+    return JSONResponse({"user": user_json(session.user), "expires_at": session.expires_at})
+
+
+async def refresh(request: Request) -> Response:
+    """Rotate the session token and move its expiry forward; the old token stops working."""
+    session = await daemon_of(request).sessions.refresh(_session(request))
+    return _with_cookie(request, session, 200)
+
+
+async def logout(request: Request) -> Response:
+    """End the current session and clear the cookie."""
+    await daemon_of(request).sessions.logout(_session(request))
+    response = JSONResponse({"logged_out": True})
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+async def change_password(request: Request) -> Response:
+    """Change the password; every other session of the user ends."""
+    body = await read_object(request, ("current_password", "new_password"))
+    await daemon_of(request).sessions.change_password(
+        _session(request), body.get("current_password"), body.get("new_password"))
+    return JSONResponse({"changed": True})
+
+
+routes = [
+    Route("/api/v1/auth/status", status, methods=["GET"]),
+    Route("/api/v1/auth/onboard", onboard, methods=["POST"]),
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/me", me, methods=["GET"]),
+    Route("/api/v1/auth/refresh", refresh, methods=["POST"]),
+    Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/auth/change-password", change_password, methods=["POST"]),
+]

@@ -1,0 +1,66 @@
+"""Helpers every API module uses: the daemon accessor, JSON in and out, field checks, paging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from orvad.auth.guard import Principal
+from orvad.errors import InvalidJSON, ValidationError
+
+if TYPE_CHECKING:
+    from orvad.daemon import Daemon
+
+
+def daemon_of(request: Request) -> Daemon:
+    return request.app.state.daemon  # type: ignore[no-any-return]
+
+
+def principal_of(request: Request) -> Principal | None:
+    return request.scope.get("state", {}).get("principal")
+
+
+async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
+    """The body as a JSON object whose keys are all in ``allowed`` (unknown fields are refused)."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidJSON("request body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ValidationError(
+            f"unknown field(s): {', '.join(unknown)}",
+            hint=f"allowed fields: {', '.join(sorted(allowed))}", details={"fields": unknown},
+        )
+    return body
+
+
+def require_str(body: dict[str, Any], field: str, *, max_len: int = 256, required: bool = True) -> str | None:
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+        raise ValidationError(f"{field} must be a string of 1..{max_len} characters", details={"field": field})
+    return value
+
+
+def page_params(request: Request, *, default: int = 50, maximum: int = 500) -> tuple[int, str | None]:
+    """(limit, cursor) from ?limit=&cursor=; ids are UUIDv7 so the cursor is the last id seen."""
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ValidationError(f"limit must be an integer in 1..{maximum}", details={"field": "limit"})
+    return int(raw), request.query_params.get("cursor") or None
+
+
+def listing(name: str, items: list[dict[str, Any]], limit: int) -> JSONResponse:
+    """A newest-first page: ``{name: [...], "next_cursor": id|null}`` given up to limit+1 items."""
+    more = len(items) > limit
+    items = items[:limit]
+    return JSONResponse({name: items, "next_cursor": items[-1]["id"] if more and items else None})

@@ -1,0 +1,54 @@
+"""create_app(daemon): the route table, the middleware stack and the error handlers."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
+
+from orvad.api import auth, health, keys, openapi
+from orvad.auth.guard import Guard
+from orvad.daemon import Daemon
+from orvad.errors import MethodNotAllowed, NotFound, OrvaError
+from orvad.middleware import BodyLimit, RequestContext, error_parts
+
+
+def _as_orva_error(exc: Exception, request: Request) -> OrvaError:
+    if isinstance(exc, OrvaError):
+        return exc
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
+                                hint=f"allowed methods: {allow}", headers={"Allow": allow})
+    if exc.status_code == 404:
+        return NotFound(f"no such endpoint: {request.url.path}", hint="see GET /api/v1/openapi.json for the API")
+    return OrvaError(str(exc.detail), code="INTERNAL")
+
+
+async def render_error(request: Request, exc: Exception) -> Response:
+    """The one error handler: every OrvaError and routing error becomes the envelope."""
+    status, headers, body = error_parts(_as_orva_error(exc, request), request.state.request_id)
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+def create_app(daemon: Daemon) -> Starlette:
+    settings = daemon.settings
+
+    def body_limit(scope: Scope) -> int:
+        return settings.max_body_bytes
+
+    app = Starlette(
+        routes=[*health.routes, *auth.routes, *keys.routes, *openapi.routes],
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(BodyLimit, limit_for=body_limit),
+            Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions),
+        ],
+        exception_handlers={HTTPException: render_error, OrvaError: render_error},
+    )
+    app.state.daemon = daemon
+    return app

@@ -1,0 +1,146 @@
+"""Who is calling and what they may do: the one permission map, and the guard that applies it.
+
+``requirement(method, path)`` is the whole map (CONTRACT.md): public routes, session-only
+routes, admin areas, then GET/HEAD -> read and every other method -> write. The OpenAPI
+document is generated from the same function, so the published and enforced rules agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orvad.auth.keys import looks_like_key
+from orvad.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from orvad.auth.keys import KeyService
+    from orvad.auth.sessions import Session, SessionService
+    from orvad.store.auth import KeyRow
+
+API = "/api/v1"
+COOKIE = "session_token"
+Requirement = Literal["public", "session", "invoke", "read", "write", "admin"]
+
+_PUBLIC = {
+    ("GET", f"{API}/system/health"), ("GET", f"{API}/auth/status"), ("GET", f"{API}/openapi.json"),
+    ("POST", f"{API}/auth/onboard"), ("POST", f"{API}/auth/login"),
+}
+_SESSION_ONLY = {f"{API}/auth/{name}" for name in ("me", "refresh", "logout", "change-password")}
+_ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log")
+_ADMIN_EXACT = {("PUT", f"{API}/pool/config")}
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def requirement(method: str, path: str) -> Requirement:
+    method = "GET" if method == "HEAD" else method
+    if (method, path) in _PUBLIC or path.startswith("/health"):
+        return "public"
+    if path in _SESSION_ONLY:
+        return "session"
+    if path.startswith(_ADMIN_PREFIXES) or (method, path) in _ADMIN_EXACT:
+        return "admin"
+    return "read" if method in _SAFE_METHODS else "write"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["key", "session"]
+    permissions: frozenset[str]
+    key: KeyRow | None = None
+    session: Session | None = None
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+ALL_PERMISSIONS = frozenset({"invoke", "read", "write", "admin"})
+
+
+def credentials(scope: Scope) -> tuple[str | None, str | None]:
+    """(API key, session token) as sent; the key from X-Orva-API-Key or Authorization: Bearer."""
+    key = cookie = None
+    for name, raw in scope["headers"]:
+        if name == b"x-orva-api-key":
+            key = raw.decode("latin-1").strip()
+        elif name == b"authorization" and key is None:
+            scheme, _, value = raw.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                key = value.strip()
+        elif name == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(raw.decode("latin-1"))
+            if COOKIE in jar:
+                cookie = jar[COOKIE].value
+    return key, cookie
+
+
+async def identify(scope: Scope, keys: KeyService, sessions: SessionService) -> Principal | None:
+    """The caller, or None when no credential was sent; a bad credential is 401, never anonymous."""
+    key, token = credentials(scope)
+    if key:
+        row = keys.authenticate(key) if looks_like_key(key) else None
+        if row is None:
+            raise Unauthorized("the API key is unknown, revoked or expired",
+                               hint="create a new key with POST /api/v1/keys or check X-Orva-API-Key")
+        return Principal("key", row.permissions, key=row)
+    if token:
+        session = await sessions.resolve(token)
+        if session is None:
+            raise Unauthorized("the session has expired or was logged out",
+                               hint="log in again with POST /api/v1/auth/login")
+        return Principal("session", ALL_PERMISSIONS, session=session)
+    return None
+
+
+def same_origin(scope: Scope) -> bool:
+    """False when a browser tells us the request came from another site (CSRF defence)."""
+    headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"sec-fetch-site", b"origin", b"host")}
+    site = headers.get(b"sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True  # not a browser-initiated cross-site request (curl, CLI)
+    return urlsplit(origin).netloc == headers.get(b"host", "")
+
+
+class Guard:
+    """Authenticates /api/v1 requests and enforces the permission map before any handler runs."""
+
+    def __init__(self, app: ASGIApp, keys: KeyService, sessions: SessionService) -> None:
+        self.app = app
+        self.keys = keys
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        need = requirement(method, path)
+        # Public routes ignore credentials: a stale cookie must not stop the login page working.
+        principal = None if need == "public" else await identify(scope, self.keys, self.sessions)
+        scope.setdefault("state", {})["principal"] = principal
+        unsafe = method not in _SAFE_METHODS
+        if unsafe and (need == "public" or (principal and principal.kind == "session")) and not same_origin(scope):
+            raise Forbidden("cross-site request refused",
+                            hint="call the API from the dashboard's own origin or with an API key")
+        if need == "public":
+            pass
+        elif principal is None:
+            raise Unauthorized("authentication required")
+        elif need == "session":
+            if principal.kind != "session":
+                raise Unauthorized("this endpoint needs a dashboard session",
+                                   hint="log in with POST /api/v1/auth/login and send the session_token cookie")
+        elif not principal.can(need):
+            raise Forbidden(f"this API key lacks the '{need}' permission",
+                            hint=f"use a key with '{need}' or create one with POST /api/v1/keys",
+                            details={"required": need, "granted": sorted(principal.permissions)})
+        await self.app(scope, receive, send)
+

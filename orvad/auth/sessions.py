@@ -1,0 +1,113 @@
+"""Users and dashboard sessions: onboarding, login, refresh (rotating), logout, password change.
+
+The cookie carries a random token; the database keeps only its SHA-256, so a copy of the
+database cannot be turned into a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from orvad.auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
+from orvad.clock import iso, now_iso, utcnow
+from orvad.errors import AlreadySetup, InvalidCredentials, ValidationError
+from orvad.ids import uuid7
+from orvad.store.auth import AuthStore, UserRow
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# Verified against when the username is unknown, so a miss costs the same time as a wrong password.
+_DUMMY_HASH = hash_password("orva-timing-equaliser")
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    user: UserRow
+    expires_at: str
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_password(password: object, field: str = "password") -> str:
+    if not isinstance(password, str) or not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        raise ValidationError(
+            f"{field} must be a string of {MIN_LENGTH}..{MAX_LENGTH} characters",
+            hint=f"choose a password of at least {MIN_LENGTH} characters",
+            details={"field": field},
+        )
+    return password
+
+
+def validate_username(username: object) -> str:
+    if not isinstance(username, str) or not USERNAME_RE.match(username):
+        raise ValidationError(
+            "username must be 1..64 characters of letters, digits and _ . @ -",
+            hint="pick a username such as 'admin'", details={"field": "username"},
+        )
+    return username
+
+
+class SessionService:
+    def __init__(self, store: AuthStore, session_days: int) -> None:
+        self._store = store
+        self.lifetime = timedelta(days=session_days)
+
+    async def has_user(self) -> bool:
+        return await self._store.count_users() > 0
+
+    async def onboard(self, username: object, password: object) -> Session:
+        name, secret = validate_username(username), validate_password(password)
+        if await self.has_user():
+            raise AlreadySetup("an admin user already exists")
+        now = now_iso()
+        user = UserRow(id=uuid7(), username=name, password_hash=await asyncio.to_thread(hash_password, secret),
+                       created_at=now)
+        if not await self._store.create_first_user(user):
+            raise AlreadySetup("an admin user already exists")
+        return await self._open(user)
+
+    async def login(self, username: object, password: object) -> Session:
+        if not isinstance(username, str) or not isinstance(password, str) or len(password) > MAX_LENGTH:
+            raise ValidationError("username and password must be strings", details={"field": "username"})
+        user = await self._store.user_by_name(username)
+        ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
+        if user is None or not ok:
+            raise InvalidCredentials("wrong username or password")
+        return await self._open(user)
+
+    async def resolve(self, token: str) -> Session | None:
+        found = await self._store.session_user(token_hash(token), now_iso())
+        return Session(token, found[0], found[1]) if found else None
+
+    async def refresh(self, session: Session) -> Session:
+        """Issue a new token with a fresh lifetime; the old token stops working at once."""
+        token, now = secrets.token_urlsafe(32), utcnow()
+        expires = iso(now + self.lifetime)
+        if not await self._store.rotate_session(token_hash(session.token), token_hash(token), iso(now), expires):
+            raise InvalidCredentials("session expired", hint="log in again")
+        return Session(token, session.user, expires)
+
+    async def logout(self, session: Session) -> None:
+        await self._store.delete_session(token_hash(session.token))
+
+    async def change_password(self, session: Session, current: object, new: object) -> None:
+        secret = validate_password(new, "new_password")
+        if not isinstance(current, str) or not await asyncio.to_thread(
+            verify_password, current, session.user.password_hash
+        ):
+            raise InvalidCredentials("current password is wrong", hint="send the current password as current_password")
+        hashed = await asyncio.to_thread(hash_password, secret)
+        await self._store.set_password(session.user.id, hashed, now_iso(), token_hash(session.token))
+
+    async def _open(self, user: UserRow) -> Session:
+        token, now = secrets.token_urlsafe(32), utcnow()
+        expires = iso(now + self.lifetime)
+        await self._store.create_session(token_hash(token), user.id, iso(now), expires)
+        return Session(token, user, expires)

@@ -1,0 +1,86 @@
+"""`orvad serve` and the daemon's admin subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from orvad import __version__
+from orvad.app import create_app
+from orvad.config import FIELDS, ConfigError, Settings, load_settings
+from orvad.daemon import Daemon
+from orvad.logs import configure_logging
+
+log = logging.getLogger("orvad")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orvad", description="Orva: self-hosted serverless function runtime")
+    parser.add_argument("--version", action="version", version=f"orvad {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the daemon (API, functions, dashboard)")
+    serve_cmd.add_argument("--config", type=Path, help="YAML file of settings (lowest precedence)")
+    for field in FIELDS:
+        serve_cmd.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
+                               help=f"{field.help} (env {field.env}, default {field.default})")
+    return parser
+
+
+async def run(settings: Settings) -> None:
+    daemon = Daemon(settings)
+    await daemon.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.graceful_timeout = settings.shutdown_grace_s
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+    url = f"http://{settings.host}:{settings.port}"
+    _announce(daemon, url)
+    try:
+        await serve(create_app(daemon), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        await daemon.stop()
+
+
+def _announce(daemon: Daemon, url: str) -> None:
+    """What an operator needs on stdout: where orvad listens, and the admin key the first time only."""
+    lines = [f"orvad {__version__} listening on {url}", f"dashboard and onboarding: {url}/web/"]
+    if daemon.bootstrap_key:
+        lines.append(f"bootstrap admin key (shown once, also in {daemon.admin_key_file}): {daemon.bootstrap_key}")
+    else:
+        lines.append(f"admin key file: {daemon.admin_key_file}")
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        flags = {f.name: getattr(args, f.name) for f in FIELDS}
+        try:
+            settings = load_settings(flags, config_file=args.config)
+        except ConfigError as exc:
+            print(f"orvad: {exc}", file=sys.stderr)
+            return 2
+        configure_logging(settings.log_level)
+        try:
+            asyncio.run(run(settings))
+        except OSError as exc:
+            log.error("cannot start", extra={"error": str(exc)})
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Settings: one frozen dataclass, loaded once at the edge.
+
+Precedence: command-line flags > ORVA_* environment variables > YAML file (--config) > defaults.
+Every field is declared once in ``FIELDS``: its default, environment variable, parser and help;
+``docs/CONFIGURATION.md`` lists the same table (checked by tests/test_docs.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message is one line naming the setting, the value and what is allowed."""
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        value = int(str(raw).strip())
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        value = float(str(raw).strip())
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a number in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = str(raw).strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _text(raw: Any) -> str:
+    value = str(raw).strip()
+    if not value:
+        raise ValueError("expected a non-empty value")
+    return value
+
+
+def _path(raw: Any) -> Path:
+    return Path(_text(raw)).expanduser()
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    default: Any
+    env: str
+    parse: Callable[[Any], Any]
+    help: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("host", "127.0.0.1", "ORVA_HOST", _text, "address to listen on"),
+    Field("port", 8443, "ORVA_PORT", _int_range(1, 65535), "TCP port to listen on"),
+    Field("data_dir", Path("./data"), "ORVA_DATA_DIR", _path, "where the database, keys and code live"),
+    Field("session_days", 7, "ORVA_SESSION_DAYS", _int_range(1, 365), "dashboard session lifetime in days"),
+    Field("secure_cookies", False, "ORVA_SECURE_COOKIES", _bool, "mark the session cookie Secure (behind HTTPS)"),
+    Field("max_body_bytes", 6 * 1024 * 1024, "ORVA_MAX_BODY_BYTES", _int_range(1024, 1 << 30),
+          "largest request body accepted, in bytes"),
+    Field("log_level", "info", "ORVA_LOG_LEVEL", _choice(*LOG_LEVELS), "log level"),
+    Field("shutdown_grace_s", 10.0, "ORVA_SHUTDOWN_GRACE_S", _float_range(0, 600),
+          "seconds in-flight requests get to finish on SIGTERM/SIGINT"),
+    Field("login_max_failures", 5, "ORVA_LOGIN_MAX_FAILURES", _int_range(1, 1000),
+          "failed logins per client and username before throttling"),
+    Field("login_window_s", 900, "ORVA_LOGIN_WINDOW_S", _int_range(1, 86400),
+          "window in seconds over which failed logins are counted"),
+)
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    data_dir: Path
+    session_days: int
+    secure_cookies: bool
+    max_body_bytes: int
+    log_level: str
+    shutdown_grace_s: float
+    login_max_failures: int
+    login_window_s: int
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "orva.db"
+
+
+def _parse(field: Field, raw: Any, source: str) -> Any:
+    try:
+        return field.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid {field.name} from {source}: {raw!r} ({exc})") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge defaults < file < environment < flags, validating each value where it came from."""
+    environ = os.environ if environ is None else environ
+    values = {f.name: f.default for f in FIELDS}
+
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config_file} is not valid YAML: {exc}".splitlines()[0]) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping of setting: value")
+        for key, raw in loaded.items():
+            field = _BY_NAME.get(str(key).replace("-", "_"))
+            if field is None:
+                raise ConfigError(f"unknown setting {key!r} in {config_file}; known: {', '.join(_BY_NAME)}")
+            values[field.name] = _parse(field, raw, str(config_file))
+
+    for field in FIELDS:
+        if field.env in environ:
+            values[field.name] = _parse(field, environ[field.env], field.env)
+
+    for name, raw in (flags or {}).items():
+        if raw is not None:
+            values[name] = _parse(_BY_NAME[name], raw, f"--{name.replace('_', '-')}")
+
+    assert {f.name for f in fields(Settings)} == set(values)
+    return Settings(**values)

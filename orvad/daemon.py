@@ -1,0 +1,93 @@
+"""The daemon's single object graph: store, auth services and background work, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from orvad.auth.keys import KeyService
+from orvad.auth.sessions import SessionService
+from orvad.auth.throttle import LoginThrottle
+from orvad.clock import now_iso
+from orvad.config import Settings
+from orvad.store.auth import AuthStore
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database, migration_files
+
+log = logging.getLogger(__name__)
+
+_HOUSEKEEPING_EVERY_S = 3600.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_path)
+        self.batch = BatchWriter(self.db)
+        self.auth_store = AuthStore(self.db, self.batch)
+        self.keys = KeyService(self.auth_store)
+        self.sessions = SessionService(self.auth_store, settings.session_days)
+        self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
+        self.startup_complete = False
+        self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
+        self._started = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def admin_key_file(self) -> os.PathLike[str]:
+        return self.settings.data_dir / "admin.key"
+
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self._started, 3)
+
+    async def start(self) -> None:
+        self._prepare_data_dir()
+        await self.db.open()
+        self.batch.start()
+        await self.keys.load()
+        self.bootstrap_key = await self.keys.ensure_bootstrap(self.settings.data_dir / "admin.key")
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="orva-housekeeping"))
+        self.startup_complete = True
+        log.info("orvad started", extra={"data_dir": str(self.settings.data_dir),
+                                         "schema_version": self.db.schema_version})
+
+    async def stop(self) -> None:
+        """Stop background loops, write every queued row, close the database."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.batch.stop()
+        await self.db.close()
+        log.info("orvad stopped", extra={"rows_written": self.batch.rows_written})
+
+    async def health_checks(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {
+            "startup": {"ok": self.startup_complete, "detail": "complete" if self.startup_complete else "starting"},
+        }
+        try:
+            await self.db.fetchone("SELECT 1")
+            checks["database"] = {"ok": True, "detail": str(self.settings.db_path)}
+        except Exception as exc:  # any failure here is the answer, not an error
+            checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        expected = len(migration_files())
+        checks["migrations"] = {"ok": self.db.schema_version == expected,
+                                "detail": f"schema {self.db.schema_version} of {expected}"}
+        return checks
+
+    def _prepare_data_dir(self) -> None:
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if data_dir.stat().st_mode & 0o077:
+            log.warning("tightening data dir permissions to 0700", extra={"path": str(data_dir)})
+            data_dir.chmod(0o700)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            removed = await self.auth_store.delete_expired_sessions(now_iso())
+            if removed:
+                log.info("removed expired sessions", extra={"count": removed})
+            await asyncio.sleep(_HOUSEKEEPING_EVERY_S)

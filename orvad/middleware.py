@@ -1,0 +1,124 @@
+"""Pure ASGI middleware (BaseHTTPMiddleware would break contextvars and streaming).
+
+``RequestContext`` is the outermost layer: it gives every request an id (the caller's
+``X-Request-ID`` when sane), stamps it on the response, renders any error that escaped the
+app as the envelope, and writes one access-log line. ``BodyLimit`` refuses oversized bodies
+from ``Content-Length`` and while the body streams in, never by reading it all first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orvad.errors import OrvaError, PayloadTooLarge
+
+log = logging.getLogger("orvad.access")
+errlog = logging.getLogger("orvad.errors")
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+def error_parts(exc: OrvaError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The one rendering of an error: status, headers and the envelope body."""
+    body = json.dumps(exc.envelope(request_id)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if exc.retry_after_s is not None:
+        headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+    for name, value in exc.headers.items():
+        headers.append((name.encode(), value.encode()))
+    return exc.status, headers, body
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent_id = _header(scope, b"x-request-id")
+        request_id = sent_id if sent_id and _SANE_ID.match(sent_id) else new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if not isinstance(exc, OrvaError):
+                errlog.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
+                exc = OrvaError("internal error", hint=f"report request id {request_id} to the operator")
+            if status:  # the response has started; the connection is all we can end
+                raise
+            code, headers, body = error_parts(exc, request_id)
+            await send_with_id({"type": "http.response.start", "status": code, "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
+        finally:
+            request_id_var.reset(token)
+            log.info("request", extra={
+                "request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            })
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _too_large(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"request body exceeds the limit of {limit} bytes",
+        hint="send a smaller body, or raise ORVA_MAX_BODY_BYTES", details={"limit_bytes": limit},
+    )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None

@@ -1,0 +1,137 @@
+"""SQL for users, sessions and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    username: str
+    password_hash: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    id: str
+    name: str
+    prefix: str
+    key_hash: str
+    permissions: frozenset[str]
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    is_bootstrap: bool
+
+
+def _key(row: object) -> KeyRow:
+    r = dict(row)  # type: ignore[call-overload]
+    return KeyRow(
+        id=r["id"], name=r["name"], prefix=r["prefix"], key_hash=r["key_hash"],
+        permissions=frozenset(p for p in r["permissions"].split(",") if p),
+        created_at=r["created_at"], expires_at=r["expires_at"], last_used_at=r["last_used_at"],
+        is_bootstrap=bool(r["is_bootstrap"]),
+    )
+
+
+class AuthStore:
+    def __init__(self, db: Database, batch: BatchWriter) -> None:
+        self._db = db
+        self._batch = batch
+
+    # users
+    async def count_users(self) -> int:
+        row = await self._db.fetchone("SELECT COUNT(*) FROM users")
+        return int(row[0]) if row else 0
+
+    async def create_first_user(self, user: UserRow) -> bool:
+        """Insert the user only if none exists yet (atomic); False when one already did."""
+        async with self._db.transaction() as tx:
+            async with tx.execute("SELECT 1 FROM users LIMIT 1") as cur:
+                if await cur.fetchone():
+                    return False
+            await tx.execute(
+                "INSERT INTO users (id, username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (user.id, user.username, user.password_hash, user.created_at, user.created_at),
+            )
+        return True
+
+    async def user_by_name(self, username: str) -> UserRow | None:
+        row = await self._db.fetchone(
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = ?", (username,))
+        return UserRow(**dict(row)) if row else None
+
+    async def user_by_id(self, user_id: str) -> UserRow | None:
+        row = await self._db.fetchone(
+            "SELECT id, username, password_hash, created_at FROM users WHERE id = ?", (user_id,))
+        return UserRow(**dict(row)) if row else None
+
+    async def set_password(self, user_id: str, password_hash: str, now: str, keep_token_hash: str) -> None:
+        """Change the password and end every other session of that user."""
+        async with self._db.transaction() as tx:
+            await tx.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+                             (password_hash, now, user_id))
+            await tx.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user_id, keep_token_hash))
+
+    # sessions
+    async def create_session(self, token_hash: str, user_id: str, created_at: str, expires_at: str) -> None:
+        await self._db.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (token_hash, user_id, created_at, expires_at),
+        )
+
+    async def session_user(self, token_hash: str, now: str) -> tuple[UserRow, str] | None:
+        """The user of a live session and the session's expiry, or None."""
+        row = await self._db.fetchone(
+            "SELECT u.id, u.username, u.password_hash, u.created_at, s.expires_at FROM sessions s"
+            " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            (token_hash, now),
+        )
+        if row is None:
+            return None
+        values = dict(row)
+        expires_at = values.pop("expires_at")
+        return UserRow(**values), expires_at
+
+    async def rotate_session(self, old_hash: str, new_hash: str, created_at: str, expires_at: str) -> bool:
+        """Replace a session by a new token in one transaction; False if the old one is gone."""
+        async with self._db.transaction() as tx:
+            cur = await tx.execute(
+                "UPDATE sessions SET token_hash = ?, created_at = ?, expires_at = ? WHERE token_hash = ?",
+                (new_hash, created_at, expires_at, old_hash),
+            )
+            return cur.rowcount == 1
+
+    async def delete_session(self, token_hash: str) -> None:
+        await self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    async def delete_expired_sessions(self, now: str) -> int:
+        return await self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+
+    # API keys
+    async def insert_key(self, key: KeyRow) -> None:
+        await self._db.execute(
+            "INSERT INTO api_keys (id, name, prefix, key_hash, permissions, created_at, expires_at, is_bootstrap)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.id, key.name, key.prefix, key.key_hash, ",".join(sorted(key.permissions)), key.created_at,
+             key.expires_at, int(key.is_bootstrap)),
+        )
+
+    async def all_keys(self) -> list[KeyRow]:
+        return [_key(r) for r in await self._db.fetchall("SELECT * FROM api_keys ORDER BY id DESC")]
+
+    async def bootstrap_key(self) -> KeyRow | None:
+        row = await self._db.fetchone("SELECT * FROM api_keys WHERE is_bootstrap = 1")
+        return _key(row) if row else None
+
+    async def delete_key(self, key_id: str) -> bool:
+        return await self._db.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)) == 1
+
+    def touch_key(self, key_id: str, now: str) -> None:
+        """Record a key's use through the batched writer (off the request path)."""
+        self._batch.submit("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))

@@ -1,0 +1,80 @@
+"""A batched background writer for high-rate rows (executions, key last-use).
+
+Rows are queued in memory without awaiting the database; a background task writes them in
+one transaction per batch, when ``max_batch`` rows are waiting or ``interval_s`` has passed.
+``stop()`` writes everything still queued, so a clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from orvad.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    def __init__(self, db: Database, *, interval_s: float = 0.025, max_batch: int = 500) -> None:
+        self._db = db
+        self._interval_s = interval_s
+        self._max_batch = max_batch
+        self._queue: list[tuple[str, Sequence[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.rows_written = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, sql: str, params: Sequence[Any]) -> None:
+        """Queue one row; never blocks and never touches the database on the caller's path."""
+        if self._stopping and self._task is None:
+            raise RuntimeError("batch writer is stopped")
+        self._queue.append((sql, params))
+        if len(self._queue) >= self._max_batch:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="orva-batch-writer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()  # anything queued while the task was finishing
+
+    async def flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            grouped: dict[str, list[Sequence[Any]]] = defaultdict(list)
+            for sql, params in batch:
+                grouped[sql].append(params)
+            try:
+                async with self._db.transaction() as tx:
+                    for sql, rows in grouped.items():
+                        await tx.executemany(sql, rows)
+            except Exception:
+                self._queue[:0] = batch  # keep the rows; the next flush retries them
+                raise
+            self.rows_written += len(batch)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("batched write failed; rows kept for the next attempt", extra={"pending": self.pending})
