@@ -1,0 +1,123 @@
+"""Shared fixtures: real orvad processes on free ports with temporary data dirs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+STARTUP_DEADLINE_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interval_s: float = 0.02) -> None:
+    """Poll until predicate() is true; fail with `what` once the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+
+
+@dataclass
+class Orvad:
+    data_dir: Path
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    stdout_path: Path | None = None
+    stderr_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    def client(self, key: str | None = None, headers: dict[str, str] | None = None,
+               **kwargs: object) -> httpx.Client:
+        headers = {**({"X-Orva-API-Key": key} if key else {}), **(headers or {})}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+
+    def admin(self) -> httpx.Client:
+        return self.client(self.admin_key)
+
+    def start(self, *, wait: bool = True) -> Orvad:
+        logs = self.data_dir.parent
+        self.stdout_path, self.stderr_path = logs / f"orvad-{self.port}.out", logs / f"orvad-{self.port}.err"
+        env = {**os.environ, "ORVA_DATA_DIR": str(self.data_dir), "ORVA_PORT": str(self.port), **self.env}
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve", *self.args], env=env,
+                                         stdout=out, stderr=err)
+        if wait:
+            wait_for(self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start; stderr:\n{self.stderr()}")
+        return self
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"orvad exited with {self.proc.returncode}:\n{self.stderr()}")
+        try:
+            return httpx.get(f"{self.url}/health/startup", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"orvad did not stop within {timeout_s} s after signal {sig}") from None
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text() if self.stdout_path and self.stdout_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text() if self.stderr_path and self.stderr_path.exists() else ""
+
+
+@pytest.fixture
+def make_orvad(tmp_path: Path) -> Iterator[Callable[..., Orvad]]:
+    """Factory for orvad processes (each stopped at the end of the test)."""
+    started: list[Orvad] = []
+
+    def make(data_dir: Path | None = None, env: dict[str, str] | None = None, args: list[str] | None = None,
+             start: bool = True) -> Orvad:
+        server = Orvad(data_dir or tmp_path / f"data{len(started)}", free_port(), env or {}, args or [])
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def orvad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orvad]:
+    """One orvad shared by the tests that don't restart or reconfigure it."""
+    server = Orvad(tmp_path_factory.mktemp("shared") / "data", free_port()).start()
+    yield server
+    server.stop()

@@ -1,0 +1,119 @@
+"""Every error answers with the envelope, the request id and a hint."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from orvad.errors import OrvaError, Unavailable
+from orvad.middleware import RequestContext
+from tests.conftest import Orvad
+
+
+def _envelope(r: httpx.Response, status: int, code: str) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert err["message"]
+    assert err["request_id"] == r.headers["x-request-id"]
+    return err
+
+
+def test_not_found_method_not_allowed_and_bad_json(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        _envelope(c.get("/no/such/thing"), 404, "NOT_FOUND")
+        _envelope(c.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
+        err = _envelope(c.delete("/api/v1/auth/status"), 405, "METHOD_NOT_ALLOWED")
+        assert "GET" in err["hint"]
+        assert "GET" in c.delete("/api/v1/auth/status").headers["allow"]
+        err = _envelope(c.post("/api/v1/keys", content=b"{not json", headers={"content-type": "application/json"}),
+                        400, "INVALID_JSON")
+        assert err["hint"]
+        _envelope(c.post("/api/v1/keys", json=["a", "list"]), 400, "INVALID_JSON")
+        err = _envelope(c.post("/api/v1/keys", json={"name": 42}), 400, "VALIDATION")
+        assert err["details"]["field"] == "name"
+
+
+def test_unauthenticated_and_forbidden(orvad: Orvad) -> None:
+    with orvad.client() as c:
+        err = _envelope(c.get("/api/v1/keys"), 401, "UNAUTHORIZED")
+        assert "X-Orva-API-Key" in err["hint"]
+    with orvad.admin() as admin:
+        key = admin.post("/api/v1/keys", json={"name": "r", "permissions": ["read"]}).json()["key"]
+    with orvad.client(key) as c:
+        err = _envelope(c.post("/api/v1/keys", json={"name": "x"}), 403, "FORBIDDEN")
+        assert err["hint"]
+
+
+def test_payload_too_large_by_header_and_by_stream(orvad: Orvad) -> None:
+    big = b"x" * (6 * 1024 * 1024 + 1)
+    with orvad.client() as c:
+        err = _envelope(c.post("/api/v1/auth/login", content=big), 413, "PAYLOAD_TOO_LARGE")
+        assert err["details"]["limit_bytes"] == 6 * 1024 * 1024
+
+        def chunks():  # no Content-Length: the cap is applied while the body streams in
+            for _ in range(7):
+                yield b"y" * (1024 * 1024)
+
+        _envelope(c.post("/api/v1/auth/login", content=chunks()), 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_request_id_is_echoed_when_sane(orvad: Orvad) -> None:
+    with orvad.client() as c:
+        r = c.get("/api/v1/keys", headers={"X-Request-ID": "trace-abc.123"})
+        assert r.headers["x-request-id"] == "trace-abc.123"
+        assert r.json()["error"]["request_id"] == "trace-abc.123"
+        r = c.get("/api/v1/keys", headers={"X-Request-ID": "bad id <script>"})
+        assert r.headers["x-request-id"].startswith("req_")
+        ok = c.get("/api/v1/system/health")
+        assert ok.headers["x-request-id"].startswith("req_")
+
+
+async def _boom(request):  # type: ignore[no-untyped-def]
+    raise RuntimeError("secret internals: /etc/orva")
+
+
+async def _busy(request):  # type: ignore[no-untyped-def]
+    raise Unavailable("pool full", code="POOL_AT_CAPACITY", retry_after_s=5, hint="raise max_warm")
+
+
+@pytest.fixture
+def unit_app() -> Starlette:
+    """The real error middleware around routes that fail (in-process: this is a unit test)."""
+    return Starlette(routes=[Route("/boom", _boom), Route("/busy", _busy)], middleware=[Middleware(RequestContext)])
+
+
+async def test_unhandled_exception_is_an_opaque_500_with_a_logged_traceback(
+    unit_app: Starlette, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = httpx.ASGITransport(app=unit_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        with caplog.at_level(logging.ERROR, logger="orvad.errors"):
+            r = await c.get("/boom")
+    err = _envelope(r, 500, "INTERNAL")
+    assert "secret internals" not in r.text and "Traceback" not in r.text
+    assert err["request_id"] in err["hint"]
+    logged = [rec for rec in caplog.records if rec.name == "orvad.errors"]
+    assert logged and logged[0].exc_info and "secret internals" in str(logged[0].exc_info[1])
+
+
+async def test_retry_after_accompanies_retry_after_s(unit_app: Starlette) -> None:
+    transport = httpx.ASGITransport(app=unit_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/busy")
+    err = _envelope(r, 503, "POOL_AT_CAPACITY")
+    assert r.headers["retry-after"] == "5" and err["retry_after_s"] == 5 and err["hint"] == "raise max_warm"
+
+
+def test_every_error_class_renders_a_complete_envelope() -> None:
+    def subclasses(cls: type[OrvaError]) -> list[type[OrvaError]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    for cls in subclasses(OrvaError):
+        env = cls("m").envelope("req_1")["error"]
+        assert env["code"] == cls.code and env["request_id"] == "req_1" and 400 <= cls.status < 600

@@ -1,0 +1,97 @@
+"""The SQLite store on a real file: pragmas, migrations, the single writer and the batched writer."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orvad.ids import uuid7
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database, _split_sql, migration_files
+
+
+@pytest.fixture
+async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = Database(tmp_path / "t.db")
+    await database.open()
+    await database.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT)")
+    yield database
+    await database.close()
+
+
+async def test_pragmas_and_migrations(db: Database) -> None:
+    assert (await db.fetchone("PRAGMA journal_mode"))[0] == "wal"
+    assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1
+    assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000
+    applied = await db.fetchall("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [(r[0], r[1]) for r in applied] == [(n, name) for n, name, _ in migration_files()]
+    assert db.schema_version == len(migration_files())
+
+
+async def test_migrations_apply_once(tmp_path: Path) -> None:
+    for _ in range(2):
+        database = Database(tmp_path / "m.db")
+        await database.open()
+        await database.close()
+    with sqlite3.connect(tmp_path / "m.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(migration_files())
+
+
+def test_split_sql_respects_comments_and_strings() -> None:
+    sql = "CREATE TABLE a (x TEXT); -- note; with semicolons\nINSERT INTO a VALUES ('x;y');\n"
+    statements = _split_sql(sql)
+    assert len(statements) == 2 and statements[1].endswith("VALUES ('x;y');")
+
+
+async def test_concurrent_writes_are_serialised(db: Database) -> None:
+    async def insert(i: int) -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO rows (id, v) VALUES (?, ?)", (i, str(i)))
+
+    await asyncio.gather(*(insert(i) for i in range(200)))
+    assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 200
+
+
+async def test_failed_transaction_rolls_back(db: Database) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO rows (id, v) VALUES (1, 'a')")
+            await tx.execute("INSERT INTO rows (id, v) VALUES (1, 'b')")
+    assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 0
+
+
+async def test_batch_writer_flushes_by_time_and_on_stop(db: Database) -> None:
+    writer = BatchWriter(db, interval_s=0.02, max_batch=100)
+    writer.start()
+    writer.submit("INSERT INTO rows (v) VALUES (?)", ("first",))
+    for _ in range(250):  # wait on the condition, bounded
+        if (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 1
+
+    for i in range(10_000):  # queued without yielding: nothing reaches the database yet
+        writer.submit("INSERT INTO rows (v) VALUES (?)", (str(i),))
+    assert writer.pending == 10_000
+    await writer.stop()
+    assert writer.pending == 0
+    assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 10_001
+    with pytest.raises(RuntimeError):
+        writer.submit("INSERT INTO rows (v) VALUES (?)", ("late",))
+
+
+async def test_batch_writer_keeps_rows_when_a_flush_fails(db: Database) -> None:
+    writer = BatchWriter(db)
+    writer.submit("INSERT INTO missing_table (v) VALUES (?)", ("x",))
+    with pytest.raises(sqlite3.OperationalError):
+        await writer.flush()
+    assert writer.pending == 1
+
+
+def test_uuid7_is_time_ordered() -> None:
+    ids = [uuid7() for _ in range(1000)]
+    assert all(len(i) == 36 and i[14] == "7" for i in ids)
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
