@@ -69,7 +69,7 @@ class Daemon:
             "startup": {"ok": self.startup_complete, "detail": "complete" if self.startup_complete else "starting"},
         }
         try:
-            await self.db.fetchone("SELECT 1")
+            await self.db.ping()
             checks["database"] = {"ok": True, "detail": str(self.settings.db_path)}
         except Exception as exc:  # any failure here is the answer, not an error
             checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}

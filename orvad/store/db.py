@@ -126,6 +126,10 @@ class Database:
         async with self._require(self._reader).execute(sql, params) as cur:
             return list(await cur.fetchall())
 
+    async def ping(self) -> None:
+        """Raise unless the reader can run a query (the health check)."""
+        await self.fetchone("SELECT 1")
+
     @staticmethod
     def _require(conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if conn is None:
