@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -9,11 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from orvad.api import auth, health, keys, openapi
+from orvad.api import auth, deployments, executions, functions, health, keys, openapi, pools, routes, runtimes
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
 from orvad.errors import MethodNotAllowed, NotFound, OrvaError
 from orvad.middleware import BodyLimit, RequestContext, error_parts
+
+_ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
 
 def _as_orva_error(exc: Exception, request: Request) -> OrvaError:
@@ -39,10 +43,14 @@ def create_app(daemon: Daemon) -> Starlette:
     settings = daemon.settings
 
     def body_limit(scope: Scope) -> int:
+        if scope["method"] == "POST" and _ARCHIVE_UPLOAD.match(scope["path"]):
+            return settings.max_archive_bytes
         return settings.max_body_bytes
 
     app = Starlette(
-        routes=[*health.routes, *auth.routes, *keys.routes, *openapi.routes],
+        routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
+                *pools.routes, *executions.routes, *runtimes.routes,
+                *openapi.routes],
         middleware=[
             Middleware(RequestContext),
             Middleware(BodyLimit, limit_for=body_limit),

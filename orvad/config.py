@@ -100,6 +100,16 @@ FIELDS: tuple[Field, ...] = (
           "failed logins per client and username before throttling"),
     Field("login_window_s", 900, "ORVA_LOGIN_WINDOW_S", _int_range(1, 86400),
           "window in seconds over which failed logins are counted"),
+    Field("max_archive_bytes", 50 * 1024 * 1024, "ORVA_MAX_ARCHIVE_BYTES", _int_range(1024, 1 << 32),
+          "largest archive accepted by POST /functions/{id}/deploy, in bytes"),
+    Field("build_concurrency", os.cpu_count() or 1, "ORVA_BUILD_CONCURRENCY", _int_range(1, 64),
+          "builds that run at once (default: the number of cores)"),
+    Field("build_backlog", 64, "ORVA_BUILD_BACKLOG", _int_range(1, 10_000),
+          "builds that may wait in the queue before 503 BUILD_QUEUE_FULL"),
+    Field("build_timeout_s", 600, "ORVA_BUILD_TIMEOUT_S", _int_range(10, 7200),
+          "longest a dependency install may run"),
+    Field("versions_kept", 5, "ORVA_VERSIONS_KEPT", _int_range(1, 1000),
+          "built versions kept per function besides the active one"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -116,6 +126,11 @@ class Settings:
     shutdown_grace_s: float
     login_max_failures: int
     login_window_s: int
+    max_archive_bytes: int
+    build_concurrency: int
+    build_backlog: int
+    build_timeout_s: int
+    versions_kept: int
 
     @property
     def db_path(self) -> Path:

@@ -11,11 +11,21 @@ from typing import Any
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
+from orvad.builder.build import Builder
+from orvad.bus import Bus
 from orvad.clock import now_iso
 from orvad.config import Settings
+from orvad.functions import FunctionService, RuntimeLookup
+from orvad.poolconfig import PoolConfigService
+from orvad.routing import RouteService
+from orvad.runtimes import discover as discover_runtimes
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
+from orvad.store.executions import ExecutionStore
+from orvad.store.functions import Function, FunctionStore
+from orvad.store.pools import PoolConfigStore
+from orvad.store.routes import RouteStore
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +33,28 @@ _HOUSEKEEPING_EVERY_S = 3600.0
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runtimes: RuntimeLookup | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.db_path)
         self.batch = BatchWriter(self.db)
+        self.bus = Bus()
         self.auth_store = AuthStore(self.db, self.batch)
         self.keys = KeyService(self.auth_store)
         self.sessions = SessionService(self.auth_store, settings.session_days)
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
+        self.runtimes = runtimes if runtimes is not None else discover_runtimes()
+        self.function_store = FunctionStore(self.db, self.batch)
+        self.functions = FunctionService(self.function_store, self.runtimes)
+        self.routes = RouteService(RouteStore(self.db))
+        self.pool_configs = PoolConfigService(PoolConfigStore(self.db))
+        self.executions = ExecutionStore(self.db, self.batch)
+        self.builder = Builder(
+            root=settings.data_dir / "functions", store=self.function_store, functions=self.functions, bus=self.bus,
+            language_of=self.runtimes.language_of, interpreter_of=self.runtimes.interpreter_of, install=None,
+            concurrency=settings.build_concurrency, backlog=settings.build_backlog, timeout_s=settings.build_timeout_s,
+            versions_kept=settings.versions_kept,
+        )
+        self.functions.on_delete.append(self._function_deleted)
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
@@ -49,6 +73,10 @@ class Daemon:
         self.batch.start()
         await self.keys.load()
         self.bootstrap_key = await self.keys.ensure_bootstrap(self.settings.data_dir / "admin.key")
+        await self.functions.load()
+        await self.routes.load()
+        await self.pool_configs.load()
+        await self.builder.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="orva-housekeeping"))
         self.startup_complete = True
         log.info("orvad started", extra={"data_dir": str(self.settings.data_dir),
@@ -60,6 +88,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.builder.stop()
         await self.batch.stop()
         await self.db.close()
         log.info("orvad stopped", extra={"rows_written": self.batch.rows_written})
@@ -77,6 +106,11 @@ class Daemon:
         checks["migrations"] = {"ok": self.db.schema_version == expected,
                                 "detail": f"schema {self.db.schema_version} of {expected}"}
         return checks
+
+    async def _function_deleted(self, fn: Function) -> None:
+        self.routes.forget_function(fn.id)
+        self.pool_configs.forget(fn.id)
+        await self.builder.remove_function(fn.id)
 
     def _prepare_data_dir(self) -> None:
         data_dir = self.settings.data_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -62,10 +63,23 @@ class BatchWriter:
                 async with self._db.transaction() as tx:
                     for sql, rows in grouped.items():
                         await tx.executemany(sql, rows)
+            except sqlite3.IntegrityError:
+                await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
             except Exception:
                 self._queue[:0] = batch  # keep the rows; the next flush retries them
                 raise
-            self.rows_written += len(batch)
+            else:
+                self.rows_written += len(batch)
+
+    async def _write_one_by_one(self, batch: list[tuple[str, Sequence[Any]]]) -> None:
+        for sql, params in batch:
+            try:
+                async with self._db.transaction() as tx:
+                    await tx.execute(sql, params)
+                self.rows_written += 1
+            except sqlite3.IntegrityError as exc:
+                # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
+                log.error("batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)})
 
     async def _run(self) -> None:
         while not self._stopping:

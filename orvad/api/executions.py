@@ -1,0 +1,62 @@
+"""/api/v1/executions: recorded invocations and exactly the output each one captured."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orvad.api.common import daemon_of, listing, page_params
+from orvad.clock import iso, parse_iso
+from orvad.errors import NotFound, ValidationError
+
+STATUSES = ("success", "error", "timeout", "crashed", "rejected", "killed")
+
+
+def _moment(request: Request, field: str) -> str | None:
+    raw = request.query_params.get(field)
+    if raw is None:
+        return None
+    try:
+        return iso(parse_iso(raw))
+    except ValueError:
+        raise ValidationError(f"{field} must be an RFC 3339 timestamp", details={"field": field}) from None
+
+
+async def list_executions(request: Request) -> Response:
+    """Invocations, newest first; filters ?function_id= (id or name), ?status=, ?since=, ?until=."""
+    daemon = daemon_of(request)
+    limit, cursor = page_params(request)
+    wanted = request.query_params.get("function_id")
+    function_id = daemon.functions.resolve(wanted).id if wanted else None
+    status = request.query_params.get("status")
+    if status is not None and status not in STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(STATUSES)}", details={"field": "status"})
+    rows = await daemon.executions.list(function_id=function_id, status=status, since=_moment(request, "since"),
+                                        until=_moment(request, "until"), cursor=cursor, limit=limit + 1)
+    return listing("executions", rows, limit)
+
+
+async def get_execution(request: Request) -> Response:
+    """One execution record."""
+    row = await daemon_of(request).executions.get(request.path_params["id"])
+    if row is None:
+        raise NotFound(f"no execution {request.path_params['id']}",
+                       hint="executions are written a few milliseconds after the response; retry shortly")
+    return JSONResponse(row)
+
+
+async def get_logs(request: Request) -> Response:
+    """What the handler printed during this invocation (bounded; `truncated` says if it was cut)."""
+    found = await daemon_of(request).executions.logs(request.path_params["id"])
+    if found is None:
+        raise NotFound(f"no execution {request.path_params['id']}")
+    logs, truncated = found
+    return JSONResponse({"execution_id": request.path_params["id"], "logs": logs, "truncated": truncated})
+
+
+routes = [
+    Route("/api/v1/executions", list_executions, methods=["GET"]),
+    Route("/api/v1/executions/{id}", get_execution, methods=["GET"]),
+    Route("/api/v1/executions/{id}/logs", get_logs, methods=["GET"]),
+]

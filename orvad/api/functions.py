@@ -1,0 +1,190 @@
+"""/api/v1/functions: CRUD, deploys (inline and archive), deployments, rollback, source, diff."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from orvad.api.common import daemon_of, listing, page_params, read_object
+from orvad.builder.diff import compare, unified
+from orvad.errors import NotFound, ValidationError, VersionGCd
+from orvad.functions import SETTABLE, validate_entrypoint
+from orvad.store.functions import Deployment, Function
+
+ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/octet-stream",
+                 "application/x-tar")
+
+
+def function_json(fn: Function) -> dict[str, Any]:
+    return asdict(fn)
+
+
+async def list_functions(request: Request) -> Response:
+    """Functions, newest first; filters ?status= and ?runtime=, paging ?limit= and ?cursor=."""
+    limit, cursor = page_params(request)
+    status, runtime = request.query_params.get("status"), request.query_params.get("runtime")
+    fns = daemon_of(request).functions.list(status=status, runtime=runtime)
+    items = [function_json(f) for f in fns if cursor is None or f.id < cursor]
+    return listing("functions", items[: limit + 1], limit)
+
+
+async def create_function(request: Request) -> Response:
+    """Create a function record (no code yet: status `created`)."""
+    body = await read_object(request, SETTABLE)
+    fn = await daemon_of(request).functions.create(body)
+    return JSONResponse(function_json(fn), status_code=201, headers={"Location": f"/api/v1/functions/{fn.id}"})
+
+
+async def get_function(request: Request) -> Response:
+    """One function by id or name."""
+    return JSONResponse(function_json(daemon_of(request).functions.resolve(request.path_params["id"])))
+
+
+async def update_function(request: Request) -> Response:
+    """Partial update; status may be set to active or inactive."""
+    body = await read_object(request, (*SETTABLE, "status"))
+    fn = await daemon_of(request).functions.update(request.path_params["id"], body)
+    return JSONResponse(function_json(fn))
+
+
+async def delete_function(request: Request) -> Response:
+    """Delete the function, its versions on disk, secrets, routes and pool."""
+    fn = await daemon_of(request).functions.delete(request.path_params["id"])
+    return JSONResponse({"id": fn.id, "deleted": True})
+
+
+def _accepted(dep: Deployment) -> Response:
+    return JSONResponse(asdict(dep), status_code=202, headers={"Location": f"/api/v1/deployments/{dep.id}"})
+
+
+async def deploy_inline(request: Request) -> Response:
+    """Deploy code from JSON ({code, filename?, dependencies?}); 202, the build runs asynchronously."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    body = await read_object(request, ("code", "filename", "dependencies"))
+    code = body.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise ValidationError("code must be a non-empty string", details={"field": "code"})
+    language = daemon.runtimes.language_of(fn.runtime) or "python"
+    filename = validate_entrypoint(body.get("filename", fn.entrypoint), language)
+    deps = body.get("dependencies")
+    if deps is not None and not isinstance(deps, str):
+        raise ValidationError("dependencies must be a string", details={"field": "dependencies"})
+    return _accepted(await daemon.builder.submit_inline(fn, code, filename, deps))
+
+
+async def deploy_archive(request: Request) -> Response:
+    """Deploy a .tar.gz or .zip (multipart field `file`, or the raw body); 202, built asynchronously."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ValidationError("send the archive in the multipart field `file`", details={"field": "file"})
+            data = await upload.read()
+    elif content_type in ARCHIVE_TYPES:
+        data = await request.body()
+    else:
+        raise ValidationError("send multipart/form-data with a `file` field, or the archive as the body",
+                              hint="curl -F file=@fn.tar.gz .../deploy", details={"field": "file"})
+    if not data:
+        raise ValidationError("the archive is empty", details={"field": "file"})
+    return _accepted(await daemon.builder.submit_archive(fn, data))
+
+
+async def list_deployments(request: Request) -> Response:
+    """Deployment history of a function, newest first (?limit=, ?cursor=)."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    limit, cursor = page_params(request)
+    deps = await daemon.function_store.deployments(fn.id, limit + 1, cursor)
+    return listing("deployments", [asdict(d) for d in deps], limit)
+
+
+async def rollback(request: Request) -> Response:
+    """Switch back to a built version ({deployment_id} or {code_hash}); 200 with a `rollback` deployment."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    body = await read_object(request, ("deployment_id", "code_hash"))
+    for field in ("deployment_id", "code_hash"):
+        if field in body and not isinstance(body[field], str):
+            raise ValidationError(f"{field} must be a string", details={"field": field})
+    dep = await daemon.builder.rollback(fn, body.get("deployment_id"), body.get("code_hash"))
+    return JSONResponse(asdict(dep))
+
+
+async def source(request: Request) -> Response:
+    """The active version's handler and dependency manifest."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    dep = await daemon.function_store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
+    if dep is None or dep.code_hash is None:
+        raise NotFound(f"function {fn.name} has no active version", hint="deploy code first")
+    root = daemon.builder.version_dir(fn.id, dep.code_hash)
+    files = await asyncio.to_thread(compare, root, root, fn.entrypoint, fn.entrypoint)
+    manifest = next((f for f in files if f["kind"] == "manifest"), None)
+    return JSONResponse({
+        "function_id": fn.id, "deployment_id": dep.id, "code_hash": dep.code_hash, "filename": fn.entrypoint,
+        "code": files[0]["after"], "dependencies": manifest["after"] if manifest else "",
+        "manifest": manifest["path"] if manifest else None,
+    })
+
+
+async def _built(daemon: Any, fn: Function, deployment_id: str | None, field: str) -> Deployment:
+    if not deployment_id:
+        raise ValidationError(f"?{field}= (a deployment id) is required", details={"field": field})
+    dep = await daemon.function_store.deployment(deployment_id)
+    if dep is None:
+        raise NotFound(f"no deployment {deployment_id}", code="VERSION_NOT_FOUND",
+                       details={field: deployment_id})
+    if dep.function_id != fn.id:
+        raise ValidationError(f"deployment {deployment_id} belongs to another function", details={"field": field})
+    if dep.status != "succeeded" or dep.code_hash is None:
+        raise ValidationError(f"deployment {deployment_id} is not a succeeded build", details={"field": field})
+    return dep
+
+
+async def diff(request: Request) -> Response:
+    """Compare two succeeded deployments: ?from=&to=&format=json|unified."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    params = request.query_params
+    fmt = params.get("format", "json")
+    if fmt not in ("json", "unified"):
+        raise ValidationError("format must be json or unified", details={"field": "format"})
+    before = await _built(daemon, fn, params.get("from"), "from")
+    after = await _built(daemon, fn, params.get("to"), "to")
+    if before.id == after.id:
+        raise ValidationError("from and to are the same deployment", details={"field": "to"})
+    roots = [daemon.builder.version_dir(fn.id, d.code_hash) for d in (before, after)]
+    missing = [d.code_hash for d, root in zip((before, after), roots, strict=True) if not root.is_dir()]
+    if missing:
+        raise VersionGCd("a compared version was removed by the garbage collector",
+                         details={"missing_hashes": missing,
+                                  "available_hashes": await daemon.builder.available_hashes(fn.id)})
+    files = await asyncio.to_thread(compare, roots[0], roots[1], fn.entrypoint, fn.entrypoint)
+    if fmt == "unified":
+        return PlainTextResponse(unified(files), media_type="text/x-diff")
+    return JSONResponse({"from": before.id, "to": after.id, "files": files})
+
+
+routes = [
+    Route("/api/v1/functions", list_functions, methods=["GET"]),
+    Route("/api/v1/functions", create_function, methods=["POST"]),
+    Route("/api/v1/functions/{id}", get_function, methods=["GET"]),
+    Route("/api/v1/functions/{id}", update_function, methods=["PUT"]),
+    Route("/api/v1/functions/{id}", delete_function, methods=["DELETE"]),
+    Route("/api/v1/functions/{id}/deploy-inline", deploy_inline, methods=["POST"]),
+    Route("/api/v1/functions/{id}/deploy", deploy_archive, methods=["POST"]),
+    Route("/api/v1/functions/{id}/deployments", list_deployments, methods=["GET"]),
+    Route("/api/v1/functions/{id}/rollback", rollback, methods=["POST"]),
+    Route("/api/v1/functions/{id}/source", source, methods=["GET"]),
+    Route("/api/v1/functions/{id}/diff", diff, methods=["GET"]),
+]

@@ -1,0 +1,56 @@
+"""/api/v1/routes: custom URL paths that reach a function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orvad.api.common import daemon_of, read_object
+from orvad.errors import ValidationError
+from orvad.routing import RouteEntry
+
+
+def route_json(entry: RouteEntry, function_name: str | None) -> dict[str, Any]:
+    return {"id": entry.id, "path": entry.path, "function_id": entry.function_id, "function_name": function_name,
+            "methods": entry.methods_text(), "created_at": entry.created_at}
+
+
+def _name(request: Request, function_id: str) -> str | None:
+    fn = daemon_of(request).functions.get(function_id)
+    return fn.name if fn else None
+
+
+async def list_routes(request: Request) -> Response:
+    """Every custom route (?function_id= to filter)."""
+    wanted = request.query_params.get("function_id")
+    entries = [e for e in daemon_of(request).routes.table.all() if wanted is None or e.function_id == wanted]
+    return JSONResponse({"routes": [route_json(e, _name(request, e.function_id)) for e in entries],
+                         "next_cursor": None})
+
+
+async def create_route(request: Request) -> Response:
+    """Map a path ('/exact' or '/prefix/*') and methods ('*' or 'GET,POST') to a function."""
+    daemon = daemon_of(request)
+    body = await read_object(request, ("path", "function_id", "methods"))
+    if not isinstance(body.get("function_id"), str):
+        raise ValidationError("function_id is required (a function id or name)", details={"field": "function_id"})
+    fn = daemon.functions.resolve(body["function_id"])
+    entry = await daemon.routes.create(body.get("path"), fn.id, body.get("methods", "*"))
+    return JSONResponse(route_json(entry, fn.name), status_code=201)
+
+
+async def delete_route(request: Request) -> Response:
+    """Remove the route at ?path=."""
+    path = request.query_params.get("path")
+    await daemon_of(request).routes.delete(path)
+    return JSONResponse({"path": path, "deleted": True})
+
+
+routes = [
+    Route("/api/v1/routes", list_routes, methods=["GET"]),
+    Route("/api/v1/routes", create_route, methods=["POST"]),
+    Route("/api/v1/routes", delete_route, methods=["DELETE"]),
+]

@@ -1,0 +1,44 @@
+"""Compare the handler and dependency manifest of two built versions (JSON or unified text)."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAMES = ("requirements.txt", "package.json")
+
+
+def _read(root: Path, rel: str) -> str:
+    path = root / rel
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+def compare(before_root: Path, after_root: Path, entrypoint_before: str, entrypoint_after: str) -> list[dict[str, Any]]:
+    """One entry per handler or manifest file present in either version."""
+    pairs = [(entrypoint_before, entrypoint_after, "handler")]
+    pairs += [(m, m, "manifest") for m in MANIFEST_NAMES
+              if (before_root / m).is_file() or (after_root / m).is_file()]
+    files = []
+    for path_before, path_after, kind in pairs:
+        before, after = _read(before_root, path_before), _read(after_root, path_after)
+        added = removed = 0
+        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0):
+            if line.startswith("+") and not line.startswith("+++"):
+                added += 1
+            elif line.startswith("-") and not line.startswith("---"):
+                removed += 1
+        files.append({"path": path_after, "kind": kind, "before": before, "after": after,
+                      "added": added, "removed": removed})
+    return files
+
+
+def unified(files: list[dict[str, Any]]) -> str:
+    """git-style hunks per file (--- a/path, +++ b/path, @@ ...)."""
+    out: list[str] = []
+    for f in files:
+        out.extend(difflib.unified_diff(
+            f["before"].splitlines(keepends=True), f["after"].splitlines(keepends=True),
+            fromfile=f"a/{f['path']}", tofile=f"b/{f['path']}"))
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in out)
+    return text

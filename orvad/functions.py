@@ -1,0 +1,243 @@
+"""Functions: validation of every field, and the in-memory catalogue the invoke path reads.
+
+The catalogue (by id and by name) is loaded once at start and updated by the same calls that
+write the database, so resolving ``/fn/<id-or-name>`` never queries SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from orvad.clock import now_iso
+from orvad.errors import Conflict, NotFound, ValidationError
+from orvad.ids import uuid7
+from orvad.store.functions import Function, FunctionStore
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$")
+RESERVED_ENV_PREFIX = "ORVA_"
+MAX_ENV_VALUE = 32 * 1024
+MAX_ENV_TOTAL = 64 * 1024
+EXTENSIONS = {"python": (".py",), "node": (".js", ".mjs", ".cjs")}
+
+# Fields whose change must reach new workers (the pool replaces its workers in the background).
+WORKER_FIELDS = ("env_vars", "memory_mb", "cpus", "timeout_ms", "network_mode", "entrypoint", "runtime")
+SETTABLE = ("name", "runtime", "entrypoint", "description", "memory_mb", "cpus", "timeout_ms", "env_vars",
+            "network_mode", "auth_mode", "max_concurrency", "concurrency_policy", "rate_limit_per_min")
+CHOICES = {"network_mode": ("none", "egress"), "auth_mode": ("none", "api_key", "signed"),
+           "concurrency_policy": ("queue", "reject")}
+
+
+class RuntimeLookup(Protocol):
+    """What functions and builds need from the runtime catalogue (orvad/runtimes.py)."""
+
+    def language_of(self, runtime_id: str) -> str | None: ...
+    def interpreter_of(self, runtime_id: str) -> str: ...
+    def ids(self) -> list[str]: ...
+    def list(self) -> list[dict[str, Any]]: ...
+
+
+def _bad(field: str, message: str, **details: Any) -> ValidationError:
+    return ValidationError(f"{field} {message}", details={"field": field, **details})
+
+
+def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _bad(field, f"must be an integer in {lo}..{hi}", min=lo, max=hi)
+    return value
+
+
+def _env_vars(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _bad("env_vars", "must be an object of NAME: string value")
+    total = 0
+    for name, val in value.items():
+        if not ENV_NAME_RE.match(name):
+            raise _bad("env_vars", f"has an invalid variable name {name!r} (letters, digits, _; not a digit first)")
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            raise _bad("env_vars", f"may not set {name!r}: the ORVA_ prefix is reserved")
+        if not isinstance(val, str):
+            raise _bad("env_vars", f"value of {name} must be a string")
+        if len(val.encode()) > MAX_ENV_VALUE:
+            raise _bad("env_vars", f"value of {name} exceeds {MAX_ENV_VALUE} bytes")
+        total += len(name) + len(val.encode())
+    if total > MAX_ENV_TOTAL:
+        raise _bad("env_vars", f"total size exceeds {MAX_ENV_TOTAL} bytes")
+    return dict(value)
+
+
+def validate_entrypoint(entrypoint: Any, language: str) -> str:
+    if (not isinstance(entrypoint, str) or not ENTRYPOINT_RE.match(entrypoint) or ".." in entrypoint.split("/")
+            or not entrypoint.endswith(EXTENSIONS[language])):
+        raise _bad("entrypoint", f"must be a relative path inside the code ending in {' or '.join(EXTENSIONS[language])}",
+                   allowed_extensions=list(EXTENSIONS[language]))
+    return entrypoint
+
+
+class FunctionService:
+    def __init__(self, store: FunctionStore, runtimes: RuntimeLookup) -> None:
+        self._store = store
+        self._runtimes = runtimes
+        self._by_id: dict[str, Function] = {}
+        self._by_name: dict[str, str] = {}
+        self._lock = asyncio.Lock()  # create/rename: the name check and insert happen together
+        self.on_change: list[Callable[[Function, Function], Awaitable[None]]] = []
+        self.on_delete: list[Callable[[Function], Awaitable[None]]] = []
+
+    async def load(self) -> None:
+        for fn in await self._store.all_functions():
+            self._remember(fn)
+
+    # reads (memory only)
+    def resolve(self, id_or_name: str) -> Function:
+        fn = self._by_id.get(id_or_name) or self._by_id.get(self._by_name.get(id_or_name, ""))
+        if fn is None:
+            raise NotFound(f"no function {id_or_name!r}", hint="list functions with GET /api/v1/functions",
+                           details={"function": id_or_name})
+        return fn
+
+    def get(self, function_id: str) -> Function | None:
+        return self._by_id.get(function_id)
+
+    def list(self, *, status: str | None, runtime: str | None) -> list[Function]:
+        fns = sorted(self._by_id.values(), key=lambda f: f.id, reverse=True)
+        return [f for f in fns if (status is None or f.status == status) and (runtime is None or f.runtime == runtime)]
+
+    # writes
+    async def create(self, body: dict[str, Any]) -> Function:
+        for required in ("name", "runtime"):
+            if required not in body:
+                raise _bad(required, "is required")
+        language = self._language(body["runtime"])
+        now = now_iso()
+        fields = {
+            "name": body["name"], "runtime": body["runtime"], "description": "",
+            "entrypoint": "handler.py" if language == "python" else "handler.js",
+            "memory_mb": 128, "cpus": 1.0, "timeout_ms": 30000, "env_vars": {}, "network_mode": "none",
+            "auth_mode": "none", "max_concurrency": 0, "concurrency_policy": "queue", "rate_limit_per_min": 0,
+        }
+        fields.update(self._validate({**fields, **body}, set(body)))
+        fn = Function(id=uuid7(), status="created", active_deployment_id=None, created_at=now, updated_at=now,
+                      **fields)
+        async with self._lock:
+            self._check_name_free(fn.name)
+            await self._store.insert_function(fn)
+            self._remember(fn)
+        return fn
+
+    async def update(self, id_or_name: str, body: dict[str, Any]) -> Function:
+        async with self._lock:
+            old = self.resolve(id_or_name)
+            changes = self._validate({**self._fields(old), **body}, set(body) - {"status"})
+            if "status" in body:
+                changes["status"] = self._status_change(old, body["status"])
+            if changes.get("name", old.name) != old.name:
+                self._check_name_free(changes["name"])
+            new = replace(old, **changes, updated_at=now_iso())
+            await self._store.update_function(new)
+            self._forget(old)
+            self._remember(new)
+        for hook in self.on_change:
+            await hook(old, new)
+        return new
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a function row is read, changed and written, by the API and the builder alike."""
+        return self._lock
+
+    async def set_state(self, fn: Function) -> None:
+        """Record a state change the builder wrote (status, active deployment); call with ``lock`` held."""
+        old = self._by_id.get(fn.id)
+        if old is None:
+            return
+        self._forget(old)
+        self._remember(fn)
+        for hook in self.on_change:
+            await hook(old, fn)
+
+    async def delete(self, id_or_name: str) -> Function:
+        async with self._lock:
+            fn = self.resolve(id_or_name)
+            await self._store.delete_function(fn.id)
+            self._forget(fn)
+        for hook in self.on_delete:
+            await hook(fn)
+        return fn
+
+    # validation
+    def _validate(self, merged: dict[str, Any], sent: set[str]) -> dict[str, Any]:
+        """Check every sent field (and the entrypoint against the runtime); return the sent values."""
+        out: dict[str, Any] = {}
+        if "name" in sent:
+            if not isinstance(merged["name"], str) or not NAME_RE.match(merged["name"]):
+                raise _bad("name", "must be 1..63 of a-z 0-9 - starting with a letter")
+            out["name"] = merged["name"]
+        language = self._language(merged["runtime"])
+        if "runtime" in sent:
+            out["runtime"] = merged["runtime"]
+        if "entrypoint" in sent or "runtime" in sent:
+            out["entrypoint"] = validate_entrypoint(merged["entrypoint"], language)
+        if "description" in sent:
+            if not isinstance(merged["description"], str) or len(merged["description"]) > 1024:
+                raise _bad("description", "must be a string of at most 1024 characters")
+            out["description"] = merged["description"]
+        for field, lo, hi in (("memory_mb", 16, 4096), ("timeout_ms", 100, 900_000),
+                              ("max_concurrency", 0, 10_000), ("rate_limit_per_min", 0, 1_000_000)):
+            if field in sent:
+                out[field] = _int(merged, field, lo, hi)
+        if "cpus" in sent:
+            cores = os.cpu_count() or 1
+            cpus = merged["cpus"]
+            if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.1 <= cpus <= cores:
+                raise _bad("cpus", f"must be a number in 0.1..{cores} (the host's cores)", min=0.1, max=cores)
+            out["cpus"] = float(cpus)
+        if "env_vars" in sent:
+            out["env_vars"] = _env_vars(merged["env_vars"])
+        for field, allowed in CHOICES.items():
+            if field in sent:
+                if merged[field] not in allowed:
+                    raise _bad(field, f"must be one of {', '.join(allowed)}", allowed=list(allowed))
+                out[field] = merged[field]
+        return out
+
+    def _language(self, runtime: Any) -> str:
+        language = self._runtimes.language_of(runtime) if isinstance(runtime, str) else None
+        if language is None:
+            raise _bad("runtime", f"must be one of {', '.join(self._runtimes.ids())} (GET /api/v1/runtimes)",
+                       allowed=self._runtimes.ids())
+        return language
+
+    @staticmethod
+    def _status_change(fn: Function, status: Any) -> str:
+        if status not in ("active", "inactive"):
+            raise _bad("status", "can only be set to active or inactive", allowed=["active", "inactive"])
+        if status == "active" and fn.active_deployment_id is None:
+            raise Conflict(f"function {fn.name} has no successful deployment to activate",
+                           hint="deploy code with POST /api/v1/functions/{id}/deploy-inline first")
+        return str(status)
+
+    def _check_name_free(self, name: str) -> None:
+        if name in self._by_name:
+            raise Conflict(f"a function named {name!r} exists already", hint="pick another name",
+                           details={"field": "name"})
+
+    @staticmethod
+    def _fields(fn: Function) -> dict[str, Any]:
+        return {f: getattr(fn, f) for f in SETTABLE}
+
+    def _remember(self, fn: Function) -> None:
+        self._by_id[fn.id] = fn
+        self._by_name[fn.name] = fn.id
+
+    def _forget(self, fn: Function) -> None:
+        self._by_id.pop(fn.id, None)
+        if self._by_name.get(fn.name) == fn.id:
+            del self._by_name[fn.name]

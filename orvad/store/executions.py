@@ -1,0 +1,52 @@
+"""SQL for executions and their logs: written through the batched writer, read with filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database
+
+COLUMNS = ("id", "function_id", "function_name", "code_hash", "trigger", "method", "path", "status", "status_code",
+           "cold_start", "duration_ms", "queue_ms", "request_bytes", "response_bytes", "error_code",
+           "error_message", "started_at", "finished_at")
+_INSERT = f"INSERT INTO executions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+_INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
+
+
+def _row(row: Any) -> dict[str, Any]:
+    values = dict(row)
+    values["cold_start"] = bool(values["cold_start"])
+    return values
+
+
+class ExecutionStore:
+    def __init__(self, db: Database, batch: BatchWriter) -> None:
+        self._db = db
+        self._batch = batch
+
+    def record(self, execution: dict[str, Any], logs: str, truncated: bool) -> None:
+        """Queue the execution and its log; never touches the database on the caller's path."""
+        self._batch.submit(_INSERT, [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS])
+        self._batch.submit(_INSERT_LOG, (execution["id"], logs, int(truncated)))
+
+    async def list(self, *, function_id: str | None, status: str | None, since: str | None, until: str | None,
+                   cursor: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM executions WHERE (?1 IS NULL OR function_id = ?1) AND (?2 IS NULL OR status = ?2)"
+            " AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at < ?4)"
+            " AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6",
+            (function_id, status, since, until, cursor, limit))
+        return [_row(r) for r in rows]
+
+    async def get(self, execution_id: str) -> dict[str, Any] | None:
+        row = await self._db.fetchone("SELECT * FROM executions WHERE id = ?", (execution_id,))
+        return _row(row) if row else None
+
+    async def logs(self, execution_id: str) -> tuple[str, bool] | None:
+        row = await self._db.fetchone("SELECT logs, truncated FROM execution_logs WHERE execution_id = ?",
+                                      (execution_id,))
+        return (row[0], bool(row[1])) if row else None
+
+    async def delete_older_than(self, cutoff: str) -> int:
+        return await self._db.execute("DELETE FROM executions WHERE started_at < ?", (cutoff,))

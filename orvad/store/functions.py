@@ -1,0 +1,168 @@
+"""SQL for functions, deployments and build logs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database
+
+
+@dataclass(frozen=True)
+class Function:
+    id: str
+    name: str
+    runtime: str
+    entrypoint: str
+    description: str
+    memory_mb: int
+    cpus: float
+    timeout_ms: int
+    env_vars: dict[str, str]
+    network_mode: str
+    auth_mode: str
+    max_concurrency: int
+    concurrency_policy: str
+    rate_limit_per_min: int
+    status: str
+    active_deployment_id: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    function_id: str
+    version: int
+    code_hash: str | None
+    status: str
+    phase: str
+    phases: list[dict[str, str]]
+    source: str
+    parent_deployment_id: str | None
+    error_message: str | None
+    submitted_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_ms: int | None
+
+
+_FUNCTION_COLUMNS = [f.name for f in fields(Function)]
+_DEPLOYMENT_COLUMNS = [f.name for f in fields(Deployment)]
+
+
+def _function(row: Any) -> Function:
+    values = dict(row)
+    values["env_vars"] = json.loads(values["env_vars"])
+    return Function(**values)
+
+
+def _deployment(row: Any) -> Deployment:
+    values = dict(row)
+    values["phases"] = json.loads(values["phases"])
+    return Deployment(**values)
+
+
+def _encode(record: Function | Deployment) -> dict[str, Any]:
+    values = asdict(record)
+    for key in ("env_vars", "phases"):
+        if key in values:
+            values[key] = json.dumps(values[key])
+    return values
+
+
+class FunctionStore:
+    def __init__(self, db: Database, batch: BatchWriter) -> None:
+        self._db = db
+        self._batch = batch
+
+    # functions
+    async def all_functions(self) -> list[Function]:
+        return [_function(r) for r in await self._db.fetchall("SELECT * FROM functions ORDER BY id DESC")]
+
+    async def insert_function(self, fn: Function) -> None:
+        values = _encode(fn)
+        cols = ", ".join(_FUNCTION_COLUMNS)
+        marks = ", ".join("?" for _ in _FUNCTION_COLUMNS)
+        await self._db.execute(f"INSERT INTO functions ({cols}) VALUES ({marks})",
+                               [values[c] for c in _FUNCTION_COLUMNS])
+
+    async def update_function(self, fn: Function) -> None:
+        values = _encode(fn)
+        cols = [c for c in _FUNCTION_COLUMNS if c != "id"]
+        await self._db.execute(f"UPDATE functions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                               [values[c] for c in cols] + [fn.id])
+
+    async def delete_function(self, function_id: str) -> bool:
+        return await self._db.execute("DELETE FROM functions WHERE id = ?", (function_id,)) == 1
+
+    # deployments
+    async def insert_deployment(self, dep: Deployment) -> Deployment:
+        """Insert with the next version number of its function (assigned inside the transaction)."""
+        async with self._db.transaction() as tx:
+            async with tx.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE function_id = ?",
+                                  (dep.function_id,)) as cur:
+                row = await cur.fetchone()
+            values = _encode(dep)
+            values["version"] = row[0] if row else 1
+            cols = ", ".join(_DEPLOYMENT_COLUMNS)
+            marks = ", ".join("?" for _ in _DEPLOYMENT_COLUMNS)
+            await tx.execute(f"INSERT INTO deployments ({cols}) VALUES ({marks})",
+                             [values[c] for c in _DEPLOYMENT_COLUMNS])
+        return Deployment(**{**asdict(dep), "version": values["version"]})
+
+    async def update_deployment(self, dep: Deployment, fn: Function | None = None) -> None:
+        """Write a deployment's state, and its function's in the same transaction when given."""
+        values = _encode(dep)
+        cols = [c for c in _DEPLOYMENT_COLUMNS if c not in ("id", "function_id", "version")]
+        async with self._db.transaction() as tx:
+            await tx.execute(f"UPDATE deployments SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                             [values[c] for c in cols] + [dep.id])
+            if fn is not None:
+                fvalues = _encode(fn)
+                fcols = [c for c in _FUNCTION_COLUMNS if c != "id"]
+                await tx.execute(f"UPDATE functions SET {', '.join(f'{c} = ?' for c in fcols)} WHERE id = ?",
+                                 [fvalues[c] for c in fcols] + [fn.id])
+
+    async def deployment(self, deployment_id: str) -> Deployment | None:
+        row = await self._db.fetchone("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
+        return _deployment(row) if row else None
+
+    async def deployments(self, function_id: str, limit: int, cursor: str | None) -> list[Deployment]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM deployments WHERE function_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+            (function_id, cursor, cursor, limit),
+        )
+        return [_deployment(r) for r in rows]
+
+    async def succeeded_by_hash(self, function_id: str, code_hash: str) -> Deployment | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM deployments WHERE function_id = ? AND code_hash = ? AND status = 'succeeded'"
+            " ORDER BY id DESC LIMIT 1", (function_id, code_hash))
+        return _deployment(row) if row else None
+
+    async def unfinished_deployments(self) -> list[Deployment]:
+        rows = await self._db.fetchall("SELECT * FROM deployments WHERE status IN ('queued', 'building') ORDER BY id")
+        return [_deployment(r) for r in rows]
+
+    async def succeeded_hashes(self, function_id: str) -> list[str]:
+        """Distinct code hashes of succeeded deployments, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT code_hash, MAX(id) AS newest FROM deployments WHERE function_id = ? AND status = 'succeeded'"
+            " GROUP BY code_hash ORDER BY newest DESC", (function_id,))
+        return [r[0] for r in rows]
+
+    # build logs
+    def append_log(self, deployment_id: str, seq: int, stream: str, line: str, ts: str) -> None:
+        self._batch.submit(
+            "INSERT INTO deployment_logs (deployment_id, seq, stream, line, ts) VALUES (?, ?, ?, ?, ?)",
+            (deployment_id, seq, stream, line, ts))
+
+    async def logs(self, deployment_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._db.fetchall(
+            "SELECT seq, stream, line, ts FROM deployment_logs WHERE deployment_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?", (deployment_id, after_seq, limit))
+        return [dict(r) for r in rows]
