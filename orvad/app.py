@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from orvad.api import auth, deployments, executions, functions, health, keys, openapi, pools, routes, runtimes
+from orvad.api import auth, deployments, executions, functions, health, keys, openapi, pools, routes, runtimes, secrets
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
 from orvad.errors import MethodNotAllowed, NotFound, OrvaError
@@ -49,7 +49,7 @@ def create_app(daemon: Daemon) -> Starlette:
 
     app = Starlette(
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
-                *pools.routes, *executions.routes, *runtimes.routes,
+                *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes,
                 *openapi.routes],
         middleware=[
             Middleware(RequestContext),

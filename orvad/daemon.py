@@ -18,6 +18,8 @@ from orvad.config import Settings
 from orvad.functions import FunctionService, RuntimeLookup
 from orvad.poolconfig import PoolConfigService
 from orvad.routing import RouteService
+from orvad.secrets import SecretService, load_master_key
+from orvad.store.secrets import SecretStore
 from orvad.runtimes import discover as discover_runtimes
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
@@ -48,6 +50,8 @@ class Daemon:
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db))
         self.executions = ExecutionStore(self.db, self.batch)
+        self._secret_store = SecretStore(self.db)
+        self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
             root=settings.data_dir / "functions", store=self.function_store, functions=self.functions, bus=self.bus,
             language_of=self.runtimes.language_of, interpreter_of=self.runtimes.interpreter_of, install=None,
@@ -69,6 +73,7 @@ class Daemon:
 
     async def start(self) -> None:
         self._prepare_data_dir()
+        self.secrets = SecretService(self._secret_store, load_master_key(self.settings.data_dir / "master.key"))
         await self.db.open()
         self.batch.start()
         await self.keys.load()

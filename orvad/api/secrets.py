@@ -1,0 +1,40 @@
+"""/api/v1/functions/{id}/secrets: names only out, values only in."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orvad.api.common import daemon_of, read_object
+
+
+async def list_secrets(request: Request) -> Response:
+    """The secret names of a function (never the values)."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    return JSONResponse({"function_id": fn.id, "secrets": await daemon.secrets.names(fn.id)})
+
+
+async def upsert_secret(request: Request) -> Response:
+    """Create or replace one secret ({key, value}); new workers get it, old ones are replaced."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    body = await read_object(request, ("key", "value"))
+    await daemon.secrets.upsert(fn.id, body.get("key"), body.get("value"))
+    return JSONResponse({"function_id": fn.id, "key": body["key"], "stored": True})
+
+
+async def delete_secret(request: Request) -> Response:
+    """Remove one secret."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    await daemon.secrets.delete(fn.id, request.path_params["key"])
+    return JSONResponse({"function_id": fn.id, "key": request.path_params["key"], "deleted": True})
+
+
+routes = [
+    Route("/api/v1/functions/{id}/secrets", list_secrets, methods=["GET"]),
+    Route("/api/v1/functions/{id}/secrets", upsert_secret, methods=["POST"]),
+    Route("/api/v1/functions/{id}/secrets/{key}", delete_secret, methods=["DELETE"]),
+]

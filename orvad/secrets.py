@@ -1,0 +1,109 @@
+"""Function secrets: AES-256-GCM at rest, bound to (function id, key name) as associated data.
+
+The master key is ``ORVA_MASTER_KEY`` (64 hex characters) or ``<data-dir>/master.key`` (0600,
+created on the first start). Plaintext values exist only in memory, on their way into a
+worker's environment at spawn; they are never returned, logged or put on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from orvad.clock import now_iso
+from orvad.errors import NotFound, ValidationError
+from orvad.store.secrets import SecretStore
+
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MAX_VALUE_BYTES = 32 * 1024
+MASTER_KEY_ENV = "ORVA_MASTER_KEY"
+
+
+class MasterKeyError(RuntimeError):
+    pass
+
+
+def load_master_key(path: Path, environ: dict[str, str] | os._Environ[str] = os.environ) -> bytes:
+    raw = environ.get(MASTER_KEY_ENV)
+    if raw is None:
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(os.urandom(32).hex() + "\n")
+        raw = path.read_text().strip()
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise MasterKeyError(f"the master key ({MASTER_KEY_ENV} or {path}) must be 64 hex characters")
+    return key
+
+
+def _aad(function_id: str, key: str) -> bytes:
+    return f"orva-secret\0{function_id}\0{key}".encode()
+
+
+def seal(master: bytes, function_id: str, key: str, value: str) -> tuple[bytes, bytes]:
+    nonce = os.urandom(12)
+    return nonce, AESGCM(master).encrypt(nonce, value.encode(), _aad(function_id, key))
+
+
+def open_sealed(master: bytes, function_id: str, key: str, nonce: bytes, ciphertext: bytes) -> str:
+    return AESGCM(master).decrypt(nonce, ciphertext, _aad(function_id, key)).decode()
+
+
+class SecretService:
+    def __init__(self, store: SecretStore, master: bytes) -> None:
+        self._store = store
+        self._master = master
+        self.on_change: list[Callable[[str], Awaitable[None]]] = []  # function id; the pool refreshes workers
+
+    async def upsert(self, function_id: str, key: Any, value: Any) -> None:
+        if not isinstance(key, str) or not KEY_RE.match(key) or key.upper().startswith("ORVA_"):
+            raise ValidationError("key must be an environment variable name (letters, digits, _), not ORVA_*",
+                                  details={"field": "key"})
+        if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:
+            raise ValidationError(f"value must be a string of at most {MAX_VALUE_BYTES} bytes",
+                                  details={"field": "value"})
+        nonce, ciphertext = seal(self._master, function_id, key, value)
+        await self._store.upsert(function_id, key, nonce, ciphertext, now_iso())
+        await self._changed(function_id)
+
+    async def delete(self, function_id: str, key: str) -> None:
+        if not await self._store.delete(function_id, key):
+            raise NotFound(f"no secret {key!r} on this function", details={"key": key})
+        await self._changed(function_id)
+
+    async def names(self, function_id: str) -> list[dict[str, Any]]:
+        return await self._store.names(function_id)
+
+    async def environment(self, function_id: str) -> dict[str, str]:
+        """Decrypted secrets of one function, for a worker's environment at spawn."""
+        rows = await self._store.encrypted_for(function_id)
+        return {r["key"]: open_sealed(self._master, function_id, r["key"], r["nonce"], r["ciphertext"]) for r in rows}
+
+    async def rotate(self, new_master: bytes) -> int:
+        """Re-encrypt every secret under ``new_master`` in one transaction; returns how many."""
+        rows = []
+        for r in await self._store.all_encrypted():
+            try:
+                value = open_sealed(self._master, r["function_id"], r["key"], r["nonce"], r["ciphertext"])
+            except InvalidTag:
+                raise MasterKeyError(f"secret {r['key']} of {r['function_id']} does not open with the current "
+                                     "master key; nothing was changed") from None
+            nonce, ciphertext = seal(new_master, r["function_id"], r["key"], value)
+            rows.append((nonce, ciphertext, r["function_id"], r["key"]))
+        await self._store.replace_all(rows)
+        self._master = new_master
+        return len(rows)
+
+    async def _changed(self, function_id: str) -> None:
+        for hook in self.on_change:
+            await hook(function_id)

@@ -1,0 +1,52 @@
+"""Secrets: names out, values in, AES-GCM at rest, never in responses or logs."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from orvad.secrets import open_sealed, seal
+from tests.conftest import Orvad
+from tests.deploy_helpers import create_function
+
+SECRET = "sk_live_very-secret-value-4242"
+
+
+def test_secret_values_never_leave_and_are_encrypted_at_rest(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad()
+    with server.admin() as c:
+        fn = create_function(c, "sec-fn")
+        r = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "STRIPE_KEY", "value": SECRET})
+        assert r.status_code == 200 and SECRET not in r.text
+        listed = c.get(f"/api/v1/functions/{fn['id']}/secrets")
+        assert [s["key"] for s in listed.json()["secrets"]] == ["STRIPE_KEY"] and SECRET not in listed.text
+        assert SECRET not in c.get(f"/api/v1/functions/{fn['id']}").text
+        bad = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "bad key", "value": SECRET})
+        assert bad.status_code == 400 and SECRET not in bad.text
+        too_big = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "BIG", "value": "x" * 40_000})
+        assert too_big.status_code == 400 and too_big.json()["error"]["details"]["field"] == "value"
+        assert c.delete(f"/api/v1/functions/{fn['id']}/secrets/NOPE").status_code == 404
+    server.stop()
+    key_file = server.data_dir / "master.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    for path in server.data_dir.glob("orva.db*"):
+        assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in server.stderr() and SECRET not in server.stdout()
+
+    again = make_orvad(data_dir=server.data_dir)
+    with again.admin() as c:
+        assert c.get(f"/api/v1/functions/{fn['id']}/secrets").json()["secrets"][0]["key"] == "STRIPE_KEY"
+        assert c.delete(f"/api/v1/functions/{fn['id']}/secrets/STRIPE_KEY").status_code == 200
+        assert c.get(f"/api/v1/functions/{fn['id']}/secrets").json()["secrets"] == []
+
+
+def test_ciphertext_is_bound_to_function_and_key() -> None:
+    master = bytes(range(32))
+    nonce, ct = seal(master, "fn-a", "KEY", "value")
+    assert open_sealed(master, "fn-a", "KEY", nonce, ct) == "value"
+    for fid, key in (("fn-b", "KEY"), ("fn-a", "OTHER")):
+        with pytest.raises(InvalidTag):
+            open_sealed(master, fid, key, nonce, ct)
