@@ -11,7 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from orvad.api import auth, deployments, executions, functions, health, keys, openapi, pools, routes, runtimes, secrets
+from orvad.api import (
+    auth,
+    deployments,
+    executions,
+    functions,
+    health,
+    keys,
+    openapi,
+    pools,
+    routes,
+    runtimes,
+    secrets,
+)
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
 from orvad.errors import MethodNotAllowed, NotFound, OrvaError

@@ -18,9 +18,8 @@ from orvad.config import Settings
 from orvad.functions import FunctionService, RuntimeLookup
 from orvad.poolconfig import PoolConfigService
 from orvad.routing import RouteService
-from orvad.secrets import SecretService, load_master_key
-from orvad.store.secrets import SecretStore
 from orvad.runtimes import discover as discover_runtimes
+from orvad.secrets import SecretService, load_master_key
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
@@ -28,6 +27,7 @@ from orvad.store.executions import ExecutionStore
 from orvad.store.functions import Function, FunctionStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.routes import RouteStore
+from orvad.store.secrets import SecretStore
 
 log = logging.getLogger(__name__)
 
