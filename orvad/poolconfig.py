@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from orvad.clock import now_iso
 from orvad.errors import ValidationError
+from orvad.pool.config import PoolConfig
 from orvad.store.pools import PoolConfigStore
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    min_warm: int = 1
-    max_warm: int = 16
-    idle_ttl_seconds: int = 300
-    target_concurrency: int = 1
-    scale_to_zero: bool = True
-
 
 LIMITS = {"min_warm": (0, 256), "max_warm": (1, 256), "idle_ttl_seconds": (1, 86_400),
           "target_concurrency": (1, 1000)}

@@ -1,0 +1,289 @@
+"""One warm pool: the workers of one function version, their slots, and the autoscaler's hands.
+
+A worker offers ``target_concurrency`` slots. ``acquire`` takes a free slot; if none is free and
+the pool is below ``max_warm`` it starts a worker in the background (the waiting request is a
+cold start) and waits for whichever slot frees first, up to its deadline; past that,
+503 POOL_AT_CAPACITY. Workers that crash, time out or break the protocol are dropped and
+stopped; workers are recycled after ``max_requests``. ``tick`` feeds the autoscaler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orvad.errors import OrvaError, Unavailable, WorkerCrashed
+from orvad.pool.autoscaler import Samples, decide
+from orvad.pool.config import PoolConfig
+
+log = logging.getLogger(__name__)
+
+_SPAWN_BACKOFF_MAX_S = 30.0
+
+
+class PoolWorker(Protocol):
+    @property
+    def alive(self) -> bool: ...
+    async def stop(self, grace_s: float = ...) -> None: ...
+
+
+@dataclass(eq=False)
+class Slot:
+    worker: PoolWorker
+    started: float
+    inflight: int = 0
+    served: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    retiring: bool = False
+
+
+@dataclass(frozen=True)
+class Lease:
+    slot: Slot
+    cold: bool
+    queue_ms: float
+
+    @property
+    def worker(self) -> PoolWorker:
+        return self.slot.worker
+
+
+@dataclass
+class Counters:
+    spawned: int = 0
+    killed: int = 0
+    scale_ups: int = 0
+    scale_downs: int = 0
+    cold_starts: int = 0
+    spawn_failures: int = 0
+
+
+class Pool:
+    def __init__(self, name: str, spawn: Callable[[], Awaitable[PoolWorker]], config: Callable[[], PoolConfig],
+                 *, max_requests: int = 10_000, details: dict[str, str] | None = None) -> None:
+        self.name = name
+        self._spawn = spawn
+        self._config = config
+        self._max_requests = max_requests
+        self._details = details or {}
+        self.slots: list[Slot] = []
+        self._spawning = 0
+        self._cond = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._last_error: OrvaError | None = None
+        self._backoff_until = 0.0
+        self._failures_in_row = 0
+        self.counters = Counters()
+        self.samples = Samples()
+        self._waiting = 0
+        self._arrivals = 0
+        self._busy_area = 0.0
+        self._busy_mark = time.monotonic()
+        self._last_tick = time.monotonic()
+        self._last_request = time.monotonic()
+        self._latency_s = 0.0
+
+    # numbers
+    @property
+    def size(self) -> int:
+        return len(self.slots)
+
+    @property
+    def inflight(self) -> int:
+        return sum(s.inflight for s in self.slots)
+
+    def stats(self) -> dict[str, int]:
+        busy = sum(1 for s in self.slots if s.inflight)
+        return {"workers": self.size, "idle": self.size - busy, "busy": busy, "spawning": self._spawning,
+                "queue_depth": self._waiting, "inflight": self.inflight, **vars(self.counters)}
+
+    def _account(self) -> None:
+        now = time.monotonic()
+        self._busy_area += self.inflight * (now - self._busy_mark)
+        self._busy_mark = now
+
+    # the request path
+    async def acquire(self, timeout_s: float) -> Lease:
+        started = time.monotonic()
+        deadline = started + timeout_s
+        cold = False
+        self._arrivals += 1
+        self._last_request = started
+        async with self._cond:
+            self._waiting += 1
+            try:
+                while True:
+                    slot = self._free_slot()
+                    if slot is not None:
+                        self._account()
+                        slot.inflight += 1
+                        if cold:
+                            self.counters.cold_starts += 1
+                        return Lease(slot, cold, (time.monotonic() - started) * 1000)
+                    if self._closed:
+                        raise Unavailable(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
+                    if self._can_spawn():
+                        self._start_spawn()
+                        cold = True
+                    elif not self.slots and not self._spawning and self._last_error is not None:
+                        raise self._last_error
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        config = self._config()
+                        raise Unavailable(
+                            f"function pool at capacity for {self._details.get('function_id', self.name)}",
+                            code="POOL_AT_CAPACITY", retry_after_s=max(1, math.ceil(self._latency_s)),
+                            hint="raise pool_config.max_warm via PUT /api/v1/pool/config",
+                            details={**self._details, "current": self.size, "limit": config.max_warm})
+                    try:
+                        await asyncio.wait_for(self._cond.wait(), remaining)
+                    except TimeoutError:
+                        continue
+            finally:
+                self._waiting -= 1
+
+    async def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
+        """Return a slot; an unhealthy worker is dropped and stopped, a worn-out one retired."""
+        slot = lease.slot
+        self._account()
+        slot.inflight -= 1
+        slot.served += 1
+        slot.last_used = time.monotonic()
+        self._latency_s = duration_s if self._latency_s == 0 else 0.8 * self._latency_s + 0.2 * duration_s
+        if not healthy or not slot.worker.alive:
+            self._drop(slot, "unhealthy")
+        elif slot.served >= self._max_requests:
+            slot.retiring = True
+            if slot.inflight == 0:
+                self._drop(slot, "recycled")
+        if self._waiting:
+            await self._wake()
+
+    def _free_slot(self) -> Slot | None:
+        limit = max(1, self._config().target_concurrency)
+        best: Slot | None = None
+        for slot in list(self.slots):
+            if not slot.worker.alive:
+                self._drop(slot, "exited")
+                continue
+            if slot.retiring or slot.inflight >= limit:
+                continue
+            # the most recently used free worker: keeps the rest idle so they can be retired
+            if best is None or slot.last_used > best.last_used:
+                best = slot
+        return best
+
+    def _can_spawn(self) -> bool:
+        return (self.size + self._spawning < self._config().max_warm and time.monotonic() >= self._backoff_until)
+
+    # spawning and retiring
+    def _start_spawn(self) -> None:
+        self._spawning += 1
+        task = asyncio.create_task(self._spawn_one(), name=f"orva-spawn-{self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _spawn_one(self) -> None:
+        try:
+            worker = await self._spawn()
+        except OrvaError as exc:
+            self._spawn_failed(exc)
+        except Exception as exc:
+            log.exception("worker spawn failed", extra={"pool": self.name})
+            self._spawn_failed(WorkerCrashed(f"worker failed to start: {type(exc).__name__}: {exc}"))
+        else:
+            if self._closed:
+                await worker.stop()
+            else:
+                self.slots.append(Slot(worker, time.monotonic()))
+                self.counters.spawned += 1
+                self._failures_in_row = 0
+                self._last_error = None
+        finally:
+            self._spawning -= 1
+            await self._wake()
+
+    def _spawn_failed(self, exc: OrvaError) -> None:
+        self.counters.spawn_failures += 1
+        self._failures_in_row += 1
+        self._last_error = exc
+        self._backoff_until = time.monotonic() + min(_SPAWN_BACKOFF_MAX_S, 0.25 * 2 ** self._failures_in_row)
+        log.warning("worker spawn failed", extra={"pool": self.name, "error": exc.message})
+
+    def _drop(self, slot: Slot, why: str) -> None:
+        if slot in self.slots:
+            self.slots.remove(slot)
+            self.counters.killed += 1
+            log.debug("worker leaves pool", extra={"pool": self.name, "why": why})
+            self._background(slot.worker.stop())
+
+    def _background(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _wake(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def warm(self, count: int, timeout_s: float) -> None:
+        """Start workers until ``count`` are up (bounded by max_warm) and wait for them, up to timeout_s."""
+        count = min(count, self._config().max_warm)
+        for _ in range(max(0, count - self.size - self._spawning)):
+            self._start_spawn()
+        deadline = time.monotonic() + timeout_s
+        async with self._cond:
+            while self.size < count and (self._spawning or self._can_spawn()) and time.monotonic() < deadline:
+                try:
+                    await asyncio.wait_for(self._cond.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    break
+
+    def tick(self, now: float | None = None) -> None:
+        """One autoscaler step: sample, decide, then spawn ahead or retire one idle worker."""
+        now = time.monotonic() if now is None else now
+        self._account()
+        elapsed = max(1e-3, now - self._last_tick)
+        self.samples.add(self._busy_area / elapsed + self._waiting, self._arrivals)
+        self._busy_area, self._arrivals, self._last_tick = 0.0, 0, now
+        config = self._config()
+        decision = decide(
+            self.samples, current=self.size, min_warm=config.min_warm, max_warm=config.max_warm,
+            target_concurrency=config.target_concurrency, mean_latency_s=self._latency_s,
+            idle_for_s=now - self._last_request, idle_ttl_s=config.idle_ttl_seconds,
+            scale_to_zero=config.scale_to_zero, now=now)
+        missing = decision.desired - self.size - self._spawning
+        if missing > 0 and not self._closed and now >= self._backoff_until:
+            self.counters.scale_ups += 1
+            for _ in range(missing):
+                self._start_spawn()
+        elif self.size > decision.desired:
+            idle = [s for s in self.slots if s.inflight == 0 and now - s.last_used >= config.idle_ttl_seconds]
+            if idle:
+                self.counters.scale_downs += 1
+                self._drop(min(idle, key=lambda s: s.last_used), "idle")
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop taking requests, let in-flight ones finish (up to grace_s), stop every worker."""
+        self._closed = True
+        await self._wake()
+        deadline = time.monotonic() + grace_s
+        while self.inflight and time.monotonic() < deadline:
+            async with self._cond:
+                try:
+                    await asyncio.wait_for(self._cond.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    break
+        for slot in list(self.slots):
+            self._drop(slot, "closed")
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
