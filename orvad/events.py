@@ -1,0 +1,81 @@
+"""The event a handler receives, built from an HTTP request (CONTRACT.md), with the AWS aliases.
+
+Pure: no I/O. Orva's own credentials (X-Orva-API-Key, an Orva key in Authorization, the
+session_token cookie) are removed before the handler sees the headers.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+ORVA_KEY_PREFIX = "orva_"
+SESSION_COOKIE = "session_token"
+
+
+def _strip_session_cookie(value: str) -> str:
+    kept = [part.strip() for part in value.split(";") if not part.strip().startswith(SESSION_COOKIE + "=")]
+    return "; ".join(p for p in kept if p)
+
+
+def handler_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-cased headers, repeated values joined (RFC 9110; cookies with '; '), credentials removed."""
+    headers: dict[str, str] = {}
+    for key_b, value_b in raw:
+        key, value = key_b.decode("latin-1").lower(), value_b.decode("latin-1")
+        if key == "x-orva-api-key":
+            continue
+        if key == "authorization" and value.split(" ", 1)[-1].strip().startswith(ORVA_KEY_PREFIX):
+            continue
+        if key == "cookie":
+            value = _strip_session_cookie(value)
+            if not value:
+                continue
+        if key in headers:
+            headers[key] += ("; " if key == "cookie" else ", ") + value
+        else:
+            headers[key] = value
+    return headers
+
+
+def body_field(body: bytes) -> tuple[str, bool]:
+    """(body, isBase64Encoded): text when the bytes are UTF-8, else base64."""
+    try:
+        return body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), True
+
+
+def build_event(*, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes,
+                request_context: dict[str, Any]) -> dict[str, Any]:
+    pairs = parse_qsl(raw_query, keep_blank_values=True)
+    multi: dict[str, list[str]] = {}
+    for key, value in pairs:
+        multi.setdefault(key, []).append(value)
+    query = {key: values[-1] for key, values in multi.items()}
+    text, is_b64 = body_field(body)
+    context = {**request_context, "http": {"method": method, "path": path,
+                                           "sourceIp": request_context.get("sourceIp", "")}}
+    return {
+        "method": method, "path": path, "query": query, "multiQuery": multi, "rawQuery": raw_query,
+        "headers": headers, "body": text, "isBase64Encoded": is_b64, "requestContext": context,
+        # AWS API Gateway v2 and v1 aliases, so Lambda HTTP handlers run unchanged
+        "rawPath": path, "rawQueryString": raw_query, "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi or None, "httpMethod": method, "version": "2.0",
+        "routeKey": "$default",
+    }
+
+
+def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:
+    """A handler's headers as ASGI pairs; a list value becomes repeated headers (e.g. Set-Cookie)."""
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in (headers or {}).items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            text = str(item)
+            if "\r" in text or "\n" in text or "\r" in key or "\n" in key:
+                continue  # no header injection through a handler
+            out.append((key.lower().encode("latin-1", "replace"), text.encode("latin-1", "replace")))
+    return out
