@@ -23,6 +23,7 @@ from orvad.api import (
     routes,
     runtimes,
     secrets,
+    system,
 )
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
@@ -61,12 +62,12 @@ def create_app(daemon: Daemon) -> Starlette:
 
     app = Starlette(
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
-                *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes,
+                *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
                 *openapi.routes],
         middleware=[
             Middleware(RequestContext),
             Middleware(BodyLimit, limit_for=body_limit),
-            Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions),
+            Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call),
         ],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )

@@ -16,10 +16,13 @@ from orvad.bus import Bus
 from orvad.clock import now_iso
 from orvad.config import Settings
 from orvad.functions import FunctionService, RuntimeLookup
+from orvad.ids import uuid7
+from orvad.metrics import Metrics
 from orvad.poolconfig import PoolConfigService
 from orvad.routing import RouteService
 from orvad.runtimes import discover as discover_runtimes
 from orvad.secrets import SecretService, load_master_key
+from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
@@ -50,6 +53,8 @@ class Daemon:
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db))
         self.executions = ExecutionStore(self.db, self.batch)
+        self.audit = AuditStore(self.db, self.batch)
+        self.metrics = Metrics()
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
@@ -111,6 +116,22 @@ class Daemon:
         checks["migrations"] = {"ok": self.db.schema_version == expected,
                                 "detail": f"schema {self.db.schema_version} of {expected}"}
         return checks
+
+    def audit_call(self, scope: Any, principal: Any, status: int) -> None:
+        """Record one state-changing management call (who, what, on which id, with what result)."""
+        parts = scope["path"].split("/")
+        target = parts[4] if len(parts) > 4 and parts[:3] == ["", "api", "v1"] else None
+        actor_kind, actor_id, actor_name = "anonymous", None, None
+        if principal is not None and principal.key is not None:
+            actor_kind, actor_id, actor_name = "key", principal.key.id, principal.key.name
+        elif principal is not None and principal.session is not None:
+            actor_kind, actor_id, actor_name = "session", principal.session.user.id, principal.session.user.username
+        client = scope.get("client")
+        self.audit.record({
+            "id": uuid7(), "ts": now_iso(), "actor_kind": actor_kind, "actor_id": actor_id, "actor_name": actor_name,
+            "method": scope["method"], "path": scope["path"], "target_id": target, "status": status,
+            "request_id": scope.get("state", {}).get("request_id", "-"), "client_ip": client[0] if client else None,
+        })
 
     async def _function_deleted(self, fn: Function) -> None:
         self.routes.forget_function(fn.id)

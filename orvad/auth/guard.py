@@ -7,12 +7,13 @@ document is generated from the same function, so the published and enforced rule
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orvad.auth.keys import looks_like_key
 from orvad.errors import Forbidden, Unauthorized
@@ -112,15 +113,38 @@ def same_origin(scope: Scope) -> bool:
 class Guard:
     """Authenticates /api/v1 requests and enforces the permission map before any handler runs."""
 
-    def __init__(self, app: ASGIApp, keys: KeyService, sessions: SessionService) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyService, sessions: SessionService,
+                 audit: Callable[[Scope, Principal | None, int], None] | None = None) -> None:
         self.app = app
         self.keys = keys
         self.sessions = sessions
+        self.audit = audit  # told of every state-changing call once it is answered (or refused)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API):
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
+        if method in _SAFE_METHODS or self.audit is None:
+            await self._guarded(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_status)
+        except Exception as exc:
+            status = getattr(exc, "status", 500)
+            raise
+        finally:
+            self.audit(scope, scope.get("state", {}).get("principal"), status)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         need = requirement(method, path)
         # Public routes ignore credentials: a stale cookie must not stop the login page working.

@@ -1,0 +1,82 @@
+"""/api/v1/system/metrics(.json), /api/v1/events (SSE) and /api/v1/audit-log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orvad.api.common import daemon_of, listing, page_params
+from orvad.errors import ValidationError
+
+EVENT_TYPES = ("metrics", "execution", "deployment", "function")
+METRICS_EVERY_S = 5.0
+PING_S = 15
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    body = daemon_of(request).metrics.prometheus_text()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def metrics_json(request: Request) -> Response:
+    """The dashboard's view: totals, rates, latency percentiles, pools, memory reserved."""
+    return JSONResponse(daemon_of(request).metrics.snapshot())
+
+
+async def events(request: Request) -> Response:
+    """SSE of `metrics` (every 5 s), `execution`, `deployment` and `function` events.
+
+    Filters: ?types=execution,deployment and ?function_id=. A client that falls behind gets an
+    `event: dropped` with the count of events it missed.
+    """
+    daemon = daemon_of(request)
+    raw = request.query_params.get("types")
+    types = frozenset(t.strip() for t in raw.split(",")) if raw else frozenset(EVENT_TYPES)
+    if not types <= set(EVENT_TYPES):
+        raise ValidationError(f"types must be a comma list of {', '.join(EVENT_TYPES)}", details={"field": "types"})
+    wanted = request.query_params.get("function_id")
+    function_id = daemon.functions.resolve(wanted).id if wanted else None
+
+    async def frames() -> AsyncIterator[dict[str, str]]:
+        async with daemon.bus.subscribe(types | {"dropped"}) as sub:
+            next_metrics = 0.0
+            loop = asyncio.get_running_loop()
+            while True:
+                if "metrics" in types and loop.time() >= next_metrics:
+                    next_metrics = loop.time() + METRICS_EVERY_S
+                    yield {"event": "metrics", "data": json.dumps(daemon.metrics.snapshot())}
+                timeout = max(0.05, next_metrics - loop.time()) if "metrics" in types else PING_S
+                try:
+                    event, data = await asyncio.wait_for(sub.get(), timeout)
+                except TimeoutError:
+                    continue
+                if function_id and event != "dropped" and data.get("function_id", data.get("id")) != function_id:
+                    continue
+                yield {"event": event, "data": json.dumps(data)}
+
+    return EventSourceResponse(frames(), ping=PING_S, headers={"Cache-Control": "no-store"})
+
+
+async def audit_log(request: Request) -> Response:
+    """State-changing management calls, newest first (?actor_id=, ?method=, ?path_prefix=, ?since=)."""
+    limit, cursor = page_params(request)
+    q = request.query_params
+    rows = await daemon_of(request).audit.list(actor_id=q.get("actor_id"), method=q.get("method"),
+                                               path_prefix=q.get("path_prefix"), since=q.get("since"),
+                                               cursor=cursor, limit=limit + 1)
+    return listing("entries", rows, limit)
+
+
+routes = [
+    Route("/api/v1/system/metrics", metrics, methods=["GET"]),
+    Route("/api/v1/system/metrics.json", metrics_json, methods=["GET"]),
+    Route("/api/v1/events", events, methods=["GET"]),
+    Route("/api/v1/audit-log", audit_log, methods=["GET"]),
+]
