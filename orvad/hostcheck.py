@@ -121,3 +121,26 @@ def clean_leaked_cgroups(pid: int) -> None:
             leaked.rmdir()
         except OSError:
             pass
+
+
+@dataclass(frozen=True)
+class SandboxData:
+    """sandbox/binds.yaml and sandbox/limits.yaml, read once."""
+
+    binds: dict[str, list[str]]
+    limits: dict[str, int]
+
+    def binds_for(self, language: str, *, build: bool = False) -> tuple[str, ...]:
+        wanted = [*self.binds.get("common", []), *self.binds.get(language, []),
+                  *(self.binds.get("build", []) if build else [])]
+        return tuple(p for p in dict.fromkeys(wanted) if os.path.exists(p))
+
+
+def load_sandbox_data() -> SandboxData:
+    import yaml
+
+    from orvad.resources import data_dir
+
+    folder = data_dir("sandbox")
+    return SandboxData(yaml.safe_load((folder / "binds.yaml").read_text()),
+                       yaml.safe_load((folder / "limits.yaml").read_text()))

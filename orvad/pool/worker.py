@@ -1,0 +1,269 @@
+"""One long-lived sandboxed worker: the nsjail process, its frames, and its guaranteed end.
+
+``start`` spawns nsjail (argv and environment from ``orvad.sandbox``; values never on the
+command line) in its own session and waits for the adapter's ``ready`` frame. ``invoke`` sends
+a request frame and waits for its reply, matched by frame id, so several requests can be in
+flight on one worker. A request past its deadline kills the worker (504); a worker that exits
+or breaks the protocol fails every request in flight with the reason (502). ``stop`` is the
+kill path: quit frame, close stdin, SIGTERM, grace, SIGKILL the process group, always wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orvad.errors import OrvaError, Timeout, WorkerCrashed
+from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
+from orvad.sandbox import Invocation
+
+log = logging.getLogger(__name__)
+READ_CHUNK = 1 << 16
+STDERR_RING = 200  # lines of worker-level output kept for diagnosis
+
+
+@dataclass
+class Reply:
+    """The outcome of one request: a response, a stream, or a handler error, with its logs."""
+
+    kind: str                                   # response | stream | error
+    response: dict[str, Any] | None = None      # {statusCode, headers, body, isBase64Encoded}
+    error: dict[str, Any] | None = None         # {kind, name, message, stack}
+    logs: str = ""
+    logs_truncated: bool = False
+    status: int = 200                           # streams: from the start frame
+    headers: dict[str, Any] = field(default_factory=dict)
+    chunks: asyncio.Queue[dict[str, Any] | None] | None = None
+    ended: asyncio.Future[dict[str, Any]] | None = None  # streams: the end frame
+
+    async def iter_chunks(self) -> AsyncIterator[dict[str, Any]]:
+        assert self.chunks is not None
+        while (chunk := await self.chunks.get()) is not None:
+            yield chunk
+
+
+class Worker:
+    def __init__(self, invocation: Invocation, *, name: str, memory_mb: int,
+                 on_exit: Callable[[Worker], None] | None = None, after_kill: Callable[[int], None] | None = None,
+                 max_frame: int = MAX_FRAME) -> None:
+        self.invocation = invocation
+        self.name = name
+        self.memory_mb = memory_mb
+        self._on_exit = on_exit
+        self._after_kill = after_kill
+        self._max_frame = max_frame
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._streams: dict[int, Reply] = {}
+        self._ids = itertools.count(1)
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_RING)
+        self.exit_reason: str | None = None
+        self._stopping = False
+        self._killed_by_us = False
+        self.init_error: dict[str, Any] | None = None
+        self.version: str | None = None
+        self.spawn_s = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None and self.exit_reason is None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending) + len(self._streams)
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        started = time.monotonic()
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.invocation.argv, env=self.invocation.env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        self._ready = asyncio.get_running_loop().create_future()
+        self._tasks = [asyncio.create_task(self._read_frames(), name=f"orva-frames-{self.name}"),
+                       asyncio.create_task(self._read_stderr(), name=f"orva-stderr-{self.name}")]
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        except (TimeoutError, OrvaError) as exc:
+            detail = self.exit_reason or f"no ready frame within {timeout_s} s"
+            await self.stop(grace_s=0.5)
+            tail = " | ".join(list(self.stderr_tail)[-5:])
+            raise WorkerCrashed(f"worker failed to start: {detail}" + (f" ({tail})" if tail else ""),
+                                hint="check the runtime and the sandbox in GET /api/v1/system/health") from exc
+        self.init_error = ready.get("initError")
+        self.version = ready.get("version")
+        self.spawn_s = time.monotonic() - started
+
+    async def invoke(self, event: dict[str, Any], context: dict[str, Any], timeout_s: float) -> Reply:
+        """Send one request; wait for its reply (a stream's head) until the deadline."""
+        if not self.alive or self.proc is None or self.proc.stdin is None:
+            raise WorkerCrashed(f"worker is not running ({self.exit_reason or 'stopped'})")
+        rid = next(self._ids)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            self.proc.stdin.write(encode({"type": "invoke", "id": rid, "event": event, "context": context},
+                                         self._max_frame))
+            await self.proc.stdin.drain()
+        except FrameError as exc:
+            self._pending.pop(rid, None)
+            raise OrvaError(str(exc), code="PAYLOAD_TOO_LARGE") from None
+        except (ConnectionError, RuntimeError):
+            self._pending.pop(rid, None)
+            raise WorkerCrashed(f"worker went away ({self.exit_reason or 'pipe closed'})") from None
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self._pending.pop(rid, None)
+            self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
+            await self.stop(grace_s=0.0)
+            raise Timeout(f"the function did not answer within {round(timeout_s * 1000)} ms",
+                          hint="raise timeout_ms on the function, or make the handler faster",
+                          details={"timeout_ms": round(timeout_s * 1000)}) from None
+        except asyncio.CancelledError:
+            self._pending.pop(rid, None)
+            raise
+
+    def forget_stream(self, reply: Reply) -> None:
+        for rid, known in list(self._streams.items()):
+            if known is reply:
+                del self._streams[rid]
+
+    async def _read_frames(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        decoder = Decoder(self._max_frame)
+        try:
+            while data := await self.proc.stdout.read(READ_CHUNK):
+                for frame in decoder.feed(data):
+                    self._dispatch(frame)
+        except FrameError as exc:
+            self.exit_reason = f"protocol error: {exc}"
+            await self.stop(grace_s=0.0)
+        except asyncio.CancelledError:
+            raise
+        await self._exited()
+
+    def _dispatch(self, frame: dict[str, Any]) -> None:
+        kind, rid = frame.get("type"), frame.get("id")
+        if kind == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(frame)
+            return
+        if kind == "start":
+            future = self._pending.pop(rid, None)  # type: ignore[arg-type]
+            loop = asyncio.get_running_loop()
+            reply = Reply("stream", status=int(frame.get("statusCode", 200)), headers=frame.get("headers") or {},
+                          chunks=asyncio.Queue(), ended=loop.create_future())
+            self._streams[rid] = reply  # type: ignore[index]
+            if future is not None and not future.done():
+                future.set_result(reply)
+            return
+        if kind in ("chunk", "end"):
+            stream = self._streams.get(rid)  # type: ignore[arg-type]
+            if stream is None:
+                if kind == "end" and rid in self._pending:  # an error before the first chunk
+                    self._resolve(rid, Reply("error", error=frame.get("error"), logs=frame.get("logs", "")))
+                return
+            assert stream.chunks is not None and stream.ended is not None
+            if kind == "chunk":
+                stream.chunks.put_nowait(frame)
+            else:
+                del self._streams[rid]  # type: ignore[arg-type]
+                stream.chunks.put_nowait(None)
+                if not stream.ended.done():
+                    stream.ended.set_result(frame)
+            return
+        if kind == "response":
+            self._resolve(rid, Reply("response", response=frame.get("response"), logs=frame.get("logs", ""),
+                                     logs_truncated=bool(frame.get("logsTruncated"))))
+        elif kind == "error":
+            self._resolve(rid, Reply("error", error=frame.get("error"), logs=frame.get("logs", ""),
+                                     logs_truncated=bool(frame.get("logsTruncated"))))
+
+    def _resolve(self, rid: Any, reply: Reply) -> None:
+        future = self._pending.pop(rid, None)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            self.stderr_tail.append(text)
+            log.debug("worker output", extra={"worker": self.name, "line": text[:500]})
+
+    async def _exited(self) -> None:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        if self.exit_reason is None:
+            self.exit_reason = self._describe_exit(code)
+        self._fail_all(self.exit_reason, WorkerCrashed)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(WorkerCrashed(self.exit_reason))
+        if self._on_exit is not None:
+            self._on_exit(self)
+
+    def _describe_exit(self, code: int) -> str:
+        if self._stopping:
+            return "stopped by orvad"
+        signo = code - 128 if code > 128 else -code if code < 0 else 0
+        if signo == signal.SIGKILL and not self._killed_by_us:
+            return f"killed by SIGKILL: out of memory (limit {self.memory_mb} MB)"
+        if signo:
+            return f"killed by signal {signal.Signals(signo).name}"
+        return f"exited with code {code}"
+
+    def _fail_all(self, reason: str, error: type[OrvaError]) -> None:
+        for rid, future in list(self._pending.items()):
+            if not future.done():
+                future.set_exception(error(f"the worker ended the request: {reason}", details={"reason": reason}))
+            self._pending.pop(rid, None)
+        for stream in self._streams.values():
+            assert stream.chunks is not None and stream.ended is not None
+            stream.chunks.put_nowait(None)
+            if not stream.ended.done():
+                stream.ended.set_result({"error": {"kind": "crash", "message": reason}, "logs": ""})
+        self._streams.clear()
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Quit frame, close stdin, SIGTERM, grace, SIGKILL the group; always reap the process."""
+        proc = self.proc
+        if proc is None:
+            return
+        self._stopping = self._stopping or self.exit_reason is None
+        if proc.returncode is None and proc.stdin is not None and not proc.stdin.is_closing():
+            with contextlib.suppress(Exception):
+                proc.stdin.write(encode({"type": "quit"}))
+                proc.stdin.close()
+        if proc.returncode is None and grace_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace_s)
+        if proc.returncode is None:
+            self._killed_by_us = True
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)  # nsjail removes its cgroups on SIGTERM
+            try:
+                await asyncio.wait_for(proc.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                if self._after_kill is not None:
+                    self._after_kill(proc.pid)
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 2.0)

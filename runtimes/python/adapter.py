@@ -1,0 +1,264 @@
+"""Orva's Python adapter: runs inside the jail, imports the handler once, serves framed requests.
+
+Frames (runtimes/PROTOCOL.md) arrive on stdin and leave on a private copy of the original
+stdout; fd 1 is pointed at stderr so nothing the handler prints can corrupt a frame. Output
+written during a request (print, logging, sys.stderr) is captured for that request only, via a
+context variable, so concurrent async requests keep their logs apart. Standard library only.
+"""
+
+import asyncio
+import base64
+import contextvars
+import importlib.util
+import inspect
+import io
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+
+MAX_FRAME = int(os.environ.get("ORVA_MAX_FRAME", str(16 * 1024 * 1024)))
+MAX_LOG = int(os.environ.get("ORVA_MAX_LOG_BYTES", str(256 * 1024)))
+CODE_DIR = "/code"
+
+_frames_fd = os.dup(1)
+os.dup2(2, 1)
+_real_stderr = sys.__stderr__
+_capture = contextvars.ContextVar("orva_capture", default=None)
+
+
+class Capture:
+    __slots__ = ("parts", "size", "truncated")
+
+    def __init__(self):
+        self.parts = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, text):
+        if self.truncated:
+            return
+        room = MAX_LOG - self.size
+        if len(text) > room:
+            text, self.truncated = text[:room], True
+        self.parts.append(text)
+        self.size += len(text)
+
+    def text(self):
+        return "".join(self.parts)
+
+
+class CaptureStream(io.TextIOBase):
+    """sys.stdout/sys.stderr: into the current request's capture, else to the worker's stderr."""
+
+    def write(self, text):
+        cap = _capture.get()
+        if cap is not None:
+            cap.add(text)
+        else:
+            _real_stderr.write(text)
+            _real_stderr.flush()
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def writable(self):
+        return True
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+sys.stdout = sys.stderr = CaptureStream()
+
+
+def send(message):
+    payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    if len(payload) > MAX_FRAME:
+        message = {"type": "error", "id": message.get("id"), "logs": message.get("logs", ""),
+                   "error": {"kind": "protocol", "name": "ResponseTooLarge",
+                             "message": f"the response ({len(payload)} bytes) exceeds the {MAX_FRAME}-byte limit"}}
+        payload = json.dumps(message).encode()
+    data = struct.pack(">I", len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(_frames_fd, view)
+        view = view[written:]
+
+
+class Context:
+    """The Lambda-style context handed to the handler."""
+
+    def __init__(self, ctx):
+        self.request_id = self.aws_request_id = ctx.get("requestId", "")
+        self.execution_id = ctx.get("executionId", "")
+        self.function_id = ctx.get("functionId", "")
+        self.function_name = ctx.get("functionName", "")
+        self.memory_limit_in_mb = ctx.get("memoryLimitMb", 0)
+        self._deadline_ms = ctx.get("deadlineMs", 0)
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+def _body(value):
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode(), True
+    if isinstance(value, str):
+        return value, False
+    return json.dumps(value, default=str), False
+
+
+def normalise(result):
+    """Any handler return value -> {statusCode, headers, body, isBase64Encoded}."""
+    if isinstance(result, dict) and "statusCode" in result:
+        headers = dict(result.get("headers") or {})
+        for key, values in (result.get("multiValueHeaders") or {}).items():
+            headers[key] = list(values)
+        if result.get("cookies"):
+            headers["set-cookie"] = list(result["cookies"])
+        body = result.get("body", "")
+        if result.get("isBase64Encoded"):
+            text, b64 = str(body), True
+        else:
+            text, b64 = ("", False) if body is None else _body(body)
+        return {"statusCode": int(result["statusCode"]), "headers": headers, "body": text, "isBase64Encoded": b64}
+    if isinstance(result, (bytes, bytearray)):
+        text, b64 = _body(result)
+        return {"statusCode": 200, "headers": {"content-type": "application/octet-stream"}, "body": text,
+                "isBase64Encoded": b64}
+    if isinstance(result, str):
+        return {"statusCode": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": result,
+                "isBase64Encoded": False}
+    return {"statusCode": 200, "headers": {"content-type": "application/json"},
+            "body": json.dumps(result, default=str), "isBase64Encoded": False}
+
+
+def _error(exc, kind="handler"):
+    return {"kind": kind, "name": type(exc).__name__, "message": str(exc),
+            "stack": "".join(traceback.format_exception(exc))}
+
+
+async def _stream(rid, result, cap):
+    """Send a generator / async generator as start, chunk..., end frames."""
+    started = False
+
+    def start(status=200, headers=None):
+        send({"type": "start", "id": rid, "statusCode": status, "headers": headers or {}})
+
+    async def items():
+        if inspect.isasyncgen(result):
+            async for item in result:
+                yield item
+        else:
+            for item in result:
+                yield item
+
+    async for item in items():
+        if not started:
+            started = True
+            if isinstance(item, dict) and "statusCode" in item:
+                start(int(item["statusCode"]), dict(item.get("headers") or {}))
+                continue
+            start()
+        data, b64 = _body(item if isinstance(item, (bytes, bytearray, str)) else json.dumps(item, default=str))
+        send({"type": "chunk", "id": rid, "data": data, "isBase64Encoded": b64})
+    if not started:
+        start()
+    send({"type": "end", "id": rid, "logs": cap.text(), "logsTruncated": cap.truncated})
+
+
+async def serve_one(handler, init_error, message):
+    rid = message["id"]
+    cap = Capture()
+    token = _capture.set(cap)
+    started_stream = False
+    try:
+        if init_error is not None:
+            cap.add(init_error["stack"])
+            send({"type": "error", "id": rid, "error": init_error, "logs": cap.text(), "logsTruncated": cap.truncated})
+            return
+        result = handler(message["event"], Context(message.get("context") or {}))
+        if inspect.isawaitable(result):
+            result = await result
+        if inspect.isgenerator(result) or inspect.isasyncgen(result):
+            started_stream = True
+            await _stream(rid, result, cap)
+            return
+        send({"type": "response", "id": rid, "response": normalise(result), "logs": cap.text(),
+              "logsTruncated": cap.truncated})
+    except Exception as exc:
+        error = _error(exc)
+        cap.add(error["stack"])
+        frame_type = "end" if started_stream else "error"
+        send({"type": frame_type, "id": rid, "error": error, "logs": cap.text(), "logsTruncated": cap.truncated})
+    finally:
+        _capture.reset(token)
+
+
+def load_handler():
+    entry = os.environ.get("ORVA_ENTRYPOINT", "handler.py")
+    name = os.environ.get("ORVA_HANDLER", "handler")
+    for path in (os.path.join(CODE_DIR, ".packages"), CODE_DIR):
+        if os.path.isdir(path):
+            sys.path.insert(0, path)
+    spec = importlib.util.spec_from_file_location("orva_function", os.path.join(CODE_DIR, entry))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {entry}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["orva_function"] = module
+    spec.loader.exec_module(module)
+    handler = getattr(module, name, None)
+    if not callable(handler):
+        raise AttributeError(f"{entry} does not define a callable {name}(event, context)")
+    return handler
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_FRAME + 4)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
+    handler, init_error = None, None
+    init_cap = Capture()
+    token = _capture.set(init_cap)
+    try:
+        handler = load_handler()
+    except BaseException as exc:  # a SyntaxError or SystemExit at import must not kill the worker
+        init_error = _error(exc, "import")
+    _capture.reset(token)
+    if init_cap.parts:
+        _real_stderr.write(init_cap.text())
+    send({"type": "ready", "runtime": "python", "version": sys.version.split()[0],
+          "initError": init_error})
+    tasks = set()
+    while True:
+        try:
+            header = await reader.readexactly(4)
+        except asyncio.IncompleteReadError:
+            break
+        (size,) = struct.unpack(">I", header)
+        if size > MAX_FRAME:
+            _real_stderr.write(f"orva adapter: refused a {size}-byte frame\n")
+            break
+        message = json.loads(await reader.readexactly(size))
+        kind = message.get("type")
+        if kind == "quit":
+            break
+        if kind == "invoke":
+            concurrent = inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
+            if handler is not None and not concurrent:
+                await serve_one(handler, init_error, message)  # sync handlers run one at a time
+            else:
+                task = loop.create_task(serve_one(handler, init_error, message))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
