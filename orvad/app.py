@@ -9,7 +9,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orvad.api import (
     auth,
@@ -52,6 +53,16 @@ async def render_error(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
+class _RawASGI:
+    """Hands a route to a raw ASGI callable (Starlette wraps plain functions as request handlers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def create_app(daemon: Daemon) -> Starlette:
     settings = daemon.settings
 
@@ -71,5 +82,9 @@ def create_app(daemon: Daemon) -> Starlette:
         ],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )
+    invoke = _RawASGI(daemon.invoker.fn_endpoint)
+    app.router.routes += [Route("/fn/{id}", invoke, include_in_schema=False),
+                          Route("/fn/{id}/{rest:path}", invoke, include_in_schema=False)]
+    app.router.default = daemon.invoker.route_endpoint  # custom routes, else 404
     app.state.daemon = daemon
     return app

@@ -110,6 +110,12 @@ FIELDS: tuple[Field, ...] = (
           "longest a dependency install may run"),
     Field("versions_kept", 5, "ORVA_VERSIONS_KEPT", _int_range(1, 1000),
           "built versions kept per function besides the active one"),
+    Field("memory_share", 0.8, "ORVA_MEMORY_SHARE", _float_range(0.05, 1.0),
+          "share of host RAM that worker memory limits may add up to"),
+    Field("worker_max_requests", 10_000, "ORVA_WORKER_MAX_REQUESTS", _int_range(1, 10_000_000),
+          "requests a worker serves before it is recycled"),
+    Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
+          "days executions and their logs are kept"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -131,6 +137,9 @@ class Settings:
     build_backlog: int
     build_timeout_s: int
     versions_kept: int
+    memory_share: float
+    worker_max_requests: int
+    log_retention_days: int
 
     @property
     def db_path(self) -> Path:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from datetime import timedelta
 from typing import Any
 
 from orvad.auth.keys import KeyService
@@ -13,21 +14,27 @@ from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.builder.build import Builder
 from orvad.bus import Bus
-from orvad.clock import now_iso
+from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
-from orvad.functions import FunctionService, RuntimeLookup
+from orvad.functions import WORKER_FIELDS, FunctionService
+from orvad.hostcheck import HostCheck, check_host, code_path_check, load_sandbox_data
 from orvad.ids import uuid7
+from orvad.invoke import Invoker
 from orvad.metrics import Metrics
+from orvad.pool.config import PoolConfig
+from orvad.pool.manager import PoolManager
 from orvad.poolconfig import PoolConfigService
 from orvad.routing import RouteService
+from orvad.runtimes import RuntimeCatalog
 from orvad.runtimes import discover as discover_runtimes
 from orvad.secrets import SecretService, load_master_key
+from orvad.spawner import Spawner
 from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
-from orvad.store.functions import Function, FunctionStore
+from orvad.store.functions import Deployment, Function, FunctionStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
@@ -35,10 +42,11 @@ from orvad.store.secrets import SecretStore
 log = logging.getLogger(__name__)
 
 _HOUSEKEEPING_EVERY_S = 3600.0
+DATA_DIR_MODE = 0o711
 
 
 class Daemon:
-    def __init__(self, settings: Settings, runtimes: RuntimeLookup | None = None) -> None:
+    def __init__(self, settings: Settings, runtimes: RuntimeCatalog | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.db_path)
         self.batch = BatchWriter(self.db)
@@ -54,7 +62,13 @@ class Daemon:
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db))
         self.executions = ExecutionStore(self.db, self.batch)
         self.audit = AuditStore(self.db, self.batch)
-        self.metrics = Metrics()
+        self.pools = PoolManager(config_of=self.pool_configs.get, memory_cap_mb=_memory_cap_mb(settings.memory_share),
+                                 max_requests=settings.worker_max_requests)
+        self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024)
+        self.host: HostCheck | None = None
+        self.spawner: Spawner  # needs the host check, done at start()
+        self.invoker = Invoker(self)
+        self._active_hash: dict[str, str] = {}
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
@@ -64,6 +78,10 @@ class Daemon:
             versions_kept=settings.versions_kept,
         )
         self.functions.on_delete.append(self._function_deleted)
+        self.functions.on_change.append(self._function_changed)
+        self.builder.on_activate.append(self._prewarm)
+        self.builder.in_use = self.pools.hashes_in_use
+        self.pool_configs.on_change.append(self._pool_config_changed)
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
@@ -79,6 +97,15 @@ class Daemon:
     async def start(self) -> None:
         self._prepare_data_dir()
         self.secrets = SecretService(self._secret_store, load_master_key(self.settings.data_dir / "master.key"))
+        self.secrets.on_change.append(self._secrets_changed)
+        self.host = await asyncio.to_thread(check_host)
+        self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.host.checks["code_path"] = code_path_check(self.builder.root)
+        for warning in self.host.warnings:
+            log.error("SANDBOX LIMIT NOT ENFORCED: " + warning)
+        self.spawner = Spawner(host=self.host.facts, data=load_sandbox_data(), runtimes=self.runtimes,
+                               secrets=self.secrets, version_dir=self.builder.version_dir,
+                               observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s))
         await self.db.open()
         self.batch.start()
         await self.keys.load()
@@ -86,7 +113,12 @@ class Daemon:
         await self.functions.load()
         await self.routes.load()
         await self.pool_configs.load()
+        for dep_id, code_hash in (await self.function_store.active_hashes()).items():
+            self._active_hash[dep_id] = code_hash
+        self.pools.start()
         await self.builder.start()
+        for fn in self.functions.list(status="active", runtime=None):
+            self._replace_pool(fn)
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="orva-housekeeping"))
         self.startup_complete = True
         log.info("orvad started", extra={"data_dir": str(self.settings.data_dir),
@@ -99,6 +131,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.builder.stop()
+        await self.pools.stop()
         await self.batch.stop()
         await self.db.close()
         log.info("orvad stopped", extra={"rows_written": self.batch.rows_written})
@@ -112,6 +145,8 @@ class Daemon:
             checks["database"] = {"ok": True, "detail": str(self.settings.db_path)}
         except Exception as exc:  # any failure here is the answer, not an error
             checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        for name, check in (self.host.checks if self.host else {"sandbox": {"ok": False, "detail": "not checked yet"}}).items():
+            checks[name] = check
         expected = len(migration_files())
         checks["migrations"] = {"ok": self.db.schema_version == expected,
                                 "detail": f"schema {self.db.schema_version} of {expected}"}
@@ -133,21 +168,95 @@ class Daemon:
             "request_id": scope.get("state", {}).get("request_id", "-"), "client_ip": client[0] if client else None,
         })
 
+    # invocation support
+    def active_hash(self, fn: Function) -> str:
+        return self._active_hash[fn.active_deployment_id or ""]
+
+    def record_execution(self, record: dict[str, Any], logs: str, truncated: bool) -> None:
+        self.executions.record(record, logs, truncated)
+        self.metrics.observe_invocation(record["function_name"], record["status"], record["duration_ms"] / 1000,
+                                        record["cold_start"])
+        if record["error_code"]:
+            self.metrics.errors.labels(record["error_code"]).inc()
+        self.bus.publish("execution", record)
+
+    def _replace_pool(self, fn: Function) -> None:
+        code_hash = self._active_hash.get(fn.active_deployment_id or "")
+        if code_hash is None or fn.status != "active":
+            return
+        self.pools.replace(fn.id, self.spawner.key(fn, code_hash), self.spawner.spawner(fn, code_hash), fn.memory_mb,
+                           self.spawner.details(fn, code_hash))
+
+    async def _prewarm(self, fn: Function, dep: Deployment, path: Any) -> None:
+        """A new version gets warm workers before it takes traffic."""
+        assert dep.code_hash is not None
+        self._active_hash[dep.id] = dep.code_hash
+        current = self.functions.get(fn.id) or fn
+        if current.status == "inactive":
+            return
+        await self.pools.warm_now(fn.id, self.spawner.key(current, dep.code_hash),
+                                  self.spawner.spawner(current, dep.code_hash), current.memory_mb,
+                                  self.spawner.details(current, dep.code_hash))
+
+    async def _function_changed(self, old: Function, new: Function) -> None:
+        if new.status != "active":
+            self.pools.remove(new.id)  # paused: drain the pool
+        elif old.active_deployment_id != new.active_deployment_id or old.status != "active" or any(
+                getattr(old, f) != getattr(new, f) for f in WORKER_FIELDS):
+            self._replace_pool(new)
+        self.bus.publish("function", {"id": new.id, "function_id": new.id, "name": new.name, "status": new.status})
+
+    async def _secrets_changed(self, function_id: str) -> None:
+        self.spawner.secrets_changed(function_id)
+        fn = self.functions.get(function_id)
+        if fn is not None:
+            self._replace_pool(fn)
+
+    async def _pool_config_changed(self, function_id: str, config: PoolConfig) -> None:
+        pool = self.pools.pools.get(function_id)
+        if pool is not None:
+            pool.tick()  # apply min/max at once instead of at the next autoscaler second
+
     async def _function_deleted(self, fn: Function) -> None:
+        self.pools.remove(fn.id)
         self.routes.forget_function(fn.id)
         self.pool_configs.forget(fn.id)
         await self.builder.remove_function(fn.id)
 
     def _prepare_data_dir(self) -> None:
         data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if data_dir.stat().st_mode & 0o077:
-            log.warning("tightening data dir permissions to 0700", extra={"path": str(data_dir)})
-            data_dir.chmod(0o700)
+        # 0711: others may traverse (the jail, running as 65534, reaches its code through it) but
+        # not list; every file holding secrets is created 0600.
+        data_dir.mkdir(parents=True, exist_ok=True, mode=DATA_DIR_MODE)
+        if data_dir.stat().st_mode & 0o777 != DATA_DIR_MODE:
+            log.warning("setting data dir permissions to 0711", extra={"path": str(data_dir)})
+            data_dir.chmod(DATA_DIR_MODE)
+        db = self.settings.db_path
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if path.exists():
+                path.chmod(0o600)
+        if not db.exists():
+            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
 
     async def _housekeeping(self) -> None:
         while True:
             removed = await self.auth_store.delete_expired_sessions(now_iso())
             if removed:
                 log.info("removed expired sessions", extra={"count": removed})
+            cutoff = iso(utcnow() - timedelta(days=self.settings.log_retention_days))
+            expired = await self.executions.delete_older_than(cutoff)
+            if expired:
+                log.info("removed old executions", extra={"count": expired})
             await asyncio.sleep(_HOUSEKEEPING_EVERY_S)
+
+
+def _memory_cap_mb(share: float) -> int:
+    total_kb = 0
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    total_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return int(total_kb / 1024 * share) if total_kb else 1 << 30

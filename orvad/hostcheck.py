@@ -113,6 +113,15 @@ def check_host() -> HostCheck:
     })
 
 
+def code_path_check(root: Path) -> dict[str, Any]:
+    """The jail (uid 65534) must traverse every folder above the code it mounts."""
+    blocked = [str(p) for p in [root, *root.parents] if p.exists() and not p.stat().st_mode & 0o001]
+    if blocked:
+        return {"ok": False, "detail": f"workers cannot reach their code: {', '.join(blocked)} not traversable by "
+                                       "others (chmod o+x, or put the data dir elsewhere)"}
+    return {"ok": True, "detail": f"{root} reachable from the jail"}
+
+
 def clean_leaked_cgroups(pid: int) -> None:
     """Remove NSJAIL.<pid> cgroup folders a forcibly killed nsjail left behind (v1 layout)."""
     for controller in V1_CONTROLLERS:

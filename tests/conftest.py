@@ -99,13 +99,25 @@ class Orvad:
 
 
 @pytest.fixture
-def make_orvad(tmp_path: Path) -> Iterator[Callable[..., Orvad]]:
+def jail_tmp() -> Iterator[Path]:
+    """A temporary folder the jail (uid 65534) can traverse: pytest's own base is 0700."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="orva-test-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def make_orvad(jail_tmp: Path) -> Iterator[Callable[..., Orvad]]:
     """Factory for orvad processes (each stopped at the end of the test)."""
     started: list[Orvad] = []
 
     def make(data_dir: Path | None = None, env: dict[str, str] | None = None, args: list[str] | None = None,
              start: bool = True) -> Orvad:
-        server = Orvad(data_dir or tmp_path / f"data{len(started)}", free_port(), env or {}, args or [])
+        server = Orvad(data_dir or jail_tmp / f"data{len(started)}", free_port(), env or {}, args or [])
         started.append(server)
         return server.start() if start else server
 
@@ -116,8 +128,14 @@ def make_orvad(tmp_path: Path) -> Iterator[Callable[..., Orvad]]:
 
 
 @pytest.fixture(scope="session")
-def orvad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orvad]:
+def orvad() -> Iterator[Orvad]:
     """One orvad shared by the tests that don't restart or reconfigure it."""
-    server = Orvad(tmp_path_factory.mktemp("shared") / "data", free_port()).start()
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="orva-shared-"))
+    base.chmod(0o711)
+    server = Orvad(base / "data", free_port()).start()
     yield server
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)

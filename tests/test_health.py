@@ -22,8 +22,8 @@ def test_health_when_up(orvad: Orvad) -> None:
             assert c.get(path).status_code == 200, path
 
 
-async def test_health_before_start_up(tmp_path: Path) -> None:
-    daemon = Daemon(load_settings({"data_dir": str(tmp_path)}, environ={}))
+async def test_health_before_start_up(jail_tmp: Path) -> None:
+    daemon = Daemon(load_settings({"data_dir": str(jail_tmp / "data")}, environ={}))
     transport = httpx.ASGITransport(app=create_app(daemon))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert (await c.get("/health/live")).status_code == 200

@@ -28,7 +28,7 @@ def _top(name: str) -> str:
 
 
 def test_only_the_web_layer_imports_starlette() -> None:
-    allowed = ("orvad.app", "orvad.middleware", "orvad.auth.guard", "orvad.api.", "orvad.cli")
+    allowed = ("orvad.app", "orvad.middleware", "orvad.auth.guard", "orvad.api.", "orvad.cli", "orvad.invoke")
     for module, imports in _modules().items():
         if any(_top(i) in ("starlette", "sse_starlette", "hypercorn") for i in imports):
             assert module.startswith(allowed), f"{module} imports the web framework"
@@ -60,7 +60,7 @@ def test_leaves_import_nothing_from_the_domain() -> None:
 
 
 def test_pool_imports_only_sandbox_protocol_and_errors() -> None:
-    allowed = {"orvad.sandbox", "orvad.pool.protocol", "orvad.errors", "orvad.pool", "orvad.hostcheck"}
+    allowed = {"orvad.sandbox", "orvad.pool.protocol", "orvad.errors", "orvad.pool"}
     for module, imports in _modules().items():
         if module.startswith("orvad.pool."):
             inner = {i for i in imports if _top(i) == "orvad"}

@@ -15,7 +15,8 @@ def test_bootstrap_key_is_minted_once_and_reused(make_orvad: Callable[..., Orvad
     server = make_orvad()
     key_file = server.data_dir / "admin.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o711  # traversable for the jail, not listable
+    assert stat.S_IMODE((server.data_dir / 'orva.db').stat().st_mode) == 0o600
     key = server.admin_key
     assert key in server.stdout()  # printed once, on the start that minted it
     assert key not in server.stderr()  # never in the logs

@@ -36,6 +36,14 @@ _LIVE_LOG_KEEP_S = 600.0  # a finished build's events stay in memory this long f
 MANIFESTS = {"python": "requirements.txt", "node": "package.json"}
 
 
+def _make_world_readable(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o444 | (0o111 if path.is_dir() or mode & 0o100 else 0))
+
+
 class BuildFailed(Exception):
     """A build step failed; the message is what the user reads in error_message."""
 
@@ -132,7 +140,8 @@ class Builder:
 
     # lifecycle
     async def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.root.chmod(0o711)
         self.queue.start()
         for dep in await self._store.unfinished_deployments():
             if (self._staging(dep.id, dep.function_id) / "source").exists():
@@ -178,6 +187,8 @@ class Builder:
         staging = self._staging(dep.id, fn.id)
 
         def prepare() -> None:
+            self.function_dir(fn.id).mkdir(parents=True, exist_ok=True, mode=0o711)
+            staging.parent.mkdir(exist_ok=True, mode=0o700)  # sources stay private until built
             (staging / "source").mkdir(parents=True)
             write(staging / "source")
             if archive:
@@ -276,7 +287,8 @@ class Builder:
     @staticmethod
     def _promote(tree: Path, target: Path) -> None:
         (tree / BUILT_MARKER).touch()
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_world_readable(tree)  # the jail runs as 65534, not as orvad's user
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         if target.exists():  # a concurrent build of the same code won the race
             shutil.rmtree(tree)
             return

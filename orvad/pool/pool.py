@@ -65,12 +65,16 @@ class Counters:
 
 class Pool:
     def __init__(self, name: str, spawn: Callable[[], Awaitable[PoolWorker]], config: Callable[[], PoolConfig],
-                 *, max_requests: int = 10_000, details: dict[str, str] | None = None) -> None:
+                 *, max_requests: int = 10_000, details: dict[str, str] | None = None,
+                 admit: Callable[[], bool] = lambda: True, key: object = None, memory_mb: int = 0) -> None:
         self.name = name
+        self.key = key              # what the workers were built from (version, settings, secrets)
+        self.memory_mb = memory_mb  # per worker, for the host memory gate
+        self._admit = admit         # False when one more worker would pass the memory gate
         self._spawn = spawn
         self._config = config
         self._max_requests = max_requests
-        self._details = details or {}
+        self.details = details or {}
         self.slots: list[Slot] = []
         self._spawning = 0
         self._cond = asyncio.Condition()
@@ -93,6 +97,13 @@ class Pool:
     @property
     def size(self) -> int:
         return len(self.slots)
+
+    @property
+    def reserved_mb(self) -> int:
+        return (self.size + self._spawning) * self.memory_mb
+
+    def code_hash(self) -> str | None:
+        return self.details.get("code_hash")
 
     @property
     def inflight(self) -> int:
@@ -129,18 +140,23 @@ class Pool:
                     if self._closed:
                         raise Unavailable(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
                     if self._can_spawn():
-                        self._start_spawn()
-                        cold = True
+                        if self._admit():
+                            self._start_spawn()
+                            cold = True
+                        elif not self.slots and not self._spawning:
+                            raise self._memory_exhausted()
                     elif not self.slots and not self._spawning and self._last_error is not None:
                         raise self._last_error
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
+                        if self._can_spawn() and not self._admit():
+                            raise self._memory_exhausted()
                         config = self._config()
                         raise Unavailable(
-                            f"function pool at capacity for {self._details.get('function_id', self.name)}",
+                            f"function pool at capacity for {self.details.get('function_id', self.name)}",
                             code="POOL_AT_CAPACITY", retry_after_s=max(1, math.ceil(self._latency_s)),
                             hint="raise pool_config.max_warm via PUT /api/v1/pool/config",
-                            details={**self._details, "current": self.size, "limit": config.max_warm})
+                            details={**self.details, "current": self.size, "limit": config.max_warm})
                     try:
                         await asyncio.wait_for(self._cond.wait(), remaining)
                     except TimeoutError:
@@ -239,6 +255,8 @@ class Pool:
         """Start workers until ``count`` are up (bounded by max_warm) and wait for them, up to timeout_s."""
         count = min(count, self._config().max_warm)
         for _ in range(max(0, count - self.size - self._spawning)):
+            if not self._admit():
+                break
             self._start_spawn()
         deadline = time.monotonic() + timeout_s
         async with self._cond:
@@ -265,6 +283,8 @@ class Pool:
         if missing > 0 and not self._closed and now >= self._backoff_until:
             self.counters.scale_ups += 1
             for _ in range(missing):
+                if not self._admit():
+                    break
                 self._start_spawn()
         elif self.size > decision.desired:
             idle = [s for s in self.slots if s.inflight == 0 and now - s.last_used >= config.idle_ttl_seconds]

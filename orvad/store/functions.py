@@ -148,6 +148,12 @@ class FunctionStore:
         rows = await self._db.fetchall("SELECT * FROM deployments WHERE status IN ('queued', 'building') ORDER BY id")
         return [_deployment(r) for r in rows]
 
+    async def active_hashes(self) -> dict[str, str]:
+        """deployment id -> code hash for every function's active deployment."""
+        rows = await self._db.fetchall(
+            "SELECT d.id, d.code_hash FROM functions f JOIN deployments d ON d.id = f.active_deployment_id")
+        return {r[0]: r[1] for r in rows}
+
     async def succeeded_hashes(self, function_id: str) -> list[str]:
         """Distinct code hashes of succeeded deployments, newest first."""
         rows = await self._db.fetchall(

@@ -1,0 +1,246 @@
+"""The one dispatch path for every trigger: resolve -> gate -> acquire -> dispatch -> respond -> record.
+
+Raw ASGI, for speed and for streaming. Nothing here touches the disk or the database: the
+function, its route and its pool are found in memory; the execution row goes to the batched
+writer after the response. A client that disconnects cancels its request and frees the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from orvad.auth.guard import identify
+from orvad.clock import now_iso
+from orvad.errors import (
+    Forbidden,
+    FunctionError,
+    MethodNotAllowed,
+    NotActive,
+    NotFound,
+    OrvaError,
+    Unauthorized,
+    Unavailable,
+)
+from orvad.events import build_event, handler_headers, response_headers
+from orvad.ids import uuid7
+from orvad.pool.pool import Lease, Pool
+from orvad.pool.worker import Reply
+from orvad.store.functions import Function
+
+log = logging.getLogger(__name__)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError("client disconnected")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Invoker:
+    def __init__(self, daemon: Any) -> None:
+        self.d = daemon
+
+    # entry points
+    async def fn_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI app for /fn/{id} and /fn/{id}/{path}."""
+        rest = scope["path"][len("/fn/"):]
+        ident, _, sub = rest.partition("/")
+        fn = self.d.functions.resolve(ident)
+        await self.run(fn, "/" + sub, "http", scope, receive, send)
+
+    async def route_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The router's fallback: custom routes, else 404."""
+        if scope["type"] != "http":
+            return
+        match = self.d.routes.table.match(scope["path"])
+        if match is None:
+            raise NotFound(f"no such endpoint: {scope['path']}", hint="see GET /api/v1/openapi.json and GET /api/v1/routes")
+        methods = match.route.methods
+        if methods is not None and scope["method"] not in methods and not (
+                scope["method"] == "HEAD" and "GET" in methods):
+            allow = ", ".join(sorted(methods))
+            raise MethodNotAllowed(f"{scope['method']} is not allowed on {match.route.path}",
+                                   hint=f"allowed methods: {allow}", headers={"Allow": allow})
+        fn = self.d.functions.get(match.route.function_id)
+        if fn is None:
+            raise NotFound(f"the function behind {match.route.path} is gone")
+        await self.run(fn, match.subpath, "route", scope, receive, send)
+
+    # gates
+    def _gate(self, fn: Function) -> None:
+        if fn.status in ("inactive", "error"):
+            raise NotActive(f"function {fn.name} is {fn.status}", details={"function_id": fn.id, "status": fn.status})
+        if fn.active_deployment_id is None:
+            raise Unavailable(f"function {fn.name} has no built version yet", code="BUILDING", retry_after_s=5,
+                              hint="wait for the deployment to finish (GET /api/v1/functions/{id}/deployments)",
+                              details={"function_id": fn.id})
+
+    async def _authorize(self, fn: Function, scope: Scope) -> None:
+        if fn.auth_mode == "none":
+            return
+        if fn.auth_mode == "api_key":
+            principal = await identify(scope, self.d.keys, self.d.sessions)
+            if principal is None:
+                raise Unauthorized(f"function {fn.name} needs an API key with the invoke permission")
+            if not principal.can("invoke"):
+                raise Forbidden("this API key lacks the 'invoke' permission", details={"required": "invoke"})
+            return
+        raise Unauthorized(f"function {fn.name} needs a signed request",
+                           hint="send X-Orva-Timestamp and X-Orva-Signature (see docs/API.md)")
+
+    def pool_for(self, fn: Function) -> Pool:
+        code_hash = self.d.active_hash(fn)
+        spawner = self.d.spawner
+        key = spawner.key(fn, code_hash)
+        return self.d.pools.ensure(fn.id, key, spawner.spawner(fn, code_hash), fn.memory_mb,
+                                   spawner.details(fn, code_hash))
+
+    # the path
+    async def run(self, fn: Function, subpath: str, trigger: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started, started_at = time.perf_counter(), now_iso()
+        execution_id = uuid7()
+        record: dict[str, Any] = {
+            "id": execution_id, "function_id": fn.id, "function_name": fn.name, "code_hash": None,
+            "trigger": trigger, "method": scope["method"], "path": subpath, "status": "rejected",
+            "status_code": 500, "cold_start": False, "duration_ms": 0.0, "queue_ms": 0.0, "request_bytes": 0,
+            "response_bytes": 0, "error_code": None, "error_message": None, "started_at": started_at,
+            "finished_at": started_at,
+        }
+        logs, truncated = "", False
+        lease: Lease | None = None
+        pool: Pool | None = None
+        healthy = True
+        try:
+            self._gate(fn)
+            await self._authorize(fn, scope)
+            body = await _read_body(receive)
+            record["request_bytes"] = len(body)
+            timeout_s = fn.timeout_ms / 1000
+            pool = self.pool_for(fn)
+            record["code_hash"] = pool.code_hash()
+            lease = await pool.acquire(timeout_s)
+            record["cold_start"], record["queue_ms"] = lease.cold, round(lease.queue_ms, 3)
+            client = scope.get("client")
+            event = build_event(
+                method=scope["method"], path=subpath, raw_query=scope.get("query_string", b"").decode("latin-1"),
+                headers=handler_headers(scope["headers"]), body=body,
+                request_context={"requestId": scope.get("state", {}).get("request_id", ""),
+                                 "executionId": execution_id, "functionId": fn.id, "functionName": fn.name,
+                                 "trigger": trigger, "sourceIp": client[0] if client else "", "time": started_at})
+            remaining = max(0.001, timeout_s - (time.perf_counter() - started))
+            context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
+                       "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
+                       "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
+            reply = await self._dispatch(lease, event, context, remaining, receive)
+            logs, truncated = reply.logs, reply.logs_truncated
+            headers = self._orva_headers(execution_id, lease.cold, started)
+            if reply.kind == "error":
+                error = reply.error or {}
+                raise FunctionError(f"the handler raised {error.get('name', 'an error')}: {error.get('message', '')}"[:500],
+                                    details={"execution_id": execution_id})
+            if reply.kind == "stream":
+                record["status_code"] = reply.status
+                sent, end = await self._stream(reply, headers, send, started + timeout_s)
+                record["response_bytes"] = sent
+                logs, truncated = end.get("logs", ""), bool(end.get("logsTruncated"))
+                record["status"] = "error" if end.get("error") else "success"
+                if end.get("error"):
+                    record["error_code"], record["error_message"] = "FUNCTION_ERROR", str(end["error"].get("message"))[:500]
+                    healthy = lease.worker.alive
+            else:
+                response = reply.response or {}
+                record["status_code"] = int(response.get("statusCode", 200))
+                record["response_bytes"] = await self._respond(response, headers, send)
+                record["status"] = "success"
+        except OrvaError as exc:
+            record["status"], record["status_code"] = _status_of(exc), exc.status
+            record["error_code"], record["error_message"] = exc.code, exc.message[:500]
+            healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT")
+            exc.details = {**(exc.details or {}), "execution_id": execution_id} if lease is not None else exc.details
+            raise
+        except asyncio.CancelledError:
+            record["status"], record["status_code"], record["error_code"] = "killed", 499, "CLIENT_CLOSED"
+            record["error_message"] = "the client disconnected"
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            if lease is not None and pool is not None:
+                await pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
+            record["duration_ms"], record["finished_at"] = round(duration * 1000, 3), now_iso()
+            self.d.record_execution(record, logs, truncated)
+
+    async def _dispatch(self, lease: Lease, event: dict[str, Any], context: dict[str, Any], timeout_s: float,
+                        receive: Receive) -> Reply:
+        """Invoke, but give up (and free the slot) if the client disconnects first."""
+        invoke = asyncio.ensure_future(lease.worker.invoke(event, context, timeout_s))  # type: ignore[attr-defined]
+        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            done, _ = await asyncio.wait({invoke, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if invoke in done:
+                return invoke.result()
+            invoke.cancel()
+            raise asyncio.CancelledError("client disconnected")
+        finally:
+            watch.cancel()
+            if not invoke.done():
+                invoke.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await invoke
+
+    @staticmethod
+    def _orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:
+        return [(b"x-orva-execution-id", execution_id.encode()), (b"x-orva-cold-start", b"true" if cold else b"false"),
+                (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode())]
+
+    @staticmethod
+    async def _respond(response: dict[str, Any], extra: list[tuple[bytes, bytes]], send: Send) -> int:
+        raw = response.get("body", "")
+        body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode()
+        headers = [h for h in response_headers(response.get("headers")) if h[0] != b"content-length"]
+        headers += [*extra, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": int(response.get("statusCode", 200)), "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return len(body)
+
+    @staticmethod
+    async def _stream(reply: Reply, extra: list[tuple[bytes, bytes]], send: Send,
+                      deadline: float) -> tuple[int, dict[str, Any]]:
+        headers = [h for h in response_headers(reply.headers) if h[0] != b"content-length"] + extra
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        sent = 0
+        assert reply.chunks is not None and reply.ended is not None
+        while True:
+            remaining = deadline - time.perf_counter()
+            try:
+                chunk = await asyncio.wait_for(reply.chunks.get(), max(0.001, remaining))
+            except TimeoutError:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return sent, {"error": {"message": "the stream ran past the function's timeout"}, "logs": ""}
+            if chunk is None:
+                break
+            data = base64.b64decode(chunk["data"]) if chunk.get("isBase64Encoded") else chunk["data"].encode()
+            sent += len(data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return sent, reply.ended.result()
+
+
+def _status_of(exc: OrvaError) -> str:
+    return {"FUNCTION_ERROR": "error", "TIMEOUT": "timeout", "WORKER_CRASHED": "crashed"}.get(exc.code, "rejected")

@@ -1,0 +1,170 @@
+"""All warm pools: one current pool per function, background replacement, the autoscaler clock
+and the host memory gate.
+
+A pool is built from a *key* (the version's code hash plus every setting and secret a worker
+is started with). When the key changes (deploy, rollback, env, limits, secrets), ``replace``
+warms a new pool in the background and switches traffic to it only when it is ready; the old
+pool then drains. Requests never wait for that, so a change under load costs no cold start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from orvad.pool.config import PoolConfig
+from orvad.pool.pool import Pool, PoolWorker
+
+log = logging.getLogger(__name__)
+TICK_S = 1.0
+WARM_TIMEOUT_S = 30.0
+
+
+class PoolManager:
+    def __init__(self, *, config_of: Callable[[str], PoolConfig], memory_cap_mb: int, max_requests: int) -> None:
+        self._config_of = config_of
+        self.memory_cap_mb = memory_cap_mb
+        self._max_requests = max_requests
+        self.pools: dict[str, Pool] = {}
+        self._draining: set[Pool] = set()
+        self._replacing: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # memory gate
+    @property
+    def reserved_mb(self) -> int:
+        return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining])
+
+    def _admit(self, memory_mb: int) -> Callable[[], bool]:
+        return lambda: self.reserved_mb + memory_mb <= self.memory_cap_mb
+
+    def _new_pool(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
+                  details: dict[str, str]) -> Pool:
+        return Pool(f"{details.get('function_name', function_id)}@{str(details.get('code_hash', ''))[:12]}", spawn,
+                    lambda: self._config_of(function_id), max_requests=self._max_requests, details=details,
+                    admit=self._admit(memory_mb), key=key, memory_mb=memory_mb)
+
+    # the request path
+    def current(self, function_id: str, key: object) -> Pool | None:
+        pool = self.pools.get(function_id)
+        return pool if pool is not None and pool.key == key else None
+
+    def ensure(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
+               details: dict[str, str]) -> Pool:
+        """The pool to serve from: the current one, or the previous while a replacement warms, or a new one."""
+        pool = self.pools.get(function_id)
+        if pool is not None and (pool.key == key or function_id in self._replacing):
+            return pool
+        fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
+        self._swap(function_id, fresh)
+        return fresh
+
+    # changes
+    def replace(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
+                details: dict[str, str]) -> None:
+        """Warm a pool for ``key`` in the background, then switch to it (no-op when already current)."""
+        current = self.pools.get(function_id)
+        if current is not None and current.key == key:
+            return
+        running = self._replacing.pop(function_id, None)
+        if running is not None:
+            running.cancel()
+        task = asyncio.create_task(self._warm_and_swap(function_id, key, spawn, memory_mb, details))
+        self._replacing[function_id] = task
+        task.add_done_callback(lambda t: self._replacing.pop(function_id, None)
+                               if self._replacing.get(function_id) is t else None)
+
+    async def warm_now(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
+                       memory_mb: int, details: dict[str, str]) -> None:
+        """Warm the pool for ``key`` and switch to it before returning (deploy and rollback activation)."""
+        self.replace(function_id, key, spawn, memory_mb, details)
+        task = self._replacing.get(function_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+
+    async def _warm_and_swap(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
+                             memory_mb: int, details: dict[str, str]) -> None:
+        fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
+        old = self.pools.get(function_id)
+        config = self._config_of(function_id)
+        want = max(config.min_warm, old.size if old is not None else 0)
+        try:
+            if want:
+                await fresh.warm(want, WARM_TIMEOUT_S)
+        except asyncio.CancelledError:
+            self._background(fresh.close(0))
+            raise
+        self._swap(function_id, fresh)
+
+    def _swap(self, function_id: str, fresh: Pool) -> None:
+        old = self.pools.get(function_id)
+        self.pools[function_id] = fresh
+        if old is not None and old is not fresh:
+            self._drain(old)
+
+    def _drain(self, pool: Pool) -> None:
+        self._draining.add(pool)
+
+        async def close() -> None:
+            try:
+                await pool.close(grace_s=60.0)
+            finally:
+                self._draining.discard(pool)
+
+        self._background(close())
+
+    def remove(self, function_id: str) -> None:
+        task = self._replacing.pop(function_id, None)
+        if task is not None:
+            task.cancel()
+        pool = self.pools.pop(function_id, None)
+        if pool is not None:
+            self._drain(pool)
+
+    def _background(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # introspection
+    def hashes_in_use(self, function_id: str) -> set[str]:
+        pools = [p for p in [*self.pools.values(), *self._draining] if p.details.get("function_id") == function_id]
+        return {h for p in pools if (h := p.code_hash())}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"function": p.details.get("function_name", fid), "function_id": fid, **p.stats()}
+                for fid, p in self.pools.items()]
+
+    # lifecycle
+    def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_forever(), name="orva-autoscaler")
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for pool in list(self.pools.values()):
+                try:
+                    pool.tick()
+                except Exception:
+                    log.exception("autoscaler tick failed", extra={"pool": pool.name})
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        for task in list(self._replacing.values()):
+            task.cancel()
+        await asyncio.gather(*self._replacing.values(), return_exceptions=True)
+        pools = [*self.pools.values(), *self._draining]
+        self.pools.clear()
+        await asyncio.gather(*(p.close(grace_s=5.0) for p in pools), return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,74 @@
+"""From a function version to a started, sandboxed worker: the SandboxSpec, its environment and key.
+
+The key names everything a worker is started with (code hash, runtime, limits, network,
+env vars, secrets generation); the pool manager replaces a function's pool when it changes.
+Secrets are decrypted here, at spawn, and travel only in nsjail's environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from orvad.errors import Unavailable
+from orvad.hostcheck import SandboxData, clean_leaked_cgroups
+from orvad.pool.worker import Worker
+from orvad.runtimes import RuntimeCatalog
+from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
+from orvad.secrets import SecretService
+from orvad.store.functions import Function
+
+ARGV = {"python": ("{interpreter}", "-u", "-B", "/runtime/adapter.py"), "node": ("{interpreter}", "/runtime/adapter.js")}
+
+
+class Spawner:
+    def __init__(self, *, host: HostFacts | None, data: SandboxData, runtimes: RuntimeCatalog,
+                 secrets: SecretService, version_dir: Callable[[str, str], Path],
+                 observe_spawn: Callable[[str, float], None]) -> None:
+        self.host = host
+        self._data = data
+        self._runtimes = runtimes
+        self._secrets = secrets
+        self._version_dir = version_dir
+        self._observe_spawn = observe_spawn
+        self._secret_generation: dict[str, int] = {}
+
+    def secrets_changed(self, function_id: str) -> None:
+        self._secret_generation[function_id] = self._secret_generation.get(function_id, 0) + 1
+
+    def key(self, fn: Function, code_hash: str) -> tuple[Any, ...]:
+        return (code_hash, fn.runtime, fn.entrypoint, fn.memory_mb, fn.cpus, fn.timeout_ms, fn.network_mode,
+                tuple(sorted(fn.env_vars.items())), self._secret_generation.get(fn.id, 0))
+
+    def details(self, fn: Function, code_hash: str) -> dict[str, str]:
+        return {"function_id": fn.id, "function_name": fn.name, "code_hash": code_hash}
+
+    def spawner(self, fn: Function, code_hash: str) -> Callable[[], Awaitable[Worker]]:
+        async def spawn() -> Worker:
+            if self.host is None:
+                raise Unavailable("the sandbox is unavailable on this host", code="SHUTTING_DOWN", retry_after_s=30,
+                                  hint="see the sandbox check in GET /api/v1/system/health")
+            if fn.network_mode == "egress":
+                raise Unavailable("egress networking is not available on this host yet", code="SHUTTING_DOWN",
+                                  hint="set network_mode to none; see docs/NETWORK.md", retry_after_s=60)
+            runtime = self._runtimes.get(fn.runtime)
+            if runtime is None:
+                raise Unavailable(f"runtime {fn.runtime} is not installed on this host", code="SHUTTING_DOWN",
+                                  retry_after_s=60, hint="see GET /api/v1/runtimes")
+            env = {**fn.env_vars, **await self._secrets.environment(fn.id),
+                   "ORVA_ENTRYPOINT": fn.entrypoint, "ORVA_FUNCTION_ID": fn.id, "ORVA_FUNCTION_NAME": fn.name}
+            limits = self._data.limits
+            spec = SandboxSpec(
+                argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[runtime.language]),
+                code_dir=str(self._version_dir(fn.id, code_hash)), binds=self._data.binds_for(runtime.language),
+                memory_mb=fn.memory_mb, cpus=fn.cpus, pids=limits["pids"], tmpfs_mb=limits["tmpfs_mb"],
+                fsize_mb=limits["rlimit_fsize_mb"], nofile=limits["rlimit_nofile"],
+                runtime_dir=str(runtime.adapter_dir), env=env)
+            worker = Worker(build_invocation(spec, self.host), name=f"{fn.name}-{code_hash[:8]}",
+                            memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups)
+            await worker.start()
+            self._observe_spawn(runtime.language, worker.spawn_s)
+            return worker
+
+        return spawn
