@@ -30,7 +30,7 @@ from orvad.errors import (
 )
 from orvad.events import build_event, handler_headers, response_headers
 from orvad.ids import uuid7
-from orvad.pool.pool import Lease, Pool
+from orvad.pool.pool import Lease, Pool, PoolClosed
 from orvad.pool.worker import Reply
 from orvad.store.functions import Function
 
@@ -133,9 +133,16 @@ class Invoker:
             body = await _read_body(receive)
             record["request_bytes"] = len(body)
             timeout_s = fn.timeout_ms / 1000
-            pool = self.pool_for(fn)
+            for attempt in range(3):  # a pool replaced while we waited hands us to its successor
+                pool = self.pool_for(self.d.functions.get(fn.id) or fn)
+                try:
+                    lease = await pool.acquire(timeout_s - (time.perf_counter() - started))
+                    break
+                except PoolClosed:
+                    if attempt == 2:
+                        raise
+            assert lease is not None and pool is not None
             record["code_hash"] = pool.code_hash()
-            lease = await pool.acquire(timeout_s)
             record["cold_start"], record["queue_ms"] = lease.cold, round(lease.queue_ms, 3)
             client = scope.get("client")
             event = build_event(

@@ -99,6 +99,10 @@ class PoolManager:
         except asyncio.CancelledError:
             self._background(fresh.close(0))
             raise
+        current = self.pools.get(function_id)
+        if current is not None and current.key == key:  # a request built this pool meanwhile: keep it
+            self._background(fresh.close(0))
+            return
         self._swap(function_id, fresh)
 
     def _swap(self, function_id: str, fresh: Pool) -> None:

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 _SPAWN_BACKOFF_MAX_S = 30.0
 
 
+class PoolClosed(Unavailable):
+    """The pool was replaced or removed while the request waited; ask the manager again."""
+
+
 class PoolWorker(Protocol):
     @property
     def alive(self) -> bool: ...
@@ -138,7 +142,7 @@ class Pool:
                             self.counters.cold_starts += 1
                         return Lease(slot, cold, (time.monotonic() - started) * 1000)
                     if self._closed:
-                        raise Unavailable(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
+                        raise PoolClosed(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
                     if self._can_spawn():
                         if self._admit():
                             self._start_spawn()
