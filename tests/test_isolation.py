@@ -1,0 +1,221 @@
+"""Break-out attempts from inside real handlers, for both runtimes (docs/SECURITY.md cites these)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Orvad, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+SECRET = "orva-isolation-secret-7d1f"
+BLOCKED = {"mount": 165, "umount2": 166, "pivot_root": 155, "unshare": 272, "setns": 308, "ptrace": 101,
+           "bpf": 321, "perf_event_open": 298, "kexec_load": 246, "init_module": 175, "finit_module": 313,
+           "delete_module": 176, "keyctl": 250, "add_key": 248, "request_key": 249, "userfaultfd": 323,
+           "process_vm_readv": 310, "process_vm_writev": 311, "reboot": 169, "swapon": 167, "swapoff": 168,
+           "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427}
+
+PY_PROBE = '''
+import ctypes, json, os, socket, threading, subprocess, sys, time
+
+def attempt(fn):
+    try:
+        return "ok:" + str(fn())
+    except Exception as exc:
+        return "refused:" + type(exc).__name__
+
+def connect(host, port):
+    s = socket.socket(); s.settimeout(1)
+    try:
+        s.connect((host, port)); return "connected"
+    finally:
+        s.close()
+
+def fill_tmp():
+    with open("/tmp/fill", "wb") as fh:
+        for _ in range(100):
+            fh.write(b"x" * (1 << 20))
+    return "wrote 100 MiB"
+
+def syscalls(numbers):
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = {}
+    for name, nr in numbers.items():
+        ctypes.set_errno(0)
+        rc = libc.syscall(nr, 0, 0, 0, 0, 0)
+        out[name] = [rc, ctypes.get_errno()]
+    return out
+
+def handler(event, context):
+    q = event["query"]
+    if event["path"] == "/probe":
+        return {
+            "shadow": attempt(lambda: open("/etc/shadow").read()),
+            "root": attempt(lambda: os.listdir("/root")),
+            "write_code": attempt(lambda: open("/code/evil", "w").write("x")),
+            "write_root": attempt(lambda: open("/evil", "w").write("x")),
+            "tmp": attempt(fill_tmp),
+            "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "uid": [os.getuid(), os.getgid(), os.geteuid()],
+            "orvad": attempt(lambda: connect("127.0.0.1", int(q["port"]))),
+            "outside": attempt(lambda: connect("1.1.1.1", 443)),
+            "secret_env": os.environ.get("API_TOKEN") == q["secret_hint"],
+            "syscalls": syscalls(json.loads(q["syscalls"])),
+            "thread": attempt(lambda: (lambda t: (t.start(), t.join(), "joined")[2])(threading.Thread(target=lambda: None))),
+            "subprocess": attempt(lambda: subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True).stdout.strip()),
+            "pid": os.getpid(),
+        }
+    if event["path"] == "/hold":
+        time.sleep(float(q.get("s", "2")))
+        return "held"
+    if event["path"] == "/oom":
+        blocks = []
+        for _ in range(1000):
+            blocks.append(bytearray(16 << 20))
+        return "allocated"
+    if event["path"] == "/forkbomb":
+        children, error = [], None
+        try:
+            for _ in range(500):
+                pid = os.fork()
+                if pid == 0:
+                    time.sleep(5)
+                    os._exit(0)
+                children.append(pid)
+        except OSError as exc:
+            error = type(exc).__name__
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        return {"forked": len(children), "error": error}
+    return "?"
+'''
+
+JS_PROBE = '''
+const fs = require("fs"), net = require("net"), { Worker } = require("worker_threads");
+function attempt(fn) { try { return "ok:" + String(fn()); } catch (e) { return "refused:" + (e.code || e.name); } }
+function connect(host, port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: 1000 });
+    s.on("connect", () => { s.destroy(); resolve("connected"); });
+    s.on("error", (e) => resolve("refused:" + e.code));
+    s.on("timeout", () => { s.destroy(); resolve("refused:timeout"); });
+  });
+}
+exports.handler = async (event) => {
+  const q = event.query;
+  if (event.path === "/probe") {
+    const thread = await new Promise((resolve) => {
+      const w = new Worker("require('worker_threads').parentPort.postMessage(42)", { eval: true });
+      w.on("message", (m) => resolve("ok:" + m)); w.on("error", (e) => resolve("refused:" + e.message));
+    });
+    return {
+      shadow: attempt(() => fs.readFileSync("/etc/shadow", "utf8")),
+      root: attempt(() => fs.readdirSync("/root")),
+      write_code: attempt(() => fs.writeFileSync("/code/evil", "x")),
+      write_root: attempt(() => fs.writeFileSync("/evil", "x")),
+      procs: fs.readdirSync("/proc").filter((p) => /^[0-9]+$/.test(p)).map(Number),
+      uid: [process.getuid(), process.getgid(), process.geteuid()],
+      orvad: await connect("127.0.0.1", Number(q.port)),
+      outside: await connect("1.1.1.1", 443),
+      secret_env: process.env.API_TOKEN === q.secret_hint,
+      thread, memory: process.memoryUsage().rss > 0, pid: process.pid,
+    };
+  }
+  if (event.path === "/oom") { const keep = []; for (let i = 0; i < 1000; i++) keep.push(Buffer.alloc(16 << 20, 1)); return keep.length; }
+  return "?";
+};
+'''
+
+
+@pytest.fixture(scope="module", params=["python", "node"])
+def probe(request: pytest.FixtureRequest, orvad: Orvad) -> dict:
+    runtime = request.param
+    with orvad.admin() as c:
+        fn = create_function(c, f"jail-{runtime}", runtime, memory_mb=128, timeout_ms=20000)
+        c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "API_TOKEN", "value": SECRET})
+        dep = wait_deployed(c, deploy_inline(c, fn["id"], PY_PROBE if runtime == "python" else JS_PROBE)["id"])
+        assert dep["status"] == "succeeded"
+    return {**fn, "runtime": runtime}
+
+
+def _probe(orvad: Orvad, probe: dict) -> dict:
+    with orvad.client() as c:
+        r = c.get(f"/fn/{probe['id']}/probe", params={"port": orvad.port, "secret_hint": SECRET,
+                                                       "syscalls": json.dumps(BLOCKED)})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_filesystem_is_read_only_and_minimal(orvad: Orvad, probe: dict) -> None:
+    got = _probe(orvad, probe)
+    assert got["shadow"].startswith("refused:") and got["root"].startswith("refused:")
+    assert got["write_code"].startswith("refused:") and got["write_root"].startswith("refused:")
+    if probe["runtime"] == "python":
+        assert got["tmp"].startswith("refused:")  # past the 64 MiB private tmpfs
+
+
+def test_pid_namespace_and_unprivileged_user(orvad: Orvad, probe: dict) -> None:
+    got = _probe(orvad, probe)
+    assert got["uid"] == [65534, 65534, 65534]
+    assert len(got["procs"]) <= 3 and got["pid"] <= 3  # only the jail's own processes are visible
+    # seen from the host, every jailed process runs as 65534 too (never as root)
+    jailed = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"/runtime/adapter" in cmdline and b"nsjail" not in cmdline:
+            uid_line = next(line for line in text.splitlines() if line.startswith("Uid:"))
+            jailed.append(uid_line.split()[1:])
+    assert jailed and all(set(ids) == {"65534"} for ids in jailed), jailed
+
+
+def test_no_network_in_none_mode(orvad: Orvad, probe: dict) -> None:
+    got = _probe(orvad, probe)
+    assert got["orvad"].startswith("refused:") and got["outside"].startswith("refused:")
+
+
+def test_secrets_reach_the_env_but_no_command_line(orvad: Orvad, probe: dict) -> None:
+    got = _probe(orvad, probe)
+    assert got["secret_env"] is True
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert SECRET.encode() not in cmdline.read_bytes(), cmdline
+        except OSError:
+            continue
+    assert SECRET not in orvad.stderr() and SECRET not in orvad.stdout()
+
+
+def test_blocked_syscalls_are_refused_and_interpreters_still_work(orvad: Orvad, probe: dict) -> None:
+    got = _probe(orvad, probe)
+    assert got["thread"].startswith("ok:")
+    if probe["runtime"] == "python":
+        for name, (rc, errno) in got["syscalls"].items():
+            assert rc == -1 and errno == 1, f"{name} was not refused with EPERM: rc={rc} errno={errno}"
+        assert got["subprocess"] == "ok:b'1'"
+
+
+def test_memory_limit_kills_the_worker_and_says_why(orvad: Orvad, probe: dict) -> None:
+    with orvad.client() as c:
+        r = c.get(f"/fn/{probe['id']}/oom")
+        assert r.status_code == 502, r.text
+        err = r.json()["error"]
+        assert err["code"] == "WORKER_CRASHED" and "out of memory" in err["message"]
+        assert _probe(orvad, probe)["uid"][0] == 65534  # a fresh worker serves afterwards
+
+
+@pytest.mark.parametrize("probe", ["python"], indirect=True)  # Node jails get the same pids cgroup flags
+def test_fork_bomb_is_stopped_by_the_pids_limit(orvad: Orvad, probe: dict) -> None:
+    host_pids_before = len(os.listdir("/proc"))
+    with orvad.client() as c:
+        r = c.get(f"/fn/{probe['id']}/forkbomb")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["forked"] < 64 and got["error"] in ("BlockingIOError", "OSError")
+    wait_for(lambda: len(os.listdir("/proc")) < host_pids_before + 20, 10, "forked children to be reaped")
