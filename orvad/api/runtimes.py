@@ -1,4 +1,4 @@
-"""/api/v1/runtimes: the interpreters this host really offers."""
+"""/api/v1/runtimes and /api/v1/syscalls: what this host runs functions with, and what it refuses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of
+from orvad.seccomp import load_catalog
 
 
 async def list_runtimes(request: Request) -> Response:
@@ -14,4 +15,10 @@ async def list_runtimes(request: Request) -> Response:
     return JSONResponse({"runtimes": daemon_of(request).runtimes.list()})
 
 
-routes = [Route("/api/v1/runtimes", list_runtimes, methods=["GET"])]
+async def list_syscalls(request: Request) -> Response:
+    """The seccomp policy catalog: every refused syscall, its number, category and why."""
+    return JSONResponse(load_catalog())
+
+
+routes = [Route("/api/v1/runtimes", list_runtimes, methods=["GET"]),
+          Route("/api/v1/syscalls", list_syscalls, methods=["GET"])]
