@@ -12,7 +12,7 @@ from typing import Any
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
-from orvad.builder.build import Builder
+from orvad.builder.build import Builder, sandboxed_installer
 from orvad.bus import Bus
 from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
@@ -103,7 +103,11 @@ class Daemon:
         self.host.checks["code_path"] = code_path_check(self.builder.root)
         for warning in self.host.warnings:
             log.error("SANDBOX LIMIT NOT ENFORCED: " + warning)
-        self.spawner = Spawner(host=self.host.facts, data=load_sandbox_data(), runtimes=self.runtimes,
+        sandbox_data = load_sandbox_data()
+        if self.host.facts is not None:
+            self.builder.install = sandboxed_installer(
+                self.host.facts, lambda language: sandbox_data.binds_for(language, build=True), sandbox_data.limits)
+        self.spawner = Spawner(host=self.host.facts, data=sandbox_data, runtimes=self.runtimes,
                                secrets=self.secrets, version_dir=self.builder.version_dir,
                                observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s))
         await self.db.open()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
-import time
-from collections.abc import Callable
 
-import httpx
 import pytest
 
 from tests.conftest import Orvad, wait_for

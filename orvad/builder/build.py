@@ -9,9 +9,12 @@ to by one database transaction; the old version serves until then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
@@ -27,6 +30,7 @@ from orvad.clock import now_iso
 from orvad.errors import NotFound, ValidationError, VersionGCd
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
+from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 from orvad.store.functions import Deployment, Function, FunctionStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,7 @@ def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | Non
         if not req.exists() or not any(ln.strip() and not ln.strip().startswith("#") for ln in req.read_text().splitlines()):
             return None
         return [interpreter, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
+                "--break-system-packages",  # Debian marks its Python externally managed; --target is ours
                 "--progress-bar", "off", "--cache-dir", "/cache/pip", "--target", "/code/.packages",
                 "-r", "/code/requirements.txt"]
     manifest = tree / "package.json"
@@ -84,6 +89,72 @@ def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | Non
     verb = "ci" if (tree / "package-lock.json").exists() else "install"
     return ["/usr/bin/npm", verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm",
             "--prefix", "/code"]
+
+
+def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]], limits: dict[str, int]) -> InstallRunner:
+    """Run an install command inside a build jail: as tight as a worker's, except for the network."""
+
+    async def run(job: InstallJob) -> int:
+        job.cache.mkdir(parents=True, exist_ok=True, mode=0o711)
+        as_root = os.geteuid() == 0
+        if as_root:  # the jail writes as 65534; give it the tree and the cache, take the tree back after
+            await asyncio.to_thread(_chown_tree, job.tree, JAIL_UID)
+            await asyncio.to_thread(_chown_tree, job.cache, JAIL_UID)
+        spec = SandboxSpec(
+            argv=tuple(job.argv), code_dir=str(job.tree), code_access="rw", binds=binds(job.language),
+            memory_mb=limits["build_memory_mb"], cpus=float(os.cpu_count() or 1), pids=limits["build_pids"],
+            tmpfs_mb=limits["build_tmpfs_mb"], fsize_mb=512, nofile=4096, extra_rw=((str(job.cache), "/cache"),),
+            network="host", env=_build_env())
+        inv = build_invocation(spec, host)
+        proc = await asyncio.create_subprocess_exec(*inv.argv, env=inv.env, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
+
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            assert stream is not None
+            while line := await stream.readline():
+                await job.on_line(name, line.decode(errors="replace"))
+
+        try:
+            await asyncio.wait_for(asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"),
+                                                  proc.wait()), job.timeout_s)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
+        finally:
+            if as_root:
+                await asyncio.to_thread(_chown_tree, job.tree, 0)
+        return proc.returncode or 0
+
+    return run
+
+
+# The host's registry settings (proxies, mirrors, extra CAs) reach the build jail; nothing else does.
+_PASSED_THROUGH = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_DEFAULT_TIMEOUT", "npm_config_registry")
+
+
+def _build_env() -> dict[str, str]:
+    env = {"HOME": "/tmp", "npm_config_update_notifier": "false", "PIP_NO_COLOR": "1",
+           # Node trusts the system CA store (as pip does), so a host's own CAs work in the jail too
+           "NODE_OPTIONS": "--use-openssl-ca", "SSL_CERT_DIR": "/etc/ssl/certs"}
+    env.update({k: v for k, v in os.environ.items() if k in _PASSED_THROUGH})
+    return env
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    for path in [root, *root.rglob("*")]:
+        with contextlib.suppress(OSError):
+            os.lchown(path, uid, uid)
 
 
 def manifest_for(language: str, dependencies: str) -> str:
@@ -118,7 +189,7 @@ class Builder:
         self._bus = bus
         self._language_of = language_of
         self._interpreter_of = interpreter_of
-        self._install = install
+        self.install = install
         self._timeout_s = timeout_s
         self._versions_kept = versions_kept
         # Code hashes a running worker uses (the pool sets this); GC never removes those.
@@ -188,8 +259,8 @@ class Builder:
 
         def prepare() -> None:
             self.function_dir(fn.id).mkdir(parents=True, exist_ok=True, mode=0o711)
-            staging.parent.mkdir(exist_ok=True, mode=0o700)  # sources stay private until built
-            (staging / "source").mkdir(parents=True)
+            staging.mkdir(parents=True, mode=0o711)  # the build jail reaches tree/ through it
+            (staging / "source").mkdir(mode=0o700)  # the upload itself stays private
             write(staging / "source")
             if archive:
                 (staging / "ARCHIVE").touch()
@@ -271,7 +342,7 @@ class Builder:
         if argv is None:
             await self._line(dep, "system", "no dependencies to install")
             return
-        if self._install is None:
+        if self.install is None:
             raise BuildFailed("dependencies cannot be installed: the build sandbox is unavailable on this host")
         await self._line(dep, "system", "installing dependencies in the build sandbox: " + " ".join(argv[1:4]) + " ...")
 
@@ -280,7 +351,7 @@ class Builder:
 
         cache = self.root.parent / "build-cache"
         job = InstallJob(fn, language, argv, tree, cache, self._timeout_s, on_line)
-        code = await self._install(job)
+        code = await self.install(job)
         if code != 0:
             raise BuildFailed(f"dependency install failed (exit code {code}); see the build log")
 
