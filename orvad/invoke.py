@@ -151,7 +151,7 @@ class Invoker:
                 request_context={"requestId": scope.get("state", {}).get("request_id", ""),
                                  "executionId": execution_id, "functionId": fn.id, "functionName": fn.name,
                                  "trigger": trigger, "sourceIp": client[0] if client else "", "time": started_at})
-            remaining = max(0.001, timeout_s - (time.perf_counter() - started))
+            remaining = timeout_s  # queueing is bounded by timeout_ms too, but does not eat the handler's time
             context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
                        "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
                        "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
@@ -164,7 +164,7 @@ class Invoker:
                                     details={"execution_id": execution_id})
             if reply.kind == "stream":
                 record["status_code"] = reply.status
-                sent, end = await self._stream(reply, headers, send, started + timeout_s)
+                sent, end = await self._stream(reply, headers, send, time.perf_counter() + timeout_s)
                 record["response_bytes"] = sent
                 logs, truncated = end.get("logs", ""), bool(end.get("logsTruncated"))
                 record["status"] = "error" if end.get("error") else "success"

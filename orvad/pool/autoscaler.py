@@ -49,6 +49,9 @@ def _mean(values: list[float]) -> float:
 
 def decide(samples: Samples, *, current: int, min_warm: int, max_warm: int, target_concurrency: int,
            mean_latency_s: float, idle_for_s: float, idle_ttl_s: float, scale_to_zero: bool, now: float) -> Decision:
+    if scale_to_zero and idle_for_s >= idle_ttl_s:
+        samples.panic_until = 0.0
+        return Decision(desired=0, panic=False, reason="idle past idle_ttl: scale to zero")
     conc = list(samples.concurrency)
     stable = _mean(conc)
     panic_avg = _mean(conc[-PANIC_WINDOW_S:])
@@ -70,6 +73,5 @@ def decide(samples: Samples, *, current: int, min_warm: int, max_warm: int, targ
     else:
         reason = "stable"
 
-    floor = 0 if scale_to_zero and idle_for_s >= idle_ttl_s else min_warm
-    desired = max(floor, min(max_warm, want))
+    desired = max(min_warm, min(max_warm, want))
     return Decision(desired=desired, panic=in_panic, reason=reason)

@@ -10,7 +10,6 @@ pool then drains. Requests never wait for that, so a change under load costs no 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,13 +30,14 @@ class PoolManager:
         self.pools: dict[str, Pool] = {}
         self._draining: set[Pool] = set()
         self._replacing: dict[str, asyncio.Task[None]] = {}
+        self._ready: dict[str, Pool] = {}  # warmed for a version that is about to be activated
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
 
     # memory gate
     @property
     def reserved_mb(self) -> int:
-        return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining])
+        return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
 
     def _admit(self, memory_mb: int) -> Callable[[], bool]:
         return lambda: self.reserved_mb + memory_mb <= self.memory_cap_mb
@@ -59,6 +59,10 @@ class PoolManager:
         pool = self.pools.get(function_id)
         if pool is not None and (pool.key == key or function_id in self._replacing):
             return pool
+        ready = self._ready.get(function_id)
+        if ready is not None and ready.key == key:
+            self._swap(function_id, self._ready.pop(function_id))
+            return ready
         fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
         self._swap(function_id, fresh)
         return fresh
@@ -70,6 +74,10 @@ class PoolManager:
         current = self.pools.get(function_id)
         if current is not None and current.key == key:
             return
+        ready = self._ready.get(function_id)
+        if ready is not None and ready.key == key:  # pre-warmed by warm_now: switch at once
+            self._swap(function_id, self._ready.pop(function_id))
+            return
         running = self._replacing.pop(function_id, None)
         if running is not None:
             running.cancel()
@@ -80,19 +88,27 @@ class PoolManager:
 
     async def warm_now(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
                        memory_mb: int, details: dict[str, str]) -> None:
-        """Warm the pool for ``key`` and switch to it before returning (deploy and rollback activation)."""
-        self.replace(function_id, key, spawn, memory_mb, details)
-        task = self._replacing.get(function_id)
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
+        """Warm a pool for ``key`` without switching to it: the switch comes when the function's
+        record names the new version (``replace`` or ``ensure`` with that key), so traffic never
+        sees a version before it is active, and never a cold one."""
+        current = self.pools.get(function_id)
+        if current is not None and current.key == key:
+            return
+        stale = self._ready.pop(function_id, None)
+        if stale is not None:
+            self._background(stale.close(0))
+        fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
+        want = max(self._config_of(function_id).min_warm, current.recent_need() if current is not None else 0)
+        if want:
+            await fresh.warm(want, WARM_TIMEOUT_S)
+        self._ready[function_id] = fresh
 
     async def _warm_and_swap(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
                              memory_mb: int, details: dict[str, str]) -> None:
         fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
         old = self.pools.get(function_id)
         config = self._config_of(function_id)
-        want = max(config.min_warm, old.size if old is not None else 0)
+        want = max(config.min_warm, old.recent_need() if old is not None else 0)
         try:
             if want:
                 await fresh.warm(want, WARM_TIMEOUT_S)
@@ -126,9 +142,9 @@ class PoolManager:
         task = self._replacing.pop(function_id, None)
         if task is not None:
             task.cancel()
-        pool = self.pools.pop(function_id, None)
-        if pool is not None:
-            self._drain(pool)
+        for pool in (self.pools.pop(function_id, None), self._ready.pop(function_id, None)):
+            if pool is not None:
+                self._drain(pool)
 
     def _background(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -140,7 +156,8 @@ class PoolManager:
 
     # introspection
     def hashes_in_use(self, function_id: str) -> set[str]:
-        pools = [p for p in [*self.pools.values(), *self._draining] if p.details.get("function_id") == function_id]
+        pools = [p for p in [*self.pools.values(), *self._draining, *self._ready.values()]
+                 if p.details.get("function_id") == function_id]
         return {h for p in pools if (h := p.code_hash())}
 
     def rows(self) -> list[dict[str, Any]]:
@@ -167,8 +184,9 @@ class PoolManager:
         for task in list(self._replacing.values()):
             task.cancel()
         await asyncio.gather(*self._replacing.values(), return_exceptions=True)
-        pools = [*self.pools.values(), *self._draining]
+        pools = [*self.pools.values(), *self._draining, *self._ready.values()]
         self.pools.clear()
+        self._ready.clear()
         await asyncio.gather(*(p.close(grace_s=5.0) for p in pools), return_exceptions=True)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

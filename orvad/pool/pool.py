@@ -113,6 +113,12 @@ class Pool:
     def inflight(self) -> int:
         return sum(s.inflight for s in self.slots)
 
+    def recent_need(self) -> int:
+        """Workers this pool needed lately: its size, spawns under way, and recent peak concurrency."""
+        peak = max(list(self.samples.concurrency)[-6:], default=0.0)
+        target = max(1, self._config().target_concurrency)
+        return max(self.size + self._spawning, math.ceil(max(peak, self._waiting + self.inflight) / target))
+
     def stats(self) -> dict[str, int]:
         busy = sum(1 for s in self.slots if s.inflight)
         return {"workers": self.size, "idle": self.size - busy, "busy": busy, "spawning": self._spawning,
@@ -138,6 +144,8 @@ class Pool:
                     if slot is not None:
                         self._account()
                         slot.inflight += 1
+                        # cold: this request started a worker and is served by a worker born while it waited
+                        cold = cold and slot.started > started
                         if cold:
                             self.counters.cold_starts += 1
                         return Lease(slot, cold, (time.monotonic() - started) * 1000)
