@@ -7,9 +7,11 @@ Every field is declared once in ``FIELDS``: its default, environment variable, p
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,15 @@ def _text(raw: Any) -> str:
     return value
 
 
+def _networks(raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in str(raw).split(",") if part.strip())
+
+
+def _proxies(raw: Any) -> str:
+    _networks(raw)  # raises ValueError on a bad address
+    return str(raw).strip()
+
+
 def _path(raw: Any) -> Path:
     return Path(_text(raw)).expanduser()
 
@@ -114,6 +125,8 @@ FIELDS: tuple[Field, ...] = (
           "share of host RAM that worker memory limits may add up to"),
     Field("worker_max_requests", 10_000, "ORVA_WORKER_MAX_REQUESTS", _int_range(1, 10_000_000),
           "requests a worker serves before it is recycled"),
+    Field("trusted_proxies", "", "ORVA_TRUSTED_PROXIES", _proxies,
+          "comma list of proxy addresses/CIDRs whose X-Forwarded-For is believed"),
     Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
           "days executions and their logs are kept"),
 )
@@ -140,6 +153,11 @@ class Settings:
     memory_share: float
     worker_max_requests: int
     log_retention_days: int
+    trusted_proxies: str
+
+    @cached_property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return _networks(self.trusted_proxies)
 
     @property
     def db_path(self) -> Path:

@@ -20,6 +20,7 @@ from orvad.functions import WORKER_FIELDS, FunctionService
 from orvad.hostcheck import HostCheck, check_host, code_path_check, load_sandbox_data
 from orvad.ids import uuid7
 from orvad.invoke import Invoker
+from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
 from orvad.metrics import Metrics
 from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager
@@ -68,6 +69,9 @@ class Daemon:
         self.host: HostCheck | None = None
         self.spawner: Spawner  # needs the host check, done at start()
         self.invoker = Invoker(self)
+        self.rate_limiter = RateLimiter()
+        self.concurrency = ConcurrencyGate()
+        self.signatures = SignatureChecker()
         self._active_hash: dict[str, str] = {}
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()

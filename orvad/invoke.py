@@ -30,6 +30,7 @@ from orvad.errors import (
 )
 from orvad.events import build_event, handler_headers, response_headers
 from orvad.ids import uuid7
+from orvad.limits import client_address
 from orvad.pool.pool import Lease, Pool, PoolClosed
 from orvad.pool.worker import Reply
 from orvad.store.functions import Function
@@ -56,6 +57,16 @@ async def _wait_disconnect(receive: Receive) -> None:
 class Invoker:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
+        self._inflight: dict[str, set[asyncio.Future[Reply]]] = {}
+        self._killed: set[asyncio.Future[Reply]] = set()
+
+    def kill(self, function_id: str) -> int:
+        """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
+        running = list(self._inflight.get(function_id, ()))
+        for future in running:
+            self._killed.add(future)
+            future.cancel()
+        return len(running)
 
     # entry points
     async def fn_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,8 +103,14 @@ class Invoker:
                               hint="wait for the deployment to finish (GET /api/v1/functions/{id}/deployments)",
                               details={"function_id": fn.id})
 
-    async def _authorize(self, fn: Function, scope: Scope) -> None:
+    async def _authorize(self, fn: Function, scope: Scope, body: bytes) -> None:
         if fn.auth_mode == "none":
+            return
+        if fn.auth_mode == "signed":
+            headers = {k: v.decode("latin-1") for k, v in scope["headers"]
+                       if k in (b"x-orva-timestamp", b"x-orva-signature")}
+            self.d.signatures.verify(await self.d.secrets.signing_secret(fn.id), headers.get(b"x-orva-timestamp"),
+                                     headers.get(b"x-orva-signature"), body)
             return
         if fn.auth_mode == "api_key":
             principal = await identify(scope, self.d.keys, self.d.sessions)
@@ -102,8 +119,7 @@ class Invoker:
             if not principal.can("invoke"):
                 raise Forbidden("this API key lacks the 'invoke' permission", details={"required": "invoke"})
             return
-        raise Unauthorized(f"function {fn.name} needs a signed request",
-                           hint="send X-Orva-Timestamp and X-Orva-Signature (see docs/API.md)")
+        raise Unauthorized(f"function {fn.name} has an unknown auth_mode {fn.auth_mode!r}")
 
     def pool_for(self, fn: Function) -> Pool:
         code_hash = self.d.active_hash(fn)
@@ -127,12 +143,19 @@ class Invoker:
         lease: Lease | None = None
         pool: Pool | None = None
         healthy = True
+        gated = False
         try:
             self._gate(fn)
-            await self._authorize(fn, scope)
+            client = scope.get("client")
+            peer = client[0] if client else ""
+            forwarded = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
+            self.d.rate_limiter.take(fn.id, client_address(peer, forwarded, self.d.settings.trusted_networks),
+                                     fn.rate_limit_per_min)
             body = await _read_body(receive)
             record["request_bytes"] = len(body)
+            await self._authorize(fn, scope, body)
             timeout_s = fn.timeout_ms / 1000
+            gated = await self.d.concurrency.enter(fn.id, fn.max_concurrency, fn.concurrency_policy, timeout_s)
             for attempt in range(3):  # a pool replaced while we waited hands us to its successor
                 pool = self.pool_for(self.d.functions.get(fn.id) or fn)
                 try:
@@ -155,7 +178,7 @@ class Invoker:
             context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
                        "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
                        "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
-            reply = await self._dispatch(lease, event, context, remaining, receive)
+            reply = await self._dispatch(fn.id, lease, event, context, remaining, receive)
             logs, truncated = reply.logs, reply.logs_truncated
             headers = self._orva_headers(execution_id, lease.cold, started)
             if reply.kind == "error":
@@ -187,24 +210,33 @@ class Invoker:
             record["error_message"] = "the client disconnected"
             raise
         finally:
+            if gated:
+                await self.d.concurrency.leave(fn.id)
             duration = time.perf_counter() - started
             if lease is not None and pool is not None:
                 await pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
             record["duration_ms"], record["finished_at"] = round(duration * 1000, 3), now_iso()
             self.d.record_execution(record, logs, truncated)
 
-    async def _dispatch(self, lease: Lease, event: dict[str, Any], context: dict[str, Any], timeout_s: float,
-                        receive: Receive) -> Reply:
-        """Invoke, but give up (and free the slot) if the client disconnects first."""
+    async def _dispatch(self, function_id: str, lease: Lease, event: dict[str, Any], context: dict[str, Any],
+                        timeout_s: float, receive: Receive) -> Reply:
+        """Invoke, but give up (and free the slot) if the client disconnects or an operator kills it."""
         invoke = asyncio.ensure_future(lease.worker.invoke(event, context, timeout_s))  # type: ignore[attr-defined]
         watch = asyncio.ensure_future(_wait_disconnect(receive))
+        inflight = self._inflight.setdefault(function_id, set())
+        inflight.add(invoke)
         try:
             done, _ = await asyncio.wait({invoke, watch}, return_when=asyncio.FIRST_COMPLETED)
             if invoke in done:
+                if invoke.cancelled() and invoke in self._killed:
+                    raise Killed("the execution was killed by an operator",
+                                 hint="resume the function with PUT /api/v1/functions/{id} {\"status\": \"active\"}")
                 return invoke.result()
             invoke.cancel()
             raise asyncio.CancelledError("client disconnected")
         finally:
+            inflight.discard(invoke)
+            self._killed.discard(invoke)
             watch.cancel()
             if not invoke.done():
                 invoke.cancel()
@@ -249,5 +281,11 @@ class Invoker:
         return sent, reply.ended.result()
 
 
+class Killed(NotActive):
+    """An operator killed the function while this request ran (409 NOT_ACTIVE, recorded as killed)."""
+
+
 def _status_of(exc: OrvaError) -> str:
+    if isinstance(exc, Killed):
+        return "killed"
     return {"FUNCTION_ERROR": "error", "TIMEOUT": "timeout", "WORKER_CRASHED": "crashed"}.get(exc.code, "rejected")

@@ -23,6 +23,7 @@ from orvad.store.secrets import SecretStore
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 32 * 1024
 MASTER_KEY_ENV = "ORVA_MASTER_KEY"
+SIGNING_SECRET = "ORVA_SIGNING_SECRET"  # the one ORVA_* key a function may set: its HMAC secret
 
 
 class MasterKeyError(RuntimeError):
@@ -64,9 +65,10 @@ class SecretService:
         self._store = store
         self._master = master
         self.on_change: list[Callable[[str], Awaitable[None]]] = []  # function id; the pool refreshes workers
+        self._signing: dict[str, str | None] = {}  # decrypted once, dropped on any change
 
     async def upsert(self, function_id: str, key: Any, value: Any) -> None:
-        if not isinstance(key, str) or not KEY_RE.match(key) or key.upper().startswith("ORVA_"):
+        if not isinstance(key, str) or not KEY_RE.match(key) or (key.upper().startswith("ORVA_") and key != SIGNING_SECRET):
             raise ValidationError("key must be an environment variable name (letters, digits, _), not ORVA_*",
                                   details={"field": "key"})
         if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:
@@ -104,6 +106,12 @@ class SecretService:
         self._master = new_master
         return len(rows)
 
+    async def signing_secret(self, function_id: str) -> str | None:
+        if function_id not in self._signing:
+            self._signing[function_id] = (await self.environment(function_id)).get(SIGNING_SECRET)
+        return self._signing[function_id]
+
     async def _changed(self, function_id: str) -> None:
+        self._signing.pop(function_id, None)
         for hook in self.on_change:
             await hook(function_id)

@@ -137,6 +137,16 @@ async def source(request: Request) -> Response:
     })
 
 
+async def kill(request: Request) -> Response:
+    """Pause the function and cancel its in-flight executions (recorded as killed); workers are stopped."""
+    daemon = daemon_of(request)
+    fn = daemon.functions.resolve(request.path_params["id"])
+    if fn.status == "active":
+        fn = await daemon.functions.update(fn.id, {"status": "inactive"})
+    cancelled = daemon.invoker.kill(fn.id)
+    return JSONResponse({"id": fn.id, "status": fn.status, "killed": cancelled})
+
+
 async def _built(daemon: Any, fn: Function, deployment_id: str | None, field: str) -> Deployment:
     if not deployment_id:
         raise ValidationError(f"?{field}= (a deployment id) is required", details={"field": field})
@@ -187,4 +197,5 @@ routes = [
     Route("/api/v1/functions/{id}/rollback", rollback, methods=["POST"]),
     Route("/api/v1/functions/{id}/source", source, methods=["GET"]),
     Route("/api/v1/functions/{id}/diff", diff, methods=["GET"]),
+    Route("/api/v1/functions/{id}/kill", kill, methods=["POST"]),
 ]
