@@ -30,7 +30,45 @@ def build_parser() -> argparse.ArgumentParser:
     for field in FIELDS:
         serve_cmd.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
                                help=f"{field.help} (env {field.env}, default {field.default})")
+    rotate = commands.add_parser("rotate-master-key",
+                                 help="re-encrypt every function secret under a new master key (stop orvad first)")
+    rotate.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
     return parser
+
+
+async def rotate_master_key(data_dir: Path) -> int:
+    """New key to master.key.new, re-encrypt in one transaction, then swap the files (old kept as .old)."""
+    import os
+
+    from orvad.secrets import MASTER_KEY_ENV, SecretService, load_master_key
+    from orvad.store.db import Database
+    from orvad.store.secrets import SecretStore
+
+    if os.environ.get(MASTER_KEY_ENV):
+        print(f"orvad: {MASTER_KEY_ENV} is set; rotate by hand: unset it, or set the new value after re-encrypting",
+              file=sys.stderr)
+        return 2
+    key_file = data_dir / "master.key"
+    if not key_file.exists():
+        print(f"orvad: no master key at {key_file}", file=sys.stderr)
+        return 2
+    new_key = os.urandom(32)
+    pending = key_file.with_name("master.key.new")
+    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(new_key.hex() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    db = Database(data_dir / "orva.db")
+    await db.open()
+    try:
+        count = await SecretService(SecretStore(db), load_master_key(key_file)).rotate(new_key)
+    finally:
+        await db.close()
+    key_file.replace(key_file.with_name("master.key.old"))
+    pending.replace(key_file)
+    print(f"re-encrypted {count} secret(s); the previous key is in {key_file.with_name('master.key.old')}")
+    return 0
 
 
 async def run(settings: Settings) -> None:
@@ -79,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             log.error("cannot start", extra={"error": str(exc)})
             return 1
+    if args.command == "rotate-master-key":
+        data_dir = args.data_dir or load_settings({}).data_dir
+        return asyncio.run(rotate_master_key(data_dir))
     return 0
 
 
