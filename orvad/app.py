@@ -83,8 +83,9 @@ def create_app(daemon: Daemon) -> Starlette:
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )
     invoke = _RawASGI(daemon.invoker.fn_endpoint)
-    app.router.routes += [Route("/fn/{id}", invoke, include_in_schema=False),
-                          Route("/fn/{id}/{rest:path}", invoke, include_in_schema=False)]
+    # first in the table: the invoke path should not try every management route's pattern
+    app.router.routes[:0] = [Route("/fn/{id}", invoke, include_in_schema=False),
+                             Route("/fn/{id}/{rest:path}", invoke, include_in_schema=False)]
     app.router.default = daemon.invoker.route_endpoint  # custom routes, else 404
     app.state.daemon = daemon
     return app

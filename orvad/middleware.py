@@ -77,10 +77,11 @@ class RequestContext:
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
             request_id_var.reset(token)
-            log.info("request", extra={
-                "request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            })
+            if log.isEnabledFor(logging.INFO):
+                log.info("request", extra={
+                    "request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                })
 
 
 class BodyLimit:
