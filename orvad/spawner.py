@@ -19,7 +19,7 @@ from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
 from orvad.secrets import SecretService
 from orvad.store.functions import Function
 
-ARGV = {"python": ("{interpreter}", "-u", "-B", "/runtime/adapter.py"), "node": ("{interpreter}", "/runtime/adapter.js")}
+ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "/runtime/adapter.py"), "node": ("{interpreter}", "/runtime/adapter.js")}
 
 
 class Spawner:
