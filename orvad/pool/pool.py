@@ -176,6 +176,11 @@ class Pool:
             finally:
                 self._waiting -= 1
 
+    def _memory_exhausted(self) -> Unavailable:
+        return Unavailable("host memory reserved for workers is exhausted", code="MEMORY_EXHAUSTED", retry_after_s=5,
+                           hint="lower memory_mb or max_warm of busy functions, or raise ORVA_MEMORY_SHARE",
+                           details={**self.details, "worker_memory_mb": self.memory_mb})
+
     async def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
         """Return a slot; an unhealthy worker is dropped and stopped, a worn-out one retired."""
         slot = lease.slot
