@@ -168,7 +168,7 @@ def bench_cold(orvad: Orvad, samples: int) -> dict[str, Any]:
                                                       "scale_to_zero": True})
         cold = []
         for _ in range(samples):
-            wait_until(lambda: orvad.pool(fn["id"])["workers"] == 0, 30, "scale to zero")
+            wait_until(lambda fid=fn["id"]: orvad.pool(fid)["workers"] == 0, 30, "scale to zero")
             t = time.perf_counter()
             r = orvad.client.get(f"/fn/{fn['id']}/")
             elapsed = (time.perf_counter() - t) * 1000
@@ -212,7 +212,7 @@ def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
         code = PY_HANDLER.replace("world", f"world-{i}")
         t = time.perf_counter()
         orvad.client.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": code})
-        wait_until(lambda: orvad.client.get(f"/fn/{fn['id']}/").text.find(f"world-{i}") >= 0, 60, "new version")
+        wait_until(lambda i=i: f"world-{i}" in orvad.client.get(f"/fn/{fn['id']}/").text, 60, "new version")
         times.append((time.perf_counter() - t) * 1000)
     return {"deploys": count, "deploy_to_first_invoke_p50_ms": pct(times, 0.5),
             "deploy_to_first_invoke_p90_ms": pct(times, 0.9)}

@@ -173,7 +173,7 @@ async def diff(request: Request) -> Response:
     after = await _built(daemon, fn, params.get("to"), "to")
     if before.id == after.id:
         raise ValidationError("from and to are the same deployment", details={"field": "to"})
-    roots = [daemon.builder.version_dir(fn.id, d.code_hash) for d in (before, after)]
+    roots = [daemon.builder.version_dir(fn.id, str(d.code_hash)) for d in (before, after)]  # _built checked both
     missing = [d.code_hash for d, root in zip((before, after), roots, strict=True) if not root.is_dir()]
     if missing:
         raise VersionGCd("a compared version was removed by the garbage collector",
