@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m pip install --quiet -e ".[fast]"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)

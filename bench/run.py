@@ -85,11 +85,12 @@ def wrk(url: str, seconds: int, connections: int = 50) -> dict[str, float]:
 
 
 class Orvad:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, server: str = "hypercorn") -> None:
         self.port = free_port()
         self.data = base / "data"
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_LOG_LEVEL": "warning"}
+        env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_LOG_LEVEL": "warning",
+               "ORVA_SERVER": server}
         self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(base / "orvad.err", "w"))
         wait_until(self._up, 30, "orvad")
@@ -118,9 +119,9 @@ class Orvad:
         self.proc.wait(30)
 
 
-def bench_warm(orvad: Orvad, base: Path, seconds: int) -> dict[str, Any]:
+def bench_warm(orvad: Orvad, base: Path, seconds: int, server: str = "hypercorn") -> dict[str, Any]:
     hello_port = free_port()
-    hello = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"), str(hello_port)],
+    hello = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"), str(hello_port), server],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _reachable(hello_port), 20, "baseline server")
@@ -137,6 +138,7 @@ def bench_warm(orvad: Orvad, base: Path, seconds: int) -> dict[str, Any]:
         result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds)
         result["ratio_to_baseline"] = round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
         rows[f"orva_{runtime}"] = result
+        orvad.client.delete(f"/api/v1/functions/{fn['id']}")
     return rows
 
 
@@ -262,6 +264,14 @@ def main() -> None:
         results["deploy"] = bench_deploy(orvad, 20)
     finally:
         orvad.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    base = Path(tempfile.mkdtemp(prefix="orva-bench-uv-"))
+    base.chmod(0o711)
+    fast = Orvad(base, "uvicorn")
+    try:
+        results["warm_uvicorn"] = bench_warm(fast, base, seconds, "uvicorn")
+    finally:
+        fast.stop()
         shutil.rmtree(base, ignore_errors=True)
     out = ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

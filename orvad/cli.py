@@ -79,17 +79,39 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    config = HypercornConfig()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.graceful_timeout = settings.shutdown_grace_s
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
     url = f"http://{settings.host}:{settings.port}"
     _announce(daemon, url)
     try:
-        await serve(create_app(daemon), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        if settings.server == "uvicorn":
+            await _serve_uvicorn(daemon, settings, stop)
+        else:
+            config = HypercornConfig()
+            config.bind = [f"{settings.host}:{settings.port}"]
+            config.graceful_timeout = settings.shutdown_grace_s
+            config.accesslog = None
+            config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+            await serve(create_app(daemon), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
         await daemon.stop()
+
+
+async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(create_app(daemon), host=settings.host, port=settings.port, http="httptools",
+                            lifespan="off", access_log=False, log_config=None,
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s))
+    server = uvicorn.Server(config)
+
+    async def watch() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server._serve()  # not serve(): orvad's own SIGTERM/SIGINT handlers set `stop`
+    finally:
+        watcher.cancel()
 
 
 def _announce(daemon: Daemon, url: str) -> None:
@@ -112,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"orvad: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level)
+        if settings.server == "uvicorn":
+            try:
+                import uvloop
+
+                uvloop.install()
+            except ImportError:
+                print("orvad: --server uvicorn needs the `fast` extra: pip install 'orva[fast]'", file=sys.stderr)
+                return 2
         try:
             asyncio.run(run(settings))
         except OSError as exc:

@@ -105,6 +105,8 @@ FIELDS: tuple[Field, ...] = (
     Field("max_body_bytes", 6 * 1024 * 1024, "ORVA_MAX_BODY_BYTES", _int_range(1024, 1 << 30),
           "largest request body accepted, in bytes"),
     Field("log_level", "info", "ORVA_LOG_LEVEL", _choice(*LOG_LEVELS), "log level"),
+    Field("server", "hypercorn", "ORVA_SERVER", _choice("hypercorn", "uvicorn"),
+          "HTTP server: hypercorn, or uvicorn (uvloop + httptools, the `fast` extra)"),
     Field("shutdown_grace_s", 10.0, "ORVA_SHUTDOWN_GRACE_S", _float_range(0, 600),
           "seconds in-flight requests get to finish on SIGTERM/SIGINT"),
     Field("login_max_failures", 5, "ORVA_LOGIN_MAX_FAILURES", _int_range(1, 1000),
@@ -142,6 +144,7 @@ class Settings:
     secure_cookies: bool
     max_body_bytes: int
     log_level: str
+    server: str
     shutdown_grace_s: float
     login_max_failures: int
     login_window_s: int

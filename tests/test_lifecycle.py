@@ -78,3 +78,17 @@ def test_logs_are_json_lines(make_orvad: Callable[..., Orvad]) -> None:
     lines = [json.loads(line) for line in server.stderr().splitlines() if line.strip()]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
     assert any(line["msg"] == "request" and line["path"] == "/api/v1/system/health" for line in lines)
+
+
+def test_uvicorn_server_serves_and_stops_cleanly(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env={"ORVA_SERVER": "uvicorn"})
+    with server.admin() as c:
+        assert c.get("/api/v1/system/health").json()["status"] == "ok"
+        fn = c.post("/api/v1/functions", json={"name": "uv", "runtime": "python"}).json()
+        c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": "def handler(e, c):\n    return 'uv'\n"})
+        from tests.conftest import wait_for
+
+        wait_for(lambda: c.get(f"/fn/{fn['id']}").text == "uv", 30, "the function under uvicorn")
+        assert c.get("/nope").json()["error"]["code"] == "NOT_FOUND"
+    assert server.stop() == 0
+    assert '"orvad stopped"' in server.stderr()
