@@ -138,7 +138,6 @@ def bench_warm(orvad: Orvad, base: Path, seconds: int, server: str = "hypercorn"
         result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds)
         result["ratio_to_baseline"] = round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
         rows[f"orva_{runtime}"] = result
-        orvad.client.delete(f"/api/v1/functions/{fn['id']}")
     return rows
 
 
