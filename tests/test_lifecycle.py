@@ -92,3 +92,34 @@ def test_uvicorn_server_serves_and_stops_cleanly(make_orvad: Callable[..., Orvad
         assert c.get("/nope").json()["error"]["code"] == "NOT_FOUND"
     assert server.stop() == 0
     assert '"orvad stopped"' in server.stderr()
+
+
+def test_unreachable_code_is_reported_not_hung(jail_tmp) -> None:  # type: ignore[no-untyped-def]
+    """A data dir the jail cannot traverse: health says why, and a worker start fails fast with the reason."""
+    import os
+    import time
+
+    from tests.conftest import Orvad, free_port
+
+    private = jail_tmp / "private"
+    private.mkdir(mode=0o700)
+    server = Orvad(private / "data", free_port()).start()
+    try:
+        with server.admin() as c:
+            health = c.get("/api/v1/system/health")
+            assert health.status_code == 503 and not health.json()["checks"]["code_path"]["ok"]
+            assert str(private) in health.json()["checks"]["code_path"]["detail"]
+            c.post("/api/v1/functions", json={"name": "lost", "runtime": "python"})
+            c.put("/api/v1/pool/config", json={"function_id": "lost", "min_warm": 0})
+            dep = c.post("/api/v1/functions/lost/deploy-inline", json={"code": "def handler(e, c):\n    return 1\n"})
+            from tests.conftest import wait_for
+
+            wait_for(lambda: c.get(f"/api/v1/deployments/{dep.json()['id']}").json()["status"] == "succeeded", 30,
+                     "the build")
+            started = time.monotonic()
+            r = c.get("/fn/lost")
+            assert r.status_code == 502 and "sandbox could not start" in r.json()["error"]["message"], r.text
+            assert time.monotonic() - started < 10
+    finally:
+        server.stop()
+    assert os.path.isdir(private)

@@ -219,11 +219,17 @@ class Worker:
     def _describe_exit(self, code: int) -> str:
         if self._stopping:
             return "stopped by orvad"
-        signo = code - 128 if code > 128 else -code if code < 0 else 0
+        if code == 255:  # nsjail's own failure, before or while starting the child
+            tail = " | ".join(line for line in list(self.stderr_tail)[-3:] if line)
+            return "the sandbox could not start the worker (nsjail exit 255)" + (f": {tail}" if tail else "")
+        signo = code - 128 if 128 < code < 128 + 65 else -code if code < 0 else 0
         if signo == signal.SIGKILL and not self._killed_by_us:
             return f"killed by SIGKILL: out of memory (limit {self.memory_mb} MB)"
         if signo:
-            return f"killed by signal {signal.Signals(signo).name}"
+            try:
+                return f"killed by signal {signal.Signals(signo).name}"
+            except ValueError:
+                return f"killed by signal {signo}"
         return f"exited with code {code}"
 
     def _fail_all(self, reason: str, error: type[OrvaError]) -> None:
