@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from orvad.builder.build import Builder, sandboxed_installer
 from orvad.bus import Bus
 from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
+from orvad.egress import EgressNetwork
 from orvad.functions import WORKER_FIELDS, FunctionService
 from orvad.hostcheck import HostCheck, check_host, code_path_check, load_sandbox_data
 from orvad.ids import uuid7
@@ -67,6 +69,7 @@ class Daemon:
                                  max_requests=settings.worker_max_requests)
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024)
         self.host: HostCheck | None = None
+        self.egress = EgressNetwork()
         self.spawner: Spawner  # needs the host check, done at start()
         self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()
@@ -111,7 +114,11 @@ class Daemon:
         if self.host.facts is not None:
             self.builder.install = sandboxed_installer(
                 self.host.facts, lambda language: sandbox_data.binds_for(language, build=True), sandbox_data.limits)
-        self.spawner = Spawner(host=self.host.facts, data=sandbox_data, runtimes=self.runtimes,
+        if self.host.facts is not None and os.geteuid() == 0 and shutil.which("nft") and shutil.which("ip"):
+            await self.egress.start()
+        else:
+            self.egress.detail = "egress needs root, nft (Debian's nftables) and ip (iproute2)"
+        self.spawner = Spawner(host=self.host.facts, data=sandbox_data, runtimes=self.runtimes, egress=self.egress,
                                secrets=self.secrets, version_dir=self.builder.version_dir,
                                observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s))
         await self.db.open()
@@ -140,6 +147,7 @@ class Daemon:
         self._tasks.clear()
         await self.builder.stop()
         await self.pools.stop()
+        await self.egress.stop()
         await self.batch.stop()
         await self.db.close()
         log.info("orvad stopped", extra={"rows_written": self.batch.rows_written})
@@ -155,6 +163,7 @@ class Daemon:
             checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
         for name, check in (self.host.checks if self.host else {"sandbox": {"ok": False, "detail": "not checked yet"}}).items():
             checks[name] = check
+        checks["egress"] = {**self.egress.check(), "required": False}  # only egress functions need it
         expected = len(migration_files())
         checks["migrations"] = {"ok": self.db.schema_version == expected,
                                 "detail": f"schema {self.db.schema_version} of {expected}"}

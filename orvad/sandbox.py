@@ -85,7 +85,8 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
         args += ["-E", name]
     args += ["--", *spec.argv]
     if spec.netns is not None:
-        args = ["ip", "netns", "exec", spec.netns, *args]
+        # nsenter joins only the network namespace; `ip netns exec` would also remount /sys and hide the cgroups
+        args = ["nsenter", f"--net=/run/netns/{spec.netns}", "--", *args]
     return Invocation(args, env)
 
 

@@ -7,10 +7,12 @@ Secrets are decrypted here, at spawn, and travel only in nsjail's environment.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from orvad.egress import EgressNetwork
 from orvad.errors import Unavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.pool.worker import Worker
@@ -25,13 +27,14 @@ ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "/runtime/adapter.py"), "n
 class Spawner:
     def __init__(self, *, host: HostFacts | None, data: SandboxData, runtimes: RuntimeCatalog,
                  secrets: SecretService, version_dir: Callable[[str, str], Path],
-                 observe_spawn: Callable[[str, float], None]) -> None:
+                 observe_spawn: Callable[[str, float], None], egress: EgressNetwork | None = None) -> None:
         self.host = host
         self._data = data
         self._runtimes = runtimes
         self._secrets = secrets
         self._version_dir = version_dir
         self._observe_spawn = observe_spawn
+        self._egress = egress
         self._secret_generation: dict[str, int] = {}
 
     def secrets_changed(self, function_id: str) -> None:
@@ -49,9 +52,14 @@ class Spawner:
             if self.host is None:
                 raise Unavailable("the sandbox is unavailable on this host", code="SHUTTING_DOWN", retry_after_s=30,
                                   hint="see the sandbox check in GET /api/v1/system/health")
+            netns = None
             if fn.network_mode == "egress":
-                raise Unavailable("egress networking is not available on this host yet", code="SHUTTING_DOWN",
-                                  hint="set network_mode to none; see docs/NETWORK.md", retry_after_s=60)
+                if self._egress is None or not self._egress.ready:
+                    detail = self._egress.detail if self._egress else "egress networking is not set up"
+                    raise Unavailable(f"network_mode egress is unavailable on this host: {detail}",
+                                      code="SHUTTING_DOWN", retry_after_s=60,
+                                      hint="see the egress check in GET /api/v1/system/health and docs/NETWORK.md")
+                netns = await self._egress.lease()
             runtime = self._runtimes.get(fn.runtime)
             if runtime is None:
                 raise Unavailable(f"runtime {fn.runtime} is not installed on this host", code="SHUTTING_DOWN",
@@ -64,11 +72,31 @@ class Spawner:
                 code_dir=str(self._version_dir(fn.id, code_hash)), binds=self._data.binds_for(runtime.language),
                 memory_mb=fn.memory_mb, cpus=fn.cpus, pids=limits["pids"], tmpfs_mb=limits["tmpfs_mb"],
                 fsize_mb=limits["rlimit_fsize_mb"], nofile=limits["rlimit_nofile"],
-                runtime_dir=str(runtime.adapter_dir), env=env)
+                runtime_dir=str(runtime.adapter_dir), env=env, network="egress" if netns else "none", netns=netns)
             worker = Worker(build_invocation(spec, self.host), name=f"{fn.name}-{code_hash[:8]}",
-                            memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups)
-            await worker.start()
+                            memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups,
+                            on_exit=self._releaser(netns))
+            try:
+                await worker.start()
+            except BaseException:
+                if netns is not None and self._egress is not None:
+                    await self._egress.release(netns)
+                raise
             self._observe_spawn(runtime.language, worker.spawn_s)
             return worker
 
         return spawn
+
+    def _releaser(self, netns: str | None) -> Callable[[Worker], None] | None:
+        """Give a worker's network namespace back when the worker exits."""
+        egress = self._egress
+        if netns is None or egress is None:
+            return None
+        pending: set[asyncio.Task[None]] = set()
+
+        def release(_: Worker) -> None:
+            task = asyncio.get_running_loop().create_task(egress.release(netns))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        return release

@@ -64,3 +64,8 @@ def test_cgroup_v2_and_none() -> None:
     assert "--use_cgroupv2" in v2 and _flag(v2, "--cgroupv2_mount") == "/sys/fs/cgroup"
     none = build_invocation(_spec(pids=64), HostFacts("/n", "none", "/p")).argv
     assert "--cgroup_mem_max" not in none and _flag(none, "--rlimit_nproc") == "64"
+
+
+def test_egress_joins_a_prepared_namespace() -> None:
+    argv = build_invocation(_spec(network="egress", netns="orva-e7"), HOST).argv
+    assert argv[:3] == ["nsenter", "--net=/run/netns/orva-e7", "--"] and "--disable_clone_newnet" in argv

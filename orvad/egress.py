@@ -1,0 +1,147 @@
+"""network_mode "egress": one network namespace per worker, a veth pair to the host, NAT out,
+and an nftables table that keeps workers away from the host and from each other.
+
+Rules (table ``inet orva_egress``, owned and removed by orvad):
+* input: nothing arriving from a worker veth reaches a host socket (orvad, other services,
+  any host address);
+* forward: from a worker veth, drop link-local/metadata (169.254.0.0/16) and traffic to another
+  worker veth; everything else may leave, masqueraded;
+* IPv6 is not routed for workers (no address is given).
+Namespaces are made on demand and deleted when their worker exits; leftovers of a crashed
+orvad are removed at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+TABLE = "orva_egress"
+NS_PREFIX = "orva-e"
+VETH_PREFIX = "orvae"
+DEFAULT_RANGE = "10.231.0.0/16"
+
+
+class EgressError(RuntimeError):
+    pass
+
+
+async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> str:
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE if stdin else None,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+    if proc.returncode != 0:
+        raise EgressError(f"{' '.join(argv[:3])} failed: {err.decode(errors='replace').strip()[:300]}")
+    return out.decode()
+
+
+class EgressNetwork:
+    def __init__(self, cidr: str = DEFAULT_RANGE) -> None:
+        self.network = ipaddress.ip_network(cidr)
+        self._free = list(range(1, self.network.num_addresses // 4))
+        self._leased: dict[str, int] = {}
+        self._forward_before: str | None = None
+        self.ready = False
+        self.detail = "not started"
+
+    def _addresses(self, n: int) -> tuple[str, str]:
+        base = int(self.network.network_address) + n * 4
+        return str(ipaddress.ip_address(base + 1)), str(ipaddress.ip_address(base + 2))
+
+    async def start(self) -> None:
+        try:
+            await self._clean_leftovers()
+            routes = await _run("ip", "-4", "route", "show")
+            for line in routes.splitlines():
+                target = line.split()[0]
+                if target != "default" and ipaddress.ip_network(target, strict=False).overlaps(self.network):
+                    raise EgressError(f"the egress range {self.network} overlaps the host route {target}")
+            self._forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+            await _run("nft", "-f", "-", stdin=self._ruleset())
+            self.ready, self.detail = True, f"egress via {self.network}, nftables table inet {TABLE}"
+        except (EgressError, OSError, TimeoutError) as exc:
+            self.ready, self.detail = False, f"egress unavailable: {exc}"
+            log.error("egress networking unavailable", extra={"error": str(exc)})
+
+    def _ruleset(self) -> str:
+        return f"""table inet {TABLE} {{
+  chain input {{ type filter hook input priority -10; policy accept;
+    iifname "{VETH_PREFIX}*" drop
+  }}
+  chain forward {{ type filter hook forward priority -10; policy accept;
+    iifname "{VETH_PREFIX}*" ip daddr 169.254.0.0/16 drop
+    iifname "{VETH_PREFIX}*" oifname "{VETH_PREFIX}*" drop
+    iifname "{VETH_PREFIX}*" meta nfproto ipv6 drop
+    iifname "{VETH_PREFIX}*" accept
+    oifname "{VETH_PREFIX}*" ct state established,related accept
+    oifname "{VETH_PREFIX}*" drop
+  }}
+  chain postrouting {{ type nat hook postrouting priority 100; policy accept;
+    ip saddr {self.network} oifname != "{VETH_PREFIX}*" masquerade
+  }}
+}}
+"""
+
+    async def _clean_leftovers(self) -> None:
+        for line in (await _run("ip", "netns", "list")).splitlines():
+            name = line.split()[0] if line.strip() else ""
+            if name.startswith(NS_PREFIX):
+                await _run("ip", "netns", "del", name)
+        try:
+            await _run("nft", "delete", "table", "inet", TABLE)
+        except EgressError:
+            pass
+
+    async def lease(self) -> str:
+        if not self.ready:
+            raise EgressError(self.detail)
+        if not self._free:
+            raise EgressError("no free egress address left")
+        n = self._free.pop(0)
+        name, host_if, peer_if = f"{NS_PREFIX}{n}", f"{VETH_PREFIX}{n}", f"orvap{n}"
+        host_ip, peer_ip = self._addresses(n)
+        try:
+            await _run("ip", "-batch", "-", stdin="\n".join([
+                f"netns add {name}",
+                f"link add {host_if} type veth peer name {peer_if} netns {name}",
+                f"addr add {host_ip}/30 dev {host_if}",
+                f"link set {host_if} up",
+            ]) + "\n")
+            await _run("ip", "-n", name, "-batch", "-", stdin="\n".join([
+                "link set lo up", f"addr add {peer_ip}/30 dev {peer_if}", f"link set {peer_if} up",
+                f"route add default via {host_ip}",
+            ]) + "\n")
+        except (EgressError, TimeoutError):
+            await self.release(name)
+            raise
+        self._leased[name] = n
+        return name
+
+    async def release(self, name: str) -> None:
+        n = self._leased.pop(name, None)
+        try:
+            await _run("ip", "netns", "del", name)  # the veth pair goes with it
+        except EgressError:
+            pass
+        if n is not None:
+            self._free.append(n)
+
+    async def stop(self) -> None:
+        for name in list(self._leased):
+            await self.release(name)
+        if self.ready:
+            try:
+                await _run("nft", "delete", "table", "inet", TABLE)
+            except EgressError:
+                pass
+            if self._forward_before is not None:
+                Path("/proc/sys/net/ipv4/ip_forward").write_text(self._forward_before + "\n")
+        self.ready = False
+
+    def check(self) -> dict[str, Any]:
+        return {"ok": self.ready, "detail": self.detail}

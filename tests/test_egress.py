@@ -1,0 +1,165 @@
+"""network_mode egress against a stand-in "outside": a network namespace this test makes itself.
+
+No traffic leaves the machine: the outside is 198.51.100.2 (TEST-NET-2) inside the test's own
+namespace, routed from the host over a veth pair.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Orvad, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+OUT_NS, HOST_IF, OUT_IF = "orvatest-out", "orvatest-h", "orvatest-o"
+OUTSIDE = "198.51.100.2"
+
+PROBE = '''
+import json, socket, threading
+
+def connect(host, port):
+    s = socket.socket()
+    s.settimeout(1.5)
+    try:
+        s.connect((host, int(port)))
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        return "ok:" + s.recv(64).decode(errors="replace").split("\\r\\n")[0]
+    except Exception as exc:
+        return "refused:" + type(exc).__name__
+    finally:
+        s.close()
+
+def listen(port):
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port)); srv.listen(5); srv.settimeout(8)
+    def serve():
+        try:
+            while True:
+                conn, _ = srv.accept(); conn.sendall(b"HTTP/1.0 200 worker\\r\\n\\r\\n"); conn.close()
+        except Exception:
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+
+def my_address():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("198.51.100.2", 9)); addr = s.getsockname()[0]; s.close()
+    return addr
+
+def handler(event, context):
+    q = event["query"]
+    if event["path"] == "/listen":
+        listen(9000)
+        return my_address()
+    return {t: connect(*t.rsplit(":", 1)) for t in json.loads(q["targets"])}
+'''
+
+
+def _sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def outside() -> Iterator[str]:
+    """A namespace with an HTTP server on 198.51.100.2:8080, routed from the host."""
+    subprocess.run(["ip", "netns", "del", OUT_NS], capture_output=True)
+    _sh("ip", "netns", "add", OUT_NS)
+    server = None
+    try:
+        _sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", OUT_IF, "netns", OUT_NS)
+        _sh("ip", "addr", "add", "198.51.100.1/24", "dev", HOST_IF)
+        _sh("ip", "link", "set", HOST_IF, "up")
+        _sh("ip", "-n", OUT_NS, "addr", "add", f"{OUTSIDE}/24", "dev", OUT_IF)
+        _sh("ip", "-n", OUT_NS, "link", "set", OUT_IF, "up")
+        _sh("ip", "-n", OUT_NS, "link", "set", "lo", "up")
+        server = subprocess.Popen(["ip", "netns", "exec", OUT_NS, sys.executable, "-m", "http.server", "8080",
+                                   "--bind", OUTSIDE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["ip", "netns", "exec", OUT_NS, sys.executable, "-c",
+                                         f"import socket; socket.create_connection(('{OUTSIDE}', 8080), 1)"],
+                                        capture_output=True).returncode == 0, 15, "the outside server")
+        yield OUTSIDE
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        subprocess.run(["ip", "netns", "del", OUT_NS], capture_output=True)
+        subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
+
+
+@pytest.fixture
+def host_listener() -> Iterator[int]:
+    """A TCP service on every host address: workers must not reach it."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conn.sendall(b"HTTP/1.0 200 host\r\n\r\n")
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    srv.close()
+
+
+def _host_addresses() -> list[str]:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines() if " lo " not in line]
+
+
+def test_egress_reaches_the_outside_but_not_the_host_metadata_or_other_workers(
+        orvad: Orvad, outside: str, host_listener: int) -> None:
+    import json
+
+    with orvad.admin() as c:
+        health = c.get("/api/v1/system/health").json()["checks"]["egress"]
+        assert health["ok"], health
+        probe = create_function(c, "egress-probe", network_mode="egress", timeout_ms=20000)
+        other = create_function(c, "egress-other", network_mode="egress", timeout_ms=20000)
+        boxed = create_function(c, "egress-none", timeout_ms=20000)
+        for fn in (probe, other, boxed):
+            assert wait_deployed(c, deploy_inline(c, fn["id"], PROBE)["id"])["status"] == "succeeded"
+        other_ip = c.get(f"/fn/{other['id']}/listen").text
+        targets = [f"{outside}:8080", "169.254.169.254:80", f"127.0.0.1:{orvad.port}", f"{other_ip}:9000",
+                   *(f"{ip}:{host_listener}" for ip in _host_addresses())]
+        answer = c.get(f"/fn/{probe['id']}/", params={"targets": json.dumps(targets)})
+        got = answer.json()
+        assert isinstance(got, dict) and f"{outside}:8080" in got, (answer.status_code, answer.text, other_ip)
+        assert got[f"{outside}:8080"].startswith("ok:HTTP/1.0 200"), got
+        for target in targets[1:]:
+            assert got[target].startswith("refused:"), (target, got)
+        sealed = c.get(f"/fn/{boxed['id']}/", params={"targets": json.dumps([f"{outside}:8080"])}).json()
+        assert sealed[f"{outside}:8080"].startswith("refused:")
+
+
+def test_egress_namespaces_come_and_go(orvad: Orvad, outside: str) -> None:
+    def namespaces() -> set[str]:
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return {line.split()[0] for line in out.splitlines() if line.startswith("orva-e")}
+
+    with orvad.admin() as c:
+        fn = create_function(c, "egress-churn", network_mode="egress")
+        c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0, "max_warm": 2})
+        wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 'up'\n")["id"])
+        before = namespaces()
+        for i in range(5):  # each env change replaces the pool: its workers and namespaces
+            c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {"ROUND": str(i)}})
+            wait_for(lambda: c.get(f"/fn/{fn['id']}").text == "up", 20, "the function to answer")
+        c.delete(f"/api/v1/functions/{fn['id']}")
+        wait_for(lambda: namespaces() <= before, 20, "the function's namespaces to be deleted")
