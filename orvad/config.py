@@ -129,6 +129,8 @@ FIELDS: tuple[Field, ...] = (
           "requests a worker serves before it is recycled"),
     Field("trusted_proxies", "", "ORVA_TRUSTED_PROXIES", _proxies,
           "comma list of proxy addresses/CIDRs whose X-Forwarded-For is believed"),
+    Field("egress_cidr", "10.231.0.0/16", "ORVA_EGRESS_CIDR", lambda raw: str(ipaddress.ip_network(str(raw).strip())),
+          "private IPv4 range from which egress workers get addresses (a /30 each)"),
     Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
           "days executions and their logs are kept"),
 )
@@ -157,6 +159,7 @@ class Settings:
     worker_max_requests: int
     log_retention_days: int
     trusted_proxies: str
+    egress_cidr: str
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -69,7 +69,7 @@ class Daemon:
                                  max_requests=settings.worker_max_requests)
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024)
         self.host: HostCheck | None = None
-        self.egress = EgressNetwork()
+        self.egress = EgressNetwork(str(settings.port), settings.egress_cidr)
         self.spawner: Spawner  # needs the host check, done at start()
         self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-TABLE = "orva_egress"
-NS_PREFIX = "orva-e"
-VETH_PREFIX = "orvae"
+TABLE_PREFIX = "orva_egress_"
 DEFAULT_RANGE = "10.231.0.0/16"
 
 
@@ -40,7 +38,11 @@ async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> s
 
 
 class EgressNetwork:
-    def __init__(self, cidr: str = DEFAULT_RANGE) -> None:
+    def __init__(self, instance: str, cidr: str = DEFAULT_RANGE) -> None:
+        # Names carry the instance (orvad's port) so two orvads on one host never touch each other's.
+        self.table = f"{TABLE_PREFIX}{instance}"
+        self.ns_prefix = f"orva{instance}e"
+        self.veth_prefix = f"o{instance}e"
         self.network = ipaddress.ip_network(cidr)
         self._free = list(range(1, self.network.num_addresses // 4))
         self._leased: dict[str, int] = {}
@@ -60,29 +62,31 @@ class EgressNetwork:
                 target = line.split()[0]
                 if target != "default" and ipaddress.ip_network(target, strict=False).overlaps(self.network):
                     raise EgressError(f"the egress range {self.network} overlaps the host route {target}")
-            self._forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+            before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+            others = TABLE_PREFIX in await _run("nft", "list", "tables")
+            self._forward_before = None if others else before  # another orvad already turned it on
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
             await _run("nft", "-f", "-", stdin=self._ruleset())
-            self.ready, self.detail = True, f"egress via {self.network}, nftables table inet {TABLE}"
+            self.ready, self.detail = True, f"egress via {self.network}, nftables table inet {self.table}"
         except (EgressError, OSError, TimeoutError) as exc:
             self.ready, self.detail = False, f"egress unavailable: {exc}"
             log.error("egress networking unavailable", extra={"error": str(exc)})
 
     def _ruleset(self) -> str:
-        return f"""table inet {TABLE} {{
+        return f"""table inet {self.table} {{
   chain input {{ type filter hook input priority -10; policy accept;
-    iifname "{VETH_PREFIX}*" drop
+    iifname "{self.veth_prefix}*" drop
   }}
   chain forward {{ type filter hook forward priority -10; policy accept;
-    iifname "{VETH_PREFIX}*" ip daddr 169.254.0.0/16 drop
-    iifname "{VETH_PREFIX}*" oifname "{VETH_PREFIX}*" drop
-    iifname "{VETH_PREFIX}*" meta nfproto ipv6 drop
-    iifname "{VETH_PREFIX}*" accept
-    oifname "{VETH_PREFIX}*" ct state established,related accept
-    oifname "{VETH_PREFIX}*" drop
+    iifname "{self.veth_prefix}*" ip daddr 169.254.0.0/16 drop
+    iifname "{self.veth_prefix}*" oifname "{self.veth_prefix}*" drop
+    iifname "{self.veth_prefix}*" meta nfproto ipv6 drop
+    iifname "{self.veth_prefix}*" accept
+    oifname "{self.veth_prefix}*" ct state established,related accept
+    oifname "{self.veth_prefix}*" drop
   }}
   chain postrouting {{ type nat hook postrouting priority 100; policy accept;
-    ip saddr {self.network} oifname != "{VETH_PREFIX}*" masquerade
+    ip saddr {self.network} oifname != "{self.veth_prefix}*" masquerade
   }}
 }}
 """
@@ -90,10 +94,10 @@ class EgressNetwork:
     async def _clean_leftovers(self) -> None:
         for line in (await _run("ip", "netns", "list")).splitlines():
             name = line.split()[0] if line.strip() else ""
-            if name.startswith(NS_PREFIX):
+            if name.startswith(self.ns_prefix):
                 await _run("ip", "netns", "del", name)
         try:
-            await _run("nft", "delete", "table", "inet", TABLE)
+            await _run("nft", "delete", "table", "inet", self.table)
         except EgressError:
             pass
 
@@ -103,7 +107,7 @@ class EgressNetwork:
         if not self._free:
             raise EgressError("no free egress address left")
         n = self._free.pop(0)
-        name, host_if, peer_if = f"{NS_PREFIX}{n}", f"{VETH_PREFIX}{n}", f"orvap{n}"
+        name, host_if, peer_if = f"{self.ns_prefix}{n}", f"{self.veth_prefix}{n}", f"orvap{n}"
         host_ip, peer_ip = self._addresses(n)
         try:
             await _run("ip", "-batch", "-", stdin="\n".join([
@@ -136,10 +140,11 @@ class EgressNetwork:
             await self.release(name)
         if self.ready:
             try:
-                await _run("nft", "delete", "table", "inet", TABLE)
+                await _run("nft", "delete", "table", "inet", self.table)
             except EgressError:
                 pass
-            if self._forward_before is not None:
+            others = TABLE_PREFIX in await _run("nft", "list", "tables")
+            if self._forward_before is not None and not others:  # the last orvad out restores forwarding
                 Path("/proc/sys/net/ipv4/ip_forward").write_text(self._forward_before + "\n")
         self.ready = False
 

@@ -63,7 +63,10 @@ class Orvad:
     def start(self, *, wait: bool = True) -> Orvad:
         logs = self.data_dir.parent
         self.stdout_path, self.stderr_path = logs / f"orvad-{self.port}.out", logs / f"orvad-{self.port}.err"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data_dir), "ORVA_PORT": str(self.port), **self.env}
+        slot = self.port % 2048  # a /20 of 10.128.0.0/9 per test server: their egress ranges never meet
+        cidr = f"10.{128 + slot // 16}.{(slot % 16) * 16}.0/20"
+        env = {**os.environ, "ORVA_DATA_DIR": str(self.data_dir), "ORVA_PORT": str(self.port),
+               "ORVA_EGRESS_CIDR": cidr, **self.env}
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve", *self.args], env=env,
                                          stdout=out, stderr=err)
@@ -125,6 +128,9 @@ def make_orvad(jail_tmp: Path) -> Iterator[Callable[..., Orvad]]:
     for server in started:
         if server.proc is not None and server.proc.poll() is None:
             server.stop()
+        # a server a test SIGKILLed leaves its egress table behind (by design: the next start on
+        # that port removes it); tests remove it so the host stays clean
+        subprocess.run(["nft", "delete", "table", "inet", f"orva_egress_{server.port}"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

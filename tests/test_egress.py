@@ -151,7 +151,7 @@ def test_egress_reaches_the_outside_but_not_the_host_metadata_or_other_workers(
 def test_egress_namespaces_come_and_go(orvad: Orvad, outside: str) -> None:
     def namespaces() -> set[str]:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        return {line.split()[0] for line in out.splitlines() if line.startswith("orva-e")}
+        return {line.split()[0] for line in out.splitlines() if line.startswith(f"orva{orvad.port}e")}
 
     with orvad.admin() as c:
         fn = create_function(c, "egress-churn", network_mode="egress")
