@@ -91,3 +91,35 @@ def test_audit_trail_records_management_calls(orvad: Orvad) -> None:
         reader = c.post("/api/v1/keys", json={"name": "r", "permissions": ["read"]}).json()["key"]
     with orvad.client(reader) as c:
         assert c.get("/api/v1/audit-log").status_code == 403
+
+
+def test_prometheus_counts_match_the_executions_made(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "counted-fn")
+        code = "def handler(e, c):\n    if e['path'] == '/bad':\n        raise ValueError('x')\n    return 1\n"
+        wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
+        for _ in range(7):
+            assert c.get(f"/fn/{fn['id']}").status_code == 200
+        for _ in range(3):
+            assert c.get(f"/fn/{fn['id']}/bad").status_code == 500
+        families = {f.name: f for f in text_string_to_metric_families(c.get("/api/v1/system/metrics").text)}
+    counts = {s.labels["status"]: s.value for s in families["orva_invocations"].samples
+              if s.name == "orva_invocations_total" and s.labels["function"] == "counted-fn"}
+    assert counts == {"success": 7.0, "error": 3.0}
+    durations = [s.value for s in families["orva_invocation_duration_seconds"].samples
+                 if s.name.endswith("_count") and s.labels["function"] == "counted-fn"]
+    assert durations == [10.0]
+
+
+async def test_a_slow_subscriber_is_told_what_it_missed() -> None:
+    from orvad.bus import Bus
+
+    bus = Bus()
+    async with bus.subscribe(maxsize=5) as slow:
+        for i in range(12):
+            bus.publish("execution", {"n": i})
+        first = await slow.get()
+        assert first == ("dropped", {"count": 7})
+        rest = [await slow.get() for _ in range(5)]
+        assert [d["n"] for _, d in rest] == [7, 8, 9, 10, 11]
+        assert slow.queue.qsize() == 0  # memory stays bounded by maxsize
