@@ -5,13 +5,17 @@ The standard library gains uuid.uuid7 only in Python 3.14.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 import uuid
+
+# Identifiers need to be unique, not secret (every resource is behind a permission check), so a
+# seeded PRNG serves; os.urandom costs a system call per id on the invoke path.
+_random = random.Random()
 
 
 def uuid7() -> str:
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _random.getrandbits(80)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | (rand & (1 << 62) - 1)
     return str(uuid.UUID(int=value))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import time
 from typing import Any
@@ -49,23 +48,25 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _wait_disconnect(receive: Receive) -> None:
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+    """Cancel the request's task when its client goes away (the body was read already)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
 
 
 class Invoker:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
-        self._inflight: dict[str, set[asyncio.Future[Reply]]] = {}
-        self._killed: set[asyncio.Future[Reply]] = set()
+        self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks waiting on a worker
+        self._killed: set[asyncio.Task[Any]] = set()
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
         running = list(self._inflight.get(function_id, ()))
-        for future in running:
-            self._killed.add(future)
-            future.cancel()
+        for task in running:
+            self._killed.add(task)
+            task.cancel()
         return len(running)
 
     # entry points
@@ -221,27 +222,23 @@ class Invoker:
     async def _dispatch(self, function_id: str, lease: Lease, event: dict[str, Any], context: dict[str, Any],
                         timeout_s: float, receive: Receive) -> Reply:
         """Invoke, but give up (and free the slot) if the client disconnects or an operator kills it."""
-        invoke = asyncio.ensure_future(lease.worker.invoke(event, context, timeout_s))  # type: ignore[attr-defined]
-        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        task = asyncio.current_task()
+        assert task is not None
+        watch = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
         inflight = self._inflight.setdefault(function_id, set())
-        inflight.add(invoke)
+        inflight.add(task)
         try:
-            done, _ = await asyncio.wait({invoke, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if invoke in done:
-                if invoke.cancelled() and invoke in self._killed:
-                    raise Killed("the execution was killed by an operator",
-                                 hint="resume the function with PUT /api/v1/functions/{id} {\"status\": \"active\"}")
-                return invoke.result()
-            invoke.cancel()
-            raise asyncio.CancelledError("client disconnected")
+            return await lease.worker.invoke(event, context, timeout_s)  # type: ignore[attr-defined, no-any-return]
+        except asyncio.CancelledError:
+            if task in self._killed:
+                self._killed.discard(task)
+                task.uncancel()
+                raise Killed("the execution was killed by an operator",
+                             hint='resume the function with PUT /api/v1/functions/{id} {"status": "active"}') from None
+            raise
         finally:
-            inflight.discard(invoke)
-            self._killed.discard(invoke)
+            inflight.discard(task)
             watch.cancel()
-            if not invoke.done():
-                invoke.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await invoke
 
     @staticmethod
     def _orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:

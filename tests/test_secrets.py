@@ -61,18 +61,22 @@ def test_rotate_master_key_keeps_every_secret(make_orvad: Callable[..., Orvad]) 
         fn = create_function(c, "rot-fn")
         for i in range(5):
             c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": f"K{i}", "value": f"value-{i}"})
-        c.post(f"/api/v1/functions/{fn['id']}/deploy-inline",
-               json={"code": "import os\n\ndef handler(e, c):\n    return [os.environ.get(f'K{i}') for i in range(5)]\n"})
+        dep = c.post(f"/api/v1/functions/{fn['id']}/deploy-inline",
+                     json={"code": "import os\n\ndef handler(e, c):\n    return [os.environ.get(f'K{i}') for i in range(5)]\n"})
+        from tests.deploy_helpers import wait_deployed
+
+        assert wait_deployed(c, dep.json()["id"])["status"] == "succeeded"
     server.stop()
     old_key = (server.data_dir / "master.key").read_text()
     done = subprocess.run([sys.executable, "-m", "orvad", "rotate-master-key", "--data-dir", str(server.data_dir)],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "re-encrypted 5 secret(s)" in done.stdout, done.stderr
+    assert done.returncode == 0 and "re-encrypted 5 secret(s)" in done.stdout, (done.stdout, done.stderr)
     assert (server.data_dir / "master.key").read_text() != old_key
     assert stat.S_IMODE((server.data_dir / "master.key").stat().st_mode) == 0o600
     again = make_orvad(data_dir=server.data_dir)
     from tests.conftest import wait_for
 
     with again.admin() as c:
-        wait_for(lambda: c.get(f"/fn/{fn['id']}").status_code == 200, 30, "the function to serve")
-        assert c.get(f"/fn/{fn['id']}").json() == [f"value-{i}" for i in range(5)]
+        wait_for(lambda: c.get(f"/fn/{fn['id']}").status_code == 200, 60, "the function to serve")
+        answer = c.get(f"/fn/{fn['id']}")
+        assert answer.json() == [f"value-{i}" for i in range(5)], answer.text
