@@ -88,6 +88,7 @@ class Daemon:
         self.functions.on_change.append(self._function_changed)
         self.builder.on_activate.append(self._prewarm)
         self.builder.in_use = self.pools.hashes_in_use
+        self.builder.on_finished.append(self._build_finished)
         self.pool_configs.on_change.append(self._pool_config_changed)
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
@@ -189,8 +190,14 @@ class Daemon:
     def active_hash(self, fn: Function) -> str:
         return self._active_hash[fn.active_deployment_id or ""]
 
+    def _build_finished(self, dep: Deployment) -> None:
+        self.metrics.builds.labels(dep.status).inc()
+        if dep.duration_ms is not None and dep.source != "rollback":
+            self.metrics.build_duration.observe(dep.duration_ms / 1000)
+
     def record_execution(self, record: dict[str, Any], logs: str, truncated: bool) -> None:
         self.executions.record(record, logs, truncated)
+        self.metrics.queue_wait.observe(record["queue_ms"] / 1000)
         self.metrics.observe_invocation(record["function_name"], record["status"], record["duration_ms"] / 1000,
                                         record["cold_start"])
         if record["error_code"]:

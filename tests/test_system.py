@@ -109,6 +109,12 @@ def test_prometheus_counts_match_the_executions_made(orvad: Orvad) -> None:
     durations = [s.value for s in families["orva_invocation_duration_seconds"].samples
                  if s.name.endswith("_count") and s.labels["function"] == "counted-fn"]
     assert durations == [10.0]
+    waits = [s.value for s in families["orva_queue_wait_seconds"].samples if s.name.endswith("_count")]
+    assert waits and waits[0] >= 10
+    builds = {s.labels["status"]: s.value for s in families["orva_builds"].samples if s.name == "orva_builds_total"}
+    assert builds.get("succeeded", 0) >= 1
+    spawns = [s.value for s in families["orva_spawn_duration_seconds"].samples if s.name.endswith("_count")]
+    assert sum(spawns) >= 1
 
 
 async def test_a_slow_subscriber_is_told_what_it_missed() -> None:

@@ -198,6 +198,7 @@ class Builder:
         self._logs: dict[str, BuildLog] = {}
         self._seq: dict[str, int] = {}
         self.on_activate: list[ActivateHook] = []
+        self.on_finished: list[Callable[[Deployment], None]] = []  # e.g. build metrics
 
     # paths
     def function_dir(self, function_id: str) -> Path:
@@ -396,6 +397,8 @@ class Builder:
         if buildlog is not None:
             await buildlog.emit(status, self.record(dep))
         self._bus.publish("deployment", self.record(dep))
+        for hook in self.on_finished:
+            hook(dep)
         self._seq.pop(dep.id, None)
         loop = asyncio.get_running_loop()
         loop.call_later(_LIVE_LOG_KEEP_S, self._logs.pop, dep.id, None)
