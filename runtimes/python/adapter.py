@@ -6,18 +6,20 @@ written during a request (print, logging, sys.stderr) is captured for that reque
 context variable, so concurrent async requests keep their logs apart. Standard library only.
 """
 
-import asyncio
 import base64
 import contextvars
 import importlib.util
-import inspect
 import io
 import json
 import os
 import struct
 import sys
 import time
-import traceback
+import types
+
+# asyncio costs ~30 ms to import in the jail: it is loaded only for async handlers, so a plain
+# `def handler` worker starts in little more than the interpreter's own start-up.
+_CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x80, 0x200
 
 MAX_FRAME = int(os.environ.get("ORVA_MAX_FRAME", str(16 * 1024 * 1024)))
 MAX_LOG = int(os.environ.get("ORVA_MAX_LOG_BYTES", str(256 * 1024)))
@@ -139,63 +141,105 @@ def normalise(result):
 
 
 def _error(exc, kind="handler"):
+    import traceback
+
     return {"kind": kind, "name": type(exc).__name__, "message": str(exc),
             "stack": "".join(traceback.format_exception(exc))}
 
 
-async def _stream(rid, result, cap):
-    """Send a generator / async generator as start, chunk..., end frames."""
-    started = False
+def _is_async(handler):
+    code = getattr(handler, "__code__", None)  # functions; other callables are served synchronously
+    return bool(code is not None and code.co_flags & (_CO_COROUTINE | _CO_ASYNC_GENERATOR))
 
-    def start(status=200, headers=None):
-        send({"type": "start", "id": rid, "statusCode": status, "headers": headers or {}})
 
-    async def items():
-        if inspect.isasyncgen(result):
-            async for item in result:
-                yield item
-        else:
-            for item in result:
-                yield item
+def _chunk(item):
+    return _body(item if isinstance(item, (bytes, bytearray, str)) else json.dumps(item, default=str))
 
-    async for item in items():
-        if not started:
-            started = True
+
+class _Stream:
+    """start / chunk / end frames for one streamed response; the first item may set status and headers."""
+
+    def __init__(self, rid):
+        self.rid, self.started = rid, False
+
+    def item(self, item):
+        if not self.started:
+            self.started = True
             if isinstance(item, dict) and "statusCode" in item:
-                start(int(item["statusCode"]), dict(item.get("headers") or {}))
-                continue
-            start()
-        data, b64 = _body(item if isinstance(item, (bytes, bytearray, str)) else json.dumps(item, default=str))
-        send({"type": "chunk", "id": rid, "data": data, "isBase64Encoded": b64})
-    if not started:
-        start()
-    send({"type": "end", "id": rid, "logs": cap.text(), "logsTruncated": cap.truncated})
+                send({"type": "start", "id": self.rid, "statusCode": int(item["statusCode"]),
+                      "headers": dict(item.get("headers") or {})})
+                return
+            send({"type": "start", "id": self.rid, "statusCode": 200, "headers": {}})
+        data, b64 = _chunk(item)
+        send({"type": "chunk", "id": self.rid, "data": data, "isBase64Encoded": b64})
+
+    def end(self, cap):
+        if not self.started:
+            self.started = True
+            send({"type": "start", "id": self.rid, "statusCode": 200, "headers": {}})
+        send({"type": "end", "id": self.rid, "logs": cap.text(), "logsTruncated": cap.truncated})
 
 
-async def serve_one(handler, init_error, message):
-    rid = message["id"]
-    cap = Capture()
+def _finish(rid, error, cap, stream):
+    error_frame = {"type": "end" if stream is not None and stream.started else "error", "id": rid,
+                   "error": error, "logs": cap.text(), "logsTruncated": cap.truncated}
+    send(error_frame)
+
+
+def serve_sync(handler, init_error, message):
+    """One request to a plain `def` handler (or generator), on this thread, without asyncio."""
+    rid, cap = message["id"], Capture()
     token = _capture.set(cap)
-    started_stream = False
+    stream = None
     try:
         if init_error is not None:
             cap.add(init_error["stack"])
-            send({"type": "error", "id": rid, "error": init_error, "logs": cap.text(), "logsTruncated": cap.truncated})
+            _finish(rid, init_error, cap, None)
             return
         result = handler(message["event"], Context(message.get("context") or {}))
-        if inspect.isawaitable(result):
-            result = await result
-        if inspect.isgenerator(result) or inspect.isasyncgen(result):
-            started_stream = True
-            await _stream(rid, result, cap)
+        if isinstance(result, types.GeneratorType):
+            stream = _Stream(rid)
+            for item in result:
+                stream.item(item)
+            stream.end(cap)
             return
         send({"type": "response", "id": rid, "response": normalise(result), "logs": cap.text(),
               "logsTruncated": cap.truncated})
     except Exception as exc:
         error = _error(exc)
         cap.add(error["stack"])
-        frame_type = "end" if started_stream else "error"
-        send({"type": frame_type, "id": rid, "error": error, "logs": cap.text(), "logsTruncated": cap.truncated})
+        _finish(rid, error, cap, stream)
+    finally:
+        _capture.reset(token)
+
+
+async def serve_async(handler, message):
+    """One request to an `async def` handler (or async generator) as a task on the event loop."""
+    import inspect
+
+    rid, cap = message["id"], Capture()
+    token = _capture.set(cap)
+    stream = None
+    try:
+        result = handler(message["event"], Context(message.get("context") or {}))
+        if inspect.isawaitable(result):
+            result = await result
+        if inspect.isasyncgen(result) or isinstance(result, types.GeneratorType):
+            stream = _Stream(rid)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    stream.item(item)
+            else:
+                for item in result:
+                    stream.item(item)
+            stream.end(cap)
+            return
+        send({"type": "response", "id": rid, "response": normalise(result), "logs": cap.text(),
+              "logsTruncated": cap.truncated})
+    except Exception as exc:
+        error = _error(exc)
+        cap.add(error["stack"])
+        _finish(rid, error, cap, stream)
     finally:
         _capture.reset(token)
 
@@ -218,10 +262,59 @@ def load_handler():
     return handler
 
 
-async def main():
+def read_exactly(size):
+    data = b""
+    while len(data) < size:
+        chunk = os.read(0, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def frames():
+    """Request frames from stdin until it closes or a quit frame arrives."""
+    while True:
+        header = read_exactly(4)
+        if header is None:
+            return
+        (size,) = struct.unpack(">I", header)
+        if size > MAX_FRAME:
+            _real_stderr.write(f"orva adapter: refused a {size}-byte frame\n")
+            return
+        payload = read_exactly(size)
+        if payload is None:
+            return
+        message = json.loads(payload)
+        if message.get("type") == "quit":
+            return
+        yield message
+
+
+async def serve_concurrently(handler):
+    """Async handlers: stdin is read in a thread, each request becomes a task on the loop."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_FRAME + 4)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
+    queue = asyncio.Queue()
+
+    def pump():
+        for message in frames():
+            loop.call_soon_threadsafe(queue.put_nowait, message)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    loop.run_in_executor(None, pump)
+    tasks = set()
+    while (message := await queue.get()) is not None:
+        if message.get("type") == "invoke":
+            task = loop.create_task(serve_async(handler, message))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+
+
+def main():
     handler, init_error = None, None
     init_cap = Capture()
     token = _capture.set(init_cap)
@@ -232,33 +325,16 @@ async def main():
     _capture.reset(token)
     if init_cap.parts:
         _real_stderr.write(init_cap.text())
-    send({"type": "ready", "runtime": "python", "version": sys.version.split()[0],
-          "initError": init_error})
-    tasks = set()
-    while True:
-        try:
-            header = await reader.readexactly(4)
-        except asyncio.IncompleteReadError:
-            break
-        (size,) = struct.unpack(">I", header)
-        if size > MAX_FRAME:
-            _real_stderr.write(f"orva adapter: refused a {size}-byte frame\n")
-            break
-        message = json.loads(await reader.readexactly(size))
-        kind = message.get("type")
-        if kind == "quit":
-            break
-        if kind == "invoke":
-            concurrent = inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
-            if handler is not None and not concurrent:
-                await serve_one(handler, init_error, message)  # sync handlers run one at a time
-            else:
-                task = loop.create_task(serve_one(handler, init_error, message))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.wait(tasks, timeout=5)
+    send({"type": "ready", "runtime": "python", "version": sys.version.split()[0], "initError": init_error})
+    if handler is not None and _is_async(handler):
+        import asyncio
+
+        asyncio.run(serve_concurrently(handler))
+        os._exit(0)  # the stdin reader thread may still block in read()
+    for message in frames():
+        if message.get("type") == "invoke":
+            serve_sync(handler, init_error, message)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
