@@ -19,7 +19,10 @@ class FrameError(ValueError):
 
 
 def encode(message: dict[str, Any], max_frame: int = MAX_FRAME) -> bytes:
-    payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    try:  # allow_nan=False: NaN/Infinity are not JSON and Node's JSON.parse refuses them
+        payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise FrameError(f"message is not JSON-encodable: {exc}") from None
     if len(payload) > max_frame:
         raise FrameError(f"frame of {len(payload)} bytes exceeds the {max_frame}-byte maximum")
     return _HEADER.pack(len(payload)) + payload
