@@ -4,8 +4,9 @@
 command line) in its own session and waits for the adapter's ``ready`` frame. ``invoke`` sends
 a request frame and waits for its reply, matched by frame id, so several requests can be in
 flight on one worker. A request past its deadline kills the worker (504); a worker that exits
-or breaks the protocol fails every request in flight with the reason (502). ``stop`` is the
-kill path: quit frame, close stdin, SIGTERM, grace, SIGKILL the process group, always wait.
+or breaks the protocol fails every request in flight with the reason (502). A stream whose end
+frame has not arrived by the request's deadline ends with a timeout error and the worker is
+killed too, so a handler can never outlive its timeout. ``stop`` is the kill path: quit frame, close stdin, SIGTERM, grace, SIGKILL the process group, always wait.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Reply:
     """The outcome of one request: a response, a stream, or a handler error, with its logs."""
 
     kind: str                                   # response | stream | error
+    id: int = 0                                 # the frame id on this worker
     response: dict[str, Any] | None = None      # {statusCode, headers, body, isBase64Encoded}
     error: dict[str, Any] | None = None         # {kind, name, message, stack}
     logs: str = ""
@@ -74,6 +76,8 @@ class Worker:
         self.init_error: dict[str, Any] | None = None
         self.version: str | None = None
         self.spawn_s = 0.0
+        self._stream_timers: dict[int, asyncio.TimerHandle] = {}
+        self._kill_task: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -112,7 +116,9 @@ class Worker:
         if not self.alive or self.proc is None or self.proc.stdin is None:
             raise WorkerCrashed(f"worker is not running ({self.exit_reason or 'stopped'})")
         rid = next(self._ids)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        future: asyncio.Future[Reply] = loop.create_future()
         self._pending[rid] = future
         try:
             self.proc.stdin.write(encode({"type": "invoke", "id": rid, "event": event, "context": context},
@@ -125,7 +131,7 @@ class Worker:
             self._pending.pop(rid, None)
             raise WorkerCrashed(f"worker went away ({self.exit_reason or 'pipe closed'})") from None
         try:
-            return await asyncio.wait_for(future, timeout_s)
+            reply = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             self._pending.pop(rid, None)
             self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
@@ -136,11 +142,32 @@ class Worker:
         except asyncio.CancelledError:
             self._pending.pop(rid, None)
             raise
+        if reply.kind == "stream" and rid in self._streams:
+            self._stream_timers[rid] = loop.call_at(deadline, self._stream_overdue, rid, timeout_s)
+        return reply
+
+    def _stream_overdue(self, rid: int, timeout_s: float) -> None:
+        """A stream still open at its request's deadline: end it with a timeout and kill the worker."""
+        self._stream_timers.pop(rid, None)
+        stream = self._streams.pop(rid, None)
+        if stream is None:
+            return
+        assert stream.chunks is not None and stream.ended is not None
+        stream.chunks.put_nowait(None)
+        if not stream.ended.done():
+            stream.ended.set_result({"error": {"kind": "timeout", "name": "Timeout",
+                                               "message": f"the stream ran past its {timeout_s:.3g} s timeout"},
+                                     "logs": ""})
+        self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
+        if self._kill_task is None:
+            self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
 
     def forget_stream(self, reply: Reply) -> None:
         for rid, known in list(self._streams.items()):
             if known is reply:
                 del self._streams[rid]
+                if (timer := self._stream_timers.pop(rid, None)) is not None:
+                    timer.cancel()
 
     async def _read_frames(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -162,35 +189,40 @@ class Worker:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(frame)
             return
+        if not isinstance(rid, int):
+            log.warning("worker frame without an integer id", extra={"worker": self.name, "type": kind})
+            return
         if kind == "start":
-            future = self._pending.pop(rid, None)  # type: ignore[arg-type]
+            future = self._pending.pop(rid, None)
             loop = asyncio.get_running_loop()
-            reply = Reply("stream", status=int(frame.get("statusCode", 200)), headers=frame.get("headers") or {},
-                          chunks=asyncio.Queue(), ended=loop.create_future())
-            self._streams[rid] = reply  # type: ignore[index]
+            reply = Reply("stream", id=rid, status=int(frame.get("statusCode", 200)),
+                          headers=frame.get("headers") or {}, chunks=asyncio.Queue(), ended=loop.create_future())
+            self._streams[rid] = reply
             if future is not None and not future.done():
                 future.set_result(reply)
             return
         if kind in ("chunk", "end"):
-            stream = self._streams.get(rid)  # type: ignore[arg-type]
+            stream = self._streams.get(rid)
             if stream is None:
                 if kind == "end" and rid in self._pending:  # an error before the first chunk
-                    self._resolve(rid, Reply("error", error=frame.get("error"), logs=frame.get("logs", "")))
+                    self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", "")))
                 return
             assert stream.chunks is not None and stream.ended is not None
             if kind == "chunk":
                 stream.chunks.put_nowait(frame)
             else:
-                del self._streams[rid]  # type: ignore[arg-type]
+                del self._streams[rid]
+                if (timer := self._stream_timers.pop(rid, None)) is not None:
+                    timer.cancel()
                 stream.chunks.put_nowait(None)
                 if not stream.ended.done():
                     stream.ended.set_result(frame)
             return
         if kind == "response":
-            self._resolve(rid, Reply("response", response=frame.get("response"), logs=frame.get("logs", ""),
+            self._resolve(rid, Reply("response", id=rid, response=frame.get("response"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
         elif kind == "error":
-            self._resolve(rid, Reply("error", error=frame.get("error"), logs=frame.get("logs", ""),
+            self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
 
     def _resolve(self, rid: Any, reply: Reply) -> None:
@@ -243,6 +275,9 @@ class Worker:
             if not stream.ended.done():
                 stream.ended.set_result({"error": {"kind": "crash", "message": reason}, "logs": ""})
         self._streams.clear()
+        for timer in self._stream_timers.values():
+            timer.cancel()
+        self._stream_timers.clear()
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Quit frame, close stdin, SIGTERM, grace, SIGKILL the group; always reap the process."""
