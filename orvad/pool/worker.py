@@ -105,7 +105,8 @@ class Worker:
             detail = self.exit_reason or f"no ready frame within {timeout_s} s"
             await self.stop(grace_s=0.5)
             tail = " | ".join(list(self.stderr_tail)[-5:])
-            raise WorkerCrashed(f"worker failed to start: {detail}" + (f" ({tail})" if tail else ""),
+            extra = f" ({tail})" if tail and tail not in detail else ""  # nsjail's reason may carry it already
+            raise WorkerCrashed(f"worker failed to start: {detail}{extra}",
                                 hint="check the runtime and the sandbox in GET /api/v1/system/health") from exc
         self.init_error = ready.get("initError")
         self.version = ready.get("version")

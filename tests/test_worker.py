@@ -1,0 +1,221 @@
+"""orvad/pool/worker.py: start, multiplexing by frame id, crash reasons, the stderr ring and the kill path.
+
+Most tests drive small fake adapters run without a jail (the Worker only needs an argv), so
+each failure mode is exact and fast; the jailed cases use tests/worker_fixtures.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from orvad.errors import WorkerCrashed
+from orvad.pool.worker import STDERR_RING, Worker
+from orvad.sandbox import Invocation, SandboxSpec, build_invocation
+from tests.worker_fixtures import (
+    alive,
+    call,
+    descendants,
+    drain,
+    host_facts,
+    leaked_cgroups,
+    make_worker,
+    pid_exists,
+    running,
+    sandbox_data,
+    wait_until,
+    write_code,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+FAKE = r'''
+import json, os, signal, struct, subprocess, sys, time
+
+def send(message):
+    payload = json.dumps(message).encode()
+    os.write(1, struct.pack(">I", len(payload)) + payload)
+
+def frames():
+    buffer = b""
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            return
+        buffer += data
+        while len(buffer) >= 4:
+            (size,) = struct.unpack(">I", buffer[:4])
+            if len(buffer) < 4 + size:
+                break
+            yield json.loads(buffer[4:4 + size])
+            buffer = buffer[4 + size:]
+
+def answer(message):
+    send({"type": "response", "id": message["id"], "logs": f"log {message['id']}\n",
+          "response": {"statusCode": 200, "headers": {}, "body": message["event"]["n"], "isBase64Encoded": False}})
+
+mode = sys.argv[1]
+if mode == "silent":
+    time.sleep(60)
+if mode == "exit7":
+    sys.stderr.write("fatal: the adapter cannot start\n")
+    sys.exit(7)
+if mode == "chatty":
+    for i in range(1000):
+        sys.stderr.write(f"line {i}\n")
+    sys.stderr.flush()
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                              "signal.SIG_IGN); time.sleep(60)"])
+    sys.stderr.write(f"child {child.pid}\n")
+    sys.stderr.flush()
+send({"type": "ready", "runtime": "fake", "version": "0.0.1", "initError": None})
+pending = []
+for message in frames():
+    if message["type"] == "quit":
+        if mode == "stubborn":
+            continue
+        break
+    if mode == "reverse":
+        pending.append(message)
+        if len(pending) == 3:
+            for held in reversed(pending):
+                answer(held)
+            pending.clear()
+    elif mode == "garbage":
+        os.write(1, b"\xff\xff\xff\xff")
+    elif mode == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif mode == "halfstream":
+        send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
+        send({"type": "chunk", "id": message["id"], "data": "part", "isBase64Encoded": False})
+        os._exit(9)
+    else:
+        answer(message)
+if mode == "stubborn":
+    time.sleep(60)
+'''
+
+
+def fake(mode: str, **kwargs: object) -> Worker:
+    return Worker(Invocation([sys.executable, "-c", FAKE, mode], {"PATH": "/usr/bin:/bin"}), name=f"fake-{mode}",
+                  memory_mb=64, **kwargs)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def started(worker: Worker) -> AsyncIterator[Worker]:
+    await worker.start(10)
+    try:
+        yield worker
+    finally:
+        await asyncio.wait_for(worker.stop(grace_s=1.0), 10)
+        assert worker.proc is not None and worker.proc.returncode is not None
+
+
+async def invoke(worker: Worker, n: str, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
+    return await worker.invoke({"n": n}, {}, timeout_s)
+
+
+async def test_ready_then_replies_matched_by_frame_id_out_of_order() -> None:
+    async with started(fake("reverse")) as worker:
+        assert worker.version == "0.0.1" and worker.init_error is None and worker.spawn_s > 0
+        replies = await asyncio.gather(*(invoke(worker, str(n)) for n in ("a", "b", "c")))
+        assert [r.response["body"] for r in replies] == ["a", "b", "c"]
+        assert [r.logs for r in replies] == [f"log {r.id}\n" for r in replies]
+        assert sorted(r.id for r in replies) == [1, 2, 3]
+        assert worker.inflight == 0
+
+
+async def test_graceful_stop_uses_the_quit_frame_and_calls_on_exit_once() -> None:
+    exits: list[Worker] = []
+    kills: list[int] = []
+    worker = fake("echo", on_exit=exits.append, after_kill=kills.append)
+    async with started(worker):
+        assert (await invoke(worker, "x")).response["body"] == "x"
+    assert worker.proc is not None and worker.proc.returncode == 0  # it quit by itself: no signal was needed
+    assert worker.exit_reason == "stopped by orvad" and exits == [worker] and kills == []
+    with pytest.raises(WorkerCrashed, match="not running"):
+        await invoke(worker, "y")
+    await worker.stop()  # stopping twice is harmless
+
+
+async def test_no_ready_frame_is_a_start_failure_and_the_process_is_reaped() -> None:
+    worker = fake("silent")
+    with pytest.raises(WorkerCrashed, match="no ready frame within 0.3 s"):
+        await worker.start(timeout_s=0.3)
+    assert worker.proc is not None and worker.proc.returncode is not None
+
+
+async def test_exit_before_ready_says_why() -> None:
+    worker = fake("exit7")
+    with pytest.raises(WorkerCrashed, match="exited with code 7") as caught:
+        await worker.start(timeout_s=10)
+    assert "fatal: the adapter cannot start" in caught.value.message
+
+
+async def test_a_protocol_error_replaces_the_worker() -> None:
+    async with started(fake("garbage")) as worker:
+        with pytest.raises(WorkerCrashed, match="protocol error"):
+            await invoke(worker, "x")
+        assert not worker.alive
+
+
+async def test_death_by_signal_is_named() -> None:
+    async with started(fake("segv")) as worker:
+        with pytest.raises(WorkerCrashed, match="killed by signal SIGSEGV"):
+            await invoke(worker, "x")
+
+
+async def test_a_stream_cut_by_a_crash_ends_with_the_reason() -> None:
+    async with started(fake("halfstream")) as worker:
+        reply = await invoke(worker, "x")
+        chunks, end = await drain(reply)
+        assert [c["data"] for c in chunks] == ["part"]
+        assert end["error"] == {"kind": "crash", "message": "exited with code 9"}
+
+
+async def test_worker_stderr_is_kept_in_a_bounded_ring() -> None:
+    async with started(fake("chatty")) as worker:
+        await wait_until(lambda: worker.stderr_tail and worker.stderr_tail[-1] == "line 999", 5, "the last line")
+        assert len(worker.stderr_tail) == STDERR_RING
+        assert worker.stderr_tail[0] == f"line {1000 - STDERR_RING}"
+
+
+async def test_stop_escalates_to_sigkill_of_the_process_group() -> None:
+    kills: list[int] = []
+    worker = fake("stubborn", after_kill=kills.append)
+    await worker.start(10)
+    await wait_until(lambda: any(line.startswith("child ") for line in worker.stderr_tail), 5, "the child pid")
+    child = int(next(line for line in worker.stderr_tail if line.startswith("child ")).split()[1])
+    assert pid_exists(child)
+    await asyncio.wait_for(worker.stop(grace_s=0.2), 10)  # quit ignored, SIGTERM ignored: SIGKILL the group
+    assert worker.proc is not None and worker.proc.returncode == -9
+    assert kills == [worker.pid]  # the cgroup clean-up hook ran after the forced kill
+    await wait_until(lambda: not alive({child}), 5, "the grandchild to die with its group")
+
+
+async def test_jailed_worker_spawn_and_stop_leave_nothing_behind(jail_tmp: Path) -> None:
+    code = write_code(jail_tmp / "code", {"handler.py": "def handler(event, context):\n    return 'hi'\n"})
+    worker = make_worker(code, "python")
+    async with running(worker):  # running() checks processes and cgroups after stop
+        assert worker.pid is not None and len(descendants(worker.pid)) >= 2  # nsjail and the interpreter
+        assert (await call(worker, "/")).response["body"] == "hi"  # type: ignore[index]
+    assert worker.exit_reason == "stopped by orvad"
+
+
+async def test_jail_that_cannot_start_its_command_reports_nsjails_failure(jail_tmp: Path) -> None:
+    code = write_code(jail_tmp / "code", {})
+    spec = SandboxSpec(argv=("/usr/bin/no-such-interpreter",), code_dir=str(code),
+                       binds=sandbox_data().binds_for("python"), memory_mb=64, cpus=1)
+    worker = Worker(build_invocation(spec, host_facts()), name="broken", memory_mb=64)
+    with pytest.raises(WorkerCrashed, match="worker failed to start") as caught:
+        await worker.start(10)
+    assert worker.proc is not None and worker.proc.returncode is not None
+    assert not leaked_cgroups({worker.proc.pid})
+    assert "exit" in caught.value.message
