@@ -275,3 +275,12 @@ async def test_python_handler_output_on_fd1_cannot_corrupt_frames(jail_tmp: Path
         assert reply.logs == "printed\n"
         await wait_until(lambda: "raw fd1 write" in worker.stderr_tail, 5, "the raw write in the worker's stderr")
         assert (await call(worker, "/plain/number")).response is not None
+
+
+async def test_quit_lets_requests_in_flight_finish(worker: Worker) -> None:
+    napping = asyncio.ensure_future(call(worker, "/nap"))
+    await wait_until(lambda: worker.inflight == 1, 5, "the request to be in flight")
+    await asyncio.wait_for(worker.stop(grace_s=5.0), 10)
+    reply = await asyncio.wait_for(napping, 5)
+    assert reply.response is not None and reply.response["body"] == "rested"
+    assert worker.proc is not None and worker.proc.returncode == 0  # it left by itself, no signal needed

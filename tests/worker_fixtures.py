@@ -258,6 +258,9 @@ def handler(event, context):
         return slow_stream()
     if p == "/sleep":
         time.sleep(60)
+    if p == "/nap":
+        time.sleep(0.3)
+        return "rested"
     if p == "/log":
         tag = event["query"]["tag"]
         print(f"{tag} print")
@@ -316,6 +319,9 @@ async def ahandler(event, context):
         return aslow_stream()
     if p == "/sleep":
         await asyncio.sleep(60)
+    if p == "/nap":
+        await asyncio.sleep(0.3)
+        return "rested"
     if p == "/log":
         tag = event["query"]["tag"]
         print(f"{tag} print")
@@ -382,6 +388,7 @@ exports.handler = async (event, context) => {
   }
   if (p === '/slowstream') return (async function* () { yield 'first'; await sleep(60000); yield 'never'; })();
   if (p === '/sleep') await sleep(60000);
+  if (p === '/nap') { await sleep(300); return 'rested'; }
   if (p === '/log') {
     const tag = event.query.tag;
     console.log(`${tag} print`);

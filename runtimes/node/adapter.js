@@ -165,6 +165,15 @@ async function loadHandler() {
   return fn;
 }
 
+let inflight = 0, quitting = false;
+// quit: take no more requests, let those in flight finish (up to 5 s, as in Python), then exit.
+function quit() {
+  quitting = true;
+  process.stdin.pause();
+  if (!inflight) setImmediate(() => process.exit(0));
+  else setTimeout(() => process.exit(0), 5000);
+}
+
 async function main() {
   let handler = null, initError = null;
   const initCap = new Capture();
@@ -182,11 +191,14 @@ async function main() {
       if (buffer.length < 4 + size) break;
       const message = JSON.parse(buffer.subarray(4, 4 + size).toString('utf8'));
       buffer = buffer.subarray(4 + size);
-      if (message.type === 'quit') { process.stdin.pause(); setImmediate(() => process.exit(0)); return; }
-      if (message.type === 'invoke') serveOne(handler, initError, message);
+      if (message.type === 'quit') { quit(); return; }
+      if (message.type === 'invoke') {
+        inflight += 1;
+        serveOne(handler, initError, message).finally(() => { inflight -= 1; if (quitting && !inflight) process.exit(0); });
+      }
     }
   });
-  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('end', quit);
 }
 
 process.on('unhandledRejection', (err) => emit(`unhandled rejection: ${err && err.stack || err}\n`));
