@@ -92,6 +92,11 @@ for message in frames():
         os.write(1, b"\xff\xff\xff\xff")
     elif mode == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
+    elif mode == "stream" and message["event"]["n"] == "slow":
+        time.sleep(0.3)
+        for frame in ({"type": "start", "statusCode": 200, "headers": {}},  # and no end: a stream left open
+                      {"type": "chunk", "data": "part", "isBase64Encoded": False}):
+            send({**frame, "id": message["id"]})
     elif mode == "halfstream":
         send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
         send({"type": "chunk", "id": message["id"], "data": "part", "isBase64Encoded": False})
@@ -219,3 +224,13 @@ async def test_jail_that_cannot_start_its_command_reports_nsjails_failure(jail_t
     assert worker.proc is not None and worker.proc.returncode is not None
     assert not leaked_cgroups({worker.proc.pid})
     assert "exit" in caught.value.message
+
+
+async def test_a_stream_whose_caller_gave_up_is_dropped() -> None:
+    async with started(fake("stream")) as worker:
+        waiting = asyncio.ensure_future(invoke(worker, "slow"))
+        await wait_until(lambda: worker.inflight == 1, 5, "the request to be in flight")
+        waiting.cancel()
+        # the fake answers in order: once this reply is in, the abandoned stream's frames were read
+        assert (await invoke(worker, "after")).response["body"] == "after"
+        assert worker.inflight == 0 and worker.alive

@@ -195,12 +195,13 @@ class Worker:
             return
         if kind == "start":
             future = self._pending.pop(rid, None)
+            if future is None or future.done():
+                return  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
             loop = asyncio.get_running_loop()
             reply = Reply("stream", id=rid, status=int(frame.get("statusCode", 200)),
                           headers=frame.get("headers") or {}, chunks=asyncio.Queue(), ended=loop.create_future())
             self._streams[rid] = reply
-            if future is not None and not future.done():
-                future.set_result(reply)
+            future.set_result(reply)
             return
         if kind in ("chunk", "end"):
             stream = self._streams.get(rid)
