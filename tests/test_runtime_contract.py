@@ -284,3 +284,17 @@ async def test_quit_lets_requests_in_flight_finish(worker: Worker) -> None:
     reply = await asyncio.wait_for(napping, 5)
     assert reply.response is not None and reply.response["body"] == "rested"
     assert worker.proc is not None and worker.proc.returncode == 0  # it left by itself, no signal needed
+
+
+async def test_python_tracebacks_show_the_users_frames_only(jail_tmp: Path) -> None:
+    code = write_code(jail_tmp / "code", CONTRACT["python"])
+    async with running(make_worker(code, "python")) as worker:
+        reply = await call(worker, "/raise")
+        assert reply.error is not None
+        assert reply.error["stack"].startswith("Traceback (most recent call last):\n  File \"/code/handler.py\"")
+        assert "/runtime/adapter.py" not in reply.logs and "ValueError: boom" in reply.logs
+    code = write_code(jail_tmp / "broken", {"handler.py": "import json\nraise RuntimeError('at import')\n"})
+    async with running(make_worker(code, "python")) as worker:
+        assert worker.init_error is not None
+        assert "/runtime/adapter.py" not in worker.init_error["stack"] and "<frozen" not in worker.init_error["stack"]
+        assert 'File "/code/handler.py", line 2' in worker.init_error["stack"]

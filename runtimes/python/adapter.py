@@ -143,8 +143,12 @@ def normalise(result):
 def _error(exc, kind="handler"):
     import traceback
 
+    tb = exc.__traceback__  # the user's frames only: skip the adapter's and importlib's own
+    while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                              or tb.tb_frame.f_code.co_filename.startswith("<frozen ")):
+        tb = tb.tb_next
     return {"kind": kind, "name": type(exc).__name__, "message": str(exc),
-            "stack": "".join(traceback.format_exception(exc))}
+            "stack": "".join(traceback.format_exception(type(exc), exc, tb))}
 
 
 def _is_async(handler):
