@@ -1,0 +1,1 @@
+"""The command groups of `orva`, one module per area; each exports `commands`."""

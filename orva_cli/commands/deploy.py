@@ -1,0 +1,134 @@
+"""`orva deploy`: pack a folder, upload it, and follow the build log live until it succeeds or fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orva_cli.client import CliError
+from orva_cli.context import App, fn_path, json_option, pass_app
+from orva_cli.pack import IGNORE_FILE, Packed, pack
+
+ENTRYPOINTS = {"python": ("handler.py", "main.py"), "node": ("handler.js", "handler.mjs", "handler.cjs", "index.js")}
+STREAM_ATTEMPTS = 3  # reconnects of the build stream; lines already shown are skipped by their seq
+LINE_STYLES = {"system": "cyan", "stderr": "yellow"}
+
+
+def language(runtime: str) -> str:
+    return "node" if runtime.startswith("node") else "python"
+
+
+def guess_runtime(files: list[str]) -> str | None:
+    if any(f in files for f in ("requirements.txt", *ENTRYPOINTS["python"])):
+        return "python"
+    if any(f in files for f in ("package.json", *ENTRYPOINTS["node"])):
+        return "node"
+    return None
+
+
+def pick_entrypoint(runtime: str, files: list[str]) -> str:
+    candidates = ENTRYPOINTS[language(runtime)]
+    return next((c for c in candidates if c in files), candidates[0])
+
+
+@click.command()
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The function to deploy into; created when it does not exist.")
+@click.option("--runtime", help="python or node (or a versioned id) [default: the function's, or guessed from DIR].")
+@click.option("--entrypoint", help="The handler file in DIR [default: the function's, or handler.py / handler.js].")
+@json_option
+@pass_app
+def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint: str | None) -> None:
+    """Pack DIR and deploy it, following the build live.
+
+    The folder is uploaded as a new version of function --name, created when it does not exist.
+
+    Files named in DIR/.orvaignore (gitignore syntax) stay behind, as do .git/, node_modules/,
+    .venv/ and __pycache__/. A requirements.txt or package.json in DIR is installed during the
+    build. Exits 1 when the build fails; the old version keeps serving.
+
+    \b
+    Example:
+      orva deploy ./hello --name hello --runtime python
+    """
+    existing = app.client.send("GET", fn_path(name))
+    if existing.status_code not in (200, 404):
+        raise app.client.failure(existing)
+    fn: dict[str, Any] | None = existing.json() if existing.status_code == 200 else None
+    with app.out.spinner(f"packing {directory}"):
+        packed = pack(directory)
+    runtime = runtime or (fn["runtime"] if fn else guess_runtime(packed.files))
+    if runtime is None:
+        raise click.UsageError(f"cannot tell the runtime of {directory}; pass --runtime python or --runtime node")
+    entrypoint = entrypoint or (fn["entrypoint"] if fn else pick_entrypoint(runtime, packed.files))
+    if entrypoint not in packed.files:
+        raise click.UsageError(f"{directory} has no {entrypoint} to serve (left out by {IGNORE_FILE}?); "
+                               "pass --entrypoint FILE")
+    fn = _ensure_function(app, name, fn, runtime, entrypoint)
+    dep = _upload(app, name, packed)
+    final = follow_build(app, dep, name)
+    if final["status"] != "succeeded":
+        if app.out.json:
+            app.out.dump(final)
+        raise CliError("BUILD_FAILED", f"deployment {final['id']} of {name} failed: {final.get('error_message')}",
+                       "the build log above says why; the previous version keeps serving")
+    app.out.show(final, lambda d: app.out.text(
+        f"deployed {name} version {d['version']} (code hash {d['code_hash'][:12]}) in {d['duration_ms']} ms",
+        "green"))
+
+
+def _ensure_function(app: App, name: str, fn: dict[str, Any] | None, runtime: str,
+                     entrypoint: str) -> dict[str, Any]:
+    if fn is None:
+        app.out.note(f"creating function {name} ({runtime}, {entrypoint})")
+        return app.post("/api/v1/functions", {"name": name, "runtime": runtime, "entrypoint": entrypoint})
+    changes = {k: v for k, v in (("runtime", runtime), ("entrypoint", entrypoint)) if fn[k] != v}
+    if changes:
+        app.out.note("updating " + ", ".join(f"{k} to {v}" for k, v in changes.items()))
+        return app.put(fn_path(name), changes)
+    return fn
+
+
+def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
+    size = len(packed.data)
+    with app.out.spinner(f"uploading {len(packed.files)} files ({size / 1024:.1f} KiB)"):
+        response = app.client.send("POST", fn_path(name, "deploy"), content=packed.data,
+                                   headers={"Content-Type": "application/gzip"}, timeout=300)
+    if response.status_code >= 400:
+        raise app.client.failure(response)
+    dep: dict[str, Any] = response.json()
+    app.out.note(f"uploaded {len(packed.files)} files ({size / 1024:.1f} KiB): deployment {dep['id']}")
+    return dep
+
+
+def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
+    """Print the build log as orvad writes it (to stderr) and return the final deployment record."""
+    shown, final = 0, None
+    with app.out.spinner(f"building {name}: {dep['phase']}") as spinner:
+        for attempt in range(STREAM_ATTEMPTS):
+            try:
+                for event, data in app.client.events(f"/api/v1/deployments/{dep['id']}/stream"):
+                    if event == "log" and data["seq"] > shown:
+                        shown = data["seq"]
+                        app.out.note(f"  {data['line']}", LINE_STYLES.get(data["stream"]))
+                    elif event == "phase":
+                        app.out.note(f"- {data['phase']}", "bold")
+                        if spinner is not None:
+                            spinner.update(f"building {name}: {data['phase']}")
+                    elif event in ("succeeded", "failed"):
+                        final = data
+            except CliError as exc:  # a dropped stream is resumed; the build goes on without us
+                if exc.code != "CONNECTION_FAILED" or attempt == STREAM_ATTEMPTS - 1:
+                    raise
+            if final is not None:
+                return final
+    record: dict[str, Any] = app.get(f"/api/v1/deployments/{dep['id']}")
+    if record["status"] not in ("succeeded", "failed"):
+        raise CliError("STREAM_LOST", f"the build stream of deployment {dep['id']} ended early",
+                       f"the build goes on; check it with `orva deployments {name}`")
+    return record
+
+
+commands = [deploy]

@@ -1,0 +1,95 @@
+"""What the user sees: tables on a terminal, plain columns in a pipe, JSON with --json, a spinner on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+# (header, key) pairs; a key names a field of the record
+Columns = Sequence[tuple[str, str]]
+
+
+def cell(value: Any) -> str:
+    """A field as table text: timestamps to the second, lists and maps flattened, nothing as '-'."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(cell(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={cell(v)}" for k, v in value.items())
+    text = str(value)
+    if len(text) >= 20 and text[4:5] == "-" and text[10:11] == "T":  # RFC 3339
+        return text[:19].replace("T", " ")
+    return text
+
+
+class Output:
+    def __init__(self) -> None:
+        self.json = False  # set by --json wherever it is given
+        # markup off: values from the server (names, logs) must never be read as rich markup
+        self.out = Console(markup=False, highlight=False, soft_wrap=False)
+        self.err = Console(stderr=True, markup=False, highlight=False)
+        if not self.out.is_terminal:  # a pipe gets whole lines, never wrapped to 80 columns
+            self.out = Console(markup=False, highlight=False, width=100_000, no_color=True)
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal
+
+    def dump(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    def line(self, data: Any) -> None:
+        """One JSON document per line (for streams such as `logs --follow --json`)."""
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def table(self, rows: Iterable[dict[str, Any]], columns: Columns, *, title: str | None = None) -> None:
+        framed = self.out.is_terminal
+        table = Table(*(h for h, _ in columns), title=title, box=box.SIMPLE_HEAD if framed else None,
+                      header_style="bold" if framed else "", pad_edge=False, show_edge=False)
+        for row in rows:
+            table.add_row(*(cell(row.get(key)) for _, key in columns))
+        self.out.print(table)
+
+    def record(self, data: dict[str, Any], fields: Iterable[str] | None = None) -> None:
+        """One record as `field  value` lines."""
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold" if self.out.is_terminal else "")
+        table.add_column()
+        for field in fields or data:
+            table.add_row(field, cell(data.get(field)))
+        self.out.print(table)
+
+    def show(self, data: Any, render: Any = None) -> None:
+        """JSON under --json, else the human rendering (a callable taking the data)."""
+        if self.json or render is None:
+            self.dump(data)
+        else:
+            render(data)
+
+    def text(self, text: str, style: str | None = None) -> None:
+        self.out.print(Text(text, style=style or ""))
+
+    def note(self, text: str, style: str | None = "dim") -> None:
+        """Progress and side remarks go to stderr, so stdout stays the result."""
+        self.err.print(Text(text, style=style or ""))
+
+    @contextlib.contextmanager
+    def spinner(self, message: str) -> Iterator[Any]:
+        """A spinner on stderr while long work runs; nothing at all when stderr is not a terminal."""
+        if not self.interactive:
+            yield None
+            return
+        with self.err.status(Text(message)) as status:
+            yield status
