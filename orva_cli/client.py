@@ -9,7 +9,6 @@ from typing import Any
 import click
 import httpx
 
-from orva_cli import __version__
 from orva_cli.config import Settings
 
 
@@ -45,7 +44,7 @@ def envelope_error(response: httpx.Response) -> CliError | None:
 class Client:
     def __init__(self, settings: Settings, timeout_s: float = 30.0) -> None:
         self.settings = settings
-        headers = {"User-Agent": f"orva-cli/{__version__}"}
+        headers = {"User-Agent": "orva-cli"}
         if settings.api_key:
             headers["X-Orva-API-Key"] = settings.api_key
         self.http = httpx.Client(base_url=settings.endpoint, headers=headers, timeout=timeout_s)

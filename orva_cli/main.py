@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from orva_cli import __version__
 from orva_cli.client import Client
 from orva_cli.commands import admin, deploy, functions, invoke
 from orva_cli.config import Settings, save
@@ -15,7 +14,7 @@ from orva_cli.context import App, json_option, pass_app
 @click.option("--endpoint", metavar="URL", help="orvad's base URL [env ORVA_ENDPOINT; default http://127.0.0.1:8443].")
 @click.option("--api-key", metavar="KEY", help="API key [env ORVA_API_KEY].")
 @click.option("--json", "json_", is_flag=True, help="Print JSON for scripts (also accepted after any command).")
-@click.version_option(__version__, prog_name="orva")
+@click.version_option(package_name="orva", prog_name="orva")
 @click.pass_context
 def cli(ctx: click.Context, endpoint: str | None, api_key: str | None, json_: bool) -> None:
     """Manage and call the functions of an Orva server.

@@ -56,11 +56,16 @@ class Output:
 
     def table(self, rows: Iterable[dict[str, Any]], columns: Columns, *, title: str | None = None) -> None:
         framed = self.out.is_terminal
-        table = Table(*(h for h, _ in columns), title=title, box=box.SIMPLE_HEAD if framed else None,
+        table = Table(*(h for h, _ in columns), box=box.SIMPLE_HEAD if framed else None,
                       header_style="bold" if framed else "", pad_edge=False, show_edge=False)
+        for column, (_, key) in zip(table.columns, columns, strict=True):
+            if key == "id":  # a narrow terminal folds ids rather than cut them: people copy them
+                column.overflow = "fold"
         for row in rows:
             table.add_row(*(cell(row.get(key)) for _, key in columns))
-        self.out.print(table)
+        if title:
+            self.text(f"{title}:", "bold")
+        self._print(table)
 
     def record(self, data: dict[str, Any], fields: Iterable[str] | None = None) -> None:
         """One record as `field  value` lines."""
@@ -69,7 +74,15 @@ class Output:
         table.add_column()
         for field in fields or data:
             table.add_row(field, cell(data.get(field)))
-        self.out.print(table)
+        self._print(table)
+
+    def _print(self, table: Table) -> None:
+        if self.out.is_terminal:
+            self.out.print(table)
+            return
+        with self.out.capture() as captured:  # in a pipe, no padding after the last column
+            self.out.print(table)
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
     def show(self, data: Any, render: Any = None) -> None:
         """JSON under --json, else the human rendering (a callable taking the data)."""
@@ -79,11 +92,11 @@ class Output:
             render(data)
 
     def text(self, text: str, style: str | None = None) -> None:
-        self.out.print(Text(text, style=style or ""))
+        self.out.print(Text(text, style=style or ""), soft_wrap=True)
 
     def note(self, text: str, style: str | None = "dim") -> None:
         """Progress and side remarks go to stderr, so stdout stays the result."""
-        self.err.print(Text(text, style=style or ""))
+        self.err.print(Text(text, style=style or ""), soft_wrap=True)
 
     @contextlib.contextmanager
     def spinner(self, message: str) -> Iterator[Any]:

@@ -73,7 +73,7 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
         if app.out.json:
             app.out.dump(final)
         raise CliError("BUILD_FAILED", f"deployment {final['id']} of {name} failed: {final.get('error_message')}",
-                       "the build log above says why; the previous version keeps serving")
+                       "the build log above says why; the version serving before, if any, still does")
     app.out.show(final, lambda d: app.out.text(
         f"deployed {name} version {d['version']} (code hash {d['code_hash'][:12]}) in {d['duration_ms']} ms",
         "green"))

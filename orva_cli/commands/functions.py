@@ -177,7 +177,8 @@ def deployments(app: App, name: str, limit: int) -> None:
       orva deployments hello --limit 5
     """
     items = app.get(fn_path(name, "deployments"), limit=limit)["deployments"]
-    app.out.show(items, lambda rows: app.out.table(rows, DEPLOYMENT_COLUMNS))
+    app.out.show(items, lambda rows: app.out.table(
+        [{**d, "code_hash": (d["code_hash"] or "")[:12]} for d in rows], DEPLOYMENT_COLUMNS))
 
 
 @click.command()

@@ -101,7 +101,8 @@ def _decoded(response: httpx.Response) -> Any:
 
 
 def _print_head(response: httpx.Response) -> None:
-    lines = [f"{response.http_version} {response.status_code} {response.reason_phrase}"]
+    reason = response.reason_phrase or httpx.codes.get_reason_phrase(response.status_code)  # hypercorn sends none
+    lines = [f"{response.http_version} {response.status_code} {reason}"]
     lines += [f"{k}: {v}" for k, v in response.headers.multi_items()]
     sys.stdout.write("\n".join(lines) + "\n\n")
     sys.stdout.flush()
