@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 DEFAULT_ENDPOINT = "http://127.0.0.1:8443"  # orvad's default listen address
 ENV_ENDPOINT, ENV_API_KEY = "ORVA_ENDPOINT", "ORVA_API_KEY"
 
@@ -37,6 +35,8 @@ def config_path() -> Path:
 
 
 def read_file(path: Path | None = None) -> dict[str, str]:
+    import yaml  # only when the file is consulted: flags and environment keep start-up quick
+
     path = path or config_path()
     try:
         data = yaml.safe_load(path.read_text())
@@ -72,6 +72,8 @@ def resolve(endpoint: str | None, api_key: str | None) -> Settings:
 
 def save(endpoint: str, api_key: str) -> Path:
     """Write the config file 0600 in a 0700 folder, never leaving the key readable by others mid-write."""
+    import yaml
+
     path = config_path()
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.parent.chmod(0o700)  # mkdir's mode is masked by umask and ignored for an existing folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -65,6 +66,13 @@ def json_option(f: Any) -> Any:
 
 def function_argument(f: Any) -> Any:
     return click.argument("name", metavar="NAME")(f)
+
+
+def read_secret(what: str) -> str:
+    """A secret typed at a hidden prompt, or piped in on stdin (kept out of argv and shell history)."""
+    if sys.stdin.isatty():
+        return str(click.prompt(what, hide_input=True))
+    return sys.stdin.read().removesuffix("\n")
 
 
 def fn_path(name: str, *rest: str) -> str:

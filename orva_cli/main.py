@@ -7,7 +7,7 @@ import click
 from orva_cli.client import Client
 from orva_cli.commands import admin, deploy, functions, invoke
 from orva_cli.config import Settings, save
-from orva_cli.context import App, json_option, pass_app
+from orva_cli.context import App, json_option, pass_app, read_secret
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,7 +50,7 @@ def login(app: App, endpoint: str | None, api_key: str | None) -> None:
       orva login --endpoint https://orva.example.com --api-key "$ORVA_DEPLOY_KEY"
     """
     endpoint = (endpoint or app.settings.endpoint).rstrip("/")
-    key = api_key or app.api_key_flag or click.prompt("API key", hide_input=True)
+    key = api_key or app.api_key_flag or read_secret("API key")
     checker = Client(Settings(endpoint, key, "flag", "flag"))
     try:
         with app.out.spinner(f"checking the key against {endpoint}"):

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from orva_cli.client import CliError
-from orva_cli.context import App, fn_path, function_argument, json_option, pass_app
+from orva_cli.context import App, fn_path, function_argument, json_option, pass_app, read_secret
 
 SECRET_COLUMNS = (("KEY", "key"), ("CREATED", "created_at"), ("UPDATED", "updated_at"))
 ROUTE_COLUMNS = (("PATH", "path"), ("FUNCTION", "function_name"), ("METHODS", "methods"), ("CREATED", "created_at"),
@@ -54,8 +54,7 @@ def set_secret(app: App, name: str, key: str, value: str | None) -> None:
       orva secrets set billing STRIPE_KEY sk_test_123
     """
     if value is None:
-        value = click.prompt(f"value of {key}", hide_input=True) if sys.stdin.isatty() else sys.stdin.read()
-        value = value.removesuffix("\n")
+        value = read_secret(f"value of {key}")
     answer = app.post(fn_path(name, "secrets"), {"key": key, "value": value})
     _done(app, answer, f"stored secret {key} of {name}")
 

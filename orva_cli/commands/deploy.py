@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orva_cli.client import CliError
 from orva_cli.context import App, fn_path, json_option, pass_app
-from orva_cli.pack import IGNORE_FILE, Packed, pack
+
+if TYPE_CHECKING:
+    from orva_cli.pack import Packed
 
 ENTRYPOINTS = {"python": ("handler.py", "main.py"), "node": ("handler.js", "handler.mjs", "handler.cjs", "index.js")}
 STREAM_ATTEMPTS = 3  # reconnects of the build stream; lines already shown are skipped by their seq
@@ -53,6 +55,8 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
     Example:
       orva deploy ./hello --name hello --runtime python
     """
+    from orva_cli.pack import IGNORE_FILE, pack  # pathspec is loaded only by the command that packs
+
     existing = app.client.send("GET", fn_path(name))
     if existing.status_code not in (200, 404):
         raise app.client.failure(existing)

@@ -108,7 +108,7 @@ def create_function(app: App, name: str, **fields: Any) -> None:
     """
     if not fields["runtime"]:
         raise click.UsageError("--runtime is required to create a function")
-    show_function(app, app.post("/api/v1/functions", _given(fields)))
+    show_function(app, app.post("/api/v1/functions", {"name": name, **_given(fields)}))
 
 
 @functions_group.command("update")
