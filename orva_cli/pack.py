@@ -43,7 +43,7 @@ def selected(root: Path) -> list[str]:
 
 
 def pack(root: Path) -> Packed:
-    """A gzip'd tar of the selected files with neutral owners, so the same tree packs the same way."""
+    """A gzip'd tar of the selected files; owners are blanked (the packing machine's users mean nothing to orvad)."""
     files = selected(root)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

@@ -344,3 +344,44 @@ def test_completion_scripts(cli: Cli) -> None:
     for shell, marker in (("bash", "complete -o nosort -F"), ("zsh", "#compdef orva"), ("fish", "complete --no-files")):
         done = cli.ok("completion", shell)
         assert marker in done.stdout and "_ORVA_COMPLETE" in done.stdout, shell
+
+
+def _on_a_terminal(cli: Cli, *args: str) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal: (exit code, everything the terminal was sent)."""
+    import pty
+
+    env = {k: v for k, v in cli.environ({"TERM": "xterm-256color", "COLUMNS": "120"}).items()
+           if k not in ("NO_COLOR", "FORCE_COLOR")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cli.argv(*args), env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the process and its terminal are gone
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+def test_on_a_terminal_deploy_shows_a_spinner_and_diff_is_coloured(cli: Cli, served: str, tmp_path: Path) -> None:
+    folder = write_tree(tmp_path / "v2", {"handler.py": SERVED + "# v2\n"})
+    code, shown = _on_a_terminal(cli, "deploy", str(folder), "--name", served)
+    assert code == 0 and f"building {served}" in shown and "\x1b[" in shown, shown
+    older, newer = [d["id"] for d in cli.json("deployments", served)][1::-1]
+    code, shown = _on_a_terminal(cli, "diff", served, older, newer)
+    assert code == 0 and "\x1b[32m+# v2" in shown, shown
+
+
+def test_docs_cli_md_shows_every_command() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "CLI.md").read_text()
+    for name, command in orva_group.commands.items():
+        subcommands = command.commands if isinstance(command, click.Group) else {"": None}
+        for sub in subcommands:
+            assert f"orva {name} {sub}".strip() in text, f"docs/CLI.md has no example of `orva {name} {sub}`"
+    for needed in ("ORVA_ENDPOINT", "ORVA_API_KEY", "~/.orva/config.yaml", "0600", "Exit codes"):
+        assert needed in text
