@@ -1,20 +1,24 @@
-"""What the user sees: tables on a terminal, plain columns in a pipe, JSON with --json, a spinner on stderr."""
+"""What the user sees: tables on a terminal, plain columns in a pipe, JSON with --json, a spinner on stderr.
+
+rich is imported on first use only: --json output, the common case in scripts, never needs it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 # (header, key) pairs; a key names a field of the record
 Columns = Sequence[tuple[str, str]]
+# pieces of one line: (text, rich style or "")
+Parts = Sequence[tuple[str, str]]
 
 
 def cell(value: Any) -> str:
@@ -36,15 +40,26 @@ def cell(value: Any) -> str:
 class Output:
     def __init__(self) -> None:
         self.json = False  # set by --json wherever it is given
+
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
         # markup off: values from the server (names, logs) must never be read as rich markup
-        self.out = Console(markup=False, highlight=False, soft_wrap=False)
-        self.err = Console(stderr=True, markup=False, highlight=False)
-        if not self.out.is_terminal:  # a pipe gets whole lines, never wrapped to 80 columns
-            self.out = Console(markup=False, highlight=False, width=100_000, no_color=True)
+        console = Console(markup=False, highlight=False)
+        if console.is_terminal:
+            return console
+        return Console(markup=False, highlight=False, width=100_000, no_color=True)  # a pipe: whole lines
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, markup=False, highlight=False)
 
     @property
     def interactive(self) -> bool:
-        return self.err.is_terminal
+        return sys.stderr.isatty() and self.err.is_terminal
 
     def dump(self, data: Any) -> None:
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -55,6 +70,9 @@ class Output:
         sys.stdout.flush()
 
     def table(self, rows: Iterable[dict[str, Any]], columns: Columns, *, title: str | None = None) -> None:
+        from rich import box
+        from rich.table import Table
+
         framed = self.out.is_terminal
         table = Table(*(h for h, _ in columns), box=box.SIMPLE_HEAD if framed else None,
                       header_style="bold" if framed else "", pad_edge=False, show_edge=False)
@@ -69,6 +87,8 @@ class Output:
 
     def record(self, data: dict[str, Any], fields: Iterable[str] | None = None) -> None:
         """One record as `field  value` lines."""
+        from rich.table import Table
+
         table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold" if self.out.is_terminal else "")
         table.add_column()
@@ -76,12 +96,12 @@ class Output:
             table.add_row(field, cell(data.get(field)))
         self._print(table)
 
-    def _print(self, table: Table) -> None:
+    def _print(self, renderable: RenderableType) -> None:
         if self.out.is_terminal:
-            self.out.print(table)
+            self.out.print(renderable)
             return
         with self.out.capture() as captured:  # in a pipe, no padding after the last column
-            self.out.print(table)
+            self.out.print(renderable)
         sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
     def show(self, data: Any, render: Any = None) -> None:
@@ -92,17 +112,26 @@ class Output:
             render(data)
 
     def text(self, text: str, style: str | None = None) -> None:
-        self.out.print(Text(text, style=style or ""), soft_wrap=True)
+        self.parts([(text, style or "")])
+
+    def parts(self, parts: Parts, *, err: bool = False) -> None:
+        """One line made of styled pieces, never wrapped (logs and diffs are copied and grepped)."""
+        from rich.text import Text
+
+        (self.err if err else self.out).print(Text.assemble(*parts), soft_wrap=True)
 
     def note(self, text: str, style: str | None = "dim") -> None:
         """Progress and side remarks go to stderr, so stdout stays the result."""
-        self.err.print(Text(text, style=style or ""), soft_wrap=True)
+        self.parts([(text, style or "")], err=True)
 
     @contextlib.contextmanager
-    def spinner(self, message: str) -> Iterator[Any]:
-        """A spinner on stderr while long work runs; nothing at all when stderr is not a terminal."""
+    def spinner(self, message: str) -> Iterator[Callable[[str], None]]:
+        """A spinner on stderr while long work runs (nothing when stderr is not a terminal); yields a
+        function that changes its message."""
         if not self.interactive:
-            yield None
+            yield lambda _message: None
             return
-        with self.err.status(Text(message)) as status:
-            yield status
+        from rich.text import Text
+
+        with self.err.status(Text(message)) as status:  # Text: a path or name is never read as markup
+            yield lambda new: status.update(Text(new))

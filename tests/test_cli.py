@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,15 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+def cli(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     """A CLI logged in to the shared orvad with the admin key (kept in its HOME's ~/.orva/config.yaml)."""
     runner = Cli(tmp_path_factory.mktemp("home"))
     runner.ok("login", "--endpoint", orvad.url, "--api-key", orvad.admin_key)
-    return runner
+    yield runner
+    with orvad.admin() as c:  # the shared server goes on to other modules: stop this module's warm workers
+        for fn in c.get("/api/v1/functions", params={"limit": 500}).json()["functions"]:
+            if fn["name"].startswith("cli-"):
+                c.delete(f"/api/v1/functions/{fn['id']}")
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
 def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
     """Print the build log as orvad writes it (to stderr) and return the final deployment record."""
     shown, final = 0, None
-    with app.out.spinner(f"building {name}: {dep['phase']}") as spinner:
+    with app.out.spinner(f"building {name}: {dep['phase']}") as say:
         for attempt in range(STREAM_ATTEMPTS):
             try:
                 for event, data in app.client.events(f"/api/v1/deployments/{dep['id']}/stream"):
@@ -119,8 +119,7 @@ def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
                         app.out.note(f"  {data['line']}", LINE_STYLES.get(data["stream"]))
                     elif event == "phase":
                         app.out.note(f"- {data['phase']}", "bold")
-                        if spinner is not None:
-                            spinner.update(f"building {name}: {data['phase']}")
+                        say(f"building {name}: {data['phase']}")
                     elif event in ("succeeded", "failed"):
                         final = data
             except CliError as exc:  # a dropped stream is resumed; the build goes on without us

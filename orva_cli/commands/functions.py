@@ -6,7 +6,6 @@ import sys
 from typing import Any
 
 import click
-from rich.text import Text
 
 from orva_cli.context import App, fn_path, function_argument, json_option, pass_app
 
@@ -229,7 +228,7 @@ def diff(app: App, name: str, from_id: str, to_id: str) -> None:
     styles = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"))
     for line in text.splitlines():
         style = next((s for prefix, s in styles if line.startswith(prefix)), "")
-        app.out.out.print(Text(line, style=style), soft_wrap=True)
+        app.out.text(line, style)
 
 
 commands = [functions_group, deployments, rollback, diff]

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 import httpx
-from rich.text import Text
 
 from orva_cli.client import CliError, envelope_error
 from orva_cli.context import App, function_argument, json_option, pass_app
@@ -75,8 +74,9 @@ def invoke(app: App, name: str, data: str | None, method: str | None, path: str,
     body, content_type = _body(data)
     headers = {**({"Content-Type": content_type} if content_type else {}), **_headers(header)}
     url = f"/fn/{name}/{path.lstrip('/')}"
+    # no read timeout: the function's own timeout_ms (up to 15 minutes) decides how long a call may take
     response = app.client.send((method or ("POST" if data is not None else "GET")).upper(), url,
-                               content=body, headers=headers, timeout=None)
+                               content=body, headers=headers, timeout=httpx.Timeout(30, read=None))
     failed = response.status_code >= 400
     if app.out.json:
         app.out.dump({"status": response.status_code, "headers": dict(response.headers), "body": _decoded(response)})
@@ -128,17 +128,15 @@ def _show_execution(app: App, record: dict[str, Any]) -> None:
         app.out.line(record)
         return
     ok = record["status"] == "success"
-    head = Text.assemble(
-        (record["started_at"][:23].replace("T", " "), "dim"), "  ",
-        (f"{record['status']:<8}", "green" if ok else "red"), f" {record['status_code'] or '-':>3}  ",
-        f"{record['duration_ms']:.1f} ms", ("  cold" if record["cold_start"] else "", "yellow"),
-        (f"  {record['id']}", "dim"),
-    )
+    head = [(record["started_at"][:23].replace("T", " "), "dim"), ("  ", ""),
+            (f"{record['status']:<8}", "green" if ok else "red"), (f" {record['status_code'] or '-':>3}  ", ""),
+            (f"{record['duration_ms']:.1f} ms", ""), ("  cold" if record["cold_start"] else "", "yellow"),
+            (f"  {record['id']}", "dim")]
     if record.get("error_code"):
-        head.append(f"  {record['error_code']}: {record.get('error_message') or ''}", "red")
-    app.out.out.print(head, soft_wrap=True)
+        head.append((f"  {record['error_code']}: {record.get('error_message') or ''}", "red"))
+    app.out.parts(head)
     for line in record["logs"].splitlines():
-        app.out.out.print(Text(f"    {line}"), soft_wrap=True)
+        app.out.text(f"    {line}")
     sys.stdout.flush()
 
 
