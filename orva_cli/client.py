@@ -100,7 +100,7 @@ class Client:
                 for line in response.iter_lines():
                     if not line:
                         if data:
-                            yield event, json.loads("\n".join(data))
+                            yield event, _decoded("\n".join(data))
                         event, data = "message", []
                     elif line.startswith("event:"):
                         event = line[6:].strip()
@@ -125,3 +125,10 @@ class Client:
         reason = str(exc) or type(exc).__name__
         return CliError("CONNECTION_FAILED", f"cannot reach orvad at {s.endpoint}: {reason}",
                         f"is orvad running there? the endpoint comes from {s.origin('endpoint')}")
+
+
+def _decoded(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:  # every orvad event is JSON; anything else is passed on as text
+        return data

@@ -50,7 +50,9 @@ def login(app: App, endpoint: str | None, api_key: str | None) -> None:
       orva login --endpoint https://orva.example.com --api-key "$ORVA_DEPLOY_KEY"
     """
     endpoint = (endpoint or app.settings.endpoint).rstrip("/")
-    key = api_key or app.api_key_flag or read_secret("API key")
+    key = (api_key or app.api_key_flag or read_secret("API key")).strip()
+    if not key:
+        raise click.UsageError("no API key given: pass --api-key KEY or type it at the prompt")
     checker = Client(Settings(endpoint, key, "flag", "flag"))
     try:
         with app.out.spinner(f"checking the key against {endpoint}"):
