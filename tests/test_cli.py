@@ -133,6 +133,10 @@ def test_login_checks_the_key_before_writing_the_config_0600(orvad: Orvad, tmp_p
     stderr = runner.fails(1, "login", "--endpoint", orvad.url, "--api-key", "orva_" + "0" * 64)
     assert "was refused" in error_line(stderr, "UNAUTHORIZED")
     assert not (tmp_path / ".orva").exists()
+    (tmp_path / ".orva").mkdir(mode=0o755)  # left open by someone: login closes it
+    (tmp_path / ".orva" / "config.yaml").write_text("endpoint: [unclosed\n")
+    (tmp_path / ".orva" / "config.yaml").chmod(0o644)
+    assert "config.yaml" in error_line(runner.fails(1, "functions", "list"), "CONFIG")
     done = runner.ok("login", "--endpoint", orvad.url + "/", input=orvad.admin_key + "\n")  # key from stdin
     assert orvad.admin_key not in done.stdout + done.stderr
     config = tmp_path / ".orva" / "config.yaml"
