@@ -24,7 +24,8 @@ class CliError(click.ClickException):
         self.code, self.hint, self.status, self.details = code, hint, status, details or {}
 
     def line(self) -> str:
-        return f"error: {self.code}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+        text = f"error: {self.code}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+        return " ".join(text.split())  # one line, whatever the message held (YAML errors, tracebacks)
 
     def show(self, file: Any = None) -> None:
         click.echo(self.line(), err=True)
