@@ -36,6 +36,7 @@ def handler(event, context):
     print("token is set:", "API_TOKEN" in os.environ)
     return {"token": os.environ.get("API_TOKEN")}
 '''
+TERMINAL_ENV = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
 
 
 @dataclass
@@ -44,8 +45,8 @@ class Cli:
     env: dict[str, str] = field(default_factory=dict)
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        # the developer's own ORVA_* settings must never leak into a test
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ORVA_")}
+        # neither the developer's ORVA_* settings nor a CI's colour forcing may leak into a test
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ORVA_") and k not in TERMINAL_ENV}
         return {**base, "HOME": str(self.home), **self.env, **(extra or {})}
 
     def argv(self, *args: str) -> list[str]:
@@ -359,8 +360,7 @@ def _on_a_terminal(cli: Cli, *args: str) -> tuple[int, str]:
     """Run with stdout and stderr on a pseudo-terminal: (exit code, everything the terminal was sent)."""
     import pty
 
-    env = {k: v for k, v in cli.environ({"TERM": "xterm-256color", "COLUMNS": "120"}).items()
-           if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env = cli.environ({"TERM": "xterm-256color", "COLUMNS": "120"})
     master, slave = pty.openpty()
     proc = subprocess.Popen(cli.argv(*args), env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
