@@ -216,11 +216,17 @@ def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, t
     assert '-    print("served version 1")\n+    print("served version 2")\n' in diff
     assert [f["kind"] for f in cli.json("diff", "cli-app", first["id"], second["id"])["files"]] == [
         "handler", "manifest"]
+    assert cli.ok("diff", "cli-app", "1", "2").stdout == diff  # version numbers stand for their deployments
+    error_line(cli.fails(1, "diff", "cli-app", "1", "99"), "VERSION_NOT_FOUND")
 
     rolled = cli.json("rollback", "cli-app", first["id"])
     assert rolled["source"] == "rollback" and rolled["parent_deployment_id"] == first["id"]
     assert cli.json("invoke", "cli-app")["body"]["v"] == 1
     assert "already active" in error_line(cli.fails(1, "rollback", "cli-app", first["id"]), "VALIDATION")
+    assert cli.ok("rollback", "cli-app", str(second["version"])).stdout.startswith("rolled back cli-app")
+    assert cli.json("invoke", "cli-app")["body"]["v"] == 2
+    cli.ok("rollback", "cli-app", "--hash", first["code_hash"])
+    assert cli.json("invoke", "cli-app")["body"]["v"] == 1
     assert cli.ok("rollback", "cli-app", "--hash", second["code_hash"]).stdout.startswith("rolled back cli-app")
     assert cli.json("invoke", "cli-app")["body"]["v"] == 2
     error_line(cli.fails(1, "rollback", "cli-app", "--hash", "0" * 64), "VERSION_NOT_FOUND")

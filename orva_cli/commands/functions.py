@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from orva_cli.client import CliError
 from orva_cli.context import App, fn_path, function_argument, json_option, pass_app
 
 FUNCTION_COLUMNS = (("NAME", "name"), ("RUNTIME", "runtime"), ("STATUS", "status"), ("ENTRYPOINT", "entrypoint"),
@@ -157,6 +158,16 @@ def delete_function(app: App, name: str, yes: bool) -> None:
     app.out.show(answer, lambda d: app.out.text(f"deleted function {name}"))
 
 
+def deployment_id(app: App, name: str, ref: str) -> str:
+    """A deployment id, or the id of version N when ref is a number (the VERSION column of `deployments`)."""
+    if not ref.isdigit():
+        return ref
+    for dep in app.client.pages(fn_path(name, "deployments"), "deployments", {"limit": 500}):
+        if dep["version"] == int(ref):
+            return str(dep["id"])
+    raise CliError("VERSION_NOT_FOUND", f"{name} has no version {ref}", f"list them with `orva deployments {name}`")
+
+
 def _given(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None and v != {}}
 
@@ -182,21 +193,24 @@ def deployments(app: App, name: str, limit: int) -> None:
 
 @click.command()
 @function_argument
-@click.argument("deployment_id", required=False)
+@click.argument("deployment_ref", metavar="[DEPLOYMENT_ID]", required=False)
 @click.option("--hash", "code_hash", metavar="H", help="Roll back to the version with this code hash instead.")
 @json_option
 @pass_app
-def rollback(app: App, name: str, deployment_id: str | None, code_hash: str | None) -> None:
+def rollback(app: App, name: str, deployment_ref: str | None, code_hash: str | None) -> None:
     """Make an earlier successful version of NAME active again.
+
+    DEPLOYMENT_ID is a deployment's id or its version number (see `orva deployments NAME`).
 
     \b
     Examples:
       orva rollback hello 019df210-1234-7000-8000-deadbeef0001
+      orva rollback hello 3
       orva rollback hello --hash 3f2a...
     """
-    if (deployment_id is None) == (code_hash is None):
+    if (deployment_ref is None) == (code_hash is None):
         raise click.UsageError("give a DEPLOYMENT_ID or --hash H (one of them)")
-    body = {"deployment_id": deployment_id} if deployment_id else {"code_hash": code_hash}
+    body = {"deployment_id": deployment_id(app, name, deployment_ref)} if deployment_ref else {"code_hash": code_hash}
     dep = app.post(fn_path(name, "rollback"), body)
     app.out.show(dep, lambda d: app.out.text(
         f"rolled back {name} to {d['parent_deployment_id']} (code hash {d['code_hash'][:12]})"))
@@ -213,14 +227,15 @@ def diff(app: App, name: str, from_id: str, to_id: str) -> None:
 
     Compares the handler and the dependency manifest (requirements.txt / package.json).
 
-    FROM and TO are deployment ids (see `orva deployments NAME`). The diff is unified, and
-    coloured on a terminal.
+    FROM and TO are deployment ids or version numbers (see `orva deployments NAME`). The diff is
+    unified, and coloured on a terminal.
 
     \b
-    Example:
+    Examples:
+      orva diff hello 1 2
       orva diff hello 019df210-...-0001 019df210-...-0002 | less -R
     """
-    params = {"from": from_id, "to": to_id}
+    params = {"from": deployment_id(app, name, from_id), "to": deployment_id(app, name, to_id)}
     if app.out.json:
         app.out.dump(app.get(fn_path(name, "diff"), **params))
         return
