@@ -34,6 +34,10 @@ SERVED = '''import os
 
 def handler(event, context):
     print("token is set:", "API_TOKEN" in os.environ)
+    if event["path"] == "/missing":
+        return {"statusCode": 404, "body": "nothing here"}
+    if event["path"] == "/boom":
+        raise RuntimeError("boom")
     return {"token": os.environ.get("API_TOKEN")}
 '''
 TERMINAL_ENV = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
@@ -243,11 +247,15 @@ def test_failed_build_exits_1_with_the_reason(cli: Cli, tmp_path: Path) -> None:
     assert "no handler.py" in cli.fails(2, "deploy", str(bad), "--name", "cli-broken-2", "--runtime", "python")
 
 
-def test_api_and_connection_errors_are_one_line_and_exit_1(cli: Cli) -> None:
+def test_api_and_connection_errors_are_one_line_and_exit_1(cli: Cli, served: str) -> None:
     stderr = cli.fails(1, "functions", "get", "cli-nope")
     assert stderr.count("\n") == 1 and error_line(stderr, "NOT_FOUND").startswith("error: NOT_FOUND: no function")
     assert "(hint: " in stderr
     error_line(cli.fails(1, "invoke", "cli-nope"), "NOT_FOUND")
+    assert "RuntimeError: boom" in error_line(cli.fails(1, "invoke", served, "--path", "/boom"), "FUNCTION_ERROR")
+    missing = cli.run("invoke", served, "--path", "/missing")  # the handler's own 404: its body, and exit 1
+    assert missing.returncode == 1 and missing.stdout == "nothing here"
+    assert "answered 404 Not Found" in error_line(missing.stderr, "HTTP_404")
     error_line(cli.fails(1, "logs", "cli-nope"), "NOT_FOUND")
     error_line(cli.fails(1, "deployments", "cli-nope"), "NOT_FOUND")
     dead = f"http://127.0.0.1:{free_port()}"

@@ -90,7 +90,7 @@ def invoke(app: App, name: str, data: str | None, method: str | None, path: str,
             sys.stdout.flush()
     if failed:
         raise envelope_error(response) or CliError(
-            f"HTTP_{response.status_code}", f"{name} answered {response.status_code} {response.reason_phrase}")
+            f"HTTP_{response.status_code}", f"{name} answered {response.status_code} {_reason(response)}")
 
 
 def _decoded(response: httpx.Response) -> Any:
@@ -100,9 +100,12 @@ def _decoded(response: httpx.Response) -> Any:
         return response.text
 
 
+def _reason(response: httpx.Response) -> str:
+    return response.reason_phrase or httpx.codes.get_reason_phrase(response.status_code)  # hypercorn sends none
+
+
 def _print_head(response: httpx.Response) -> None:
-    reason = response.reason_phrase or httpx.codes.get_reason_phrase(response.status_code)  # hypercorn sends none
-    lines = [f"{response.http_version} {response.status_code} {reason}"]
+    lines = [f"{response.http_version} {response.status_code} {_reason(response)}"]
     lines += [f"{k}: {v}" for k, v in response.headers.multi_items()]
     sys.stdout.write("\n".join(lines) + "\n\n")
     sys.stdout.flush()
