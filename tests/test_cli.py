@@ -62,6 +62,13 @@ class Cli:
         return subprocess.run(self.argv(*args), env=self.environ(env), input=input, stdin=stdin, capture_output=True,
                               text=True, timeout=300)
 
+    def run_all(self, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+        """Independent commands at once (each is mostly Python's start-up): their results in order."""
+        procs = [subprocess.Popen(self.argv(*args), env=self.environ(), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outputs, strict=True)]
+
     def ok(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         done = self.run(*args, **kwargs)
         assert done.returncode == 0, f"orva {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
@@ -172,10 +179,11 @@ def test_flags_beat_environment_beat_config_file(cli: Cli, orvad: Orvad) -> None
 
 
 def test_usage_errors_exit_2(cli: Cli) -> None:
-    for args in (["no-such-command"], ["invoke"], ["invoke", "x", "--data", "{not json"], ["rollback", "x"],
-                 ["pool", "set", "x"], ["functions", "create", "x"], ["functions", "delete", "x"],
-                 ["deploy", "/no/such/dir", "--name", "x"], ["completion", "tcsh"], ["invoke", "x", "-H", "nocolon"]):
-        cli.fails(2, *args)
+    commands = [["no-such-command"], ["invoke"], ["invoke", "x", "--data", "{not json"], ["rollback", "x"],
+                ["pool", "set", "x"], ["functions", "create", "x"], ["functions", "delete", "x"],
+                ["deploy", "/no/such/dir", "--name", "x"], ["completion", "tcsh"], ["invoke", "x", "-H", "nocolon"]]
+    for args, done in zip(commands, cli.run_all(*commands), strict=True):
+        assert done.returncode == 2 and "Usage: orva" in done.stderr, (args, done.stderr)
 
 
 def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, tmp_path: Path) -> None:
@@ -248,19 +256,20 @@ def test_failed_build_exits_1_with_the_reason(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_api_and_connection_errors_are_one_line_and_exit_1(cli: Cli, served: str) -> None:
-    stderr = cli.fails(1, "functions", "get", "cli-nope")
-    assert stderr.count("\n") == 1 and error_line(stderr, "NOT_FOUND").startswith("error: NOT_FOUND: no function")
-    assert "(hint: " in stderr
-    error_line(cli.fails(1, "invoke", "cli-nope"), "NOT_FOUND")
-    assert "RuntimeError: boom" in error_line(cli.fails(1, "invoke", served, "--path", "/boom"), "FUNCTION_ERROR")
-    missing = cli.run("invoke", served, "--path", "/missing")  # the handler's own 404: its body, and exit 1
-    assert missing.returncode == 1 and missing.stdout == "nothing here"
-    assert "answered 404 Not Found" in error_line(missing.stderr, "HTTP_404")
-    error_line(cli.fails(1, "logs", "cli-nope"), "NOT_FOUND")
-    error_line(cli.fails(1, "deployments", "cli-nope"), "NOT_FOUND")
     dead = f"http://127.0.0.1:{free_port()}"
-    stderr = cli.fails(1, "--endpoint", dead, "system", "health")
-    assert stderr.count("\n") == 1 and "--endpoint" in error_line(stderr, "CONNECTION_FAILED")
+    unknown, invoke_unknown, logs_unknown, deployments_unknown, boom, missing, unreachable = cli.run_all(
+        ["functions", "get", "cli-nope"], ["invoke", "cli-nope"], ["logs", "cli-nope"], ["deployments", "cli-nope"],
+        ["invoke", served, "--path", "/boom"], ["invoke", served, "--path", "/missing"],
+        ["--endpoint", dead, "system", "health"])
+    for done in (unknown, invoke_unknown, logs_unknown, deployments_unknown, boom, missing, unreachable):
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done
+    assert error_line(unknown.stderr, "NOT_FOUND").startswith("error: NOT_FOUND: no function 'cli-nope' (hint: ")
+    for done in (invoke_unknown, logs_unknown, deployments_unknown):
+        error_line(done.stderr, "NOT_FOUND")
+    assert "RuntimeError: boom" in error_line(boom.stderr, "FUNCTION_ERROR")
+    # the handler's own 404: its body on stdout, and exit 1
+    assert missing.stdout == "nothing here" and "answered 404 Not Found" in error_line(missing.stderr, "HTTP_404")
+    assert "--endpoint" in error_line(unreachable.stderr, "CONNECTION_FAILED")
 
 
 def test_functions_create_get_update_list_delete(cli: Cli) -> None:
@@ -365,9 +374,9 @@ def test_logs_follow_streams_new_executions(cli: Cli, served: str, orvad: Orvad,
 
 
 def test_completion_scripts(cli: Cli) -> None:
-    for shell, marker in (("bash", "complete -o nosort -F"), ("zsh", "#compdef orva"), ("fish", "complete --no-files")):
-        done = cli.ok("completion", shell)
-        assert marker in done.stdout and "_ORVA_COMPLETE" in done.stdout, shell
+    shells = {"bash": "complete -o nosort -F", "zsh": "#compdef orva", "fish": "complete --no-files"}
+    for (shell, marker), done in zip(shells.items(), cli.run_all(*(["completion", s] for s in shells)), strict=True):
+        assert done.returncode == 0 and marker in done.stdout and "_ORVA_COMPLETE" in done.stdout, shell
 
 
 def _on_a_terminal(cli: Cli, *args: str) -> tuple[int, str]:
