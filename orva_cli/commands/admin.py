@@ -108,7 +108,9 @@ def routes() -> None:
 @json_option
 @pass_app
 def set_route(app: App, path: str, function: str, methods: str) -> None:
-    """Send requests for PATH ('/exact' or '/prefix/*') to FUNCTION, replacing a route already there.
+    """Send requests for PATH to FUNCTION.
+
+    PATH is exact ('/hooks/stripe') or a prefix ('/shop/*'); a route already at PATH is replaced.
 
     \b
     Examples:
@@ -202,7 +204,9 @@ def create_key(app: App, name: str, permissions: tuple[str, ...], expires_in_day
 @json_option
 @pass_app
 def list_keys(app: App) -> None:
-    """List API keys: names, prefixes, permissions, last use (never the keys).
+    """List API keys (never the keys themselves).
+
+    Names, prefixes, permissions, expiry and last use.
 
     \b
     Example:
@@ -217,7 +221,9 @@ def list_keys(app: App) -> None:
 @json_option
 @pass_app
 def revoke_key(app: App, key_id: str) -> None:
-    """Revoke key ID (from `orva keys list`); it fails from its next request on.
+    """Revoke key ID; it fails from its next request on.
+
+    ID is the id column of `orva keys list`.
 
     \b
     Example:
@@ -262,7 +268,9 @@ def get_pool(app: App, name: str) -> None:
 @json_option
 @pass_app
 def set_pool(app: App, name: str, **fields: Any) -> None:
-    """Change some pool settings of NAME (needs an admin key); the rest keep their values.
+    """Change some pool settings of NAME.
+
+    Settings not given keep their values. Needs an admin key.
 
     \b
     Example:
@@ -290,7 +298,9 @@ def system() -> None:
 @json_option
 @pass_app
 def health(app: App) -> None:
-    """Show orvad's health checks; exits 1 when orvad reports itself unhealthy.
+    """Show orvad's health checks.
+
+    Exits 1 when orvad reports itself unhealthy.
 
     \b
     Example:

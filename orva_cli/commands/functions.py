@@ -120,7 +120,9 @@ def create_function(app: App, name: str, **fields: Any) -> None:
 @json_option
 @pass_app
 def update_function(app: App, name: str, rename: str | None, unset_env: tuple[str, ...], **fields: Any) -> None:
-    """Change some fields of a function; --env adds to its variables, --unset-env removes.
+    """Change some fields of a function.
+
+    --env adds to its variables and --unset-env removes one; other fields keep their values.
 
     \b
     Example:
@@ -144,7 +146,9 @@ def update_function(app: App, name: str, rename: str | None, unset_env: tuple[st
 @json_option
 @pass_app
 def delete_function(app: App, name: str, yes: bool) -> None:
-    """Delete a function with its versions, secrets, routes and executions. Irreversible.
+    """Delete a function and everything it has. Irreversible.
+
+    Its versions, secrets, routes, pool settings and executions go with it.
 
     \b
     Example:
