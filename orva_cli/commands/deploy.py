@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from orva_cli.pack import Packed
 
 ENTRYPOINTS = {"python": ("handler.py", "main.py"), "node": ("handler.js", "handler.mjs", "handler.cjs", "index.js")}
-STREAM_ATTEMPTS = 3  # reconnects of the build stream; lines already shown are skipped by their seq
+STREAM_ATTEMPTS = 3  # connections to the build stream before giving up on it
 LINE_STYLES = {"system": "cyan", "stderr": "yellow"}
 
 
@@ -70,7 +70,7 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
     if entrypoint not in packed.files:
         raise click.UsageError(f"{directory} has no {entrypoint} to serve (left out by {IGNORE_FILE}?); "
                                "pass --entrypoint FILE")
-    fn = _ensure_function(app, name, fn, runtime, entrypoint)
+    _ensure_function(app, name, fn, runtime, entrypoint)
     dep = _upload(app, name, packed)
     final = follow_build(app, dep, name)
     if final["status"] != "succeeded":
@@ -83,16 +83,16 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
         "green"))
 
 
-def _ensure_function(app: App, name: str, fn: dict[str, Any] | None, runtime: str,
-                     entrypoint: str) -> dict[str, Any]:
+def _ensure_function(app: App, name: str, fn: dict[str, Any] | None, runtime: str, entrypoint: str) -> None:
+    """Create the function, or bring its runtime and entrypoint in line with this deploy."""
     if fn is None:
         app.out.note(f"creating function {name} ({runtime}, {entrypoint})")
-        return app.post("/api/v1/functions", {"name": name, "runtime": runtime, "entrypoint": entrypoint})
+        app.post("/api/v1/functions", {"name": name, "runtime": runtime, "entrypoint": entrypoint})
+        return
     changes = {k: v for k, v in (("runtime", runtime), ("entrypoint", entrypoint)) if fn[k] != v}
     if changes:
         app.out.note("updating " + ", ".join(f"{k} to {v}" for k, v in changes.items()))
-        return app.put(fn_path(name), changes)
-    return fn
+        app.put(fn_path(name), changes)
 
 
 def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
 
 def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
     """Print the build log as orvad writes it (to stderr) and return the final deployment record."""
-    shown, final = 0, None
+    shown, phases, final = 0, set(), None  # what a resumed stream replays is not shown twice
     with app.out.spinner(f"building {name}: {dep['phase']}") as say:
         for attempt in range(STREAM_ATTEMPTS):
             try:
@@ -117,7 +117,8 @@ def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
                     if event == "log" and data["seq"] > shown:
                         shown = data["seq"]
                         app.out.note(f"  {data['line']}", LINE_STYLES.get(data["stream"]))
-                    elif event == "phase":
+                    elif event == "phase" and data["phase"] not in phases:
+                        phases.add(data["phase"])
                         app.out.note(f"- {data['phase']}", "bold")
                         say(f"building {name}: {data['phase']}")
                     elif event in ("succeeded", "failed"):
