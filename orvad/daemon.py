@@ -67,7 +67,8 @@ class Daemon:
         self.audit = AuditStore(self.db, self.batch)
         self.pools = PoolManager(config_of=self.pool_configs.get, memory_cap_mb=_memory_cap_mb(settings.memory_share),
                                  max_requests=settings.worker_max_requests)
-        self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024)
+        self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
+                               builds=self._build_queue_state)
         self.host: HostCheck | None = None
         self.egress = EgressNetwork(str(settings.port), settings.egress_cidr)
         self.spawner: Spawner  # needs the host check, done at start()
@@ -94,6 +95,9 @@ class Daemon:
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _build_queue_state(self) -> dict[str, int]:
+        return {"running": len(self.builder.queue.running), "queued": self.builder.queue.depth}
 
     @property
     def admin_key_file(self) -> os.PathLike[str]:

@@ -73,6 +73,7 @@ class InvalidJSON(OrvaError):
 
 class ValidationError(OrvaError):
     code, status = "VALIDATION", 400
+    default_hint = "correct the field named in details.field and send the request again"
 
 
 class Unauthorized(OrvaError):

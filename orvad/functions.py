@@ -43,8 +43,8 @@ class RuntimeLookup(Protocol):
     def list(self) -> list[dict[str, Any]]: ...
 
 
-def _bad(field: str, message: str, **details: Any) -> ValidationError:
-    return ValidationError(f"{field} {message}", details={"field": field, **details})
+def _bad(field: str, message: str, hint: str | None = None, **details: Any) -> ValidationError:
+    return ValidationError(f"{field} {message}", hint=hint, details={"field": field, **details})
 
 
 def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
@@ -178,7 +178,8 @@ class FunctionService:
         out: dict[str, Any] = {}
         if "name" in sent:
             if not isinstance(merged["name"], str) or not NAME_RE.match(merged["name"]):
-                raise _bad("name", "must be 1..63 of a-z 0-9 - starting with a letter")
+                raise _bad("name", "must be 1..63 of a-z 0-9 - starting with a letter",
+                           hint="for example hello-world: the name is part of the URL /fn/<name>")
             out["name"] = merged["name"]
         language = self._language(merged["runtime"])
         if "runtime" in sent:

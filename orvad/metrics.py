@@ -37,7 +37,8 @@ class _PoolCollector(Collector):
 
 class Metrics:
     def __init__(self, pool_rows: Callable[[], list[dict[str, Any]]] = list,
-                 reserved_bytes: Callable[[], float] = lambda: 0.0) -> None:
+                 reserved_bytes: Callable[[], float] = lambda: 0.0,
+                 builds: Callable[[], dict[str, int]] = lambda: {"running": 0, "queued": 0}) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.invocations = Counter("orva_invocations", "invocations by function and status",
@@ -59,6 +60,7 @@ class Metrics:
         r.register(_PoolCollector(pool_rows))
         self._pool_rows = pool_rows
         self._reserved = reserved_bytes
+        self._builds = builds
         self._recent: deque[tuple[float, float, bool, bool]] = deque(maxlen=100_000)  # (t, seconds, error, cold)
         self._started = time.monotonic()
 
@@ -95,4 +97,5 @@ class Metrics:
             "cold_start_share": round(sum(1 for r in window if r[3]) / len(window), 4) if window else 0.0,
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
             "pools": self._pool_rows(), "memory_reserved_bytes": self._reserved(),
+            "builds": self._builds(),
         }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, listing, page_params
-from orvad.clock import iso, parse_iso
+from orvad.clock import iso, parse_iso, utcnow
 from orvad.errors import NotFound, ValidationError
 
 STATUSES = ("success", "error", "timeout", "crashed", "rejected", "killed")
@@ -37,6 +39,12 @@ async def list_executions(request: Request) -> Response:
     return listing("executions", rows, limit)
 
 
+async def summary(request: Request) -> Response:
+    """Invocations and errors per function since ?since= (default: the last hour)."""
+    since = _moment(request, "since") or iso(utcnow() - timedelta(hours=1))
+    return JSONResponse({"since": since, "functions": await daemon_of(request).executions.summary(since)})
+
+
 async def get_execution(request: Request) -> Response:
     """One execution record."""
     row = await daemon_of(request).executions.get(request.path_params["id"])
@@ -57,6 +65,7 @@ async def get_logs(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/executions", list_executions, methods=["GET"]),
+    Route("/api/v1/executions/summary", summary, methods=["GET"]),
     Route("/api/v1/executions/{id}", get_execution, methods=["GET"]),
     Route("/api/v1/executions/{id}/logs", get_logs, methods=["GET"]),
 ]

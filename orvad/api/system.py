@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from orvad import __version__
 from orvad.api.common import daemon_of, listing, page_params
 from orvad.errors import ValidationError
 
@@ -28,6 +31,32 @@ async def metrics(request: Request) -> Response:
 async def metrics_json(request: Request) -> Response:
     """The dashboard's view: totals, rates, latency percentiles, pools, memory reserved."""
     return JSONResponse(daemon_of(request).metrics.snapshot())
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            continue  # removed while walking (a build or GC running)
+    return total
+
+
+async def info(request: Request) -> Response:
+    """Version and build facts of this orvad, and how much disk its data dir uses."""
+    daemon = daemon_of(request)
+    settings, host = daemon.settings, daemon.host
+    facts = host.facts if host else None
+    return JSONResponse({
+        "version": __version__, "python": platform.python_version(), "server": settings.server,
+        "uptime_s": daemon.uptime_s(), "data_dir": str(settings.data_dir),
+        "data_dir_bytes": await asyncio.to_thread(_tree_bytes, settings.data_dir),
+        "nsjail": facts.nsjail if facts else None, "cgroups": facts.cgroup if facts else None,
+        "runtimes": [r["id"] for r in daemon.runtimes.list()],
+        "host_warnings": host.warnings if host else [],
+    })
 
 
 async def events(request: Request) -> Response:
@@ -77,6 +106,7 @@ async def audit_log(request: Request) -> Response:
 routes = [
     Route("/api/v1/system/metrics", metrics, methods=["GET"]),
     Route("/api/v1/system/metrics.json", metrics_json, methods=["GET"]),
+    Route("/api/v1/system/info", info, methods=["GET"]),
     Route("/api/v1/events", events, methods=["GET"]),
     Route("/api/v1/audit-log", audit_log, methods=["GET"]),
 ]

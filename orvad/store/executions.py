@@ -30,6 +30,13 @@ class ExecutionStore:
         self._batch.submit(_INSERT, [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS])
         self._batch.submit(_INSERT_LOG, (execution["id"], logs, int(truncated)))
 
+    async def summary(self, since: str) -> list[dict[str, Any]]:
+        """Per function: invocations, errors (any status but success) and the last start since `since`."""
+        rows = await self._db.fetchall(
+            "SELECT function_id, COUNT(*), SUM(status != 'success'), MAX(started_at) FROM executions"
+            " WHERE started_at >= ? GROUP BY function_id", (since,))
+        return [{"function_id": r[0], "invocations": r[1], "errors": r[2], "last_invoked_at": r[3]} for r in rows]
+
     async def list(self, *, function_id: str | None, status: str | None, since: str | None, until: str | None,
                    cursor: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(

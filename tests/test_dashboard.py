@@ -1,0 +1,225 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real orvad.
+
+One journey, as a new user would take it: onboarding -> create a Python function -> deploy with a
+dependency while the build log streams -> test it -> find it in Invocations -> roll back -> create
+and revoke an API key -> log out. Every view is screenshotted to test-artifacts/dashboard/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import Orvad
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("ORVA_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("ORVA_SCREENSHOTS", ROOT / "test-artifacts" / "dashboard"))
+# Flags for a closed network and a root user (no background fetches, no setuid sandbox).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+BUILD_DEADLINE_MS = 240_000  # a pip install inside the build jail
+
+PASSWORD = "correct horse battery"
+V1 = '''import json
+
+import six
+
+
+def handler(event, context):
+    name = json.loads(event["body"] or "{}").get("name", "world")
+    print(f"greeting {name} with six {six.__version__}")
+    return {"statusCode": 200, "body": {"hello": name, "six": six.__version__, "v": 1}}
+'''
+V2 = V1.replace('"v": 1', '"v": 2')
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium (or set ORVA_CHROMIUM)"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(20_000)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    # a refused fetch (401 before login, a 4xx the test provokes) is logged as "Failed to load resource"
+    pg.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
+          and problems.append(f"console: {m.text}"))
+    yield pg
+    context.close()
+    assert problems == [], problems  # script errors and CSP violations fail the test
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def replace_code(page: Page, code: str) -> None:
+    """Put `code` into the CodeMirror editor as typed text (insert_text: no auto-indent)."""
+    editor = page.locator(".cm-content")
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(code)
+    expect(editor).to_contain_text("def handler")
+
+
+def deploy(page: Page) -> None:
+    """Press Deploy and watch the build: log lines must arrive before the build's end."""
+    page.get_by_role("button", name="Deploy").click()
+    log = page.get_by_label("Build log")
+    expect(log).to_contain_text("»", timeout=30_000)  # phases stream in while the build runs
+    expect(page.get_by_text("Deployed. Try it in the Test tab.")).to_be_visible(timeout=BUILD_DEADLINE_MS)
+
+
+@pytest.mark.timeout(600)
+def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]
+    server: Orvad = make_orvad()
+    url = server.url
+
+    # onboarding: / sends the browser to /web/, which asks for the first admin account
+    page.goto(url + "/")
+    assert page.url == f"{url}/web/"
+    expect(page.get_by_text("Create the administrator account")).to_be_visible()
+    shot(page, "01-onboarding")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Confirm password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.get_by_text("Invocations / s", exact=True)).to_be_visible()
+    shot(page, "02-overview")
+
+    # an invalid name is refused with the envelope's message and hint, not raw JSON
+    page.get_by_role("link", name="Functions").click()
+    page.get_by_role("button", name="New function").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name").fill("bad name!")
+    dialog.get_by_role("button", name="Create").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("VALIDATION")
+    expect(dialog.get_by_role("alert")).to_contain_text("Hint:")
+    shot(page, "03-create-error")
+    dialog.get_by_label("Name").fill("greeter")
+    dialog.get_by_label("Runtime").select_option("python3.11")
+    dialog.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("heading", name="greeter")).to_be_visible()
+
+    # deploy v1 with a dependency; the build log streams live
+    replace_code(page, V1)
+    page.get_by_label("Dependencies").fill("six==1.16.0")
+    shot(page, "04-editor")
+    deploy(page)
+    expect(page.get_by_label("Build log")).to_contain_text("six")
+    shot(page, "05-build-log")
+
+    # Test pane: status, body, cold start flag and the logs of exactly that execution
+    page.get_by_role("tab", name="Test").click()
+    page.get_by_label("Body").fill('{"name": "Ada"}')
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("status")).to_have_text("200")
+    expect(page.get_by_test_id("response-body")).to_contain_text('"hello": "Ada"')
+    expect(page.get_by_test_id("execution-logs")).to_contain_text("greeting Ada with six 1.16.0")
+    shot(page, "06-test-pane")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_test_id("cold-start")).to_have_text("warm")
+
+    # Invocations: the rows are there; a row opens the execution with its logs
+    page.get_by_role("link", name="Invocations").click()
+    rows = page.get_by_role("table", name="Executions").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    shot(page, "07-invocations")
+    rows.first.click()
+    expect(page.get_by_test_id("execution-logs")).to_contain_text("greeting Ada")
+    shot(page, "08-execution")
+
+    # v2, then roll back to v1 from the history; compare the two side by side
+    page.get_by_role("link", name="Functions").click()
+    page.get_by_role("link", name="greeter").click()
+    replace_code(page, V2)
+    deploy(page)
+    c = server.client(server.admin_key)
+    assert c.post("/fn/greeter", json={}).json()["v"] == 2
+    page.get_by_role("tab", name="Deployments").click()
+    page.get_by_role("button", name="Roll back to v1").click()
+    expect(page.get_by_role("table", name="Deployments").locator("tbody tr").first).to_contain_text("rollback")
+    assert c.post("/fn/greeter", json={}).json()["v"] == 1
+    page.get_by_label("From", exact=True).select_option(label="v1")
+    page.get_by_label("To", exact=True).select_option(label="v2")
+    page.get_by_role("button", name="Compare").click()
+    expect(page.locator(".diff-table td.add")).to_contain_text('"v": 2')
+    expect(page.locator(".diff-table td.del")).to_contain_text('"v": 1')
+    shot(page, "09-deployments-diff")
+
+    for tab in ("Settings", "Secrets", "Routes", "Executions"):
+        page.get_by_role("tab", name=tab).click()
+        shot(page, f"10-function-{tab.lower()}")
+
+    # API keys: created with its plaintext shown once, works, then revoked and refused
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("ci")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_test_id("new-key").inner_text().strip()
+    assert key.startswith("orva_")
+    shot(page, "11-new-key")
+    assert httpx.get(f"{url}/api/v1/functions", headers={"X-Orva-API-Key": key}).status_code == 200
+    page.get_by_role("button", name="Done").click()
+    row = page.get_by_role("row").filter(has_text="ci")
+    row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    expect(page.get_by_role("row").filter(has_text="ci")).to_have_count(0)
+    assert httpx.get(f"{url}/api/v1/functions", headers={"X-Orva-API-Key": key}).status_code == 401
+
+    for view in ("Routes", "Settings", "Overview"):
+        page.get_by_role("link", name=view).click()
+        shot(page, f"12-{view.lower()}")
+    expect(page.get_by_text("greeter")).to_be_visible()  # its warm pool
+
+    # log out: the login page, and the API refuses the old session
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    shot(page, "13-logged-out")
+
+
+def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]
+    server: Orvad = make_orvad()
+    c = server.client()
+    assert c.post("/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD}).status_code == 201
+    page.goto(f"{server.url}/web/#/keys")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+
+    # the session ends behind the page's back; the next API call sends the user to login
+    page.context.clear_cookies()
+    page.get_by_role("link", name="Settings").click()
+    expect(page.get_by_text("Your session ended")).to_be_visible()
+    assert "next=" in page.url
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    expect(page.get_by_test_id("version")).not_to_be_empty()
+
+    # wrong password: a readable message with the hint, never raw JSON
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("INVALID_CREDENTIALS")
+    assert "{" not in alert.inner_text()

@@ -1,0 +1,41 @@
+// Bundles src/main.jsx (and the CSS it imports) into dist/assets/*-<hash>.{js,css} and writes
+// dist/index.html naming them. Hashed names let orvad cache assets forever; index.html is never cached.
+import { build } from "esbuild";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const dist = path.join(here, "dist");
+const next = path.join(here, "dist.next"); // built aside, so a failed build leaves the last good one
+
+await rm(next, { recursive: true, force: true });
+const result = await build({
+  entryPoints: { app: path.join(here, "src", "main.jsx") },
+  bundle: true,
+  minify: true,
+  sourcemap: false,
+  format: "esm",
+  target: ["es2020"],
+  jsx: "automatic",
+  jsxImportSource: "preact",
+  outdir: path.join(next, "assets"),
+  entryNames: "[name]-[hash]",
+  assetNames: "[name]-[hash]",
+  metafile: true,
+  logLevel: "warning",
+});
+
+const outputs = Object.keys(result.metafile.outputs).map((p) => path.basename(p));
+const pick = (ext) => {
+  const found = outputs.find((name) => name.startsWith("app-") && name.endsWith(ext));
+  if (!found) throw new Error(`esbuild produced no app-*${ext}`);
+  return found;
+};
+const page = (await readFile(path.join(here, "src", "index.html"), "utf8"))
+  .replace("{{script}}", `/web/assets/${pick(".js")}`)
+  .replace("{{style}}", `/web/assets/${pick(".css")}`);
+await mkdir(next, { recursive: true });
+await writeFile(path.join(next, "index.html"), page);
+await rm(dist, { recursive: true, force: true });
+await rename(next, dist);
+console.log(`dashboard built: ${outputs.join(", ")}`);

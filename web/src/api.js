@@ -1,0 +1,71 @@
+// The dashboard's only way to the server: the public /api/v1, authenticated by the session cookie.
+
+export class ApiError extends Error {
+  constructor(status, envelope) {
+    const err = (envelope && envelope.error) || {};
+    super(err.message || `request failed with status ${status}`);
+    this.status = status;
+    this.code = err.code || "HTTP_" + status;
+    this.hint = err.hint || "";
+    this.details = err.details || null;
+    this.requestId = err.request_id || null;
+  }
+}
+
+// Called on any 401 outside the login flow; main.jsx sends the user to login and back.
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+export async function request(method, path, body, { raw = false, quiet401 = false, headers = {} } = {}) {
+  const init = { method, headers: { ...headers }, credentials: "same-origin" };
+  if (body !== undefined) {
+    if (typeof body === "string") {
+      init.body = body;
+    } else {
+      init.body = JSON.stringify(body);
+      init.headers["Content-Type"] = "application/json";
+    }
+  }
+  const res = await fetch(path.startsWith("/") ? path : `/api/v1/${path}`, init);
+  if (raw) return res;
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = text;
+  }
+  if (!res.ok) {
+    const error = new ApiError(res.status, typeof data === "object" ? data : null);
+    if (res.status === 401 && !quiet401) onUnauthorized(error);
+    throw error;
+  }
+  return data;
+}
+
+export const api = {
+  get: (path, opts) => request("GET", path, undefined, opts),
+  post: (path, body, opts) => request("POST", path, body ?? {}, opts),
+  put: (path, body, opts) => request("PUT", path, body, opts),
+  del: (path, opts) => request("DELETE", path, undefined, opts),
+};
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+// An EventSource on the API whose listeners are named by event type; returns a closer.
+export function subscribe(path, handlers) {
+  const source = new EventSource(`/api/v1/${path}`, { withCredentials: true });
+  for (const [type, fn] of Object.entries(handlers)) {
+    if (type === "error") continue;
+    source.addEventListener(type, (event) => fn(JSON.parse(event.data)));
+  }
+  if (handlers.error) source.onerror = handlers.error;
+  return () => source.close();
+}

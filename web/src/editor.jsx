@@ -1,0 +1,36 @@
+// A CodeMirror 6 editor with Python or JavaScript highlighting; `value` seeds it, onChange reports edits.
+import { javascript } from "@codemirror/lang-javascript";
+import { python } from "@codemirror/lang-python";
+import { EditorView, basicSetup } from "codemirror";
+import { useEffect, useRef } from "preact/hooks";
+
+export function CodeEditor({ value, language, onChange, label = "Code" }) {
+  const box = useRef(null);
+  const view = useRef(null);
+  const changed = useRef(onChange);
+  changed.current = onChange;
+
+  useEffect(() => {
+    view.current = new EditorView({
+      doc: value,
+      parent: box.current,
+      extensions: [
+        basicSetup,
+        language === "python" ? python() : javascript(),
+        EditorView.contentAttributes.of({ "aria-label": label }),
+        EditorView.updateListener.of((u) => u.docChanged && changed.current(u.state.doc.toString())),
+      ],
+    });
+    return () => view.current.destroy();
+  }, [language]);
+
+  // a new value from outside (source loaded, template picked) replaces the document
+  useEffect(() => {
+    const v = view.current;
+    if (v && v.state.doc.toString() !== value) {
+      v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
+    }
+  }, [value]);
+
+  return <div class="editor" ref={box} />;
+}

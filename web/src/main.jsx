@@ -1,0 +1,121 @@
+// The dashboard shell: who is logged in, the navigation, and which view the hash names.
+import "./style.css";
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { api, setUnauthorizedHandler } from "./api.js";
+import { ErrorBanner, Loading } from "./components.jsx";
+import { currentRoute, match, navigate, useRoute } from "./router.js";
+import { FunctionPage } from "./views/function.jsx";
+import { FunctionsView } from "./views/functions.jsx";
+import { InvocationsView } from "./views/invocations.jsx";
+import { KeysView } from "./views/keys.jsx";
+import { LoginView } from "./views/login.jsx";
+import { OverviewView } from "./views/overview.jsx";
+import { RoutesView } from "./views/routes.jsx";
+import { SettingsView } from "./views/settings.jsx";
+
+const NAV = [
+  ["/", "Overview"],
+  ["/functions", "Functions"],
+  ["/invocations", "Invocations"],
+  ["/routes", "Routes"],
+  ["/keys", "API keys"],
+  ["/settings", "Settings"],
+];
+
+const VIEWS = [
+  ["/", OverviewView],
+  ["/functions", FunctionsView],
+  ["/functions/:id", FunctionPage],
+  ["/invocations", InvocationsView],
+  ["/invocations/:id", InvocationsView],
+  ["/routes", RoutesView],
+  ["/keys", KeysView],
+  ["/settings", SettingsView],
+];
+
+function App() {
+  const route = useRoute();
+  const [auth, setAuth] = useState({ state: "checking" });
+
+  const check = async () => {
+    try {
+      const { has_user } = await api.get("auth/status");
+      if (!has_user) return setAuth({ state: "onboarding" });
+      const me = await api.get("auth/me", { quiet401: true });
+      setAuth({ state: "in", user: me.user });
+    } catch (error) {
+      setAuth(error.status === 401 ? { state: "login" } : { state: "failed", error });
+    }
+  };
+
+  useEffect(() => {
+    check();
+    // A session that expires mid-use: back to login, then back to this very page.
+    setUnauthorizedHandler(() => {
+      const here = currentRoute().full;
+      setAuth({ state: "login", expired: true });
+      if (!here.startsWith("/login")) navigate(`/login?next=${encodeURIComponent(here)}`, { replace: true });
+    });
+  }, []);
+
+  if (auth.state === "checking") return <Loading what="Connecting to orvad" />;
+  if (auth.state === "failed") return <ErrorBanner error={auth.error} />;
+  if (auth.state !== "in") {
+    return (
+      <LoginView
+        onboarding={auth.state === "onboarding"}
+        expired={auth.expired}
+        onDone={(user) => {
+          setAuth({ state: "in", user });
+          const next = route.path === "/login" ? route.params.next || "/" : route.full;
+          navigate(next, { replace: true });
+        }}
+      />
+    );
+  }
+
+  const logout = async () => {
+    try {
+      await api.post("auth/logout");
+    } finally {
+      setAuth({ state: "login" });
+      navigate("/", { replace: true });
+    }
+  };
+
+  let view = <p>No such page. <a href="#/">Go to the overview</a>.</p>;
+  for (const [pattern, View] of VIEWS) {
+    const params = match(pattern, route.path === "/login" ? "/" : route.path);
+    if (params) {
+      view = <View params={params} query={route.params} />;
+      break;
+    }
+  }
+  const section = "/" + route.path.split("/")[1];
+  return (
+    <div class="shell">
+      <nav class="sidebar" aria-label="Main">
+        <div class="brand">Orva</div>
+        <ul>
+          {NAV.map(([to, label]) => (
+            <li key={to}>
+              <a href={`#${to}`} class={section === to ? "active" : ""} aria-current={section === to ? "page" : undefined}>
+                {label}
+              </a>
+            </li>
+          ))}
+        </ul>
+        <div class="user">
+          <span class="muted">{auth.user.username}</span>
+          <button class="link" onClick={logout}>
+            Log out
+          </button>
+        </div>
+      </nav>
+      <main class="content">{view}</main>
+    </div>
+  );
+}
+
+render(<App />, document.getElementById("app"));

@@ -1,0 +1,110 @@
+// Deployments (rollback, side-by-side diff of two versions) and the function's recent executions.
+import { useState } from "preact/hooks";
+import { api, query } from "../api.js";
+import { ago, ErrorBanner, Field, Loading, StatusBadge, Table, useAction, useAsync } from "../components.jsx";
+import { SideBySide } from "../diffview.jsx";
+import { navigate } from "../router.js";
+
+export function DeploymentsTab({ fn, reload }) {
+  const list = useAsync(() => api.get(`functions/${fn.id}/deployments?limit=100`), [fn.id, fn.active_deployment_id]);
+  const action = useAction();
+  const [pair, setPair] = useState({ from: "", to: "" });
+  const [diff, setDiff] = useState(null);
+
+  const deployments = list.data ? list.data.deployments : [];
+  const built = deployments.filter((d) => d.status === "succeeded" && d.code_hash);
+  const activeHash = (deployments.find((d) => d.id === fn.active_deployment_id) || {}).code_hash;
+
+  const rollback = (d) =>
+    action.run(async () => {
+      await api.post(`functions/${fn.id}/rollback`, { deployment_id: d.id });
+      reload();
+    });
+  const compare = (e) => {
+    e.preventDefault();
+    action.run(async () => setDiff(await api.get(`functions/${fn.id}/diff${query(pair)}`)));
+  };
+
+  if (list.loading && !list.data) return <Loading />;
+  return (
+    <div>
+      <ErrorBanner error={list.error || action.error} />
+      <Table
+        label="Deployments"
+        rows={deployments}
+        empty="No deployments yet: write code in the Code tab and press Deploy."
+        columns={[
+          { title: "Version", render: (d) => `v${d.version}` },
+          { title: "Status", render: (d) => <StatusBadge status={d.status} /> },
+          { title: "Source", key: "source" },
+          { title: "Hash", render: (d) => <code>{(d.code_hash || "").slice(0, 12)}</code> },
+          { title: "Submitted", render: (d) => ago(d.submitted_at) },
+          { title: "Build", render: (d) => (d.duration_ms === null ? "—" : `${d.duration_ms} ms`) },
+          {
+            title: "",
+            render: (d) =>
+              d.id === fn.active_deployment_id ? (
+                <span class="badge active">active</span>
+              ) : d.status === "succeeded" && d.code_hash !== activeHash ? (
+                <button onClick={() => rollback(d)} disabled={action.busy} aria-label={`Roll back to v${d.version}`}>
+                  Roll back
+                </button>
+              ) : null,
+          },
+        ]}
+      />
+      {built.length >= 2 && (
+        <form class="form row" onSubmit={compare} aria-label="Compare versions">
+          <VersionSelect label="From" name="from" versions={built} pair={pair} setPair={setPair} />
+          <VersionSelect label="To" name="to" versions={built} pair={pair} setPair={setPair} />
+          <button type="submit" disabled={!pair.from || !pair.to || action.busy}>
+            Compare
+          </button>
+        </form>
+      )}
+      {diff && <SideBySide files={diff.files} />}
+    </div>
+  );
+}
+
+function VersionSelect({ label, name, versions, pair, setPair }) {
+  return (
+    <Field label={label}>
+      <select name={name} value={pair[name]} onChange={(e) => setPair({ ...pair, [name]: e.target.value })}>
+        <option value="">choose…</option>
+        {versions.map((d) => (
+          <option key={d.id} value={d.id}>v{d.version}</option>
+        ))}
+      </select>
+    </Field>
+  );
+}
+
+export function ExecutionsTab({ fn }) {
+  const list = useAsync(() => api.get(`executions${query({ function_id: fn.id, limit: 50 })}`), [fn.id]);
+  if (list.loading && !list.data) return <Loading />;
+  return (
+    <div>
+      <ErrorBanner error={list.error} />
+      <ExecutionTable rows={list.data ? list.data.executions : []} />
+      <button onClick={list.reload}>Refresh</button>
+    </div>
+  );
+}
+
+export function ExecutionTable({ rows, showFunction = false, names = {} }) {
+  const columns = [
+    { title: "Started", render: (x) => ago(x.started_at) },
+    { title: "Status", render: (x) => <StatusBadge status={x.status} /> },
+    { title: "Code", key: "status_code" },
+    { title: "Method", key: "method" },
+    { title: "Path", render: (x) => <code>{x.path}</code> },
+    { title: "Duration", render: (x) => `${x.duration_ms} ms` },
+    { title: "Start", render: (x) => (x.cold_start ? "cold" : "warm") },
+  ];
+  if (showFunction) columns.splice(1, 0, { title: "Function", render: (x) => names[x.function_id] || x.function_id });
+  return (
+    <Table label="Executions" rows={rows} columns={columns} empty="No invocations yet."
+      onRow={(x) => navigate(`/invocations/${x.id}`)} />
+  );
+}

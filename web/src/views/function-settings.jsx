@@ -1,0 +1,213 @@
+// Settings (limits, env vars, modes, pool), secrets (names only) and the routes pointing at a function.
+import { useState } from "preact/hooks";
+import { api, query } from "../api.js";
+import { ago, ConfirmButton, ErrorBanner, Field, Loading, Notice, Table, useAction, useAsync } from "../components.jsx";
+
+const NUMBERS = ["memory_mb", "cpus", "timeout_ms", "max_concurrency", "rate_limit_per_min"];
+const POOL_NUMBERS = ["min_warm", "max_warm", "idle_ttl_seconds", "target_concurrency"];
+
+function envText(env) {
+  return Object.entries(env || {}).map(([k, v]) => `${k}=${v}`).join("\n");
+}
+
+function parseEnv(text) {
+  const env = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf("=");
+    if (at < 1) throw { code: "VALIDATION", message: `not NAME=value: ${line}`, hint: "one variable per line" };
+    env[line.slice(0, at).trim()] = line.slice(at + 1);
+  }
+  return env;
+}
+
+export function SettingsTab({ fn, setFn }) {
+  const [form, setForm] = useState({ ...fn, env: envText(fn.env_vars) });
+  const pool = useAsync(() => api.get(`pool/config${query({ function_id: fn.id })}`), [fn.id]);
+  const [poolForm, setPoolForm] = useState(null);
+  const save = useAction();
+  const [saved, setSaved] = useState("");
+  const set = (k) => (e) => setForm({ ...form, [k]: e.target.value });
+  const poolValues = poolForm || pool.data;
+
+  const submit = (e) => {
+    e.preventDefault();
+    save.run(async () => {
+      setSaved("");
+      const body = { description: form.description, network_mode: form.network_mode, auth_mode: form.auth_mode,
+        concurrency_policy: form.concurrency_policy, env_vars: parseEnv(form.env) };
+      for (const k of NUMBERS) body[k] = Number(form[k]);
+      const updated = await api.put(`functions/${fn.id}`, body);
+      if (poolForm) {
+        const p = { function_id: fn.id, scale_to_zero: Boolean(poolForm.scale_to_zero) };
+        for (const k of POOL_NUMBERS) p[k] = Number(poolForm[k]);
+        pool.setData(await api.put("pool/config", p));
+      }
+      setFn(updated);
+      setSaved("Saved. Running workers are replaced in the background.");
+    });
+  };
+  const setStatus = (status) =>
+    save.run(async () => setFn(await api.put(`functions/${fn.id}`, { status })));
+
+  return (
+    <form class="form" onSubmit={submit} aria-label="Function settings">
+      <ErrorBanner error={save.error || pool.error} />
+      {saved && <Notice kind="ok">{saved}</Notice>}
+      <Field label="Description">
+        <input name="description" value={form.description} onInput={set("description")} />
+      </Field>
+      <div class="row">
+        <Field label="Memory (MB)"><input name="memory_mb" type="number" value={form.memory_mb} onInput={set("memory_mb")} /></Field>
+        <Field label="CPUs"><input name="cpus" type="number" step="0.1" value={form.cpus} onInput={set("cpus")} /></Field>
+        <Field label="Timeout (ms)"><input name="timeout_ms" type="number" value={form.timeout_ms} onInput={set("timeout_ms")} /></Field>
+      </div>
+      <div class="row">
+        <Field label="Max concurrency" help="0 = only the pool limits">
+          <input name="max_concurrency" type="number" value={form.max_concurrency} onInput={set("max_concurrency")} />
+        </Field>
+        <Field label="When busy">
+          <select name="concurrency_policy" value={form.concurrency_policy} onChange={set("concurrency_policy")}>
+            <option value="queue">queue</option>
+            <option value="reject">reject (429)</option>
+          </select>
+        </Field>
+        <Field label="Rate limit / min per client" help="0 = none">
+          <input name="rate_limit_per_min" type="number" value={form.rate_limit_per_min} onInput={set("rate_limit_per_min")} />
+        </Field>
+      </div>
+      <div class="row">
+        <Field label="Network">
+          <select name="network_mode" value={form.network_mode} onChange={set("network_mode")}>
+            <option value="none">none</option>
+            <option value="egress">egress</option>
+          </select>
+        </Field>
+        <Field label="Who may invoke">
+          <select name="auth_mode" value={form.auth_mode} onChange={set("auth_mode")}>
+            <option value="none">anyone</option>
+            <option value="api_key">API key</option>
+            <option value="signed">signed</option>
+          </select>
+        </Field>
+      </div>
+      <Field label="Environment variables" help="NAME=value, one per line. Use Secrets for anything sensitive.">
+        <textarea name="env_vars" rows="4" value={form.env} onInput={set("env")} />
+      </Field>
+      <h3>Warm pool</h3>
+      {!poolValues ? (
+        <Loading />
+      ) : (
+        <div class="row">
+          {POOL_NUMBERS.map((k) => (
+            <Field key={k} label={k.replaceAll("_", " ")}>
+              <input name={k} type="number" value={poolValues[k]}
+                onInput={(e) => setPoolForm({ ...poolValues, [k]: e.target.value })} />
+            </Field>
+          ))}
+          <label class="check">
+            <input type="checkbox" name="scale_to_zero" checked={poolValues.scale_to_zero}
+              onChange={(e) => setPoolForm({ ...poolValues, scale_to_zero: e.target.checked })} />
+            scale to zero when idle
+          </label>
+        </div>
+      )}
+      <div class="actions left">
+        <button class="primary" type="submit" disabled={save.busy}>Save settings</button>
+        {fn.status === "active" && <button type="button" onClick={() => setStatus("inactive")}>Deactivate</button>}
+        {fn.status === "inactive" && <button type="button" onClick={() => setStatus("active")}>Activate</button>}
+      </div>
+    </form>
+  );
+}
+
+export function SecretsTab({ fn }) {
+  const list = useAsync(() => api.get(`functions/${fn.id}/secrets`), [fn.id]);
+  const [key, setKey] = useState("");
+  const [value, setValue] = useState("");
+  const action = useAction();
+  const add = (e) => {
+    e.preventDefault();
+    action.run(async () => {
+      await api.post(`functions/${fn.id}/secrets`, { key, value });
+      setKey("");
+      setValue("");
+      list.reload();
+    });
+  };
+  const remove = (k) => action.run(async () => {
+    await api.del(`functions/${fn.id}/secrets/${encodeURIComponent(k)}`);
+    list.reload();
+  });
+  return (
+    <div>
+      <p class="muted">Secrets reach the handler as environment variables. Values are encrypted at rest and never shown again.</p>
+      <ErrorBanner error={list.error || action.error} />
+      <Table label="Secrets" rows={list.data ? list.data.secrets : []} rowKey={(s) => s.key} empty="No secrets."
+        columns={[
+          { title: "Name", render: (s) => <code>{s.key}</code> },
+          { title: "Updated", render: (s) => ago(s.updated_at) },
+          { title: "", render: (s) => <ConfirmButton label="Delete" question={`Delete secret ${s.key}?`} onConfirm={() => remove(s.key)} /> },
+        ]} />
+      <form class="form row" onSubmit={add} aria-label="Set a secret">
+        <Field label="Name"><input name="secret_key" value={key} required onInput={(e) => setKey(e.target.value)} /></Field>
+        <Field label="Value"><input name="secret_value" type="password" autocomplete="off" value={value} required onInput={(e) => setValue(e.target.value)} /></Field>
+        <button type="submit" disabled={action.busy}>Set secret</button>
+      </form>
+    </div>
+  );
+}
+
+export function RoutesTab({ fn }) {
+  return <RouteManager functionId={fn.id} />;
+}
+
+// Used by the function page (one function) and the Routes view (all of them).
+export function RouteManager({ functionId, functions }) {
+  const list = useAsync(() => api.get(`routes${query({ function_id: functionId })}`), [functionId]);
+  const [form, setForm] = useState({ path: "", methods: "*", function_id: functionId || "" });
+  const action = useAction();
+  const add = (e) => {
+    e.preventDefault();
+    action.run(async () => {
+      await api.post("routes", form);
+      setForm({ ...form, path: "" });
+      list.reload();
+    });
+  };
+  const remove = (path) => action.run(async () => {
+    await api.del(`routes${query({ path })}`);
+    list.reload();
+  });
+  if (list.loading && !list.data) return <Loading />;
+  return (
+    <div>
+      <ErrorBanner error={list.error || action.error} />
+      <Table label="Routes" rows={list.data.routes} empty="No custom routes."
+        columns={[
+          { title: "Path", render: (r) => <a href={r.path.replace(/\/\*$/, "/")} target="_blank" rel="noreferrer"><code>{r.path}</code></a> },
+          { title: "Methods", key: "methods" },
+          ...(functionId ? [] : [{ title: "Function", render: (r) => <a href={`#/functions/${r.function_id}`}>{r.function_name}</a> }]),
+          { title: "Created", render: (r) => ago(r.created_at) },
+          { title: "", render: (r) => <ConfirmButton label="Delete" question={`Delete route ${r.path}?`} onConfirm={() => remove(r.path)} /> },
+        ]} />
+      <form class="form row" onSubmit={add} aria-label="Add a route">
+        <Field label="Path" help="/exact or /prefix/*">
+          <input name="route_path" value={form.path} required placeholder="/hooks/*" onInput={(e) => setForm({ ...form, path: e.target.value })} />
+        </Field>
+        <Field label="Methods" help="* or GET,POST">
+          <input name="route_methods" value={form.methods} onInput={(e) => setForm({ ...form, methods: e.target.value })} />
+        </Field>
+        {!functionId && (
+          <Field label="Function">
+            <select name="route_function" value={form.function_id} required onChange={(e) => setForm({ ...form, function_id: e.target.value })}>
+              <option value="">choose…</option>
+              {(functions || []).map((f) => <option key={f.id} value={f.id}>{f.name}</option>)}
+            </select>
+          </Field>
+        )}
+        <button type="submit" disabled={action.busy}>Add route</button>
+      </form>
+    </div>
+  );
+}
