@@ -1,5 +1,6 @@
 // Small pieces every view uses: error banner, async loading, tables, dialogs, form fields.
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { cloneElement } from "preact";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 export function ErrorBanner({ error, onClose }) {
   if (!error) return null;
@@ -104,14 +105,23 @@ export function Table({ columns, rows, empty = "Nothing here yet.", onRow, rowKe
   );
 }
 
+let fieldSeq = 0;
+
+// A labelled control: the label names exactly the one child control; the help text describes it.
 export function Field({ label, children, help }) {
+  const id = useMemo(() => `field-${++fieldSeq}`, []);
+  const control = cloneElement(children, { id, "aria-describedby": help ? `${id}-help` : undefined });
   return (
     <div class="field">
-      <label>
-        <span class="label">{label}</span>
-        {children}
+      <label for={id} class="label">
+        {label}
       </label>
-      {help && <span class="help">{help}</span>}
+      {control}
+      {help && (
+        <span id={`${id}-help`} class="help">
+          {help}
+        </span>
+      )}
     </div>
   );
 }

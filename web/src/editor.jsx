@@ -1,10 +1,12 @@
-// A CodeMirror 6 editor with Python or JavaScript highlighting; `value` seeds it, onChange reports edits.
+// A CodeMirror 6 editor with Python or JavaScript highlighting. The editor owns its text: `value`
+// replaces it only when `revision` changes (source loaded), never as an echo of onChange, whose
+// delayed re-renders would otherwise fight the typing.
 import { javascript } from "@codemirror/lang-javascript";
 import { python } from "@codemirror/lang-python";
 import { EditorView, basicSetup } from "codemirror";
 import { useEffect, useRef } from "preact/hooks";
 
-export function CodeEditor({ value, language, onChange, label = "Code" }) {
+export function CodeEditor({ value, revision, language, onChange, label = "Code" }) {
   const box = useRef(null);
   const view = useRef(null);
   const changed = useRef(onChange);
@@ -24,13 +26,12 @@ export function CodeEditor({ value, language, onChange, label = "Code" }) {
     return () => view.current.destroy();
   }, [language]);
 
-  // a new value from outside (source loaded, template picked) replaces the document
   useEffect(() => {
     const v = view.current;
     if (v && v.state.doc.toString() !== value) {
       v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
     }
-  }, [value]);
+  }, [revision]);
 
   return <div class="editor" ref={box} />;
 }

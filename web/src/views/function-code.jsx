@@ -32,6 +32,7 @@ export function languageOf(fn) {
 export function CodeTab({ fn, reload }) {
   const language = languageOf(fn);
   const [code, setCode] = useState(null);
+  const [revision, setRevision] = useState(0); // bumped when the code is replaced from outside the editor
   const [deps, setDeps] = useState("");
   const [loadError, setLoadError] = useState(null);
   const [build, setBuild] = useState(null); // {deployment, lines (log and phase lines in order), done}
@@ -47,6 +48,7 @@ export function CodeTab({ fn, reload }) {
       (src) => {
         setCode(src.code);
         setDeps(src.dependencies || "");
+        setRevision((r) => r + 1);
       },
       (e) => {
         setLoadError(e);
@@ -88,7 +90,7 @@ export function CodeTab({ fn, reload }) {
   return (
     <div class="code-tab">
       <ErrorBanner error={loadError} />
-      <CodeEditor value={code} language={language} onChange={setCode} label={`${fn.entrypoint} source`} />
+      <CodeEditor value={code} revision={revision} language={language} onChange={setCode} label={`${fn.entrypoint} source`} />
       <Field label="Dependencies" help={depsHelp}>
         <textarea name="dependencies" rows="3" value={deps} onInput={(e) => setDeps(e.target.value)}
           placeholder={language === "python" ? "requests==2.32.3" : "lodash@4.17.21"} />
