@@ -1,4 +1,14 @@
 # Orva in one container. Build: docker build -t orva .   Run: see docs/OPERATIONS.md
+
+# The dashboard: exact npm versions from the lockfile, bundled by esbuild into /web/dist.
+FROM node:20-bookworm-slim AS dashboard
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/build.mjs ./
+COPY web/src ./src
+RUN node build.mjs
+
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
@@ -11,7 +21,8 @@ COPY orvad ./orvad
 COPY runtimes ./runtimes
 COPY seccomp ./seccomp
 COPY sandbox ./sandbox
-COPY web ./web
+COPY orva_cli ./orva_cli
+COPY --from=dashboard /web/dist ./web/dist
 RUN pip install --no-cache-dir . && rm -rf /opt/orva/build
 
 ENV ORVA_HOST=0.0.0.0 \

@@ -12,7 +12,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orvad import webui
 from orvad.api import (
     auth,
     deployments,
@@ -26,6 +25,7 @@ from orvad.api import (
     runtimes,
     secrets,
     system,
+    web,
 )
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
@@ -75,7 +75,7 @@ def create_app(daemon: Daemon) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
                 *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
-                *openapi.routes, *webui.routes],
+                *openapi.routes, *web.routes],
         middleware=[
             Middleware(RequestContext),
             Middleware(BodyLimit, limit_for=body_limit),

@@ -41,6 +41,7 @@ class Orvad:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
+    cwd: Path | None = None  # where `python -m orvad` runs (and so which orvad package it imports)
     proc: subprocess.Popen[bytes] | None = None
     stdout_path: Path | None = None
     stderr_path: Path | None = None
@@ -70,7 +71,7 @@ class Orvad:
                "ORVA_EGRESS_CIDR": cidr, **self.env}
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve", *self.args], env=env,
-                                         stdout=out, stderr=err)
+                                         stdout=out, stderr=err, cwd=self.cwd)
         if wait:
             wait_for(self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start; stderr:\n{self.stderr()}")
         return self
