@@ -114,7 +114,8 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     expect(dialog.get_by_role("alert")).to_contain_text("Hint:")
     shot(page, "03-create-error")
     dialog.get_by_label("Name").fill("greeter")
-    dialog.get_by_label("Runtime").select_option("python3.11")
+    runtimes = dialog.get_by_label("Runtime").locator("option").evaluate_all("os => os.map(o => o.value)")
+    dialog.get_by_label("Runtime").select_option(next(r for r in runtimes if r.startswith("python")))
     dialog.get_by_role("button", name="Create").click()
     expect(page.get_by_role("heading", name="greeter")).to_be_visible()
 
@@ -141,8 +142,11 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     page.get_by_role("link", name="Invocations").click()
     rows = page.get_by_role("table", name="Executions").locator("tbody tr")
     expect(rows).to_have_count(2)
+    expect(page.get_by_test_id("live")).to_have_text("● live")
+    assert httpx.post(f"{url}/fn/greeter", json={"name": "Live"}).status_code == 200
+    expect(rows).to_have_count(3)  # arrived over SSE, no reload
     shot(page, "07-invocations")
-    rows.first.click()
+    rows.last.click()  # the oldest: the Test pane's first call
     expect(page.get_by_test_id("execution-logs")).to_contain_text("greeting Ada")
     shot(page, "08-execution")
 

@@ -63,9 +63,10 @@ export function query(params) {
 export function subscribe(path, handlers) {
   const source = new EventSource(`/api/v1/${path}`, { withCredentials: true });
   for (const [type, fn] of Object.entries(handlers)) {
-    if (type === "error") continue;
+    if (type === "error" || type === "open") continue;
     source.addEventListener(type, (event) => fn(JSON.parse(event.data)));
   }
   if (handlers.error) source.onerror = handlers.error;
+  if (handlers.open) source.onopen = handlers.open;
   return () => source.close();
 }

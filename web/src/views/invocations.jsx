@@ -22,15 +22,19 @@ export function InvocationsView({ params, query: q }) {
     [filters.function_id, filters.status, filters.hours],
   );
   const [live, setLive] = useState([]);
+  const [connected, setConnected] = useState(false);
 
   useEffect(() => {
     setLive([]);
+    setConnected(false);
     // live rows: execution events matching the filters, newest first, above the loaded page
     return subscribe(`events${query({ types: "execution", function_id: filters.function_id })}`, {
       execution: (x) => {
         if (filters.status && x.status !== filters.status) return;
         setLive((rows) => [x, ...rows.filter((r) => r.id !== x.id)].slice(0, 200));
       },
+      open: () => setConnected(true),
+      error: () => setConnected(false), // EventSource reconnects by itself
     });
   }, [filters.function_id, filters.status]);
 
@@ -42,7 +46,12 @@ export function InvocationsView({ params, query: q }) {
 
   return (
     <section>
-      <h1>Invocations</h1>
+      <header class="page-head">
+        <h1>Invocations</h1>
+        <span class={connected ? "live on" : "live"} data-testid="live">
+          {connected ? "● live" : "○ connecting…"}
+        </span>
+      </header>
       <div class="form row" role="search">
         <Field label="Function">
           <select name="function" value={filters.function_id} onChange={setFilter("function_id")}>
