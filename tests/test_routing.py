@@ -69,6 +69,10 @@ def test_route_api_validation(orvad: Orvad) -> None:
         assert c.post("/api/v1/routes", json={"path": "/shop/*", "function_id": fn["id"]}).status_code == 201
         paths = [r["path"] for r in c.get("/api/v1/routes").json()["routes"]]
         assert "/shop/*" in paths and "/webhooks/stripe" in paths
+        for ref in (fn["id"], fn["name"]):  # the filter takes an id or a name
+            mine = c.get("/api/v1/routes", params={"function_id": ref}).json()["routes"]
+            assert sorted(r["path"] for r in mine) == ["/shop/*", "/webhooks/stripe"]
+        assert c.get("/api/v1/routes", params={"function_id": "no-such-fn"}).status_code == 404
         assert c.delete("/api/v1/routes", params={"path": "/shop/*"}).status_code == 200
         assert c.delete("/api/v1/routes", params={"path": "/shop/*"}).status_code == 404
         c.delete(f"/api/v1/functions/{fn['id']}")

@@ -139,9 +139,7 @@ def list_routes(app: App, function: str | None) -> None:
     Example:
       orva routes list --function billing
     """
-    # the server filters by id only, so a name is looked up first
-    function_id = app.get(fn_path(function))["id"] if function else None
-    items = app.get("/api/v1/routes", function_id=function_id)["routes"]
+    items = app.get("/api/v1/routes", function_id=function)["routes"]
     app.out.show(items, lambda rows: app.out.table(rows, ROUTE_COLUMNS))
 
 

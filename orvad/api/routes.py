@@ -24,9 +24,11 @@ def _name(request: Request, function_id: str) -> str | None:
 
 
 async def list_routes(request: Request) -> Response:
-    """Every custom route (?function_id= to filter)."""
+    """Every custom route (?function_id= to filter, an id or a name)."""
+    daemon = daemon_of(request)
     wanted = request.query_params.get("function_id")
-    entries = [e for e in daemon_of(request).routes.table.all() if wanted is None or e.function_id == wanted]
+    function_id = daemon.functions.resolve(wanted).id if wanted else None  # an id or a name, as everywhere
+    entries = [e for e in daemon.routes.table.all() if function_id is None or e.function_id == function_id]
     return JSONResponse({"routes": [route_json(e, _name(request, e.function_id)) for e in entries],
                          "next_cursor": None})
 
