@@ -105,7 +105,7 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     shot(page, "02-overview")
 
     # an invalid name is refused with the envelope's message and hint, not raw JSON
-    page.get_by_role("link", name="Functions").click()
+    page.get_by_role("link", name="Create your first function").click()
     page.get_by_role("button", name="New function").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Name").fill("bad name!")
@@ -191,10 +191,24 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
         shot(page, f"12-{view.lower()}")
     expect(page.get_by_text("greeter")).to_be_visible()  # its warm pool
 
+    # delete a function with confirmation
+    with httpx.Client(base_url=url, headers={"X-Orva-API-Key": server.admin_key}) as c:
+        assert c.post("/api/v1/functions", json={"name": "scratch", "runtime": "node"}).status_code == 201
+    page.get_by_role("link", name="Functions").click()
+    page.get_by_role("link", name="scratch").click()
+    page.get_by_role("button", name="Delete function").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete function").click()
+    expect(page.get_by_role("heading", name="Functions")).to_be_visible()
+    expect(page.get_by_role("link", name="scratch")).to_have_count(0)
+    expect(page.get_by_role("link", name="greeter")).to_be_visible()
+
     # log out: the login page, and the API refuses the old session
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "session_token")
+    assert httpx.get(f"{url}/api/v1/auth/me", cookies={"session_token": token}).status_code == 200
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
     shot(page, "13-logged-out")
+    assert httpx.get(f"{url}/api/v1/auth/me", cookies={"session_token": token}).status_code == 401
 
 
 def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]
@@ -217,6 +231,16 @@ def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> Non
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     expect(page.get_by_test_id("version")).not_to_be_empty()
+
+    # change the password; the new one is the one that works from now on
+    new_password = PASSWORD + " staple"
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password", exact=True).fill(new_password)
+    page.get_by_label("Confirm new password").fill(new_password)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Password changed.")).to_be_visible()
+    old = httpx.post(f"{server.url}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    assert old.status_code == 401
 
     # wrong password: a readable message with the hint, never raw JSON
     page.get_by_role("button", name="Log out").click()

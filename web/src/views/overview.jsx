@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, subscribe } from "../api.js";
 import { Chart } from "../chart.jsx";
-import { bytes, ErrorBanner, Loading, Table } from "../components.jsx";
+import { bytes, ErrorBanner, Loading, Notice, Table } from "../components.jsx";
 
 const KEEP_POINTS = 120; // ten minutes at one point per 5 s
 
@@ -38,6 +38,12 @@ export function OverviewView() {
   return (
     <section>
       <h1>Overview</h1>
+      {snap.invocations_total === 0 && snap.pools.length === 0 && (
+        <Notice kind="info">
+          New here? <a href="#/functions">Create your first function</a>: write a handler, press Deploy, then
+          try it in the Test tab.
+        </Notice>
+      )}
       <div class="stats">
         <Stat label="Invocations / s" value={snap.rate_per_s.toFixed(2)} />
         <Stat label="Error rate" value={pct(snap.error_rate)} />
