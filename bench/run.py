@@ -1,8 +1,10 @@
 """Orva's benchmark harness: every figure next to its baseline, measured in the same run.
 
-    make bench            (or: .venv/bin/python bench/run.py [--quick])
+    make bench            (or: .venv/bin/python bench/run.py [--quick] [--only SECTION,...])
 
-Prints a table and writes bench/results/<date>.json. Traffic goes only to 127.0.0.1.
+Prints a table and writes bench/results/<date>.json (a partial or quick run writes to a temporary
+file instead, unless --out says where). Traffic goes only to 127.0.0.1. Each section runs on its
+own fresh orvad, so sections can run alone and in any order.
 """
 
 from __future__ import annotations
@@ -12,114 +14,49 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-PY_HANDLER = "def handler(event, context):\n    return {'hello': 'world'}\n"
-JS_HANDLER = "exports.handler = async () => ({ hello: 'world' });\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(pred, deadline_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
+from breakdown import bench_profile
+from harness import (
+    HANDLERS,
+    PY_HANDLER,
+    ROOT,
+    WARM_POOL,
+    Orvad,
+    free_port,
+    ms_since,
+    pct,
+    rss_kb,
+    running_orvad,
+    stop_process,
+    wait_until,
+    wrk,
+)
+from many import bench_deploy_at_once, bench_many
+from memory import bench_memory
+from report import render_table, table_rows
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+@dataclass(frozen=True)
+class Options:
+    seconds: int  # wrk duration per measurement
+    samples: int  # cold starts per runtime
+    burst: int
+    deploys: int  # sequential deploys, and functions deployed at once
+    workers: int  # idle warm workers per runtime for the memory figures
+    functions: int  # idle functions deployed for the many-functions figures
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def wrk(url: str, seconds: int, connections: int = 50) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            return float("nan")
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"req_s": float(rps.group(1)) if rps else 0.0, "p50_ms": ms("50"), "p90_ms": ms("90"),
-            "p99_ms": ms("99"), "non_2xx": int(errors.group(1)) if errors else 0}
-
-
-class Orvad:
-    def __init__(self, base: Path, server: str = "hypercorn") -> None:
-        self.port = free_port()
-        self.data = base / "data"
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_LOG_LEVEL": "warning",
-               "ORVA_SERVER": server}
-        self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve"], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(base / "orvad.err", "w"))
-        wait_until(self._up, 30, "orvad")
-        self.client = httpx.Client(base_url=self.url, timeout=60,
-                                   headers={"X-Orva-API-Key": (self.data / "admin.key").read_text().strip()})
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/health/startup", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def deploy(self, name: str, runtime: str, code: str, **fields: Any) -> dict[str, Any]:
-        fn = self.client.post("/api/v1/functions", json={"name": name, "runtime": runtime, **fields}).json()
-        dep = self.client.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": code}).json()
-        wait_until(lambda: self.client.get(f"/api/v1/deployments/{dep['id']}").json()["status"] == "succeeded",
-                   60, "deploy")
-        return fn
-
-    def pool(self, fn_id: str) -> dict[str, Any]:
-        rows = self.client.get("/api/v1/system/metrics.json").json()["pools"]
-        return next((r for r in rows if r["function_id"] == fn_id), {"workers": 0, "spawned": 0})
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
-
-
-def bench_warm(orvad: Orvad, base: Path, seconds: int, server: str = "hypercorn") -> dict[str, Any]:
+def bench_warm(orvad: Orvad, seconds: int, server: str) -> dict[str, Any]:
     hello_port = free_port()
     hello = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"), str(hello_port), server],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -127,13 +64,10 @@ def bench_warm(orvad: Orvad, base: Path, seconds: int, server: str = "hypercorn"
         wait_until(lambda: _reachable(hello_port), 20, "baseline server")
         baseline = (wrk(f"http://127.0.0.1:{hello_port}/", 2), wrk(f"http://127.0.0.1:{hello_port}/", seconds))[1]
     finally:
-        hello.terminate()
-        hello.wait(10)
+        stop_process(hello)
     rows: dict[str, Any] = {"baseline_starlette_hello": baseline}
-    for runtime, code in (("python", PY_HANDLER), ("node", JS_HANDLER)):
-        fn = orvad.deploy(f"warm-{runtime}", runtime, code)
-        orvad.client.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 2, "max_warm": 4,
-                                                      "scale_to_zero": False})
+    for runtime, code in HANDLERS.items():
+        fn = orvad.deploy(f"warm-{runtime}", runtime, code, WARM_POOL)
         wrk(f"{orvad.url}/fn/{fn['id']}/", 2)  # warm-up
         result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds)
         result["ratio_to_baseline"] = round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
@@ -153,26 +87,25 @@ def bench_cold(orvad: Orvad, samples: int) -> dict[str, Any]:
     from orvad.sandbox import SandboxSpec, build_invocation
 
     host, data = check_host().facts, load_sandbox_data()
-    assert host is not None
+    assert host is not None and orvad.client is not None
     rows: dict[str, Any] = {}
     for runtime, code, argv in (("python", PY_HANDLER, ("/usr/bin/python3.11", "-c", "pass")),
-                                ("node", JS_HANDLER, ("/usr/bin/node", "-e", "0"))):
+                                ("node", HANDLERS["node"], ("/usr/bin/node", "-e", "0"))):
         bare = []
         for _ in range(samples):
             spec = SandboxSpec(argv=argv, code_dir="/usr/share", binds=data.binds_for(runtime), memory_mb=128, cpus=1)
             inv = build_invocation(spec, host)
             t = time.perf_counter()
             subprocess.run(inv.argv, env=inv.env, check=True, timeout=30)
-            bare.append((time.perf_counter() - t) * 1000)
-        fn = orvad.deploy(f"cold-{runtime}", runtime, code)
-        orvad.client.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0, "idle_ttl_seconds": 1,
-                                                      "scale_to_zero": True})
+            bare.append(ms_since(t))
+        fn = orvad.deploy(f"cold-{runtime}", runtime, code, {"min_warm": 0, "idle_ttl_seconds": 1,
+                                                              "scale_to_zero": True})
         cold = []
         for _ in range(samples):
             wait_until(lambda fid=fn["id"]: orvad.pool(fid)["workers"] == 0, 30, "scale to zero")
             t = time.perf_counter()
             r = orvad.client.get(f"/fn/{fn['id']}/")
-            elapsed = (time.perf_counter() - t) * 1000
+            elapsed = ms_since(t)
             if r.headers.get("x-orva-cold-start") == "true":
                 cold.append(elapsed)
         rows[runtime] = {"samples": len(cold), "cold_p50_ms": pct(cold, 0.5), "cold_p90_ms": pct(cold, 0.9),
@@ -183,23 +116,21 @@ def bench_cold(orvad: Orvad, samples: int) -> dict[str, Any]:
 
 def bench_burst(orvad: Orvad, burst: int) -> dict[str, Any]:
     code = "import time\n\ndef handler(event, context):\n    time.sleep(0.05)\n    return 'ok'\n"
-    fn = orvad.deploy("burst-python", "python", code)
-    orvad.client.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 16})
+    fn = orvad.deploy("burst-python", "python", code, {"min_warm": 1, "max_warm": 16})
     wait_until(lambda: orvad.pool(fn["id"])["workers"] >= 1, 30, "one warm worker")
     before = orvad.pool(fn["id"])["spawned"]
 
     async def run() -> list[tuple[int, float]]:
-        async with httpx.AsyncClient(base_url=orvad.url, timeout=120,
-                                     limits=httpx.Limits(max_connections=burst)) as c:
+        async with orvad.api(max_connections=burst) as c:
             async def one() -> tuple[int, float]:
                 t = time.perf_counter()
                 r = await c.get(f"/fn/{fn['id']}/")
-                return r.status_code, (time.perf_counter() - t) * 1000
+                return r.status_code, ms_since(t)
             return await asyncio.gather(*(one() for _ in range(burst)))
 
     t = time.perf_counter()
     results = asyncio.run(run())
-    total = (time.perf_counter() - t) * 1000
+    total = ms_since(t)
     latencies = [ms for _, ms in results]
     return {"requests": burst, "failures": sum(1 for code, _ in results if code != 200),
             "all_answered_ms": round(total, 1), "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99),
@@ -207,6 +138,7 @@ def bench_burst(orvad: Orvad, burst: int) -> dict[str, Any]:
 
 
 def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
+    assert orvad.client is not None
     fn = orvad.client.post("/api/v1/functions", json={"name": "deploy-speed", "runtime": "python"}).json()
     times = []
     for i in range(count):
@@ -214,67 +146,86 @@ def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
         t = time.perf_counter()
         orvad.client.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": code})
         wait_until(lambda i=i: f"world-{i}" in orvad.client.get(f"/fn/{fn['id']}/").text, 60, "new version")
-        times.append((time.perf_counter() - t) * 1000)
+        times.append(ms_since(t))
     return {"deploys": count, "deploy_to_first_invoke_p50_ms": pct(times, 0.5),
-            "deploy_to_first_invoke_p90_ms": pct(times, 0.9)}
+            "deploy_to_first_invoke_p90_ms": pct(times, 0.9), "at_once": bench_deploy_at_once(orvad, count)}
 
 
-def bench_memory(orvad: Orvad) -> dict[str, Any]:
-    rows: dict[str, Any] = {"orvad_rss_mb": round(rss_kb(orvad.proc.pid) / 1024, 1)}
-    for runtime in ("python", "node"):
-        jails = []
-        for status in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                cmd = status.read_bytes()
-            except OSError:
-                continue
-            if b"nsjail" in cmd and f"/runtime/adapter.{'py' if runtime == 'python' else 'js'}".encode() in cmd:
-                jails.append(int(status.parent.name))
-        children = []
-        for pid in jails:
-            try:
-                children += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-            except OSError:
-                pass
-        if jails and children:
-            rows[f"{runtime}_worker_rss_mb"] = round(statistics.median(rss_kb(p) for p in children) / 1024, 1)
-            rows[f"{runtime}_worker_pss_mb"] = round(statistics.median(pss_kb(p) for p in children) / 1024, 1)
-            rows["nsjail_supervisor_rss_mb"] = round(statistics.median(rss_kb(p) for p in jails) / 1024, 1)
-    return rows
+# sections: each starts its own orvad and answers {result key: figures}
+def section_warm(opts: Options) -> dict[str, Any]:
+    results = {}
+    for server, key in (("hypercorn", "warm"), ("uvicorn", "warm_uvicorn")):
+        with running_orvad(server) as orvad:
+            results[key] = bench_warm(orvad, opts.seconds, server)
+    return results
+
+
+def section_memory(opts: Options) -> dict[str, Any]:
+    with running_orvad() as orvad:
+        return {"memory": bench_memory(orvad, rss_kb(orvad.pid), opts.workers)}  # idle: nothing deployed yet
+
+
+def on_orvad(key: str, bench: Callable[[Orvad, Options], dict[str, Any]]) -> Callable[[Options], dict[str, Any]]:
+    """A section that runs ``bench`` on a fresh Hypercorn orvad and files its figures under ``key``."""
+    def section(opts: Options) -> dict[str, Any]:
+        with running_orvad() as orvad:
+            return {key: bench(orvad, opts)}
+    return section
+
+
+SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
+    "warm": section_warm,
+    "cold": on_orvad("cold_start", lambda o, opts: bench_cold(o, opts.samples)),
+    "burst": on_orvad("burst", lambda o, opts: bench_burst(o, opts.burst)),
+    "deploy": on_orvad("deploy", lambda o, opts: bench_deploy(o, opts.deploys)),
+    "memory": section_memory,
+    "many": on_orvad("many", lambda o, opts: bench_many(o, opts.functions, opts.seconds)),
+    "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds)),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter runs (5 s wrk, 10 cold samples)")
+    parser.add_argument("--only", default=",".join(SECTIONS), metavar="SECTION[,SECTION]",
+                        help=f"sections to run, of: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--functions", type=int, default=500, help="idle functions deployed by 'many' (500)")
+    parser.add_argument("--workers", type=int, default=20, help="warm workers per runtime for 'memory' (20)")
+    parser.add_argument("--out", type=Path, help="where the JSON goes (default: see above)")
+    args = parser.parse_args()
+    args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    return args
+
+
+def output_path(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    today = dt.date.today().isoformat()
+    if args.quick or args.sections != list(SECTIONS):  # only a full run is a published result
+        return Path(tempfile.gettempdir()) / f"orva-bench-{today}-{'-'.join(args.sections)}.json"
+    return ROOT / "bench" / "results" / f"{today}.json"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs (5 s wrk, 10 cold samples)")
-    args = parser.parse_args()
+    args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make bench` (it installs Debian's wrk) or apt-get install wrk")
-    seconds, samples = (5, 10) if args.quick else (10, 30)
-    base = Path(tempfile.mkdtemp(prefix="orva-bench-"))
-    base.chmod(0o711)
-    orvad = Orvad(base)
+    opts = Options(seconds=5 if args.quick else 10, samples=10 if args.quick else 30, burst=200, deploys=20,
+                   workers=args.workers, functions=args.functions)
     results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": {
-        "cores": os.cpu_count(), "kernel": os.uname().release}}
-    try:
-        results["warm"] = bench_warm(orvad, base, seconds)
-        results["memory"] = bench_memory(orvad)
-        results["cold_start"] = bench_cold(orvad, samples)
-        results["burst"] = bench_burst(orvad, 200)
-        results["deploy"] = bench_deploy(orvad, 20)
-    finally:
-        orvad.stop()
-        shutil.rmtree(base, ignore_errors=True)
-    base = Path(tempfile.mkdtemp(prefix="orva-bench-uv-"))
-    base.chmod(0o711)
-    fast = Orvad(base, "uvicorn")
-    try:
-        results["warm_uvicorn"] = bench_warm(fast, base, seconds, "uvicorn")
-    finally:
-        fast.stop()
-        shutil.rmtree(base, ignore_errors=True)
-    out = ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}.json"
+        "cores": os.cpu_count(), "kernel": os.uname().release}, "quick": args.quick, "sections": args.sections}
+    for name in args.sections:
+        print(f"-- {name}", file=sys.stderr, flush=True)
+        results.update(SECTIONS[name](opts))
+    rows = table_rows(results)
+    results["table"] = [row.as_json() for row in rows]
+    out = output_path(args)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    print(render_table(rows))
     print(f"written to {out}")
 
 

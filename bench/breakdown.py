@@ -1,0 +1,102 @@
+"""Where one warm invoke's time goes: py-spy samples orvad under wrk load, each sample is given to a stage.
+
+A sample belongs to the stage of its innermost frame that is in a known module (json or asyncio
+called from the pool's frame writer counts as the frame round trip, h11 called to send the
+response as HTTP). Samples with only asyncio/stdlib frames are the event loop's own work.
+Percentages are of the samples py-spy saw running (idle waits in epoll are not sampled).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from harness import PY_HANDLER, WARM_POOL, Orvad, stop_process, wait_until
+
+SAMPLE_RATE_HZ = 100
+WRK_HEAD_START_S = 2  # the load settles before sampling starts
+
+# (stage, frame substrings), tried in order on each frame, innermost frame first
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("HTTP parse and write (server, h11/httptools)",
+     ("/hypercorn/", "/h11/", "/uvicorn/", "httptools", "/h2/", "/wsproto/")),
+    ("auth (guard)", ("/orvad/auth/",)),
+    ("routing and function lookup", ("/starlette/routing.py", "/orvad/routing.py", "/orvad/functions.py")),
+    ("middleware and framework", ("/orvad/middleware.py", "/orvad/app.py", "/starlette/")),
+    ("frame round trip (worker pipes, framing)", ("/orvad/pool/worker.py", "/orvad/pool/protocol.py")),
+    ("pool acquire and release", ("/orvad/pool/", "/orvad/limits.py")),
+    ("record (execution row, metrics, events)",
+     ("/orvad/store/", "/orvad/metrics.py", "/orvad/bus.py", "/prometheus_client/", "record_execution (")),
+    ("invoke path (event, headers, response)",
+     ("/orvad/invoke.py", "/orvad/events.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/spawner.py")),
+)
+EVENT_LOOP = "event loop (asyncio scheduling, I/O)"
+OTHER = "other orvad and libraries"
+STDLIB_MARKERS = (f"/lib/python{sys.version_info.major}.{sys.version_info.minor}/", "<frozen ")
+
+
+def stage_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for stage, markers in STAGES:
+            if any(marker in frame for marker in markers):
+                return stage
+    if all(any(m in f for m in STDLIB_MARKERS) and "site-packages" not in f for f in frames):
+        return EVENT_LOOP
+    return OTHER
+
+
+def parse_raw(text: str) -> list[tuple[list[str], int]]:
+    """py-spy's raw (collapsed) format: ``frame;frame;...;frame count`` per line, root first."""
+    stacks = []
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+def summarise(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
+    by_stage: Counter[str] = Counter()
+    json_samples = 0
+    for frames, count in stacks:
+        by_stage[stage_of(frames)] += count
+        json_samples += count if any("/json/" in f for f in frames) else 0
+    total = sum(by_stage.values())
+
+    def share(n: int) -> float:
+        return round(100 * n / total, 1) if total else 0.0
+    return {"samples": total, "stages_pct": {stage: share(n) for stage, n in by_stage.most_common()},
+            "json_any_stage_pct": share(json_samples)}
+
+
+def record_profile(pid: int, seconds: int, out: Path) -> None:
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        py_spy = Path(shutil.which("py-spy") or "py-spy")
+    subprocess.run([str(py_spy), "record", "--format", "raw", "--full-filenames", "-r", str(SAMPLE_RATE_HZ),
+                    "-d", str(seconds), "-p", str(pid), "-o", str(out)],
+                   check=True, capture_output=True, timeout=seconds + 60)
+
+
+def bench_profile(orvad: Orvad, seconds: int) -> dict[str, Any]:
+    fn = orvad.deploy("profile-python", "python", PY_HANDLER, WARM_POOL)
+    wait_until(lambda: orvad.pool(fn["id"])["workers"] >= WARM_POOL["min_warm"], 30, "warm workers")
+    url = f"{orvad.url}/fn/{fn['id']}/"
+    tmp = Path(tempfile.mkdtemp(prefix="orva-bench-profile-"))  # the raw profile is never kept
+    load = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{seconds + 2 * WRK_HEAD_START_S}s", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(WRK_HEAD_START_S)
+        record_profile(orvad.pid, seconds, tmp / "orvad.raw")
+        summary = summarise(parse_raw((tmp / "orvad.raw").read_text()))
+    finally:
+        stop_process(load)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"method": f"py-spy record at {SAMPLE_RATE_HZ} Hz for {seconds} s on orvad (Hypercorn), "
+                      "wrk -c50 on one Python function", **summary}
