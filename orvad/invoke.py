@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import time
 from typing import Any
@@ -60,6 +61,7 @@ class Invoker:
         self.d = daemon
         self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks waiting on a worker
         self._killed: set[asyncio.Task[Any]] = set()
+        self._settling: set[asyncio.Task[None]] = set()  # slot releases waiting on handlers whose client left
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
@@ -143,6 +145,7 @@ class Invoker:
         logs, truncated = "", False
         lease: Lease | None = None
         pool: Pool | None = None
+        settling: list[asyncio.Future[Reply]] = []  # the reply of a handler still running after a disconnect
         healthy = True
         gated = False
         try:
@@ -179,7 +182,7 @@ class Invoker:
             context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
                        "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
                        "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
-            reply = await self._dispatch(fn.id, lease, event, context, remaining, receive)
+            reply = await self._dispatch(fn.id, lease, event, context, remaining, receive, settling)
             logs, truncated = reply.logs, reply.logs_truncated
             headers = self._orva_headers(execution_id, lease.cold, started)
             if reply.kind == "error":
@@ -203,7 +206,8 @@ class Invoker:
         except OrvaError as exc:
             record["status"], record["status_code"] = _status_of(exc), exc.status
             record["error_code"], record["error_message"] = exc.code, exc.message[:500]
-            healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT")
+            # a killed execution takes its worker with it: the handler really stops
+            healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(exc, Killed)
             exc.details = {**(exc.details or {}), "execution_id": execution_id} if lease is not None else exc.details
             raise
         except asyncio.CancelledError:
@@ -214,21 +218,36 @@ class Invoker:
             if gated:
                 await self.d.concurrency.leave(fn.id)
             duration = time.perf_counter() - started
-            if lease is not None and pool is not None:
+            if lease is not None and pool is not None and settling:
+                # the client left but the handler runs on: its slot is free once it answers (or is
+                # killed at its deadline), so the worker is never given more than it can take
+                settling[0].add_done_callback(functools.partial(self._release_settled, pool, lease, started))
+            elif lease is not None and pool is not None:
                 await pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
             record["duration_ms"], record["finished_at"] = round(duration * 1000, 3), now_iso()
             self.d.record_execution(record, logs, truncated)
 
     async def _dispatch(self, function_id: str, lease: Lease, event: dict[str, Any], context: dict[str, Any],
-                        timeout_s: float, receive: Receive) -> Reply:
-        """Invoke, but give up (and free the slot) if the client disconnects or an operator kills it."""
+                        timeout_s: float, receive: Receive, settling: list[asyncio.Future[Reply]]) -> Reply:
+        """Invoke, but give up if the client disconnects or an operator kills it.
+
+        After a disconnect the handler's reply future lands in `settling` (the slot stays taken until
+        it resolves); after a kill the worker is dropped instead.
+        """
         task = asyncio.current_task()
         assert task is not None
         watch = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
         inflight = self._inflight.setdefault(function_id, set())
         inflight.add(task)
+
+        def abandoned(future: asyncio.Future[Reply]) -> bool:
+            if task in self._killed:
+                return False
+            settling.append(future)
+            return True
+
         try:
-            return await lease.worker.invoke(event, context, timeout_s)  # type: ignore[attr-defined, no-any-return]
+            return await lease.worker.invoke(event, context, timeout_s, abandoned)  # type: ignore[attr-defined, no-any-return]
         except asyncio.CancelledError:
             if task in self._killed:
                 self._killed.discard(task)
@@ -239,6 +258,15 @@ class Invoker:
         finally:
             inflight.discard(task)
             watch.cancel()
+
+    def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
+        """The handler of a request whose client left has answered or died: free its slot."""
+        healthy = not reply.cancelled() and reply.exception() is None and lease.worker.alive
+        if healthy and reply.result().kind == "stream":
+            lease.worker.forget_stream(reply.result())  # type: ignore[attr-defined]  # nobody reads it; frames dropped
+        task = asyncio.ensure_future(pool.release(lease, healthy=healthy, duration_s=time.perf_counter() - started))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     @staticmethod
     def _orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:

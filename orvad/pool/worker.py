@@ -112,8 +112,14 @@ class Worker:
         self.version = ready.get("version")
         self.spawn_s = time.monotonic() - started
 
-    async def invoke(self, event: dict[str, Any], context: dict[str, Any], timeout_s: float) -> Reply:
-        """Send one request; wait for its reply (a stream's head) until the deadline."""
+    async def invoke(self, event: dict[str, Any], context: dict[str, Any], timeout_s: float,
+                     abandoned: Callable[[asyncio.Future[Reply]], bool] | None = None) -> Reply:
+        """Send one request; wait for its reply (a stream's head) until the deadline.
+
+        If the caller is cancelled while the handler runs, ``abandoned(settled)`` may return True to
+        keep the request on this worker: its reply (dropped) or the worker's death resolves
+        ``settled``, and the worker is killed at the deadline as if the reply had been awaited.
+        """
         if not self.alive or self.proc is None or self.proc.stdin is None:
             raise WorkerCrashed(f"worker is not running ({self.exit_reason or 'stopped'})")
         rid = next(self._ids)
@@ -141,7 +147,15 @@ class Worker:
                           hint="raise timeout_ms on the function, or make the handler faster",
                           details={"timeout_ms": round(timeout_s * 1000)}) from None
         except asyncio.CancelledError:
-            self._pending.pop(rid, None)
+            # the cancel cancelled `future` too; while the handler still runs (its id is pending) a
+            # fresh future takes the reply, so the caller can learn when the worker is free again
+            settled: asyncio.Future[Reply] = loop.create_future()
+            if abandoned is not None and self.alive and rid in self._pending and abandoned(settled):
+                self._pending[rid] = settled
+                timer = loop.call_at(deadline, self._abandoned_overdue, rid, timeout_s)
+                settled.add_done_callback(lambda _: timer.cancel())
+            else:
+                self._pending.pop(rid, None)
             raise
         if reply.kind == "stream" and rid in self._streams:
             self._stream_timers[rid] = loop.call_at(deadline, self._stream_overdue, rid, timeout_s)
@@ -159,6 +173,14 @@ class Worker:
             stream.ended.set_result({"error": {"kind": "timeout", "name": "Timeout",
                                                "message": f"the stream ran past its {timeout_s:.3g} s timeout"},
                                      "logs": ""})
+        self._kill_overdue(timeout_s)
+
+    def _abandoned_overdue(self, rid: int, timeout_s: float) -> None:
+        """A request whose caller left is still running at its deadline: kill the worker."""
+        if rid in self._pending:
+            self._kill_overdue(timeout_s)
+
+    def _kill_overdue(self, timeout_s: float) -> None:
         self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
         if self._kill_task is None:
             self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))

@@ -1,0 +1,68 @@
+"""A client that hangs up: its execution is recorded as killed, and its worker slot comes back only
+when the handler really ends (answers, or is killed at its deadline), never while it still runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Orvad, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+SLEEPER = ("import time\n\ndef handler(event, context):\n"
+           "    time.sleep(float(event['query'].get('s', '0')))\n    return 'slept'\n")
+
+
+def _pool(c: httpx.Client, fn_id: str) -> dict[str, Any]:
+    rows = c.get("/api/v1/system/metrics.json").json()["pools"]
+    return next((r for r in rows if r["function_id"] == fn_id), {})
+
+
+def _hang_up(orvad: Orvad, fn_id: str, sleep_s: float) -> None:
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up long before the handler ends
+        httpx.get(f"{orvad.url}/fn/{fn_id}", params={"s": sleep_s}, timeout=0.3)
+
+
+def _one_warm_worker(c: httpx.Client, name: str, timeout_ms: int) -> dict[str, Any]:
+    fn = create_function(c, name, timeout_ms=timeout_ms)
+    assert wait_deployed(c, deploy_inline(c, fn["id"], SLEEPER)["id"])["status"] == "succeeded"
+    assert c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1,
+                                              "target_concurrency": 1}).status_code == 200
+    assert c.get(f"/fn/{fn['id']}").text == "slept"
+    wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "one idle worker")
+    return fn
+
+
+def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = _one_warm_worker(c, "hangup-slot", timeout_ms=10_000)
+        spawned = _pool(c, fn["id"])["spawned"]
+        _hang_up(orvad, fn["id"], 3)
+
+        def recorded_killed() -> bool:
+            rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
+            return len(rows["executions"]) == 1
+
+        wait_for(recorded_killed, 5, "the hung-up execution to be recorded as killed")
+        killed = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
+        assert killed["executions"][0]["error_code"] == "CLIENT_CLOSED"
+        # the handler is still sleeping: the slot is taken, so no other request is pushed onto it
+        assert _pool(c, fn["id"])["busy"] == 1
+        wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the handler ends")
+        # the same worker serves on: nothing was killed or started
+        after = c.get(f"/fn/{fn['id']}")
+        assert after.status_code == 200 and after.headers["x-orva-cold-start"] == "false"
+        assert _pool(c, fn["id"])["spawned"] == spawned and _pool(c, fn["id"])["killed"] == 0
+        c.delete(f"/api/v1/functions/{fn['id']}")
+
+
+def test_a_hung_up_handler_past_its_deadline_takes_its_worker_down(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = _one_warm_worker(c, "hangup-deadline", timeout_ms=1_000)
+        _hang_up(orvad, fn["id"], 30)
+        wait_for(lambda: _pool(c, fn["id"]).get("killed", 0) >= 1, 10, "the overdue worker to be killed")
+        again = c.get(f"/fn/{fn['id']}")
+        assert again.status_code == 200 and again.text == "slept"
+        c.delete(f"/api/v1/functions/{fn['id']}")
