@@ -43,6 +43,8 @@ def test_dockerfile_has_the_contracted_shape() -> None:
     assert "HEALTHCHECK" in docker and "/api/v1/system/health" in docker
     assert "VOLUME /var/lib/orva" in docker and "ORVA_HOST=0.0.0.0" in docker
     assert "nodejs" in docker
+    # the wheel build needs its hook, and the dashboard comes from the node stage
+    assert "hatch_build.py" in docker and "COPY --from=dashboard /web/dist" in docker
 
 
 def test_security_claims_cite_tests_that_exist() -> None:
