@@ -2,8 +2,9 @@
 
 A sample belongs to the stage of its innermost frame that is in a known module (json or asyncio
 called from the pool's frame writer counts as the frame round trip, h11 called to send the
-response as HTTP). Samples with only asyncio/stdlib frames are the event loop's own work.
-Percentages are of the samples py-spy saw running (idle waits in epoll are not sampled).
+response as HTTP); samples in no stage but inside asyncio are the event loop's own work.
+Only samples of the thread holding the GIL count (``--gil``): orvad's Python work is serial, so
+that is the time an invoke costs; threads blocked in waitpid or a queue would otherwise show up.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness import PY_HANDLER, WARM_POOL, Orvad, stop_process, wait_until
+from harness import PY_HANDLER, ROOT, WARM_POOL, Orvad, stop_process, wait_until
 
 SAMPLE_RATE_HZ = 100
+TOP_FRAMES = 15  # innermost functions listed: the candidates for the next optimisation
 WRK_HEAD_START_S = 2  # the load settles before sampling starts
 
 # (stage, frame substrings), tried in order on each frame, innermost frame first
@@ -32,13 +35,15 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("frame round trip (worker pipes, framing)", ("/orvad/pool/worker.py", "/orvad/pool/protocol.py")),
     ("pool acquire and release", ("/orvad/pool/", "/orvad/limits.py")),
     ("record (execution row, metrics, events)",
-     ("/orvad/store/", "/orvad/metrics.py", "/orvad/bus.py", "/prometheus_client/", "record_execution (")),
+     ("/orvad/store/", "/orvad/metrics.py", "/orvad/bus.py", "/prometheus_client/", "record_execution (",
+      "/aiosqlite/", "/sqlite3/")),
     ("invoke path (event, headers, response)",
      ("/orvad/invoke.py", "/orvad/events.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/spawner.py")),
 )
 EVENT_LOOP = "event loop (asyncio scheduling, I/O)"
 OTHER = "other orvad and libraries"
-STDLIB_MARKERS = (f"/lib/python{sys.version_info.major}.{sys.version_info.minor}/", "<frozen ")
+EVENT_LOOP_MARKERS = ("/asyncio/", "/selectors.py")
+STDLIB = sysconfig.get_paths()["stdlib"] + "/"  # orvad runs on this same interpreter
 
 
 def stage_of(frames: list[str]) -> str:
@@ -46,7 +51,7 @@ def stage_of(frames: list[str]) -> str:
         for stage, markers in STAGES:
             if any(marker in frame for marker in markers):
                 return stage
-    if all(any(m in f for m in STDLIB_MARKERS) and "site-packages" not in f for f in frames):
+    if any(marker in frame for frame in frames for marker in EVENT_LOOP_MARKERS):
         return EVENT_LOOP
     return OTHER
 
@@ -61,25 +66,37 @@ def parse_raw(text: str) -> list[tuple[list[str], int]]:
     return stacks
 
 
+def short(frame: str) -> str:
+    """``func (path:line)`` with the path cut to its package (``hypercorn/protocol/h11.py``)."""
+    func, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for anchor in ("site-packages/", f"{ROOT}/", STDLIB):
+        path = path.split(anchor, 1)[-1]
+    return f"{func} ({path})"
+
+
 def summarise(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
     by_stage: Counter[str] = Counter()
+    by_leaf: Counter[str] = Counter()
     json_samples = 0
     for frames, count in stacks:
         by_stage[stage_of(frames)] += count
+        by_leaf[short(frames[-1])] += count
         json_samples += count if any("/json/" in f for f in frames) else 0
     total = sum(by_stage.values())
 
     def share(n: int) -> float:
         return round(100 * n / total, 1) if total else 0.0
     return {"samples": total, "stages_pct": {stage: share(n) for stage, n in by_stage.most_common()},
-            "json_any_stage_pct": share(json_samples)}
+            "json_any_stage_pct": share(json_samples),
+            "top_self_pct": {leaf: share(n) for leaf, n in by_leaf.most_common(TOP_FRAMES)}}
 
 
 def record_profile(pid: int, seconds: int, out: Path) -> None:
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
         py_spy = Path(shutil.which("py-spy") or "py-spy")
-    subprocess.run([str(py_spy), "record", "--format", "raw", "--full-filenames", "-r", str(SAMPLE_RATE_HZ),
+    subprocess.run([str(py_spy), "record", "--format", "raw", "--full-filenames", "--gil", "-r", str(SAMPLE_RATE_HZ),
                     "-d", str(seconds), "-p", str(pid), "-o", str(out)],
                    check=True, capture_output=True, timeout=seconds + 60)
 
@@ -98,5 +115,7 @@ def bench_profile(orvad: Orvad, seconds: int) -> dict[str, Any]:
     finally:
         stop_process(load)
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"method": f"py-spy record at {SAMPLE_RATE_HZ} Hz for {seconds} s on orvad (Hypercorn), "
-                      "wrk -c50 on one Python function", **summary}
+    gil_held = summary["samples"] / (SAMPLE_RATE_HZ * seconds)
+    return {"method": f"py-spy record --gil at {SAMPLE_RATE_HZ} Hz for {seconds} s on orvad ({orvad.server}), "
+                      "wrk -c50 on one Python function", "gil_held_pct": round(100 * min(1.0, gil_held), 1),
+            **summary}

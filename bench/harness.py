@@ -152,6 +152,7 @@ class Orvad:
 
     def __init__(self, base: Path, server: str = "hypercorn") -> None:
         self.port = free_port()
+        self.server = server
         self.data = base / "data"
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_LOG_LEVEL": "warning",

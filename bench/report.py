@@ -129,12 +129,19 @@ def many_rows(results: dict[str, Any]) -> list[Row]:
 
 
 def profile_rows(results: dict[str, Any]) -> list[Row]:
-    r = results.get("profile")
-    if not r:
+    """One row per stage, the servers side by side."""
+    found = [(server, results[key]) for key, server in (("profile", "Hypercorn"), ("profile_uvicorn", "Uvicorn"))
+             if key in results]
+    if not found:
         return []
-    rows = [Row(f"warm invoke time: {stage}", f"{share:.1f}% of samples") for stage, share in r["stages_pct"].items()]
-    rows.append(Row("warm invoke time: json (inside any stage above)", f"{r['json_any_stage_pct']:.1f}% of samples"))
-    return rows
+
+    def shares(pick: Callable[[dict[str, Any]], float]) -> str:
+        return ", ".join(f"{server} {pick(r):.1f}%" for server, r in found)
+    stages = dict.fromkeys(stage for _, r in found for stage in r["stages_pct"])  # in order of the first server
+    return [Row("orvad's Python busy (GIL held) under wrk -c50", shares(lambda r: r["gil_held_pct"])),
+            *(Row(f"warm invoke time: {stage}", shares(lambda r, s=stage: r["stages_pct"].get(s, 0.0)))
+              for stage in stages),
+            Row("warm invoke time: json (inside the stages above)", shares(lambda r: r["json_any_stage_pct"]))]
 
 
 ROW_BUILDERS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (

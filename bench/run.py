@@ -56,9 +56,9 @@ class Options:
     functions: int  # idle functions deployed for the many-functions figures
 
 
-def bench_warm(orvad: Orvad, seconds: int, server: str) -> dict[str, Any]:
+def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
     hello_port = free_port()
-    hello = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"), str(hello_port), server],
+    hello = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"), str(hello_port), orvad.server],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _reachable(hello_port), 20, "baseline server")
@@ -151,36 +151,32 @@ def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
             "deploy_to_first_invoke_p90_ms": pct(times, 0.9), "at_once": bench_deploy_at_once(orvad, count)}
 
 
-# sections: each starts its own orvad and answers {result key: figures}
-def section_warm(opts: Options) -> dict[str, Any]:
-    results = {}
-    for server, key in (("hypercorn", "warm"), ("uvicorn", "warm_uvicorn")):
-        with running_orvad(server) as orvad:
-            results[key] = bench_warm(orvad, opts.seconds, server)
-    return results
+# sections: each starts its own orvad per server and answers {result key: figures}
+BOTH_SERVERS = ("hypercorn", "uvicorn")
 
 
-def section_memory(opts: Options) -> dict[str, Any]:
-    with running_orvad() as orvad:
-        return {"memory": bench_memory(orvad, rss_kb(orvad.pid), opts.workers)}  # idle: nothing deployed yet
-
-
-def on_orvad(key: str, bench: Callable[[Orvad, Options], dict[str, Any]]) -> Callable[[Options], dict[str, Any]]:
-    """A section that runs ``bench`` on a fresh Hypercorn orvad and files its figures under ``key``."""
+def on_orvad(key: str, bench: Callable[[Orvad, Options], dict[str, Any]],
+             servers: tuple[str, ...] = ("hypercorn",)) -> Callable[[Options], dict[str, Any]]:
+    """A section that runs ``bench`` on a fresh orvad per server; figures go under ``key``
+    for Hypercorn (the default server) and ``key_<server>`` for the others."""
     def section(opts: Options) -> dict[str, Any]:
-        with running_orvad() as orvad:
-            return {key: bench(orvad, opts)}
+        results = {}
+        for server in servers:
+            with running_orvad(server) as orvad:
+                results[key if server == "hypercorn" else f"{key}_{server}"] = bench(orvad, opts)
+        return results
     return section
 
 
 SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
-    "warm": section_warm,
+    "warm": on_orvad("warm", lambda o, opts: bench_warm(o, opts.seconds), BOTH_SERVERS),
     "cold": on_orvad("cold_start", lambda o, opts: bench_cold(o, opts.samples)),
     "burst": on_orvad("burst", lambda o, opts: bench_burst(o, opts.burst)),
     "deploy": on_orvad("deploy", lambda o, opts: bench_deploy(o, opts.deploys)),
-    "memory": section_memory,
+    # rss_kb first: orvad idle, before anything is deployed
+    "memory": on_orvad("memory", lambda o, opts: bench_memory(o, rss_kb(o.pid), opts.workers)),
     "many": on_orvad("many", lambda o, opts: bench_many(o, opts.functions, opts.seconds)),
-    "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds)),
+    "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds), BOTH_SERVERS),
 }
 
 
