@@ -44,8 +44,11 @@ def test_hashed_assets_are_cached_for_good_with_their_types(orvad: Orvad) -> Non
     assets = _assets()
     assert {a.rsplit(".", 1)[1] for a in assets} == {"js", "css"}
     for path in assets:
-        r = httpx.get(orvad.url + path)
+        r = httpx.get(orvad.url + path)  # httpx asks for gzip and decodes it
         assert r.status_code == 200 and len(r.content) > 0
+        assert r.headers["content-encoding"] == "gzip" and r.headers["vary"] == "Accept-Encoding"
+        plain = httpx.get(orvad.url + path, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content == r.content
         assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
         kind = "text/javascript" if path.endswith(".js") else "text/css"
         assert r.headers["content-type"] == f"{kind}; charset=utf-8"

@@ -51,8 +51,11 @@ async def asset(request: Request) -> Response:
     if match is None or not path.is_file():
         raise NotFound(f"no dashboard asset {name}", hint="reload /web/: the dashboard was rebuilt")
     # the content hash is in the name, so a name never changes meaning
-    return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)],
-                        headers={**_PAGE_HEADERS, "Cache-Control": "public, max-age=31536000, immutable"})
+    headers = {**_PAGE_HEADERS, "Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
+    gzipped = path.with_name(name + ".gz")
+    if "gzip" in request.headers.get("accept-encoding", "") and gzipped.is_file():
+        path, headers["Content-Encoding"] = gzipped, "gzip"
+    return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=headers)
 
 
 async def to_dashboard(request: Request) -> Response:
