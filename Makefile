@@ -40,11 +40,12 @@ run: $(STAMP) system-deps web
 test: $(STAMP) system-deps web
 	$(BIN)/pytest -q
 
-# Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root).
+# Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
+# py-spy (PyPI) for the overhead breakdown.
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	$(BIN)/python -m pip install --quiet -e ".[fast]"
+	$(BIN)/python -m pip install --quiet -e ".[fast]" py-spy
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)

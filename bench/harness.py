@@ -275,11 +275,12 @@ async def deploy_function(api: httpx.AsyncClient, name: str, runtime: str, code:
 
 
 async def first_answer(api: httpx.AsyncClient, fn_id: str, expect: str, deadline_s: float = 60) -> None:
-    """Invoke until the function answers 200 with ``expect`` in its body (503 BUILDING before that)."""
+    """Invoke until the function answers 200 with ``expect`` in its body (503 BUILDING before that).
+    Polls every 50 ms: many functions polled faster would load the server whose deploys are timed."""
     async def answered() -> bool:
         response = await api.get(f"/fn/{fn_id}/")
         return response.status_code == 200 and expect in response.text
-    await wait_until_async(answered, deadline_s, f"first answer of {fn_id}")
+    await wait_until_async(answered, deadline_s, f"first answer of {fn_id}", interval_s=0.05)
 
 
 async def bounded(limit: int, jobs: list[Awaitable[Any]]) -> list[Any]:

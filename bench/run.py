@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,11 +197,26 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def run_sections(names: list[str], opts: Options, results: dict[str, Any]) -> dict[str, str]:
+    """Run each section into ``results``; one that fails is reported and the others still run."""
+    errors: dict[str, str] = {}
+    for name in names:
+        print(f"-- {name} ({dt.datetime.now():%H:%M:%S})", file=sys.stderr, flush=True)
+        try:
+            results.update(SECTIONS[name](opts))
+        except Exception as exc:
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    if errors:
+        results["errors"] = errors
+    return errors
+
+
 def output_path(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
     today = dt.date.today().isoformat()
-    if args.quick or args.sections != list(SECTIONS):  # only a full run is a published result
+    if args.quick or set(args.sections) != set(SECTIONS):  # only a full run is a published result
         return Path(tempfile.gettempdir()) / f"orva-bench-{today}-{'-'.join(args.sections)}.json"
     return ROOT / "bench" / "results" / f"{today}.json"
 
@@ -213,9 +229,7 @@ def main() -> None:
                    workers=args.workers, functions=args.functions)
     results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": {
         "cores": os.cpu_count(), "kernel": os.uname().release}, "quick": args.quick, "sections": args.sections}
-    for name in args.sections:
-        print(f"-- {name}", file=sys.stderr, flush=True)
-        results.update(SECTIONS[name](opts))
+    errors = run_sections(args.sections, opts, results)
     rows = table_rows(results)
     results["table"] = [row.as_json() for row in rows]
     out = output_path(args)
@@ -223,6 +237,8 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     print(render_table(rows))
     print(f"written to {out}")
+    if errors:
+        sys.exit(f"sections that failed: {', '.join(errors)} (see \"errors\" in the JSON)")
 
 
 if __name__ == "__main__":
