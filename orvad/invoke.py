@@ -146,6 +146,7 @@ class Invoker:
         lease: Lease | None = None
         pool: Pool | None = None
         settling: list[asyncio.Future[Reply]] = []  # the reply of a handler still running after a disconnect
+        unread: Reply | None = None  # a stream whose client went away: the worker drops the rest
         healthy = True
         gated = False
         try:
@@ -191,7 +192,9 @@ class Invoker:
                                     details={"execution_id": execution_id})
             if reply.kind == "stream":
                 record["status_code"] = reply.status
+                unread = reply  # until the stream has been relayed to its end
                 sent, end = await self._stream(reply, headers, send, time.perf_counter() + timeout_s)
+                unread = None
                 record["response_bytes"] = sent
                 logs, truncated = end.get("logs", ""), bool(end.get("logsTruncated"))
                 record["status"] = "error" if end.get("error") else "success"
@@ -218,6 +221,8 @@ class Invoker:
             if gated:
                 await self.d.concurrency.leave(fn.id)
             duration = time.perf_counter() - started
+            if unread is not None and lease is not None:
+                lease.worker.forget_stream(unread)  # type: ignore[attr-defined]
             if lease is not None and pool is not None and settling:
                 # the client left but the handler runs on: its slot is free once it answers (or is
                 # killed at its deadline), so the worker is never given more than it can take

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orvad.errors import WorkerCrashed
-from orvad.pool.worker import STDERR_RING, Worker
+from orvad.pool.worker import STDERR_RING, STREAM_BUFFER_CHUNKS, Worker
 from orvad.sandbox import Invocation, SandboxSpec, build_invocation
 from tests.worker_fixtures import (
     alive,
@@ -97,6 +97,11 @@ for message in frames():
         for frame in ({"type": "start", "statusCode": 200, "headers": {}},  # and no end: a stream left open
                       {"type": "chunk", "data": "part", "isBase64Encoded": False}):
             send({**frame, "id": message["id"]})
+    elif mode == "flood" and message["event"]["n"].startswith("flood"):
+        send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
+        for i in range(int(message["event"]["n"][5:])):  # far more than orvad buffers
+            send({"type": "chunk", "id": message["id"], "data": f"{i},", "isBase64Encoded": False})
+        send({"type": "end", "id": message["id"], "logs": ""})
     elif mode == "halfstream":
         send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
         send({"type": "chunk", "id": message["id"], "data": "part", "isBase64Encoded": False})
@@ -232,5 +237,32 @@ async def test_a_stream_whose_caller_gave_up_is_dropped() -> None:
         await wait_until(lambda: worker.inflight == 1, 5, "the request to be in flight")
         waiting.cancel()
         # the fake answers in order: once this reply is in, the abandoned stream's frames were read
+        assert (await invoke(worker, "after")).response["body"] == "after"
+        assert worker.inflight == 0 and worker.alive
+
+
+async def test_a_fast_stream_and_a_slow_reader_cost_bounded_memory_and_lose_nothing() -> None:
+    async with started(fake("flood")) as worker:
+        reply = await invoke(worker, "flood500")
+        assert reply.kind == "stream" and reply.chunks is not None
+        # the reader is not reading: orvad stops reading the pipe once the buffer is full
+        await wait_until(lambda: reply.chunks.full(), 5, "the stream buffer to fill")
+        await asyncio.sleep(0)  # the frame reader gets a turn; it must not overfill the buffer
+        assert reply.chunks.qsize() == STREAM_BUFFER_CHUNKS
+        received = []
+        while (chunk := await asyncio.wait_for(reply.chunks.get(), 5)) is not None:
+            received.append(chunk["data"])
+            assert reply.chunks.qsize() <= STREAM_BUFFER_CHUNKS
+        assert "".join(received) == "".join(f"{i}," for i in range(500))  # in order, nothing dropped
+        assert (await invoke(worker, "after")).response["body"] == "after"
+
+
+async def test_a_stream_nobody_reads_any_more_does_not_stall_its_worker() -> None:
+    async with started(fake("flood")) as worker:
+        reply = await invoke(worker, "flood500")
+        assert reply.chunks is not None
+        await wait_until(lambda: reply.chunks.full(), 5, "the stream buffer to fill")
+        worker.forget_stream(reply)  # its client went away
+        # the frame reader is free again: the rest of that stream is dropped, the next request answered
         assert (await invoke(worker, "after")).response["body"] == "after"
         assert worker.inflight == 0 and worker.alive

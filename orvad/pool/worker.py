@@ -19,7 +19,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,9 @@ from orvad.sandbox import Invocation
 
 log = logging.getLogger(__name__)
 READ_CHUNK = 1 << 16
+# Chunks buffered per stream; past that the worker's pipe is left unread until the client catches
+# up, so a fast producer and a slow reader cost bounded memory (back-pressure), never the host's.
+STREAM_BUFFER_CHUNKS = 16
 STDERR_RING = 200  # lines of worker-level output kept for diagnosis
 
 
@@ -167,8 +170,8 @@ class Worker:
         stream = self._streams.pop(rid, None)
         if stream is None:
             return
-        assert stream.chunks is not None and stream.ended is not None
-        stream.chunks.put_nowait(None)
+        assert stream.ended is not None
+        _end_queue(stream)
         if not stream.ended.done():
             stream.ended.set_result({"error": {"kind": "timeout", "name": "Timeout",
                                                "message": f"the stream ran past its {timeout_s:.3g} s timeout"},
@@ -186,11 +189,13 @@ class Worker:
             self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
 
     def forget_stream(self, reply: Reply) -> None:
+        """Nobody reads this stream any more: drop its frames (and unblock a reader waiting on it)."""
         for rid, known in list(self._streams.items()):
             if known is reply:
                 del self._streams[rid]
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
+                _end_queue(reply, unread=True)
 
     async def _read_frames(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -198,7 +203,8 @@ class Worker:
         try:
             while data := await self.proc.stdout.read(READ_CHUNK):
                 for frame in decoder.feed(data):
-                    self._dispatch(frame)
+                    if (behind := self._dispatch(frame)) is not None:
+                        await behind  # a stream's reader is behind: stop reading until it catches up
         except FrameError as exc:
             self.exit_reason = f"protocol error: {exc}"
             await self.stop(grace_s=0.0)
@@ -206,48 +212,51 @@ class Worker:
             raise
         await self._exited()
 
-    def _dispatch(self, frame: dict[str, Any]) -> None:
+    def _dispatch(self, frame: dict[str, Any]) -> Awaitable[None] | None:
+        """Route one frame; returns an awaitable when a full stream buffer must drain first."""
         kind, rid = frame.get("type"), frame.get("id")
         if kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(frame)
-            return
+            return None
         if not isinstance(rid, int):
             log.warning("worker frame without an integer id", extra={"worker": self.name, "type": kind})
-            return
+            return None
         if kind == "start":
             future = self._pending.pop(rid, None)
             if future is None or future.done():
-                return  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
+                return None  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
             loop = asyncio.get_running_loop()
-            reply = Reply("stream", id=rid, status=int(frame.get("statusCode", 200)),
-                          headers=frame.get("headers") or {}, chunks=asyncio.Queue(), ended=loop.create_future())
+            reply = Reply("stream", id=rid, status=int(frame.get("statusCode", 200)), headers=frame.get("headers") or {},
+                          chunks=asyncio.Queue(STREAM_BUFFER_CHUNKS), ended=loop.create_future())
             self._streams[rid] = reply
             future.set_result(reply)
-            return
+            return None
         if kind in ("chunk", "end"):
             stream = self._streams.get(rid)
             if stream is None:
                 if kind == "end" and rid in self._pending:  # an error before the first chunk
                     self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", "")))
-                return
+                return None
             assert stream.chunks is not None and stream.ended is not None
-            if kind == "chunk":
-                stream.chunks.put_nowait(frame)
-            else:
+            if kind == "end":
                 del self._streams[rid]
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
-                stream.chunks.put_nowait(None)
                 if not stream.ended.done():
                     stream.ended.set_result(frame)
-            return
+            item = frame if kind == "chunk" else None  # None marks the end for the reader
+            if stream.chunks.full():
+                return stream.chunks.put(item)
+            stream.chunks.put_nowait(item)
+            return None
         if kind == "response":
             self._resolve(rid, Reply("response", id=rid, response=frame.get("response"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
         elif kind == "error":
             self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
+        return None
 
     def _resolve(self, rid: Any, reply: Reply) -> None:
         future = self._pending.pop(rid, None)
@@ -294,8 +303,8 @@ class Worker:
                 future.set_exception(error(f"the worker ended the request: {reason}", details={"reason": reason}))
             self._pending.pop(rid, None)
         for stream in self._streams.values():
-            assert stream.chunks is not None and stream.ended is not None
-            stream.chunks.put_nowait(None)
+            assert stream.ended is not None
+            _end_queue(stream)
             if not stream.ended.done():
                 stream.ended.set_result({"error": {"kind": "crash", "message": reason}, "logs": ""})
         self._streams.clear()
@@ -332,3 +341,13 @@ class Worker:
             if task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 2.0)
+
+
+def _end_queue(stream: Reply, *, unread: bool = False) -> None:
+    """End a stream now. Its chunks stay for the reader, but for the oldest ones needed to make room
+    for the end marker; if nobody reads it (`unread`) they are all dropped, which also lets a frame
+    reader waiting for room go on."""
+    assert stream.chunks is not None
+    while stream.chunks.full() or (unread and not stream.chunks.empty()):
+        stream.chunks.get_nowait()
+    stream.chunks.put_nowait(None)
