@@ -43,10 +43,19 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 EVENT_LOOP = "event loop (asyncio scheduling, I/O)"
 OTHER = "other orvad and libraries"
 EVENT_LOOP_MARKERS = ("/asyncio/", "/selectors.py")
+LOOP_ENTRY_MARKERS = ("/asyncio/runners.py", "run_forever (")
 STDLIB = sysconfig.get_paths()["stdlib"] + "/"  # orvad runs on this same interpreter
 
 
+def loop_frames(frames: list[str]) -> list[str]:
+    """The frames the event loop runs: what started the loop (uvicorn's ``Server.run`` calls
+    ``asyncio.run``) sits below every sample and belongs to no request stage."""
+    entries = [i for i, frame in enumerate(frames) if any(marker in frame for marker in LOOP_ENTRY_MARKERS)]
+    return frames[entries[-1]:] if entries else frames
+
+
 def stage_of(frames: list[str]) -> str:
+    frames = loop_frames(frames)
     for frame in reversed(frames):
         for stage, markers in STAGES:
             if any(marker in frame for marker in markers):

@@ -128,10 +128,14 @@ def many_rows(results: dict[str, Any]) -> list[Row]:
     ]
 
 
+def profiles(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(server, results[key]) for key, server in (("profile", "Hypercorn"), ("profile_uvicorn", "Uvicorn"))
+            if key in results]
+
+
 def profile_rows(results: dict[str, Any]) -> list[Row]:
     """One row per stage, the servers side by side."""
-    found = [(server, results[key]) for key, server in (("profile", "Hypercorn"), ("profile_uvicorn", "Uvicorn"))
-             if key in results]
+    found = profiles(results)
     if not found:
         return []
 
@@ -157,4 +161,13 @@ def render_table(rows: list[Row]) -> str:
     verdict = {True: "yes", False: "**no**", None: "-"}
     lines = ["| what | orvad | baseline (same run) | target | met? |", "|---|---|---|---|---|"]
     lines += [f"| {r.what} | {r.figure} | {r.baseline} | {r.target} | {verdict[r.met]} |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_hottest(results: dict[str, Any], count: int = 8) -> str:
+    """The innermost functions that took most samples: the next optimisation's candidates."""
+    lines = []
+    for server, r in profiles(results):
+        lines.append(f"hottest functions under wrk, {server} (% of samples, self):")
+        lines += [f"  {share:5.1f}%  {frame}" for frame, share in list(r["top_self_pct"].items())[:count]]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ from harness import (
 )
 from many import bench_deploy_at_once, bench_many
 from memory import bench_memory
-from report import render_table, table_rows
+from report import render_hottest, render_table, table_rows
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
             "deploy_to_first_invoke_p90_ms": pct(times, 0.9), "at_once": bench_deploy_at_once(orvad, count)}
 
 
+FUNCTIONS, WORKERS = 500, 20  # issue 7's counts
+
+
 # sections: each starts its own orvad per server and answers {result key: figures}
 BOTH_SERVERS = ("hypercorn", "uvicorn")
 
@@ -186,8 +190,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="shorter runs (5 s wrk, 10 cold samples)")
     parser.add_argument("--only", default=",".join(SECTIONS), metavar="SECTION[,SECTION]",
                         help=f"sections to run, of: {', '.join(SECTIONS)} (default: all)")
-    parser.add_argument("--functions", type=int, default=500, help="idle functions deployed by 'many' (500)")
-    parser.add_argument("--workers", type=int, default=20, help="warm workers per runtime for 'memory' (20)")
+    parser.add_argument("--functions", type=int, default=FUNCTIONS,
+                        help=f"idle functions deployed by 'many' ({FUNCTIONS})")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"warm workers per runtime for 'memory' ({WORKERS})")
     parser.add_argument("--out", type=Path, help="where the JSON goes (default: see above)")
     args = parser.parse_args()
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -216,7 +222,9 @@ def output_path(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
     today = dt.date.today().isoformat()
-    if args.quick or set(args.sections) != set(SECTIONS):  # only a full run is a published result
+    full = not args.quick and set(args.sections) == set(SECTIONS) and (args.functions, args.workers) == (
+        FUNCTIONS, WORKERS)
+    if not full:  # only a full run at issue 7's counts is a published result
         return Path(tempfile.gettempdir()) / f"orva-bench-{today}-{'-'.join(args.sections)}.json"
     return ROOT / "bench" / "results" / f"{today}.json"
 
@@ -228,14 +236,19 @@ def main() -> None:
     opts = Options(seconds=5 if args.quick else 10, samples=10 if args.quick else 30, burst=200, deploys=20,
                    workers=args.workers, functions=args.functions)
     results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": {
-        "cores": os.cpu_count(), "kernel": os.uname().release}, "quick": args.quick, "sections": args.sections}
+        "cores": os.cpu_count(), "kernel": os.uname().release, "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg()}, "quick": args.quick, "sections": args.sections}
     errors = run_sections(args.sections, opts, results)
+    results["host"]["load_average_at_end"] = os.getloadavg()  # others' load on a shared machine skews figures
     rows = table_rows(results)
     results["table"] = [row.as_json() for row in rows]
     out = output_path(args)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     print(render_table(rows))
+    print(render_hottest(results))
+    host = results["host"]
+    print(f"load average (1, 5, 15 min) at start {host['load_average_at_start']}, at end {host['load_average_at_end']}")
     print(f"written to {out}")
     if errors:
         sys.exit(f"sections that failed: {', '.join(errors)} (see \"errors\" in the JSON)")
