@@ -29,6 +29,11 @@ WARM_POOL = {"min_warm": 2, "max_warm": 4, "scale_to_zero": False}  # the warm-t
 MAX_RETRIES = 30  # 503s with Retry-After (BUILD_QUEUE_FULL) honoured before giving up
 
 
+def handler_saying(word: str) -> str:
+    """A Python handler whose answer names its version, so a poll can tell which one answered."""
+    return PY_HANDLER.replace("world", word)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

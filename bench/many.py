@@ -14,6 +14,7 @@ from harness import (
     deploy_function,
     deploy_inline,
     first_answer,
+    handler_saying,
     mb,
     ms_since,
     pct,
@@ -26,10 +27,6 @@ DEPLOY_CONCURRENCY = 8  # API calls in flight: well under the build backlog, and
 IDLE_POOL = {"min_warm": 0, "scale_to_zero": True}  # deployed, but no worker until invoked
 PROBE_ROUNDS = 3
 PROBE_POOL = {"min_warm": 1, "max_warm": 2, "scale_to_zero": False}
-
-
-def handler_saying(word: str) -> str:
-    return PY_HANDLER.replace("world", word)
 
 
 def bench_deploy_at_once(orvad: Orvad, count: int) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from harness import (
     WARM_POOL,
     Orvad,
     free_port,
+    handler_saying,
     ms_since,
     pct,
     rss_kb,
@@ -144,7 +145,7 @@ def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
     fn = orvad.client.post("/api/v1/functions", json={"name": "deploy-speed", "runtime": "python"}).json()
     times = []
     for i in range(count):
-        code = PY_HANDLER.replace("world", f"world-{i}")
+        code = handler_saying(f"world-{i}")
         t = time.perf_counter()
         orvad.client.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": code})
         wait_until(lambda i=i: f"world-{i}" in orvad.client.get(f"/fn/{fn['id']}/").text, 60, "new version")
@@ -229,6 +230,10 @@ def output_path(args: argparse.Namespace) -> Path:
     return ROOT / "bench" / "results" / f"{today}.json"
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main() -> None:
     args = parse_args()
     if shutil.which("wrk") is None:
@@ -237,16 +242,18 @@ def main() -> None:
                    workers=args.workers, functions=args.functions)
     results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": {
         "cores": os.cpu_count(), "kernel": os.uname().release, "python": platform.python_version(),
-        "load_average_at_start": os.getloadavg()}, "quick": args.quick, "sections": args.sections}
+        "load_average_at_start": load_average()}, "quick": args.quick, "sections": args.sections}
     errors = run_sections(args.sections, opts, results)
-    results["host"]["load_average_at_end"] = os.getloadavg()  # others' load on a shared machine skews figures
+    results["host"]["load_average_at_end"] = load_average()  # others' load on a shared machine skews figures
     rows = table_rows(results)
     results["table"] = [row.as_json() for row in rows]
     out = output_path(args)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     print(render_table(rows))
-    print(render_hottest(results))
+    hottest = render_hottest(results)
+    if hottest:
+        print(hottest)
     host = results["host"]
     print(f"load average (1, 5, 15 min) at start {host['load_average_at_start']}, at end {host['load_average_at_end']}")
     print(f"written to {out}")
