@@ -140,8 +140,10 @@ class Worker:
         except (ConnectionError, RuntimeError):
             self._pending.pop(rid, None)
             raise WorkerCrashed(f"worker went away ({self.exit_reason or 'pipe closed'})") from None
+        # a timer rather than wait_for: no extra task and future on every request
+        timer = loop.call_at(deadline, _expire, future)
         try:
-            reply = await asyncio.wait_for(future, timeout_s)
+            reply = await future
         except TimeoutError:
             self._pending.pop(rid, None)
             self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
@@ -150,16 +152,21 @@ class Worker:
                           hint="raise timeout_ms on the function, or make the handler faster",
                           details={"timeout_ms": round(timeout_s * 1000)}) from None
         except asyncio.CancelledError:
+            timer.cancel()
             # the cancel cancelled `future` too; while the handler still runs (its id is pending) a
             # fresh future takes the reply, so the caller can learn when the worker is free again
             settled: asyncio.Future[Reply] = loop.create_future()
             if abandoned is not None and self.alive and rid in self._pending and abandoned(settled):
                 self._pending[rid] = settled
-                timer = loop.call_at(deadline, self._abandoned_overdue, rid, timeout_s)
-                settled.add_done_callback(lambda _: timer.cancel())
+                overdue = loop.call_at(deadline, self._abandoned_overdue, rid, timeout_s)
+                settled.add_done_callback(lambda _: overdue.cancel())
             else:
                 self._pending.pop(rid, None)
             raise
+        except BaseException:
+            timer.cancel()
+            raise
+        timer.cancel()
         if reply.kind == "stream" and rid in self._streams:
             self._stream_timers[rid] = loop.call_at(deadline, self._stream_overdue, rid, timeout_s)
         return reply
@@ -341,6 +348,11 @@ class Worker:
             if task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 2.0)
+
+
+def _expire(future: asyncio.Future[Reply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _end_queue(stream: Reply, *, unread: bool = False) -> None:
