@@ -200,13 +200,13 @@ class Daemon:
             self.metrics.build_duration.observe(dep.duration_ms / 1000)
 
     def record_execution(self, record: dict[str, Any], logs: str, truncated: bool) -> None:
-        self.executions.record(record, logs, truncated)
+        # the event goes out once the row and its logs can be read (a client may fetch them at once)
+        self.executions.record(record, logs, truncated, lambda: self.bus.publish("execution", record))
         self.metrics.queue_wait.observe(record["queue_ms"] / 1000)
         self.metrics.observe_invocation(record["function_name"], record["status"], record["duration_ms"] / 1000,
                                         record["cold_start"])
         if record["error_code"]:
             self.metrics.errors.labels(record["error_code"]).inc()
-        self.bus.publish("execution", record)
 
     def _replace_pool(self, fn: Function) -> None:
         code_hash = self._active_hash.get(fn.active_deployment_id or "")

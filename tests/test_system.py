@@ -129,3 +129,30 @@ async def test_a_slow_subscriber_is_told_what_it_missed() -> None:
         rest = [await slow.get() for _ in range(5)]
         assert [d["n"] for _, d in rest] == [7, 8, 9, 10, 11]
         assert slow.queue.qsize() == 0  # memory stays bounded by maxsize
+
+
+def test_an_execution_event_names_a_row_that_can_be_read_at_once(orvad: Orvad) -> None:
+    """The event goes out after the row and its logs are committed: no client has to retry."""
+    import httpx
+
+    with orvad.admin() as c:
+        fn = create_function(c, "events-exec")
+        code = "def handler(e, c):\n    print('logged line')\n    return 1\n"
+        assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+        url = f"{orvad.url}/api/v1/events?types=execution&function_id={fn['id']}"
+        with httpx.Client(timeout=30, headers={"X-Orva-API-Key": orvad.admin_key}) as sse, \
+                sse.stream("GET", url) as stream:
+            invoked = threading.Thread(target=lambda: httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=30))
+            invoked.start()
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event == "execution":
+                    execution = json.loads(line.split(":", 1)[1])
+                    break
+            invoked.join(30)
+            # read straight away, no retry: both are there
+            assert c.get(f"/api/v1/executions/{execution['id']}").json()["status"] == "success"
+            assert "logged line" in c.get(f"/api/v1/executions/{execution['id']}/logs").json()["logs"]
+        c.delete(f"/api/v1/functions/{fn['id']}")

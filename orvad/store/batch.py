@@ -2,7 +2,8 @@
 
 Rows are queued in memory without awaiting the database; a background task writes them in
 one transaction per batch, when ``max_batch`` rows are waiting or ``interval_s`` has passed.
-``stop()`` writes everything still queued, so a clean shutdown loses nothing.
+``stop()`` writes everything still queued, so a clean shutdown loses nothing. A row may carry
+an ``after`` callback, called once the row is committed (so what it announces can be read).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from orvad.store.db import Database
@@ -24,7 +25,7 @@ class BatchWriter:
         self._db = db
         self._interval_s = interval_s
         self._max_batch = max_batch
-        self._queue: list[tuple[str, Sequence[Any]]] = []
+        self._queue: list[tuple[str, Sequence[Any], Callable[[], None] | None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -34,11 +35,11 @@ class BatchWriter:
     def pending(self) -> int:
         return len(self._queue)
 
-    def submit(self, sql: str, params: Sequence[Any]) -> None:
+    def submit(self, sql: str, params: Sequence[Any], after: Callable[[], None] | None = None) -> None:
         """Queue one row; never blocks and never touches the database on the caller's path."""
         if self._stopping and self._task is None:
             raise RuntimeError("batch writer is stopped")
-        self._queue.append((sql, params))
+        self._queue.append((sql, params, after))
         if len(self._queue) >= self._max_batch:
             self._wake.set()
 
@@ -57,7 +58,7 @@ class BatchWriter:
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             grouped: dict[str, list[Sequence[Any]]] = defaultdict(list)
-            for sql, params in batch:
+            for sql, params, _ in batch:
                 grouped[sql].append(params)
             try:
                 async with self._db.transaction() as tx:
@@ -70,13 +71,15 @@ class BatchWriter:
                 raise
             else:
                 self.rows_written += len(batch)
+                _announce(after for _, _, after in batch)
 
-    async def _write_one_by_one(self, batch: list[tuple[str, Sequence[Any]]]) -> None:
-        for sql, params in batch:
+    async def _write_one_by_one(self, batch: list[tuple[str, Sequence[Any], Callable[[], None] | None]]) -> None:
+        for sql, params, after in batch:
             try:
                 async with self._db.transaction() as tx:
                     await tx.execute(sql, params)
                 self.rows_written += 1
+                _announce([after])
             except sqlite3.IntegrityError as exc:
                 # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
                 log.error("batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)})
@@ -92,3 +95,12 @@ class BatchWriter:
                 await self.flush()
             except Exception:
                 log.exception("batched write failed; rows kept for the next attempt", extra={"pending": self.pending})
+
+
+def _announce(callbacks: Iterable[Callable[[], None] | None]) -> None:
+    for after in callbacks:
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("a committed row's callback failed")

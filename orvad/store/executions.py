@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from orvad.store.batch import BatchWriter
@@ -25,10 +26,12 @@ class ExecutionStore:
         self._db = db
         self._batch = batch
 
-    def record(self, execution: dict[str, Any], logs: str, truncated: bool) -> None:
-        """Queue the execution and its log; never touches the database on the caller's path."""
+    def record(self, execution: dict[str, Any], logs: str, truncated: bool,
+               written: Callable[[], None] | None = None) -> None:
+        """Queue the execution and its log; never touches the database on the caller's path.
+        `written` is called once both rows are committed."""
         self._batch.submit(_INSERT, [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS])
-        self._batch.submit(_INSERT_LOG, (execution["id"], logs, int(truncated)))
+        self._batch.submit(_INSERT_LOG, (execution["id"], logs, int(truncated)), written)
 
     async def summary(self, since: str) -> list[dict[str, Any]]:
         """Per function: invocations, errors (any status but success) and the last start since `since`."""
