@@ -30,6 +30,14 @@ def test_every_setting_is_documented() -> None:
         assert f"`{field.env}`" in config and f"--{field.name.replace('_', '-')}" in config, field.name
 
 
+def test_every_event_type_is_documented() -> None:
+    from orvad.api.system import EVENT_TYPES
+
+    api = (ROOT / "docs" / "API.md").read_text()
+    for event in (*EVENT_TYPES, "dropped"):
+        assert f"| `{event}` |" in api, f"event {event} is missing from docs/API.md"
+
+
 def test_readme_opens_with_what_orva_is_and_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert readme.startswith("# Orva\n")
