@@ -54,6 +54,9 @@ def warm_rows(results: dict[str, Any]) -> list[Row]:
                 Row(f"{what}: vs the Go original", f"{r['req_s'] / GO_ORIGINAL_REQ_S:.1f}x",
                     f"{GO_ORIGINAL_REQ_S} req/s", f">= {go_times}x ({go_target:,} req/s)", r["req_s"] >= go_target),
             ]
+            if "server_cpu_us_per_req" in r and "server_cpu_us_per_req" in base:
+                rows.append(Row(f"{what}: server CPU per request", f"{r['server_cpu_us_per_req']:.0f} us (orvad)",
+                                f"{base['server_cpu_us_per_req']:.0f} us (bare hello)"))
     return rows
 
 

@@ -65,14 +65,15 @@ def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _reachable(hello_port), 20, "baseline server")
-        baseline = (wrk(f"http://127.0.0.1:{hello_port}/", 2), wrk(f"http://127.0.0.1:{hello_port}/", seconds))[1]
+        wrk(f"http://127.0.0.1:{hello_port}/", 2)  # warm-up
+        baseline = wrk(f"http://127.0.0.1:{hello_port}/", seconds, server_pid=hello.pid)
     finally:
         stop_process(hello)
     rows: dict[str, Any] = {"baseline_starlette_hello": baseline}
     for runtime, code in HANDLERS.items():
         fn = orvad.deploy(f"warm-{runtime}", runtime, code, WARM_POOL)
         wrk(f"{orvad.url}/fn/{fn['id']}/", 2)  # warm-up
-        result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds)
+        result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds, server_pid=orvad.pid)
         result["ratio_to_baseline"] = round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
         rows[f"orva_{runtime}"] = result
     return rows
