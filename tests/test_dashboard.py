@@ -250,3 +250,19 @@ def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> Non
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("INVALID_CREDENTIALS")
     assert "{" not in alert.inner_text()
+
+
+def test_long_lists_are_paged_not_cut(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]
+    server: Orvad = make_orvad()
+    login = httpx.post(f"{server.url}/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD})
+    page.context.add_cookies([{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}])
+    with httpx.Client(base_url=server.url, headers={"X-Orva-API-Key": server.admin_key}) as c:
+        for i in range(55):  # more than one page of 50
+            assert c.post("/api/v1/functions", json={"name": f"fn-{i:02d}", "runtime": "python"}).status_code == 201
+    page.goto(f"{server.url}/web/#/functions")
+    rows = page.get_by_role("table", name="Functions").locator("tbody tr")
+    expect(rows).to_have_count(50)
+    page.get_by_role("button", name="Load more").click()
+    expect(rows).to_have_count(55)
+    expect(page.get_by_role("button", name="Load more")).to_have_count(0)
+    expect(page.get_by_role("link", name="fn-00")).to_be_visible()  # the oldest, from the second page

@@ -1,6 +1,7 @@
 // Small pieces every view uses: error banner, async loading, tables, dialogs, form fields.
 import { cloneElement } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api } from "./api.js";
 
 export function ErrorBanner({ error, onClose }) {
   if (!error) return null;
@@ -67,6 +68,43 @@ export function useAction() {
     }
   };
   return { busy, error, setError, run };
+}
+
+// A newest-first list read page by page (`{<key>: [...], next_cursor}`): nothing is cut off
+// silently, the user asks for more. `decorate(items)` may enrich a page (extra requests).
+export function usePaged(path, key, deps = [], decorate = async (items) => items) {
+  const [extra, setExtra] = useState({ items: [], cursor: null, busy: false, error: null });
+  const first = useAsync(async () => {
+    const page = await api.get(path(null));
+    return { items: await decorate(page[key]), cursor: page.next_cursor };
+  }, deps);
+  useEffect(() => setExtra({ items: [], cursor: null, busy: false, error: null }), [first.data]);
+  const cursor = extra.cursor || (first.data && first.data.cursor);
+  const more = async () => {
+    setExtra((x) => ({ ...x, busy: true }));
+    try {
+      const page = await api.get(path(cursor));
+      const items = await decorate(page[key]);
+      setExtra((x) => ({ items: [...x.items, ...items], cursor: page.next_cursor || "", busy: false, error: null }));
+    } catch (error) {
+      setExtra((x) => ({ ...x, busy: false, error }));
+    }
+  };
+  const items = first.data ? [...first.data.items, ...extra.items] : null;
+  const hasMore = Boolean(cursor) && extra.cursor !== "";
+  return { items, error: first.error || extra.error, loading: first.loading, reload: first.reload, more, hasMore,
+    busy: extra.busy };
+}
+
+export function LoadMore({ paged }) {
+  if (!paged.hasMore) return null;
+  return (
+    <div class="actions left">
+      <button onClick={paged.more} disabled={paged.busy}>
+        Load more
+      </button>
+    </div>
+  );
 }
 
 export function Loading({ what = "Loading" }) {

@@ -1,18 +1,15 @@
 // Functions: the list with last-hour figures, and the create form.
 import { useState } from "preact/hooks";
 import { api, query } from "../api.js";
-import { ago, Dialog, ErrorBanner, Field, Loading, StatusBadge, Table, useAction, useAsync } from "../components.jsx";
+import { ago, Dialog, ErrorBanner, Field, LoadMore, Loading, StatusBadge, Table, useAction, useAsync, usePaged } from "../components.jsx";
 import { navigate } from "../router.js";
 
 const PAGE = 50;
 
-async function loadFunctions() {
-  const [{ functions }, { functions: hour }] = await Promise.all([
-    api.get(`functions${query({ limit: PAGE })}`),
-    api.get("executions/summary"),
-  ]);
+// The last hour's invocations and errors, and each function's newest deployment.
+async function decorate(functions) {
+  const { functions: hour } = await api.get("executions/summary");
   const byId = Object.fromEntries(hour.map((s) => [s.function_id, s]));
-  // the newest deployment of each listed function (one small request each, a page at a time)
   const latest = await Promise.all(
     functions.map((f) => api.get(`functions/${f.id}/deployments?limit=1`).then((d) => d.deployments[0] || null)),
   );
@@ -20,7 +17,8 @@ async function loadFunctions() {
 }
 
 export function FunctionsView() {
-  const { data, error, loading, reload } = useAsync(loadFunctions);
+  const paged = usePaged((cursor) => `functions${query({ limit: PAGE, cursor })}`, "functions", [], decorate);
+  const { items: data, error, loading, reload } = paged;
   const [creating, setCreating] = useState(false);
   return (
     <section>
@@ -49,6 +47,7 @@ export function FunctionsView() {
           ]}
         />
       )}
+      <LoadMore paged={paged} />
       <CreateFunction open={creating} onClose={() => setCreating(false)} onCreated={(fn) => {
         reload();
         navigate(`/functions/${fn.id}?tab=code`);

@@ -1,7 +1,7 @@
 // Invocations: a filterable list that grows live over SSE; /invocations/<id> opens one with its logs.
 import { useEffect, useState } from "preact/hooks";
 import { api, query, subscribe } from "../api.js";
-import { ErrorBanner, Field, Loading, StatusBadge, useAsync } from "../components.jsx";
+import { ErrorBanner, Field, LoadMore, Loading, StatusBadge, useAsync, usePaged } from "../components.jsx";
 import { navigate } from "../router.js";
 import { ExecutionTable } from "./function-history.jsx";
 
@@ -16,10 +16,10 @@ export function InvocationsView({ params, query: q }) {
   if (params.id) return <ExecutionDetail id={params.id} />;
   const filters = { function_id: q.function_id || "", status: q.status || "", hours: q.hours || "" };
   const functions = useAsync(() => api.get("functions?limit=500").then((r) => r.functions), []);
-  const list = useAsync(
-    () => api.get(`executions${query({ function_id: filters.function_id, status: filters.status,
-      since: sinceFor(filters.hours), limit: 100 })}`),
-    [filters.function_id, filters.status, filters.hours],
+  const list = usePaged(
+    (cursor) => `executions${query({ function_id: filters.function_id, status: filters.status,
+      since: sinceFor(filters.hours), limit: 100, cursor })}`,
+    "executions", [filters.function_id, filters.status, filters.hours],
   );
   const [live, setLive] = useState([]);
   const [connected, setConnected] = useState(false);
@@ -40,7 +40,7 @@ export function InvocationsView({ params, query: q }) {
 
   const setFilter = (k) => (e) => navigate(`/invocations${query({ ...filters, [k]: e.target.value })}`);
   const names = Object.fromEntries((functions.data || []).map((f) => [f.id, f.name]));
-  const loaded = list.data ? list.data.executions : [];
+  const loaded = list.items || [];
   const seen = new Set(live.map((x) => x.id));
   const rows = [...live, ...loaded.filter((x) => !seen.has(x.id))];
 
@@ -72,7 +72,8 @@ export function InvocationsView({ params, query: q }) {
         </Field>
       </div>
       <ErrorBanner error={list.error || functions.error} />
-      {list.loading && !list.data ? <Loading /> : <ExecutionTable rows={rows} showFunction names={names} />}
+      {list.loading && !list.items ? <Loading /> : <ExecutionTable rows={rows} showFunction names={names} />}
+      <LoadMore paged={list} />
     </section>
   );
 }
