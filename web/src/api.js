@@ -52,6 +52,19 @@ export const api = {
   del: (path, opts) => request("DELETE", path, undefined, opts),
 };
 
+// Every item of a paged list, following next_cursor (for pickers that must offer all of them).
+export async function allPages(path, key) {
+  const items = [];
+  let cursor = null;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await api.get(`${path}${sep}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    items.push(...page[key]);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
 export function query(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);

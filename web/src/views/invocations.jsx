@@ -1,6 +1,6 @@
 // Invocations: a filterable list that grows live over SSE; /invocations/<id> opens one with its logs.
 import { useEffect, useState } from "preact/hooks";
-import { api, query, subscribe } from "../api.js";
+import { allPages, api, query, subscribe } from "../api.js";
 import { ErrorBanner, Field, LoadMore, Loading, StatusBadge, useAsync, usePaged } from "../components.jsx";
 import { navigate } from "../router.js";
 import { ExecutionTable } from "./function-history.jsx";
@@ -15,7 +15,7 @@ function sinceFor(hours) {
 export function InvocationsView({ params, query: q }) {
   if (params.id) return <ExecutionDetail id={params.id} />;
   const filters = { function_id: q.function_id || "", status: q.status || "", hours: q.hours || "" };
-  const functions = useAsync(() => api.get("functions?limit=500").then((r) => r.functions), []);
+  const functions = useAsync(() => allPages("functions", "functions"), []);
   const list = usePaged(
     (cursor) => `executions${query({ function_id: filters.function_id, status: filters.status,
       since: sinceFor(filters.hours), limit: 100, cursor })}`,

@@ -1,12 +1,12 @@
 // API keys: create (permissions, expiry; the plaintext shown once) and revoke.
 import { useState } from "preact/hooks";
-import { api } from "../api.js";
+import { allPages, api } from "../api.js";
 import { ago, ConfirmButton, CopyButton, Dialog, ErrorBanner, Field, Loading, Table, useAction, useAsync } from "../components.jsx";
 
 const PERMISSIONS = ["invoke", "read", "write", "admin"];
 
 export function KeysView() {
-  const list = useAsync(() => api.get("keys?limit=500"), []);
+  const list = useAsync(() => allPages("keys", "keys").then((keys) => ({ keys })), []);
   const [form, setForm] = useState({ name: "", permissions: ["invoke", "read"], days: "90" });
   const [created, setCreated] = useState(null);
   const action = useAction();

@@ -1,10 +1,10 @@
 // Routes: every custom route, and a form to add one for any function.
-import { api } from "../api.js";
+import { allPages } from "../api.js";
 import { ErrorBanner, useAsync } from "../components.jsx";
 import { RouteManager } from "./function-settings.jsx";
 
 export function RoutesView() {
-  const functions = useAsync(() => api.get("functions?limit=500").then((r) => r.functions), []);
+  const functions = useAsync(() => allPages("functions", "functions"), []);
   return (
     <section>
       <h1>Routes</h1>
