@@ -122,16 +122,22 @@ class RouteService:
             self.table.add(RouteEntry(row["id"], row["path"], row["function_id"], parse_methods(row["methods"]),
                                       row["created_at"]))
 
-    async def create(self, path: object, function_id: str, methods: object) -> RouteEntry:
+    async def create(self, path: object, function_id: str, methods: object, *,
+                     replace: bool = False) -> tuple[RouteEntry, bool]:
+        """Add a route; with `replace`, one already at that path is swapped for it with no gap in
+        between. Returns the route and whether it replaced one."""
         clean = validate_path(path)
         entry = RouteEntry(uuid7(), clean, function_id, parse_methods(methods), now_iso())
-        if self.table.get(clean) is not None:
-            raise Conflict(f"route {clean} exists already", hint="DELETE /api/v1/routes?path=... first",
+        existed = self.table.get(clean) is not None
+        if existed and not replace:
+            raise Conflict(f"route {clean} exists already",
+                           hint="PUT /api/v1/routes replaces it, or DELETE /api/v1/routes?path=... first",
                            details={"path": clean})
         await self._store.insert_route(entry.id, entry.path, entry.function_id, entry.methods_text(),
-                                       entry.created_at)
+                                       entry.created_at, replace=replace)
+        self.table.remove(clean)  # no await from here on: requests see the old route or the new one
         self.table.add(entry)
-        return entry
+        return entry, existed
 
     async def delete(self, path: object) -> None:
         clean = validate_path(path)

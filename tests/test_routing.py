@@ -98,3 +98,51 @@ def test_pool_config_defaults_partial_updates_and_validation(orvad: Orvad) -> No
         denied = c.put("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 2})
         assert denied.status_code == 403  # pool administration needs admin
         assert c.get("/api/v1/pool/config", params={"function_id": fn["id"]}).status_code == 200
+
+
+def test_put_route_creates_then_replaces_with_no_gap(orvad: Orvad) -> None:
+    import threading
+
+    import httpx
+
+    from tests.deploy_helpers import deploy_inline, wait_deployed
+
+    with orvad.admin() as c:
+        fns = []
+        for word in ("alpha", "beta"):
+            fn = create_function(c, f"put-route-{word}")
+            code = f"def handler(e, c):\n    return '{word}'\n"
+            assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+            fns.append(fn)
+        made = c.put("/api/v1/routes", json={"path": "/swap/*", "function_id": fns[0]["name"]})
+        assert made.status_code == 201 and made.json()["function_id"] == fns[0]["id"]
+        assert c.post("/api/v1/routes", json={"path": "/swap/*", "function_id": fns[1]["id"]}).status_code == 409
+
+        answers: list[tuple[int, str]] = []
+        done = threading.Event()
+
+        def call_while_swapping() -> None:
+            with httpx.Client(base_url=orvad.url, timeout=30) as caller:
+                while not done.is_set():
+                    r = caller.get("/swap/x")
+                    answers.append((r.status_code, r.text))
+
+        callers = [threading.Thread(target=call_while_swapping) for _ in range(2)]
+        for t in callers:
+            t.start()
+        try:
+            for i in range(20):  # swap back and forth while requests flow
+                r = c.put("/api/v1/routes", json={"path": "/swap/*", "function_id": fns[(i + 1) % 2]["id"]})
+                assert r.status_code == 200 and r.json()["function_id"] == fns[(i + 1) % 2]["id"]
+        finally:
+            done.set()
+            for t in callers:
+                t.join(30)
+        assert answers and all(code == 200 and text in ("alpha", "beta") for code, text in answers), \
+            [a for a in answers if a[0] != 200][:5]
+        listed = [r for r in c.get("/api/v1/routes").json()["routes"] if r["path"] == "/swap/*"]
+        assert len(listed) == 1 and listed[0]["function_id"] == fns[0]["id"]  # 20 swaps: back to alpha
+        bad = c.put("/api/v1/routes", json={"path": "/api/nope", "function_id": fns[0]["id"]})
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "path"
+        for fn in fns:
+            c.delete(f"/api/v1/functions/{fn['id']}")

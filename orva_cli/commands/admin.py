@@ -117,14 +117,8 @@ def set_route(app: App, path: str, function: str, methods: str) -> None:
       orva routes set /hooks/stripe billing --methods POST
       orva routes set '/shop/*' shop
     """
-    body = {"path": path, "function_id": function, "methods": methods}
-    answer = app.client.send("POST", "/api/v1/routes", json=body)
-    if answer.status_code == 409:  # orvad has no update for routes: replace the one in the way
-        app.delete("/api/v1/routes", path=path)
-        answer = app.client.send("POST", "/api/v1/routes", json=body)
-    if answer.status_code >= 400:
-        raise app.client.failure(answer)
-    route = answer.json()
+    # PUT creates the route or replaces the one at PATH in one step (no moment without a route)
+    route = app.put("/api/v1/routes", {"path": path, "function_id": function, "methods": methods})
     _done(app, route, f"{route['path']} -> {route['function_name']} ({route['methods']})")
 
 

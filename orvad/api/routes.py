@@ -33,15 +33,24 @@ async def list_routes(request: Request) -> Response:
                          "next_cursor": None})
 
 
-async def create_route(request: Request) -> Response:
-    """Map a path ('/exact' or '/prefix/*') and methods ('*' or 'GET,POST') to a function."""
+async def _save_route(request: Request, replace: bool) -> Response:
     daemon = daemon_of(request)
     body = await read_object(request, ("path", "function_id", "methods"))
     if not isinstance(body.get("function_id"), str):
         raise ValidationError("function_id is required (a function id or name)", details={"field": "function_id"})
     fn = daemon.functions.resolve(body["function_id"])
-    entry = await daemon.routes.create(body.get("path"), fn.id, body.get("methods", "*"))
-    return JSONResponse(route_json(entry, fn.name), status_code=201)
+    entry, replaced = await daemon.routes.create(body.get("path"), fn.id, body.get("methods", "*"), replace=replace)
+    return JSONResponse(route_json(entry, fn.name), status_code=200 if replaced else 201)
+
+
+async def create_route(request: Request) -> Response:
+    """Map a path ('/exact' or '/prefix/*') and methods ('*' or 'GET,POST') to a function (409 if taken)."""
+    return await _save_route(request, replace=False)
+
+
+async def put_route(request: Request) -> Response:
+    """Create the route at `path`, or replace the one there at once (200 replaced, 201 created)."""
+    return await _save_route(request, replace=True)
 
 
 async def delete_route(request: Request) -> Response:
@@ -54,5 +63,6 @@ async def delete_route(request: Request) -> Response:
 routes = [
     Route("/api/v1/routes", list_routes, methods=["GET"]),
     Route("/api/v1/routes", create_route, methods=["POST"]),
+    Route("/api/v1/routes", put_route, methods=["PUT"]),
     Route("/api/v1/routes", delete_route, methods=["DELETE"]),
 ]
