@@ -6,20 +6,62 @@ written during a request (print, logging, sys.stderr) is captured for that reque
 context variable, so concurrent async requests keep their logs apart. Standard library only.
 """
 
-import base64
+import binascii
 import contextvars
-import importlib.util
 import io
-import json
 import os
-import struct
 import sys
 import time
 import types
+from importlib._bootstrap import module_from_spec  # importlib.util would cost ~7 ms more to import
+from importlib._bootstrap_external import spec_from_file_location
 
 # asyncio costs ~30 ms to import in the jail: it is loaded only for async handlers, so a plain
 # `def handler` worker starts in little more than the interpreter's own start-up.
 _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x80, 0x200
+
+
+# JSON through CPython's C accelerator: the json package imports re (and enum with it), most of
+# this adapter's own start-up. A handler that imports json pays that itself; the `json` package
+# is the fallback where _json is missing.
+def _json_codec():
+    try:
+        from _json import encode_basestring, encode_basestring_ascii, make_encoder, make_scanner
+    except ImportError:
+        import json
+
+        return (lambda value, ascii=True, compact=False: json.dumps(
+            value, separators=(",", ":") if compact else None, ensure_ascii=ascii, default=str), json.loads)
+
+    class Options:  # the attributes the C scanner reads from a json.JSONDecoder
+        strict, object_hook, object_pairs_hook, parse_float, parse_int = True, None, None, float, int
+
+        @staticmethod
+        def parse_constant(name):
+            return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+    scan = make_scanner(Options())
+
+    def dumps(value, ascii=True, compact=False):
+        """json.dumps(value, default=str) (its separators unless `compact`)."""
+        encoder = make_encoder({}, str, encode_basestring_ascii if ascii else encode_basestring, None,
+                               ":" if compact else ": ", "," if compact else ", ", False, False, True)
+        return "".join(encoder(value, 0))
+
+    def loads(data):
+        text = data.decode() if isinstance(data, (bytes, bytearray)) else data
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            raise ValueError("a frame is not JSON") from None
+        if text[end:].strip():
+            raise ValueError("extra data after a frame's JSON")
+        return value
+
+    return dumps, loads
+
+
+json_dumps, json_loads = _json_codec()
 
 MAX_FRAME = int(os.environ.get("ORVA_MAX_FRAME", str(16 * 1024 * 1024)))
 MAX_LOG = int(os.environ.get("ORVA_MAX_LOG_BYTES", str(256 * 1024)))
@@ -79,13 +121,13 @@ sys.stdout = sys.stderr = CaptureStream()
 
 
 def send(message):
-    payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    payload = json_dumps(message, ascii=False, compact=True).encode()
     if len(payload) > MAX_FRAME:
         message = {"type": "error", "id": message.get("id"), "logs": message.get("logs", ""),
                    "error": {"kind": "protocol", "name": "ResponseTooLarge",
                              "message": f"the response ({len(payload)} bytes) exceeds the {MAX_FRAME}-byte limit"}}
-        payload = json.dumps(message).encode()
-    data = struct.pack(">I", len(payload)) + payload
+        payload = json_dumps(message, compact=True).encode()
+    data = len(payload).to_bytes(4, "big") + payload
     view = memoryview(data)
     while view:
         written = os.write(_frames_fd, view)
@@ -109,10 +151,10 @@ class Context:
 
 def _body(value):
     if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(bytes(value)).decode(), True
+        return binascii.b2a_base64(bytes(value), newline=False).decode(), True
     if isinstance(value, str):
         return value, False
-    return json.dumps(value, default=str), False
+    return json_dumps(value), False
 
 
 def normalise(result):
@@ -137,7 +179,7 @@ def normalise(result):
         return {"statusCode": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": result,
                 "isBase64Encoded": False}
     return {"statusCode": 200, "headers": {"content-type": "application/json"},
-            "body": json.dumps(result, default=str), "isBase64Encoded": False}
+            "body": json_dumps(result), "isBase64Encoded": False}
 
 
 def _error(exc, kind="handler"):
@@ -157,7 +199,7 @@ def _is_async(handler):
 
 
 def _chunk(item):
-    return _body(item if isinstance(item, (bytes, bytearray, str)) else json.dumps(item, default=str))
+    return _body(item if isinstance(item, (bytes, bytearray, str)) else json_dumps(item))
 
 
 class _Stream:
@@ -254,10 +296,10 @@ def load_handler():
     for path in (os.path.join(CODE_DIR, ".packages"), CODE_DIR):
         if os.path.isdir(path):
             sys.path.insert(0, path)
-    spec = importlib.util.spec_from_file_location("orva_function", os.path.join(CODE_DIR, entry))
+    spec = spec_from_file_location("orva_function", os.path.join(CODE_DIR, entry))
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {entry}")
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules["orva_function"] = module
     spec.loader.exec_module(module)
     handler = getattr(module, name, None)
@@ -282,14 +324,14 @@ def frames():
         header = read_exactly(4)
         if header is None:
             return
-        (size,) = struct.unpack(">I", header)
+        size = int.from_bytes(header, "big")
         if size > MAX_FRAME:
             _real_stderr.write(f"orva adapter: refused a {size}-byte frame\n")
             return
         payload = read_exactly(size)
         if payload is None:
             return
-        message = json.loads(payload)
+        message = json_loads(payload)
         if message.get("type") == "quit":
             return
         yield message
