@@ -54,3 +54,22 @@ def test_manifests_and_the_spawner_start_adapters_the_same_way() -> None:
         assert runtime is not None
         manifest = yaml.safe_load((runtime.adapter_dir / "manifest.yaml").read_text())
         assert tuple(manifest["argv"]) == ARGV[language]
+
+
+def test_the_python_adapter_starts_without_heavy_imports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Cold starts stay short only while the adapter imports little (docs/PERFORMANCE.md)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    adapter = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "adapter.py"
+    (tmp_path / "handler.py").write_text("def handler(event, context):\n    return 1\n")
+    found = discover().get("python")
+    python = found.interpreter if found else sys.executable
+    run = subprocess.run([python, "-X", "importtime", "-S", "-u", "-B", str(adapter)], stdin=subprocess.DEVNULL,
+                         env={**os.environ, "ORVA_CODE_DIR": str(tmp_path)}, capture_output=True, timeout=60)
+    stderr = run.stderr.decode(errors="replace")
+    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+    assert b'"type":"ready"' in run.stdout, stderr[-2000:]  # it started and loaded the handler
+    heavy = {"re", "json", "enum", "asyncio", "importlib.util", "base64", "struct", "traceback", "inspect"}
+    assert not heavy & imported, heavy & imported

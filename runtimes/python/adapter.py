@@ -65,7 +65,7 @@ json_dumps, json_loads = _json_codec()
 
 MAX_FRAME = int(os.environ.get("ORVA_MAX_FRAME", str(16 * 1024 * 1024)))
 MAX_LOG = int(os.environ.get("ORVA_MAX_LOG_BYTES", str(256 * 1024)))
-CODE_DIR = "/code"
+CODE_DIR = os.environ.get("ORVA_CODE_DIR", "/code")  # the jail binds the code here
 
 _frames_fd = os.dup(1)
 os.dup2(2, 1)
