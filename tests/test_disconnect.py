@@ -3,6 +3,8 @@ when the handler really ends (answers, or is killed at its deadline), never whil
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,8 +13,13 @@ import pytest
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 
-SLEEPER = ("import time\n\ndef handler(event, context):\n"
-           "    time.sleep(float(event['query'].get('s', '0')))\n    return 'slept'\n")
+# With ?gate=1 the handler blocks opening a FIFO in its code folder until the test opens the
+# other end: it runs exactly as long as the test wants, with no timing guess on either side.
+GATED = ("def handler(event, context):\n"
+         "    if event['query'].get('gate'):\n"
+         "        with open('/code/gate') as gate:\n"
+         "            return 'released ' + gate.read()\n"
+         "    return 'ready'\n")
 
 
 def _pool(c: httpx.Client, fn_id: str) -> dict[str, Any]:
@@ -20,26 +27,39 @@ def _pool(c: httpx.Client, fn_id: str) -> dict[str, Any]:
     return next((r for r in rows if r["function_id"] == fn_id), {})
 
 
-def _hang_up(orvad: Orvad, fn_id: str, sleep_s: float) -> None:
-    with pytest.raises(httpx.ReadTimeout):  # the client gives up long before the handler ends
-        httpx.get(f"{orvad.url}/fn/{fn_id}", params={"s": sleep_s}, timeout=0.3)
+def _hang_up(orvad: Orvad, fn_id: str) -> None:
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up while the handler waits at its gate
+        httpx.get(f"{orvad.url}/fn/{fn_id}", params={"gate": "1"}, timeout=0.3)
 
 
-def _one_warm_worker(c: httpx.Client, name: str, timeout_ms: int) -> dict[str, Any]:
+def _one_warm_worker(orvad: Orvad, c: httpx.Client, name: str, timeout_ms: int) -> tuple[dict[str, Any], Path]:
+    """The function (one warm worker, one request at a time) and its gate FIFO on the host."""
     fn = create_function(c, name, timeout_ms=timeout_ms)
-    assert wait_deployed(c, deploy_inline(c, fn["id"], SLEEPER)["id"])["status"] == "succeeded"
+    dep = wait_deployed(c, deploy_inline(c, fn["id"], GATED)["id"])
+    assert dep["status"] == "succeeded"
+    gate = orvad.data_dir / "functions" / fn["id"] / "versions" / dep["code_hash"] / "gate"
+    os.mkfifo(gate, 0o644)  # the version folder is the jail's /code
     assert c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1,
                                               "target_concurrency": 1}).status_code == 200
-    assert c.get(f"/fn/{fn['id']}").text == "slept"
+    assert c.get(f"/fn/{fn['id']}").text == "ready"
     wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "one idle worker")
-    return fn
+    return fn, gate
+
+
+def _open_gate(gate: Path) -> None:
+    """Let the waiting handler go (it holds the FIFO's read end open, so this does not block)."""
+    fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, b"now")
+    finally:
+        os.close(fd)
 
 
 def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad) -> None:
     with orvad.admin() as c:
-        fn = _one_warm_worker(c, "hangup-slot", timeout_ms=10_000)
+        fn, gate = _one_warm_worker(orvad, c, "hangup-slot", timeout_ms=10_000)
         spawned = _pool(c, fn["id"])["spawned"]
-        _hang_up(orvad, fn["id"], 3)
+        _hang_up(orvad, fn["id"])
 
         def recorded_killed() -> bool:
             rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
@@ -48,8 +68,9 @@ def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad
         wait_for(recorded_killed, 5, "the hung-up execution to be recorded as killed")
         killed = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
         assert killed["executions"][0]["error_code"] == "CLIENT_CLOSED"
-        # the handler is still sleeping: the slot is taken, so no other request is pushed onto it
+        # the handler still waits at its gate: the slot is taken, so no other request is pushed onto it
         assert _pool(c, fn["id"])["busy"] == 1
+        _open_gate(gate)
         wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the handler ends")
         # the same worker serves on: nothing was killed or started
         after = c.get(f"/fn/{fn['id']}")
@@ -60,9 +81,9 @@ def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad
 
 def test_a_hung_up_handler_past_its_deadline_takes_its_worker_down(orvad: Orvad) -> None:
     with orvad.admin() as c:
-        fn = _one_warm_worker(c, "hangup-deadline", timeout_ms=1_000)
-        _hang_up(orvad, fn["id"], 30)
+        fn, _ = _one_warm_worker(orvad, c, "hangup-deadline", timeout_ms=1_000)
+        _hang_up(orvad, fn["id"])  # its gate never opens
         wait_for(lambda: _pool(c, fn["id"]).get("killed", 0) >= 1, 10, "the overdue worker to be killed")
         again = c.get(f"/fn/{fn['id']}")
-        assert again.status_code == 200 and again.text == "slept"
+        assert again.status_code == 200 and again.text == "ready"
         c.delete(f"/api/v1/functions/{fn['id']}")
