@@ -81,17 +81,17 @@ def create_app(daemon: Daemon) -> OrvaApp:
             return settings.max_archive_bytes
         return settings.max_body_bytes
 
-    invoke = RequestContext(BodyLimit(daemon.invoker.fn_endpoint, limit_for=body_limit))
+    # request id, error envelope and body cap: every request; the guard only guards /api/v1
+    common = [Middleware(RequestContext), Middleware(BodyLimit, limit_for=body_limit)]
+    invoke: ASGIApp = daemon.invoker.fn_endpoint
+    for cls, args, kwargs in reversed(common):  # the same layers, in the same order, for /fn/
+        invoke = cls(invoke, *args, **kwargs)
     app = OrvaApp(
         invoke,
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
                 *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
                 *openapi.routes, *web.routes],
-        middleware=[
-            Middleware(RequestContext),
-            Middleware(BodyLimit, limit_for=body_limit),
-            Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call),
-        ],
+        middleware=[*common, Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call)],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )
     app.router.default = daemon.invoker.route_endpoint  # custom routes, else 404

@@ -17,9 +17,13 @@ def iso(moment: datetime) -> str:
 
 def now_iso() -> str:
     """The same text as iso(utcnow()), without building a datetime: it is called twice per invoke."""
-    now = time.time()
-    whole = int(now)
-    return f"{_whole_second(whole)}.{int((now - whole) * 1000):03d}Z"
+    return epoch_iso(time.time())
+
+
+def epoch_iso(seconds: float) -> str:
+    """A Unix time as orvad writes time (milliseconds, Z)."""
+    whole = int(seconds)
+    return f"{_whole_second(whole)}.{int((seconds - whole) * 1000):03d}Z"
 
 
 @lru_cache(maxsize=4)

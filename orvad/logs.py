@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-import time
 from typing import Any
+
+from orvad.clock import epoch_iso
 
 # Attributes every LogRecord has; anything else passed via ``extra=`` becomes a JSON field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -15,7 +16,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": epoch_iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

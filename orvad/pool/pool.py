@@ -137,9 +137,7 @@ class Pool:
         if not self._waiting:  # nobody queued ahead: a free slot is taken without the queue's lock
             slot = self._free_slot()
             if slot is not None:
-                self._account()
-                slot.inflight += 1
-                return Lease(slot, False, (time.monotonic() - started) * 1000)
+                return self._take(slot, started, cold=False)
         deadline = started + timeout_s
         cold = False
         async with self._cond:
@@ -148,13 +146,8 @@ class Pool:
                 while True:
                     slot = self._free_slot()
                     if slot is not None:
-                        self._account()
-                        slot.inflight += 1
                         # cold: this request started a worker and is served by a worker born while it waited
-                        cold = cold and slot.started > started
-                        if cold:
-                            self.counters.cold_starts += 1
-                        return Lease(slot, cold, (time.monotonic() - started) * 1000)
+                        return self._take(slot, started, cold=cold and slot.started > started)
                     if self._closed:
                         raise PoolClosed(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
                     if self._can_spawn():
@@ -181,6 +174,13 @@ class Pool:
                         continue
             finally:
                 self._waiting -= 1
+
+    def _take(self, slot: Slot, started: float, *, cold: bool) -> Lease:
+        self._account()
+        slot.inflight += 1
+        if cold:
+            self.counters.cold_starts += 1
+        return Lease(slot, cold, (time.monotonic() - started) * 1000)
 
     def _memory_exhausted(self) -> Unavailable:
         return Unavailable("host memory reserved for workers is exhausted", code="MEMORY_EXHAUSTED", retry_after_s=5,
