@@ -10,12 +10,14 @@ stopped; workers are recycled after ``max_requests``. ``tick`` feeds the autosca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from orvad.errors import OrvaError, Unavailable, WorkerCrashed
 from orvad.pool.autoscaler import Samples, decide
@@ -81,7 +83,8 @@ class Pool:
         self.details = details or {}
         self.slots: list[Slot] = []
         self._spawning = 0
-        self._cond = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[Slot | None]] = deque()  # queued requests, oldest first
+        self._watchers: list[asyncio.Future[None]] = []  # warm() and close() waiting for a change
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._last_error: OrvaError | None = None
@@ -90,6 +93,7 @@ class Pool:
         self.counters = Counters()
         self.samples = Samples()
         self._waiting = 0
+        self._inflight = 0  # slots taken across the pool's workers (kept, not summed per request)
         self._arrivals = 0
         self._busy_area = 0.0
         self._busy_mark = time.monotonic()
@@ -111,7 +115,7 @@ class Pool:
 
     @property
     def inflight(self) -> int:
-        return sum(s.inflight for s in self.slots)
+        return self._inflight
 
     def recent_need(self) -> int:
         """Workers this pool needed lately: its size, spawns under way, and recent peak concurrency."""
@@ -134,64 +138,88 @@ class Pool:
         started = time.monotonic()
         self._arrivals += 1
         self._last_request = started
-        if not self._waiting:  # nobody queued ahead: a free slot is taken without the queue's lock
+        if not self._waiters:  # nobody queued ahead: take a free slot at once
             slot = self._free_slot()
             if slot is not None:
-                return self._take(slot, started, cold=False)
+                self._assign(slot)
+                return self._lease(slot, started)
         deadline = started + timeout_s
-        cold = False
-        async with self._cond:
-            self._waiting += 1
-            try:
-                while True:
-                    slot = self._free_slot()
-                    if slot is not None:
-                        # cold: this request started a worker and is served by a worker born while it waited
-                        return self._take(slot, started, cold=cold and slot.started > started)
-                    if self._closed:
-                        raise PoolClosed(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
-                    if self._can_spawn():
-                        if self._admit():
-                            self._start_spawn()
-                            cold = True
-                        elif not self.slots and not self._spawning:
-                            raise self._memory_exhausted()
-                    elif not self.slots and not self._spawning and self._last_error is not None:
-                        raise self._last_error
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        if self._can_spawn() and not self._admit():
-                            raise self._memory_exhausted()
-                        config = self._config()
-                        raise Unavailable(
-                            f"function pool at capacity for {self.details.get('function_id', self.name)}",
-                            code="POOL_AT_CAPACITY", retry_after_s=max(1, math.ceil(self._latency_s)),
-                            hint="raise pool_config.max_warm via PUT /api/v1/pool/config",
-                            details={**self.details, "current": self.size, "limit": config.max_warm})
-                    try:
-                        await asyncio.wait_for(self._cond.wait(), remaining)
-                    except TimeoutError:
-                        continue
-            finally:
-                self._waiting -= 1
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise PoolClosed(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
+            if not self._waiters and (slot := self._free_slot()) is not None:
+                self._assign(slot)
+                return self._lease(slot, started)
+            if self._can_spawn():
+                if self._admit():
+                    self._start_spawn()
+                elif not self.slots and not self._spawning:
+                    raise self._memory_exhausted()
+            elif not self.slots and not self._spawning and self._last_error is not None:
+                raise self._last_error
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if self._can_spawn() and not self._admit():
+                    raise self._memory_exhausted()
+                raise Unavailable(
+                    f"function pool at capacity for {self.details.get('function_id', self.name)}",
+                    code="POOL_AT_CAPACITY", retry_after_s=max(1, math.ceil(self._latency_s)),
+                    hint="raise pool_config.max_warm via PUT /api/v1/pool/config",
+                    details={**self.details, "current": self.size, "limit": self._config().max_warm})
+            slot = await self._queue(loop, remaining)
+            if slot is not None:
+                return self._lease(slot, started)
 
-    def _take(self, slot: Slot, started: float, *, cold: bool) -> Lease:
+    async def _queue(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> Slot | None:
+        """Wait in line: a freed slot is handed to the longest-waiting request (already counted as
+        taken), so nobody is woken for nothing and the queue is fair. None means "look again"."""
+        waiter: asyncio.Future[Slot | None] = loop.create_future()
+        self._waiters.append(waiter)
+        self._waiting += 1
+        timer = loop.call_later(timeout_s, _settle, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and (slot := waiter.result()) is not None:
+                self._give_back(slot)  # handed over just as this request was cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+            self._waiting -= 1
+            if waiter.cancelled() or waiter.result() is None:  # a handed-over slot was popped already
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def _assign(self, slot: Slot) -> None:
         self._account()
         slot.inflight += 1
+        self._inflight += 1
+
+    def _lease(self, slot: Slot, started: float) -> Lease:
+        # cold: the request waited for this worker to start (its first request, born after it arrived)
+        cold = slot.served == 0 and slot.started > started
         if cold:
             self.counters.cold_starts += 1
         return Lease(slot, cold, (time.monotonic() - started) * 1000)
+
+    def _give_back(self, slot: Slot) -> None:
+        self._account()
+        slot.inflight -= 1
+        self._inflight -= 1
+        self._serve_waiters()
 
     def _memory_exhausted(self) -> Unavailable:
         return Unavailable("host memory reserved for workers is exhausted", code="MEMORY_EXHAUSTED", retry_after_s=5,
                            hint="lower memory_mb or max_warm of busy functions, or raise ORVA_MEMORY_SHARE",
                            details={**self.details, "worker_memory_mb": self.memory_mb})
 
-    async def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
+    def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
         """Return a slot; an unhealthy worker is dropped and stopped, a worn-out one retired."""
         slot = lease.slot
         self._account()
         slot.inflight -= 1
+        self._inflight -= 1
         slot.served += 1
         slot.last_used = time.monotonic()
         self._latency_s = duration_s if self._latency_s == 0 else 0.8 * self._latency_s + 0.2 * duration_s
@@ -201,8 +229,8 @@ class Pool:
             slot.retiring = True
             if slot.inflight == 0:
                 self._drop(slot, "recycled")
-        if self._waiting:
-            await self._wake()
+        if self._waiters or self._watchers:
+            self._serve_waiters()
 
     def _free_slot(self) -> Slot | None:
         limit = max(1, self._config().target_concurrency)
@@ -246,7 +274,7 @@ class Pool:
                 self._last_error = None
         finally:
             self._spawning -= 1
-            await self._wake()
+            self._serve_waiters(recheck=self._last_error is not None)  # a failure: queued requests look again
 
     def _spawn_failed(self, exc: OrvaError) -> None:
         self.counters.spawn_failures += 1
@@ -270,9 +298,38 @@ class Pool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _wake(self) -> None:
-        async with self._cond:
-            self._cond.notify_all()
+    def _serve_waiters(self, *, recheck: bool = False) -> None:
+        """Hand free slots to queued requests, oldest first; start workers for those no free slot or
+        spawn under way will serve. ``recheck`` (or a closed pool) sends every queued request back to
+        look again (a failed spawn, a closed pool). Wakes warm() and close() too."""
+        waiters = self._waiters
+        while waiters and not self._closed and (slot := self._free_slot()) is not None:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self._assign(slot)
+                waiter.set_result(slot)
+        if recheck or self._closed:
+            while waiters:
+                if not (waiter := waiters.popleft()).done():
+                    waiter.set_result(None)
+        while len(waiters) > self._spawning and self._can_spawn() and self._admit():
+            self._start_spawn()
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for watcher in watchers:
+                _settle(watcher)
+
+    async def _until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Wait until done() holds or the deadline passes, looking again whenever the pool changes."""
+        loop = asyncio.get_running_loop()
+        while not done() and (remaining := deadline - time.monotonic()) > 0:
+            change: asyncio.Future[None] = loop.create_future()
+            self._watchers.append(change)
+            timer = loop.call_later(remaining, _settle, change)
+            try:
+                await change
+            finally:
+                timer.cancel()
 
     async def warm(self, count: int, timeout_s: float) -> None:
         """Start workers until ``count`` are up (bounded by max_warm) and wait for them, up to timeout_s."""
@@ -281,13 +338,8 @@ class Pool:
             if not self._admit():
                 break
             self._start_spawn()
-        deadline = time.monotonic() + timeout_s
-        async with self._cond:
-            while self.size < count and (self._spawning or self._can_spawn()) and time.monotonic() < deadline:
-                try:
-                    await asyncio.wait_for(self._cond.wait(), deadline - time.monotonic())
-                except TimeoutError:
-                    break
+        await self._until(lambda: self.size >= count or not (self._spawning or self._can_spawn()),
+                          time.monotonic() + timeout_s)
 
     def tick(self, now: float | None = None) -> None:
         """One autoscaler step: sample, decide, then spawn ahead or retire one idle worker."""
@@ -318,15 +370,15 @@ class Pool:
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop taking requests, let in-flight ones finish (up to grace_s), stop every worker."""
         self._closed = True
-        await self._wake()
-        deadline = time.monotonic() + grace_s
-        while self.inflight and time.monotonic() < deadline:
-            async with self._cond:
-                try:
-                    await asyncio.wait_for(self._cond.wait(), deadline - time.monotonic())
-                except TimeoutError:
-                    break
+        self._serve_waiters()
+        await self._until(lambda: not self.inflight, time.monotonic() + grace_s)
         for slot in list(self.slots):
             self._drop(slot, "closed")
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Resolve with None (a deadline passed, or something changed): the waiter looks again."""
+    if not future.done():
+        future.set_result(None)
