@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
 
-# JSON values as frames carry them (no NaN: frames are strict JSON, see encode)
+# JSON values as frames carry them (NaN goes out as null, see encode)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
@@ -72,13 +72,25 @@ def test_malformed_frames_are_refused(payload: bytes) -> None:
         Decoder().feed(struct.pack(">I", len(payload)) + payload)
 
 
-@pytest.mark.parametrize("message", [{"x": float("nan")}, {"x": float("inf")}, {"x": object()}])
+@pytest.mark.parametrize("message", [{"x": object()}, {"x": 2**70}, {"x": "lone \ud800 surrogate"}])
 def test_unencodable_messages_are_refused(message: dict[str, Any]) -> None:
     with pytest.raises(FrameError):
         encode(message)
+
+
+def test_nan_and_infinity_go_out_as_null_as_javascript_writes_them() -> None:
+    wire = encode({"x": float("nan"), "y": float("-inf")})
+    assert b"NaN" not in wire and b"Infinity" not in wire  # strict JSON, which Node's JSON.parse accepts
+    assert Decoder().feed(wire) == [{"x": None, "y": None}]
 
 
 def test_non_ascii_is_utf8_on_the_wire() -> None:
     wire = encode({"s": "héllo ☃"})
     assert "héllo ☃".encode() in wire
     assert Decoder().feed(wire) == [{"s": "héllo ☃"}]
+
+
+def test_nan_from_a_python_worker_is_read() -> None:
+    payload = b'{"type": "response", "id": 1, "x": NaN}'
+    (frame,) = Decoder().feed(struct.pack(">I", len(payload)) + payload)
+    assert frame["id"] == 1 and frame["x"] != frame["x"]
