@@ -3,7 +3,8 @@
 ``start`` spawns nsjail (argv and environment from ``orvad.sandbox``; values never on the
 command line) in its own session and waits for the adapter's ``ready`` frame. ``invoke`` sends
 a request frame and waits for its reply, matched by frame id, so several requests can be in
-flight on one worker. A request past its deadline kills the worker (504); a worker that exits
+flight on one worker. Replies are decoded in the stdout pipe's read callback (no reader task);
+a stream whose buffer is full holds the frames back and pauses the pipe until its reader catches up. A request past its deadline kills the worker (504); a worker that exits
 or breaks the protocol fails every request in flight with the reason (502). A stream whose end
 frame has not arrived by the request's deadline ends with a timeout error and the worker is
 killed too, so a handler can never outlive its timeout. ``stop`` is the kill path: quit frame, close stdin, SIGTERM, grace, SIGKILL the process group, always wait.
@@ -19,7 +20,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
 from orvad.sandbox import Invocation
 
 log = logging.getLogger(__name__)
-READ_CHUNK = 1 << 16
+STDERR_LINE_LIMIT = 1 << 16  # the stderr reader's line buffer
 # Chunks buffered per stream; past that the worker's pipe is left unread until the client catches
 # up, so a fast producer and a slow reader cost bounded memory (back-pressure), never the host's.
 STREAM_BUFFER_CHUNKS = 16
@@ -56,6 +57,45 @@ class Reply:
             yield chunk
 
 
+class _ChunkQueue(asyncio.Queue[dict[str, Any] | None]):
+    """A stream's chunks; taking one tells the worker there is room (it may have stopped reading)."""
+
+    def __init__(self, maxsize: int, on_room: Callable[[], None]) -> None:
+        super().__init__(maxsize)
+        self._on_room = on_room
+
+    def _get(self) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = super()._get()  # type: ignore[misc]
+        self._on_room()
+        return item
+
+
+class _Pipes(asyncio.subprocess.SubprocessStreamProtocol):
+    """The subprocess protocol with stdout decoded as it arrives: replies reach their requests
+    from the read callback itself, with no reader task woken for each one."""
+
+    def __init__(self, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=STDERR_LINE_LIMIT, loop=loop)
+        self._worker = worker
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd == 1:
+            assert isinstance(data, bytes)  # pipes carry bytes
+            self._worker._on_stdout(data)
+        else:
+            super().pipe_data_received(fd, data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        super().pipe_connection_lost(fd, exc)
+        if fd == 1:
+            self._worker._on_stdout_closed()
+
+    def reading(self, on: bool) -> None:
+        pipe = self._transport.get_pipe_transport(1) if self._transport else None  # type: ignore[attr-defined]
+        if pipe is not None and not pipe.is_closing():
+            pipe.resume_reading() if on else pipe.pause_reading()
+
+
 class Worker:
     def __init__(self, invocation: Invocation, *, name: str, memory_mb: int,
                  on_exit: Callable[[Worker], None] | None = None, after_kill: Callable[[int], None] | None = None,
@@ -81,6 +121,10 @@ class Worker:
         self.spawn_s = 0.0
         self._stream_timers: dict[int, asyncio.TimerHandle] = {}
         self._kill_task: asyncio.Task[None] | None = None
+        self._decoder = Decoder(max_frame)
+        self._backlog: deque[dict[str, Any]] = deque()  # frames read but held back for a full stream buffer
+        self._pipes: _Pipes | None = None
+        self._broken = False  # a protocol error: the rest of stdout is ignored
 
     @property
     def pid(self) -> int | None:
@@ -96,12 +140,14 @@ class Worker:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         started = time.monotonic()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.invocation.argv, env=self.invocation.env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        self._ready = asyncio.get_running_loop().create_future()
-        self._tasks = [asyncio.create_task(self._read_frames(), name=f"orva-frames-{self.name}"),
-                       asyncio.create_task(self._read_stderr(), name=f"orva-stderr-{self.name}")]
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        transport, self._pipes = await loop.subprocess_exec(
+            lambda: _Pipes(self, loop), *self.invocation.argv, env=self.invocation.env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)
+        self.proc = asyncio.subprocess.Process(transport, self._pipes, loop)
+        self._tasks = [asyncio.create_task(self._read_stderr(), name=f"orva-stderr-{self.name}")]
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except (TimeoutError, OrvaError) as exc:
@@ -203,67 +249,94 @@ class Worker:
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
                 _end_queue(reply, unread=True)
+                self._room()  # frames held back for it are dropped now
 
-    async def _read_frames(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        decoder = Decoder(self._max_frame)
+    # stdout, from the pipe's read callback
+    def _on_stdout(self, data: bytes) -> None:
+        if self._broken:
+            return
         try:
-            while data := await self.proc.stdout.read(READ_CHUNK):
-                for frame in decoder.feed(data):
-                    if (behind := self._dispatch(frame)) is not None:
-                        await behind  # a stream's reader is behind: stop reading until it catches up
+            frames = self._decoder.feed(data)
         except FrameError as exc:
+            self._broken = True
             self.exit_reason = f"protocol error: {exc}"
-            await self.stop(grace_s=0.0)
-        except asyncio.CancelledError:
-            raise
-        await self._exited()
+            self._fail_all(self.exit_reason, WorkerCrashed)
+            if self._kill_task is None:
+                self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
+            return
+        if self._backlog:
+            self._backlog.extend(frames)
+            return
+        for i, frame in enumerate(frames):
+            if not self._dispatch(frame):  # a stream's reader is behind: stop reading until it catches up
+                self._backlog.extend(frames[i:])
+                self._reading(False)
+                return
 
-    def _dispatch(self, frame: dict[str, Any]) -> Awaitable[None] | None:
-        """Route one frame; returns an awaitable when a full stream buffer must drain first."""
+    def _drain_backlog(self) -> None:
+        """A stream buffer has room again: deliver the frames held back, then read on."""
+        while self._backlog:
+            if not self._dispatch(self._backlog[0]):
+                return
+            self._backlog.popleft()
+        self._reading(True)
+
+    def _room(self) -> None:
+        if self._backlog:
+            asyncio.get_running_loop().call_soon(self._drain_backlog)
+
+    def _reading(self, on: bool) -> None:
+        if self._pipes is not None:
+            self._pipes.reading(on)
+
+    def _on_stdout_closed(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._exited(), name=f"orva-exit-{self.name}")
+        self._tasks.append(task)
+
+    def _dispatch(self, frame: dict[str, Any]) -> bool:
+        """Route one frame; False when a full stream buffer must drain before it can be delivered."""
         kind, rid = frame.get("type"), frame.get("id")
         if kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(frame)
-            return None
+            return True
         if not isinstance(rid, int):
             log.warning("worker frame without an integer id", extra={"worker": self.name, "type": kind})
-            return None
+            return True
         if kind == "start":
             future = self._pending.pop(rid, None)
             if future is None or future.done():
-                return None  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
+                return True  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
             loop = asyncio.get_running_loop()
             reply = Reply("stream", id=rid, status=int(frame.get("statusCode", 200)), headers=frame.get("headers") or {},
-                          chunks=asyncio.Queue(STREAM_BUFFER_CHUNKS), ended=loop.create_future())
+                          chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future())
             self._streams[rid] = reply
             future.set_result(reply)
-            return None
+            return True
         if kind in ("chunk", "end"):
             stream = self._streams.get(rid)
             if stream is None:
                 if kind == "end" and rid in self._pending:  # an error before the first chunk
                     self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", "")))
-                return None
+                return True
             assert stream.chunks is not None and stream.ended is not None
+            if stream.chunks.full():
+                return False
             if kind == "end":
                 del self._streams[rid]
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
                 if not stream.ended.done():
                     stream.ended.set_result(frame)
-            item = frame if kind == "chunk" else None  # None marks the end for the reader
-            if stream.chunks.full():
-                return stream.chunks.put(item)
-            stream.chunks.put_nowait(item)
-            return None
+            stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
+            return True
         if kind == "response":
             self._resolve(rid, Reply("response", id=rid, response=frame.get("response"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
         elif kind == "error":
             self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
-        return None
+        return True
 
     def _resolve(self, rid: Any, reply: Reply) -> None:
         future = self._pending.pop(rid, None)
