@@ -49,11 +49,32 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
-    """Cancel the request's task when its client goes away (the body was read already)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    task.cancel()
+# A request still running after this long gets a task that watches for its client going away.
+# Most invocations end sooner, and a watcher task for every request would cost each one ~5% of
+# orvad's CPU; a client that leaves earlier is noticed at this mark.
+DISCONNECT_WATCH_AFTER_S = 0.05
+
+
+class _DisconnectWatch:
+    """Cancels the request's task when its client goes away (the body was read already)."""
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        self._receive, self._task = receive, task
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER_S, self._start)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._task.cancel()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class Invoker:
@@ -61,7 +82,6 @@ class Invoker:
         self.d = daemon
         self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks waiting on a worker
         self._killed: set[asyncio.Task[Any]] = set()
-        self._settling: set[asyncio.Task[None]] = set()  # slot releases waiting on handlers whose client left
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
@@ -128,6 +148,9 @@ class Invoker:
         code_hash = self.d.active_hash(fn)
         spawner = self.d.spawner
         key = spawner.key(fn, code_hash)
+        current = self.d.pools.pools.get(fn.id)
+        if current is not None and current.key == key:  # the usual case: no spawner or details built
+            return current
         return self.d.pools.ensure(fn.id, key, spawner.spawner(fn, code_hash), fn.memory_mb,
                                    spawner.details(fn, code_hash))
 
@@ -152,15 +175,17 @@ class Invoker:
         try:
             self._gate(fn)
             client = scope.get("client")
-            peer = client[0] if client else ""
-            forwarded = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
-            self.d.rate_limiter.take(fn.id, client_address(peer, forwarded, self.d.settings.trusted_networks),
-                                     fn.rate_limit_per_min)
+            if fn.rate_limit_per_min > 0:
+                forwarded = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
+                self.d.rate_limiter.take(fn.id, client_address(client[0] if client else "", forwarded,
+                                                               self.d.settings.trusted_networks), fn.rate_limit_per_min)
             body = await _read_body(receive)
             record["request_bytes"] = len(body)
-            await self._authorize(fn, scope, body)
+            if fn.auth_mode != "none":
+                await self._authorize(fn, scope, body)
             timeout_s = fn.timeout_ms / 1000
-            gated = await self.d.concurrency.enter(fn.id, fn.max_concurrency, fn.concurrency_policy, timeout_s)
+            if fn.max_concurrency > 0:
+                gated = await self.d.concurrency.enter(fn.id, fn.max_concurrency, fn.concurrency_policy, timeout_s)
             for attempt in range(3):  # a pool replaced while we waited hands us to its successor
                 pool = self.pool_for(self.d.functions.get(fn.id) or fn)
                 try:
@@ -172,7 +197,6 @@ class Invoker:
             assert lease is not None and pool is not None
             record["code_hash"] = pool.code_hash()
             record["cold_start"], record["queue_ms"] = lease.cold, round(lease.queue_ms, 3)
-            client = scope.get("client")
             event = build_event(
                 method=scope["method"], path=subpath, raw_query=scope.get("query_string", b"").decode("latin-1"),
                 headers=handler_headers(scope["headers"]), body=body,
@@ -228,7 +252,7 @@ class Invoker:
                 # killed at its deadline), so the worker is never given more than it can take
                 settling[0].add_done_callback(functools.partial(self._release_settled, pool, lease, started))
             elif lease is not None and pool is not None:
-                await pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
+                pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
             record["duration_ms"], record["finished_at"] = round(duration * 1000, 3), now_iso()
             self.d.record_execution(record, logs, truncated)
 
@@ -241,7 +265,7 @@ class Invoker:
         """
         task = asyncio.current_task()
         assert task is not None
-        watch = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
+        watch = _DisconnectWatch(receive, task)
         inflight = self._inflight.setdefault(function_id, set())
         inflight.add(task)
 
@@ -262,16 +286,14 @@ class Invoker:
             raise
         finally:
             inflight.discard(task)
-            watch.cancel()
+            watch.stop()
 
     def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
         """The handler of a request whose client left has answered or died: free its slot."""
         healthy = not reply.cancelled() and reply.exception() is None and lease.worker.alive
         if healthy and reply.result().kind == "stream":
             lease.worker.forget_stream(reply.result())  # type: ignore[attr-defined]  # nobody reads it; frames dropped
-        task = asyncio.ensure_future(pool.release(lease, healthy=healthy, duration_s=time.perf_counter() - started))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        pool.release(lease, healthy=healthy, duration_s=time.perf_counter() - started)
 
     @staticmethod
     def _orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:

@@ -63,12 +63,18 @@ class Metrics:
         self._builds = builds
         self._recent: deque[tuple[float, float, bool, bool]] = deque(maxlen=100_000)  # (t, seconds, error, cold)
         self._started = time.monotonic()
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def observe_invocation(self, function: str, status: str, seconds: float, cold: bool) -> None:
-        self.invocations.labels(function, status).inc()
-        self.duration.labels(function).observe(seconds)
+        children = self._children.get((function, status))
+        if children is None:  # .labels() takes a lock and builds a key: once per function and status
+            children = self._children[(function, status)] = (
+                self.invocations.labels(function, status), self.duration.labels(function),
+                self.cold_starts.labels(function))
+        children[0].inc()
+        children[1].observe(seconds)
         if cold:
-            self.cold_starts.labels(function).inc()
+            children[2].inc()
         self._recent.append((time.monotonic(), seconds, status != "success", cold))
 
     def prometheus_text(self) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 
 from orvad.clock import now_iso
 from orvad.errors import ValidationError
-from orvad.pool.config import PoolConfig
+from orvad.pool.config import DEFAULT_CONFIG, PoolConfig
 from orvad.store.pools import PoolConfigStore
 
 LIMITS = {"min_warm": (0, 256), "max_warm": (1, 256), "idle_ttl_seconds": (1, 86_400),
@@ -45,7 +45,7 @@ class PoolConfigService:
             self._configs[row["function_id"]] = PoolConfig(**{f: row[f] for f in FIELDS})
 
     def get(self, function_id: str) -> PoolConfig:
-        return self._configs.get(function_id, PoolConfig())
+        return self._configs.get(function_id) or DEFAULT_CONFIG  # no dataclass built per request
 
     async def update(self, function_id: str, changes: dict[str, Any]) -> PoolConfig:
         config = merge(self.get(function_id), changes)

@@ -12,3 +12,6 @@ class PoolConfig:
     idle_ttl_seconds: int = 300
     target_concurrency: int = 1
     scale_to_zero: bool = True
+
+
+DEFAULT_CONFIG = PoolConfig()
