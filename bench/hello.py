@@ -1,7 +1,16 @@
-"""The baseline: a bare Starlette "hello" JSON endpoint, served by the same server setup as orvad."""
+"""The baselines, served by the same server setup as orvad.
+
+`/`: a bare Starlette "hello" JSON endpoint (issue 7's baseline).
+`/orva-shaped`: the same body with the headers an Orva invoke answers with (content type, the
+execution id, cold-start and duration headers, the request id), from a raw ASGI callable and no
+worker: what the HTTP server alone costs for an Orva-shaped response, the ceiling of any relay.
+"""
 
 import asyncio
+import random
 import sys
+import time
+import uuid
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -14,7 +23,24 @@ async def hello(request):  # type: ignore[no-untyped-def]
     return JSONResponse({"hello": "world"})
 
 
-app = Starlette(routes=[Route("/", hello)])
+hello_app = Starlette(routes=[Route("/", hello)])
+BODY = b'{"hello": "world"}'
+
+
+async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] != "http" or scope["path"] != "/orva-shaped":
+        await hello_app(scope, receive, send)
+        return
+    started = time.perf_counter()
+    await receive()
+    headers = [(b"content-type", b"application/json"), (b"x-orva-execution-id", str(uuid.uuid4()).encode()),
+               (b"x-orva-cold-start", b"false"),
+               (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
+               (b"content-length", str(len(BODY)).encode()),
+               (b"x-request-id", f"req_{random.getrandbits(64):016x}".encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": BODY})
+
 
 if __name__ == "__main__":
     port, server = int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "hypercorn"

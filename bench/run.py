@@ -67,9 +67,10 @@ def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
         wait_until(lambda: _reachable(hello_port), 20, "baseline server")
         wrk(f"http://127.0.0.1:{hello_port}/", 2)  # warm-up
         baseline = wrk(f"http://127.0.0.1:{hello_port}/", seconds, server_pid=hello.pid)
+        shaped = wrk(f"http://127.0.0.1:{hello_port}/orva-shaped", seconds, server_pid=hello.pid)
     finally:
         stop_process(hello)
-    rows: dict[str, Any] = {"baseline_starlette_hello": baseline}
+    rows: dict[str, Any] = {"baseline_starlette_hello": baseline, "http_floor_orva_shaped": shaped}
     for runtime, code in HANDLERS.items():
         fn = orvad.deploy(f"warm-{runtime}", runtime, code, WARM_POOL)
         wrk(f"{orvad.url}/fn/{fn['id']}/", 2)  # warm-up
