@@ -50,6 +50,9 @@ if __name__ == "__main__":
         uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False,
                     log_level="warning")
     else:
+        import uvloop
+
+        uvloop.install()  # the same event loop as orvad's default
         config = Config()
         config.bind = [f"127.0.0.1:{port}"]
         config.accesslog = None

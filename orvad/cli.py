@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
@@ -134,14 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"orvad: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level)
-        if settings.server == "uvicorn":
-            try:
-                import uvloop
+        if settings.server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
+            print("orvad: --server uvicorn needs the `fast` extra: pip install 'orva[fast]'", file=sys.stderr)
+            return 2
+        if settings.event_loop == "uvloop":
+            import uvloop
 
-                uvloop.install()
-            except ImportError:
-                print("orvad: --server uvicorn needs the `fast` extra: pip install 'orva[fast]'", file=sys.stderr)
-                return 2
+            uvloop.install()  # the invoke path is event-loop work (futures, timers, pipes): about half the CPU
         try:
             asyncio.run(run(settings))
         except OSError as exc:

@@ -106,7 +106,9 @@ FIELDS: tuple[Field, ...] = (
           "largest request body accepted, in bytes"),
     Field("log_level", "info", "ORVA_LOG_LEVEL", _choice(*LOG_LEVELS), "log level"),
     Field("server", "hypercorn", "ORVA_SERVER", _choice("hypercorn", "uvicorn"),
-          "HTTP server: hypercorn, or uvicorn (uvloop + httptools, the `fast` extra)"),
+          "HTTP server: hypercorn, or uvicorn (httptools, the `fast` extra)"),
+    Field("event_loop", "uvloop", "ORVA_EVENT_LOOP", _choice("uvloop", "asyncio"),
+          "event loop under either server: uvloop (faster invoke path), or the standard library's asyncio"),
     Field("shutdown_grace_s", 10.0, "ORVA_SHUTDOWN_GRACE_S", _float_range(0, 600),
           "seconds in-flight requests get to finish on SIGTERM/SIGINT"),
     Field("login_max_failures", 5, "ORVA_LOGIN_MAX_FAILURES", _int_range(1, 1000),
@@ -147,6 +149,7 @@ class Settings:
     max_body_bytes: int
     log_level: str
     server: str
+    event_loop: str
     shutdown_grace_s: float
     login_max_failures: int
     login_window_s: int

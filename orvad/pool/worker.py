@@ -177,9 +177,10 @@ class Worker:
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[rid] = future
         try:
-            self.proc.stdin.write(encode({"type": "invoke", "id": rid, "event": event, "context": context},
-                                         self._max_frame))
-            await self.proc.stdin.drain()
+            stdin = self.proc.stdin
+            stdin.write(encode({"type": "invoke", "id": rid, "event": event, "context": context}, self._max_frame))
+            if stdin.transport.get_write_buffer_size():  # the pipe took it all (the usual case): nothing to wait for
+                await stdin.drain()
         except FrameError as exc:
             self._pending.pop(rid, None)
             raise OrvaError(str(exc), code="PAYLOAD_TOO_LARGE") from None
