@@ -202,9 +202,8 @@ class Daemon:
     def record_execution(self, record: dict[str, Any], logs: str, truncated: bool) -> None:
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self.executions.record(record, logs, truncated, lambda: self.bus.publish("execution", record))
-        self.metrics.queue_wait.observe(record["queue_ms"] / 1000)
         self.metrics.observe_invocation(record["function_name"], record["status"], record["duration_ms"] / 1000,
-                                        record["cold_start"])
+                                        record["cold_start"], record["queue_ms"] / 1000)
         if record["error_code"]:
             self.metrics.errors.labels(record["error_code"]).inc()
 

@@ -1,19 +1,21 @@
 """Prometheus metrics in a per-daemon registry, and the dashboard's JSON view of them.
 
-Counters and histograms are updated on the invoke path with label children cached per
-function, so a request costs a few attribute increments. Pool gauges are read from the pools
-at scrape time by a collector, never pushed.
+What every invocation updates (counts by function and status, cold starts, durations, queue
+waits) is kept as plain numbers and turned into metric families at scrape time: an invocation
+costs a few additions, not the locks of prometheus_client's own metrics. Pool gauges are read
+from the pools at scrape time too, never pushed.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -35,21 +37,61 @@ class _PoolCollector(Collector):
         yield from families.values()
 
 
+class _Histogram:
+    """Bucket counts and a sum, filled with one bisect per observation."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # first bucket whose bound is >= the value
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:  # cumulative, as Prometheus exposes them
+        cumulative, out = 0, []
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            cumulative += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(cumulative)))
+        return out
+
+
+class _InvocationCollector(Collector):
+    """The invoke path's metrics: updated with plain additions, exposed at scrape time."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}  # (function, status) -> invocations
+        self.cold: dict[str, int] = {}
+        self.durations: dict[str, _Histogram] = {}
+        self.queue_wait = _Histogram()
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        invocations = CounterMetricFamily("orva_invocations", "invocations by function and status",
+                                          labels=["function", "status"])
+        for (function, status), count in list(self.counts.items()):
+            invocations.add_metric([function, status], count)
+        cold = CounterMetricFamily("orva_cold_starts", "invocations served by a freshly started worker",
+                                   labels=["function"])
+        for function, count in list(self.cold.items()):
+            cold.add_metric([function], count)
+        duration = HistogramMetricFamily("orva_invocation_duration_seconds", "end-to-end invocation time",
+                                         labels=["function"])
+        for function, histogram in list(self.durations.items()):
+            duration.add_metric([function], histogram.buckets(), histogram.sum)
+        queue = HistogramMetricFamily("orva_queue_wait_seconds", "time waiting for a worker slot")
+        queue.add_metric([], self.queue_wait.buckets(), self.queue_wait.sum)
+        yield from (invocations, cold, duration, queue)
+
+
 class Metrics:
     def __init__(self, pool_rows: Callable[[], list[dict[str, Any]]] = list,
                  reserved_bytes: Callable[[], float] = lambda: 0.0,
                  builds: Callable[[], dict[str, int]] = lambda: {"running": 0, "queued": 0}) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.invocations = Counter("orva_invocations", "invocations by function and status",
-                                   ["function", "status"], registry=r)
-        self.cold_starts = Counter("orva_cold_starts", "invocations served by a freshly started worker",
-                                   ["function"], registry=r)
+        self._invocations = _InvocationCollector()
+        r.register(self._invocations)
         self.errors = Counter("orva_errors", "error answers by code", ["code"], registry=r)
-        self.duration = Histogram("orva_invocation_duration_seconds", "end-to-end invocation time",
-                                  ["function"], buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram("orva_queue_wait_seconds", "time waiting for a worker slot",
-                                    buckets=LATENCY_BUCKETS, registry=r)
         self.spawn = Histogram("orva_spawn_duration_seconds", "time from spawn to a ready worker", ["runtime"],
                                buckets=LATENCY_BUCKETS, registry=r)
         self.builds = Counter("orva_builds", "finished builds by status", ["status"], registry=r)
@@ -63,18 +105,18 @@ class Metrics:
         self._builds = builds
         self._recent: deque[tuple[float, float, bool, bool]] = deque(maxlen=100_000)  # (t, seconds, error, cold)
         self._started = time.monotonic()
-        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
-    def observe_invocation(self, function: str, status: str, seconds: float, cold: bool) -> None:
-        children = self._children.get((function, status))
-        if children is None:  # .labels() takes a lock and builds a key: once per function and status
-            children = self._children[(function, status)] = (
-                self.invocations.labels(function, status), self.duration.labels(function),
-                self.cold_starts.labels(function))
-        children[0].inc()
-        children[1].observe(seconds)
+    def observe_invocation(self, function: str, status: str, seconds: float, cold: bool, queue_s: float) -> None:
+        stats = self._invocations
+        key = (function, status)
+        stats.counts[key] = stats.counts.get(key, 0) + 1
+        histogram = stats.durations.get(function)
+        if histogram is None:
+            histogram = stats.durations[function] = _Histogram()
+        histogram.observe(seconds)
+        stats.queue_wait.observe(queue_s)
         if cold:
-            children[2].inc()
+            stats.cold[function] = stats.cold.get(function, 0) + 1
         self._recent.append((time.monotonic(), seconds, status != "success", cold))
 
     def prometheus_text(self) -> bytes:
@@ -90,12 +132,9 @@ class Metrics:
         def pct(p: float) -> float | None:
             return round(durations[min(len(durations) - 1, int(p * len(durations)))] * 1000, 3) if durations else None
 
-        totals: dict[str, float] = {}
-        for metric in self.invocations.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total"):
-                    status = sample.labels["status"]
-                    totals[status] = totals.get(status, 0) + sample.value
+        totals: dict[str, int] = {}
+        for (_, status), count in list(self._invocations.counts.items()):
+            totals[status] = totals.get(status, 0) + count
         return {
             "invocations_total": int(sum(totals.values())), "by_status": {k: int(v) for k, v in totals.items()},
             "rate_per_s": round(len(window) / span, 3),
