@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import logging
 import signal
@@ -82,6 +83,9 @@ async def run(settings: Settings) -> None:
 
     url = f"http://{settings.host}:{settings.port}"
     _announce(daemon, url)
+    # Everything loaded so far lives as long as orvad: keep it out of the collector's full passes,
+    # which otherwise stop the event loop for 100+ ms on a small machine (a p99 outlier per pass).
+    gc.freeze()
     try:
         if settings.server == "uvicorn":
             await _serve_uvicorn(daemon, settings, stop)
