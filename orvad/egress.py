@@ -19,6 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from orvad.process import PIPE, spawn
+
 log = logging.getLogger(__name__)
 TABLE_PREFIX = "orva_egress_"
 DEFAULT_RANGE = "10.231.0.0/16"
@@ -29,8 +31,7 @@ class EgressError(RuntimeError):
 
 
 async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> str:
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE if stdin else None,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await spawn(argv, stdin=PIPE if stdin else None, stdout=PIPE, stderr=PIPE)
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
     if proc.returncode != 0:
         raise EgressError(f"{' '.join(argv[:3])} failed: {err.decode(errors='replace').strip()[:300]}")

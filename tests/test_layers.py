@@ -52,15 +52,15 @@ def test_sql_lives_in_the_store() -> None:
 
 
 def test_leaves_import_nothing_from_the_domain() -> None:
-    leaves = {"orvad.errors", "orvad.config", "orvad.ids", "orvad.clock", "orvad.bus", "orvad.metrics"}
+    leaves = {"orvad.errors", "orvad.config", "orvad.ids", "orvad.clock", "orvad.bus", "orvad.metrics", "orvad.process"}
     for module, imports in _modules().items():
         if module in leaves:
             inner = {i for i in imports if _top(i) == "orvad"}
             assert inner <= {"orvad.errors", "orvad.clock"}, f"leaf {module} imports {inner}"
 
 
-def test_pool_imports_only_sandbox_protocol_and_errors() -> None:
-    allowed = {"orvad.sandbox", "orvad.pool.protocol", "orvad.errors", "orvad.pool"}
+def test_pool_imports_only_sandbox_protocol_errors_and_process() -> None:
+    allowed = {"orvad.sandbox", "orvad.pool.protocol", "orvad.errors", "orvad.pool", "orvad.process"}
     for module, imports in _modules().items():
         if module.startswith("orvad.pool."):
             inner = {i for i in imports if _top(i) == "orvad"}

@@ -265,3 +265,15 @@ async def test_a_stream_nobody_reads_any_more_does_not_stall_its_worker() -> Non
         # the frame reader is free again: the rest of that stream is dropped, the next request answered
         assert (await invoke(worker, "after")).response["body"] == "after"
         assert worker.inflight == 0 and worker.alive
+
+
+def test_on_uvloop_too_a_fast_stream_pauses_the_pipe_and_loses_nothing() -> None:
+    """orvad runs on uvloop, whose pipe transports are not the standard library's."""
+    import uvloop
+
+    async def flood() -> None:
+        await test_a_fast_stream_and_a_slow_reader_cost_bounded_memory_and_lose_nothing()
+        await test_a_stream_nobody_reads_any_more_does_not_stall_its_worker()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(flood())

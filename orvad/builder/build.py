@@ -30,6 +30,7 @@ from orvad.clock import now_iso
 from orvad.errors import NotFound, ValidationError, VersionGCd
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
+from orvad.process import DEVNULL, PIPE, spawn
 from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 from orvad.store.functions import Deployment, Function, FunctionStore
 
@@ -106,9 +107,7 @@ def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]]
             tmpfs_mb=limits["build_tmpfs_mb"], fsize_mb=512, nofile=4096, extra_rw=((str(job.cache), "/cache"),),
             network="host", env=_build_env())
         inv = build_invocation(spec, host)
-        proc = await asyncio.create_subprocess_exec(*inv.argv, env=inv.env, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                    start_new_session=True)
+        proc = await spawn(inv.argv, env=inv.env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
 
         async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
             assert stream is not None

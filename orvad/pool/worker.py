@@ -22,14 +22,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from orvad.errors import OrvaError, Timeout, WorkerCrashed
 from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
+from orvad.process import PIPE, Child, spawn
 from orvad.sandbox import Invocation
 
 log = logging.getLogger(__name__)
-STDERR_LINE_LIMIT = 1 << 16  # the stderr reader's line buffer
 # Chunks buffered per stream; past that the worker's pipe is left unread until the client catches
 # up, so a fast producer and a slow reader cost bounded memory (back-pressure), never the host's.
 STREAM_BUFFER_CHUNKS = 16
@@ -70,30 +70,26 @@ class _ChunkQueue(asyncio.Queue[dict[str, Any] | None]):
         return item
 
 
-class _Pipes(asyncio.subprocess.SubprocessStreamProtocol):
-    """The subprocess protocol with stdout decoded as it arrives: replies reach their requests
-    from the read callback itself, with no reader task woken for each one."""
+class _Stdout(asyncio.Protocol):
+    """The worker's stdout, decoded as it arrives: replies reach their requests from the read
+    callback itself, with no reader task woken for each one."""
 
-    def __init__(self, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=STDERR_LINE_LIMIT, loop=loop)
+    def __init__(self, worker: Worker) -> None:
         self._worker = worker
+        self._transport: asyncio.ReadTransport | None = None
 
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        if fd == 1:
-            assert isinstance(data, bytes)  # pipes carry bytes
-            self._worker._on_stdout(data)
-        else:
-            super().pipe_data_received(fd, data)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.ReadTransport, transport)  # uvloop's is one without subclassing it
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        super().pipe_connection_lost(fd, exc)
-        if fd == 1:
-            self._worker._on_stdout_closed()
+    def data_received(self, data: bytes) -> None:
+        self._worker._on_stdout(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._worker._on_stdout_closed()
 
     def reading(self, on: bool) -> None:
-        pipe = self._transport.get_pipe_transport(1) if self._transport else None  # type: ignore[attr-defined]
-        if pipe is not None and not pipe.is_closing():
-            pipe.resume_reading() if on else pipe.pause_reading()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading() if on else self._transport.pause_reading()
 
 
 class Worker:
@@ -106,7 +102,7 @@ class Worker:
         self._on_exit = on_exit
         self._after_kill = after_kill
         self._max_frame = max_frame
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Child | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._streams: dict[int, Reply] = {}
         self._ids = itertools.count(1)
@@ -123,7 +119,7 @@ class Worker:
         self._kill_task: asyncio.Task[None] | None = None
         self._decoder = Decoder(max_frame)
         self._backlog: deque[dict[str, Any]] = deque()  # frames read but held back for a full stream buffer
-        self._pipes: _Pipes | None = None
+        self._stdout = _Stdout(self)
         self._broken = False  # a protocol error: the rest of stdout is ignored
 
     @property
@@ -140,13 +136,9 @@ class Worker:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         started = time.monotonic()
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        transport, self._pipes = await loop.subprocess_exec(
-            lambda: _Pipes(self, loop), *self.invocation.argv, env=self.invocation.env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True)
-        self.proc = asyncio.subprocess.Process(transport, self._pipes, loop)
+        self._ready = asyncio.get_running_loop().create_future()
+        self.proc = await spawn(self.invocation.argv, env=self.invocation.env, stdin=PIPE, stderr=PIPE,
+                                start_new_session=True, stdout_protocol=lambda: self._stdout)
         self._tasks = [asyncio.create_task(self._read_stderr(), name=f"orva-stderr-{self.name}")]
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
@@ -287,8 +279,7 @@ class Worker:
             asyncio.get_running_loop().call_soon(self._drain_backlog)
 
     def _reading(self, on: bool) -> None:
-        if self._pipes is not None:
-            self._pipes.reading(on)
+        self._stdout.reading(on)
 
     def _on_stdout_closed(self) -> None:
         task = asyncio.get_running_loop().create_task(self._exited(), name=f"orva-exit-{self.name}")

@@ -1,0 +1,108 @@
+"""Child processes for the event loop, started the cheap way.
+
+``asyncio.create_subprocess_exec`` under uvloop starts children with libuv's fork(), which copies
+orvad's page tables while the event loop waits: 15 ms per start at orvad's size on a 2-core
+machine, paid by every cold start and by every request in flight. ``spawn`` starts the child
+with the standard library's ``subprocess`` (vfork: about 2 ms whatever orvad's size), attaches
+its pipes to the loop as transports, and learns of its exit from a pidfd. The ``Child`` it
+returns offers what orvad uses of ``asyncio.subprocess.Process``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from typing import Any
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+_STREAM_LIMIT = 1 << 16  # the longest line a StreamReader returns
+
+
+class Child:
+    """A running child: its pipes as asyncio streams (or a protocol), and its exit as a future."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._popen = popen
+        self._loop = loop
+        self.pid = popen.pid
+        self.stdin: asyncio.StreamWriter | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self._exit: asyncio.Future[int] = loop.create_future()
+        self._pidfd = os.pidfd_open(popen.pid)  # readable once the child has exited
+        loop.add_reader(self._pidfd, self._reap)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def _reap(self) -> None:
+        if self._popen.poll() is None:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        if self.stdin is not None and not self.stdin.is_closing():
+            self.stdin.close()  # nobody reads it any more; its pipe would stay open otherwise
+        if not self._exit.done():
+            self._exit.set_result(self._popen.returncode)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+    def send_signal(self, signo: int) -> None:
+        if self._popen.returncode is not None:
+            raise ProcessLookupError(self.pid)
+        os.kill(self.pid, signo)
+
+    async def communicate(self, data: bytes | None = None) -> tuple[bytes, bytes]:
+        """Write `data` to stdin and close it, read stdout and stderr to their ends, wait for the exit."""
+        if self.stdin is not None:
+            if data:
+                self.stdin.write(data)
+            self.stdin.close()
+        out, err = await asyncio.gather(_read_all(self.stdout), _read_all(self.stderr))
+        await self.wait()
+        return out, err
+
+
+async def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdin: int | None = None,
+                stdout: int | None = None, stderr: int | None = None, start_new_session: bool = False,
+                stdout_protocol: Callable[[], asyncio.BaseProtocol] | None = None) -> Child:
+    """Start `argv`; PIPE streams become asyncio streams, or stdout feeds `stdout_protocol` when given."""
+    loop = asyncio.get_running_loop()
+    popen = subprocess.Popen(list(argv), env=env, stdin=stdin, stdout=PIPE if stdout_protocol else stdout,
+                             stderr=stderr, bufsize=0, close_fds=True, start_new_session=start_new_session)
+    child = Child(popen, loop)
+    try:
+        if popen.stdin is not None:
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+            child.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        if stdout_protocol is not None:
+            await loop.connect_read_pipe(stdout_protocol, popen.stdout)
+        elif popen.stdout is not None:
+            child.stdout = await _reader(loop, popen.stdout)
+        if popen.stderr is not None:
+            child.stderr = await _reader(loop, popen.stderr)
+    except BaseException:
+        popen.kill()
+        raise
+    return child
+
+
+class _PipeReader(asyncio.StreamReaderProtocol):
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False  # close the pipe at its end (uvloop keeps a transport open when this says True)
+
+
+async def _reader(loop: asyncio.AbstractEventLoop, pipe: Any) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=_STREAM_LIMIT, loop=loop)
+    await loop.connect_read_pipe(lambda: _PipeReader(reader, loop=loop), pipe)
+    return reader
+
+
+async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
+    return await stream.read() if stream is not None else b""
