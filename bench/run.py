@@ -34,6 +34,8 @@ from harness import (
     ROOT,
     WARM_POOL,
     Orvad,
+    children_of,
+    cmdline,
     free_port,
     handler_saying,
     ms_since,
@@ -107,7 +109,9 @@ def bench_cold(orvad: Orvad, samples: int) -> dict[str, Any]:
                                                               "scale_to_zero": True})
         cold = []
         for _ in range(samples):
-            wait_until(lambda fid=fn["id"]: orvad.pool(fid)["workers"] == 0, 30, "scale to zero")
+            # scaled to zero, and the last worker's process gone too (its teardown is not the next start's)
+            wait_until(lambda fid=fn["id"]: orvad.pool(fid)["workers"] == 0 and not any(
+                b"nsjail" in cmdline(p) for p in children_of(orvad.pid)), 30, "scale to zero")
             t = time.perf_counter()
             r = orvad.client.get(f"/fn/{fn['id']}/")
             elapsed = ms_since(t)
