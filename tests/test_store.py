@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orvad.ids import uuid7
-from orvad.store.batch import BatchWriter
+from orvad.store.batch import MAX_VARIABLES, BatchWriter, multi_row
 from orvad.store.db import Database, _split_sql, migration_files
 
 
@@ -89,6 +89,20 @@ async def test_batch_writer_keeps_rows_when_a_flush_fails(db: Database) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await writer.flush()
     assert writer.pending == 1
+
+
+def test_multi_row_inserts_write_every_row_in_few_statements() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE wide (a INTEGER, b TEXT, c REAL)")
+    rows = [(i, f"r{i}", i / 2) for i in range(1000)]
+    statements = list(multi_row("INSERT INTO wide (a, b, c) VALUES (?, ?, ?)", rows))
+    assert len(statements) == -(-1000 // (MAX_VARIABLES // 3))  # ceil: 333 rows per statement
+    assert all(len(params) <= MAX_VARIABLES for _, params in statements)
+    for sql, params in statements:
+        conn.execute(sql, params)
+    assert conn.execute("SELECT a, b, c FROM wide ORDER BY a").fetchall() == rows  # all, in order, exact
+    updates = list(multi_row("UPDATE wide SET b = ? WHERE a = ?", [("x", 1), ("y", 2)]))
+    assert updates == [("UPDATE wide SET b = ? WHERE a = ?", ("x", 1)), ("UPDATE wide SET b = ? WHERE a = ?", ("y", 2))]
 
 
 def test_uuid7_is_time_ordered() -> None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from orvad.store.db import Database
@@ -63,7 +63,8 @@ class BatchWriter:
             try:
                 async with self._db.transaction() as tx:
                     for sql, rows in grouped.items():
-                        await tx.executemany(sql, rows)
+                        for statement, params in multi_row(sql, rows):
+                            await tx.execute(statement, params)
             except sqlite3.IntegrityError:
                 await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
             except Exception:
@@ -95,6 +96,29 @@ class BatchWriter:
                 await self.flush()
             except Exception:
                 log.exception("batched write failed; rows kept for the next attempt", extra={"pending": self.pending})
+
+
+# SQLite's smallest limit on host parameters per statement (builds before 3.32; later ones allow 32,766).
+MAX_VARIABLES = 999
+
+
+def multi_row(sql: str, rows: list[Sequence[Any]]) -> Iterator[tuple[str, Sequence[Any]]]:
+    """Rows of one ``INSERT ... VALUES (?, ...)`` as few statements of many rows each.
+
+    executemany steps once per row, and the writer thread gives the GIL up around every step; under
+    load each re-take waits for orvad's busy event loop (up to the 5 ms switch interval), which held
+    the writer to a few hundred rows a second. A multi-row statement is one step. Other statements
+    (an UPDATE) run once per row.
+    """
+    head, sep, values = sql.rpartition(" VALUES ")
+    if not sep or not head.lstrip().upper().startswith("INSERT"):
+        for params in rows:
+            yield sql, params
+        return
+    per = max(1, MAX_VARIABLES // max(1, len(rows[0])))
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        yield f"{head} VALUES {', '.join([values] * len(chunk))}", [v for row in chunk for v in row]
 
 
 def _announce(callbacks: Iterable[Callable[[], None] | None]) -> None:
