@@ -21,7 +21,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from orvad.errors import OrvaError, Timeout, WorkerCrashed
@@ -36,7 +36,7 @@ STREAM_BUFFER_CHUNKS = 16
 STDERR_RING = 200  # lines of worker-level output kept for diagnosis
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     """The outcome of one request: a response, a stream, or a handler error, with its logs."""
 
@@ -47,7 +47,7 @@ class Reply:
     logs: str = ""
     logs_truncated: bool = False
     status: int = 200                           # streams: from the start frame
-    headers: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] | None = None       # streams: from the start frame
     chunks: asyncio.Queue[dict[str, Any] | None] | None = None
     ended: asyncio.Future[dict[str, Any]] | None = None  # streams: the end frame
 
