@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -23,12 +23,12 @@ def now_iso() -> str:
 def epoch_iso(seconds: float) -> str:
     """A Unix time as orvad writes time (milliseconds, Z)."""
     whole = int(seconds)
-    return f"{_whole_second(whole)}.{int((seconds - whole) * 1000):03d}Z"
+    if whole != _second[0]:  # the date part changes once a second: format it once a second
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int((seconds - whole) * 1000):03d}Z"
 
 
-@lru_cache(maxsize=4)
-def _whole_second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+_second: list[Any] = [-1, ""]  # [whole second, its text]
 
 
 def parse_iso(text: str) -> datetime:

@@ -231,8 +231,8 @@ class Pool:
         if self._waiters or self._watchers:
             self._serve_waiters()
 
-    def _free_slot(self) -> Slot | None:
-        limit = max(1, self._config().target_concurrency)
+    def _free_slot(self, config: PoolConfig | None = None) -> Slot | None:
+        limit = max(1, (config or self._config()).target_concurrency)
         best: Slot | None = None
         for slot in list(self.slots):
             if not slot.worker.alive:
@@ -245,8 +245,9 @@ class Pool:
                 best = slot
         return best
 
-    def _can_spawn(self) -> bool:
-        return (self.size + self._spawning < self._config().max_warm and time.monotonic() >= self._backoff_until)
+    def _can_spawn(self, config: PoolConfig | None = None) -> bool:
+        return (self.size + self._spawning < (config or self._config()).max_warm
+                and time.monotonic() >= self._backoff_until)
 
     # spawning and retiring
     def _start_spawn(self) -> None:
@@ -301,8 +302,8 @@ class Pool:
         """Hand free slots to queued requests, oldest first; start workers for those no free slot or
         spawn under way will serve. ``recheck`` (or a closed pool) sends every queued request back to
         look again (a failed spawn, a closed pool). Wakes warm() and close() too."""
-        waiters = self._waiters
-        while waiters and not self._closed and (slot := self._free_slot()) is not None:
+        waiters, config = self._waiters, self._config()
+        while waiters and not self._closed and (slot := self._free_slot(config)) is not None:
             waiter = waiters.popleft()
             if not waiter.done():
                 self._assign(slot)
@@ -311,7 +312,7 @@ class Pool:
             while waiters:
                 if not (waiter := waiters.popleft()).done():
                     waiter.set_result(None)
-        while len(waiters) > self._spawning and self._can_spawn() and self._admit():
+        while len(waiters) > self._spawning and self._can_spawn(config) and self._admit():
             self._start_spawn()
         if self._watchers:
             watchers, self._watchers = self._watchers, []
@@ -365,6 +366,8 @@ class Pool:
             if idle:
                 self.counters.scale_downs += 1
                 self._drop(min(idle, key=lambda s: s.last_used), "idle")
+        if self._waiters:  # a config change (more slots per worker) may free room for queued requests
+            self._serve_waiters()
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop taking requests, let in-flight ones finish (up to grace_s), stop every worker."""

@@ -288,6 +288,10 @@ class Worker:
     def _dispatch(self, frame: dict[str, Any]) -> bool:
         """Route one frame; False when a full stream buffer must drain before it can be delivered."""
         kind, rid = frame.get("type"), frame.get("id")
+        if kind == "response" and type(rid) is int:  # the usual frame first
+            self._resolve(rid, Reply("response", id=rid, response=frame.get("response"), logs=frame.get("logs", ""),
+                                     logs_truncated=bool(frame.get("logsTruncated"))))
+            return True
         if kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(frame)
@@ -322,10 +326,7 @@ class Worker:
                     stream.ended.set_result(frame)
             stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
             return True
-        if kind == "response":
-            self._resolve(rid, Reply("response", id=rid, response=frame.get("response"), logs=frame.get("logs", ""),
-                                     logs_truncated=bool(frame.get("logsTruncated"))))
-        elif kind == "error":
+        if kind == "error":
             self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", ""),
                                      logs_truncated=bool(frame.get("logsTruncated"))))
         return True
