@@ -96,9 +96,12 @@ class BodyLimit:
             return
         limit = self.limit_for(scope)
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit)
-        seen = 0
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise _too_large(limit)
+            await self.app(scope, receive, send)  # the server delivers no more than the declared length
+            return
+        seen = 0  # no length given (chunked, or HTTP/2 without one): count as it arrives
 
         async def counted() -> Message:
             nonlocal seen
