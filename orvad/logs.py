@@ -1,11 +1,20 @@
-"""Structured logging: one JSON object per line on stderr, configured once with dictConfig."""
+"""Structured logging: one JSON object per line on stderr, configured once with dictConfig.
+
+Lines are written by a thread of their own (``BackgroundStreamHandler``): a slow or blocked stderr
+(a full pipe to a log collector) never stalls the event loop, and the lines of a busy moment go
+out in one write.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
-from typing import Any
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+import orjson
 
 from orvad.clock import epoch_iso
 
@@ -26,15 +35,105 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
+
+
+LINGER_S = 0.01
+
+
+class BackgroundStreamHandler(logging.Handler):
+    """Formats on the logging thread; a writer thread writes whatever has queued up, in one go.
+
+    Past ``max_pending`` unwritten lines (stderr not draining at all) new lines are counted and
+    dropped, and a line saying how many follows as soon as stderr takes data again.
+    """
+
+    def __init__(self, stream: TextIO | None = None, max_pending: int = 10_000) -> None:
+        super().__init__()
+        self.stream = stream or sys.stderr
+        self._max_pending = max_pending
+        self._pending: list[str] = []
+        self._dropped = 0
+        self._writing = False  # lines taken from _pending but not yet written
+        self._closing = False
+        self._flushing = 0  # callers of flush() waiting: no lingering
+        self._changed = threading.Condition(self.lock)  # type: ignore[arg-type]  # the handler's own lock
+        self._thread = threading.Thread(target=self._write_forever, name="orva-log-writer", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if len(self._pending) >= self._max_pending:
+            self._dropped += 1
+            return
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            self._changed.notify_all()
+
+    def _write_forever(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self._dropped and not self._closing:
+                    self._changed.wait()
+                lines, self._pending = self._pending, []
+                dropped, self._dropped = self._dropped, 0
+                self._writing = bool(lines or dropped)
+                if not lines and not dropped:
+                    self._changed.notify_all()
+                    return  # closing, and everything is written
+            if dropped:
+                lines.append(orjson.dumps({"ts": epoch_iso(time.time()), "level": "warning", "logger": "orvad.logs",
+                                           "msg": "log lines dropped: stderr did not keep up",
+                                           "dropped": dropped}).decode())
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:  # a closed stderr: nothing left to tell
+                pass
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+                # let lines gather before the next write (unless closing): one write, and one handover
+                # of the GIL from the event loop, per LINGER_S instead of per line
+                self._changed.wait_for(lambda: self._closing or self._flushing, LINGER_S)
+
+    def flush(self) -> None:
+        """Wait (up to 5 s) until every line emitted so far is written."""
+        if threading.current_thread() is self._thread:
+            return
+        with self._changed:
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                self._changed.wait_for(lambda: not (self._pending or self._dropped or self._writing)
+                                       or not self._thread.is_alive(), 5)
+            finally:
+                self._flushing -= 1
+
+    def close(self) -> None:
+        self.flush()
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join(5)
+        super().close()
 
 
 def configure_logging(level: str) -> None:
+    # The logging HOWTO's "Optimization" switches: no line carries the caller's file and line, the
+    # thread or the process, so a record (one per request at `info`) does not look them up.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "handlers": {"stderr": {"class": "orvad.logs.BackgroundStreamHandler", "formatter": "json",
+                                "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         # Hypercorn's own access log is replaced by orvad's; its error log stays.
         "loggers": {"hypercorn.access": {"level": "WARNING"}},
