@@ -84,6 +84,16 @@ def short(frame: str) -> str:
     return f"{func} ({path})"
 
 
+# orjson is compiled: its time shows as the innermost Python frame that called it
+ORJSON_CALLERS = {("encode", "/orvad/pool/protocol.py"), ("_loads", "/orvad/pool/protocol.py"),
+                  ("JsonFormatter.format", "/orvad/logs.py")}
+
+
+def _calls_orjson(frame: str) -> bool:
+    function, _, where = frame.partition(" (")
+    return any(function == name and path in where for name, path in ORJSON_CALLERS)
+
+
 def summarise(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
     by_stage: Counter[str] = Counter()
     by_leaf: Counter[str] = Counter()
@@ -91,7 +101,7 @@ def summarise(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
     for frames, count in stacks:
         by_stage[stage_of(frames)] += count
         by_leaf[short(frames[-1])] += count
-        json_samples += count if any("/json/" in f for f in frames) else 0
+        json_samples += count if any("/json/" in f for f in frames) or _calls_orjson(frames[-1]) else 0
     total = sum(by_stage.values())
 
     def share(n: int) -> float:

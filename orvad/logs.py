@@ -115,11 +115,12 @@ class BackgroundStreamHandler(logging.Handler):
                 self._flushing -= 1
 
     def close(self) -> None:
+        # logging.shutdown() calls this holding the handler's lock, so no join (the writer needs the
+        # lock to finish): flush() waits on the condition, which lets the writer write everything.
         self.flush()
         with self._changed:
             self._closing = True
             self._changed.notify_all()
-        self._thread.join(5)
         super().close()
 
 
