@@ -370,7 +370,12 @@ def test_logs_follow_streams_new_executions(cli: Cli, served: str, orvad: Orvad,
         assert live[0]["logs"].startswith("token is set:") and live[0]["status"] == "success"
     finally:
         follower.send_signal(signal.SIGINT)
-        assert follower.wait(timeout=10) == 0
+        try:
+            assert follower.wait(timeout=10) == 0
+        finally:
+            if follower.poll() is None:  # never leave it running for the rest of the suite
+                follower.kill()
+                follower.wait()
 
 
 def test_completion_scripts(cli: Cli) -> None:

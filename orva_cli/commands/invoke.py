@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -169,6 +172,7 @@ def logs(app: App, name: str, limit: int, follow: bool) -> None:
         return
     app.out.note(f"following {name} (Ctrl-C to stop)")
     seen = {r["id"] for r in recent}
+    signal.signal(signal.SIGINT, _stop_following)
     try:
         for event, data in app.client.events("/api/v1/events", {"types": "execution", "function_id": name}):
             if event == "execution" and data["id"] not in seen:
@@ -179,6 +183,14 @@ def logs(app: App, name: str, limit: int, follow: bool) -> None:
     except KeyboardInterrupt:
         return
     raise CliError("STREAM_ENDED", "orvad closed the event stream", "orvad may be restarting; run the command again")
+
+
+def _stop_following(signum: int, frame: Any) -> None:
+    """Ctrl-C ends a follow at once, wherever the stream or a log fetch stands: unwinding out of
+    an HTTP call half done can wait on the connection it leaves behind."""
+    with contextlib.suppress(Exception):  # stdout may be mid-write in the interrupted code
+        sys.stdout.flush()
+    os._exit(0)
 
 
 commands = [invoke, logs]
