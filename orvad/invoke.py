@@ -147,8 +147,8 @@ class Invoker:
         code_hash = self.d.active_hash(fn)
         spawner = self.d.spawner
         key = spawner.key(fn, code_hash)
-        current = self.d.pools.pools.get(fn.id)
-        if current is not None and current.key == key:  # the usual case: no spawner or details built
+        current = self.d.pools.current(fn.id, key)
+        if current is not None:  # the usual case: no spawner or details built
             return current
         return self.d.pools.ensure(fn.id, key, spawner.spawner(fn, code_hash), fn.memory_mb,
                                    spawner.details(fn, code_hash))
