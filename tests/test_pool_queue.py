@@ -14,6 +14,7 @@ import pytest
 from orvad.errors import Unavailable
 from orvad.pool.config import PoolConfig
 from orvad.pool.pool import Pool
+from tests.worker_fixtures import wait_until
 
 
 class StandIn:
@@ -31,9 +32,8 @@ def one_worker_pool(spawned: list[StandIn]) -> Pool:
     return Pool("queue-test", spawn, lambda: PoolConfig(min_warm=0, max_warm=1))
 
 
-async def settle() -> None:
-    for _ in range(5):  # let handed-over waiters run
-        await asyncio.sleep(0)
+async def queued(pool: Pool, depth: int) -> None:
+    await wait_until(lambda: pool.stats()["queue_depth"] == depth, 5, f"{depth} requests queued")
 
 
 async def test_freed_slots_go_to_the_longest_waiting_request_in_order() -> None:
@@ -52,7 +52,7 @@ async def test_freed_slots_go_to_the_longest_waiting_request_in_order() -> None:
     tasks = []
     for n in range(6):
         tasks.append(asyncio.create_task(request(n)))
-        await settle()  # arrive in order
+        await queued(pool, n + 1)  # arrive in order
     assert pool.stats()["queue_depth"] == 6
     pool.release(first, healthy=True, duration_s=0.001)
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
@@ -65,9 +65,9 @@ async def test_a_request_cancelled_as_its_slot_arrives_passes_it_on() -> None:
     pool = one_worker_pool([])
     held = await pool.acquire(5)
     doomed = asyncio.create_task(pool.acquire(5))
-    await settle()
+    await queued(pool, 1)
     patient = asyncio.create_task(pool.acquire(5))
-    await settle()
+    await queued(pool, 2)
     pool.release(held, healthy=True, duration_s=0.001)  # handed to `doomed`...
     doomed.cancel()                                     # ...which is cancelled before it runs
     lease = await asyncio.wait_for(patient, 5)
@@ -95,7 +95,7 @@ async def test_an_unhealthy_release_starts_a_replacement_for_the_queued_request(
     pool = one_worker_pool(spawned)
     held = await pool.acquire(5)
     waiting = asyncio.create_task(pool.acquire(5))
-    await settle()
+    await queued(pool, 1)
     held.worker.alive = False  # type: ignore[misc]  # the worker crashed under its request
     pool.release(held, healthy=False, duration_s=0.001)
     lease = await asyncio.wait_for(waiting, 5)

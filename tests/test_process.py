@@ -13,6 +13,7 @@ import pytest
 import uvloop
 
 from orvad.process import DEVNULL, PIPE, spawn
+from tests.worker_fixtures import wait_until
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop,
                                                              "uvloop": uvloop.new_event_loop}
@@ -44,9 +45,8 @@ def test_pipes_exit_code_and_reaping(loop_name: str) -> None:
         assert zombie_free(child.pid)
         with pytest.raises(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
-        for _ in range(10):  # transports close on the loop's next turns
-            await asyncio.sleep(0)
-        assert len(os.listdir("/proc/self/fd")) == fds_before  # no pipe or pidfd left open
+        # transports close on the loop's next turns: no pipe or pidfd is left open
+        await wait_until(lambda: len(os.listdir("/proc/self/fd")) == fds_before, 5, "the child's fds to close")
 
     run_on(loop_name, main())
 
@@ -54,7 +54,7 @@ def test_pipes_exit_code_and_reaping(loop_name: str) -> None:
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_a_signalled_child_reports_the_signal(loop_name: str) -> None:
     async def main() -> None:
-        child = await spawn([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        child = await spawn([sys.executable, "-c", "import signal; print('up', flush=True); signal.pause()"],
                             stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL, start_new_session=True)
         assert child.stdout is not None and await child.stdout.readline() == b"up\n"
         assert os.getsid(child.pid) == child.pid  # its own session: the kill path signals its group
