@@ -288,9 +288,9 @@ class Worker:
     def _dispatch(self, frame: dict[str, Any]) -> bool:
         """Route one frame; False when a full stream buffer must drain before it can be delivered."""
         kind, rid = frame.get("type"), frame.get("id")
-        if kind == "response" and type(rid) is int:  # the usual frame first
-            self._resolve(rid, Reply("response", id=rid, response=frame.get("response"), logs=frame.get("logs", ""),
-                                     logs_truncated=bool(frame.get("logsTruncated"))))
+        if kind in ("response", "error") and type(rid) is int:  # the usual frames first
+            self._resolve(rid, Reply(kind, id=rid, response=frame.get("response"), error=frame.get("error"),
+                                     logs=frame.get("logs", ""), logs_truncated=bool(frame.get("logsTruncated"))))
             return True
         if kind == "ready":
             if self._ready is not None and not self._ready.done():
@@ -325,10 +325,6 @@ class Worker:
                 if not stream.ended.done():
                     stream.ended.set_result(frame)
             stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
-            return True
-        if kind == "error":
-            self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", ""),
-                                     logs_truncated=bool(frame.get("logsTruncated"))))
         return True
 
     def _resolve(self, rid: Any, reply: Reply) -> None:
