@@ -202,10 +202,13 @@ class Pool:
             self.counters.cold_starts += 1
         return Lease(slot, cold, (time.monotonic() - started) * 1000)
 
-    def _give_back(self, slot: Slot) -> None:
+    def _unassign(self, slot: Slot) -> None:
         self._account()
         slot.inflight -= 1
         self._inflight -= 1
+
+    def _give_back(self, slot: Slot) -> None:
+        self._unassign(slot)
         self._serve_waiters()
 
     def _memory_exhausted(self) -> Unavailable:
@@ -216,9 +219,7 @@ class Pool:
     def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
         """Return a slot; an unhealthy worker is dropped and stopped, a worn-out one retired."""
         slot = lease.slot
-        self._account()
-        slot.inflight -= 1
-        self._inflight -= 1
+        self._unassign(slot)
         slot.served += 1
         slot.last_used = time.monotonic()
         self._latency_s = duration_s if self._latency_s == 0 else 0.8 * self._latency_s + 0.2 * duration_s
