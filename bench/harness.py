@@ -176,8 +176,8 @@ class Orvad:
         self.server = server
         self.data = base / "data"
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_LOG_LEVEL": "warning",
-               "ORVA_SERVER": server}
+        env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_SERVER": server}
+        env.pop("ORVA_LOG_LEVEL", None)  # measured as users run it: at `info`, one access line per request
         with open(base / "orvad.err", "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve"], env=env,
                                          stdout=subprocess.DEVNULL, stderr=err)
