@@ -67,6 +67,14 @@ class BackgroundStreamHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        self._append(line)
+
+    def write_line(self, line: str) -> None:
+        """A line formatted already (``AccessLog``), queued like an emitted record's."""
+        with self._changed:
+            self._append(line)
+
+    def _append(self, line: str) -> None:  # with the handler's lock held
         if len(self._pending) >= self._max_pending:
             self._dropped += 1
             return
@@ -122,6 +130,43 @@ class BackgroundStreamHandler(logging.Handler):
             self._closing = True
             self._changed.notify_all()
         super().close()
+
+
+class AccessLog:
+    """The one line per request, at `info`, without a ``LogRecord``: about 2 us of the event loop's
+    time instead of 18 (a tenth of a warm invoke's). It is still the logger ``orvad.access`` for
+    its level, handlers and filters: when its records would reach nothing but one
+    ``BackgroundStreamHandler`` with the ``JsonFormatter`` (orvad's own set-up), the same JSON
+    line goes to that handler directly; any other set-up gets an ordinary record."""
+
+    def __init__(self, name: str = "orvad.access") -> None:
+        self.logger = logging.getLogger(name)
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def write(self, msg: str, **fields: Any) -> None:
+        handler = self._direct_handler()
+        if handler is None:
+            self.logger.info(msg, extra=fields)
+            return
+        line = orjson.dumps({"ts": epoch_iso(time.time()), "level": "info", "logger": self.logger.name, "msg": msg,
+                             **fields}, default=str).decode()
+        handler.write_line(line)
+
+    def _direct_handler(self) -> BackgroundStreamHandler | None:
+        found: BackgroundStreamHandler | None = None
+        logger: logging.Logger | None = self.logger
+        while logger is not None:
+            if logger.filters:
+                return None
+            for handler in logger.handlers:
+                if (found is not None or type(handler) is not BackgroundStreamHandler or handler.filters
+                        or handler.level > logging.INFO or type(handler.formatter) is not JsonFormatter):
+                    return None
+                found = handler
+            logger = logger.parent if logger.propagate else None
+        return found
 
 
 def configure_logging(level: str) -> None:

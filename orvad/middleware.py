@@ -19,8 +19,9 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orvad.errors import OrvaError, PayloadTooLarge
+from orvad.logs import AccessLog
 
-log = logging.getLogger("orvad.access")
+access_log = AccessLog("orvad.access")
 errlog = logging.getLogger("orvad.errors")
 
 _random = random.Random()
@@ -78,11 +79,9 @@ class RequestContext:
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
             request_id_var.reset(token)
-            if log.isEnabledFor(logging.INFO):
-                log.info("request", extra={
-                    "request_id": request_id, "method": scope["method"], "path": scope["path"], "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                })
+            if access_log.enabled():
+                access_log.write("request", request_id=request_id, method=scope["method"], path=scope["path"],
+                                 status=status, duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 class BodyLimit:

@@ -62,3 +62,33 @@ def test_a_stalled_stderr_blocks_nobody_and_dropped_lines_are_reported() -> None
     assert [line["n"] for line in lines if line["msg"] == "more"] == list(range(100))
     assert [line["dropped"] for line in lines if "dropped" in line] == [150]
     handler.close()
+
+
+def test_access_lines_match_ordinary_records_and_any_other_setup_gets_records() -> None:
+    from orvad.logs import AccessLog
+
+    stream = io.StringIO()
+    handler = BackgroundStreamHandler(stream)
+    logger_on(handler, "orva-test-access")
+    access = AccessLog("orva-test-access")
+    assert access.enabled() and access._direct_handler() is handler
+    fields = {"request_id": "req_1", "method": "GET", "path": "/fn/x/", "status": 200, "duration_ms": 1.5}
+    access.write("request", **fields)  # straight to the handler
+    access.logger.info("request", extra=fields)  # the ordinary way
+    handler.flush()
+    direct, ordinary = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct.pop("ts") and ordinary.pop("ts")
+    assert direct == ordinary == {"level": "info", "logger": "orva-test-access", "msg": "request", **fields}
+
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    access.logger.addHandler(extra)  # a second destination: records again, so both get the line
+    assert access._direct_handler() is None
+    access.write("request", **fields)
+    handler.flush()
+    assert len(seen) == 1 and seen[0].path == "/fn/x/"  # type: ignore[attr-defined]
+    assert len(stream.getvalue().splitlines()) == 3
+    access.logger.setLevel(logging.WARNING)
+    assert not access.enabled()
+    handler.close()
