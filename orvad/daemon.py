@@ -248,6 +248,7 @@ class Daemon:
         self.pools.remove(fn.id)
         self.routes.forget_function(fn.id)
         self.pool_configs.forget(fn.id)
+        self.spawner.forget(fn.id)
         await self.builder.remove_function(fn.id)
 
     def _prepare_data_dir(self) -> None:

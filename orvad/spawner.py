@@ -36,13 +36,26 @@ class Spawner:
         self._observe_spawn = observe_spawn
         self._egress = egress
         self._secret_generation: dict[str, int] = {}
+        self._keys: dict[str, tuple[Function, str, int, tuple[Any, ...]]] = {}  # function id -> its last key
 
     def secrets_changed(self, function_id: str) -> None:
         self._secret_generation[function_id] = self._secret_generation.get(function_id, 0) + 1
 
+    def forget(self, function_id: str) -> None:
+        self._keys.pop(function_id, None)
+        self._secret_generation.pop(function_id, None)
+
     def key(self, fn: Function, code_hash: str) -> tuple[Any, ...]:
-        return (code_hash, fn.runtime, fn.entrypoint, fn.memory_mb, fn.cpus, fn.timeout_ms, fn.network_mode,
-                tuple(sorted(fn.env_vars.items())), self._secret_generation.get(fn.id, 0))
+        """Built once per function version and change, not per request: a changed function is a new
+        (frozen) Function object, so the object, the code hash and the secrets generation say when."""
+        generation = self._secret_generation.get(fn.id, 0)
+        known = self._keys.get(fn.id)
+        if known is not None and known[0] is fn and known[1] == code_hash and known[2] == generation:
+            return known[3]
+        key = (code_hash, fn.runtime, fn.entrypoint, fn.memory_mb, fn.cpus, fn.timeout_ms, fn.network_mode,
+               tuple(sorted(fn.env_vars.items())), generation)
+        self._keys[fn.id] = (fn, code_hash, generation, key)
+        return key
 
     def details(self, fn: Function, code_hash: str) -> dict[str, str]:
         return {"function_id": fn.id, "function_name": fn.name, "code_hash": code_hash}
