@@ -63,6 +63,57 @@ def test_payload_too_large_by_header_and_by_stream(orvad: Orvad) -> None:
         _envelope(c.post("/api/v1/auth/login", content=chunks()), 413, "PAYLOAD_TOO_LARGE")
 
 
+def _h2_post(port: int, path: str, body_bytes: int, deadline_s: float = 30) -> tuple[int, bytes]:
+    """POST over cleartext HTTP/2 (prior knowledge) with no content-length, sending as fast as flow
+    control allows and reading as it goes, as browsers and curl do: the status and body answered."""
+    import socket
+    import time
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "orva")])
+    status, body, sent, ended = 0, b"", 0, False
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(0.05)
+        end = time.monotonic() + deadline_s
+        while not ended and time.monotonic() < end:
+            while sent < body_bytes and status == 0 and conn.local_flow_control_window(1) > 0:
+                chunk = min(conn.local_flow_control_window(1), conn.max_outbound_frame_size, body_bytes - sent)
+                conn.send_data(1, b"b" * chunk, end_stream=sent + chunk == body_bytes)
+                sent += chunk
+            sock.sendall(conn.data_to_send())
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+    assert ended, f"no complete answer within {deadline_s} s (status {status}, {sent} bytes sent)"
+    return status, body
+
+
+def test_http2_bodies_without_a_length_are_capped_as_they_stream(orvad: Orvad) -> None:
+    """HTTP/2 sends no Content-Length for a streamed body: the same cap applies while it arrives."""
+    import json
+
+    status, body = _h2_post(orvad.port, "/api/v1/auth/login", 7 * 1024 * 1024)
+    assert status == 413 and json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    status, body = _h2_post(orvad.port, "/api/v1/auth/login", 1024)  # under the cap: read, and judged as JSON
+    assert status == 400 and json.loads(body)["error"]["code"] == "INVALID_JSON"
+
+
 def test_request_id_is_echoed_when_sane(orvad: Orvad) -> None:
     with orvad.client() as c:
         r = c.get("/api/v1/keys", headers={"X-Request-ID": "trace-abc.123"})
