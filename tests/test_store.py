@@ -55,6 +55,27 @@ async def test_concurrent_writes_are_serialised(db: Database) -> None:
     assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 200
 
 
+async def test_every_read_sees_the_writes_committed_before_it(db: Database) -> None:
+    """Concurrent reads on the one reader connection must not hold its snapshot open: a row committed
+    before a read starts is always seen (a deployment inserted, then looked up by its build)."""
+    await db.executemany("INSERT INTO rows (id, v) VALUES (?, ?)", [(i, "old") for i in range(100)])
+    done = asyncio.Event()
+
+    async def read_while_writing() -> None:
+        while not done.is_set():  # a statement over many rows, which other reads overlap
+            await db.fetchone("SELECT * FROM rows")
+            await db.fetchall("SELECT * FROM rows LIMIT 3")
+
+    readers = [asyncio.create_task(read_while_writing()) for _ in range(8)]
+    try:
+        for i in range(1000, 1300):
+            await db.execute("INSERT INTO rows (id, v) VALUES (?, 'new')", (i,))
+            assert await db.fetchone("SELECT v FROM rows WHERE id = ?", (i,)) is not None, f"row {i} not seen"
+    finally:
+        done.set()
+        await asyncio.gather(*readers)
+
+
 async def test_failed_transaction_rolls_back(db: Database) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         async with db.transaction() as tx:

@@ -286,11 +286,10 @@ class Builder:
     # the pipeline
     async def _build(self, deployment_id: str) -> None:
         dep = await self._store.deployment(deployment_id)
-        if dep is None:
+        fn = self._functions.get(dep.function_id) if dep is not None else None
+        if dep is None or fn is None:  # the function (and with it its deployments) was deleted meanwhile
+            log.info("build skipped: its function is gone", extra={"deployment_id": deployment_id})
             return
-        fn = self._functions.get(dep.function_id)
-        if fn is None:
-            return  # the function was deleted while this build waited
         self._logs.setdefault(dep.id, BuildLog(dep.id))
         started = time.monotonic()
         staging = self._staging(dep.id, fn.id)

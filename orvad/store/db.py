@@ -118,13 +118,17 @@ class Database:
         async with self.transaction() as tx:
             await tx.executemany(sql, rows)
 
+    # Each read runs to its end in one job on the reader's thread. A cursor stepped in one job and
+    # closed in a later one leaves its statement active in between; concurrent reads then overlap,
+    # the reader's read transaction never ends, and it goes on seeing an old snapshot (a
+    # deployment inserted a moment ago was "not found" by its own build).
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._require(self._reader).execute(sql, params) as cur:
-            return await cur.fetchone()
+        """The first row of a query meant to return at most one (the whole result is read)."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._require(self._reader).execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._require(self._reader).execute_fetchall(sql, params))
 
     async def ping(self) -> None:
         """Raise unless the reader can run a query (the health check)."""
