@@ -7,6 +7,7 @@ read-only are offered (Debian's ``/usr/bin/python3.X`` and ``/usr/bin/node``).
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from orvad.resources import data_dir
+
+log = logging.getLogger(__name__)
 
 PYTHON_GLOB = "/usr/bin/python3.*"
 NODE_PATHS = ("/usr/bin/node",)
@@ -46,6 +49,21 @@ def _version(argv: list[str]) -> str | None:
     text = (out.stdout or out.stderr).strip()
     match = re.search(r"(\d+\.\d+\.\d+)", text)
     return match.group(1) if match else None
+
+
+def precompile_adapter(runtime: Runtime) -> bool:
+    """Write the Python adapter's bytecode beside it (``__pycache__``) with the runtime's own
+    interpreter: workers import it from there instead of compiling it at every start (~5 ms of a
+    cold start). Best effort: where the installation is read-only, workers only start slower."""
+    adapter = runtime.adapter_dir / "adapter.py"
+    try:
+        subprocess.run([runtime.interpreter, "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)",
+                        str(adapter)], capture_output=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("the Python adapter's bytecode could not be written; workers compile it at start",
+                 extra={"runtime": runtime.id, "reason": str(exc)[:200]})
+        return False
+    return True
 
 
 def _sort_key(version: str) -> tuple[int, ...]:
@@ -89,6 +107,7 @@ def discover() -> RuntimeCatalog:
         match = _PY_NAME.match(path.name)
         if match and (version := _version([str(path), "--version"])):
             found.append(Runtime(path.name, "python", version, str(path), "handler.py"))
+            precompile_adapter(found[-1])
     for node in NODE_PATHS:
         if Path(node).exists() and (version := _version([node, "--version"])):
             found.append(Runtime(f"node{version.split('.')[0]}", "node", version, node, "handler.js"))

@@ -21,7 +21,10 @@ from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
 from orvad.secrets import SecretService
 from orvad.store.functions import Function
 
-ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "/runtime/adapter.py"), "node": ("{interpreter}", "/runtime/adapter.js")}
+# Python imports its adapter (from the bytecode runtimes.precompile_adapter wrote) instead of running it
+# as a script, which Python would compile at every start.
+PYTHON_BOOT = "import sys; sys.path[0] = '/runtime'; import adapter; adapter.main()"
+ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT), "node": ("{interpreter}", "/runtime/adapter.js")}
 
 
 class Spawner:
