@@ -130,3 +130,21 @@ def test_uuid7_is_time_ordered() -> None:
     ids = [uuid7() for _ in range(1000)]
     assert all(len(i) == 36 and i[14] == "7" for i in ids)
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+
+
+async def test_a_cancelled_transaction_leaves_the_connection_usable(db: Database) -> None:
+    """A writer cancelled at any await inside a transaction (BEGIN, a statement, COMMIT) must not
+    leave a transaction open on the shared connection: the next writer would fail for good."""
+    for step in range(6):
+        async def write(n: int = step) -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO rows (id, v) VALUES (?, 'x')", (n,))
+                await tx.execute("UPDATE rows SET v = 'y' WHERE id = ?", (n,))
+
+        task = asyncio.create_task(write())
+        for _ in range(step):  # cancel it after `step` hops on the event loop
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await db.execute("INSERT INTO rows (id, v) VALUES (?, 'after')", (100 + step,))  # BEGIN must work
+        assert await db.fetchone("SELECT v FROM rows WHERE id = ?", (100 + step,)) is not None

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,13 +100,17 @@ class Database:
         """One serialised write transaction on the writer connection."""
         conn = self._require(self._writer)
         async with self._write_lock:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                # A statement, once handed to the connection's thread, runs even if its caller is cancelled;
+                # so BEGIN and COMMIT are inside the try, and any failure ends in a ROLLBACK queued after
+                # them: the lock is never released with a transaction left open on the connection.
+                await conn.execute("BEGIN IMMEDIATE")
                 yield conn
+                await conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # nothing open (BEGIN itself failed): nothing to undo
+                    await conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; returns the number of rows changed."""
