@@ -246,6 +246,12 @@ def running_orvad(server: str = "hypercorn") -> Iterator[Orvad]:
     try:
         orvad.wait_ready()
         yield orvad
+    except BaseException:
+        orvad.stop()  # its log complete, then what it logged at error level goes with the failure
+        errors = [line for line in (base / "orvad.err").read_text(errors="replace").splitlines()
+                  if '"level":"error"' in line or '"level":"critical"' in line]
+        print("\n".join(["orvad's errors:", *errors[-20:]]) if errors else "orvad logged no errors", file=sys.stderr)
+        raise
     finally:
         orvad.stop()
         shutil.rmtree(base, ignore_errors=True)

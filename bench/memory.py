@@ -18,7 +18,9 @@ from harness import (
     wait_until,
 )
 
-ADAPTER = {"python": b"/runtime/adapter.py", "node": b"/runtime/adapter.js"}
+from orvad.spawner import ARGV
+
+ADAPTER = {language: argv[-1].encode() for language, argv in ARGV.items()}  # how a worker's command line ends
 SETTLE_S = 2.0  # let freshly started workers finish their start-up allocations
 
 
