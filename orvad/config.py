@@ -135,6 +135,8 @@ FIELDS: tuple[Field, ...] = (
           "private IPv4 range from which egress workers get addresses (a /30 each)"),
     Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
           "days executions and their logs are kept"),
+    Field("cgroup_favor_dynmods", True, "ORVA_CGROUP_FAVOR_DYNMODS", _bool,
+          "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -161,6 +163,7 @@ class Settings:
     memory_share: float
     worker_max_requests: int
     log_retention_days: int
+    cgroup_favor_dynmods: bool
     trusted_proxies: str
     egress_cidr: str
 

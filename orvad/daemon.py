@@ -19,7 +19,7 @@ from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
 from orvad.egress import EgressNetwork
 from orvad.functions import WORKER_FIELDS, FunctionService
-from orvad.hostcheck import HostCheck, check_host, code_path_check, load_sandbox_data
+from orvad.hostcheck import HostCheck, check_host, code_path_check, favor_cgroup_migrations, load_sandbox_data
 from orvad.ids import uuid7
 from orvad.invoke import Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
@@ -113,6 +113,10 @@ class Daemon:
         self.host = await asyncio.to_thread(check_host)
         self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.host.checks["code_path"] = code_path_check(self.builder.root)
+        if self.host.facts is not None and self.host.facts.cgroup != "none":
+            self.host.checks["cgroup_migrations"] = (
+                await asyncio.to_thread(favor_cgroup_migrations) if self.settings.cgroup_favor_dynmods else
+                {"ok": True, "required": False, "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)"})
         for warning in self.host.warnings:
             log.error("SANDBOX LIMIT NOT ENFORCED: " + warning)
         sandbox_data = load_sandbox_data()
