@@ -6,13 +6,12 @@ execution id, cold-start and duration headers, the request id), from a raw ASGI 
 worker: what the HTTP server alone costs for an Orva-shaped response, the ceiling of any relay.
 """
 
-import asyncio
 import random
 import sys
 import time
 import uuid
 
-from hypercorn.asyncio import serve
+from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -42,18 +41,22 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": BODY})
 
 
-if __name__ == "__main__":
-    port, server = int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "hypercorn"
+async def serve(asgi, port: int, server: str) -> None:  # type: ignore[no-untyped-def]
+    """Serve ``asgi`` on 127.0.0.1:port as orvad serves (Hypercorn, or Uvicorn with httptools)."""
     if server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False,
-                    log_level="warning")
+        config = uvicorn.Config(asgi, host="127.0.0.1", port=port, http="httptools", access_log=False,
+                                log_level="warning", lifespan="off")
+        await uvicorn.Server(config).serve()
     else:
-        import uvloop
-
-        uvloop.install()  # the same event loop as orvad's default
         config = Config()
         config.bind = [f"127.0.0.1:{port}"]
         config.accesslog = None
-        asyncio.run(serve(app, config))  # type: ignore[arg-type]
+        await hypercorn_serve(asgi, config)
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(serve(app, int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "hypercorn"))  # orvad's loop

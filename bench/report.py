@@ -57,6 +57,13 @@ def warm_rows(results: dict[str, Any]) -> list[Row]:
             if "server_cpu_us_per_req" in r and "server_cpu_us_per_req" in base:
                 rows.append(Row(f"{what}: server CPU per request", f"{r['server_cpu_us_per_req']:.0f} us (orvad)",
                                 f"{base['server_cpu_us_per_req']:.0f} us (bare hello)"))
+            floor = results[key].get(f"relay_floor_{runtime}")
+            if floor is not None:  # the same jailed workers behind the thinnest relay: orvad's ceiling
+                share = floor["req_s"] / base["req_s"] if base["req_s"] else 0.0
+                cpu = f", {floor['server_cpu_us_per_req']:.0f} us CPU" if "server_cpu_us_per_req" in floor else ""
+                rows.append(Row(f"warm, {runtime.title()}, {server}: relay floor (the same jailed workers, the "
+                                "thinnest relay, no orvad)", f"{latency(floor)} ({share:.0%} of baseline{cpu})",
+                                f"bare hello: {latency(base)}"))
         floor = results[key].get("http_floor_orva_shaped")
         if floor is not None:  # the server alone, answering with an Orva invoke's headers and no worker
             share = floor["req_s"] / base["req_s"] if base["req_s"] else 0.0

@@ -62,23 +62,34 @@ class Options:
     functions: int  # idle functions deployed for the many-functions figures
 
 
-def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
-    hello_port = free_port()
-    hello = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"), str(hello_port), orvad.server],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _measured_server(script: str, args: list[str], path: str, seconds: int) -> dict[str, Any]:
+    """Start one of the bench's own servers (hello.py, relay.py) on a free port, load it, stop it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: _reachable(hello_port), 20, "baseline server")
-        wrk(f"http://127.0.0.1:{hello_port}/", 2)  # warm-up
-        baseline = wrk(f"http://127.0.0.1:{hello_port}/", seconds, server_pid=hello.pid)
-        shaped = wrk(f"http://127.0.0.1:{hello_port}/orva-shaped", seconds, server_pid=hello.pid)
+        wait_until(lambda: _reachable(port), 30, script)
+        wrk(f"http://127.0.0.1:{port}{path}", 2)  # warm-up
+        return wrk(f"http://127.0.0.1:{port}{path}", seconds, server_pid=proc.pid)
     finally:
-        stop_process(hello)
-    rows: dict[str, Any] = {"baseline_starlette_hello": baseline, "http_floor_orva_shaped": shaped}
+        stop_process(proc)
+
+
+def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
+    baseline = _measured_server("hello.py", [orvad.server], "/", seconds)
+    rows: dict[str, Any] = {"baseline_starlette_hello": baseline,
+                            "http_floor_orva_shaped": _measured_server("hello.py", [orvad.server], "/orva-shaped",
+                                                                       seconds)}
     for runtime, code in HANDLERS.items():
+        # the thinnest relay to as many jailed workers as orvad's pool grows to under this load
+        floor = _measured_server("relay.py", [orvad.server, runtime, str(WARM_POOL["max_warm"])], "/", seconds)
+        floor["ratio_to_baseline"] = round(floor["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
+        rows[f"relay_floor_{runtime}"] = floor
         fn = orvad.deploy(f"warm-{runtime}", runtime, code, WARM_POOL)
         wrk(f"{orvad.url}/fn/{fn['id']}/", 2)  # warm-up
         result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds, server_pid=orvad.pid)
         result["ratio_to_baseline"] = round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
+        result["ratio_to_relay_floor"] = round(result["req_s"] / floor["req_s"], 3) if floor["req_s"] else None
         rows[f"orva_{runtime}"] = result
     return rows
 
