@@ -137,6 +137,8 @@ class Worker:
     async def start(self, timeout_s: float = 30.0) -> None:
         started = time.monotonic()
         self._ready = asyncio.get_running_loop().create_future()
+        # a start that was cancelled (orvad stopping mid-spawn) never reads the exit that fails it
+        self._ready.add_done_callback(_retrieve)
         self.proc = await spawn(self.invocation.argv, env=self.invocation.env, stdin=PIPE, stderr=PIPE,
                                 start_new_session=True, stdout_protocol=lambda: self._stdout)
         self._tasks = [asyncio.create_task(self._read_stderr(), name=f"orva-stderr-{self.name}")]
@@ -410,6 +412,11 @@ class Worker:
             if task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 2.0)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # marks it read: no "exception was never retrieved" at exit
 
 
 def _expire(future: asyncio.Future[Reply]) -> None:
