@@ -148,3 +148,50 @@ async def test_a_cancelled_transaction_leaves_the_connection_usable(db: Database
         await asyncio.gather(task, return_exceptions=True)
         await db.execute("INSERT INTO rows (id, v) VALUES (?, 'after')", (100 + step,))  # BEGIN must work
         assert await db.fetchone("SELECT v FROM rows WHERE id = ?", (100 + step,)) is not None
+
+
+async def test_write_all_is_one_transaction(db: Database) -> None:
+    await db.write_all([("INSERT INTO rows (id, v) VALUES (?, ?)", (1, "a")), ("UPDATE rows SET v = ? WHERE id = ?",
+                                                                              ("b", 1))])
+    assert [tuple(r) for r in await db.fetchall("SELECT id, v FROM rows")] == [(1, "b")]
+    with pytest.raises(sqlite3.IntegrityError):  # the second statement fails: the first is undone too
+        await db.write_all([("INSERT INTO rows (id, v) VALUES (2, 'c')", ()), ("INSERT INTO rows (id, v) VALUES (1, 'd')", ())])
+    assert [tuple(r) for r in await db.fetchall("SELECT id, v FROM rows")] == [(1, "b")]
+    cancelled = asyncio.create_task(db.write_all([("INSERT INTO rows (id, v) VALUES (3, 'e')", ())]))
+    await asyncio.sleep(0)
+    cancelled.cancel()  # the job runs to its end on the writer's thread; the connection stays usable
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await db.execute("INSERT INTO rows (id, v) VALUES (4, 'f')")
+    assert {r[0] for r in await db.fetchall("SELECT id FROM rows")} >= {1, 4}
+
+
+async def test_a_silent_execution_has_no_log_row_but_reads_as_empty(tmp_path: Path) -> None:
+    from orvad.store.executions import ExecutionStore
+
+    database = Database(tmp_path / "orva.db")
+    await database.open()
+    try:
+        writer = BatchWriter(database)
+        store = ExecutionStore(database, writer)
+        fn_id = uuid7()
+        await database.execute("INSERT INTO functions (id, name, runtime, entrypoint, memory_mb, cpus, timeout_ms, "
+                               "network_mode, auth_mode, status, created_at, updated_at) VALUES (?, 'f', 'python', "
+                               "'handler.py', 128, 1, 1000, 'none', 'none', 'active', 'now', 'now')", (fn_id,))
+        written: list[str] = []
+        silent, loud = uuid7(), uuid7()
+        for execution_id, logs in ((silent, ""), (loud, "printed\n")):
+            store.record({"id": execution_id, "function_id": fn_id, "function_name": "f", "code_hash": "h",
+                          "trigger": "http", "method": "GET", "path": "/", "status": "success", "status_code": 200,
+                          "cold_start": False, "duration_ms": 1.0, "queue_ms": 0.0, "request_bytes": 0,
+                          "response_bytes": 2, "error_code": None, "error_message": None, "started_at": "t",
+                          "finished_at": "t"}, logs, False, lambda eid=execution_id: written.append(eid))
+        await writer.flush()
+        assert {r[0] for r in await database.fetchall("SELECT id FROM executions")} == {silent, loud}
+        assert written == [silent, loud]  # each announced once, when its rows are committed
+        assert [r[0] for r in await database.fetchall("SELECT execution_id FROM execution_logs")] == [loud]
+        assert await store.logs(silent) == ("", False)
+        assert await store.logs(loud) == ("printed\n", False)
+        assert await store.logs(uuid7()) is None
+    finally:
+        await database.close()

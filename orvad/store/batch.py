@@ -61,10 +61,8 @@ class BatchWriter:
             for sql, params, _ in batch:
                 grouped[sql].append(params)
             try:
-                async with self._db.transaction() as tx:
-                    for sql, rows in grouped.items():
-                        for statement, params in multi_row(sql, rows):
-                            await tx.execute(statement, params)
+                await self._db.write_all([statement for sql, rows in grouped.items()
+                                          for statement in multi_row(sql, rows)])
             except sqlite3.IntegrityError:
                 await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
             except Exception:
@@ -77,8 +75,7 @@ class BatchWriter:
     async def _write_one_by_one(self, batch: list[tuple[str, Sequence[Any], Callable[[], None] | None]]) -> None:
         for sql, params, after in batch:
             try:
-                async with self._db.transaction() as tx:
-                    await tx.execute(sql, params)
+                await self._db.write_all([(sql, params)])
                 self.rows_written += 1
                 _announce([after])
             except sqlite3.IntegrityError as exc:

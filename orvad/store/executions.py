@@ -29,8 +29,13 @@ class ExecutionStore:
     def record(self, execution: dict[str, Any], logs: str, truncated: bool,
                written: Callable[[], None] | None = None) -> None:
         """Queue the execution and its log; never touches the database on the caller's path.
-        `written` is called once both rows are committed."""
-        self._batch.submit(_INSERT, [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS])
+        `written` is called once both rows are committed. An invocation that printed nothing gets
+        no log row (most do not print): one row to write instead of two."""
+        row = [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS]
+        if not logs and not truncated:
+            self._batch.submit(_INSERT, row, written)
+            return
+        self._batch.submit(_INSERT, row)
         self._batch.submit(_INSERT_LOG, (execution["id"], logs, int(truncated)), written)
 
     async def summary(self, since: str) -> list[dict[str, Any]]:
@@ -54,9 +59,10 @@ class ExecutionStore:
         return _row(row) if row else None
 
     async def logs(self, execution_id: str) -> tuple[str, bool] | None:
-        row = await self._db.fetchone("SELECT logs, truncated FROM execution_logs WHERE execution_id = ?",
-                                      (execution_id,))
-        return (row[0], bool(row[1])) if row else None
+        """None for an unknown execution; an execution that printed nothing has no log row."""
+        row = await self._db.fetchone("SELECT l.logs, l.truncated FROM executions e LEFT JOIN execution_logs l"
+                                      " ON l.execution_id = e.id WHERE e.id = ?", (execution_id,))
+        return (row[0] or "", bool(row[1])) if row else None
 
     async def delete_older_than(self, cutoff: str) -> int:
         return await self._db.execute("DELETE FROM executions WHERE started_at < ?", (cutoff,))
