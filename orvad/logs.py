@@ -57,6 +57,7 @@ class BackgroundStreamHandler(logging.Handler):
         self._writing = False  # lines taken from _pending but not yet written
         self._closing = False
         self._flushing = 0  # callers of flush() waiting: no lingering
+        self._idle = False  # the writer waits for a first line (not lingering after a write)
         self._changed = threading.Condition(self.lock)  # type: ignore[arg-type]  # the handler's own lock
         self._thread = threading.Thread(target=self._write_forever, name="orva-log-writer", daemon=True)
         self._thread.start()
@@ -79,14 +80,16 @@ class BackgroundStreamHandler(logging.Handler):
             self._dropped += 1
             return
         self._pending.append(line)
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and self._idle:  # a lingering writer comes for it anyway
             self._changed.notify_all()
 
     def _write_forever(self) -> None:
         while True:
             with self._changed:
                 while not self._pending and not self._dropped and not self._closing:
+                    self._idle = True
                     self._changed.wait()
+                    self._idle = False
                 lines, self._pending = self._pending, []
                 dropped, self._dropped = self._dropped, 0
                 self._writing = bool(lines or dropped)
