@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,3 +196,26 @@ async def test_a_silent_execution_has_no_log_row_but_reads_as_empty(tmp_path: Pa
         assert await store.logs(uuid7()) is None
     finally:
         await database.close()
+
+
+async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_next(db: Database) -> None:
+    """Under steady load a pass that chased the arrivals made one small commit after another."""
+    writer = BatchWriter(db, max_batch=4)
+    for i in range(10):
+        writer.submit("INSERT INTO rows (v) VALUES (?)", (f"early{i}",))
+    real_write_all, calls = db.write_all, []
+
+    async def write_all_while_rows_arrive(statements: Any) -> None:
+        calls.append(statements)
+        writer.submit("INSERT INTO rows (v) VALUES (?)", (f"late{len(calls)}",))
+        await real_write_all(statements)
+
+    db.write_all = write_all_while_rows_arrive  # type: ignore[method-assign]
+    await writer._write_queued()
+    assert len(calls) == 3  # the 10 rows queued at the start, in batches of at most 4: three commits
+    written = [r[0] for r in await db.fetchall("SELECT v FROM rows")]
+    assert {f"early{i}" for i in range(10)} <= set(written) and len(written) == 12  # the last batch had room
+    assert writer.pending == 1  # the row that arrived during the last commit waits for the next pass
+    db.write_all = real_write_all  # type: ignore[method-assign]
+    await writer.flush()  # flush (and stop) drain everything, arrivals included
+    assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 13 and writer.pending == 0

@@ -55,7 +55,16 @@ class BatchWriter:
         await self.flush()  # anything queued while the task was finishing
 
     async def flush(self) -> None:
+        """Write every queued row, including rows queued while it writes."""
         while self._queue:
+            await self._write_queued()
+
+    async def _write_queued(self) -> None:
+        """Write the rows queued now (rows that arrive meanwhile wait for the next pass). Under
+        steady load a drain-until-empty loop would chase the arrivals: one small commit after
+        another (260 a second at 3,500 invocations/s, 13 rows each), with their file locks, WAL
+        page writes and thread hand-overs, instead of one commit per interval."""
+        for _ in range(-(-len(self._queue) // self._max_batch)):
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             grouped: dict[str, list[Sequence[Any]]] = defaultdict(list)
             for sql, params, _ in batch:
@@ -90,7 +99,7 @@ class BatchWriter:
                 pass
             self._wake.clear()
             try:
-                await self.flush()
+                await self._write_queued()
             except Exception:
                 log.exception("batched write failed; rows kept for the next attempt", extra={"pending": self.pending})
 
