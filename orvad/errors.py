@@ -135,6 +135,8 @@ class FunctionError(OrvaError):
 
 class WorkerCrashed(OrvaError):
     code, status = "WORKER_CRASHED", 502
+    default_hint = ("orvad replaced the worker; the reason is in details.reason, and what it printed in the "
+                    "execution's logs (GET /api/v1/executions/{id}/logs); retry if the request is idempotent")
 
 
 class Unavailable(OrvaError):

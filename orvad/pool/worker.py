@@ -128,7 +128,10 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None and self.exit_reason is None
+        """Running and not condemned: a worker being killed (a request ran past its deadline) takes no
+        more requests, though its process may take a moment to go."""
+        return (self.proc is not None and self.proc.returncode is None and self.exit_reason is None
+                and self._kill_task is None)
 
     @property
     def inflight(self) -> int:
