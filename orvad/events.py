@@ -68,14 +68,62 @@ def build_event(*, method: str, path: str, raw_query: str, headers: dict[str, st
     }
 
 
+# Set by orvad on every response (X-Orva-*, X-Request-ID) or by the server (framing): a handler's
+# value for one of these is dropped, so the ones a client reads are always orvad's.
+RESERVED_RESPONSE_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "x-request-id"})
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class BadResponse(ValueError):
+    """The handler's response cannot be sent as HTTP (the message says what to change)."""
+
+
+def _header_text(value: Any) -> str | None:
+    """A header value as text: JSON's spelling for true/false, null dropped, objects as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
 def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:
-    """A handler's headers as ASGI pairs; a list value becomes repeated headers (e.g. Set-Cookie)."""
+    """A handler's headers as ASGI pairs; a list value becomes repeated headers (e.g. Set-Cookie).
+    Raises BadResponse for a name HTTP cannot carry or a value with a line break (no injection)."""
     out: list[tuple[bytes, bytes]] = []
-    for key, value in (headers or {}).items():
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            text = str(item)
-            if "\r" in text or "\n" in text or "\r" in key or "\n" in key:
-                continue  # no header injection through a handler
-            out.append((key.lower().encode("latin-1", "replace"), text.encode("latin-1", "replace")))
+    if headers is None:
+        return out
+    if not isinstance(headers, dict):
+        raise BadResponse(f"headers must be an object of name: value, not {type(headers).__name__}")
+    for key, value in headers.items():
+        name = str(key).lower()
+        if not name or not _TOKEN.issuperset(name):
+            raise BadResponse(f"header name {str(key)!r} is not a valid HTTP field name")
+        if name in RESERVED_RESPONSE_HEADERS or name.startswith("x-orva-"):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            text = _header_text(item)
+            if text is None:
+                continue
+            if "\r" in text or "\n" in text:
+                raise BadResponse(f"header {name} has a line break in its value")
+            out.append((name.encode("latin-1", "replace"), text.encode("latin-1", "replace")))
     return out
+
+
+def status_code(raw: Any) -> int:
+    """The handler's statusCode as a final HTTP status (200..599)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise BadResponse(f"statusCode must be an integer from 200 to 599, not {raw!r}")
+    try:
+        code = int(raw)
+    except ValueError:
+        raise BadResponse(f"statusCode must be an integer from 200 to 599, not {raw!r}") from None
+    if not 200 <= code <= 599:
+        raise BadResponse(f"statusCode must be an integer from 200 to 599, not {code}"
+                          + (" (1xx are interim responses, not answers)" if 100 <= code < 200 else ""))
+    return code

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import functools
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -29,7 +30,7 @@ from orvad.errors import (
     Unauthorized,
     Unavailable,
 )
-from orvad.events import build_event, handler_headers, response_headers
+from orvad.events import BadResponse, build_event, handler_headers, response_headers, status_code
 from orvad.ids import uuid7
 from orvad.limits import client_address
 from orvad.pool.pool import Lease, Pool, PoolClosed
@@ -37,6 +38,7 @@ from orvad.pool.worker import Reply
 from orvad.store.functions import Function
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -118,8 +120,12 @@ class Invoker:
 
     # gates
     def _gate(self, fn: Function) -> None:
-        if fn.status in ("inactive", "error"):
-            raise NotActive(f"function {fn.name} is {fn.status}", details={"function_id": fn.id, "status": fn.status})
+        if fn.status == "inactive":
+            raise NotActive(f"function {fn.name} is inactive", details={"function_id": fn.id, "status": fn.status})
+        if fn.status == "error":
+            raise NotActive(f"function {fn.name} never had a successful build", details={"function_id": fn.id, "status": fn.status},
+                            hint="deploy a version that builds (POST /api/v1/functions/{id}/deploy-inline); the failed "
+                                 "build's log is at GET /api/v1/deployments/{id}/logs")
         if fn.active_deployment_id is None:
             raise Unavailable(f"function {fn.name} has no built version yet", code="BUILDING", retry_after_s=5,
                               hint="wait for the deployment to finish (GET /api/v1/functions/{id}/deployments)",
@@ -139,7 +145,8 @@ class Invoker:
             if principal is None:
                 raise Unauthorized(f"function {fn.name} needs an API key with the invoke permission")
             if not principal.can("invoke"):
-                raise Forbidden("this API key lacks the 'invoke' permission", details={"required": "invoke"})
+                raise Forbidden("this API key lacks the 'invoke' permission", details={"required": "invoke"},
+                                hint='call with a key that has it (POST /api/v1/keys {"permissions": ["invoke"]})')
             return
         raise Unauthorized(f"function {fn.name} has an unknown auth_mode {fn.auth_mode!r}")
 
@@ -171,6 +178,7 @@ class Invoker:
         unread: Reply | None = None  # a stream whose client went away: the worker drops the rest
         healthy = True
         gated = False
+        watch: _DisconnectWatch | None = None
         try:
             self._gate(fn)
             client = scope.get("client")
@@ -180,6 +188,10 @@ class Invoker:
                                                                self.d.settings.trusted_networks), fn.rate_limit_per_min)
             body = await _read_body(receive)
             record["request_bytes"] = len(body)
+            # from here a client that goes away cancels the request: in the pool's queue too
+            task = asyncio.current_task()
+            assert task is not None
+            watch = _DisconnectWatch(receive, task)
             if fn.auth_mode != "none":
                 await self._authorize(fn, scope, body)
             timeout_s = fn.timeout_ms / 1000
@@ -206,7 +218,7 @@ class Invoker:
             context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
                        "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
                        "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
-            reply = await self._dispatch(fn.id, lease, event, context, remaining, receive, settling)
+            reply = await self._dispatch(fn.id, lease, event, context, remaining, settling)
             logs, truncated = reply.logs, reply.logs_truncated
             headers = self._orva_headers(execution_id, lease.cold, started)
             if reply.kind == "error":
@@ -214,20 +226,31 @@ class Invoker:
                 raise FunctionError(f"the handler raised {error.get('name', 'an error')}: {error.get('message', '')}"[:500],
                                     details={"execution_id": execution_id})
             if reply.kind == "stream":
-                record["status_code"] = reply.status
+                watch.stop()  # a stream's client is noticed by the server's send, not by a watcher
+                status, stream_headers = _rendered(lambda: (status_code(reply.status), response_headers(reply.headers)))
+                record["status_code"] = status
                 unread = reply  # until the stream has been relayed to its end
-                sent, end = await self._stream(reply, headers, send, time.perf_counter() + timeout_s)
+                sent, end = await self._stream(reply, status, stream_headers + headers, send,
+                                               time.perf_counter() + timeout_s)
                 unread = None
                 record["response_bytes"] = sent
                 logs, truncated = end.get("logs", ""), bool(end.get("logsTruncated"))
-                record["status"] = "error" if end.get("error") else "success"
-                if end.get("error"):
-                    record["error_code"], record["error_message"] = "FUNCTION_ERROR", str(end["error"].get("message"))[:500]
-                    healthy = lease.worker.alive
+                record["status"] = "success"
+                if (failure := end.get("error")) is not None:
+                    timed_out = failure.get("kind") == "timeout"
+                    record["status"], record["error_code"] = ("timeout", "TIMEOUT") if timed_out else ("error", "FUNCTION_ERROR")
+                    record["error_message"] = str(failure.get("message"))[:500]
+                    healthy = not timed_out and lease.worker.alive  # a stream cut at its deadline takes its worker
+                else:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # (a stream that ended in an error is not finished: the server closes the connection, so
+                # the client sees a cut body, never a complete one)
             else:
-                response = reply.response or {}
-                record["status_code"] = int(response.get("statusCode", 200))
-                record["response_bytes"] = await self._respond(response, headers, send)
+                status, out_headers, out = _rendered(lambda: _response(reply.response or {}))
+                record["status_code"] = status
+                await send({"type": "http.response.start", "status": status, "headers": out_headers + headers})
+                await send({"type": "http.response.body", "body": out})
+                record["response_bytes"] = len(out)
                 record["status"] = "success"
         except OrvaError as exc:
             record["status"], record["status_code"] = _status_of(exc), exc.status
@@ -235,12 +258,17 @@ class Invoker:
             # a killed execution takes its worker with it: the handler really stops
             healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(exc, Killed)
             exc.details = {**(exc.details or {}), "execution_id": execution_id} if lease is not None else exc.details
+            exc.headers = {**exc.headers, "X-Orva-Execution-Id": execution_id,
+                           "X-Orva-Cold-Start": "true" if lease is not None and lease.cold else "false",
+                           "X-Orva-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.3f}"}
             raise
         except asyncio.CancelledError:
             record["status"], record["status_code"], record["error_code"] = "killed", 499, "CLIENT_CLOSED"
             record["error_message"] = "the client disconnected"
             raise
         finally:
+            if watch is not None:
+                watch.stop()
             if gated:
                 await self.d.concurrency.leave(fn.id)
             duration = time.perf_counter() - started
@@ -256,15 +284,14 @@ class Invoker:
             self.d.record_execution(record, logs, truncated)
 
     async def _dispatch(self, function_id: str, lease: Lease, event: dict[str, Any], context: dict[str, Any],
-                        timeout_s: float, receive: Receive, settling: list[asyncio.Future[Reply]]) -> Reply:
-        """Invoke, but give up if the client disconnects or an operator kills it.
+                        timeout_s: float, settling: list[asyncio.Future[Reply]]) -> Reply:
+        """Invoke, but give up if the client disconnects (run's watch cancels us) or an operator kills it.
 
         After a disconnect the handler's reply future lands in `settling` (the slot stays taken until
         it resolves); after a kill the worker is dropped instead.
         """
         task = asyncio.current_task()
         assert task is not None
-        watch = _DisconnectWatch(receive, task)
         inflight = self._inflight.setdefault(function_id, set())
         inflight.add(task)
 
@@ -285,7 +312,6 @@ class Invoker:
             raise
         finally:
             inflight.discard(task)
-            watch.stop()
 
     def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
         """The handler of a request whose client left has answered or died: free its slot."""
@@ -300,20 +326,10 @@ class Invoker:
                 (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode())]
 
     @staticmethod
-    async def _respond(response: dict[str, Any], extra: list[tuple[bytes, bytes]], send: Send) -> int:
-        raw = response.get("body", "")
-        body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode()
-        headers = [h for h in response_headers(response.get("headers")) if h[0] != b"content-length"]
-        headers += [*extra, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": int(response.get("statusCode", 200)), "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return len(body)
-
-    @staticmethod
-    async def _stream(reply: Reply, extra: list[tuple[bytes, bytes]], send: Send,
+    async def _stream(reply: Reply, status: int, headers: list[tuple[bytes, bytes]], send: Send,
                       deadline: float) -> tuple[int, dict[str, Any]]:
-        headers = [h for h in response_headers(reply.headers) if h[0] != b"content-length"] + extra
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        """Relay the chunks; the caller finishes the response (or, after an error, leaves it cut)."""
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         sent = 0
         assert reply.chunks is not None and reply.ended is not None
         while True:
@@ -321,15 +337,43 @@ class Invoker:
             try:
                 chunk = await asyncio.wait_for(reply.chunks.get(), max(0.001, remaining))
             except TimeoutError:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return sent, {"error": {"message": "the stream ran past the function's timeout"}, "logs": ""}
+                return sent, {"error": {"kind": "timeout", "message": "the stream ran past the function's timeout"},
+                              "logs": ""}
             if chunk is None:
-                break
+                return sent, reply.ended.result()
             data = base64.b64decode(chunk["data"]) if chunk.get("isBase64Encoded") else chunk["data"].encode()
             sent += len(data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return sent, reply.ended.result()
+
+
+def _response(response: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A handler's reply as status, headers and body bytes; BadResponse if HTTP cannot carry it."""
+    if not isinstance(response, dict):
+        raise BadResponse(f"the response must be an object, not {type(response).__name__}")
+    status = status_code(response.get("statusCode", 200))
+    raw = response.get("body", "")
+    if response.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise BadResponse("isBase64Encoded is true but the body is not base64") from None
+    else:
+        body = ("" if raw is None else str(raw)).encode()
+    headers = response_headers(response.get("headers"))
+    if status in (204, 304):
+        if body:
+            raise BadResponse(f"a {status} response has no body, and this one has {len(body)} bytes")
+        return status, headers, body
+    return status, [*headers, (b"content-length", str(len(body)).encode())], body
+
+
+def _rendered(render: Callable[[], _T]) -> _T:
+    try:
+        return render()
+    except BadResponse as exc:
+        raise FunctionError(f"the handler's response cannot be sent: {exc}",
+                            hint="return {statusCode: 200..599, headers: {name: value}, body: text} or a plain "
+                                 "value (docs/API.md)") from None
 
 
 class Killed(NotActive):

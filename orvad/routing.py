@@ -16,9 +16,10 @@ from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
 from orvad.store.routes import RouteStore
 
-RESERVED = ("/api/", "/fn/", "/mcp", "/web/", "/_orva/", "/health", "/metrics")
+RESERVED = ("/api/", "/fn/", "/mcp", "/web/", "/_orva/", "/health", "/healthz", "/metrics")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()+,;=:@%-]+)+/?(\*)?$|^/\*$")
+# no %: requests are matched on their decoded path, so a route written with escapes would never match
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()+,;=:@-]+)+/?(\*)?$|^/\*$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class RouteEntry:
 def validate_path(path: object) -> str:
     if not isinstance(path, str) or not _PATH_RE.match(path) or "//" in path or len(path) > 512:
         raise ValidationError("path must start with / and contain URL path characters; end with /* for a prefix",
-                              hint="examples: /webhooks/stripe, /shop/*", details={"field": "path"})
+                              hint="examples: /webhooks/stripe, /shop/*" + (
+                                  "; write it without %-escapes: requests are matched on their decoded path"
+                                  if isinstance(path, str) and "%" in path else ""), details={"field": "path"})
     if path == "/*" or path == "/":
         raise ValidationError("the root cannot be routed", details={"field": "path"})
     base = path[:-2] if path.endswith("/*") else path.rstrip("/")
@@ -140,7 +143,8 @@ class RouteService:
         return entry, existed
 
     async def delete(self, path: object) -> None:
-        clean = validate_path(path)
+        # a route stored before the rules tightened (one with %-escapes) can still be deleted by its path
+        clean = path if isinstance(path, str) and self.table.get(path) is not None else validate_path(path)
         if not await self._store.delete_route(clean):
             raise NotFound(f"no route {clean}", hint="list routes with GET /api/v1/routes", details={"path": clean})
         self.table.remove(clean)

@@ -32,16 +32,17 @@ def _hang_up(orvad: Orvad, fn_id: str) -> None:
         httpx.get(f"{orvad.url}/fn/{fn_id}", params={"gate": "1"}, timeout=0.3)
 
 
-def _one_warm_worker(orvad: Orvad, c: httpx.Client, name: str, timeout_ms: int) -> tuple[dict[str, Any], Path]:
+def _one_warm_worker(orvad: Orvad, c: httpx.Client, name: str, timeout_ms: int,
+                     code: str = GATED) -> tuple[dict[str, Any], Path]:
     """The function (one warm worker, one request at a time) and its gate FIFO on the host."""
     fn = create_function(c, name, timeout_ms=timeout_ms)
-    dep = wait_deployed(c, deploy_inline(c, fn["id"], GATED)["id"])
+    dep = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
     assert dep["status"] == "succeeded"
     gate = orvad.data_dir / "functions" / fn["id"] / "versions" / dep["code_hash"] / "gate"
     os.mkfifo(gate, 0o644)  # the version folder is the jail's /code
     assert c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1,
                                               "target_concurrency": 1}).status_code == 200
-    assert c.get(f"/fn/{fn['id']}").text == "ready"
+    assert c.get(f"/fn/{fn['id']}").text.startswith("ready")
     wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "one idle worker")
     return fn, gate
 
@@ -86,4 +87,39 @@ def test_a_hung_up_handler_past_its_deadline_takes_its_worker_down(orvad: Orvad)
         wait_for(lambda: _pool(c, fn["id"]).get("killed", 0) >= 1, 10, "the overdue worker to be killed")
         again = c.get(f"/fn/{fn['id']}")
         assert again.status_code == 200 and again.text == "ready"
+        c.delete(f"/api/v1/functions/{fn['id']}")
+
+
+# GATED, counting the requests its worker has run
+COUNTED = ("served = 0\n\n"
+           "def handler(event, context):\n"
+           "    global served\n"
+           "    served += 1\n"
+           "    if event['query'].get('gate'):\n"
+           "        with open('/code/gate') as gate:\n"
+           "            return 'released ' + gate.read()\n"
+           "    return f'ready {served}'\n")
+
+
+def test_a_client_that_leaves_while_queued_never_runs(orvad: Orvad) -> None:
+    import threading
+
+    with orvad.admin() as c:
+        fn, gate = _one_warm_worker(orvad, c, "hangup-queued", timeout_ms=10_000, code=COUNTED)
+        holder = threading.Thread(target=lambda: httpx.get(f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"},
+                                                           timeout=30))
+        holder.start()  # takes the only slot and waits at the gate
+        wait_for(lambda: _pool(c, fn["id"]).get("busy") == 1, 10, "the slot to be taken")
+        with pytest.raises(httpx.ReadTimeout):  # this one waits in the queue, then gives up
+            httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=0.5)
+
+        def left_the_queue() -> bool:
+            rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
+            return len(rows["executions"]) == 1 and _pool(c, fn["id"]).get("queue_depth") == 0
+
+        wait_for(left_the_queue, 5, "the queued request to be recorded as killed and gone from the queue")
+        _open_gate(gate)
+        holder.join(30)
+        # the worker ran the warm-up, the gated request and now this one: the one that left never ran
+        assert c.get(f"/fn/{fn['id']}").text == "ready 3"
         c.delete(f"/api/v1/functions/{fn['id']}")

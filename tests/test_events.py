@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orvad.events import body_field, build_event, handler_headers, response_headers
+from orvad.events import BadResponse, body_field, build_event, handler_headers, response_headers, status_code
 
 
 def test_credentials_are_removed_and_repeats_joined() -> None:
@@ -39,6 +40,22 @@ def test_body_round_trips(body: bytes) -> None:
 
 
 def test_response_headers_lists_and_injection() -> None:
-    out = response_headers({"Set-Cookie": ["a=1", "b=2"], "X-Bad": "x\r\nInjected: 1", "Content-Type": "text/plain"})
+    out = response_headers({"Set-Cookie": ["a=1", "b=2"], "Content-Type": "text/plain"})
     assert out.count((b"set-cookie", b"a=1")) == 1 and (b"set-cookie", b"b=2") in out
-    assert all(k != b"x-bad" for k, _ in out) and (b"content-type", b"text/plain") in out
+    assert (b"content-type", b"text/plain") in out
+    for bad in ({"X-Bad": "x\r\nInjected: 1"}, {"bad name": "x"}, {"": "x"}, {"x-list": ["ok", "a\nb"]}, ["x"]):
+        with pytest.raises(BadResponse):
+            response_headers(bad)  # type: ignore[arg-type]
+
+
+def test_response_header_values_read_as_json_spells_them_and_orvas_own_win() -> None:
+    out = response_headers({"x-bool": True, "x-off": False, "x-null": None, "x-num": 5, "x-obj": {"a": 1},
+                            "X-Request-ID": "mine", "X-Orva-Execution-Id": "fake", "Content-Length": "3"})
+    assert out == [(b"x-bool", b"true"), (b"x-off", b"false"), (b"x-num", b"5"), (b"x-obj", b'{"a":1}')]
+
+
+def test_status_code_must_be_a_final_status() -> None:
+    assert status_code(201) == 201 and status_code("404") == 404
+    for bad in (99, 100, 199, 600, 1000, -1, "abc", None, True, 2.5):
+        with pytest.raises(BadResponse):
+            status_code(bad)

@@ -59,7 +59,8 @@ def test_route_api_validation(orvad: Orvad) -> None:
         assert ok.status_code == 201 and ok.json()["function_id"] == fn["id"] and ok.json()["methods"] == "POST"
         dup = c.post("/api/v1/routes", json={"path": "/webhooks/stripe", "function_id": fn["id"]})
         assert dup.status_code == 409
-        for path in ("/api/x", "/fn/x", "/web/app", "/_orva/x", "/health", "/mcp", "/metrics/x", "relative", "/"):
+        for path in ("/api/x", "/fn/x", "/web/app", "/_orva/x", "/health", "/healthz", "/mcp", "/metrics/x", "relative",
+                     "/", "/pct%20x"):
             r = c.post("/api/v1/routes", json={"path": path, "function_id": fn["id"]})
             assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "path", path
         bad = c.post("/api/v1/routes", json={"path": "/ok", "function_id": fn["id"], "methods": "FETCH"})

@@ -44,6 +44,12 @@ function writeAll(buf) {
   }
 }
 
+// orvad checks the status (200..599); a value JSON cannot carry as it is goes as its text, so the
+// error names what the handler returned
+function statusOf(value) {
+  return typeof value === 'number' && Number.isFinite(value) ? value : String(value);
+}
+
 function send(message) {
   let payload = Buffer.from(JSON.stringify(message), 'utf8');
   if (payload.length > MAX_FRAME) {
@@ -69,7 +75,7 @@ function normalise(result) {
     if (result.isBase64Encoded) { body = String(body); b64 = true; }
     else if (body === undefined || body === null) body = '';
     else [body, b64] = bodyOf(body);
-    return { statusCode: Number(result.statusCode), headers, body, isBase64Encoded: b64 };
+    return { statusCode: statusOf(result.statusCode), headers, body, isBase64Encoded: b64 };
   }
   if (Buffer.isBuffer(result) || result instanceof Uint8Array) {
     return { statusCode: 200, headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(result).toString('base64'), isBase64Encoded: true };
@@ -104,7 +110,7 @@ async function stream(id, value, cap) {
     if (!started) {
       started = true;
       if (item && typeof item === 'object' && !Buffer.isBuffer(item) && !(item instanceof Uint8Array) && 'statusCode' in item) {
-        start(Number(item.statusCode), item.headers); continue;
+        start(statusOf(item.statusCode), item.headers); continue;
       }
       start(200);
     }

@@ -157,6 +157,11 @@ def _body(value):
     return json_dumps(value), False
 
 
+def _status(value):
+    """orvad checks the status (200..599); a value JSON cannot carry goes as its repr, so the error names it."""
+    return value if isinstance(value, (int, str)) else repr(value)
+
+
 def normalise(result):
     """Any handler return value -> {statusCode, headers, body, isBase64Encoded}."""
     if isinstance(result, dict) and "statusCode" in result:
@@ -170,7 +175,7 @@ def normalise(result):
             text, b64 = str(body), True
         else:
             text, b64 = ("", False) if body is None else _body(body)
-        return {"statusCode": int(result["statusCode"]), "headers": headers, "body": text, "isBase64Encoded": b64}
+        return {"statusCode": _status(result["statusCode"]), "headers": headers, "body": text, "isBase64Encoded": b64}
     if isinstance(result, (bytes, bytearray)):
         text, b64 = _body(result)
         return {"statusCode": 200, "headers": {"content-type": "application/octet-stream"}, "body": text,
@@ -212,7 +217,7 @@ class _Stream:
         if not self.started:
             self.started = True
             if isinstance(item, dict) and "statusCode" in item:
-                send({"type": "start", "id": self.rid, "statusCode": int(item["statusCode"]),
+                send({"type": "start", "id": self.rid, "statusCode": _status(item["statusCode"]),
                       "headers": dict(item.get("headers") or {})})
                 return
             send({"type": "start", "id": self.rid, "statusCode": 200, "headers": {}})
