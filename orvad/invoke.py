@@ -225,15 +225,13 @@ class Invoker:
                 error = reply.error or {}
                 raise FunctionError(f"the handler raised {error.get('name', 'an error')}: {error.get('message', '')}"[:500],
                                     details={"execution_id": execution_id})
-            if reply.kind == "stream":
-                watch.stop()  # a stream's client is noticed by the server's send, not by a watcher
+            if reply.kind == "stream":  # the watch stays on: a client that leaves mid-stream cancels it too
                 status, stream_headers = _rendered(lambda: (status_code(reply.status), response_headers(reply.headers)))
                 record["status_code"] = status
                 unread = reply  # until the stream has been relayed to its end
-                sent, end = await self._stream(reply, status, stream_headers + headers, send,
-                                               time.perf_counter() + timeout_s)
+                end = await self._stream(reply, status, stream_headers + headers, send,
+                                         time.perf_counter() + timeout_s, record)
                 unread = None
-                record["response_bytes"] = sent
                 logs, truncated = end.get("logs", ""), bool(end.get("logsTruncated"))
                 record["status"] = "success"
                 if (failure := end.get("error")) is not None:
@@ -272,11 +270,12 @@ class Invoker:
             if gated:
                 await self.d.concurrency.leave(fn.id)
             duration = time.perf_counter() - started
-            if unread is not None and lease is not None:
-                lease.worker.forget_stream(unread)  # type: ignore[attr-defined]
-            if lease is not None and pool is not None and settling:
-                # the client left but the handler runs on: its slot is free once it answers (or is
-                # killed at its deadline), so the worker is never given more than it can take
+            if lease is not None and pool is not None and unread is not None and lease.worker.alive:
+                # the client left mid-stream but the handler streams on: its slot is free once it ends
+                # (or is killed at its deadline), so the worker is never given more than it can take
+                self._release_after_stream(pool, lease, started, unread)
+            elif lease is not None and pool is not None and settling:
+                # the same for a handler still running when its client left
                 settling[0].add_done_callback(functools.partial(self._release_settled, pool, lease, started))
             elif lease is not None and pool is not None:
                 pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
@@ -314,11 +313,21 @@ class Invoker:
             inflight.discard(task)
 
     def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
-        """The handler of a request whose client left has answered or died: free its slot."""
+        """The handler of a request whose client left has answered or died: free its slot (a stream's
+        once the stream ends)."""
         healthy = not reply.cancelled() and reply.exception() is None and lease.worker.alive
         if healthy and reply.result().kind == "stream":
-            lease.worker.forget_stream(reply.result())  # type: ignore[attr-defined]  # nobody reads it; frames dropped
+            self._release_after_stream(pool, lease, started, reply.result())
+            return
         pool.release(lease, healthy=healthy, duration_s=time.perf_counter() - started)
+
+    @staticmethod
+    def _release_after_stream(pool: Pool, lease: Lease, started: float, stream: Reply) -> None:
+        """Nobody reads this stream: drop its chunks, and free the slot when its handler ends."""
+        lease.worker.forget_stream(stream)  # type: ignore[attr-defined]
+        assert stream.ended is not None
+        stream.ended.add_done_callback(lambda _: pool.release(lease, healthy=lease.worker.alive,
+                                                              duration_s=time.perf_counter() - started))
 
     @staticmethod
     def _orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:
@@ -327,22 +336,21 @@ class Invoker:
 
     @staticmethod
     async def _stream(reply: Reply, status: int, headers: list[tuple[bytes, bytes]], send: Send,
-                      deadline: float) -> tuple[int, dict[str, Any]]:
-        """Relay the chunks; the caller finishes the response (or, after an error, leaves it cut)."""
+                      deadline: float, record: dict[str, Any]) -> dict[str, Any]:
+        """Relay the chunks (counted in the record as they go); the end frame. The caller finishes
+        the response (or, after an error, leaves it cut)."""
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        sent = 0
         assert reply.chunks is not None and reply.ended is not None
         while True:
             remaining = deadline - time.perf_counter()
             try:
                 chunk = await asyncio.wait_for(reply.chunks.get(), max(0.001, remaining))
             except TimeoutError:
-                return sent, {"error": {"kind": "timeout", "message": "the stream ran past the function's timeout"},
-                              "logs": ""}
+                return {"error": {"kind": "timeout", "message": "the stream ran past the function's timeout"}, "logs": ""}
             if chunk is None:
-                return sent, reply.ended.result()
+                return reply.ended.result()
             data = base64.b64decode(chunk["data"]) if chunk.get("isBase64Encoded") else chunk["data"].encode()
-            sent += len(data)
+            record["response_bytes"] += len(data)
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
 

@@ -123,3 +123,38 @@ def test_a_client_that_leaves_while_queued_never_runs(orvad: Orvad) -> None:
         # the worker ran the warm-up, the gated request and now this one: the one that left never ran
         assert c.get(f"/fn/{fn['id']}").text == "ready 3"
         c.delete(f"/api/v1/functions/{fn['id']}")
+
+
+# a stream that yields once, then waits at the gate before it yields again and ends
+GATED_STREAM = ("def handler(event, context):\n"
+                "    if not event['query'].get('gate'):\n"
+                "        return 'ready'\n"
+                "    return stream()\n\n"
+                "def stream():\n"
+                "    yield 'first;'\n"
+                "    with open('/code/gate') as gate:\n"
+                "        yield 'after ' + gate.read()\n")
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_and_its_slot_waits_for_the_handler(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn, gate = _one_warm_worker(orvad, c, "hangup-stream", timeout_ms=20_000, code=GATED_STREAM)
+        spawned = _pool(c, fn["id"])["spawned"]
+        with httpx.stream("GET", f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=10) as r:
+            assert next(r.iter_bytes()) == b"first;"  # then the client goes away mid-stream
+
+        def recorded_killed() -> bool:
+            rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
+            return len(rows["executions"]) == 1
+
+        wait_for(recorded_killed, 10, "the stream's execution to be recorded as killed")
+        killed = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
+        assert killed["executions"][0]["error_code"] == "CLIENT_CLOSED"
+        assert killed["executions"][0]["response_bytes"] == len(b"first;")
+        assert _pool(c, fn["id"])["busy"] == 1  # the handler still streams (into nothing): its slot is taken
+        _open_gate(gate)
+        wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the stream ends")
+        after = c.get(f"/fn/{fn['id']}")
+        assert after.status_code == 200 and after.text == "ready" and after.headers["x-orva-cold-start"] == "false"
+        assert _pool(c, fn["id"])["spawned"] == spawned and _pool(c, fn["id"])["killed"] == 0
+        c.delete(f"/api/v1/functions/{fn['id']}")

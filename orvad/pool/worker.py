@@ -46,7 +46,7 @@ class Reply:
     error: dict[str, Any] | None = None         # {kind, name, message, stack}
     logs: str = ""
     logs_truncated: bool = False
-    status: int = 200                           # streams: from the start frame
+    status: Any = 200                           # streams: from the start frame (checked by the invoke path)
     headers: dict[str, Any] | None = None       # streams: from the start frame
     chunks: asyncio.Queue[dict[str, Any] | None] | None = None
     ended: asyncio.Future[dict[str, Any]] | None = None  # streams: the end frame
@@ -105,6 +105,7 @@ class Worker:
         self.proc: Child | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._streams: dict[int, Reply] = {}
+        self._unread: set[int] = set()  # streams whose reader went away: chunks dropped, the end still awaited
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -219,6 +220,7 @@ class Worker:
         """A stream still open at its request's deadline: end it with a timeout and kill the worker."""
         self._stream_timers.pop(rid, None)
         stream = self._streams.pop(rid, None)
+        self._unread.discard(rid)
         if stream is None:
             return
         assert stream.ended is not None
@@ -240,12 +242,12 @@ class Worker:
             self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
 
     def forget_stream(self, reply: Reply) -> None:
-        """Nobody reads this stream any more: drop its frames (and unblock a reader waiting on it)."""
-        for rid, known in list(self._streams.items()):
+        """Nobody reads this stream any more: drop its chunks (and unblock a reader waiting on it).
+        The handler may still be producing them: its end frame still resolves ``reply.ended``, and
+        its deadline still kills the worker, so the caller can hold the slot until then."""
+        for rid, known in self._streams.items():
             if known is reply:
-                del self._streams[rid]
-                if (timer := self._stream_timers.pop(rid, None)) is not None:
-                    timer.cancel()
+                self._unread.add(rid)
                 _end_queue(reply, unread=True)
                 self._room()  # frames held back for it are dropped now
 
@@ -309,7 +311,7 @@ class Worker:
             if future is None or future.done():
                 return True  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
             loop = asyncio.get_running_loop()
-            reply = Reply("stream", id=rid, status=int(frame.get("statusCode", 200)), headers=frame.get("headers") or {},
+            reply = Reply("stream", id=rid, status=frame.get("statusCode", 200), headers=frame.get("headers") or {},
                           chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future())
             self._streams[rid] = reply
             future.set_result(reply)
@@ -321,14 +323,20 @@ class Worker:
                     self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", "")))
                 return True
             assert stream.chunks is not None and stream.ended is not None
-            if stream.chunks.full():
+            unread = rid in self._unread
+            if kind == "chunk" and unread:
+                return True  # nobody reads it: dropped
+            if stream.chunks.full() and not unread:
                 return False
             if kind == "end":
                 del self._streams[rid]
+                self._unread.discard(rid)
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
                 if not stream.ended.done():
                     stream.ended.set_result(frame)
+                if unread:
+                    return True  # the reader's queue holds its end marker already
             stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
         return True
 
@@ -382,6 +390,7 @@ class Worker:
             if not stream.ended.done():
                 stream.ended.set_result({"error": {"kind": "crash", "message": reason}, "logs": ""})
         self._streams.clear()
+        self._unread.clear()
         for timer in self._stream_timers.values():
             timer.cancel()
         self._stream_timers.clear()
