@@ -27,6 +27,13 @@ def _pool(c: httpx.Client, fn_id: str) -> dict[str, Any]:
     return next((r for r in rows if r["function_id"] == fn_id), {})
 
 
+def _killed(c: httpx.Client, fn_id: str) -> list[dict[str, Any]]:
+    """The function's executions recorded as killed."""
+    rows: list[dict[str, Any]] = c.get("/api/v1/executions", params={"function_id": fn_id, "status": "killed"}).json()[
+        "executions"]
+    return rows
+
+
 def _hang_up(orvad: Orvad, fn_id: str) -> None:
     with pytest.raises(httpx.ReadTimeout):  # the client gives up while the handler waits at its gate
         httpx.get(f"{orvad.url}/fn/{fn_id}", params={"gate": "1"}, timeout=0.3)
@@ -62,13 +69,8 @@ def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad
         spawned = _pool(c, fn["id"])["spawned"]
         _hang_up(orvad, fn["id"])
 
-        def recorded_killed() -> bool:
-            rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
-            return len(rows["executions"]) == 1
-
-        wait_for(recorded_killed, 5, "the hung-up execution to be recorded as killed")
-        killed = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
-        assert killed["executions"][0]["error_code"] == "CLIENT_CLOSED"
+        wait_for(lambda: len(_killed(c, fn["id"])) == 1, 5, "the hung-up execution to be recorded as killed")
+        assert _killed(c, fn["id"])[0]["error_code"] == "CLIENT_CLOSED"
         # the handler still waits at its gate: the slot is taken, so no other request is pushed onto it
         assert _pool(c, fn["id"])["busy"] == 1
         _open_gate(gate)
@@ -113,11 +115,7 @@ def test_a_client_that_leaves_while_queued_never_runs(orvad: Orvad) -> None:
         with pytest.raises(httpx.ReadTimeout):  # this one waits in the queue, then gives up
             httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=0.5)
 
-        def left_the_queue() -> bool:
-            rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
-            return len(rows["executions"]) == 1 and _pool(c, fn["id"]).get("queue_depth") == 0
-
-        wait_for(left_the_queue, 5, "the queued request to be recorded as killed and gone from the queue")
+        wait_for(lambda: len(_killed(c, fn["id"])) == 1 and _pool(c, fn["id"]).get("queue_depth") == 0, 5, "the queued request to be recorded as killed and gone from the queue")
         _open_gate(gate)
         holder.join(30)
         # the worker ran the warm-up, the gated request and now this one: the one that left never ran
@@ -143,14 +141,9 @@ def test_a_client_that_leaves_mid_stream_is_recorded_and_its_slot_waits_for_the_
         with httpx.stream("GET", f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=10) as r:
             assert next(r.iter_bytes()) == b"first;"  # then the client goes away mid-stream
 
-        def recorded_killed() -> bool:
-            rows = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
-            return len(rows["executions"]) == 1
-
-        wait_for(recorded_killed, 10, "the stream's execution to be recorded as killed")
-        killed = c.get("/api/v1/executions", params={"function_id": fn["id"], "status": "killed"}).json()
-        assert killed["executions"][0]["error_code"] == "CLIENT_CLOSED"
-        assert killed["executions"][0]["response_bytes"] == len(b"first;")
+        wait_for(lambda: len(_killed(c, fn["id"])) == 1, 10, "the stream's execution to be recorded as killed")
+        killed = _killed(c, fn["id"])[0]
+        assert killed["error_code"] == "CLIENT_CLOSED" and killed["response_bytes"] == len(b"first;")
         assert _pool(c, fn["id"])["busy"] == 1  # the handler still streams (into nothing): its slot is taken
         _open_gate(gate)
         wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the stream ends")
