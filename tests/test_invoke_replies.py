@@ -132,3 +132,13 @@ def test_a_stream_whose_handler_raises_midway_is_cut_and_recorded_as_an_error(or
         assert execution["status"] == "error" and execution["error_code"] == "FUNCTION_ERROR"
         assert "broke mid-stream" in execution["error_message"]
         assert c.get(f"/fn/{fn['id']}/quick").text == "quick"  # the worker lives on
+
+
+def test_non_finite_floats_become_null_in_json_bodies(orvad: Orvad) -> None:
+    code = ("def handler(event, context):\n"
+            "    return {'nan': float('nan'), 'list': [float('inf'), -float('inf'), 1.5], 'ok': 2}\n")
+    with orvad.admin() as c:
+        fn = _deploy(c, "nan-body", code)
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert r.json() == {"nan": None, "list": [None, None, 1.5], "ok": 2}  # strict JSON, as JSON.stringify writes

@@ -30,8 +30,9 @@ def _json_codec():
     except ImportError:
         import json
 
-        return (lambda value, ascii=True, compact=False: json.dumps(
-            value, separators=(",", ":") if compact else None, ensure_ascii=ascii, default=str), json.loads)
+        return (lambda value, ascii=True, compact=False, nan=True: json.dumps(
+            value, separators=(",", ":") if compact else None, ensure_ascii=ascii, default=str, allow_nan=nan),
+            json.loads)
 
     class Options:  # the attributes the C scanner reads from a json.JSONDecoder
         strict, object_hook, object_pairs_hook, parse_float, parse_int = True, None, None, float, int
@@ -42,10 +43,10 @@ def _json_codec():
 
     scan = make_scanner(Options())
 
-    def dumps(value, ascii=True, compact=False):
-        """json.dumps(value, default=str) (its separators unless `compact`)."""
+    def dumps(value, ascii=True, compact=False, nan=True):
+        """json.dumps(value, default=str, allow_nan=nan) (its separators unless `compact`)."""
         encoder = make_encoder({}, str, encode_basestring_ascii if ascii else encode_basestring, None,
-                               ":" if compact else ": ", "," if compact else ", ", False, False, True)
+                               ":" if compact else ": ", "," if compact else ", ", False, False, nan)
         return "".join(encoder(value, 0))
 
     def loads(data):
@@ -62,6 +63,28 @@ def _json_codec():
 
 
 json_dumps, json_loads = _json_codec()
+
+
+def json_body(value):
+    """A handler's value as a JSON body: NaN and Infinity become null, as JSON.stringify writes them
+    (the text NaN is not JSON, and clients refuse it)."""
+    try:
+        return json_dumps(value, nan=False)
+    except ValueError:  # a non-finite float somewhere (or a cycle, which stays an error)
+        return json_dumps(_finite(value, set()), nan=False)
+
+
+def _finite(value, seen):
+    if isinstance(value, float):
+        return value if value - value == 0 else None  # NaN and the infinities are not
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            return value  # a cycle: json_dumps reports it
+        seen.add(id(value))
+        if isinstance(value, dict):
+            return {k: _finite(v, seen) for k, v in value.items()}
+        return [_finite(v, seen) for v in value]
+    return value
 
 MAX_FRAME = int(os.environ.get("ORVA_MAX_FRAME", str(16 * 1024 * 1024)))
 MAX_LOG = int(os.environ.get("ORVA_MAX_LOG_BYTES", str(256 * 1024)))
@@ -154,7 +177,7 @@ def _body(value):
         return binascii.b2a_base64(bytes(value), newline=False).decode(), True
     if isinstance(value, str):
         return value, False
-    return json_dumps(value), False
+    return json_body(value), False
 
 
 def _status(value):
@@ -184,7 +207,7 @@ def normalise(result):
         return {"statusCode": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": result,
                 "isBase64Encoded": False}
     return {"statusCode": 200, "headers": {"content-type": "application/json"},
-            "body": json_dumps(result), "isBase64Encoded": False}
+            "body": json_body(result), "isBase64Encoded": False}
 
 
 def _error(exc, kind="handler"):
@@ -204,7 +227,7 @@ def _is_async(handler):
 
 
 def _chunk(item):
-    return _body(item if isinstance(item, (bytes, bytearray, str)) else json_dumps(item))
+    return _body(item if isinstance(item, (bytes, bytearray, str)) else json_body(item))
 
 
 class _Stream:
