@@ -48,8 +48,18 @@ def body_field(body: bytes) -> tuple[str, bool]:
         return base64.b64encode(body).decode("ascii"), True
 
 
+def raw_subpath(raw_path: bytes | None, skip: int | None, decoded: str) -> str:
+    """What follows the first ``skip`` segments of the request's raw (still %-encoded) path: the
+    event's ``rawPath``, where an encoded slash stays ``%2F``. ``skip`` None (an exact route) or no
+    raw path from the server: the decoded path."""
+    if raw_path is None or skip is None:
+        return decoded
+    parts = raw_path.split(b"/", skip + 1)
+    return "/" + (parts[skip + 1] if len(parts) > skip + 1 else b"").decode("latin-1")
+
+
 def build_event(*, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes,
-                request_context: dict[str, Any]) -> dict[str, Any]:
+                request_context: dict[str, Any], raw_path: str | None = None) -> dict[str, Any]:
     pairs = parse_qsl(raw_query, keep_blank_values=True)
     multi: dict[str, list[str]] = {}
     for key, value in pairs:
@@ -62,7 +72,7 @@ def build_event(*, method: str, path: str, raw_query: str, headers: dict[str, st
         "method": method, "path": path, "query": query, "multiQuery": multi, "rawQuery": raw_query,
         "headers": headers, "body": text, "isBase64Encoded": is_b64, "requestContext": context,
         # AWS API Gateway v2 and v1 aliases, so Lambda HTTP handlers run unchanged
-        "rawPath": path, "rawQueryString": raw_query, "queryStringParameters": query or None,
+        "rawPath": path if raw_path is None else raw_path, "rawQueryString": raw_query, "queryStringParameters": query or None,
         "multiValueQueryStringParameters": multi or None, "httpMethod": method, "version": "2.0",
         "routeKey": "$default",
     }

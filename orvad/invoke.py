@@ -30,7 +30,7 @@ from orvad.errors import (
     Unauthorized,
     Unavailable,
 )
-from orvad.events import BadResponse, build_event, handler_headers, response_headers, status_code
+from orvad.events import BadResponse, build_event, handler_headers, raw_subpath, response_headers, status_code
 from orvad.ids import uuid7
 from orvad.limits import client_address
 from orvad.pool.pool import Lease, Pool, PoolClosed
@@ -98,7 +98,7 @@ class Invoker:
     def fn_endpoint(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """ASGI app for /fn/{id} and /fn/{id}/{path} (hands back run's coroutine: one frame fewer to resume)."""
         ident, _, sub = scope["path"][len("/fn/"):].partition("/")
-        return self.run(self.d.functions.resolve(ident), "/" + sub, "http", scope, receive, send)
+        return self.run(self.d.functions.resolve(ident), "/" + sub, "http", scope, receive, send, 2)
 
     async def route_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The router's fallback: custom routes, else 404."""
@@ -116,7 +116,8 @@ class Invoker:
         fn = self.d.functions.get(match.route.function_id)
         if fn is None:
             raise NotFound(f"the function behind {match.route.path} is gone")
-        await self.run(fn, match.subpath, "route", scope, receive, send)
+        await self.run(fn, match.subpath, "route", scope, receive, send,
+                       match.route.base.count("/") if match.route.is_prefix else None)
 
     # gates
     def _gate(self, fn: Function) -> None:
@@ -161,7 +162,10 @@ class Invoker:
                                    spawner.details(fn, code_hash))
 
     # the path
-    async def run(self, fn: Function, subpath: str, trigger: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def run(self, fn: Function, subpath: str, trigger: str, scope: Scope, receive: Receive, send: Send,
+                  raw_skip: int | None = None) -> None:
+        """One invocation; ``raw_skip`` is how many leading segments of the raw path are not the
+        function's (its rawPath keeps the %-encoding the decoded ``subpath`` lost)."""
         started, started_at = time.perf_counter(), now_iso()
         execution_id = uuid7()
         record: dict[str, Any] = {
@@ -213,7 +217,8 @@ class Invoker:
                 headers=handler_headers(scope["headers"]), body=body,
                 request_context={"requestId": scope.get("state", {}).get("request_id", ""),
                                  "executionId": execution_id, "functionId": fn.id, "functionName": fn.name,
-                                 "trigger": trigger, "sourceIp": client[0] if client else "", "time": started_at})
+                                 "trigger": trigger, "sourceIp": client[0] if client else "", "time": started_at},
+                raw_path=raw_subpath(scope.get("raw_path"), raw_skip, subpath))
             remaining = timeout_s  # queueing is bounded by timeout_ms too, but does not eat the handler's time
             context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
                        "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
@@ -232,6 +237,7 @@ class Invoker:
                 end = await self._stream(reply, status, stream_headers + headers, send,
                                          time.perf_counter() + timeout_s, record)
                 unread = None
+                watch.stop()  # before the response completes: servers then answer receive() with a disconnect
                 logs, truncated = end.get("logs", ""), bool(end.get("logsTruncated"))
                 record["status"] = "success"
                 if (failure := end.get("error")) is not None:
@@ -246,6 +252,7 @@ class Invoker:
             else:
                 status, out_headers, out = _rendered(lambda: _response(reply.response or {}))
                 record["status_code"] = status
+                watch.stop()  # before the response completes: servers then answer receive() with a disconnect
                 await send({"type": "http.response.start", "status": status, "headers": out_headers + headers})
                 await send({"type": "http.response.body", "body": out})
                 record["response_bytes"] = len(out)

@@ -151,3 +151,22 @@ def test_a_client_that_leaves_mid_stream_is_recorded_and_its_slot_waits_for_the_
         assert after.status_code == 200 and after.text == "ready" and after.headers["x-orva-cold-start"] == "false"
         assert _pool(c, fn["id"])["spawned"] == spawned and _pool(c, fn["id"])["killed"] == 0
         c.delete(f"/api/v1/functions/{fn['id']}")
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
+        make_orvad: Any, server: str) -> None:
+    """Past 50 ms a watcher waits on the client; once the answer is complete a server reports the
+    request as disconnected, which must not cancel what is left of it."""
+    orvad = make_orvad(env={"ORVA_SERVER": server})
+    with orvad.admin() as c:
+        fn = create_function(c, f"slow-answer-{server}")
+        code = "import time\n\ndef handler(event, context):\n    time.sleep(0.2)\n    return 'slow'\n"
+        assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+        with httpx.Client(base_url=orvad.url, timeout=10) as caller:  # one connection, kept alive
+            answers = [caller.get(f"/fn/{fn['id']}") for _ in range(4)]
+        assert [(r.status_code, r.text) for r in answers] == [(200, "slow")] * 4
+        wait_for(lambda: len(c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]) == 4,
+                 10, "four executions")
+        rows = c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]
+        assert {r["status"] for r in rows} == {"success"}, rows

@@ -142,3 +142,17 @@ def test_non_finite_floats_become_null_in_json_bodies(orvad: Orvad) -> None:
         r = c.get(f"/fn/{fn['id']}")
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
         assert r.json() == {"nan": None, "list": [None, None, 1.5], "ok": 2}  # strict JSON, as JSON.stringify writes
+
+
+def test_raw_path_keeps_the_percent_encoding_the_path_decodes(orvad: Orvad) -> None:
+    code = "def handler(event, context):\n    return {'path': event['path'], 'rawPath': event['rawPath']}\n"
+    with orvad.admin() as c:
+        fn = _deploy(c, "raw-path", code)
+        assert c.get(f"/fn/{fn['name']}/a%2Fb%3Fc/d%20e").json() == {"path": "/a/b?c/d e", "rawPath": "/a%2Fb%3Fc/d%20e"}
+        assert c.get(f"/fn/{fn['name']}").json() == {"path": "/", "rawPath": "/"}
+        assert c.post("/api/v1/routes", json={"path": "/raw/deep/*", "function_id": fn["id"]}).status_code == 201
+        assert c.post("/api/v1/routes", json={"path": "/raw-exact", "function_id": fn["id"]}).status_code == 201
+        assert c.get("/raw/deep/x%2Fy").json() == {"path": "/x/y", "rawPath": "/x%2Fy"}
+        assert c.get("/raw-exact").json() == {"path": "/", "rawPath": "/"}
+        for path in ("/raw/deep/*", "/raw-exact"):
+            c.delete("/api/v1/routes", params={"path": path})
