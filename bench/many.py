@@ -10,6 +10,7 @@ from harness import (
     PY_HANDLER,
     Orvad,
     bounded,
+    cpu_seconds,
     create_function,
     deploy_function,
     deploy_inline,
@@ -59,6 +60,23 @@ def deploy_idle_functions(orvad: Orvad, count: int) -> float:
     return round(time.perf_counter() - start, 1)
 
 
+SETTLED_CPU_SHARE = 0.05  # orvad's CPU over half a second, below which the deploys' after-work is done
+
+
+def wait_settled(orvad: Orvad) -> None:
+    """Until the deploys' aftermath (builds, their log rows, old versions' clean-up) is over: no
+    build running or queued, and orvad nearly idle, so the crowded figure is about the functions
+    being deployed, not about deploys still finishing."""
+    def quiet() -> bool:
+        builds = orvad.client.get("/api/v1/system/metrics.json").json().get("builds", {}) if orvad.client else {}
+        if builds.get("running") or builds.get("queued"):
+            return False
+        before = cpu_seconds(orvad.pid)
+        time.sleep(0.5)
+        return cpu_seconds(orvad.pid) - before < 0.5 * SETTLED_CPU_SHARE
+    wait_until(quiet, 60, "orvad to settle after the deploys", interval_s=0.1)
+
+
 def probe_latency(url: str, seconds: int) -> dict[str, Any]:
     """Unloaded warm latency on one connection: the median of a few rounds (these machines are noisy)."""
     wrk(url, 1, connections=1)  # warm-up
@@ -74,6 +92,7 @@ def bench_many(orvad: Orvad, count: int, seconds: int) -> dict[str, Any]:
     alone = probe_latency(url, seconds)
     rss_before = rss_kb(orvad.pid)
     deploy_s = deploy_idle_functions(orvad, count)
+    wait_settled(orvad)
     rss_after = rss_kb(orvad.pid)
     crowded = probe_latency(url, seconds)
     return {"functions": 1 + count, "deploy_s": deploy_s, "method": "wrk -t1 -c1, one warm worker",
