@@ -83,7 +83,7 @@ class _DisconnectWatch:
 class Invoker:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
-        self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks waiting on a worker
+        self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks on a worker, streams included: what kill() cancels
         self._killed: set[asyncio.Task[Any]] = set()
 
     def kill(self, function_id: str) -> int:
@@ -223,7 +223,9 @@ class Invoker:
             context = {"requestId": event["requestContext"]["requestId"], "executionId": execution_id,
                        "functionId": fn.id, "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
                        "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
-            reply = await self._dispatch(fn.id, lease, event, context, remaining, settling)
+            inflight = self._inflight.setdefault(fn.id, set())  # what an operator kill cancels, streams included
+            inflight.add(task)
+            reply = await self._dispatch(lease, event, context, remaining, settling)
             logs, truncated = reply.logs, reply.logs_truncated
             headers = self._orva_headers(execution_id, lease.cold, started)
             if reply.kind == "error":
@@ -268,12 +270,19 @@ class Invoker:
                            "X-Orva-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.3f}"}
             raise
         except asyncio.CancelledError:
-            record["status"], record["status_code"], record["error_code"] = "killed", 499, "CLIENT_CLOSED"
-            record["error_message"] = "the client disconnected"
-            raise
+            if unread is None or not self._was_killed(asyncio.current_task()):
+                record["status"], record["status_code"], record["error_code"] = "killed", 499, "CLIENT_CLOSED"
+                record["error_message"] = "the client disconnected"
+                raise
+            # an operator kill mid-stream: the stream stays cut (its response cannot become an error),
+            # and its worker is taken down with it
+            record["status"], record["error_code"] = "killed", "NOT_ACTIVE"
+            record["error_message"] = "the execution was killed by an operator"
+            healthy, unread = False, None
         finally:
             if watch is not None:
                 watch.stop()
+                self._inflight.get(fn.id, set()).discard(task)
             if gated:
                 await self.d.concurrency.leave(fn.id)
             duration = time.perf_counter() - started
@@ -289,8 +298,16 @@ class Invoker:
             record["duration_ms"], record["finished_at"] = round(duration * 1000, 3), now_iso()
             self.d.record_execution(record, logs, truncated)
 
-    async def _dispatch(self, function_id: str, lease: Lease, event: dict[str, Any], context: dict[str, Any],
-                        timeout_s: float, settling: list[asyncio.Future[Reply]]) -> Reply:
+    def _was_killed(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether an operator kill (not a client) cancelled ``task``; takes the cancel back if so."""
+        if task is None or task not in self._killed:
+            return False
+        self._killed.discard(task)
+        task.uncancel()
+        return True
+
+    async def _dispatch(self, lease: Lease, event: dict[str, Any], context: dict[str, Any], timeout_s: float,
+                        settling: list[asyncio.Future[Reply]]) -> Reply:
         """Invoke, but give up if the client disconnects (run's watch cancels us) or an operator kills it.
 
         After a disconnect the handler's reply future lands in `settling` (the slot stays taken until
@@ -298,8 +315,6 @@ class Invoker:
         """
         task = asyncio.current_task()
         assert task is not None
-        inflight = self._inflight.setdefault(function_id, set())
-        inflight.add(task)
 
         def abandoned(future: asyncio.Future[Reply]) -> bool:
             if task in self._killed:
@@ -310,14 +325,10 @@ class Invoker:
         try:
             return await lease.worker.invoke(event, context, timeout_s, abandoned)  # type: ignore[attr-defined, no-any-return]
         except asyncio.CancelledError:
-            if task in self._killed:
-                self._killed.discard(task)
-                task.uncancel()
+            if self._was_killed(task):
                 raise Killed("the execution was killed by an operator",
                              hint='resume the function with PUT /api/v1/functions/{id} {"status": "active"}') from None
             raise
-        finally:
-            inflight.discard(task)
 
     def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
         """The handler of a request whose client left has answered or died: free its slot (a stream's

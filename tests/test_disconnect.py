@@ -170,3 +170,22 @@ def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
                  10, "four executions")
         rows = c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]
         assert {r["status"] for r in rows} == {"success"}, rows
+
+
+def test_an_operator_kill_cuts_a_stream_and_takes_its_worker(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn, _ = _one_warm_worker(orvad, c, "killed-stream", timeout_ms=20_000, code=GATED_STREAM)
+        received = b""
+        with pytest.raises(httpx.RemoteProtocolError):  # the body is cut, never complete-looking
+            with httpx.stream("GET", f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=10) as r:
+                execution_id = r.headers["x-orva-execution-id"]
+                for piece in r.iter_bytes():
+                    received += piece
+                    if received == b"first;":  # the handler now waits at its gate, mid-stream
+                        assert c.post(f"/api/v1/functions/{fn['id']}/kill").json()["killed"] == 1
+        assert received == b"first;"
+        wait_for(lambda: c.get(f"/api/v1/executions/{execution_id}").status_code == 200, 10, "the execution row")
+        row = c.get(f"/api/v1/executions/{execution_id}").json()
+        assert row["status"] == "killed" and row["error_code"] == "NOT_ACTIVE", row
+        wait_for(lambda: _pool(c, fn["id"]).get("workers", 0) == 0, 10, "the killed stream's worker to be gone")
+        c.delete(f"/api/v1/functions/{fn['id']}")
