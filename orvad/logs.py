@@ -38,7 +38,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-LINGER_S = 0.01
+# Lines gather this long between writes. Each write wakes the writer thread, which takes the GIL from
+# the event loop: at 10 ms the wake-ups cost a warm invoke ~5 us of the writer's CPU and up to ~30 us
+# of the loop's (A/B on Uvicorn, 3 rounds); a line still reaches stderr within a twentieth of a second.
+LINGER_S = 0.05
 
 
 class BackgroundStreamHandler(logging.Handler):
