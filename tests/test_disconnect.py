@@ -13,13 +13,22 @@ import pytest
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 
+
 # With ?gate=1 the handler blocks opening a FIFO in its code folder until the test opens the
 # other end: it runs exactly as long as the test wants, with no timing guess on either side.
-GATED = ("def handler(event, context):\n"
-         "    if event['query'].get('gate'):\n"
-         "        with open('/code/gate') as gate:\n"
-         "            return 'released ' + gate.read()\n"
-         "    return 'ready'\n")
+def _gated(ungated: str = "'ready'", gated: str = "'released ' + gate.read()") -> str:
+    """The gated handler; `served` counts the requests its worker has run (an answer may say it)."""
+    return ("served = 0\n\n"
+            "def handler(event, context):\n"
+            "    global served\n"
+            "    served += 1\n"
+            "    if event['query'].get('gate'):\n"
+            "        with open('/code/gate') as gate:\n"
+            f"            return {gated}\n"
+            f"    return {ungated}\n")
+
+
+GATED = _gated()
 
 
 def _pool(c: httpx.Client, fn_id: str) -> dict[str, Any]:
@@ -63,6 +72,15 @@ def _open_gate(gate: Path) -> None:
         os.close(fd)
 
 
+def _try_open_gate(gate: Path) -> bool:
+    """Let a handler waiting at the gate go; False while none waits (the FIFO has no reader)."""
+    try:
+        _open_gate(gate)
+    except OSError:  # ENXIO
+        return False
+    return True
+
+
 def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn, gate = _one_warm_worker(orvad, c, "hangup-slot", timeout_ms=10_000)
@@ -92,15 +110,7 @@ def test_a_hung_up_handler_past_its_deadline_takes_its_worker_down(orvad: Orvad)
         c.delete(f"/api/v1/functions/{fn['id']}")
 
 
-# GATED, counting the requests its worker has run
-COUNTED = ("served = 0\n\n"
-           "def handler(event, context):\n"
-           "    global served\n"
-           "    served += 1\n"
-           "    if event['query'].get('gate'):\n"
-           "        with open('/code/gate') as gate:\n"
-           "            return 'released ' + gate.read()\n"
-           "    return f'ready {served}'\n")
+COUNTED = _gated(ungated="f'ready {served}'")  # GATED, answering how many requests its worker ran
 
 
 def test_a_client_that_leaves_while_queued_never_runs(orvad: Orvad) -> None:
@@ -158,16 +168,36 @@ def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
         make_orvad: Any, server: str) -> None:
     """Past 50 ms a watcher waits on the client; once the answer is complete a server reports the
     request as disconnected, which must not cancel what is left of it."""
+    import threading
+    import time
+
+    from orvad.invoke import DISCONNECT_WATCH_AFTER_S
+
     orvad = make_orvad(env={"ORVA_SERVER": server})
     with orvad.admin() as c:
-        fn = create_function(c, f"slow-answer-{server}")
-        code = "import time\n\ndef handler(event, context):\n    time.sleep(0.2)\n    return 'slow'\n"
-        assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
-        with httpx.Client(base_url=orvad.url, timeout=10) as caller:  # one connection, kept alive
-            answers = [caller.get(f"/fn/{fn['id']}") for _ in range(4)]
+        fn, gate = _one_warm_worker(orvad, c, f"slow-answer-{server}", timeout_ms=10_000,
+                                    code=_gated(gated="'slow'"))
+        answers: list[httpx.Response] = []
+
+        def call_four_times() -> None:
+            with httpx.Client(base_url=orvad.url, timeout=10) as caller:  # one connection, kept alive
+                for _ in range(4):  # each answer is counted as it comes: the test releases the next one
+                    answers.append(caller.get(f"/fn/{fn['id']}", params={"gate": "1"}))
+
+        caller = threading.Thread(target=call_four_times)
+        caller.start()
+        while caller.is_alive():  # each request is held at its gate past the watch's start, then let go
+            held = len(answers)
+            wait_for(lambda: _pool(c, fn["id"]).get("busy") == 1 or not caller.is_alive(), 10, "a request in flight")
+            seen = time.monotonic()
+            wait_for(lambda seen=seen: time.monotonic() - seen > 2 * DISCONNECT_WATCH_AFTER_S, 5, "the watch to start")
+            wait_for(lambda held=held: _try_open_gate(gate) or len(answers) > held or not caller.is_alive(), 10,
+                     "the request to be let go")
+            wait_for(lambda held=held: len(answers) > held or not caller.is_alive(), 10, "its answer")
+        caller.join(30)
         assert [(r.status_code, r.text) for r in answers] == [(200, "slow")] * 4
-        wait_for(lambda: len(c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]) == 4,
-                 10, "four executions")
+        wait_for(lambda: len(c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]) == 5,
+                 10, "the warm-up's and the four executions")
         rows = c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]
         assert {r["status"] for r in rows} == {"success"}, rows
 

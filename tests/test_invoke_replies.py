@@ -31,13 +31,13 @@ def handler(event, context):
 '''
 
 STREAM = '''
-import time
+import threading
 
 def handler(event, context):
     if event["path"] == "/slow":
         for i in range(20):
             yield f"chunk{i};"
-            time.sleep(0.3)
+            threading.Event().wait()  # never set: the stream runs until its deadline cuts it
     elif event["path"] == "/raises":
         yield "before;"
         raise RuntimeError("broke mid-stream")

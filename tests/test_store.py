@@ -159,7 +159,10 @@ async def test_write_all_is_one_transaction(db: Database) -> None:
         await db.write_all([("INSERT INTO rows (id, v) VALUES (2, 'c')", ()), ("INSERT INTO rows (id, v) VALUES (1, 'd')", ())])
     assert [tuple(r) for r in await db.fetchall("SELECT id, v FROM rows")] == [(1, "b")]
     cancelled = asyncio.create_task(db.write_all([("INSERT INTO rows (id, v) VALUES (3, 'e')", ())]))
-    await asyncio.sleep(0)
+    hop = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(hop.set_result, None)  # runs after the task's first step
+    await hop
+    assert db._write_lock.locked()  # the write holds the lock: its job is on the writer's thread
     cancelled.cancel()  # the job runs to its end on the writer's thread; the connection stays usable
     with pytest.raises(asyncio.CancelledError):
         await cancelled
