@@ -116,8 +116,8 @@ class JailedWorker(asyncio.Protocol):
 def jailed_argv(runtime: str, code_dir: Path) -> tuple[list[str], dict[str, str]]:
     host, data = check_host().facts, load_sandbox_data()
     assert host is not None, "no usable sandbox on this host"
-    found = next(r for r in discover().list() if r["language"] == runtime)
-    rt = discover().get(found["id"])
+    catalog = discover()
+    rt = catalog.get(next(r["id"] for r in catalog.list() if r["language"] == runtime))
     assert rt is not None
     if runtime == "python":
         precompile_adapter(rt)

@@ -7,6 +7,7 @@ session_token cookie) are removed before the handler sees the headers.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -96,9 +97,7 @@ def _header_text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str | int | float):
         return str(value)
-    import json
-
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:

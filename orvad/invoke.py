@@ -116,8 +116,7 @@ class Invoker:
         fn = self.d.functions.get(match.route.function_id)
         if fn is None:
             raise NotFound(f"the function behind {match.route.path} is gone")
-        await self.run(fn, match.subpath, "route", scope, receive, send,
-                       match.route.base.count("/") if match.route.is_prefix else None)
+        await self.run(fn, match.subpath, "route", scope, receive, send, match.route.raw_skip)
 
     # gates
     def _gate(self, fn: Function) -> None:
@@ -265,9 +264,8 @@ class Invoker:
             # a killed execution takes its worker with it: the handler really stops
             healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(exc, Killed)
             exc.details = {**(exc.details or {}), "execution_id": execution_id} if lease is not None else exc.details
-            exc.headers = {**exc.headers, "X-Orva-Execution-Id": execution_id,
-                           "X-Orva-Cold-Start": "true" if lease is not None and lease.cold else "false",
-                           "X-Orva-Duration-Ms": f"{(time.perf_counter() - started) * 1000:.3f}"}
+            exc.headers = {**exc.headers, **{name.decode(): value.decode() for name, value in
+                                             self._orva_headers(execution_id, lease is not None and lease.cold, started)}}
             raise
         except asyncio.CancelledError:
             if unread is None or not self._was_killed(asyncio.current_task()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from orvad.clock import now_iso
 from orvad.errors import Conflict, NotFound, ValidationError
@@ -37,6 +38,12 @@ class RouteEntry:
     @property
     def base(self) -> str:
         return self.path[:-2] if self.is_prefix else self.path
+
+    @cached_property
+    def raw_skip(self) -> int | None:
+        """Path segments that are the route's, not the function's (None: an exact route, whose
+        function sees "/"); found once per route, not per request."""
+        return self.base.count("/") if self.is_prefix else None
 
     def methods_text(self) -> str:
         return "*" if self.methods is None else ",".join(m for m in METHODS if m in self.methods)
