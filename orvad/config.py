@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -83,6 +84,18 @@ def _proxies(raw: Any) -> str:
     return str(raw).strip()
 
 
+def _optional(raw: Any) -> str:
+    return str(raw).strip()
+
+
+def _origin(raw: Any) -> str:
+    """An absolute http(s) URL without a path (or empty): ``https://fn.example.com``, ``http://127.0.0.1:8444``."""
+    value = str(raw).strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://[^/?#\s]+", value):
+        raise ValueError("expected an http(s)://host[:port] URL with no path")
+    return value
+
+
 def _path(raw: Any) -> Path:
     return Path(_text(raw)).expanduser()
 
@@ -135,6 +148,24 @@ FIELDS: tuple[Field, ...] = (
           "private IPv4 range from which egress workers get addresses (a /30 each)"),
     Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
           "days executions and their logs are kept"),
+    Field("public_url", "", "ORVA_PUBLIC_URL", _origin,
+          "URL operators reach orvad at (its host is one of the allowed hosts)"),
+    Field("allowed_hosts", "", "ORVA_ALLOWED_HOSTS", _optional,
+          "comma list of Host header values /api and /web answer (default: the bind address, localhost, "
+          "127.0.0.1, [::1] and public_url's host)"),
+    Field("functions_origin", "", "ORVA_FUNCTIONS_ORIGIN", _origin,
+          "separate origin (http(s)://host:port) serving /fn and custom routes; the dashboard links there"),
+    Field("build_allow_hosts", "", "ORVA_BUILD_ALLOW_HOSTS", _optional,
+          "comma list of hosts (host or host:port) builds may reach through orvad's proxy "
+          "(default: the pip index and npm registry configured on the host)"),
+    Field("build_env", "", "ORVA_BUILD_ENV", _optional,
+          "comma list of extra host environment variables passed into builds (never passed unless listed)"),
+    Field("build_disk_mb", 2048, "ORVA_BUILD_DISK_MB", _int_range(64, 1 << 20),
+          "largest size in MiB a build's tree and its cache may reach"),
+    Field("egress_deny_private", True, "ORVA_EGRESS_DENY_PRIVATE", _bool,
+          "drop egress workers' traffic to private, CGNAT, ULA and link-local ranges"),
+    Field("worker_log_bytes_per_s", 1024 * 1024, "ORVA_WORKER_LOG_BYTES_PER_S", _int_range(1024, 1 << 30),
+          "stderr/log bytes per second one worker may write; the excess is dropped and counted"),
     Field("cgroup_favor_dynmods", True, "ORVA_CGROUP_FAVOR_DYNMODS", _bool,
           "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period"),
 )
@@ -166,6 +197,14 @@ class Settings:
     cgroup_favor_dynmods: bool
     trusted_proxies: str
     egress_cidr: str
+    public_url: str
+    allowed_hosts: str
+    functions_origin: str
+    build_allow_hosts: str
+    build_env: str
+    build_disk_mb: int
+    egress_deny_private: bool
+    worker_log_bytes_per_s: int
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

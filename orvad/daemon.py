@@ -13,7 +13,8 @@ from typing import Any
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
-from orvad.builder.build import Builder, sandboxed_installer
+from orvad.builder.build import Builder
+from orvad.builder.installer import sandboxed_installer
 from orvad.bus import Bus
 from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings

@@ -9,29 +9,25 @@ to by one database transaction; the old version serves until then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import shutil
-import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from orvad.builder.archive import ArchiveError, extract, tree_hash
 from orvad.builder.buildlog import MAX_LINES, BuildLog
 from orvad.builder.gc import collect
+from orvad.builder.installer import BuildFailed, InstallJob, InstallRunner
 from orvad.builder.queue import BuildQueue
 from orvad.bus import Bus
 from orvad.clock import now_iso
 from orvad.errors import NotFound, ValidationError, VersionGCd
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
-from orvad.process import DEVNULL, PIPE, spawn
-from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 from orvad.store.functions import Deployment, Function, FunctionStore
 
 log = logging.getLogger(__name__)
@@ -49,22 +45,6 @@ def _make_world_readable(root: Path) -> None:
         path.chmod(mode | 0o444 | (0o111 if path.is_dir() or mode & 0o100 else 0))
 
 
-class BuildFailed(Exception):
-    """A build step failed; the message is what the user reads in error_message."""
-
-
-@dataclass(frozen=True)
-class InstallJob:
-    function: Function
-    language: str
-    argv: list[str]          # run inside the build sandbox with the tree at /code
-    tree: Path               # host folder bound read-write at /code
-    cache: Path              # host folder bound read-write at /cache (shared download cache)
-    timeout_s: float
-    on_line: Callable[[str, str], Awaitable[None]]  # (stream, line)
-
-
-InstallRunner = Callable[[InstallJob], Awaitable[int]]
 ActivateHook = Callable[[Function, Deployment, Path], Awaitable[None]]
 
 
@@ -90,70 +70,6 @@ def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | Non
     verb = "ci" if (tree / "package-lock.json").exists() else "install"
     return ["/usr/bin/npm", verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm",
             "--prefix", "/code"]
-
-
-def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]], limits: dict[str, int]) -> InstallRunner:
-    """Run an install command inside a build jail: as tight as a worker's, except for the network."""
-
-    async def run(job: InstallJob) -> int:
-        job.cache.mkdir(parents=True, exist_ok=True, mode=0o711)
-        as_root = os.geteuid() == 0
-        if as_root:  # the jail writes as 65534; give it the tree and the cache, take the tree back after
-            await asyncio.to_thread(_chown_tree, job.tree, JAIL_UID)
-            await asyncio.to_thread(_chown_tree, job.cache, JAIL_UID)
-        spec = SandboxSpec(
-            argv=tuple(job.argv), code_dir=str(job.tree), code_access="rw", binds=binds(job.language),
-            memory_mb=limits["build_memory_mb"], cpus=float(os.cpu_count() or 1), pids=limits["build_pids"],
-            tmpfs_mb=limits["build_tmpfs_mb"], fsize_mb=512, nofile=4096, extra_rw=((str(job.cache), "/cache"),),
-            network="host", env=_build_env())
-        inv = build_invocation(spec, host)
-        proc = await spawn(inv.argv, env=inv.env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
-
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            assert stream is not None
-            while line := await stream.readline():
-                await job.on_line(name, line.decode(errors="replace"))
-
-        try:
-            await asyncio.wait_for(asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"),
-                                                  proc.wait()), job.timeout_s)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
-        finally:
-            if as_root:
-                await asyncio.to_thread(_chown_tree, job.tree, 0)
-        return proc.returncode or 0
-
-    return run
-
-
-# The host's registry settings (proxies, mirrors, extra CAs) reach the build jail; nothing else does.
-_PASSED_THROUGH = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_DEFAULT_TIMEOUT", "npm_config_registry")
-
-
-def _build_env() -> dict[str, str]:
-    env = {"HOME": "/tmp", "npm_config_update_notifier": "false", "PIP_NO_COLOR": "1",
-           # Node trusts the system CA store (as pip does), so a host's own CAs work in the jail too
-           "NODE_OPTIONS": "--use-openssl-ca", "SSL_CERT_DIR": "/etc/ssl/certs"}
-    env.update({k: v for k, v in os.environ.items() if k in _PASSED_THROUGH})
-    return env
-
-
-def _chown_tree(root: Path, uid: int) -> None:
-    for path in [root, *root.rglob("*")]:
-        with contextlib.suppress(OSError):
-            os.lchown(path, uid, uid)
 
 
 def manifest_for(language: str, dependencies: str) -> str:
