@@ -65,6 +65,8 @@ def _env_vars(value: Any) -> dict[str, str]:
             raise _bad("env_vars", f"may not set {name!r}: the ORVA_ prefix is reserved")
         if not isinstance(val, str):
             raise _bad("env_vars", f"value of {name} must be a string")
+        if "\x00" in val:
+            raise _bad("env_vars", f"value of {name} contains a NUL byte, which a process environment cannot carry")
         if len(val.encode()) > MAX_ENV_VALUE:
             raise _bad("env_vars", f"value of {name} exceeds {MAX_ENV_VALUE} bytes")
         total += len(name) + len(val.encode())

@@ -74,6 +74,9 @@ class SecretService:
         if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:
             raise ValidationError(f"value must be a string of at most {MAX_VALUE_BYTES} bytes",
                                   details={"field": "value"})
+        if "\x00" in value:
+            raise ValidationError(f"value of {key} contains a NUL byte, which a process environment cannot carry",
+                                  details={"field": "value", "key": key})
         nonce, ciphertext = seal(self._master, function_id, key, value)
         await self._store.upsert(function_id, key, nonce, ciphertext, now_iso())
         await self._changed(function_id)

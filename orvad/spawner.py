@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orvad.egress import EgressNetwork
-from orvad.errors import Unavailable
+from orvad.errors import Conflict, Unavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.pool.worker import Worker
 from orvad.runtimes import RuntimeCatalog
@@ -25,6 +25,16 @@ from orvad.store.functions import Function
 # as a script, which Python would compile at every start.
 PYTHON_BOOT = "import sys; sys.path[0] = '/runtime'; import adapter; adapter.main()"
 ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT), "node": ("{interpreter}", "/runtime/adapter.js")}
+
+
+def _refuse_unusable_env(function_name: str, env: dict[str, str]) -> None:
+    """A value stored before NUL bytes were refused must fail the spawn with its key, not with 'embedded null byte'."""
+    for key, value in env.items():
+        if "\x00" in value:
+            raise Conflict(f"the environment of {function_name} cannot start a worker: {key} contains a NUL byte",
+                           details={"key": key, "reason": "configuration"},
+                           hint=f"set {key} again without the NUL byte (PUT /api/v1/functions/{{id}} env_vars, "
+                                "or POST /api/v1/functions/{id}/secrets)")
 
 
 class Spawner:
@@ -82,6 +92,7 @@ class Spawner:
                                   retry_after_s=60, hint="see GET /api/v1/runtimes")
             env = {**fn.env_vars, **await self._secrets.environment(fn.id),
                    "ORVA_ENTRYPOINT": fn.entrypoint, "ORVA_FUNCTION_ID": fn.id, "ORVA_FUNCTION_NAME": fn.name}
+            _refuse_unusable_env(fn.name, env)
             limits = self._data.limits
             spec = SandboxSpec(
                 argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[runtime.language]),

@@ -80,3 +80,33 @@ def test_rotate_master_key_keeps_every_secret(make_orvad: Callable[..., Orvad]) 
         wait_for(lambda: c.get(f"/fn/{fn['id']}").status_code == 200, 60, "the function to serve")
         answer = c.get(f"/fn/{fn['id']}")
         assert answer.json() == [f"value-{i}" for i in range(5)], answer.text
+
+
+def test_nul_bytes_are_refused_and_a_stored_one_names_its_key(make_orvad: Callable[..., Orvad]) -> None:
+    """An environment cannot carry NUL: the API refuses it, and a value stored before that rule
+    fails the spawn with its key (409), not every request with 502 'embedded null byte'."""
+    import json
+    import sqlite3
+
+    from tests.deploy_helpers import deploy_inline, wait_deployed
+
+    server = make_orvad()
+    with server.admin() as c:
+        fn = create_function(c, "nul-fn")
+        bad_secret = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "TOKEN", "value": "a\x00b"})
+        assert bad_secret.status_code == 400, bad_secret.text
+        assert bad_secret.json()["error"]["details"]["key"] == "TOKEN" and "NUL" in bad_secret.json()["error"]["message"]
+        bad_env = c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {"MODE": "x\x00y"}})
+        assert bad_env.status_code == 400 and "MODE" in bad_env.json()["error"]["message"], bad_env.text
+        assert c.get(f"/api/v1/functions/{fn['id']}").json()["env_vars"] == {}
+        dep = deploy_inline(c, fn["id"], "def handler(event, context):\n    return 'ok'\n")
+        assert wait_deployed(c, dep["id"])["status"] == "succeeded"
+    server.stop()
+    with sqlite3.connect(server.data_dir / "orva.db") as db:  # a row written by an older orvad
+        db.execute("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "x\x00y"}), fn["id"]))
+    again = make_orvad(data_dir=server.data_dir)
+    with again.admin() as c:
+        r = c.post(f"/fn/{fn['id']}/", content=b"")
+        assert r.status_code == 409, r.text
+        err = r.json()["error"]
+        assert err["details"]["key"] == "MODE" and "NUL" in err["message"] and "env_vars" in err["hint"]
