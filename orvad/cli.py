@@ -18,6 +18,7 @@ from orvad import __version__
 from orvad.app import create_app
 from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
+from orvad.hostcheck import DataDirUnreachable
 from orvad.logs import configure_logging
 
 log = logging.getLogger("orvad")
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()  # the invoke path is event-loop work (futures, timers, pipes): about half the CPU
         try:
             asyncio.run(run(settings))
+        except DataDirUnreachable as exc:
+            print(f"orvad: cannot start: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             log.error("cannot start", extra={"error": str(exc)})
             return 1

@@ -97,7 +97,8 @@ def _origin(raw: Any) -> str:
 
 
 def _path(raw: Any) -> Path:
-    return Path(_text(raw)).expanduser()
+    # absolute from the start: nsjail changes directory before it bind-mounts, so a relative path breaks every jail
+    return Path(_text(raw)).expanduser().absolute()
 
 
 @dataclass(frozen=True)

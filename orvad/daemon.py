@@ -20,7 +20,14 @@ from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
 from orvad.egress import EgressNetwork
 from orvad.functions import WORKER_FIELDS, FunctionService
-from orvad.hostcheck import HostCheck, check_host, code_path_check, favor_cgroup_migrations, load_sandbox_data
+from orvad.hostcheck import (
+    DataDirUnreachable,
+    HostCheck,
+    check_host,
+    code_path_check,
+    favor_cgroup_migrations,
+    load_sandbox_data,
+)
 from orvad.ids import uuid7
 from orvad.invoke import Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
@@ -113,7 +120,9 @@ class Daemon:
         self.secrets.on_change.append(self._secrets_changed)
         self.host = await asyncio.to_thread(check_host)
         self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.host.checks["code_path"] = code_path_check(self.builder.root)
+        self.host.checks["code_path"] = await asyncio.to_thread(code_path_check, self.builder.root, self.host.facts)
+        if not self.host.checks["code_path"]["ok"] and self.host.facts is not None:
+            raise DataDirUnreachable(self.host.checks["code_path"]["detail"])
         if self.host.facts is not None and self.host.facts.cgroup != "none":
             self.host.checks["cgroup_migrations"] = (
                 await asyncio.to_thread(favor_cgroup_migrations) if self.settings.cgroup_favor_dynmods else

@@ -168,13 +168,30 @@ def favor_cgroup_migrations() -> dict[str, Any]:
     return result(True, f"{FAVOR_OPTION} turned on by orvad: a worker start does not wait for an RCU grace period")
 
 
-def code_path_check(root: Path) -> dict[str, Any]:
-    """The jail (uid 65534) must traverse every folder above the code it mounts."""
+class DataDirUnreachable(RuntimeError):
+    """The jail cannot reach the code under the data dir: orvad refuses to start (every worker would fail)."""
+
+
+def code_path_check(root: Path, facts: HostFacts | None) -> dict[str, Any]:
+    """The jail (uid 65534) must reach the code it mounts: tried for real, by binding ``root`` into a jail."""
     blocked = [str(p) for p in [root, *root.parents] if p.exists() and not p.stat().st_mode & 0o001]
+    hint = "chmod o+x on those folders, or put the data dir elsewhere (ORVA_DATA_DIR)"
     if blocked:
         return {"ok": False, "detail": f"workers cannot reach their code: {', '.join(blocked)} not traversable by "
-                                       "others (chmod o+x, or put the data dir elsewhere)"}
-    return {"ok": True, "detail": f"{root} reachable from the jail"}
+                                       f"others; {hint}"}
+    if facts is not None:
+        spec = SandboxSpec(argv=("/bin/true",), code_dir=str(root), binds=("/usr", "/lib", "/lib64", "/bin"),
+                           memory_mb=32, cpus=0.5, pids=8, tmpfs_mb=1)
+        inv = build_invocation(spec, facts)
+        try:
+            done = subprocess.run(inv.argv, env=inv.env, capture_output=True, timeout=20)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return {"ok": False, "detail": f"a jail could not mount {root}: {exc}; {hint}"}
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip().splitlines()
+            return {"ok": False, "detail": f"a jail could not mount {root} ({err[-1][-200:] if err else 'no reason'}); "
+                                           f"{hint}"}
+    return {"ok": True, "detail": f"{root} mounted in a jail" if facts is not None else f"{root} traversable"}
 
 
 def clean_leaked_cgroups(pid: int) -> None:
