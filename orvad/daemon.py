@@ -14,7 +14,8 @@ from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.builder.build import Builder
-from orvad.builder.installer import sandboxed_installer
+from orvad.builder.installer import BuildNetwork, sandboxed_installer
+from orvad.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.bus import Bus
 from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
@@ -47,6 +48,7 @@ from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.functions import Deployment, Function, FunctionStore
 from orvad.store.pools import PoolConfigStore
+from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
 
@@ -64,7 +66,7 @@ class Daemon:
         self.bus = Bus()
         self.auth_store = AuthStore(self.db, self.batch)
         self.keys = KeyService(self.auth_store)
-        self.sessions = SessionService(self.auth_store, settings.session_days)
+        self.sessions = SessionService(self.auth_store, settings.session_days, secure_cookies=settings.secure_cookies)
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
         self.runtimes = runtimes if runtimes is not None else discover_runtimes()
         self.function_store = FunctionStore(self.db, self.batch)
@@ -83,7 +85,8 @@ class Daemon:
         self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()
         self.concurrency = ConcurrencyGate()
-        self.signatures = SignatureChecker()
+        self.replays = ReplayStore(self.db, self.batch)
+        self.signatures = SignatureChecker(persist=self.replays.remember)
         self._active_hash: dict[str, str] = {}
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
@@ -131,8 +134,14 @@ class Daemon:
             log.error("SANDBOX LIMIT NOT ENFORCED: " + warning)
         sandbox_data = load_sandbox_data()
         if self.host.facts is not None:
+            registries = discover_registries()
+            allow = AllowList.parse(self.settings.build_allow_hosts, registries.hosts())
+            log.info("builds reach the network only through the build proxy", extra={"allow_hosts": allow.describe()})
+            network = BuildNetwork(self.egress, BuildProxy(allow, Upstream.from_env()), registries.env(),
+                                   tuple(n.strip() for n in self.settings.build_env.split(",") if n.strip()))
             self.builder.install = sandboxed_installer(
-                self.host.facts, lambda language: sandbox_data.binds_for(language, build=True), sandbox_data.limits)
+                self.host.facts, lambda language: sandbox_data.binds_for(language, build=True), sandbox_data.limits,
+                network)
         if self.host.facts is not None and os.geteuid() == 0 and shutil.which("nft") and shutil.which("ip"):
             await self.egress.start()
         else:
@@ -142,6 +151,7 @@ class Daemon:
                                observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s))
         await self.db.open()
         self.batch.start()
+        await self._load_replay_memory()
         await self.keys.load()
         self.bootstrap_key = await self.keys.ensure_bootstrap(self.settings.data_dir / "admin.key")
         await self.functions.load()
@@ -168,8 +178,19 @@ class Daemon:
         await self.pools.stop()
         await self.egress.stop()
         await self.batch.stop()
+        await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
         await self.db.close()
         log.info("orvad stopped", extra={"rows_written": self.batch.rows_written})
+
+    async def _load_replay_memory(self) -> None:
+        """Signatures accepted in their window by earlier runs; if the memory may have gaps (a crash
+        lost the last batch, or it cannot be read), timestamps older than this start are refused."""
+        started = time.time()
+        live, complete = await self.replays.open(started)
+        if not complete:
+            log.warning("signature replay memory may be incomplete (first start with it, or the last run did not stop "
+                        "cleanly): signed requests stamped before this start are refused")
+        self.signatures.load(live, complete=complete, started=started)
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
         checks: dict[str, dict[str, Any]] = {
@@ -287,6 +308,7 @@ class Daemon:
                 log.info("removed expired sessions", extra={"count": removed})
             cutoff = iso(utcnow() - timedelta(days=self.settings.log_retention_days))
             expired = await self.executions.delete_older_than(cutoff)
+            await self.replays.purge(time.time())
             if expired:
                 log.info("removed old executions", extra={"count": expired})
             await asyncio.sleep(_HOUSEKEEPING_EVERY_S)

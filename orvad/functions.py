@@ -29,7 +29,8 @@ EXTENSIONS = {"python": (".py",), "node": (".js", ".mjs", ".cjs")}
 # Fields whose change must reach new workers (the pool replaces its workers in the background).
 WORKER_FIELDS = ("env_vars", "memory_mb", "cpus", "timeout_ms", "network_mode", "entrypoint", "runtime")
 SETTABLE = ("name", "runtime", "entrypoint", "description", "memory_mb", "cpus", "timeout_ms", "env_vars",
-            "network_mode", "auth_mode", "max_concurrency", "concurrency_policy", "rate_limit_per_min")
+            "network_mode", "auth_mode", "max_concurrency", "concurrency_policy", "rate_limit_per_min",
+            "signature_version", "csp_sandbox")
 CHOICES = {"network_mode": ("none", "egress"), "auth_mode": ("none", "api_key", "signed"),
            "concurrency_policy": ("queue", "reject")}
 
@@ -124,6 +125,7 @@ class FunctionService:
             "entrypoint": "handler.py" if language == "python" else "handler.js",
             "memory_mb": 128, "cpus": 1.0, "timeout_ms": 30000, "env_vars": {}, "network_mode": "none",
             "auth_mode": "none", "max_concurrency": 0, "concurrency_policy": "queue", "rate_limit_per_min": 0,
+            "signature_version": 2, "csp_sandbox": True,
         }
         fields.update(self._validate({**fields, **body}, set(body)))
         fn = Function(id=uuid7(), status="created", active_deployment_id=None, created_at=now, updated_at=now,
@@ -193,7 +195,8 @@ class FunctionService:
                 raise _bad("description", "must be a string of at most 1024 characters")
             out["description"] = merged["description"]
         for field, lo, hi in (("memory_mb", 16, 4096), ("timeout_ms", 100, 900_000),
-                              ("max_concurrency", 0, 10_000), ("rate_limit_per_min", 0, 1_000_000)):
+                              ("max_concurrency", 0, 10_000), ("rate_limit_per_min", 0, 1_000_000),
+                              ("signature_version", 1, 2)):
             if field in sent:
                 out[field] = _int(merged, field, lo, hi)
         if "cpus" in sent:
@@ -204,6 +207,10 @@ class FunctionService:
             out["cpus"] = float(cpus)
         if "env_vars" in sent:
             out["env_vars"] = _env_vars(merged["env_vars"])
+        if "csp_sandbox" in sent:
+            if not isinstance(merged["csp_sandbox"], bool):
+                raise _bad("csp_sandbox", "must be true or false")
+            out["csp_sandbox"] = merged["csp_sandbox"]
         for field, allowed in CHOICES.items():
             if field in sent:
                 if merged[field] not in allowed:

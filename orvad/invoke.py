@@ -39,6 +39,16 @@ from orvad.store.functions import Function
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_SIGNING_HEADERS = (b"x-orva-timestamp", b"x-orva-signature")
+
+
+def signed_target(scope: Scope) -> str:
+    """The request target a signature covers: the path as sent (%-escapes kept, /fn/<id> or the
+    route's path included) and ``?query`` when the query is not empty."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -135,10 +145,14 @@ class Invoker:
         if fn.auth_mode == "none":
             return
         if fn.auth_mode == "signed":
-            headers = {k: v.decode("latin-1") for k, v in scope["headers"]
-                       if k in (b"x-orva-timestamp", b"x-orva-signature")}
+            sent = [(k, v.decode("latin-1")) for k, v in scope["headers"] if k in _SIGNING_HEADERS]
+            headers = dict(sent)
+            if len(headers) != len(sent):
+                raise Unauthorized("X-Orva-Timestamp and X-Orva-Signature may each be sent once",
+                                   hint="send one of each")
             self.d.signatures.verify(await self.d.secrets.signing_secret(fn.id), headers.get(b"x-orva-timestamp"),
-                                     headers.get(b"x-orva-signature"), body)
+                                     headers.get(b"x-orva-signature"), body, version=fn.signature_version,
+                                     method=scope["method"], target=signed_target(scope))
             return
         if fn.auth_mode == "api_key":
             principal = await identify(scope, self.d.keys, self.d.sessions)

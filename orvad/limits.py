@@ -1,20 +1,27 @@
 """Per-function invoke limits, in memory: a token bucket per (function, client) for
 rate_limit_per_min, a concurrency gate for max_concurrency, and the replay memory of signed
-requests. Nothing here touches the disk."""
+requests. Nothing here touches the disk (the replay memory is persisted through a callback
+into the batched writer)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import ipaddress
 import math
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from orvad.errors import FunctionBusy, RateLimited, Unauthorized
 
-SIGNATURE_WINDOW_S = 300
+SIGNATURE_WINDOW_S = 300  # how far into the past a signed request's timestamp may be
+SIGNATURE_FUTURE_S = 30  # and into the future (clock skew)
+SIGNED_FORMS = {1: '"<timestamp>.<raw body>"', 2: '"<timestamp>.<METHOD>.<path?query>.<raw body>"'}
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 _MAX_BUCKETS = 100_000
 
 
@@ -72,29 +79,69 @@ class ConcurrencyGate:
 
 
 class SignatureChecker:
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
+    """Signed invocations (docs/API.md): strict parsing, the window, and each signature once.
 
-    def verify(self, secret: str | None, timestamp: str | None, signature: str | None, body: bytes) -> None:
+    The replay memory is a dict (the hot check) mirrored to SQLite through ``persist`` (the
+    batched writer: no disk work on the invoke path) and loaded back at start. ``not_before``
+    refuses older timestamps outright: set to the process start when the memory on disk may be
+    incomplete (the last run crashed, or the store could not be read), so nothing signed before
+    the gap can be replayed after it.
+    """
+
+    def __init__(self, persist: Callable[[str, float], None] | None = None) -> None:
+        self._seen: dict[str, float] = {}  # signature -> when its timestamp leaves the window
+        self._expiry: list[tuple[float, str]] = []  # a heap of the same, to forget in order
+        self._persist = persist
+        self.not_before = 0.0
+
+    def load(self, live: Iterable[tuple[str, float]], *, complete: bool, started: float) -> None:
+        for signature, expires_at in live:
+            self._remember(signature, expires_at)
+        if not complete:
+            self.not_before = float(int(started))  # timestamps have whole seconds: the second of the start
+
+    def verify(self, secret: str | None, timestamp: str | None, signature: str | None, body: bytes, *,
+               version: int = 2, method: str = "", target: str = "") -> None:
+        """``target`` is the request's path as sent (%-escapes kept) and ``?query`` when there is one."""
+        form = SIGNED_FORMS.get(version, SIGNED_FORMS[2])
         if not secret:
             raise Unauthorized("this function needs signed requests but has no ORVA_SIGNING_SECRET",
                                hint="set the secret ORVA_SIGNING_SECRET on the function")
-        if not timestamp or not signature:
+        if timestamp is None or signature is None:
             raise Unauthorized("missing X-Orva-Timestamp or X-Orva-Signature",
-                               hint='sign "<timestamp>.<raw body>" with HMAC-SHA256; send sha256=<hex>')
-        now = time.time()
-        if not timestamp.isdigit() or abs(now - int(timestamp)) > SIGNATURE_WINDOW_S:
-            raise Unauthorized("X-Orva-Timestamp is missing, malformed or outside the 300 s window",
-                               hint="send the current Unix time in seconds")
-        expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.strip()):
-            raise Unauthorized("the request signature does not match", hint="HMAC-SHA256 over \"<timestamp>.<body>\"")
-        for seen, expires in list(self._seen.items()):
-            if expires < now:
-                del self._seen[seen]
+                               hint=f"sign {form} with HMAC-SHA256; send X-Orva-Signature: sha256=<hex>")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise Unauthorized("X-Orva-Timestamp must be the Unix time in seconds, in ASCII digits",
+                               hint="send the current Unix time in seconds, e.g. $(date +%s)")
+        if not _SIGNATURE.fullmatch(signature):
+            raise Unauthorized("X-Orva-Signature must be sha256= followed by 64 lower-case hex digits",
+                               hint="send exactly sha256=<hex>, nothing around it")
+        now, stamp = time.time(), int(timestamp)
+        if stamp < now - SIGNATURE_WINDOW_S or stamp > now + SIGNATURE_FUTURE_S:
+            raise Unauthorized(f"X-Orva-Timestamp is outside the window ({SIGNATURE_WINDOW_S} s into the past, "
+                               f"{SIGNATURE_FUTURE_S} s into the future)",
+                               hint="send the current Unix time in seconds, and check the caller's clock")
+        if stamp < self.not_before:
+            raise Unauthorized("X-Orva-Timestamp is older than orvad's start, and orvad cannot tell whether it "
+                               "was used before (its replay memory may have lost rows in a crash)",
+                               hint="sign the request again with the current time")
+        prefix = f"{timestamp}." if version == 1 else f"{timestamp}.{method}.{target}."
+        expected = "sha256=" + hmac.new(secret.encode(), prefix.encode("latin-1") + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise Unauthorized("the request signature does not match", hint=f"HMAC-SHA256 over {form}",
+                               details={"signature_version": version})
+        while self._expiry and self._expiry[0][0] < now:
+            _, old = heapq.heappop(self._expiry)
+            self._seen.pop(old, None)
         if signature in self._seen:
             raise Unauthorized("this signature was used already (replay)", hint="sign every request afresh")
-        self._seen[signature] = now + SIGNATURE_WINDOW_S
+        self._remember(signature, float(stamp + SIGNATURE_WINDOW_S))
+        if self._persist is not None:
+            self._persist(signature, float(stamp + SIGNATURE_WINDOW_S))
+
+    def _remember(self, signature: str, expires_at: float) -> None:
+        self._seen[signature] = expires_at
+        heapq.heappush(self._expiry, (expires_at, signature))
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress._BaseNetwork]) -> str:

@@ -30,6 +30,8 @@ class Function:
     active_deployment_id: str | None
     created_at: str
     updated_at: str
+    signature_version: int = 2  # auth_mode signed: 1 signs "<ts>.<body>", 2 "<ts>.<METHOD>.<path?query>.<body>"
+    csp_sandbox: bool = True  # replies on the dashboard's origin get Content-Security-Policy: sandbox
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ _DEPLOYMENT_COLUMNS = [f.name for f in fields(Deployment)]
 def _function(row: Any) -> Function:
     values = dict(row)
     values["env_vars"] = json.loads(values["env_vars"])
+    values["csp_sandbox"] = bool(values["csp_sandbox"])
     return Function(**values)
 
 

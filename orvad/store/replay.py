@@ -1,0 +1,54 @@
+"""SQL for the replay memory of signed invocations (orvad/limits.py SignatureChecker).
+
+The invoke path never waits on this: an accepted signature is queued to the batched writer, and
+the live ones are read back once at start. ``replay_state.clean`` tells the next start whether
+every queued row reached the database (a clean stop) or some may be missing (a crash).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class ReplayStore:
+    def __init__(self, db: Database, batch: BatchWriter) -> None:
+        self._db = db
+        self._batch = batch
+
+    async def open(self, now: float) -> tuple[list[tuple[str, float]], bool]:
+        """(live signatures with their expiry, whether that list is complete: the previous run
+        stopped cleanly); marks this run unclean until ``close``. An unreadable store answers
+        ([], False): the caller then refuses what it cannot check."""
+        try:
+            return await self._open(now)
+        except sqlite3.Error as exc:
+            log.error("signature replay memory unreadable", extra={"error": str(exc)})
+            return [], False
+
+    async def _open(self, now: float) -> tuple[list[tuple[str, float]], bool]:
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM signature_replays WHERE expires_at < ?", (now,))
+            async with tx.execute("SELECT signature, expires_at FROM signature_replays") as cur:
+                live = [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+            async with tx.execute("SELECT clean FROM replay_state WHERE id = 1") as cur:
+                row = await cur.fetchone()
+            await tx.execute("INSERT INTO replay_state (id, clean) VALUES (1, 0)"
+                             " ON CONFLICT (id) DO UPDATE SET clean = 0")
+        return live, row is not None and row[0] == 1
+
+    def remember(self, signature: str, expires_at: float) -> None:
+        self._batch.submit("INSERT OR IGNORE INTO signature_replays (signature, expires_at) VALUES (?, ?)",
+                           (signature, expires_at))
+
+    async def close(self) -> None:
+        """Call after the batched writer has written everything: the memory on disk is complete."""
+        await self._db.execute("UPDATE replay_state SET clean = 1 WHERE id = 1")
+
+    async def purge(self, now: float) -> int:
+        return await self._db.execute("DELETE FROM signature_replays WHERE expires_at < ?", (now,))
