@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,14 @@ from typing import Any
 import yaml
 
 from orvad.resources import data_dir
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One syscall rule of a Kafel ERRNO block: the errno it returns, and when (None: always)."""
+
+    errno: int
+    condition: str | None = None
 
 
 def policy_path() -> Path:
@@ -21,8 +30,45 @@ def load_catalog() -> dict[str, Any]:
     return yaml.safe_load((data_dir("seccomp") / "catalog.yaml").read_text())  # type: ignore[no-any-return]
 
 
-def policy_syscalls(text: str) -> set[str]:
-    """The syscall names inside the ERRNO(...) { ... } block of a Kafel policy."""
+def policy_rules(text: str) -> dict[str, Rule]:
+    """Every syscall named in the ERRNO(n) { ... } blocks of a Kafel policy, with its argument condition.
+
+    ``#define`` constants are expanded in conditions, so a condition reads as the numbers the kernel sees.
+    """
     body = re.sub(r"//[^\n]*", "", text)
-    match = re.search(r"ERRNO\(\d+\)\s*\{([^}]*)\}", body)
-    return {name.strip() for name in match.group(1).split(",") if name.strip()} if match else set()
+    defines = dict(re.findall(r"^\s*#define\s+(\w+)\s+(\S+)", body, flags=re.M))
+    rules: dict[str, Rule] = {}
+    for match in re.finditer(r"ERRNO\((\d+)\)\s*\{", body):
+        block = _balanced(body, match.end())
+        for item in _split_top(block):
+            name, _, condition = item.partition("{")
+            name = re.sub(r"\(.*\)", "", name).strip()
+            cond = condition.rsplit("}", 1)[0].strip() if condition else None
+            if cond:
+                cond = re.sub(r"\b\w+\b", lambda m: defines.get(m.group(0), m.group(0)), cond)
+            rules.setdefault(name, Rule(int(match.group(1)), cond or None))
+    return rules
+
+
+def _balanced(text: str, start: int) -> str:
+    """The text from ``start`` up to the brace that closes the one just before it."""
+    depth = 1
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i]
+    raise ValueError("unbalanced braces in the seccomp policy")
+
+
+def _split_top(block: str) -> list[str]:
+    """Split a rule list at the commas outside braces and parentheses."""
+    items, depth, current = [], 0, ""
+    for ch in block:
+        depth += {"{": 1, "(": 1, "}": -1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    return [" ".join(item.split()) for item in items if item.strip()]

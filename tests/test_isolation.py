@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,32 @@ BLOCKED = {"mount": 165, "umount2": 166, "pivot_root": 155, "unshare": 272, "set
            "delete_module": 176, "keyctl": 250, "add_key": 248, "request_key": 249, "userfaultfd": 323,
            "process_vm_readv": 310, "process_vm_writev": 311, "reboot": 169, "swapon": 167, "swapoff": 168,
            "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427}
+
+# Tries clone() with CLONE_NEWUSER (alone and with CLONE_NEWNET: the child would hold every capability in a fresh
+# user+net namespace) and clone3(); prints {attempt: [rc, errno]}. A child that is created exits at once.
+CLONE_PROBE = '''
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+def reap(rc):
+    if rc == 0:
+        os._exit(0)
+    if rc > 0:
+        os.waitpid(rc, 0)
+out = {}
+for name, flags in {"newuser": 0x10000000, "newuser_newnet": 0x50000000, "newuser_high_bits": (1 << 32) | 0x10000000}.items():
+    ctypes.set_errno(0)
+    rc = libc.syscall(56, ctypes.c_ulong(flags | 17), 0, 0, 0, 0)
+    reap(rc)
+    out[name] = [rc, ctypes.get_errno()]
+args = (ctypes.c_uint64 * 11)()
+args[0], args[4] = 0x10000000, 17  # clone_args.flags = CLONE_NEWUSER, exit_signal = SIGCHLD
+ctypes.set_errno(0)
+rc = libc.syscall(435, ctypes.byref(args), ctypes.c_size_t(88))
+reap(rc)
+out["clone3"] = [rc, ctypes.get_errno()]
+print(json.dumps(out))
+'''
+CLONE_REFUSED = {"newuser": [-1, 1], "newuser_newnet": [-1, 1], "newuser_high_bits": [-1, 1], "clone3": [-1, 38]}
 
 PY_PROBE = '''
 import ctypes, json, os, socket, threading, subprocess, sys, time
@@ -68,6 +96,16 @@ def handler(event, context):
             "subprocess": attempt(lambda: subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True).stdout.strip()),
             "pid": os.getpid(),
         }
+    if event["path"] == "/clone":
+        ns = {}
+        exec(q["script"], {"print": lambda text: ns.update(result=json.loads(text))})
+        threads = []
+        for _ in range(4):
+            threads.append(threading.Thread(target=lambda: None)); threads[-1].start()
+        for t in threads:
+            t.join()
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        return {"clone": ns["result"], "threads": len(threads), "subprocess": child.stdout.strip()}
     if event["path"] == "/hold":
         time.sleep(float(q.get("s", "2")))
         return "held"
@@ -120,6 +158,16 @@ exports.handler = async (event) => {
       secret_env: process.env.API_TOKEN === q.secret_hint,
       thread, memory: process.memoryUsage().rss > 0, pid: process.pid,
     };
+  }
+  if (event.path === "/clone") {
+    const { execFileSync } = require("child_process");
+    const thread = await new Promise((resolve) => {
+      const w = new Worker("require('worker_threads').parentPort.postMessage(42)", { eval: true });
+      w.on("message", (m) => resolve(m)); w.on("error", (e) => resolve("refused:" + e.message));
+    });
+    const clone = JSON.parse(execFileSync("/usr/bin/python3.11", ["-c", q.script]).toString());
+    const child = execFileSync(process.execPath, ["-e", "console.log(process.pid)"]).toString().trim();
+    return { clone, thread, child };
   }
   if (event.path === "/oom") { const keep = []; for (let i = 0; i < 1000; i++) keep.push(Buffer.alloc(16 << 20, 1)); return keep.length; }
   return "?";
@@ -195,6 +243,43 @@ def test_blocked_syscalls_are_refused_and_interpreters_still_work(orvad: Orvad, 
         for name, (rc, errno) in got["syscalls"].items():
             assert rc == -1 and errno == 1, f"{name} was not refused with EPERM: rc={rc} errno={errno}"
         assert got["subprocess"] == "ok:b'1'"
+
+
+def test_new_namespaces_refused_and_threads_and_subprocesses_still_work(orvad: Orvad, probe: dict) -> None:
+    """clone(CLONE_NEWUSER[|CLONE_NEWNET]) is refused with EPERM and clone3 with ENOSYS, in both runtimes' jails
+    (Node cannot call clone itself: it runs the attempt in a child process, which inherits the filter);
+    threads, worker_threads and child processes (which use plain clone, or clone3 falling back to it) still work."""
+    with orvad.client() as c:
+        r = c.get(f"/fn/{probe['id']}/clone", params={"script": CLONE_PROBE})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["clone"] == CLONE_REFUSED
+    if probe["runtime"] == "python":
+        assert got["threads"] == 4 and got["subprocess"].isdigit()
+    else:
+        assert got["thread"] == 42 and got["child"].isdigit()
+
+
+def test_build_jail_refuses_new_namespaces(orvad: Orvad) -> None:
+    """A dependency install script (npm runs the package's postinstall in the build jail) tries the same clones;
+    a local file: dependency makes npm run it without reaching a registry. The handler serves what it found."""
+    package = {"name": "clone-build", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
+               "scripts": {"postinstall": "/usr/bin/python3.11 probe.py > clone.json"}}
+    files = {"package.json": json.dumps(package).encode(), "probe.py": CLONE_PROBE.encode(),
+             "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}',
+             "handler.js": b"exports.handler = async () => JSON.parse(require('fs').readFileSync('/code/clone.json'));"}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    with orvad.admin() as c:
+        fn = create_function(c, "jail-build-clone", "node")
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=buf.getvalue(), headers={"content-type": "application/zip"})
+        assert r.status_code == 202, r.text
+        dep = wait_deployed(c, r.json()["id"], 300)
+        logs = c.get(f"/api/v1/deployments/{dep['id']}/logs").json()["lines"]
+        assert dep["status"] == "succeeded", [ln["line"] for ln in logs]
+        assert c.get(f"/fn/{fn['id']}").json() == CLONE_REFUSED
 
 
 def test_memory_limit_kills_the_worker_and_says_why(orvad: Orvad, probe: dict) -> None:

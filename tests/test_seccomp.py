@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from orvad.seccomp import load_catalog, policy_path, policy_syscalls
+from orvad.seccomp import Rule, load_catalog, policy_path, policy_rules
 from tests.conftest import Orvad
 
 REQUIRED = {"mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "bpf", "perf_event_open", "kexec_load",
@@ -13,13 +13,33 @@ REQUIRED = {"mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "bpf
             "io_uring_enter", "io_uring_register"}
 
 
+ERRNO_NAMES = {1: "EPERM", 38: "ENOSYS"}
+# every CLONE_NEW* flag of <linux/sched.h>: NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+CLONE_NEW_FLAGS = (0x80, 0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)
+
+
 def test_catalog_and_policy_agree() -> None:
     catalog = load_catalog()
-    in_policy = policy_syscalls(policy_path().read_text())
-    assert {s["kafel"] for s in catalog["syscalls"]} == in_policy
+    rules = policy_rules(policy_path().read_text())
+    assert {s["kafel"] for s in catalog["syscalls"]} == set(rules)
     assert REQUIRED <= {s["name"] for s in catalog["syscalls"]}
-    assert "ERRNO(1)" in policy_path().read_text() and "DEFAULT ALLOW" in policy_path().read_text()
-    assert all(s["action"] == "EPERM" and s["description"] and s["category"] for s in catalog["syscalls"])
+    assert "DEFAULT ALLOW" in policy_path().read_text()
+    for entry in catalog["syscalls"]:
+        rule = rules[entry["kafel"]]
+        assert entry["action"] == ERRNO_NAMES[rule.errno] and entry["description"] and entry["category"], entry
+        assert entry.get("condition") == rule.condition, entry
+
+
+def test_clone_rule_covers_every_namespace_flag_and_clone3_is_enosys() -> None:
+    """clone with any CLONE_NEW* flag is refused (EPERM); clone3, whose flags seccomp cannot see, is ENOSYS."""
+    rules = policy_rules(policy_path().read_text())
+    mask = 0
+    for flag in CLONE_NEW_FLAGS:
+        mask |= flag
+    assert mask == 0x7E020080
+    assert rules["clone"] == Rule(1, "(clone_flags & 0x7E020080) != 0")
+    assert rules["clone3"].errno == 38 and rules["clone3"].condition is None
+    assert rules["unshare"].condition is None and rules["setns"].condition is None
 
 
 def test_catalog_numbers_match_the_kernel_headers() -> None:
@@ -52,3 +72,5 @@ def test_http_runtimes_and_syscalls(orvad: Orvad) -> None:
     node = by_lang["node"]
     assert node["version"] == subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()[1:]
     assert {s["name"] for s in syscalls["syscalls"]} >= REQUIRED
+    by_name = {s["name"]: s for s in syscalls["syscalls"]}
+    assert by_name["clone"]["condition"] == "(clone_flags & 0x7E020080) != 0" and by_name["clone3"]["action"] == "ENOSYS"
