@@ -1,13 +1,14 @@
-"""network_mode "egress": one network namespace per worker, a veth pair to the host, NAT out,
-and an nftables table that keeps workers away from the host and from each other.
+"""Network namespaces for egress workers and for builds: a veth pair to the host each, and an
+nftables table that keeps them away from the host and from each other.
 
-Rules (table ``inet orva_egress``, owned and removed by orvad):
+Rules (table ``inet orva_egress_<port>``, owned and removed by orvad):
 * input: nothing arriving from a worker veth reaches a host socket (orvad, other services,
-  any host address);
+  any host address); from a build veth only the build proxy's port is reachable;
 * forward: from a worker veth, drop link-local/metadata (169.254.0.0/16) and traffic to another
-  worker veth; everything else may leave, masqueraded;
-* IPv6 is not routed for workers (no address is given).
-Namespaces are made on demand and deleted when their worker exits; leftovers of a crashed
+  worker or build veth; everything else may leave, masqueraded; nothing is forwarded to or from a
+  build veth (a build's only way out is the proxy, see buildproxy.py);
+* IPv6 is not routed (no address is given).
+Namespaces are made on demand and deleted when their worker or build ends; leftovers of a crashed
 orvad are removed at start.
 """
 
@@ -17,13 +18,15 @@ import asyncio
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from orvad.buildproxy import PROXY_PORT
 from orvad.process import PIPE, spawn
 
 log = logging.getLogger(__name__)
 TABLE_PREFIX = "orva_egress_"
 DEFAULT_RANGE = "10.231.0.0/16"
+Kind = Literal["e", "b"]  # an egress worker, a build
 
 
 class EgressError(RuntimeError):
@@ -42,8 +45,11 @@ class EgressNetwork:
     def __init__(self, instance: str, cidr: str = DEFAULT_RANGE) -> None:
         # Names carry the instance (orvad's port) so two orvads on one host never touch each other's.
         self.table = f"{TABLE_PREFIX}{instance}"
-        self.ns_prefix = f"orva{instance}e"
-        self.veth_prefix = f"o{instance}e"
+        self.ns_base = f"orva{instance}"
+        self.veth_base = f"o{instance}"
+        self.ns_prefix = f"{self.ns_base}e"
+        self.veth_prefix = f"{self.veth_base}e"
+        self.build_veths = f"{self.veth_base}b"
         self.network = ipaddress.ip_network(cidr)
         self._free = list(range(1, self.network.num_addresses // 4))
         self._leased: dict[str, int] = {}
@@ -54,6 +60,10 @@ class EgressNetwork:
     def _addresses(self, n: int) -> tuple[str, str]:
         base = int(self.network.network_address) + n * 4
         return str(ipaddress.ip_address(base + 1)), str(ipaddress.ip_address(base + 2))
+
+    def host_address(self, name: str) -> str:
+        """The host side of a leased namespace's veth (where a build's proxy listens)."""
+        return self._addresses(self._leased[name])[0]
 
     async def start(self) -> None:
         try:
@@ -77,10 +87,15 @@ class EgressNetwork:
         return f"""table inet {self.table} {{
   chain input {{ type filter hook input priority -10; policy accept;
     iifname "{self.veth_prefix}*" drop
+    iifname "{self.build_veths}*" ip daddr {self.network} tcp dport {PROXY_PORT} accept
+    iifname "{self.build_veths}*" drop
+    ip daddr {self.network} tcp dport {PROXY_PORT} iifname != "lo" drop
   }}
   chain forward {{ type filter hook forward priority -10; policy accept;
+    iifname "{self.build_veths}*" drop
+    oifname "{self.build_veths}*" drop
     iifname "{self.veth_prefix}*" ip daddr 169.254.0.0/16 drop
-    iifname "{self.veth_prefix}*" oifname "{self.veth_prefix}*" drop
+    iifname "{self.veth_prefix}*" oifname "{self.veth_base}*" drop
     iifname "{self.veth_prefix}*" meta nfproto ipv6 drop
     iifname "{self.veth_prefix}*" accept
     oifname "{self.veth_prefix}*" ct state established,related accept
@@ -95,21 +110,24 @@ class EgressNetwork:
     async def _clean_leftovers(self) -> None:
         for line in (await _run("ip", "netns", "list")).splitlines():
             name = line.split()[0] if line.strip() else ""
-            if name.startswith(self.ns_prefix):
+            if name.startswith((self.ns_prefix, f"{self.ns_base}b")):
                 await _run("ip", "netns", "del", name)
         try:
             await _run("nft", "delete", "table", "inet", self.table)
         except EgressError:
             pass
 
-    async def lease(self) -> str:
+    async def lease(self, kind: Kind = "e") -> str:
+        """A fresh namespace for an egress worker ("e", default route via the host) or a build ("b",
+        no route: it reaches only the host side of its veth, where its proxy listens)."""
         if not self.ready:
             raise EgressError(self.detail)
         if not self._free:
             raise EgressError("no free egress address left")
         n = self._free.pop(0)
-        name, host_if, peer_if = f"{self.ns_prefix}{n}", f"{self.veth_prefix}{n}", f"orvap{n}"
+        name, host_if, peer_if = f"{self.ns_base}{kind}{n}", f"{self.veth_base}{kind}{n}", f"orvap{n}"
         host_ip, peer_ip = self._addresses(n)
+        routes = [f"route add default via {host_ip}"] if kind == "e" else []
         try:
             await _run("ip", "-batch", "-", stdin="\n".join([
                 f"netns add {name}",
@@ -118,10 +136,10 @@ class EgressNetwork:
                 f"link set {host_if} up",
             ]) + "\n")
             await _run("ip", "-n", name, "-batch", "-", stdin="\n".join([
-                "link set lo up", f"addr add {peer_ip}/30 dev {peer_if}", f"link set {peer_if} up",
-                f"route add default via {host_ip}",
+                "link set lo up", f"addr add {peer_ip}/30 dev {peer_if}", f"link set {peer_if} up", *routes,
             ]) + "\n")
         except (EgressError, TimeoutError):
+            self._leased[name] = n
             await self.release(name)
             raise
         self._leased[name] = n

@@ -44,8 +44,8 @@ class SandboxSpec:
     runtime_dir: str | None = None     # host folder of the adapter, mounted at /runtime
     extra_rw: tuple[tuple[str, str], ...] = ()   # (host, jail) read-write binds, builds only
     code_access: CodeAccess = "ro"
-    network: Literal["none", "egress", "host"] = "none"  # host: builds only, to reach package registries
-    netns: str | None = None           # a prepared network namespace to join (egress)
+    network: Literal["none", "egress", "build"] = "none"
+    netns: str | None = None           # a prepared network namespace to join (egress, build); else a fresh empty one
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/code"
     hostname: str = "orva"
@@ -75,8 +75,8 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
         args += ["-B", f"{host_path}:{jail_path}"]
     args += ["-m", f"none:/tmp:tmpfs:size={spec.tmpfs_mb * 1024 * 1024}"]
     args += _cgroup_flags(spec, host)
-    if spec.netns is not None or spec.network == "host":
-        args += ["--disable_clone_newnet"]  # egress joins a prepared namespace; builds use the host's
+    if spec.netns is not None:
+        args += ["--disable_clone_newnet"]  # egress workers and builds join a prepared namespace (nsenter below)
     env = dict(host.base_env)
     for name, value in spec.env.items():
         args += ["-E", name]

@@ -6,18 +6,16 @@ namespace, routed from the host over a veth pair.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.netns_helpers import host_addresses, listener_everywhere, served_namespace
 
-OUT_NS, HOST_IF, OUT_IF = "orvatest-out", "orvatest-h", "orvatest-o"
+OUT_NS, HOST_IF = "orvatest-out", "orvatest-h"
 OUTSIDE = "198.51.100.2"
 
 PROBE = '''
@@ -60,67 +58,18 @@ def handler(event, context):
 '''
 
 
-def _sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def outside() -> Iterator[str]:
     """A namespace with an HTTP server on 198.51.100.2:8080, routed from the host."""
-    subprocess.run(["ip", "netns", "del", OUT_NS], capture_output=True)
-    _sh("ip", "netns", "add", OUT_NS)
-    server = None
-    try:
-        _sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", OUT_IF, "netns", OUT_NS)
-        _sh("ip", "addr", "add", "198.51.100.1/24", "dev", HOST_IF)
-        _sh("ip", "link", "set", HOST_IF, "up")
-        _sh("ip", "-n", OUT_NS, "addr", "add", f"{OUTSIDE}/24", "dev", OUT_IF)
-        _sh("ip", "-n", OUT_NS, "link", "set", OUT_IF, "up")
-        _sh("ip", "-n", OUT_NS, "link", "set", "lo", "up")
-        server = subprocess.Popen(["ip", "netns", "exec", OUT_NS, sys.executable, "-m", "http.server", "8080",
-                                   "--bind", OUTSIDE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(["ip", "netns", "exec", OUT_NS, sys.executable, "-c",
-                                         f"import socket; socket.create_connection(('{OUTSIDE}', 8080), 1)"],
-                                        capture_output=True).returncode == 0, 15, "the outside server")
-        yield OUTSIDE
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        subprocess.run(["ip", "netns", "del", OUT_NS], capture_output=True)
-        subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
+    with served_namespace(OUT_NS, HOST_IF, "198.51.100.1/24", f"{OUTSIDE}/24", 8080) as address:
+        yield address
 
 
 @pytest.fixture
 def host_listener() -> Iterator[int]:
     """A TCP service on every host address: workers must not reach it."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                conn.sendall(b"HTTP/1.0 200 host\r\n\r\n")
-                conn.close()
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    srv.close()
-
-
-def _host_addresses() -> list[str]:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
-    return [line.split()[3].split("/")[0] for line in out.splitlines() if " lo " not in line]
+    with listener_everywhere() as port:
+        yield port
 
 
 def test_egress_reaches_the_outside_but_not_the_host_metadata_or_other_workers(
@@ -137,7 +86,7 @@ def test_egress_reaches_the_outside_but_not_the_host_metadata_or_other_workers(
             assert wait_deployed(c, deploy_inline(c, fn["id"], PROBE)["id"])["status"] == "succeeded"
         other_ip = c.get(f"/fn/{other['id']}/listen").text
         targets = [f"{outside}:8080", "169.254.169.254:80", f"127.0.0.1:{orvad.port}", f"{other_ip}:9000",
-                   *(f"{ip}:{host_listener}" for ip in _host_addresses())]
+                   *(f"{ip}:{host_listener}" for ip in host_addresses())]
         answer = c.get(f"/fn/{probe['id']}/", params={"targets": json.dumps(targets)})
         got = answer.json()
         assert isinstance(got, dict) and f"{outside}:8080" in got, (answer.status_code, answer.text, other_ip)

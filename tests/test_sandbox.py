@@ -54,9 +54,13 @@ def test_isolation_flags() -> None:
     assert argv[argv.index("--") + 1:] == ["/usr/bin/python3.11", "/runtime/adapter.py"]
 
 
-def test_builds_write_their_tree_and_use_the_host_network() -> None:
-    argv = build_invocation(_spec(code_access="rw", network="host", extra_rw=(("/cache", "/cache"),)), HOST).argv
-    assert argv[argv.index("/data/v1:/code") - 1] == "-B" and "--disable_clone_newnet" in argv
+def test_builds_write_their_tree_and_join_their_own_namespace() -> None:
+    argv = build_invocation(_spec(code_access="rw", network="build", netns="orva1b3",
+                                  extra_rw=(("/cache", "/cache"),)), HOST).argv
+    assert argv[argv.index("/data/v1:/code") - 1] == "-B"
+    assert argv[:3] == ["nsenter", "--net=/run/netns/orva1b3", "--"] and "--disable_clone_newnet" in argv
+    # without a prepared namespace a build gets a fresh, empty one: never the host's
+    assert "--disable_clone_newnet" not in build_invocation(_spec(code_access="rw", network="build"), HOST).argv
 
 
 def test_cgroup_v2_and_none() -> None:

@@ -1,7 +1,11 @@
 """The build jail: runs a dependency install command in a sandbox as tight as a worker's.
 
 ``Builder`` (build.py) decides what to install; this module decides how the install runs:
-user mapping, limits, the network it may reach and the environment it sees.
+user mapping, limits, the network it may reach and the environment it sees. Each install gets
+its own network namespace (egress.py, kind "b") whose only reachable socket is orvad's build
+proxy on the host side of its veth (buildproxy.py); the proxy lets only the allow-listed
+registries through. No host environment variable enters the jail except the registry URLs and
+the names the operator lists in ORVA_BUILD_ENV.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from orvad.buildproxy import PROXY_PORT, BuildProxy
+from orvad.egress import EgressError, EgressNetwork
 from orvad.process import DEVNULL, PIPE, spawn
 from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 from orvad.store.functions import Function
@@ -37,62 +44,97 @@ class InstallJob:
 InstallRunner = Callable[[InstallJob], Awaitable[int]]
 
 
-def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]], limits: dict[str, int]) -> InstallRunner:
-    """Run an install command inside a build jail: as tight as a worker's, except for the network."""
+@dataclass(frozen=True)
+class BuildNetwork:
+    """What a build's network is made of: namespaces, the proxy, and the environment it sees."""
+    namespaces: EgressNetwork
+    proxy: BuildProxy
+    registry_env: Mapping[str, str]      # PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, npm_config_registry
+    passed_env: tuple[str, ...] = ()     # ORVA_BUILD_ENV: host variables the operator lets through
+
+    @asynccontextmanager
+    async def session(self, note: Callable[[str], Awaitable[None]]) -> AsyncIterator[tuple[str, str]]:
+        """A fresh namespace and a proxy listening for it: yields (namespace, proxy URL)."""
+        try:
+            name = await self.namespaces.lease("b")
+        except (EgressError, TimeoutError) as exc:
+            raise BuildFailed(f"the build network is unavailable: {exc}; builds never use the host's network "
+                              "(see the egress check in GET /api/v1/system/health and docs/NETWORK.md)") from None
+        try:
+            address = self.namespaces.host_address(name)
+            listener = await self.proxy.listen(address, note)
+            try:
+                yield name, f"http://{address}:{PROXY_PORT}"
+            finally:
+                await listener.close()
+        finally:
+            await self.namespaces.release(name)
+
+    def env(self, proxy_url: str) -> dict[str, str]:
+        env = {"HOME": "/tmp", "npm_config_update_notifier": "false", "PIP_NO_COLOR": "1",
+               # Node trusts the system CA store (as pip does), so a host's own CAs work in the jail too
+               "NODE_OPTIONS": "--use-openssl-ca", "SSL_CERT_DIR": "/etc/ssl/certs", **self.registry_env}
+        env.update({k: os.environ[k] for k in self.passed_env if k in os.environ})
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy",
+                     "npm_config_https_proxy"):
+            env[name] = proxy_url  # the proxy wins over anything listed: nothing else is reachable anyway
+        env["NO_PROXY"] = env["no_proxy"] = ""
+        return env
+
+
+def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]], limits: dict[str, int],
+                        network: BuildNetwork) -> InstallRunner:
+    """Run an install command inside a build jail: as tight as a worker's, its network only the build proxy."""
 
     async def run(job: InstallJob) -> int:
-        job.cache.mkdir(parents=True, exist_ok=True, mode=0o711)
-        as_root = os.geteuid() == 0
-        if as_root:  # the jail writes as 65534; give it the tree and the cache, take the tree back after
-            await asyncio.to_thread(_chown_tree, job.tree, JAIL_UID)
-            await asyncio.to_thread(_chown_tree, job.cache, JAIL_UID)
-        spec = SandboxSpec(
-            argv=tuple(job.argv), code_dir=str(job.tree), code_access="rw", binds=binds(job.language),
-            memory_mb=limits["build_memory_mb"], cpus=float(os.cpu_count() or 1), pids=limits["build_pids"],
-            tmpfs_mb=limits["build_tmpfs_mb"], fsize_mb=512, nofile=4096, extra_rw=((str(job.cache), "/cache"),),
-            network="host", env=_build_env())
-        inv = build_invocation(spec, host)
-        proc = await spawn(inv.argv, env=inv.env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
+        async def note(line: str) -> None:
+            await job.on_line("system", line)
 
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            assert stream is not None
-            while line := await stream.readline():
-                await job.on_line(name, line.decode(errors="replace"))
-
-        try:
-            await asyncio.wait_for(asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"),
-                                                  proc.wait()), job.timeout_s)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
-        finally:
-            if as_root:
-                await asyncio.to_thread(_chown_tree, job.tree, 0)
-        return proc.returncode or 0
+        async with network.session(note) as (netns, proxy_url):
+            return await _run_jailed(job, host, binds, limits, netns, network.env(proxy_url))
 
     return run
 
 
-# The host's registry settings (proxies, mirrors, extra CAs) reach the build jail; nothing else does.
-_PASSED_THROUGH = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_DEFAULT_TIMEOUT", "npm_config_registry")
+async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], tuple[str, ...]],
+                      limits: dict[str, int], netns: str, env: dict[str, str]) -> int:
+    job.cache.mkdir(parents=True, exist_ok=True, mode=0o711)
+    as_root = os.geteuid() == 0
+    if as_root:  # the jail writes as 65534; give it the tree and the cache, take the tree back after
+        await asyncio.to_thread(_chown_tree, job.tree, JAIL_UID)
+        await asyncio.to_thread(_chown_tree, job.cache, JAIL_UID)
+    spec = SandboxSpec(
+        argv=tuple(job.argv), code_dir=str(job.tree), code_access="rw", binds=binds(job.language),
+        memory_mb=limits["build_memory_mb"], cpus=float(os.cpu_count() or 1), pids=limits["build_pids"],
+        tmpfs_mb=limits["build_tmpfs_mb"], fsize_mb=512, nofile=4096, extra_rw=((str(job.cache), "/cache"),),
+        network="build", netns=netns, env=env)
+    inv = build_invocation(spec, host)
+    proc = await spawn(inv.argv, env=inv.env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
 
+    async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+        assert stream is not None
+        while line := await stream.readline():
+            await job.on_line(name, line.decode(errors="replace"))
 
-def _build_env() -> dict[str, str]:
-    env = {"HOME": "/tmp", "npm_config_update_notifier": "false", "PIP_NO_COLOR": "1",
-           # Node trusts the system CA store (as pip does), so a host's own CAs work in the jail too
-           "NODE_OPTIONS": "--use-openssl-ca", "SSL_CERT_DIR": "/etc/ssl/certs"}
-    env.update({k: v for k, v in os.environ.items() if k in _PASSED_THROUGH})
-    return env
+    try:
+        await asyncio.wait_for(asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"),
+                                              proc.wait()), job.timeout_s)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
+    finally:
+        if as_root:
+            await asyncio.to_thread(_chown_tree, job.tree, 0)
+    return proc.returncode or 0
 
 
 def _chown_tree(root: Path, uid: int) -> None:
