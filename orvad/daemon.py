@@ -94,7 +94,7 @@ class Daemon:
             root=settings.data_dir / "functions", store=self.function_store, functions=self.functions, bus=self.bus,
             language_of=self.runtimes.language_of, interpreter_of=self.runtimes.interpreter_of, install=None,
             concurrency=settings.build_concurrency, backlog=settings.build_backlog, timeout_s=settings.build_timeout_s,
-            versions_kept=settings.versions_kept,
+            versions_kept=settings.versions_kept, disk_mb=settings.build_disk_mb,
         )
         self.functions.on_delete.append(self._function_deleted)
         self.functions.on_change.append(self._function_changed)

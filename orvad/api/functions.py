@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of, listing, page_params, read_object
 from orvad.builder.diff import compare, unified
+from orvad.builder.gc import is_built
 from orvad.errors import NotFound, ValidationError, VersionGCd
 from orvad.functions import SETTABLE, validate_entrypoint
 from orvad.store.functions import Deployment, Function
@@ -174,7 +175,8 @@ async def diff(request: Request) -> Response:
     if before.id == after.id:
         raise ValidationError("from and to are the same deployment", details={"field": "to"})
     roots = [daemon.builder.version_dir(fn.id, str(d.code_hash)) for d in (before, after)]  # _built checked both
-    missing = [d.code_hash for d, root in zip((before, after), roots, strict=True) if not root.is_dir()]
+    built = await asyncio.to_thread(lambda: [is_built(root) for root in roots])
+    missing = [d.code_hash for d, ok in zip((before, after), built, strict=True) if not ok]
     if missing:
         raise VersionGCd("a compared version was removed by the garbage collector",
                          details={"missing_hashes": missing,

@@ -1,38 +1,45 @@
-"""Safe unpacking of uploaded .tar.gz/.zip archives, and the content hash of a code tree.
+"""Unpacking of uploaded .tar(.gz|.xz|.bz2) and .zip archives into an empty folder, link-free.
 
-Refused: absolute paths, ``..`` components, links (symbolic or hard) that leave the tree,
-device files and FIFOs, more than ``max_files`` entries or ``max_bytes`` once unpacked. A single
-top-level folder is stripped (``tar czf x.tgz myfn/`` deploys like ``tar czf x.tgz -C myfn .``).
+Refused: absolute paths, ``..`` components, links of any kind (symbolic or hard: a deploy
+archive carries files, ``tar -h`` archives what a link points to), device files and FIFOs,
+more than ``max_files`` entries, more than ``max_bytes`` once unpacked. Bytes are counted while
+decompressing, so a compression bomb stops at the cap instead of after it. Every entry is
+created beneath a directory file descriptor with ``O_NOFOLLOW`` and ``O_EXCL``, so nothing is
+ever written through a path that is not a plain folder this extraction made. A single top-level
+folder is stripped (``tar czf x.tgz myfn/`` deploys like ``tar czf x.tgz -C myfn .``).
+
+This module runs in the unpacking child (``unpack.py``), as the jail user, never in orvad.
+Error messages name entries as the archive spells them, never a host path.
 """
 
 from __future__ import annotations
 
-import hashlib
+import bz2
+import errno
+import gzip
 import io
+import lzma
 import os
 import posixpath
-import shutil
+import secrets
 import stat
 import tarfile
 import zipfile
-from dataclasses import dataclass
-from pathlib import Path
+import zlib
+from typing import IO
+
+from orvad.builder.safetree import open_dirs
 
 MAX_FILES = 10_000
 MAX_BYTES = 256 * 1024 * 1024
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 16
+
 
 class ArchiveError(ValueError):
     """The archive is unsafe or unreadable; the message says which entry and why."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    path: str                  # normalised, relative, '/'-separated
-    kind: str                  # file | dir | symlink
-    mode: int
-    size: int
-    link_target: str | None = None
 
 
 def _clean(name: str) -> str:
@@ -44,132 +51,181 @@ def _clean(name: str) -> str:
     return "/".join(parts)
 
 
-def _check_link(path: str, target: str) -> None:
+def _refuse_link(path: str, target: str) -> None:
     if target.startswith("/"):
-        raise ArchiveError(f"link {path!r} points to an absolute path {target!r}")
+        raise ArchiveError(f"link {path!r} points to an absolute path {target!r}; links are not allowed")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise ArchiveError(f"link {path!r} points outside the archive ({target!r})")
+        raise ArchiveError(f"link {path!r} points outside the archive ({target!r}); links are not allowed")
+    raise ArchiveError(f"symbolic link {path!r} is not allowed in a deploy archive; "
+                       "archive the file itself (tar -h follows links)")
 
 
-def _tar_entries(tar: tarfile.TarFile) -> list[tuple[Entry, tarfile.TarInfo]]:
-    out = []
-    for info in tar.getmembers():
-        path = _clean(info.name)
-        if not path:
-            continue
-        if info.isdir():
-            out.append((Entry(path, "dir", info.mode, 0), info))
-        elif info.isreg():
-            out.append((Entry(path, "file", info.mode, info.size), info))
-        elif info.issym():
-            _check_link(path, info.linkname)
-            out.append((Entry(path, "symlink", 0o777, 0, info.linkname), info))
-        elif info.islnk():
-            raise ArchiveError(f"hard link {path!r} is not allowed; archive the file itself")
-        else:
-            raise ArchiveError(f"special file {path!r} (device, FIFO or socket) is not allowed")
-    return out
+class _Capped(io.RawIOBase):
+    """A read-only stream that fails once more than ``cap`` bytes came out of it."""
+
+    def __init__(self, inner: IO[bytes], cap: int, max_bytes: int) -> None:
+        self._inner = inner
+        self._left = cap
+        self._max_bytes = max_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(min(len(buffer), _CHUNK))
+        self._left -= len(data)
+        if self._left < 0:
+            raise ArchiveError(f"archive unpacks to more than {self._max_bytes} bytes; the limit is {self._max_bytes}")
+        buffer[: len(data)] = data
+        return len(data)
 
 
-def _strip_single_root(entries: list[Entry]) -> str:
-    tops = {e.path.split("/", 1)[0] for e in entries}
-    if len(tops) == 1:
-        (top,) = tops
-        if any(e.path == top and e.kind == "dir" for e in entries) or all("/" in e.path for e in entries):
-            return top + "/"
-    return ""
+def _decompressed(data: bytes) -> IO[bytes]:
+    raw = io.BytesIO(data)
+    if data[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if data[:3] == b"BZh":
+        return bz2.BZ2File(raw)
+    if data[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(raw)
+    return raw
 
 
-def _enforce_limits(entries: list[Entry], max_files: int, max_bytes: int) -> None:
-    if len(entries) > max_files:
-        raise ArchiveError(f"archive has {len(entries)} entries; the limit is {max_files}")
-    total = sum(e.size for e in entries)
-    if total > max_bytes:
-        raise ArchiveError(f"archive unpacks to {total} bytes; the limit is {max_bytes}")
+class _Writer:
+    """Creates folders and files beneath one directory descriptor, never through a link."""
+
+    def __init__(self, root_fd: int, max_bytes: int) -> None:
+        self.root_fd = root_fd
+        self.max_bytes = max_bytes
+        self.written = 0
+
+    def folder(self, parts: list[str], name: str) -> int:
+        try:
+            return open_dirs(self.root_fd, parts, create=True)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.EEXIST):  # a file or a link has a folder's name
+                raise ArchiveError(f"{name!r} needs a folder where the archive has a file") from None
+            raise
+
+    def file(self, name: str, source: IO[bytes], declared: int, executable: bool) -> None:
+        parts = name.split("/")
+        parent = self.folder(parts[:-1], name)
+        try:
+            try:
+                fd = os.open(parts[-1], _NEW_FILE, 0o755 if executable else 0o644, dir_fd=parent)
+            except FileExistsError:
+                raise ArchiveError(f"archive lists {name!r} twice") from None
+            except IsADirectoryError:
+                raise ArchiveError(f"archive lists {name!r} as a folder and as a file") from None
+        finally:
+            os.close(parent)
+        with os.fdopen(fd, "wb") as out:
+            size = 0
+            while chunk := source.read(_CHUNK):
+                size += len(chunk)
+                self.written += len(chunk)
+                if size > declared:
+                    raise ArchiveError(f"{name!r} unpacks larger than its header says")
+                if self.written > self.max_bytes:
+                    raise ArchiveError(f"archive unpacks to more than {self.max_bytes} bytes; "
+                                       f"the limit is {self.max_bytes}")
+                out.write(chunk)
+
+    def strip_single_root(self) -> None:
+        """If the tree is one folder, move its contents up (tar czf x.tgz myfn/)."""
+        names = os.listdir(self.root_fd)
+        if len(names) != 1 or not stat.S_ISDIR(os.stat(names[0], dir_fd=self.root_fd, follow_symlinks=False).st_mode):
+            return
+        hidden = f".orva-strip-{secrets.token_hex(8)}"
+        os.rename(names[0], hidden, src_dir_fd=self.root_fd, dst_dir_fd=self.root_fd)
+        inner = os.open(hidden, _DIR_FLAGS, dir_fd=self.root_fd)
+        try:
+            for child in os.listdir(inner):
+                os.rename(child, child, src_dir_fd=inner, dst_dir_fd=self.root_fd)
+        finally:
+            os.close(inner)
+        os.rmdir(hidden, dir_fd=self.root_fd)
 
 
-def extract(data: bytes, dest: Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> None:
-    """Unpack a .tar(.gz) or .zip held in ``data`` into the empty folder ``dest``."""
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        _extract_zip(data, dest, max_files, max_bytes)
-        return
+def extract_into(data: bytes, root_fd: int, *, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> int:
+    """Unpack a tar (any compression) or zip held in ``data`` beneath the empty folder ``root_fd``.
+
+    Returns the number of entries.
+    """
+    writer = _Writer(root_fd, max_bytes)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            pairs = _tar_entries(tar)
-            entries = [e for e, _ in pairs]
-            _enforce_limits(entries, max_files, max_bytes)
-            root = _strip_single_root(entries)
-            for entry, info in pairs:
-                rel = entry.path[len(root):] if root else entry.path
-                if not rel:
-                    continue
-                target = dest / rel
-                if entry.kind == "dir":
-                    target.mkdir(parents=True, exist_ok=True)
-                elif entry.kind == "symlink":
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(entry.link_target or "", target)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    source = tar.extractfile(info)
-                    assert source is not None
-                    with source, open(target, "xb") as out:
-                        shutil.copyfileobj(source, out)
-                    target.chmod(0o755 if entry.mode & 0o111 else 0o644)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, FileExistsError):
-            raise ArchiveError(f"archive lists {exc.filename!r} twice") from None
-        raise ArchiveError(f"not a readable .tar.gz or .zip archive: {exc}") from None
-
-
-def _extract_zip(data: bytes, dest: Path, max_files: int, max_bytes: int) -> None:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-            entries = []
-            for info in infos:
-                path = _clean(info.filename)
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    raise ArchiveError(f"symbolic link {path!r} in a zip is not allowed; use .tar.gz")
-                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    raise ArchiveError(f"special file {path!r} is not allowed")
-                if path:
-                    entries.append(Entry(path, "dir" if info.is_dir() else "file", mode, info.file_size))
-            _enforce_limits(entries, max_files, max_bytes)
-            root = _strip_single_root(entries)
-            for info, entry in zip([i for i in infos if _clean(i.filename)], entries, strict=True):
-                rel = entry.path[len(root):] if root else entry.path
-                if not rel:
-                    continue
-                target = dest / rel
-                if entry.kind == "dir":
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                written = 0
-                with zf.open(info) as source, open(target, "xb") as out:
-                    while chunk := source.read(1 << 16):
-                        written += len(chunk)
-                        if written > entry.size:  # the header lied about the size
-                            raise ArchiveError(f"{rel!r} unpacks larger than its header says")
-                        out.write(chunk)
-                target.chmod(0o755 if entry.mode & 0o111 else 0o644)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveError(f"not a readable .zip archive: {exc}") from None
-
-
-def tree_hash(root: Path) -> str:
-    """SHA-256 over the sorted (path, kind, executable bit, content) of every entry under ``root``."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            digest.update(f"L {rel} {os.readlink(path)}\n".encode())
-        elif path.is_dir():
-            digest.update(f"D {rel}\n".encode())
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            count = _zip(data, writer, max_files)
         else:
-            executable = "x" if path.stat().st_mode & 0o111 else "-"
-            digest.update(f"F {rel} {executable} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    return digest.hexdigest()
+            count = _tar(data, writer, max_files)
+        writer.strip_single_root()
+    except ArchiveError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ArchiveError(f"not a readable .tar.gz, .tar.xz, .tar.bz2 or .zip archive: {exc}") from None
+    except OSError as exc:  # gzip's BadGzipFile, a full disk, the size rlimit: no path in the message
+        raise ArchiveError(f"the archive could not be unpacked: {exc.strerror or type(exc).__name__}") from None
+    return count
+
+
+def _tar(data: bytes, writer: _Writer, max_files: int) -> int:
+    # headers, padding and pax records on top of the files' own bytes, bounded per entry
+    capped = _Capped(_decompressed(data), writer.max_bytes + 4096 * (max_files + 2), writer.max_bytes)
+    count = 0
+    with tarfile.open(fileobj=io.BufferedReader(capped, _CHUNK), mode="r|") as tar:
+        for info in tar:
+            count += 1
+            if count > max_files:
+                raise ArchiveError(f"archive has more than {max_files} entries; the limit is {max_files}")
+            path = _clean(info.name)
+            if info.issym():
+                _refuse_link(path, info.linkname)
+            if info.islnk():
+                raise ArchiveError(f"hard link {path!r} is not allowed; archive the file itself")
+            if not path:
+                continue
+            if info.isdir():
+                os.close(writer.folder(path.split("/"), path))
+            elif info.isreg():
+                if writer.written + info.size > writer.max_bytes:
+                    raise ArchiveError(f"archive unpacks to more than {writer.max_bytes} bytes; "
+                                       f"the limit is {writer.max_bytes}")
+                source = tar.extractfile(info)
+                assert source is not None
+                with source:
+                    writer.file(path, source, info.size, bool(info.mode & 0o111))
+            else:
+                raise ArchiveError(f"special file {path!r} (device, FIFO or socket) is not allowed")
+    if count == 0:
+        raise ArchiveError("not a readable .tar.gz, .tar.xz, .tar.bz2 or .zip archive: it holds no entries")
+    return count
+
+
+def _zip(data: bytes, writer: _Writer, max_files: int) -> int:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+        if len(infos) > max_files:
+            raise ArchiveError(f"archive has {len(infos)} entries; the limit is {max_files}")
+        planned: list[tuple[zipfile.ZipInfo, str]] = []
+        total = 0
+        for info in infos:
+            path = _clean(info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise ArchiveError(f"symbolic link {path!r} is not allowed in a deploy archive; "
+                                   "archive the file itself")
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise ArchiveError(f"special file {path!r} is not allowed")
+            total += info.file_size
+            if path:
+                planned.append((info, path))
+        if total > writer.max_bytes:
+            raise ArchiveError(f"archive unpacks to {total} bytes; the limit is {writer.max_bytes}")
+        for info, path in planned:
+            if info.is_dir():
+                os.close(writer.folder(path.split("/"), path))
+                continue
+            with zf.open(info) as source:
+                writer.file(path, source, info.file_size, bool((info.external_attr >> 16) & 0o111))
+    return len(infos)

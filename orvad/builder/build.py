@@ -9,20 +9,32 @@ to by one database transaction; the old version serves until then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from orvad.builder.archive import ArchiveError, extract, tree_hash
+from orvad.builder.archive import MAX_BYTES, MAX_FILES, ArchiveError
 from orvad.builder.buildlog import MAX_LINES, BuildLog
-from orvad.builder.gc import collect
+from orvad.builder.gc import collect, is_built, mark_built
 from orvad.builder.installer import BuildFailed, InstallJob, InstallRunner
 from orvad.builder.queue import BuildQueue
+from orvad.builder.safetree import (
+    disk_usage,
+    escaping_links,
+    is_file_beneath,
+    read_text_beneath,
+    seal,
+    tree_hash,
+)
+from orvad.builder.unpack import unpack
 from orvad.bus import Bus
 from orvad.clock import now_iso
 from orvad.errors import NotFound, ValidationError, VersionGCd
@@ -32,17 +44,10 @@ from orvad.store.functions import Deployment, Function, FunctionStore
 
 log = logging.getLogger(__name__)
 
-BUILT_MARKER = ".orva-built"
 _LIVE_LOG_KEEP_S = 600.0  # a finished build's events stay in memory this long for late SSE clients
+_UNPACK_TIMEOUT_S = 60.0
+_DISK_POLL_S = 0.2  # how often a running install's disk use is measured (longer for big trees)
 MANIFESTS = {"python": "requirements.txt", "node": "package.json"}
-
-
-def _make_world_readable(root: Path) -> None:
-    for path in [root, *root.rglob("*")]:
-        if path.is_symlink():
-            continue
-        mode = path.stat().st_mode
-        path.chmod(mode | 0o444 | (0o111 if path.is_dir() or mode & 0o100 else 0))
 
 
 ActivateHook = Callable[[Function, Deployment, Path], Awaitable[None]]
@@ -51,23 +56,23 @@ ActivateHook = Callable[[Function, Deployment, Path], Awaitable[None]]
 def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | None:
     """The dependency install command for this tree, or None when there is nothing to install."""
     if language == "python":
-        req = tree / "requirements.txt"
-        if not req.exists() or not any(ln.strip() and not ln.strip().startswith("#") for ln in req.read_text().splitlines()):
+        req = read_text_beneath(tree, "requirements.txt")
+        if req is None or not any(ln.strip() and not ln.strip().startswith("#") for ln in req.splitlines()):
             return None
         return [interpreter, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
                 "--break-system-packages",  # Debian marks its Python externally managed; --target is ours
                 "--progress-bar", "off", "--cache-dir", "/cache/pip", "--target", "/code/.packages",
                 "-r", "/code/requirements.txt"]
-    manifest = tree / "package.json"
-    if not manifest.exists():
+    manifest = read_text_beneath(tree, "package.json")
+    if manifest is None:
         return None
     try:
-        deps = json.loads(manifest.read_text()).get("dependencies") or {}
+        deps = json.loads(manifest).get("dependencies") or {}
     except (ValueError, AttributeError):
         raise BuildFailed("package.json is not a valid JSON object") from None
     if not deps:
         return None
-    verb = "ci" if (tree / "package-lock.json").exists() else "install"
+    verb = "ci" if is_file_beneath(tree, "package-lock.json") else "install"
     return ["/usr/bin/npm", verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm",
             "--prefix", "/code"]
 
@@ -97,7 +102,7 @@ class Builder:
     def __init__(self, *, root: Path, store: FunctionStore, functions: FunctionService, bus: Bus,
                  language_of: Callable[[str], str | None], interpreter_of: Callable[[str], str],
                  install: InstallRunner | None, concurrency: int, backlog: int, timeout_s: float,
-                 versions_kept: int) -> None:
+                 versions_kept: int, disk_mb: int = 2048) -> None:
         self.root = root
         self._store = store
         self._functions = functions
@@ -107,11 +112,16 @@ class Builder:
         self.install = install
         self._timeout_s = timeout_s
         self._versions_kept = versions_kept
+        self._disk_mb = disk_mb
         # Code hashes a running worker uses (the pool sets this); GC never removes those.
         self.in_use: Callable[[str], set[str]] = lambda function_id: set()
         self.queue = BuildQueue(self._build, concurrency=concurrency, backlog=backlog)
         self._logs: dict[str, BuildLog] = {}
         self._seq: dict[str, int] = {}
+        # Per function: activation, rollback and GC take turns; hashes of builds between hashing and their
+        # end are held so GC never removes a version a build is about to activate.
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._held: dict[str, Counter[str]] = {}
         self.on_activate: list[ActivateHook] = []
         self.on_finished: list[Callable[[Deployment], None]] = []  # e.g. build metrics
 
@@ -122,8 +132,14 @@ class Builder:
     def version_dir(self, function_id: str, code_hash: str) -> Path:
         return self.function_dir(function_id) / "versions" / code_hash
 
+    def cache_dir(self, function_id: str) -> Path:
+        return self.root.parent / "build-cache" / function_id
+
     def _staging(self, deployment_id: str, function_id: str) -> Path:
         return self.function_dir(function_id) / "staging" / deployment_id
+
+    def _lock(self, function_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(function_id, asyncio.Lock())
 
     # lifecycle
     async def start(self) -> None:
@@ -133,6 +149,7 @@ class Builder:
         for dep in await self._store.unfinished_deployments():
             if (self._staging(dep.id, dep.function_id) / "source").exists():
                 log.info("resuming build interrupted by a restart", extra={"deployment_id": dep.id})
+                self._seq[dep.id] = await self._store.last_log_seq(dep.id)  # its log continues, never restarts
                 await self._save(replace(dep, status="queued", phase="queued"), note="resumed after a restart")
                 self.queue.submit(dep.id)
             else:
@@ -174,8 +191,9 @@ class Builder:
         staging = self._staging(dep.id, fn.id)
 
         def prepare() -> None:
-            self.function_dir(fn.id).mkdir(parents=True, exist_ok=True, mode=0o711)
-            staging.mkdir(parents=True, mode=0o711)  # the build jail reaches tree/ through it
+            _private_dir(self.function_dir(fn.id), 0o711)
+            _private_dir(staging.parent, 0o711)  # listing it would show deployment ids; the jail only traverses
+            staging.mkdir(mode=0o711)  # the build jail reaches tree/ through it
             (staging / "source").mkdir(mode=0o700)  # the upload itself stays private
             write(staging / "source")
             if archive:
@@ -212,22 +230,32 @@ class Builder:
         tree = staging / "tree"
         dep = replace(dep, status="building", started_at=now_iso())
         interrupted = False
+        held: str | None = None
         try:
             dep = await self._phase(dep, "extracting")
-            await asyncio.to_thread(self._materialise, staging, tree)
+            await self._materialise(staging, tree)
+            if not await asyncio.to_thread(is_file_beneath, tree, fn.entrypoint):
+                raise BuildFailed(f"{fn.entrypoint} not found in the deployed code; put the entrypoint at the top "
+                                  "of the archive, or change the function's entrypoint")
             code_hash = await asyncio.to_thread(tree_hash, tree)
+            held = self._hold(fn.id, code_hash)  # from here until the end GC keeps this version
             dep = replace(dep, code_hash=code_hash)
             await self._line(dep, "system", f"code hash {code_hash}")
             target = self.version_dir(fn.id, code_hash)
-            if (target / BUILT_MARKER).exists():
+            if await asyncio.to_thread(is_built, target):
                 await self._line(dep, "system", "this exact code was built before; re-using that build")
             else:
                 dep = await self._phase(dep, "installing")
                 await self._install_deps(fn, dep, tree)
                 await asyncio.to_thread(self._promote, tree, target)
             dep = await self._phase(dep, "activating")
-            await self._activate(fn, dep, target)
-            await self._finish(dep, started, None)
+            async with self._lock(fn.id):
+                if not self._newer_active(fn.id, dep.id):  # else it ends superseded, never activated
+                    await self._activate(fn, dep, target)
+                await self._finish(dep, started, None)
+                self._release(fn.id, held)
+                held = None
+                await self.collect(fn.id)
         except asyncio.CancelledError:
             interrupted = True
             await self._line(dep, "system", "build interrupted by shutdown; it resumes on the next start")
@@ -238,22 +266,44 @@ class Builder:
             log.exception("build failed unexpectedly", extra={"deployment_id": dep.id})
             await self._finish(dep, started, f"internal build error: {type(exc).__name__}")
         finally:
+            if held is not None:
+                self._release(fn.id, held)
             if not interrupted:  # keep the source of an interrupted build so the next start resumes it
                 await asyncio.to_thread(shutil.rmtree, staging, True)
 
-    def _materialise(self, staging: Path, tree: Path) -> None:
-        if tree.exists():
-            shutil.rmtree(tree)
-        tree.mkdir(parents=True)
-        source = staging / "source"
-        if (staging / "ARCHIVE").exists():
-            extract((source / "upload.bin").read_bytes(), tree)
-        else:
-            shutil.copytree(source, tree, dirs_exist_ok=True)
+    def _hold(self, function_id: str, code_hash: str) -> str:
+        self._held.setdefault(function_id, Counter())[code_hash] += 1
+        return code_hash
+
+    def _release(self, function_id: str, code_hash: str) -> None:
+        held = self._held.get(function_id)
+        if held is not None:
+            held[code_hash] -= 1
+            if held[code_hash] <= 0:
+                del held[code_hash]
+
+    def _newer_active(self, function_id: str, deployment_id: str) -> bool:
+        current = self._functions.get(function_id)
+        return current is not None and (current.active_deployment_id or "") > deployment_id
+
+    async def _materialise(self, staging: Path, tree: Path) -> None:
+        """Write the code into tree/: an archive is unpacked by a child running as the jail user."""
+        def fresh() -> bool:
+            if tree.exists():
+                shutil.rmtree(tree)  # fd-based, never follows a link in the tree
+            tree.mkdir(mode=0o700)
+            if (staging / "ARCHIVE").exists():
+                return True
+            shutil.copytree(staging / "source", tree, dirs_exist_ok=True)  # orvad's own files
+            return False
+
+        if await asyncio.to_thread(fresh):
+            data = await asyncio.to_thread((staging / "source" / "upload.bin").read_bytes)
+            await unpack(data, tree, max_files=MAX_FILES, max_bytes=MAX_BYTES, timeout_s=_UNPACK_TIMEOUT_S)
 
     async def _install_deps(self, fn: Function, dep: Deployment, tree: Path) -> None:
         language = self._language(fn)
-        argv = install_argv(language, tree, self._interpreter_of(fn.runtime))
+        argv = await asyncio.to_thread(install_argv, language, tree, self._interpreter_of(fn.runtime))
         if argv is None:
             await self._line(dep, "system", "no dependencies to install")
             return
@@ -264,44 +314,86 @@ class Builder:
         async def on_line(stream: str, line: str) -> None:
             await self._line(dep, stream, line)
 
-        cache = self.root.parent / "build-cache"
+        cache = await asyncio.to_thread(self._prepare_cache, fn.id)
         job = InstallJob(fn, language, argv, tree, cache, self._timeout_s, on_line)
-        code = await self.install(job)
+        code = await self._install_within_disk_cap(job)
         if code != 0:
             raise BuildFailed(f"dependency install failed (exit code {code}); see the build log")
+        escaping = await asyncio.to_thread(escaping_links, tree)
+        if escaping:
+            shown = ", ".join(repr(p) for p in escaping[:5]) + (f" and {len(escaping) - 5} more" if len(escaping) > 5 else "")
+            raise BuildFailed(f"the build created links that point outside the function's folder: {shown}; "
+                              "links may only point to files of the function itself")
+
+    def _prepare_cache(self, function_id: str) -> Path:
+        """This function's own download cache (never another function's); emptied when it nears the disk cap."""
+        cache = self.cache_dir(function_id)
+        _private_dir(cache.parent, 0o711)
+        if cache.exists() and disk_usage(cache) > self._disk_mb * 1024 * 1024 // 2:
+            shutil.rmtree(cache)
+        _private_dir(cache, 0o700)
+        return cache
+
+    async def _install_within_disk_cap(self, job: InstallJob) -> int:
+        """Run the install; stop it as soon as the tree and cache together pass ``build_disk_mb``."""
+        assert self.install is not None
+        cap = self._disk_mb * 1024 * 1024
+        task: asyncio.Future[int] = asyncio.ensure_future(self.install(job))
+        interval = _DISK_POLL_S
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                began = time.monotonic()
+                used = await asyncio.to_thread(disk_usage, job.tree, job.cache)
+                if used > cap:
+                    raise BuildFailed(f"the build wrote more than {self._disk_mb} MiB (its folder and download cache "
+                                      "together); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
+                if done:
+                    return task.result()
+                interval = max(_DISK_POLL_S, 4 * (time.monotonic() - began))
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @staticmethod
     def _promote(tree: Path, target: Path) -> None:
-        (tree / BUILT_MARKER).touch()
-        _make_world_readable(tree)  # the jail runs as 65534, not as orvad's user
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        seal(tree, 0 if os.geteuid() == 0 else None)  # the jail runs as 65534: readable, not writable, by it
+        _private_dir(target.parent, 0o711)
         if target.exists():  # a concurrent build of the same code won the race
             shutil.rmtree(tree)
-            return
-        tree.rename(target)
+        else:
+            tree.rename(target)
+        mark_built(target)
 
     async def _activate(self, fn: Function, dep: Deployment, target: Path) -> None:
         for hook in self.on_activate:  # e.g. the pool warms the new version before it takes traffic
             await hook(fn, dep, target)
 
     async def _finish(self, dep: Deployment, started: float | None, error: str | None) -> None:
-        """Record the end of a build; on success switch the function to it in the same transaction."""
+        """Record the end of a build; on success switch the function to it in the same transaction.
+
+        A build that succeeds after a newer deployment was activated ends ``superseded``: the newest
+        submitted deployment wins.
+        """
         now = now_iso()
-        status = "failed" if error else "succeeded"
-        dep = replace(dep, status=status, phase=status, phases=[*dep.phases, {"phase": status, "ts": now}],
-                      error_message=error, finished_at=now,
-                      duration_ms=int((time.monotonic() - started) * 1000) if started is not None else None)
         async with self._functions.lock:
             fn = self._functions.get(dep.function_id)
             new_fn = None
+            status = "failed" if error else "succeeded"
             if fn is not None:
                 if error is None and (fn.active_deployment_id or "") < dep.id:
                     new_fn = replace(fn, active_deployment_id=dep.id,
                                      status="inactive" if fn.status == "inactive" else "active", updated_at=now)
                 elif error is None:
+                    status = "superseded"
                     await self._line(dep, "system", "a newer deployment is active already; this one was not activated")
                 elif fn.active_deployment_id is None and fn.status == "building":
                     new_fn = replace(fn, status="error", updated_at=now)
+            dep = replace(dep, status=status, phase=status, phases=[*dep.phases, {"phase": status, "ts": now}],
+                          error_message=error, finished_at=now,
+                          duration_ms=int((time.monotonic() - started) * 1000) if started is not None else None)
             if error:
                 await self._line(dep, "system", f"build failed: {error}")
             await self._store.update_deployment(dep, new_fn)
@@ -316,17 +408,17 @@ class Builder:
         self._seq.pop(dep.id, None)
         loop = asyncio.get_running_loop()
         loop.call_later(_LIVE_LOG_KEEP_S, self._logs.pop, dep.id, None)
-        if error is None:
-            await self.collect(dep.function_id)
 
     async def collect(self, function_id: str) -> list[str]:
-        """Remove built versions beyond the newest ``versions_kept``, never the active or an in-use one."""
+        """Remove built versions beyond the newest ``versions_kept``; never the active one, one in use,
+        or one a running build or rollback holds. Callers hold the function's lock."""
         fn = self._functions.get(function_id)
         if fn is None:
             return []
         active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
+        held = set(self._held.get(function_id, ()))
         return await collect(self.function_dir(function_id) / "versions", await self._store.succeeded_hashes(function_id),
-                             active.code_hash if active else None, lambda: self.in_use(function_id),
+                             active.code_hash if active else None, lambda: self.in_use(function_id) | held,
                              self._versions_kept)
 
     async def _phase(self, dep: Deployment, phase: str) -> Deployment:
@@ -378,35 +470,42 @@ class Builder:
                                code="VERSION_NOT_FOUND", details={"code_hash": code_hash})
             target = found
         assert target.code_hash is not None
-        active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
-        if active is not None and active.code_hash == target.code_hash:
-            raise ValidationError("that version is already active", details={"field": "deployment_id"},
-                                  hint="pick another deployment from GET /api/v1/functions/{id}/deployments")
-        path = self.version_dir(fn.id, target.code_hash)
-        if not (path / BUILT_MARKER).exists():
-            raise VersionGCd(f"version {target.code_hash[:12]} was removed by the garbage collector",
-                             hint="roll back to one of details.available_hashes, or deploy the code again",
-                             details={"code_hash": target.code_hash,
-                                      "available_hashes": await self.available_hashes(fn.id)})
-        now = now_iso()
-        dep = await self._store.insert_deployment(Deployment(
-            id=uuid7(), function_id=fn.id, version=0, code_hash=target.code_hash, status="building",
-            phase="activating", phases=[{"phase": "activating", "ts": now}], source="rollback",
-            parent_deployment_id=target.id, error_message=None, submitted_at=now, started_at=now,
-            finished_at=None, duration_ms=None))
-        started = time.monotonic()
-        await self._activate(fn, dep, path)
-        await self._finish(dep, started, None)
+        async with self._lock(fn.id):  # GC and activations of this function wait for the rollback
+            fn = self._functions.get(fn.id) or fn
+            active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
+            if active is not None and active.code_hash == target.code_hash:
+                raise ValidationError("that version is already active", details={"field": "deployment_id"},
+                                      hint="pick another deployment from GET /api/v1/functions/{id}/deployments")
+            path = self.version_dir(fn.id, target.code_hash)
+            if not await asyncio.to_thread(is_built, path):
+                raise VersionGCd(f"version {target.code_hash[:12]} was removed by the garbage collector",
+                                 hint="roll back to one of details.available_hashes, or deploy the code again",
+                                 details={"code_hash": target.code_hash,
+                                          "available_hashes": await self.available_hashes(fn.id)})
+            now = now_iso()
+            dep = await self._store.insert_deployment(Deployment(
+                id=uuid7(), function_id=fn.id, version=0, code_hash=target.code_hash, status="building",
+                phase="activating", phases=[{"phase": "activating", "ts": now}], source="rollback",
+                parent_deployment_id=target.id, error_message=None, submitted_at=now, started_at=now,
+                finished_at=None, duration_ms=None))
+            started = time.monotonic()
+            await self._activate(fn, dep, path)
+            await self._finish(dep, started, None)
+            await self.collect(fn.id)
         final = await self._store.deployment(dep.id)
         assert final is not None
         return final
 
     async def available_hashes(self, function_id: str) -> list[str]:
-        return [h for h in await self._store.succeeded_hashes(function_id)
-                if (self.version_dir(function_id, h) / BUILT_MARKER).exists()]
+        hashes = await self._store.succeeded_hashes(function_id)
+        built = await asyncio.to_thread(lambda: {h for h in hashes if is_built(self.version_dir(function_id, h))})
+        return [h for h in hashes if h in built]
 
     async def remove_function(self, function_id: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self.function_dir(function_id), True)
+        await asyncio.to_thread(shutil.rmtree, self.cache_dir(function_id), True)
+        self._locks.pop(function_id, None)
+        self._held.pop(function_id, None)
 
     def _language(self, fn: Function) -> str:
         language = self._language_of(fn.runtime)
@@ -417,3 +516,10 @@ class Builder:
     @staticmethod
     def record(dep: Deployment) -> dict[str, Any]:
         return asdict(dep)
+
+
+def _private_dir(path: Path, mode: int) -> None:
+    """Create ``path`` (and missing parents) with ``mode``, and set it when it exists with another."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    if path.stat().st_mode & 0o777 != mode:
+        path.chmod(mode)

@@ -6,19 +6,21 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from orvad.builder.safetree import is_file_beneath, read_text_beneath
+
 MANIFEST_NAMES = ("requirements.txt", "package.json")
 
 
 def _read(root: Path, rel: str) -> str:
-    path = root / rel
-    return path.read_text(errors="replace") if path.is_file() else ""
+    """The file's text, or "" when it is missing or not a plain file (a link is never followed)."""
+    return read_text_beneath(root, rel) or ""
 
 
 def compare(before_root: Path, after_root: Path, entrypoint_before: str, entrypoint_after: str) -> list[dict[str, Any]]:
     """One entry per handler or manifest file present in either version."""
     pairs = [(entrypoint_before, entrypoint_after, "handler")]
     pairs += [(m, m, "manifest") for m in MANIFEST_NAMES
-              if (before_root / m).is_file() or (after_root / m).is_file()]
+              if is_file_beneath(before_root, m) or is_file_beneath(after_root, m)]
     files = []
     for path_before, path_after, kind in pairs:
         before, after = _read(before_root, path_before), _read(after_root, path_after)

@@ -170,6 +170,13 @@ class FunctionStore:
             "INSERT INTO deployment_logs (deployment_id, seq, stream, line, ts) VALUES (?, ?, ?, ?, ?)",
             (deployment_id, seq, stream, line, ts))
 
+    async def last_log_seq(self, deployment_id: str) -> int:
+        """The highest stored log seq of a deployment (0 when none): a resumed build continues after it."""
+        await self._batch.flush()
+        row = await self._db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM deployment_logs WHERE deployment_id = ?",
+                                      (deployment_id,))
+        return int(row[0]) if row else 0
+
     async def logs(self, deployment_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
             "SELECT seq, stream, line, ts FROM deployment_logs WHERE deployment_id = ? AND seq > ?"
