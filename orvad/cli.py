@@ -115,16 +115,21 @@ async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event
 
     watcher = asyncio.create_task(watch())
     try:
-        await server._serve()  # not serve(): orvad's own SIGTERM/SIGINT handlers set `stop`
+        await server._serve(sockets)  # not serve(): orvad's own SIGTERM/SIGINT handlers set `stop`
     finally:
         watcher.cancel()
 
 
 def _announce(daemon: Daemon, url: str) -> None:
-    """What an operator needs on stdout: where orvad listens, and the admin key the first time only."""
+    """What an operator needs on stdout: where orvad listens and where the admin key is.
+
+    Never the key itself (stdout ends up in journals and CI logs): its file and its first
+    characters, so the operator can tell which key the file holds.
+    """
     lines = [f"orvad {__version__} listening on {url}", f"dashboard and onboarding: {url}/web/"]
     if daemon.bootstrap_key:
-        lines.append(f"bootstrap admin key (shown once, also in {daemon.admin_key_file}): {daemon.bootstrap_key}")
+        lines.append(f"bootstrap admin key minted: {daemon.bootstrap_key[:12]}... in {daemon.admin_key_file} "
+                     "(mode 0600); it is the setup token the dashboard's onboarding page asks for")
     else:
         lines.append(f"admin key file: {daemon.admin_key_file}")
     print("\n".join(lines), flush=True)

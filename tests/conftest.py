@@ -62,6 +62,16 @@ class Orvad:
     def admin(self) -> httpx.Client:
         return self.client(self.admin_key)
 
+    def onboard(self, client: httpx.Client, username: str = "admin",
+                password: str = "AdminPass123!Secure") -> httpx.Response:
+        """Claim this orvad: the first admin user, proven by the setup token (the bootstrap admin key)."""
+        return client.post("/api/v1/auth/onboard",
+                           json={"username": username, "password": password, "setup_token": self.admin_key})
+
+    def session_client(self, token: str, cookie_name: str = "session_token") -> httpx.Client:
+        """A client that acts like the dashboard: the session cookie and the X-Orva-CSRF header."""
+        return self.client(headers={"X-Orva-CSRF": "1"}, cookies={cookie_name: token})
+
     def start(self, *, wait: bool = True) -> Orvad:
         logs = self.data_dir.parent
         self.stdout_path, self.stderr_path = logs / f"orvad-{self.port}.out", logs / f"orvad-{self.port}.err"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import Callable
 
 import httpx
@@ -9,20 +11,21 @@ import httpx
 from tests.conftest import Orvad
 
 PASSWORD = "AdminPass123!Secure"
+CSRF = {"X-Orva-CSRF": "1"}
 
 
-def _session_cookie(response: httpx.Response) -> str:
+def _session_cookie(response: httpx.Response, name: str = "session_token") -> str:
     header = response.headers["set-cookie"]
-    assert header.startswith("session_token=")
+    assert header.startswith(f"{name}=")
     return header.split(";", 1)[0].split("=", 1)[1]
 
 
 def test_onboarding_flow_end_to_end(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad()
-    with server.client() as c:
-        assert c.get("/api/v1/auth/status").json() == {"has_user": False}
+    with server.client(headers=CSRF) as c:
+        assert c.get("/api/v1/auth/status").json() == {"has_user": False, "functions_url": None}
 
-        r = c.post("/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD})
+        r = server.onboard(c, "admin", PASSWORD)
         assert r.status_code == 201
         assert r.json()["user"]["username"] == "admin"
         attrs = [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
@@ -32,11 +35,11 @@ def test_onboarding_flow_end_to_end(make_orvad: Callable[..., Orvad]) -> None:
         assert 7 * 86400 - 60 <= max_age <= 7 * 86400
         token = _session_cookie(r)
 
-        assert c.get("/api/v1/auth/status").json() == {"has_user": True}
+        assert c.get("/api/v1/auth/status").json()["has_user"] is True
         me = c.get("/api/v1/auth/me")
         assert me.status_code == 200 and me.json()["user"]["username"] == "admin"
 
-        again = c.post("/api/v1/auth/onboard", json={"username": "other", "password": PASSWORD})
+        again = server.onboard(c, "other", PASSWORD)
         assert again.status_code == 409 and again.json()["error"]["code"] == "ALREADY_SETUP"
 
         refreshed = c.post("/api/v1/auth/refresh")
@@ -44,10 +47,10 @@ def test_onboarding_flow_end_to_end(make_orvad: Callable[..., Orvad]) -> None:
         new_token = _session_cookie(refreshed)
         assert new_token != token
 
-    with server.client(cookies={"session_token": token}) as old:
+    with server.session_client(token) as old:
         r = old.get("/api/v1/auth/me")
         assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
-    with server.client(cookies={"session_token": new_token}) as c:
+    with server.session_client(new_token) as c:
         assert c.get("/api/v1/auth/me").status_code == 200
         assert c.get("/api/v1/keys").status_code == 200  # a session is the operator
         out = c.post("/api/v1/auth/logout")
@@ -55,13 +58,51 @@ def test_onboarding_flow_end_to_end(make_orvad: Callable[..., Orvad]) -> None:
         assert c.get("/api/v1/auth/me").status_code == 401
 
 
+def test_onboarding_needs_the_setup_token(make_orvad: Callable[..., Orvad]) -> None:
+    """Whoever reaches an unclaimed orvad cannot claim it: only the holder of <data-dir>/admin.key can."""
+    server = make_orvad()
+    body = {"username": "intruder", "password": PASSWORD}
+    with server.client() as c:
+        missing = c.post("/api/v1/auth/onboard", json=body)
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "UNAUTHORIZED"
+        assert "admin.key" in missing.json()["error"]["hint"]
+        assert str(server.data_dir) not in missing.text  # where to look, in general terms: no host path
+        wrong = "orva_" + secrets.token_hex(32)
+        for attempt in ({**body, "setup_token": wrong}, {**body, "setup_token": "guess"}, {**body, "setup_token": ""}):
+            r = c.post("/api/v1/auth/onboard", json=attempt)
+            assert r.status_code == 401 and "admin.key" in r.json()["error"]["hint"], r.text
+        r = c.post("/api/v1/auth/onboard", json=body, headers={"X-Orva-API-Key": wrong})
+        assert r.status_code == 401
+        r = c.post("/api/v1/auth/onboard", json={**body, "setup_token": 12345})
+        assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "setup_token"
+        with server.admin() as admin:
+            reader = admin.post("/api/v1/keys", json={"name": "ro", "permissions": ["read", "write"]}).json()["key"]
+        r = c.post("/api/v1/auth/onboard", json={**body, "setup_token": reader})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+        assert c.get("/api/v1/auth/status").json()["has_user"] is False  # nothing was claimed
+        assert "set-cookie" not in r.headers
+
+        # the key in the X-Orva-API-Key header proves ownership as well as the setup_token field
+        ok = c.post("/api/v1/auth/onboard", json={"username": "owner", "password": PASSWORD},
+                    headers={"X-Orva-API-Key": server.admin_key})
+        assert ok.status_code == 201 and ok.json()["user"]["username"] == "owner"
+
+
+def test_start_up_banner_names_the_key_file_not_the_key(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad()
+    key = server.admin_key
+    out = server.stdout()
+    assert key not in out and key[12:] not in out
+    assert key[:12] in out and str(server.data_dir / "admin.key") in out
+
+
 def test_login_password_change_and_bad_input(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad()
-    with server.client() as c:
-        short = c.post("/api/v1/auth/onboard", json={"username": "admin", "password": "short"})
+    with server.client(headers=CSRF) as c:
+        short = server.onboard(c, "admin", "short")
         assert short.status_code == 400 and short.json()["error"]["code"] == "VALIDATION"
-        assert c.post("/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD}).status_code == 201
-    with server.client() as c:
+        assert server.onboard(c, "admin", PASSWORD).status_code == 201
+    with server.client(headers=CSRF) as c:
         wrong = c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong-password"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "INVALID_CREDENTIALS"
         ok = c.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
@@ -92,19 +133,88 @@ def test_failed_logins_are_throttled(orvad: Orvad) -> None:
         assert other.status_code == 401
 
 
+async def test_parallel_guesses_get_no_more_checks_than_the_limit(make_orvad: Callable[..., Orvad]) -> None:
+    """60 guesses at once: only login_max_failures reach the password check, the rest are 429, and then
+    even the right password is refused until the window passes (the count used to come after scrypt)."""
+    server = make_orvad(env={"ORVA_LOGIN_MAX_FAILURES": "5"})
+    with server.client() as c:
+        assert server.onboard(c, "victim", PASSWORD).status_code == 201
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as c:
+        guesses = [c.post("/api/v1/auth/login", json={"username": "victim", "password": f"guess-{i:04d}-wrong"})
+                   for i in range(60)]
+        codes = [r.status_code for r in await asyncio.gather(*guesses)]
+        assert codes.count(401) == 5, codes  # exactly the limit was checked
+        assert codes.count(429) == 55, codes
+        # the right password in the middle of a burst is refused too: the username is throttled
+        late = await asyncio.gather(*[c.post("/api/v1/auth/login", json={"username": "VICTIM", "password": p})
+                                      for p in ["wrong-one-more", PASSWORD, "wrong-two-more"]])
+        assert [r.status_code for r in late] == [429, 429, 429]
+        assert all(r.json()["error"]["code"] == "RATE_LIMITED" for r in late)
+
+
 def test_session_endpoints_refuse_api_keys(orvad: Orvad) -> None:
     with orvad.admin() as c:
         r = c.get("/api/v1/auth/me")
         assert r.status_code == 401 and "session" in r.json()["error"]["message"]
 
 
-def test_cross_site_cookie_requests_are_refused(make_orvad: Callable[..., Orvad]) -> None:
+def test_cookie_state_changes_need_the_csrf_header(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad()
     with server.client() as c:
-        r = c.post("/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD},
-                   headers={"Origin": "https://evil.example"})
+        token = _session_cookie(server.onboard(c, "admin", PASSWORD))
+    with server.client(cookies={"session_token": token}) as bare:
+        assert bare.get("/api/v1/keys").status_code == 200  # reading needs no header
+        for method, path, body in (("POST", "/api/v1/keys", {"name": "stolen"}),
+                                   ("POST", "/api/v1/functions", {"name": "planted", "runtime": "python"}),
+                                   ("PUT", "/api/v1/pool/config", {}),
+                                   ("POST", "/api/v1/auth/logout", None)):
+            r = bare.request(method, path, json=body)
+            assert r.status_code == 403, (method, path, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "FORBIDDEN" and "X-Orva-CSRF" in error["hint"]
+        r = bare.post("/api/v1/keys", json={"name": "stolen"}, headers={"X-Orva-CSRF": "yes"})
+        assert r.status_code == 403  # only the exact value
+        assert bare.get("/api/v1/auth/me").status_code == 200  # the refused logout did not log out
+    with server.session_client(token) as dashboard:
+        assert dashboard.post("/api/v1/keys", json={"name": "mine"}).status_code == 201
+    with server.admin() as c:
+        names = [k["name"] for k in c.get("/api/v1/keys").json()["keys"]]
+        assert "mine" in names and "stolen" not in names
+        assert c.post("/api/v1/keys", json={"name": "by-key"}).status_code == 201  # keys need no header
+        assert c.get("/api/v1/functions/planted").status_code == 404
+
+
+def test_secure_cookies_use_the_host_prefix(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env={"ORVA_SECURE_COOKIES": "true"})
+    with server.client() as c:
+        r = server.onboard(c, "admin", PASSWORD)
+        assert r.status_code == 201
+        token = _session_cookie(r, "__Host-orva_session")
+        attrs = [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
+        assert "secure" in attrs and "path=/" in attrs and "httponly" in attrs
+        assert not any(a.startswith("domain") for a in attrs)  # __Host-: no Domain
+    with server.session_client(token, "__Host-orva_session") as s:
+        assert s.get("/api/v1/auth/me").status_code == 200
+        out = s.post("/api/v1/auth/logout")
+        assert out.status_code == 200
+        cleared = [a.strip().lower() for a in out.headers["set-cookie"].split(";")]
+        assert cleared[0].startswith("__host-orva_session=") and "secure" in cleared
+    with server.client() as c:
+        login = c.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+        fresh = _session_cookie(login, "__Host-orva_session")
+    # the plain name is not read behind HTTPS: a cookie any subdomain or http:// page could set
+    with server.session_client(fresh, "session_token") as plain:
+        assert plain.get("/api/v1/auth/me").status_code == 401
+
+
+def test_cross_site_cookie_requests_are_refused(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad()
+    with server.client(headers=CSRF) as c:
+        body = {"username": "admin", "password": PASSWORD, "setup_token": server.admin_key}
+        r = c.post("/api/v1/auth/onboard", json=body, headers={"Origin": "https://evil.example"})
         assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
-        assert c.post("/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD}).status_code == 201
+        assert c.post("/api/v1/auth/onboard", json=body).status_code == 201
         cross = c.post("/api/v1/keys", json={"name": "x"}, headers={"Sec-Fetch-Site": "cross-site"})
         assert cross.status_code == 403
         same = c.post("/api/v1/keys", json={"name": "x"},

@@ -7,8 +7,12 @@ and revoke an API key -> log out. Every view is screenshotted to test-artifacts/
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -95,10 +99,18 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     page.goto(url + "/")
     assert page.url == f"{url}/web/"
     expect(page.get_by_text("Create the administrator account")).to_be_visible()
+    expect(page.get_by_text("data/admin.key", exact=True)).to_be_visible()  # where the setup token is
     shot(page, "01-onboarding")
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Confirm password").fill(PASSWORD)
+    # a wrong setup token is refused with the hint naming the key file; the right one claims the server
+    page.get_by_label("Setup token").fill("orva_" + "0" * 64)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("UNAUTHORIZED")
+    expect(page.get_by_role("alert")).to_contain_text("admin.key")
+    shot(page, "01b-onboarding-wrong-token")
+    page.get_by_label("Setup token").fill(server.admin_key)
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.get_by_text("Invocations / s", exact=True)).to_be_visible()
@@ -213,8 +225,8 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
 
 def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]
     server: Orvad = make_orvad()
-    onboard = httpx.post(f"{server.url}/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD})
-    assert onboard.status_code == 201
+    with server.client() as c:
+        assert server.onboard(c, "admin", PASSWORD).status_code == 201
     page.goto(f"{server.url}/web/#/keys")
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill(PASSWORD)
@@ -254,7 +266,8 @@ def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> Non
 
 def test_long_lists_are_paged_not_cut(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]
     server: Orvad = make_orvad()
-    login = httpx.post(f"{server.url}/api/v1/auth/onboard", json={"username": "admin", "password": PASSWORD})
+    with server.client() as c:
+        login = server.onboard(c, "admin", PASSWORD)
     page.context.add_cookies([{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}])
     with httpx.Client(base_url=server.url, headers={"X-Orva-API-Key": server.admin_key}) as c:
         for i in range(55):  # more than one page of 50
@@ -266,3 +279,97 @@ def test_long_lists_are_paged_not_cut(make_orvad, page: Page) -> None:  # type: 
     expect(rows).to_have_count(55)
     expect(page.get_by_role("button", name="Load more")).to_have_count(0)
     expect(page.get_by_role("link", name="fn-00")).to_be_visible()  # the oldest, from the second page
+
+
+ATTACKER_PAGE = """<!doctype html><title>prize</title><pre id="out"></pre><iframe name="sink"></iframe>
+<form id="form" method="post" action="TARGET/api/v1/keys" enctype="text/plain" target="sink">
+<input name='{"name":"form-stolen","x":"' value='"}'></form>
+<script>
+const target = "TARGET", out = {};
+const body = JSON.stringify({name: "fetch-stolen", permissions: ["admin"]});
+async function attempt(label, init) {
+  try {
+    const r = await fetch(target + "/api/v1/keys", {method: "POST", credentials: "include", body, ...init});
+    out[label] = r.type === "opaque" ? "opaque" : r.status + " " + await r.text();
+  } catch (e) { out[label] = "blocked: " + e.name; }
+}
+(async () => {
+  await attempt("with_header", {headers: {"Content-Type": "application/json", "X-Orva-CSRF": "1"}});
+  await attempt("no_cors", {mode: "no-cors", headers: {"Content-Type": "text/plain"}});
+  document.getElementById("form").submit();
+  document.getElementById("out").textContent = JSON.stringify(out);
+  document.title = "done";
+})();
+</script>"""
+
+
+@contextmanager
+def attacker_site(target: str) -> Iterator[str]:
+    """A page on another origin of the same host (another port: same site, so the Lax cookie travels)."""
+    page = ATTACKER_PAGE.replace("TARGET", target).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/prize.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_another_origin_cannot_mint_a_key_with_the_session(make_orvad, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    """An operator logged in to the dashboard visits a page of another origin (here another port of the
+    same host, so the SameSite=Lax cookie is sent): no fetch, no-cors fetch or form can create a key, because
+    X-Orva-CSRF cannot be added cross-origin without a CORS grant orvad never gives."""
+    server: Orvad = make_orvad()
+    with server.client() as c:
+        token = server.onboard(c, "admin", PASSWORD).cookies["session_token"]
+    context = browser.new_context()
+    context.set_default_timeout(20_000)
+    context.add_cookies([{"name": "session_token", "value": token, "url": server.url}])
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: m.type == "error" and console.append(m.text))
+    page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
+    # control: the dashboard's own origin, same cookie, can (the header is all it adds)
+    page.goto(f"{server.url}/web/")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    status = page.evaluate("""async () => (await fetch('/api/v1/keys', {method: 'POST', credentials: 'same-origin',
+        headers: {'Content-Type': 'application/json', 'X-Orva-CSRF': '1'}, body: '{"name": "own-origin"}'})).status""")
+    assert status == 201
+
+    with attacker_site(server.url) as evil:
+        page.goto(evil)
+        expect(page).to_have_title("done")
+        out = json.loads(page.locator("#out").inner_text())
+        assert out == {"with_header": "blocked: TypeError", "no_cors": "opaque"}, out
+        sink = page.frame(name="sink")
+        assert sink is not None
+        expect(sink.locator("body")).to_contain_text("FORBIDDEN")  # the form POST's answer
+    context.close()
+    # the browser itself says why the fetch with the header never left: the preflight found no CORS grant
+    assert any("has been blocked by CORS policy" in line for line in console), console
+    assert not any(line.startswith("page error") for line in console), console
+
+    with server.admin() as admin:
+        names = sorted(k["name"] for k in admin.get("/api/v1/keys").json()["keys"])
+        assert names == ["bootstrap-admin", "own-origin"]
+        # the cookie did travel with the no-cors fetch and the form: refused as the session, not as anonymous
+        entries = admin.get("/api/v1/audit-log", params={"path_prefix": "/api/v1/keys"}).json()["entries"]
+        refused = [e for e in entries if e["status"] == 403]
+        assert len(refused) == 2 and all(e["actor_kind"] == "session" for e in refused), entries
+    with server.session_client(token) as still:
+        assert still.get("/api/v1/auth/me").status_code == 200

@@ -24,6 +24,34 @@ def test_health_when_up(orvad: Orvad) -> None:
             assert c.get(path).status_code == 200, path
 
 
+def test_health_details_need_a_read_credential(make_orvad: Callable[..., Orvad]) -> None:
+    """Anyone may probe; paths, nsjail's location and the egress range only reach a `read` key or a session."""
+    server = make_orvad()
+    secret_bits = (str(server.data_dir), "nsjail ", "10.")  # the db path, the sandbox check, the egress range
+    with server.admin() as admin:
+        full = admin.get("/api/v1/system/health").json()
+        reader = admin.post("/api/v1/keys", json={"name": "r", "permissions": ["read"]}).json()["key"]
+        invoker = admin.post("/api/v1/keys", json={"name": "i", "permissions": ["invoke"]}).json()["key"]
+    assert str(server.data_dir) in full["checks"]["database"]["detail"]  # the full view has them
+    assert "details_hidden" not in full
+    with server.client() as c:
+        token = server.onboard(c).cookies["session_token"]
+    for who, headers, cookies in (("anonymous", {}, {}), ("invoke key", {"X-Orva-API-Key": invoker}, {}),
+                                  ("unknown key", {"X-Orva-API-Key": "orva_" + "0" * 64}, {}),
+                                  ("stale cookie", {}, {"session_token": "gone"})):
+        for path in ("/api/v1/system/health", "/health/ready"):
+            r = httpx.get(server.url + path, headers=headers, cookies=cookies)
+            assert r.status_code == 200, (who, path, r.text)  # probes work as before
+            body = r.json()
+            assert body["status"] == "ok" and "read" in body["details_hidden"]
+            assert set(body["checks"]) == set(full["checks"])  # which check fails stays visible
+            assert all(set(check) <= {"ok", "required"} for check in body["checks"].values()), (who, body)
+            assert not any(bit in r.text for bit in secret_bits), (who, r.text)
+    for headers, cookies in (({"X-Orva-API-Key": reader}, {}), ({}, {"session_token": token})):
+        r = httpx.get(server.url + "/api/v1/system/health", headers=headers, cookies=cookies)
+        assert r.json()["checks"] == {**full["checks"], "startup": r.json()["checks"]["startup"]}
+
+
 async def test_health_before_start_up(jail_tmp: Path) -> None:
     daemon = Daemon(load_settings({"data_dir": str(jail_tmp / "data")}, environ={}))
     transport = httpx.ASGITransport(app=create_app(daemon))
@@ -45,7 +73,7 @@ async def test_health_before_start_up(jail_tmp: Path) -> None:
 
 def test_cgroup_migrations_are_favoured_at_start(orvad: Orvad) -> None:
     """orvad turns on cgroup favordynmods (host-wide) so a worker start skips an RCU grace period."""
-    with orvad.client() as c:
+    with orvad.admin() as c:
         check = c.get("/api/v1/system/health").json()["checks"]["cgroup_migrations"]
     assert check["ok"] and check["required"] is False and "favordynmods" in check["detail"]
     # the transient mount is gone; the flag shows on every cgroup2 mount there is
@@ -57,7 +85,7 @@ def test_cgroup_migrations_are_favoured_at_start(orvad: Orvad) -> None:
 
 def test_cgroup_favor_dynmods_can_be_left_alone(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad(env={"ORVA_CGROUP_FAVOR_DYNMODS": "false"})
-    with server.client() as c:
+    with server.admin() as c:
         check = c.get("/api/v1/system/health").json()["checks"]["cgroup_migrations"]
     assert check == {"ok": True, "required": False,
                      "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)"}

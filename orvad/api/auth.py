@@ -7,10 +7,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, principal_of, read_object
-from orvad.auth.guard import COOKIE
+from orvad.auth.guard import credentials
 from orvad.auth.sessions import Session
 from orvad.clock import parse_iso, utcnow
-from orvad.errors import InvalidCredentials, Unauthorized
+from orvad.errors import Unauthorized, ValidationError
 from orvad.store.auth import UserRow
 
 
@@ -19,10 +19,12 @@ def user_json(user: UserRow) -> dict[str, str]:
 
 
 def _with_cookie(request: Request, session: Session, status: int) -> JSONResponse:
+    """The session in a cookie: HttpOnly, SameSite=Lax, Path=/, never a Domain (the `__Host-` rules)."""
     response = JSONResponse({"user": user_json(session.user), "expires_at": session.expires_at}, status_code=status)
     max_age = max(0, int((parse_iso(session.expires_at) - utcnow()).total_seconds()))
-    response.set_cookie(COOKIE, session.token, max_age=max_age, path="/", httponly=True, samesite="lax",
-                        secure=daemon_of(request).settings.secure_cookies)
+    sessions = daemon_of(request).sessions
+    response.set_cookie(sessions.cookie_name, session.token, max_age=max_age, path="/", httponly=True,
+                        samesite="lax", secure=sessions.secure_cookies)
     return response
 
 
@@ -38,14 +40,26 @@ def _client(request: Request) -> str:
 
 
 async def status(request: Request) -> Response:
-    """Whether an admin user exists (the dashboard routes to onboarding or login)."""
-    return JSONResponse({"has_user": await daemon_of(request).sessions.has_user()})
+    """Whether an admin user exists (the dashboard routes to onboarding or login), and where functions are served."""
+    daemon = daemon_of(request)
+    return JSONResponse({"has_user": await daemon.sessions.has_user(),
+                         "functions_url": daemon.settings.functions_origin or None})
 
 
 async def onboard(request: Request) -> Response:
-    """Create the first admin user (first run only) and open a session."""
-    body = await read_object(request, ("username", "password"))
-    session = await daemon_of(request).sessions.onboard(body.get("username"), body.get("password"))
+    """Create the first admin user (first run only) and open a session.
+
+    Proof of ownership: the bootstrap admin key (`<data-dir>/admin.key`) as `setup_token` or
+    X-Orva-API-Key; whoever merely reaches an unclaimed orvad cannot claim it.
+    """
+    daemon = daemon_of(request)
+    body = await read_object(request, ("username", "password", "setup_token"))
+    token = body.get("setup_token")
+    if token is not None and not isinstance(token, str):
+        raise ValidationError("setup_token must be a string", details={"field": "setup_token"},
+                              hint="send the contents of <data-dir>/admin.key")
+    daemon.keys.prove_ownership((token or "").strip() or credentials(request.scope, None)[0])
+    session = await daemon.sessions.onboard(body.get("username"), body.get("password"))
     return _with_cookie(request, session, 201)
 
 
@@ -54,13 +68,10 @@ async def login(request: Request) -> Response:
     daemon = daemon_of(request)
     body = await read_object(request, ("username", "password"))
     username, client = str(body.get("username", "")), _client(request)
-    daemon.login_throttle.check(client, username)
-    try:
+    # counted before the password check, one check at a time per username (auth/throttle.py)
+    async with daemon.login_throttle.attempt(client, username):
         session = await daemon.sessions.login(body.get("username"), body.get("password"))
-    except InvalidCredentials:
-        daemon.login_throttle.failed(client, username)
-        raise
-    daemon.login_throttle.succeeded(client, username)
+        daemon.login_throttle.succeeded(client, username)
     return _with_cookie(request, session, 200)
 
 
@@ -79,8 +90,10 @@ async def refresh(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """End the current session and clear the cookie."""
     await daemon_of(request).sessions.logout(_session(request))
+    sessions = daemon_of(request).sessions
     response = JSONResponse({"logged_out": True})
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(sessions.cookie_name, path="/", httponly=True, samesite="lax",
+                           secure=sessions.secure_cookies)
     return response
 
 

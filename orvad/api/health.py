@@ -2,7 +2,8 @@
 
 /api/v1/system/health and /health/ready answer 200 when every check passes, else 503 naming
 the failing check; /health/live only says the process answers; /health/startup is 503 until
-start-up work is done.
+start-up work is done. Anyone sees the status and which check failed; each check's `detail`
+(paths, the egress range, nsjail's location) only a caller with a `read` key or a session.
 """
 
 from __future__ import annotations
@@ -13,6 +14,20 @@ from starlette.routing import Route
 
 from orvad import __version__
 from orvad.api.common import daemon_of
+from orvad.auth.guard import identify
+from orvad.errors import Unauthorized
+
+_HIDDEN = "check details need an API key with 'read' (X-Orva-API-Key) or a dashboard session"
+
+
+async def _may_see_details(request: Request) -> bool:
+    """A probe is public, so a bad or missing credential is not an error here: it only hides the details."""
+    daemon = daemon_of(request)
+    try:
+        principal = await identify(request.scope, daemon.keys, daemon.sessions)
+    except Unauthorized:
+        return False
+    return principal is not None and principal.can("read")
 
 
 async def system_health(request: Request) -> Response:
@@ -22,6 +37,10 @@ async def system_health(request: Request) -> Response:
     ok = all(c["ok"] for c in checks.values() if c.get("required", True))
     body = {"status": "ok" if ok else "unhealthy", "version": __version__, "uptime_s": daemon.uptime_s(),
             "checks": checks}
+    if not await _may_see_details(request):
+        body["checks"] = {name: {k: v for k, v in check.items() if k in ("ok", "required")}
+                          for name, check in checks.items()}
+        body["details_hidden"] = _HIDDEN
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -56,6 +56,7 @@ async def info(request: Request) -> Response:
         "nsjail": facts.nsjail if facts else None, "cgroups": facts.cgroup if facts else None,
         "runtimes": [r["id"] for r in daemon.runtimes.list()],
         "host_warnings": host.warnings if host else [],
+        "functions_url": settings.functions_origin or None,
     })
 
 

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from orvad.store.auth import KeyRow
 
 API = "/api/v1"
-COOKIE = "session_token"
+CSRF_HEADER = "X-Orva-CSRF"
+_CSRF_HEADER = CSRF_HEADER.lower().encode()
 Requirement = Literal["public", "session", "invoke", "read", "write", "admin"]
 
 _PUBLIC = {
@@ -62,8 +63,12 @@ class Principal:
 ALL_PERMISSIONS = frozenset({"invoke", "read", "write", "admin"})
 
 
-def credentials(scope: Scope) -> tuple[str | None, str | None]:
-    """(API key, session token) as sent; the key from X-Orva-API-Key or Authorization: Bearer."""
+def credentials(scope: Scope, cookie_name: str | None) -> tuple[str | None, str | None]:
+    """(API key, session token) as sent; the key from X-Orva-API-Key or Authorization: Bearer.
+
+    Only the cookie name in use counts (auth/cookies.py): behind HTTPS a plain `session_token`,
+    which any subdomain or plain-HTTP page could have set, is ignored. No name: no cookie read.
+    """
     key = cookie = None
     for name, raw in scope["headers"]:
         if name == b"x-orva-api-key":
@@ -72,17 +77,17 @@ def credentials(scope: Scope) -> tuple[str | None, str | None]:
             scheme, _, value = raw.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer":
                 key = value.strip()
-        elif name == b"cookie":
+        elif name == b"cookie" and cookie_name:
             jar: SimpleCookie = SimpleCookie()
             jar.load(raw.decode("latin-1"))
-            if COOKIE in jar:
-                cookie = jar[COOKIE].value
+            if cookie_name in jar:
+                cookie = jar[cookie_name].value
     return key, cookie
 
 
 async def identify(scope: Scope, keys: KeyService, sessions: SessionService) -> Principal | None:
     """The caller, or None when no credential was sent; a bad credential is 401, never anonymous."""
-    key, token = credentials(scope)
+    key, token = credentials(scope, sessions.cookie_name)
     if key:
         row = keys.authenticate(key) if looks_like_key(key) else None
         if row is None:
@@ -96,6 +101,11 @@ async def identify(scope: Scope, keys: KeyService, sessions: SessionService) -> 
                                hint="log in again with POST /api/v1/auth/login")
         return Principal("session", ALL_PERMISSIONS, session=session)
     return None
+
+
+def csrf_header_sent(scope: Scope) -> bool:
+    """True when the request carries `X-Orva-CSRF: 1`, which a page of another origin cannot add without CORS."""
+    return any(name == _CSRF_HEADER and value.strip() == b"1" for name, value in scope["headers"])
 
 
 def same_origin(scope: Scope) -> bool:
@@ -154,6 +164,10 @@ class Guard:
         if unsafe and (need == "public" or (principal and principal.kind == "session")) and not same_origin(scope):
             raise Forbidden("cross-site request refused",
                             hint="call the API from the dashboard's own origin or with an API key")
+        if unsafe and principal and principal.kind == "session" and not csrf_header_sent(scope):
+            raise Forbidden(f"a request that changes state with the session cookie needs the {CSRF_HEADER} header",
+                            hint=f"send '{CSRF_HEADER}: 1' (the dashboard does), or call with an API key instead "
+                                 "of the cookie", details={"header": CSRF_HEADER})
         if need == "public":
             pass
         elif principal is None:
@@ -161,7 +175,7 @@ class Guard:
         elif need == "session":
             if principal.kind != "session":
                 raise Unauthorized("this endpoint needs a dashboard session",
-                                   hint="log in with POST /api/v1/auth/login and send the session_token cookie")
+                                   hint="log in with POST /api/v1/auth/login and send its session cookie")
         elif not principal.can(need):
             raise Forbidden(f"this API key lacks the '{need}' permission",
                             hint=f"use a key with '{need}' or create one with POST /api/v1/keys",

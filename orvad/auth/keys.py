@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orvad.clock import iso, now_iso, parse_iso, utcnow
-from orvad.errors import NotFound
+from orvad.errors import Forbidden, NotFound, Unauthorized
 from orvad.ids import uuid7
 from orvad.store.auth import AuthStore, KeyRow
 
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 PERMISSIONS = ("invoke", "read", "write", "admin")
 KEY_PREFIX = "orva_"
+KEY_FILE = "admin.key"  # in the data dir, mode 0600: the bootstrap admin key
+_WHERE = (f"the bootstrap admin key is in <data-dir>/{KEY_FILE} on the orvad host (data/{KEY_FILE} under "
+          f"`make run`, /var/lib/orva/{KEY_FILE} in Docker; orvad names the file when it starts)")
 _TOUCH_EVERY_S = 60  # last_used_at granularity: at most one queued write per key per minute
 
 
@@ -77,6 +80,21 @@ class KeyService:
         if stamp - self._last_touch.get(row.id, 0.0) >= _TOUCH_EVERY_S:
             self._last_touch[row.id] = stamp
             self._store.touch_key(row.id, iso(now))
+        return row
+
+    def prove_ownership(self, token: str | None) -> KeyRow:
+        """The admin key that proves the caller owns this orvad (onboarding), else 401/403 saying where it is."""
+        if not token:
+            raise Unauthorized("creating the first admin user needs the bootstrap admin key as proof of ownership",
+                               hint=f"send it as setup_token (or X-Orva-API-Key); {_WHERE}")
+        row = self.authenticate(token) if looks_like_key(token) else None
+        if row is None:
+            raise Unauthorized("the setup token is not a live API key of this orvad",
+                               hint=f"copy it again: {_WHERE}")
+        if "admin" not in row.permissions:
+            raise Forbidden("the setup token lacks the 'admin' permission",
+                            hint=f"use the bootstrap admin key or another admin key; {_WHERE}",
+                            details={"required": "admin", "granted": sorted(row.permissions)})
         return row
 
     async def ensure_bootstrap(self, key_file: Path) -> str | None:

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from orvad.auth.cookies import name_for
 from orvad.auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
 from orvad.clock import iso, now_iso, utcnow
 from orvad.errors import AlreadySetup, InvalidCredentials, ValidationError
@@ -20,6 +21,9 @@ from orvad.ids import uuid7
 from orvad.store.auth import AuthStore, UserRow
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# scrypt takes 16 MiB and a core's worth of time: at most this many run at once, server-wide,
+# so a burst of logins (or of password changes) queues instead of taking every core.
+PASSWORD_CHECKS = 2
 # Verified against when the username is unknown, so a miss costs the same time as a wrong password.
 _DUMMY_HASH = hash_password("orva-timing-equaliser")
 
@@ -55,9 +59,20 @@ def validate_username(username: object) -> str:
 
 
 class SessionService:
-    def __init__(self, store: AuthStore, session_days: int) -> None:
+    def __init__(self, store: AuthStore, session_days: int, *, secure_cookies: bool = False) -> None:
         self._store = store
         self.lifetime = timedelta(days=session_days)
+        self.secure_cookies = secure_cookies
+        self.cookie_name = name_for(secure_cookies)  # the one name set and read (auth/cookies.py)
+        self._scrypt = asyncio.Semaphore(PASSWORD_CHECKS)
+
+    async def _hash(self, password: str) -> str:
+        async with self._scrypt:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def _verify(self, password: str, stored: str) -> bool:
+        async with self._scrypt:
+            return await asyncio.to_thread(verify_password, password, stored)
 
     async def has_user(self) -> bool:
         return await self._store.count_users() > 0
@@ -67,7 +82,7 @@ class SessionService:
         if await self.has_user():
             raise AlreadySetup("an admin user already exists")
         now = now_iso()
-        user = UserRow(id=uuid7(), username=name, password_hash=await asyncio.to_thread(hash_password, secret),
+        user = UserRow(id=uuid7(), username=name, password_hash=await self._hash(secret),
                        created_at=now)
         if not await self._store.create_first_user(user):
             raise AlreadySetup("an admin user already exists")
@@ -77,7 +92,7 @@ class SessionService:
         if not isinstance(username, str) or not isinstance(password, str) or len(password) > MAX_LENGTH:
             raise ValidationError("username and password must be strings", details={"field": "username"})
         user = await self._store.user_by_name(username)
-        ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
+        ok = await self._verify(password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not ok:
             raise InvalidCredentials("wrong username or password")
         return await self._open(user)
@@ -99,11 +114,9 @@ class SessionService:
 
     async def change_password(self, session: Session, current: object, new: object) -> None:
         secret = validate_password(new, "new_password")
-        if not isinstance(current, str) or not await asyncio.to_thread(
-            verify_password, current, session.user.password_hash
-        ):
+        if not isinstance(current, str) or not await self._verify(current, session.user.password_hash):
             raise InvalidCredentials("current password is wrong", hint="send the current password as current_password")
-        hashed = await asyncio.to_thread(hash_password, secret)
+        hashed = await self._hash(secret)
         await self._store.set_password(session.user.id, hashed, now_iso(), token_hash(session.token))
 
     async def _open(self, user: UserRow) -> Session:

@@ -1,14 +1,32 @@
-"""Failed-login throttling per (client address, username), in memory."""
+"""Failed-login throttling per (client address, username), in memory.
+
+An attempt is counted *before* its password is checked and attempts on one username take turns,
+so a burst of parallel guesses gets exactly as many checks as the limit allows and the rest are
+refused (a concurrent burst used to pass the check together and all reach scrypt). A success
+clears the count it had taken.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from orvad.errors import RateLimited
 
 _MAX_TRACKED = 10_000  # bound memory under a spray of usernames
+
+
+@dataclass
+class _Turn:
+    """The lock attempts on one username queue on, and how many hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 class LoginThrottle:
@@ -16,6 +34,24 @@ class LoginThrottle:
         self._max = max_failures
         self._window = window_s
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._turns: dict[str, _Turn] = {}
+
+    @asynccontextmanager
+    async def attempt(self, client: str, username: str) -> AsyncIterator[None]:
+        """One login attempt: waits for the username's turn, raises RateLimited while throttled,
+        and counts a failure before the body runs; call ``succeeded`` inside it on success."""
+        name = username.lower()
+        turn = self._turns.setdefault(name, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                self.check(client, name)
+                self.failed(client, name)
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[name]
 
     def check(self, client: str, username: str) -> None:
         """Raise RateLimited while this client has too many recent failures for this username."""

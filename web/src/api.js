@@ -18,8 +18,24 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
+// Where functions are served: ORVA_FUNCTIONS_ORIGIN when set (auth/status says), else this origin.
+let functionsOrigin = null;
+export function setFunctionsOrigin(url) {
+  functionsOrigin = url ? url.replace(/\/+$/, "") : null;
+}
+export function functionsBase() {
+  return functionsOrigin || window.location.origin;
+}
+export function functionUrl(name, path = "/") {
+  return `${functionsBase()}/fn/${encodeURIComponent(name)}${path}`;
+}
+
 export async function request(method, path, body, { raw = false, quiet401 = false, headers = {} } = {}) {
-  const init = { method, headers: { ...headers }, credentials: "same-origin" };
+  const url = path.startsWith("/") ? path : `/api/v1/${path}`;
+  // The API refuses cookie-authenticated changes without X-Orva-CSRF: a page of another origin
+  // cannot add it without CORS, which orvad never grants. Sent on every API call, never to /fn.
+  const csrf = url.startsWith("/api/") ? { "X-Orva-CSRF": "1" } : {};
+  const init = { method, headers: { ...csrf, ...headers }, credentials: "same-origin" };
   if (body !== undefined) {
     if (typeof body === "string") {
       init.body = body;
@@ -28,7 +44,7 @@ export async function request(method, path, body, { raw = false, quiet401 = fals
       init.headers["Content-Type"] = "application/json";
     }
   }
-  const res = await fetch(path.startsWith("/") ? path : `/api/v1/${path}`, init);
+  const res = await fetch(url, init);
   if (raw) return res;
   const text = await res.text();
   let data = null;

@@ -2,7 +2,7 @@
 import "./style.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, setUnauthorizedHandler } from "./api.js";
+import { api, setFunctionsOrigin, setUnauthorizedHandler } from "./api.js";
 import { ErrorBanner, Loading } from "./components.jsx";
 import { currentRoute, match, navigate, useRoute } from "./router.js";
 import { FunctionPage } from "./views/function.jsx";
@@ -40,7 +40,8 @@ function App() {
 
   const check = async () => {
     try {
-      const { has_user } = await api.get("auth/status");
+      const { has_user, functions_url } = await api.get("auth/status");
+      setFunctionsOrigin(functions_url);
       if (!has_user) return setAuth({ state: "onboarding" });
       const me = await api.get("auth/me", { quiet401: true });
       setAuth({ state: "in", user: me.user });

@@ -1,6 +1,6 @@
 // Settings (limits, env vars, modes, pool), secrets (names only) and the routes pointing at a function.
 import { useState } from "preact/hooks";
-import { api, query } from "../api.js";
+import { api, functionsBase, query } from "../api.js";
 import { ago, ConfirmButton, ErrorBanner, Field, Loading, Notice, Table, useAction, useAsync } from "../components.jsx";
 
 const NUMBERS = ["memory_mb", "cpus", "timeout_ms", "max_concurrency", "rate_limit_per_min"];
@@ -185,7 +185,7 @@ export function RouteManager({ functionId, functions }) {
       <ErrorBanner error={list.error || action.error} />
       <Table label="Routes" rows={list.data.routes} empty="No custom routes."
         columns={[
-          { title: "Path", render: (r) => <a href={r.path.replace(/\/\*$/, "/")} target="_blank" rel="noreferrer"><code>{r.path}</code></a> },
+          { title: "Path", render: (r) => <a href={functionsBase() + r.path.replace(/\/\*$/, "/")} target="_blank" rel="noopener noreferrer"><code>{r.path}</code></a> },
           { title: "Methods", key: "methods" },
           ...(functionId ? [] : [{ title: "Function", render: (r) => <a href={`#/functions/${r.function_id}`}>{r.function_name}</a> }]),
           { title: "Created", render: (r) => ago(r.created_at) },

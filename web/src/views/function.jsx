@@ -1,5 +1,5 @@
 // One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, executions).
-import { api } from "../api.js";
+import { api, functionUrl } from "../api.js";
 import { ConfirmButton, ErrorBanner, Loading, StatusBadge, Tabs, useAction, useAsync } from "../components.jsx";
 import { navigate } from "../router.js";
 import { CodeTab } from "./function-code.jsx";
@@ -45,7 +45,7 @@ export function FunctionPage({ params, query }) {
             {fn.name} <StatusBadge status={fn.status} />
           </h1>
           <p class="muted">
-            {fn.runtime} · {fn.entrypoint} · invoke at <code>{`${window.location.origin}/fn/${fn.name}/`}</code>
+            {fn.runtime} · {fn.entrypoint} · invoke at <a href={functionUrl(fn.name)} target="_blank" rel="noopener noreferrer"><code>{functionUrl(fn.name)}</code></a>
           </p>
         </div>
         <ConfirmButton

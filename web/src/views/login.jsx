@@ -1,12 +1,23 @@
-// First-run admin creation and login; both set the session cookie.
+// First-run admin creation (proven by the setup token) and login; both set the session cookie.
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { ErrorBanner, Field, Notice, useAction } from "../components.jsx";
+
+function SetupTokenHelp() {
+  return (
+    <span>
+      Proves you run this server: the bootstrap admin key in <code>admin.key</code> in orvad's data directory
+      (<code>data/admin.key</code> under <code>make run</code>, <code>/var/lib/orva/admin.key</code> in Docker; orvad
+      names the file when it starts). Copy it with <code>cat &lt;data-dir&gt;/admin.key</code>.
+    </span>
+  );
+}
 
 export function LoginView({ onboarding, expired, onDone }) {
   const [username, setUsername] = useState(onboarding ? "admin" : "");
   const [password, setPassword] = useState("");
   const [confirm, setConfirm] = useState("");
+  const [setupToken, setSetupToken] = useState("");
   const { busy, error, setError, run } = useAction();
 
   const submit = (e) => {
@@ -16,8 +27,9 @@ export function LoginView({ onboarding, expired, onDone }) {
       return;
     }
     run(async () => {
-      const path = onboarding ? "auth/onboard" : "auth/login";
-      const res = await api.post(path, { username, password }, { quiet401: true });
+      const res = onboarding
+        ? await api.post("auth/onboard", { username, password, setup_token: setupToken.trim() }, { quiet401: true })
+        : await api.post("auth/login", { username, password }, { quiet401: true });
       onDone(res.user);
     });
   };
@@ -33,6 +45,12 @@ export function LoginView({ onboarding, expired, onDone }) {
         )}
         {expired && <Notice kind="warn">Your session ended. Log in again to continue where you were.</Notice>}
         <ErrorBanner error={error} />
+        {onboarding && (
+          <Field label="Setup token" help={<SetupTokenHelp />}>
+            <input name="setup_token" type="password" autocomplete="off" spellcheck={false} placeholder="orva_…"
+              value={setupToken} required onInput={(e) => setSetupToken(e.target.value)} />
+          </Field>
+        )}
         <Field label="Username">
           <input name="username" autocomplete="username" value={username} required
             onInput={(e) => setUsername(e.target.value)} />
