@@ -25,7 +25,7 @@ PERMISSIONS = ("invoke", "read", "write", "admin")
 KEY_PREFIX = "orva_"
 KEY_FILE = "admin.key"  # in the data dir, mode 0600: the bootstrap admin key
 _WHERE = (f"the bootstrap admin key is in <data-dir>/{KEY_FILE} on the orvad host (data/{KEY_FILE} under "
-          f"`make run`, /var/lib/orva/{KEY_FILE} in Docker; orvad names the file when it starts)")
+          f"make run, /var/lib/orva/{KEY_FILE} in Docker; orvad names the file when it starts)")
 _TOUCH_EVERY_S = 60  # last_used_at granularity: at most one queued write per key per minute
 
 
