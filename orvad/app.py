@@ -30,7 +30,8 @@ from orvad.api import (
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
 from orvad.errors import MethodNotAllowed, NotFound, OrvaError
-from orvad.middleware import BodyLimit, RequestContext, error_parts
+from orvad.middleware import BodyLimit, HostGuard, RequestContext, error_parts
+from orvad.origins import Origins
 
 _ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
@@ -62,15 +63,34 @@ class OrvaApp(Starlette):
     cost every warm invoke a few percent of its CPU.
     """
 
-    def __init__(self, invoke: ASGIApp, **kwargs: Any) -> None:
+    def __init__(self, invoke: ASGIApp, functions_only: ASGIApp, origins: Origins, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.invoke = invoke
+        self.functions_only = functions_only
+        self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/fn/"):
             await self.invoke(scope, receive, send)
+        elif scope["type"] == "http" and self.origins.on_functions_origin(scope):
+            await self.functions_only(scope, receive, send)  # custom routes; never the API or the dashboard
         else:
             await super().__call__(scope, receive, send)
+
+
+def _functions_origin_app(daemon: Daemon) -> ASGIApp:
+    """What ORVA_FUNCTIONS_ORIGIN serves besides /fn: custom routes, and a 404 for the rest."""
+    dashboard = daemon.settings.public_url or f"http://{daemon.settings.host}:{daemon.settings.port}"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path == "/" or any(path == p or path.startswith(p + "/") for p in ("/api", "/web", "/health")):
+            raise NotFound(f"{path} is not served on the functions origin",
+                           hint=f"the API and the dashboard are at {dashboard}; this origin serves only /fn "
+                                "and custom routes (ORVA_FUNCTIONS_ORIGIN)")
+        await daemon.invoker.route_endpoint(scope, receive, send)
+
+    return app
 
 
 def create_app(daemon: Daemon) -> OrvaApp:
@@ -84,14 +104,16 @@ def create_app(daemon: Daemon) -> OrvaApp:
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
     common = [Middleware(RequestContext), Middleware(BodyLimit, limit_for=body_limit)]
     invoke: ASGIApp = daemon.invoker.fn_endpoint
+    functions_only = _functions_origin_app(daemon)
     for cls, args, kwargs in reversed(common):  # the same layers, in the same order, for /fn/
         invoke = cls(invoke, *args, **kwargs)
+        functions_only = cls(functions_only, *args, **kwargs)
     app = OrvaApp(
-        invoke,
+        invoke, functions_only, daemon.origins,
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
                 *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
                 *openapi.routes, *web.routes],
-        middleware=[*common, Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call)],
+        middleware=[*common, Middleware(HostGuard, origins=daemon.origins), Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call)],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )
     app.router.default = daemon.invoker.route_endpoint  # custom routes, else 404

@@ -20,6 +20,7 @@ from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.hostcheck import DataDirUnreachable
 from orvad.logs import configure_logging
+from orvad.serving import bind_address, listen_ports, uvicorn_protocol, uvicorn_sockets
 
 log = logging.getLogger("orvad")
 
@@ -92,7 +93,7 @@ async def run(settings: Settings) -> None:
             await _serve_uvicorn(daemon, settings, stop)
         else:
             config = HypercornConfig()
-            config.bind = [f"{settings.host}:{settings.port}"]
+            config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
             config.graceful_timeout = settings.shutdown_grace_s
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
@@ -104,10 +105,12 @@ async def run(settings: Settings) -> None:
 async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
     import uvicorn
 
-    config = uvicorn.Config(create_app(daemon), host=settings.host, port=settings.port, http="httptools",
+    app = create_app(daemon)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, http=uvicorn_protocol(),
                             lifespan="off", access_log=False, log_config=None,
                             timeout_graceful_shutdown=int(settings.shutdown_grace_s))
     server = uvicorn.Server(config)
+    sockets = uvicorn_sockets(app, settings, daemon.origins)
 
     async def watch() -> None:
         await stop.wait()

@@ -79,6 +79,12 @@ def _networks(raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in str(raw).split(",") if part.strip())
 
 
+def _ipv4_networks(raw: Any) -> str:
+    if any(net.version != 4 for net in _networks(raw)):
+        raise ValueError("IPv4 only: egress workers get no IPv6 route")
+    return ",".join(str(net) for net in _networks(raw))
+
+
 def _proxies(raw: Any) -> str:
     _networks(raw)  # raises ValueError on a bad address
     return str(raw).strip()
@@ -152,10 +158,11 @@ FIELDS: tuple[Field, ...] = (
     Field("public_url", "", "ORVA_PUBLIC_URL", _origin,
           "URL operators reach orvad at (its host is one of the allowed hosts)"),
     Field("allowed_hosts", "", "ORVA_ALLOWED_HOSTS", _optional,
-          "comma list of Host header values /api and /web answer (default: the bind address, localhost, "
-          "127.0.0.1, [::1] and public_url's host)"),
+          "comma list of Host names /api and /web answer, or * (default: the bind address, localhost, "
+          "127.0.0.1, [::1] and public_url's host; bound to 0.0.0.0 or ::, any IP literal too)"),
     Field("functions_origin", "", "ORVA_FUNCTIONS_ORIGIN", _origin,
-          "separate origin (http(s)://host:port) serving /fn and custom routes; the dashboard links there"),
+          "separate origin (http(s)://host[:port]) serving /fn and custom routes only; an explicit port "
+          "other than port is listened on too"),
     Field("build_allow_hosts", "", "ORVA_BUILD_ALLOW_HOSTS", _optional,
           "comma list of hosts (host or host:port) builds may reach through orvad's proxy "
           "(default: the pip index and npm registry configured on the host)"),
@@ -165,6 +172,9 @@ FIELDS: tuple[Field, ...] = (
           "largest size in MiB a build's tree and its cache may reach"),
     Field("egress_deny_private", True, "ORVA_EGRESS_DENY_PRIVATE", _bool,
           "drop egress workers' traffic to private, CGNAT, ULA and link-local ranges"),
+    Field("egress_allow_cidrs", "", "ORVA_EGRESS_ALLOW_CIDRS", _ipv4_networks,
+          "comma list of IPv4 addresses/CIDRs egress workers may reach even where egress_deny_private "
+          "(or the link-local rule) would drop them"),
     Field("worker_log_bytes_per_s", 1024 * 1024, "ORVA_WORKER_LOG_BYTES_PER_S", _int_range(1024, 1 << 30),
           "stderr/log bytes per second one worker may write; the excess is dropped and counted"),
     Field("cgroup_favor_dynmods", True, "ORVA_CGROUP_FAVOR_DYNMODS", _bool,
@@ -205,6 +215,7 @@ class Settings:
     build_env: str
     build_disk_mb: int
     egress_deny_private: bool
+    egress_allow_cidrs: str
     worker_log_bytes_per_s: int
 
     @cached_property

@@ -33,6 +33,7 @@ from orvad.ids import uuid7
 from orvad.invoke import Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
 from orvad.metrics import Metrics
+from orvad.origins import Origins
 from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager
 from orvad.poolconfig import PoolConfigService
@@ -80,13 +81,17 @@ class Daemon:
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
                                builds=self._build_queue_state)
         self.host: HostCheck | None = None
-        self.egress = EgressNetwork(str(settings.port), settings.egress_cidr)
+        self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
+                                    allow_cidrs=settings.egress_allow_cidrs)
         self.spawner: Spawner  # needs the host check, done at start()
         self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()
         self.concurrency = ConcurrencyGate()
         self.replays = ReplayStore(self.db, self.batch)
         self.signatures = SignatureChecker(persist=self.replays.remember)
+        self.origins = Origins.from_settings(host=settings.host, port=settings.port, public_url=settings.public_url,
+                                             allowed_hosts=settings.allowed_hosts,
+                                             functions_origin=settings.functions_origin)
         self._active_hash: dict[str, str] = {}
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
@@ -148,7 +153,9 @@ class Daemon:
             self.egress.detail = "egress needs root, nft (Debian's nftables) and ip (iproute2)"
         self.spawner = Spawner(host=self.host.facts, data=sandbox_data, runtimes=self.runtimes, egress=self.egress,
                                secrets=self.secrets, version_dir=self.builder.version_dir,
-                               observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s))
+                               observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s),
+                               log_bytes_per_s=self.settings.worker_log_bytes_per_s,
+                               observe_log_drop=lambda fn, size: self.metrics.log_dropped.labels(fn).inc(size))
         await self.db.open()
         self.batch.start()
         await self._load_replay_memory()

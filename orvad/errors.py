@@ -5,6 +5,7 @@ envelope ``{"error": {"code", "message", "request_id", "hint"?, "retry_after_s"?
 with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
 
     OrvaError (500 INTERNAL)
+    ├── BadRequest           400 BAD_REQUEST
     ├── InvalidJSON          400 INVALID_JSON
     ├── ValidationError      400 VALIDATION
     ├── Unauthorized         401 UNAUTHORIZED
@@ -64,6 +65,12 @@ class OrvaError(Exception):
         if self.details:
             body["details"] = self.details
         return {"error": body}
+
+
+class BadRequest(OrvaError):
+    """The request itself is malformed or ambiguous HTTP (framing, Host), before any field is read."""
+
+    code, status = "BAD_REQUEST", 400
 
 
 class InvalidJSON(OrvaError):

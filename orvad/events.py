@@ -1,23 +1,31 @@
 """The event a handler receives, built from an HTTP request (CONTRACT.md), with the AWS aliases.
 
 Pure: no I/O. Orva's own credentials (X-Orva-API-Key, an Orva key in Authorization, the
-session_token cookie) are removed before the handler sees the headers.
+session cookie) are removed before the handler sees the headers, and a handler's Set-Cookie
+for the session cookie is removed from its reply.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 ORVA_KEY_PREFIX = "orva_"
-SESSION_COOKIE = "session_token"
+# orvad's session cookie: its name over plain HTTP and over HTTPS (docs/API.md). A handler never
+# sees it, and never sets it (a Set-Cookie of either name is dropped from its reply).
+SESSION_COOKIES = frozenset({"session_token", "__host-orva_session"})  # compared lower-cased
+
+
+def _is_session_cookie(pair: str) -> bool:
+    return pair.partition("=")[0].strip().lower() in SESSION_COOKIES
 
 
 def _strip_session_cookie(value: str) -> str:
-    kept = [part.strip() for part in value.split(";") if not part.strip().startswith(SESSION_COOKIE + "=")]
+    kept = [part.strip() for part in value.split(";") if not _is_session_cookie(part)]
     return "; ".join(p for p in kept if p)
 
 
@@ -82,6 +90,7 @@ def build_event(*, method: str, path: str, raw_query: str, headers: dict[str, st
 # Set by orvad on every response (X-Orva-*, X-Request-ID) or by the server (framing): a handler's
 # value for one of these is dropped, so the ones a client reads are always orvad's.
 RESERVED_RESPONSE_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "x-request-id"})
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # RFC 9110 field values: no controls but the tab
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -102,7 +111,8 @@ def _header_text(value: Any) -> str | None:
 
 def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:
     """A handler's headers as ASGI pairs; a list value becomes repeated headers (e.g. Set-Cookie).
-    Raises BadResponse for a name HTTP cannot carry or a value with a line break (no injection)."""
+    Raises BadResponse for a name HTTP cannot carry or a value with a control character (a line
+    break would inject headers; a NUL or \\x0b is refused by the server mid-response)."""
     out: list[tuple[bytes, bytes]] = []
     if headers is None:
         return out
@@ -116,10 +126,13 @@ def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]
             continue
         for item in value if isinstance(value, list) else [value]:
             text = _header_text(item)
-            if text is None:
+            if text is None or (name == "set-cookie" and _is_session_cookie(text.partition(";")[0])):
                 continue
-            if "\r" in text or "\n" in text:
-                raise BadResponse(f"header {name} has a line break in its value")
+            if (bad := _CONTROL.search(text)) is not None:
+                char = bad.group()
+                what = "a line break" if char in "\r\n" else "a control character"
+                raise BadResponse(f"header {name} has {what} ({char!r}, \\x{ord(char):02x}) in its value; "
+                                  "only tabs and visible characters are allowed")
             out.append((name.encode("latin-1", "replace"), text.encode("latin-1", "replace")))
     return out
 

@@ -40,6 +40,10 @@ from orvad.store.functions import Function
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SIGNING_HEADERS = (b"x-orva-timestamp", b"x-orva-signature")
+# Function replies that land on the dashboard's cookie scope (docs/API.md): scripts and forms run,
+# but in an opaque origin, so the page can neither read or set the dashboard's cookies nor call
+# the API as the logged-in operator.
+SANDBOX_HEADER = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-modals allow-downloads")
 
 
 def signed_target(scope: Scope) -> str:
@@ -241,6 +245,8 @@ class Invoker:
             reply = await self._dispatch(lease, event, context, remaining, settling)
             logs, truncated = reply.logs, reply.logs_truncated
             headers = self._orva_headers(execution_id, lease.cold, started)
+            if fn.csp_sandbox and self.d.origins.shares_cookies(scope):
+                headers.append(SANDBOX_HEADER)  # the page gets an opaque origin: no cookies, no same-origin API
             if reply.kind == "error":
                 error = reply.error or {}
                 raise FunctionError(f"the handler raised {error.get('name', 'an error')}: {error.get('message', '')}"[:500],

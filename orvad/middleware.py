@@ -3,7 +3,9 @@
 ``RequestContext`` is the outermost layer: it gives every request an id (the caller's
 ``X-Request-ID`` when sane), stamps it on the response, renders any error that escaped the
 app as the envelope, and writes one access-log line. ``BodyLimit`` refuses oversized bodies
-from ``Content-Length`` and while the body streams in, never by reading it all first.
+from ``Content-Length`` and while the body streams in, never by reading it all first, and a
+request framed twice (``Content-Length`` and ``Transfer-Encoding``). ``HostGuard`` refuses
+/api and /web for a ``Host`` orvad does not answer to (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orvad.errors import OrvaError, PayloadTooLarge
+from orvad.errors import BadRequest, OrvaError, PayloadTooLarge
 from orvad.logs import AccessLog
+from orvad.origins import Origins
 
 access_log = AccessLog("orvad.access")
 errlog = logging.getLogger("orvad.errors")
@@ -95,6 +98,11 @@ class BodyLimit:
             return
         limit = self.limit_for(scope)
         declared = _header(scope, b"content-length")
+        if declared is not None and _header(scope, b"transfer-encoding") is not None:
+            # two framings: a proxy in front may have used the other one (request smuggling)
+            raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding",
+                             hint="send one of them: Content-Length for a body of known size, else chunked",
+                             headers={"Connection": "close"})
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
                 raise _too_large(limit)
@@ -112,6 +120,25 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class HostGuard:
+    """/api and /web answer only the Host names of ORVA_ALLOWED_HOSTS (DNS rebinding); the rest
+    (functions, custom routes, health probes) is not checked."""
+
+    def __init__(self, app: ASGIApp, origins: Origins) -> None:
+        self.app = app
+        self.origins = origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if (path.startswith("/api/") or path == "/web" or path.startswith("/web/")) and not self.origins.host_allowed(scope):
+            host = _header(scope, b"host") or ""
+            raise BadRequest(f"Host {host!r} is not one this orvad answers for /api and /web",
+                             hint="add the name to ORVA_ALLOWED_HOSTS (comma list; default: the bind address, "
+                                  "localhost, 127.0.0.1, [::1] and ORVA_PUBLIC_URL's host), or set ORVA_PUBLIC_URL",
+                             details={"host": host})
+        await self.app(scope, receive, send)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

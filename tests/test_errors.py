@@ -75,7 +75,8 @@ def _h2_post(port: int, path: str, body_bytes: int, deadline_s: float = 30) -> t
 
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
-    conn.send_headers(1, [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "orva")])
+    conn.send_headers(1, [(":method", "POST"), (":path", path), (":scheme", "http"),
+                            (":authority", f"127.0.0.1:{port}")])  # a Host /api answers
     status, body, sent, ended = 0, b"", 0, False
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.settimeout(0.05)

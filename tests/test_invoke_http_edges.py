@@ -1,0 +1,81 @@
+"""HTTP edges on both servers (Hypercorn and Uvicorn): what a handler's header values may hold,
+ambiguous request framing, odd request targets and headers. Every refusal is the envelope."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Orvad, free_port, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+CONTROL = '''
+def handler(event, context):
+    char = chr(int(event["query"].get("c", "0")))
+    return {"statusCode": 200, "headers": {"x-a": "before" + char + "after"}, "body": "x"}
+'''
+ECHO = '''
+def handler(event, context):
+    return {"path": event["path"], "body": event["body"], "cookie": event["headers"].get("cookie")}
+'''
+
+
+@pytest.fixture(scope="module", params=["hypercorn", "uvicorn"])
+def server(request: pytest.FixtureRequest) -> Iterator[Orvad]:
+    base = Path(tempfile.mkdtemp(prefix="orva-edges-"))
+    base.chmod(0o711)
+    orvad = Orvad(base / "data", free_port(), env={"ORVA_SERVER": request.param}).start()
+    with orvad.admin() as c:
+        for name, code in (("control", CONTROL), ("echo", ECHO)):
+            fn = create_function(c, name)
+            assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+    yield orvad
+    orvad.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def raw_exchange(orvad: Orvad, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; (status, headers, body) of the answer (the server closes after it)."""
+    with socket.create_connection(("127.0.0.1", orvad.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_header_values_with_control_characters_are_function_errors(server: Orvad) -> None:
+    with server.client() as c:
+        for char in (0, 0x0B, 0x1F, 0x7F, 0x0C, 0x08):
+            r = c.get("/fn/control", params={"c": str(char)})
+            assert r.status_code == 500, (char, r.status_code, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "FUNCTION_ERROR" and f"\\x{char:02x}" in error["message"], (char, error)
+            assert r.headers["x-request-id"] == error["request_id"] and "x-a" not in r.headers
+        tab = c.get("/fn/control", params={"c": "9"})  # a tab is allowed inside a field value
+        assert tab.status_code == 200 and tab.headers["x-a"] == "before\tafter"
+
+
+def test_content_length_with_transfer_encoding_is_refused(server: Orvad) -> None:
+    smuggled = b"GET /fn/echo HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    for path in (b"/fn/echo", b"/api/v1/system/health"):
+        status, headers, body = raw_exchange(server, b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                             b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+                                             b"Connection: close\r\n\r\n" + chunk)
+        assert status == 400, (path, status, body)
+        error = httpx.Response(400, content=body).json()["error"]
+        assert error["code"] == "BAD_REQUEST" and "Transfer-Encoding" in error["message"], error
+        assert headers["x-request-id"] == error["request_id"]
+    assert httpx.get(f"{server.url}/fn/echo").status_code == 200  # and the server is fine
+    with server.client() as c:
+        wait_for(lambda: c.get("/fn/echo").status_code == 200, 5, "the function to answer")
