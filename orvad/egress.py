@@ -4,9 +4,11 @@ nftables table that keeps them away from the host and from each other.
 Rules (table ``inet orva_egress_<port>``, owned and removed by orvad):
 * input: nothing arriving from a worker veth reaches a host socket (orvad, other services,
   any host address); from a build veth only the build proxy's port is reachable;
-* forward: from a worker veth, drop link-local/metadata (169.254.0.0/16) and traffic to another
-  worker or build veth; everything else may leave, masqueraded; nothing is forwarded to or from a
-  build veth (a build's only way out is the proxy, see buildproxy.py);
+* forward: from a worker veth, drop traffic to another worker or build veth, link-local/metadata
+  (169.254.0.0/16) and, with ``egress_deny_private``, RFC 1918, CGNAT and reserved ranges (the
+  host's DNS servers stay reachable on port 53; ``egress_allow_cidrs`` re-opens named ranges);
+  everything else may leave, masqueraded; nothing is forwarded to or from a build veth (a build's
+  only way out is the proxy, see buildproxy.py);
 * IPv6 is not routed (no address is given).
 Namespaces are made on demand and deleted when their worker or build ends; leftovers of a crashed
 orvad are removed at start.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +29,9 @@ from orvad.process import PIPE, spawn
 log = logging.getLogger(__name__)
 TABLE_PREFIX = "orva_egress_"
 DEFAULT_RANGE = "10.231.0.0/16"
+# dropped for egress workers with egress_deny_private: RFC 1918, CGNAT, "this network", multicast, reserved
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/4",
+                  "240.0.0.0/4")
 Kind = Literal["e", "b"]  # an egress worker, a build
 
 
@@ -42,7 +48,8 @@ async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> s
 
 
 class EgressNetwork:
-    def __init__(self, instance: str, cidr: str = DEFAULT_RANGE) -> None:
+    def __init__(self, instance: str, cidr: str = DEFAULT_RANGE, *, deny_private: bool = True,
+                 allow_cidrs: str = "") -> None:
         # Names carry the instance (orvad's port) so two orvads on one host never touch each other's.
         self.table = f"{TABLE_PREFIX}{instance}"
         self.ns_base = f"orva{instance}"
@@ -53,6 +60,8 @@ class EgressNetwork:
         self.network = ipaddress.ip_network(cidr)
         self._free = list(range(1, self.network.num_addresses // 4))
         self._leased: dict[str, int] = {}
+        self.deny_private = deny_private
+        self.allow = _collapsed(c.strip() for c in allow_cidrs.split(",") if c.strip())
         self._forward_before: str | None = None
         self.ready = False
         self.detail = "not started"
@@ -94,9 +103,9 @@ class EgressNetwork:
   chain forward {{ type filter hook forward priority -10; policy accept;
     iifname "{self.build_veths}*" drop
     oifname "{self.build_veths}*" drop
-    iifname "{self.veth_prefix}*" ip daddr 169.254.0.0/16 drop
     iifname "{self.veth_prefix}*" oifname "{self.veth_base}*" drop
     iifname "{self.veth_prefix}*" meta nfproto ipv6 drop
+{self._destination_rules()}
     iifname "{self.veth_prefix}*" accept
     oifname "{self.veth_prefix}*" ct state established,related accept
     oifname "{self.veth_prefix}*" drop
@@ -106,6 +115,20 @@ class EgressNetwork:
   }}
 }}
 """
+
+    def _destination_rules(self) -> str:
+        """Allow-listed ranges first, then the host's resolvers (port 53), then the dropped ranges."""
+        worker = f'iifname "{self.veth_prefix}*"'
+        rules = [f"{worker} ip daddr {{ {', '.join(self.allow)} }} accept"] if self.allow else []
+        dropped = ["169.254.0.0/16"]
+        if self.deny_private:
+            resolvers = _collapsed(_resolvers())
+            if resolvers:
+                rules += [f"{worker} ip daddr {{ {', '.join(resolvers)} }} {proto} dport 53 accept"
+                          for proto in ("udp", "tcp")]
+            dropped += PRIVATE_RANGES
+        rules.append(f"{worker} ip daddr {{ {', '.join(dropped)} }} drop")
+        return "\n".join("    " + rule for rule in rules)
 
     async def _clean_leftovers(self) -> None:
         for line in (await _run("ip", "netns", "list")).splitlines():
@@ -169,3 +192,28 @@ class EgressNetwork:
 
     def check(self) -> dict[str, Any]:
         return {"ok": self.ready, "detail": self.detail}
+
+
+def _collapsed(cidrs: Iterable[str]) -> list[str]:
+    """Distinct, non-overlapping networks (nftables refuses overlapping intervals in one set)."""
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    return [str(n) for n in ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))]
+
+
+def _resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The host's IPv4 name servers (bound into every jail): egress workers may ask them on port 53."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                addr = ipaddress.ip_address(parts[1])
+            except ValueError:
+                continue
+            if addr.version == 4 and not addr.is_loopback:
+                found.append(str(addr))
+    return found

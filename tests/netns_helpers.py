@@ -13,6 +13,21 @@ from pathlib import Path
 
 from tests.conftest import wait_for
 
+# Python source for jailed probes: connect(host, port) -> "ok:<status line>" or "refused:<error>"
+CONNECT_CODE = r'''
+def connect(host, port):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(2)
+    try:
+        s.connect((host, int(port)))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return "ok:" + s.recv(64).decode(errors="replace").split("\r\n")[0]
+    except Exception as exc:
+        return "refused:" + type(exc).__name__
+    finally:
+        s.close()
+'''
+
 
 def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=30)

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.netns_helpers import host_addresses, listener_everywhere, served_namespace
+from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
 INDEX_NS, HOST_IF = "orvatest-idx", "orvatest-ih"
 INDEX_IP, INDEX_HOST_IP, INDEX_PORT = "198.18.77.2", "198.18.77.1", 8080
@@ -32,18 +32,7 @@ BACKEND = r'''
 import base64, hashlib, json, os, socket, urllib.parse, zipfile
 
 PROBE = %(probe)s
-
-def connect(host, port):
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    s.settimeout(2)
-    try:
-        s.connect((host, int(port)))
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        return "ok:" + s.recv(64).decode(errors="replace").split("\r\n")[0]
-    except Exception as exc:
-        return "refused:" + type(exc).__name__
-    finally:
-        s.close()
+''' + CONNECT_CODE + r'''
 
 def via_proxy(request):
     proxy = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY", "http://0.0.0.0:1"))

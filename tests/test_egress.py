@@ -7,31 +7,20 @@ namespace, routed from the host over a veth pair.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.netns_helpers import host_addresses, listener_everywhere, served_namespace
+from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
 OUT_NS, HOST_IF = "orvatest-out", "orvatest-h"
 OUTSIDE = "198.51.100.2"
 
 PROBE = '''
 import json, socket, threading
-
-def connect(host, port):
-    s = socket.socket()
-    s.settimeout(1.5)
-    try:
-        s.connect((host, int(port)))
-        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        return "ok:" + s.recv(64).decode(errors="replace").split("\\r\\n")[0]
-    except Exception as exc:
-        return "refused:" + type(exc).__name__
-    finally:
-        s.close()
+''' + CONNECT_CODE + '''
 
 def listen(port):
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -112,3 +101,32 @@ def test_egress_namespaces_come_and_go(orvad: Orvad, outside: str) -> None:
             wait_for(lambda: c.get(f"/fn/{fn['id']}").text == "up", 20, "the function to answer")
         c.delete(f"/api/v1/functions/{fn['id']}")
         wait_for(lambda: namespaces() <= before, 20, "the function's namespaces to be deleted")
+
+
+PRIVATE_NS, PRIVATE_HOST_IF = "orvatest-prv", "orvatest-ph"
+PRIVATE = "172.31.251.2"  # RFC 1918: a stand-in for a database or service on the operator's LAN
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[str]:
+    with served_namespace(PRIVATE_NS, PRIVATE_HOST_IF, "172.31.251.1/24", f"{PRIVATE}/24", 8080) as address:
+        yield address
+
+
+def test_egress_to_private_ranges_is_dropped_unless_allow_listed(
+        make_orvad: Callable[..., Orvad], outside: str, private_server: str) -> None:
+    import json
+
+    targets = [f"{private_server}:8080", f"{outside}:8080"]
+    cases = [({}, "refused:"),  # egress_deny_private defaults to true
+             ({"ORVA_EGRESS_ALLOW_CIDRS": f"{private_server}/32"}, "ok:HTTP/1.0 200"),
+             ({"ORVA_EGRESS_DENY_PRIVATE": "false"}, "ok:HTTP/1.0 200")]
+    for env, expected in cases:
+        server = make_orvad(env=env)
+        with server.admin() as c:
+            fn = create_function(c, "egress-private", network_mode="egress", timeout_ms=20000)
+            assert wait_deployed(c, deploy_inline(c, fn["id"], PROBE)["id"])["status"] == "succeeded"
+            got = c.get(f"/fn/{fn['id']}/", params={"targets": json.dumps(targets)}).json()
+        assert got[f"{private_server}:8080"].startswith(expected), (env, got)
+        assert got[f"{outside}:8080"].startswith("ok:HTTP/1.0 200"), (env, got)
+        server.stop()
