@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from orvad.auth.cookies import NAMES as SESSION_COOKIE_NAMES
+
 ORVA_KEY_PREFIX = "orva_"
 # orvad's session cookie: its name over plain HTTP and over HTTPS (docs/API.md). A handler never
 # sees it, and never sets it (a Set-Cookie of either name is dropped from its reply).
-SESSION_COOKIES = frozenset({"session_token", "__host-orva_session"})  # compared lower-cased
+SESSION_COOKIES = frozenset(name.lower() for name in SESSION_COOKIE_NAMES)  # compared lower-cased
 
 
 def _is_session_cookie(pair: str) -> bool:
