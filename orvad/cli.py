@@ -118,7 +118,7 @@ async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event
 
     watcher = asyncio.create_task(watch())
     try:
-        await server._serve()  # not serve(): orvad's own SIGTERM/SIGINT handlers set `stop`
+        await server._serve(sockets)  # not serve(): orvad's own SIGTERM/SIGINT handlers set `stop`
     finally:
         watcher.cancel()
 
