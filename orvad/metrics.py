@@ -94,6 +94,8 @@ class Metrics:
         self.errors = Counter("orva_errors", "error answers by code", ["code"], registry=r)
         self.spawn = Histogram("orva_spawn_duration_seconds", "time from spawn to a ready worker", ["runtime"],
                                buckets=LATENCY_BUCKETS, registry=r)
+        self.log_dropped = Counter("orva_worker_log_bytes_dropped", "worker output bytes dropped over "
+                                   "worker_log_bytes_per_s, by function", ["function"], registry=r)
         self.builds = Counter("orva_builds", "finished builds by status", ["status"], registry=r)
         self.build_duration = Histogram("orva_build_duration_seconds", "build time", buckets=LATENCY_BUCKETS,
                                         registry=r)

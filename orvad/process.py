@@ -70,11 +70,12 @@ class Child:
 
 async def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdin: int | None = None,
                 stdout: int | None = None, stderr: int | None = None, start_new_session: bool = False,
-                stdout_protocol: Callable[[], asyncio.BaseProtocol] | None = None) -> Child:
-    """Start `argv`; PIPE streams become asyncio streams, or stdout feeds `stdout_protocol` when given."""
+                stdout_protocol: Callable[[], asyncio.BaseProtocol] | None = None,
+                stderr_protocol: Callable[[], asyncio.BaseProtocol] | None = None) -> Child:
+    """Start `argv`; PIPE streams become asyncio streams, or feed `stdout_protocol`/`stderr_protocol` when given."""
     loop = asyncio.get_running_loop()
     popen = subprocess.Popen(list(argv), env=env, stdin=stdin, stdout=PIPE if stdout_protocol else stdout,
-                             stderr=stderr, bufsize=0, close_fds=True, start_new_session=start_new_session)
+                             stderr=PIPE if stderr_protocol else stderr, bufsize=0, close_fds=True, start_new_session=start_new_session)
     child = Child(popen, loop)
     try:
         if popen.stdin is not None:
@@ -84,7 +85,9 @@ async def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdin
             await loop.connect_read_pipe(stdout_protocol, popen.stdout)
         elif popen.stdout is not None:
             child.stdout = await _reader(loop, popen.stdout)
-        if popen.stderr is not None:
+        if stderr_protocol is not None:
+            await loop.connect_read_pipe(stderr_protocol, popen.stderr)
+        elif popen.stderr is not None:
             child.stderr = await _reader(loop, popen.stderr)
     except BaseException:
         popen.kill()

@@ -15,7 +15,7 @@ from typing import Any
 from orvad.egress import EgressNetwork
 from orvad.errors import Conflict, Unavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
-from orvad.pool.worker import Worker
+from orvad.pool.worker import LOG_BYTES_PER_S, Worker
 from orvad.runtimes import RuntimeCatalog
 from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
 from orvad.secrets import SecretService
@@ -40,7 +40,9 @@ def _refuse_unusable_env(function_name: str, env: dict[str, str]) -> None:
 class Spawner:
     def __init__(self, *, host: HostFacts | None, data: SandboxData, runtimes: RuntimeCatalog,
                  secrets: SecretService, version_dir: Callable[[str, str], Path],
-                 observe_spawn: Callable[[str, float], None], egress: EgressNetwork | None = None) -> None:
+                 observe_spawn: Callable[[str, float], None], egress: EgressNetwork | None = None,
+                 log_bytes_per_s: int = LOG_BYTES_PER_S,
+                 observe_log_drop: Callable[[str, int], None] | None = None) -> None:
         self.host = host
         self._data = data
         self._runtimes = runtimes
@@ -48,6 +50,8 @@ class Spawner:
         self._version_dir = version_dir
         self._observe_spawn = observe_spawn
         self._egress = egress
+        self._log_bytes_per_s = log_bytes_per_s
+        self._observe_log_drop = observe_log_drop
         self._secret_generation: dict[str, int] = {}
         self._keys: dict[str, tuple[Function, str, int, tuple[Any, ...]]] = {}  # function id -> its last key
 
@@ -102,7 +106,8 @@ class Spawner:
                 runtime_dir=str(runtime.adapter_dir), env=env, network="egress" if netns else "none", netns=netns)
             worker = Worker(build_invocation(spec, self.host), name=f"{fn.name}-{code_hash[:8]}",
                             memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups,
-                            on_exit=self._releaser(netns))
+                            on_exit=self._releaser(netns), log_bytes_per_s=self._log_bytes_per_s,
+                            on_log_drop=self._log_drop_observer(fn.name))
             try:
                 await worker.start()
             except BaseException:
@@ -113,6 +118,10 @@ class Spawner:
             return worker
 
         return spawn
+
+    def _log_drop_observer(self, function_name: str) -> Callable[[int], None] | None:
+        observe = self._observe_log_drop
+        return None if observe is None else lambda size: observe(function_name, size)
 
     def _releaser(self, netns: str | None) -> Callable[[Worker], None] | None:
         """Give a worker's network namespace back when the worker exits."""

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from orvad.errors import WorkerCrashed
-from orvad.pool.worker import STDERR_RING, STREAM_BUFFER_CHUNKS, Worker
+from orvad.pool.stderr import MAX_LINE, STDERR_RING
+from orvad.pool.worker import STREAM_BUFFER_CHUNKS, Worker
 from orvad.sandbox import Invocation, SandboxSpec, build_invocation
 from tests.worker_fixtures import (
     alive,
@@ -102,6 +103,9 @@ for message in frames():
         for i in range(int(message["event"]["n"][5:])):  # far more than orvad buffers
             send({"type": "chunk", "id": message["id"], "data": f"{i},", "isBase64Encoded": False})
         send({"type": "end", "id": message["id"], "logs": ""})
+    elif mode == "noisy" and message["event"]["n"] == "noisy":  # past the capture: straight to fd 2
+        os.write(2, b"a" * 300000 + b"\n" + b"b" * 10000)
+        answer(message)
     elif mode == "halfstream":
         send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
         send({"type": "chunk", "id": message["id"], "data": "part", "isBase64Encoded": False})
@@ -188,6 +192,18 @@ async def test_a_stream_cut_by_a_crash_ends_with_the_reason() -> None:
         chunks, end = await drain(reply)
         assert [c["data"] for c in chunks] == ["part"]
         assert end["error"] == {"kind": "crash", "message": "exited with code 9"}
+
+
+async def test_worker_stderr_over_the_rate_is_dropped_counted_and_flags_the_request() -> None:
+    dropped: list[int] = []
+    async with started(fake("noisy", log_bytes_per_s=100_000, on_log_drop=dropped.append)) as worker:
+        reply = await invoke(worker, "noisy")
+        assert reply.logs_truncated is True
+        assert worker.log_dropped >= 200_000 and sum(dropped) == worker.log_dropped
+        assert "[orva: worker output over 100000 bytes/s dropped]" in worker.stderr_tail
+        assert max(len(line) for line in worker.stderr_tail) <= MAX_LINE  # one long line is cut, not kept whole
+        quiet = await invoke(worker, "quiet")
+        assert quiet.logs_truncated is False
 
 
 async def test_worker_stderr_is_kept_in_a_bounded_ring() -> None:

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from orvad.errors import OrvaError, Timeout, WorkerCrashed
 from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
+from orvad.pool.stderr import StderrSink
 from orvad.process import PIPE, Child, spawn
 from orvad.sandbox import Invocation
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # Chunks buffered per stream; past that the worker's pipe is left unread until the client catches
 # up, so a fast producer and a slow reader cost bounded memory (back-pressure), never the host's.
 STREAM_BUFFER_CHUNKS = 16
-STDERR_RING = 200  # lines of worker-level output kept for diagnosis
+LOG_BYTES_PER_S = 1 << 20  # worker output outside requests kept per second (ORVA_WORKER_LOG_BYTES_PER_S)
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class Reply:
     headers: dict[str, Any] | None = None       # streams: from the start frame
     chunks: asyncio.Queue[dict[str, Any] | None] | None = None
     ended: asyncio.Future[dict[str, Any]] | None = None  # streams: the end frame
+    log_mark: int = 0                           # streams: the worker's dropped-output count when it began
 
     async def iter_chunks(self) -> AsyncIterator[dict[str, Any]]:
         assert self.chunks is not None
@@ -95,7 +97,8 @@ class _Stdout(asyncio.Protocol):
 class Worker:
     def __init__(self, invocation: Invocation, *, name: str, memory_mb: int,
                  on_exit: Callable[[Worker], None] | None = None, after_kill: Callable[[int], None] | None = None,
-                 max_frame: int = MAX_FRAME) -> None:
+                 max_frame: int = MAX_FRAME, log_bytes_per_s: int = LOG_BYTES_PER_S,
+                 on_log_drop: Callable[[int], None] | None = None) -> None:
         self.invocation = invocation
         self.name = name
         self.memory_mb = memory_mb
@@ -109,7 +112,9 @@ class Worker:
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.stderr_tail: deque[str] = deque(maxlen=STDERR_RING)
+        self._spawned: asyncio.Future[None] | None = None
+        self._stderr = StderrSink(name, log_bytes_per_s, on_log_drop)
+        self.stderr_tail = self._stderr.tail
         self.exit_reason: str | None = None
         self._stopping = False
         self._killed_by_us = False
@@ -135,6 +140,11 @@ class Worker:
                 and self._kill_task is None)
 
     @property
+    def log_dropped(self) -> int:
+        """Bytes of output outside requests dropped over the rate limit, since the start."""
+        return self._stderr.dropped
+
+    @property
     def inflight(self) -> int:
         return len(self._pending) + len(self._streams)
 
@@ -143,9 +153,13 @@ class Worker:
         self._ready = asyncio.get_running_loop().create_future()
         # a start that was cancelled (orvad stopping mid-spawn) never reads the exit that fails it
         self._ready.add_done_callback(_retrieve)
-        self.proc = await spawn(self.invocation.argv, env=self.invocation.env, stdin=PIPE, stderr=PIPE,
-                                start_new_session=True, stdout_protocol=lambda: self._stdout)
-        self._tasks = [asyncio.create_task(self._read_stderr(), name=f"orva-stderr-{self.name}")]
+        self._spawned = asyncio.get_running_loop().create_future()
+        try:
+            self.proc = await spawn(self.invocation.argv, env=self.invocation.env, stdin=PIPE,
+                                    start_new_session=True, stdout_protocol=lambda: self._stdout,
+                                    stderr_protocol=lambda: self._stderr)
+        finally:
+            self._spawned.set_result(None)  # an exit seen while spawn() was still connecting the pipes waits for this
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except (TimeoutError, OrvaError) as exc:
@@ -187,6 +201,7 @@ class Worker:
             raise WorkerCrashed(f"worker went away ({self.exit_reason or 'pipe closed'})") from None
         # a timer rather than wait_for: no extra task and future on every request
         timer = loop.call_at(deadline, _expire, future)
+        log_mark = self._stderr.dropped
         try:
             reply = await future
         except TimeoutError:
@@ -212,6 +227,8 @@ class Worker:
             timer.cancel()
             raise
         timer.cancel()
+        if self._stderr.dropped != log_mark:  # output was dropped while it ran: its logs are not whole
+            reply.logs_truncated = True
         if reply.kind == "stream" and rid in self._streams:
             self._stream_timers[rid] = loop.call_at(deadline, self._stream_overdue, rid, timeout_s)
         return reply
@@ -312,7 +329,8 @@ class Worker:
                 return True  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
             loop = asyncio.get_running_loop()
             reply = Reply("stream", id=rid, status=frame.get("statusCode", 200), headers=frame.get("headers") or {},
-                          chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future())
+                          chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future(),
+                          log_mark=self._stderr.dropped)
             self._streams[rid] = reply
             future.set_result(reply)
             return True
@@ -334,6 +352,8 @@ class Worker:
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
                 if not stream.ended.done():
+                    if self._stderr.dropped != stream.log_mark:
+                        frame["logsTruncated"] = True
                     stream.ended.set_result(frame)
                 if unread:
                     return True  # the reader's queue holds its end marker already
@@ -345,15 +365,11 @@ class Worker:
         if future is not None and not future.done():
             future.set_result(reply)
 
-    async def _read_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            text = line.decode(errors="replace").rstrip()
-            self.stderr_tail.append(text)
-            log.debug("worker output", extra={"worker": self.name, "line": text[:500]})
-
     async def _exited(self) -> None:
-        assert self.proc is not None
+        if self._spawned is not None:
+            await self._spawned
+        if self.proc is None:  # spawn() failed after the pipe was connected: start() reports it
+            return
         code = await self.proc.wait()
         if self.exit_reason is None:
             self.exit_reason = self._describe_exit(code)

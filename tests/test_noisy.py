@@ -1,0 +1,104 @@
+"""Noisy neighbours: a worker flooding its stderr costs orvad bounded work and slows nobody else (issue 16.12, 17.9).
+
+Output written during a request through print/console is captured per request by the adapter; what escapes it
+(raw writes to fd 1/2, child processes, background threads) reaches the worker's stderr, which orvad reads. A
+flood there is dropped past ``worker_log_bytes_per_s``, counted in ``orva_worker_log_bytes_dropped_total`` and
+flags the request's logs ``truncated``.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import Orvad, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+QUIET = "def handler(event, context):\n    return 'quiet'\n"
+NOISY = '''
+import os, subprocess
+
+def handler(event, context):
+    q = event["query"]
+    if q.get("mode") == "nonewline":  # 17.9: one 100 MiB write without a newline
+        os.write(2, b"x" * (100 << 20))
+        return "wrote"
+    for _ in range(10000):
+        print("captured line")  # the request's own capture: 256 KiB, then truncated
+    # children inheriting fd 1/2 write past the adapter's capture, as fast as the pipe takes it
+    yes = [subprocess.Popen(["/usr/bin/timeout", q.get("s", "1"), "/usr/bin/yes", "noisy neighbour line"])
+           for _ in range(2)]
+    return [p.wait() for p in yes]
+'''
+
+
+def _deploy(c: httpx.Client, name: str, code: str) -> str:
+    fn = create_function(c, name, memory_mb=128, timeout_ms=30000)
+    assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+    return str(fn["id"])
+
+
+def _latencies(c: httpx.Client, fn: str, keep_going: Callable[[], bool], at_least: int) -> list[float]:
+    out: list[float] = []
+    while keep_going() or len(out) < at_least:
+        started = time.perf_counter()
+        r = c.get(f"/fn/{fn}")
+        assert r.status_code == 200 and r.text == "quiet", r.text
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def _dropped(c: httpx.Client, function: str) -> float:
+    text = c.get("/api/v1/system/metrics").text
+    assert "# TYPE orva_worker_log_bytes_dropped_total counter" in text, "the metric is missing"
+    found = re.search(rf'^orva_worker_log_bytes_dropped_total{{function="{function}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_flooding_worker_does_not_slow_other_functions(make_orvad: Callable[..., Orvad]) -> None:
+    orvad = make_orvad(env={"ORVA_WORKER_LOG_BYTES_PER_S": "65536"})
+    with orvad.admin() as c:
+        quiet, noisy = _deploy(c, "quiet", QUIET), _deploy(c, "noisy", NOISY)
+        assert c.get(f"/fn/{noisy}", params={"s": "0.05"}).status_code == 200  # warm both
+        idle = statistics.median(_latencies(c, quiet, lambda: False, 40))
+        dropped_before = _dropped(c, "noisy")
+
+        result: dict[str, httpx.Response] = {}
+
+        def run_noisy() -> None:
+            with orvad.client() as nc:
+                result["r"] = nc.get(f"/fn/{noisy}", params={"s": "3"}, timeout=60)
+
+        thread = threading.Thread(target=run_noisy)
+        thread.start()
+        busy = _latencies(c, quiet, thread.is_alive, 10)
+        thread.join(60)
+        r = result["r"]
+        assert r.status_code == 200, r.text
+        busy_p50 = statistics.median(busy)
+        # a flooding neighbour may cost a little, never the 40x it cost when orvad parsed every line
+        assert busy_p50 < max(5 * idle, idle + 0.02), (idle, busy_p50, len(busy))
+
+        execution = r.headers["x-orva-execution-id"]
+        wait_for(lambda: c.get(f"/api/v1/executions/{execution}/logs").status_code == 200, 10, "execution logs")
+        assert c.get(f"/api/v1/executions/{execution}/logs").json()["truncated"] is True
+        assert _dropped(c, "noisy") > dropped_before
+
+
+def test_an_endless_line_on_stderr_does_not_hang_the_handler(make_orvad: Callable[..., Orvad]) -> None:
+    """100 MiB written to fd 2 without a newline (17.9): orvad reads on and drops it, the handler answers at once
+    (it used to block on the full pipe until its timeout, orvad's line reader having given up)."""
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        noisy = _deploy(c, "endless-line", NOISY)
+        started = time.monotonic()
+        r = c.get(f"/fn/{noisy}", params={"mode": "nonewline"}, timeout=25)
+        assert r.status_code == 200 and r.text == "wrote", r.text
+        assert time.monotonic() - started < 20  # the function's timeout is 30 s
+        assert _dropped(c, "endless-line") >= 98 << 20  # 1 MiB/s kept, the rest dropped and counted
+        assert c.get(f"/fn/{noisy}", params={"s": "0.01"}).status_code == 200  # the same worker serves on
