@@ -223,3 +223,17 @@ def test_cross_site_cookie_requests_are_refused(make_orvad: Callable[..., Orvad]
     # an API key is not a browser credential: no origin check applies
     with server.admin() as c:
         assert c.post("/api/v1/keys", json={"name": "y"}, headers={"Origin": "https://elsewhere"}).status_code == 201
+
+
+def test_unreadable_cookie_pairs_do_not_break_the_guard(make_orvad: Callable[..., Orvad]) -> None:
+    """`Cookie: a=b; $yk=1` made SimpleCookie raise: 500 on every guarded route. Now the pair is skipped."""
+    server = make_orvad()
+    with server.client() as c:
+        token = _session_cookie(server.onboard(c, "admin", PASSWORD))
+    for header, status in ((f"theme=dark; $yk=1; session_token={token}", 200), ("a=b; $yk=1", 401),
+                           (f'junk; "x"=; session_token="{token}"', 200)):
+        r = httpx.get(server.url + "/api/v1/auth/me", headers={"Cookie": header})
+        assert r.status_code == status, (header, r.text)
+    r = httpx.post(server.url + "/api/v1/keys", json={"name": "k"},
+                   headers={"Cookie": f"$yk=1; session_token={token}", "X-Orva-CSRF": "1"})
+    assert r.status_code == 201

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orvad.auth.keys import looks_like_key
+from orvad.cookies import cookie_value
 from orvad.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def credentials(scope: Scope, cookie_name: str | None) -> tuple[str | None, str 
     Only the cookie name in use counts (auth/cookies.py): behind HTTPS a plain `session_token`,
     which any subdomain or plain-HTTP page could have set, is ignored. No name: no cookie read.
     """
-    key = cookie = None
+    key = None
     for name, raw in scope["headers"]:
         if name == b"x-orva-api-key":
             key = raw.decode("latin-1").strip()
@@ -77,12 +77,7 @@ def credentials(scope: Scope, cookie_name: str | None) -> tuple[str | None, str 
             scheme, _, value = raw.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer":
                 key = value.strip()
-        elif name == b"cookie" and cookie_name:
-            jar: SimpleCookie = SimpleCookie()
-            jar.load(raw.decode("latin-1"))
-            if cookie_name in jar:
-                cookie = jar[cookie_name].value
-    return key, cookie
+    return key, cookie_value(scope["headers"], cookie_name) if cookie_name else None
 
 
 async def identify(scope: Scope, keys: KeyService, sessions: SessionService) -> Principal | None:
