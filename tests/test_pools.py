@@ -133,3 +133,39 @@ def test_no_nsjail_process_outlives_orvad(make_orvad: Callable[..., Orvad]) -> N
         wait_for(lambda: len(_jails_under(server.data_dir)) >= 4, 15, "warm workers")
     assert server.stop(signal.SIGTERM) == 0
     assert _jails_under(server.data_dir) == []
+
+
+def test_memory_pressure_retires_idle_workers_of_other_functions(make_orvad: Callable[..., Orvad]) -> None:
+    """Function A's two idle warm workers hold the whole reservation (16.12): invoking B retires one of them
+    (oldest idle first) instead of answering MEMORY_EXHAUSTED; while A's workers are busy nothing can be
+    retired, and B still gets 503 MEMORY_EXHAUSTED."""
+    share = 0.05
+    with open("/proc/meminfo") as fh:
+        total_kb = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
+    cap = int(total_kb / 1024 * share)  # orvad's own formula (daemon._memory_cap_mb)
+    a_mb = min(4096, cap // 2)
+    b_mb = cap - 2 * a_mb + 16  # does not fit beside A's two workers, fits beside one
+    assert 16 <= b_mb <= a_mb and 2 * a_mb <= cap, (cap, a_mb, b_mb)
+    server = make_orvad(env={"ORVA_MEMORY_SHARE": str(share)})
+    with server.admin() as c:
+        a = create_function(c, "hog-a", memory_mb=a_mb)
+        b = create_function(c, "late-b", memory_mb=b_mb)
+        c.put("/api/v1/pool/config", json={"function_id": a["id"], "min_warm": 2, "max_warm": 2})
+        assert wait_deployed(c, deploy_inline(c, a["id"], SLOW % 1)["id"])["status"] == "succeeded"
+        wait_for(lambda: _pool_row(c, a["id"])["workers"] == 2, 30, "A's two warm workers")
+        assert wait_deployed(c, deploy_inline(c, b["id"], SLOW % 2)["id"])["status"] == "succeeded"
+
+        # both of A's workers busy: nothing idle to retire
+        hold = threading.Thread(target=_concurrently, args=(f"{server.url}/fn/{a['id']}", 2, {"s": "4"}))
+        hold.start()
+        wait_for(lambda: _pool_row(c, a["id"]).get("busy") == 2, 10, "A's workers to be busy")
+        r = c.get(f"/fn/{b['id']}")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "MEMORY_EXHAUSTED", r.text
+        hold.join(30)
+
+        # A idle again: B's request retires one of A's workers and is served
+        wait_for(lambda: _pool_row(c, a["id"]).get("busy") == 0, 10, "A's workers to be idle")
+        r = c.get(f"/fn/{b['id']}")
+        assert r.status_code == 200 and r.text == "v2", r.text
+        assert _pool_row(c, a["id"])["workers"] == 1
+        assert c.get(f"/fn/{a['id']}").text == "v1"  # A still serves from the worker it kept

@@ -39,14 +39,41 @@ class PoolManager:
     def reserved_mb(self) -> int:
         return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
 
-    def _admit(self, memory_mb: int) -> Callable[[], bool]:
-        return lambda: self.reserved_mb + memory_mb <= self.memory_cap_mb
+    def _admit(self, function_id: str, memory_mb: int) -> Callable[[bool], bool]:
+        def admit(reclaim: bool) -> bool:
+            short = self.reserved_mb + memory_mb - self.memory_cap_mb
+            return short <= 0 or (reclaim and self._reclaim(function_id, short))
+
+        return admit
+
+    def _reclaim(self, function_id: str, short_mb: int) -> bool:
+        """Retire idle workers of other functions, oldest idle first, until ``short_mb`` is free; retire
+        none when all of them would not be enough (the request then gets MEMORY_EXHAUSTED)."""
+        candidates = sorted(((slot.last_used, pool, slot) for pool in self._reclaimable(function_id)
+                             for slot in pool.idle_slots()), key=lambda c: c[0])
+        chosen, freed = [], 0
+        for _, pool, slot in candidates:
+            if freed >= short_mb:
+                break
+            chosen.append((pool, slot))
+            freed += pool.memory_mb
+        if freed < short_mb:
+            return False
+        for pool, slot in chosen:
+            log.info("idle worker retired to free memory for another function",
+                     extra={"pool": pool.name, "for_function": function_id, "memory_mb": pool.memory_mb})
+            pool.retire(slot, "memory pressure")
+        return True
+
+    def _reclaimable(self, function_id: str) -> list[Pool]:
+        """Other functions' serving pools, and any pool already draining (pre-warmed ones are left alone)."""
+        return [*(p for fid, p in self.pools.items() if fid != function_id), *self._draining]
 
     def _new_pool(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
                   details: dict[str, str]) -> Pool:
         return Pool(f"{details.get('function_name', function_id)}@{str(details.get('code_hash', ''))[:12]}", spawn,
                     lambda: self._config_of(function_id), max_requests=self._max_requests, details=details,
-                    admit=self._admit(memory_mb), key=key, memory_mb=memory_mb)
+                    admit=self._admit(function_id, memory_mb), key=key, memory_mb=memory_mb)
 
     # the request path
     def current(self, function_id: str, key: object) -> Pool | None:

@@ -3,7 +3,9 @@
 A worker offers ``target_concurrency`` slots. ``acquire`` takes a free slot; if none is free and
 the pool is below ``max_warm`` it starts a worker in the background (the waiting request is a
 cold start) and waits for whichever slot frees first, up to its deadline; past that,
-503 POOL_AT_CAPACITY. Workers that crash, time out or break the protocol are dropped and
+503 POOL_AT_CAPACITY. A worker a waiting request needs may take memory reserved by idle workers of
+other functions (``admit(reclaim=True)``: the manager retires them, oldest idle first); the autoscaler's
+own spawns never do, so two functions cannot keep taking workers from each other. Workers that crash, time out or break the protocol are dropped and
 stopped; workers are recycled after ``max_requests``. ``tick`` feeds the autoscaler.
 """
 
@@ -71,11 +73,11 @@ class Counters:
 class Pool:
     def __init__(self, name: str, spawn: Callable[[], Awaitable[PoolWorker]], config: Callable[[], PoolConfig],
                  *, max_requests: int = 10_000, details: dict[str, str] | None = None,
-                 admit: Callable[[], bool] = lambda: True, key: object = None, memory_mb: int = 0) -> None:
+                 admit: Callable[[bool], bool] = lambda reclaim: True, key: object = None, memory_mb: int = 0) -> None:
         self.name = name
         self.key = key              # what the workers were built from (version, settings, secrets)
         self.memory_mb = memory_mb  # per worker, for the host memory gate
-        self._admit = admit         # False when one more worker would pass the memory gate
+        self._admit = admit         # admit(reclaim): False when one more worker would pass the memory gate
         self._spawn = spawn
         self._config = config
         self._max_requests = max_requests
@@ -151,7 +153,7 @@ class Pool:
                 self._assign(slot)
                 return self._lease(slot, started)
             if self._can_spawn():
-                if self._admit():
+                if self._admit(True):
                     self._start_spawn()
                 elif not self.slots and not self._spawning:
                     raise self._memory_exhausted()
@@ -159,7 +161,7 @@ class Pool:
                 raise self._last_error
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if self._can_spawn() and not self._admit():
+                if self._can_spawn() and not self._admit(False):
                     raise self._memory_exhausted()
                 raise Unavailable(
                     f"function pool at capacity for {self.details.get('function_id', self.name)}",
@@ -284,6 +286,16 @@ class Pool:
         self._backoff_until = time.monotonic() + min(_SPAWN_BACKOFF_MAX_S, 0.25 * 2 ** self._failures_in_row)
         log.warning("worker spawn failed", extra={"pool": self.name, "error": exc.message})
 
+    def idle_slots(self) -> list[Slot]:
+        """Workers serving nothing now: what the memory gate may retire for another function."""
+        return [s for s in self.slots if s.inflight == 0 and not s.retiring and s.worker.alive]
+
+    def retire(self, slot: Slot, why: str) -> None:
+        """Stop an idle worker now (its memory reservation is released at once)."""
+        if slot.inflight == 0:
+            self.counters.scale_downs += 1
+            self._drop(slot, why)
+
     def _drop(self, slot: Slot, why: str) -> None:
         if slot in self.slots:
             self.slots.remove(slot)
@@ -313,7 +325,7 @@ class Pool:
             while waiters:
                 if not (waiter := waiters.popleft()).done():
                     waiter.set_result(None)
-        while len(waiters) > self._spawning and self._can_spawn(config) and self._admit():
+        while len(waiters) > self._spawning and self._can_spawn(config) and self._admit(True):
             self._start_spawn()
         if self._watchers:
             watchers, self._watchers = self._watchers, []
@@ -336,11 +348,10 @@ class Pool:
         """Start workers until ``count`` are up (bounded by max_warm) and wait for them, up to timeout_s."""
         count = min(count, self._config().max_warm)
         for _ in range(max(0, count - self.size - self._spawning)):
-            if not self._admit():
+            if not self._admit(False):  # the memory gate: warm what fits, never wait for the rest
                 break
             self._start_spawn()
-        await self._until(lambda: self.size >= count or not (self._spawning or self._can_spawn()),
-                          time.monotonic() + timeout_s)
+        await self._until(lambda: self.size >= count or not self._spawning, time.monotonic() + timeout_s)
 
     def tick(self, now: float | None = None) -> None:
         """One autoscaler step: sample, decide, then spawn ahead or retire one idle worker."""
@@ -359,7 +370,7 @@ class Pool:
         if missing > 0 and not self._closed and now >= self._backoff_until:
             self.counters.scale_ups += 1
             for _ in range(missing):
-                if not self._admit():
+                if not self._admit(False):
                     break
                 self._start_spawn()
         elif self.size > decision.desired:
