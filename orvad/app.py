@@ -70,12 +70,28 @@ class OrvaApp(Starlette):
         self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/"):
+            _origin_form(scope)
         if scope["type"] == "http" and scope["path"].startswith("/fn/"):
             await self.invoke(scope, receive, send)
         elif scope["type"] == "http" and self.origins.on_functions_origin(scope):
             await self.functions_only(scope, receive, send)  # custom routes; never the API or the dashboard
         else:
             await super().__call__(scope, receive, send)
+
+
+def _origin_form(scope: Scope) -> None:
+    """``GET http://host/fn/x`` (the absolute form, RFC 9112 3.2.2; Hypercorn passes it on as the
+    path): route by its path, and take its authority as the Host, which the RFC says wins."""
+    scheme, sep, rest = scope["path"].partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return
+    authority, _, tail = rest.partition("/")
+    scope["path"] = "/" + tail
+    raw = scope.get("raw_path")
+    if raw:
+        scope["raw_path"] = b"/" + raw.partition(b"://")[2].partition(b"/")[2]
+    scope["headers"] = [*((k, v) for k, v in scope["headers"] if k != b"host"), (b"host", authority.encode("latin-1"))]
 
 
 def _functions_origin_app(daemon: Daemon) -> ASGIApp:

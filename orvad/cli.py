@@ -20,7 +20,13 @@ from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.hostcheck import DataDirUnreachable
 from orvad.logs import configure_logging
-from orvad.serving import bind_address, listen_ports, uvicorn_protocol, uvicorn_sockets
+from orvad.serving import (
+    bind_address,
+    envelope_hypercorn_refusals,
+    listen_ports,
+    uvicorn_protocol,
+    uvicorn_sockets,
+)
 
 log = logging.getLogger("orvad")
 
@@ -92,6 +98,7 @@ async def run(settings: Settings) -> None:
         if settings.server == "uvicorn":
             await _serve_uvicorn(daemon, settings, stop)
         else:
+            envelope_hypercorn_refusals()
             config = HypercornConfig()
             config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
             config.graceful_timeout = settings.shutdown_grace_s

@@ -18,6 +18,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     │   └── NotActive        409 NOT_ACTIVE
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
+    ├── HeadersTooLarge      431 HEADERS_TOO_LARGE
     ├── RateLimited          429 RATE_LIMITED
     ├── FunctionBusy         429 FUNCTION_BUSY
     ├── FunctionError        500 FUNCTION_ERROR
@@ -125,6 +126,11 @@ class VersionGCd(OrvaError):
 
 class PayloadTooLarge(OrvaError):
     code, status = "PAYLOAD_TOO_LARGE", 413
+
+
+class HeadersTooLarge(OrvaError):
+    code, status = "HEADERS_TOO_LARGE", 431
+    default_hint = "send a shorter URL and fewer or smaller headers (cookies included): at most 16 KiB together"
 
 
 class RateLimited(OrvaError):

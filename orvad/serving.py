@@ -1,15 +1,24 @@
 """What the HTTP servers need beyond the app: the addresses to listen on (the functions origin
-may add a port) and, for Uvicorn, a protocol whose parser refusals are the error envelope."""
+may add a port), and refusals of their own HTTP parsers (malformed framing, oversized heads)
+answered with the error envelope and an X-Request-ID like every other error.
+
+Hypercorn offers no hook for its parser's refusals: ``envelope_hypercorn_refusals`` replaces
+``H11Protocol._send_error_response`` (the one place it answers them), once, at start.
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
 from orvad.config import Settings
-from orvad.errors import BadRequest
+from orvad.errors import BadRequest, HeadersTooLarge, OrvaError
 from orvad.middleware import error_parts, new_request_id
 from orvad.origins import Origins
+
+log = logging.getLogger(__name__)
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers; Hypercorn's own h11 limit, applied to Uvicorn too
 
 
 def listen_ports(settings: Settings, origins: Origins) -> list[int]:
@@ -22,26 +31,61 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _parser_refusal() -> bytes:
-    """The raw 400 envelope for a request the HTTP parser refused (no app ever saw it)."""
+def _refusal(status: int) -> OrvaError:
+    if status == 431:
+        return HeadersTooLarge(f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
+    refused = BadRequest("the request is not valid HTTP/1.1 (for example both Content-Length and Transfer-Encoding, "
+                         "or a malformed request line or header)",
+                         hint="send one well-formed request; the connection is closed")
+    refused.status = status if 400 <= status < 600 else 400
+    return refused
+
+
+def refusal_parts(status: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers (X-Request-ID and Connection: close included) and envelope of a parser refusal."""
     request_id = new_request_id()
-    status, headers, body = error_parts(BadRequest(
-        "the request is not valid HTTP/1.1 (for example both Content-Length and Transfer-Encoding, or a "
-        "malformed request line or header)", hint="send one well-formed request; the connection is closed"),
-        request_id)
-    lines = [b"HTTP/1.1 %d Bad Request" % status, *(k + b": " + v for k, v in headers),
-             b"x-request-id: " + request_id.encode(), b"connection: close"]
+    code, headers, body = error_parts(_refusal(status), request_id)
+    return code, [*headers, (b"x-request-id", request_id.encode()), (b"connection", b"close")], body
+
+
+def _raw_refusal(status: int) -> bytes:
+    code, headers, body = refusal_parts(status)
+    reason = b"Request Header Fields Too Large" if code == 431 else b"Bad Request"
+    lines = [b"HTTP/1.1 %d %s" % (code, reason), *(k + b": " + v for k, v in headers)]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 def uvicorn_protocol() -> type[Any]:
-    """Uvicorn's httptools protocol, answering its parser's refusals with the envelope instead of
-    a plain-text 400."""
+    """Uvicorn's httptools protocol with a 16 KiB head limit (431) and its parser's refusals as
+    the envelope instead of a plain-text 400."""
+    import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    class HeadTooLarge(httptools.HttpParserError):  # type: ignore[misc]
+        """Raised from a parser callback: data_received answers it through send_400_response."""
+
     class OrvaHttpToolsProtocol(HttpToolsProtocol):
+        _orva_head = 0
+
+        def on_message_begin(self) -> None:
+            self._orva_head = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self._orva_head += size
+            if self._orva_head > MAX_HEAD_BYTES:
+                raise HeadTooLarge("request head too large")
+
         def send_400_response(self, msg: str) -> None:
-            self.transport.write(_parser_refusal())
+            self.transport.write(_raw_refusal(431 if self._orva_head > MAX_HEAD_BYTES else 400))
             self.transport.close()
 
     return OrvaHttpToolsProtocol
@@ -50,4 +94,26 @@ def uvicorn_protocol() -> type[Any]:
 def uvicorn_sockets(app: Any, settings: Settings, origins: Origins) -> list[socket.socket]:
     import uvicorn
 
-    return [uvicorn.Config(app, host=settings.host, port=port).bind_socket() for port in listen_ports(settings, origins)]
+    # log_config=None: a Config otherwise re-applies Uvicorn's own logging over orvad's
+    return [uvicorn.Config(app, host=settings.host, port=port, log_config=None).bind_socket()
+            for port in listen_ports(settings, origins)]
+
+
+def envelope_hypercorn_refusals() -> None:
+    """Hypercorn answers what h11 refuses (400, 431 for an oversized head) with an empty body:
+    answer the envelope instead."""
+    import h11
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if not hasattr(H11Protocol, "_send_error_response"):
+        log.warning("this Hypercorn has no H11Protocol._send_error_response: its parser refusals stay bare")
+        return
+
+    async def send_error_response(self: Any, status_code: int) -> None:
+        code, headers, body = refusal_parts(status_code)
+        await self._send_h11_event(h11.Response(status_code=code,
+                                                headers=[*headers, *self.config.response_headers("h11")]))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
+
+    H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]

@@ -79,3 +79,41 @@ def test_content_length_with_transfer_encoding_is_refused(server: Orvad) -> None
     assert httpx.get(f"{server.url}/fn/echo").status_code == 200  # and the server is fine
     with server.client() as c:
         wait_for(lambda: c.get("/fn/echo").status_code == 200, 5, "the function to answer")
+
+
+def test_an_absolute_form_request_target_is_routed(server: Orvad) -> None:
+    for target in (b"http://127.0.0.1/fn/echo/x?q=1", b"http://localhost:1/fn/echo", b"HTTP://127.0.0.1/api/v1/system/health"):
+        status, _, body = raw_exchange(server, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert status == 200, (target, status, body)
+    status, _, body = raw_exchange(server, b"GET http://127.0.0.1/fn/echo/a%2Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200 and httpx.Response(200, content=body).json()["path"] == "/a/b"
+
+
+def test_oversized_headers_are_refused_with_the_envelope(server: Orvad) -> None:
+    big = b"x" * (80 * 1024)
+    for request in (b"GET /fn/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + big + b"\r\nConnection: close\r\n\r\n",
+                    b"GET /fn/echo?" + big + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"):
+        status, headers, body = raw_exchange(server, request)
+        assert status == 431, (status, body)
+        error = httpx.Response(status, content=body).json()["error"]
+        assert error["code"] == "HEADERS_TOO_LARGE" and headers["x-request-id"] == error["request_id"], (headers, error)
+    with server.client() as c:  # just under the limit: served
+        assert c.get("/fn/echo", headers={"X-Big": "x" * (12 * 1024)}).status_code == 200
+
+
+def test_malformed_cookie_headers_do_not_break_invocations(server: Orvad) -> None:
+    with server.client() as c:
+        for cookie in ("a=b; $yk=1", "=; ;;", '"x', "a=b; session_token"):
+            r = c.get("/fn/echo", headers={"Cookie": cookie})
+            assert r.status_code == 200, (cookie, r.text)
+        seen = c.get("/fn/echo", headers={"Cookie": "a=b; $yk=1; session_token=s"}).json()["cookie"]
+        assert seen == "a=b; $yk=1"
+        r = c.get("/api/v1/system/health", headers={"Cookie": "a=b; $yk=1", "X-Orva-API-Key": server.admin_key})
+        assert r.status_code == 200, r.text
+
+
+def test_deeply_nested_json_is_invalid_json(server: Orvad) -> None:
+    with server.admin() as c:
+        r = c.post("/api/v1/functions", content=b"[" * 100_000 + b"]" * 100_000,
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_JSON", r.text

@@ -31,6 +31,9 @@ async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any
         body = json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # the parser recurses per level: 100,000 nested arrays exhaust the stack
+        raise InvalidJSON("request body is nested too deeply to parse",
+                          hint="send a flatter JSON object (a few hundred levels at most)") from None
     if not isinstance(body, dict):
         raise InvalidJSON("request body must be a JSON object")
     unknown = sorted(set(body) - set(allowed))
