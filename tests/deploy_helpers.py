@@ -29,7 +29,7 @@ def wait_deployed(c: httpx.Client, deployment_id: str, deadline_s: float = 120.0
 
     def done() -> bool:
         record.update(c.get(f"/api/v1/deployments/{deployment_id}").json())
-        return record["status"] in ("succeeded", "failed")
+        return record["status"] in ("succeeded", "failed", "superseded")
 
     wait_for(done, deadline_s, f"deployment {deployment_id} to finish", interval_s=0.05)
     return record

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import tarfile
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
-from tests.conftest import Orvad
+from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
@@ -219,3 +222,68 @@ def test_delete_removes_versions_on_disk(orvad: Orvad) -> None:
         assert folder.is_dir()
         assert c.delete(f"/api/v1/functions/{fn['id']}").status_code == 200
         assert not folder.exists()
+
+
+def test_concurrent_deploys_serve_the_newest_and_keep_its_version(make_orvad: Callable[..., Orvad]) -> None:
+    """12 parallel deploys of one function: the newest submitted is active and served, older ones that
+    finish after it end `superseded`, and GC never removes a version a build was about to activate."""
+    env = {"ORVA_VERSIONS_KEPT": "2"}
+    server = make_orvad(env=env)
+    with server.admin() as c:
+        fn = create_function(c, "burst")
+        wait_deployed(c, deploy_inline(c, fn["id"], PY % 100)["id"])
+
+    def submit(i: int) -> tuple[int, dict[str, Any]]:
+        with server.admin() as c:
+            return i, deploy_inline(c, fn["id"], PY % i)
+
+    with ThreadPoolExecutor(12) as pool:
+        submitted = dict(pool.map(submit, range(12)))
+    with server.admin() as c:
+        final = {i: wait_deployed(c, d["id"]) for i, d in submitted.items()}
+        assert {f["status"] for f in final.values()} <= {"succeeded", "superseded"}, final
+        newest = max(final, key=lambda i: final[i]["id"])
+        assert final[newest]["status"] == "succeeded"
+        assert c.get(f"/api/v1/functions/{fn['id']}").json()["active_deployment_id"] == final[newest]["id"]
+        assert c.get(f"/fn/{fn['id']}").json() == {"v": newest}
+        versions = server.data_dir / "functions" / fn["id"] / "versions"
+        succeeded = [d for d in c.get(f"/api/v1/functions/{fn['id']}/deployments", params={"limit": 100}).json()
+                     ["deployments"] if d["status"] == "succeeded"]
+        kept = list(dict.fromkeys(d["code_hash"] for d in succeeded))[:2]  # newest first
+        assert final[newest]["code_hash"] in kept
+        for code_hash in kept:
+            assert (versions / code_hash / "handler.py").is_file() and (versions / f"{code_hash}.built").is_file()
+        for f in final.values():
+            if f["status"] == "superseded":
+                assert "newer deployment is active" in " ".join(
+                    ln["line"] for ln in c.get(f"/api/v1/deployments/{f['id']}/logs").json()["lines"])
+    server.stop()
+    again = make_orvad(data_dir=server.data_dir, env=env)
+    with again.admin() as c:
+        assert c.get(f"/fn/{fn['id']}").json() == {"v": newest}
+
+
+def test_a_resumed_build_continues_its_log(make_orvad: Callable[..., Orvad]) -> None:
+    """A build interrupted by a restart keeps its first lines and logs the rest after them (seq continues)."""
+    package = {"name": "slow", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
+               "scripts": {"postinstall": "test -e /cache/once || (touch /cache/once && echo waiting-for-restart"
+                                          " && sleep 600)"}}
+    files = {"package.json": json.dumps(package).encode(), "handler.js": (JS % 1).encode(),
+             "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}'}
+    server = make_orvad()
+    with server.admin() as c:
+        fn = create_function(c, "resumed-log", "node")
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=_zip(files),
+                   headers={"content-type": "application/zip"})
+        dep_id = r.json()["id"]
+        wait_for(lambda: any("waiting-for-restart" in ln["line"] for ln in
+                             c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]), 120, "the slow install")
+    server.stop()
+    again = make_orvad(data_dir=server.data_dir)
+    with again.admin() as c:
+        assert wait_deployed(c, dep_id, 120)["status"] == "succeeded"
+        lines = c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]
+        assert [ln["seq"] for ln in lines] == list(range(1, len(lines) + 1))
+        text = [ln["line"] for ln in lines]
+        assert any("waiting-for-restart" in t for t in text) and "resumed after a restart" in text, text
+        assert sum("code hash" in t for t in text) == 2, text

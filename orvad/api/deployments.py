@@ -59,7 +59,7 @@ async def _replay(request: Request, dep: Deployment) -> AsyncIterator[tuple[str,
 
 
 async def stream(request: Request) -> Response:
-    """SSE: `log`, `phase`, then `succeeded` or `failed` with the record; the stream then ends."""
+    """SSE: `log`, `phase`, then `succeeded`, `failed` or `superseded` with the record; the stream then ends."""
     dep = await _deployment(request)
     live = daemon_of(request).builder.live_log(dep.id)
     events = live.follow() if live is not None else _replay(request, dep)

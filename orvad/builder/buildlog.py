@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 MAX_LINES = 20_000  # per deployment; past it one notice line says how many were left out
+FINAL_EVENTS = ("succeeded", "failed", "superseded")  # the last event of every build stream
 
 
 class BuildLog:
@@ -26,7 +27,7 @@ class BuildLog:
     async def emit(self, event: str, data: dict[str, Any]) -> None:
         async with self._changed:
             self.events.append((event, data))
-            if event in ("succeeded", "failed"):
+            if event in FINAL_EVENTS:
                 self.finished = True
             self._changed.notify_all()
 
@@ -40,5 +41,5 @@ class BuildLog:
             for event in pending:
                 yield event
                 index += 1
-                if event[0] in ("succeeded", "failed"):
+                if event[0] in FINAL_EVENTS:
                     return
