@@ -279,6 +279,9 @@ def test_functions_create_get_update_list_delete(cli: Cli) -> None:
     error_line(cli.fails(1, "functions", "create", "cli-crud", "--runtime", "node"), "CONFLICT")
     changed = cli.json("functions", "update", "cli-crud", "--env", "C=3", "--unset-env", "A", "--timeout-ms", "5000")
     assert changed["env_vars"] == {"B": "2", "C": "3"} and changed["timeout_ms"] == 5000
+    assert made["csp_sandbox"] is True and made["signature_version"] == 2
+    flags = cli.json("functions", "update", "cli-crud", "--no-csp-sandbox", "--signature-version", "1")
+    assert flags["csp_sandbox"] is False and flags["signature_version"] == 1 and flags["timeout_ms"] == 5000
     assert cli.json("functions", "get", made["id"])["name"] == "cli-crud"  # by id as well as by name
     assert "cli-crud" in [f["name"] for f in cli.json("functions", "list")]
     assert "cli-crud" in [f["name"] for f in cli.json("--json", "functions", "list", "--runtime", "node")]

@@ -43,6 +43,10 @@ def function_options(f: Any) -> Any:
         click.option("--max-concurrency", type=int, help="0 = no limit beyond the pool."),
         click.option("--concurrency-policy", type=click.Choice(["queue", "reject"])),
         click.option("--rate-limit-per-min", type=int, help="Per client address; 0 = none."),
+        click.option("--signature-version", type=click.IntRange(1, 2),
+                     help="Signed form: 2 covers method and path [default for new functions], 1 the old one."),
+        click.option("--csp-sandbox/--no-csp-sandbox", default=None,
+                     help="Sandbox replies on the dashboard's origin [default: on]."),
     ]
     for option in reversed(options):
         f = option(f)
