@@ -79,6 +79,16 @@ def _networks(raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in str(raw).split(",") if part.strip())
 
 
+def _egress_range(raw: Any) -> str:
+    text = str(raw).strip()
+    if text == "derived":
+        return text
+    net = ipaddress.ip_network(text)
+    if net.version != 4 or net.prefixlen > 29:
+        raise ValueError("expected derived or an IPv4 range of /29 or wider")
+    return str(net)
+
+
 def _ipv4_networks(raw: Any) -> str:
     if any(net.version != 4 for net in _networks(raw)):
         raise ValueError("IPv4 only: egress workers get no IPv6 route")
@@ -151,8 +161,9 @@ FIELDS: tuple[Field, ...] = (
           "requests a worker serves before it is recycled"),
     Field("trusted_proxies", "", "ORVA_TRUSTED_PROXIES", _proxies,
           "comma list of proxy addresses/CIDRs whose X-Forwarded-For is believed"),
-    Field("egress_cidr", "10.231.0.0/16", "ORVA_EGRESS_CIDR", lambda raw: str(ipaddress.ip_network(str(raw).strip())),
-          "private IPv4 range from which egress workers get addresses (a /30 each)"),
+    Field("egress_cidr", "derived", "ORVA_EGRESS_CIDR", _egress_range,
+          "IPv4 range from which egress workers and builds get addresses (a /30 each), or derived: a free /20 "
+          "of 10.231.0.0/16 chosen from a hash of the data dir"),
     Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
           "days executions and their logs are kept"),
     Field("public_url", "", "ORVA_PUBLIC_URL", _origin,

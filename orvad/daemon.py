@@ -82,7 +82,7 @@ class Daemon:
                                builds=self._build_queue_state)
         self.host: HostCheck | None = None
         self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
-                                    allow_cidrs=settings.egress_allow_cidrs)
+                                    allow_cidrs=settings.egress_allow_cidrs, seed=str(settings.data_dir))
         self.spawner: Spawner  # needs the host check, done at start()
         self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()

@@ -17,8 +17,11 @@ orvad are removed at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +32,8 @@ from orvad.process import PIPE, spawn
 log = logging.getLogger(__name__)
 TABLE_PREFIX = "orva_egress_"
 DEFAULT_RANGE = "10.231.0.0/16"
+DERIVED = "derived"  # the default egress_cidr: a /20 of DEFAULT_RANGE picked per instance (derived_range)
+SLOT_PREFIX = 20
 # dropped for egress workers with egress_deny_private: RFC 1918, CGNAT, "this network", multicast, reserved
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/4",
                   "240.0.0.0/4")
@@ -48,8 +53,8 @@ async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> s
 
 
 class EgressNetwork:
-    def __init__(self, instance: str, cidr: str = DEFAULT_RANGE, *, deny_private: bool = True,
-                 allow_cidrs: str = "") -> None:
+    def __init__(self, instance: str, cidr: str = DERIVED, *, deny_private: bool = True,
+                 allow_cidrs: str = "", seed: str = "") -> None:
         # Names carry the instance (orvad's port) so two orvads on one host never touch each other's.
         self.table = f"{TABLE_PREFIX}{instance}"
         self.ns_base = f"orva{instance}"
@@ -57,8 +62,10 @@ class EgressNetwork:
         self.ns_prefix = f"{self.ns_base}e"
         self.veth_prefix = f"{self.veth_base}e"
         self.build_veths = f"{self.veth_base}b"
-        self.network = ipaddress.ip_network(cidr)
-        self._free = list(range(1, self.network.num_addresses // 4))
+        self.derived = cidr == DERIVED
+        self.seed = seed or instance  # derived ranges hash this (the data dir): two orvads start apart
+        self.network = ipaddress.ip_network(DEFAULT_RANGE if self.derived else cidr)
+        self._free: list[int] = []
         self._leased: dict[str, int] = {}
         self.deny_private = deny_private
         self.allow = _collapsed(c.strip() for c in allow_cidrs.split(",") if c.strip())
@@ -77,11 +84,8 @@ class EgressNetwork:
     async def start(self) -> None:
         try:
             await self._clean_leftovers()
-            routes = await _run("ip", "-4", "route", "show")
-            for line in routes.splitlines():
-                target = line.split()[0]
-                if target != "default" and ipaddress.ip_network(target, strict=False).overlaps(self.network):
-                    raise EgressError(f"the egress range {self.network} overlaps the host route {target}")
+            self.network = await self._choose_range()
+            self._free = list(range(1, self.network.num_addresses // 4))
             before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
             others = TABLE_PREFIX in await _run("nft", "list", "tables")
             self._forward_before = None if others else before  # another orvad already turned it on
@@ -91,6 +95,42 @@ class EgressNetwork:
         except (EgressError, OSError, TimeoutError) as exc:
             self.ready, self.detail = False, f"egress unavailable: {exc}"
             log.error("egress networking unavailable", extra={"error": str(exc)})
+
+    async def _choose_range(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """The configured range, or the first free /20 of DEFAULT_RANGE from this instance's own slot
+        on: never one overlapping a host route (other orvads' veths are routes) or another orvad's range."""
+        taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+            route for _, route in await asyncio.to_thread(_host_routes) if route.prefixlen > 0]
+        taken += await self._other_ranges()
+        candidates = [self.network] if not self.derived else derived_ranges(self.seed)
+        for candidate in candidates:
+            clash = next((str(t) for t in taken if t.overlaps(candidate)), None)
+            if clash is None:
+                return candidate
+            if not self.derived:
+                raise EgressError(f"the egress range {candidate} overlaps {clash} (a host route or another "
+                                  "orvad's egress range); set ORVA_EGRESS_CIDR to a free range")
+        raise EgressError(f"every /{SLOT_PREFIX} of {DEFAULT_RANGE} overlaps a host route or another orvad's range; "
+                          "set ORVA_EGRESS_CIDR to a free range")
+
+    async def _other_ranges(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """Ranges other orvads on this host hold (read from their nftables tables)."""
+        found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for line in (await _run("nft", "list", "tables")).splitlines():
+            name = line.split()[-1] if line.strip() else ""
+            if name.startswith(TABLE_PREFIX) and name != self.table:
+                with contextlib.suppress(EgressError):  # it may be gone already
+                    text = await _run("nft", "list", "table", "inet", name)
+                    found += [ipaddress.ip_network(m, strict=False) for m in _SADDR.findall(text)]
+        return found
+
+    async def _route_clash(self, n: int, own_dev: str | None) -> str | None:
+        """A host route (other than our own veth's) overlapping this lease's /30, if any."""
+        net = ipaddress.ip_network(f"{self._addresses(n)[0]}/30", strict=False)
+        for dev, route in await asyncio.to_thread(_host_routes):  # procfs: no exec, ~0.1 ms
+            if dev != own_dev and route.prefixlen > 0 and route.overlaps(net):
+                return f"{route} dev {dev}"
+        return None
 
     def _ruleset(self) -> str:
         return f"""table inet {self.table} {{
@@ -145,9 +185,25 @@ class EgressNetwork:
         no route: it reaches only the host side of its veth, where its proxy listens)."""
         if not self.ready:
             raise EgressError(self.detail)
-        if not self._free:
-            raise EgressError("no free egress address left")
-        n = self._free.pop(0)
+        clash = None
+        for _ in range(_LEASE_TRIES):
+            if not self._free:
+                raise EgressError("no free egress address left")
+            n = self._free.pop(0)
+            clash = await self._route_clash(n, None)
+            if clash is None:
+                name = await self._make(kind, n)
+                clash = await self._route_clash(n, f"{self.veth_base}{kind}{n}")  # someone raced us to it
+                if clash is None:
+                    return name
+                await self.release(name)
+            else:
+                self._free.append(n)  # in use elsewhere now; try it again later
+            log.warning("egress address in use by another route; skipped", extra={"lease": n, "route": clash})
+        raise EgressError(f"the egress range {self.network} overlaps host routes ({clash}); "
+                          "another orvad or the host uses it: set ORVA_EGRESS_CIDR to a free range")
+
+    async def _make(self, kind: Kind, n: int) -> str:
         name, host_if, peer_if = f"{self.ns_base}{kind}{n}", f"{self.veth_base}{kind}{n}", f"orvap{n}"
         host_ip, peer_ip = self._addresses(n)
         routes = [f"route add default via {host_ip}"] if kind == "e" else []
@@ -192,6 +248,31 @@ class EgressNetwork:
 
     def check(self) -> dict[str, Any]:
         return {"ok": self.ready, "detail": self.detail}
+
+
+_SADDR = re.compile(r"ip saddr (\d+\.\d+\.\d+\.\d+/\d+)")
+_LEASE_TRIES = 8
+
+
+def _host_routes() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """The main table's IPv4 routes as (device, network), from /proc/net/route (hex, little-endian)."""
+    routes = []
+    with open("/proc/net/route") as fh:
+        for line in list(fh)[1:]:
+            parts = line.split()
+            if len(parts) >= 8:
+                dest, mask = (ipaddress.IPv4Address(int(v, 16).to_bytes(4, "little")) for v in (parts[1], parts[7]))
+                routes.append((parts[0], ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)))
+    return routes
+
+
+def derived_ranges(seed: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The /20s of DEFAULT_RANGE in the order an instance tries them: its own slot (a hash of the
+    seed, the data dir) first, then the following ones."""
+    slots: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(
+        ipaddress.ip_network(DEFAULT_RANGE).subnets(new_prefix=SLOT_PREFIX))
+    first = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % len(slots)
+    return slots[first:] + slots[:first]
 
 
 def _collapsed(cidrs: Iterable[str]) -> list[str]:

@@ -6,11 +6,16 @@ namespace, routed from the host over a veth pair.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from orvad.egress import derived_ranges
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
@@ -130,3 +135,70 @@ def test_egress_to_private_ranges_is_dropped_unless_allow_listed(
         assert got[f"{private_server}:8080"].startswith(expected), (env, got)
         assert got[f"{outside}:8080"].startswith("ok:HTTP/1.0 200"), (env, got)
         server.stop()
+
+
+ECHO_NS, ECHO_HOST_IF, ECHO = "orvatest-echo", "orvatest-eh", "198.18.78.2"
+ECHO_SERVER = f'''
+import http.server
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.path.encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("{ECHO}", 8080), Echo).serve_forever()
+'''
+FETCH = f'''
+import urllib.request
+
+def handler(event, context):
+    token = event["query"]["token"]
+    return [urllib.request.urlopen("http://{ECHO}:8080/%s/%d" % (token, i), timeout=5).read().decode()
+            for i in range(5)]
+'''
+
+
+def _egress_range(port: int) -> ipaddress.IPv4Network:
+    table = subprocess.run(["nft", "list", "table", "inet", f"orva_egress_{port}"], capture_output=True,
+                           text=True, check=True).stdout
+    match = re.search(r"ip saddr (\S+) oifname", table)
+    assert match, table
+    return ipaddress.IPv4Network(match.group(1))
+
+
+def test_two_orvads_on_one_host_get_distinct_ranges_and_their_own_replies(
+        make_orvad: Callable[..., Orvad], jail_tmp: Path) -> None:
+    # two data dirs whose hashes pick the same /20: the second orvad must move on to a free one
+    first = jail_tmp / "data-a"
+    slot = derived_ranges(str(first))[0]
+    second = next(jail_tmp / f"data-b{i}" for i in range(10_000)
+                  if derived_ranges(str(jail_tmp / f"data-b{i}"))[0] == slot)
+    with served_namespace(ECHO_NS, ECHO_HOST_IF, "198.18.78.1/30", f"{ECHO}/30", 8080,
+                          server=[sys.executable, "-c", ECHO_SERVER]):
+        servers = [make_orvad(data_dir=d, env={"ORVA_EGRESS_CIDR": "derived"}) for d in (first, second)]
+        ranges = [_egress_range(s.port) for s in servers]
+        assert ranges[0] == slot and ranges[1] != slot, ranges
+        assert all(r.prefixlen == 20 and r.subnet_of(ipaddress.IPv4Network("10.231.0.0/16")) for r in ranges)
+        assert not ranges[0].overlaps(ranges[1]), ranges
+        # a route that appears after start (here: the first /30 of the first range, as another orvad's
+        # veth would look): the lease that would take it must skip it
+        first_lease = ipaddress.IPv4Network(f"{ranges[0].network_address + 4}/30")
+        subprocess.run(["ip", "route", "add", str(first_lease), "dev", ECHO_HOST_IF], check=True)
+        clients = [s.admin() for s in servers]
+        try:
+            fns = []
+            for c in clients:
+                fn = create_function(c, "egress-echo", network_mode="egress", timeout_ms=20000)
+                assert wait_deployed(c, deploy_inline(c, fn["id"], FETCH)["id"])["status"] == "succeeded"
+                fns.append(fn)
+            for round_ in range(3):  # both workers stay warm: each request must come back to its sender
+                for i, (c, fn) in enumerate(zip(clients, fns, strict=True)):
+                    token = f"orvad{i}-round{round_}"
+                    got = c.get(f"/fn/{fn['id']}/", params={"token": token})
+                    assert got.status_code == 200 and got.json() == [f"/{token}/{n}" for n in range(5)], got.text
+            leased = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+            assert f"orva{servers[0].port}e1" not in leased and f"orva{servers[0].port}e2" in leased, leased
+        finally:
+            for c in clients:
+                c.close()
