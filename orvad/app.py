@@ -129,7 +129,8 @@ def create_app(daemon: Daemon) -> OrvaApp:
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
                 *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
                 *openapi.routes, *web.routes],
-        middleware=[*common, Middleware(HostGuard, origins=daemon.origins), Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call)],
+        middleware=[*common, Middleware(HostGuard, origins=daemon.origins),
+                    Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call)],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )
     app.router.default = daemon.invoker.route_endpoint  # custom routes, else 404
