@@ -31,6 +31,7 @@ _HEAD_LIMIT = 16 * 1024
 _HEAD_TIMEOUT_S = 30.0
 _CONNECT_TIMEOUT_S = 20.0
 _CHUNK = 64 * 1024
+_MAX_CONNECTIONS = 64  # per build; pip and npm open a handful
 _DEFAULT_PIP = ("pypi.org", "files.pythonhosted.org")
 _DEFAULT_NPM = "registry.npmjs.org"
 _DENIED = tuple(ipaddress.ip_network(n) for n in (
@@ -255,6 +256,10 @@ class ProxyListener:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._tasks) >= _MAX_CONNECTIONS:
+            writer.close()
+            await self.note(f"build proxy refused a connection: {_MAX_CONNECTIONS} are open already")
+            return
         self._tasks.add(task)
         try:
             await self._serve(reader, writer)

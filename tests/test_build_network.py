@@ -12,8 +12,11 @@ what it saw into the wheel it builds; the deployed handler returns it.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -180,3 +183,66 @@ def test_the_proxy_refuses_a_registry_not_in_the_allow_list(
         assert dep["status"] == "failed" and "dependency install failed" in dep["error_message"], lines
         assert any(f"build proxy refused GET http://{INDEX}/simple/orva-probe-dep/" in ln
                    and "not in the build allow list" in ln for ln in lines), lines
+
+
+@pytest.fixture
+def upstream_proxy() -> Iterator[tuple[int, list[str]]]:
+    """A CONNECT-only proxy on the host's loopback standing in for a site proxy; records request lines."""
+    seen: list[str] = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def relay(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                head += chunk
+            line = head.split(b"\r\n", 1)[0].decode()
+            seen.append(line)
+            method, target = line.split(" ")[:2]
+            if method != "CONNECT":
+                conn.sendall(b"HTTP/1.1 405 CONNECT only\r\n\r\n")
+                return
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), 5) as upstream:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+                back = threading.Thread(target=relay, args=(upstream, conn), daemon=True)
+                back.start()
+                relay(conn, upstream)
+                back.join(30)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = srv.accept()
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1], seen
+    srv.shutdown(socket.SHUT_RDWR)
+    srv.close()
+    thread.join(5)
+
+
+def test_allowed_requests_chain_through_orvads_upstream_proxy(
+        make_orvad: Callable[..., Orvad], package_index: Callable[[dict[str, object]], None],
+        upstream_proxy: tuple[int, list[str]]) -> None:
+    port, seen = upstream_proxy
+    server = make_orvad(env={"ORVA_BUILD_ALLOW_HOSTS": INDEX, "HTTPS_PROXY": f"http://127.0.0.1:{port}"})
+    package_index({"orvad": server.port, "listener": 1, "index": INDEX, "host_ips": host_addresses()})
+    with server.admin() as c:
+        fn = create_function(c, "build-upstream", timeout_ms=20000)
+        dep = wait_deployed(c, deploy_inline(c, fn["id"], HANDLER, dependencies=REQUIREMENTS)["id"], 300)
+        assert dep["status"] == "succeeded", _build_log(c, dep["id"])
+    # the index was reached through the upstream, and nothing refused by the allow list went there
+    assert f"CONNECT {INDEX} HTTP/1.1" in seen, seen
+    assert all(line == f"CONNECT {INDEX} HTTP/1.1" for line in seen), seen
