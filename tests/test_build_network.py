@@ -246,3 +246,27 @@ def test_allowed_requests_chain_through_orvads_upstream_proxy(
     # the index was reached through the upstream, and nothing refused by the allow list went there
     assert f"CONNECT {INDEX} HTTP/1.1" in seen, seen
     assert all(line == f"CONNECT {INDEX} HTTP/1.1" for line in seen), seen
+
+
+def test_default_hosts_may_not_resolve_to_loopback_or_private_addresses_named_ones_may() -> None:
+    """The proxy resolves names itself: a default (derived) host that resolves to loopback, as a
+    poisoned or rebinding DNS answer would, is refused; the same host named by the operator is not."""
+    import asyncio
+
+    from orvad.buildproxy import AllowList, BuildProxy, Refused
+
+    async def attempt(allow: AllowList, port: int) -> str:
+        try:
+            _, writer = await BuildProxy(allow).open("localhost", port)
+        except Refused as refused:
+            return f"{refused.status} {refused.message}"
+        writer.close()
+        return "connected"
+
+    with listener_everywhere() as port:
+        derived = asyncio.run(attempt(AllowList.parse("", [f"localhost:{port}"]), port))
+        named = asyncio.run(attempt(AllowList.parse(f"localhost:{port}", []), port))
+        unlisted = asyncio.run(attempt(AllowList.parse("", ["pypi.org"]), port))
+    assert derived.startswith("403 localhost resolves to") and "loopback, private or host address" in derived
+    assert named == "connected"
+    assert unlisted == f"403 localhost:{port} is not in the build allow list"
