@@ -145,6 +145,7 @@ class Builder:
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.root.chmod(0o711)
+        await asyncio.to_thread(self._drop_shared_cache)
         self.queue.start()
         for dep in await self._store.unfinished_deployments():
             if (self._staging(dep.id, dep.function_id) / "source").exists():
@@ -157,6 +158,12 @@ class Builder:
 
     async def stop(self) -> None:
         await self.queue.stop()
+
+    def _drop_shared_cache(self) -> None:
+        """Remove the download cache every function's builds shared before caches were per function."""
+        shared = self.cache_dir("_").parent
+        for legacy in ("pip", "npm"):
+            shutil.rmtree(shared / legacy, ignore_errors=True)
 
     def live_log(self, deployment_id: str) -> BuildLog | None:
         return self._logs.get(deployment_id)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Callable
@@ -53,9 +54,15 @@ def collectable(on_disk: list[str], newest_first: list[str], active: str | None,
 
 
 def _remove(version: Path) -> None:
+    """Unmark, move aside (atomic), then delete: a folder named by a code hash is always a whole build."""
     with contextlib.suppress(FileNotFoundError):
-        marker(version).unlink()  # first: a half-removed version is never taken for a built one
-    shutil.rmtree(version, True)
+        marker(version).unlink()
+    trash = version.with_name(f".trash-{version.name}-{secrets.token_hex(4)}")
+    try:
+        version.rename(trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, True)
 
 
 async def collect(versions_dir: Path, newest_first: list[str], active: str | None,
