@@ -7,6 +7,8 @@ each failure mode is exact and fast; the jailed cases use tests/worker_fixtures.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -222,7 +224,8 @@ async def test_stop_escalates_to_sigkill_of_the_process_group() -> None:
     assert pid_exists(child)
     await asyncio.wait_for(worker.stop(grace_s=0.2), 10)  # quit ignored, SIGTERM ignored: SIGKILL the group
     assert worker.proc is not None and worker.proc.returncode == -9
-    assert kills == [worker.pid]  # the cgroup clean-up hook ran after the forced kill
+    # the cgroup clean-up hook ran after the forced kill, with the first child's pid (nsjail names cgroups after it)
+    assert kills == [child] and worker.jail_pid == child
     await wait_until(lambda: not alive({child}), 5, "the grandchild to die with its group")
 
 
@@ -233,6 +236,21 @@ async def test_jailed_worker_spawn_and_stop_leave_nothing_behind(jail_tmp: Path)
         assert worker.pid is not None and len(descendants(worker.pid)) >= 2  # nsjail and the interpreter
         assert (await call(worker, "/")).response["body"] == "hi"  # type: ignore[index]
     assert worker.exit_reason == "stopped by orvad"
+
+
+async def test_a_supervisor_killed_from_outside_leaves_no_cgroups_and_is_not_called_oom(jail_tmp: Path) -> None:
+    """kill -9 of nsjail itself: its NSJAIL.<jailed pid> cgroup folders used to stay behind (the clean-up looked
+    for nsjail's own pid), and the exit was reported as 'out of memory'."""
+    code = write_code(jail_tmp / "code", {"handler.py": "def handler(event, context):\n    return 'hi'\n"})
+    worker = make_worker(code, "python")
+    await worker.start(20)
+    assert worker.pid is not None and worker.jail_pid is not None
+    assert leaked_cgroups({worker.jail_pid})  # the live worker's folders, found under the jailed pid
+    os.kill(worker.pid, signal.SIGKILL)
+    await wait_until(lambda: worker.exit_reason is not None, 10, "the worker's exit")
+    await wait_until(lambda: not leaked_cgroups({worker.jail_pid}), 10, "the cgroup folders to be removed")
+    assert "supervisor was killed" in worker.exit_reason and "out of memory" not in worker.exit_reason
+    await worker.stop(grace_s=0)
 
 
 async def test_jail_that_cannot_start_its_command_reports_nsjails_failure(jail_tmp: Path) -> None:

@@ -113,6 +113,8 @@ class Worker:
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: asyncio.Future[None] | None = None
+        self._oom_mark: int | None = None  # the host's OOM-kill count when this worker started
+        self.jail_pid: int | None = None   # the jailed process (host pid): nsjail names its cgroups after it
         self._stderr = StderrSink(name, log_bytes_per_s, on_log_drop)
         self.stderr_tail = self._stderr.tail
         self.exit_reason: str | None = None
@@ -150,6 +152,7 @@ class Worker:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         started = time.monotonic()
+        self._oom_mark = host_oom_kills()
         self._ready = asyncio.get_running_loop().create_future()
         # a start that was cancelled (orvad stopping mid-spawn) never reads the exit that fails it
         self._ready.add_done_callback(_retrieve)
@@ -169,6 +172,7 @@ class Worker:
             extra = f" ({tail})" if tail and tail not in detail else ""  # nsjail's reason may carry it already
             raise WorkerCrashed(f"worker failed to start: {detail}{extra}",
                                 hint="check the runtime and the sandbox in GET /api/v1/system/health") from exc
+        self.jail_pid = _first_child(self.proc.pid)
         self.init_error = ready.get("initError")
         self.version = ready.get("version")
         self.spawn_s = time.monotonic() - started
@@ -371,6 +375,8 @@ class Worker:
         if self.proc is None:  # spawn() failed after the pipe was connected: start() reports it
             return
         code = await self.proc.wait()
+        if code < 0 and not self._killed_by_us:
+            self._clean_after_kill(self.proc.pid)  # a supervisor killed from outside leaves its cgroups
         if self.exit_reason is None:
             self.exit_reason = self._describe_exit(code)
         self._fail_all(self.exit_reason, WorkerCrashed)
@@ -387,6 +393,11 @@ class Worker:
             return "the sandbox could not start the worker (nsjail exit 255)" + (f": {tail}" if tail else "")
         signo = code - 128 if 128 < code < 128 + 65 else -code if code < 0 else 0
         if signo == signal.SIGKILL and not self._killed_by_us:
+            if code < 0:  # the sandbox's supervisor itself: the OOM killer only ever picks the jailed process
+                return "killed by SIGKILL from outside orvad (the sandbox supervisor was killed)"
+            oom_kills = host_oom_kills()
+            if oom_kills is not None and oom_kills == self._oom_mark:
+                return "killed by SIGKILL from outside orvad (the kernel's OOM killer killed nothing while it ran)"
             return f"killed by SIGKILL: out of memory (limit {self.memory_mb} MB)"
         if signo:
             try:
@@ -394,6 +405,15 @@ class Worker:
             except ValueError:
                 return f"killed by signal {signo}"
         return f"exited with code {code}"
+
+    def _clean_after_kill(self, pid: int) -> None:
+        """Run the clean-up hook for a SIGKILLed nsjail, now and a few times later: the jailed process may
+        still be dying (its cgroup busy) when nsjail has been reaped. nsjail names its cgroups after the
+        jailed process, so that pid is the one passed on."""
+        if self._after_kill is not None:
+            loop = asyncio.get_running_loop()
+            for delay in (0.0, 0.25, 1.0, 3.0):
+                loop.call_later(delay, self._after_kill, self.jail_pid or pid)
 
     def _fail_all(self, reason: str, error: type[OrvaError]) -> None:
         for rid, future in list(self._pending.items()):
@@ -434,12 +454,36 @@ class Worker:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
-                if self._after_kill is not None:
-                    self._after_kill(proc.pid)
+                self._clean_after_kill(proc.pid)
         for task in self._tasks:
             if task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 2.0)
+
+
+def host_oom_kills() -> int | None:
+    """The kernel's count of OOM kills since boot (/proc/vmstat oom_kill), None where it cannot be read.
+
+    nsjail removes the worker's memory cgroup, and its OOM counter with it, before orvad learns of the exit;
+    the host-wide count still says whether the kernel killed anything for memory while the worker lived."""
+    try:
+        with open("/proc/vmstat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _first_child(pid: int) -> int | None:
+    """The first child of ``pid`` (nsjail's jailed process), read once per worker at start."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as fh:
+            children = fh.read().split()
+        return int(children[0]) if children else None
+    except (OSError, ValueError):
+        return None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
