@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from orvad.auth.guard import identify
+from orvad.auth.guard import csrf_header_sent, identify
 from orvad.clock import now_iso
 from orvad.errors import (
     Forbidden,
@@ -162,6 +162,13 @@ class Invoker:
             principal = await identify(scope, self.d.keys, self.d.sessions)
             if principal is None:
                 raise Unauthorized(f"function {fn.name} needs an API key with the invoke permission")
+            if principal.kind == "session" and not csrf_header_sent(scope):
+                # the operator's cookie rides along with any same-site request (another port, a function
+                # page): only the dashboard, which adds this header, may invoke with it
+                raise Forbidden(f"function {fn.name} was called with the dashboard's session but without "
+                                "X-Orva-CSRF: 1", details={"required": "X-Orva-CSRF"},
+                                hint="call it with an API key (X-Orva-API-Key) that has the invoke permission; "
+                                     "the dashboard's Test tab sends the header itself")
             if not principal.can("invoke"):
                 raise Forbidden("this API key lacks the 'invoke' permission", details={"required": "invoke"},
                                 hint='call with a key that has it (POST /api/v1/keys {"permissions": ["invoke"]})')

@@ -237,3 +237,25 @@ def test_unreadable_cookie_pairs_do_not_break_the_guard(make_orvad: Callable[...
     r = httpx.post(server.url + "/api/v1/keys", json={"name": "k"},
                    headers={"Cookie": f"$yk=1; session_token={token}", "X-Orva-CSRF": "1"})
     assert r.status_code == 201
+
+
+def test_api_key_functions_take_the_session_only_with_the_csrf_header(make_orvad: Callable[..., Orvad]) -> None:
+    """The session cookie rides along with any same-site request (a page on another port of the host, a
+    function page): an `auth_mode: api_key` function accepts it only with X-Orva-CSRF, as the API does."""
+    from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+    server = make_orvad()
+    with server.client() as c:
+        token = _session_cookie(server.onboard(c, "admin", PASSWORD))
+    with server.admin() as c:
+        create_function(c, "guarded", auth_mode="api_key")
+        dep = deploy_inline(c, "guarded", "def handler(event, context):\n    return 'ran'\n")
+        assert wait_deployed(c, dep["id"])["status"] == "succeeded"
+        assert c.post("/fn/guarded/").text == "ran"  # a key needs no header
+    with server.client(cookies={"session_token": token}) as bare:
+        for method in ("GET", "POST"):
+            r = bare.request(method, "/fn/guarded/")
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["details"]["required"] == "X-Orva-CSRF" and "X-Orva-API-Key" in r.json()["error"]["hint"]
+    with server.session_client(token) as dashboard:
+        assert dashboard.post("/fn/guarded/").text == "ran"

@@ -43,3 +43,10 @@ def test_permission_map() -> None:
     assert requirement("HEAD", "/api/v1/functions") == "read"
     assert requirement("DELETE", "/api/v1/functions/x") == "write"
     assert requirement("GET", "/api/v1/audit-log") == "admin"
+
+
+def test_the_session_scheme_names_the_cookie_in_use(make_orvad) -> None:  # type: ignore[no-untyped-def]
+    server = make_orvad(env={"ORVA_SECURE_COOKIES": "true"})
+    with server.client() as c:
+        scheme = c.get("/api/v1/openapi.json").json()["components"]["securitySchemes"]["session"]
+    assert scheme == {"type": "apiKey", "in": "cookie", "name": "__Host-orva_session"}

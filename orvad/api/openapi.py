@@ -15,7 +15,7 @@ from orvad.auth.guard import requirement
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 
 
-def build_spec(routes: list[BaseRoute]) -> dict[str, Any]:
+def build_spec(routes: list[BaseRoute], cookie_name: str = "session_token") -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route) or not route.include_in_schema:
@@ -49,7 +49,7 @@ def build_spec(routes: list[BaseRoute]) -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Orva-API-Key"},
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "session_token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": cookie_name},
             },
             "responses": {"Error": {"description": "error envelope", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["error"], "properties": {"error": {
@@ -64,7 +64,7 @@ def build_spec(routes: list[BaseRoute]) -> dict[str, Any]:
 
 async def openapi(request: Request) -> Response:
     """This API's OpenAPI 3.1 document, generated from the route table."""
-    return JSONResponse(build_spec(request.app.routes))
+    return JSONResponse(build_spec(request.app.routes, request.app.state.daemon.sessions.cookie_name))
 
 
 routes = [Route("/api/v1/openapi.json", openapi, methods=["GET"])]

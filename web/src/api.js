@@ -33,9 +33,9 @@ export function functionUrl(name, path = "/") {
 export async function request(method, path, body, { raw = false, quiet401 = false, headers = {} } = {}) {
   const url = path.startsWith("/") ? path : `/api/v1/${path}`;
   // The API refuses cookie-authenticated changes without X-Orva-CSRF: a page of another origin
-  // cannot add it without CORS, which orvad never grants. Sent on every API call, never to /fn.
-  const csrf = url.startsWith("/api/") ? { "X-Orva-CSRF": "1" } : {};
-  const init = { method, headers: { ...csrf, ...headers }, credentials: "same-origin" };
+  // cannot add it without CORS, which orvad never grants. Sent on every same-origin call: API calls,
+  // and the Test tab's /fn calls (an api_key function accepts the session only with it).
+  const init = { method, headers: { "X-Orva-CSRF": "1", ...headers }, credentials: "same-origin" };
   if (body !== undefined) {
     if (typeof body === "string") {
       init.body = body;
