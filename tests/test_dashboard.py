@@ -179,6 +179,20 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     expect(page.locator(".diff-table td.del")).to_contain_text('"v": 1')
     shot(page, "09-deployments-diff")
 
+    # the page sandbox is on by default; turning it off is a setting saved through the API
+    page.get_by_role("tab", name="Settings").click()
+    sandbox = page.get_by_label("Sandbox this function's pages", exact=False)
+    expect(sandbox).to_be_checked()
+    sandbox.uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved.", exact=False)).to_be_visible()
+    fn_key = {"X-Orva-API-Key": server.admin_key}
+    assert httpx.get(f"{url}/api/v1/functions/greeter", headers=fn_key).json()["csp_sandbox"] is False
+    sandbox.check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved.", exact=False)).to_be_visible()
+    assert httpx.get(f"{url}/api/v1/functions/greeter", headers=fn_key).json()["csp_sandbox"] is True
+
     for tab in ("Settings", "Secrets", "Routes", "Executions"):
         page.get_by_role("tab", name=tab).click()
         shot(page, f"10-function-{tab.lower()}")

@@ -35,7 +35,8 @@ export function SettingsTab({ fn, setFn }) {
     save.run(async () => {
       setSaved("");
       const body = { description: form.description, network_mode: form.network_mode, auth_mode: form.auth_mode,
-        concurrency_policy: form.concurrency_policy, env_vars: parseEnv(form.env) };
+        concurrency_policy: form.concurrency_policy, env_vars: parseEnv(form.env),
+        csp_sandbox: Boolean(form.csp_sandbox), signature_version: Number(form.signature_version) };
       for (const k of NUMBERS) body[k] = Number(form[k]);
       const updated = await api.put(`functions/${fn.id}`, body);
       if (poolForm) {
@@ -90,7 +91,20 @@ export function SettingsTab({ fn, setFn }) {
             <option value="signed">signed</option>
           </select>
         </Field>
+        {form.auth_mode === "signed" && (
+          <Field label="Signature form" help="v2 signs method, path and query too; v1 only for callers of older Orva">
+            <select name="signature_version" value={form.signature_version} onChange={set("signature_version")}>
+              <option value="2">v2: timestamp.METHOD.path?query.body</option>
+              <option value="1">v1: timestamp.body (legacy)</option>
+            </select>
+          </Field>
+        )}
       </div>
+      <label class="check">
+        <input type="checkbox" name="csp_sandbox" checked={form.csp_sandbox}
+          onChange={(e) => setForm({ ...form, csp_sandbox: e.target.checked })} />
+        Sandbox this function's pages (recommended: a page it serves on the dashboard's origin cannot act as you)
+      </label>
       <Field label="Environment variables" help="NAME=value, one per line. Use Secrets for anything sensitive.">
         <textarea name="env_vars" rows="4" value={form.env} onInput={set("env")} />
       </Field>
