@@ -75,7 +75,9 @@ class Orvad:
     def start(self, *, wait: bool = True) -> Orvad:
         logs = self.data_dir.parent
         self.stdout_path, self.stderr_path = logs / f"orvad-{self.port}.out", logs / f"orvad-{self.port}.err"
-        slot = self.port % 2048  # a /20 of 10.128.0.0/9 per test server: their egress ranges never meet
+        # a /20 of 10.128.0.0-10.227.255.255 per test server: their egress ranges never meet, nor the
+        # derived ranges (10.231.0.0/16) of the servers a test starts without ORVA_EGRESS_CIDR
+        slot = self.port % 1600
         cidr = f"10.{128 + slot // 16}.{(slot % 16) * 16}.0/20"
         env = {**os.environ, "ORVA_DATA_DIR": str(self.data_dir), "ORVA_PORT": str(self.port),
                "ORVA_EGRESS_CIDR": cidr, **self.env}
