@@ -139,3 +139,26 @@ def test_a_build_writing_past_the_disk_cap_fails_quickly(make_orvad: Callable[..
         assert took < 60, f"the cap stopped the build only after {took:.0f} s"
     wait_for(lambda: not list((server.data_dir / "functions" / fn["id"]).glob("staging/*")), 10,
              "the failed build's folder to be removed")
+
+
+def test_slow_builds_of_one_function_do_not_hold_every_build_slot(make_orvad: Callable[..., Orvad]) -> None:
+    """Two build slots, three slow builds of one function: another function's build still runs at once."""
+    server = make_orvad(env={"ORVA_BUILD_CONCURRENCY": "2"})
+    slow = _node_archive("echo slow-build-running && sleep 300")
+    with server.admin() as c:
+        hog = create_function(c, "slow-hog", "node")
+        hogs = []
+        for _ in range(3):
+            r = c.post(f"/api/v1/functions/{hog['id']}/deploy", content=slow,
+                       headers={"content-type": "application/zip"})
+            assert r.status_code == 202, r.text
+            hogs.append(r.json()["id"])
+        wait_for(lambda: any("slow-build-running" in line for line in _log(c, {"id": hogs[0]})), 120,
+                 "the first slow build to reach its install script")
+        other = create_function(c, "quick-one", "node")
+        began = time.monotonic()
+        quick = _deploy(c, other["id"], _node_archive("true"), deadline_s=60)
+        assert quick["status"] == "succeeded", _log(c, quick)
+        assert time.monotonic() - began < 30
+        states = [c.get(f"/api/v1/deployments/{d}").json()["status"] for d in hogs]
+        assert states.count("building") == 1 and states.count("queued") == 2, states

@@ -152,7 +152,7 @@ class Builder:
                 log.info("resuming build interrupted by a restart", extra={"deployment_id": dep.id})
                 self._seq[dep.id] = await self._store.last_log_seq(dep.id)  # its log continues, never restarts
                 await self._save(replace(dep, status="queued", phase="queued"), note="resumed after a restart")
-                self.queue.submit(dep.id)
+                self.queue.submit(dep.id, dep.function_id)
             else:
                 await self._finish(dep, None, "orvad restarted before the upload was stored; deploy again")
 
@@ -210,7 +210,7 @@ class Builder:
         dep = await self._store.insert_deployment(dep)
         self._logs[dep.id] = BuildLog(dep.id)
         try:
-            self.queue.submit(dep.id)
+            self.queue.submit(dep.id, fn.id)
         except Exception:
             await self._finish(dep, None, "the build queue was full")
             raise
