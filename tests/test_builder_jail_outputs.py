@@ -162,3 +162,11 @@ def test_slow_builds_of_one_function_do_not_hold_every_build_slot(make_orvad: Ca
         assert time.monotonic() - began < 30
         states = [c.get(f"/api/v1/deployments/{d}").json()["status"] for d in hogs]
         assert states.count("building") == 1 and states.count("queued") == 2, states
+
+
+def test_a_build_leaving_a_fifo_fails_naming_it(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "fifo-build", "node")
+        dep = _deploy(c, fn["id"], _node_archive("mkfifo pipe"))
+        assert dep["status"] == "failed" and "special file" in dep["error_message"] \
+            and "'pipe'" in dep["error_message"], (dep["error_message"], _log(c, dep))

@@ -27,6 +27,7 @@ from orvad.builder.gc import collect, is_built, mark_built
 from orvad.builder.installer import BuildFailed, InstallJob, InstallRunner
 from orvad.builder.queue import BuildQueue
 from orvad.builder.safetree import (
+    UnsafeTree,
     disk_usage,
     escaping_links,
     is_file_beneath,
@@ -366,7 +367,10 @@ class Builder:
 
     @staticmethod
     def _promote(tree: Path, target: Path) -> None:
-        seal(tree, 0 if os.geteuid() == 0 else None)  # the jail runs as 65534: readable, not writable, by it
+        try:
+            seal(tree, 0 if os.geteuid() == 0 else None)  # the jail runs as 65534: readable, not writable, by it
+        except UnsafeTree as exc:
+            raise BuildFailed(str(exc)) from None
         _private_dir(target.parent, 0o711)
         if target.exists():  # a concurrent build of the same code won the race
             shutil.rmtree(tree)

@@ -23,6 +23,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO never blocks us
 
 
+class UnsafeTree(ValueError):
+    """A tree holds something orvad will not serve (a device, FIFO or socket); the message names it."""
+
+
 @dataclass(frozen=True)
 class Node:
     rel: str            # '/'-separated, relative to the walked root
@@ -172,7 +176,7 @@ def seal(root: Path, uid: int | None) -> None:
                     os.chown(name, uid, uid, dir_fd=parent, follow_symlinks=False)
                 continue
             if not (stat.S_ISDIR(node.mode) or stat.S_ISREG(node.mode)):
-                raise OSError(f"special file {node.rel!r} in the build output")
+                raise UnsafeTree(f"the build created a special file (device, FIFO or socket): {node.rel!r}")
             flags = _DIR_FLAGS if stat.S_ISDIR(node.mode) else _FILE_FLAGS
             fd = os.open(name, flags, dir_fd=parent)
             try:
