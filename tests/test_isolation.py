@@ -109,6 +109,10 @@ def handler(event, context):
             t.join()
         child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
         return {"clone": ns["result"], "threads": len(threads), "subprocess": child.stdout.strip()}
+    if event["path"] == "/strays":  # a child left running, and an orphaned grandchild
+        subprocess.Popen(["/bin/sleep", "300"])
+        subprocess.Popen([sys.executable, "-c", "import subprocess; subprocess.Popen(['/bin/sleep', '301'])"])
+        return "left"
     if event["path"] == "/hold":
         time.sleep(float(q.get("s", "2")))
         return "held"
@@ -171,6 +175,12 @@ exports.handler = async (event) => {
     const clone = JSON.parse(execFileSync("/usr/bin/python3.11", ["-c", q.script]).toString());
     const child = execFileSync(process.execPath, ["-e", "console.log(process.pid)"]).toString().trim();
     return { clone, thread, child };
+  }
+  if (event.path === "/strays") {
+    const cp = require("child_process");
+    cp.spawn("/bin/sleep", ["300"]);
+    cp.spawn(process.execPath, ["-e", "require('child_process').spawn('/bin/sleep', ['301']); process.exit(0)"]);
+    return "left";
   }
   if (event.path === "/oom") { const keep = []; for (let i = 0; i < 1000; i++) keep.push(Buffer.alloc(16 << 20, 1)); return keep.length; }
   return "?";
@@ -338,6 +348,39 @@ def test_an_outside_sigkill_is_not_reported_as_out_of_memory(orvad: Orvad, probe
         assert ("supervisor" in message) == (victim == "nsjail"), message
         return
     pytest.fail("the host kept OOM-killing processes during every attempt")
+
+
+def _running_strays(function_id: str, zombies: bool = False) -> list[int]:
+    """Host pids of the function's `sleep` processes that still run (with `zombies`: or wait to be reaped,
+    found as children of the function's processes, since a zombie has no environment left to read)."""
+    mine, stats = set(), {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stats[int(proc.name)] = (proc / "stat").read_bytes()
+            if f"ORVA_FUNCTION_ID={function_id}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                mine.add(int(proc.name))
+        except OSError:
+            continue
+    found = []
+    for pid, stat in stats.items():
+        comm, rest = stat.split(b") ", 1)[0], stat.rsplit(b")", 1)[1].split()
+        state, ppid = rest[0], int(rest[1])
+        if comm.endswith(b"(sleep") and ((pid in mine and state != b"Z") or (zombies and ppid in mine)):
+            found.append(pid)
+    return found
+
+
+def test_processes_a_handler_leaves_behind_are_killed_after_its_request(orvad: Orvad, probe: dict) -> None:
+    """17.8: children and orphaned grandchildren a handler leaves running used to live on until the worker
+    retired; once the worker is idle they are killed, and the function serves on."""
+    with orvad.client() as c:
+        r = c.get(f"/fn/{probe['id']}/strays")
+        assert r.status_code == 200 and r.text == "left", r.text
+        wait_for(lambda: not _running_strays(probe["id"]), 10, "the handler's leftover processes to be killed")
+        assert c.get(f"/fn/{probe['id']}/probe", params={"port": orvad.port, "secret_hint": SECRET,
+                                                         "syscalls": "{}"}).json()["uid"][0] == 65534
+        # Python reaps them at once; a Node worker holding orphans' zombies asked to be replaced, and was
+        wait_for(lambda: not _running_strays(probe["id"], zombies=True), 10, "the killed processes to be reaped")
 
 
 def _pool_busy(c: httpx.Client, function_id: str) -> bool:

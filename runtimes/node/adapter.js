@@ -171,6 +171,28 @@ async function loadHandler() {
   return fn;
 }
 
+// Between requests no process but the adapter may run in the jail (a handler's forgotten children). The
+// adapter is the jail's PID 1; outside a jail nothing is touched (kill(-1) there would reach the whole host).
+// child_process is how a handler starts processes: using it marks the worker, and only a marked worker looks
+// in /proc when it falls idle, so the usual request pays nothing. What is left is killed.
+let spawned = false;
+if (process.pid === 1) {
+  const cp = require('child_process');
+  for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) {
+    const original = cp[name];
+    cp[name] = function (...args) { spawned = true; return original.apply(this, args); };
+  }
+  require('module').syncBuiltinESMExports();  // `import { spawn } from 'child_process'` sees the same
+}
+
+function killStrays() {
+  spawned = false;
+  let others = [];
+  try { others = fs.readdirSync('/proc').filter((p) => p !== '1' && /^[0-9]+$/.test(p)); } catch (e) { return; }
+  if (!others.length) return;
+  try { process.kill(-1, 'SIGKILL'); } catch (e) { /* nothing left to signal */ }
+}
+
 let inflight = 0, quitting = false;
 // quit: take no more requests, let those in flight finish (up to 5 s, as in Python), then exit.
 function quit() {
@@ -200,7 +222,11 @@ async function main() {
       if (message.type === 'quit') { quit(); return; }
       if (message.type === 'invoke') {
         inflight += 1;
-        serveOne(handler, initError, message).finally(() => { inflight -= 1; if (quitting && !inflight) process.exit(0); });
+        serveOne(handler, initError, message).finally(() => {
+          inflight -= 1;
+          if (quitting && !inflight) process.exit(0);
+          if (spawned && !inflight) killStrays();
+        });
       }
     }
   });

@@ -90,6 +90,7 @@ MAX_FRAME = int(os.environ.get("ORVA_MAX_FRAME", str(16 * 1024 * 1024)))
 MAX_LOG = int(os.environ.get("ORVA_MAX_LOG_BYTES", str(256 * 1024)))
 CODE_DIR = os.environ.get("ORVA_CODE_DIR", "/code")  # the jail binds the code here
 
+_PID = os.getpid()
 _frames_fd = os.dup(1)
 os.dup2(2, 1)
 _real_stderr = sys.__stderr__
@@ -318,6 +319,30 @@ async def serve_async(handler, message):
         _capture.reset(token)
 
 
+def reap_strays():
+    """Between requests no process but the adapter may run in the jail (a handler's forgotten children, a
+    fork bomb's survivors): kill them. The jail's PID 1 is the adapter, so every other process in the jail
+    descends from it and keeps it in children until reaped; no children (the usual case) costs one
+    syscall. Outside a jail (PID is not 1) nothing is touched: kill(-1) there would reach the whole host."""
+    if _PID != 1:
+        return
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return
+    try:
+        os.kill(-1, 9)  # from a pid namespace's init: every other process in that namespace
+    except OSError:
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
 def load_handler():
     entry = os.environ.get("ORVA_ENTRYPOINT", "handler.py")
     name = os.environ.get("ORVA_HANDLER", "handler")
@@ -379,11 +404,17 @@ async def serve_concurrently(handler):
 
     loop.run_in_executor(None, pump)
     tasks = set()
+
+    def done(task):
+        tasks.discard(task)
+        if not tasks:
+            reap_strays()
+
     while (message := await queue.get()) is not None:
         if message.get("type") == "invoke":
             task = loop.create_task(serve_async(handler, message))
             tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            task.add_done_callback(done)
     if tasks:
         await asyncio.wait(tasks, timeout=5)
 
@@ -412,6 +443,7 @@ def main():
     for message in frames():
         if message.get("type") == "invoke":
             serve_sync(handler, init_error, message)
+            reap_strays()
 
 
 if __name__ == "__main__":
