@@ -1,0 +1,51 @@
+"""The memory gate's choice under pressure, with stand-in workers: which idle workers it retires for another
+function (oldest idle first, other functions only, none at all when retiring every idle one would not be
+enough), and that the autoscaler's own spawns never retire anyone. Over HTTP: test_pools.py."""
+
+from __future__ import annotations
+
+from orvad.pool.config import PoolConfig
+from orvad.pool.manager import PoolManager
+from orvad.pool.pool import Pool, Slot
+
+
+class StandIn:
+    alive = True
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        self.alive = False
+
+
+async def _spawn() -> StandIn:
+    return StandIn()
+
+
+def _pool(manager: PoolManager, function_id: str, memory_mb: int, idle_since: list[float]) -> Pool:
+    pool = manager.ensure(function_id, "key", _spawn, memory_mb, {"function_id": function_id})
+    for last_used in idle_since:
+        pool.slots.append(Slot(StandIn(), 0.0, last_used=last_used))
+    return pool
+
+
+async def test_retires_the_oldest_idle_workers_of_other_functions_first() -> None:
+    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=800, max_requests=100)
+    a = _pool(manager, "a", 200, [30.0, 10.0])           # idle since t=30 and t=10
+    b = _pool(manager, "b", 300, [20.0])                 # idle since t=20
+    c = _pool(manager, "c", 100, [5.0])                  # the requester's own worker, the oldest of all
+    busy = Slot(StandIn(), 0.0, inflight=1, last_used=1.0)
+    b.slots.append(busy)                                 # busy: never retired
+    assert manager.reserved_mb == 1100
+    admit = manager._admit("c", 100)
+    assert admit(False) is False and manager.reserved_mb == 1100  # the autoscaler's spawns retire nobody
+    assert admit(True) is True                           # short 400: a@10 (200), then b@20 (300)
+    assert [s.last_used for s in a.slots] == [30.0] and b.slots == [busy] and len(c.slots) == 1
+    assert manager.reserved_mb == 600
+
+
+async def test_retires_nobody_when_every_idle_worker_would_not_be_enough() -> None:
+    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=500, max_requests=100)
+    a = _pool(manager, "a", 200, [10.0])
+    a.slots.append(Slot(StandIn(), 0.0, inflight=1))
+    _pool(manager, "b", 100, [])
+    assert manager._admit("b", 400)(True) is False     # short 300, only 200 idle: keep A's idle worker
+    assert len(a.slots) == 2
