@@ -80,3 +80,26 @@ def test_unpacking_never_leaves_the_destination_nor_keeps_links(entries: list[tu
         for path in dest.rglob("*"):
             mode = path.lstat().st_mode
             assert stat.S_ISREG(mode) or stat.S_ISDIR(mode), f"{path} is neither a file nor a folder"
+
+
+def test_chown_beneath_never_follows_a_link(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The build jail's tree is handed to 65534 and back to root by a descriptor walk: a link planted
+    in the tree (to a host file, to a host folder) is changed itself, its target never."""
+    import os
+
+    from orvad.builder.safetree import chown_beneath
+
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "file").write_text("y")
+    os.symlink(outside / "secret", tree / "to-file")
+    os.symlink(outside, tree / "sub" / "to-dir")
+    chown_beneath(tree, 65534)
+    assert (tree / "sub" / "file").stat().st_uid == 65534
+    assert os.lstat(tree / "to-file").st_uid == 65534 and os.lstat(tree / "sub" / "to-dir").st_uid == 65534
+    assert (outside / "secret").stat().st_uid == 0 and outside.stat().st_uid == 0
+    chown_beneath(tree, 0)
+    assert (tree / "sub" / "file").stat().st_uid == 0

@@ -73,7 +73,10 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
     _ensure_function(app, name, fn, runtime, entrypoint)
     dep = _upload(app, name, packed)
     final = follow_build(app, dep, name)
-    if final["status"] != "succeeded":
+    if final["status"] == "superseded":
+        app.out.note(f"deployment {final['id']} was built, but a newer deployment of {name} is active: "
+                     "it was not activated", "yellow")
+    elif final["status"] != "succeeded":
         if app.out.json:
             app.out.dump(final)
         raise CliError("BUILD_FAILED", f"deployment {final['id']} of {name} failed: {final.get('error_message')}",
@@ -107,6 +110,9 @@ def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
     return dep
 
 
+FINAL = ("succeeded", "failed", "superseded")  # superseded: built, a newer deployment won
+
+
 def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
     """Print the build log as orvad writes it (to stderr) and return the final deployment record."""
     shown, phases, final = 0, set(), None  # what a resumed stream replays is not shown twice
@@ -121,7 +127,7 @@ def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
                         phases.add(data["phase"])
                         app.out.note(f"- {data['phase']}", "bold")
                         say(f"building {name}: {data['phase']}")
-                    elif event in ("succeeded", "failed"):
+                    elif event in FINAL:
                         final = data
             except CliError as exc:  # a dropped stream is resumed; the build goes on without us
                 if exc.code != "CONNECTION_FAILED" or attempt == STREAM_ATTEMPTS - 1:
@@ -129,7 +135,7 @@ def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
             if final is not None:
                 return final
     record: dict[str, Any] = app.get(f"/api/v1/deployments/{dep['id']}")
-    if record["status"] not in ("succeeded", "failed"):
+    if record["status"] not in FINAL:
         raise CliError("STREAM_LOST", f"the build stream of deployment {dep['id']} ended early",
                        f"the build goes on; check it with `orva deployments {name}`")
     return record

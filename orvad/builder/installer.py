@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from orvad.builder.safetree import chown_beneath
 from orvad.buildproxy import PROXY_PORT, BuildProxy
 from orvad.egress import EgressError, EgressNetwork
 from orvad.process import DEVNULL, PIPE, spawn
@@ -138,6 +139,4 @@ async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], t
 
 
 def _chown_tree(root: Path, uid: int) -> None:
-    for path in [root, *root.rglob("*")]:
-        with contextlib.suppress(OSError):
-            os.lchown(path, uid, uid)
+    chown_beneath(root, uid)  # one descriptor walk: a link in the tree is changed itself, never followed

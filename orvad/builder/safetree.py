@@ -187,6 +187,18 @@ def seal(root: Path, uid: int | None) -> None:
         os.close(root_fd)
 
 
+def chown_beneath(root: Path, uid: int) -> None:
+    """Give ``root`` and everything beneath it to ``uid``; links are changed themselves, never followed."""
+    root_fd = open_root(root)
+    try:
+        os.fchown(root_fd, uid, uid)
+        for _, parent, name in walk(root):
+            with contextlib.suppress(FileNotFoundError):  # removed while we walked
+                os.chown(name, uid, uid, dir_fd=parent, follow_symlinks=False)
+    finally:
+        os.close(root_fd)
+
+
 def _seal_fd(fd: int, uid: int | None) -> None:
     st = os.fstat(fd)
     if uid is not None:

@@ -72,6 +72,7 @@ export function CodeTab({ fn, reload }) {
       phase: (p) => setBuild((b) => ({ ...b, lines: [...b.lines, `» ${p.phase || p.name}`] })),
       succeeded: finish,
       failed: finish,
+      superseded: finish,
     });
   };
 
@@ -123,6 +124,9 @@ function BuildLog({ build }) {
         <Notice kind="error">The build failed: {dep.error_message || "see the log below"}</Notice>
       )}
       {build.done && dep.status === "succeeded" && <Notice kind="ok">Deployed. Try it in the Test tab.</Notice>}
+      {build.done && dep.status === "superseded" && (
+        <Notice kind="warn">Built, but a newer deployment was activated first; this one is kept in History.</Notice>
+      )}
       <pre class="log" ref={box} aria-label="Build log" aria-live="polite">
         {build.lines.join("\n")}
       </pre>
