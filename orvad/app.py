@@ -118,7 +118,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
         return settings.max_body_bytes
 
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
-    common = [Middleware(RequestContext), Middleware(BodyLimit, limit_for=body_limit)]
+    common = [Middleware(RequestContext, drain=daemon.drain), Middleware(BodyLimit, limit_for=body_limit)]
     invoke: ASGIApp = daemon.invoker.fn_endpoint
     functions_only = _functions_origin_app(daemon)
     for cls, args, kwargs in reversed(common):  # the same layers, in the same order, for /fn/

@@ -29,6 +29,8 @@ from orvad.serving import (
 )
 
 log = logging.getLogger("orvad")
+CUT_ANSWER_S = 0.3  # for requests cut at the end of the grace to send their 503
+SERVER_CLOSE_S = 0.3  # for the server to finish those answers and close idle connections
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,10 +86,12 @@ async def rotate_master_key(data_dir: Path) -> int:
 async def run(settings: Settings) -> None:
     daemon = Daemon(settings)
     await daemon.start()
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # the signal: the drain begins (a second one ends its grace at once)
+    server_stop = asyncio.Event()  # the drain is over: the server closes its listeners and connections
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: daemon.drain.begin() if stop.is_set() else stop.set())
+    sequence = asyncio.create_task(_drain(daemon, stop, server_stop), name="orva-drain")
 
     url = f"http://{settings.host}:{settings.port}"
     _announce(daemon, url)
@@ -96,17 +100,33 @@ async def run(settings: Settings) -> None:
     gc.freeze()
     try:
         if settings.server == "uvicorn":
-            await _serve_uvicorn(daemon, settings, stop)
+            await _serve_uvicorn(daemon, settings, server_stop)
         else:
             envelope_hypercorn_refusals()
             config = HypercornConfig()
             config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
-            config.graceful_timeout = settings.shutdown_grace_s
+            config.graceful_timeout = SERVER_CLOSE_S  # the drain gave requests their grace already
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
-            await serve(create_app(daemon), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            await serve(create_app(daemon), config, shutdown_trigger=server_stop.wait)  # type: ignore[arg-type]
     finally:
+        sequence.cancel()
         await daemon.stop()
+
+
+async def _drain(daemon: Daemon, stop: asyncio.Event, server_stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT: refuse new requests (503), give running ones the grace, cut the rest (each
+    answers 503 SHUTTING_DOWN), then let the server close."""
+    await stop.wait()
+    grace = daemon.settings.shutdown_grace_s
+    daemon.drain.begin()
+    log.info("stopping: new requests are refused, running ones get the grace", extra={"grace_s": grace})
+    if not await daemon.drain.settle(grace):
+        cut = daemon.drain.cut()
+        log.warning("the shutdown grace ended: requests still running answer 503 SHUTTING_DOWN",
+                    extra={"requests": cut})
+        await daemon.drain.settle(CUT_ANSWER_S)
+    server_stop.set()
 
 
 async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
@@ -115,7 +135,7 @@ async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event
     app = create_app(daemon)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, http=uvicorn_protocol(),
                             lifespan="off", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=int(settings.shutdown_grace_s))
+                            timeout_graceful_shutdown=1)  # the drain gave requests their grace already
     server = uvicorn.Server(config)
     sockets = uvicorn_sockets(app, settings, daemon.origins)
 

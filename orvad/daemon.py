@@ -19,6 +19,7 @@ from orvad.buildproxy import AllowList, BuildProxy, Upstream, discover_registrie
 from orvad.bus import Bus
 from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
+from orvad.drain import Drain
 from orvad.egress import EgressNetwork
 from orvad.functions import WORKER_FIELDS, FunctionService
 from orvad.hostcheck import (
@@ -84,6 +85,7 @@ class Daemon:
         self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
                                     allow_cidrs=settings.egress_allow_cidrs, seed=str(settings.data_dir))
         self.spawner: Spawner  # needs the host check, done at start()
+        self.drain = Drain()  # SIGTERM: refuse new requests, give running ones the grace (orvad.cli)
         self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()
         self.concurrency = ConcurrencyGate()
@@ -176,18 +178,25 @@ class Daemon:
                                          "schema_version": self.db.schema_version})
 
     async def stop(self) -> None:
-        """Stop background loops, write every queued row, close the database."""
+        """Stop background loops, builds and workers (together: neither waits for the other), write
+        every queued row, close the database. The log line says how long each step took."""
+        took: dict[str, float] = {}
+        mark = time.monotonic()
+
+        async def timed(name: str, step: Any) -> None:
+            await step
+            took[name] = round((time.monotonic() - mark) * 1000, 1)
+
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.builder.stop()
-        await self.pools.stop()
-        await self.egress.stop()
-        await self.batch.stop()
+        await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.pools.stop()))
+        await timed("egress", self.egress.stop())
+        await timed("rows", self.batch.stop())
         await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
-        await self.db.close()
-        log.info("orvad stopped", extra={"rows_written": self.batch.rows_written})
+        await timed("database", self.db.close())
+        log.info("orvad stopped", extra={"rows_written": self.batch.rows_written, "stop_ms": took})
 
     async def _load_replay_memory(self) -> None:
         """Signatures accepted in their window by earlier runs; if the memory may have gaps (a crash

@@ -158,5 +158,13 @@ class Unavailable(OrvaError):
     code, status = "SHUTTING_DOWN", 503
 
 
+class ShuttingDown(Unavailable):
+    """orvad got SIGTERM/SIGINT: a request that arrived during the drain, or one still running when
+    the grace ended (recorded as ``shutting_down``)."""
+
+    code = "SHUTTING_DOWN"
+    default_hint = "orvad is stopping; retry after Retry-After seconds (a restarted orvad, or another instance)"
+
+
 class Timeout(OrvaError):
     code, status = "TIMEOUT", 504

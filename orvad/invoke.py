@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from orvad.auth.guard import csrf_header_sent, identify
 from orvad.clock import now_iso
+from orvad.drain import Drain
 from orvad.errors import (
     Forbidden,
     FunctionError,
@@ -27,6 +30,7 @@ from orvad.errors import (
     NotActive,
     NotFound,
     OrvaError,
+    ShuttingDown,
     Unauthorized,
     Unavailable,
 )
@@ -70,6 +74,7 @@ async def _read_body(receive: Receive) -> bytes:
 # Most invocations end sooner, and a watcher task for every request would cost each one ~5% of
 # orvad's CPU; a client that leaves earlier is noticed at this mark.
 DISCONNECT_WATCH_AFTER_S = 0.05
+CUT_MESSAGE = "orvad shut down before the execution finished (its shutdown grace ended)"
 
 
 class _DisconnectWatch:
@@ -99,6 +104,7 @@ class Invoker:
         self.d = daemon
         self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks on a worker, streams included: what kill() cancels
         self._killed: set[asyncio.Task[Any]] = set()
+        self._stopping: set[asyncio.Future[None]] = set()  # workers of requests the shutdown cut
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
@@ -204,6 +210,7 @@ class Invoker:
         pool: Pool | None = None
         settling: list[asyncio.Future[Reply]] = []  # the reply of a handler still running after a disconnect
         unread: Reply | None = None  # a stream whose client went away: the worker drops the rest
+        stream_headers: list[tuple[bytes, bytes]] = []
         healthy = True
         gated = False
         watch: _DisconnectWatch | None = None
@@ -289,12 +296,26 @@ class Invoker:
             record["status"], record["status_code"] = _status_of(exc), exc.status
             record["error_code"], record["error_message"] = exc.code, exc.message[:500]
             # a killed execution takes its worker with it: the handler really stops
-            healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(exc, Killed)
+            healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(exc, Killed | ShuttingDown)
+            if isinstance(exc, ShuttingDown) and lease is not None:
+                self._stop_now(lease)
             exc.details = {**(exc.details or {}), "execution_id": execution_id} if lease is not None else exc.details
             exc.headers = {**exc.headers, **{name.decode(): value.decode() for name, value in
                                              self._orva_headers(execution_id, lease is not None and lease.cold, started)}}
             raise
         except asyncio.CancelledError:
+            if self.d.drain.claim(asyncio.current_task()):  # the shutdown grace ended
+                record["status"], record["error_code"], record["error_message"] = ("shutting_down", "SHUTTING_DOWN",
+                                                                                   CUT_MESSAGE)
+                healthy = False
+                if lease is not None:
+                    self._stop_now(lease)
+                if unread is None:  # nothing sent yet: the 503 envelope
+                    record["status_code"] = 503
+                    raise self.d.drain.refusal(CUT_MESSAGE) from None
+                unread = None  # a started stream: an in-band error, and the body stays cut
+                await _end_stream_in_band(stream_headers, send, scope)
+                return
             if unread is None or not self._was_killed(asyncio.current_task()):
                 record["status"], record["status_code"], record["error_code"] = "killed", 499, "CLIENT_CLOSED"
                 record["error_message"] = "the client disconnected"
@@ -323,6 +344,12 @@ class Invoker:
             record["duration_ms"], record["finished_at"] = round(duration * 1000, 3), now_iso()
             self.d.record_execution(record, logs, truncated)
 
+    def _stop_now(self, lease: Lease) -> None:
+        """A handler cut by the shutdown: its worker stops at once (no quit grace: orvad is exiting)."""
+        stopping = asyncio.ensure_future(lease.worker.stop(grace_s=0.0))  # type: ignore[attr-defined]
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
+
     def _was_killed(self, task: asyncio.Task[Any] | None) -> bool:
         """Whether an operator kill (not a client) cancelled ``task``; takes the cancel back if so."""
         if task is None or task not in self._killed:
@@ -342,7 +369,7 @@ class Invoker:
         assert task is not None
 
         def abandoned(future: asyncio.Future[Reply]) -> bool:
-            if task in self._killed:
+            if task in self._killed or self.d.drain.was_cut(task):
                 return False
             settling.append(future)
             return True
@@ -353,6 +380,8 @@ class Invoker:
             if self._was_killed(task):
                 raise Killed("the execution was killed by an operator",
                              hint='resume the function with PUT /api/v1/functions/{id} {"status": "active"}') from None
+            if self.d.drain.claim(task):
+                raise self.d.drain.refusal(CUT_MESSAGE) from None
             raise
 
     def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
@@ -431,7 +460,21 @@ class Killed(NotActive):
     """An operator killed the function while this request ran (409 NOT_ACTIVE, recorded as killed)."""
 
 
+async def _end_stream_in_band(headers: list[tuple[bytes, bytes]], send: Send, scope: Scope) -> None:
+    """A stream cut by the shutdown: an event stream gets a last ``event: error`` with the envelope;
+    any stream is left without its final chunk, so the client sees an incomplete body."""
+    if not any(k == b"content-type" and v.partition(b";")[0].strip().lower() == b"text/event-stream"
+               for k, v in headers):
+        return
+    envelope = Drain.refusal(CUT_MESSAGE).envelope(scope.get("state", {}).get("request_id", ""))
+    with contextlib.suppress(Exception):  # the client may be gone too
+        await send({"type": "http.response.body", "body": b"event: error\ndata: " + json.dumps(envelope).encode()
+                    + b"\n\n", "more_body": True})
+
+
 def _status_of(exc: OrvaError) -> str:
     if isinstance(exc, Killed):
         return "killed"
+    if isinstance(exc, ShuttingDown):
+        return "shutting_down"
     return {"FUNCTION_ERROR": "error", "TIMEOUT": "timeout", "WORKER_CRASHED": "crashed"}.get(exc.code, "rejected")

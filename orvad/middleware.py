@@ -10,6 +10,7 @@ request framed twice (``Content-Length`` and ``Transfer-Encoding``). ``HostGuard
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -20,6 +21,7 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orvad.drain import Drain
 from orvad.errors import BadRequest, OrvaError, PayloadTooLarge
 from orvad.logs import AccessLog
 from orvad.origins import Origins
@@ -48,8 +50,9 @@ def error_parts(exc: OrvaError, request_id: str) -> tuple[int, list[tuple[bytes,
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, drain: Drain | None = None) -> None:
         self.app = app
+        self.drain = drain if drain is not None else Drain()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,16 +64,37 @@ class RequestContext:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0
+        drain = self.drain
+        task = asyncio.current_task()
+        assert task is not None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                headers = message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if drain.draining:
+                    headers.append((b"connection", b"close"))  # the client reconnects, to another orvad
+                if scope["path"].startswith("/api/") and _event_stream(headers):
+                    drain.feed(task)
             await send(message)
 
         try:
+            if drain.draining:
+                raise drain.refusal()
+            drain.enter(task)
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not drain.claim(task):
+                raise
+            if status:  # an API event stream, or a response cut mid-way: end what was started
+                if drain.is_feed(task):
+                    await send_with_id({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            code, headers, body = error_parts(drain.refusal("orvad shut down before this request finished"),
+                                              request_id)
+            await send_with_id({"type": "http.response.start", "status": code, "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
         except Exception as exc:
             if not isinstance(exc, OrvaError):
                 errlog.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
@@ -81,6 +105,7 @@ class RequestContext:
             await send_with_id({"type": "http.response.start", "status": code, "headers": headers})
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
+            drain.leave(task)
             request_id_var.reset(token)
             if access_log.enabled():
                 access_log.write("request", request_id=request_id, method=scope["method"], path=scope["path"],
@@ -146,6 +171,11 @@ def _too_large(limit: int) -> PayloadTooLarge:
         f"request body exceeds the limit of {limit} bytes",
         hint="send a smaller body, or raise ORVA_MAX_BODY_BYTES", details={"limit_bytes": limit},
     )
+
+
+def _event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-type" and v.partition(b";")[0].strip().lower() == b"text/event-stream"
+               for k, v in headers)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

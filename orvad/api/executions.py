@@ -12,7 +12,7 @@ from orvad.api.common import daemon_of, listing, page_params
 from orvad.clock import iso, parse_iso, utcnow
 from orvad.errors import NotFound, ValidationError
 
-STATUSES = ("success", "error", "timeout", "crashed", "rejected", "killed")
+STATUSES = ("success", "error", "timeout", "crashed", "rejected", "killed", "shutting_down")
 
 
 def _moment(request: Request, field: str) -> str | None:

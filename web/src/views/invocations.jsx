@@ -5,7 +5,7 @@ import { ErrorBanner, Field, LoadMore, Loading, StatusBadge, useAsync, usePaged 
 import { navigate } from "../router.js";
 import { ExecutionTable } from "./function-history.jsx";
 
-const STATUSES = ["success", "error", "timeout", "crashed", "rejected", "killed"];
+const STATUSES = ["success", "error", "timeout", "crashed", "rejected", "killed", "shutting_down"];
 const RANGES = { "": "any time", 1: "last hour", 24: "last day", 168: "last week" };
 
 function sinceFor(hours) {
