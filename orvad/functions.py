@@ -60,7 +60,7 @@ def _env_vars(value: Any) -> dict[str, str]:
         raise _bad("env_vars", "must be an object of NAME: string value")
     total = 0
     for name, val in value.items():
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise _bad("env_vars", f"has an invalid variable name {name!r} (letters, digits, _; not a digit first)")
         if name.upper().startswith(RESERVED_ENV_PREFIX):
             raise _bad("env_vars", f"may not set {name!r}: the ORVA_ prefix is reserved")
@@ -77,7 +77,7 @@ def _env_vars(value: Any) -> dict[str, str]:
 
 
 def validate_entrypoint(entrypoint: Any, language: str) -> str:
-    if (not isinstance(entrypoint, str) or not ENTRYPOINT_RE.match(entrypoint) or ".." in entrypoint.split("/")
+    if (not isinstance(entrypoint, str) or not ENTRYPOINT_RE.fullmatch(entrypoint) or ".." in entrypoint.split("/")
             or not entrypoint.endswith(EXTENSIONS[language])):
         raise _bad("entrypoint", f"must be a relative path inside the code ending in {' or '.join(EXTENSIONS[language])}",
                    allowed_extensions=list(EXTENSIONS[language]))
@@ -181,7 +181,7 @@ class FunctionService:
         """Check every sent field (and the entrypoint against the runtime); return the sent values."""
         out: dict[str, Any] = {}
         if "name" in sent:
-            if not isinstance(merged["name"], str) or not NAME_RE.match(merged["name"]):
+            if not isinstance(merged["name"], str) or not NAME_RE.fullmatch(merged["name"]):
                 raise _bad("name", "must be 1..63 of a-z 0-9 - starting with a letter",
                            hint="for example hello-world: the name is part of the URL /fn/<name>")
             out["name"] = merged["name"]

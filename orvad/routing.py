@@ -50,7 +50,7 @@ class RouteEntry:
 
 
 def validate_path(path: object) -> str:
-    if not isinstance(path, str) or not _PATH_RE.match(path) or "//" in path or len(path) > 512:
+    if not isinstance(path, str) or not _PATH_RE.fullmatch(path) or "//" in path or len(path) > 512:
         raise ValidationError("path must start with / and contain URL path characters; end with /* for a prefix",
                               hint="examples: /webhooks/stripe, /shop/*" + (
                                   "; write it without %-escapes: requests are matched on their decoded path"

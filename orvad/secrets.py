@@ -68,7 +68,7 @@ class SecretService:
         self._signing: dict[str, str | None] = {}  # decrypted once, dropped on any change
 
     async def upsert(self, function_id: str, key: Any, value: Any) -> None:
-        if not isinstance(key, str) or not KEY_RE.match(key) or (key.upper().startswith("ORVA_") and key != SIGNING_SECRET):
+        if not isinstance(key, str) or not KEY_RE.fullmatch(key) or (key.upper().startswith("ORVA_") and key != SIGNING_SECRET):
             raise ValidationError("key must be an environment variable name (letters, digits, _), not ORVA_*",
                                   details={"field": "key"})
         if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jsonschema_rs
 from starlette.routing import Route
 
+from orvad.api.schemas import OPS
 from orvad.app import create_app
 from orvad.auth.guard import requirement
 from orvad.config import load_settings
@@ -31,10 +41,66 @@ def test_openapi_covers_every_route_with_its_auth(orvad: Orvad, tmp_path) -> Non
     assert spec["paths"]["/api/v1/keys/{id}"]["delete"]["parameters"][0]["name"] == "id"
 
 
+def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad) -> None:
+    with orvad.client() as c:
+        spec = c.get("/api/v1/openapi.json").json()
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
+    assert len(ids) == sum(len(ops) for ops in paths.values()), "operationIds are unique"
+    assert {(m, p) for m, p in OPS} <= {(m.upper(), p) for p, ops in paths.items() for m in ops}, "no stale entry"
+    no_body = {("post", "/api/v1/functions/{id}/kill"), ("post", "/api/v1/auth/refresh"),
+               ("post", "/api/v1/auth/logout")}
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            if method in ("post", "put") and (method, path) not in no_body:
+                assert op["requestBody"]["content"], (method, path)
+            success = {s: r for s, r in op["responses"].items() if s.startswith(("2", "3"))}
+            assert success, f"{method} {path} documents no success answer"
+            for response in success.values():
+                for content in response.get("content", {}).values():
+                    assert "Error" not in json.dumps(content), f"{method} {path}: 2xx with the error schema"
+            assert op["responses"]["default"] == {"$ref": "#/components/responses/Error"}
+            for response in op["responses"].values():
+                for link in response.get("links", {}).values():
+                    assert link["operationId"] in ids, link
+    body = lambda method, path: paths[path][method]["requestBody"]["content"]  # noqa: E731
+    ok = lambda method, path, status="200": paths[path][method]["responses"][status]["content"]  # noqa: E731
+    assert list(ok("get", "/api/v1/events")) == ["text/event-stream"]
+    assert list(ok("get", "/api/v1/deployments/{id}/stream")) == ["text/event-stream"]
+    assert list(ok("get", "/web/")) == ["text/html"]
+    assert list(ok("get", "/api/v1/system/metrics")) == ["text/plain"]
+    assert set(ok("get", "/api/v1/functions/{id}/diff")) == {"application/json", "text/x-diff"}
+    assert {"multipart/form-data", "application/gzip", "application/zip"} <= set(body("post",
+                                                                                     "/api/v1/functions/{id}/deploy"))
+    assert body("post", "/api/v1/functions")["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FunctionCreate"}
+    assert ok("post", "/api/v1/functions", "201")["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Function"}
+    assert paths["/api/v1/system/health"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Health"}
+    links = paths["/api/v1/functions"]["post"]["responses"]["201"]["links"]
+    assert {"GetFunction", "UpdateFunction", "DeleteFunction"} <= set(links)
+    assert links["GetFunction"] == {"operationId": "functions_get_function", "parameters": {"id": "$response.body#/id"}}
+    query = {p["name"]: p for p in paths["/api/v1/functions"]["get"]["parameters"]}
+    assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    diff = {p["name"]: p for p in paths["/api/v1/functions/{id}/diff"]["get"]["parameters"]}
+    assert diff["from"]["required"] and diff["to"]["required"] and diff["format"]["schema"]["enum"] == ["json",
+                                                                                                       "unified"]
+    for public in ("/web/", "/health", "/api/v1/auth/status", "/api/v1/system/health"):
+        assert paths[public]["get"]["security"] == [] and paths[public]["get"]["x-orva-auth"] == "public"
+    # the runtimes this host has, and its cores, bound the function schema
+    with orvad.admin() as c:
+        runtimes = {r["id"] for r in c.get("/api/v1/runtimes").json()["runtimes"]}
+    assert runtimes <= set(schemas["FunctionCreate"]["properties"]["runtime"]["enum"])
+    assert schemas["FunctionCreate"]["properties"]["cpus"]["maximum"] == (os.cpu_count() or 1)
+    assert schemas["Function"]["required"] and "active_deployment_id" in schemas["Function"]["required"]
+
+
 def test_permission_map() -> None:
     assert requirement("GET", "/api/v1/system/health") == "public"
     assert requirement("POST", "/api/v1/auth/login") == "public"
     assert requirement("GET", "/health/ready") == "public"
+    assert requirement("GET", "/web/") == requirement("GET", "/web/assets/{name}") == requirement("GET", "/") == "public"
     assert requirement("GET", "/api/v1/auth/me") == "session"
     assert requirement("GET", "/api/v1/keys") == "admin"
     assert requirement("PUT", "/api/v1/pool/config") == "admin"
@@ -50,3 +116,209 @@ def test_the_session_scheme_names_the_cookie_in_use(make_orvad) -> None:  # type
     with server.client() as c:
         scheme = c.get("/api/v1/openapi.json").json()["components"]["securitySchemes"]["session"]
     assert scheme == {"type": "apiKey", "in": "cookie", "name": "__Host-orva_session"}
+
+
+# ---- the request schemas agree with the handlers' validation --------------------------------------------
+
+# Strings a pattern or format decides: (valid, invalid) per field name. Each valid one must pass the
+# published schema and be accepted; each invalid one must fail the schema and be refused with 400. A value
+# that ends in a newline is invalid to JSON Schema's `$` (ECMA-262), so the handler must refuse it too.
+STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
+    "name": (["a", "hello-world", "a" + "0" * 62], ["A", "1a", "a_b", "a" * 64, "a\n", ""]),
+    "entrypoint": (["handler.py", "src/app.v2.py", "_x.py"],
+                   ["../x.py", "a/../b.py", "/abs.py", "x.txt", ".hidden.py", "handler.py\n", "a\n/b.py"]),
+    "filename": (["handler.py", "lib/main.py"], ["../x.py", "x.txt", "/x.py"]),
+    "path": (["/hooks/x", "/shop/*", "/a/", "/api2/x", "/x:y@z"],
+             ["hooks", "/api/x", "/fn/*", "/", "/*", "/a%20b", "/a//b", "/health", "/a\n", "/a b"]),
+    "methods": (["*", "GET", "GET,POST,DELETE"], ["FOO", "GET;POST", "", "GET,"]),
+    "key": (["A", "TOKEN_1", "ORVA_SIGNING_SECRET", "_x"], ["ORVA_X", "orva_x", "1A", "A-B", "A\n", ""]),
+    "username": (["a", "admin@x.y"], ["a b", "", "a" * 65, "a\n"]),
+    "code": (["x = 1"], ["", "   \n"]),
+    "value": (["", "v" * 8192], ["a\x00b"]),
+    "dependencies": ([""], [5]),
+    "expires_at": ([], ["yesterday", 5]),
+}
+ENV_VARS = ([{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
+            [{"ORVA_X": "1"}, {"orva_x": "1"}, {"1A": "x"}, {"A-B": "x"}, {"A": 1}, {"A": "a\x00b"}, {"A\n": "x"},
+             "A=x"])
+PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
+# Byte caps (an env value's 32 KiB, their 64 KiB total, a secret's 32 KiB) JSON Schema cannot state: the schema
+# bounds them conservatively (characters that always fit, at most 7 variables), so a body over those bounds
+# may still be accepted and is not tested as invalid.
+# bodies whose validity spans fields
+EXTRA_INVALID: dict[str, list[dict[str, Any]]] = {
+    "FunctionCreate": [{"name": "x-mixed", "runtime": "node", "entrypoint": "x.py"}],
+    "Rollback": [{}, {"deployment_id": "a", "code_hash": "b"}],
+    "KeyCreate": [{"name": "k", "expires_in_days": 1, "expires_at": "2999-01-01T00:00:00Z"}],
+}
+
+
+def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """(valid, invalid) values for one property, from its schema and the tables above."""
+    if field in STRINGS and ("pattern" in schema or "format" in schema or field == "dependencies"):
+        return STRINGS[field]  # (dependencies: no package names to fetch)
+    kind = schema.get("type")
+    if isinstance(kind, list):  # ["string", "null"]: null means absent
+        good, bad = _values(field, {**schema, "type": kind[0]})
+        return [*good, None], [v for v in bad if v is not None]
+    if field == "env_vars":
+        return ENV_VARS
+    if field == "permissions":
+        return PERMS
+    if "enum" in schema:
+        return list(schema["enum"]), ["not-an-option", 5]
+    if kind in ("integer", "number"):
+        lo, hi = schema["minimum"], schema["maximum"]
+        step = 1 if kind == "integer" else 0.05
+        return [lo, hi], [lo - step, hi + step, str(lo), True] + ([lo + 0.5] if kind == "integer" else [])
+    if kind == "boolean":
+        return [True, False], ["true", 1]
+    if kind == "string":
+        lo, hi = schema.get("minLength", 0), schema.get("maxLength")
+        valid = ["x" * max(lo, 1)] + (["x" * hi] if hi else [])
+        invalid = [5, None] + (["x" * (lo - 1)] if lo else []) + (["x" * (hi + 1)] if hi else [])
+        return valid, invalid
+    raise AssertionError(f"no test values for {field}: {schema}")
+
+
+@dataclass
+class Target:
+    method: str
+    url: str
+    base: Callable[[], dict[str, Any]]
+    fix: Callable[[dict[str, Any]], dict[str, Any]] = lambda body: body
+    before: Callable[[], None] = lambda: None
+    alone: bool = False  # each field is sent alone, not added to the base body (exactly one of them)
+
+
+def test_request_schemas_agree_with_the_handlers(make_orvad) -> None:  # type: ignore[no-untyped-def]
+    """Every declared body: schema-valid values are accepted (no 400), schema-invalid ones are refused (400)."""
+    server = make_orvad()
+    with server.client() as c:
+        spec = c.get("/api/v1/openapi.json").json()
+    with server.admin() as admin:
+        _agree(spec, admin)
+
+
+def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
+    schemas = spec["components"]["schemas"]
+    fn = admin.post("/api/v1/functions", json={"name": "agree", "runtime": "python"}).json()
+    names = iter(range(10_000))
+    future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    STRINGS["expires_at"] = ([future], STRINGS["expires_at"][1])
+    node = [r for r in schemas["FunctionCreate"]["properties"]["runtime"]["enum"] if r.startswith("node")]
+
+    def update_fix(body: dict[str, Any]) -> dict[str, Any]:
+        # an entrypoint is checked against the runtime, sent or stored: send them together
+        runtime = body.setdefault("runtime", "python")
+        body.setdefault("entrypoint", "handler.js" if runtime in node else "handler.py")
+        return body
+
+    def fresh_name(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "name": f"n{next(names)}"} if body.get("name") == "<fresh>" else body
+
+    targets = {
+        "FunctionCreate": Target("POST", "/api/v1/functions", lambda: {"name": "<fresh>", "runtime": "python"},
+                                 fresh_name),
+        "FunctionUpdate": Target("PUT", f"/api/v1/functions/{fn['id']}", dict, update_fix),
+        "DeployInline": Target("POST", f"/api/v1/functions/{fn['id']}/deploy-inline",
+                               lambda: {"code": "def handler(event, context):\n    return 1\n"}),
+        "Rollback": Target("POST", f"/api/v1/functions/{fn['id']}/rollback", lambda: {"deployment_id": "nope"},
+                           alone=True),
+        "KeyCreate": Target("POST", "/api/v1/keys", lambda: {"name": "k"}),
+        "RouteSave": Target("PUT", "/api/v1/routes", lambda: {"path": "/r", "function_id": fn["id"]}),
+        "PoolConfigUpdate": Target(
+            "PUT", "/api/v1/pool/config", lambda: {"function_id": fn["id"]},
+            before=lambda: admin.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0,
+                                                                   "max_warm": 256}).raise_for_status()),
+        "SecretUpsert": Target("POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}),
+        # invalid bodies first: once a user exists, onboarding answers 409 whatever the body
+        "Onboard": Target("POST", "/api/v1/auth/onboard",
+                          lambda: {"username": "admin", "password": "AdminPass123!Secure"}),
+        "Login": Target("POST", "/api/v1/auth/login", lambda: {"username": "nobody", "password": "wrong-password"}),
+    }
+    assert set(targets) | {"ChangePassword"} == {n for n, s in schemas.items() if s.get("additionalProperties") is False}
+    checked = 0
+    for name, target in targets.items():
+        schema = {**schemas[name], "components": spec["components"]}
+        validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+        props, required = schemas[name]["properties"], schemas[name].get("required", [])
+        valid: list[dict[str, Any]] = [target.base()]
+        invalid: list[tuple[str, dict[str, Any]]] = [("unknown field", {**target.base(), "zzz": 1})]
+        invalid += [(f, {k: v for k, v in target.base().items() if k != f}) for f in required]
+        invalid += [("cross-field", body) for body in EXTRA_INVALID.get(name, [])]
+        for field, prop in props.items():
+            good, bad = _values(field, prop)
+            base = {} if target.alone else target.base()
+            valid += [{**base, field: v} for v in good]
+            invalid += [(field, {**base, field: v}) for v in bad]
+        for why, body in invalid:
+            body = target.fix(body)
+            assert not validator.is_valid(body), f"{name}: test value is schema-valid: {body!r:.200}"
+            target.before()
+            r = admin.request(target.method, target.url, json=body)
+            assert r.status_code == 400, f"{name} ({why}) accepted a schema-invalid body {body!r:.200}: {r.text:.300}"
+            checked += 1
+        for body in valid:
+            body = target.fix(body)
+            assert validator.is_valid(body), f"{name}: test value is schema-invalid: {body!r:.200}"
+            target.before()
+            r = admin.request(target.method, target.url, json=body)
+            assert r.status_code != 400 and r.status_code < 500, f"{name} refused {body!r:.200}: {r.text:.300}"
+            checked += 1
+    assert checked > 200
+
+
+# deployments.py (not this suite's file) still reads after_seq/limit with str.isdigit: '²' passes it and int()
+# raises, a 500. Reported to the lead; left out here until it uses api/common.int_param.
+QUERY_KNOWN_BUGS = {"/api/v1/deployments/{id}/logs"}
+QUERY_SKIP = {"/api/v1/events"}  # a Server-Sent Events stream: a valid request never ends
+
+
+def _query_values(schema: dict[str, Any]) -> tuple[list[str], list[str]]:
+    if schema.get("type") == "integer":
+        lo, hi = schema["minimum"], schema.get("maximum")
+        valid = [str(lo)] + ([str(hi)] if hi is not None else [])
+        return valid, [str(lo - 1), "1.5", "x", "²", "٣", " 1"] + ([str(hi + 1)] if hi is not None else [])
+    if "enum" in schema:
+        return list(schema["enum"]), ["not-an-option"]
+    if schema.get("format") == "date-time":
+        return ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00"], ["yesterday", "2024-13-01T00:00:00Z"]
+    return [], []
+
+
+def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: ignore[no-untyped-def]
+    """Every documented query parameter: in-range values are accepted, out-of-range and malformed ones are
+    400, and a required one left out is 400."""
+    server = make_orvad()
+    with server.client() as c:
+        spec = c.get("/api/v1/openapi.json").json()
+    with server.admin() as c:
+        fn = c.post("/api/v1/functions", json={"name": "q", "runtime": "python"}).json()
+        checked = 0
+        for path, ops in spec["paths"].items():
+            if path in QUERY_KNOWN_BUGS | QUERY_SKIP or "get" not in ops:
+                continue
+            params = [p for p in ops["get"].get("parameters", []) if p["in"] == "query"]
+            if not params:
+                continue
+            url = path.replace("{id}", fn["id"])
+            required = {p["name"]: fn["id"] for p in params if p["required"]}
+            if path.endswith("/diff"):
+                continue  # its required ids must be succeeded deployments: tested in test_deploy
+            for param in params:
+                good, bad = _query_values(param["schema"])
+                for value in bad:
+                    r = c.get(url, params={**required, param["name"]: value})
+                    assert r.status_code == 400, f"GET {path}?{param['name']}={value!r} answered {r.status_code}"
+                    checked += 1
+                for value in good:
+                    r = c.get(url, params={**required, param["name"]: value})
+                    assert r.status_code == 200, f"GET {path}?{param['name']}={value!r}: {r.text:.300}"
+                    checked += 1
+                if param["required"]:
+                    r = c.get(url, params={k: v for k, v in required.items() if k != param["name"]})
+                    assert r.status_code == 400, f"GET {path} without {param['name']} answered {r.status_code}"
+        r = c.request("DELETE", "/api/v1/routes")
+        assert r.status_code == 400, r.text  # ?path= is required
+    assert checked > 40

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from orvad.auth.guard import Principal
+from orvad.clock import iso, parse_iso
 from orvad.errors import InvalidJSON, ValidationError
 
 if TYPE_CHECKING:
@@ -54,12 +55,30 @@ def require_str(body: dict[str, Any], field: str, *, max_len: int = 256, require
     return value
 
 
+def int_param(request: Request, field: str, default: int, lo: int, hi: int) -> int:
+    """?field= as an integer in lo..hi; ASCII digits only (str.isdigit also passes '²', which int() refuses)."""
+    raw = request.query_params.get(field, str(default))
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+        raise ValidationError(f"{field} must be an integer in {lo}..{hi}", details={"field": field, "min": lo,
+                                                                                      "max": hi})
+    return int(raw)
+
+
+def moment_param(request: Request, field: str) -> str | None:
+    """?field= as an RFC 3339 timestamp, normalised to the stored form (UTC, milliseconds); None when absent."""
+    raw = request.query_params.get(field)
+    if raw is None:
+        return None
+    try:
+        return iso(parse_iso(raw))
+    except ValueError:
+        raise ValidationError(f"{field} must be an RFC 3339 timestamp", hint="for example 2024-05-01T12:00:00Z",
+                              details={"field": field}) from None
+
+
 def page_params(request: Request, *, default: int = 50, maximum: int = 500) -> tuple[int, str | None]:
     """(limit, cursor) from ?limit=&cursor=; ids are UUIDv7 so the cursor is the last id seen."""
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise ValidationError(f"limit must be an integer in 1..{maximum}", details={"field": "limit"})
-    return int(raw), request.query_params.get("cursor") or None
+    return int_param(request, "limit", default, 1, maximum), request.query_params.get("cursor") or None
 
 
 def listing(name: str, items: list[dict[str, Any]], limit: int) -> JSONResponse:

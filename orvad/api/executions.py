@@ -8,21 +8,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, listing, page_params
-from orvad.clock import iso, parse_iso, utcnow
+from orvad.api.common import daemon_of, listing, moment_param, page_params
+from orvad.clock import iso, utcnow
 from orvad.errors import NotFound, ValidationError
 
 STATUSES = ("success", "error", "timeout", "crashed", "rejected", "killed", "shutting_down")
-
-
-def _moment(request: Request, field: str) -> str | None:
-    raw = request.query_params.get(field)
-    if raw is None:
-        return None
-    try:
-        return iso(parse_iso(raw))
-    except ValueError:
-        raise ValidationError(f"{field} must be an RFC 3339 timestamp", details={"field": field}) from None
 
 
 async def list_executions(request: Request) -> Response:
@@ -34,14 +24,14 @@ async def list_executions(request: Request) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status must be one of {', '.join(STATUSES)}", details={"field": "status"})
-    rows = await daemon.executions.list(function_id=function_id, status=status, since=_moment(request, "since"),
-                                        until=_moment(request, "until"), cursor=cursor, limit=limit + 1)
+    rows = await daemon.executions.list(function_id=function_id, status=status, since=moment_param(request, "since"),
+                                        until=moment_param(request, "until"), cursor=cursor, limit=limit + 1)
     return listing("executions", rows, limit)
 
 
 async def summary(request: Request) -> Response:
     """Invocations and errors per function since ?since= (default: the last hour)."""
-    since = _moment(request, "since") or iso(utcnow() - timedelta(hours=1))
+    since = moment_param(request, "since") or iso(utcnow() - timedelta(hours=1))
     return JSONResponse({"since": since, "functions": await daemon_of(request).executions.summary(since)})
 
 

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad import __version__
-from orvad.api.common import daemon_of, listing, page_params
+from orvad.api.common import daemon_of, listing, moment_param, page_params
 from orvad.errors import ValidationError
 
 EVENT_TYPES = ("metrics", "execution", "deployment", "function")
@@ -99,7 +99,7 @@ async def audit_log(request: Request) -> Response:
     limit, cursor = page_params(request)
     q = request.query_params
     rows = await daemon_of(request).audit.list(actor_id=q.get("actor_id"), method=q.get("method"),
-                                               path_prefix=q.get("path_prefix"), since=q.get("since"),
+                                               path_prefix=q.get("path_prefix"), since=moment_param(request, "since"),
                                                cursor=cursor, limit=limit + 1)
     return listing("entries", rows, limit)
 

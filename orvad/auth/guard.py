@@ -40,7 +40,8 @@ _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 def requirement(method: str, path: str) -> Requirement:
     method = "GET" if method == "HEAD" else method
-    if (method, path) in _PUBLIC or path.startswith("/health"):
+    # the guard guards only /api/v1: the dashboard's page, its assets, `/` and the probes need nothing
+    if (method, path) in _PUBLIC or not path.startswith(API):
         return "public"
     if path in _SESSION_ONLY:
         return "session"

@@ -50,7 +50,7 @@ def validate_password(password: object, field: str = "password") -> str:
 
 
 def validate_username(username: object) -> str:
-    if not isinstance(username, str) or not USERNAME_RE.match(username):
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise ValidationError(
             "username must be 1..64 characters of letters, digits and _ . @ -",
             hint="pick a username such as 'admin'", details={"field": "username"},

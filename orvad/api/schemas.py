@@ -1,0 +1,440 @@
+"""JSON Schemas of the API's request bodies, query parameters and records, declared once.
+
+The OpenAPI document (api/openapi.py) is built from this table. The handlers validate by hand
+(orvad/functions.py, poolconfig.py, routing.py, secrets.py, api/keys.py), so the bounds below
+are written from the same constants they use, and tests/test_openapi.py checks both ways that a
+body this page calls valid is accepted and one it calls invalid is refused with 400.
+
+A request schema is never looser than its handler: every body valid here is accepted (unless
+another record is in the way: an unknown function is 404, a taken name 409). Where a rule spans
+fields or depends on stored state (min_warm <= max_warm, the entrypoint's extension against the
+function's stored runtime), the schema states what it can and the description says the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from orvad.api.executions import STATUSES as EXECUTION_STATUSES
+from orvad.auth.keys import PERMISSIONS
+from orvad.auth.passwords import MAX_LENGTH as PASSWORD_MAX
+from orvad.auth.passwords import MIN_LENGTH as PASSWORD_MIN
+from orvad.auth.sessions import USERNAME_RE
+from orvad.functions import (
+    CHOICES,
+    ENV_NAME_RE,
+    EXTENSIONS,
+    MAX_ENV_TOTAL,
+    MAX_ENV_VALUE,
+    NAME_RE,
+    RESERVED_ENV_PREFIX,
+    RuntimeLookup,
+)
+from orvad.poolconfig import LIMITS as POOL_LIMITS
+from orvad.routing import METHODS, RESERVED
+from orvad.secrets import KEY_RE, MAX_VALUE_BYTES, SIGNING_SECRET
+
+Schema = dict[str, Any]
+
+# UTF-8 takes at most 4 bytes a character, so this many characters always fit the byte caps; env values
+# are held shorter still so that ENV_MAX_VARS of the longest names and values fit the total cap.
+SECRET_VALUE_CHARS = MAX_VALUE_BYTES // 4
+ENV_VALUE_CHARS = 2048
+ENV_MAX_VARS = MAX_ENV_TOTAL // (128 + 4 * ENV_VALUE_CHARS)
+_NO_NUL = "^[^\u0000]*$"
+_RESERVED_ENV = "^[" + "][".join(f"{c.upper()}{c.lower()}" for c in RESERVED_ENV_PREFIX.rstrip("_")) + "]_"
+# a relative path of segments that never start with '.', so no '..' and no hidden parent steps
+_SEGMENT = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
+_ROUTE_CHARS = r"[A-Za-z0-9._~!$&'()+,;=:@-]"
+_METHOD_LIST = "|".join(METHODS)
+
+
+def _entrypoint(extensions: tuple[str, ...]) -> Schema:
+    ends = "|".join(e.lstrip(".") for e in extensions)
+    return {"type": "string", "maxLength": 255, "pattern": rf"^{_SEGMENT}(/{_SEGMENT})*\.({ends})$",
+            "description": f"a relative path inside the code ending in {' or '.join(extensions)}"}
+
+
+def _string(max_len: int, min_len: int = 1, **extra: Any) -> Schema:
+    return {"type": "string", "minLength": min_len, "maxLength": max_len, **extra}
+
+
+def _int(lo: int, hi: int) -> Schema:
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+STR: Schema = {"type": "string"}
+BOOL: Schema = {"type": "boolean"}
+INT: Schema = {"type": "integer"}
+NUM: Schema = {"type": "number"}
+OBJ: Schema = {"type": "object"}
+TIME: Schema = {"type": "string", "description": "RFC 3339 UTC"}
+NTIME: Schema = {"type": ["string", "null"], "description": "RFC 3339 UTC"}
+NSTR: Schema = {"type": ["string", "null"]}
+
+
+def record(props: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
+    """A response record: every listed property is present (unless optional); more may be added later."""
+    return {"type": "object", "required": [p for p in props if p not in optional], "properties": props}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page(items: str, item: str) -> Schema:
+    return record({items: {"type": "array", "items": ref(item)}, "next_cursor": NSTR})
+
+
+# ---- records (responses) -------------------------------------------------------------------------------
+
+RECORDS: dict[str, Schema] = {
+    "Function": record({
+        "id": STR, "name": STR, "runtime": STR, "entrypoint": STR, "description": STR, "memory_mb": INT,
+        "cpus": NUM, "timeout_ms": INT, "env_vars": {"type": "object", "additionalProperties": STR},
+        "network_mode": STR, "auth_mode": STR, "max_concurrency": INT, "concurrency_policy": STR,
+        "rate_limit_per_min": INT, "status": {"type": "string", "enum": ["created", "building", "active", "inactive",
+                                                                          "error"]},
+        "active_deployment_id": NSTR, "created_at": TIME, "updated_at": TIME, "signature_version": INT,
+        "csp_sandbox": BOOL,
+    }),
+    "Deployment": record({
+        "id": STR, "function_id": STR, "version": INT, "code_hash": NSTR, "status": STR, "phase": STR,
+        "phases": {"type": "array", "items": OBJ}, "source": STR, "parent_deployment_id": NSTR,
+        "error_message": NSTR, "submitted_at": TIME, "started_at": NTIME, "finished_at": NTIME,
+        "duration_ms": {"type": ["integer", "null"]},
+    }),
+    "Execution": record({
+        "id": STR, "function_id": STR, "function_name": STR, "code_hash": NSTR, "trigger": STR, "method": STR,
+        "path": STR, "status": STR, "status_code": INT, "cold_start": BOOL, "duration_ms": NUM, "queue_ms": NUM,
+        "request_bytes": INT, "response_bytes": INT, "error_code": NSTR, "error_message": NSTR,
+        "started_at": TIME, "finished_at": TIME,
+    }),
+    "Key": record({
+        "id": STR, "name": STR, "prefix": STR,
+        "permissions": {"type": "array", "items": {"type": "string", "enum": list(PERMISSIONS)}},
+        "created_at": TIME, "expires_at": NTIME, "last_used_at": NTIME,
+    }),
+    "Route": record({"id": STR, "path": STR, "function_id": STR, "function_name": NSTR, "methods": STR,
+                     "created_at": TIME}),
+    "PoolConfig": record({"function_id": STR, **{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
+    "SecretName": record({"key": STR, "created_at": TIME, "updated_at": TIME}),
+    "User": record({"id": STR, "username": STR, "created_at": TIME}),
+    "Health": record({
+        "status": {"type": "string", "enum": ["ok", "unhealthy"]}, "version": STR, "uptime_s": NUM,
+        "checks": {"type": "object", "additionalProperties": record(
+            {"ok": BOOL, "required": BOOL, "detail": {}}, optional=("required", "detail"))},
+        "details_hidden": STR,
+    }, optional=("details_hidden",)),
+    "Deleted": record({"id": STR, "deleted": {"const": True}}),
+    "Session": record({"user": ref("User"), "expires_at": TIME}),
+}
+RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
+
+
+# ---- request bodies ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Facts:
+    """What the request schemas depend on at this host: runtime ids per language, and its cores."""
+
+    runtimes: dict[str, list[str]]  # language -> ids and aliases
+    cores: int
+
+    @classmethod
+    def of(cls, runtimes: RuntimeLookup) -> Facts:
+        by_language: dict[str, list[str]] = {}
+        for runtime_id in runtimes.ids():
+            language = runtimes.language_of(runtime_id)
+            if language is not None:
+                by_language.setdefault(language, []).append(runtime_id)
+        return cls(by_language, os.cpu_count() or 1)
+
+
+def _env_vars() -> Schema:
+    return {
+        "type": "object", "maxProperties": ENV_MAX_VARS,
+        "propertyNames": {"pattern": ENV_NAME_RE.pattern, "not": {"pattern": _RESERVED_ENV}},
+        "additionalProperties": _string(ENV_VALUE_CHARS, 0, pattern=_NO_NUL),
+        "description": f"NAME: value; names not ORVA_*, values without NUL, at most {MAX_ENV_VALUE} bytes each "
+                       f"and {MAX_ENV_TOTAL} in all",
+    }
+
+
+def function_fields(facts: Facts) -> dict[str, Schema]:
+    every_runtime = sorted(r for ids in facts.runtimes.values() for r in ids)
+    all_ext = tuple(e for lang in facts.runtimes for e in EXTENSIONS[lang])
+    return {
+        "name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63},
+        "runtime": {"type": "string", "enum": every_runtime or ["python"]},
+        "entrypoint": _entrypoint(all_ext or EXTENSIONS["python"]),
+        "description": _string(1024, 0),
+        "memory_mb": _int(16, 4096),
+        "cpus": {"type": "number", "minimum": 0.1, "maximum": facts.cores},
+        "timeout_ms": _int(100, 900_000),
+        "env_vars": _env_vars(),
+        "network_mode": {"type": "string", "enum": list(CHOICES["network_mode"])},
+        "auth_mode": {"type": "string", "enum": list(CHOICES["auth_mode"])},
+        "max_concurrency": _int(0, 10_000),
+        "concurrency_policy": {"type": "string", "enum": list(CHOICES["concurrency_policy"])},
+        "rate_limit_per_min": _int(0, 1_000_000),
+        "signature_version": _int(1, 2),
+        "csp_sandbox": BOOL,
+    }
+
+
+def _entrypoint_matches_runtime(facts: Facts) -> list[Schema]:
+    """An entrypoint sent with a runtime must end in that runtime's extension."""
+    rules = []
+    for language, ids in sorted(facts.runtimes.items()):
+        rules.append({"if": {"required": ["runtime", "entrypoint"], "properties": {"runtime": {"enum": ids}}},
+                      "then": {"properties": {"entrypoint": _entrypoint(EXTENSIONS[language])}}})
+    return rules
+
+
+def bodies(facts: Facts) -> dict[str, Schema]:
+    fields_ = function_fields(facts)
+    closed = {"type": "object", "additionalProperties": False}
+    return {
+        "FunctionCreate": {**closed, "required": ["name", "runtime"], "properties": fields_,
+                           "allOf": _entrypoint_matches_runtime(facts)},
+        "FunctionUpdate": {**closed, "properties": {
+            **fields_, "status": {"type": "string", "enum": ["active", "inactive"],
+                                  "description": "active needs a succeeded deployment (409 otherwise)"}},
+            "allOf": _entrypoint_matches_runtime(facts),
+            "description": "partial; an entrypoint sent alone must suit the function's stored runtime"},
+        "DeployInline": {**closed, "required": ["code"], "properties": {
+            "code": {"type": "string", "pattern": r"\S", "description": "the handler's source"},
+            "filename": _entrypoint(tuple(e for lang in facts.runtimes for e in EXTENSIONS[lang])
+                                    or EXTENSIONS["python"]),
+            "dependencies": {**STR, "description": "requirements.txt text (Python) or name@range specs / "
+                                                   "a package.json (Node)"}}},
+        "Rollback": {**closed, "properties": {"deployment_id": STR, "code_hash": STR},
+                     "minProperties": 1, "maxProperties": 1, "description": "exactly one of deployment_id or code_hash"},
+        "KeyCreate": {**closed, "required": ["name"], "properties": {
+            "name": _string(64),
+            "permissions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(PERMISSIONS)}},
+            "expires_in_days": _int(1, 3650),
+            "expires_at": {"type": "string", "format": "date-time", "description": "RFC 3339, in the future"}},
+            "not": {"required": ["expires_in_days", "expires_at"]}},
+        "RouteSave": {**closed, "required": ["path", "function_id"], "properties": {
+            "path": {"type": "string", "maxLength": 512, "pattern": rf"^(/{_ROUTE_CHARS}+)+/?(\*)?$",
+                     "not": {"pattern": "^/(" + "|".join(sorted({r.strip('/') for r in RESERVED})) + ")(/.*)?$"},
+                     "description": "'/exact' or '/prefix/*', decoded (no %-escapes); not under "
+                                    + ", ".join(RESERVED)},
+            "function_id": {**STR, "description": "a function id or name"},
+            "methods": {"type": "string", "pattern": rf"^(\*|({_METHOD_LIST})(,({_METHOD_LIST}))*)$",
+                        "description": "'*' or a comma list"}}},
+        "PoolConfigUpdate": {**closed, "required": ["function_id"], "properties": {
+            "function_id": {**STR, "description": "a function id or name"},
+            **{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()}, "scale_to_zero": BOOL},
+            "description": "partial; min_warm may not exceed max_warm once merged"},
+        "SecretUpsert": {**closed, "required": ["key", "value"], "properties": {
+            "key": {"type": "string", "pattern": KEY_RE.pattern,
+                    "not": {"allOf": [{"pattern": _RESERVED_ENV}, {"not": {"const": SIGNING_SECRET}}]},
+                    "description": f"an environment variable name; not ORVA_* except {SIGNING_SECRET}"},
+            "value": _string(SECRET_VALUE_CHARS, 0, pattern=_NO_NUL,
+                             description=f"at most {MAX_VALUE_BYTES} bytes, no NUL")}},
+        "Onboard": {**closed, "required": ["username", "password"], "properties": {
+            "username": {"type": "string", "pattern": USERNAME_RE.pattern},
+            "password": _string(PASSWORD_MAX, PASSWORD_MIN),
+            "setup_token": {**NSTR, "description": "the bootstrap admin key (<data-dir>/admin.key); null or absent: "
+                                                   "X-Orva-API-Key is the proof"}}},
+        "Login": {**closed, "required": ["username", "password"], "properties": {
+            "username": STR, "password": {"type": "string", "maxLength": PASSWORD_MAX}}},
+        "ChangePassword": {**closed, "required": ["current_password", "new_password"], "properties": {
+            "current_password": STR, "new_password": _string(PASSWORD_MAX, PASSWORD_MIN)}},
+    }
+
+
+# ---- query parameters ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: Schema
+    description: str = ""
+    required: bool = False
+
+    def openapi(self) -> Schema:
+        out: Schema = {"name": self.name, "in": "query", "required": self.required, "schema": self.schema}
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+LIMIT = Param("limit", _int(1, 500), "page size (default 50)")
+CURSOR = Param("cursor", STR, "next_cursor of the previous page")
+PAGE = (LIMIT, CURSOR)
+FUNCTION_FILTER = Param("function_id", STR, "a function id or name")
+SINCE = Param("since", {"type": "string", "format": "date-time"}, "RFC 3339")
+
+
+@dataclass(frozen=True)
+class Op:
+    """What the document says of one operation beyond its path, summary and security."""
+
+    body: str | None = None                   # name of a JSON body schema in bodies()
+    raw_body: dict[str, Schema] | None = None  # other request content types
+    query: tuple[Param, ...] = ()
+    ok: dict[str, dict[str, Schema]] = field(default_factory=dict)  # status -> content type -> schema
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # status -> links
+    body_required: bool = True
+
+
+def json_ok(schema: Schema, status: str = "200") -> dict[str, dict[str, Schema]]:
+    return {status: {"application/json": schema}}
+
+
+def _link(operation_id: str, **params: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": params}
+
+
+_FN_LINKS = {f"{name}": _link(op, id="$response.body#/id") for name, op in (
+    ("GetFunction", "functions_get_function"), ("UpdateFunction", "functions_update_function"),
+    ("DeleteFunction", "functions_delete_function"), ("DeployInline", "functions_deploy_inline"),
+    ("ListDeployments", "functions_list_deployments"), ("ListSecrets", "secrets_list_secrets"),
+    ("UpsertSecret", "secrets_upsert_secret"), ("Kill", "functions_kill"))}
+_DEP_LINKS = {"GetDeployment": _link("deployments_get_deployment", id="$response.body#/id"),
+              "GetDeploymentLogs": _link("deployments_get_logs", id="$response.body#/id")}
+_ROUTE_LINKS = {"DeleteRoute": _link("routes_delete_route", path="$response.body#/path"),
+                "ListRoutes": _link("routes_list_routes", function_id="$response.body#/function_id")}
+_POOL_LINKS = {"GetPoolConfig": _link("pools_get_config", function_id="$response.body#/function_id")}
+_SECRET_LINKS = {"DeleteSecret": _link("secrets_delete_secret", id="$response.body#/function_id",
+                                       key="$response.body#/key"),
+                 "ListSecrets": _link("secrets_list_secrets", id="$response.body#/function_id")}
+_EXECUTION_LINKS = {"GetExecutionLogs": _link("executions_get_logs", id="$response.body#/id")}
+
+# a 503 some operations answer on purpose, with the envelope (BUILD_QUEUE_FULL, DASHBOARD_NOT_BUILT)
+UNAVAILABLE: dict[str, dict[str, Schema]] = {"503": {"application/json": ref("Error")}}
+TEXT: dict[str, Schema] = {"text/plain": {"type": "string"}}
+SSE: dict[str, Schema] = {"text/event-stream": {"type": "string"}}
+HEALTH_BODY = {"application/json": ref("Health")}
+ARCHIVE = {"type": "string", "format": "binary"}
+DELETED_SECRET = record({"function_id": STR, "key": STR, "deleted": {"const": True}})
+AUTH = "/api/v1/auth"
+
+OPS: dict[tuple[str, str], Op] = {
+    # functions
+    ("GET", "/api/v1/functions"): Op(
+        query=(Param("status", STR, "only functions in this status"), Param("runtime", STR, "only this runtime"),
+               *PAGE), ok=json_ok(page("functions", "Function"))),
+    ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
+                                      links={"201": _FN_LINKS}),
+    ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
+    ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("Function")),
+                                          links={"200": _FN_LINKS}),
+    ("DELETE", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Deleted"))),
+    ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline",
+                                                         ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE},
+                                                         links={"202": _DEP_LINKS}),
+    ("POST", "/api/v1/functions/{id}/deploy"): Op(
+        raw_body={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": ARCHIVE}},
+                  **{t: ARCHIVE for t in ("application/gzip", "application/zip", "application/x-tar",
+                                          "application/octet-stream")}},
+        ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE}, links={"202": _DEP_LINKS}),
+    ("GET", "/api/v1/functions/{id}/deployments"): Op(query=PAGE, ok=json_ok(page("deployments", "Deployment"))),
+    ("POST", "/api/v1/functions/{id}/rollback"): Op(body="Rollback", ok=json_ok(ref("Deployment"))),
+    ("GET", "/api/v1/functions/{id}/source"): Op(ok=json_ok(record({
+        "function_id": STR, "deployment_id": STR, "code_hash": STR, "filename": STR, "code": STR,
+        "dependencies": STR, "manifest": NSTR}))),
+    ("GET", "/api/v1/functions/{id}/diff"): Op(
+        query=(Param("from", STR, "a succeeded deployment id", required=True),
+               Param("to", STR, "a succeeded deployment id", required=True),
+               Param("format", {"type": "string", "enum": ["json", "unified"]}, "default json")),
+        ok={"200": {"application/json": record({"from": STR, "to": STR, "files": {"type": "array", "items": OBJ}}),
+                    "text/x-diff": {"type": "string"}}}),
+    ("POST", "/api/v1/functions/{id}/kill"): Op(ok=json_ok(record({"id": STR, "status": STR, "killed": INT}))),
+    # secrets
+    ("GET", "/api/v1/functions/{id}/secrets"): Op(ok=json_ok(record({
+        "function_id": STR, "secrets": {"type": "array", "items": ref("SecretName")}}))),
+    ("POST", "/api/v1/functions/{id}/secrets"): Op(
+        body="SecretUpsert", ok=json_ok(record({"function_id": STR, "key": STR, "stored": {"const": True}})),
+        links={"200": _SECRET_LINKS}),
+    ("DELETE", "/api/v1/functions/{id}/secrets/{key}"): Op(ok=json_ok(DELETED_SECRET)),
+    # deployments
+    ("GET", "/api/v1/deployments/{id}"): Op(ok=json_ok(ref("Deployment"))),
+    ("GET", "/api/v1/deployments/{id}/logs"): Op(
+        query=(Param("after_seq", {"type": "integer", "minimum": 0}, "lines after this seq"),
+               Param("limit", _int(1, 5000), "default 1000")),
+        ok=json_ok(record({"deployment_id": STR, "status": STR,
+                           "lines": {"type": "array", "items": record({"seq": INT, "stream": STR, "line": STR,
+                                                                        "ts": TIME})},
+                           "next_after_seq": {"type": ["integer", "null"]}}))),
+    ("GET", "/api/v1/deployments/{id}/stream"): Op(ok={"200": SSE}),
+    # keys
+    ("GET", "/api/v1/keys"): Op(query=PAGE, ok=json_ok(page("keys", "Key"))),
+    ("POST", "/api/v1/keys"): Op(body="KeyCreate", ok=json_ok(ref("KeyCreated"), "201"),
+                                 links={"201": {"RevokeKey": _link("keys_revoke", id="$response.body#/id")}}),
+    ("DELETE", "/api/v1/keys/{id}"): Op(ok=json_ok(ref("Deleted"))),
+    # routes
+    ("GET", "/api/v1/routes"): Op(query=(FUNCTION_FILTER,), ok=json_ok(page("routes", "Route"))),
+    ("POST", "/api/v1/routes"): Op(body="RouteSave", ok=json_ok(ref("Route"), "201"), links={"201": _ROUTE_LINKS}),
+    ("PUT", "/api/v1/routes"): Op(body="RouteSave", ok={**json_ok(ref("Route")), **json_ok(ref("Route"), "201")},
+                                  links={"200": _ROUTE_LINKS, "201": _ROUTE_LINKS}),
+    ("DELETE", "/api/v1/routes"): Op(query=(Param("path", STR, "the route's path", required=True),),
+                                     ok=json_ok(record({"path": STR, "deleted": {"const": True}}))),
+    # pools
+    ("GET", "/api/v1/pool/config"): Op(query=(Param("function_id", STR, "a function id or name", required=True),),
+                                       ok=json_ok(ref("PoolConfig"))),
+    ("PUT", "/api/v1/pool/config"): Op(body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")),
+                                       links={"200": _POOL_LINKS}),
+    # executions
+    ("GET", "/api/v1/executions"): Op(
+        query=(FUNCTION_FILTER, Param("status", {"type": "string", "enum": list(EXECUTION_STATUSES)}),
+               SINCE, Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"), *PAGE),
+        ok=json_ok(page("executions", "Execution"))),
+    ("GET", "/api/v1/executions/summary"): Op(query=(SINCE,), ok=json_ok(record({
+        "since": TIME, "functions": {"type": "array", "items": record({
+            "function_id": STR, "invocations": INT, "errors": INT, "last_invoked_at": NTIME})}}))),
+    ("GET", "/api/v1/executions/{id}"): Op(ok=json_ok(ref("Execution")), links={"200": _EXECUTION_LINKS}),
+    ("GET", "/api/v1/executions/{id}/logs"): Op(ok=json_ok(record({"execution_id": STR, "logs": STR,
+                                                                   "truncated": BOOL}))),
+    # runtimes and system
+    ("GET", "/api/v1/runtimes"): Op(ok=json_ok(record({"runtimes": {"type": "array", "items": record({
+        "id": STR, "language": STR, "version": STR, "interpreter": STR, "default_entrypoint": STR,
+        "aliases": {"type": "array", "items": STR}})}}))),
+    ("GET", "/api/v1/syscalls"): Op(ok=json_ok(OBJ)),
+    ("GET", "/api/v1/system/metrics"): Op(ok={"200": TEXT}),
+    ("GET", "/api/v1/system/metrics.json"): Op(ok=json_ok(record({
+        "invocations_total": INT, "by_status": OBJ, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
+        "latency_ms": OBJ, "pools": {"type": "array"}, "memory_reserved_bytes": INT, "builds": OBJ}))),
+    ("GET", "/api/v1/system/info"): Op(ok=json_ok(record({
+        "version": STR, "python": STR, "server": STR, "uptime_s": NUM, "data_dir": STR, "data_dir_bytes": INT,
+        "nsjail": {}, "cgroups": {}, "runtimes": {"type": "array", "items": STR},
+        "host_warnings": {"type": "array"}, "functions_url": NSTR}))),
+    ("GET", "/api/v1/events"): Op(
+        query=(Param("types", STR, "comma list of metrics, execution, deployment, function"), FUNCTION_FILTER),
+        ok={"200": SSE}),
+    ("GET", "/api/v1/audit-log"): Op(
+        query=(Param("actor_id", STR), Param("method", STR), Param("path_prefix", STR), SINCE, *PAGE),
+        ok=json_ok(record({"entries": {"type": "array", "items": OBJ}, "next_cursor": NSTR}))),
+    ("GET", "/api/v1/openapi.json"): Op(ok=json_ok(record({"openapi": STR, "info": OBJ, "paths": OBJ}))),
+    # health (503 with the same body when a check fails or start-up is not done)
+    ("GET", "/api/v1/system/health"): Op(ok={"200": HEALTH_BODY, "503": HEALTH_BODY}),
+    ("GET", "/health/ready"): Op(ok={"200": HEALTH_BODY, "503": HEALTH_BODY}),
+    ("GET", "/health/startup"): Op(ok={"200": {"application/json": record({"status": STR})},
+                                       "503": {"application/json": record({"status": STR})}}),
+    **{("GET", p): Op(ok=json_ok(record({"status": {"const": "ok"}}))) for p in ("/health", "/healthz",
+                                                                                  "/health/live")},
+    # auth
+    ("GET", f"{AUTH}/status"): Op(ok=json_ok(record({"has_user": BOOL, "functions_url": NSTR}))),
+    ("POST", f"{AUTH}/onboard"): Op(body="Onboard", ok=json_ok(ref("Session"), "201")),
+    ("POST", f"{AUTH}/login"): Op(body="Login", ok=json_ok(ref("Session"))),
+    ("GET", f"{AUTH}/me"): Op(ok=json_ok(ref("Session"))),
+    ("POST", f"{AUTH}/refresh"): Op(ok=json_ok(ref("Session"))),
+    ("POST", f"{AUTH}/logout"): Op(ok=json_ok(record({"logged_out": {"const": True}}))),
+    ("POST", f"{AUTH}/change-password"): Op(body="ChangePassword", ok=json_ok(record({"changed": {"const": True}}))),
+    # the dashboard
+    ("GET", "/"): Op(ok={"302": {}}),
+    ("GET", "/web"): Op(ok={"302": {}}),
+    ("GET", "/web/"): Op(ok={"200": {"text/html": {"type": "string"}}, **UNAVAILABLE}),
+    ("GET", "/web/assets/{name}"): Op(ok={"200": {t: {"type": "string"} for t in (
+        "text/javascript", "text/css", "font/woff2", "image/svg+xml", "image/png")}, **UNAVAILABLE}),
+}
