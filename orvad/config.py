@@ -188,6 +188,8 @@ FIELDS: tuple[Field, ...] = (
           "(or the link-local rule) would drop them"),
     Field("worker_log_bytes_per_s", 1024 * 1024, "ORVA_WORKER_LOG_BYTES_PER_S", _int_range(1024, 1 << 30),
           "stderr/log bytes per second one worker may write; the excess is dropped and counted"),
+    Field("disk_free_floor_percent", 5.0, "ORVA_DISK_FREE_FLOOR_PERCENT", _float_range(0, 99),
+          "health's disk check fails (503) when less than this share of the data dir's filesystem is free"),
     Field("cgroup_favor_dynmods", True, "ORVA_CGROUP_FAVOR_DYNMODS", _bool,
           "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period"),
 )
@@ -228,6 +230,7 @@ class Settings:
     egress_deny_private: bool
     egress_allow_cidrs: str
     worker_log_bytes_per_s: int
+    disk_free_floor_percent: float
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -27,6 +27,7 @@ from orvad.hostcheck import (
     HostCheck,
     check_host,
     code_path_check,
+    disk_check,
     favor_cgroup_migrations,
     load_sandbox_data,
 )
@@ -81,6 +82,7 @@ class Daemon:
                                  max_requests=settings.worker_max_requests)
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
                                builds=self._build_queue_state)
+        self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
         self.host: HostCheck | None = None
         self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
                                     allow_cidrs=settings.egress_allow_cidrs, seed=str(settings.data_dir))
@@ -223,6 +225,9 @@ class Daemon:
         expected = len(migration_files())
         checks["migrations"] = {"ok": self.db.schema_version == expected,
                                 "detail": f"schema {self.db.schema_version} of {expected}"}
+        full_since = self.batch.full_since if self.batch.full_since is not None else self.db.storage_full_since
+        checks["disk"] = await asyncio.to_thread(disk_check, self.settings.data_dir, self.settings.disk_free_floor_percent,
+                                                 full_since, self.batch.pending, self.batch.rows_dropped)
         return checks
 
     def audit_call(self, scope: Any, principal: Any, status: int) -> None:

@@ -23,6 +23,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── FunctionBusy         429 FUNCTION_BUSY
     ├── FunctionError        500 FUNCTION_ERROR
     ├── WorkerCrashed        502 WORKER_CRASHED
+    ├── InsufficientStorage  507 INSUFFICIENT_STORAGE
     ├── Unavailable          503 (BUILDING, BUILD_QUEUE_FULL, POOL_AT_CAPACITY,
     │                             MEMORY_EXHAUSTED, SHUTTING_DOWN)
     └── Timeout              504 TIMEOUT
@@ -30,6 +31,10 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import sqlite3
 from typing import Any
 
 
@@ -150,6 +155,38 @@ class WorkerCrashed(OrvaError):
     code, status = "WORKER_CRASHED", 502
     default_hint = ("orvad replaced the worker; the reason is in details.reason, and what it printed in the "
                     "execution's logs (GET /api/v1/executions/{id}/logs); retry if the request is idempotent")
+
+
+class InsufficientStorage(OrvaError):
+    """A write hit a full disk (ENOSPC, EDQUOT, or SQLite's "database or disk is full")."""
+
+    code, status = "INSUFFICIENT_STORAGE", 507
+    default_hint = ("the disk holding orvad's data dir is full: free space there (GET /api/v1/system/health "
+                    "shows the disk check) and send the request again; orvad recovers by itself")
+
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_SQLITE_FULL = 13  # the primary result code; extended codes carry it in their low byte
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a write that found no space: ENOSPC or EDQUOT from the
+    kernel, SQLITE_FULL from SQLite, or shutil.copytree's collected errors naming either."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, InsufficientStorage):
+            return True
+        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL:
+            return True
+        if isinstance(exc, shutil.Error):
+            text = str(exc)
+            if any(os.strerror(code) in text for code in _DISK_FULL_ERRNOS):
+                return True
+        elif isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 class Unavailable(OrvaError):

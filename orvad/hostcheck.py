@@ -225,3 +225,35 @@ def load_sandbox_data() -> SandboxData:
     folder = data_dir("sandbox")
     return SandboxData(yaml.safe_load((folder / "binds.yaml").read_text()),
                        yaml.safe_load((folder / "limits.yaml").read_text()))
+
+
+def disk_check(data_dir: Path, floor_percent: float, writes_full_since: float | None,
+               pending_rows: int, dropped_rows: int) -> dict[str, Any]:
+    """The health check ``disk``: free space on the data dir's filesystem against ``disk_free_floor_percent``.
+
+    Not ok below the floor, or while writes are failing for want of space (a quota says so
+    before the filesystem does). Free means what ``df`` calls available: space an ordinary
+    user may still take. One statvfs call; no write.
+    """
+    try:
+        st = os.statvfs(data_dir)
+    except OSError as exc:
+        return {"ok": False, "required": True, "detail": f"cannot read the free space of {data_dir}: {exc}"}
+    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    percent = 100.0 * free / total if total else 0.0
+    # whole percents: the detail stays the same from one probe to the next while other writers come and go
+    detail = (f"{int(percent)}% of {_size(total)} free at {data_dir}; floor {floor_percent:g}% "
+              "(ORVA_DISK_FREE_FLOOR_PERCENT)")
+    ok = percent >= floor_percent
+    if not ok:
+        detail += "; free space on this filesystem: deploys and API writes fail with 507 INSUFFICIENT_STORAGE"
+    if writes_full_since is not None:
+        ok = False
+        detail += f"; writes are failing for want of space ({pending_rows} rows held in memory for retry)"
+    if dropped_rows:
+        detail += f"; {dropped_rows} rows dropped since start (orva_store_rows_dropped_total)"
+    return {"ok": ok, "required": True, "detail": detail}
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.0f} GiB" if n >= 10 * 2**30 else f"{n / 2**20:.0f} MiB"

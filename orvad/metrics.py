@@ -83,6 +83,21 @@ class _InvocationCollector(Collector):
         yield from (invocations, cold, duration, queue)
 
 
+class _StoreCollector(Collector):
+    def __init__(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+        self._pending = pending
+        self._dropped = dropped
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        pending = GaugeMetricFamily("orva_store_rows_pending", "rows (executions, logs, audit) queued for the "
+                                    "database; they grow while the disk is full")
+        pending.add_metric([], self._pending())
+        dropped = CounterMetricFamily("orva_store_rows_dropped", "rows dropped because the queue held its bound "
+                                      "of unwritten rows (the disk was full for long)")
+        dropped.add_metric([], self._dropped())
+        yield from (pending, dropped)
+
+
 class Metrics:
     def __init__(self, pool_rows: Callable[[], list[dict[str, Any]]] = list,
                  reserved_bytes: Callable[[], float] = lambda: 0.0,
@@ -107,6 +122,10 @@ class Metrics:
         self._builds = builds
         self._recent: deque[tuple[float, float, bool, bool]] = deque(maxlen=100_000)  # (t, seconds, error, cold)
         self._started = time.monotonic()
+
+    def watch_store(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+        """The batched writer's rows: held in memory now, and dropped since start (past its bound)."""
+        self.registry.register(_StoreCollector(pending, dropped))
 
     def observe_invocation(self, function: str, status: str, seconds: float, cold: bool, queue_s: float) -> None:
         stats = self._invocations

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,3 +161,33 @@ def orvad() -> Iterator[Orvad]:
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def small_tmpfs(where: Path, size_mb: int) -> Iterator[Path]:
+    """A real filesystem of ``size_mb`` MiB at ``where`` (mode 0711: the jail traverses it), unmounted at the end."""
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}M,mode=0711", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill_disk(filler: Path, leave_bytes: int = 0) -> int:
+    """Append to ``filler`` until its filesystem has no space (ENOSPC), then give back ``leave_bytes``;
+    returns the filler's size."""
+    import errno
+
+    chunk = b"\0" * 65536
+    with filler.open("ab", buffering=0) as out:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    out.write(chunk[:size])
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    size = filler.stat().st_size
+    if leave_bytes:
+        os.truncate(filler, max(0, size - leave_bytes))
+    return filler.stat().st_size

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from orvad.errors import InsufficientStorage, is_disk_full
 from orvad.ids import uuid7
 from orvad.store.batch import MAX_VARIABLES, BatchWriter, multi_row
 from orvad.store.db import Database, _split_sql, migration_files
+from tests.conftest import fill_disk, small_tmpfs
 
 
 @pytest.fixture
@@ -222,3 +224,88 @@ async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_
     db.write_all = real_write_all  # type: ignore[method-assign]
     await writer.flush()  # flush (and stop) drain everything, arrivals included
     assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 13 and writer.pending == 0
+
+
+@pytest.fixture
+async def full_db(jail_tmp: Path):  # type: ignore[no-untyped-def]
+    """A database alone on a 4 MiB tmpfs, with a filler file beside it (fill it with fill_disk)."""
+    with small_tmpfs(jail_tmp / "disk", 4) as disk:
+        database = Database(disk / "t.db")
+        await database.open()
+        await database.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT)")
+        try:
+            yield database, disk / "filler"
+        finally:
+            await database.close()
+
+
+async def write_until_refused(database: Database) -> InsufficientStorage:
+    """With the disk full, SQLite still fills the WAL's old pages; a few writes later one finds no space."""
+    for i in range(2000):
+        try:
+            await database.execute("INSERT INTO rows (v) VALUES (?)", ("w" * 8000 + str(i),))
+        except InsufficientStorage as exc:
+            return exc
+    raise AssertionError("2000 writes of 8 KB each fitted on a full 4 MiB disk")
+
+
+async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[Database, Path]) -> None:
+    """SQLITE_FULL becomes the 507 error at the source; once space returns, writes work again."""
+    database, filler = full_db
+    fill_disk(filler)
+    refused = await write_until_refused(database)
+    assert refused.status == 507 and refused.code == "INSUFFICIENT_STORAGE"
+    assert "data dir" in (refused.hint or "") and is_disk_full(refused.__cause__)
+    assert database.storage_full_since is not None
+    filler.unlink()
+    await database.execute("INSERT INTO rows (v) VALUES (?)", ("after",))
+    assert database.storage_full_since is None
+    assert (await database.fetchone("SELECT COUNT(*) FROM rows WHERE v = 'after'"))[0] == 1
+
+
+async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple[Database, Path]) -> None:
+    """Rows queued while the disk is full stay in memory and are written, each once, when space returns."""
+    database, filler = full_db
+    fill_disk(filler)
+    await write_until_refused(database)
+    writer = BatchWriter(database, interval_s=0.01)
+    writer.start()
+    try:
+        for i in range(300):
+            writer.submit("INSERT INTO rows (v) VALUES (?)", ("x" * 2000 + f"-{i}",))
+        deadline = asyncio.get_running_loop().time() + 10
+        while writer.full_since is None:
+            assert asyncio.get_running_loop().time() < deadline, "the writer never found the disk full"
+            await asyncio.sleep(0.01)
+        assert writer.pending == 300 and writer.rows_dropped == 0
+        filler.unlink()
+        deadline = asyncio.get_running_loop().time() + 10
+        while writer.pending or writer.full_since is not None:
+            assert asyncio.get_running_loop().time() < deadline, f"{writer.pending} rows still unwritten"
+            await asyncio.sleep(0.01)
+    finally:
+        await writer.stop()
+    assert (await database.fetchone("SELECT COUNT(*) FROM rows WHERE v LIKE 'xx%'"))[0] == 300
+    assert writer.rows_dropped == 0
+
+
+async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
+        full_db: tuple[Database, Path]) -> None:
+    database, filler = full_db
+    fill_disk(filler)
+    await write_until_refused(database)
+    writer = BatchWriter(database, interval_s=0.01, max_pending=100)
+    writer.start()
+    try:
+        for i in range(150):
+            writer.submit("INSERT INTO rows (v) VALUES (?)", ("y" * 2000 + f"-{i}",))
+        assert writer.pending == 100 and writer.rows_dropped == 50
+        filler.unlink()
+        deadline = asyncio.get_running_loop().time() + 10
+        while writer.pending:
+            assert asyncio.get_running_loop().time() < deadline, f"{writer.pending} rows still unwritten"
+            await asyncio.sleep(0.01)
+    finally:
+        await writer.stop()
+    kept = await database.fetchall("SELECT v FROM rows WHERE v LIKE 'yy%'")
+    assert sorted(int(r[0].rsplit("-", 1)[1]) for r in kept) == list(range(100))  # the first 100, each once

@@ -164,7 +164,9 @@ def extract_into(data: bytes, root_fd: int, *, max_files: int = MAX_FILES, max_b
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ArchiveError(f"not a readable .tar.gz, .tar.xz, .tar.bz2 or .zip archive: {exc}") from None
-    except OSError as exc:  # gzip's BadGzipFile, a full disk, the size rlimit: no path in the message
+    except OSError as exc:  # gzip's BadGzipFile, the size rlimit: no path in the message
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a full disk is not the archive's fault: the unpacker reports it as such
         raise ArchiveError(f"the archive could not be unpacked: {exc.strerror or type(exc).__name__}") from None
     return count
 

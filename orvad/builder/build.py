@@ -38,7 +38,7 @@ from orvad.builder.safetree import (
 from orvad.builder.unpack import unpack
 from orvad.bus import Bus
 from orvad.clock import now_iso
-from orvad.errors import NotFound, ValidationError, VersionGCd
+from orvad.errors import InsufficientStorage, NotFound, ValidationError, VersionGCd, is_disk_full
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
 from orvad.store.functions import Deployment, Function, FunctionStore
@@ -49,6 +49,20 @@ _LIVE_LOG_KEEP_S = 600.0  # a finished build's events stay in memory this long f
 _UNPACK_TIMEOUT_S = 60.0
 _DISK_POLL_S = 0.2  # how often a running install's disk use is measured (longer for big trees)
 MANIFESTS = {"python": "requirements.txt", "node": "package.json"}
+_RECORD_RETRY_MAX_S = 2.0  # longest pause between attempts to record a build's end while the disk is full
+# what pip and npm print when a write finds no space (a build that fakes it only mislabels its own failure)
+_DISK_FULL_TEXT = ("No space left on device", "ENOSPC", "Disk quota exceeded", "EDQUOT")
+
+
+def disk_full_reason(exc: BaseException | None) -> str:
+    """The build failure reason for a write that found the disk full."""
+    what = "no space left on device"
+    if isinstance(exc, InsufficientStorage):
+        what = exc.message
+    elif isinstance(exc, OSError) and exc.strerror:
+        what = exc.strerror
+    return (f"the disk holding orvad's data dir is full ({what}); free space there (GET /api/v1/system/health "
+            "shows the disk check) and deploy again")
 
 
 ActivateHook = Callable[[Function, Deployment, Path], Awaitable[None]]
@@ -207,8 +221,16 @@ class Builder:
             if archive:
                 (staging / "ARCHIVE").touch()
 
-        await asyncio.to_thread(prepare)
-        dep = await self._store.insert_deployment(dep)
+        try:
+            await asyncio.to_thread(prepare)
+            dep = await self._store.insert_deployment(dep)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            await asyncio.to_thread(shutil.rmtree, staging, True)  # a half-written upload is of no use
+            if isinstance(exc, InsufficientStorage):
+                raise
+            raise InsufficientStorage(f"the upload could not be stored: {getattr(exc, 'strerror', None) or exc}") from exc
         self._logs[dep.id] = BuildLog(dep.id)
         try:
             self.queue.submit(dep.id, fn.id)
@@ -271,8 +293,13 @@ class Builder:
         except (BuildFailed, ArchiveError) as exc:
             await self._finish(dep, started, str(exc))
         except Exception as exc:
-            log.exception("build failed unexpectedly", extra={"deployment_id": dep.id})
-            await self._finish(dep, started, f"internal build error: {type(exc).__name__}")
+            if is_disk_full(exc):
+                log.error("build failed: the disk is full", extra={"deployment_id": dep.id, "error": str(exc)})
+                await asyncio.to_thread(shutil.rmtree, staging, True)  # give its space back before recording the end
+                await self._finish(dep, started, disk_full_reason(exc))
+            else:
+                log.exception("build failed unexpectedly", extra={"deployment_id": dep.id})
+                await self._finish(dep, started, f"internal build error: {type(exc).__name__}")
         finally:
             if held is not None:
                 self._release(fn.id, held)
@@ -319,12 +346,18 @@ class Builder:
             raise BuildFailed("dependencies cannot be installed: the build sandbox is unavailable on this host")
         await self._line(dep, "system", "installing dependencies in the build sandbox: " + " ".join(argv[1:4]) + " ...")
 
+        no_space: list[str] = []
+
         async def on_line(stream: str, line: str) -> None:
+            if not no_space and any(text in line for text in _DISK_FULL_TEXT):
+                no_space.append(line.strip()[-200:])
             await self._line(dep, stream, line)
 
         cache = await asyncio.to_thread(self._prepare_cache, fn.id)
         job = InstallJob(fn, language, argv, tree, cache, self._timeout_s, on_line)
         code = await self._install_within_disk_cap(job)
+        if code != 0 and no_space:
+            raise InsufficientStorage(f"the dependency install found no space: {no_space[0]}")
         if code != 0:
             raise BuildFailed(f"dependency install failed (exit code {code}); see the build log")
         escaping = await asyncio.to_thread(escaping_links, tree)
@@ -386,8 +419,37 @@ class Builder:
         """Record the end of a build; on success switch the function to it in the same transaction.
 
         A build that succeeds after a newer deployment was activated ends ``superseded``: the newest
-        submitted deployment wins.
+        submitted deployment wins. While the disk is too full to record the end, it is retried
+        (without holding the functions' lock in between) until it is written: never left ``building``.
         """
+        pause, attempt = 0.05, 0
+        while True:
+            try:
+                dep = await self._record_end(dep, started, error, first=attempt == 0)
+                break
+            except InsufficientStorage:
+                if attempt == 0:
+                    log.error("the end of a build cannot be recorded: the disk is full; retrying until space returns",
+                              extra={"deployment_id": dep.id, "error": error})
+                attempt += 1
+                await asyncio.sleep(pause)
+                pause = min(_RECORD_RETRY_MAX_S, pause * 2)
+        if attempt:
+            log.info("the end of a build was recorded after the disk had space again",
+                     extra={"deployment_id": dep.id, "attempts": attempt + 1})
+        status = dep.status
+        buildlog = self._logs.get(dep.id)
+        if buildlog is not None:
+            await buildlog.emit(status, self.record(dep))
+        self._bus.publish("deployment", self.record(dep))
+        for hook in self.on_finished:
+            hook(dep)
+        self._seq.pop(dep.id, None)
+        loop = asyncio.get_running_loop()
+        loop.call_later(_LIVE_LOG_KEEP_S, self._logs.pop, dep.id, None)
+
+    async def _record_end(self, dep: Deployment, started: float | None, error: str | None, *,
+                          first: bool) -> Deployment:
         now = now_iso()
         async with self._functions.lock:
             fn = self._functions.get(dep.function_id)
@@ -399,26 +461,19 @@ class Builder:
                                      status="inactive" if fn.status == "inactive" else "active", updated_at=now)
                 elif error is None:
                     status = "superseded"
-                    await self._line(dep, "system", "a newer deployment is active already; this one was not activated")
+                    if first:
+                        await self._line(dep, "system", "a newer deployment is active already; this one was not activated")
                 elif fn.active_deployment_id is None and fn.status == "building":
                     new_fn = replace(fn, status="error", updated_at=now)
-            dep = replace(dep, status=status, phase=status, phases=[*dep.phases, {"phase": status, "ts": now}],
+            end = replace(dep, status=status, phase=status, phases=[*dep.phases, {"phase": status, "ts": now}],
                           error_message=error, finished_at=now,
                           duration_ms=int((time.monotonic() - started) * 1000) if started is not None else None)
-            if error:
-                await self._line(dep, "system", f"build failed: {error}")
-            await self._store.update_deployment(dep, new_fn)
+            if error and first:
+                await self._line(end, "system", f"build failed: {error}")
+            await self._store.update_deployment(end, new_fn)
             if new_fn is not None:
                 await self._functions.set_state(new_fn)
-        buildlog = self._logs.get(dep.id)
-        if buildlog is not None:
-            await buildlog.emit(status, self.record(dep))
-        self._bus.publish("deployment", self.record(dep))
-        for hook in self.on_finished:
-            hook(dep)
-        self._seq.pop(dep.id, None)
-        loop = asyncio.get_running_loop()
-        loop.call_later(_LIVE_LOG_KEEP_S, self._logs.pop, dep.id, None)
+        return end
 
     async def collect(self, function_id: str) -> list[str]:
         """Remove built versions beyond the newest ``versions_kept``; never the active one, one in use,

@@ -4,7 +4,8 @@ orvad gives the child the archive on stdin and a folder it made for the jail use
 opens that folder, drops to 65534 (no groups, no capabilities), sets tight rlimits and only
 then parses and writes. Whatever an archive tricks the unpacker into, it does so with the
 rights of the jail user beneath a folder that user owns, and a bomb burns the child's time,
-not the event loop's. The child answers one JSON line: ``{"ok": n}`` or ``{"error": "..."}``.
+not the event loop's. The child answers one JSON line: ``{"ok": n}``, ``{"error": "..."}``, or
+``{"disk_full": "..."}`` when a write found no space (raised here as ``InsufficientStorage``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import encodings.cp437  # noqa: F401  zip names; imported before the child drops to a user that cannot read the stdlib
 import encodings.latin_1  # noqa: F401
 import encodings.utf_8  # noqa: F401
+import errno
 import json
 import logging
 import os
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 from orvad.builder.archive import ArchiveError, extract_into
+from orvad.errors import InsufficientStorage
 from orvad.process import PIPE, spawn
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ async def unpack(data: bytes, dest: Path, *, max_files: int, max_bytes: int, tim
     answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     if child.returncode == 0 and "ok" in answer:
         return
+    if "disk_full" in answer:
+        raise InsufficientStorage(f"unpacking the archive found no space: {answer['disk_full']}")
     if "error" in answer:
         raise ArchiveError(str(answer["error"]))
     log.error("archive unpacker failed", extra={"exit_code": child.returncode,
@@ -86,6 +91,11 @@ def main(argv: list[str]) -> int:
         return _ARCHIVE_EXIT
     except MemoryError:
         print(json.dumps({"error": "the archive needs more memory to unpack than allowed"}), flush=True)
+        return _ARCHIVE_EXIT
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(json.dumps({"disk_full": exc.strerror}), flush=True)
         return _ARCHIVE_EXIT
     print(json.dumps({"ok": count}), flush=True)
     return 0

@@ -4,6 +4,11 @@ Rows are queued in memory without awaiting the database; a background task write
 one transaction per batch, when ``max_batch`` rows are waiting or ``interval_s`` has passed.
 ``stop()`` writes everything still queued, so a clean shutdown loses nothing. A row may carry
 an ``after`` callback, called once the row is committed (so what it announces can be read).
+
+A full disk (``InsufficientStorage``) never loses queued rows: they stay in memory and the writer
+retries with a growing pause (up to ``_FULL_RETRY_MAX_S``) until a write commits. The queue holds
+at most ``max_pending`` rows; past that, newly submitted rows are dropped (their ``after`` is never
+called), counted in ``rows_dropped`` (the metric ``orva_store_rows_dropped_total``) and logged.
 """
 
 from __future__ import annotations
@@ -15,21 +20,31 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from orvad.errors import InsufficientStorage
 from orvad.store.db import Database
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING = 200_000  # rows kept in memory while they cannot be written (~100 MB of execution rows at most)
+_FULL_RETRY_MAX_S = 2.0
+Row = tuple[str, Sequence[Any], Callable[[], None] | None]
+
 
 class BatchWriter:
-    def __init__(self, db: Database, *, interval_s: float = 0.025, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, *, interval_s: float = 0.025, max_batch: int = 500,
+                 max_pending: int = MAX_PENDING) -> None:
         self._db = db
         self._interval_s = interval_s
         self._max_batch = max_batch
-        self._queue: list[tuple[str, Sequence[Any], Callable[[], None] | None]] = []
+        self._max_pending = max_pending
+        self._queue: list[Row] = []
         self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.rows_written = 0
+        self.rows_dropped = 0
+        self.full_since: float | None = None  # loop time since which queued rows cannot be written (disk full)
 
     @property
     def pending(self) -> int:
@@ -39,6 +54,9 @@ class BatchWriter:
         """Queue one row; never blocks and never touches the database on the caller's path."""
         if self._stopping and self._task is None:
             raise RuntimeError("batch writer is stopped")
+        if len(self._queue) >= self._max_pending:
+            self._drop(1, "the batched writer's queue is full (the disk has been full for a while); rows dropped")
+            return
         self._queue.append((sql, params, after))
         if len(self._queue) >= self._max_batch:
             self._wake.set()
@@ -48,11 +66,22 @@ class BatchWriter:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
-        await self.flush()  # anything queued while the task was finishing
+        try:
+            await self.flush()  # anything queued while the task was finishing
+        except InsufficientStorage:
+            lost = len(self._queue)
+            self._queue.clear()
+            self._drop(lost, "stopping with the disk full: rows that could not be written are lost", always=True)
+
+    def _drop(self, count: int, message: str, *, always: bool = False) -> None:
+        before, self.rows_dropped = self.rows_dropped, self.rows_dropped + count
+        if always or before == 0 or before // 10_000 != self.rows_dropped // 10_000:  # the first, then every 10,000
+            log.error(message, extra={"rows_dropped_total": self.rows_dropped, "max_pending": self._max_pending})
 
     async def flush(self) -> None:
         """Write every queued row, including rows queued while it writes."""
@@ -81,8 +110,8 @@ class BatchWriter:
                 self.rows_written += len(batch)
                 _announce(after for _, _, after in batch)
 
-    async def _write_one_by_one(self, batch: list[tuple[str, Sequence[Any], Callable[[], None] | None]]) -> None:
-        for sql, params, after in batch:
+    async def _write_one_by_one(self, batch: list[Row]) -> None:
+        for index, (sql, params, after) in enumerate(batch):
             try:
                 await self._db.write_all([(sql, params)])
                 self.rows_written += 1
@@ -90,18 +119,38 @@ class BatchWriter:
             except sqlite3.IntegrityError as exc:
                 # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
                 log.error("batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)})
+            except Exception:
+                self._queue[:0] = batch[index:]  # this row and the rest: kept for the next attempt
+                raise
 
     async def _run(self) -> None:
+        pause = self._interval_s
         while not self._stopping:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                if self.full_since is None:
+                    await asyncio.wait_for(self._wake.wait(), pause)
+                else:  # a full queue wakes us on every submit; while the disk is full, wait the pause out
+                    await asyncio.wait_for(self._stop_requested.wait(), pause)
             except TimeoutError:
                 pass
             self._wake.clear()
             try:
                 await self._write_queued()
+            except InsufficientStorage:
+                if self.full_since is None:
+                    self.full_since = asyncio.get_running_loop().time()
+                    log.error("the disk is full: batched rows are kept in memory and retried until space returns",
+                              extra={"pending": self.pending, "max_pending": self._max_pending})
+                pause = min(_FULL_RETRY_MAX_S, max(pause, 0.05) * 2)
+                continue
             except Exception:
                 log.exception("batched write failed; rows kept for the next attempt", extra={"pending": self.pending})
+                continue
+            if self.full_since is not None:
+                log.info("the disk has space again: batched rows are written",
+                         extra={"pending": self.pending, "rows_dropped_total": self.rows_dropped})
+                self.full_since = None
+            pause = self._interval_s
 
 
 # SQLite's smallest limit on host parameters per statement (builds before 3.32; later ones allow 32,766).

@@ -3,6 +3,9 @@
 aiosqlite serialises statements per connection but not transactions, so every write goes
 through ``Database.transaction()`` which holds an asyncio lock and uses ``BEGIN IMMEDIATE``.
 WAL lets the reader run while the writer commits.
+
+A write that finds the disk full (SQLITE_FULL, ENOSPC, EDQUOT) raises ``InsufficientStorage``
+(507) here, at the source, and ``storage_full_since`` says so until a write commits again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from orvad.errors import InsufficientStorage, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class Database:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self.schema_version = 0
+        self.storage_full_since: float | None = None  # loop time of the first write that found the disk full
 
     @property
     def is_open(self) -> bool:
@@ -107,10 +113,12 @@ class Database:
                 await conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 await conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 with suppress(sqlite3.Error):  # nothing open (BEGIN itself failed): nothing to undo
                     await conn.execute("ROLLBACK")
+                self._raise_if_full(exc)
                 raise
+            self.storage_full_since = None
 
     async def write_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run write statements as one transaction in one job on the writer's thread.
@@ -136,7 +144,22 @@ class Database:
         async with self._write_lock:
             # aiosqlite has no public "run this on the connection's thread"; _execute is how its
             # own methods do it (aiosqlite 0.17 to 0.22)
-            await conn._execute(run, conn._conn)
+            try:
+                await conn._execute(run, conn._conn)
+            except Exception as exc:
+                self._raise_if_full(exc)
+                raise
+            self.storage_full_since = None
+
+    def _raise_if_full(self, exc: BaseException) -> None:
+        """Turn a write that found the disk full into InsufficientStorage (the API's 507)."""
+        if isinstance(exc, InsufficientStorage) or not is_disk_full(exc):
+            return
+        if self.storage_full_since is None:
+            self.storage_full_since = asyncio.get_running_loop().time()
+            log.error("the database cannot write: the disk holding the data dir is full",
+                      extra={"path": str(self.path), "error": str(exc)})
+        raise InsufficientStorage(f"the database could not be written: {exc}") from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; returns the number of rows changed."""

@@ -1,0 +1,194 @@
+"""A full disk (issue 17.4), on a real small filesystem: orvad's data dir is a tmpfs of a few MiB that
+the test fills with a file of its own, then empties again.
+
+While full: API writes answer 507 INSUFFICIENT_STORAGE with the envelope, a build that runs out of
+space fails at once saying so, health's disk check is not ok (503), invocations still answer. Once the
+filler is gone everything recovers by itself: writes, health, deploys, and the executions of the full
+period are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orvad.builder.build import Builder
+from orvad.bus import Bus
+from orvad.clock import now_iso
+from orvad.functions import FunctionService
+from orvad.ids import uuid7
+from orvad.store.batch import BatchWriter
+from orvad.store.db import Database
+from orvad.store.functions import Deployment, FunctionStore
+from tests.conftest import Orvad, fill_disk, small_tmpfs, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.test_store import write_until_refused
+
+PY = "def handler(event, context):\n    return {'v': %d}\n"
+DISK_MB = 48
+
+
+def _big_archive(mib: int) -> bytes:
+    """A few KB of .tar.gz that unpack to ``mib`` MiB: more than the disk has left."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("handler.py", (PY % 9).encode()), ("big.bin", b"\0" * (mib << 20))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _health(c: httpx.Client) -> tuple[int, dict[str, Any]]:
+    r = c.get("/api/v1/system/health")
+    return r.status_code, r.json()
+
+
+def _assert_507(r: httpx.Response) -> None:
+    assert r.status_code == 507, r.text
+    error = r.json()["error"]
+    assert error["code"] == "INSUFFICIENT_STORAGE" and error["request_id"] == r.headers["x-request-id"]
+    assert "data dir" in error["hint"] and "health" in error["hint"]
+
+
+def test_a_full_disk_fails_writes_and_builds_clearly_and_everything_recovers(
+        make_orvad: Callable[..., Orvad], jail_tmp: Path) -> None:
+    with small_tmpfs(jail_tmp / "disk", DISK_MB) as disk:
+        server = make_orvad(data_dir=disk)
+        filler = disk / "filler"
+        try:
+            _full_then_recovered(server, filler)
+        finally:
+            filler.unlink(missing_ok=True)
+            server.stop()
+
+
+def _full_then_recovered(server: Orvad, filler: Path) -> None:
+    with server.admin() as c, server.client() as anonymous:
+        fn = create_function(c, "disk-fn")
+        assert wait_deployed(c, deploy_inline(c, fn["id"], PY % 1)["id"])["status"] == "succeeded"
+        assert c.post(f"/fn/{fn['id']}").json() == {"v": 1}  # a warm worker for the full period
+        status, body = _health(c)
+        assert status == 200 and body["checks"]["disk"]["ok"] is True, body
+
+        # A build that runs out of space fails at once, naming the full disk (it stayed `building`).
+        fill_disk(filler, leave_bytes=2 << 20)
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("big.tgz", _big_archive(16))})
+        assert r.status_code == 202, r.text
+        failed = wait_deployed(c, r.json()["id"], deadline_s=30)
+        assert failed["status"] == "failed", failed
+        assert "disk holding orvad's data dir is full" in failed["error_message"], failed
+        assert c.post(f"/fn/{fn['id']}").json() == {"v": 1}  # the active version still serves
+
+        # Full to the last byte.
+        fill_disk(filler)
+        wait_for(lambda: _health(c)[0] == 503, 10, "health to answer 503 with the disk full")
+        status, body = _health(c)
+        disk = body["checks"]["disk"]
+        assert body["status"] == "unhealthy" and disk["ok"] is False and disk["required"] is True, body
+        assert "% of 48 MiB free" in disk["detail"] and "floor 5%" in disk["detail"], disk
+        status, public = _health(anonymous)
+        assert status == 503 and public["checks"]["disk"] == {"ok": False, "required": True}, public
+
+        # An upload cannot be stored: 507 with the envelope, and nothing is left half-written.
+        _assert_507(c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": PY % 2 + "#" * 100_000}))
+        # Database writes: SQLite first fills the old pages of its write-ahead log; a few later it finds no space.
+        refused = None
+        for i in range(300):
+            r = c.post("/api/v1/functions", json={"name": f"full-{i}", "runtime": "python",
+                                                  "env_vars": {f"K{k}": "v" * 2000 for k in range(8)}})
+            if r.status_code != 201:
+                refused = r
+                break
+        assert refused is not None, "300 function rows fitted on a full disk"
+        _assert_507(refused)
+
+        # Invocations need no disk: they answer, and their records wait in memory.
+        executions = []
+        for _ in range(20):
+            r = c.post(f"/fn/{fn['id']}")
+            assert r.status_code == 200 and r.json() == {"v": 1}, r.text
+            executions.append(r.headers["x-orva-execution-id"])
+
+        # Space returns: everything recovers by itself.
+        filler.unlink()
+        wait_for(lambda: _health(c)[0] == 200, 15, "health to answer 200 once space returned")
+        assert _health(c)[1]["checks"]["disk"]["ok"] is True
+        create_function(c, "after-the-full-disk")
+        dep = deploy_inline(c, fn["id"], PY % 3)
+        assert wait_deployed(c, dep["id"], deadline_s=60)["status"] == "succeeded"
+        wait_for(lambda: c.post(f"/fn/{fn['id']}").json() == {"v": 3}, 15, "the new version to serve")
+        for execution in executions:
+            wait_for(lambda e=execution: c.get(f"/api/v1/executions/{e}").status_code == 200, 15,  # type: ignore[misc]
+                     f"execution {execution} of the full period to be recorded")
+        metrics = c.get("/api/v1/system/metrics").text
+        assert "orva_store_rows_dropped_total 0.0" in metrics, [ln for ln in metrics.splitlines() if "store" in ln]
+
+
+class _Python:
+    """The runtime catalogue, reduced to the one runtime this test's function names."""
+
+    def language_of(self, runtime_id: str) -> str | None:
+        return "python" if runtime_id == "python" else None
+
+    def interpreter_of(self, runtime_id: str) -> str:
+        return sys.executable
+
+    def ids(self) -> list[str]:
+        return ["python"]
+
+    def list(self) -> list[dict[str, Any]]:
+        return [{"id": "python"}]
+
+
+async def test_the_end_of_a_build_is_retried_until_the_disk_has_space(
+        jail_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """When even the failure cannot be written, the builder retries (without holding the functions'
+    lock in between) until space returns: the deployment never stays `building`."""
+    with small_tmpfs(jail_tmp / "disk", 4) as disk:
+        db = Database(disk / "orva.db")
+        await db.open()
+        batch = BatchWriter(db, interval_s=0.01)
+        batch.start()
+        try:
+            store = FunctionStore(db, batch)
+            functions = FunctionService(store, _Python())
+            builder = Builder(root=disk / "functions", store=store, functions=functions, bus=Bus(),
+                              language_of=_Python().language_of, interpreter_of=_Python().interpreter_of,
+                              install=None, concurrency=1, backlog=4, timeout_s=10, versions_kept=2)
+            fn = await functions.create({"name": "full", "runtime": "python"})
+            dep = await store.insert_deployment(Deployment(
+                id=uuid7(), function_id=fn.id, version=0, code_hash=None, status="building", phase="extracting",
+                phases=[], source="inline", parent_deployment_id=None, error_message=None, submitted_at=now_iso(),
+                started_at=now_iso(), finished_at=None, duration_ms=None))
+            await db.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT)")
+            fill_disk(disk / "filler")
+            await write_until_refused(db)
+
+            caplog.set_level(logging.INFO, logger="orvad.builder.build")
+            ending = asyncio.create_task(builder._finish(dep, None, "the disk is full"))
+            deadline = asyncio.get_running_loop().time() + 10
+            while not any("cannot be recorded" in r.getMessage() for r in caplog.records):
+                assert asyncio.get_running_loop().time() < deadline and not ending.done(), "no failed attempt"
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(functions.lock.acquire(), 2)  # other writers are not held up meanwhile
+            functions.lock.release()
+            row = await store.deployment(dep.id)
+            assert row is not None and row.status == "building" and not ending.done()
+
+            (disk / "filler").unlink()
+            await asyncio.wait_for(ending, 10)
+            row = await store.deployment(dep.id)
+            assert row is not None and (row.status, row.error_message) == ("failed", "the disk is full")
+        finally:
+            await batch.stop()
+            await db.close()
