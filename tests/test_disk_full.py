@@ -53,6 +53,13 @@ def _health(c: httpx.Client) -> tuple[int, dict[str, Any]]:
     return r.status_code, r.json()
 
 
+def _pending_rows(c: httpx.Client) -> float:
+    for line in c.get("/api/v1/system/metrics").text.splitlines():
+        if line.startswith("orva_store_rows_pending "):
+            return float(line.split()[1])
+    raise AssertionError("no orva_store_rows_pending in the metrics")
+
+
 def _assert_507(r: httpx.Response) -> None:
     assert r.status_code == 507, r.text
     error = r.json()["error"]
@@ -118,6 +125,7 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
             r = c.post(f"/fn/{fn['id']}")
             assert r.status_code == 200 and r.json() == {"v": 1}, r.text
             executions.append(r.headers["x-orva-execution-id"])
+        wait_for(lambda: _pending_rows(c) >= len(executions), 10, "the executions to wait in memory")
 
         # Space returns: everything recovers by itself.
         filler.unlink()
