@@ -10,10 +10,13 @@ period are recorded.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import logging
 import sys
 import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,14 +40,27 @@ PY = "def handler(event, context):\n    return {'v': %d}\n"
 DISK_MB = 48
 
 
-def _big_archive(mib: int) -> bytes:
-    """A few KB of .tar.gz that unpack to ``mib`` MiB: more than the disk has left."""
+def _archive(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("handler.py", (PY % 9).encode()), ("big.bin", b"\0" * (mib << 20))):
+        for name, data in {"handler.py": (PY % 9).encode(), **files}.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _wheel(mib: int) -> bytes:
+    """A local wheel (no index needed) whose install writes ``mib`` MiB into the function's folder."""
+    files = {"big/__init__.py": b"", "big/data.bin": b"\0" * (mib << 20),
+             "big-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n",
+             "big-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: orva-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+                     f"{len(data)}\n" for name, data in files.items()) + "big-1.0.dist-info/RECORD,,\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in {**files, "big-1.0.dist-info/RECORD": record.encode()}.items():
+            zf.writestr(name, data)
     return buf.getvalue()
 
 
@@ -89,12 +105,21 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
 
         # A build that runs out of space fails at once, naming the full disk (it stayed `building`).
         fill_disk(filler, leave_bytes=2 << 20)
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("big.tgz", _big_archive(16))})
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("big.tgz", _archive({"big.bin": b"\0" * (16 << 20)}))})
         assert r.status_code == 202, r.text
         failed = wait_deployed(c, r.json()["id"], deadline_s=30)
         assert failed["status"] == "failed", failed
         assert "disk holding orvad's data dir is full" in failed["error_message"], failed
         assert c.post(f"/fn/{fn['id']}").json() == {"v": 1}  # the active version still serves
+        # The same for a dependency install: pip (in the build jail) writes a 16 MiB wheel's files.
+        wheel = "big-1.0-py3-none-any.whl"
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("deps.tgz", _archive({
+            wheel: _wheel(16), "requirements.txt": f"/code/{wheel}\n".encode()}))})
+        assert r.status_code == 202, r.text
+        failed = wait_deployed(c, r.json()["id"], deadline_s=120)
+        assert failed["status"] == "failed", failed
+        assert "disk holding orvad's data dir is full (the dependency install found no space" in failed["error_message"], \
+            (failed, c.get(f"/api/v1/deployments/{failed['id']}/logs").json())
 
         # Full to the last byte.
         fill_disk(filler)
