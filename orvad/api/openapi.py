@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from orvad import __version__
-from orvad.api.schemas import OPS, RECORDS, Facts, Op, bodies
+from orvad.api.schemas import EXAMPLES, OPS, RECORDS, Facts, Op, bodies
 from orvad.auth.guard import requirement
 
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
@@ -62,8 +62,8 @@ def _operation(method: str, path: str, route: Route, summary: str, op_id: str,
     if params:
         operation["parameters"] = params
     if op.body:
-        operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body}"}}}}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{op.body}"}, "example": EXAMPLES[op.body]}}}
     elif op.raw_body:
         operation["requestBody"] = {"required": True, "content": {t: {"schema": s} for t, s in op.raw_body.items()}}
     if need == "public":

@@ -253,6 +253,23 @@ def bodies(facts: Facts) -> dict[str, Schema]:
     }
 
 
+# one example body each, shown in the document (and sent by schemathesis's examples phase)
+EXAMPLES: dict[str, Schema] = {
+    "FunctionCreate": {"name": "hello-world", "runtime": "python", "memory_mb": 128, "timeout_ms": 10000},
+    "FunctionUpdate": {"description": "greets", "env_vars": {"GREETING": "hello"}},
+    "DeployInline": {"code": "def handler(event, context):\n    return {'hello': 'world'}\n",
+                     "dependencies": ""},
+    "Rollback": {"deployment_id": "01900000-0000-7000-8000-000000000000"},
+    "KeyCreate": {"name": "ci", "permissions": ["read", "write"], "expires_in_days": 30},
+    "RouteSave": {"path": "/hooks/stripe", "function_id": "hello-world", "methods": "POST"},
+    "PoolConfigUpdate": {"function_id": "hello-world", "min_warm": 1, "max_warm": 4},
+    "SecretUpsert": {"key": "API_TOKEN", "value": "s3cret"},
+    "Onboard": {"username": "admin", "password": "a-long-passphrase", "setup_token": "orva_" + "0" * 64},
+    "Login": {"username": "admin", "password": "a-long-passphrase"},
+    "ChangePassword": {"current_password": "a-long-passphrase", "new_password": "another-long-passphrase"},
+}
+
+
 # ---- query parameters ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
