@@ -63,6 +63,8 @@ def answer(message):
           "response": {"statusCode": 200, "headers": {}, "body": message["event"]["n"], "isBase64Encoded": False}})
 
 mode = sys.argv[1]
+if mode == "supervised":  # like nsjail: the adapter runs as a child in its own session, which outlives a SIGKILL
+    sys.exit(subprocess.call([sys.executable, "-c", sys.argv[2], "hold"], start_new_session=True))
 if mode == "silent":
     time.sleep(60)
 if mode == "exit7":
@@ -108,6 +110,8 @@ for message in frames():
     elif mode == "noisy" and message["event"]["n"] == "noisy":  # past the capture: straight to fd 2
         os.write(2, b"a" * 300000 + b"\n" + b"b" * 10000)
         answer(message)
+    elif mode == "hold":
+        time.sleep(60)
     elif mode == "halfstream":
         send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
         send({"type": "chunk", "id": message["id"], "data": "part", "isBase64Encoded": False})
@@ -250,6 +254,22 @@ async def test_a_supervisor_killed_from_outside_leaves_no_cgroups_and_is_not_cal
     await wait_until(lambda: worker.exit_reason is not None, 10, "the worker's exit")
     await wait_until(lambda: not leaked_cgroups({worker.jail_pid}), 10, "the cgroup folders to be removed")
     assert "supervisor was killed" in worker.exit_reason and "out of memory" not in worker.exit_reason
+    await worker.stop(grace_s=0)
+
+
+async def test_a_supervisor_killed_from_outside_takes_its_adapter_with_it() -> None:
+    """nsjail does not take the jailed process with it when it is SIGKILLed; the adapter kept stdout open, so
+    its request waited for its timeout. orvad kills the adapter (through a pidfd) once the supervisor is gone."""
+    worker = Worker(Invocation([sys.executable, "-c", FAKE, "supervised", FAKE], {"PATH": "/usr/bin:/bin"}),
+                    name="fake-supervised", memory_mb=64)
+    await worker.start(10)
+    assert worker.pid is not None and worker.jail_pid is not None and worker.jail_pid != worker.pid
+    held = asyncio.ensure_future(invoke(worker, "held", timeout_s=30))
+    await asyncio.sleep(0)
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(WorkerCrashed, match="sandbox supervisor was killed"):
+        await asyncio.wait_for(held, 10)
+    await wait_until(lambda: not alive({worker.jail_pid}), 5, "the adapter to be killed")  # type: ignore[arg-type]
     await worker.stop(grace_s=0)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from orvad.errors import OrvaError, Timeout, WorkerCrashed
+from orvad.pool.oomwatch import OomWatch
 from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
 from orvad.pool.stderr import StderrSink
 from orvad.process import PIPE, Child, spawn
@@ -115,6 +116,7 @@ class Worker:
         self._spawned: asyncio.Future[None] | None = None
         self._oom_mark: int | None = None  # the host's OOM-kill count when this worker started
         self.jail_pid: int | None = None   # the jailed process (host pid): nsjail names its cgroups after it
+        self._oom_watch: OomWatch | None = None
         self._stderr = StderrSink(name, log_bytes_per_s, on_log_drop)
         self.stderr_tail = self._stderr.tail
         self.exit_reason: str | None = None
@@ -129,6 +131,7 @@ class Worker:
         self._backlog: deque[dict[str, Any]] = deque()  # frames read but held back for a full stream buffer
         self._stdout = _Stdout(self)
         self._broken = False  # a protocol error: the rest of stdout is ignored
+        self._stdout_closed = False
 
     @property
     def pid(self) -> int | None:
@@ -173,6 +176,9 @@ class Worker:
             raise WorkerCrashed(f"worker failed to start: {detail}{extra}",
                                 hint="check the runtime and the sandbox in GET /api/v1/system/health") from exc
         self.jail_pid = _first_child(self.proc.pid)
+        self._oom_watch = OomWatch.attach(self.jail_pid)
+        self._tasks.append(asyncio.create_task(self._watch_supervisor(_pidfd(self.jail_pid)),
+                                               name=f"orva-supervisor-{self.name}"))
         self.init_error = ready.get("initError")
         self.version = ready.get("version")
         self.spawn_s = time.monotonic() - started
@@ -309,7 +315,22 @@ class Worker:
     def _reading(self, on: bool) -> None:
         self._stdout.reading(on)
 
+    async def _watch_supervisor(self, jail_pidfd: int | None) -> None:
+        """nsjail does not take the jailed process with it when it is SIGKILLed (from outside, or by stop()):
+        the jailed process would hold stdout open and its requests would wait for their timeout. When nsjail
+        has gone and stdout is still open, kill the jailed process (through a pidfd: never a reused pid)."""
+        assert self.proc is not None
+        try:
+            await self.proc.wait()
+            if jail_pidfd is not None and not self._stdout_closed:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(jail_pidfd, signal.SIGKILL)
+        finally:
+            if jail_pidfd is not None:
+                os.close(jail_pidfd)
+
     def _on_stdout_closed(self) -> None:
+        self._stdout_closed = True
         task = asyncio.get_running_loop().create_task(self._exited(), name=f"orva-exit-{self.name}")
         self._tasks.append(task)
 
@@ -377,15 +398,21 @@ class Worker:
         code = await self.proc.wait()
         if code < 0 and not self._killed_by_us:
             self._clean_after_kill(self.proc.pid)  # a supervisor killed from outside leaves its cgroups
+        oom: bool | None = None
+        if self._oom_watch is not None:
+            if code == 128 + signal.SIGKILL and self.exit_reason is None and not self._stopping:
+                oom = await self._oom_watch.verdict()
+            self._oom_watch.close()
         if self.exit_reason is None:
-            self.exit_reason = self._describe_exit(code)
+            self.exit_reason = self._describe_exit(code, oom)
         self._fail_all(self.exit_reason, WorkerCrashed)
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(WorkerCrashed(self.exit_reason))
         if self._on_exit is not None:
             self._on_exit(self)
 
-    def _describe_exit(self, code: int) -> str:
+    def _describe_exit(self, code: int, oom: bool | None = None) -> str:
+        """Why the worker ended; ``oom`` is the memory cgroup's own verdict where it could be watched."""
         if self._stopping:
             return "stopped by orvad"
         if code == 255:  # nsjail's own failure, before or while starting the child
@@ -395,9 +422,12 @@ class Worker:
         if signo == signal.SIGKILL and not self._killed_by_us:
             if code < 0:  # the sandbox's supervisor itself: the OOM killer only ever picks the jailed process
                 return "killed by SIGKILL from outside orvad (the sandbox supervisor was killed)"
-            oom_kills = host_oom_kills()
-            if oom_kills is not None and oom_kills == self._oom_mark:
-                return "killed by SIGKILL from outside orvad (the kernel's OOM killer killed nothing while it ran)"
+            if oom is None:  # no cgroup watch (cgroup v2, or none): the host's count since the worker started
+                oom_kills = host_oom_kills()
+                if oom_kills is not None and oom_kills == self._oom_mark:
+                    return "killed by SIGKILL from outside orvad (the kernel OOM-killed nothing while it ran)"
+            elif not oom:
+                return "killed by SIGKILL from outside orvad (its memory cgroup recorded no OOM kill)"
             return f"killed by SIGKILL: out of memory (limit {self.memory_mb} MB)"
         if signo:
             try:
@@ -474,6 +504,13 @@ def host_oom_kills() -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def _pidfd(pid: int | None) -> int | None:
+    try:
+        return os.pidfd_open(pid) if pid is not None else None
+    except OSError:
+        return None
 
 
 def _first_child(pid: int) -> int | None:
