@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from orvad.clock import now_iso
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
+from orvad.jsonvalues import json_int
 from orvad.store.functions import Function, FunctionStore
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -49,8 +50,8 @@ def _bad(field: str, message: str, hint: str | None = None, **details: Any) -> V
 
 
 def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
-    value = body[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+    value = json_int(body[field])
+    if value is None or not lo <= value <= hi:
         raise _bad(field, f"must be an integer in {lo}..{hi}", min=lo, max=hi)
     return value
 

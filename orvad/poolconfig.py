@@ -8,6 +8,7 @@ from typing import Any
 
 from orvad.clock import now_iso
 from orvad.errors import ValidationError
+from orvad.jsonvalues import json_int
 from orvad.pool.config import DEFAULT_CONFIG, PoolConfig
 from orvad.store.pools import PoolConfigStore
 
@@ -18,16 +19,20 @@ FIELDS = (*LIMITS, "scale_to_zero")
 
 def merge(current: PoolConfig, changes: dict[str, Any]) -> PoolConfig:
     """Apply a partial update, validating each field and min_warm <= max_warm."""
+    clean: dict[str, Any] = {}
     for field, value in changes.items():
         if field == "scale_to_zero":
             if not isinstance(value, bool):
                 raise ValidationError("scale_to_zero must be true or false", details={"field": field})
+            clean[field] = value
             continue
         lo, hi = LIMITS[field]
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        number = json_int(value)
+        if number is None or not lo <= number <= hi:
             raise ValidationError(f"{field} must be an integer in {lo}..{hi}",
                                   details={"field": field, "min": lo, "max": hi})
-    merged = replace(current, **changes)
+        clean[field] = number
+    merged = replace(current, **clean)
     if merged.min_warm > merged.max_warm:
         raise ValidationError(f"min_warm ({merged.min_warm}) may not exceed max_warm ({merged.max_warm})",
                               details={"field": "min_warm"})

@@ -132,7 +132,7 @@ def test_the_session_scheme_names_the_cookie_in_use(make_orvad) -> None:  # type
 STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "name": (["a", "hello-world", "a" + "0" * 62], ["A", "1a", "a_b", "a" * 64, "a\n", ""]),
     "entrypoint": (["handler.py", "src/app.v2.py", "_x.py"],
-                   ["../x.py", "a/../b.py", "/abs.py", "x.txt", ".hidden.py", "handler.py\n", "a\n/b.py"]),
+                   ["../x.py", "a/../b.py", "/abs.py", "x.txt", ".hidden.py", "-x.py", "handler.py\n", "a\n/b.py"]),
     "filename": (["handler.py", "lib/main.py"], ["../x.py", "x.txt", "/x.py"]),
     "path": (["/hooks/x", "/shop/*", "/a/", "/api2/x", "/x:y@z"],
              ["hooks", "/api/x", "/fn/*", "/", "/*", "/a%20b", "/a//b", "/health", "/a\n", "/a b"]),
@@ -176,7 +176,8 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     if kind in ("integer", "number"):
         lo, hi = schema["minimum"], schema["maximum"]
         step = 1 if kind == "integer" else 0.05
-        return [lo, hi], [lo - step, hi + step, str(lo), True] + ([lo + 0.5] if kind == "integer" else [])
+        # JSON has one number type: 2.0 is the integer 2 (JSON Schema says so too)
+        return [lo, hi, float(hi)], [lo - step, hi + step, str(lo), True] + ([lo + 0.5] if kind == "integer" else [])
     if kind == "boolean":
         return [True, False], ["true", 1]
     if kind == "string":

@@ -13,6 +13,7 @@ from orvad.api.common import daemon_of, listing, page_params, read_object, requi
 from orvad.auth.keys import PERMISSIONS
 from orvad.clock import parse_iso, utcnow
 from orvad.errors import ValidationError
+from orvad.jsonvalues import json_int
 from orvad.store.auth import KeyRow
 
 
@@ -39,10 +40,11 @@ def _expiry(body: dict[str, Any]) -> datetime | None:
     if days is not None and at is not None:
         raise ValidationError("send expires_in_days or expires_at, not both", details={"field": "expires_at"})
     if days is not None:
-        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+        count = json_int(days)
+        if count is None or not 1 <= count <= 3650:
             raise ValidationError("expires_in_days must be an integer in 1..3650",
                                   details={"field": "expires_in_days"})
-        return utcnow() + timedelta(days=days)
+        return utcnow() + timedelta(days=count)
     if at is not None:
         try:
             moment = parse_iso(at) if isinstance(at, str) else None

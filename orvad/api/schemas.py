@@ -49,11 +49,13 @@ _RESERVED_ENV = "^[" + "][".join(f"{c.upper()}{c.lower()}" for c in RESERVED_ENV
 _SEGMENT = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
 _ROUTE_CHARS = r"[A-Za-z0-9._~!$&'()+,;=:@-]"
 _METHOD_LIST = "|".join(METHODS)
+ROUTE_PATH = {"type": "string", "maxLength": 512, "pattern": rf"^(/{_ROUTE_CHARS}+)+/?(\*)?$"}
 
 
 def _entrypoint(extensions: tuple[str, ...]) -> Schema:
     ends = "|".join(e.lstrip(".") for e in extensions)
-    return {"type": "string", "maxLength": 255, "pattern": rf"^{_SEGMENT}(/{_SEGMENT})*\.({ends})$",
+    first = "[A-Za-z0-9_][A-Za-z0-9_-]*(\\.[A-Za-z0-9_-]+)*"  # as ENTRYPOINT_RE: not '-' or '.' first
+    return {"type": "string", "maxLength": 255, "pattern": rf"^{first}(/{_SEGMENT})*\.({ends})$",
             "description": f"a relative path inside the code ending in {' or '.join(extensions)}"}
 
 
@@ -77,6 +79,7 @@ OBJ: Schema = {"type": "object"}
 TIME: Schema = {"type": "string", "description": "RFC 3339 UTC"}
 NTIME: Schema = {"type": ["string", "null"], "description": "RFC 3339 UTC"}
 NSTR: Schema = {"type": ["string", "null"]}
+NONEMPTY: Schema = {"type": "string", "minLength": 1}
 
 
 def record(props: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
@@ -224,13 +227,13 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             "expires_at": {"type": "string", "format": "date-time", "description": "RFC 3339, in the future"}},
             "not": {"required": ["expires_in_days", "expires_at"]}},
         "RouteSave": {**closed, "required": ["path", "function_id"], "properties": {
-            "path": {"type": "string", "maxLength": 512, "pattern": rf"^(/{_ROUTE_CHARS}+)+/?(\*)?$",
+            "path": {**ROUTE_PATH,
                      "not": {"pattern": "^/(" + "|".join(sorted({r.strip('/') for r in RESERVED})) + ")(/.*)?$"},
                      "description": "'/exact' or '/prefix/*', decoded (no %-escapes); not under "
                                     + ", ".join(RESERVED)},
             "function_id": {**STR, "description": "a function id or name"},
-            "methods": {"type": "string", "pattern": rf"^(\*|({_METHOD_LIST})(,({_METHOD_LIST}))*)$",
-                        "description": "'*' or a comma list"}}},
+            "methods": {"type": ["string", "null"], "pattern": rf"^(\*|({_METHOD_LIST})(,({_METHOD_LIST}))*)$",
+                        "description": "'*' (also null or absent) or a comma list"}}},
         "PoolConfigUpdate": {**closed, "required": ["function_id"], "properties": {
             "function_id": {**STR, "description": "a function id or name"},
             **{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()}, "scale_to_zero": BOOL},
@@ -362,8 +365,8 @@ OPS: dict[tuple[str, str], Op] = {
         "function_id": STR, "deployment_id": STR, "code_hash": STR, "filename": STR, "code": STR,
         "dependencies": STR, "manifest": NSTR}))),
     ("GET", "/api/v1/functions/{id}/diff"): Op(
-        query=(Param("from", STR, "a succeeded deployment id", required=True),
-               Param("to", STR, "a succeeded deployment id", required=True),
+        query=(Param("from", NONEMPTY, "a succeeded deployment id of this function", required=True),
+               Param("to", NONEMPTY, "another succeeded deployment id of this function", required=True),
                Param("format", {"type": "string", "enum": ["json", "unified"]}, "default json")),
         ok={"200": {"application/json": record({"from": STR, "to": STR, "files": {"type": "array", "items": OBJ}}),
                     "text/x-diff": {"type": "string"}}}),
@@ -395,11 +398,11 @@ OPS: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/routes"): Op(body="RouteSave", ok=json_ok(ref("Route"), "201"), links={"201": _ROUTE_LINKS}),
     ("PUT", "/api/v1/routes"): Op(body="RouteSave", ok={**json_ok(ref("Route")), **json_ok(ref("Route"), "201")},
                                   links={"200": _ROUTE_LINKS, "201": _ROUTE_LINKS}),
-    ("DELETE", "/api/v1/routes"): Op(query=(Param("path", STR, "the route's path", required=True),),
+    ("DELETE", "/api/v1/routes"): Op(query=(Param("path", ROUTE_PATH, "the route's path", required=True),),
                                      ok=json_ok(record({"path": STR, "deleted": {"const": True}}))),
     # pools
-    ("GET", "/api/v1/pool/config"): Op(query=(Param("function_id", STR, "a function id or name", required=True),),
-                                       ok=json_ok(ref("PoolConfig"))),
+    ("GET", "/api/v1/pool/config"): Op(
+        query=(Param("function_id", NONEMPTY, "a function id or name", required=True),), ok=json_ok(ref("PoolConfig"))),
     ("PUT", "/api/v1/pool/config"): Op(body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")),
                                        links={"200": _POOL_LINKS}),
     # executions
