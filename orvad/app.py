@@ -30,6 +30,7 @@ from orvad.api import (
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
 from orvad.errors import MethodNotAllowed, NotFound, OrvaError
+from orvad.memtrim import HeapTrimmer
 from orvad.middleware import BodyLimit, HostGuard, RequestContext, error_parts
 from orvad.origins import Origins
 
@@ -118,7 +119,8 @@ def create_app(daemon: Daemon) -> OrvaApp:
         return settings.max_body_bytes
 
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
-    common = [Middleware(RequestContext, drain=daemon.drain), Middleware(BodyLimit, limit_for=body_limit)]
+    common = [Middleware(RequestContext, drain=daemon.drain),
+              Middleware(BodyLimit, limit_for=body_limit, trimmer=HeapTrimmer())]  # one trimmer for both stacks
     invoke: ASGIApp = daemon.invoker.fn_endpoint
     functions_only = _functions_origin_app(daemon)
     for cls, args, kwargs in reversed(common):  # the same layers, in the same order, for /fn/

@@ -24,27 +24,24 @@ RETRY_AFTER_S = 5  # about what a restart takes; another instance behind a balan
 class Drain:
     def __init__(self) -> None:
         self.draining = False
-        self._work: set[asyncio.Task[Any]] = set()  # the requests the grace waits for
+        self.work: set[asyncio.Task[Any]] = set()  # the requests the grace waits for (RequestContext's)
         self._feeds: set[asyncio.Task[Any]] = set()  # API event streams: not waited for
         self._cut: set[asyncio.Task[Any]] = set()  # cancelled by cut(), not by their client
         self._idle = asyncio.Event()
         self._hurry = asyncio.Event()
 
-    # per request (the hot path: a set add and a discard)
-    def enter(self, task: asyncio.Task[Any]) -> None:
-        self._work.add(task)
-
-    def leave(self, task: asyncio.Task[Any]) -> None:
-        self._work.discard(task)
+    # per request (the hot path): RequestContext adds the task to ``work`` and, when it is done,
+    # discards it and calls left() if the drain has begun
+    def left(self, task: asyncio.Task[Any]) -> None:
         self._feeds.discard(task)
-        if self.draining and not self._work:
+        if not self.work:
             self._idle.set()
 
     def feed(self, task: asyncio.Task[Any]) -> None:
         """The request is an event stream of the API: not waited for (it ends as the drain begins)."""
-        self._work.discard(task)
+        self.work.discard(task)
         self._feeds.add(task)
-        if self.draining and not self._work:
+        if self.draining and not self.work:
             self._idle.set()
 
     def is_feed(self, task: asyncio.Task[Any]) -> bool:
@@ -73,12 +70,12 @@ class Drain:
             return
         self.draining = True
         AppStatus.should_exit = True  # sse-starlette ends its event streams (it looks twice a second)
-        if not self._work:
+        if not self.work:
             self._idle.set()
 
     async def settle(self, timeout_s: float) -> bool:
         """Wait until no request runs (True), the time is up or a second signal came (False)."""
-        if not self._work:
+        if not self.work:
             return True
         waits = [asyncio.ensure_future(self._idle.wait()), asyncio.ensure_future(self._hurry.wait())]
         try:
@@ -86,11 +83,11 @@ class Drain:
         finally:
             for waiter in waits:
                 waiter.cancel()
-        return not self._work
+        return not self.work
 
     def cut(self) -> int:
         """Cancel every request still running: each answers 503 SHUTTING_DOWN (or ends its stream)."""
-        running = [*self._work, *self._feeds]
+        running = [*self.work, *self._feeds]
         for task in running:
             self._cancel(task)
         return len(running)

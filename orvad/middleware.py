@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orvad.drain import Drain
 from orvad.errors import BadRequest, OrvaError, PayloadTooLarge
 from orvad.logs import AccessLog
+from orvad.memtrim import TRIM_AFTER_BYTES, HeapTrimmer
 from orvad.origins import Origins
 
 access_log = AccessLog("orvad.access")
@@ -82,7 +83,7 @@ class RequestContext:
         try:
             if drain.draining:
                 raise drain.refusal()
-            drain.enter(task)
+            drain.work.add(task)
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
             if not drain.claim(task):
@@ -105,7 +106,9 @@ class RequestContext:
             await send_with_id({"type": "http.response.start", "status": code, "headers": headers})
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
-            drain.leave(task)
+            drain.work.discard(task)
+            if drain.draining:
+                drain.left(task)
             request_id_var.reset(token)
             if access_log.enabled():
                 access_log.write("request", request_id=request_id, method=scope["method"], path=scope["path"],
@@ -113,9 +116,12 @@ class RequestContext:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int]) -> None:
+    """Also tells ``trimmer`` when a large body is done, so the heap it took goes back to the system."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int], trimmer: HeapTrimmer | None = None) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.trimmer = trimmer if trimmer is not None else HeapTrimmer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +144,11 @@ class BodyLimit:
                 else:
                     refused.headers["Connection"] = "close"  # too much to read for nothing
                 raise refused
-            await self.app(scope, receive, send)  # the server delivers no more than the declared length
+            try:
+                await self.app(scope, receive, send)  # the server delivers no more than the declared length
+            finally:
+                if int(declared) >= TRIM_AFTER_BYTES:
+                    self.trimmer.after_body(int(declared))
             return
         seen = 0  # no length given (chunked, or HTTP/2 without one): count as it arrives
 
@@ -154,7 +164,11 @@ class BodyLimit:
                     raise refused
             return message
 
-        await self.app(scope, counted, send)
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            if seen >= TRIM_AFTER_BYTES:
+                self.trimmer.after_body(seen)
 
 
 DISCARD_MIN_BYTES = 32 * 1024 * 1024
