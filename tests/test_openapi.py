@@ -84,6 +84,9 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         "$ref": "#/components/schemas/Function"}
     assert paths["/api/v1/system/health"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Health"}
+    assert spec["components"]["responses"]["Error"]["headers"]["X-Request-ID"]["required"]
+    assert "Location" in paths["/api/v1/functions"]["post"]["responses"]["201"]["headers"]
+    assert "Location" in paths["/api/v1/functions/{id}/deploy-inline"]["post"]["responses"]["202"]["headers"]
     links = paths["/api/v1/functions"]["post"]["responses"]["201"]["links"]
     assert {"GetFunction", "UpdateFunction", "DeleteFunction"} <= set(links)
     assert links["GetFunction"] == {"operationId": "functions_get_function", "parameters": {"id": "$response.body#/id"}}

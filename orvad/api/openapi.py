@@ -47,6 +47,9 @@ def _responses(op: Op) -> dict[str, Any]:
             response["content"] = {t: {"schema": s} for t, s in content.items()}
         if status in op.links:
             response["links"] = op.links[status]
+        if status in op.headers:
+            response["headers"] = {name: {"required": True, "schema": schema}
+                                   for name, schema in op.headers[status].items()}
         out[status] = response
     out["default"] = _ERROR
     return out
@@ -101,8 +104,11 @@ def build_spec(routes: list[BaseRoute], cookie_name: str = "session_token",
                 "session": {"type": "apiKey", "in": "cookie", "name": cookie_name},
             },
             "schemas": {**RECORDS, **bodies(facts), "Error": ERROR_SCHEMA},
-            "responses": {"Error": {"description": "error envelope (docs/ERRORS.md)",
-                                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "responses": {"Error": {
+                "description": "error envelope (docs/ERRORS.md); Retry-After when retry_after_s is set",
+                "headers": {"X-Request-ID": {"required": True, "description": "equals error.request_id",
+                                            "schema": {"type": "string", "minLength": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         },
     }
 

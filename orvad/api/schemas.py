@@ -305,7 +305,7 @@ class Op:
     query: tuple[Param, ...] = ()
     ok: dict[str, dict[str, Schema]] = field(default_factory=dict)  # status -> content type -> schema
     links: dict[str, dict[str, Any]] = field(default_factory=dict)  # status -> links
-    body_required: bool = True
+    headers: dict[str, dict[str, Schema]] = field(default_factory=dict)  # status -> header -> schema
 
 
 def json_ok(schema: Schema, status: str = "200") -> dict[str, dict[str, Schema]]:
@@ -334,6 +334,7 @@ _EXECUTION_LINKS = {"GetExecutionLogs": _link("executions_get_logs", id="$respon
 # a 503 some operations answer on purpose, with the envelope (BUILD_QUEUE_FULL, DASHBOARD_NOT_BUILT)
 UNAVAILABLE: dict[str, dict[str, Schema]] = {"503": {"application/json": ref("Error")}}
 TEXT: dict[str, Schema] = {"text/plain": {"type": "string"}}
+LOCATION: dict[str, Schema] = {"Location": {"type": "string", "pattern": "^/api/v1/"}}
 SSE: dict[str, Schema] = {"text/event-stream": {"type": "string"}}
 HEALTH_BODY = {"application/json": ref("Health")}
 ARCHIVE = {"type": "string", "format": "binary"}
@@ -346,19 +347,20 @@ OPS: dict[tuple[str, str], Op] = {
         query=(Param("status", STR, "only functions in this status"), Param("runtime", STR, "only this runtime"),
                *PAGE), ok=json_ok(page("functions", "Function"))),
     ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
-                                      links={"201": _FN_LINKS}),
+                                      links={"201": _FN_LINKS}, headers={"201": LOCATION}),
     ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
     ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("Function")),
                                           links={"200": _FN_LINKS}),
     ("DELETE", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Deleted"))),
     ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline",
                                                          ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE},
-                                                         links={"202": _DEP_LINKS}),
+                                                         links={"202": _DEP_LINKS}, headers={"202": LOCATION}),
     ("POST", "/api/v1/functions/{id}/deploy"): Op(
         raw_body={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": ARCHIVE}},
                   **{t: ARCHIVE for t in ("application/gzip", "application/zip", "application/x-tar",
                                           "application/octet-stream")}},
-        ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE}, links={"202": _DEP_LINKS}),
+        ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE}, links={"202": _DEP_LINKS},
+        headers={"202": LOCATION}),
     ("GET", "/api/v1/functions/{id}/deployments"): Op(query=PAGE, ok=json_ok(page("deployments", "Deployment"))),
     ("POST", "/api/v1/functions/{id}/rollback"): Op(body="Rollback", ok=json_ok(ref("Deployment"))),
     ("GET", "/api/v1/functions/{id}/source"): Op(ok=json_ok(record({
