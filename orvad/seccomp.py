@@ -38,6 +38,7 @@ def policy_rules(text: str) -> dict[str, Rule]:
     body = re.sub(r"//[^\n]*", "", text)
     defines = dict(re.findall(r"^\s*#define\s+(\w+)\s+(\S+)", body, flags=re.M))
     rules: dict[str, Rule] = {}
+    numbers: dict[int, Rule] = {}  # SYSCALL[n] entries, by number
     for match in re.finditer(r"ERRNO\((\d+)\)\s*\{", body):
         block = _balanced(body, match.end())
         for item in _split_top(block):
@@ -46,8 +47,26 @@ def policy_rules(text: str) -> dict[str, Rule]:
             cond = condition.rsplit("}", 1)[0].strip() if condition else None
             if cond:
                 cond = re.sub(r"\b\w+\b", lambda m: defines.get(m.group(0), m.group(0)), cond)
-            rules.setdefault(name, Rule(int(match.group(1)), cond or None))
-    return rules
+            rule = Rule(int(match.group(1)), cond or None)
+            if (number := re.fullmatch(r"SYSCALL\[(\w+)\]", name)) is not None:
+                numbers.setdefault(int(number.group(1), 0), rule)
+            else:
+                rules.setdefault(name, rule)
+    return {**rules, **_ranges(numbers)}
+
+
+def _ranges(numbers: dict[int, Rule]) -> dict[str, Rule]:
+    """Runs of consecutive SYSCALL[n] numbers with one rule, as "SYSCALL[0xfirst..0xlast]" (the catalog's form)."""
+    out: dict[str, Rule] = {}
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and (n != run[-1] + 1 or numbers[n] != numbers[run[0]]):
+            out[f"SYSCALL[{run[0]:#x}..{run[-1]:#x}]"] = numbers[run[0]]
+            run = []
+        run.append(n)
+    if run:
+        out[f"SYSCALL[{run[0]:#x}..{run[-1]:#x}]"] = numbers[run[0]]
+    return out
 
 
 def _balanced(text: str, start: int) -> str:

@@ -44,9 +44,14 @@ ctypes.set_errno(0)
 rc = libc.syscall(435, ctypes.byref(args), ctypes.c_size_t(88))
 reap(rc)
 out["clone3"] = [rc, ctypes.get_errno()]
+for name, nr in {"x32_getpid": 0x40000000 | 39, "x32_unshare": 0x40000000 | 272}.items():
+    ctypes.set_errno(0)
+    rc = libc.syscall(nr, ctypes.c_ulong(0x10000000), 0, 0, 0, 0)  # the x32 ABI: bit 30 set
+    out[name] = [rc, ctypes.get_errno()]
 print(json.dumps(out))
 '''
-CLONE_REFUSED = {"newuser": [-1, 1], "newuser_newnet": [-1, 1], "newuser_high_bits": [-1, 1], "clone3": [-1, 38]}
+CLONE_REFUSED = {"newuser": [-1, 1], "newuser_newnet": [-1, 1], "newuser_high_bits": [-1, 1], "clone3": [-1, 38],
+                 "x32_getpid": [-1, 1], "x32_unshare": [-1, 1]}  # EPERM: the filter's, not the kernel's ENOSYS
 
 PY_PROBE = '''
 import ctypes, json, os, socket, threading, subprocess, sys, time
