@@ -74,7 +74,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-                if drain.draining:
+                if drain.draining and scope.get("http_version") in _HTTP1:
                     headers.append((b"connection", b"close"))  # the client reconnects, to another orvad
                 if scope["path"].startswith("/api/") and _event_stream(headers):
                     drain.feed(task)
@@ -138,11 +138,11 @@ class BodyLimit:
             if int(declared) > limit:
                 refused = _too_large(limit)
                 if (_header(scope, b"expect") or "").lower() == "100-continue":
-                    refused.headers["Connection"] = "close"  # nothing was sent: nothing to read
+                    _close_after(scope, refused)  # nothing was sent: nothing to read
                 elif int(declared) <= _discard_bound(limit):
-                    await _discard(receive, refused, limit)
+                    await _discard(scope, receive, refused, limit)
                 else:
-                    refused.headers["Connection"] = "close"  # too much to read for nothing
+                    _close_after(scope, refused)  # too much to read for nothing
                 raise refused
             try:
                 await self.app(scope, receive, send)  # the server delivers no more than the declared length
@@ -160,7 +160,7 @@ class BodyLimit:
                 if seen > limit:
                     refused = _too_large(limit)
                     if message.get("more_body"):  # before the answer, whoever renders it (the API's handlers do)
-                        await _discard(receive, refused, limit)
+                        await _discard(scope, receive, refused, limit)
                     raise refused
             return message
 
@@ -183,7 +183,7 @@ def _discard_bound(limit: int) -> int:
     return max(DISCARD_MIN_BYTES, limit)
 
 
-async def _discard(receive: Receive, refused: PayloadTooLarge, limit: int) -> None:
+async def _discard(scope: Scope, receive: Receive, refused: PayloadTooLarge, limit: int) -> None:
     """Read the rest of the body without keeping it, up to the bound in bytes and time; if it does not
     end by then, the answer says Connection: close (the server closes after it)."""
     budget = _discard_bound(limit)
@@ -198,7 +198,17 @@ async def _discard(receive: Receive, refused: PayloadTooLarge, limit: int) -> No
                     return
     except TimeoutError:
         pass
-    refused.headers["Connection"] = "close"
+    _close_after(scope, refused)
+
+
+_HTTP1 = ("1.0", "1.1")
+
+
+def _close_after(scope: Scope, error: OrvaError) -> None:
+    """The answer ends the connection: ``Connection: close`` on HTTP/1 (HTTP/2 forbids the header;
+    its streams end on their own)."""
+    if scope.get("http_version") in _HTTP1:
+        error.headers["Connection"] = "close"
 
 
 class HostGuard:

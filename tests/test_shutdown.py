@@ -81,8 +81,9 @@ def _executions(data_dir: Path, make_orvad: Callable[..., Orvad], fn_id: str) ->
     return rows
 
 
-def _sigterm_and_check_the_drain(server: Orvad, fn_id: str) -> float:
-    """SIGTERM; a new request during the drain is refused at once. Returns when the signal went."""
+def _sigterm_and_check_the_drain(server: Orvad, fn_id: str, kind: str) -> float:
+    """SIGTERM; a new request during the drain is refused at once (over HTTP/2 too, which Hypercorn
+    speaks and which forbids a Connection header). Returns when the signal went."""
     assert server.proc is not None
     sent = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
@@ -96,6 +97,11 @@ def _sigterm_and_check_the_drain(server: Orvad, fn_id: str) -> float:
     assert time.monotonic() - asked < 0.5
     assert r.status_code == 503 and r.json()["error"]["code"] == "SHUTTING_DOWN", r.text
     assert r.headers["retry-after"] and r.headers["x-request-id"] and r.headers["connection"] == "close"
+    if kind == "hypercorn":
+        with httpx.Client(http1=False, http2=True, timeout=5) as h2:
+            r = h2.get(f"{server.url}/fn/{fn_id}")
+        assert r.http_version == "HTTP/2" and r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "SHUTTING_DOWN" and r.headers["retry-after"]
     assert time.monotonic() - sent < GRACE_S - 0.5  # all this happened inside the grace
     return sent
 
@@ -110,7 +116,7 @@ def test_a_request_past_the_grace_answers_503_and_is_recorded_shutting_down(
         thread, out = _in_background(lambda: httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"},
                                                        timeout=30))
         wait_for(lambda: _busy(c, fn["id"]) == 1, 10, "the handler to be running")
-    sent = _sigterm_and_check_the_drain(server, fn["id"])
+    sent = _sigterm_and_check_the_drain(server, fn["id"], kind)
 
     thread.join(30)
     assert "error" not in out, out
@@ -151,7 +157,7 @@ def test_a_stream_past_the_grace_ends_with_an_in_band_error(make_orvad: Callable
     thread, out = _in_background(read)
     with server.admin() as c:
         wait_for(lambda: _busy(c, fn["id"]) == 1, 10, "the stream to be running")
-    sent = _sigterm_and_check_the_drain(server, fn["id"])
+    sent = _sigterm_and_check_the_drain(server, fn["id"], kind)
     thread.join(30)
     assert "error" not in out, out
     status, body, cut = out["result"]
