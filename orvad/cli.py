@@ -126,6 +126,8 @@ async def _drain(daemon: Daemon, stop: asyncio.Event, server_stop: asyncio.Event
         log.warning("the shutdown grace ended: requests still running answer 503 SHUTTING_DOWN",
                     extra={"requests": cut})
         await daemon.drain.settle(CUT_ANSWER_S)
+    if orphans := daemon.invoker.stop_orphans():
+        log.info("stopped workers still running handlers whose clients had left", extra={"workers": orphans})
     server_stop.set()
 
 

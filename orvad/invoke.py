@@ -105,6 +105,7 @@ class Invoker:
         self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks on a worker, streams included: what kill() cancels
         self._killed: set[asyncio.Task[Any]] = set()
         self._stopping: set[asyncio.Future[None]] = set()  # workers of requests the shutdown cut
+        self._orphans: dict[int, Lease] = {}  # slots held by handlers whose client left, by id(lease)
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
@@ -335,9 +336,11 @@ class Invoker:
             if lease is not None and pool is not None and unread is not None and lease.worker.alive:
                 # the client left mid-stream but the handler streams on: its slot is free once it ends
                 # (or is killed at its deadline), so the worker is never given more than it can take
+                self._orphans[id(lease)] = lease
                 self._release_after_stream(pool, lease, started, unread)
             elif lease is not None and pool is not None and settling:
                 # the same for a handler still running when its client left
+                self._orphans[id(lease)] = lease
                 settling[0].add_done_callback(functools.partial(self._release_settled, pool, lease, started))
             elif lease is not None and pool is not None:
                 pool.release(lease, healthy=healthy and lease.worker.alive, duration_s=duration)
@@ -391,15 +394,27 @@ class Invoker:
         if healthy and reply.result().kind == "stream":
             self._release_after_stream(pool, lease, started, reply.result())
             return
+        self._orphans.pop(id(lease), None)
         pool.release(lease, healthy=healthy, duration_s=time.perf_counter() - started)
 
-    @staticmethod
-    def _release_after_stream(pool: Pool, lease: Lease, started: float, stream: Reply) -> None:
+    def _release_after_stream(self, pool: Pool, lease: Lease, started: float, stream: Reply) -> None:
         """Nobody reads this stream: drop its chunks, and free the slot when its handler ends."""
         lease.worker.forget_stream(stream)  # type: ignore[attr-defined]
         assert stream.ended is not None
-        stream.ended.add_done_callback(lambda _: pool.release(lease, healthy=lease.worker.alive,
-                                                              duration_s=time.perf_counter() - started))
+
+        def ended(_: object) -> None:
+            self._orphans.pop(id(lease), None)
+            pool.release(lease, healthy=lease.worker.alive, duration_s=time.perf_counter() - started)
+
+        stream.ended.add_done_callback(ended)
+
+    def stop_orphans(self) -> int:
+        """At the end of the shutdown drain: handlers still running for clients that left are stopped
+        now (their slots would otherwise hold the pools' close for its grace)."""
+        orphans = list(self._orphans.values())
+        for lease in orphans:
+            self._stop_now(lease)
+        return len(orphans)
 
     @staticmethod
     def _orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:

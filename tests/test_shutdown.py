@@ -183,3 +183,19 @@ def test_with_nothing_running_orvad_stops_at_once(make_orvad: Callable[..., Orva
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=30) == 0
     assert time.monotonic() - sent < 3.0
+
+
+def test_a_handler_whose_client_left_does_not_hold_up_the_exit(make_orvad: Callable[..., Orvad]) -> None:
+    """A handler still running for a client that hung up (its slot waits for it) is stopped with the rest."""
+    server = _start(make_orvad, "hypercorn")
+    with server.admin() as c:
+        fn = _gated_function(server, c, "orphan", GATED)
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up while the handler waits at its gate
+            httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=0.5)
+        assert _busy(c, fn["id"]) == 1  # the handler runs on
+    assert server.proc is not None
+    sent = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    took = time.monotonic() - sent
+    assert took < GRACE_S + 1.0, f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-2000:]}"
