@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of
-from orvad.errors import NotFound, ValidationError
+from orvad.api.common import daemon_of, int_param
+from orvad.errors import NotFound
 from orvad.store.functions import Deployment
 
 SSE_PING_S = 15
@@ -35,12 +35,11 @@ async def get_deployment(request: Request) -> Response:
 async def get_logs(request: Request) -> Response:
     """Stored build log lines in order; page with ?after_seq= and ?limit= (1..5000)."""
     dep = await _deployment(request)
-    after, limit = request.query_params.get("after_seq", "0"), request.query_params.get("limit", "1000")
-    if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= 5000:
-        raise ValidationError("after_seq must be >= 0 and limit in 1..5000", details={"field": "limit"})
-    lines = await daemon_of(request).function_store.logs(dep.id, int(after), int(limit) + 1)
-    more = len(lines) > int(limit)
-    lines = lines[: int(limit)]
+    after = int_param(request, "after_seq", 0, 0, 2**63 - 1)  # SQLite's INTEGER range
+    limit = int_param(request, "limit", 1000, 1, 5000)
+    lines = await daemon_of(request).function_store.logs(dep.id, after, limit + 1)
+    more = len(lines) > limit
+    lines = lines[:limit]
     return JSONResponse({"deployment_id": dep.id, "status": dep.status, "lines": lines,
                          "next_after_seq": lines[-1]["seq"] if more else None})
 

@@ -383,7 +383,7 @@ OPS: dict[tuple[str, str], Op] = {
     # deployments
     ("GET", "/api/v1/deployments/{id}"): Op(ok=json_ok(ref("Deployment"))),
     ("GET", "/api/v1/deployments/{id}/logs"): Op(
-        query=(Param("after_seq", {"type": "integer", "minimum": 0}, "lines after this seq"),
+        query=(Param("after_seq", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "lines after this seq"),
                Param("limit", _int(1, 5000), "default 1000")),
         ok=json_ok(record({"deployment_id": STR, "status": STR,
                            "lines": {"type": "array", "items": record({"seq": INT, "stream": STR, "line": STR,
