@@ -199,3 +199,21 @@ def test_a_handler_whose_client_left_does_not_hold_up_the_exit(make_orvad: Calla
     assert server.proc.wait(timeout=30) == 0
     took = time.monotonic() - sent
     assert took < GRACE_S + 1.0, f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-2000:]}"
+
+
+def test_a_second_signal_ends_the_grace_at_once(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env={"ORVA_SHUTDOWN_GRACE_S": "60"})
+    with server.admin() as c:
+        fn = _gated_function(server, c, "second", GATED)
+        thread, out = _in_background(lambda: httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"},
+                                                       timeout=30))
+        wait_for(lambda: _busy(c, fn["id"]) == 1, 10, "the handler to be running")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: httpx.get(f"{server.url}/health/live", timeout=5).status_code == 503, 5, "the drain to begin")
+    again = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    thread.join(30)
+    assert out["result"].status_code == 503 and out["result"].json()["error"]["code"] == "SHUTTING_DOWN"
+    assert server.proc.wait(timeout=30) == 0
+    assert time.monotonic() - again < 1.0
