@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orvad.api import (
@@ -29,7 +30,7 @@ from orvad.api import (
 )
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
-from orvad.errors import MethodNotAllowed, NotFound, OrvaError
+from orvad.errors import MethodNotAllowed, NotFound, OrvaError, ValidationError
 from orvad.memtrim import HeapTrimmer
 from orvad.middleware import BodyLimit, HostGuard, RequestContext, error_parts
 from orvad.origins import Origins
@@ -37,16 +38,32 @@ from orvad.origins import Origins
 _ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (each method may be its own Route)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def _as_orva_error(exc: Exception, request: Request) -> OrvaError:
     if isinstance(exc, OrvaError):
         return exc
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
+        allow = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
         return MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
                                 hint=f"allowed methods: {allow}", headers={"Allow": allow})
     if exc.status_code == 404:
         return NotFound(f"no such endpoint: {request.url.path}", hint="see GET /api/v1/openapi.json for the API")
+    if 400 <= exc.status_code < 500:  # e.g. Starlette's multipart parser: a malformed request, not our fault
+        error = ValidationError(f"the request could not be read: {exc.detail}",
+                                hint="see GET /api/v1/openapi.json for what this endpoint takes",
+                                code="VALIDATION" if exc.status_code == 400 else "BAD_REQUEST")
+        error.status = exc.status_code
+        return error
     return OrvaError(str(exc.detail), code="INTERNAL")
 
 

@@ -169,3 +169,18 @@ def test_every_error_class_renders_a_complete_envelope() -> None:
     for cls in subclasses(OrvaError):
         env = cls("m").envelope("req_1")["error"]
         assert env["code"] == cls.code and env["request_id"] == "req_1" and 400 <= cls.status < 600
+
+
+def test_a_malformed_multipart_upload_is_400_and_405_lists_every_method(orvad: Orvad) -> None:
+    """Starlette's own 4xx (a multipart body without a boundary) is a 4xx envelope, not 500 INTERNAL
+    (found by schemathesis); a 405 names every method the path serves, not one route's."""
+    with orvad.admin() as c:
+        c.post("/api/v1/functions", json={"name": "multipart-probe", "runtime": "python"})
+        r = c.post("/api/v1/functions/multipart-probe/deploy", content=b"x",
+                   headers={"Content-Type": "multipart/form-data"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION", r.text
+        assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
+        r = c.request("PATCH", "/api/v1/functions")
+        assert r.status_code == 405
+        assert set(r.headers["allow"].split(", ")) >= {"GET", "POST"}, r.headers["allow"]
+        c.delete("/api/v1/functions/multipart-probe")
