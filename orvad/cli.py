@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
+from sse_starlette.sse import AppStatus
 
 from orvad import __version__
 from orvad.app import create_app
@@ -120,6 +121,7 @@ async def _drain(daemon: Daemon, stop: asyncio.Event, server_stop: asyncio.Event
     await stop.wait()
     grace = daemon.settings.shutdown_grace_s
     daemon.drain.begin()
+    AppStatus.should_exit = True  # sse-starlette ends its event streams (it looks twice a second)
     log.info("stopping: new requests are refused, running ones get the grace", extra={"grace_s": grace})
     if not await daemon.drain.settle(grace):
         cut = daemon.drain.cut()

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sse_starlette.sse import AppStatus
-
 from orvad.errors import ShuttingDown
 
 RETRY_AFTER_S = 5  # about what a restart takes; another instance behind a balancer can take it at once
@@ -64,12 +62,11 @@ class Drain:
 
     # the stop sequence (orvad.cli)
     def begin(self) -> None:
-        """New requests are refused from now on; event streams end."""
+        """New requests are refused from now on (the caller, orvad.cli, also ends sse-starlette's streams)."""
         if self.draining:
             self._hurry.set()  # a second signal: no more grace
             return
         self.draining = True
-        AppStatus.should_exit = True  # sse-starlette ends its event streams (it looks twice a second)
         if not self.work:
             self._idle.set()
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import sqlite3
 from typing import Any
 
 
@@ -176,7 +175,8 @@ def is_disk_full(exc: BaseException | None) -> bool:
     while exc is not None and seen < 8:
         if isinstance(exc, InsufficientStorage):
             return True
-        if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL:
+        # sqlite3.Error, known by its attribute: SQLite belongs to the store layer, not to this leaf
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL:
             return True
         if isinstance(exc, shutil.Error):
             text = str(exc)
