@@ -287,3 +287,48 @@ def test_a_resumed_build_continues_its_log(make_orvad: Callable[..., Orvad]) -> 
         text = [ln["line"] for ln in lines]
         assert any("waiting-for-restart" in t for t in text) and "resumed after a restart" in text, text
         assert sum("code hash" in t for t in text) == 2, text
+
+
+def test_a_crash_under_concurrent_deploys_leaves_every_function_serving_its_newest_good_version(
+        make_orvad: Callable[..., Orvad]) -> None:
+    """Three functions, four deploys each in flight at once, orvad SIGKILLed while they build: after the
+    restart no deployment is left unfinished, and every function serves the code of its newest succeeded
+    deployment, whose version folder exists."""
+    env = {"ORVA_VERSIONS_KEPT": "2"}
+    server = make_orvad(env=env)
+    names = ["crash-a", "crash-b", "crash-c"]
+    code_of: dict[str, int] = {}  # deployment id -> the v its code answers
+    with server.admin() as c:
+        for name in names:
+            create_function(c, name)
+            first = deploy_inline(c, name, PY % 100)
+            code_of[first["id"]] = 100
+            wait_deployed(c, first["id"])
+
+    def submit(job: tuple[str, int]) -> tuple[str, int]:
+        name, i = job
+        with server.admin() as c:
+            return deploy_inline(c, name, PY % i)["id"], i
+
+    with ThreadPoolExecutor(12) as pool:
+        code_of.update(pool.map(submit, [(name, i) for name in names for i in range(4)]))
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    again = make_orvad(data_dir=server.data_dir, env=env)
+    with again.admin() as c:
+        for name in names:
+            deployments: list[dict[str, Any]] = []
+
+            def settled(name: str = name, deployments: list[dict[str, Any]] = deployments) -> bool:
+                deployments[:] = c.get(f"/api/v1/functions/{name}/deployments", params={"limit": 100}).json()[
+                    "deployments"]
+                return all(d["status"] in ("succeeded", "failed", "superseded") for d in deployments)
+
+            wait_for(settled, 120, f"the deployments of {name} to settle after the crash")
+            assert len(deployments) == 5
+            fn = c.get(f"/api/v1/functions/{name}").json()
+            good = [d for d in deployments if d["status"] == "succeeded"]  # newest first
+            assert good and fn["active_deployment_id"] == good[0]["id"], (fn, deployments)
+            served = c.get(f"/fn/{name}")
+            assert served.status_code == 200 and served.json() == {"v": code_of[good[0]["id"]]}, served.text
+            versions = again.data_dir / "functions" / fn["id"] / "versions"
+            assert (versions / good[0]["code_hash"] / "handler.py").is_file()
