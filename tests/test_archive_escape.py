@@ -137,8 +137,41 @@ def test_xz_bomb_fails_fast(orvad: Orvad, declared: int, kind: bytes) -> None:
         assert r.status_code == 202, r.text
         bad = wait_deployed(c, r.json()["id"], deadline_s=60)
         took = time.monotonic() - began
-        assert bad["status"] == "failed" and "the limit is" in bad["error_message"], bad
+        assert bad["status"] == "failed", bad
+        assert "the limit is" in bad["error_message"] or "compression bomb" in bad["error_message"], bad
         assert took < 5, f"the bomb held the build for {took:.1f} s: it was decompressed before the cap was checked"
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_a_ratio_past_200_is_refused_but_small_repetitive_archives_deploy(orvad: Orvad, kind: str) -> None:
+    """48 MiB of zeros is under the 256 MiB byte cap but packs about 1000x: refused as a bomb while it
+    decompresses; 8 MiB of zeros (under the 32 MiB floor) deploys."""
+    def pack(size: int) -> bytes:
+        handler = "def handler(event, context):\n    return 'ok'\n"
+        if kind == "zip":
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("handler.py", handler)
+                zf.writestr("zeros.bin", bytes(size))
+            return buf.getvalue()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, data in (("handler.py", handler.encode()), ("zeros.bin", bytes(size))):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    with orvad.admin() as c:
+        fn = create_function(c, f"ratio-{kind.replace('.', '-')}")
+        for size, expected in ((48 << 20, "failed"), (8 << 20, "succeeded")):
+            r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=pack(size),
+                       headers={"content-type": "application/octet-stream"})
+            assert r.status_code == 202, r.text
+            done = wait_deployed(c, r.json()["id"], deadline_s=60)
+            assert done["status"] == expected, done
+            if expected == "failed":
+                assert "compression bomb" in done["error_message"], done
 
 
 def test_entry_count_is_capped(orvad: Orvad) -> None:

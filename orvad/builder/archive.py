@@ -32,6 +32,16 @@ from orvad.builder.safetree import open_dirs
 
 MAX_FILES = 10_000
 MAX_BYTES = 256 * 1024 * 1024
+# Compression ratio: code and its packages compress 3-20x; past 200x (and past 32 MiB, so small
+# archives of repetitive text never trip it) the archive is a bomb, refused before the byte cap.
+MAX_RATIO = 200
+RATIO_FLOOR = 32 * 1024 * 1024
+
+
+def _check_ratio(unpacked: int, packed: int) -> None:
+    if unpacked > RATIO_FLOOR and unpacked > MAX_RATIO * max(packed, 1):
+        raise ArchiveError(f"archive expands more than {MAX_RATIO} times ({packed} bytes unpack to more than "
+                           f"{unpacked}); refused as a compression bomb")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,10 +74,12 @@ def _refuse_link(path: str, target: str) -> None:
 class _Capped(io.RawIOBase):
     """A read-only stream that fails once more than ``cap`` bytes came out of it."""
 
-    def __init__(self, inner: IO[bytes], cap: int, max_bytes: int) -> None:
+    def __init__(self, inner: IO[bytes], cap: int, max_bytes: int, packed: int) -> None:
         self._inner = inner
         self._left = cap
         self._max_bytes = max_bytes
+        self._packed = packed
+        self._out = 0
 
     def readable(self) -> bool:
         return True
@@ -75,6 +87,8 @@ class _Capped(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self._inner.read(min(len(buffer), _CHUNK))
         self._left -= len(data)
+        self._out += len(data)
+        _check_ratio(self._out, self._packed)
         if self._left < 0:
             raise ArchiveError(f"archive unpacks to more than {self._max_bytes} bytes; the limit is {self._max_bytes}")
         buffer[: len(data)] = data
@@ -173,7 +187,8 @@ def extract_into(data: bytes, root_fd: int, *, max_files: int = MAX_FILES, max_b
 
 def _tar(data: bytes, writer: _Writer, max_files: int) -> int:
     # headers, padding and pax records on top of the files' own bytes, bounded per entry
-    capped = _Capped(_decompressed(data), writer.max_bytes + 4096 * (max_files + 2), writer.max_bytes)
+    capped = _Capped(_decompressed(data), writer.max_bytes + 4096 * (max_files + 2), writer.max_bytes,
+                      len(data))
     count = 0
     with tarfile.open(fileobj=io.BufferedReader(capped, _CHUNK), mode="r|") as tar:
         for info in tar:
@@ -224,6 +239,7 @@ def _zip(data: bytes, writer: _Writer, max_files: int) -> int:
                 planned.append((info, path))
         if total > writer.max_bytes:
             raise ArchiveError(f"archive unpacks to {total} bytes; the limit is {writer.max_bytes}")
+        _check_ratio(total, len(data))
         for info, path in planned:
             if info.is_dir():
                 os.close(writer.folder(path.split("/"), path))
