@@ -111,6 +111,22 @@ def _header_text(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+# Reply headers that act on the whole origin of the response's URL, not on the page: on the dashboard's
+# origin a function could set or bomb its cookies, wipe its session (Clear-Site-Data), have the operator's
+# browser report every dashboard URL to the function's collector (NEL, Report-To, Reporting-Endpoints),
+# pin HSTS on its host, widen a service worker's scope, or show a native login prompt that looks like the
+# dashboard's. A CSP sandbox confines the page, not these; they are dropped where the reply shares the
+# dashboard's cookies (docs/SECURITY.md).
+ORIGIN_WIDE_HEADERS = frozenset({
+    b"set-cookie", b"clear-site-data", b"nel", b"report-to", b"reporting-endpoints", b"strict-transport-security",
+    b"service-worker-allowed", b"origin-agent-cluster", b"www-authenticate", b"proxy-authenticate"})
+
+
+def confined(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` without the ones that act on the whole origin (for replies on the dashboard's origin)."""
+    return [pair for pair in headers if pair[0] not in ORIGIN_WIDE_HEADERS]
+
+
 def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:
     """A handler's headers as ASGI pairs; a list value becomes repeated headers (e.g. Set-Cookie).
     Raises BadResponse for a name HTTP cannot carry or a value with a control character (a line

@@ -34,7 +34,15 @@ from orvad.errors import (
     Unauthorized,
     Unavailable,
 )
-from orvad.events import BadResponse, build_event, handler_headers, raw_subpath, response_headers, status_code
+from orvad.events import (
+    BadResponse,
+    build_event,
+    confined,
+    handler_headers,
+    raw_subpath,
+    response_headers,
+    status_code,
+)
 from orvad.ids import uuid7
 from orvad.limits import client_address
 from orvad.pool.pool import Lease, Pool, PoolClosed
@@ -260,7 +268,8 @@ class Invoker:
             reply = await self._dispatch(lease, event, context, remaining, settling)
             logs, truncated = reply.logs, reply.logs_truncated
             headers = self._orva_headers(execution_id, lease.cold, started)
-            if fn.csp_sandbox and self.d.origins.shares_cookies(scope):
+            sandboxed = fn.csp_sandbox and self.d.origins.shares_cookies(scope)
+            if sandboxed:
                 headers.append(SANDBOX_HEADER)  # the page gets an opaque origin: no cookies, no same-origin API
             if reply.kind == "error":
                 error = reply.error or {}
@@ -268,6 +277,8 @@ class Invoker:
                                     details={"execution_id": execution_id})
             if reply.kind == "stream":  # the watch stays on: a client that leaves mid-stream cancels it too
                 status, stream_headers = _rendered(lambda: (status_code(reply.status), response_headers(reply.headers)))
+                if sandboxed:
+                    stream_headers = confined(stream_headers)
                 record["status_code"] = status
                 unread = reply  # until the stream has been relayed to its end
                 end = await self._stream(reply, status, stream_headers + headers, send,
@@ -287,6 +298,8 @@ class Invoker:
                 # the client sees a cut body, never a complete one)
             else:
                 status, out_headers, out = _rendered(lambda: _response(reply.response or {}))
+                if sandboxed:
+                    out_headers = confined(out_headers)
                 record["status_code"] = status
                 watch.stop()  # before the response completes: servers then answer receive() with a disconnect
                 await send({"type": "http.response.start", "status": status, "headers": out_headers + headers})

@@ -134,15 +134,65 @@ def test_the_functions_origin_serves_functions_and_routes_only(make_orvad: Calla
         assert f.get(f"/fn/{fn['name']}").headers["content-security-policy"].startswith("sandbox")
 
 
+ORIGIN_WIDE = '''
+def handler(event, context):
+    return {"statusCode": 401, "body": "x", "headers": {
+        "set-cookie": [f"b{i}=" + "x" * 4000 + "; Path=/; Max-Age=999999" for i in range(40)],
+        "clear-site-data": '"cookies", "storage"', "nel": '{"report_to": "t", "max_age": 86400}',
+        "report-to": '{"group": "t", "endpoints": [{"url": "https://collector.invalid/"}]}',
+        "reporting-endpoints": 'default="https://collector.invalid/"',
+        "strict-transport-security": "max-age=31536000; includeSubDomains",
+        "service-worker-allowed": "/", "www-authenticate": 'Basic realm="orva dashboard: log in again"',
+        "x-theirs": "kept"}}
+'''
+
+
 def test_function_replies_never_carry_or_receive_the_session_cookie(orvad: Orvad) -> None:
     with orvad.admin() as c:
         setter = _deploy(c, "cookie-setter", COOKIES)
         echo = _deploy(c, "cookie-echo", ECHO)
     with orvad.client() as c:
-        r = c.get(f"/fn/{setter['name']}")
+        r = c.get(f"/fn/{setter['name']}")  # sandboxed on the dashboard's origin: no cookie at all
+        assert r.status_code == 200 and r.headers.get_list("set-cookie") == []
+    with orvad.admin() as c:
+        assert c.put(f"/api/v1/functions/{setter['id']}", json={"csp_sandbox": False}).status_code == 200
+    with orvad.client() as c:
+        r = c.get(f"/fn/{setter['name']}")  # trusted by the operator: its own cookies, never orvad's
         assert r.status_code == 200 and r.headers.get_list("set-cookie") == ["theirs=1; Path=/"]
         sent = c.get(f"/fn/{echo['name']}", headers={"Cookie": "session_token=a; __Host-orva_session=b; theirs=1"})
         assert sent.json()["cookie"] == "theirs=1"
+
+
+def test_replies_on_the_dashboards_origin_lose_the_headers_that_act_on_the_whole_origin(orvad: Orvad) -> None:
+    """Found by the red team: a sandboxed page cannot touch cookies by script, but Set-Cookie headers
+    (a 160 KB cookie bomb made every dashboard request 431), Clear-Site-Data (logged the operator out),
+    reporting and HSTS headers and a Basic-auth prompt act on the whole origin. They are dropped where
+    the reply shares the dashboard's cookies; the handler's other headers stay."""
+    with orvad.admin() as c:
+        fn = _deploy(c, "origin-wide", ORIGIN_WIDE)
+    with orvad.client() as c:
+        r = c.get(f"/fn/{fn['name']}")
+    assert r.status_code == 401 and r.headers["x-theirs"] == "kept"
+    for name in ("set-cookie", "clear-site-data", "nel", "report-to", "reporting-endpoints",
+                 "strict-transport-security", "service-worker-allowed", "www-authenticate"):
+        assert name not in r.headers, name
+
+
+def test_only_an_admin_may_turn_the_sandbox_off(orvad: Orvad) -> None:
+    """Found by the red team: csp_sandbox false makes the function's pages act as the operator who opens
+    them, so a write key could escalate to admin through the operator's browser."""
+    with orvad.admin() as c:
+        key = c.post("/api/v1/keys", json={"name": "tenant", "permissions": ["read", "write", "invoke"]}).json()
+    with orvad.client(key["key"]) as tenant:
+        r = tenant.post("/api/v1/functions", json={"name": "unsandboxed", "runtime": "python", "csp_sandbox": False})
+        assert r.status_code == 403 and r.json()["error"]["details"] == {"required": "admin", "field": "csp_sandbox"}
+        fn = create_function(tenant, "sandboxed-tenant")
+        r = tenant.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False})
+        assert r.status_code == 403 and "admin" in r.json()["error"]["message"]
+        assert tenant.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": True}).status_code == 200
+    with orvad.admin() as c:
+        assert c.get(f"/api/v1/functions/{fn['id']}").json()["csp_sandbox"] is True
+        assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).json()["csp_sandbox"] is False
 
 
 def test_csp_sandbox_is_a_per_function_boolean(orvad: Orvad) -> None:

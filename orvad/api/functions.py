@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, listing, page_params, read_object
+from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
-from orvad.errors import NotFound, ValidationError, VersionGCd
+from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
 from orvad.functions import SETTABLE, validate_entrypoint
 from orvad.store.functions import Deployment, Function
 
@@ -34,9 +34,21 @@ async def list_functions(request: Request) -> Response:
     return listing("functions", items[: limit + 1], limit)
 
 
+def _unsandboxing_needs_admin(request: Request, body: dict[str, object]) -> None:
+    """csp_sandbox false lets the function's pages act as whoever opens them on the dashboard's origin
+    (the operator): only an admin may grant that, never a write key."""
+    principal = principal_of(request)
+    if body.get("csp_sandbox") is False and (principal is None or not principal.can("admin")):
+        raise Forbidden("turning csp_sandbox off needs the admin permission: the function's pages would act as "
+                        "the operator who opens them", details={"required": "admin", "field": "csp_sandbox"},
+                        hint="ask an operator with an admin key or the dashboard to set it, or serve functions "
+                             "from their own origin (ORVA_FUNCTIONS_ORIGIN) instead")
+
+
 async def create_function(request: Request) -> Response:
     """Create a function record (no code yet: status `created`)."""
     body = await read_object(request, SETTABLE)
+    _unsandboxing_needs_admin(request, body)
     fn = await daemon_of(request).functions.create(body)
     return JSONResponse(function_json(fn), status_code=201, headers={"Location": f"/api/v1/functions/{fn.id}"})
 
@@ -49,6 +61,7 @@ async def get_function(request: Request) -> Response:
 async def update_function(request: Request) -> Response:
     """Partial update; status may be set to active or inactive."""
     body = await read_object(request, (*SETTABLE, "status"))
+    _unsandboxing_needs_admin(request, body)
     fn = await daemon_of(request).functions.update(request.path_params["id"], body)
     return JSONResponse(function_json(fn))
 
