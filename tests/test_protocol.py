@@ -94,3 +94,27 @@ def test_nan_from_a_python_worker_is_read() -> None:
     payload = b'{"type": "response", "id": 1, "x": NaN}'
     (frame,) = Decoder().feed(struct.pack(">I", len(payload)) + payload)
     assert frame["id"] == 1 and frame["x"] != frame["x"]
+
+
+def test_a_big_frame_in_pieces_costs_about_one_copy() -> None:
+    """A 16 MiB frame fed in 64 KiB reads (as the pipe delivers it) is joined once, not on every read:
+    the old decoder copied its buffer per read, ~64 copies of up to 16 MiB on the event loop."""
+    import time
+
+    from orvad.pool.protocol import Decoder, encode
+
+    frame = encode({"kind": "reply", "body": "x" * ((16 << 20) - 64)})
+    pieces = [frame[i:i + (64 << 10)] for i in range(0, len(frame), 64 << 10)]
+
+    def timed(chunks: list[bytes]) -> float:
+        best = float("inf")
+        for _ in range(3):
+            decoder = Decoder()
+            began = time.perf_counter()
+            frames = [f for chunk in chunks for f in decoder.feed(chunk)]
+            best = min(best, time.perf_counter() - began)
+            assert len(frames) == 1 and decoder.pending == 0
+        return best
+
+    whole, split = timed([frame]), timed(pieces)
+    assert split < whole * 3 + 0.005, f"in pieces {split * 1000:.1f} ms, whole {whole * 1000:.1f} ms"

@@ -44,29 +44,44 @@ def _loads(payload: memoryview) -> Any:
 
 
 class Decoder:
+    """Frames out of a byte stream. A frame that arrives in pieces is joined once, when its last byte
+    is here: joining on every read copied a 16 MiB frame about 64 times (13 ms of event loop per big
+    reply for every other function, found by the red-team pass)."""
+
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._max = max_frame
-        self._buffer = b""
+        self._chunks: list[bytes] = []  # the start of a frame still incomplete
+        self._pending = 0               # their total length
+        self._need = 0                  # bytes that frame needs in all (4 while its header is incomplete)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Add bytes; return every complete frame now available, in order."""
-        if self._buffer:
-            data = self._buffer + data
+        if self._chunks:
+            self._chunks.append(data)
+            self._pending += len(data)
+            if self._pending < self._need:
+                return []
+            data = b"".join(self._chunks)
+            self._chunks, self._pending = [], 0
         view, end, pos, frames = memoryview(data), len(data), 0, []
+        need = 4
         while end - pos >= 4:
             (size,) = _HEADER.unpack_from(data, pos)
             if size > self._max:
                 raise FrameError(f"frame of {size} bytes exceeds the {self._max}-byte maximum")
             if end - pos - 4 < size:
+                need = 4 + size
                 break
             message = _loads(view[pos + 4:pos + 4 + size])
             if not isinstance(message, dict):
                 raise FrameError("frame is not a JSON object")
             frames.append(message)
             pos += 4 + size
-        self._buffer = data[pos:] if pos < end else b""
+        if pos < end:
+            rest = bytes(view[pos:])
+            self._chunks, self._pending, self._need = [rest], len(rest), need
         return frames
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return self._pending
