@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from orvad import __version__
 from orvad.api.common import daemon_of, listing, moment_param, page_params
+from orvad.builder.safetree import MAX_DEPTH, tree_bytes
 from orvad.errors import ValidationError
 
 EVENT_TYPES = ("metrics", "execution", "deployment", "function")
@@ -33,15 +34,13 @@ async def metrics_json(request: Request) -> Response:
     return JSONResponse(daemon_of(request).metrics.snapshot())
 
 
-def _tree_bytes(root: Path) -> int:
-    total = 0
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except OSError:
-            continue  # removed while walking (a build or GC running)
-    return total
+def _data_dir_size(root: Path) -> tuple[int, str | None]:
+    """Bytes of the files in the data dir, and a note when part of it could not be measured."""
+    total, deep = tree_bytes(root)
+    if not deep:
+        return total, None
+    return total, (f"data_dir_bytes is short: {len(deep)} folder(s) nested deeper than {MAX_DEPTH} were not "
+                   f"measured, e.g. {deep[0][:200]!r}; deleting the function that owns them removes them")
 
 
 async def info(request: Request) -> Response:
@@ -49,13 +48,14 @@ async def info(request: Request) -> Response:
     daemon = daemon_of(request)
     settings, host = daemon.settings, daemon.host
     facts = host.facts if host else None
+    size, note = await asyncio.to_thread(_data_dir_size, settings.data_dir)
     return JSONResponse({
         "version": __version__, "python": platform.python_version(), "server": settings.server,
         "uptime_s": daemon.uptime_s(), "data_dir": str(settings.data_dir),
-        "data_dir_bytes": await asyncio.to_thread(_tree_bytes, settings.data_dir),
+        "data_dir_bytes": size,
         "nsjail": facts.nsjail if facts else None, "cgroups": facts.cgroup if facts else None,
         "runtimes": [r["id"] for r in daemon.runtimes.list()],
-        "host_warnings": host.warnings if host else [],
+        "host_warnings": [*(host.warnings if host else []), *([note] if note else [])],
         "functions_url": settings.functions_origin or None,
     })
 

@@ -36,6 +36,7 @@ MAX_BYTES = 256 * 1024 * 1024
 # archives of repetitive text never trip it) the archive is a bomb, refused before the byte cap.
 MAX_RATIO = 200
 RATIO_FLOOR = 32 * 1024 * 1024
+MAX_DEPTH = 64  # folders an entry may sit beneath (root-side walks refuse trees deeper than safetree.MAX_DEPTH)
 
 
 def _check_ratio(unpacked: int, packed: int) -> None:
@@ -58,6 +59,10 @@ def _clean(name: str) -> str:
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ArchiveError(f"path escapes the archive with '..': {name!r}")
+    if len(parts) > MAX_DEPTH + 1:
+        shown = name if len(name) <= 120 else name[:120] + "..."
+        raise ArchiveError(f"entry {shown!r} is nested {len(parts) - 1} folders deep; "
+                           f"the limit is {MAX_DEPTH} folders")
     return "/".join(parts)
 
 

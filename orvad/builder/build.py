@@ -27,11 +27,13 @@ from orvad.builder.gc import collect, is_built, mark_built
 from orvad.builder.installer import BuildFailed, InstallJob, InstallRunner
 from orvad.builder.queue import BuildQueue
 from orvad.builder.safetree import (
+    TooDeep,
     UnsafeTree,
     disk_usage,
     escaping_links,
     is_file_beneath,
     read_text_beneath,
+    remove_tree,
     seal,
     tree_hash,
 )
@@ -178,7 +180,7 @@ class Builder:
         """Remove the download cache every function's builds shared before caches were per function."""
         shared = self.cache_dir("_").parent
         for legacy in ("pip", "npm"):
-            shutil.rmtree(shared / legacy, ignore_errors=True)
+            _discard(shared / legacy)
 
     def live_log(self, deployment_id: str) -> BuildLog | None:
         return self._logs.get(deployment_id)
@@ -227,7 +229,7 @@ class Builder:
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
-            await asyncio.to_thread(shutil.rmtree, staging, True)  # a half-written upload is of no use
+            await asyncio.to_thread(_discard, staging)  # a half-written upload is of no use
             if isinstance(exc, InsufficientStorage):
                 raise
             raise InsufficientStorage(f"the upload could not be stored: {getattr(exc, 'strerror', None) or exc}") from exc
@@ -290,12 +292,12 @@ class Builder:
             interrupted = True
             await self._line(dep, "system", "build interrupted by shutdown; it resumes on the next start")
             raise
-        except (BuildFailed, ArchiveError) as exc:
+        except (BuildFailed, ArchiveError, UnsafeTree) as exc:  # UnsafeTree: e.g. folders nested too deep
             await self._finish(dep, started, str(exc))
         except Exception as exc:
             if is_disk_full(exc):
                 log.error("build failed: the disk is full", extra={"deployment_id": dep.id, "error": str(exc)})
-                await asyncio.to_thread(shutil.rmtree, staging, True)  # give its space back before recording the end
+                await asyncio.to_thread(_discard, staging)  # give its space back before recording the end
                 await self._finish(dep, started, disk_full_reason(exc))
             else:
                 log.exception("build failed unexpectedly", extra={"deployment_id": dep.id})
@@ -304,7 +306,7 @@ class Builder:
             if held is not None:
                 self._release(fn.id, held)
             if not interrupted:  # keep the source of an interrupted build so the next start resumes it
-                await asyncio.to_thread(shutil.rmtree, staging, True)
+                await asyncio.to_thread(_discard, staging)
 
     def _hold(self, function_id: str, code_hash: str) -> str:
         self._held.setdefault(function_id, Counter())[code_hash] += 1
@@ -324,8 +326,7 @@ class Builder:
     async def _materialise(self, staging: Path, tree: Path) -> None:
         """Write the code into tree/: an archive is unpacked by a child running as the jail user."""
         def fresh() -> bool:
-            if tree.exists():
-                shutil.rmtree(tree)  # fd-based, never follows a link in the tree
+            remove_tree(tree)  # left by an interrupted build; fd-based, any depth, never follows a link
             tree.mkdir(mode=0o700)
             if (staging / "ARCHIVE").exists():
                 return True
@@ -370,8 +371,13 @@ class Builder:
         """This function's own download cache (never another function's); emptied when it nears the disk cap."""
         cache = self.cache_dir(function_id)
         _private_dir(cache.parent, 0o711)
-        if cache.exists() and disk_usage(cache) > self._disk_mb * 1024 * 1024 // 2:
-            shutil.rmtree(cache)
+        try:
+            oversized = cache.exists() and disk_usage(cache) > self._disk_mb * 1024 * 1024 // 2
+        except UnsafeTree as exc:  # e.g. folders nested too deep: emptied, never failing every later build
+            log.warning("emptying a build cache orvad cannot walk", extra={"function_id": function_id, "error": str(exc)})
+            oversized = True
+        if oversized:
+            remove_tree(cache)
         _private_dir(cache, 0o700)
         return cache
 
@@ -385,7 +391,7 @@ class Builder:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=interval)
                 began = time.monotonic()
-                used = await asyncio.to_thread(disk_usage, job.tree, job.cache)
+                used = await asyncio.to_thread(_build_usage, job.tree, job.cache)
                 if used > cap:
                     raise BuildFailed(f"the build wrote more than {self._disk_mb} MiB (its folder and download cache "
                                       "together); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
@@ -406,7 +412,7 @@ class Builder:
             raise BuildFailed(str(exc)) from None
         _private_dir(target.parent, 0o711)
         if target.exists():  # a concurrent build of the same code won the race
-            shutil.rmtree(tree)
+            remove_tree(tree)
         else:
             tree.rename(target)
         mark_built(target)
@@ -568,8 +574,8 @@ class Builder:
         return [h for h in hashes if h in built]
 
     async def remove_function(self, function_id: str) -> None:
-        await asyncio.to_thread(shutil.rmtree, self.function_dir(function_id), True)
-        await asyncio.to_thread(shutil.rmtree, self.cache_dir(function_id), True)
+        await asyncio.to_thread(_discard, self.function_dir(function_id))
+        await asyncio.to_thread(_discard, self.cache_dir(function_id))
         self._locks.pop(function_id, None)
         self._held.pop(function_id, None)
 
@@ -582,6 +588,25 @@ class Builder:
     @staticmethod
     def record(dep: Deployment) -> dict[str, Any]:
         return asdict(dep)
+
+
+def _build_usage(tree: Path, cache: Path) -> int:
+    """Bytes a build's folder (/code) and download cache (/cache) hold; BuildFailed when one nests too deep."""
+    total = 0
+    for root, shown in ((tree, "/code"), (cache, "/cache")):
+        try:
+            total += disk_usage(root)
+        except TooDeep as exc:
+            raise BuildFailed(f"the build made {exc} (in {shown}); orvad does not keep trees that deep") from None
+    return total
+
+
+def _discard(path: Path) -> None:
+    """Remove a tree a tenant may have written (any depth, no link followed); a failure is logged, not raised."""
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        log.error("a folder could not be removed", extra={"path": str(path), "error": str(exc)})
 
 
 def _private_dir(path: Path, mode: int) -> None:

@@ -12,10 +12,11 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
+
+from orvad.builder.safetree import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ def _remove(version: Path) -> None:
         version.rename(trash)
     except FileNotFoundError:
         return
-    shutil.rmtree(trash, True)
+    try:
+        remove_tree(trash)  # any depth, never following a link the build left in the tree
+    except OSError as exc:
+        log.error("a collected version could not be removed", extra={"path": str(trash), "error": str(exc)})
 
 
 async def collect(versions_dir: Path, newest_first: list[str], active: str | None,

@@ -23,8 +23,16 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO never blocks us
 
 
+MAX_DEPTH = 256  # folders a walked tree may nest; deeper trees are refused (TooDeep), never recursed into
+_OPEN_WINDOW = 64  # folder descriptors remove_tree keeps open at most; deeper levels are reopened by name
+
+
 class UnsafeTree(ValueError):
     """A tree holds something orvad will not serve (a device, FIFO or socket); the message names it."""
+
+
+class TooDeep(UnsafeTree):
+    """A tree nests folders deeper than the walk's cap; the message shows the start of the path."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Node:
     rel: str            # '/'-separated, relative to the walked root
     mode: int           # lstat st_mode
     blocks: int         # lstat st_blocks (512-byte units)
+    size: int = 0       # lstat st_size
 
 
 def open_root(root: Path) -> int:
@@ -99,30 +108,67 @@ def is_file_beneath(root: Path, rel: str) -> bool:
         os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)))
 
 
-def _walk_fd(fd: int, prefix: str) -> Iterator[tuple[Node, int, str]]:
-    """(node, parent fd, name) for everything beneath the directory ``fd``; the fds live during the yield."""
+def _entries(fd: int) -> list[os.DirEntry[str]]:
     with os.scandir(fd) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        st = entry.stat(follow_symlinks=False)
-        rel = f"{prefix}{entry.name}"
-        yield Node(rel, st.st_mode, st.st_blocks), fd, entry.name
-        if stat.S_ISDIR(st.st_mode):
+        return sorted(it, key=lambda e: e.name)
+
+
+def _walk_fd(root_fd: int, max_depth: int, on_too_deep: Callable[[str], None] | None
+             ) -> Iterator[tuple[Node, int, str]]:
+    """(node, parent fd, name) for everything beneath ``root_fd``; the fds live during the yield.
+
+    Iterative (an explicit stack of folder descriptors, so no depth makes it recurse). A folder
+    more than ``max_depth`` folders down raises TooDeep, or (``on_too_deep`` given) is reported
+    to it and not entered.
+    """
+    stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = [(root_fd, "", iter(_entries(root_fd)))]
+    try:
+        while stack:
+            fd, prefix, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                if fd != root_fd:
+                    os.close(fd)
+                continue
+            st = entry.stat(follow_symlinks=False)
+            rel = f"{prefix}{entry.name}"
+            yield Node(rel, st.st_mode, st.st_blocks, st.st_size), fd, entry.name
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if len(stack) >= max_depth:
+                if on_too_deep is None:
+                    raise TooDeep(f"folders nested deeper than {max_depth}: {_shown(rel)}")
+                on_too_deep(rel)
+                continue
             try:
                 child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
             except OSError:  # replaced under us by a link or removed: not entered
                 continue
             try:
-                yield from _walk_fd(child, rel + "/")
-            finally:
+                stack.append((child, rel + "/", iter(_entries(child))))
+            except BaseException:
                 os.close(child)
+                raise
+    finally:
+        for fd, _, _ in stack:
+            if fd != root_fd:
+                os.close(fd)
 
 
-def walk(root: Path) -> Iterator[tuple[Node, int, str]]:
-    """Every entry beneath ``root`` (not root itself), depth first, names sorted, links not entered."""
+def _shown(rel: str) -> str:
+    return rel if len(rel) <= 120 else rel[:120] + "..."
+
+
+def walk(root: Path, *, max_depth: int = MAX_DEPTH,
+         on_too_deep: Callable[[str], None] | None = None) -> Iterator[tuple[Node, int, str]]:
+    """Every entry beneath ``root`` (not root itself), depth first, names sorted, links not entered.
+
+    Folders nested deeper than ``max_depth`` raise TooDeep (see ``_walk_fd``).
+    """
     root_fd = open_root(root)
     try:
-        yield from _walk_fd(root_fd, "")
+        yield from _walk_fd(root_fd, max_depth, on_too_deep)
     finally:
         os.close(root_fd)
 
@@ -217,3 +263,105 @@ def disk_usage(*roots: Path) -> int:
             for node, _, _ in walk(root):
                 total += node.blocks * 512
     return total
+
+
+def tree_bytes(root: Path) -> tuple[int, list[str]]:
+    """(bytes in the regular files beneath ``root``, paths of folders too deep to enter).
+
+    Never raises on depth or on entries vanishing meanwhile; links are not followed.
+    """
+    deep: list[str] = []
+    total = 0
+    with contextlib.suppress(OSError):
+        for node, _, _ in walk(root, on_too_deep=deep.append):
+            if stat.S_ISREG(node.mode):
+                total += node.size
+    return total, deep
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything beneath it, at any depth, never following a link.
+
+    ``path`` is orvad's own (its last component may be a link: the link itself is removed).
+    Beneath it every folder is entered by descriptor with ``O_NOFOLLOW``; at most
+    ``_OPEN_WINDOW`` descriptors are held, shallower levels are reopened from ``path`` by name
+    when the removal climbs back to them. A missing ``path`` is not an error.
+    """
+    try:
+        parent = open_root(path.parent)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            _empty(parent, path.name)
+            os.rmdir(path.name, dir_fd=parent)
+        else:
+            os.unlink(path.name, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _empty(base: int, name: str) -> None:
+    """Remove everything beneath the folder ``name`` of ``base`` (the folder itself stays)."""
+    names = [name]
+    fds: list[int | None] = [os.open(name, _DIR_FLAGS, dir_fd=base)]
+    try:
+        while names:
+            fd = fds[-1]
+            if fd is None:
+                fd = _reopen(base, names, fds)
+            sub = None
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=fd)
+            if sub is not None:
+                try:
+                    child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                names.append(sub)
+                fds.append(child)
+                if len(fds) > _OPEN_WINDOW and fds[-_OPEN_WINDOW - 1] is not None:
+                    os.close(fds[-_OPEN_WINDOW - 1])  # type: ignore[arg-type]
+                    fds[-_OPEN_WINDOW - 1] = None
+                continue
+            os.close(fd)
+            fds.pop()
+            done = names.pop()
+            if names:
+                up = fds[-1]
+                if up is None:
+                    up = _reopen(base, names, fds)
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(done, dir_fd=up)
+    finally:
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
+
+
+def _reopen(base: int, names: list[str], fds: list[int | None]) -> int:
+    """Reopen, from ``base`` by name and without links, the deepest ``_OPEN_WINDOW`` levels of ``names``."""
+    keep_from = max(0, len(names) - _OPEN_WINDOW)
+    fd = os.dup(base)
+    try:
+        for i, part in enumerate(names):
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            if fds[i] is None and i >= keep_from:
+                fds[i] = nxt
+                fd = os.dup(nxt)
+    finally:
+        os.close(fd)
+    top = fds[-1]
+    assert top is not None
+    return top

@@ -1,0 +1,104 @@
+"""What a tenant's tree may not do to orvad's root-side walks, and to the disk, through HTTP.
+
+Deep folder chains (from an archive or a build script) once made every recursive walk raise
+RecursionError: builds failed as "internal build error", GET /system/info answered 500 for everyone
+and DELETE of the function answered 500 with the tree left on disk. The builds here need no
+registry: a local `file:` dependency makes npm run the package's `postinstall` script inside the
+build jail, standing in for a hostile dependency's install script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import Orvad, wait_for
+from tests.deploy_helpers import create_function, wait_deployed
+from tests.test_builder_jail_outputs import _node_archive
+from tests.test_deploy import _tar
+
+# mkdir d; cd d, 3000 times, beneath the folder the script is given (relative names: no path is long)
+DEEP_CHAIN = "node -e \"const fs=require('fs'); process.chdir('%s'); for (let i=0;i<3000;i++){fs.mkdirSync('d'); process.chdir('d')}\""
+
+
+def _deep_tar(depth: int) -> bytes:
+    return _tar({"handler.py": b"def handler(e, c):\n    return 1\n", "d/" * depth + "f": b"x"})
+
+
+def _deploy(c: httpx.Client, fn_id: str, archive: bytes, content_type: str) -> dict[str, Any]:
+    r = c.post(f"/api/v1/functions/{fn_id}/deploy", content=archive, headers={"content-type": content_type})
+    assert r.status_code == 202, r.text
+    return wait_deployed(c, r.json()["id"], 300)
+
+
+def _deleted_cleanly(server: Orvad, c: httpx.Client, fn_id: str) -> None:
+    """/system/info answers, DELETE answers 200, and the function's folders are gone from disk."""
+    info = c.get("/api/v1/system/info")
+    assert info.status_code == 200 and info.json()["data_dir_bytes"] > 0, info.text
+    r = c.delete(f"/api/v1/functions/{fn_id}")
+    assert r.status_code == 200, r.text
+    for folder in (server.data_dir / "functions" / fn_id, server.data_dir / "build-cache" / fn_id):
+        assert not folder.exists(), f"{folder} is still on disk after DELETE"
+    assert c.get("/api/v1/system/info").status_code == 200
+
+
+def test_an_archive_nested_too_deep_is_refused_naming_the_entry(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "deep-archive")
+        dep = _deploy(c, fn["id"], _deep_tar(1500), "application/gzip")
+        assert dep["status"] == "failed", dep
+        assert "is nested 1500 folders deep; the limit is 64 folders" in dep["error_message"], dep
+        assert "'d/d/d/" in dep["error_message"], dep  # the entry is named
+        wait_for(lambda: not list((orvad.data_dir / "functions" / fn["id"]).glob("staging/*")), 10,
+                 "the failed build's staging folder to be removed")
+        # 64 folders deep is still a fine archive
+        ok = _deploy(c, fn["id"], _deep_tar(64), "application/gzip")
+        assert ok["status"] == "succeeded", ok
+        _deleted_cleanly(orvad, c, fn["id"])
+
+
+def test_a_build_nesting_folders_deep_in_its_cache_fails_clearly_and_is_removed(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "deep-cache", "node")
+        dep = _deploy(c, fn["id"], _node_archive(DEEP_CHAIN % "/cache"), "application/zip")
+        assert dep["status"] == "failed", dep
+        assert "folders nested deeper than 256: d/d/d/" in dep["error_message"], dep
+        assert "(in /cache)" in dep["error_message"], dep
+        assert (orvad.data_dir / "build-cache" / fn["id"] / "d").exists()  # the chain really was made
+        info = c.get("/api/v1/system/info")
+        assert info.status_code == 200, info.text
+        assert any("nested deeper than 256" in w for w in info.json()["host_warnings"]), info.json()
+        # the next build of the function empties the cache it cannot walk instead of failing forever
+        again = _deploy(c, fn["id"], _node_archive("true"), "application/zip")
+        assert again["status"] == "succeeded", again
+        assert not (orvad.data_dir / "build-cache" / fn["id"] / "d").exists()
+        _deleted_cleanly(orvad, c, fn["id"])
+
+
+def test_a_build_nesting_folders_deep_in_its_code_fails_clearly_and_is_removed(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "deep-code", "node")
+        dep = _deploy(c, fn["id"], _node_archive(DEEP_CHAIN % "/code"), "application/zip")
+        assert dep["status"] == "failed", dep
+        assert "folders nested deeper than 256: d/d/d/" in dep["error_message"], dep
+        assert "internal build error" not in dep["error_message"], dep
+        wait_for(lambda: not list((orvad.data_dir / "functions" / fn["id"]).glob("staging/*")), 30,
+                 "the failed build's staging folder (with the chain) to be removed")
+        _deleted_cleanly(orvad, c, fn["id"])
+
+
+def test_removal_follows_no_link_a_tree_holds(orvad: Orvad, tmp_path: Path) -> None:
+    """A build leaves a link to a host folder in its cache: deleting the function removes the link, not the folder."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("host data")
+    with orvad.admin() as c:
+        fn = create_function(c, "link-cache", "node")
+        dep = _deploy(c, fn["id"], _node_archive(f"ln -s {victim} /cache/out && mkdir -p /cache/x && "
+                                                 f"ln -s {victim} /cache/x/out"), "application/zip")
+        assert dep["status"] == "succeeded", dep
+        assert (orvad.data_dir / "build-cache" / fn["id"] / "x" / "out").is_symlink()
+        _deleted_cleanly(orvad, c, fn["id"])
+    assert (victim / "keep").read_text() == "host data"
