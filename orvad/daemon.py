@@ -104,6 +104,7 @@ class Daemon:
             language_of=self.runtimes.language_of, interpreter_of=self.runtimes.interpreter_of, install=None,
             concurrency=settings.build_concurrency, backlog=settings.build_backlog, timeout_s=settings.build_timeout_s,
             versions_kept=settings.versions_kept, disk_mb=settings.build_disk_mb,
+            disk_floor_percent=settings.disk_free_floor_percent,
         )
         self.functions.on_delete.append(self._function_deleted)
         self.functions.on_change.append(self._function_changed)

@@ -9,12 +9,16 @@ build jail, standing in for a hostile dependency's install script.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import Orvad, wait_for
+from tests.conftest import Orvad, small_tmpfs, wait_for
 from tests.deploy_helpers import create_function, wait_deployed
 from tests.test_builder_jail_outputs import _node_archive
 from tests.test_deploy import _tar
@@ -102,3 +106,50 @@ def test_removal_follows_no_link_a_tree_holds(orvad: Orvad, tmp_path: Path) -> N
         assert (orvad.data_dir / "build-cache" / fn["id"] / "x" / "out").is_symlink()
         _deleted_cleanly(orvad, c, fn["id"])
     assert (victim / "keep").read_text() == "host data"
+
+
+# Space no name shows: O_TMPFILE files (0o20200001 = O_TMPFILE | O_WRONLY) or files unlinked while open,
+# written until the disk is full or 2 GiB, then held (the build sleeps) while the rest of the host needs it.
+_HIDDEN = ("node -e \"const fs=require('fs'); const b=Buffer.alloc(1<<20,170); const held=[]; "
+           "try { for (let n=0;n<2048;) { %s; held.push(fd); for (let i=0;i<256;i++,n++) fs.writeSync(fd,b); } } "
+           "catch (e) { console.log('fill stopped: '+e.code); } setTimeout(()=>{}, 60000)\"")
+TMPFILE_FILL = _HIDDEN % "const fd=fs.openSync('/code', 0o20200001, 0o600)"
+UNLINKED_FILL = _HIDDEN % "const p='/code/x'+n; const fd=fs.openSync(p,'w'); fs.unlinkSync(p)"
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _hidden_fill_is_stopped(server: Orvad, disk: Path, fill: str, message: str) -> None:
+    """Deploy a build that hides its writes from a walk: it fails with ``message``, quickly, and the space comes back."""
+    with server.admin() as c:
+        before = _free(disk)
+        fn = create_function(c, "hidden-fill", "node")
+        began = time.monotonic()
+        dep = _deploy(c, fn["id"], _node_archive(fill), "application/zip")
+        took = time.monotonic() - began
+        log = [ln["line"] for ln in c.get(f"/api/v1/deployments/{dep['id']}/logs").json()["lines"]]
+        assert dep["status"] == "failed", (dep, log)
+        assert message in dep["error_message"], (dep, log)
+        assert took < 30, f"the build was stopped only after {took:.0f} s"
+        wait_for(lambda: _free(disk) > before - (16 << 20), 30, "the build's hidden space to come back")
+        wait_for(lambda: c.get("/api/v1/system/health").json()["checks"]["disk"]["ok"] is True, 30,
+                 "the health check's disk to be ok again")
+
+
+@pytest.mark.parametrize(("disk_mb", "cap_mb", "fill", "message"), [
+    # O_TMPFILE files past a 64 MiB cap on a 400 MiB disk: the drop in free space gives them away
+    (400, 64, TMPFILE_FILL, "the build used more than 64 MiB of disk (counting files it deleted but kept open)"),
+    # unlinked open files, a cap larger than the disk: the free-space floor stops the build before the disk is full
+    (200, 4096, UNLINKED_FILL, "the disk holding orvad's data dir fell below 5% free while this build ran"),
+], ids=["tmpfiles-past-the-cap", "unlinked-files-to-the-floor"])
+def test_a_build_hiding_its_writes_from_the_walk_is_stopped(make_orvad: Callable[..., Orvad], jail_tmp: Path,
+                                                            disk_mb: int, cap_mb: int, fill: str, message: str) -> None:
+    with small_tmpfs(jail_tmp / "disk", disk_mb) as disk:
+        server = make_orvad(data_dir=disk / "data", env={"ORVA_BUILD_DISK_MB": str(cap_mb)})
+        try:
+            _hidden_fill_is_stopped(server, disk, fill, message)
+        finally:
+            server.stop()

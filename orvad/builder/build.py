@@ -23,6 +23,7 @@ from typing import Any
 
 from orvad.builder.archive import MAX_BYTES, MAX_FILES, ArchiveError
 from orvad.builder.buildlog import MAX_LINES, BuildLog
+from orvad.builder.diskwatch import BuildDiskWatch, DiskLedger
 from orvad.builder.gc import collect, is_built, mark_built
 from orvad.builder.installer import BuildFailed, InstallJob, InstallRunner
 from orvad.builder.queue import BuildQueue
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 _LIVE_LOG_KEEP_S = 600.0  # a finished build's events stay in memory this long for late SSE clients
 _UNPACK_TIMEOUT_S = 60.0
 _DISK_POLL_S = 0.2  # how often a running install's disk use is measured (longer for big trees)
+_FREE_POLL_S = 0.05  # how often the data dir's free space is read while an install runs (one statvfs)
 MANIFESTS = {"python": "requirements.txt", "node": "package.json"}
 _RECORD_RETRY_MAX_S = 2.0  # longest pause between attempts to record a build's end while the disk is full
 # what pip and npm print when a write finds no space (a build that fakes it only mislabels its own failure)
@@ -119,7 +121,7 @@ class Builder:
     def __init__(self, *, root: Path, store: FunctionStore, functions: FunctionService, bus: Bus,
                  language_of: Callable[[str], str | None], interpreter_of: Callable[[str], str],
                  install: InstallRunner | None, concurrency: int, backlog: int, timeout_s: float,
-                 versions_kept: int, disk_mb: int = 2048) -> None:
+                 versions_kept: int, disk_mb: int = 2048, disk_floor_percent: float = 5.0) -> None:
         self.root = root
         self._store = store
         self._functions = functions
@@ -130,6 +132,7 @@ class Builder:
         self._timeout_s = timeout_s
         self._versions_kept = versions_kept
         self._disk_mb = disk_mb
+        self._disk = DiskLedger(root.parent, disk_floor_percent)  # the data dir's filesystem
         # Code hashes a running worker uses (the pool sets this); GC never removes those.
         self.in_use: Callable[[str], set[str]] = lambda function_id: set()
         self.queue = BuildQueue(self._build, concurrency=concurrency, backlog=backlog)
@@ -382,22 +385,34 @@ class Builder:
         return cache
 
     async def _install_within_disk_cap(self, job: InstallJob) -> int:
-        """Run the install; stop it as soon as the tree and cache together pass ``build_disk_mb``."""
+        """Run the install; stop it as soon as it passes ``build_disk_mb`` or the disk nears full.
+
+        Two measures: a walk of the tree and cache (named files), and statvfs of the data dir's
+        filesystem (space no name shows: files deleted but kept open, O_TMPFILE files).
+        """
         assert self.install is not None
         cap = self._disk_mb * 1024 * 1024
+        watch = BuildDiskWatch(self._disk, cap, await asyncio.to_thread(_build_usage, job.tree, job.cache))
         task: asyncio.Future[int] = asyncio.ensure_future(self.install(job))
-        interval = _DISK_POLL_S
+        walk_every = _DISK_POLL_S
+        next_walk = time.monotonic() + walk_every
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=interval)
-                began = time.monotonic()
-                used = await asyncio.to_thread(_build_usage, job.tree, job.cache)
-                if used > cap:
-                    raise BuildFailed(f"the build wrote more than {self._disk_mb} MiB (its folder and download cache "
-                                      "together); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
+                done, _ = await asyncio.wait({task}, timeout=_FREE_POLL_S)
+                reason = watch.check(await asyncio.to_thread(self._disk.free))
+                if reason is not None or done or time.monotonic() >= next_walk:
+                    began = time.monotonic()
+                    used = await asyncio.to_thread(_build_usage, job.tree, job.cache)
+                    watch.named(used)
+                    if used > cap:  # named files: say so, whichever measure noticed first
+                        raise BuildFailed(f"the build wrote more than {self._disk_mb} MiB (its folder and download "
+                                          "cache together); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
+                    if reason is not None:
+                        raise BuildFailed(reason)
+                    walk_every = max(_DISK_POLL_S, 4 * (time.monotonic() - began))
+                    next_walk = time.monotonic() + walk_every
                 if done:
                     return task.result()
-                interval = max(_DISK_POLL_S, 4 * (time.monotonic() - began))
         finally:
             if not task.done():
                 task.cancel()
