@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from orvad.builder import safetree
 from tests.conftest import Orvad, small_tmpfs, wait_for
 from tests.deploy_helpers import create_function, wait_deployed
 from tests.test_builder_jail_outputs import _node_archive
@@ -153,3 +154,29 @@ def test_a_build_hiding_its_writes_from_the_walk_is_stopped(make_orvad: Callable
             _hidden_fill_is_stopped(server, disk, fill, message)
         finally:
             server.stop()
+
+
+def test_remove_tree_removes_any_depth_and_follows_no_link(tmp_path: Path) -> None:
+    """3000 levels (far past the 64 descriptors the remover keeps open, so shallow levels are reopened
+    by name), each with a file, a link to a host folder and a link to a host file: all of the tree
+    goes, nothing the links point to does, and no descriptor is left open."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("host data")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(3000):  # descriptor-relative: the full path is far longer than PATH_MAX
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+        os.symlink(victim, "to-dir", dir_fd=fd)
+        os.symlink(victim / "keep", "to-file", dir_fd=fd)
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    safetree.remove_tree(tree)
+    assert not tree.exists()
+    assert (victim / "keep").read_text() == "host data" and sorted(os.listdir(victim)) == ["keep"]
+    assert len(os.listdir("/proc/self/fd")) == fds_before
