@@ -259,3 +259,23 @@ def test_api_key_functions_take_the_session_only_with_the_csrf_header(make_orvad
             assert r.json()["error"]["details"]["required"] == "X-Orva-CSRF" and "X-Orva-API-Key" in r.json()["error"]["hint"]
     with server.session_client(token) as dashboard:
         assert dashboard.post("/fn/guarded/").text == "ran"
+
+
+def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_client(make_orvad: Callable[..., Orvad]) -> None:
+    """Found by the red-team pass: behind the documented proxy setup every caller was the proxy, so five
+    wrong guesses from anyone locked the operator out of login for the whole window."""
+    server = make_orvad(env={"ORVA_TRUSTED_PROXIES": "127.0.0.1/32"})
+    with server.client() as c:
+        assert server.onboard(c, "admin", PASSWORD).status_code == 201
+    with server.client() as c:
+        attacker = {"X-Forwarded-For": "203.0.113.66"}
+        codes = [c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong"},
+                        headers=attacker).status_code for _ in range(6)]
+        assert codes == [401] * 5 + [429], codes
+        operator = c.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD},
+                          headers={"X-Forwarded-For": "198.51.100.7"})
+        assert operator.status_code == 200, operator.text
+    with server.client() as c:  # without X-Forwarded-For the caller is the proxy itself, throttled as such
+        codes = [c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong"}).status_code
+                 for _ in range(6)]
+        assert codes[-1] == 429

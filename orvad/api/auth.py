@@ -11,6 +11,7 @@ from orvad.auth.guard import credentials
 from orvad.auth.sessions import Session
 from orvad.clock import parse_iso, utcnow
 from orvad.errors import Unauthorized, ValidationError
+from orvad.limits import client_address
 from orvad.store.auth import UserRow
 
 
@@ -36,7 +37,11 @@ def _session(request: Request) -> Session:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The caller's address as the throttle keys it: behind a trusted proxy, X-Forwarded-For's last
+    untrusted hop (else every caller is the proxy, and one attacker's guesses lock the operator out)."""
+    peer = request.client.host if request.client else "unknown"
+    return client_address(peer, request.headers.get("x-forwarded-for"),
+                          daemon_of(request).settings.trusted_networks)
 
 
 async def status(request: Request) -> Response:
