@@ -247,6 +247,12 @@ def disk_check(data_dir: Path, floor_percent: float, writes_full_since: float | 
     ok = percent >= floor_percent
     if not ok:
         detail += "; free space on this filesystem: deploys and API writes fail with 507 INSUFFICIENT_STORAGE"
+    if st.f_files:  # empty files exhaust inodes while every block stays free (tmpfs, ext4: fixed at mkfs)
+        inodes = 100.0 * st.f_favail / st.f_files
+        detail += f"; {int(inodes)}% of inodes free"
+        if inodes < floor_percent:
+            ok = False
+            detail += " (below the floor: file creation fails with 507 INSUFFICIENT_STORAGE)"
     if writes_full_since is not None:
         ok = False
         detail += f"; writes are failing for want of space ({pending_rows} rows held in memory for retry)"

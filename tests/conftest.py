@@ -164,10 +164,12 @@ def orvad() -> Iterator[Orvad]:
 
 
 @contextmanager
-def small_tmpfs(where: Path, size_mb: int) -> Iterator[Path]:
-    """A real filesystem of ``size_mb`` MiB at ``where`` (mode 0711: the jail traverses it), unmounted at the end."""
+def small_tmpfs(where: Path, size_mb: int, inodes: int | None = None) -> Iterator[Path]:
+    """A real filesystem of ``size_mb`` MiB (and ``inodes`` inodes) at ``where`` (mode 0711: the jail
+    traverses it), unmounted at the end."""
     where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}M,mode=0711", "tmpfs", str(where)], check=True)
+    options = f"size={size_mb}M,mode=0711" + (f",nr_inodes={inodes}" if inodes else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True)
     try:
         yield where
     finally:

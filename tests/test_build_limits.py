@@ -156,6 +156,39 @@ def test_a_build_hiding_its_writes_from_the_walk_is_stopped(make_orvad: Callable
             server.stop()
 
 
+# empty files in the build's cache until the filesystem refuses one (or 100,000): no blocks, only inodes
+EMPTY_FILES = ("node -e \"const fs=require('fs'); let n=0; try { for (let d=0; d<100; d++) { fs.mkdirSync('/cache/e'+d); "
+               "for (let f=0; f<1000; f++, n++) fs.closeSync(fs.openSync('/cache/e'+d+'/'+f, 'w')); } } "
+               "catch (e) { console.log('stopped at '+n+': '+e.code); }\"")
+
+
+def test_a_build_creating_empty_files_cannot_take_the_filesystems_inodes(make_orvad: Callable[..., Orvad],
+                                                                          jail_tmp: Path) -> None:
+    """Found by the red-team pass: empty files hold no block, so the cap never saw them; the build left
+    30,000 of them in its cache, every other tenant's deploy then failed, and health said ok. Every entry
+    now counts at least 4 KiB against ORVA_BUILD_DISK_MB, a stopped build's cache is emptied, and the
+    health disk check reads inodes too."""
+    with small_tmpfs(jail_tmp / "disk", 400, inodes=30000) as disk:
+        server = make_orvad(data_dir=disk / "data", env={"ORVA_BUILD_DISK_MB": "64"})
+        try:
+            with server.admin() as c:
+                fn = create_function(c, "empty-files", "node")
+                dep = _deploy(c, fn["id"], _node_archive(EMPTY_FILES), "application/zip")
+                assert dep["status"] == "failed", dep
+                assert ("wrote more than 64 MiB" in dep["error_message"]
+                        or "free inodes" in dep["error_message"]), dep
+                wait_for(lambda: os.statvfs(disk).f_favail > 20000, 30, "the build's files to be removed")
+                health = c.get("/api/v1/system/health").json()["checks"]["disk"]
+                assert health["ok"] and "of inodes free" in health["detail"], health
+                other = create_function(c, "other-tenant")
+                r = c.post(f"/api/v1/functions/{other['id']}/deploy-inline",
+                           json={"code": "def handler(e, c):\n    return 'fine'\n"})
+                assert r.status_code == 202 and wait_deployed(c, r.json()["id"])["status"] == "succeeded"
+                assert c.get("/fn/other-tenant").text == "fine"
+        finally:
+            server.stop()
+
+
 def test_remove_tree_removes_any_depth_and_follows_no_link(tmp_path: Path) -> None:
     """3000 levels (far past the 64 descriptors the remover keeps open, so shallow levels are reopened
     by name), each with a file, a link to a host folder and a link to a host file: all of the tree

@@ -117,6 +117,10 @@ def manifest_for(language: str, dependencies: str) -> str:
     return json.dumps({"name": "orva-function", "private": True, "dependencies": deps}, indent=2) + "\n"
 
 
+class DiskCapExceeded(BuildFailed):
+    """The build passed ORVA_BUILD_DISK_MB or took the disk's last free space or inodes."""
+
+
 class Builder:
     def __init__(self, *, root: Path, store: FunctionStore, functions: FunctionService, bus: Bus,
                  language_of: Callable[[str], str | None], interpreter_of: Callable[[str], str],
@@ -359,8 +363,14 @@ class Builder:
 
         cache = await asyncio.to_thread(self._prepare_cache, fn.id)
         job = InstallJob(fn, language, argv, tree, cache, self._timeout_s, on_line)
-        code = await self._install_within_disk_cap(job)
+        try:
+            code = await self._install_within_disk_cap(job)
+        except (DiskCapExceeded, InsufficientStorage):
+            # a build stopped for its disk use leaves no oversized cache behind for the other tenants
+            await asyncio.to_thread(self._prepare_cache, fn.id)
+            raise
         if code != 0 and no_space:
+            await asyncio.to_thread(self._prepare_cache, fn.id)
             raise InsufficientStorage(f"the dependency install found no space: {no_space[0]}")
         if code != 0:
             raise BuildFailed(f"dependency install failed (exit code {code}); see the build log")
@@ -405,10 +415,10 @@ class Builder:
                     used = await asyncio.to_thread(_build_usage, job.tree, job.cache)
                     watch.named(used)
                     if used > cap:  # named files: say so, whichever measure noticed first
-                        raise BuildFailed(f"the build wrote more than {self._disk_mb} MiB (its folder and download "
+                        raise DiskCapExceeded(f"the build wrote more than {self._disk_mb} MiB (its folder and download "
                                           "cache together); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
                     if reason is not None:
-                        raise BuildFailed(reason)
+                        raise DiskCapExceeded(reason)
                     walk_every = max(_DISK_POLL_S, 4 * (time.monotonic() - began))
                     next_walk = time.monotonic() + walk_every
                 if done:

@@ -42,13 +42,20 @@ class BuildDiskWatch:
         start = ledger.free()
         self._start_free = start[0] if start else None
         # below the floor already: not this build's doing (it finds the disk full itself, and says so)
-        self._floor_applies = start is not None and not self._below_floor(start)
+        self._floor_applies = start is not None and not self._below_floor(start) and not self._inodes_below_floor()
         self._start_added = ledger.named_added
         self._first_named = self._last_named = named_now
 
     def _below_floor(self, free: tuple[int, int]) -> bool:
         available, total = free
         return bool(total) and 100.0 * available / total < self._ledger.floor_percent
+
+    def _inodes_below_floor(self) -> bool:
+        try:
+            st = os.statvfs(self._ledger.path)
+        except OSError:
+            return False
+        return bool(st.f_files) and 100.0 * st.f_favail / st.f_files < self._ledger.floor_percent
 
     def named(self, used: int) -> None:
         """Record the build's named usage (its folder and cache) as the walk measured it."""
@@ -61,6 +68,9 @@ class BuildDiskWatch:
             return None
         available, _ = free
         floor = self._ledger.floor_percent
+        if self._floor_applies and self._inodes_below_floor():
+            return (f"the filesystem holding orvad's data dir fell below {floor:g}% free inodes while this build "
+                    "ran (too many files); it was stopped so the disk keeps room for everything else")
         if self._floor_applies and self._below_floor(free):
             return (f"the disk holding orvad's data dir fell below {floor:g}% free while this build ran; "
                     "it was stopped so the disk keeps room for everything else; free space there (GET "

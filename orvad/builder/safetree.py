@@ -255,13 +255,22 @@ def _seal_fd(fd: int, uid: int | None) -> None:
     os.fchmod(fd, mode | 0o200)
 
 
+ENTRY_BYTES = 4096  # what an entry costs at least: one inode (and on most filesystems one block)
+
+
 def disk_usage(*roots: Path) -> int:
-    """Bytes allocated beneath the roots (lstat blocks; links not followed; vanished entries skipped)."""
+    """Bytes allocated beneath the roots (lstat blocks; links not followed; vanished entries skipped).
+
+    Every entry costs at least ``ENTRY_BYTES``: an empty file holds no block but an inode, and a build
+    creating empty files by the hundred thousand exhausted the filesystem's inodes while its blocks
+    stayed near zero (found by the red-team pass). Real files take a block anyway, so this changes
+    nothing for ordinary trees; it caps a build at ``build_disk_mb`` / 4 KiB entries.
+    """
     total = 0
     for root in roots:
         with contextlib.suppress(OSError):
             for node, _, _ in walk(root):
-                total += node.blocks * 512
+                total += max(node.blocks * 512, ENTRY_BYTES)
     return total
 
 
