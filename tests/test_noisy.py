@@ -102,3 +102,62 @@ def test_an_endless_line_on_stderr_does_not_hang_the_handler(make_orvad: Callabl
         assert time.monotonic() - started < 20  # the function's timeout is 30 s
         assert _dropped(c, "endless-line") >= 98 << 20  # 1 MiB/s kept, the rest dropped and counted
         assert c.get(f"/fn/{noisy}", params={"s": "0.01"}).status_code == 200  # the same worker serves on
+
+
+UNCAPPED = '''
+import sys
+
+def _lift_the_adapters_cap():
+    f = sys._getframe()
+    while f is not None:  # the adapter's cap is one of its globals, in the jail with the handler
+        if "MAX_LOG" in f.f_globals:
+            f.f_globals["MAX_LOG"] = 1 << 30
+        f = f.f_back
+
+def handler(event, context):
+    _lift_the_adapters_cap()
+    mode = event["query"].get("mode")
+    if mode == "stream":
+        def chunks():
+            _lift_the_adapters_cap()
+            print("s" * (3 << 20))
+            yield "streamed"
+        return chunks()
+    print("x" * (3 << 20))
+    if mode == "raise":
+        raise RuntimeError("after 3 MiB of output")
+    return "loud"
+'''
+
+
+def _recorded_logs(c: httpx.Client, r: httpx.Response) -> dict[str, object]:
+    url = f"/api/v1/executions/{r.headers['x-orva-execution-id']}/logs"
+    wait_for(lambda: c.get(url).status_code == 200, 10, "execution logs")
+    body: dict[str, object] = c.get(url).json()
+    return body
+
+
+def _db_bytes(orvad: Orvad) -> int:
+    return sum(p.stat().st_size for p in orvad.data_dir.glob("orva.db*"))
+
+
+def test_a_handler_lifting_the_adapters_log_cap_is_still_capped_by_orvad(make_orvad: Callable[..., Orvad]) -> None:
+    """Red team F8: the adapter's 256 KiB cap is a global the handler can change; orvad cuts every reply's
+    logs (response, error and stream-end frames) to 256 KiB itself and flags them truncated."""
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        loud = _deploy(c, "uncapped", UNCAPPED)
+        before = _db_bytes(orvad)
+        for mode, status in (("reply", 200), ("raise", 500), ("stream", 200)):
+            r = c.get(f"/fn/{loud}", params={"mode": mode})
+            assert r.status_code == status, (mode, r.text)
+            body = _recorded_logs(c, r)
+            logs = body["logs"]
+            assert body["truncated"] is True, mode
+            assert isinstance(logs, str) and 200 * 1024 < len(logs.encode()) <= 256 * 1024, mode
+        for _ in range(7):
+            assert c.get(f"/fn/{loud}").status_code == 200
+        # ten invocations of 3 MiB each used to add 30 MiB; the cap keeps it to ten times 256 KiB plus pages
+        wait_for(lambda: len(c.get("/api/v1/executions", params={"function_id": loud, "limit": 20}).json()
+                             .get("executions", [])) >= 10, 10, "ten executions recorded")
+        assert _db_bytes(orvad) - before < 8 << 20

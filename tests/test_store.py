@@ -309,3 +309,29 @@ async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
         await writer.stop()
     kept = await database.fetchall("SELECT v FROM rows WHERE v LIKE 'yy%'")
     assert sorted(int(r[0].rsplit("-", 1)[1]) for r in kept) == list(range(100))  # the first 100, each once
+
+
+async def test_past_its_byte_bound_the_batch_writer_drops_new_rows_and_counts_them(
+        full_db: tuple[Database, Path]) -> None:
+    """Red team F8: rows are bounded by their bytes too, not only their count: 200,000 execution rows of
+    256 KiB of logs each would have been 50 GB of orvad's memory while the disk is full."""
+    database, filler = full_db
+    fill_disk(filler)
+    await write_until_refused(database)
+    writer = BatchWriter(database, interval_s=0.01, max_pending_bytes=64 * 1024)
+    writer.start()
+    try:
+        for i in range(40):  # 40 rows of 4 KiB: 16 fit in 64 KiB
+            writer.submit("INSERT INTO rows (v) VALUES (?)", ("z" * 4000 + f"-{i}",))
+        assert writer.pending == 16 and writer.rows_dropped == 24
+        assert writer.pending_bytes <= 64 * 1024
+        filler.unlink()
+        deadline = asyncio.get_running_loop().time() + 10
+        while writer.pending:
+            assert asyncio.get_running_loop().time() < deadline, f"{writer.pending} rows still unwritten"
+            await asyncio.sleep(0.01)
+        assert writer.pending_bytes == 0
+    finally:
+        await writer.stop()
+    kept = await database.fetchall("SELECT v FROM rows WHERE v LIKE 'zz%'")
+    assert sorted(int(r[0].rsplit("-", 1)[1]) for r in kept) == list(range(16))  # the first 16, each once

@@ -14,6 +14,10 @@ from typing import Any
 import orjson
 
 MAX_FRAME = 16 * 1024 * 1024
+# A request's captured output kept with its execution (the adapters' ORVA_MAX_LOG_BYTES default). The
+# adapters cap it too, but they run in the jail with the handler, which can lift their cap: orvad cuts
+# every reply's logs to this when the frame arrives (cap_logs).
+MAX_LOG_BYTES = 256 * 1024
 _HEADER = struct.Struct(">I")
 
 
@@ -30,6 +34,19 @@ def encode(message: dict[str, Any], max_frame: int = MAX_FRAME) -> bytes:
     if len(payload) > max_frame:
         raise FrameError(f"frame of {len(payload)} bytes exceeds the {max_frame}-byte maximum")
     return _HEADER.pack(len(payload)) + payload
+
+
+def cap_logs(logs: Any, limit: int = MAX_LOG_BYTES) -> tuple[str, bool]:
+    """A reply frame's ``logs`` as at most ``limit`` UTF-8 bytes, cut on a character boundary, and
+    whether anything was cut. A value that is not text is dropped (and reported cut)."""
+    if not isinstance(logs, str):
+        return "", logs is not None
+    if len(logs) <= limit // 4:  # at most 4 bytes a character: surely within the limit, nothing to encode
+        return logs, False
+    data = logs.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return logs, False
+    return data[:limit].decode("utf-8", "ignore"), True
 
 
 def _loads(payload: memoryview) -> Any:

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from orvad.errors import OrvaError, Timeout, WorkerCrashed
 from orvad.pool.oomwatch import OomWatch
-from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
+from orvad.pool.protocol import MAX_FRAME, MAX_LOG_BYTES, Decoder, FrameError, cap_logs, encode
 from orvad.pool.stderr import StderrSink
 from orvad.process import PIPE, Child, spawn
 from orvad.sandbox import Invocation
@@ -99,13 +99,14 @@ class Worker:
     def __init__(self, invocation: Invocation, *, name: str, memory_mb: int,
                  on_exit: Callable[[Worker], None] | None = None, after_kill: Callable[[int], None] | None = None,
                  max_frame: int = MAX_FRAME, log_bytes_per_s: int = LOG_BYTES_PER_S,
-                 on_log_drop: Callable[[int], None] | None = None) -> None:
+                 on_log_drop: Callable[[int], None] | None = None, max_log: int = MAX_LOG_BYTES) -> None:
         self.invocation = invocation
         self.name = name
         self.memory_mb = memory_mb
         self._on_exit = on_exit
         self._after_kill = after_kill
         self._max_frame = max_frame
+        self._max_log = max_log
         self.proc: Child | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._streams: dict[int, Reply] = {}
@@ -338,8 +339,9 @@ class Worker:
         """Route one frame; False when a full stream buffer must drain before it can be delivered."""
         kind, rid = frame.get("type"), frame.get("id")
         if kind in ("response", "error") and type(rid) is int:  # the usual frames first
+            logs, cut = cap_logs(frame.get("logs"), self._max_log)
             self._resolve(rid, Reply(kind, id=rid, response=frame.get("response"), error=frame.get("error"),
-                                     logs=frame.get("logs", ""), logs_truncated=bool(frame.get("logsTruncated"))))
+                                     logs=logs, logs_truncated=cut or bool(frame.get("logsTruncated"))))
             return True
         if kind == "ready":
             if self._ready is not None and not self._ready.done():
@@ -363,7 +365,9 @@ class Worker:
             stream = self._streams.get(rid)
             if stream is None:
                 if kind == "end" and rid in self._pending:  # an error before the first chunk
-                    self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=frame.get("logs", "")))
+                    logs, cut = cap_logs(frame.get("logs"), self._max_log)
+                    self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=logs,
+                                             logs_truncated=cut or bool(frame.get("logsTruncated"))))
                 return True
             assert stream.chunks is not None and stream.ended is not None
             unread = rid in self._unread
@@ -377,7 +381,8 @@ class Worker:
                 if (timer := self._stream_timers.pop(rid, None)) is not None:
                     timer.cancel()
                 if not stream.ended.done():
-                    if self._stderr.dropped != stream.log_mark:
+                    frame["logs"], cut = cap_logs(frame.get("logs"), self._max_log)
+                    if cut or self._stderr.dropped != stream.log_mark:
                         frame["logsTruncated"] = True
                     stream.ended.set_result(frame)
                 if unread:

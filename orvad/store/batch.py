@@ -7,8 +7,8 @@ an ``after`` callback, called once the row is committed (so what it announces ca
 
 A full disk (``InsufficientStorage``) never loses queued rows: they stay in memory and the writer
 retries with a growing pause (up to ``_FULL_RETRY_MAX_S``) until a write commits. The queue holds
-at most ``max_pending`` rows; past that, newly submitted rows are dropped (their ``after`` is never
-called), counted in ``rows_dropped`` (the metric ``orva_store_rows_dropped_total``) and logged.
+at most ``max_pending`` rows and ``max_pending_bytes`` bytes of their values; past either, newly
+submitted rows are dropped (their ``after`` is never called), counted in ``rows_dropped`` (the metric ``orva_store_rows_dropped_total``) and logged.
 """
 
 from __future__ import annotations
@@ -25,18 +25,22 @@ from orvad.store.db import Database
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING = 200_000  # rows kept in memory while they cannot be written (~100 MB of execution rows at most)
+MAX_PENDING = 200_000  # rows kept in memory while they cannot be written
+MAX_PENDING_BYTES = 128 << 20  # and their values' bytes: an execution's logs alone may be 256 KiB
+_ROW_OVERHEAD = 64  # bytes counted for each value besides its text
 _FULL_RETRY_MAX_S = 2.0
-Row = tuple[str, Sequence[Any], Callable[[], None] | None]
+Row = tuple[str, Sequence[Any], Callable[[], None] | None, int]  # sql, params, after, row_bytes
 
 
 class BatchWriter:
     def __init__(self, db: Database, *, interval_s: float = 0.025, max_batch: int = 500,
-                 max_pending: int = MAX_PENDING) -> None:
+                 max_pending: int = MAX_PENDING, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self._db = db
         self._interval_s = interval_s
         self._max_batch = max_batch
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._bytes = 0  # the queued rows' size (row_bytes)
         self._queue: list[Row] = []
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -50,14 +54,20 @@ class BatchWriter:
     def pending(self) -> int:
         return len(self._queue)
 
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
     def submit(self, sql: str, params: Sequence[Any], after: Callable[[], None] | None = None) -> None:
         """Queue one row; never blocks and never touches the database on the caller's path."""
         if self._stopping and self._task is None:
             raise RuntimeError("batch writer is stopped")
-        if len(self._queue) >= self._max_pending:
+        size = row_bytes(params)
+        if len(self._queue) >= self._max_pending or (self._queue and self._bytes + size > self._max_pending_bytes):
             self._drop(1, "the batched writer's queue is full (the disk has been full for a while); rows dropped")
             return
-        self._queue.append((sql, params, after))
+        self._queue.append((sql, params, after, size))
+        self._bytes += size
         if len(self._queue) >= self._max_batch:
             self._wake.set()
 
@@ -76,12 +86,14 @@ class BatchWriter:
         except InsufficientStorage:
             lost = len(self._queue)
             self._queue.clear()
+            self._bytes = 0
             self._drop(lost, "stopping with the disk full: rows that could not be written are lost", always=True)
 
     def _drop(self, count: int, message: str, *, always: bool = False) -> None:
         before, self.rows_dropped = self.rows_dropped, self.rows_dropped + count
         if always or before == 0 or before // 10_000 != self.rows_dropped // 10_000:  # the first, then every 10,000
-            log.error(message, extra={"rows_dropped_total": self.rows_dropped, "max_pending": self._max_pending})
+            log.error(message, extra={"rows_dropped_total": self.rows_dropped, "max_pending": self._max_pending,
+                                      "max_pending_bytes": self._max_pending_bytes})
 
     async def flush(self) -> None:
         """Write every queued row, including rows queued while it writes."""
@@ -95,8 +107,9 @@ class BatchWriter:
         page writes and thread hand-overs, instead of one commit per interval."""
         for _ in range(-(-len(self._queue) // self._max_batch)):
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            self._bytes -= sum(row[3] for row in batch)
             grouped: dict[str, list[Sequence[Any]]] = defaultdict(list)
-            for sql, params, _ in batch:
+            for sql, params, _, _ in batch:
                 grouped[sql].append(params)
             try:
                 await self._db.write_all([statement for sql, rows in grouped.items()
@@ -104,14 +117,18 @@ class BatchWriter:
             except sqlite3.IntegrityError:
                 await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
             except Exception:
-                self._queue[:0] = batch  # keep the rows; the next flush retries them
+                self._requeue(batch)  # keep the rows; the next flush retries them
                 raise
             else:
                 self.rows_written += len(batch)
-                _announce(after for _, _, after in batch)
+                _announce(after for _, _, after, _ in batch)
+
+    def _requeue(self, rows: list[Row]) -> None:
+        self._queue[:0] = rows
+        self._bytes += sum(row[3] for row in rows)
 
     async def _write_one_by_one(self, batch: list[Row]) -> None:
-        for index, (sql, params, after) in enumerate(batch):
+        for index, (sql, params, after, _) in enumerate(batch):
             try:
                 await self._db.write_all([(sql, params)])
                 self.rows_written += 1
@@ -120,7 +137,7 @@ class BatchWriter:
                 # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
                 log.error("batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)})
             except Exception:
-                self._queue[:0] = batch[index:]  # this row and the rest: kept for the next attempt
+                self._requeue(batch[index:])  # this row and the rest: kept for the next attempt
                 raise
 
     async def _run(self) -> None:
@@ -174,6 +191,11 @@ def multi_row(sql: str, rows: list[Sequence[Any]]) -> Iterator[tuple[str, Sequen
     for start in range(0, len(rows), per):
         chunk = rows[start:start + per]
         yield f"{head} VALUES {', '.join([values] * len(chunk))}", [v for row in chunk for v in row]
+
+
+def row_bytes(params: Sequence[Any]) -> int:
+    """What a queued row holds in memory, roughly: its text and blob values plus a little for each value."""
+    return sum(len(v) + _ROW_OVERHEAD if isinstance(v, str | bytes) else _ROW_OVERHEAD for v in params)
 
 
 def _announce(callbacks: Iterable[Callable[[], None] | None]) -> None:
