@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from orvad.clock import now_iso
+from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
 from orvad.jsonvalues import json_int
@@ -65,6 +66,8 @@ def _env_vars(value: Any) -> dict[str, str]:
             raise _bad("env_vars", f"has an invalid variable name {name!r} (letters, digits, _; not a digit first)")
         if name.upper().startswith(RESERVED_ENV_PREFIX):
             raise _bad("env_vars", f"may not set {name!r}: the ORVA_ prefix is reserved")
+        if host_sensitive(name):
+            raise _bad("env_vars", f"may not set {name!r}: it {REFUSAL}")
         if not isinstance(val, str):
             raise _bad("env_vars", f"value of {name} must be a string")
         if "\x00" in val:

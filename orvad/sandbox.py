@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from orvad.envnames import host_sensitive
+
 JAIL_UID = 65534
 CodeAccess = Literal["ro", "rw"]
 
@@ -57,6 +59,9 @@ class Invocation:
     env: dict[str, str]
 
 
+NSENTER = "/usr/bin/nsenter"  # by absolute path: never looked up in an environment a function set
+
+
 def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
     args = [
         host.nsjail, "--mode", "o", "--really_quiet",
@@ -79,6 +84,8 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
         args += ["--disable_clone_newnet"]  # egress workers and builds join a prepared namespace (nsenter below)
     env = dict(host.base_env)
     for name, value in spec.env.items():
+        if host_sensitive(name):  # the last line: the spawner refuses these with a 409 before we get here
+            raise ValueError(f"{name} may not reach nsjail's environment")
         args += ["-E", name]
         env[name] = value
     for name in host.base_env:
@@ -86,7 +93,7 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
     args += ["--", *spec.argv]
     if spec.netns is not None:
         # nsenter joins only the network namespace; `ip netns exec` would also remount /sys and hide the cgroups
-        args = ["nsenter", f"--net=/run/netns/{spec.netns}", "--", *args]
+        args = [NSENTER, f"--net=/run/netns/{spec.netns}", "--", *args]
     return Invocation(args, env)
 
 

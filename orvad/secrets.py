@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from orvad.clock import now_iso
+from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import NotFound, ValidationError
 from orvad.store.secrets import SecretStore
 
@@ -71,6 +72,8 @@ class SecretService:
         if not isinstance(key, str) or not KEY_RE.fullmatch(key) or (key.upper().startswith("ORVA_") and key != SIGNING_SECRET):
             raise ValidationError("key must be an environment variable name (letters, digits, _), not ORVA_*",
                                   details={"field": "key"})
+        if host_sensitive(key):
+            raise ValidationError(f"a secret may not be named {key}: it {REFUSAL}", details={"field": "key"})
         if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:
             raise ValidationError(f"value must be a string of at most {MAX_VALUE_BYTES} bytes",
                                   details={"field": "value"})

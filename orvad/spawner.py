@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orvad.egress import EgressNetwork
+from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, Unavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.pool.worker import LOG_BYTES_PER_S, Worker
@@ -30,6 +31,11 @@ ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT), "node"
 def _refuse_unusable_env(function_name: str, env: dict[str, str]) -> None:
     """A value stored before NUL bytes were refused must fail the spawn with its key, not with 'embedded null byte'."""
     for key, value in env.items():
+        if host_sensitive(key):  # stored before names like LD_PRELOAD were refused: never reaches nsjail
+            raise Conflict(f"the environment of {function_name} cannot start a worker: {key} {REFUSAL}",
+                           details={"key": key, "reason": "configuration"},
+                           hint=f"remove {key} (PUT /api/v1/functions/{{id}} env_vars, or "
+                                f"DELETE /api/v1/functions/{{id}}/secrets/{key})")
         if "\x00" in value:
             raise Conflict(f"the environment of {function_name} cannot start a worker: {key} contains a NUL byte",
                            details={"key": key, "reason": "configuration"},

@@ -110,3 +110,51 @@ def test_nul_bytes_are_refused_and_a_stored_one_names_its_key(make_orvad: Callab
         assert r.status_code == 409, r.text
         err = r.json()["error"]
         assert err["details"]["key"] == "MODE" and "NUL" in err["message"] and "env_vars" in err["hint"]
+
+
+def test_names_the_hosts_loader_reads_are_refused(make_orvad: Callable[..., Orvad]) -> None:
+    """Found by the red-team pass: a function's variables are, for a moment, the environment of root's
+    nsjail on the host, so env_vars {"LD_PRELOAD": "<its code>/evil.so"} ran the tenant's library as root.
+    Names the loader and glibc read are refused as env vars and secrets, and one stored by an older orvad
+    fails the spawn (409) instead of reaching nsjail; PATH stays settable (host programs start by absolute path)."""
+    import json
+    import sqlite3
+
+    from tests.deploy_helpers import deploy_inline, wait_deployed
+
+    server = make_orvad()
+    with server.admin() as c:
+        fn = create_function(c, "loader-names")
+        for name in ("LD_PRELOAD", "ld_library_path", "LD_AUDIT", "GLIBC_TUNABLES", "GCONV_PATH", "MALLOC_ARENA_MAX",
+                     "TMPDIR"):
+            r = c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {name: "/x"}})
+            assert r.status_code == 400 and name in r.json()["error"]["message"], (name, r.text)
+            r = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": name, "value": "/x"})
+            assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "key", (name, r.text)
+        ok = c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {"PATH": "/code/bin:/usr/bin"}})
+        assert ok.status_code == 200, ok.text
+        dep = deploy_inline(c, fn["id"], "import os\ndef handler(event, context):\n    return os.environ['PATH']\n")
+        assert wait_deployed(c, dep["id"])["status"] == "succeeded"
+        assert c.post(f"/fn/{fn['id']}/").text == "/code/bin:/usr/bin"
+    server.stop()
+    with sqlite3.connect(server.data_dir / "orva.db") as db:  # a row written before the rule
+        db.execute("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"LD_PRELOAD": "/tmp/x.so"}), fn["id"]))
+    again = make_orvad(data_dir=server.data_dir)
+    with again.admin() as c:
+        r = c.post(f"/fn/{fn['id']}/")
+        assert r.status_code == 409 and r.json()["error"]["details"]["key"] == "LD_PRELOAD", r.text
+
+
+def test_the_sandbox_argv_never_hands_loader_names_to_nsjail_and_starts_nsenter_by_path() -> None:
+    import pytest
+
+    from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
+
+    host = HostFacts("/usr/bin/nsjail", "v1", "/policy.kafel")
+    spec = SandboxSpec(argv=("/usr/bin/true",), code_dir="/code", binds=(), memory_mb=64, cpus=1.0,
+                       netns="orva1e1", network="egress", env={"PATH": "/evil"})
+    inv = build_invocation(spec, host)
+    assert inv.argv[0] == "/usr/bin/nsenter" and inv.env["PATH"] == "/evil"
+    with pytest.raises(ValueError):
+        build_invocation(SandboxSpec(argv=("/usr/bin/true",), code_dir="/code", binds=(), memory_mb=64, cpus=1.0,
+                                     env={"LD_PRELOAD": "/code/evil.so"}), host)
