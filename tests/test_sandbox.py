@@ -58,7 +58,7 @@ def test_builds_write_their_tree_and_join_their_own_namespace() -> None:
     argv = build_invocation(_spec(code_access="rw", network="build", netns="orva1b3",
                                   extra_rw=(("/cache", "/cache"),)), HOST).argv
     assert argv[argv.index("/data/v1:/code") - 1] == "-B"
-    assert argv[:3] == ["nsenter", "--net=/run/netns/orva1b3", "--"] and "--disable_clone_newnet" in argv
+    assert argv[:3] == ["/usr/bin/nsenter", "--net=/run/netns/orva1b3", "--"] and "--disable_clone_newnet" in argv
     # without a prepared namespace a build gets a fresh, empty one: never the host's
     assert "--disable_clone_newnet" not in build_invocation(_spec(code_access="rw", network="build"), HOST).argv
 
@@ -72,4 +72,4 @@ def test_cgroup_v2_and_none() -> None:
 
 def test_egress_joins_a_prepared_namespace() -> None:
     argv = build_invocation(_spec(network="egress", netns="orva-e7"), HOST).argv
-    assert argv[:3] == ["nsenter", "--net=/run/netns/orva-e7", "--"] and "--disable_clone_newnet" in argv
+    assert argv[:3] == ["/usr/bin/nsenter", "--net=/run/netns/orva-e7", "--"] and "--disable_clone_newnet" in argv
