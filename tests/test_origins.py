@@ -195,6 +195,33 @@ def test_only_an_admin_may_turn_the_sandbox_off(orvad: Orvad) -> None:
         assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).json()["csp_sandbox"] is False
 
 
+def test_a_trusted_function_is_changed_only_by_an_admin(orvad: Orvad) -> None:
+    """Found by the red-team pass (a variant of the above): a write key could no longer unsandbox a
+    function, but could redeploy, roll back, reconfigure or re-secret one an admin had unsandboxed."""
+    with orvad.admin() as c:
+        key = c.post("/api/v1/keys", json={"name": "tenant2", "permissions": ["read", "write", "invoke"]}).json()
+        fn = _deploy(c, "trusted-page", ECHO)
+        first = c.get(f"/api/v1/functions/{fn['id']}/deployments").json()["deployments"][0]
+        assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).status_code == 200
+    base = f"/api/v1/functions/{fn['id']}"
+    with orvad.client(key["key"]) as tenant:
+        for method, path, body in (
+                ("POST", f"{base}/deploy-inline", {"code": "def handler(e, c):\n    return 'mine'\n"}),
+                ("POST", f"{base}/rollback", {"deployment_id": first["id"]}),
+                ("PUT", base, {"env_vars": {"MODE": "x"}}),
+                ("PUT", base, {"entrypoint": "other.py"}),
+                ("POST", f"{base}/secrets", {"key": "K", "value": "v"})):
+            r = tenant.request(method, path, json=body)
+            assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin", (path, r.text)
+        r = tenant.post(f"{base}/deploy", content=b"x", headers={"content-type": "application/zip"})
+        assert r.status_code == 403, r.text
+        r = tenant.delete(f"{base}/secrets/K")
+        assert r.status_code == 403, r.text
+        # sandboxing it again is always allowed, and then the tenant may change it as before
+        assert tenant.put(base, json={"csp_sandbox": True}).status_code == 200
+        assert tenant.put(base, json={"env_vars": {"MODE": "x"}}).status_code == 200
+
+
 def test_csp_sandbox_is_a_per_function_boolean(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = _deploy(c, "csp-flag", ECHO)

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 
 from orvad.auth.guard import Principal
 from orvad.clock import iso, parse_iso
-from orvad.errors import InvalidJSON, ValidationError
+from orvad.errors import Forbidden, InvalidJSON, ValidationError
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
@@ -86,3 +86,16 @@ def listing(name: str, items: list[dict[str, Any]], limit: int) -> JSONResponse:
     more = len(items) > limit
     items = items[:limit]
     return JSONResponse({name: items, "next_cursor": items[-1]["id"] if more and items else None})
+
+
+def trusted_needs_admin(request: Request, fn: Any) -> None:
+    """A function with csp_sandbox off serves pages that act as the operator who opens them: changing
+    what it runs (code, rollback, settings, secrets) needs admin, as turning the sandbox off did."""
+    if fn.csp_sandbox:
+        return
+    principal = principal_of(request)
+    if principal is None or not principal.can("admin"):
+        raise Forbidden(f"function {fn.name} runs unsandboxed (csp_sandbox false): changing what it runs needs "
+                        "the admin permission", details={"required": "admin", "field": "csp_sandbox"},
+                        hint="ask an operator with an admin key, or have an admin set csp_sandbox back to true")
+

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object
+from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object, trusted_needs_admin
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
@@ -62,6 +62,8 @@ async def update_function(request: Request) -> Response:
     """Partial update; status may be set to active or inactive."""
     body = await read_object(request, (*SETTABLE, "status"))
     _unsandboxing_needs_admin(request, body)
+    if body != {"csp_sandbox": True}:  # sandboxing a trusted function again is always allowed
+        trusted_needs_admin(request, daemon_of(request).functions.resolve(request.path_params["id"]))
     fn = await daemon_of(request).functions.update(request.path_params["id"], body)
     return JSONResponse(function_json(fn))
 
@@ -80,6 +82,7 @@ async def deploy_inline(request: Request) -> Response:
     """Deploy code from JSON ({code, filename?, dependencies?}); 202, the build runs asynchronously."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
+    trusted_needs_admin(request, fn)
     body = await read_object(request, ("code", "filename", "dependencies"))
     code = body.get("code")
     if not isinstance(code, str) or not code.strip():
@@ -96,6 +99,7 @@ async def deploy_archive(request: Request) -> Response:
     """Deploy a .tar.gz or .zip (multipart field `file`, or the raw body); 202, built asynchronously."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
+    trusted_needs_admin(request, fn)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=10) as form:
@@ -126,6 +130,7 @@ async def rollback(request: Request) -> Response:
     """Switch back to a built version ({deployment_id} or {code_hash}); 200 with a `rollback` deployment."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
+    trusted_needs_admin(request, fn)
     body = await read_object(request, ("deployment_id", "code_hash"))
     for field in ("deployment_id", "code_hash"):
         if field in body and not isinstance(body[field], str):

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, read_object
+from orvad.api.common import daemon_of, read_object, trusted_needs_admin
 
 
 async def list_secrets(request: Request) -> Response:
@@ -20,6 +20,7 @@ async def upsert_secret(request: Request) -> Response:
     """Create or replace one secret ({key, value}); new workers get it, old ones are replaced."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
+    trusted_needs_admin(request, fn)
     body = await read_object(request, ("key", "value"))
     await daemon.secrets.upsert(fn.id, body.get("key"), body.get("value"))
     return JSONResponse({"function_id": fn.id, "key": body["key"], "stored": True})
@@ -29,6 +30,7 @@ async def delete_secret(request: Request) -> Response:
     """Remove one secret."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
+    trusted_needs_admin(request, fn)
     await daemon.secrets.delete(fn.id, request.path_params["key"])
     return JSONResponse({"function_id": fn.id, "key": request.path_params["key"], "deleted": True})
 
