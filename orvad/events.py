@@ -119,12 +119,17 @@ def _header_text(value: Any) -> str | None:
 # dashboard's cookies (docs/SECURITY.md).
 ORIGIN_WIDE_HEADERS = frozenset({
     b"set-cookie", b"clear-site-data", b"nel", b"report-to", b"reporting-endpoints", b"strict-transport-security",
-    b"service-worker-allowed", b"origin-agent-cluster", b"www-authenticate", b"proxy-authenticate"})
+    b"service-worker-allowed", b"origin-agent-cluster", b"www-authenticate", b"proxy-authenticate", b"alt-svc"})
 
 
 def confined(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """``headers`` without the ones that act on the whole origin (for replies on the dashboard's origin)."""
     return [pair for pair in headers if pair[0] not in ORIGIN_WIDE_HEADERS]
+
+
+# A cookie with a Domain attribute reaches sibling host names (fn.example.com setting a cookie for
+# example.com bombs the dashboard at orva.example.com): handlers may set host-only cookies only.
+_DOMAIN_ATTRIBUTE = re.compile(r";\s*domain\s*=", re.IGNORECASE)
 
 
 def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]]:
@@ -144,7 +149,8 @@ def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]
             continue
         for item in value if isinstance(value, list) else [value]:
             text = _header_text(item)
-            if text is None or (name == "set-cookie" and _is_session_cookie(text.partition(";")[0])):
+            if text is None or (name == "set-cookie" and (_is_session_cookie(text.partition(";")[0])
+                                                          or _DOMAIN_ATTRIBUTE.search(text))):
                 continue
             if (bad := _CONTROL.search(text)) is not None:
                 char = bad.group()

@@ -55,6 +55,7 @@ _SIGNING_HEADERS = (b"x-orva-timestamp", b"x-orva-signature")
 # Function replies that land on the dashboard's cookie scope (docs/API.md): scripts and forms run,
 # but in an opaque origin, so the page can neither read or set the dashboard's cookies nor call
 # the API as the logged-in operator.
+_SERVICE_WORKER = (b"service-worker", b"script")  # what a browser sends when it fetches a worker's script
 SANDBOX_HEADER = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-modals allow-downloads")
 
 
@@ -225,6 +226,9 @@ class Invoker:
         watch: _DisconnectWatch | None = None
         try:
             self._gate(fn)
+            if _SERVICE_WORKER in scope["headers"] and self.d.origins.shares_cookies(scope):
+                raise Forbidden("function content cannot become a service worker where the dashboard's cookies live",
+                                hint="serve functions from their own origin (ORVA_FUNCTIONS_ORIGIN) to register one")
             client = scope.get("client")
             if fn.rate_limit_per_min > 0:
                 forwarded = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)

@@ -143,6 +143,7 @@ def handler(event, context):
         "reporting-endpoints": 'default="https://collector.invalid/"',
         "strict-transport-security": "max-age=31536000; includeSubDomains",
         "service-worker-allowed": "/", "www-authenticate": 'Basic realm="orva dashboard: log in again"',
+        "alt-svc": 'h2="attacker.invalid:443"; ma=86400',
         "x-theirs": "kept"}}
 '''
 
@@ -174,7 +175,7 @@ def test_replies_on_the_dashboards_origin_lose_the_headers_that_act_on_the_whole
         r = c.get(f"/fn/{fn['name']}")
     assert r.status_code == 401 and r.headers["x-theirs"] == "kept"
     for name in ("set-cookie", "clear-site-data", "nel", "report-to", "reporting-endpoints",
-                 "strict-transport-security", "service-worker-allowed", "www-authenticate"):
+                 "strict-transport-security", "service-worker-allowed", "www-authenticate", "alt-svc"):
         assert name not in r.headers, name
 
 
@@ -220,6 +221,37 @@ def test_a_trusted_function_is_changed_only_by_an_admin(orvad: Orvad) -> None:
         # sandboxing it again is always allowed, and then the tenant may change it as before
         assert tenant.put(base, json={"csp_sandbox": True}).status_code == 200
         assert tenant.put(base, json={"env_vars": {"MODE": "x"}}).status_code == 200
+
+
+def test_well_known_routes_service_workers_and_domain_cookies(orvad: Orvad) -> None:
+    """Found by the red-team pass: a write key routed /.well-known/acme-challenge/* on the dashboard's host
+    name (a certificate for the operator's domain where orvad answers port 80), a route at /sw.js could
+    become a service worker over /web/, and a functions origin on a sibling host name could bomb the
+    dashboard with a Domain= cookie."""
+    with orvad.admin() as c:
+        key = c.post("/api/v1/keys", json={"name": "tenant3", "permissions": ["read", "write", "invoke"]}).json()
+        fn = _deploy(c, "well-known", ECHO)
+        cookies = _deploy(c, "domain-cookie", '''
+def handler(event, context):
+    return {"statusCode": 200, "body": "ok", "headers": {"set-cookie": [
+        "b=1; Domain=example.test; Path=/", "c=2;domain =.example.test", "mine=3; Path=/"]}}
+''', csp_sandbox=False)
+    with orvad.client(key["key"]) as tenant:
+        for path in ("/.well-known/acme-challenge/*", "/.Well-Known/security.txt"):
+            r = tenant.post("/api/v1/routes", json={"path": path, "function_id": fn["id"]})
+            assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin", (path, r.text)
+        assert tenant.post("/api/v1/routes", json={"path": "/sw.js", "function_id": fn["id"]}).status_code == 201
+    with orvad.admin() as c:
+        assert c.post("/api/v1/routes", json={"path": "/.well-known/acme-challenge/*",
+                                               "function_id": fn["id"]}).status_code == 201
+    with orvad.client() as anyone:
+        assert anyone.get("/sw.js").status_code == 200
+        worker = anyone.get("/sw.js", headers={"Service-Worker": "script"})
+        assert worker.status_code == 403 and "service worker" in worker.json()["error"]["message"]
+        assert anyone.get(f"/fn/{fn['name']}/", headers={"Service-Worker": "script"}).status_code == 403
+        assert anyone.get("/fn/domain-cookie").headers.get_list("set-cookie") == ["mine=3; Path=/"]
+        r = anyone.get(f"/fn/{fn['name']}/", headers={"Service-Worker": "script", "Host": "127.0.0.1"})
+        assert r.status_code == 403
 
 
 def test_csp_sandbox_is_a_per_function_boolean(orvad: Orvad) -> None:

@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, read_object
-from orvad.errors import ValidationError
+from orvad.api.common import daemon_of, principal_of, read_object
+from orvad.errors import Forbidden, ValidationError
 from orvad.routing import RouteEntry
 
 
@@ -39,6 +39,13 @@ async def _save_route(request: Request, replace: bool) -> Response:
     if not isinstance(body.get("function_id"), str):
         raise ValidationError("function_id is required (a function id or name)", details={"field": "function_id"})
     fn = daemon.functions.resolve(body["function_id"])
+    path = body.get("path")
+    if isinstance(path, str) and path.lower().startswith("/.well-known"):
+        principal = principal_of(request)
+        if principal is None or not principal.can("admin"):  # ACME HTTP-01, security.txt, app links: the host's
+            raise Forbidden("routes under /.well-known/ speak for the whole host name (certificates, app links): "
+                            "they need the admin permission", details={"required": "admin", "field": "path"},
+                            hint="ask an operator with an admin key to create this route")
     entry, replaced = await daemon.routes.create(body.get("path"), fn.id, body.get("methods", "*"), replace=replace)
     return JSONResponse(route_json(entry, fn.name), status_code=200 if replaced else 201)
 
