@@ -112,6 +112,18 @@ for message in frames():
         answer(message)
     elif mode == "hold":
         time.sleep(60)
+    elif mode == "stray":  # frames that answer no request: the red team's flood (F9), and a reply to no one
+        n = message["event"]["n"]
+        if n == "flood":
+            for _ in range(1000):
+                send({"type": "zz"})
+        elif n == "late":
+            answer(message)
+            send({"type": "response", "id": 999, "logs": "", "response": {"statusCode": 200}})
+        elif n == "ready":
+            send({"type": "ready", "runtime": "fake", "version": "0.0.2", "initError": None})
+        else:
+            answer(message)
     elif mode == "halfstream":
         send({"type": "start", "id": message["id"], "statusCode": 200, "headers": {}})
         send({"type": "chunk", "id": message["id"], "data": "part", "isBase64Encoded": False})
@@ -331,3 +343,25 @@ def test_on_uvloop_too_a_fast_stream_pauses_the_pipe_and_loses_nothing() -> None
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(flood())
+
+
+@pytest.mark.parametrize("n", ["flood", "ready"])
+async def test_a_frame_that_answers_no_request_kills_the_worker_and_logs_once(
+        n: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Red team F9: a thousand frames without an id (or a second ready frame) while a request is in flight
+    fail that request as WORKER_CRASHED with the reason, kill the worker and log one line, not one each."""
+    async with started(fake("stray")) as worker:
+        with pytest.raises(WorkerCrashed, match="the worker wrote a frame that answers no request"):
+            await invoke(worker, n)
+        assert not worker.alive
+        await wait_until(lambda: worker.proc is not None and worker.proc.returncode is not None, 5, "the worker's end")
+    assert len([r for r in caplog.records if "broke the protocol" in r.getMessage()]) == 1
+
+
+async def test_a_reply_to_no_request_between_requests_kills_the_worker() -> None:
+    async with started(fake("stray")) as worker:
+        assert (await invoke(worker, "late")).response["body"] == "late"
+        await wait_until(lambda: not worker.alive, 5, "the worker to be condemned")
+        assert "id 999 is not in flight" in (worker.exit_reason or "")
+        with pytest.raises(WorkerCrashed):
+            await invoke(worker, "next")

@@ -111,6 +111,7 @@ class Worker:
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._streams: dict[int, Reply] = {}
         self._unread: set[int] = set()  # streams whose reader went away: chunks dropped, the end still awaited
+        self._gone: set[int] = set()    # requests whose caller left before the reply: their frames are dropped
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -231,8 +232,8 @@ class Worker:
                 self._pending[rid] = settled
                 overdue = loop.call_at(deadline, self._abandoned_overdue, rid, timeout_s)
                 settled.add_done_callback(lambda _: overdue.cancel())
-            else:
-                self._pending.pop(rid, None)
+            elif self._pending.pop(rid, None) is not None:
+                self._gone.add(rid)  # its reply (or stream) may still come: dropped, not a stray frame
             raise
         except BaseException:
             timer.cancel()
@@ -286,11 +287,7 @@ class Worker:
         try:
             frames = self._decoder.feed(data)
         except FrameError as exc:
-            self._broken = True
-            self.exit_reason = f"protocol error: {exc}"
-            self._fail_all(self.exit_reason, WorkerCrashed)
-            if self._kill_task is None:
-                self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
+            self._protocol_error(str(exc))
             return
         if self._backlog:
             self._backlog.extend(frames)
@@ -300,13 +297,37 @@ class Worker:
                 self._backlog.extend(frames[i:])
                 self._reading(False)
                 return
+            if self._broken:
+                return
+
+    def _protocol_error(self, reason: str) -> None:
+        """The worker broke the protocol: fail its requests, kill it, ignore the rest of its stdout (still
+        read, so its exit is seen). Logged once per worker, however many bad frames follow."""
+        self._broken = True
+        self._backlog.clear()
+        if self.exit_reason is None:
+            self.exit_reason = f"protocol error: {reason}"
+        log.warning("worker broke the protocol; it is killed and replaced",
+                    extra={"worker": self.name, "reason": reason})
+        self._fail_all(self.exit_reason, WorkerCrashed)
+        if self._kill_task is None:
+            self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
+
+    def _stray(self, frame: dict[str, Any], what: str) -> bool:
+        """A frame that answers no request in flight: a protocol error, unless the worker is being stopped
+        already (replies of requests failed or timed out on the way may still arrive)."""
+        if not (self._broken or self._stopping or self._kill_task is not None or self.exit_reason is not None):
+            kind = str(frame.get("type"))[:40]
+            self._protocol_error(f"the worker wrote a frame that answers no request ({what}, type {kind!r})")
+        return True
 
     def _drain_backlog(self) -> None:
         """A stream buffer has room again: deliver the frames held back, then read on."""
-        while self._backlog:
+        while self._backlog and not self._broken:
             if not self._dispatch(self._backlog[0]):
                 return
             self._backlog.popleft()
+        self._backlog.clear()
         self._reading(True)
 
     def _room(self) -> None:
@@ -339,21 +360,31 @@ class Worker:
         """Route one frame; False when a full stream buffer must drain before it can be delivered."""
         kind, rid = frame.get("type"), frame.get("id")
         if kind in ("response", "error") and type(rid) is int:  # the usual frames first
-            logs, cut = cap_logs(frame.get("logs"), self._max_log)
-            self._resolve(rid, Reply(kind, id=rid, response=frame.get("response"), error=frame.get("error"),
-                                     logs=logs, logs_truncated=cut or bool(frame.get("logsTruncated"))))
-            return True
-        if kind == "ready":
+            if rid in self._pending:
+                logs, cut = cap_logs(frame.get("logs"), self._max_log)
+                self._resolve(rid, Reply(kind, id=rid, response=frame.get("response"), error=frame.get("error"),
+                                         logs=logs, logs_truncated=cut or bool(frame.get("logsTruncated"))))
+                return True
+            if rid in self._gone:
+                self._gone.discard(rid)
+                return True
+            return self._stray(frame, f"id {rid} is not in flight")
+        if kind == "ready":  # sent once, at start
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(frame)
-            return True
-        if not isinstance(rid, int):
-            log.warning("worker frame without an integer id", extra={"worker": self.name, "type": kind})
-            return True
+                return True
+            return self._stray(frame, "a second ready frame")
+        if type(rid) is not int:
+            return self._stray(frame, "no integer id")
         if kind == "start":
             future = self._pending.pop(rid, None)
-            if future is None or future.done():
-                return True  # its caller gave up (cancelled): drop the stream's frames instead of queueing them
+            if future is None:
+                if rid in self._gone:
+                    return True
+                return self._stray(frame, f"id {rid} is not in flight")
+            if future.done():
+                self._gone.add(rid)  # its caller gave up (cancelled): drop the stream's frames, not queue them
+                return True
             loop = asyncio.get_running_loop()
             reply = Reply("stream", id=rid, status=frame.get("statusCode", 200), headers=frame.get("headers") or {},
                           chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future(),
@@ -368,7 +399,12 @@ class Worker:
                     logs, cut = cap_logs(frame.get("logs"), self._max_log)
                     self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=logs,
                                              logs_truncated=cut or bool(frame.get("logsTruncated"))))
-                return True
+                    return True
+                if rid in self._gone:
+                    if kind == "end":
+                        self._gone.discard(rid)
+                    return True
+                return self._stray(frame, f"id {rid} has no stream in flight")
             assert stream.chunks is not None and stream.ended is not None
             unread = rid in self._unread
             if kind == "chunk" and unread:
@@ -388,7 +424,8 @@ class Worker:
                 if unread:
                     return True  # the reader's queue holds its end marker already
             stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
-        return True
+            return True
+        return self._stray(frame, "an unknown frame type")
 
     def _resolve(self, rid: Any, reply: Reply) -> None:
         future = self._pending.pop(rid, None)
@@ -462,6 +499,7 @@ class Worker:
                 stream.ended.set_result({"error": {"kind": "crash", "message": reason}, "logs": ""})
         self._streams.clear()
         self._unread.clear()
+        self._gone.clear()
         for timer in self._stream_timers.values():
             timer.cancel()
         self._stream_timers.clear()
