@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Orvad
+from orvad.builder.installer import CUT_MARK, MAX_LINE_CHARS
+from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
@@ -270,3 +271,39 @@ def test_default_hosts_may_not_resolve_to_loopback_or_private_addresses_named_on
     assert derived.startswith("403 localhost resolves to") and "loopback, private or host address" in derived
     assert named == "connected"
     assert unlisted == f"403 localhost:{port} is not in the build allow list"
+
+
+def _jails_of(orvad_pid: int, deployment_id: str) -> list[int]:
+    """nsjail processes orvad started for this deployment's build (its children naming the staging tree)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if ppid == orvad_pid and b"nsjail" in argv[0] and any(deployment_id.encode() in a for a in argv):
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_build_line_longer_than_64_kib_is_cut_and_the_build_ends_as_an_install_failure(
+        make_orvad: Callable[..., Orvad]) -> None:
+    """Red team F6: pip prints a 100 KB line (the index URL); reading it line by line raised ValueError, the
+    build ended as "internal build error", the other pump kept logging and the jail was left running."""
+    server = make_orvad(env={"ORVA_BUILD_TIMEOUT_S": "120"})
+    long_url = "http://127.0.0.1:9/" + "a" * 100_000
+    with server.admin() as c:
+        fn = create_function(c, "long-line")
+        dep = wait_deployed(c, deploy_inline(c, fn["id"], HANDLER,
+                                             dependencies=f"--index-url {long_url}\norva-no-such-dep\n")["id"], 180)
+        lines = _build_log(c, dep["id"])
+        assert dep["status"] == "failed", lines
+        assert dep["error_message"].startswith("dependency install failed (exit code "), dep["error_message"]
+        looking = [ln for ln in lines if ln.startswith("Looking in indexes: http://127.0.0.1:9/aaaa")]
+        assert looking, lines
+        assert all(len(ln) == MAX_LINE_CHARS and ln.endswith(CUT_MARK) for ln in looking), [len(ln) for ln in looking]
+        assert any("orva-no-such-dep" in ln for ln in lines), lines  # pip's lines after the long one are there
+        assert lines[-1].startswith("build failed: dependency install failed"), lines[-3:]
+    wait_for(lambda: not _jails_of(server.proc.pid, dep["id"]), 10, "the build's nsjail to be gone")  # type: ignore[union-attr]
+    assert "UNIQUE constraint" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()[-3000:]

@@ -22,9 +22,14 @@ from pathlib import Path
 from orvad.builder.safetree import chown_beneath
 from orvad.buildproxy import PROXY_PORT, BuildProxy
 from orvad.egress import EgressError, EgressNetwork
-from orvad.process import DEVNULL, PIPE, spawn
+from orvad.process import DEVNULL, PIPE, Child, spawn
 from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 from orvad.store.functions import Function
+
+MAX_LINE_CHARS = 4096  # the build log's bound on a line
+CUT_MARK = " [line cut: longer than 4096 characters]"
+_MAX_LINE_BYTES = 4 * MAX_LINE_CHARS  # a UTF-8 character takes at most 4 bytes
+_STOP_GRACE_S = 5.0
 
 
 class BuildFailed(Exception):
@@ -114,28 +119,83 @@ async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], t
 
     async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
         assert stream is not None
-        while line := await stream.readline():
-            await job.on_line(name, line.decode(errors="replace"))
+        lines = LineSplitter()
+        while chunk := await stream.read(1 << 16):  # chunks, not readline: no line is too long to read
+            for line in lines.feed(chunk):
+                await job.on_line(name, line)
+        for line in lines.end():
+            await job.on_line(name, line)
 
+    pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
     try:
-        await asyncio.wait_for(asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"),
-                                              proc.wait()), job.timeout_s)
-    except (TimeoutError, asyncio.CancelledError) as exc:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
+        await asyncio.wait_for(asyncio.gather(*pumps, proc.wait()), job.timeout_s)
+    except BaseException as exc:  # the timeout, a cancel, or any failure: the jail never outlives the build
+        await _stop(proc)
+        if isinstance(exc, TimeoutError):
+            raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
+        raise
     finally:
+        for task in pumps:  # no line is logged after the build has ended
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
         if as_root:
             await asyncio.to_thread(_chown_tree, job.tree, 0)
     return proc.returncode or 0
+
+
+async def _stop(proc: Child) -> None:
+    """SIGTERM to nsjail, a grace period, then SIGKILL to its whole process group; always reaped."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), _STOP_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+class LineSplitter:
+    """Splits a byte stream into lines of at most MAX_LINE_CHARS characters, holding a bounded buffer.
+
+    A longer line is cut, ends with CUT_MARK, and the rest of it (up to its newline) is skipped.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._skipping = False  # inside a line already cut: drop bytes until its newline
+
+    def feed(self, data: bytes) -> list[str]:
+        out: list[str] = []
+        self._buf += data
+        while (end := self._buf.find(b"\n")) >= 0:
+            raw = bytes(self._buf[:end])
+            del self._buf[:end + 1]
+            if self._skipping:
+                self._skipping = False
+            else:
+                out.append(_text(raw))
+        if self._skipping:
+            self._buf.clear()
+        elif len(self._buf) > _MAX_LINE_BYTES:  # holds more than MAX_LINE_CHARS characters whatever its encoding
+            out.append(_text(bytes(self._buf)))
+            self._buf.clear()
+            self._skipping = True
+        return out
+
+    def end(self) -> list[str]:
+        """The last line when the stream ended without a newline."""
+        raw, skipping = bytes(self._buf), self._skipping
+        self._buf.clear()
+        self._skipping = False
+        return [_text(raw)] if raw and not skipping else []
+
+
+def _text(raw: bytes) -> str:
+    text = raw.decode(errors="replace")
+    if len(text) > MAX_LINE_CHARS:
+        text = text[:MAX_LINE_CHARS - len(CUT_MARK)] + CUT_MARK
+    return text
 
 
 def _chown_tree(root: Path, uid: int) -> None:
