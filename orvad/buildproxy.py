@@ -76,12 +76,17 @@ def _host_port(url: str) -> str:
 
 
 def _clean_url(url: str) -> str | None:
-    """An http(s) URL without user:password@ (credentials pass only through ORVA_BUILD_ENV), else None."""
+    """An http(s) URL without user:password@, query or fragment, else None.
+
+    Registries take tokens there (``?token=``, ``?_authToken=``); the URL goes into every build's
+    environment, so credentials pass only through ORVA_BUILD_ENV. A token in the path cannot be told
+    from a path and is kept (docs/NETWORK.md says so).
+    """
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     netloc = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()
 
 
 def discover_registries(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Registries:

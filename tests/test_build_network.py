@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from orvad.builder.installer import CUT_MARK, MAX_LINE_CHARS
+from orvad.buildproxy import discover_registries
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
@@ -307,3 +308,16 @@ def test_a_build_line_longer_than_64_kib_is_cut_and_the_build_ends_as_an_install
         assert lines[-1].startswith("build failed: dependency install failed"), lines[-3:]
     wait_for(lambda: not _jails_of(server.proc.pid, dep["id"]), 10, "the build's nsjail to be gone")  # type: ignore[union-attr]
     assert "UNIQUE constraint" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()[-3000:]
+
+
+def test_registry_urls_reach_builds_without_query_fragment_or_userinfo(tmp_path: Path) -> None:
+    """Red team F7: tokens in a registry URL's query (`?token=` on Nexus/Artifactory, npm's `?_authToken=`)
+    reached every build's environment; only `user:password@` was removed. The path is kept (it cannot be
+    told from a token: docs/NETWORK.md says a credential there reaches builds)."""
+    (tmp_path / ".npmrc").write_text("registry=https://npm.corp/reg/?_authToken=SECRET4#frag\n")
+    env = discover_registries({"PIP_INDEX_URL": "https://pypi.fury.io/acme/simple/?token=SECRET1#SECRET5",
+                               "PIP_EXTRA_INDEX_URL": "https://nexus.corp/simple/?token=SECRET2 https://u:SECRET3@x.corp/pypi/simple/"},
+                              home=tmp_path).env()
+    assert env == {"PIP_INDEX_URL": "https://pypi.fury.io/acme/simple/",
+                   "PIP_EXTRA_INDEX_URL": "https://nexus.corp/simple/ https://x.corp/pypi/simple/",
+                   "npm_config_registry": "https://npm.corp/reg/"}, env
