@@ -365,3 +365,27 @@ async def test_a_reply_to_no_request_between_requests_kills_the_worker() -> None
         assert "id 999 is not in flight" in (worker.exit_reason or "")
         with pytest.raises(WorkerCrashed):
             await invoke(worker, "next")
+
+
+async def test_workers_that_exit_at_once_leave_no_task_exception() -> None:
+    """Issue 17.9: a worker whose process exits while spawn() is still connecting its pipes ran its exit
+    task with no process yet ('AssertionError: self.proc is None', 'Task exception was never
+    retrieved'); the exit task now waits for spawn() to finish. 40 instant exits, nothing unhandled."""
+    import gc
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        for i in range(40):
+            worker = Worker(Invocation(["/bin/true"], {"PATH": "/usr/bin:/bin"}), name=f"instant-{i}", memory_mb=64)
+            with pytest.raises(WorkerCrashed):
+                await worker.start(timeout_s=5)
+            await worker.stop(grace_s=0.1)
+            del worker
+        gc.collect()  # 'Task exception was never retrieved' is reported when the task is collected
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert unhandled == [], [str(c.get("exception") or c.get("message")) for c in unhandled][:3]
