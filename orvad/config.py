@@ -166,6 +166,8 @@ FIELDS: tuple[Field, ...] = (
           "of 10.231.0.0/16 chosen from a hash of the data dir"),
     Field("log_retention_days", 7, "ORVA_LOG_RETENTION_DAYS", _int_range(1, 3650),
           "days executions and their logs are kept"),
+    Field("audit_retention_days", 90, "ORVA_AUDIT_RETENTION_DAYS", _int_range(1, 36500),
+          "days audit log rows are kept"),
     Field("public_url", "", "ORVA_PUBLIC_URL", _origin,
           "URL operators reach orvad at (its host is one of the allowed hosts)"),
     Field("allowed_hosts", "", "ORVA_ALLOWED_HOSTS", _optional,
@@ -218,6 +220,7 @@ class Settings:
     memory_share: float
     worker_max_requests: int
     log_retention_days: int
+    audit_retention_days: int
     cgroup_favor_dynmods: bool
     trusted_proxies: str
     egress_cidr: str

@@ -44,7 +44,7 @@ from orvad.runtimes import RuntimeCatalog
 from orvad.runtimes import discover as discover_runtimes
 from orvad.secrets import SecretService, load_master_key
 from orvad.spawner import Spawner
-from orvad.store.audit import AuditStore
+from orvad.store.audit import AuditStore, refused_reason
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
@@ -233,6 +233,9 @@ class Daemon:
 
     def audit_call(self, scope: Any, principal: Any, status: int) -> None:
         """Record one state-changing management call (who, what, on which id, with what result)."""
+        if principal is None and status >= 400:  # anyone could write these without bound: counted, not stored
+            self.metrics.audit_refused.labels(refused_reason(status)).inc()
+            return
         parts = scope["path"].split("/")
         target = parts[4] if len(parts) > 4 and parts[:3] == ["", "api", "v1"] else None
         actor_kind, actor_id, actor_name = "anonymous", None, None
@@ -333,6 +336,10 @@ class Daemon:
             await self.replays.purge(time.time())
             if expired:
                 log.info("removed old executions", extra={"count": expired})
+            pruned = await self.audit.delete_older_than(
+                iso(utcnow() - timedelta(days=self.settings.audit_retention_days)))
+            if pruned:
+                log.info("removed old audit rows", extra={"count": pruned})
             await asyncio.sleep(_HOUSEKEEPING_EVERY_S)
 
 

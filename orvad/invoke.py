@@ -48,6 +48,7 @@ from orvad.limits import client_address
 from orvad.pool.pool import Lease, Pool, PoolClosed
 from orvad.pool.worker import Reply
 from orvad.store.functions import Function
+from orvad.store.paths import recorded_path
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -210,7 +211,7 @@ class Invoker:
         execution_id = uuid7()
         record: dict[str, Any] = {
             "id": execution_id, "function_id": fn.id, "function_name": fn.name, "code_hash": None,
-            "trigger": trigger, "method": scope["method"], "path": subpath, "status": "rejected",
+            "trigger": trigger, "method": scope["method"], "path": recorded_path(subpath), "status": "rejected",
             "status_code": 500, "cold_start": False, "duration_ms": 0.0, "queue_ms": 0.0, "request_bytes": 0,
             "response_bytes": 0, "error_code": None, "error_message": None, "started_at": started_at,
             "finished_at": started_at,

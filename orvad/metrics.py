@@ -111,6 +111,8 @@ class Metrics:
                                buckets=LATENCY_BUCKETS, registry=r)
         self.log_dropped = Counter("orva_worker_log_bytes_dropped", "worker output bytes dropped over "
                                    "worker_log_bytes_per_s, by function", ["function"], registry=r)
+        self.audit_refused = Counter("orva_audit_refused", "anonymous refused management calls, counted instead of "
+                                     "written to the audit log, by reason", ["reason"], registry=r)
         self.builds = Counter("orva_builds", "finished builds by status", ["status"], registry=r)
         self.build_duration = Histogram("orva_build_duration_seconds", "build time", buckets=LATENCY_BUCKETS,
                                         registry=r)

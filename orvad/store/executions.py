@@ -7,11 +7,13 @@ from typing import Any
 
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
+from orvad.store.paths import recorded_path
 
 COLUMNS = ("id", "function_id", "function_name", "code_hash", "trigger", "method", "path", "status", "status_code",
            "cold_start", "duration_ms", "queue_ms", "request_bytes", "response_bytes", "error_code",
            "error_message", "started_at", "finished_at")
 _INSERT = f"INSERT INTO executions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+_PATH = COLUMNS.index("path")
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
@@ -31,7 +33,8 @@ class ExecutionStore:
         """Queue the execution and its log; never touches the database on the caller's path.
         `written` is called once both rows are committed. An invocation that printed nothing gets
         no log row (most do not print): one row to write instead of two."""
-        row = [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS]
+        row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS]
+        row[_PATH] = recorded_path(row[_PATH])  # the invoke path cuts it already; the table's bound holds here
         if not logs and not truncated:
             self._batch.submit(_INSERT, row, written)
             return
