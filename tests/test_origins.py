@@ -231,7 +231,7 @@ def test_well_known_routes_service_workers_and_domain_cookies(orvad: Orvad) -> N
     with orvad.admin() as c:
         key = c.post("/api/v1/keys", json={"name": "tenant3", "permissions": ["read", "write", "invoke"]}).json()
         fn = _deploy(c, "well-known", ECHO)
-        cookies = _deploy(c, "domain-cookie", '''
+        _deploy(c, "domain-cookie", '''
 def handler(event, context):
     return {"statusCode": 200, "body": "ok", "headers": {"set-cookie": [
         "b=1; Domain=example.test; Path=/", "c=2;domain =.example.test", "mine=3; Path=/"]}}
