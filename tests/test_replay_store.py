@@ -34,6 +34,9 @@ async def test_functions_created_before_the_migration_keep_the_old_signed_form(t
     try:
         (old,) = await FunctionStore(db, BatchWriter(db)).all_functions()
         assert old.signature_version == 1 and old.csp_sandbox is True
+        # its replay memory lived in RAM: the first start after the upgrade trusts nothing older than itself
+        _, complete = await ReplayStore(db, BatchWriter(db)).open(time.time())
+        assert not complete
     finally:
         await db.close()
 
@@ -46,7 +49,7 @@ async def test_the_memory_survives_a_clean_stop_and_distrusts_a_crash(tmp_path: 
     batch.start()
     store = ReplayStore(db, batch)
     live, complete = await store.open(now)
-    assert live == [] and not complete  # a first start: nothing to trust yet
+    assert live == [] and complete  # a new database: no function can have accepted a signature yet
     store.remember("sha256=" + "a" * 64, now + 300)
     store.remember("sha256=" + "b" * 64, now - 1)  # already out of its window
     await batch.stop()
@@ -57,5 +60,5 @@ async def test_the_memory_survives_a_clean_stop_and_distrusts_a_crash(tmp_path: 
     assert not complete
     checker = SignatureChecker()
     checker.load(live, complete=complete, started=now)
-    assert checker.not_before == float(int(now))
+    assert checker.not_before == float(int(now) + 1)  # the start's own second is distrusted too
     await db.close()

@@ -18,3 +18,6 @@ CREATE TABLE replay_state (
     id    INTEGER PRIMARY KEY CHECK (id = 1),
     clean INTEGER NOT NULL
 );
+-- A database with no function yet cannot have accepted a signature: its memory is complete. One that
+-- had functions before this migration kept its replay memory in RAM only: not complete.
+INSERT INTO replay_state (id, clean) SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM functions) THEN 0 ELSE 1 END;
