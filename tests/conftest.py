@@ -36,6 +36,17 @@ def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interv
     raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
 
 
+async def until(predicate: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """wait_for for async tests: yield to the event loop until ``predicate()`` holds, failing past the deadline."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while not predicate():
+        assert loop.time() < deadline, f"timed out after {deadline_s} s waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
 @dataclass
 class Orvad:
     data_dir: Path

@@ -32,7 +32,7 @@ from orvad.ids import uuid7
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
 from orvad.store.functions import Deployment, FunctionStore
-from tests.conftest import Orvad, fill_disk, small_tmpfs, wait_for
+from tests.conftest import Orvad, fill_disk, small_tmpfs, until, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.test_store import write_until_refused
 
@@ -209,10 +209,9 @@ async def test_the_end_of_a_build_is_retried_until_the_disk_has_space(
 
             caplog.set_level(logging.INFO, logger="orvad.builder.build")
             ending = asyncio.create_task(builder._finish(dep, None, "the disk is full"))
-            deadline = asyncio.get_running_loop().time() + 10
-            while not any("cannot be recorded" in r.getMessage() for r in caplog.records):
-                assert asyncio.get_running_loop().time() < deadline and not ending.done(), "no failed attempt"
-                await asyncio.sleep(0.01)
+            await until(lambda: ending.done() or any("cannot be recorded" in r.getMessage() for r in caplog.records),
+                        10, "a failed attempt to record the build's end")
+            assert not ending.done(), "the end was recorded on a full disk"
             await asyncio.wait_for(functions.lock.acquire(), 2)  # other writers are not held up meanwhile
             functions.lock.release()
             row = await store.deployment(dep.id)

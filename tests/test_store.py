@@ -13,7 +13,7 @@ from orvad.errors import InsufficientStorage, is_disk_full
 from orvad.ids import uuid7
 from orvad.store.batch import MAX_VARIABLES, BatchWriter, multi_row
 from orvad.store.db import Database, _split_sql, migration_files
-from tests.conftest import fill_disk, small_tmpfs
+from tests.conftest import fill_disk, small_tmpfs, until
 
 
 @pytest.fixture
@@ -273,16 +273,10 @@ async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple
     try:
         for i in range(300):
             writer.submit("INSERT INTO rows (v) VALUES (?)", ("x" * 2000 + f"-{i}",))
-        deadline = asyncio.get_running_loop().time() + 10
-        while writer.full_since is None:
-            assert asyncio.get_running_loop().time() < deadline, "the writer never found the disk full"
-            await asyncio.sleep(0.01)
+        await until(lambda: writer.full_since is not None, 10, "the writer to find the disk full")
         assert writer.pending == 300 and writer.rows_dropped == 0
         filler.unlink()
-        deadline = asyncio.get_running_loop().time() + 10
-        while writer.pending or writer.full_since is not None:
-            assert asyncio.get_running_loop().time() < deadline, f"{writer.pending} rows still unwritten"
-            await asyncio.sleep(0.01)
+        await until(lambda: not writer.pending and writer.full_since is None, 10, "the held rows to be written")
     finally:
         await writer.stop()
     assert (await database.fetchone("SELECT COUNT(*) FROM rows WHERE v LIKE 'xx%'"))[0] == 300
@@ -301,10 +295,7 @@ async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
             writer.submit("INSERT INTO rows (v) VALUES (?)", ("y" * 2000 + f"-{i}",))
         assert writer.pending == 100 and writer.rows_dropped == 50
         filler.unlink()
-        deadline = asyncio.get_running_loop().time() + 10
-        while writer.pending:
-            assert asyncio.get_running_loop().time() < deadline, f"{writer.pending} rows still unwritten"
-            await asyncio.sleep(0.01)
+        await until(lambda: not writer.pending, 10, "the held rows to be written")
     finally:
         await writer.stop()
     kept = await database.fetchall("SELECT v FROM rows WHERE v LIKE 'yy%'")
@@ -326,10 +317,7 @@ async def test_past_its_byte_bound_the_batch_writer_drops_new_rows_and_counts_th
         assert writer.pending == 16 and writer.rows_dropped == 24
         assert writer.pending_bytes <= 64 * 1024
         filler.unlink()
-        deadline = asyncio.get_running_loop().time() + 10
-        while writer.pending:
-            assert asyncio.get_running_loop().time() < deadline, f"{writer.pending} rows still unwritten"
-            await asyncio.sleep(0.01)
+        await until(lambda: not writer.pending, 10, "the held rows to be written")
         assert writer.pending_bytes == 0
     finally:
         await writer.stop()
