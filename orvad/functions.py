@@ -22,6 +22,7 @@ from orvad.store.functions import Function, FunctionStore
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_FAMILY_RE = re.compile(r"^[a-z]+")
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$")
 RESERVED_ENV_PREFIX = "ORVA_"
 MAX_ENV_VALUE = 32 * 1024
@@ -80,6 +81,13 @@ def _env_vars(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def runtime_family(runtime_id: str) -> str:
+    """The language a runtime id names by its letters: python3.12 -> python, node22 -> node (also for a
+    runtime no longer installed on this host)."""
+    match = _FAMILY_RE.match(runtime_id)
+    return match.group(0) if match else runtime_id
+
+
 def validate_entrypoint(entrypoint: Any, language: str) -> str:
     if (not isinstance(entrypoint, str) or not ENTRYPOINT_RE.fullmatch(entrypoint) or ".." in entrypoint.split("/")
             or not entrypoint.endswith(EXTENSIONS[language])):
@@ -113,9 +121,14 @@ class FunctionService:
     def get(self, function_id: str) -> Function | None:
         return self._by_id.get(function_id)
 
-    def list(self, *, status: str | None, runtime: str | None) -> list[Function]:
+    def list(self, *, status: str | None, runtime: str | None, text: str | None = None) -> list[Function]:
+        """Newest first. ``runtime``: an exact id, or a language (``python`` matches python3.12 too);
+        ``text``: a case-insensitive substring of the name or the description."""
         fns = sorted(self._by_id.values(), key=lambda f: f.id, reverse=True)
-        return [f for f in fns if (status is None or f.status == status) and (runtime is None or f.runtime == runtime)]
+        needle = text.casefold() if text else None
+        return [f for f in fns if (status is None or f.status == status)
+                and (runtime is None or runtime in (f.runtime, runtime_family(f.runtime)))
+                and (needle is None or needle in f.name.casefold() or needle in f.description.casefold())]
 
     # writes
     async def create(self, body: dict[str, Any]) -> Function:

@@ -25,13 +25,25 @@ def function_json(fn: Function) -> dict[str, Any]:
     return asdict(fn)
 
 
+LAST_DEPLOYMENT_FIELDS = ("id", "version", "status", "code_hash", "submitted_at", "finished_at", "duration_ms")
+
+
 async def list_functions(request: Request) -> Response:
-    """Functions, newest first; filters ?status= and ?runtime=, paging ?limit= and ?cursor=."""
+    """Functions, newest first, each with its newest deployment (`last_deployment`, one query for the
+    page); filters ?status=, ?runtime= (an id, or a language: python matches python3.12 too) and ?q=
+    (name or description contains it); paging ?limit= and ?cursor=."""
+    daemon = daemon_of(request)
     limit, cursor = page_params(request)
-    status, runtime = request.query_params.get("status"), request.query_params.get("runtime")
-    fns = daemon_of(request).functions.list(status=status, runtime=runtime)
-    items = [function_json(f) for f in fns if cursor is None or f.id < cursor]
-    return listing("functions", items[: limit + 1], limit)
+    params = request.query_params
+    fns = daemon.functions.list(status=params.get("status"), runtime=params.get("runtime"), text=params.get("q"))
+    page = [f for f in fns if cursor is None or f.id < cursor][: limit + 1]
+    latest = await daemon.function_store.latest_deployments([f.id for f in page[:limit]])
+    items = [{**function_json(f), "last_deployment": _last_deployment(latest.get(f.id))} for f in page]
+    return listing("functions", items, limit)
+
+
+def _last_deployment(dep: Deployment | None) -> dict[str, Any] | None:
+    return None if dep is None else {name: getattr(dep, name) for name in LAST_DEPLOYMENT_FIELDS}
 
 
 def _unsandboxing_needs_admin(request: Request, body: dict[str, object]) -> None:

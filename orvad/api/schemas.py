@@ -138,6 +138,12 @@ RECORDS: dict[str, Schema] = {
     "Deleted": record({"id": STR, "deleted": {"const": True}}),
     "Session": record({"user": ref("User"), "expires_at": TIME}),
 }
+RECORDS["LastDeployment"] = record({
+    "id": STR, "version": INT, "status": STR, "code_hash": NSTR, "submitted_at": TIME, "finished_at": NTIME,
+    "duration_ms": {"type": ["integer", "null"]}})
+RECORDS["FunctionListItem"] = {"allOf": [ref("Function"), record({
+    "last_deployment": {"oneOf": [ref("LastDeployment"), {"type": "null"}],
+                        "description": "the function's newest deployment, null when it has none"}})]}
 RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
 
 
@@ -344,8 +350,10 @@ AUTH = "/api/v1/auth"
 OPS: dict[tuple[str, str], Op] = {
     # functions
     ("GET", "/api/v1/functions"): Op(
-        query=(Param("status", STR, "only functions in this status"), Param("runtime", STR, "only this runtime"),
-               *PAGE), ok=json_ok(page("functions", "Function"))),
+        query=(Param("status", STR, "only functions in this status"),
+               Param("runtime", STR, "only this runtime id, or a language: python matches python3.12 too"),
+               Param("q", STR, "only functions whose name or description contains this (any case)"),
+               *PAGE), ok=json_ok(page("functions", "FunctionListItem"))),
     ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
                                       links={"201": _FN_LINKS}, headers={"201": LOCATION}),
     ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
