@@ -1,16 +1,28 @@
-# Orva: `make run` starts the daemon, `make test` runs the whole suite. Both install what they need.
+# Orva: `make run` starts the daemon, `make test` runs the whole suite. Each installs what it needs,
+# and `make run` only what running needs (no test tools, no browser).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean system-deps web
+.PHONY: run test lint bench clean system-deps test-system-deps web
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "Orva needs Python 3.11 or newer as $(PYTHON) (make PYTHON=python3.12 run picks another)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+# orvad and the orva CLI
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# ... plus the test tools (pytest, playwright, schemathesis, ruff, mypy)
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
 
 # The dashboard: npm installs the exact versions of web/package-lock.json, esbuild bundles web/src.
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/package-lock.json
@@ -20,24 +32,30 @@ web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 	cd web && node build.mjs
 web: web/dist/index.html
 
-# Host packages (installed when root on Debian): nftables and iproute2 for network_mode egress,
-# Chromium for the dashboard's browser tests.
-system-deps:
-	@missing=""; command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
-	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+# Host packages, installed with apt when root on Debian/Ubuntu (else a warning): `make run` wants nftables
+# and iproute2 (network_mode egress); `make test` also Debian's Chromium (the dashboard's browser tests).
+APT_INSTALL = \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 || \
 	      { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
-	  else echo "warning: missing$$missing: network_mode egress will be unavailable"; fi; \
+	  else echo "warning: missing$$missing: $$why"; fi; \
 	fi
+
+system-deps:
+	@missing=""; command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	why="network_mode egress will be unavailable"; $(APT_INSTALL)
+
+test-system-deps: system-deps
+	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	why="the dashboard's browser tests need /usr/bin/chromium"; $(APT_INSTALL)
 
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve
 
-test: $(STAMP) system-deps web
+test: $(TEST_STAMP) test-system-deps web
 	$(BIN)/pytest -q
 
 # Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
@@ -48,7 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[fast]" py-spy
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 clean:
