@@ -192,6 +192,8 @@ FIELDS: tuple[Field, ...] = (
           "stderr/log bytes per second one worker may write; the excess is dropped and counted"),
     Field("disk_free_floor_percent", 5.0, "ORVA_DISK_FREE_FLOOR_PERCENT", _float_range(0, 99),
           "health's disk check fails (503) when less than this share of the data dir's filesystem is free"),
+    Field("metrics_sample_s", 5.0, "ORVA_METRICS_SAMPLE_S", _float_range(0.1, 60),
+          "seconds between the metrics snapshots kept in memory for GET /api/v1/system/metrics/history"),
     Field("cgroup_favor_dynmods", True, "ORVA_CGROUP_FAVOR_DYNMODS", _bool,
           "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period"),
 )
@@ -234,6 +236,7 @@ class Settings:
     egress_allow_cidrs: str
     worker_log_bytes_per_s: int
     disk_free_floor_percent: float
+    metrics_sample_s: float
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

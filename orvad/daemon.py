@@ -35,6 +35,7 @@ from orvad.ids import uuid7
 from orvad.invoke import Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
 from orvad.metrics import Metrics
+from orvad.metrics_history import MetricsHistory
 from orvad.origins import Origins
 from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager
@@ -83,6 +84,7 @@ class Daemon:
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
                                builds=self._build_queue_state)
         self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
+        self.metrics_history = MetricsHistory(self.metrics.snapshot, settings.metrics_sample_s)
         self.host: HostCheck | None = None
         self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
                                     allow_cidrs=settings.egress_allow_cidrs, seed=str(settings.data_dir))
@@ -176,6 +178,7 @@ class Daemon:
         for fn in self.functions.list(status="active", runtime=None):
             self._replace_pool(fn)
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="orva-housekeeping"))
+        self._tasks.append(asyncio.create_task(self.metrics_history.run(), name="orva-metrics-history"))
         self.startup_complete = True
         log.info("orvad started", extra={"data_dir": str(self.settings.data_dir),
                                          "schema_version": self.db.schema_version})

@@ -435,6 +435,12 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", "/api/v1/system/metrics.json"): Op(ok=json_ok(record({
         "invocations_total": INT, "by_status": OBJ, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
         "latency_ms": OBJ, "pools": {"type": "array"}, "memory_reserved_bytes": INT, "builds": OBJ}))),
+    ("GET", "/api/v1/system/metrics/history"): Op(
+        query=(Param("minutes", _int(1, 60), "how far back, in minutes (default 10)"),),
+        ok=json_ok(record({"interval_s": NUM, "points": {"type": "array", "items": record({
+            "t": NUM, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
+            "latency_ms": record({p: {"type": ["number", "null"]} for p in ("p50", "p95", "p99")}),
+            "active_workers": INT})}}))),
     ("GET", "/api/v1/system/info"): Op(ok=json_ok(record({
         "version": STR, "python": STR, "server": STR, "uptime_s": NUM, "data_dir": STR, "data_dir_bytes": INT,
         "nsjail": {}, "cgroups": {}, "runtimes": {"type": "array", "items": STR},

@@ -1,4 +1,4 @@
-"""/api/v1/system/metrics(.json), /api/v1/events (SSE) and /api/v1/audit-log."""
+"""/api/v1/system/metrics(.json), the metrics history, /api/v1/events (SSE) and /api/v1/audit-log."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad import __version__
-from orvad.api.common import daemon_of, listing, moment_param, page_params
+from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params
 from orvad.builder.safetree import MAX_DEPTH, tree_bytes
 from orvad.errors import ValidationError
+from orvad.metrics_history import MAX_MINUTES
 
 EVENT_TYPES = ("metrics", "execution", "deployment", "function")
 METRICS_EVERY_S = 5.0
@@ -32,6 +33,13 @@ async def metrics(request: Request) -> Response:
 async def metrics_json(request: Request) -> Response:
     """The dashboard's view: totals, rates, latency percentiles, pools, memory reserved."""
     return JSONResponse(daemon_of(request).metrics.snapshot())
+
+
+async def metrics_history(request: Request) -> Response:
+    """The snapshot's rates, percentiles and live workers sampled every interval_s, oldest first (?minutes=)."""
+    minutes = int_param(request, "minutes", 10, 1, MAX_MINUTES)
+    history = daemon_of(request).metrics_history
+    return JSONResponse({"interval_s": history.interval_s, "points": history.points(minutes)})
 
 
 def _data_dir_size(root: Path) -> tuple[int, str | None]:
@@ -107,6 +115,7 @@ async def audit_log(request: Request) -> Response:
 routes = [
     Route("/api/v1/system/metrics", metrics, methods=["GET"]),
     Route("/api/v1/system/metrics.json", metrics_json, methods=["GET"]),
+    Route("/api/v1/system/metrics/history", metrics_history, methods=["GET"]),
     Route("/api/v1/system/info", info, methods=["GET"]),
     Route("/api/v1/events", events, methods=["GET"]),
     Route("/api/v1/audit-log", audit_log, methods=["GET"]),
