@@ -47,6 +47,7 @@ class Block:
     language: str
     text: str
     line: int  # where the block starts in its page (1-based), for messages
+    info: tuple[str, ...] = ()  # the fence's words after the language (```js handler.mjs)
 
     def steps(self) -> list[Step]:
         steps: list[Step] = []
@@ -72,7 +73,7 @@ class Block:
         return steps
 
 
-_FENCE = re.compile(r"^```(\S*)\s*$")
+_FENCE = re.compile(r"^```(\S*)((?:[ \t]+\S+)*)\s*$")
 
 
 def code_blocks(markdown: str) -> list[Block]:
@@ -91,7 +92,7 @@ def code_blocks(markdown: str) -> list[Block]:
             body.append(lines[i])
             i += 1
         assert i < len(lines), f"the block at line {start} is never closed"
-        blocks.append(Block(match.group(1), "\n".join(body) + "\n", start))
+        blocks.append(Block(match.group(1), "\n".join(body) + "\n", start, tuple(match.group(2).split())))
         i += 1
     return blocks
 

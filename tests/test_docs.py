@@ -66,3 +66,69 @@ def test_security_claims_cite_tests_that_exist() -> None:
         assert name in sources, f"docs/SECURITY.md cites missing {name}"
     for name in names:
         assert any(f"def {name}(" in src for src in sources.values()), f"docs/SECURITY.md cites missing test {name}"
+
+
+# --- links and references between the docs (issue 18.12: no page refers to a document the repository lacks) ---
+
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "runtimes" / "PROTOCOL.md"]
+# made by a build, not kept in the repository: the wheel's data folder, the dashboard's bundle
+BUILT_PATHS = ("orvad/_data", "web/dist")
+
+
+def _prose(page: Path) -> str:
+    """The page without its fenced code blocks (commands and examples are not references)."""
+    import re
+
+    return re.sub(r"^```.*?^```[ \t]*$", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the page's headings."""
+    import re
+
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*$", _prose(page), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def _tracked() -> set[str]:
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    return {path for path in listed.split("\0") if path and (ROOT / path).exists()}
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    import re
+
+    broken = []
+    for page in DOC_PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", _prose(page)):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            if not resolved.exists():
+                broken.append(f"{page.relative_to(ROOT)}: ({target}) names no file")
+            elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+                broken.append(f"{page.relative_to(ROOT)}: ({target}) names no heading of {resolved.name}")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_docs_name_only_documents_and_files_the_repository_has() -> None:
+    import re
+
+    tracked = _tracked()
+    names = {Path(path).name for path in tracked}
+    tops = {path.split("/")[0] for path in tracked if "/" in path}
+    missing = []
+    for page in DOC_PAGES:
+        text = _prose(page)
+        for name in set(re.findall(r"\b([\w.-]+\.md)\b", text)):
+            if name not in names:
+                missing.append(f"{page.relative_to(ROOT)} mentions {name}")
+        for path in set(re.findall(r"`([\w.-]+/[\w./-]+)`", text)):
+            clean = path.rstrip("/")
+            if clean.split("/")[0] in tops and not clean.startswith(BUILT_PATHS) and not (ROOT / clean).exists():
+                missing.append(f"{page.relative_to(ROOT)} mentions {path}")
+    assert not missing, "\n".join(missing)
