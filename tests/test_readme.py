@@ -234,8 +234,8 @@ def test_the_readme_works_as_written_on_a_fresh_clone(reader: Reader) -> None:
 
 
 def test_the_cli_quick_start_works_as_written(reader: Reader) -> None:
-    """docs/CLI.md's first sh block, after the README's `make run`, with `orva` on PATH as after
-    `pip install orva` (the page calls it by its bare name)."""
+    """docs/CLI.md's first sh block (its quick start), after the README's `make run`; the venv's bin is
+    on PATH too, as after `pip install orva`, should the page call `orva` by its bare name."""
     reader.env["PATH"] = f"{reader.copy / '.venv' / 'bin'}:{reader.env['PATH']}"
     reader.shell.close()
     reader.shell = Shell(reader.copy, reader.env, reader.scratch / "cli")
