@@ -15,7 +15,8 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
     ├── Conflict             409 CONFLICT
     │   ├── AlreadySetup     409 ALREADY_SETUP
-    │   └── NotActive        409 NOT_ACTIVE
+    │   ├── NotActive        409 NOT_ACTIVE
+    │   └── Ambiguous        409 AMBIGUOUS
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
     ├── HeadersTooLarge      431 HEADERS_TOO_LARGE
@@ -122,6 +123,13 @@ class AlreadySetup(Conflict):
 class NotActive(Conflict):
     code = "NOT_ACTIVE"
     default_hint = "set the function active with PUT /api/v1/functions/{id} {\"status\": \"active\"}"
+
+
+class Ambiguous(Conflict):
+    """A typed prefix (of a code hash or deployment id) names more than one version: details {field, candidates}."""
+
+    code = "AMBIGUOUS"
+    default_hint = "send more characters: enough to tell details.candidates apart"
 
 
 class VersionGCd(OrvaError):

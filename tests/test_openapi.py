@@ -146,6 +146,7 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "value": (["", "v" * 8192], ["a\x00b"]),
     "dependencies": ([""], [5]),
     "expires_at": ([], ["yesterday", 5]),
+    "code_hash": (["abcdef", "ABCDEF0123", "0" * 64], ["abcde", "xyzxyz", "0" * 65, "", 5]),
 }
 ENV_VARS = ([{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
             [{"ORVA_X": "1"}, {"orva_x": "1"}, {"1A": "x"}, {"A-B": "x"}, {"A": 1}, {"A": "a\x00b"}, {"A\n": "x"},

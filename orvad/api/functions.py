@@ -16,6 +16,7 @@ from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
 from orvad.functions import SETTABLE, validate_entrypoint
 from orvad.store.functions import Deployment, Function
+from orvad.versionrefs import resolve_deployment
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/octet-stream",
                  "application/x-tar")
@@ -179,12 +180,13 @@ async def kill(request: Request) -> Response:
 
 
 async def _built(daemon: Any, fn: Function, deployment_id: str | None, field: str) -> Deployment:
+    """The succeeded deployment ?field= names: a whole id, or a unique prefix of one of fn's ids."""
     if not deployment_id:
         raise ValidationError(f"?{field}= (a deployment id) is required", details={"field": field})
-    dep = await daemon.function_store.deployment(deployment_id)
+    dep = await resolve_deployment(daemon.function_store, fn, deployment_id, field)
     if dep is None:
-        raise NotFound(f"no deployment {deployment_id}", code="VERSION_NOT_FOUND",
-                       details={field: deployment_id})
+        raise NotFound(f"no deployment {deployment_id}", code="VERSION_NOT_FOUND", details={field: deployment_id},
+                       hint=f"GET /api/v1/functions/{fn.name}/deployments lists its deployments")
     if dep.function_id != fn.id:
         raise ValidationError(f"deployment {deployment_id} belongs to another function", details={"field": field})
     if dep.status != "succeeded" or dep.code_hash is None:

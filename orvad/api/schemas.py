@@ -224,8 +224,14 @@ def bodies(facts: Facts) -> dict[str, Schema]:
                                     or EXTENSIONS["python"]),
             "dependencies": {**STR, "description": "requirements.txt text (Python) or name@range specs / "
                                                    "a package.json (Node)"}}},
-        "Rollback": {**closed, "properties": {"deployment_id": STR, "code_hash": STR},
-                     "minProperties": 1, "maxProperties": 1, "description": "exactly one of deployment_id or code_hash"},
+        "Rollback": {**closed, "properties": {
+            "deployment_id": {**STR, "description": "a deployment id of this function, or a unique prefix of one "
+                                                   "(at least 6 characters)"},
+            "code_hash": {"type": "string", "pattern": "^[0-9a-fA-F]{6,64}$",
+                          "description": "a code hash of a succeeded deployment, or a unique prefix of one"}},
+                     "minProperties": 1, "maxProperties": 1,
+                     "description": "exactly one of deployment_id or code_hash; a prefix that matches several "
+                                    "versions answers 409 AMBIGUOUS"},
         "KeyCreate": {**closed, "required": ["name"], "properties": {
             "name": _string(64),
             "permissions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(PERMISSIONS)}},
@@ -375,8 +381,9 @@ OPS: dict[tuple[str, str], Op] = {
         "function_id": STR, "deployment_id": STR, "code_hash": STR, "filename": STR, "code": STR,
         "dependencies": STR, "manifest": NSTR}))),
     ("GET", "/api/v1/functions/{id}/diff"): Op(
-        query=(Param("from", NONEMPTY, "a succeeded deployment id of this function", required=True),
-               Param("to", NONEMPTY, "another succeeded deployment id of this function", required=True),
+        query=(Param("from", NONEMPTY, "a succeeded deployment id of this function, or a unique prefix of one",
+                     required=True),
+               Param("to", NONEMPTY, "another one (a whole id or a unique prefix)", required=True),
                Param("format", {"type": "string", "enum": ["json", "unified"]}, "default json")),
         ok={"200": {"application/json": record({"from": STR, "to": STR, "files": {"type": "array", "items": OBJ}}),
                     "text/x-diff": {"type": "string"}}}),

@@ -45,6 +45,7 @@ from orvad.errors import InsufficientStorage, NotFound, ValidationError, Version
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
 from orvad.store.functions import Deployment, Function, FunctionStore
+from orvad.versionrefs import resolve_code_hash, resolve_deployment
 
 log = logging.getLogger(__name__)
 
@@ -552,19 +553,21 @@ class Builder:
     async def rollback(self, fn: Function, deployment_id: str | None, code_hash: str | None) -> Deployment:
         if (deployment_id is None) == (code_hash is None):
             raise ValidationError("send exactly one of deployment_id or code_hash", details={"field": "deployment_id"})
-        if deployment_id is not None:
-            target = await self._store.deployment(deployment_id)
+        listed = f"GET /api/v1/functions/{fn.name}/deployments lists its versions"
+        if deployment_id is not None:  # a whole id, or a unique prefix of one (versionrefs.py)
+            target = await resolve_deployment(self._store, fn, deployment_id, "deployment_id")
             if target is None or target.function_id != fn.id:
                 raise NotFound(f"no deployment {deployment_id} of function {fn.name}", code="VERSION_NOT_FOUND",
-                               details={"deployment_id": deployment_id})
+                               details={"deployment_id": deployment_id}, hint=listed)
             if target.status != "succeeded":
-                raise ValidationError(f"deployment {deployment_id} did not succeed; only built versions can be "
-                                      "rolled back to", details={"field": "deployment_id"})
-        else:
-            found = await self._store.succeeded_by_hash(fn.id, str(code_hash))
+                raise ValidationError(f"deployment {target.id} did not succeed; only built versions can be "
+                                      "rolled back to", details={"field": "deployment_id"}, hint=listed)
+        else:  # a whole code hash, or a unique prefix of one
+            full = await resolve_code_hash(self._store, fn, str(code_hash))
+            found = await self._store.succeeded_by_hash(fn.id, full) if full else None
             if found is None:
-                raise NotFound(f"no succeeded deployment of {fn.name} has code hash {code_hash}",
-                               code="VERSION_NOT_FOUND", details={"code_hash": code_hash})
+                raise NotFound(f"no succeeded deployment of {fn.name} has a code hash starting with {code_hash}",
+                               code="VERSION_NOT_FOUND", details={"code_hash": code_hash}, hint=listed)
             target = found
         assert target.code_hash is not None
         async with self._lock(fn.id):  # GC and activations of this function wait for the rollback
@@ -572,7 +575,7 @@ class Builder:
             active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
             if active is not None and active.code_hash == target.code_hash:
                 raise ValidationError("that version is already active", details={"field": "deployment_id"},
-                                      hint="pick another deployment from GET /api/v1/functions/{id}/deployments")
+                                      hint=f"pick another deployment from GET /api/v1/functions/{fn.name}/deployments")
             path = self.version_dir(fn.id, target.code_hash)
             if not await asyncio.to_thread(is_built, path):
                 raise VersionGCd(f"version {target.code_hash[:12]} was removed by the garbage collector",

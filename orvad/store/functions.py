@@ -158,6 +158,20 @@ class FunctionStore:
             " ORDER BY id DESC LIMIT 1", (function_id, code_hash))
         return _deployment(row) if row else None
 
+    async def deployment_ids_starting(self, function_id: str, prefix: str, limit: int) -> list[str]:
+        """Ids of the function's deployments that start with ``prefix``, in order (at most ``limit``)."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM deployments WHERE function_id = ? AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+            (function_id, len(prefix), prefix, limit))
+        return [r[0] for r in rows]
+
+    async def succeeded_hashes_starting(self, function_id: str, prefix: str, limit: int) -> list[str]:
+        """Distinct code hashes of the function's succeeded deployments that start with ``prefix`` (at most ``limit``)."""
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT code_hash FROM deployments WHERE function_id = ? AND status = 'succeeded'"
+            " AND substr(code_hash, 1, ?) = ? ORDER BY code_hash LIMIT ?", (function_id, len(prefix), prefix, limit))
+        return [r[0] for r in rows]
+
     async def unfinished_deployments(self) -> list[Deployment]:
         rows = await self._db.fetchall("SELECT * FROM deployments WHERE status IN ('queued', 'building') ORDER BY id")
         return [_deployment(r) for r in rows]
