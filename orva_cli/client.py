@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -11,36 +12,75 @@ import click
 import httpx
 
 from orva_cli.config import Settings
+from orva_cli.hints import for_cli
+
+CONNECTION_FAILED = "CONNECTION_FAILED"
+EXIT_UNREACHABLE = 3  # orvad could not be reached at all (docs/CLI.md's exit codes)
 
 
 class CliError(click.ClickException):
-    """Ends the command with exit 1 and one line on stderr: ``error: CODE: message (hint: ...)``."""
+    """Ends the command with exit 1 and one line on stderr: ``error: CODE: message (hint: ...)``;
+    under --json, the error as one JSON line instead."""
 
     exit_code = 1
 
     def __init__(self, code: str, message: str, hint: str | None = None, status: int | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, api_hint: str | None = None) -> None:
         super().__init__(message)
         self.code, self.hint, self.status, self.details = code, hint, status, details or {}
+        self.api_hint = api_hint  # the API's own hint, when the CLI printed another
+        self.as_json = _json_wanted()  # read now: the command's context is gone when the error is shown
 
     def line(self) -> str:
         text = f"error: {self.code}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
         return " ".join(text.split())  # one line, whatever the message held (YAML errors, tracebacks)
 
+    def document(self) -> dict[str, Any]:
+        """The error under --json: the API's envelope fields (its own hint) plus the CLI's hint."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message,
+                                "hint": self.api_hint if self.api_hint is not None else self.hint,
+                                "cli_hint": self.hint}
+        if self.status is not None:
+            body["status"] = self.status
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
     def show(self, file: Any = None) -> None:
-        click.echo(self.line(), err=True)
+        if self.as_json:
+            click.echo(json.dumps(self.document(), ensure_ascii=False), err=True)
+        else:
+            click.echo(self.line(), err=True)
+
+
+class Unreachable(CliError):
+    """orvad could not be reached at all: exit 3, so scripts can tell it from an API error."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+def _json_wanted() -> bool:
+    ctx = click.get_current_context(silent=True)
+    out = getattr(ctx.find_root().obj, "out", None) if ctx is not None else None
+    return bool(getattr(out, "json", False))
 
 
 def envelope_error(response: httpx.Response) -> CliError | None:
-    """The envelope of an error answer as a CliError, or None when the body is not one."""
+    """The envelope of an error answer as a CliError with the hint in the CLI's words, or None when
+    the body is not one."""
     try:
         err = response.json().get("error")
     except (ValueError, AttributeError):
         return None
     if not isinstance(err, dict) or not isinstance(err.get("code"), str):
         return None
-    return CliError(err["code"], str(err.get("message", "")), err.get("hint"), response.status_code,
-                    err.get("details"))
+    details: dict[str, Any] = err["details"] if isinstance(err.get("details"), dict) else {}
+    execution = response.headers.get("x-orva-execution-id")
+    if execution and "execution_id" not in details:
+        details = {**details, "execution_id": execution}
+    api_hint = err.get("hint") if isinstance(err.get("hint"), str) else None
+    return CliError(err["code"], str(err.get("message", "")), for_cli(err["code"], api_hint, details),
+                    response.status_code, details, api_hint=api_hint)
 
 
 class Client:
@@ -123,9 +163,9 @@ class Client:
 
     def unreachable(self, exc: httpx.TransportError) -> CliError:
         s = self.settings
-        reason = str(exc) or type(exc).__name__
-        return CliError("CONNECTION_FAILED", f"cannot reach orvad at {s.endpoint}: {reason}",
-                        f"is orvad running there? the endpoint comes from {s.origin('endpoint')}")
+        reason = re.sub(r"^\[Errno \d+\] ", "", str(exc)) or type(exc).__name__
+        return Unreachable(CONNECTION_FAILED, f"cannot reach orvad at {s.endpoint} ({reason})",
+                           f"is orvad running? (make run); the endpoint is from {s.origin('endpoint')}")
 
 
 def _decoded(data: str) -> Any:

@@ -75,7 +75,7 @@ def save(endpoint: str, api_key: str) -> Path:
     import yaml
 
     path = config_path()
-    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)  # mkdir's mode is masked by umask and ignored for an existing folder
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orva_cli.client import Client
-from orva_cli.commands import admin, deploy, functions, invoke
+from orva_cli.commands import admin, deploy, functions, init, invoke
 from orva_cli.config import Settings, save
 from orva_cli.context import App, json_option, pass_app, read_secret
 
@@ -20,14 +20,15 @@ def cli(ctx: click.Context, endpoint: str | None, api_key: str | None, json_: bo
     """Manage and call the functions of an Orva server.
 
     Settings come from flags, then the environment (ORVA_ENDPOINT, ORVA_API_KEY), then
-    ~/.orva/config.yaml (written by `orva login`). Exit codes: 0 success, 1 API or connection
-    error (one line on stderr: `error: CODE: message (hint: ...)`), 2 usage error.
+    ~/.orva/config.yaml (written by `orva login`). Exit codes: 0 success, 1 API error (one line
+    on stderr: `error: CODE: message (hint: ...)`), 2 usage error, 3 orvad cannot be reached.
 
     \b
     Examples:
       orva login --endpoint http://127.0.0.1:8443 --api-key "$(cat data/admin.key)"
+      orva init hello
       orva deploy ./hello --name hello --runtime python
-      orva invoke hello --data '{"name": "orva"}'
+      orva invoke hello --path '/?name=orva'
       orva functions list --json
     """
     app = ctx.obj = App(endpoint, api_key)
@@ -85,7 +86,7 @@ def completion(shell: str) -> None:
     click.echo(complete(cli, {}, "orva", "_ORVA_COMPLETE").source())
 
 
-for module in (functions, deploy, invoke, admin):
+for module in (init, functions, deploy, invoke, admin):
     for command in module.commands:
         cli.add_command(command)
 

@@ -9,20 +9,59 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from orva_cli.ids import short_ids
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-# (header, key) pairs; a key names a field of the record
-Columns = Sequence[tuple[str, str]]
+TABLE_WIDTH = 80  # every table fits a classic terminal, on a terminal and in a pipe alike
+MIN_FLEX = 8  # a cut column keeps at least this many characters (or its header's)
+
+
+class Col(NamedTuple):
+    header: str
+    key: str  # a field of the record
+    flex: bool = False  # may be cut (ending in …) so that the table fits TABLE_WIDTH
+    short: bool = False  # an id or hash: shown by its shortest prefix unique in the table (>= 8 characters)
+    empty: str = "-"  # shown for no value
+    wrap: bool = False  # a flex column whose long cells wrap inside it instead of being cut (health details)
+
+
+Columns = Sequence[Col]
 # pieces of one line: (text, rich style or "")
 Parts = Sequence[tuple[str, str]]
 
 
-def cell(value: Any) -> str:
-    """A field as table text: timestamps to the second, lists and maps flattened, nothing as '-'."""
+def _is_timestamp(text: str) -> bool:
+    return len(text) >= 20 and text[4:5] == "-" and text[10:11] == "T"  # RFC 3339
+
+
+def age(text: str, now: datetime | None = None) -> str:
+    """An RFC 3339 time as a short distance from now: 42s, 5m, 3h, 12d, 2y; `in 89d` for the future."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return text[:16].replace("T", " ")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    span = abs(seconds)
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if span >= size:
+            amount = f"{int(span // size)}{unit}"
+            break
+    else:
+        amount = f"{int(span)}s"
+    return amount if seconds >= -1 else f"in {amount}"
+
+
+def cell(value: Any, *, in_table: bool = False) -> str:
+    """A field as text: timestamps to the second (in tables: their age), lists and maps flattened,
+    nothing as '-'."""
     if value is None or value == "" or value == [] or value == {}:
         return "-"
     if isinstance(value, bool):
@@ -31,10 +70,27 @@ def cell(value: Any) -> str:
         return ",".join(cell(v) for v in value)
     if isinstance(value, dict):
         return " ".join(f"{k}={cell(v)}" for k, v in value.items())
-    text = str(value)
-    if len(text) >= 20 and text[4:5] == "-" and text[10:11] == "T":  # RFC 3339
-        return text[:19].replace("T", " ")
+    text = " ".join(str(value).split())  # one line per row: a description's newlines are spaces
+    if _is_timestamp(text):
+        return age(text) if in_table else text[:19].replace("T", " ")
     return text
+
+
+def fit(headers: Sequence[str], rows: Sequence[Sequence[str]], flex: Sequence[bool], gap: int,
+        limit: int = TABLE_WIDTH) -> list[int]:
+    """Column widths: each column's widest cell, the widest flex columns narrowed until the table fits."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    excess = sum(widths) + gap * (len(widths) - 1) - limit
+    while excess > 0:
+        cuttable = [i for i, w in enumerate(widths) if flex[i] and w > max(MIN_FLEX, cell_len(headers[i]))]
+        if not cuttable:
+            break
+        widest = max(cuttable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    return widths
 
 
 class Output:
@@ -70,17 +126,28 @@ class Output:
         sys.stdout.flush()
 
     def table(self, rows: Iterable[dict[str, Any]], columns: Columns, *, title: str | None = None) -> None:
+        """Rows under their headers, at most TABLE_WIDTH characters wide: ids by a short prefix, flex
+        columns cut with an ellipsis. --json has every value whole."""
         from rich import box
         from rich.table import Table
 
+        records = list(rows)
+        texts = [[cell(r.get(c.key), in_table=True) if r.get(c.key) not in (None, "") else c.empty for c in columns]
+                 for r in records]
+        for i, column in enumerate(columns):
+            if column.short:
+                prefixes = short_ids(t[i] for t in texts if t[i] != "-")
+                for t in texts:
+                    t[i] = prefixes.get(t[i], t[i])
         framed = self.out.is_terminal
-        table = Table(*(h for h, _ in columns), box=box.SIMPLE_HEAD if framed else None,
+        headers = [c.header for c in columns]
+        widths = fit(headers, texts, [c.flex for c in columns], gap=3 if framed else 2)
+        table = Table(*headers, box=box.SIMPLE_HEAD if framed else None,
                       header_style="bold" if framed else "", pad_edge=False, show_edge=False)
-        for column, (_, key) in zip(table.columns, columns, strict=True):
-            if key == "id":  # a narrow terminal folds ids rather than cut them: people copy them
-                column.overflow = "fold"
-        for row in rows:
-            table.add_row(*(cell(row.get(key)) for _, key in columns))
+        for rendered, column, width in zip(table.columns, columns, widths, strict=True):
+            rendered.width, rendered.no_wrap, rendered.overflow = width, not column.wrap, "fold" if column.wrap else "ellipsis"
+        for text in texts:
+            table.add_row(*text)
         if title:
             self.text(f"{title}:", "bold")
         self._print(table)

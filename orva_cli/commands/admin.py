@@ -9,12 +9,18 @@ import click
 
 from orva_cli.client import CliError
 from orva_cli.context import App, fn_path, function_argument, json_option, pass_app, read_secret
+from orva_cli.ids import is_full_id, resolve_prefix
+from orva_cli.output import Col
 
-SECRET_COLUMNS = (("KEY", "key"), ("CREATED", "created_at"), ("UPDATED", "updated_at"))
-ROUTE_COLUMNS = (("PATH", "path"), ("FUNCTION", "function_name"), ("METHODS", "methods"), ("CREATED", "created_at"),
-                 ("ID", "id"))
-KEY_COLUMNS = (("NAME", "name"), ("PREFIX", "prefix"), ("PERMISSIONS", "permissions"), ("CREATED", "created_at"),
-               ("EXPIRES", "expires_at"), ("LAST_USED", "last_used_at"), ("ID", "id"))
+SECRET_COLUMNS = (Col("KEY", "key", flex=True), Col("CREATED", "created_at"), Col("UPDATED", "updated_at"))
+ROUTE_COLUMNS = (Col("PATH", "path", flex=True), Col("FUNCTION", "function_name", flex=True),
+                 Col("METHODS", "methods", flex=True), Col("CREATED", "created_at"), Col("ID", "id", short=True))
+KEY_COLUMNS = (Col("NAME", "name", flex=True), Col("PREFIX", "prefix"), Col("PERMISSIONS", "permissions", flex=True),
+               Col("EXPIRES", "expires_at"), Col("LAST_USED", "last_used_at"), Col("ID", "id", short=True))
+HEALTH_COLUMNS = (Col("CHECK", "check"), Col("OK", "ok"), Col("DETAIL", "detail", flex=True, wrap=True))
+POOL_COLUMNS = (Col("FUNCTION", "function", flex=True), Col("WORKERS", "workers"), Col("IDLE", "idle"),
+                Col("BUSY", "busy"), Col("QUEUE", "queue_depth"), Col("SPAWNED", "spawned"), Col("KILLED", "killed"),
+                Col("COLD", "cold_starts"))
 PERMISSIONS = ("invoke", "read", "write", "admin")
 
 
@@ -205,7 +211,9 @@ def list_keys(app: App) -> None:
       orva keys list
     """
     items = list(app.client.pages("/api/v1/keys", "keys"))
-    app.out.show(items, lambda rows: app.out.table(rows, KEY_COLUMNS))
+    app.out.show(items, lambda rows: app.out.table(
+        [{**k, "permissions": "all" if set(k["permissions"]) == set(PERMISSIONS) else k["permissions"]}
+         for k in rows], KEY_COLUMNS))
 
 
 @keys.command("revoke")
@@ -215,12 +223,16 @@ def list_keys(app: App) -> None:
 def revoke_key(app: App, key_id: str) -> None:
     """Revoke key ID; it fails from its next request on.
 
-    ID is the id column of `orva keys list`.
+    ID is the id column of `orva keys list` (a unique prefix of an id is enough).
 
     \b
-    Example:
+    Examples:
       orva keys revoke 019df210-1234-7000-8000-deadbeef0001
+      orva keys revoke 019df210-12
     """
+    if not is_full_id(key_id):
+        key_id = resolve_prefix(key_id, (k["id"] for k in app.client.pages("/api/v1/keys", "keys")), "key",
+                                "`orva keys list` shows their ids")
     _done(app, app.delete(f"/api/v1/keys/{key_id}"), f"revoked key {key_id}")
 
 
@@ -307,7 +319,7 @@ def health(app: App) -> None:
         app.out.text(f"{data['status']}  (orvad {data['version']}, up {data['uptime_s']:.0f} s)",
                      "green" if data["status"] == "ok" else "red")
         rows = [{"check": k, **v} for k, v in data["checks"].items()]
-        app.out.table(rows, (("CHECK", "check"), ("OK", "ok"), ("DETAIL", "detail")))
+        app.out.table(rows, HEALTH_COLUMNS)
 
     app.out.show(body, render)
     if answer.status_code != 200:
@@ -335,8 +347,7 @@ def metrics(app: App, prometheus: bool) -> None:
         summary = {k: v for k, v in data.items() if k != "pools"}
         app.out.record(summary)
         if data["pools"]:
-            rows = data["pools"]
-            app.out.table(rows, [(k.upper(), k) for k in rows[0]], title="pools")
+            app.out.table(data["pools"], POOL_COLUMNS, title="pools")
 
     app.out.show(app.get("/api/v1/system/metrics.json"), render)
 

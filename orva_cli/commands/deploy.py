@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orva_cli.client import CliError
-from orva_cli.context import App, fn_path, json_option, pass_app
+from orva_cli.commands.functions import deployment_id
+from orva_cli.context import App, fn_path, function_argument, json_option, pass_app
 
 if TYPE_CHECKING:
     from orva_cli.pack import Packed
 
 ENTRYPOINTS = {"python": ("handler.py", "main.py"), "node": ("handler.js", "handler.mjs", "handler.cjs", "index.js")}
 STREAM_ATTEMPTS = 3  # connections to the build stream before giving up on it
+TAIL_LINES = 30  # of a failed build's stored log, shown when the live stream showed none
 LINE_STYLES = {"system": "cyan", "stderr": "yellow"}
 
 
@@ -72,15 +74,21 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
                                "pass --entrypoint FILE")
     _ensure_function(app, name, fn, runtime, entrypoint)
     dep = _upload(app, name, packed)
-    final = follow_build(app, dep, name)
+    final, shown = follow_build(app, dep, name)
     if final["status"] == "superseded":
         app.out.note(f"deployment {final['id']} was built, but a newer deployment of {name} is active: "
                      "it was not activated", "yellow")
     elif final["status"] != "succeeded":
+        if not shown:  # the stream carried no line (it was lost): show the end of the stored log
+            for line in stored_log(app, final["id"])[-TAIL_LINES:]:
+                app.out.note(f"  {line['line']}", LINE_STYLES.get(line["stream"]))
         if app.out.json:
             app.out.dump(final)
-        raise CliError("BUILD_FAILED", f"deployment {final['id']} of {name} failed: {final.get('error_message')}",
-                       "the build log above says why; the version serving before, if any, still does")
+        raise CliError("BUILD_FAILED", f"version {final['version']} of {name} did not build: "
+                       f"{final.get('error_message')}",
+                       f"fix it and deploy again; the whole log: `orva build-log {name} {final['version']}`; "
+                       "the version serving before, if any, still does",
+                       details={"deployment_id": final["id"], "function": name})
     app.out.show(final, lambda d: app.out.text(
         f"deployed {name} version {d['version']} (code hash {d['code_hash'][:12]}) in {d['duration_ms']} ms",
         "green"))
@@ -113,8 +121,9 @@ def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
 FINAL = ("succeeded", "failed", "superseded")  # superseded: built, a newer deployment won
 
 
-def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
-    """Print the build log as orvad writes it (to stderr) and return the final deployment record."""
+def follow_build(app: App, dep: dict[str, Any], name: str) -> tuple[dict[str, Any], int]:
+    """Print the build log as orvad writes it (to stderr); the final deployment record and how many
+    log lines were shown."""
     shown, phases, final = 0, set(), None  # what a resumed stream replays is not shown twice
     with app.out.spinner(f"building {name}: {dep['phase']}") as say:
         for attempt in range(STREAM_ATTEMPTS):
@@ -133,12 +142,58 @@ def follow_build(app: App, dep: dict[str, Any], name: str) -> dict[str, Any]:
                 if exc.code != "CONNECTION_FAILED" or attempt == STREAM_ATTEMPTS - 1:
                     raise
             if final is not None:
-                return final
+                return final, shown
     record: dict[str, Any] = app.get(f"/api/v1/deployments/{dep['id']}")
     if record["status"] not in FINAL:
         raise CliError("STREAM_LOST", f"the build stream of deployment {dep['id']} ended early",
                        f"the build goes on; check it with `orva deployments {name}`")
-    return record
+    return record, shown
 
 
-commands = [deploy]
+def stored_log(app: App, dep_id: str) -> list[dict[str, Any]]:
+    """Every stored line of a deployment's build log ({seq, stream, line, ts}), in order."""
+    lines: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = app.get(f"/api/v1/deployments/{dep_id}/logs", after_seq=after, limit=5000)
+        lines += page["lines"]
+        if page["next_after_seq"] is None:
+            return lines
+        after = page["next_after_seq"]
+
+
+@click.command("build-log")
+@function_argument
+@click.argument("deployment_ref", metavar="[DEPLOYMENT]", required=False)
+@json_option
+@pass_app
+def build_log(app: App, name: str, deployment_ref: str | None) -> None:
+    """Print the build log of a deployment of NAME (its newest by default).
+
+    DEPLOYMENT is a version number, a deployment id or a unique prefix of one (see
+    `orva deployments NAME`). --json prints {deployment_id, status, lines}.
+
+    \b
+    Examples:
+      orva build-log hello
+      orva build-log hello 3
+    """
+    if deployment_ref is None:
+        newest = app.get(fn_path(name, "deployments"), limit=1)["deployments"]
+        if not newest:
+            raise CliError("NOT_DEPLOYED", f"function {name} has no deployments",
+                           f"deploy code first: `orva deploy DIR --name {name}`")
+        dep_id = str(newest[0]["id"])
+    else:
+        dep_id = deployment_id(app, name, deployment_ref)
+    dep = app.get(f"/api/v1/deployments/{dep_id}")
+    lines = stored_log(app, dep_id)
+    if app.out.json:
+        app.out.dump({"deployment_id": dep_id, "status": dep["status"], "lines": lines})
+        return
+    app.out.note(f"version {dep['version']} of {name} ({dep_id}): {dep['status']}", "bold")
+    for line in lines:
+        app.out.text(line["line"], LINE_STYLES.get(line["stream"]))
+
+
+commands = [deploy, build_log]

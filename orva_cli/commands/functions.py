@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -9,12 +10,15 @@ import click
 
 from orva_cli.client import CliError
 from orva_cli.context import App, fn_path, function_argument, json_option, pass_app
+from orva_cli.ids import is_full_id, resolve_prefix
+from orva_cli.output import Col
 
-FUNCTION_COLUMNS = (("NAME", "name"), ("RUNTIME", "runtime"), ("STATUS", "status"), ("ENTRYPOINT", "entrypoint"),
-                    ("MEMORY_MB", "memory_mb"), ("AUTH", "auth_mode"), ("UPDATED", "updated_at"), ("ID", "id"))
-DEPLOYMENT_COLUMNS = (("ID", "id"), ("VERSION", "version"), ("STATUS", "status"), ("SOURCE", "source"),
-                      ("CODE_HASH", "code_hash"), ("SUBMITTED", "submitted_at"), ("MS", "duration_ms"),
-                      ("ERROR", "error_message"))
+FUNCTION_COLUMNS = (Col("NAME", "name", flex=True), Col("RUNTIME", "runtime"), Col("STATUS", "status"),
+                    Col("DEPLOYED", "deployed"), Col("UPDATED", "updated_at"), Col("ID", "id", short=True))
+DEPLOYMENT_COLUMNS = (Col("", "active", empty=""), Col("VERSION", "version"), Col("ID", "id", short=True),
+                      Col("STATUS", "status"), Col("SOURCE", "source"), Col("HASH", "code_hash"),
+                      Col("AGE", "submitted_at"), Col("ERROR", "error_message", flex=True))
+HASH_SHOWN = 8  # hex digits of a code hash in tables; `rollback --hash` takes any unique prefix of 6 or more
 
 
 def _env_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -67,21 +71,41 @@ def functions_group() -> None:
     """
 
 
+def runtime_matches(runtime: str, wanted: str) -> bool:
+    """`python` matches python and every versioned python id (python3.12), as well as an exact id."""
+    rest = runtime[len(wanted):] if runtime.startswith(wanted) else None
+    return rest is not None and (rest == "" or re.fullmatch(r"[0-9][0-9.]*|\.[0-9][0-9.]*", rest) is not None)
+
+
+def deployed(fn: dict[str, Any]) -> str:
+    """The DEPLOYED cell: the newest deployment's version, and its status unless it succeeded."""
+    last = fn.get("last_deployment")
+    if not last:
+        return "-"
+    return f"v{last['version']}" + ("" if last["status"] == "succeeded" else f" {last['status']}")
+
+
 @functions_group.command("list")
 @click.option("--status", type=click.Choice(["created", "building", "active", "inactive", "error"]))
-@click.option("--runtime")
+@click.option("--runtime", help="python or node (every version of it), or an exact id such as python3.11.")
 @json_option
 @pass_app
 def list_functions(app: App, status: str | None, runtime: str | None) -> None:
     """List every function, newest first.
 
+    DEPLOYED is the newest deployment's version (with its status when it did not succeed).
+
     \b
-    Example:
+    Examples:
       orva functions list --status active
+      orva functions list --runtime python
     """
-    params = {k: v for k, v in (("status", status), ("runtime", runtime)) if v}
-    items = list(app.client.pages("/api/v1/functions", "functions", params))
-    app.out.show(items, lambda rows: app.out.table(rows, FUNCTION_COLUMNS))
+    params = {"status": status} if status else {}
+    # --runtime is matched here (python matches python3.12): the same on every orvad version
+    items = [f for f in app.client.pages("/api/v1/functions", "functions", params)
+             if runtime is None or runtime_matches(f["runtime"], runtime)]
+    app.out.show(items, lambda rows: app.out.table([{**f, "deployed": deployed(f)} for f in rows],
+                                                   FUNCTION_COLUMNS))
 
 
 @functions_group.command("get")
@@ -166,14 +190,36 @@ def delete_function(app: App, name: str, yes: bool) -> None:
     app.out.show(answer, lambda d: app.out.text(f"deleted function {name}"))
 
 
+def all_deployments(app: App, name: str) -> list[dict[str, Any]]:
+    return list(app.client.pages(fn_path(name, "deployments"), "deployments", {"limit": 500}))
+
+
+def is_version(ref: str) -> bool:
+    """A version number (the VERSION column): digits without a leading zero. orvad's ids start with 0."""
+    return ref.isdigit() and not ref.startswith("0")
+
+
 def deployment_id(app: App, name: str, ref: str) -> str:
-    """A deployment id, or the id of version N when ref is a number (the VERSION column of `deployments`)."""
-    if not ref.isdigit():
+    """A deployment id from an id, a unique prefix of one (as `orva deployments` shows them), or a
+    version number."""
+    if is_full_id(ref):
         return ref
-    for dep in app.client.pages(fn_path(name, "deployments"), "deployments", {"limit": 500}):
-        if dep["version"] == int(ref):
-            return str(dep["id"])
-    raise CliError("VERSION_NOT_FOUND", f"{name} has no version {ref}", f"list them with `orva deployments {name}`")
+    listed = all_deployments(app, name)
+    hint = f"`orva deployments {name}` lists them"
+    if is_version(ref):
+        for dep in listed:
+            if dep["version"] == int(ref):
+                return str(dep["id"])
+        raise CliError("VERSION_NOT_FOUND", f"{name} has no version {ref}", hint)
+    return resolve_prefix(ref, (d["id"] for d in listed), "deployment", hint, of=f" of {name}")
+
+
+def code_hash(app: App, name: str, ref: str) -> str:
+    """A code hash from a unique prefix of one (6 hex digits or more) among the function's built versions."""
+    if len(ref) == 64:
+        return ref
+    built = (d["code_hash"] for d in all_deployments(app, name) if d["code_hash"] and d["status"] != "failed")
+    return resolve_prefix(ref, built, "code hash", f"`orva deployments {name}` lists them", of=f" of {name}")
 
 
 def _given(fields: dict[str, Any]) -> dict[str, Any]:
@@ -186,39 +232,46 @@ def _given(fields: dict[str, Any]) -> dict[str, Any]:
 @json_option
 @pass_app
 def deployments(app: App, name: str, limit: int) -> None:
-    """List a function's deployments, newest first.
+    """List a function's deployments, newest first; * marks the active one.
 
-    Their ids are what `orva rollback` and `orva diff` take.
+    `orva rollback`, `orva diff` and `orva build-log` take a VERSION, an ID (or the prefix shown
+    here) or, for rollback, a HASH prefix. --json adds `"active": true|false` to each.
 
     \b
     Example:
       orva deployments hello --limit 5
     """
-    items = app.get(fn_path(name, "deployments"), limit=limit)["deployments"]
+    active = app.get(fn_path(name))["active_deployment_id"]
+    items = [{**d, "active": d["id"] == active}
+             for d in app.get(fn_path(name, "deployments"), limit=limit)["deployments"]]
     app.out.show(items, lambda rows: app.out.table(
-        [{**d, "code_hash": (d["code_hash"] or "")[:12]} for d in rows], DEPLOYMENT_COLUMNS))
+        [{**d, "active": "*" if d["active"] else "", "code_hash": (d["code_hash"] or "")[:HASH_SHOWN]}
+         for d in rows], DEPLOYMENT_COLUMNS))
 
 
 @click.command()
 @function_argument
 @click.argument("deployment_ref", metavar="[DEPLOYMENT_ID]", required=False)
-@click.option("--hash", "code_hash", metavar="H", help="Roll back to the version with this code hash instead.")
+@click.option("--hash", "hash_ref", metavar="H",
+              help="Roll back to the version with this code hash (or a unique prefix of 6+ hex digits) instead.")
 @json_option
 @pass_app
-def rollback(app: App, name: str, deployment_ref: str | None, code_hash: str | None) -> None:
+def rollback(app: App, name: str, deployment_ref: str | None, hash_ref: str | None) -> None:
     """Make an earlier successful version of NAME active again.
 
-    DEPLOYMENT_ID is a deployment's id or its version number (see `orva deployments NAME`).
+    DEPLOYMENT_ID is a deployment's id, a unique prefix of one, or its version number (see
+    `orva deployments NAME`).
 
     \b
     Examples:
-      orva rollback hello 019df210-1234-7000-8000-deadbeef0001
       orva rollback hello 3
-      orva rollback hello --hash 3f2a...
+      orva rollback hello 019df210-12
+      orva rollback hello --hash 3f2a9c
     """
-    if (deployment_ref is None) == (code_hash is None):
+    if (deployment_ref is None) == (hash_ref is None):
         raise click.UsageError("give a DEPLOYMENT_ID or --hash H (one of them)")
-    body = {"deployment_id": deployment_id(app, name, deployment_ref)} if deployment_ref else {"code_hash": code_hash}
+    body = ({"deployment_id": deployment_id(app, name, deployment_ref)} if deployment_ref
+            else {"code_hash": code_hash(app, name, str(hash_ref))})
     dep = app.post(fn_path(name, "rollback"), body)
     app.out.show(dep, lambda d: app.out.text(
         f"rolled back {name} to {d['parent_deployment_id']} (code hash {d['code_hash'][:12]})"))
@@ -235,8 +288,8 @@ def diff(app: App, name: str, from_id: str, to_id: str) -> None:
 
     Compares the handler and the dependency manifest (requirements.txt / package.json).
 
-    FROM and TO are deployment ids or version numbers (see `orva deployments NAME`). The diff is
-    unified, and coloured on a terminal.
+    FROM and TO are deployment ids (or unique prefixes) or version numbers (see
+    `orva deployments NAME`). The diff is unified, and coloured on a terminal.
 
     \b
     Examples:

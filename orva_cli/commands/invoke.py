@@ -16,6 +16,7 @@ import httpx
 
 from orva_cli.client import CliError, envelope_error
 from orva_cli.context import App, function_argument, json_option, pass_app
+from orva_cli.ids import is_full_id, resolve_prefix
 
 LOG_FETCH_DEADLINE_S = 5.0  # orvad writes execution rows a few ms after the answer, in batches
 
@@ -66,7 +67,8 @@ def invoke(app: App, name: str, data: str | None, method: str | None, path: str,
     """Call function NAME over HTTP and print the body it answers.
 
     Exits 1 when the answer's status is 400 or more; orvad's own errors (FUNCTION_ERROR,
-    TIMEOUT, NOT_ACTIVE, ...) are printed as one `error:` line on stderr.
+    TIMEOUT, NOT_ACTIVE, ...) are printed as one `error:` line on stderr, which names the
+    execution and the `orva logs NAME --execution ID` that shows its traceback.
 
     \b
     Examples:
@@ -146,14 +148,26 @@ def _show_execution(app: App, record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _execution(app: App, name: str, ref: str) -> dict[str, Any]:
+    """One execution of NAME by its id, or a unique prefix of the id of one of its last 500."""
+    if not is_full_id(ref):
+        recent = app.get("/api/v1/executions", function_id=name, limit=500)["executions"]
+        ref = resolve_prefix(ref, (r["id"] for r in recent), "execution", f"`orva logs {name}` shows their ids",
+                             of=f" of {name}")
+    record: dict[str, Any] = app.get(f"/api/v1/executions/{ref}")
+    return record
+
+
 @click.command()
 @function_argument
 @click.option("--limit", "-n", type=click.IntRange(1, 500), default=10, show_default=True,
               help="How many recent executions to show.")
 @click.option("--follow", "-f", is_flag=True, help="Then keep showing new executions as they happen (Ctrl-C ends).")
+@click.option("--execution", "-e", "execution_ref", metavar="ID",
+              help="Show only this execution: its id (as an error names it) or a unique prefix of one.")
 @json_option
 @pass_app
-def logs(app: App, name: str, limit: int, follow: bool) -> None:
+def logs(app: App, name: str, limit: int, follow: bool, execution_ref: str | None) -> None:
     """Show the recent executions of NAME and their logs.
 
     Oldest first, each with what the handler printed.
@@ -164,7 +178,13 @@ def logs(app: App, name: str, limit: int, follow: bool) -> None:
     Examples:
       orva logs hello -n 20
       orva logs hello --follow
+      orva logs hello --execution 019df210-1234-7000-8000-deadbeef0001
     """
+    if execution_ref is not None:
+        if follow:
+            raise click.UsageError("--execution shows one execution: leave out --follow")
+        _show_execution(app, _execution(app, name, execution_ref))
+        return
     recent = app.get("/api/v1/executions", function_id=name, limit=limit)["executions"]
     for record in reversed(recent):
         _show_execution(app, record)
