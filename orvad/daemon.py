@@ -14,6 +14,7 @@ from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.builder.build import Builder
+from orvad.builder.importcheck import CheckedWorker, check_import
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
 from orvad.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.bus import Bus
@@ -111,6 +112,7 @@ class Daemon:
         self.functions.on_delete.append(self._function_deleted)
         self.functions.on_change.append(self._function_changed)
         self.builder.on_activate.append(self._prewarm)
+        self.builder.import_check = self._check_import
         self.builder.in_use = self.pools.hashes_in_use
         self.builder.on_finished.append(self._build_finished)
         self.pool_configs.on_change.append(self._pool_config_changed)
@@ -277,16 +279,25 @@ class Daemon:
         self.pools.replace(fn.id, self.spawner.key(fn, code_hash), self.spawner.spawner(fn, code_hash), fn.memory_mb,
                            self.spawner.details(fn, code_hash))
 
-    async def _prewarm(self, fn: Function, dep: Deployment, path: Any) -> None:
-        """A new version gets warm workers before it takes traffic."""
+    async def _check_import(self, fn: Function, dep: Deployment) -> CheckedWorker:
+        """A new build's handler must import on a worker started as the pool would start it."""
+        assert dep.code_hash is not None
+        current = self.functions.get(fn.id) or fn
+        return await check_import(self.spawner.spawner(current, dep.code_hash),
+                                  self.spawner.key(current, dep.code_hash), current.entrypoint)
+
+    async def _prewarm(self, fn: Function, dep: Deployment, path: Any, checked: CheckedWorker | None) -> None:
+        """A new version gets warm workers before it takes traffic (the import check's worker first)."""
         assert dep.code_hash is not None
         self._active_hash[dep.id] = dep.code_hash
         current = self.functions.get(fn.id) or fn
         if current.status == "inactive":
             return
-        await self.pools.warm_now(fn.id, self.spawner.key(current, dep.code_hash),
-                                  self.spawner.spawner(current, dep.code_hash), current.memory_mb,
-                                  self.spawner.details(current, dep.code_hash))
+        key = self.spawner.key(current, dep.code_hash)
+        spawn = self.spawner.spawner(current, dep.code_hash)
+        if checked is not None and checked.key == key:
+            spawn = checked.first_then(spawn)
+        await self.pools.warm_now(fn.id, key, spawn, current.memory_mb, self.spawner.details(current, dep.code_hash))
 
     async def _function_changed(self, old: Function, new: Function) -> None:
         if new.status != "active":

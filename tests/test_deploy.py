@@ -276,7 +276,8 @@ def test_a_resumed_build_continues_its_log(make_orvad: Callable[..., Orvad]) -> 
         r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=_zip(files),
                    headers={"content-type": "application/zip"})
         dep_id = r.json()["id"]
-        wait_for(lambda: any("waiting-for-restart" in ln["line"] for ln in
+        # the echoed line itself (npm prints the script's command, which names it too, before it runs)
+        wait_for(lambda: any(ln["line"].strip() == "waiting-for-restart" for ln in
                              c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]), 120, "the slow install")
     server.stop()
     again = make_orvad(data_dir=server.data_dir)

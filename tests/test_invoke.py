@@ -208,15 +208,17 @@ def test_timeout_and_crash_replace_the_worker(orvad: Orvad, deployed: dict) -> N
         assert c.get(f"/fn/{deployed['id']}/text").text == "plain text"  # a fresh worker serves
 
 
-def test_import_error_is_reported_on_first_request(orvad: Orvad) -> None:
+def test_import_error_fails_the_build(orvad: Orvad) -> None:
+    # (issue 18.5: the import check fails the build; the adapter's first-request report is in test_runtime_contract)
     with orvad.admin() as c:
         for runtime, code in (("python", "import no_such_module_here\n"),
                               ("node", "require('no-such-module-here');\n")):
             fn = create_function(c, f"broken-{runtime}", runtime)
-            wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
+            record = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
+            assert record["status"] == "failed"
+            assert "no_such_module_here" in record["error_message"] or "no-such-module-here" in record["error_message"]
             r = c.get(f"/fn/{fn['id']}/")
-            assert r.status_code == 500 and r.json()["error"]["code"] == "FUNCTION_ERROR"
-            assert "no_such_module_here" in r.text or "no-such-module-here" in r.text
+            assert r.status_code == 409 and r.json()["error"]["code"] == "NOT_ACTIVE"
 
 
 def test_gates_and_errors(orvad: Orvad) -> None:

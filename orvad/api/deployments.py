@@ -37,7 +37,9 @@ async def get_logs(request: Request) -> Response:
     dep = await _deployment(request)
     after = int_param(request, "after_seq", 0, 0, 2**63 - 1)  # SQLite's INTEGER range
     limit = int_param(request, "limit", 1000, 1, 5000)
-    lines = await daemon_of(request).function_store.logs(dep.id, after, limit + 1)
+    daemon = daemon_of(request)
+    await daemon.batch.flush()  # lines are written in batches: a build that just ended has its last ones queued
+    lines = await daemon.function_store.logs(dep.id, after, limit + 1)
     more = len(lines) > limit
     lines = lines[:limit]
     return JSONResponse({"deployment_id": dep.id, "status": dep.status, "lines": lines,
@@ -47,6 +49,7 @@ async def get_logs(request: Request) -> Response:
 async def _replay(request: Request, dep: Deployment) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """A finished build, read back from the database: its lines, phases and final record."""
     store = daemon_of(request).function_store
+    await daemon_of(request).batch.flush()
     after = 0
     while batch := await store.logs(dep.id, after, 1000):
         for line in batch:

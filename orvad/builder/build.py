@@ -25,6 +25,7 @@ from orvad.builder.archive import MAX_BYTES, MAX_FILES, ArchiveError
 from orvad.builder.buildlog import MAX_LINES, BuildLog
 from orvad.builder.diskwatch import BuildDiskWatch, DiskLedger
 from orvad.builder.gc import collect, is_built, mark_built
+from orvad.builder.importcheck import CheckedWorker, CheckSkipped, ImportFailed
 from orvad.builder.installer import BuildFailed, InstallJob, InstallRunner
 from orvad.builder.queue import BuildQueue
 from orvad.builder.safetree import (
@@ -70,7 +71,9 @@ def disk_full_reason(exc: BaseException | None) -> str:
             "shows the disk check) and deploy again")
 
 
-ActivateHook = Callable[[Function, Deployment, Path], Awaitable[None]]
+# (function, deployment, version folder, the worker that passed the import check, if any)
+ActivateHook = Callable[[Function, Deployment, Path, CheckedWorker | None], Awaitable[None]]
+ImportCheck = Callable[[Function, Deployment], Awaitable[CheckedWorker]]
 
 
 def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | None:
@@ -148,6 +151,7 @@ class Builder:
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: dict[str, Counter[str]] = {}
         self.on_activate: list[ActivateHook] = []
+        self.import_check: ImportCheck | None = None  # a fresh worker imports the handler before activation
         self.on_finished: list[Callable[[Deployment], None]] = []  # e.g. build metrics
 
     # paths
@@ -291,7 +295,12 @@ class Builder:
             dep = await self._phase(dep, "activating")
             async with self._lock(fn.id):
                 if not self._newer_active(fn.id, dep.id):  # else it ends superseded, never activated
-                    await self._activate(fn, dep, target)
+                    checked = await self._check_import(fn, dep)
+                    try:
+                        await self._activate(fn, dep, target, checked)
+                    finally:
+                        if checked is not None:  # not taken by the new pool (min_warm 0, paused): stopped
+                            await checked.discard()
                 await self._finish(dep, started, None)
                 self._release(fn.id, held)
                 held = None
@@ -443,9 +452,28 @@ class Builder:
             tree.rename(target)
         mark_built(target)
 
-    async def _activate(self, fn: Function, dep: Deployment, target: Path) -> None:
+    async def _check_import(self, fn: Function, dep: Deployment) -> CheckedWorker | None:
+        """A fresh worker of the new version imports its entry module (importcheck.py); a failure fails
+        the build with the traceback in the log, and the active version keeps serving."""
+        if self.import_check is None:
+            return None
+        try:
+            checked = await self.import_check(fn, dep)
+        except CheckSkipped as exc:
+            await self._line(dep, "system", f"import check skipped: {exc}")
+            return None
+        except ImportFailed as exc:
+            for line in exc.lines:
+                await self._line(dep, "stderr", line)
+            raise
+        await self._line(dep, "system", f"import check: {fn.entrypoint} imported on a fresh worker "
+                                        f"in {checked.took_ms:.0f} ms")
+        return checked
+
+    async def _activate(self, fn: Function, dep: Deployment, target: Path,
+                        checked: CheckedWorker | None = None) -> None:
         for hook in self.on_activate:  # e.g. the pool warms the new version before it takes traffic
-            await hook(fn, dep, target)
+            await hook(fn, dep, target, checked)
 
     async def _finish(self, dep: Deployment, started: float | None, error: str | None) -> None:
         """Record the end of a build; on success switch the function to it in the same transaction.

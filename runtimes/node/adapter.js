@@ -84,9 +84,15 @@ function normalise(result) {
   return { statusCode: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(result === undefined ? null : result), isBase64Encoded: false };
 }
 
+// Frames of Node's module loader and of this adapter say nothing about the user's code: an import
+// error's stack keeps the user's frames only (as the Python adapter does).
+const LOADER_FRAME = /^\s+at (.*\()?(node:|\/runtime\/adapter\.js|native\))/;
+
 function errorOf(err, kind) {
   const e = err instanceof Error ? err : new Error(String(err));
-  return { kind, name: e.name, message: e.message, stack: e.stack || String(e) };
+  let stack = e.stack || String(e);
+  if (kind === 'import') stack = stack.split('\n').filter((line) => !LOADER_FRAME.test(line)).join('\n');
+  return { kind, name: e.name, message: e.message, stack };
 }
 
 function isStream(value) {
