@@ -19,6 +19,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     │   └── Ambiguous        409 AMBIGUOUS
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
+    ├── BuildFailedError     422 BUILD_FAILED
     ├── HeadersTooLarge      431 HEADERS_TOO_LARGE
     ├── RateLimited          429 RATE_LIMITED
     ├── FunctionBusy         429 FUNCTION_BUSY
@@ -138,6 +139,12 @@ class VersionGCd(OrvaError):
 
 class PayloadTooLarge(OrvaError):
     code, status = "PAYLOAD_TOO_LARGE", 413
+
+
+class BuildFailedError(OrvaError):
+    """A deploy made with ?wait=true whose build failed (details: deployment_id, function_id, log_tail)."""
+
+    code, status = "BUILD_FAILED", 422
 
 
 class HeadersTooLarge(OrvaError):

@@ -1,4 +1,5 @@
-"""/api/v1/deployments: one record, its stored build log, and the live SSE stream."""
+"""/api/v1/deployments: one record, its stored build log, and the live SSE stream; how a deploy answers
+(202 at once, or with ?wait=true the end of its build)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, int_param
-from orvad.errors import NotFound
+from orvad.errors import BuildFailedError, NotFound, ValidationError
 from orvad.store.functions import Deployment
 
 SSE_PING_S = 15
+WAIT_DEFAULT_S, WAIT_MAX_S = 300, 600  # ?timeout_s= of a deploy with ?wait=true
+LOG_TAIL_LINES = 20  # build log lines a BUILD_FAILED answer carries
 
 
 async def _deployment(request: Request) -> Deployment:
@@ -25,6 +28,36 @@ async def _deployment(request: Request) -> Deployment:
         raise NotFound(f"no deployment {request.path_params['id']}",
                        hint="list a function's deployments with GET /api/v1/functions/{id}/deployments")
     return dep
+
+
+def wait_timeout(request: Request) -> float | None:
+    """A deploy's ?wait=true[&timeout_s=N]: how long to wait for the build (None: answer 202 at once)."""
+    wait = request.query_params.get("wait", "false").lower()
+    if wait not in ("true", "false", "1", "0"):
+        raise ValidationError("wait must be true or false", details={"field": "wait"})
+    return float(int_param(request, "timeout_s", WAIT_DEFAULT_S, 1, WAIT_MAX_S)) if wait in ("true", "1") else None
+
+
+async def deployed(request: Request, dep: Deployment, timeout_s: float | None) -> Response:
+    """The answer to a deploy: 202 with the record; with ?wait=true 200 once the build ended (the next
+    invocation runs the new version), 422 BUILD_FAILED when it failed, 202 past timeout_s."""
+    accepted = {"Location": f"/api/v1/deployments/{dep.id}"}
+    if timeout_s is None:
+        return JSONResponse(asdict(dep), status_code=202, headers=accepted)
+    daemon = daemon_of(request)
+    final = await daemon.builder.wait(dep.id, timeout_s)
+    if final is None:
+        current = await daemon.function_store.deployment(dep.id)
+        return JSONResponse(asdict(current or dep), status_code=202, headers=accepted)
+    if final.status != "failed":
+        return JSONResponse(asdict(final), headers=accepted)
+    last = await daemon.function_store.last_log_seq(final.id)  # (flushes the queued lines first)
+    tail = await daemon.function_store.logs(final.id, max(0, last - LOG_TAIL_LINES), LOG_TAIL_LINES)
+    raise BuildFailedError(f"the build of deployment {final.id} failed: {final.error_message}",
+                           details={"deployment_id": final.id, "function_id": final.function_id,
+                                    "log_tail": [line["line"] for line in tail]},
+                           hint=f"read the whole build log at GET /api/v1/deployments/{final.id}/logs, fix the code "
+                                "and deploy again; the previously active version keeps serving")
 
 
 async def get_deployment(request: Request) -> Response:

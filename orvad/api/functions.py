@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object, trusted_needs_admin
+from orvad.api.deployments import deployed, wait_timeout
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
@@ -87,13 +88,11 @@ async def delete_function(request: Request) -> Response:
     return JSONResponse({"id": fn.id, "deleted": True})
 
 
-def _accepted(dep: Deployment) -> Response:
-    return JSONResponse(asdict(dep), status_code=202, headers={"Location": f"/api/v1/deployments/{dep.id}"})
-
-
 async def deploy_inline(request: Request) -> Response:
-    """Deploy code from JSON ({code, filename?, dependencies?}); 202, the build runs asynchronously."""
+    """Deploy code from JSON ({code, filename?, dependencies?}); 202, the build runs asynchronously
+    (?wait=true: 200 once the new version serves, 422 BUILD_FAILED)."""
     daemon = daemon_of(request)
+    timeout_s = wait_timeout(request)
     fn = daemon.functions.resolve(request.path_params["id"])
     trusted_needs_admin(request, fn)
     body = await read_object(request, ("code", "filename", "dependencies"))
@@ -105,12 +104,14 @@ async def deploy_inline(request: Request) -> Response:
     deps = body.get("dependencies")
     if deps is not None and not isinstance(deps, str):
         raise ValidationError("dependencies must be a string", details={"field": "dependencies"})
-    return _accepted(await daemon.builder.submit_inline(fn, code, filename, deps))
+    return await deployed(request, await daemon.builder.submit_inline(fn, code, filename, deps), timeout_s)
 
 
 async def deploy_archive(request: Request) -> Response:
-    """Deploy a .tar.gz or .zip (multipart field `file`, or the raw body); 202, built asynchronously."""
+    """Deploy a .tar.gz or .zip (multipart field `file`, or the raw body); 202, built asynchronously
+    (?wait=true: 200 once the new version serves, 422 BUILD_FAILED)."""
     daemon = daemon_of(request)
+    timeout_s = wait_timeout(request)
     fn = daemon.functions.resolve(request.path_params["id"])
     trusted_needs_admin(request, fn)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -127,7 +128,7 @@ async def deploy_archive(request: Request) -> Response:
                               hint="curl -F file=@fn.tar.gz .../deploy", details={"field": "file"})
     if not data:
         raise ValidationError("the archive is empty", details={"field": "file"})
-    return _accepted(await daemon.builder.submit_archive(fn, data))
+    return await deployed(request, await daemon.builder.submit_archive(fn, data), timeout_s)
 
 
 async def list_deployments(request: Request) -> Response:

@@ -345,6 +345,12 @@ _EXECUTION_LINKS = {"GetExecutionLogs": _link("executions_get_logs", id="$respon
 
 # a 503 some operations answer on purpose, with the envelope (BUILD_QUEUE_FULL, DASHBOARD_NOT_BUILT)
 UNAVAILABLE: dict[str, dict[str, Schema]] = {"503": {"application/json": ref("Error")}}
+# a deploy: 202 at once; with ?wait=true 200 once the version serves, 422 BUILD_FAILED, 202 past timeout_s
+DEPLOY_QUERY = (Param("wait", {"type": "string", "enum": ["true", "false", "1", "0"]},
+                      "true: answer when the build has ended (200 and the version serves, or 422 BUILD_FAILED)"),
+                Param("timeout_s", _int(1, 600), "with wait=true: answer 202 after this many seconds (default 300)"))
+DEPLOYED: dict[str, dict[str, Schema]] = {**json_ok(ref("Deployment"), "202"), **json_ok(ref("Deployment")),
+                                          "422": {"application/json": ref("Error")}, **UNAVAILABLE}
 TEXT: dict[str, Schema] = {"text/plain": {"type": "string"}}
 LOCATION: dict[str, Schema] = {"Location": {"type": "string", "pattern": "^/api/v1/"}}
 SSE: dict[str, Schema] = {"text/event-stream": {"type": "string"}}
@@ -366,15 +372,15 @@ OPS: dict[tuple[str, str], Op] = {
     ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("Function")),
                                           links={"200": _FN_LINKS}),
     ("DELETE", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Deleted"))),
-    ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline",
-                                                         ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE},
-                                                         links={"202": _DEP_LINKS}, headers={"202": LOCATION}),
+    ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline", query=DEPLOY_QUERY, ok=DEPLOYED,
+                                                         links={"202": _DEP_LINKS, "200": _DEP_LINKS},
+                                                         headers={"202": LOCATION, "200": LOCATION}),
     ("POST", "/api/v1/functions/{id}/deploy"): Op(
         raw_body={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": ARCHIVE}},
                   **{t: ARCHIVE for t in ("application/gzip", "application/zip", "application/x-tar",
                                           "application/octet-stream")}},
-        ok={**json_ok(ref("Deployment"), "202"), **UNAVAILABLE}, links={"202": _DEP_LINKS},
-        headers={"202": LOCATION}),
+        query=DEPLOY_QUERY, ok=DEPLOYED, links={"202": _DEP_LINKS, "200": _DEP_LINKS},
+        headers={"202": LOCATION, "200": LOCATION}),
     ("GET", "/api/v1/functions/{id}/deployments"): Op(query=PAGE, ok=json_ok(page("deployments", "Deployment"))),
     ("POST", "/api/v1/functions/{id}/rollback"): Op(body="Rollback", ok=json_ok(ref("Deployment"))),
     ("GET", "/api/v1/functions/{id}/source"): Op(ok=json_ok(record({

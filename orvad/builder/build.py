@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orvad.builder.archive import MAX_BYTES, MAX_FILES, ArchiveError
-from orvad.builder.buildlog import MAX_LINES, BuildLog
+from orvad.builder.buildlog import FINAL_EVENTS, MAX_LINES, BuildLog
 from orvad.builder.diskwatch import BuildDiskWatch, DiskLedger
 from orvad.builder.gc import collect, is_built, mark_built
 from orvad.builder.importcheck import CheckedWorker, CheckSkipped, ImportFailed
@@ -196,6 +196,25 @@ class Builder:
 
     def live_log(self, deployment_id: str) -> BuildLog | None:
         return self._logs.get(deployment_id)
+
+    async def wait(self, deployment_id: str, timeout_s: float) -> Deployment | None:
+        """The record of a deployment once its build has ended, None while it runs past ``timeout_s``.
+
+        The end event is emitted after the function's record names the new version and its pool
+        was switched to the pre-warmed one (``_finish``), so the next invocation runs the new version."""
+        live = self._logs.get(deployment_id)
+        if live is not None:
+            async def ended() -> None:
+                async for event, _ in live.follow():
+                    if event in FINAL_EVENTS:
+                        return
+
+            try:
+                await asyncio.wait_for(ended(), timeout_s)
+            except TimeoutError:
+                return None
+        dep = await self._store.deployment(deployment_id)
+        return dep if dep is not None and dep.status in FINAL_EVENTS else None
 
     # submissions
     async def submit_inline(self, fn: Function, code: str, filename: str, dependencies: str | None) -> Deployment:
