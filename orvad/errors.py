@@ -16,6 +16,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── Conflict             409 CONFLICT
     │   ├── AlreadySetup     409 ALREADY_SETUP
     │   ├── NotActive        409 NOT_ACTIVE
+    │   ├── NotDeployed      409 NOT_DEPLOYED
     │   └── Ambiguous        409 AMBIGUOUS
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
@@ -131,6 +132,12 @@ class Ambiguous(Conflict):
 
     code = "AMBIGUOUS"
     default_hint = "send more characters: enough to tell details.candidates apart"
+
+
+class NotDeployed(Conflict):
+    """An invocation of a function that never had code deployed (status ``created``); nothing is recorded."""
+
+    code = "NOT_DEPLOYED"
 
 
 class VersionGCd(OrvaError):

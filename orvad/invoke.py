@@ -28,6 +28,7 @@ from orvad.errors import (
     FunctionError,
     MethodNotAllowed,
     NotActive,
+    NotDeployed,
     NotFound,
     OrvaError,
     ShuttingDown,
@@ -150,16 +151,25 @@ class Invoker:
         await self.run(fn, match.subpath, "route", scope, receive, send, match.route.raw_skip)
 
     # gates
+    @staticmethod
+    def _refuse_undeployed(fn: Function) -> None:
+        """A function that never had code deployed: refused before the call is recorded (no execution row)."""
+        if fn.status == "created" and fn.active_deployment_id is None:
+            raise NotDeployed(f"function {fn.name} has no deployed code",
+                              hint=f"deploy first: POST /api/v1/functions/{fn.name}/deploy-inline",
+                              details={"function_id": fn.id, "status": fn.status})
+
     def _gate(self, fn: Function) -> None:
         if fn.status == "inactive":
-            raise NotActive(f"function {fn.name} is inactive", details={"function_id": fn.id, "status": fn.status})
+            raise NotActive(f"function {fn.name} is inactive", details={"function_id": fn.id, "status": fn.status},
+                            hint=f'set it active with PUT /api/v1/functions/{fn.name} {{"status": "active"}}')
         if fn.status == "error":
             raise NotActive(f"function {fn.name} never had a successful build", details={"function_id": fn.id, "status": fn.status},
-                            hint="deploy a version that builds (POST /api/v1/functions/{id}/deploy-inline); the failed "
-                                 "build's log is at GET /api/v1/deployments/{id}/logs")
+                            hint=f"deploy a version that builds (POST /api/v1/functions/{fn.name}/deploy-inline); the "
+                                 f"failed build's log is listed by GET /api/v1/functions/{fn.name}/deployments")
         if fn.active_deployment_id is None:
             raise Unavailable(f"function {fn.name} has no built version yet", code="BUILDING", retry_after_s=5,
-                              hint="wait for the deployment to finish (GET /api/v1/functions/{id}/deployments)",
+                              hint=f"wait for the deployment to finish (GET /api/v1/functions/{fn.name}/deployments)",
                               details={"function_id": fn.id})
 
     async def _authorize(self, fn: Function, scope: Scope, body: bytes) -> None:
@@ -207,6 +217,7 @@ class Invoker:
                   raw_skip: int | None = None) -> None:
         """One invocation; ``raw_skip`` is how many leading segments of the raw path are not the
         function's (its rawPath keeps the %-encoding the decoded ``subpath`` lost)."""
+        self._refuse_undeployed(fn)
         started, started_at = time.perf_counter(), now_iso()
         execution_id = uuid7()
         record: dict[str, Any] = {
