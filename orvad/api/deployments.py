@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, int_param
+from orvad.builder.buildlog import BuildLog
 from orvad.errors import BuildFailedError, NotFound, ValidationError
 from orvad.store.functions import Deployment
 
@@ -26,7 +27,7 @@ async def _deployment(request: Request) -> Deployment:
     dep = await daemon_of(request).function_store.deployment(request.path_params["id"])
     if dep is None:
         raise NotFound(f"no deployment {request.path_params['id']}",
-                       hint="list a function's deployments with GET /api/v1/functions/{id}/deployments")
+                       hint="list a function's deployments with GET /api/v1/functions/<function name>/deployments")
     return dep
 
 
@@ -93,11 +94,27 @@ async def _replay(request: Request, dep: Deployment) -> AsyncIterator[tuple[str,
     yield dep.status, asdict(dep)
 
 
+async def _resumed(request: Request, dep: Deployment, live: BuildLog) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """A running build's live events; a build resumed after a restart keeps only the lines since then in
+    memory, so the stored lines before its first live one come first."""
+    first = next((data["seq"] for event, data in live.events if event == "log"), 1)
+    if first > 1:
+        store = daemon_of(request).function_store
+        await daemon_of(request).batch.flush()
+        after = 0
+        while after < first - 1 and (batch := await store.logs(dep.id, after, min(1000, first - 1 - after))):
+            for line in batch:
+                yield "log", line
+            after = batch[-1]["seq"]
+    async for event in live.follow():
+        yield event
+
+
 async def stream(request: Request) -> Response:
     """SSE: `log`, `phase`, then `succeeded`, `failed` or `superseded` with the record; the stream then ends."""
     dep = await _deployment(request)
     live = daemon_of(request).builder.live_log(dep.id)
-    events = live.follow() if live is not None else _replay(request, dep)
+    events = _resumed(request, dep, live) if live is not None else _replay(request, dep)
 
     async def frames() -> AsyncIterator[dict[str, str]]:
         async for event, data in events:

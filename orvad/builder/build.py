@@ -636,6 +636,9 @@ class Builder:
                 parent_deployment_id=target.id, error_message=None, submitted_at=now, started_at=now,
                 finished_at=None, duration_ms=None))
             started = time.monotonic()
+            # a rollback has a log too: the deployments list opens every row's log
+            await self._line(dep, "system", f"rolled back to version {target.version} (deployment {target.id}, "
+                                            f"code hash {target.code_hash})")
             await self._activate(fn, dep, path)
             await self._finish(dep, started, None)
             await self.collect(fn.id)
