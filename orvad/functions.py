@@ -20,7 +20,8 @@ from orvad.ids import uuid7
 from orvad.jsonvalues import json_int
 from orvad.store.functions import Function, FunctionStore
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+NAME_RULE = "1..63 characters of a-z 0-9 - _, starting with a letter"
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FAMILY_RE = re.compile(r"^[a-z]+")
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$")
@@ -199,8 +200,8 @@ class FunctionService:
         out: dict[str, Any] = {}
         if "name" in sent:
             if not isinstance(merged["name"], str) or not NAME_RE.fullmatch(merged["name"]):
-                raise _bad("name", "must be 1..63 of a-z 0-9 - starting with a letter",
-                           hint="for example hello-world: the name is part of the URL /fn/<name>")
+                raise _bad("name", f"must be {NAME_RULE}",
+                           hint="for example hello-world or hello_world: the name is part of the URL /fn/NAME")
             out["name"] = merged["name"]
         language = self._language(merged["runtime"])
         if "runtime" in sent:

@@ -20,7 +20,7 @@ from orvad.store.routes import RouteStore
 RESERVED = ("/api/", "/fn/", "/mcp", "/web/", "/_orva/", "/health", "/healthz", "/metrics")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # no %: requests are matched on their decoded path, so a route written with escapes would never match
-_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()+,;=:@-]+)+/?(\*)?$|^/\*$")
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()+,;=:@_-]+)+/?(\*)?$|^/\*$")
 
 
 @dataclass(frozen=True)

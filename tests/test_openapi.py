@@ -133,7 +133,7 @@ def test_the_session_scheme_names_the_cookie_in_use(make_orvad) -> None:  # type
 # published schema and be accepted; each invalid one must fail the schema and be refused with 400. A value
 # that ends in a newline is invalid to JSON Schema's `$` (ECMA-262), so the handler must refuse it too.
 STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
-    "name": (["a", "hello-world", "a" + "0" * 62], ["A", "1a", "a_b", "a" * 64, "a\n", ""]),
+    "name": (["a", "hello-world", "a_b", "a" + "0" * 62], ["A", "1a", "_a", "a.b", "a" * 64, "a\n", ""]),
     "entrypoint": (["handler.py", "src/app.v2.py", "_x.py"],
                    ["../x.py", "a/../b.py", "/abs.py", "x.txt", ".hidden.py", "-x.py", "handler.py\n", "a\n/b.py"]),
     "filename": (["handler.py", "lib/main.py"], ["../x.py", "x.txt", "/x.py"]),

@@ -29,6 +29,7 @@ from orvad.functions import (
     MAX_ENV_TOTAL,
     MAX_ENV_VALUE,
     NAME_RE,
+    NAME_RULE,
     RESERVED_ENV_PREFIX,
     RuntimeLookup,
 )
@@ -47,7 +48,7 @@ _NO_NUL = "^[^\u0000]*$"
 _RESERVED_ENV = "^[" + "][".join(f"{c.upper()}{c.lower()}" for c in RESERVED_ENV_PREFIX.rstrip("_")) + "]_"
 # a relative path of segments that never start with '.', so no '..' and no hidden parent steps
 _SEGMENT = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
-_ROUTE_CHARS = r"[A-Za-z0-9._~!$&'()+,;=:@-]"
+_ROUTE_CHARS = r"[A-Za-z0-9._~!$&'()+,;=:@_-]"
 _METHOD_LIST = "|".join(METHODS)
 ROUTE_PATH = {"type": "string", "maxLength": 512, "pattern": rf"^(/{_ROUTE_CHARS}+)+/?(\*)?$"}
 
@@ -180,7 +181,7 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
     every_runtime = sorted(r for ids in facts.runtimes.values() for r in ids)
     all_ext = tuple(e for lang in facts.runtimes for e in EXTENSIONS[lang])
     return {
-        "name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63},
+        "name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63, "description": NAME_RULE},
         "runtime": {"type": "string", "enum": every_runtime or ["python"]},
         "entrypoint": _entrypoint(all_ext or EXTENSIONS["python"]),
         "description": _string(1024, 0),
