@@ -64,6 +64,10 @@ class OrvaError(Exception):
         if code is not None:
             self.code = code
 
+    def name_execution(self, execution_id: str) -> None:
+        """The invoke path recorded this error as execution ``execution_id``: a class whose default hint points
+        at the execution's logs names the real one here (see FunctionError)."""
+
     def envelope(self, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
         if self.hint:
@@ -123,8 +127,9 @@ class AlreadySetup(Conflict):
 
 
 class NotActive(Conflict):
+    """Raisers name the function in their hint (PUT /api/v1/functions/NAME ...)."""
+
     code = "NOT_ACTIVE"
-    default_hint = "set the function active with PUT /api/v1/functions/{id} {\"status\": \"active\"}"
 
 
 class Ambiguous(Conflict):
@@ -169,13 +174,23 @@ class FunctionBusy(OrvaError):
 
 class FunctionError(OrvaError):
     code, status = "FUNCTION_ERROR", 500
-    default_hint = "the handler raised; read the execution's logs at GET /api/v1/executions/{id}/logs"
+    default_hint = "the handler raised; its traceback is in the execution's logs"
+
+    def name_execution(self, execution_id: str) -> None:
+        if self.hint == self.default_hint:
+            self.hint = f"the handler raised; read its traceback at GET /api/v1/executions/{execution_id}/logs"
 
 
 class WorkerCrashed(OrvaError):
     code, status = "WORKER_CRASHED", 502
     default_hint = ("orvad replaced the worker; the reason is in details.reason, and what it printed in the "
-                    "execution's logs (GET /api/v1/executions/{id}/logs); retry if the request is idempotent")
+                    "execution's logs; retry if the request is idempotent")
+
+    def name_execution(self, execution_id: str) -> None:
+        if self.hint == self.default_hint:
+            self.hint = ("orvad replaced the worker; the reason is in details.reason, and what it printed in the "
+                         f"execution's logs (GET /api/v1/executions/{execution_id}/logs); retry if the request is "
+                         "idempotent")
 
 
 class InsufficientStorage(OrvaError):

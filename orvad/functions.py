@@ -249,7 +249,7 @@ class FunctionService:
             raise _bad("status", "can only be set to active or inactive", allowed=["active", "inactive"])
         if status == "active" and fn.active_deployment_id is None:
             raise Conflict(f"function {fn.name} has no successful deployment to activate",
-                           hint="deploy code with POST /api/v1/functions/{id}/deploy-inline first")
+                           hint=f"deploy code with POST /api/v1/functions/{fn.name}/deploy-inline first")
         return str(status)
 
     def _check_name_free(self, name: str) -> None:

@@ -330,6 +330,7 @@ class Invoker:
             if isinstance(exc, ShuttingDown) and lease is not None:
                 self._stop_now(lease)
             exc.details = {**(exc.details or {}), "execution_id": execution_id} if lease is not None else exc.details
+            exc.name_execution(execution_id)  # a hint that points at the execution's logs names this one
             exc.headers = {**exc.headers, **{name.decode(): value.decode() for name, value in
                                              self._orva_headers(execution_id, lease is not None and lease.cold, started)}}
             raise
@@ -411,7 +412,8 @@ class Invoker:
         except asyncio.CancelledError:
             if self._was_killed(task):
                 raise Killed("the execution was killed by an operator",
-                             hint='resume the function with PUT /api/v1/functions/{id} {"status": "active"}') from None
+                             hint=f"resume the function with PUT /api/v1/functions/{context['functionName']} "
+                                  '{"status": "active"}') from None
             if self.d.drain.claim(task):
                 raise self.d.drain.refusal(CUT_MESSAGE) from None
             raise

@@ -34,13 +34,13 @@ def _refuse_unusable_env(function_name: str, env: dict[str, str]) -> None:
         if host_sensitive(key):  # stored before names like LD_PRELOAD were refused: never reaches nsjail
             raise Conflict(f"the environment of {function_name} cannot start a worker: {key} {REFUSAL}",
                            details={"key": key, "reason": "configuration"},
-                           hint=f"remove {key} (PUT /api/v1/functions/{{id}} env_vars, or "
-                                f"DELETE /api/v1/functions/{{id}}/secrets/{key})")
+                           hint=f"remove {key} (PUT /api/v1/functions/{function_name} env_vars, or "
+                                f"DELETE /api/v1/functions/{function_name}/secrets/{key})")
         if "\x00" in value:
             raise Conflict(f"the environment of {function_name} cannot start a worker: {key} contains a NUL byte",
                            details={"key": key, "reason": "configuration"},
-                           hint=f"set {key} again without the NUL byte (PUT /api/v1/functions/{{id}} env_vars, "
-                                "or POST /api/v1/functions/{id}/secrets)")
+                           hint=f"set {key} again without the NUL byte (PUT /api/v1/functions/{function_name} "
+                                f"env_vars, or POST /api/v1/functions/{function_name}/secrets)")
 
 
 class Spawner:
