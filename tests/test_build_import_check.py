@@ -94,8 +94,7 @@ def test_a_printed_marker_or_fake_frame_text_cannot_pass_the_check(orvad: Orvad)
             'os.write(1, b\'\\x00\\x00\\x00\\x0f{"type":"ready"}\')\n'
             'raise ImportError("really broken")\n')
     with orvad.admin() as c:
-        fn = create_function(c, "importcheck-fake")
-        record = _failed_with(c, fn, fake, "ImportError: really broken")
+        record = _failed_with(c, create_function(c, "importcheck-fake"), fake, "ImportError: really broken")
         assert "import check passed" in _log_text(c, record["id"])  # shown as output, nothing more
 
 
@@ -125,3 +124,16 @@ def test_the_checked_worker_serves_the_first_request(orvad: Orvad) -> None:
         rows = c.get("/api/v1/system/metrics.json").json()["pools"]
         row = next(p for p in rows if p["function_id"] == fn["id"])
         assert row["spawned"] == 1 and row["workers"] == 1, row
+
+
+def test_the_import_runs_jailed_as_the_workers_do(orvad: Orvad) -> None:
+    """The tenant's import-time code runs in the worker jail (uid 65534, its own pid namespace, the code
+    read-only), never as root on the host: it reports what it sees by failing on purpose."""
+    probe = ("import os\n"
+             "try:\n    open('/code/written-at-import', 'w').close()\n    writable = True\n"
+             "except OSError:\n    writable = False\n"
+             "raise RuntimeError(f'uid={os.getuid()} pid={os.getpid()} code_writable={writable}')\n")
+    with orvad.admin() as c:
+        record = _failed_with(c, create_function(c, "importcheck-jailed"), probe,
+                              "RuntimeError: uid=65534 pid=1 code_writable=False")
+        assert "uid=65534" in record["error_message"]

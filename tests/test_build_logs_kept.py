@@ -4,9 +4,6 @@ rolled back, after its version was collected, after a restart, and a build resum
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -14,23 +11,9 @@ import httpx
 
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
+from tests.test_deploy_wait import slow_archive
 
 JS = "exports.handler = async () => ({v: %d});\n"
-
-
-def _zip(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buf.getvalue()
-
-
-def _slow_archive(v: int, postinstall: str) -> bytes:
-    package = {"name": "slow", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
-               "scripts": {"postinstall": postinstall}}
-    return _zip({"package.json": json.dumps(package), "handler.js": JS % v,
-                 "localdep/package.json": '{"name": "localdep", "version": "1.0.0"}'})
 
 
 def _logged(c: httpx.Client, deployment_id: str, line: str, deadline_s: float = 60) -> None:
@@ -59,7 +42,7 @@ def test_every_deployment_opens_its_log_later_too(make_orvad: Callable[..., Orva
         v2 = wait_deployed(c, deploy_inline(c, fn["id"], JS % 2)["id"])
         failed = wait_deployed(c, deploy_inline(c, fn["id"], "exports.handler = async () => ({v: 3};\n")["id"])
         # a slow build overtaken by a rollback (to v1) ends superseded
-        slow = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=_slow_archive(4, "echo slow-install && sleep 2"),
+        slow = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=slow_archive(4, "echo slow-install && sleep 2"),
                       headers={"content-type": "application/zip"}).json()
         _logged(c, slow["id"], "slow-install")
         rolled = c.post(f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": v1["id"]})
@@ -92,7 +75,7 @@ def test_a_resumed_build_streams_the_lines_from_before_the_restart(make_orvad: C
     server = make_orvad()
     with server.admin() as c:
         fn = create_function(c, "logs-resumed", "node")
-        archive = _slow_archive(1, "test -e /cache/once || (touch /cache/once && echo before-restart && sleep 600); "
+        archive = slow_archive(1, "test -e /cache/once || (touch /cache/once && echo before-restart && sleep 600); "
                                    "echo after-restart && sleep 2")
         dep = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=archive,
                      headers={"content-type": "application/zip"}).json()

@@ -4,26 +4,25 @@ timeout_s."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 
 import httpx
 import pytest
 
 from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.test_deploy import _zip
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 JS = "exports.handler = async () => ({v: %d});\n"
 
 
-def _zip(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buf.getvalue()
+def slow_archive(v: int, postinstall: str) -> bytes:
+    """A Node function whose dependency install runs ``postinstall`` (a local dependency: no network)."""
+    package = {"name": "slow", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
+               "scripts": {"postinstall": postinstall}}
+    return _zip({"package.json": json.dumps(package).encode(), "handler.js": (JS % v).encode(),
+                 "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}'})
 
 
 def _deploy_waiting(c: httpx.Client, fn: str, code: str, **params: str) -> httpx.Response:
@@ -51,7 +50,7 @@ def test_archive_deploy_waits_too_and_scale_to_zero_pools_serve_at_once(orvad: O
         assert c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0}).status_code == 200
         for v in range(1, 6):
             r = c.post(f"/api/v1/functions/{fn['id']}/deploy", params={"wait": "true"},
-                       content=_zip({"handler.js": JS % v}), headers={"content-type": "application/zip"}, timeout=120)
+                       content=_zip({"handler.js": (JS % v).encode()}), headers={"content-type": "application/zip"}, timeout=120)
             assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
             call = c.get(f"/fn/{fn['id']}")
             assert call.status_code == 200 and call.json() == {"v": v}, (v, call.text)
@@ -72,15 +71,12 @@ def test_a_failed_build_answers_422_build_failed_and_the_old_version_serves(orva
         assert c.get(f"/fn/{fn['id']}").json() == {"v": 1}
         # an archive that is refused fails the same way
         bad = c.post(f"/api/v1/functions/{fn['id']}/deploy", params={"wait": "true"},
-                     content=_zip({"other.py": "x = 1\n"}), headers={"content-type": "application/zip"}, timeout=120)
+                     content=_zip({"other.py": b"x = 1\n"}), headers={"content-type": "application/zip"}, timeout=120)
         assert bad.status_code == 422 and "handler.py not found" in bad.json()["error"]["message"], bad.text
 
 
 def test_past_timeout_s_the_answer_is_202_and_the_build_goes_on(orvad: Orvad) -> None:
-    package = {"name": "slow", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
-               "scripts": {"postinstall": "sleep 4"}}
-    archive = _zip({"package.json": json.dumps(package), "handler.js": JS % 7,
-                    "localdep/package.json": '{"name": "localdep", "version": "1.0.0"}'})
+    archive = slow_archive(7, "sleep 4")
     with orvad.admin() as c:
         fn = create_function(c, "wait-slow", "node")
         r = c.post(f"/api/v1/functions/{fn['id']}/deploy", params={"wait": "true", "timeout_s": "1"},

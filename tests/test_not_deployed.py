@@ -4,14 +4,11 @@ builds all failed stays 409 NOT_ACTIVE."""
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-
 import httpx
 
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.test_deploy_wait import slow_archive
 
 OK = "def handler(event, context):\n    return 'ok'\n"
 
@@ -45,16 +42,9 @@ def test_a_never_deployed_function_says_deploy_first_and_records_nothing(orvad: 
 
 
 def test_a_first_build_in_progress_is_building_and_failed_builds_are_not_active(orvad: Orvad) -> None:
-    package = {"name": "slow", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
-               "scripts": {"postinstall": "echo installing-slowly && sleep 3"}}
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("package.json", json.dumps(package))
-        archive.writestr("handler.js", "exports.handler = async () => 'ok';\n")
-        archive.writestr("localdep/package.json", '{"name": "localdep", "version": "1.0.0"}')
     with orvad.admin() as c:
         fn = create_function(c, "first-build", "node")
-        dep = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=buf.getvalue(),
+        dep = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=slow_archive(1, "echo installing-slowly && sleep 3"),
                      headers={"content-type": "application/zip"}).json()
         wait_for(lambda: any(ln["line"].strip() == "installing-slowly" for ln in
                              c.get(f"/api/v1/deployments/{dep['id']}/logs").json()["lines"]), 60, "the slow install")
@@ -62,7 +52,7 @@ def test_a_first_build_in_progress_is_building_and_failed_builds_are_not_active(
         assert r.status_code == 503 and r.json()["error"]["code"] == "BUILDING" and r.headers["retry-after"]
         assert "{id}" not in r.json()["error"]["hint"]
         assert wait_deployed(c, dep["id"])["status"] == "succeeded"
-        assert c.get(f"/fn/{fn['id']}").text == "ok"
+        assert c.get(f"/fn/{fn['id']}").json() == {"v": 1}
 
         broken = create_function(c, "only-failed-builds")
         assert wait_deployed(c, deploy_inline(c, broken["id"], "def handler(e, c)\n")["id"])["status"] == "failed"
