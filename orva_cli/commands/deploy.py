@@ -39,7 +39,9 @@ def pick_entrypoint(runtime: str, files: list[str]) -> str:
 
 @click.command()
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--name", required=True, help="The function to deploy into; created when it does not exist.")
+@click.option("--name", required=True,
+              help="The function to deploy into; created when it does not exist (a new name: 1..63 characters of "
+                   "a-z 0-9 - _, starting with a letter).")
 @click.option("--runtime", help="python or node (or a versioned id) [default: the function's, or guessed from DIR].")
 @click.option("--entrypoint", help="The handler file in DIR [default: the function's, or handler.py / handler.js].")
 @json_option
@@ -168,7 +170,7 @@ def stored_log(app: App, dep_id: str) -> list[dict[str, Any]]:
 @json_option
 @pass_app
 def build_log(app: App, name: str, deployment_ref: str | None) -> None:
-    """Print the build log of a deployment of NAME (its newest by default).
+    """Print a deployment's build log (the newest deployment's by default).
 
     DEPLOYMENT is a version number, a deployment id or a unique prefix of one (see
     `orva deployments NAME`). --json prints {deployment_id, status, lines}.

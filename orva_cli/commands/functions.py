@@ -130,6 +130,8 @@ def get_function(app: App, name: str) -> None:
 def create_function(app: App, name: str, **fields: Any) -> None:
     """Create a function record (deploy code into it with `orva deploy`).
 
+    NAME: 1..63 characters of a-z 0-9 - _, starting with a letter.
+
     \b
     Example:
       orva functions create hello --runtime python --env GREETING=hi
@@ -142,7 +144,8 @@ def create_function(app: App, name: str, **fields: Any) -> None:
 @functions_group.command("update")
 @function_argument
 @function_options
-@click.option("--rename", metavar="NEW_NAME", help="Give the function a new name.")
+@click.option("--rename", metavar="NEW_NAME",
+              help="Give the function a new name (1..63 characters of a-z 0-9 - _, starting with a letter).")
 @click.option("--status", type=click.Choice(["active", "inactive"]), help="inactive stops serving it.")
 @click.option("--unset-env", multiple=True, metavar="KEY", help="Remove an environment variable (repeatable).")
 @json_option

@@ -79,7 +79,10 @@ def shown_path(directory: Path) -> str:
 @json_option
 @pass_app
 def init(app: App, directory: Path, runtime: str) -> None:
-    """Write a starter function into DIR (created if needed) and print how to deploy it.
+    """Write a starter function folder and print how to deploy it.
+
+    DIR is created when missing; the suggested function name is DIR's name made valid (1..63
+    characters of a-z 0-9 - _, starting with a letter).
 
     The handler answers {"hello": NAME}, NAME from ?name= or a JSON body's "name" (default
     "world"). A file already in DIR is never overwritten (one with the very same content is
