@@ -22,6 +22,7 @@ from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
 from orvad.drain import Drain
 from orvad.egress import EgressNetwork
+from orvad.errors import OrvaError
 from orvad.functions import WORKER_FIELDS, FunctionService
 from orvad.hostcheck import (
     DataDirUnreachable,
@@ -39,7 +40,7 @@ from orvad.metrics import Metrics
 from orvad.metrics_history import MetricsHistory
 from orvad.origins import Origins
 from orvad.pool.config import PoolConfig
-from orvad.pool.manager import PoolManager
+from orvad.pool.manager import PoolManager, Target
 from orvad.poolconfig import PoolConfigService
 from orvad.routing import RouteService
 from orvad.runtimes import RuntimeCatalog
@@ -272,12 +273,23 @@ class Daemon:
         if record["error_code"]:
             self.metrics.errors.labels(record["error_code"]).inc()
 
+    def _pool_target(self, fn: Function | None) -> Target | None:
+        """What the function's pool is built from now; None when it serves nothing (paused, never built)."""
+        code_hash = self._active_hash.get(fn.active_deployment_id or "") if fn is not None else None
+        if fn is None or code_hash is None or fn.status != "active":
+            return None
+        return Target(self.spawner.key(fn, code_hash), self.spawner.spawner(fn, code_hash), fn.memory_mb,
+                      self.spawner.details(fn, code_hash))
+
     def _replace_pool(self, fn: Function) -> None:
-        code_hash = self._active_hash.get(fn.active_deployment_id or "")
-        if code_hash is None or fn.status != "active":
-            return
-        self.pools.replace(fn.id, self.spawner.key(fn, code_hash), self.spawner.spawner(fn, code_hash), fn.memory_mb,
-                           self.spawner.details(fn, code_hash))
+        target = self._pool_target(fn)
+        if target is not None:
+            self.pools.replace(fn.id, *target)
+
+    async def settle_pool(self, function_id: str) -> OrvaError | None:
+        """Wait until the next invocation runs on workers started with the function's current settings
+        and secrets (PoolManager.settle); returns why they failed to start, if they did."""
+        return await self.pools.settle(function_id, lambda: self._pool_target(self.functions.get(function_id)))
 
     async def _check_import(self, fn: Function, dep: Deployment) -> CheckedWorker:
         """A new build's handler must import on a worker started as the pool would start it."""

@@ -152,6 +152,8 @@ ENV_VARS = ([{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
             [{"ORVA_X": "1"}, {"orva_x": "1"}, {"1A": "x"}, {"A-B": "x"}, {"A": 1}, {"A": "a\x00b"}, {"A\n": "x"},
              "A=x"])
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
+POOL = ([{}, {"min_warm": 0, "max_warm": 256}, {"scale_to_zero": False, "idle_ttl_seconds": 86400}],
+        [{"min_warm": 257}, {"max_warm": 0}, {"target_concurrency": 1.5}, {"scale_to_zero": "no"}, {"zzz": 1}, [], 5])
 # Byte caps (an env value's 32 KiB, their 64 KiB total, a secret's 32 KiB) JSON Schema cannot state: the schema
 # bounds them conservatively (characters that always fit, at most 7 variables), so a body over those bounds
 # may still be accepted and is not tested as invalid.
@@ -175,6 +177,8 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         return ENV_VARS
     if field == "permissions":
         return PERMS
+    if field == "pool":
+        return POOL
     if "enum" in schema:
         return list(schema["enum"]), ["not-an-option", 5]
     if kind in ("integer", "number"):

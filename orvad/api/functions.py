@@ -12,10 +12,12 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object, trusted_needs_admin
 from orvad.api.deployments import deployed, wait_timeout
+from orvad.api.pools import update_with_pool
+from orvad.api.settled import until_served
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
-from orvad.functions import SETTABLE, validate_entrypoint
+from orvad.functions import SETTABLE, WORKER_FIELDS, validate_entrypoint
 from orvad.store.functions import Deployment, Function
 from orvad.versionrefs import resolve_deployment
 
@@ -73,13 +75,21 @@ async def get_function(request: Request) -> Response:
 
 
 async def update_function(request: Request) -> Response:
-    """Partial update; status may be set to active or inactive."""
-    body = await read_object(request, (*SETTABLE, "status"))
+    """Partial update; status may be set to active or inactive, `pool` changes the pool settings in the
+    same all-or-nothing write. Answers once the next invocation runs with the new settings."""
+    daemon = daemon_of(request)
+    body = await read_object(request, (*SETTABLE, "status", "pool"))
+    sent_pool, pool = "pool" in body, body.pop("pool", None)
     _unsandboxing_needs_admin(request, body)
     if body != {"csp_sandbox": True}:  # sandboxing a trusted function again is always allowed
-        trusted_needs_admin(request, daemon_of(request).functions.resolve(request.path_params["id"]))
-    fn = await daemon_of(request).functions.update(request.path_params["id"], body)
-    return JSONResponse(function_json(fn))
+        trusted_needs_admin(request, daemon.functions.resolve(request.path_params["id"]))
+    if sent_pool:
+        fn, config = await update_with_pool(daemon, request.path_params["id"], body, pool)
+    else:
+        fn, config = await daemon.functions.update(request.path_params["id"], body), None
+    await until_served(daemon, fn, ", ".join(f for f in WORKER_FIELDS if f in body) or "the settings",
+                       f"change them again (PUT /api/v1/functions/{fn.name})")
+    return JSONResponse({**function_json(fn), **({"pool": asdict(config)} if config is not None else {})})
 
 
 async def delete_function(request: Request) -> Response:

@@ -1,8 +1,11 @@
-"""/api/v1/pool/config: read and partially update a function's warm-pool settings (applied live)."""
+"""/api/v1/pool/config: read and partially update a function's warm-pool settings (applied live);
+and the `pool` object of PUT /api/v1/functions/{id}, saved together with the function's fields."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -10,7 +13,15 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of, read_object
 from orvad.errors import ValidationError
+from orvad.functions import SETTABLE
+from orvad.pool.config import PoolConfig
 from orvad.poolconfig import FIELDS
+from orvad.store.functions import Function
+
+if TYPE_CHECKING:
+    from orvad.daemon import Daemon
+
+log = logging.getLogger(__name__)
 
 
 async def get_config(request: Request) -> Response:
@@ -32,6 +43,27 @@ async def put_config(request: Request) -> Response:
     fn = daemon.functions.resolve(body.pop("function_id"))
     config = await daemon.pool_configs.update(fn.id, body)
     return JSONResponse({"function_id": fn.id, **asdict(config)})
+
+
+async def update_with_pool(daemon: Daemon, id_or_name: str, body: dict[str, Any],
+                           pool: Any) -> tuple[Function, PoolConfig]:
+    """Every field (the function's and the pool's) is validated before anything is saved; if the pool's
+    row then cannot be written, the function's fields are written back as they were."""
+    before = daemon.functions.resolve(id_or_name)
+    config = daemon.pool_configs.check(before.id, pool)
+    fn = await daemon.functions.update(before.id, body)  # validates every field, then saves
+    try:
+        return fn, await daemon.pool_configs.save(fn.id, config)
+    except Exception:
+        restore = {f: getattr(before, f) for f in body if f in SETTABLE}
+        if "status" in body and before.status in ("active", "inactive"):
+            restore["status"] = before.status
+        try:
+            await daemon.functions.update(fn.id, restore)
+        except Exception:
+            log.exception("pool settings not saved, and the function's fields could not be written back",
+                          extra={"function_id": fn.id, "fields": sorted(restore)})
+        raise
 
 
 routes = [

@@ -146,6 +146,10 @@ RECORDS["FunctionListItem"] = {"allOf": [ref("Function"), record({
     "last_deployment": {"oneOf": [ref("LastDeployment"), {"type": "null"}],
                         "description": "the function's newest deployment, null when it has none"}})]}
 RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
+RECORDS["FunctionUpdated"] = {"allOf": [ref("Function"), record({
+    "pool": {**record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
+             "description": "the function's pool settings after the update; present when the request sent pool"}},
+    optional=("pool",))]}
 
 
 # ---- request bodies ------------------------------------------------------------------------------------
@@ -216,9 +220,15 @@ def bodies(facts: Facts) -> dict[str, Schema]:
                            "allOf": _entrypoint_matches_runtime(facts)},
         "FunctionUpdate": {**closed, "properties": {
             **fields_, "status": {"type": "string", "enum": ["active", "inactive"],
-                                  "description": "active needs a succeeded deployment (409 otherwise)"}},
+                                  "description": "active needs a succeeded deployment (409 otherwise)"},
+            "pool": {**closed, "properties": {**{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()},
+                                              "scale_to_zero": BOOL},
+                     "description": "partial pool settings (as PUT /api/v1/pool/config); min_warm may not exceed "
+                                    "max_warm once merged; an error names details.field pool.<name>"}},
             "allOf": _entrypoint_matches_runtime(facts),
-            "description": "partial; an entrypoint sent alone must suit the function's stored runtime"},
+            "description": "partial; an entrypoint sent alone must suit the function's stored runtime. Every field "
+                           "is validated before anything is saved: all saved, or nothing. Answers once the next "
+                           "invocation runs with the new settings"},
         "DeployInline": {**closed, "required": ["code"], "properties": {
             "code": {"type": "string", "pattern": r"\S", "description": "the handler's source"},
             "filename": _entrypoint(tuple(e for lang in facts.runtimes for e in EXTENSIONS[lang])
@@ -370,7 +380,7 @@ OPS: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
                                       links={"201": _FN_LINKS}, headers={"201": LOCATION}),
     ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
-    ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("Function")),
+    ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("FunctionUpdated")),
                                           links={"200": _FN_LINKS}),
     ("DELETE", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Deleted"))),
     ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline", query=DEPLOY_QUERY, ok=DEPLOYED,

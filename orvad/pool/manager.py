@@ -4,22 +4,42 @@ and the host memory gate.
 A pool is built from a *key* (the version's code hash plus every setting and secret a worker
 is started with). When the key changes (deploy, rollback, env, limits, secrets), ``replace``
 warms a new pool in the background and switches traffic to it only when it is ready; the old
-pool then drains. Requests never wait for that, so a change under load costs no cold start.
+pool then drains. Invocations never wait for that, so a change under load costs no cold start.
+A write that must be seen by the very next invocation (a secret, env_vars) waits instead:
+``settle`` returns once the pool for the function's current key serves (bounded; past the bound
+the switch is forced, so the old workers never serve again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from orvad.errors import OrvaError, Timeout
 from orvad.pool.config import PoolConfig
 from orvad.pool.pool import Pool, PoolWorker
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
 WARM_TIMEOUT_S = 30.0
+SETTLE_TIMEOUT_S = 20.0  # a write waits at most this long for its replacement pool (then forces the switch)
+
+
+class Target(NamedTuple):
+    """What a function's pool is built from now: its key and how to start its workers."""
+
+    key: object
+    spawn: Callable[[], Awaitable[PoolWorker]]
+    memory_mb: int
+    details: dict[str, str]
+
+
+class _Replacement(NamedTuple):
+    key: object
+    task: asyncio.Task[OrvaError | None]  # the start error of a replacement whose workers all failed
 
 
 class PoolManager:
@@ -29,7 +49,7 @@ class PoolManager:
         self._max_requests = max_requests
         self.pools: dict[str, Pool] = {}
         self._draining: set[Pool] = set()
-        self._replacing: dict[str, asyncio.Task[None]] = {}
+        self._replacing: dict[str, _Replacement] = {}
         self._ready: dict[str, Pool] = {}  # warmed for a version that is about to be activated
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -96,22 +116,62 @@ class PoolManager:
 
     # changes
     def replace(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
-                details: dict[str, str]) -> None:
-        """Warm a pool for ``key`` in the background, then switch to it (no-op when already current)."""
+                details: dict[str, str]) -> asyncio.Task[OrvaError | None] | None:
+        """Warm a pool for ``key`` in the background, then switch to it; returns the warming task
+        (None when ``key`` is current already, or a pre-warmed pool took over at once)."""
         current = self.pools.get(function_id)
         if current is not None and current.key == key:
-            return
+            self._cancel_replacing(function_id)  # a change undone before its replacement was ready
+            return None
         ready = self._ready.get(function_id)
         if ready is not None and ready.key == key:  # pre-warmed by warm_now: switch at once
             self._swap(function_id, self._ready.pop(function_id))
-            return
+            return None
+        running = self._replacing.get(function_id)
+        if running is not None and running.key == key:
+            return running.task
+        self._cancel_replacing(function_id)
+        task = asyncio.create_task(self._warm_and_swap(function_id, key, spawn, memory_mb, details))
+        replacement = _Replacement(key, task)
+        self._replacing[function_id] = replacement
+        task.add_done_callback(lambda t: self._replacing.pop(function_id, None)
+                               if self._replacing.get(function_id) is replacement else None)
+        return task
+
+    async def settle(self, function_id: str, target: Callable[[], Target | None],
+                     timeout_s: float = SETTLE_TIMEOUT_S) -> OrvaError | None:
+        """Return once new requests for the function are served by a pool for ``target().key`` (the
+        key is looked up again after every change, so a build activated meanwhile is waited for too).
+        Returns the start error when the replacement's workers all failed to start (it serves anyway:
+        the old workers never take a request again), or a Timeout past ``timeout_s`` (the switch is
+        then forced, and the next request starts its worker)."""
+        deadline = time.monotonic() + timeout_s
+        while (wanted := target()) is not None:
+            current = self.pools.get(function_id)
+            if current is not None and current.key == wanted.key:
+                return None
+            task = self.replace(function_id, *wanted)
+            if task is None:
+                continue  # switched at once
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                await asyncio.wait({task}, timeout=remaining)
+            if task.done():
+                current = self.pools.get(function_id)
+                if not task.cancelled() and current is not None and current.key == wanted.key:
+                    return task.result()
+                continue  # superseded by a newer change: wait for that one
+            self._cancel_replacing(function_id)
+            self._swap(function_id, self._new_pool(function_id, *wanted))
+            log.warning("replacement pool not ready in time: switched to a cold one",
+                        extra={"function_id": function_id, "timeout_s": timeout_s})
+            return Timeout(f"workers with the new settings did not start within {timeout_s:g} s")
+        return None  # not served (paused, never built): its next start uses the current settings
+
+    def _cancel_replacing(self, function_id: str) -> None:
         running = self._replacing.pop(function_id, None)
         if running is not None:
-            running.cancel()
-        task = asyncio.create_task(self._warm_and_swap(function_id, key, spawn, memory_mb, details))
-        self._replacing[function_id] = task
-        task.add_done_callback(lambda t: self._replacing.pop(function_id, None)
-                               if self._replacing.get(function_id) is t else None)
+            running.task.cancel()
 
     async def warm_now(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
                        memory_mb: int, details: dict[str, str]) -> None:
@@ -131,7 +191,9 @@ class PoolManager:
         self._ready[function_id] = fresh
 
     async def _warm_and_swap(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
-                             memory_mb: int, details: dict[str, str]) -> None:
+                             memory_mb: int, details: dict[str, str]) -> OrvaError | None:
+        """Warm, then switch even if no worker started: the old workers were started with what
+        changed (a deleted secret, an old env) and must not serve again. Returns that start error."""
         fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
         old = self.pools.get(function_id)
         config = self._config_of(function_id)
@@ -145,10 +207,14 @@ class PoolManager:
         current = self.pools.get(function_id)
         if current is not None and current.key == key:  # a request built this pool meanwhile: keep it
             self._background(fresh.close(0))
-            return
+            return None
         self._swap(function_id, fresh)
+        return fresh.start_error() if want else None
 
     def _swap(self, function_id: str, fresh: Pool) -> None:
+        running = self._replacing.get(function_id)
+        if running is not None and running.key != fresh.key:  # warming for a key that is no longer wanted
+            self._cancel_replacing(function_id)
         old = self.pools.get(function_id)
         self.pools[function_id] = fresh
         if old is not None and old is not fresh:
@@ -166,9 +232,7 @@ class PoolManager:
         self._background(close())
 
     def remove(self, function_id: str) -> None:
-        task = self._replacing.pop(function_id, None)
-        if task is not None:
-            task.cancel()
+        self._cancel_replacing(function_id)
         for pool in (self.pools.pop(function_id, None), self._ready.pop(function_id, None)):
             if pool is not None:
                 self._drain(pool)
@@ -208,9 +272,10 @@ class PoolManager:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
-        for task in list(self._replacing.values()):
+        tasks = [r.task for r in self._replacing.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._replacing.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         pools = [*self.pools.values(), *self._draining, *self._ready.values()]
         self.pools.clear()
         self._ready.clear()

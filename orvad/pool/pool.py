@@ -87,6 +87,7 @@ class Pool:
         self._waiters: deque[asyncio.Future[Slot | None]] = deque()  # queued requests, oldest first
         self._watchers: list[asyncio.Future[None]] = []  # warm() and close() waiting for a change
         self._tasks: set[asyncio.Task[None]] = set()
+        self._spawns: set[asyncio.Task[None]] = set()  # workers starting (a subset of _tasks)
         self._closed = False
         self._last_error: OrvaError | None = None
         self._backoff_until = 0.0
@@ -113,6 +114,10 @@ class Pool:
 
     def code_hash(self) -> str | None:
         return self.details.get("code_hash")
+
+    def start_error(self) -> OrvaError | None:
+        """Why no worker is up, when the last start failed and none is (None while any worker serves)."""
+        return None if self.slots else self._last_error
 
     @property
     def inflight(self) -> int:
@@ -257,7 +262,9 @@ class Pool:
         self._spawning += 1
         task = asyncio.create_task(self._spawn_one(), name=f"orva-spawn-{self.name}")
         self._tasks.add(task)
+        self._spawns.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._spawns.discard)
 
     async def _spawn_one(self) -> None:
         try:
@@ -269,7 +276,7 @@ class Pool:
             self._spawn_failed(WorkerCrashed(f"worker failed to start: {type(exc).__name__}: {exc}"))
         else:
             if self._closed:
-                await worker.stop()
+                await asyncio.shield(worker.stop())  # a second close() cancelling this must not cut the stop short
             else:
                 self.slots.append(Slot(worker, time.monotonic()))
                 self.counters.spawned += 1
@@ -382,8 +389,12 @@ class Pool:
             self._serve_waiters()
 
     async def close(self, grace_s: float = 5.0) -> None:
-        """Stop taking requests, let in-flight ones finish (up to grace_s), stop every worker."""
+        """Stop taking requests, let in-flight ones finish (up to grace_s), stop every worker. Workers
+        still starting are stopped at once (no request will take them; one that never gets ready
+        would otherwise hold the close for its whole start timeout)."""
         self._closed = True
+        for spawn in list(self._spawns):
+            spawn.cancel()
         self._serve_waiters()
         await self._until(lambda: not self.inflight, time.monotonic() + grace_s)
         for slot in list(self.slots):

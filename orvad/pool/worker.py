@@ -177,6 +177,9 @@ class Worker:
             extra = f" ({tail})" if tail and tail not in detail else ""  # nsjail's reason may carry it already
             raise WorkerCrashed(f"worker failed to start: {detail}{extra}",
                                 hint="check the runtime and the sandbox in GET /api/v1/system/health") from exc
+        except asyncio.CancelledError:  # its pool closed while it started: no process is left behind
+            await asyncio.shield(self.stop(grace_s=0))
+            raise
         self.jail_pid = _first_child(self.proc.pid)
         self._oom_watch = OomWatch.attach(self.jail_pid)
         self._tasks.append(asyncio.create_task(self._watch_supervisor(_pidfd(self.jail_pid)),
