@@ -46,7 +46,58 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = commands.add_parser("rotate-master-key",
                                  help="re-encrypt every function secret under a new master key (stop orvad first)")
     rotate.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
+    reset = commands.add_parser("reset-password",
+                                help="set a new dashboard password for a user and end their sessions (run on the "
+                                     "server as the user that runs orvad; works while orvad runs)")
+    reset.add_argument("--username", required=True, help="the dashboard user (the admin made at onboarding)")
+    reset.add_argument("--stdin", action="store_true",
+                       help="read the new password from the first line of stdin instead of generating one")
+    reset.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
     return parser
+
+
+async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int:
+    """A new password for ``username`` (printed once, or read from stdin); every session of theirs ends.
+    One write transaction on orva.db: SQLite's WAL lets it run beside a live orvad, which reads
+    sessions and passwords from the database on every request."""
+    import secrets
+
+    from orvad.auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password
+    from orvad.clock import now_iso
+    from orvad.store.auth import AuthStore
+    from orvad.store.batch import BatchWriter
+    from orvad.store.db import Database
+
+    db_path = data_dir / "orva.db"
+    if not db_path.exists():
+        print(f"orvad: no database at {db_path}: pass the data dir orvad runs with (--data-dir or ORVA_DATA_DIR)",
+              file=sys.stderr)
+        return 2
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+            print(f"orvad: the new password must be {MIN_LENGTH}..{MAX_LENGTH} characters; nothing was changed",
+                  file=sys.stderr)
+            return 2
+    else:
+        password = secrets.token_urlsafe(18)
+    db = Database(db_path)
+    await db.open()
+    try:
+        store = AuthStore(db, BatchWriter(db))
+        if not await store.reset_password(username, hash_password(password), now_iso()):
+            names = await store.usernames()
+            known = (f"the users are: {', '.join(names)}" if names else
+                     "no user exists yet: onboard in the dashboard (/web/) with the setup token in "
+                     f"{data_dir / 'admin.key'}")
+            print(f"orvad: no user {username!r} in {db_path}; nothing was changed ({known})", file=sys.stderr)
+            return 1
+    finally:
+        await db.close()
+    print(f"password of {username} reset; every session of {username} has ended")
+    if not from_stdin:
+        print(f"new password (shown once): {password}")
+    return 0
 
 
 async def rotate_master_key(data_dir: Path) -> int:
@@ -197,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rotate-master-key":
         data_dir = args.data_dir or load_settings({}).data_dir
         return asyncio.run(rotate_master_key(data_dir))
+    if args.command == "reset-password":
+        return asyncio.run(reset_password(args.data_dir or load_settings({}).data_dir, args.username, args.stdin))
     return 0
 
 

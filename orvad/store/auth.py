@@ -78,6 +78,21 @@ class AuthStore:
                              (password_hash, now, user_id))
             await tx.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user_id, keep_token_hash))
 
+    async def reset_password(self, username: str, password_hash: str, now: str) -> bool:
+        """Set a user's password and end every session of theirs, in one transaction (`orvad
+        reset-password`, which may run beside a live orvad); False when there is no such user."""
+        async with self._db.transaction() as tx:
+            cur = await tx.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                                   (password_hash, now, username))
+            if cur.rowcount != 1:
+                return False
+            await tx.execute("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)",
+                             (username,))
+        return True
+
+    async def usernames(self) -> list[str]:
+        return [r[0] for r in await self._db.fetchall("SELECT username FROM users ORDER BY username")]
+
     # sessions
     async def create_session(self, token_hash: str, user_id: str, created_at: str, expires_at: str) -> None:
         await self._db.execute(
