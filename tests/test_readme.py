@@ -201,6 +201,8 @@ def _reset_password(reader: Reader, step: Step, username: str, deadline_s: float
     status, out, err = reader.shell.run(step.command, deadline_s)
     if status != 0:
         return f"`{step.command}` exited with {status}\nstdout:\n{out}\nstderr:\n{err}"
+    if (mismatch := output_mismatch(step.expected, out)) is not None:
+        return f"`{step.command}`: {mismatch}"
     with httpx.Client(base_url=reader.url, timeout=30.0) as client:
         # the password is one of the long words printed, most likely the last: three tries at most, so
         # the wrong ones and the old password's check stay under the login throttle's five
