@@ -107,7 +107,10 @@ RECORDS: dict[str, Schema] = {
                                                                           "error"]},
         "active_deployment_id": NSTR, "created_at": TIME, "updated_at": TIME, "signature_version": INT,
         "csp_sandbox": BOOL,
-    }),
+        "pool": {**record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
+                 "description": "only in the answer of PUT /api/v1/functions/{id} that sent pool: the pool settings "
+                                "after the update"},
+    }, optional=("pool",)),
     "Deployment": record({
         "id": STR, "function_id": STR, "version": INT, "code_hash": NSTR, "status": STR, "phase": STR,
         "phases": {"type": "array", "items": OBJ}, "source": STR, "parent_deployment_id": NSTR,
@@ -146,10 +149,6 @@ RECORDS["FunctionListItem"] = {"allOf": [ref("Function"), record({
     "last_deployment": {"oneOf": [ref("LastDeployment"), {"type": "null"}],
                         "description": "the function's newest deployment, null when it has none"}})]}
 RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
-RECORDS["FunctionUpdated"] = {"allOf": [ref("Function"), record({
-    "pool": {**record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
-             "description": "the function's pool settings after the update; present when the request sent pool"}},
-    optional=("pool",))]}
 
 
 # ---- request bodies ------------------------------------------------------------------------------------
@@ -380,7 +379,7 @@ OPS: dict[tuple[str, str], Op] = {
     ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
                                       links={"201": _FN_LINKS}, headers={"201": LOCATION}),
     ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
-    ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("FunctionUpdated")),
+    ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("Function")),
                                           links={"200": _FN_LINKS}),
     ("DELETE", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Deleted"))),
     ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline", query=DEPLOY_QUERY, ok=DEPLOYED,
