@@ -5,6 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, setFunctionsOrigin, setUnauthorizedHandler } from "./api.js";
 import { ErrorBanner, Loading } from "./components.jsx";
 import { currentRoute, match, navigate, useRoute } from "./router.js";
+import { setThemeChoice, THEME_CHOICES, useTheme } from "./theme.js";
 import { FunctionPage } from "./views/function.jsx";
 import { FunctionsView } from "./views/functions.jsx";
 import { InvocationsView } from "./views/invocations.jsx";
@@ -37,6 +38,8 @@ const VIEWS = [
 function App() {
   const route = useRoute();
   const [auth, setAuth] = useState({ state: "checking" });
+  const [menuOpen, setMenuOpen] = useState(false);
+  useEffect(() => setMenuOpen(false), [route.full]); // a link in the menu was followed: close it
 
   const check = async () => {
     try {
@@ -94,28 +97,58 @@ function App() {
     }
   }
   const section = "/" + route.path.split("/")[1];
+  const here = (NAV.find(([to]) => to === section) || [null, ""])[1];
   return (
     <div class="shell">
-      <nav class="sidebar" aria-label="Main">
-        <div class="brand">Orva</div>
-        <ul>
-          {NAV.map(([to, label]) => (
-            <li key={to}>
-              <a href={`#${to}`} class={section === to ? "active" : ""} aria-current={section === to ? "page" : undefined}>
-                {label}
-              </a>
-            </li>
-          ))}
-        </ul>
-        <div class="user">
-          <span class="muted">{auth.user.username}</span>
-          <button class="link" onClick={logout}>
-            Log out
+      <nav class={menuOpen ? "sidebar open" : "sidebar"} aria-label="Main"
+        onKeyDown={(e) => e.key === "Escape" && setMenuOpen(false)}>
+        <div class="bar">
+          <div class="brand">Orva</div>
+          <span class="here" aria-hidden="true">{here}</span>
+          <button class="menu-button" type="button" aria-expanded={menuOpen ? "true" : "false"} aria-controls="nav-menu"
+            onClick={() => setMenuOpen(!menuOpen)}>
+            {menuOpen ? "Close" : "Menu"}
           </button>
+        </div>
+        <div class="menu" id="nav-menu">
+          <ul>
+            {NAV.map(([to, label]) => (
+              <li key={to}>
+                <a href={`#${to}`} class={section === to ? "active" : ""} aria-current={section === to ? "page" : undefined}>
+                  {label}
+                </a>
+              </li>
+            ))}
+          </ul>
+          <ThemePicker />
+          <div class="user">
+            <span class="muted">{auth.user.username}</span>
+            <button class="link" onClick={logout}>
+              Log out
+            </button>
+          </div>
         </div>
       </nav>
       <main class="content">{view}</main>
     </div>
+  );
+}
+
+// Light, dark, or whatever the system prefers (saved in this browser).
+function ThemePicker() {
+  const { choice } = useTheme();
+  const names = { system: "System", light: "Light", dark: "Dark" };
+  return (
+    <label class="theme-pick">
+      <span>Theme</span>
+      <select name="theme" value={choice} onChange={(e) => setThemeChoice(e.target.value)}>
+        {THEME_CHOICES.map((c) => (
+          <option key={c} value={c}>
+            {names[c]}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }
 

@@ -38,7 +38,7 @@ export function SettingsView() {
         </dl>
       )}
       {info.data && info.data.host_warnings.length > 0 && (
-        <Notice kind="warn">{info.data.host_warnings.map((w) => <div key={w}>{w}</div>)}</Notice>
+        <Notice kind="warn"><div>{info.data.host_warnings.map((w) => <div key={w}>{w}</div>)}</div></Notice>
       )}
       <h2>Change password</h2>
       <form class="form narrow" onSubmit={submit} aria-label="Change password">
