@@ -116,16 +116,22 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     expect(page.get_by_text("Invocations / s", exact=True)).to_be_visible()
     shot(page, "02-overview")
 
-    # an invalid name is refused with the envelope's message and hint, not raw JSON
+    # the name rule is checked before anything is sent; a value only orvad checks comes back as the
+    # envelope's message and a hint, not raw JSON, with its field marked
     page.get_by_role("link", name="Create your first function").click()
     page.get_by_role("button", name="New function").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Name").fill("bad name!")
     dialog.get_by_role("button", name="Create").click()
+    assert dialog.get_by_label("Name").evaluate("el => el.validity.patternMismatch")
+    dialog.get_by_label("Name").fill("greeter")
+    dialog.get_by_label("Memory (MB)").fill("99999")
+    dialog.get_by_role("button", name="Create").click()
     expect(dialog.get_by_role("alert")).to_contain_text("VALIDATION")
     expect(dialog.get_by_role("alert")).to_contain_text("Hint:")
+    expect(dialog.get_by_label("Memory (MB)")).to_have_attribute("aria-invalid", "true")
     shot(page, "03-create-error")
-    dialog.get_by_label("Name").fill("greeter")
+    dialog.get_by_label("Memory (MB)").fill("128")
     runtimes = dialog.get_by_label("Runtime").locator("option").evaluate_all("os => os.map(o => o.value)")
     dialog.get_by_label("Runtime").select_option(next(r for r in runtimes if r.startswith("python")))
     dialog.get_by_role("button", name="Create").click()

@@ -1,25 +1,56 @@
-// Functions: the list with last-hour figures, and the create form.
-import { useState } from "preact/hooks";
-import { api, query } from "../api.js";
+// Functions: the list (one request: each item carries its last deployment) with last-hour figures,
+// a search box (?q=, matched by orvad on name and description), copy buttons, and the create form.
+import { useEffect, useState } from "preact/hooks";
+import { api, functionUrl, query } from "../api.js";
 import { ago, Dialog, ErrorBanner, Field, LoadMore, Loading, StatusBadge, Table, useAction, useAsync, usePaged } from "../components.jsx";
+import { CopyValue } from "../copy.jsx";
 import { navigate } from "../router.js";
 
 const PAGE = 50;
+const SEARCH_DELAY_MS = 250;
+const NO_HOUR = { invocations: 0, errors: 0 };
 
-// The last hour's invocations and errors, and each function's newest deployment.
-async function decorate(functions) {
-  const { functions: hour } = await api.get("executions/summary");
-  const byId = Object.fromEntries(hour.map((s) => [s.function_id, s]));
-  const latest = await Promise.all(
-    functions.map((f) => api.get(`functions/${f.id}/deployments?limit=1`).then((d) => d.deployments[0] || null)),
-  );
-  return functions.map((f, i) => ({ ...f, hour: byId[f.id] || { invocations: 0, errors: 0 }, latest: latest[i] }));
+// Each id by its shortest prefix no other listed id shares, at least 8 characters (as the CLI shows
+// them): ids are UUIDv7, so ids made in the same minute share their first 8.
+function shortIds(ids) {
+  const sorted = [...new Set(ids)].sort();
+  const common = (a, b) => {
+    let n = 0;
+    while (n < a.length && a[n] === b[n]) n++;
+    return n;
+  };
+  const out = {};
+  sorted.forEach((id, i) => {
+    const shared = Math.max(i ? common(id, sorted[i - 1]) : 0, i + 1 < sorted.length ? common(id, sorted[i + 1]) : 0);
+    let length = Math.max(8, shared + 1);
+    if (id[length - 1] === "-") length++;
+    out[id] = id.slice(0, length);
+  });
+  return out;
 }
 
-export function FunctionsView() {
-  const paged = usePaged((cursor) => `functions${query({ limit: PAGE, cursor })}`, "functions", [], decorate);
+function lastDeploy(d) {
+  if (!d) return "never";
+  return `${ago(d.finished_at || d.submitted_at)} (v${d.version}, ${d.status})`;
+}
+
+export function FunctionsView({ query: q }) {
+  const search = q.q || "";
+  const paged = usePaged((cursor) => `functions${query({ limit: PAGE, cursor, q: search })}`, "functions", [search]);
+  // the last hour's invocations and errors of every function, one request for the whole list
+  const hour = useAsync(() => api.get("executions/summary").then((r) => Object.fromEntries(
+    r.functions.map((x) => [x.function_id, x]))), []);
   const { items: data, error, loading, reload } = paged;
   const [creating, setCreating] = useState(false);
+  const [typed, setTyped] = useState(search);
+  useEffect(() => setTyped(search), [search]);
+  useEffect(() => {
+    if (typed === search) return undefined;
+    const timer = setTimeout(() => navigate(`/functions${query({ q: typed })}`, { replace: true }), SEARCH_DELAY_MS);
+    return () => clearTimeout(timer);
+  }, [typed]);
+  const figures = (f) => (hour.data && hour.data[f.id]) || NO_HOUR;
+  const short = shortIds((data || []).map((f) => f.id));
   return (
     <section>
       <header class="page-head">
@@ -28,22 +59,42 @@ export function FunctionsView() {
           New function
         </button>
       </header>
-      <ErrorBanner error={error} />
+      <div class="search" role="search">
+        <input type="search" name="q" aria-label="Search functions" placeholder="Search by name or description"
+          value={typed} onInput={(e) => setTyped(e.target.value)} />
+      </div>
+      <ErrorBanner error={error || hour.error} />
       {loading && !data ? (
         <Loading />
       ) : (
         <Table
           label="Functions"
           rows={data || []}
-          empty="No functions yet. Create one with “New function”."
+          empty={search ? `No function matches “${search}”.` : "No functions yet. Create one with “New function”."}
           onRow={(f) => navigate(`/functions/${f.id}`)}
           columns={[
             { title: "Name", render: (f) => <a href={`#/functions/${f.id}`}>{f.name}</a> },
+            { title: "Id", render: (f) => (
+              <span class="copy">
+                <code title={f.id}>{short[f.id]}</code>
+                <CopyValue text={f.id} what={`id of ${f.name}`} />
+              </span>
+            ) },
+            { title: "Invoke URL", render: (f) => (
+              <span class="copy">
+                <code title={functionUrl(f.name)}>/fn/{f.name}</code>
+                <CopyValue text={functionUrl(f.name)} what={`invoke URL of ${f.name}`} />
+              </span>
+            ) },
             { title: "Runtime", key: "runtime" },
             { title: "Status", render: (f) => <StatusBadge status={f.status} /> },
-            { title: "Last deploy", render: (f) => (f.latest ? `${ago(f.latest.submitted_at)} (${f.latest.status})` : "never") },
-            { title: "Invocations (1 h)", render: (f) => f.hour.invocations },
-            { title: "Errors (1 h)", render: (f) => <span class={f.hour.errors ? "bad" : ""}>{f.hour.errors}</span> },
+            { title: "Last deploy", render: (f) => lastDeploy(f.last_deployment) },
+            { title: "Last hour", render: (f) => (
+              <span>
+                {figures(f).invocations} calls
+                {figures(f).errors > 0 && <span class="bad">, {figures(f).errors} errors</span>}
+              </span>
+            ) },
           ]}
         />
       )}
@@ -55,6 +106,11 @@ export function FunctionsView() {
     </section>
   );
 }
+
+// The rule orvad enforces (interface 9): the pattern is checked by the browser before the form is sent.
+const NAME_RULE = "1 to 63 characters: lowercase letters a-z, digits 0-9, - and _, starting with a letter. " +
+  "It is part of the URL /fn/<name>.";
+const NAME_PATTERN = "[a-z][a-z0-9_\\-]{0,62}";
 
 function CreateFunction({ open, onClose, onCreated }) {
   const runtimes = useAsync(() => api.get("runtimes").then((r) => r.runtimes), []);
@@ -80,8 +136,9 @@ function CreateFunction({ open, onClose, onCreated }) {
     <Dialog title="New function" open={open} onClose={onClose}>
       <form onSubmit={submit} class="form">
         <ErrorBanner error={error || runtimes.error} />
-        <Field label="Name" help="Letters, digits, - and _; it is part of the URL /fn/<name>.">
-          <input name="name" value={form.name} required autofocus onInput={set("name")} />
+        <Field label="Name" help={NAME_RULE}>
+          <input name="name" value={form.name} required autofocus pattern={NAME_PATTERN} maxLength={63} title={NAME_RULE}
+            autocapitalize="off" autocomplete="off" spellcheck={false} onInput={set("name")} />
         </Field>
         <Field label="Runtime">
           <select name="runtime" value={runtime} onChange={set("runtime")}>

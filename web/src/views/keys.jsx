@@ -48,12 +48,12 @@ export function KeysView() {
       <h2>Create a key</h2>
       <form class="form" onSubmit={create} aria-label="Create an API key">
         <div class="row">
-          <Field label="Name"><input name="key_name" value={form.name} required onInput={(e) => setForm({ ...form, name: e.target.value })} /></Field>
+          <Field label="Name"><input name="key_name" data-field="name" value={form.name} required onInput={(e) => setForm({ ...form, name: e.target.value })} /></Field>
           <Field label="Expires in (days)" help="empty = never">
             <input name="expires_in_days" type="number" min="1" value={form.days} onInput={(e) => setForm({ ...form, days: e.target.value })} />
           </Field>
         </div>
-        <fieldset class="checks">
+        <fieldset class="checks" data-field="permissions">
           <legend>Permissions</legend>
           {PERMISSIONS.map((p) => (
             <label key={p} class="check">
