@@ -156,7 +156,7 @@ def body_bg(page: Page) -> str:
 
 
 def test_dark_theme_follows_the_system_and_the_toggle_sticks(make_orvad, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    server, token = start(make_orvad)
+    server, token = start(make_orvad, ("greeter",))
     with open_page(browser, server, token, color_scheme="dark") as page:
         page.goto(f"{server.url}/web/")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
@@ -187,7 +187,13 @@ def test_dark_theme_follows_the_system_and_the_toggle_sticks(make_orvad, browser
         assert body_bg(page) == DARK_BG
         expect(page.get_by_label("Theme")).to_have_value("dark")
         page.get_by_role("link", name="Functions", exact=True).click()
+        expect(page.get_by_role("table", name="Functions")).to_contain_text("greeter")
         shot(page, "theme-dark-functions")
+        page.get_by_role("link", name="greeter").click()
+        expect(page.locator(".cm-content")).to_contain_text("def handler")
+        assert body_bg(page) == DARK_BG
+        shot(page, "theme-dark-function-code")
+        page.get_by_role("link", name="Functions", exact=True).click()
 
         # light while the system is dark; back to system follows it again
         page.emulate_media(color_scheme="dark")
