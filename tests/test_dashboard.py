@@ -82,9 +82,12 @@ def replace_code(page: Page, code: str) -> None:
     expect(editor).to_contain_text("def handler")
 
 
-def deploy(page: Page) -> None:
-    """Press Deploy and watch the build: log lines must arrive before the build's end."""
+def deploy(page: Page, version: int) -> None:
+    """Press Deploy and watch build `version`: log lines must arrive before the build's end. (The
+    previous build's log and "Deployed." stay on the page until the new deployment is answered, so
+    the wait starts at this build's heading.)"""
     page.get_by_role("button", name="Deploy").click()
+    expect(page.get_by_role("heading", name=f"Build v{version}")).to_be_visible()
     log = page.get_by_label("Build log")
     expect(log).to_contain_text("»", timeout=30_000)  # phases stream in while the build runs
     expect(page.get_by_text("Deployed. Try it in the Test tab.")).to_be_visible(timeout=BUILD_DEADLINE_MS)
@@ -141,7 +144,7 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     replace_code(page, V1)
     page.get_by_label("Dependencies").fill("six==1.16.0")
     shot(page, "04-editor")
-    deploy(page)
+    deploy(page, 1)
     expect(page.get_by_label("Build log")).to_contain_text("six")
     shot(page, "05-build-log")
 
@@ -172,7 +175,7 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     page.get_by_role("link", name="Functions").click()
     page.get_by_role("link", name="greeter").click()
     replace_code(page, V2)
-    deploy(page)
+    deploy(page, 2)
     assert httpx.post(f"{url}/fn/greeter", json={}).json()["v"] == 2
     page.get_by_role("tab", name="Deployments").click()
     page.get_by_role("button", name="Roll back to v1").click()

@@ -54,7 +54,7 @@ export function InvocationsView({ params, query: q }) {
       </header>
       <div class="form row" role="search">
         <Field label="Function">
-          <select name="function" value={filters.function_id} onChange={setFilter("function_id")}>
+          <select name="function" data-field="function_id" value={filters.function_id} onChange={setFilter("function_id")}>
             <option value="">all functions</option>
             {(functions.data || []).map((f) => <option key={f.id} value={f.id}>{f.name}</option>)}
           </select>
@@ -66,7 +66,7 @@ export function InvocationsView({ params, query: q }) {
           </select>
         </Field>
         <Field label="Time">
-          <select name="hours" value={filters.hours} onChange={setFilter("hours")}>
+          <select name="hours" data-field="since" value={filters.hours} onChange={setFilter("hours")}>
             {Object.entries(RANGES).map(([v, label]) => <option key={v} value={v}>{label}</option>)}
           </select>
         </Field>
