@@ -44,7 +44,13 @@ export async function request(method, path, body, { raw = false, quiet401 = fals
       init.headers["Content-Type"] = "application/json";
     }
   }
-  const res = await fetch(url, init);
+  let res;
+  try {
+    res = await fetch(url, init);
+  } catch (e) {
+    throw await fetchFailed(e);
+  }
+  setReachable(true);
   if (raw) return res;
   const text = await res.text();
   let data = null;
@@ -88,14 +94,93 @@ export function query(params) {
   return s ? `?${s}` : "";
 }
 
-// An EventSource on the API whose listeners are named by event type; returns a closer.
-export function subscribe(path, handlers) {
-  const source = new EventSource(`/api/v1/${path}`, { withCredentials: true });
-  for (const [type, fn] of Object.entries(handlers)) {
-    if (type === "error" || type === "open") continue;
-    source.addEventListener(type, (event) => fn(JSON.parse(event.data)));
+// Whether orvad answers at all. A failed fetch or a broken event stream asks /health/live; while
+// that fails the dashboard says so (ConnectionBanner) and asks again every RETRY_MS until orvad
+// answers, then tells every watcher (views reload what failed, streams reconnect).
+const RETRY_MS = 2000;
+let reachable = true;
+let probing = null;
+let retryTimer = null;
+const watchers = new Set();
+
+export function isReachable() {
+  return reachable;
+}
+
+// fn(reachable) on every change; returns the unwatch function.
+export function watchConnection(fn) {
+  watchers.add(fn);
+  return () => watchers.delete(fn);
+}
+
+function setReachable(value) {
+  if (value === reachable) return;
+  reachable = value;
+  clearTimeout(retryTimer);
+  if (!value) retryTimer = setTimeout(retry, RETRY_MS);
+  for (const fn of [...watchers]) fn(value);
+}
+
+async function retry() {
+  if (!(await probe())) retryTimer = setTimeout(retry, RETRY_MS);
+}
+
+// Asks orvad whether it is there (any HTTP answer counts); resolves to the new state.
+export function probe() {
+  if (!probing) {
+    probing = fetch("/health/live", { cache: "no-store", credentials: "same-origin" })
+      .then(() => true, () => false)
+      .then((ok) => {
+        probing = null;
+        setReachable(ok);
+        return ok;
+      });
   }
-  if (handlers.error) source.onerror = handlers.error;
-  if (handlers.open) source.onopen = handlers.open;
-  return () => source.close();
+  return probing;
+}
+
+// A fetch that threw: orvad gone (UNREACHABLE), or a request the browser refused to send.
+async function fetchFailed(e) {
+  if (!(await probe())) {
+    return new ApiError(0, { error: { code: "UNREACHABLE", message: "cannot reach orvad",
+      hint: "the dashboard keeps retrying by itself; check that orvad is running" } });
+  }
+  return new ApiError(0, { error: { code: "REQUEST_FAILED", message: `the browser did not send the request: ${e.message}` } });
+}
+
+// An EventSource on the API whose listeners are named by event type; returns a closer. The browser
+// reconnects by itself after a network error; when it gives up (an error answer, e.g. while orvad
+// stops) the stream is opened again, every few seconds at most, so a live view comes back with orvad.
+export function subscribe(path, handlers) {
+  let source = null;
+  let closed = false;
+  let timer = null;
+  let backoff = 1000;
+  const open = () => {
+    source = new EventSource(`/api/v1/${path}`, { withCredentials: true });
+    for (const [type, fn] of Object.entries(handlers)) {
+      if (type === "error" || type === "open") continue;
+      source.addEventListener(type, (event) => fn(JSON.parse(event.data)));
+    }
+    source.onopen = (event) => {
+      backoff = 1000;
+      setReachable(true);
+      if (handlers.open) handlers.open(event);
+    };
+    source.onerror = (event) => {
+      if (handlers.error) handlers.error(event);
+      if (closed) return;
+      probe();
+      if (source.readyState === EventSource.CLOSED) {
+        timer = setTimeout(open, backoff);
+        backoff = Math.min(backoff * 2, 30000);
+      }
+    };
+  };
+  open();
+  return () => {
+    closed = true;
+    clearTimeout(timer);
+    source.close();
+  };
 }

@@ -1,23 +1,114 @@
 // Small pieces every view uses: error banner, async loading, tables, dialogs, form fields.
 import { cloneElement } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api } from "./api.js";
+import { api, isReachable, watchConnection } from "./api.js";
+
+// What the dashboard tells its user to do about an error. The API's hints name API paths (right for
+// curl); here they become the button or tab to use. Unknown codes keep the API's hint unless it is
+// about API paths or placeholders, which mean nothing on a page.
+const UI_HINTS = {
+  NOT_DEPLOYED: "Deploy first: press Deploy on the Code tab.",
+  BUILDING: "The build is still running: watch it on the Code tab, then try again.",
+  BUILD_FAILED: "Open the build log in the Deployments tab (click the failed version), fix the code and Deploy again.",
+  NOT_ACTIVE: "Activate the function on its Settings tab, or deploy a version that builds (the Deployments tab has each build's log).",
+  VERSION_GCD: "That version was removed to free space: pick one still listed in the Deployments tab.",
+  VERSION_NOT_FOUND: "Pick a version listed in the Deployments tab.",
+  INSUFFICIENT_STORAGE: "Free space on the disk holding orvad's data dir, then try again.",
+  UNREACHABLE: "Check that orvad is running; this page notices by itself when it is back.",
+};
+
+function pathy(hint) {
+  return /\/api\/v1\b|\b(GET|POST|PUT|PATCH|DELETE)\s+\/|[{}]|\bdetails\./.test(hint);
+}
+
+function fieldLabel(field) {
+  return field.replace(/^pool\./, "pool ").replaceAll("_", " ");
+}
+
+export function uiHint(error) {
+  if (UI_HINTS[error.code]) return UI_HINTS[error.code];
+  if (error.hint && !pathy(error.hint)) return error.hint;
+  const field = error.details && error.details.field;
+  if (field) return `Correct the highlighted field (${fieldLabel(field)}) and try again.`;
+  if (error.code === "UNAUTHORIZED") return "Log in again.";
+  if (error.code === "FORBIDDEN") return "Your account or key lacks the permission for this.";
+  if (error.code === "NOT_FOUND") return "It may have been deleted meanwhile: go back to the list and reload.";
+  return "";
+}
+
+// The control a `details.field` names, looked up around the banner: data-field first (e.g.
+// "pool.max_warm"), then the control's name, then the field's first part ("env_vars.X" -> env_vars).
+function fieldControl(scope, field) {
+  const candidates = [field, field.split(".").pop(), field.split(".")[0]];
+  for (const name of candidates) {
+    const esc = CSS.escape(name);
+    const found = scope.querySelector(`[data-field="${esc}"]`) || scope.querySelector(`[name="${esc}"]`);
+    if (found) return found;
+  }
+  return null;
+}
+
+function markInvalid(control) {
+  control.setAttribute("aria-invalid", "true");
+  control.classList.add("field-invalid");
+  const clear = () => {
+    control.removeAttribute("aria-invalid");
+    control.classList.remove("field-invalid");
+  };
+  control.addEventListener("input", clear, { once: true });
+  control.addEventListener("change", clear, { once: true });
+  control.focus();
+  return clear;
+}
 
 export function ErrorBanner({ error, onClose }) {
+  const box = useRef(null);
+  const field = error && error.details && typeof error.details.field === "string" ? error.details.field : null;
+  useEffect(() => {
+    if (!field || !box.current) return undefined;
+    const scope = box.current.closest("form, dialog, section") || document;
+    const control = fieldControl(scope, field) || fieldControl(document, field);
+    return control ? markInvalid(control) : undefined;
+  }, [error, field]);
   if (!error) return null;
   const code = error.code ? `${error.code}: ` : "";
+  const hint = uiHint(error);
   return (
-    <div class="banner error" role="alert">
+    <div class="banner error" role="alert" ref={box}>
       <div>
         <strong>{code}</strong>
         {error.message}
-        {error.hint && <div class="hint">Hint: {error.hint}</div>}
+        {hint && <div class="hint">Hint: {hint}</div>}
       </div>
       {onClose && (
         <button class="link" onClick={onClose} aria-label="Dismiss">
           ×
         </button>
       )}
+    </div>
+  );
+}
+
+// Whether orvad answers (api.js watches every request and stream).
+export function useConnection() {
+  const [up, setUp] = useState(isReachable());
+  useEffect(() => {
+    setUp(isReachable());
+    return watchConnection(setUp);
+  }, []);
+  return up;
+}
+
+// Shown above every view while orvad does not answer; goes away by itself when it does.
+export function ConnectionBanner() {
+  const up = useConnection();
+  if (up) return null;
+  return (
+    <div class="banner warn connection-lost" role="alert" data-testid="connection-lost">
+      <div>
+        <strong>Cannot reach orvad, retrying…</strong>
+        <div class="hint">Live figures are paused and nothing you type is lost; the page carries on when orvad answers.</div>
+      </div>
     </div>
   );
 }
@@ -47,6 +138,9 @@ export function useAsync(load, deps = []) {
   useEffect(() => {
     reload();
   }, [reload]);
+  // a load that failed because orvad was away is tried again when it is back
+  const failedOffline = state.error && state.error.code === "UNREACHABLE";
+  useEffect(() => (failedOffline ? watchConnection((up) => up && reload()) : undefined), [failedOffline, reload]);
   const setData = (fn) => setState((s) => ({ ...s, data: typeof fn === "function" ? fn(s.data) : fn }));
   return { ...state, reload, setData };
 }
@@ -111,7 +205,12 @@ export function Loading({ what = "Loading" }) {
   return <p class="muted">{what}…</p>;
 }
 
-export function Table({ columns, rows, empty = "Nothing here yet.", onRow, rowKey = (r) => r.id, label }) {
+// A click or Enter on a button or link inside a clickable row is that control's, not the row's.
+function fromControl(e) {
+  return e.target !== e.currentTarget && Boolean(e.target.closest("button, a, input, select, textarea, summary"));
+}
+
+export function Table({ columns, rows, empty = "Nothing here yet.", onRow, rowKey = (r) => r.id, label, selected }) {
   if (!rows || rows.length === 0) return <p class="muted empty">{empty}</p>;
   return (
     <div class="table-wrap">
@@ -127,10 +226,11 @@ export function Table({ columns, rows, empty = "Nothing here yet.", onRow, rowKe
           {rows.map((row) => (
             <tr
               key={rowKey(row)}
-              class={onRow ? "clickable" : ""}
+              class={[onRow ? "clickable" : "", selected !== undefined && rowKey(row) === selected ? "selected" : ""].join(" ").trim()}
+              aria-current={selected !== undefined && rowKey(row) === selected ? "true" : undefined}
               tabIndex={onRow ? 0 : undefined}
-              onClick={onRow ? () => onRow(row) : undefined}
-              onKeyDown={onRow ? (e) => e.key === "Enter" && onRow(row) : undefined}
+              onClick={onRow ? (e) => !fromControl(e) && onRow(row) : undefined}
+              onKeyDown={onRow ? (e) => e.key === "Enter" && !fromControl(e) && onRow(row) : undefined}
             >
               {columns.map((c) => (
                 <td key={c.title}>{c.render ? c.render(row) : row[c.key]}</td>

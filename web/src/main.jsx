@@ -3,7 +3,7 @@ import "./style.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, setFunctionsOrigin, setUnauthorizedHandler } from "./api.js";
-import { ErrorBanner, Loading } from "./components.jsx";
+import { ConnectionBanner, ErrorBanner, Loading } from "./components.jsx";
 import { currentRoute, match, navigate, useRoute } from "./router.js";
 import { setThemeChoice, THEME_CHOICES, useTheme } from "./theme.js";
 import { FunctionPage } from "./views/function.jsx";
@@ -129,7 +129,10 @@ function App() {
           </div>
         </div>
       </nav>
-      <main class="content">{view}</main>
+      <main class="content">
+        <ConnectionBanner />
+        {view}
+      </main>
     </div>
   );
 }

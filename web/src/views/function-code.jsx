@@ -1,109 +1,49 @@
-// Code tab: the editor, the dependencies box, Deploy, and the build log streamed over SSE.
-import { useEffect, useRef, useState } from "preact/hooks";
-import { api, subscribe } from "../api.js";
+// Code tab: the editor, the dependencies box, Deploy, the build log streamed over SSE, and (beside the
+// editor on wide screens, under it otherwise) the Test panel. The state is the page's (function-workspace).
+import { useEffect, useRef } from "preact/hooks";
 import { CodeEditor } from "../editor.jsx";
-import { ErrorBanner, Field, Loading, Notice, StatusBadge, useAction } from "../components.jsx";
+import { ErrorBanner, Field, Loading, Notice, StatusBadge } from "../components.jsx";
+import { MOD, TestPanel } from "./function-test.jsx";
+import { languageOf } from "./function-workspace.jsx";
 
-const TEMPLATES = {
-  python: `import json
-
-
-def handler(event, context):
-    # event: method, path, query, headers, body (a string); see the Test tab
-    data = json.loads(event["body"]) if event.get("body") else {}
-    name = data.get("name") or event["query"].get("name", "world")
-    print(f"saying hello to {name}")
-    return {"statusCode": 200, "body": {"hello": name}}
-`,
-  node: `export async function handler(event, context) {
-  // event: method, path, query, headers, body (a string); see the Test tab
-  const data = event.body ? JSON.parse(event.body) : {};
-  const name = data.name || event.query.name || "world";
-  console.log(\`saying hello to \${name}\`);
-  return { statusCode: 200, body: { hello: name } };
-}
-`,
-};
-
-export function languageOf(fn) {
-  return fn.runtime.startsWith("python") ? "python" : "node";
-}
-
-export function CodeTab({ fn, reload }) {
+export function CodeTab({ fn, ws }) {
   const language = languageOf(fn);
-  const [code, setCode] = useState(null);
-  const [revision, setRevision] = useState(0); // bumped when the code is replaced from outside the editor
-  const [deps, setDeps] = useState("");
-  const [loadError, setLoadError] = useState(null);
-  const [build, setBuild] = useState(null); // {deployment, lines (log and phase lines in order), done}
-  const closeStream = useRef(null);
-  const deploy = useAction();
-
-  useEffect(() => {
-    if (!fn.active_deployment_id) {
-      setCode(TEMPLATES[language]);
-      return;
-    }
-    api.get(`functions/${fn.id}/source`).then(
-      (src) => {
-        setCode(src.code);
-        setDeps(src.dependencies || "");
-        setRevision((r) => r + 1);
-      },
-      (e) => {
-        setLoadError(e);
-        setCode(TEMPLATES[language]);
-      },
-    );
-  }, [fn.id]);
-
-  useEffect(() => () => closeStream.current && closeStream.current(), []);
-
-  const follow = (deployment) => {
-    if (closeStream.current) closeStream.current();
-    setBuild({ deployment, lines: [], done: false });
-    const finish = (record) => {
-      setBuild((b) => ({ ...b, deployment: record, done: true }));
-      closeStream.current();
-      reload();
-    };
-    closeStream.current = subscribe(`deployments/${deployment.id}/stream`, {
-      log: (l) => setBuild((b) => ({ ...b, lines: [...b.lines, l.line] })),
-      phase: (p) => setBuild((b) => ({ ...b, lines: [...b.lines, `» ${p.phase || p.name}`] })),
-      succeeded: finish,
-      failed: finish,
-      superseded: finish,
-    });
-  };
-
-  const submit = () =>
-    deploy.run(async () => {
-      const body = { code, filename: fn.entrypoint };
-      if (deps.trim()) body.dependencies = deps;
-      follow(await api.post(`functions/${fn.id}/deploy-inline`, body));
-    });
-
-  if (code === null) return <Loading what="Loading the source" />;
+  const s = ws.state;
+  if (s.code === null) return <Loading what="Loading the source" />;
+  const building = Boolean(s.build && !s.build.done);
   const depsHelp =
     language === "python"
       ? "requirements.txt lines, e.g. requests==2.32.3"
       : "package specs such as lodash@4.17.21, or a whole package.json";
   return (
-    <div class="code-tab">
-      <ErrorBanner error={loadError} />
-      <CodeEditor value={code} revision={revision} language={language} onChange={setCode} label={`${fn.entrypoint} source`} />
-      <Field label="Dependencies" help={depsHelp}>
-        <textarea name="dependencies" rows="3" value={deps} onInput={(e) => setDeps(e.target.value)}
-          placeholder={language === "python" ? "requests==2.32.3" : "lodash@4.17.21"} />
-      </Field>
-      <div class="actions left">
-        <button class="primary" onClick={submit} disabled={deploy.busy || (build && !build.done)}>
-          Deploy
-        </button>
-        {build && !build.done && <span class="muted">Building…</span>}
+    <div class="fn-code-layout">
+      <div class="code-tab">
+        <ErrorBanner error={s.loadError} />
+        <CodeEditor value={s.code} revision={s.revision} language={language} onChange={(code) => ws.set({ code })}
+          onSubmit={ws.send} label={`${fn.entrypoint} source`} />
+        <Field label="Dependencies" help={depsHelp}>
+          <textarea name="dependencies" rows="3" value={s.deps} onInput={(e) => ws.set({ deps: e.target.value })}
+            placeholder={language === "python" ? "requests==2.32.3" : "lodash@4.17.21"} />
+        </Field>
+        <div class="actions left">
+          <button class="primary" onClick={ws.deploy} disabled={s.deploying || building} aria-keyshortcuts="Control+S Meta+S">
+            Deploy
+          </button>
+          <kbd class="shortcut">{MOD}+S</kbd>
+          {ws.dirty && (
+            <span class="unsaved" data-testid="unsaved">
+              ● Undeployed changes
+            </span>
+          )}
+          {building && <span class="muted">Building…</span>}
+        </div>
+        <ErrorBanner error={s.deployError} />
+        {s.build && <BuildLog build={s.build} />}
       </div>
-      <ErrorBanner error={deploy.error} />
-      {build && <BuildLog build={build} />}
+      <section class="fn-side-test" aria-label="Test panel">
+        <h2>Test</h2>
+        <TestPanel fn={fn} ws={ws} />
+      </section>
     </div>
   );
 }
@@ -121,7 +61,10 @@ function BuildLog({ build }) {
         {build.done && dep.duration_ms !== null && <span class="muted"> in {dep.duration_ms} ms</span>}
       </h3>
       {build.done && dep.status === "failed" && (
-        <Notice kind="error">The build failed: {dep.error_message || "see the log below"}</Notice>
+        <Notice kind="error">
+          The build failed: {dep.error_message || "see the log below"}. The previous version keeps serving; every
+          build's log stays in the Deployments tab.
+        </Notice>
       )}
       {build.done && dep.status === "succeeded" && <Notice kind="ok">Deployed. Try it in the Test tab.</Notice>}
       {build.done && dep.status === "superseded" && (

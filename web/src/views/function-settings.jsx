@@ -15,7 +15,10 @@ function parseEnv(text) {
   for (const line of text.split("\n")) {
     if (!line.trim()) continue;
     const at = line.indexOf("=");
-    if (at < 1) throw { code: "VALIDATION", message: `not NAME=value: ${line}`, hint: "one variable per line" };
+    if (at < 1) {
+      throw { code: "VALIDATION", message: `not NAME=value: ${line}`, hint: "one variable per line",
+        details: { field: "env_vars" } };
+    }
     env[line.slice(0, at).trim()] = line.slice(at + 1);
   }
   return env;
@@ -38,11 +41,15 @@ export function SettingsTab({ fn, setFn }) {
         concurrency_policy: form.concurrency_policy, env_vars: parseEnv(form.env),
         csp_sandbox: Boolean(form.csp_sandbox), signature_version: Number(form.signature_version) };
       for (const k of NUMBERS) body[k] = Number(form[k]);
-      const updated = await api.put(`functions/${fn.id}`, body);
       if (poolForm) {
-        const p = { function_id: fn.id, scale_to_zero: Boolean(poolForm.scale_to_zero) };
-        for (const k of POOL_NUMBERS) p[k] = Number(poolForm[k]);
-        pool.setData(await api.put("pool/config", p));
+        // one request: orvad checks the function fields and the pool together and saves all or nothing
+        body.pool = { scale_to_zero: Boolean(poolForm.scale_to_zero) };
+        for (const k of POOL_NUMBERS) body.pool[k] = Number(poolForm[k]);
+      }
+      const { pool: savedPool, ...updated } = await api.put(`functions/${fn.id}`, body);
+      if (savedPool) {
+        pool.setData((current) => ({ ...current, ...savedPool }));
+        setPoolForm(null);
       }
       setFn(updated);
       setSaved("Saved. Running workers are replaced in the background.");
@@ -115,12 +122,12 @@ export function SettingsTab({ fn, setFn }) {
         <div class="row">
           {POOL_NUMBERS.map((k) => (
             <Field key={k} label={k.replaceAll("_", " ")}>
-              <input name={k} type="number" value={poolValues[k]}
+              <input name={k} data-field={`pool.${k}`} type="number" value={poolValues[k]}
                 onInput={(e) => setPoolForm({ ...poolValues, [k]: e.target.value })} />
             </Field>
           ))}
           <label class="check">
-            <input type="checkbox" name="scale_to_zero" checked={poolValues.scale_to_zero}
+            <input type="checkbox" name="scale_to_zero" data-field="pool.scale_to_zero" checked={poolValues.scale_to_zero}
               onChange={(e) => setPoolForm({ ...poolValues, scale_to_zero: e.target.checked })} />
             scale to zero when idle
           </label>

@@ -1,93 +1,72 @@
-// Test tab: send a request to /fn/<id>/<path> and show the answer, timing, cold start and its logs.
-import { useState } from "preact/hooks";
-import { api, ApiError, request } from "../api.js";
-import { ErrorBanner, Field, useAction } from "../components.jsx";
+// Test: send a request to /fn/<name>/<path> and show the answer, timing, cold start and its logs. The
+// same panel sits on the Code tab (beside or under the editor) and on the Test tab; both show the
+// page's one Test request (function-workspace), so it survives tab switches.
+import { ErrorBanner, Field, Notice } from "../components.jsx";
 
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const LOG_DEADLINE_MS = 5000; // executions are written a few milliseconds after the response
+// how the shortcut keys are written on this platform
+export const MOD = /Mac|iPhone|iPad/.test(navigator.platform || "") ? "⌘" : "Ctrl";
 
-function parseHeaders(text) {
-  const headers = {};
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    const at = line.indexOf(":");
-    if (at < 1) throw new ApiError(400, { error: { code: "VALIDATION", message: `not a header: ${line}`,
-      hint: "write one header per line as Name: value" } });
-    headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
-  }
-  return headers;
+export function TestTab({ fn, ws }) {
+  return <TestPanel fn={fn} ws={ws} />;
 }
 
-async function executionLogs(id) {
-  const end = Date.now() + LOG_DEADLINE_MS;
-  for (;;) {
-    try {
-      return await api.get(`executions/${id}/logs`);
-    } catch (e) {
-      if (e.status !== 404 || Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-export function TestTab({ fn }) {
-  const [method, setMethod] = useState("POST");
-  const [path, setPath] = useState("/");
-  const [headers, setHeaders] = useState("Content-Type: application/json");
-  const [body, setBody] = useState('{"name": "Orva"}');
-  const [result, setResult] = useState(null);
-  const { busy, error, run } = useAction();
-
+export function TestPanel({ fn, ws }) {
+  const { test, result, testBusy, testError } = ws.state;
   const send = (e) => {
     e.preventDefault();
-    run(async () => {
-      setResult(null);
-      const sent = ["GET", "HEAD"].includes(method) ? undefined : body;
-      const started = performance.now();
-      const res = await request(method, `/fn/${encodeURIComponent(fn.name)}${path.startsWith("/") ? path : `/${path}`}`,
-        sent, { raw: true, headers: parseHeaders(headers) });
-      const text = await res.text();
-      const elapsed = performance.now() - started;
-      const answer = { status: res.status, headers: [...res.headers.entries()], body: text, elapsed,
-        duration: res.headers.get("x-orva-duration-ms"), cold: res.headers.get("x-orva-cold-start"),
-        execution: res.headers.get("x-orva-execution-id"), logs: null };
-      setResult(answer);
-      if (answer.execution) {
-        const logs = await executionLogs(answer.execution);
-        setResult({ ...answer, logs });
-      }
-    });
+    ws.send();
   };
-
   return (
     <div class="test-tab">
-      <form class="form" onSubmit={send}>
+      {!fn.active_deployment_id && (!result || !result.refusal) && (
+        <p class="muted" data-testid="not-deployed-yet">
+          Nothing is deployed yet: press Deploy on the Code tab first, then send a request here.
+        </p>
+      )}
+      <form class="form" onSubmit={send} aria-label="Test request">
         <div class="row">
           <Field label="Method">
-            <select name="method" value={method} onChange={(e) => setMethod(e.target.value)}>
+            <select name="method" value={test.method} onChange={(e) => ws.setTest({ method: e.target.value })}>
               {METHODS.map((m) => (
                 <option key={m}>{m}</option>
               ))}
             </select>
           </Field>
           <Field label="Path">
-            <input name="path" value={path} onInput={(e) => setPath(e.target.value)} />
+            <input name="path" value={test.path} onInput={(e) => ws.setTest({ path: e.target.value })} />
           </Field>
         </div>
         <Field label="Headers" help="One per line, Name: value">
-          <textarea name="headers" rows="3" value={headers} onInput={(e) => setHeaders(e.target.value)} />
+          <textarea name="headers" rows="3" value={test.headers} onInput={(e) => ws.setTest({ headers: e.target.value })} />
         </Field>
         <Field label="Body">
-          <textarea name="body" rows="5" value={body} onInput={(e) => setBody(e.target.value)} />
+          <textarea name="body" rows="5" value={test.body} onInput={(e) => ws.setTest({ body: e.target.value })} />
         </Field>
         <div class="actions left">
-          <button class="primary" type="submit" disabled={busy}>
+          <button class="primary" type="submit" disabled={testBusy} aria-keyshortcuts="Control+Enter Meta+Enter">
             Send
           </button>
+          <kbd class="shortcut">{MOD}+Enter</kbd>
         </div>
+        <ErrorBanner error={testError} />
       </form>
-      <ErrorBanner error={error} />
-      {result && <Answer result={result} />}
+      {result && result.refusal === "not-deployed" && (
+        <Notice kind="info">
+          <span data-testid="deploy-first">
+            Deploy first: {fn.name} has no deployed code yet, so nothing ran and nothing was recorded. Press Deploy on
+            the Code tab ({MOD}+S), then send again.
+          </span>
+        </Notice>
+      )}
+      {result && result.refusal === "building" && (
+        <Notice kind="info">
+          <span data-testid="deploy-first">
+            The first build of {fn.name} is still running: nothing ran. Send again when the Code tab says it is deployed.
+          </span>
+        </Notice>
+      )}
+      {result && !result.refusal && <Answer result={result} />}
     </div>
   );
 }
