@@ -83,6 +83,7 @@ def test_drafts_survive_and_shortcuts_deploy_and_test(make_orvad, page: Page) ->
     replace_code(page, DRAFT)
     page.get_by_label("Dependencies").fill("# nothing needed yet")
     panel.get_by_label("Body").fill('{"name": "Grace"}')
+    panel.get_by_label("Headers").fill("Content-Type: application/json\nAuthorization: Bearer s3cret-token")
     expect(unsaved).to_be_visible()
     expect(code_tab).to_contain_text("●")
     expect(code_tab).to_have_accessible_name(re.compile("undeployed changes"))
@@ -93,6 +94,7 @@ def test_drafts_survive_and_shortcuts_deploy_and_test(make_orvad, page: Page) ->
     expect(page.get_by_role("button", name="Save settings")).to_be_visible()
     page.get_by_role("tab", name="Test").click()
     expect(page.get_by_label("Body")).to_have_value('{"name": "Grace"}')
+    expect(page.get_by_label("Headers")).to_have_value(re.compile("s3cret-token"))
     page.get_by_role("tab", name="Code").click()
     expect(editor).to_contain_text("drafted for")
     expect(page.get_by_label("Dependencies")).to_have_value("# nothing needed yet")
@@ -128,6 +130,9 @@ def test_drafts_survive_and_shortcuts_deploy_and_test(make_orvad, page: Page) ->
     expect(editor).to_contain_text("drafted for")
     expect(unsaved).to_be_visible()
     expect(panel.get_by_label("Body")).to_have_value('{"name": "Grace"}')
+    # header values (they may carry credentials) were kept in memory only, never in the browser's storage
+    expect(panel.get_by_label("Headers")).to_have_value("Content-Type: application/json")
+    assert "s3cret" not in page.evaluate("() => JSON.stringify(sessionStorage)")
 
     # Ctrl+S deploys (and the browser's own "save page" is prevented); the marker goes
     editor.click()
