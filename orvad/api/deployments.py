@@ -39,19 +39,24 @@ def wait_timeout(request: Request) -> float | None:
     return float(int_param(request, "timeout_s", WAIT_DEFAULT_S, 1, WAIT_MAX_S)) if wait in ("true", "1") else None
 
 
+def deploy_answer(dep: Deployment) -> dict[str, Any]:
+    """A deploy's or rollback's answer: the record, plus `deployment_id` (= id) as the Go original sent it."""
+    return {**asdict(dep), "deployment_id": dep.id}
+
+
 async def deployed(request: Request, dep: Deployment, timeout_s: float | None) -> Response:
     """The answer to a deploy: 202 with the record; with ?wait=true 200 once the build ended (the next
     invocation runs the new version), 422 BUILD_FAILED when it failed, 202 past timeout_s."""
     accepted = {"Location": f"/api/v1/deployments/{dep.id}"}
     if timeout_s is None:
-        return JSONResponse(asdict(dep), status_code=202, headers=accepted)
+        return JSONResponse(deploy_answer(dep), status_code=202, headers=accepted)
     daemon = daemon_of(request)
     final = await daemon.builder.wait(dep.id, timeout_s)
     if final is None:
         current = await daemon.function_store.deployment(dep.id)
-        return JSONResponse(asdict(current or dep), status_code=202, headers=accepted)
+        return JSONResponse(deploy_answer(current or dep), status_code=202, headers=accepted)
     if final.status != "failed":
-        return JSONResponse(asdict(final), headers=accepted)
+        return JSONResponse(deploy_answer(final), headers=accepted)
     last = await daemon.function_store.last_log_seq(final.id)  # (flushes the queued lines first)
     tail = await daemon.function_store.logs(final.id, max(0, last - LOG_TAIL_LINES), LOG_TAIL_LINES)
     raise BuildFailedError(f"the build of deployment {final.id} failed: {final.error_message}",

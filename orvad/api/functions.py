@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object, trusted_needs_admin
-from orvad.api.deployments import deployed, wait_timeout
+from orvad.api.deployments import deploy_answer, deployed, wait_timeout
 from orvad.api.pools import update_with_pool
 from orvad.api.settled import until_served
 from orvad.builder.diff import compare, unified
@@ -160,7 +160,7 @@ async def rollback(request: Request) -> Response:
         if field in body and not isinstance(body[field], str):
             raise ValidationError(f"{field} must be a string", details={"field": field})
     dep = await daemon.builder.rollback(fn, body.get("deployment_id"), body.get("code_hash"))
-    return JSONResponse(asdict(dep))
+    return JSONResponse(deploy_answer(dep))
 
 
 async def source(request: Request) -> Response:

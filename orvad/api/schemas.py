@@ -116,7 +116,9 @@ RECORDS: dict[str, Schema] = {
         "phases": {"type": "array", "items": OBJ}, "source": STR, "parent_deployment_id": NSTR,
         "error_message": NSTR, "submitted_at": TIME, "started_at": NTIME, "finished_at": NTIME,
         "duration_ms": {"type": ["integer", "null"]},
-    }),
+        "deployment_id": {**STR, "description": "only in deploy and rollback answers: the id again, as the Go "
+                                                "original named it"},
+    }, optional=("deployment_id",)),
     "Execution": record({
         "id": STR, "function_id": STR, "function_name": STR, "code_hash": NSTR, "trigger": STR, "method": STR,
         "path": STR, "status": STR, "status_code": INT, "cold_start": BOOL, "duration_ms": NUM, "queue_ms": NUM,
