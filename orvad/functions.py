@@ -37,6 +37,8 @@ SETTABLE = ("name", "runtime", "entrypoint", "description", "memory_mb", "cpus",
             "signature_version", "csp_sandbox")
 CHOICES = {"network_mode": ("none", "egress"), "auth_mode": ("none", "api_key", "signed"),
            "concurrency_policy": ("queue", "reject")}
+# values the Go original's clients send, stored and answered as the value they stand for
+CHOICE_ALIASES = {"auth_mode": {"platform_key": "api_key"}}
 
 
 class RuntimeLookup(Protocol):
@@ -231,9 +233,12 @@ class FunctionService:
             out["csp_sandbox"] = merged["csp_sandbox"]
         for field, allowed in CHOICES.items():
             if field in sent:
-                if merged[field] not in allowed:
+                value = merged[field]
+                if isinstance(value, str):
+                    value = CHOICE_ALIASES.get(field, {}).get(value, value)
+                if value not in allowed:
                     raise _bad(field, f"must be one of {', '.join(allowed)}", allowed=list(allowed))
-                out[field] = merged[field]
+                out[field] = value
         return out
 
     def _language(self, runtime: Any) -> str:

@@ -23,3 +23,19 @@ def test_deploy_answers_carry_deployment_id(orvad: Orvad) -> None:
         assert back.json()["deployment_id"] == back.json()["id"] and back.json()["source"] == "rollback"
         # a plain record keeps today's shape
         assert "deployment_id" not in c.get(f"/api/v1/deployments/{first['id']}").json()
+
+
+def test_platform_key_is_api_key(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "compat-platform-key", auth_mode="platform_key")
+        assert fn["auth_mode"] == "api_key"
+        assert c.get(f"/api/v1/functions/{fn['id']}").json()["auth_mode"] == "api_key"
+        r = c.put(f"/api/v1/functions/{fn['id']}", json={"auth_mode": "none"})
+        assert r.status_code == 200 and r.json()["auth_mode"] == "none", r.text
+        r = c.put(f"/api/v1/functions/{fn['id']}", json={"auth_mode": "platform_key"})
+        assert r.status_code == 200 and r.json()["auth_mode"] == "api_key", r.text
+        wait_deployed(c, deploy_inline(c, fn["id"], PY % 3)["id"])
+        with orvad.client() as anonymous:
+            assert anonymous.post(f"/fn/{fn['id']}", json={}).status_code == 401
+        bad = c.put(f"/api/v1/functions/{fn['id']}", json={"auth_mode": "platform"})
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "auth_mode"

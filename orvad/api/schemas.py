@@ -23,6 +23,7 @@ from orvad.auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from orvad.auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from orvad.auth.sessions import USERNAME_RE
 from orvad.functions import (
+    CHOICE_ALIASES,
     CHOICES,
     ENV_NAME_RE,
     EXTENSIONS,
@@ -195,7 +196,8 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "timeout_ms": _int(100, 900_000),
         "env_vars": _env_vars(),
         "network_mode": {"type": "string", "enum": list(CHOICES["network_mode"])},
-        "auth_mode": {"type": "string", "enum": list(CHOICES["auth_mode"])},
+        "auth_mode": {"type": "string", "enum": [*CHOICES["auth_mode"], *CHOICE_ALIASES["auth_mode"]],
+                      "description": "platform_key: the Go original's name of api_key (stored and answered as api_key)"},
         "max_concurrency": _int(0, 10_000),
         "concurrency_policy": {"type": "string", "enum": list(CHOICES["concurrency_policy"])},
         "rate_limit_per_min": _int(0, 1_000_000),
