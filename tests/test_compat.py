@@ -3,6 +3,9 @@ beside this orvad's own shapes."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 
@@ -39,3 +42,26 @@ def test_platform_key_is_api_key(orvad: Orvad) -> None:
             assert anonymous.post(f"/fn/{fn['id']}", json={}).status_code == 401
         bad = c.put(f"/api/v1/functions/{fn['id']}", json={"auth_mode": "platform"})
         assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "auth_mode"
+
+
+def _tgz(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_archive_deploy_takes_multipart_code(orvad: Orvad) -> None:
+    """`orva deploy` of the original uploads as `curl -F code=@fn.tar.gz`."""
+    with orvad.admin() as c:
+        fn = create_function(c, "compat-code-field")
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy?wait=true",
+                   files={"code": ("fn.tar.gz", _tgz("handler.py", (PY % 4).encode()))})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "succeeded" and r.json()["deployment_id"] == r.json()["id"]
+        with orvad.client(orvad.admin_key) as caller:
+            assert caller.post(f"/fn/{fn['id']}", json={}).json() == {"v": 4}
+        missing = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"other": ("fn.tar.gz", b"x")})
+        assert missing.status_code == 400 and "`code`" in missing.json()["error"]["message"]

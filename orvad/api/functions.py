@@ -118,7 +118,7 @@ async def deploy_inline(request: Request) -> Response:
 
 
 async def deploy_archive(request: Request) -> Response:
-    """Deploy a .tar.gz or .zip (multipart field `file`, or the raw body); 202, built asynchronously
+    """Deploy a .tar.gz or .zip (multipart field `file` or `code`, or the raw body); 202, built asynchronously
     (?wait=true: 200 once the new version serves, 422 BUILD_FAILED)."""
     daemon = daemon_of(request)
     timeout_s = wait_timeout(request)
@@ -127,9 +127,10 @@ async def deploy_archive(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=10) as form:
-            upload = form.get("file")
+            upload = form.get("file", form.get("code"))  # `code`: the Go original's CLI field
             if upload is None or isinstance(upload, str):
-                raise ValidationError("send the archive in the multipart field `file`", details={"field": "file"})
+                raise ValidationError("send the archive in the multipart field `file` (or `code`)",
+                                      details={"field": "file"})
             data = await upload.read()
     elif content_type in ARCHIVE_TYPES:
         data = await request.body()

@@ -390,7 +390,9 @@ OPS: dict[tuple[str, str], Op] = {
                                                          links={"202": _DEP_LINKS, "200": _DEP_LINKS},
                                                          headers={"202": LOCATION, "200": LOCATION}),
     ("POST", "/api/v1/functions/{id}/deploy"): Op(
-        raw_body={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": ARCHIVE}},
+        raw_body={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {
+            "file": ARCHIVE, "code": {**ARCHIVE, "description": "the Go original's name of `file`, read when `file` is "
+                                                                "absent"}}},
                   **{t: ARCHIVE for t in ("application/gzip", "application/zip", "application/x-tar",
                                           "application/octet-stream")}},
         query=DEPLOY_QUERY, ok=DEPLOYED, links={"202": _DEP_LINKS, "200": _DEP_LINKS},
