@@ -65,3 +65,22 @@ def test_archive_deploy_takes_multipart_code(orvad: Orvad) -> None:
             assert caller.post(f"/fn/{fn['id']}", json={}).json() == {"v": 4}
         missing = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"other": ("fn.tar.gz", b"x")})
         assert missing.status_code == 400 and "`code`" in missing.json()["error"]["message"]
+
+
+def test_post_pool_config_is_put(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, "compat-pool-post")
+        r = c.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 3, "idle_ttl_seconds": 45})
+        assert r.status_code == 200, r.text
+        assert r.json()["function_id"] == fn["id"] and r.json()["max_warm"] == 3
+        got = c.get("/api/v1/pool/config", params={"function_id": fn["name"]}).json()
+        assert got["max_warm"] == 3 and got["idle_ttl_seconds"] == 45
+        bad = c.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": -1})
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "max_warm"
+        with orvad.client() as anonymous:
+            assert anonymous.post("/api/v1/pool/config", json={"function_id": fn["id"]}).status_code == 401
+        # like PUT, it needs an admin key: a write key is refused
+        writer = c.post("/api/v1/keys", json={"name": "w", "permissions": ["read", "write"]}).json()["key"]
+        with orvad.client(writer) as w:
+            assert w.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 1}).status_code == 403
+        assert c.get("/api/v1/pool/config", params={"function_id": fn["id"]}).json()["max_warm"] == 3

@@ -45,6 +45,11 @@ async def put_config(request: Request) -> Response:
     return JSONResponse({"function_id": fn.id, **asdict(config)})
 
 
+async def post_config(request: Request) -> Response:
+    """The same partial update as PUT, by POST: the method the Go original's clients use."""
+    return await put_config(request)
+
+
 async def update_with_pool(daemon: Daemon, id_or_name: str, body: dict[str, Any],
                            pool: Any) -> tuple[Function, PoolConfig]:
     """Every field (the function's and the pool's) is validated before anything is saved; if the pool's
@@ -69,4 +74,5 @@ async def update_with_pool(daemon: Daemon, id_or_name: str, body: dict[str, Any]
 routes = [
     Route("/api/v1/pool/config", get_config, methods=["GET"]),
     Route("/api/v1/pool/config", put_config, methods=["PUT"]),
+    Route("/api/v1/pool/config", post_config, methods=["POST"]),
 ]

@@ -444,6 +444,8 @@ OPS: dict[tuple[str, str], Op] = {
         query=(Param("function_id", NONEMPTY, "a function id or name", required=True),), ok=json_ok(ref("PoolConfig"))),
     ("PUT", "/api/v1/pool/config"): Op(body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")),
                                        links={"200": _POOL_LINKS}),
+    ("POST", "/api/v1/pool/config"): Op(body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")),
+                                        links={"200": _POOL_LINKS}),
     # executions
     ("GET", "/api/v1/executions"): Op(
         query=(FUNCTION_FILTER, Param("status", {"type": "string", "enum": list(EXECUTION_STATUSES)}),

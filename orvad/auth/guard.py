@@ -34,7 +34,7 @@ _PUBLIC = {
 }
 _SESSION_ONLY = {f"{API}/auth/{name}" for name in ("me", "refresh", "logout", "change-password")}
 _ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log")
-_ADMIN_EXACT = {("PUT", f"{API}/pool/config")}
+_ADMIN_EXACT = {("PUT", f"{API}/pool/config"), ("POST", f"{API}/pool/config")}  # POST: the Go original's method
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
