@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
 
 from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
@@ -84,3 +85,15 @@ def test_post_pool_config_is_put(orvad: Orvad) -> None:
         with orvad.client(writer) as w:
             assert w.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 1}).status_code == 403
         assert c.get("/api/v1/pool/config", params={"function_id": fn["id"]}).json()["max_warm"] == 3
+
+
+def test_auth_me_carries_the_user_at_the_top_level(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad()
+    with server.client(headers={"X-Orva-CSRF": "1"}) as c:
+        assert server.onboard(c, "migrant").status_code == 201
+        me = c.get("/api/v1/auth/me")
+        assert me.status_code == 200, me.text
+        body = me.json()
+        assert body["username"] == "migrant" and body["user"]["username"] == "migrant"
+        assert body["id"] == body["user"]["id"] and body["id"]
+        assert body["created_at"] == body["user"]["created_at"] and body["expires_at"]

@@ -81,9 +81,10 @@ async def login(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
-    """The user of the current session."""
+    """The user of the current session (also at the top level, as the Go original answered)."""
     session = _session(request)
-    return JSONResponse({"user": user_json(session.user), "expires_at": session.expires_at})
+    user = user_json(session.user)
+    return JSONResponse({"user": user, "expires_at": session.expires_at, **user})
 
 
 async def refresh(request: Request) -> Response:

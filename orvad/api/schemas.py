@@ -494,7 +494,8 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", f"{AUTH}/status"): Op(ok=json_ok(record({"has_user": BOOL, "functions_url": NSTR}))),
     ("POST", f"{AUTH}/onboard"): Op(body="Onboard", ok=json_ok(ref("Session"), "201")),
     ("POST", f"{AUTH}/login"): Op(body="Login", ok=json_ok(ref("Session"))),
-    ("GET", f"{AUTH}/me"): Op(ok=json_ok(ref("Session"))),
+    ("GET", f"{AUTH}/me"): Op(ok=json_ok(record({"user": ref("User"), "expires_at": TIME, "id": STR, "username": STR,
+                                                 "created_at": TIME}))),  # the user's fields again: Go Orva's shape
     ("POST", f"{AUTH}/refresh"): Op(ok=json_ok(ref("Session"))),
     ("POST", f"{AUTH}/logout"): Op(ok=json_ok(record({"logged_out": {"const": True}}))),
     ("POST", f"{AUTH}/change-password"): Op(body="ChangePassword", ok=json_ok(record({"changed": {"const": True}}))),
