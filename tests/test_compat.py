@@ -97,3 +97,17 @@ def test_auth_me_carries_the_user_at_the_top_level(make_orvad: Callable[..., Orv
         assert body["username"] == "migrant" and body["user"]["username"] == "migrant"
         assert body["id"] == body["user"]["id"] and body["id"]
         assert body["created_at"] == body["user"]["created_at"] and body["expires_at"]
+
+
+def test_runtimes_and_syscalls_carry_the_go_fields(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        runtimes = c.get("/api/v1/runtimes").json()["runtimes"]
+        assert {r["language"] for r in runtimes} == {"python", "node"}
+        for r in runtimes:
+            assert r["name"].split(" ")[0] == {"python": "Python", "node": "Node.js"}[r["language"]]
+            assert r["name"].endswith(r["version"])
+            assert r["default_handler"] == r["default_entrypoint"]
+            assert r["default_handler"].endswith(tuple(r["extensions"]))
+            assert r["extensions"] == {"python": [".py"], "node": [".js", ".mjs", ".cjs"]}[r["language"]]
+        syscalls = c.get("/api/v1/syscalls").json()
+        assert syscalls["total"] == len(syscalls["syscalls"]) > 0

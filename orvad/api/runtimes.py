@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of
+from orvad.functions import EXTENSIONS
 from orvad.seccomp import load_catalog
+
+LANGUAGE_NAMES = {"python": "Python", "node": "Node.js"}
+
+
+def _with_go_fields(runtime: dict[str, Any]) -> dict[str, Any]:
+    """Beside today's fields, the Go original's: a display name, default_handler (the default entry file)
+    and the file extensions an entry file may have."""
+    language = runtime["language"]
+    return {**runtime, "name": f"{LANGUAGE_NAMES.get(language, language)} {runtime['version']}",
+            "default_handler": runtime["default_entrypoint"], "extensions": list(EXTENSIONS.get(language, ()))}
 
 
 async def list_runtimes(request: Request) -> Response:
-    """Runtimes discovered on this host (id, language, version, interpreter, aliases)."""
-    return JSONResponse({"runtimes": daemon_of(request).runtimes.list()})
+    """Runtimes discovered on this host (id, language, version, interpreter, aliases; and the Go original's
+    name, default_handler, extensions)."""
+    return JSONResponse({"runtimes": [_with_go_fields(r) for r in daemon_of(request).runtimes.list()]})
 
 
 async def list_syscalls(request: Request) -> Response:
-    """The seccomp policy catalog: every refused syscall, its number, category and why."""
-    return JSONResponse(load_catalog())
+    """The seccomp policy catalog: every refused syscall, its number, category and why; `total` counts them."""
+    catalog = load_catalog()
+    return JSONResponse({**catalog, "total": len(catalog["syscalls"])})
 
 
 routes = [Route("/api/v1/runtimes", list_runtimes, methods=["GET"]),

@@ -460,8 +460,10 @@ OPS: dict[tuple[str, str], Op] = {
     # runtimes and system
     ("GET", "/api/v1/runtimes"): Op(ok=json_ok(record({"runtimes": {"type": "array", "items": record({
         "id": STR, "language": STR, "version": STR, "interpreter": STR, "default_entrypoint": STR,
-        "aliases": {"type": "array", "items": STR}})}}))),
-    ("GET", "/api/v1/syscalls"): Op(ok=json_ok(OBJ)),
+        "aliases": {"type": "array", "items": STR},
+        # the Go original's fields
+        "name": STR, "default_handler": STR, "extensions": {"type": "array", "items": STR}})}}))),
+    ("GET", "/api/v1/syscalls"): Op(ok=json_ok(record({"syscalls": {"type": "array", "items": OBJ}, "total": INT}))),
     ("GET", "/api/v1/system/metrics"): Op(ok={"200": TEXT}),
     ("GET", "/api/v1/system/metrics.json"): Op(ok=json_ok(record({
         "invocations_total": INT, "by_status": OBJ, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
