@@ -4,6 +4,11 @@ Frames (runtimes/PROTOCOL.md) arrive on stdin and leave on a private copy of the
 stdout; fd 1 is pointed at stderr so nothing the handler prints can corrupt a frame. Output
 written during a request (print, logging, sys.stderr) is captured for that request only, via a
 context variable, so concurrent async requests keep their logs apart. Standard library only.
+
+The entry module may offer its code in several shapes (docs/HANDLERS.md, "Handler shapes"): a function
+named by ORVA_HANDLER (default `handler`), else `lambda_handler`, else `main`, called with (event, context)
+or (event) as its signature asks; else an ASGI app (FastAPI, Starlette) or a WSGI app (Flask, Django)
+named `app` or `application`, which gets the event as an HTTP request.
 """
 
 import binascii
@@ -18,7 +23,12 @@ from importlib._bootstrap_external import spec_from_file_location
 
 # asyncio costs ~30 ms to import in the jail: it is loaded only for async handlers, so a plain
 # `def handler` worker starts in little more than the interpreter's own start-up.
-_CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x80, 0x200
+_CO_VARARGS, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x04, 0x80, 0x200
+FALLBACK_NAMES = ("lambda_handler", "main")  # looked for when the configured handler is absent
+APP_NAMES = ("app", "application")  # an ASGI or WSGI app
+ACCEPTED = ("a function handler(event, context) or handler(event), also named lambda_handler or main, async def "
+            "too; or an ASGI app (FastAPI, Starlette) or WSGI app (Flask, Django) named app or application")
+BUFFER_BYTES = 1 << 20  # an ASGI/WSGI body kept for one response frame up to this size, then streamed
 
 
 # JSON through CPython's C accelerator: the json package imports re (and enum with it), most of
@@ -222,9 +232,84 @@ def _error(exc, kind="handler"):
             "stack": "".join(traceback.format_exception(type(exc), exc, tb))}
 
 
-def _is_async(handler):
-    code = getattr(handler, "__code__", None)  # functions; other callables are served synchronously
-    return bool(code is not None and code.co_flags & (_CO_COROUTINE | _CO_ASYNC_GENERATOR))
+class Target:
+    """What the entry module offers: a function (called with `nargs` arguments), or an ASGI or WSGI app."""
+
+    __slots__ = ("kind", "obj", "nargs", "is_async")
+
+    def __init__(self, kind, obj, nargs=2, is_async=False):
+        self.kind, self.obj, self.nargs, self.is_async = kind, obj, nargs, is_async
+
+
+def _code_flags(obj):
+    """co_flags of a function, a bound method, or an instance's __call__; None for other callables."""
+    code = getattr(obj, "__code__", None)
+    if code is None and not isinstance(obj, type):
+        code = getattr(getattr(type(obj), "__call__", None), "__code__", None)  # noqa: B004
+    return None if code is None else code.co_flags
+
+
+def _arity(fn):
+    """How a handler is called: 2 (event, context), 1 (event), or a str saying why it cannot take an event.
+
+    Decided by the signature, never by calling it: a plain function's code object says it without
+    importing inspect (which the start-up of a plain `def handler` worker would pay for); decorated
+    functions (functools.wraps) and other callables go through inspect.signature."""
+    if type(fn) is types.FunctionType and not hasattr(fn, "__wrapped__"):
+        code = fn.__code__
+        positional, optional = code.co_argcount, len(fn.__defaults__ or ())
+        varargs = bool(code.co_flags & _CO_VARARGS)
+        kwonly = code.co_kwonlyargcount - len(fn.__kwdefaults__ or {})
+    else:
+        import inspect
+
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # a builtin without a signature: as it always was
+            return 2
+        kinds = inspect.Parameter
+        plain = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        positional, optional = len(plain), sum(p.default is not p.empty for p in plain)
+        varargs = any(p.kind == kinds.VAR_POSITIONAL for p in params)
+        kwonly = sum(p.kind == kinds.KEYWORD_ONLY and p.default is p.empty for p in params)
+    if kwonly:
+        return "needs keyword-only arguments"
+    if positional - optional > 2:
+        return f"needs {positional - optional} arguments"
+    if positional >= 2 or varargs:
+        return 2
+    return 1 if positional == 1 else "takes no arguments"
+
+
+def _is_async_callable(obj):
+    flags = _code_flags(obj)
+    if flags is not None:
+        return bool(flags & (_CO_COROUTINE | _CO_ASYNC_GENERATOR))
+    import inspect  # functools.partial and the like
+
+    return any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
+               for f in (obj, getattr(obj, "__call__", None)) if f is not None)  # noqa: B004
+
+
+def resolve(module, entry, name):
+    """The Target the module offers, or an AttributeError naming what was looked for and the shapes accepted."""
+    unusable = []
+    for candidate in (name, *(n for n in FALLBACK_NAMES if n != name)):
+        fn = getattr(module, candidate, None)
+        if not callable(fn) or candidate in APP_NAMES:
+            continue
+        nargs = _arity(fn)
+        if isinstance(nargs, str):
+            unusable.append(f"{candidate}() {nargs}")
+            continue
+        return Target("function", fn, nargs, _is_async_callable(fn))
+    for candidate in APP_NAMES:
+        app = getattr(module, candidate, None)
+        if callable(app):
+            return Target("asgi" if _is_async_callable(app) else "wsgi", app)
+    looked = ", ".join(dict.fromkeys((name, *FALLBACK_NAMES, *APP_NAMES)))
+    why = f"; {', '.join(unusable)}" if unusable else ""
+    raise AttributeError(f"{entry} does not define a callable handler (looked for {looked}{why}). Accepted: {ACCEPTED}")
 
 
 def _chunk(item):
@@ -261,7 +346,14 @@ def _finish(rid, error, cap, stream):
     send(error_frame)
 
 
-def serve_sync(handler, init_error, message):
+def _call(target, message):
+    event = message["event"]
+    if target.nargs == 1:
+        return target.obj(event)
+    return target.obj(event, Context(message.get("context") or {}))
+
+
+def serve_sync(target, init_error, message):
     """One request to a plain `def` handler (or generator), on this thread, without asyncio."""
     rid, cap = message["id"], Capture()
     token = _capture.set(cap)
@@ -271,7 +363,11 @@ def serve_sync(handler, init_error, message):
             cap.add(init_error["stack"])
             _finish(rid, init_error, cap, None)
             return
-        result = handler(message["event"], Context(message.get("context") or {}))
+        result = _call(target, message)
+        if isinstance(result, types.CoroutineType):  # a plain callable that hands back a coroutine
+            import asyncio
+
+            result = asyncio.run(result)
         if isinstance(result, types.GeneratorType):
             stream = _Stream(rid)
             for item in result:
@@ -288,7 +384,7 @@ def serve_sync(handler, init_error, message):
         _capture.reset(token)
 
 
-async def serve_async(handler, message):
+async def serve_async(target, message):
     """One request to an `async def` handler (or async generator) as a task on the event loop."""
     import inspect
 
@@ -296,7 +392,7 @@ async def serve_async(handler, message):
     token = _capture.set(cap)
     stream = None
     try:
-        result = handler(message["event"], Context(message.get("context") or {}))
+        result = _call(target, message)
         if inspect.isawaitable(result):
             result = await result
         if inspect.isasyncgen(result) or isinstance(result, types.GeneratorType):
@@ -317,6 +413,276 @@ async def serve_async(handler, message):
         _finish(rid, error, cap, stream)
     finally:
         _capture.reset(token)
+
+
+# ASGI and WSGI apps: the event becomes an HTTP request, the app's response goes back as the same frames.
+
+def _wire(text):
+    """A str as HTTP bytes: latin-1 as the servers write it, UTF-8 for what latin-1 cannot carry."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def _request_body(event):
+    body = event.get("body") or ""
+    return binascii.a2b_base64(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+
+
+def _server(event):
+    """(scheme, host name, port) as the client addressed orvad (Host and X-Forwarded-Proto)."""
+    headers = event.get("headers") or {}
+    scheme = "https" if headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https" else "http"
+    host = headers.get("host") or "localhost"
+    name, sep, port = host.rpartition(":")
+    if not sep or "]" in port or not port.isdigit():  # no port (or an IPv6 literal without one)
+        name, port = host, "443" if scheme == "https" else "80"
+    return scheme, name, port
+
+
+def _text_or_base64(data):
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return binascii.b2a_base64(data, newline=False).decode(), True
+
+
+def _header_dict(pairs):
+    """[(name, value)] (str or bytes) -> {lower-case name: value, or a list of values when repeated}."""
+    headers = {}
+    for name, value in pairs:
+        name = (name.decode("latin-1") if isinstance(name, (bytes, bytearray)) else str(name)).lower()
+        value = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+        if name not in headers:
+            headers[name] = value
+        elif isinstance(headers[name], list):
+            headers[name].append(value)
+        else:
+            headers[name] = [headers[name], value]
+    return headers
+
+
+class _HttpOut:
+    """An app's response on its way out: one `response` frame when the body came whole (or small), else
+    start / chunk / end frames as the app produces it."""
+
+    def __init__(self, rid):
+        self.rid, self.status, self.headers = rid, None, {}
+        self.parts, self.size, self.started = [], 0, False
+
+    def add(self, data, flush):
+        """A piece of the body; `flush` sends it (and what was kept) now, as a stream."""
+        if data:
+            self.parts.append(data)
+            self.size += len(data)
+        if not (self.started or flush or self.size > BUFFER_BYTES):
+            return
+        if not self.started:
+            self.started = True
+            send({"type": "start", "id": self.rid, "statusCode": _status(self.status), "headers": self.headers})
+        for part in self.parts:
+            text, b64 = _text_or_base64(part)
+            send({"type": "chunk", "id": self.rid, "data": text, "isBase64Encoded": b64})
+        self.parts, self.size = [], 0
+
+    def finish(self, cap):
+        if self.started:
+            self.add(b"", True)
+            send({"type": "end", "id": self.rid, "logs": cap.text(), "logsTruncated": cap.truncated})
+            return
+        text, b64 = _text_or_base64(b"".join(self.parts))
+        send({"type": "response", "id": self.rid, "logs": cap.text(), "logsTruncated": cap.truncated,
+              "response": {"statusCode": _status(self.status), "headers": self.headers, "body": text,
+                           "isBase64Encoded": b64}})
+
+
+def _wsgi_environ(event):
+    """PEP 3333's environ for the event. Header names with `_` are left out (as gunicorn and nginx do):
+    X_Forwarded_For would otherwise arrive as HTTP_X_FORWARDED_FOR, the name a proxy's header has."""
+    body = _request_body(event)
+    scheme, name, port = _server(event)
+    latin1 = lambda text: _wire(text).decode("latin-1")  # noqa: E731  "bytes as latin-1" strings
+    environ = {
+        "REQUEST_METHOD": event.get("method") or "GET", "SCRIPT_NAME": "", "PATH_INFO": latin1(event.get("path") or "/"),
+        "QUERY_STRING": event.get("rawQuery") or "", "SERVER_NAME": name, "SERVER_PORT": port,
+        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": (event.get("requestContext") or {}).get("sourceIp") or "",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.version": (1, 0), "wsgi.url_scheme": scheme,
+        "wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True, "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+    for key, value in (event.get("headers") or {}).items():
+        if key == "content-type":
+            environ["CONTENT_TYPE"] = latin1(value)
+        elif key != "content-length" and "_" not in key:
+            environ["HTTP_" + key.upper().replace("-", "_")] = latin1(value)
+    return environ
+
+
+def _wsgi_status(status):
+    code = str(status).split(" ", 1)[0]
+    return int(code) if code.isdigit() else str(status)
+
+
+def serve_wsgi(target, message):
+    """One request to a WSGI app, on this thread. A list body, or one whose Content-Length the app set, goes
+    as one response frame; any other iterable is streamed as it is produced."""
+    rid, cap = message["id"], Capture()
+    token = _capture.set(cap)
+    out, result = _HttpOut(rid), None
+    try:
+        def start_response(status, headers, exc_info=None):
+            if exc_info is not None and out.started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            if out.status is not None and exc_info is None:
+                raise RuntimeError("start_response was called twice (without exc_info)")
+            out.status, out.headers = _wsgi_status(status), _header_dict(headers)
+            return write
+
+        def write(data):  # PEP 3333's legacy write(): streamed at once
+            out.add(bytes(data), True)
+
+        result = target.obj(_wsgi_environ(message["event"]), start_response)
+        whole = isinstance(result, (list, tuple))
+        try:
+            for data in result:
+                if out.status is None:
+                    raise RuntimeError("the WSGI app produced a body before calling start_response")
+                out.add(data.encode("utf-8") if isinstance(data, str) else bytes(data),
+                        not (whole or "content-length" in out.headers))
+        finally:
+            close, result = getattr(result, "close", None), None
+            if close is not None:
+                close()
+        if out.status is None:
+            raise RuntimeError("the WSGI app returned without calling start_response")
+        out.finish(cap)
+    except Exception as exc:
+        error = _error(exc)
+        cap.add(error["stack"])
+        _finish(rid, error, cap, out)
+    finally:
+        _capture.reset(token)
+
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+
+
+def _asgi_scope(event, state):
+    scheme, name, port = _server(event)
+    path = event.get("path") or "/"
+    source = (event.get("requestContext") or {}).get("sourceIp")
+    scope = {"type": "http", "asgi": dict(ASGI_VERSION), "http_version": "1.1", "method": event.get("method") or "GET",
+             "scheme": scheme, "path": path, "raw_path": _wire(event.get("rawPath") or path),
+             "query_string": _wire(event.get("rawQuery") or ""), "root_path": "",
+             "headers": [(_wire(k), _wire(v)) for k, v in (event.get("headers") or {}).items()],
+             "client": (source, 0) if source else None, "server": (name, int(port))}
+    if state is not None:
+        scope["state"] = dict(state)
+    return scope
+
+
+async def serve_asgi(target, state, message):
+    """One request to an ASGI 3 app as a task on the event loop. The body arrives in one http.request
+    message; after it, receive() waits until the response is complete, then says http.disconnect."""
+    import asyncio
+
+    rid, cap = message["id"], Capture()
+    token = _capture.set(cap)
+    out, done = _HttpOut(rid), asyncio.Event()
+    pending = [{"type": "http.request", "body": _request_body(message["event"]), "more_body": False}]
+    state_of = {"ended": False}
+
+    async def receive():
+        if pending:
+            return pending.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send_message(msg):
+        kind = msg.get("type")
+        if kind == "http.response.start":
+            if out.status is not None:
+                raise RuntimeError("the ASGI app sent http.response.start twice")
+            out.status, out.headers = msg["status"], _header_dict(msg.get("headers") or ())
+        elif kind == "http.response.body":
+            if out.status is None:
+                raise RuntimeError("the ASGI app sent http.response.body before http.response.start")
+            if state_of["ended"]:
+                return
+            more = bool(msg.get("more_body", False))
+            out.add(bytes(msg.get("body") or b""), more)
+            if not more:
+                state_of["ended"] = True
+                done.set()
+
+    try:
+        await target.obj(_asgi_scope(message["event"], state), receive, send_message)
+        if out.status is None:
+            raise RuntimeError("the ASGI app returned without sending http.response.start")
+        out.finish(cap)
+    except Exception as exc:
+        error = _error(exc)
+        cap.add(error["stack"])
+        _finish(rid, error, cap, out)
+    finally:
+        done.set()
+        _capture.reset(token)
+
+
+class Lifespan:
+    """The ASGI lifespan protocol around an app's life in this worker: startup before the ready frame,
+    shutdown at quit. An app that raises (or returns) before answering startup does not support it."""
+
+    def __init__(self, app):
+        self.app, self.state, self.supported = app, {}, False
+        self.inbox = self.started = self.stopped = None
+
+    async def startup(self):
+        """None, or why the app's startup failed."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self.inbox, self.started, self.stopped = asyncio.Queue(), loop.create_future(), loop.create_future()
+
+        async def send_message(msg):
+            kind = msg.get("type", "")
+            if kind.startswith("lifespan.startup.") and not self.started.done():
+                self.started.set_result((msg.get("message") or "lifespan.startup.failed") if kind.endswith(".failed")
+                                        else None)
+            elif kind.startswith("lifespan.shutdown.") and not self.stopped.done():
+                self.stopped.set_result(None)
+
+        async def run():
+            scope = {"type": "lifespan", "asgi": dict(ASGI_VERSION), "state": self.state}
+            try:
+                await self.app(scope, self.inbox.get, send_message)
+            except BaseException as exc:
+                if self.started.done():
+                    _real_stderr.write(f"orva adapter: the ASGI app's lifespan raised {type(exc).__name__}: {exc}\n")
+            finally:
+                for future in (self.started, self.stopped):
+                    if not future.done():
+                        future.set_result(_UNSUPPORTED if future is self.started else None)
+
+        self.task = loop.create_task(run())
+        self.inbox.put_nowait({"type": "lifespan.startup"})
+        outcome = await self.started
+        self.supported = outcome is None
+        return None if outcome is None or outcome is _UNSUPPORTED else str(outcome)
+
+    async def shutdown(self, timeout_s=3.0):
+        import asyncio
+
+        if not self.supported:
+            return
+        self.inbox.put_nowait({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(asyncio.shield(self.stopped), timeout_s)
+        except TimeoutError:
+            _real_stderr.write("orva adapter: the ASGI app's lifespan shutdown did not finish in time\n")
+
+
+_UNSUPPORTED = object()
 
 
 def reap_strays():
@@ -343,7 +709,7 @@ def reap_strays():
             continue
 
 
-def load_handler():
+def load_target():
     entry = os.environ.get("ORVA_ENTRYPOINT", "handler.py")
     name = os.environ.get("ORVA_HANDLER", "handler")
     for path in (os.path.join(CODE_DIR, ".packages"), CODE_DIR):
@@ -355,10 +721,7 @@ def load_handler():
     module = module_from_spec(spec)
     sys.modules["orva_function"] = module
     spec.loader.exec_module(module)
-    handler = getattr(module, name, None)
-    if not callable(handler):
-        raise AttributeError(f"{entry} does not define a callable {name}(event, context)")
-    return handler
+    return resolve(module, entry, name)
 
 
 def read_exactly(size):
@@ -390,8 +753,8 @@ def frames():
         yield message
 
 
-async def serve_concurrently(handler):
-    """Async handlers: stdin is read in a thread, each request becomes a task on the loop."""
+async def serve_concurrently(serve_one, on_quit=None):
+    """Async handlers and ASGI apps: stdin is read in a thread, each request becomes a task on the loop."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -412,11 +775,34 @@ async def serve_concurrently(handler):
 
     while (message := await queue.get()) is not None:
         if message.get("type") == "invoke":
-            task = loop.create_task(serve_async(handler, message))
+            task = loop.create_task(serve_one(message))
             tasks.add(task)
             task.add_done_callback(done)
     if tasks:
         await asyncio.wait(tasks, timeout=5)
+    if on_quit is not None:
+        await on_quit()
+
+
+def ready(init_error):
+    send({"type": "ready", "runtime": "python", "version": sys.version.split()[0], "initError": init_error})
+
+
+async def serve_asgi_app(target):
+    """An ASGI app's worker: lifespan startup (its failure is the worker's init error), ready, requests."""
+    lifespan = Lifespan(target.obj)
+    try:
+        failure = await lifespan.startup()
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:
+        return {"kind": "import", "name": "LifespanStartupFailed",
+                "message": f"the ASGI app's lifespan startup failed: {failure}"[:2000],
+                "stack": f"the ASGI app's lifespan startup failed: {failure}\n"}
+    ready(None)
+    await serve_concurrently(lambda message: serve_asgi(target, lifespan.state if lifespan.supported else None,
+                                                        message), lifespan.shutdown)
+    return None
 
 
 def main():
@@ -424,25 +810,38 @@ def main():
     if sys.path and sys.path[0] == os.path.dirname(__file__):
         del sys.path[0]
     sys.modules.pop("adapter", None)
-    handler, init_error = None, None
+    target, init_error = None, None
     init_cap = Capture()
     token = _capture.set(init_cap)
     try:
-        handler = load_handler()
+        target = load_target()
     except BaseException as exc:  # a SyntaxError or SystemExit at import must not kill the worker
         init_error = _error(exc, "import")
     _capture.reset(token)
     if init_cap.parts:
         _real_stderr.write(init_cap.text())
-    send({"type": "ready", "runtime": "python", "version": sys.version.split()[0], "initError": init_error})
-    if handler is not None and _is_async(handler):
+    if target is not None and target.kind == "asgi":
         import asyncio
 
-        asyncio.run(serve_concurrently(handler))
-        os._exit(0)  # the stdin reader thread may still block in read()
+        init_error = asyncio.run(serve_asgi_app(target))
+        if init_error is None:
+            os._exit(0)  # the stdin reader thread may still block in read()
+        target = None
+    ready(init_error)
+    if target is not None and target.is_async:
+        import asyncio
+
+        asyncio.run(serve_concurrently(lambda message: serve_async(target, message)))
+        os._exit(0)
+    serve = serve_wsgi if target is not None and target.kind == "wsgi" else serve_sync
     for message in frames():
         if message.get("type") == "invoke":
-            serve_sync(handler, init_error, message)
+            if target is None:
+                serve_sync(None, init_error, message)
+            elif serve is serve_sync:
+                serve_sync(target, None, message)
+            else:
+                serve_wsgi(target, message)
             reap_strays()
 
 
