@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -55,12 +56,14 @@ def require_str(body: dict[str, Any], field: str, *, max_len: int = 256, require
     return value
 
 
-def int_param(request: Request, field: str, default: int, lo: int, hi: int) -> int:
-    """?field= as an integer in lo..hi; ASCII digits only (str.isdigit also passes '²', which int() refuses)."""
+def int_param(request: Request, field: str, default: int, lo: int, hi: int, hint: str | None = None) -> int:
+    """?field= as an integer in lo..hi; ASCII digits only (str.isdigit also passes '²', which int() refuses),
+    and no more of them than hi has (int() of thousands of digits is refused, or slow)."""
     raw = request.query_params.get(field, str(default))
-    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
-        raise ValidationError(f"{field} must be an integer in {lo}..{hi}", details={"field": field, "min": lo,
-                                                                                      "max": hi})
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(hi)) or not lo <= int(raw) <= hi:
+        raise ValidationError(f"{field} must be an integer in {lo}..{hi}",
+                              hint=hint or f"send ?{field}= as a whole number from {lo} to {hi}",
+                              details={"field": field, "min": lo, "max": hi})
     return int(raw)
 
 
@@ -81,11 +84,45 @@ def page_params(request: Request, *, default: int = 50, maximum: int = 500) -> t
     return int_param(request, "limit", default, 1, maximum), request.query_params.get("cursor") or None
 
 
-def listing(name: str, items: list[dict[str, Any]], limit: int) -> JSONResponse:
-    """A newest-first page: ``{name: [...], "next_cursor": id|null}`` given up to limit+1 items."""
+MAX_PAGE = 1000  # the Go original's ceiling for ?limit= on the function and execution lists
+MAX_OFFSET = 1_000_000  # deeper than this, OFFSET costs a walk over every skipped row: page with the cursor
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where a counted list starts: after ``cursor`` (an id; the last one seen) or ``offset`` rows in, never both."""
+
+    limit: int
+    cursor: str | None
+    offset: int
+
+
+def paging(request: Request, path: str, *, default: int = 50, maximum: int = MAX_PAGE) -> Page:
+    """?limit= with ?cursor= (next_cursor of the previous page) or ?offset= (rows to skip, the Go original's
+    paging); ``path`` names the list in the hints."""
+    limit = int_param(request, "limit", default, 1, maximum)
+    cursor = request.query_params.get("cursor") or None
+    if "offset" not in request.query_params:
+        return Page(limit, cursor, 0)
+    offset = int_param(request, "offset", 0, 0, MAX_OFFSET,
+                       hint=f"send ?offset= as a whole number from 0 to {MAX_OFFSET}; to page deeper, follow "
+                            f"next_cursor with GET {path}?cursor=")
+    if cursor is not None:
+        raise ValidationError("send ?cursor= or ?offset=, not both", details={"field": "offset"},
+                              hint=f"to go on from a page, send GET {path}?cursor= with its next_cursor alone; "
+                                   "to jump to a row number, send ?offset= alone")
+    return Page(limit, None, offset)
+
+
+def listing(name: str, items: list[dict[str, Any]], limit: int, total: int | None = None) -> JSONResponse:
+    """A newest-first page: ``{name: [...], "next_cursor": id|null}`` given up to limit+1 items, and
+    ``total`` (how many match the filters, whatever the page) when given."""
     more = len(items) > limit
     items = items[:limit]
-    return JSONResponse({name: items, "next_cursor": items[-1]["id"] if more and items else None})
+    answer: dict[str, Any] = {name: items, "next_cursor": items[-1]["id"] if more and items else None}
+    if total is not None:
+        answer["total"] = total
+    return JSONResponse(answer)
 
 
 def trusted_needs_admin(request: Request, fn: Any) -> None:

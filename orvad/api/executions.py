@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, listing, moment_param, page_params
+from orvad.api.common import daemon_of, listing, moment_param, paging
 from orvad.clock import iso, utcnow
 from orvad.errors import NotFound, ValidationError
 
@@ -16,17 +16,19 @@ STATUSES = ("success", "error", "timeout", "crashed", "rejected", "killed", "shu
 
 
 async def list_executions(request: Request) -> Response:
-    """Invocations, newest first; filters ?function_id= (id or name), ?status=, ?since=, ?until=."""
+    """Invocations, newest first; filters ?function_id= (id or name), ?status=, ?since=, ?until=; paging
+    ?limit= with ?cursor= or ?offset=; ``total`` counts every execution the filters match."""
     daemon = daemon_of(request)
-    limit, cursor = page_params(request)
+    page = paging(request, "/api/v1/executions")
     wanted = request.query_params.get("function_id")
     function_id = daemon.functions.resolve(wanted).id if wanted else None
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status must be one of {', '.join(STATUSES)}", details={"field": "status"})
-    rows = await daemon.executions.list(function_id=function_id, status=status, since=moment_param(request, "since"),
-                                        until=moment_param(request, "until"), cursor=cursor, limit=limit + 1)
-    return listing("executions", rows, limit)
+    filters = {"function_id": function_id, "status": status, "since": moment_param(request, "since"),
+               "until": moment_param(request, "until")}
+    rows = await daemon.executions.list(**filters, cursor=page.cursor, limit=page.limit + 1, offset=page.offset)
+    return listing("executions", rows, page.limit, total=await daemon.executions.count(**filters))
 
 
 async def summary(request: Request) -> Response:

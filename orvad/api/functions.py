@@ -10,7 +10,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from orvad.api.common import daemon_of, listing, page_params, principal_of, read_object, trusted_needs_admin
+from orvad.api.common import (
+    daemon_of,
+    listing,
+    page_params,
+    paging,
+    principal_of,
+    read_object,
+    trusted_needs_admin,
+)
 from orvad.api.deployments import deploy_answer, deployed, wait_timeout
 from orvad.api.pools import update_with_pool
 from orvad.api.settled import until_served
@@ -35,15 +43,17 @@ LAST_DEPLOYMENT_FIELDS = ("id", "version", "status", "code_hash", "submitted_at"
 async def list_functions(request: Request) -> Response:
     """Functions, newest first, each with its newest deployment (`last_deployment`, one query for the
     page); filters ?status=, ?runtime= (an id, or a language: python matches python3.12 too) and ?q=
-    (name or description contains it); paging ?limit= and ?cursor=."""
+    (name or description contains it); paging ?limit= with ?cursor= or ?offset=; ``total`` counts every
+    function the filters match."""
     daemon = daemon_of(request)
-    limit, cursor = page_params(request)
+    page = paging(request, "/api/v1/functions")
     params = request.query_params
     fns = daemon.functions.list(status=params.get("status"), runtime=params.get("runtime"), text=params.get("q"))
-    page = [f for f in fns if cursor is None or f.id < cursor][: limit + 1]
-    latest = await daemon.function_store.latest_deployments([f.id for f in page[:limit]])
-    items = [{**function_json(f), "last_deployment": _last_deployment(latest.get(f.id))} for f in page]
-    return listing("functions", items, limit)
+    after = [f for f in fns if page.cursor is None or f.id < page.cursor]
+    window = after[page.offset: page.offset + page.limit + 1]
+    latest = await daemon.function_store.latest_deployments([f.id for f in window[: page.limit]])
+    items = [{**function_json(f), "last_deployment": _last_deployment(latest.get(f.id))} for f in window]
+    return listing("functions", items, page.limit, total=len(fns))
 
 
 def _last_deployment(dep: Deployment | None) -> dict[str, Any] | None:

@@ -97,6 +97,12 @@ def page(items: str, item: str) -> Schema:
     return record({items: {"type": "array", "items": ref(item)}, "next_cursor": NSTR})
 
 
+def counted_page(items: str, item: str) -> Schema:
+    """A page that also carries ``total``: how many items match the filters, whatever the page."""
+    return record({items: {"type": "array", "items": ref(item)}, "next_cursor": NSTR,
+                   "total": {"type": "integer", "minimum": 0}})
+
+
 # ---- records (responses) -------------------------------------------------------------------------------
 
 RECORDS: dict[str, Schema] = {
@@ -318,6 +324,9 @@ class Param:
 LIMIT = Param("limit", _int(1, 500), "page size (default 50)")
 CURSOR = Param("cursor", STR, "next_cursor of the previous page")
 PAGE = (LIMIT, CURSOR)
+# the function and execution lists: a page of up to 1000 (the Go original's ceiling), and ?offset= beside ?cursor=
+COUNTED_PAGE = (Param("limit", _int(1, 1000), "page size (default 50)"), CURSOR,
+                Param("offset", _int(0, 1_000_000), "rows to skip (the Go original's paging); not with cursor"))
 FUNCTION_FILTER = Param("function_id", STR, "a function id or name")
 SINCE = Param("since", {"type": "string", "format": "date-time"}, "RFC 3339")
 
@@ -379,7 +388,7 @@ OPS: dict[tuple[str, str], Op] = {
         query=(Param("status", STR, "only functions in this status"),
                Param("runtime", STR, "only this runtime id, or a language: python matches python3.12 too"),
                Param("q", STR, "only functions whose name or description contains this (any case)"),
-               *PAGE), ok=json_ok(page("functions", "FunctionListItem"))),
+               *COUNTED_PAGE), ok=json_ok(counted_page("functions", "FunctionListItem"))),
     ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
                                       links={"201": _FN_LINKS}, headers={"201": LOCATION}),
     ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
@@ -449,8 +458,8 @@ OPS: dict[tuple[str, str], Op] = {
     # executions
     ("GET", "/api/v1/executions"): Op(
         query=(FUNCTION_FILTER, Param("status", {"type": "string", "enum": list(EXECUTION_STATUSES)}),
-               SINCE, Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"), *PAGE),
-        ok=json_ok(page("executions", "Execution"))),
+               SINCE, Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"), *COUNTED_PAGE),
+        ok=json_ok(counted_page("executions", "Execution"))),
     ("GET", "/api/v1/executions/summary"): Op(query=(SINCE,), ok=json_ok(record({
         "since": TIME, "functions": {"type": "array", "items": record({
             "function_id": STR, "invocations": INT, "errors": INT, "last_invoked_at": NTIME})}}))),

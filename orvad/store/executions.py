@@ -17,6 +17,18 @@ _PATH = COLUMNS.index("path")
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
+def _filters(function_id: str | None, status: str | None, since: str | None,
+             until: str | None) -> tuple[list[str], list[Any]]:
+    """The conditions (fixed SQL text) and their parameters for the filters that are set."""
+    given = (("function_id = ?", function_id), ("status = ?", status), ("started_at >= ?", since),
+             ("started_at < ?", until))
+    return [sql for sql, value in given if value is not None], [value for _, value in given if value is not None]
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
 def _row(row: Any) -> dict[str, Any]:
     values = dict(row)
     values["cold_start"] = bool(values["cold_start"])
@@ -49,13 +61,22 @@ class ExecutionStore:
         return [{"function_id": r[0], "invocations": r[1], "errors": r[2], "last_invoked_at": r[3]} for r in rows]
 
     async def list(self, *, function_id: str | None, status: str | None, since: str | None, until: str | None,
-                   cursor: str | None, limit: int) -> list[dict[str, Any]]:
-        rows = await self._db.fetchall(
-            "SELECT * FROM executions WHERE (?1 IS NULL OR function_id = ?1) AND (?2 IS NULL OR status = ?2)"
-            " AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at < ?4)"
-            " AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6",
-            (function_id, status, since, until, cursor, limit))
+                   cursor: str | None, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first: after ``cursor`` (an id) or ``offset`` rows in. The WHERE names only the filters
+        given, so SQLite picks the index that fits (function_id: (function_id, id), a time range: started_at)."""
+        where, params = _filters(function_id, status, since, until)
+        if cursor is not None:
+            where, params = [*where, "id < ?"], [*params, cursor]
+        rows = await self._db.fetchall(f"SELECT * FROM executions{_where(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                       (*params, limit, offset))
         return [_row(r) for r in rows]
+
+    async def count(self, *, function_id: str | None, status: str | None, since: str | None,
+                    until: str | None) -> int:
+        """How many executions the same filters match, whatever the page: one COUNT over an index."""
+        where, params = _filters(function_id, status, since, until)
+        row = await self._db.fetchone(f"SELECT COUNT(*) FROM executions{_where(where)}", params)
+        return int(row[0]) if row else 0
 
     async def get(self, execution_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchone("SELECT * FROM executions WHERE id = ?", (execution_id,))

@@ -1,0 +1,132 @@
+"""Lists as the Go original's scripts read them (issue 19): ?limit=&offset= pages beside ?cursor=, and the
+function and execution lists carry `total` (every item the filters match, whatever the page)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Orvad, wait_for
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+FAILS_ON_ASK = ("def handler(event, context):\n"
+                "    if event['query'].get('fail'):\n"
+                "        raise RuntimeError('asked to fail')\n"
+                "    return {'ok': True}\n")
+
+
+def _get(c: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
+    r = c.get(path, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _offset_pages(c: httpx.Client, path: str, items: str, limit: int, **filters: Any) -> tuple[list[str], set[int]]:
+    """Page as a Go Orva script does: offset += limit until offset >= total. (ids in order, totals seen)"""
+    ids: list[str] = []
+    totals: set[int] = set()
+    offset = 0
+    while True:
+        page = _get(c, path, limit=limit, offset=offset, **filters)
+        totals.add(page["total"])
+        assert len(page[items]) <= limit
+        ids += [item["id"] for item in page[items]]
+        offset += limit
+        if offset >= page["total"]:
+            assert page["next_cursor"] is None  # the last page says so both ways
+            return ids, totals
+        assert page["next_cursor"] == page[items][-1]["id"]  # cursor paging can take over from any page
+
+
+def test_functions_page_with_offset_and_carry_total(orvad: Orvad) -> None:
+    tag = f"pg{secrets.token_hex(3)}"
+    with orvad.admin() as c:
+        made = [create_function(c, f"{tag}-{i}")["id"] for i in range(5)]
+        newest_first = made[::-1]
+        ids, totals = _offset_pages(c, "/api/v1/functions", "functions", 2, q=tag)
+        assert ids == newest_first and totals == {5}
+
+        # the same list by cursor carries the same total
+        first = _get(c, "/api/v1/functions", q=tag, limit=3)
+        rest = _get(c, "/api/v1/functions", q=tag, limit=3, cursor=first["next_cursor"])
+        assert [f["id"] for f in first["functions"] + rest["functions"]] == newest_first
+        assert first["total"] == rest["total"] == 5 and rest["next_cursor"] is None
+
+        # an offset past the end: an empty page, the total still there
+        past = _get(c, "/api/v1/functions", q=tag, offset=50)
+        assert past == {"functions": [], "next_cursor": None, "total": 5}
+        # filters narrow the total; no filter counts every function orvad has
+        assert _get(c, "/api/v1/functions", q=f"{tag}-3")["total"] == 1
+        everything = _get(c, "/api/v1/functions", limit=1)
+        assert everything["total"] >= 5 and len(everything["functions"]) == 1
+        assert _get(c, "/api/v1/functions", q=tag, status="active")["total"] == 0  # none has code
+
+
+@pytest.fixture(scope="module")
+def invoked(orvad: Orvad) -> dict[str, Any]:
+    """A function invoked 7 times, 2 of them failing, each execution recorded."""
+    with orvad.admin() as c:
+        fn = create_function(c, f"ex{secrets.token_hex(3)}")
+        assert wait_deployed(c, deploy_inline(c, fn["id"], FAILS_ON_ASK)["id"])["status"] == "succeeded"
+        for i in range(7):
+            r = c.post(f"/fn/{fn['name']}", params={"fail": "1"} if i in (2, 5) else {})
+            assert r.status_code == (500 if i in (2, 5) else 200), r.text
+        wait_for(lambda: _get(c, "/api/v1/executions", function_id=fn["id"])["total"] == 7, 30,
+                 "the 7 executions to be recorded")
+    return fn
+
+
+def test_executions_page_with_offset_and_filters_and_carry_total(orvad: Orvad, invoked: dict[str, Any]) -> None:
+    with orvad.admin() as c:
+        every = _get(c, "/api/v1/executions", function_id=invoked["id"], limit=100)["executions"]
+        assert len(every) == 7
+        ids, totals = _offset_pages(c, "/api/v1/executions", "executions", 3, function_id=invoked["id"])
+        assert ids == [e["id"] for e in every] and totals == {7}
+        by_name, _ = _offset_pages(c, "/api/v1/executions", "executions", 3, function_id=invoked["name"])
+        assert by_name == ids  # the name filters as the id does
+
+        errors = _get(c, "/api/v1/executions", function_id=invoked["id"], status="error", limit=1, offset=1)
+        assert errors["total"] == 2 and len(errors["executions"]) == 1
+        assert errors["executions"][0]["id"] == [e["id"] for e in every if e["status"] == "error"][1]
+
+        # a time window: the total counts inside it only
+        middle = every[3]["started_at"]
+        since = _get(c, "/api/v1/executions", function_id=invoked["id"], since=middle)
+        until = _get(c, "/api/v1/executions", function_id=invoked["id"], until=middle)
+        assert since["total"] + until["total"] == 7 and since["total"] >= 4
+        assert len(since["executions"]) == since["total"]
+
+        # cursor paging keeps working, and carries the total too
+        first = _get(c, "/api/v1/executions", function_id=invoked["id"], limit=4)
+        rest = _get(c, "/api/v1/executions", function_id=invoked["id"], limit=4, cursor=first["next_cursor"])
+        assert [e["id"] for e in first["executions"] + rest["executions"]] == ids
+        assert first["total"] == rest["total"] == 7 and rest["next_cursor"] is None
+        assert _get(c, "/api/v1/executions", limit=1)["total"] >= 7  # no filter: every execution
+
+
+BAD = [
+    ({"offset": "-1"}, "offset"), ({"offset": "abc"}, "offset"), ({"offset": "1.5"}, "offset"),
+    ({"offset": ""}, "offset"), ({"offset": "1000001"}, "offset"), ({"offset": "9" * 5000}, "offset"),
+    ({"offset": "²"}, "offset"), ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"),
+    ({"limit": "-5"}, "limit"), ({"limit": "9" * 5000}, "limit"),
+    ({"offset": "10", "cursor": "01900000-0000-7000-8000-000000000000"}, "offset"),
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/functions", "/api/v1/executions"])
+def test_bad_paging_is_a_400_naming_the_field_with_a_hint(orvad: Orvad, path: str) -> None:
+    with orvad.admin() as c:
+        for params, field in BAD:
+            r = c.get(path, params=params)
+            assert r.status_code == 400, (params, r.status_code, r.text[:300])
+            error = r.json()["error"]
+            assert error["code"] == "VALIDATION" and error["details"]["field"] == field, (params, error)
+            assert error["hint"] and path in error["hint"] if field == "offset" else error["hint"], error
+        both = c.get(path, params={"offset": "0", "cursor": "x"}).json()["error"]
+        assert "cursor" in both["message"] and "offset" in both["message"]
+        # the Go original's largest page is accepted
+        assert c.get(path, params={"limit": "1000", "offset": "1000000"}).status_code == 200
+        assert c.get(path, params={"offset": "0007"}).json()["total"] >= 0  # leading zeros are still a number
