@@ -39,7 +39,7 @@ def variant(request: pytest.FixtureRequest) -> Variant:
 
 @pytest.fixture
 async def worker(variant: Variant, jail_tmp: Path) -> AsyncIterator[Worker]:
-    code = write_code(jail_tmp / "code", CONTRACT[variant.language])
+    code = write_code(jail_tmp / "code", variant.files)
     async with running(make_worker(code, variant.language, handler=variant.handler)) as started:
         yield started
 
@@ -55,7 +55,7 @@ async def test_ready_reports_the_discovered_version(worker: Worker, variant: Var
     assert worker.spawn_s > 0
 
 
-async def test_event_fields_and_lambda_aliases(worker: Worker) -> None:
+async def test_event_fields_and_lambda_aliases(worker: Worker, variant: Variant) -> None:
     reply = await worker.invoke(event("/echo", method="POST", query="a=1&b=x&a=2&empty=",
                                       headers={"x-test": "yes"}, body=b'{"hello": "w\xc3\xb6rld"}'),
                                 context(10.0, request_id="req-42"), 10.0)
@@ -69,6 +69,9 @@ async def test_event_fields_and_lambda_aliases(worker: Worker) -> None:
     assert seen["header"] == "yes"
     assert seen["body"] == '{"hello": "wörld"}' and seen["isBase64Encoded"] is False
     assert seen["sourceIp"] == "10.0.0.7"
+    if not variant.context:  # a one-argument handler got the event alone
+        assert "requestId" not in seen
+        return
     assert seen["requestId"] == seen["awsRequestId"] == "req-42"
     assert seen["functionId"] == "fn-test" and seen["functionName"] == "contract" and seen["memory"] == 128
     assert 0 < seen["remaining"] <= 10_000
@@ -164,6 +167,10 @@ async def test_import_errors_are_reported_on_the_first_request(jail_tmp: Path, l
             reply = await call(worker, "/")
             assert reply.kind == "error" and reply.error is not None and reply.error["kind"] == "import"
             assert reply.error["message"] and reply.error["name"] in reply.logs
+        if (language, problem) == ("python", "no handler"):  # the message lists the shapes a module may have
+            assert reply.error["message"].startswith("handler.py does not define a callable handler")
+            for shape in ("lambda_handler", "main", "handler(event)", "ASGI", "WSGI", "app or application"):
+                assert shape in reply.error["message"], shape
         if problem == "raises":
             assert "broken at import" in reply.error["message"]
             await wait_until(lambda: "importing" in worker.stderr_tail, 5, "import-time output in the worker's stderr")
@@ -244,14 +251,14 @@ async def test_crash_is_reported_with_its_exit_code(worker: Worker, variant: Var
 
 
 async def test_out_of_memory_is_reported(variant: Variant, jail_tmp: Path) -> None:
-    code = write_code(jail_tmp / "code", CONTRACT[variant.language])
+    code = write_code(jail_tmp / "code", variant.files)
     async with running(make_worker(code, variant.language, handler=variant.handler, memory_mb=64)) as worker:
         with pytest.raises(WorkerCrashed, match="out of memory"):
             await call(worker, "/oom")
 
 
 async def test_oversized_frames_are_refused(variant: Variant, jail_tmp: Path) -> None:
-    code = write_code(jail_tmp / "code", CONTRACT[variant.language])
+    code = write_code(jail_tmp / "code", variant.files)
     limit = 64 * 1024
     worker = make_worker(code, variant.language, handler=variant.handler, env={"ORVA_MAX_FRAME": str(limit)},
                          max_frame=limit)

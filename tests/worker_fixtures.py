@@ -29,15 +29,25 @@ CGROUP_V1 = Path("/sys/fs/cgroup")
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of serving the contract handler: a language and the handler it calls."""
+    """One way of serving the contract handler: a language, the handler it calls (ORVA_HANDLER) and the shape
+    it has (``shape`` names a module of SHAPES, else the language's CONTRACT module is used)."""
 
     id: str
     language: str
     handler: str
     concurrent: bool  # several requests in flight on one worker
+    shape: str | None = None
+    context: bool = True  # the handler receives a context (a one-argument handler does not)
+
+    @property
+    def files(self) -> dict[str, str]:
+        return SHAPES[self.shape] if self.shape else CONTRACT[self.language]
 
 
 VARIANTS = [Variant("python", "python", "handler", False), Variant("python-async", "python", "ahandler", True),
+            Variant("python-one-arg", "python", "handler", False, "python-one-arg", context=False),
+            Variant("python-lambda_handler", "python", "handler", False, "python-lambda_handler"),
+            Variant("python-async-main", "python", "handler", True, "python-async-main", context=False),
             Variant("node", "node", "handler", True)]
 
 
@@ -197,16 +207,18 @@ _rounds = {}
 
 
 def summary(event, context):
-    return {"method": event["method"], "httpMethod": event["httpMethod"],
+    seen = {"method": event["method"], "httpMethod": event["httpMethod"],
             "v2method": event["requestContext"]["http"]["method"], "v2path": event["requestContext"]["http"]["path"],
             "path": event["path"], "rawPath": event["rawPath"], "query": event["query"],
             "multiQuery": event["multiQuery"], "rawQuery": event["rawQuery"],
             "rawQueryString": event["rawQueryString"], "queryStringParameters": event["queryStringParameters"],
             "header": event["headers"].get("x-test"), "body": event["body"], "isBase64Encoded": event["isBase64Encoded"],
-            "sourceIp": event["requestContext"]["sourceIp"], "requestId": context.request_id,
-            "awsRequestId": context.aws_request_id, "functionId": context.function_id,
-            "functionName": context.function_name, "memory": context.memory_limit_in_mb,
-            "remaining": context.get_remaining_time_in_millis()}
+            "sourceIp": event["requestContext"]["sourceIp"]}
+    if context is not None:  # a one-argument handler has none
+        seen.update({"requestId": context.request_id, "awsRequestId": context.aws_request_id,
+                     "functionId": context.function_id, "functionName": context.function_name,
+                     "memory": context.memory_limit_in_mb, "remaining": context.get_remaining_time_in_millis()})
+    return seen
 
 
 PLAIN = {"json": {"a": [1, 2]}, "list": [1, "two"], "number": 42, "bool": True, "none": None, "str": "hello",
@@ -403,3 +415,31 @@ exports.handler = async (event, context) => {
 '''
 
 CONTRACT = {"python": {"handler.py": PYTHON_CONTRACT}, "node": {"handler.js": NODE_CONTRACT}}
+
+# The same contract module in the other shapes a Python module may have (docs/HANDLERS.md, "Handler shapes"):
+# the adapter finds each by name and calls it with the arguments its signature takes.
+SHAPES = {
+    "python-one-arg": {"handler.py": PYTHON_CONTRACT + """
+_contract = handler
+
+
+def handler(event):  # one argument: called with the event only
+    return _contract(event, None)
+"""},
+    "python-lambda_handler": {"handler.py": PYTHON_CONTRACT + """
+_contract = handler
+del handler  # the configured name (handler) is absent: the adapter falls back to lambda_handler
+
+
+def lambda_handler(event, context):
+    return _contract(event, context)
+"""},
+    "python-async-main": {"handler.py": PYTHON_CONTRACT + """
+_acontract = ahandler
+del handler, ahandler  # neither handler nor lambda_handler: the adapter falls back to main
+
+
+async def main(event):  # async and one argument
+    return await _acontract(event, None)
+"""},
+}
