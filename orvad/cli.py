@@ -24,6 +24,7 @@ from orvad.logs import configure_logging
 from orvad.serving import (
     bind_address,
     envelope_hypercorn_refusals,
+    hypercorn_continue_on_read,
     listen_ports,
     uvicorn_protocol,
     uvicorn_sockets,
@@ -155,6 +156,7 @@ async def run(settings: Settings) -> None:
             await _serve_uvicorn(daemon, settings, server_stop)
         else:
             envelope_hypercorn_refusals()
+            hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
             config = HypercornConfig()
             config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
             config.graceful_timeout = SERVER_CLOSE_S  # the drain gave requests their grace already

@@ -117,3 +117,43 @@ def envelope_hypercorn_refusals() -> None:
         await self._send_h11_event(h11.EndOfMessage())
 
     H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
+
+
+def hypercorn_continue_on_read() -> None:
+    """Hypercorn answers ``Expect: 100-continue`` as soon as it has parsed the head, before the app has seen
+    the request: a client announcing a body over the cap was told to send it, then refused (413) after
+    sending it. Send the 100 when the app first reads the body instead (as Uvicorn does), so an answer
+    given before reading (413 for a Content-Length over the cap, 401, 404) is the first and only one."""
+    import h11
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol, "_orva_continue_on_read", False):
+        return
+    if not hasattr(H11Protocol, "_send_h11_event"):
+        log.warning("this Hypercorn has no H11Protocol._send_h11_event: it sends 100 Continue before the app reads")
+        return
+    send_event = H11Protocol._send_h11_event
+    init = H11Protocol.__init__
+
+    async def send_h11_event(self: Any, event: Any) -> None:
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
+            return  # the eager one, from _handle_events: read_body below sends it when the app reads
+        await send_event(self, event)
+
+    def wrapped_init(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
+        protocol = self
+
+        async def continue_on_read(scope: Any, receive: Any, send: Any, *rest: Any) -> None:
+            async def read_body() -> Any:
+                if protocol.connection.they_are_waiting_for_100_continue:
+                    await send_event(protocol, h11.InformationalResponse(
+                        status_code=100, headers=protocol.config.response_headers("h11")))
+                return await receive()
+
+            await app(scope, read_body, send, *rest)
+
+        init(self, continue_on_read, *args, **kwargs)  # type: ignore[arg-type]
+
+    H11Protocol._send_h11_event = send_h11_event  # type: ignore[method-assign]
+    H11Protocol.__init__ = wrapped_init  # type: ignore[method-assign]
+    H11Protocol._orva_continue_on_read = True  # type: ignore[attr-defined]
