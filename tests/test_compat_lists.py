@@ -3,6 +3,7 @@ function and execution lists carry `total` (every item the filters match, whatev
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -130,3 +131,33 @@ def test_bad_paging_is_a_400_naming_the_field_with_a_hint(orvad: Orvad, path: st
         # the Go original's largest page is accepted
         assert c.get(path, params={"limit": "1000", "offset": "1000000"}).status_code == 200
         assert c.get(path, params={"offset": "0007"}).json()["total"] >= 0  # leading zeros are still a number
+
+
+UNDERSCORED = "def handler(event, context):\n    return {'path': event['path'], 'body': event['body']}\n"
+
+
+def test_names_with_underscores_work_in_fn_routes_and_the_cli(orvad: Orvad,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Names may contain `_` (issue 18): /fn/<name>, a custom route to it, and the CLI by name all serve it."""
+    from tests.test_cli import logged_in, write_tree
+
+    name = f"my_fn_{secrets.token_hex(2)}"
+    folder = write_tree(tmp_path_factory.mktemp("underscored"), {"handler.py": UNDERSCORED})
+    with logged_in(orvad, tmp_path_factory.mktemp("home"), name) as cli:
+        cli.ok("deploy", str(folder), "--name", name)
+        shown = cli.json("functions", "get", name)
+        assert shown["name"] == name and shown["status"] == "active"
+        answer = cli.json("invoke", name, "--data", '{"hi": 1}', "--path", "/deep/er")
+        assert answer["status"] == 200 and answer["body"]["path"] == "/deep/er", answer
+        assert json.loads(answer["body"]["body"]) == {"hi": 1}
+        route = f"/hooks/{name}"
+        cli.ok("routes", "set", route, name)
+        assert name in cli.ok("functions", "list").stdout
+        with orvad.client() as c:
+            assert c.post(f"/fn/{name}", content=b"x").json()["body"] == "x"
+            assert c.get(f"/fn/{name}/a_b/c").json()["path"] == "/a_b/c"
+            assert c.post(route, content=b"routed").json()["body"] == "routed"
+        with orvad.admin() as c:
+            wait_for(lambda: _get(c, "/api/v1/executions", function_id=name)["total"] == 4, 30,
+                     f"the 4 executions of {name} to be recorded")
+        assert cli.ok("logs", name).stdout.count("  success  200  ") == 4  # `orva logs` finds them by name
