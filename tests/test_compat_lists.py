@@ -108,6 +108,21 @@ def test_executions_page_with_offset_and_filters_and_carry_total(orvad: Orvad, i
         assert _get(c, "/api/v1/executions", limit=1)["total"] >= 7  # no filter: every execution
 
 
+def test_deployments_page_with_offset_and_carry_total(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        fn = create_function(c, f"dp{secrets.token_hex(3)}")
+        made = [wait_deployed(c, deploy_inline(c, fn["id"], f"def handler(e, c):\n    return {i}\n")["id"])["id"]
+                for i in range(3)]
+        path = f"/api/v1/functions/{fn['name']}/deployments"
+        ids, totals = _offset_pages(c, path, "deployments", 2)
+        assert ids == made[::-1] and totals == {3}
+        by_cursor = _get(c, path, limit=2)
+        assert by_cursor["total"] == 3 and _get(c, path, cursor=by_cursor["next_cursor"])["total"] == 3
+        error = c.get(path, params={"offset": "-2"}).json()["error"]
+        assert error["details"]["field"] == "offset" and path in error["hint"]
+        assert c.get(path, params={"limit": "501"}).json()["error"]["details"]["field"] == "limit"
+
+
 BAD = [
     ({"offset": "-1"}, "offset"), ({"offset": "abc"}, "offset"), ({"offset": "1.5"}, "offset"),
     ({"offset": ""}, "offset"), ({"offset": "1000001"}, "offset"), ({"offset": "9" * 5000}, "offset"),

@@ -91,7 +91,8 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
     assert {"GetFunction", "UpdateFunction", "DeleteFunction"} <= set(links)
     assert links["GetFunction"] == {"operationId": "functions_get_function", "parameters": {"id": "$response.body#/id"}}
     query = {p["name"]: p for p in paths["/api/v1/functions"]["get"]["parameters"]}
-    assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}  # the Go original's ceiling
+    assert query["offset"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 1_000_000}  # beside cursor
     diff = {p["name"]: p for p in paths["/api/v1/functions/{id}/diff"]["get"]["parameters"]}
     assert diff["from"]["required"] and diff["to"]["required"] and diff["format"]["schema"]["enum"] == ["json",
                                                                                                        "unified"]

@@ -13,7 +13,6 @@ from starlette.routing import Route
 from orvad.api.common import (
     daemon_of,
     listing,
-    page_params,
     paging,
     principal_of,
     read_object,
@@ -153,12 +152,13 @@ async def deploy_archive(request: Request) -> Response:
 
 
 async def list_deployments(request: Request) -> Response:
-    """Deployment history of a function, newest first (?limit=, ?cursor=)."""
+    """Deployment history of a function, newest first (?limit= with ?cursor= or ?offset=; ``total``: all of them)."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
-    limit, cursor = page_params(request)
-    deps = await daemon.function_store.deployments(fn.id, limit + 1, cursor)
-    return listing("deployments", [asdict(d) for d in deps], limit)
+    page = paging(request, f"/api/v1/functions/{fn.name}/deployments", maximum=500)
+    deps = await daemon.function_store.deployments(fn.id, page.limit + 1, page.cursor, page.offset)
+    return listing("deployments", [asdict(d) for d in deps], page.limit,
+                   total=await daemon.function_store.count_deployments(fn.id))
 
 
 async def rollback(request: Request) -> Response:

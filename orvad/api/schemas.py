@@ -325,8 +325,8 @@ LIMIT = Param("limit", _int(1, 500), "page size (default 50)")
 CURSOR = Param("cursor", STR, "next_cursor of the previous page")
 PAGE = (LIMIT, CURSOR)
 # the function and execution lists: a page of up to 1000 (the Go original's ceiling), and ?offset= beside ?cursor=
-COUNTED_PAGE = (Param("limit", _int(1, 1000), "page size (default 50)"), CURSOR,
-                Param("offset", _int(0, 1_000_000), "rows to skip (the Go original's paging); not with cursor"))
+OFFSET = Param("offset", _int(0, 1_000_000), "rows to skip (the Go original's paging); not with cursor")
+COUNTED_PAGE = (Param("limit", _int(1, 1000), "page size (default 50)"), CURSOR, OFFSET)
 FUNCTION_FILTER = Param("function_id", STR, "a function id or name")
 SINCE = Param("since", {"type": "string", "format": "date-time"}, "RFC 3339")
 
@@ -406,7 +406,8 @@ OPS: dict[tuple[str, str], Op] = {
                                           "application/octet-stream")}},
         query=DEPLOY_QUERY, ok=DEPLOYED, links={"202": _DEP_LINKS, "200": _DEP_LINKS},
         headers={"202": LOCATION, "200": LOCATION}),
-    ("GET", "/api/v1/functions/{id}/deployments"): Op(query=PAGE, ok=json_ok(page("deployments", "Deployment"))),
+    ("GET", "/api/v1/functions/{id}/deployments"): Op(query=(*PAGE, OFFSET),
+                                                       ok=json_ok(counted_page("deployments", "Deployment"))),
     ("POST", "/api/v1/functions/{id}/rollback"): Op(body="Rollback", ok=json_ok(ref("Deployment"))),
     ("GET", "/api/v1/functions/{id}/source"): Op(ok=json_ok(record({
         "function_id": STR, "deployment_id": STR, "code_hash": STR, "filename": STR, "code": STR,

@@ -134,12 +134,17 @@ class FunctionStore:
         row = await self._db.fetchone("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
         return _deployment(row) if row else None
 
-    async def deployments(self, function_id: str, limit: int, cursor: str | None) -> list[Deployment]:
+    async def deployments(self, function_id: str, limit: int, cursor: str | None, offset: int = 0) -> list[Deployment]:
         rows = await self._db.fetchall(
-            "SELECT * FROM deployments WHERE function_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
-            (function_id, cursor, cursor, limit),
+            "SELECT * FROM deployments WHERE function_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ? OFFSET ?",
+            (function_id, cursor, cursor, limit, offset),
         )
         return [_deployment(r) for r in rows]
+
+    async def count_deployments(self, function_id: str) -> int:
+        """How many deployments the function has (the (function_id, id) index answers it)."""
+        row = await self._db.fetchone("SELECT COUNT(*) FROM deployments WHERE function_id = ?", (function_id,))
+        return int(row[0]) if row else 0
 
     async def latest_deployments(self, function_ids: list[str]) -> dict[str, Deployment]:
         """function id -> its newest deployment, for every listed function that has one: one query
