@@ -29,6 +29,7 @@ from orvad.api import (
     web,
 )
 from orvad.auth.guard import Guard
+from orvad.cors import Cors, function_lookup
 from orvad.daemon import Daemon
 from orvad.errors import MethodNotAllowed, NotFound, OrvaError, ValidationError
 from orvad.memtrim import HeapTrimmer
@@ -138,9 +139,14 @@ def create_app(daemon: Daemon) -> OrvaApp:
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
     common = [Middleware(RequestContext, drain=daemon.drain),
               Middleware(BodyLimit, limit_for=body_limit, trimmer=HeapTrimmer())]  # one trimmer for both stacks
+    # CORS (orvad/cors.py) just inside RequestContext: its grant also reaches the errors of the layers below it
+    def cors(api: bool) -> Middleware:
+        return Middleware(Cors, origins_setting=settings.cors_origins, api=api, function_for=function_lookup(daemon),
+                          host_allowed=daemon.origins.host_allowed)
+
     invoke: ASGIApp = daemon.invoker.fn_endpoint
     functions_only = _functions_origin_app(daemon)
-    for cls, args, kwargs in reversed(common):  # the same layers, in the same order, for /fn/
+    for cls, args, kwargs in reversed([common[0], cors(False), *common[1:]]):  # the same layers for /fn/
         invoke = cls(invoke, *args, **kwargs)
         functions_only = cls(functions_only, *args, **kwargs)
     app = OrvaApp(
@@ -148,7 +154,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
         routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
                 *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
                 *openapi.routes, *web.routes],
-        middleware=[*common, Middleware(HostGuard, origins=daemon.origins),
+        middleware=[common[0], cors(True), *common[1:], Middleware(HostGuard, origins=daemon.origins),
                     Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call)],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )

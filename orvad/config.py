@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from orvad.cors import parse_setting as parse_cors_origins
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -176,6 +178,9 @@ FIELDS: tuple[Field, ...] = (
     Field("functions_origin", "", "ORVA_FUNCTIONS_ORIGIN", _origin,
           "separate origin (http(s)://host[:port]) serving /fn and custom routes only; an explicit port "
           "other than port is listened on too"),
+    Field("cors_origins", "", "ORVA_CORS_ORIGINS", parse_cors_origins,
+          "comma list of exact origins (https://app.example.com) whose pages may call /api/v1, /fn and custom "
+          "routes cross-origin, or * for any; empty: no CORS headers (a function's cors_origins overrides it)"),
     Field("build_allow_hosts", "", "ORVA_BUILD_ALLOW_HOSTS", _optional,
           "comma list of hosts (host or host:port) builds may reach through orvad's proxy "
           "(default: the pip index and npm registry configured on the host)"),
@@ -229,6 +234,7 @@ class Settings:
     public_url: str
     allowed_hosts: str
     functions_origin: str
+    cors_origins: str
     build_allow_hosts: str
     build_env: str
     build_disk_mb: int

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from orvad.clock import now_iso
+from orvad.cors import validate_field as validate_cors_origins
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
@@ -34,7 +35,7 @@ EXTENSIONS = {"python": (".py",), "node": (".js", ".mjs", ".cjs")}
 WORKER_FIELDS = ("env_vars", "memory_mb", "cpus", "timeout_ms", "network_mode", "entrypoint", "runtime")
 SETTABLE = ("name", "runtime", "entrypoint", "description", "memory_mb", "cpus", "timeout_ms", "env_vars",
             "network_mode", "auth_mode", "max_concurrency", "concurrency_policy", "rate_limit_per_min",
-            "signature_version", "csp_sandbox")
+            "signature_version", "csp_sandbox", "cors_origins")
 CHOICES = {"network_mode": ("none", "egress"), "auth_mode": ("none", "api_key", "signed"),
            "concurrency_policy": ("queue", "reject")}
 # values the Go original's clients send, stored and answered as the value they stand for
@@ -145,7 +146,7 @@ class FunctionService:
             "entrypoint": "handler.py" if language == "python" else "handler.js",
             "memory_mb": 128, "cpus": 1.0, "timeout_ms": 30000, "env_vars": {}, "network_mode": "none",
             "auth_mode": "none", "max_concurrency": 0, "concurrency_policy": "queue", "rate_limit_per_min": 0,
-            "signature_version": 2, "csp_sandbox": True,
+            "signature_version": 2, "csp_sandbox": True, "cors_origins": None,
         }
         fields.update(self._validate({**fields, **body}, set(body)))
         fn = Function(id=uuid7(), status="created", active_deployment_id=None, created_at=now, updated_at=now,
@@ -231,6 +232,8 @@ class FunctionService:
             if not isinstance(merged["csp_sandbox"], bool):
                 raise _bad("csp_sandbox", "must be true or false")
             out["csp_sandbox"] = merged["csp_sandbox"]
+        if "cors_origins" in sent:  # null inherits ORVA_CORS_ORIGINS; [] turns orvad's CORS off (orvad/cors.py)
+            out["cors_origins"] = validate_cors_origins(merged["cors_origins"])
         for field, allowed in CHOICES.items():
             if field in sent:
                 value = merged[field]

@@ -152,6 +152,9 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
 ENV_VARS = ([{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
             [{"ORVA_X": "1"}, {"orva_x": "1"}, {"1A": "x"}, {"A-B": "x"}, {"A": 1}, {"A": "a\x00b"}, {"A\n": "x"},
              "A=x"])
+CORS_ORIGINS = ([[], ["*"], ["https://app.example.com", "http://127.0.0.1:3000"], ["https://[::1]:8443"]],
+                [["https://app.example.com/"], ["null"], ["HTTPS://APP.EXAMPLE.COM"], ["https://*.example.com"], [5],
+                 "https://app.example.com", ["https://a.example"] * 65])
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
 POOL = ([{}, {"min_warm": 0, "max_warm": 256}, {"scale_to_zero": False, "idle_ttl_seconds": 86400}],
         [{"min_warm": 257}, {"max_warm": 0}, {"target_concurrency": 1.5}, {"scale_to_zero": "no"}, {"zzz": 1}, [], 5])
@@ -178,6 +181,8 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         return ENV_VARS
     if field == "permissions":
         return PERMS
+    if field == "cors_origins":
+        return CORS_ORIGINS
     if field == "pool":
         return POOL
     if "enum" in schema:

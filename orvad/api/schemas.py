@@ -22,6 +22,9 @@ from orvad.auth.keys import PERMISSIONS
 from orvad.auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from orvad.auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from orvad.auth.sessions import USERNAME_RE
+from orvad.cors import MAX_ORIGIN_CHARS as CORS_MAX_CHARS
+from orvad.cors import MAX_ORIGINS as CORS_MAX
+from orvad.cors import ORIGIN_PATTERN as CORS_ORIGIN
 from orvad.functions import (
     CHOICE_ALIASES,
     CHOICES,
@@ -52,6 +55,12 @@ _SEGMENT = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
 _ROUTE_CHARS = r"[A-Za-z0-9._~!$&'()+,;=:@_-]"
 _METHOD_LIST = "|".join(METHODS)
 ROUTE_PATH = {"type": "string", "maxLength": 512, "pattern": rf"^(/{_ROUTE_CHARS}+)+/?(\*)?$"}
+CORS_ORIGINS = {"type": ["array", "null"], "maxItems": CORS_MAX,
+                "items": {"type": "string", "maxLength": CORS_MAX_CHARS,
+                          "pattern": "^(\\*|" + CORS_ORIGIN.strip("^$") + ")$"},
+                "description": 'exact origins as browsers send them (https://app.example.com: lower case, no default '
+                               'port, no path), or ["*"] alone; null inherits ORVA_CORS_ORIGINS, [] turns orvad\'s '
+                               "CORS off for the function (docs/API.md, CORS)"}
 
 
 def _entrypoint(extensions: tuple[str, ...]) -> Schema:
@@ -114,6 +123,8 @@ RECORDS: dict[str, Schema] = {
                                                                           "error"]},
         "active_deployment_id": NSTR, "created_at": TIME, "updated_at": TIME, "signature_version": INT,
         "csp_sandbox": BOOL,
+        "cors_origins": {"type": ["array", "null"], "items": STR,
+                         "description": "origins whose pages may call /fn/{id} and its routes; null: ORVA_CORS_ORIGINS"},
         "pool": {**record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
                  "description": "only in the answer of PUT /api/v1/functions/{id} that sent pool: the pool settings "
                                 "after the update"},
@@ -209,6 +220,7 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "rate_limit_per_min": _int(0, 1_000_000),
         "signature_version": _int(1, 2),
         "csp_sandbox": BOOL,
+        "cors_origins": CORS_ORIGINS,
     }
 
 

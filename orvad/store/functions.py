@@ -32,6 +32,7 @@ class Function:
     updated_at: str
     signature_version: int = 2  # auth_mode signed: 1 signs "<ts>.<body>", 2 "<ts>.<METHOD>.<path?query>.<body>"
     csp_sandbox: bool = True  # replies on the dashboard's origin get Content-Security-Policy: sandbox
+    cors_origins: list[str] | None = None  # None: ORVA_CORS_ORIGINS applies; []: no CORS by orvad (orvad/cors.py)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def _function(row: Any) -> Function:
     values = dict(row)
     values["env_vars"] = json.loads(values["env_vars"])
     values["csp_sandbox"] = bool(values["csp_sandbox"])
+    if values["cors_origins"] is not None:
+        values["cors_origins"] = json.loads(values["cors_origins"])
     return Function(**values)
 
 
@@ -71,8 +74,8 @@ def _deployment(row: Any) -> Deployment:
 
 def _encode(record: Function | Deployment) -> dict[str, Any]:
     values = asdict(record)
-    for key in ("env_vars", "phases"):
-        if key in values:
+    for key in ("env_vars", "phases", "cors_origins"):
+        if key in values and values[key] is not None:
             values[key] = json.dumps(values[key])
     return values
 
