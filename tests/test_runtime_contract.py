@@ -167,12 +167,14 @@ async def test_import_errors_are_reported_on_the_first_request(jail_tmp: Path, l
             reply = await call(worker, "/")
             assert reply.kind == "error" and reply.error is not None and reply.error["kind"] == "import"
             assert reply.error["message"] and reply.error["name"] in reply.logs
+        error = reply.error
+        assert error is not None
         if (language, problem) == ("python", "no handler"):  # the message lists the shapes a module may have
-            assert reply.error["message"].startswith("handler.py does not define a callable handler")
+            assert error["message"].startswith("handler.py does not define a callable handler")
             for shape in ("lambda_handler", "main", "handler(event)", "ASGI", "WSGI", "app or application"):
-                assert shape in reply.error["message"], shape
+                assert shape in error["message"], shape
         if problem == "raises":
-            assert "broken at import" in reply.error["message"]
+            assert "broken at import" in error["message"]
             await wait_until(lambda: "importing" in worker.stderr_tail, 5, "import-time output in the worker's stderr")
             assert "importing" not in reply.logs
 

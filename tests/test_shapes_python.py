@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function
-from tests.worker_fixtures import call, drain, make_worker, running, write_code
+from tests.worker_fixtures import call, drain, make_worker, running, wait_until, write_code
 
 pytestmark = pytest.mark.timeout(600)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "goorva"
@@ -130,7 +130,7 @@ import json
 import sys
 
 lifespan_log = []
-release = asyncio.Event()
+release, background = asyncio.Event(), asyncio.Event()
 
 
 async def app(scope, receive, send):
@@ -157,6 +157,16 @@ async def app(scope, receive, send):
         return
     if path == "/release":
         release.set()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/background":  # work after the response (as Starlette's BackgroundTasks): the answer does not wait
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"answered before the background work"})
+        await asyncio.wait_for(background.wait(), 20)
+        raise RuntimeError("raised after the response")
+    if path == "/finish-background":
+        background.set()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
@@ -222,6 +232,11 @@ async def test_asgi_lifespan_shutdown_runs_when_the_worker_quits(jail_tmp: Path)
         chunks, end = await drain(reply)
         assert release.response is not None and release.response["statusCode"] == 204
         assert [c["data"] for c in chunks] == ["first\n", "second\n", "third\n"] and not end.get("error")
+        reply = await call(worker, "/background")  # answered while the app still runs
+        assert reply.response is not None and reply.response["body"] == "answered before the background work"
+        assert (await call(worker, "/finish-background")).response is not None
+        await wait_until(lambda: any("raised after the response" in line for line in worker.stderr_tail), 5,
+                         "the background failure in the worker's log")
     assert "asgi lifespan shutdown" in worker.stderr_tail
 
 

@@ -611,19 +611,25 @@ async def serve_asgi(target, state, message):
                 return
             more = bool(msg.get("more_body", False))
             out.add(bytes(msg.get("body") or b""), more)
-            if not more:
+            if not more:  # the response is complete: it goes now, whatever the app does after it
                 state_of["ended"] = True
+                out.finish(cap)
                 done.set()
 
     try:
         await target.obj(_asgi_scope(message["event"], state), receive, send_message)
         if out.status is None:
             raise RuntimeError("the ASGI app returned without sending http.response.start")
-        out.finish(cap)
+        if not state_of["ended"]:  # returned without a last body (more_body false): that ends it too
+            state_of["ended"] = True
+            out.finish(cap)
     except Exception as exc:
         error = _error(exc)
-        cap.add(error["stack"])
-        _finish(rid, error, cap, out)
+        if state_of["ended"]:  # after its response (a background task): the worker's log has it
+            _real_stderr.write(error["stack"])
+        else:
+            cap.add(error["stack"])
+            _finish(rid, error, cap, out)
     finally:
         done.set()
         _capture.reset(token)
