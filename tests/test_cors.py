@@ -426,3 +426,24 @@ def test_in_a_browser_a_listed_page_calls_with_keys_and_never_as_the_operator(
                             "session_write": "blocked: TypeError"}, unlisted_out
     with server.admin() as admin:
         assert "stolen" not in {k["name"] for k in admin.get("/api/v1/keys").json()["keys"]}
+
+
+def test_the_cli_shows_and_sets_cors_origins(server: Orvad, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_cli import error_line, logged_in
+
+    with logged_in(server, tmp_path, "cli-cors") as cli:
+        made = cli.json("functions", "create", "cli-cors", "--runtime", "python", "--cors-origin", APP)
+        assert made["cors_origins"] == [APP]
+        both = cli.json("functions", "update", "cli-cors", "--cors-origin", APP, "--cors-origin", LOCAL)
+        assert both["cors_origins"] == [APP, LOCAL]
+        shown = cli.ok("functions", "get", "cli-cors").stdout
+        assert f"{APP},{LOCAL}" in shown
+        assert cli.json("functions", "update", "cli-cors", "--no-cors")["cors_origins"] == []
+        assert "off (orvad adds no CORS headers)" in cli.ok("functions", "get", "cli-cors").stdout
+        assert cli.json("functions", "update", "cli-cors", "--inherit-cors")["cors_origins"] is None
+        assert "inherit (the server's ORVA_CORS_ORIGINS)" in cli.ok("functions", "get", "cli-cors").stdout
+        assert cli.json("functions", "update", "cli-cors", "--cors-origin", "*")["cors_origins"] == ["*"]
+        line = error_line(cli.fails(1, "functions", "update", "cli-cors", "--cors-origin", f"{APP}/"), "VALIDATION")
+        assert f"write {APP}" in line
+        assert "give one of" in cli.fails(2, "functions", "update", "cli-cors", "--no-cors", "--cors-origin", APP)
+        assert cli.json("functions", "get", "cli-cors")["cors_origins"] == ["*"]  # the refusals changed nothing

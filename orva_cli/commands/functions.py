@@ -51,6 +51,13 @@ def function_options(f: Any) -> Any:
                      help="Signed form: 2 covers method and path [default for new functions], 1 the old one."),
         click.option("--csp-sandbox/--no-csp-sandbox", default=None,
                      help="Sandbox replies on the dashboard's origin [default: on]."),
+        click.option("--cors-origin", "cors_origin", multiple=True, metavar="ORIGIN",
+                     help="A page origin (https://app.example.com) that may call the function from the browser, or * "
+                          "for any (repeatable; replaces the function's list)."),
+        click.option("--no-cors", is_flag=True, default=None,
+                     help="Turn orvad's CORS off for this function (its handler may answer CORS itself)."),
+        click.option("--inherit-cors", is_flag=True, default=None,
+                     help="Use the server's ORVA_CORS_ORIGINS again [default for new functions]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -58,7 +65,15 @@ def function_options(f: Any) -> Any:
 
 
 def show_function(app: App, fn: dict[str, Any]) -> None:
-    app.out.show(fn, app.out.record)
+    app.out.show(fn, lambda f: app.out.record({**f, "cors_origins": cors_text(f)} if "cors_origins" in f else f))
+
+
+def cors_text(fn: dict[str, Any]) -> str:
+    """cors_origins for people: null and [] both look empty, and mean different things."""
+    origins = fn.get("cors_origins")
+    if origins is None:
+        return "inherit (the server's ORVA_CORS_ORIGINS)"
+    return ",".join(origins) if origins else "off (orvad adds no CORS headers)"
 
 
 @click.group("functions")
@@ -156,8 +171,9 @@ def update_function(app: App, name: str, rename: str | None, unset_env: tuple[st
     --env adds to its variables and --unset-env removes one; other fields keep their values.
 
     \b
-    Example:
+    Examples:
       orva functions update hello --memory-mb 512 --env LOG_LEVEL=debug --status active
+      orva functions update hello --cors-origin https://app.example.com --cors-origin http://localhost:3000
     """
     body = _given(fields)
     if rename:
@@ -226,7 +242,18 @@ def code_hash(app: App, name: str, ref: str) -> str:
 
 
 def _given(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None and v != {}}
+    fields = dict(fields)
+    origins, off, inherit = fields.pop("cors_origin", ()), fields.pop("no_cors", None), fields.pop("inherit_cors", None)
+    body = {k: v for k, v in fields.items() if v is not None and v != {}}
+    if sum(1 for given in (origins, off, inherit) if given) > 1:
+        raise click.UsageError("give one of --cors-origin, --no-cors and --inherit-cors")
+    if origins:
+        body["cors_origins"] = list(origins)
+    elif off:
+        body["cors_origins"] = []
+    elif inherit:
+        body["cors_origins"] = None
+    return body
 
 
 @click.command()
