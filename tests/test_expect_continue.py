@@ -5,9 +5,11 @@ refused with the 413 once it passes the cap. On both HTTP servers, on /fn, custo
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +130,33 @@ def test_an_api_request_within_the_cap_gets_100_then_its_answer(server: Orvad) -
         sock.sendall(payload)
         status, _, body = reader.response()
         assert status == 201 and json.loads(body)["name"] == "made_after_100", body[:300]
+
+
+def _tgz(files: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_an_archive_deploy_within_the_cap_gets_100_then_202(server: Orvad) -> None:
+    """As `curl -F code=@fn.tar.gz` sends a large upload: the multipart body only after the 100."""
+    archive = _tgz({"handler.py": ECHO})
+    boundary = b"orva-expect-boundary"
+    payload = (b"--%s\r\nContent-Disposition: form-data; name=\"code\"; filename=\"fn.tar.gz\"\r\n"
+               b"Content-Type: application/gzip\r\n\r\n%s\r\n--%s--\r\n" % (boundary, archive, boundary))
+    with _connection(server) as sock:
+        reader = Reader(sock)
+        sock.sendall(_head(server, "/api/v1/functions/echo_sink/deploy", b"Content-Length: %d" % len(payload),
+                           b"multipart/form-data; boundary=" + boundary))
+        assert reader.response()[0] == 100
+        sock.sendall(payload)
+        status, _, body = reader.response()
+        assert status == 202 and json.loads(body)["status"] in ("queued", "building", "succeeded"), body[:300]
 
 
 def test_an_answer_given_without_reading_comes_without_100(server: Orvad) -> None:
