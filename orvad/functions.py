@@ -247,6 +247,9 @@ class FunctionService:
     def _language(self, runtime: Any) -> str:
         language = self._runtimes.language_of(runtime) if isinstance(runtime, str) else None
         if language is None:
+            refusal = getattr(self._runtimes, "refusal", None)  # the catalogue's words (python313: what is installed)
+            if refusal is not None:
+                raise refusal(runtime)
             raise _bad("runtime", f"must be one of {', '.join(self._runtimes.ids())} (GET /api/v1/runtimes)",
                        allowed=self._runtimes.ids())
         return language

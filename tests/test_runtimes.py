@@ -23,7 +23,7 @@ def test_aliases_point_at_the_newest_version() -> None:
     assert listed["python3.11"]["aliases"] == ["python"] and listed["python3.9"]["aliases"] == []
     assert listed["node20"] == {"id": "node20", "language": "node", "version": "20.20.2",
                                 "interpreter": "/usr/bin/node", "default_entrypoint": "handler.js",
-                                "aliases": ["node"]}
+                                "aliases": ["node"], "source": "system", "path": "/usr/bin/node"}
 
 
 def test_no_interpreter_means_no_alias() -> None:

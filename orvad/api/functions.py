@@ -25,6 +25,7 @@ from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
 from orvad.functions import SETTABLE, WORKER_FIELDS, validate_entrypoint
+from orvad.runtimes import FALLBACK_HEADER
 from orvad.store.functions import Deployment, Function
 from orvad.versionrefs import resolve_deployment
 
@@ -74,8 +75,16 @@ async def create_function(request: Request) -> Response:
     """Create a function record (no code yet: status `created`)."""
     body = await read_object(request, SETTABLE)
     _unsandboxing_needs_admin(request, body)
+    fallback = None
+    if "runtime" in body:
+        body["runtime"], fallback = daemon_of(request).runtimes.map_requested(body["runtime"])  # ORVA_RUNTIME_FALLBACK
     fn = await daemon_of(request).functions.create(body)
-    return JSONResponse(function_json(fn), status_code=201, headers={"Location": f"/api/v1/functions/{fn.id}"})
+    return JSONResponse({**function_json(fn), **({"runtime_fallback": fallback} if fallback else {})}, status_code=201,
+                        headers={"Location": f"/api/v1/functions/{fn.id}", **_fallback_header(fallback)})
+
+
+def _fallback_header(fallback: dict[str, str] | None) -> dict[str, str]:
+    return {FALLBACK_HEADER: f"{fallback['requested']} -> {fallback['runtime']}"} if fallback else {}
 
 
 async def get_function(request: Request) -> Response:
@@ -89,6 +98,9 @@ async def update_function(request: Request) -> Response:
     daemon = daemon_of(request)
     body = await read_object(request, (*SETTABLE, "status", "pool"))
     sent_pool, pool = "pool" in body, body.pop("pool", None)
+    fallback = None
+    if "runtime" in body:
+        body["runtime"], fallback = daemon.runtimes.map_requested(body["runtime"])  # ORVA_RUNTIME_FALLBACK
     _unsandboxing_needs_admin(request, body)
     if body != {"csp_sandbox": True}:  # sandboxing a trusted function again is always allowed
         trusted_needs_admin(request, daemon.functions.resolve(request.path_params["id"]))
@@ -98,7 +110,8 @@ async def update_function(request: Request) -> Response:
         fn, config = await daemon.functions.update(request.path_params["id"], body), None
     await until_served(daemon, fn, ", ".join(f for f in WORKER_FIELDS if f in body) or "the settings",
                        f"change them again (PUT /api/v1/functions/{fn.name})")
-    return JSONResponse({**function_json(fn), **({"pool": asdict(config)} if config is not None else {})})
+    return JSONResponse({**function_json(fn), **({"pool": asdict(config)} if config is not None else {}),
+                         **({"runtime_fallback": fallback} if fallback else {})}, headers=_fallback_header(fallback))
 
 
 async def delete_function(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -10,6 +11,7 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of
 from orvad.functions import EXTENSIONS
+from orvad.runtime_install import PINS, install_command
 from orvad.seccomp import load_catalog
 
 LANGUAGE_NAMES = {"python": "Python", "node": "Node.js"}
@@ -24,9 +26,17 @@ def _with_go_fields(runtime: dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_runtimes(request: Request) -> Response:
-    """Runtimes discovered on this host (id, language, version, interpreter, aliases; and the Go original's
-    name, default_handler, extensions)."""
-    return JSONResponse({"runtimes": [_with_go_fields(r) for r in daemon_of(request).runtimes.list()]})
+    """Runtimes discovered on this host (id, language, version, interpreter, aliases, source; and the Go
+    original's name, default_handler, extensions), and `installable`: the pinned runtimes (node22, node24) not
+    installed yet, each with the version it would install and the command that installs it (a function's first
+    build on one installs it too). `fallback` says whether ORVA_RUNTIME_FALLBACK maps the Go original's ids."""
+    catalog = daemon_of(request).runtimes
+    for runtime in await asyncio.to_thread(catalog.newly_installed):  # `orvad runtimes install` beside this orvad
+        catalog.add(runtime)
+    installable = [{"id": rid, "language": "node", "version": PINS[rid].version,
+                    "install": install_command(rid)} for rid in catalog.installable()]
+    return JSONResponse({"runtimes": [_with_go_fields(r) for r in catalog.list()], "installable": installable,
+                         "fallback": catalog.fallback})
 
 
 async def list_syscalls(request: Request) -> Response:

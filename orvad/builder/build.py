@@ -96,7 +96,10 @@ def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | Non
     if not deps:
         return None
     verb = "ci" if is_file_beneath(tree, "package-lock.json") else "install"
-    return ["/usr/bin/npm", verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm",
+    # an installed runtime (node22, node24) installs with its own npm, so addons build for its ABI
+    npm = (["/usr/bin/npm"] if interpreter == "/usr/bin/node" else
+           [interpreter, str(Path(interpreter).parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js")])
+    return [*npm, verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm",
             "--prefix", "/code"]
 
 
@@ -153,6 +156,8 @@ class Builder:
         self.on_activate: list[ActivateHook] = []
         self.import_check: ImportCheck | None = None  # a fresh worker imports the handler before activation
         self.on_finished: list[Callable[[Deployment], None]] = []  # e.g. build metrics
+        # installs a pinned runtime (node22, node24) the function needs and this host lacks; lines go to the log
+        self.ensure_runtime: Callable[[str, Callable[[str], Awaitable[None]]], Awaitable[None]] | None = None
 
     # paths
     def function_dir(self, function_id: str) -> Path:
@@ -295,6 +300,9 @@ class Builder:
         interrupted = False
         held: str | None = None
         try:
+            if self.ensure_runtime is not None:
+                building = dep
+                await self.ensure_runtime(fn.runtime, lambda line: self._line(building, "system", line))
             dep = await self._phase(dep, "extracting")
             await self._materialise(staging, tree)
             if not await asyncio.to_thread(is_file_beneath, tree, fn.entrypoint):
