@@ -24,8 +24,26 @@ function parseEnv(text) {
   return env;
 }
 
+// cors_origins: null inherits the server's ORVA_CORS_ORIGINS, [] turns orvad's CORS off, else the list
+function corsMode(origins) {
+  if (origins == null) return "inherit";
+  return origins.length ? "list" : "off";
+}
+
+function corsBody(mode, text) {
+  if (mode === "inherit") return null;
+  if (mode === "off") return [];
+  const origins = text.split(/[\s,]+/).filter(Boolean);
+  if (!origins.length) {
+    throw { code: "VALIDATION", message: "no origin listed", hint: "list at least one origin, or choose off",
+      details: { field: "cors_origins" } };
+  }
+  return origins;
+}
+
 export function SettingsTab({ fn, setFn }) {
-  const [form, setForm] = useState({ ...fn, env: envText(fn.env_vars) });
+  const [form, setForm] = useState({ ...fn, env: envText(fn.env_vars), cors_mode: corsMode(fn.cors_origins),
+    cors_text: (fn.cors_origins || []).join("\n") });
   const pool = useAsync(() => api.get(`pool/config${query({ function_id: fn.id })}`), [fn.id]);
   const [poolForm, setPoolForm] = useState(null);
   const save = useAction();
@@ -39,7 +57,8 @@ export function SettingsTab({ fn, setFn }) {
       setSaved("");
       const body = { description: form.description, network_mode: form.network_mode, auth_mode: form.auth_mode,
         concurrency_policy: form.concurrency_policy, env_vars: parseEnv(form.env),
-        csp_sandbox: Boolean(form.csp_sandbox), signature_version: Number(form.signature_version) };
+        csp_sandbox: Boolean(form.csp_sandbox), signature_version: Number(form.signature_version),
+        cors_origins: corsBody(form.cors_mode, form.cors_text) };
       for (const k of NUMBERS) body[k] = Number(form[k]);
       if (poolForm) {
         // one request: orvad checks the function fields and the pool together and saves all or nothing
@@ -52,6 +71,8 @@ export function SettingsTab({ fn, setFn }) {
         setPoolForm(null);
       }
       setFn(updated);
+      setForm((current) => ({ ...current, cors_mode: corsMode(updated.cors_origins),
+        cors_text: (updated.cors_origins || []).join("\n") }));
       setSaved("Saved. Running workers are replaced in the background.");
     });
   };
@@ -112,6 +133,22 @@ export function SettingsTab({ fn, setFn }) {
           onChange={(e) => setForm({ ...form, csp_sandbox: e.target.checked })} />
         Sandbox this function's pages (recommended: a page it serves on the dashboard's origin cannot act as you)
       </label>
+      <div class="row">
+        <Field label="Cross-origin calls (CORS)"
+          help="Which other sites' pages may call this function from the browser (with an API key, never your session)">
+          <select name="cors_mode" value={form.cors_mode} onChange={set("cors_mode")}>
+            <option value="inherit">the server's setting (ORVA_CORS_ORIGINS)</option>
+            <option value="list">only these origins</option>
+            <option value="off">off: orvad adds no CORS headers (the handler may)</option>
+          </select>
+        </Field>
+        {form.cors_mode === "list" && (
+          <Field label="Allowed origins" help="One per line, as the browser sends it: https://app.example.com, or * for any site">
+            <textarea name="cors_origins" rows="3" value={form.cors_text} onInput={set("cors_text")}
+              placeholder="https://app.example.com" />
+          </Field>
+        )}
+      </div>
       <Field label="Environment variables" help="NAME=value, one per line. Use Secrets for anything sensitive.">
         <textarea name="env_vars" rows="4" value={form.env} onInput={set("env")} />
       </Field>
