@@ -176,3 +176,27 @@ def test_names_with_underscores_work_in_fn_routes_and_the_cli(orvad: Orvad,
             wait_for(lambda: _get(c, "/api/v1/executions", function_id=name)["total"] == 4, 30,
                      f"the 4 executions of {name} to be recorded")
         assert cli.ok("logs", name).stdout.count("  success  200  ") == 4  # `orva logs` finds them by name
+
+
+def test_the_execution_list_and_its_total_use_the_indexes(orvad: Orvad, invoked: dict[str, Any]) -> None:
+    """The SQL the store runs, planned by SQLite on orvad's own database: a function filter reads the
+    (function_id, id) index (COUNT from it alone), a time range the started_at index, and no page sorts."""
+    import sqlite3
+
+    from orvad.store.executions import _filters, _where
+
+    def plan(sql: str, params: list[Any]) -> str:
+        with sqlite3.connect(f"file:{orvad.data_dir / 'orva.db'}?mode=ro", uri=True) as db:
+            return " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+    def both(function_id: str | None, since: str | None) -> tuple[str, str]:
+        where, params = _filters(function_id, None, since, None)
+        return (plan(f"SELECT COUNT(*) FROM executions{_where(where)}", params),
+                plan(f"SELECT * FROM executions{_where(where)} ORDER BY id DESC LIMIT ? OFFSET ?", [*params, 51, 100]))
+
+    count, page = both(invoked["id"], None)
+    assert "COVERING INDEX executions_function" in count and "INDEX executions_function" in page, (count, page)
+    count, page = both(None, "2026-01-01T00:00:00.000Z")
+    assert "INDEX executions_started" in count, count
+    for _, page in (both(None, None), both(invoked["id"], None), both(None, "2026-01-01T00:00:00.000Z")):
+        assert "TEMP B-TREE" not in page, page  # newest first straight off an index: no sort of the matches
