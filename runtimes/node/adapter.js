@@ -137,27 +137,210 @@ class Context {
     this._deadline = c.deadlineMs || 0;
   }
   getRemainingTimeInMillis() { return Math.max(0, Math.floor(this._deadline - Date.now())); }
+  // Worker-style ctx: work handed to waitUntil runs on after the response is sent (the request counts as in
+  // flight until it settles, so a quit waits for it); passThroughOnException has no origin to fall back to.
+  waitUntil(promise) { (this._waits || (this._waits = [])).push(Promise.resolve(promise)); }
+  passThroughOnException() {}
+}
+
+// ---- Worker-style handlers: fetch(request, env, ctx) with a WHATWG Request and Response ----
+// Touching the Request/Response globals loads Node's fetch implementation (~25 ms), so only a module whose
+// handler is a fetch handler, or a handler that returns a Response, pays for it.
+const FIXED_ORIGIN = 'http://localhost';
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+const BUFFER_LIMIT = 1024 * 1024;  // a body larger than this, or not there yet, is streamed
+const CHUNK_LIMIT = 1024 * 1024;   // a larger piece of a streamed body goes as several chunk frames
+const TURN = Symbol('turn');
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+// The event as a Request: the URL's origin is the Host the client used (a fixed one when it has none or a
+// malformed one), its path is the event's (what follows /fn/<name> or the route), as the client escaped it.
+function requestOf(event) {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(event.headers || {})) {
+    try { headers.append(name, value); } catch (e) { /* a value Headers refuses: left out */ }
+  }
+  const host = (event.headers || {}).host;
+  const scheme = (event.headers || {})['x-forwarded-proto'] === 'https' ? 'https' : 'http';
+  const origin = typeof host === 'string' && HOST.test(host) ? `${scheme}://${host}` : FIXED_ORIGIN;
+  let where = String(event.rawPath || event.path || '/');
+  if (!where.startsWith('/')) where = '/' + where;
+  const query = event.rawQuery || '';
+  let url;
+  try { url = new URL(origin + where + (query ? '?' + query : '')); } catch (e) { url = new URL(FIXED_ORIGIN + '/'); }
+  const method = event.method || 'GET';
+  const init = { method, headers };
+  if (method !== 'GET' && method !== 'HEAD' && event.body) {
+    init.body = Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
+  }
+  return new Request(url, init);
+}
+
+// fetch(request, env, ctx): env is the function's environment (env_vars and secrets, as process.env); ctx is the
+// context (requestId, getRemainingTimeInMillis(), waitUntil(), ...) with the Orva event it came from as ctx.event
+// (requestContext.sourceIp and the like, which a Request cannot carry).
+function fetchHandler(owner, fetch) {
+  void Request;  // load the fetch implementation with the module, not on the first request
+  return (event, context) => {
+    context.event = event;
+    return fetch.call(owner, requestOf(event), process.env, context);
+  };
+}
+
+// A WHATWG Response (or one of its look-alikes), told apart without touching the global Response
+function isResponse(value) {
+  return value !== null && typeof value === 'object' && typeof value.status === 'number' &&
+    typeof value.arrayBuffer === 'function' && value.headers !== null && typeof value.headers === 'object' &&
+    typeof value.headers.get === 'function' && !('statusCode' in value);
+}
+
+function responseHeaders(h) {
+  const out = {};
+  h.forEach((value, name) => { if (name !== 'set-cookie') out[name] = value; });
+  let cookies = typeof h.getSetCookie === 'function' ? h.getSetCookie() : null;
+  if (cookies === null) { const one = h.get('set-cookie'); cookies = one ? [one] : []; }
+  if (cookies.length) out['set-cookie'] = cookies;
+  return out;
+}
+
+function bytesOf(chunk) {
+  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
+  if (chunk instanceof ArrayBuffer) return Buffer.from(chunk);
+  if (ArrayBuffer.isView(chunk)) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return Buffer.from(JSON.stringify(chunk === undefined ? null : chunk), 'utf8');
+}
+
+function textOrBase64(buf) {
+  try { return [utf8.decode(buf), false]; } catch (e) { return [buf.toString('base64'), true]; }
+}
+
+// A Response whose whole body is there at once (a string, bytes, JSON, a stream that was filled before it
+// was returned) and not over BUFFER_LIMIT goes as one response frame; any other is streamed as it comes.
+async function respond(id, res, cap, state) {
+  const status = statusOf(res.status);
+  const headers = responseHeaders(res.headers);
+  const done = () => ({ logs: cap.text(), logsTruncated: cap.truncated });
+  if (res.body === null || res.body === undefined) {
+    send({ type: 'response', id, response: { statusCode: status, headers, body: '', isBase64Encoded: false }, ...done() });
+    return;
+  }
+  const reader = res.body.getReader();
+  const parts = [];
+  let size = 0, pending = null;
+  const turn = new Promise((resolve) => setImmediate(resolve, TURN));  // what is not there by now is streamed
+  for (;;) {
+    const read = reader.read();
+    const got = await Promise.race([read, turn]);
+    if (got === TURN) { pending = read; break; }
+    if (got.done) {
+      const [body, b64] = textOrBase64(parts.length === 1 ? parts[0] : Buffer.concat(parts, size));
+      send({ type: 'response', id, response: { statusCode: status, headers, body, isBase64Encoded: b64 }, ...done() });
+      return;
+    }
+    const buf = bytesOf(got.value);
+    parts.push(buf); size += buf.length;
+    if (size > BUFFER_LIMIT) break;
+  }
+  state.started = true;
+  send({ type: 'start', id, statusCode: status, headers });
+  const chunk = (buf) => {
+    for (let off = 0; off < buf.length; off += CHUNK_LIMIT) {
+      const [data, b64] = textOrBase64(buf.subarray(off, off + CHUNK_LIMIT));
+      send({ type: 'chunk', id, data, isBase64Encoded: b64 });
+    }
+  };
+  for (const buf of parts) chunk(buf);
+  for (;;) {
+    const got = pending !== null ? await pending : await reader.read();
+    pending = null;
+    if (got.done) break;
+    chunk(bytesOf(got.value));
+  }
+  send({ type: 'end', id, ...done() });
 }
 
 async function serveOne(handler, initError, message) {
   const cap = new Capture();
+  const context = new Context(message.context || {});
   await capture.run(cap, async () => {
-    let streaming = false;
+    const state = { started: false };  // a start frame went out: a failure now ends the stream
     try {
       if (initError) {
         cap.add(initError.stack + '\n');
         send({ type: 'error', id: message.id, error: initError, logs: cap.text(), logsTruncated: cap.truncated });
         return;
       }
-      let result = await handler(message.event, new Context(message.context || {}));
-      if (isStream(result)) { streaming = true; await stream(message.id, result, cap); return; }
+      let result = await handler(message.event, context);
+      if (isResponse(result)) { await respond(message.id, result, cap, state); return; }
+      if (isStream(result)) { state.started = true; await stream(message.id, result, cap); return; }
       send({ type: 'response', id: message.id, response: normalise(result), logs: cap.text(), logsTruncated: cap.truncated });
     } catch (err) {
       const error = errorOf(err, 'handler');
       cap.add(error.stack + '\n');
-      send({ type: streaming ? 'end' : 'error', id: message.id, error, logs: cap.text(), logsTruncated: cap.truncated });
+      send({ type: state.started ? 'end' : 'error', id: message.id, error, logs: cap.text(), logsTruncated: cap.truncated });
     }
   });
+  if (context._waits) {
+    for (const outcome of await Promise.allSettled(context._waits)) {
+      if (outcome.status === 'rejected') rawStderrWrite(`waitUntil: ${outcome.reason && outcome.reason.stack || outcome.reason}\n`);
+    }
+  }
+}
+
+// The shapes a module may export, in the order they are looked for (docs/HANDLERS.md)
+const EXTRA_NAMES = ['lambda_handler', 'main'];
+
+// a property the module set itself, not one every object or function inherits (toString, call, ...)
+function own(obj, key) {
+  if (obj === null || (typeof obj !== 'object' && typeof obj !== 'function')) return undefined;
+  let value;
+  try { value = obj[key]; } catch (e) { return undefined; }
+  if (value === Object.prototype[key] || value === Function.prototype[key]) return undefined;
+  return value;
+}
+
+function findHandler(mod, name) {
+  const names = [name, ...EXTRA_NAMES.filter((n) => n !== name)];
+  for (const n of names) {  // exports.handler, exports.lambda_handler, exports.main; ES-module named exports
+    const fn = own(mod, n);
+    if (typeof fn === 'function') return (event, context) => fn.call(mod, event, context);
+  }
+  if (typeof mod === 'function') return mod;  // module.exports = fn
+  const def = own(mod, 'default');
+  if (typeof def === 'function') return def;  // export default fn (and a transpiled exports.default)
+  const defFetch = own(def, 'fetch');
+  if (typeof defFetch === 'function') return fetchHandler(def, defFetch);  // export default { fetch }
+  const fetch = own(mod, 'fetch');
+  if (typeof fetch === 'function') return fetchHandler(mod, fetch);  // exports.fetch, module.exports = { fetch }
+  const defNamed = own(def, name);
+  if (typeof defNamed === 'function') return (event, context) => defNamed.call(def, event, context);  // export default { handler }
+  return null;
+}
+
+// what the module does export, for the error that says none of it is usable
+function exportsOf(mod) {
+  if (mod === null || mod === undefined) return 'It exports nothing.';
+  if (typeof mod !== 'object' && typeof mod !== 'function') return `It exports a ${typeof mod}.`;
+  const seen = [];
+  const describe = (key, value) => `${key}${typeof value === 'function' ? '' : ` (${value === null ? 'null' : typeof value})`}`;
+  for (const key of Object.keys(mod)) {
+    if (key === '__esModule') continue;
+    const value = own(mod, key);
+    if (key === 'default' && value !== null && typeof value === 'object') {
+      const inner = Object.keys(value).slice(0, 8).map((k) => describe(k, own(value, k)));
+      seen.push(`default (an object${inner.length ? ': ' + inner.join(', ') : ''})`);
+    } else seen.push(describe(key, value));
+  }
+  if (!seen.length) return 'It exports nothing.';
+  return `It exports: ${seen.slice(0, 8).join(', ')}${seen.length > 8 ? ', ...' : ''}.`;
+}
+
+function unusable(entry, name, mod) {
+  const custom = name === 'handler' ? '' : ` (named ${name})`;
+  return `${entry} does not export a function handler${custom}. Accepted: exports.${name}, exports.lambda_handler ` +
+    'or exports.main (or ES-module named exports), module.exports = fn, export default fn, or a Worker-style ' +
+    'fetch(request, env, ctx) returning a Response (export default { fetch }, exports.fetch, module.exports = ' +
+    `{ fetch }). ${exportsOf(mod)}`;
 }
 
 async function loadHandler() {
@@ -168,12 +351,14 @@ async function loadHandler() {
   try {
     mod = require(file);
   } catch (err) {
-    if (err && (err.code === 'ERR_REQUIRE_ESM' || err instanceof SyntaxError && /import|export/.test(err.message))) {
+    // an ES module that require() cannot load (top-level await; Node versions without require(esm))
+    if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE' ||
+                err instanceof SyntaxError && /import|export/.test(err.message))) {
       mod = await import(pathToFileURL(file).href);
     } else throw err;
   }
-  const fn = mod && (mod[name] || (mod.default && mod.default[name]) || (typeof mod.default === 'function' ? mod.default : undefined));
-  if (typeof fn !== 'function') throw new Error(`${entry} does not export a function ${name}(event, context)`);
+  const fn = findHandler(mod, name);
+  if (fn === null) throw new Error(unusable(entry, name, mod));
   return fn;
 }
 
