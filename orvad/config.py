@@ -199,8 +199,13 @@ FIELDS: tuple[Field, ...] = (
           "health's disk check fails (503) when less than this share of the data dir's filesystem is free"),
     Field("metrics_sample_s", 5.0, "ORVA_METRICS_SAMPLE_S", _float_range(0.1, 60),
           "seconds between the metrics snapshots kept in memory for GET /api/v1/system/metrics/history"),
+    Field("metrics_public", False, "ORVA_METRICS_PUBLIC", _bool,
+          "serve GET /metrics (the Prometheus text) without a key, for a scraper on a private network"),
     Field("cgroup_favor_dynmods", True, "ORVA_CGROUP_FAVOR_DYNMODS", _bool,
           "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period"),
+    Field("runtime_fallback", False, "ORVA_RUNTIME_FALLBACK", _bool,
+          "map the Go Orva's runtime ids (node22, node24, python313, python314) in function create/update "
+          "requests to the nearest installed runtime of the language when they are not installed"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -243,6 +248,8 @@ class Settings:
     worker_log_bytes_per_s: int
     disk_free_floor_percent: float
     metrics_sample_s: float
+    metrics_public: bool
+    runtime_fallback: bool
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

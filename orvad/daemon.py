@@ -43,7 +43,7 @@ from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager, Target
 from orvad.poolconfig import PoolConfigService
 from orvad.routing import RouteService
-from orvad.runtimes import RuntimeCatalog
+from orvad.runtimes import RuntimeCatalog, with_installed_binds
 from orvad.runtimes import discover as discover_runtimes
 from orvad.secrets import SecretService, load_master_key
 from orvad.spawner import Spawner
@@ -74,7 +74,8 @@ class Daemon:
         self.keys = KeyService(self.auth_store)
         self.sessions = SessionService(self.auth_store, settings.session_days, secure_cookies=settings.secure_cookies)
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
-        self.runtimes = runtimes if runtimes is not None else discover_runtimes()
+        self.runtimes = runtimes if runtimes is not None else discover_runtimes(settings.data_dir)
+        self.runtimes.fallback = settings.runtime_fallback
         self.function_store = FunctionStore(self.db, self.batch)
         self.functions = FunctionService(self.function_store, self.runtimes)
         self.routes = RouteService(RouteStore(self.db))
@@ -114,6 +115,7 @@ class Daemon:
         self.functions.on_change.append(self._function_changed)
         self.builder.on_activate.append(self._prewarm)
         self.builder.import_check = self._check_import
+        self.builder.ensure_runtime = self.runtimes.ensure_for_build  # node22/node24: installed by a first build
         self.builder.in_use = self.pools.hashes_in_use
         self.builder.on_finished.append(self._build_finished)
         self.pool_configs.on_change.append(self._pool_config_changed)
@@ -123,7 +125,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
 
     def _build_queue_state(self) -> dict[str, int]:
-        return {"running": len(self.builder.queue.running), "queued": self.builder.queue.depth}
+        return {"running": len(self.builder.queue.running), "queued": self.builder.queue.depth,
+                "workers": self.settings.build_concurrency}
 
     @property
     def admin_key_file(self) -> os.PathLike[str]:
@@ -147,7 +150,7 @@ class Daemon:
                 {"ok": True, "required": False, "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)"})
         for warning in self.host.warnings:
             log.error("SANDBOX LIMIT NOT ENFORCED: " + warning)
-        sandbox_data = load_sandbox_data()
+        sandbox_data = with_installed_binds(load_sandbox_data(), self.settings.data_dir)
         if self.host.facts is not None:
             registries = discover_registries()
             allow = AllowList.parse(self.settings.build_allow_hosts, registries.hosts())
@@ -165,7 +168,7 @@ class Daemon:
                                secrets=self.secrets, version_dir=self.builder.version_dir,
                                observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s),
                                log_bytes_per_s=self.settings.worker_log_bytes_per_s,
-                               observe_log_drop=lambda fn, size: self.metrics.log_dropped.labels(fn).inc(size))
+                               observe_log_drop=self.metrics.observe_log_drop)
         await self.db.open()
         self.batch.start()
         await self._load_replay_memory()
@@ -269,7 +272,7 @@ class Daemon:
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self.executions.record(record, logs, truncated, lambda: self.bus.publish("execution", record))
         self.metrics.observe_invocation(record["function_name"], record["status"], record["duration_ms"] / 1000,
-                                        record["cold_start"], record["queue_ms"] / 1000)
+                                        record["cold_start"], record["queue_ms"] / 1000, record["function_id"])
         if record["error_code"]:
             self.metrics.errors.labels(record["error_code"]).inc()
 

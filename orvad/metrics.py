@@ -1,44 +1,52 @@
 """Prometheus metrics in a per-daemon registry, and the dashboard's JSON view of them.
 
 What every invocation updates (counts by function and status, cold starts, durations, queue
-waits) is kept as plain numbers and turned into metric families at scrape time: an invocation
-costs a few additions, not the locks of prometheus_client's own metrics. Pool gauges are read
-from the pools at scrape time too, never pushed.
+waits) is kept as plain numbers, one record per function, and turned into metric families at
+scrape time: an invocation costs one dict lookup and a few additions, not the locks of
+prometheus_client's own metrics. Pool gauges, host memory and the sandbox counts are read at
+scrape time too, never pushed.
+
+Every per-function series carries both ``function`` (the name) and ``function_id`` (the Go
+original's label). The Go original's metric names are exposed beside ours (``orva_warm_hits_total``,
+``orva_build_errors_total``, ``orva_active_requests``, ``orva_invocation_duration_ms``,
+``orva_sandbox_*``, ``orva_pool_*_total``, ``orva_host_mem_*``): derived from the same numbers at
+scrape time, so they cost the invoke path nothing.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# the Go original's millisecond buckets; each is one of LATENCY_BUCKETS, so its histograms are read off ours
+GO_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+_GO_INDEX = tuple(LATENCY_BUCKETS.index(ms / 1000) for ms in GO_BUCKETS_MS)
 _WINDOW_S = 60.0
-
-
-class _PoolCollector(Collector):
-    def __init__(self, rows: Callable[[], list[dict[str, Any]]]) -> None:
-        self._rows = rows
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        names = ("workers", "idle", "busy", "spawning", "queue_depth", "spawned", "killed", "scale_ups",
-                 "scale_downs", "cold_starts")
-        families = {n: GaugeMetricFamily(f"orva_pool_{n}", f"pool {n.replace('_', ' ')} per function",
-                                         labels=["function"]) for n in names}
-        for row in self._rows():
-            for n in names:
-                families[n].add_metric([row["function"]], row.get(n, 0))
-        yield from families.values()
+_MIB = 1024 * 1024
+_FN = ["function", "function_id"]
+_POOL_GAUGES = ("workers", "idle", "busy", "spawning", "queue_depth", "spawned", "killed", "scale_ups",
+                "scale_downs", "cold_starts")
+# the Go original's per-pool gauges: (its name, the pool row's field)
+_GO_POOL_GAUGES = (("orva_pool_rate_ewma", "rate_ewma", "arrivals per second, smoothed"),
+                   ("orva_pool_latency_ewma_ms", "latency_ewma_ms", "request duration in ms, smoothed"),
+                   ("orva_pool_max_dynamic", "dynamic_max", "workers the pool may have now (max_warm, or fewer "
+                                                            "when host memory leaves room for fewer)"),
+                   ("orva_pool_target_concurrency", "target", "requests one worker serves at once"))
 
 
 class _Histogram:
     """Bucket counts and a sum, filled with one bisect per observation."""
+
+    __slots__ = ("counts", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
@@ -48,39 +56,58 @@ class _Histogram:
         self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # first bucket whose bound is >= the value
         self.sum += seconds
 
-    def buckets(self) -> list[tuple[str, float]]:  # cumulative, as Prometheus exposes them
-        cumulative, out = 0, []
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
-            cumulative += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(cumulative)))
+    def cumulative(self) -> list[int]:
+        out, running = [], 0
+        for count in self.counts:
+            running += count
+            out.append(running)
         return out
 
+    def buckets(self) -> list[tuple[str, float]]:  # cumulative, as Prometheus exposes them
+        bounds = [repr(float(b)) for b in LATENCY_BUCKETS] + ["+Inf"]
+        return [(bound, float(c)) for bound, c in zip(bounds, self.cumulative(), strict=True)]
 
-class _InvocationCollector(Collector):
-    """The invoke path's metrics: updated with plain additions, exposed at scrape time."""
+
+def _go_buckets(cumulative: list[int]) -> list[tuple[str, float]]:
+    """The Go original's ms buckets (le="1" ... le="5000", +Inf) read off our cumulative counts."""
+    return [*((f"{ms:g}", float(cumulative[i])) for ms, i in zip(GO_BUCKETS_MS, _GO_INDEX, strict=True)),
+            ("+Inf", float(cumulative[-1]))]
+
+
+class _FunctionStats:
+    """One function's invocations: counts by status, cold starts, the duration histogram."""
+
+    __slots__ = ("statuses", "cold", "durations")
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}  # (function, status) -> invocations
-        self.cold: dict[str, int] = {}
-        self.durations: dict[str, _Histogram] = {}
-        self.queue_wait = _Histogram()
+        self.statuses: dict[str, int] = {}
+        self.cold = 0
+        self.durations = _Histogram()
 
-    def collect(self):  # type: ignore[no-untyped-def]
-        invocations = CounterMetricFamily("orva_invocations", "invocations by function and status",
-                                          labels=["function", "status"])
-        for (function, status), count in list(self.counts.items()):
-            invocations.add_metric([function, status], count)
-        cold = CounterMetricFamily("orva_cold_starts", "invocations served by a freshly started worker",
-                                   labels=["function"])
-        for function, count in list(self.cold.items()):
-            cold.add_metric([function], count)
-        duration = HistogramMetricFamily("orva_invocation_duration_seconds", "end-to-end invocation time",
-                                         labels=["function"])
-        for function, histogram in list(self.durations.items()):
-            duration.add_metric([function], histogram.buckets(), histogram.sum)
-        queue = HistogramMetricFamily("orva_queue_wait_seconds", "time waiting for a worker slot")
-        queue.add_metric([], self.queue_wait.buckets(), self.queue_wait.sum)
-        yield from (invocations, cold, duration, queue)
+    def warm(self) -> int:
+        """Invocations served by a worker that was already running (not cold, not rejected)."""
+        return sum(self.statuses.values()) - self.cold - self.statuses.get("rejected", 0)
+
+
+def meminfo() -> dict[str, int]:
+    """MemTotal and MemAvailable of /proc/meminfo, in bytes (0 where it cannot be read)."""
+    out = {"MemTotal": 0, "MemAvailable": 0}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in out:
+                    out[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _num_cpu() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class _StoreCollector(Collector):
@@ -98,19 +125,115 @@ class _StoreCollector(Collector):
         yield from (pending, dropped)
 
 
+class _ScrapeCollector(Collector):
+    """Everything read at scrape time: invocations, pools, host memory, sandboxes, the Go names."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        rows = m._pool_rows()
+        yield from self._invocations(m)
+        yield from self._pools(rows)
+        yield from self._daemon(m, rows)
+
+    @staticmethod
+    def _invocations(m: Metrics) -> Iterator[Metric]:
+        invocations = CounterMetricFamily("orva_invocations", "invocations by function and status",
+                                          labels=[*_FN, "status"])
+        cold = CounterMetricFamily("orva_cold_starts", "invocations served by a freshly started worker", labels=_FN)
+        warm = CounterMetricFamily("orva_warm_hits", "invocations served by a worker already running (neither "
+                                   "cold starts nor rejected)", labels=_FN)
+        duration = HistogramMetricFamily("orva_invocation_duration_seconds", "end-to-end invocation time",
+                                         labels=_FN)
+        duration_ms = HistogramMetricFamily("orva_invocation_duration_ms", "end-to-end invocation time in ms "
+                                            "(the Go original's buckets)", labels=_FN)
+        for (function_id, function), stats in list(m._functions.items()):
+            labels = [function, function_id]
+            for status, count in list(stats.statuses.items()):
+                invocations.add_metric([*labels, status], count)
+            cold.add_metric(labels, stats.cold)
+            warm.add_metric(labels, stats.warm())
+            histogram = stats.durations
+            cumulative = histogram.cumulative()
+            duration.add_metric(labels, histogram.buckets(), histogram.sum)
+            duration_ms.add_metric(labels, _go_buckets(cumulative), histogram.sum * 1000)
+        queue = HistogramMetricFamily("orva_queue_wait_seconds", "time waiting for a worker slot")
+        queue.add_metric([], m._queue_wait.buckets(), m._queue_wait.sum)
+        yield from (invocations, cold, warm, duration, duration_ms, queue)
+
+    @staticmethod
+    def _pools(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        gauges = {n: GaugeMetricFamily(f"orva_pool_{n}", f"pool {n.replace('_', ' ')} per function", labels=_FN)
+                  for n in _POOL_GAUGES}
+        spawned = CounterMetricFamily("orva_pool_spawned", "workers started by the function's current pool",
+                                      labels=_FN)
+        killed = CounterMetricFamily("orva_pool_killed", "workers stopped by the function's current pool",
+                                     labels=_FN)
+        scale = CounterMetricFamily("orva_pool_scale_events", "autoscaler steps of the function's current pool",
+                                    labels=[*_FN, "direction"])
+        go = [(GaugeMetricFamily(name, text, labels=_FN), field) for name, field, text in _GO_POOL_GAUGES]
+        for row in rows:
+            labels = [row["function"], row["function_id"]]
+            for n in _POOL_GAUGES:
+                gauges[n].add_metric(labels, row.get(n, 0))
+            spawned.add_metric(labels, row.get("spawned", 0))
+            killed.add_metric(labels, row.get("killed", 0))
+            scale.add_metric([*labels, "up"], row.get("scale_ups", 0))
+            scale.add_metric([*labels, "down"], row.get("scale_downs", 0))
+            for family, field in go:
+                family.add_metric(labels, row.get(field, 0))
+        yield from gauges.values()
+        yield from (spawned, killed, scale)
+        yield from (family for family, _ in go)
+
+    @staticmethod
+    def _daemon(m: Metrics, rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        active = GaugeMetricFamily("orva_active_requests", "invocations holding or waiting for a worker slot")
+        active.add_metric([], sum(int(r.get("inflight", 0)) + int(r.get("queue_depth", 0)) for r in rows))
+        sandbox_active = GaugeMetricFamily("orva_sandbox_active", "jailed workers alive in the functions' pools")
+        sandbox_active.add_metric([], sum(int(r.get("workers", 0)) for r in rows))
+        sandbox_total = CounterMetricFamily("orva_sandbox", "jailed workers started since orvad started")
+        spawn_ms = HistogramMetricFamily("orva_sandbox_spawn_duration_ms", "time from spawn to a ready worker in "
+                                         "ms (the Go original's buckets)", labels=["runtime"])
+        started = 0
+        for runtime, (cumulative, total_s) in m._spawns().items():
+            started += cumulative[-1]
+            spawn_ms.add_metric([runtime], _go_buckets(cumulative), total_s * 1000)
+        sandbox_total.add_metric([], started)
+        built = m._build_counts()
+        build_errors = CounterMetricFamily("orva_build_errors", "finished builds that failed")
+        build_errors.add_metric([], built.get("failed", 0))
+        memory = meminfo()
+        host = []
+        for name, value, text in (("total", memory["MemTotal"], "host memory (MemTotal)"),
+                                  ("available", memory["MemAvailable"], "host memory available (MemAvailable)"),
+                                  ("reserved", m._reserved(), "sum of worker memory limits")):
+            family = GaugeMetricFamily(f"orva_host_mem_{name}_bytes", text)
+            family.add_metric([], value)
+            host.append(family)
+        dropped = CounterMetricFamily("orva_worker_log_bytes_dropped", "worker output bytes dropped over "
+                                      "worker_log_bytes_per_s, by function", labels=_FN)
+        ids = {function: function_id for function_id, function in list(m._functions)}
+        ids.update((r["function"], r["function_id"]) for r in rows)
+        for function, size in list(m._log_dropped.items()):
+            dropped.add_metric([function, ids.get(function, "")], size)
+        yield from (active, sandbox_active, sandbox_total, spawn_ms, build_errors, *host, dropped)
+
+
 class Metrics:
     def __init__(self, pool_rows: Callable[[], list[dict[str, Any]]] = list,
                  reserved_bytes: Callable[[], float] = lambda: 0.0,
                  builds: Callable[[], dict[str, int]] = lambda: {"running": 0, "queued": 0}) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._invocations = _InvocationCollector()
-        r.register(self._invocations)
+        self._functions: dict[tuple[str, str], _FunctionStats] = {}  # (function_id, name) -> its invocations
+        self._queue_wait = _Histogram()
+        self._log_dropped: dict[str, int] = {}  # function name -> bytes
         self.errors = Counter("orva_errors", "error answers by code", ["code"], registry=r)
         self.spawn = Histogram("orva_spawn_duration_seconds", "time from spawn to a ready worker", ["runtime"],
                                buckets=LATENCY_BUCKETS, registry=r)
-        self.log_dropped = Counter("orva_worker_log_bytes_dropped", "worker output bytes dropped over "
-                                   "worker_log_bytes_per_s, by function", ["function"], registry=r)
         self.audit_refused = Counter("orva_audit_refused", "anonymous refused management calls, counted instead of "
                                      "written to the audit log, by reason", ["reason"], registry=r)
         self.builds = Counter("orva_builds", "finished builds by status", ["status"], registry=r)
@@ -118,10 +241,10 @@ class Metrics:
                                         registry=r)
         reserved = Gauge("orva_host_memory_reserved_bytes", "sum of worker memory limits", registry=r)
         reserved.set_function(reserved_bytes)
-        r.register(_PoolCollector(pool_rows))
         self._pool_rows = pool_rows
         self._reserved = reserved_bytes
         self._builds = builds
+        r.register(_ScrapeCollector(self))
         self._recent: deque[tuple[float, float, bool, bool]] = deque(maxlen=100_000)  # (t, seconds, error, cold)
         self._started = time.monotonic()
 
@@ -129,24 +252,50 @@ class Metrics:
         """The batched writer's rows: held in memory now, and dropped since start (past its bound)."""
         self.registry.register(_StoreCollector(pending, dropped))
 
-    def observe_invocation(self, function: str, status: str, seconds: float, cold: bool, queue_s: float) -> None:
-        stats = self._invocations
-        key = (function, status)
-        stats.counts[key] = stats.counts.get(key, 0) + 1
-        histogram = stats.durations.get(function)
-        if histogram is None:
-            histogram = stats.durations[function] = _Histogram()
-        histogram.observe(seconds)
-        stats.queue_wait.observe(queue_s)
+    def observe_invocation(self, function: str, status: str, seconds: float, cold: bool, queue_s: float,
+                           function_id: str = "") -> None:
+        key = (function_id, function)
+        stats = self._functions.get(key)
+        if stats is None:
+            stats = self._functions[key] = _FunctionStats()
+        statuses = stats.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        stats.durations.observe(seconds)
+        self._queue_wait.observe(queue_s)
         if cold:
-            stats.cold[function] = stats.cold.get(function, 0) + 1
+            stats.cold += 1
         self._recent.append((time.monotonic(), seconds, status != "success", cold))
+
+    def observe_log_drop(self, function: str, size: int) -> None:
+        """Worker output bytes dropped over worker_log_bytes_per_s (function_id is added at scrape time)."""
+        self._log_dropped[function] = self._log_dropped.get(function, 0) + size
 
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry)
 
+    # read at scrape time
+    def _spawns(self) -> dict[str, tuple[list[int], float]]:
+        """Per runtime: cumulative spawn-time bucket counts (LATENCY_BUCKETS, then +Inf) and the sum in s."""
+        out: dict[str, tuple[list[int], float]] = {}
+        for family in self.spawn.collect():
+            for sample in family.samples:
+                runtime = sample.labels.get("runtime", "")
+                counts, total = out.get(runtime, ([], 0.0))
+                if sample.name.endswith("_bucket"):
+                    counts.append(int(sample.value))
+                elif sample.name.endswith("_sum"):
+                    total = sample.value
+                out[runtime] = (counts, total)
+        return out
+
+    def _build_counts(self) -> dict[str, int]:
+        return {s.labels["status"]: int(s.value) for family in self.builds.collect() for s in family.samples
+                if s.name == "orva_builds_total"}
+
     def snapshot(self) -> dict[str, Any]:
-        """Totals, last-minute rates and latency percentiles, per-pool rows (the dashboard's view)."""
+        """Totals, last-minute rates and latency percentiles, per-pool rows (the dashboard's view), and the
+        Go original's metrics.json blocks (uptime_seconds, host, totals, rates, active_requests, sandbox,
+        build_queue) beside them."""
         now = time.monotonic()
         window = [r for r in self._recent if now - r[0] <= _WINDOW_S]
         span = min(_WINDOW_S, max(1e-3, now - self._started))
@@ -155,15 +304,36 @@ class Metrics:
         def pct(p: float) -> float | None:
             return round(durations[min(len(durations) - 1, int(p * len(durations)))] * 1000, 3) if durations else None
 
-        totals: dict[str, int] = {}
-        for (_, status), count in list(self._invocations.counts.items()):
-            totals[status] = totals.get(status, 0) + count
+        by_status: dict[str, int] = {}
+        cold = warm = 0
+        for stats in list(self._functions.values()):
+            for status, count in list(stats.statuses.items()):
+                by_status[status] = by_status.get(status, 0) + count
+            cold += stats.cold
+            warm += stats.warm()
+        invocations = sum(by_status.values())
+        rows = self._pool_rows()
+        builds = self._builds()
+        built = self._build_counts()
+        memory = meminfo()
+        reserved = self._reserved()
         return {
-            "invocations_total": int(sum(totals.values())), "by_status": {k: int(v) for k, v in totals.items()},
+            "invocations_total": invocations, "by_status": by_status,
             "rate_per_s": round(len(window) / span, 3),
             "error_rate": round(sum(1 for r in window if r[2]) / len(window), 4) if window else 0.0,
             "cold_start_share": round(sum(1 for r in window if r[3]) / len(window), 4) if window else 0.0,
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
-            "pools": self._pool_rows(), "memory_reserved_bytes": self._reserved(),
-            "builds": self._builds(),
+            "pools": rows, "memory_reserved_bytes": reserved,
+            "builds": {"running": builds.get("running", 0), "queued": builds.get("queued", 0)},
+            # the Go original's blocks
+            "uptime_seconds": int(now - self._started),
+            "host": {"num_cpu": _num_cpu(), "mem_total_mb": memory["MemTotal"] // _MIB,
+                     "mem_available_mb": memory["MemAvailable"] // _MIB, "mem_reserved_mb": int(reserved // _MIB)},
+            "totals": {"invocations": invocations, "cold_starts": cold, "warm_hits": warm,
+                       "builds": sum(built.values()), "build_errors": built.get("failed", 0)},
+            "rates": {"cold_start_pct": round(cold / invocations * 100, 3) if invocations else 0.0},
+            "active_requests": sum(int(r.get("inflight", 0)) + int(r.get("queue_depth", 0)) for r in rows),
+            "sandbox": {"active": sum(int(r.get("workers", 0)) for r in rows),
+                        "total": sum(counts[-1] for counts, _ in self._spawns().values() if counts)},
+            "build_queue": {"pending": builds.get("queued", 0), "workers": builds.get("workers", 0)},
         }

@@ -20,19 +20,22 @@ def samples(text: bytes, name: str) -> set[tuple[str, tuple[tuple[str, str], ...
 def test_invocation_metrics_match_prometheus_client_sample_for_sample() -> None:
     metrics = Metrics()
     reference = CollectorRegistry()
-    invocations = Counter("orva_invocations", "x", ["function", "status"], registry=reference)
-    cold = Counter("orva_cold_starts", "x", ["function"], registry=reference)
-    duration = Histogram("orva_invocation_duration_seconds", "x", ["function"], buckets=LATENCY_BUCKETS,
-                         registry=reference)
+    # every per-function series carries function_id (the Go original's label) beside function
+    invocations = Counter("orva_invocations", "x", ["function", "function_id", "status"], registry=reference)
+    cold = Counter("orva_cold_starts", "x", ["function", "function_id"], registry=reference)
+    duration = Histogram("orva_invocation_duration_seconds", "x", ["function", "function_id"],
+                         buckets=LATENCY_BUCKETS, registry=reference)
     queue = Histogram("orva_queue_wait_seconds", "x", buckets=LATENCY_BUCKETS, registry=reference)
     for i, seconds in enumerate(VALUES):
         function, status, is_cold = ("a" if i % 3 else "b"), ("success" if i % 4 else "error"), i % 5 == 0
-        metrics.observe_invocation(function, status, seconds, is_cold, seconds / 2)
-        invocations.labels(function, status).inc()
-        duration.labels(function).observe(seconds)
+        function_id = f"id-{function}"
+        metrics.observe_invocation(function, status, seconds, is_cold, seconds / 2, function_id)
+        invocations.labels(function, function_id, status).inc()
+        duration.labels(function, function_id).observe(seconds)
         queue.observe(seconds / 2)
+        cold.labels(function, function_id)  # a function's cold starts are exposed from its first invocation, 0 too
         if is_cold:
-            cold.labels(function).inc()
+            cold.labels(function, function_id).inc()
     ours, theirs = metrics.prometheus_text(), generate_latest(reference)
     for name in ("orva_invocations", "orva_cold_starts", "orva_invocation_duration_seconds",
                  "orva_queue_wait_seconds"):

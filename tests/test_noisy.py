@@ -56,7 +56,8 @@ def _latencies(c: httpx.Client, fn: str, keep_going: Callable[[], bool], at_leas
 def _dropped(c: httpx.Client, function: str) -> float:
     text = c.get("/api/v1/system/metrics").text
     assert "# TYPE orva_worker_log_bytes_dropped_total counter" in text, "the metric is missing"
-    found = re.search(rf'^orva_worker_log_bytes_dropped_total{{function="{function}"}} (\S+)$', text, re.M)
+    series = rf'orva_worker_log_bytes_dropped_total{{function="{function}",function_id="[^"]+"}}'
+    found = re.search(rf"^{series} (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
 
 

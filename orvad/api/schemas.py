@@ -487,9 +487,23 @@ OPS: dict[tuple[str, str], Op] = {
         "name": STR, "default_handler": STR, "extensions": {"type": "array", "items": STR}})}}))),
     ("GET", "/api/v1/syscalls"): Op(ok=json_ok(record({"syscalls": {"type": "array", "items": OBJ}, "total": INT}))),
     ("GET", "/api/v1/system/metrics"): Op(ok={"200": TEXT}),
+    ("GET", "/metrics"): Op(ok={"200": TEXT}),  # the same text; no key needed with ORVA_METRICS_PUBLIC=true
     ("GET", "/api/v1/system/metrics.json"): Op(ok=json_ok(record({
         "invocations_total": INT, "by_status": OBJ, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
-        "latency_ms": OBJ, "pools": {"type": "array"}, "memory_reserved_bytes": INT, "builds": OBJ}))),
+        "latency_ms": OBJ, "memory_reserved_bytes": INT, "builds": OBJ,
+        "pools": {"type": "array", "items": record({
+            "function": STR, "function_id": STR, **{n: INT for n in (
+                "workers", "idle", "busy", "spawning", "queue_depth", "inflight", "spawned", "killed", "scale_ups",
+                "scale_downs", "cold_starts", "spawn_failures")},
+            # the Go original's pool fields
+            "function_name": STR, "rate_ewma": NUM, "latency_ewma_ms": NUM, "target": INT, "dynamic_max": INT})},
+        # the Go original's blocks
+        "uptime_seconds": INT,
+        "host": record({n: INT for n in ("num_cpu", "mem_total_mb", "mem_available_mb", "mem_reserved_mb")}),
+        "totals": record({n: INT for n in ("invocations", "cold_starts", "warm_hits", "builds", "build_errors")}),
+        "rates": record({"cold_start_pct": NUM}), "active_requests": INT,
+        "sandbox": record({"active": INT, "total": INT}),
+        "build_queue": record({"pending": INT, "workers": INT})}))),
     ("GET", "/api/v1/system/metrics/history"): Op(
         query=(Param("minutes", _int(1, 60), "how far back, in minutes (default 10)"),),
         ok=json_ok(record({"interval_s": NUM, "points": {"type": "array", "items": record({

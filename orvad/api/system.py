@@ -25,13 +25,14 @@ PING_S = 15
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition (also at GET /metrics, the Go original's path)."""
     body = daemon_of(request).metrics.prometheus_text()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 async def metrics_json(request: Request) -> Response:
-    """The dashboard's view: totals, rates, latency percentiles, pools, memory reserved."""
+    """The dashboard's view: totals, rates, latency percentiles, pools, memory reserved; and the Go
+    original's blocks (uptime_seconds, host, totals, rates, active_requests, sandbox, build_queue)."""
     return JSONResponse(daemon_of(request).metrics.snapshot())
 
 
@@ -114,6 +115,7 @@ async def audit_log(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/system/metrics", metrics, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"], name="metrics_root"),  # the Go original's path for scrapers
     Route("/api/v1/system/metrics.json", metrics_json, methods=["GET"]),
     Route("/api/v1/system/metrics/history", metrics_history, methods=["GET"]),
     Route("/api/v1/system/info", info, methods=["GET"]),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from orvad.store.auth import KeyRow
 
 API = "/api/v1"
+METRICS = "/metrics"  # the Prometheus text at the root (the Go original's path): read, or public with ORVA_METRICS_PUBLIC
 CSRF_HEADER = "X-Orva-CSRF"
 _CSRF_HEADER = CSRF_HEADER.lower().encode()
 Requirement = Literal["public", "session", "invoke", "read", "write", "admin"]
@@ -40,8 +41,8 @@ _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 def requirement(method: str, path: str) -> Requirement:
     method = "GET" if method == "HEAD" else method
-    # the guard guards only /api/v1: the dashboard's page, its assets, `/` and the probes need nothing
-    if (method, path) in _PUBLIC or not path.startswith(API):
+    # the guard guards only /api/v1 and /metrics: the dashboard's page, its assets, `/` and the probes need nothing
+    if (method, path) in _PUBLIC or not (path.startswith(API) or path == METRICS):
         return "public"
     if path in _SESSION_ONLY:
         return "session"
@@ -120,14 +121,16 @@ class Guard:
     """Authenticates /api/v1 requests and enforces the permission map before any handler runs."""
 
     def __init__(self, app: ASGIApp, keys: KeyService, sessions: SessionService,
-                 audit: Callable[[Scope, Principal | None, int], None] | None = None) -> None:
+                 audit: Callable[[Scope, Principal | None, int], None] | None = None,
+                 metrics_public: bool = False) -> None:
         self.app = app
+        self.metrics_public = metrics_public  # ORVA_METRICS_PUBLIC: GET /metrics needs no credential
         self.keys = keys
         self.sessions = sessions
         self.audit = audit  # told of every state-changing call once it is answered (or refused)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API):
+        if scope["type"] != "http" or not (scope["path"].startswith(API) or scope["path"] == METRICS):
             await self.app(scope, receive, send)
             return
         method = scope["method"]
@@ -153,6 +156,8 @@ class Guard:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         need = requirement(method, path)
+        if self.metrics_public and path == METRICS and method in _SAFE_METHODS:
+            need = "public"
         # Public routes ignore credentials: a stale cookie must not stop the login page working.
         principal = None if need == "public" else await identify(scope, self.keys, self.sessions)
         scope.setdefault("state", {})["principal"] = principal

@@ -252,8 +252,21 @@ class PoolManager:
         return {h for p in pools if (h := p.code_hash())}
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"function": p.details.get("function_name", fid), "function_id": fid, **p.stats()}
-                for fid, p in self.pools.items()]
+        """One row per function's current pool: its counts, and the Go original's autoscaler figures
+        (rate_ewma req/s, latency_ewma_ms, target = target_concurrency, dynamic_max = the workers it may
+        have now: max_warm, or fewer when the host memory gate leaves room for fewer)."""
+        free_mb = max(0, self.memory_cap_mb - self.reserved_mb)
+        rows = []
+        for fid, p in self.pools.items():
+            stats = p.stats()
+            max_warm = p.max_warm()
+            current = stats["workers"] + stats["spawning"]
+            fits = current + free_mb // p.memory_mb if p.memory_mb > 0 else max_warm
+            rows.append({"function": p.details.get("function_name", fid), "function_id": fid, **stats,
+                         "function_name": p.details.get("function_name", fid),
+                         "rate_ewma": round(p.rate_ewma, 3), "latency_ewma_ms": round(p.latency_ewma_s * 1000, 3),
+                         "target": p.target_concurrency(), "dynamic_max": max(0, min(max_warm, fits))})
+        return rows
 
     # lifecycle
     def start(self) -> None:

@@ -102,6 +102,7 @@ class Pool:
         self._last_tick = time.monotonic()
         self._last_request = time.monotonic()
         self._latency_s = 0.0
+        self.rate_ewma = 0.0  # arrivals per second, smoothed once per tick (metrics.json, orva_pool_rate_ewma)
 
     # numbers
     @property
@@ -122,6 +123,17 @@ class Pool:
     @property
     def inflight(self) -> int:
         return self._inflight
+
+    @property
+    def latency_ewma_s(self) -> float:
+        """The smoothed duration of the requests this pool served (0.8 old, 0.2 newest)."""
+        return self._latency_s
+
+    def target_concurrency(self) -> int:
+        return self._config().target_concurrency
+
+    def max_warm(self) -> int:
+        return self._config().max_warm
 
     def recent_need(self) -> int:
         """Workers this pool needed lately: its size, spawns under way, and recent peak concurrency."""
@@ -366,6 +378,7 @@ class Pool:
         self._account()
         elapsed = max(1e-3, now - self._last_tick)
         self.samples.add(self._busy_area / elapsed + self._waiting, self._arrivals)
+        self.rate_ewma += 0.2 * (self._arrivals / elapsed - self.rate_ewma)
         self._busy_area, self._arrivals, self._last_tick = 0.0, 0, now
         config = self._config()
         decision = decide(
