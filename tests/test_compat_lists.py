@@ -200,3 +200,27 @@ def test_the_execution_list_and_its_total_use_the_indexes(orvad: Orvad, invoked:
     assert "INDEX executions_started" in count, count
     for _, page in (both(None, None), both(invoked["id"], None), both(None, "2026-01-01T00:00:00.000Z")):
         assert "TEMP B-TREE" not in page, page  # newest first straight off an index: no sort of the matches
+
+
+def test_the_cli_shows_one_page_with_limit_and_offset(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.test_cli import logged_in
+
+    tag = f"cp{secrets.token_hex(3)}"
+    with logged_in(orvad, tmp_path_factory.mktemp("home"), tag) as cli, orvad.admin() as c:
+        for i in range(3):
+            create_function(c, f"{tag}-{i}")
+        every = [f["name"] for f in cli.json("functions", "list") if f["name"].startswith(tag)]
+        assert every == [f"{tag}-2", f"{tag}-1", f"{tag}-0"]  # newest first, by following the cursor
+        page = cli.json("functions", "list", "--limit", "2", "--offset", "1")
+        total = _get(c, "/api/v1/functions")["total"]
+        assert [f["name"] for f in page] == _names(_get(c, "/api/v1/functions", limit=2, offset=1))
+        shown = cli.ok("functions", "list", "--offset", "1", "--limit", "2")
+        assert f"2-3 of {total}" in shown.stderr and page[0]["name"] in shown.stdout
+        assert f"none past 100000 of {total}" in cli.ok("functions", "list", "--offset", "100000").stderr
+        assert "--offset" in cli.ok("functions", "list", "--help").stdout
+        refused = cli.run("functions", "list", "--offset", "-1")
+        assert refused.returncode == 2 and "--offset" in refused.stderr  # click's range check, before any request
+
+
+def _names(page: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in page["functions"]]

@@ -103,10 +103,13 @@ def deployed(fn: dict[str, Any]) -> str:
 @functions_group.command("list")
 @click.option("--status", type=click.Choice(["created", "building", "active", "inactive", "error"]))
 @click.option("--runtime", help="python or node (every version of it), or an exact id such as python3.11.")
+@click.option("--limit", type=click.IntRange(1, 1000), help="Show one page of this many functions [default 50].")
+@click.option("--offset", type=click.IntRange(0, 1_000_000), help="Show one page, after skipping this many.")
 @json_option
 @pass_app
-def list_functions(app: App, status: str | None, runtime: str | None) -> None:
-    """List every function, newest first.
+def list_functions(app: App, status: str | None, runtime: str | None, limit: int | None,
+                   offset: int | None) -> None:
+    """List every function, newest first (or one page of them with --limit/--offset).
 
     DEPLOYED is the newest deployment's version (with its status when it did not succeed).
 
@@ -114,8 +117,19 @@ def list_functions(app: App, status: str | None, runtime: str | None) -> None:
     Examples:
       orva functions list --status active
       orva functions list --runtime python
+      orva functions list --limit 20 --offset 40
     """
     params = {"status": status} if status else {}
+    if limit is not None or offset is not None:  # one page, filtered by orvad (which knows offset and total)
+        page = app.get("/api/v1/functions", **params, runtime=runtime, limit=limit or 50, offset=offset or 0)
+        shown = page["functions"]
+        app.out.show(shown, lambda rows: app.out.table([{**f, "deployed": deployed(f)} for f in rows],
+                                                       FUNCTION_COLUMNS))
+        if not app.out.json:
+            first = (offset or 0) + 1
+            app.out.note(f"{first}-{first + len(shown) - 1} of {page['total']}" if shown
+                         else f"none past {offset or 0} of {page['total']}")
+        return
     # --runtime is matched here (python matches python3.12): the same on every orvad version
     items = [f for f in app.client.pages("/api/v1/functions", "functions", params)
              if runtime is None or runtime_matches(f["runtime"], runtime)]
