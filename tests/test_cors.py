@@ -29,6 +29,7 @@ HANDLER = """def handler(event, context):
                         "Access-Control-Allow-Methods": "TRACE", "X-Custom": "yes"}}
 """
 SECRET = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'secret-reply'}\n"
+STREAM = "def handler(event, context):\n    yield 'a'\n    yield 'b'\n"
 LOOK_ALIKES = ("null", "https://app.example.com.evil.test", "https://evil.test.app.example.com", "https://xapp.example.com",
                "https://app.example.co", "https://APP.EXAMPLE.COM", "https://app.example.com/", "https://app.example.com:443",
                "http://app.example.com", "https://app.example.com:8443", "https://evil.test/https://app.example.com",
@@ -68,11 +69,13 @@ def server() -> Iterator[Orvad]:
 
     base = Path(tempfile.mkdtemp(prefix="orva-cors-"))
     base.chmod(0o711)
-    orvad = Orvad(base / "data", free_port(), env={"ORVA_CORS_ORIGINS": f"{APP}, {LOCAL}"}).start()
+    orvad = Orvad(base / "data", free_port(), env={"ORVA_CORS_ORIGINS": f"{APP}, {LOCAL}",
+                                                   "ORVA_MAX_BODY_BYTES": "65536"}).start()
     with orvad.admin() as c:
         deploy_all(c, {"inherit": (HANDLER, {}), "narrow": (HANDLER, {"cors_origins": [APP]}),
                        "other": (HANDLER, {"cors_origins": [OTHER]}), "wide": (HANDLER, {"cors_origins": ["*"]}),
-                       "own": (HANDLER, {"cors_origins": []}), "keyed": (SECRET, {"auth_mode": "api_key"})})
+                       "own": (HANDLER, {"cors_origins": []}), "keyed": (SECRET, {"auth_mode": "api_key"}),
+                       "streamer": (STREAM, {})})
         assert c.post("/api/v1/routes", json={"path": "/hooks/*", "function_id": "inherit"}).status_code == 201
         assert c.post("/api/v1/routes", json={"path": "/only-post", "function_id": "inherit",
                                               "methods": "POST"}).status_code == 201
@@ -447,3 +450,37 @@ def test_the_cli_shows_and_sets_cors_origins(server: Orvad, tmp_path) -> None:  
         assert f"write {APP}" in line
         assert "give one of" in cli.fails(2, "functions", "update", "cli-cors", "--no-cors", "--cors-origin", APP)
         assert cli.json("functions", "get", "cli-cors")["cors_origins"] == ["*"]  # the refusals changed nothing
+
+
+def test_streams_oversized_bodies_and_foreign_hosts(server: Orvad) -> None:
+    """The grant rides on a streamed reply and on the 413 of a body over the cap (API and /fn);
+    a preflight to /api with a Host orvad does not answer for gets the Host refusal, not a grant."""
+    with server.client() as c:
+        with c.stream("GET", "/fn/streamer", headers={"Origin": APP}) as r:
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == APP
+            assert r.read() == b"ab"
+        big = b"x" * 70_000
+        for path in ("/fn/inherit", "/api/v1/functions"):
+            refused = c.post(path, content=big, headers={"Origin": APP, "X-Orva-API-Key": server.admin_key})
+            assert refused.status_code == 413 and refused.headers["access-control-allow-origin"] == APP, path
+        rebound = c.options("/api/v1/functions", headers={"Origin": APP, "Access-Control-Request-Method": "GET",
+                                                          "Host": "rebound.evil.test"})
+        assert rebound.status_code == 400 and cors_headers(rebound) == {}, rebound.text
+        assert "ORVA_ALLOWED_HOSTS" in rebound.json()["error"]["hint"]
+
+
+def test_the_functions_origin_grants_for_functions_and_routes_only(make_orvad: Callable[..., Orvad]) -> None:
+    """With ORVA_FUNCTIONS_ORIGIN, /fn and custom routes there answer CORS like on the main port; the API
+    is not served there, so its preflight is the functions origin's 404, never a grant."""
+    fn_port = free_port()
+    server = make_orvad(env={"ORVA_CORS_ORIGINS": APP, "ORVA_FUNCTIONS_ORIGIN": f"http://127.0.0.1:{fn_port}"})
+    with server.admin() as c:
+        deploy_all(c, {"fo": (SECRET, {})})
+        assert c.post("/api/v1/routes", json={"path": "/fo/*", "function_id": "fo"}).status_code == 201
+    with httpx.Client(base_url=f"http://127.0.0.1:{fn_port}", timeout=30) as c:
+        for path in ("/fn/fo", "/fo/x"):
+            assert preflight(c, path, APP).headers["access-control-allow-origin"] == APP, path
+            got = c.get(path, headers={"Origin": APP})
+            assert got.text == "secret-reply" and got.headers["access-control-allow-origin"] == APP, path
+        api = preflight(c, "/api/v1/functions", APP)
+        assert api.status_code == 404 and cors_headers(api) == {}, api.text
