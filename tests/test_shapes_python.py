@@ -170,6 +170,12 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path in ("/error-page", "/error-page-then-raise"):  # a framework's error page (Starlette re-raises after it)
+        await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"down for maintenance"})
+        if path == "/error-page-then-raise":
+            raise RuntimeError("raised after the error page")
+        return
     if path == "/raise":
         print("about to fail")
         raise RuntimeError("the ASGI app failed")
@@ -218,6 +224,9 @@ def test_an_asgi_app_is_served_with_lifespan_cookies_bodies_and_a_streamed_respo
             assert c.get("/fn/py-asgi/release").status_code == 204
             assert list(lines) == ["second", "third"]
         assert "the ASGI app failed" in function_error(c.get("/fn/py-asgi/raise"))
+        r = c.get("/fn/py-asgi/error-page")  # an app's own 5xx answer is its answer
+        assert r.status_code == 503 and r.text == "down for maintenance"
+        assert "raised after the error page" in function_error(c.get("/fn/py-asgi/error-page-then-raise"))
         assert c.get("/fn/py-asgi/x").json()["lifespan"] == ["startup"]  # startup ran once per worker
 
 

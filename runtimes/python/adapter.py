@@ -607,14 +607,18 @@ async def serve_asgi(target, state, message):
         elif kind == "http.response.body":
             if out.status is None:
                 raise RuntimeError("the ASGI app sent http.response.body before http.response.start")
-            if state_of["ended"]:
+            if done.is_set():
                 return
             more = bool(msg.get("more_body", False))
             out.add(bytes(msg.get("body") or b""), more)
-            if not more:  # the response is complete: it goes now, whatever the app does after it
-                state_of["ended"] = True
-                out.finish(cap)
+            if not more:
                 done.set()
+                # The response is complete: it goes now, whatever the app does after it (background tasks);
+                # but a whole 5xx answer waits for the app to return: frameworks render their error page and
+                # then re-raise (Starlette's ServerErrorMiddleware), and that exception is a FUNCTION_ERROR.
+                if out.started or not (isinstance(out.status, int) and out.status >= 500):
+                    state_of["ended"] = True
+                    out.finish(cap)
 
     try:
         await target.obj(_asgi_scope(message["event"], state), receive, send_message)
