@@ -33,7 +33,7 @@ from tests.test_runtime_contract import (  # the contract's tests, run here for 
     test_streaming,
     test_timeout_kills_the_worker_and_fails_what_was_in_flight,
 )
-from tests.worker_fixtures import CONTRACT, call, drain, make_worker, running, write_code
+from tests.worker_fixtures import CONTRACT, call, drain, make_worker, running, wait_until, write_code
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -276,7 +276,8 @@ async def test_wait_until_runs_after_the_response_and_a_quit_waits_for_it(jail_t
 let done = 0;
 exports.fetch = async (request, env, ctx) => {
   if (new URL(request.url).pathname === '/count') return Response.json({ done });
-  ctx.waitUntil(new Promise((r) => setTimeout(r, 1500)).then(() => { done += 1; }));
+  console.log('answering');
+  ctx.waitUntil(new Promise((r) => setTimeout(r, 1500)).then(() => { done += 1; console.log('background done'); }));
   ctx.waitUntil(Promise.reject(new Error('background failure')));
   ctx.passThroughOnException();
   return new Response('answered');
@@ -286,10 +287,21 @@ exports.fetch = async (request, env, ctx) => {
     async with running(make_worker(code, "node")) as worker:
         reply = await call(worker, "/")
         assert reply.response is not None and reply.response["body"] == "answered"
+        assert reply.logs == "answering\n"
         assert json.loads(body_of((await call(worker, "/count")).response or {}))["done"] == 0  # answered before
         await worker.stop(grace_s=5.0)
         assert worker.proc is not None and worker.proc.returncode == 0
-        assert "background failure" in "\n".join(worker.stderr_tail)
+        tail = "\n".join(worker.stderr_tail)  # output after the reply is the worker's, not lost
+        assert "background failure" in tail and "background done" in tail, tail
+
+
+async def test_output_of_timers_started_at_import_reaches_the_workers_log(jail_tmp: Path) -> None:
+    source = "setTimeout(() => console.log('late import output'), 50);\nexports.handler = async () => 'ok';\n"
+    code = write_code(jail_tmp / "late", {"handler.js": source})
+    async with running(make_worker(code, "node")) as worker:
+        await wait_until(lambda: "late import output" in "\n".join(worker.stderr_tail), 5, "the timer's output")
+        reply = await call(worker, "/")
+        assert reply.response is not None and reply.logs == ""
 
 
 @pytest.mark.parametrize(("entry", "text", "shown"), [

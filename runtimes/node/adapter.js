@@ -16,7 +16,7 @@ const capture = new AsyncLocalStorage();
 const rawStderrWrite = process.stderr.write.bind(process.stderr);
 
 class Capture {
-  constructor() { this.parts = []; this.size = 0; this.truncated = false; }
+  constructor() { this.parts = []; this.size = 0; this.truncated = false; this.closed = false; }
   add(text) {
     if (this.truncated) return;
     const room = MAX_LOG - this.size;
@@ -26,9 +26,11 @@ class Capture {
   text() { return this.parts.join(''); }
 }
 
+// output of a request goes with its reply; once that is sent (work a handler left running, ctx.waitUntil),
+// to the worker's stderr
 function emit(text) {
   const cap = capture.getStore();
-  if (cap) cap.add(text); else rawStderrWrite(text);
+  if (cap && !cap.closed) cap.add(text); else rawStderrWrite(text);
 }
 for (const [name, stream] of [['log', 'out'], ['info', 'out'], ['debug', 'out'], ['warn', 'err'], ['error', 'err'], ['trace', 'err']]) {
   console[name] = (...args) => emit(util.format(...args) + '\n');
@@ -280,6 +282,7 @@ async function serveOne(handler, initError, message) {
       send({ type: state.started ? 'end' : 'error', id: message.id, error, logs: cap.text(), logsTruncated: cap.truncated });
     }
   });
+  cap.closed = true;
   if (context._waits) {
     for (const outcome of await Promise.allSettled(context._waits)) {
       if (outcome.status === 'rejected') rawStderrWrite(`waitUntil: ${outcome.reason && outcome.reason.stack || outcome.reason}\n`);
@@ -400,6 +403,7 @@ async function main() {
     try { handler = await loadHandler(); } catch (err) { initError = errorOf(err, 'import'); }
   });
   if (initCap.parts.length) rawStderrWrite(initCap.text());
+  initCap.closed = true;  // what timers started at import print later goes to stderr as it comes
   send({ type: 'ready', runtime: 'node', version: process.versions.node, initError });
   let buffer = Buffer.alloc(0);
   process.stdin.on('data', (data) => {
