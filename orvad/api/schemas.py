@@ -483,8 +483,13 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", "/api/v1/runtimes"): Op(ok=json_ok(record({"runtimes": {"type": "array", "items": record({
         "id": STR, "language": STR, "version": STR, "interpreter": STR, "default_entrypoint": STR,
         "aliases": {"type": "array", "items": STR},
+        "source": STR, "path": STR,  # system | installed (node22/node24 in the data dir); the binary on the host
         # the Go original's fields
-        "name": STR, "default_handler": STR, "extensions": {"type": "array", "items": STR}})}}))),
+        "name": STR, "default_handler": STR, "extensions": {"type": "array", "items": STR}})},
+        "installable": {"type": "array", "items": record({"id": STR, "language": STR, "version": STR, "install": STR}),
+                        "description": "pinned runtimes not installed yet; `install` is the command (a function's "
+                                       "first build on one installs it too)"},
+        "fallback": BOOL}))),
     ("GET", "/api/v1/syscalls"): Op(ok=json_ok(record({"syscalls": {"type": "array", "items": OBJ}, "total": INT}))),
     ("GET", "/api/v1/system/metrics"): Op(ok={"200": TEXT}),
     ("GET", "/metrics"): Op(ok={"200": TEXT}),  # the same text; no key needed with ORVA_METRICS_PUBLIC=true
