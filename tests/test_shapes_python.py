@@ -260,6 +260,9 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (f"line {i}\n".encode() for i in range(3))
+    if path == "/text":  # a str instead of an iterable of bytes: taken as the body
+        start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return "caf\u00e9 " * 3
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     seen = {"method": environ["REQUEST_METHOD"], "path": path, "query": environ["QUERY_STRING"],
             "body": body.decode(), "type": environ.get("CONTENT_TYPE"), "x_test": environ.get("HTTP_X_TEST"),
@@ -288,6 +291,8 @@ def test_a_wsgi_application_is_served_with_cookies_a_post_body_and_a_streamed_it
         assert r.status_code == 200 and r.text == "line 0\nline 1\nline 2\n"
         assert "content-length" not in r.headers  # a generator is streamed as it is produced
         assert "the WSGI app failed" in function_error(c.get("/fn/py-wsgi/raise"))
+        r = c.get("/fn/py-wsgi/text")
+        assert r.status_code == 200 and r.text == "caf\u00e9 " * 3 and r.headers["content-length"] == "18"
 
 
 FLASK = r'''

@@ -542,6 +542,8 @@ def serve_wsgi(target, message):
             out.add(bytes(data), True)
 
         result = target.obj(_wsgi_environ(message["event"]), start_response)
+        if isinstance(result, (str, bytes, bytearray)):  # not an iterable of bytes, but meant as the body
+            result = [result]
         whole = isinstance(result, (list, tuple))
         try:
             for data in result:
