@@ -134,6 +134,37 @@ class BodyLimit:
             raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding",
                              hint="send one of them: Content-Length for a body of known size, else chunked",
                              headers={"Connection": "close"})
+        if (declared is None or declared == "0") and _header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)  # no body: nothing can be left unread
+            return
+        await self._with_body(scope, receive, send, limit, declared)
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None) -> None:
+        """An answer given before the whole body was read (a refusal, a 404) says ``Connection: close``:
+        the server drops such a connection after the answer (Hypercorn even when the rest arrives a moment
+        later), and a client that was not told would send its next request into a closing socket."""
+        ended = False
+
+        async def tracked() -> Message:
+            nonlocal ended
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                ended = True
+            return message
+
+        async def closing_if_unread(message: Message) -> None:
+            if message["type"] == "http.response.start" and not ended and scope.get("http_version") in _HTTP1:
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        try:
+            await self._limited(scope, tracked, closing_if_unread, limit, declared)
+        except OrvaError as exc:
+            if not ended:
+                _close_after(scope, exc)
+            raise
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None) -> None:
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
                 refused = _too_large(limit)

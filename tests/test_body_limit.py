@@ -116,3 +116,20 @@ def test_a_body_past_the_drain_bound_is_still_refused_quickly(make_orvad: Callab
         except OSError:
             pass  # orvad closed the connection: what this test waits for
     assert time.monotonic() - started < 30
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection_and_the_client_goes_on(orvad: Orvad) -> None:
+    """A refusal given before the request body was read (the key lacks the permission) says
+    Connection: close: the server drops that connection after the answer, and a client that kept it
+    would send its next request into a closing socket (4 in 400 did, RemoteProtocolError)."""
+    with orvad.admin() as admin:
+        key = admin.post("/api/v1/keys", json={"name": "reader", "permissions": ["read"]}).json()["key"]
+    with orvad.client(key) as c:
+        for _ in range(300):
+            refused = c.post("/api/v1/keys", json={"name": "nope"})
+            assert refused.status_code == 403 and refused.headers["connection"] == "close"
+            assert c.get("/api/v1/functions").status_code == 200
+        read = c.post("/api/v1/functions/no-such-function/deploy", json={"code": "x"})
+        assert read.status_code in (403, 404)
+        bodyless = c.get("/api/v1/keys")
+        assert bodyless.status_code == 403 and bodyless.headers.get("connection") != "close"
