@@ -260,6 +260,9 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (f"line {i}\n".encode() for i in range(3))
+    if path.startswith("/unicode/"):  # PEP 3333: PATH_INFO holds the path's bytes as latin-1 characters
+        start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return [path.encode("latin-1")]
     if path == "/text":  # a str instead of an iterable of bytes: taken as the body
         start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
         return "caf\u00e9 " * 3
@@ -291,6 +294,8 @@ def test_a_wsgi_application_is_served_with_cookies_a_post_body_and_a_streamed_it
         assert r.status_code == 200 and r.text == "line 0\nline 1\nline 2\n"
         assert "content-length" not in r.headers  # a generator is streamed as it is produced
         assert "the WSGI app failed" in function_error(c.get("/fn/py-wsgi/raise"))
+        r = c.get("/fn/py-wsgi/unicode/caf%C3%A9")
+        assert r.status_code == 200 and r.content == "/unicode/caf\u00e9".encode()
         r = c.get("/fn/py-wsgi/text")
         assert r.status_code == 200 and r.text == "caf\u00e9 " * 3 and r.headers["content-length"] == "18"
 
@@ -376,6 +381,7 @@ def test_a_real_flask_app_from_pypi(orvad: Orvad) -> None:
         r = c.get("/fn/py-flask/hello/orva", params={"q": "x"})
         assert r.status_code == 200, r.text
         assert r.json() == {"hello": "orva", "q": "x", "root": f"http://127.0.0.1:{orvad.port}/"}
+        assert c.get("/fn/py-flask/hello/caf%C3%A9").json()["hello"] == "caf\u00e9"
         r = c.post("/fn/py-flask/echo", json={"n": [1, 2]})
         assert r.status_code == 201 and r.json() == {"got": {"n": [1, 2]}}
         assert [v.split(";")[0] for v in r.headers.get_list("set-cookie")] == ["a=1", "b=2"]

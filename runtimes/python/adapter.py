@@ -5,7 +5,7 @@ stdout; fd 1 is pointed at stderr so nothing the handler prints can corrupt a fr
 written during a request (print, logging, sys.stderr) is captured for that request only, via a
 context variable, so concurrent async requests keep their logs apart. Standard library only.
 
-The entry module may offer its code in several shapes (docs/HANDLERS.md, "Handler shapes"): a function
+The entry module may offer its code in several shapes (docs/HANDLERS.md, "Python handler shapes"): a function
 named by ORVA_HANDLER (default `handler`), else `lambda_handler`, else `main`, called with (event, context)
 or (event) as its signature asks; else an ASGI app (FastAPI, Starlette) or a WSGI app (Flask, Django)
 named `app` or `application`, which gets the event as an HTTP request.
@@ -503,8 +503,9 @@ def _wsgi_environ(event):
     body = _request_body(event)
     scheme, name, port = _server(event)
     latin1 = lambda text: _wire(text).decode("latin-1")  # noqa: E731  "bytes as latin-1" strings
+    path = (event.get("path") or "/").encode("utf-8", "surrogateescape").decode("latin-1")  # its UTF-8 bytes
     environ = {
-        "REQUEST_METHOD": event.get("method") or "GET", "SCRIPT_NAME": "", "PATH_INFO": latin1(event.get("path") or "/"),
+        "REQUEST_METHOD": event.get("method") or "GET", "SCRIPT_NAME": "", "PATH_INFO": path,
         "QUERY_STRING": event.get("rawQuery") or "", "SERVER_NAME": name, "SERVER_PORT": port,
         "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": (event.get("requestContext") or {}).get("sourceIp") or "",
         "CONTENT_LENGTH": str(len(body)), "wsgi.version": (1, 0), "wsgi.url_scheme": scheme,
