@@ -116,6 +116,19 @@ def test_orvad_runtimes_install_node24_then_a_function_on_it_answers_node_24(ins
     assert answer["exec"] == "/opt/orva-runtimes/node24/bin/node"  # the installed tree, read-only in the jail
 
 
+def test_a_node24_build_installs_dependencies_with_node24s_own_npm(installed: Installed) -> None:
+    code = ("const isNumber = require('is-number');\n"
+            "exports.handler = async () => ({ok: isNumber(5), node: process.versions.node});\n")
+    with installed.server.admin() as c:
+        create_function(c, "deps24", "node24")
+        dep = wait_deployed(c, deploy_inline(c, "deps24", code, dependencies="is-number@7.0.0")["id"], 300)
+        log = _log_text(c, dep["id"])
+        assert dep["status"] == "succeeded", log
+        assert "/opt/orva-runtimes/node24/lib/node_modules/npm/bin/npm-cli.js" in log  # not the host's npm
+        answer = _invoke(c, "deps24")
+    assert answer["ok"] is True and answer["node"].startswith("24.")
+
+
 def test_node22_is_installed_by_the_first_build_and_logged(installed: Installed) -> None:
     assert [b["status"] for b in installed.node22_builds] == ["succeeded", "succeeded"], installed.node22_logs
     both = "\n".join(installed.node22_logs)
