@@ -66,6 +66,9 @@ def test_prometheus_has_function_id_series_under_the_go_names(orvad: Orvad) -> N
     assert {(s.name, tuple(sorted(s.labels))) for s in samples} == \
            {(s.name, tuple(sorted(s.labels))) for s in _samples(api.text)}
 
+    # Prometheus refuses a whole scrape that declares one name twice: ours and the Go names live side by side
+    declared = [line.split()[2] for line in root.text.splitlines() if line.startswith("# TYPE ")]
+    assert len(declared) == len(set(declared)), sorted(n for n in declared if declared.count(n) > 1)
     # every per-function series carries function_id beside function
     per_function = [s for s in samples if "function" in s.labels]
     assert per_function and all(s.labels.get("function_id") for s in per_function), \
