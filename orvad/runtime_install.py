@@ -118,6 +118,8 @@ async def install(data_dir: Path, runtime_id: str, say: Say = _quiet) -> Path:
         if is_installed(data_dir, runtime_id):  # the install we waited for did it
             await say(f"{runtime_id} was installed meanwhile by another install")
             return root
+        for stale in staging.glob(f"{runtime_id}-*"):  # left by an install that died; we hold its lock now
+            await asyncio.to_thread(remove_tree, stale)
         work = Path(tempfile.mkdtemp(prefix=f"{runtime_id}-", dir=staging))
         try:
             await say(f"downloading {PACKAGE}=={pin.version} for runtime {runtime_id} with pip")

@@ -275,6 +275,7 @@ def test_a_tampered_wheel_is_refused_and_nothing_is_installed() -> None:
     base = _base()
     try:
         _forged_wheel(base / "wheels", "node24")
+        (base / "data" / "runtimes-staging" / "node24-died" / "tree").mkdir(parents=True)  # an install killed midway
         local = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(base / "wheels"), "PIP_CONFIG_FILE": os.devnull}
         cli = _orvad_cli("runtimes", "install", "node24", "--data-dir", str(base / "data"), env=local)
         assert cli.returncode == 1, cli.stdout + cli.stderr
