@@ -116,6 +116,10 @@ async def runtimes_install(data_dir: Path, runtime_id: str) -> int:
     except RuntimeInstallError as exc:
         print(f"orvad: cannot install {runtime_id}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. a data dir this user may not write
+        print(f"orvad: cannot install {runtime_id}: {exc.strerror or exc}: {exc.filename or data_dir} (run it as the "
+              "user that runs orvad, with its data dir)", file=sys.stderr)
+        return 1
     print("a running orvad lists it at once (GET /api/v1/runtimes); functions may use it now")
     return 0
 

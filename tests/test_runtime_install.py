@@ -295,6 +295,10 @@ def test_the_cli_refuses_runtimes_it_cannot_install() -> None:
             cli = _orvad_cli("runtimes", "install", runtime, "--data-dir", str(base))
             assert cli.returncode == 2 and "installable: node22, node24" in cli.stderr, cli.stderr
         assert not (base / "runtimes-installed").exists()
+        (base / "not-a-folder").write_text("")
+        cli = _orvad_cli("runtimes", "install", "node24", "--data-dir", str(base / "not-a-folder"))
+        assert cli.returncode == 1 and "cannot install node24: Not a directory" in cli.stderr, cli.stderr
+        assert "Traceback" not in cli.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
