@@ -271,6 +271,35 @@ exports.fetch = async (request) => {
         assert worker.alive
 
 
+async def test_a_response_look_alike_with_a_node_stream_body(jail_tmp: Path) -> None:
+    """A node-fetch style Response (a Node Readable body, headers.raw()) is answered like a WHATWG one."""
+    source = r'''
+const { Readable } = require('stream');
+class LookAlikeHeaders {
+  constructor(pairs) { this.pairs = pairs; }
+  forEach(fn) { for (const [k, v] of this.pairs) if (k !== 'set-cookie') fn(v, k); }
+  get(name) { const found = this.pairs.filter(([k]) => k === name).map(([, v]) => v); return found.length ? found.join(', ') : null; }
+  raw() { const out = {}; for (const [k, v] of this.pairs) (out[k] = out[k] || []).push(v); return out; }
+}
+exports.handler = async (event) => ({
+  status: 203, statusText: 'ok', headers: new LookAlikeHeaders([['x-kind', 'node'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2']]),
+  body: event.path === '/slow'
+    ? Readable.from((async function* () { yield Buffer.from('one'); await new Promise((r) => setTimeout(r, 20)); yield Buffer.from('two'); })())
+    : Readable.from([Buffer.from('whole')]),
+  arrayBuffer: async () => new ArrayBuffer(0),
+});
+'''
+    code = write_code(jail_tmp / "lookalike", {"handler.js": source})
+    async with running(make_worker(code, "node")) as worker:
+        reply = await call(worker, "/")
+        assert reply.kind == "response" and reply.response == {
+            "statusCode": 203, "headers": {"x-kind": "node", "set-cookie": ["a=1", "b=2"]}, "body": "whole",
+            "isBase64Encoded": False}
+        reply = await call(worker, "/slow")
+        chunks, end = await drain(reply)
+        assert reply.status == 203 and "".join(c["data"] for c in chunks) == "onetwo" and not end.get("error")
+
+
 async def test_wait_until_runs_after_the_response_and_a_quit_waits_for_it(jail_tmp: Path) -> None:
     source = r'''
 let done = 0;

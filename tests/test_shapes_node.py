@@ -154,6 +154,8 @@ def test_fetch_reads_the_body_as_text_json_and_bytes(orvad: Orvad, fetch_app: st
         assert r.status_code == 200 and r.text == "POST hello body"
         assert r.headers["content-type"] == "text/plain;charset=UTF-8"
         assert int(r.headers["content-length"]) == len("POST hello body")  # one frame, not a stream
+        r = c.post(f"{fetch_app}/text", content=iter([b"sent ", b"chunked"]))  # Transfer-Encoding: chunked
+        assert r.status_code == 200 and r.text == "POST sent chunked"
         r = c.put(f"{fetch_app}/json", json={"n": 21})
         assert r.status_code == 200 and r.json() == {"doubled": 42, "type": "application/json"}
         raw = bytes(range(256)) * 3

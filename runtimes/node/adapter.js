@@ -200,6 +200,7 @@ function responseHeaders(h) {
   const out = {};
   h.forEach((value, name) => { if (name !== 'set-cookie') out[name] = value; });
   let cookies = typeof h.getSetCookie === 'function' ? h.getSetCookie() : null;
+  if (cookies === null && typeof h.raw === 'function') cookies = [].concat(h.raw()['set-cookie'] || []);  // node-fetch
   if (cookies === null) { const one = h.get('set-cookie'); cookies = one ? [one] : []; }
   if (cookies.length) out['set-cookie'] = cookies;
   return out;
@@ -226,7 +227,13 @@ async function respond(id, res, cap, state) {
     send({ type: 'response', id, response: { statusCode: status, headers, body: '', isBase64Encoded: false }, ...done() });
     return;
   }
-  const reader = res.body.getReader();
+  // a WHATWG ReadableStream, or the Node stream (async iterable) of a node-fetch style Response
+  let reader;
+  if (typeof res.body.getReader === 'function') reader = res.body.getReader();
+  else if (typeof res.body[Symbol.asyncIterator] === 'function') {
+    const it = res.body[Symbol.asyncIterator]();
+    reader = { read: () => it.next() };
+  } else throw new TypeError('the Response body is neither a ReadableStream nor an async iterable');
   const parts = [];
   let size = 0, pending = null;
   const turn = new Promise((resolve) => setImmediate(resolve, TURN));  // what is not there by now is streamed
