@@ -211,7 +211,7 @@ async def test_fetch_request_carries_the_host_the_method_and_no_body_on_get(jail
         cases = [
             ({"host": "shop.example:8443", "user-agent": "t/1"}, "GET", "/a%20b/c", "x=1&x=2", b"ignored",
              "http://shop.example:8443/a%20b/c?x=1&x=2", None),
-            ({"host": "shop.example", "x-forwarded-proto": "https"}, "POST", "/p", "", b"hi",
+            ({"host": "shop.example", "x-forwarded-proto": "HTTPS, http"}, "POST", "/p", "", b"hi",
              "https://shop.example/p", "hi"),
             ({"host": "evil.example/@x"}, "PUT", "//other.example/p", "", b"",  # a malformed Host, a // path
              "http://localhost//other.example/p", None),

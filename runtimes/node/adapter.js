@@ -163,7 +163,8 @@ function requestOf(event) {
     try { headers.append(name, value); } catch (e) { /* a value Headers refuses: left out */ }
   }
   const host = (event.headers || {}).host;
-  const scheme = (event.headers || {})['x-forwarded-proto'] === 'https' ? 'https' : 'http';
+  const proto = (event.headers || {})['x-forwarded-proto'];  // the first proxy's, when several set it
+  const scheme = typeof proto === 'string' && proto.split(',')[0].trim().toLowerCase() === 'https' ? 'https' : 'http';
   const origin = typeof host === 'string' && HOST.test(host) ? `${scheme}://${host}` : FIXED_ORIGIN;
   let where = String(event.rawPath || event.path || '/');
   if (!where.startsWith('/')) where = '/' + where;
