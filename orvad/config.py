@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from orvad.cors import parse_setting as parse_cors_origins
+from orvad.corsorigins import parse_setting as parse_cors_origins
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

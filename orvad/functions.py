@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from orvad.clock import now_iso
-from orvad.cors import validate_field as validate_cors_origins
+from orvad.corsorigins import validate_field as validate_cors_origins
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7

@@ -22,9 +22,9 @@ from orvad.auth.keys import PERMISSIONS
 from orvad.auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from orvad.auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from orvad.auth.sessions import USERNAME_RE
-from orvad.cors import MAX_ORIGIN_CHARS as CORS_MAX_CHARS
-from orvad.cors import MAX_ORIGINS as CORS_MAX
-from orvad.cors import ORIGIN_PATTERN as CORS_ORIGIN
+from orvad.corsorigins import MAX_ORIGIN_CHARS as CORS_MAX_CHARS
+from orvad.corsorigins import MAX_ORIGINS as CORS_MAX
+from orvad.corsorigins import ORIGIN_PATTERN as CORS_ORIGIN
 from orvad.functions import (
     CHOICE_ALIASES,
     CHOICES,
