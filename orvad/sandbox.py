@@ -22,13 +22,16 @@ JAIL_UID = 65534
 CodeAccess = Literal["ro", "rw"]
 
 
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"  # PATH in every jail (an installed runtime's bin goes first)
+
+
 @dataclass(frozen=True)
 class HostFacts:
     nsjail: str
     cgroup: Literal["v1", "v2", "none"]
     seccomp_policy: str
     cgroupv2_mount: str = "/sys/fs/cgroup"
-    base_env: Mapping[str, str] = field(default_factory=lambda: {"PATH": "/usr/local/bin:/usr/bin:/bin",
+    base_env: Mapping[str, str] = field(default_factory=lambda: {"PATH": SYSTEM_PATH,
                                                                  "LANG": "C.UTF-8", "HOME": "/tmp"})
 
 

@@ -8,6 +8,7 @@ Secrets are decrypted here, at spawn, and travel only in nsjail's environment.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from orvad.errors import Conflict, Unavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.pool.worker import LOG_BYTES_PER_S, Worker
 from orvad.runtimes import RuntimeCatalog
-from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
+from orvad.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
 from orvad.secrets import SecretService
 from orvad.store.functions import Function
 
@@ -99,8 +100,11 @@ class Spawner:
             runtime = self._runtimes.get(fn.runtime)
             if runtime is None:
                 raise Unavailable(f"runtime {fn.runtime} is not installed on this host", code="SHUTTING_DOWN",
-                                  retry_after_s=60, hint="see GET /api/v1/runtimes")
-            env = {**fn.env_vars, **await self._secrets.environment(fn.id),
+                                  retry_after_s=60, hint="see GET /api/v1/runtimes; an installable one is installed "
+                                                         "by the function's next deploy or `orvad runtimes install`")
+            # an installed runtime's bin first: a handler that runs `node` by name gets its own version
+            path = {"PATH": f"{posixpath.dirname(runtime.interpreter)}:{SYSTEM_PATH}"} if runtime.source == "installed" else {}
+            env = {**path, **fn.env_vars, **await self._secrets.environment(fn.id),
                    "ORVA_ENTRYPOINT": fn.entrypoint, "ORVA_FUNCTION_ID": fn.id, "ORVA_FUNCTION_NAME": fn.name}
             _refuse_unusable_env(fn.name, env)
             limits = self._data.limits

@@ -29,7 +29,8 @@ from orvad.runtime_install import PINS
 from tests.conftest import Orvad, free_port
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 
-VERSIONS = "exports.handler = async () => ({node: process.versions.node, exec: process.execPath});\n"
+VERSIONS = ("exports.handler = async () => ({node: process.versions.node, exec: process.execPath,\n"
+            "  byName: require('child_process').execFileSync('node', ['--version']).toString().trim()});\n")
 PY = "import sys\ndef handler(event, context):\n    return {'python': sys.version.split()[0]}\n"
 
 
@@ -114,6 +115,7 @@ def test_orvad_runtimes_install_node24_then_a_function_on_it_answers_node_24(ins
         answer = _invoke(c, "on24")
     assert answer["node"].startswith("24."), answer
     assert answer["exec"] == "/opt/orva-runtimes/node24/bin/node"  # the installed tree, read-only in the jail
+    assert answer["byName"] == f"v{PINS['node24'].version}", answer  # `node` on PATH is the function's own
 
 
 def test_a_node24_build_installs_dependencies_with_node24s_own_npm(installed: Installed) -> None:
