@@ -38,6 +38,7 @@ from orvad.invoke import Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
 from orvad.metrics import Metrics
 from orvad.metrics_history import MetricsHistory
+from orvad.models import Deployment, Function
 from orvad.origins import Origins
 from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager, Target
@@ -52,7 +53,7 @@ from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
-from orvad.store.functions import Deployment, Function, FunctionStore
+from orvad.store.functions import FunctionStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore

@@ -19,7 +19,8 @@ from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
 from orvad.jsonvalues import json_int
-from orvad.store.functions import Function, FunctionStore
+from orvad.models import Function
+from orvad.store.functions import FunctionStore
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 NAME_RULE = "1..63 characters of a-z 0-9 - _, starting with a letter"

@@ -46,9 +46,9 @@ from orvad.events import (
 )
 from orvad.ids import uuid7
 from orvad.limits import client_address
+from orvad.models import Function
 from orvad.pool.pool import Lease, Pool, PoolClosed
 from orvad.pool.worker import Reply
-from orvad.store.functions import Function
 from orvad.store.paths import recorded_path
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ from orvad.egress import EgressNetwork
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, Unavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
+from orvad.models import Function
 from orvad.pool.worker import LOG_BYTES_PER_S, Worker
 from orvad.runtimes import RuntimeCatalog
 from orvad.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
 from orvad.secrets import SecretService
-from orvad.store.functions import Function
 
 # Python imports its adapter (from the bytecode runtimes.precompile_adapter wrote) instead of running it
 # as a script, which Python would compile at every start.

@@ -12,7 +12,7 @@ import re
 from typing import Protocol
 
 from orvad.errors import Ambiguous, ValidationError
-from orvad.store.functions import Deployment, Function
+from orvad.models import Deployment, Function
 
 MIN_PREFIX = 6
 MAX_CANDIDATES = 20

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from orvad.models import Function
 from orvad.spawner import Spawner
-from orvad.store.functions import Function
 
 
 def function(**changes: Any) -> Function:

@@ -25,8 +25,8 @@ from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
 from orvad.functions import SETTABLE, WORKER_FIELDS, validate_entrypoint
+from orvad.models import Deployment, Function
 from orvad.runtimes import FALLBACK_HEADER
-from orvad.store.functions import Deployment, Function
 from orvad.versionrefs import resolve_deployment
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/octet-stream",

@@ -14,9 +14,9 @@ from starlette.routing import Route
 from orvad.api.common import daemon_of, read_object
 from orvad.errors import ValidationError
 from orvad.functions import SETTABLE
+from orvad.models import Function
 from orvad.pool.config import PoolConfig
 from orvad.poolconfig import FIELDS
-from orvad.store.functions import Function
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orvad.errors import Timeout, WorkerCrashed
+from orvad.models import Function
 from orvad.pool.manager import SETTLE_TIMEOUT_S
-from orvad.store.functions import Function
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon

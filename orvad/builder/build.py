@@ -45,7 +45,8 @@ from orvad.clock import now_iso
 from orvad.errors import InsufficientStorage, NotFound, ValidationError, VersionGCd, is_disk_full
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
-from orvad.store.functions import Deployment, Function, FunctionStore
+from orvad.models import Deployment, Function
+from orvad.store.functions import FunctionStore
 from orvad.versionrefs import resolve_code_hash, resolve_deployment
 
 log = logging.getLogger(__name__)
