@@ -1,130 +1,18 @@
-"""Shared fixtures: real orvad processes on free ports with temporary data dirs."""
+"""Shared fixtures: real orvad processes on free ports with temporary data dirs.
+
+Only fixtures and hooks live here; the classes and functions tests import are in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-STARTUP_DEADLINE_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], deadline_s: float, what: str, interval_s: float = 0.02) -> None:
-    """Poll until predicate() is true; fail with `what` once the deadline passes."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-
-
-async def until(predicate: Callable[[], bool], deadline_s: float, what: str) -> None:
-    """wait_for for async tests: yield to the event loop until ``predicate()`` holds, failing past the deadline."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deadline_s
-    while not predicate():
-        assert loop.time() < deadline, f"timed out after {deadline_s} s waiting for {what}"
-        await asyncio.sleep(0.005)
-
-
-@dataclass
-class Orvad:
-    data_dir: Path
-    port: int
-    env: dict[str, str] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
-    cwd: Path | None = None  # where `python -m orvad` runs (and so which orvad package it imports)
-    proc: subprocess.Popen[bytes] | None = None
-    stdout_path: Path | None = None
-    stderr_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin_key(self) -> str:
-        return (self.data_dir / "admin.key").read_text().strip()
-
-    def client(self, key: str | None = None, headers: dict[str, str] | None = None,
-               **kwargs: object) -> httpx.Client:
-        headers = {**({"X-Orva-API-Key": key} if key else {}), **(headers or {})}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)  # type: ignore[arg-type]
-
-    def admin(self) -> httpx.Client:
-        return self.client(self.admin_key)
-
-    def onboard(self, client: httpx.Client, username: str = "admin",
-                password: str = "AdminPass123!Secure") -> httpx.Response:
-        """Claim this orvad: the first admin user, proven by the setup token (the bootstrap admin key)."""
-        return client.post("/api/v1/auth/onboard",
-                           json={"username": username, "password": password, "setup_token": self.admin_key})
-
-    def session_client(self, token: str, cookie_name: str = "session_token") -> httpx.Client:
-        """A client that acts like the dashboard: the session cookie and the X-Orva-CSRF header."""
-        return self.client(headers={"X-Orva-CSRF": "1"}, cookies={cookie_name: token})
-
-    def start(self, *, wait: bool = True) -> Orvad:
-        logs = self.data_dir.parent
-        self.stdout_path, self.stderr_path = logs / f"orvad-{self.port}.out", logs / f"orvad-{self.port}.err"
-        # a /20 of 10.128.0.0-10.227.255.255 per test server: their egress ranges never meet, nor the
-        # derived ranges (10.231.0.0/16) of the servers a test starts without ORVA_EGRESS_CIDR
-        slot = self.port % 1600
-        cidr = f"10.{128 + slot // 16}.{(slot % 16) * 16}.0/20"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data_dir), "ORVA_PORT": str(self.port),
-               "ORVA_EGRESS_CIDR": cidr, **self.env}
-        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve", *self.args], env=env,
-                                         stdout=out, stderr=err, cwd=self.cwd)
-        if wait:
-            wait_for(self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start; stderr:\n{self.stderr()}")
-        return self
-
-    def _up(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"orvad exited with {self.proc.returncode}:\n{self.stderr()}")
-        try:
-            return httpx.get(f"{self.url}/health/startup", timeout=1.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"orvad did not stop within {timeout_s} s after signal {sig}") from None
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text() if self.stdout_path and self.stdout_path.exists() else ""
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text() if self.stderr_path and self.stderr_path.exists() else ""
+from tests.helpers import Orvad, free_port
 
 
 @pytest.fixture
@@ -172,35 +60,3 @@ def orvad() -> Iterator[Orvad]:
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
-
-
-@contextmanager
-def small_tmpfs(where: Path, size_mb: int, inodes: int | None = None) -> Iterator[Path]:
-    """A real filesystem of ``size_mb`` MiB (and ``inodes`` inodes) at ``where`` (mode 0711: the jail
-    traverses it), unmounted at the end."""
-    where.mkdir(parents=True, exist_ok=True)
-    options = f"size={size_mb}M,mode=0711" + (f",nr_inodes={inodes}" if inodes else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
-
-
-def fill_disk(filler: Path, leave_bytes: int = 0) -> int:
-    """Append to ``filler`` until its filesystem has no space (ENOSPC), then give back ``leave_bytes``;
-    returns the filler's size."""
-    import errno
-
-    chunk = b"\0" * 65536
-    with filler.open("ab", buffering=0) as out:
-        for size in (65536, 4096, 1):
-            try:
-                while True:
-                    out.write(chunk[:size])
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-    size = filler.stat().st_size
-    if leave_bytes:
-        os.truncate(filler, max(0, size - leave_bytes))
-    return filler.stat().st_size

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def create_function(c: httpx.Client, name: str, runtime: str = "python", **extra: Any) -> dict[str, Any]:

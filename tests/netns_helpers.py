@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 # Python source for jailed probes: connect(host, port) -> "ok:<status line>" or "refused:<error>"
 CONNECT_CODE = r'''

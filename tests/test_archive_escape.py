@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 DEPTH = 40  # more `..` than any tmp dir is deep: `..` of / is /

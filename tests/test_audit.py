@@ -11,8 +11,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from orvad.store.paths import RECORDED_PATH_MAX
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 FLOOD = 2000
 LONG = "a" * 15000

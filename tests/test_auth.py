@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 PASSWORD = "AdminPass123!Secure"
 CSRF = {"X-Orva-CSRF": "1"}

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 LIMIT = 64 * 1024
 # More than the kernel's socket buffers take in (12-20 MiB on loopback here, the receiver's buffer

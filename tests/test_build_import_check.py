@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 GOOD = {"python": "def handler(event, context):\n    return {'v': 1}\n",
         "node": "exports.handler = async () => ({v: 1});\n"}

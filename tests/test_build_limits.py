@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from orvad.builder import safetree
-from tests.conftest import Orvad, small_tmpfs, wait_for
 from tests.deploy_helpers import create_function, wait_deployed
+from tests.helpers import Orvad, small_tmpfs, wait_for
 from tests.test_builder_jail_outputs import _node_archive
 from tests.test_deploy import _tar
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
+from tests.helpers import Orvad, wait_for
 from tests.test_deploy_wait import slow_archive
 
 JS = "exports.handler = async () => ({v: %d});\n"

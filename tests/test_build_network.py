@@ -24,8 +24,8 @@ import pytest
 
 from orvad.builder.installer import CUT_MARK, MAX_LINE_CHARS
 from orvad.buildproxy import discover_registries
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
 INDEX_NS, HOST_IF = "orvatest-idx", "orvatest-ih"

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 JS = "exports.handler = async () => ({ v: %d });\n"
 SECRET = "TOPSECRET-host-file"

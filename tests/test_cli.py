@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from orva_cli.main import cli as orva_group
-from tests.conftest import Orvad, free_port, wait_for
+from tests.helpers import Orvad, free_port, wait_for
 
 APP_V = '''import os
 import six

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orva_cli.hints import _translated
-from tests.conftest import Orvad, free_port, wait_for
+from tests.helpers import Orvad, free_port, wait_for
 from tests.test_cli import Cli, _on_a_terminal, error_line, logged_in, write_tree
 
 ROOT = Path(__file__).resolve().parent.parent

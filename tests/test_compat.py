@@ -7,8 +7,8 @@ import io
 import tarfile
 from collections.abc import Callable
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 

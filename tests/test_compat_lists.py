@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 FAILS_ON_ASK = ("def handler(event, context):\n"
                 "    if event['query'].get('fail'):\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orvad.config import ConfigError, load_settings
-from tests.conftest import Orvad, free_port
+from tests.helpers import Orvad, free_port
 
 
 def test_defaults() -> None:

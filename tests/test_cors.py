@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from orvad.config import ConfigError, load_settings
-from tests.conftest import Orvad, free_port, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, free_port, wait_for
 
 APP = "https://app.example.com"
 LOCAL = "http://127.0.0.1:5173"

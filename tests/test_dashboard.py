@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("ORVA_CHROMIUM", "/usr/bin/chromium")

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from playwright.sync_api import Dialog, Page, Request, expect
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 from tests.test_dashboard import PASSWORD, browser, page, replace_code, shot  # noqa: F401 (fixtures)
 
 BUILD_DEADLINE_MS = 120_000

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 from tests.test_dashboard import PASSWORD, browser, shot  # noqa: F401 (fixture)
 
 PHONE = {"width": 390, "height": 844}

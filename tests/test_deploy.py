@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 JS = "exports.handler = async (event, context) => ({v: %d});\n"

@@ -9,8 +9,8 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 from tests.test_deploy import _zip
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"

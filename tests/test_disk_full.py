@@ -29,11 +29,12 @@ from orvad.bus import Bus
 from orvad.clock import now_iso
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
+from orvad.models import Deployment
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
-from orvad.store.functions import Deployment, FunctionStore
-from tests.conftest import Orvad, fill_disk, small_tmpfs, until, wait_for
+from orvad.store.functions import FunctionStore
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, fill_disk, small_tmpfs, until, wait_for
 from tests.test_store import write_until_refused
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from orvad.egress import derived_ranges
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
 OUT_NS, HOST_IF = "orvatest-out", "orvatest-h"

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from orvad.errors import OrvaError, Unavailable
 from orvad.middleware import RequestContext
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 
 def _envelope(r: httpx.Response, status: int, code: str) -> dict:

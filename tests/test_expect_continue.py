@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Orvad, free_port
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, free_port
 
 LIMIT = 64 * 1024  # ORVA_MAX_BODY_BYTES
 ARCHIVE_LIMIT = 128 * 1024  # ORVA_MAX_ARCHIVE_BYTES: the cap of archive deploys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 
 def _create(c, **body):  # type: ignore[no-untyped-def]

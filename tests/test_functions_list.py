@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 LAST_FIELDS = {"id", "version", "status", "code_hash", "submitted_at", "finished_at", "duration_ms"}

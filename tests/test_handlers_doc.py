@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.doc_shell import Block, Shell, check_step, code_blocks
+from tests.helpers import Orvad, wait_for
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "HANDLERS.md"
 RUNTIMES = {"python": ("python", "handler.py"), "js": ("node", "handler.js")}

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")

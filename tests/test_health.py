@@ -11,7 +11,7 @@ from orvad.app import create_app
 from orvad.config import load_settings
 from orvad.daemon import Daemon
 from orvad.hostcheck import FAVOR_OPTION, cgroup2_options, favor_cgroup_migrations
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 
 def test_health_when_up(orvad: Orvad) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # a template left in: {id}, {name}, {}, <id> (JSON bodies such as {"status": "active"} are fine, and so are

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 HANDLERS = {
     "python": '''

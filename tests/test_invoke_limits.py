@@ -11,8 +11,8 @@ import time
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 SIGNING = "whsec-test-123456"
 

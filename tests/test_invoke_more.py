@@ -9,8 +9,8 @@ import pytest
 
 from orvad.builder.queue import BuildQueue
 from orvad.errors import Unavailable
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 # every worker is pid 1 in its own namespace, so identify workers by a token made at import
 PID = "import os\nTOKEN = os.urandom(6).hex()\n\ndef handler(e, c):\n    return TOKEN\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 
 def _mint(orvad: Orvad, **body: object) -> dict:
@@ -82,7 +82,7 @@ def test_expiry_and_bad_input(orvad: Orvad) -> None:
 
 
 def test_last_used_is_recorded(orvad: Orvad) -> None:
-    from tests.conftest import wait_for
+    from tests.helpers import wait_for
 
     key = _mint(orvad, permissions=["read", "admin"])
     with orvad.client(key["key"]) as c:

@@ -6,7 +6,7 @@ import signal
 import stat
 from collections.abc import Callable
 
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 PASSWORD = "AdminPass123!Secure"
 
@@ -86,7 +86,7 @@ def test_uvicorn_server_serves_and_stops_cleanly(make_orvad: Callable[..., Orvad
         assert c.get("/api/v1/system/health").json()["status"] == "ok"
         fn = c.post("/api/v1/functions", json={"name": "uv", "runtime": "python"}).json()
         c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": "def handler(e, c):\n    return 'uv'\n"})
-        from tests.conftest import wait_for
+        from tests.helpers import wait_for
 
         wait_for(lambda: c.get(f"/fn/{fn['id']}").text == "uv", 30, "the function under uvicorn")
         assert c.get("/nope").json()["error"]["code"] == "NOT_FOUND"
@@ -97,7 +97,7 @@ def test_uvicorn_server_serves_and_stops_cleanly(make_orvad: Callable[..., Orvad
 def test_unreachable_code_refuses_to_start_with_the_reason(jail_tmp) -> None:  # type: ignore[no-untyped-def]
     """A data dir the jail cannot traverse (under a 0700 folder, as under /root): orvad does not start
     serving workers that would all fail; it exits 2 naming the folder and what to do."""
-    from tests.conftest import Orvad, free_port
+    from tests.helpers import Orvad, free_port
 
     private = jail_tmp / "private"
     private.mkdir(mode=0o700)
@@ -111,8 +111,8 @@ def test_unreachable_code_refuses_to_start_with_the_reason(jail_tmp) -> None:  #
 def test_a_relative_data_dir_serves_functions(jail_tmp) -> None:  # type: ignore[no-untyped-def]
     """`make run` passes ORVA_DATA_DIR=./data: it is made absolute at start (nsjail changes directory
     before it bind-mounts, so a relative code path failed every worker with 502)."""
-    from tests.conftest import Orvad, free_port, wait_for
     from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+    from tests.helpers import Orvad, free_port, wait_for
 
     server = Orvad(jail_tmp / "data", free_port(), env={"ORVA_DATA_DIR": "./data"})
     server.cwd = jail_tmp

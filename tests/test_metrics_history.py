@@ -10,8 +10,8 @@ import httpx
 
 from orvad.metrics import Metrics
 from orvad.metrics_history import MetricsHistory
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 SAMPLE_S = 0.2
 

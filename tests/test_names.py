@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad
 
 RULE = "1..63 characters of a-z 0-9 - _, starting with a letter"
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 HANDLER = ("import os\n\n"
            "def handler(event, context):\n"

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 QUIET = "def handler(event, context):\n    return 'quiet'\n"
 NOISY = '''

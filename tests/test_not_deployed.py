@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 from tests.test_deploy_wait import slow_archive
 
 OK = "def handler(event, context):\n    return 'ok'\n"

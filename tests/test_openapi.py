@@ -18,7 +18,7 @@ from orvad.app import create_app
 from orvad.auth.guard import requirement
 from orvad.config import load_settings
 from orvad.daemon import Daemon
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 
 def test_openapi_covers_every_route_with_its_auth(orvad: Orvad, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from orvad.origins import Origins
-from tests.conftest import Orvad, free_port
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, free_port
 from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS
 
 ECHO = '''

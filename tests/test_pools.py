@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 SLOW = "import time\n\ndef handler(event, context):\n    time.sleep(float(event['query'].get('s', '0')))\n    return 'v%d'\n"
 

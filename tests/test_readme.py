@@ -36,8 +36,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.doc_shell import Block, Shell, Step, check_step, code_blocks, output_mismatch
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_DEADLINE_S = 300.0  # a deploy waits for its build

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 OLD = "the-forgotten-password"
 CSRF = {"X-Orva-CSRF": "1"}

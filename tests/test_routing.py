@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orvad.routing import RouteEntry, RouteTable
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function
+from tests.helpers import Orvad, wait_for
 
 segment = st.text(alphabet="abcdefgh-", min_size=1, max_size=4)
 

@@ -26,8 +26,8 @@ import httpx
 import pytest
 
 from orvad.runtime_install import PINS
-from tests.conftest import Orvad, free_port
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, free_port
 
 VERSIONS = ("exports.handler = async () => ({node: process.versions.node, exec: process.execPath,\n"
             "  byName: require('child_process').execFileSync('node', ['--version']).toString().trim()});\n")

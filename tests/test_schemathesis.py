@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 RUN_DEADLINE_S = 120.0  # about 25 s here
 EXCLUDED = (

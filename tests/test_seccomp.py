@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from orvad.seccomp import Rule, load_catalog, policy_path, policy_rules
-from tests.conftest import Orvad
+from tests.helpers import Orvad
 
 REQUIRED = {"mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "bpf", "perf_event_open", "kexec_load",
             "kexec_file_load", "init_module", "finit_module", "delete_module", "keyctl", "add_key", "request_key",

@@ -9,8 +9,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from orvad.secrets import open_sealed, seal
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function
+from tests.helpers import Orvad
 
 SECRET = "sk_live_very-secret-value-4242"
 
@@ -74,7 +74,7 @@ def test_rotate_master_key_keeps_every_secret(make_orvad: Callable[..., Orvad]) 
     assert (server.data_dir / "master.key").read_text() != old_key
     assert stat.S_IMODE((server.data_dir / "master.key").stat().st_mode) == 0o600
     again = make_orvad(data_dir=server.data_dir)
-    from tests.conftest import wait_for
+    from tests.helpers import wait_for
 
     with again.admin() as c:
         wait_for(lambda: c.get(f"/fn/{fn['id']}").status_code == 200, 60, "the function to serve")

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function
+from tests.helpers import Orvad
 
 DEFAULT_POOL = {"min_warm": 1, "max_warm": 16, "idle_ttl_seconds": 300, "target_concurrency": 1,
                 "scale_to_zero": True}

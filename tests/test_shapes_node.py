@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Orvad
 from tests.deploy_helpers import create_function
+from tests.helpers import Orvad
 
 pytestmark = pytest.mark.timeout(600)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "goorva"

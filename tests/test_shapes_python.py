@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function
+from tests.helpers import Orvad, wait_for
 from tests.worker_fixtures import call, drain, make_worker, running, wait_until, write_code
 
 pytestmark = pytest.mark.timeout(600)

@@ -13,7 +13,7 @@ from orvad.errors import InsufficientStorage, is_disk_full
 from orvad.ids import uuid7
 from orvad.store.batch import MAX_VARIABLES, BatchWriter, multi_row
 from orvad.store.db import Database, _split_sql, migration_files
-from tests.conftest import fill_disk, small_tmpfs, until
+from tests.helpers import fill_disk, small_tmpfs, until
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 
 def test_metrics_parse_and_need_read(orvad: Orvad) -> None:

@@ -8,8 +8,8 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.conftest import Orvad, wait_for
 from tests.deploy_helpers import create_function, wait_deployed
+from tests.helpers import Orvad, wait_for
 
 UPLOAD = 40 * 1024 * 1024
 AT_ONCE = 4
