@@ -129,7 +129,10 @@ async function retry() {
 export function probe() {
   if (!probing) {
     probing = fetch("/health/live", { cache: "no-store", credentials: "same-origin" })
-      .then(() => true, () => false)
+      .then(
+        () => true,
+        () => false,
+      )
       .then((ok) => {
         probing = null;
         setReachable(ok);
@@ -142,10 +145,17 @@ export function probe() {
 // A fetch that threw: orvad gone (UNREACHABLE), or a request the browser refused to send.
 async function fetchFailed(e) {
   if (!(await probe())) {
-    return new ApiError(0, { error: { code: "UNREACHABLE", message: "cannot reach orvad",
-      hint: "the dashboard keeps retrying by itself; check that orvad is running" } });
+    return new ApiError(0, {
+      error: {
+        code: "UNREACHABLE",
+        message: "cannot reach orvad",
+        hint: "the dashboard keeps retrying by itself; check that orvad is running",
+      },
+    });
   }
-  return new ApiError(0, { error: { code: "REQUEST_FAILED", message: `the browser did not send the request: ${e.message}` } });
+  return new ApiError(0, {
+    error: { code: "REQUEST_FAILED", message: `the browser did not send the request: ${e.message}` },
+  });
 }
 
 // An EventSource on the API whose listeners are named by event type; returns a closer. The browser

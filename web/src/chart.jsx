@@ -11,7 +11,11 @@ const HEIGHT = 180;
 function themeColors() {
   const css = getComputedStyle(document.documentElement);
   const v = (name) => css.getPropertyValue(name).trim();
-  return { fg: v("--muted"), grid: v("--chart-grid"), series: ["--chart-1", "--chart-2", "--chart-3", "--chart-4"].map(v) };
+  return {
+    fg: v("--muted"),
+    grid: v("--chart-grid"),
+    series: ["--chart-1", "--chart-2", "--chart-3", "--chart-4"].map(v),
+  };
 }
 
 // y from 0 to a little above the largest value (1 when everything is 0 or missing)
@@ -54,13 +58,26 @@ export function Chart({ title, series, axes, data, now, window_s = 600, empty, t
         scales,
         series: [
           {},
-          ...series.map((s, i) => ({ label: s.label, scale: s.scale || axes[0].scale, width: 2,
-            stroke: colors.series[i % colors.series.length], spanGaps: true })),
+          ...series.map((s, i) => ({
+            label: s.label,
+            scale: s.scale || axes[0].scale,
+            width: 2,
+            stroke: colors.series[i % colors.series.length],
+            spanGaps: true,
+          })),
         ],
         axes: [
           axis(colors, { space: 60 }),
-          ...axes.map((a, i) => axis(colors, { scale: a.scale, label: a.label, side: a.side ?? 3, size: 48, labelSize: 16,
-            grid: { stroke: colors.grid, width: 1, show: i === 0 } })),
+          ...axes.map((a, i) =>
+            axis(colors, {
+              scale: a.scale,
+              label: a.label,
+              side: a.side ?? 3,
+              size: 48,
+              labelSize: 16,
+              grid: { stroke: colors.grid, width: 1, show: i === 0 },
+            }),
+          ),
         ],
       },
       data,

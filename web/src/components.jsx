@@ -10,7 +10,8 @@ const UI_HINTS = {
   NOT_DEPLOYED: "Deploy first: press Deploy on the Code tab.",
   BUILDING: "The build is still running: watch it on the Code tab, then try again.",
   BUILD_FAILED: "Open the build log in the Deployments tab (click the failed version), fix the code and Deploy again.",
-  NOT_ACTIVE: "Activate the function on its Settings tab, or deploy a version that builds (the Deployments tab has each build's log).",
+  NOT_ACTIVE:
+    "Activate the function on its Settings tab, or deploy a version that builds (the Deployments tab has each build's log).",
   VERSION_GCD: "That version was removed to free space: pick one still listed in the Deployments tab.",
   VERSION_NOT_FOUND: "Pick a version listed in the Deployments tab.",
   INSUFFICIENT_STORAGE: "Free space on the disk holding orvad's data dir, then try again.",
@@ -107,7 +108,9 @@ export function ConnectionBanner() {
     <div class="banner warn connection-lost" role="alert" data-testid="connection-lost">
       <div>
         <strong>Cannot reach orvad, retrying…</strong>
-        <div class="hint">Live figures are paused and nothing you type is lost; the page carries on when orvad answers.</div>
+        <div class="hint">
+          Live figures are paused and nothing you type is lost; the page carries on when orvad answers.
+        </div>
       </div>
     </div>
   );
@@ -186,8 +189,15 @@ export function usePaged(path, key, deps = [], decorate = async (items) => items
   };
   const items = first.data ? [...first.data.items, ...extra.items] : null;
   const hasMore = Boolean(cursor) && extra.cursor !== "";
-  return { items, error: first.error || extra.error, loading: first.loading, reload: first.reload, more, hasMore,
-    busy: extra.busy };
+  return {
+    items,
+    error: first.error || extra.error,
+    loading: first.loading,
+    reload: first.reload,
+    more,
+    hasMore,
+    busy: extra.busy,
+  };
 }
 
 export function LoadMore({ paged }) {
@@ -226,7 +236,9 @@ export function Table({ columns, rows, empty = "Nothing here yet.", onRow, rowKe
           {rows.map((row) => (
             <tr
               key={rowKey(row)}
-              class={[onRow ? "clickable" : "", selected !== undefined && rowKey(row) === selected ? "selected" : ""].join(" ").trim()}
+              class={[onRow ? "clickable" : "", selected !== undefined && rowKey(row) === selected ? "selected" : ""]
+                .join(" ")
+                .trim()}
               aria-current={selected !== undefined && rowKey(row) === selected ? "true" : undefined}
               tabIndex={onRow ? 0 : undefined}
               onClick={onRow ? (e) => !fromControl(e) && onRow(row) : undefined}

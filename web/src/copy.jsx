@@ -55,13 +55,23 @@ export function CopyValue({ text, what, label = "Copy" }) {
   };
   return (
     <span class="copy" ref={box}>
-      <button type="button" class={state === "copied" ? "copy-btn copied" : "copy-btn"} onClick={copy}
-        aria-label={state === "copied" ? `Copied ${what}` : `${label} ${what}`}>
+      <button
+        type="button"
+        class={state === "copied" ? "copy-btn copied" : "copy-btn"}
+        onClick={copy}
+        aria-label={state === "copied" ? `Copied ${what}` : `${label} ${what}`}
+      >
         {state === "copied" ? "Copied" : label}
       </button>
       {state === "manual" && (
-        <input ref={manual} class="copy-manual" readOnly value={text} aria-label={`${what}: press Ctrl+C to copy`}
-          onClick={(e) => e.stopPropagation()} />
+        <input
+          ref={manual}
+          class="copy-manual"
+          readOnly
+          value={text}
+          aria-label={`${what}: press Ctrl+C to copy`}
+          onClick={(e) => e.stopPropagation()}
+        />
       )}
       <span class="copy-live" aria-live="polite">
         {state === "copied" ? "Copied" : ""}

@@ -29,7 +29,13 @@ function rows(before, after) {
 }
 
 function Cell({ line }) {
-  if (!line) return <><td class="ln" /><td class="code empty" /></>;
+  if (!line)
+    return (
+      <>
+        <td class="ln" />
+        <td class="code empty" />
+      </>
+    );
   return (
     <>
       <td class="ln">{line.n}</td>

@@ -88,7 +88,11 @@ function App() {
     }
   };
 
-  let view = <p>No such page. <a href="#/">Go to the overview</a>.</p>;
+  let view = (
+    <p>
+      No such page. <a href="#/">Go to the overview</a>.
+    </p>
+  );
   for (const [pattern, View] of VIEWS) {
     const params = match(pattern, route.path === "/login" ? "/" : route.path);
     if (params) {
@@ -100,13 +104,23 @@ function App() {
   const here = (NAV.find(([to]) => to === section) || [null, ""])[1];
   return (
     <div class="shell">
-      <nav class={menuOpen ? "sidebar open" : "sidebar"} aria-label="Main"
-        onKeyDown={(e) => e.key === "Escape" && setMenuOpen(false)}>
+      <nav
+        class={menuOpen ? "sidebar open" : "sidebar"}
+        aria-label="Main"
+        onKeyDown={(e) => e.key === "Escape" && setMenuOpen(false)}
+      >
         <div class="bar">
           <div class="brand">Orva</div>
-          <span class="here" aria-hidden="true">{here}</span>
-          <button class="menu-button" type="button" aria-expanded={menuOpen ? "true" : "false"} aria-controls="nav-menu"
-            onClick={() => setMenuOpen(!menuOpen)}>
+          <span class="here" aria-hidden="true">
+            {here}
+          </span>
+          <button
+            class="menu-button"
+            type="button"
+            aria-expanded={menuOpen ? "true" : "false"}
+            aria-controls="nav-menu"
+            onClick={() => setMenuOpen(!menuOpen)}
+          >
             {menuOpen ? "Close" : "Menu"}
           </button>
         </div>
@@ -114,7 +128,11 @@ function App() {
           <ul>
             {NAV.map(([to, label]) => (
               <li key={to}>
-                <a href={`#${to}`} class={section === to ? "active" : ""} aria-current={section === to ? "page" : undefined}>
+                <a
+                  href={`#${to}`}
+                  class={section === to ? "active" : ""}
+                  aria-current={section === to ? "page" : undefined}
+                >
                   {label}
                 </a>
               </li>

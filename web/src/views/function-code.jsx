@@ -19,14 +19,30 @@ export function CodeTab({ fn, ws }) {
     <div class="fn-code-layout">
       <div class="code-tab">
         <ErrorBanner error={s.loadError} />
-        <CodeEditor value={s.code} revision={s.revision} language={language} onChange={(code) => ws.set({ code })}
-          onSubmit={ws.send} label={`${fn.entrypoint} source`} />
+        <CodeEditor
+          value={s.code}
+          revision={s.revision}
+          language={language}
+          onChange={(code) => ws.set({ code })}
+          onSubmit={ws.send}
+          label={`${fn.entrypoint} source`}
+        />
         <Field label="Dependencies" help={depsHelp}>
-          <textarea name="dependencies" rows="3" value={s.deps} onInput={(e) => ws.set({ deps: e.target.value })}
-            placeholder={language === "python" ? "requests==2.32.3" : "lodash@4.17.21"} />
+          <textarea
+            name="dependencies"
+            rows="3"
+            value={s.deps}
+            onInput={(e) => ws.set({ deps: e.target.value })}
+            placeholder={language === "python" ? "requests==2.32.3" : "lodash@4.17.21"}
+          />
         </Field>
         <div class="actions left">
-          <button class="primary" onClick={ws.deploy} disabled={s.deploying || building} aria-keyshortcuts="Control+S Meta+S">
+          <button
+            class="primary"
+            onClick={ws.deploy}
+            disabled={s.deploying || building}
+            aria-keyshortcuts="Control+S Meta+S"
+          >
             Deploy
           </button>
           <kbd class="shortcut">{MOD}+S</kbd>

@@ -130,17 +130,25 @@ function DeploymentLog({ dep, onClose }) {
   useEffect(() => {
     if (box.current) box.current.focus();
   }, [dep.id]);
-  const empty = record.source === "rollback"
-    ? `(no build: a rollback activates a version built earlier, ${(record.code_hash || "").slice(0, 12)})`
-    : "(the build wrote no log lines)";
+  const empty =
+    record.source === "rollback"
+      ? `(no build: a rollback activates a version built earlier, ${(record.code_hash || "").slice(0, 12)})`
+      : "(the build wrote no log lines)";
   return (
     <div class="build deployment-log" ref={box} tabIndex={-1} aria-label={`Build log of v${record.version}`}>
       <h3>
         Build log of v{record.version} <StatusBadge status={record.status} />
-        <span class="muted"> {record.source} · submitted {ago(record.submitted_at)}</span>{" "}
-        <button class="link" onClick={onClose}>Close</button>
+        <span class="muted">
+          {" "}
+          {record.source} · submitted {ago(record.submitted_at)}
+        </span>{" "}
+        <button class="link" onClick={onClose}>
+          Close
+        </button>
       </h3>
-      {record.status === "failed" && <Notice kind="error">The build failed: {record.error_message || "see the log"}</Notice>}
+      {record.status === "failed" && (
+        <Notice kind="error">The build failed: {record.error_message || "see the log"}</Notice>
+      )}
       <ErrorBanner error={error} />
       <pre class="log" data-testid="deployment-log">
         {lines === null ? "loading the log…" : lines.length ? lines.join("\n") : empty}
@@ -155,7 +163,9 @@ function VersionSelect({ label, name, versions, pair, setPair }) {
       <select name={name} value={pair[name]} onChange={(e) => setPair({ ...pair, [name]: e.target.value })}>
         <option value="">choose…</option>
         {versions.map((d) => (
-          <option key={d.id} value={d.id}>v{d.version}</option>
+          <option key={d.id} value={d.id}>
+            v{d.version}
+          </option>
         ))}
       </select>
     </Field>
@@ -186,7 +196,12 @@ export function ExecutionTable({ rows, showFunction = false, names = {} }) {
   ];
   if (showFunction) columns.splice(1, 0, { title: "Function", render: (x) => names[x.function_id] || x.function_id });
   return (
-    <Table label="Executions" rows={rows} columns={columns} empty="No invocations yet."
-      onRow={(x) => navigate(`/invocations/${x.id}`)} />
+    <Table
+      label="Executions"
+      rows={rows}
+      columns={columns}
+      empty="No invocations yet."
+      onRow={(x) => navigate(`/invocations/${x.id}`)}
+    />
   );
 }

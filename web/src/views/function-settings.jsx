@@ -7,7 +7,9 @@ const NUMBERS = ["memory_mb", "cpus", "timeout_ms", "max_concurrency", "rate_lim
 const POOL_NUMBERS = ["min_warm", "max_warm", "idle_ttl_seconds", "target_concurrency"];
 
 function envText(env) {
-  return Object.entries(env || {}).map(([k, v]) => `${k}=${v}`).join("\n");
+  return Object.entries(env || {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
 }
 
 function parseEnv(text) {
@@ -16,8 +18,12 @@ function parseEnv(text) {
     if (!line.trim()) continue;
     const at = line.indexOf("=");
     if (at < 1) {
-      throw { code: "VALIDATION", message: `not NAME=value: ${line}`, hint: "one variable per line",
-        details: { field: "env_vars" } };
+      throw {
+        code: "VALIDATION",
+        message: `not NAME=value: ${line}`,
+        hint: "one variable per line",
+        details: { field: "env_vars" },
+      };
     }
     env[line.slice(0, at).trim()] = line.slice(at + 1);
   }
@@ -35,15 +41,23 @@ function corsBody(mode, text) {
   if (mode === "off") return [];
   const origins = text.split(/[\s,]+/).filter(Boolean);
   if (!origins.length) {
-    throw { code: "VALIDATION", message: "no origin listed", hint: "list at least one origin, or choose off",
-      details: { field: "cors_origins" } };
+    throw {
+      code: "VALIDATION",
+      message: "no origin listed",
+      hint: "list at least one origin, or choose off",
+      details: { field: "cors_origins" },
+    };
   }
   return origins;
 }
 
 export function SettingsTab({ fn, setFn }) {
-  const [form, setForm] = useState({ ...fn, env: envText(fn.env_vars), cors_mode: corsMode(fn.cors_origins),
-    cors_text: (fn.cors_origins || []).join("\n") });
+  const [form, setForm] = useState({
+    ...fn,
+    env: envText(fn.env_vars),
+    cors_mode: corsMode(fn.cors_origins),
+    cors_text: (fn.cors_origins || []).join("\n"),
+  });
   const pool = useAsync(() => api.get(`pool/config${query({ function_id: fn.id })}`), [fn.id]);
   const [poolForm, setPoolForm] = useState(null);
   const save = useAction();
@@ -55,10 +69,16 @@ export function SettingsTab({ fn, setFn }) {
     e.preventDefault();
     save.run(async () => {
       setSaved("");
-      const body = { description: form.description, network_mode: form.network_mode, auth_mode: form.auth_mode,
-        concurrency_policy: form.concurrency_policy, env_vars: parseEnv(form.env),
-        csp_sandbox: Boolean(form.csp_sandbox), signature_version: Number(form.signature_version),
-        cors_origins: corsBody(form.cors_mode, form.cors_text) };
+      const body = {
+        description: form.description,
+        network_mode: form.network_mode,
+        auth_mode: form.auth_mode,
+        concurrency_policy: form.concurrency_policy,
+        env_vars: parseEnv(form.env),
+        csp_sandbox: Boolean(form.csp_sandbox),
+        signature_version: Number(form.signature_version),
+        cors_origins: corsBody(form.cors_mode, form.cors_text),
+      };
       for (const k of NUMBERS) body[k] = Number(form[k]);
       if (poolForm) {
         // one request: orvad checks the function fields and the pool together and saves all or nothing
@@ -71,13 +91,15 @@ export function SettingsTab({ fn, setFn }) {
         setPoolForm(null);
       }
       setFn(updated);
-      setForm((current) => ({ ...current, cors_mode: corsMode(updated.cors_origins),
-        cors_text: (updated.cors_origins || []).join("\n") }));
+      setForm((current) => ({
+        ...current,
+        cors_mode: corsMode(updated.cors_origins),
+        cors_text: (updated.cors_origins || []).join("\n"),
+      }));
       setSaved("Saved. Running workers are replaced in the background.");
     });
   };
-  const setStatus = (status) =>
-    save.run(async () => setFn(await api.put(`functions/${fn.id}`, { status })));
+  const setStatus = (status) => save.run(async () => setFn(await api.put(`functions/${fn.id}`, { status })));
 
   return (
     <form class="form" onSubmit={submit} aria-label="Function settings">
@@ -87,9 +109,15 @@ export function SettingsTab({ fn, setFn }) {
         <input name="description" value={form.description} onInput={set("description")} />
       </Field>
       <div class="row">
-        <Field label="Memory (MB)"><input name="memory_mb" type="number" value={form.memory_mb} onInput={set("memory_mb")} /></Field>
-        <Field label="CPUs"><input name="cpus" type="number" step="0.1" value={form.cpus} onInput={set("cpus")} /></Field>
-        <Field label="Timeout (ms)"><input name="timeout_ms" type="number" value={form.timeout_ms} onInput={set("timeout_ms")} /></Field>
+        <Field label="Memory (MB)">
+          <input name="memory_mb" type="number" value={form.memory_mb} onInput={set("memory_mb")} />
+        </Field>
+        <Field label="CPUs">
+          <input name="cpus" type="number" step="0.1" value={form.cpus} onInput={set("cpus")} />
+        </Field>
+        <Field label="Timeout (ms)">
+          <input name="timeout_ms" type="number" value={form.timeout_ms} onInput={set("timeout_ms")} />
+        </Field>
       </div>
       <div class="row">
         <Field label="Max concurrency" help="0 = only the pool limits">
@@ -102,7 +130,12 @@ export function SettingsTab({ fn, setFn }) {
           </select>
         </Field>
         <Field label="Rate limit / min per client" help="0 = none">
-          <input name="rate_limit_per_min" type="number" value={form.rate_limit_per_min} onInput={set("rate_limit_per_min")} />
+          <input
+            name="rate_limit_per_min"
+            type="number"
+            value={form.rate_limit_per_min}
+            onInput={set("rate_limit_per_min")}
+          />
         </Field>
       </div>
       <div class="row">
@@ -129,13 +162,19 @@ export function SettingsTab({ fn, setFn }) {
         )}
       </div>
       <label class="check">
-        <input type="checkbox" name="csp_sandbox" checked={form.csp_sandbox}
-          onChange={(e) => setForm({ ...form, csp_sandbox: e.target.checked })} />
+        <input
+          type="checkbox"
+          name="csp_sandbox"
+          checked={form.csp_sandbox}
+          onChange={(e) => setForm({ ...form, csp_sandbox: e.target.checked })}
+        />
         Sandbox this function's pages (recommended: a page it serves on the dashboard's origin cannot act as you)
       </label>
       <div class="row">
-        <Field label="Cross-origin calls (CORS)"
-          help="Which other sites' pages may call this function from the browser (with an API key, never your session)">
+        <Field
+          label="Cross-origin calls (CORS)"
+          help="Which other sites' pages may call this function from the browser (with an API key, never your session)"
+        >
           <select name="cors_mode" value={form.cors_mode} onChange={set("cors_mode")}>
             <option value="inherit">the server's setting (ORVA_CORS_ORIGINS)</option>
             <option value="list">only these origins</option>
@@ -143,9 +182,17 @@ export function SettingsTab({ fn, setFn }) {
           </select>
         </Field>
         {form.cors_mode === "list" && (
-          <Field label="Allowed origins" help="One per line, as the browser sends it: https://app.example.com, or * for any site">
-            <textarea name="cors_origins" rows="3" value={form.cors_text} onInput={set("cors_text")}
-              placeholder="https://app.example.com" />
+          <Field
+            label="Allowed origins"
+            help="One per line, as the browser sends it: https://app.example.com, or * for any site"
+          >
+            <textarea
+              name="cors_origins"
+              rows="3"
+              value={form.cors_text}
+              onInput={set("cors_text")}
+              placeholder="https://app.example.com"
+            />
           </Field>
         )}
       </div>
@@ -159,21 +206,41 @@ export function SettingsTab({ fn, setFn }) {
         <div class="row">
           {POOL_NUMBERS.map((k) => (
             <Field key={k} label={k.replaceAll("_", " ")}>
-              <input name={k} data-field={`pool.${k}`} type="number" value={poolValues[k]}
-                onInput={(e) => setPoolForm({ ...poolValues, [k]: e.target.value })} />
+              <input
+                name={k}
+                data-field={`pool.${k}`}
+                type="number"
+                value={poolValues[k]}
+                onInput={(e) => setPoolForm({ ...poolValues, [k]: e.target.value })}
+              />
             </Field>
           ))}
           <label class="check">
-            <input type="checkbox" name="scale_to_zero" data-field="pool.scale_to_zero" checked={poolValues.scale_to_zero}
-              onChange={(e) => setPoolForm({ ...poolValues, scale_to_zero: e.target.checked })} />
+            <input
+              type="checkbox"
+              name="scale_to_zero"
+              data-field="pool.scale_to_zero"
+              checked={poolValues.scale_to_zero}
+              onChange={(e) => setPoolForm({ ...poolValues, scale_to_zero: e.target.checked })}
+            />
             scale to zero when idle
           </label>
         </div>
       )}
       <div class="actions left">
-        <button class="primary" type="submit" disabled={save.busy}>Save settings</button>
-        {fn.status === "active" && <button type="button" onClick={() => setStatus("inactive")}>Deactivate</button>}
-        {fn.status === "inactive" && <button type="button" onClick={() => setStatus("active")}>Activate</button>}
+        <button class="primary" type="submit" disabled={save.busy}>
+          Save settings
+        </button>
+        {fn.status === "active" && (
+          <button type="button" onClick={() => setStatus("inactive")}>
+            Deactivate
+          </button>
+        )}
+        {fn.status === "inactive" && (
+          <button type="button" onClick={() => setStatus("active")}>
+            Activate
+          </button>
+        )}
       </div>
     </form>
   );
@@ -193,24 +260,50 @@ export function SecretsTab({ fn }) {
       list.reload();
     });
   };
-  const remove = (k) => action.run(async () => {
-    await api.del(`functions/${fn.id}/secrets/${encodeURIComponent(k)}`);
-    list.reload();
-  });
+  const remove = (k) =>
+    action.run(async () => {
+      await api.del(`functions/${fn.id}/secrets/${encodeURIComponent(k)}`);
+      list.reload();
+    });
   return (
     <div>
-      <p class="muted">Secrets reach the handler as environment variables. Values are encrypted at rest and never shown again.</p>
+      <p class="muted">
+        Secrets reach the handler as environment variables. Values are encrypted at rest and never shown again.
+      </p>
       <ErrorBanner error={list.error || action.error} />
-      <Table label="Secrets" rows={list.data ? list.data.secrets : []} rowKey={(s) => s.key} empty="No secrets."
+      <Table
+        label="Secrets"
+        rows={list.data ? list.data.secrets : []}
+        rowKey={(s) => s.key}
+        empty="No secrets."
         columns={[
           { title: "Name", render: (s) => <code>{s.key}</code> },
           { title: "Updated", render: (s) => ago(s.updated_at) },
-          { title: "", render: (s) => <ConfirmButton label="Delete" question={`Delete secret ${s.key}?`} onConfirm={() => remove(s.key)} /> },
-        ]} />
+          {
+            title: "",
+            render: (s) => (
+              <ConfirmButton label="Delete" question={`Delete secret ${s.key}?`} onConfirm={() => remove(s.key)} />
+            ),
+          },
+        ]}
+      />
       <form class="form row" onSubmit={add} aria-label="Set a secret">
-        <Field label="Name"><input name="secret_key" value={key} required onInput={(e) => setKey(e.target.value)} /></Field>
-        <Field label="Value"><input name="secret_value" type="password" autocomplete="off" value={value} required onInput={(e) => setValue(e.target.value)} /></Field>
-        <button type="submit" disabled={action.busy}>Set secret</button>
+        <Field label="Name">
+          <input name="secret_key" value={key} required onInput={(e) => setKey(e.target.value)} />
+        </Field>
+        <Field label="Value">
+          <input
+            name="secret_value"
+            type="password"
+            autocomplete="off"
+            value={value}
+            required
+            onInput={(e) => setValue(e.target.value)}
+          />
+        </Field>
+        <button type="submit" disabled={action.busy}>
+          Set secret
+        </button>
       </form>
     </div>
   );
@@ -233,38 +326,78 @@ export function RouteManager({ functionId, functions }) {
       list.reload();
     });
   };
-  const remove = (path) => action.run(async () => {
-    await api.del(`routes${query({ path })}`);
-    list.reload();
-  });
+  const remove = (path) =>
+    action.run(async () => {
+      await api.del(`routes${query({ path })}`);
+      list.reload();
+    });
   if (list.loading && !list.data) return <Loading />;
   return (
     <div>
       <ErrorBanner error={list.error || action.error} />
-      <Table label="Routes" rows={list.data.routes} empty="No custom routes."
+      <Table
+        label="Routes"
+        rows={list.data.routes}
+        empty="No custom routes."
         columns={[
-          { title: "Path", render: (r) => <a href={functionsBase() + r.path.replace(/\/\*$/, "/")} target="_blank" rel="noopener noreferrer"><code>{r.path}</code></a> },
+          {
+            title: "Path",
+            render: (r) => (
+              <a href={functionsBase() + r.path.replace(/\/\*$/, "/")} target="_blank" rel="noopener noreferrer">
+                <code>{r.path}</code>
+              </a>
+            ),
+          },
           { title: "Methods", key: "methods" },
-          ...(functionId ? [] : [{ title: "Function", render: (r) => <a href={`#/functions/${r.function_id}`}>{r.function_name}</a> }]),
+          ...(functionId
+            ? []
+            : [{ title: "Function", render: (r) => <a href={`#/functions/${r.function_id}`}>{r.function_name}</a> }]),
           { title: "Created", render: (r) => ago(r.created_at) },
-          { title: "", render: (r) => <ConfirmButton label="Delete" question={`Delete route ${r.path}?`} onConfirm={() => remove(r.path)} /> },
-        ]} />
+          {
+            title: "",
+            render: (r) => (
+              <ConfirmButton label="Delete" question={`Delete route ${r.path}?`} onConfirm={() => remove(r.path)} />
+            ),
+          },
+        ]}
+      />
       <form class="form row" onSubmit={add} aria-label="Add a route">
         <Field label="Path" help="/exact or /prefix/*">
-          <input name="route_path" value={form.path} required placeholder="/hooks/*" onInput={(e) => setForm({ ...form, path: e.target.value })} />
+          <input
+            name="route_path"
+            value={form.path}
+            required
+            placeholder="/hooks/*"
+            onInput={(e) => setForm({ ...form, path: e.target.value })}
+          />
         </Field>
         <Field label="Methods" help="* or GET,POST">
-          <input name="route_methods" value={form.methods} onInput={(e) => setForm({ ...form, methods: e.target.value })} />
+          <input
+            name="route_methods"
+            value={form.methods}
+            onInput={(e) => setForm({ ...form, methods: e.target.value })}
+          />
         </Field>
         {!functionId && (
           <Field label="Function">
-            <select name="route_function" value={form.function_id} required onChange={(e) => setForm({ ...form, function_id: e.target.value })}>
+            <select
+              name="route_function"
+              value={form.function_id}
+              required
+              onChange={(e) => setForm({ ...form, function_id: e.target.value })}
+            >
               <option value="">choose…</option>
-              {(functions || []).map((f) => <option key={f.id} value={f.id}>{f.name}</option>)}
+              {(functions || []).map((f) => (
+                <option key={f.id} value={f.id}>
+                  {f.name}
+                </option>
+              ))}
             </select>
           </Field>
         )}
-        <button type="submit" disabled={action.busy}>Add route</button>
+        <button type="submit" disabled={action.busy}>
+          Add route
+        </button>
       </form>
     </div>
   );

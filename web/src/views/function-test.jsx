@@ -38,7 +38,12 @@ export function TestPanel({ fn, ws }) {
           </Field>
         </div>
         <Field label="Headers" help="One per line, Name: value">
-          <textarea name="headers" rows="3" value={test.headers} onInput={(e) => ws.setTest({ headers: e.target.value })} />
+          <textarea
+            name="headers"
+            rows="3"
+            value={test.headers}
+            onInput={(e) => ws.setTest({ headers: e.target.value })}
+          />
         </Field>
         <Field label="Body">
           <textarea name="body" rows="5" value={test.body} onInput={(e) => ws.setTest({ body: e.target.value })} />
@@ -62,7 +67,8 @@ export function TestPanel({ fn, ws }) {
       {result && result.refusal === "building" && (
         <Notice kind="info">
           <span data-testid="deploy-first">
-            The first build of {fn.name} is still running: nothing ran. Send again when the Code tab says it is deployed.
+            The first build of {fn.name} is still running: nothing ran. Send again when the Code tab says it is
+            deployed.
           </span>
         </Notice>
       )}
@@ -85,7 +91,9 @@ function Answer({ result }) {
     <div class="answer" aria-label="Response">
       <div class="stats small">
         <div class={`stat ${ok ? "good" : "bad"}`}>
-          <div class="stat-value" data-testid="status">{result.status}</div>
+          <div class="stat-value" data-testid="status">
+            {result.status}
+          </div>
           <div class="stat-label">Status</div>
         </div>
         <div class="stat">
@@ -97,12 +105,16 @@ function Answer({ result }) {
           <div class="stat-label">Round trip</div>
         </div>
         <div class="stat">
-          <div class="stat-value" data-testid="cold-start">{result.cold === "true" ? "cold" : "warm"}</div>
+          <div class="stat-value" data-testid="cold-start">
+            {result.cold === "true" ? "cold" : "warm"}
+          </div>
           <div class="stat-label">Start</div>
         </div>
       </div>
       <h3>Body</h3>
-      <pre class="log" data-testid="response-body">{prettyBody(result.body)}</pre>
+      <pre class="log" data-testid="response-body">
+        {prettyBody(result.body)}
+      </pre>
       <details>
         <summary>Headers ({result.headers.length})</summary>
         <pre class="log">{result.headers.map(([k, v]) => `${k}: ${v}`).join("\n")}</pre>

@@ -48,10 +48,18 @@ function restored(id) {
     saved = {};
   }
   return {
-    code: saved.code ?? null, deps: saved.deps ?? "", base: saved.base ?? null, revision: 0,
+    code: saved.code ?? null,
+    deps: saved.deps ?? "",
+    base: saved.base ?? null,
+    revision: 0,
     test: { ...DEFAULT_TEST, ...(saved.test || {}) },
-    build: null, deploying: false, deployError: null, loadError: null,
-    result: null, testBusy: false, testError: null,
+    build: null,
+    deploying: false,
+    deployError: null,
+    loadError: null,
+    result: null,
+    testBusy: false,
+    testError: null,
   };
 }
 
@@ -113,7 +121,8 @@ async function loadSource(fn) {
   }
   const s = workspaceOf(id);
   // edits in progress stay; otherwise the editor shows what is deployed now (after a rollback too)
-  if (s.code === null || !isDirty(s)) update(id, { code: src.code, deps: src.deps, base: src, revision: s.revision + 1, loadError: null });
+  if (s.code === null || !isDirty(s))
+    update(id, { code: src.code, deps: src.deps, base: src, revision: s.revision + 1, loadError: null });
   else update(id, { base: src, loadError: null });
 }
 
@@ -124,19 +133,24 @@ function follow(id, deployment, sent) {
   const finish = (record) => {
     if (streams.has(id)) streams.get(id)();
     streams.delete(id);
-    update(id, (s) => ({ build: { ...s.build, deployment: record, done: true },
-      ...(record.status === "succeeded" ? { base: sent } : {}) }));
+    update(id, (s) => ({
+      build: { ...s.build, deployment: record, done: true },
+      ...(record.status === "succeeded" ? { base: sent } : {}),
+    }));
     const reload = reloaders.get(id);
     if (reload) reload();
   };
-  streams.set(id, subscribe(`deployments/${deployment.id}/stream`, {
-    open: () => update(id, (s) => ({ build: { ...s.build, lines: [] } })), // the stream replays from the start
-    log: (l) => addLine(l.line),
-    phase: (p) => addLine(`» ${p.phase || p.name}`),
-    succeeded: finish,
-    failed: finish,
-    superseded: finish,
-  }));
+  streams.set(
+    id,
+    subscribe(`deployments/${deployment.id}/stream`, {
+      open: () => update(id, (s) => ({ build: { ...s.build, lines: [] } })), // the stream replays from the start
+      log: (l) => addLine(l.line),
+      phase: (p) => addLine(`» ${p.phase || p.name}`),
+      succeeded: finish,
+      failed: finish,
+      superseded: finish,
+    }),
+  );
 }
 
 async function deploy(fn) {
@@ -161,8 +175,15 @@ function parseHeaders(text) {
   for (const line of text.split("\n")) {
     if (!line.trim()) continue;
     const at = line.indexOf(":");
-    if (at < 1) throw new ApiError(400, { error: { code: "VALIDATION", message: `not a header: ${line}`,
-      hint: "write one header per line as Name: value", details: { field: "headers" } } });
+    if (at < 1)
+      throw new ApiError(400, {
+        error: {
+          code: "VALIDATION",
+          message: `not a header: ${line}`,
+          hint: "write one header per line as Name: value",
+          details: { field: "headers" },
+        },
+      });
     headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
   }
   return headers;
@@ -204,17 +225,28 @@ async function sendTest(fn) {
     const { method, path, headers, body } = s.test;
     const sent = ["GET", "HEAD"].includes(method) ? undefined : body;
     const started = performance.now();
-    const res = await request(method, `/fn/${encodeURIComponent(fn.name)}${path.startsWith("/") ? path : `/${path}`}`,
-      sent, { raw: true, headers: parseHeaders(headers) });
+    const res = await request(
+      method,
+      `/fn/${encodeURIComponent(fn.name)}${path.startsWith("/") ? path : `/${path}`}`,
+      sent,
+      { raw: true, headers: parseHeaders(headers) },
+    );
     const text = await res.text();
     const refusal = refusalOf(res, text);
     if (refusal) {
       update(id, { result: { refusal } });
       return;
     }
-    const answer = { status: res.status, headers: [...res.headers.entries()], body: text,
-      elapsed: performance.now() - started, duration: res.headers.get("x-orva-duration-ms"),
-      cold: res.headers.get("x-orva-cold-start"), execution: res.headers.get("x-orva-execution-id"), logs: null };
+    const answer = {
+      status: res.status,
+      headers: [...res.headers.entries()],
+      body: text,
+      elapsed: performance.now() - started,
+      duration: res.headers.get("x-orva-duration-ms"),
+      cold: res.headers.get("x-orva-cold-start"),
+      execution: res.headers.get("x-orva-execution-id"),
+      logs: null,
+    };
     update(id, { result: answer });
     if (answer.execution) {
       const logs = await executionLogs(answer.execution);

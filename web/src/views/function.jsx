@@ -46,7 +46,18 @@ function FunctionWorkspace({ fn, tab, reload, setFn }) {
   const View = TAB_VIEWS[tab];
   const tabs = TABS.map((t) =>
     t.id === "code" && ws.dirty
-      ? { ...t, label: <>Code<span class="unsaved-dot" aria-hidden="true">●</span><span class="sr-only"> (undeployed changes)</span></> }
+      ? {
+          ...t,
+          label: (
+            <>
+              Code
+              <span class="unsaved-dot" aria-hidden="true">
+                ●
+              </span>
+              <span class="sr-only"> (undeployed changes)</span>
+            </>
+          ),
+        }
       : t,
   );
   useShortcuts(fn, tab, ws);
@@ -61,7 +72,10 @@ function FunctionWorkspace({ fn, tab, reload, setFn }) {
             {fn.name} <StatusBadge status={fn.status} />
           </h1>
           <p class="muted">
-            {fn.runtime} · {fn.entrypoint} · invoke at <a href={functionUrl(fn.name)} target="_blank" rel="noopener noreferrer"><code>{functionUrl(fn.name)}</code></a>
+            {fn.runtime} · {fn.entrypoint} · invoke at{" "}
+            <a href={functionUrl(fn.name)} target="_blank" rel="noopener noreferrer">
+              <code>{functionUrl(fn.name)}</code>
+            </a>
           </p>
         </div>
         <ConfirmButton
@@ -149,8 +163,8 @@ function LeaveGuard({ fn, dirty }) {
   return (
     <Dialog title="Leave with undeployed changes?" open={target !== null} onClose={() => setTarget(null)}>
       <p>
-        Your changes to {fn.name} are not deployed: orvad still runs the last deployed version. They stay here
-        as a draft while this browser tab is open.
+        Your changes to {fn.name} are not deployed: orvad still runs the last deployed version. They stay here as a
+        draft while this browser tab is open.
       </p>
       <div class="actions">
         <button onClick={() => setTarget(null)}>Stay</button>

@@ -2,7 +2,19 @@
 // a search box (?q=, matched by orvad on name and description), copy buttons, and the create form.
 import { useEffect, useState } from "preact/hooks";
 import { api, functionUrl, query } from "../api.js";
-import { ago, Dialog, ErrorBanner, Field, LoadMore, Loading, StatusBadge, Table, useAction, useAsync, usePaged } from "../components.jsx";
+import {
+  ago,
+  Dialog,
+  ErrorBanner,
+  Field,
+  LoadMore,
+  Loading,
+  StatusBadge,
+  Table,
+  useAction,
+  useAsync,
+  usePaged,
+} from "../components.jsx";
 import { CopyValue } from "../copy.jsx";
 import { navigate } from "../router.js";
 
@@ -38,8 +50,10 @@ export function FunctionsView({ query: q }) {
   const search = q.q || "";
   const paged = usePaged((cursor) => `functions${query({ limit: PAGE, cursor, q: search })}`, "functions", [search]);
   // the last hour's invocations and errors of every function, one request for the whole list
-  const hour = useAsync(() => api.get("executions/summary").then((r) => Object.fromEntries(
-    r.functions.map((x) => [x.function_id, x]))), []);
+  const hour = useAsync(
+    () => api.get("executions/summary").then((r) => Object.fromEntries(r.functions.map((x) => [x.function_id, x]))),
+    [],
+  );
   const { items: data, error, loading, reload } = paged;
   const [creating, setCreating] = useState(false);
   const [typed, setTyped] = useState(search);
@@ -60,8 +74,14 @@ export function FunctionsView({ query: q }) {
         </button>
       </header>
       <div class="search" role="search">
-        <input type="search" name="q" aria-label="Search functions" placeholder="Search by name or description"
-          value={typed} onInput={(e) => setTyped(e.target.value)} />
+        <input
+          type="search"
+          name="q"
+          aria-label="Search functions"
+          placeholder="Search by name or description"
+          value={typed}
+          onInput={(e) => setTyped(e.target.value)}
+        />
       </div>
       <ErrorBanner error={error || hour.error} />
       {loading && !data ? (
@@ -74,48 +94,69 @@ export function FunctionsView({ query: q }) {
           onRow={(f) => navigate(`/functions/${f.id}`)}
           columns={[
             { title: "Name", render: (f) => <a href={`#/functions/${f.id}`}>{f.name}</a> },
-            { title: "Id", render: (f) => (
-              <span class="copy">
-                <code title={f.id}>{short[f.id]}</code>
-                <CopyValue text={f.id} what={`id of ${f.name}`} />
-              </span>
-            ) },
-            { title: "Invoke URL", render: (f) => (
-              <span class="copy">
-                <code title={functionUrl(f.name)}>/fn/{f.name}</code>
-                <CopyValue text={functionUrl(f.name)} what={`invoke URL of ${f.name}`} />
-              </span>
-            ) },
+            {
+              title: "Id",
+              render: (f) => (
+                <span class="copy">
+                  <code title={f.id}>{short[f.id]}</code>
+                  <CopyValue text={f.id} what={`id of ${f.name}`} />
+                </span>
+              ),
+            },
+            {
+              title: "Invoke URL",
+              render: (f) => (
+                <span class="copy">
+                  <code title={functionUrl(f.name)}>/fn/{f.name}</code>
+                  <CopyValue text={functionUrl(f.name)} what={`invoke URL of ${f.name}`} />
+                </span>
+              ),
+            },
             { title: "Runtime", key: "runtime" },
             { title: "Status", render: (f) => <StatusBadge status={f.status} /> },
             { title: "Last deploy", render: (f) => lastDeploy(f.last_deployment) },
-            { title: "Last hour", render: (f) => (
-              <span>
-                {figures(f).invocations} calls
-                {figures(f).errors > 0 && <span class="bad">, {figures(f).errors} errors</span>}
-              </span>
-            ) },
+            {
+              title: "Last hour",
+              render: (f) => (
+                <span>
+                  {figures(f).invocations} calls
+                  {figures(f).errors > 0 && <span class="bad">, {figures(f).errors} errors</span>}
+                </span>
+              ),
+            },
           ]}
         />
       )}
       <LoadMore paged={paged} />
-      <CreateFunction open={creating} onClose={() => setCreating(false)} onCreated={(fn) => {
-        reload();
-        navigate(`/functions/${fn.id}?tab=code`);
-      }} />
+      <CreateFunction
+        open={creating}
+        onClose={() => setCreating(false)}
+        onCreated={(fn) => {
+          reload();
+          navigate(`/functions/${fn.id}?tab=code`);
+        }}
+      />
     </section>
   );
 }
 
 // The rule orvad enforces (interface 9): the pattern is checked by the browser before the form is sent.
-const NAME_RULE = "1 to 63 characters: lowercase letters a-z, digits 0-9, - and _, starting with a letter. " +
+const NAME_RULE =
+  "1 to 63 characters: lowercase letters a-z, digits 0-9, - and _, starting with a letter. " +
   "It is part of the URL /fn/<name>.";
 const NAME_PATTERN = "[a-z][a-z0-9_\\-]{0,62}";
 
 function CreateFunction({ open, onClose, onCreated }) {
   const runtimes = useAsync(() => api.get("runtimes").then((r) => r.runtimes), []);
-  const [form, setForm] = useState({ name: "", runtime: "", memory_mb: 128, timeout_ms: 30000, cpus: 1,
-    network_mode: "none", auth_mode: "none" });
+  const [form, setForm] = useState({
+    name: "",
+    runtime: "",
+    memory_mb: 128,
+    timeout_ms: 30000,
+    cpus: 1,
+    network_mode: "none",
+    auth_mode: "none",
+  });
   const { busy, error, run } = useAction();
   const set = (field) => (e) => setForm({ ...form, [field]: e.target.value });
   const choices = runtimes.data || [];
@@ -124,8 +165,13 @@ function CreateFunction({ open, onClose, onCreated }) {
   const submit = (e) => {
     e.preventDefault();
     run(async () => {
-      const body = { ...form, runtime, memory_mb: Number(form.memory_mb), timeout_ms: Number(form.timeout_ms),
-        cpus: Number(form.cpus) };
+      const body = {
+        ...form,
+        runtime,
+        memory_mb: Number(form.memory_mb),
+        timeout_ms: Number(form.timeout_ms),
+        cpus: Number(form.cpus),
+      };
       const fn = await api.post("functions", body);
       onClose();
       onCreated(fn);
@@ -137,8 +183,19 @@ function CreateFunction({ open, onClose, onCreated }) {
       <form onSubmit={submit} class="form">
         <ErrorBanner error={error || runtimes.error} />
         <Field label="Name" help={NAME_RULE}>
-          <input name="name" value={form.name} required autofocus pattern={NAME_PATTERN} maxLength={63} title={NAME_RULE}
-            autocapitalize="off" autocomplete="off" spellcheck={false} onInput={set("name")} />
+          <input
+            name="name"
+            value={form.name}
+            required
+            autofocus
+            pattern={NAME_PATTERN}
+            maxLength={63}
+            title={NAME_RULE}
+            autocapitalize="off"
+            autocomplete="off"
+            spellcheck={false}
+            onInput={set("name")}
+          />
         </Field>
         <Field label="Runtime">
           <select name="runtime" value={runtime} onChange={set("runtime")}>

@@ -17,9 +17,16 @@ export function InvocationsView({ params, query: q }) {
   const filters = { function_id: q.function_id || "", status: q.status || "", hours: q.hours || "" };
   const functions = useAsync(() => allPages("functions", "functions"), []);
   const list = usePaged(
-    (cursor) => `executions${query({ function_id: filters.function_id, status: filters.status,
-      since: sinceFor(filters.hours), limit: 100, cursor })}`,
-    "executions", [filters.function_id, filters.status, filters.hours],
+    (cursor) =>
+      `executions${query({
+        function_id: filters.function_id,
+        status: filters.status,
+        since: sinceFor(filters.hours),
+        limit: 100,
+        cursor,
+      })}`,
+    "executions",
+    [filters.function_id, filters.status, filters.hours],
   );
   const [live, setLive] = useState([]);
   const [connected, setConnected] = useState(false);
@@ -54,20 +61,35 @@ export function InvocationsView({ params, query: q }) {
       </header>
       <div class="form row" role="search">
         <Field label="Function">
-          <select name="function" data-field="function_id" value={filters.function_id} onChange={setFilter("function_id")}>
+          <select
+            name="function"
+            data-field="function_id"
+            value={filters.function_id}
+            onChange={setFilter("function_id")}
+          >
             <option value="">all functions</option>
-            {(functions.data || []).map((f) => <option key={f.id} value={f.id}>{f.name}</option>)}
+            {(functions.data || []).map((f) => (
+              <option key={f.id} value={f.id}>
+                {f.name}
+              </option>
+            ))}
           </select>
         </Field>
         <Field label="Status">
           <select name="status" value={filters.status} onChange={setFilter("status")}>
             <option value="">any status</option>
-            {STATUSES.map((s) => <option key={s}>{s}</option>)}
+            {STATUSES.map((s) => (
+              <option key={s}>{s}</option>
+            ))}
           </select>
         </Field>
         <Field label="Time">
           <select name="hours" data-field="since" value={filters.hours} onChange={setFilter("hours")}>
-            {Object.entries(RANGES).map(([v, label]) => <option key={v} value={v}>{label}</option>)}
+            {Object.entries(RANGES).map(([v, label]) => (
+              <option key={v} value={v}>
+                {label}
+              </option>
+            ))}
           </select>
         </Field>
       </div>
@@ -83,23 +105,46 @@ function ExecutionDetail({ id }) {
   if (x.error) return <ErrorBanner error={x.error} />;
   if (!x.data) return <Loading />;
   const [row, logs] = x.data;
-  const fields = ["id", "function_id", "version", "trigger", "method", "path", "status_code", "cold_start",
-    "duration_ms", "queue_ms", "request_bytes", "response_bytes", "error_code", "error_message", "started_at",
-    "finished_at"];
+  const fields = [
+    "id",
+    "function_id",
+    "version",
+    "trigger",
+    "method",
+    "path",
+    "status_code",
+    "cold_start",
+    "duration_ms",
+    "queue_ms",
+    "request_bytes",
+    "response_bytes",
+    "error_code",
+    "error_message",
+    "started_at",
+    "finished_at",
+  ];
   return (
     <section>
-      <a href="#/invocations" class="muted">← Invocations</a>
-      <h1>Execution <StatusBadge status={row.status} /></h1>
+      <a href="#/invocations" class="muted">
+        ← Invocations
+      </a>
+      <h1>
+        Execution <StatusBadge status={row.status} />
+      </h1>
       <dl class="facts">
-        {fields.filter((f) => row[f] !== null && row[f] !== undefined && row[f] !== "").map((f) => (
-          <>
-            <dt>{f.replaceAll("_", " ")}</dt>
-            <dd>{f === "function_id" ? <a href={`#/functions/${row[f]}`}>{row[f]}</a> : String(row[f])}</dd>
-          </>
-        ))}
+        {fields
+          .filter((f) => row[f] !== null && row[f] !== undefined && row[f] !== "")
+          .map((f) => (
+            <>
+              <dt>{f.replaceAll("_", " ")}</dt>
+              <dd>{f === "function_id" ? <a href={`#/functions/${row[f]}`}>{row[f]}</a> : String(row[f])}</dd>
+            </>
+          ))}
       </dl>
       <h2>Logs</h2>
-      <pre class="log" data-testid="execution-logs">{logs.logs || "(nothing printed)"}</pre>
+      <pre class="log" data-testid="execution-logs">
+        {logs.logs || "(nothing printed)"}
+      </pre>
       {logs.truncated && <p class="muted">The log was cut at its size limit.</p>}
     </section>
   );

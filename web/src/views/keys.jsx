@@ -1,7 +1,18 @@
 // API keys: create (permissions, expiry; the plaintext shown once) and revoke.
 import { useState } from "preact/hooks";
 import { allPages, api } from "../api.js";
-import { ago, ConfirmButton, CopyButton, Dialog, ErrorBanner, Field, Loading, Table, useAction, useAsync } from "../components.jsx";
+import {
+  ago,
+  ConfirmButton,
+  CopyButton,
+  Dialog,
+  ErrorBanner,
+  Field,
+  Loading,
+  Table,
+  useAction,
+  useAsync,
+} from "../components.jsx";
 
 const PERMISSIONS = ["invoke", "read", "write", "admin"];
 
@@ -11,8 +22,11 @@ export function KeysView() {
   const [created, setCreated] = useState(null);
   const action = useAction();
 
-  const toggle = (p) => setForm({ ...form, permissions: form.permissions.includes(p)
-    ? form.permissions.filter((x) => x !== p) : [...form.permissions, p] });
+  const toggle = (p) =>
+    setForm({
+      ...form,
+      permissions: form.permissions.includes(p) ? form.permissions.filter((x) => x !== p) : [...form.permissions, p],
+    });
   const create = (e) => {
     e.preventDefault();
     action.run(async () => {
@@ -23,18 +37,26 @@ export function KeysView() {
       list.reload();
     });
   };
-  const revoke = (k) => action.run(async () => {
-    await api.del(`keys/${k.id}`);
-    list.reload();
-  });
+  const revoke = (k) =>
+    action.run(async () => {
+      await api.del(`keys/${k.id}`);
+      list.reload();
+    });
 
   return (
     <section>
       <h1>API keys</h1>
-      <p class="muted">Keys let scripts, CI and the <code>orva</code> CLI call the API with <code>X-Orva-API-Key</code>.</p>
+      <p class="muted">
+        Keys let scripts, CI and the <code>orva</code> CLI call the API with <code>X-Orva-API-Key</code>.
+      </p>
       <ErrorBanner error={list.error || action.error} />
-      {list.loading && !list.data ? <Loading /> : (
-        <Table label="API keys" rows={list.data.keys} empty="No API keys."
+      {list.loading && !list.data ? (
+        <Loading />
+      ) : (
+        <Table
+          label="API keys"
+          rows={list.data.keys}
+          empty="No API keys."
           columns={[
             { title: "Name", key: "name" },
             { title: "Prefix", render: (k) => <code>{k.prefix}…</code> },
@@ -42,35 +64,73 @@ export function KeysView() {
             { title: "Created", render: (k) => ago(k.created_at) },
             { title: "Expires", render: (k) => (k.expires_at ? new Date(k.expires_at).toLocaleDateString() : "never") },
             { title: "Last used", render: (k) => ago(k.last_used_at) },
-            { title: "", render: (k) => <ConfirmButton label="Revoke" question={`Revoke ${k.name}? Calls using it fail at once.`} onConfirm={() => revoke(k)} /> },
-          ]} />
+            {
+              title: "",
+              render: (k) => (
+                <ConfirmButton
+                  label="Revoke"
+                  question={`Revoke ${k.name}? Calls using it fail at once.`}
+                  onConfirm={() => revoke(k)}
+                />
+              ),
+            },
+          ]}
+        />
       )}
       <h2>Create a key</h2>
       <form class="form" onSubmit={create} aria-label="Create an API key">
         <div class="row">
-          <Field label="Name"><input name="key_name" data-field="name" value={form.name} required onInput={(e) => setForm({ ...form, name: e.target.value })} /></Field>
+          <Field label="Name">
+            <input
+              name="key_name"
+              data-field="name"
+              value={form.name}
+              required
+              onInput={(e) => setForm({ ...form, name: e.target.value })}
+            />
+          </Field>
           <Field label="Expires in (days)" help="empty = never">
-            <input name="expires_in_days" type="number" min="1" value={form.days} onInput={(e) => setForm({ ...form, days: e.target.value })} />
+            <input
+              name="expires_in_days"
+              type="number"
+              min="1"
+              value={form.days}
+              onInput={(e) => setForm({ ...form, days: e.target.value })}
+            />
           </Field>
         </div>
         <fieldset class="checks" data-field="permissions">
           <legend>Permissions</legend>
           {PERMISSIONS.map((p) => (
             <label key={p} class="check">
-              <input type="checkbox" name={`perm_${p}`} checked={form.permissions.includes(p)} onChange={() => toggle(p)} /> {p}
+              <input
+                type="checkbox"
+                name={`perm_${p}`}
+                checked={form.permissions.includes(p)}
+                onChange={() => toggle(p)}
+              />{" "}
+              {p}
             </label>
           ))}
         </fieldset>
-        <div class="actions left"><button class="primary" type="submit" disabled={action.busy}>Create key</button></div>
+        <div class="actions left">
+          <button class="primary" type="submit" disabled={action.busy}>
+            Create key
+          </button>
+        </div>
       </form>
       <Dialog title="Your new API key" open={Boolean(created)} onClose={() => setCreated(null)}>
         {created && (
           <>
             <p>Copy it now: this is the only time Orva shows it.</p>
-            <pre class="log" id="copy-source" data-testid="new-key">{created.key}</pre>
+            <pre class="log" id="copy-source" data-testid="new-key">
+              {created.key}
+            </pre>
             <div class="actions">
               <CopyButton text={created.key} />
-              <button class="primary" onClick={() => setCreated(null)}>Done</button>
+              <button class="primary" onClick={() => setCreated(null)}>
+                Done
+              </button>
             </div>
           </>
         )}

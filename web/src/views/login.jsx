@@ -6,8 +6,8 @@ import { ErrorBanner, Field, Notice, useAction } from "../components.jsx";
 function SetupTokenHelp() {
   return (
     <span>
-      Proves you run this server: the bootstrap admin key in <code>admin.key</code> in orvad's data directory
-      (<code>data/admin.key</code> under <code>make run</code>, <code>/var/lib/orva/admin.key</code> in Docker; orvad
+      Proves you run this server: the bootstrap admin key in <code>admin.key</code> in orvad's data directory (
+      <code>data/admin.key</code> under <code>make run</code>, <code>/var/lib/orva/admin.key</code> in Docker; orvad
       names the file when it starts). Copy it with <code>cat &lt;data-dir&gt;/admin.key</code>.
     </span>
   );
@@ -47,22 +47,47 @@ export function LoginView({ onboarding, expired, onDone }) {
         <ErrorBanner error={error} />
         {onboarding && (
           <Field label="Setup token" help={<SetupTokenHelp />}>
-            <input name="setup_token" type="password" autocomplete="off" spellcheck={false} placeholder="orva_…"
-              value={setupToken} required onInput={(e) => setSetupToken(e.target.value)} />
+            <input
+              name="setup_token"
+              type="password"
+              autocomplete="off"
+              spellcheck={false}
+              placeholder="orva_…"
+              value={setupToken}
+              required
+              onInput={(e) => setSetupToken(e.target.value)}
+            />
           </Field>
         )}
         <Field label="Username">
-          <input name="username" autocomplete="username" value={username} required
-            onInput={(e) => setUsername(e.target.value)} />
+          <input
+            name="username"
+            autocomplete="username"
+            value={username}
+            required
+            onInput={(e) => setUsername(e.target.value)}
+          />
         </Field>
         <Field label="Password" help={onboarding ? "At least 10 characters." : null}>
-          <input name="password" type="password" autocomplete={onboarding ? "new-password" : "current-password"}
-            value={password} required onInput={(e) => setPassword(e.target.value)} />
+          <input
+            name="password"
+            type="password"
+            autocomplete={onboarding ? "new-password" : "current-password"}
+            value={password}
+            required
+            onInput={(e) => setPassword(e.target.value)}
+          />
         </Field>
         {onboarding && (
           <Field label="Confirm password">
-            <input name="confirm" type="password" autocomplete="new-password" value={confirm} required
-              onInput={(e) => setConfirm(e.target.value)} />
+            <input
+              name="confirm"
+              type="password"
+              autocomplete="new-password"
+              value={confirm}
+              required
+              onInput={(e) => setConfirm(e.target.value)}
+            />
           </Field>
         )}
         <button class="primary" type="submit" disabled={busy}>

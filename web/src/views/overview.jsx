@@ -24,8 +24,14 @@ function keepWindow(points) {
 
 const LATENCY_SERIES = [{ label: "p50" }, { label: "p95" }, { label: "p99" }];
 const LATENCY_AXES = [{ scale: "ms", label: "ms" }];
-const RATE_SERIES = [{ label: "req/s", scale: "rate" }, { label: "error %", scale: "pct" }];
-const RATE_AXES = [{ scale: "rate", label: "req/s" }, { scale: "pct", label: "error %", side: 1 }];
+const RATE_SERIES = [
+  { label: "req/s", scale: "rate" },
+  { label: "error %", scale: "pct" },
+];
+const RATE_AXES = [
+  { scale: "rate", label: "req/s" },
+  { scale: "pct", label: "error %", side: 1 },
+];
 
 export function OverviewView() {
   const [snap, setSnap] = useState(null);
@@ -39,20 +45,18 @@ export function OverviewView() {
     const stamp = (h, m) => ({ ...m, t: Math.max(Date.now() / 1000, h.length ? h[h.length - 1].t + 0.001 : 0) });
     const add = (m) => {
       setSnap(m);
-      if (!loaded) live.push(m); // kept until the history is in, then appended to it
+      if (!loaded)
+        live.push(m); // kept until the history is in, then appended to it
       else setHistory((h) => keepWindow([...h, stamp(h, m)]));
     };
     api.get("system/metrics.json").then(setSnap, setError);
-    api.get(`system/metrics/history?minutes=${WINDOW_S / 60}`).then(
-      ({ points }) => {
-        loaded = true;
-        let h = [...points];
-        for (const m of live) h = [...h, stamp(h, m)];
-        live = [];
-        setHistory(keepWindow(h));
-      },
-      setError,
-    );
+    api.get(`system/metrics/history?minutes=${WINDOW_S / 60}`).then(({ points }) => {
+      loaded = true;
+      let h = [...points];
+      for (const m of live) h = [...h, stamp(h, m)];
+      live = [];
+      setHistory(keepWindow(h));
+    }, setError);
     return subscribe("events?types=metrics", { metrics: add });
   }, []);
 
@@ -71,26 +75,45 @@ export function OverviewView() {
       {snap.invocations_total === 0 && snap.pools.length === 0 && (
         <Notice kind="info">
           <p class="sentence">
-            New here? <a href="#/functions">Create your first function</a>: write a handler, press Deploy, then
-            try it in the Test tab.
+            New here? <a href="#/functions">Create your first function</a>: write a handler, press Deploy, then try it
+            in the Test tab.
           </p>
         </Notice>
       )}
       <div class="stats">
         <Stat label="Invocations / s" value={snap.rate_per_s.toFixed(2)} />
         <Stat label="Error rate" value={pct(snap.error_rate)} />
-        <Stat wide label="Latency p50 / p95 / p99"
-          value={`${ms(snap.latency_ms.p50)} / ${ms(snap.latency_ms.p95)} / ${ms(snap.latency_ms.p99)}`} />
+        <Stat
+          wide
+          label="Latency p50 / p95 / p99"
+          value={`${ms(snap.latency_ms.p50)} / ${ms(snap.latency_ms.p95)} / ${ms(snap.latency_ms.p99)}`}
+        />
         <Stat label="Cold starts" value={pct(snap.cold_start_share)} />
         <Stat label="Invocations (total)" value={snap.invocations_total} />
         <Stat label="Builds running / queued" value={`${builds.running} / ${builds.queued}`} />
         <Stat label="Memory reserved by workers" value={bytes(snap.memory_reserved_bytes)} />
       </div>
       <div class="charts">
-        <Chart title="Latency" testid="chart-latency" series={LATENCY_SERIES} axes={LATENCY_AXES} data={latency}
-          now={now} window_s={WINDOW_S} empty={quiet} />
-        <Chart title="Invocations and errors" testid="chart-rate" series={RATE_SERIES} axes={RATE_AXES} data={rate}
-          now={now} window_s={WINDOW_S} empty={quiet} />
+        <Chart
+          title="Latency"
+          testid="chart-latency"
+          series={LATENCY_SERIES}
+          axes={LATENCY_AXES}
+          data={latency}
+          now={now}
+          window_s={WINDOW_S}
+          empty={quiet}
+        />
+        <Chart
+          title="Invocations and errors"
+          testid="chart-rate"
+          series={RATE_SERIES}
+          axes={RATE_AXES}
+          data={rate}
+          now={now}
+          window_s={WINDOW_S}
+          empty={quiet}
+        />
       </div>
       <h2>Warm pools</h2>
       <Table
@@ -107,7 +130,9 @@ export function OverviewView() {
           { title: "Cold starts", key: "cold_starts" },
         ]}
       />
-      <p class="muted">Figures cover the last minute and refresh every 5 seconds; the charts show the last 10 minutes.</p>
+      <p class="muted">
+        Figures cover the last minute and refresh every 5 seconds; the charts show the last 10 minutes.
+      </p>
     </section>
   );
 }

@@ -8,7 +8,9 @@ export function RoutesView() {
   return (
     <section>
       <h1>Routes</h1>
-      <p class="muted">Serve a function at your own path: <code>/hooks/stripe</code> exactly, or everything under <code>/shop/*</code>.</p>
+      <p class="muted">
+        Serve a function at your own path: <code>/hooks/stripe</code> exactly, or everything under <code>/shop/*</code>.
+      </p>
       <ErrorBanner error={functions.error} />
       <RouteManager functions={functions.data || []} />
     </section>
