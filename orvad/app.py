@@ -31,7 +31,7 @@ from orvad.api import (
 from orvad.auth.guard import Guard
 from orvad.cors import Cors, function_lookup
 from orvad.daemon import Daemon
-from orvad.errors import MethodNotAllowed, NotFound, OrvaError, ValidationError
+from orvad.errors import BadRequest, MethodNotAllowed, NotFound, OrvaError, ValidationError
 from orvad.memtrim import HeapTrimmer
 from orvad.middleware import BodyLimit, HostGuard, RequestContext, error_parts
 from orvad.origins import Origins
@@ -60,12 +60,12 @@ def _as_orva_error(exc: Exception, request: Request) -> OrvaError:
     if exc.status_code == 404:
         return NotFound(f"no such endpoint: {request.url.path}", hint="see GET /api/v1/openapi.json for the API")
     if 400 <= exc.status_code < 500:  # e.g. Starlette's multipart parser: a malformed request, not our fault
-        error = ValidationError(f"the request could not be read: {exc.detail}",
-                                hint="see GET /api/v1/openapi.json for what this endpoint takes",
-                                code="VALIDATION" if exc.status_code == 400 else "BAD_REQUEST")
-        error.status = exc.status_code
+        unread = ValidationError if exc.status_code == 400 else BadRequest
+        error = unread(f"the request could not be read: {exc.detail}",
+                       hint="see GET /api/v1/openapi.json for what this endpoint takes")
+        error.status = exc.status_code  # Starlette's status (400, or e.g. 415/422), under the code its family has
         return error
-    return OrvaError(str(exc.detail), code="INTERNAL")
+    return OrvaError(str(exc.detail))  # INTERNAL
 
 
 async def render_error(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── InvalidCredentials   401 INVALID_CREDENTIALS
     ├── Forbidden            403 FORBIDDEN
     ├── NotFound             404 NOT_FOUND
+    │   └── VersionNotFound  404 VERSION_NOT_FOUND
     ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
     ├── Conflict             409 CONFLICT
     │   ├── AlreadySetup     409 ALREADY_SETUP
@@ -27,9 +28,20 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── FunctionError        500 FUNCTION_ERROR
     ├── WorkerCrashed        502 WORKER_CRASHED
     ├── InsufficientStorage  507 INSUFFICIENT_STORAGE
-    ├── Unavailable          503 (BUILDING, BUILD_QUEUE_FULL, POOL_AT_CAPACITY,
-    │                             MEMORY_EXHAUSTED, SHUTTING_DOWN)
+    ├── Unavailable          503 UNAVAILABLE (the family: catch it, raise a subclass)
+    │   ├── Building             BUILDING
+    │   ├── BuildQueueFull       BUILD_QUEUE_FULL
+    │   ├── PoolAtCapacity       POOL_AT_CAPACITY
+    │   ├── MemoryExhausted      MEMORY_EXHAUSTED
+    │   ├── SandboxUnavailable   SANDBOX_UNAVAILABLE
+    │   ├── EgressUnavailable    EGRESS_UNAVAILABLE
+    │   ├── RuntimeUnavailable   RUNTIME_UNAVAILABLE
+    │   ├── DashboardNotBuilt    DASHBOARD_NOT_BUILT
+    │   └── ShuttingDown         SHUTTING_DOWN
     └── Timeout              504 TIMEOUT
+
+A code is a class: raise sites never pass a code (tests/test_errors.py walks every module's raises to keep
+it so). A new code is a new class here and a row in docs/ERRORS.md.
 """
 
 from __future__ import annotations
@@ -52,7 +64,6 @@ class OrvaError(Exception):
         hint: str | None = None,
         retry_after_s: int | None = None,
         details: dict[str, Any] | None = None,
-        code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -61,8 +72,6 @@ class OrvaError(Exception):
         self.retry_after_s = retry_after_s
         self.details = details
         self.headers = headers or {}  # extra response headers, e.g. Allow on a 405
-        if code is not None:
-            self.code = code
 
     def name_execution(self, execution_id: str) -> None:
         """The invoke path recorded this error as execution ``execution_id``: a class whose default hint points
@@ -113,6 +122,12 @@ class NotFound(OrvaError):
     code, status = "NOT_FOUND", 404
 
 
+class VersionNotFound(NotFound):
+    """Rollback or diff names a deployment id or code hash (or a prefix of one) the function never built."""
+
+    code = "VERSION_NOT_FOUND"
+
+
 class MethodNotAllowed(OrvaError):
     code, status = "METHOD_NOT_ALLOWED", 405
 
@@ -150,6 +165,8 @@ class VersionGCd(OrvaError):
 
 
 class PayloadTooLarge(OrvaError):
+    """A request body over ORVA_MAX_BODY_BYTES, or a request too large to hand to a worker in one frame."""
+
     code, status = "PAYLOAD_TOO_LARGE", 413
 
 
@@ -227,9 +244,55 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 
 class Unavailable(OrvaError):
-    """503 family; pass ``code=`` (BUILDING, POOL_AT_CAPACITY, ...)."""
+    """The 503 family: catch this one; raise one of its subclasses (each its own code)."""
 
-    code, status = "SHUTTING_DOWN", 503
+    code, status = "UNAVAILABLE", 503
+
+
+class Building(Unavailable):
+    """The function has no built version yet."""
+
+    code = "BUILDING"
+
+
+class BuildQueueFull(Unavailable):
+    code = "BUILD_QUEUE_FULL"
+
+
+class PoolAtCapacity(Unavailable):
+    """Every worker is busy and the pool is at max_warm (details: current, limit)."""
+
+    code = "POOL_AT_CAPACITY"
+
+
+class MemoryExhausted(Unavailable):
+    """Starting a worker would exceed the host memory gate."""
+
+    code = "MEMORY_EXHAUSTED"
+
+
+class SandboxUnavailable(Unavailable):
+    """This host cannot start sandboxed workers (nsjail or the kernel features it needs are missing)."""
+
+    code = "SANDBOX_UNAVAILABLE"
+    default_hint = "see the sandbox check in GET /api/v1/system/health"
+
+
+class EgressUnavailable(Unavailable):
+    """A function with network_mode egress, on a host where egress networking is not set up."""
+
+    code = "EGRESS_UNAVAILABLE"
+    default_hint = "see the egress check in GET /api/v1/system/health and docs/NETWORK.md"
+
+
+class RuntimeUnavailable(Unavailable):
+    """The function's runtime is not installed on this host."""
+
+    code = "RUNTIME_UNAVAILABLE"
+
+
+class DashboardNotBuilt(Unavailable):
+    code = "DASHBOARD_NOT_BUILT"
 
 
 class ShuttingDown(Unavailable):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,9 +14,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from orvad.errors import OrvaError, Unavailable
+from orvad.errors import OrvaError, PoolAtCapacity
 from orvad.middleware import RequestContext
 from tests.helpers import Orvad
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _envelope(r: httpx.Response, status: int, code: str) -> dict:
@@ -131,7 +137,7 @@ async def _boom(request):  # type: ignore[no-untyped-def]
 
 
 async def _busy(request):  # type: ignore[no-untyped-def]
-    raise Unavailable("pool full", code="POOL_AT_CAPACITY", retry_after_s=5, hint="raise max_warm")
+    raise PoolAtCapacity("pool full", retry_after_s=5, hint="raise max_warm")
 
 
 @pytest.fixture
@@ -169,6 +175,54 @@ def test_every_error_class_renders_a_complete_envelope() -> None:
     for cls in subclasses(OrvaError):
         env = cls("m").envelope("req_1")["error"]
         assert env["code"] == cls.code and env["request_id"] == "req_1" and 400 <= cls.status < 600
+
+
+def _error_classes() -> dict[str, type[OrvaError]]:
+    """Every OrvaError subclass orvad defines, by name (importing every module registers them all)."""
+    for module in sorted((ROOT / "orvad").rglob("*.py")):
+        name = ".".join(module.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        if name != "orvad.__main__":
+            importlib.import_module(name)
+    found: dict[str, type[OrvaError]] = {}
+    todo: list[type[OrvaError]] = [OrvaError]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo += cls.__subclasses__()
+    return found
+
+
+def test_a_code_is_a_class_and_no_raise_site_overrides_it() -> None:
+    """One failure vocabulary: every code has its class (and one status), no call passes ``code=`` to an
+    error, and nothing raises the 503 family's base itself (each 503 says which one it is)."""
+    classes = _error_classes()
+    statuses: dict[str, set[int]] = {}
+    for cls in classes.values():
+        statuses.setdefault(cls.code, set()).add(cls.status)
+    assert {code: s for code, s in statuses.items() if len(s) > 1} == {}, "a code answers with two statuses"
+    assert statuses["PAYLOAD_TOO_LARGE"] == {413}
+    assert "code" not in inspect.signature(OrvaError.__init__).parameters
+    offences = []
+    for module in sorted([*(ROOT / "orvad").rglob("*.py"), *(ROOT / "orva_cli").rglob("*.py")]):
+        for node in ast.walk(ast.parse(module.read_text(), str(module))):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            where = f"{module.relative_to(ROOT)}:{node.lineno} {callee}"
+            if callee in classes and any(k.arg == "code" for k in node.keywords):
+                offences.append(f"{where}(code=...): give the code its class in orvad/errors.py")
+            if callee == "Unavailable":
+                offences.append(f"{where}(...): raise the 503 subclass that names the reason")
+    assert offences == []
+
+
+def test_the_ast_walk_finds_an_override() -> None:
+    """The walk above is not vacuous: the offence it looks for is found where it exists."""
+    tree = ast.parse('raise NotFound("x", code="VERSION_NOT_FOUND")')
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert [k.arg for c in calls for k in c.keywords] == ["code"] and _error_classes()["NotFound"]
+    with pytest.raises(TypeError):
+        _error_classes()["NotFound"]("x", code="VERSION_NOT_FOUND")  # type: ignore[call-arg]
 
 
 def test_a_malformed_multipart_upload_is_400_and_405_lists_every_method(orvad: Orvad) -> None:

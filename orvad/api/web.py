@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from orvad.errors import NotFound, Unavailable
+from orvad.errors import DashboardNotBuilt, NotFound
 from orvad.resources import data_dir
 
 # Inline styles are allowed (the editor and the chart set style attributes); scripts never.
@@ -33,9 +33,9 @@ def _root() -> Path:
     except FileNotFoundError:
         root = None
     if root is None or not (root / "index.html").is_file():
-        raise Unavailable("the dashboard is not built", code="DASHBOARD_NOT_BUILT", retry_after_s=60,
-                          hint="run `make web` (npm ci and the esbuild bundle) or install orva from a wheel; "
-                               "the API at /api/v1 works without it")
+        raise DashboardNotBuilt("the dashboard is not built", retry_after_s=60,
+                                hint="run `make web` (npm ci and the esbuild bundle) or install orva from a wheel; "
+                                     "the API at /api/v1 works without it")
     return root
 
 

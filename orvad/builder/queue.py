@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from orvad.errors import Unavailable
+from orvad.errors import BuildQueueFull
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class BuildQueue:
 
     def submit(self, deployment_id: str, function_id: str = "") -> None:
         if self._size >= self._backlog:
-            raise Unavailable(
-                f"the build queue is full ({self._backlog} waiting)", code="BUILD_QUEUE_FULL",
+            raise BuildQueueFull(
+                f"the build queue is full ({self._backlog} waiting)",
                 retry_after_s=10, hint="retry after the running builds finish, or raise ORVA_BUILD_BACKLOG",
                 details={"backlog": self._backlog, "concurrency": self._concurrency},
             )

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from orvad.errors import OrvaError, Unavailable, WorkerCrashed
+from orvad.errors import MemoryExhausted, OrvaError, PoolAtCapacity, ShuttingDown, WorkerCrashed
 from orvad.pool.autoscaler import Samples, decide
 from orvad.pool.config import PoolConfig
 
@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 _SPAWN_BACKOFF_MAX_S = 30.0
 
 
-class PoolClosed(Unavailable):
-    """The pool was replaced or removed while the request waited; ask the manager again."""
+class PoolClosed(ShuttingDown):
+    """The pool was replaced or removed while the request waited; ask the manager again. Past the retries
+    (or when orvad stops) the caller gets SHUTTING_DOWN."""
+
+    default_hint = "the function's workers were replaced or orvad is stopping; retry after Retry-After seconds"
 
 
 class PoolWorker(Protocol):
@@ -165,7 +168,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
-                raise PoolClosed(f"pool {self.name} was replaced", code="SHUTTING_DOWN", retry_after_s=1)
+                raise PoolClosed(f"pool {self.name} was replaced", retry_after_s=1)
             if not self._waiters and (slot := self._free_slot()) is not None:
                 self._assign(slot)
                 return self._lease(slot, started)
@@ -180,9 +183,9 @@ class Pool:
             if remaining <= 0:
                 if self._can_spawn() and not self._admit(False):
                     raise self._memory_exhausted()
-                raise Unavailable(
+                raise PoolAtCapacity(
                     f"function pool at capacity for {self.details.get('function_id', self.name)}",
-                    code="POOL_AT_CAPACITY", retry_after_s=max(1, math.ceil(self._latency_s)),
+                    retry_after_s=max(1, math.ceil(self._latency_s)),
                     hint="raise pool_config.max_warm via PUT /api/v1/pool/config",
                     details={**self.details, "current": self.size, "limit": self._config().max_warm})
             slot = await self._queue(loop, remaining)
@@ -230,10 +233,10 @@ class Pool:
         self._unassign(slot)
         self._serve_waiters()
 
-    def _memory_exhausted(self) -> Unavailable:
-        return Unavailable("host memory reserved for workers is exhausted", code="MEMORY_EXHAUSTED", retry_after_s=5,
-                           hint="lower memory_mb or max_warm of busy functions, or raise ORVA_MEMORY_SHARE",
-                           details={**self.details, "worker_memory_mb": self.memory_mb})
+    def _memory_exhausted(self) -> MemoryExhausted:
+        return MemoryExhausted("host memory reserved for workers is exhausted", retry_after_s=5,
+                               hint="lower memory_mb or max_warm of busy functions, or raise ORVA_MEMORY_SHARE",
+                               details={**self.details, "worker_memory_mb": self.memory_mb})
 
     def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
         """Return a slot; an unhealthy worker is dropped and stopped, a worn-out one retired."""

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from orvad.errors import OrvaError, Timeout, WorkerCrashed
+from orvad.errors import OrvaError, PayloadTooLarge, Timeout, WorkerCrashed
 from orvad.pool.oomwatch import OomWatch
 from orvad.pool.protocol import MAX_FRAME, MAX_LOG_BYTES, Decoder, FrameError, cap_logs, encode
 from orvad.pool.stderr import StderrSink
@@ -210,7 +210,7 @@ class Worker:
                 await stdin.drain()
         except FrameError as exc:
             self._pending.pop(rid, None)
-            raise OrvaError(str(exc), code="PAYLOAD_TOO_LARGE") from None
+            raise PayloadTooLarge(str(exc), hint="send a smaller body or fewer headers") from None
         except (ConnectionError, RuntimeError):
             self._pending.pop(rid, None)
             raise WorkerCrashed(f"worker went away ({self.exit_reason or 'pipe closed'})") from None
