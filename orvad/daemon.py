@@ -14,16 +14,15 @@ from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.builder.build import Builder
-from orvad.builder.importcheck import CheckedWorker, check_import
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
 from orvad.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.bus import Bus
+from orvad.changes import Changes
 from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
 from orvad.drain import Drain
 from orvad.egress import EgressNetwork
-from orvad.errors import OrvaError
-from orvad.functions import WORKER_FIELDS, FunctionService
+from orvad.functions import FunctionService
 from orvad.hostcheck import (
     DataDirUnreachable,
     HostCheck,
@@ -38,11 +37,10 @@ from orvad.invoke import Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
 from orvad.metrics import Metrics
 from orvad.metrics_history import MetricsHistory
-from orvad.models import Deployment, Function
 from orvad.origins import Origins
-from orvad.pool.config import PoolConfig
-from orvad.pool.manager import PoolManager, Target
+from orvad.pool.manager import PoolManager
 from orvad.poolconfig import PoolConfigService
+from orvad.reconciler import Reconciler
 from orvad.routing import RouteService
 from orvad.runtimes import RuntimeCatalog, with_installed_binds
 from orvad.runtimes import discover as discover_runtimes
@@ -77,14 +75,18 @@ class Daemon:
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
         self.runtimes = runtimes if runtimes is not None else discover_runtimes(settings.data_dir)
         self.runtimes.fallback = settings.runtime_fallback
+        self.changes = Changes()  # the one channel services publish typed changes on (orvad/changes.py)
         self.function_store = FunctionStore(self.db, self.batch)
-        self.functions = FunctionService(self.function_store, self.runtimes)
+        self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
         self.routes = RouteService(RouteStore(self.db))
-        self.pool_configs = PoolConfigService(PoolConfigStore(self.db))
+        self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
         self.audit = AuditStore(self.db, self.batch)
         self.pools = PoolManager(config_of=self.pool_configs.get, memory_cap_mb=_memory_cap_mb(settings.memory_share),
                                  max_requests=settings.worker_max_requests)
+        # which pool serves which version, and what each change means for pools (orvad/reconciler.py)
+        self.reconciler = Reconciler(pools=self.pools, functions=self.functions, pool_configs=self.pool_configs,
+                                     routes=self.routes, bus=self.bus)
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
                                builds=self._build_queue_state)
         self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
@@ -102,7 +104,6 @@ class Daemon:
         self.origins = Origins.from_settings(host=settings.host, port=settings.port, public_url=settings.public_url,
                                              allowed_hosts=settings.allowed_hosts,
                                              functions_origin=settings.functions_origin)
-        self._active_hash: dict[str, str] = {}
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
@@ -110,16 +111,12 @@ class Daemon:
             language_of=self.runtimes.language_of, interpreter_of=self.runtimes.interpreter_of, install=None,
             concurrency=settings.build_concurrency, backlog=settings.build_backlog, timeout_s=settings.build_timeout_s,
             versions_kept=settings.versions_kept, disk_mb=settings.build_disk_mb,
-            disk_floor_percent=settings.disk_free_floor_percent,
+            disk_floor_percent=settings.disk_free_floor_percent, changes=self.changes, versions=self.reconciler,
+            observe_build=self.metrics.observe_build,
+            ensure_runtime=self.runtimes.ensure_for_build,  # node22/node24: installed by a first build
         )
-        self.functions.on_delete.append(self._function_deleted)
-        self.functions.on_change.append(self._function_changed)
-        self.builder.on_activate.append(self._prewarm)
-        self.builder.import_check = self._check_import
-        self.builder.ensure_runtime = self.runtimes.ensure_for_build  # node22/node24: installed by a first build
-        self.builder.in_use = self.pools.hashes_in_use
-        self.builder.on_finished.append(self._build_finished)
-        self.pool_configs.on_change.append(self._pool_config_changed)
+        self.changes.subscribe(self.reconciler.apply)  # pools first (drained, replaced, warmed) ...
+        self.changes.subscribe(self.builder.apply)  # ... then a deleted function's files
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
@@ -138,8 +135,8 @@ class Daemon:
 
     async def start(self) -> None:
         self._prepare_data_dir()
-        self.secrets = SecretService(self._secret_store, load_master_key(self.settings.data_dir / "master.key"))
-        self.secrets.on_change.append(self._secrets_changed)
+        self.secrets = SecretService(self._secret_store, load_master_key(self.settings.data_dir / "master.key"),
+                                     self.changes)
         self.host = await asyncio.to_thread(check_host)
         self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.host.checks["code_path"] = await asyncio.to_thread(code_path_check, self.builder.root, self.host.facts)
@@ -178,12 +175,9 @@ class Daemon:
         await self.functions.load()
         await self.routes.load()
         await self.pool_configs.load()
-        for dep_id, code_hash in (await self.function_store.active_hashes()).items():
-            self._active_hash[dep_id] = code_hash
-        self.pools.start()
+        await self.reconciler.start(self.spawner, await self.function_store.active_hashes())
         await self.builder.start()
-        for fn in self.functions.list(status="active", runtime=None):
-            self._replace_pool(fn)
+        self.reconciler.serve_active()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="orva-housekeeping"))
         self._tasks.append(asyncio.create_task(self.metrics_history.run(), name="orva-metrics-history"))
         self.startup_complete = True
@@ -204,7 +198,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.pools.stop()))
+        await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.reconciler.stop()))
         await timed("egress", self.egress.stop())
         await timed("rows", self.batch.stop())
         await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
@@ -260,15 +254,6 @@ class Daemon:
             "request_id": scope.get("state", {}).get("request_id", "-"), "client_ip": client[0] if client else None,
         })
 
-    # invocation support
-    def active_hash(self, fn: Function) -> str:
-        return self._active_hash[fn.active_deployment_id or ""]
-
-    def _build_finished(self, dep: Deployment) -> None:
-        self.metrics.builds.labels(dep.status).inc()
-        if dep.duration_ms is not None and dep.source != "rollback":
-            self.metrics.build_duration.observe(dep.duration_ms / 1000)
-
     def record_execution(self, record: dict[str, Any], logs: str, truncated: bool) -> None:
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self.executions.record(record, logs, truncated, lambda: self.bus.publish("execution", record))
@@ -276,70 +261,6 @@ class Daemon:
                                         record["cold_start"], record["queue_ms"] / 1000, record["function_id"])
         if record["error_code"]:
             self.metrics.errors.labels(record["error_code"]).inc()
-
-    def _pool_target(self, fn: Function | None) -> Target | None:
-        """What the function's pool is built from now; None when it serves nothing (paused, never built)."""
-        code_hash = self._active_hash.get(fn.active_deployment_id or "") if fn is not None else None
-        if fn is None or code_hash is None or fn.status != "active":
-            return None
-        return Target(self.spawner.key(fn, code_hash), self.spawner.spawner(fn, code_hash), fn.memory_mb,
-                      self.spawner.details(fn, code_hash))
-
-    def _replace_pool(self, fn: Function) -> None:
-        target = self._pool_target(fn)
-        if target is not None:
-            self.pools.replace(fn.id, *target)
-
-    async def settle_pool(self, function_id: str) -> OrvaError | None:
-        """Wait until the next invocation runs on workers started with the function's current settings
-        and secrets (PoolManager.settle); returns why they failed to start, if they did."""
-        return await self.pools.settle(function_id, lambda: self._pool_target(self.functions.get(function_id)))
-
-    async def _check_import(self, fn: Function, dep: Deployment) -> CheckedWorker:
-        """A new build's handler must import on a worker started as the pool would start it."""
-        assert dep.code_hash is not None
-        current = self.functions.get(fn.id) or fn
-        return await check_import(self.spawner.spawner(current, dep.code_hash),
-                                  self.spawner.key(current, dep.code_hash), current.entrypoint)
-
-    async def _prewarm(self, fn: Function, dep: Deployment, path: Any, checked: CheckedWorker | None) -> None:
-        """A new version gets warm workers before it takes traffic (the import check's worker first)."""
-        assert dep.code_hash is not None
-        self._active_hash[dep.id] = dep.code_hash
-        current = self.functions.get(fn.id) or fn
-        if current.status == "inactive":
-            return
-        key = self.spawner.key(current, dep.code_hash)
-        spawn = self.spawner.spawner(current, dep.code_hash)
-        if checked is not None and checked.key == key:
-            spawn = checked.first_then(spawn)
-        await self.pools.warm_now(fn.id, key, spawn, current.memory_mb, self.spawner.details(current, dep.code_hash))
-
-    async def _function_changed(self, old: Function, new: Function) -> None:
-        if new.status != "active":
-            self.pools.remove(new.id)  # paused: drain the pool
-        elif old.active_deployment_id != new.active_deployment_id or old.status != "active" or any(
-                getattr(old, f) != getattr(new, f) for f in WORKER_FIELDS):
-            self._replace_pool(new)
-        self.bus.publish("function", {"id": new.id, "function_id": new.id, "name": new.name, "status": new.status})
-
-    async def _secrets_changed(self, function_id: str) -> None:
-        self.spawner.secrets_changed(function_id)
-        fn = self.functions.get(function_id)
-        if fn is not None:
-            self._replace_pool(fn)
-
-    async def _pool_config_changed(self, function_id: str, config: PoolConfig) -> None:
-        pool = self.pools.pools.get(function_id)
-        if pool is not None:
-            pool.tick()  # apply min/max at once instead of at the next autoscaler second
-
-    async def _function_deleted(self, fn: Function) -> None:
-        self.pools.remove(fn.id)
-        self.routes.forget_function(fn.id)
-        self.pool_configs.forget(fn.id)
-        self.spawner.forget(fn.id)
-        await self.builder.remove_function(fn.id)
 
     def _prepare_data_dir(self) -> None:
         data_dir = self.settings.data_dir

@@ -294,6 +294,12 @@ class Metrics:
         """Worker output bytes dropped over worker_log_bytes_per_s (function_id is added at scrape time)."""
         self._log_dropped[function] = self._log_dropped.get(function, 0) + size
 
+    def observe_build(self, status: str, seconds: float | None) -> None:
+        """A finished build: its status, and how long it took (None for a rollback, which builds nothing)."""
+        self.builds.labels(status).inc()
+        if seconds is not None:
+            self.build_duration.observe(seconds)
+
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry) + _scrape_text(self).encode()
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from typing import Any
 
+from orvad.changes import Changes, PoolConfigChanged
 from orvad.clock import now_iso
 from orvad.errors import ValidationError
 from orvad.jsonvalues import json_int
@@ -42,10 +42,10 @@ def merge(current: PoolConfig, changes: dict[str, Any], prefix: str = "") -> Poo
 
 
 class PoolConfigService:
-    def __init__(self, store: PoolConfigStore) -> None:
+    def __init__(self, store: PoolConfigStore, changes: Changes | None = None) -> None:
         self._store = store
         self._configs: dict[str, PoolConfig] = {}
-        self.on_change: list[Callable[[str, PoolConfig], Awaitable[None]]] = []
+        self._changes = changes if changes is not None else Changes()  # PoolConfigChanged
 
     async def load(self) -> None:
         for row in await self._store.all_pool_configs():
@@ -72,8 +72,7 @@ class PoolConfigService:
         """Store a validated configuration and apply it to the live pool."""
         await self._store.upsert_pool_config(function_id, asdict(config), now_iso())
         self._configs[function_id] = config
-        for hook in self.on_change:
-            await hook(function_id, config)
+        await self._changes.publish(PoolConfigChanged(function_id, config))
         return config
 
     def forget(self, function_id: str) -> None:

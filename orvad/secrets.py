@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from orvad.changes import Changes, SecretsChanged
 from orvad.clock import now_iso
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import NotFound, ValidationError
@@ -62,10 +62,10 @@ def open_sealed(master: bytes, function_id: str, key: str, nonce: bytes, ciphert
 
 
 class SecretService:
-    def __init__(self, store: SecretStore, master: bytes) -> None:
+    def __init__(self, store: SecretStore, master: bytes, changes: Changes | None = None) -> None:
         self._store = store
         self._master = master
-        self.on_change: list[Callable[[str], Awaitable[None]]] = []  # function id; the pool refreshes workers
+        self._changes = changes if changes is not None else Changes()  # SecretsChanged: new workers get them
         self._signing: dict[str, str | None] = {}  # decrypted once, dropped on any change
 
     async def upsert(self, function_id: str, key: Any, value: Any) -> None:
@@ -119,5 +119,4 @@ class SecretService:
 
     async def _changed(self, function_id: str) -> None:
         self._signing.pop(function_id, None)
-        for hook in self.on_change:
-            await hook(function_id)
+        await self._changes.publish(SecretsChanged(function_id))

@@ -1,8 +1,10 @@
-"""From a function version to a started, sandboxed worker: the SandboxSpec, its environment and key.
+"""From a function version to a started, sandboxed worker: one ``WorkerRecipe`` per version.
 
-The key names everything a worker is started with (code hash, runtime, limits, network,
-env vars, secrets generation); the pool manager replaces a function's pool when it changes.
-Secrets are decrypted here, at spawn, and travel only in nsjail's environment.
+A recipe holds the key (everything a worker is started with: code hash, runtime, limits,
+network, env vars, secrets generation; the pool manager replaces a function's pool when it
+changes), the memory each worker reserves, the pool's details, and ``spawn()``, which builds the
+SandboxSpec and starts a worker. Secrets are decrypted at spawn, not in the recipe, and travel
+only in nsjail's environment.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orvad.egress import EgressNetwork
 from orvad.envnames import REFUSAL, host_sensitive
-from orvad.errors import Conflict, Unavailable
+from orvad.errors import Conflict, EgressUnavailable, RuntimeUnavailable, SandboxUnavailable
 from orvad.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.models import Function
 from orvad.pool.worker import LOG_BYTES_PER_S, Worker
@@ -27,6 +30,16 @@ from orvad.secrets import SecretService
 # as a script, which Python would compile at every start.
 PYTHON_BOOT = "import sys; sys.path[0] = '/runtime'; import adapter; adapter.main()"
 ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT), "node": ("{interpreter}", "/runtime/adapter.js")}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WorkerRecipe:
+    """How a pool of one function version starts its workers (orvad.pool.manager.Recipe)."""
+
+    key: tuple[Any, ...]
+    spawn: Callable[[], Awaitable[Worker]]
+    memory_mb: int
+    details: dict[str, str]  # function_id, function_name, code_hash: the pool's name and rows
 
 
 def _refuse_unusable_env(function_name: str, env: dict[str, str]) -> None:
@@ -60,74 +73,74 @@ class Spawner:
         self._log_bytes_per_s = log_bytes_per_s
         self._observe_log_drop = observe_log_drop
         self._secret_generation: dict[str, int] = {}
-        self._keys: dict[str, tuple[Function, str, int, tuple[Any, ...]]] = {}  # function id -> its last key
+        self._recipes: dict[str, tuple[Function, str, int, WorkerRecipe]] = {}  # function id -> its last recipe
 
     def secrets_changed(self, function_id: str) -> None:
         self._secret_generation[function_id] = self._secret_generation.get(function_id, 0) + 1
 
     def forget(self, function_id: str) -> None:
-        self._keys.pop(function_id, None)
+        self._recipes.pop(function_id, None)
         self._secret_generation.pop(function_id, None)
 
-    def key(self, fn: Function, code_hash: str) -> tuple[Any, ...]:
-        """Built once per function version and change, not per request: a changed function is a new
-        (frozen) Function object, so the object, the code hash and the secrets generation say when."""
+    def recipe(self, fn: Function, code_hash: str) -> WorkerRecipe:
+        """How workers of this function version are started. Built once per version and change, not per
+        request: a changed function is a new (frozen) Function object, so the object, the code hash and
+        the secrets generation say when (the invoke path compares only ``recipe.key``)."""
         generation = self._secret_generation.get(fn.id, 0)
-        known = self._keys.get(fn.id)
+        known = self._recipes.get(fn.id)
         if known is not None and known[0] is fn and known[1] == code_hash and known[2] == generation:
             return known[3]
         key = (code_hash, fn.runtime, fn.entrypoint, fn.memory_mb, fn.cpus, fn.timeout_ms, fn.network_mode,
                tuple(sorted(fn.env_vars.items())), generation)
-        self._keys[fn.id] = (fn, code_hash, generation, key)
-        return key
 
-    def details(self, fn: Function, code_hash: str) -> dict[str, str]:
-        return {"function_id": fn.id, "function_name": fn.name, "code_hash": code_hash}
-
-    def spawner(self, fn: Function, code_hash: str) -> Callable[[], Awaitable[Worker]]:
         async def spawn() -> Worker:
-            if self.host is None:
-                raise Unavailable("the sandbox is unavailable on this host", code="SHUTTING_DOWN", retry_after_s=30,
-                                  hint="see the sandbox check in GET /api/v1/system/health")
-            netns = None
-            if fn.network_mode == "egress":
-                if self._egress is None or not self._egress.ready:
-                    detail = self._egress.detail if self._egress else "egress networking is not set up"
-                    raise Unavailable(f"network_mode egress is unavailable on this host: {detail}",
-                                      code="SHUTTING_DOWN", retry_after_s=60,
-                                      hint="see the egress check in GET /api/v1/system/health and docs/NETWORK.md")
-                netns = await self._egress.lease()
-            runtime = self._runtimes.get(fn.runtime)
-            if runtime is None:
-                raise Unavailable(f"runtime {fn.runtime} is not installed on this host", code="SHUTTING_DOWN",
-                                  retry_after_s=60, hint="see GET /api/v1/runtimes; an installable one is installed "
-                                                         "by the function's next deploy or `orvad runtimes install`")
-            # an installed runtime's bin first: a handler that runs `node` by name gets its own version
-            path = {"PATH": f"{posixpath.dirname(runtime.interpreter)}:{SYSTEM_PATH}"} if runtime.source == "installed" else {}
-            env = {**path, **fn.env_vars, **await self._secrets.environment(fn.id),
-                   "ORVA_ENTRYPOINT": fn.entrypoint, "ORVA_FUNCTION_ID": fn.id, "ORVA_FUNCTION_NAME": fn.name}
-            _refuse_unusable_env(fn.name, env)
-            limits = self._data.limits
-            spec = SandboxSpec(
-                argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[runtime.language]),
-                code_dir=str(self._version_dir(fn.id, code_hash)), binds=self._data.binds_for(runtime.language),
-                memory_mb=fn.memory_mb, cpus=fn.cpus, pids=limits["pids"], tmpfs_mb=limits["tmpfs_mb"],
-                fsize_mb=limits["rlimit_fsize_mb"], nofile=limits["rlimit_nofile"],
-                runtime_dir=str(runtime.adapter_dir), env=env, network="egress" if netns else "none", netns=netns)
-            worker = Worker(build_invocation(spec, self.host), name=f"{fn.name}-{code_hash[:8]}",
-                            memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups,
-                            on_exit=self._releaser(netns), log_bytes_per_s=self._log_bytes_per_s,
-                            on_log_drop=self._log_drop_observer(fn.name))
-            try:
-                await worker.start()
-            except BaseException:
-                if netns is not None and self._egress is not None:
-                    await self._egress.release(netns)
-                raise
-            self._observe_spawn(runtime.language, worker.spawn_s)
-            return worker
+            return await self._start(fn, code_hash)
 
-        return spawn
+        recipe = WorkerRecipe(key, spawn, fn.memory_mb,
+                              {"function_id": fn.id, "function_name": fn.name, "code_hash": code_hash})
+        self._recipes[fn.id] = (fn, code_hash, generation, recipe)
+        return recipe
+
+    async def _start(self, fn: Function, code_hash: str) -> Worker:
+        """One worker: secrets decrypted, a network namespace leased (egress), the jail started."""
+        if self.host is None:
+            raise SandboxUnavailable("the sandbox is unavailable on this host", retry_after_s=30)
+        netns = None
+        if fn.network_mode == "egress":
+            if self._egress is None or not self._egress.ready:
+                detail = self._egress.detail if self._egress else "egress networking is not set up"
+                raise EgressUnavailable(f"network_mode egress is unavailable on this host: {detail}",
+                                        retry_after_s=60)
+            netns = await self._egress.lease()
+        runtime = self._runtimes.get(fn.runtime)
+        if runtime is None:
+            raise RuntimeUnavailable(f"runtime {fn.runtime} is not installed on this host",
+                                     retry_after_s=60, hint="see GET /api/v1/runtimes; an installable one is installed "
+                                                     "by the function's next deploy or `orvad runtimes install`")
+        # an installed runtime's bin first: a handler that runs `node` by name gets its own version
+        path = {"PATH": f"{posixpath.dirname(runtime.interpreter)}:{SYSTEM_PATH}"} if runtime.source == "installed" else {}
+        env = {**path, **fn.env_vars, **await self._secrets.environment(fn.id),
+               "ORVA_ENTRYPOINT": fn.entrypoint, "ORVA_FUNCTION_ID": fn.id, "ORVA_FUNCTION_NAME": fn.name}
+        _refuse_unusable_env(fn.name, env)
+        limits = self._data.limits
+        spec = SandboxSpec(
+            argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[runtime.language]),
+            code_dir=str(self._version_dir(fn.id, code_hash)), binds=self._data.binds_for(runtime.language),
+            memory_mb=fn.memory_mb, cpus=fn.cpus, pids=limits["pids"], tmpfs_mb=limits["tmpfs_mb"],
+            fsize_mb=limits["rlimit_fsize_mb"], nofile=limits["rlimit_nofile"],
+            runtime_dir=str(runtime.adapter_dir), env=env, network="egress" if netns else "none", netns=netns)
+        worker = Worker(build_invocation(spec, self.host), name=f"{fn.name}-{code_hash[:8]}",
+                        memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups,
+                        on_exit=self._releaser(netns), log_bytes_per_s=self._log_bytes_per_s,
+                        on_log_drop=self._log_drop_observer(fn.name))
+        try:
+            await worker.start()
+        except BaseException:
+            if netns is not None and self._egress is not None:
+                await self._egress.release(netns)
+            raise
+        self._observe_spawn(runtime.language, worker.spawn_s)
+        return worker
 
     def _log_drop_observer(self, function_name: str) -> Callable[[int], None] | None:
         observe = self._observe_log_drop

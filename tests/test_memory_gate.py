@@ -4,6 +4,9 @@ enough), and that the autoscaler's own spawns never retire anyone. Over HTTP: te
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
 from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager
 from orvad.pool.pool import Pool, Slot
@@ -20,8 +23,15 @@ async def _spawn() -> StandIn:
     return StandIn()
 
 
+class Recipe(NamedTuple):  # what orvad.spawner.WorkerRecipe gives the manager
+    key: object
+    spawn: Callable[[], Awaitable[Any]]
+    memory_mb: int
+    details: dict[str, str]
+
+
 def _pool(manager: PoolManager, function_id: str, memory_mb: int, idle_since: list[float]) -> Pool:
-    pool = manager.ensure(function_id, "key", _spawn, memory_mb, {"function_id": function_id})
+    pool = manager.ensure(function_id, Recipe("key", _spawn, memory_mb, {"function_id": function_id}))
     for last_used in idle_since:
         pool.slots.append(Slot(StandIn(), 0.0, last_used=last_used))
     return pool

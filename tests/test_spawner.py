@@ -1,5 +1,5 @@
-"""The pool key: built once per function version and change, and still new whenever a worker would
-be started differently (code, settings, env vars, secrets)."""
+"""The worker recipe and its pool key: built once per function version and change, and still new whenever
+a worker would be started differently (code, settings, env vars, secrets)."""
 
 from __future__ import annotations
 
@@ -20,23 +20,26 @@ def function(**changes: Any) -> Function:
 
 
 def spawner() -> Spawner:
-    unused: Any = None  # key() needs none of the collaborators
+    unused: Any = None  # recipe() needs none of the collaborators (spawn() would)
     return Spawner(host=None, data=unused, runtimes=unused, secrets=unused,
                    version_dir=lambda fid, h: Path("/nonexistent"), observe_spawn=lambda lang, s: None)
 
 
-def test_the_key_is_reused_until_something_a_worker_starts_with_changes() -> None:
+def test_the_recipe_is_reused_until_something_a_worker_starts_with_changes() -> None:
     s, fn = spawner(), function()
-    key = s.key(fn, "hash1")
+    recipe = s.recipe(fn, "hash1")
+    key = recipe.key
     assert key[7] == (("A", "1"), ("B", "2"))  # env vars sorted: the order they were given in is no change
-    assert s.key(fn, "hash1") is key  # memoised: not rebuilt per request
-    assert s.key(replace(fn), "hash1") == key  # an equal copy gives an equal key
-    assert s.key(fn, "hash2") != key
-    assert s.key(replace(fn, env_vars={"A": "1"}), "hash1") != key
-    assert s.key(replace(fn, memory_mb=256), "hash1") != key
-    before = s.key(fn, "hash1")
+    assert s.recipe(fn, "hash1") is recipe  # memoised: not rebuilt per request
+    assert recipe.memory_mb == 128 and recipe.details == {"function_id": "f1", "function_name": "one",
+                                                          "code_hash": "hash1"}
+    assert s.recipe(replace(fn), "hash1").key == key  # an equal copy gives an equal key
+    assert s.recipe(fn, "hash2").key != key
+    assert s.recipe(replace(fn, env_vars={"A": "1"}), "hash1").key != key
+    assert s.recipe(replace(fn, memory_mb=256), "hash1").key != key
+    before = s.recipe(fn, "hash1").key
     s.secrets_changed(fn.id)
-    after = s.key(fn, "hash1")
-    assert after != before and s.key(fn, "hash1") is after
+    after = s.recipe(fn, "hash1")
+    assert after.key != before and s.recipe(fn, "hash1") is after
     s.forget(fn.id)
-    assert s.key(fn, "hash1") == key  # a forgotten function starts from generation 0 again
+    assert s.recipe(fn, "hash1").key == key  # a forgotten function starts from generation 0 again

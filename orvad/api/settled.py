@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 async def until_served(daemon: Daemon, fn: Function, what: str, fix: str) -> None:
     """Return once new invocations of ``fn`` see ``what`` (already saved); ``fix`` is the hint's remedy."""
-    failure = await daemon.settle_pool(fn.id)
+    failure = await daemon.reconciler.settle(fn.id)
     if failure is None:
         return
     details = {"function_id": fn.id, "function_name": fn.name, "saved": True}

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from orvad.errors import OrvaError, Timeout
 from orvad.pool.config import PoolConfig
@@ -28,13 +28,18 @@ WARM_TIMEOUT_S = 30.0
 SETTLE_TIMEOUT_S = 20.0  # a write waits at most this long for its replacement pool (then forces the switch)
 
 
-class Target(NamedTuple):
-    """What a function's pool is built from now: its key and how to start its workers."""
+class Recipe(Protocol):
+    """What a function's pool is built from: its key and how to start its workers
+    (orvad.spawner.WorkerRecipe; the pool layer knows no functions)."""
 
-    key: object
-    spawn: Callable[[], Awaitable[PoolWorker]]
-    memory_mb: int
-    details: dict[str, str]
+    @property
+    def key(self) -> object: ...
+    @property
+    def spawn(self) -> Callable[[], Awaitable[PoolWorker]]: ...
+    @property
+    def memory_mb(self) -> int: ...
+    @property
+    def details(self) -> dict[str, str]: ...
 
 
 class _Replacement(NamedTuple):
@@ -89,36 +94,37 @@ class PoolManager:
         """Other functions' serving pools, and any pool already draining (pre-warmed ones are left alone)."""
         return [*(p for fid, p in self.pools.items() if fid != function_id), *self._draining]
 
-    def _new_pool(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
-                  details: dict[str, str]) -> Pool:
-        return Pool(f"{details.get('function_name', function_id)}@{str(details.get('code_hash', ''))[:12]}", spawn,
-                    lambda: self._config_of(function_id), max_requests=self._max_requests, details=details,
-                    admit=self._admit(function_id, memory_mb), key=key, memory_mb=memory_mb)
+    def _new_pool(self, function_id: str, recipe: Recipe) -> Pool:
+        details = recipe.details
+        return Pool(f"{details.get('function_name', function_id)}@{str(details.get('code_hash', ''))[:12]}",
+                    recipe.spawn, lambda: self._config_of(function_id), max_requests=self._max_requests,
+                    details=details, admit=self._admit(function_id, recipe.memory_mb), key=recipe.key,
+                    memory_mb=recipe.memory_mb)
 
     # the request path
     def current(self, function_id: str, key: object) -> Pool | None:
         pool = self.pools.get(function_id)
         return pool if pool is not None and pool.key == key else None
 
-    def ensure(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
-               details: dict[str, str]) -> Pool:
+    def ensure(self, function_id: str, recipe: Recipe) -> Pool:
         """The pool to serve from: the current one, or the previous while a replacement warms, or a new one."""
         pool = self.pools.get(function_id)
+        key = recipe.key
         if pool is not None and (pool.key == key or function_id in self._replacing):
             return pool
         ready = self._ready.get(function_id)
         if ready is not None and ready.key == key:
             self._swap(function_id, self._ready.pop(function_id))
             return ready
-        fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
+        fresh = self._new_pool(function_id, recipe)
         self._swap(function_id, fresh)
         return fresh
 
     # changes
-    def replace(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]], memory_mb: int,
-                details: dict[str, str]) -> asyncio.Task[OrvaError | None] | None:
-        """Warm a pool for ``key`` in the background, then switch to it; returns the warming task
-        (None when ``key`` is current already, or a pre-warmed pool took over at once)."""
+    def replace(self, function_id: str, recipe: Recipe) -> asyncio.Task[OrvaError | None] | None:
+        """Warm a pool for ``recipe.key`` in the background, then switch to it; returns the warming task
+        (None when the key is current already, or a pre-warmed pool took over at once)."""
+        key = recipe.key
         current = self.pools.get(function_id)
         if current is not None and current.key == key:
             self._cancel_replacing(function_id)  # a change undone before its replacement was ready
@@ -131,14 +137,14 @@ class PoolManager:
         if running is not None and running.key == key:
             return running.task
         self._cancel_replacing(function_id)
-        task = asyncio.create_task(self._warm_and_swap(function_id, key, spawn, memory_mb, details))
+        task = asyncio.create_task(self._warm_and_swap(function_id, recipe))
         replacement = _Replacement(key, task)
         self._replacing[function_id] = replacement
         task.add_done_callback(lambda t: self._replacing.pop(function_id, None)
                                if self._replacing.get(function_id) is replacement else None)
         return task
 
-    async def settle(self, function_id: str, target: Callable[[], Target | None],
+    async def settle(self, function_id: str, target: Callable[[], Recipe | None],
                      timeout_s: float = SETTLE_TIMEOUT_S) -> OrvaError | None:
         """Return once new requests for the function are served by a pool for ``target().key`` (the
         key is looked up again after every change, so a build activated meanwhile is waited for too).
@@ -150,7 +156,7 @@ class PoolManager:
             current = self.pools.get(function_id)
             if current is not None and current.key == wanted.key:
                 return None
-            task = self.replace(function_id, *wanted)
+            task = self.replace(function_id, wanted)
             if task is None:
                 continue  # switched at once
             remaining = deadline - time.monotonic()
@@ -162,7 +168,7 @@ class PoolManager:
                     return task.result()
                 continue  # superseded by a newer change: wait for that one
             self._cancel_replacing(function_id)
-            self._swap(function_id, self._new_pool(function_id, *wanted))
+            self._swap(function_id, self._new_pool(function_id, wanted))
             log.warning("replacement pool not ready in time: switched to a cold one",
                         extra={"function_id": function_id, "timeout_s": timeout_s})
             return Timeout(f"workers with the new settings did not start within {timeout_s:g} s")
@@ -173,28 +179,27 @@ class PoolManager:
         if running is not None:
             running.task.cancel()
 
-    async def warm_now(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
-                       memory_mb: int, details: dict[str, str]) -> None:
-        """Warm a pool for ``key`` without switching to it: the switch comes when the function's
+    async def warm_now(self, function_id: str, recipe: Recipe) -> None:
+        """Warm a pool for ``recipe.key`` without switching to it: the switch comes when the function's
         record names the new version (``replace`` or ``ensure`` with that key), so traffic never
         sees a version before it is active, and never a cold one."""
         current = self.pools.get(function_id)
-        if current is not None and current.key == key:
+        if current is not None and current.key == recipe.key:
             return
         stale = self._ready.pop(function_id, None)
         if stale is not None:
             self._background(stale.close(0))
-        fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
+        fresh = self._new_pool(function_id, recipe)
         want = max(self._config_of(function_id).min_warm, current.recent_need() if current is not None else 0)
         if want:
             await fresh.warm(want, WARM_TIMEOUT_S)
         self._ready[function_id] = fresh
 
-    async def _warm_and_swap(self, function_id: str, key: object, spawn: Callable[[], Awaitable[PoolWorker]],
-                             memory_mb: int, details: dict[str, str]) -> OrvaError | None:
+    async def _warm_and_swap(self, function_id: str, recipe: Recipe) -> OrvaError | None:
         """Warm, then switch even if no worker started: the old workers were started with what
         changed (a deleted secret, an old env) and must not serve again. Returns that start error."""
-        fresh = self._new_pool(function_id, key, spawn, memory_mb, details)
+        key = recipe.key
+        fresh = self._new_pool(function_id, recipe)
         old = self.pools.get(function_id)
         config = self._config_of(function_id)
         want = max(config.min_warm, old.recent_need() if old is not None else 0)
@@ -230,6 +235,12 @@ class PoolManager:
                 self._draining.discard(pool)
 
         self._background(close())
+
+    def retune(self, function_id: str) -> None:
+        """Apply changed pool settings (min/max warm) to the serving pool now, not at the next tick."""
+        pool = self.pools.get(function_id)
+        if pool is not None:
+            pool.tick()
 
     def remove(self, function_id: str) -> None:
         self._cancel_replacing(function_id)
