@@ -9,17 +9,28 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
+from enum import StrEnum
 from typing import Any, Protocol
 
+from orvad.changes import Changes, FunctionChanged, FunctionDeleted
 from orvad.clock import now_iso
 from orvad.corsorigins import validate_field as validate_cors_origins
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
 from orvad.jsonvalues import json_int
-from orvad.models import Function
+from orvad.models import (
+    SETTABLE_STATUSES,
+    AuthMode,
+    ConcurrencyPolicy,
+    Deployment,
+    DeploymentStatus,
+    Function,
+    FunctionStatus,
+    NetworkMode,
+)
 from orvad.store.functions import FunctionStore
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -37,8 +48,9 @@ WORKER_FIELDS = ("env_vars", "memory_mb", "cpus", "timeout_ms", "network_mode", 
 SETTABLE = ("name", "runtime", "entrypoint", "description", "memory_mb", "cpus", "timeout_ms", "env_vars",
             "network_mode", "auth_mode", "max_concurrency", "concurrency_policy", "rate_limit_per_min",
             "signature_version", "csp_sandbox", "cors_origins")
-CHOICES = {"network_mode": ("none", "egress"), "auth_mode": ("none", "api_key", "signed"),
-           "concurrency_policy": ("queue", "reject")}
+_CHOICE_TYPES: dict[str, type[StrEnum]] = {"network_mode": NetworkMode, "auth_mode": AuthMode,
+                                           "concurrency_policy": ConcurrencyPolicy}
+CHOICES = {field: tuple(member.value for member in enum) for field, enum in _CHOICE_TYPES.items()}
 # values the Go original's clients send, stored and answered as the value they stand for
 CHOICE_ALIASES = {"auth_mode": {"platform_key": "api_key"}}
 
@@ -56,11 +68,57 @@ def _bad(field: str, message: str, hint: str | None = None, **details: Any) -> V
     return ValidationError(f"{field} {message}", hint=hint, details={"field": field, **details})
 
 
-def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
-    value = json_int(body[field])
-    if value is None or not lo <= value <= hi:
-        raise _bad(field, f"must be an integer in {lo}..{hi}", min=lo, max=hi)
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise _bad("name", f"must be {NAME_RULE}",
+                   hint="for example hello-world or hello_world: the name is part of the URL /fn/NAME")
     return value
+
+
+def _description(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 1024:
+        raise _bad("description", "must be a string of at most 1024 characters")
+    return value
+
+
+def _integer(field: str, lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        number = json_int(value)
+        if number is None or not lo <= number <= hi:
+            raise _bad(field, f"must be an integer in {lo}..{hi}", min=lo, max=hi)
+        return number
+
+    return check
+
+
+def _cpus(value: Any) -> float:
+    cores = os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= cores:
+        raise _bad("cpus", f"must be a number in 0.1..{cores} (the host's cores)", min=0.1, max=cores)
+    return float(value)
+
+
+def _boolean(field: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _bad(field, "must be true or false")
+        return value
+
+    return check
+
+
+def _choice(field: str, enum: type[StrEnum]) -> Callable[[Any], StrEnum]:
+    """One of the enum's values (or an alias the Go original's clients send for one)."""
+    allowed = CHOICES[field]
+
+    def check(value: Any) -> StrEnum:
+        if isinstance(value, str):
+            value = CHOICE_ALIASES.get(field, {}).get(value, value)
+        if value not in allowed:
+            raise _bad(field, f"must be one of {', '.join(allowed)}", allowed=list(allowed))
+        return enum(value)
+
+    return check
 
 
 def _env_vars(value: Any) -> dict[str, str]:
@@ -101,15 +159,45 @@ def validate_entrypoint(entrypoint: Any, language: str) -> str:
     return entrypoint
 
 
+# Checks of the fields whose rules do not depend on the runtime, in the order their errors are reported.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "description": _description,
+    "memory_mb": _integer("memory_mb", 16, 4096),
+    "timeout_ms": _integer("timeout_ms", 100, 900_000),
+    "max_concurrency": _integer("max_concurrency", 0, 10_000),
+    "rate_limit_per_min": _integer("rate_limit_per_min", 0, 1_000_000),
+    "signature_version": _integer("signature_version", 1, 2),
+    "cpus": _cpus,
+    "env_vars": _env_vars,
+    "csp_sandbox": _boolean("csp_sandbox"),
+    "cors_origins": validate_cors_origins,  # null inherits ORVA_CORS_ORIGINS; [] turns orvad's CORS off (cors.py)
+    **{field: _choice(field, enum) for field, enum in _CHOICE_TYPES.items()},
+}
+
+
+def _after_build(fn: Function | None, deployment_id: str, error: str | None,
+                 now: str) -> tuple[DeploymentStatus, Function | None]:
+    """How a build ends (succeeded, failed, superseded) and the function's record after it (None: unchanged)."""
+    if error is not None:
+        if fn is not None and fn.active_deployment_id is None and fn.status == FunctionStatus.BUILDING:
+            return DeploymentStatus.FAILED, replace(fn, status=FunctionStatus.ERROR, updated_at=now)
+        return DeploymentStatus.FAILED, None
+    if fn is None:  # deleted meanwhile
+        return DeploymentStatus.SUCCEEDED, None
+    if (fn.active_deployment_id or "") >= deployment_id:
+        return DeploymentStatus.SUPERSEDED, None
+    status = FunctionStatus.INACTIVE if fn.status == FunctionStatus.INACTIVE else FunctionStatus.ACTIVE
+    return DeploymentStatus.SUCCEEDED, replace(fn, active_deployment_id=deployment_id, status=status, updated_at=now)
+
+
 class FunctionService:
-    def __init__(self, store: FunctionStore, runtimes: RuntimeLookup) -> None:
+    def __init__(self, store: FunctionStore, runtimes: RuntimeLookup, changes: Changes | None = None) -> None:
         self._store = store
         self._runtimes = runtimes
+        self._changes = changes if changes is not None else Changes()  # FunctionChanged, FunctionDeleted
         self._by_id: dict[str, Function] = {}
         self._by_name: dict[str, str] = {}
-        self._lock = asyncio.Lock()  # create/rename: the name check and insert happen together
-        self.on_change: list[Callable[[Function, Function], Awaitable[None]]] = []
-        self.on_delete: list[Callable[[Function], Awaitable[None]]] = []
+        self._lock = asyncio.Lock()  # every write of a row: read, check (the name is free), write, remember
 
     async def load(self) -> None:
         for fn in await self._store.all_functions():
@@ -145,12 +233,13 @@ class FunctionService:
         fields = {
             "name": body["name"], "runtime": body["runtime"], "description": "",
             "entrypoint": "handler.py" if language == "python" else "handler.js",
-            "memory_mb": 128, "cpus": 1.0, "timeout_ms": 30000, "env_vars": {}, "network_mode": "none",
-            "auth_mode": "none", "max_concurrency": 0, "concurrency_policy": "queue", "rate_limit_per_min": 0,
+            "memory_mb": 128, "cpus": 1.0, "timeout_ms": 30000, "env_vars": {}, "network_mode": NetworkMode.NONE,
+            "auth_mode": AuthMode.NONE, "max_concurrency": 0, "concurrency_policy": ConcurrencyPolicy.QUEUE,
+            "rate_limit_per_min": 0,
             "signature_version": 2, "csp_sandbox": True, "cors_origins": None,
         }
         fields.update(self._validate({**fields, **body}, set(body)))
-        fn = Function(id=uuid7(), status="created", active_deployment_id=None, created_at=now, updated_at=now,
+        fn = Function(id=uuid7(), status=FunctionStatus.CREATED, active_deployment_id=None, created_at=now, updated_at=now,
                       **fields)
         async with self._lock:
             self._check_name_free(fn.name)
@@ -168,34 +257,51 @@ class FunctionService:
                 self._check_name_free(changes["name"])
             new = replace(old, **changes, updated_at=now_iso())
             await self._store.update_function(new)
-            self._forget(old)
-            self._remember(new)
-        for hook in self.on_change:
-            await hook(old, new)
+            self._swap(old, new)
+        await self._changes.publish(FunctionChanged(old, new))
         return new
 
-    @property
-    def lock(self) -> asyncio.Lock:
-        """Held while a function row is read, changed and written, by the API and the builder alike."""
-        return self._lock
+    # the builder's writes (it asks; this service is the one writer of function rows)
+    async def build_submitted(self, function_id: str) -> None:
+        """A build was queued: a function with nothing to serve yet (created, or its first build failed)
+        shows ``building`` until the build ends."""
+        async with self._lock:
+            old = self._by_id.get(function_id)
+            if (old is None or old.active_deployment_id is not None
+                    or old.status not in (FunctionStatus.CREATED, FunctionStatus.ERROR)):
+                return
+            new = replace(old, status=FunctionStatus.BUILDING, updated_at=now_iso())
+            await self._store.update_function(new)
+            self._swap(old, new)
+        await self._changes.publish(FunctionChanged(old, new))
 
-    async def set_state(self, fn: Function) -> None:
-        """Record a state change the builder wrote (status, active deployment); call with ``lock`` held."""
-        old = self._by_id.get(fn.id)
-        if old is None:
-            return
-        self._forget(old)
-        self._remember(fn)
-        for hook in self.on_change:
-            await hook(old, fn)
+    async def build_ended(self, dep: Deployment, *, error: str | None, duration_ms: int | None) -> Deployment:
+        """Write the end of a build (``error`` None: it built) and what it does to its function, in one
+        transaction; return the deployment as written.
+
+        A build activates its deployment unless a newer one is active already: then it ends
+        ``superseded`` (the newest submitted deployment wins) and the function is left as it is. A paused
+        (inactive) function stays paused, with the new version as the one it serves once set active. A
+        failed build of a function with nothing to serve yet marks the function ``error``.
+        """
+        now = now_iso()
+        async with self._lock:
+            old = self._by_id.get(dep.function_id)
+            status, new = _after_build(old, dep.id, error, now)
+            end = dep.ended(status, at=now, error=error, duration_ms=duration_ms)
+            await self._store.update_deployment(end, new)
+            if old is not None and new is not None:
+                self._swap(old, new)
+        if old is not None and new is not None:
+            await self._changes.publish(FunctionChanged(old, new))
+        return end
 
     async def delete(self, id_or_name: str) -> Function:
         async with self._lock:
             fn = self.resolve(id_or_name)
             await self._store.delete_function(fn.id)
             self._forget(fn)
-        for hook in self.on_delete:
-            await hook(fn)
+        await self._changes.publish(FunctionDeleted(fn))
         return fn
 
     # validation
@@ -203,46 +309,15 @@ class FunctionService:
         """Check every sent field (and the entrypoint against the runtime); return the sent values."""
         out: dict[str, Any] = {}
         if "name" in sent:
-            if not isinstance(merged["name"], str) or not NAME_RE.fullmatch(merged["name"]):
-                raise _bad("name", f"must be {NAME_RULE}",
-                           hint="for example hello-world or hello_world: the name is part of the URL /fn/NAME")
-            out["name"] = merged["name"]
+            out["name"] = _name(merged["name"])
         language = self._language(merged["runtime"])
         if "runtime" in sent:
             out["runtime"] = merged["runtime"]
         if "entrypoint" in sent or "runtime" in sent:
             out["entrypoint"] = validate_entrypoint(merged["entrypoint"], language)
-        if "description" in sent:
-            if not isinstance(merged["description"], str) or len(merged["description"]) > 1024:
-                raise _bad("description", "must be a string of at most 1024 characters")
-            out["description"] = merged["description"]
-        for field, lo, hi in (("memory_mb", 16, 4096), ("timeout_ms", 100, 900_000),
-                              ("max_concurrency", 0, 10_000), ("rate_limit_per_min", 0, 1_000_000),
-                              ("signature_version", 1, 2)):
+        for field, check in _CHECKS.items():
             if field in sent:
-                out[field] = _int(merged, field, lo, hi)
-        if "cpus" in sent:
-            cores = os.cpu_count() or 1
-            cpus = merged["cpus"]
-            if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.1 <= cpus <= cores:
-                raise _bad("cpus", f"must be a number in 0.1..{cores} (the host's cores)", min=0.1, max=cores)
-            out["cpus"] = float(cpus)
-        if "env_vars" in sent:
-            out["env_vars"] = _env_vars(merged["env_vars"])
-        if "csp_sandbox" in sent:
-            if not isinstance(merged["csp_sandbox"], bool):
-                raise _bad("csp_sandbox", "must be true or false")
-            out["csp_sandbox"] = merged["csp_sandbox"]
-        if "cors_origins" in sent:  # null inherits ORVA_CORS_ORIGINS; [] turns orvad's CORS off (orvad/cors.py)
-            out["cors_origins"] = validate_cors_origins(merged["cors_origins"])
-        for field, allowed in CHOICES.items():
-            if field in sent:
-                value = merged[field]
-                if isinstance(value, str):
-                    value = CHOICE_ALIASES.get(field, {}).get(value, value)
-                if value not in allowed:
-                    raise _bad(field, f"must be one of {', '.join(allowed)}", allowed=list(allowed))
-                out[field] = value
+                out[field] = check(merged[field])
         return out
 
     def _language(self, runtime: Any) -> str:
@@ -256,13 +331,13 @@ class FunctionService:
         return language
 
     @staticmethod
-    def _status_change(fn: Function, status: Any) -> str:
-        if status not in ("active", "inactive"):
-            raise _bad("status", "can only be set to active or inactive", allowed=["active", "inactive"])
-        if status == "active" and fn.active_deployment_id is None:
+    def _status_change(fn: Function, status: Any) -> FunctionStatus:
+        if not isinstance(status, str) or status not in SETTABLE_STATUSES:
+            raise _bad("status", "can only be set to active or inactive", allowed=[s.value for s in SETTABLE_STATUSES])
+        if status == FunctionStatus.ACTIVE and fn.active_deployment_id is None:
             raise Conflict(f"function {fn.name} has no successful deployment to activate",
                            hint=f"deploy code with POST /api/v1/functions/{fn.name}/deploy-inline first")
-        return str(status)
+        return FunctionStatus(status)
 
     def _check_name_free(self, name: str) -> None:
         if name in self._by_name:
@@ -272,6 +347,10 @@ class FunctionService:
     @staticmethod
     def _fields(fn: Function) -> dict[str, Any]:
         return {f: getattr(fn, f) for f in SETTABLE}
+
+    def _swap(self, old: Function, new: Function) -> None:
+        self._forget(old)
+        self._remember(new)
 
     def _remember(self, fn: Function) -> None:
         self._by_id[fn.id] = fn

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -16,7 +15,8 @@ from starlette.routing import Route
 from orvad.api.common import daemon_of, int_param
 from orvad.builder.buildlog import BuildLog
 from orvad.errors import BuildFailedError, NotFound, ValidationError
-from orvad.models import Deployment
+from orvad.models import Deployment, DeploymentStatus
+from orvad.serialisers import deployment_json
 
 SSE_PING_S = 15
 WAIT_DEFAULT_S, WAIT_MAX_S = 300, 600  # ?timeout_s= of a deploy with ?wait=true
@@ -41,7 +41,7 @@ def wait_timeout(request: Request) -> float | None:
 
 def deploy_answer(dep: Deployment) -> dict[str, Any]:
     """A deploy's or rollback's answer: the record, plus `deployment_id` (= id) as the Go original sent it."""
-    return {**asdict(dep), "deployment_id": dep.id}
+    return {**deployment_json(dep), "deployment_id": dep.id}
 
 
 async def deployed(request: Request, dep: Deployment, timeout_s: float | None) -> Response:
@@ -55,7 +55,7 @@ async def deployed(request: Request, dep: Deployment, timeout_s: float | None) -
     if final is None:
         current = await daemon.function_store.deployment(dep.id)
         return JSONResponse(deploy_answer(current or dep), status_code=202, headers=accepted)
-    if final.status != "failed":
+    if final.status != DeploymentStatus.FAILED:
         return JSONResponse(deploy_answer(final), headers=accepted)
     last = await daemon.function_store.last_log_seq(final.id)  # (flushes the queued lines first)
     tail = await daemon.function_store.logs(final.id, max(0, last - LOG_TAIL_LINES), LOG_TAIL_LINES)
@@ -68,7 +68,7 @@ async def deployed(request: Request, dep: Deployment, timeout_s: float | None) -
 
 async def get_deployment(request: Request) -> Response:
     """One deployment record."""
-    return JSONResponse(asdict(await _deployment(request)))
+    return JSONResponse(deployment_json(await _deployment(request)))
 
 
 async def get_logs(request: Request) -> Response:
@@ -94,9 +94,9 @@ async def _replay(request: Request, dep: Deployment) -> AsyncIterator[tuple[str,
         for line in batch:
             yield "log", line
         after = batch[-1]["seq"]
-    for phase in dep.phases:
-        yield "phase", phase
-    yield dep.status, asdict(dep)
+    for mark in dep.phases:
+        yield "phase", {"phase": str(mark["phase"]), "ts": mark["ts"]}
+    yield str(dep.status), deployment_json(dep)
 
 
 async def _resumed(request: Request, dep: Deployment, live: BuildLog) -> AsyncIterator[tuple[str, dict[str, Any]]]:

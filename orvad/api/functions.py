@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
@@ -23,21 +22,15 @@ from orvad.api.pools import update_with_pool
 from orvad.api.settled import until_served
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
-from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd
+from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd, VersionNotFound
 from orvad.functions import SETTABLE, WORKER_FIELDS, validate_entrypoint
-from orvad.models import Deployment, Function
+from orvad.models import Deployment, DeploymentStatus, Function, FunctionStatus
 from orvad.runtimes import FALLBACK_HEADER
+from orvad.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
 from orvad.versionrefs import resolve_deployment
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/octet-stream",
                  "application/x-tar")
-
-
-def function_json(fn: Function) -> dict[str, Any]:
-    return asdict(fn)
-
-
-LAST_DEPLOYMENT_FIELDS = ("id", "version", "status", "code_hash", "submitted_at", "finished_at", "duration_ms")
 
 
 async def list_functions(request: Request) -> Response:
@@ -52,12 +45,8 @@ async def list_functions(request: Request) -> Response:
     after = [f for f in fns if page.cursor is None or f.id < page.cursor]
     window = after[page.offset: page.offset + page.limit + 1]
     latest = await daemon.function_store.latest_deployments([f.id for f in window[: page.limit]])
-    items = [{**function_json(f), "last_deployment": _last_deployment(latest.get(f.id))} for f in window]
+    items = [{**function_json(f), "last_deployment": last_deployment_json(latest.get(f.id))} for f in window]
     return listing("functions", items, page.limit, total=len(fns))
-
-
-def _last_deployment(dep: Deployment | None) -> dict[str, Any] | None:
-    return None if dep is None else {name: getattr(dep, name) for name in LAST_DEPLOYMENT_FIELDS}
 
 
 def _unsandboxing_needs_admin(request: Request, body: dict[str, object]) -> None:
@@ -110,7 +99,7 @@ async def update_function(request: Request) -> Response:
         fn, config = await daemon.functions.update(request.path_params["id"], body), None
     await until_served(daemon, fn, ", ".join(f for f in WORKER_FIELDS if f in body) or "the settings",
                        f"change them again (PUT /api/v1/functions/{fn.name})")
-    return JSONResponse({**function_json(fn), **({"pool": asdict(config)} if config is not None else {}),
+    return JSONResponse({**function_json(fn), **({"pool": pool_config_json(config)} if config is not None else {}),
                          **({"runtime_fallback": fallback} if fallback else {})}, headers=_fallback_header(fallback))
 
 
@@ -170,7 +159,7 @@ async def list_deployments(request: Request) -> Response:
     fn = daemon.functions.resolve(request.path_params["id"])
     page = paging(request, f"/api/v1/functions/{fn.name}/deployments", maximum=500)
     deps = await daemon.function_store.deployments(fn.id, page.limit + 1, page.cursor, page.offset)
-    return listing("deployments", [asdict(d) for d in deps], page.limit,
+    return listing("deployments", [deployment_json(d) for d in deps], page.limit,
                    total=await daemon.function_store.count_deployments(fn.id))
 
 
@@ -208,10 +197,10 @@ async def kill(request: Request) -> Response:
     """Pause the function and cancel its in-flight executions (recorded as killed); workers are stopped."""
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(request.path_params["id"])
-    if fn.status == "active":
-        fn = await daemon.functions.update(fn.id, {"status": "inactive"})
+    if fn.status == FunctionStatus.ACTIVE:
+        fn = await daemon.functions.update(fn.id, {"status": FunctionStatus.INACTIVE.value})
     cancelled = daemon.invoker.kill(fn.id)
-    return JSONResponse({"id": fn.id, "status": fn.status, "killed": cancelled})
+    return JSONResponse({"id": fn.id, "status": str(fn.status), "killed": cancelled})
 
 
 async def _built(daemon: Any, fn: Function, deployment_id: str | None, field: str) -> Deployment:
@@ -220,11 +209,11 @@ async def _built(daemon: Any, fn: Function, deployment_id: str | None, field: st
         raise ValidationError(f"?{field}= (a deployment id) is required", details={"field": field})
     dep = await resolve_deployment(daemon.function_store, fn, deployment_id, field)
     if dep is None:
-        raise NotFound(f"no deployment {deployment_id}", code="VERSION_NOT_FOUND", details={field: deployment_id},
-                       hint=f"GET /api/v1/functions/{fn.name}/deployments lists its deployments")
+        raise VersionNotFound(f"no deployment {deployment_id}", details={field: deployment_id},
+                              hint=f"GET /api/v1/functions/{fn.name}/deployments lists its deployments")
     if dep.function_id != fn.id:
         raise ValidationError(f"deployment {deployment_id} belongs to another function", details={"field": field})
-    if dep.status != "succeeded" or dep.code_hash is None:
+    if dep.status != DeploymentStatus.SUCCEEDED or dep.code_hash is None:
         raise ValidationError(f"deployment {deployment_id} is not a succeeded build", details={"field": field})
     return dep
 

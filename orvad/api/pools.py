@@ -4,7 +4,6 @@ and the `pool` object of PUT /api/v1/functions/{id}, saved together with the fun
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -14,9 +13,10 @@ from starlette.routing import Route
 from orvad.api.common import daemon_of, read_object
 from orvad.errors import ValidationError
 from orvad.functions import SETTABLE
-from orvad.models import Function
+from orvad.models import SETTABLE_STATUSES, Function
 from orvad.pool.config import PoolConfig
 from orvad.poolconfig import FIELDS
+from orvad.serialisers import pool_config_json
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
@@ -31,7 +31,7 @@ async def get_config(request: Request) -> Response:
     if not wanted:
         raise ValidationError("?function_id= is required", details={"field": "function_id"})
     fn = daemon.functions.resolve(wanted)
-    return JSONResponse({"function_id": fn.id, **asdict(daemon.pool_configs.get(fn.id))})
+    return JSONResponse({"function_id": fn.id, **pool_config_json(daemon.pool_configs.get(fn.id))})
 
 
 async def put_config(request: Request) -> Response:
@@ -42,7 +42,7 @@ async def put_config(request: Request) -> Response:
         raise ValidationError("function_id is required", details={"field": "function_id"})
     fn = daemon.functions.resolve(body.pop("function_id"))
     config = await daemon.pool_configs.update(fn.id, body)
-    return JSONResponse({"function_id": fn.id, **asdict(config)})
+    return JSONResponse({"function_id": fn.id, **pool_config_json(config)})
 
 
 async def post_config(request: Request) -> Response:
@@ -61,7 +61,7 @@ async def update_with_pool(daemon: Daemon, id_or_name: str, body: dict[str, Any]
         return fn, await daemon.pool_configs.save(fn.id, config)
     except Exception:
         restore = {f: getattr(before, f) for f in body if f in SETTABLE}
-        if "status" in body and before.status in ("active", "inactive"):
+        if "status" in body and before.status in SETTABLE_STATUSES:
             restore["status"] = before.status
         try:
             await daemon.functions.update(fn.id, restore)

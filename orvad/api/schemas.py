@@ -37,6 +37,7 @@ from orvad.functions import (
     RESERVED_ENV_PREFIX,
     RuntimeLookup,
 )
+from orvad.models import SETTABLE_STATUSES, FunctionStatus
 from orvad.poolconfig import LIMITS as POOL_LIMITS
 from orvad.routing import METHODS, RESERVED
 from orvad.secrets import KEY_RE, MAX_VALUE_BYTES, SIGNING_SECRET
@@ -119,8 +120,7 @@ RECORDS: dict[str, Schema] = {
         "id": STR, "name": STR, "runtime": STR, "entrypoint": STR, "description": STR, "memory_mb": INT,
         "cpus": NUM, "timeout_ms": INT, "env_vars": {"type": "object", "additionalProperties": STR},
         "network_mode": STR, "auth_mode": STR, "max_concurrency": INT, "concurrency_policy": STR,
-        "rate_limit_per_min": INT, "status": {"type": "string", "enum": ["created", "building", "active", "inactive",
-                                                                          "error"]},
+        "rate_limit_per_min": INT, "status": {"type": "string", "enum": [s.value for s in FunctionStatus]},
         "active_deployment_id": NSTR, "created_at": TIME, "updated_at": TIME, "signature_version": INT,
         "csp_sandbox": BOOL,
         "cors_origins": {"type": ["array", "null"], "items": STR,
@@ -240,7 +240,7 @@ def bodies(facts: Facts) -> dict[str, Schema]:
         "FunctionCreate": {**closed, "required": ["name", "runtime"], "properties": fields_,
                            "allOf": _entrypoint_matches_runtime(facts)},
         "FunctionUpdate": {**closed, "properties": {
-            **fields_, "status": {"type": "string", "enum": ["active", "inactive"],
+            **fields_, "status": {"type": "string", "enum": [s.value for s in SETTABLE_STATUSES],
                                   "description": "active needs a succeeded deployment (409 otherwise)"},
             "pool": {**closed, "properties": {**{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()},
                                               "scale_to_zero": BOOL},

@@ -17,9 +17,9 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orvad.builder.archive import MAX_BYTES, MAX_FILES, ArchiveError
 from orvad.builder.buildlog import FINAL_EVENTS, MAX_LINES, BuildLog
@@ -41,11 +41,13 @@ from orvad.builder.safetree import (
 )
 from orvad.builder.unpack import unpack
 from orvad.bus import Bus
+from orvad.changes import Change, Changes, FunctionDeleted, VersionBuilt
 from orvad.clock import now_iso
-from orvad.errors import InsufficientStorage, NotFound, ValidationError, VersionGCd, is_disk_full
+from orvad.errors import InsufficientStorage, ValidationError, VersionGCd, VersionNotFound, is_disk_full
 from orvad.functions import FunctionService
 from orvad.ids import uuid7
-from orvad.models import Deployment, Function
+from orvad.models import Deployment, DeploymentSource, DeploymentStatus, Function, Phase, PhaseMark
+from orvad.serialisers import deployment_json
 from orvad.store.functions import FunctionStore
 from orvad.versionrefs import resolve_code_hash, resolve_deployment
 
@@ -72,9 +74,16 @@ def disk_full_reason(exc: BaseException | None) -> str:
             "shows the disk check) and deploy again")
 
 
-# (function, deployment, version folder, the worker that passed the import check, if any)
-ActivateHook = Callable[[Function, Deployment, Path, CheckedWorker | None], Awaitable[None]]
-ImportCheck = Callable[[Function, Deployment], Awaitable[CheckedWorker]]
+class VersionHost(Protocol):
+    """What builds ask of whoever runs versions (orvad/reconciler.py)."""
+
+    async def check_import(self, fn: Function, dep: Deployment) -> CheckedWorker:
+        """Start one worker of ``dep`` as its pool would; ImportFailed or CheckSkipped when it cannot serve."""
+        ...
+
+    def hashes_in_use(self, function_id: str) -> set[str]:
+        """Code hashes a worker runs or is warmed for: GC never removes those."""
+        ...
 
 
 def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | None:
@@ -133,7 +142,11 @@ class Builder:
     def __init__(self, *, root: Path, store: FunctionStore, functions: FunctionService, bus: Bus,
                  language_of: Callable[[str], str | None], interpreter_of: Callable[[str], str],
                  install: InstallRunner | None, concurrency: int, backlog: int, timeout_s: float,
-                 versions_kept: int, disk_mb: int = 2048, disk_floor_percent: float = 5.0) -> None:
+                 versions_kept: int, disk_mb: int = 2048, disk_floor_percent: float = 5.0,
+                 changes: Changes | None = None, versions: VersionHost | None = None,
+                 observe_build: Callable[[str, float | None], None] | None = None,
+                 ensure_runtime: Callable[[str, Callable[[str], Awaitable[None]]], Awaitable[None]] | None = None,
+                 ) -> None:
         self.root = root
         self._store = store
         self._functions = functions
@@ -145,8 +158,10 @@ class Builder:
         self._versions_kept = versions_kept
         self._disk_mb = disk_mb
         self._disk = DiskLedger(root.parent, disk_floor_percent)  # the data dir's filesystem
-        # Code hashes a running worker uses (the pool sets this); GC never removes those.
-        self.in_use: Callable[[str], set[str]] = lambda function_id: set()
+        self._changes = changes if changes is not None else Changes()  # VersionBuilt
+        # the import check before activation and the hashes GC keeps; None: no check, nothing in use
+        self._versions = versions
+        self._observe_build = observe_build  # (status, seconds or None for a rollback) of each finished build
         self.queue = BuildQueue(self._build, concurrency=concurrency, backlog=backlog)
         self._logs: dict[str, BuildLog] = {}
         self._seq: dict[str, int] = {}
@@ -154,11 +169,8 @@ class Builder:
         # end are held so GC never removes a version a build is about to activate.
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: dict[str, Counter[str]] = {}
-        self.on_activate: list[ActivateHook] = []
-        self.import_check: ImportCheck | None = None  # a fresh worker imports the handler before activation
-        self.on_finished: list[Callable[[Deployment], None]] = []  # e.g. build metrics
         # installs a pinned runtime (node22, node24) the function needs and this host lacks; lines go to the log
-        self.ensure_runtime: Callable[[str, Callable[[str], Awaitable[None]]], Awaitable[None]] | None = None
+        self.ensure_runtime = ensure_runtime
 
     # paths
     def function_dir(self, function_id: str) -> Path:
@@ -186,7 +198,7 @@ class Builder:
             if (self._staging(dep.id, dep.function_id) / "source").exists():
                 log.info("resuming build interrupted by a restart", extra={"deployment_id": dep.id})
                 self._seq[dep.id] = await self._store.last_log_seq(dep.id)  # its log continues, never restarts
-                await self._save(replace(dep, status="queued", phase="queued"), note="resumed after a restart")
+                await self._save(replace(dep, status=DeploymentStatus.QUEUED, phase=Phase.QUEUED), note="resumed after a restart")
                 self.queue.submit(dep.id, dep.function_id)
             else:
                 await self._finish(dep, None, "orvad restarted before the upload was stored; deploy again")
@@ -235,18 +247,18 @@ class Builder:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
 
-        return await self._submit(fn, "inline", write)
+        return await self._submit(fn, DeploymentSource.INLINE, write)
 
     async def submit_archive(self, fn: Function, data: bytes) -> Deployment:
         def write(source: Path) -> None:
             (source / "upload.bin").write_bytes(data)
 
-        return await self._submit(fn, "archive", write, archive=True)
+        return await self._submit(fn, DeploymentSource.ARCHIVE, write, archive=True)
 
-    async def _submit(self, fn: Function, source_kind: str, write: Callable[[Path], None], *,
+    async def _submit(self, fn: Function, source_kind: DeploymentSource, write: Callable[[Path], None], *,
                       archive: bool = False) -> Deployment:
-        dep = Deployment(id=uuid7(), function_id=fn.id, version=0, code_hash=None, status="queued", phase="queued",
-                         phases=[{"phase": "queued", "ts": now_iso()}], source=source_kind,
+        dep = Deployment(id=uuid7(), function_id=fn.id, version=0, code_hash=None, status=DeploymentStatus.QUEUED,
+                         phase=Phase.QUEUED, phases=[PhaseMark(phase=Phase.QUEUED, ts=now_iso())], source=source_kind,
                          parent_deployment_id=None, error_message=None, submitted_at=now_iso(), started_at=None,
                          finished_at=None, duration_ms=None)
         staging = self._staging(dep.id, fn.id)
@@ -276,13 +288,7 @@ class Builder:
         except Exception:
             await self._finish(dep, None, "the build queue was full")
             raise
-        if fn.status in ("created", "error"):
-            async with self._functions.lock:
-                current = self._functions.get(fn.id)
-                if current is not None and current.active_deployment_id is None:
-                    new = replace(current, status="building", updated_at=now_iso())
-                    await self._store.update_function(new)
-                    await self._functions.set_state(new)
+        await self._functions.build_submitted(fn.id)  # nothing to serve yet: the function shows building
         self._bus.publish("deployment", self.record(dep))
         return dep
 
@@ -297,14 +303,14 @@ class Builder:
         started = time.monotonic()
         staging = self._staging(dep.id, fn.id)
         tree = staging / "tree"
-        dep = replace(dep, status="building", started_at=now_iso())
+        dep = replace(dep, status=DeploymentStatus.BUILDING, started_at=now_iso())
         interrupted = False
         held: str | None = None
         try:
             if self.ensure_runtime is not None:
                 building = dep
                 await self.ensure_runtime(fn.runtime, lambda line: self._line(building, "system", line))
-            dep = await self._phase(dep, "extracting")
+            dep = await self._phase(dep, Phase.EXTRACTING)
             await self._materialise(staging, tree)
             if not await asyncio.to_thread(is_file_beneath, tree, fn.entrypoint):
                 raise BuildFailed(f"{fn.entrypoint} not found in the deployed code; put the entrypoint at the top "
@@ -317,10 +323,10 @@ class Builder:
             if await asyncio.to_thread(is_built, target):
                 await self._line(dep, "system", "this exact code was built before; re-using that build")
             else:
-                dep = await self._phase(dep, "installing")
+                dep = await self._phase(dep, Phase.INSTALLING)
                 await self._install_deps(fn, dep, tree)
                 await asyncio.to_thread(self._promote, tree, target)
-            dep = await self._phase(dep, "activating")
+            dep = await self._phase(dep, Phase.ACTIVATING)
             async with self._lock(fn.id):
                 if not self._newer_active(fn.id, dep.id):  # else it ends superseded, never activated
                     checked = await self._check_import(fn, dep)
@@ -483,10 +489,10 @@ class Builder:
     async def _check_import(self, fn: Function, dep: Deployment) -> CheckedWorker | None:
         """A fresh worker of the new version imports its entry module (importcheck.py); a failure fails
         the build with the traceback in the log, and the active version keeps serving."""
-        if self.import_check is None:
+        if self._versions is None:
             return None
         try:
-            checked = await self.import_check(fn, dep)
+            checked = await self._versions.check_import(fn, dep)
         except CheckSkipped as exc:
             await self._line(dep, "system", f"import check skipped: {exc}")
             return None
@@ -500,8 +506,8 @@ class Builder:
 
     async def _activate(self, fn: Function, dep: Deployment, target: Path,
                         checked: CheckedWorker | None = None) -> None:
-        for hook in self.on_activate:  # e.g. the pool warms the new version before it takes traffic
-            await hook(fn, dep, target, checked)
+        # the reconciler warms the new version before the function's record names it
+        await self._changes.publish(VersionBuilt(fn, dep, target, checked))
 
     async def _finish(self, dep: Deployment, started: float | None, error: str | None) -> None:
         """Record the end of a build; on success switch the function to it in the same transaction.
@@ -530,37 +536,23 @@ class Builder:
         if buildlog is not None:
             await buildlog.emit(status, self.record(dep))
         self._bus.publish("deployment", self.record(dep))
-        for hook in self.on_finished:
-            hook(dep)
+        if self._observe_build is not None:
+            self._observe_build(status, dep.duration_ms / 1000 if dep.duration_ms is not None
+                                and dep.source != DeploymentSource.ROLLBACK else None)
         self._seq.pop(dep.id, None)
         loop = asyncio.get_running_loop()
         loop.call_later(_LIVE_LOG_KEEP_S, self._logs.pop, dep.id, None)
 
     async def _record_end(self, dep: Deployment, started: float | None, error: str | None, *,
                           first: bool) -> Deployment:
-        now = now_iso()
-        async with self._functions.lock:
-            fn = self._functions.get(dep.function_id)
-            new_fn = None
-            status = "failed" if error else "succeeded"
-            if fn is not None:
-                if error is None and (fn.active_deployment_id or "") < dep.id:
-                    new_fn = replace(fn, active_deployment_id=dep.id,
-                                     status="inactive" if fn.status == "inactive" else "active", updated_at=now)
-                elif error is None:
-                    status = "superseded"
-                    if first:
-                        await self._line(dep, "system", "a newer deployment is active already; this one was not activated")
-                elif fn.active_deployment_id is None and fn.status == "building":
-                    new_fn = replace(fn, status="error", updated_at=now)
-            end = replace(dep, status=status, phase=status, phases=[*dep.phases, {"phase": status, "ts": now}],
-                          error_message=error, finished_at=now,
-                          duration_ms=int((time.monotonic() - started) * 1000) if started is not None else None)
-            if error and first:
-                await self._line(end, "system", f"build failed: {error}")
-            await self._store.update_deployment(end, new_fn)
-            if new_fn is not None:
-                await self._functions.set_state(new_fn)
+        """The function service writes the end and what it does to the function (one transaction);
+        ``first``: the first attempt (later ones, while the disk is full, add no log line again)."""
+        if error and first:
+            await self._line(dep, "system", f"build failed: {error}")
+        duration_ms = int((time.monotonic() - started) * 1000) if started is not None else None
+        end = await self._functions.build_ended(dep, error=error, duration_ms=duration_ms)
+        if end.status == DeploymentStatus.SUPERSEDED:  # written once: the attempt that succeeded
+            await self._line(end, "system", "a newer deployment is active already; this one was not activated")
         return end
 
     async def collect(self, function_id: str) -> list[str]:
@@ -572,12 +564,15 @@ class Builder:
         active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
         held = set(self._held.get(function_id, ()))
         return await collect(self.function_dir(function_id) / "versions", await self._store.succeeded_hashes(function_id),
-                             active.code_hash if active else None, lambda: self.in_use(function_id) | held,
+                             active.code_hash if active else None, lambda: self._in_use(function_id) | held,
                              self._versions_kept)
 
-    async def _phase(self, dep: Deployment, phase: str) -> Deployment:
+    def _in_use(self, function_id: str) -> set[str]:
+        return self._versions.hashes_in_use(function_id) if self._versions is not None else set()
+
+    async def _phase(self, dep: Deployment, phase: Phase) -> Deployment:
         ts = now_iso()
-        dep = replace(dep, phase=phase, phases=[*dep.phases, {"phase": phase, "ts": ts}])
+        dep = dep.entering(phase, ts)
         await self._save(dep)
         buildlog = self._logs.get(dep.id)
         if buildlog is not None:
@@ -613,17 +608,17 @@ class Builder:
         if deployment_id is not None:  # a whole id, or a unique prefix of one (versionrefs.py)
             target = await resolve_deployment(self._store, fn, deployment_id, "deployment_id")
             if target is None or target.function_id != fn.id:
-                raise NotFound(f"no deployment {deployment_id} of function {fn.name}", code="VERSION_NOT_FOUND",
-                               details={"deployment_id": deployment_id}, hint=listed)
-            if target.status != "succeeded":
+                raise VersionNotFound(f"no deployment {deployment_id} of function {fn.name}",
+                                      details={"deployment_id": deployment_id}, hint=listed)
+            if target.status != DeploymentStatus.SUCCEEDED:
                 raise ValidationError(f"deployment {target.id} did not succeed; only built versions can be "
                                       "rolled back to", details={"field": "deployment_id"}, hint=listed)
         else:  # a whole code hash, or a unique prefix of one
             full = await resolve_code_hash(self._store, fn, str(code_hash))
             found = await self._store.succeeded_by_hash(fn.id, full) if full else None
             if found is None:
-                raise NotFound(f"no succeeded deployment of {fn.name} has a code hash starting with {code_hash}",
-                               code="VERSION_NOT_FOUND", details={"code_hash": code_hash}, hint=listed)
+                raise VersionNotFound(f"no succeeded deployment of {fn.name} has a code hash starting with {code_hash}",
+                                      details={"code_hash": code_hash}, hint=listed)
             target = found
         assert target.code_hash is not None
         async with self._lock(fn.id):  # GC and activations of this function wait for the rollback
@@ -640,8 +635,8 @@ class Builder:
                                           "available_hashes": await self.available_hashes(fn.id)})
             now = now_iso()
             dep = await self._store.insert_deployment(Deployment(
-                id=uuid7(), function_id=fn.id, version=0, code_hash=target.code_hash, status="building",
-                phase="activating", phases=[{"phase": "activating", "ts": now}], source="rollback",
+                id=uuid7(), function_id=fn.id, version=0, code_hash=target.code_hash, status=DeploymentStatus.BUILDING,
+                phase=Phase.ACTIVATING, phases=[PhaseMark(phase=Phase.ACTIVATING, ts=now)], source=DeploymentSource.ROLLBACK,
                 parent_deployment_id=target.id, error_message=None, submitted_at=now, started_at=now,
                 finished_at=None, duration_ms=None))
             started = time.monotonic()
@@ -660,6 +655,11 @@ class Builder:
         built = await asyncio.to_thread(lambda: {h for h in hashes if is_built(self.version_dir(function_id, h))})
         return [h for h in hashes if h in built]
 
+    async def apply(self, change: Change) -> None:
+        """A deleted function's files go (subscribed after the reconciler, which drained its pool)."""
+        if isinstance(change, FunctionDeleted):
+            await self.remove_function(change.fn.id)
+
     async def remove_function(self, function_id: str) -> None:
         await asyncio.to_thread(_discard, self.function_dir(function_id))
         await asyncio.to_thread(_discard, self.cache_dir(function_id))
@@ -674,7 +674,7 @@ class Builder:
 
     @staticmethod
     def record(dep: Deployment) -> dict[str, Any]:
-        return asdict(dep)
+        return deployment_json(dep)
 
 
 def _build_usage(tree: Path, cache: Path) -> int:

@@ -11,8 +11,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from orvad.models import FINAL_STATUSES
+
 MAX_LINES = 20_000  # per deployment; past it one notice line says how many were left out
-FINAL_EVENTS = ("succeeded", "failed", "superseded")  # the last event of every build stream
+FINAL_EVENTS = tuple(status.value for status in FINAL_STATUSES)  # the last event of every build stream
 
 
 class BuildLog:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields, replace
 from typing import Any
 
-from orvad.models import Deployment, Function
+from orvad.models import (
+    AuthMode,
+    ConcurrencyPolicy,
+    Deployment,
+    DeploymentSource,
+    DeploymentStatus,
+    Function,
+    FunctionStatus,
+    NetworkMode,
+    Phase,
+    PhaseMark,
+)
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
 
@@ -20,17 +31,25 @@ def _function(row: Any) -> Function:
     values["csp_sandbox"] = bool(values["csp_sandbox"])
     if values["cors_origins"] is not None:
         values["cors_origins"] = json.loads(values["cors_origins"])
+    values["network_mode"] = NetworkMode(values["network_mode"])
+    values["auth_mode"] = AuthMode(values["auth_mode"])
+    values["concurrency_policy"] = ConcurrencyPolicy(values["concurrency_policy"])
+    values["status"] = FunctionStatus(values["status"])
     return Function(**values)
 
 
 def _deployment(row: Any) -> Deployment:
     values = dict(row)
-    values["phases"] = json.loads(values["phases"])
+    values["phases"] = [PhaseMark(phase=Phase(p["phase"]), ts=p["ts"]) for p in json.loads(values["phases"])]
+    values["status"] = DeploymentStatus(values["status"])
+    values["phase"] = Phase(values["phase"])
+    values["source"] = DeploymentSource(values["source"])
     return Deployment(**values)
 
 
-def _encode(record: Function | Deployment) -> dict[str, Any]:
-    values = asdict(record)
+def _encode(record: Function | Deployment, columns: list[str]) -> dict[str, Any]:
+    """Column -> SQLite value (JSON text for the list and object fields; enums are their strings)."""
+    values = {c: getattr(record, c) for c in columns}
     for key in ("env_vars", "phases", "cors_origins"):
         if key in values and values[key] is not None:
             values[key] = json.dumps(values[key])
@@ -47,14 +66,14 @@ class FunctionStore:
         return [_function(r) for r in await self._db.fetchall("SELECT * FROM functions ORDER BY id DESC")]
 
     async def insert_function(self, fn: Function) -> None:
-        values = _encode(fn)
+        values = _encode(fn, _FUNCTION_COLUMNS)
         cols = ", ".join(_FUNCTION_COLUMNS)
         marks = ", ".join("?" for _ in _FUNCTION_COLUMNS)
         await self._db.execute(f"INSERT INTO functions ({cols}) VALUES ({marks})",
                                [values[c] for c in _FUNCTION_COLUMNS])
 
     async def update_function(self, fn: Function) -> None:
-        values = _encode(fn)
+        values = _encode(fn, _FUNCTION_COLUMNS)
         cols = [c for c in _FUNCTION_COLUMNS if c != "id"]
         await self._db.execute(f"UPDATE functions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
                                [values[c] for c in cols] + [fn.id])
@@ -69,23 +88,23 @@ class FunctionStore:
             async with tx.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE function_id = ?",
                                   (dep.function_id,)) as cur:
                 row = await cur.fetchone()
-            values = _encode(dep)
+            values = _encode(dep, _DEPLOYMENT_COLUMNS)
             values["version"] = row[0] if row else 1
             cols = ", ".join(_DEPLOYMENT_COLUMNS)
             marks = ", ".join("?" for _ in _DEPLOYMENT_COLUMNS)
             await tx.execute(f"INSERT INTO deployments ({cols}) VALUES ({marks})",
                              [values[c] for c in _DEPLOYMENT_COLUMNS])
-        return Deployment(**{**asdict(dep), "version": values["version"]})
+        return replace(dep, version=values["version"])
 
     async def update_deployment(self, dep: Deployment, fn: Function | None = None) -> None:
         """Write a deployment's state, and its function's in the same transaction when given."""
-        values = _encode(dep)
+        values = _encode(dep, _DEPLOYMENT_COLUMNS)
         cols = [c for c in _DEPLOYMENT_COLUMNS if c not in ("id", "function_id", "version")]
         async with self._db.transaction() as tx:
             await tx.execute(f"UPDATE deployments SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
                              [values[c] for c in cols] + [dep.id])
             if fn is not None:
-                fvalues = _encode(fn)
+                fvalues = _encode(fn, _FUNCTION_COLUMNS)
                 fcols = [c for c in _FUNCTION_COLUMNS if c != "id"]
                 await tx.execute(f"UPDATE functions SET {', '.join(f'{c} = ?' for c in fcols)} WHERE id = ?",
                                  [fvalues[c] for c in fcols] + [fn.id])
