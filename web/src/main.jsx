@@ -3,7 +3,7 @@ import "./style.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, setFunctionsOrigin, setUnauthorizedHandler } from "./api.js";
-import { ConnectionBanner, ErrorBanner, Loading } from "./components.jsx";
+import { ConnectionBanner, ErrorBanner, Loading } from "./components/ui.jsx";
 import { currentRoute, match, navigate, useRoute } from "./router.js";
 import { setThemeChoice, THEME_CHOICES, useTheme } from "./theme.js";
 import { FunctionPage } from "./views/function.jsx";

@@ -1,10 +1,13 @@
 // Code tab: the editor, the dependencies box, Deploy, the build log streamed over SSE, and (beside the
 // editor on wide screens, under it otherwise) the Test panel. The state is the page's (function-workspace).
 import { useEffect, useRef } from "preact/hooks";
-import { CodeEditor } from "../editor.jsx";
-import { ErrorBanner, Field, Loading, Notice, StatusBadge } from "../components.jsx";
-import { MOD, TestPanel } from "./function-test.jsx";
+import { lazy } from "../components/lazy.jsx";
+import { ErrorBanner, Field, Loading, Notice, StatusBadge } from "../components/ui.jsx";
+import { MOD, TestPanel } from "../components/test-panel.jsx";
 import { languageOf } from "./function-workspace.jsx";
+
+// CodeMirror is most of the dashboard's weight: its own chunk, fetched when a Code tab first opens.
+export const CodeEditor = lazy(() => import("../components/editor.jsx"), "CodeEditor", "editor");
 
 export function CodeTab({ fn, ws }) {
   const language = languageOf(fn);

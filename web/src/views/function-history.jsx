@@ -2,9 +2,22 @@
 // function's recent executions.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, query, subscribe } from "../api.js";
-import { ago, ErrorBanner, Field, Loading, Notice, StatusBadge, Table, useAction, useAsync } from "../components.jsx";
-import { SideBySide } from "../diffview.jsx";
-import { navigate } from "../router.js";
+import {
+  ago,
+  ErrorBanner,
+  Field,
+  Loading,
+  Notice,
+  StatusBadge,
+  Table,
+  useAction,
+  useAsync,
+} from "../components/ui.jsx";
+import { lazy } from "../components/lazy.jsx";
+import { ExecutionTable } from "../components/execution-table.jsx";
+
+// jsdiff and the diff table: their own chunk, fetched when a diff is first shown.
+const SideBySide = lazy(() => import("../components/diffview.jsx"), "SideBySide", "diff view");
 
 export function DeploymentsTab({ fn, reload }) {
   const list = useAsync(() => api.get(`functions/${fn.id}/deployments?limit=100`), [fn.id, fn.active_deployment_id]);
@@ -181,27 +194,5 @@ export function ExecutionsTab({ fn }) {
       <ExecutionTable rows={list.data ? list.data.executions : []} />
       <button onClick={list.reload}>Refresh</button>
     </div>
-  );
-}
-
-export function ExecutionTable({ rows, showFunction = false, names = {} }) {
-  const columns = [
-    { title: "Started", render: (x) => ago(x.started_at) },
-    { title: "Status", render: (x) => <StatusBadge status={x.status} /> },
-    { title: "Code", key: "status_code" },
-    { title: "Method", key: "method" },
-    { title: "Path", render: (x) => <code>{x.path}</code> },
-    { title: "Duration", render: (x) => `${x.duration_ms} ms` },
-    { title: "Start", render: (x) => (x.cold_start ? "cold" : "warm") },
-  ];
-  if (showFunction) columns.splice(1, 0, { title: "Function", render: (x) => names[x.function_id] || x.function_id });
-  return (
-    <Table
-      label="Executions"
-      rows={rows}
-      columns={columns}
-      empty="No invocations yet."
-      onRow={(x) => navigate(`/invocations/${x.id}`)}
-    />
   );
 }

@@ -4,9 +4,18 @@
 import "../function-page.css";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, functionUrl } from "../api.js";
-import { ConfirmButton, Dialog, ErrorBanner, Loading, StatusBadge, Tabs, useAction, useAsync } from "../components.jsx";
+import {
+  ConfirmButton,
+  Dialog,
+  ErrorBanner,
+  Loading,
+  StatusBadge,
+  Tabs,
+  useAction,
+  useAsync,
+} from "../components/ui.jsx";
 import { navigate } from "../router.js";
-import { CodeTab } from "./function-code.jsx";
+import { CodeEditor, CodeTab } from "./function-code.jsx";
 import { DeploymentsTab, ExecutionsTab } from "./function-history.jsx";
 import { RoutesTab, SecretsTab, SettingsTab } from "./function-settings.jsx";
 import { TestTab } from "./function-test.jsx";
@@ -34,6 +43,9 @@ const TAB_VIEWS = {
 
 export function FunctionPage({ params, query }) {
   const { data: fn, error, reload, setData } = useAsync(() => api.get(`functions/${params.id}`), [params.id]);
+  useEffect(() => {
+    CodeEditor.preload(); // the editor's chunk loads while the function does
+  }, []);
   const tab = TAB_VIEWS[query.tab] ? query.tab : "code";
   if (error) return <ErrorBanner error={error} />;
   if (!fn) return <Loading />;

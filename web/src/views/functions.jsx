@@ -14,8 +14,8 @@ import {
   useAction,
   useAsync,
   usePaged,
-} from "../components.jsx";
-import { CopyValue } from "../copy.jsx";
+} from "../components/ui.jsx";
+import { CopyValue } from "../components/copy.jsx";
 import { navigate } from "../router.js";
 
 const PAGE = 50;

@@ -1,9 +1,9 @@
 // Invocations: a filterable list that grows live over SSE; /invocations/<id> opens one with its logs.
 import { useEffect, useState } from "preact/hooks";
 import { allPages, api, query, subscribe } from "../api.js";
-import { ErrorBanner, Field, LoadMore, Loading, StatusBadge, useAsync, usePaged } from "../components.jsx";
+import { ErrorBanner, Field, LoadMore, Loading, StatusBadge, useAsync, usePaged } from "../components/ui.jsx";
 import { navigate } from "../router.js";
-import { ExecutionTable } from "./function-history.jsx";
+import { ExecutionTable } from "../components/execution-table.jsx";
 
 const STATUSES = ["success", "error", "timeout", "crashed", "rejected", "killed", "shutting_down"];
 const RANGES = { "": "any time", 1: "last hour", 24: "last day", 168: "last week" };

@@ -12,7 +12,7 @@ import {
   Table,
   useAction,
   useAsync,
-} from "../components.jsx";
+} from "../components/ui.jsx";
 
 const PERMISSIONS = ["invoke", "read", "write", "admin"];
 

@@ -1,7 +1,7 @@
 // First-run admin creation (proven by the setup token) and login; both set the session cookie.
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
-import { ErrorBanner, Field, Notice, useAction } from "../components.jsx";
+import { ErrorBanner, Field, Notice, useAction } from "../components/ui.jsx";
 
 function SetupTokenHelp() {
   return (

@@ -2,8 +2,8 @@
 // every few seconds appended to them.
 import { useEffect, useState } from "preact/hooks";
 import { api, subscribe } from "../api.js";
-import { Chart } from "../chart.jsx";
-import { bytes, ErrorBanner, Loading, Notice, Table } from "../components.jsx";
+import { Chart } from "../components/chart.jsx";
+import { bytes, ErrorBanner, Loading, Notice, Table } from "../components/ui.jsx";
 
 const WINDOW_S = 600; // the charts show ten minutes
 

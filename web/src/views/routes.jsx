@@ -1,7 +1,7 @@
 // Routes: every custom route, and a form to add one for any function.
 import { allPages } from "../api.js";
-import { ErrorBanner, useAsync } from "../components.jsx";
-import { RouteManager } from "./function-settings.jsx";
+import { ErrorBanner, useAsync } from "../components/ui.jsx";
+import { RouteManager } from "../components/route-manager.jsx";
 
 export function RoutesView() {
   const functions = useAsync(() => allPages("functions", "functions"), []);

@@ -1,7 +1,7 @@
 // Settings: change password, and what this orvad is (version, build, data dir usage).
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
-import { bytes, ErrorBanner, Field, Loading, Notice, useAction, useAsync } from "../components.jsx";
+import { bytes, ErrorBanner, Field, Loading, Notice, useAction, useAsync } from "../components/ui.jsx";
 
 export function SettingsView() {
   const info = useAsync(() => api.get("system/info"), []);

@@ -4,7 +4,7 @@
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import { useTheme } from "./theme.js";
+import { useTheme } from "../theme.js";
 
 const HEIGHT = 180;
 

@@ -1,7 +1,7 @@
 // Small pieces every view uses: error banner, async loading, tables, dialogs, form fields.
 import { cloneElement } from "preact";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, isReachable, watchConnection } from "./api.js";
+import { api, isReachable, watchConnection } from "../api.js";
 
 // What the dashboard tells its user to do about an error. The API's hints name API paths (right for
 // curl); here they become the button or tab to use. Unknown codes keep the API's hint unless it is
