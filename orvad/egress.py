@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orvad.buildproxy import PROXY_PORT
-from orvad.process import PIPE, spawn
+from orvad.process import DEVNULL, PIPE, spawn
 
 log = logging.getLogger(__name__)
 TABLE_PREFIX = "orva_egress_"
@@ -45,8 +45,10 @@ class EgressError(RuntimeError):
 
 
 async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> str:
-    proc = await spawn(argv, stdin=PIPE if stdin else None, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+    """Run ``ip``/``nft``; past ``timeout`` (TimeoutError) or when cancelled, the command takes orvad's kill
+    path (orvad.process: TERM, grace, KILL its group, reaped) instead of running on behind orvad's back."""
+    proc = await spawn(argv, stdin=PIPE if stdin else DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
+    out, err = await proc.communicate(stdin.encode() if stdin else None, timeout_s=timeout, term_grace_s=1.0)
     if proc.returncode != 0:
         raise EgressError(f"{' '.join(argv[:3])} failed: {err.decode(errors='replace').strip()[:300]}")
     return out.decode()

@@ -6,12 +6,20 @@ machine, paid by every cold start and by every request in flight. ``spawn`` star
 with the standard library's ``subprocess`` (vfork: about 2 ms whatever orvad's size), attaches
 its pipes to the loop as transports, and learns of its exit from a pidfd. The ``Child`` it
 returns offers what orvad uses of ``asyncio.subprocess.Process``.
+
+``Child.stop`` is orvad's one kill path for every child (workers, builds, the unpacker, egress's
+``ip``/``nft``): wait a grace for it to leave by itself, SIGTERM, a second grace, SIGKILL its
+process group; the child is always reaped (its pidfd's reader does it, whoever waits), and a caller
+cancelled on the way SIGKILLs the group at once instead of leaving the child behind.
+``Child.communicate`` puts a deadline on a child's whole run and takes that path when it passes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,10 +32,14 @@ _STREAM_LIMIT = 1 << 16  # the longest line a StreamReader returns
 class Child:
     """A running child: its pipes as asyncio streams (or a protocol), and its exit as a future."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, *,
+                 session: bool = False) -> None:
         self._popen = popen
         self._loop = loop
         self.pid = popen.pid
+        self._session = session  # leads its own session and process group: a kill takes the whole group
+        self.signalled = False   # the kill path sent it a signal (SIGTERM at least)
+        self.killed = False      # the kill path had to SIGKILL it
         self.stdin: asyncio.StreamWriter | None = None
         self.stdout: asyncio.StreamReader | None = None
         self.stderr: asyncio.StreamReader | None = None
@@ -57,8 +69,59 @@ class Child:
             raise ProcessLookupError(self.pid)
         os.kill(self.pid, signo)
 
-    async def communicate(self, data: bytes | None = None) -> tuple[bytes, bytes]:
-        """Write `data` to stdin and close it, read stdout and stderr to their ends, wait for the exit."""
+    def kill(self) -> None:
+        """SIGKILL the child's process group (the child alone when it shares orvad's group); no wait."""
+        self.signalled = self.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            if self._session:
+                os.killpg(self.pid, signal.SIGKILL)  # the group outlives its leader's exit; a pid is not reused before
+            elif self._popen.returncode is None:
+                os.kill(self.pid, signal.SIGKILL)
+
+    async def stop(self, *, grace_s: float = 0.0, term_grace_s: float = 2.0) -> int:
+        """The kill path: wait up to ``grace_s`` for the child to leave by itself (the caller asked it to:
+        a quit frame, a closed stdin), then SIGTERM the child (a supervisor such as nsjail takes its jail down
+        and removes its cgroups), wait up to ``term_grace_s``, then SIGKILL its process group. A child
+        that had to be signalled has its group swept with SIGKILL once it is gone (grandchildren it left).
+        Always reaped; cancelled anywhere in here, it SIGKILLs at once and waits for the exit before the
+        cancel goes on. Returns the exit status."""
+        try:
+            if self._popen.returncode is None and grace_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wait(), grace_s)
+            if self._popen.returncode is None:
+                self.signalled = True
+                with contextlib.suppress(ProcessLookupError):
+                    self.send_signal(signal.SIGTERM)
+                if term_grace_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wait(), term_grace_s)
+                if self._popen.returncode is None:
+                    self.kill()
+                code = await self.wait()
+                if self._session and not self.killed:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.pid, signal.SIGKILL)
+                return code
+            return await self.wait()
+        except BaseException:  # cancelled (or worse) on the way: no child outlives its owner
+            self.kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self.wait(), 5.0)  # SIGKILLed: gone at once, unless stuck in the kernel
+            raise
+
+    async def communicate(self, data: bytes | None = None, *, timeout_s: float | None = None,
+                          term_grace_s: float = 1.0) -> tuple[bytes, bytes]:
+        """Write `data` to stdin and close it, read stdout and stderr to their ends, wait for the exit.
+
+        Past ``timeout_s`` (TimeoutError), on a cancel or any failure the child takes the kill path first."""
+        try:
+            return await asyncio.wait_for(self._communicate(data), timeout_s)
+        except BaseException:
+            await self.stop(term_grace_s=term_grace_s)
+            raise
+
+    async def _communicate(self, data: bytes | None) -> tuple[bytes, bytes]:
         if self.stdin is not None:
             if data:
                 self.stdin.write(data)
@@ -76,7 +139,7 @@ async def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdin
     loop = asyncio.get_running_loop()
     popen = subprocess.Popen(list(argv), env=env, stdin=stdin, stdout=PIPE if stdout_protocol else stdout,
                              stderr=PIPE if stderr_protocol else stderr, bufsize=0, close_fds=True, start_new_session=start_new_session)
-    child = Child(popen, loop)
+    child = Child(popen, loop, session=start_new_session)
     try:
         if popen.stdin is not None:
             transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
@@ -90,7 +153,7 @@ async def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdin
         elif popen.stderr is not None:
             child.stderr = await _reader(loop, popen.stderr)
     except BaseException:
-        popen.kill()
+        child.kill()  # reaped by its pidfd's reader
         raise
     return child
 

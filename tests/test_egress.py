@@ -202,3 +202,60 @@ def test_two_orvads_on_one_host_get_distinct_ranges_and_their_own_replies(
         finally:
             for c in clients:
                 c.close()
+
+
+async def test_an_egress_command_past_its_timeout_leaves_no_process(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `ip` (or `nft`) that hangs is stopped at its timeout, with what it started: it used to run on
+    after orvad gave up on it (wait_for cancelled the read, not the process)."""
+    import asyncio
+    import os
+    import time
+
+    from orvad.egress import EgressNetwork, _run
+
+    pids = tmp_path / "pids"
+    fake = tmp_path / "bin" / "ip"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntrap '' TERM\nsleep 300 &\necho $$ $! > {pids}\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+
+    def left() -> list[int]:
+        alive = []
+        for pid in map(int, pids.read_text().split()):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] != "Z":  # a zombie of init's is gone for us
+                        alive.append(pid)
+            except FileNotFoundError:
+                pass
+        return alive
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await _run("ip", "netns", "list", timeout=0.5)
+    assert time.monotonic() - started < 5  # TERM ignored: the group was SIGKILLed after the grace
+    assert pids.exists()
+    await wait_for_async(lambda: left() == [], 5)  # SIGKILLed: the kernel takes a moment to end them
+
+    pids.unlink()
+    network = EgressNetwork("0")
+    network._leased["orva0e1"] = 1  # a lease whose `ip netns del` hangs: release gives up, leaves nothing
+    releasing = asyncio.ensure_future(network.release("orva0e1"))
+    await wait_for_async(lambda: pids.exists() and pids.read_text().strip() != "", 5)
+    releasing.cancel()  # orvad stopping while the command hangs
+    with pytest.raises(asyncio.CancelledError):
+        await releasing
+    assert releasing.cancelled()
+    await wait_for_async(lambda: left() == [], 5)  # SIGKILLed: the kernel takes a moment to end them
+
+
+async def wait_for_async(predicate: Callable[[], bool], timeout_s: float) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -84,3 +84,92 @@ def test_stdout_can_feed_a_protocol(loop_name: str) -> None:
         return bytes(received)
 
     assert run_on(loop_name, main()) == b"x" * 100000 + b"\n"
+
+
+# A parent that ignores SIGTERM (or not), with a grandchild in its process group: prints both pids.
+FAMILY = ("import os, signal, subprocess, sys\n"
+          "if sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "kid = subprocess.Popen(['sleep', '300'])\n"
+          "print(os.getpid(), kid.pid, flush=True)\n"
+          "signal.pause()\n")
+
+
+async def family(kind: str) -> tuple[Any, int]:
+    child = await spawn([sys.executable, "-c", FAMILY, kind], stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL,
+                        start_new_session=True)
+    assert child.stdout is not None
+    pid, grandchild = map(int, (await child.stdout.readline()).split())
+    assert pid == child.pid
+    return child, grandchild
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie waiting for init (a grandchild is not ours to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_stop_terms_then_kills_the_group_and_reaps(loop_name: str) -> None:
+    async def main() -> None:
+        child, grandchild = await family("stubborn")
+        code = await child.stop(term_grace_s=0.3)
+        assert code == -signal.SIGKILL and child.signalled and child.killed
+        assert zombie_free(child.pid)
+        await wait_until(lambda: gone(grandchild), 5, "the grandchild to die with its group")
+
+    run_on(loop_name, main())
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_child_that_leaves_on_term_is_not_killed_but_its_group_is_swept(loop_name: str) -> None:
+    async def main() -> None:
+        child, grandchild = await family("polite")
+        code = await child.stop(term_grace_s=10)
+        assert code == -signal.SIGTERM and child.signalled and not child.killed
+        assert zombie_free(child.pid)
+        await wait_until(lambda: gone(grandchild), 5, "the grandchild left in the group to be swept")
+        quiet = await spawn([sys.executable, "-c", "pass"], stdin=DEVNULL)
+        assert await quiet.stop(grace_s=5) == 0 and not quiet.signalled  # left by itself within the grace
+
+    run_on(loop_name, main())
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_cancelled_stop_still_kills_and_reaps(loop_name: str) -> None:
+    async def main() -> None:
+        child, grandchild = await family("stubborn")
+        stopping = asyncio.create_task(child.stop(term_grace_s=60))  # a grace nobody waits out
+        await wait_until(lambda: child.signalled, 5, "the SIGTERM")
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        assert child.killed and child.returncode == -signal.SIGKILL  # reaped before the cancel went on
+        assert zombie_free(child.pid)
+        await wait_until(lambda: gone(grandchild), 5, "the grandchild to die with its group")
+
+    run_on(loop_name, main())
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_communicate_past_its_deadline_or_cancelled_leaves_no_process(loop_name: str) -> None:
+    async def main() -> None:
+        child, grandchild = await family("stubborn")
+        with pytest.raises(TimeoutError):
+            await child.communicate(timeout_s=0.3, term_grace_s=0.2)
+        assert child.returncode == -signal.SIGKILL and zombie_free(child.pid)
+        await wait_until(lambda: gone(grandchild), 5, "the grandchild")
+
+        child, grandchild = await family("stubborn")
+        talking = asyncio.create_task(child.communicate(term_grace_s=0.2))  # no deadline: only a cancel ends it
+        await asyncio.sleep(0)
+        talking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await talking
+        assert child.returncode is not None and zombie_free(child.pid)
+        await wait_until(lambda: gone(grandchild), 5, "the grandchild")
+
+    run_on(loop_name, main())

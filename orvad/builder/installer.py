@@ -11,9 +11,7 @@ the names the operator lists in ORVA_BUILD_ENV.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from orvad.builder.safetree import chown_beneath
 from orvad.buildproxy import PROXY_PORT, BuildProxy
 from orvad.egress import EgressError, EgressNetwork
 from orvad.models import Function
-from orvad.process import DEVNULL, PIPE, Child, spawn
+from orvad.process import DEVNULL, PIPE, spawn
 from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 
 MAX_LINE_CHARS = 4096  # the build log's bound on a line
@@ -130,7 +128,7 @@ async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], t
     try:
         await asyncio.wait_for(asyncio.gather(*pumps, proc.wait()), job.timeout_s)
     except BaseException as exc:  # the timeout, a cancel, or any failure: the jail never outlives the build
-        await _stop(proc)
+        await proc.stop(term_grace_s=_STOP_GRACE_S)  # SIGTERM (nsjail removes its cgroups), grace, SIGKILL the group
         if isinstance(exc, TimeoutError):
             raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
         raise
@@ -141,18 +139,6 @@ async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], t
         if as_root:
             await asyncio.to_thread(_chown_tree, job.tree, 0)
     return proc.returncode or 0
-
-
-async def _stop(proc: Child) -> None:
-    """SIGTERM to nsjail, a grace period, then SIGKILL to its whole process group; always reaped."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), _STOP_GRACE_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
 
 
 class LineSplitter:

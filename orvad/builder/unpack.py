@@ -10,8 +10,6 @@ not the event loop's. The child answers one JSON line: ``{"ok": n}``, ``{"error"
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import encodings.cp437  # noqa: F401  zip names; imported before the child drops to a user that cannot read the stdlib
 import encodings.latin_1  # noqa: F401
 import encodings.utf_8  # noqa: F401
@@ -20,7 +18,6 @@ import json
 import logging
 import os
 import resource
-import signal
 import sys
 from pathlib import Path
 
@@ -42,15 +39,10 @@ async def unpack(data: bytes, dest: Path, *, max_files: int, max_bytes: int, tim
     argv = [sys.executable, "-P", "-m", "orvad.builder.unpack", str(dest), str(max_files), str(max_bytes)]
     child = await spawn(argv, env={"PYTHONPATH": str(package_root), "PATH": os.defpath, "LANG": "C.UTF-8"},
                         stdin=PIPE, stdout=PIPE, stderr=PIPE, start_new_session=True)
-    try:
-        out, err = await asyncio.wait_for(child.communicate(data), timeout_s)
-    except BaseException as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        await child.wait()
-        if isinstance(exc, TimeoutError):
-            raise ArchiveError(f"unpacking the archive took longer than {timeout_s:.0f} s") from None
-        raise
+    try:  # past the deadline (or cancelled) the child takes the kill path: TERM, grace, KILL its group, reaped
+        out, err = await child.communicate(data, timeout_s=timeout_s, term_grace_s=0.5)
+    except TimeoutError:
+        raise ArchiveError(f"unpacking the archive took longer than {timeout_s:.0f} s") from None
     lines = out.decode(errors="replace").strip().splitlines()
     answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     if child.returncode == 0 and "ok" in answer:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # up, so a fast producer and a slow reader cost bounded memory (back-pressure), never the host's.
 STREAM_BUFFER_CHUNKS = 16
 LOG_BYTES_PER_S = 1 << 20  # worker output outside requests kept per second (ORVA_WORKER_LOG_BYTES_PER_S)
+_TERM_GRACE_S = 2.0  # nsjail's time to take its jail down after SIGTERM, before its group is SIGKILLed
 
 
 @dataclass(slots=True)
@@ -123,7 +124,6 @@ class Worker:
         self.stderr_tail = self._stderr.tail
         self.exit_reason: str | None = None
         self._stopping = False
-        self._killed_by_us = False
         self.init_error: dict[str, Any] | None = None
         self.version: str | None = None
         self.spawn_s = 0.0
@@ -138,6 +138,11 @@ class Worker:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    @property
+    def _killed_by_us(self) -> bool:
+        """stop() signalled the process (set before the signal is sent, so before its exit is seen)."""
+        return self.proc is not None and self.proc.signalled
 
     @property
     def alive(self) -> bool:
@@ -517,19 +522,10 @@ class Worker:
             with contextlib.suppress(Exception):
                 proc.stdin.write(encode({"type": "quit"}))
                 proc.stdin.close()
-        if proc.returncode is None and grace_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), grace_s)
-        if proc.returncode is None:
-            self._killed_by_us = True
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)  # nsjail removes its cgroups on SIGTERM
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+        try:  # nsjail removes its cgroups on SIGTERM; one SIGKILLed (or cancelled here) needs the clean-up hook
+            await proc.stop(grace_s=grace_s, term_grace_s=_TERM_GRACE_S)
+        finally:
+            if proc.killed:
                 self._clean_after_kill(proc.pid)
         for task in self._tasks:
             if task is not asyncio.current_task():
