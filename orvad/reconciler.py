@@ -33,7 +33,7 @@ from orvad.changes import (
     SecretsChanged,
     VersionBuilt,
 )
-from orvad.errors import OrvaError
+from orvad.errors import NotFound, OrvaError
 from orvad.functions import WORKER_FIELDS, FunctionService
 from orvad.models import Deployment, Function
 from orvad.pool.manager import PoolManager
@@ -79,6 +79,9 @@ class Reconciler:
         current = self._pools.current(fn.id, recipe.key)
         if current is not None:  # the usual case: the recipe is memoised, nothing is built
             return current
+        if self._functions.get(fn.id) is None:  # deleted while the call waited (its pool was drained)
+            raise NotFound(f"function {fn.name} was deleted", details={"function": fn.id},
+                           hint="list functions with GET /api/v1/functions")
         return self._pools.ensure(fn.id, recipe)
 
     async def settle(self, function_id: str) -> OrvaError | None:
@@ -133,8 +136,10 @@ class Reconciler:
     async def _version_built(self, fn: Function, dep: Deployment, checked: CheckedWorker | None) -> None:
         """A new version gets warm workers before it takes traffic (the import check's worker first)."""
         assert dep.code_hash is not None
-        self._hashes[dep.id] = dep.code_hash
-        current = self._functions.get(fn.id) or fn
+        current = self._functions.get(fn.id)
+        if current is None:  # deleted meanwhile: nothing to serve (the builder stops the checked worker)
+            return
+        self._hashes[dep.id] = dep.code_hash  # a paused function serves it once set active
         if current.status == "inactive":
             return
         recipe = self._spawner.recipe(current, dep.code_hash)
