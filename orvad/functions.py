@@ -2,6 +2,11 @@
 
 The catalogue (by id and by name) is loaded once at start and updated by the same calls that
 write the database, so resolving ``/fn/<id-or-name>`` never queries SQLite.
+
+FunctionService is the one writer of function rows: the API changes settings through it, and the
+builder asks it to record a build's start and end (``build_submitted``, ``build_ended``) instead of
+writing rows itself. Each write holds the service's lock from reading the row to remembering the new
+one, then publishes ``FunctionChanged`` / ``FunctionDeleted`` (orvad/changes.py) after the lock.
 """
 
 from __future__ import annotations

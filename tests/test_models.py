@@ -180,3 +180,17 @@ def test_function_rows_have_one_writer() -> None:
     # a build's end and its activation: one transaction, written by the service
     assert "update_deployment" in _function_writes(ROOT / "functions.py")
     assert not hasattr(FunctionService, "lock") and not hasattr(FunctionService, "set_state")
+
+
+def _orvad_imports(path: Path) -> set[str]:
+    return {node.module for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orvad")} | {
+        alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
+        for alias in node.names if alias.name.startswith("orvad")}
+
+
+def test_models_are_a_leaf_and_serialisers_sit_just_above() -> None:
+    """The records import nothing from orvad (the store depends on them, never the reverse); the
+    serialisers import only the records they shape."""
+    assert _orvad_imports(ROOT / "models.py") == set()
+    assert _orvad_imports(ROOT / "serialisers.py") <= {"orvad.models", "orvad.pool.config"}
