@@ -134,8 +134,9 @@ class BodyLimit:
             raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding",
                              hint="send one of them: Content-Length for a body of known size, else chunked",
                              headers={"Connection": "close"})
-        if (declared is None or declared == "0") and _header(scope, b"transfer-encoding") is None:
-            await self.app(scope, receive, send)  # no body: nothing can be left unread
+        if (declared == "0" or declared is None and _header(scope, b"transfer-encoding") is None
+                and scope.get("http_version") in _HTTP1):
+            await self.app(scope, receive, send)  # HTTP/1 without a body: nothing can be left unread
             return
         await self._with_body(scope, receive, send, limit, declared)
 
