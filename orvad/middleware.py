@@ -92,19 +92,12 @@ class RequestContext:
                 if drain.is_feed(task):
                     await send_with_id({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            code, headers, body = error_parts(drain.refusal("orvad shut down before this request finished"),
-                                              request_id)
-            await send_with_id({"type": "http.response.start", "status": code, "headers": headers})
-            await send_with_id({"type": "http.response.body", "body": body})
+            await _send_error(send_with_id, drain.refusal("orvad shut down before this request finished"), request_id)
         except Exception as exc:
-            if not isinstance(exc, OrvaError):
-                errlog.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
-                exc = OrvaError("internal error", hint=f"report request id {request_id} to the operator")
+            error = _as_orva_error(exc, request_id, scope)
             if status:  # the response has started; the connection is all we can end
                 raise
-            code, headers, body = error_parts(exc, request_id)
-            await send_with_id({"type": "http.response.start", "status": code, "headers": headers})
-            await send_with_id({"type": "http.response.body", "body": body})
+            await _send_error(send_with_id, error, request_id)
         finally:
             drain.work.discard(task)
             if drain.draining:
@@ -113,6 +106,20 @@ class RequestContext:
             if access_log.enabled():
                 access_log.write("request", request_id=request_id, method=scope["method"], path=scope["path"],
                                  status=status, duration_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def _as_orva_error(exc: Exception, request_id: str, scope: Scope) -> OrvaError:
+    """An OrvaError as it is; anything else is a bug: logged with its traceback, answered as an opaque 500."""
+    if isinstance(exc, OrvaError):
+        return exc
+    errlog.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
+    return OrvaError("internal error", hint=f"report request id {request_id} to the operator")
+
+
+async def _send_error(send: Send, error: OrvaError, request_id: str) -> None:
+    code, headers, body = error_parts(error, request_id)
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:

@@ -9,7 +9,6 @@ only in nsjail's environment.
 
 from __future__ import annotations
 
-import asyncio
 import posixpath
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from orvad.pool.worker import LOG_BYTES_PER_S, Worker
 from orvad.runtimes import RuntimeCatalog
 from orvad.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
 from orvad.secrets import SecretService
+from orvad.tasks import Tasks
 
 # Python imports its adapter (from the bytecode runtimes.precompile_adapter wrote) instead of running it
 # as a script, which Python would compile at every start.
@@ -62,8 +62,9 @@ class Spawner:
                  secrets: SecretService, version_dir: Callable[[str, str], Path],
                  observe_spawn: Callable[[str, float], None], egress: EgressNetwork | None = None,
                  log_bytes_per_s: int = LOG_BYTES_PER_S,
-                 observe_log_drop: Callable[[str, int], None] | None = None) -> None:
+                 observe_log_drop: Callable[[str, int], None] | None = None, tasks: Tasks | None = None) -> None:
         self.host = host
+        self._tasks = tasks if tasks is not None else Tasks()  # the daemon's: namespace releases finish before egress stops
         self._data = data
         self._runtimes = runtimes
         self._secrets = secrets
@@ -151,11 +152,7 @@ class Spawner:
         egress = self._egress
         if netns is None or egress is None:
             return None
-        pending: set[asyncio.Task[None]] = set()
-
         def release(_: Worker) -> None:
-            task = asyncio.get_running_loop().create_task(egress.release(netns))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            self._tasks.start(f"orva-release-{netns}", egress.release(netns))
 
         return release

@@ -385,55 +385,70 @@ class Worker:
         if type(rid) is not int:
             return self._stray(frame, "no integer id")
         if kind == "start":
-            future = self._pending.pop(rid, None)
-            if future is None:
-                if rid in self._gone:
-                    return True
-                return self._stray(frame, f"id {rid} is not in flight")
-            if future.done():
-                self._gone.add(rid)  # its caller gave up (cancelled): drop the stream's frames, not queue them
-                return True
-            loop = asyncio.get_running_loop()
-            reply = Reply("stream", id=rid, status=frame.get("statusCode", 200), headers=frame.get("headers") or {},
-                          chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future(),
-                          log_mark=self._stderr.dropped)
-            self._streams[rid] = reply
-            future.set_result(reply)
-            return True
+            return self._start_stream(rid, frame)
         if kind in ("chunk", "end"):
             stream = self._streams.get(rid)
             if stream is None:
-                if kind == "end" and rid in self._pending:  # an error before the first chunk
-                    logs, cut = cap_logs(frame.get("logs"), self._max_log)
-                    self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=logs,
-                                             logs_truncated=cut or bool(frame.get("logsTruncated"))))
-                    return True
-                if rid in self._gone:
-                    if kind == "end":
-                        self._gone.discard(rid)
-                    return True
-                return self._stray(frame, f"id {rid} has no stream in flight")
-            assert stream.chunks is not None and stream.ended is not None
-            unread = rid in self._unread
-            if kind == "chunk" and unread:
-                return True  # nobody reads it: dropped
-            if stream.chunks.full() and not unread:
-                return False
-            if kind == "end":
-                del self._streams[rid]
-                self._unread.discard(rid)
-                if (timer := self._stream_timers.pop(rid, None)) is not None:
-                    timer.cancel()
-                if not stream.ended.done():
-                    frame["logs"], cut = cap_logs(frame.get("logs"), self._max_log)
-                    if cut or self._stderr.dropped != stream.log_mark:
-                        frame["logsTruncated"] = True
-                    stream.ended.set_result(frame)
-                if unread:
-                    return True  # the reader's queue holds its end marker already
-            stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
-            return True
+                return self._streamless(kind, rid, frame)
+            return self._stream_frame(kind, rid, frame, stream)
         return self._stray(frame, "an unknown frame type")
+
+    def _start_stream(self, rid: int, frame: dict[str, Any]) -> bool:
+        """A stream's head: the request's reply becomes a stream whose chunks queue up for its reader."""
+        future = self._pending.pop(rid, None)
+        if future is None:
+            if rid in self._gone:
+                return True
+            return self._stray(frame, f"id {rid} is not in flight")
+        if future.done():
+            self._gone.add(rid)  # its caller gave up (cancelled): drop the stream's frames, not queue them
+            return True
+        loop = asyncio.get_running_loop()
+        reply = Reply("stream", id=rid, status=frame.get("statusCode", 200), headers=frame.get("headers") or {},
+                      chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future(),
+                      log_mark=self._stderr.dropped)
+        self._streams[rid] = reply
+        future.set_result(reply)
+        return True
+
+    def _streamless(self, kind: str, rid: int, frame: dict[str, Any]) -> bool:
+        """A chunk or end frame with no stream open: an error before the first chunk, or a gone request's."""
+        if kind == "end" and rid in self._pending:  # an error before the first chunk
+            logs, cut = cap_logs(frame.get("logs"), self._max_log)
+            self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=logs,
+                                     logs_truncated=cut or bool(frame.get("logsTruncated"))))
+            return True
+        if rid in self._gone:
+            if kind == "end":
+                self._gone.discard(rid)
+            return True
+        return self._stray(frame, f"id {rid} has no stream in flight")
+
+    def _stream_frame(self, kind: str, rid: int, frame: dict[str, Any], stream: Reply) -> bool:
+        """A chunk or the end of an open stream; False when its buffer is full (the pipe waits for the reader)."""
+        assert stream.chunks is not None and stream.ended is not None
+        unread = rid in self._unread
+        if kind == "chunk" and unread:
+            return True  # nobody reads it: dropped
+        if stream.chunks.full() and not unread:
+            return False
+        if kind == "end":
+            self._end_stream(rid, frame, stream.ended, stream.log_mark)
+            if unread:
+                return True  # the reader's queue holds its end marker already
+        stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
+        return True
+
+    def _end_stream(self, rid: int, frame: dict[str, Any], ended: asyncio.Future[dict[str, Any]], log_mark: int) -> None:
+        del self._streams[rid]
+        self._unread.discard(rid)
+        if (timer := self._stream_timers.pop(rid, None)) is not None:
+            timer.cancel()
+        if not ended.done():
+            frame["logs"], cut = cap_logs(frame.get("logs"), self._max_log)
+            if cut or self._stderr.dropped != log_mark:
+                frame["logsTruncated"] = True
+            ended.set_result(frame)
 
     def _resolve(self, rid: Any, reply: Reply) -> None:
         future = self._pending.pop(rid, None)
