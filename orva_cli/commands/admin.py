@@ -344,12 +344,22 @@ def metrics(app: App, prometheus: bool) -> None:
         return
 
     def render(data: dict[str, Any]) -> None:
-        summary = {k: v for k, v in data.items() if k != "pools"}
-        app.out.record(summary)
+        app.out.record(_flattened({k: v for k, v in data.items() if k != "pools"}))
         if data["pools"]:
             app.out.table(data["pools"], POOL_COLUMNS, title="pools")
 
     app.out.show(app.get("/api/v1/system/metrics.json"), render)
+
+
+def _flattened(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects (host, totals, sandbox, ...) as one dotted line per value: every line fits 80 columns."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            out.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 commands = [secrets, routes, keys, pool, system]
