@@ -15,7 +15,6 @@ that is not installed yet (the build log says so) installs it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orvad.builder.safetree import open_dirs, open_root, remove_tree
+from orvad.process import DEVNULL, PIPE, spawn
 
 INSTALLED_DIR = "runtimes-installed"   # <data>/runtimes-installed/<id>/ : complete installs only (bound into jails)
 STAGING_DIR = "runtimes-staging"       # <data>/runtimes-staging/ : downloads, half-extracted trees, lock files
@@ -182,18 +182,12 @@ async def _download(pin: Pin, dest: Path) -> Path:
     dest.mkdir(mode=0o700)
     argv = [*_pip(), "download", "--no-deps", "--only-binary=:all:", "--no-input", "--disable-pip-version-check",
             "--progress-bar", "off", "--dest", str(dest), f"{PACKAGE}=={pin.version}"]
-    child = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out, _ = await asyncio.wait_for(child.communicate(), _DOWNLOAD_TIMEOUT_S)
-    except BaseException as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, 9)
-        await child.wait()
-        if isinstance(exc, TimeoutError):
-            raise RuntimeInstallError(f"pip download of {PACKAGE}=={pin.version} took longer than "
-                                      f"{_DOWNLOAD_TIMEOUT_S:.0f} s") from None
-        raise
+    child = await spawn(argv, stdin=DEVNULL, stdout=PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # past the deadline (or cancelled) pip takes orvad's kill path: TERM, grace, KILL its group, reaped
+        out, _ = await child.communicate(timeout_s=_DOWNLOAD_TIMEOUT_S)
+    except TimeoutError:
+        raise RuntimeInstallError(f"pip download of {PACKAGE}=={pin.version} took longer than "
+                                  f"{_DOWNLOAD_TIMEOUT_S:.0f} s") from None
     wheels = sorted(dest.glob("*.whl"))
     if child.returncode != 0 or len(wheels) != 1:
         raise RuntimeInstallError(f"pip could not download {PACKAGE}=={pin.version} (exit code {child.returncode}): "
