@@ -1,18 +1,47 @@
-"""Shared fixtures: real orvad processes on free ports with temporary data dirs.
+"""Shared fixtures: real orvad processes on free ports with temporary data dirs; the marker hooks.
 
 Only fixtures and hooks live here; the classes and functions tests import are in tests/helpers.py.
+
+Markers (registered in pyproject.toml; CONTRIBUTING.md says when to use which):
+- ``sandbox``: the test needs nsjail, root or namespaces. Modules say so with ``pytestmark``, single tests
+  with ``@pytest.mark.sandbox``. `make test-fast` deselects them and runs the rest with ORVA_NSJAIL
+  pointing nowhere, so an unmarked test that deploys, invokes or builds fails there instead of
+  silently needing a sandbox (the failure says to mark it).
+- ``browser``: the test drives Chromium. Marked here, from the fixtures it uses (``browser``, ``page``);
+  a test that launches Playwright itself carries ``@pytest.mark.browser`` (tests/test_markers.py checks).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Orvad, free_port
+from tests.helpers import NO_SANDBOX, Orvad, free_port
+
+BROWSER_FIXTURES = frozenset({"browser", "page"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    report = yield
+    if (isinstance(report, pytest.TestReport) and report.failed and os.environ.get("ORVA_NSJAIL") == NO_SANDBOX
+            and item.get_closest_marker("sandbox") is None):
+        report.sections.append(("marker", "This test ran without a sandbox (make test-fast: ORVA_NSJAIL="
+                                f"{NO_SANDBOX}). If it deploys, invokes, builds or needs root, mark it "
+                                "@pytest.mark.sandbox (or pytestmark = pytest.mark.sandbox for the module)."))
+    return report
 
 
 @pytest.fixture

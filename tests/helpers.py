@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 
 STARTUP_DEADLINE_S = 20.0
+# `make test-fast` sets ORVA_NSJAIL to this: no sandbox, as on a laptop without nsjail or root
+NO_SANDBOX = "/nonexistent/nsjail"
 
 
 def free_port() -> int:

@@ -85,6 +85,7 @@ VARIANTS = list(_variants(Path("/x")))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.sandbox
 def test_hostile_archive_fails_and_writes_nothing_outside(orvad: Orvad, tmp_path: Path, variant: str) -> None:
     outside = tmp_path / "host"
     outside.mkdir()
@@ -209,6 +210,7 @@ def test_archive_errors_never_show_host_paths(orvad: Orvad, archive: bytes) -> N
         assert all(str(orvad.data_dir) not in ln["line"] for ln in logs)
 
 
+@pytest.mark.sandbox
 def test_unpacked_tree_is_owned_by_root_and_read_only_for_the_jail(orvad: Orvad) -> None:
     tgz = _tar([("file", "myfn/handler.py", PY % 5), ("file", "myfn/lib/util.py", "X = 1\n")])
     with orvad.admin() as c:

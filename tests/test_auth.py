@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.helpers import Orvad
 
@@ -239,6 +240,7 @@ def test_unreadable_cookie_pairs_do_not_break_the_guard(make_orvad: Callable[...
     assert r.status_code == 201
 
 
+@pytest.mark.sandbox
 def test_api_key_functions_take_the_session_only_with_the_csrf_header(make_orvad: Callable[..., Orvad]) -> None:
     """The session cookie rides along with any same-site request (a page on another port of the host, a
     function page): an `auth_mode: api_key` function accepts it only with X-Orva-CSRF, as the API does."""

@@ -14,6 +14,8 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 GOOD = {"python": "def handler(event, context):\n    return {'v': 1}\n",
         "node": "exports.handler = async () => ({v: 1});\n"}
 

@@ -24,6 +24,8 @@ from tests.helpers import Orvad, small_tmpfs, wait_for
 from tests.test_builder_jail_outputs import _node_archive
 from tests.test_deploy import _tar
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 # mkdir d; cd d, 3000 times, beneath the folder the script is given (relative names: no path is long)
 DEEP_CHAIN = "node -e \"const fs=require('fs'); process.chdir('%s'); for (let i=0;i<3000;i++){fs.mkdirSync('d'); process.chdir('d')}\""
 

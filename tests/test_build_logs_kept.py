@@ -8,10 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.test_deploy_wait import slow_archive
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 JS = "exports.handler = async () => ({v: %d});\n"
 

@@ -28,6 +28,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 INDEX_NS, HOST_IF = "orvatest-idx", "orvatest-ih"
 INDEX_IP, INDEX_HOST_IP, INDEX_PORT = "198.18.77.2", "198.18.77.1", 8080
 INDEX = f"{INDEX_IP}:{INDEX_PORT}"

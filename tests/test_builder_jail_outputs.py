@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, wait_deployed
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 JS = "exports.handler = async () => ({ v: %d });\n"
 SECRET = "TOPSECRET-host-file"

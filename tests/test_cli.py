@@ -196,6 +196,7 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
         assert done.returncode == 2 and "Usage: orva" in done.stderr, (args, done.stderr)
 
 
+@pytest.mark.sandbox
 def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, tmp_path: Path) -> None:
     app = write_tree(tmp_path / "app", {
         "handler.py": APP_V % (1, 1), "requirements.txt": "six==1.16.0\n", "lib/util.py": "X = 1\n",
@@ -265,6 +266,7 @@ def test_failed_build_exits_1_with_the_reason(cli: Cli, tmp_path: Path) -> None:
     assert "no handler.py" in cli.fails(2, "deploy", str(bad), "--name", "cli-broken-2", "--runtime", "python")
 
 
+@pytest.mark.sandbox
 def test_api_and_connection_errors_are_one_line_and_exit_1(cli: Cli, served: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     unknown, invoke_unknown, logs_unknown, deployments_unknown, boom, missing, unreachable = cli.run_all(
@@ -302,6 +304,7 @@ def test_functions_create_get_update_list_delete(cli: Cli) -> None:
     error_line(cli.fails(1, "functions", "get", "cli-crud"), "NOT_FOUND")
 
 
+@pytest.mark.sandbox
 def test_secrets_set_list_delete_never_print_values(cli: Cli, served: str) -> None:
     value = "s3cret-value-123"
     done = cli.ok("secrets", "set", served, "API_TOKEN", input=value)
@@ -316,6 +319,7 @@ def test_secrets_set_list_delete_never_print_values(cli: Cli, served: str) -> No
     error_line(cli.fails(1, "secrets", "delete", served, "API_TOKEN"), "NOT_FOUND")
 
 
+@pytest.mark.sandbox
 def test_routes_set_list_replace_delete(cli: Cli, served: str, orvad: Orvad) -> None:
     made = cli.json("routes", "set", "/cli/hook", served, "--methods", "POST")
     assert made["function_name"] == served and made["methods"] == "POST"
@@ -351,6 +355,7 @@ def test_keys_create_list_revoke(cli: Cli, orvad: Orvad) -> None:
     cli.ok("keys", "revoke", created["id"])
 
 
+@pytest.mark.sandbox
 def test_pool_and_system(cli: Cli, served: str) -> None:
     pool = cli.json("pool", "set", served, "--max-warm", "4", "--no-scale-to-zero")
     assert pool["max_warm"] == 4 and pool["scale_to_zero"] is False
@@ -364,6 +369,7 @@ def test_pool_and_system(cli: Cli, served: str) -> None:
     assert "# TYPE orva_invocations_total counter" in cli.ok("system", "metrics", "--prometheus").stdout
 
 
+@pytest.mark.sandbox
 def test_logs_follow_streams_new_executions(cli: Cli, served: str, orvad: Orvad, tmp_path: Path) -> None:
     out, err = tmp_path / "follow.out", tmp_path / "follow.err"
     with out.open("w") as sink, err.open("w") as errors:

@@ -31,6 +31,7 @@ def cli(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]
         yield runner
 
 
+@pytest.mark.sandbox
 def test_init_deploy_invoke_logs_for_both_runtimes(cli: Cli, tmp_path: Path) -> None:
     made = cli.ok("init", "hour-py", cwd=tmp_path)  # the README's relative ./hello, as a reader types it
     assert made.stdout.splitlines() == [
@@ -70,6 +71,7 @@ def _lines_of(cli: Cli, *args: str) -> list[str]:
     return piped + ANSI.sub("", shown).replace("\r", "").splitlines()
 
 
+@pytest.mark.sandbox
 def test_every_table_fits_80_columns_with_short_ids(cli: Cli, orvad: Orvad, tmp_path: Path) -> None:
     folder = write_tree(tmp_path / "long", {"handler.py": RAISES})
     cli.ok("deploy", str(folder), "--name", LONG)
@@ -99,6 +101,7 @@ def test_every_table_fits_80_columns_with_short_ids(cli: Cli, orvad: Orvad, tmp_
     assert key["id"] not in json.dumps(cli.json("keys", "list"))
 
 
+@pytest.mark.sandbox
 def test_deployments_mark_the_active_one_and_prefixes_work(cli: Cli, tmp_path: Path) -> None:
     folder = write_tree(tmp_path / "v", {"handler.py": "def handler(e, c):\n    return {'v': 1}\n"})
     cli.ok("deploy", str(folder), "--name", "hour-versions")
@@ -153,6 +156,7 @@ def test_functions_list_runtime_matches_versioned_ids(cli: Cli, orvad: Orvad) ->
     assert "hour-versioned" in exact and "hour-plain" not in exact
 
 
+@pytest.mark.sandbox
 def test_errors_name_orva_commands_and_the_execution(cli: Cli, orvad: Orvad, tmp_path: Path) -> None:
     folder = write_tree(tmp_path / "f", {"handler.py": RAISES})
     cli.ok("deploy", str(folder), "--name", "hour-fails")

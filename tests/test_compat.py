@@ -7,8 +7,12 @@ import io
 import tarfile
 from collections.abc import Callable
 
+import pytest
+
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 

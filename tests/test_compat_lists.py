@@ -80,6 +80,7 @@ def invoked(orvad: Orvad) -> dict[str, Any]:
     return fn
 
 
+@pytest.mark.sandbox
 def test_executions_page_with_offset_and_filters_and_carry_total(orvad: Orvad, invoked: dict[str, Any]) -> None:
     with orvad.admin() as c:
         every = _get(c, "/api/v1/executions", function_id=invoked["id"], limit=100)["executions"]
@@ -151,6 +152,7 @@ def test_bad_paging_is_a_400_naming_the_field_with_a_hint(orvad: Orvad, path: st
 UNDERSCORED = "def handler(event, context):\n    return {'path': event['path'], 'body': event['body']}\n"
 
 
+@pytest.mark.sandbox
 def test_names_with_underscores_work_in_fn_routes_and_the_cli(orvad: Orvad,
                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
     """Names may contain `_` (issue 18): /fn/<name>, a custom route to it, and the CLI by name all serve it."""
@@ -178,6 +180,7 @@ def test_names_with_underscores_work_in_fn_routes_and_the_cli(orvad: Orvad,
         assert cli.ok("logs", name).stdout.count("  success  200  ") == 4  # `orva logs` finds them by name
 
 
+@pytest.mark.sandbox
 def test_the_execution_list_and_its_total_use_the_indexes(orvad: Orvad, invoked: dict[str, Any]) -> None:
     """The SQL the store runs, planned by SQLite on orvad's own database: a function filter reads the
     (function_id, id) index (COUNT from it alone), a time range the started_at index, and no page sorts."""

@@ -19,6 +19,8 @@ from orvad.config import ConfigError, load_settings
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 APP = "https://app.example.com"
 LOCAL = "http://127.0.0.1:5173"
 OTHER = "https://other.example"
@@ -383,6 +385,7 @@ def page_server(port: int, html: str) -> Iterator[str]:
         thread.join(10)
 
 
+@pytest.mark.browser
 def test_in_a_browser_a_listed_page_calls_with_keys_and_never_as_the_operator(
         make_orvad: Callable[..., Orvad]) -> None:
     """Chromium: a page on a listed origin (another port of 127.0.0.1) reads a function and the API with

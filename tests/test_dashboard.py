@@ -21,6 +21,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.helpers import Orvad
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("ORVA_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("ORVA_SCREENSHOTS", ROOT / "test-artifacts" / "dashboard"))
@@ -361,6 +363,7 @@ def attacker_site(target: str) -> Iterator[str]:
         thread.join(10)
 
 
+@pytest.mark.browser
 def test_another_origin_cannot_mint_a_key_with_the_session(make_orvad, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     """An operator logged in to the dashboard visits a page of another origin (here another port of the
     same host, so the SameSite=Lax cookie is sent): no fetch, no-cors fetch or form can create a key, because

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.deploy_helpers import create_function
 from tests.test_dashboard import PASSWORD, browser, page  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 
 def test_settings_show_and_set_the_cors_origins(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

@@ -25,6 +25,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad
 from tests.test_dashboard import PASSWORD, browser, page, replace_code, shot  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 BUILD_DEADLINE_MS = 120_000
 
 DRAFT = '''import json

@@ -20,6 +20,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.test_dashboard import PASSWORD, browser, shot  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 PHONE = {"width": 390, "height": 844}
 HANDLER = '''def handler(event, context):
     print("hello from the looks test")

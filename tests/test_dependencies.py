@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
 from tests.helpers import Orvad
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 PY = "import six\n\ndef handler(event, context):\n    return {'six': six.__version__}\n"
 JS = "const isNumber = require('is-number');\nexports.handler = async () => ({ n: isNumber(5), s: isNumber('x') });\n"

@@ -16,6 +16,8 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, sse_events, wait_deployed
 from tests.helpers import Orvad, wait_for
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 JS = "exports.handler = async (event, context) => ({v: %d});\n"
 

@@ -13,6 +13,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad
 from tests.test_deploy import _zip
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 JS = "exports.handler = async () => ({v: %d});\n"
 

@@ -13,6 +13,8 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 
 # With ?gate=1 the handler blocks opening a FIFO in its code folder until the test opens the
 # other end: it runs exactly as long as the test wants, with no timing guess on either side.

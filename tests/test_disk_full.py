@@ -38,6 +38,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, fill_disk, small_tmpfs, until, wait_for
 from tests.test_store import write_until_refused
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 PY = "def handler(event, context):\n    return {'v': %d}\n"
 DISK_MB = 48
 

@@ -20,6 +20,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 OUT_NS, HOST_IF = "orvatest-out", "orvatest-h"
 OUTSIDE = "198.51.100.2"
 

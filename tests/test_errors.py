@@ -111,6 +111,7 @@ def _h2_post(port: int, path: str, body_bytes: int, deadline_s: float = 30) -> t
     return status, body
 
 
+@pytest.mark.sandbox
 def test_http2_bodies_without_a_length_are_capped_as_they_stream(orvad: Orvad) -> None:
     """HTTP/2 sends no Content-Length for a streamed body: the same cap applies while it arrives."""
     import json

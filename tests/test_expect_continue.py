@@ -109,6 +109,7 @@ def test_an_announced_body_over_the_cap_gets_the_413_first(server: Orvad, path: 
 
 
 @pytest.mark.parametrize("path", ["/fn/echo_sink", "/hooks/upload"])
+@pytest.mark.sandbox
 def test_a_body_within_the_cap_gets_100_then_its_answer(server: Orvad, path: str) -> None:
     payload = b"x" * (LIMIT // 2)
     with _connection(server) as sock:

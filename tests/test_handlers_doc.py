@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.doc_shell import Block, Shell, check_step, code_blocks
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "HANDLERS.md"
 RUNTIMES = {"python": ("python", "handler.py"), "js": ("node", "handler.js")}

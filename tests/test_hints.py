@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 ROOT = Path(__file__).resolve().parent.parent
 # a template left in: {id}, {name}, {}, <id> (JSON bodies such as {"status": "active"} are fine, and so are

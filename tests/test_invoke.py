@@ -9,6 +9,8 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 HANDLERS = {
     "python": '''
 import asyncio, base64, sys, logging

@@ -15,6 +15,8 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 CONTROL = '''
 def handler(event, context):
     char = chr(int(event["query"].get("c", "0")))

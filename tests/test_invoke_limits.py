@@ -10,9 +10,12 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 SIGNING = "whsec-test-123456"
 

@@ -12,6 +12,8 @@ from orvad.errors import Unavailable
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 # every worker is pid 1 in its own namespace, so identify workers by a token made at import
 PID = "import os\nTOKEN = os.urandom(6).hex()\n\ndef handler(e, c):\n    return TOKEN\n"
 

@@ -6,7 +6,11 @@ import signal
 import stat
 from collections.abc import Callable
 
+import pytest
+
 from tests.helpers import Orvad
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 PASSWORD = "AdminPass123!Secure"
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from orvad.metrics import Metrics
 from orvad.metrics_history import MetricsHistory
@@ -62,6 +63,7 @@ def _history(c: httpx.Client, **params: Any) -> dict[str, Any]:
     return r.json()
 
 
+@pytest.mark.sandbox
 def test_orvad_samples_real_invocations_in_order(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad(env={"ORVA_METRICS_SAMPLE_S": str(SAMPLE_S)})
     with server.admin() as c:

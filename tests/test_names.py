@@ -51,6 +51,7 @@ def test_schema_and_docs_state_the_same_rule(orvad: Orvad) -> None:
     assert "1..63 characters of `a-z 0-9 - _`, starting with a letter" in api
 
 
+@pytest.mark.sandbox
 def test_a_name_with_underscores_serves_fn_routes_and_filters(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "hello_under_score")

@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 QUIET = "def handler(event, context):\n    return 'quiet'\n"
 NOISY = '''

@@ -5,10 +5,13 @@ builds all failed stays 409 NOT_ACTIVE."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.test_deploy_wait import slow_archive
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 OK = "def handler(event, context):\n    return 'ok'\n"
 

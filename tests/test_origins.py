@@ -16,6 +16,8 @@ from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port
 from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 ECHO = '''
 def handler(event, context):
     return {"path": event["path"], "cookie": event["headers"].get("cookie")}
@@ -275,6 +277,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.browser
 def test_a_function_page_cannot_act_as_the_logged_in_operator(make_orvad: Callable[..., Orvad],
                                                                browser: Browser) -> None:
     """A logged-in operator opens a function's page on the dashboard's origin. The page tries to

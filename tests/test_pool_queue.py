@@ -16,6 +16,8 @@ from orvad.pool.config import PoolConfig
 from orvad.pool.pool import Pool
 from tests.worker_fixtures import wait_until
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 
 class StandIn:
     alive = True

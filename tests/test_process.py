@@ -15,6 +15,8 @@ import uvloop
 from orvad.process import DEVNULL, PIPE, spawn
 from tests.worker_fixtures import wait_until
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop,
                                                              "uvloop": uvloop.new_event_loop}
 

@@ -39,6 +39,8 @@ import pytest
 from tests.doc_shell import Block, Shell, Step, check_step, code_blocks, output_mismatch
 from tests.helpers import free_port
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 ROOT = Path(__file__).resolve().parent.parent
 STEP_DEADLINE_S = 300.0  # a deploy waits for its build
 START_DEADLINE_S = 180.0  # `make run` on a copy with everything installed starts in seconds

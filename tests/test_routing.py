@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,6 +102,7 @@ def test_pool_config_defaults_partial_updates_and_validation(orvad: Orvad) -> No
         assert c.get("/api/v1/pool/config", params={"function_id": fn["id"]}).status_code == 200
 
 
+@pytest.mark.sandbox
 def test_put_route_creates_then_replaces_with_no_gap(orvad: Orvad) -> None:
     import threading
 

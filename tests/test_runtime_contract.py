@@ -29,7 +29,7 @@ from tests.worker_fixtures import (
     write_code,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]  # workers in nsjail (CONTRIBUTING.md, markers)
 
 
 @pytest.fixture(params=VARIANTS, ids=lambda v: v.id)

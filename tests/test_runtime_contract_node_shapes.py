@@ -35,7 +35,7 @@ from tests.test_runtime_contract import (  # the contract's tests, run here for 
 )
 from tests.worker_fixtures import CONTRACT, call, drain, make_worker, running, wait_until, write_code
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]  # workers in nsjail (CONTRIBUTING.md, markers)
 
 CONTRACT_JS = CONTRACT["node"]["handler.js"]
 

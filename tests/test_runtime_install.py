@@ -29,6 +29,8 @@ from orvad.runtime_install import PINS
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 VERSIONS = ("exports.handler = async () => ({node: process.versions.node, exec: process.execPath,\n"
             "  byName: require('child_process').execFileSync('node', ['--version']).toString().trim()});\n")
 PY = "import sys\ndef handler(event, context):\n    return {'python': sys.version.split()[0]}\n"

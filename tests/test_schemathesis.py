@@ -24,8 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 RUN_DEADLINE_S = 120.0  # about 25 s here
 EXCLUDED = (

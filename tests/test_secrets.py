@@ -12,6 +12,8 @@ from orvad.secrets import open_sealed, seal
 from tests.deploy_helpers import create_function
 from tests.helpers import Orvad
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 SECRET = "sk_live_very-secret-value-4242"
 
 

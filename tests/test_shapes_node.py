@@ -21,7 +21,7 @@ import pytest
 from tests.deploy_helpers import create_function
 from tests.helpers import Orvad
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]  # workers in nsjail (CONTRIBUTING.md, markers)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "goorva"
 WAIT = "?wait=true&timeout_s=300"
 SHAPES_LISTED = ("does not export a function handler. Accepted: exports.handler, exports.lambda_handler or "

@@ -24,7 +24,7 @@ from tests.deploy_helpers import create_function
 from tests.helpers import Orvad, wait_for
 from tests.worker_fixtures import call, drain, make_worker, running, wait_until, write_code
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]  # workers in nsjail (CONTRIBUTING.md, markers)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "goorva"
 WAIT = "?wait=true&timeout_s=300"
 

@@ -21,6 +21,8 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 GRACE_S = 2.0
 SERVERS = ["hypercorn", "uvicorn"]
 

@@ -249,6 +249,7 @@ async def write_until_refused(database: Database) -> InsufficientStorage:
     raise AssertionError("2000 writes of 8 KB each fitted on a full 4 MiB disk")
 
 
+@pytest.mark.sandbox
 async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[Database, Path]) -> None:
     """SQLITE_FULL becomes the 507 error at the source; once space returns, writes work again."""
     database, filler = full_db
@@ -263,6 +264,7 @@ async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[Dat
     assert (await database.fetchone("SELECT COUNT(*) FROM rows WHERE v = 'after'"))[0] == 1
 
 
+@pytest.mark.sandbox
 async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple[Database, Path]) -> None:
     """Rows queued while the disk is full stay in memory and are written, each once, when space returns."""
     database, filler = full_db
@@ -283,6 +285,7 @@ async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple
     assert writer.rows_dropped == 0
 
 
+@pytest.mark.sandbox
 async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
         full_db: tuple[Database, Path]) -> None:
     database, filler = full_db
@@ -302,6 +305,7 @@ async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
     assert sorted(int(r[0].rsplit("-", 1)[1]) for r in kept) == list(range(100))  # the first 100, each once
 
 
+@pytest.mark.sandbox
 async def test_past_its_byte_bound_the_batch_writer_drops_new_rows_and_counts_them(
         full_db: tuple[Database, Path]) -> None:
     """Red team F8: rows are bounded by their bytes too, not only their count: 200,000 execution rows of

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
@@ -93,6 +94,7 @@ def test_audit_trail_records_management_calls(orvad: Orvad) -> None:
         assert c.get("/api/v1/audit-log").status_code == 403
 
 
+@pytest.mark.sandbox
 def test_prometheus_counts_match_the_executions_made(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "counted-fn")
@@ -131,6 +133,7 @@ async def test_a_slow_subscriber_is_told_what_it_missed() -> None:
         assert slow.queue.qsize() == 0  # memory stays bounded by maxsize
 
 
+@pytest.mark.sandbox
 def test_an_execution_event_names_a_row_that_can_be_read_at_once(orvad: Orvad) -> None:
     """The event goes out after the row and its logs are committed: no client has to retry."""
     import httpx

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
@@ -66,6 +67,7 @@ def test_unknown_or_crafted_asset_names_get_the_envelope(orvad: Orvad) -> None:
         assert error["code"] == "NOT_FOUND" and error["hint"]
 
 
+@pytest.mark.sandbox
 def test_a_missing_build_is_a_clear_503_and_the_api_still_works(make_orvad, jail_tmp: Path,  # type: ignore[no-untyped-def]
                                                                   tmp_path: Path) -> None:
     # a copy of the package without web/dist: the layout of a checkout nobody ran `make web` in
@@ -82,6 +84,7 @@ def test_a_missing_build_is_a_clear_503_and_the_api_still_works(make_orvad, jail
     assert httpx.get(server.url + "/api/v1/system/health").status_code == 200
 
 
+@pytest.mark.sandbox
 def test_summary_info_and_build_figures(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "webui-summary")

@@ -35,7 +35,7 @@ from tests.worker_fixtures import (
     write_code,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]  # workers in nsjail (CONTRIBUTING.md, markers)
 
 FAKE = r'''
 import json, os, signal, struct, subprocess, sys, time
