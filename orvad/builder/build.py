@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from orvad.builder.archive import MAX_BYTES, MAX_FILES, ArchiveError
 from orvad.builder.buildlog import FINAL_EVENTS, MAX_LINES, BuildLog
@@ -289,7 +289,7 @@ class Builder:
             await self._finish(dep, None, "the build queue was full")
             raise
         await self._functions.build_submitted(fn.id)  # nothing to serve yet: the function shows building
-        self._bus.publish("deployment", self.record(dep))
+        self._bus.publish("deployment", deployment_json(dep))
         return dep
 
     # the pipeline
@@ -510,7 +510,8 @@ class Builder:
         await self._changes.publish(VersionBuilt(fn, dep, target, checked))
 
     async def _finish(self, dep: Deployment, started: float | None, error: str | None) -> None:
-        """Record the end of a build; on success switch the function to it in the same transaction.
+        """Record the end of a build (FunctionService.build_ended: a success switches the function to it in
+        the same transaction).
 
         A build that succeeds after a newer deployment was activated ends ``superseded``: the newest
         submitted deployment wins. While the disk is too full to record the end, it is retried
@@ -531,11 +532,11 @@ class Builder:
         if attempt:
             log.info("the end of a build was recorded after the disk had space again",
                      extra={"deployment_id": dep.id, "attempts": attempt + 1})
-        status = dep.status
+        status = str(dep.status)  # the SSE event name and the metrics label: a plain string
         buildlog = self._logs.get(dep.id)
         if buildlog is not None:
-            await buildlog.emit(status, self.record(dep))
-        self._bus.publish("deployment", self.record(dep))
+            await buildlog.emit(status, deployment_json(dep))
+        self._bus.publish("deployment", deployment_json(dep))
         if self._observe_build is not None:
             self._observe_build(status, dep.duration_ms / 1000 if dep.duration_ms is not None
                                 and dep.source != DeploymentSource.ROLLBACK else None)
@@ -583,7 +584,7 @@ class Builder:
         await self._store.update_deployment(dep)
         if note:
             await self._line(dep, "system", note)
-        self._bus.publish("deployment", self.record(dep))
+        self._bus.publish("deployment", deployment_json(dep))
 
     async def _line(self, dep: Deployment, stream: str, line: str) -> None:
         buildlog = self._logs.setdefault(dep.id, BuildLog(dep.id))
@@ -671,10 +672,6 @@ class Builder:
         if language is None:
             raise BuildFailed(f"runtime {fn.runtime} is not available on this host")
         return language
-
-    @staticmethod
-    def record(dep: Deployment) -> dict[str, Any]:
-        return deployment_json(dep)
 
 
 def _build_usage(tree: Path, cache: Path) -> int:
