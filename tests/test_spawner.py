@@ -7,7 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from orvad.errors import EgressUnavailable, RuntimeUnavailable, SandboxUnavailable
 from orvad.models import Function
+from orvad.runtimes import RuntimeCatalog
+from orvad.sandbox import HostFacts
 from orvad.spawner import Spawner
 
 
@@ -43,3 +48,23 @@ def test_the_recipe_is_reused_until_something_a_worker_starts_with_changes() -> 
     assert after.key != before and s.recipe(fn, "hash1") is after
     s.forget(fn.id)
     assert s.recipe(fn, "hash1").key == key  # a forgotten function starts from generation 0 again
+
+
+async def test_a_host_that_cannot_start_the_worker_says_which_part_is_missing() -> None:
+    """Each 503 names its reason (all three were SHUTTING_DOWN, which says orvad is stopping)."""
+    with pytest.raises(SandboxUnavailable) as no_sandbox:
+        await spawner().recipe(function(), "h").spawn()
+    assert (no_sandbox.value.status, no_sandbox.value.code) == (503, "SANDBOX_UNAVAILABLE")
+    assert "GET /api/v1/system/health" in str(no_sandbox.value.hint) and no_sandbox.value.retry_after_s
+
+    unused: Any = None
+    host = HostFacts(nsjail="/nonexistent/nsjail", cgroup="none", seccomp_policy="")  # never run: refused before
+    on_host = Spawner(host=host, data=unused, runtimes=RuntimeCatalog([]), secrets=unused,
+                      version_dir=lambda fid, h: Path("/nonexistent"), observe_spawn=lambda lang, s: None)
+    with pytest.raises(EgressUnavailable) as no_egress:
+        await on_host.recipe(function(network_mode="egress"), "h").spawn()
+    assert (no_egress.value.status, no_egress.value.code) == (503, "EGRESS_UNAVAILABLE")
+    with pytest.raises(RuntimeUnavailable) as no_runtime:
+        await on_host.recipe(function(runtime="python3.99"), "h").spawn()
+    assert (no_runtime.value.status, no_runtime.value.code) == (503, "RUNTIME_UNAVAILABLE")
+    assert "python3.99" in no_runtime.value.message and "GET /api/v1/runtimes" in str(no_runtime.value.hint)

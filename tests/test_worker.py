@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orvad.errors import WorkerCrashed
+from orvad.errors import PayloadTooLarge, WorkerCrashed
 from orvad.pool.stderr import MAX_LINE, STDERR_RING
 from orvad.pool.worker import STREAM_BUFFER_CHUNKS, Worker
 from orvad.sandbox import Invocation, SandboxSpec, build_invocation
@@ -162,6 +162,16 @@ async def test_ready_then_replies_matched_by_frame_id_out_of_order() -> None:
         assert [r.logs for r in replies] == [f"log {r.id}\n" for r in replies]
         assert sorted(r.id for r in replies) == [1, 2, 3]
         assert worker.inflight == 0
+
+
+async def test_a_request_too_large_for_a_frame_is_413_and_the_worker_serves_on() -> None:
+    """It was PAYLOAD_TOO_LARGE with status 500 (an OrvaError given the code): one code, one status."""
+    async with started(fake("echo", max_frame=4096)) as worker:
+        with pytest.raises(PayloadTooLarge) as refused:
+            await invoke(worker, "x" * 8192)
+        assert refused.value.status == 413 and refused.value.code == "PAYLOAD_TOO_LARGE" and refused.value.hint
+        assert worker.alive and worker.inflight == 0
+        assert (await invoke(worker, "small")).response["body"] == "small"  # type: ignore[index]
 
 
 async def test_graceful_stop_uses_the_quit_frame_and_calls_on_exit_once() -> None:
