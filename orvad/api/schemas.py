@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from orvad.api.executions import STATUSES as EXECUTION_STATUSES
@@ -37,7 +38,16 @@ from orvad.functions import (
     RESERVED_ENV_PREFIX,
     RuntimeLookup,
 )
-from orvad.models import SETTABLE_STATUSES, FunctionStatus
+from orvad.models import (
+    SETTABLE_STATUSES,
+    AuthMode,
+    ConcurrencyPolicy,
+    DeploymentSource,
+    DeploymentStatus,
+    FunctionStatus,
+    NetworkMode,
+    Phase,
+)
 from orvad.poolconfig import LIMITS as POOL_LIMITS
 from orvad.routing import METHODS, RESERVED
 from orvad.secrets import KEY_RE, MAX_VALUE_BYTES, SIGNING_SECRET
@@ -115,12 +125,18 @@ def counted_page(items: str, item: str) -> Schema:
 
 # ---- records (responses) -------------------------------------------------------------------------------
 
+def _enum(values: type[StrEnum]) -> Schema:
+    """A string field that takes one of an orvad/models.py enum's values."""
+    return {"type": "string", "enum": [v.value for v in values]}
+
+
 RECORDS: dict[str, Schema] = {
     "Function": record({
         "id": STR, "name": STR, "runtime": STR, "entrypoint": STR, "description": STR, "memory_mb": INT,
         "cpus": NUM, "timeout_ms": INT, "env_vars": {"type": "object", "additionalProperties": STR},
-        "network_mode": STR, "auth_mode": STR, "max_concurrency": INT, "concurrency_policy": STR,
-        "rate_limit_per_min": INT, "status": {"type": "string", "enum": [s.value for s in FunctionStatus]},
+        "network_mode": _enum(NetworkMode), "auth_mode": _enum(AuthMode), "max_concurrency": INT,
+        "concurrency_policy": _enum(ConcurrencyPolicy),
+        "rate_limit_per_min": INT, "status": _enum(FunctionStatus),
         "active_deployment_id": NSTR, "created_at": TIME, "updated_at": TIME, "signature_version": INT,
         "csp_sandbox": BOOL,
         "cors_origins": {"type": ["array", "null"], "items": STR,
@@ -130,8 +146,9 @@ RECORDS: dict[str, Schema] = {
                                 "after the update"},
     }, optional=("pool",)),
     "Deployment": record({
-        "id": STR, "function_id": STR, "version": INT, "code_hash": NSTR, "status": STR, "phase": STR,
-        "phases": {"type": "array", "items": OBJ}, "source": STR, "parent_deployment_id": NSTR,
+        "id": STR, "function_id": STR, "version": INT, "code_hash": NSTR, "status": _enum(DeploymentStatus),
+        "phase": _enum(Phase), "phases": {"type": "array", "items": record({"phase": _enum(Phase), "ts": TIME})},
+        "source": _enum(DeploymentSource), "parent_deployment_id": NSTR,
         "error_message": NSTR, "submitted_at": TIME, "started_at": NTIME, "finished_at": NTIME,
         "duration_ms": {"type": ["integer", "null"]},
         "deployment_id": {**STR, "description": "only in deploy and rollback answers: the id again, as the Go "
@@ -163,8 +180,8 @@ RECORDS: dict[str, Schema] = {
     "Session": record({"user": ref("User"), "expires_at": TIME}),
 }
 RECORDS["LastDeployment"] = record({
-    "id": STR, "version": INT, "status": STR, "code_hash": NSTR, "submitted_at": TIME, "finished_at": NTIME,
-    "duration_ms": {"type": ["integer", "null"]}})
+    "id": STR, "version": INT, "status": _enum(DeploymentStatus), "code_hash": NSTR, "submitted_at": TIME,
+    "finished_at": NTIME, "duration_ms": {"type": ["integer", "null"]}})
 RECORDS["FunctionListItem"] = {"allOf": [ref("Function"), record({
     "last_deployment": {"oneOf": [ref("LastDeployment"), {"type": "null"}],
                         "description": "the function's newest deployment, null when it has none"}})]}
