@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orvad.process import run_sync
 from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
 from orvad.seccomp import policy_path
 
@@ -66,7 +67,7 @@ def _probe(nsjail: str, facts: HostFacts) -> tuple[bool, str]:
                        memory_mb=32, cpus=0.5, pids=8, tmpfs_mb=1)
     inv = build_invocation(spec, facts)
     try:
-        done = subprocess.run(inv.argv, env=inv.env, capture_output=True, timeout=20)
+        done = run_sync(inv.argv, env=inv.env, timeout_s=20)  # past it: the jail and its group are killed
     except (OSError, subprocess.SubprocessError) as exc:
         return False, str(exc)
     return done.returncode == 0, done.stderr.decode(errors="replace")[-300:]
@@ -184,7 +185,7 @@ def code_path_check(root: Path, facts: HostFacts | None) -> dict[str, Any]:
                            memory_mb=32, cpus=0.5, pids=8, tmpfs_mb=1)
         inv = build_invocation(spec, facts)
         try:
-            done = subprocess.run(inv.argv, env=inv.env, capture_output=True, timeout=20)
+            done = run_sync(inv.argv, env=inv.env, timeout_s=20)
         except (OSError, subprocess.SubprocessError) as exc:
             return {"ok": False, "detail": f"a jail could not mount {root}: {exc}; {hint}"}
         if done.returncode != 0:

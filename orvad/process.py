@@ -172,3 +172,25 @@ async def _reader(loop: asyncio.AbstractEventLoop, pipe: Any) -> asyncio.StreamR
 
 async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
     return await stream.read() if stream is not None else b""
+
+
+def run_sync(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout_s: float,
+             term_grace_s: float = 1.0) -> subprocess.CompletedProcess[bytes]:
+    """``subprocess.run`` with output captured, for threads and start-up checks, on the same kill path:
+    the child leads its own session and, past ``timeout_s`` (``subprocess.TimeoutExpired``) or on any
+    failure, gets SIGTERM, a grace, SIGKILL of its group, and is reaped. ``subprocess.run`` SIGKILLs only
+    the child: an nsjail killed so leaves its jailed process running."""
+    with subprocess.Popen(list(argv), env=env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, close_fds=True,
+                          start_new_session=True) as popen:
+        try:
+            out, err = popen.communicate(timeout=timeout_s)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                popen.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(term_grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+            raise
+    return subprocess.CompletedProcess(list(argv), popen.returncode, out, err)

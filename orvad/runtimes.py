@@ -27,6 +27,7 @@ from typing import Any
 
 from orvad.errors import ValidationError
 from orvad.hostcheck import SandboxData
+from orvad.process import run_sync
 from orvad.resources import data_dir
 from orvad.runtime_install import (
     INSTALLED_DIR,
@@ -73,10 +74,11 @@ class Runtime:
 
 def _version(argv: list[str]) -> str | None:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+        out = run_sync(argv, timeout_s=10)
+        out.check_returncode()
     except (OSError, subprocess.SubprocessError):
         return None
-    text = (out.stdout or out.stderr).strip()
+    text = (out.stdout or out.stderr).decode(errors="replace").strip()
     match = re.search(r"(\d+\.\d+\.\d+)", text)
     return match.group(1) if match else None
 
@@ -87,8 +89,8 @@ def precompile_adapter(runtime: Runtime) -> bool:
     cold start). Best effort: where the installation is read-only, workers only start slower."""
     adapter = runtime.adapter_dir / "adapter.py"
     try:
-        subprocess.run([runtime.interpreter, "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)",
-                        str(adapter)], capture_output=True, timeout=10, check=True)
+        run_sync([runtime.interpreter, "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)",
+                  str(adapter)], timeout_s=10).check_returncode()
     except (OSError, subprocess.SubprocessError) as exc:
         log.info("the Python adapter's bytecode could not be written; workers compile it at start",
                  extra={"runtime": runtime.id, "reason": str(exc)[:200]})

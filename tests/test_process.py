@@ -175,3 +175,40 @@ def test_communicate_past_its_deadline_or_cancelled_leaves_no_process(loop_name:
         await wait_until(lambda: gone(grandchild), 5, "the grandchild")
 
     run_on(loop_name, main())
+
+
+def test_run_sync_past_its_timeout_kills_the_group_and_reaps() -> None:
+    """The start-up checks' path (threads, no loop): subprocess.run would SIGKILL the child alone."""
+    import subprocess
+    import time
+
+    from orvad.process import run_sync
+
+    done = run_sync([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(4)"],
+                    timeout_s=10)
+    assert (done.returncode, done.stdout, done.stderr) == (4, b"out\n", b"err\n")
+    marker = f"{os.getpid()}.{id(done)}"  # argv that names this test's processes only
+    script = ("import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', '{marker}'])\n"
+              "time.sleep(300)\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_sync([sys.executable, "-c", script, marker], timeout_s=1.0, term_grace_s=0.2)
+
+    def ours() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmdline = fh.read()
+                with open(f"/proc/{entry}/stat") as fh:
+                    zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except (FileNotFoundError, NotADirectoryError, ProcessLookupError, PermissionError):
+                continue
+            if marker.encode() in cmdline and not zombie:
+                found.append(int(entry))
+        return found
+
+    deadline = time.monotonic() + 5
+    while ours() and time.monotonic() < deadline:  # SIGKILLed: the kernel takes a moment to end them
+        time.sleep(0.02)
+    assert ours() == []  # the child is reaped and its grandchild (both named by the marker) is gone
