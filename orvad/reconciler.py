@@ -70,8 +70,9 @@ class Reconciler:
         await self._pools.stop()
 
     # answers
-    def active_hash(self, fn: Function) -> str:
-        return self._hashes[fn.active_deployment_id or ""]
+    def active_hash(self, fn: Function) -> str | None:
+        """The code hash ``fn`` serves (its active deployment's); None when it has none built."""
+        return self._hashes.get(fn.active_deployment_id or "")
 
     def pool_for(self, fn: Function) -> Pool:
         """The pool that serves ``fn`` now (the invoke path's PoolSource); a missing one is created."""

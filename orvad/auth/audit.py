@@ -1,0 +1,44 @@
+"""The audit trail of management calls: who called (key, session or anonymous), what (method, path,
+the id it names), the answer's status. The guard (orvad/auth/guard.py) tells it of every
+state-changing call once answered; rows go to the store through the batched writer.
+
+Anonymous refused calls get no row (anyone who reaches the port could write them without bound):
+they are counted by reason in ``orva_audit_refused_total`` (orvad/store/audit.py ``refused_reason``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orvad.clock import now_iso
+from orvad.ids import uuid7
+from orvad.metrics import Metrics
+from orvad.store.audit import AuditStore, refused_reason
+
+if TYPE_CHECKING:
+    from orvad.auth.guard import Principal
+
+
+class AuditTrail:
+    def __init__(self, store: AuditStore, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    def record_call(self, scope: Any, principal: Principal | None, status: int) -> None:
+        """Record one state-changing management call (who, what, on which id, with what result)."""
+        if principal is None and status >= 400:  # anyone could write these without bound: counted, not stored
+            self._metrics.audit_refused.labels(refused_reason(status)).inc()
+            return
+        parts = scope["path"].split("/")
+        target = parts[4] if len(parts) > 4 and parts[:3] == ["", "api", "v1"] else None
+        actor_kind, actor_id, actor_name = "anonymous", None, None
+        if principal is not None and principal.key is not None:
+            actor_kind, actor_id, actor_name = "key", principal.key.id, principal.key.name
+        elif principal is not None and principal.session is not None:
+            actor_kind, actor_id, actor_name = "session", principal.session.user.id, principal.session.user.username
+        client = scope.get("client")
+        self._store.record({
+            "id": uuid7(), "ts": now_iso(), "actor_kind": actor_kind, "actor_id": actor_id, "actor_name": actor_name,
+            "method": scope["method"], "path": scope["path"], "target_id": target, "status": status,
+            "request_id": scope.get("state", {}).get("request_id", "-"), "client_ip": client[0] if client else None,
+        })
