@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 # the import check runs this module on a fresh worker: its import takes the given seconds
 SLOW_IMPORT = ("import os\nimport time\n\ntime.sleep(%s)\n\n"
