@@ -88,11 +88,7 @@ class RequestContext:
         except asyncio.CancelledError:
             if not drain.claim(task):
                 raise
-            if status:  # an API event stream, or a response cut mid-way: end what was started
-                if drain.is_feed(task):
-                    await send_with_id({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            await _send_error(send_with_id, drain.refusal("orvad shut down before this request finished"), request_id)
+            await _cut_by_shutdown(drain, task, status, send_with_id, request_id)
         except Exception as exc:
             error = _as_orva_error(exc, request_id, scope)
             if status:  # the response has started; the connection is all we can end
@@ -114,6 +110,16 @@ def _as_orva_error(exc: Exception, request_id: str, scope: Scope) -> OrvaError:
         return exc
     errlog.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
     return OrvaError("internal error", hint=f"report request id {request_id} to the operator")
+
+
+async def _cut_by_shutdown(drain: Drain, task: asyncio.Task[object], status: int, send: Send, request_id: str) -> None:
+    """The shutdown's grace ended while the request ran: end an API event stream, leave another started
+    response cut, or answer 503 SHUTTING_DOWN when nothing was sent yet."""
+    if status:  # an API event stream, or a response cut mid-way: end what was started
+        if drain.is_feed(task):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    await _send_error(send, drain.refusal("orvad shut down before this request finished"), request_id)
 
 
 async def _send_error(send: Send, error: OrvaError, request_id: str) -> None:
