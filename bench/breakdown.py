@@ -38,7 +38,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("/orvad/store/", "/orvad/metrics.py", "/orvad/bus.py", "/prometheus_client/", "record_execution (",
       "/aiosqlite/", "/sqlite3/")),
     ("invoke path (event, headers, response)",
-     ("/orvad/invoke.py", "/orvad/events.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/spawner.py")),
+     ("/orvad/invoke/", "/orvad/events.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/spawner.py")),
 )
 EVENT_LOOP = "event loop (asyncio scheduling, I/O)"
 OTHER = "other orvad and libraries"

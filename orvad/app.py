@@ -155,7 +155,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
                 *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
                 *openapi.routes, *web.routes],
         middleware=[common[0], cors(True), *common[1:], Middleware(HostGuard, origins=daemon.origins),
-                    Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_call,
+                    Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_trail.record_call,
                                metrics_public=settings.metrics_public)],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )

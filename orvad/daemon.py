@@ -7,9 +7,9 @@ import logging
 import os
 import shutil
 import time
-from datetime import timedelta
 from typing import Any
 
+from orvad.auth.audit import AuditTrail
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
@@ -18,7 +18,6 @@ from orvad.builder.installer import BuildNetwork, sandboxed_installer
 from orvad.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.bus import Bus
 from orvad.changes import Changes
-from orvad.clock import iso, now_iso, utcnow
 from orvad.config import Settings
 from orvad.drain import Drain
 from orvad.egress import EgressNetwork
@@ -32,8 +31,8 @@ from orvad.hostcheck import (
     favor_cgroup_migrations,
     load_sandbox_data,
 )
-from orvad.ids import uuid7
-from orvad.invoke import Invoker
+from orvad.housekeeping import Housekeeping
+from orvad.invoke import Collaborators, Invoker
 from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
 from orvad.metrics import Metrics
 from orvad.metrics_history import MetricsHistory
@@ -46,7 +45,7 @@ from orvad.runtimes import RuntimeCatalog, with_installed_binds
 from orvad.runtimes import discover as discover_runtimes
 from orvad.secrets import SecretService, load_master_key
 from orvad.spawner import Spawner
-from orvad.store.audit import AuditStore, refused_reason
+from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, migration_files
@@ -56,10 +55,10 @@ from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
+from orvad.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
-_HOUSEKEEPING_EVERY_S = 3600.0
 DATA_DIR_MODE = 0o711
 
 
@@ -91,19 +90,28 @@ class Daemon:
                                builds=self._build_queue_state)
         self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
         self.metrics_history = MetricsHistory(self.metrics.snapshot, settings.metrics_sample_s)
+        self.audit_trail = AuditTrail(self.audit, self.metrics)  # the guard tells it of management calls
         self.host: HostCheck | None = None
         self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
                                     allow_cidrs=settings.egress_allow_cidrs, seed=str(settings.data_dir))
         self.spawner: Spawner  # needs the host check, done at start()
         self.drain = Drain()  # SIGTERM: refuse new requests, give running ones the grace (orvad.cli)
-        self.invoker = Invoker(self)
         self.rate_limiter = RateLimiter()
         self.concurrency = ConcurrencyGate()
         self.replays = ReplayStore(self.db, self.batch)
         self.signatures = SignatureChecker(persist=self.replays.remember)
+        self.housekeeping = Housekeeping(auth=self.auth_store, executions=self.executions, replays=self.replays,
+                                         audit=self.audit, log_retention_days=settings.log_retention_days,
+                                         audit_retention_days=settings.audit_retention_days)
         self.origins = Origins.from_settings(host=settings.host, port=settings.port, public_url=settings.public_url,
                                              allowed_hosts=settings.allowed_hosts,
                                              functions_origin=settings.functions_origin)
+        self.invoker = Invoker(Collaborators(
+            functions=self.functions, routes=self.routes, pools=self.reconciler, executions=self.executions,
+            bus=self.bus, metrics=self.metrics, rate_limiter=self.rate_limiter, concurrency=self.concurrency,
+            signatures=self.signatures, signing_secret=lambda function_id: self.secrets.signing_secret(function_id),
+            keys=self.keys, sessions=self.sessions, origins=self.origins, drain=self.drain,
+            trusted_networks=settings.trusted_networks))
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
@@ -120,7 +128,7 @@ class Daemon:
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tasks = Tasks()  # background loops and work that outlives its caller (orvad/tasks.py)
 
     def _build_queue_state(self) -> dict[str, int]:
         return {"running": len(self.builder.queue.running), "queued": self.builder.queue.depth,
@@ -166,7 +174,7 @@ class Daemon:
                                secrets=self.secrets, version_dir=self.builder.version_dir,
                                observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s),
                                log_bytes_per_s=self.settings.worker_log_bytes_per_s,
-                               observe_log_drop=self.metrics.observe_log_drop)
+                               observe_log_drop=self.metrics.observe_log_drop, tasks=self.tasks)
         await self.db.open()
         self.batch.start()
         await self._load_replay_memory()
@@ -178,8 +186,8 @@ class Daemon:
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())
         await self.builder.start()
         self.reconciler.serve_active()
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="orva-housekeeping"))
-        self._tasks.append(asyncio.create_task(self.metrics_history.run(), name="orva-metrics-history"))
+        self.tasks.start("orva-housekeeping", self.housekeeping.run())
+        self.tasks.start("orva-metrics-history", self.metrics_history.run())
         self.startup_complete = True
         log.info("orvad started", extra={"data_dir": str(self.settings.data_dir),
                                          "schema_version": self.db.schema_version})
@@ -194,11 +202,9 @@ class Daemon:
             await step
             took[name] = round((time.monotonic() - mark) * 1000, 1)
 
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.tasks.stop()  # the loops
         await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.reconciler.stop()))
+        await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
         await timed("rows", self.batch.stop())
         await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
@@ -235,33 +241,6 @@ class Daemon:
                                                  full_since, self.batch.pending, self.batch.rows_dropped)
         return checks
 
-    def audit_call(self, scope: Any, principal: Any, status: int) -> None:
-        """Record one state-changing management call (who, what, on which id, with what result)."""
-        if principal is None and status >= 400:  # anyone could write these without bound: counted, not stored
-            self.metrics.audit_refused.labels(refused_reason(status)).inc()
-            return
-        parts = scope["path"].split("/")
-        target = parts[4] if len(parts) > 4 and parts[:3] == ["", "api", "v1"] else None
-        actor_kind, actor_id, actor_name = "anonymous", None, None
-        if principal is not None and principal.key is not None:
-            actor_kind, actor_id, actor_name = "key", principal.key.id, principal.key.name
-        elif principal is not None and principal.session is not None:
-            actor_kind, actor_id, actor_name = "session", principal.session.user.id, principal.session.user.username
-        client = scope.get("client")
-        self.audit.record({
-            "id": uuid7(), "ts": now_iso(), "actor_kind": actor_kind, "actor_id": actor_id, "actor_name": actor_name,
-            "method": scope["method"], "path": scope["path"], "target_id": target, "status": status,
-            "request_id": scope.get("state", {}).get("request_id", "-"), "client_ip": client[0] if client else None,
-        })
-
-    def record_execution(self, record: dict[str, Any], logs: str, truncated: bool) -> None:
-        # the event goes out once the row and its logs can be read (a client may fetch them at once)
-        self.executions.record(record, logs, truncated, lambda: self.bus.publish("execution", record))
-        self.metrics.observe_invocation(record["function_name"], record["status"], record["duration_ms"] / 1000,
-                                        record["cold_start"], record["queue_ms"] / 1000, record["function_id"])
-        if record["error_code"]:
-            self.metrics.errors.labels(record["error_code"]).inc()
-
     def _prepare_data_dir(self) -> None:
         data_dir = self.settings.data_dir
         # 0711: others may traverse (the jail, running as 65534, reaches its code through it) but
@@ -276,22 +255,6 @@ class Daemon:
                 path.chmod(0o600)
         if not db.exists():
             os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
-
-    async def _housekeeping(self) -> None:
-        while True:
-            removed = await self.auth_store.delete_expired_sessions(now_iso())
-            if removed:
-                log.info("removed expired sessions", extra={"count": removed})
-            cutoff = iso(utcnow() - timedelta(days=self.settings.log_retention_days))
-            expired = await self.executions.delete_older_than(cutoff)
-            await self.replays.purge(time.time())
-            if expired:
-                log.info("removed old executions", extra={"count": expired})
-            pruned = await self.audit.delete_older_than(
-                iso(utcnow() - timedelta(days=self.settings.audit_retention_days)))
-            if pruned:
-                log.info("removed old audit rows", extra={"count": pruned})
-            await asyncio.sleep(_HOUSEKEEPING_EVERY_S)
 
 
 def _memory_cap_mb(share: float) -> int:

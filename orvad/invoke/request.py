@@ -1,0 +1,60 @@
+"""The typed request every trigger hands to the one dispatch path.
+
+HTTP (``/fn/...`` and custom routes) builds it from the ASGI scope (``from_scope``); any other
+trigger (MCP tools, jobs, cron, a function calling a function) fills the fields itself and leaves
+``scope`` empty. Headers stay as the raw pairs HTTP delivers (lower-case names, bytes), so the HTTP
+path copies nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.types import Scope
+
+from orvad.models import Function
+
+
+@dataclass(slots=True)
+class InvokeRequest:
+    function: Function
+    subpath: str = "/"  # the decoded path after the function's own prefix (/fn/<id> or the route's)
+    trigger: str = "http"  # recorded in the execution row: http, route, ...
+    method: str = "POST"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # lower-case names, as HTTP delivers them
+    query: bytes = b""  # the raw query string, without '?'
+    body: bytes | None = b""  # None: still to be read from the HTTP connection (after the gates)
+    client: str = ""  # the peer's address ("" when there is none)
+    request_id: str = ""  # X-Request-ID of the HTTP request; the handler sees it as requestContext.requestId
+    raw_path: bytes | None = None  # the path as sent, %-escapes kept (HTTP)
+    raw_skip: int | None = None  # leading segments of raw_path that are not the function's (None: use subpath)
+    scope: Scope | None = None  # the HTTP request's scope: its origin and session cookie; None for other triggers
+
+    @classmethod
+    def from_scope(cls, fn: Function, subpath: str, trigger: str, scope: Scope,
+                   raw_skip: int | None) -> InvokeRequest:
+        client = scope.get("client")
+        return cls(fn, subpath, trigger, scope["method"], scope["headers"], scope.get("query_string", b""), None,
+                   client[0] if client else "", scope.get("state", {}).get("request_id", ""), scope.get("raw_path"),
+                   raw_skip, scope)
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of header ``name`` (lower-case), as text."""
+        return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
+
+    def target(self) -> str:
+        """The request target a signature covers (``signed_target``); a request that did not come
+        over HTTP covers ``/fn/<id><subpath>`` and its query."""
+        if self.scope is not None:
+            return signed_target(self.scope)
+        path = self.raw_path.decode("latin-1") if self.raw_path else f"/fn/{self.function.id}{self.subpath}"
+        return f"{path}?{self.query.decode('latin-1')}" if self.query else path
+
+
+def signed_target(scope: Scope) -> str:
+    """The request target a signature covers: the path as sent (%-escapes kept, /fn/<id> or the
+    route's path included) and ``?query`` when the query is not empty."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
