@@ -75,7 +75,7 @@ class Settler:
 
     def stop_now(self, lease: Lease) -> None:
         """A handler cut by the shutdown: its worker stops at once (no quit grace: orvad is exiting)."""
-        stopping = asyncio.ensure_future(lease.worker.stop(grace_s=0.0))  # type: ignore[attr-defined]
+        stopping = asyncio.ensure_future(lease.worker.stop(grace_s=0.0))
         self._stopping.add(stopping)
         stopping.add_done_callback(self._stopping.discard)
 
