@@ -17,6 +17,8 @@ from orvad.daemon import Daemon
 from orvad.errors import FunctionError, Unauthorized
 from orvad.invoke import InvokeRequest
 
+pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
 HANDLER = '''
 def handler(event, context):
     if event["path"] == "/stream":
