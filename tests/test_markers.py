@@ -79,7 +79,7 @@ def missing_marks(source: str) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TESTS.rglob("test_*.py")), ids=lambda p: str(p.relative_to(TESTS)))
 def test_tests_that_need_a_sandbox_or_a_browser_are_marked(path: Path) -> None:
     assert missing_marks(path.read_text()) == []
 
