@@ -166,7 +166,10 @@ class Invoker:
                    "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
         task = asyncio.current_task()
         assert task is not None
-        self._inflight.setdefault(fn.id, set()).add(task)  # what an operator kill cancels, streams included
+        inflight = self._inflight.get(fn.id)  # what an operator kill cancels, streams included
+        if inflight is None:
+            inflight = self._inflight[fn.id] = set()
+        inflight.add(task)
         flight.task = task
 
         def abandoned(future: asyncio.Future[Reply]) -> bool:
