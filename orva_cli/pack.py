@@ -22,7 +22,7 @@ class Packed:
     files: list[str]  # relative POSIX paths, in archive order
 
 
-def ignore_spec(root: Path) -> pathspec.PathSpec:
+def ignore_spec(root: Path) -> pathspec.GitIgnoreSpec:
     lines = list(DEFAULT_IGNORES)
     ignore_file = root / IGNORE_FILE
     if ignore_file.is_file():

@@ -228,7 +228,7 @@ async def run(settings: Settings) -> None:
             config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
             config.graceful_timeout = SERVER_CLOSE_S  # the drain gave requests their grace already
             config.accesslog = None
-            config.errorlog = logging.getLogger("hypercorn.error")  # type: ignore[assignment]
+            config.errorlog = logging.getLogger("hypercorn.error")
             await serve(create_app(daemon), config, shutdown_trigger=server_stop.wait)  # type: ignore[arg-type]
     finally:
         sequence.cancel()

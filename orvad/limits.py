@@ -147,7 +147,7 @@ class SignatureChecker:
         heapq.heappush(self._expiry, (expires_at, signature))
 
 
-def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress._BaseNetwork]) -> str:
+def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     """The caller's address: X-Forwarded-For's last untrusted hop, only behind a trusted proxy."""
     if not forwarded_for or not _in(peer, trusted):
         return peer
@@ -158,7 +158,7 @@ def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipadd
     return hops[0] if hops else peer
 
 
-def _in(address: str, networks: Iterable[ipaddress._BaseNetwork]) -> bool:
+def _in(address: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -61,7 +61,7 @@ class BackgroundStreamHandler(logging.Handler):
         self._closing = False
         self._flushing = 0  # callers of flush() waiting: no lingering
         self._idle = False  # the writer waits for a first line (not lingering after a write)
-        self._changed = threading.Condition(self.lock)  # type: ignore[arg-type]  # the handler's own lock
+        self._changed = threading.Condition(self.lock)  # the handler's own lock
         self._thread = threading.Thread(target=self._write_forever, name="orva-log-writer", daemon=True)
         self._thread.start()
 
@@ -178,7 +178,7 @@ class AccessLog:
 def configure_logging(level: str) -> None:
     # The logging HOWTO's "Optimization" switches: no line carries the caller's file and line, the
     # thread or the process, so a record (one per request at `info`) does not look them up.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.config.dictConfig({
         "version": 1,

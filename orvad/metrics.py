@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # the Go original's millisecond buckets; each is one of LATENCY_BUCKETS, so its histograms are read off ours
@@ -118,12 +118,16 @@ class _StoreCollector(Collector):
         yield from (pending, dropped)
 
 
+# prometheus_client's sample number format (Go's, +Inf/NaN included); the function has no annotations
+_go_float: Callable[[float], str] = _untyped_go_float
+
+
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _num(value: float) -> str:
-    return f"{value}.0" if type(value) is int else floatToGoString(value)
+    return f"{value}.0" if type(value) is int else _go_float(value)
 
 
 _SECONDS_LE = [repr(float(b)) for b in LATENCY_BUCKETS] + ["+Inf"]

@@ -288,6 +288,8 @@ def _event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
+    key: bytes
+    value: bytes
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")

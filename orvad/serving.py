@@ -61,7 +61,7 @@ def uvicorn_protocol() -> type[Any]:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HeadTooLarge(httptools.HttpParserError):  # type: ignore[misc]
+    class HeadTooLarge(httptools.HttpParserError):
         """Raised from a parser callback: data_received answers it through send_400_response."""
 
     class OrvaHttpToolsProtocol(HttpToolsProtocol):

@@ -271,7 +271,7 @@ def get_pool(app: App, name: str) -> None:
 @click.option("--scale-to-zero/--no-scale-to-zero", default=None, help="May an idle pool drop below --min-warm?")
 @json_option
 @pass_app
-def set_pool(app: App, name: str, **fields: Any) -> None:
+def set_pool(app: App, /, name: str, **fields: Any) -> None:
     """Change some pool settings of NAME.
 
     Settings not given keep their values. Needs an admin key.

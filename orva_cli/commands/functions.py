@@ -156,7 +156,7 @@ def get_function(app: App, name: str) -> None:
 @function_options
 @json_option
 @pass_app
-def create_function(app: App, name: str, **fields: Any) -> None:
+def create_function(app: App, /, name: str, **fields: Any) -> None:
     """Create a function record (deploy code into it with `orva deploy`).
 
     NAME: 1..63 characters of a-z 0-9 - _, starting with a letter.
@@ -179,7 +179,7 @@ def create_function(app: App, name: str, **fields: Any) -> None:
 @click.option("--unset-env", multiple=True, metavar="KEY", help="Remove an environment variable (repeatable).")
 @json_option
 @pass_app
-def update_function(app: App, name: str, rename: str | None, unset_env: tuple[str, ...], **fields: Any) -> None:
+def update_function(app: App, /, name: str, rename: str | None, unset_env: tuple[str, ...], **fields: Any) -> None:
     """Change some fields of a function.
 
     --env adds to its variables and --unset-env removes one; other fields keep their values.

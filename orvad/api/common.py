@@ -23,7 +23,8 @@ def daemon_of(request: Request) -> Daemon:
 
 
 def principal_of(request: Request) -> Principal | None:
-    return request.scope.get("state", {}).get("principal")
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    return principal
 
 
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def csrf_header_sent(scope: Scope) -> bool:
 
 def same_origin(scope: Scope) -> bool:
     """False when a browser tells us the request came from another site (CSRF defence)."""
-    headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"sec-fetch-site", b"origin", b"host")}
+    headers: dict[bytes, str] = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"sec-fetch-site", b"origin", b"host")}
     site = headers.get(b"sec-fetch-site")
     if site is not None:
         return site in ("same-origin", "none")

@@ -69,7 +69,7 @@ class _ChunkQueue(asyncio.Queue[dict[str, Any] | None]):
         self._on_room = on_room
 
     def _get(self) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = super()._get()  # type: ignore[misc]
+        item: dict[str, Any] | None = super()._get()
         self._on_room()
         return item
 

@@ -145,7 +145,7 @@ class Database:
             # aiosqlite has no public "run this on the connection's thread"; _execute is how its
             # own methods do it (aiosqlite 0.17 to 0.22)
             try:
-                await conn._execute(run, conn._conn)
+                await conn._execute(run, conn._conn)  # type: ignore[no-untyped-call]
             except Exception as exc:
                 self._raise_if_full(exc)
                 raise
