@@ -30,15 +30,15 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP parse and write (server, h11/httptools)",
      ("/hypercorn/", "/h11/", "/uvicorn/", "httptools", "/h2/", "/wsproto/")),
     ("auth (guard)", ("/orvad/auth/",)),
-    ("routing and function lookup", ("/starlette/routing.py", "/orvad/routing.py", "/orvad/functions.py")),
-    ("middleware and framework", ("/orvad/middleware.py", "/orvad/app.py", "/starlette/")),
+    ("routing and function lookup", ("/starlette/routing.py", "/orvad/services/routing.py", "/orvad/services/functions.py")),
+    ("middleware and framework", ("/orvad/http/middleware.py", "/orvad/http/app.py", "/starlette/")),
     ("frame round trip (worker pipes, framing)", ("/orvad/pool/worker.py", "/orvad/pool/protocol.py")),
-    ("pool acquire and release", ("/orvad/pool/", "/orvad/limits.py")),
+    ("pool acquire and release", ("/orvad/pool/", "/orvad/invoke/limits.py")),
     ("record (execution row, metrics, events)",
-     ("/orvad/store/", "/orvad/metrics.py", "/orvad/bus.py", "/prometheus_client/", "record_execution (",
+     ("/orvad/store/", "/orvad/services/metrics.py", "/orvad/services/bus.py", "/prometheus_client/", "record_execution (",
       "/aiosqlite/", "/sqlite3/")),
     ("invoke path (event, headers, response)",
-     ("/orvad/invoke/", "/orvad/events.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/spawner.py")),
+     ("/orvad/invoke/", "/orvad/invoke/event.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/services/spawner.py")),
 )
 EVENT_LOOP = "event loop (asyncio scheduling, I/O)"
 OTHER = "other orvad and libraries"

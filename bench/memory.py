@@ -18,7 +18,7 @@ from harness import (
     wait_until,
 )
 
-from orvad.spawner import ARGV
+from orvad.services.spawner import ARGV
 
 ADAPTER = {language: argv[-1].encode() for language, argv in ARGV.items()}  # how a worker's command line ends
 SETTLE_S = 2.0  # let freshly started workers finish their start-up allocations

@@ -26,11 +26,11 @@ import uvloop
 from harness import HANDLERS
 from hello import serve
 
-from orvad.hostcheck import check_host, load_sandbox_data
+from orvad.host.hostcheck import check_host, load_sandbox_data
+from orvad.host.sandbox import SandboxSpec, build_invocation
 from orvad.pool.protocol import Decoder, encode
-from orvad.runtimes import discover, precompile_adapter
-from orvad.sandbox import SandboxSpec, build_invocation
-from orvad.spawner import ARGV
+from orvad.services.runtimes import discover, precompile_adapter
+from orvad.services.spawner import ARGV
 
 
 class Relay:

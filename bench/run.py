@@ -124,8 +124,8 @@ def time_run(inv: Any, limit_s: float = 30) -> float:
 
 
 def bench_cold(orvad: Orvad, samples: int) -> dict[str, Any]:
-    from orvad.hostcheck import check_host, load_sandbox_data
-    from orvad.sandbox import SandboxSpec, build_invocation
+    from orvad.host.hostcheck import check_host, load_sandbox_data
+    from orvad.host.sandbox import SandboxSpec, build_invocation
 
     host, data = check_host().facts, load_sandbox_data()
     assert host is not None and orvad.client is not None

@@ -16,12 +16,11 @@ from hypercorn.config import Config as HypercornConfig
 from sse_starlette.sse import AppStatus
 
 from orvad import __version__
-from orvad.app import create_app
 from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
-from orvad.hostcheck import DataDirUnreachable
-from orvad.logs import configure_logging
-from orvad.serving import (
+from orvad.host.hostcheck import DataDirUnreachable
+from orvad.http.app import create_app
+from orvad.http.serving import (
     bind_address,
     envelope_hypercorn_refusals,
     hypercorn_continue_on_read,
@@ -29,6 +28,7 @@ from orvad.serving import (
     uvicorn_protocol,
     uvicorn_sockets,
 )
+from orvad.logs import configure_logging
 
 log = logging.getLogger("orvad")
 CUT_ANSWER_S = 0.3  # for requests cut at the end of the grace to send their 503
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def runtimes_list(data_dir: Path, as_json: bool) -> int:
     import json
 
-    from orvad.runtime_install import PINS, install_command
-    from orvad.runtimes import discover
+    from orvad.services.runtime_install import PINS, install_command
+    from orvad.services.runtimes import discover
 
     catalog = discover(data_dir)
     installable = [{"id": rid, "language": "node", "version": PINS[rid].version, "install": install_command(rid)}
@@ -90,7 +90,7 @@ def runtimes_list(data_dir: Path, as_json: bool) -> int:
 
 
 async def runtimes_install(data_dir: Path, runtime_id: str) -> int:
-    from orvad.runtime_install import (
+    from orvad.services.runtime_install import (
         PINS,
         RuntimeInstallError,
         install,
@@ -172,7 +172,7 @@ async def rotate_master_key(data_dir: Path) -> int:
     """New key to master.key.new, re-encrypt in one transaction, then swap the files (old kept as .old)."""
     import os
 
-    from orvad.secrets import MASTER_KEY_ENV, SecretService, load_master_key
+    from orvad.services.secrets import MASTER_KEY_ENV, SecretService, load_master_key
     from orvad.store.db import Database
     from orvad.store.secrets import SecretStore
 

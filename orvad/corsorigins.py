@@ -3,7 +3,7 @@
 Origins are compared exactly as browsers send them (``https://app.example.com``: lower case, no default
 port, no path), so only that form is accepted (anything else is refused with the form to write). A leaf:
 the setting parser (orvad/config.py) and the function field's validation use it without the web layer;
-the middleware that applies the lists is orvad/cors.py.
+the middleware that applies the lists is orvad/http/cors.py.
 """
 
 from __future__ import annotations

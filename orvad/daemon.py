@@ -15,14 +15,10 @@ from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
-from orvad.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
-from orvad.bus import Bus
-from orvad.changes import Changes
 from orvad.config import Settings
-from orvad.drain import Drain
-from orvad.egress import EgressNetwork
-from orvad.functions import FunctionService
-from orvad.hostcheck import (
+from orvad.host.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
+from orvad.host.egress import EgressNetwork
+from orvad.host.hostcheck import (
     DataDirUnreachable,
     HostCheck,
     check_host,
@@ -31,20 +27,25 @@ from orvad.hostcheck import (
     favor_cgroup_migrations,
     load_sandbox_data,
 )
-from orvad.housekeeping import Housekeeping
+from orvad.http.drain import Drain
+from orvad.http.origins import Origins
 from orvad.invoke import Collaborators, Invoker
-from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
-from orvad.metrics import Metrics
-from orvad.metrics_history import MetricsHistory
-from orvad.origins import Origins
+from orvad.invoke.limits import ConcurrencyGate, RateLimiter
+from orvad.invoke.signatures import SignatureChecker
 from orvad.pool.manager import PoolManager
-from orvad.poolconfig import PoolConfigService
-from orvad.reconciler import Reconciler
-from orvad.routing import RouteService
-from orvad.runtimes import RuntimeCatalog, with_installed_binds
-from orvad.runtimes import discover as discover_runtimes
-from orvad.secrets import SecretService, load_master_key
-from orvad.spawner import Spawner
+from orvad.services.bus import Bus
+from orvad.services.changes import Changes
+from orvad.services.functions import FunctionService
+from orvad.services.housekeeping import Housekeeping
+from orvad.services.metrics import Metrics
+from orvad.services.metrics_history import MetricsHistory
+from orvad.services.poolconfigs import PoolConfigService
+from orvad.services.reconciler import Reconciler
+from orvad.services.routing import RouteService
+from orvad.services.runtimes import RuntimeCatalog, with_installed_binds
+from orvad.services.runtimes import discover as discover_runtimes
+from orvad.services.secrets import SecretService, load_master_key
+from orvad.services.spawner import Spawner
 from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
@@ -74,7 +75,7 @@ class Daemon:
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
         self.runtimes = runtimes if runtimes is not None else discover_runtimes(settings.data_dir)
         self.runtimes.fallback = settings.runtime_fallback
-        self.changes = Changes()  # the one channel services publish typed changes on (orvad/changes.py)
+        self.changes = Changes()  # the one channel services publish typed changes on (orvad/services/changes.py)
         self.function_store = FunctionStore(self.db, self.batch)
         self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
         self.routes = RouteService(RouteStore(self.db))
@@ -83,7 +84,7 @@ class Daemon:
         self.audit = AuditStore(self.db, self.batch)
         self.pools = PoolManager(config_of=self.pool_configs.get, memory_cap_mb=_memory_cap_mb(settings.memory_share),
                                  max_requests=settings.worker_max_requests)
-        # which pool serves which version, and what each change means for pools (orvad/reconciler.py)
+        # which pool serves which version, and what each change means for pools (orvad/services/reconciler.py)
         self.reconciler = Reconciler(pools=self.pools, functions=self.functions, pool_configs=self.pool_configs,
                                      routes=self.routes, bus=self.bus)
         self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,

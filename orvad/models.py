@@ -1,7 +1,7 @@
 """Domain nouns: a function, its deployments, and the closed sets of values their fields take.
 
 No SQL and no web here: the store (``orvad/store/functions.py``) reads and writes these records, the
-services change them, ``orvad/serialisers.py`` turns them into the JSON the API and the event bus
+services change them, ``orvad/services/serialisers.py`` turns them into the JSON the API and the event bus
 send. A leaf: it imports nothing from orvad.
 
 The enums are ``StrEnum``s whose values are exactly the strings stored in SQLite and sent in JSON, so
@@ -58,13 +58,13 @@ class DeploymentSource(StrEnum):
 
 class NetworkMode(StrEnum):
     NONE = "none"  # no network in the jail
-    EGRESS = "egress"  # outbound through orvad's egress network (orvad/egress.py)
+    EGRESS = "egress"  # outbound through orvad's egress network (orvad/host/egress.py)
 
 
 class AuthMode(StrEnum):
     NONE = "none"  # anyone may invoke
     API_KEY = "api_key"  # an API key with the invoke permission
-    SIGNED = "signed"  # an HMAC signature over the request (orvad/limits.py)
+    SIGNED = "signed"  # an HMAC signature over the request (orvad/invoke/signatures.py)
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -103,7 +103,7 @@ class Function:
     updated_at: str
     signature_version: int = 2  # auth_mode signed: 1 signs "<ts>.<body>", 2 "<ts>.<METHOD>.<path?query>.<body>"
     csp_sandbox: bool = True  # replies on the dashboard's origin get Content-Security-Policy: sandbox
-    cors_origins: list[str] | None = None  # None: ORVA_CORS_ORIGINS applies; []: no CORS by orvad (orvad/cors.py)
+    cors_origins: list[str] | None = None  # None: ORVA_CORS_ORIGINS applies; []: no CORS by orvad (orvad/http/cors.py)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from orvad.builder.installer import CUT_MARK, MAX_LINE_CHARS
-from orvad.buildproxy import discover_registries
+from orvad.host.buildproxy import discover_registries
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
@@ -257,7 +257,7 @@ def test_default_hosts_may_not_resolve_to_loopback_or_private_addresses_named_on
     poisoned or rebinding DNS answer would, is refused; the same host named by the operator is not."""
     import asyncio
 
-    from orvad.buildproxy import AllowList, BuildProxy, Refused
+    from orvad.host.buildproxy import AllowList, BuildProxy, Refused
 
     async def attempt(allow: AllowList, port: int) -> str:
         try:

@@ -25,12 +25,12 @@ import httpx
 import pytest
 
 from orvad.builder.build import Builder
-from orvad.bus import Bus
 from orvad.clock import now_iso
 from orvad.errors import InsufficientStorage
-from orvad.functions import FunctionService
 from orvad.ids import uuid7
 from orvad.models import Deployment
+from orvad.services.bus import Bus
+from orvad.services.functions import FunctionService
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
 from orvad.store.functions import FunctionStore

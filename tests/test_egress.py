@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orvad.egress import derived_ranges
+from orvad.host.egress import derived_ranges
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
@@ -214,7 +214,7 @@ async def test_an_egress_command_past_its_timeout_leaves_no_process(tmp_path: Pa
     import os
     import time
 
-    from orvad.egress import EgressNetwork, _run
+    from orvad.host.egress import EgressNetwork, _run
 
     pids = tmp_path / "pids"
     fake = tmp_path / "bin" / "ip"

@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from orvad.errors import OrvaError, PoolAtCapacity
-from orvad.middleware import RequestContext
+from orvad.http.middleware import RequestContext
 from tests.helpers import Orvad
 
 ROOT = Path(__file__).resolve().parent.parent

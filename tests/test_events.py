@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orvad.events import BadResponse, body_field, build_event, handler_headers, response_headers, status_code
+from orvad.invoke.event import (
+    BadResponse,
+    body_field,
+    build_event,
+    handler_headers,
+    response_headers,
+    status_code,
+)
 
 
 def test_credentials_are_removed_and_repeats_joined() -> None:

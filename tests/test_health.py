@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orvad.app import create_app
 from orvad.config import load_settings
 from orvad.daemon import Daemon
-from orvad.hostcheck import FAVOR_OPTION, cgroup2_options, favor_cgroup_migrations
+from orvad.host.hostcheck import FAVOR_OPTION, cgroup2_options, favor_cgroup_migrations
+from orvad.http.app import create_app
 from tests.helpers import Orvad
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)

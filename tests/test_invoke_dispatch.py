@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from orvad.app import create_app
 from orvad.config import load_settings
 from orvad.daemon import Daemon
 from orvad.errors import FunctionError, Unauthorized
+from orvad.http.app import create_app
 from orvad.invoke import InvokeRequest
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)

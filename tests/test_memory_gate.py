@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from orvad.pool.config import PoolConfig
 from orvad.pool.manager import PoolManager
 from orvad.pool.pool import Pool, Slot
+from orvad.pool.tunables import PoolConfig
 
 
 class StandIn:
@@ -23,7 +23,7 @@ async def _spawn() -> StandIn:
     return StandIn()
 
 
-class Recipe(NamedTuple):  # what orvad.spawner.WorkerRecipe gives the manager
+class Recipe(NamedTuple):  # what orvad.services.spawner.WorkerRecipe gives the manager
     key: object
     spawn: Callable[[], Awaitable[Any]]
     memory_mb: int

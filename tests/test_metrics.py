@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orvad.metrics import LATENCY_BUCKETS, Metrics
+from orvad.services.metrics import LATENCY_BUCKETS, Metrics
 
 VALUES = [0.0, 0.001, 0.0011, 0.004, 0.25, 0.2500001, 7.0, 30.0, 61.0, 0.0009]
 

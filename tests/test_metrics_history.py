@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from orvad.metrics import Metrics
-from orvad.metrics_history import MetricsHistory
+from orvad.services.metrics import Metrics
+from orvad.services.metrics_history import MetricsHistory
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 

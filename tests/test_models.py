@@ -1,4 +1,4 @@
-"""The domain records (orvad/models.py), their JSON shapes (orvad/serialisers.py), their rows (the store),
+"""The domain records (orvad/models.py), their JSON shapes (orvad/services/serialisers.py), their rows (the store),
 and the one writer of function state (FunctionService)."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from orvad.functions import CHOICES, FunctionService, _after_build
 from orvad.models import (
     FINAL_STATUSES,
     AuthMode,
@@ -25,8 +24,9 @@ from orvad.models import (
     Phase,
     PhaseMark,
 )
-from orvad.pool.config import PoolConfig
-from orvad.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
+from orvad.pool.tunables import PoolConfig
+from orvad.services.functions import CHOICES, FunctionService, _after_build
+from orvad.services.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
 from orvad.store.functions import FunctionStore
@@ -172,13 +172,13 @@ def _function_writes(path: Path) -> list[str]:
 
 
 def test_function_rows_have_one_writer() -> None:
-    """Only FunctionService (orvad/functions.py) writes function rows: the builder asks it
+    """Only FunctionService (orvad/services/functions.py) writes function rows: the builder asks it
     (build_submitted, build_ended) instead of writing them under another service's lock."""
     writers = {str(p.relative_to(ROOT.parent)) for p in ROOT.rglob("*.py")
                if "store" not in p.parts and _function_writes(p)}
-    assert writers == {"orvad/functions.py"}
+    assert writers == {"orvad/services/functions.py"}
     # a build's end and its activation: one transaction, written by the service
-    assert "update_deployment" in _function_writes(ROOT / "functions.py")
+    assert "update_deployment" in _function_writes(ROOT / "services" / "functions.py")
     assert not hasattr(FunctionService, "lock") and not hasattr(FunctionService, "set_state")
 
 
@@ -193,4 +193,4 @@ def test_models_are_a_leaf_and_serialisers_sit_just_above() -> None:
     """The records import nothing from orvad (the store depends on them, never the reverse); the
     serialisers import only the records they shape."""
     assert _orvad_imports(ROOT / "models.py") == set()
-    assert _orvad_imports(ROOT / "serialisers.py") <= {"orvad.models", "orvad.pool.config"}
+    assert _orvad_imports(ROOT / "services" / "serialisers.py") <= {"orvad.models", "orvad.pool.tunables"}

@@ -14,10 +14,10 @@ import jsonschema_rs
 from starlette.routing import Route
 
 from orvad.api.schemas import OPS
-from orvad.app import create_app
 from orvad.auth.guard import requirement
 from orvad.config import load_settings
 from orvad.daemon import Daemon
+from orvad.http.app import create_app
 from tests.helpers import Orvad
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from orvad.origins import Origins
+from orvad.http.origins import Origins
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port
 from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS

@@ -12,8 +12,8 @@ import asyncio
 import pytest
 
 from orvad.errors import Unavailable
-from orvad.pool.config import PoolConfig
 from orvad.pool.pool import Pool
+from orvad.pool.tunables import PoolConfig
 from tests.worker_fixtures import wait_until
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)

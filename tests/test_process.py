@@ -1,4 +1,4 @@
-"""orvad.process under both event loops orvad runs on: pipes, exit codes, signals, reaping."""
+"""orvad.host.process under both event loops orvad runs on: pipes, exit codes, signals, reaping."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from orvad.process import DEVNULL, PIPE, spawn
+from orvad.host.process import DEVNULL, PIPE, spawn
 from tests.worker_fixtures import wait_until
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
@@ -182,7 +182,7 @@ def test_run_sync_past_its_timeout_kills_the_group_and_reaps() -> None:
     import subprocess
     import time
 
-    from orvad.process import run_sync
+    from orvad.host.process import run_sync
 
     done = run_sync([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(4)"],
                     timeout_s=10)

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from orvad.limits import SignatureChecker
+from orvad.invoke.signatures import SignatureChecker
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database, _split_sql, migration_files
 from orvad.store.functions import FunctionStore

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orvad.routing import RouteEntry, RouteTable
+from orvad.services.routing import RouteEntry, RouteTable
 from tests.deploy_helpers import create_function
 from tests.helpers import Orvad, wait_for
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orvad.runtime_install import PINS
+from orvad.services.runtime_install import PINS
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port
 
@@ -310,7 +310,7 @@ def test_the_cli_refuses_runtimes_it_cannot_install() -> None:
 @pytest.mark.parametrize("entry", ["link", "dotdot", "absolute", "backslash"])
 def test_extraction_refuses_links_and_names_that_leave_the_folder(tmp_path: Path, entry: str) -> None:
     """The wheel is hash-checked before extraction; the extractor still trusts no member (defence in depth)."""
-    from orvad.runtime_install import RuntimeInstallError, extract
+    from orvad.services.runtime_install import RuntimeInstallError, extract
 
     wheel = tmp_path / "w.whl"
     with zipfile.ZipFile(wheel, "w") as archive:

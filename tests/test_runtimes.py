@@ -1,4 +1,4 @@
-"""orvad/runtimes.py: the catalogue of interpreters this host really has."""
+"""orvad/services/runtimes.py: the catalogue of interpreters this host really has."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import subprocess
 
 import yaml
 
-from orvad.runtimes import Runtime, RuntimeCatalog, discover
-from orvad.spawner import ARGV
+from orvad.services.runtimes import Runtime, RuntimeCatalog, discover
+from orvad.services.spawner import ARGV
 
 
 def test_aliases_point_at_the_newest_version() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
+from orvad.host.sandbox import HostFacts, SandboxSpec, build_invocation
 
 HOST = HostFacts(nsjail="/opt/nsjail", cgroup="v1", seccomp_policy="/p.kafel")
 env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True).filter(lambda n: n not in HOST.base_env)

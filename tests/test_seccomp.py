@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from orvad.seccomp import Rule, load_catalog, policy_path, policy_rules
+from orvad.host.seccomp import Rule, load_catalog, policy_path, policy_rules
 from tests.helpers import Orvad
 
 REQUIRED = {"mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "bpf", "perf_event_open", "kexec_load",

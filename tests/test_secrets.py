@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from orvad.secrets import open_sealed, seal
+from orvad.services.secrets import open_sealed, seal
 from tests.deploy_helpers import create_function
 from tests.helpers import Orvad
 
@@ -150,7 +150,7 @@ def test_names_the_hosts_loader_reads_are_refused(make_orvad: Callable[..., Orva
 def test_the_sandbox_argv_never_hands_loader_names_to_nsjail_and_starts_nsenter_by_path() -> None:
     import pytest
 
-    from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
+    from orvad.host.sandbox import HostFacts, SandboxSpec, build_invocation
 
     host = HostFacts("/usr/bin/nsjail", "v1", "/policy.kafel")
     spec = SandboxSpec(argv=("/usr/bin/true",), code_dir="/code", binds=(), memory_mb=64, cpus=1.0,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from orvad.errors import EgressUnavailable, RuntimeUnavailable, SandboxUnavailable
+from orvad.host.sandbox import HostFacts
 from orvad.models import Function
-from orvad.runtimes import RuntimeCatalog
-from orvad.sandbox import HostFacts
-from orvad.spawner import Spawner
+from orvad.services.runtimes import RuntimeCatalog
+from orvad.services.spawner import Spawner
 
 
 def function(**changes: Any) -> Function:

@@ -120,7 +120,7 @@ def test_prometheus_counts_match_the_executions_made(orvad: Orvad) -> None:
 
 
 async def test_a_slow_subscriber_is_told_what_it_missed() -> None:
-    from orvad.bus import Bus
+    from orvad.services.bus import Bus
 
     bus = Bus()
     async with bus.subscribe(maxsize=5) as slow:

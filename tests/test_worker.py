@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from orvad.errors import PayloadTooLarge, WorkerCrashed
+from orvad.host.sandbox import Invocation, SandboxSpec, build_invocation
 from orvad.pool.stderr import MAX_LINE, STDERR_RING
 from orvad.pool.worker import STREAM_BUFFER_CHUNKS, Worker
-from orvad.sandbox import Invocation, SandboxSpec, build_invocation
 from tests.worker_fixtures import (
     alive,
     call,

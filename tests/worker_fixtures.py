@@ -1,7 +1,7 @@
 """Real jailed workers for the worker and runtime-contract tests, and the handlers they run.
 
-Workers are built exactly as orvad builds them (``orvad.spawner.ARGV``, ``sandbox/`` data,
-``orvad.sandbox.build_invocation``), without a daemon, so a test talks frames to one worker.
+Workers are built exactly as orvad builds them (``orvad.services.spawner.ARGV``, ``sandbox/`` data,
+``orvad.host.sandbox.build_invocation``), without a daemon, so a test talks frames to one worker.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orvad.events import build_event
-from orvad.hostcheck import SandboxData, check_host, clean_leaked_cgroups, load_sandbox_data
+from orvad.host.hostcheck import SandboxData, check_host, clean_leaked_cgroups, load_sandbox_data
+from orvad.host.sandbox import HostFacts, SandboxSpec, build_invocation
+from orvad.invoke.event import build_event
 from orvad.pool.protocol import MAX_FRAME
 from orvad.pool.worker import Reply, Worker
-from orvad.runtimes import RuntimeCatalog, discover
-from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
-from orvad.spawner import ARGV
+from orvad.services.runtimes import RuntimeCatalog, discover
+from orvad.services.spawner import ARGV
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 

@@ -11,7 +11,7 @@ from orvad.auth.guard import credentials
 from orvad.auth.sessions import Session
 from orvad.clock import parse_iso, utcnow
 from orvad.errors import Unauthorized, ValidationError
-from orvad.limits import client_address
+from orvad.http.origins import client_address
 from orvad.store.auth import UserRow
 
 

@@ -16,7 +16,7 @@ from orvad.api.common import daemon_of, int_param
 from orvad.builder.buildlog import BuildLog
 from orvad.errors import BuildFailedError, NotFound, ValidationError
 from orvad.models import Deployment, DeploymentStatus
-from orvad.serialisers import deployment_json
+from orvad.services.serialisers import deployment_json
 
 SSE_PING_S = 15
 WAIT_DEFAULT_S, WAIT_MAX_S = 300, 600  # ?timeout_s= of a deploy with ?wait=true

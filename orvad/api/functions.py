@@ -23,11 +23,11 @@ from orvad.api.settled import until_served
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
 from orvad.errors import Forbidden, NotFound, ValidationError, VersionGCd, VersionNotFound
-from orvad.functions import SETTABLE, WORKER_FIELDS, validate_entrypoint
 from orvad.models import Deployment, DeploymentStatus, Function, FunctionStatus
-from orvad.runtimes import FALLBACK_HEADER
-from orvad.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
-from orvad.versionrefs import resolve_deployment
+from orvad.services.functions import SETTABLE, WORKER_FIELDS, validate_entrypoint
+from orvad.services.runtimes import FALLBACK_HEADER
+from orvad.services.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
+from orvad.services.versionrefs import resolve_deployment
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/octet-stream",
                  "application/x-tar")

@@ -12,11 +12,11 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of, read_object
 from orvad.errors import ValidationError
-from orvad.functions import SETTABLE
 from orvad.models import SETTABLE_STATUSES, Function
-from orvad.pool.config import PoolConfig
-from orvad.poolconfig import FIELDS
-from orvad.serialisers import pool_config_json
+from orvad.pool.tunables import PoolConfig
+from orvad.services.functions import SETTABLE
+from orvad.services.poolconfigs import FIELDS
+from orvad.services.serialisers import pool_config_json
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of, principal_of, read_object
 from orvad.errors import Forbidden, ValidationError
-from orvad.routing import RouteEntry
+from orvad.services.routing import RouteEntry
 
 
 def route_json(entry: RouteEntry, function_name: str | None) -> dict[str, Any]:

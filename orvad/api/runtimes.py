@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of
-from orvad.functions import EXTENSIONS
-from orvad.runtime_install import PINS, install_command
-from orvad.seccomp import load_catalog
+from orvad.host.seccomp import load_catalog
+from orvad.services.functions import EXTENSIONS
+from orvad.services.runtime_install import PINS, install_command
 
 LANGUAGE_NAMES = {"python": "Python", "node": "Node.js"}
 

@@ -1,7 +1,7 @@
 """JSON Schemas of the API's request bodies, query parameters and records, declared once.
 
 The OpenAPI document (api/openapi.py) is built from this table. The handlers validate by hand
-(orvad/functions.py, poolconfig.py, routing.py, secrets.py, api/keys.py), so the bounds below
+(orvad/services/functions.py, poolconfigs.py, routing.py, secrets.py, api/keys.py), so the bounds below
 are written from the same constants they use, and tests/test_openapi.py checks both ways that a
 body this page calls valid is accepted and one it calls invalid is refused with 400.
 
@@ -26,7 +26,17 @@ from orvad.auth.sessions import USERNAME_RE
 from orvad.corsorigins import MAX_ORIGIN_CHARS as CORS_MAX_CHARS
 from orvad.corsorigins import MAX_ORIGINS as CORS_MAX
 from orvad.corsorigins import ORIGIN_PATTERN as CORS_ORIGIN
-from orvad.functions import (
+from orvad.models import (
+    SETTABLE_STATUSES,
+    AuthMode,
+    ConcurrencyPolicy,
+    DeploymentSource,
+    DeploymentStatus,
+    FunctionStatus,
+    NetworkMode,
+    Phase,
+)
+from orvad.services.functions import (
     CHOICE_ALIASES,
     CHOICES,
     ENV_NAME_RE,
@@ -38,19 +48,9 @@ from orvad.functions import (
     RESERVED_ENV_PREFIX,
     RuntimeLookup,
 )
-from orvad.models import (
-    SETTABLE_STATUSES,
-    AuthMode,
-    ConcurrencyPolicy,
-    DeploymentSource,
-    DeploymentStatus,
-    FunctionStatus,
-    NetworkMode,
-    Phase,
-)
-from orvad.poolconfig import LIMITS as POOL_LIMITS
-from orvad.routing import METHODS, RESERVED
-from orvad.secrets import KEY_RE, MAX_VALUE_BYTES, SIGNING_SECRET
+from orvad.services.poolconfigs import LIMITS as POOL_LIMITS
+from orvad.services.routing import METHODS, RESERVED
+from orvad.services.secrets import KEY_RE, MAX_VALUE_BYTES, SIGNING_SECRET
 
 Schema = dict[str, Any]
 

@@ -17,7 +17,7 @@ from orvad import __version__
 from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params
 from orvad.builder.safetree import MAX_DEPTH, tree_bytes
 from orvad.errors import ValidationError
-from orvad.metrics_history import MAX_MINUTES
+from orvad.services.metrics_history import MAX_MINUTES
 
 EVENT_TYPES = ("metrics", "execution", "deployment", "function")
 METRICS_EVERY_S = 5.0

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from orvad.clock import now_iso
 from orvad.ids import uuid7
-from orvad.metrics import Metrics
+from orvad.services.metrics import Metrics
 from orvad.store.audit import AuditStore, refused_reason
 
 if TYPE_CHECKING:

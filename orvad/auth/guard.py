@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orvad.auth.keys import looks_like_key
-from orvad.cookies import cookie_value
 from orvad.errors import Forbidden, Unauthorized
+from orvad.http.cookies import cookie_value
 
 if TYPE_CHECKING:
     from orvad.auth.keys import KeyService
@@ -68,7 +68,7 @@ ALL_PERMISSIONS = frozenset({"invoke", "read", "write", "admin"})
 def credentials(scope: Scope, cookie_name: str | None) -> tuple[str | None, str | None]:
     """(API key, session token) as sent; the key from X-Orva-API-Key or Authorization: Bearer.
 
-    Only the cookie name in use counts (auth/cookies.py): behind HTTPS a plain `session_token`,
+    Only the cookie name in use counts (auth/cookienames.py): behind HTTPS a plain `session_token`,
     which any subdomain or plain-HTTP page could have set, is ignored. No name: no cookie read.
     """
     key = None

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orvad.auth.cookies import name_for
+from orvad.auth.cookienames import name_for
 from orvad.auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
 from orvad.clock import iso, now_iso, utcnow
 from orvad.errors import AlreadySetup, InvalidCredentials, ValidationError
@@ -63,7 +63,7 @@ class SessionService:
         self._store = store
         self.lifetime = timedelta(days=session_days)
         self.secure_cookies = secure_cookies
-        self.cookie_name = name_for(secure_cookies)  # the one name set and read (auth/cookies.py)
+        self.cookie_name = name_for(secure_cookies)  # the one name set and read (auth/cookienames.py)
         self._scrypt = asyncio.Semaphore(PASSWORD_CHECKS)
 
     async def _hash(self, password: str) -> str:

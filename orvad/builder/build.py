@@ -40,16 +40,16 @@ from orvad.builder.safetree import (
     tree_hash,
 )
 from orvad.builder.unpack import unpack
-from orvad.bus import Bus
-from orvad.changes import Change, Changes, FunctionDeleted, VersionBuilt
 from orvad.clock import now_iso
 from orvad.errors import InsufficientStorage, ValidationError, VersionGCd, VersionNotFound, is_disk_full
-from orvad.functions import FunctionService
 from orvad.ids import uuid7
 from orvad.models import Deployment, DeploymentSource, DeploymentStatus, Function, Phase, PhaseMark
-from orvad.serialisers import deployment_json
+from orvad.services.bus import Bus
+from orvad.services.changes import Change, Changes, FunctionDeleted, VersionBuilt
+from orvad.services.functions import FunctionService
+from orvad.services.serialisers import deployment_json
+from orvad.services.versionrefs import resolve_code_hash, resolve_deployment
 from orvad.store.functions import FunctionStore
-from orvad.versionrefs import resolve_code_hash, resolve_deployment
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def disk_full_reason(exc: BaseException | None) -> str:
 
 
 class VersionHost(Protocol):
-    """What builds ask of whoever runs versions (orvad/reconciler.py)."""
+    """What builds ask of whoever runs versions (orvad/services/reconciler.py)."""
 
     async def check_import(self, fn: Function, dep: Deployment) -> CheckedWorker:
         """Start one worker of ``dep`` as its pool would; ImportFailed or CheckSkipped when it cannot serve."""

@@ -1,7 +1,7 @@
 """The import check: a new version must import on a fresh worker before it is activated.
 
 The check starts one worker of the new version exactly as the pool would (the same jail, limits,
-environment, secrets and network: ``Spawner.spawner``), so a handler that reads an env var or a
+environment, secrets and network: ``Spawner.recipe``), so a handler that reads an env var or a
 secret at import passes as it will in production. The adapter imports the entry module and sends
 its ``ready`` frame, with ``initError`` when the import failed (a syntax error, a missing
 ``handler``, an ImportError, any exception or ``sys.exit`` at import); a worker that dies before

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orvad.builder.safetree import chown_beneath
-from orvad.buildproxy import PROXY_PORT, BuildProxy
-from orvad.egress import EgressError, EgressNetwork
+from orvad.host.buildproxy import PROXY_PORT, BuildProxy
+from orvad.host.egress import EgressError, EgressNetwork
+from orvad.host.process import DEVNULL, PIPE, spawn
+from orvad.host.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 from orvad.models import Function
-from orvad.process import DEVNULL, PIPE, spawn
-from orvad.sandbox import JAIL_UID, HostFacts, SandboxSpec, build_invocation
 
 MAX_LINE_CHARS = 4096  # the build log's bound on a line
 CUT_MARK = " [line cut: longer than 4096 characters]"

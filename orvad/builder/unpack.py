@@ -23,11 +23,11 @@ from pathlib import Path
 
 from orvad.builder.archive import ArchiveError, extract_into
 from orvad.errors import InsufficientStorage
-from orvad.process import PIPE, spawn
+from orvad.host.process import PIPE, spawn
 
 log = logging.getLogger(__name__)
 
-JAIL_UID = 65534  # as orvad.sandbox.JAIL_UID; not imported so the child loads as little as possible
+JAIL_UID = 65534  # as orvad.host.sandbox.JAIL_UID; not imported so the child loads as little as possible
 _ARCHIVE_EXIT = 3
 
 

@@ -10,10 +10,11 @@ from orvad.auth.guard import csrf_header_sent, identify
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.errors import Building, Forbidden, NotActive, NotDeployed, Unauthorized
+from orvad.http.origins import Origins, client_address
+from orvad.invoke.limits import ConcurrencyGate, RateLimiter
 from orvad.invoke.request import InvokeRequest
-from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker, client_address
+from orvad.invoke.signatures import SignatureChecker
 from orvad.models import Function
-from orvad.origins import Origins
 
 _SIGNING_HEADERS = (b"x-orva-timestamp", b"x-orva-signature")
 _SERVICE_WORKER = (b"service-worker", b"script")  # what a browser sends when it fetches a worker's script

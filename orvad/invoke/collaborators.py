@@ -10,15 +10,16 @@ from typing import Protocol
 
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
-from orvad.bus import Bus
-from orvad.drain import Drain
-from orvad.functions import FunctionService
-from orvad.limits import ConcurrencyGate, RateLimiter, SignatureChecker
-from orvad.metrics import Metrics
+from orvad.http.drain import Drain
+from orvad.http.origins import Origins
+from orvad.invoke.limits import ConcurrencyGate, RateLimiter
+from orvad.invoke.signatures import SignatureChecker
 from orvad.models import Function
-from orvad.origins import Origins
 from orvad.pool.pool import Pool
-from orvad.routing import RouteService
+from orvad.services.bus import Bus
+from orvad.services.functions import FunctionService
+from orvad.services.metrics import Metrics
+from orvad.services.routing import RouteService
 from orvad.store.executions import ExecutionStore
 
 

@@ -15,10 +15,10 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from orvad.errors import FunctionError, MethodNotAllowed, NotFound, OrvaError, ShuttingDown
-from orvad.events import build_event, handler_headers, raw_subpath
 from orvad.invoke.admission import Admission, refuse_undeployed
 from orvad.invoke.collaborators import Collaborators
 from orvad.invoke.connection import DisconnectWatch, read_body
+from orvad.invoke.event import build_event, handler_headers, raw_subpath
 from orvad.invoke.flight import Flight
 from orvad.invoke.record import CUT_MESSAGE, MESSAGE_CHARS, ExecutionRecord, Killed
 from orvad.invoke.relay import SANDBOX_HEADER, Result, answer, end_stream_in_band, orva_headers, relay

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from starlette.types import Message, Send
 
-from orvad.drain import Drain
 from orvad.errors import FunctionError
-from orvad.events import BadResponse, confined, response_headers, status_code
+from orvad.http.drain import Drain
+from orvad.invoke.event import BadResponse, confined, response_headers, status_code
 from orvad.invoke.flight import Flight
 from orvad.invoke.record import CUT_MESSAGE, ExecutionRecord
 from orvad.pool.worker import Reply

@@ -7,12 +7,12 @@ import asyncio
 import functools
 import time
 
-from orvad.bus import Bus
 from orvad.invoke.flight import Flight
 from orvad.invoke.record import ExecutionRecord
-from orvad.metrics import Metrics
 from orvad.pool.pool import Lease, Pool
 from orvad.pool.worker import Reply
+from orvad.services.bus import Bus
+from orvad.services.metrics import Metrics
 from orvad.store.executions import ExecutionStore
 
 

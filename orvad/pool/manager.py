@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 from orvad.errors import OrvaError, Timeout
-from orvad.pool.config import PoolConfig
 from orvad.pool.pool import Pool, PoolWorker
+from orvad.pool.tunables import PoolConfig
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -30,7 +30,7 @@ SETTLE_TIMEOUT_S = 20.0  # a write waits at most this long for its replacement p
 
 class Recipe(Protocol):
     """What a function's pool is built from: its key and how to start its workers
-    (orvad.spawner.WorkerRecipe; the pool layer knows no functions)."""
+    (orvad.services.spawner.WorkerRecipe; the pool layer knows no functions)."""
 
     @property
     def key(self) -> object: ...

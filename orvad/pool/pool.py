@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 from orvad.errors import MemoryExhausted, OrvaError, PoolAtCapacity, ShuttingDown, WorkerCrashed
 from orvad.pool.autoscaler import Samples, decide
-from orvad.pool.config import PoolConfig
+from orvad.pool.tunables import PoolConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One long-lived sandboxed worker: the nsjail process, its frames, and its guaranteed end.
 
-``start`` spawns nsjail (argv and environment from ``orvad.sandbox``; values never on the
+``start`` spawns nsjail (argv and environment from ``orvad.host.sandbox``; values never on the
 command line) in its own session and waits for the adapter's ``ready`` frame. ``invoke`` sends
 a request frame and waits for its reply, matched by frame id, so several requests can be in
 flight on one worker. Replies are decoded in the stdout pipe's read callback (no reader task);
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from orvad.errors import OrvaError, PayloadTooLarge, Timeout, WorkerCrashed
+from orvad.host.process import PIPE, Child, spawn
+from orvad.host.sandbox import Invocation
 from orvad.pool.oomwatch import OomWatch
 from orvad.pool.protocol import MAX_FRAME, MAX_LOG_BYTES, Decoder, FrameError, cap_logs, encode
 from orvad.pool.stderr import StderrSink
-from orvad.process import PIPE, Child, spawn
-from orvad.sandbox import Invocation
 
 log = logging.getLogger(__name__)
 # Chunks buffered per stream; past that the worker's pipe is left unread until the client catches

@@ -1,4 +1,4 @@
-"""SQL for the replay memory of signed invocations (orvad/limits.py SignatureChecker).
+"""SQL for the replay memory of signed invocations (orvad/invoke/signatures.py SignatureChecker).
 
 The invoke path never waits on this: an accepted signature is queued to the batched writer, and
 the live ones are read back once at start. ``replay_state.clean`` tells the next start whether

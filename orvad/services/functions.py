@@ -6,7 +6,7 @@ write the database, so resolving ``/fn/<id-or-name>`` never queries SQLite.
 FunctionService is the one writer of function rows: the API changes settings through it, and the
 builder asks it to record a build's start and end (``build_submitted``, ``build_ended``) instead of
 writing rows itself. Each write holds the service's lock from reading the row to remembering the new
-one, then publishes ``FunctionChanged`` / ``FunctionDeleted`` (orvad/changes.py) after the lock.
+one, then publishes ``FunctionChanged`` / ``FunctionDeleted`` (orvad/services/changes.py) after the lock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from orvad.changes import Changes, FunctionChanged, FunctionDeleted
 from orvad.clock import now_iso
 from orvad.corsorigins import validate_field as validate_cors_origins
 from orvad.envnames import REFUSAL, host_sensitive
@@ -36,6 +35,7 @@ from orvad.models import (
     FunctionStatus,
     NetworkMode,
 )
+from orvad.services.changes import Changes, FunctionChanged, FunctionDeleted
 from orvad.store.functions import FunctionStore
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -61,7 +61,7 @@ CHOICE_ALIASES = {"auth_mode": {"platform_key": "api_key"}}
 
 
 class RuntimeLookup(Protocol):
-    """What functions and builds need from the runtime catalogue (orvad/runtimes.py)."""
+    """What functions and builds need from the runtime catalogue (orvad/services/runtimes.py)."""
 
     def language_of(self, runtime_id: str) -> str | None: ...
     def interpreter_of(self, runtime_id: str) -> str: ...

@@ -21,11 +21,11 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orvad.drain import Drain
 from orvad.errors import BadRequest, OrvaError, PayloadTooLarge
+from orvad.host.memtrim import TRIM_AFTER_BYTES, HeapTrimmer
+from orvad.http.drain import Drain
+from orvad.http.origins import Origins
 from orvad.logs import AccessLog
-from orvad.memtrim import TRIM_AFTER_BYTES, HeapTrimmer
-from orvad.origins import Origins
 
 access_log = AccessLog("orvad.access")
 errlog = logging.getLogger("orvad.errors")

@@ -15,10 +15,10 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from orvad.changes import Changes, SecretsChanged
 from orvad.clock import now_iso
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import NotFound, ValidationError
+from orvad.services.changes import Changes, SecretsChanged
 from orvad.store.secrets import SecretStore
 
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -3,7 +3,7 @@
 Runtime ids: ``python`` and ``node`` (the newest found) plus a versioned id per interpreter
 (``python3.11``, ``node20``). Only interpreters that run inside the jail with system paths bound
 read-only are offered (Debian's ``/usr/bin/python3.X`` and ``/usr/bin/node``), plus the Node runtimes
-installed into the data dir (``node22``, ``node24``: orvad/runtime_install.py), whose folder is bound
+installed into the data dir (``node22``, ``node24``: orvad/services/runtime_install.py), whose folder is bound
 read-only into node jails at ``/opt/orva-runtimes`` (not at its own path: a data dir under /tmp would be
 hidden by the jail's private /tmp).
 
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from orvad.errors import ValidationError
-from orvad.hostcheck import SandboxData
-from orvad.process import run_sync
+from orvad.host.hostcheck import SandboxData
+from orvad.host.process import run_sync
 from orvad.resources import data_dir
-from orvad.runtime_install import (
+from orvad.services.runtime_install import (
     INSTALLED_DIR,
     PINS,
     RuntimeInstallError,

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orvad.egress import EgressNetwork
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, EgressUnavailable, RuntimeUnavailable, SandboxUnavailable
-from orvad.hostcheck import SandboxData, clean_leaked_cgroups
+from orvad.host.egress import EgressNetwork
+from orvad.host.hostcheck import SandboxData, clean_leaked_cgroups
+from orvad.host.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
 from orvad.models import Function
 from orvad.pool.worker import LOG_BYTES_PER_S, Worker
-from orvad.runtimes import RuntimeCatalog
-from orvad.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
-from orvad.secrets import SecretService
+from orvad.services.runtimes import RuntimeCatalog
+from orvad.services.secrets import SecretService
 from orvad.tasks import Tasks
 
 # Python imports its adapter (from the bytecode runtimes.precompile_adapter wrote) instead of running it

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from orvad.auth.cookies import NAMES as SESSION_COOKIE_NAMES
+from orvad.auth.cookienames import NAMES as SESSION_COOKIE_NAMES
 
 ORVA_KEY_PREFIX = "orva_"
 # orvad's session cookie: its name over plain HTTP and over HTTPS (docs/API.md). A handler never

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orvad.builder.safetree import open_dirs, open_root, remove_tree
-from orvad.process import DEVNULL, PIPE, spawn
+from orvad.host.process import DEVNULL, PIPE, spawn
 
 INSTALLED_DIR = "runtimes-installed"   # <data>/runtimes-installed/<id>/ : complete installs only (bound into jails)
 STAGING_DIR = "runtimes-staging"       # <data>/runtimes-staging/ : downloads, half-extracted trees, lock files

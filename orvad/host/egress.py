@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from orvad.buildproxy import PROXY_PORT
-from orvad.process import DEVNULL, PIPE, spawn
+from orvad.host.buildproxy import PROXY_PORT
+from orvad.host.process import DEVNULL, PIPE, spawn
 
 log = logging.getLogger(__name__)
 TABLE_PREFIX = "orva_egress_"
@@ -46,7 +46,7 @@ class EgressError(RuntimeError):
 
 async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> str:
     """Run ``ip``/``nft``; past ``timeout`` (TimeoutError) or when cancelled, the command takes orvad's kill
-    path (orvad.process: TERM, grace, KILL its group, reaped) instead of running on behind orvad's back."""
+    path (orvad.host.process: TERM, grace, KILL its group, reaped) instead of running on behind orvad's back."""
     proc = await spawn(argv, stdin=PIPE if stdin else DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
     out, err = await proc.communicate(stdin.encode() if stdin else None, timeout_s=timeout, term_grace_s=1.0)
     if proc.returncode != 0:

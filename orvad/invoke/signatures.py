@@ -1,81 +1,24 @@
-"""Per-function invoke limits, in memory: a token bucket per (function, client) for
-rate_limit_per_min, a concurrency gate for max_concurrency, and the replay memory of signed
-requests. Nothing here touches the disk (the replay memory is persisted through a callback
-into the batched writer)."""
+"""Signed invocations (docs/API.md): the ``X-Orva-Signature`` check and the replay memory.
+
+In memory; the replay memory is persisted through a callback into the batched writer
+(``orvad/store/replay.py``), so nothing here touches the disk on the invoke path."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import heapq
 import hmac
-import ipaddress
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
 
-from orvad.errors import FunctionBusy, RateLimited, Unauthorized
+from orvad.errors import Unauthorized
 
 SIGNATURE_WINDOW_S = 300  # how far into the past a signed request's timestamp may be
 SIGNATURE_FUTURE_S = 30  # and into the future (clock skew)
 SIGNED_FORMS = {1: '"<timestamp>.<raw body>"', 2: '"<timestamp>.<METHOD>.<path?query>.<raw body>"'}
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
-_MAX_BUCKETS = 100_000
-
-
-class RateLimiter:
-    def __init__(self) -> None:
-        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, last refill)
-
-    def take(self, function_id: str, client: str, per_minute: int) -> None:
-        if per_minute <= 0:
-            return
-        now = time.monotonic()
-        rate = per_minute / 60.0
-        tokens, last = self._buckets.get((function_id, client), (float(per_minute), now))
-        tokens = min(float(per_minute), tokens + (now - last) * rate)
-        if tokens < 1.0:
-            self._buckets[(function_id, client)] = (tokens, now)
-            retry = max(1, math.ceil((1.0 - tokens) / rate))
-            raise RateLimited(f"rate limit of {per_minute} requests per minute reached", retry_after_s=retry,
-                              hint=f"retry after {retry} s, or raise rate_limit_per_min",
-                              details={"function_id": function_id, "limit_per_min": per_minute})
-        if len(self._buckets) >= _MAX_BUCKETS:
-            self._buckets.clear()  # bounded memory; a reset only ever lets requests through
-        self._buckets[(function_id, client)] = (tokens - 1.0, now)
-
-
-class ConcurrencyGate:
-    """At most ``limit`` requests of one function at once: queue (up to a deadline) or reject."""
-
-    def __init__(self) -> None:
-        self._running: dict[str, int] = {}
-        self._changed = asyncio.Condition()
-
-    async def enter(self, function_id: str, limit: int, policy: str, timeout_s: float) -> bool:
-        if limit <= 0:
-            return False
-        async with self._changed:
-            if self._running.get(function_id, 0) >= limit:
-                if policy == "reject":
-                    raise FunctionBusy(f"function is running its maximum of {limit} requests", retry_after_s=1,
-                                       hint="retry shortly, or raise max_concurrency",
-                                       details={"function_id": function_id, "max_concurrency": limit})
-                try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self._running.get(function_id, 0) < limit),
-                                           timeout_s)
-                except TimeoutError:
-                    raise FunctionBusy(f"function stayed at its maximum of {limit} requests", retry_after_s=1,
-                                       details={"function_id": function_id, "max_concurrency": limit}) from None
-            self._running[function_id] = self._running.get(function_id, 0) + 1
-        return True
-
-    async def leave(self, function_id: str) -> None:
-        async with self._changed:
-            self._running[function_id] -= 1
-            self._changed.notify_all()
 
 
 class SignatureChecker:
@@ -145,22 +88,3 @@ class SignatureChecker:
     def _remember(self, signature: str, expires_at: float) -> None:
         self._seen[signature] = expires_at
         heapq.heappush(self._expiry, (expires_at, signature))
-
-
-def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
-    """The caller's address: X-Forwarded-For's last untrusted hop, only behind a trusted proxy."""
-    if not forwarded_for or not _in(peer, trusted):
-        return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not _in(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
-
-
-def _in(address: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)

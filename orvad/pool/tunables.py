@@ -1,4 +1,5 @@
-"""A pool's tunables (CONTRACT.md defaults); pure, shared by the pool and the pool-config service."""
+"""A pool's tunables (CONTRACT.md defaults): pure, read by the pool and its autoscaler; the per-function
+settings service that stores and validates them is orvad/services/poolconfigs.py."""
 
 from __future__ import annotations
 

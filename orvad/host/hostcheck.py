@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orvad.process import run_sync
-from orvad.sandbox import HostFacts, SandboxSpec, build_invocation
-from orvad.seccomp import policy_path
+from orvad.host.process import run_sync
+from orvad.host.sandbox import HostFacts, SandboxSpec, build_invocation
+from orvad.host.seccomp import policy_path
 
 log = logging.getLogger(__name__)
 V1_ROOT = Path("/sys/fs/cgroup")

@@ -1,7 +1,7 @@
 """Typed change events and the one channel they travel on.
 
 Services that own state (functions, secrets, pool configs, builds) publish what changed; the
-reconciler (orvad/reconciler.py) and the builder (a deleted function's files) subscribe. A
+reconciler (orvad/services/reconciler.py) and the builder (a deleted function's files) subscribe. A
 publisher awaits every subscriber in subscription order, so when ``publish`` returns, every
 consequence the change has (a pool replaced or drained, files removed) has been started, in
 that order, before the publisher answers its own caller. A service built alone (a CLI command,
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orvad.models import Deployment, Function
-from orvad.pool.config import PoolConfig
+from orvad.pool.tunables import PoolConfig
 
 if TYPE_CHECKING:
     from orvad.builder.importcheck import CheckedWorker

@@ -2,7 +2,7 @@
 
 `__Host-` cookies must be Secure, have Path=/ and no Domain: a browser then refuses any other site
 or subdomain (or plain-HTTP page) that tries to set or overwrite it. Plain HTTP cannot use the
-prefix, so there the cookie keeps its old name. Pure: the function-side code (events.py) imports
+prefix, so there the cookie keeps its old name. Pure: the function-side code (invoke/event.py) imports
 ``NAMES`` to strip both from what handlers see and from what they send back.
 """
 

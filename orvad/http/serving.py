@@ -14,8 +14,8 @@ from typing import Any
 
 from orvad.config import Settings
 from orvad.errors import BadRequest, HeadersTooLarge, OrvaError
-from orvad.middleware import error_parts, new_request_id
-from orvad.origins import Origins
+from orvad.http.middleware import error_parts, new_request_id
+from orvad.http.origins import Origins
 
 log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers; Hypercorn's own h11 limit, applied to Uvicorn too

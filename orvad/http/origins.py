@@ -1,6 +1,7 @@
 """Which origin a request came to, and whether its Host may reach the dashboard and the API.
 
-Pure: built once from the settings, then read per request from the ASGI scope.
+Pure: built once from the settings, then read per request from the ASGI scope. Also who the request came
+from: ``client_address`` (X-Forwarded-For only behind a trusted proxy).
 
 - ``functions_origin`` (``ORVA_FUNCTIONS_ORIGIN``): /fn and custom routes are also served there,
   and nothing else. With an explicit port other than ``port``, orvad listens on it too (same bind
@@ -17,7 +18,7 @@ Pure: built once from the settings, then read per request from the ASGI scope.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,3 +111,22 @@ def _host(scope: Scope) -> str | None:
         if key == b"host":
             return str(value.decode("latin-1"))
     return None
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The caller's address: X-Forwarded-For's last untrusted hop, only behind a trusted proxy."""
+    if not forwarded_for or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(address: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)

@@ -29,12 +29,12 @@ from orvad.api import (
     web,
 )
 from orvad.auth.guard import Guard
-from orvad.cors import Cors, function_lookup
 from orvad.daemon import Daemon
 from orvad.errors import BadRequest, MethodNotAllowed, NotFound, OrvaError, ValidationError
-from orvad.memtrim import HeapTrimmer
-from orvad.middleware import BodyLimit, HostGuard, RequestContext, error_parts
-from orvad.origins import Origins
+from orvad.host.memtrim import HeapTrimmer
+from orvad.http.cors import Cors, function_lookup
+from orvad.http.middleware import BodyLimit, HostGuard, RequestContext, error_parts
+from orvad.http.origins import Origins
 
 _ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
@@ -139,7 +139,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
     common = [Middleware(RequestContext, drain=daemon.drain),
               Middleware(BodyLimit, limit_for=body_limit, trimmer=HeapTrimmer())]  # one trimmer for both stacks
-    # CORS (orvad/cors.py) just inside RequestContext: its grant also reaches the errors of the layers below it
+    # CORS (orvad/http/cors.py) just inside RequestContext: its grant also reaches the errors of the layers below it
     def cors(api: bool) -> Middleware:
         return Middleware(Cors, origins_setting=settings.cors_origins, api=api, function_for=function_lookup(daemon),
                           host_allowed=daemon.origins.host_allowed)

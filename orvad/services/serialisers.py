@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from orvad.models import Deployment, Function
-from orvad.pool.config import PoolConfig
+from orvad.pool.tunables import PoolConfig
 
 
 def function_json(fn: Function) -> dict[str, Any]:

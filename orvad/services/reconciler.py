@@ -3,7 +3,7 @@
 The reconciler holds the code hash of every built deployment a function may serve (its active
 one, and a new build's between ``VersionBuilt`` and the record naming it), answers the invoke
 path's ``pool_for(fn)`` and a write's ``settle(function_id)``, and reacts to the typed changes
-services publish (orvad/changes.py):
+services publish (orvad/services/changes.py):
 
     VersionBuilt       warm a pool for the new version, without switching to it (the import
                        check's worker first); the switch comes with the FunctionChanged below
@@ -24,8 +24,12 @@ deploy or secret written meanwhile is waited for too (orvad/pool/manager.py).
 from __future__ import annotations
 
 from orvad.builder.importcheck import CheckedWorker, check_import
-from orvad.bus import Bus
-from orvad.changes import (
+from orvad.errors import NotFound, OrvaError
+from orvad.models import Deployment, Function
+from orvad.pool.manager import PoolManager
+from orvad.pool.pool import Pool
+from orvad.services.bus import Bus
+from orvad.services.changes import (
     Change,
     FunctionChanged,
     FunctionDeleted,
@@ -33,14 +37,10 @@ from orvad.changes import (
     SecretsChanged,
     VersionBuilt,
 )
-from orvad.errors import NotFound, OrvaError
-from orvad.functions import WORKER_FIELDS, FunctionService
-from orvad.models import Deployment, Function
-from orvad.pool.manager import PoolManager
-from orvad.pool.pool import Pool
-from orvad.poolconfig import PoolConfigService
-from orvad.routing import RouteService
-from orvad.spawner import Spawner, WorkerRecipe
+from orvad.services.functions import WORKER_FIELDS, FunctionService
+from orvad.services.poolconfigs import PoolConfigService
+from orvad.services.routing import RouteService
+from orvad.services.spawner import Spawner, WorkerRecipe
 
 
 class Reconciler:

@@ -1,15 +1,16 @@
-"""Per-function pool configuration: defaults, validation, and the in-memory copy the pools read live."""
+"""Per-function pool configurations: defaults, validation, and the in-memory copy the pools read live
+(the service; the pure tunables record it holds is orvad/pool/tunables.py PoolConfig)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, replace
 from typing import Any
 
-from orvad.changes import Changes, PoolConfigChanged
 from orvad.clock import now_iso
 from orvad.errors import ValidationError
 from orvad.jsonvalues import json_int
-from orvad.pool.config import DEFAULT_CONFIG, PoolConfig
+from orvad.pool.tunables import DEFAULT_CONFIG, PoolConfig
+from orvad.services.changes import Changes, PoolConfigChanged
 from orvad.store.pools import PoolConfigStore
 
 LIMITS = {"min_warm": (0, 256), "max_warm": (1, 256), "idle_ttl_seconds": (1, 86_400),
