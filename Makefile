@@ -60,11 +60,11 @@ test: $(TEST_STAMP) test-system-deps web
 	$(BIN)/pytest -q
 
 # The tests marked neither `sandbox` (nsjail, root, namespaces) nor `browser` (Chromium), without
-# tests/test_lint.py (that is `make lint`): about two CPU-minutes, so a minute or two on 2 cores. ORVA_NSJAIL points nowhere, as on a machine
+# tests/repo/test_lint.py (that is `make lint`): about two CPU-minutes, so a minute or two on 2 cores. ORVA_NSJAIL points nowhere, as on a machine
 # without nsjail: an unmarked test that deploys, invokes or builds fails here, and its report says to
 # mark it (tests/conftest.py).
 test-fast: $(TEST_STAMP) web
-	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -m "not sandbox and not browser" --ignore=tests/test_lint.py
+	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -m "not sandbox and not browser" --ignore=tests/repo/test_lint.py
 
 # Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
 # py-spy (PyPI) for the overhead breakdown.

@@ -2,7 +2,7 @@
 
 Precedence: command-line flags > ORVA_* environment variables > YAML file (--config) > defaults.
 Every field is declared once in ``FIELDS``: its default, environment variable, parser and help;
-``docs/CONFIGURATION.md`` lists the same table (checked by tests/test_docs.py).
+``docs/CONFIGURATION.md`` lists the same table (checked by tests/docs/test_docs.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Markers (registered in pyproject.toml; CONTRIBUTING.md says when to use which):
   pointing nowhere, so an unmarked test that deploys, invokes or builds fails there instead of
   silently needing a sandbox (the failure says to mark it).
 - ``browser``: the test drives Chromium. Marked here, from the fixtures it uses (``browser``, ``page``);
-  a test that launches Playwright itself carries ``@pytest.mark.browser`` (tests/test_markers.py checks).
+  a test that launches Playwright itself carries ``@pytest.mark.browser`` (tests/repo/test_markers.py checks).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A page's shell blocks run as a reader would type them (tests/test_readme.py, tests/test_handlers_doc.py).
+"""A page's shell blocks run as a reader would type them (tests/docs/test_readme.py, tests/docs/test_handlers_doc.py).
 
 The conventions the pages follow, and that these helpers check:
 

@@ -2,7 +2,7 @@
 
 The OpenAPI document (api/openapi.py) is built from this table. The handlers validate by hand
 (orvad/services/functions.py, poolconfigs.py, routing.py, secrets.py, api/keys.py), so the bounds below
-are written from the same constants they use, and tests/test_openapi.py checks both ways that a
+are written from the same constants they use, and tests/api/test_openapi.py checks both ways that a
 body this page calls valid is accepted and one it calls invalid is refused with 400.
 
 A request schema is never looser than its handler: every body valid here is accepted (unless

@@ -1,0 +1,1 @@
+"""Tests of users, sessions, API keys, passwords and the audit trail (orvad/auth/)."""

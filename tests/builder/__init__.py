@@ -1,0 +1,1 @@
+"""Tests of builds: archives, the build jail, its network and limits, activation (orvad/builder/)."""

@@ -1,0 +1,1 @@
+"""Tests of the `orva` command-line client (orva_cli/)."""

@@ -1,0 +1,1 @@
+"""Tests of the dashboard (web/) in a real browser, and how orvad serves it."""

@@ -1,0 +1,1 @@
+"""Tests of the documentation, followed literally and checked against the code."""

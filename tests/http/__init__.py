@@ -1,0 +1,1 @@
+"""Tests of the web layer: body limits, CORS, origins, Expect, the drain on shutdown (orvad/http/)."""

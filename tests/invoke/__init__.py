@@ -1,0 +1,1 @@
+"""Tests of the invoke path, end to end and without HTTP (orvad/invoke/)."""

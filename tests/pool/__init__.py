@@ -1,0 +1,1 @@
+"""Tests of workers, pools, the autoscaler and the frame protocol (orvad/pool/)."""

@@ -1,0 +1,1 @@
+"""Tests of the runtime adapters (runtimes/) and the handler shapes they accept."""

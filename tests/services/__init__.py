@@ -1,0 +1,1 @@
+"""Tests of the in-memory services, the reconciler and the spawner (orvad/services/)."""

@@ -1,0 +1,1 @@
+"""Tests of the SQLite store on real files and filesystems (orvad/store/)."""
