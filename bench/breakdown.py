@@ -27,18 +27,40 @@ WRK_HEAD_START_S = 2  # the load settles before sampling starts
 
 # (stage, frame substrings), tried in order on each frame, innermost frame first
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("HTTP parse and write (server, h11/httptools)",
-     ("/hypercorn/", "/h11/", "/uvicorn/", "httptools", "/h2/", "/wsproto/")),
+    (
+        "HTTP parse and write (server, h11/httptools)",
+        ("/hypercorn/", "/h11/", "/uvicorn/", "httptools", "/h2/", "/wsproto/"),
+    ),
     ("auth (guard)", ("/orvad/auth/",)),
-    ("routing and function lookup", ("/starlette/routing.py", "/orvad/services/routing.py", "/orvad/services/functions.py")),
+    (
+        "routing and function lookup",
+        ("/starlette/routing.py", "/orvad/services/routing.py", "/orvad/services/functions.py"),
+    ),
     ("middleware and framework", ("/orvad/http/middleware.py", "/orvad/http/app.py", "/starlette/")),
     ("frame round trip (worker pipes, framing)", ("/orvad/pool/worker.py", "/orvad/pool/protocol.py")),
     ("pool acquire and release", ("/orvad/pool/", "/orvad/invoke/limits.py")),
-    ("record (execution row, metrics, events)",
-     ("/orvad/store/", "/orvad/services/metrics.py", "/orvad/services/bus.py", "/prometheus_client/", "record_execution (",
-      "/aiosqlite/", "/sqlite3/")),
-    ("invoke path (event, headers, response)",
-     ("/orvad/invoke/", "/orvad/invoke/event.py", "/orvad/ids.py", "/orvad/clock.py", "/orvad/services/spawner.py")),
+    (
+        "record (execution row, metrics, events)",
+        (
+            "/orvad/store/",
+            "/orvad/services/metrics.py",
+            "/orvad/services/bus.py",
+            "/prometheus_client/",
+            "record_execution (",
+            "/aiosqlite/",
+            "/sqlite3/",
+        ),
+    ),
+    (
+        "invoke path (event, headers, response)",
+        (
+            "/orvad/invoke/",
+            "/orvad/invoke/event.py",
+            "/orvad/ids.py",
+            "/orvad/clock.py",
+            "/orvad/services/spawner.py",
+        ),
+    ),
 )
 EVENT_LOOP = "event loop (asyncio scheduling, I/O)"
 OTHER = "other orvad and libraries"
@@ -51,7 +73,7 @@ def loop_frames(frames: list[str]) -> list[str]:
     """The frames the event loop runs: what started the loop (uvicorn's ``Server.run`` calls
     ``asyncio.run``) sits below every sample and belongs to no request stage."""
     entries = [i for i, frame in enumerate(frames) if any(marker in frame for marker in LOOP_ENTRY_MARKERS)]
-    return frames[entries[-1]:] if entries else frames
+    return frames[entries[-1] :] if entries else frames
 
 
 def stage_of(frames: list[str]) -> str:
@@ -85,8 +107,11 @@ def short(frame: str) -> str:
 
 
 # orjson is compiled: its time shows as the innermost Python frame that called it
-ORJSON_CALLERS = {("encode", "/orvad/pool/protocol.py"), ("_loads", "/orvad/pool/protocol.py"),
-                  ("JsonFormatter.format", "/orvad/logs.py")}
+ORJSON_CALLERS = {
+    ("encode", "/orvad/pool/protocol.py"),
+    ("_loads", "/orvad/pool/protocol.py"),
+    ("JsonFormatter.format", "/orvad/logs.py"),
+}
 
 
 def _calls_orjson(frame: str) -> bool:
@@ -106,18 +131,40 @@ def summarise(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
 
     def share(n: int) -> float:
         return round(100 * n / total, 1) if total else 0.0
-    return {"samples": total, "stages_pct": {stage: share(n) for stage, n in by_stage.most_common()},
-            "json_any_stage_pct": share(json_samples),
-            "top_self_pct": {leaf: share(n) for leaf, n in by_leaf.most_common(TOP_FRAMES)}}
+
+    return {
+        "samples": total,
+        "stages_pct": {stage: share(n) for stage, n in by_stage.most_common()},
+        "json_any_stage_pct": share(json_samples),
+        "top_self_pct": {leaf: share(n) for leaf, n in by_leaf.most_common(TOP_FRAMES)},
+    }
 
 
 def record_profile(pid: int, seconds: int, out: Path) -> None:
     py_spy = Path(sys.executable).with_name("py-spy")
     if not py_spy.exists():
         py_spy = Path(shutil.which("py-spy") or "py-spy")
-    subprocess.run([str(py_spy), "record", "--format", "raw", "--full-filenames", "--gil", "-r", str(SAMPLE_RATE_HZ),
-                    "-d", str(seconds), "-p", str(pid), "-o", str(out)],
-                   check=True, capture_output=True, timeout=seconds + 60)
+    subprocess.run(
+        [
+            str(py_spy),
+            "record",
+            "--format",
+            "raw",
+            "--full-filenames",
+            "--gil",
+            "-r",
+            str(SAMPLE_RATE_HZ),
+            "-d",
+            str(seconds),
+            "-p",
+            str(pid),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=seconds + 60,
+    )
 
 
 def bench_profile(orvad: Orvad, seconds: int) -> dict[str, Any]:
@@ -125,8 +172,11 @@ def bench_profile(orvad: Orvad, seconds: int) -> dict[str, Any]:
     wait_until(lambda: orvad.pool(fn["id"])["workers"] >= WARM_POOL["min_warm"], 30, "warm workers")
     url = f"{orvad.url}/fn/{fn['id']}/"
     tmp = Path(tempfile.mkdtemp(prefix="orva-bench-profile-"))  # the raw profile is never kept
-    load = subprocess.Popen(["wrk", "-t2", "-c50", f"-d{seconds + 2 * WRK_HEAD_START_S}s", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = subprocess.Popen(
+        ["wrk", "-t2", "-c50", f"-d{seconds + 2 * WRK_HEAD_START_S}s", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(WRK_HEAD_START_S)
         record_profile(orvad.pid, seconds, tmp / "orvad.raw")
@@ -135,6 +185,9 @@ def bench_profile(orvad: Orvad, seconds: int) -> dict[str, Any]:
         stop_process(load)
         shutil.rmtree(tmp, ignore_errors=True)
     gil_held = summary["samples"] / (SAMPLE_RATE_HZ * seconds)
-    return {"method": f"py-spy record --gil at {SAMPLE_RATE_HZ} Hz for {seconds} s on orvad ({orvad.server}), "
-                      "wrk -c50 on one Python function", "gil_held_pct": round(100 * min(1.0, gil_held), 1),
-            **summary}
+    return {
+        "method": f"py-spy record --gil at {SAMPLE_RATE_HZ} Hz for {seconds} s on orvad ({orvad.server}), "
+        "wrk -c50 on one Python function",
+        "gil_held_pct": round(100 * min(1.0, gil_held), 1),
+        **summary,
+    }

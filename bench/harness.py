@@ -49,8 +49,9 @@ def wait_until(pred: Callable[[], bool], deadline_s: float, what: str, interval_
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-async def wait_until_async(pred: Callable[[], Awaitable[bool]], deadline_s: float, what: str,
-                           interval_s: float = 0.02) -> None:
+async def wait_until_async(
+    pred: Callable[[], Awaitable[bool]], deadline_s: float, what: str, interval_s: float = 0.02
+) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if await pred():
@@ -128,8 +129,12 @@ def wrk(url: str, seconds: int, connections: int = 50, server_pid: int | None = 
     disturbs far less than req/s."""
     threads = min(2, connections)
     cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
     requests = re.search(r"(\d+) requests in", out)
     cpu_us = None
     if server_pid and requests and int(requests.group(1)):
@@ -140,10 +145,16 @@ def wrk(url: str, seconds: int, connections: int = 50, server_pid: int | None = 
         if not m:
             return float("nan")
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    figures = {"req_s": float(rps.group(1)) if rps else 0.0, "p50_ms": ms("50"), "p90_ms": ms("90"),
-               "p99_ms": ms("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+    figures = {
+        "req_s": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": ms("50"),
+        "p90_ms": ms("90"),
+        "p99_ms": ms("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
     if cpu_us is not None:
         figures["server_cpu_us_per_req"] = cpu_us
     return figures
@@ -163,8 +174,10 @@ def stop_process(proc: subprocess.Popen[Any], grace_s: float = 10) -> None:
 
 def raise_for_status(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path}: {response.status_code} "
-                           f"{response.text[:300]}")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} "
+            f"{response.text[:300]}"
+        )
     return response
 
 
@@ -176,11 +189,17 @@ class Orvad:
         self.server = server
         self.data = base / "data"
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data), "ORVA_PORT": str(self.port), "ORVA_SERVER": server}
+        env = {
+            **os.environ,
+            "ORVA_DATA_DIR": str(self.data),
+            "ORVA_PORT": str(self.port),
+            "ORVA_SERVER": server,
+        }
         env.pop("ORVA_LOG_LEVEL", None)  # measured as users run it: at `info`, one access line per request
         with open(base / "orvad.err", "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve"], env=env,
-                                         stdout=subprocess.DEVNULL, stderr=err)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orvad", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=err
+            )
         self.client: httpx.Client | None = None
 
     @property
@@ -201,14 +220,20 @@ class Orvad:
             return False
 
     def api(self, max_connections: int = 16) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=60, headers={"X-Orva-API-Key": self.api_key},
-                                 limits=httpx.Limits(max_connections=max_connections))
+        return httpx.AsyncClient(
+            base_url=self.url,
+            timeout=60,
+            headers={"X-Orva-API-Key": self.api_key},
+            limits=httpx.Limits(max_connections=max_connections),
+        )
 
-    def deploy(self, name: str, runtime: str, code: str, pool: dict[str, Any] | None = None,
-               **fields: Any) -> dict[str, Any]:
+    def deploy(
+        self, name: str, runtime: str, code: str, pool: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         async def run() -> dict[str, Any]:
             async with self.api() as api:
                 return await deploy_function(api, name, runtime, code, pool, **fields)
+
         return asyncio.run(run())
 
     def set_pool(self, fn_id: str, **config: Any) -> None:
@@ -248,9 +273,15 @@ def running_orvad(server: str = "hypercorn") -> Iterator[Orvad]:
         yield orvad
     except BaseException:
         orvad.stop()  # its log complete, then what it logged at error level goes with the failure
-        errors = [line for line in (base / "orvad.err").read_text(errors="replace").splitlines()
-                  if '"level":"error"' in line or '"level":"critical"' in line]
-        print("\n".join(["orvad's errors:", *errors[-20:]]) if errors else "orvad logged no errors", file=sys.stderr)
+        errors = [
+            line
+            for line in (base / "orvad.err").read_text(errors="replace").splitlines()
+            if '"level":"error"' in line or '"level":"critical"' in line
+        ]
+        print(
+            "\n".join(["orvad's errors:", *errors[-20:]]) if errors else "orvad logged no errors",
+            file=sys.stderr,
+        )
         raise
     finally:
         orvad.stop()
@@ -269,11 +300,13 @@ async def call(api: httpx.AsyncClient, method: str, path: str, **kwargs: Any) ->
     return raise_for_status(response)
 
 
-async def create_function(api: httpx.AsyncClient, name: str, runtime: str, pool: dict[str, Any] | None = None,
-                          **fields: Any) -> dict[str, Any]:
+async def create_function(
+    api: httpx.AsyncClient, name: str, runtime: str, pool: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
     """A function with its pool configured before its first version exists (so min_warm applies at once)."""
-    fn: dict[str, Any] = (await call(api, "POST", "/api/v1/functions",
-                                     json={"name": name, "runtime": runtime, **fields})).json()
+    fn: dict[str, Any] = (
+        await call(api, "POST", "/api/v1/functions", json={"name": name, "runtime": runtime, **fields})
+    ).json()
     if pool:
         await call(api, "PUT", "/api/v1/pool/config", json={"function_id": fn["id"], **pool})
     return fn
@@ -291,11 +324,18 @@ async def wait_deployed(api: httpx.AsyncClient, deployment_id: str, deadline_s: 
         if status == "failed":
             raise RuntimeError(f"deployment {deployment_id} failed")
         return bool(status == "succeeded")
+
     await wait_until_async(done, deadline_s, f"deployment {deployment_id}", interval_s=0.05)
 
 
-async def deploy_function(api: httpx.AsyncClient, name: str, runtime: str, code: str,
-                          pool: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+async def deploy_function(
+    api: httpx.AsyncClient,
+    name: str,
+    runtime: str,
+    code: str,
+    pool: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     fn = await create_function(api, name, runtime, pool, **fields)
     await wait_deployed(api, await deploy_inline(api, fn["id"], code))
     return fn
@@ -304,9 +344,11 @@ async def deploy_function(api: httpx.AsyncClient, name: str, runtime: str, code:
 async def first_answer(api: httpx.AsyncClient, fn_id: str, expect: str, deadline_s: float = 60) -> None:
     """Invoke until the function answers 200 with ``expect`` in its body (503 BUILDING before that).
     Polls every 50 ms: many functions polled faster would load the server whose deploys are timed."""
+
     async def answered() -> bool:
         response = await api.get(f"/fn/{fn_id}/")
         return response.status_code == 200 and expect in response.text
+
     await wait_until_async(answered, deadline_s, f"first answer of {fn_id}", interval_s=0.05)
 
 
@@ -317,4 +359,5 @@ async def bounded(limit: int, jobs: list[Awaitable[Any]]) -> list[Any]:
     async def one(job: Awaitable[Any]) -> Any:
         async with gate:
             return await job
+
     return await asyncio.gather(*(one(job) for job in jobs))

@@ -32,11 +32,14 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         return
     started = time.perf_counter()
     await receive()
-    headers = [(b"content-type", b"application/json"), (b"x-orva-execution-id", str(uuid.uuid4()).encode()),
-               (b"x-orva-cold-start", b"false"),
-               (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
-               (b"content-length", str(len(BODY)).encode()),
-               (b"x-request-id", f"req_{random.getrandbits(64):016x}".encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-orva-execution-id", str(uuid.uuid4()).encode()),
+        (b"x-orva-cold-start", b"false"),
+        (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
+        (b"content-length", str(len(BODY)).encode()),
+        (b"x-request-id", f"req_{random.getrandbits(64):016x}".encode()),
+    ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": BODY})
 
@@ -46,8 +49,15 @@ async def serve(asgi, port: int, server: str) -> None:  # type: ignore[no-untype
     if server == "uvicorn":
         import uvicorn
 
-        config = uvicorn.Config(asgi, host="127.0.0.1", port=port, http="httptools", access_log=False,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            asgi,
+            host="127.0.0.1",
+            port=port,
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            lifespan="off",
+        )
         await uvicorn.Server(config).serve()
     else:
         config = Config()
@@ -59,4 +69,6 @@ async def serve(asgi, port: int, server: str) -> None:  # type: ignore[no-untype
 if __name__ == "__main__":
     import uvloop
 
-    uvloop.run(serve(app, int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "hypercorn"))  # orvad's loop
+    uvloop.run(
+        serve(app, int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "hypercorn")
+    )  # orvad's loop

@@ -26,14 +26,22 @@ SETTLE_S = 2.0  # let freshly started workers finish their start-up allocations
 
 def jails_of(orvad: Orvad, runtime: str) -> list[int]:
     """The nsjail supervisors orvad started for ``runtime``'s workers (each is a direct child)."""
-    return [pid for pid in children_of(orvad.pid) if b"nsjail" in cmdline(pid) and ADAPTER[runtime] in cmdline(pid)]
+    return [
+        pid
+        for pid in children_of(orvad.pid)
+        if b"nsjail" in cmdline(pid) and ADAPTER[runtime] in cmdline(pid)
+    ]
 
 
 def worker_memory(jail: int) -> dict[str, int]:
     """PSS of one worker: its nsjail supervisor plus everything running inside the jail."""
     inside = descendants_of(jail)
-    return {"jail_pss_kb": pss_kb(jail), "inside_pss_kb": sum(pss_kb(p) for p in inside),
-            "inside_rss_kb": sum(rss_kb(p) for p in inside), "jail_rss_kb": rss_kb(jail)}
+    return {
+        "jail_pss_kb": pss_kb(jail),
+        "inside_pss_kb": sum(pss_kb(p) for p in inside),
+        "inside_rss_kb": sum(rss_kb(p) for p in inside),
+        "jail_rss_kb": rss_kb(jail),
+    }
 
 
 def measure_workers(orvad: Orvad, runtime: str, count: int) -> dict[str, Any]:
@@ -41,8 +49,12 @@ def measure_workers(orvad: Orvad, runtime: str, count: int) -> dict[str, Any]:
     pool = {"min_warm": count, "max_warm": count, "scale_to_zero": False}
     fn = orvad.deploy(f"mem-{runtime}", runtime, HANDLERS[runtime], pool)
     try:
-        wait_until(lambda: len(jails_of(orvad, runtime)) >= count and orvad.pool(fn["id"])["workers"] >= count,
-                   120, f"{count} warm {runtime} workers", interval_s=0.2)
+        wait_until(
+            lambda: len(jails_of(orvad, runtime)) >= count and orvad.pool(fn["id"])["workers"] >= count,
+            120,
+            f"{count} warm {runtime} workers",
+            interval_s=0.2,
+        )
         time.sleep(SETTLE_S)
         rows = [worker_memory(pid) for pid in jails_of(orvad, runtime)]
         orvad_rss = rss_kb(orvad.pid)
@@ -52,11 +64,17 @@ def measure_workers(orvad: Orvad, runtime: str, count: int) -> dict[str, Any]:
 
     def median(field: str) -> float:
         return mb(statistics.median(r[field] for r in rows))
+
     with_jail = [r["jail_pss_kb"] + r["inside_pss_kb"] for r in rows]
-    return {"workers_running": len(rows), "worker_pss_with_jail_mb": mb(statistics.median(with_jail)),
-            "worker_pss_mb": median("inside_pss_kb"), "worker_rss_mb": median("inside_rss_kb"),
-            "jail_pss_mb": median("jail_pss_kb"), "jail_rss_mb": median("jail_rss_kb"),
-            "orvad_rss_mb": mb(orvad_rss)}
+    return {
+        "workers_running": len(rows),
+        "worker_pss_with_jail_mb": mb(statistics.median(with_jail)),
+        "worker_pss_mb": median("inside_pss_kb"),
+        "worker_rss_mb": median("inside_rss_kb"),
+        "jail_pss_mb": median("jail_pss_kb"),
+        "jail_rss_mb": median("jail_rss_kb"),
+        "orvad_rss_mb": mb(orvad_rss),
+    }
 
 
 def bench_memory(orvad: Orvad, idle_rss_kb: int, workers: int) -> dict[str, Any]:

@@ -60,17 +60,27 @@ class Relay:
         taken = self.take()
         worker = taken if isinstance(taken, JailedWorker) else await taken
         try:
-            reply = await worker.invoke({
-                "method": scope["method"], "path": "/", "body": body.decode(),
-                "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}})
+            reply = await worker.invoke(
+                {
+                    "method": scope["method"],
+                    "path": "/",
+                    "body": body.decode(),
+                    "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+                }
+            )
         finally:
             self.give_back(worker)
         response = reply["response"]
         out = response["body"].encode()
         headers = [(k.encode(), str(v).encode()) for k, v in response.get("headers", {}).items()]
-        headers += [(b"x-orva-execution-id", str(uuid.uuid4()).encode()), (b"x-orva-cold-start", b"false"),
-                    (b"content-length", str(len(out)).encode())]
-        await send({"type": "http.response.start", "status": response.get("statusCode", 200), "headers": headers})
+        headers += [
+            (b"x-orva-execution-id", str(uuid.uuid4()).encode()),
+            (b"x-orva-cold-start", b"false"),
+            (b"content-length", str(len(out)).encode()),
+        ]
+        await send(
+            {"type": "http.response.start", "status": response.get("statusCode", 200), "headers": headers}
+        )
         await send({"type": "http.response.body", "body": out})
 
 
@@ -78,8 +88,14 @@ class JailedWorker(asyncio.Protocol):
     """One jailed adapter; its stdout is read in the pipe's callback, as orvad's workers are."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.decoder = Decoder()
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ready: asyncio.Future[None] | None = None
@@ -123,9 +139,15 @@ def jailed_argv(runtime: str, code_dir: Path) -> tuple[list[str], dict[str, str]
         precompile_adapter(rt)
     entry = "handler.py" if runtime == "python" else "handler.js"
     (code_dir / entry).write_text(HANDLERS[runtime])
-    spec = SandboxSpec(argv=tuple(a.format(interpreter=rt.interpreter) for a in ARGV[runtime]),
-                       code_dir=str(code_dir), binds=data.binds_for(runtime), memory_mb=128, cpus=1,
-                       runtime_dir=str(rt.adapter_dir), env={"ORVA_ENTRYPOINT": entry})
+    spec = SandboxSpec(
+        argv=tuple(a.format(interpreter=rt.interpreter) for a in ARGV[runtime]),
+        code_dir=str(code_dir),
+        binds=data.binds_for(runtime),
+        memory_mb=128,
+        cpus=1,
+        runtime_dir=str(rt.adapter_dir),
+        env={"ORVA_ENTRYPOINT": entry},
+    )
     inv = build_invocation(spec, host)
     return list(inv.argv), dict(inv.env)
 

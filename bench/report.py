@@ -47,29 +47,63 @@ def warm_rows(results: dict[str, Any]) -> list[Row]:
             p99_factor = r["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("inf")
             go_target = go_times * GO_ORIGINAL_REQ_S
             rows += [
-                Row(f"{what}: throughput", f"{latency(r)} ({share:.0%} of baseline)",
-                    f"bare hello: {latency(base)}", f">= {WARM_SHARE:.0%} of baseline", share >= WARM_SHARE),
-                Row(f"{what}: p99", f"{r['p99_ms']:.1f} ms ({p99_factor:.1f}x)", f"{base['p99_ms']:.1f} ms",
-                    f"<= {WARM_P99_FACTOR}x baseline", p99_factor <= WARM_P99_FACTOR),
-                Row(f"{what}: vs the Go original", f"{r['req_s'] / GO_ORIGINAL_REQ_S:.1f}x",
-                    f"{GO_ORIGINAL_REQ_S} req/s", f">= {go_times}x ({go_target:,} req/s)", r["req_s"] >= go_target),
+                Row(
+                    f"{what}: throughput",
+                    f"{latency(r)} ({share:.0%} of baseline)",
+                    f"bare hello: {latency(base)}",
+                    f">= {WARM_SHARE:.0%} of baseline",
+                    share >= WARM_SHARE,
+                ),
+                Row(
+                    f"{what}: p99",
+                    f"{r['p99_ms']:.1f} ms ({p99_factor:.1f}x)",
+                    f"{base['p99_ms']:.1f} ms",
+                    f"<= {WARM_P99_FACTOR}x baseline",
+                    p99_factor <= WARM_P99_FACTOR,
+                ),
+                Row(
+                    f"{what}: vs the Go original",
+                    f"{r['req_s'] / GO_ORIGINAL_REQ_S:.1f}x",
+                    f"{GO_ORIGINAL_REQ_S} req/s",
+                    f">= {go_times}x ({go_target:,} req/s)",
+                    r["req_s"] >= go_target,
+                ),
             ]
             if "server_cpu_us_per_req" in r and "server_cpu_us_per_req" in base:
-                rows.append(Row(f"{what}: server CPU per request", f"{r['server_cpu_us_per_req']:.0f} us (orvad)",
-                                f"{base['server_cpu_us_per_req']:.0f} us (bare hello)"))
+                rows.append(
+                    Row(
+                        f"{what}: server CPU per request",
+                        f"{r['server_cpu_us_per_req']:.0f} us (orvad)",
+                        f"{base['server_cpu_us_per_req']:.0f} us (bare hello)",
+                    )
+                )
             floor = results[key].get(f"relay_floor_{runtime}")
             if floor is not None:  # the same jailed workers behind the thinnest relay: orvad's ceiling
                 share = floor["req_s"] / base["req_s"] if base["req_s"] else 0.0
-                cpu = f", {floor['server_cpu_us_per_req']:.0f} us CPU" if "server_cpu_us_per_req" in floor else ""
-                rows.append(Row(f"warm, {runtime.title()}, {server}: relay floor (the same jailed workers, the "
-                                "thinnest relay, no orvad)", f"{latency(floor)} ({share:.0%} of baseline{cpu})",
-                                f"bare hello: {latency(base)}"))
+                cpu = (
+                    f", {floor['server_cpu_us_per_req']:.0f} us CPU"
+                    if "server_cpu_us_per_req" in floor
+                    else ""
+                )
+                rows.append(
+                    Row(
+                        f"warm, {runtime.title()}, {server}: relay floor (the same jailed workers, the "
+                        "thinnest relay, no orvad)",
+                        f"{latency(floor)} ({share:.0%} of baseline{cpu})",
+                        f"bare hello: {latency(base)}",
+                    )
+                )
         floor = results[key].get("http_floor_orva_shaped")
         if floor is not None:  # the server alone, answering with an Orva invoke's headers and no worker
             share = floor["req_s"] / base["req_s"] if base["req_s"] else 0.0
             cpu = f", {floor['server_cpu_us_per_req']:.0f} us CPU" if "server_cpu_us_per_req" in floor else ""
-            rows.append(Row(f"warm, {server}: HTTP floor of an Orva-shaped response (no worker, no orvad)",
-                            f"{latency(floor)} ({share:.0%} of baseline{cpu})", f"bare hello: {latency(base)}"))
+            rows.append(
+                Row(
+                    f"warm, {server}: HTTP floor of an Orva-shaped response (no worker, no orvad)",
+                    f"{latency(floor)} ({share:.0%} of baseline{cpu})",
+                    f"bare hello: {latency(base)}",
+                )
+            )
     return rows
 
 
@@ -77,10 +111,15 @@ def cold_rows(results: dict[str, Any]) -> list[Row]:
     rows = []
     for runtime, r in results.get("cold_start", {}).items():
         limit = COLD_P50_MS[runtime]
-        rows.append(Row(f"cold start, {runtime.title()} ({r['samples']} samples)",
-                        f"p50 {r['cold_p50_ms']:.1f} ms, p90 {r['cold_p90_ms']:.1f} ms",
-                        f"bare jail start: p50 {r['bare_jail_p50_ms']:.1f} ms, p90 {r['bare_jail_p90_ms']:.1f} ms",
-                        f"p50 <= {limit} ms", r["cold_p50_ms"] <= limit))
+        rows.append(
+            Row(
+                f"cold start, {runtime.title()} ({r['samples']} samples)",
+                f"p50 {r['cold_p50_ms']:.1f} ms, p90 {r['cold_p90_ms']:.1f} ms",
+                f"bare jail start: p50 {r['bare_jail_p50_ms']:.1f} ms, p90 {r['bare_jail_p90_ms']:.1f} ms",
+                f"p50 <= {limit} ms",
+                r["cold_p50_ms"] <= limit,
+            )
+        )
     return rows
 
 
@@ -88,10 +127,15 @@ def burst_rows(results: dict[str, Any]) -> list[Row]:
     r = results.get("burst")
     if not r:
         return []
-    return [Row(f"burst of {r['requests']} on an idle function (1 warm worker)",
-                f"{r['failures']} failed, all answered in {r['all_answered_ms']:,.0f} ms, p50 {r['p50_ms']:.0f} ms, "
-                f"p99 {r['p99_ms']:.0f} ms, {r['workers_started']} workers started",
-                target="0 failures", met=r["failures"] == 0)]
+    return [
+        Row(
+            f"burst of {r['requests']} on an idle function (1 warm worker)",
+            f"{r['failures']} failed, all answered in {r['all_answered_ms']:,.0f} ms, p50 {r['p50_ms']:.0f} ms, "
+            f"p99 {r['p99_ms']:.0f} ms, {r['workers_started']} workers started",
+            target="0 failures",
+            met=r["failures"] == 0,
+        )
+    ]
 
 
 def deploy_rows(results: dict[str, Any]) -> list[Row]:
@@ -99,15 +143,24 @@ def deploy_rows(results: dict[str, Any]) -> list[Row]:
     if not r:
         return []
     p50 = r["deploy_to_first_invoke_p50_ms"]
-    rows = [Row(f"deploy to first invoke, no dependencies ({r['deploys']} deploys)",
-                f"p50 {p50:.0f} ms, p90 {r['deploy_to_first_invoke_p90_ms']:.0f} ms",
-                target=f"p50 <= {DEPLOY_P50_MS} ms", met=p50 <= DEPLOY_P50_MS)]
+    rows = [
+        Row(
+            f"deploy to first invoke, no dependencies ({r['deploys']} deploys)",
+            f"p50 {p50:.0f} ms, p90 {r['deploy_to_first_invoke_p90_ms']:.0f} ms",
+            target=f"p50 <= {DEPLOY_P50_MS} ms",
+            met=p50 <= DEPLOY_P50_MS,
+        )
+    ]
     at_once = r.get("at_once")
     if at_once:
-        rows.append(Row(f"{at_once['functions']} functions deployed at once: all answering",
-                        f"{at_once['all_answered_ms']:,.0f} ms (each: p50 {at_once['first_answer_p50_ms']:.0f} ms, "
-                        f"p90 {at_once['first_answer_p90_ms']:.0f} ms)",
-                        f"one deploy alone: p50 {p50:.0f} ms"))
+        rows.append(
+            Row(
+                f"{at_once['functions']} functions deployed at once: all answering",
+                f"{at_once['all_answered_ms']:,.0f} ms (each: p50 {at_once['first_answer_p50_ms']:.0f} ms, "
+                f"p90 {at_once['first_answer_p90_ms']:.0f} ms)",
+                f"one deploy alone: p50 {p50:.0f} ms",
+            )
+        )
     return rows
 
 
@@ -115,14 +168,25 @@ def memory_rows(results: dict[str, Any]) -> list[Row]:
     r = results.get("memory")
     if not r:
         return []
-    rows = [Row("orvad RSS, idle (nothing deployed)", f"{r['orvad_idle_rss_mb']:.1f} MB",
-                target=f"<= {ORVAD_IDLE_MB} MB", met=r["orvad_idle_rss_mb"] <= ORVAD_IDLE_MB)]
+    rows = [
+        Row(
+            "orvad RSS, idle (nothing deployed)",
+            f"{r['orvad_idle_rss_mb']:.1f} MB",
+            target=f"<= {ORVAD_IDLE_MB} MB",
+            met=r["orvad_idle_rss_mb"] <= ORVAD_IDLE_MB,
+        )
+    ]
     for runtime, limit in WORKER_PSS_MB.items():
         w = r[runtime]
-        rows.append(Row(f"idle warm {runtime.title()} worker, PSS with nsjail ({w['workers_running']} running)",
-                        f"{w['worker_pss_with_jail_mb']:.1f} MB (worker {w['worker_pss_mb']:.1f} + nsjail "
-                        f"{w['jail_pss_mb']:.1f}; worker RSS {w['worker_rss_mb']:.1f})",
-                        target=f"<= {limit} MB", met=w["worker_pss_with_jail_mb"] <= limit))
+        rows.append(
+            Row(
+                f"idle warm {runtime.title()} worker, PSS with nsjail ({w['workers_running']} running)",
+                f"{w['worker_pss_with_jail_mb']:.1f} MB (worker {w['worker_pss_mb']:.1f} + nsjail "
+                f"{w['jail_pss_mb']:.1f}; worker RSS {w['worker_rss_mb']:.1f})",
+                target=f"<= {limit} MB",
+                met=w["worker_pss_with_jail_mb"] <= limit,
+            )
+        )
     return rows
 
 
@@ -133,20 +197,30 @@ def many_rows(results: dict[str, Any]) -> list[Row]:
     n, alone, crowded = r["functions"], r["warm_alone"], r["warm_with_all"]
     ratio = r["warm_p50_ratio"]
     return [
-        Row(f"orvad RSS with {n} deployed idle functions", f"{r['orvad_rss_after_mb']:.1f} MB "
+        Row(
+            f"orvad RSS with {n} deployed idle functions",
+            f"{r['orvad_rss_after_mb']:.1f} MB "
             f"(+{r['orvad_rss_delta_mb']:.1f} MB; {n - 1} deployed in {r['deploy_s']:.0f} s)",
-            f"with 1 function: {r['orvad_rss_before_mb']:.1f} MB", f"<= +{MANY_DELTA_MB} MB",
-            r["orvad_rss_delta_mb"] <= MANY_DELTA_MB),
-        Row(f"warm p50 with {n} functions ({r['method']})",
+            f"with 1 function: {r['orvad_rss_before_mb']:.1f} MB",
+            f"<= +{MANY_DELTA_MB} MB",
+            r["orvad_rss_delta_mb"] <= MANY_DELTA_MB,
+        ),
+        Row(
+            f"warm p50 with {n} functions ({r['method']})",
             f"{crowded['p50_ms']:.2f} ms, {crowded['req_s']:,.0f} req/s ({ratio:.2f}x)",
             f"with 1 function: {alone['p50_ms']:.2f} ms, {alone['req_s']:,.0f} req/s",
-            f"<= {MANY_P50_RATIO:.2f}x", ratio is not None and ratio <= MANY_P50_RATIO),
+            f"<= {MANY_P50_RATIO:.2f}x",
+            ratio is not None and ratio <= MANY_P50_RATIO,
+        ),
     ]
 
 
 def profiles(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(server, results[key]) for key, server in (("profile", "Hypercorn"), ("profile_uvicorn", "Uvicorn"))
-            if key in results]
+    return [
+        (server, results[key])
+        for key, server in (("profile", "Hypercorn"), ("profile_uvicorn", "Uvicorn"))
+        if key in results
+    ]
 
 
 def profile_rows(results: dict[str, Any]) -> list[Row]:
@@ -157,15 +231,29 @@ def profile_rows(results: dict[str, Any]) -> list[Row]:
 
     def shares(pick: Callable[[dict[str, Any]], float]) -> str:
         return ", ".join(f"{server} {pick(r):.1f}%" for server, r in found)
-    stages = dict.fromkeys(stage for _, r in found for stage in r["stages_pct"])  # in order of the first server
-    return [Row("orvad's Python busy (GIL held) under wrk -c50", shares(lambda r: r["gil_held_pct"])),
-            *(Row(f"warm invoke time: {stage}", shares(lambda r, s=stage: r["stages_pct"].get(s, 0.0)))
-              for stage in stages),
-            Row("warm invoke time: json (inside the stages above)", shares(lambda r: r["json_any_stage_pct"]))]
+
+    stages = dict.fromkeys(
+        stage for _, r in found for stage in r["stages_pct"]
+    )  # in order of the first server
+    return [
+        Row("orvad's Python busy (GIL held) under wrk -c50", shares(lambda r: r["gil_held_pct"])),
+        *(
+            Row(f"warm invoke time: {stage}", shares(lambda r, s=stage: r["stages_pct"].get(s, 0.0)))
+            for stage in stages
+        ),
+        Row("warm invoke time: json (inside the stages above)", shares(lambda r: r["json_any_stage_pct"])),
+    ]
 
 
 ROW_BUILDERS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (
-    warm_rows, cold_rows, burst_rows, deploy_rows, memory_rows, many_rows, profile_rows)
+    warm_rows,
+    cold_rows,
+    burst_rows,
+    deploy_rows,
+    memory_rows,
+    many_rows,
+    profile_rows,
+)
 
 
 def table_rows(results: dict[str, Any]) -> list[Row]:

@@ -65,8 +65,11 @@ class Options:
 def _measured_server(script: str, args: list[str], path: str, seconds: int) -> dict[str, Any]:
     """Start one of the bench's own servers (hello.py, relay.py) on a free port, load it, stop it."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / script), str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until(lambda: _reachable(port), 30, script)
         wrk(f"http://127.0.0.1:{port}{path}", 2)  # warm-up
@@ -77,19 +80,28 @@ def _measured_server(script: str, args: list[str], path: str, seconds: int) -> d
 
 def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
     baseline = _measured_server("hello.py", [orvad.server], "/", seconds)
-    rows: dict[str, Any] = {"baseline_starlette_hello": baseline,
-                            "http_floor_orva_shaped": _measured_server("hello.py", [orvad.server], "/orva-shaped",
-                                                                       seconds)}
+    rows: dict[str, Any] = {
+        "baseline_starlette_hello": baseline,
+        "http_floor_orva_shaped": _measured_server("hello.py", [orvad.server], "/orva-shaped", seconds),
+    }
     for runtime, code in HANDLERS.items():
         # the thinnest relay to as many jailed workers as orvad's pool grows to under this load
-        floor = _measured_server("relay.py", [orvad.server, runtime, str(WARM_POOL["max_warm"])], "/", seconds)
-        floor["ratio_to_baseline"] = round(floor["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
+        floor = _measured_server(
+            "relay.py", [orvad.server, runtime, str(WARM_POOL["max_warm"])], "/", seconds
+        )
+        floor["ratio_to_baseline"] = (
+            round(floor["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
+        )
         rows[f"relay_floor_{runtime}"] = floor
         fn = orvad.deploy(f"warm-{runtime}", runtime, code, WARM_POOL)
         wrk(f"{orvad.url}/fn/{fn['id']}/", 2)  # warm-up
         result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds, server_pid=orvad.pid)
-        result["ratio_to_baseline"] = round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
-        result["ratio_to_relay_floor"] = round(result["req_s"] / floor["req_s"], 3) if floor["req_s"] else None
+        result["ratio_to_baseline"] = (
+            round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
+        )
+        result["ratio_to_relay_floor"] = (
+            round(result["req_s"] / floor["req_s"], 3) if floor["req_s"] else None
+        )
         rows[f"orva_{runtime}"] = result
     return rows
 
@@ -131,28 +143,44 @@ def bench_cold(orvad: Orvad, samples: int) -> dict[str, Any]:
     assert host is not None and orvad.client is not None
     rows: dict[str, Any] = {}
     # the interpreters with the workers' own flags (the Python worker runs with -S)
-    for runtime, code, argv in (("python", PY_HANDLER, ("/usr/bin/python3.11", "-S", "-c", "pass")),
-                                ("node", HANDLERS["node"], ("/usr/bin/node", "-e", "0"))):
+    for runtime, code, argv in (
+        ("python", PY_HANDLER, ("/usr/bin/python3.11", "-S", "-c", "pass")),
+        ("node", HANDLERS["node"], ("/usr/bin/node", "-e", "0")),
+    ):
         bare = []
         for _ in range(samples):
-            spec = SandboxSpec(argv=argv, code_dir="/usr/share", binds=data.binds_for(runtime), memory_mb=128, cpus=1)
+            spec = SandboxSpec(
+                argv=argv, code_dir="/usr/share", binds=data.binds_for(runtime), memory_mb=128, cpus=1
+            )
             time.sleep(BARE_JAIL_GAP_S)
             bare.append(time_run(build_invocation(spec, host)))
-        fn = orvad.deploy(f"cold-{runtime}", runtime, code, {"min_warm": 0, "idle_ttl_seconds": 1,
-                                                              "scale_to_zero": True})
+        fn = orvad.deploy(
+            f"cold-{runtime}", runtime, code, {"min_warm": 0, "idle_ttl_seconds": 1, "scale_to_zero": True}
+        )
         cold = []
         for _ in range(samples):
             # scaled to zero, and the last worker's process gone too (its teardown is not the next start's)
-            wait_until(lambda fid=fn["id"]: orvad.pool(fid)["workers"] == 0 and not any(
-                b"nsjail" in cmdline(p) for p in children_of(orvad.pid)), 30, "scale to zero")
+            wait_until(
+                lambda fid=fn["id"]: (
+                    orvad.pool(fid)["workers"] == 0
+                    and not any(b"nsjail" in cmdline(p) for p in children_of(orvad.pid))
+                ),
+                30,
+                "scale to zero",
+            )
             t = time.perf_counter()
             r = orvad.client.get(f"/fn/{fn['id']}/")
             elapsed = ms_since(t)
             if r.headers.get("x-orva-cold-start") == "true":
                 cold.append(elapsed)
-        rows[runtime] = {"samples": len(cold), "cold_p50_ms": pct(cold, 0.5), "cold_p90_ms": pct(cold, 0.9),
-                         "bare_jail_p50_ms": pct(bare, 0.5), "bare_jail_p90_ms": pct(bare, 0.9),
-                         "ratio_p50": round(pct(cold, 0.5) / pct(bare, 0.5), 2)}
+        rows[runtime] = {
+            "samples": len(cold),
+            "cold_p50_ms": pct(cold, 0.5),
+            "cold_p90_ms": pct(cold, 0.9),
+            "bare_jail_p50_ms": pct(bare, 0.5),
+            "bare_jail_p90_ms": pct(bare, 0.9),
+            "ratio_p50": round(pct(cold, 0.5) / pct(bare, 0.5), 2),
+        }
     return rows
 
 
@@ -164,19 +192,26 @@ def bench_burst(orvad: Orvad, burst: int) -> dict[str, Any]:
 
     async def run() -> list[tuple[int, float]]:
         async with orvad.api(max_connections=burst) as c:
+
             async def one() -> tuple[int, float]:
                 t = time.perf_counter()
                 r = await c.get(f"/fn/{fn['id']}/")
                 return r.status_code, ms_since(t)
+
             return await asyncio.gather(*(one() for _ in range(burst)))
 
     t = time.perf_counter()
     results = asyncio.run(run())
     total = ms_since(t)
     latencies = [ms for _, ms in results]
-    return {"requests": burst, "failures": sum(1 for code, _ in results if code != 200),
-            "all_answered_ms": round(total, 1), "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99),
-            "workers_started": orvad.pool(fn["id"])["spawned"] - before}
+    return {
+        "requests": burst,
+        "failures": sum(1 for code, _ in results if code != 200),
+        "all_answered_ms": round(total, 1),
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "workers_started": orvad.pool(fn["id"])["spawned"] - before,
+    }
 
 
 def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
@@ -189,8 +224,12 @@ def bench_deploy(orvad: Orvad, count: int) -> dict[str, Any]:
         orvad.client.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": code})
         wait_until(lambda i=i: f"world-{i}" in orvad.client.get(f"/fn/{fn['id']}/").text, 60, "new version")
         times.append(ms_since(t))
-    return {"deploys": count, "deploy_to_first_invoke_p50_ms": pct(times, 0.5),
-            "deploy_to_first_invoke_p90_ms": pct(times, 0.9), "at_once": bench_deploy_at_once(orvad, count)}
+    return {
+        "deploys": count,
+        "deploy_to_first_invoke_p50_ms": pct(times, 0.5),
+        "deploy_to_first_invoke_p90_ms": pct(times, 0.9),
+        "at_once": bench_deploy_at_once(orvad, count),
+    }
 
 
 FUNCTIONS, WORKERS = 500, 20  # issue 7's counts
@@ -200,16 +239,19 @@ FUNCTIONS, WORKERS = 500, 20  # issue 7's counts
 BOTH_SERVERS = ("hypercorn", "uvicorn")
 
 
-def on_orvad(key: str, bench: Callable[[Orvad, Options], dict[str, Any]],
-             servers: tuple[str, ...] = ("hypercorn",)) -> Callable[[Options], dict[str, Any]]:
+def on_orvad(
+    key: str, bench: Callable[[Orvad, Options], dict[str, Any]], servers: tuple[str, ...] = ("hypercorn",)
+) -> Callable[[Options], dict[str, Any]]:
     """A section that runs ``bench`` on a fresh orvad per server; figures go under ``key``
     for Hypercorn (the default server) and ``key_<server>`` for the others."""
+
     def section(opts: Options) -> dict[str, Any]:
         results = {}
         for server in servers:
             with running_orvad(server) as orvad:
                 results[key if server == "hypercorn" else f"{key}_{server}"] = bench(orvad, opts)
         return results
+
     return section
 
 
@@ -226,14 +268,22 @@ SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs (5 s wrk, 10 cold samples)")
-    parser.add_argument("--only", default=",".join(SECTIONS), metavar="SECTION[,SECTION]",
-                        help=f"sections to run, of: {', '.join(SECTIONS)} (default: all)")
-    parser.add_argument("--functions", type=int, default=FUNCTIONS,
-                        help=f"idle functions deployed by 'many' ({FUNCTIONS})")
-    parser.add_argument("--workers", type=int, default=WORKERS,
-                        help=f"warm workers per runtime for 'memory' ({WORKERS})")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        metavar="SECTION[,SECTION]",
+        help=f"sections to run, of: {', '.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--functions", type=int, default=FUNCTIONS, help=f"idle functions deployed by 'many' ({FUNCTIONS})"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=WORKERS, help=f"warm workers per runtime for 'memory' ({WORKERS})"
+    )
     parser.add_argument("--out", type=Path, help="where the JSON goes (default: see above)")
     args = parser.parse_args()
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -262,8 +312,11 @@ def output_path(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
     today = dt.date.today().isoformat()
-    full = not args.quick and set(args.sections) == set(SECTIONS) and (args.functions, args.workers) == (
-        FUNCTIONS, WORKERS)
+    full = (
+        not args.quick
+        and set(args.sections) == set(SECTIONS)
+        and (args.functions, args.workers) == (FUNCTIONS, WORKERS)
+    )
     if not full:  # only a full run at issue 7's counts is a published result
         return Path(tempfile.gettempdir()) / f"orva-bench-{today}-{'-'.join(args.sections)}.json"
     return ROOT / "bench" / "results" / f"{today}.json"
@@ -277,11 +330,25 @@ def main() -> None:
     args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make bench` (it installs Debian's wrk) or apt-get install wrk")
-    opts = Options(seconds=5 if args.quick else 10, samples=10 if args.quick else 30, burst=200, deploys=20,
-                   workers=args.workers, functions=args.functions)
-    results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": {
-        "cores": os.cpu_count(), "kernel": os.uname().release, "python": platform.python_version(),
-        "load_average_at_start": load_average()}, "quick": args.quick, "sections": args.sections}
+    opts = Options(
+        seconds=5 if args.quick else 10,
+        samples=10 if args.quick else 30,
+        burst=200,
+        deploys=20,
+        workers=args.workers,
+        functions=args.functions,
+    )
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": {
+            "cores": os.cpu_count(),
+            "kernel": os.uname().release,
+            "python": platform.python_version(),
+            "load_average_at_start": load_average(),
+        },
+        "quick": args.quick,
+        "sections": args.sections,
+    }
     errors = run_sections(args.sections, opts, results)
     results["host"]["load_average_at_end"] = load_average()  # others' load on a shared machine skews figures
     rows = table_rows(results)
@@ -294,10 +361,12 @@ def main() -> None:
     if hottest:
         print(hottest)
     host = results["host"]
-    print(f"load average (1, 5, 15 min) at start {host['load_average_at_start']}, at end {host['load_average_at_end']}")
+    print(
+        f"load average (1, 5, 15 min) at start {host['load_average_at_start']}, at end {host['load_average_at_end']}"
+    )
     print(f"written to {out}")
     if errors:
-        sys.exit(f"sections that failed: {', '.join(errors)} (see \"errors\" in the JSON)")
+        sys.exit(f'sections that failed: {", ".join(errors)} (see "errors" in the JSON)')
 
 
 if __name__ == "__main__":

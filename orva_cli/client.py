@@ -24,8 +24,15 @@ class CliError(click.ClickException):
 
     exit_code = 1
 
-    def __init__(self, code: str, message: str, hint: str | None = None, status: int | None = None,
-                 details: dict[str, Any] | None = None, api_hint: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        hint: str | None = None,
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+        api_hint: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.hint, self.status, self.details = code, hint, status, details or {}
         self.api_hint = api_hint  # the API's own hint, when the CLI printed another
@@ -37,9 +44,12 @@ class CliError(click.ClickException):
 
     def document(self) -> dict[str, Any]:
         """The error under --json: the API's envelope fields (its own hint) plus the CLI's hint."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message,
-                                "hint": self.api_hint if self.api_hint is not None else self.hint,
-                                "cli_hint": self.hint}
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.api_hint if self.api_hint is not None else self.hint,
+            "cli_hint": self.hint,
+        }
         if self.status is not None:
             body["status"] = self.status
         if self.details:
@@ -79,8 +89,14 @@ def envelope_error(response: httpx.Response) -> CliError | None:
     if execution and "execution_id" not in details:
         details = {**details, "execution_id": execution}
     api_hint = err.get("hint") if isinstance(err.get("hint"), str) else None
-    return CliError(err["code"], str(err.get("message", "")), for_cli(err["code"], api_hint, details),
-                    response.status_code, details, api_hint=api_hint)
+    return CliError(
+        err["code"],
+        str(err.get("message", "")),
+        for_cli(err["code"], api_hint, details),
+        response.status_code,
+        details,
+        api_hint=api_hint,
+    )
 
 
 class Client:
@@ -91,9 +107,12 @@ class Client:
             headers["X-Orva-API-Key"] = settings.api_key
         # A plain-HTTP endpoint never uses TLS (redirects are not followed), so skip loading the CA bundle,
         # a tenth of a second per command; the empty context would fail closed if it were ever used.
-        verify: ssl.SSLContext | bool = (ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                                         if settings.endpoint.startswith("http://") else True)
-        self.http = httpx.Client(base_url=settings.endpoint, headers=headers, timeout=timeout_s, verify=verify)
+        verify: ssl.SSLContext | bool = (
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if settings.endpoint.startswith("http://") else True
+        )
+        self.http = httpx.Client(
+            base_url=settings.endpoint, headers=headers, timeout=timeout_s, verify=verify
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -153,19 +172,29 @@ class Client:
     def failure(self, response: httpx.Response) -> CliError:
         err = envelope_error(response)
         if err is None:
-            snippet = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
+            snippet = (
+                response.text.strip().splitlines()[0][:200]
+                if response.text.strip()
+                else response.reason_phrase
+            )
             return CliError(f"HTTP_{response.status_code}", snippet, status=response.status_code)
         if err.code == "UNAUTHORIZED":  # the server's hint speaks of headers; say how to give this CLI a key
-            err.hint = (f"the API key from {self.settings.origin('api_key')} was refused; run `orva login` with a "
-                        "valid key" if self.settings.api_key else
-                        "no API key: run `orva login`, set ORVA_API_KEY or pass --api-key")
+            err.hint = (
+                f"the API key from {self.settings.origin('api_key')} was refused; run `orva login` with a "
+                "valid key"
+                if self.settings.api_key
+                else "no API key: run `orva login`, set ORVA_API_KEY or pass --api-key"
+            )
         return err
 
     def unreachable(self, exc: httpx.TransportError) -> CliError:
         s = self.settings
         reason = re.sub(r"^\[Errno \d+\] ", "", str(exc)) or type(exc).__name__
-        return Unreachable(CONNECTION_FAILED, f"cannot reach orvad at {s.endpoint} ({reason})",
-                           f"is orvad running? (make run); the endpoint is from {s.origin('endpoint')}")
+        return Unreachable(
+            CONNECTION_FAILED,
+            f"cannot reach orvad at {s.endpoint} ({reason})",
+            f"is orvad running? (make run); the endpoint is from {s.origin('endpoint')}",
+        )
 
 
 def _decoded(data: str) -> Any:

@@ -18,15 +18,21 @@ class ConfigError(Exception):
 class Settings:
     endpoint: str
     api_key: str | None
-    endpoint_from: str  # "flag" | "env" | "file" | "default": said in errors so a wrong source is easy to spot
+    endpoint_from: (
+        str  # "flag" | "env" | "file" | "default": said in errors so a wrong source is easy to spot
+    )
     api_key_from: str | None
 
     def origin(self, field: str) -> str:
         """Where a value came from, in words a user can act on."""
         source = self.endpoint_from if field == "endpoint" else self.api_key_from
         flag, env = ("--endpoint", ENV_ENDPOINT) if field == "endpoint" else ("--api-key", ENV_API_KEY)
-        return {"flag": flag, "env": env, "file": str(config_path()),
-                "default": f"the default {DEFAULT_ENDPOINT}"}.get(source or "", "nowhere")
+        return {
+            "flag": flag,
+            "env": env,
+            "file": str(config_path()),
+            "default": f"the default {DEFAULT_ENDPOINT}",
+        }.get(source or "", "nowhere")
 
 
 def config_path() -> Path:
@@ -66,8 +72,12 @@ def resolve(endpoint: str | None, api_key: str | None) -> Settings:
 
     url, url_from = pick(endpoint, ENV_ENDPOINT, "endpoint")
     key, key_from = pick(api_key, ENV_API_KEY, "api_key")
-    return Settings(endpoint=(url or DEFAULT_ENDPOINT).rstrip("/"), api_key=key,
-                    endpoint_from=url_from or "default", api_key_from=key_from)
+    return Settings(
+        endpoint=(url or DEFAULT_ENDPOINT).rstrip("/"),
+        api_key=key,
+        endpoint_from=url_from or "default",
+        api_key_from=key_from,
+    )
 
 
 def save(endpoint: str, api_key: str) -> Path:

@@ -60,8 +60,14 @@ def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 
 def json_option(f: Any) -> Any:
     """`--json` on every command (and before it, on `orva` itself) prints JSON for scripts."""
-    return click.option("--json", "json_", is_flag=True, expose_value=False, callback=_set_json,
-                        help="Print JSON for scripts instead of a table.")(f)
+    return click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_json,
+        help="Print JSON for scripts instead of a table.",
+    )(f)
 
 
 def function_argument(f: Any) -> Any:

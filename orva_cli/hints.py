@@ -68,25 +68,41 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
     f = fn or "NAME"
     path = path.split("?")[0].rstrip(".")
     rules: list[tuple[str, Callable[[], str]]] = [
-        (r"/api/v1/deployments/[^/]+(/logs|/stream)?", lambda: " ".join(
-            filter(None, ("orva build-log", f, _last_segment(path, 3))))),
+        (
+            r"/api/v1/deployments/[^/]+(/logs|/stream)?",
+            lambda: " ".join(filter(None, ("orva build-log", f, _last_segment(path, 3)))),
+        ),
         (r"/api/v1/functions/[^/]+/deployments", lambda: f"orva deployments {f}"),
         (r"/api/v1/functions/[^/]+/deploy(-inline)?", lambda: f"orva deploy DIR --name {f}"),
         (r"/api/v1/functions/[^/]+/rollback", lambda: f"orva rollback {f} VERSION"),
         (r"/api/v1/functions/[^/]+/diff", lambda: f"orva diff {f} FROM TO"),
         (r"/api/v1/functions/[^/]+/secrets(/.*)?", lambda: f"orva secrets list {f}"),
-        (r"/api/v1/executions/[^/]+(/logs)?", lambda: " ".join(
-            filter(None, ("orva logs", f, "--execution", _last_segment(path, 3) or "ID")))),
+        (
+            r"/api/v1/executions/[^/]+(/logs)?",
+            lambda: " ".join(filter(None, ("orva logs", f, "--execution", _last_segment(path, 3) or "ID"))),
+        ),
         (r"/api/v1/executions(/.*)?", lambda: f"orva logs {f}"),
-        (r"/api/v1/functions/[^/]+", lambda: f"orva functions update {f}" if method == "PUT"
-         else f"orva functions get {f}"),
-        (r"/api/v1/functions", lambda: "orva functions create NAME --runtime python" if method == "POST"
-         else "orva functions list"),
+        (
+            r"/api/v1/functions/[^/]+",
+            lambda: f"orva functions update {f}" if method == "PUT" else f"orva functions get {f}",
+        ),
+        (
+            r"/api/v1/functions",
+            lambda: (
+                "orva functions create NAME --runtime python" if method == "POST" else "orva functions list"
+            ),
+        ),
         (r"/api/v1/system/health", lambda: "orva system health"),
         (r"/api/v1/system/metrics.*", lambda: "orva system metrics"),
         (r"/api/v1/keys(/.*)?", lambda: "orva keys create NAME" if method == "POST" else "orva keys list"),
-        (r"/api/v1/routes", lambda: {"PUT": "orva routes set PATH FUNCTION", "POST": "orva routes set PATH FUNCTION",
-                                     "DELETE": "orva routes delete PATH"}.get(method or "", "orva routes list")),
+        (
+            r"/api/v1/routes",
+            lambda: {
+                "PUT": "orva routes set PATH FUNCTION",
+                "POST": "orva routes set PATH FUNCTION",
+                "DELETE": "orva routes delete PATH",
+            }.get(method or "", "orva routes list"),
+        ),
         (r"/api/v1/pool/.*", lambda: f"orva pool set {f}"),
         (r"/api/v1/auth/.*", lambda: "orva login"),
     ]
@@ -108,17 +124,23 @@ def _by_code(code: str, details: dict[str, Any], fn: str | None, ctx: click.Cont
     if code == "NOT_DEPLOYED":
         return f"deploy code first: `orva deploy DIR --name {f}` (`orva init DIR` writes a starter folder)"
     if code == "BUILDING":
-        return (f"no version of it is built yet: `orva deployments {f}` shows its builds, "
-                f"`orva deploy DIR --name {f}` starts one")
+        return (
+            f"no version of it is built yet: `orva deployments {f}` shows its builds, "
+            f"`orva deploy DIR --name {f}` starts one"
+        )
     if code == "NOT_ACTIVE":
         if details.get("status") == "error":
-            return (f"deploy a version that builds: `orva deploy DIR --name {f}`; "
-                    f"why the last build failed: `orva build-log {f}`")
+            return (
+                f"deploy a version that builds: `orva deploy DIR --name {f}`; "
+                f"why the last build failed: `orva build-log {f}`"
+            )
         return f"resume it: `orva functions update {f} --status active`"
     if code == "BUILD_FAILED":
         dep = details.get("deployment_id")
-        return (f"the build log: `orva build-log {f}{' ' + dep if dep else ''}`; "
-                "the version serving before, if any, still does")
+        return (
+            f"the build log: `orva build-log {f}{' ' + dep if dep else ''}`; "
+            "the version serving before, if any, still does"
+        )
     if code in _EXECUTION_ERRORS and details.get("execution_id"):
         eid = details["execution_id"]
         return f"execution {eid}: its logs with `orva logs {f} --execution {eid}`"
@@ -128,8 +150,10 @@ def _by_code(code: str, details: dict[str, Any], fn: str | None, ctx: click.Cont
             return f"fix {flag} and run it again (`{ctx.command_path} --help` describes it)"
     if code == "FORBIDDEN" and details.get("required") in PERMISSIONS:
         need = details["required"]
-        return (f"this API key lacks '{need}': use a key that has it (an admin makes one with "
-                f"`orva keys create NAME -p {need}`)")
+        return (
+            f"this API key lacks '{need}': use a key that has it (an admin makes one with "
+            f"`orva keys create NAME -p {need}`)"
+        )
     if code in ("AMBIGUOUS", "VERSION_NOT_FOUND") and fn:
         return f"`orva deployments {fn}` lists its versions, ids and code hashes"
     return None

@@ -30,10 +30,12 @@ def short_ids(values: Iterable[str], minimum: int = MIN_SHORT) -> dict[str, str]
     ordered = sorted(set(values))
     short = {}
     for i, value in enumerate(ordered):
-        shared = max(_common(value, ordered[i - 1]) if i else 0,
-                     _common(value, ordered[i + 1]) if i + 1 < len(ordered) else 0)
+        shared = max(
+            _common(value, ordered[i - 1]) if i else 0,
+            _common(value, ordered[i + 1]) if i + 1 < len(ordered) else 0,
+        )
         length = max(minimum, shared + 1)
-        if value[length - 1:length] == "-":  # never end on a UUID's dash: 019df210- says less than it seems
+        if value[length - 1 : length] == "-":  # never end on a UUID's dash: 019df210- says less than it seems
             length += 1
         short[value] = value[:length]
     return short
@@ -50,15 +52,25 @@ def resolve_prefix(ref: str, candidates: Iterable[str], what: str, hint: str, of
     values are listed."""
     wanted = ref.strip().lower()
     if len(wanted) < MIN_PREFIX:
-        raise CliError("VALIDATION", f"{ref!r} is too short to name a {what}{of}: give at least {MIN_PREFIX} characters",
-                       hint)
+        raise CliError(
+            "VALIDATION",
+            f"{ref!r} is too short to name a {what}{of}: give at least {MIN_PREFIX} characters",
+            hint,
+        )
     found = sorted({c for c in candidates if c.lower().startswith(wanted)})
     if not found:
-        raise CliError("VERSION_NOT_FOUND" if what in ("deployment", "code hash") else "NOT_FOUND",
-                       f"no {what}{of} starts with {ref}", hint)
+        raise CliError(
+            "VERSION_NOT_FOUND" if what in ("deployment", "code hash") else "NOT_FOUND",
+            f"no {what}{of} starts with {ref}",
+            hint,
+        )
     if len(found) > 1:
         shown = ", ".join(short_ids(found).values())
         plural = what + ("es" if what.endswith(("s", "sh")) else "s")
-        raise CliError("AMBIGUOUS", f"{ref} matches {len(found)} {plural}{of}: {shown}",
-                       f"give more characters; {hint}", details={"candidates": found})
+        raise CliError(
+            "AMBIGUOUS",
+            f"{ref} matches {len(found)} {plural}{of}: {shown}",
+            f"give more characters; {hint}",
+            details={"candidates": found},
+        )
     return found[0]

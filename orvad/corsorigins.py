@@ -39,12 +39,16 @@ def check_origin(value: Any) -> str:
     if len(value) > MAX_ORIGIN_CHARS:
         raise OriginError(f"is longer than {MAX_ORIGIN_CHARS} characters", f"write each origin as {form}")
     if value.strip().lower() == "null":
-        raise OriginError("may not be null: sandboxed pages, file: URLs and redirected requests all send "
-                          "Origin: null, so allowing it would allow any of them",
-                          "list the real origins of the pages that call orvad")
+        raise OriginError(
+            "may not be null: sandboxed pages, file: URLs and redirected requests all send "
+            "Origin: null, so allowing it would allow any of them",
+            "list the real origins of the pages that call orvad",
+        )
     if "*" in value:
-        raise OriginError("may not contain a wildcard: only a whole list of * is allowed (any origin)",
-                          "list each origin, e.g. https://app.example.com,https://admin.example.com, or use * alone")
+        raise OriginError(
+            "may not contain a wildcard: only a whole list of * is allowed (any origin)",
+            "list each origin, e.g. https://app.example.com,https://admin.example.com, or use * alone",
+        )
     parts = urlsplit(value.strip())
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.netloc:
@@ -57,15 +61,21 @@ def check_origin(value: Any) -> str:
     except ValueError:
         raise OriginError(f"{value!r} has an invalid port", "a port is a number in 1..65535") from None
     shown_host = f"[{host}]" if ":" in host else host
-    canonical = f"{scheme}://{shown_host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
+    canonical = f"{scheme}://{shown_host}" + (
+        f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else ""
+    )
     if parts.path or parts.query or parts.fragment or value.endswith(("?", "#")):
-        raise OriginError(f"{value!r} has a path, query or fragment: an origin is {form}",
-                          f"write {canonical}" if _ORIGIN_RE.fullmatch(canonical) else f"write it as {form}")
+        raise OriginError(
+            f"{value!r} has a path, query or fragment: an origin is {form}",
+            f"write {canonical}" if _ORIGIN_RE.fullmatch(canonical) else f"write it as {form}",
+        )
     if port == 0 or not _ORIGIN_RE.fullmatch(canonical):
         raise OriginError(f"{value!r} is not a valid origin", f"write each origin as {form}")
     if value != canonical:
-        raise OriginError(f"{value!r} is not written as browsers send it (lower case, no default port)",
-                          f"write {canonical} (orvad compares origins exactly as browsers send them)")
+        raise OriginError(
+            f"{value!r} is not written as browsers send it (lower case, no default port)",
+            f"write {canonical} (orvad compares origins exactly as browsers send them)",
+        )
     return canonical
 
 
@@ -75,11 +85,15 @@ def check_origins(values: Iterable[Any]) -> list[str]:
     values = list(values)
     if "*" in values:
         if len(values) != 1:
-            raise OriginError("may hold * only on its own: * already allows every origin",
-                              'send ["*"], or list the origins without *')
+            raise OriginError(
+                "may hold * only on its own: * already allows every origin",
+                'send ["*"], or list the origins without *',
+            )
         return ["*"]
     if len(values) > MAX_ORIGINS:
-        raise OriginError(f"may hold at most {MAX_ORIGINS} origins", "list only the pages that call orvad, or use *")
+        raise OriginError(
+            f"may hold at most {MAX_ORIGINS} origins", "list only the pages that call orvad, or use *"
+        )
     for index, value in enumerate(values):
         try:
             origin = check_origin(value)
@@ -98,7 +112,9 @@ def parse_setting(raw: Any) -> str:
     try:
         return ",".join(check_origins(listed))
     except OriginError as exc:
-        raise ValueError(f"{'origin ' if exc.index is not None else 'the list '}{exc.message}; {exc.hint}") from None
+        raise ValueError(
+            f"{'origin ' if exc.index is not None else 'the list '}{exc.message}; {exc.hint}"
+        ) from None
 
 
 def validate_field(value: Any, field: str = FIELD) -> list[str] | None:
@@ -106,16 +122,21 @@ def validate_field(value: Any, field: str = FIELD) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise ValidationError(f'{field} must be a list of origins, ["*"] or null',
-                              hint='for example {"cors_origins": ["https://app.example.com"]}; null inherits '
-                                   "ORVA_CORS_ORIGINS, [] turns orvad's CORS off for this function",
-                              details={"field": field})
+        raise ValidationError(
+            f'{field} must be a list of origins, ["*"] or null',
+            hint='for example {"cors_origins": ["https://app.example.com"]}; null inherits '
+            "ORVA_CORS_ORIGINS, [] turns orvad's CORS off for this function",
+            details={"field": field},
+        )
     try:
         return check_origins(value)
     except OriginError as exc:
-        details: dict[str, Any] = {"field": field} if exc.index is None else {"field": field, "index": exc.index}
-        raise ValidationError(f"{field}{' ' if exc.index is None else ''}{exc.message}", hint=exc.hint,
-                              details=details) from None
+        details: dict[str, Any] = (
+            {"field": field} if exc.index is None else {"field": field, "index": exc.index}
+        )
+        raise ValidationError(
+            f"{field}{' ' if exc.index is None else ''}{exc.message}", hint=exc.hint, details=details
+        ) from None
 
 
 def setting_list(setting: str) -> tuple[str, ...]:

@@ -71,56 +71,108 @@ class Daemon:
         self.bus = Bus()
         self.auth_store = AuthStore(self.db, self.batch)
         self.keys = KeyService(self.auth_store)
-        self.sessions = SessionService(self.auth_store, settings.session_days, secure_cookies=settings.secure_cookies)
+        self.sessions = SessionService(
+            self.auth_store, settings.session_days, secure_cookies=settings.secure_cookies
+        )
         self.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
         self.runtimes = runtimes if runtimes is not None else discover_runtimes(settings.data_dir)
         self.runtimes.fallback = settings.runtime_fallback
-        self.changes = Changes()  # the one channel services publish typed changes on (orvad/services/changes.py)
+        self.changes = (
+            Changes()
+        )  # the one channel services publish typed changes on (orvad/services/changes.py)
         self.function_store = FunctionStore(self.db, self.batch)
         self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
         self.audit = AuditStore(self.db, self.batch)
-        self.pools = PoolManager(config_of=self.pool_configs.get, memory_cap_mb=_memory_cap_mb(settings.memory_share),
-                                 max_requests=settings.worker_max_requests)
+        self.pools = PoolManager(
+            config_of=self.pool_configs.get,
+            memory_cap_mb=_memory_cap_mb(settings.memory_share),
+            max_requests=settings.worker_max_requests,
+        )
         # which pool serves which version, and what each change means for pools (orvad/services/reconciler.py)
-        self.reconciler = Reconciler(pools=self.pools, functions=self.functions, pool_configs=self.pool_configs,
-                                     routes=self.routes, bus=self.bus)
-        self.metrics = Metrics(pool_rows=self.pools.rows, reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
-                               builds=self._build_queue_state)
+        self.reconciler = Reconciler(
+            pools=self.pools,
+            functions=self.functions,
+            pool_configs=self.pool_configs,
+            routes=self.routes,
+            bus=self.bus,
+        )
+        self.metrics = Metrics(
+            pool_rows=self.pools.rows,
+            reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
+            builds=self._build_queue_state,
+        )
         self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
         self.metrics_history = MetricsHistory(self.metrics.snapshot, settings.metrics_sample_s)
         self.audit_trail = AuditTrail(self.audit, self.metrics)  # the guard tells it of management calls
         self.host: HostCheck | None = None
-        self.egress = EgressNetwork(str(settings.port), settings.egress_cidr, deny_private=settings.egress_deny_private,
-                                    allow_cidrs=settings.egress_allow_cidrs, seed=str(settings.data_dir))
+        self.egress = EgressNetwork(
+            str(settings.port),
+            settings.egress_cidr,
+            deny_private=settings.egress_deny_private,
+            allow_cidrs=settings.egress_allow_cidrs,
+            seed=str(settings.data_dir),
+        )
         self.spawner: Spawner  # needs the host check, done at start()
         self.drain = Drain()  # SIGTERM: refuse new requests, give running ones the grace (orvad.cli)
         self.rate_limiter = RateLimiter()
         self.concurrency = ConcurrencyGate()
         self.replays = ReplayStore(self.db, self.batch)
         self.signatures = SignatureChecker(persist=self.replays.remember)
-        self.housekeeping = Housekeeping(auth=self.auth_store, executions=self.executions, replays=self.replays,
-                                         audit=self.audit, log_retention_days=settings.log_retention_days,
-                                         audit_retention_days=settings.audit_retention_days)
-        self.origins = Origins.from_settings(host=settings.host, port=settings.port, public_url=settings.public_url,
-                                             allowed_hosts=settings.allowed_hosts,
-                                             functions_origin=settings.functions_origin)
-        self.invoker = Invoker(Collaborators(
-            functions=self.functions, routes=self.routes, pools=self.reconciler, executions=self.executions,
-            bus=self.bus, metrics=self.metrics, rate_limiter=self.rate_limiter, concurrency=self.concurrency,
-            signatures=self.signatures, signing_secret=lambda function_id: self.secrets.signing_secret(function_id),
-            keys=self.keys, sessions=self.sessions, origins=self.origins, drain=self.drain,
-            trusted_networks=settings.trusted_networks))
+        self.housekeeping = Housekeeping(
+            auth=self.auth_store,
+            executions=self.executions,
+            replays=self.replays,
+            audit=self.audit,
+            log_retention_days=settings.log_retention_days,
+            audit_retention_days=settings.audit_retention_days,
+        )
+        self.origins = Origins.from_settings(
+            host=settings.host,
+            port=settings.port,
+            public_url=settings.public_url,
+            allowed_hosts=settings.allowed_hosts,
+            functions_origin=settings.functions_origin,
+        )
+        self.invoker = Invoker(
+            Collaborators(
+                functions=self.functions,
+                routes=self.routes,
+                pools=self.reconciler,
+                executions=self.executions,
+                bus=self.bus,
+                metrics=self.metrics,
+                rate_limiter=self.rate_limiter,
+                concurrency=self.concurrency,
+                signatures=self.signatures,
+                signing_secret=lambda function_id: self.secrets.signing_secret(function_id),
+                keys=self.keys,
+                sessions=self.sessions,
+                origins=self.origins,
+                drain=self.drain,
+                trusted_networks=settings.trusted_networks,
+            )
+        )
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
-            root=settings.data_dir / "functions", store=self.function_store, functions=self.functions, bus=self.bus,
-            language_of=self.runtimes.language_of, interpreter_of=self.runtimes.interpreter_of, install=None,
-            concurrency=settings.build_concurrency, backlog=settings.build_backlog, timeout_s=settings.build_timeout_s,
-            versions_kept=settings.versions_kept, disk_mb=settings.build_disk_mb,
-            disk_floor_percent=settings.disk_free_floor_percent, changes=self.changes, versions=self.reconciler,
+            root=settings.data_dir / "functions",
+            store=self.function_store,
+            functions=self.functions,
+            bus=self.bus,
+            language_of=self.runtimes.language_of,
+            interpreter_of=self.runtimes.interpreter_of,
+            install=None,
+            concurrency=settings.build_concurrency,
+            backlog=settings.build_backlog,
+            timeout_s=settings.build_timeout_s,
+            versions_kept=settings.versions_kept,
+            disk_mb=settings.build_disk_mb,
+            disk_floor_percent=settings.disk_free_floor_percent,
+            changes=self.changes,
+            versions=self.reconciler,
             observe_build=self.metrics.observe_build,
             ensure_runtime=self.runtimes.ensure_for_build,  # node22/node24: installed by a first build
         )
@@ -132,8 +184,11 @@ class Daemon:
         self.tasks = Tasks()  # background loops and work that outlives its caller (orvad/tasks.py)
 
     def _build_queue_state(self) -> dict[str, int]:
-        return {"running": len(self.builder.queue.running), "queued": self.builder.queue.depth,
-                "workers": self.settings.build_concurrency}
+        return {
+            "running": len(self.builder.queue.running),
+            "queued": self.builder.queue.depth,
+            "workers": self.settings.build_concurrency,
+        }
 
     @property
     def admin_key_file(self) -> os.PathLike[str]:
@@ -144,38 +199,64 @@ class Daemon:
 
     async def start(self) -> None:
         self._prepare_data_dir()
-        self.secrets = SecretService(self._secret_store, load_master_key(self.settings.data_dir / "master.key"),
-                                     self.changes)
+        self.secrets = SecretService(
+            self._secret_store, load_master_key(self.settings.data_dir / "master.key"), self.changes
+        )
         self.host = await asyncio.to_thread(check_host)
         self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.host.checks["code_path"] = await asyncio.to_thread(code_path_check, self.builder.root, self.host.facts)
+        self.host.checks["code_path"] = await asyncio.to_thread(
+            code_path_check, self.builder.root, self.host.facts
+        )
         if not self.host.checks["code_path"]["ok"] and self.host.facts is not None:
             raise DataDirUnreachable(self.host.checks["code_path"]["detail"])
         if self.host.facts is not None and self.host.facts.cgroup != "none":
             self.host.checks["cgroup_migrations"] = (
-                await asyncio.to_thread(favor_cgroup_migrations) if self.settings.cgroup_favor_dynmods else
-                {"ok": True, "required": False, "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)"})
+                await asyncio.to_thread(favor_cgroup_migrations)
+                if self.settings.cgroup_favor_dynmods
+                else {
+                    "ok": True,
+                    "required": False,
+                    "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)",
+                }
+            )
         for warning in self.host.warnings:
             log.error("SANDBOX LIMIT NOT ENFORCED: " + warning)
         sandbox_data = with_installed_binds(load_sandbox_data(), self.settings.data_dir)
         if self.host.facts is not None:
             registries = discover_registries()
             allow = AllowList.parse(self.settings.build_allow_hosts, registries.hosts())
-            log.info("builds reach the network only through the build proxy", extra={"allow_hosts": allow.describe()})
-            network = BuildNetwork(self.egress, BuildProxy(allow, Upstream.from_env()), registries.env(),
-                                   tuple(n.strip() for n in self.settings.build_env.split(",") if n.strip()))
+            log.info(
+                "builds reach the network only through the build proxy",
+                extra={"allow_hosts": allow.describe()},
+            )
+            network = BuildNetwork(
+                self.egress,
+                BuildProxy(allow, Upstream.from_env()),
+                registries.env(),
+                tuple(n.strip() for n in self.settings.build_env.split(",") if n.strip()),
+            )
             self.builder.install = sandboxed_installer(
-                self.host.facts, lambda language: sandbox_data.binds_for(language, build=True), sandbox_data.limits,
-                network)
+                self.host.facts,
+                lambda language: sandbox_data.binds_for(language, build=True),
+                sandbox_data.limits,
+                network,
+            )
         if self.host.facts is not None and os.geteuid() == 0 and shutil.which("nft") and shutil.which("ip"):
             await self.egress.start()
         else:
             self.egress.detail = "egress needs root, nft (Debian's nftables) and ip (iproute2)"
-        self.spawner = Spawner(host=self.host.facts, data=sandbox_data, runtimes=self.runtimes, egress=self.egress,
-                               secrets=self.secrets, version_dir=self.builder.version_dir,
-                               observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s),
-                               log_bytes_per_s=self.settings.worker_log_bytes_per_s,
-                               observe_log_drop=self.metrics.observe_log_drop, tasks=self.tasks)
+        self.spawner = Spawner(
+            host=self.host.facts,
+            data=sandbox_data,
+            runtimes=self.runtimes,
+            egress=self.egress,
+            secrets=self.secrets,
+            version_dir=self.builder.version_dir,
+            observe_spawn=lambda runtime, s: self.metrics.spawn.labels(runtime).observe(s),
+            log_bytes_per_s=self.settings.worker_log_bytes_per_s,
+            observe_log_drop=self.metrics.observe_log_drop,
+            tasks=self.tasks,
+        )
         await self.db.open()
         self.batch.start()
         await self._load_replay_memory()
@@ -190,8 +271,10 @@ class Daemon:
         self.tasks.start("orva-housekeeping", self.housekeeping.run())
         self.tasks.start("orva-metrics-history", self.metrics_history.run())
         self.startup_complete = True
-        log.info("orvad started", extra={"data_dir": str(self.settings.data_dir),
-                                         "schema_version": self.db.schema_version})
+        log.info(
+            "orvad started",
+            extra={"data_dir": str(self.settings.data_dir), "schema_version": self.db.schema_version},
+        )
 
     async def stop(self) -> None:
         """Stop background loops, builds and workers (together: neither waits for the other), write
@@ -218,28 +301,45 @@ class Daemon:
         started = time.time()
         live, complete = await self.replays.open(started)
         if not complete:
-            log.warning("signature replay memory may be incomplete (first start with it, or the last run did not stop "
-                        "cleanly): signed requests stamped before this start are refused")
+            log.warning(
+                "signature replay memory may be incomplete (first start with it, or the last run did not stop "
+                "cleanly): signed requests stamped before this start are refused"
+            )
         self.signatures.load(live, complete=complete, started=started)
 
     async def health_checks(self) -> dict[str, dict[str, Any]]:
         checks: dict[str, dict[str, Any]] = {
-            "startup": {"ok": self.startup_complete, "detail": "complete" if self.startup_complete else "starting"},
+            "startup": {
+                "ok": self.startup_complete,
+                "detail": "complete" if self.startup_complete else "starting",
+            },
         }
         try:
             await self.db.ping()
             checks["database"] = {"ok": True, "detail": str(self.settings.db_path)}
         except Exception as exc:  # any failure here is the answer, not an error
             checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-        for name, check in (self.host.checks if self.host else {"sandbox": {"ok": False, "detail": "not checked yet"}}).items():
+        for name, check in (
+            self.host.checks if self.host else {"sandbox": {"ok": False, "detail": "not checked yet"}}
+        ).items():
             checks[name] = check
         checks["egress"] = {**self.egress.check(), "required": False}  # only egress functions need it
         expected = len(migration_files())
-        checks["migrations"] = {"ok": self.db.schema_version == expected,
-                                "detail": f"schema {self.db.schema_version} of {expected}"}
-        full_since = self.batch.full_since if self.batch.full_since is not None else self.db.storage_full_since
-        checks["disk"] = await asyncio.to_thread(disk_check, self.settings.data_dir, self.settings.disk_free_floor_percent,
-                                                 full_since, self.batch.pending, self.batch.rows_dropped)
+        checks["migrations"] = {
+            "ok": self.db.schema_version == expected,
+            "detail": f"schema {self.db.schema_version} of {expected}",
+        }
+        full_since = (
+            self.batch.full_since if self.batch.full_since is not None else self.db.storage_full_since
+        )
+        checks["disk"] = await asyncio.to_thread(
+            disk_check,
+            self.settings.data_dir,
+            self.settings.disk_free_floor_percent,
+            full_since,
+            self.batch.pending,
+            self.batch.rows_dropped,
+        )
         return checks
 
     def _prepare_data_dir(self) -> None:

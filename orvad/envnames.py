@@ -13,10 +13,22 @@ harmless on the host and stays the function's to set.
 from __future__ import annotations
 
 HOST_PREFIXES = ("LD_", "MALLOC_")
-HOST_NAMES = frozenset({
-    "GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "NIS_PATH",
-    "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
-})
+HOST_NAMES = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TMPDIR",
+        "TZDIR",
+    }
+)
 
 
 def host_sensitive(name: str) -> bool:
@@ -25,5 +37,7 @@ def host_sensitive(name: str) -> bool:
     return upper in HOST_NAMES or upper.startswith(HOST_PREFIXES)
 
 
-REFUSAL = ("is read by the host's dynamic loader or C library when orvad starts the sandbox "
-           "(LD_*, MALLOC_*, GLIBC_TUNABLES, GCONV_PATH, TMPDIR, ...), so a function may not set it")
+REFUSAL = (
+    "is read by the host's dynamic loader or C library when orvad starts the sandbox "
+    "(LD_*, MALLOC_*, GLIBC_TUNABLES, GCONV_PATH, TMPDIR, ...), so a function may not set it"
+)

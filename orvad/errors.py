@@ -178,7 +178,9 @@ class BuildFailedError(OrvaError):
 
 class HeadersTooLarge(OrvaError):
     code, status = "HEADERS_TOO_LARGE", 431
-    default_hint = "send a shorter URL and fewer or smaller headers (cookies included): at most 16 KiB together"
+    default_hint = (
+        "send a shorter URL and fewer or smaller headers (cookies included): at most 16 KiB together"
+    )
 
 
 class RateLimited(OrvaError):
@@ -195,27 +197,35 @@ class FunctionError(OrvaError):
 
     def name_execution(self, execution_id: str) -> None:
         if self.hint == self.default_hint:
-            self.hint = f"the handler raised; read its traceback at GET /api/v1/executions/{execution_id}/logs"
+            self.hint = (
+                f"the handler raised; read its traceback at GET /api/v1/executions/{execution_id}/logs"
+            )
 
 
 class WorkerCrashed(OrvaError):
     code, status = "WORKER_CRASHED", 502
-    default_hint = ("orvad replaced the worker; the reason is in details.reason, and what it printed in the "
-                    "execution's logs; retry if the request is idempotent")
+    default_hint = (
+        "orvad replaced the worker; the reason is in details.reason, and what it printed in the "
+        "execution's logs; retry if the request is idempotent"
+    )
 
     def name_execution(self, execution_id: str) -> None:
         if self.hint == self.default_hint:
-            self.hint = ("orvad replaced the worker; the reason is in details.reason, and what it printed in the "
-                         f"execution's logs (GET /api/v1/executions/{execution_id}/logs); retry if the request is "
-                         "idempotent")
+            self.hint = (
+                "orvad replaced the worker; the reason is in details.reason, and what it printed in the "
+                f"execution's logs (GET /api/v1/executions/{execution_id}/logs); retry if the request is "
+                "idempotent"
+            )
 
 
 class InsufficientStorage(OrvaError):
     """A write hit a full disk (ENOSPC, EDQUOT, or SQLite's "database or disk is full")."""
 
     code, status = "INSUFFICIENT_STORAGE", 507
-    default_hint = ("the disk holding orvad's data dir is full: free space there (GET /api/v1/system/health "
-                    "shows the disk check) and send the request again; orvad recovers by itself")
+    default_hint = (
+        "the disk holding orvad's data dir is full: free space there (GET /api/v1/system/health "
+        "shows the disk check) and send the request again; orvad recovers by itself"
+    )
 
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -300,7 +310,9 @@ class ShuttingDown(Unavailable):
     the grace ended (recorded as ``shutting_down``)."""
 
     code = "SHUTTING_DOWN"
-    default_hint = "orvad is stopping; retry after Retry-After seconds (a restarted orvad, or another instance)"
+    default_hint = (
+        "orvad is stopping; retry after Retry-After seconds (a restarted orvad, or another instance)"
+    )
 
 
 class Timeout(OrvaError):

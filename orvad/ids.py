@@ -16,6 +16,12 @@ _random = random.Random()
 def uuid7() -> str:
     ms = time.time_ns() // 1_000_000
     rand = _random.getrandbits(80)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | (rand & (1 << 62) - 1)
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (rand >> 68 & 0xFFF) << 64
+        | 0b10 << 62
+        | (rand & (1 << 62) - 1)
+    )
     text = f"{value:032x}"  # what str(uuid.UUID(int=value)) gives, without building the object
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

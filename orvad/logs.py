@@ -100,9 +100,17 @@ class BackgroundStreamHandler(logging.Handler):
                     self._changed.notify_all()
                     return  # closing, and everything is written
             if dropped:
-                lines.append(orjson.dumps({"ts": epoch_iso(time.time()), "level": "warning", "logger": "orvad.logs",
-                                           "msg": "log lines dropped: stderr did not keep up",
-                                           "dropped": dropped}).decode())
+                lines.append(
+                    orjson.dumps(
+                        {
+                            "ts": epoch_iso(time.time()),
+                            "level": "warning",
+                            "logger": "orvad.logs",
+                            "msg": "log lines dropped: stderr did not keep up",
+                            "dropped": dropped,
+                        }
+                    ).decode()
+                )
             try:
                 self.stream.write("\n".join(lines) + "\n")
                 self.stream.flush()
@@ -123,8 +131,12 @@ class BackgroundStreamHandler(logging.Handler):
             self._flushing += 1
             self._changed.notify_all()
             try:
-                self._changed.wait_for(lambda: not (self._pending or self._dropped or self._writing)
-                                       or not self._thread.is_alive(), 5)
+                self._changed.wait_for(
+                    lambda: (
+                        not (self._pending or self._dropped or self._writing) or not self._thread.is_alive()
+                    ),
+                    5,
+                )
             finally:
                 self._flushing -= 1
 
@@ -156,8 +168,10 @@ class AccessLog:
         if handler is None:
             self.logger.info(msg, extra=fields)
             return
-        line = orjson.dumps({"ts": epoch_iso(time.time()), "level": "info", "logger": self.logger.name, "msg": msg,
-                             **fields}, default=str).decode()
+        line = orjson.dumps(
+            {"ts": epoch_iso(time.time()), "level": "info", "logger": self.logger.name, "msg": msg, **fields},
+            default=str,
+        ).decode()
         handler.write_line(line)
 
     def _direct_handler(self) -> BackgroundStreamHandler | None:
@@ -167,8 +181,13 @@ class AccessLog:
             if logger.filters:
                 return None
             for handler in logger.handlers:
-                if (found is not None or type(handler) is not BackgroundStreamHandler or handler.filters
-                        or handler.level > logging.INFO or type(handler.formatter) is not JsonFormatter):
+                if (
+                    found is not None
+                    or type(handler) is not BackgroundStreamHandler
+                    or handler.filters
+                    or handler.level > logging.INFO
+                    or type(handler.formatter) is not JsonFormatter
+                ):
                     return None
                 found = handler
             logger = logger.parent if logger.propagate else None
@@ -180,13 +199,20 @@ def configure_logging(level: str) -> None:
     # thread or the process, so a record (one per request at `info`) does not look them up.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.config.dictConfig({
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "orvad.logs.BackgroundStreamHandler", "formatter": "json",
-                                "stream": "ext://sys.stderr"}},
-        "root": {"level": level.upper(), "handlers": ["stderr"]},
-        # Hypercorn's own access log is replaced by orvad's; its error log stays.
-        "loggers": {"hypercorn.access": {"level": "WARNING"}},
-    })
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": JsonFormatter}},
+            "handlers": {
+                "stderr": {
+                    "class": "orvad.logs.BackgroundStreamHandler",
+                    "formatter": "json",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"level": level.upper(), "handlers": ["stderr"]},
+            # Hypercorn's own access log is replaced by orvad's; its error log stays.
+            "loggers": {"hypercorn.access": {"level": "WARNING"}},
+        }
+    )

@@ -101,9 +101,13 @@ class Function:
     active_deployment_id: str | None
     created_at: str
     updated_at: str
-    signature_version: int = 2  # auth_mode signed: 1 signs "<ts>.<body>", 2 "<ts>.<METHOD>.<path?query>.<body>"
+    signature_version: int = (
+        2  # auth_mode signed: 1 signs "<ts>.<body>", 2 "<ts>.<METHOD>.<path?query>.<body>"
+    )
     csp_sandbox: bool = True  # replies on the dashboard's origin get Content-Security-Policy: sandbox
-    cors_origins: list[str] | None = None  # None: ORVA_CORS_ORIGINS applies; []: no CORS by orvad (orvad/http/cors.py)
+    cors_origins: list[str] | None = (
+        None  # None: ORVA_CORS_ORIGINS applies; []: no CORS by orvad (orvad/http/cors.py)
+    )
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,17 @@ class Deployment:
         """This deployment moved on to ``phase`` at ``ts``."""
         return replace(self, phase=phase, phases=[*self.phases, PhaseMark(phase=phase, ts=ts)])
 
-    def ended(self, status: DeploymentStatus, *, at: str, error: str | None, duration_ms: int | None) -> Deployment:
+    def ended(
+        self, status: DeploymentStatus, *, at: str, error: str | None, duration_ms: int | None
+    ) -> Deployment:
         """This deployment ended as ``status`` at ``at`` (its last phase is its status)."""
         phase = Phase(status.value)
-        return replace(self, status=status, phase=phase, phases=[*self.phases, PhaseMark(phase=phase, ts=at)],
-                       error_message=error, finished_at=at, duration_ms=duration_ms)
+        return replace(
+            self,
+            status=status,
+            phase=phase,
+            phases=[*self.phases, PhaseMark(phase=phase, ts=at)],
+            error_message=error,
+            finished_at=at,
+            duration_ms=duration_ms,
+        )

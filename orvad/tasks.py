@@ -62,5 +62,7 @@ class Tasks:
                 task.cancel()
         _, pending = await asyncio.wait(tasks, timeout=timeout_s)
         if pending:
-            log.error("background tasks did not stop in time; left running",
-                      extra={"tasks": sorted(t.get_name() for t in pending), "timeout_s": timeout_s})
+            log.error(
+                "background tasks did not stop in time; left running",
+                extra={"tasks": sorted(t.get_name() for t in pending), "timeout_s": timeout_s},
+            )

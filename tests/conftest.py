@@ -34,13 +34,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, object, object]:
     report = yield
-    if (isinstance(report, pytest.TestReport) and report.failed and os.environ.get("ORVA_NSJAIL") == NO_SANDBOX
-            and item.get_closest_marker("sandbox") is None):
-        report.sections.append(("marker", "This test ran without a sandbox (make test-fast: ORVA_NSJAIL="
-                                f"{NO_SANDBOX}). If it deploys, invokes, builds or needs root, mark it "
-                                "@pytest.mark.sandbox (or pytestmark = pytest.mark.sandbox for the module)."))
+    if (
+        isinstance(report, pytest.TestReport)
+        and report.failed
+        and os.environ.get("ORVA_NSJAIL") == NO_SANDBOX
+        and item.get_closest_marker("sandbox") is None
+    ):
+        report.sections.append(
+            (
+                "marker",
+                "This test ran without a sandbox (make test-fast: ORVA_NSJAIL="
+                f"{NO_SANDBOX}). If it deploys, invokes, builds or needs root, mark it "
+                "@pytest.mark.sandbox (or pytestmark = pytest.mark.sandbox for the module).",
+            )
+        )
     return report
 
 
@@ -61,8 +72,12 @@ def make_orvad(jail_tmp: Path) -> Iterator[Callable[..., Orvad]]:
     """Factory for orvad processes (each stopped at the end of the test)."""
     started: list[Orvad] = []
 
-    def make(data_dir: Path | None = None, env: dict[str, str] | None = None, args: list[str] | None = None,
-             start: bool = True) -> Orvad:
+    def make(
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        start: bool = True,
+    ) -> Orvad:
         server = Orvad(data_dir or jail_tmp / f"data{len(started)}", free_port(), env or {}, args or [])
         started.append(server)
         return server.start() if start else server
@@ -74,7 +89,9 @@ def make_orvad(jail_tmp: Path) -> Iterator[Callable[..., Orvad]]:
         # a server a test SIGKILLed leaves its egress table behind (by design: the next start on
         # that port removes it); tests remove it so the host stays clean
         if shutil.which("nft"):
-            subprocess.run(["nft", "delete", "table", "inet", f"orva_egress_{server.port}"], capture_output=True)
+            subprocess.run(
+                ["nft", "delete", "table", "inet", f"orva_egress_{server.port}"], capture_output=True
+            )
 
 
 @pytest.fixture(scope="session")

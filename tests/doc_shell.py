@@ -39,7 +39,10 @@ class Step:
     expected: list[str] = field(default_factory=list)
 
     def on_port(self, port: int) -> Step:
-        return Step(self.command.replace(PAGE_PORT, str(port)), [e.replace(PAGE_PORT, str(port)) for e in self.expected])
+        return Step(
+            self.command.replace(PAGE_PORT, str(port)),
+            [e.replace(PAGE_PORT, str(port)) for e in self.expected],
+        )
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Block:
                 continue
             if stripped.startswith(EXPECT):
                 assert steps, f"block at line {self.line}: an expected output before any command"
-                steps[-1].expected.append(stripped[len(EXPECT):].strip())
+                steps[-1].expected.append(stripped[len(EXPECT) :].strip())
             elif not stripped or stripped.startswith("#"):
                 continue
             elif stripped.endswith("\\"):
@@ -99,9 +102,10 @@ def code_blocks(markdown: str) -> list[Block]:
 
 # --- expected output ---
 
+
 def _expected_json(text: str) -> Any:
     """The page's JSON with `…` members made explicit, or None when the text is not JSON."""
-    if text[:1] not in ('{', '[', '"') and not re.fullmatch(r"-?\d+(\.\d+)?|true|false|null", text):
+    if text[:1] not in ("{", "[", '"') and not re.fullmatch(r"-?\d+(\.\d+)?|true|false|null", text):
         return None
     spelled = re.sub(r"([{,])\s*…\s*(?=})", lambda m: m.group(1) + '"…": "…"', text)
     try:
@@ -121,11 +125,21 @@ def json_matches(expected: Any, actual: Any) -> bool:
             return False
         return all(k in actual and json_matches(v, actual[k]) for k, v in shown.items())
     if isinstance(expected, list):
-        return (isinstance(actual, list) and len(expected) == len(actual)
-                and all(json_matches(e, a) for e, a in zip(expected, actual, strict=True)))
-    return type(expected) is type(actual) and expected == actual or (
-        isinstance(expected, int | float) and isinstance(actual, int | float) and not isinstance(actual, bool)
-        and expected == actual)
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(json_matches(e, a) for e, a in zip(expected, actual, strict=True))
+        )
+    return (
+        type(expected) is type(actual)
+        and expected == actual
+        or (
+            isinstance(expected, int | float)
+            and isinstance(actual, int | float)
+            and not isinstance(actual, bool)
+            and expected == actual
+        )
+    )
 
 
 def _line_matches(expected: str, line: str) -> bool:
@@ -153,8 +167,11 @@ def output_mismatch(expected: list[str], output: str) -> str | None:
             position = len(lines)
             continue
         for i in range(position, len(lines)):
-            if as_json is not None and json_matches(as_json, _parsed(lines[i].strip())) or (
-                    as_json is None and _line_matches(want, lines[i])):
+            if (
+                as_json is not None
+                and json_matches(as_json, _parsed(lines[i].strip()))
+                or (as_json is None and _line_matches(want, lines[i]))
+            ):
                 position = i + 1
                 break
         else:
@@ -164,6 +181,7 @@ def output_mismatch(expected: list[str], output: str) -> str | None:
 
 # --- the reader's terminal ---
 
+
 class Shell:
     """One bash session: steps run in it one after another, sharing its variables and working folder."""
 
@@ -172,8 +190,15 @@ class Shell:
         scratch.mkdir(parents=True, exist_ok=True)
         self.stderr_path = scratch / "shell.err"
         self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
         self._count = 0
         self._buffer = b""
 
@@ -193,15 +218,19 @@ class Shell:
         while (found := pattern.search(self._buffer)) is None:
             remaining = end - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"timed out after {deadline_s} s running:\n{command}\noutput so far:\n"
-                                     f"{self._buffer.decode(errors='replace')}\nstderr:\n{self._stderr_since(err_from)}")
+                raise AssertionError(
+                    f"timed out after {deadline_s} s running:\n{command}\noutput so far:\n"
+                    f"{self._buffer.decode(errors='replace')}\nstderr:\n{self._stderr_since(err_from)}"
+                )
             ready, _, _ = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    raise AssertionError(f"the shell exited while running:\n{command}\n{self._stderr_since(err_from)}")
+                    raise AssertionError(
+                        f"the shell exited while running:\n{command}\n{self._stderr_since(err_from)}"
+                    )
                 self._buffer += chunk
-        output, self._buffer = self._buffer[:found.start()], self._buffer[found.end():]
+        output, self._buffer = self._buffer[: found.start()], self._buffer[found.end() :]
         return int(found.group(1)), output.decode(errors="replace"), self._stderr_since(err_from)
 
     def _stderr_since(self, offset: int) -> str:

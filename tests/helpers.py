@@ -69,19 +69,23 @@ class Orvad:
     def admin_key(self) -> str:
         return (self.data_dir / "admin.key").read_text().strip()
 
-    def client(self, key: str | None = None, headers: dict[str, str] | None = None,
-               **kwargs: object) -> httpx.Client:
+    def client(
+        self, key: str | None = None, headers: dict[str, str] | None = None, **kwargs: object
+    ) -> httpx.Client:
         headers = {**({"X-Orva-API-Key": key} if key else {}), **(headers or {})}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
     def admin(self) -> httpx.Client:
         return self.client(self.admin_key)
 
-    def onboard(self, client: httpx.Client, username: str = "admin",
-                password: str = "AdminPass123!Secure") -> httpx.Response:
+    def onboard(
+        self, client: httpx.Client, username: str = "admin", password: str = "AdminPass123!Secure"
+    ) -> httpx.Response:
         """Claim this orvad: the first admin user, proven by the setup token (the bootstrap admin key)."""
-        return client.post("/api/v1/auth/onboard",
-                           json={"username": username, "password": password, "setup_token": self.admin_key})
+        return client.post(
+            "/api/v1/auth/onboard",
+            json={"username": username, "password": password, "setup_token": self.admin_key},
+        )
 
     def session_client(self, token: str, cookie_name: str = "session_token") -> httpx.Client:
         """A client that acts like the dashboard: the session cookie and the X-Orva-CSRF header."""
@@ -94,13 +98,25 @@ class Orvad:
         # derived ranges (10.231.0.0/16) of the servers a test starts without ORVA_EGRESS_CIDR
         slot = self.port % 1600
         cidr = f"10.{128 + slot // 16}.{(slot % 16) * 16}.0/20"
-        env = {**os.environ, "ORVA_DATA_DIR": str(self.data_dir), "ORVA_PORT": str(self.port),
-               "ORVA_EGRESS_CIDR": cidr, **self.env}
+        env = {
+            **os.environ,
+            "ORVA_DATA_DIR": str(self.data_dir),
+            "ORVA_PORT": str(self.port),
+            "ORVA_EGRESS_CIDR": cidr,
+            **self.env,
+        }
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "orvad", "serve", *self.args], env=env,
-                                         stdout=out, stderr=err, cwd=self.cwd)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orvad", "serve", *self.args],
+                env=env,
+                stdout=out,
+                stderr=err,
+                cwd=self.cwd,
+            )
         if wait:
-            wait_for(self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start; stderr:\n{self.stderr()}")
+            wait_for(
+                self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start; stderr:\n{self.stderr()}"
+            )
         return self
 
     def _up(self) -> bool:

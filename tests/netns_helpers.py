@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.helpers import wait_for
 
 # Python source for jailed probes: connect(host, port) -> "ok:<status line>" or "refused:<error>"
-CONNECT_CODE = r'''
+CONNECT_CODE = r"""
 def connect(host, port):
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.settimeout(2)
@@ -26,7 +26,7 @@ def connect(host, port):
         return "refused:" + type(exc).__name__
     finally:
         s.close()
-'''
+"""
 
 
 def sh(*argv: str) -> None:
@@ -39,8 +39,15 @@ def host_addresses() -> list[str]:
 
 
 @contextmanager
-def served_namespace(ns: str, host_if: str, host_cidr: str, server_cidr: str, port: int,
-                     directory: Path | None = None, server: list[str] | None = None) -> Iterator[str]:
+def served_namespace(
+    ns: str,
+    host_if: str,
+    host_cidr: str,
+    server_cidr: str,
+    port: int,
+    directory: Path | None = None,
+    server: list[str] | None = None,
+) -> Iterator[str]:
     """Namespace ``ns`` holding an HTTP server on the address of ``server_cidr``:``port`` (http.server
     of ``directory``, or the ``server`` command), linked to the host by a veth (``host_cidr`` on the
     host side). Yields the server's address."""
@@ -58,13 +65,37 @@ def served_namespace(ns: str, host_if: str, host_cidr: str, server_cidr: str, po
         sh("ip", "-n", ns, "link", "set", peer_if, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", ns, "route", "add", "default", "via", host_ip)
-        argv = server or [sys.executable, "-m", "http.server", str(port), "--bind", address,
-                          *(["--directory", str(directory)] if directory else [])]
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
-                                         f"import socket; socket.create_connection(('{address}', {port}), 1)"],
-                                        capture_output=True).returncode == 0, 15, f"the server in {ns}")
+        argv = server or [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            address,
+            *(["--directory", str(directory)] if directory else []),
+        ]
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        sys.executable,
+                        "-c",
+                        f"import socket; socket.create_connection(('{address}', {port}), 1)",
+                    ],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            15,
+            f"the server in {ns}",
+        )
         yield address
     finally:
         if proc is not None:

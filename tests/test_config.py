@@ -30,14 +30,17 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
     assert s.port == 9003
 
 
-@pytest.mark.parametrize(("env", "needle"), [
-    ({"ORVA_PORT": "70000"}, "ORVA_PORT"),
-    ({"ORVA_PORT": "http"}, "ORVA_PORT"),
-    ({"ORVA_SECURE_COOKIES": "maybe"}, "ORVA_SECURE_COOKIES"),
-    ({"ORVA_LOG_LEVEL": "loud"}, "ORVA_LOG_LEVEL"),
-    ({"ORVA_MAX_BODY_BYTES": "-1"}, "ORVA_MAX_BODY_BYTES"),
-    ({"ORVA_SESSION_DAYS": "0"}, "ORVA_SESSION_DAYS"),
-])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"ORVA_PORT": "70000"}, "ORVA_PORT"),
+        ({"ORVA_PORT": "http"}, "ORVA_PORT"),
+        ({"ORVA_SECURE_COOKIES": "maybe"}, "ORVA_SECURE_COOKIES"),
+        ({"ORVA_LOG_LEVEL": "loud"}, "ORVA_LOG_LEVEL"),
+        ({"ORVA_MAX_BODY_BYTES": "-1"}, "ORVA_MAX_BODY_BYTES"),
+        ({"ORVA_SESSION_DAYS": "0"}, "ORVA_SESSION_DAYS"),
+    ],
+)
 def test_bad_values_name_the_setting(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({}, environ=env)
@@ -59,7 +62,9 @@ def test_bad_file(tmp_path: Path) -> None:
 def test_orvad_refuses_to_start_with_a_bad_value(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "orvad", "serve", "--port", "99999", "--data-dir", str(tmp_path / "d")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0

@@ -37,8 +37,11 @@ def test_not_found_method_not_allowed_and_bad_json(orvad: Orvad) -> None:
         err = _envelope(c.delete("/api/v1/auth/status"), 405, "METHOD_NOT_ALLOWED")
         assert "GET" in err["hint"]
         assert "GET" in c.delete("/api/v1/auth/status").headers["allow"]
-        err = _envelope(c.post("/api/v1/keys", content=b"{not json", headers={"content-type": "application/json"}),
-                        400, "INVALID_JSON")
+        err = _envelope(
+            c.post("/api/v1/keys", content=b"{not json", headers={"content-type": "application/json"}),
+            400,
+            "INVALID_JSON",
+        )
         assert err["hint"]
         _envelope(c.post("/api/v1/keys", json=["a", "list"]), 400, "INVALID_JSON")
         err = _envelope(c.post("/api/v1/keys", json={"name": 42}), 400, "VALIDATION")
@@ -81,15 +84,18 @@ def _h2_post(port: int, path: str, body_bytes: int, deadline_s: float = 30) -> t
 
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
-    conn.send_headers(1, [(":method", "POST"), (":path", path), (":scheme", "http"),
-                            (":authority", f"127.0.0.1:{port}")])  # a Host /api answers
+    conn.send_headers(
+        1, [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", f"127.0.0.1:{port}")]
+    )  # a Host /api answers
     status, body, sent, ended = 0, b"", 0, False
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.settimeout(0.05)
         end = time.monotonic() + deadline_s
         while not ended and time.monotonic() < end:
             while sent < body_bytes and status == 0 and conn.local_flow_control_window(1) > 0:
-                chunk = min(conn.local_flow_control_window(1), conn.max_outbound_frame_size, body_bytes - sent)
+                chunk = min(
+                    conn.local_flow_control_window(1), conn.max_outbound_frame_size, body_bytes - sent
+                )
                 conn.send_data(1, b"b" * chunk, end_stream=sent + chunk == body_bytes)
                 sent += chunk
             sock.sendall(conn.data_to_send())
@@ -144,7 +150,9 @@ async def _busy(request):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def unit_app() -> Starlette:
     """The real error middleware around routes that fail (in-process: this is a unit test)."""
-    return Starlette(routes=[Route("/boom", _boom), Route("/busy", _busy)], middleware=[Middleware(RequestContext)])
+    return Starlette(
+        routes=[Route("/boom", _boom), Route("/busy", _busy)], middleware=[Middleware(RequestContext)]
+    )
 
 
 async def test_unhandled_exception_is_an_opaque_500_with_a_logged_traceback(
@@ -231,8 +239,11 @@ def test_a_malformed_multipart_upload_is_400_and_405_lists_every_method(orvad: O
     (found by schemathesis); a 405 names every method the path serves, not one route's."""
     with orvad.admin() as c:
         c.post("/api/v1/functions", json={"name": "multipart-probe", "runtime": "python"})
-        r = c.post("/api/v1/functions/multipart-probe/deploy", content=b"x",
-                   headers={"Content-Type": "multipart/form-data"})
+        r = c.post(
+            "/api/v1/functions/multipart-probe/deploy",
+            content=b"x",
+            headers={"Content-Type": "multipart/form-data"},
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION", r.text
         assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
         r = c.request("PATCH", "/api/v1/functions")

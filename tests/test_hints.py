@@ -61,25 +61,36 @@ def test_api_hints_name_the_function(orvad: Orvad) -> None:
 
         live = _deployed(c, "hint-rollback", "def handler(e, c):\n    return 1\n")
         active = c.get(f"/api/v1/functions/{live['id']}").json()["active_deployment_id"]
-        hint, _ = hint_of(c.post(f"/api/v1/functions/{live['id']}/rollback", json={"deployment_id": active}),
-                          400, "VALIDATION")
+        hint, _ = hint_of(
+            c.post(f"/api/v1/functions/{live['id']}/rollback", json={"deployment_id": active}),
+            400,
+            "VALIDATION",
+        )
         assert "GET /api/v1/functions/hint-rollback/deployments" in hint
-        for r in (c.post(f"/api/v1/functions/{live['id']}/rollback", json={"deployment_id": "no-such"}),
-                  c.post(f"/api/v1/functions/{live['id']}/rollback", json={"code_hash": "abcdef"}),
-                  c.get(f"/api/v1/functions/{live['id']}/diff", params={"from": active, "to": "no-such"})):
+        for r in (
+            c.post(f"/api/v1/functions/{live['id']}/rollback", json={"deployment_id": "no-such"}),
+            c.post(f"/api/v1/functions/{live['id']}/rollback", json={"code_hash": "abcdef"}),
+            c.get(f"/api/v1/functions/{live['id']}/diff", params={"from": active, "to": "no-such"}),
+        ):
             hint, _ = hint_of(r, 404, "VERSION_NOT_FOUND")
             assert "GET /api/v1/functions/hint-rollback/deployments" in hint
 
         broken = create_function(c, "hint-never-built")
-        assert wait_deployed(c, deploy_inline(c, broken["id"], "def handler(e, c)\n    return 1\n")["id"])[
-            "status"] == "failed"
+        assert (
+            wait_deployed(c, deploy_inline(c, broken["id"], "def handler(e, c)\n    return 1\n")["id"])[
+                "status"
+            ]
+            == "failed"
+        )
         hint, _ = hint_of(c.post("/fn/hint-never-built"), 409, "NOT_ACTIVE")
         assert "/api/v1/functions/hint-never-built/" in hint
 
 
 def test_invoke_hints_name_the_execution_and_the_function(orvad: Orvad) -> None:
     with orvad.admin() as c:
-        _deployed(c, "hint-raises", "def handler(e, c):\n    print('about to fail')\n    raise ValueError('nope')\n")
+        _deployed(
+            c, "hint-raises", "def handler(e, c):\n    print('about to fail')\n    raise ValueError('nope')\n"
+        )
         hint, error = hint_of(c.post("/fn/hint-raises"), 500, "FUNCTION_ERROR")
         assert "ValueError" in _logs_named_by(c, hint, error)
 
@@ -87,8 +98,9 @@ def test_invoke_hints_name_the_execution_and_the_function(orvad: Orvad) -> None:
         hint, error = hint_of(c.post("/fn/hint-crashes"), 502, "WORKER_CRASHED")
         _logs_named_by(c, hint, error)
 
-        slow = _deployed(c, "hint-killed", "import time\n\ndef handler(e, c):\n    time.sleep(20)\n",
-                         timeout_ms=30000)
+        slow = _deployed(
+            c, "hint-killed", "import time\n\ndef handler(e, c):\n    time.sleep(20)\n", timeout_ms=30000
+        )
 
         def running() -> bool:
             pools = c.get("/api/v1/system/metrics.json").json()["pools"]
@@ -111,8 +123,13 @@ def test_an_unusable_stored_environment_names_the_function(make_orvad: Callable[
         nul = _deployed(c, "hint-nul-env", "def handler(e, c):\n    return 1\n")
     server.stop()
     with sqlite3.connect(server.data_dir / "orva.db") as db:  # rows an older orvad let through
-        db.execute("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"LD_PRELOAD": "/x.so"}), loader["id"]))
-        db.execute("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "a\x00b"}), nul["id"]))
+        db.execute(
+            "UPDATE functions SET env_vars = ? WHERE id = ?",
+            (json.dumps({"LD_PRELOAD": "/x.so"}), loader["id"]),
+        )
+        db.execute(
+            "UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "a\x00b"}), nul["id"])
+        )
     again = make_orvad(data_dir=server.data_dir)
     with again.admin() as c:
         hint, _ = hint_of(c.post("/fn/hint-loader-env"), 409, "CONFLICT")
@@ -125,10 +142,15 @@ def test_an_unusable_stored_environment_names_the_function(make_orvad: Callable[
 
 # ---- static: every hint string in orvad/ ------------------------------------------------------------------
 
+
 def _constant_parts(node: ast.AST) -> list[tuple[int, str]]:
     """The literal text of an expression: plain strings, and the fixed parts of f-strings (where a `{{id}}`
     escape shows as `{id}`); what f-strings substitute is not literal."""
-    return [(n.lineno, n.value) for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 def _hint_expressions(tree: ast.AST) -> list[ast.AST]:
@@ -143,13 +165,19 @@ def _hint_expressions(tree: ast.AST) -> list[ast.AST]:
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "hint":
             found.append(node.value)
-            found += [v for name in ast.walk(node.value) if isinstance(name, ast.Name)
-                      for v in assigned.get(name.id, [])]
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "default_hint"
-                                                  for t in node.targets):
+            found += [
+                v
+                for name in ast.walk(node.value)
+                if isinstance(name, ast.Name)
+                for v in assigned.get(name.id, [])
+            ]
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "default_hint" for t in node.targets
+        ):
             found.append(node.value)
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "hint"
-                                                  for t in node.targets):
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Attribute) and t.attr == "hint" for t in node.targets
+        ):
             found.append(node.value)
     return found
 

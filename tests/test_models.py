@@ -35,22 +35,49 @@ ROOT = Path(__file__).resolve().parent.parent / "orvad"
 
 
 def function(**changes: Any) -> Function:
-    fn = Function(id="0190a0b0-0000-7000-8000-000000000001", name="one", runtime="python3.12",
-                  entrypoint="handler.py", description="d", memory_mb=128, cpus=0.5, timeout_ms=30000,
-                  env_vars={"B": "2", "A": "1"}, network_mode=NetworkMode.EGRESS, auth_mode=AuthMode.SIGNED,
-                  max_concurrency=3, concurrency_policy=ConcurrencyPolicy.REJECT, rate_limit_per_min=60,
-                  status=FunctionStatus.ACTIVE, active_deployment_id="0190a0b0-0000-7000-8000-00000000000d",
-                  created_at="2026-01-01T00:00:00Z", updated_at="2026-01-02T00:00:00Z", signature_version=1,
-                  csp_sandbox=False, cors_origins=["https://a.example"])
+    fn = Function(
+        id="0190a0b0-0000-7000-8000-000000000001",
+        name="one",
+        runtime="python3.12",
+        entrypoint="handler.py",
+        description="d",
+        memory_mb=128,
+        cpus=0.5,
+        timeout_ms=30000,
+        env_vars={"B": "2", "A": "1"},
+        network_mode=NetworkMode.EGRESS,
+        auth_mode=AuthMode.SIGNED,
+        max_concurrency=3,
+        concurrency_policy=ConcurrencyPolicy.REJECT,
+        rate_limit_per_min=60,
+        status=FunctionStatus.ACTIVE,
+        active_deployment_id="0190a0b0-0000-7000-8000-00000000000d",
+        created_at="2026-01-01T00:00:00Z",
+        updated_at="2026-01-02T00:00:00Z",
+        signature_version=1,
+        csp_sandbox=False,
+        cors_origins=["https://a.example"],
+    )
     return replace(fn, **changes)
 
 
 def deployment(**changes: Any) -> Deployment:
-    dep = Deployment(id="0190a0b0-0000-7000-8000-00000000000d", function_id=function().id, version=2,
-                     code_hash="ab" * 32, status=DeploymentStatus.SUCCEEDED, phase=Phase.SUCCEEDED,
-                     phases=[PhaseMark(phase=Phase.QUEUED, ts="t0"), PhaseMark(phase=Phase.SUCCEEDED, ts="t1")],
-                     source=DeploymentSource.ARCHIVE, parent_deployment_id=None, error_message=None,
-                     submitted_at="t0", started_at="t0", finished_at="t1", duration_ms=12)
+    dep = Deployment(
+        id="0190a0b0-0000-7000-8000-00000000000d",
+        function_id=function().id,
+        version=2,
+        code_hash="ab" * 32,
+        status=DeploymentStatus.SUCCEEDED,
+        phase=Phase.SUCCEEDED,
+        phases=[PhaseMark(phase=Phase.QUEUED, ts="t0"), PhaseMark(phase=Phase.SUCCEEDED, ts="t1")],
+        source=DeploymentSource.ARCHIVE,
+        parent_deployment_id=None,
+        error_message=None,
+        submitted_at="t0",
+        started_at="t0",
+        finished_at="t1",
+        duration_ms=12,
+    )
     return replace(dep, **changes)
 
 
@@ -58,32 +85,58 @@ def test_enum_values_are_the_strings_stored_and_sent() -> None:
     """The enums changed no stored or answered value: the same strings as before they existed."""
     assert [s.value for s in FunctionStatus] == ["created", "building", "active", "inactive", "error"]
     assert [s.value for s in DeploymentStatus] == ["queued", "building", "succeeded", "failed", "superseded"]
-    assert [p.value for p in Phase] == ["queued", "extracting", "installing", "activating", "succeeded", "failed",
-                                        "superseded"]
+    assert [p.value for p in Phase] == [
+        "queued",
+        "extracting",
+        "installing",
+        "activating",
+        "succeeded",
+        "failed",
+        "superseded",
+    ]
     assert [s.value for s in DeploymentSource] == ["inline", "archive", "rollback"]
-    assert CHOICES == {"network_mode": ("none", "egress"), "auth_mode": ("none", "api_key", "signed"),
-                       "concurrency_policy": ("queue", "reject")}
+    assert CHOICES == {
+        "network_mode": ("none", "egress"),
+        "auth_mode": ("none", "api_key", "signed"),
+        "concurrency_policy": ("queue", "reject"),
+    }
     assert all(Phase(s.value) for s in DeploymentStatus if s in FINAL_STATUSES)  # a build ends in its status
     assert FunctionStatus.ACTIVE == "active" and f"{AuthMode.API_KEY}" == "api_key"
     assert json.dumps({"s": DeploymentStatus.SUPERSEDED}) == '{"s": "superseded"}'
 
 
-@pytest.mark.parametrize("record", [function(), function(cors_origins=None, env_vars={}),
-                                    function(network_mode="none", status="created")])
+@pytest.mark.parametrize(
+    "record",
+    [function(), function(cors_origins=None, env_vars={}), function(network_mode="none", status="created")],
+)
 def test_function_json_is_what_asdict_gave(record: Function) -> None:
     """Byte for byte the answer clients got when the API sent dataclasses.asdict(fn): same keys, same order."""
     assert json.dumps(function_json(record)) == json.dumps(asdict(record))
     assert list(function_json(record)) == [f.name for f in fields(Function)]
 
 
-@pytest.mark.parametrize("record", [deployment(), deployment(code_hash=None, phases=[], finished_at=None,
-                                                             duration_ms=None, status=DeploymentStatus.QUEUED)])
+@pytest.mark.parametrize(
+    "record",
+    [
+        deployment(),
+        deployment(
+            code_hash=None, phases=[], finished_at=None, duration_ms=None, status=DeploymentStatus.QUEUED
+        ),
+    ],
+)
 def test_deployment_json_is_what_asdict_gave(record: Deployment) -> None:
     assert json.dumps(deployment_json(record)) == json.dumps(asdict(record))
     assert list(deployment_json(record)) == [f.name for f in fields(Deployment)]
     brief = last_deployment_json(record)
-    assert brief is not None and list(brief) == ["id", "version", "status", "code_hash", "submitted_at",
-                                                 "finished_at", "duration_ms"]
+    assert brief is not None and list(brief) == [
+        "id",
+        "version",
+        "status",
+        "code_hash",
+        "submitted_at",
+        "finished_at",
+        "duration_ms",
+    ]
     assert last_deployment_json(None) is None
     assert json.dumps(pool_config_json(PoolConfig(min_warm=0))) == json.dumps(asdict(PoolConfig(min_warm=0)))
 
@@ -135,23 +188,35 @@ def test_how_a_build_ends_for_its_function() -> None:
     building = function(status=FunctionStatus.BUILDING, active_deployment_id=None)
     status, after = _after_build(building, new_id, None, now)
     assert status == DeploymentStatus.SUCCEEDED and after is not None
-    assert (after.status, after.active_deployment_id, after.updated_at) == (FunctionStatus.ACTIVE, new_id, now)
+    assert (after.status, after.active_deployment_id, after.updated_at) == (
+        FunctionStatus.ACTIVE,
+        new_id,
+        now,
+    )
 
     paused = function(status=FunctionStatus.INACTIVE)
     status, after = _after_build(paused, new_id, None, now)
-    assert after is not None and (after.status, after.active_deployment_id) == (FunctionStatus.INACTIVE, new_id)
+    assert after is not None and (after.status, after.active_deployment_id) == (
+        FunctionStatus.INACTIVE,
+        new_id,
+    )
 
     newer = function(active_deployment_id="0190a0b0-0000-7000-8000-fffffffffff0")
     assert _after_build(newer, new_id, None, now) == (DeploymentStatus.SUPERSEDED, None)
 
     status, after = _after_build(building, new_id, "pip failed", now)
     assert status == DeploymentStatus.FAILED and after is not None and after.status == FunctionStatus.ERROR
-    assert _after_build(function(), new_id, "pip failed", now) == (DeploymentStatus.FAILED, None)  # old one serves
+    assert _after_build(function(), new_id, "pip failed", now) == (
+        DeploymentStatus.FAILED,
+        None,
+    )  # old one serves
     assert _after_build(None, new_id, None, now) == (DeploymentStatus.SUCCEEDED, None)  # deleted meanwhile
 
 
 def test_a_deployment_ends_in_its_status() -> None:
-    dep = deployment(status=DeploymentStatus.BUILDING, phase=Phase.ACTIVATING, finished_at=None, duration_ms=None)
+    dep = deployment(
+        status=DeploymentStatus.BUILDING, phase=Phase.ACTIVATING, finished_at=None, duration_ms=None
+    )
     end = dep.ended(DeploymentStatus.SUPERSEDED, at="t5", error=None, duration_ms=40)
     assert (end.status, end.phase, end.finished_at, end.duration_ms) == ("superseded", "superseded", "t5", 40)
     assert end.phases[-1] == {"phase": "superseded", "ts": "t5"} and len(dep.phases) == 2
@@ -166,7 +231,8 @@ def _function_writes(path: Path) -> list[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             name = node.func.attr
             if name in ("insert_function", "update_function", "delete_function") or (
-                    name == "update_deployment" and len(node.args) + len(node.keywords) > 1):
+                name == "update_deployment" and len(node.args) + len(node.keywords) > 1
+            ):
                 found.append(name)
     return found
 
@@ -174,8 +240,11 @@ def _function_writes(path: Path) -> list[str]:
 def test_function_rows_have_one_writer() -> None:
     """Only FunctionService (orvad/services/functions.py) writes function rows: the builder asks it
     (build_submitted, build_ended) instead of writing them under another service's lock."""
-    writers = {str(p.relative_to(ROOT.parent)) for p in ROOT.rglob("*.py")
-               if "store" not in p.parts and _function_writes(p)}
+    writers = {
+        str(p.relative_to(ROOT.parent))
+        for p in ROOT.rglob("*.py")
+        if "store" not in p.parts and _function_writes(p)
+    }
     assert writers == {"orvad/services/functions.py"}
     # a build's end and its activation: one transaction, written by the service
     assert "update_deployment" in _function_writes(ROOT / "services" / "functions.py")
@@ -183,10 +252,17 @@ def test_function_rows_have_one_writer() -> None:
 
 
 def _orvad_imports(path: Path) -> set[str]:
-    return {node.module for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orvad")} | {
-        alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
-        for alias in node.names if alias.name.startswith("orvad")}
+    return {
+        node.module
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orvad")
+    } | {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name.startswith("orvad")
+    }
 
 
 def test_models_are_a_leaf_and_serialisers_sit_just_above() -> None:

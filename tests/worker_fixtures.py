@@ -44,11 +44,14 @@ class Variant:
         return SHAPES[self.shape] if self.shape else CONTRACT[self.language]
 
 
-VARIANTS = [Variant("python", "python", "handler", False), Variant("python-async", "python", "ahandler", True),
-            Variant("python-one-arg", "python", "handler", False, "python-one-arg", context=False),
-            Variant("python-lambda_handler", "python", "handler", False, "python-lambda_handler"),
-            Variant("python-async-main", "python", "handler", True, "python-async-main", context=False),
-            Variant("node", "node", "handler", True)]
+VARIANTS = [
+    Variant("python", "python", "handler", False),
+    Variant("python-async", "python", "ahandler", True),
+    Variant("python-one-arg", "python", "handler", False, "python-one-arg", context=False),
+    Variant("python-lambda_handler", "python", "handler", False, "python-lambda_handler"),
+    Variant("python-async-main", "python", "handler", True, "python-async-main", context=False),
+    Variant("node", "node", "handler", True),
+]
 
 
 @functools.cache
@@ -78,20 +81,45 @@ def write_code(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
-def make_worker(code_dir: Path, language: str, *, entrypoint: str | None = None, handler: str = "handler",
-                memory_mb: int = 128, env: dict[str, str] | None = None, max_frame: int = MAX_FRAME) -> Worker:
+def make_worker(
+    code_dir: Path,
+    language: str,
+    *,
+    entrypoint: str | None = None,
+    handler: str = "handler",
+    memory_mb: int = 128,
+    env: dict[str, str] | None = None,
+    max_frame: int = MAX_FRAME,
+) -> Worker:
     runtime = catalog().get(language)
     assert runtime is not None, f"no {language} runtime on this host"
     limits = sandbox_data().limits
     spec = SandboxSpec(
-        argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[language]), code_dir=str(code_dir),
-        binds=sandbox_data().binds_for(language), memory_mb=memory_mb, cpus=1, pids=limits["pids"],
-        tmpfs_mb=limits["tmpfs_mb"], fsize_mb=limits["rlimit_fsize_mb"], nofile=limits["rlimit_nofile"],
+        argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[language]),
+        code_dir=str(code_dir),
+        binds=sandbox_data().binds_for(language),
+        memory_mb=memory_mb,
+        cpus=1,
+        pids=limits["pids"],
+        tmpfs_mb=limits["tmpfs_mb"],
+        fsize_mb=limits["rlimit_fsize_mb"],
+        nofile=limits["rlimit_nofile"],
         runtime_dir=str(runtime.adapter_dir),
-        env={"ORVA_ENTRYPOINT": entrypoint or runtime.default_entrypoint, "ORVA_HANDLER": handler,
-             "ORVA_FUNCTION_ID": "fn-test", "ORVA_FUNCTION_NAME": "contract", **(env or {})})
-    return Worker(build_invocation(spec, host_facts()), name=f"test-{language}", memory_mb=memory_mb,
-                  after_kill=clean_leaked_cgroups, max_frame=max_frame)
+        env={
+            "ORVA_ENTRYPOINT": entrypoint or runtime.default_entrypoint,
+            "ORVA_HANDLER": handler,
+            "ORVA_FUNCTION_ID": "fn-test",
+            "ORVA_FUNCTION_NAME": "contract",
+            **(env or {}),
+        },
+    )
+    return Worker(
+        build_invocation(spec, host_facts()),
+        name=f"test-{language}",
+        memory_mb=memory_mb,
+        after_kill=clean_leaked_cgroups,
+        max_frame=max_frame,
+    )
 
 
 def descendants(pid: int) -> set[int]:
@@ -127,8 +155,12 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def leaked_cgroups(pids: set[int]) -> list[Path]:
-    return [folder for controller in ("memory", "pids", "cpu") for pid in pids
-            if (folder := CGROUP_V1 / controller / "NSJAIL" / f"NSJAIL.{pid}").exists()]
+    return [
+        folder
+        for controller in ("memory", "pids", "cpu")
+        for pid in pids
+        if (folder := CGROUP_V1 / controller / "NSJAIL" / f"NSJAIL.{pid}").exists()
+    ]
 
 
 @asynccontextmanager
@@ -146,17 +178,41 @@ async def running(worker: Worker, start_timeout_s: float = 20.0) -> AsyncIterato
         assert not leaked_cgroups(tree), f"cgroups left behind: {leaked_cgroups(tree)}"
 
 
-def event(path: str, *, method: str = "GET", query: str = "", headers: dict[str, str] | None = None,
-          body: bytes = b"") -> dict[str, Any]:
-    return build_event(method=method, path=path, raw_query=query, headers=headers or {}, body=body,
-                       request_context={"requestId": "req-1", "executionId": "exe-1", "functionId": "fn-test",
-                                        "functionName": "contract", "trigger": "http", "sourceIp": "10.0.0.7",
-                                        "time": "2026-11-22T17:00:00Z"})
+def event(
+    path: str,
+    *,
+    method: str = "GET",
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+) -> dict[str, Any]:
+    return build_event(
+        method=method,
+        path=path,
+        raw_query=query,
+        headers=headers or {},
+        body=body,
+        request_context={
+            "requestId": "req-1",
+            "executionId": "exe-1",
+            "functionId": "fn-test",
+            "functionName": "contract",
+            "trigger": "http",
+            "sourceIp": "10.0.0.7",
+            "time": "2026-11-22T17:00:00Z",
+        },
+    )
 
 
 def context(timeout_s: float = 10.0, request_id: str = "req-1") -> dict[str, Any]:
-    return {"requestId": request_id, "executionId": "exe-1", "functionId": "fn-test", "functionName": "contract",
-            "memoryLimitMb": 128, "deadlineMs": int(time.time() * 1000 + timeout_s * 1000)}
+    return {
+        "requestId": request_id,
+        "executionId": "exe-1",
+        "functionId": "fn-test",
+        "functionName": "contract",
+        "memoryLimitMb": 128,
+        "deadlineMs": int(time.time() * 1000 + timeout_s * 1000),
+    }
 
 
 async def call(worker: Worker, path: str, timeout_s: float = 10.0, **kwargs: Any) -> Reply:
@@ -345,7 +401,7 @@ async def ahandler(event, context):
     return {"statusCode": 404, "body": "no route"}
 '''
 
-NODE_CONTRACT = r'''
+NODE_CONTRACT = r"""
 'use strict';
 console.log('contract module imported');
 const rounds = new Map();
@@ -412,34 +468,43 @@ exports.handler = async (event, context) => {
   }
   return { statusCode: 404, body: 'no route' };
 };
-'''
+"""
 
 CONTRACT = {"python": {"handler.py": PYTHON_CONTRACT}, "node": {"handler.js": NODE_CONTRACT}}
 
 # The same contract module in the other shapes a Python module may have (docs/HANDLERS.md, "Handler shapes"):
 # the adapter finds each by name and calls it with the arguments its signature takes.
 SHAPES = {
-    "python-one-arg": {"handler.py": PYTHON_CONTRACT + """
+    "python-one-arg": {
+        "handler.py": PYTHON_CONTRACT
+        + """
 _contract = handler
 
 
 def handler(event):  # one argument: called with the event only
     return _contract(event, None)
-"""},
-    "python-lambda_handler": {"handler.py": PYTHON_CONTRACT + """
+"""
+    },
+    "python-lambda_handler": {
+        "handler.py": PYTHON_CONTRACT
+        + """
 _contract = handler
 del handler  # the configured name (handler) is absent: the adapter falls back to lambda_handler
 
 
 def lambda_handler(event, context):
     return _contract(event, context)
-"""},
-    "python-async-main": {"handler.py": PYTHON_CONTRACT + """
+"""
+    },
+    "python-async-main": {
+        "handler.py": PYTHON_CONTRACT
+        + """
 _acontract = ahandler
 del handler, ahandler  # neither handler nor lambda_handler: the adapter falls back to main
 
 
 async def main(event):  # async and one argument
     return await _acontract(event, None)
-"""},
+"""
+    },
 }

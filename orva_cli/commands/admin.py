@@ -13,14 +13,32 @@ from orva_cli.ids import is_full_id, resolve_prefix
 from orva_cli.output import Col
 
 SECRET_COLUMNS = (Col("KEY", "key", flex=True), Col("CREATED", "created_at"), Col("UPDATED", "updated_at"))
-ROUTE_COLUMNS = (Col("PATH", "path", flex=True), Col("FUNCTION", "function_name", flex=True),
-                 Col("METHODS", "methods", flex=True), Col("CREATED", "created_at"), Col("ID", "id", short=True))
-KEY_COLUMNS = (Col("NAME", "name", flex=True), Col("PREFIX", "prefix"), Col("PERMISSIONS", "permissions", flex=True),
-               Col("EXPIRES", "expires_at"), Col("LAST_USED", "last_used_at"), Col("ID", "id", short=True))
+ROUTE_COLUMNS = (
+    Col("PATH", "path", flex=True),
+    Col("FUNCTION", "function_name", flex=True),
+    Col("METHODS", "methods", flex=True),
+    Col("CREATED", "created_at"),
+    Col("ID", "id", short=True),
+)
+KEY_COLUMNS = (
+    Col("NAME", "name", flex=True),
+    Col("PREFIX", "prefix"),
+    Col("PERMISSIONS", "permissions", flex=True),
+    Col("EXPIRES", "expires_at"),
+    Col("LAST_USED", "last_used_at"),
+    Col("ID", "id", short=True),
+)
 HEALTH_COLUMNS = (Col("CHECK", "check"), Col("OK", "ok"), Col("DETAIL", "detail", flex=True, wrap=True))
-POOL_COLUMNS = (Col("FUNCTION", "function", flex=True), Col("WORKERS", "workers"), Col("IDLE", "idle"),
-                Col("BUSY", "busy"), Col("QUEUE", "queue_depth"), Col("SPAWNED", "spawned"), Col("KILLED", "killed"),
-                Col("COLD", "cold_starts"))
+POOL_COLUMNS = (
+    Col("FUNCTION", "function", flex=True),
+    Col("WORKERS", "workers"),
+    Col("IDLE", "idle"),
+    Col("BUSY", "busy"),
+    Col("QUEUE", "queue_depth"),
+    Col("SPAWNED", "spawned"),
+    Col("KILLED", "killed"),
+    Col("COLD", "cold_starts"),
+)
 PERMISSIONS = ("invoke", "read", "write", "admin")
 
 
@@ -29,6 +47,7 @@ def _done(app: App, answer: Any, message: str) -> None:
 
 
 # --- secrets ---
+
 
 @click.group()
 def secrets() -> None:
@@ -97,6 +116,7 @@ def delete_secret(app: App, name: str, key: str) -> None:
 
 # --- routes ---
 
+
 @click.group()
 def routes() -> None:
     """Map custom URL paths to functions.
@@ -159,6 +179,7 @@ def delete_route(app: App, path: str) -> None:
 
 # --- keys ---
 
+
 @click.group()
 def keys() -> None:
     """Create, list and revoke API keys (needs an admin key).
@@ -171,8 +192,14 @@ def keys() -> None:
 
 @keys.command("create")
 @click.argument("name")
-@click.option("--permission", "-p", "permissions", multiple=True, type=click.Choice(PERMISSIONS),
-              help="Repeatable [default: all four].")
+@click.option(
+    "--permission",
+    "-p",
+    "permissions",
+    multiple=True,
+    type=click.Choice(PERMISSIONS),
+    help="Repeatable [default: all four].",
+)
 @click.option("--expires-in-days", type=click.IntRange(1, 3650))
 @json_option
 @pass_app
@@ -193,8 +220,11 @@ def create_key(app: App, name: str, permissions: tuple[str, ...], expires_in_day
     if app.out.json:
         app.out.dump(created)
         return
-    app.out.note(f"created key {created['name']} ({created['id']}, {','.join(created['permissions'])}); "
-                 "save it now, it is not shown again", None)
+    app.out.note(
+        f"created key {created['name']} ({created['id']}, {','.join(created['permissions'])}); "
+        "save it now, it is not shown again",
+        None,
+    )
     click.echo(created["key"])
 
 
@@ -211,9 +241,16 @@ def list_keys(app: App) -> None:
       orva keys list
     """
     items = list(app.client.pages("/api/v1/keys", "keys"))
-    app.out.show(items, lambda rows: app.out.table(
-        [{**k, "permissions": "all" if set(k["permissions"]) == set(PERMISSIONS) else k["permissions"]}
-         for k in rows], KEY_COLUMNS))
+    app.out.show(
+        items,
+        lambda rows: app.out.table(
+            [
+                {**k, "permissions": "all" if set(k["permissions"]) == set(PERMISSIONS) else k["permissions"]}
+                for k in rows
+            ],
+            KEY_COLUMNS,
+        ),
+    )
 
 
 @keys.command("revoke")
@@ -231,12 +268,17 @@ def revoke_key(app: App, key_id: str) -> None:
       orva keys revoke 019df210-12
     """
     if not is_full_id(key_id):
-        key_id = resolve_prefix(key_id, (k["id"] for k in app.client.pages("/api/v1/keys", "keys")), "key",
-                                "`orva keys list` shows their ids")
+        key_id = resolve_prefix(
+            key_id,
+            (k["id"] for k in app.client.pages("/api/v1/keys", "keys")),
+            "key",
+            "`orva keys list` shows their ids",
+        )
     _done(app, app.delete(f"/api/v1/keys/{key_id}"), f"revoked key {key_id}")
 
 
 # --- pool ---
+
 
 @click.group()
 def pool() -> None:
@@ -268,7 +310,9 @@ def get_pool(app: App, name: str) -> None:
 @click.option("--max-warm", type=int, help="Most workers at once, 1..256.")
 @click.option("--idle-ttl-seconds", type=int, help="Idle time before the pool shrinks.")
 @click.option("--target-concurrency", type=int, help="Requests one worker serves at once.")
-@click.option("--scale-to-zero/--no-scale-to-zero", default=None, help="May an idle pool drop below --min-warm?")
+@click.option(
+    "--scale-to-zero/--no-scale-to-zero", default=None, help="May an idle pool drop below --min-warm?"
+)
 @json_option
 @pass_app
 def set_pool(app: App, /, name: str, **fields: Any) -> None:
@@ -287,6 +331,7 @@ def set_pool(app: App, /, name: str, **fields: Any) -> None:
 
 
 # --- system ---
+
 
 @click.group()
 def system() -> None:
@@ -316,8 +361,10 @@ def health(app: App) -> None:
         raise app.client.failure(answer)
 
     def render(data: dict[str, Any]) -> None:
-        app.out.text(f"{data['status']}  (orvad {data['version']}, up {data['uptime_s']:.0f} s)",
-                     "green" if data["status"] == "ok" else "red")
+        app.out.text(
+            f"{data['status']}  (orvad {data['version']}, up {data['uptime_s']:.0f} s)",
+            "green" if data["status"] == "ok" else "red",
+        )
         rows = [{"check": k, **v} for k, v in data["checks"].items()]
         app.out.table(rows, HEALTH_COLUMNS)
 

@@ -14,7 +14,10 @@ from orva_cli.context import App, fn_path, function_argument, json_option, pass_
 if TYPE_CHECKING:
     from orva_cli.pack import Packed
 
-ENTRYPOINTS = {"python": ("handler.py", "main.py"), "node": ("handler.js", "handler.mjs", "handler.cjs", "index.js")}
+ENTRYPOINTS = {
+    "python": ("handler.py", "main.py"),
+    "node": ("handler.js", "handler.mjs", "handler.cjs", "index.js"),
+}
 STREAM_ATTEMPTS = 3  # connections to the build stream before giving up on it
 TAIL_LINES = 30  # of a failed build's stored log, shown when the live stream showed none
 LINE_STYLES = {"system": "cyan", "stderr": "yellow"}
@@ -39,11 +42,18 @@ def pick_entrypoint(runtime: str, files: list[str]) -> str:
 
 @click.command()
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--name", required=True,
-              help="The function to deploy into; created when it does not exist (a new name: 1..63 characters of "
-                   "a-z 0-9 - _, starting with a letter).")
-@click.option("--runtime", help="python or node (or a versioned id) [default: the function's, or guessed from DIR].")
-@click.option("--entrypoint", help="The handler file in DIR [default: the function's, or handler.py / handler.js].")
+@click.option(
+    "--name",
+    required=True,
+    help="The function to deploy into; created when it does not exist (a new name: 1..63 characters of "
+    "a-z 0-9 - _, starting with a letter).",
+)
+@click.option(
+    "--runtime", help="python or node (or a versioned id) [default: the function's, or guessed from DIR]."
+)
+@click.option(
+    "--entrypoint", help="The handler file in DIR [default: the function's, or handler.py / handler.js]."
+)
 @json_option
 @pass_app
 def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint: str | None) -> None:
@@ -69,31 +79,43 @@ def deploy(app: App, directory: Path, name: str, runtime: str | None, entrypoint
         packed = pack(directory)
     runtime = runtime or (fn["runtime"] if fn else guess_runtime(packed.files))
     if runtime is None:
-        raise click.UsageError(f"cannot tell the runtime of {directory}; pass --runtime python or --runtime node")
+        raise click.UsageError(
+            f"cannot tell the runtime of {directory}; pass --runtime python or --runtime node"
+        )
     entrypoint = entrypoint or (fn["entrypoint"] if fn else pick_entrypoint(runtime, packed.files))
     if entrypoint not in packed.files:
-        raise click.UsageError(f"{directory} has no {entrypoint} to serve (left out by {IGNORE_FILE}?); "
-                               "pass --entrypoint FILE")
+        raise click.UsageError(
+            f"{directory} has no {entrypoint} to serve (left out by {IGNORE_FILE}?); pass --entrypoint FILE"
+        )
     _ensure_function(app, name, fn, runtime, entrypoint)
     dep = _upload(app, name, packed)
     final, shown = follow_build(app, dep, name)
     if final["status"] == "superseded":
-        app.out.note(f"deployment {final['id']} was built, but a newer deployment of {name} is active: "
-                     "it was not activated", "yellow")
+        app.out.note(
+            f"deployment {final['id']} was built, but a newer deployment of {name} is active: "
+            "it was not activated",
+            "yellow",
+        )
     elif final["status"] != "succeeded":
         if not shown:  # the stream carried no line (it was lost): show the end of the stored log
             for line in stored_log(app, final["id"])[-TAIL_LINES:]:
                 app.out.note(f"  {line['line']}", LINE_STYLES.get(line["stream"]))
         if app.out.json:
             app.out.dump(final)
-        raise CliError("BUILD_FAILED", f"version {final['version']} of {name} did not build: "
-                       f"{final.get('error_message')}",
-                       f"fix it and deploy again; the whole log: `orva build-log {name} {final['version']}`; "
-                       "the version serving before, if any, still does",
-                       details={"deployment_id": final["id"], "function": name})
-    app.out.show(final, lambda d: app.out.text(
-        f"deployed {name} version {d['version']} (code hash {d['code_hash'][:12]}) in {d['duration_ms']} ms",
-        "green"))
+        raise CliError(
+            "BUILD_FAILED",
+            f"version {final['version']} of {name} did not build: {final.get('error_message')}",
+            f"fix it and deploy again; the whole log: `orva build-log {name} {final['version']}`; "
+            "the version serving before, if any, still does",
+            details={"deployment_id": final["id"], "function": name},
+        )
+    app.out.show(
+        final,
+        lambda d: app.out.text(
+            f"deployed {name} version {d['version']} (code hash {d['code_hash'][:12]}) in {d['duration_ms']} ms",
+            "green",
+        ),
+    )
 
 
 def _ensure_function(app: App, name: str, fn: dict[str, Any] | None, runtime: str, entrypoint: str) -> None:
@@ -111,8 +133,13 @@ def _ensure_function(app: App, name: str, fn: dict[str, Any] | None, runtime: st
 def _upload(app: App, name: str, packed: Packed) -> dict[str, Any]:
     size = len(packed.data)
     with app.out.spinner(f"uploading {len(packed.files)} files ({size / 1024:.1f} KiB)"):
-        response = app.client.send("POST", fn_path(name, "deploy"), content=packed.data,
-                                   headers={"Content-Type": "application/gzip"}, timeout=300)
+        response = app.client.send(
+            "POST",
+            fn_path(name, "deploy"),
+            content=packed.data,
+            headers={"Content-Type": "application/gzip"},
+            timeout=300,
+        )
     if response.status_code >= 400:
         raise app.client.failure(response)
     dep: dict[str, Any] = response.json()
@@ -147,8 +174,11 @@ def follow_build(app: App, dep: dict[str, Any], name: str) -> tuple[dict[str, An
                 return final, shown
     record: dict[str, Any] = app.get(f"/api/v1/deployments/{dep['id']}")
     if record["status"] not in FINAL:
-        raise CliError("STREAM_LOST", f"the build stream of deployment {dep['id']} ended early",
-                       f"the build goes on; check it with `orva deployments {name}`")
+        raise CliError(
+            "STREAM_LOST",
+            f"the build stream of deployment {dep['id']} ended early",
+            f"the build goes on; check it with `orva deployments {name}`",
+        )
     return record, shown
 
 
@@ -183,8 +213,11 @@ def build_log(app: App, name: str, deployment_ref: str | None) -> None:
     if deployment_ref is None:
         newest = app.get(fn_path(name, "deployments"), limit=1)["deployments"]
         if not newest:
-            raise CliError("NOT_DEPLOYED", f"function {name} has no deployments",
-                           f"deploy code first: `orva deploy DIR --name {name}`")
+            raise CliError(
+                "NOT_DEPLOYED",
+                f"function {name} has no deployments",
+                f"deploy code first: `orva deploy DIR --name {name}`",
+            )
         dep_id = str(newest[0]["id"])
     else:
         dep_id = deployment_id(app, name, deployment_ref)

@@ -13,11 +13,24 @@ from orva_cli.context import App, fn_path, function_argument, json_option, pass_
 from orva_cli.ids import is_full_id, resolve_prefix
 from orva_cli.output import Col
 
-FUNCTION_COLUMNS = (Col("NAME", "name", flex=True), Col("RUNTIME", "runtime"), Col("STATUS", "status"),
-                    Col("DEPLOYED", "deployed"), Col("UPDATED", "updated_at"), Col("ID", "id", short=True))
-DEPLOYMENT_COLUMNS = (Col("", "active", empty=""), Col("VERSION", "version"), Col("ID", "id", short=True),
-                      Col("STATUS", "status"), Col("SOURCE", "source"), Col("HASH", "code_hash"),
-                      Col("AGE", "submitted_at"), Col("ERROR", "error_message", flex=True))
+FUNCTION_COLUMNS = (
+    Col("NAME", "name", flex=True),
+    Col("RUNTIME", "runtime"),
+    Col("STATUS", "status"),
+    Col("DEPLOYED", "deployed"),
+    Col("UPDATED", "updated_at"),
+    Col("ID", "id", short=True),
+)
+DEPLOYMENT_COLUMNS = (
+    Col("", "active", empty=""),
+    Col("VERSION", "version"),
+    Col("ID", "id", short=True),
+    Col("STATUS", "status"),
+    Col("SOURCE", "source"),
+    Col("HASH", "code_hash"),
+    Col("AGE", "submitted_at"),
+    Col("ERROR", "error_message", flex=True),
+)
 HASH_SHOWN = 8  # hex digits of a code hash in tables; `rollback --hash` takes any unique prefix of 6 or more
 
 
@@ -34,30 +47,57 @@ def _env_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
 def function_options(f: Any) -> Any:
     """The settable fields of a function, shared by `create` and `update` (None: not given)."""
     options = [
-        click.option("--runtime", help="python, node, or a versioned id such as python3.11 (see /api/v1/runtimes)."),
+        click.option(
+            "--runtime", help="python, node, or a versioned id such as python3.11 (see /api/v1/runtimes)."
+        ),
         click.option("--entrypoint", help="The handler file [default: handler.py / handler.js]."),
         click.option("--description"),
         click.option("--memory-mb", type=int, help="Memory limit, 16..4096 [default 128]."),
         click.option("--cpus", type=float, help="CPU share [default 1]."),
         click.option("--timeout-ms", type=int, help="Per-request time limit [default 30000]."),
-        click.option("--env", "env_vars", multiple=True, metavar="KEY=VALUE", callback=_env_pairs,
-                     help="An environment variable (repeatable)."),
+        click.option(
+            "--env",
+            "env_vars",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_env_pairs,
+            help="An environment variable (repeatable).",
+        ),
         click.option("--network-mode", type=click.Choice(["none", "egress"])),
         click.option("--auth-mode", type=click.Choice(["none", "api_key", "signed"])),
         click.option("--max-concurrency", type=int, help="0 = no limit beyond the pool."),
         click.option("--concurrency-policy", type=click.Choice(["queue", "reject"])),
         click.option("--rate-limit-per-min", type=int, help="Per client address; 0 = none."),
-        click.option("--signature-version", type=click.IntRange(1, 2),
-                     help="Signed form: 2 covers method and path [default for new functions], 1 the old one."),
-        click.option("--csp-sandbox/--no-csp-sandbox", default=None,
-                     help="Sandbox replies on the dashboard's origin [default: on]."),
-        click.option("--cors-origin", "cors_origin", multiple=True, metavar="ORIGIN",
-                     help="A page origin (https://app.example.com) that may call the function from the browser, or * "
-                          "for any (repeatable; replaces the function's list)."),
-        click.option("--no-cors", is_flag=True, default=None,
-                     help="Turn orvad's CORS off for this function (its handler may answer CORS itself)."),
-        click.option("--inherit-cors", is_flag=True, default=None,
-                     help="Use the server's ORVA_CORS_ORIGINS again [default for new functions]."),
+        click.option(
+            "--signature-version",
+            type=click.IntRange(1, 2),
+            help="Signed form: 2 covers method and path [default for new functions], 1 the old one.",
+        ),
+        click.option(
+            "--csp-sandbox/--no-csp-sandbox",
+            default=None,
+            help="Sandbox replies on the dashboard's origin [default: on].",
+        ),
+        click.option(
+            "--cors-origin",
+            "cors_origin",
+            multiple=True,
+            metavar="ORIGIN",
+            help="A page origin (https://app.example.com) that may call the function from the browser, or * "
+            "for any (repeatable; replaces the function's list).",
+        ),
+        click.option(
+            "--no-cors",
+            is_flag=True,
+            default=None,
+            help="Turn orvad's CORS off for this function (its handler may answer CORS itself).",
+        ),
+        click.option(
+            "--inherit-cors",
+            is_flag=True,
+            default=None,
+            help="Use the server's ORVA_CORS_ORIGINS again [default for new functions].",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -65,7 +105,9 @@ def function_options(f: Any) -> Any:
 
 
 def show_function(app: App, fn: dict[str, Any]) -> None:
-    app.out.show(fn, lambda f: app.out.record({**f, "cors_origins": cors_text(f)} if "cors_origins" in f else f))
+    app.out.show(
+        fn, lambda f: app.out.record({**f, "cors_origins": cors_text(f)} if "cors_origins" in f else f)
+    )
 
 
 def cors_text(fn: dict[str, Any]) -> str:
@@ -88,7 +130,7 @@ def functions_group() -> None:
 
 def runtime_matches(runtime: str, wanted: str) -> bool:
     """`python` matches python and every versioned python id (python3.12), as well as an exact id."""
-    rest = runtime[len(wanted):] if runtime.startswith(wanted) else None
+    rest = runtime[len(wanted) :] if runtime.startswith(wanted) else None
     return rest is not None and (rest == "" or re.fullmatch(r"[0-9][0-9.]*|\.[0-9][0-9.]*", rest) is not None)
 
 
@@ -103,12 +145,15 @@ def deployed(fn: dict[str, Any]) -> str:
 @functions_group.command("list")
 @click.option("--status", type=click.Choice(["created", "building", "active", "inactive", "error"]))
 @click.option("--runtime", help="python or node (every version of it), or an exact id such as python3.11.")
-@click.option("--limit", type=click.IntRange(1, 1000), help="Show one page of this many functions [default 50].")
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), help="Show one page of this many functions [default 50]."
+)
 @click.option("--offset", type=click.IntRange(0, 1_000_000), help="Show one page, after skipping this many.")
 @json_option
 @pass_app
-def list_functions(app: App, status: str | None, runtime: str | None, limit: int | None,
-                   offset: int | None) -> None:
+def list_functions(
+    app: App, status: str | None, runtime: str | None, limit: int | None, offset: int | None
+) -> None:
     """List every function, newest first (or one page of them with --limit/--offset).
 
     DEPLOYED is the newest deployment's version (with its status when it did not succeed).
@@ -123,18 +168,27 @@ def list_functions(app: App, status: str | None, runtime: str | None, limit: int
     if limit is not None or offset is not None:  # one page, filtered by orvad (which knows offset and total)
         page = app.get("/api/v1/functions", **params, runtime=runtime, limit=limit or 50, offset=offset or 0)
         shown = page["functions"]
-        app.out.show(shown, lambda rows: app.out.table([{**f, "deployed": deployed(f)} for f in rows],
-                                                       FUNCTION_COLUMNS))
+        app.out.show(
+            shown,
+            lambda rows: app.out.table([{**f, "deployed": deployed(f)} for f in rows], FUNCTION_COLUMNS),
+        )
         if not app.out.json:
             first = (offset or 0) + 1
-            app.out.note(f"{first}-{first + len(shown) - 1} of {page['total']}" if shown
-                         else f"none past {offset or 0} of {page['total']}")
+            app.out.note(
+                f"{first}-{first + len(shown) - 1} of {page['total']}"
+                if shown
+                else f"none past {offset or 0} of {page['total']}"
+            )
         return
     # --runtime is matched here (python matches python3.12): the same on every orvad version
-    items = [f for f in app.client.pages("/api/v1/functions", "functions", params)
-             if runtime is None or runtime_matches(f["runtime"], runtime)]
-    app.out.show(items, lambda rows: app.out.table([{**f, "deployed": deployed(f)} for f in rows],
-                                                   FUNCTION_COLUMNS))
+    items = [
+        f
+        for f in app.client.pages("/api/v1/functions", "functions", params)
+        if runtime is None or runtime_matches(f["runtime"], runtime)
+    ]
+    app.out.show(
+        items, lambda rows: app.out.table([{**f, "deployed": deployed(f)} for f in rows], FUNCTION_COLUMNS)
+    )
 
 
 @functions_group.command("get")
@@ -173,13 +227,20 @@ def create_function(app: App, /, name: str, **fields: Any) -> None:
 @functions_group.command("update")
 @function_argument
 @function_options
-@click.option("--rename", metavar="NEW_NAME",
-              help="Give the function a new name (1..63 characters of a-z 0-9 - _, starting with a letter).")
+@click.option(
+    "--rename",
+    metavar="NEW_NAME",
+    help="Give the function a new name (1..63 characters of a-z 0-9 - _, starting with a letter).",
+)
 @click.option("--status", type=click.Choice(["active", "inactive"]), help="inactive stops serving it.")
-@click.option("--unset-env", multiple=True, metavar="KEY", help="Remove an environment variable (repeatable).")
+@click.option(
+    "--unset-env", multiple=True, metavar="KEY", help="Remove an environment variable (repeatable)."
+)
 @json_option
 @pass_app
-def update_function(app: App, /, name: str, rename: str | None, unset_env: tuple[str, ...], **fields: Any) -> None:
+def update_function(
+    app: App, /, name: str, rename: str | None, unset_env: tuple[str, ...], **fields: Any
+) -> None:
     """Change some fields of a function.
 
     --env adds to its variables and --unset-env removes one; other fields keep their values.
@@ -257,7 +318,11 @@ def code_hash(app: App, name: str, ref: str) -> str:
 
 def _given(fields: dict[str, Any]) -> dict[str, Any]:
     fields = dict(fields)
-    origins, off, inherit = fields.pop("cors_origin", ()), fields.pop("no_cors", None), fields.pop("inherit_cors", None)
+    origins, off, inherit = (
+        fields.pop("cors_origin", ()),
+        fields.pop("no_cors", None),
+        fields.pop("inherit_cors", None),
+    )
     body = {k: v for k, v in fields.items() if v is not None and v != {}}
     if sum(1 for given in (origins, off, inherit) if given) > 1:
         raise click.UsageError("give one of --cors-origin, --no-cors and --inherit-cors")
@@ -286,18 +351,31 @@ def deployments(app: App, name: str, limit: int) -> None:
       orva deployments hello --limit 5
     """
     active = app.get(fn_path(name))["active_deployment_id"]
-    items = [{**d, "active": d["id"] == active}
-             for d in app.get(fn_path(name, "deployments"), limit=limit)["deployments"]]
-    app.out.show(items, lambda rows: app.out.table(
-        [{**d, "active": "*" if d["active"] else "", "code_hash": (d["code_hash"] or "")[:HASH_SHOWN]}
-         for d in rows], DEPLOYMENT_COLUMNS))
+    items = [
+        {**d, "active": d["id"] == active}
+        for d in app.get(fn_path(name, "deployments"), limit=limit)["deployments"]
+    ]
+    app.out.show(
+        items,
+        lambda rows: app.out.table(
+            [
+                {**d, "active": "*" if d["active"] else "", "code_hash": (d["code_hash"] or "")[:HASH_SHOWN]}
+                for d in rows
+            ],
+            DEPLOYMENT_COLUMNS,
+        ),
+    )
 
 
 @click.command()
 @function_argument
 @click.argument("deployment_ref", metavar="[DEPLOYMENT_ID]", required=False)
-@click.option("--hash", "hash_ref", metavar="H",
-              help="Roll back to the version with this code hash (or a unique prefix of 6+ hex digits) instead.")
+@click.option(
+    "--hash",
+    "hash_ref",
+    metavar="H",
+    help="Roll back to the version with this code hash (or a unique prefix of 6+ hex digits) instead.",
+)
 @json_option
 @pass_app
 def rollback(app: App, name: str, deployment_ref: str | None, hash_ref: str | None) -> None:
@@ -314,11 +392,18 @@ def rollback(app: App, name: str, deployment_ref: str | None, hash_ref: str | No
     """
     if (deployment_ref is None) == (hash_ref is None):
         raise click.UsageError("give a DEPLOYMENT_ID or --hash H (one of them)")
-    body = ({"deployment_id": deployment_id(app, name, deployment_ref)} if deployment_ref
-            else {"code_hash": code_hash(app, name, str(hash_ref))})
+    body = (
+        {"deployment_id": deployment_id(app, name, deployment_ref)}
+        if deployment_ref
+        else {"code_hash": code_hash(app, name, str(hash_ref))}
+    )
     dep = app.post(fn_path(name, "rollback"), body)
-    app.out.show(dep, lambda d: app.out.text(
-        f"rolled back {name} to {d['parent_deployment_id']} (code hash {d['code_hash'][:12]})"))
+    app.out.show(
+        dep,
+        lambda d: app.out.text(
+            f"rolled back {name} to {d['parent_deployment_id']} (code hash {d['code_hash'][:12]})"
+        ),
+    )
 
 
 @click.command()

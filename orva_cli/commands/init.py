@@ -32,7 +32,7 @@ def handler(event, context):
     return {"hello": name}  # a dict answers 200 application/json
 '''
 
-NODE_HANDLER = '''\
+NODE_HANDLER = """\
 // An Orva function: orvad calls handler(event, context) once per HTTP request.
 //
 // Try it:  orva invoke NAME --path '/?name=orva'   or   orva invoke NAME --data '{"name": "orva"}'
@@ -50,7 +50,7 @@ exports.handler = async (event, context) => {
   console.log(`saying hello to ${name}`); // what a handler prints shows in `orva logs NAME`
   return { hello: name }; // an object answers 200 application/json
 };
-'''
+"""
 
 STARTERS = {"python": ("handler.py", PYTHON_HANDLER), "node": ("handler.js", NODE_HANDLER)}
 
@@ -74,8 +74,13 @@ def shown_path(directory: Path) -> str:
 
 @click.command()
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--runtime", type=click.Choice(sorted(STARTERS)), default="python", show_default=True,
-              help="The language of the starter handler.")
+@click.option(
+    "--runtime",
+    type=click.Choice(sorted(STARTERS)),
+    default="python",
+    show_default=True,
+    help="The language of the starter handler.",
+)
 @json_option
 @pass_app
 def init(app: App, directory: Path, runtime: str) -> None:
@@ -96,24 +101,39 @@ def init(app: App, directory: Path, runtime: str) -> None:
     filename, text = STARTERS[runtime]
     target = directory / filename
     if target.exists() and (not target.is_file() or target.read_text(errors="replace") != text):
-        raise CliError("FILE_EXISTS", f"{target} exists already; orva init never overwrites a file",
-                       f"pick a new folder (`orva init NEW_DIR`) or deploy this one: "
-                       f"`orva deploy {shown_path(directory)} --name {function_name(directory)}`")
+        raise CliError(
+            "FILE_EXISTS",
+            f"{target} exists already; orva init never overwrites a file",
+            f"pick a new folder (`orva init NEW_DIR`) or deploy this one: "
+            f"`orva deploy {shown_path(directory)} --name {function_name(directory)}`",
+        )
     written = not target.exists()
     if written:
         directory.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     name = function_name(directory)
-    steps = [f"orva deploy {shown_path(directory)} --name {name}", f"orva invoke {name} --path '/?name=orva'",
-             f"orva logs {name}"]
+    steps = [
+        f"orva deploy {shown_path(directory)} --name {name}",
+        f"orva invoke {name} --path '/?name=orva'",
+        f"orva logs {name}",
+    ]
 
     def render(_: object) -> None:
         app.out.text(f"{'wrote' if written else 'kept (unchanged)'} {target} ({runtime}); next:")
         for step in steps:
             app.out.text(f"  {step}")
 
-    app.out.show({"directory": str(directory), "file": str(target), "runtime": runtime, "name": name,
-                  "written": written, "next": steps}, render)
+    app.out.show(
+        {
+            "directory": str(directory),
+            "file": str(target),
+            "runtime": runtime,
+            "name": name,
+            "written": written,
+            "next": steps,
+        },
+        render,
+    )
 
 
 commands = [init]

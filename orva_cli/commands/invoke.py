@@ -39,7 +39,9 @@ def _body(data: str | None) -> tuple[bytes | None, str | None]:
     try:
         json.loads(data)
     except ValueError as exc:
-        raise click.BadParameter(f"not JSON ({exc}); use @FILE for other bodies", param_hint="--data") from None
+        raise click.BadParameter(
+            f"not JSON ({exc}); use @FILE for other bodies", param_hint="--data"
+        ) from None
     return data.encode(), "application/json"
 
 
@@ -62,8 +64,15 @@ def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--include", "-i", is_flag=True, help="Show the status line and the response headers too.")
 @json_option
 @pass_app
-def invoke(app: App, name: str, data: str | None, method: str | None, path: str, header: tuple[str, ...],
-           include: bool) -> None:
+def invoke(
+    app: App,
+    name: str,
+    data: str | None,
+    method: str | None,
+    path: str,
+    header: tuple[str, ...],
+    include: bool,
+) -> None:
     """Call function NAME over HTTP and print the body it answers.
 
     Exits 1 when the answer's status is 400 or more; orvad's own errors (FUNCTION_ERROR,
@@ -80,11 +89,18 @@ def invoke(app: App, name: str, data: str | None, method: str | None, path: str,
     headers = {**({"Content-Type": content_type} if content_type else {}), **_headers(header)}
     url = f"/fn/{name}/{path.lstrip('/')}"
     # no read timeout: the function's own timeout_ms (up to 15 minutes) decides how long a call may take
-    response = app.client.send((method or ("POST" if data is not None else "GET")).upper(), url,
-                               content=body, headers=headers, timeout=httpx.Timeout(30, read=None))
+    response = app.client.send(
+        (method or ("POST" if data is not None else "GET")).upper(),
+        url,
+        content=body,
+        headers=headers,
+        timeout=httpx.Timeout(30, read=None),
+    )
     failed = response.status_code >= 400
     if app.out.json:
-        app.out.dump({"status": response.status_code, "headers": dict(response.headers), "body": _decoded(response)})
+        app.out.dump(
+            {"status": response.status_code, "headers": dict(response.headers), "body": _decoded(response)}
+        )
     else:
         if include:
             _print_head(response)
@@ -95,7 +111,8 @@ def invoke(app: App, name: str, data: str | None, method: str | None, path: str,
             sys.stdout.flush()
     if failed:
         raise envelope_error(response) or CliError(
-            f"HTTP_{response.status_code}", f"{name} answered {response.status_code} {_reason(response)}")
+            f"HTTP_{response.status_code}", f"{name} answered {response.status_code} {_reason(response)}"
+        )
 
 
 def _decoded(response: httpx.Response) -> Any:
@@ -106,7 +123,9 @@ def _decoded(response: httpx.Response) -> Any:
 
 
 def _reason(response: httpx.Response) -> str:
-    return response.reason_phrase or httpx.codes.get_reason_phrase(response.status_code)  # hypercorn sends none
+    return response.reason_phrase or httpx.codes.get_reason_phrase(
+        response.status_code
+    )  # hypercorn sends none
 
 
 def _print_head(response: httpx.Response) -> None:
@@ -117,6 +136,7 @@ def _print_head(response: httpx.Response) -> None:
 
 
 # --- logs ---
+
 
 def _logs_of(app: App, execution_id: str) -> str:
     """An execution's output; it may be written a moment after the execution event is published."""
@@ -136,10 +156,15 @@ def _show_execution(app: App, record: dict[str, Any]) -> None:
         app.out.line(record)
         return
     ok = record["status"] == "success"
-    head = [(record["started_at"][:23].replace("T", " "), "dim"), ("  ", ""),
-            (f"{record['status']:<8}", "green" if ok else "red"), (f" {record['status_code'] or '-':>3}  ", ""),
-            (f"{record['duration_ms']:.1f} ms", ""), ("  cold" if record["cold_start"] else "", "yellow"),
-            (f"  {record['id']}", "dim")]
+    head = [
+        (record["started_at"][:23].replace("T", " "), "dim"),
+        ("  ", ""),
+        (f"{record['status']:<8}", "green" if ok else "red"),
+        (f" {record['status_code'] or '-':>3}  ", ""),
+        (f"{record['duration_ms']:.1f} ms", ""),
+        ("  cold" if record["cold_start"] else "", "yellow"),
+        (f"  {record['id']}", "dim"),
+    ]
     if record.get("error_code"):
         head.append((f"  {record['error_code']}: {record.get('error_message') or ''}", "red"))
     app.out.parts(head)
@@ -152,19 +177,37 @@ def _execution(app: App, name: str, ref: str) -> dict[str, Any]:
     """One execution of NAME by its id, or a unique prefix of the id of one of its last 500."""
     if not is_full_id(ref):
         recent = app.get("/api/v1/executions", function_id=name, limit=500)["executions"]
-        ref = resolve_prefix(ref, (r["id"] for r in recent), "execution", f"`orva logs {name}` shows their ids",
-                             of=f" of {name}")
+        ref = resolve_prefix(
+            ref,
+            (r["id"] for r in recent),
+            "execution",
+            f"`orva logs {name}` shows their ids",
+            of=f" of {name}",
+        )
     record: dict[str, Any] = app.get(f"/api/v1/executions/{ref}")
     return record
 
 
 @click.command()
 @function_argument
-@click.option("--limit", "-n", type=click.IntRange(1, 500), default=10, show_default=True,
-              help="How many recent executions to show.")
-@click.option("--follow", "-f", is_flag=True, help="Then keep showing new executions as they happen (Ctrl-C ends).")
-@click.option("--execution", "-e", "execution_ref", metavar="ID",
-              help="Show only this execution: its id (as an error names it) or a unique prefix of one.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, 500),
+    default=10,
+    show_default=True,
+    help="How many recent executions to show.",
+)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Then keep showing new executions as they happen (Ctrl-C ends)."
+)
+@click.option(
+    "--execution",
+    "-e",
+    "execution_ref",
+    metavar="ID",
+    help="Show only this execution: its id (as an error names it) or a unique prefix of one.",
+)
 @json_option
 @pass_app
 def logs(app: App, name: str, limit: int, follow: bool, execution_ref: str | None) -> None:
@@ -202,7 +245,9 @@ def logs(app: App, name: str, limit: int, follow: bool, execution_ref: str | Non
                 app.out.note(f"(missed {data.get('count', 'some')} executions: the terminal fell behind)")
     except KeyboardInterrupt:
         return
-    raise CliError("STREAM_ENDED", "orvad closed the event stream", "orvad may be restarting; run the command again")
+    raise CliError(
+        "STREAM_ENDED", "orvad closed the event stream", "orvad may be restarting; run the command again"
+    )
 
 
 def _stop_following(signum: int, frame: Any) -> None:

@@ -21,11 +21,20 @@ def user_json(user: UserRow) -> dict[str, str]:
 
 def _with_cookie(request: Request, session: Session, status: int) -> JSONResponse:
     """The session in a cookie: HttpOnly, SameSite=Lax, Path=/, never a Domain (the `__Host-` rules)."""
-    response = JSONResponse({"user": user_json(session.user), "expires_at": session.expires_at}, status_code=status)
+    response = JSONResponse(
+        {"user": user_json(session.user), "expires_at": session.expires_at}, status_code=status
+    )
     max_age = max(0, int((parse_iso(session.expires_at) - utcnow()).total_seconds()))
     sessions = daemon_of(request).sessions
-    response.set_cookie(sessions.cookie_name, session.token, max_age=max_age, path="/", httponly=True,
-                        samesite="lax", secure=sessions.secure_cookies)
+    response.set_cookie(
+        sessions.cookie_name,
+        session.token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=sessions.secure_cookies,
+    )
     return response
 
 
@@ -40,15 +49,20 @@ def _client(request: Request) -> str:
     """The caller's address as the throttle keys it: behind a trusted proxy, X-Forwarded-For's last
     untrusted hop (else every caller is the proxy, and one attacker's guesses lock the operator out)."""
     peer = request.client.host if request.client else "unknown"
-    return client_address(peer, request.headers.get("x-forwarded-for"),
-                          daemon_of(request).settings.trusted_networks)
+    return client_address(
+        peer, request.headers.get("x-forwarded-for"), daemon_of(request).settings.trusted_networks
+    )
 
 
 async def status(request: Request) -> Response:
     """Whether an admin user exists (the dashboard routes to onboarding or login), and where functions are served."""
     daemon = daemon_of(request)
-    return JSONResponse({"has_user": await daemon.sessions.has_user(),
-                         "functions_url": daemon.settings.functions_origin or None})
+    return JSONResponse(
+        {
+            "has_user": await daemon.sessions.has_user(),
+            "functions_url": daemon.settings.functions_origin or None,
+        }
+    )
 
 
 async def onboard(request: Request) -> Response:
@@ -61,8 +75,11 @@ async def onboard(request: Request) -> Response:
     body = await read_object(request, ("username", "password", "setup_token"))
     token = body.get("setup_token")
     if token is not None and not isinstance(token, str):
-        raise ValidationError("setup_token must be a string", details={"field": "setup_token"},
-                              hint="send the contents of <data-dir>/admin.key")
+        raise ValidationError(
+            "setup_token must be a string",
+            details={"field": "setup_token"},
+            hint="send the contents of <data-dir>/admin.key",
+        )
     daemon.keys.prove_ownership((token or "").strip() or credentials(request.scope, None)[0])
     session = await daemon.sessions.onboard(body.get("username"), body.get("password"))
     return _with_cookie(request, session, 201)
@@ -98,8 +115,9 @@ async def logout(request: Request) -> Response:
     await daemon_of(request).sessions.logout(_session(request))
     sessions = daemon_of(request).sessions
     response = JSONResponse({"logged_out": True})
-    response.delete_cookie(sessions.cookie_name, path="/", httponly=True, samesite="lax",
-                           secure=sessions.secure_cookies)
+    response.delete_cookie(
+        sessions.cookie_name, path="/", httponly=True, samesite="lax", secure=sessions.secure_cookies
+    )
     return response
 
 
@@ -107,7 +125,8 @@ async def change_password(request: Request) -> Response:
     """Change the password; every other session of the user ends."""
     body = await read_object(request, ("current_password", "new_password"))
     await daemon_of(request).sessions.change_password(
-        _session(request), body.get("current_password"), body.get("new_password"))
+        _session(request), body.get("current_password"), body.get("new_password")
+    )
     return JSONResponse({"changed": True})
 
 

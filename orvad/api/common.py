@@ -35,15 +35,18 @@ async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # the parser recurses per level: 100,000 nested arrays exhaust the stack
-        raise InvalidJSON("request body is nested too deeply to parse",
-                          hint="send a flatter JSON object (a few hundred levels at most)") from None
+        raise InvalidJSON(
+            "request body is nested too deeply to parse",
+            hint="send a flatter JSON object (a few hundred levels at most)",
+        ) from None
     if not isinstance(body, dict):
         raise InvalidJSON("request body must be a JSON object")
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ValidationError(
             f"unknown field(s): {', '.join(unknown)}",
-            hint=f"allowed fields: {', '.join(sorted(allowed))}", details={"fields": unknown},
+            hint=f"allowed fields: {', '.join(sorted(allowed))}",
+            details={"fields": unknown},
         )
     return body
 
@@ -53,7 +56,9 @@ def require_str(body: dict[str, Any], field: str, *, max_len: int = 256, require
     if value is None and not required:
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= max_len:
-        raise ValidationError(f"{field} must be a string of 1..{max_len} characters", details={"field": field})
+        raise ValidationError(
+            f"{field} must be a string of 1..{max_len} characters", details={"field": field}
+        )
     return value
 
 
@@ -61,10 +66,16 @@ def int_param(request: Request, field: str, default: int, lo: int, hi: int, hint
     """?field= as an integer in lo..hi; ASCII digits only (str.isdigit also passes '²', which int() refuses),
     and no more of them than hi has (int() of thousands of digits is refused, or slow)."""
     raw = request.query_params.get(field, str(default))
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(hi)) or not lo <= int(raw) <= hi:
-        raise ValidationError(f"{field} must be an integer in {lo}..{hi}",
-                              hint=hint or f"send ?{field}= as a whole number from {lo} to {hi}",
-                              details={"field": field, "min": lo, "max": hi})
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw.lstrip("0")) > len(str(hi))
+        or not lo <= int(raw) <= hi
+    ):
+        raise ValidationError(
+            f"{field} must be an integer in {lo}..{hi}",
+            hint=hint or f"send ?{field}= as a whole number from {lo} to {hi}",
+            details={"field": field, "min": lo, "max": hi},
+        )
     return int(raw)
 
 
@@ -76,8 +87,11 @@ def moment_param(request: Request, field: str) -> str | None:
     try:
         return iso(parse_iso(raw))
     except ValueError:
-        raise ValidationError(f"{field} must be an RFC 3339 timestamp", hint="for example 2024-05-01T12:00:00Z",
-                              details={"field": field}) from None
+        raise ValidationError(
+            f"{field} must be an RFC 3339 timestamp",
+            hint="for example 2024-05-01T12:00:00Z",
+            details={"field": field},
+        ) from None
 
 
 def page_params(request: Request, *, default: int = 50, maximum: int = 500) -> tuple[int, str | None]:
@@ -105,13 +119,22 @@ def paging(request: Request, path: str, *, default: int = 50, maximum: int = MAX
     cursor = request.query_params.get("cursor") or None
     if "offset" not in request.query_params:
         return Page(limit, cursor, 0)
-    offset = int_param(request, "offset", 0, 0, MAX_OFFSET,
-                       hint=f"send ?offset= as a whole number from 0 to {MAX_OFFSET}; to page deeper, follow "
-                            f"next_cursor with GET {path}?cursor=")
+    offset = int_param(
+        request,
+        "offset",
+        0,
+        0,
+        MAX_OFFSET,
+        hint=f"send ?offset= as a whole number from 0 to {MAX_OFFSET}; to page deeper, follow "
+        f"next_cursor with GET {path}?cursor=",
+    )
     if cursor is not None:
-        raise ValidationError("send ?cursor= or ?offset=, not both", details={"field": "offset"},
-                              hint=f"to go on from a page, send GET {path}?cursor= with its next_cursor alone; "
-                                   "to jump to a row number, send ?offset= alone")
+        raise ValidationError(
+            "send ?cursor= or ?offset=, not both",
+            details={"field": "offset"},
+            hint=f"to go on from a page, send GET {path}?cursor= with its next_cursor alone; "
+            "to jump to a row number, send ?offset= alone",
+        )
     return Page(limit, None, offset)
 
 
@@ -133,7 +156,9 @@ def trusted_needs_admin(request: Request, fn: Any) -> None:
         return
     principal = principal_of(request)
     if principal is None or not principal.can("admin"):
-        raise Forbidden(f"function {fn.name} runs unsandboxed (csp_sandbox false): changing what it runs needs "
-                        "the admin permission", details={"required": "admin", "field": "csp_sandbox"},
-                        hint="ask an operator with an admin key, or have an admin set csp_sandbox back to true")
-
+        raise Forbidden(
+            f"function {fn.name} runs unsandboxed (csp_sandbox false): changing what it runs needs "
+            "the admin permission",
+            details={"required": "admin", "field": "csp_sandbox"},
+            hint="ask an operator with an admin key, or have an admin set csp_sandbox back to true",
+        )

@@ -26,8 +26,10 @@ LOG_TAIL_LINES = 20  # build log lines a BUILD_FAILED answer carries
 async def _deployment(request: Request) -> Deployment:
     dep = await daemon_of(request).function_store.deployment(request.path_params["id"])
     if dep is None:
-        raise NotFound(f"no deployment {request.path_params['id']}",
-                       hint="list a function's deployments with GET /api/v1/functions/<function name>/deployments")
+        raise NotFound(
+            f"no deployment {request.path_params['id']}",
+            hint="list a function's deployments with GET /api/v1/functions/<function name>/deployments",
+        )
     return dep
 
 
@@ -36,7 +38,11 @@ def wait_timeout(request: Request) -> float | None:
     wait = request.query_params.get("wait", "false").lower()
     if wait not in ("true", "false", "1", "0"):
         raise ValidationError("wait must be true or false", details={"field": "wait"})
-    return float(int_param(request, "timeout_s", WAIT_DEFAULT_S, 1, WAIT_MAX_S)) if wait in ("true", "1") else None
+    return (
+        float(int_param(request, "timeout_s", WAIT_DEFAULT_S, 1, WAIT_MAX_S))
+        if wait in ("true", "1")
+        else None
+    )
 
 
 def deploy_answer(dep: Deployment) -> dict[str, Any]:
@@ -59,11 +65,16 @@ async def deployed(request: Request, dep: Deployment, timeout_s: float | None) -
         return JSONResponse(deploy_answer(final), headers=accepted)
     last = await daemon.function_store.last_log_seq(final.id)  # (flushes the queued lines first)
     tail = await daemon.function_store.logs(final.id, max(0, last - LOG_TAIL_LINES), LOG_TAIL_LINES)
-    raise BuildFailedError(f"the build of deployment {final.id} failed: {final.error_message}",
-                           details={"deployment_id": final.id, "function_id": final.function_id,
-                                    "log_tail": [line["line"] for line in tail]},
-                           hint=f"read the whole build log at GET /api/v1/deployments/{final.id}/logs, fix the code "
-                                "and deploy again; the previously active version keeps serving")
+    raise BuildFailedError(
+        f"the build of deployment {final.id} failed: {final.error_message}",
+        details={
+            "deployment_id": final.id,
+            "function_id": final.function_id,
+            "log_tail": [line["line"] for line in tail],
+        },
+        hint=f"read the whole build log at GET /api/v1/deployments/{final.id}/logs, fix the code "
+        "and deploy again; the previously active version keeps serving",
+    )
 
 
 async def get_deployment(request: Request) -> Response:
@@ -77,12 +88,20 @@ async def get_logs(request: Request) -> Response:
     after = int_param(request, "after_seq", 0, 0, 2**63 - 1)  # SQLite's INTEGER range
     limit = int_param(request, "limit", 1000, 1, 5000)
     daemon = daemon_of(request)
-    await daemon.batch.flush()  # lines are written in batches: a build that just ended has its last ones queued
+    await (
+        daemon.batch.flush()
+    )  # lines are written in batches: a build that just ended has its last ones queued
     lines = await daemon.function_store.logs(dep.id, after, limit + 1)
     more = len(lines) > limit
     lines = lines[:limit]
-    return JSONResponse({"deployment_id": dep.id, "status": dep.status, "lines": lines,
-                         "next_after_seq": lines[-1]["seq"] if more else None})
+    return JSONResponse(
+        {
+            "deployment_id": dep.id,
+            "status": dep.status,
+            "lines": lines,
+            "next_after_seq": lines[-1]["seq"] if more else None,
+        }
+    )
 
 
 async def _replay(request: Request, dep: Deployment) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -99,7 +118,9 @@ async def _replay(request: Request, dep: Deployment) -> AsyncIterator[tuple[str,
     yield str(dep.status), deployment_json(dep)
 
 
-async def _resumed(request: Request, dep: Deployment, live: BuildLog) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def _resumed(
+    request: Request, dep: Deployment, live: BuildLog
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """A running build's live events; a build resumed after a restart keeps only the lines since then in
     memory, so the stored lines before its first live one come first."""
     first = next((data["seq"] for event, data in live.events if event == "log"), 1)

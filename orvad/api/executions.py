@@ -25,9 +25,15 @@ async def list_executions(request: Request) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status must be one of {', '.join(STATUSES)}", details={"field": "status"})
-    filters = {"function_id": function_id, "status": status, "since": moment_param(request, "since"),
-               "until": moment_param(request, "until")}
-    rows = await daemon.executions.list(**filters, cursor=page.cursor, limit=page.limit + 1, offset=page.offset)
+    filters = {
+        "function_id": function_id,
+        "status": status,
+        "since": moment_param(request, "since"),
+        "until": moment_param(request, "until"),
+    }
+    rows = await daemon.executions.list(
+        **filters, cursor=page.cursor, limit=page.limit + 1, offset=page.offset
+    )
     return listing("executions", rows, page.limit, total=await daemon.executions.count(**filters))
 
 
@@ -41,8 +47,10 @@ async def get_execution(request: Request) -> Response:
     """One execution record."""
     row = await daemon_of(request).executions.get(request.path_params["id"])
     if row is None:
-        raise NotFound(f"no execution {request.path_params['id']}",
-                       hint="executions are written a few milliseconds after the response; retry shortly")
+        raise NotFound(
+            f"no execution {request.path_params['id']}",
+            hint="executions are written a few milliseconds after the response; retry shortly",
+        )
     return JSONResponse(row)
 
 

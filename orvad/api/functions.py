@@ -29,8 +29,13 @@ from orvad.services.runtimes import FALLBACK_HEADER
 from orvad.services.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
 from orvad.services.versionrefs import resolve_deployment
 
-ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/zip", "application/octet-stream",
-                 "application/x-tar")
+ARCHIVE_TYPES = (
+    "application/gzip",
+    "application/x-gzip",
+    "application/zip",
+    "application/octet-stream",
+    "application/x-tar",
+)
 
 
 async def list_functions(request: Request) -> Response:
@@ -41,9 +46,11 @@ async def list_functions(request: Request) -> Response:
     daemon = daemon_of(request)
     page = paging(request, "/api/v1/functions")
     params = request.query_params
-    fns = daemon.functions.list(status=params.get("status"), runtime=params.get("runtime"), text=params.get("q"))
+    fns = daemon.functions.list(
+        status=params.get("status"), runtime=params.get("runtime"), text=params.get("q")
+    )
     after = [f for f in fns if page.cursor is None or f.id < page.cursor]
-    window = after[page.offset: page.offset + page.limit + 1]
+    window = after[page.offset : page.offset + page.limit + 1]
     latest = await daemon.function_store.latest_deployments([f.id for f in window[: page.limit]])
     items = [{**function_json(f), "last_deployment": last_deployment_json(latest.get(f.id))} for f in window]
     return listing("functions", items, page.limit, total=len(fns))
@@ -54,10 +61,13 @@ def _unsandboxing_needs_admin(request: Request, body: dict[str, object]) -> None
     (the operator): only an admin may grant that, never a write key."""
     principal = principal_of(request)
     if body.get("csp_sandbox") is False and (principal is None or not principal.can("admin")):
-        raise Forbidden("turning csp_sandbox off needs the admin permission: the function's pages would act as "
-                        "the operator who opens them", details={"required": "admin", "field": "csp_sandbox"},
-                        hint="ask an operator with an admin key or the dashboard to set it, or serve functions "
-                             "from their own origin (ORVA_FUNCTIONS_ORIGIN) instead")
+        raise Forbidden(
+            "turning csp_sandbox off needs the admin permission: the function's pages would act as "
+            "the operator who opens them",
+            details={"required": "admin", "field": "csp_sandbox"},
+            hint="ask an operator with an admin key or the dashboard to set it, or serve functions "
+            "from their own origin (ORVA_FUNCTIONS_ORIGIN) instead",
+        )
 
 
 async def create_function(request: Request) -> Response:
@@ -66,10 +76,15 @@ async def create_function(request: Request) -> Response:
     _unsandboxing_needs_admin(request, body)
     fallback = None
     if "runtime" in body:
-        body["runtime"], fallback = daemon_of(request).runtimes.map_requested(body["runtime"])  # ORVA_RUNTIME_FALLBACK
+        body["runtime"], fallback = daemon_of(request).runtimes.map_requested(
+            body["runtime"]
+        )  # ORVA_RUNTIME_FALLBACK
     fn = await daemon_of(request).functions.create(body)
-    return JSONResponse({**function_json(fn), **({"runtime_fallback": fallback} if fallback else {})}, status_code=201,
-                        headers={"Location": f"/api/v1/functions/{fn.id}", **_fallback_header(fallback)})
+    return JSONResponse(
+        {**function_json(fn), **({"runtime_fallback": fallback} if fallback else {})},
+        status_code=201,
+        headers={"Location": f"/api/v1/functions/{fn.id}", **_fallback_header(fallback)},
+    )
 
 
 def _fallback_header(fallback: dict[str, str] | None) -> dict[str, str]:
@@ -97,10 +112,20 @@ async def update_function(request: Request) -> Response:
         fn, config = await update_with_pool(daemon, request.path_params["id"], body, pool)
     else:
         fn, config = await daemon.functions.update(request.path_params["id"], body), None
-    await until_served(daemon, fn, ", ".join(f for f in WORKER_FIELDS if f in body) or "the settings",
-                       f"change them again (PUT /api/v1/functions/{fn.name})")
-    return JSONResponse({**function_json(fn), **({"pool": pool_config_json(config)} if config is not None else {}),
-                         **({"runtime_fallback": fallback} if fallback else {})}, headers=_fallback_header(fallback))
+    await until_served(
+        daemon,
+        fn,
+        ", ".join(f for f in WORKER_FIELDS if f in body) or "the settings",
+        f"change them again (PUT /api/v1/functions/{fn.name})",
+    )
+    return JSONResponse(
+        {
+            **function_json(fn),
+            **({"pool": pool_config_json(config)} if config is not None else {}),
+            **({"runtime_fallback": fallback} if fallback else {}),
+        },
+        headers=_fallback_header(fallback),
+    )
 
 
 async def delete_function(request: Request) -> Response:
@@ -140,14 +165,18 @@ async def deploy_archive(request: Request) -> Response:
         async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file", form.get("code"))  # `code`: the Go original's CLI field
             if upload is None or isinstance(upload, str):
-                raise ValidationError("send the archive in the multipart field `file` (or `code`)",
-                                      details={"field": "file"})
+                raise ValidationError(
+                    "send the archive in the multipart field `file` (or `code`)", details={"field": "file"}
+                )
             data = await upload.read()
     elif content_type in ARCHIVE_TYPES:
         data = await request.body()
     else:
-        raise ValidationError("send multipart/form-data with a `file` field, or the archive as the body",
-                              hint="curl -F file=@fn.tar.gz .../deploy", details={"field": "file"})
+        raise ValidationError(
+            "send multipart/form-data with a `file` field, or the archive as the body",
+            hint="curl -F file=@fn.tar.gz .../deploy",
+            details={"field": "file"},
+        )
     if not data:
         raise ValidationError("the archive is empty", details={"field": "file"})
     return await deployed(request, await daemon.builder.submit_archive(fn, data), timeout_s)
@@ -159,8 +188,12 @@ async def list_deployments(request: Request) -> Response:
     fn = daemon.functions.resolve(request.path_params["id"])
     page = paging(request, f"/api/v1/functions/{fn.name}/deployments", maximum=500)
     deps = await daemon.function_store.deployments(fn.id, page.limit + 1, page.cursor, page.offset)
-    return listing("deployments", [deployment_json(d) for d in deps], page.limit,
-                   total=await daemon.function_store.count_deployments(fn.id))
+    return listing(
+        "deployments",
+        [deployment_json(d) for d in deps],
+        page.limit,
+        total=await daemon.function_store.count_deployments(fn.id),
+    )
 
 
 async def rollback(request: Request) -> Response:
@@ -186,11 +219,17 @@ async def source(request: Request) -> Response:
     root = daemon.builder.version_dir(fn.id, dep.code_hash)
     files = await asyncio.to_thread(compare, root, root, fn.entrypoint, fn.entrypoint)
     manifest = next((f for f in files if f["kind"] == "manifest"), None)
-    return JSONResponse({
-        "function_id": fn.id, "deployment_id": dep.id, "code_hash": dep.code_hash, "filename": fn.entrypoint,
-        "code": files[0]["after"], "dependencies": manifest["after"] if manifest else "",
-        "manifest": manifest["path"] if manifest else None,
-    })
+    return JSONResponse(
+        {
+            "function_id": fn.id,
+            "deployment_id": dep.id,
+            "code_hash": dep.code_hash,
+            "filename": fn.entrypoint,
+            "code": files[0]["after"],
+            "dependencies": manifest["after"] if manifest else "",
+            "manifest": manifest["path"] if manifest else None,
+        }
+    )
 
 
 async def kill(request: Request) -> Response:
@@ -209,12 +248,19 @@ async def _built(daemon: Any, fn: Function, deployment_id: str | None, field: st
         raise ValidationError(f"?{field}= (a deployment id) is required", details={"field": field})
     dep = await resolve_deployment(daemon.function_store, fn, deployment_id, field)
     if dep is None:
-        raise VersionNotFound(f"no deployment {deployment_id}", details={field: deployment_id},
-                              hint=f"GET /api/v1/functions/{fn.name}/deployments lists its deployments")
+        raise VersionNotFound(
+            f"no deployment {deployment_id}",
+            details={field: deployment_id},
+            hint=f"GET /api/v1/functions/{fn.name}/deployments lists its deployments",
+        )
     if dep.function_id != fn.id:
-        raise ValidationError(f"deployment {deployment_id} belongs to another function", details={"field": field})
+        raise ValidationError(
+            f"deployment {deployment_id} belongs to another function", details={"field": field}
+        )
     if dep.status != DeploymentStatus.SUCCEEDED or dep.code_hash is None:
-        raise ValidationError(f"deployment {deployment_id} is not a succeeded build", details={"field": field})
+        raise ValidationError(
+            f"deployment {deployment_id} is not a succeeded build", details={"field": field}
+        )
     return dep
 
 
@@ -230,13 +276,19 @@ async def diff(request: Request) -> Response:
     after = await _built(daemon, fn, params.get("to"), "to")
     if before.id == after.id:
         raise ValidationError("from and to are the same deployment", details={"field": "to"})
-    roots = [daemon.builder.version_dir(fn.id, str(d.code_hash)) for d in (before, after)]  # _built checked both
+    roots = [
+        daemon.builder.version_dir(fn.id, str(d.code_hash)) for d in (before, after)
+    ]  # _built checked both
     built = await asyncio.to_thread(lambda: [is_built(root) for root in roots])
     missing = [d.code_hash for d, ok in zip((before, after), built, strict=True) if not ok]
     if missing:
-        raise VersionGCd("a compared version was removed by the garbage collector",
-                         details={"missing_hashes": missing,
-                                  "available_hashes": await daemon.builder.available_hashes(fn.id)})
+        raise VersionGCd(
+            "a compared version was removed by the garbage collector",
+            details={
+                "missing_hashes": missing,
+                "available_hashes": await daemon.builder.available_hashes(fn.id),
+            },
+        )
     files = await asyncio.to_thread(compare, roots[0], roots[1], fn.entrypoint, fn.entrypoint)
     if fmt == "unified":
         return PlainTextResponse(unified(files), media_type="text/x-diff")

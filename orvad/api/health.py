@@ -35,11 +35,17 @@ async def system_health(request: Request) -> Response:
     daemon = daemon_of(request)
     checks = await daemon.health_checks()
     ok = all(c["ok"] for c in checks.values() if c.get("required", True))
-    body = {"status": "ok" if ok else "unhealthy", "version": __version__, "uptime_s": daemon.uptime_s(),
-            "checks": checks}
+    body = {
+        "status": "ok" if ok else "unhealthy",
+        "version": __version__,
+        "uptime_s": daemon.uptime_s(),
+        "checks": checks,
+    }
     if not await _may_see_details(request):
-        body["checks"] = {name: {k: v for k, v in check.items() if k in ("ok", "required")}
-                          for name, check in checks.items()}
+        body["checks"] = {
+            name: {k: v for k, v in check.items() if k in ("ok", "required")}
+            for name, check in checks.items()
+        }
         body["details_hidden"] = _HIDDEN
     return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -19,9 +19,13 @@ from orvad.store.auth import KeyRow
 
 def key_json(key: KeyRow) -> dict[str, Any]:
     return {
-        "id": key.id, "name": key.name, "prefix": key.prefix,
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
         "permissions": [p for p in PERMISSIONS if p in key.permissions],
-        "created_at": key.created_at, "expires_at": key.expires_at, "last_used_at": key.last_used_at,
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
     }
 
 
@@ -42,8 +46,9 @@ def _expiry(body: dict[str, Any]) -> datetime | None:
     if days is not None:
         count = json_int(days)
         if count is None or not 1 <= count <= 3650:
-            raise ValidationError("expires_in_days must be an integer in 1..3650",
-                                  details={"field": "expires_in_days"})
+            raise ValidationError(
+                "expires_in_days must be an integer in 1..3650", details={"field": "expires_in_days"}
+            )
         return utcnow() + timedelta(days=count)
     if at is not None:
         try:
@@ -51,8 +56,9 @@ def _expiry(body: dict[str, Any]) -> datetime | None:
         except ValueError:
             moment = None
         if moment is None or moment <= utcnow():
-            raise ValidationError("expires_at must be an RFC 3339 timestamp in the future",
-                                  details={"field": "expires_at"})
+            raise ValidationError(
+                "expires_at must be an RFC 3339 timestamp in the future", details={"field": "expires_at"}
+            )
         return moment
     return None
 

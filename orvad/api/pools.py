@@ -50,8 +50,9 @@ async def post_config(request: Request) -> Response:
     return await put_config(request)
 
 
-async def update_with_pool(daemon: Daemon, id_or_name: str, body: dict[str, Any],
-                           pool: Any) -> tuple[Function, PoolConfig]:
+async def update_with_pool(
+    daemon: Daemon, id_or_name: str, body: dict[str, Any], pool: Any
+) -> tuple[Function, PoolConfig]:
     """Every field (the function's and the pool's) is validated before anything is saved; if the pool's
     row then cannot be written, the function's fields are written back as they were."""
     before = daemon.functions.resolve(id_or_name)
@@ -66,8 +67,10 @@ async def update_with_pool(daemon: Daemon, id_or_name: str, body: dict[str, Any]
         try:
             await daemon.functions.update(fn.id, restore)
         except Exception:
-            log.exception("pool settings not saved, and the function's fields could not be written back",
-                          extra={"function_id": fn.id, "fields": sorted(restore)})
+            log.exception(
+                "pool settings not saved, and the function's fields could not be written back",
+                extra={"function_id": fn.id, "fields": sorted(restore)},
+            )
         raise
 
 

@@ -14,8 +14,14 @@ from orvad.services.routing import RouteEntry
 
 
 def route_json(entry: RouteEntry, function_name: str | None) -> dict[str, Any]:
-    return {"id": entry.id, "path": entry.path, "function_id": entry.function_id, "function_name": function_name,
-            "methods": entry.methods_text(), "created_at": entry.created_at}
+    return {
+        "id": entry.id,
+        "path": entry.path,
+        "function_id": entry.function_id,
+        "function_name": function_name,
+        "methods": entry.methods_text(),
+        "created_at": entry.created_at,
+    }
 
 
 def _name(request: Request, function_id: str) -> str | None:
@@ -29,24 +35,34 @@ async def list_routes(request: Request) -> Response:
     wanted = request.query_params.get("function_id")
     function_id = daemon.functions.resolve(wanted).id if wanted else None  # an id or a name, as everywhere
     entries = [e for e in daemon.routes.table.all() if function_id is None or e.function_id == function_id]
-    return JSONResponse({"routes": [route_json(e, _name(request, e.function_id)) for e in entries],
-                         "next_cursor": None})
+    return JSONResponse(
+        {"routes": [route_json(e, _name(request, e.function_id)) for e in entries], "next_cursor": None}
+    )
 
 
 async def _save_route(request: Request, replace: bool) -> Response:
     daemon = daemon_of(request)
     body = await read_object(request, ("path", "function_id", "methods"))
     if not isinstance(body.get("function_id"), str):
-        raise ValidationError("function_id is required (a function id or name)", details={"field": "function_id"})
+        raise ValidationError(
+            "function_id is required (a function id or name)", details={"field": "function_id"}
+        )
     fn = daemon.functions.resolve(body["function_id"])
     path = body.get("path")
     if isinstance(path, str) and path.lower().startswith("/.well-known"):
         principal = principal_of(request)
-        if principal is None or not principal.can("admin"):  # ACME HTTP-01, security.txt, app links: the host's
-            raise Forbidden("routes under /.well-known/ speak for the whole host name (certificates, app links): "
-                            "they need the admin permission", details={"required": "admin", "field": "path"},
-                            hint="ask an operator with an admin key to create this route")
-    entry, replaced = await daemon.routes.create(body.get("path"), fn.id, body.get("methods", "*"), replace=replace)
+        if principal is None or not principal.can(
+            "admin"
+        ):  # ACME HTTP-01, security.txt, app links: the host's
+            raise Forbidden(
+                "routes under /.well-known/ speak for the whole host name (certificates, app links): "
+                "they need the admin permission",
+                details={"required": "admin", "field": "path"},
+                hint="ask an operator with an admin key to create this route",
+            )
+    entry, replaced = await daemon.routes.create(
+        body.get("path"), fn.id, body.get("methods", "*"), replace=replace
+    )
     return JSONResponse(route_json(entry, fn.name), status_code=200 if replaced else 201)
 
 

@@ -21,8 +21,12 @@ def _with_go_fields(runtime: dict[str, Any]) -> dict[str, Any]:
     """Beside today's fields, the Go original's: a display name, default_handler (the default entry file)
     and the file extensions an entry file may have."""
     language = runtime["language"]
-    return {**runtime, "name": f"{LANGUAGE_NAMES.get(language, language)} {runtime['version']}",
-            "default_handler": runtime["default_entrypoint"], "extensions": list(EXTENSIONS.get(language, ()))}
+    return {
+        **runtime,
+        "name": f"{LANGUAGE_NAMES.get(language, language)} {runtime['version']}",
+        "default_handler": runtime["default_entrypoint"],
+        "extensions": list(EXTENSIONS.get(language, ())),
+    }
 
 
 async def list_runtimes(request: Request) -> Response:
@@ -31,12 +35,21 @@ async def list_runtimes(request: Request) -> Response:
     installed yet, each with the version it would install and the command that installs it (a function's first
     build on one installs it too). `fallback` says whether ORVA_RUNTIME_FALLBACK maps the Go original's ids."""
     catalog = daemon_of(request).runtimes
-    for runtime in await asyncio.to_thread(catalog.newly_installed):  # `orvad runtimes install` beside this orvad
+    for runtime in await asyncio.to_thread(
+        catalog.newly_installed
+    ):  # `orvad runtimes install` beside this orvad
         catalog.add(runtime)
-    installable = [{"id": rid, "language": "node", "version": PINS[rid].version,
-                    "install": install_command(rid)} for rid in catalog.installable()]
-    return JSONResponse({"runtimes": [_with_go_fields(r) for r in catalog.list()], "installable": installable,
-                         "fallback": catalog.fallback})
+    installable = [
+        {"id": rid, "language": "node", "version": PINS[rid].version, "install": install_command(rid)}
+        for rid in catalog.installable()
+    ]
+    return JSONResponse(
+        {
+            "runtimes": [_with_go_fields(r) for r in catalog.list()],
+            "installable": installable,
+            "fallback": catalog.fallback,
+        }
+    )
 
 
 async def list_syscalls(request: Request) -> Response:
@@ -45,5 +58,7 @@ async def list_syscalls(request: Request) -> Response:
     return JSONResponse({**catalog, "total": len(catalog["syscalls"])})
 
 
-routes = [Route("/api/v1/runtimes", list_runtimes, methods=["GET"]),
-          Route("/api/v1/syscalls", list_syscalls, methods=["GET"])]
+routes = [
+    Route("/api/v1/runtimes", list_runtimes, methods=["GET"]),
+    Route("/api/v1/syscalls", list_syscalls, methods=["GET"]),
+]

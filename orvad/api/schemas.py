@@ -66,19 +66,29 @@ _SEGMENT = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*"
 _ROUTE_CHARS = r"[A-Za-z0-9._~!$&'()+,;=:@_-]"
 _METHOD_LIST = "|".join(METHODS)
 ROUTE_PATH = {"type": "string", "maxLength": 512, "pattern": rf"^(/{_ROUTE_CHARS}+)+/?(\*)?$"}
-CORS_ORIGINS = {"type": ["array", "null"], "maxItems": CORS_MAX,
-                "items": {"type": "string", "maxLength": CORS_MAX_CHARS,
-                          "pattern": "^(\\*|" + CORS_ORIGIN.strip("^$") + ")$"},
-                "description": 'exact origins as browsers send them (https://app.example.com: lower case, no default '
-                               'port, no path), or ["*"] alone; null inherits ORVA_CORS_ORIGINS, [] turns orvad\'s '
-                               "CORS off for the function (docs/API.md, CORS)"}
+CORS_ORIGINS = {
+    "type": ["array", "null"],
+    "maxItems": CORS_MAX,
+    "items": {
+        "type": "string",
+        "maxLength": CORS_MAX_CHARS,
+        "pattern": "^(\\*|" + CORS_ORIGIN.strip("^$") + ")$",
+    },
+    "description": "exact origins as browsers send them (https://app.example.com: lower case, no default "
+    'port, no path), or ["*"] alone; null inherits ORVA_CORS_ORIGINS, [] turns orvad\'s '
+    "CORS off for the function (docs/API.md, CORS)",
+}
 
 
 def _entrypoint(extensions: tuple[str, ...]) -> Schema:
     ends = "|".join(e.lstrip(".") for e in extensions)
     first = "[A-Za-z0-9_][A-Za-z0-9_-]*(\\.[A-Za-z0-9_-]+)*"  # as ENTRYPOINT_RE: not '-' or '.' first
-    return {"type": "string", "maxLength": 255, "pattern": rf"^{first}(/{_SEGMENT})*\.({ends})$",
-            "description": f"a relative path inside the code ending in {' or '.join(extensions)}"}
+    return {
+        "type": "string",
+        "maxLength": 255,
+        "pattern": rf"^{first}(/{_SEGMENT})*\.({ends})$",
+        "description": f"a relative path inside the code ending in {' or '.join(extensions)}",
+    }
 
 
 def _string(max_len: int, min_len: int = 1, **extra: Any) -> Schema:
@@ -119,11 +129,17 @@ def page(items: str, item: str) -> Schema:
 
 def counted_page(items: str, item: str) -> Schema:
     """A page that also carries ``total``: how many items match the filters, whatever the page."""
-    return record({items: {"type": "array", "items": ref(item)}, "next_cursor": NSTR,
-                   "total": {"type": "integer", "minimum": 0}})
+    return record(
+        {
+            items: {"type": "array", "items": ref(item)},
+            "next_cursor": NSTR,
+            "total": {"type": "integer", "minimum": 0},
+        }
+    )
 
 
 # ---- records (responses) -------------------------------------------------------------------------------
+
 
 def _enum(values: type[StrEnum]) -> Schema:
     """A string field that takes one of an orvad/models.py enum's values."""
@@ -131,64 +147,158 @@ def _enum(values: type[StrEnum]) -> Schema:
 
 
 RECORDS: dict[str, Schema] = {
-    "Function": record({
-        "id": STR, "name": STR, "runtime": STR, "entrypoint": STR, "description": STR, "memory_mb": INT,
-        "cpus": NUM, "timeout_ms": INT, "env_vars": {"type": "object", "additionalProperties": STR},
-        "network_mode": _enum(NetworkMode), "auth_mode": _enum(AuthMode), "max_concurrency": INT,
-        "concurrency_policy": _enum(ConcurrencyPolicy),
-        "rate_limit_per_min": INT, "status": _enum(FunctionStatus),
-        "active_deployment_id": NSTR, "created_at": TIME, "updated_at": TIME, "signature_version": INT,
-        "csp_sandbox": BOOL,
-        "cors_origins": {"type": ["array", "null"], "items": STR,
-                         "description": "origins whose pages may call /fn/{id} and its routes; null: ORVA_CORS_ORIGINS"},
-        "pool": {**record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
-                 "description": "only in the answer of PUT /api/v1/functions/{id} that sent pool: the pool settings "
-                                "after the update"},
-    }, optional=("pool",)),
-    "Deployment": record({
-        "id": STR, "function_id": STR, "version": INT, "code_hash": NSTR, "status": _enum(DeploymentStatus),
-        "phase": _enum(Phase), "phases": {"type": "array", "items": record({"phase": _enum(Phase), "ts": TIME})},
-        "source": _enum(DeploymentSource), "parent_deployment_id": NSTR,
-        "error_message": NSTR, "submitted_at": TIME, "started_at": NTIME, "finished_at": NTIME,
-        "duration_ms": {"type": ["integer", "null"]},
-        "deployment_id": {**STR, "description": "only in deploy and rollback answers: the id again, as the Go "
-                                                "original named it"},
-    }, optional=("deployment_id",)),
-    "Execution": record({
-        "id": STR, "function_id": STR, "function_name": STR, "code_hash": NSTR, "trigger": STR, "method": STR,
-        "path": STR, "status": STR, "status_code": INT, "cold_start": BOOL, "duration_ms": NUM, "queue_ms": NUM,
-        "request_bytes": INT, "response_bytes": INT, "error_code": NSTR, "error_message": NSTR,
-        "started_at": TIME, "finished_at": TIME,
-    }),
-    "Key": record({
-        "id": STR, "name": STR, "prefix": STR,
-        "permissions": {"type": "array", "items": {"type": "string", "enum": list(PERMISSIONS)}},
-        "created_at": TIME, "expires_at": NTIME, "last_used_at": NTIME,
-    }),
-    "Route": record({"id": STR, "path": STR, "function_id": STR, "function_name": NSTR, "methods": STR,
-                     "created_at": TIME}),
+    "Function": record(
+        {
+            "id": STR,
+            "name": STR,
+            "runtime": STR,
+            "entrypoint": STR,
+            "description": STR,
+            "memory_mb": INT,
+            "cpus": NUM,
+            "timeout_ms": INT,
+            "env_vars": {"type": "object", "additionalProperties": STR},
+            "network_mode": _enum(NetworkMode),
+            "auth_mode": _enum(AuthMode),
+            "max_concurrency": INT,
+            "concurrency_policy": _enum(ConcurrencyPolicy),
+            "rate_limit_per_min": INT,
+            "status": _enum(FunctionStatus),
+            "active_deployment_id": NSTR,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "signature_version": INT,
+            "csp_sandbox": BOOL,
+            "cors_origins": {
+                "type": ["array", "null"],
+                "items": STR,
+                "description": "origins whose pages may call /fn/{id} and its routes; null: ORVA_CORS_ORIGINS",
+            },
+            "pool": {
+                **record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
+                "description": "only in the answer of PUT /api/v1/functions/{id} that sent pool: the pool settings "
+                "after the update",
+            },
+        },
+        optional=("pool",),
+    ),
+    "Deployment": record(
+        {
+            "id": STR,
+            "function_id": STR,
+            "version": INT,
+            "code_hash": NSTR,
+            "status": _enum(DeploymentStatus),
+            "phase": _enum(Phase),
+            "phases": {"type": "array", "items": record({"phase": _enum(Phase), "ts": TIME})},
+            "source": _enum(DeploymentSource),
+            "parent_deployment_id": NSTR,
+            "error_message": NSTR,
+            "submitted_at": TIME,
+            "started_at": NTIME,
+            "finished_at": NTIME,
+            "duration_ms": {"type": ["integer", "null"]},
+            "deployment_id": {
+                **STR,
+                "description": "only in deploy and rollback answers: the id again, as the Go "
+                "original named it",
+            },
+        },
+        optional=("deployment_id",),
+    ),
+    "Execution": record(
+        {
+            "id": STR,
+            "function_id": STR,
+            "function_name": STR,
+            "code_hash": NSTR,
+            "trigger": STR,
+            "method": STR,
+            "path": STR,
+            "status": STR,
+            "status_code": INT,
+            "cold_start": BOOL,
+            "duration_ms": NUM,
+            "queue_ms": NUM,
+            "request_bytes": INT,
+            "response_bytes": INT,
+            "error_code": NSTR,
+            "error_message": NSTR,
+            "started_at": TIME,
+            "finished_at": TIME,
+        }
+    ),
+    "Key": record(
+        {
+            "id": STR,
+            "name": STR,
+            "prefix": STR,
+            "permissions": {"type": "array", "items": {"type": "string", "enum": list(PERMISSIONS)}},
+            "created_at": TIME,
+            "expires_at": NTIME,
+            "last_used_at": NTIME,
+        }
+    ),
+    "Route": record(
+        {
+            "id": STR,
+            "path": STR,
+            "function_id": STR,
+            "function_name": NSTR,
+            "methods": STR,
+            "created_at": TIME,
+        }
+    ),
     "PoolConfig": record({"function_id": STR, **{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
     "SecretName": record({"key": STR, "created_at": TIME, "updated_at": TIME}),
     "User": record({"id": STR, "username": STR, "created_at": TIME}),
-    "Health": record({
-        "status": {"type": "string", "enum": ["ok", "unhealthy"]}, "version": STR, "uptime_s": NUM,
-        "checks": {"type": "object", "additionalProperties": record(
-            {"ok": BOOL, "required": BOOL, "detail": {}}, optional=("required", "detail"))},
-        "details_hidden": STR,
-    }, optional=("details_hidden",)),
+    "Health": record(
+        {
+            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+            "version": STR,
+            "uptime_s": NUM,
+            "checks": {
+                "type": "object",
+                "additionalProperties": record(
+                    {"ok": BOOL, "required": BOOL, "detail": {}}, optional=("required", "detail")
+                ),
+            },
+            "details_hidden": STR,
+        },
+        optional=("details_hidden",),
+    ),
     "Deleted": record({"id": STR, "deleted": {"const": True}}),
     "Session": record({"user": ref("User"), "expires_at": TIME}),
 }
-RECORDS["LastDeployment"] = record({
-    "id": STR, "version": INT, "status": _enum(DeploymentStatus), "code_hash": NSTR, "submitted_at": TIME,
-    "finished_at": NTIME, "duration_ms": {"type": ["integer", "null"]}})
-RECORDS["FunctionListItem"] = {"allOf": [ref("Function"), record({
-    "last_deployment": {"oneOf": [ref("LastDeployment"), {"type": "null"}],
-                        "description": "the function's newest deployment, null when it has none"}})]}
+RECORDS["LastDeployment"] = record(
+    {
+        "id": STR,
+        "version": INT,
+        "status": _enum(DeploymentStatus),
+        "code_hash": NSTR,
+        "submitted_at": TIME,
+        "finished_at": NTIME,
+        "duration_ms": {"type": ["integer", "null"]},
+    }
+)
+RECORDS["FunctionListItem"] = {
+    "allOf": [
+        ref("Function"),
+        record(
+            {
+                "last_deployment": {
+                    "oneOf": [ref("LastDeployment"), {"type": "null"}],
+                    "description": "the function's newest deployment, null when it has none",
+                }
+            }
+        ),
+    ]
+}
 RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
 
 
 # ---- request bodies ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -209,11 +319,12 @@ class Facts:
 
 def _env_vars() -> Schema:
     return {
-        "type": "object", "maxProperties": ENV_MAX_VARS,
+        "type": "object",
+        "maxProperties": ENV_MAX_VARS,
         "propertyNames": {"pattern": ENV_NAME_RE.pattern, "not": {"pattern": _RESERVED_ENV}},
         "additionalProperties": _string(ENV_VALUE_CHARS, 0, pattern=_NO_NUL),
         "description": f"NAME: value; names not ORVA_*, values without NUL, at most {MAX_ENV_VALUE} bytes each "
-                       f"and {MAX_ENV_TOTAL} in all",
+        f"and {MAX_ENV_TOTAL} in all",
     }
 
 
@@ -230,8 +341,11 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "timeout_ms": _int(100, 900_000),
         "env_vars": _env_vars(),
         "network_mode": {"type": "string", "enum": list(CHOICES["network_mode"])},
-        "auth_mode": {"type": "string", "enum": [*CHOICES["auth_mode"], *CHOICE_ALIASES["auth_mode"]],
-                      "description": "platform_key: the Go original's name of api_key (stored and answered as api_key)"},
+        "auth_mode": {
+            "type": "string",
+            "enum": [*CHOICES["auth_mode"], *CHOICE_ALIASES["auth_mode"]],
+            "description": "platform_key: the Go original's name of api_key (stored and answered as api_key)",
+        },
         "max_concurrency": _int(0, 10_000),
         "concurrency_policy": {"type": "string", "enum": list(CHOICES["concurrency_policy"])},
         "rate_limit_per_min": _int(0, 1_000_000),
@@ -245,8 +359,12 @@ def _entrypoint_matches_runtime(facts: Facts) -> list[Schema]:
     """An entrypoint sent with a runtime must end in that runtime's extension."""
     rules = []
     for language, ids in sorted(facts.runtimes.items()):
-        rules.append({"if": {"required": ["runtime", "entrypoint"], "properties": {"runtime": {"enum": ids}}},
-                      "then": {"properties": {"entrypoint": _entrypoint(EXTENSIONS[language])}}})
+        rules.append(
+            {
+                "if": {"required": ["runtime", "entrypoint"], "properties": {"runtime": {"enum": ids}}},
+                "then": {"properties": {"entrypoint": _entrypoint(EXTENSIONS[language])}},
+            }
+        )
     return rules
 
 
@@ -254,66 +372,160 @@ def bodies(facts: Facts) -> dict[str, Schema]:
     fields_ = function_fields(facts)
     closed = {"type": "object", "additionalProperties": False}
     return {
-        "FunctionCreate": {**closed, "required": ["name", "runtime"], "properties": fields_,
-                           "allOf": _entrypoint_matches_runtime(facts)},
-        "FunctionUpdate": {**closed, "properties": {
-            **fields_, "status": {"type": "string", "enum": [s.value for s in SETTABLE_STATUSES],
-                                  "description": "active needs a succeeded deployment (409 otherwise)"},
-            "pool": {**closed, "properties": {**{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()},
-                                              "scale_to_zero": BOOL},
-                     "description": "partial pool settings (as PUT /api/v1/pool/config); min_warm may not exceed "
-                                    "max_warm once merged; an error names details.field pool.<name>"}},
+        "FunctionCreate": {
+            **closed,
+            "required": ["name", "runtime"],
+            "properties": fields_,
+            "allOf": _entrypoint_matches_runtime(facts),
+        },
+        "FunctionUpdate": {
+            **closed,
+            "properties": {
+                **fields_,
+                "status": {
+                    "type": "string",
+                    "enum": [s.value for s in SETTABLE_STATUSES],
+                    "description": "active needs a succeeded deployment (409 otherwise)",
+                },
+                "pool": {
+                    **closed,
+                    "properties": {
+                        **{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()},
+                        "scale_to_zero": BOOL,
+                    },
+                    "description": "partial pool settings (as PUT /api/v1/pool/config); min_warm may not exceed "
+                    "max_warm once merged; an error names details.field pool.<name>",
+                },
+            },
             "allOf": _entrypoint_matches_runtime(facts),
             "description": "partial; an entrypoint sent alone must suit the function's stored runtime. Every field "
-                           "is validated before anything is saved: all saved, or nothing. Answers once the next "
-                           "invocation runs with the new settings"},
-        "DeployInline": {**closed, "required": ["code"], "properties": {
-            "code": {"type": "string", "pattern": r"\S", "description": "the handler's source"},
-            "filename": _entrypoint(tuple(e for lang in facts.runtimes for e in EXTENSIONS[lang])
-                                    or EXTENSIONS["python"]),
-            "dependencies": {**STR, "description": "requirements.txt text (Python) or name@range specs / "
-                                                   "a package.json (Node)"}}},
-        "Rollback": {**closed, "properties": {
-            "deployment_id": {**STR, "description": "a deployment id of this function, or a unique prefix of one "
-                                                   "(at least 6 characters)"},
-            "code_hash": {"type": "string", "pattern": "^[0-9a-fA-F]{6,64}$",
-                          "description": "a code hash of a succeeded deployment, or a unique prefix of one"}},
-                     "minProperties": 1, "maxProperties": 1,
-                     "description": "exactly one of deployment_id or code_hash; a prefix that matches several "
-                                    "versions answers 409 AMBIGUOUS"},
-        "KeyCreate": {**closed, "required": ["name"], "properties": {
-            "name": _string(64),
-            "permissions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(PERMISSIONS)}},
-            "expires_in_days": _int(1, 3650),
-            "expires_at": {"type": "string", "format": "date-time", "description": "RFC 3339, in the future"}},
-            "not": {"required": ["expires_in_days", "expires_at"]}},
-        "RouteSave": {**closed, "required": ["path", "function_id"], "properties": {
-            "path": {**ROUTE_PATH,
-                     "not": {"pattern": "^/(" + "|".join(sorted({r.strip('/') for r in RESERVED})) + ")(/.*)?$"},
-                     "description": "'/exact' or '/prefix/*', decoded (no %-escapes); not under "
-                                    + ", ".join(RESERVED)},
-            "function_id": {**STR, "description": "a function id or name"},
-            "methods": {"type": ["string", "null"], "pattern": rf"^(\*|({_METHOD_LIST})(,({_METHOD_LIST}))*)$",
-                        "description": "'*' (also null or absent) or a comma list"}}},
-        "PoolConfigUpdate": {**closed, "required": ["function_id"], "properties": {
-            "function_id": {**STR, "description": "a function id or name"},
-            **{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()}, "scale_to_zero": BOOL},
-            "description": "partial; min_warm may not exceed max_warm once merged"},
-        "SecretUpsert": {**closed, "required": ["key", "value"], "properties": {
-            "key": {"type": "string", "pattern": KEY_RE.pattern,
+            "is validated before anything is saved: all saved, or nothing. Answers once the next "
+            "invocation runs with the new settings",
+        },
+        "DeployInline": {
+            **closed,
+            "required": ["code"],
+            "properties": {
+                "code": {"type": "string", "pattern": r"\S", "description": "the handler's source"},
+                "filename": _entrypoint(
+                    tuple(e for lang in facts.runtimes for e in EXTENSIONS[lang]) or EXTENSIONS["python"]
+                ),
+                "dependencies": {
+                    **STR,
+                    "description": "requirements.txt text (Python) or name@range specs / "
+                    "a package.json (Node)",
+                },
+            },
+        },
+        "Rollback": {
+            **closed,
+            "properties": {
+                "deployment_id": {
+                    **STR,
+                    "description": "a deployment id of this function, or a unique prefix of one "
+                    "(at least 6 characters)",
+                },
+                "code_hash": {
+                    "type": "string",
+                    "pattern": "^[0-9a-fA-F]{6,64}$",
+                    "description": "a code hash of a succeeded deployment, or a unique prefix of one",
+                },
+            },
+            "minProperties": 1,
+            "maxProperties": 1,
+            "description": "exactly one of deployment_id or code_hash; a prefix that matches several "
+            "versions answers 409 AMBIGUOUS",
+        },
+        "KeyCreate": {
+            **closed,
+            "required": ["name"],
+            "properties": {
+                "name": _string(64),
+                "permissions": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "enum": list(PERMISSIONS)},
+                },
+                "expires_in_days": _int(1, 3650),
+                "expires_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "RFC 3339, in the future",
+                },
+            },
+            "not": {"required": ["expires_in_days", "expires_at"]},
+        },
+        "RouteSave": {
+            **closed,
+            "required": ["path", "function_id"],
+            "properties": {
+                "path": {
+                    **ROUTE_PATH,
+                    "not": {
+                        "pattern": "^/(" + "|".join(sorted({r.strip("/") for r in RESERVED})) + ")(/.*)?$"
+                    },
+                    "description": "'/exact' or '/prefix/*', decoded (no %-escapes); not under "
+                    + ", ".join(RESERVED),
+                },
+                "function_id": {**STR, "description": "a function id or name"},
+                "methods": {
+                    "type": ["string", "null"],
+                    "pattern": rf"^(\*|({_METHOD_LIST})(,({_METHOD_LIST}))*)$",
+                    "description": "'*' (also null or absent) or a comma list",
+                },
+            },
+        },
+        "PoolConfigUpdate": {
+            **closed,
+            "required": ["function_id"],
+            "properties": {
+                "function_id": {**STR, "description": "a function id or name"},
+                **{f: _int(lo, hi) for f, (lo, hi) in POOL_LIMITS.items()},
+                "scale_to_zero": BOOL,
+            },
+            "description": "partial; min_warm may not exceed max_warm once merged",
+        },
+        "SecretUpsert": {
+            **closed,
+            "required": ["key", "value"],
+            "properties": {
+                "key": {
+                    "type": "string",
+                    "pattern": KEY_RE.pattern,
                     "not": {"allOf": [{"pattern": _RESERVED_ENV}, {"not": {"const": SIGNING_SECRET}}]},
-                    "description": f"an environment variable name; not ORVA_* except {SIGNING_SECRET}"},
-            "value": _string(SECRET_VALUE_CHARS, 0, pattern=_NO_NUL,
-                             description=f"at most {MAX_VALUE_BYTES} bytes, no NUL")}},
-        "Onboard": {**closed, "required": ["username", "password"], "properties": {
-            "username": {"type": "string", "pattern": USERNAME_RE.pattern},
-            "password": _string(PASSWORD_MAX, PASSWORD_MIN),
-            "setup_token": {**NSTR, "description": "the bootstrap admin key (<data-dir>/admin.key); null or absent: "
-                                                   "X-Orva-API-Key is the proof"}}},
-        "Login": {**closed, "required": ["username", "password"], "properties": {
-            "username": STR, "password": {"type": "string", "maxLength": PASSWORD_MAX}}},
-        "ChangePassword": {**closed, "required": ["current_password", "new_password"], "properties": {
-            "current_password": STR, "new_password": _string(PASSWORD_MAX, PASSWORD_MIN)}},
+                    "description": f"an environment variable name; not ORVA_* except {SIGNING_SECRET}",
+                },
+                "value": _string(
+                    SECRET_VALUE_CHARS,
+                    0,
+                    pattern=_NO_NUL,
+                    description=f"at most {MAX_VALUE_BYTES} bytes, no NUL",
+                ),
+            },
+        },
+        "Onboard": {
+            **closed,
+            "required": ["username", "password"],
+            "properties": {
+                "username": {"type": "string", "pattern": USERNAME_RE.pattern},
+                "password": _string(PASSWORD_MAX, PASSWORD_MIN),
+                "setup_token": {
+                    **NSTR,
+                    "description": "the bootstrap admin key (<data-dir>/admin.key); null or absent: "
+                    "X-Orva-API-Key is the proof",
+                },
+            },
+        },
+        "Login": {
+            **closed,
+            "required": ["username", "password"],
+            "properties": {"username": STR, "password": {"type": "string", "maxLength": PASSWORD_MAX}},
+        },
+        "ChangePassword": {
+            **closed,
+            "required": ["current_password", "new_password"],
+            "properties": {"current_password": STR, "new_password": _string(PASSWORD_MAX, PASSWORD_MIN)},
+        },
     }
 
 
@@ -321,8 +533,10 @@ def bodies(facts: Facts) -> dict[str, Schema]:
 EXAMPLES: dict[str, Schema] = {
     "FunctionCreate": {"name": "hello-world", "runtime": "python", "memory_mb": 128, "timeout_ms": 10000},
     "FunctionUpdate": {"description": "greets", "env_vars": {"GREETING": "hello"}},
-    "DeployInline": {"code": "def handler(event, context):\n    return {'hello': 'world'}\n",
-                     "dependencies": ""},
+    "DeployInline": {
+        "code": "def handler(event, context):\n    return {'hello': 'world'}\n",
+        "dependencies": "",
+    },
     "Rollback": {"deployment_id": "01900000-0000-7000-8000-000000000000"},
     "KeyCreate": {"name": "ci", "permissions": ["read", "write"], "expires_in_days": 30},
     "RouteSave": {"path": "/hooks/stripe", "function_id": "hello-world", "methods": "POST"},
@@ -335,6 +549,7 @@ EXAMPLES: dict[str, Schema] = {
 
 
 # ---- query parameters ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Param:
@@ -364,7 +579,7 @@ SINCE = Param("since", {"type": "string", "format": "date-time"}, "RFC 3339")
 class Op:
     """What the document says of one operation beyond its path, summary and security."""
 
-    body: str | None = None                   # name of a JSON body schema in bodies()
+    body: str | None = None  # name of a JSON body schema in bodies()
     raw_body: dict[str, Schema] | None = None  # other request content types
     query: tuple[Param, ...] = ()
     ok: dict[str, dict[str, Schema]] = field(default_factory=dict)  # status -> content type -> schema
@@ -380,29 +595,53 @@ def _link(operation_id: str, **params: str) -> dict[str, Any]:
     return {"operationId": operation_id, "parameters": params}
 
 
-_FN_LINKS = {f"{name}": _link(op, id="$response.body#/id") for name, op in (
-    ("GetFunction", "functions_get_function"), ("UpdateFunction", "functions_update_function"),
-    ("DeleteFunction", "functions_delete_function"), ("DeployInline", "functions_deploy_inline"),
-    ("ListDeployments", "functions_list_deployments"), ("ListSecrets", "secrets_list_secrets"),
-    ("UpsertSecret", "secrets_upsert_secret"), ("Kill", "functions_kill"))}
-_DEP_LINKS = {"GetDeployment": _link("deployments_get_deployment", id="$response.body#/id"),
-              "GetDeploymentLogs": _link("deployments_get_logs", id="$response.body#/id")}
-_ROUTE_LINKS = {"DeleteRoute": _link("routes_delete_route", path="$response.body#/path"),
-                "ListRoutes": _link("routes_list_routes", function_id="$response.body#/function_id")}
+_FN_LINKS = {
+    f"{name}": _link(op, id="$response.body#/id")
+    for name, op in (
+        ("GetFunction", "functions_get_function"),
+        ("UpdateFunction", "functions_update_function"),
+        ("DeleteFunction", "functions_delete_function"),
+        ("DeployInline", "functions_deploy_inline"),
+        ("ListDeployments", "functions_list_deployments"),
+        ("ListSecrets", "secrets_list_secrets"),
+        ("UpsertSecret", "secrets_upsert_secret"),
+        ("Kill", "functions_kill"),
+    )
+}
+_DEP_LINKS = {
+    "GetDeployment": _link("deployments_get_deployment", id="$response.body#/id"),
+    "GetDeploymentLogs": _link("deployments_get_logs", id="$response.body#/id"),
+}
+_ROUTE_LINKS = {
+    "DeleteRoute": _link("routes_delete_route", path="$response.body#/path"),
+    "ListRoutes": _link("routes_list_routes", function_id="$response.body#/function_id"),
+}
 _POOL_LINKS = {"GetPoolConfig": _link("pools_get_config", function_id="$response.body#/function_id")}
-_SECRET_LINKS = {"DeleteSecret": _link("secrets_delete_secret", id="$response.body#/function_id",
-                                       key="$response.body#/key"),
-                 "ListSecrets": _link("secrets_list_secrets", id="$response.body#/function_id")}
+_SECRET_LINKS = {
+    "DeleteSecret": _link(
+        "secrets_delete_secret", id="$response.body#/function_id", key="$response.body#/key"
+    ),
+    "ListSecrets": _link("secrets_list_secrets", id="$response.body#/function_id"),
+}
 _EXECUTION_LINKS = {"GetExecutionLogs": _link("executions_get_logs", id="$response.body#/id")}
 
 # a 503 some operations answer on purpose, with the envelope (BUILD_QUEUE_FULL, DASHBOARD_NOT_BUILT)
 UNAVAILABLE: dict[str, dict[str, Schema]] = {"503": {"application/json": ref("Error")}}
 # a deploy: 202 at once; with ?wait=true 200 once the version serves, 422 BUILD_FAILED, 202 past timeout_s
-DEPLOY_QUERY = (Param("wait", {"type": "string", "enum": ["true", "false", "1", "0"]},
-                      "true: answer when the build has ended (200 and the version serves, or 422 BUILD_FAILED)"),
-                Param("timeout_s", _int(1, 600), "with wait=true: answer 202 after this many seconds (default 300)"))
-DEPLOYED: dict[str, dict[str, Schema]] = {**json_ok(ref("Deployment"), "202"), **json_ok(ref("Deployment")),
-                                          "422": {"application/json": ref("Error")}, **UNAVAILABLE}
+DEPLOY_QUERY = (
+    Param(
+        "wait",
+        {"type": "string", "enum": ["true", "false", "1", "0"]},
+        "true: answer when the build has ended (200 and the version serves, or 422 BUILD_FAILED)",
+    ),
+    Param("timeout_s", _int(1, 600), "with wait=true: answer 202 after this many seconds (default 300)"),
+)
+DEPLOYED: dict[str, dict[str, Schema]] = {
+    **json_ok(ref("Deployment"), "202"),
+    **json_ok(ref("Deployment")),
+    "422": {"application/json": ref("Error")},
+    **UNAVAILABLE,
+}
 TEXT: dict[str, Schema] = {"text/plain": {"type": "string"}}
 LOCATION: dict[str, Schema] = {"Location": {"type": "string", "pattern": "^/api/v1/"}}
 SSE: dict[str, Schema] = {"text/event-stream": {"type": "string"}}
@@ -414,155 +653,397 @@ AUTH = "/api/v1/auth"
 OPS: dict[tuple[str, str], Op] = {
     # functions
     ("GET", "/api/v1/functions"): Op(
-        query=(Param("status", STR, "only functions in this status"),
-               Param("runtime", STR, "only this runtime id, or a language: python matches python3.12 too"),
-               Param("q", STR, "only functions whose name or description contains this (any case)"),
-               *COUNTED_PAGE), ok=json_ok(counted_page("functions", "FunctionListItem"))),
-    ("POST", "/api/v1/functions"): Op(body="FunctionCreate", ok=json_ok(ref("Function"), "201"),
-                                      links={"201": _FN_LINKS}, headers={"201": LOCATION}),
+        query=(
+            Param("status", STR, "only functions in this status"),
+            Param("runtime", STR, "only this runtime id, or a language: python matches python3.12 too"),
+            Param("q", STR, "only functions whose name or description contains this (any case)"),
+            *COUNTED_PAGE,
+        ),
+        ok=json_ok(counted_page("functions", "FunctionListItem")),
+    ),
+    ("POST", "/api/v1/functions"): Op(
+        body="FunctionCreate",
+        ok=json_ok(ref("Function"), "201"),
+        links={"201": _FN_LINKS},
+        headers={"201": LOCATION},
+    ),
     ("GET", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Function"))),
-    ("PUT", "/api/v1/functions/{id}"): Op(body="FunctionUpdate", ok=json_ok(ref("Function")),
-                                          links={"200": _FN_LINKS}),
+    ("PUT", "/api/v1/functions/{id}"): Op(
+        body="FunctionUpdate", ok=json_ok(ref("Function")), links={"200": _FN_LINKS}
+    ),
     ("DELETE", "/api/v1/functions/{id}"): Op(ok=json_ok(ref("Deleted"))),
-    ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(body="DeployInline", query=DEPLOY_QUERY, ok=DEPLOYED,
-                                                         links={"202": _DEP_LINKS, "200": _DEP_LINKS},
-                                                         headers={"202": LOCATION, "200": LOCATION}),
+    ("POST", "/api/v1/functions/{id}/deploy-inline"): Op(
+        body="DeployInline",
+        query=DEPLOY_QUERY,
+        ok=DEPLOYED,
+        links={"202": _DEP_LINKS, "200": _DEP_LINKS},
+        headers={"202": LOCATION, "200": LOCATION},
+    ),
     ("POST", "/api/v1/functions/{id}/deploy"): Op(
-        raw_body={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {
-            "file": ARCHIVE, "code": {**ARCHIVE, "description": "the Go original's name of `file`, read when `file` is "
-                                                                "absent"}}},
-                  **{t: ARCHIVE for t in ("application/gzip", "application/zip", "application/x-tar",
-                                          "application/octet-stream")}},
-        query=DEPLOY_QUERY, ok=DEPLOYED, links={"202": _DEP_LINKS, "200": _DEP_LINKS},
-        headers={"202": LOCATION, "200": LOCATION}),
-    ("GET", "/api/v1/functions/{id}/deployments"): Op(query=(*PAGE, OFFSET),
-                                                       ok=json_ok(counted_page("deployments", "Deployment"))),
+        raw_body={
+            "multipart/form-data": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": ARCHIVE,
+                    "code": {
+                        **ARCHIVE,
+                        "description": "the Go original's name of `file`, read when `file` is absent",
+                    },
+                },
+            },
+            **{
+                t: ARCHIVE
+                for t in (
+                    "application/gzip",
+                    "application/zip",
+                    "application/x-tar",
+                    "application/octet-stream",
+                )
+            },
+        },
+        query=DEPLOY_QUERY,
+        ok=DEPLOYED,
+        links={"202": _DEP_LINKS, "200": _DEP_LINKS},
+        headers={"202": LOCATION, "200": LOCATION},
+    ),
+    ("GET", "/api/v1/functions/{id}/deployments"): Op(
+        query=(*PAGE, OFFSET), ok=json_ok(counted_page("deployments", "Deployment"))
+    ),
     ("POST", "/api/v1/functions/{id}/rollback"): Op(body="Rollback", ok=json_ok(ref("Deployment"))),
-    ("GET", "/api/v1/functions/{id}/source"): Op(ok=json_ok(record({
-        "function_id": STR, "deployment_id": STR, "code_hash": STR, "filename": STR, "code": STR,
-        "dependencies": STR, "manifest": NSTR}))),
+    ("GET", "/api/v1/functions/{id}/source"): Op(
+        ok=json_ok(
+            record(
+                {
+                    "function_id": STR,
+                    "deployment_id": STR,
+                    "code_hash": STR,
+                    "filename": STR,
+                    "code": STR,
+                    "dependencies": STR,
+                    "manifest": NSTR,
+                }
+            )
+        )
+    ),
     ("GET", "/api/v1/functions/{id}/diff"): Op(
-        query=(Param("from", NONEMPTY, "a succeeded deployment id of this function, or a unique prefix of one",
-                     required=True),
-               Param("to", NONEMPTY, "another one (a whole id or a unique prefix)", required=True),
-               Param("format", {"type": "string", "enum": ["json", "unified"]}, "default json")),
-        ok={"200": {"application/json": record({"from": STR, "to": STR, "files": {"type": "array", "items": OBJ}}),
-                    "text/x-diff": {"type": "string"}}}),
-    ("POST", "/api/v1/functions/{id}/kill"): Op(ok=json_ok(record({"id": STR, "status": STR, "killed": INT}))),
+        query=(
+            Param(
+                "from",
+                NONEMPTY,
+                "a succeeded deployment id of this function, or a unique prefix of one",
+                required=True,
+            ),
+            Param("to", NONEMPTY, "another one (a whole id or a unique prefix)", required=True),
+            Param("format", {"type": "string", "enum": ["json", "unified"]}, "default json"),
+        ),
+        ok={
+            "200": {
+                "application/json": record(
+                    {"from": STR, "to": STR, "files": {"type": "array", "items": OBJ}}
+                ),
+                "text/x-diff": {"type": "string"},
+            }
+        },
+    ),
+    ("POST", "/api/v1/functions/{id}/kill"): Op(
+        ok=json_ok(record({"id": STR, "status": STR, "killed": INT}))
+    ),
     # secrets
-    ("GET", "/api/v1/functions/{id}/secrets"): Op(ok=json_ok(record({
-        "function_id": STR, "secrets": {"type": "array", "items": ref("SecretName")}}))),
+    ("GET", "/api/v1/functions/{id}/secrets"): Op(
+        ok=json_ok(record({"function_id": STR, "secrets": {"type": "array", "items": ref("SecretName")}}))
+    ),
     ("POST", "/api/v1/functions/{id}/secrets"): Op(
-        body="SecretUpsert", ok=json_ok(record({"function_id": STR, "key": STR, "stored": {"const": True}})),
-        links={"200": _SECRET_LINKS}),
+        body="SecretUpsert",
+        ok=json_ok(record({"function_id": STR, "key": STR, "stored": {"const": True}})),
+        links={"200": _SECRET_LINKS},
+    ),
     ("DELETE", "/api/v1/functions/{id}/secrets/{key}"): Op(ok=json_ok(DELETED_SECRET)),
     # deployments
     ("GET", "/api/v1/deployments/{id}"): Op(ok=json_ok(ref("Deployment"))),
     ("GET", "/api/v1/deployments/{id}/logs"): Op(
-        query=(Param("after_seq", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "lines after this seq"),
-               Param("limit", _int(1, 5000), "default 1000")),
-        ok=json_ok(record({"deployment_id": STR, "status": STR,
-                           "lines": {"type": "array", "items": record({"seq": INT, "stream": STR, "line": STR,
-                                                                        "ts": TIME})},
-                           "next_after_seq": {"type": ["integer", "null"]}}))),
+        query=(
+            Param(
+                "after_seq", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "lines after this seq"
+            ),
+            Param("limit", _int(1, 5000), "default 1000"),
+        ),
+        ok=json_ok(
+            record(
+                {
+                    "deployment_id": STR,
+                    "status": STR,
+                    "lines": {
+                        "type": "array",
+                        "items": record({"seq": INT, "stream": STR, "line": STR, "ts": TIME}),
+                    },
+                    "next_after_seq": {"type": ["integer", "null"]},
+                }
+            )
+        ),
+    ),
     ("GET", "/api/v1/deployments/{id}/stream"): Op(ok={"200": SSE}),
     # keys
     ("GET", "/api/v1/keys"): Op(query=PAGE, ok=json_ok(page("keys", "Key"))),
-    ("POST", "/api/v1/keys"): Op(body="KeyCreate", ok=json_ok(ref("KeyCreated"), "201"),
-                                 links={"201": {"RevokeKey": _link("keys_revoke", id="$response.body#/id")}}),
+    ("POST", "/api/v1/keys"): Op(
+        body="KeyCreate",
+        ok=json_ok(ref("KeyCreated"), "201"),
+        links={"201": {"RevokeKey": _link("keys_revoke", id="$response.body#/id")}},
+    ),
     ("DELETE", "/api/v1/keys/{id}"): Op(ok=json_ok(ref("Deleted"))),
     # routes
     ("GET", "/api/v1/routes"): Op(query=(FUNCTION_FILTER,), ok=json_ok(page("routes", "Route"))),
-    ("POST", "/api/v1/routes"): Op(body="RouteSave", ok=json_ok(ref("Route"), "201"), links={"201": _ROUTE_LINKS}),
-    ("PUT", "/api/v1/routes"): Op(body="RouteSave", ok={**json_ok(ref("Route")), **json_ok(ref("Route"), "201")},
-                                  links={"200": _ROUTE_LINKS, "201": _ROUTE_LINKS}),
-    ("DELETE", "/api/v1/routes"): Op(query=(Param("path", ROUTE_PATH, "the route's path", required=True),),
-                                     ok=json_ok(record({"path": STR, "deleted": {"const": True}}))),
+    ("POST", "/api/v1/routes"): Op(
+        body="RouteSave", ok=json_ok(ref("Route"), "201"), links={"201": _ROUTE_LINKS}
+    ),
+    ("PUT", "/api/v1/routes"): Op(
+        body="RouteSave",
+        ok={**json_ok(ref("Route")), **json_ok(ref("Route"), "201")},
+        links={"200": _ROUTE_LINKS, "201": _ROUTE_LINKS},
+    ),
+    ("DELETE", "/api/v1/routes"): Op(
+        query=(Param("path", ROUTE_PATH, "the route's path", required=True),),
+        ok=json_ok(record({"path": STR, "deleted": {"const": True}})),
+    ),
     # pools
     ("GET", "/api/v1/pool/config"): Op(
-        query=(Param("function_id", NONEMPTY, "a function id or name", required=True),), ok=json_ok(ref("PoolConfig"))),
-    ("PUT", "/api/v1/pool/config"): Op(body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")),
-                                       links={"200": _POOL_LINKS}),
-    ("POST", "/api/v1/pool/config"): Op(body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")),
-                                        links={"200": _POOL_LINKS}),
+        query=(Param("function_id", NONEMPTY, "a function id or name", required=True),),
+        ok=json_ok(ref("PoolConfig")),
+    ),
+    ("PUT", "/api/v1/pool/config"): Op(
+        body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")), links={"200": _POOL_LINKS}
+    ),
+    ("POST", "/api/v1/pool/config"): Op(
+        body="PoolConfigUpdate", ok=json_ok(ref("PoolConfig")), links={"200": _POOL_LINKS}
+    ),
     # executions
     ("GET", "/api/v1/executions"): Op(
-        query=(FUNCTION_FILTER, Param("status", {"type": "string", "enum": list(EXECUTION_STATUSES)}),
-               SINCE, Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"), *COUNTED_PAGE),
-        ok=json_ok(counted_page("executions", "Execution"))),
-    ("GET", "/api/v1/executions/summary"): Op(query=(SINCE,), ok=json_ok(record({
-        "since": TIME, "functions": {"type": "array", "items": record({
-            "function_id": STR, "invocations": INT, "errors": INT, "last_invoked_at": NTIME})}}))),
+        query=(
+            FUNCTION_FILTER,
+            Param("status", {"type": "string", "enum": list(EXECUTION_STATUSES)}),
+            SINCE,
+            Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"),
+            *COUNTED_PAGE,
+        ),
+        ok=json_ok(counted_page("executions", "Execution")),
+    ),
+    ("GET", "/api/v1/executions/summary"): Op(
+        query=(SINCE,),
+        ok=json_ok(
+            record(
+                {
+                    "since": TIME,
+                    "functions": {
+                        "type": "array",
+                        "items": record(
+                            {"function_id": STR, "invocations": INT, "errors": INT, "last_invoked_at": NTIME}
+                        ),
+                    },
+                }
+            )
+        ),
+    ),
     ("GET", "/api/v1/executions/{id}"): Op(ok=json_ok(ref("Execution")), links={"200": _EXECUTION_LINKS}),
-    ("GET", "/api/v1/executions/{id}/logs"): Op(ok=json_ok(record({"execution_id": STR, "logs": STR,
-                                                                   "truncated": BOOL}))),
+    ("GET", "/api/v1/executions/{id}/logs"): Op(
+        ok=json_ok(record({"execution_id": STR, "logs": STR, "truncated": BOOL}))
+    ),
     # runtimes and system
-    ("GET", "/api/v1/runtimes"): Op(ok=json_ok(record({"runtimes": {"type": "array", "items": record({
-        "id": STR, "language": STR, "version": STR, "interpreter": STR, "default_entrypoint": STR,
-        "aliases": {"type": "array", "items": STR},
-        "source": STR, "path": STR,  # system | installed (node22/node24 in the data dir); the binary on the host
-        # the Go original's fields
-        "name": STR, "default_handler": STR, "extensions": {"type": "array", "items": STR}})},
-        "installable": {"type": "array", "items": record({"id": STR, "language": STR, "version": STR, "install": STR}),
+    ("GET", "/api/v1/runtimes"): Op(
+        ok=json_ok(
+            record(
+                {
+                    "runtimes": {
+                        "type": "array",
+                        "items": record(
+                            {
+                                "id": STR,
+                                "language": STR,
+                                "version": STR,
+                                "interpreter": STR,
+                                "default_entrypoint": STR,
+                                "aliases": {"type": "array", "items": STR},
+                                "source": STR,
+                                "path": STR,  # system | installed (node22/node24 in the data dir); the binary on the host
+                                # the Go original's fields
+                                "name": STR,
+                                "default_handler": STR,
+                                "extensions": {"type": "array", "items": STR},
+                            }
+                        ),
+                    },
+                    "installable": {
+                        "type": "array",
+                        "items": record({"id": STR, "language": STR, "version": STR, "install": STR}),
                         "description": "pinned runtimes not installed yet; `install` is the command (a function's "
-                                       "first build on one installs it too)"},
-        "fallback": BOOL}))),
-    ("GET", "/api/v1/syscalls"): Op(ok=json_ok(record({"syscalls": {"type": "array", "items": OBJ}, "total": INT}))),
+                        "first build on one installs it too)",
+                    },
+                    "fallback": BOOL,
+                }
+            )
+        )
+    ),
+    ("GET", "/api/v1/syscalls"): Op(
+        ok=json_ok(record({"syscalls": {"type": "array", "items": OBJ}, "total": INT}))
+    ),
     ("GET", "/api/v1/system/metrics"): Op(ok={"200": TEXT}),
     ("GET", "/metrics"): Op(ok={"200": TEXT}),  # the same text; no key needed with ORVA_METRICS_PUBLIC=true
-    ("GET", "/api/v1/system/metrics.json"): Op(ok=json_ok(record({
-        "invocations_total": INT, "by_status": OBJ, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
-        "latency_ms": OBJ, "memory_reserved_bytes": INT, "builds": OBJ,
-        "pools": {"type": "array", "items": record({
-            "function": STR, "function_id": STR, **{n: INT for n in (
-                "workers", "idle", "busy", "spawning", "queue_depth", "inflight", "spawned", "killed", "scale_ups",
-                "scale_downs", "cold_starts", "spawn_failures")},
-            # the Go original's pool fields
-            "function_name": STR, "rate_ewma": NUM, "latency_ewma_ms": NUM, "target": INT, "dynamic_max": INT})},
-        # the Go original's blocks
-        "uptime_seconds": INT,
-        "host": record({n: INT for n in ("num_cpu", "mem_total_mb", "mem_available_mb", "mem_reserved_mb")}),
-        "totals": record({n: INT for n in ("invocations", "cold_starts", "warm_hits", "builds", "build_errors")}),
-        "rates": record({"cold_start_pct": NUM}), "active_requests": INT,
-        "sandbox": record({"active": INT, "total": INT}),
-        "build_queue": record({"pending": INT, "workers": INT})}))),
+    ("GET", "/api/v1/system/metrics.json"): Op(
+        ok=json_ok(
+            record(
+                {
+                    "invocations_total": INT,
+                    "by_status": OBJ,
+                    "rate_per_s": NUM,
+                    "error_rate": NUM,
+                    "cold_start_share": NUM,
+                    "latency_ms": OBJ,
+                    "memory_reserved_bytes": INT,
+                    "builds": OBJ,
+                    "pools": {
+                        "type": "array",
+                        "items": record(
+                            {
+                                "function": STR,
+                                "function_id": STR,
+                                **{
+                                    n: INT
+                                    for n in (
+                                        "workers",
+                                        "idle",
+                                        "busy",
+                                        "spawning",
+                                        "queue_depth",
+                                        "inflight",
+                                        "spawned",
+                                        "killed",
+                                        "scale_ups",
+                                        "scale_downs",
+                                        "cold_starts",
+                                        "spawn_failures",
+                                    )
+                                },
+                                # the Go original's pool fields
+                                "function_name": STR,
+                                "rate_ewma": NUM,
+                                "latency_ewma_ms": NUM,
+                                "target": INT,
+                                "dynamic_max": INT,
+                            }
+                        ),
+                    },
+                    # the Go original's blocks
+                    "uptime_seconds": INT,
+                    "host": record(
+                        {n: INT for n in ("num_cpu", "mem_total_mb", "mem_available_mb", "mem_reserved_mb")}
+                    ),
+                    "totals": record(
+                        {
+                            n: INT
+                            for n in ("invocations", "cold_starts", "warm_hits", "builds", "build_errors")
+                        }
+                    ),
+                    "rates": record({"cold_start_pct": NUM}),
+                    "active_requests": INT,
+                    "sandbox": record({"active": INT, "total": INT}),
+                    "build_queue": record({"pending": INT, "workers": INT}),
+                }
+            )
+        )
+    ),
     ("GET", "/api/v1/system/metrics/history"): Op(
         query=(Param("minutes", _int(1, 60), "how far back, in minutes (default 10)"),),
-        ok=json_ok(record({"interval_s": NUM, "points": {"type": "array", "items": record({
-            "t": NUM, "rate_per_s": NUM, "error_rate": NUM, "cold_start_share": NUM,
-            "latency_ms": record({p: {"type": ["number", "null"]} for p in ("p50", "p95", "p99")}),
-            "active_workers": INT})}}))),
-    ("GET", "/api/v1/system/info"): Op(ok=json_ok(record({
-        "version": STR, "python": STR, "server": STR, "uptime_s": NUM, "data_dir": STR, "data_dir_bytes": INT,
-        "nsjail": {}, "cgroups": {}, "runtimes": {"type": "array", "items": STR},
-        "host_warnings": {"type": "array"}, "functions_url": NSTR}))),
+        ok=json_ok(
+            record(
+                {
+                    "interval_s": NUM,
+                    "points": {
+                        "type": "array",
+                        "items": record(
+                            {
+                                "t": NUM,
+                                "rate_per_s": NUM,
+                                "error_rate": NUM,
+                                "cold_start_share": NUM,
+                                "latency_ms": record(
+                                    {p: {"type": ["number", "null"]} for p in ("p50", "p95", "p99")}
+                                ),
+                                "active_workers": INT,
+                            }
+                        ),
+                    },
+                }
+            )
+        ),
+    ),
+    ("GET", "/api/v1/system/info"): Op(
+        ok=json_ok(
+            record(
+                {
+                    "version": STR,
+                    "python": STR,
+                    "server": STR,
+                    "uptime_s": NUM,
+                    "data_dir": STR,
+                    "data_dir_bytes": INT,
+                    "nsjail": {},
+                    "cgroups": {},
+                    "runtimes": {"type": "array", "items": STR},
+                    "host_warnings": {"type": "array"},
+                    "functions_url": NSTR,
+                }
+            )
+        )
+    ),
     ("GET", "/api/v1/events"): Op(
-        query=(Param("types", STR, "comma list of metrics, execution, deployment, function"), FUNCTION_FILTER),
-        ok={"200": SSE}),
+        query=(
+            Param("types", STR, "comma list of metrics, execution, deployment, function"),
+            FUNCTION_FILTER,
+        ),
+        ok={"200": SSE},
+    ),
     ("GET", "/api/v1/audit-log"): Op(
         query=(Param("actor_id", STR), Param("method", STR), Param("path_prefix", STR), SINCE, *PAGE),
-        ok=json_ok(record({"entries": {"type": "array", "items": OBJ}, "next_cursor": NSTR}))),
+        ok=json_ok(record({"entries": {"type": "array", "items": OBJ}, "next_cursor": NSTR})),
+    ),
     ("GET", "/api/v1/openapi.json"): Op(ok=json_ok(record({"openapi": STR, "info": OBJ, "paths": OBJ}))),
     # health (503 with the same body when a check fails or start-up is not done)
     ("GET", "/api/v1/system/health"): Op(ok={"200": HEALTH_BODY, "503": HEALTH_BODY}),
     ("GET", "/health/ready"): Op(ok={"200": HEALTH_BODY, "503": HEALTH_BODY}),
-    ("GET", "/health/startup"): Op(ok={"200": {"application/json": record({"status": STR})},
-                                       "503": {"application/json": record({"status": STR})}}),
-    **{("GET", p): Op(ok=json_ok(record({"status": {"const": "ok"}}))) for p in ("/health", "/healthz",
-                                                                                  "/health/live")},
+    ("GET", "/health/startup"): Op(
+        ok={
+            "200": {"application/json": record({"status": STR})},
+            "503": {"application/json": record({"status": STR})},
+        }
+    ),
+    **{
+        ("GET", p): Op(ok=json_ok(record({"status": {"const": "ok"}})))
+        for p in ("/health", "/healthz", "/health/live")
+    },
     # auth
     ("GET", f"{AUTH}/status"): Op(ok=json_ok(record({"has_user": BOOL, "functions_url": NSTR}))),
     ("POST", f"{AUTH}/onboard"): Op(body="Onboard", ok=json_ok(ref("Session"), "201")),
     ("POST", f"{AUTH}/login"): Op(body="Login", ok=json_ok(ref("Session"))),
-    ("GET", f"{AUTH}/me"): Op(ok=json_ok(record({"user": ref("User"), "expires_at": TIME, "id": STR, "username": STR,
-                                                 "created_at": TIME}))),  # the user's fields again: Go Orva's shape
+    ("GET", f"{AUTH}/me"): Op(
+        ok=json_ok(
+            record({"user": ref("User"), "expires_at": TIME, "id": STR, "username": STR, "created_at": TIME})
+        )
+    ),  # the user's fields again: Go Orva's shape
     ("POST", f"{AUTH}/refresh"): Op(ok=json_ok(ref("Session"))),
     ("POST", f"{AUTH}/logout"): Op(ok=json_ok(record({"logged_out": {"const": True}}))),
-    ("POST", f"{AUTH}/change-password"): Op(body="ChangePassword", ok=json_ok(record({"changed": {"const": True}}))),
+    ("POST", f"{AUTH}/change-password"): Op(
+        body="ChangePassword", ok=json_ok(record({"changed": {"const": True}}))
+    ),
     # the dashboard
     ("GET", "/"): Op(ok={"302": {}}),
     ("GET", "/web"): Op(ok={"302": {}}),
     ("GET", "/web/"): Op(ok={"200": {"text/html": {"type": "string"}}, **UNAVAILABLE}),
-    ("GET", "/web/assets/{name}"): Op(ok={"200": {t: {"type": "string"} for t in (
-        "text/javascript", "text/css", "font/woff2", "image/svg+xml", "image/png")}, **UNAVAILABLE}),
+    ("GET", "/web/assets/{name}"): Op(
+        ok={
+            "200": {
+                t: {"type": "string"}
+                for t in ("text/javascript", "text/css", "font/woff2", "image/svg+xml", "image/png")
+            },
+            **UNAVAILABLE,
+        }
+    ),
 }

@@ -25,9 +25,13 @@ async def upsert_secret(request: Request) -> Response:
     body = await read_object(request, ("key", "value"))
     await daemon.secrets.upsert(fn.id, body.get("key"), body.get("value"))
     key = body["key"]
-    await until_served(daemon, fn, f"secret {key}",
-                       f"set it again (POST /api/v1/functions/{fn.name}/secrets) or remove it "
-                       f"(DELETE /api/v1/functions/{fn.name}/secrets/{key})")
+    await until_served(
+        daemon,
+        fn,
+        f"secret {key}",
+        f"set it again (POST /api/v1/functions/{fn.name}/secrets) or remove it "
+        f"(DELETE /api/v1/functions/{fn.name}/secrets/{key})",
+    )
     return JSONResponse({"function_id": fn.id, "key": body["key"], "stored": True})
 
 
@@ -38,8 +42,12 @@ async def delete_secret(request: Request) -> Response:
     trusted_needs_admin(request, fn)
     key = request.path_params["key"]
     await daemon.secrets.delete(fn.id, key)
-    await until_served(daemon, fn, f"removal of secret {key}",
-                       f"set {key} again if the handler needs it (POST /api/v1/functions/{fn.name}/secrets)")
+    await until_served(
+        daemon,
+        fn,
+        f"removal of secret {key}",
+        f"set {key} again if the handler needs it (POST /api/v1/functions/{fn.name}/secrets)",
+    )
     return JSONResponse({"function_id": fn.id, "key": request.path_params["key"], "deleted": True})
 
 

@@ -21,10 +21,14 @@ async def until_served(daemon: Daemon, fn: Function, what: str, fix: str) -> Non
         return
     details = {"function_id": fn.id, "function_name": fn.name, "saved": True}
     if isinstance(failure, Timeout):
-        raise Timeout(f"{what} saved, but new workers of {fn.name} did not start within {SETTLE_TIMEOUT_S:g} s",
-                      details=details,
-                      hint=f"the next invocation of {fn.name} starts its worker itself (a cold start); if the "
-                           "sandbox is at fault, GET /api/v1/system/health says so")
-    raise WorkerCrashed(f"{what} saved, but new workers of {fn.name} fail to start with it: {failure.message}",
-                        details={**details, "cause": failure.code},
-                        hint=f"invocations of {fn.name} fail the same way until this is fixed: {fix}")
+        raise Timeout(
+            f"{what} saved, but new workers of {fn.name} did not start within {SETTLE_TIMEOUT_S:g} s",
+            details=details,
+            hint=f"the next invocation of {fn.name} starts its worker itself (a cold start); if the "
+            "sandbox is at fault, GET /api/v1/system/health says so",
+        )
+    raise WorkerCrashed(
+        f"{what} saved, but new workers of {fn.name} fail to start with it: {failure.message}",
+        details={**details, "cause": failure.code},
+        hint=f"invocations of {fn.name} fail the same way until this is fixed: {fix}",
+    )

@@ -48,8 +48,10 @@ def _data_dir_size(root: Path) -> tuple[int, str | None]:
     total, deep = tree_bytes(root)
     if not deep:
         return total, None
-    return total, (f"data_dir_bytes is short: {len(deep)} folder(s) nested deeper than {MAX_DEPTH} were not "
-                   f"measured, e.g. {deep[0][:200]!r}; deleting the function that owns them removes them")
+    return total, (
+        f"data_dir_bytes is short: {len(deep)} folder(s) nested deeper than {MAX_DEPTH} were not "
+        f"measured, e.g. {deep[0][:200]!r}; deleting the function that owns them removes them"
+    )
 
 
 async def info(request: Request) -> Response:
@@ -58,15 +60,21 @@ async def info(request: Request) -> Response:
     settings, host = daemon.settings, daemon.host
     facts = host.facts if host else None
     size, note = await asyncio.to_thread(_data_dir_size, settings.data_dir)
-    return JSONResponse({
-        "version": __version__, "python": platform.python_version(), "server": settings.server,
-        "uptime_s": daemon.uptime_s(), "data_dir": str(settings.data_dir),
-        "data_dir_bytes": size,
-        "nsjail": facts.nsjail if facts else None, "cgroups": facts.cgroup if facts else None,
-        "runtimes": [r["id"] for r in daemon.runtimes.list()],
-        "host_warnings": [*(host.warnings if host else []), *([note] if note else [])],
-        "functions_url": settings.functions_origin or None,
-    })
+    return JSONResponse(
+        {
+            "version": __version__,
+            "python": platform.python_version(),
+            "server": settings.server,
+            "uptime_s": daemon.uptime_s(),
+            "data_dir": str(settings.data_dir),
+            "data_dir_bytes": size,
+            "nsjail": facts.nsjail if facts else None,
+            "cgroups": facts.cgroup if facts else None,
+            "runtimes": [r["id"] for r in daemon.runtimes.list()],
+            "host_warnings": [*(host.warnings if host else []), *([note] if note else [])],
+            "functions_url": settings.functions_origin or None,
+        }
+    )
 
 
 async def events(request: Request) -> Response:
@@ -79,7 +87,9 @@ async def events(request: Request) -> Response:
     raw = request.query_params.get("types")
     types = frozenset(t.strip() for t in raw.split(",")) if raw else frozenset(EVENT_TYPES)
     if not types <= set(EVENT_TYPES):
-        raise ValidationError(f"types must be a comma list of {', '.join(EVENT_TYPES)}", details={"field": "types"})
+        raise ValidationError(
+            f"types must be a comma list of {', '.join(EVENT_TYPES)}", details={"field": "types"}
+        )
     wanted = request.query_params.get("function_id")
     function_id = daemon.functions.resolve(wanted).id if wanted else None
 
@@ -96,7 +106,11 @@ async def events(request: Request) -> Response:
                     event, data = await asyncio.wait_for(sub.get(), timeout)
                 except TimeoutError:
                     continue
-                if function_id and event != "dropped" and data.get("function_id", data.get("id")) != function_id:
+                if (
+                    function_id
+                    and event != "dropped"
+                    and data.get("function_id", data.get("id")) != function_id
+                ):
                     continue
                 yield {"event": event, "data": json.dumps(data)}
 
@@ -107,9 +121,14 @@ async def audit_log(request: Request) -> Response:
     """State-changing management calls, newest first (?actor_id=, ?method=, ?path_prefix=, ?since=)."""
     limit, cursor = page_params(request)
     q = request.query_params
-    rows = await daemon_of(request).audit.list(actor_id=q.get("actor_id"), method=q.get("method"),
-                                               path_prefix=q.get("path_prefix"), since=moment_param(request, "since"),
-                                               cursor=cursor, limit=limit + 1)
+    rows = await daemon_of(request).audit.list(
+        actor_id=q.get("actor_id"),
+        method=q.get("method"),
+        path_prefix=q.get("path_prefix"),
+        since=moment_param(request, "since"),
+        cursor=cursor,
+        limit=limit + 1,
+    )
     return listing("entries", rows, limit)
 
 

@@ -35,10 +35,24 @@ class AuditTrail:
         if principal is not None and principal.key is not None:
             actor_kind, actor_id, actor_name = "key", principal.key.id, principal.key.name
         elif principal is not None and principal.session is not None:
-            actor_kind, actor_id, actor_name = "session", principal.session.user.id, principal.session.user.username
+            actor_kind, actor_id, actor_name = (
+                "session",
+                principal.session.user.id,
+                principal.session.user.username,
+            )
         client = scope.get("client")
-        self._store.record({
-            "id": uuid7(), "ts": now_iso(), "actor_kind": actor_kind, "actor_id": actor_id, "actor_name": actor_name,
-            "method": scope["method"], "path": scope["path"], "target_id": target, "status": status,
-            "request_id": scope.get("state", {}).get("request_id", "-"), "client_ip": client[0] if client else None,
-        })
+        self._store.record(
+            {
+                "id": uuid7(),
+                "ts": now_iso(),
+                "actor_kind": actor_kind,
+                "actor_id": actor_id,
+                "actor_name": actor_name,
+                "method": scope["method"],
+                "path": scope["path"],
+                "target_id": target,
+                "status": status,
+                "request_id": scope.get("state", {}).get("request_id", "-"),
+                "client_ip": client[0] if client else None,
+            }
+        )

@@ -30,12 +30,18 @@ _CSRF_HEADER = CSRF_HEADER.lower().encode()
 Requirement = Literal["public", "session", "invoke", "read", "write", "admin"]
 
 _PUBLIC = {
-    ("GET", f"{API}/system/health"), ("GET", f"{API}/auth/status"), ("GET", f"{API}/openapi.json"),
-    ("POST", f"{API}/auth/onboard"), ("POST", f"{API}/auth/login"),
+    ("GET", f"{API}/system/health"),
+    ("GET", f"{API}/auth/status"),
+    ("GET", f"{API}/openapi.json"),
+    ("POST", f"{API}/auth/onboard"),
+    ("POST", f"{API}/auth/login"),
 }
 _SESSION_ONLY = {f"{API}/auth/{name}" for name in ("me", "refresh", "logout", "change-password")}
 _ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log")
-_ADMIN_EXACT = {("PUT", f"{API}/pool/config"), ("POST", f"{API}/pool/config")}  # POST: the Go original's method
+_ADMIN_EXACT = {
+    ("PUT", f"{API}/pool/config"),
+    ("POST", f"{API}/pool/config"),
+}  # POST: the Go original's method
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -88,14 +94,17 @@ async def identify(scope: Scope, keys: KeyService, sessions: SessionService) -> 
     if key:
         row = keys.authenticate(key) if looks_like_key(key) else None
         if row is None:
-            raise Unauthorized("the API key is unknown, revoked or expired",
-                               hint="create a new key with POST /api/v1/keys or check X-Orva-API-Key")
+            raise Unauthorized(
+                "the API key is unknown, revoked or expired",
+                hint="create a new key with POST /api/v1/keys or check X-Orva-API-Key",
+            )
         return Principal("key", row.permissions, key=row)
     if token:
         session = await sessions.resolve(token)
         if session is None:
-            raise Unauthorized("the session has expired or was logged out",
-                               hint="log in again with POST /api/v1/auth/login")
+            raise Unauthorized(
+                "the session has expired or was logged out", hint="log in again with POST /api/v1/auth/login"
+            )
         return Principal("session", ALL_PERMISSIONS, session=session)
     return None
 
@@ -107,7 +116,9 @@ def csrf_header_sent(scope: Scope) -> bool:
 
 def same_origin(scope: Scope) -> bool:
     """False when a browser tells us the request came from another site (CSRF defence)."""
-    headers: dict[bytes, str] = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"sec-fetch-site", b"origin", b"host")}
+    headers: dict[bytes, str] = {
+        k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"sec-fetch-site", b"origin", b"host")
+    }
     site = headers.get(b"sec-fetch-site")
     if site is not None:
         return site in ("same-origin", "none")
@@ -120,9 +131,14 @@ def same_origin(scope: Scope) -> bool:
 class Guard:
     """Authenticates /api/v1 requests and enforces the permission map before any handler runs."""
 
-    def __init__(self, app: ASGIApp, keys: KeyService, sessions: SessionService,
-                 audit: Callable[[Scope, Principal | None, int], None] | None = None,
-                 metrics_public: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyService,
+        sessions: SessionService,
+        audit: Callable[[Scope, Principal | None, int], None] | None = None,
+        metrics_public: bool = False,
+    ) -> None:
         self.app = app
         self.metrics_public = metrics_public  # ORVA_METRICS_PUBLIC: GET /metrics needs no credential
         self.keys = keys
@@ -162,24 +178,36 @@ class Guard:
         principal = None if need == "public" else await identify(scope, self.keys, self.sessions)
         scope.setdefault("state", {})["principal"] = principal
         unsafe = method not in _SAFE_METHODS
-        if unsafe and (need == "public" or (principal and principal.kind == "session")) and not same_origin(scope):
-            raise Forbidden("cross-site request refused",
-                            hint="call the API from the dashboard's own origin or with an API key")
+        if (
+            unsafe
+            and (need == "public" or (principal and principal.kind == "session"))
+            and not same_origin(scope)
+        ):
+            raise Forbidden(
+                "cross-site request refused",
+                hint="call the API from the dashboard's own origin or with an API key",
+            )
         if unsafe and principal and principal.kind == "session" and not csrf_header_sent(scope):
-            raise Forbidden(f"a request that changes state with the session cookie needs the {CSRF_HEADER} header",
-                            hint=f"send '{CSRF_HEADER}: 1' (the dashboard does), or call with an API key instead "
-                                 "of the cookie", details={"header": CSRF_HEADER})
+            raise Forbidden(
+                f"a request that changes state with the session cookie needs the {CSRF_HEADER} header",
+                hint=f"send '{CSRF_HEADER}: 1' (the dashboard does), or call with an API key instead "
+                "of the cookie",
+                details={"header": CSRF_HEADER},
+            )
         if need == "public":
             pass
         elif principal is None:
             raise Unauthorized("authentication required")
         elif need == "session":
             if principal.kind != "session":
-                raise Unauthorized("this endpoint needs a dashboard session",
-                                   hint="log in with POST /api/v1/auth/login and send its session cookie")
+                raise Unauthorized(
+                    "this endpoint needs a dashboard session",
+                    hint="log in with POST /api/v1/auth/login and send its session cookie",
+                )
         elif not principal.can(need):
-            raise Forbidden(f"this API key lacks the '{need}' permission",
-                            hint=f"use a key with '{need}' or create one with POST /api/v1/keys",
-                            details={"required": need, "granted": sorted(principal.permissions)})
+            raise Forbidden(
+                f"this API key lacks the '{need}' permission",
+                hint=f"use a key with '{need}' or create one with POST /api/v1/keys",
+                details={"required": need, "granted": sorted(principal.permissions)},
+            )
         await self.app(scope, receive, send)
-

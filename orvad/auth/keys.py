@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 PERMISSIONS = ("invoke", "read", "write", "admin")
 KEY_PREFIX = "orva_"
 KEY_FILE = "admin.key"  # in the data dir, mode 0600: the bootstrap admin key
-_WHERE = (f"the bootstrap admin key is in <data-dir>/{KEY_FILE} on the orvad host (data/{KEY_FILE} under "
-          f"make run, /var/lib/orva/{KEY_FILE} in Docker; orvad names the file when it starts)")
+_WHERE = (
+    f"the bootstrap admin key is in <data-dir>/{KEY_FILE} on the orvad host (data/{KEY_FILE} under "
+    f"make run, /var/lib/orva/{KEY_FILE} in Docker; orvad names the file when it starts)"
+)
 _TOUCH_EVERY_S = 60  # last_used_at granularity: at most one queued write per key per minute
 
 
@@ -51,8 +53,14 @@ class KeyService:
     ) -> tuple[KeyRow, str]:
         plaintext = KEY_PREFIX + secrets.token_hex(32)
         row = KeyRow(
-            id=uuid7(), name=name, prefix=plaintext[:12], key_hash=hash_key(plaintext), permissions=permissions,
-            created_at=now_iso(), expires_at=iso(expires_at) if expires_at else None, last_used_at=None,
+            id=uuid7(),
+            name=name,
+            prefix=plaintext[:12],
+            key_hash=hash_key(plaintext),
+            permissions=permissions,
+            created_at=now_iso(),
+            expires_at=iso(expires_at) if expires_at else None,
+            last_used_at=None,
             is_bootstrap=bootstrap,
         )
         await self._store.insert_key(row)
@@ -85,26 +93,35 @@ class KeyService:
     def prove_ownership(self, token: str | None) -> KeyRow:
         """The admin key that proves the caller owns this orvad (onboarding), else 401/403 saying where it is."""
         if not token:
-            raise Unauthorized("creating the first admin user needs the bootstrap admin key as proof of ownership",
-                               hint=f"send it as setup_token (or X-Orva-API-Key); {_WHERE}")
+            raise Unauthorized(
+                "creating the first admin user needs the bootstrap admin key as proof of ownership",
+                hint=f"send it as setup_token (or X-Orva-API-Key); {_WHERE}",
+            )
         row = self.authenticate(token) if looks_like_key(token) else None
         if row is None:
-            raise Unauthorized("the setup token is not a live API key of this orvad",
-                               hint=f"copy it again: {_WHERE}")
+            raise Unauthorized(
+                "the setup token is not a live API key of this orvad", hint=f"copy it again: {_WHERE}"
+            )
         if "admin" not in row.permissions:
-            raise Forbidden("the setup token lacks the 'admin' permission",
-                            hint=f"use the bootstrap admin key or another admin key; {_WHERE}",
-                            details={"required": "admin", "granted": sorted(row.permissions)})
+            raise Forbidden(
+                "the setup token lacks the 'admin' permission",
+                hint=f"use the bootstrap admin key or another admin key; {_WHERE}",
+                details={"required": "admin", "granted": sorted(row.permissions)},
+            )
         return row
 
     async def ensure_bootstrap(self, key_file: Path) -> str | None:
         """Mint the all-permission admin key on first start; returns its plaintext only then."""
         if key_file.exists() or await self._store.bootstrap_key() is not None:
             if not key_file.exists():
-                log.warning("bootstrap admin key exists but its file is gone; create another key to regain access",
-                            extra={"path": str(key_file)})
+                log.warning(
+                    "bootstrap admin key exists but its file is gone; create another key to regain access",
+                    extra={"path": str(key_file)},
+                )
             elif self.authenticate(key_file.read_text().strip()) is None:
-                log.warning("the key in the bootstrap file is revoked or expired", extra={"path": str(key_file)})
+                log.warning(
+                    "the key in the bootstrap file is revoked or expired", extra={"path": str(key_file)}
+                )
             return None
         row, plaintext = await self.create("bootstrap-admin", frozenset(PERMISSIONS), None, bootstrap=True)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -26,8 +26,15 @@ def verify_password(password: str, stored: str) -> bool:
     if scheme != "scrypt":
         return False
     expected = base64.b64decode(digest)
-    actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                            maxmem=128 * 1024 * 1024, dklen=len(expected))
+    actual = hashlib.scrypt(
+        password.encode(),
+        salt=base64.b64decode(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        maxmem=128 * 1024 * 1024,
+        dklen=len(expected),
+    )
     return hmac.compare_digest(actual, expected)
 
 

@@ -53,7 +53,8 @@ def validate_username(username: object) -> str:
     if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise ValidationError(
             "username must be 1..64 characters of letters, digits and _ . @ -",
-            hint="pick a username such as 'admin'", details={"field": "username"},
+            hint="pick a username such as 'admin'",
+            details={"field": "username"},
         )
     return username
 
@@ -82,8 +83,7 @@ class SessionService:
         if await self.has_user():
             raise AlreadySetup("an admin user already exists")
         now = now_iso()
-        user = UserRow(id=uuid7(), username=name, password_hash=await self._hash(secret),
-                       created_at=now)
+        user = UserRow(id=uuid7(), username=name, password_hash=await self._hash(secret), created_at=now)
         if not await self._store.create_first_user(user):
             raise AlreadySetup("an admin user already exists")
         return await self._open(user)
@@ -105,7 +105,9 @@ class SessionService:
         """Issue a new token with a fresh lifetime; the old token stops working at once."""
         token, now = secrets.token_urlsafe(32), utcnow()
         expires = iso(now + self.lifetime)
-        if not await self._store.rotate_session(token_hash(session.token), token_hash(token), iso(now), expires):
+        if not await self._store.rotate_session(
+            token_hash(session.token), token_hash(token), iso(now), expires
+        ):
             raise InvalidCredentials("session expired", hint="log in again")
         return Session(token, session.user, expires)
 
@@ -115,7 +117,9 @@ class SessionService:
     async def change_password(self, session: Session, current: object, new: object) -> None:
         secret = validate_password(new, "new_password")
         if not isinstance(current, str) or not await self._verify(current, session.user.password_hash):
-            raise InvalidCredentials("current password is wrong", hint="send the current password as current_password")
+            raise InvalidCredentials(
+                "current password is wrong", hint="send the current password as current_password"
+            )
         hashed = await self._hash(secret)
         await self._store.set_password(session.user.id, hashed, now_iso(), token_hash(session.token))
 

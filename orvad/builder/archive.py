@@ -36,13 +36,18 @@ MAX_BYTES = 256 * 1024 * 1024
 # archives of repetitive text never trip it) the archive is a bomb, refused before the byte cap.
 MAX_RATIO = 200
 RATIO_FLOOR = 32 * 1024 * 1024
-MAX_DEPTH = 64  # folders an entry may sit beneath (root-side walks refuse trees deeper than safetree.MAX_DEPTH)
+MAX_DEPTH = (
+    64  # folders an entry may sit beneath (root-side walks refuse trees deeper than safetree.MAX_DEPTH)
+)
 
 
 def _check_ratio(unpacked: int, packed: int) -> None:
     if unpacked > RATIO_FLOOR and unpacked > MAX_RATIO * max(packed, 1):
-        raise ArchiveError(f"archive expands more than {MAX_RATIO} times ({packed} bytes unpack to more than "
-                           f"{unpacked}); refused as a compression bomb")
+        raise ArchiveError(
+            f"archive expands more than {MAX_RATIO} times ({packed} bytes unpack to more than "
+            f"{unpacked}); refused as a compression bomb"
+        )
+
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -61,8 +66,9 @@ def _clean(name: str) -> str:
         raise ArchiveError(f"path escapes the archive with '..': {name!r}")
     if len(parts) > MAX_DEPTH + 1:
         shown = name if len(name) <= 120 else name[:120] + "..."
-        raise ArchiveError(f"entry {shown!r} is nested {len(parts) - 1} folders deep; "
-                           f"the limit is {MAX_DEPTH} folders")
+        raise ArchiveError(
+            f"entry {shown!r} is nested {len(parts) - 1} folders deep; the limit is {MAX_DEPTH} folders"
+        )
     return "/".join(parts)
 
 
@@ -72,8 +78,10 @@ def _refuse_link(path: str, target: str) -> None:
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
     if resolved == ".." or resolved.startswith("../"):
         raise ArchiveError(f"link {path!r} points outside the archive ({target!r}); links are not allowed")
-    raise ArchiveError(f"symbolic link {path!r} is not allowed in a deploy archive; "
-                       "archive the file itself (tar -h follows links)")
+    raise ArchiveError(
+        f"symbolic link {path!r} is not allowed in a deploy archive; "
+        "archive the file itself (tar -h follows links)"
+    )
 
 
 class _Capped(io.RawIOBase):
@@ -95,7 +103,9 @@ class _Capped(io.RawIOBase):
         self._out += len(data)
         _check_ratio(self._out, self._packed)
         if self._left < 0:
-            raise ArchiveError(f"archive unpacks to more than {self._max_bytes} bytes; the limit is {self._max_bytes}")
+            raise ArchiveError(
+                f"archive unpacks to more than {self._max_bytes} bytes; the limit is {self._max_bytes}"
+            )
         buffer[: len(data)] = data
         return len(data)
 
@@ -123,7 +133,11 @@ class _Writer:
         try:
             return open_dirs(self.root_fd, parts, create=True)
         except OSError as exc:
-            if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.EEXIST):  # a file or a link has a folder's name
+            if exc.errno in (
+                errno.ENOTDIR,
+                errno.ELOOP,
+                errno.EEXIST,
+            ):  # a file or a link has a folder's name
                 raise ArchiveError(f"{name!r} needs a folder where the archive has a file") from None
             raise
 
@@ -147,14 +161,17 @@ class _Writer:
                 if size > declared:
                     raise ArchiveError(f"{name!r} unpacks larger than its header says")
                 if self.written > self.max_bytes:
-                    raise ArchiveError(f"archive unpacks to more than {self.max_bytes} bytes; "
-                                       f"the limit is {self.max_bytes}")
+                    raise ArchiveError(
+                        f"archive unpacks to more than {self.max_bytes} bytes; the limit is {self.max_bytes}"
+                    )
                 out.write(chunk)
 
     def strip_single_root(self) -> None:
         """If the tree is one folder, move its contents up (tar czf x.tgz myfn/)."""
         names = os.listdir(self.root_fd)
-        if len(names) != 1 or not stat.S_ISDIR(os.stat(names[0], dir_fd=self.root_fd, follow_symlinks=False).st_mode):
+        if len(names) != 1 or not stat.S_ISDIR(
+            os.stat(names[0], dir_fd=self.root_fd, follow_symlinks=False).st_mode
+        ):
             return
         hidden = f".orva-strip-{secrets.token_hex(8)}"
         os.rename(names[0], hidden, src_dir_fd=self.root_fd, dst_dir_fd=self.root_fd)
@@ -186,14 +203,17 @@ def extract_into(data: bytes, root_fd: int, *, max_files: int = MAX_FILES, max_b
     except OSError as exc:  # gzip's BadGzipFile, the size rlimit: no path in the message
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise  # a full disk is not the archive's fault: the unpacker reports it as such
-        raise ArchiveError(f"the archive could not be unpacked: {exc.strerror or type(exc).__name__}") from None
+        raise ArchiveError(
+            f"the archive could not be unpacked: {exc.strerror or type(exc).__name__}"
+        ) from None
     return count
 
 
 def _tar(data: bytes, writer: _Writer, max_files: int) -> int:
     # headers, padding and pax records on top of the files' own bytes, bounded per entry
-    capped = _Capped(_decompressed(data), writer.max_bytes + 4096 * (max_files + 2), writer.max_bytes,
-                      len(data))
+    capped = _Capped(
+        _decompressed(data), writer.max_bytes + 4096 * (max_files + 2), writer.max_bytes, len(data)
+    )
     count = 0
     with tarfile.open(fileobj=io.BufferedReader(capped, _CHUNK), mode="r|") as tar:
         for info in tar:
@@ -211,8 +231,10 @@ def _tar(data: bytes, writer: _Writer, max_files: int) -> int:
                 os.close(writer.folder(path.split("/"), path))
             elif info.isreg():
                 if writer.written + info.size > writer.max_bytes:
-                    raise ArchiveError(f"archive unpacks to more than {writer.max_bytes} bytes; "
-                                       f"the limit is {writer.max_bytes}")
+                    raise ArchiveError(
+                        f"archive unpacks to more than {writer.max_bytes} bytes; "
+                        f"the limit is {writer.max_bytes}"
+                    )
                 source = tar.extractfile(info)
                 assert source is not None
                 with source:
@@ -235,8 +257,9 @@ def _zip(data: bytes, writer: _Writer, max_files: int) -> int:
             path = _clean(info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise ArchiveError(f"symbolic link {path!r} is not allowed in a deploy archive; "
-                                   "archive the file itself")
+                raise ArchiveError(
+                    f"symbolic link {path!r} is not allowed in a deploy archive; archive the file itself"
+                )
             if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise ArchiveError(f"special file {path!r} is not allowed")
             total += info.file_size

@@ -70,8 +70,10 @@ def disk_full_reason(exc: BaseException | None) -> str:
         what = exc.message
     elif isinstance(exc, OSError) and exc.strerror:
         what = exc.strerror
-    return (f"the disk holding orvad's data dir is full ({what}); free space there (GET /api/v1/system/health "
-            "shows the disk check) and deploy again")
+    return (
+        f"the disk holding orvad's data dir is full ({what}); free space there (GET /api/v1/system/health "
+        "shows the disk check) and deploy again"
+    )
 
 
 class VersionHost(Protocol):
@@ -92,10 +94,24 @@ def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | Non
         req = read_text_beneath(tree, "requirements.txt")
         if req is None or not any(ln.strip() and not ln.strip().startswith("#") for ln in req.splitlines()):
             return None
-        return [interpreter, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-warn-script-location",
-                "--break-system-packages",  # Debian marks its Python externally managed; --target is ours
-                "--progress-bar", "off", "--cache-dir", "/cache/pip", "--target", "/code/.packages",
-                "-r", "/code/requirements.txt"]
+        return [
+            interpreter,
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--break-system-packages",  # Debian marks its Python externally managed; --target is ours
+            "--progress-bar",
+            "off",
+            "--cache-dir",
+            "/cache/pip",
+            "--target",
+            "/code/.packages",
+            "-r",
+            "/code/requirements.txt",
+        ]
     manifest = read_text_beneath(tree, "package.json")
     if manifest is None:
         return None
@@ -107,10 +123,15 @@ def install_argv(language: str, tree: Path, interpreter: str) -> list[str] | Non
         return None
     verb = "ci" if is_file_beneath(tree, "package-lock.json") else "install"
     # an installed runtime (node22, node24) installs with its own npm, so addons build for its ABI
-    npm = (["/usr/bin/npm"] if interpreter == "/usr/bin/node" else
-           [interpreter, str(Path(interpreter).parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js")])
-    return [*npm, verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm",
-            "--prefix", "/code"]
+    npm = (
+        ["/usr/bin/npm"]
+        if interpreter == "/usr/bin/node"
+        else [
+            interpreter,
+            str(Path(interpreter).parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"),
+        ]
+    )
+    return [*npm, verb, "--omit=dev", "--no-audit", "--no-fund", "--cache", "/cache/npm", "--prefix", "/code"]
 
 
 def manifest_for(language: str, dependencies: str) -> str:
@@ -121,10 +142,14 @@ def manifest_for(language: str, dependencies: str) -> str:
             try:
                 parsed = json.loads(text)
             except ValueError:
-                raise ValidationError("dependencies looks like package.json but is not valid JSON",
-                                      details={"field": "dependencies"}) from None
+                raise ValidationError(
+                    "dependencies looks like package.json but is not valid JSON",
+                    details={"field": "dependencies"},
+                ) from None
             if not isinstance(parsed, dict):
-                raise ValidationError("dependencies JSON must be an object", details={"field": "dependencies"})
+                raise ValidationError(
+                    "dependencies JSON must be an object", details={"field": "dependencies"}
+                )
             return json.dumps(parsed, indent=2) + "\n"
         return "\n".join(p for p in text.replace(",", "\n").split("\n") if p.strip()) + "\n"
     deps: dict[str, str] = {}
@@ -139,14 +164,27 @@ class DiskCapExceeded(BuildFailed):
 
 
 class Builder:
-    def __init__(self, *, root: Path, store: FunctionStore, functions: FunctionService, bus: Bus,
-                 language_of: Callable[[str], str | None], interpreter_of: Callable[[str], str],
-                 install: InstallRunner | None, concurrency: int, backlog: int, timeout_s: float,
-                 versions_kept: int, disk_mb: int = 2048, disk_floor_percent: float = 5.0,
-                 changes: Changes | None = None, versions: VersionHost | None = None,
-                 observe_build: Callable[[str, float | None], None] | None = None,
-                 ensure_runtime: Callable[[str, Callable[[str], Awaitable[None]]], Awaitable[None]] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        root: Path,
+        store: FunctionStore,
+        functions: FunctionService,
+        bus: Bus,
+        language_of: Callable[[str], str | None],
+        interpreter_of: Callable[[str], str],
+        install: InstallRunner | None,
+        concurrency: int,
+        backlog: int,
+        timeout_s: float,
+        versions_kept: int,
+        disk_mb: int = 2048,
+        disk_floor_percent: float = 5.0,
+        changes: Changes | None = None,
+        versions: VersionHost | None = None,
+        observe_build: Callable[[str, float | None], None] | None = None,
+        ensure_runtime: Callable[[str, Callable[[str], Awaitable[None]]], Awaitable[None]] | None = None,
+    ) -> None:
         self.root = root
         self._store = store
         self._functions = functions
@@ -197,8 +235,13 @@ class Builder:
         for dep in await self._store.unfinished_deployments():
             if (self._staging(dep.id, dep.function_id) / "source").exists():
                 log.info("resuming build interrupted by a restart", extra={"deployment_id": dep.id})
-                self._seq[dep.id] = await self._store.last_log_seq(dep.id)  # its log continues, never restarts
-                await self._save(replace(dep, status=DeploymentStatus.QUEUED, phase=Phase.QUEUED), note="resumed after a restart")
+                self._seq[dep.id] = await self._store.last_log_seq(
+                    dep.id
+                )  # its log continues, never restarts
+                await self._save(
+                    replace(dep, status=DeploymentStatus.QUEUED, phase=Phase.QUEUED),
+                    note="resumed after a restart",
+                )
                 self.queue.submit(dep.id, dep.function_id)
             else:
                 await self._finish(dep, None, "orvad restarted before the upload was stored; deploy again")
@@ -222,6 +265,7 @@ class Builder:
         was switched to the pre-warmed one (``_finish``), so the next invocation runs the new version."""
         live = self._logs.get(deployment_id)
         if live is not None:
+
             async def ended() -> None:
                 async for event, _ in live.follow():
                     if event in FINAL_EVENTS:
@@ -235,7 +279,9 @@ class Builder:
         return dep if dep is not None and dep.status in FINAL_EVENTS else None
 
     # submissions
-    async def submit_inline(self, fn: Function, code: str, filename: str, dependencies: str | None) -> Deployment:
+    async def submit_inline(
+        self, fn: Function, code: str, filename: str, dependencies: str | None
+    ) -> Deployment:
         language = self._language(fn)
         files = {filename: code}
         if dependencies and dependencies.strip():
@@ -255,17 +301,37 @@ class Builder:
 
         return await self._submit(fn, DeploymentSource.ARCHIVE, write, archive=True)
 
-    async def _submit(self, fn: Function, source_kind: DeploymentSource, write: Callable[[Path], None], *,
-                      archive: bool = False) -> Deployment:
-        dep = Deployment(id=uuid7(), function_id=fn.id, version=0, code_hash=None, status=DeploymentStatus.QUEUED,
-                         phase=Phase.QUEUED, phases=[PhaseMark(phase=Phase.QUEUED, ts=now_iso())], source=source_kind,
-                         parent_deployment_id=None, error_message=None, submitted_at=now_iso(), started_at=None,
-                         finished_at=None, duration_ms=None)
+    async def _submit(
+        self,
+        fn: Function,
+        source_kind: DeploymentSource,
+        write: Callable[[Path], None],
+        *,
+        archive: bool = False,
+    ) -> Deployment:
+        dep = Deployment(
+            id=uuid7(),
+            function_id=fn.id,
+            version=0,
+            code_hash=None,
+            status=DeploymentStatus.QUEUED,
+            phase=Phase.QUEUED,
+            phases=[PhaseMark(phase=Phase.QUEUED, ts=now_iso())],
+            source=source_kind,
+            parent_deployment_id=None,
+            error_message=None,
+            submitted_at=now_iso(),
+            started_at=None,
+            finished_at=None,
+            duration_ms=None,
+        )
         staging = self._staging(dep.id, fn.id)
 
         def prepare() -> None:
             _private_dir(self.function_dir(fn.id), 0o711)
-            _private_dir(staging.parent, 0o711)  # listing it would show deployment ids; the jail only traverses
+            _private_dir(
+                staging.parent, 0o711
+            )  # listing it would show deployment ids; the jail only traverses
             staging.mkdir(mode=0o711)  # the build jail reaches tree/ through it
             (staging / "source").mkdir(mode=0o700)  # the upload itself stays private
             write(staging / "source")
@@ -281,7 +347,9 @@ class Builder:
             await asyncio.to_thread(_discard, staging)  # a half-written upload is of no use
             if isinstance(exc, InsufficientStorage):
                 raise
-            raise InsufficientStorage(f"the upload could not be stored: {getattr(exc, 'strerror', None) or exc}") from exc
+            raise InsufficientStorage(
+                f"the upload could not be stored: {getattr(exc, 'strerror', None) or exc}"
+            ) from exc
         self._logs[dep.id] = BuildLog(dep.id)
         try:
             self.queue.submit(dep.id, fn.id)
@@ -313,8 +381,10 @@ class Builder:
             dep = await self._phase(dep, Phase.EXTRACTING)
             await self._materialise(staging, tree)
             if not await asyncio.to_thread(is_file_beneath, tree, fn.entrypoint):
-                raise BuildFailed(f"{fn.entrypoint} not found in the deployed code; put the entrypoint at the top "
-                                  "of the archive, or change the function's entrypoint")
+                raise BuildFailed(
+                    f"{fn.entrypoint} not found in the deployed code; put the entrypoint at the top "
+                    "of the archive, or change the function's entrypoint"
+                )
             code_hash = await asyncio.to_thread(tree_hash, tree)
             held = self._hold(fn.id, code_hash)  # from here until the end GC keeps this version
             dep = replace(dep, code_hash=code_hash)
@@ -347,7 +417,9 @@ class Builder:
             await self._finish(dep, started, str(exc))
         except Exception as exc:
             if is_disk_full(exc):
-                log.error("build failed: the disk is full", extra={"deployment_id": dep.id, "error": str(exc)})
+                log.error(
+                    "build failed: the disk is full", extra={"deployment_id": dep.id, "error": str(exc)}
+                )
                 await asyncio.to_thread(_discard, staging)  # give its space back before recording the end
                 await self._finish(dep, started, disk_full_reason(exc))
             else:
@@ -376,6 +448,7 @@ class Builder:
 
     async def _materialise(self, staging: Path, tree: Path) -> None:
         """Write the code into tree/: an archive is unpacked by a child running as the jail user."""
+
         def fresh() -> bool:
             remove_tree(tree)  # left by an interrupted build; fd-based, any depth, never follows a link
             tree.mkdir(mode=0o700)
@@ -395,8 +468,12 @@ class Builder:
             await self._line(dep, "system", "no dependencies to install")
             return
         if self.install is None:
-            raise BuildFailed("dependencies cannot be installed: the build sandbox is unavailable on this host")
-        await self._line(dep, "system", "installing dependencies in the build sandbox: " + " ".join(argv[1:4]) + " ...")
+            raise BuildFailed(
+                "dependencies cannot be installed: the build sandbox is unavailable on this host"
+            )
+        await self._line(
+            dep, "system", "installing dependencies in the build sandbox: " + " ".join(argv[1:4]) + " ..."
+        )
 
         no_space: list[str] = []
 
@@ -420,9 +497,13 @@ class Builder:
             raise BuildFailed(f"dependency install failed (exit code {code}); see the build log")
         escaping = await asyncio.to_thread(escaping_links, tree)
         if escaping:
-            shown = ", ".join(repr(p) for p in escaping[:5]) + (f" and {len(escaping) - 5} more" if len(escaping) > 5 else "")
-            raise BuildFailed(f"the build created links that point outside the function's folder: {shown}; "
-                              "links may only point to files of the function itself")
+            shown = ", ".join(repr(p) for p in escaping[:5]) + (
+                f" and {len(escaping) - 5} more" if len(escaping) > 5 else ""
+            )
+            raise BuildFailed(
+                f"the build created links that point outside the function's folder: {shown}; "
+                "links may only point to files of the function itself"
+            )
 
     def _prepare_cache(self, function_id: str) -> Path:
         """This function's own download cache (never another function's); emptied when it nears the disk cap."""
@@ -431,7 +512,10 @@ class Builder:
         try:
             oversized = cache.exists() and disk_usage(cache) > self._disk_mb * 1024 * 1024 // 2
         except UnsafeTree as exc:  # e.g. folders nested too deep: emptied, never failing every later build
-            log.warning("emptying a build cache orvad cannot walk", extra={"function_id": function_id, "error": str(exc)})
+            log.warning(
+                "emptying a build cache orvad cannot walk",
+                extra={"function_id": function_id, "error": str(exc)},
+            )
             oversized = True
         if oversized:
             remove_tree(cache)
@@ -459,8 +543,10 @@ class Builder:
                     used = await asyncio.to_thread(_build_usage, job.tree, job.cache)
                     watch.named(used)
                     if used > cap:  # named files: say so, whichever measure noticed first
-                        raise DiskCapExceeded(f"the build wrote more than {self._disk_mb} MiB (its folder and download "
-                                          "cache together); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
+                        raise DiskCapExceeded(
+                            f"the build wrote more than {self._disk_mb} MiB (its folder and download "
+                            "cache together); raise ORVA_BUILD_DISK_MB or install fewer dependencies"
+                        )
                     if reason is not None:
                         raise DiskCapExceeded(reason)
                     walk_every = max(_DISK_POLL_S, 4 * (time.monotonic() - began))
@@ -476,7 +562,9 @@ class Builder:
     @staticmethod
     def _promote(tree: Path, target: Path) -> None:
         try:
-            seal(tree, 0 if os.geteuid() == 0 else None)  # the jail runs as 65534: readable, not writable, by it
+            seal(
+                tree, 0 if os.geteuid() == 0 else None
+            )  # the jail runs as 65534: readable, not writable, by it
         except UnsafeTree as exc:
             raise BuildFailed(str(exc)) from None
         _private_dir(target.parent, 0o711)
@@ -500,12 +588,16 @@ class Builder:
             for line in exc.lines:
                 await self._line(dep, "stderr", line)
             raise
-        await self._line(dep, "system", f"import check: {fn.entrypoint} imported on a fresh worker "
-                                        f"in {checked.took_ms:.0f} ms")
+        await self._line(
+            dep,
+            "system",
+            f"import check: {fn.entrypoint} imported on a fresh worker in {checked.took_ms:.0f} ms",
+        )
         return checked
 
-    async def _activate(self, fn: Function, dep: Deployment, target: Path,
-                        checked: CheckedWorker | None = None) -> None:
+    async def _activate(
+        self, fn: Function, dep: Deployment, target: Path, checked: CheckedWorker | None = None
+    ) -> None:
         # the reconciler warms the new version before the function's record names it
         await self._changes.publish(VersionBuilt(fn, dep, target, checked))
 
@@ -524,28 +616,37 @@ class Builder:
                 break
             except InsufficientStorage:
                 if attempt == 0:
-                    log.error("the end of a build cannot be recorded: the disk is full; retrying until space returns",
-                              extra={"deployment_id": dep.id, "error": error})
+                    log.error(
+                        "the end of a build cannot be recorded: the disk is full; retrying until space returns",
+                        extra={"deployment_id": dep.id, "error": error},
+                    )
                 attempt += 1
                 await asyncio.sleep(pause)
                 pause = min(_RECORD_RETRY_MAX_S, pause * 2)
         if attempt:
-            log.info("the end of a build was recorded after the disk had space again",
-                     extra={"deployment_id": dep.id, "attempts": attempt + 1})
+            log.info(
+                "the end of a build was recorded after the disk had space again",
+                extra={"deployment_id": dep.id, "attempts": attempt + 1},
+            )
         status = str(dep.status)  # the SSE event name and the metrics label: a plain string
         buildlog = self._logs.get(dep.id)
         if buildlog is not None:
             await buildlog.emit(status, deployment_json(dep))
         self._bus.publish("deployment", deployment_json(dep))
         if self._observe_build is not None:
-            self._observe_build(status, dep.duration_ms / 1000 if dep.duration_ms is not None
-                                and dep.source != DeploymentSource.ROLLBACK else None)
+            self._observe_build(
+                status,
+                dep.duration_ms / 1000
+                if dep.duration_ms is not None and dep.source != DeploymentSource.ROLLBACK
+                else None,
+            )
         self._seq.pop(dep.id, None)
         loop = asyncio.get_running_loop()
         loop.call_later(_LIVE_LOG_KEEP_S, self._logs.pop, dep.id, None)
 
-    async def _record_end(self, dep: Deployment, started: float | None, error: str | None, *,
-                          first: bool) -> Deployment:
+    async def _record_end(
+        self, dep: Deployment, started: float | None, error: str | None, *, first: bool
+    ) -> Deployment:
         """The function service writes the end and what it does to the function (one transaction);
         ``first``: the first attempt (later ones, while the disk is full, add no log line again)."""
         if error and first:
@@ -553,7 +654,9 @@ class Builder:
         duration_ms = int((time.monotonic() - started) * 1000) if started is not None else None
         end = await self._functions.build_ended(dep, error=error, duration_ms=duration_ms)
         if end.status == DeploymentStatus.SUPERSEDED:  # written once: the attempt that succeeded
-            await self._line(end, "system", "a newer deployment is active already; this one was not activated")
+            await self._line(
+                end, "system", "a newer deployment is active already; this one was not activated"
+            )
         return end
 
     async def collect(self, function_id: str) -> list[str]:
@@ -564,9 +667,13 @@ class Builder:
             return []
         active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
         held = set(self._held.get(function_id, ()))
-        return await collect(self.function_dir(function_id) / "versions", await self._store.succeeded_hashes(function_id),
-                             active.code_hash if active else None, lambda: self._in_use(function_id) | held,
-                             self._versions_kept)
+        return await collect(
+            self.function_dir(function_id) / "versions",
+            await self._store.succeeded_hashes(function_id),
+            active.code_hash if active else None,
+            lambda: self._in_use(function_id) | held,
+            self._versions_kept,
+        )
 
     def _in_use(self, function_id: str) -> set[str]:
         return self._versions.hashes_in_use(function_id) if self._versions is not None else set()
@@ -604,46 +711,83 @@ class Builder:
     # rollback
     async def rollback(self, fn: Function, deployment_id: str | None, code_hash: str | None) -> Deployment:
         if (deployment_id is None) == (code_hash is None):
-            raise ValidationError("send exactly one of deployment_id or code_hash", details={"field": "deployment_id"})
+            raise ValidationError(
+                "send exactly one of deployment_id or code_hash", details={"field": "deployment_id"}
+            )
         listed = f"GET /api/v1/functions/{fn.name}/deployments lists its versions"
         if deployment_id is not None:  # a whole id, or a unique prefix of one (versionrefs.py)
             target = await resolve_deployment(self._store, fn, deployment_id, "deployment_id")
             if target is None or target.function_id != fn.id:
-                raise VersionNotFound(f"no deployment {deployment_id} of function {fn.name}",
-                                      details={"deployment_id": deployment_id}, hint=listed)
+                raise VersionNotFound(
+                    f"no deployment {deployment_id} of function {fn.name}",
+                    details={"deployment_id": deployment_id},
+                    hint=listed,
+                )
             if target.status != DeploymentStatus.SUCCEEDED:
-                raise ValidationError(f"deployment {target.id} did not succeed; only built versions can be "
-                                      "rolled back to", details={"field": "deployment_id"}, hint=listed)
+                raise ValidationError(
+                    f"deployment {target.id} did not succeed; only built versions can be rolled back to",
+                    details={"field": "deployment_id"},
+                    hint=listed,
+                )
         else:  # a whole code hash, or a unique prefix of one
             full = await resolve_code_hash(self._store, fn, str(code_hash))
             found = await self._store.succeeded_by_hash(fn.id, full) if full else None
             if found is None:
-                raise VersionNotFound(f"no succeeded deployment of {fn.name} has a code hash starting with {code_hash}",
-                                      details={"code_hash": code_hash}, hint=listed)
+                raise VersionNotFound(
+                    f"no succeeded deployment of {fn.name} has a code hash starting with {code_hash}",
+                    details={"code_hash": code_hash},
+                    hint=listed,
+                )
             target = found
         assert target.code_hash is not None
         async with self._lock(fn.id):  # GC and activations of this function wait for the rollback
             fn = self._functions.get(fn.id) or fn
-            active = await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
+            active = (
+                await self._store.deployment(fn.active_deployment_id) if fn.active_deployment_id else None
+            )
             if active is not None and active.code_hash == target.code_hash:
-                raise ValidationError("that version is already active", details={"field": "deployment_id"},
-                                      hint=f"pick another deployment from GET /api/v1/functions/{fn.name}/deployments")
+                raise ValidationError(
+                    "that version is already active",
+                    details={"field": "deployment_id"},
+                    hint=f"pick another deployment from GET /api/v1/functions/{fn.name}/deployments",
+                )
             path = self.version_dir(fn.id, target.code_hash)
             if not await asyncio.to_thread(is_built, path):
-                raise VersionGCd(f"version {target.code_hash[:12]} was removed by the garbage collector",
-                                 hint="roll back to one of details.available_hashes, or deploy the code again",
-                                 details={"code_hash": target.code_hash,
-                                          "available_hashes": await self.available_hashes(fn.id)})
+                raise VersionGCd(
+                    f"version {target.code_hash[:12]} was removed by the garbage collector",
+                    hint="roll back to one of details.available_hashes, or deploy the code again",
+                    details={
+                        "code_hash": target.code_hash,
+                        "available_hashes": await self.available_hashes(fn.id),
+                    },
+                )
             now = now_iso()
-            dep = await self._store.insert_deployment(Deployment(
-                id=uuid7(), function_id=fn.id, version=0, code_hash=target.code_hash, status=DeploymentStatus.BUILDING,
-                phase=Phase.ACTIVATING, phases=[PhaseMark(phase=Phase.ACTIVATING, ts=now)], source=DeploymentSource.ROLLBACK,
-                parent_deployment_id=target.id, error_message=None, submitted_at=now, started_at=now,
-                finished_at=None, duration_ms=None))
+            dep = await self._store.insert_deployment(
+                Deployment(
+                    id=uuid7(),
+                    function_id=fn.id,
+                    version=0,
+                    code_hash=target.code_hash,
+                    status=DeploymentStatus.BUILDING,
+                    phase=Phase.ACTIVATING,
+                    phases=[PhaseMark(phase=Phase.ACTIVATING, ts=now)],
+                    source=DeploymentSource.ROLLBACK,
+                    parent_deployment_id=target.id,
+                    error_message=None,
+                    submitted_at=now,
+                    started_at=now,
+                    finished_at=None,
+                    duration_ms=None,
+                )
+            )
             started = time.monotonic()
             # a rollback has a log too: the deployments list opens every row's log
-            await self._line(dep, "system", f"rolled back to version {target.version} (deployment {target.id}, "
-                                            f"code hash {target.code_hash})")
+            await self._line(
+                dep,
+                "system",
+                f"rolled back to version {target.version} (deployment {target.id}, "
+                f"code hash {target.code_hash})",
+            )
             await self._activate(fn, dep, path)
             await self._finish(dep, started, None)
             await self.collect(fn.id)
@@ -653,7 +797,9 @@ class Builder:
 
     async def available_hashes(self, function_id: str) -> list[str]:
         hashes = await self._store.succeeded_hashes(function_id)
-        built = await asyncio.to_thread(lambda: {h for h in hashes if is_built(self.version_dir(function_id, h))})
+        built = await asyncio.to_thread(
+            lambda: {h for h in hashes if is_built(self.version_dir(function_id, h))}
+        )
         return [h for h in hashes if h in built]
 
     async def apply(self, change: Change) -> None:
@@ -681,7 +827,9 @@ def _build_usage(tree: Path, cache: Path) -> int:
         try:
             total += disk_usage(root)
         except TooDeep as exc:
-            raise BuildFailed(f"the build made {exc} (in {shown}); orvad does not keep trees that deep") from None
+            raise BuildFailed(
+                f"the build made {exc} (in {shown}); orvad does not keep trees that deep"
+            ) from None
     return total
 
 

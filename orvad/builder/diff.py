@@ -16,11 +16,16 @@ def _read(root: Path, rel: str) -> str:
     return read_text_beneath(root, rel) or ""
 
 
-def compare(before_root: Path, after_root: Path, entrypoint_before: str, entrypoint_after: str) -> list[dict[str, Any]]:
+def compare(
+    before_root: Path, after_root: Path, entrypoint_before: str, entrypoint_after: str
+) -> list[dict[str, Any]]:
     """One entry per handler or manifest file present in either version."""
     pairs = [(entrypoint_before, entrypoint_after, "handler")]
-    pairs += [(m, m, "manifest") for m in MANIFEST_NAMES
-              if is_file_beneath(before_root, m) or is_file_beneath(after_root, m)]
+    pairs += [
+        (m, m, "manifest")
+        for m in MANIFEST_NAMES
+        if is_file_beneath(before_root, m) or is_file_beneath(after_root, m)
+    ]
     files = []
     for path_before, path_after, kind in pairs:
         before, after = _read(before_root, path_before), _read(after_root, path_after)
@@ -30,8 +35,16 @@ def compare(before_root: Path, after_root: Path, entrypoint_before: str, entrypo
                 added += 1
             elif line.startswith("-") and not line.startswith("---"):
                 removed += 1
-        files.append({"path": path_after, "kind": kind, "before": before, "after": after,
-                      "added": added, "removed": removed})
+        files.append(
+            {
+                "path": path_after,
+                "kind": kind,
+                "before": before,
+                "after": after,
+                "added": added,
+                "removed": removed,
+            }
+        )
     return files
 
 
@@ -39,8 +52,13 @@ def unified(files: list[dict[str, Any]]) -> str:
     """git-style hunks per file (--- a/path, +++ b/path, @@ ...)."""
     out: list[str] = []
     for f in files:
-        out.extend(difflib.unified_diff(
-            f["before"].splitlines(keepends=True), f["after"].splitlines(keepends=True),
-            fromfile=f"a/{f['path']}", tofile=f"b/{f['path']}"))
+        out.extend(
+            difflib.unified_diff(
+                f["before"].splitlines(keepends=True),
+                f["after"].splitlines(keepends=True),
+                fromfile=f"a/{f['path']}",
+                tofile=f"b/{f['path']}",
+            )
+        )
     text = "".join(line if line.endswith("\n") else line + "\n" for line in out)
     return text

@@ -21,7 +21,9 @@ class DiskLedger:
     def __init__(self, path: Path, floor_percent: float) -> None:
         self.path = path
         self.floor_percent = floor_percent
-        self.named_added = 0  # sum over builds of their named growth: another build's files are not this one's
+        self.named_added = (
+            0  # sum over builds of their named growth: another build's files are not this one's
+        )
 
     def free(self) -> tuple[int, int] | None:
         """(bytes available, filesystem size) as ``df`` shows them; None when unreadable."""
@@ -42,7 +44,9 @@ class BuildDiskWatch:
         start = ledger.free()
         self._start_free = start[0] if start else None
         # below the floor already: not this build's doing (it finds the disk full itself, and says so)
-        self._floor_applies = start is not None and not self._below_floor(start) and not self._inodes_below_floor()
+        self._floor_applies = (
+            start is not None and not self._below_floor(start) and not self._inodes_below_floor()
+        )
         self._start_added = ledger.named_added
         self._first_named = self._last_named = named_now
 
@@ -69,18 +73,24 @@ class BuildDiskWatch:
         available, _ = free
         floor = self._ledger.floor_percent
         if self._floor_applies and self._inodes_below_floor():
-            return (f"the filesystem holding orvad's data dir fell below {floor:g}% free inodes while this build "
-                    "ran (too many files); it was stopped so the disk keeps room for everything else")
+            return (
+                f"the filesystem holding orvad's data dir fell below {floor:g}% free inodes while this build "
+                "ran (too many files); it was stopped so the disk keeps room for everything else"
+            )
         if self._floor_applies and self._below_floor(free):
-            return (f"the disk holding orvad's data dir fell below {floor:g}% free while this build ran; "
-                    "it was stopped so the disk keeps room for everything else; free space there (GET "
-                    "/api/v1/system/health shows the disk check) and deploy again")
+            return (
+                f"the disk holding orvad's data dir fell below {floor:g}% free while this build ran; "
+                "it was stopped so the disk keeps room for everything else; free space there (GET "
+                "/api/v1/system/health shows the disk check) and deploy again"
+            )
         if self._start_free is None:
             return None
         own_named = self._last_named - self._first_named
         others = (self._ledger.named_added - self._start_added) - own_named
         used = self._start_free - available - max(others, 0)
         if used > self._cap + self._slack:
-            return (f"the build used more than {self._cap >> 20} MiB of disk (counting files it deleted but kept "
-                    "open); raise ORVA_BUILD_DISK_MB or install fewer dependencies")
+            return (
+                f"the build used more than {self._cap >> 20} MiB of disk (counting files it deleted but kept "
+                "open); raise ORVA_BUILD_DISK_MB or install fewer dependencies"
+            )
         return None

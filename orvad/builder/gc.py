@@ -48,7 +48,9 @@ def is_built(version: Path) -> bool:
     return stat.S_ISREG(legacy.st_mode)
 
 
-def collectable(on_disk: list[str], newest_first: list[str], active: str | None, in_use: set[str], keep: int) -> list[str]:
+def collectable(
+    on_disk: list[str], newest_first: list[str], active: str | None, in_use: set[str], keep: int
+) -> list[str]:
     """Pure decision: which of the hashes on disk may go."""
     kept = set(newest_first[:keep]) | in_use | ({active} if active else set())
     return sorted(h for h in on_disk if h not in kept)
@@ -69,8 +71,9 @@ def _remove(version: Path) -> None:
         log.error("a collected version could not be removed", extra={"path": str(trash), "error": str(exc)})
 
 
-async def collect(versions_dir: Path, newest_first: list[str], active: str | None,
-                  in_use: Callable[[], set[str]], keep: int) -> list[str]:
+async def collect(
+    versions_dir: Path, newest_first: list[str], active: str | None, in_use: Callable[[], set[str]], keep: int
+) -> list[str]:
     """Remove collectable version folders; returns the hashes removed."""
     if not versions_dir.is_dir():
         return []

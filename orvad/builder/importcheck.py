@@ -52,7 +52,7 @@ class CheckedWorker:
 
     def __init__(self, worker: Worker, key: object, took_ms: float) -> None:
         self._worker: Worker | None = worker
-        self.key = key          # what it was started with (Spawner.key): handed over only to the same key
+        self.key = key  # what it was started with (Spawner.key): handed over only to the same key
         self.took_ms = took_ms
 
     def first_then(self, spawn: Callable[[], Awaitable[Worker]]) -> Callable[[], Awaitable[Worker]]:
@@ -83,8 +83,9 @@ async def check_import(spawn: Callable[[], Awaitable[Worker]], key: object, entr
         worker = await spawn()
     except WorkerCrashed as exc:  # exited, was killed or sent nothing before its ready frame
         detail = exc.message.removeprefix("worker failed to start: ")
-        raise ImportFailed(f"the new version's worker stopped while importing {entrypoint}: {detail}",
-                           _split(exc.message)) from None
+        raise ImportFailed(
+            f"the new version's worker stopped while importing {entrypoint}: {detail}", _split(exc.message)
+        ) from None
     except OrvaError as exc:
         raise CheckSkipped(exc.message) from None
     error = worker.init_error
@@ -93,8 +94,10 @@ async def check_import(spawn: Callable[[], Awaitable[Worker]], key: object, entr
     with contextlib.suppress(Exception):
         await worker.stop(grace_s=0.0)
     output = list(worker.stderr_tail)  # what the module printed while it was imported
-    raise ImportFailed(f"{entrypoint} cannot be imported: {_summary(error)}",
-                       (output + _split(str(error.get("stack") or _summary(error))))[-MAX_LOG_LINES:])
+    raise ImportFailed(
+        f"{entrypoint} cannot be imported: {_summary(error)}",
+        (output + _split(str(error.get("stack") or _summary(error))))[-MAX_LOG_LINES:],
+    )
 
 
 def _summary(error: dict[str, Any]) -> str:

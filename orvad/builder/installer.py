@@ -38,9 +38,9 @@ class BuildFailed(Exception):
 class InstallJob:
     function: Function
     language: str
-    argv: list[str]          # run inside the build sandbox with the tree at /code
-    tree: Path               # host folder bound read-write at /code
-    cache: Path              # host folder bound read-write at /cache (shared download cache)
+    argv: list[str]  # run inside the build sandbox with the tree at /code
+    tree: Path  # host folder bound read-write at /code
+    cache: Path  # host folder bound read-write at /cache (shared download cache)
     timeout_s: float
     on_line: Callable[[str, str], Awaitable[None]]  # (stream, line)
 
@@ -51,10 +51,11 @@ InstallRunner = Callable[[InstallJob], Awaitable[int]]
 @dataclass(frozen=True)
 class BuildNetwork:
     """What a build's network is made of: namespaces, the proxy, and the environment it sees."""
+
     namespaces: EgressNetwork
     proxy: BuildProxy
-    registry_env: Mapping[str, str]      # PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, npm_config_registry
-    passed_env: tuple[str, ...] = ()     # ORVA_BUILD_ENV: host variables the operator lets through
+    registry_env: Mapping[str, str]  # PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, npm_config_registry
+    passed_env: tuple[str, ...] = ()  # ORVA_BUILD_ENV: host variables the operator lets through
 
     @asynccontextmanager
     async def session(self, note: Callable[[str], Awaitable[None]]) -> AsyncIterator[tuple[str, str]]:
@@ -62,8 +63,10 @@ class BuildNetwork:
         try:
             name = await self.namespaces.lease("b")
         except (EgressError, TimeoutError) as exc:
-            raise BuildFailed(f"the build network is unavailable: {exc}; builds never use the host's network "
-                              "(see the egress check in GET /api/v1/system/health and docs/NETWORK.md)") from None
+            raise BuildFailed(
+                f"the build network is unavailable: {exc}; builds never use the host's network "
+                "(see the egress check in GET /api/v1/system/health and docs/NETWORK.md)"
+            ) from None
         try:
             address = self.namespaces.host_address(name)
             listener = await self.proxy.listen(address, note)
@@ -75,19 +78,32 @@ class BuildNetwork:
             await self.namespaces.release(name)
 
     def env(self, proxy_url: str) -> dict[str, str]:
-        env = {"HOME": "/tmp", "npm_config_update_notifier": "false", "PIP_NO_COLOR": "1",
-               # Node trusts the system CA store (as pip does), so a host's own CAs work in the jail too
-               "NODE_OPTIONS": "--use-openssl-ca", "SSL_CERT_DIR": "/etc/ssl/certs", **self.registry_env}
+        env = {
+            "HOME": "/tmp",
+            "npm_config_update_notifier": "false",
+            "PIP_NO_COLOR": "1",
+            # Node trusts the system CA store (as pip does), so a host's own CAs work in the jail too
+            "NODE_OPTIONS": "--use-openssl-ca",
+            "SSL_CERT_DIR": "/etc/ssl/certs",
+            **self.registry_env,
+        }
         env.update({k: os.environ[k] for k in self.passed_env if k in os.environ})
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy",
-                     "npm_config_https_proxy"):
+        for name in (
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "npm_config_proxy",
+            "npm_config_https_proxy",
+        ):
             env[name] = proxy_url  # the proxy wins over anything listed: nothing else is reachable anyway
         env["NO_PROXY"] = env["no_proxy"] = ""
         return env
 
 
-def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]], limits: dict[str, int],
-                        network: BuildNetwork) -> InstallRunner:
+def sandboxed_installer(
+    host: HostFacts, binds: Callable[[str], tuple[str, ...]], limits: dict[str, int], network: BuildNetwork
+) -> InstallRunner:
     """Run an install command inside a build jail: as tight as a worker's, its network only the build proxy."""
 
     async def run(job: InstallJob) -> int:
@@ -100,18 +116,35 @@ def sandboxed_installer(host: HostFacts, binds: Callable[[str], tuple[str, ...]]
     return run
 
 
-async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], tuple[str, ...]],
-                      limits: dict[str, int], netns: str, env: dict[str, str]) -> int:
+async def _run_jailed(
+    job: InstallJob,
+    host: HostFacts,
+    binds: Callable[[str], tuple[str, ...]],
+    limits: dict[str, int],
+    netns: str,
+    env: dict[str, str],
+) -> int:
     job.cache.mkdir(parents=True, exist_ok=True, mode=0o711)
     as_root = os.geteuid() == 0
     if as_root:  # the jail writes as 65534; give it the tree and the cache, take the tree back after
         await asyncio.to_thread(_chown_tree, job.tree, JAIL_UID)
         await asyncio.to_thread(_chown_tree, job.cache, JAIL_UID)
     spec = SandboxSpec(
-        argv=tuple(job.argv), code_dir=str(job.tree), code_access="rw", binds=binds(job.language),
-        memory_mb=limits["build_memory_mb"], cpus=float(os.cpu_count() or 1), pids=limits["build_pids"],
-        tmpfs_mb=limits["build_tmpfs_mb"], fsize_mb=512, nofile=4096, extra_rw=((str(job.cache), "/cache"),),
-        network="build", netns=netns, env=env)
+        argv=tuple(job.argv),
+        code_dir=str(job.tree),
+        code_access="rw",
+        binds=binds(job.language),
+        memory_mb=limits["build_memory_mb"],
+        cpus=float(os.cpu_count() or 1),
+        pids=limits["build_pids"],
+        tmpfs_mb=limits["build_tmpfs_mb"],
+        fsize_mb=512,
+        nofile=4096,
+        extra_rw=((str(job.cache), "/cache"),),
+        network="build",
+        netns=netns,
+        env=env,
+    )
     inv = build_invocation(spec, host)
     proc = await spawn(inv.argv, env=inv.env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
 
@@ -124,13 +157,20 @@ async def _run_jailed(job: InstallJob, host: HostFacts, binds: Callable[[str], t
         for line in lines.end():
             await job.on_line(name, line)
 
-    pumps = [asyncio.create_task(pump(proc.stdout, "stdout")), asyncio.create_task(pump(proc.stderr, "stderr"))]
+    pumps = [
+        asyncio.create_task(pump(proc.stdout, "stdout")),
+        asyncio.create_task(pump(proc.stderr, "stderr")),
+    ]
     try:
         await asyncio.wait_for(asyncio.gather(*pumps, proc.wait()), job.timeout_s)
     except BaseException as exc:  # the timeout, a cancel, or any failure: the jail never outlives the build
-        await proc.stop(term_grace_s=_STOP_GRACE_S)  # SIGTERM (nsjail removes its cgroups), grace, SIGKILL the group
+        await proc.stop(
+            term_grace_s=_STOP_GRACE_S
+        )  # SIGTERM (nsjail removes its cgroups), grace, SIGKILL the group
         if isinstance(exc, TimeoutError):
-            raise BuildFailed(f"dependency install ran past the {job.timeout_s:.0f} s build timeout") from None
+            raise BuildFailed(
+                f"dependency install ran past the {job.timeout_s:.0f} s build timeout"
+            ) from None
         raise
     finally:
         for task in pumps:  # no line is logged after the build has ended
@@ -156,14 +196,16 @@ class LineSplitter:
         self._buf += data
         while (end := self._buf.find(b"\n")) >= 0:
             raw = bytes(self._buf[:end])
-            del self._buf[:end + 1]
+            del self._buf[: end + 1]
             if self._skipping:
                 self._skipping = False
             else:
                 out.append(_text(raw))
         if self._skipping:
             self._buf.clear()
-        elif len(self._buf) > _MAX_LINE_BYTES:  # holds more than MAX_LINE_CHARS characters whatever its encoding
+        elif (
+            len(self._buf) > _MAX_LINE_BYTES
+        ):  # holds more than MAX_LINE_CHARS characters whatever its encoding
             out.append(_text(bytes(self._buf)))
             self._buf.clear()
             self._skipping = True
@@ -180,7 +222,7 @@ class LineSplitter:
 def _text(raw: bytes) -> str:
     text = raw.decode(errors="replace")
     if len(text) > MAX_LINE_CHARS:
-        text = text[:MAX_LINE_CHARS - len(CUT_MARK)] + CUT_MARK
+        text = text[: MAX_LINE_CHARS - len(CUT_MARK)] + CUT_MARK
     return text
 
 

@@ -22,7 +22,9 @@ class BuildQueue:
         self._run = run
         self._concurrency = concurrency
         self._backlog = backlog
-        self._waiting: dict[str, deque[str]] = {}  # function id -> its deployment ids; dict order = turn order
+        self._waiting: dict[
+            str, deque[str]
+        ] = {}  # function id -> its deployment ids; dict order = turn order
         self._size = 0
         self._busy: set[str] = set()  # functions with a build running
         self._wakeup = asyncio.Event()
@@ -37,7 +39,8 @@ class BuildQueue:
         if self._size >= self._backlog:
             raise BuildQueueFull(
                 f"the build queue is full ({self._backlog} waiting)",
-                retry_after_s=10, hint="retry after the running builds finish, or raise ORVA_BUILD_BACKLOG",
+                retry_after_s=10,
+                hint="retry after the running builds finish, or raise ORVA_BUILD_BACKLOG",
                 details={"backlog": self._backlog, "concurrency": self._concurrency},
             )
         self._waiting.setdefault(function_id, deque()).append(deployment_id)
@@ -58,7 +61,9 @@ class BuildQueue:
         return None
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work(), name=f"orva-build-{i}") for i in range(self._concurrency)]
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"orva-build-{i}") for i in range(self._concurrency)
+        ]
 
     async def stop(self) -> None:
         """Cancel running builds (they are resumed on the next start) and stop the workers."""

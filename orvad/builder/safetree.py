@@ -37,10 +37,10 @@ class TooDeep(UnsafeTree):
 
 @dataclass(frozen=True)
 class Node:
-    rel: str            # '/'-separated, relative to the walked root
-    mode: int           # lstat st_mode
-    blocks: int         # lstat st_blocks (512-byte units)
-    size: int = 0       # lstat st_size
+    rel: str  # '/'-separated, relative to the walked root
+    mode: int  # lstat st_mode
+    blocks: int  # lstat st_blocks (512-byte units)
+    size: int = 0  # lstat st_size
 
 
 def open_root(root: Path) -> int:
@@ -90,6 +90,7 @@ def _at(root: Path, rel: str, use: Callable[[int, str], T]) -> T | None:
 
 def read_beneath(root: Path, rel: str, limit: int = 16 << 20) -> bytes | None:
     """The bytes of the regular file ``root/rel``, or None when it is missing, a link or not a file."""
+
     def read(parent: int, name: str) -> bytes | None:
         with os.fdopen(os.open(name, _FILE_FLAGS, dir_fd=parent), "rb") as f:
             return f.read(limit) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
@@ -104,8 +105,13 @@ def read_text_beneath(root: Path, rel: str) -> str | None:
 
 def is_file_beneath(root: Path, rel: str) -> bool:
     """True when ``root/rel`` is a regular file reached without any link."""
-    return bool(_at(root, rel, lambda parent, name: stat.S_ISREG(
-        os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)))
+    return bool(
+        _at(
+            root,
+            rel,
+            lambda parent, name: stat.S_ISREG(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode),
+        )
+    )
 
 
 def _entries(fd: int) -> list[os.DirEntry[str]]:
@@ -113,8 +119,9 @@ def _entries(fd: int) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def _walk_fd(root_fd: int, max_depth: int, on_too_deep: Callable[[str], None] | None
-             ) -> Iterator[tuple[Node, int, str]]:
+def _walk_fd(
+    root_fd: int, max_depth: int, on_too_deep: Callable[[str], None] | None
+) -> Iterator[tuple[Node, int, str]]:
     """(node, parent fd, name) for everything beneath ``root_fd``; the fds live during the yield.
 
     Iterative (an explicit stack of folder descriptors, so no depth makes it recurse). A folder
@@ -160,8 +167,9 @@ def _shown(rel: str) -> str:
     return rel if len(rel) <= 120 else rel[:120] + "..."
 
 
-def walk(root: Path, *, max_depth: int = MAX_DEPTH,
-         on_too_deep: Callable[[str], None] | None = None) -> Iterator[tuple[Node, int, str]]:
+def walk(
+    root: Path, *, max_depth: int = MAX_DEPTH, on_too_deep: Callable[[str], None] | None = None
+) -> Iterator[tuple[Node, int, str]]:
     """Every entry beneath ``root`` (not root itself), depth first, names sorted, links not entered.
 
     Folders nested deeper than ``max_depth`` raise TooDeep (see ``_walk_fd``).

@@ -37,8 +37,14 @@ async def unpack(data: bytes, dest: Path, *, max_files: int, max_bytes: int, tim
         os.chown(dest, JAIL_UID, JAIL_UID, follow_symlinks=False)
     package_root = Path(__file__).resolve().parent.parent.parent
     argv = [sys.executable, "-P", "-m", "orvad.builder.unpack", str(dest), str(max_files), str(max_bytes)]
-    child = await spawn(argv, env={"PYTHONPATH": str(package_root), "PATH": os.defpath, "LANG": "C.UTF-8"},
-                        stdin=PIPE, stdout=PIPE, stderr=PIPE, start_new_session=True)
+    child = await spawn(
+        argv,
+        env={"PYTHONPATH": str(package_root), "PATH": os.defpath, "LANG": "C.UTF-8"},
+        stdin=PIPE,
+        stdout=PIPE,
+        stderr=PIPE,
+        start_new_session=True,
+    )
     try:  # past the deadline (or cancelled) the child takes the kill path: TERM, grace, KILL its group, reaped
         out, err = await child.communicate(data, timeout_s=timeout_s, term_grace_s=0.5)
     except TimeoutError:
@@ -51,10 +57,14 @@ async def unpack(data: bytes, dest: Path, *, max_files: int, max_bytes: int, tim
         raise InsufficientStorage(f"unpacking the archive found no space: {answer['disk_full']}")
     if "error" in answer:
         raise ArchiveError(str(answer["error"]))
-    log.error("archive unpacker failed", extra={"exit_code": child.returncode,
-                                                 "stderr": err.decode(errors="replace")[-2000:]})
-    raise ArchiveError(f"the archive could not be unpacked (the unpacker exited with {child.returncode}); "
-                       "it may be too large or malformed")
+    log.error(
+        "archive unpacker failed",
+        extra={"exit_code": child.returncode, "stderr": err.decode(errors="replace")[-2000:]},
+    )
+    raise ArchiveError(
+        f"the archive could not be unpacked (the unpacker exited with {child.returncode}); "
+        "it may be too large or malformed"
+    )
 
 
 def _drop_privileges(max_bytes: int, archive_bytes: int) -> None:

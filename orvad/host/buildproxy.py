@@ -34,10 +34,26 @@ _CHUNK = 64 * 1024
 _MAX_CONNECTIONS = 64  # per build; pip and npm open a handful
 _DEFAULT_PIP = ("pypi.org", "files.pythonhosted.org")
 _DEFAULT_NPM = "registry.npmjs.org"
-_DENIED = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "::ffff:0:0/96", "fc00::/7",
-    "fe80::/10", "ff00::/8"))
+_DENIED = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
 
 Note = Callable[[str], Awaitable[None]]
 
@@ -45,6 +61,7 @@ Note = Callable[[str], Awaitable[None]]
 @dataclass(frozen=True)
 class Registries:
     """Where the host's pip and npm fetch packages (http(s) URLs only, credentials removed)."""
+
     pip_index: str | None = None
     pip_extra: tuple[str, ...] = ()
     npm_registry: str | None = None
@@ -95,9 +112,15 @@ def discover_registries(environ: Mapping[str, str] | None = None, home: Path | N
     home = Path(environ.get("HOME", "/root")) if home is None else home
     pip_conf = configparser.ConfigParser(interpolation=None)
     with contextlib.suppress(configparser.Error):
-        pip_conf.read([Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf"), home / ".pip/pip.conf",
-                       home / ".config/pip/pip.conf", *([Path(environ["PIP_CONFIG_FILE"])]
-                                                          if environ.get("PIP_CONFIG_FILE") else [])])
+        pip_conf.read(
+            [
+                Path("/etc/pip.conf"),
+                Path("/etc/xdg/pip/pip.conf"),
+                home / ".pip/pip.conf",
+                home / ".config/pip/pip.conf",
+                *([Path(environ["PIP_CONFIG_FILE"])] if environ.get("PIP_CONFIG_FILE") else []),
+            ]
+        )
 
     def pip_value(key: str) -> str | None:
         env_key = "PIP_" + key.upper().replace("-", "_")
@@ -126,6 +149,7 @@ def discover_registries(environ: Mapping[str, str] | None = None, home: Path | N
 @dataclass(frozen=True)
 class AllowList:
     """``host`` (ports 80 and 443) or ``host:port`` entries; ``explicit`` ones came from the operator."""
+
     entries: frozenset[tuple[str, int | None]]
     explicit: frozenset[str] = field(default_factory=frozenset)
 
@@ -207,27 +231,39 @@ class BuildProxy:
     async def open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Check ``host:port`` and connect to it (or to the upstream proxy, which then gets a CONNECT)."""
         if not self.allow.allows(host, port):
-            raise Refused(403, f"{host}:{port} is not in the build allow list",
-                          f"builds may reach {self.allow.describe()}; add the host to ORVA_BUILD_ALLOW_HOSTS")
+            raise Refused(
+                403,
+                f"{host}:{port} is not in the build allow list",
+                f"builds may reach {self.allow.describe()}; add the host to ORVA_BUILD_ALLOW_HOSTS",
+            )
         if self.upstream is not None:
             reader, writer = await self._connect([self.upstream.host], self.upstream.port)
-            writer.write(f"CONNECT {_authority(host, port)} HTTP/1.1\r\nHost: {_authority(host, port)}\r\n\r\n".encode())
+            writer.write(
+                f"CONNECT {_authority(host, port)} HTTP/1.1\r\nHost: {_authority(host, port)}\r\n\r\n".encode()
+            )
             head = await _read_head(reader)
             if not head.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"200"]:
                 writer.close()
-                raise Refused(502, f"the upstream proxy refused {host}:{port}", "check the proxy in orvad's HTTPS_PROXY")
+                raise Refused(
+                    502, f"the upstream proxy refused {host}:{port}", "check the proxy in orvad's HTTPS_PROXY"
+                )
             return reader, writer
         loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), _CONNECT_TIMEOUT_S)
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), _CONNECT_TIMEOUT_S
+            )
         except (OSError, TimeoutError):
             raise Refused(502, f"cannot resolve {host}", "check the host's DNS and the allow list") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         explicit = host.lower().rstrip(".") in self.allow.explicit
         usable = [a for a in addresses if explicit or not _denied(a)]
         if not usable:
-            raise Refused(403, f"{host} resolves to {', '.join(addresses)}: a loopback, private or host address",
-                          "name the host in ORVA_BUILD_ALLOW_HOSTS if builds really must reach it")
+            raise Refused(
+                403,
+                f"{host} resolves to {', '.join(addresses)}: a loopback, private or host address",
+                "name the host in ORVA_BUILD_ALLOW_HOSTS if builds really must reach it",
+            )
         return await self._connect(usable, port)
 
     @staticmethod
@@ -238,8 +274,11 @@ class BuildProxy:
                 return await asyncio.wait_for(asyncio.open_connection(addr, port), _CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
                 error = exc
-        raise Refused(502, f"cannot connect to port {port} of {', '.join(addresses)}: {error}",
-                      "the registry may be down; the build can be retried")
+        raise Refused(
+            502,
+            f"cannot connect to port {port} of {', '.join(addresses)}: {error}",
+            "the registry may be down; the build can be retried",
+        )
 
 
 class ProxyListener:
@@ -288,22 +327,42 @@ class ProxyListener:
             else:
                 url = urlsplit(target)
                 if url.scheme != "http" or not url.hostname:
-                    raise Refused(400, f"not a proxy request: {method} {target[:100]}", "send absolute http:// URLs")
+                    raise Refused(
+                        400, f"not a proxy request: {method} {target[:100]}", "send absolute http:// URLs"
+                    )
                 port = url.port or 80
                 up_reader, up_writer = await self.proxy.open(url.hostname, port)
                 path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-                headers = [h for h in rest.split(b"\r\n") if h and not h.lower().startswith(
-                    (b"proxy-", b"connection:", b"keep-alive:"))]
-                up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1") +
-                                b"".join(h + b"\r\n" for h in headers) + b"Connection: close\r\n\r\n")
+                headers = [
+                    h
+                    for h in rest.split(b"\r\n")
+                    if h and not h.lower().startswith((b"proxy-", b"connection:", b"keep-alive:"))
+                ]
+                up_writer.write(
+                    f"{method} {path} {version}\r\n".encode("latin-1")
+                    + b"".join(h + b"\r\n" for h in headers)
+                    + b"Connection: close\r\n\r\n"
+                )
         except Refused as refused:
             await self.note(f"build proxy refused {method} {target[:200]}: {refused.message}")
-            log.warning("build proxy refused a request", extra={"target": target[:200], "reason": refused.message})
-            body = json.dumps({"error": {"code": "BUILD_HOST_NOT_ALLOWED" if refused.status == 403 else "BUILD_PROXY",
-                                         "message": refused.message, "hint": refused.hint}}).encode()
+            log.warning(
+                "build proxy refused a request", extra={"target": target[:200], "reason": refused.message}
+            )
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "BUILD_HOST_NOT_ALLOWED" if refused.status == 403 else "BUILD_PROXY",
+                        "message": refused.message,
+                        "hint": refused.hint,
+                    }
+                }
+            ).encode()
             reason = refused.message.replace("\r", " ").replace("\n", " ")[:200]
-            writer.write(f"HTTP/1.1 {refused.status} {reason}\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1", "replace") + body)
+            writer.write(
+                f"HTTP/1.1 {refused.status} {reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1", "replace")
+                + body
+            )
             await writer.drain()
             return
         upward = asyncio.create_task(_pipe(reader, up_writer))

@@ -35,8 +35,15 @@ DEFAULT_RANGE = "10.231.0.0/16"
 DERIVED = "derived"  # the default egress_cidr: a /20 of DEFAULT_RANGE picked per instance (derived_range)
 SLOT_PREFIX = 20
 # dropped for egress workers with egress_deny_private: RFC 1918, CGNAT, "this network", multicast, reserved
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/4",
-                  "240.0.0.0/4")
+PRIVATE_RANGES = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "0.0.0.0/8",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
 Kind = Literal["e", "b"]  # an egress worker, a build
 
 
@@ -47,7 +54,9 @@ class EgressError(RuntimeError):
 async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> str:
     """Run ``ip``/``nft``; past ``timeout`` (TimeoutError) or when cancelled, the command takes orvad's kill
     path (orvad.host.process: TERM, grace, KILL its group, reaped) instead of running on behind orvad's back."""
-    proc = await spawn(argv, stdin=PIPE if stdin else DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True)
+    proc = await spawn(
+        argv, stdin=PIPE if stdin else DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True
+    )
     out, err = await proc.communicate(stdin.encode() if stdin else None, timeout_s=timeout, term_grace_s=1.0)
     if proc.returncode != 0:
         raise EgressError(f"{' '.join(argv[:3])} failed: {err.decode(errors='replace').strip()[:300]}")
@@ -55,8 +64,15 @@ async def _run(*argv: str, stdin: str | None = None, timeout: float = 10.0) -> s
 
 
 class EgressNetwork:
-    def __init__(self, instance: str, cidr: str = DERIVED, *, deny_private: bool = True,
-                 allow_cidrs: str = "", seed: str = "") -> None:
+    def __init__(
+        self,
+        instance: str,
+        cidr: str = DERIVED,
+        *,
+        deny_private: bool = True,
+        allow_cidrs: str = "",
+        seed: str = "",
+    ) -> None:
         # Names carry the instance (orvad's port) so two orvads on one host never touch each other's.
         self.table = f"{TABLE_PREFIX}{instance}"
         self.ns_base = f"orva{instance}"
@@ -102,7 +118,8 @@ class EgressNetwork:
         """The configured range, or the first free /20 of DEFAULT_RANGE from this instance's own slot
         on: never one overlapping a host route (other orvads' veths are routes) or another orvad's range."""
         taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
-            route for _, route in await asyncio.to_thread(_host_routes) if route.prefixlen > 0]
+            route for _, route in await asyncio.to_thread(_host_routes) if route.prefixlen > 0
+        ]
         taken += await self._other_ranges()
         candidates = [self.network] if not self.derived else derived_ranges(self.seed)
         for candidate in candidates:
@@ -110,10 +127,14 @@ class EgressNetwork:
             if clash is None:
                 return candidate
             if not self.derived:
-                raise EgressError(f"the egress range {candidate} overlaps {clash} (a host route or another "
-                                  "orvad's egress range); set ORVA_EGRESS_CIDR to a free range")
-        raise EgressError(f"every /{SLOT_PREFIX} of {DEFAULT_RANGE} overlaps a host route or another orvad's range; "
-                          "set ORVA_EGRESS_CIDR to a free range")
+                raise EgressError(
+                    f"the egress range {candidate} overlaps {clash} (a host route or another "
+                    "orvad's egress range); set ORVA_EGRESS_CIDR to a free range"
+                )
+        raise EgressError(
+            f"every /{SLOT_PREFIX} of {DEFAULT_RANGE} overlaps a host route or another orvad's range; "
+            "set ORVA_EGRESS_CIDR to a free range"
+        )
 
     async def _other_ranges(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """Ranges other orvads on this host hold (read from their nftables tables)."""
@@ -166,8 +187,10 @@ class EgressNetwork:
         if self.deny_private:
             resolvers = _collapsed(_resolvers())
             if resolvers:
-                rules += [f"{worker} ip daddr {{ {', '.join(resolvers)} }} {proto} dport 53 accept"
-                          for proto in ("udp", "tcp")]
+                rules += [
+                    f"{worker} ip daddr {{ {', '.join(resolvers)} }} {proto} dport 53 accept"
+                    for proto in ("udp", "tcp")
+                ]
             dropped += PRIVATE_RANGES
         rules.append(f"{worker} ip daddr {{ {', '.join(dropped)} }} drop")
         return "\n".join("    " + rule for rule in rules)
@@ -202,23 +225,46 @@ class EgressNetwork:
             else:
                 self._free.append(n)  # in use elsewhere now; try it again later
             log.warning("egress address in use by another route; skipped", extra={"lease": n, "route": clash})
-        raise EgressError(f"the egress range {self.network} overlaps host routes ({clash}); "
-                          "another orvad or the host uses it: set ORVA_EGRESS_CIDR to a free range")
+        raise EgressError(
+            f"the egress range {self.network} overlaps host routes ({clash}); "
+            "another orvad or the host uses it: set ORVA_EGRESS_CIDR to a free range"
+        )
 
     async def _make(self, kind: Kind, n: int) -> str:
         name, host_if, peer_if = f"{self.ns_base}{kind}{n}", f"{self.veth_base}{kind}{n}", f"orvap{n}"
         host_ip, peer_ip = self._addresses(n)
         routes = [f"route add default via {host_ip}"] if kind == "e" else []
         try:
-            await _run("ip", "-batch", "-", stdin="\n".join([
-                f"netns add {name}",
-                f"link add {host_if} type veth peer name {peer_if} netns {name}",
-                f"addr add {host_ip}/30 dev {host_if}",
-                f"link set {host_if} up",
-            ]) + "\n")
-            await _run("ip", "-n", name, "-batch", "-", stdin="\n".join([
-                "link set lo up", f"addr add {peer_ip}/30 dev {peer_if}", f"link set {peer_if} up", *routes,
-            ]) + "\n")
+            await _run(
+                "ip",
+                "-batch",
+                "-",
+                stdin="\n".join(
+                    [
+                        f"netns add {name}",
+                        f"link add {host_if} type veth peer name {peer_if} netns {name}",
+                        f"addr add {host_ip}/30 dev {host_if}",
+                        f"link set {host_if} up",
+                    ]
+                )
+                + "\n",
+            )
+            await _run(
+                "ip",
+                "-n",
+                name,
+                "-batch",
+                "-",
+                stdin="\n".join(
+                    [
+                        "link set lo up",
+                        f"addr add {peer_ip}/30 dev {peer_if}",
+                        f"link set {peer_if} up",
+                        *routes,
+                    ]
+                )
+                + "\n",
+            )
         except (EgressError, TimeoutError):
             self._leased[name] = n
             await self.release(name)
@@ -263,7 +309,9 @@ def _host_routes() -> list[tuple[str, ipaddress.IPv4Network]]:
         for line in list(fh)[1:]:
             parts = line.split()
             if len(parts) >= 8:
-                dest, mask = (ipaddress.IPv4Address(int(v, 16).to_bytes(4, "little")) for v in (parts[1], parts[7]))
+                dest, mask = (
+                    ipaddress.IPv4Address(int(v, 16).to_bytes(4, "little")) for v in (parts[1], parts[7])
+                )
                 routes.append((parts[0], ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)))
     return routes
 
@@ -272,7 +320,8 @@ def derived_ranges(seed: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
     """The /20s of DEFAULT_RANGE in the order an instance tries them: its own slot (a hash of the
     seed, the data dir) first, then the following ones."""
     slots: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(
-        ipaddress.ip_network(DEFAULT_RANGE).subnets(new_prefix=SLOT_PREFIX))
+        ipaddress.ip_network(DEFAULT_RANGE).subnets(new_prefix=SLOT_PREFIX)
+    )
     first = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % len(slots)
     return slots[first:] + slots[:first]
 
@@ -280,7 +329,9 @@ def derived_ranges(seed: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
 def _collapsed(cidrs: Iterable[str]) -> list[str]:
     """Distinct, non-overlapping networks (nftables refuses overlapping intervals in one set)."""
     nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-    return [str(n) for n in ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))]
+    return [
+        str(n) for n in ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))
+    ]
 
 
 def _resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:

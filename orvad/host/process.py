@@ -32,14 +32,15 @@ _STREAM_LIMIT = 1 << 16  # the longest line a StreamReader returns
 class Child:
     """A running child: its pipes as asyncio streams (or a protocol), and its exit as a future."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, *,
-                 session: bool = False) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, *, session: bool = False
+    ) -> None:
         self._popen = popen
         self._loop = loop
         self.pid = popen.pid
         self._session = session  # leads its own session and process group: a kill takes the whole group
-        self.signalled = False   # the kill path sent it a signal (SIGTERM at least)
-        self.killed = False      # the kill path had to SIGKILL it
+        self.signalled = False  # the kill path sent it a signal (SIGTERM at least)
+        self.killed = False  # the kill path had to SIGKILL it
         self.stdin: asyncio.StreamWriter | None = None
         self.stdout: asyncio.StreamReader | None = None
         self.stderr: asyncio.StreamReader | None = None
@@ -74,7 +75,9 @@ class Child:
         self.signalled = self.killed = True
         with contextlib.suppress(ProcessLookupError):
             if self._session:
-                os.killpg(self.pid, signal.SIGKILL)  # the group outlives its leader's exit; a pid is not reused before
+                os.killpg(
+                    self.pid, signal.SIGKILL
+                )  # the group outlives its leader's exit; a pid is not reused before
             elif self._popen.returncode is None:
                 os.kill(self.pid, signal.SIGKILL)
 
@@ -107,11 +110,14 @@ class Child:
         except BaseException:  # cancelled (or worse) on the way: no child outlives its owner
             self.kill()
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(self.wait(), 5.0)  # SIGKILLed: gone at once, unless stuck in the kernel
+                await asyncio.wait_for(
+                    self.wait(), 5.0
+                )  # SIGKILLed: gone at once, unless stuck in the kernel
             raise
 
-    async def communicate(self, data: bytes | None = None, *, timeout_s: float | None = None,
-                          term_grace_s: float = 1.0) -> tuple[bytes, bytes]:
+    async def communicate(
+        self, data: bytes | None = None, *, timeout_s: float | None = None, term_grace_s: float = 1.0
+    ) -> tuple[bytes, bytes]:
         """Write `data` to stdin and close it, read stdout and stderr to their ends, wait for the exit.
 
         Past ``timeout_s`` (TimeoutError), on a cancel or any failure the child takes the kill path first."""
@@ -131,14 +137,29 @@ class Child:
         return out, err
 
 
-async def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, stdin: int | None = None,
-                stdout: int | None = None, stderr: int | None = None, start_new_session: bool = False,
-                stdout_protocol: Callable[[], asyncio.BaseProtocol] | None = None,
-                stderr_protocol: Callable[[], asyncio.BaseProtocol] | None = None) -> Child:
+async def spawn(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    start_new_session: bool = False,
+    stdout_protocol: Callable[[], asyncio.BaseProtocol] | None = None,
+    stderr_protocol: Callable[[], asyncio.BaseProtocol] | None = None,
+) -> Child:
     """Start `argv`; PIPE streams become asyncio streams, or feed `stdout_protocol`/`stderr_protocol` when given."""
     loop = asyncio.get_running_loop()
-    popen = subprocess.Popen(list(argv), env=env, stdin=stdin, stdout=PIPE if stdout_protocol else stdout,
-                             stderr=PIPE if stderr_protocol else stderr, bufsize=0, close_fds=True, start_new_session=start_new_session)
+    popen = subprocess.Popen(
+        list(argv),
+        env=env,
+        stdin=stdin,
+        stdout=PIPE if stdout_protocol else stdout,
+        stderr=PIPE if stderr_protocol else stderr,
+        bufsize=0,
+        close_fds=True,
+        start_new_session=start_new_session,
+    )
     child = Child(popen, loop, session=start_new_session)
     try:
         if popen.stdin is not None:
@@ -174,14 +195,16 @@ async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
     return await stream.read() if stream is not None else b""
 
 
-def run_sync(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout_s: float,
-             term_grace_s: float = 1.0) -> subprocess.CompletedProcess[bytes]:
+def run_sync(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, timeout_s: float, term_grace_s: float = 1.0
+) -> subprocess.CompletedProcess[bytes]:
     """``subprocess.run`` with output captured, for threads and start-up checks, on the same kill path:
     the child leads its own session and, past ``timeout_s`` (``subprocess.TimeoutExpired``) or on any
     failure, gets SIGTERM, a grace, SIGKILL of its group, and is reaped. ``subprocess.run`` SIGKILLs only
     the child: an nsjail killed so leaves its jailed process running."""
-    with subprocess.Popen(list(argv), env=env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, close_fds=True,
-                          start_new_session=True) as popen:
+    with subprocess.Popen(
+        list(argv), env=env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, close_fds=True, start_new_session=True
+    ) as popen:
         try:
             out, err = popen.communicate(timeout=timeout_s)
         except BaseException:

@@ -31,26 +31,27 @@ class HostFacts:
     cgroup: Literal["v1", "v2", "none"]
     seccomp_policy: str
     cgroupv2_mount: str = "/sys/fs/cgroup"
-    base_env: Mapping[str, str] = field(default_factory=lambda: {"PATH": SYSTEM_PATH,
-                                                                 "LANG": "C.UTF-8", "HOME": "/tmp"})
+    base_env: Mapping[str, str] = field(
+        default_factory=lambda: {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "HOME": "/tmp"}
+    )
 
 
 @dataclass(frozen=True)
 class SandboxSpec:
-    argv: tuple[str, ...]              # the command inside the jail
-    code_dir: str                      # host folder, mounted at /code
-    binds: tuple[str, ...]             # host paths bound read-only at the same path
+    argv: tuple[str, ...]  # the command inside the jail
+    code_dir: str  # host folder, mounted at /code
+    binds: tuple[str, ...]  # host paths bound read-only at the same path
     memory_mb: int
     cpus: float
     pids: int = 64
     tmpfs_mb: int = 64
     fsize_mb: int = 64
     nofile: int = 1024
-    runtime_dir: str | None = None     # host folder of the adapter, mounted at /runtime
-    extra_rw: tuple[tuple[str, str], ...] = ()   # (host, jail) read-write binds, builds only
+    runtime_dir: str | None = None  # host folder of the adapter, mounted at /runtime
+    extra_rw: tuple[tuple[str, str], ...] = ()  # (host, jail) read-write binds, builds only
     code_access: CodeAccess = "ro"
     network: Literal["none", "egress", "build"] = "none"
-    netns: str | None = None           # a prepared network namespace to join (egress, build); else a fresh empty one
+    netns: str | None = None  # a prepared network namespace to join (egress, build); else a fresh empty one
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = "/code"
     hostname: str = "orva"
@@ -67,12 +68,34 @@ NSENTER = "/usr/bin/nsenter"  # by absolute path: never looked up in an environm
 
 def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
     args = [
-        host.nsjail, "--mode", "o", "--really_quiet",
-        "--user", f"{JAIL_UID}:{JAIL_UID}:1", "--group", f"{JAIL_UID}:{JAIL_UID}:1",
-        "--hostname", spec.hostname, "--cwd", spec.cwd,
-        "--time_limit", "0", "--rlimit_cpu", "inf", "--rlimit_as", "inf",
-        "--rlimit_fsize", str(spec.fsize_mb), "--rlimit_nofile", str(spec.nofile), "--rlimit_core", "0",
-        "--rlimit_stack", "inf", "--seccomp_policy", host.seccomp_policy,
+        host.nsjail,
+        "--mode",
+        "o",
+        "--really_quiet",
+        "--user",
+        f"{JAIL_UID}:{JAIL_UID}:1",
+        "--group",
+        f"{JAIL_UID}:{JAIL_UID}:1",
+        "--hostname",
+        spec.hostname,
+        "--cwd",
+        spec.cwd,
+        "--time_limit",
+        "0",
+        "--rlimit_cpu",
+        "inf",
+        "--rlimit_as",
+        "inf",
+        "--rlimit_fsize",
+        str(spec.fsize_mb),
+        "--rlimit_nofile",
+        str(spec.nofile),
+        "--rlimit_core",
+        "0",
+        "--rlimit_stack",
+        "inf",
+        "--seccomp_policy",
+        host.seccomp_policy,
     ]
     for path in spec.binds:
         args += ["-R", path]
@@ -84,7 +107,9 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
     args += ["-m", f"none:/tmp:tmpfs:size={spec.tmpfs_mb * 1024 * 1024}"]
     args += _cgroup_flags(spec, host)
     if spec.netns is not None:
-        args += ["--disable_clone_newnet"]  # egress workers and builds join a prepared namespace (nsenter below)
+        args += [
+            "--disable_clone_newnet"
+        ]  # egress workers and builds join a prepared namespace (nsenter below)
     env = dict(host.base_env)
     for name, value in spec.env.items():
         if host_sensitive(name):  # the last line: the spawner refuses these with a 409 before we get here
@@ -104,9 +129,25 @@ def _cgroup_flags(spec: SandboxSpec, host: HostFacts) -> list[str]:
     memory = str(spec.memory_mb * 1024 * 1024)
     cpu_ms = str(max(1, math.ceil(spec.cpus * 1000)))
     if host.cgroup == "v1":
-        return ["--cgroup_mem_max", memory, "--cgroup_pids_max", str(spec.pids), "--cgroup_cpu_ms_per_sec", cpu_ms]
+        return [
+            "--cgroup_mem_max",
+            memory,
+            "--cgroup_pids_max",
+            str(spec.pids),
+            "--cgroup_cpu_ms_per_sec",
+            cpu_ms,
+        ]
     if host.cgroup == "v2":
-        return ["--use_cgroupv2", "--cgroupv2_mount", host.cgroupv2_mount, "--cgroup_mem_max", memory,
-                "--cgroup_pids_max", str(spec.pids), "--cgroup_cpu_ms_per_sec", cpu_ms]
+        return [
+            "--use_cgroupv2",
+            "--cgroupv2_mount",
+            host.cgroupv2_mount,
+            "--cgroup_mem_max",
+            memory,
+            "--cgroup_pids_max",
+            str(spec.pids),
+            "--cgroup_cpu_ms_per_sec",
+            cpu_ms,
+        ]
     # No usable cgroup: hostcheck reports it loudly; rlimits are the only ceiling left.
     return ["--rlimit_nproc", str(spec.pids)]

@@ -55,15 +55,24 @@ def _as_orva_error(exc: Exception, request: Request) -> OrvaError:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         allow = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
-        return MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}",
-                                hint=f"allowed methods: {allow}", headers={"Allow": allow})
+        return MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}",
+            hint=f"allowed methods: {allow}",
+            headers={"Allow": allow},
+        )
     if exc.status_code == 404:
-        return NotFound(f"no such endpoint: {request.url.path}", hint="see GET /api/v1/openapi.json for the API")
+        return NotFound(
+            f"no such endpoint: {request.url.path}", hint="see GET /api/v1/openapi.json for the API"
+        )
     if 400 <= exc.status_code < 500:  # e.g. Starlette's multipart parser: a malformed request, not our fault
         unread = ValidationError if exc.status_code == 400 else BadRequest
-        error = unread(f"the request could not be read: {exc.detail}",
-                       hint="see GET /api/v1/openapi.json for what this endpoint takes")
-        error.status = exc.status_code  # Starlette's status (400, or e.g. 415/422), under the code its family has
+        error = unread(
+            f"the request could not be read: {exc.detail}",
+            hint="see GET /api/v1/openapi.json for what this endpoint takes",
+        )
+        error.status = (
+            exc.status_code
+        )  # Starlette's status (400, or e.g. 415/422), under the code its family has
         return error
     return OrvaError(str(exc.detail))  # INTERNAL
 
@@ -110,7 +119,10 @@ def _origin_form(scope: Scope) -> None:
     raw = scope.get("raw_path")
     if raw:
         scope["raw_path"] = b"/" + raw.partition(b"://")[2].partition(b"/")[2]
-    scope["headers"] = [*((k, v) for k, v in scope["headers"] if k != b"host"), (b"host", authority.encode("latin-1"))]
+    scope["headers"] = [
+        *((k, v) for k, v in scope["headers"] if k != b"host"),
+        (b"host", authority.encode("latin-1")),
+    ]
 
 
 def _functions_origin_app(daemon: Daemon) -> ASGIApp:
@@ -120,9 +132,11 @@ def _functions_origin_app(daemon: Daemon) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path == "/" or any(path == p or path.startswith(p + "/") for p in ("/api", "/web", "/health")):
-            raise NotFound(f"{path} is not served on the functions origin",
-                           hint=f"the API and the dashboard are at {dashboard}; this origin serves only /fn "
-                                "and custom routes (ORVA_FUNCTIONS_ORIGIN)")
+            raise NotFound(
+                f"{path} is not served on the functions origin",
+                hint=f"the API and the dashboard are at {dashboard}; this origin serves only /fn "
+                "and custom routes (ORVA_FUNCTIONS_ORIGIN)",
+            )
         await daemon.invoker.route_endpoint(scope, receive, send)
 
     return app
@@ -137,12 +151,20 @@ def create_app(daemon: Daemon) -> OrvaApp:
         return settings.max_body_bytes
 
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
-    common = [Middleware(RequestContext, drain=daemon.drain),
-              Middleware(BodyLimit, limit_for=body_limit, trimmer=HeapTrimmer())]  # one trimmer for both stacks
+    common = [
+        Middleware(RequestContext, drain=daemon.drain),
+        Middleware(BodyLimit, limit_for=body_limit, trimmer=HeapTrimmer()),
+    ]  # one trimmer for both stacks
+
     # CORS (orvad/http/cors.py) just inside RequestContext: its grant also reaches the errors of the layers below it
     def cors(api: bool) -> Middleware:
-        return Middleware(Cors, origins_setting=settings.cors_origins, api=api, function_for=function_lookup(daemon),
-                          host_allowed=daemon.origins.host_allowed)
+        return Middleware(
+            Cors,
+            origins_setting=settings.cors_origins,
+            api=api,
+            function_for=function_lookup(daemon),
+            host_allowed=daemon.origins.host_allowed,
+        )
 
     invoke: ASGIApp = daemon.invoker.fn_endpoint
     functions_only = _functions_origin_app(daemon)
@@ -150,13 +172,37 @@ def create_app(daemon: Daemon) -> OrvaApp:
         invoke = cls(invoke, *args, **kwargs)
         functions_only = cls(functions_only, *args, **kwargs)
     app = OrvaApp(
-        invoke, functions_only, daemon.origins,
-        routes=[*health.routes, *auth.routes, *keys.routes, *functions.routes, *deployments.routes, *routes.routes,
-                *pools.routes, *executions.routes, *runtimes.routes, *secrets.routes, *system.routes,
-                *openapi.routes, *web.routes],
-        middleware=[common[0], cors(True), *common[1:], Middleware(HostGuard, origins=daemon.origins),
-                    Middleware(Guard, keys=daemon.keys, sessions=daemon.sessions, audit=daemon.audit_trail.record_call,
-                               metrics_public=settings.metrics_public)],
+        invoke,
+        functions_only,
+        daemon.origins,
+        routes=[
+            *health.routes,
+            *auth.routes,
+            *keys.routes,
+            *functions.routes,
+            *deployments.routes,
+            *routes.routes,
+            *pools.routes,
+            *executions.routes,
+            *runtimes.routes,
+            *secrets.routes,
+            *system.routes,
+            *openapi.routes,
+            *web.routes,
+        ],
+        middleware=[
+            common[0],
+            cors(True),
+            *common[1:],
+            Middleware(HostGuard, origins=daemon.origins),
+            Middleware(
+                Guard,
+                keys=daemon.keys,
+                sessions=daemon.sessions,
+                audit=daemon.audit_trail.record_call,
+                metrics_public=settings.metrics_public,
+            ),
+        ],
         exception_handlers={HTTPException: render_error, OrvaError: render_error},
     )
     app.router.default = daemon.invoker.route_endpoint  # custom routes, else 404

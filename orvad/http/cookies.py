@@ -23,7 +23,9 @@ def cookie_pairs(header: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def cookie_value(headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...], name: str) -> str | None:
+def cookie_value(
+    headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...], name: str
+) -> str | None:
     """The first value of cookie ``name`` across the request's Cookie headers (ASGI pairs), or None."""
     for key, raw in headers:
         if key == b"cookie":

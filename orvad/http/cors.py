@@ -43,15 +43,33 @@ API_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 FN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 API_HEADERS = "Content-Type, Authorization, X-Orva-API-Key, X-Request-ID"
 # what a function's caller authenticates with, granted even when the preflight did not ask
-FN_HEADERS = ("Content-Type", "Authorization", "X-Orva-API-Key", "X-Orva-Timestamp", "X-Orva-Signature",
-              "X-Request-ID")
+FN_HEADERS = (
+    "Content-Type",
+    "Authorization",
+    "X-Orva-API-Key",
+    "X-Orva-Timestamp",
+    "X-Orva-Signature",
+    "X-Request-ID",
+)
 # never granted to another origin: the dashboard's CSRF proof, and what a browser sets itself
 NEVER_GRANTED = frozenset({"x-orva-csrf", "cookie", "host", "origin", "content-length"})
 API_EXPOSED = "X-Request-ID, Location, Retry-After"
 FN_EXPOSED = ("X-Orva-Execution-Id", "X-Orva-Cold-Start", "X-Orva-Duration-Ms", "X-Request-ID", "Retry-After")
 # response headers a page reads without a grant, or never (Set-Cookie), or that are CORS itself
-_NOT_EXPOSED = frozenset({b"cache-control", b"content-language", b"content-length", b"content-type", b"expires",
-                          b"last-modified", b"pragma", b"set-cookie", b"set-cookie2", b"vary"})
+_NOT_EXPOSED = frozenset(
+    {
+        b"cache-control",
+        b"content-language",
+        b"content-length",
+        b"content-type",
+        b"expires",
+        b"last-modified",
+        b"pragma",
+        b"set-cookie",
+        b"set-cookie2",
+        b"vary",
+    }
+)
 
 
 class Cors:
@@ -63,9 +81,15 @@ class Cors:
     methods its route allows (None = any).
     """
 
-    def __init__(self, app: ASGIApp, *, origins_setting: str, api: bool,
-                 function_for: Callable[[Scope], tuple[list[str] | None, str, frozenset[str] | None] | None],
-                 host_allowed: Callable[[Scope], bool] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        origins_setting: str,
+        api: bool,
+        function_for: Callable[[Scope], tuple[list[str] | None, str, frozenset[str] | None] | None],
+        host_allowed: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self.listed = setting_list(origins_setting)
         self.api = api
@@ -93,7 +117,11 @@ class Cors:
         origin = _header(scope, b"origin")
         any_origin = "*" in allowed
         granted = origin is not None and (any_origin or origin in allowed)
-        if scope["method"] == "OPTIONS" and origin is not None and _header(scope, b"access-control-request-method"):
+        if (
+            scope["method"] == "OPTIONS"
+            and origin is not None
+            and _header(scope, b"access-control-request-method")
+        ):
             if kind == "api" and self.host_allowed is not None and not self.host_allowed(scope):
                 await self.app(scope, receive, send)  # the Host check refuses it
                 return
@@ -110,7 +138,11 @@ class Cors:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = [(k, v) for k, v in message.get("headers", []) if not k.lower().startswith(b"access-control-")]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if not k.lower().startswith(b"access-control-")
+                ]
                 if granted:
                     headers.append((b"access-control-expose-headers", _exposed(kind, headers)))
                 message["headers"] = headers + grant
@@ -122,27 +154,45 @@ class Cors:
             if not started:  # rendered by an outer layer: it carries the grant too
                 extra = {k.decode(): v.decode("latin-1") for k, v in grant}
                 if granted:
-                    extra["Access-Control-Expose-Headers"] = API_EXPOSED if kind == "api" else ", ".join(FN_EXPOSED)
+                    extra["Access-Control-Expose-Headers"] = (
+                        API_EXPOSED if kind == "api" else ", ".join(FN_EXPOSED)
+                    )
                 exc.headers = {**exc.headers, **extra}
             raise
 
     @staticmethod
-    async def _preflight(scope: Scope, send: Send, origin: str, granted: bool, any_origin: bool, kind: str,
-                         name: str, methods: frozenset[str] | None) -> None:
+    async def _preflight(
+        scope: Scope,
+        send: Send,
+        origin: str,
+        granted: bool,
+        any_origin: bool,
+        kind: str,
+        name: str,
+        methods: frozenset[str] | None,
+    ) -> None:
         vary = b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         if not granted:
             shown = origin if len(origin) <= MAX_ORIGIN_CHARS else origin[:MAX_ORIGIN_CHARS] + "..."
-            where = ("ORVA_CORS_ORIGINS (comma list of scheme://host[:port])" if kind == "api" else
-                     f'the function\'s cors_origins (PUT /api/v1/functions/{name} {{"cors_origins": [...]}}) or, '
-                     "if it has none, ORVA_CORS_ORIGINS")
-            raise Forbidden(f"cross-origin requests from {shown} are not allowed here",
-                            hint=f"add the page's exact origin to {where}",
-                            details={"origin": shown, "reason": "cors"}, headers={"Vary": vary.decode()})
+            where = (
+                "ORVA_CORS_ORIGINS (comma list of scheme://host[:port])"
+                if kind == "api"
+                else f'the function\'s cors_origins (PUT /api/v1/functions/{name} {{"cors_origins": [...]}}) or, '
+                "if it has none, ORVA_CORS_ORIGINS"
+            )
+            raise Forbidden(
+                f"cross-origin requests from {shown} are not allowed here",
+                hint=f"add the page's exact origin to {where}",
+                details={"origin": shown, "reason": "cors"},
+                headers={"Vary": vary.decode()},
+            )
         requested = _header(scope, b"access-control-request-method") or ""
         if kind == "api":
             allow_methods, allow_headers = API_METHODS, API_HEADERS
         else:
-            offered = [m for m in FN_METHODS if methods is None or m in methods or (m == "HEAD" and "GET" in methods)]
+            offered = [
+                m for m in FN_METHODS if methods is None or m in methods or (m == "HEAD" and "GET" in methods)
+            ]
             if methods is None and requested not in offered and _TOKEN_RE.fullmatch(requested):
                 offered.append(requested)
             allow_methods = ", ".join(offered)
@@ -154,10 +204,13 @@ class Cors:
                     seen.add(asked.lower())
                     names.append(asked)
             allow_headers = ", ".join(names)
-        headers = [(b"access-control-allow-origin", b"*" if any_origin else origin.encode("latin-1")),
-                   (b"access-control-allow-methods", allow_methods.encode()),
-                   (b"access-control-allow-headers", allow_headers.encode("latin-1")),
-                   (b"access-control-max-age", str(MAX_AGE_S).encode()), (b"vary", vary)]
+        headers = [
+            (b"access-control-allow-origin", b"*" if any_origin else origin.encode("latin-1")),
+            (b"access-control-allow-methods", allow_methods.encode()),
+            (b"access-control-allow-headers", allow_headers.encode("latin-1")),
+            (b"access-control-max-age", str(MAX_AGE_S).encode()),
+            (b"vary", vary),
+        ]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
@@ -183,7 +236,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def function_lookup(daemon: Any) -> Callable[[Scope], tuple[list[str] | None, str, frozenset[str] | None] | None]:
+def function_lookup(
+    daemon: Any,
+) -> Callable[[Scope], tuple[list[str] | None, str, frozenset[str] | None] | None]:
     """``function_for`` of the daemon: /fn/<id-or-name> (an unknown one inherits ORVA_CORS_ORIGINS, so its 404
     is readable), else the custom route serving the path; /api, /web, /health and / are no function's."""
 

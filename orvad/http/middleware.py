@@ -73,7 +73,10 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                headers = message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
                 if drain.draining and scope.get("http_version") in _HTTP1:
                     headers.append((b"connection", b"close"))  # the client reconnects, to another orvad
                 if scope["path"].startswith("/api/") and _event_stream(headers):
@@ -100,8 +103,14 @@ class RequestContext:
                 drain.left(task)
             request_id_var.reset(token)
             if access_log.enabled():
-                access_log.write("request", request_id=request_id, method=scope["method"], path=scope["path"],
-                                 status=status, duration_ms=round((time.perf_counter() - started) * 1000, 2))
+                access_log.write(
+                    "request",
+                    request_id=request_id,
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
 
 
 def _as_orva_error(exc: Exception, request_id: str, scope: Scope) -> OrvaError:
@@ -112,7 +121,9 @@ def _as_orva_error(exc: Exception, request_id: str, scope: Scope) -> OrvaError:
     return OrvaError("internal error", hint=f"report request id {request_id} to the operator")
 
 
-async def _cut_by_shutdown(drain: Drain, task: asyncio.Task[object], status: int, send: Send, request_id: str) -> None:
+async def _cut_by_shutdown(
+    drain: Drain, task: asyncio.Task[object], status: int, send: Send, request_id: str
+) -> None:
     """The shutdown's grace ended while the request ran: end an API event stream, leave another started
     response cut, or answer 503 SHUTTING_DOWN when nothing was sent yet."""
     if status:  # an API event stream, or a response cut mid-way: end what was started
@@ -131,7 +142,9 @@ async def _send_error(send: Send, error: OrvaError, request_id: str) -> None:
 class BodyLimit:
     """Also tells ``trimmer`` when a large body is done, so the heap it took goes back to the system."""
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int], trimmer: HeapTrimmer | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, limit_for: Callable[[Scope], int], trimmer: HeapTrimmer | None = None
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
         self.trimmer = trimmer if trimmer is not None else HeapTrimmer()
@@ -144,16 +157,24 @@ class BodyLimit:
         declared = _header(scope, b"content-length")
         if declared is not None and _header(scope, b"transfer-encoding") is not None:
             # two framings: a proxy in front may have used the other one (request smuggling)
-            raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding",
-                             hint="send one of them: Content-Length for a body of known size, else chunked",
-                             headers={"Connection": "close"})
-        if (declared == "0" or declared is None and _header(scope, b"transfer-encoding") is None
-                and scope.get("http_version") in _HTTP1):
+            raise BadRequest(
+                "a request may not carry both Content-Length and Transfer-Encoding",
+                hint="send one of them: Content-Length for a body of known size, else chunked",
+                headers={"Connection": "close"},
+            )
+        if (
+            declared == "0"
+            or declared is None
+            and _header(scope, b"transfer-encoding") is None
+            and scope.get("http_version") in _HTTP1
+        ):
             await self.app(scope, receive, send)  # HTTP/1 without a body: nothing can be left unread
             return
         await self._with_body(scope, receive, send, limit, declared)
 
-    async def _with_body(self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None) -> None:
+    async def _with_body(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None
+    ) -> None:
         """An answer given before the whole body was read (a refusal, a 404) says ``Connection: close``:
         the server drops such a connection after the answer (Hypercorn even when the rest arrives a moment
         later), and a client that was not told would send its next request into a closing socket."""
@@ -178,7 +199,9 @@ class BodyLimit:
                 _close_after(scope, exc)
             raise
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None) -> None:
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, declared: str | None
+    ) -> None:
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
                 refused = _too_large(limit)
@@ -204,7 +227,9 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     refused = _too_large(limit)
-                    if message.get("more_body"):  # before the answer, whoever renders it (the API's handlers do)
+                    if message.get(
+                        "more_body"
+                    ):  # before the answer, whoever renders it (the API's handlers do)
                         await _discard(scope, receive, refused, limit)
                     raise refused
             return message
@@ -266,25 +291,32 @@ class HostGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if (path.startswith("/api/") or path == "/web" or path.startswith("/web/")) and not self.origins.host_allowed(scope):
+        if (
+            path.startswith("/api/") or path == "/web" or path.startswith("/web/")
+        ) and not self.origins.host_allowed(scope):
             host = _header(scope, b"host") or ""
-            raise BadRequest(f"Host {host!r} is not one this orvad answers for /api and /web",
-                             hint="add the name to ORVA_ALLOWED_HOSTS (comma list; default: the bind address, "
-                                  "localhost, 127.0.0.1, [::1] and ORVA_PUBLIC_URL's host), or set ORVA_PUBLIC_URL",
-                             details={"host": host})
+            raise BadRequest(
+                f"Host {host!r} is not one this orvad answers for /api and /web",
+                hint="add the name to ORVA_ALLOWED_HOSTS (comma list; default: the bind address, "
+                "localhost, 127.0.0.1, [::1] and ORVA_PUBLIC_URL's host), or set ORVA_PUBLIC_URL",
+                details={"host": host},
+            )
         await self.app(scope, receive, send)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"request body exceeds the limit of {limit} bytes",
-        hint="send a smaller body, or raise ORVA_MAX_BODY_BYTES", details={"limit_bytes": limit},
+        hint="send a smaller body, or raise ORVA_MAX_BODY_BYTES",
+        details={"limit_bytes": limit},
     )
 
 
 def _event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(k.lower() == b"content-type" and v.partition(b";")[0].strip().lower() == b"text/event-stream"
-               for k, v in headers)
+    return any(
+        k.lower() == b"content-type" and v.partition(b";")[0].strip().lower() == b"text/event-stream"
+        for k, v in headers
+    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -58,8 +58,9 @@ class Origins:
     functions_port: int | None  # and its explicit port
 
     @classmethod
-    def from_settings(cls, *, host: str, port: int, public_url: str, allowed_hosts: str,
-                      functions_origin: str) -> Origins:
+    def from_settings(
+        cls, *, host: str, port: int, public_url: str, allowed_hosts: str, functions_origin: str
+    ) -> Origins:
         bind = host_name(host) if host else ""
         public = urlsplit(public_url).hostname if public_url else None
         listed = [entry.strip() for entry in allowed_hosts.split(",") if entry.strip()]
@@ -73,8 +74,15 @@ class Origins:
             parts = urlsplit(functions_origin)
             fn_name = (parts.hostname or "").lower()
             fn_port = parts.port  # none given: a proxy in front serves it on the default port
-        return cls(bind_host=bind, port=port, allowed=frozenset(names), allow_any="*" in listed,
-                   any_ip=not listed and bind in _WILDCARD_BINDS, functions_name=fn_name, functions_port=fn_port)
+        return cls(
+            bind_host=bind,
+            port=port,
+            allowed=frozenset(names),
+            allow_any="*" in listed,
+            any_ip=not listed and bind in _WILDCARD_BINDS,
+            functions_name=fn_name,
+            functions_port=fn_port,
+        )
 
     @property
     def functions_listener(self) -> int | None:
@@ -113,7 +121,9 @@ def _host(scope: Scope) -> str | None:
     return None
 
 
-def client_address(peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_address(
+    peer: str, forwarded_for: str | None, trusted: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> str:
     """The caller's address: X-Forwarded-For's last untrusted hop, only behind a trusted proxy."""
     if not forwarded_for or not _in(peer, trusted):
         return peer

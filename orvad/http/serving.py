@@ -34,9 +34,11 @@ def bind_address(host: str, port: int) -> str:
 def _refusal(status: int) -> OrvaError:
     if status == 431:
         return HeadersTooLarge(f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
-    refused = BadRequest("the request is not valid HTTP/1.1 (for example both Content-Length and Transfer-Encoding, "
-                         "or a malformed request line or header)",
-                         hint="send one well-formed request; the connection is closed")
+    refused = BadRequest(
+        "the request is not valid HTTP/1.1 (for example both Content-Length and Transfer-Encoding, "
+        "or a malformed request line or header)",
+        hint="send one well-formed request; the connection is closed",
+    )
     refused.status = status if 400 <= status < 600 else 400
     return refused
 
@@ -95,8 +97,10 @@ def uvicorn_sockets(app: Any, settings: Settings, origins: Origins) -> list[sock
     import uvicorn
 
     # log_config=None: a Config otherwise re-applies Uvicorn's own logging over orvad's
-    return [uvicorn.Config(app, host=settings.host, port=port, log_config=None).bind_socket()
-            for port in listen_ports(settings, origins)]
+    return [
+        uvicorn.Config(app, host=settings.host, port=port, log_config=None).bind_socket()
+        for port in listen_ports(settings, origins)
+    ]
 
 
 def envelope_hypercorn_refusals() -> None:
@@ -111,8 +115,9 @@ def envelope_hypercorn_refusals() -> None:
 
     async def send_error_response(self: Any, status_code: int) -> None:
         code, headers, body = refusal_parts(status_code)
-        await self._send_h11_event(h11.Response(status_code=code,
-                                                headers=[*headers, *self.config.response_headers("h11")]))
+        await self._send_h11_event(
+            h11.Response(status_code=code, headers=[*headers, *self.config.response_headers("h11")])
+        )
         await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())
 
@@ -130,7 +135,9 @@ def hypercorn_continue_on_read() -> None:
     if getattr(H11Protocol, "_orva_continue_on_read", False):
         return
     if not hasattr(H11Protocol, "_send_h11_event"):
-        log.warning("this Hypercorn has no H11Protocol._send_h11_event: it sends 100 Continue before the app reads")
+        log.warning(
+            "this Hypercorn has no H11Protocol._send_h11_event: it sends 100 Continue before the app reads"
+        )
         return
     send_event = H11Protocol._send_h11_event
     init = H11Protocol.__init__
@@ -146,8 +153,12 @@ def hypercorn_continue_on_read() -> None:
         async def continue_on_read(scope: Any, receive: Any, send: Any, *rest: Any) -> None:
             async def read_body() -> Any:
                 if protocol.connection.they_are_waiting_for_100_continue:
-                    await send_event(protocol, h11.InformationalResponse(
-                        status_code=100, headers=protocol.config.response_headers("h11")))
+                    await send_event(
+                        protocol,
+                        h11.InformationalResponse(
+                            status_code=100, headers=protocol.config.response_headers("h11")
+                        ),
+                    )
                 return await receive()
 
             await app(scope, read_body, send, *rest)

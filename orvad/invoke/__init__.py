@@ -22,5 +22,16 @@ from orvad.invoke.record import CUT_MESSAGE, ExecutionRecord, Killed
 from orvad.invoke.relay import SANDBOX_HEADER, Result
 from orvad.invoke.request import InvokeRequest, signed_target
 
-__all__ = ["CUT_MESSAGE", "DISCONNECT_WATCH_AFTER_S", "SANDBOX_HEADER", "Collaborators", "ExecutionRecord",
-           "InvokeRequest", "Invoker", "Killed", "PoolSource", "Result", "signed_target"]
+__all__ = [
+    "CUT_MESSAGE",
+    "DISCONNECT_WATCH_AFTER_S",
+    "SANDBOX_HEADER",
+    "Collaborators",
+    "ExecutionRecord",
+    "InvokeRequest",
+    "Invoker",
+    "Killed",
+    "PoolSource",
+    "Result",
+    "signed_target",
+]

@@ -23,31 +23,50 @@ _SERVICE_WORKER = (b"service-worker", b"script")  # what a browser sends when it
 def refuse_undeployed(fn: Function) -> None:
     """A function that never had code deployed: refused before the call is recorded (no execution row)."""
     if fn.status == "created" and fn.active_deployment_id is None:
-        raise NotDeployed(f"function {fn.name} has no deployed code",
-                          hint=f"deploy first: POST /api/v1/functions/{fn.name}/deploy-inline",
-                          details={"function_id": fn.id, "status": fn.status})
+        raise NotDeployed(
+            f"function {fn.name} has no deployed code",
+            hint=f"deploy first: POST /api/v1/functions/{fn.name}/deploy-inline",
+            details={"function_id": fn.id, "status": fn.status},
+        )
 
 
 def gate(fn: Function) -> None:
     """Only an active function with a built version runs."""
     if fn.status == "inactive":
-        raise NotActive(f"function {fn.name} is inactive", details={"function_id": fn.id, "status": fn.status},
-                        hint=f'set it active with PUT /api/v1/functions/{fn.name} {{"status": "active"}}')
+        raise NotActive(
+            f"function {fn.name} is inactive",
+            details={"function_id": fn.id, "status": fn.status},
+            hint=f'set it active with PUT /api/v1/functions/{fn.name} {{"status": "active"}}',
+        )
     if fn.status == "error":
-        raise NotActive(f"function {fn.name} never had a successful build", details={"function_id": fn.id, "status": fn.status},
-                        hint=f"deploy a version that builds (POST /api/v1/functions/{fn.name}/deploy-inline); the "
-                             f"failed build's log is listed by GET /api/v1/functions/{fn.name}/deployments")
+        raise NotActive(
+            f"function {fn.name} never had a successful build",
+            details={"function_id": fn.id, "status": fn.status},
+            hint=f"deploy a version that builds (POST /api/v1/functions/{fn.name}/deploy-inline); the "
+            f"failed build's log is listed by GET /api/v1/functions/{fn.name}/deployments",
+        )
     if fn.active_deployment_id is None:
-        raise Building(f"function {fn.name} has no built version yet", retry_after_s=5,
-                       hint=f"wait for the deployment to finish (GET /api/v1/functions/{fn.name}/deployments)",
-                       details={"function_id": fn.id})
+        raise Building(
+            f"function {fn.name} has no built version yet",
+            retry_after_s=5,
+            hint=f"wait for the deployment to finish (GET /api/v1/functions/{fn.name}/deployments)",
+            details={"function_id": fn.id},
+        )
 
 
 class Admission:
-    def __init__(self, *, origins: Origins, rate_limiter: RateLimiter, concurrency: ConcurrencyGate,
-                 trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
-                 signatures: SignatureChecker, signing_secret: Callable[[str], Awaitable[str | None]],
-                 keys: KeyService, sessions: SessionService) -> None:
+    def __init__(
+        self,
+        *,
+        origins: Origins,
+        rate_limiter: RateLimiter,
+        concurrency: ConcurrencyGate,
+        trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+        signatures: SignatureChecker,
+        signing_secret: Callable[[str], Awaitable[str | None]],
+        keys: KeyService,
+        sessions: SessionService,
+    ) -> None:
         self.concurrency = concurrency
         self._origins, self._rate_limiter, self._trusted = origins, rate_limiter, trusted_networks
         self._signatures, self._signing_secret = signatures, signing_secret
@@ -62,12 +81,15 @@ class Admission:
         fn = request.function
         gate(fn)
         if _SERVICE_WORKER in request.headers and self.shares_cookies(request):
-            raise Forbidden("function content cannot become a service worker where the dashboard's cookies live",
-                            hint="serve functions from their own origin (ORVA_FUNCTIONS_ORIGIN) to register one")
+            raise Forbidden(
+                "function content cannot become a service worker where the dashboard's cookies live",
+                hint="serve functions from their own origin (ORVA_FUNCTIONS_ORIGIN) to register one",
+            )
         if fn.rate_limit_per_min > 0:
             forwarded = request.header(b"x-forwarded-for")
-            self._rate_limiter.take(fn.id, client_address(request.client, forwarded, self._trusted),
-                                    fn.rate_limit_per_min)
+            self._rate_limiter.take(
+                fn.id, client_address(request.client, forwarded, self._trusted), fn.rate_limit_per_min
+            )
 
     async def authorize(self, request: InvokeRequest, body: bytes) -> None:
         """The function's auth mode: a signature over the request, or a key (a session) allowed to invoke."""
@@ -87,10 +109,18 @@ class Admission:
         sent = [(k, v.decode("latin-1")) for k, v in request.headers if k in _SIGNING_HEADERS]
         headers = dict(sent)
         if len(headers) != len(sent):
-            raise Unauthorized("X-Orva-Timestamp and X-Orva-Signature may each be sent once", hint="send one of each")
-        self._signatures.verify(await self._signing_secret(fn.id), headers.get(b"x-orva-timestamp"),
-                                headers.get(b"x-orva-signature"), body, version=fn.signature_version,
-                                method=request.method, target=request.target())
+            raise Unauthorized(
+                "X-Orva-Timestamp and X-Orva-Signature may each be sent once", hint="send one of each"
+            )
+        self._signatures.verify(
+            await self._signing_secret(fn.id),
+            headers.get(b"x-orva-timestamp"),
+            headers.get(b"x-orva-signature"),
+            body,
+            version=fn.signature_version,
+            method=request.method,
+            target=request.target(),
+        )
 
     async def _check_caller(self, request: InvokeRequest) -> None:
         fn = request.function
@@ -101,10 +131,15 @@ class Admission:
         if principal.kind == "session" and not csrf_header_sent(scope):
             # the operator's cookie rides along with any same-site request (another port, a function
             # page): only the dashboard, which adds this header, may invoke with it
-            raise Forbidden(f"function {fn.name} was called with the dashboard's session but without "
-                            "X-Orva-CSRF: 1", details={"required": "X-Orva-CSRF"},
-                            hint="call it with an API key (X-Orva-API-Key) that has the invoke permission; "
-                                 "the dashboard's Test tab sends the header itself")
+            raise Forbidden(
+                f"function {fn.name} was called with the dashboard's session but without X-Orva-CSRF: 1",
+                details={"required": "X-Orva-CSRF"},
+                hint="call it with an API key (X-Orva-API-Key) that has the invoke permission; "
+                "the dashboard's Test tab sends the header itself",
+            )
         if not principal.can("invoke"):
-            raise Forbidden("this API key lacks the 'invoke' permission", details={"required": "invoke"},
-                            hint='call with a key that has it (POST /api/v1/keys {"permissions": ["invoke"]})')
+            raise Forbidden(
+                "this API key lacks the 'invoke' permission",
+                details={"required": "invoke"},
+                hint='call with a key that has it (POST /api/v1/keys {"permissions": ["invoke"]})',
+            )

@@ -45,4 +45,6 @@ class Collaborators:
     sessions: SessionService  # ... or the dashboard's session
     origins: Origins  # whether a reply lands where the dashboard's cookies live
     drain: Drain  # the shutdown: which cancellations its grace's end made
-    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]  # proxies whose X-Forwarded-For counts
+    trusted_networks: tuple[
+        ipaddress.IPv4Network | ipaddress.IPv6Network, ...
+    ]  # proxies whose X-Forwarded-For counts

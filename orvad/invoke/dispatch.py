@@ -32,12 +32,26 @@ _ACQUIRE_ATTEMPTS = 3  # a pool replaced while we waited hands us to its success
 
 class Invoker:
     def __init__(self, deps: Collaborators) -> None:
-        self._functions, self._routes, self._pools, self._drain = deps.functions, deps.routes, deps.pools, deps.drain
-        self.admission = Admission(origins=deps.origins, rate_limiter=deps.rate_limiter, concurrency=deps.concurrency,
-                                   trusted_networks=deps.trusted_networks, signatures=deps.signatures,
-                                   signing_secret=deps.signing_secret, keys=deps.keys, sessions=deps.sessions)
+        self._functions, self._routes, self._pools, self._drain = (
+            deps.functions,
+            deps.routes,
+            deps.pools,
+            deps.drain,
+        )
+        self.admission = Admission(
+            origins=deps.origins,
+            rate_limiter=deps.rate_limiter,
+            concurrency=deps.concurrency,
+            trusted_networks=deps.trusted_networks,
+            signatures=deps.signatures,
+            signing_secret=deps.signing_secret,
+            keys=deps.keys,
+            sessions=deps.sessions,
+        )
         self.settler = Settler(deps.executions, deps.bus, deps.metrics)
-        self._inflight: dict[str, set[asyncio.Task[Any]]] = {}  # request tasks on a worker, streams included: what kill() cancels
+        self._inflight: dict[
+            str, set[asyncio.Task[Any]]
+        ] = {}  # request tasks on a worker, streams included: what kill() cancels
         self._killed: set[asyncio.Task[Any]] = set()
 
     def kill(self, function_id: str) -> int:
@@ -54,7 +68,7 @@ class Invoker:
     # the triggers
     def fn_endpoint(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """ASGI app for /fn/{id} and /fn/{id}/{path} (hands back serve's coroutine: one frame fewer to resume)."""
-        ident, _, sub = scope["path"][len("/fn/"):].partition("/")
+        ident, _, sub = scope["path"][len("/fn/") :].partition("/")
         request = InvokeRequest.from_scope(self._functions.resolve(ident), "/" + sub, "http", scope, 2)
         return self.serve(request, send, receive)
 
@@ -64,18 +78,28 @@ class Invoker:
             return
         match = self._routes.table.match(scope["path"])
         if match is None:
-            raise NotFound(f"no such endpoint: {scope['path']}", hint="see GET /api/v1/openapi.json and GET /api/v1/routes")
+            raise NotFound(
+                f"no such endpoint: {scope['path']}",
+                hint="see GET /api/v1/openapi.json and GET /api/v1/routes",
+            )
         methods = match.route.methods
-        if methods is not None and scope["method"] not in methods and not (
-                scope["method"] == "HEAD" and "GET" in methods):
+        if (
+            methods is not None
+            and scope["method"] not in methods
+            and not (scope["method"] == "HEAD" and "GET" in methods)
+        ):
             allow = ", ".join(sorted(methods))
-            raise MethodNotAllowed(f"{scope['method']} is not allowed on {match.route.path}",
-                                   hint=f"allowed methods: {allow}", headers={"Allow": allow})
+            raise MethodNotAllowed(
+                f"{scope['method']} is not allowed on {match.route.path}",
+                hint=f"allowed methods: {allow}",
+                headers={"Allow": allow},
+            )
         fn = self._functions.get(match.route.function_id)
         if fn is None:
             raise NotFound(f"the function behind {match.route.path} is gone")
-        await self.serve(InvokeRequest.from_scope(fn, match.subpath, "route", scope, match.route.raw_skip),
-                         send, receive)
+        await self.serve(
+            InvokeRequest.from_scope(fn, match.subpath, "route", scope, match.route.raw_skip), send, receive
+        )
 
     async def dispatch(self, request: InvokeRequest) -> Result:
         """One invocation for a caller that is not an HTTP connection: the reply comes back whole.
@@ -92,8 +116,10 @@ class Invoker:
         """One invocation, its reply sent through ``send``. ``receive`` (HTTP) delivers the body when
         the request has none yet, and tells when the client goes away."""
         refuse_undeployed(request.function)
-        flight = Flight(ExecutionRecord.begin(request.function, request.trigger, request.method, request.subpath),
-                        time.perf_counter())
+        flight = Flight(
+            ExecutionRecord.begin(request.function, request.trigger, request.method, request.subpath),
+            time.perf_counter(),
+        )
         try:
             await self._admit(request, flight, receive)
             lease = await self._lease(request, flight)
@@ -130,8 +156,9 @@ class Invoker:
         if fn.auth_mode != "none":
             await self.admission.authorize(request, request.body)
         if fn.max_concurrency > 0:
-            flight.gated = await self.admission.concurrency.enter(fn.id, fn.max_concurrency, fn.concurrency_policy,
-                                                                  fn.timeout_ms / 1000)
+            flight.gated = await self.admission.concurrency.enter(
+                fn.id, fn.max_concurrency, fn.concurrency_policy, fn.timeout_ms / 1000
+            )
 
     async def _lease(self, request: InvokeRequest, flight: Flight) -> Lease:
         """A slot on a worker of the version the function serves now (queueing counts against timeout_ms)."""
@@ -154,16 +181,33 @@ class Invoker:
         fn, record = request.function, flight.record
         assert request.body is not None
         event = build_event(
-            method=request.method, path=request.subpath, raw_query=request.query.decode("latin-1"),
-            headers=handler_headers(request.headers), body=request.body,
-            request_context={"requestId": request.request_id, "executionId": record.id, "functionId": fn.id,
-                             "functionName": fn.name, "trigger": request.trigger, "sourceIp": request.client,
-                             "time": record.started_at},
-            raw_path=raw_subpath(request.raw_path, request.raw_skip, request.subpath))
-        remaining = fn.timeout_ms / 1000  # queueing is bounded by timeout_ms too, but does not eat the handler's time
-        context = {"requestId": request.request_id, "executionId": record.id, "functionId": fn.id,
-                   "functionName": fn.name, "memoryLimitMb": fn.memory_mb,
-                   "deadlineMs": int(time.time() * 1000 + remaining * 1000)}
+            method=request.method,
+            path=request.subpath,
+            raw_query=request.query.decode("latin-1"),
+            headers=handler_headers(request.headers),
+            body=request.body,
+            request_context={
+                "requestId": request.request_id,
+                "executionId": record.id,
+                "functionId": fn.id,
+                "functionName": fn.name,
+                "trigger": request.trigger,
+                "sourceIp": request.client,
+                "time": record.started_at,
+            },
+            raw_path=raw_subpath(request.raw_path, request.raw_skip, request.subpath),
+        )
+        remaining = (
+            fn.timeout_ms / 1000
+        )  # queueing is bounded by timeout_ms too, but does not eat the handler's time
+        context = {
+            "requestId": request.request_id,
+            "executionId": record.id,
+            "functionId": fn.id,
+            "functionName": fn.name,
+            "memoryLimitMb": fn.memory_mb,
+            "deadlineMs": int(time.time() * 1000 + remaining * 1000),
+        }
         task = asyncio.current_task()
         assert task is not None
         inflight = self._inflight.get(fn.id)  # what an operator kill cancels, streams included
@@ -183,17 +227,19 @@ class Invoker:
             reply: Reply = await lease.worker.invoke(event, context, remaining, abandoned)  # type: ignore[attr-defined]
         except asyncio.CancelledError:
             if self._was_killed(task):
-                raise Killed("the execution was killed by an operator",
-                             hint=f"resume the function with PUT /api/v1/functions/{fn.name} "
-                                  '{"status": "active"}') from None
+                raise Killed(
+                    "the execution was killed by an operator",
+                    hint=f'resume the function with PUT /api/v1/functions/{fn.name} {{"status": "active"}}',
+                ) from None
             if self._drain.claim(task):
                 raise self._drain.refusal(CUT_MESSAGE) from None
             raise
         flight.record.logs, flight.record.logs_truncated = reply.logs, reply.logs_truncated
         return reply
 
-    def _answer(self, request: InvokeRequest, flight: Flight, lease: Lease, reply: Reply,
-                send: Send) -> Awaitable[None]:
+    def _answer(
+        self, request: InvokeRequest, flight: Flight, lease: Lease, reply: Reply, send: Send
+    ) -> Awaitable[None]:
         """The reply, whole or streamed (hands back the sending coroutine: one frame fewer to resume)."""
         headers = orva_headers(flight.record.id, lease.cold, flight.started)
         sandboxed = request.function.csp_sandbox and self.admission.shares_cookies(request)
@@ -202,8 +248,11 @@ class Invoker:
         if reply.kind == "error":
             error = reply.error or {}
             raise FunctionError(
-                f"the handler raised {error.get('name', 'an error')}: {error.get('message', '')}"[:MESSAGE_CHARS],
-                details={"execution_id": flight.record.id})
+                f"the handler raised {error.get('name', 'an error')}: {error.get('message', '')}"[
+                    :MESSAGE_CHARS
+                ],
+                details={"execution_id": flight.record.id},
+            )
         if reply.kind == "stream":
             return relay(reply, flight, headers, sandboxed, send, request.function.timeout_ms / 1000)
         return answer(reply, flight, headers, sandboxed, send)
@@ -214,14 +263,21 @@ class Invoker:
         record, lease = flight.record, flight.lease
         record.failed(exc)
         # a killed execution takes its worker with it: the handler really stops
-        flight.healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(exc, Killed | ShuttingDown)
+        flight.healthy = exc.code not in ("WORKER_CRASHED", "TIMEOUT") and not isinstance(
+            exc, Killed | ShuttingDown
+        )
         if isinstance(exc, ShuttingDown) and lease is not None:
             self.settler.stop_now(lease)
         if lease is not None:
             exc.details = {**(exc.details or {}), "execution_id": record.id}
         exc.name_execution(record.id)  # a hint that points at the execution's logs names this one
-        exc.headers = {**exc.headers, **{name.decode(): value.decode() for name, value in
-                                         orva_headers(record.id, lease is not None and lease.cold, flight.started)}}
+        exc.headers = {
+            **exc.headers,
+            **{
+                name.decode(): value.decode()
+                for name, value in orva_headers(record.id, lease is not None and lease.cold, flight.started)
+            },
+        }
 
     async def _cancelled(self, request: InvokeRequest, flight: Flight, send: Send) -> bool:
         """The task was cancelled: by the shutdown's end, the client leaving, or an operator kill

@@ -69,22 +69,43 @@ def raw_subpath(raw_path: bytes | None, skip: int | None, decoded: str) -> str:
     return "/" + (parts[skip + 1] if len(parts) > skip + 1 else b"").decode("latin-1")
 
 
-def build_event(*, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes,
-                request_context: dict[str, Any], raw_path: str | None = None) -> dict[str, Any]:
+def build_event(
+    *,
+    method: str,
+    path: str,
+    raw_query: str,
+    headers: dict[str, str],
+    body: bytes,
+    request_context: dict[str, Any],
+    raw_path: str | None = None,
+) -> dict[str, Any]:
     pairs = parse_qsl(raw_query, keep_blank_values=True)
     multi: dict[str, list[str]] = {}
     for key, value in pairs:
         multi.setdefault(key, []).append(value)
     query = {key: values[-1] for key, values in multi.items()}
     text, is_b64 = body_field(body)
-    context = {**request_context, "http": {"method": method, "path": path,
-                                           "sourceIp": request_context.get("sourceIp", "")}}
+    context = {
+        **request_context,
+        "http": {"method": method, "path": path, "sourceIp": request_context.get("sourceIp", "")},
+    }
     return {
-        "method": method, "path": path, "query": query, "multiQuery": multi, "rawQuery": raw_query,
-        "headers": headers, "body": text, "isBase64Encoded": is_b64, "requestContext": context,
+        "method": method,
+        "path": path,
+        "query": query,
+        "multiQuery": multi,
+        "rawQuery": raw_query,
+        "headers": headers,
+        "body": text,
+        "isBase64Encoded": is_b64,
+        "requestContext": context,
         # AWS API Gateway v2 and v1 aliases, so Lambda HTTP handlers run unchanged
-        "rawPath": path if raw_path is None else raw_path, "rawQueryString": raw_query, "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": multi or None, "httpMethod": method, "version": "2.0",
+        "rawPath": path if raw_path is None else raw_path,
+        "rawQueryString": raw_query,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi or None,
+        "httpMethod": method,
+        "version": "2.0",
         "routeKey": "$default",
     }
 
@@ -117,9 +138,21 @@ def _header_text(value: Any) -> str | None:
 # pin HSTS on its host, widen a service worker's scope, or show a native login prompt that looks like the
 # dashboard's. A CSP sandbox confines the page, not these; they are dropped where the reply shares the
 # dashboard's cookies (docs/SECURITY.md).
-ORIGIN_WIDE_HEADERS = frozenset({
-    b"set-cookie", b"clear-site-data", b"nel", b"report-to", b"reporting-endpoints", b"strict-transport-security",
-    b"service-worker-allowed", b"origin-agent-cluster", b"www-authenticate", b"proxy-authenticate", b"alt-svc"})
+ORIGIN_WIDE_HEADERS = frozenset(
+    {
+        b"set-cookie",
+        b"clear-site-data",
+        b"nel",
+        b"report-to",
+        b"reporting-endpoints",
+        b"strict-transport-security",
+        b"service-worker-allowed",
+        b"origin-agent-cluster",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"alt-svc",
+    }
+)
 
 
 def confined(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -149,14 +182,18 @@ def response_headers(headers: dict[str, Any] | None) -> list[tuple[bytes, bytes]
             continue
         for item in value if isinstance(value, list) else [value]:
             text = _header_text(item)
-            if text is None or (name == "set-cookie" and (_is_session_cookie(text.partition(";")[0])
-                                                          or _DOMAIN_ATTRIBUTE.search(text))):
+            if text is None or (
+                name == "set-cookie"
+                and (_is_session_cookie(text.partition(";")[0]) or _DOMAIN_ATTRIBUTE.search(text))
+            ):
                 continue
             if (bad := _CONTROL.search(text)) is not None:
                 char = bad.group()
                 what = "a line break" if char in "\r\n" else "a control character"
-                raise BadResponse(f"header {name} has {what} ({char!r}, \\x{ord(char):02x}) in its value; "
-                                  "only tabs and visible characters are allowed")
+                raise BadResponse(
+                    f"header {name} has {what} ({char!r}, \\x{ord(char):02x}) in its value; "
+                    "only tabs and visible characters are allowed"
+                )
             out.append((name.encode("latin-1", "replace"), text.encode("latin-1", "replace")))
     return out
 
@@ -170,6 +207,8 @@ def status_code(raw: Any) -> int:
     except ValueError:
         raise BadResponse(f"statusCode must be an integer from 200 to 599, not {raw!r}") from None
     if not 200 <= code <= 599:
-        raise BadResponse(f"statusCode must be an integer from 200 to 599, not {code}"
-                          + (" (1xx are interim responses, not answers)" if 100 <= code < 200 else ""))
+        raise BadResponse(
+            f"statusCode must be an integer from 200 to 599, not {code}"
+            + (" (1xx are interim responses, not answers)" if 100 <= code < 200 else "")
+        )
     return code

@@ -16,13 +16,17 @@ from orvad.pool.worker import Reply
 @dataclass(slots=True)
 class Flight:
     record: ExecutionRecord
-    started: float  # perf_counter at admission: the duration, the deadline and X-Orva-Duration-Ms count from it
+    started: (
+        float  # perf_counter at admission: the duration, the deadline and X-Orva-Duration-Ms count from it
+    )
     pool: Pool | None = None
     lease: Lease | None = None  # the worker's slot, once acquired
     task: asyncio.Task[Any] | None = None  # the request's task, while an operator kill may cancel it
     watch: DisconnectWatch | None = None  # HTTP only: cancels the task when the client leaves
     gated: bool = False  # holds a place in the function's concurrency gate
     healthy: bool = True  # the worker may serve again
-    settling: asyncio.Future[Reply] | None = None  # the reply of a handler still running after its client left
+    settling: asyncio.Future[Reply] | None = (
+        None  # the reply of a handler still running after its client left
+    )
     unread: Reply | None = None  # a stream not relayed to its end: the worker drops the rest
     stream_headers: Sequence[tuple[bytes, bytes]] = ()  # a started stream's own headers

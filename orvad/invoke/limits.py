@@ -26,9 +26,12 @@ class RateLimiter:
         if tokens < 1.0:
             self._buckets[(function_id, client)] = (tokens, now)
             retry = max(1, math.ceil((1.0 - tokens) / rate))
-            raise RateLimited(f"rate limit of {per_minute} requests per minute reached", retry_after_s=retry,
-                              hint=f"retry after {retry} s, or raise rate_limit_per_min",
-                              details={"function_id": function_id, "limit_per_min": per_minute})
+            raise RateLimited(
+                f"rate limit of {per_minute} requests per minute reached",
+                retry_after_s=retry,
+                hint=f"retry after {retry} s, or raise rate_limit_per_min",
+                details={"function_id": function_id, "limit_per_min": per_minute},
+            )
         if len(self._buckets) >= _MAX_BUCKETS:
             self._buckets.clear()  # bounded memory; a reset only ever lets requests through
         self._buckets[(function_id, client)] = (tokens - 1.0, now)
@@ -47,15 +50,22 @@ class ConcurrencyGate:
         async with self._changed:
             if self._running.get(function_id, 0) >= limit:
                 if policy == "reject":
-                    raise FunctionBusy(f"function is running its maximum of {limit} requests", retry_after_s=1,
-                                       hint="retry shortly, or raise max_concurrency",
-                                       details={"function_id": function_id, "max_concurrency": limit})
+                    raise FunctionBusy(
+                        f"function is running its maximum of {limit} requests",
+                        retry_after_s=1,
+                        hint="retry shortly, or raise max_concurrency",
+                        details={"function_id": function_id, "max_concurrency": limit},
+                    )
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: self._running.get(function_id, 0) < limit),
-                                           timeout_s)
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self._running.get(function_id, 0) < limit), timeout_s
+                    )
                 except TimeoutError:
-                    raise FunctionBusy(f"function stayed at its maximum of {limit} requests", retry_after_s=1,
-                                       details={"function_id": function_id, "max_concurrency": limit}) from None
+                    raise FunctionBusy(
+                        f"function stayed at its maximum of {limit} requests",
+                        retry_after_s=1,
+                        details={"function_id": function_id, "max_concurrency": limit},
+                    ) from None
             self._running[function_id] = self._running.get(function_id, 0) + 1
         return True
 

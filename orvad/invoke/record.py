@@ -103,12 +103,26 @@ class ExecutionRecord:
 
     def as_row(self) -> dict[str, object]:
         """The dict the execution store writes and the ``execution`` event carries (keys in this order)."""
-        return {"id": self.id, "function_id": self.function_id, "function_name": self.function_name,
-                "code_hash": self.code_hash, "trigger": self.trigger, "method": self.method, "path": self.path,
-                "status": self.status, "status_code": self.status_code, "cold_start": self.cold_start,
-                "duration_ms": self.duration_ms, "queue_ms": self.queue_ms, "request_bytes": self.request_bytes,
-                "response_bytes": self.response_bytes, "error_code": self.error_code,
-                "error_message": self.error_message, "started_at": self.started_at, "finished_at": self.finished_at}
+        return {
+            "id": self.id,
+            "function_id": self.function_id,
+            "function_name": self.function_name,
+            "code_hash": self.code_hash,
+            "trigger": self.trigger,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "status_code": self.status_code,
+            "cold_start": self.cold_start,
+            "duration_ms": self.duration_ms,
+            "queue_ms": self.queue_ms,
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
 
 
 def status_of(exc: OrvaError) -> str:

@@ -29,16 +29,23 @@ _T = TypeVar("_T")
 # Function replies that land on the dashboard's cookie scope (docs/API.md): scripts and forms run,
 # but in an opaque origin, so the page can neither read or set the dashboard's cookies nor call
 # the API as the logged-in operator.
-SANDBOX_HEADER = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-modals allow-downloads")
+SANDBOX_HEADER = (
+    b"content-security-policy",
+    b"sandbox allow-scripts allow-forms allow-modals allow-downloads",
+)
 
 
 def orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:
-    return [(b"x-orva-execution-id", execution_id.encode()), (b"x-orva-cold-start", b"true" if cold else b"false"),
-            (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode())]
+    return [
+        (b"x-orva-execution-id", execution_id.encode()),
+        (b"x-orva-cold-start", b"true" if cold else b"false"),
+        (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
+    ]
 
 
-async def answer(reply: Reply, flight: Flight, headers: list[tuple[bytes, bytes]], sandboxed: bool,
-                 send: Send) -> None:
+async def answer(
+    reply: Reply, flight: Flight, headers: list[tuple[bytes, bytes]], sandboxed: bool, send: Send
+) -> None:
     """A whole reply: status, headers and body in two messages."""
     status, out_headers, out = rendered(lambda: response_of(reply.response or {}))
     if sandboxed:
@@ -51,8 +58,14 @@ async def answer(reply: Reply, flight: Flight, headers: list[tuple[bytes, bytes]
     flight.record.answered(len(out))
 
 
-async def relay(reply: Reply, flight: Flight, headers: list[tuple[bytes, bytes]], sandboxed: bool, send: Send,
-                timeout_s: float) -> None:
+async def relay(
+    reply: Reply,
+    flight: Flight,
+    headers: list[tuple[bytes, bytes]],
+    sandboxed: bool,
+    send: Send,
+    timeout_s: float,
+) -> None:
     """A stream, chunk by chunk until its end frame; an end frame with an error leaves the body cut
     (the server then closes the connection, so the client never sees it complete). The watch stays
     on meanwhile: a client that leaves mid-stream cancels it too."""
@@ -62,7 +75,9 @@ async def relay(reply: Reply, flight: Flight, headers: list[tuple[bytes, bytes]]
         stream_headers = confined(stream_headers)
     record.status_code, flight.stream_headers = status, stream_headers
     flight.unread = reply  # until the stream has been relayed to its end
-    end = await _chunks(reply, status, stream_headers + headers, send, time.perf_counter() + timeout_s, record)
+    end = await _chunks(
+        reply, status, stream_headers + headers, send, time.perf_counter() + timeout_s, record
+    )
     flight.unread = None
     if flight.watch is not None:
         flight.watch.stop()  # before the response completes: servers then answer receive() with a disconnect
@@ -73,8 +88,14 @@ async def relay(reply: Reply, flight: Flight, headers: list[tuple[bytes, bytes]]
         flight.healthy = record.status != "timeout" and flight.lease.worker.alive
 
 
-async def _chunks(reply: Reply, status: int, headers: list[tuple[bytes, bytes]], send: Send,
-                  deadline: float, record: ExecutionRecord) -> dict[str, Any]:
+async def _chunks(
+    reply: Reply,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    send: Send,
+    deadline: float,
+    record: ExecutionRecord,
+) -> dict[str, Any]:
     """Relay the chunks (counted in the record as they go); the end frame."""
     await send({"type": "http.response.start", "status": status, "headers": headers})
     assert reply.chunks is not None and reply.ended is not None
@@ -83,7 +104,10 @@ async def _chunks(reply: Reply, status: int, headers: list[tuple[bytes, bytes]],
         try:
             chunk = await asyncio.wait_for(reply.chunks.get(), max(0.001, remaining))
         except TimeoutError:
-            return {"error": {"kind": "timeout", "message": "the stream ran past the function's timeout"}, "logs": ""}
+            return {
+                "error": {"kind": "timeout", "message": "the stream ran past the function's timeout"},
+                "logs": "",
+            }
         if chunk is None:
             return reply.ended.result()
         data = base64.b64decode(chunk["data"]) if chunk.get("isBase64Encoded") else chunk["data"].encode()
@@ -94,13 +118,20 @@ async def _chunks(reply: Reply, status: int, headers: list[tuple[bytes, bytes]],
 async def end_stream_in_band(headers: Sequence[tuple[bytes, bytes]], send: Send, request_id: str) -> None:
     """A stream cut by the shutdown: an event stream gets a last ``event: error`` with the envelope;
     any stream is left without its final chunk, so the client sees an incomplete body."""
-    if not any(k == b"content-type" and v.partition(b";")[0].strip().lower() == b"text/event-stream"
-               for k, v in headers):
+    if not any(
+        k == b"content-type" and v.partition(b";")[0].strip().lower() == b"text/event-stream"
+        for k, v in headers
+    ):
         return
     envelope = Drain.refusal(CUT_MESSAGE).envelope(request_id)
     with contextlib.suppress(Exception):  # the client may be gone too
-        await send({"type": "http.response.body", "body": b"event: error\ndata: " + json.dumps(envelope).encode()
-                    + b"\n\n", "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"event: error\ndata: " + json.dumps(envelope).encode() + b"\n\n",
+                "more_body": True,
+            }
+        )
 
 
 def response_of(response: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -128,9 +159,11 @@ def rendered(render: Callable[[], _T]) -> _T:
     try:
         return render()
     except BadResponse as exc:
-        raise FunctionError(f"the handler's response cannot be sent: {exc}",
-                            hint="return {statusCode: 200..599, headers: {name: value}, body: text} or a plain "
-                                 "value (docs/API.md)") from None
+        raise FunctionError(
+            f"the handler's response cannot be sent: {exc}",
+            hint="return {statusCode: 200..599, headers: {name: value}, body: text} or a plain "
+            "value (docs/API.md)",
+        ) from None
 
 
 @dataclass(slots=True)

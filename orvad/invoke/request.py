@@ -21,22 +21,40 @@ class InvokeRequest:
     subpath: str = "/"  # the decoded path after the function's own prefix (/fn/<id> or the route's)
     trigger: str = "http"  # recorded in the execution row: http, route, ...
     method: str = "POST"
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # lower-case names, as HTTP delivers them
+    headers: list[tuple[bytes, bytes]] = field(
+        default_factory=list
+    )  # lower-case names, as HTTP delivers them
     query: bytes = b""  # the raw query string, without '?'
     body: bytes | None = b""  # None: still to be read from the HTTP connection (after the gates)
     client: str = ""  # the peer's address ("" when there is none)
     request_id: str = ""  # X-Request-ID of the HTTP request; the handler sees it as requestContext.requestId
     raw_path: bytes | None = None  # the path as sent, %-escapes kept (HTTP)
-    raw_skip: int | None = None  # leading segments of raw_path that are not the function's (None: use subpath)
-    scope: Scope | None = None  # the HTTP request's scope: its origin and session cookie; None for other triggers
+    raw_skip: int | None = (
+        None  # leading segments of raw_path that are not the function's (None: use subpath)
+    )
+    scope: Scope | None = (
+        None  # the HTTP request's scope: its origin and session cookie; None for other triggers
+    )
 
     @classmethod
-    def from_scope(cls, fn: Function, subpath: str, trigger: str, scope: Scope,
-                   raw_skip: int | None) -> InvokeRequest:
+    def from_scope(
+        cls, fn: Function, subpath: str, trigger: str, scope: Scope, raw_skip: int | None
+    ) -> InvokeRequest:
         client = scope.get("client")
-        return cls(fn, subpath, trigger, scope["method"], scope["headers"], scope.get("query_string", b""), None,
-                   client[0] if client else "", scope.get("state", {}).get("request_id", ""), scope.get("raw_path"),
-                   raw_skip, scope)
+        return cls(
+            fn,
+            subpath,
+            trigger,
+            scope["method"],
+            scope["headers"],
+            scope.get("query_string", b""),
+            None,
+            client[0] if client else "",
+            scope.get("state", {}).get("request_id", ""),
+            scope.get("raw_path"),
+            raw_skip,
+            scope,
+        )
 
     def header(self, name: bytes) -> str | None:
         """The first value of header ``name`` (lower-case), as text."""

@@ -39,20 +39,32 @@ class Settler:
         elif flight.settling is not None:
             # the same for a handler still running when its client left
             self._orphans[id(lease)] = lease
-            flight.settling.add_done_callback(functools.partial(self._release_settled, pool, lease, flight.started))
+            flight.settling.add_done_callback(
+                functools.partial(self._release_settled, pool, lease, flight.started)
+            )
         else:
             pool.release(lease, healthy=flight.healthy and lease.worker.alive, duration_s=duration)
 
     def record_execution(self, record: ExecutionRecord) -> None:
         row = record.as_row()
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
-        self._executions.record(row, record.logs, record.logs_truncated, lambda: self._bus.publish("execution", row))
-        self._metrics.observe_invocation(record.function_name, record.status, record.duration_ms / 1000,
-                                         record.cold_start, record.queue_ms / 1000, record.function_id)
+        self._executions.record(
+            row, record.logs, record.logs_truncated, lambda: self._bus.publish("execution", row)
+        )
+        self._metrics.observe_invocation(
+            record.function_name,
+            record.status,
+            record.duration_ms / 1000,
+            record.cold_start,
+            record.queue_ms / 1000,
+            record.function_id,
+        )
         if record.error_code:
             self._metrics.errors.labels(record.error_code).inc()
 
-    def _release_settled(self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]) -> None:
+    def _release_settled(
+        self, pool: Pool, lease: Lease, started: float, reply: asyncio.Future[Reply]
+    ) -> None:
         """The handler of a request whose client left has answered or died: free its slot (a stream's
         once the stream ends)."""
         healthy = not reply.cancelled() and reply.exception() is None and lease.worker.alive

@@ -46,36 +46,62 @@ class SignatureChecker:
             # restart came within the same second as the crash)
             self.not_before = float(int(started) + 1)
 
-    def verify(self, secret: str | None, timestamp: str | None, signature: str | None, body: bytes, *,
-               version: int = 2, method: str = "", target: str = "") -> None:
+    def verify(
+        self,
+        secret: str | None,
+        timestamp: str | None,
+        signature: str | None,
+        body: bytes,
+        *,
+        version: int = 2,
+        method: str = "",
+        target: str = "",
+    ) -> None:
         """``target`` is the request's path as sent (%-escapes kept) and ``?query`` when there is one."""
         form = SIGNED_FORMS.get(version, SIGNED_FORMS[2])
         if not secret:
-            raise Unauthorized("this function needs signed requests but has no ORVA_SIGNING_SECRET",
-                               hint="set the secret ORVA_SIGNING_SECRET on the function")
+            raise Unauthorized(
+                "this function needs signed requests but has no ORVA_SIGNING_SECRET",
+                hint="set the secret ORVA_SIGNING_SECRET on the function",
+            )
         if timestamp is None or signature is None:
-            raise Unauthorized("missing X-Orva-Timestamp or X-Orva-Signature",
-                               hint=f"sign {form} with HMAC-SHA256; send X-Orva-Signature: sha256=<hex>")
+            raise Unauthorized(
+                "missing X-Orva-Timestamp or X-Orva-Signature",
+                hint=f"sign {form} with HMAC-SHA256; send X-Orva-Signature: sha256=<hex>",
+            )
         if not _TIMESTAMP.fullmatch(timestamp):
-            raise Unauthorized("X-Orva-Timestamp must be the Unix time in seconds, in ASCII digits",
-                               hint="send the current Unix time in seconds, e.g. $(date +%s)")
+            raise Unauthorized(
+                "X-Orva-Timestamp must be the Unix time in seconds, in ASCII digits",
+                hint="send the current Unix time in seconds, e.g. $(date +%s)",
+            )
         if not _SIGNATURE.fullmatch(signature):
-            raise Unauthorized("X-Orva-Signature must be sha256= followed by 64 lower-case hex digits",
-                               hint="send exactly sha256=<hex>, nothing around it")
+            raise Unauthorized(
+                "X-Orva-Signature must be sha256= followed by 64 lower-case hex digits",
+                hint="send exactly sha256=<hex>, nothing around it",
+            )
         now, stamp = time.time(), int(timestamp)
         if stamp < now - SIGNATURE_WINDOW_S or stamp > now + SIGNATURE_FUTURE_S:
-            raise Unauthorized(f"X-Orva-Timestamp is outside the window ({SIGNATURE_WINDOW_S} s into the past, "
-                               f"{SIGNATURE_FUTURE_S} s into the future)",
-                               hint="send the current Unix time in seconds, and check the caller's clock")
+            raise Unauthorized(
+                f"X-Orva-Timestamp is outside the window ({SIGNATURE_WINDOW_S} s into the past, "
+                f"{SIGNATURE_FUTURE_S} s into the future)",
+                hint="send the current Unix time in seconds, and check the caller's clock",
+            )
         if stamp < self.not_before:
-            raise Unauthorized("X-Orva-Timestamp is older than orvad's start, and orvad cannot tell whether it "
-                               "was used before (its replay memory may have lost rows in a crash)",
-                               hint="sign the request again with the current time")
+            raise Unauthorized(
+                "X-Orva-Timestamp is older than orvad's start, and orvad cannot tell whether it "
+                "was used before (its replay memory may have lost rows in a crash)",
+                hint="sign the request again with the current time",
+            )
         prefix = f"{timestamp}." if version == 1 else f"{timestamp}.{method}.{target}."
-        expected = "sha256=" + hmac.new(secret.encode(), prefix.encode("latin-1") + body, hashlib.sha256).hexdigest()
+        expected = (
+            "sha256=" + hmac.new(secret.encode(), prefix.encode("latin-1") + body, hashlib.sha256).hexdigest()
+        )
         if not hmac.compare_digest(expected, signature):
-            raise Unauthorized("the request signature does not match", hint=f"HMAC-SHA256 over {form}",
-                               details={"signature_version": version})
+            raise Unauthorized(
+                "the request signature does not match",
+                hint=f"HMAC-SHA256 over {form}",
+                details={"signature_version": version},
+            )
         while self._expiry and self._expiry[0][0] < now:
             _, old = heapq.heappop(self._expiry)
             self._seen.pop(old, None)

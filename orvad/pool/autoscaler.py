@@ -47,8 +47,19 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def decide(samples: Samples, *, current: int, min_warm: int, max_warm: int, target_concurrency: int,
-           mean_latency_s: float, idle_for_s: float, idle_ttl_s: float, scale_to_zero: bool, now: float) -> Decision:
+def decide(
+    samples: Samples,
+    *,
+    current: int,
+    min_warm: int,
+    max_warm: int,
+    target_concurrency: int,
+    mean_latency_s: float,
+    idle_for_s: float,
+    idle_ttl_s: float,
+    scale_to_zero: bool,
+    now: float,
+) -> Decision:
     if scale_to_zero and idle_for_s >= idle_ttl_s:
         samples.panic_until = 0.0
         return Decision(desired=0, panic=False, reason="idle past idle_ttl: scale to zero")

@@ -48,7 +48,9 @@ class _Replacement(NamedTuple):
 
 
 class PoolManager:
-    def __init__(self, *, config_of: Callable[[str], PoolConfig], memory_cap_mb: int, max_requests: int) -> None:
+    def __init__(
+        self, *, config_of: Callable[[str], PoolConfig], memory_cap_mb: int, max_requests: int
+    ) -> None:
         self._config_of = config_of
         self.memory_cap_mb = memory_cap_mb
         self._max_requests = max_requests
@@ -74,8 +76,14 @@ class PoolManager:
     def _reclaim(self, function_id: str, short_mb: int) -> bool:
         """Retire idle workers of other functions, oldest idle first, until ``short_mb`` is free; retire
         none when all of them would not be enough (the request then gets MEMORY_EXHAUSTED)."""
-        candidates = sorted(((slot.last_used, pool, slot) for pool in self._reclaimable(function_id)
-                             for slot in pool.idle_slots()), key=lambda c: c[0])
+        candidates = sorted(
+            (
+                (slot.last_used, pool, slot)
+                for pool in self._reclaimable(function_id)
+                for slot in pool.idle_slots()
+            ),
+            key=lambda c: c[0],
+        )
         chosen, freed = [], 0
         for _, pool, slot in candidates:
             if freed >= short_mb:
@@ -85,8 +93,10 @@ class PoolManager:
         if freed < short_mb:
             return False
         for pool, slot in chosen:
-            log.info("idle worker retired to free memory for another function",
-                     extra={"pool": pool.name, "for_function": function_id, "memory_mb": pool.memory_mb})
+            log.info(
+                "idle worker retired to free memory for another function",
+                extra={"pool": pool.name, "for_function": function_id, "memory_mb": pool.memory_mb},
+            )
             pool.retire(slot, "memory pressure")
         return True
 
@@ -96,10 +106,16 @@ class PoolManager:
 
     def _new_pool(self, function_id: str, recipe: Recipe) -> Pool:
         details = recipe.details
-        return Pool(f"{details.get('function_name', function_id)}@{str(details.get('code_hash', ''))[:12]}",
-                    recipe.spawn, lambda: self._config_of(function_id), max_requests=self._max_requests,
-                    details=details, admit=self._admit(function_id, recipe.memory_mb), key=recipe.key,
-                    memory_mb=recipe.memory_mb)
+        return Pool(
+            f"{details.get('function_name', function_id)}@{str(details.get('code_hash', ''))[:12]}",
+            recipe.spawn,
+            lambda: self._config_of(function_id),
+            max_requests=self._max_requests,
+            details=details,
+            admit=self._admit(function_id, recipe.memory_mb),
+            key=recipe.key,
+            memory_mb=recipe.memory_mb,
+        )
 
     # the request path
     def current(self, function_id: str, key: object) -> Pool | None:
@@ -140,12 +156,18 @@ class PoolManager:
         task = asyncio.create_task(self._warm_and_swap(function_id, recipe))
         replacement = _Replacement(key, task)
         self._replacing[function_id] = replacement
-        task.add_done_callback(lambda t: self._replacing.pop(function_id, None)
-                               if self._replacing.get(function_id) is replacement else None)
+        task.add_done_callback(
+            lambda t: (
+                self._replacing.pop(function_id, None)
+                if self._replacing.get(function_id) is replacement
+                else None
+            )
+        )
         return task
 
-    async def settle(self, function_id: str, target: Callable[[], Recipe | None],
-                     timeout_s: float = SETTLE_TIMEOUT_S) -> OrvaError | None:
+    async def settle(
+        self, function_id: str, target: Callable[[], Recipe | None], timeout_s: float = SETTLE_TIMEOUT_S
+    ) -> OrvaError | None:
         """Return once new requests for the function are served by a pool for ``target().key`` (the
         key is looked up again after every change, so a build activated meanwhile is waited for too).
         Returns the start error when the replacement's workers all failed to start (it serves anyway:
@@ -169,8 +191,10 @@ class PoolManager:
                 continue  # superseded by a newer change: wait for that one
             self._cancel_replacing(function_id)
             self._swap(function_id, self._new_pool(function_id, wanted))
-            log.warning("replacement pool not ready in time: switched to a cold one",
-                        extra={"function_id": function_id, "timeout_s": timeout_s})
+            log.warning(
+                "replacement pool not ready in time: switched to a cold one",
+                extra={"function_id": function_id, "timeout_s": timeout_s},
+            )
             return Timeout(f"workers with the new settings did not start within {timeout_s:g} s")
         return None  # not served (paused, never built): its next start uses the current settings
 
@@ -258,8 +282,11 @@ class PoolManager:
 
     # introspection
     def hashes_in_use(self, function_id: str) -> set[str]:
-        pools = [p for p in [*self.pools.values(), *self._draining, *self._ready.values()]
-                 if p.details.get("function_id") == function_id]
+        pools = [
+            p
+            for p in [*self.pools.values(), *self._draining, *self._ready.values()]
+            if p.details.get("function_id") == function_id
+        ]
         return {h for p in pools if (h := p.code_hash())}
 
     def rows(self) -> list[dict[str, Any]]:
@@ -273,10 +300,18 @@ class PoolManager:
             max_warm = p.max_warm()
             current = stats["workers"] + stats["spawning"]
             fits = current + free_mb // p.memory_mb if p.memory_mb > 0 else max_warm
-            rows.append({"function": p.details.get("function_name", fid), "function_id": fid, **stats,
-                         "function_name": p.details.get("function_name", fid),
-                         "rate_ewma": round(p.rate_ewma, 3), "latency_ewma_ms": round(p.latency_ewma_s * 1000, 3),
-                         "target": p.target_concurrency(), "dynamic_max": max(0, min(max_warm, fits))})
+            rows.append(
+                {
+                    "function": p.details.get("function_name", fid),
+                    "function_id": fid,
+                    **stats,
+                    "function_name": p.details.get("function_name", fid),
+                    "rate_ewma": round(p.rate_ewma, 3),
+                    "latency_ewma_ms": round(p.latency_ewma_s * 1000, 3),
+                    "target": p.target_concurrency(),
+                    "dynamic_max": max(0, min(max_warm, fits)),
+                }
+            )
         return rows
 
     # lifecycle

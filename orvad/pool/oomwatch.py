@@ -23,8 +23,8 @@ class OomWatch:
     def __init__(self, loop: asyncio.AbstractEventLoop, efd: int, ofd: int) -> None:
         self._loop = loop
         self._efd, self._ofd = efd, ofd
-        self.signals = 0      # eventfd signals: OOM events, plus one when the cgroup is removed
-        self.oom_kills = 0    # the cgroup's own count, read while it existed
+        self.signals = 0  # eventfd signals: OOM events, plus one when the cgroup is removed
+        self.oom_kills = 0  # the cgroup's own count, read while it existed
         self.gone = False
         loop.add_reader(efd, self._on_signal)
 
@@ -35,7 +35,9 @@ class OomWatch:
             return None
         try:
             with open(f"/proc/{pid}/cgroup") as fh:
-                path = next((line.split(":", 2)[2].strip() for line in fh if line.split(":")[1:2] == ["memory"]), None)
+                path = next(
+                    (line.split(":", 2)[2].strip() for line in fh if line.split(":")[1:2] == ["memory"]), None
+                )
         except OSError:
             return None
         if not path or path == "/":

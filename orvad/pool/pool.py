@@ -34,7 +34,9 @@ class PoolClosed(ShuttingDown):
     """The pool was replaced or removed while the request waited; ask the manager again. Past the retries
     (or when orvad stops) the caller gets SHUTTING_DOWN."""
 
-    default_hint = "the function's workers were replaced or orvad is stopping; retry after Retry-After seconds"
+    default_hint = (
+        "the function's workers were replaced or orvad is stopping; retry after Retry-After seconds"
+    )
 
 
 class PoolWorker(Protocol):
@@ -74,13 +76,22 @@ class Counters:
 
 
 class Pool:
-    def __init__(self, name: str, spawn: Callable[[], Awaitable[PoolWorker]], config: Callable[[], PoolConfig],
-                 *, max_requests: int = 10_000, details: dict[str, str] | None = None,
-                 admit: Callable[[bool], bool] = lambda reclaim: True, key: object = None, memory_mb: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        spawn: Callable[[], Awaitable[PoolWorker]],
+        config: Callable[[], PoolConfig],
+        *,
+        max_requests: int = 10_000,
+        details: dict[str, str] | None = None,
+        admit: Callable[[bool], bool] = lambda reclaim: True,
+        key: object = None,
+        memory_mb: int = 0,
+    ) -> None:
         self.name = name
-        self.key = key              # what the workers were built from (version, settings, secrets)
+        self.key = key  # what the workers were built from (version, settings, secrets)
         self.memory_mb = memory_mb  # per worker, for the host memory gate
-        self._admit = admit         # admit(reclaim): False when one more worker would pass the memory gate
+        self._admit = admit  # admit(reclaim): False when one more worker would pass the memory gate
         self._spawn = spawn
         self._config = config
         self._max_requests = max_requests
@@ -105,7 +116,9 @@ class Pool:
         self._last_tick = time.monotonic()
         self._last_request = time.monotonic()
         self._latency_s = 0.0
-        self.rate_ewma = 0.0  # arrivals per second, smoothed once per tick (metrics.json, orva_pool_rate_ewma)
+        self.rate_ewma = (
+            0.0  # arrivals per second, smoothed once per tick (metrics.json, orva_pool_rate_ewma)
+        )
 
     # numbers
     @property
@@ -146,8 +159,15 @@ class Pool:
 
     def stats(self) -> dict[str, int]:
         busy = sum(1 for s in self.slots if s.inflight)
-        return {"workers": self.size, "idle": self.size - busy, "busy": busy, "spawning": self._spawning,
-                "queue_depth": self._waiting, "inflight": self.inflight, **vars(self.counters)}
+        return {
+            "workers": self.size,
+            "idle": self.size - busy,
+            "busy": busy,
+            "spawning": self._spawning,
+            "queue_depth": self._waiting,
+            "inflight": self.inflight,
+            **vars(self.counters),
+        }
 
     def _account(self) -> None:
         now = time.monotonic()
@@ -187,7 +207,8 @@ class Pool:
                     f"function pool at capacity for {self.details.get('function_id', self.name)}",
                     retry_after_s=max(1, math.ceil(self._latency_s)),
                     hint="raise pool_config.max_warm via PUT /api/v1/pool/config",
-                    details={**self.details, "current": self.size, "limit": self._config().max_warm})
+                    details={**self.details, "current": self.size, "limit": self._config().max_warm},
+                )
             slot = await self._queue(loop, remaining)
             if slot is not None:
                 return self._lease(slot, started)
@@ -234,9 +255,12 @@ class Pool:
         self._serve_waiters()
 
     def _memory_exhausted(self) -> MemoryExhausted:
-        return MemoryExhausted("host memory reserved for workers is exhausted", retry_after_s=5,
-                               hint="lower memory_mb or max_warm of busy functions, or raise ORVA_MEMORY_SHARE",
-                               details={**self.details, "worker_memory_mb": self.memory_mb})
+        return MemoryExhausted(
+            "host memory reserved for workers is exhausted",
+            retry_after_s=5,
+            hint="lower memory_mb or max_warm of busy functions, or raise ORVA_MEMORY_SHARE",
+            details={**self.details, "worker_memory_mb": self.memory_mb},
+        )
 
     def release(self, lease: Lease, *, healthy: bool, duration_s: float) -> None:
         """Return a slot; an unhealthy worker is dropped and stopped, a worn-out one retired."""
@@ -269,8 +293,10 @@ class Pool:
         return best
 
     def _can_spawn(self, config: PoolConfig | None = None) -> bool:
-        return (self.size + self._spawning < (config or self._config()).max_warm
-                and time.monotonic() >= self._backoff_until)
+        return (
+            self.size + self._spawning < (config or self._config()).max_warm
+            and time.monotonic() >= self._backoff_until
+        )
 
     # spawning and retiring
     def _start_spawn(self) -> None:
@@ -291,7 +317,9 @@ class Pool:
             self._spawn_failed(WorkerCrashed(f"worker failed to start: {type(exc).__name__}: {exc}"))
         else:
             if self._closed:
-                await asyncio.shield(worker.stop())  # a second close() cancelling this must not cut the stop short
+                await asyncio.shield(
+                    worker.stop()
+                )  # a second close() cancelling this must not cut the stop short
             else:
                 self.slots.append(Slot(worker, time.monotonic()))
                 self.counters.spawned += 1
@@ -305,7 +333,7 @@ class Pool:
         self.counters.spawn_failures += 1
         self._failures_in_row += 1
         self._last_error = exc
-        self._backoff_until = time.monotonic() + min(_SPAWN_BACKOFF_MAX_S, 0.25 * 2 ** self._failures_in_row)
+        self._backoff_until = time.monotonic() + min(_SPAWN_BACKOFF_MAX_S, 0.25 * 2**self._failures_in_row)
         log.warning("worker spawn failed", extra={"pool": self.name, "error": exc.message})
 
     def idle_slots(self) -> list[Slot]:
@@ -385,10 +413,17 @@ class Pool:
         self._busy_area, self._arrivals, self._last_tick = 0.0, 0, now
         config = self._config()
         decision = decide(
-            self.samples, current=self.size, min_warm=config.min_warm, max_warm=config.max_warm,
-            target_concurrency=config.target_concurrency, mean_latency_s=self._latency_s,
-            idle_for_s=now - self._last_request, idle_ttl_s=config.idle_ttl_seconds,
-            scale_to_zero=config.scale_to_zero, now=now)
+            self.samples,
+            current=self.size,
+            min_warm=config.min_warm,
+            max_warm=config.max_warm,
+            target_concurrency=config.target_concurrency,
+            mean_latency_s=self._latency_s,
+            idle_for_s=now - self._last_request,
+            idle_ttl_s=config.idle_ttl_seconds,
+            scale_to_zero=config.scale_to_zero,
+            now=now,
+        )
         missing = decision.desired - self.size - self._spawning
         if missing > 0 and not self._closed and now >= self._backoff_until:
             self.counters.scale_ups += 1

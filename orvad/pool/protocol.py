@@ -68,8 +68,8 @@ class Decoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._max = max_frame
         self._chunks: list[bytes] = []  # the start of a frame still incomplete
-        self._pending = 0               # their total length
-        self._need = 0                  # bytes that frame needs in all (4 while its header is incomplete)
+        self._pending = 0  # their total length
+        self._need = 0  # bytes that frame needs in all (4 while its header is incomplete)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Add bytes; return every complete frame now available, in order."""
@@ -89,7 +89,7 @@ class Decoder:
             if end - pos - 4 < size:
                 need = 4 + size
                 break
-            message = _loads(view[pos + 4:pos + 4 + size])
+            message = _loads(view[pos + 4 : pos + 4 + size])
             if not isinstance(message, dict):
                 raise FrameError("frame is not a JSON object")
             frames.append(message)

@@ -17,17 +17,17 @@ from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger("orvad.pool.worker")
-STDERR_RING = 200   # lines of worker-level output kept for diagnosis
-MAX_LINE = 4096     # bytes of one line kept in the ring
+STDERR_RING = 200  # lines of worker-level output kept for diagnosis
+MAX_LINE = 4096  # bytes of one line kept in the ring
 
 
 class StderrSink(asyncio.Protocol):
     def __init__(self, name: str, bytes_per_s: int, on_drop: Callable[[int], None] | None = None) -> None:
         self.name = name
         self.tail: deque[str] = deque(maxlen=STDERR_RING)
-        self.dropped = 0                # bytes dropped over the rate, since the start
+        self.dropped = 0  # bytes dropped over the rate, since the start
         self._rate = float(bytes_per_s)
-        self._tokens = self._rate       # a full second's worth to begin with: start-up errors are kept whole
+        self._tokens = self._rate  # a full second's worth to begin with: start-up errors are kept whole
         self._at = time.monotonic()
         self._partial = b""
         self._dropping = False

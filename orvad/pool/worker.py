@@ -43,17 +43,17 @@ _TERM_GRACE_S = 2.0  # nsjail's time to take its jail down after SIGTERM, before
 class Reply:
     """The outcome of one request: a response, a stream, or a handler error, with its logs."""
 
-    kind: str                                   # response | stream | error
-    id: int = 0                                 # the frame id on this worker
-    response: dict[str, Any] | None = None      # {statusCode, headers, body, isBase64Encoded}
-    error: dict[str, Any] | None = None         # {kind, name, message, stack}
+    kind: str  # response | stream | error
+    id: int = 0  # the frame id on this worker
+    response: dict[str, Any] | None = None  # {statusCode, headers, body, isBase64Encoded}
+    error: dict[str, Any] | None = None  # {kind, name, message, stack}
     logs: str = ""
     logs_truncated: bool = False
-    status: Any = 200                           # streams: from the start frame (checked by the invoke path)
-    headers: dict[str, Any] | None = None       # streams: from the start frame
+    status: Any = 200  # streams: from the start frame (checked by the invoke path)
+    headers: dict[str, Any] | None = None  # streams: from the start frame
     chunks: asyncio.Queue[dict[str, Any] | None] | None = None
     ended: asyncio.Future[dict[str, Any]] | None = None  # streams: the end frame
-    log_mark: int = 0                           # streams: the worker's dropped-output count when it began
+    log_mark: int = 0  # streams: the worker's dropped-output count when it began
 
     async def iter_chunks(self) -> AsyncIterator[dict[str, Any]]:
         assert self.chunks is not None
@@ -97,10 +97,19 @@ class _Stdout(asyncio.Protocol):
 
 
 class Worker:
-    def __init__(self, invocation: Invocation, *, name: str, memory_mb: int,
-                 on_exit: Callable[[Worker], None] | None = None, after_kill: Callable[[int], None] | None = None,
-                 max_frame: int = MAX_FRAME, log_bytes_per_s: int = LOG_BYTES_PER_S,
-                 on_log_drop: Callable[[int], None] | None = None, max_log: int = MAX_LOG_BYTES) -> None:
+    def __init__(
+        self,
+        invocation: Invocation,
+        *,
+        name: str,
+        memory_mb: int,
+        on_exit: Callable[[Worker], None] | None = None,
+        after_kill: Callable[[int], None] | None = None,
+        max_frame: int = MAX_FRAME,
+        log_bytes_per_s: int = LOG_BYTES_PER_S,
+        on_log_drop: Callable[[int], None] | None = None,
+        max_log: int = MAX_LOG_BYTES,
+    ) -> None:
         self.invocation = invocation
         self.name = name
         self.memory_mb = memory_mb
@@ -111,14 +120,16 @@ class Worker:
         self.proc: Child | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._streams: dict[int, Reply] = {}
-        self._unread: set[int] = set()  # streams whose reader went away: chunks dropped, the end still awaited
-        self._gone: set[int] = set()    # requests whose caller left before the reply: their frames are dropped
+        self._unread: set[int] = (
+            set()
+        )  # streams whose reader went away: chunks dropped, the end still awaited
+        self._gone: set[int] = set()  # requests whose caller left before the reply: their frames are dropped
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: asyncio.Future[None] | None = None
         self._oom_mark: int | None = None  # the host's OOM-kill count when this worker started
-        self.jail_pid: int | None = None   # the jailed process (host pid): nsjail names its cgroups after it
+        self.jail_pid: int | None = None  # the jailed process (host pid): nsjail names its cgroups after it
         self._oom_watch: OomWatch | None = None
         self._stderr = StderrSink(name, log_bytes_per_s, on_log_drop)
         self.stderr_tail = self._stderr.tail
@@ -148,8 +159,12 @@ class Worker:
     def alive(self) -> bool:
         """Running and not condemned: a worker being killed (a request ran past its deadline) takes no
         more requests, though its process may take a moment to go."""
-        return (self.proc is not None and self.proc.returncode is None and self.exit_reason is None
-                and self._kill_task is None)
+        return (
+            self.proc is not None
+            and self.proc.returncode is None
+            and self.exit_reason is None
+            and self._kill_task is None
+        )
 
     @property
     def log_dropped(self) -> int:
@@ -168,33 +183,52 @@ class Worker:
         self._ready.add_done_callback(_retrieve)
         self._spawned = asyncio.get_running_loop().create_future()
         try:
-            self.proc = await spawn(self.invocation.argv, env=self.invocation.env, stdin=PIPE,
-                                    start_new_session=True, stdout_protocol=lambda: self._stdout,
-                                    stderr_protocol=lambda: self._stderr)
+            self.proc = await spawn(
+                self.invocation.argv,
+                env=self.invocation.env,
+                stdin=PIPE,
+                start_new_session=True,
+                stdout_protocol=lambda: self._stdout,
+                stderr_protocol=lambda: self._stderr,
+            )
         finally:
-            self._spawned.set_result(None)  # an exit seen while spawn() was still connecting the pipes waits for this
+            self._spawned.set_result(
+                None
+            )  # an exit seen while spawn() was still connecting the pipes waits for this
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except (TimeoutError, OrvaError) as exc:
             detail = self.exit_reason or f"no ready frame within {timeout_s} s"
             await self.stop(grace_s=0.5)
             tail = " | ".join(list(self.stderr_tail)[-5:])
-            extra = f" ({tail})" if tail and tail not in detail else ""  # nsjail's reason may carry it already
-            raise WorkerCrashed(f"worker failed to start: {detail}{extra}",
-                                hint="check the runtime and the sandbox in GET /api/v1/system/health") from exc
+            extra = (
+                f" ({tail})" if tail and tail not in detail else ""
+            )  # nsjail's reason may carry it already
+            raise WorkerCrashed(
+                f"worker failed to start: {detail}{extra}",
+                hint="check the runtime and the sandbox in GET /api/v1/system/health",
+            ) from exc
         except asyncio.CancelledError:  # its pool closed while it started: no process is left behind
             await asyncio.shield(self.stop(grace_s=0))
             raise
         self.jail_pid = _first_child(self.proc.pid)
         self._oom_watch = OomWatch.attach(self.jail_pid)
-        self._tasks.append(asyncio.create_task(self._watch_supervisor(_pidfd(self.jail_pid)),
-                                               name=f"orva-supervisor-{self.name}"))
+        self._tasks.append(
+            asyncio.create_task(
+                self._watch_supervisor(_pidfd(self.jail_pid)), name=f"orva-supervisor-{self.name}"
+            )
+        )
         self.init_error = ready.get("initError")
         self.version = ready.get("version")
         self.spawn_s = time.monotonic() - started
 
-    async def invoke(self, event: dict[str, Any], context: dict[str, Any], timeout_s: float,
-                     abandoned: Callable[[asyncio.Future[Reply]], bool] | None = None) -> Reply:
+    async def invoke(
+        self,
+        event: dict[str, Any],
+        context: dict[str, Any],
+        timeout_s: float,
+        abandoned: Callable[[asyncio.Future[Reply]], bool] | None = None,
+    ) -> Reply:
         """Send one request; wait for its reply (a stream's head) until the deadline.
 
         If the caller is cancelled while the handler runs, ``abandoned(settled)`` may return True to
@@ -210,8 +244,12 @@ class Worker:
         self._pending[rid] = future
         try:
             stdin = self.proc.stdin
-            stdin.write(encode({"type": "invoke", "id": rid, "event": event, "context": context}, self._max_frame))
-            if stdin.transport.get_write_buffer_size():  # the pipe took it all (the usual case): nothing to wait for
+            stdin.write(
+                encode({"type": "invoke", "id": rid, "event": event, "context": context}, self._max_frame)
+            )
+            if (
+                stdin.transport.get_write_buffer_size()
+            ):  # the pipe took it all (the usual case): nothing to wait for
                 await stdin.drain()
         except FrameError as exc:
             self._pending.pop(rid, None)
@@ -226,11 +264,15 @@ class Worker:
             reply = await future
         except TimeoutError:
             self._pending.pop(rid, None)
-            self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
+            self._fail_all(
+                f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed
+            )
             await self.stop(grace_s=0.0)
-            raise Timeout(f"the function did not answer within {round(timeout_s * 1000)} ms",
-                          hint="raise timeout_ms on the function, or make the handler faster",
-                          details={"timeout_ms": round(timeout_s * 1000)}) from None
+            raise Timeout(
+                f"the function did not answer within {round(timeout_s * 1000)} ms",
+                hint="raise timeout_ms on the function, or make the handler faster",
+                details={"timeout_ms": round(timeout_s * 1000)},
+            ) from None
         except asyncio.CancelledError:
             timer.cancel()
             # the cancel cancelled `future` too; while the handler still runs (its id is pending) a
@@ -263,9 +305,16 @@ class Worker:
         assert stream.ended is not None
         _end_queue(stream)
         if not stream.ended.done():
-            stream.ended.set_result({"error": {"kind": "timeout", "name": "Timeout",
-                                               "message": f"the stream ran past its {timeout_s:.3g} s timeout"},
-                                     "logs": ""})
+            stream.ended.set_result(
+                {
+                    "error": {
+                        "kind": "timeout",
+                        "name": "Timeout",
+                        "message": f"the stream ran past its {timeout_s:.3g} s timeout",
+                    },
+                    "logs": "",
+                }
+            )
         self._kill_overdue(timeout_s)
 
     def _abandoned_overdue(self, rid: int, timeout_s: float) -> None:
@@ -274,7 +323,9 @@ class Worker:
             self._kill_overdue(timeout_s)
 
     def _kill_overdue(self, timeout_s: float) -> None:
-        self._fail_all(f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed)
+        self._fail_all(
+            f"another request on this worker ran past its {timeout_s:.3g} s timeout", WorkerCrashed
+        )
         if self._kill_task is None:
             self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
 
@@ -315,8 +366,10 @@ class Worker:
         self._backlog.clear()
         if self.exit_reason is None:
             self.exit_reason = f"protocol error: {reason}"
-        log.warning("worker broke the protocol; it is killed and replaced",
-                    extra={"worker": self.name, "reason": reason})
+        log.warning(
+            "worker broke the protocol; it is killed and replaced",
+            extra={"worker": self.name, "reason": reason},
+        )
         self._fail_all(self.exit_reason, WorkerCrashed)
         if self._kill_task is None:
             self._kill_task = asyncio.get_running_loop().create_task(self.stop(grace_s=0.0))
@@ -324,7 +377,9 @@ class Worker:
     def _stray(self, frame: dict[str, Any], what: str) -> bool:
         """A frame that answers no request in flight: a protocol error, unless the worker is being stopped
         already (replies of requests failed or timed out on the way may still arrive)."""
-        if not (self._broken or self._stopping or self._kill_task is not None or self.exit_reason is not None):
+        if not (
+            self._broken or self._stopping or self._kill_task is not None or self.exit_reason is not None
+        ):
             kind = str(frame.get("type"))[:40]
             self._protocol_error(f"the worker wrote a frame that answers no request ({what}, type {kind!r})")
         return True
@@ -370,8 +425,17 @@ class Worker:
         if kind in ("response", "error") and type(rid) is int:  # the usual frames first
             if rid in self._pending:
                 logs, cut = cap_logs(frame.get("logs"), self._max_log)
-                self._resolve(rid, Reply(kind, id=rid, response=frame.get("response"), error=frame.get("error"),
-                                         logs=logs, logs_truncated=cut or bool(frame.get("logsTruncated"))))
+                self._resolve(
+                    rid,
+                    Reply(
+                        kind,
+                        id=rid,
+                        response=frame.get("response"),
+                        error=frame.get("error"),
+                        logs=logs,
+                        logs_truncated=cut or bool(frame.get("logsTruncated")),
+                    ),
+                )
                 return True
             if rid in self._gone:
                 self._gone.discard(rid)
@@ -404,9 +468,15 @@ class Worker:
             self._gone.add(rid)  # its caller gave up (cancelled): drop the stream's frames, not queue them
             return True
         loop = asyncio.get_running_loop()
-        reply = Reply("stream", id=rid, status=frame.get("statusCode", 200), headers=frame.get("headers") or {},
-                      chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room), ended=loop.create_future(),
-                      log_mark=self._stderr.dropped)
+        reply = Reply(
+            "stream",
+            id=rid,
+            status=frame.get("statusCode", 200),
+            headers=frame.get("headers") or {},
+            chunks=_ChunkQueue(STREAM_BUFFER_CHUNKS, self._room),
+            ended=loop.create_future(),
+            log_mark=self._stderr.dropped,
+        )
         self._streams[rid] = reply
         future.set_result(reply)
         return True
@@ -415,8 +485,16 @@ class Worker:
         """A chunk or end frame with no stream open: an error before the first chunk, or a gone request's."""
         if kind == "end" and rid in self._pending:  # an error before the first chunk
             logs, cut = cap_logs(frame.get("logs"), self._max_log)
-            self._resolve(rid, Reply("error", id=rid, error=frame.get("error"), logs=logs,
-                                     logs_truncated=cut or bool(frame.get("logsTruncated"))))
+            self._resolve(
+                rid,
+                Reply(
+                    "error",
+                    id=rid,
+                    error=frame.get("error"),
+                    logs=logs,
+                    logs_truncated=cut or bool(frame.get("logsTruncated")),
+                ),
+            )
             return True
         if rid in self._gone:
             if kind == "end":
@@ -439,7 +517,9 @@ class Worker:
         stream.chunks.put_nowait(frame if kind == "chunk" else None)  # None marks the end for the reader
         return True
 
-    def _end_stream(self, rid: int, frame: dict[str, Any], ended: asyncio.Future[dict[str, Any]], log_mark: int) -> None:
+    def _end_stream(
+        self, rid: int, frame: dict[str, Any], ended: asyncio.Future[dict[str, Any]], log_mark: int
+    ) -> None:
         del self._streams[rid]
         self._unread.discard(rid)
         if (timer := self._stream_timers.pop(rid, None)) is not None:
@@ -513,7 +593,9 @@ class Worker:
     def _fail_all(self, reason: str, error: type[OrvaError]) -> None:
         for rid, future in list(self._pending.items()):
             if not future.done():
-                future.set_exception(error(f"the worker ended the request: {reason}", details={"reason": reason}))
+                future.set_exception(
+                    error(f"the worker ended the request: {reason}", details={"reason": reason})
+                )
             self._pending.pop(rid, None)
         for stream in self._streams.values():
             assert stream.ended is not None

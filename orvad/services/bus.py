@@ -50,7 +50,9 @@ class Bus:
             sub.offer((topic, data))
 
     @asynccontextmanager
-    async def subscribe(self, topics: frozenset[str] | None = None, maxsize: int = 1000) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, topics: frozenset[str] | None = None, maxsize: int = 1000
+    ) -> AsyncIterator[Subscription]:
         sub = Subscription(topics, maxsize)
         self._subscribers.add(sub)
         try:

@@ -50,11 +50,29 @@ EXTENSIONS = {"python": (".py",), "node": (".js", ".mjs", ".cjs")}
 
 # Fields whose change must reach new workers (the pool replaces its workers in the background).
 WORKER_FIELDS = ("env_vars", "memory_mb", "cpus", "timeout_ms", "network_mode", "entrypoint", "runtime")
-SETTABLE = ("name", "runtime", "entrypoint", "description", "memory_mb", "cpus", "timeout_ms", "env_vars",
-            "network_mode", "auth_mode", "max_concurrency", "concurrency_policy", "rate_limit_per_min",
-            "signature_version", "csp_sandbox", "cors_origins")
-_CHOICE_TYPES: dict[str, type[StrEnum]] = {"network_mode": NetworkMode, "auth_mode": AuthMode,
-                                           "concurrency_policy": ConcurrencyPolicy}
+SETTABLE = (
+    "name",
+    "runtime",
+    "entrypoint",
+    "description",
+    "memory_mb",
+    "cpus",
+    "timeout_ms",
+    "env_vars",
+    "network_mode",
+    "auth_mode",
+    "max_concurrency",
+    "concurrency_policy",
+    "rate_limit_per_min",
+    "signature_version",
+    "csp_sandbox",
+    "cors_origins",
+)
+_CHOICE_TYPES: dict[str, type[StrEnum]] = {
+    "network_mode": NetworkMode,
+    "auth_mode": AuthMode,
+    "concurrency_policy": ConcurrencyPolicy,
+}
 CHOICES = {field: tuple(member.value for member in enum) for field, enum in _CHOICE_TYPES.items()}
 # values the Go original's clients send, stored and answered as the value they stand for
 CHOICE_ALIASES = {"auth_mode": {"platform_key": "api_key"}}
@@ -75,8 +93,11 @@ def _bad(field: str, message: str, hint: str | None = None, **details: Any) -> V
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
-        raise _bad("name", f"must be {NAME_RULE}",
-                   hint="for example hello-world or hello_world: the name is part of the URL /fn/NAME")
+        raise _bad(
+            "name",
+            f"must be {NAME_RULE}",
+            hint="for example hello-world or hello_world: the name is part of the URL /fn/NAME",
+        )
     return value
 
 
@@ -132,7 +153,9 @@ def _env_vars(value: Any) -> dict[str, str]:
     total = 0
     for name, val in value.items():
         if not ENV_NAME_RE.fullmatch(name):
-            raise _bad("env_vars", f"has an invalid variable name {name!r} (letters, digits, _; not a digit first)")
+            raise _bad(
+                "env_vars", f"has an invalid variable name {name!r} (letters, digits, _; not a digit first)"
+            )
         if name.upper().startswith(RESERVED_ENV_PREFIX):
             raise _bad("env_vars", f"may not set {name!r}: the ORVA_ prefix is reserved")
         if host_sensitive(name):
@@ -140,7 +163,9 @@ def _env_vars(value: Any) -> dict[str, str]:
         if not isinstance(val, str):
             raise _bad("env_vars", f"value of {name} must be a string")
         if "\x00" in val:
-            raise _bad("env_vars", f"value of {name} contains a NUL byte, which a process environment cannot carry")
+            raise _bad(
+                "env_vars", f"value of {name} contains a NUL byte, which a process environment cannot carry"
+            )
         if len(val.encode()) > MAX_ENV_VALUE:
             raise _bad("env_vars", f"value of {name} exceeds {MAX_ENV_VALUE} bytes")
         total += len(name) + len(val.encode())
@@ -157,10 +182,17 @@ def runtime_family(runtime_id: str) -> str:
 
 
 def validate_entrypoint(entrypoint: Any, language: str) -> str:
-    if (not isinstance(entrypoint, str) or not ENTRYPOINT_RE.fullmatch(entrypoint) or ".." in entrypoint.split("/")
-            or not entrypoint.endswith(EXTENSIONS[language])):
-        raise _bad("entrypoint", f"must be a relative path inside the code ending in {' or '.join(EXTENSIONS[language])}",
-                   allowed_extensions=list(EXTENSIONS[language]))
+    if (
+        not isinstance(entrypoint, str)
+        or not ENTRYPOINT_RE.fullmatch(entrypoint)
+        or ".." in entrypoint.split("/")
+        or not entrypoint.endswith(EXTENSIONS[language])
+    ):
+        raise _bad(
+            "entrypoint",
+            f"must be a relative path inside the code ending in {' or '.join(EXTENSIONS[language])}",
+            allowed_extensions=list(EXTENSIONS[language]),
+        )
     return entrypoint
 
 
@@ -180,8 +212,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _after_build(fn: Function | None, deployment_id: str, error: str | None,
-                 now: str) -> tuple[DeploymentStatus, Function | None]:
+def _after_build(
+    fn: Function | None, deployment_id: str, error: str | None, now: str
+) -> tuple[DeploymentStatus, Function | None]:
     """How a build ends (succeeded, failed, superseded) and the function's record after it (None: unchanged)."""
     if error is not None:
         if fn is not None and fn.active_deployment_id is None and fn.status == FunctionStatus.BUILDING:
@@ -192,7 +225,9 @@ def _after_build(fn: Function | None, deployment_id: str, error: str | None,
     if (fn.active_deployment_id or "") >= deployment_id:
         return DeploymentStatus.SUPERSEDED, None
     status = FunctionStatus.INACTIVE if fn.status == FunctionStatus.INACTIVE else FunctionStatus.ACTIVE
-    return DeploymentStatus.SUCCEEDED, replace(fn, active_deployment_id=deployment_id, status=status, updated_at=now)
+    return DeploymentStatus.SUCCEEDED, replace(
+        fn, active_deployment_id=deployment_id, status=status, updated_at=now
+    )
 
 
 class FunctionService:
@@ -212,8 +247,11 @@ class FunctionService:
     def resolve(self, id_or_name: str) -> Function:
         fn = self._by_id.get(id_or_name) or self._by_id.get(self._by_name.get(id_or_name, ""))
         if fn is None:
-            raise NotFound(f"no function {id_or_name!r}", hint="list functions with GET /api/v1/functions",
-                           details={"function": id_or_name})
+            raise NotFound(
+                f"no function {id_or_name!r}",
+                hint="list functions with GET /api/v1/functions",
+                details={"function": id_or_name},
+            )
         return fn
 
     def get(self, function_id: str) -> Function | None:
@@ -224,9 +262,13 @@ class FunctionService:
         ``text``: a case-insensitive substring of the name or the description."""
         fns = sorted(self._by_id.values(), key=lambda f: f.id, reverse=True)
         needle = text.casefold() if text else None
-        return [f for f in fns if (status is None or f.status == status)
-                and (runtime is None or runtime in (f.runtime, runtime_family(f.runtime)))
-                and (needle is None or needle in f.name.casefold() or needle in f.description.casefold())]
+        return [
+            f
+            for f in fns
+            if (status is None or f.status == status)
+            and (runtime is None or runtime in (f.runtime, runtime_family(f.runtime)))
+            and (needle is None or needle in f.name.casefold() or needle in f.description.casefold())
+        ]
 
     # writes
     async def create(self, body: dict[str, Any]) -> Function:
@@ -236,16 +278,32 @@ class FunctionService:
         language = self._language(body["runtime"])
         now = now_iso()
         fields = {
-            "name": body["name"], "runtime": body["runtime"], "description": "",
+            "name": body["name"],
+            "runtime": body["runtime"],
+            "description": "",
             "entrypoint": "handler.py" if language == "python" else "handler.js",
-            "memory_mb": 128, "cpus": 1.0, "timeout_ms": 30000, "env_vars": {}, "network_mode": NetworkMode.NONE,
-            "auth_mode": AuthMode.NONE, "max_concurrency": 0, "concurrency_policy": ConcurrencyPolicy.QUEUE,
+            "memory_mb": 128,
+            "cpus": 1.0,
+            "timeout_ms": 30000,
+            "env_vars": {},
+            "network_mode": NetworkMode.NONE,
+            "auth_mode": AuthMode.NONE,
+            "max_concurrency": 0,
+            "concurrency_policy": ConcurrencyPolicy.QUEUE,
             "rate_limit_per_min": 0,
-            "signature_version": 2, "csp_sandbox": True, "cors_origins": None,
+            "signature_version": 2,
+            "csp_sandbox": True,
+            "cors_origins": None,
         }
         fields.update(self._validate({**fields, **body}, set(body)))
-        fn = Function(id=uuid7(), status=FunctionStatus.CREATED, active_deployment_id=None, created_at=now, updated_at=now,
-                      **fields)
+        fn = Function(
+            id=uuid7(),
+            status=FunctionStatus.CREATED,
+            active_deployment_id=None,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
         async with self._lock:
             self._check_name_free(fn.name)
             await self._store.insert_function(fn)
@@ -272,8 +330,11 @@ class FunctionService:
         shows ``building`` until the build ends."""
         async with self._lock:
             old = self._by_id.get(function_id)
-            if (old is None or old.active_deployment_id is not None
-                    or old.status not in (FunctionStatus.CREATED, FunctionStatus.ERROR)):
+            if (
+                old is None
+                or old.active_deployment_id is not None
+                or old.status not in (FunctionStatus.CREATED, FunctionStatus.ERROR)
+            ):
                 return
             new = replace(old, status=FunctionStatus.BUILDING, updated_at=now_iso())
             await self._store.update_function(new)
@@ -328,26 +389,40 @@ class FunctionService:
     def _language(self, runtime: Any) -> str:
         language = self._runtimes.language_of(runtime) if isinstance(runtime, str) else None
         if language is None:
-            refusal = getattr(self._runtimes, "refusal", None)  # the catalogue's words (python313: what is installed)
+            refusal = getattr(
+                self._runtimes, "refusal", None
+            )  # the catalogue's words (python313: what is installed)
             if refusal is not None:
                 raise refusal(runtime)
-            raise _bad("runtime", f"must be one of {', '.join(self._runtimes.ids())} (GET /api/v1/runtimes)",
-                       allowed=self._runtimes.ids())
+            raise _bad(
+                "runtime",
+                f"must be one of {', '.join(self._runtimes.ids())} (GET /api/v1/runtimes)",
+                allowed=self._runtimes.ids(),
+            )
         return language
 
     @staticmethod
     def _status_change(fn: Function, status: Any) -> FunctionStatus:
         if not isinstance(status, str) or status not in SETTABLE_STATUSES:
-            raise _bad("status", "can only be set to active or inactive", allowed=[s.value for s in SETTABLE_STATUSES])
+            raise _bad(
+                "status",
+                "can only be set to active or inactive",
+                allowed=[s.value for s in SETTABLE_STATUSES],
+            )
         if status == FunctionStatus.ACTIVE and fn.active_deployment_id is None:
-            raise Conflict(f"function {fn.name} has no successful deployment to activate",
-                           hint=f"deploy code with POST /api/v1/functions/{fn.name}/deploy-inline first")
+            raise Conflict(
+                f"function {fn.name} has no successful deployment to activate",
+                hint=f"deploy code with POST /api/v1/functions/{fn.name}/deploy-inline first",
+            )
         return FunctionStatus(status)
 
     def _check_name_free(self, name: str) -> None:
         if name in self._by_name:
-            raise Conflict(f"a function named {name!r} exists already", hint="pick another name",
-                           details={"field": "name"})
+            raise Conflict(
+                f"a function named {name!r} exists already",
+                hint="pick another name",
+                details={"field": "name"},
+            )
 
     @staticmethod
     def _fields(fn: Function) -> dict[str, Any]:

@@ -21,8 +21,16 @@ EVERY_S = 3600.0
 
 
 class Housekeeping:
-    def __init__(self, *, auth: AuthStore, executions: ExecutionStore, replays: ReplayStore, audit: AuditStore,
-                 log_retention_days: int, audit_retention_days: int) -> None:
+    def __init__(
+        self,
+        *,
+        auth: AuthStore,
+        executions: ExecutionStore,
+        replays: ReplayStore,
+        audit: AuditStore,
+        log_retention_days: int,
+        audit_retention_days: int,
+    ) -> None:
         self._auth = auth
         self._executions = executions
         self._replays = replays
@@ -44,6 +52,8 @@ class Housekeeping:
         await self._replays.purge(time.time())
         if expired:
             log.info("removed old executions", extra={"count": expired})
-        pruned = await self._audit.delete_older_than(iso(utcnow() - timedelta(days=self._audit_retention_days)))
+        pruned = await self._audit.delete_older_than(
+            iso(utcnow() - timedelta(days=self._audit_retention_days))
+        )
         if pruned:
             log.info("removed old audit rows", extra={"count": pruned})

@@ -36,14 +36,29 @@ _GO_INDEX = tuple(LATENCY_BUCKETS.index(ms / 1000) for ms in GO_BUCKETS_MS)
 _WINDOW_S = 60.0
 _MIB = 1024 * 1024
 _FN = ["function", "function_id"]
-_POOL_GAUGES = ("workers", "idle", "busy", "spawning", "queue_depth", "spawned", "killed", "scale_ups",
-                "scale_downs", "cold_starts")
+_POOL_GAUGES = (
+    "workers",
+    "idle",
+    "busy",
+    "spawning",
+    "queue_depth",
+    "spawned",
+    "killed",
+    "scale_ups",
+    "scale_downs",
+    "cold_starts",
+)
 # the Go original's per-pool gauges: (its name, the pool row's field)
-_GO_POOL_GAUGES = (("orva_pool_rate_ewma", "rate_ewma", "arrivals per second, smoothed"),
-                   ("orva_pool_latency_ewma_ms", "latency_ewma_ms", "request duration in ms, smoothed"),
-                   ("orva_pool_max_dynamic", "dynamic_max", "workers the pool may have now (max_warm, or fewer "
-                                                            "when host memory leaves room for fewer)"),
-                   ("orva_pool_target_concurrency", "target", "requests one worker serves at once"))
+_GO_POOL_GAUGES = (
+    ("orva_pool_rate_ewma", "rate_ewma", "arrivals per second, smoothed"),
+    ("orva_pool_latency_ewma_ms", "latency_ewma_ms", "request duration in ms, smoothed"),
+    (
+        "orva_pool_max_dynamic",
+        "dynamic_max",
+        "workers the pool may have now (max_warm, or fewer when host memory leaves room for fewer)",
+    ),
+    ("orva_pool_target_concurrency", "target", "requests one worker serves at once"),
+)
 
 
 class _Histogram:
@@ -109,11 +124,15 @@ class _StoreCollector(Collector):
         self._dropped = dropped
 
     def collect(self):  # type: ignore[no-untyped-def]
-        pending = GaugeMetricFamily("orva_store_rows_pending", "rows (executions, logs, audit) queued for the "
-                                    "database; they grow while the disk is full")
+        pending = GaugeMetricFamily(
+            "orva_store_rows_pending",
+            "rows (executions, logs, audit) queued for the database; they grow while the disk is full",
+        )
         pending.add_metric([], self._pending())
-        dropped = CounterMetricFamily("orva_store_rows_dropped", "rows dropped because the queue held its bound "
-                                      "of unwritten rows (the disk was full for long)")
+        dropped = CounterMetricFamily(
+            "orva_store_rows_dropped",
+            "rows dropped because the queue held its bound of unwritten rows (the disk was full for long)",
+        )
         dropped.add_metric([], self._dropped())
         yield from (pending, dropped)
 
@@ -184,18 +203,29 @@ def _invocations_text(t: _Text, m: Metrics, functions: list[tuple[str, _Function
     t.family("orva_cold_starts", "counter", "invocations served by a freshly started worker")
     for labels, stats, _ in functions:
         t.line("orva_cold_starts_total", labels, stats.cold)
-    t.family("orva_warm_hits", "counter", "invocations served by a worker already running (neither cold starts "
-             "nor rejected)")
+    t.family(
+        "orva_warm_hits",
+        "counter",
+        "invocations served by a worker already running (neither cold starts nor rejected)",
+    )
     for labels, stats, _ in functions:
         t.line("orva_warm_hits_total", labels, stats.warm())
     t.family("orva_invocation_duration_seconds", "histogram", "end-to-end invocation time")
     for labels, stats, cumulative in functions:
         t.histogram("orva_invocation_duration_seconds", labels, _SECONDS_LE, cumulative, stats.durations.sum)
-    t.family("orva_invocation_duration_ms", "histogram", "end-to-end invocation time in ms (the Go original's "
-             "buckets)")
+    t.family(
+        "orva_invocation_duration_ms",
+        "histogram",
+        "end-to-end invocation time in ms (the Go original's buckets)",
+    )
     for labels, stats, cumulative in functions:
-        t.histogram("orva_invocation_duration_ms", labels, _GO_LE, [*(cumulative[i] for i in _GO_INDEX),
-                                                                    cumulative[-1]], stats.durations.sum * 1000)
+        t.histogram(
+            "orva_invocation_duration_ms",
+            labels,
+            _GO_LE,
+            [*(cumulative[i] for i in _GO_INDEX), cumulative[-1]],
+            stats.durations.sum * 1000,
+        )
     t.family("orva_queue_wait_seconds", "histogram", "time waiting for a worker slot")
     t.histogram("orva_queue_wait_seconds", "", _SECONDS_LE, m._queue_wait.cumulative(), m._queue_wait.sum)
 
@@ -206,8 +236,10 @@ def _pools_text(t: _Text, rows: list[dict[str, Any]]) -> None:
         t.family(f"orva_pool_{n}", "gauge", f"pool {n.replace('_', ' ')} per function")
         for labels, row in labelled:
             t.line(f"orva_pool_{n}", labels, row.get(n, 0))
-    for name, field, text in (("orva_pool_spawned", "spawned", "workers started by the function's current pool"),
-                              ("orva_pool_killed", "killed", "workers stopped by the function's current pool")):
+    for name, field, text in (
+        ("orva_pool_spawned", "spawned", "workers started by the function's current pool"),
+        ("orva_pool_killed", "killed", "workers stopped by the function's current pool"),
+    ):
         t.family(name, "counter", text)
         for labels, row in labelled:
             t.line(f"{name}_total", labels, row.get(field, 0))
@@ -223,65 +255,101 @@ def _pools_text(t: _Text, rows: list[dict[str, Any]]) -> None:
 
 def _daemon_text(t: _Text, m: Metrics, rows: list[dict[str, Any]]) -> None:
     t.family("orva_active_requests", "gauge", "invocations holding or waiting for a worker slot")
-    t.line("orva_active_requests", "", sum(int(r.get("inflight", 0)) + int(r.get("queue_depth", 0)) for r in rows))
+    t.line(
+        "orva_active_requests",
+        "",
+        sum(int(r.get("inflight", 0)) + int(r.get("queue_depth", 0)) for r in rows),
+    )
     t.family("orva_sandbox_active", "gauge", "jailed workers alive in the functions' pools")
     t.line("orva_sandbox_active", "", sum(int(r.get("workers", 0)) for r in rows))
     spawns = m._spawns()
     t.family("orva_sandbox", "counter", "jailed workers started since orvad started")
     t.line("orva_sandbox_total", "", sum(cumulative[-1] for cumulative, _ in spawns.values()))
-    t.family("orva_sandbox_spawn_duration_ms", "histogram", "time from spawn to a ready worker in ms (the Go "
-             "original's buckets)")
+    t.family(
+        "orva_sandbox_spawn_duration_ms",
+        "histogram",
+        "time from spawn to a ready worker in ms (the Go original's buckets)",
+    )
     for runtime, (cumulative, total_s) in spawns.items():
-        t.histogram("orva_sandbox_spawn_duration_ms", f'runtime="{_esc(runtime)}"', _GO_LE,
-                    [*(cumulative[i] for i in _GO_INDEX), cumulative[-1]], total_s * 1000)
+        t.histogram(
+            "orva_sandbox_spawn_duration_ms",
+            f'runtime="{_esc(runtime)}"',
+            _GO_LE,
+            [*(cumulative[i] for i in _GO_INDEX), cumulative[-1]],
+            total_s * 1000,
+        )
     t.family("orva_build_errors", "counter", "finished builds that failed")
     t.line("orva_build_errors_total", "", m._build_counts().get("failed", 0))
     memory = meminfo()
-    for name, value, text in (("total", memory["MemTotal"], "host memory (MemTotal)"),
-                              ("available", memory["MemAvailable"], "host memory available (MemAvailable)"),
-                              ("reserved", m._reserved(), "sum of worker memory limits")):
+    for name, value, text in (
+        ("total", memory["MemTotal"], "host memory (MemTotal)"),
+        ("available", memory["MemAvailable"], "host memory available (MemAvailable)"),
+        ("reserved", m._reserved(), "sum of worker memory limits"),
+    ):
         t.family(f"orva_host_mem_{name}_bytes", "gauge", text)
         t.line(f"orva_host_mem_{name}_bytes", "", value)
-    t.family("orva_worker_log_bytes_dropped", "counter", "worker output bytes dropped over "
-             "worker_log_bytes_per_s, by function")
+    t.family(
+        "orva_worker_log_bytes_dropped",
+        "counter",
+        "worker output bytes dropped over worker_log_bytes_per_s, by function",
+    )
     ids = {function: function_id for function_id, function in list(m._functions)}
     ids.update((r["function"], r["function_id"]) for r in rows)
     for function, size in list(m._log_dropped.items()):
-        t.line("orva_worker_log_bytes_dropped_total",
-               f'function="{_esc(function)}",function_id="{_esc(ids.get(function, ""))}"', size)
+        t.line(
+            "orva_worker_log_bytes_dropped_total",
+            f'function="{_esc(function)}",function_id="{_esc(ids.get(function, ""))}"',
+            size,
+        )
 
 
 class Metrics:
-    def __init__(self, pool_rows: Callable[[], list[dict[str, Any]]] = list,
-                 reserved_bytes: Callable[[], float] = lambda: 0.0,
-                 builds: Callable[[], dict[str, int]] = lambda: {"running": 0, "queued": 0}) -> None:
+    def __init__(
+        self,
+        pool_rows: Callable[[], list[dict[str, Any]]] = list,
+        reserved_bytes: Callable[[], float] = lambda: 0.0,
+        builds: Callable[[], dict[str, int]] = lambda: {"running": 0, "queued": 0},
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self._functions: dict[tuple[str, str], _FunctionStats] = {}  # (function_id, name) -> its invocations
         self._queue_wait = _Histogram()
         self._log_dropped: dict[str, int] = {}  # function name -> bytes
         self.errors = Counter("orva_errors", "error answers by code", ["code"], registry=r)
-        self.spawn = Histogram("orva_spawn_duration_seconds", "time from spawn to a ready worker", ["runtime"],
-                               buckets=LATENCY_BUCKETS, registry=r)
-        self.audit_refused = Counter("orva_audit_refused", "anonymous refused management calls, counted instead of "
-                                     "written to the audit log, by reason", ["reason"], registry=r)
+        self.spawn = Histogram(
+            "orva_spawn_duration_seconds",
+            "time from spawn to a ready worker",
+            ["runtime"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.audit_refused = Counter(
+            "orva_audit_refused",
+            "anonymous refused management calls, counted instead of written to the audit log, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.builds = Counter("orva_builds", "finished builds by status", ["status"], registry=r)
-        self.build_duration = Histogram("orva_build_duration_seconds", "build time", buckets=LATENCY_BUCKETS,
-                                        registry=r)
+        self.build_duration = Histogram(
+            "orva_build_duration_seconds", "build time", buckets=LATENCY_BUCKETS, registry=r
+        )
         reserved = Gauge("orva_host_memory_reserved_bytes", "sum of worker memory limits", registry=r)
         reserved.set_function(reserved_bytes)
         self._pool_rows = pool_rows
         self._reserved = reserved_bytes
         self._builds = builds
-        self._recent: deque[tuple[float, float, bool, bool]] = deque(maxlen=100_000)  # (t, seconds, error, cold)
+        self._recent: deque[tuple[float, float, bool, bool]] = deque(
+            maxlen=100_000
+        )  # (t, seconds, error, cold)
         self._started = time.monotonic()
 
     def watch_store(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
         """The batched writer's rows: held in memory now, and dropped since start (past its bound)."""
         self.registry.register(_StoreCollector(pending, dropped))
 
-    def observe_invocation(self, function: str, status: str, seconds: float, cold: bool, queue_s: float,
-                           function_id: str = "") -> None:
+    def observe_invocation(
+        self, function: str, status: str, seconds: float, cold: bool, queue_s: float, function_id: str = ""
+    ) -> None:
         key = (function_id, function)
         stats = self._functions.get(key)
         if stats is None:
@@ -323,8 +391,12 @@ class Metrics:
         return out
 
     def _build_counts(self) -> dict[str, int]:
-        return {s.labels["status"]: int(s.value) for family in self.builds.collect() for s in family.samples
-                if s.name == "orva_builds_total"}
+        return {
+            s.labels["status"]: int(s.value)
+            for family in self.builds.collect()
+            for s in family.samples
+            if s.name == "orva_builds_total"
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Totals, last-minute rates and latency percentiles, per-pool rows (the dashboard's view), and the
@@ -336,7 +408,11 @@ class Metrics:
         durations = sorted(r[1] for r in window)
 
         def pct(p: float) -> float | None:
-            return round(durations[min(len(durations) - 1, int(p * len(durations)))] * 1000, 3) if durations else None
+            return (
+                round(durations[min(len(durations) - 1, int(p * len(durations)))] * 1000, 3)
+                if durations
+                else None
+            )
 
         by_status: dict[str, int] = {}
         cold = warm = 0
@@ -352,22 +428,35 @@ class Metrics:
         memory = meminfo()
         reserved = self._reserved()
         return {
-            "invocations_total": invocations, "by_status": by_status,
+            "invocations_total": invocations,
+            "by_status": by_status,
             "rate_per_s": round(len(window) / span, 3),
             "error_rate": round(sum(1 for r in window if r[2]) / len(window), 4) if window else 0.0,
             "cold_start_share": round(sum(1 for r in window if r[3]) / len(window), 4) if window else 0.0,
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
-            "pools": rows, "memory_reserved_bytes": reserved,
+            "pools": rows,
+            "memory_reserved_bytes": reserved,
             "builds": {"running": builds.get("running", 0), "queued": builds.get("queued", 0)},
             # the Go original's blocks
             "uptime_seconds": int(now - self._started),
-            "host": {"num_cpu": _num_cpu(), "mem_total_mb": memory["MemTotal"] // _MIB,
-                     "mem_available_mb": memory["MemAvailable"] // _MIB, "mem_reserved_mb": int(reserved // _MIB)},
-            "totals": {"invocations": invocations, "cold_starts": cold, "warm_hits": warm,
-                       "builds": sum(built.values()), "build_errors": built.get("failed", 0)},
+            "host": {
+                "num_cpu": _num_cpu(),
+                "mem_total_mb": memory["MemTotal"] // _MIB,
+                "mem_available_mb": memory["MemAvailable"] // _MIB,
+                "mem_reserved_mb": int(reserved // _MIB),
+            },
+            "totals": {
+                "invocations": invocations,
+                "cold_starts": cold,
+                "warm_hits": warm,
+                "builds": sum(built.values()),
+                "build_errors": built.get("failed", 0),
+            },
             "rates": {"cold_start_pct": round(cold / invocations * 100, 3) if invocations else 0.0},
             "active_requests": sum(int(r.get("inflight", 0)) + int(r.get("queue_depth", 0)) for r in rows),
-            "sandbox": {"active": sum(int(r.get("workers", 0)) for r in rows),
-                        "total": sum(counts[-1] for counts, _ in self._spawns().values() if counts)},
+            "sandbox": {
+                "active": sum(int(r.get("workers", 0)) for r in rows),
+                "total": sum(counts[-1] for counts, _ in self._spawns().values() if counts),
+            },
             "build_queue": {"pending": builds.get("queued", 0), "workers": builds.get("workers", 0)},
         }

@@ -28,15 +28,22 @@ def wall_anchored_clock() -> Callable[[], float]:
 def point(t: float, snapshot: dict[str, Any]) -> dict[str, Any]:
     """One history point from a Metrics.snapshot(): the last minute's rates, percentiles and live workers."""
     return {
-        "t": round(t, 3), "rate_per_s": snapshot["rate_per_s"], "error_rate": snapshot["error_rate"],
-        "cold_start_share": snapshot["cold_start_share"], "latency_ms": dict(snapshot["latency_ms"]),
+        "t": round(t, 3),
+        "rate_per_s": snapshot["rate_per_s"],
+        "error_rate": snapshot["error_rate"],
+        "cold_start_share": snapshot["cold_start_share"],
+        "latency_ms": dict(snapshot["latency_ms"]),
         "active_workers": sum(int(row.get("workers", 0)) for row in snapshot["pools"]),
     }
 
 
 class MetricsHistory:
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], interval_s: float,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        interval_s: float,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.interval_s = interval_s
         self._snapshot = snapshot
         self._clock = clock or wall_anchored_clock()

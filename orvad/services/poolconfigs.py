@@ -13,8 +13,12 @@ from orvad.pool.tunables import DEFAULT_CONFIG, PoolConfig
 from orvad.services.changes import Changes, PoolConfigChanged
 from orvad.store.pools import PoolConfigStore
 
-LIMITS = {"min_warm": (0, 256), "max_warm": (1, 256), "idle_ttl_seconds": (1, 86_400),
-          "target_concurrency": (1, 1000)}
+LIMITS = {
+    "min_warm": (0, 256),
+    "max_warm": (1, 256),
+    "idle_ttl_seconds": (1, 86_400),
+    "target_concurrency": (1, 1000),
+}
 FIELDS = (*LIMITS, "scale_to_zero")
 
 
@@ -32,13 +36,16 @@ def merge(current: PoolConfig, changes: dict[str, Any], prefix: str = "") -> Poo
         lo, hi = LIMITS[field]
         number = json_int(value)
         if number is None or not lo <= number <= hi:
-            raise ValidationError(f"{name} must be an integer in {lo}..{hi}",
-                                  details={"field": name, "min": lo, "max": hi})
+            raise ValidationError(
+                f"{name} must be an integer in {lo}..{hi}", details={"field": name, "min": lo, "max": hi}
+            )
         clean[field] = number
     merged = replace(current, **clean)
     if merged.min_warm > merged.max_warm:
-        raise ValidationError(f"{prefix}min_warm ({merged.min_warm}) may not exceed {prefix}max_warm ({merged.max_warm})",
-                              details={"field": prefix + ("min_warm" if "min_warm" in clean else "max_warm")})
+        raise ValidationError(
+            f"{prefix}min_warm ({merged.min_warm}) may not exceed {prefix}max_warm ({merged.max_warm})",
+            details={"field": prefix + ("min_warm" if "min_warm" in clean else "max_warm")},
+        )
     return merged
 
 
@@ -61,9 +68,11 @@ class PoolConfigService:
             raise ValidationError(f"pool must be an object of {', '.join(FIELDS)}", details={"field": "pool"})
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
-            raise ValidationError(f"{', '.join('pool.' + u for u in unknown)}: not a pool setting",
-                                  hint=f"pool fields: {', '.join(FIELDS)}",
-                                  details={"field": f"pool.{unknown[0]}", "fields": unknown})
+            raise ValidationError(
+                f"{', '.join('pool.' + u for u in unknown)}: not a pool setting",
+                hint=f"pool fields: {', '.join(FIELDS)}",
+                details={"field": f"pool.{unknown[0]}", "fields": unknown},
+            )
         return merge(self.get(function_id), changes, prefix="pool.")
 
     async def update(self, function_id: str, changes: dict[str, Any]) -> PoolConfig:

@@ -44,8 +44,15 @@ from orvad.services.spawner import Spawner, WorkerRecipe
 
 
 class Reconciler:
-    def __init__(self, *, pools: PoolManager, functions: FunctionService, pool_configs: PoolConfigService,
-                 routes: RouteService, bus: Bus) -> None:
+    def __init__(
+        self,
+        *,
+        pools: PoolManager,
+        functions: FunctionService,
+        pool_configs: PoolConfigService,
+        routes: RouteService,
+        bus: Bus,
+    ) -> None:
         self._pools = pools
         self._functions = functions
         self._pool_configs = pool_configs
@@ -81,8 +88,11 @@ class Reconciler:
         if current is not None:  # the usual case: the recipe is memoised, nothing is built
             return current
         if self._functions.get(fn.id) is None:  # deleted while the call waited (its pool was drained)
-            raise NotFound(f"function {fn.name} was deleted", details={"function": fn.id},
-                           hint="list functions with GET /api/v1/functions")
+            raise NotFound(
+                f"function {fn.name} was deleted",
+                details={"function": fn.id},
+                hint="list functions with GET /api/v1/functions",
+            )
         return self._pools.ensure(fn.id, recipe)
 
     async def settle(self, function_id: str) -> OrvaError | None:
@@ -145,13 +155,20 @@ class Reconciler:
             return
         recipe = self._spawner.recipe(current, dep.code_hash)
         if checked is not None and checked.key == recipe.key:
-            recipe = WorkerRecipe(recipe.key, checked.first_then(recipe.spawn), recipe.memory_mb, recipe.details)
+            recipe = WorkerRecipe(
+                recipe.key, checked.first_then(recipe.spawn), recipe.memory_mb, recipe.details
+            )
         await self._pools.warm_now(fn.id, recipe)
 
     def _function_changed(self, old: Function, new: Function) -> None:
         if new.status != "active":
             self._pools.remove(new.id)  # paused: drain the pool
-        elif old.active_deployment_id != new.active_deployment_id or old.status != "active" or any(
-                getattr(old, f) != getattr(new, f) for f in WORKER_FIELDS):
+        elif (
+            old.active_deployment_id != new.active_deployment_id
+            or old.status != "active"
+            or any(getattr(old, f) != getattr(new, f) for f in WORKER_FIELDS)
+        ):
             self._replace(new)
-        self._bus.publish("function", {"id": new.id, "function_id": new.id, "name": new.name, "status": new.status})
+        self._bus.publish(
+            "function", {"id": new.id, "function_id": new.id, "name": new.name, "status": new.status}
+        )

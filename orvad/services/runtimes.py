@@ -46,8 +46,12 @@ PYTHON_GLOB = "/usr/bin/python3.*"
 NODE_PATHS = ("/usr/bin/node",)
 _PY_NAME = re.compile(r"^python3\.(\d+)$")
 # the Go original's runtime ids: language and version (major.minor) each names
-ORIGINAL_IDS = {"node22": ("node", "22"), "node24": ("node", "24"), "python313": ("python", "3.13"),
-                "python314": ("python", "3.14")}
+ORIGINAL_IDS = {
+    "node22": ("node", "22"),
+    "node24": ("node", "24"),
+    "python313": ("python", "3.13"),
+    "python314": ("python", "3.14"),
+}
 FALLBACK_HEADER = "X-Orva-Runtime-Fallback"
 JAIL_RUNTIMES = "/opt/orva-runtimes"  # where <data>/runtimes-installed appears in node jails
 
@@ -55,11 +59,11 @@ JAIL_RUNTIMES = "/opt/orva-runtimes"  # where <data>/runtimes-installed appears 
 @dataclass(frozen=True)
 class Runtime:
     id: str
-    language: str             # python | node
-    version: str              # discovered, e.g. 3.11.2 or 20.20.2
-    interpreter: str          # absolute path in the jail (for the host's runtimes, the same on the host)
+    language: str  # python | node
+    version: str  # discovered, e.g. 3.11.2 or 20.20.2
+    interpreter: str  # absolute path in the jail (for the host's runtimes, the same on the host)
     default_entrypoint: str
-    source: str = "system"    # system (the host's) | installed (<data>/runtimes-installed)
+    source: str = "system"  # system (the host's) | installed (<data>/runtimes-installed)
     host_path: str | None = None  # an installed runtime's binary on the host (its folder is bound elsewhere)
 
     @property
@@ -67,9 +71,16 @@ class Runtime:
         return data_dir("runtimes") / self.language
 
     def as_json(self, aliases: list[str]) -> dict[str, Any]:
-        return {"id": self.id, "language": self.language, "version": self.version,
-                "interpreter": self.interpreter, "default_entrypoint": self.default_entrypoint,
-                "aliases": aliases, "source": self.source, "path": self.host_path or self.interpreter}
+        return {
+            "id": self.id,
+            "language": self.language,
+            "version": self.version,
+            "interpreter": self.interpreter,
+            "default_entrypoint": self.default_entrypoint,
+            "aliases": aliases,
+            "source": self.source,
+            "path": self.host_path or self.interpreter,
+        }
 
 
 def _version(argv: list[str]) -> str | None:
@@ -89,11 +100,21 @@ def precompile_adapter(runtime: Runtime) -> bool:
     cold start). Best effort: where the installation is read-only, workers only start slower."""
     adapter = runtime.adapter_dir / "adapter.py"
     try:
-        run_sync([runtime.interpreter, "-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)",
-                  str(adapter)], timeout_s=10).check_returncode()
+        run_sync(
+            [
+                runtime.interpreter,
+                "-S",
+                "-c",
+                "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)",
+                str(adapter),
+            ],
+            timeout_s=10,
+        ).check_returncode()
     except (OSError, subprocess.SubprocessError) as exc:
-        log.info("the Python adapter's bytecode could not be written; workers compile it at start",
-                 extra={"runtime": runtime.id, "reason": str(exc)[:200]})
+        log.info(
+            "the Python adapter's bytecode could not be written; workers compile it at start",
+            extra={"runtime": runtime.id, "reason": str(exc)[:200]},
+        )
         return False
     return True
 
@@ -107,15 +128,17 @@ class RuntimeCatalog:
         self._by_id: dict[str, Runtime] = {}
         self._aliases: dict[str, str] = {}
         self.data_dir = data_dir  # where installed runtimes live; None: none are installable
-        self.fallback = False     # ORVA_RUNTIME_FALLBACK
+        self.fallback = False  # ORVA_RUNTIME_FALLBACK
         for runtime in runtimes:
             self.add(runtime)
 
     def add(self, runtime: Runtime) -> None:
         """Add (or replace) a runtime; the language's alias moves to the newest."""
         self._by_id[runtime.id] = runtime
-        found = sorted((r for r in self._by_id.values() if r.language == runtime.language),
-                       key=lambda r: _sort_key(r.version))
+        found = sorted(
+            (r for r in self._by_id.values() if r.language == runtime.language),
+            key=lambda r: _sort_key(r.version),
+        )
         self._aliases[runtime.language] = found[-1].id
 
     def newly_installed(self) -> list[Runtime]:
@@ -124,7 +147,9 @@ class RuntimeCatalog:
         then ``add`` each on the event loop."""
         if self.data_dir is None:
             return []
-        return [r for r in installed_runtimes(self.data_dir, skip=set(self._by_id)) if r.id not in self._by_id]
+        return [
+            r for r in installed_runtimes(self.data_dir, skip=set(self._by_id)) if r.id not in self._by_id
+        ]
 
     def get(self, runtime_id: str) -> Runtime | None:
         return self._by_id.get(self._aliases.get(runtime_id, runtime_id))
@@ -147,14 +172,21 @@ class RuntimeCatalog:
         if isinstance(runtime_id, str) and runtime_id in ORIGINAL_IDS:
             language, version = ORIGINAL_IDS[runtime_id]
             ours = ", ".join(r.id for r in self._sorted(language)) or "none"
-            message = (f"runtime {runtime_id} (the Go Orva's {LANGUAGE_TITLES[language]} {version}) is not installed on "
-                       f"this host: its {LANGUAGE_TITLES[language]} runtimes are {ours}")
-            hint += (f"; use {self._aliases.get(language, installed[0] if installed else language)}, or ask the "
-                     f"operator to set ORVA_RUNTIME_FALLBACK=true to map {runtime_id} to the nearest installed one")
+            message = (
+                f"runtime {runtime_id} (the Go Orva's {LANGUAGE_TITLES[language]} {version}) is not installed on "
+                f"this host: its {LANGUAGE_TITLES[language]} runtimes are {ours}"
+            )
+            hint += (
+                f"; use {self._aliases.get(language, installed[0] if installed else language)}, or ask the "
+                f"operator to set ORVA_RUNTIME_FALLBACK=true to map {runtime_id} to the nearest installed one"
+            )
         else:
             message = f"runtime must be one of {', '.join(installed)}"
-        return ValidationError(message, hint=hint, details={"field": "runtime", "allowed": installed,
-                                                            "installable": self.installable()})
+        return ValidationError(
+            message,
+            hint=hint,
+            details={"field": "runtime", "allowed": installed, "installable": self.installable()},
+        )
 
     def map_requested(self, runtime_id: object) -> tuple[object, dict[str, str] | None]:
         """The runtime a create/update request's id stands for, and a note when fallback changed it.
@@ -173,13 +205,17 @@ class RuntimeCatalog:
         wanted = _sort_key(version)
 
         def distance(r: Runtime) -> tuple[int, ...]:
-            have = _sort_key(r.version)[:len(wanted)]
+            have = _sort_key(r.version)[: len(wanted)]
             return tuple(abs(a - b) for a, b in zip(have, wanted, strict=True))
 
         nearest = min(reversed(candidates), key=distance)  # reversed: on a tie the newer one wins
-        return nearest.id, {"requested": runtime_id, "runtime": nearest.id, "version": nearest.version,
-                            "reason": f"{runtime_id} is not installed here; ORVA_RUNTIME_FALLBACK=true maps it to "
-                                      f"the nearest installed {LANGUAGE_TITLES[language]} runtime"}
+        return nearest.id, {
+            "requested": runtime_id,
+            "runtime": nearest.id,
+            "version": nearest.version,
+            "reason": f"{runtime_id} is not installed here; ORVA_RUNTIME_FALLBACK=true maps it to "
+            f"the nearest installed {LANGUAGE_TITLES[language]} runtime",
+        }
 
     async def ensure_for_build(self, runtime_id: str, say: Callable[[str], Awaitable[None]]) -> None:
         """The builder's first step: a pinned runtime not installed yet is installed now (its lines go to the
@@ -196,17 +232,23 @@ class RuntimeCatalog:
         try:
             await install(self.data_dir, runtime_id, say)
         except RuntimeInstallError as exc:
-            raise BuildFailed(f"runtime {runtime_id} could not be installed: {exc}. Install it on the server with "
-                              f"`{install_command(runtime_id)}`, then deploy again") from None
+            raise BuildFailed(
+                f"runtime {runtime_id} could not be installed: {exc}. Install it on the server with "
+                f"`{install_command(runtime_id)}`, then deploy again"
+            ) from None
         for runtime in await asyncio.to_thread(self.newly_installed):
             self.add(runtime)
         if self.get(runtime_id) is None:
-            raise BuildFailed(f"runtime {runtime_id} was installed but its node does not start (see orvad's log); "
-                              f"remove {installed_folder(self.data_dir) / runtime_id} and run "
-                              f"`{install_command(runtime_id)}`")
+            raise BuildFailed(
+                f"runtime {runtime_id} was installed but its node does not start (see orvad's log); "
+                f"remove {installed_folder(self.data_dir) / runtime_id} and run "
+                f"`{install_command(runtime_id)}`"
+            )
 
     def _sorted(self, language: str) -> list[Runtime]:
-        return sorted((r for r in self._by_id.values() if r.language == language), key=lambda r: _sort_key(r.version))
+        return sorted(
+            (r for r in self._by_id.values() if r.language == language), key=lambda r: _sort_key(r.version)
+        )
 
     def interpreter_of(self, runtime_id: str) -> str:
         found = self.get(runtime_id)
@@ -218,8 +260,10 @@ class RuntimeCatalog:
         return sorted([*self._aliases, *self._by_id])
 
     def list(self) -> list[dict[str, Any]]:
-        return [r.as_json(sorted(a for a, target in self._aliases.items() if target == r.id))
-                for r in sorted(self._by_id.values(), key=lambda r: r.id)]
+        return [
+            r.as_json(sorted(a for a, target in self._aliases.items() if target == r.id))
+            for r in sorted(self._by_id.values(), key=lambda r: r.id)
+        ]
 
 
 LANGUAGE_TITLES = {"python": "Python", "node": "Node.js"}
@@ -234,11 +278,22 @@ def installed_runtimes(data_dir: Path, skip: set[str] | frozenset[str] = frozens
             binary = node_binary(data_dir, runtime_id)
             version = node_version(binary)
             if version is None:
-                log.error("an installed runtime does not start; reinstall it",
-                          extra={"runtime": runtime_id, "binary": str(binary), "fix": install_command(runtime_id)})
+                log.error(
+                    "an installed runtime does not start; reinstall it",
+                    extra={"runtime": runtime_id, "binary": str(binary), "fix": install_command(runtime_id)},
+                )
                 continue
-            found.append(Runtime(runtime_id, "node", version, f"{JAIL_RUNTIMES}/{runtime_id}/bin/node", "handler.js",
-                                 source="installed", host_path=str(binary)))
+            found.append(
+                Runtime(
+                    runtime_id,
+                    "node",
+                    version,
+                    f"{JAIL_RUNTIMES}/{runtime_id}/bin/node",
+                    "handler.js",
+                    source="installed",
+                    host_path=str(binary),
+                )
+            )
     return found
 
 

@@ -69,17 +69,26 @@ class SecretService:
         self._signing: dict[str, str | None] = {}  # decrypted once, dropped on any change
 
     async def upsert(self, function_id: str, key: Any, value: Any) -> None:
-        if not isinstance(key, str) or not KEY_RE.fullmatch(key) or (key.upper().startswith("ORVA_") and key != SIGNING_SECRET):
-            raise ValidationError("key must be an environment variable name (letters, digits, _), not ORVA_*",
-                                  details={"field": "key"})
+        if (
+            not isinstance(key, str)
+            or not KEY_RE.fullmatch(key)
+            or (key.upper().startswith("ORVA_") and key != SIGNING_SECRET)
+        ):
+            raise ValidationError(
+                "key must be an environment variable name (letters, digits, _), not ORVA_*",
+                details={"field": "key"},
+            )
         if host_sensitive(key):
             raise ValidationError(f"a secret may not be named {key}: it {REFUSAL}", details={"field": "key"})
         if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:
-            raise ValidationError(f"value must be a string of at most {MAX_VALUE_BYTES} bytes",
-                                  details={"field": "value"})
+            raise ValidationError(
+                f"value must be a string of at most {MAX_VALUE_BYTES} bytes", details={"field": "value"}
+            )
         if "\x00" in value:
-            raise ValidationError(f"value of {key} contains a NUL byte, which a process environment cannot carry",
-                                  details={"field": "value", "key": key})
+            raise ValidationError(
+                f"value of {key} contains a NUL byte, which a process environment cannot carry",
+                details={"field": "value", "key": key},
+            )
         nonce, ciphertext = seal(self._master, function_id, key, value)
         await self._store.upsert(function_id, key, nonce, ciphertext, now_iso())
         await self._changed(function_id)
@@ -95,7 +104,10 @@ class SecretService:
     async def environment(self, function_id: str) -> dict[str, str]:
         """Decrypted secrets of one function, for a worker's environment at spawn."""
         rows = await self._store.encrypted_for(function_id)
-        return {r["key"]: open_sealed(self._master, function_id, r["key"], r["nonce"], r["ciphertext"]) for r in rows}
+        return {
+            r["key"]: open_sealed(self._master, function_id, r["key"], r["nonce"], r["ciphertext"])
+            for r in rows
+        }
 
     async def rotate(self, new_master: bytes) -> int:
         """Re-encrypt every secret under ``new_master`` in one transaction; returns how many."""
@@ -104,8 +116,10 @@ class SecretService:
             try:
                 value = open_sealed(self._master, r["function_id"], r["key"], r["nonce"], r["ciphertext"])
             except InvalidTag:
-                raise MasterKeyError(f"secret {r['key']} of {r['function_id']} does not open with the current "
-                                     "master key; nothing was changed") from None
+                raise MasterKeyError(
+                    f"secret {r['key']} of {r['function_id']} does not open with the current "
+                    "master key; nothing was changed"
+                ) from None
             nonce, ciphertext = seal(new_master, r["function_id"], r["key"], value)
             rows.append((nonce, ciphertext, r["function_id"], r["key"]))
         await self._store.replace_all(rows)

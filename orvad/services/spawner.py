@@ -29,7 +29,10 @@ from orvad.tasks import Tasks
 # Python imports its adapter (from the bytecode runtimes.precompile_adapter wrote) instead of running it
 # as a script, which Python would compile at every start.
 PYTHON_BOOT = "import sys; sys.path[0] = '/runtime'; import adapter; adapter.main()"
-ARGV = {"python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT), "node": ("{interpreter}", "/runtime/adapter.js")}
+ARGV = {
+    "python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT),
+    "node": ("{interpreter}", "/runtime/adapter.js"),
+}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -46,25 +49,40 @@ def _refuse_unusable_env(function_name: str, env: dict[str, str]) -> None:
     """A value stored before NUL bytes were refused must fail the spawn with its key, not with 'embedded null byte'."""
     for key, value in env.items():
         if host_sensitive(key):  # stored before names like LD_PRELOAD were refused: never reaches nsjail
-            raise Conflict(f"the environment of {function_name} cannot start a worker: {key} {REFUSAL}",
-                           details={"key": key, "reason": "configuration"},
-                           hint=f"remove {key} (PUT /api/v1/functions/{function_name} env_vars, or "
-                                f"DELETE /api/v1/functions/{function_name}/secrets/{key})")
+            raise Conflict(
+                f"the environment of {function_name} cannot start a worker: {key} {REFUSAL}",
+                details={"key": key, "reason": "configuration"},
+                hint=f"remove {key} (PUT /api/v1/functions/{function_name} env_vars, or "
+                f"DELETE /api/v1/functions/{function_name}/secrets/{key})",
+            )
         if "\x00" in value:
-            raise Conflict(f"the environment of {function_name} cannot start a worker: {key} contains a NUL byte",
-                           details={"key": key, "reason": "configuration"},
-                           hint=f"set {key} again without the NUL byte (PUT /api/v1/functions/{function_name} "
-                                f"env_vars, or POST /api/v1/functions/{function_name}/secrets)")
+            raise Conflict(
+                f"the environment of {function_name} cannot start a worker: {key} contains a NUL byte",
+                details={"key": key, "reason": "configuration"},
+                hint=f"set {key} again without the NUL byte (PUT /api/v1/functions/{function_name} "
+                f"env_vars, or POST /api/v1/functions/{function_name}/secrets)",
+            )
 
 
 class Spawner:
-    def __init__(self, *, host: HostFacts | None, data: SandboxData, runtimes: RuntimeCatalog,
-                 secrets: SecretService, version_dir: Callable[[str, str], Path],
-                 observe_spawn: Callable[[str, float], None], egress: EgressNetwork | None = None,
-                 log_bytes_per_s: int = LOG_BYTES_PER_S,
-                 observe_log_drop: Callable[[str, int], None] | None = None, tasks: Tasks | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: HostFacts | None,
+        data: SandboxData,
+        runtimes: RuntimeCatalog,
+        secrets: SecretService,
+        version_dir: Callable[[str, str], Path],
+        observe_spawn: Callable[[str, float], None],
+        egress: EgressNetwork | None = None,
+        log_bytes_per_s: int = LOG_BYTES_PER_S,
+        observe_log_drop: Callable[[str, int], None] | None = None,
+        tasks: Tasks | None = None,
+    ) -> None:
         self.host = host
-        self._tasks = tasks if tasks is not None else Tasks()  # the daemon's: namespace releases finish before egress stops
+        self._tasks = (
+            tasks if tasks is not None else Tasks()
+        )  # the daemon's: namespace releases finish before egress stops
         self._data = data
         self._runtimes = runtimes
         self._secrets = secrets
@@ -74,7 +92,9 @@ class Spawner:
         self._log_bytes_per_s = log_bytes_per_s
         self._observe_log_drop = observe_log_drop
         self._secret_generation: dict[str, int] = {}
-        self._recipes: dict[str, tuple[Function, str, int, WorkerRecipe]] = {}  # function id -> its last recipe
+        self._recipes: dict[
+            str, tuple[Function, str, int, WorkerRecipe]
+        ] = {}  # function id -> its last recipe
 
     def secrets_changed(self, function_id: str) -> None:
         self._secret_generation[function_id] = self._secret_generation.get(function_id, 0) + 1
@@ -91,14 +111,24 @@ class Spawner:
         known = self._recipes.get(fn.id)
         if known is not None and known[0] is fn and known[1] == code_hash and known[2] == generation:
             return known[3]
-        key = (code_hash, fn.runtime, fn.entrypoint, fn.memory_mb, fn.cpus, fn.timeout_ms, fn.network_mode,
-               tuple(sorted(fn.env_vars.items())), generation)
+        key = (
+            code_hash,
+            fn.runtime,
+            fn.entrypoint,
+            fn.memory_mb,
+            fn.cpus,
+            fn.timeout_ms,
+            fn.network_mode,
+            tuple(sorted(fn.env_vars.items())),
+            generation,
+        )
 
         async def spawn() -> Worker:
             return await self._start(fn, code_hash)
 
-        recipe = WorkerRecipe(key, spawn, fn.memory_mb,
-                              {"function_id": fn.id, "function_name": fn.name, "code_hash": code_hash})
+        recipe = WorkerRecipe(
+            key, spawn, fn.memory_mb, {"function_id": fn.id, "function_name": fn.name, "code_hash": code_hash}
+        )
         self._recipes[fn.id] = (fn, code_hash, generation, recipe)
         return recipe
 
@@ -110,30 +140,58 @@ class Spawner:
         if fn.network_mode == "egress":
             if self._egress is None or not self._egress.ready:
                 detail = self._egress.detail if self._egress else "egress networking is not set up"
-                raise EgressUnavailable(f"network_mode egress is unavailable on this host: {detail}",
-                                        retry_after_s=60)
+                raise EgressUnavailable(
+                    f"network_mode egress is unavailable on this host: {detail}", retry_after_s=60
+                )
             netns = await self._egress.lease()
         runtime = self._runtimes.get(fn.runtime)
         if runtime is None:
-            raise RuntimeUnavailable(f"runtime {fn.runtime} is not installed on this host",
-                                     retry_after_s=60, hint="see GET /api/v1/runtimes; an installable one is installed "
-                                                     "by the function's next deploy or `orvad runtimes install`")
+            raise RuntimeUnavailable(
+                f"runtime {fn.runtime} is not installed on this host",
+                retry_after_s=60,
+                hint="see GET /api/v1/runtimes; an installable one is installed "
+                "by the function's next deploy or `orvad runtimes install`",
+            )
         # an installed runtime's bin first: a handler that runs `node` by name gets its own version
-        path = {"PATH": f"{posixpath.dirname(runtime.interpreter)}:{SYSTEM_PATH}"} if runtime.source == "installed" else {}
-        env = {**path, **fn.env_vars, **await self._secrets.environment(fn.id),
-               "ORVA_ENTRYPOINT": fn.entrypoint, "ORVA_FUNCTION_ID": fn.id, "ORVA_FUNCTION_NAME": fn.name}
+        path = (
+            {"PATH": f"{posixpath.dirname(runtime.interpreter)}:{SYSTEM_PATH}"}
+            if runtime.source == "installed"
+            else {}
+        )
+        env = {
+            **path,
+            **fn.env_vars,
+            **await self._secrets.environment(fn.id),
+            "ORVA_ENTRYPOINT": fn.entrypoint,
+            "ORVA_FUNCTION_ID": fn.id,
+            "ORVA_FUNCTION_NAME": fn.name,
+        }
         _refuse_unusable_env(fn.name, env)
         limits = self._data.limits
         spec = SandboxSpec(
             argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[runtime.language]),
-            code_dir=str(self._version_dir(fn.id, code_hash)), binds=self._data.binds_for(runtime.language),
-            memory_mb=fn.memory_mb, cpus=fn.cpus, pids=limits["pids"], tmpfs_mb=limits["tmpfs_mb"],
-            fsize_mb=limits["rlimit_fsize_mb"], nofile=limits["rlimit_nofile"],
-            runtime_dir=str(runtime.adapter_dir), env=env, network="egress" if netns else "none", netns=netns)
-        worker = Worker(build_invocation(spec, self.host), name=f"{fn.name}-{code_hash[:8]}",
-                        memory_mb=fn.memory_mb, after_kill=clean_leaked_cgroups,
-                        on_exit=self._releaser(netns), log_bytes_per_s=self._log_bytes_per_s,
-                        on_log_drop=self._log_drop_observer(fn.name))
+            code_dir=str(self._version_dir(fn.id, code_hash)),
+            binds=self._data.binds_for(runtime.language),
+            memory_mb=fn.memory_mb,
+            cpus=fn.cpus,
+            pids=limits["pids"],
+            tmpfs_mb=limits["tmpfs_mb"],
+            fsize_mb=limits["rlimit_fsize_mb"],
+            nofile=limits["rlimit_nofile"],
+            runtime_dir=str(runtime.adapter_dir),
+            env=env,
+            network="egress" if netns else "none",
+            netns=netns,
+        )
+        worker = Worker(
+            build_invocation(spec, self.host),
+            name=f"{fn.name}-{code_hash[:8]}",
+            memory_mb=fn.memory_mb,
+            after_kill=clean_leaked_cgroups,
+            on_exit=self._releaser(netns),
+            log_bytes_per_s=self._log_bytes_per_s,
+            on_log_drop=self._log_drop_observer(fn.name),
+        )
         try:
             await worker.start()
         except BaseException:
@@ -152,6 +210,7 @@ class Spawner:
         egress = self._egress
         if netns is None or egress is None:
             return None
+
         def release(_: Worker) -> None:
             self._tasks.start(f"orva-release-{netns}", egress.release(netns))
 

@@ -30,19 +30,23 @@ def _one(found: list[str], fn: Function, field: str, typed: str, what: tuple[str
     if len(found) <= 1:
         return found[0] if found else None
     many = f"more than {MAX_CANDIDATES}" if len(found) > MAX_CANDIDATES else str(len(found))
-    raise Ambiguous(f"{field} {typed} matches {many} {what[1]} of function {fn.name}",
-                    details={"field": field, "candidates": found[:MAX_CANDIDATES]},
-                    hint=f"send more characters of the {what[0]}: enough to tell details.candidates apart "
-                         f"(GET /api/v1/functions/{fn.name}/deployments lists them)")
+    raise Ambiguous(
+        f"{field} {typed} matches {many} {what[1]} of function {fn.name}",
+        details={"field": field, "candidates": found[:MAX_CANDIDATES]},
+        hint=f"send more characters of the {what[0]}: enough to tell details.candidates apart "
+        f"(GET /api/v1/functions/{fn.name}/deployments lists them)",
+    )
 
 
 async def resolve_code_hash(store: VersionStore, fn: Function, typed: str) -> str | None:
     """The one code hash of fn's succeeded deployments that starts with ``typed``; None when none does."""
     wanted = typed.lower()
     if not _HASH.fullmatch(wanted):
-        raise ValidationError(f"code_hash must be {MIN_PREFIX} to 64 hex characters: a code hash or a unique "
-                              "prefix of one", details={"field": "code_hash", "min_length": MIN_PREFIX},
-                              hint=f"the hashes are in GET /api/v1/functions/{fn.name}/deployments")
+        raise ValidationError(
+            f"code_hash must be {MIN_PREFIX} to 64 hex characters: a code hash or a unique prefix of one",
+            details={"field": "code_hash", "min_length": MIN_PREFIX},
+            hint=f"the hashes are in GET /api/v1/functions/{fn.name}/deployments",
+        )
     found = await store.succeeded_hashes_starting(fn.id, wanted, MAX_CANDIDATES + 1)
     return _one(found, fn, "code_hash", typed, ("code hash", "code hashes"))
 
@@ -56,6 +60,11 @@ async def resolve_deployment(store: VersionStore, fn: Function, typed: str, fiel
     wanted = typed.lower()
     if not _ID_PREFIX.fullmatch(wanted):
         return None
-    found = _one(await store.deployment_ids_starting(fn.id, wanted, MAX_CANDIDATES + 1), fn, field, typed,
-                 ("deployment id", "deployment ids"))
+    found = _one(
+        await store.deployment_ids_starting(fn.id, wanted, MAX_CANDIDATES + 1),
+        fn,
+        field,
+        typed,
+        ("deployment id", "deployment ids"),
+    )
     return await store.deployment(found) if found else None

@@ -32,9 +32,14 @@ class KeyRow:
 def _key(row: object) -> KeyRow:
     r = dict(row)  # type: ignore[call-overload]
     return KeyRow(
-        id=r["id"], name=r["name"], prefix=r["prefix"], key_hash=r["key_hash"],
+        id=r["id"],
+        name=r["name"],
+        prefix=r["prefix"],
+        key_hash=r["key_hash"],
         permissions=frozenset(p for p in r["permissions"].split(",") if p),
-        created_at=r["created_at"], expires_at=r["expires_at"], last_used_at=r["last_used_at"],
+        created_at=r["created_at"],
+        expires_at=r["expires_at"],
+        last_used_at=r["last_used_at"],
         is_bootstrap=bool(r["is_bootstrap"]),
     )
 
@@ -63,31 +68,40 @@ class AuthStore:
 
     async def user_by_name(self, username: str) -> UserRow | None:
         row = await self._db.fetchone(
-            "SELECT id, username, password_hash, created_at FROM users WHERE username = ?", (username,))
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = ?", (username,)
+        )
         return UserRow(**dict(row)) if row else None
 
     async def user_by_id(self, user_id: str) -> UserRow | None:
         row = await self._db.fetchone(
-            "SELECT id, username, password_hash, created_at FROM users WHERE id = ?", (user_id,))
+            "SELECT id, username, password_hash, created_at FROM users WHERE id = ?", (user_id,)
+        )
         return UserRow(**dict(row)) if row else None
 
     async def set_password(self, user_id: str, password_hash: str, now: str, keep_token_hash: str) -> None:
         """Change the password and end every other session of that user."""
         async with self._db.transaction() as tx:
-            await tx.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
-                             (password_hash, now, user_id))
-            await tx.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user_id, keep_token_hash))
+            await tx.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+                (password_hash, now, user_id),
+            )
+            await tx.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user_id, keep_token_hash)
+            )
 
     async def reset_password(self, username: str, password_hash: str, now: str) -> bool:
         """Set a user's password and end every session of theirs, in one transaction (`orvad
         reset-password`, which may run beside a live orvad); False when there is no such user."""
         async with self._db.transaction() as tx:
-            cur = await tx.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
-                                   (password_hash, now, username))
+            cur = await tx.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                (password_hash, now, username),
+            )
             if cur.rowcount != 1:
                 return False
-            await tx.execute("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)",
-                             (username,))
+            await tx.execute(
+                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)", (username,)
+            )
         return True
 
     async def usernames(self) -> list[str]:
@@ -133,8 +147,16 @@ class AuthStore:
         await self._db.execute(
             "INSERT INTO api_keys (id, name, prefix, key_hash, permissions, created_at, expires_at, is_bootstrap)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.id, key.name, key.prefix, key.key_hash, ",".join(sorted(key.permissions)), key.created_at,
-             key.expires_at, int(key.is_bootstrap)),
+            (
+                key.id,
+                key.name,
+                key.prefix,
+                key.key_hash,
+                ",".join(sorted(key.permissions)),
+                key.created_at,
+                key.expires_at,
+                int(key.is_bootstrap),
+            ),
         )
 
     async def all_keys(self) -> list[KeyRow]:

@@ -33,8 +33,15 @@ Row = tuple[str, Sequence[Any], Callable[[], None] | None, int]  # sql, params, 
 
 
 class BatchWriter:
-    def __init__(self, db: Database, *, interval_s: float = 0.025, max_batch: int = 500,
-                 max_pending: int = MAX_PENDING, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        interval_s: float = 0.025,
+        max_batch: int = 500,
+        max_pending: int = MAX_PENDING,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+    ) -> None:
         self._db = db
         self._interval_s = interval_s
         self._max_batch = max_batch
@@ -48,7 +55,9 @@ class BatchWriter:
         self._stopping = False
         self.rows_written = 0
         self.rows_dropped = 0
-        self.full_since: float | None = None  # loop time since which queued rows cannot be written (disk full)
+        self.full_since: float | None = (
+            None  # loop time since which queued rows cannot be written (disk full)
+        )
 
     @property
     def pending(self) -> int:
@@ -63,8 +72,12 @@ class BatchWriter:
         if self._stopping and self._task is None:
             raise RuntimeError("batch writer is stopped")
         size = row_bytes(params)
-        if len(self._queue) >= self._max_pending or (self._queue and self._bytes + size > self._max_pending_bytes):
-            self._drop(1, "the batched writer's queue is full (the disk has been full for a while); rows dropped")
+        if len(self._queue) >= self._max_pending or (
+            self._queue and self._bytes + size > self._max_pending_bytes
+        ):
+            self._drop(
+                1, "the batched writer's queue is full (the disk has been full for a while); rows dropped"
+            )
             return
         self._queue.append((sql, params, after, size))
         self._bytes += size
@@ -87,13 +100,23 @@ class BatchWriter:
             lost = len(self._queue)
             self._queue.clear()
             self._bytes = 0
-            self._drop(lost, "stopping with the disk full: rows that could not be written are lost", always=True)
+            self._drop(
+                lost, "stopping with the disk full: rows that could not be written are lost", always=True
+            )
 
     def _drop(self, count: int, message: str, *, always: bool = False) -> None:
         before, self.rows_dropped = self.rows_dropped, self.rows_dropped + count
-        if always or before == 0 or before // 10_000 != self.rows_dropped // 10_000:  # the first, then every 10,000
-            log.error(message, extra={"rows_dropped_total": self.rows_dropped, "max_pending": self._max_pending,
-                                      "max_pending_bytes": self._max_pending_bytes})
+        if (
+            always or before == 0 or before // 10_000 != self.rows_dropped // 10_000
+        ):  # the first, then every 10,000
+            log.error(
+                message,
+                extra={
+                    "rows_dropped_total": self.rows_dropped,
+                    "max_pending": self._max_pending,
+                    "max_pending_bytes": self._max_pending_bytes,
+                },
+            )
 
     async def flush(self) -> None:
         """Write every queued row, including rows queued while it writes."""
@@ -112,8 +135,9 @@ class BatchWriter:
             for sql, params, _, _ in batch:
                 grouped[sql].append(params)
             try:
-                await self._db.write_all([statement for sql, rows in grouped.items()
-                                          for statement in multi_row(sql, rows)])
+                await self._db.write_all(
+                    [statement for sql, rows in grouped.items() for statement in multi_row(sql, rows)]
+                )
             except sqlite3.IntegrityError:
                 await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
             except Exception:
@@ -135,7 +159,9 @@ class BatchWriter:
                 _announce([after])
             except sqlite3.IntegrityError as exc:
                 # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
-                log.error("batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)})
+                log.error(
+                    "batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)}
+                )
             except Exception:
                 self._requeue(batch[index:])  # this row and the rest: kept for the next attempt
                 raise
@@ -156,16 +182,22 @@ class BatchWriter:
             except InsufficientStorage:
                 if self.full_since is None:
                     self.full_since = asyncio.get_running_loop().time()
-                    log.error("the disk is full: batched rows are kept in memory and retried until space returns",
-                              extra={"pending": self.pending, "max_pending": self._max_pending})
+                    log.error(
+                        "the disk is full: batched rows are kept in memory and retried until space returns",
+                        extra={"pending": self.pending, "max_pending": self._max_pending},
+                    )
                 pause = min(_FULL_RETRY_MAX_S, max(pause, 0.05) * 2)
                 continue
             except Exception:
-                log.exception("batched write failed; rows kept for the next attempt", extra={"pending": self.pending})
+                log.exception(
+                    "batched write failed; rows kept for the next attempt", extra={"pending": self.pending}
+                )
                 continue
             if self.full_since is not None:
-                log.info("the disk has space again: batched rows are written",
-                         extra={"pending": self.pending, "rows_dropped_total": self.rows_dropped})
+                log.info(
+                    "the disk has space again: batched rows are written",
+                    extra={"pending": self.pending, "rows_dropped_total": self.rows_dropped},
+                )
                 self.full_since = None
             pause = self._interval_s
 
@@ -189,7 +221,7 @@ def multi_row(sql: str, rows: list[Sequence[Any]]) -> Iterator[tuple[str, Sequen
         return
     per = max(1, MAX_VARIABLES // max(1, len(rows[0])))
     for start in range(0, len(rows), per):
-        chunk = rows[start:start + per]
+        chunk = rows[start : start + per]
         yield f"{head} VALUES {', '.join([values] * len(chunk))}", [v for row in chunk for v in row]
 
 

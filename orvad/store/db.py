@@ -96,7 +96,9 @@ class Database:
                 # executescript would COMMIT our transaction first; run statement by statement instead.
                 for statement in _split_sql(sql):
                     await tx.execute(statement)
-                await tx.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (number, name))
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (number, name)
+                )
             log.info("applied migration", extra={"migration": name})
             current = number
         self.schema_version = current
@@ -157,8 +159,10 @@ class Database:
             return
         if self.storage_full_since is None:
             self.storage_full_since = asyncio.get_running_loop().time()
-            log.error("the database cannot write: the disk holding the data dir is full",
-                      extra={"path": str(self.path), "error": str(exc)})
+            log.error(
+                "the database cannot write: the disk holding the data dir is full",
+                extra={"path": str(self.path), "error": str(exc)},
+            )
         raise InsufficientStorage(f"the database could not be written: {exc}") from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -202,6 +206,8 @@ def _split_sql(script: str) -> list[str]:
         if sqlite3.complete_statement(buffer):
             statements.append(buffer.strip())
             buffer = ""
-    if buffer.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()):
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
         raise RuntimeError(f"migration ends with an incomplete statement: {buffer.strip()[:80]!r}")
     return statements

@@ -9,20 +9,44 @@ from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
 from orvad.store.paths import recorded_path
 
-COLUMNS = ("id", "function_id", "function_name", "code_hash", "trigger", "method", "path", "status", "status_code",
-           "cold_start", "duration_ms", "queue_ms", "request_bytes", "response_bytes", "error_code",
-           "error_message", "started_at", "finished_at")
+COLUMNS = (
+    "id",
+    "function_id",
+    "function_name",
+    "code_hash",
+    "trigger",
+    "method",
+    "path",
+    "status",
+    "status_code",
+    "cold_start",
+    "duration_ms",
+    "queue_ms",
+    "request_bytes",
+    "response_bytes",
+    "error_code",
+    "error_message",
+    "started_at",
+    "finished_at",
+)
 _INSERT = f"INSERT INTO executions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PATH = COLUMNS.index("path")
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
-def _filters(function_id: str | None, status: str | None, since: str | None,
-             until: str | None) -> tuple[list[str], list[Any]]:
+def _filters(
+    function_id: str | None, status: str | None, since: str | None, until: str | None
+) -> tuple[list[str], list[Any]]:
     """The conditions (fixed SQL text) and their parameters for the filters that are set."""
-    given = (("function_id = ?", function_id), ("status = ?", status), ("started_at >= ?", since),
-             ("started_at < ?", until))
-    return [sql for sql, value in given if value is not None], [value for _, value in given if value is not None]
+    given = (
+        ("function_id = ?", function_id),
+        ("status = ?", status),
+        ("started_at >= ?", since),
+        ("started_at < ?", until),
+    )
+    return [sql for sql, value in given if value is not None], [
+        value for _, value in given if value is not None
+    ]
 
 
 def _where(conditions: list[str]) -> str:
@@ -40,13 +64,16 @@ class ExecutionStore:
         self._db = db
         self._batch = batch
 
-    def record(self, execution: dict[str, Any], logs: str, truncated: bool,
-               written: Callable[[], None] | None = None) -> None:
+    def record(
+        self, execution: dict[str, Any], logs: str, truncated: bool, written: Callable[[], None] | None = None
+    ) -> None:
         """Queue the execution and its log; never touches the database on the caller's path.
         `written` is called once both rows are committed. An invocation that printed nothing gets
         no log row (most do not print): one row to write instead of two."""
         row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS]
-        row[_PATH] = recorded_path(row[_PATH])  # the invoke path cuts it already; the table's bound holds here
+        row[_PATH] = recorded_path(
+            row[_PATH]
+        )  # the invoke path cuts it already; the table's bound holds here
         if not logs and not truncated:
             self._batch.submit(_INSERT, row, written)
             return
@@ -57,22 +84,38 @@ class ExecutionStore:
         """Per function: invocations, errors (any status but success) and the last start since `since`."""
         rows = await self._db.fetchall(
             "SELECT function_id, COUNT(*), SUM(status != 'success'), MAX(started_at) FROM executions"
-            " WHERE started_at >= ? GROUP BY function_id", (since,))
-        return [{"function_id": r[0], "invocations": r[1], "errors": r[2], "last_invoked_at": r[3]} for r in rows]
+            " WHERE started_at >= ? GROUP BY function_id",
+            (since,),
+        )
+        return [
+            {"function_id": r[0], "invocations": r[1], "errors": r[2], "last_invoked_at": r[3]} for r in rows
+        ]
 
-    async def list(self, *, function_id: str | None, status: str | None, since: str | None, until: str | None,
-                   cursor: str | None, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    async def list(
+        self,
+        *,
+        function_id: str | None,
+        status: str | None,
+        since: str | None,
+        until: str | None,
+        cursor: str | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
         """Newest first: after ``cursor`` (an id) or ``offset`` rows in. The WHERE names only the filters
         given, so SQLite picks the index that fits (function_id: (function_id, id), a time range: started_at)."""
         where, params = _filters(function_id, status, since, until)
         if cursor is not None:
             where, params = [*where, "id < ?"], [*params, cursor]
-        rows = await self._db.fetchall(f"SELECT * FROM executions{_where(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
-                                       (*params, limit, offset))
+        rows = await self._db.fetchall(
+            f"SELECT * FROM executions{_where(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
         return [_row(r) for r in rows]
 
-    async def count(self, *, function_id: str | None, status: str | None, since: str | None,
-                    until: str | None) -> int:
+    async def count(
+        self, *, function_id: str | None, status: str | None, since: str | None, until: str | None
+    ) -> int:
         """How many executions the same filters match, whatever the page: one COUNT over an index."""
         where, params = _filters(function_id, status, since, until)
         row = await self._db.fetchone(f"SELECT COUNT(*) FROM executions{_where(where)}", params)
@@ -84,8 +127,11 @@ class ExecutionStore:
 
     async def logs(self, execution_id: str) -> tuple[str, bool] | None:
         """None for an unknown execution; an execution that printed nothing has no log row."""
-        row = await self._db.fetchone("SELECT l.logs, l.truncated FROM executions e LEFT JOIN execution_logs l"
-                                      " ON l.execution_id = e.id WHERE e.id = ?", (execution_id,))
+        row = await self._db.fetchone(
+            "SELECT l.logs, l.truncated FROM executions e LEFT JOIN execution_logs l"
+            " ON l.execution_id = e.id WHERE e.id = ?",
+            (execution_id,),
+        )
         return (row[0] or "", bool(row[1])) if row else None
 
     async def delete_older_than(self, cutoff: str) -> int:

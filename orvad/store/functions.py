@@ -69,14 +69,17 @@ class FunctionStore:
         values = _encode(fn, _FUNCTION_COLUMNS)
         cols = ", ".join(_FUNCTION_COLUMNS)
         marks = ", ".join("?" for _ in _FUNCTION_COLUMNS)
-        await self._db.execute(f"INSERT INTO functions ({cols}) VALUES ({marks})",
-                               [values[c] for c in _FUNCTION_COLUMNS])
+        await self._db.execute(
+            f"INSERT INTO functions ({cols}) VALUES ({marks})", [values[c] for c in _FUNCTION_COLUMNS]
+        )
 
     async def update_function(self, fn: Function) -> None:
         values = _encode(fn, _FUNCTION_COLUMNS)
         cols = [c for c in _FUNCTION_COLUMNS if c != "id"]
-        await self._db.execute(f"UPDATE functions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                               [values[c] for c in cols] + [fn.id])
+        await self._db.execute(
+            f"UPDATE functions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+            [values[c] for c in cols] + [fn.id],
+        )
 
     async def delete_function(self, function_id: str) -> bool:
         return await self._db.execute("DELETE FROM functions WHERE id = ?", (function_id,)) == 1
@@ -85,15 +88,18 @@ class FunctionStore:
     async def insert_deployment(self, dep: Deployment) -> Deployment:
         """Insert with the next version number of its function (assigned inside the transaction)."""
         async with self._db.transaction() as tx:
-            async with tx.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE function_id = ?",
-                                  (dep.function_id,)) as cur:
+            async with tx.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE function_id = ?",
+                (dep.function_id,),
+            ) as cur:
                 row = await cur.fetchone()
             values = _encode(dep, _DEPLOYMENT_COLUMNS)
             values["version"] = row[0] if row else 1
             cols = ", ".join(_DEPLOYMENT_COLUMNS)
             marks = ", ".join("?" for _ in _DEPLOYMENT_COLUMNS)
-            await tx.execute(f"INSERT INTO deployments ({cols}) VALUES ({marks})",
-                             [values[c] for c in _DEPLOYMENT_COLUMNS])
+            await tx.execute(
+                f"INSERT INTO deployments ({cols}) VALUES ({marks})", [values[c] for c in _DEPLOYMENT_COLUMNS]
+            )
         return replace(dep, version=values["version"])
 
     async def update_deployment(self, dep: Deployment, fn: Function | None = None) -> None:
@@ -101,19 +107,25 @@ class FunctionStore:
         values = _encode(dep, _DEPLOYMENT_COLUMNS)
         cols = [c for c in _DEPLOYMENT_COLUMNS if c not in ("id", "function_id", "version")]
         async with self._db.transaction() as tx:
-            await tx.execute(f"UPDATE deployments SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                             [values[c] for c in cols] + [dep.id])
+            await tx.execute(
+                f"UPDATE deployments SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                [values[c] for c in cols] + [dep.id],
+            )
             if fn is not None:
                 fvalues = _encode(fn, _FUNCTION_COLUMNS)
                 fcols = [c for c in _FUNCTION_COLUMNS if c != "id"]
-                await tx.execute(f"UPDATE functions SET {', '.join(f'{c} = ?' for c in fcols)} WHERE id = ?",
-                                 [fvalues[c] for c in fcols] + [fn.id])
+                await tx.execute(
+                    f"UPDATE functions SET {', '.join(f'{c} = ?' for c in fcols)} WHERE id = ?",
+                    [fvalues[c] for c in fcols] + [fn.id],
+                )
 
     async def deployment(self, deployment_id: str) -> Deployment | None:
         row = await self._db.fetchone("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
         return _deployment(row) if row else None
 
-    async def deployments(self, function_id: str, limit: int, cursor: str | None, offset: int = 0) -> list[Deployment]:
+    async def deployments(
+        self, function_id: str, limit: int, cursor: str | None, offset: int = 0
+    ) -> list[Deployment]:
         rows = await self._db.fetchall(
             "SELECT * FROM deployments WHERE function_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ? OFFSET ?",
             (function_id, cursor, cursor, limit, offset),
@@ -122,7 +134,9 @@ class FunctionStore:
 
     async def count_deployments(self, function_id: str) -> int:
         """How many deployments the function has (the (function_id, id) index answers it)."""
-        row = await self._db.fetchone("SELECT COUNT(*) FROM deployments WHERE function_id = ?", (function_id,))
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) FROM deployments WHERE function_id = ?", (function_id,)
+        )
         return int(row[0]) if row else 0
 
     async def latest_deployments(self, function_ids: list[str]) -> dict[str, Deployment]:
@@ -133,61 +147,77 @@ class FunctionStore:
         marks = ", ".join("?" for _ in function_ids)
         rows = await self._db.fetchall(
             f"SELECT d.* FROM deployments d JOIN (SELECT MAX(id) AS id FROM deployments WHERE function_id IN ({marks})"
-            " GROUP BY function_id) newest ON d.id = newest.id", function_ids)
+            " GROUP BY function_id) newest ON d.id = newest.id",
+            function_ids,
+        )
         return {row["function_id"]: _deployment(row) for row in rows}
 
     async def succeeded_by_hash(self, function_id: str, code_hash: str) -> Deployment | None:
         row = await self._db.fetchone(
             "SELECT * FROM deployments WHERE function_id = ? AND code_hash = ? AND status = 'succeeded'"
-            " ORDER BY id DESC LIMIT 1", (function_id, code_hash))
+            " ORDER BY id DESC LIMIT 1",
+            (function_id, code_hash),
+        )
         return _deployment(row) if row else None
 
     async def deployment_ids_starting(self, function_id: str, prefix: str, limit: int) -> list[str]:
         """Ids of the function's deployments that start with ``prefix``, in order (at most ``limit``)."""
         rows = await self._db.fetchall(
             "SELECT id FROM deployments WHERE function_id = ? AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
-            (function_id, len(prefix), prefix, limit))
+            (function_id, len(prefix), prefix, limit),
+        )
         return [r[0] for r in rows]
 
     async def succeeded_hashes_starting(self, function_id: str, prefix: str, limit: int) -> list[str]:
         """Distinct code hashes of the function's succeeded deployments that start with ``prefix`` (at most ``limit``)."""
         rows = await self._db.fetchall(
             "SELECT DISTINCT code_hash FROM deployments WHERE function_id = ? AND status = 'succeeded'"
-            " AND substr(code_hash, 1, ?) = ? ORDER BY code_hash LIMIT ?", (function_id, len(prefix), prefix, limit))
+            " AND substr(code_hash, 1, ?) = ? ORDER BY code_hash LIMIT ?",
+            (function_id, len(prefix), prefix, limit),
+        )
         return [r[0] for r in rows]
 
     async def unfinished_deployments(self) -> list[Deployment]:
-        rows = await self._db.fetchall("SELECT * FROM deployments WHERE status IN ('queued', 'building') ORDER BY id")
+        rows = await self._db.fetchall(
+            "SELECT * FROM deployments WHERE status IN ('queued', 'building') ORDER BY id"
+        )
         return [_deployment(r) for r in rows]
 
     async def active_hashes(self) -> dict[str, str]:
         """deployment id -> code hash for every function's active deployment."""
         rows = await self._db.fetchall(
-            "SELECT d.id, d.code_hash FROM functions f JOIN deployments d ON d.id = f.active_deployment_id")
+            "SELECT d.id, d.code_hash FROM functions f JOIN deployments d ON d.id = f.active_deployment_id"
+        )
         return {r[0]: r[1] for r in rows}
 
     async def succeeded_hashes(self, function_id: str) -> list[str]:
         """Distinct code hashes of succeeded deployments, newest first."""
         rows = await self._db.fetchall(
             "SELECT code_hash, MAX(id) AS newest FROM deployments WHERE function_id = ? AND status = 'succeeded'"
-            " GROUP BY code_hash ORDER BY newest DESC", (function_id,))
+            " GROUP BY code_hash ORDER BY newest DESC",
+            (function_id,),
+        )
         return [r[0] for r in rows]
 
     # build logs
     def append_log(self, deployment_id: str, seq: int, stream: str, line: str, ts: str) -> None:
         self._batch.submit(
             "INSERT INTO deployment_logs (deployment_id, seq, stream, line, ts) VALUES (?, ?, ?, ?, ?)",
-            (deployment_id, seq, stream, line, ts))
+            (deployment_id, seq, stream, line, ts),
+        )
 
     async def last_log_seq(self, deployment_id: str) -> int:
         """The highest stored log seq of a deployment (0 when none): a resumed build continues after it."""
         await self._batch.flush()
-        row = await self._db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM deployment_logs WHERE deployment_id = ?",
-                                      (deployment_id,))
+        row = await self._db.fetchone(
+            "SELECT COALESCE(MAX(seq), 0) FROM deployment_logs WHERE deployment_id = ?", (deployment_id,)
+        )
         return int(row[0]) if row else 0
 
     async def logs(self, deployment_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
             "SELECT seq, stream, line, ts FROM deployment_logs WHERE deployment_id = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?", (deployment_id, after_seq, limit))
+            " ORDER BY seq LIMIT ?",
+            (deployment_id, after_seq, limit),
+        )
         return [dict(r) for r in rows]

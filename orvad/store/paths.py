@@ -16,4 +16,4 @@ def recorded_path(path: str) -> str:
     if len(path) <= RECORDED_PATH_MAX:
         return path
     marker = f"...[cut: {len(path)} chars]"
-    return path[:RECORDED_PATH_MAX - len(marker)] + marker
+    return path[: RECORDED_PATH_MAX - len(marker)] + marker

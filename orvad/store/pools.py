@@ -22,5 +22,13 @@ class PoolConfigStore:
             " min_warm = excluded.min_warm, max_warm = excluded.max_warm,"
             " idle_ttl_seconds = excluded.idle_ttl_seconds, target_concurrency = excluded.target_concurrency,"
             " scale_to_zero = excluded.scale_to_zero, updated_at = excluded.updated_at",
-            (function_id, values["min_warm"], values["max_warm"], values["idle_ttl_seconds"],
-             values["target_concurrency"], int(values["scale_to_zero"]), updated_at))
+            (
+                function_id,
+                values["min_warm"],
+                values["max_warm"],
+                values["idle_ttl_seconds"],
+                values["target_concurrency"],
+                int(values["scale_to_zero"]),
+                updated_at,
+            ),
+        )

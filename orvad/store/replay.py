@@ -38,13 +38,16 @@ class ReplayStore:
                 live = [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
             async with tx.execute("SELECT clean FROM replay_state WHERE id = 1") as cur:
                 row = await cur.fetchone()
-            await tx.execute("INSERT INTO replay_state (id, clean) VALUES (1, 0)"
-                             " ON CONFLICT (id) DO UPDATE SET clean = 0")
+            await tx.execute(
+                "INSERT INTO replay_state (id, clean) VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET clean = 0"
+            )
         return live, row is not None and row[0] == 1
 
     def remember(self, signature: str, expires_at: float) -> None:
-        self._batch.submit("INSERT OR IGNORE INTO signature_replays (signature, expires_at) VALUES (?, ?)",
-                           (signature, expires_at))
+        self._batch.submit(
+            "INSERT OR IGNORE INTO signature_replays (signature, expires_at) VALUES (?, ?)",
+            (signature, expires_at),
+        )
 
     async def close(self) -> None:
         """Call after the batched writer has written everything: the memory on disk is complete."""

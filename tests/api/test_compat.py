@@ -26,7 +26,9 @@ def test_deploy_answers_carry_deployment_id(orvad: Orvad) -> None:
         r = c.post(f"/api/v1/functions/{fn['id']}/deploy-inline?wait=true", json={"code": PY % 2})
         assert r.status_code == 200, r.text
         assert r.json()["deployment_id"] == r.json()["id"] and r.json()["status"] == "succeeded"
-        back = c.post(f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": first["deployment_id"]})
+        back = c.post(
+            f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": first["deployment_id"]}
+        )
         assert back.status_code == 200, back.text
         assert back.json()["deployment_id"] == back.json()["id"] and back.json()["source"] == "rollback"
         # a plain record keeps today's shape
@@ -62,8 +64,10 @@ def test_archive_deploy_takes_multipart_code(orvad: Orvad) -> None:
     """`orva deploy` of the original uploads as `curl -F code=@fn.tar.gz`."""
     with orvad.admin() as c:
         fn = create_function(c, "compat-code-field")
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy?wait=true",
-                   files={"code": ("fn.tar.gz", _tgz("handler.py", (PY % 4).encode()))})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy?wait=true",
+            files={"code": ("fn.tar.gz", _tgz("handler.py", (PY % 4).encode()))},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "succeeded" and r.json()["deployment_id"] == r.json()["id"]
         with orvad.client(orvad.admin_key) as caller:
@@ -75,7 +79,9 @@ def test_archive_deploy_takes_multipart_code(orvad: Orvad) -> None:
 def test_post_pool_config_is_put(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "compat-pool-post")
-        r = c.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 3, "idle_ttl_seconds": 45})
+        r = c.post(
+            "/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 3, "idle_ttl_seconds": 45}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["function_id"] == fn["id"] and r.json()["max_warm"] == 3
         got = c.get("/api/v1/pool/config", params={"function_id": fn["name"]}).json()
@@ -87,7 +93,10 @@ def test_post_pool_config_is_put(orvad: Orvad) -> None:
         # like PUT, it needs an admin key: a write key is refused
         writer = c.post("/api/v1/keys", json={"name": "w", "permissions": ["read", "write"]}).json()["key"]
         with orvad.client(writer) as w:
-            assert w.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 1}).status_code == 403
+            assert (
+                w.post("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 1}).status_code
+                == 403
+            )
         assert c.get("/api/v1/pool/config", params={"function_id": fn["id"]}).json()["max_warm"] == 3
 
 

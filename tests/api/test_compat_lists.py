@@ -13,10 +13,12 @@ import pytest
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 
-FAILS_ON_ASK = ("def handler(event, context):\n"
-                "    if event['query'].get('fail'):\n"
-                "        raise RuntimeError('asked to fail')\n"
-                "    return {'ok': True}\n")
+FAILS_ON_ASK = (
+    "def handler(event, context):\n"
+    "    if event['query'].get('fail'):\n"
+    "        raise RuntimeError('asked to fail')\n"
+    "    return {'ok': True}\n"
+)
 
 
 def _get(c: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
@@ -25,7 +27,9 @@ def _get(c: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
-def _offset_pages(c: httpx.Client, path: str, items: str, limit: int, **filters: Any) -> tuple[list[str], set[int]]:
+def _offset_pages(
+    c: httpx.Client, path: str, items: str, limit: int, **filters: Any
+) -> tuple[list[str], set[int]]:
     """Page as a Go Orva script does: offset += limit until offset >= total. (ids in order, totals seen)"""
     ids: list[str] = []
     totals: set[int] = set()
@@ -75,13 +79,18 @@ def invoked(orvad: Orvad) -> dict[str, Any]:
         for i in range(7):
             r = c.post(f"/fn/{fn['name']}", params={"fail": "1"} if i in (2, 5) else {})
             assert r.status_code == (500 if i in (2, 5) else 200), r.text
-        wait_for(lambda: _get(c, "/api/v1/executions", function_id=fn["id"])["total"] == 7, 30,
-                 "the 7 executions to be recorded")
+        wait_for(
+            lambda: _get(c, "/api/v1/executions", function_id=fn["id"])["total"] == 7,
+            30,
+            "the 7 executions to be recorded",
+        )
     return fn
 
 
 @pytest.mark.sandbox
-def test_executions_page_with_offset_and_filters_and_carry_total(orvad: Orvad, invoked: dict[str, Any]) -> None:
+def test_executions_page_with_offset_and_filters_and_carry_total(
+    orvad: Orvad, invoked: dict[str, Any]
+) -> None:
     with orvad.admin() as c:
         every = _get(c, "/api/v1/executions", function_id=invoked["id"], limit=100)["executions"]
         assert len(every) == 7
@@ -112,8 +121,10 @@ def test_executions_page_with_offset_and_filters_and_carry_total(orvad: Orvad, i
 def test_deployments_page_with_offset_and_carry_total(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, f"dp{secrets.token_hex(3)}")
-        made = [wait_deployed(c, deploy_inline(c, fn["id"], f"def handler(e, c):\n    return {i}\n")["id"])["id"]
-                for i in range(3)]
+        made = [
+            wait_deployed(c, deploy_inline(c, fn["id"], f"def handler(e, c):\n    return {i}\n")["id"])["id"]
+            for i in range(3)
+        ]
         path = f"/api/v1/functions/{fn['name']}/deployments"
         ids, totals = _offset_pages(c, path, "deployments", 2)
         assert ids == made[::-1] and totals == {3}
@@ -125,10 +136,17 @@ def test_deployments_page_with_offset_and_carry_total(orvad: Orvad) -> None:
 
 
 BAD = [
-    ({"offset": "-1"}, "offset"), ({"offset": "abc"}, "offset"), ({"offset": "1.5"}, "offset"),
-    ({"offset": ""}, "offset"), ({"offset": "1000001"}, "offset"), ({"offset": "9" * 5000}, "offset"),
-    ({"offset": "²"}, "offset"), ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"),
-    ({"limit": "-5"}, "limit"), ({"limit": "9" * 5000}, "limit"),
+    ({"offset": "-1"}, "offset"),
+    ({"offset": "abc"}, "offset"),
+    ({"offset": "1.5"}, "offset"),
+    ({"offset": ""}, "offset"),
+    ({"offset": "1000001"}, "offset"),
+    ({"offset": "9" * 5000}, "offset"),
+    ({"offset": "²"}, "offset"),
+    ({"limit": "0"}, "limit"),
+    ({"limit": "1001"}, "limit"),
+    ({"limit": "-5"}, "limit"),
+    ({"limit": "9" * 5000}, "limit"),
     ({"offset": "10", "cursor": "01900000-0000-7000-8000-000000000000"}, "offset"),
 ]
 
@@ -153,8 +171,9 @@ UNDERSCORED = "def handler(event, context):\n    return {'path': event['path'], 
 
 
 @pytest.mark.sandbox
-def test_names_with_underscores_work_in_fn_routes_and_the_cli(orvad: Orvad,
-                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_names_with_underscores_work_in_fn_routes_and_the_cli(
+    orvad: Orvad, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Names may contain `_` (issue 18): /fn/<name>, a custom route to it, and the CLI by name all serve it."""
     from tests.cli.test_cli import logged_in, write_tree
 
@@ -175,8 +194,11 @@ def test_names_with_underscores_work_in_fn_routes_and_the_cli(orvad: Orvad,
             assert c.get(f"/fn/{name}/a_b/c").json()["path"] == "/a_b/c"
             assert c.post(route, content=b"routed").json()["body"] == "routed"
         with orvad.admin() as c:
-            wait_for(lambda: _get(c, "/api/v1/executions", function_id=name)["total"] == 4, 30,
-                     f"the 4 executions of {name} to be recorded")
+            wait_for(
+                lambda: _get(c, "/api/v1/executions", function_id=name)["total"] == 4,
+                30,
+                f"the 4 executions of {name} to be recorded",
+            )
         assert cli.ok("logs", name).stdout.count("  success  200  ") == 4  # `orva logs` finds them by name
 
 
@@ -194,18 +216,28 @@ def test_the_execution_list_and_its_total_use_the_indexes(orvad: Orvad, invoked:
 
     def both(function_id: str | None, since: str | None) -> tuple[str, str]:
         where, params = _filters(function_id, None, since, None)
-        return (plan(f"SELECT COUNT(*) FROM executions{_where(where)}", params),
-                plan(f"SELECT * FROM executions{_where(where)} ORDER BY id DESC LIMIT ? OFFSET ?", [*params, 51, 100]))
+        return (
+            plan(f"SELECT COUNT(*) FROM executions{_where(where)}", params),
+            plan(
+                f"SELECT * FROM executions{_where(where)} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*params, 51, 100],
+            ),
+        )
 
     count, page = both(invoked["id"], None)
-    assert "COVERING INDEX executions_function" in count and "INDEX executions_function" in page, (count, page)
+    assert "COVERING INDEX executions_function" in count and "INDEX executions_function" in page, (
+        count,
+        page,
+    )
     count, page = both(None, "2026-01-01T00:00:00.000Z")
     assert "INDEX executions_started" in count, count
     for _, page in (both(None, None), both(invoked["id"], None), both(None, "2026-01-01T00:00:00.000Z")):
         assert "TEMP B-TREE" not in page, page  # newest first straight off an index: no sort of the matches
 
 
-def test_the_cli_shows_one_page_with_limit_and_offset(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_cli_shows_one_page_with_limit_and_offset(
+    orvad: Orvad, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from tests.cli.test_cli import logged_in
 
     tag = f"cp{secrets.token_hex(3)}"
@@ -222,7 +254,9 @@ def test_the_cli_shows_one_page_with_limit_and_offset(orvad: Orvad, tmp_path_fac
         assert f"none past 100000 of {total}" in cli.ok("functions", "list", "--offset", "100000").stderr
         assert "--offset" in cli.ok("functions", "list", "--help").stdout
         refused = cli.run("functions", "list", "--offset", "-1")
-        assert refused.returncode == 2 and "--offset" in refused.stderr  # click's range check, before any request
+        assert (
+            refused.returncode == 2 and "--offset" in refused.stderr
+        )  # click's range check, before any request
 
 
 def _names(page: dict[str, Any]) -> list[str]:

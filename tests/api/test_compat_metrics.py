@@ -21,13 +21,32 @@ pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTI
 PY = "import time\n\ndef handler(event, context):\n    time.sleep(0.002)\n    return {'ok': True}\n"
 MIB = 1024 * 1024
 # the Go original's per-function and global names (counters with _total)
-GO_PER_FUNCTION = ("orva_invocations_total", "orva_cold_starts_total", "orva_warm_hits_total",
-                   "orva_invocation_duration_ms_count", "orva_pool_idle", "orva_pool_busy", "orva_pool_spawned_total",
-                   "orva_pool_killed_total", "orva_pool_scale_events_total", "orva_pool_rate_ewma",
-                   "orva_pool_latency_ewma_ms", "orva_pool_max_dynamic", "orva_pool_target_concurrency")
-GO_GLOBAL = ("orva_builds_total", "orva_build_errors_total", "orva_active_requests", "orva_sandbox_active",
-             "orva_sandbox_total", "orva_sandbox_spawn_duration_ms_count", "orva_host_mem_total_bytes",
-             "orva_host_mem_available_bytes", "orva_host_mem_reserved_bytes")
+GO_PER_FUNCTION = (
+    "orva_invocations_total",
+    "orva_cold_starts_total",
+    "orva_warm_hits_total",
+    "orva_invocation_duration_ms_count",
+    "orva_pool_idle",
+    "orva_pool_busy",
+    "orva_pool_spawned_total",
+    "orva_pool_killed_total",
+    "orva_pool_scale_events_total",
+    "orva_pool_rate_ewma",
+    "orva_pool_latency_ewma_ms",
+    "orva_pool_max_dynamic",
+    "orva_pool_target_concurrency",
+)
+GO_GLOBAL = (
+    "orva_builds_total",
+    "orva_build_errors_total",
+    "orva_active_requests",
+    "orva_sandbox_active",
+    "orva_sandbox_total",
+    "orva_sandbox_spawn_duration_ms_count",
+    "orva_host_mem_total_bytes",
+    "orva_host_mem_available_bytes",
+    "orva_host_mem_reserved_bytes",
+)
 
 
 def _samples(text: str) -> list[Sample]:
@@ -35,7 +54,9 @@ def _samples(text: str) -> list[Sample]:
 
 
 def _value(samples: list[Sample], name: str, **labels: str) -> float:
-    found = [s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    found = [
+        s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
     assert found, f"no {name} {labels}"
     return sum(found)
 
@@ -58,24 +79,31 @@ def test_prometheus_has_function_id_series_under_the_go_names(orvad: Orvad) -> N
         _invoke(c, fn, 3)
         ids = {"function": fn["name"], "function_id": fn["id"]}
         # the autoscaler smooths arrivals once a second: its rate shows up after the next tick
-        wait_for(lambda: _value(_samples(c.get("/metrics").text), "orva_pool_rate_ewma", **ids) > 0, 10,
-                 "the pool's rate_ewma to see the invocations")
+        wait_for(
+            lambda: _value(_samples(c.get("/metrics").text), "orva_pool_rate_ewma", **ids) > 0,
+            10,
+            "the pool's rate_ewma to see the invocations",
+        )
         root = c.get("/metrics")
         api = c.get("/api/v1/system/metrics")
     for r in (root, api):
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4"), r.text
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4"), (
+            r.text
+        )
     samples = _samples(root.text)
     # the same exposition at both paths (values such as host memory move between the two scrapes)
-    assert {(s.name, tuple(sorted(s.labels))) for s in samples} == \
-           {(s.name, tuple(sorted(s.labels))) for s in _samples(api.text)}
+    assert {(s.name, tuple(sorted(s.labels))) for s in samples} == {
+        (s.name, tuple(sorted(s.labels))) for s in _samples(api.text)
+    }
 
     # Prometheus refuses a whole scrape that declares one name twice: ours and the Go names live side by side
     declared = [line.split()[2] for line in root.text.splitlines() if line.startswith("# TYPE ")]
     assert len(declared) == len(set(declared)), sorted(n for n in declared if declared.count(n) > 1)
     # every per-function series carries function_id beside function
     per_function = [s for s in samples if "function" in s.labels]
-    assert per_function and all(s.labels.get("function_id") for s in per_function), \
-        {s.name for s in per_function if not s.labels.get("function_id")}
+    assert per_function and all(s.labels.get("function_id") for s in per_function), {
+        s.name for s in per_function if not s.labels.get("function_id")
+    }
     for name in GO_PER_FUNCTION:
         _value(samples, name, function_id=fn["id"])
     for name in GO_GLOBAL:
@@ -93,18 +121,24 @@ def test_prometheus_has_function_id_series_under_the_go_names(orvad: Orvad) -> N
     assert _value(samples, "orva_invocation_duration_ms_bucket", le="+Inf", **ids) == 3
     assert _value(samples, "orva_invocation_duration_ms_bucket", le="1", **ids) == 0  # each slept 2 ms
     assert _value(samples, "orva_invocation_duration_ms_sum", **ids) >= 3 * 2.0
-    assert _value(samples, "orva_invocation_duration_ms_sum", **ids) == \
-        1000 * _value(samples, "orva_invocation_duration_seconds_sum", **ids)
+    assert _value(samples, "orva_invocation_duration_ms_sum", **ids) == 1000 * _value(
+        samples, "orva_invocation_duration_seconds_sum", **ids
+    )
     assert _value(samples, "orva_pool_spawned_total", **ids) >= 1
     assert _value(samples, "orva_pool_idle", **ids) + _value(samples, "orva_pool_busy", **ids) >= 1
     assert _value(samples, "orva_pool_latency_ewma_ms", **ids) >= 2.0
     assert _value(samples, "orva_pool_target_concurrency", **ids) == 1
     assert _value(samples, "orva_pool_max_dynamic", **ids) >= 1
-    assert {s.labels["direction"] for s in samples if s.name == "orva_pool_scale_events_total"
-            and s.labels["function_id"] == fn["id"]} == {"up", "down"}
+    assert {
+        s.labels["direction"]
+        for s in samples
+        if s.name == "orva_pool_scale_events_total" and s.labels["function_id"] == fn["id"]
+    } == {"up", "down"}
     assert _value(samples, "orva_sandbox_active") >= 1 and _value(samples, "orva_sandbox_total") >= 1
     assert _value(samples, "orva_sandbox_spawn_duration_ms_count") == _value(samples, "orva_sandbox_total")
-    assert _value(samples, "orva_host_mem_total_bytes") >= _value(samples, "orva_host_mem_available_bytes") > 0
+    assert (
+        _value(samples, "orva_host_mem_total_bytes") >= _value(samples, "orva_host_mem_available_bytes") > 0
+    )
     assert _value(samples, "orva_host_mem_reserved_bytes") >= 128 * MIB  # this function's worker at least
     assert _value(samples, "orva_builds_total", status="succeeded") >= 1
 
@@ -128,7 +162,9 @@ def test_metrics_at_the_root_needs_a_read_key_by_default(orvad: Orvad) -> None:
         assert c.post("/metrics").status_code == 403  # a read key writes nothing, here neither
 
 
-def test_metrics_public_serves_the_root_without_a_key_and_nothing_else(make_orvad: Callable[..., Orvad]) -> None:
+def test_metrics_public_serves_the_root_without_a_key_and_nothing_else(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     server = make_orvad(env={"ORVA_METRICS_PUBLIC": "true"})
     with server.client() as anonymous:
         r = anonymous.get("/metrics")
@@ -150,21 +186,37 @@ def test_metrics_public_serves_the_root_without_a_key_and_nothing_else(make_orva
 def _check_types(body: dict[str, Any]) -> None:
     assert type(body["uptime_seconds"]) is int and body["uptime_seconds"] >= 0
     assert type(body["active_requests"]) is int and body["active_requests"] >= 0
-    blocks = {"host": ("num_cpu", "mem_total_mb", "mem_available_mb", "mem_reserved_mb"),
-              "totals": ("invocations", "cold_starts", "warm_hits", "builds", "build_errors"),
-              "sandbox": ("active", "total"), "build_queue": ("pending", "workers")}
+    blocks = {
+        "host": ("num_cpu", "mem_total_mb", "mem_available_mb", "mem_reserved_mb"),
+        "totals": ("invocations", "cold_starts", "warm_hits", "builds", "build_errors"),
+        "sandbox": ("active", "total"),
+        "build_queue": ("pending", "workers"),
+    }
     for block, fields in blocks.items():
         assert set(fields) <= set(body[block]), block
         for field in fields:
-            assert type(body[block][field]) is int and body[block][field] >= 0, (block, field, body[block][field])
+            assert type(body[block][field]) is int and body[block][field] >= 0, (
+                block,
+                field,
+                body[block][field],
+            )
     assert isinstance(body["rates"]["cold_start_pct"], float) and 0 <= body["rates"]["cold_start_pct"] <= 100
     for row in body["pools"]:
         assert isinstance(row["function_name"], str) and isinstance(row["function_id"], str)
         assert type(row["dynamic_max"]) is int and type(row["target"]) is int
         assert isinstance(row["rate_ewma"], int | float) and isinstance(row["latency_ewma_ms"], int | float)
     # today's fields stay
-    for field in ("invocations_total", "by_status", "rate_per_s", "error_rate", "cold_start_share", "latency_ms",
-                  "pools", "memory_reserved_bytes", "builds"):
+    for field in (
+        "invocations_total",
+        "by_status",
+        "rate_per_s",
+        "error_rate",
+        "cold_start_share",
+        "latency_ms",
+        "pools",
+        "memory_reserved_bytes",
+        "builds",
+    ):
         assert field in body, field
 
 
@@ -183,11 +235,17 @@ def test_metrics_json_carries_the_go_blocks_with_measured_values(orvad: Orvad) -
     totals, was = after["totals"], before["totals"]
     assert totals["invocations"] - was["invocations"] == 4
     assert totals["invocations"] == after["invocations_total"] == sum(after["by_status"].values())
-    assert totals["cold_starts"] + totals["warm_hits"] + after["by_status"].get("rejected", 0) == totals["invocations"]
+    assert (
+        totals["cold_starts"] + totals["warm_hits"] + after["by_status"].get("rejected", 0)
+        == totals["invocations"]
+    )
     assert totals["cold_starts"] + totals["warm_hits"] - was["cold_starts"] - was["warm_hits"] == 4
     assert totals["build_errors"] - was["build_errors"] == 1 and totals["builds"] - was["builds"] == 1
     assert after["rates"]["cold_start_pct"] == round(totals["cold_starts"] / totals["invocations"] * 100, 3)
-    assert after["uptime_seconds"] >= before["uptime_seconds"] and abs(after["uptime_seconds"] - info["uptime_s"]) <= 2
+    assert (
+        after["uptime_seconds"] >= before["uptime_seconds"]
+        and abs(after["uptime_seconds"] - info["uptime_s"]) <= 2
+    )
 
     host = after["host"]
     assert host["num_cpu"] >= 1 and host["mem_total_mb"] >= host["mem_available_mb"] > 0
@@ -196,7 +254,9 @@ def test_metrics_json_carries_the_go_blocks_with_measured_values(orvad: Orvad) -
     assert after["sandbox"]["total"] >= after["sandbox"]["active"]
     # workers: ORVA_BUILD_CONCURRENCY, whose default is the number of cores
     assert after["build_queue"] == {"pending": after["builds"]["queued"], "workers": os.cpu_count() or 1}
-    assert after["active_requests"] == sum(row["inflight"] + row["queue_depth"] for row in after["pools"]) == 0
+    assert (
+        after["active_requests"] == sum(row["inflight"] + row["queue_depth"] for row in after["pools"]) == 0
+    )
 
     row = next(r for r in after["pools"] if r["function_id"] == fn["id"])
     assert row["function_name"] == row["function"] == fn["name"]

@@ -18,7 +18,11 @@ def test_create_with_contract_defaults(orvad: Orvad) -> None:
         py = _create(c, name="defaults-py", runtime="python")
         assert (py["memory_mb"], py["cpus"], py["timeout_ms"]) == (128, 1.0, 30000)
         assert (py["network_mode"], py["auth_mode"], py["entrypoint"], py["env_vars"]) == (
-            "none", "none", "handler.py", {})
+            "none",
+            "none",
+            "handler.py",
+            {},
+        )
         assert py["status"] == "created" and py["active_deployment_id"] is None
         node = _create(c, name="defaults-node", runtime="node")
         assert node["entrypoint"] == "handler.js"
@@ -29,26 +33,29 @@ def test_create_with_contract_defaults(orvad: Orvad) -> None:
         assert dup.status_code == 409 and dup.json()["error"]["code"] == "CONFLICT"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"runtime": "python"}, "name"),
-    ({"name": "Bad_Name", "runtime": "python"}, "name"),
-    ({"name": "9starts-with-digit", "runtime": "python"}, "name"),
-    ({"name": "ok", "runtime": "cobol"}, "runtime"),
-    ({"name": "ok", "runtime": "python", "memory_mb": 8}, "memory_mb"),
-    ({"name": "ok", "runtime": "python", "memory_mb": 5000}, "memory_mb"),
-    ({"name": "ok", "runtime": "python", "cpus": 0.01}, "cpus"),
-    ({"name": "ok", "runtime": "python", "cpus": 64}, "cpus"),
-    ({"name": "ok", "runtime": "python", "timeout_ms": 50}, "timeout_ms"),
-    ({"name": "ok", "runtime": "python", "timeout_ms": "30000"}, "timeout_ms"),
-    ({"name": "ok", "runtime": "python", "network_mode": "host"}, "network_mode"),
-    ({"name": "ok", "runtime": "python", "auth_mode": "password"}, "auth_mode"),
-    ({"name": "ok", "runtime": "python", "env_vars": {"1BAD": "x"}}, "env_vars"),
-    ({"name": "ok", "runtime": "python", "env_vars": {"ORVA_X": "x"}}, "env_vars"),
-    ({"name": "ok", "runtime": "python", "env_vars": {"A": 1}}, "env_vars"),
-    ({"name": "ok", "runtime": "python", "entrypoint": "../escape.py"}, "entrypoint"),
-    ({"name": "ok", "runtime": "python", "entrypoint": "handler.js"}, "entrypoint"),
-    ({"name": "ok", "runtime": "python", "concurrency_policy": "drop"}, "concurrency_policy"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"runtime": "python"}, "name"),
+        ({"name": "Bad_Name", "runtime": "python"}, "name"),
+        ({"name": "9starts-with-digit", "runtime": "python"}, "name"),
+        ({"name": "ok", "runtime": "cobol"}, "runtime"),
+        ({"name": "ok", "runtime": "python", "memory_mb": 8}, "memory_mb"),
+        ({"name": "ok", "runtime": "python", "memory_mb": 5000}, "memory_mb"),
+        ({"name": "ok", "runtime": "python", "cpus": 0.01}, "cpus"),
+        ({"name": "ok", "runtime": "python", "cpus": 64}, "cpus"),
+        ({"name": "ok", "runtime": "python", "timeout_ms": 50}, "timeout_ms"),
+        ({"name": "ok", "runtime": "python", "timeout_ms": "30000"}, "timeout_ms"),
+        ({"name": "ok", "runtime": "python", "network_mode": "host"}, "network_mode"),
+        ({"name": "ok", "runtime": "python", "auth_mode": "password"}, "auth_mode"),
+        ({"name": "ok", "runtime": "python", "env_vars": {"1BAD": "x"}}, "env_vars"),
+        ({"name": "ok", "runtime": "python", "env_vars": {"ORVA_X": "x"}}, "env_vars"),
+        ({"name": "ok", "runtime": "python", "env_vars": {"A": 1}}, "env_vars"),
+        ({"name": "ok", "runtime": "python", "entrypoint": "../escape.py"}, "entrypoint"),
+        ({"name": "ok", "runtime": "python", "entrypoint": "handler.js"}, "entrypoint"),
+        ({"name": "ok", "runtime": "python", "concurrency_policy": "drop"}, "concurrency_policy"),
+    ],
+)
 def test_every_field_is_validated(orvad: Orvad, body: dict, field: str) -> None:
     with orvad.admin() as c:
         r = c.post("/api/v1/functions", json=body)
@@ -73,13 +80,23 @@ def test_unknown_fields_and_read_only_status(orvad: Orvad) -> None:
 def test_update_list_filter_and_delete(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = _create(c, name="upd-fn", runtime="python", description="first")
-        r = c.put("/api/v1/functions/upd-fn", json={"memory_mb": 256, "env_vars": {"MODE": "x"}, "name": "upd-fn2"})
+        r = c.put(
+            "/api/v1/functions/upd-fn", json={"memory_mb": 256, "env_vars": {"MODE": "x"}, "name": "upd-fn2"}
+        )
         assert r.status_code == 200
-        assert (r.json()["memory_mb"], r.json()["env_vars"], r.json()["name"]) == (256, {"MODE": "x"}, "upd-fn2")
+        assert (r.json()["memory_mb"], r.json()["env_vars"], r.json()["name"]) == (
+            256,
+            {"MODE": "x"},
+            "upd-fn2",
+        )
         assert c.get("/api/v1/functions/upd-fn").status_code == 404
-        listed = c.get("/api/v1/functions", params={"runtime": "python", "status": "created"}).json()["functions"]
+        listed = c.get("/api/v1/functions", params={"runtime": "python", "status": "created"}).json()[
+            "functions"
+        ]
         assert any(f["id"] == fn["id"] for f in listed)
-        assert all(f["runtime"].startswith("python") and f["status"] == "created" for f in listed)  # python3.x too
+        assert all(
+            f["runtime"].startswith("python") and f["status"] == "created" for f in listed
+        )  # python3.x too
         page = c.get("/api/v1/functions", params={"limit": 1}).json()
         assert len(page["functions"]) == 1 and page["next_cursor"]
         nxt = c.get("/api/v1/functions", params={"limit": 1, "cursor": page["next_cursor"]}).json()

@@ -12,7 +12,9 @@ PY = "def handler(event, context):\n    return {'v': %d}\n"
 LAST_FIELDS = {"id", "version", "status", "code_hash", "submitted_at", "finished_at", "duration_ms"}
 
 
-def test_one_request_lists_500_functions_with_their_newest_deployment(make_orvad: Callable[..., Orvad]) -> None:
+def test_one_request_lists_500_functions_with_their_newest_deployment(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     server = make_orvad()
     with server.admin() as c:
         for i in range(500):
@@ -34,7 +36,9 @@ def test_one_request_lists_500_functions_with_their_newest_deployment(make_orvad
 
     latest = items["twice-deployed"]["last_deployment"]
     assert set(latest) == LAST_FIELDS
-    assert latest == {k: second[k] for k in LAST_FIELDS}  # the newest of the two, as GET /deployments/{id} has it
+    assert latest == {
+        k: second[k] for k in LAST_FIELDS
+    }  # the newest of the two, as GET /deployments/{id} has it
     assert latest["version"] == 2 and latest["code_hash"] != first["code_hash"]
     assert items["once-deployed"]["last_deployment"] == {k: only[k] for k in LAST_FIELDS}
     never = [f for name, f in items.items() if name.startswith("bulk-")]
@@ -56,11 +60,11 @@ def test_runtime_filter_matches_versioned_ids_and_q_searches_name_and_descriptio
             return {f["name"] for f in r.json()["functions"] if f["name"].startswith("flt-")}
 
         assert names(runtime="python") == {plain["name"], exact["name"]}  # the language: every python id
-        assert names(runtime=versioned) == {exact["name"]}                # an exact id: only itself
+        assert names(runtime=versioned) == {exact["name"]}  # an exact id: only itself
         assert names(runtime="node") == {js["name"]}
         assert names(runtime=node) == {js["name"]}
-        assert names(runtime="python3") == set()                          # not a prefix search
-        assert names(q="GREET") == {plain["name"], js["name"]}            # description, any case
-        assert names(q="versioned") == {exact["name"]}                    # name
-        assert names(q="greet", runtime="node") == {js["name"]}           # filters combine
+        assert names(runtime="python3") == set()  # not a prefix search
+        assert names(q="GREET") == {plain["name"], js["name"]}  # description, any case
+        assert names(q="versioned") == {exact["name"]}  # name
+        assert names(q="greet", runtime="node") == {js["name"]}  # filters combine
         assert names(q="no such text anywhere") == set()

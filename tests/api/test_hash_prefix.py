@@ -66,9 +66,14 @@ def test_rollback_by_a_unique_code_hash_prefix(orvad: Orvad) -> None:
         assert r.status_code == 200 and r.json()["code_hash"] == v2["code_hash"], r.text
         assert _rollback(c, fn, code_hash=v1["code_hash"]).status_code == 200  # the whole hash still works
         for bad in ("abcde", "xyz123", v1["code_hash"] + "0"):
-            assert _error(_rollback(c, fn, code_hash=bad), 400, "VALIDATION")["details"]["field"] == "code_hash"
-        unused = next(p for p in (f"{n:06x}" for n in count()) if not any(
-            d["code_hash"].startswith(p) for d in (v1, v2)))
+            assert (
+                _error(_rollback(c, fn, code_hash=bad), 400, "VALIDATION")["details"]["field"] == "code_hash"
+            )
+        unused = next(
+            p
+            for p in (f"{n:06x}" for n in count())
+            if not any(d["code_hash"].startswith(p) for d in (v1, v2))
+        )
         error = _error(_rollback(c, fn, code_hash=unused), 404, "VERSION_NOT_FOUND")
         assert "/api/v1/functions/prefix-hash/deployments" in error["hint"]
 
@@ -78,16 +83,20 @@ def test_a_code_hash_prefix_of_two_versions_is_ambiguous(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "prefix-ambiguous")
         a, b = _deployed(c, fn, first), _deployed(c, fn, second)
-        assert (a["code_hash"], b["code_hash"]) == (inline_hash(first), inline_hash(second)), \
+        assert (a["code_hash"], b["code_hash"]) == (inline_hash(first), inline_hash(second)), (
             "inline deploys hash differently now: update inline_hash()"
+        )
         shared = a["code_hash"][:6]
         error = _error(_rollback(c, fn, code_hash=shared), 409, "AMBIGUOUS")
-        assert error["details"] == {"field": "code_hash", "candidates": sorted([a["code_hash"], b["code_hash"]])}
+        assert error["details"] == {
+            "field": "code_hash",
+            "candidates": sorted([a["code_hash"], b["code_hash"]]),
+        }
         assert "prefix-ambiguous" in error["message"]
         common = len(shared)
         while a["code_hash"][common] == b["code_hash"][common]:
             common += 1
-        r = _rollback(c, fn, code_hash=a["code_hash"][:common + 1])  # one character more tells them apart
+        r = _rollback(c, fn, code_hash=a["code_hash"][: common + 1])  # one character more tells them apart
         assert r.status_code == 200 and r.json()["parent_deployment_id"] == a["id"], r.text
 
 
@@ -105,23 +114,30 @@ def test_deployment_id_prefixes_for_diff_and_rollback(orvad: Orvad) -> None:
         other = create_function(c, "prefix-ids-other")
         foreign = _deployed(c, other, PY % 13)
         shared = _common_prefix(v1["id"], v2["id"])
-        assert len(shared) >= 6, f"UUIDv7 ids made seconds apart share their first characters: {v1['id']} {v2['id']}"
-        short1, short2 = v1["id"][:len(shared) + 1], v2["id"][:len(shared) + 1]  # each unique among the two
+        assert len(shared) >= 6, (
+            f"UUIDv7 ids made seconds apart share their first characters: {v1['id']} {v2['id']}"
+        )
+        short1, short2 = v1["id"][: len(shared) + 1], v2["id"][: len(shared) + 1]  # each unique among the two
 
         r = c.get(f"/api/v1/functions/{fn['id']}/diff", params={"from": short1, "to": short2})
         assert r.status_code == 200, r.text
         assert (r.json()["from"], r.json()["to"]) == (v1["id"], v2["id"])  # the answer names the whole ids
 
-        error = _error(c.get(f"/api/v1/functions/{fn['id']}/diff", params={"from": shared[:6], "to": short2}),
-                       409, "AMBIGUOUS")
-        assert error["details"]["field"] == "from" and {v1["id"], v2["id"]} <= set(error["details"]["candidates"])
+        error = _error(
+            c.get(f"/api/v1/functions/{fn['id']}/diff", params={"from": shared[:6], "to": short2}),
+            409,
+            "AMBIGUOUS",
+        )
+        assert error["details"]["field"] == "from" and {v1["id"], v2["id"]} <= set(
+            error["details"]["candidates"]
+        )
         assert foreign["id"] not in error["details"]["candidates"]  # only this function's deployments count
 
         r = _rollback(c, fn, deployment_id=short1)
         assert r.status_code == 200 and r.json()["parent_deployment_id"] == v1["id"], r.text
         # a prefix of another function's deployment names nothing here
         ours = [d["id"] for d in c.get(f"/api/v1/functions/{fn['id']}/deployments").json()["deployments"]]
-        foreign_prefix = foreign["id"][:max(len(_common_prefix(foreign["id"], d)) for d in ours) + 1]
+        foreign_prefix = foreign["id"][: max(len(_common_prefix(foreign["id"], d)) for d in ours) + 1]
         error = _error(_rollback(c, fn, deployment_id=foreign_prefix), 404, "VERSION_NOT_FOUND")
         assert "/api/v1/functions/prefix-ids/deployments" in error["hint"]
         assert _rollback(c, fn, deployment_id=v2["id"]).status_code == 200  # whole ids as before

@@ -72,23 +72,35 @@ def test_orvad_samples_real_invocations_in_order(make_orvad: Callable[..., Orvad
         before = _history(c)["points"]
         assert all(p["rate_per_s"] == 0 and p["active_workers"] == 0 for p in before)  # nothing invoked yet
         fn = create_function(c, "history-fn")
-        assert wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 1\n")["id"])[
-            "status"] == "succeeded"
+        assert (
+            wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 1\n")["id"])["status"]
+            == "succeeded"
+        )
         for _ in range(5):
             assert c.post("/fn/history-fn", json={}).status_code == 200
         seen: list[dict[str, Any]] = []
 
         def sampled_the_calls() -> bool:
             seen[:] = _history(c, minutes=1)["points"]
-            return any(p["rate_per_s"] > 0 and p["latency_ms"]["p50"] is not None and p["active_workers"] >= 1
-                       for p in seen)
+            return any(
+                p["rate_per_s"] > 0 and p["latency_ms"]["p50"] is not None and p["active_workers"] >= 1
+                for p in seen
+            )
 
         wait_for(sampled_the_calls, 30, "a point with the five invocations")
         times = [p["t"] for p in seen]
         assert times == sorted(times) and len(set(times)) == len(times)
-        assert all(later - earlier >= SAMPLE_S * 0.9 for earlier, later in zip(times, times[1:], strict=False))
-        assert set(seen[-1]) == {"t", "rate_per_s", "error_rate", "cold_start_share", "latency_ms",
-                                 "active_workers"}
+        assert all(
+            later - earlier >= SAMPLE_S * 0.9 for earlier, later in zip(times, times[1:], strict=False)
+        )
+        assert set(seen[-1]) == {
+            "t",
+            "rate_per_s",
+            "error_rate",
+            "cold_start_share",
+            "latency_ms",
+            "active_workers",
+        }
         for bad in ("0", "61", "ten"):
             r = c.get("/api/v1/system/metrics/history", params={"minutes": bad})
             assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "minutes"

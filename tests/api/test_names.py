@@ -14,8 +14,10 @@ from tests.helpers import Orvad
 
 RULE = "1..63 characters of a-z 0-9 - _, starting with a letter"
 ROOT = Path(__file__).resolve().parents[2]
-ECHO = ("import os\n\n\ndef handler(event, context):\n"
-        "    return {'name': os.environ['ORVA_FUNCTION_NAME'], 'path': event['path']}\n")
+ECHO = (
+    "import os\n\n\ndef handler(event, context):\n"
+    "    return {'name': os.environ['ORVA_FUNCTION_NAME'], 'path': event['path']}\n"
+)
 
 
 @pytest.mark.parametrize("name", ["a", "my_fn", "a_b-c_1", "x" + "_" * 62, "snake_case_name"])
@@ -27,7 +29,9 @@ def test_underscores_are_accepted(orvad: Orvad, name: str) -> None:
         assert c.delete(f"/api/v1/functions/{name}").status_code == 200
 
 
-@pytest.mark.parametrize("name", ["_leading", "-leading", "1abc", "Upper_case", "a.b", "a b", "x" * 64, "", "ä_b"])
+@pytest.mark.parametrize(
+    "name", ["_leading", "-leading", "1abc", "Upper_case", "a.b", "a b", "x" * 64, "", "ä_b"]
+)
 def test_the_refusal_states_the_rule(orvad: Orvad, name: str) -> None:
     with orvad.admin() as c:
         r = c.post("/api/v1/functions", json={"name": name, "runtime": "python"})
@@ -61,8 +65,10 @@ def test_a_name_with_underscores_serves_fn_routes_and_filters(orvad: Orvad) -> N
         assert r.json() == {"name": "hello_under_score", "path": "/"}
         r = c.post("/fn/hello_under_score/deeper/my_path", json={})
         assert r.status_code == 200 and r.json()["path"] == "/deeper/my_path", r.text
-        route = c.post("/api/v1/routes", json={"path": "/hooks_v1/hello_under_score/*",
-                                                "function_id": "hello_under_score"})
+        route = c.post(
+            "/api/v1/routes",
+            json={"path": "/hooks_v1/hello_under_score/*", "function_id": "hello_under_score"},
+        )
         assert route.status_code == 201, route.text
         assert route.json()["function_id"] == fn["id"]
         r = c.get("/hooks_v1/hello_under_score/a_b")

@@ -28,8 +28,12 @@ def test_openapi_covers_every_route_with_its_auth(orvad: Orvad, tmp_path) -> Non
     spec = r.json()
     assert spec["openapi"].startswith("3.")
     app = create_app(Daemon(load_settings({"data_dir": str(tmp_path)}, environ={})))
-    expected = {(m.lower(), route.path) for route in app.routes if isinstance(route, Route)
-                for m in (route.methods or set()) - {"HEAD"}}
+    expected = {
+        (m.lower(), route.path)
+        for route in app.routes
+        if isinstance(route, Route)
+        for m in (route.methods or set()) - {"HEAD"}
+    }
     published = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert published == expected
     for path, ops in spec["paths"].items():
@@ -47,9 +51,14 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
     paths, schemas = spec["paths"], spec["components"]["schemas"]
     ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
     assert len(ids) == sum(len(ops) for ops in paths.values()), "operationIds are unique"
-    assert {(m, p) for m, p in OPS} <= {(m.upper(), p) for p, ops in paths.items() for m in ops}, "no stale entry"
-    no_body = {("post", "/api/v1/functions/{id}/kill"), ("post", "/api/v1/auth/refresh"),
-               ("post", "/api/v1/auth/logout")}
+    assert {(m, p) for m, p in OPS} <= {(m.upper(), p) for p, ops in paths.items() for m in ops}, (
+        "no stale entry"
+    )
+    no_body = {
+        ("post", "/api/v1/functions/{id}/kill"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/auth/logout"),
+    }
     for path, ops in paths.items():
         for method, op in ops.items():
             if method in ("post", "put") and (method, path) not in no_body:
@@ -74,28 +83,49 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         for op in ops.values():
             media = op.get("requestBody", {}).get("content", {}).get("application/json")
             if media:
-                schema = {**schemas[media["schema"]["$ref"].rsplit("/", 1)[1]], "components": spec["components"]}
+                schema = {
+                    **schemas[media["schema"]["$ref"].rsplit("/", 1)[1]],
+                    "components": spec["components"],
+                }
                 assert jsonschema_rs.Draft202012Validator(schema).is_valid(media["example"]), media
-    assert {"multipart/form-data", "application/gzip", "application/zip"} <= set(body("post",
-                                                                                     "/api/v1/functions/{id}/deploy"))
+    assert {"multipart/form-data", "application/gzip", "application/zip"} <= set(
+        body("post", "/api/v1/functions/{id}/deploy")
+    )
     assert body("post", "/api/v1/functions")["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/FunctionCreate"}
+        "$ref": "#/components/schemas/FunctionCreate"
+    }
     assert ok("post", "/api/v1/functions", "201")["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Function"}
-    assert paths["/api/v1/system/health"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Health"}
+        "$ref": "#/components/schemas/Function"
+    }
+    assert paths["/api/v1/system/health"]["get"]["responses"]["503"]["content"]["application/json"][
+        "schema"
+    ] == {"$ref": "#/components/schemas/Health"}
     assert spec["components"]["responses"]["Error"]["headers"]["X-Request-ID"]["required"]
     assert "Location" in paths["/api/v1/functions"]["post"]["responses"]["201"]["headers"]
     assert "Location" in paths["/api/v1/functions/{id}/deploy-inline"]["post"]["responses"]["202"]["headers"]
     links = paths["/api/v1/functions"]["post"]["responses"]["201"]["links"]
     assert {"GetFunction", "UpdateFunction", "DeleteFunction"} <= set(links)
-    assert links["GetFunction"] == {"operationId": "functions_get_function", "parameters": {"id": "$response.body#/id"}}
+    assert links["GetFunction"] == {
+        "operationId": "functions_get_function",
+        "parameters": {"id": "$response.body#/id"},
+    }
     query = {p["name"]: p for p in paths["/api/v1/functions"]["get"]["parameters"]}
-    assert query["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}  # the Go original's ceiling
-    assert query["offset"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 1_000_000}  # beside cursor
+    assert query["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+    }  # the Go original's ceiling
+    assert query["offset"]["schema"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 1_000_000,
+    }  # beside cursor
     diff = {p["name"]: p for p in paths["/api/v1/functions/{id}/diff"]["get"]["parameters"]}
-    assert diff["from"]["required"] and diff["to"]["required"] and diff["format"]["schema"]["enum"] == ["json",
-                                                                                                       "unified"]
+    assert (
+        diff["from"]["required"]
+        and diff["to"]["required"]
+        and diff["format"]["schema"]["enum"] == ["json", "unified"]
+    )
     for public in ("/web/", "/health", "/api/v1/auth/status", "/api/v1/system/health"):
         assert paths[public]["get"]["security"] == [] and paths[public]["get"]["x-orva-auth"] == "public"
     # the runtimes this host has, and its cores, bound the function schema
@@ -110,7 +140,12 @@ def test_permission_map() -> None:
     assert requirement("GET", "/api/v1/system/health") == "public"
     assert requirement("POST", "/api/v1/auth/login") == "public"
     assert requirement("GET", "/health/ready") == "public"
-    assert requirement("GET", "/web/") == requirement("GET", "/web/assets/{name}") == requirement("GET", "/") == "public"
+    assert (
+        requirement("GET", "/web/")
+        == requirement("GET", "/web/assets/{name}")
+        == requirement("GET", "/")
+        == "public"
+    )
     assert requirement("GET", "/api/v1/auth/me") == "session"
     assert requirement("GET", "/api/v1/keys") == "admin"
     assert requirement("PUT", "/api/v1/pool/config") == "admin"
@@ -135,11 +170,15 @@ def test_the_session_scheme_names_the_cookie_in_use(make_orvad) -> None:  # type
 # that ends in a newline is invalid to JSON Schema's `$` (ECMA-262), so the handler must refuse it too.
 STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "name": (["a", "hello-world", "a_b", "a" + "0" * 62], ["A", "1a", "_a", "a.b", "a" * 64, "a\n", ""]),
-    "entrypoint": (["handler.py", "src/app.v2.py", "_x.py"],
-                   ["../x.py", "a/../b.py", "/abs.py", "x.txt", ".hidden.py", "-x.py", "handler.py\n", "a\n/b.py"]),
+    "entrypoint": (
+        ["handler.py", "src/app.v2.py", "_x.py"],
+        ["../x.py", "a/../b.py", "/abs.py", "x.txt", ".hidden.py", "-x.py", "handler.py\n", "a\n/b.py"],
+    ),
     "filename": (["handler.py", "lib/main.py"], ["../x.py", "x.txt", "/x.py"]),
-    "path": (["/hooks/x", "/shop/*", "/a/", "/api2/x", "/x:y@z"],
-             ["hooks", "/api/x", "/fn/*", "/", "/*", "/a%20b", "/a//b", "/health", "/a\n", "/a b"]),
+    "path": (
+        ["/hooks/x", "/shop/*", "/a/", "/api2/x", "/x:y@z"],
+        ["hooks", "/api/x", "/fn/*", "/", "/*", "/a%20b", "/a//b", "/health", "/a\n", "/a b"],
+    ),
     "methods": (["*", "GET", "GET,POST,DELETE"], ["FOO", "GET;POST", "", "GET,"]),
     "key": (["A", "TOKEN_1", "ORVA_SIGNING_SECRET", "_x"], ["ORVA_X", "orva_x", "1A", "A-B", "A\n", ""]),
     "username": (["a", "admin@x.y"], ["a b", "", "a" * 65, "a\n"]),
@@ -149,15 +188,44 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "expires_at": ([], ["yesterday", 5]),
     "code_hash": (["abcdef", "ABCDEF0123", "0" * 64], ["abcde", "xyzxyz", "0" * 65, "", 5]),
 }
-ENV_VARS = ([{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
-            [{"ORVA_X": "1"}, {"orva_x": "1"}, {"1A": "x"}, {"A-B": "x"}, {"A": 1}, {"A": "a\x00b"}, {"A\n": "x"},
-             "A=x"])
-CORS_ORIGINS = ([[], ["*"], ["https://app.example.com", "http://127.0.0.1:3000"], ["https://[::1]:8443"]],
-                [["https://app.example.com/"], ["null"], ["HTTPS://APP.EXAMPLE.COM"], ["https://*.example.com"], [5],
-                 "https://app.example.com", ["https://a.example"] * 65])
+ENV_VARS = (
+    [{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
+    [
+        {"ORVA_X": "1"},
+        {"orva_x": "1"},
+        {"1A": "x"},
+        {"A-B": "x"},
+        {"A": 1},
+        {"A": "a\x00b"},
+        {"A\n": "x"},
+        "A=x",
+    ],
+)
+CORS_ORIGINS = (
+    [[], ["*"], ["https://app.example.com", "http://127.0.0.1:3000"], ["https://[::1]:8443"]],
+    [
+        ["https://app.example.com/"],
+        ["null"],
+        ["HTTPS://APP.EXAMPLE.COM"],
+        ["https://*.example.com"],
+        [5],
+        "https://app.example.com",
+        ["https://a.example"] * 65,
+    ],
+)
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
-POOL = ([{}, {"min_warm": 0, "max_warm": 256}, {"scale_to_zero": False, "idle_ttl_seconds": 86400}],
-        [{"min_warm": 257}, {"max_warm": 0}, {"target_concurrency": 1.5}, {"scale_to_zero": "no"}, {"zzz": 1}, [], 5])
+POOL = (
+    [{}, {"min_warm": 0, "max_warm": 256}, {"scale_to_zero": False, "idle_ttl_seconds": 86400}],
+    [
+        {"min_warm": 257},
+        {"max_warm": 0},
+        {"target_concurrency": 1.5},
+        {"scale_to_zero": "no"},
+        {"zzz": 1},
+        [],
+        5,
+    ],
+)
 # Byte caps (an env value's 32 KiB, their 64 KiB total, a secret's 32 KiB) JSON Schema cannot state: the schema
 # bounds them conservatively (characters that always fit, at most 7 variables), so a body over those bounds
 # may still be accepted and is not tested as invalid.
@@ -191,7 +259,9 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         lo, hi = schema["minimum"], schema["maximum"]
         step = 1 if kind == "integer" else 0.05
         # JSON has one number type: 2.0 is the integer 2 (JSON Schema says so too)
-        return [lo, hi, float(hi)], [lo - step, hi + step, str(lo), True] + ([lo + 0.5] if kind == "integer" else [])
+        return [lo, hi, float(hi)], [lo - step, hi + step, str(lo), True] + (
+            [lo + 0.5] if kind == "integer" else []
+        )
     if kind == "boolean":
         return [True, False], ["true", 1]
     if kind == "string":
@@ -239,26 +309,42 @@ def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
         return {**body, "name": f"n{next(names)}"} if body.get("name") == "<fresh>" else body
 
     targets = {
-        "FunctionCreate": Target("POST", "/api/v1/functions", lambda: {"name": "<fresh>", "runtime": "python"},
-                                 fresh_name),
+        "FunctionCreate": Target(
+            "POST", "/api/v1/functions", lambda: {"name": "<fresh>", "runtime": "python"}, fresh_name
+        ),
         "FunctionUpdate": Target("PUT", f"/api/v1/functions/{fn['id']}", dict, update_fix),
-        "DeployInline": Target("POST", f"/api/v1/functions/{fn['id']}/deploy-inline",
-                               lambda: {"code": "def handler(event, context):\n    return 1\n"}),
-        "Rollback": Target("POST", f"/api/v1/functions/{fn['id']}/rollback", lambda: {"deployment_id": "nope"},
-                           alone=True),
+        "DeployInline": Target(
+            "POST",
+            f"/api/v1/functions/{fn['id']}/deploy-inline",
+            lambda: {"code": "def handler(event, context):\n    return 1\n"},
+        ),
+        "Rollback": Target(
+            "POST", f"/api/v1/functions/{fn['id']}/rollback", lambda: {"deployment_id": "nope"}, alone=True
+        ),
         "KeyCreate": Target("POST", "/api/v1/keys", lambda: {"name": "k"}),
         "RouteSave": Target("PUT", "/api/v1/routes", lambda: {"path": "/r", "function_id": fn["id"]}),
         "PoolConfigUpdate": Target(
-            "PUT", "/api/v1/pool/config", lambda: {"function_id": fn["id"]},
-            before=lambda: admin.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0,
-                                                                   "max_warm": 256}).raise_for_status()),
-        "SecretUpsert": Target("POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}),
+            "PUT",
+            "/api/v1/pool/config",
+            lambda: {"function_id": fn["id"]},
+            before=lambda: admin.put(
+                "/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0, "max_warm": 256}
+            ).raise_for_status(),
+        ),
+        "SecretUpsert": Target(
+            "POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}
+        ),
         # invalid bodies first: once a user exists, onboarding answers 409 whatever the body
-        "Onboard": Target("POST", "/api/v1/auth/onboard",
-                          lambda: {"username": "admin", "password": "AdminPass123!Secure"}),
-        "Login": Target("POST", "/api/v1/auth/login", lambda: {"username": "nobody", "password": "wrong-password"}),
+        "Onboard": Target(
+            "POST", "/api/v1/auth/onboard", lambda: {"username": "admin", "password": "AdminPass123!Secure"}
+        ),
+        "Login": Target(
+            "POST", "/api/v1/auth/login", lambda: {"username": "nobody", "password": "wrong-password"}
+        ),
     }
-    assert set(targets) | {"ChangePassword"} == {n for n, s in schemas.items() if s.get("additionalProperties") is False}
+    assert set(targets) | {"ChangePassword"} == {
+        n for n, s in schemas.items() if s.get("additionalProperties") is False
+    }
     checked = 0
     for name, target in targets.items():
         schema = {**schemas[name], "components": spec["components"]}
@@ -278,14 +364,18 @@ def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
             assert not validator.is_valid(body), f"{name}: test value is schema-valid: {body!r:.200}"
             target.before()
             r = admin.request(target.method, target.url, json=body)
-            assert r.status_code == 400, f"{name} ({why}) accepted a schema-invalid body {body!r:.200}: {r.text:.300}"
+            assert r.status_code == 400, (
+                f"{name} ({why}) accepted a schema-invalid body {body!r:.200}: {r.text:.300}"
+            )
             checked += 1
         for body in valid:
             body = target.fix(body)
             assert validator.is_valid(body), f"{name}: test value is schema-invalid: {body!r:.200}"
             target.before()
             r = admin.request(target.method, target.url, json=body)
-            assert r.status_code != 400 and r.status_code < 500, f"{name} refused {body!r:.200}: {r.text:.300}"
+            assert r.status_code != 400 and r.status_code < 500, (
+                f"{name} refused {body!r:.200}: {r.text:.300}"
+            )
             checked += 1
     assert checked > 200
 
@@ -304,7 +394,10 @@ def _query_values(schema: dict[str, Any]) -> tuple[list[str], list[str]]:
     if "enum" in schema:
         return list(schema["enum"]), ["not-an-option"]
     if schema.get("format") == "date-time":
-        return ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00"], ["yesterday", "2024-13-01T00:00:00Z"]
+        return ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00"], [
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+        ]
     return [], []
 
 
@@ -316,7 +409,9 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
         spec = c.get("/api/v1/openapi.json").json()
     with server.admin() as c:
         fn = c.post("/api/v1/functions", json={"name": "q", "runtime": "python"}).json()
-        dep = c.post("/api/v1/functions/q/deploy-inline", json={"code": "def handler(e, c):\n    return 1\n"}).json()
+        dep = c.post(
+            "/api/v1/functions/q/deploy-inline", json={"code": "def handler(e, c):\n    return 1\n"}
+        ).json()
         checked = 0
         for path, ops in spec["paths"].items():
             if path in QUERY_KNOWN_BUGS | QUERY_SKIP or "get" not in ops:
@@ -332,7 +427,9 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
                 good, bad = _query_values(param["schema"])
                 for value in bad:
                     r = c.get(url, params={**required, param["name"]: value})
-                    assert r.status_code == 400, f"GET {path}?{param['name']}={value!r} answered {r.status_code}"
+                    assert r.status_code == 400, (
+                        f"GET {path}?{param['name']}={value!r} answered {r.status_code}"
+                    )
                     checked += 1
                 for value in good:
                     r = c.get(url, params={**required, param["name"]: value})
@@ -340,7 +437,9 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
                     checked += 1
                 if param["required"]:
                     r = c.get(url, params={k: v for k, v in required.items() if k != param["name"]})
-                    assert r.status_code == 400, f"GET {path} without {param['name']} answered {r.status_code}"
+                    assert r.status_code == 400, (
+                        f"GET {path} without {param['name']} answered {r.status_code}"
+                    )
         r = c.request("DELETE", "/api/v1/routes")
         assert r.status_code == 400, r.text  # ?path= is required
     assert checked > 40

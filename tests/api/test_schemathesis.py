@@ -39,8 +39,13 @@ EXCLUDED = (
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/deployments/{id}/stream"),
 )
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
 HANDLER = "def handler(event, context):\n    return {'ok': True, 'path': event['path']}\n"
 
 
@@ -54,17 +59,28 @@ def _seed(server: Orvad) -> dict[str, str]:
         invoked = c.get("/fn/st-fn/hello")
         assert invoked.status_code == 200, invoked.text
         execution_id = invoked.headers["X-Orva-Execution-Id"]
-        wait_for(lambda: c.get(f"/api/v1/executions/{execution_id}").status_code == 200, 10.0,
-                 "the execution row to be written")
-        assert c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "TOKEN", "value": "x"}).status_code == 200
+        wait_for(
+            lambda: c.get(f"/api/v1/executions/{execution_id}").status_code == 200,
+            10.0,
+            "the execution row to be written",
+        )
+        assert (
+            c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "TOKEN", "value": "x"}).status_code
+            == 200
+        )
     return {"function": fn["id"], "deployment": second["id"], "from": first["id"], "execution": execution_id}
 
 
 def _with_examples(spec: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     """The served document, with real ids as examples of path and query parameters."""
     for path, ops in spec["paths"].items():
-        kind = ("deployment" if path.startswith("/api/v1/deployments/") else
-                "execution" if path.startswith("/api/v1/executions/") else "function")
+        kind = (
+            "deployment"
+            if path.startswith("/api/v1/deployments/")
+            else "execution"
+            if path.startswith("/api/v1/executions/")
+            else "function"
+        )
         for op in ops.values():
             for param in op.get("parameters", []):
                 if param["name"] == "id":
@@ -85,29 +101,72 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(make_orvad, 
         spec = c.get("/api/v1/openapi.json").json()
     spec_path = tmp_path / "openapi.json"
     spec_path.write_text(json.dumps(_with_examples(spec, ids)))
-    exclude = [arg for method, path in EXCLUDED
-               for arg in ("--exclude-operation-id", spec["paths"][path][method.lower()]["operationId"])]
+    exclude = [
+        arg
+        for method, path in EXCLUDED
+        for arg in ("--exclude-operation-id", spec["paths"][path][method.lower()]["operationId"])
+    ]
     # 503 is a server error to schemathesis; here it is a deliberate answer where the document lists it
     config = tmp_path / "schemathesis.toml"
-    config.write_text("".join(
-        f'[[operations]]\ninclude-operation-id = "{op["operationId"]}"\n'
-        'checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]\n\n'
-        for ops in spec["paths"].values() for op in ops.values() if "503" in op["responses"]))
+    config.write_text(
+        "".join(
+            f'[[operations]]\ninclude-operation-id = "{op["operationId"]}"\n'
+            'checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]\n\n'
+            for ops in spec["paths"].values()
+            for op in ops.values()
+            if "503" in op["responses"]
+        )
+    )
     report = tmp_path / "report.ndjson"
     started = time.monotonic()
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run", str(spec_path), "--url", server.url,
-         "--phases", "examples,coverage,stateful", "--checks", ",".join(CHECKS), "--mode", "all",
-         "--max-examples", "60", "--generation-deterministic", "--workers", "1",
-         "--no-shrink", "--request-timeout", "20", "--max-failures", "20",
-         "--header", f"X-Orva-API-Key: {server.admin_key}", "--no-color", "--warnings", "off",
-         "--report", "ndjson", "--report-ndjson-path", str(report), *exclude],
-        capture_output=True, text=True, timeout=RUN_DEADLINE_S, cwd=tmp_path)
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "--config-file",
+            str(config),
+            "run",
+            str(spec_path),
+            "--url",
+            server.url,
+            "--phases",
+            "examples,coverage,stateful",
+            "--checks",
+            ",".join(CHECKS),
+            "--mode",
+            "all",
+            "--max-examples",
+            "60",
+            "--generation-deterministic",
+            "--workers",
+            "1",
+            "--no-shrink",
+            "--request-timeout",
+            "20",
+            "--max-failures",
+            "20",
+            "--header",
+            f"X-Orva-API-Key: {server.admin_key}",
+            "--no-color",
+            "--warnings",
+            "off",
+            "--report",
+            "ndjson",
+            "--report-ndjson-path",
+            str(report),
+            *exclude,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        cwd=tmp_path,
+    )
     elapsed = time.monotonic() - started
     tracebacks = [line for line in server.stderr().splitlines() if "Traceback" in line or "Error" in line]
-    assert run.returncode == 0, (f"schemathesis failed after {elapsed:.0f} s (every request: {report}):\n"
-                                 f"{run.stdout[-20000:]}\n"
-                                 f"{run.stderr[-3000:]}\norvad stderr:\n" + "\n".join(tracebacks[-40:]))
+    assert run.returncode == 0, (
+        f"schemathesis failed after {elapsed:.0f} s (every request: {report}):\n"
+        f"{run.stdout[-20000:]}\n"
+        f"{run.stderr[-3000:]}\norvad stderr:\n" + "\n".join(tracebacks[-40:])
+    )
     # the run really exercised the API: every selected operation, and the links between them
     selected = re.search(r"Selected: (\d+)/(\d+)", run.stdout)
     tested = re.search(r"Tested: (\d+)", run.stdout)

@@ -10,8 +10,13 @@ import httpx
 from tests.deploy_helpers import create_function
 from tests.helpers import Orvad
 
-DEFAULT_POOL = {"min_warm": 1, "max_warm": 16, "idle_ttl_seconds": 300, "target_concurrency": 1,
-                "scale_to_zero": True}
+DEFAULT_POOL = {
+    "min_warm": 1,
+    "max_warm": 16,
+    "idle_ttl_seconds": 300,
+    "target_concurrency": 1,
+    "scale_to_zero": True,
+}
 
 
 def _state(c: httpx.Client, fn_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -24,13 +29,26 @@ def test_a_bad_pool_field_saves_nothing_of_the_request(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "atomic-settings", env_vars={"KEEP": "1"}, description="before")
         before = _state(c, fn["id"])
-        for pool, field in (({"min_warm": 999}, "pool.min_warm"), ({"max_warm": 0}, "pool.max_warm"),
-                            ({"min_warm": 5, "max_warm": 2}, "pool.min_warm"), ({"max_warm": 0.5}, "pool.max_warm"),
-                            ({"scale_to_zero": "no"}, "pool.scale_to_zero"), ({"idle_ttl_seconds": 0},
-                                                                              "pool.idle_ttl_seconds"),
-                            ({"target_concurrency": 2, "bogus": 1}, "pool.bogus"), ([], "pool"), (None, "pool")):
-            r = c.put(f"/api/v1/functions/{fn['id']}",
-                      json={"env_vars": {"CHANGED": "yes"}, "description": "after", "timeout_ms": 5000, "pool": pool})
+        for pool, field in (
+            ({"min_warm": 999}, "pool.min_warm"),
+            ({"max_warm": 0}, "pool.max_warm"),
+            ({"min_warm": 5, "max_warm": 2}, "pool.min_warm"),
+            ({"max_warm": 0.5}, "pool.max_warm"),
+            ({"scale_to_zero": "no"}, "pool.scale_to_zero"),
+            ({"idle_ttl_seconds": 0}, "pool.idle_ttl_seconds"),
+            ({"target_concurrency": 2, "bogus": 1}, "pool.bogus"),
+            ([], "pool"),
+            (None, "pool"),
+        ):
+            r = c.put(
+                f"/api/v1/functions/{fn['id']}",
+                json={
+                    "env_vars": {"CHANGED": "yes"},
+                    "description": "after",
+                    "timeout_ms": 5000,
+                    "pool": pool,
+                },
+            )
             err = r.json()["error"]
             assert r.status_code == 400 and err["code"] == "VALIDATION", r.text
             assert err["details"]["field"] == field and err["message"].startswith(field), (pool, err)
@@ -44,9 +62,14 @@ def test_a_bad_pool_field_saves_nothing_of_the_request(orvad: Orvad) -> None:
 def test_one_request_saves_function_and_pool_settings_together(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "atomic-settings-ok")
-        r = c.put(f"/api/v1/functions/{fn['id']}",
-                  json={"env_vars": {"GREETING": "hi"}, "timeout_ms": 4000,
-                        "pool": {"min_warm": 2, "max_warm": 4, "scale_to_zero": False}})
+        r = c.put(
+            f"/api/v1/functions/{fn['id']}",
+            json={
+                "env_vars": {"GREETING": "hi"},
+                "timeout_ms": 4000,
+                "pool": {"min_warm": 2, "max_warm": 4, "scale_to_zero": False},
+            },
+        )
         assert r.status_code == 200, r.text
         want_pool = {**DEFAULT_POOL, "min_warm": 2, "max_warm": 4, "scale_to_zero": False}
         assert r.json()["pool"] == want_pool

@@ -17,15 +17,25 @@ def test_metrics_parse_and_need_read(orvad: Orvad) -> None:
         r = c.get("/api/v1/system/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         names = {f.name for f in text_string_to_metric_families(r.text)}
-        assert {"orva_invocations", "orva_invocation_duration_seconds", "orva_host_memory_reserved_bytes"} <= names
+        assert {
+            "orva_invocations",
+            "orva_invocation_duration_seconds",
+            "orva_host_memory_reserved_bytes",
+        } <= names
         snap = c.get("/api/v1/system/metrics.json").json()
         assert {"invocations_total", "rate_per_s", "latency_ms", "pools", "error_rate"} <= set(snap)
     with orvad.client() as c:
         assert c.get("/api/v1/system/metrics").status_code == 401
 
 
-def _collect_events(url: str, headers: dict[str, str], cookies: dict[str, str], want: int,
-                    found: list[tuple[str, dict]], ready: threading.Event) -> None:
+def _collect_events(
+    url: str,
+    headers: dict[str, str],
+    cookies: dict[str, str],
+    want: int,
+    found: list[tuple[str, dict]],
+    ready: threading.Event,
+) -> None:
     import httpx
 
     with httpx.Client(timeout=30, cookies=cookies) as c, c.stream("GET", url, headers=headers) as r:
@@ -47,18 +57,26 @@ def test_events_stream_to_key_and_cookie_clients(orvad: Orvad) -> None:
     with orvad.admin() as c:
         status = c.get("/api/v1/auth/status").json()
         if not status["has_user"]:
-            c.post("/api/v1/auth/onboard", json={"username": "events-admin", "password": "AdminPass123!Secure"})
+            c.post(
+                "/api/v1/auth/onboard", json={"username": "events-admin", "password": "AdminPass123!Secure"}
+            )
         fn = create_function(c, "events-fn")
     with orvad.client() as c:
-        login = c.post("/api/v1/auth/login", json={"username": "events-admin", "password": "AdminPass123!Secure"})
+        login = c.post(
+            "/api/v1/auth/login", json={"username": "events-admin", "password": "AdminPass123!Secure"}
+        )
         cookie = login.cookies["session_token"]
     url = f"{orvad.url}/api/v1/events?types=deployment&function_id={fn['id']}"
     results: dict[str, list[tuple[str, dict]]] = {"key": [], "cookie": []}
     threads = []
-    for who, headers, cookies in (("key", {"X-Orva-API-Key": orvad.admin_key}, {}),
-                                  ("cookie", {}, {"session_token": cookie})):
+    for who, headers, cookies in (
+        ("key", {"X-Orva-API-Key": orvad.admin_key}, {}),
+        ("cookie", {}, {"session_token": cookie}),
+    ):
         ready = threading.Event()
-        t = threading.Thread(target=_collect_events, args=(url, headers, cookies, 1, results[who], ready), daemon=True)
+        t = threading.Thread(
+            target=_collect_events, args=(url, headers, cookies, 1, results[who], ready), daemon=True
+        )
         t.start()
         assert ready.wait(10)
         threads.append(t)
@@ -98,22 +116,32 @@ def test_audit_trail_records_management_calls(orvad: Orvad) -> None:
 def test_prometheus_counts_match_the_executions_made(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "counted-fn")
-        code = "def handler(e, c):\n    if e['path'] == '/bad':\n        raise ValueError('x')\n    return 1\n"
+        code = (
+            "def handler(e, c):\n    if e['path'] == '/bad':\n        raise ValueError('x')\n    return 1\n"
+        )
         wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
         for _ in range(7):
             assert c.get(f"/fn/{fn['id']}").status_code == 200
         for _ in range(3):
             assert c.get(f"/fn/{fn['id']}/bad").status_code == 500
         families = {f.name: f for f in text_string_to_metric_families(c.get("/api/v1/system/metrics").text)}
-    counts = {s.labels["status"]: s.value for s in families["orva_invocations"].samples
-              if s.name == "orva_invocations_total" and s.labels["function"] == "counted-fn"}
+    counts = {
+        s.labels["status"]: s.value
+        for s in families["orva_invocations"].samples
+        if s.name == "orva_invocations_total" and s.labels["function"] == "counted-fn"
+    }
     assert counts == {"success": 7.0, "error": 3.0}
-    durations = [s.value for s in families["orva_invocation_duration_seconds"].samples
-                 if s.name.endswith("_count") and s.labels["function"] == "counted-fn"]
+    durations = [
+        s.value
+        for s in families["orva_invocation_duration_seconds"].samples
+        if s.name.endswith("_count") and s.labels["function"] == "counted-fn"
+    ]
     assert durations == [10.0]
     waits = [s.value for s in families["orva_queue_wait_seconds"].samples if s.name.endswith("_count")]
     assert waits and waits[0] >= 10
-    builds = {s.labels["status"]: s.value for s in families["orva_builds"].samples if s.name == "orva_builds_total"}
+    builds = {
+        s.labels["status"]: s.value for s in families["orva_builds"].samples if s.name == "orva_builds_total"
+    }
     assert builds.get("succeeded", 0) >= 1
     spawns = [s.value for s in families["orva_spawn_duration_seconds"].samples if s.name.endswith("_count")]
     assert sum(spawns) >= 1
@@ -143,8 +171,10 @@ def test_an_execution_event_names_a_row_that_can_be_read_at_once(orvad: Orvad) -
         code = "def handler(e, c):\n    print('logged line')\n    return 1\n"
         assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
         url = f"{orvad.url}/api/v1/events?types=execution&function_id={fn['id']}"
-        with httpx.Client(timeout=30, headers={"X-Orva-API-Key": orvad.admin_key}) as sse, \
-                sse.stream("GET", url) as stream:
+        with (
+            httpx.Client(timeout=30, headers={"X-Orva-API-Key": orvad.admin_key}) as sse,
+            sse.stream("GET", url) as stream,
+        ):
             invoked = threading.Thread(target=lambda: httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=30))
             invoked.start()
             event = None

@@ -65,7 +65,9 @@ def test_anonymous_refused_calls_are_counted_not_stored(make_orvad) -> None:
         rows = mine()
         grown = _db_bytes(server) - before
         entries = c.get("/api/v1/audit-log", params={"limit": 500}).json()["entries"]
-        assert not [e for e in entries if e["actor_kind"] == "anonymous"], "anonymous refused calls were stored"
+        assert not [e for e in entries if e["actor_kind"] == "anonymous"], (
+            "anonymous refused calls were stored"
+        )
         _assert_cut(rows[0]["path"], len(path))
         assert len(rows[0]["target_id"]) <= RECORDED_PATH_MAX
         assert _refused(c, "unauthenticated") == FLOOD + 1
@@ -76,13 +78,16 @@ def test_refused_invocations_keep_a_cut_path(make_orvad) -> None:
     server = make_orvad()
     with server.admin() as c:
         fn = create_function(c, "private", auth_mode="api_key")
-        assert wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 1\n")["id"])[
-            "status"] == "succeeded"
+        assert (
+            wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 1\n")["id"])["status"]
+            == "succeeded"
+        )
     before_main = (server.data_dir / "orva.db").stat().st_size
     with httpx.Client(base_url=server.url, timeout=30) as anon:
         for _ in range(FLOOD):
             assert anon.get("/fn/private/" + LONG).status_code == 401
     with server.admin() as c:
+
         def recorded() -> list[dict]:
             rows: list[dict] = []
             cursor = None
@@ -101,7 +106,9 @@ def test_refused_invocations_keep_a_cut_path(make_orvad) -> None:
     assert all(r["status"] == "rejected" and r["status_code"] == 401 for r in rows)
     for row in rows:
         _assert_cut(row["path"], len(LONG) + 1)
-    assert grown < FLOOD * ROW_BOUND, f"the invoke flood grew orva.db by {grown} bytes ({grown // FLOOD} per call)"
+    assert grown < FLOOD * ROW_BOUND, (
+        f"the invoke flood grew orva.db by {grown} bytes ({grown // FLOOD} per call)"
+    )
     assert wal < WAL_BOUND, f"the write-ahead log holds {wal} bytes"
 
 
@@ -114,22 +121,33 @@ def test_audit_rows_older_than_the_retention_are_pruned(make_orvad) -> None:
     with server.admin() as c:
         fn = create_function(c, "audited")
         assert c.put(f"/api/v1/functions/{fn['id']}", json={"description": "audited"}).status_code == 200
-        wait_for(lambda: any(e["target_id"] == fn["id"] for e in
-                             c.get("/api/v1/audit-log", params={"limit": 500}).json()["entries"]), 10, "the audit row")
+        wait_for(
+            lambda: any(
+                e["target_id"] == fn["id"]
+                for e in c.get("/api/v1/audit-log", params={"limit": 500}).json()["entries"]
+            ),
+            10,
+            "the audit row",
+        )
     server.stop()
     now = datetime.now(UTC)
     with sqlite3.connect(server.data_dir / "orva.db") as db:
         for row_id, age in (("00000000-old", 31), ("00000000-kept", 29)):
-            db.execute("INSERT INTO audit_log (id, ts, actor_kind, method, path, status, request_id)"
-                       " VALUES (?, ?, 'key', 'POST', '/api/v1/functions', 201, '-')",
-                       (row_id, _iso(now - timedelta(days=age))))
+            db.execute(
+                "INSERT INTO audit_log (id, ts, actor_kind, method, path, status, request_id)"
+                " VALUES (?, ?, 'key', 'POST', '/api/v1/functions', 201, '-')",
+                (row_id, _iso(now - timedelta(days=age))),
+            )
     db.close()
     server.start()  # housekeeping runs at start, then hourly
     with server.admin() as c:
+
         def ids() -> set[str]:
             return {e["id"] for e in c.get("/api/v1/audit-log", params={"limit": 500}).json()["entries"]}
 
         wait_for(lambda: "00000000-old" not in ids(), 10, "the 31-day-old audit row to be pruned")
         assert "00000000-kept" in ids()
-        assert any(e["target_id"] == fn["id"] for e in
-                   c.get("/api/v1/audit-log", params={"limit": 500}).json()["entries"])
+        assert any(
+            e["target_id"] == fn["id"]
+            for e in c.get("/api/v1/audit-log", params={"limit": 500}).json()["entries"]
+        )

@@ -69,7 +69,11 @@ def test_onboarding_needs_the_setup_token(make_orvad: Callable[..., Orvad]) -> N
         assert "admin.key" in missing.json()["error"]["hint"]
         assert str(server.data_dir) not in missing.text  # where to look, in general terms: no host path
         wrong = "orva_" + secrets.token_hex(32)
-        for attempt in ({**body, "setup_token": wrong}, {**body, "setup_token": "guess"}, {**body, "setup_token": ""}):
+        for attempt in (
+            {**body, "setup_token": wrong},
+            {**body, "setup_token": "guess"},
+            {**body, "setup_token": ""},
+        ):
             r = c.post("/api/v1/auth/onboard", json=attempt)
             assert r.status_code == 401 and "admin.key" in r.json()["error"]["hint"], r.text
         r = c.post("/api/v1/auth/onboard", json=body, headers={"X-Orva-API-Key": wrong})
@@ -77,15 +81,20 @@ def test_onboarding_needs_the_setup_token(make_orvad: Callable[..., Orvad]) -> N
         r = c.post("/api/v1/auth/onboard", json={**body, "setup_token": 12345})
         assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "setup_token"
         with server.admin() as admin:
-            reader = admin.post("/api/v1/keys", json={"name": "ro", "permissions": ["read", "write"]}).json()["key"]
+            reader = admin.post("/api/v1/keys", json={"name": "ro", "permissions": ["read", "write"]}).json()[
+                "key"
+            ]
         r = c.post("/api/v1/auth/onboard", json={**body, "setup_token": reader})
         assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
         assert c.get("/api/v1/auth/status").json()["has_user"] is False  # nothing was claimed
         assert "set-cookie" not in r.headers
 
         # the key in the X-Orva-API-Key header proves ownership as well as the setup_token field
-        ok = c.post("/api/v1/auth/onboard", json={"username": "owner", "password": PASSWORD},
-                    headers={"X-Orva-API-Key": server.admin_key})
+        ok = c.post(
+            "/api/v1/auth/onboard",
+            json={"username": "owner", "password": PASSWORD},
+            headers={"X-Orva-API-Key": server.admin_key},
+        )
         assert ok.status_code == 201 and ok.json()["user"]["username"] == "owner"
 
 
@@ -108,8 +117,10 @@ def test_login_password_change_and_bad_input(make_orvad: Callable[..., Orvad]) -
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "INVALID_CREDENTIALS"
         ok = c.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
         assert ok.status_code == 200 and ok.json()["user"]["username"] == "admin"
-        changed = c.post("/api/v1/auth/change-password",
-                         json={"current_password": PASSWORD, "new_password": "An0ther-Long-Password"})
+        changed = c.post(
+            "/api/v1/auth/change-password",
+            json={"current_password": PASSWORD, "new_password": "An0ther-Long-Password"},
+        )
         assert changed.status_code == 200
         assert c.get("/api/v1/auth/me").status_code == 200  # the session that changed it lives on
     with server.client() as c:
@@ -142,14 +153,20 @@ async def test_parallel_guesses_get_no_more_checks_than_the_limit(make_orvad: Ca
         assert server.onboard(c, "victim", PASSWORD).status_code == 201
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as c:
-        guesses = [c.post("/api/v1/auth/login", json={"username": "victim", "password": f"guess-{i:04d}-wrong"})
-                   for i in range(60)]
+        guesses = [
+            c.post("/api/v1/auth/login", json={"username": "victim", "password": f"guess-{i:04d}-wrong"})
+            for i in range(60)
+        ]
         codes = [r.status_code for r in await asyncio.gather(*guesses)]
         assert codes.count(401) == 5, codes  # exactly the limit was checked
         assert codes.count(429) == 55, codes
         # the right password in the middle of a burst is refused too: the username is throttled
-        late = await asyncio.gather(*[c.post("/api/v1/auth/login", json={"username": "VICTIM", "password": p})
-                                      for p in ["wrong-one-more", PASSWORD, "wrong-two-more"]])
+        late = await asyncio.gather(
+            *[
+                c.post("/api/v1/auth/login", json={"username": "VICTIM", "password": p})
+                for p in ["wrong-one-more", PASSWORD, "wrong-two-more"]
+            ]
+        )
         assert [r.status_code for r in late] == [429, 429, 429]
         assert all(r.json()["error"]["code"] == "RATE_LIMITED" for r in late)
 
@@ -166,10 +183,12 @@ def test_cookie_state_changes_need_the_csrf_header(make_orvad: Callable[..., Orv
         token = _session_cookie(server.onboard(c, "admin", PASSWORD))
     with server.client(cookies={"session_token": token}) as bare:
         assert bare.get("/api/v1/keys").status_code == 200  # reading needs no header
-        for method, path, body in (("POST", "/api/v1/keys", {"name": "stolen"}),
-                                   ("POST", "/api/v1/functions", {"name": "planted", "runtime": "python"}),
-                                   ("PUT", "/api/v1/pool/config", {}),
-                                   ("POST", "/api/v1/auth/logout", None)):
+        for method, path, body in (
+            ("POST", "/api/v1/keys", {"name": "stolen"}),
+            ("POST", "/api/v1/functions", {"name": "planted", "runtime": "python"}),
+            ("PUT", "/api/v1/pool/config", {}),
+            ("POST", "/api/v1/auth/logout", None),
+        ):
             r = bare.request(method, path, json=body)
             assert r.status_code == 403, (method, path, r.text)
             error = r.json()["error"]
@@ -218,12 +237,18 @@ def test_cross_site_cookie_requests_are_refused(make_orvad: Callable[..., Orvad]
         assert c.post("/api/v1/auth/onboard", json=body).status_code == 201
         cross = c.post("/api/v1/keys", json={"name": "x"}, headers={"Sec-Fetch-Site": "cross-site"})
         assert cross.status_code == 403
-        same = c.post("/api/v1/keys", json={"name": "x"},
-                      headers={"Sec-Fetch-Site": "same-origin", "Origin": server.url})
+        same = c.post(
+            "/api/v1/keys",
+            json={"name": "x"},
+            headers={"Sec-Fetch-Site": "same-origin", "Origin": server.url},
+        )
         assert same.status_code == 201
     # an API key is not a browser credential: no origin check applies
     with server.admin() as c:
-        assert c.post("/api/v1/keys", json={"name": "y"}, headers={"Origin": "https://elsewhere"}).status_code == 201
+        assert (
+            c.post("/api/v1/keys", json={"name": "y"}, headers={"Origin": "https://elsewhere"}).status_code
+            == 201
+        )
 
 
 def test_unreadable_cookie_pairs_do_not_break_the_guard(make_orvad: Callable[..., Orvad]) -> None:
@@ -231,17 +256,25 @@ def test_unreadable_cookie_pairs_do_not_break_the_guard(make_orvad: Callable[...
     server = make_orvad()
     with server.client() as c:
         token = _session_cookie(server.onboard(c, "admin", PASSWORD))
-    for header, status in ((f"theme=dark; $yk=1; session_token={token}", 200), ("a=b; $yk=1", 401),
-                           (f'junk; "x"=; session_token="{token}"', 200)):
+    for header, status in (
+        (f"theme=dark; $yk=1; session_token={token}", 200),
+        ("a=b; $yk=1", 401),
+        (f'junk; "x"=; session_token="{token}"', 200),
+    ):
         r = httpx.get(server.url + "/api/v1/auth/me", headers={"Cookie": header})
         assert r.status_code == status, (header, r.text)
-    r = httpx.post(server.url + "/api/v1/keys", json={"name": "k"},
-                   headers={"Cookie": f"$yk=1; session_token={token}", "X-Orva-CSRF": "1"})
+    r = httpx.post(
+        server.url + "/api/v1/keys",
+        json={"name": "k"},
+        headers={"Cookie": f"$yk=1; session_token={token}", "X-Orva-CSRF": "1"},
+    )
     assert r.status_code == 201
 
 
 @pytest.mark.sandbox
-def test_api_key_functions_take_the_session_only_with_the_csrf_header(make_orvad: Callable[..., Orvad]) -> None:
+def test_api_key_functions_take_the_session_only_with_the_csrf_header(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """The session cookie rides along with any same-site request (a page on another port of the host, a
     function page): an `auth_mode: api_key` function accepts it only with X-Orva-CSRF, as the API does."""
     from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
@@ -258,12 +291,17 @@ def test_api_key_functions_take_the_session_only_with_the_csrf_header(make_orvad
         for method in ("GET", "POST"):
             r = bare.request(method, "/fn/guarded/")
             assert r.status_code == 403, r.text
-            assert r.json()["error"]["details"]["required"] == "X-Orva-CSRF" and "X-Orva-API-Key" in r.json()["error"]["hint"]
+            assert (
+                r.json()["error"]["details"]["required"] == "X-Orva-CSRF"
+                and "X-Orva-API-Key" in r.json()["error"]["hint"]
+            )
     with server.session_client(token) as dashboard:
         assert dashboard.post("/fn/guarded/").text == "ran"
 
 
-def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_client(make_orvad: Callable[..., Orvad]) -> None:
+def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_client(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """Found by the red-team pass: behind the documented proxy setup every caller was the proxy, so five
     wrong guesses from anyone locked the operator out of login for the whole window."""
     server = make_orvad(env={"ORVA_TRUSTED_PROXIES": "127.0.0.1/32"})
@@ -271,13 +309,22 @@ def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_client(make_o
         assert server.onboard(c, "admin", PASSWORD).status_code == 201
     with server.client() as c:
         attacker = {"X-Forwarded-For": "203.0.113.66"}
-        codes = [c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong"},
-                        headers=attacker).status_code for _ in range(6)]
+        codes = [
+            c.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": "wrong"}, headers=attacker
+            ).status_code
+            for _ in range(6)
+        ]
         assert codes == [401] * 5 + [429], codes
-        operator = c.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD},
-                          headers={"X-Forwarded-For": "198.51.100.7"})
+        operator = c.post(
+            "/api/v1/auth/login",
+            json={"username": "admin", "password": PASSWORD},
+            headers={"X-Forwarded-For": "198.51.100.7"},
+        )
         assert operator.status_code == 200, operator.text
     with server.client() as c:  # without X-Forwarded-For the caller is the proxy itself, throttled as such
-        codes = [c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong"}).status_code
-                 for _ in range(6)]
+        codes = [
+            c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong"}).status_code
+            for _ in range(6)
+        ]
         assert codes[-1] == 429

@@ -17,8 +17,13 @@ CSRF = {"X-Orva-CSRF": "1"}
 
 
 def _reset(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orvad", "reset-password", "--data-dir", str(data_dir), *args],
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "orvad", "reset-password", "--data-dir", str(data_dir), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _token(response: httpx.Response) -> str:
@@ -32,7 +37,8 @@ def _login(server: Orvad, password: str) -> httpx.Response:
 
 
 def test_reset_beside_a_running_orvad_ends_sessions_and_the_new_password_logs_in(
-        make_orvad: Callable[..., Orvad]) -> None:
+    make_orvad: Callable[..., Orvad],
+) -> None:
     server = make_orvad()
     with server.client(headers=CSRF) as c:
         old_session = _token(server.onboard(c, "admin", OLD))
@@ -63,7 +69,8 @@ def test_reset_beside_a_running_orvad_ends_sessions_and_the_new_password_logs_in
 
 
 def test_reset_refuses_an_unknown_user_a_short_password_and_a_wrong_data_dir(
-        make_orvad: Callable[..., Orvad], tmp_path: Path) -> None:
+    make_orvad: Callable[..., Orvad], tmp_path: Path
+) -> None:
     server = make_orvad()
     with server.client(headers=CSRF) as c:
         session = _token(server.onboard(c, "admin", OLD))

@@ -58,8 +58,12 @@ def _zip(entries: list[tuple[str, str, str]]) -> bytes:
 def _chain(outside: Path) -> list[tuple[str, str, str]]:
     """`a -> .`, then `a/a/.../a/x -> ../../...` (textually inside), then `x/<outside>/pwned`."""
     deep = "/".join(["a"] * DEPTH)
-    return [("sym", "a", "."), ("sym", f"{deep}/x", "/".join([".."] * DEPTH)),
-            ("file", f"x{outside}/pwned", "owned"), ("file", "handler.py", PY % 9)]
+    return [
+        ("sym", "a", "."),
+        ("sym", f"{deep}/x", "/".join([".."] * DEPTH)),
+        ("file", f"x{outside}/pwned", "owned"),
+        ("file", "handler.py", PY % 9),
+    ]
 
 
 def _variants(outside: Path) -> dict[str, tuple[bytes, str]]:
@@ -67,16 +71,44 @@ def _variants(outside: Path) -> dict[str, tuple[bytes, str]]:
     return {
         "chain-tar": (_tar(_chain(outside)), "link"),  # type: ignore[arg-type]
         "chain-zip": (_zip(_chain(outside)), "link"),
-        "link-then-file-absolute": (_tar([("sym", "l", str(outside)), ("file", "l/pwned", "owned"),
-                                          ("file", "handler.py", PY % 9)]), "link"),
-        "link-then-file-up": (_tar([("sym", "l", rel_up), ("file", "l/pwned", "owned"),
-                                    ("file", "handler.py", PY % 9)]), "link"),
-        "link-inside-then-file": (_tar([("dir", "sub", ""), ("sym", "l", "sub"), ("file", "l/pwned", "owned"),
-                                        ("file", "handler.py", PY % 9)]), "link"),
-        "link-replaced-by-dir": (_tar([("sym", "d", str(outside)), ("dir", "d", ""), ("file", "d/pwned", "owned"),
-                                       ("file", "handler.py", PY % 9)]), "link"),
-        "hard-link": (_tar([("hard", "h", str(outside / "victim")), ("file", "handler.py", PY % 9)]), "hard link"),
-        "absolute-name": (_tar([("file", f"{outside}/pwned", "owned"), ("file", "handler.py", PY % 9)]), "absolute"),
+        "link-then-file-absolute": (
+            _tar([("sym", "l", str(outside)), ("file", "l/pwned", "owned"), ("file", "handler.py", PY % 9)]),
+            "link",
+        ),
+        "link-then-file-up": (
+            _tar([("sym", "l", rel_up), ("file", "l/pwned", "owned"), ("file", "handler.py", PY % 9)]),
+            "link",
+        ),
+        "link-inside-then-file": (
+            _tar(
+                [
+                    ("dir", "sub", ""),
+                    ("sym", "l", "sub"),
+                    ("file", "l/pwned", "owned"),
+                    ("file", "handler.py", PY % 9),
+                ]
+            ),
+            "link",
+        ),
+        "link-replaced-by-dir": (
+            _tar(
+                [
+                    ("sym", "d", str(outside)),
+                    ("dir", "d", ""),
+                    ("file", "d/pwned", "owned"),
+                    ("file", "handler.py", PY % 9),
+                ]
+            ),
+            "link",
+        ),
+        "hard-link": (
+            _tar([("hard", "h", str(outside / "victim")), ("file", "handler.py", PY % 9)]),
+            "hard link",
+        ),
+        "absolute-name": (
+            _tar([("file", f"{outside}/pwned", "owned"), ("file", "handler.py", PY % 9)]),
+            "absolute",
+        ),
         "dotdot-name": (_tar([("file", f"{rel_up}/pwned", "owned"), ("file", "handler.py", PY % 9)]), ".."),
     }
 
@@ -125,28 +157,37 @@ def _xz_bomb(declared: int, kind: bytes = tarfile.REGTYPE) -> bytes:
     return first + rest * (declared // block)
 
 
-@pytest.mark.parametrize(("declared", "kind"), [(16 << 30, tarfile.REGTYPE), (1 << 30, tarfile.XHDTYPE)],
-                         ids=["16GiB-member", "1GiB-pax-header"])
+@pytest.mark.parametrize(
+    ("declared", "kind"),
+    [(16 << 30, tarfile.REGTYPE), (1 << 30, tarfile.XHDTYPE)],
+    ids=["16GiB-member", "1GiB-pax-header"],
+)
 def test_xz_bomb_fails_fast(orvad: Orvad, declared: int, kind: bytes) -> None:
     bomb = _xz_bomb(declared, kind)
     assert len(bomb) < 3_000_000
     with orvad.admin() as c:
         fn = create_function(c, f"xz-bomb-{kind.decode()}")
         began = time.monotonic()
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=bomb,
-                   headers={"content-type": "application/octet-stream"})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            content=bomb,
+            headers={"content-type": "application/octet-stream"},
+        )
         assert r.status_code == 202, r.text
         bad = wait_deployed(c, r.json()["id"], deadline_s=60)
         took = time.monotonic() - began
         assert bad["status"] == "failed", bad
         assert "the limit is" in bad["error_message"] or "compression bomb" in bad["error_message"], bad
-        assert took < 5, f"the bomb held the build for {took:.1f} s: it was decompressed before the cap was checked"
+        assert took < 5, (
+            f"the bomb held the build for {took:.1f} s: it was decompressed before the cap was checked"
+        )
 
 
 @pytest.mark.parametrize("kind", ["tar.gz", "zip"])
 def test_a_ratio_past_200_is_refused_but_small_repetitive_archives_deploy(orvad: Orvad, kind: str) -> None:
     """48 MiB of zeros is under the 256 MiB byte cap but packs about 1000x: refused as a bomb while it
     decompresses; 8 MiB of zeros (under the 32 MiB floor) deploys."""
+
     def pack(size: int) -> bytes:
         handler = "def handler(event, context):\n    return 'ok'\n"
         if kind == "zip":
@@ -166,8 +207,11 @@ def test_a_ratio_past_200_is_refused_but_small_repetitive_archives_deploy(orvad:
     with orvad.admin() as c:
         fn = create_function(c, f"ratio-{kind.replace('.', '-')}")
         for size, expected in ((48 << 20, "failed"), (8 << 20, "succeeded")):
-            r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=pack(size),
-                       headers={"content-type": "application/octet-stream"})
+            r = c.post(
+                f"/api/v1/functions/{fn['id']}/deploy",
+                content=pack(size),
+                headers={"content-type": "application/octet-stream"},
+            )
             assert r.status_code == 202, r.text
             done = wait_deployed(c, r.json()["id"], deadline_s=60)
             assert done["status"] == expected, done
@@ -187,17 +231,23 @@ def test_entry_count_is_capped(orvad: Orvad) -> None:
 def test_archive_without_the_entrypoint_fails(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "no-entrypoint")
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("x.tgz", _tar([("file", "main.py", "x")]))})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            files={"file": ("x.tgz", _tar([("file", "main.py", "x")]))},
+        )
         bad = wait_deployed(c, r.json()["id"])
         assert bad["status"] == "failed" and "handler.py not found" in bad["error_message"], bad
         assert c.get(f"/api/v1/functions/{fn['id']}").json()["status"] == "error"
 
 
-@pytest.mark.parametrize("archive", [
-    _tar([("file", "handler.py", "a"), ("file", "handler.py", "b")]),
-    _tar([("file", "lib", "a"), ("file", "lib/x.py", "b"), ("file", "handler.py", "c")]),
-    b"\x1f\x8b" + b"garbage" * 100,
-])
+@pytest.mark.parametrize(
+    "archive",
+    [
+        _tar([("file", "handler.py", "a"), ("file", "handler.py", "b")]),
+        _tar([("file", "lib", "a"), ("file", "lib/x.py", "b"), ("file", "handler.py", "c")]),
+        b"\x1f\x8b" + b"garbage" * 100,
+    ],
+)
 def test_archive_errors_never_show_host_paths(orvad: Orvad, archive: bytes) -> None:
     with orvad.admin() as c:
         fn = create_function(c, f"no-paths-{abs(hash(archive)) % 10**8}")
@@ -205,7 +255,9 @@ def test_archive_errors_never_show_host_paths(orvad: Orvad, archive: bytes) -> N
         bad = wait_deployed(c, r.json()["id"])
         assert bad["status"] == "failed"
         message = bad["error_message"]
-        assert str(orvad.data_dir) not in message and "/staging/" not in message and "/tmp/" not in message, message
+        assert str(orvad.data_dir) not in message and "/staging/" not in message and "/tmp/" not in message, (
+            message
+        )
         logs = c.get(f"/api/v1/deployments/{bad['id']}/logs").json()["lines"]
         assert all(str(orvad.data_dir) not in ln["line"] for ln in logs)
 

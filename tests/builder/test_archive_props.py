@@ -47,7 +47,12 @@ def _zip(entries: list[tuple[str, str, str]]) -> bytes:
         warnings.simplefilter("ignore", UserWarning)  # duplicate names are part of the attack
         for kind, name, target in entries:
             info = zipfile.ZipInfo(name or "x")
-            kind_bits = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "sym": stat.S_IFLNK, "hard": stat.S_IFREG}[kind]
+            kind_bits = {
+                "file": stat.S_IFREG,
+                "dir": stat.S_IFDIR,
+                "sym": stat.S_IFLNK,
+                "hard": stat.S_IFREG,
+            }[kind]
             info.external_attr = (kind_bits | 0o755) << 16
             zf.writestr(info, target if kind == "sym" else "hi")
     return buf.getvalue()
@@ -59,8 +64,9 @@ def _snapshot(root: Path) -> list[tuple[str, int]]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(ENTRY, min_size=1, max_size=8), st.booleans())
-def test_unpacking_never_leaves_the_destination_nor_keeps_links(entries: list[tuple[str, str, str]],
-                                                                as_zip: bool) -> None:
+def test_unpacking_never_leaves_the_destination_nor_keeps_links(
+    entries: list[tuple[str, str, str]], as_zip: bool
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         dest = base / "a" / "b" / "dest"  # `..` from dest lands in folders the test watches

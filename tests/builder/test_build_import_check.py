@@ -16,28 +16,51 @@ from tests.helpers import Orvad
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-GOOD = {"python": "def handler(event, context):\n    return {'v': 1}\n",
-        "node": "exports.handler = async () => ({v: 1});\n"}
+GOOD = {
+    "python": "def handler(event, context):\n    return {'v': 1}\n",
+    "node": "exports.handler = async () => ({v: 1});\n",
+}
 
 # (what is wrong, code, text the build log must show)
 BROKEN = {
     "python": [
         ("missing colon", "def handler(event, context)\n    return {'v': 2}\n", "SyntaxError"),
-        ("missing handler", "def handle(event, context):\n    return 2\n", "does not define a callable handler"),
-        ("missing module", "import no_such_module_here\n\ndef handler(e, c):\n    return 2\n",
-         "No module named 'no_such_module_here'"),
-        ("raises at import", "print('loading v2')\nraise RuntimeError('broken at import')\n\ndef handler(e, c):\n"
-                             "    return 2\n", "RuntimeError: broken at import"),
+        (
+            "missing handler",
+            "def handle(event, context):\n    return 2\n",
+            "does not define a callable handler",
+        ),
+        (
+            "missing module",
+            "import no_such_module_here\n\ndef handler(e, c):\n    return 2\n",
+            "No module named 'no_such_module_here'",
+        ),
+        (
+            "raises at import",
+            "print('loading v2')\nraise RuntimeError('broken at import')\n\ndef handler(e, c):\n"
+            "    return 2\n",
+            "RuntimeError: broken at import",
+        ),
         ("exits at import", "import sys\nsys.exit(0)\n\ndef handler(e, c):\n    return 2\n", "SystemExit"),
-        ("dies at import", "import os\nos._exit(0)\n\ndef handler(e, c):\n    return 2\n", "exited with code 0"),
+        (
+            "dies at import",
+            "import os\nos._exit(0)\n\ndef handler(e, c):\n    return 2\n",
+            "exited with code 0",
+        ),
     ],
     "node": [
         ("syntax error", "exports.handler = async () => ({v: 2};\n", "SyntaxError"),
         ("missing handler", "exports.handle = async () => 2;\n", "does not export a function handler"),
-        ("missing module", "require('no-such-module-here');\nexports.handler = async () => 2;\n",
-         "no-such-module-here"),
-        ("throws at import", "console.log('loading v2');\nthrow new Error('broken at import');\n",
-         "Error: broken at import"),
+        (
+            "missing module",
+            "require('no-such-module-here');\nexports.handler = async () => 2;\n",
+            "no-such-module-here",
+        ),
+        (
+            "throws at import",
+            "console.log('loading v2');\nthrow new Error('broken at import');\n",
+            "Error: broken at import",
+        ),
     ],
 }
 
@@ -57,7 +80,9 @@ def _failed_with(c: httpx.Client, fn: dict[str, Any], code: str, expected: str) 
 
 
 @pytest.mark.parametrize("runtime", ["python", "node"])
-def test_a_version_that_cannot_import_fails_its_build_and_v1_keeps_serving(orvad: Orvad, runtime: str) -> None:
+def test_a_version_that_cannot_import_fails_its_build_and_v1_keeps_serving(
+    orvad: Orvad, runtime: str
+) -> None:
     with orvad.admin() as c:
         fn = create_function(c, f"importcheck-{runtime}", runtime)
         v1 = wait_deployed(c, deploy_inline(c, fn["id"], GOOD[runtime])["id"])
@@ -80,7 +105,9 @@ def test_the_traceback_names_the_line_and_the_import_output_is_kept(orvad: Orvad
         assert "SyntaxError" in record["error_message"] and "handler.py" in record["error_message"]
         # the adapter's own frames are not shown, and nothing hints the build succeeded
         assert "adapter.py" not in text and "importlib" not in text
-        printed = _failed_with(c, fn, "print('loading v2')\nraise RuntimeError('boom')\n", "RuntimeError: boom")
+        printed = _failed_with(
+            c, fn, "print('loading v2')\nraise RuntimeError('boom')\n", "RuntimeError: boom"
+        )
         assert "loading v2" in _log_text(c, printed["id"])
         # never deployed successfully: the function is in error, and says so when called
         r = c.get(f"/fn/{fn['id']}")
@@ -90,11 +117,13 @@ def test_the_traceback_names_the_line_and_the_import_output_is_kept(orvad: Orvad
 def test_a_printed_marker_or_fake_frame_text_cannot_pass_the_check(orvad: Orvad) -> None:
     """What the handler writes to stdout at import (a marker, text shaped like the ready frame) is
     output for the log, not the verdict: the import error still fails the build."""
-    fake = ('import sys, os\n'
-            'print("import check passed")\n'
-            'sys.stdout.write(\'{"type": "ready", "runtime": "python", "initError": null}\\n\')\n'
-            'os.write(1, b\'\\x00\\x00\\x00\\x0f{"type":"ready"}\')\n'
-            'raise ImportError("really broken")\n')
+    fake = (
+        "import sys, os\n"
+        'print("import check passed")\n'
+        'sys.stdout.write(\'{"type": "ready", "runtime": "python", "initError": null}\\n\')\n'
+        'os.write(1, b\'\\x00\\x00\\x00\\x0f{"type":"ready"}\')\n'
+        'raise ImportError("really broken")\n'
+    )
     with orvad.admin() as c:
         record = _failed_with(c, create_function(c, "importcheck-fake"), fake, "ImportError: really broken")
         assert "import check passed" in _log_text(c, record["id"])  # shown as output, nothing more
@@ -102,12 +131,15 @@ def test_a_printed_marker_or_fake_frame_text_cannot_pass_the_check(orvad: Orvad)
 
 def test_env_and_secrets_read_at_import_pass_the_check(orvad: Orvad) -> None:
     """The check's worker is started as the pool starts workers: env vars and secrets are there."""
-    code = ("import os\nGREETING = os.environ['GREETING']\nTOKEN = os.environ['API_TOKEN']\n\n"
-            "def handler(event, context):\n    return {'g': GREETING, 't': len(TOKEN)}\n")
+    code = (
+        "import os\nGREETING = os.environ['GREETING']\nTOKEN = os.environ['API_TOKEN']\n\n"
+        "def handler(event, context):\n    return {'g': GREETING, 't': len(TOKEN)}\n"
+    )
     with orvad.admin() as c:
         fn = create_function(c, "importcheck-env", env_vars={"GREETING": "hi"})
-        assert c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "API_TOKEN", "value": "s3cret"}
-                      ).status_code in (200, 201)
+        assert c.post(
+            f"/api/v1/functions/{fn['id']}/secrets", json={"key": "API_TOKEN", "value": "s3cret"}
+        ).status_code in (200, 201)
         record = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
         assert record["status"] == "succeeded", _log_text(c, record["id"])
         assert "imported on a fresh worker" in _log_text(c, record["id"])
@@ -131,11 +163,17 @@ def test_the_checked_worker_serves_the_first_request(orvad: Orvad) -> None:
 def test_the_import_runs_jailed_as_the_workers_do(orvad: Orvad) -> None:
     """The tenant's import-time code runs in the worker jail (uid 65534, its own pid namespace, the code
     read-only), never as root on the host: it reports what it sees by failing on purpose."""
-    probe = ("import os\n"
-             "try:\n    open('/code/written-at-import', 'w').close()\n    writable = True\n"
-             "except OSError:\n    writable = False\n"
-             "raise RuntimeError(f'uid={os.getuid()} pid={os.getpid()} code_writable={writable}')\n")
+    probe = (
+        "import os\n"
+        "try:\n    open('/code/written-at-import', 'w').close()\n    writable = True\n"
+        "except OSError:\n    writable = False\n"
+        "raise RuntimeError(f'uid={os.getuid()} pid={os.getpid()} code_writable={writable}')\n"
+    )
     with orvad.admin() as c:
-        record = _failed_with(c, create_function(c, "importcheck-jailed"), probe,
-                              "RuntimeError: uid=65534 pid=1 code_writable=False")
+        record = _failed_with(
+            c,
+            create_function(c, "importcheck-jailed"),
+            probe,
+            "RuntimeError: uid=65534 pid=1 code_writable=False",
+        )
         assert "uid=65534" in record["error_message"]

@@ -58,8 +58,11 @@ def test_an_archive_nested_too_deep_is_refused_naming_the_entry(orvad: Orvad) ->
         assert dep["status"] == "failed", dep
         assert "is nested 1500 folders deep; the limit is 64 folders" in dep["error_message"], dep
         assert "'d/d/d/" in dep["error_message"], dep  # the entry is named
-        wait_for(lambda: not list((orvad.data_dir / "functions" / fn["id"]).glob("staging/*")), 10,
-                 "the failed build's staging folder to be removed")
+        wait_for(
+            lambda: not list((orvad.data_dir / "functions" / fn["id"]).glob("staging/*")),
+            10,
+            "the failed build's staging folder to be removed",
+        )
         # 64 folders deep is still a fine archive
         ok = _deploy(c, fn["id"], _deep_tar(64), "application/gzip")
         assert ok["status"] == "succeeded", ok
@@ -91,8 +94,11 @@ def test_a_build_nesting_folders_deep_in_its_code_fails_clearly_and_is_removed(o
         assert dep["status"] == "failed", dep
         assert "folders nested deeper than 256: d/d/d/" in dep["error_message"], dep
         assert "internal build error" not in dep["error_message"], dep
-        wait_for(lambda: not list((orvad.data_dir / "functions" / fn["id"]).glob("staging/*")), 30,
-                 "the failed build's staging folder (with the chain) to be removed")
+        wait_for(
+            lambda: not list((orvad.data_dir / "functions" / fn["id"]).glob("staging/*")),
+            30,
+            "the failed build's staging folder (with the chain) to be removed",
+        )
         _deleted_cleanly(orvad, c, fn["id"])
 
 
@@ -103,8 +109,12 @@ def test_removal_follows_no_link_a_tree_holds(orvad: Orvad, tmp_path: Path) -> N
     (victim / "keep").write_text("host data")
     with orvad.admin() as c:
         fn = create_function(c, "link-cache", "node")
-        dep = _deploy(c, fn["id"], _node_archive(f"ln -s {victim} /cache/out && mkdir -p /cache/x && "
-                                                 f"ln -s {victim} /cache/x/out"), "application/zip")
+        dep = _deploy(
+            c,
+            fn["id"],
+            _node_archive(f"ln -s {victim} /cache/out && mkdir -p /cache/x && ln -s {victim} /cache/x/out"),
+            "application/zip",
+        )
         assert dep["status"] == "succeeded", dep
         assert (orvad.data_dir / "build-cache" / fn["id"] / "x" / "out").is_symlink()
         _deleted_cleanly(orvad, c, fn["id"])
@@ -113,9 +123,11 @@ def test_removal_follows_no_link_a_tree_holds(orvad: Orvad, tmp_path: Path) -> N
 
 # Space no name shows: O_TMPFILE files (0o20200001 = O_TMPFILE | O_WRONLY) or files unlinked while open,
 # written until the disk is full or 2 GiB, then held (the build sleeps) while the rest of the host needs it.
-_HIDDEN = ("node -e \"const fs=require('fs'); const b=Buffer.alloc(1<<20,170); const held=[]; "
-           "try { for (let n=0;n<2048;) { %s; held.push(fd); for (let i=0;i<256;i++,n++) fs.writeSync(fd,b); } } "
-           "catch (e) { console.log('fill stopped: '+e.code); } setTimeout(()=>{}, 60000)\"")
+_HIDDEN = (
+    "node -e \"const fs=require('fs'); const b=Buffer.alloc(1<<20,170); const held=[]; "
+    "try { for (let n=0;n<2048;) { %s; held.push(fd); for (let i=0;i<256;i++,n++) fs.writeSync(fd,b); } } "
+    "catch (e) { console.log('fill stopped: '+e.code); } setTimeout(()=>{}, 60000)\""
+)
 TMPFILE_FILL = _HIDDEN % "const fd=fs.openSync('/code', 0o20200001, 0o600)"
 UNLINKED_FILL = _HIDDEN % "const p='/code/x'+n; const fd=fs.openSync(p,'w'); fs.unlinkSync(p)"
 
@@ -138,18 +150,36 @@ def _hidden_fill_is_stopped(server: Orvad, disk: Path, fill: str, message: str) 
         assert message in dep["error_message"], (dep, log)
         assert took < 30, f"the build was stopped only after {took:.0f} s"
         wait_for(lambda: _free(disk) > before - (16 << 20), 30, "the build's hidden space to come back")
-        wait_for(lambda: c.get("/api/v1/system/health").json()["checks"]["disk"]["ok"] is True, 30,
-                 "the health check's disk to be ok again")
+        wait_for(
+            lambda: c.get("/api/v1/system/health").json()["checks"]["disk"]["ok"] is True,
+            30,
+            "the health check's disk to be ok again",
+        )
 
 
-@pytest.mark.parametrize(("disk_mb", "cap_mb", "fill", "message"), [
-    # O_TMPFILE files past a 64 MiB cap on a 400 MiB disk: the drop in free space gives them away
-    (400, 64, TMPFILE_FILL, "the build used more than 64 MiB of disk (counting files it deleted but kept open)"),
-    # unlinked open files, a cap larger than the disk: the free-space floor stops the build before the disk is full
-    (200, 4096, UNLINKED_FILL, "the disk holding orvad's data dir fell below 5% free while this build ran"),
-], ids=["tmpfiles-past-the-cap", "unlinked-files-to-the-floor"])
-def test_a_build_hiding_its_writes_from_the_walk_is_stopped(make_orvad: Callable[..., Orvad], jail_tmp: Path,
-                                                            disk_mb: int, cap_mb: int, fill: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("disk_mb", "cap_mb", "fill", "message"),
+    [
+        # O_TMPFILE files past a 64 MiB cap on a 400 MiB disk: the drop in free space gives them away
+        (
+            400,
+            64,
+            TMPFILE_FILL,
+            "the build used more than 64 MiB of disk (counting files it deleted but kept open)",
+        ),
+        # unlinked open files, a cap larger than the disk: the free-space floor stops the build before the disk is full
+        (
+            200,
+            4096,
+            UNLINKED_FILL,
+            "the disk holding orvad's data dir fell below 5% free while this build ran",
+        ),
+    ],
+    ids=["tmpfiles-past-the-cap", "unlinked-files-to-the-floor"],
+)
+def test_a_build_hiding_its_writes_from_the_walk_is_stopped(
+    make_orvad: Callable[..., Orvad], jail_tmp: Path, disk_mb: int, cap_mb: int, fill: str, message: str
+) -> None:
     with small_tmpfs(jail_tmp / "disk", disk_mb) as disk:
         server = make_orvad(data_dir=disk / "data", env={"ORVA_BUILD_DISK_MB": str(cap_mb)})
         try:
@@ -159,13 +189,16 @@ def test_a_build_hiding_its_writes_from_the_walk_is_stopped(make_orvad: Callable
 
 
 # empty files in the build's cache until the filesystem refuses one (or 100,000): no blocks, only inodes
-EMPTY_FILES = ("node -e \"const fs=require('fs'); let n=0; try { for (let d=0; d<100; d++) { fs.mkdirSync('/cache/e'+d); "
-               "for (let f=0; f<1000; f++, n++) fs.closeSync(fs.openSync('/cache/e'+d+'/'+f, 'w')); } } "
-               "catch (e) { console.log('stopped at '+n+': '+e.code); }\"")
+EMPTY_FILES = (
+    "node -e \"const fs=require('fs'); let n=0; try { for (let d=0; d<100; d++) { fs.mkdirSync('/cache/e'+d); "
+    "for (let f=0; f<1000; f++, n++) fs.closeSync(fs.openSync('/cache/e'+d+'/'+f, 'w')); } } "
+    "catch (e) { console.log('stopped at '+n+': '+e.code); }\""
+)
 
 
-def test_a_build_creating_empty_files_cannot_take_the_filesystems_inodes(make_orvad: Callable[..., Orvad],
-                                                                          jail_tmp: Path) -> None:
+def test_a_build_creating_empty_files_cannot_take_the_filesystems_inodes(
+    make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
     """Found by the red-team pass: empty files hold no block, so the cap never saw them; the build left
     30,000 of them in its cache, every other tenant's deploy then failed, and health said ok. Every entry
     now counts at least 4 KiB against ORVA_BUILD_DISK_MB, a stopped build's cache is emptied, and the
@@ -177,14 +210,17 @@ def test_a_build_creating_empty_files_cannot_take_the_filesystems_inodes(make_or
                 fn = create_function(c, "empty-files", "node")
                 dep = _deploy(c, fn["id"], _node_archive(EMPTY_FILES), "application/zip")
                 assert dep["status"] == "failed", dep
-                assert ("wrote more than 64 MiB" in dep["error_message"]
-                        or "free inodes" in dep["error_message"]), dep
+                assert (
+                    "wrote more than 64 MiB" in dep["error_message"] or "free inodes" in dep["error_message"]
+                ), dep
                 wait_for(lambda: os.statvfs(disk).f_favail > 20000, 30, "the build's files to be removed")
                 health = c.get("/api/v1/system/health").json()["checks"]["disk"]
                 assert health["ok"] and "of inodes free" in health["detail"], health
                 other = create_function(c, "other-tenant")
-                r = c.post(f"/api/v1/functions/{other['id']}/deploy-inline",
-                           json={"code": "def handler(e, c):\n    return 'fine'\n"})
+                r = c.post(
+                    f"/api/v1/functions/{other['id']}/deploy-inline",
+                    json={"code": "def handler(e, c):\n    return 'fine'\n"},
+                )
                 assert r.status_code == 202 and wait_deployed(c, r.json()["id"])["status"] == "succeeded"
                 assert c.get("/fn/other-tenant").text == "fine"
         finally:

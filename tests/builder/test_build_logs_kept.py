@@ -20,8 +20,14 @@ JS = "exports.handler = async () => ({v: %d});\n"
 
 
 def _logged(c: httpx.Client, deployment_id: str, line: str, deadline_s: float = 60) -> None:
-    wait_for(lambda: any(ln["line"].strip() == line for ln in
-                         c.get(f"/api/v1/deployments/{deployment_id}/logs").json()["lines"]), deadline_s, line)
+    wait_for(
+        lambda: any(
+            ln["line"].strip() == line
+            for ln in c.get(f"/api/v1/deployments/{deployment_id}/logs").json()["lines"]
+        ),
+        deadline_s,
+        line,
+    )
 
 
 def _opens(c: httpx.Client, dep: dict[str, Any], expected: str) -> None:
@@ -43,25 +49,43 @@ def test_every_deployment_opens_its_log_later_too(make_orvad: Callable[..., Orva
         fn = create_function(c, "logs-kept", "node")
         v1 = wait_deployed(c, deploy_inline(c, fn["id"], JS % 1)["id"])
         v2 = wait_deployed(c, deploy_inline(c, fn["id"], JS % 2)["id"])
-        failed = wait_deployed(c, deploy_inline(c, fn["id"], "exports.handler = async () => ({v: 3};\n")["id"])
+        failed = wait_deployed(
+            c, deploy_inline(c, fn["id"], "exports.handler = async () => ({v: 3};\n")["id"]
+        )
         # a slow build overtaken by a rollback (to v1) ends superseded
-        slow = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=slow_archive(4, "echo slow-install && sleep 2"),
-                      headers={"content-type": "application/zip"}).json()
+        slow = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            content=slow_archive(4, "echo slow-install && sleep 2"),
+            headers={"content-type": "application/zip"},
+        ).json()
         _logged(c, slow["id"], "slow-install")
         rolled = c.post(f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": v1["id"]})
         assert rolled.status_code == 200, rolled.text
         rollback = rolled.json()
         superseded = wait_deployed(c, slow["id"])
         v5 = wait_deployed(c, deploy_inline(c, fn["id"], JS % 5)["id"])
-        assert (v1["status"], v2["status"], failed["status"], superseded["status"], rollback["status"], v5["status"]) \
-            == ("succeeded", "succeeded", "failed", "superseded", "succeeded", "succeeded")
+        assert (
+            v1["status"],
+            v2["status"],
+            failed["status"],
+            superseded["status"],
+            rollback["status"],
+            v5["status"],
+        ) == ("succeeded", "succeeded", "failed", "superseded", "succeeded", "succeeded")
         # ORVA_VERSIONS_KEPT=1: v2's version was collected
         gone = c.post(f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": v2["id"]})
         assert gone.status_code == 410, gone.text
-        records = {d["id"]: d for d in c.get(f"/api/v1/functions/{fn['id']}/deployments").json()["deployments"]}
-        expected = {v1["id"]: "code hash", v2["id"]: "code hash", failed["id"]: "SyntaxError",
-                    slow["id"]: "a newer deployment is active already", rollback["id"]: "rolled back to version 1",
-                    v5["id"]: "imported on a fresh worker"}
+        records = {
+            d["id"]: d for d in c.get(f"/api/v1/functions/{fn['id']}/deployments").json()["deployments"]
+        }
+        expected = {
+            v1["id"]: "code hash",
+            v2["id"]: "code hash",
+            failed["id"]: "SyntaxError",
+            slow["id"]: "a newer deployment is active already",
+            rollback["id"]: "rolled back to version 1",
+            v5["id"]: "imported on a fresh worker",
+        }
         assert set(records) == set(expected)
         for dep_id, text in expected.items():
             _opens(c, records[dep_id], text)
@@ -78,10 +102,16 @@ def test_a_resumed_build_streams_the_lines_from_before_the_restart(make_orvad: C
     server = make_orvad()
     with server.admin() as c:
         fn = create_function(c, "logs-resumed", "node")
-        archive = slow_archive(1, "test -e /cache/once || (touch /cache/once && echo before-restart && sleep 600); "
-                                   "echo after-restart && sleep 2")
-        dep = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=archive,
-                     headers={"content-type": "application/zip"}).json()
+        archive = slow_archive(
+            1,
+            "test -e /cache/once || (touch /cache/once && echo before-restart && sleep 600); "
+            "echo after-restart && sleep 2",
+        )
+        dep = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            content=archive,
+            headers={"content-type": "application/zip"},
+        ).json()
         _logged(c, dep["id"], "before-restart")
     server.stop()
     again = make_orvad(data_dir=server.data_dir)
@@ -90,7 +120,13 @@ def test_a_resumed_build_streams_the_lines_from_before_the_restart(make_orvad: C
         events = sse_events(c, f"/api/v1/deployments/{dep['id']}/stream")
         lines = [d["line"].strip() for e, d in events if e == "log"]
         assert events[-1][0] == "succeeded"
-        assert "before-restart" in lines and "resumed after a restart" in lines and "after-restart" in lines, lines
-        assert lines.index("before-restart") < lines.index("resumed after a restart") < lines.index("after-restart")
+        assert (
+            "before-restart" in lines and "resumed after a restart" in lines and "after-restart" in lines
+        ), lines
+        assert (
+            lines.index("before-restart")
+            < lines.index("resumed after a restart")
+            < lines.index("after-restart")
+        )
         seqs = [d["seq"] for e, d in events if e == "log"]
         assert seqs == sorted(set(seqs)) and seqs[0] == 1

@@ -35,11 +35,14 @@ INDEX_IP, INDEX_HOST_IP, INDEX_PORT = "198.18.77.2", "198.18.77.1", 8080
 INDEX = f"{INDEX_IP}:{INDEX_PORT}"
 HOST_SECRET = "ORVA_TEST_HOST_SECRET"
 
-BACKEND = r'''
+BACKEND = (
+    r"""
 import base64, hashlib, json, os, socket, urllib.parse, zipfile
 
 PROBE = %(probe)s
-''' + CONNECT_CODE + r'''
+"""
+    + CONNECT_CODE
+    + r"""
 
 def via_proxy(request):
     proxy = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY", "http://0.0.0.0:1"))
@@ -86,9 +89,10 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         record.append("orva_probe_dep-1.0.dist-info/RECORD,,")
         whl.writestr("orva_probe_dep-1.0.dist-info/RECORD", "\n".join(record) + "\n")
     return name
-'''
+"""
+)
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = []
 build-backend = "backend"
 backend-path = ["."]
@@ -96,7 +100,7 @@ backend-path = ["."]
 [project]
 name = "orva-probe-dep"
 version = "1.0"
-'''
+"""
 
 HANDLER = "import json, orva_probe_dep\n\ndef handler(event, context):\n    return json.loads(orva_probe_dep.RESULT)\n"
 REQUIREMENTS = f"--index-url http://{INDEX}/simple/\n--trusted-host {INDEX_IP}\norva-probe-dep==1.0\n"
@@ -106,8 +110,11 @@ def _sdist(probe: dict[str, object]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         pkg_info = "Metadata-Version: 2.1\nName: orva-probe-dep\nVersion: 1.0\n"
-        for name, text in {"pyproject.toml": PYPROJECT, "backend.py": BACKEND % {"probe": repr(probe)},
-                           "PKG-INFO": pkg_info}.items():
+        for name, text in {
+            "pyproject.toml": PYPROJECT,
+            "backend.py": BACKEND % {"probe": repr(probe)},
+            "PKG-INFO": pkg_info,
+        }.items():
             data = text.encode()
             info = tarfile.TarInfo(f"orva_probe_dep-1.0/{name}")
             info.size = len(data)
@@ -124,7 +131,8 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     def publish(probe: dict[str, object]) -> None:
         (root / "orva_probe_dep-1.0.tar.gz").write_bytes(_sdist(probe))
         (root / "simple" / "orva-probe-dep" / "index.html").write_text(
-            '<html><body><a href="../../orva_probe_dep-1.0.tar.gz">orva_probe_dep-1.0.tar.gz</a></body></html>\n')
+            '<html><body><a href="../../orva_probe_dep-1.0.tar.gz">orva_probe_dep-1.0.tar.gz</a></body></html>\n'
+        )
 
     with served_namespace(INDEX_NS, HOST_IF, f"{INDEX_HOST_IP}/30", f"{INDEX_IP}/30", INDEX_PORT, root):
         yield publish
@@ -142,9 +150,11 @@ def _build_log(c: object, deployment_id: str) -> list[str]:
 
 
 def test_build_code_reaches_only_the_allow_listed_registry_through_the_proxy(
-        make_orvad: Callable[..., Orvad], package_index: Callable[[dict[str, object]], None],
-        host_listener: int) -> None:
-    server = make_orvad(env={"ORVA_BUILD_ALLOW_HOSTS": INDEX, HOST_SECRET: "s3cret", "PIP_FIND_LINKS": "/opt/wheels"})
+    make_orvad: Callable[..., Orvad], package_index: Callable[[dict[str, object]], None], host_listener: int
+) -> None:
+    server = make_orvad(
+        env={"ORVA_BUILD_ALLOW_HOSTS": INDEX, HOST_SECRET: "s3cret", "PIP_FIND_LINKS": "/opt/wheels"}
+    )
     host_ips = host_addresses()
     package_index({"orvad": server.port, "listener": host_listener, "index": INDEX, "host_ips": host_ips})
     with server.admin() as c:
@@ -166,18 +176,41 @@ def test_build_code_reaches_only_the_allow_listed_registry_through_the_proxy(
     # no host variable came in: only the documented ones (and what pip itself sets for a backend)
     env = seen["env"]
     assert HOST_SECRET not in env and "PIP_FIND_LINKS" not in env, env
-    documented = {"HOME", "PATH", "LANG", "npm_config_update_notifier", "PIP_NO_COLOR", "NODE_OPTIONS",
-                  "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy",
-                  "npm_config_https_proxy", "NO_PROXY", "no_proxy", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
-                  "npm_config_registry"}
-    set_by_pip = {"PYTHONNOUSERSITE", "PYTHONPATH", "PIP_BUILD_TRACKER", "PIP_NO_INPUT", "PEP517_BUILD_BACKEND",
-                  "PEP517_BACKEND_PATH"}
+    documented = {
+        "HOME",
+        "PATH",
+        "LANG",
+        "npm_config_update_notifier",
+        "PIP_NO_COLOR",
+        "NODE_OPTIONS",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "npm_config_proxy",
+        "npm_config_https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "npm_config_registry",
+    }
+    set_by_pip = {
+        "PYTHONNOUSERSITE",
+        "PYTHONPATH",
+        "PIP_BUILD_TRACKER",
+        "PIP_NO_INPUT",
+        "PEP517_BUILD_BACKEND",
+        "PEP517_BACKEND_PATH",
+    }
     assert set(env) - documented - set_by_pip == set(), env
     assert env["HTTPS_PROXY"].endswith(":3128") and env["HTTPS_PROXY"] == env["npm_config_https_proxy"]
 
 
 def test_the_proxy_refuses_a_registry_not_in_the_allow_list(
-        orvad: Orvad, package_index: Callable[[dict[str, object]], None]) -> None:
+    orvad: Orvad, package_index: Callable[[dict[str, object]], None]
+) -> None:
     """The shared orvad allows only the host's configured registries: the test index is not one."""
     package_index({"orvad": orvad.port, "listener": 1, "index": INDEX, "host_ips": host_addresses()})
     with orvad.admin() as c:
@@ -185,8 +218,11 @@ def test_the_proxy_refuses_a_registry_not_in_the_allow_list(
         dep = wait_deployed(c, deploy_inline(c, fn["id"], HANDLER, dependencies=REQUIREMENTS)["id"], 300)
         lines = _build_log(c, dep["id"])
         assert dep["status"] == "failed" and "dependency install failed" in dep["error_message"], lines
-        assert any(f"build proxy refused GET http://{INDEX}/simple/orva-probe-dep/" in ln
-                   and "not in the build allow list" in ln for ln in lines), lines
+        assert any(
+            f"build proxy refused GET http://{INDEX}/simple/orva-probe-dep/" in ln
+            and "not in the build allow list" in ln
+            for ln in lines
+        ), lines
 
 
 @pytest.fixture
@@ -238,8 +274,10 @@ def upstream_proxy() -> Iterator[tuple[int, list[str]]]:
 
 
 def test_allowed_requests_chain_through_orvads_upstream_proxy(
-        make_orvad: Callable[..., Orvad], package_index: Callable[[dict[str, object]], None],
-        upstream_proxy: tuple[int, list[str]]) -> None:
+    make_orvad: Callable[..., Orvad],
+    package_index: Callable[[dict[str, object]], None],
+    upstream_proxy: tuple[int, list[str]],
+) -> None:
     port, seen = upstream_proxy
     server = make_orvad(env={"ORVA_BUILD_ALLOW_HOSTS": INDEX, "HTTPS_PROXY": f"http://127.0.0.1:{port}"})
     package_index({"orvad": server.port, "listener": 1, "index": INDEX, "host_ips": host_addresses()})
@@ -291,25 +329,37 @@ def _jails_of(orvad_pid: int, deployment_id: str) -> list[int]:
 
 
 def test_a_build_line_longer_than_64_kib_is_cut_and_the_build_ends_as_an_install_failure(
-        make_orvad: Callable[..., Orvad]) -> None:
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """Red team F6: pip prints a 100 KB line (the index URL); reading it line by line raised ValueError, the
     build ended as "internal build error", the other pump kept logging and the jail was left running."""
     server = make_orvad(env={"ORVA_BUILD_TIMEOUT_S": "120"})
     long_url = "http://127.0.0.1:9/" + "a" * 100_000
     with server.admin() as c:
         fn = create_function(c, "long-line")
-        dep = wait_deployed(c, deploy_inline(c, fn["id"], HANDLER,
-                                             dependencies=f"--index-url {long_url}\norva-no-such-dep\n")["id"], 180)
+        dep = wait_deployed(
+            c,
+            deploy_inline(c, fn["id"], HANDLER, dependencies=f"--index-url {long_url}\norva-no-such-dep\n")[
+                "id"
+            ],
+            180,
+        )
         lines = _build_log(c, dep["id"])
         assert dep["status"] == "failed", lines
         assert dep["error_message"].startswith("dependency install failed (exit code "), dep["error_message"]
         looking = [ln for ln in lines if ln.startswith("Looking in indexes: http://127.0.0.1:9/aaaa")]
         assert looking, lines
-        assert all(len(ln) == MAX_LINE_CHARS and ln.endswith(CUT_MARK) for ln in looking), [len(ln) for ln in looking]
-        assert any("orva-no-such-dep" in ln for ln in lines), lines  # pip's lines after the long one are there
+        assert all(len(ln) == MAX_LINE_CHARS and ln.endswith(CUT_MARK) for ln in looking), [
+            len(ln) for ln in looking
+        ]
+        assert any("orva-no-such-dep" in ln for ln in lines), (
+            lines
+        )  # pip's lines after the long one are there
         assert lines[-1].startswith("build failed: dependency install failed"), lines[-3:]
     wait_for(lambda: not _jails_of(server.proc.pid, dep["id"]), 10, "the build's nsjail to be gone")  # type: ignore[union-attr]
-    assert "UNIQUE constraint" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()[-3000:]
+    assert "UNIQUE constraint" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()[
+        -3000:
+    ]
 
 
 def test_registry_urls_reach_builds_without_query_fragment_or_userinfo(tmp_path: Path) -> None:
@@ -317,9 +367,15 @@ def test_registry_urls_reach_builds_without_query_fragment_or_userinfo(tmp_path:
     reached every build's environment; only `user:password@` was removed. The path is kept (it cannot be
     told from a token: docs/NETWORK.md says a credential there reaches builds)."""
     (tmp_path / ".npmrc").write_text("registry=https://npm.corp/reg/?_authToken=SECRET4#frag\n")
-    env = discover_registries({"PIP_INDEX_URL": "https://pypi.fury.io/acme/simple/?token=SECRET1#SECRET5",
-                               "PIP_EXTRA_INDEX_URL": "https://nexus.corp/simple/?token=SECRET2 https://u:SECRET3@x.corp/pypi/simple/"},
-                              home=tmp_path).env()
-    assert env == {"PIP_INDEX_URL": "https://pypi.fury.io/acme/simple/",
-                   "PIP_EXTRA_INDEX_URL": "https://nexus.corp/simple/ https://x.corp/pypi/simple/",
-                   "npm_config_registry": "https://npm.corp/reg/"}, env
+    env = discover_registries(
+        {
+            "PIP_INDEX_URL": "https://pypi.fury.io/acme/simple/?token=SECRET1#SECRET5",
+            "PIP_EXTRA_INDEX_URL": "https://nexus.corp/simple/?token=SECRET2 https://u:SECRET3@x.corp/pypi/simple/",
+        },
+        home=tmp_path,
+    ).env()
+    assert env == {
+        "PIP_INDEX_URL": "https://pypi.fury.io/acme/simple/",
+        "PIP_EXTRA_INDEX_URL": "https://nexus.corp/simple/ https://x.corp/pypi/simple/",
+        "npm_config_registry": "https://npm.corp/reg/",
+    }, env

@@ -28,10 +28,17 @@ SECRET = "TOPSECRET-host-file"
 
 
 def _node_archive(postinstall: str, version: int = 1) -> bytes:
-    package = {"name": "fn", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
-               "scripts": {"postinstall": postinstall}}
-    files = {"package.json": json.dumps(package), "handler.js": JS % version,
-             "localdep/package.json": '{"name": "localdep", "version": "1.0.0"}'}
+    package = {
+        "name": "fn",
+        "version": "1.0.0",
+        "dependencies": {"localdep": "file:./localdep"},
+        "scripts": {"postinstall": postinstall},
+    }
+    files = {
+        "package.json": json.dumps(package),
+        "handler.js": JS % version,
+        "localdep/package.json": '{"name": "localdep", "version": "1.0.0"}',
+    }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in files.items():
@@ -40,7 +47,9 @@ def _node_archive(postinstall: str, version: int = 1) -> bytes:
 
 
 def _deploy(c: httpx.Client, fn_id: str, archive: bytes, deadline_s: float = 300) -> dict[str, Any]:
-    r = c.post(f"/api/v1/functions/{fn_id}/deploy", content=archive, headers={"content-type": "application/zip"})
+    r = c.post(
+        f"/api/v1/functions/{fn_id}/deploy", content=archive, headers={"content-type": "application/zip"}
+    )
     assert r.status_code == 202, r.text
     return wait_deployed(c, r.json()["id"], deadline_s)
 
@@ -54,16 +63,22 @@ def test_build_links_to_host_files_fail_the_build_and_never_leak(orvad: Orvad, t
     secret.write_text(SECRET)
     touched = tmp_path / "created-by-root"
     up = "/".join([".."] * 40) + str(secret)
-    script = (f"ln -sf {secret} handler.js && ln -s {up} up.txt && ln -s {touched} .orva-built"
-              " && ln -sf {secret} package-lock.json")
+    script = (
+        f"ln -sf {secret} handler.js && ln -s {up} up.txt && ln -s {touched} .orva-built"
+        " && ln -sf {secret} package-lock.json"
+    )
     with orvad.admin() as c:
         fn = create_function(c, "link-leak", "node")
-        good = _deploy(c, fn["id"], _node_archive("true", 1))  # node_modules/localdep -> ../localdep stays inside
+        good = _deploy(
+            c, fn["id"], _node_archive("true", 1)
+        )  # node_modules/localdep -> ../localdep stays inside
         assert good["status"] == "succeeded", _log(c, good)
         bad = _deploy(c, fn["id"], _node_archive(script.replace("{secret}", str(secret)), 2))
         assert bad["status"] == "failed", _log(c, bad)
         message = bad["error_message"]
-        assert "outside the function's folder" in message and "'handler.js'" in message, "\n".join(_log(c, bad))
+        assert "outside the function's folder" in message and "'handler.js'" in message, "\n".join(
+            _log(c, bad)
+        )
         assert not touched.exists(), "root followed a link the build planted"
         src = c.get(f"/api/v1/functions/{fn['id']}/source")
         assert src.status_code == 200 and src.json()["code"] == JS % 1 and SECRET not in src.text
@@ -93,8 +108,9 @@ def test_links_planted_in_a_version_tree_are_never_followed(orvad: Orvad, tmp_pa
         assert src.status_code == 200 and SECRET not in src.text, src.text
         diff = c.get(f"/api/v1/functions/{fn['id']}/diff", params={"from": a["id"], "to": b["id"]})
         assert diff.status_code == 200 and SECRET not in diff.text, diff.text
-        unified = c.get(f"/api/v1/functions/{fn['id']}/diff",
-                        params={"from": a["id"], "to": b["id"], "format": "unified"})
+        unified = c.get(
+            f"/api/v1/functions/{fn['id']}/diff", params={"from": a["id"], "to": b["id"], "format": "unified"}
+        )
         assert SECRET not in unified.text
         # a tree whose built marker is a link to a host path is not a built version
         older = tree.parent / str(a["code_hash"])
@@ -117,15 +133,22 @@ def test_build_caches_are_per_function(orvad: Orvad) -> None:
         db = _deploy(c, b["id"], _node_archive(probe))
         assert db["status"] == "succeeded", ("function b's build saw function a's cache", _log(c, db))
         again = _deploy(c, a["id"], _node_archive(probe.replace("? 7 : 0", "? 0 : 7"), 2))
-        assert again["status"] == "succeeded", ("a function's cache persists for its own builds", _log(c, again))
+        assert again["status"] == "succeeded", (
+            "a function's cache persists for its own builds",
+            _log(c, again),
+        )
 
 
 def test_build_folders_are_not_world_readable(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "modes", "node")
         assert _deploy(c, fn["id"], _node_archive("true"))["status"] == "succeeded"
-    for path in (orvad.data_dir / "build-cache", orvad.data_dir / "build-cache" / fn["id"],
-                 orvad.data_dir / "functions" / fn["id"] / "staging", orvad.data_dir / "functions" / fn["id"]):
+    for path in (
+        orvad.data_dir / "build-cache",
+        orvad.data_dir / "build-cache" / fn["id"],
+        orvad.data_dir / "functions" / fn["id"] / "staging",
+        orvad.data_dir / "functions" / fn["id"],
+    ):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert not mode & 0o066, f"{path} is {oct(mode)}: others may list or write it"
 
@@ -140,8 +163,11 @@ def test_a_build_writing_past_the_disk_cap_fails_quickly(make_orvad: Callable[..
         took = time.monotonic() - began
         assert dep["status"] == "failed" and "the build wrote more than 64 MiB" in dep["error_message"], dep
         assert took < 60, f"the cap stopped the build only after {took:.0f} s"
-    wait_for(lambda: not list((server.data_dir / "functions" / fn["id"]).glob("staging/*")), 10,
-             "the failed build's folder to be removed")
+    wait_for(
+        lambda: not list((server.data_dir / "functions" / fn["id"]).glob("staging/*")),
+        10,
+        "the failed build's folder to be removed",
+    )
 
 
 def test_slow_builds_of_one_function_do_not_hold_every_build_slot(make_orvad: Callable[..., Orvad]) -> None:
@@ -152,12 +178,18 @@ def test_slow_builds_of_one_function_do_not_hold_every_build_slot(make_orvad: Ca
         hog = create_function(c, "slow-hog", "node")
         hogs = []
         for _ in range(3):
-            r = c.post(f"/api/v1/functions/{hog['id']}/deploy", content=slow,
-                       headers={"content-type": "application/zip"})
+            r = c.post(
+                f"/api/v1/functions/{hog['id']}/deploy",
+                content=slow,
+                headers={"content-type": "application/zip"},
+            )
             assert r.status_code == 202, r.text
             hogs.append(r.json()["id"])
-        wait_for(lambda: any("slow-build-running" in line for line in _log(c, {"id": hogs[0]})), 120,
-                 "the first slow build to reach its install script")
+        wait_for(
+            lambda: any("slow-build-running" in line for line in _log(c, {"id": hogs[0]})),
+            120,
+            "the first slow build to reach its install script",
+        )
         other = create_function(c, "quick-one", "node")
         began = time.monotonic()
         quick = _deploy(c, other["id"], _node_archive("true"), deadline_s=60)
@@ -171,5 +203,8 @@ def test_a_build_leaving_a_fifo_fails_naming_it(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "fifo-build", "node")
         dep = _deploy(c, fn["id"], _node_archive("mkfifo pipe"))
-        assert dep["status"] == "failed" and "special file" in dep["error_message"] \
-            and "'pipe'" in dep["error_message"], (dep["error_message"], _log(c, dep))
+        assert (
+            dep["status"] == "failed"
+            and "special file" in dep["error_message"]
+            and "'pipe'" in dep["error_message"]
+        ), (dep["error_message"], _log(c, dep))

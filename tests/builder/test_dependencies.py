@@ -21,11 +21,15 @@ def test_python_dependency_installed_in_the_build_sandbox(orvad: Orvad) -> None:
         record = wait_deployed(c, dep["id"], 300)
         assert record["status"] == "succeeded", [d["line"] for e, d in events if e == "log"]
         lines = [d["line"] for e, d in events if e == "log"]
-        assert any("six" in line and d_stream != "system" for line, d_stream in
-                   ((d["line"], d["stream"]) for e, d in events if e == "log")), lines
+        assert any(
+            "six" in line and d_stream != "system"
+            for line, d_stream in ((d["line"], d["stream"]) for e, d in events if e == "log")
+        ), lines
         assert c.get(f"/fn/{fn['id']}").json() == {"six": "1.16.0"}
         # a failing dependency leaves the old version serving
-        bad = wait_deployed(c, deploy_inline(c, fn["id"], PY, dependencies="no-such-package-orva-xyz==9.9.9")["id"], 300)
+        bad = wait_deployed(
+            c, deploy_inline(c, fn["id"], PY, dependencies="no-such-package-orva-xyz==9.9.9")["id"], 300
+        )
         assert bad["status"] == "failed" and "dependency install failed" in bad["error_message"]
         assert c.get(f"/fn/{fn['id']}").json() == {"six": "1.16.0"}
         assert c.get(f"/api/v1/functions/{fn['id']}").json()["active_deployment_id"] == record["id"]

@@ -39,8 +39,13 @@ def test_inline_deploy_builds_and_activates(orvad: Orvad, runtime: str, code: st
         assert any(e == "log" and "code hash" in d["line"] for e, d in events)
         record = wait_deployed(c, dep["id"])
         assert record["code_hash"] and record["finished_at"] and record["duration_ms"] is not None
-        assert [p["phase"] for p in record["phases"]] == ["queued", "extracting", "installing", "activating",
-                                                          "succeeded"]
+        assert [p["phase"] for p in record["phases"]] == [
+            "queued",
+            "extracting",
+            "installing",
+            "activating",
+            "succeeded",
+        ]
         got = c.get(f"/api/v1/functions/{fn['id']}").json()
         assert got["status"] == "active" and got["active_deployment_id"] == dep["id"]
         src = c.get(f"/api/v1/functions/{fn['id']}/source").json()
@@ -97,21 +102,29 @@ def test_archive_deploys_tar_and_zip(orvad: Orvad) -> None:
         assert r.status_code == 202, r.text
         assert wait_deployed(c, r.json()["id"])["status"] == "succeeded"
         assert c.get(f"/api/v1/functions/{fn['id']}/source").json()["code"] == PY % 3
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=_zip({"handler.py": (PY % 4).encode()}),
-                   headers={"content-type": "application/zip"})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            content=_zip({"handler.py": (PY % 4).encode()}),
+            headers={"content-type": "application/zip"},
+        )
         assert r.status_code == 202 and wait_deployed(c, r.json()["id"])["status"] == "succeeded"
         assert c.get(f"/api/v1/functions/{fn['id']}/source").json()["code"] == PY % 4
 
 
-@pytest.mark.parametrize(("archive", "reason"), [
-    (_tar({"../evil.py": b"x"}), ".."),
-    (_tar({"/etc/evil.py": b"x"}), "absolute"),
-    (_tar({"handler.py": b"x"}, {"link": "../../etc/passwd"}), "outside"),
-    (_tar({"handler.py": b"x"}, {"abs": "/etc/passwd"}), "absolute"),
-    (_zip({"../../evil.py": b"x"}), ".."),
-    (b"this is not an archive at all", "not a readable"),
-])
-def test_bad_archives_fail_cleanly_and_keep_the_old_version(orvad: Orvad, archive: bytes, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (_tar({"../evil.py": b"x"}), ".."),
+        (_tar({"/etc/evil.py": b"x"}), "absolute"),
+        (_tar({"handler.py": b"x"}, {"link": "../../etc/passwd"}), "outside"),
+        (_tar({"handler.py": b"x"}, {"abs": "/etc/passwd"}), "absolute"),
+        (_zip({"../../evil.py": b"x"}), ".."),
+        (b"this is not an archive at all", "not a readable"),
+    ],
+)
+def test_bad_archives_fail_cleanly_and_keep_the_old_version(
+    orvad: Orvad, archive: bytes, reason: str
+) -> None:
     with orvad.admin() as c:
         name = f"bad-{abs(hash(reason + str(len(archive)))) % 10**8}"
         fn = create_function(c, name)
@@ -158,7 +171,9 @@ def test_rollback_and_its_errors(orvad: Orvad) -> None:
         assert by_hash.status_code == 200 and by_hash.json()["parent_deployment_id"] == v2["id"]
         unknown = c.post(f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": "nope"})
         assert unknown.status_code == 404
-        both = c.post(f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": v1["id"], "code_hash": "x"})
+        both = c.post(
+            f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": v1["id"], "code_hash": "x"}
+        )
         assert both.status_code == 400
         history = c.get(f"/api/v1/functions/{fn['id']}/deployments").json()["deployments"]
         assert [d["source"] for d in history] == ["rollback", "rollback", "inline", "inline"]
@@ -177,8 +192,9 @@ def test_diff_json_and_unified(orvad: Orvad) -> None:
         assert handler["kind"] == "handler" and handler["path"] == "handler.py"
         assert (handler["added"], handler["removed"]) == (1, 1)
         assert handler["before"] == PY % 1 and handler["after"] == PY % 2
-        text = c.get(f"/api/v1/functions/{fn['id']}/diff",
-                     params={"from": a["id"], "to": b["id"], "format": "unified"})
+        text = c.get(
+            f"/api/v1/functions/{fn['id']}/diff", params={"from": a["id"], "to": b["id"], "format": "unified"}
+        )
         assert text.headers["content-type"].startswith("text/x-diff")
         assert "--- a/handler.py" in text.text and "+++ b/handler.py" in text.text and "@@" in text.text
         assert "-    return {'v': 1}" in text.text and "+    return {'v': 2}" in text.text
@@ -203,8 +219,12 @@ def test_gc_keeps_newest_versions_and_answers_410(make_orvad: Callable[..., Orva
         assert set(available) == {deps[3]["code_hash"], deps[2]["code_hash"]}
         d = c.get(f"/api/v1/functions/{fn['id']}/diff", params={"from": deps[0]["id"], "to": deps[3]["id"]})
         assert d.status_code == 410 and "available_hashes" in d.json()["error"]["details"]
-        assert c.post(f"/api/v1/functions/{fn['id']}/rollback",
-                      json={"deployment_id": deps[2]["id"]}).status_code == 200
+        assert (
+            c.post(
+                f"/api/v1/functions/{fn['id']}/rollback", json={"deployment_id": deps[2]["id"]}
+            ).status_code
+            == 200
+        )
 
 
 def test_restart_resumes_interrupted_builds(make_orvad: Callable[..., Orvad]) -> None:
@@ -253,16 +273,24 @@ def test_concurrent_deploys_serve_the_newest_and_keep_its_version(make_orvad: Ca
         assert c.get(f"/api/v1/functions/{fn['id']}").json()["active_deployment_id"] == final[newest]["id"]
         assert c.get(f"/fn/{fn['id']}").json() == {"v": newest}
         versions = server.data_dir / "functions" / fn["id"] / "versions"
-        succeeded = [d for d in c.get(f"/api/v1/functions/{fn['id']}/deployments", params={"limit": 100}).json()
-                     ["deployments"] if d["status"] == "succeeded"]
+        succeeded = [
+            d
+            for d in c.get(f"/api/v1/functions/{fn['id']}/deployments", params={"limit": 100}).json()[
+                "deployments"
+            ]
+            if d["status"] == "succeeded"
+        ]
         kept = list(dict.fromkeys(d["code_hash"] for d in succeeded))[:2]  # newest first
         assert final[newest]["code_hash"] in kept
         for code_hash in kept:
-            assert (versions / code_hash / "handler.py").is_file() and (versions / f"{code_hash}.built").is_file()
+            assert (versions / code_hash / "handler.py").is_file() and (
+                versions / f"{code_hash}.built"
+            ).is_file()
         for f in final.values():
             if f["status"] == "superseded":
                 assert "newer deployment is active" in " ".join(
-                    ln["line"] for ln in c.get(f"/api/v1/deployments/{f['id']}/logs").json()["lines"])
+                    ln["line"] for ln in c.get(f"/api/v1/deployments/{f['id']}/logs").json()["lines"]
+                )
     server.stop()
     again = make_orvad(data_dir=server.data_dir, env=env)
     with again.admin() as c:
@@ -271,20 +299,38 @@ def test_concurrent_deploys_serve_the_newest_and_keep_its_version(make_orvad: Ca
 
 def test_a_resumed_build_continues_its_log(make_orvad: Callable[..., Orvad]) -> None:
     """A build interrupted by a restart keeps its first lines and logs the rest after them (seq continues)."""
-    package = {"name": "slow", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
-               "scripts": {"postinstall": "test -e /cache/once || (touch /cache/once && echo waiting-for-restart"
-                                          " && sleep 600)"}}
-    files = {"package.json": json.dumps(package).encode(), "handler.js": (JS % 1).encode(),
-             "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}'}
+    package = {
+        "name": "slow",
+        "version": "1.0.0",
+        "dependencies": {"localdep": "file:./localdep"},
+        "scripts": {
+            "postinstall": "test -e /cache/once || (touch /cache/once && echo waiting-for-restart"
+            " && sleep 600)"
+        },
+    }
+    files = {
+        "package.json": json.dumps(package).encode(),
+        "handler.js": (JS % 1).encode(),
+        "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}',
+    }
     server = make_orvad()
     with server.admin() as c:
         fn = create_function(c, "resumed-log", "node")
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=_zip(files),
-                   headers={"content-type": "application/zip"})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            content=_zip(files),
+            headers={"content-type": "application/zip"},
+        )
         dep_id = r.json()["id"]
         # the echoed line itself (npm prints the script's command, which names it too, before it runs)
-        wait_for(lambda: any(ln["line"].strip() == "waiting-for-restart" for ln in
-                             c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]), 120, "the slow install")
+        wait_for(
+            lambda: any(
+                ln["line"].strip() == "waiting-for-restart"
+                for ln in c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]
+            ),
+            120,
+            "the slow install",
+        )
     server.stop()
     again = make_orvad(data_dir=server.data_dir)
     with again.admin() as c:
@@ -297,7 +343,8 @@ def test_a_resumed_build_continues_its_log(make_orvad: Callable[..., Orvad]) -> 
 
 
 def test_a_crash_under_concurrent_deploys_leaves_every_function_serving_its_newest_good_version(
-        make_orvad: Callable[..., Orvad]) -> None:
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """Three functions, four deploys each in flight at once, orvad SIGKILLed while they build: after the
     restart no deployment is left unfinished, and every function serves the code of its newest succeeded
     deployment, whose version folder exists."""
@@ -327,7 +374,8 @@ def test_a_crash_under_concurrent_deploys_leaves_every_function_serving_its_newe
 
             def settled(name: str = name, deployments: list[dict[str, Any]] = deployments) -> bool:
                 deployments[:] = c.get(f"/api/v1/functions/{name}/deployments", params={"limit": 100}).json()[
-                    "deployments"]
+                    "deployments"
+                ]
                 return all(d["status"] in ("succeeded", "failed", "superseded") for d in deployments)
 
             wait_for(settled, 120, f"the deployments of {name} to settle after the crash")

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from orva_cli.main import cli as orva_group
 from tests.helpers import Orvad, free_port, wait_for
 
-APP_V = '''import os
+APP_V = """import os
 import six
 
 def handler(event, context):
@@ -30,8 +30,8 @@ def handler(event, context):
     return {"v": %d, "six": six.__version__, "files": sorted(f for f in os.listdir(here) if not f.startswith(".")),
             "method": event["method"], "path": event["path"], "body": event["body"],
             "header": event["headers"].get("x-test")}
-'''
-SERVED = '''import os
+"""
+SERVED = """import os
 
 def handler(event, context):
     print("token is set:", "API_TOKEN" in os.environ)
@@ -40,7 +40,7 @@ def handler(event, context):
     if event["path"] == "/boom":
         raise RuntimeError("boom")
     return {"token": os.environ.get("API_TOKEN")}
-'''
+"""
 TERMINAL_ENV = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
 
 
@@ -57,23 +57,46 @@ class Cli:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "orva_cli", *args]
 
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         # stdin is never the developer's terminal: a command must not stop to ask
         stdin = None if input is not None else subprocess.DEVNULL
-        return subprocess.run(self.argv(*args), env=self.environ(env), input=input, stdin=stdin, capture_output=True,
-                              text=True, timeout=300, cwd=cwd)
+        return subprocess.run(
+            self.argv(*args),
+            env=self.environ(env),
+            input=input,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=cwd,
+        )
 
     def run_all(self, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
         """Independent commands at once (each is mostly Python's start-up): their results in order."""
-        procs = [subprocess.Popen(self.argv(*args), env=self.environ(), stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
+        procs = [
+            subprocess.Popen(
+                self.argv(*args),
+                env=self.environ(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for args in commands
+        ]
         outputs = [p.communicate(timeout=300) for p in procs]
-        return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outputs, strict=True)]
+        return [
+            subprocess.CompletedProcess(p.args, p.returncode, *out)
+            for p, out in zip(procs, outputs, strict=True)
+        ]
 
     def ok(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         done = self.run(*args, **kwargs)
-        assert done.returncode == 0, f"orva {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, (
+            f"orva {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
         assert "\x1b" not in done.stderr + done.stdout  # no spinner or colour when not on a terminal
         return done
 
@@ -83,7 +106,9 @@ class Cli:
     def fails(self, code: int, *args: str, **kwargs: Any) -> str:
         """Run a command that must exit with `code`; its stderr."""
         done = self.run(*args, **kwargs)
-        assert done.returncode == code, f"orva {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == code, (
+            f"orva {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
         return done.stderr
 
 
@@ -130,11 +155,26 @@ def served(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_help_explains_every_command_with_an_example() -> None:
-    done = subprocess.run([str(Path(sys.executable).parent / "orva"), "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "orva"), "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and "flags, then the environment" in done.stdout
-    for name in ("functions", "deploy", "invoke", "logs", "deployments", "rollback", "diff", "secrets", "routes",
-                 "keys", "pool", "system", "completion", "login"):
+    for name in (
+        "functions",
+        "deploy",
+        "invoke",
+        "logs",
+        "deployments",
+        "rollback",
+        "diff",
+        "secrets",
+        "routes",
+        "keys",
+        "pool",
+        "system",
+        "completion",
+        "login",
+    ):
         assert f"  {name} " in done.stdout, name
 
     def walk(group: click.Group, path: list[str]) -> list[list[str]]:
@@ -162,8 +202,13 @@ def test_login_checks_the_key_before_writing_the_config_0600(orvad: Orvad, tmp_p
     done = runner.ok("login", "--endpoint", orvad.url + "/", input=orvad.admin_key + "\n")  # key from stdin
     assert orvad.admin_key not in done.stdout + done.stderr
     config = tmp_path / ".orva" / "config.yaml"
-    assert stat.S_IMODE(config.stat().st_mode) == 0o600 and stat.S_IMODE(config.parent.stat().st_mode) == 0o700
-    assert f"endpoint: {orvad.url}\n" in config.read_text() and f"api_key: {orvad.admin_key}" in config.read_text()
+    assert (
+        stat.S_IMODE(config.stat().st_mode) == 0o600 and stat.S_IMODE(config.parent.stat().st_mode) == 0o700
+    )
+    assert (
+        f"endpoint: {orvad.url}\n" in config.read_text()
+        and f"api_key: {orvad.admin_key}" in config.read_text()
+    )
     assert runner.json("functions", "list") is not None
 
 
@@ -174,9 +219,13 @@ def test_flags_beat_environment_beat_config_file(cli: Cli, orvad: Orvad) -> None
     cli.ok("functions", "list")
     # the environment beats the file ...
     stderr = cli.fails(3, "functions", "list", env={"ORVA_ENDPOINT": dead})
-    assert f"cannot reach orvad at {dead}" in error_line(stderr, "CONNECTION_FAILED") and "ORVA_ENDPOINT" in stderr
-    assert "ORVA_API_KEY" in error_line(cli.fails(1, "functions", "list", env={"ORVA_API_KEY": bad_key}),
-                                        "UNAUTHORIZED")
+    assert (
+        f"cannot reach orvad at {dead}" in error_line(stderr, "CONNECTION_FAILED")
+        and "ORVA_ENDPOINT" in stderr
+    )
+    assert "ORVA_API_KEY" in error_line(
+        cli.fails(1, "functions", "list", env={"ORVA_API_KEY": bad_key}), "UNAUTHORIZED"
+    )
     # ... and flags beat the environment
     both_bad = {"ORVA_ENDPOINT": dead, "ORVA_API_KEY": bad_key}
     cli.ok("--endpoint", orvad.url, "--api-key", orvad.admin_key, "functions", "list", env=both_bad)
@@ -184,25 +233,44 @@ def test_flags_beat_environment_beat_config_file(cli: Cli, orvad: Orvad) -> None
     # with no file, the environment alone is enough
     bare = Cli(cli.home / "elsewhere", {"ORVA_ENDPOINT": orvad.url, "ORVA_API_KEY": orvad.admin_key})
     bare.ok("functions", "list")
-    assert "no API key" in error_line(Cli(cli.home / "elsewhere", {"ORVA_ENDPOINT": orvad.url}).fails(
-        1, "functions", "list"), "UNAUTHORIZED")
+    assert "no API key" in error_line(
+        Cli(cli.home / "elsewhere", {"ORVA_ENDPOINT": orvad.url}).fails(1, "functions", "list"),
+        "UNAUTHORIZED",
+    )
 
 
 def test_usage_errors_exit_2(cli: Cli) -> None:
-    commands = [["no-such-command"], ["invoke"], ["invoke", "x", "--data", "{not json"], ["rollback", "x"],
-                ["pool", "set", "x"], ["functions", "create", "x"], ["functions", "delete", "x"],
-                ["deploy", "/no/such/dir", "--name", "x"], ["completion", "tcsh"], ["invoke", "x", "-H", "nocolon"]]
+    commands = [
+        ["no-such-command"],
+        ["invoke"],
+        ["invoke", "x", "--data", "{not json"],
+        ["rollback", "x"],
+        ["pool", "set", "x"],
+        ["functions", "create", "x"],
+        ["functions", "delete", "x"],
+        ["deploy", "/no/such/dir", "--name", "x"],
+        ["completion", "tcsh"],
+        ["invoke", "x", "-H", "nocolon"],
+    ]
     for args, done in zip(commands, cli.run_all(*commands), strict=True):
         assert done.returncode == 2 and "Usage: orva" in done.stderr, (args, done.stderr)
 
 
 @pytest.mark.sandbox
 def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, tmp_path: Path) -> None:
-    app = write_tree(tmp_path / "app", {
-        "handler.py": APP_V % (1, 1), "requirements.txt": "six==1.16.0\n", "lib/util.py": "X = 1\n",
-        ".orvaignore": "notes/\n*.secret\n!keep.secret\n", "notes/todo.txt": "x", "token.secret": "x",
-        "keep.secret": "x", ".git/HEAD": "x",
-    })
+    app = write_tree(
+        tmp_path / "app",
+        {
+            "handler.py": APP_V % (1, 1),
+            "requirements.txt": "six==1.16.0\n",
+            "lib/util.py": "X = 1\n",
+            ".orvaignore": "notes/\n*.secret\n!keep.secret\n",
+            "notes/todo.txt": "x",
+            "token.secret": "x",
+            "keep.secret": "x",
+            ".git/HEAD": "x",
+        },
+    )
     done = cli.ok("deploy", str(app), "--name", "cli-app", "--runtime", "python")
     assert "creating function cli-app" in done.stderr and "Successfully installed six-1.16.0" in done.stderr
     assert "- installing" in done.stderr and done.stdout.startswith("deployed cli-app version 1 ")
@@ -212,16 +280,18 @@ def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, t
     assert {"handler.py", "requirements.txt", "lib", "keep.secret"} <= set(body["files"])
     assert not {"notes", "token.secret", ".orvaignore"} & set(body["files"])
 
-    plain = cli.ok("invoke", "cli-app", "--data", '{"a": 1}', "-X", "put", "--path", "/items/7?x=1",
-                   "-H", "X-Test: yes")
+    plain = cli.ok(
+        "invoke", "cli-app", "--data", '{"a": 1}', "-X", "put", "--path", "/items/7?x=1", "-H", "X-Test: yes"
+    )
     echoed = json.loads(plain.stdout)
     assert echoed["method"] == "PUT" and echoed["path"] == "/items/7" and echoed["header"] == "yes"
     assert json.loads(echoed["body"]) == {"a": 1}
     head = cli.ok("invoke", "cli-app", "-i").stdout
     assert head.startswith("HTTP/1.1 200 OK\n") and "x-orva-execution-id:" in head.lower()
     (tmp_path / "event.json").write_text('{"from": "file"}')
-    assert json.loads(cli.json("invoke", "cli-app", "--data", f"@{tmp_path / 'event.json'}")["body"]["body"]) == {
-        "from": "file"}
+    assert json.loads(
+        cli.json("invoke", "cli-app", "--data", f"@{tmp_path / 'event.json'}")["body"]["body"]
+    ) == {"from": "file"}
 
     wait_for(lambda: "served version 1" in cli.ok("logs", "cli-app").stdout, 10, "the execution log")
     logged = [json.loads(line) for line in cli.ok("logs", "cli-app", "-n", "2", "--json").stdout.splitlines()]
@@ -238,7 +308,9 @@ def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, t
     assert "--- a/handler.py\n+++ b/handler.py\n" in diff
     assert '-    print("served version 1")\n+    print("served version 2")\n' in diff
     assert [f["kind"] for f in cli.json("diff", "cli-app", first["id"], second["id"])["files"]] == [
-        "handler", "manifest"]
+        "handler",
+        "manifest",
+    ]
     assert cli.ok("diff", "cli-app", "1", "2").stdout == diff  # version numbers stand for their deployments
     error_line(cli.fails(1, "diff", "cli-app", "1", "99"), "VERSION_NOT_FOUND")
 
@@ -250,46 +322,77 @@ def test_deploy_with_a_dependency_then_invoke_logs_diff_and_rollback(cli: Cli, t
     assert cli.json("invoke", "cli-app")["body"]["v"] == 2
     cli.ok("rollback", "cli-app", "--hash", first["code_hash"])
     assert cli.json("invoke", "cli-app")["body"]["v"] == 1
-    assert cli.ok("rollback", "cli-app", "--hash", second["code_hash"]).stdout.startswith("rolled back cli-app")
+    assert cli.ok("rollback", "cli-app", "--hash", second["code_hash"]).stdout.startswith(
+        "rolled back cli-app"
+    )
     assert cli.json("invoke", "cli-app")["body"]["v"] == 2
     error_line(cli.fails(1, "rollback", "cli-app", "--hash", "0" * 64), "VERSION_NOT_FOUND")
 
 
 def test_failed_build_exits_1_with_the_reason(cli: Cli, tmp_path: Path) -> None:
-    bad = write_tree(tmp_path / "bad", {"handler.js": "exports.handler = async () => 1;\n",
-                                        "package.json": "not json"})
+    bad = write_tree(
+        tmp_path / "bad", {"handler.js": "exports.handler = async () => 1;\n", "package.json": "not json"}
+    )
     done = cli.run("deploy", str(bad), "--name", "cli-broken")
     assert done.returncode == 1, done.stderr
     assert "package.json is not a valid JSON object" in error_line(done.stderr, "BUILD_FAILED")
     assert "build failed: package.json" in done.stderr  # the live log was followed
     assert cli.json("functions", "get", "cli-broken")["status"] == "error"
-    assert "no handler.py" in cli.fails(2, "deploy", str(bad), "--name", "cli-broken-2", "--runtime", "python")
+    assert "no handler.py" in cli.fails(
+        2, "deploy", str(bad), "--name", "cli-broken-2", "--runtime", "python"
+    )
 
 
 @pytest.mark.sandbox
 def test_api_and_connection_errors_are_one_line_and_exit_1(cli: Cli, served: str) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     unknown, invoke_unknown, logs_unknown, deployments_unknown, boom, missing, unreachable = cli.run_all(
-        ["functions", "get", "cli-nope"], ["invoke", "cli-nope"], ["logs", "cli-nope"], ["deployments", "cli-nope"],
-        ["invoke", served, "--path", "/boom"], ["invoke", served, "--path", "/missing"],
-        ["--endpoint", dead, "system", "health"])
+        ["functions", "get", "cli-nope"],
+        ["invoke", "cli-nope"],
+        ["logs", "cli-nope"],
+        ["deployments", "cli-nope"],
+        ["invoke", served, "--path", "/boom"],
+        ["invoke", served, "--path", "/missing"],
+        ["--endpoint", dead, "system", "health"],
+    )
     for done in (unknown, invoke_unknown, logs_unknown, deployments_unknown, boom, missing, unreachable):
         assert done.returncode == (3 if done is unreachable else 1) and done.stderr.count("\n") == 1, done
-    assert error_line(unknown.stderr, "NOT_FOUND").startswith("error: NOT_FOUND: no function 'cli-nope' (hint: ")
+    assert error_line(unknown.stderr, "NOT_FOUND").startswith(
+        "error: NOT_FOUND: no function 'cli-nope' (hint: "
+    )
     for done in (invoke_unknown, logs_unknown, deployments_unknown):
         error_line(done.stderr, "NOT_FOUND")
     assert "RuntimeError: boom" in error_line(boom.stderr, "FUNCTION_ERROR")
     # the handler's own 404: its body on stdout, and exit 1
-    assert missing.stdout == "nothing here" and "answered 404 Not Found" in error_line(missing.stderr, "HTTP_404")
+    assert missing.stdout == "nothing here" and "answered 404 Not Found" in error_line(
+        missing.stderr, "HTTP_404"
+    )
     assert "--endpoint" in error_line(unreachable.stderr, "CONNECTION_FAILED")
 
 
 def test_functions_create_get_update_list_delete(cli: Cli) -> None:
-    made = cli.json("functions", "create", "cli-crud", "--runtime", "node", "--memory-mb", "256", "--env", "A=1",
-                    "--env", "B=2")
-    assert made["status"] == "created" and made["entrypoint"] == "handler.js" and made["env_vars"] == {"A": "1", "B": "2"}
+    made = cli.json(
+        "functions",
+        "create",
+        "cli-crud",
+        "--runtime",
+        "node",
+        "--memory-mb",
+        "256",
+        "--env",
+        "A=1",
+        "--env",
+        "B=2",
+    )
+    assert (
+        made["status"] == "created"
+        and made["entrypoint"] == "handler.js"
+        and made["env_vars"] == {"A": "1", "B": "2"}
+    )
     error_line(cli.fails(1, "functions", "create", "cli-crud", "--runtime", "node"), "CONFLICT")
-    changed = cli.json("functions", "update", "cli-crud", "--env", "C=3", "--unset-env", "A", "--timeout-ms", "5000")
+    changed = cli.json(
+        "functions", "update", "cli-crud", "--env", "C=3", "--unset-env", "A", "--timeout-ms", "5000"
+    )
     assert changed["env_vars"] == {"B": "2", "C": "3"} and changed["timeout_ms"] == 5000
     assert made["csp_sandbox"] is True and made["signature_version"] == 2
     flags = cli.json("functions", "update", "cli-crud", "--no-csp-sandbox", "--signature-version", "1")
@@ -298,7 +401,9 @@ def test_functions_create_get_update_list_delete(cli: Cli) -> None:
     assert "cli-crud" in [f["name"] for f in cli.json("functions", "list")]
     assert "cli-crud" in [f["name"] for f in cli.json("--json", "functions", "list", "--runtime", "node")]
     table = cli.ok("functions", "list").stdout.splitlines()
-    assert table[0].split()[:3] == ["NAME", "RUNTIME", "STATUS"] and any(r.startswith("cli-crud ") for r in table)
+    assert table[0].split()[:3] == ["NAME", "RUNTIME", "STATUS"] and any(
+        r.startswith("cli-crud ") for r in table
+    )
     error_line(cli.fails(1, "functions", "update", "cli-crud", "--memory-mb", "1"), "VALIDATION")
     assert cli.json("functions", "delete", "cli-crud", "--yes")["deleted"] is True
     error_line(cli.fails(1, "functions", "get", "cli-crud"), "NOT_FOUND")
@@ -324,8 +429,12 @@ def test_routes_set_list_replace_delete(cli: Cli, served: str, orvad: Orvad) -> 
     made = cli.json("routes", "set", "/cli/hook", served, "--methods", "POST")
     assert made["function_name"] == served and made["methods"] == "POST"
     with orvad.client() as anonymous:
-        assert anonymous.post("/cli/hook").status_code == 200 and anonymous.get("/cli/hook").status_code == 405
-        assert cli.ok("routes", "set", "/cli/hook", served, "--methods", "GET,POST").stdout.startswith("/cli/hook ->")
+        assert (
+            anonymous.post("/cli/hook").status_code == 200 and anonymous.get("/cli/hook").status_code == 405
+        )
+        assert cli.ok("routes", "set", "/cli/hook", served, "--methods", "GET,POST").stdout.startswith(
+            "/cli/hook ->"
+        )
         assert anonymous.get("/cli/hook").status_code == 200
     listed = cli.json("routes", "list", "--function", served)
     assert [(r["path"], r["methods"]) for r in listed] == [("/cli/hook", "GET,POST")]
@@ -344,8 +453,9 @@ def test_keys_create_list_revoke(cli: Cli, orvad: Orvad) -> None:
     assert "cli-reader" in listed and key not in listed
     reader = Cli(cli.home, {"ORVA_API_KEY": key})
     reader.ok("functions", "list")
-    assert "'write'" in error_line(reader.fails(1, "functions", "create", "cli-nokey", "--runtime", "python"),
-                                   "FORBIDDEN")
+    assert "'write'" in error_line(
+        reader.fails(1, "functions", "create", "cli-nokey", "--runtime", "python"), "FORBIDDEN"
+    )
     [row] = [k for k in cli.json("keys", "list") if k["name"] == "cli-reader"]
     assert row["permissions"] == ["read"]
     assert cli.json("keys", "revoke", row["id"])["deleted"] is True
@@ -373,8 +483,13 @@ def test_pool_and_system(cli: Cli, served: str) -> None:
 def test_logs_follow_streams_new_executions(cli: Cli, served: str, orvad: Orvad, tmp_path: Path) -> None:
     out, err = tmp_path / "follow.out", tmp_path / "follow.err"
     with out.open("w") as sink, err.open("w") as errors:
-        follower = subprocess.Popen(cli.argv("logs", served, "-n", "1", "--follow", "--json"), env=cli.environ(),
-                                    stdin=subprocess.DEVNULL, stdout=sink, stderr=errors)
+        follower = subprocess.Popen(
+            cli.argv("logs", served, "-n", "1", "--follow", "--json"),
+            env=cli.environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=errors,
+        )
     try:
         wait_for(lambda: "following" in err.read_text(), 10, "the follower to start")
         seen_before = {json.loads(line)["id"] for line in out.read_text().splitlines()}
@@ -382,8 +497,12 @@ def test_logs_follow_streams_new_executions(cli: Cli, served: str, orvad: Orvad,
             # the subscription starts just after the notice: invoke until an execution shows up live
             def shown() -> bool:
                 anonymous.get(f"/fn/{served}/live")
-                return any(json.loads(ln)["path"] == "/live" for ln in out.read_text().splitlines()
-                           if json.loads(ln)["id"] not in seen_before)
+                return any(
+                    json.loads(ln)["path"] == "/live"
+                    for ln in out.read_text().splitlines()
+                    if json.loads(ln)["id"] not in seen_before
+                )
+
             wait_for(shown, 20, "a live execution in `logs --follow`", interval_s=0.2)
         live = [json.loads(ln) for ln in out.read_text().splitlines() if '"/live"' in ln]
         assert live[0]["logs"].startswith("token is set:") and live[0]["status"] == "success"
@@ -399,7 +518,9 @@ def test_logs_follow_streams_new_executions(cli: Cli, served: str, orvad: Orvad,
 
 def test_completion_scripts(cli: Cli) -> None:
     shells = {"bash": "complete -o nosort -F", "zsh": "#compdef orva", "fish": "complete --no-files"}
-    for (shell, marker), done in zip(shells.items(), cli.run_all(*(["completion", s] for s in shells)), strict=True):
+    for (shell, marker), done in zip(
+        shells.items(), cli.run_all(*(["completion", s] for s in shells)), strict=True
+    ):
         assert done.returncode == 0 and marker in done.stdout and "_ORVA_COMPLETE" in done.stdout, shell
 
 
@@ -424,7 +545,9 @@ def _on_a_terminal(cli: Cli, *args: str) -> tuple[int, str]:
     return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
 
 
-def test_on_a_terminal_deploy_shows_a_spinner_and_diff_is_coloured(cli: Cli, served: str, tmp_path: Path) -> None:
+def test_on_a_terminal_deploy_shows_a_spinner_and_diff_is_coloured(
+    cli: Cli, served: str, tmp_path: Path
+) -> None:
     folder = write_tree(tmp_path / "v2", {"handler.py": SERVED + "# v2\n"})
     code, shown = _on_a_terminal(cli, "deploy", str(folder), "--name", served)
     assert code == 0 and f"building {served}" in shown and "\x1b[" in shown, shown

@@ -35,8 +35,11 @@ def cli(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]
 def test_init_deploy_invoke_logs_for_both_runtimes(cli: Cli, tmp_path: Path) -> None:
     made = cli.ok("init", "hour-py", cwd=tmp_path)  # the README's relative ./hello, as a reader types it
     assert made.stdout.splitlines() == [
-        "wrote hour-py/handler.py (python); next:", "  orva deploy ./hour-py --name hour-py",
-        "  orva invoke hour-py --path '/?name=orva'", "  orva logs hour-py"]
+        "wrote hour-py/handler.py (python); next:",
+        "  orva deploy ./hour-py --name hour-py",
+        "  orva invoke hour-py --path '/?name=orva'",
+        "  orva logs hour-py",
+    ]
     deployed = cli.ok("deploy", "./hour-py", "--name", "hour-py", "--runtime", "python", cwd=tmp_path)
     assert deployed.stdout.startswith("deployed hour-py version 1 ")
     # the very next call runs it: the deploy returned once the version serves
@@ -82,8 +85,15 @@ def test_every_table_fits_80_columns_with_short_ids(cli: Cli, orvad: Orvad, tmp_
     cli.ok("routes", "set", "/hour/" + "p" * 70, LONG, "--methods", "GET,POST,PUT,DELETE,PATCH")
     key = cli.json("keys", "create", "k" * 60, "-p", "invoke", "-p", "read", "--expires-in-days", "30")
     cli.run("invoke", LONG)  # a pool row in the metrics
-    listings = [["functions", "list"], ["deployments", LONG], ["secrets", "list", LONG], ["routes", "list"],
-                ["keys", "list"], ["system", "health"], ["system", "metrics"]]
+    listings = [
+        ["functions", "list"],
+        ["deployments", LONG],
+        ["secrets", "list", LONG],
+        ["routes", "list"],
+        ["keys", "list"],
+        ["system", "health"],
+        ["system", "metrics"],
+    ]
     for args in listings:
         lines = _lines_of(cli, *args)
         assert len(lines) > 2, (args, lines)
@@ -113,7 +123,7 @@ def test_deployments_mark_the_active_one_and_prefixes_work(cli: Cli, tmp_path: P
     common = os.path.commonprefix([first["id"], second["id"]])
     assert len(common) >= 6
     line = error_line(cli.fails(1, "rollback", "hour-versions", common), "AMBIGUOUS")
-    assert "matches 2 deployments of hour-versions" in line and first["id"][:len(common) + 1] in line
+    assert "matches 2 deployments of hour-versions" in line and first["id"][: len(common) + 1] in line
 
     def starred() -> list[str]:
         rows = cli.ok("deployments", "hour-versions").stdout.splitlines()[1:]
@@ -127,24 +137,33 @@ def test_deployments_mark_the_active_one_and_prefixes_work(cli: Cli, tmp_path: P
     assert first["id"].startswith(shown_ids["1"]) and 8 <= len(shown_ids["1"]) < 36
     # the ID column's short form, typed back
     rolled = cli.json("rollback", "hour-versions", shown_ids["1"])
-    assert rolled["parent_deployment_id"] == first["id"] and cli.json("invoke", "hour-versions")["body"] == {"v": 1}
+    assert rolled["parent_deployment_id"] == first["id"] and cli.json("invoke", "hour-versions")["body"] == {
+        "v": 1
+    }
     assert starred() == ["3"]
     # a code hash by its first 8 (as the HASH column shows it) or 6 hex digits
     cli.ok("rollback", "hour-versions", "--hash", second["code_hash"][:8])
     assert cli.json("invoke", "hour-versions")["body"] == {"v": 2}
     cli.ok("rollback", "hour-versions", "--hash", first["code_hash"][:6])
     assert cli.json("invoke", "hour-versions")["body"] == {"v": 1}
-    assert "+    return {'v': 2}" in cli.ok("diff", "hour-versions", first["id"][:13], second["id"][:13]).stdout
+    assert (
+        "+    return {'v': 2}" in cli.ok("diff", "hour-versions", first["id"][:13], second["id"][:13]).stdout
+    )
     assert "at least 6" in error_line(cli.fails(1, "rollback", "hour-versions", "--hash", "ab"), "VALIDATION")
     error_line(cli.fails(1, "rollback", "hour-versions", "--hash", "ffffff"), "VERSION_NOT_FOUND")
     log = cli.ok("build-log", "hour-versions", "1")
     assert "code hash " + first["code_hash"] in log.stdout and "version 1 of hour-versions" in log.stderr
-    assert cli.json("build-log", "hour-versions")["deployment_id"] == cli.json("deployments", "hour-versions")[0]["id"]
+    assert (
+        cli.json("build-log", "hour-versions")["deployment_id"]
+        == cli.json("deployments", "hour-versions")[0]["id"]
+    )
 
 
 def test_functions_list_runtime_matches_versioned_ids(cli: Cli, orvad: Orvad) -> None:
     with orvad.admin() as c:
-        versioned = next(r["id"] for r in c.get("/api/v1/runtimes").json()["runtimes"] if r["language"] == "python")
+        versioned = next(
+            r["id"] for r in c.get("/api/v1/runtimes").json()["runtimes"] if r["language"] == "python"
+        )
     assert versioned != "python"  # e.g. python3.11
     cli.ok("functions", "create", "hour-plain", "--runtime", "python")
     cli.ok("functions", "create", "hour-versioned", "--runtime", versioned)
@@ -164,8 +183,9 @@ def test_errors_name_orva_commands_and_the_execution(cli: Cli, orvad: Orvad, tmp
     reader = Cli(cli.home, {"ORVA_API_KEY": cli.json("keys", "create", "hour-reader", "-p", "read")["key"]})
 
     failed = error_line(cli.fails(1, "invoke", "hour-fails"), "FUNCTION_ERROR")
-    execution = re.search(r"execution ([0-9a-f-]{36}): its logs with `orva logs hour-fails --execution \1`",
-                          failed)
+    execution = re.search(
+        r"execution ([0-9a-f-]{36}): its logs with `orva logs hour-fails --execution \1`", failed
+    )
     assert execution, failed
     shown = cli.ok("logs", "hour-fails", "--execution", execution.group(1)).stdout
     assert "about to fail" in shown and "ValueError: nope" in shown and execution.group(1) in shown
@@ -188,7 +208,8 @@ def test_errors_name_orva_commands_and_the_execution(cli: Cli, orvad: Orvad, tmp
         error_line(cli.fails(1, "keys", "revoke", "019df210-1234-7000-8000-deadbeef0001"), "NOT_FOUND"),
         error_line(reader.fails(1, "functions", "create", "hour-x", "--runtime", "python"), "FORBIDDEN"),
         error_line(cli.fails(1, "routes", "delete", "/hour/none"), "NOT_FOUND"),
-        failed, build,
+        failed,
+        build,
     ]
     assert "`orva deploy DIR --name hour-empty`" in lines[0], lines[0]
     assert "fix --memory-mb and run it again (`orva functions update --help`" in lines[1]
@@ -209,8 +230,12 @@ def test_errors_name_orva_commands_and_the_execution(cli: Cli, orvad: Orvad, tmp
 
 def test_unreachable_orvad_is_one_line_and_exit_3(cli: Cli) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    for args in (["functions", "list"], ["invoke", "hello"], ["deploy", str(ROOT / "runtimes"), "--name", "x"],
-                 ["login", "--endpoint", dead, "--api-key", "orva_" + "0" * 64]):
+    for args in (
+        ["functions", "list"],
+        ["invoke", "hello"],
+        ["deploy", str(ROOT / "runtimes"), "--name", "x"],
+        ["login", "--endpoint", dead, "--api-key", "orva_" + "0" * 64],
+    ):
         done = cli.run(*args, env={"ORVA_ENDPOINT": dead})
         assert done.returncode == 3 and done.stderr.count("\n") == 1, (args, done)
         line = error_line(done.stderr, "CONNECTION_FAILED")
@@ -225,8 +250,9 @@ def _api_hints() -> list[str]:
             value = None
             if isinstance(node, ast.keyword) and node.arg == "hint":
                 value = node.value
-            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "default_hint"
-                                                      for t in node.targets):
+            elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "default_hint" for t in node.targets
+            ):
                 value = node.value
             if isinstance(value, ast.Constant) and isinstance(value.value, str):
                 found.append(value.value)
@@ -242,7 +268,11 @@ def test_every_api_hint_orvad_writes_becomes_an_orva_command() -> None:
         for fn in ("hello", None):
             said = _translated(hint, fn)
             assert "/api/" not in said and "{id}" not in said and "`orva " in said, (hint, said)
-    assert _translated("read the execution's logs at GET /api/v1/executions/019e-abc/logs", "hello") == \
-        "read the execution's logs at `orva logs hello --execution 019e-abc`"
-    assert _translated('resume the function with PUT /api/v1/functions/{id} {"status": "active"}', "f") == \
-        "resume the function with `orva functions update f`"
+    assert (
+        _translated("read the execution's logs at GET /api/v1/executions/019e-abc/logs", "hello")
+        == "read the execution's logs at `orva logs hello --execution 019e-abc`"
+    )
+    assert (
+        _translated('resume the function with PUT /api/v1/functions/{id} {"status": "active"}', "f")
+        == "resume the function with `orva functions update f`"
+    )

@@ -19,16 +19,41 @@ def _tree(root: Path, names: list[str], ignore: str | None = None) -> Path:
 
 
 def test_defaults_leave_out_vcs_caches_and_installed_dependencies(tmp_path: Path) -> None:
-    root = _tree(tmp_path, ["handler.py", ".git/HEAD", "__pycache__/a.pyc", "lib/__pycache__/b.pyc", "lib/c.pyc",
-                            "node_modules/x/index.js", ".venv/bin/python", "lib/util.py", ".env"])
+    root = _tree(
+        tmp_path,
+        [
+            "handler.py",
+            ".git/HEAD",
+            "__pycache__/a.pyc",
+            "lib/__pycache__/b.pyc",
+            "lib/c.pyc",
+            "node_modules/x/index.js",
+            ".venv/bin/python",
+            "lib/util.py",
+            ".env",
+        ],
+    )
     assert selected(root) == [".env", "handler.py", "lib/util.py"]
 
 
 def test_orvaignore_patterns_folders_anchors_and_negation(tmp_path: Path) -> None:
-    root = _tree(tmp_path, ["handler.py", "build/out.js", "src/build/keep.py", "docs/a.md", "x.log", "sub/y.log",
-                            "sub/important.log", "tests/test_a.py", "data/raw/big.csv", "data/small.csv"],
-                 ignore="# comment\n\n/build/\n*.log\n!sub/important.log\ntests\ndata/**/*.csv\n!data/small.csv\n"
-                        "docs/\n")
+    root = _tree(
+        tmp_path,
+        [
+            "handler.py",
+            "build/out.js",
+            "src/build/keep.py",
+            "docs/a.md",
+            "x.log",
+            "sub/y.log",
+            "sub/important.log",
+            "tests/test_a.py",
+            "data/raw/big.csv",
+            "data/small.csv",
+        ],
+        ignore="# comment\n\n/build/\n*.log\n!sub/important.log\ntests\ndata/**/*.csv\n!data/small.csv\n"
+        "docs/\n",
+    )
     assert selected(root) == ["data/small.csv", "handler.py", "src/build/keep.py", "sub/important.log"]
 
 

@@ -39,9 +39,12 @@ def test_health_details_need_a_read_credential(make_orvad: Callable[..., Orvad])
     assert "details_hidden" not in full
     with server.client() as c:
         token = server.onboard(c).cookies["session_token"]
-    for who, headers, cookies in (("anonymous", {}, {}), ("invoke key", {"X-Orva-API-Key": invoker}, {}),
-                                  ("unknown key", {"X-Orva-API-Key": "orva_" + "0" * 64}, {}),
-                                  ("stale cookie", {}, {"session_token": "gone"})):
+    for who, headers, cookies in (
+        ("anonymous", {}, {}),
+        ("invoke key", {"X-Orva-API-Key": invoker}, {}),
+        ("unknown key", {"X-Orva-API-Key": "orva_" + "0" * 64}, {}),
+        ("stale cookie", {}, {"session_token": "gone"}),
+    ):
         for path in ("/api/v1/system/health", "/health/ready"):
             r = httpx.get(server.url + path, headers=headers, cookies=cookies)
             assert r.status_code == 200, (who, path, r.text)  # probes work as before
@@ -90,6 +93,9 @@ def test_cgroup_favor_dynmods_can_be_left_alone(make_orvad: Callable[..., Orvad]
     server = make_orvad(env={"ORVA_CGROUP_FAVOR_DYNMODS": "false"})
     with server.admin() as c:
         check = c.get("/api/v1/system/health").json()["checks"]["cgroup_migrations"]
-    assert check == {"ok": True, "required": False,
-                     "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)"}
+    assert check == {
+        "ok": True,
+        "required": False,
+        "detail": "favordynmods left as it is (ORVA_CGROUP_FAVOR_DYNMODS=false)",
+    }
     assert "favordynmods turned on" not in server.stderr()

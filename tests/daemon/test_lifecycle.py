@@ -20,7 +20,7 @@ def test_bootstrap_key_is_minted_once_and_reused(make_orvad: Callable[..., Orvad
     key_file = server.data_dir / "admin.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o711  # traversable for the jail, not listable
-    assert stat.S_IMODE((server.data_dir / 'orva.db').stat().st_mode) == 0o600
+    assert stat.S_IMODE((server.data_dir / "orva.db").stat().st_mode) == 0o600
     key = server.admin_key
     assert key not in server.stdout() and key[:12] in server.stdout()  # its file and prefix, never the key
     assert key not in server.stderr()  # never in the logs
@@ -58,7 +58,9 @@ def test_restart_keeps_users_sessions_and_keys(make_orvad: Callable[..., Orvad])
 def test_clean_shutdown_writes_every_queued_row(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad()
     with server.admin() as c:
-        keys = [c.post("/api/v1/keys", json={"name": f"k{i}", "permissions": ["read"]}).json() for i in range(30)]
+        keys = [
+            c.post("/api/v1/keys", json={"name": f"k{i}", "permissions": ["read"]}).json() for i in range(30)
+        ]
     for key in keys:  # each first use queues a last_used_at row in the batched writer
         with server.client(key["key"]) as c:
             assert c.get("/api/v1/auth/status").status_code == 200
@@ -89,7 +91,10 @@ def test_uvicorn_server_serves_and_stops_cleanly(make_orvad: Callable[..., Orvad
     with server.admin() as c:
         assert c.get("/api/v1/system/health").json()["status"] == "ok"
         fn = c.post("/api/v1/functions", json={"name": "uv", "runtime": "python"}).json()
-        c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": "def handler(e, c):\n    return 'uv'\n"})
+        c.post(
+            f"/api/v1/functions/{fn['id']}/deploy-inline",
+            json={"code": "def handler(e, c):\n    return 'uv'\n"},
+        )
         from tests.helpers import wait_for
 
         wait_for(lambda: c.get(f"/fn/{fn['id']}").text == "uv", 30, "the function under uvicorn")

@@ -27,12 +27,19 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ORVA_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("ORVA_SCREENSHOTS", ROOT / "test-artifacts" / "dashboard"))
 # Flags for a closed network and a root user (no background fetches, no setuid sandbox).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 BUILD_DEADLINE_MS = 240_000  # a pip install inside the build jail
 
 PASSWORD = "correct horse battery"
-V1 = '''import json
+V1 = """import json
 
 import six
 
@@ -41,13 +48,15 @@ def handler(event, context):
     name = json.loads(event["body"] or "{}").get("name", "world")
     print(f"greeting {name} with six {six.__version__}")
     return {"statusCode": 200, "body": {"hello": name, "six": six.__version__, "v": 1}}
-'''
+"""
 V2 = V1.replace('"v": 1', '"v": 2')
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium (or set ORVA_CHROMIUM)"
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: `make test` installs Debian's chromium (or set ORVA_CHROMIUM)"
+    )
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
@@ -62,8 +71,14 @@ def page(browser: Browser) -> Iterator[Page]:
     problems: list[str] = []
     pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     # a refused fetch (401 before login, a 4xx the test provokes) is logged as "Failed to load resource"
-    pg.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
-          and problems.append(f"console: {m.text}"))
+    pg.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and problems.append(f"console: {m.text}")
+        ),
+    )
     yield pg
     context.close()
     assert problems == [], problems  # script errors and CSP violations fail the test
@@ -181,7 +196,9 @@ def test_new_user_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     assert httpx.post(f"{url}/fn/greeter", json={}).json()["v"] == 2
     page.get_by_role("tab", name="Deployments").click()
     page.get_by_role("button", name="Roll back to v1").click()
-    expect(page.get_by_role("table", name="Deployments").locator("tbody tr").first).to_contain_text("rollback")
+    expect(page.get_by_role("table", name="Deployments").locator("tbody tr").first).to_contain_text(
+        "rollback"
+    )
     assert httpx.post(f"{url}/fn/greeter", json={}).json()["v"] == 1
     page.get_by_label("From", exact=True).select_option(label="v1")
     page.get_by_label("To", exact=True).select_option(label="v2")
@@ -301,10 +318,15 @@ def test_long_lists_are_paged_not_cut(make_orvad, page: Page) -> None:  # type: 
     server: Orvad = make_orvad()
     with server.client() as c:
         login = server.onboard(c, "admin", PASSWORD)
-    page.context.add_cookies([{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}])
+    page.context.add_cookies(
+        [{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}]
+    )
     with httpx.Client(base_url=server.url, headers={"X-Orva-API-Key": server.admin_key}) as c:
         for i in range(55):  # more than one page of 50
-            assert c.post("/api/v1/functions", json={"name": f"fn-{i:02d}", "runtime": "python"}).status_code == 201
+            assert (
+                c.post("/api/v1/functions", json={"name": f"fn-{i:02d}", "runtime": "python"}).status_code
+                == 201
+            )
     page.goto(f"{server.url}/web/#/functions")
     rows = page.get_by_role("table", name="Functions").locator("tbody tr")
     expect(rows).to_have_count(50)

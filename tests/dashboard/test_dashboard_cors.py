@@ -15,7 +15,9 @@ def test_settings_show_and_set_the_cors_origins(make_orvad, page: Page) -> None:
     server = make_orvad()
     with server.client() as c:
         login = server.onboard(c, "admin", PASSWORD)
-    page.context.add_cookies([{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}])
+    page.context.add_cookies(
+        [{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}]
+    )
     with server.admin() as c:
         fn = create_function(c, "corsy", cors_origins=["https://app.example.com", "http://127.0.0.1:3000"])
     puts: list[str] = []
@@ -42,7 +44,10 @@ def test_settings_show_and_set_the_cors_origins(make_orvad, page: Page) -> None:
     expect(origins).to_have_attribute("aria-invalid", "true")
     with server.admin() as c:
         kept = c.get(f"/api/v1/functions/{fn['id']}").json()
-    assert kept["cors_origins"] == ["https://app.example.com", "http://127.0.0.1:3000"] and kept["description"] == ""
+    assert (
+        kept["cors_origins"] == ["https://app.example.com", "http://127.0.0.1:3000"]
+        and kept["description"] == ""
+    )
 
     # corrected: one PUT saves the list with the other fields
     origins.fill("https://app.example.com\n*")

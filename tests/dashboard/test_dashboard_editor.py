@@ -29,18 +29,18 @@ pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTI
 
 BUILD_DEADLINE_MS = 120_000
 
-DRAFT = '''import json
+DRAFT = """import json
 
 
 def handler(event, context):
     name = json.loads(event["body"] or "{}").get("name", "world")
     print(f"drafted for {name}")
     return {"statusCode": 200, "body": {"hello": name, "draft": True}}
-'''
+"""
 
-VERSION = '''def handler(event, context):
+VERSION = """def handler(event, context):
     return {"statusCode": 200, "body": {"v": %d}}
-'''
+"""
 
 
 def signed_in_with(make_orvad, pg: Page, name: str) -> tuple[Orvad, dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -49,7 +49,9 @@ def signed_in_with(make_orvad, pg: Page, name: str) -> tuple[Orvad, dict[str, An
     with server.client() as c:
         login = server.onboard(c, "admin", PASSWORD)
     assert login.status_code == 201, login.text
-    pg.context.add_cookies([{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}])
+    pg.context.add_cookies(
+        [{"name": "session_token", "value": login.cookies["session_token"], "url": server.url}]
+    )
     with server.admin() as c:
         return server, create_function(c, name)
 
@@ -138,7 +140,9 @@ def test_drafts_survive_and_shortcuts_deploy_and_test(make_orvad, page: Page) ->
 
     # Ctrl+S deploys (and the browser's own "save page" is prevented); the marker goes
     editor.click()
-    page.evaluate("() => addEventListener('keydown', (e) => { if (e.key === 's') window.saveBlocked = e.defaultPrevented; })")
+    page.evaluate(
+        "() => addEventListener('keydown', (e) => { if (e.key === 's') window.saveBlocked = e.defaultPrevented; })"
+    )
     page.keyboard.press("Control+s")
     expect(page.get_by_text("Deployed. Try it in the Test tab.")).to_be_visible(timeout=BUILD_DEADLINE_MS)
     assert page.evaluate("window.saveBlocked") is True
@@ -191,8 +195,12 @@ def test_history_rows_open_logs_and_settings_save_in_one_request(make_orvad, pag
     expect(rows).to_have_count(4)
     log = page.get_by_test_id("deployment-log")
     # each log names its own build (code hash); a rollback built nothing and names the version it activated
-    expected = [("v4", v1["code_hash"][:12]), ("v3", f"code hash {v3['code_hash']}"), ("v2", "not a readable"),
-                ("v1", f"code hash {v1['code_hash']}")]
+    expected = [
+        ("v4", v1["code_hash"][:12]),
+        ("v3", f"code hash {v3['code_hash']}"),
+        ("v2", "not a readable"),
+        ("v1", f"code hash {v1['code_hash']}"),
+    ]
     for index, (version, text) in enumerate(expected):
         rows.nth(index).click()
         expect(page.get_by_role("heading", name=f"Build log of {version}")).to_be_visible()

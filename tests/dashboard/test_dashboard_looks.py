@@ -23,10 +23,10 @@ from tests.helpers import Orvad, wait_for
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 PHONE = {"width": 390, "height": 844}
-HANDLER = '''def handler(event, context):
+HANDLER = """def handler(event, context):
     print("hello from the looks test")
     return {"statusCode": 200, "body": {"hello": "world"}}
-'''
+"""
 
 
 @contextmanager
@@ -38,8 +38,14 @@ def open_page(browser: Browser, server: Orvad, token: str, **context_args: Any) 
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
-            and problems.append(f"console: {m.text}"))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and problems.append(f"console: {m.text}")
+        ),
+    )
     try:
         yield page
     finally:
@@ -84,8 +90,9 @@ def test_phone_every_page_fits_and_the_menu_works(make_orvad, browser: Browser) 
     with server.admin() as admin:
         fn_id = admin.get("/api/v1/functions/greeter").json()["id"]
         execution = admin.get("/api/v1/executions", params={"limit": 1}).json()["executions"][0]["id"]
-    with open_page(browser, server, token, viewport=PHONE, is_mobile=True, has_touch=True,
-                   device_scale_factor=2) as page:
+    with open_page(
+        browser, server, token, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2
+    ) as page:
         page.goto(f"{server.url}/web/")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         expect(page.get_by_test_id("chart-rate")).to_be_visible()
@@ -97,9 +104,14 @@ def test_phone_every_page_fits_and_the_menu_works(make_orvad, browser: Browser) 
         shot(page, "mobile-02-menu-open")
         page.get_by_role("button", name="Close").click()
 
-        for link, heading, name in (("Functions", "Functions", "functions"), ("Invocations", "Invocations", "invocations"),
-                                    ("Routes", "Routes", "routes"), ("API keys", "API keys", "keys"),
-                                    ("Settings", "Settings", "settings"), ("Overview", "Overview", "overview-again")):
+        for link, heading, name in (
+            ("Functions", "Functions", "functions"),
+            ("Invocations", "Invocations", "invocations"),
+            ("Routes", "Routes", "routes"),
+            ("API keys", "API keys", "keys"),
+            ("Settings", "Settings", "settings"),
+            ("Overview", "Overview", "overview-again"),
+        ):
             go(page, link, heading)
             if name == "functions":
                 expect(page.get_by_role("table", name="Functions")).to_contain_text("greeter")
@@ -223,11 +235,18 @@ def test_charts_start_from_the_last_ten_minutes(make_orvad, browser: Browser) ->
     for _ in range(5):
         assert httpx.post(f"{server.url}/fn/greeter", json={}).status_code == 200
     with server.admin() as admin:
+
         def history() -> list[dict[str, Any]]:
-            points: list[dict[str, Any]] = admin.get("/api/v1/system/metrics/history", params={"minutes": 10}).json()["points"]
+            points: list[dict[str, Any]] = admin.get(
+                "/api/v1/system/metrics/history", params={"minutes": 10}
+            ).json()["points"]
             return points
-        wait_for(lambda: len(history()) >= 6 and any(p["rate_per_s"] > 0 for p in history()), 30,
-                 "six history points, one with invocations")
+
+        wait_for(
+            lambda: len(history()) >= 6 and any(p["rate_per_s"] > 0 for p in history()),
+            30,
+            "six history points, one with invocations",
+        )
         before = len(history())
     with open_page(browser, server, token) as page:
         asked: list[str] = []
@@ -236,7 +255,9 @@ def test_charts_start_from_the_last_ten_minutes(make_orvad, browser: Browser) ->
         rate = page.get_by_test_id("chart-rate")
         expect(rate).to_be_visible()
         # points from the server's history, before a live event could have added more than one
-        page.wait_for_function(f"() => +document.querySelector('[data-testid=chart-rate]').dataset.points >= {before}")
+        page.wait_for_function(
+            f"() => +document.querySelector('[data-testid=chart-rate]').dataset.points >= {before}"
+        )
         assert asked == [f"{server.url}/api/v1/system/metrics/history?minutes=10"]
         expect(page.get_by_text("No invocations in the last 10 minutes")).to_have_count(0)
         for chart in ("chart-latency", "chart-rate"):
@@ -244,7 +265,9 @@ def test_charts_start_from_the_last_ten_minutes(make_orvad, browser: Browser) ->
         shot(page, "charts-history")
         # live events append to the history
         grown = int(rate.get_attribute("data-points") or 0)
-        page.wait_for_function(f"() => +document.querySelector('[data-testid=chart-rate]').dataset.points > {grown}")
+        page.wait_for_function(
+            f"() => +document.querySelector('[data-testid=chart-rate]').dataset.points > {grown}"
+        )
 
 
 def test_functions_list_one_request_search_and_copy(make_orvad, browser: Browser) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -312,12 +335,26 @@ def test_name_rule_and_fields_named_by_errors(make_orvad, browser: Browser) -> N
         dialog = page.get_by_role("dialog")
         name = dialog.get_by_label("Name")
         help_text = page.locator(f"#{name.get_attribute('aria-describedby')}")
-        expect(help_text).to_contain_text("1 to 63 characters: lowercase letters a-z, digits 0-9, - and _, "
-                                          "starting with a letter")
+        expect(help_text).to_contain_text(
+            "1 to 63 characters: lowercase letters a-z, digits 0-9, - and _, starting with a letter"
+        )
         # the browser's pattern and orvad agree on every name
         with server.admin() as admin:
-            for candidate in ("a", "hello-world", "hello_world", "a2-_", "a" * 63, "a" * 64, "1abc", "Abc", "-abc",
-                              "_abc", "bad name!", "héllo", "abc.d"):
+            for candidate in (
+                "a",
+                "hello-world",
+                "hello_world",
+                "a2-_",
+                "a" * 63,
+                "a" * 64,
+                "1abc",
+                "Abc",
+                "-abc",
+                "_abc",
+                "bad name!",
+                "héllo",
+                "abc.d",
+            ):
                 name.fill(candidate)
                 # the input holds at most 63 characters; what it holds must match the pattern
                 browser_ok = name.evaluate("el => el.checkValidity()") and name.input_value() == candidate

@@ -59,8 +59,12 @@ def test_hashed_assets_are_cached_for_good_with_their_types(orvad: Orvad) -> Non
 
 
 def test_unknown_or_crafted_asset_names_get_the_envelope(orvad: Orvad) -> None:
-    for path in ("/web/assets/nope-ABCDEFGH.js", "/web/assets/..%2F..%2Fpyproject.toml",
-                 "/web/assets/index.html", "/web/assets/app.js"):
+    for path in (
+        "/web/assets/nope-ABCDEFGH.js",
+        "/web/assets/..%2F..%2Fpyproject.toml",
+        "/web/assets/index.html",
+        "/web/assets/app.js",
+    ):
         r = httpx.get(orvad.url + path)
         assert r.status_code == 404, path
         error = r.json()["error"]
@@ -68,8 +72,11 @@ def test_unknown_or_crafted_asset_names_get_the_envelope(orvad: Orvad) -> None:
 
 
 @pytest.mark.sandbox
-def test_a_missing_build_is_a_clear_503_and_the_api_still_works(make_orvad, jail_tmp: Path,  # type: ignore[no-untyped-def]
-                                                                  tmp_path: Path) -> None:
+def test_a_missing_build_is_a_clear_503_and_the_api_still_works(
+    make_orvad,
+    jail_tmp: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     # a copy of the package without web/dist: the layout of a checkout nobody ran `make web` in
     checkout = tmp_path / "checkout"
     shutil.copytree(ROOT / "orvad", checkout / "orvad", ignore=shutil.ignore_patterns("__pycache__"))

@@ -61,11 +61,15 @@ def test_security_claims_cite_tests_that_exist() -> None:
     text = (ROOT / "docs" / "SECURITY.md").read_text()
     files = set(re.findall(r"\btests/((?:[a-z_]+/)*test_[a-z0-9_]+\.py)", text))  # tests/<package>/test_x.py
     names = set(re.findall(r"\b(test_[a-z0-9_]+)\b", text)) - {Path(name).stem for name in files}
-    sources = {p.relative_to(ROOT / "tests").as_posix(): p.read_text() for p in (ROOT / "tests").rglob("test_*.py")}
+    sources = {
+        p.relative_to(ROOT / "tests").as_posix(): p.read_text() for p in (ROOT / "tests").rglob("test_*.py")
+    }
     for name in files:
         assert name in sources, f"docs/SECURITY.md cites missing tests/{name}"
     for name in names:
-        assert any(f"def {name}(" in src for src in sources.values()), f"docs/SECURITY.md cites missing test {name}"
+        assert any(f"def {name}(" in src for src in sources.values()), (
+            f"docs/SECURITY.md cites missing test {name}"
+        )
 
 
 # --- links and references between the docs (issue 18.12: no page refers to a document the repository lacks) ---
@@ -93,8 +97,13 @@ def _anchors(page: Path) -> set[str]:
 def _tracked() -> set[str]:
     import subprocess
 
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return {path for path in listed.split("\0") if path and (ROOT / path).exists()}
 
 
@@ -129,6 +138,10 @@ def test_the_docs_name_only_documents_and_files_the_repository_has() -> None:
                 missing.append(f"{page.relative_to(ROOT)} mentions {name}")
         for path in set(re.findall(r"`([\w.-]+/[\w./-]+)`", text)):
             clean = path.rstrip("/")
-            if clean.split("/")[0] in tops and not clean.startswith(BUILT_PATHS) and not (ROOT / clean).exists():
+            if (
+                clean.split("/")[0] in tops
+                and not clean.startswith(BUILT_PATHS)
+                and not (ROOT / clean).exists()
+            ):
                 missing.append(f"{page.relative_to(ROOT)} mentions {path}")
     assert not missing, "\n".join(missing)

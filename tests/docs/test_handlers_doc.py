@@ -62,16 +62,22 @@ def page_examples(blocks: list[Block]) -> tuple[list[Block], list[Example]]:
     for block in blocks:
         current = examples[-1] if examples else None
         if block.language in RUNTIMES:
-            assert current is None or current.calls is not None, f"the example at line {current.code.line} has no calls"
+            assert current is None or current.calls is not None, (
+                f"the example at line {current.code.line} has no calls"
+            )
             examples.append(Example(block))
         elif block.language == "sh":
             if current is None:
                 setup.append(block)
             else:
-                assert current.calls is None, f"line {block.line}: a second sh block for the example at {current.code.line}"
+                assert current.calls is None, (
+                    f"line {block.line}: a second sh block for the example at {current.code.line}"
+                )
                 current.calls = block
         elif block.language == "text" and current is not None and current.calls is not None:
-            assert current.logs is None, f"line {block.line}: a second logs block for the example at {current.code.line}"
+            assert current.logs is None, (
+                f"line {block.line}: a second logs block for the example at {current.code.line}"
+            )
             current.logs = block
     assert examples and examples[-1].calls is not None, "the last example has no calls"
     return setup, examples
@@ -83,8 +89,16 @@ def test_the_page_has_examples_for_both_runtimes_and_every_topic() -> None:
     names = [e.name for e in examples]
     assert len(names) == len(set(names)), f"two examples share a function name: {names}"
     text = PAGE.read_text()
-    for topic in ("## The event", "## The context", "## What a handler returns", "## Binary bodies", "## Streaming",
-                  "## Logs", "## Errors", "limit"):
+    for topic in (
+        "## The event",
+        "## The context",
+        "## What a handler returns",
+        "## Binary bodies",
+        "## Streaming",
+        "## Logs",
+        "## Errors",
+        "limit",
+    ):
         assert topic in text, topic
 
 
@@ -124,12 +138,16 @@ def _run(shell: Shell, block: Block, port: int) -> list[str]:
 def _deploy(admin: httpx.Client, example: Example) -> str | None:
     extra = {} if example.filename == RUNTIMES[example.code.language][1] else {"entrypoint": example.filename}
     create_function(admin, example.name, example.runtime, **extra)
-    record = wait_deployed(admin, deploy_inline(admin, example.name, example.code.text, filename=example.filename)["id"])
+    record = wait_deployed(
+        admin, deploy_inline(admin, example.name, example.code.text, filename=example.filename)["id"]
+    )
     if record["status"] == "succeeded":
         return None
     lines = admin.get(f"/api/v1/deployments/{record['id']}/logs").json()["lines"]
     log = "\n".join(line["line"] for line in lines)
-    return f"docs/HANDLERS.md line {example.code.line}: the example did not build ({record['status']}):\n{log}"
+    return (
+        f"docs/HANDLERS.md line {example.code.line}: the example did not build ({record['status']}):\n{log}"
+    )
 
 
 def _check_logs(admin: httpx.Client, example: Example) -> list[str]:
@@ -138,7 +156,9 @@ def _check_logs(admin: httpx.Client, example: Example) -> list[str]:
     logs: dict[str, str] = {}
 
     def written() -> bool:
-        newest = admin.get("/api/v1/executions", params={"function_id": example.name, "limit": 1}).json()["executions"]
+        newest = admin.get("/api/v1/executions", params={"function_id": example.name, "limit": 1}).json()[
+            "executions"
+        ]
         if not newest:
             return False
         answer = admin.get(f"/api/v1/executions/{newest[0]['id']}/logs")
@@ -150,8 +170,10 @@ def _check_logs(admin: httpx.Client, example: Example) -> list[str]:
     wait_for(written, 10.0, f"the logs of {example.name}'s call")
     if logs["text"].strip() == example.logs.text.strip():
         return []
-    return [f"docs/HANDLERS.md line {example.logs.line}: {example.name}'s logs are\n{logs['text']}\n"
-            f"not what the page shows:\n{example.logs.text}"]
+    return [
+        f"docs/HANDLERS.md line {example.logs.line}: {example.name}'s logs are\n{logs['text']}\n"
+        f"not what the page shows:\n{example.logs.text}"
+    ]
 
 
 def test_shown_output_is_matched_strictly() -> None:

@@ -50,8 +50,16 @@ OLD_PASSWORD = "FirstPassword-123"
 
 def clone_like(dest: Path) -> Path:
     """The repository as a fresh clone has it, plus this checkout's uncommitted new files (see above)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         source = ROOT / rel
         if not source.is_file() and not source.is_symlink():
@@ -71,8 +79,14 @@ def _thin_venv(dest: Path) -> None:
     """dest/.venv: this checkout's installed packages, the copy's own code, a fresh install stamp."""
     venv = dest / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "orva_clone.pth").write_text(f"{dest}\n{sysconfig.get_paths()['purelib']}\n")
     for script, target in (("orvad", "orvad.cli"), ("orva", "orva_cli.main")):
         path = venv / "bin" / script
@@ -84,7 +98,9 @@ def _thin_venv(dest: Path) -> None:
 def reader_env(home: Path, port: int, extra_path: Path | None = None) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     drop = ("ORVA_", "MAKE", "MFLAGS", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("VENV", "PYTHON", "BIN")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("VENV", "PYTHON", "BIN")
+    }
     env.update(HOME=str(home), ORVA_PORT=str(port))
     if extra_path is not None:
         env["PATH"] = f"{extra_path}:{env.get('PATH', '/usr/bin:/bin')}"
@@ -97,8 +113,15 @@ class MakeRun:
     def __init__(self, command: str, cwd: Path, env: dict[str, str], log: Path) -> None:
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -114,8 +137,9 @@ class MakeRun:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"orvad did not answer on port {port} within {START_DEADLINE_S} s of make run:\n"
-                             f"{self.output()}")
+        raise AssertionError(
+            f"orvad did not answer on port {port} within {START_DEADLINE_S} s of make run:\n{self.output()}"
+        )
 
     def stop(self) -> str | None:
         """Ctrl-C; None when everything in the group ended in time, else what happened."""
@@ -174,7 +198,9 @@ def reader(jail_tmp: Path) -> Iterator[Reader]:
         assert stopped is None, stopped
 
 
-def run_page(reader: Reader, page: str, blocks: list[Block], deadline_s: float = STEP_DEADLINE_S) -> list[str]:
+def run_page(
+    reader: Reader, page: str, blocks: list[Block], deadline_s: float = STEP_DEADLINE_S
+) -> list[str]:
     """Every step of the page's sh blocks in order; the failures (the page is followed to its end)."""
     failures: list[str] = []
     for block in blocks:
@@ -196,8 +222,9 @@ def _reset_password(reader: Reader, step: Step, username: str, deadline_s: float
     it prints a password that logs in, the old one no longer does, and the old session is signed out."""
     key = (reader.copy / "data" / "admin.key").read_text().strip()
     with httpx.Client(base_url=reader.url, timeout=30.0) as client:
-        onboard = client.post("/api/v1/auth/onboard",
-                              json={"username": username, "password": OLD_PASSWORD, "setup_token": key})
+        onboard = client.post(
+            "/api/v1/auth/onboard", json={"username": username, "password": OLD_PASSWORD, "setup_token": key}
+        )
         assert onboard.status_code == 201, onboard.text
         old_session = dict(client.cookies)
     status, out, err = reader.shell.run(step.command, deadline_s)
@@ -209,8 +236,11 @@ def _reset_password(reader: Reader, step: Step, username: str, deadline_s: float
         # the password is one of the long words printed, most likely the last: three tries at most, so
         # the wrong ones and the old password's check stay under the login throttle's five
         candidates = [word.strip("'\"") for word in reversed(out.split()) if len(word.strip("'\"")) >= 12][:3]
-        if not any(client.post("/api/v1/auth/login", json={"username": username, "password": word}).status_code == 200
-                   for word in candidates):
+        if not any(
+            client.post("/api/v1/auth/login", json={"username": username, "password": word}).status_code
+            == 200
+            for word in candidates
+        ):
             return f"`{step.command}` printed no password that logs in as {username}:\n{out}\nstderr:\n{err}"
         old = client.post("/api/v1/auth/login", json={"username": username, "password": OLD_PASSWORD})
         if old.status_code != 401:
@@ -218,7 +248,9 @@ def _reset_password(reader: Reader, step: Step, username: str, deadline_s: float
     with httpx.Client(base_url=reader.url, timeout=30.0, cookies=old_session) as client:
         me = client.get("/api/v1/auth/me")
         if me.status_code != 401:
-            return f"the session from before `{step.command}` still answers {me.status_code} on /api/v1/auth/me"
+            return (
+                f"the session from before `{step.command}` still answers {me.status_code} on /api/v1/auth/me"
+            )
     return None
 
 
@@ -230,8 +262,14 @@ def test_the_readme_works_as_written_on_a_fresh_clone(reader: Reader) -> None:
     blocks = sh_blocks(reader.copy / "README.md")
     commands = [step.command for block in blocks for step in block.steps()]
     # the journey the issue asks for is on the page (so this test cannot pass on a page without it)
-    for needed in ("make run", "deploy-inline?wait=true", "/fn/hi", "orva init hello", "orva invoke hello",
-                   "orvad reset-password"):
+    for needed in (
+        "make run",
+        "deploy-inline?wait=true",
+        "/fn/hi",
+        "orva init hello",
+        "orva invoke hello",
+        "orvad reset-password",
+    ):
         assert any(needed in command for command in commands), f"the README no longer shows {needed!r}"
     failures = run_page(reader, "README.md", blocks)
     assert not failures, "\n\n".join(failures)
@@ -253,11 +291,20 @@ def test_the_cli_quick_start_works_as_written(reader: Reader) -> None:
 def test_make_run_installs_only_what_running_needs() -> None:
     """Issue 18.4a: `make run` installs orvad and the CLI and wants nftables/iproute2; the test tools and
     Chromium come with `make test` (what each would run, printed by make -n -B, nothing executed)."""
+
     def recipe(target: str) -> str:
-        return subprocess.run(["make", "-n", "-B", target], cwd=ROOT, check=True, capture_output=True, text=True,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")}).stdout
+        return subprocess.run(
+            ["make", "-n", "-B", target],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")},
+        ).stdout
 
     run, test = recipe("run"), recipe("test")
-    assert "nftables" in run and "iproute2" in run and "orvad serve" in run and "pip install --quiet -e ." in run
+    assert (
+        "nftables" in run and "iproute2" in run and "orvad serve" in run and "pip install --quiet -e ." in run
+    )
     assert "chromium" not in run.lower() and "[test]" not in run
     assert "/usr/bin/chromium" in test and "-e '.[test]'" in test and "pytest" in test

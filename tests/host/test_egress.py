@@ -25,9 +25,12 @@ pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTI
 OUT_NS, HOST_IF = "orvatest-out", "orvatest-h"
 OUTSIDE = "198.51.100.2"
 
-PROBE = '''
+PROBE = (
+    """
 import json, socket, threading
-''' + CONNECT_CODE + '''
+"""
+    + CONNECT_CODE
+    + """
 
 def listen(port):
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,7 +54,8 @@ def handler(event, context):
         listen(9000)
         return my_address()
     return {t: connect(*t.rsplit(":", 1)) for t in json.loads(q["targets"])}
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,8 @@ def host_listener() -> Iterator[int]:
 
 
 def test_egress_reaches_the_outside_but_not_the_host_metadata_or_other_workers(
-        orvad: Orvad, outside: str, host_listener: int) -> None:
+    orvad: Orvad, outside: str, host_listener: int
+) -> None:
     import json
 
     with orvad.admin() as c:
@@ -81,8 +86,13 @@ def test_egress_reaches_the_outside_but_not_the_host_metadata_or_other_workers(
         for fn in (probe, other, boxed):
             assert wait_deployed(c, deploy_inline(c, fn["id"], PROBE)["id"])["status"] == "succeeded"
         other_ip = c.get(f"/fn/{other['id']}/listen").text
-        targets = [f"{outside}:8080", "169.254.169.254:80", f"127.0.0.1:{orvad.port}", f"{other_ip}:9000",
-                   *(f"{ip}:{host_listener}" for ip in host_addresses())]
+        targets = [
+            f"{outside}:8080",
+            "169.254.169.254:80",
+            f"127.0.0.1:{orvad.port}",
+            f"{other_ip}:9000",
+            *(f"{ip}:{host_listener}" for ip in host_addresses()),
+        ]
         answer = c.get(f"/fn/{probe['id']}/", params={"targets": json.dumps(targets)})
         got = answer.json()
         assert isinstance(got, dict) and f"{outside}:8080" in got, (answer.status_code, answer.text, other_ip)
@@ -121,13 +131,16 @@ def private_server() -> Iterator[str]:
 
 
 def test_egress_to_private_ranges_is_dropped_unless_allow_listed(
-        make_orvad: Callable[..., Orvad], outside: str, private_server: str) -> None:
+    make_orvad: Callable[..., Orvad], outside: str, private_server: str
+) -> None:
     import json
 
     targets = [f"{private_server}:8080", f"{outside}:8080"]
-    cases = [({}, "refused:"),  # egress_deny_private defaults to true
-             ({"ORVA_EGRESS_ALLOW_CIDRS": f"{private_server}/32"}, "ok:HTTP/1.0 200"),
-             ({"ORVA_EGRESS_DENY_PRIVATE": "false"}, "ok:HTTP/1.0 200")]
+    cases = [
+        ({}, "refused:"),  # egress_deny_private defaults to true
+        ({"ORVA_EGRESS_ALLOW_CIDRS": f"{private_server}/32"}, "ok:HTTP/1.0 200"),
+        ({"ORVA_EGRESS_DENY_PRIVATE": "false"}, "ok:HTTP/1.0 200"),
+    ]
     for env, expected in cases:
         server = make_orvad(env=env)
         with server.admin() as c:
@@ -151,33 +164,44 @@ class Echo(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("{ECHO}", 8080), Echo).serve_forever()
 '''
-FETCH = f'''
+FETCH = f"""
 import urllib.request
 
 def handler(event, context):
     token = event["query"]["token"]
     return [urllib.request.urlopen("http://{ECHO}:8080/%s/%d" % (token, i), timeout=5).read().decode()
             for i in range(5)]
-'''
+"""
 
 
 def _egress_range(port: int) -> ipaddress.IPv4Network:
-    table = subprocess.run(["nft", "list", "table", "inet", f"orva_egress_{port}"], capture_output=True,
-                           text=True, check=True).stdout
+    table = subprocess.run(
+        ["nft", "list", "table", "inet", f"orva_egress_{port}"], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"ip saddr (\S+) oifname", table)
     assert match, table
     return ipaddress.IPv4Network(match.group(1))
 
 
 def test_two_orvads_on_one_host_get_distinct_ranges_and_their_own_replies(
-        make_orvad: Callable[..., Orvad], jail_tmp: Path) -> None:
+    make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
     # two data dirs whose hashes pick the same /20: the second orvad must move on to a free one
     first = jail_tmp / "data-a"
     slot = derived_ranges(str(first))[0]
-    second = next(jail_tmp / f"data-b{i}" for i in range(10_000)
-                  if derived_ranges(str(jail_tmp / f"data-b{i}"))[0] == slot)
-    with served_namespace(ECHO_NS, ECHO_HOST_IF, "198.18.78.1/30", f"{ECHO}/30", 8080,
-                          server=[sys.executable, "-c", ECHO_SERVER]):
+    second = next(
+        jail_tmp / f"data-b{i}"
+        for i in range(10_000)
+        if derived_ranges(str(jail_tmp / f"data-b{i}"))[0] == slot
+    )
+    with served_namespace(
+        ECHO_NS,
+        ECHO_HOST_IF,
+        "198.18.78.1/30",
+        f"{ECHO}/30",
+        8080,
+        server=[sys.executable, "-c", ECHO_SERVER],
+    ):
         servers = [make_orvad(data_dir=d, env={"ORVA_EGRESS_CIDR": "derived"}) for d in (first, second)]
         ranges = [_egress_range(s.port) for s in servers]
         assert ranges[0] == slot and ranges[1] != slot, ranges
@@ -198,7 +222,9 @@ def test_two_orvads_on_one_host_get_distinct_ranges_and_their_own_replies(
                 for i, (c, fn) in enumerate(zip(clients, fns, strict=True)):
                     token = f"orvad{i}-round{round_}"
                     got = c.get(f"/fn/{fn['id']}/", params={"token": token})
-                    assert got.status_code == 200 and got.json() == [f"/{token}/{n}" for n in range(5)], got.text
+                    assert got.status_code == 200 and got.json() == [f"/{token}/{n}" for n in range(5)], (
+                        got.text
+                    )
             leased = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
             assert f"orva{servers[0].port}e1" not in leased and f"orva{servers[0].port}e2" in leased, leased
         finally:
@@ -206,8 +232,9 @@ def test_two_orvads_on_one_host_get_distinct_ranges_and_their_own_replies(
                 c.close()
 
 
-async def test_an_egress_command_past_its_timeout_leaves_no_process(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_egress_command_past_its_timeout_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An `ip` (or `nft`) that hangs is stopped at its timeout, with what it started: it used to run on
     after orvad gave up on it (wait_for cancelled the read, not the process)."""
     import asyncio

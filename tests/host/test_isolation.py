@@ -18,15 +18,36 @@ from tests.helpers import Orvad, wait_for
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 SECRET = "orva-isolation-secret-7d1f"
-BLOCKED = {"mount": 165, "umount2": 166, "pivot_root": 155, "unshare": 272, "setns": 308, "ptrace": 101,
-           "bpf": 321, "perf_event_open": 298, "kexec_load": 246, "init_module": 175, "finit_module": 313,
-           "delete_module": 176, "keyctl": 250, "add_key": 248, "request_key": 249, "userfaultfd": 323,
-           "process_vm_readv": 310, "process_vm_writev": 311, "reboot": 169, "swapon": 167, "swapoff": 168,
-           "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427}
+BLOCKED = {
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "unshare": 272,
+    "setns": 308,
+    "ptrace": 101,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "kexec_load": 246,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "userfaultfd": 323,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "reboot": 169,
+    "swapon": 167,
+    "swapoff": 168,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+}
 
 # Tries clone() with CLONE_NEWUSER (alone and with CLONE_NEWNET: the child would hold every capability in a fresh
 # user+net namespace) and clone3(); prints {attempt: [rc, errno]}. A child that is created exits at once.
-CLONE_PROBE = '''
+CLONE_PROBE = """
 import ctypes, json, os
 libc = ctypes.CDLL(None, use_errno=True)
 def reap(rc):
@@ -51,11 +72,17 @@ for name, nr in {"x32_getpid": 0x40000000 | 39, "x32_unshare": 0x40000000 | 272}
     rc = libc.syscall(nr, ctypes.c_ulong(0x10000000), 0, 0, 0, 0)  # the x32 ABI: bit 30 set
     out[name] = [rc, ctypes.get_errno()]
 print(json.dumps(out))
-'''
-CLONE_REFUSED = {"newuser": [-1, 1], "newuser_newnet": [-1, 1], "newuser_high_bits": [-1, 1], "clone3": [-1, 38],
-                 "x32_getpid": [-1, 1], "x32_unshare": [-1, 1]}  # EPERM: the filter's, not the kernel's ENOSYS
+"""
+CLONE_REFUSED = {
+    "newuser": [-1, 1],
+    "newuser_newnet": [-1, 1],
+    "newuser_high_bits": [-1, 1],
+    "clone3": [-1, 38],
+    "x32_getpid": [-1, 1],
+    "x32_unshare": [-1, 1],
+}  # EPERM: the filter's, not the kernel's ENOSYS
 
-PY_PROBE = '''
+PY_PROBE = """
 import ctypes, json, os, socket, threading, subprocess, sys, time
 
 def attempt(fn):
@@ -139,9 +166,9 @@ def handler(event, context):
             os.waitpid(pid, 0)
         return {"forked": len(children), "error": error}
     return "?"
-'''
+"""
 
-JS_PROBE = '''
+JS_PROBE = """
 const fs = require("fs"), net = require("net"), { Worker } = require("worker_threads");
 function attempt(fn) { try { return "ok:" + String(fn()); } catch (e) { return "refused:" + (e.code || e.name); } }
 function connect(host, port) {
@@ -191,7 +218,7 @@ exports.handler = async (event) => {
   if (event.path === "/oom") { const keep = []; for (let i = 0; i < 1000; i++) keep.push(Buffer.alloc(16 << 20, 1)); return keep.length; }
   return "?";
 };
-'''
+"""
 
 
 @pytest.fixture(scope="module", params=["python", "node"])
@@ -200,15 +227,19 @@ def probe(request: pytest.FixtureRequest, orvad: Orvad) -> dict:
     with orvad.admin() as c:
         fn = create_function(c, f"jail-{runtime}", runtime, memory_mb=128, timeout_ms=20000)
         c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "API_TOKEN", "value": SECRET})
-        dep = wait_deployed(c, deploy_inline(c, fn["id"], PY_PROBE if runtime == "python" else JS_PROBE)["id"])
+        dep = wait_deployed(
+            c, deploy_inline(c, fn["id"], PY_PROBE if runtime == "python" else JS_PROBE)["id"]
+        )
         assert dep["status"] == "succeeded"
     return {**fn, "runtime": runtime}
 
 
 def _probe(orvad: Orvad, probe: dict) -> dict:
     with orvad.client() as c:
-        r = c.get(f"/fn/{probe['id']}/probe", params={"port": orvad.port, "secret_hint": SECRET,
-                                                       "syscalls": json.dumps(BLOCKED)})
+        r = c.get(
+            f"/fn/{probe['id']}/probe",
+            params={"port": orvad.port, "secret_hint": SECRET, "syscalls": json.dumps(BLOCKED)},
+        )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -282,18 +313,29 @@ def test_new_namespaces_refused_and_threads_and_subprocesses_still_work(orvad: O
 def test_build_jail_refuses_new_namespaces(orvad: Orvad) -> None:
     """A dependency install script (npm runs the package's postinstall in the build jail) tries the same clones;
     a local file: dependency makes npm run it without reaching a registry. The handler serves what it found."""
-    package = {"name": "clone-build", "version": "1.0.0", "dependencies": {"localdep": "file:./localdep"},
-               "scripts": {"postinstall": "/usr/bin/python3.11 probe.py > clone.json"}}
-    files = {"package.json": json.dumps(package).encode(), "probe.py": CLONE_PROBE.encode(),
-             "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}',
-             "handler.js": b"exports.handler = async () => JSON.parse(require('fs').readFileSync('/code/clone.json'));"}
+    package = {
+        "name": "clone-build",
+        "version": "1.0.0",
+        "dependencies": {"localdep": "file:./localdep"},
+        "scripts": {"postinstall": "/usr/bin/python3.11 probe.py > clone.json"},
+    }
+    files = {
+        "package.json": json.dumps(package).encode(),
+        "probe.py": CLONE_PROBE.encode(),
+        "localdep/package.json": b'{"name": "localdep", "version": "1.0.0"}',
+        "handler.js": b"exports.handler = async () => JSON.parse(require('fs').readFileSync('/code/clone.json'));",
+    }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in files.items():
             zf.writestr(name, data)
     with orvad.admin() as c:
         fn = create_function(c, "jail-build-clone", "node")
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=buf.getvalue(), headers={"content-type": "application/zip"})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            content=buf.getvalue(),
+            headers={"content-type": "application/zip"},
+        )
         assert r.status_code == 202, r.text
         dep = wait_deployed(c, r.json()["id"], 300)
         logs = c.get(f"/api/v1/deployments/{dep['id']}/logs").json()["lines"]
@@ -341,9 +383,13 @@ def test_an_outside_sigkill_is_not_reported_as_out_of_memory(orvad: Orvad, probe
     oom_before = _host_oom_kills()
     with orvad.admin() as admin:
         other = create_function(admin, f"oom-elsewhere-{victim}", memory_mb=64, timeout_ms=20000)
-        assert wait_deployed(admin, deploy_inline(admin, other["id"], PY_PROBE)["id"])["status"] == "succeeded"
+        assert (
+            wait_deployed(admin, deploy_inline(admin, other["id"], PY_PROBE)["id"])["status"] == "succeeded"
+        )
         crashed = admin.get(f"/fn/{other['id']}/oom")
-        assert crashed.status_code == 502 and "out of memory" in crashed.json()["error"]["message"], crashed.text
+        assert crashed.status_code == 502 and "out of memory" in crashed.json()["error"]["message"], (
+            crashed.text
+        )
     assert _host_oom_kills() > oom_before
     with ThreadPoolExecutor(1) as pool, orvad.client() as c:
         held = pool.submit(c.get, f"/fn/{probe['id']}/hold", params={"s": "30"})
@@ -386,11 +432,20 @@ def test_processes_a_handler_leaves_behind_are_killed_after_its_request(orvad: O
     with orvad.client() as c:
         r = c.get(f"/fn/{probe['id']}/strays")
         assert r.status_code == 200 and r.text == "left", r.text
-        wait_for(lambda: not _running_strays(probe["id"]), 10, "the handler's leftover processes to be killed")
-        assert c.get(f"/fn/{probe['id']}/probe", params={"port": orvad.port, "secret_hint": SECRET,
-                                                         "syscalls": "{}"}).json()["uid"][0] == 65534
+        wait_for(
+            lambda: not _running_strays(probe["id"]), 10, "the handler's leftover processes to be killed"
+        )
+        assert (
+            c.get(
+                f"/fn/{probe['id']}/probe",
+                params={"port": orvad.port, "secret_hint": SECRET, "syscalls": "{}"},
+            ).json()["uid"][0]
+            == 65534
+        )
         # Python reaps them at once; a Node worker holding orphans' zombies asked to be replaced, and was
-        wait_for(lambda: not _running_strays(probe["id"], zombies=True), 10, "the killed processes to be reaped")
+        wait_for(
+            lambda: not _running_strays(probe["id"], zombies=True), 10, "the killed processes to be reaped"
+        )
 
 
 def _sleeping_adapter(function_id: str) -> tuple[int, int] | None:

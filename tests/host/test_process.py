@@ -17,8 +17,10 @@ from tests.worker_fixtures import wait_until
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop,
-                                                             "uvloop": uvloop.new_event_loop}
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
 
 
 def run_on(loop_name: str, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -37,10 +39,21 @@ def zombie_free(pid: int) -> bool:
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_pipes_exit_code_and_reaping(loop_name: str) -> None:
     async def main() -> None:
-        await (await spawn([sys.executable, "-c", "pass"], stdin=PIPE, stdout=PIPE)).communicate()  # uvloop opens
+        await (
+            await spawn([sys.executable, "-c", "pass"], stdin=PIPE, stdout=PIPE)
+        ).communicate()  # uvloop opens
         fds_before = len(os.listdir("/proc/self/fd"))  # one /dev/null of its own, once, on a first child
-        child = await spawn([sys.executable, "-c", "import sys; data = sys.stdin.read(); print(data.upper());"
-                             " print('to stderr', file=sys.stderr); sys.exit(3)"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+        child = await spawn(
+            [
+                sys.executable,
+                "-c",
+                "import sys; data = sys.stdin.read(); print(data.upper());"
+                " print('to stderr', file=sys.stderr); sys.exit(3)",
+            ],
+            stdin=PIPE,
+            stdout=PIPE,
+            stderr=PIPE,
+        )
         out, err = await child.communicate(b"hello")
         assert (out, err) == (b"HELLO\n", b"to stderr\n")
         assert child.returncode == 3 and await child.wait() == 3
@@ -48,7 +61,9 @@ def test_pipes_exit_code_and_reaping(loop_name: str) -> None:
         with pytest.raises(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
         # transports close on the loop's next turns: no pipe or pidfd is left open
-        await wait_until(lambda: len(os.listdir("/proc/self/fd")) == fds_before, 5, "the child's fds to close")
+        await wait_until(
+            lambda: len(os.listdir("/proc/self/fd")) == fds_before, 5, "the child's fds to close"
+        )
 
     run_on(loop_name, main())
 
@@ -56,8 +71,13 @@ def test_pipes_exit_code_and_reaping(loop_name: str) -> None:
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_a_signalled_child_reports_the_signal(loop_name: str) -> None:
     async def main() -> None:
-        child = await spawn([sys.executable, "-c", "import signal; print('up', flush=True); signal.pause()"],
-                            stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL, start_new_session=True)
+        child = await spawn(
+            [sys.executable, "-c", "import signal; print('up', flush=True); signal.pause()"],
+            stdin=DEVNULL,
+            stdout=PIPE,
+            stderr=DEVNULL,
+            start_new_session=True,
+        )
         assert child.stdout is not None and await child.stdout.readline() == b"up\n"
         assert os.getsid(child.pid) == child.pid  # its own session: the kill path signals its group
         child.send_signal(signal.SIGKILL)
@@ -89,16 +109,23 @@ def test_stdout_can_feed_a_protocol(loop_name: str) -> None:
 
 
 # A parent that ignores SIGTERM (or not), with a grandchild in its process group: prints both pids.
-FAMILY = ("import os, signal, subprocess, sys\n"
-          "if sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-          "kid = subprocess.Popen(['sleep', '300'])\n"
-          "print(os.getpid(), kid.pid, flush=True)\n"
-          "signal.pause()\n")
+FAMILY = (
+    "import os, signal, subprocess, sys\n"
+    "if sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "kid = subprocess.Popen(['sleep', '300'])\n"
+    "print(os.getpid(), kid.pid, flush=True)\n"
+    "signal.pause()\n"
+)
 
 
 async def family(kind: str) -> tuple[Any, int]:
-    child = await spawn([sys.executable, "-c", FAMILY, kind], stdin=DEVNULL, stdout=PIPE, stderr=DEVNULL,
-                        start_new_session=True)
+    child = await spawn(
+        [sys.executable, "-c", FAMILY, kind],
+        stdin=DEVNULL,
+        stdout=PIPE,
+        stderr=DEVNULL,
+        start_new_session=True,
+    )
     assert child.stdout is not None
     pid, grandchild = map(int, (await child.stdout.readline()).split())
     assert pid == child.pid
@@ -166,7 +193,9 @@ def test_communicate_past_its_deadline_or_cancelled_leaves_no_process(loop_name:
         await wait_until(lambda: gone(grandchild), 5, "the grandchild")
 
         child, grandchild = await family("stubborn")
-        talking = asyncio.create_task(child.communicate(term_grace_s=0.2))  # no deadline: only a cancel ends it
+        talking = asyncio.create_task(
+            child.communicate(term_grace_s=0.2)
+        )  # no deadline: only a cancel ends it
         await asyncio.sleep(0)
         talking.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -184,13 +213,17 @@ def test_run_sync_past_its_timeout_kills_the_group_and_reaps() -> None:
 
     from orvad.host.process import run_sync
 
-    done = run_sync([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(4)"],
-                    timeout_s=10)
+    done = run_sync(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(4)"],
+        timeout_s=10,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (4, b"out\n", b"err\n")
     marker = f"{os.getpid()}.{id(done)}"  # argv that names this test's processes only
-    script = ("import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-              f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', '{marker}'])\n"
-              "time.sleep(300)\n")
+    script = (
+        "import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', '{marker}'])\n"
+        "time.sleep(300)\n"
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         run_sync([sys.executable, "-c", script, marker], timeout_s=1.0, term_grace_s=0.2)
 

@@ -7,10 +7,33 @@ import subprocess
 from orvad.host.seccomp import Rule, load_catalog, policy_path, policy_rules
 from tests.helpers import Orvad
 
-REQUIRED = {"mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "bpf", "perf_event_open", "kexec_load",
-            "kexec_file_load", "init_module", "finit_module", "delete_module", "keyctl", "add_key", "request_key",
-            "userfaultfd", "process_vm_readv", "process_vm_writev", "reboot", "swapon", "swapoff", "io_uring_setup",
-            "io_uring_enter", "io_uring_register"}
+REQUIRED = {
+    "mount",
+    "umount2",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "ptrace",
+    "bpf",
+    "perf_event_open",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "process_vm_readv",
+    "process_vm_writev",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+}
 
 
 ERRNO_NAMES = {1: "EPERM", 38: "ENOSYS"}
@@ -26,7 +49,9 @@ def test_catalog_and_policy_agree() -> None:
     assert "DEFAULT ALLOW" in policy_path().read_text()
     for entry in catalog["syscalls"]:
         rule = rules[entry["kafel"]]
-        assert entry["action"] == ERRNO_NAMES[rule.errno] and entry["description"] and entry["category"], entry
+        assert entry["action"] == ERRNO_NAMES[rule.errno] and entry["description"] and entry["category"], (
+            entry
+        )
         assert entry.get("condition") == rule.condition, entry
 
 
@@ -55,9 +80,15 @@ def test_catalog_numbers_match_the_kernel_headers() -> None:
     """Numbers are for x86_64; check them against the C library's own table where it exists."""
     import ctypes.util
 
-    names = {s["name"]: s["number"] for s in load_catalog()["syscalls"] if "number" in s}  # the x32 range has none
-    header = subprocess.run(["sh", "-c", "echo '#include <sys/syscall.h>' | cpp -dM 2>/dev/null"],
-                            capture_output=True, text=True, timeout=30).stdout
+    names = {
+        s["name"]: s["number"] for s in load_catalog()["syscalls"] if "number" in s
+    }  # the x32 range has none
+    header = subprocess.run(
+        ["sh", "-c", "echo '#include <sys/syscall.h>' | cpp -dM 2>/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     table = {}
     for line in header.splitlines():
         parts = line.split()
@@ -79,7 +110,13 @@ def test_http_runtimes_and_syscalls(orvad: Orvad) -> None:
     real = subprocess.run([py["interpreter"], "--version"], capture_output=True, text=True).stdout.split()[1]
     assert py["version"] == real and "python" in py["aliases"] and py["id"].startswith("python3.")
     node = by_lang["node"]
-    assert node["version"] == subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()[1:]
+    assert (
+        node["version"]
+        == subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()[1:]
+    )
     assert {s["name"] for s in syscalls["syscalls"]} >= REQUIRED
     by_name = {s["name"]: s for s in syscalls["syscalls"]}
-    assert by_name["clone"]["condition"] == "(clone_flags & 0x7E020080) != 0" and by_name["clone3"]["action"] == "ENOSYS"
+    assert (
+        by_name["clone"]["condition"] == "(clone_flags & 0x7E020080) != 0"
+        and by_name["clone3"]["action"] == "ENOSYS"
+    )

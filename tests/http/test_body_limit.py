@@ -31,8 +31,10 @@ SERVERS = ["hypercorn", "uvicorn"]
 def _upload(port: int, path: str, *, chunked: bool) -> tuple[int, dict[str, object], str]:
     """Send a POST with an over-limit body in full, then read the answer: (status, envelope, error)."""
     framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % BODY
-    head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\nContent-Type: application/octet-stream\r\n\r\n" % (
-        path.encode(), port, framing)
+    head = (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\nContent-Type: application/octet-stream\r\n\r\n"
+        % (path.encode(), port, framing)
+    )
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIECE)  # keep what is in flight small
         sock.settimeout(30)
@@ -82,19 +84,29 @@ def small_limit_orvad(request: pytest.FixtureRequest, make_orvad: Callable[..., 
     server = make_orvad(env={"ORVA_SERVER": request.param, "ORVA_MAX_BODY_BYTES": str(LIMIT)})
     with server.admin() as c:
         fn = create_function(c, "sink")
-        assert wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 'ok'\n")["id"])[
-            "status"] == "succeeded"
+        assert (
+            wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return 'ok'\n")["id"])[
+                "status"
+            ]
+            == "succeeded"
+        )
     return server
 
 
 def _in_a_row_and_at_once(server: Orvad, path: str, count: int, *, chunked: bool) -> None:
     _assert_all_refused([_upload(server.port, path, chunked=chunked) for _ in range(count)])
     with ThreadPoolExecutor(count) as pool:
-        _assert_all_refused(list(pool.map(lambda p: _upload(server.port, p, chunked=chunked), [path] * count)))
+        _assert_all_refused(
+            list(pool.map(lambda p: _upload(server.port, p, chunked=chunked), [path] * count))
+        )
 
 
-def test_sixteen_over_limit_chunked_uploads_in_a_row_and_at_once_get_the_413_envelope(small_limit_orvad: Orvad) -> None:
-    _in_a_row_and_at_once(small_limit_orvad, "/api/v1/auth/login", 16, chunked=True)  # the API's handlers answer
+def test_sixteen_over_limit_chunked_uploads_in_a_row_and_at_once_get_the_413_envelope(
+    small_limit_orvad: Orvad,
+) -> None:
+    _in_a_row_and_at_once(
+        small_limit_orvad, "/api/v1/auth/login", 16, chunked=True
+    )  # the API's handlers answer
     _in_a_row_and_at_once(small_limit_orvad, "/fn/sink", 4, chunked=True)  # the invoke path
 
 
@@ -105,7 +117,10 @@ def test_over_limit_uploads_with_a_length_get_the_413_envelope(small_limit_orvad
 def test_a_body_past_the_drain_bound_is_still_refused_quickly(make_orvad: Callable[..., Orvad]) -> None:
     """A client that never stops sending is not read forever: orvad answers and closes within the bound."""
     server = make_orvad(env={"ORVA_MAX_BODY_BYTES": str(LIMIT)})
-    head = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTransfer-Encoding: chunked\r\n\r\n" % server.port
+    head = (
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTransfer-Encoding: chunked\r\n\r\n"
+        % server.port
+    )
     piece = b"%x\r\n%s\r\n" % (PIECE, b"x" * PIECE)
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:

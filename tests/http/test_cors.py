@@ -32,13 +32,27 @@ HANDLER = """def handler(event, context):
 """
 SECRET = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'secret-reply'}\n"
 STREAM = "def handler(event, context):\n    yield 'a'\n    yield 'b'\n"
-LOOK_ALIKES = ("null", "https://app.example.com.evil.test", "https://evil.test.app.example.com", "https://xapp.example.com",
-               "https://app.example.co", "https://APP.EXAMPLE.COM", "https://app.example.com/", "https://app.example.com:443",
-               "http://app.example.com", "https://app.example.com:8443", "https://evil.test/https://app.example.com",
-               "https://app.example.com, https://evil.test", "https://app.example.com\t.evil.test", "")
+LOOK_ALIKES = (
+    "null",
+    "https://app.example.com.evil.test",
+    "https://evil.test.app.example.com",
+    "https://xapp.example.com",
+    "https://app.example.co",
+    "https://APP.EXAMPLE.COM",
+    "https://app.example.com/",
+    "https://app.example.com:443",
+    "http://app.example.com",
+    "https://app.example.com:8443",
+    "https://evil.test/https://app.example.com",
+    "https://app.example.com, https://evil.test",
+    "https://app.example.com\t.evil.test",
+    "",
+)
 
 
-def preflight(c: httpx.Client, path: str, origin: str, method: str = "POST", headers: str | None = None) -> httpx.Response:
+def preflight(
+    c: httpx.Client, path: str, origin: str, method: str = "POST", headers: str | None = None
+) -> httpx.Response:
     sent = {"Origin": origin, "Access-Control-Request-Method": method}
     if headers is not None:
         sent["Access-Control-Request-Headers"] = headers
@@ -71,17 +85,36 @@ def server() -> Iterator[Orvad]:
 
     base = Path(tempfile.mkdtemp(prefix="orva-cors-"))
     base.chmod(0o711)
-    orvad = Orvad(base / "data", free_port(), env={"ORVA_CORS_ORIGINS": f"{APP}, {LOCAL}",
-                                                   "ORVA_MAX_BODY_BYTES": "65536"}).start()
+    orvad = Orvad(
+        base / "data",
+        free_port(),
+        env={"ORVA_CORS_ORIGINS": f"{APP}, {LOCAL}", "ORVA_MAX_BODY_BYTES": "65536"},
+    ).start()
     with orvad.admin() as c:
-        deploy_all(c, {"inherit": (HANDLER, {}), "narrow": (HANDLER, {"cors_origins": [APP]}),
-                       "other": (HANDLER, {"cors_origins": [OTHER]}), "wide": (HANDLER, {"cors_origins": ["*"]}),
-                       "own": (HANDLER, {"cors_origins": []}), "keyed": (SECRET, {"auth_mode": "api_key"}),
-                       "streamer": (STREAM, {})})
-        assert c.post("/api/v1/routes", json={"path": "/hooks/*", "function_id": "inherit"}).status_code == 201
-        assert c.post("/api/v1/routes", json={"path": "/only-post", "function_id": "inherit",
-                                              "methods": "POST"}).status_code == 201
-        assert c.post("/api/v1/routes", json={"path": "/narrow/*", "function_id": "narrow"}).status_code == 201
+        deploy_all(
+            c,
+            {
+                "inherit": (HANDLER, {}),
+                "narrow": (HANDLER, {"cors_origins": [APP]}),
+                "other": (HANDLER, {"cors_origins": [OTHER]}),
+                "wide": (HANDLER, {"cors_origins": ["*"]}),
+                "own": (HANDLER, {"cors_origins": []}),
+                "keyed": (SECRET, {"auth_mode": "api_key"}),
+                "streamer": (STREAM, {}),
+            },
+        )
+        assert (
+            c.post("/api/v1/routes", json={"path": "/hooks/*", "function_id": "inherit"}).status_code == 201
+        )
+        assert (
+            c.post(
+                "/api/v1/routes", json={"path": "/only-post", "function_id": "inherit", "methods": "POST"}
+            ).status_code
+            == 201
+        )
+        assert (
+            c.post("/api/v1/routes", json={"path": "/narrow/*", "function_id": "narrow"}).status_code == 201
+        )
     yield orvad
     orvad.stop()
     shutil.rmtree(base, ignore_errors=True)
@@ -98,8 +131,11 @@ def test_without_the_setting_no_response_carries_cors_headers(orvad: Orvad) -> N
         api = preflight(c, "/api/v1/functions", APP)
         assert api.status_code == 401 and cors_headers(api) == {}, api.text
         listing = c.get("/api/v1/functions", headers={"Origin": APP, "X-Orva-API-Key": orvad.admin_key})
-        assert listing.status_code == 200 and cors_headers(listing) == {} and "origin" not in listed(
-            listing.headers.get("vary", "origin-free"))
+        assert (
+            listing.status_code == 200
+            and cors_headers(listing) == {}
+            and "origin" not in listed(listing.headers.get("vary", "origin-free"))
+        )
         fn = preflight(c, "/fn/cors-default", APP)
         assert fn.status_code == 200 and fn.text == "OPTIONS"  # the handler answered it
         assert fn.headers["access-control-allow-origin"] == "https://evil.test"  # its own, untouched
@@ -120,9 +156,12 @@ def test_a_listed_origin_gets_preflights_and_grants_on_the_api(server: Orvad) ->
             assert r.status_code == 204 and r.content == b"", r.text
             assert r.headers["access-control-allow-origin"] == origin
             assert "origin" in listed(r.headers["vary"])
-            assert {"post", "put", "patch", "delete", "get"} <= set(listed(r.headers["access-control-allow-methods"]))
+            assert {"post", "put", "patch", "delete", "get"} <= set(
+                listed(r.headers["access-control-allow-methods"])
+            )
             assert {"content-type", "authorization", "x-orva-api-key"} <= set(
-                listed(r.headers["access-control-allow-headers"]))
+                listed(r.headers["access-control-allow-headers"])
+            )
             assert "x-orva-csrf" not in listed(r.headers["access-control-allow-headers"])
             assert r.headers["access-control-max-age"] == "600"
             assert "access-control-allow-credentials" not in r.headers
@@ -132,9 +171,11 @@ def test_a_listed_origin_gets_preflights_and_grants_on_the_api(server: Orvad) ->
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == APP
         assert "x-request-id" in listed(ok.headers["access-control-expose-headers"])
         assert "origin" in listed(ok.headers["vary"]) and "access-control-allow-credentials" not in ok.headers
-        created = c.post("/api/v1/functions", json={"name": "made-cross-origin", "runtime": "python",
-                                                    "cors_origins": [OTHER]},
-                         headers={"Origin": APP, "X-Orva-API-Key": server.admin_key})
+        created = c.post(
+            "/api/v1/functions",
+            json={"name": "made-cross-origin", "runtime": "python", "cors_origins": [OTHER]},
+            headers={"Origin": APP, "X-Orva-API-Key": server.admin_key},
+        )
         assert created.status_code == 201 and created.headers["access-control-allow-origin"] == APP
         assert "location" in listed(created.headers["access-control-expose-headers"])
         assert created.json()["cors_origins"] == [OTHER]
@@ -155,14 +196,22 @@ def test_an_origin_not_listed_gets_a_403_preflight_and_no_grant(server: Orvad) -
             r = preflight(c, path, "https://evil.test")
             assert r.status_code == 403, (path, r.text)
             error = r.json()["error"]
-            assert error["code"] == "FORBIDDEN" and error["details"] == {"origin": "https://evil.test", "reason": "cors"}
+            assert error["code"] == "FORBIDDEN" and error["details"] == {
+                "origin": "https://evil.test",
+                "reason": "cors",
+            }
             assert "ORVA_CORS_ORIGINS" in error["hint"]
             assert cors_headers(r) == {} and "origin" in listed(r.headers["vary"])
-        assert "cors_origins (PUT /api/v1/functions/inherit" in preflight(c, "/fn/inherit", OTHER).json()["error"]["hint"]
+        assert (
+            "cors_origins (PUT /api/v1/functions/inherit"
+            in preflight(c, "/fn/inherit", OTHER).json()["error"]["hint"]
+        )
         got = c.get("/fn/inherit", headers={"Origin": "https://evil.test"})
         assert got.status_code == 200 and got.text == "GET"
         assert cors_headers(got) == {}  # the handler's own grant is dropped too: the operator's list wins
-        api = c.get("/api/v1/functions", headers={"Origin": "https://evil.test", "X-Orva-API-Key": server.admin_key})
+        api = c.get(
+            "/api/v1/functions", headers={"Origin": "https://evil.test", "X-Orva-API-Key": server.admin_key}
+        )
         assert api.status_code == 200 and cors_headers(api) == {}
 
 
@@ -181,7 +230,9 @@ def test_functions_and_routes_get_orvads_grant_over_the_handlers(server: Orvad) 
         for path in (f"/fn/{fn_id}", "/fn/inherit", "/hooks/a/b"):
             got = c.get(path, headers={"Origin": LOCAL})
             assert got.status_code == 200 and got.text == "GET", path
-            assert got.headers.get_list("access-control-allow-origin") == [LOCAL], path  # the handler's is gone
+            assert got.headers.get_list("access-control-allow-origin") == [LOCAL], (
+                path
+            )  # the handler's is gone
             assert "access-control-allow-credentials" not in got.headers
             assert "access-control-allow-methods" not in got.headers
             exposed = listed(got.headers["access-control-expose-headers"])
@@ -203,8 +254,12 @@ def test_functions_and_routes_get_orvads_grant_over_the_handlers(server: Orvad) 
         assert with_key.text == "secret-reply" and with_key.headers["access-control-allow-origin"] == APP
     # preflights are answered by orvad alone: none was recorded as an execution of the function
     with server.admin() as admin:
+
         def rows() -> list[dict]:
-            return admin.get("/api/v1/executions", params={"function_id": "inherit", "limit": 500}).json()["executions"]
+            return admin.get("/api/v1/executions", params={"function_id": "inherit", "limit": 500}).json()[
+                "executions"
+            ]
+
         wait_for(lambda: len(rows()) >= 4, 10.0, "the invocations to be recorded")
         assert "OPTIONS" not in {row["method"] for row in rows()}, rows()
 
@@ -271,35 +326,46 @@ def test_the_session_cookie_from_a_listed_origin_still_cannot_write(server: Orva
             assert no_csrf.status_code == 403 and no_csrf.json()["error"]["code"] == "FORBIDDEN"
             assert "access-control-allow-credentials" not in no_csrf.headers
             # even with the header (which no browser lets the page add: it is never granted)
-            with_csrf = c.post("/api/v1/keys", json=body, headers={"Origin": LOCAL, "Sec-Fetch-Site": site,
-                                                                   "X-Orva-CSRF": "1"})
+            with_csrf = c.post(
+                "/api/v1/keys",
+                json=body,
+                headers={"Origin": LOCAL, "Sec-Fetch-Site": site, "X-Orva-CSRF": "1"},
+            )
             assert with_csrf.status_code == 403, with_csrf.text
         # without a browser's Sec-Fetch-Site, the Origin check and the CSRF header still hold
         assert c.post("/api/v1/keys", json=body, headers={"Origin": LOCAL}).status_code == 403
-        assert c.post("/api/v1/keys", json=body, headers={"Origin": LOCAL, "X-Orva-CSRF": "1"}).status_code == 403
+        assert (
+            c.post("/api/v1/keys", json=body, headers={"Origin": LOCAL, "X-Orva-CSRF": "1"}).status_code
+            == 403
+        )
         # an api_key function invoked with the cookie but without the header
         fn = c.get("/fn/keyed", headers={"Origin": LOCAL, "Sec-Fetch-Site": "same-site"})
         assert fn.status_code == 403 and fn.json()["error"]["details"]["required"] == "X-Orva-CSRF"
         pre = preflight(c, "/api/v1/keys", LOCAL, "POST", "content-type, x-orva-csrf")
-        assert pre.status_code == 204 and "x-orva-csrf" not in listed(pre.headers["access-control-allow-headers"])
+        assert pre.status_code == 204 and "x-orva-csrf" not in listed(
+            pre.headers["access-control-allow-headers"]
+        )
         assert "access-control-allow-credentials" not in pre.headers
     with server.admin() as admin:
         assert "stolen" not in {k["name"] for k in admin.get("/api/v1/keys").json()["keys"]}
 
 
-@pytest.mark.parametrize(("value", "hint"), [
-    ("https://app.example.com/", "write https://app.example.com"),
-    ("https://App.Example.com", "write https://app.example.com"),
-    ("https://app.example.com:443", "write https://app.example.com"),
-    ("null", "real origins"),
-    ("https://*.example.com", "list each origin"),
-    ("app.example.com", "scheme://host[:port]"),
-    ("ftp://app.example.com", "scheme://host[:port]"),
-    ("https://user@app.example.com", "scheme://host[:port]"),
-    ("https://app.example.com:70000", "1..65535"),
-    ("https://app.example.com/path", "write https://app.example.com"),
-    (17, "scheme://host[:port]"),
-])
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ("https://app.example.com/", "write https://app.example.com"),
+        ("https://App.Example.com", "write https://app.example.com"),
+        ("https://app.example.com:443", "write https://app.example.com"),
+        ("null", "real origins"),
+        ("https://*.example.com", "list each origin"),
+        ("app.example.com", "scheme://host[:port]"),
+        ("ftp://app.example.com", "scheme://host[:port]"),
+        ("https://user@app.example.com", "scheme://host[:port]"),
+        ("https://app.example.com:70000", "1..65535"),
+        ("https://app.example.com/path", "write https://app.example.com"),
+        (17, "scheme://host[:port]"),
+    ],
+)
 def test_bad_origins_are_refused_with_the_form_to_write(server: Orvad, value: object, hint: str) -> None:
     with server.admin() as c:
         for body in ({"cors_origins": [APP, value]}, {"cors_origins": value}):
@@ -314,17 +380,26 @@ def test_bad_origins_are_refused_with_the_form_to_write(server: Orvad, value: ob
         for body in ({"cors_origins": ["*", APP]}, {"cors_origins": "*"}, {"cors_origins": [APP] * 65}):
             r = c.put("/api/v1/functions/other", json=body)
             assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "cors_origins", r.text
-        created = c.post("/api/v1/functions", json={"name": "bad-cors", "runtime": "python", "cors_origins": ["x"]})
+        created = c.post(
+            "/api/v1/functions", json={"name": "bad-cors", "runtime": "python", "cors_origins": ["x"]}
+        )
         assert created.status_code == 400 and c.get("/api/v1/functions/bad-cors").status_code == 404
         assert c.get("/api/v1/functions/other").json()["cors_origins"] == [OTHER]  # unchanged
 
 
 def test_the_setting_is_checked_at_start() -> None:
-    assert load_settings(environ={"ORVA_CORS_ORIGINS": f" {APP} ,{LOCAL},{APP}"}).cors_origins == f"{APP},{LOCAL}"
+    assert (
+        load_settings(environ={"ORVA_CORS_ORIGINS": f" {APP} ,{LOCAL},{APP}"}).cors_origins
+        == f"{APP},{LOCAL}"
+    )
     assert load_settings(environ={"ORVA_CORS_ORIGINS": "*"}).cors_origins == "*"
     assert load_settings(environ={}).cors_origins == ""
-    for bad, said in (("https://app.example.com/", "write https://app.example.com"), ("null", "null"),
-                      (f"*,{APP}", "* only on its own"), ("https://a.example:443", "write https://a.example")):
+    for bad, said in (
+        ("https://app.example.com/", "write https://app.example.com"),
+        ("null", "null"),
+        (f"*,{APP}", "* only on its own"),
+        ("https://a.example:443", "write https://a.example"),
+    ):
         with pytest.raises(ConfigError, match="ORVA_CORS_ORIGINS") as info:
             load_settings(environ={"ORVA_CORS_ORIGINS": bad})
         assert said in str(info.value)
@@ -387,7 +462,8 @@ def page_server(port: int, html: str) -> Iterator[str]:
 
 @pytest.mark.browser
 def test_in_a_browser_a_listed_page_calls_with_keys_and_never_as_the_operator(
-        make_orvad: Callable[..., Orvad]) -> None:
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """Chromium: a page on a listed origin (another port of 127.0.0.1) reads a function and the API with
     a key, but cannot read or write with the operator's session cookie; a page on an unlisted port
     reads nothing (the browser blocks each fetch)."""
@@ -401,7 +477,9 @@ def test_in_a_browser_a_listed_page_calls_with_keys_and_never_as_the_operator(
     with server.client() as c:
         token = server.onboard(c).cookies["session_token"]
     with server.admin() as c:
-        deploy_all(c, {"keyed": (SECRET, {"auth_mode": "api_key"}), "wide": (SECRET, {"cors_origins": ["*"]})})
+        deploy_all(
+            c, {"keyed": (SECRET, {"auth_mode": "api_key"}), "wide": (SECRET, {"cors_origins": ["*"]})}
+        )
         key = c.post("/api/v1/keys", json={"name": "page", "permissions": ["invoke", "read"]}).json()["key"]
     html = PAGE.replace("TARGET", server.url).replace("KEY", key)
     results = {}
@@ -427,9 +505,13 @@ def test_in_a_browser_a_listed_page_calls_with_keys_and_never_as_the_operator(
     # the cookie went along with the credentialed GET, but the answer has no credentials grant: unreadable
     assert listed_out["session_read"] == "blocked: TypeError", listed_out
     assert listed_out["session_write"] == "blocked: TypeError", listed_out
-    assert unlisted_out == {"fn": "blocked: TypeError", "fn_simple": "200 secret-reply",
-                            "api_key": "blocked: TypeError", "session_read": "blocked: TypeError",
-                            "session_write": "blocked: TypeError"}, unlisted_out
+    assert unlisted_out == {
+        "fn": "blocked: TypeError",
+        "fn_simple": "200 secret-reply",
+        "api_key": "blocked: TypeError",
+        "session_read": "blocked: TypeError",
+        "session_write": "blocked: TypeError",
+    }, unlisted_out
     with server.admin() as admin:
         assert "stolen" not in {k["name"] for k in admin.get("/api/v1/keys").json()["keys"]}
 
@@ -449,10 +531,16 @@ def test_the_cli_shows_and_sets_cors_origins(server: Orvad, tmp_path) -> None:  
         assert cli.json("functions", "update", "cli-cors", "--inherit-cors")["cors_origins"] is None
         assert "inherit (the server's ORVA_CORS_ORIGINS)" in cli.ok("functions", "get", "cli-cors").stdout
         assert cli.json("functions", "update", "cli-cors", "--cors-origin", "*")["cors_origins"] == ["*"]
-        line = error_line(cli.fails(1, "functions", "update", "cli-cors", "--cors-origin", f"{APP}/"), "VALIDATION")
+        line = error_line(
+            cli.fails(1, "functions", "update", "cli-cors", "--cors-origin", f"{APP}/"), "VALIDATION"
+        )
         assert f"write {APP}" in line
-        assert "give one of" in cli.fails(2, "functions", "update", "cli-cors", "--no-cors", "--cors-origin", APP)
-        assert cli.json("functions", "get", "cli-cors")["cors_origins"] == ["*"]  # the refusals changed nothing
+        assert "give one of" in cli.fails(
+            2, "functions", "update", "cli-cors", "--no-cors", "--cors-origin", APP
+        )
+        assert cli.json("functions", "get", "cli-cors")["cors_origins"] == [
+            "*"
+        ]  # the refusals changed nothing
 
 
 def test_streams_oversized_bodies_and_foreign_hosts(server: Orvad) -> None:
@@ -466,8 +554,10 @@ def test_streams_oversized_bodies_and_foreign_hosts(server: Orvad) -> None:
         for path in ("/fn/inherit", "/api/v1/functions"):
             refused = c.post(path, content=big, headers={"Origin": APP, "X-Orva-API-Key": server.admin_key})
             assert refused.status_code == 413 and refused.headers["access-control-allow-origin"] == APP, path
-        rebound = c.options("/api/v1/functions", headers={"Origin": APP, "Access-Control-Request-Method": "GET",
-                                                          "Host": "rebound.evil.test"})
+        rebound = c.options(
+            "/api/v1/functions",
+            headers={"Origin": APP, "Access-Control-Request-Method": "GET", "Host": "rebound.evil.test"},
+        )
         assert rebound.status_code == 400 and cors_headers(rebound) == {}, rebound.text
         assert "ORVA_ALLOWED_HOSTS" in rebound.json()["error"]["hint"]
 
@@ -476,7 +566,9 @@ def test_the_functions_origin_grants_for_functions_and_routes_only(make_orvad: C
     """With ORVA_FUNCTIONS_ORIGIN, /fn and custom routes there answer CORS like on the main port; the API
     is not served there, so its preflight is the functions origin's 404, never a grant."""
     fn_port = free_port()
-    server = make_orvad(env={"ORVA_CORS_ORIGINS": APP, "ORVA_FUNCTIONS_ORIGIN": f"http://127.0.0.1:{fn_port}"})
+    server = make_orvad(
+        env={"ORVA_CORS_ORIGINS": APP, "ORVA_FUNCTIONS_ORIGIN": f"http://127.0.0.1:{fn_port}"}
+    )
     with server.admin() as c:
         deploy_all(c, {"fo": (SECRET, {})})
         assert c.post("/api/v1/routes", json={"path": "/fo/*", "function_id": "fo"}).status_code == 201

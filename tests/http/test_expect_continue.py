@@ -29,8 +29,15 @@ ECHO = "def handler(event, context):\n    return {'got': len(event['body'] or ''
 def server(request: pytest.FixtureRequest) -> Iterator[Orvad]:
     base = Path(tempfile.mkdtemp(prefix=f"orva-expect-{request.param}-"))
     base.chmod(0o711)  # the jail traverses it (pytest's own base is 0700)
-    orvad = Orvad(base / "data", free_port(), {"ORVA_SERVER": request.param, "ORVA_MAX_BODY_BYTES": str(LIMIT),
-                                               "ORVA_MAX_ARCHIVE_BYTES": str(ARCHIVE_LIMIT)}).start()
+    orvad = Orvad(
+        base / "data",
+        free_port(),
+        {
+            "ORVA_SERVER": request.param,
+            "ORVA_MAX_BODY_BYTES": str(LIMIT),
+            "ORVA_MAX_ARCHIVE_BYTES": str(ARCHIVE_LIMIT),
+        },
+    ).start()
     try:
         with orvad.admin() as c:
             fn = create_function(c, "echo_sink")
@@ -50,9 +57,11 @@ def _connection(orvad: Orvad) -> Iterator[socket.socket]:
 
 
 def _head(orvad: Orvad, path: str, framing: bytes, content_type: bytes = b"application/json") -> bytes:
-    return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Orva-API-Key: %s\r\nContent-Type: %s\r\n%s\r\n"
-            b"Expect: 100-continue\r\n\r\n" % (path.encode(), orvad.port, orvad.admin_key.encode(), content_type,
-                                               framing))
+    return (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Orva-API-Key: %s\r\nContent-Type: %s\r\n%s\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+        % (path.encode(), orvad.port, orvad.admin_key.encode(), content_type, framing)
+    )
 
 
 class Reader:
@@ -89,16 +98,22 @@ def _assert_413(status: int, body: bytes, limit: int) -> None:
     assert error["hint"] and error["request_id"]
 
 
-@pytest.mark.parametrize(("path", "content_type", "limit"), [
-    ("/fn/echo_sink", b"application/json", LIMIT),
-    ("/hooks/upload", b"application/json", LIMIT),
-    ("/api/v1/functions", b"application/json", LIMIT),
-    ("/api/v1/functions/echo_sink/deploy", b"application/gzip", ARCHIVE_LIMIT),
-])
-def test_an_announced_body_over_the_cap_gets_the_413_first(server: Orvad, path: str, content_type: bytes,
-                                                          limit: int) -> None:
+@pytest.mark.parametrize(
+    ("path", "content_type", "limit"),
+    [
+        ("/fn/echo_sink", b"application/json", LIMIT),
+        ("/hooks/upload", b"application/json", LIMIT),
+        ("/api/v1/functions", b"application/json", LIMIT),
+        ("/api/v1/functions/echo_sink/deploy", b"application/gzip", ARCHIVE_LIMIT),
+    ],
+)
+def test_an_announced_body_over_the_cap_gets_the_413_first(
+    server: Orvad, path: str, content_type: bytes, limit: int
+) -> None:
     with _connection(server) as sock:
-        sock.sendall(_head(server, path, b"Content-Length: %d" % (limit + 1), content_type))  # the body never comes
+        sock.sendall(
+            _head(server, path, b"Content-Length: %d" % (limit + 1), content_type)
+        )  # the body never comes
         status, headers, body = Reader(sock).response()
         _assert_413(status, body, limit)
         assert headers.get("connection", "").lower() == "close"
@@ -148,12 +163,20 @@ def test_an_archive_deploy_within_the_cap_gets_100_then_202(server: Orvad) -> No
     """As `curl -F code=@fn.tar.gz` sends a large upload: the multipart body only after the 100."""
     archive = _tgz({"handler.py": ECHO})
     boundary = b"orva-expect-boundary"
-    payload = (b"--%s\r\nContent-Disposition: form-data; name=\"code\"; filename=\"fn.tar.gz\"\r\n"
-               b"Content-Type: application/gzip\r\n\r\n%s\r\n--%s--\r\n" % (boundary, archive, boundary))
+    payload = (
+        b'--%s\r\nContent-Disposition: form-data; name="code"; filename="fn.tar.gz"\r\n'
+        b"Content-Type: application/gzip\r\n\r\n%s\r\n--%s--\r\n" % (boundary, archive, boundary)
+    )
     with _connection(server) as sock:
         reader = Reader(sock)
-        sock.sendall(_head(server, "/api/v1/functions/echo_sink/deploy", b"Content-Length: %d" % len(payload),
-                           b"multipart/form-data; boundary=" + boundary))
+        sock.sendall(
+            _head(
+                server,
+                "/api/v1/functions/echo_sink/deploy",
+                b"Content-Length: %d" % len(payload),
+                b"multipart/form-data; boundary=" + boundary,
+            )
+        )
         assert reader.response()[0] == 100
         sock.sendall(payload)
         status, _, body = reader.response()
@@ -181,4 +204,3 @@ def test_a_chunked_body_over_the_cap_is_still_refused(server: Orvad, path: str) 
         sock.sendall(b"0\r\n\r\n")
         status, _, body = reader.response()
         _assert_413(status, body, LIMIT)
-

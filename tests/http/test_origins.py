@@ -18,15 +18,15 @@ from tests.helpers import Orvad, free_port
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-ECHO = '''
+ECHO = """
 def handler(event, context):
     return {"path": event["path"], "cookie": event["headers"].get("cookie")}
-'''
-COOKIES = '''
+"""
+COOKIES = """
 def handler(event, context):
     return {"statusCode": 200, "body": "ok", "headers": {"set-cookie": [
         "session_token=evil; Path=/", "__Host-orva_session=evil; Path=/; Secure", "SESSION_TOKEN=x", "theirs=1; Path=/"]}}
-'''
+"""
 ATTACK = r'''
 PAGE = """<!doctype html><html><body><script>
 (async () => {
@@ -63,8 +63,14 @@ def _deploy(c: httpx.Client, name: str, code: str, **fields: object) -> dict:
 def test_api_and_web_refuse_hosts_orvad_does_not_answer_for(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = _deploy(c, "host-echo", ECHO)
-        for host in ("evil.com", "evil.com:" + str(orvad.port), "127.0.0.1.evil.com", "10.0.0.5", "[fe80::1]:80",
-                     "localhost.evil.com"):
+        for host in (
+            "evil.com",
+            "evil.com:" + str(orvad.port),
+            "127.0.0.1.evil.com",
+            "10.0.0.5",
+            "[fe80::1]:80",
+            "localhost.evil.com",
+        ):
             for path in ("/api/v1/system/health", "/web/", "/api/v1/keys"):
                 r = c.get(path, headers={"Host": host})
                 assert r.status_code == 400, (host, path, r.status_code)
@@ -73,31 +79,62 @@ def test_api_and_web_refuse_hosts_orvad_does_not_answer_for(orvad: Orvad) -> Non
                 assert r.headers["x-request-id"] == error["request_id"]
             invoked = c.get(f"/fn/{fn['name']}/x", headers={"Host": host})  # functions are not checked
             assert invoked.status_code == 200 and invoked.json()["path"] == "/x", (host, invoked.text)
-        for host in ("127.0.0.1", f"127.0.0.1:{orvad.port}", "localhost", "LOCALHOST.:1", "[::1]", f"[::1]:{orvad.port}"):
+        for host in (
+            "127.0.0.1",
+            f"127.0.0.1:{orvad.port}",
+            "localhost",
+            "LOCALHOST.:1",
+            "[::1]",
+            f"[::1]:{orvad.port}",
+        ):
             assert c.get("/api/v1/system/health", headers={"Host": host}).status_code == 200, host
         c.delete(f"/api/v1/functions/{fn['id']}")
 
 
 def test_allowed_hosts_and_public_url_replace_the_default(make_orvad: Callable[..., Orvad]) -> None:
-    server = make_orvad(env={"ORVA_ALLOWED_HOSTS": "orva.test, [2001:db8::1]", "ORVA_PUBLIC_URL": "https://pub.test"})
+    server = make_orvad(
+        env={"ORVA_ALLOWED_HOSTS": "orva.test, [2001:db8::1]", "ORVA_PUBLIC_URL": "https://pub.test"}
+    )
     with server.admin() as c:
-        for host, status in (("orva.test", 200), ("orva.test:8443", 200), ("pub.test", 200), ("[2001:db8::1]:9", 200),
-                             ("127.0.0.1", 400), ("localhost", 400), ("evil.test", 400)):
+        for host, status in (
+            ("orva.test", 200),
+            ("orva.test:8443", 200),
+            ("pub.test", 200),
+            ("[2001:db8::1]:9", 200),
+            ("127.0.0.1", 400),
+            ("localhost", 400),
+            ("evil.test", 400),
+        ):
             assert c.get("/api/v1/system/health", headers={"Host": host}).status_code == status, host
 
 
 def test_the_host_rules_for_wildcard_binds_and_the_functions_origin() -> None:
-    wild = Origins.from_settings(host="0.0.0.0", port=8443, public_url="", allowed_hosts="", functions_origin="")
-    for host, ok in (("192.0.2.7:8443", True), ("[2001:db8::5]", True), ("localhost", True), ("evil.com", False),
-                     ("1.2.3.4.evil.com", False)):
+    wild = Origins.from_settings(
+        host="0.0.0.0", port=8443, public_url="", allowed_hosts="", functions_origin=""
+    )
+    for host, ok in (
+        ("192.0.2.7:8443", True),
+        ("[2001:db8::5]", True),
+        ("localhost", True),
+        ("evil.com", False),
+        ("1.2.3.4.evil.com", False),
+    ):
         assert wild.host_allowed({"headers": [(b"host", host.encode())]}) is ok, host
-    listed = Origins.from_settings(host="0.0.0.0", port=8443, public_url="", allowed_hosts="orva.lan",
-                                   functions_origin="")
+    listed = Origins.from_settings(
+        host="0.0.0.0", port=8443, public_url="", allowed_hosts="orva.lan", functions_origin=""
+    )
     assert not listed.host_allowed({"headers": [(b"host", b"192.0.2.7")]})  # a list is exactly what it says
-    anything = Origins.from_settings(host="127.0.0.1", port=1, public_url="", allowed_hosts="*", functions_origin="")
+    anything = Origins.from_settings(
+        host="127.0.0.1", port=1, public_url="", allowed_hosts="*", functions_origin=""
+    )
     assert anything.host_allowed({"headers": [(b"host", b"evil.com")]})
-    same_port = Origins.from_settings(host="127.0.0.1", port=8443, public_url="https://orva.example.com",
-                                      allowed_hosts="", functions_origin="https://fn.example.com")
+    same_port = Origins.from_settings(
+        host="127.0.0.1",
+        port=8443,
+        public_url="https://orva.example.com",
+        allowed_hosts="",
+        functions_origin="https://fn.example.com",
+    )
     assert same_port.functions_listener is None  # a proxy in front: told apart by Host
     fn_scope = {"headers": [(b"host", b"fn.example.com")], "server": ("127.0.0.1", 8443)}
     assert same_port.on_functions_origin(fn_scope) and not same_port.shares_cookies(fn_scope)
@@ -106,19 +143,25 @@ def test_the_host_rules_for_wildcard_binds_and_the_functions_origin() -> None:
 
 
 @pytest.mark.parametrize("server_kind", ["hypercorn", "uvicorn"])
-def test_the_functions_origin_serves_functions_and_routes_only(make_orvad: Callable[..., Orvad],
-                                                               server_kind: str) -> None:
+def test_the_functions_origin_serves_functions_and_routes_only(
+    make_orvad: Callable[..., Orvad], server_kind: str
+) -> None:
     fn_port = free_port()
-    server = make_orvad(env={"ORVA_SERVER": server_kind, "ORVA_FUNCTIONS_ORIGIN": f"http://localhost:{fn_port}"},
-                        start=False)
-    server.env["ORVA_ALLOWED_HOSTS"] = "127.0.0.1"  # the dashboard is at 127.0.0.1 only, functions at localhost
+    server = make_orvad(
+        env={"ORVA_SERVER": server_kind, "ORVA_FUNCTIONS_ORIGIN": f"http://localhost:{fn_port}"}, start=False
+    )
+    server.env["ORVA_ALLOWED_HOSTS"] = (
+        "127.0.0.1"  # the dashboard is at 127.0.0.1 only, functions at localhost
+    )
     server.start()
     functions = f"http://127.0.0.1:{fn_port}"
     with server.admin() as c:
         fn = _deploy(c, "origin-echo", ECHO)
         assert c.post("/api/v1/routes", json={"path": "/hooks/*", "function_id": fn["id"]}).status_code == 201
         on_dashboard = c.get(f"/fn/{fn['name']}/a")  # still served where it was, sandboxed there
-        assert on_dashboard.status_code == 200 and on_dashboard.headers["content-security-policy"].startswith("sandbox")
+        assert on_dashboard.status_code == 200 and on_dashboard.headers["content-security-policy"].startswith(
+            "sandbox"
+        )
     with httpx.Client(base_url=functions, headers={"Host": f"localhost:{fn_port}"}, timeout=30) as f:
         for path in (f"/fn/{fn['name']}/a", "/hooks/b"):
             r = f.get(path)
@@ -136,7 +179,7 @@ def test_the_functions_origin_serves_functions_and_routes_only(make_orvad: Calla
         assert f.get(f"/fn/{fn['name']}").headers["content-security-policy"].startswith("sandbox")
 
 
-ORIGIN_WIDE = '''
+ORIGIN_WIDE = """
 def handler(event, context):
     return {"statusCode": 401, "body": "x", "headers": {
         "set-cookie": [f"b{i}=" + "x" * 4000 + "; Path=/; Max-Age=999999" for i in range(40)],
@@ -147,7 +190,7 @@ def handler(event, context):
         "service-worker-allowed": "/", "www-authenticate": 'Basic realm="orva dashboard: log in again"',
         "alt-svc": 'h2="attacker.invalid:443"; ma=86400',
         "x-theirs": "kept"}}
-'''
+"""
 
 
 def test_function_replies_never_carry_or_receive_the_session_cookie(orvad: Orvad) -> None:
@@ -162,7 +205,9 @@ def test_function_replies_never_carry_or_receive_the_session_cookie(orvad: Orvad
     with orvad.client() as c:
         r = c.get(f"/fn/{setter['name']}")  # trusted by the operator: its own cookies, never orvad's
         assert r.status_code == 200 and r.headers.get_list("set-cookie") == ["theirs=1; Path=/"]
-        sent = c.get(f"/fn/{echo['name']}", headers={"Cookie": "session_token=a; __Host-orva_session=b; theirs=1"})
+        sent = c.get(
+            f"/fn/{echo['name']}", headers={"Cookie": "session_token=a; __Host-orva_session=b; theirs=1"}
+        )
         assert sent.json()["cookie"] == "theirs=1"
 
 
@@ -176,8 +221,17 @@ def test_replies_on_the_dashboards_origin_lose_the_headers_that_act_on_the_whole
     with orvad.client() as c:
         r = c.get(f"/fn/{fn['name']}")
     assert r.status_code == 401 and r.headers["x-theirs"] == "kept"
-    for name in ("set-cookie", "clear-site-data", "nel", "report-to", "reporting-endpoints",
-                 "strict-transport-security", "service-worker-allowed", "www-authenticate", "alt-svc"):
+    for name in (
+        "set-cookie",
+        "clear-site-data",
+        "nel",
+        "report-to",
+        "reporting-endpoints",
+        "strict-transport-security",
+        "service-worker-allowed",
+        "www-authenticate",
+        "alt-svc",
+    ):
         assert name not in r.headers, name
 
 
@@ -185,37 +239,52 @@ def test_only_an_admin_may_turn_the_sandbox_off(orvad: Orvad) -> None:
     """Found by the red team: csp_sandbox false makes the function's pages act as the operator who opens
     them, so a write key could escalate to admin through the operator's browser."""
     with orvad.admin() as c:
-        key = c.post("/api/v1/keys", json={"name": "tenant", "permissions": ["read", "write", "invoke"]}).json()
+        key = c.post(
+            "/api/v1/keys", json={"name": "tenant", "permissions": ["read", "write", "invoke"]}
+        ).json()
     with orvad.client(key["key"]) as tenant:
-        r = tenant.post("/api/v1/functions", json={"name": "unsandboxed", "runtime": "python", "csp_sandbox": False})
-        assert r.status_code == 403 and r.json()["error"]["details"] == {"required": "admin", "field": "csp_sandbox"}
+        r = tenant.post(
+            "/api/v1/functions", json={"name": "unsandboxed", "runtime": "python", "csp_sandbox": False}
+        )
+        assert r.status_code == 403 and r.json()["error"]["details"] == {
+            "required": "admin",
+            "field": "csp_sandbox",
+        }
         fn = create_function(tenant, "sandboxed-tenant")
         r = tenant.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False})
         assert r.status_code == 403 and "admin" in r.json()["error"]["message"]
         assert tenant.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": True}).status_code == 200
     with orvad.admin() as c:
         assert c.get(f"/api/v1/functions/{fn['id']}").json()["csp_sandbox"] is True
-        assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).json()["csp_sandbox"] is False
+        assert (
+            c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).json()["csp_sandbox"] is False
+        )
 
 
 def test_a_trusted_function_is_changed_only_by_an_admin(orvad: Orvad) -> None:
     """Found by the red-team pass (a variant of the above): a write key could no longer unsandbox a
     function, but could redeploy, roll back, reconfigure or re-secret one an admin had unsandboxed."""
     with orvad.admin() as c:
-        key = c.post("/api/v1/keys", json={"name": "tenant2", "permissions": ["read", "write", "invoke"]}).json()
+        key = c.post(
+            "/api/v1/keys", json={"name": "tenant2", "permissions": ["read", "write", "invoke"]}
+        ).json()
         fn = _deploy(c, "trusted-page", ECHO)
         first = c.get(f"/api/v1/functions/{fn['id']}/deployments").json()["deployments"][0]
         assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).status_code == 200
     base = f"/api/v1/functions/{fn['id']}"
     with orvad.client(key["key"]) as tenant:
         for method, path, body in (
-                ("POST", f"{base}/deploy-inline", {"code": "def handler(e, c):\n    return 'mine'\n"}),
-                ("POST", f"{base}/rollback", {"deployment_id": first["id"]}),
-                ("PUT", base, {"env_vars": {"MODE": "x"}}),
-                ("PUT", base, {"entrypoint": "other.py"}),
-                ("POST", f"{base}/secrets", {"key": "K", "value": "v"})):
+            ("POST", f"{base}/deploy-inline", {"code": "def handler(e, c):\n    return 'mine'\n"}),
+            ("POST", f"{base}/rollback", {"deployment_id": first["id"]}),
+            ("PUT", base, {"env_vars": {"MODE": "x"}}),
+            ("PUT", base, {"entrypoint": "other.py"}),
+            ("POST", f"{base}/secrets", {"key": "K", "value": "v"}),
+        ):
             r = tenant.request(method, path, json=body)
-            assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin", (path, r.text)
+            assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin", (
+                path,
+                r.text,
+            )
         r = tenant.post(f"{base}/deploy", content=b"x", headers={"content-type": "application/zip"})
         assert r.status_code == 403, r.text
         r = tenant.delete(f"{base}/secrets/K")
@@ -231,21 +300,37 @@ def test_well_known_routes_service_workers_and_domain_cookies(orvad: Orvad) -> N
     become a service worker over /web/, and a functions origin on a sibling host name could bomb the
     dashboard with a Domain= cookie."""
     with orvad.admin() as c:
-        key = c.post("/api/v1/keys", json={"name": "tenant3", "permissions": ["read", "write", "invoke"]}).json()
+        key = c.post(
+            "/api/v1/keys", json={"name": "tenant3", "permissions": ["read", "write", "invoke"]}
+        ).json()
         fn = _deploy(c, "well-known", ECHO)
-        _deploy(c, "domain-cookie", '''
+        _deploy(
+            c,
+            "domain-cookie",
+            """
 def handler(event, context):
     return {"statusCode": 200, "body": "ok", "headers": {"set-cookie": [
         "b=1; Domain=example.test; Path=/", "c=2;domain =.example.test", "mine=3; Path=/"]}}
-''', csp_sandbox=False)
+""",
+            csp_sandbox=False,
+        )
     with orvad.client(key["key"]) as tenant:
         for path in ("/.well-known/acme-challenge/*", "/.Well-Known/security.txt"):
             r = tenant.post("/api/v1/routes", json={"path": path, "function_id": fn["id"]})
-            assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin", (path, r.text)
-        assert tenant.post("/api/v1/routes", json={"path": "/sw.js", "function_id": fn["id"]}).status_code == 201
+            assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin", (
+                path,
+                r.text,
+            )
+        assert (
+            tenant.post("/api/v1/routes", json={"path": "/sw.js", "function_id": fn["id"]}).status_code == 201
+        )
     with orvad.admin() as c:
-        assert c.post("/api/v1/routes", json={"path": "/.well-known/acme-challenge/*",
-                                               "function_id": fn["id"]}).status_code == 201
+        assert (
+            c.post(
+                "/api/v1/routes", json={"path": "/.well-known/acme-challenge/*", "function_id": fn["id"]}
+            ).status_code
+            == 201
+        )
     with orvad.client() as anyone:
         assert anyone.get("/sw.js").status_code == 200
         worker = anyone.get("/sw.js", headers={"Service-Worker": "script"})
@@ -264,7 +349,9 @@ def test_csp_sandbox_is_a_per_function_boolean(orvad: Orvad) -> None:
         for bad in ("false", 0, None):
             r = c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": bad})
             assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "csp_sandbox"
-        assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).json()["csp_sandbox"] is False
+        assert (
+            c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).json()["csp_sandbox"] is False
+        )
         assert "content-security-policy" not in c.get(f"/fn/{fn['id']}").headers
 
 
@@ -278,8 +365,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.mark.timeout(300)
 @pytest.mark.browser
-def test_a_function_page_cannot_act_as_the_logged_in_operator(make_orvad: Callable[..., Orvad],
-                                                               browser: Browser) -> None:
+def test_a_function_page_cannot_act_as_the_logged_in_operator(
+    make_orvad: Callable[..., Orvad], browser: Browser
+) -> None:
     """A logged-in operator opens a function's page on the dashboard's origin. The page tries to
     mint an admin key (with the CSRF header the dashboard sends, and as a simple no-cors POST) and
     to overwrite the session cookie, by script and by Set-Cookie. Sandboxed, its origin is opaque:
@@ -293,8 +381,9 @@ def test_a_function_page_cannot_act_as_the_logged_in_operator(make_orvad: Callab
         fn = _deploy(c, "attack-page", ATTACK)
         keys_before = {k["id"] for k in c.get("/api/v1/keys").json()["keys"]}
     context = browser.new_context()
-    context.add_cookies([{"name": "session_token", "value": token, "url": server.url, "httpOnly": True,
-                          "sameSite": "Lax"}])
+    context.add_cookies(
+        [{"name": "session_token", "value": token, "url": server.url, "httpOnly": True, "sameSite": "Lax"}]
+    )
     page = context.new_page()
 
     def attack() -> dict[str, object]:
@@ -307,13 +396,16 @@ def test_a_function_page_cannot_act_as_the_logged_in_operator(make_orvad: Callab
     assert seen["simple"] == "sent", seen  # it went out: without the cookie (and without the CSRF header)
     with server.admin() as c:
         assert {k["id"] for k in c.get("/api/v1/keys").json()["keys"]} == keys_before  # no key minted
-    assert [(k["name"], k["value"]) for k in context.cookies() if "session" in k["name"].lower()] == \
-        [("session_token", token)]  # neither the script nor the reply's Set-Cookie changed it
+    assert [(k["name"], k["value"]) for k in context.cookies() if "session" in k["name"].lower()] == [
+        ("session_token", token)
+    ]  # neither the script nor the reply's Set-Cookie changed it
 
     with server.admin() as c:  # the control: the operator opts the function out of the sandbox
         assert c.put(f"/api/v1/functions/{fn['id']}", json={"csp_sandbox": False}).status_code == 200
     seen = attack()
-    assert seen["fetch"] == 201, seen  # same origin, the cookie and the CSRF header: the attack the sandbox stops
+    assert seen["fetch"] == 201, (
+        seen
+    )  # same origin, the cookie and the CSRF header: the attack the sandbox stops
     with server.admin() as c:
         assert "stolen" in {k["name"] for k in c.get("/api/v1/keys").json()["keys"]}
     context.close()

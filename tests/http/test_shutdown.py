@@ -28,16 +28,20 @@ SERVERS = ["hypercorn", "uvicorn"]
 
 # The handler blocks opening a FIFO in its code folder, which the test never opens: it runs until
 # orvad cuts it, with no timing guess.
-GATED = ("def handler(event, context):\n"
-         "    if event['query'].get('gate'):\n"
-         "        with open('/code/gate') as gate:\n"
-         "            return gate.read()\n"
-         "    return 'ready'\n")
-GATED_STREAM = ("def handler(event, context):\n"
-                "    yield {'statusCode': 200, 'headers': {'content-type': 'text/event-stream'}}\n"
-                "    yield 'data: first\\n\\n'\n"
-                "    with open('/code/gate') as gate:\n"
-                "        yield gate.read()\n")
+GATED = (
+    "def handler(event, context):\n"
+    "    if event['query'].get('gate'):\n"
+    "        with open('/code/gate') as gate:\n"
+    "            return gate.read()\n"
+    "    return 'ready'\n"
+)
+GATED_STREAM = (
+    "def handler(event, context):\n"
+    "    yield {'statusCode': 200, 'headers': {'content-type': 'text/event-stream'}}\n"
+    "    yield 'data: first\\n\\n'\n"
+    "    with open('/code/gate') as gate:\n"
+    "        yield gate.read()\n"
+)
 
 
 def _busy(c: httpx.Client, fn_id: str) -> int:
@@ -110,13 +114,15 @@ def _sigterm_and_check_the_drain(server: Orvad, fn_id: str, kind: str) -> float:
 
 @pytest.mark.parametrize("kind", SERVERS)
 def test_a_request_past_the_grace_answers_503_and_is_recorded_shutting_down(
-        make_orvad: Callable[..., Orvad], kind: str) -> None:
+    make_orvad: Callable[..., Orvad], kind: str
+) -> None:
     server = _start(make_orvad, kind)
     with server.admin() as c:
         fn = _gated_function(server, c, "slow", GATED)
         assert c.get(f"/fn/{fn['id']}").text == "ready"
-        thread, out = _in_background(lambda: httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"},
-                                                       timeout=30))
+        thread, out = _in_background(
+            lambda: httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=30)
+        )
         wait_for(lambda: _busy(c, fn["id"]) == 1, 10, "the handler to be running")
     sent = _sigterm_and_check_the_drain(server, fn["id"], kind)
 
@@ -126,22 +132,30 @@ def test_a_request_past_the_grace_answers_503_and_is_recorded_shutting_down(
     assert r.status_code == 503, r.text
     error = r.json()["error"]
     assert error["code"] == "SHUTTING_DOWN" and error["retry_after_s"] >= 1 and error["hint"]
-    assert r.headers["retry-after"] == str(error["retry_after_s"]) and r.headers["x-request-id"] == error["request_id"]
+    assert (
+        r.headers["retry-after"] == str(error["retry_after_s"])
+        and r.headers["x-request-id"] == error["request_id"]
+    )
     assert r.headers["x-orva-execution-id"]
     assert out["elapsed"] >= GRACE_S - 0.2  # it had its grace
 
     assert server.proc is not None
     assert server.proc.wait(timeout=30) == 0
     took = time.monotonic() - sent
-    assert took < GRACE_S + 1.0, f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-3000:]}"
+    assert took < GRACE_S + 1.0, (
+        f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-3000:]}"
+    )
 
     rows = _executions(server.data_dir, make_orvad, fn["id"])
     assert [(x["id"], x["status"], x["status_code"], x["error_code"]) for x in rows] == [
-        (r.headers["x-orva-execution-id"], "shutting_down", 503, "SHUTTING_DOWN")]
+        (r.headers["x-orva-execution-id"], "shutting_down", 503, "SHUTTING_DOWN")
+    ]
 
 
 @pytest.mark.parametrize("kind", SERVERS)
-def test_a_stream_past_the_grace_ends_with_an_in_band_error(make_orvad: Callable[..., Orvad], kind: str) -> None:
+def test_a_stream_past_the_grace_ends_with_an_in_band_error(
+    make_orvad: Callable[..., Orvad], kind: str
+) -> None:
     server = _start(make_orvad, kind)
     with server.admin() as c:
         fn = _gated_function(server, c, "stream", GATED_STREAM)
@@ -170,7 +184,9 @@ def test_a_stream_past_the_grace_ends_with_an_in_band_error(make_orvad: Callable
     assert server.proc is not None
     assert server.proc.wait(timeout=30) == 0
     took = time.monotonic() - sent
-    assert took < GRACE_S + 1.0, f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-3000:]}"
+    assert took < GRACE_S + 1.0, (
+        f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-3000:]}"
+    )
     rows = _executions(server.data_dir, make_orvad, fn["id"])
     assert [(x["status"], x["error_code"]) for x in rows] == [("shutting_down", "SHUTTING_DOWN")]
 
@@ -200,19 +216,24 @@ def test_a_handler_whose_client_left_does_not_hold_up_the_exit(make_orvad: Calla
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
     took = time.monotonic() - sent
-    assert took < GRACE_S + 1.0, f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-2000:]}"
+    assert took < GRACE_S + 1.0, (
+        f"orvad took {took:.2f} s to exit with a {GRACE_S} s grace:\n{server.stderr()[-2000:]}"
+    )
 
 
 def test_a_second_signal_ends_the_grace_at_once(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad(env={"ORVA_SHUTDOWN_GRACE_S": "60"})
     with server.admin() as c:
         fn = _gated_function(server, c, "second", GATED)
-        thread, out = _in_background(lambda: httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"},
-                                                       timeout=30))
+        thread, out = _in_background(
+            lambda: httpx.get(f"{server.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=30)
+        )
         wait_for(lambda: _busy(c, fn["id"]) == 1, 10, "the handler to be running")
     assert server.proc is not None
     server.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: httpx.get(f"{server.url}/health/live", timeout=5).status_code == 503, 5, "the drain to begin")
+    wait_for(
+        lambda: httpx.get(f"{server.url}/health/live", timeout=5).status_code == 503, 5, "the drain to begin"
+    )
     again = time.monotonic()
     server.proc.send_signal(signal.SIGINT)
     thread.join(30)

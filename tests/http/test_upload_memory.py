@@ -37,12 +37,16 @@ def test_ten_large_archive_uploads_give_their_memory_back(make_orvad: Callable[.
         fn = create_function(c, "big")
 
         def upload(data: bytes) -> None:  # httpx's Client may be shared by threads
-            r = c.post(f"/api/v1/functions/{fn['id']}/deploy", content=data,
-                       headers={"Content-Type": "application/gzip"}, timeout=120)
+            r = c.post(
+                f"/api/v1/functions/{fn['id']}/deploy",
+                content=data,
+                headers={"Content-Type": "application/gzip"},
+                timeout=120,
+            )
             assert r.status_code == 202, r.text
             assert wait_deployed(c, r.json()["id"])["status"] in ("failed", "superseded")
 
-        upload(body[:1024 * 1024])  # every code path of an upload and a failed build, once
+        upload(body[: 1024 * 1024])  # every code path of an upload and a failed build, once
         before = _rss(server.proc.pid)
         with ThreadPoolExecutor(AT_ONCE) as pool:
             list(pool.map(upload, [body] * 10))

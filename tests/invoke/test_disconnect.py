@@ -20,14 +20,16 @@ pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTI
 # other end: it runs exactly as long as the test wants, with no timing guess on either side.
 def _gated(ungated: str = "'ready'", gated: str = "'released ' + gate.read()") -> str:
     """The gated handler; `served` counts the requests its worker has run (an answer may say it)."""
-    return ("served = 0\n\n"
-            "def handler(event, context):\n"
-            "    global served\n"
-            "    served += 1\n"
-            "    if event['query'].get('gate'):\n"
-            "        with open('/code/gate') as gate:\n"
-            f"            return {gated}\n"
-            f"    return {ungated}\n")
+    return (
+        "served = 0\n\n"
+        "def handler(event, context):\n"
+        "    global served\n"
+        "    served += 1\n"
+        "    if event['query'].get('gate'):\n"
+        "        with open('/code/gate') as gate:\n"
+        f"            return {gated}\n"
+        f"    return {ungated}\n"
+    )
 
 
 GATED = _gated()
@@ -40,8 +42,9 @@ def _pool(c: httpx.Client, fn_id: str) -> dict[str, Any]:
 
 def _killed(c: httpx.Client, fn_id: str) -> list[dict[str, Any]]:
     """The function's executions recorded as killed."""
-    rows: list[dict[str, Any]] = c.get("/api/v1/executions", params={"function_id": fn_id, "status": "killed"}).json()[
-        "executions"]
+    rows: list[dict[str, Any]] = c.get(
+        "/api/v1/executions", params={"function_id": fn_id, "status": "killed"}
+    ).json()["executions"]
     return rows
 
 
@@ -50,16 +53,22 @@ def _hang_up(orvad: Orvad, fn_id: str) -> None:
         httpx.get(f"{orvad.url}/fn/{fn_id}", params={"gate": "1"}, timeout=0.3)
 
 
-def _one_warm_worker(orvad: Orvad, c: httpx.Client, name: str, timeout_ms: int,
-                     code: str = GATED) -> tuple[dict[str, Any], Path]:
+def _one_warm_worker(
+    orvad: Orvad, c: httpx.Client, name: str, timeout_ms: int, code: str = GATED
+) -> tuple[dict[str, Any], Path]:
     """The function (one warm worker, one request at a time) and its gate FIFO on the host."""
     fn = create_function(c, name, timeout_ms=timeout_ms)
     dep = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
     assert dep["status"] == "succeeded"
     gate = orvad.data_dir / "functions" / fn["id"] / "versions" / dep["code_hash"] / "gate"
     os.mkfifo(gate, 0o644)  # the version folder is the jail's /code
-    assert c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1,
-                                              "target_concurrency": 1}).status_code == 200
+    assert (
+        c.put(
+            "/api/v1/pool/config",
+            json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1, "target_concurrency": 1},
+        ).status_code
+        == 200
+    )
     assert c.get(f"/fn/{fn['id']}").text.startswith("ready")
     wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "one idle worker")
     return fn, gate
@@ -94,7 +103,9 @@ def test_a_hung_up_request_keeps_its_slot_until_the_handler_answers(orvad: Orvad
         # the handler still waits at its gate: the slot is taken, so no other request is pushed onto it
         assert _pool(c, fn["id"])["busy"] == 1
         _open_gate(gate)
-        wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the handler ends")
+        wait_for(
+            lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the handler ends"
+        )
         # the same worker serves on: nothing was killed or started
         after = c.get(f"/fn/{fn['id']}")
         assert after.status_code == 200 and after.headers["x-orva-cold-start"] == "false"
@@ -120,14 +131,19 @@ def test_a_client_that_leaves_while_queued_never_runs(orvad: Orvad) -> None:
 
     with orvad.admin() as c:
         fn, gate = _one_warm_worker(orvad, c, "hangup-queued", timeout_ms=10_000, code=COUNTED)
-        holder = threading.Thread(target=lambda: httpx.get(f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"},
-                                                           timeout=30))
+        holder = threading.Thread(
+            target=lambda: httpx.get(f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=30)
+        )
         holder.start()  # takes the only slot and waits at the gate
         wait_for(lambda: _pool(c, fn["id"]).get("busy") == 1, 10, "the slot to be taken")
         with pytest.raises(httpx.ReadTimeout):  # this one waits in the queue, then gives up
             httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=0.5)
 
-        wait_for(lambda: len(_killed(c, fn["id"])) == 1 and _pool(c, fn["id"]).get("queue_depth") == 0, 5, "the queued request to be recorded as killed and gone from the queue")
+        wait_for(
+            lambda: len(_killed(c, fn["id"])) == 1 and _pool(c, fn["id"]).get("queue_depth") == 0,
+            5,
+            "the queued request to be recorded as killed and gone from the queue",
+        )
         _open_gate(gate)
         holder.join(30)
         # the worker ran the warm-up, the gated request and now this one: the one that left never ran
@@ -136,14 +152,16 @@ def test_a_client_that_leaves_while_queued_never_runs(orvad: Orvad) -> None:
 
 
 # a stream that yields once, then waits at the gate before it yields again and ends
-GATED_STREAM = ("def handler(event, context):\n"
-                "    if not event['query'].get('gate'):\n"
-                "        return 'ready'\n"
-                "    return stream()\n\n"
-                "def stream():\n"
-                "    yield 'first;'\n"
-                "    with open('/code/gate') as gate:\n"
-                "        yield 'after ' + gate.read()\n")
+GATED_STREAM = (
+    "def handler(event, context):\n"
+    "    if not event['query'].get('gate'):\n"
+    "        return 'ready'\n"
+    "    return stream()\n\n"
+    "def stream():\n"
+    "    yield 'first;'\n"
+    "    with open('/code/gate') as gate:\n"
+    "        yield 'after ' + gate.read()\n"
+)
 
 
 def test_a_client_that_leaves_mid_stream_is_recorded_and_its_slot_waits_for_the_handler(orvad: Orvad) -> None:
@@ -153,21 +171,30 @@ def test_a_client_that_leaves_mid_stream_is_recorded_and_its_slot_waits_for_the_
         with httpx.stream("GET", f"{orvad.url}/fn/{fn['id']}", params={"gate": "1"}, timeout=10) as r:
             assert next(r.iter_bytes()) == b"first;"  # then the client goes away mid-stream
 
-        wait_for(lambda: len(_killed(c, fn["id"])) == 1, 10, "the stream's execution to be recorded as killed")
+        wait_for(
+            lambda: len(_killed(c, fn["id"])) == 1, 10, "the stream's execution to be recorded as killed"
+        )
         killed = _killed(c, fn["id"])[0]
         assert killed["error_code"] == "CLIENT_CLOSED" and killed["response_bytes"] == len(b"first;")
         assert _pool(c, fn["id"])["busy"] == 1  # the handler still streams (into nothing): its slot is taken
         _open_gate(gate)
-        wait_for(lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the stream ends")
+        wait_for(
+            lambda: _pool(c, fn["id"]).get("idle") == 1, 10, "the slot to come back once the stream ends"
+        )
         after = c.get(f"/fn/{fn['id']}")
-        assert after.status_code == 200 and after.text == "ready" and after.headers["x-orva-cold-start"] == "false"
+        assert (
+            after.status_code == 200
+            and after.text == "ready"
+            and after.headers["x-orva-cold-start"] == "false"
+        )
         assert _pool(c, fn["id"])["spawned"] == spawned and _pool(c, fn["id"])["killed"] == 0
         c.delete(f"/api/v1/functions/{fn['id']}")
 
 
 @pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
 def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
-        make_orvad: Any, server: str) -> None:
+    make_orvad: Any, server: str
+) -> None:
     """Past 50 ms a watcher waits on the client; once the answer is complete a server reports the
     request as disconnected, which must not cancel what is left of it."""
     import threading
@@ -177,8 +204,9 @@ def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
 
     orvad = make_orvad(env={"ORVA_SERVER": server})
     with orvad.admin() as c:
-        fn, gate = _one_warm_worker(orvad, c, f"slow-answer-{server}", timeout_ms=10_000,
-                                    code=_gated(gated="'slow'"))
+        fn, gate = _one_warm_worker(
+            orvad, c, f"slow-answer-{server}", timeout_ms=10_000, code=_gated(gated="'slow'")
+        )
         answers: list[httpx.Response] = []
 
         def call_four_times() -> None:
@@ -190,16 +218,32 @@ def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
         caller.start()
         while caller.is_alive():  # each request is held at its gate past the watch's start, then let go
             held = len(answers)
-            wait_for(lambda: _pool(c, fn["id"]).get("busy") == 1 or not caller.is_alive(), 10, "a request in flight")
+            wait_for(
+                lambda: _pool(c, fn["id"]).get("busy") == 1 or not caller.is_alive(),
+                10,
+                "a request in flight",
+            )
             seen = time.monotonic()
-            wait_for(lambda seen=seen: time.monotonic() - seen > 2 * DISCONNECT_WATCH_AFTER_S, 5, "the watch to start")
-            wait_for(lambda held=held: _try_open_gate(gate) or len(answers) > held or not caller.is_alive(), 10,
-                     "the request to be let go")
+            wait_for(
+                lambda seen=seen: time.monotonic() - seen > 2 * DISCONNECT_WATCH_AFTER_S,
+                5,
+                "the watch to start",
+            )
+            wait_for(
+                lambda held=held: _try_open_gate(gate) or len(answers) > held or not caller.is_alive(),
+                10,
+                "the request to be let go",
+            )
             wait_for(lambda held=held: len(answers) > held or not caller.is_alive(), 10, "its answer")
         caller.join(30)
         assert [(r.status_code, r.text) for r in answers] == [(200, "slow")] * 4
-        wait_for(lambda: len(c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]) == 5,
-                 10, "the warm-up's and the four executions")
+        wait_for(
+            lambda: (
+                len(c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]) == 5
+            ),
+            10,
+            "the warm-up's and the four executions",
+        )
         rows = c.get("/api/v1/executions", params={"function_id": fn["id"]}).json()["executions"]
         assert {r["status"] for r in rows} == {"success"}, rows
 
@@ -216,8 +260,12 @@ def test_an_operator_kill_cuts_a_stream_and_takes_its_worker(orvad: Orvad) -> No
                     if received == b"first;":  # the handler now waits at its gate, mid-stream
                         assert c.post(f"/api/v1/functions/{fn['id']}/kill").json()["killed"] == 1
         assert received == b"first;"
-        wait_for(lambda: c.get(f"/api/v1/executions/{execution_id}").status_code == 200, 10, "the execution row")
+        wait_for(
+            lambda: c.get(f"/api/v1/executions/{execution_id}").status_code == 200, 10, "the execution row"
+        )
         row = c.get(f"/api/v1/executions/{execution_id}").json()
         assert row["status"] == "killed" and row["error_code"] == "NOT_ACTIVE", row
-        wait_for(lambda: _pool(c, fn["id"]).get("workers", 0) == 0, 10, "the killed stream's worker to be gone")
+        wait_for(
+            lambda: _pool(c, fn["id"]).get("workers", 0) == 0, 10, "the killed stream's worker to be gone"
+        )
         c.delete(f"/api/v1/functions/{fn['id']}")

@@ -19,20 +19,33 @@ from orvad.invoke.event import (
 
 
 def test_credentials_are_removed_and_repeats_joined() -> None:
-    raw = [(b"X-Orva-API-Key", b"orva_" + b"a" * 64), (b"Authorization", b"Bearer orva_" + b"b" * 64),
-           (b"Cookie", b"session_token=abc; theme=dark"), (b"Accept", b"text/html"), (b"accept", b"*/*"),
-           (b"cookie", b"lang=en")]
+    raw = [
+        (b"X-Orva-API-Key", b"orva_" + b"a" * 64),
+        (b"Authorization", b"Bearer orva_" + b"b" * 64),
+        (b"Cookie", b"session_token=abc; theme=dark"),
+        (b"Accept", b"text/html"),
+        (b"accept", b"*/*"),
+        (b"cookie", b"lang=en"),
+    ]
     headers = handler_headers(raw)
     assert "x-orva-api-key" not in headers and "authorization" not in headers
     assert headers["cookie"] == "theme=dark; lang=en"
     assert headers["accept"] == "text/html, */*"
-    assert handler_headers([(b"authorization", b"Bearer someone-elses-token")])["authorization"].endswith("token")
+    assert handler_headers([(b"authorization", b"Bearer someone-elses-token")])["authorization"].endswith(
+        "token"
+    )
     assert "cookie" not in handler_headers([(b"cookie", b"session_token=only")])
 
 
 def test_event_fields_and_aliases() -> None:
-    event = build_event(method="POST", path="/a/b", raw_query="x=1&x=2&y=", headers={"h": "v"}, body=b"hi",
-                        request_context={"requestId": "r", "sourceIp": "1.2.3.4"})
+    event = build_event(
+        method="POST",
+        path="/a/b",
+        raw_query="x=1&x=2&y=",
+        headers={"h": "v"},
+        body=b"hi",
+        request_context={"requestId": "r", "sourceIp": "1.2.3.4"},
+    )
     assert event["query"] == {"x": "2", "y": ""} and event["multiQuery"] == {"x": ["1", "2"], "y": [""]}
     assert event["rawPath"] == event["path"] == "/a/b" and event["httpMethod"] == "POST"
     assert event["requestContext"]["http"] == {"method": "POST", "path": "/a/b", "sourceIp": "1.2.3.4"}
@@ -50,14 +63,30 @@ def test_response_headers_lists_and_injection() -> None:
     out = response_headers({"Set-Cookie": ["a=1", "b=2"], "Content-Type": "text/plain"})
     assert out.count((b"set-cookie", b"a=1")) == 1 and (b"set-cookie", b"b=2") in out
     assert (b"content-type", b"text/plain") in out
-    for bad in ({"X-Bad": "x\r\nInjected: 1"}, {"bad name": "x"}, {"": "x"}, {"x-list": ["ok", "a\nb"]}, ["x"]):
+    for bad in (
+        {"X-Bad": "x\r\nInjected: 1"},
+        {"bad name": "x"},
+        {"": "x"},
+        {"x-list": ["ok", "a\nb"]},
+        ["x"],
+    ):
         with pytest.raises(BadResponse):
             response_headers(bad)  # type: ignore[arg-type]
 
 
 def test_response_header_values_read_as_json_spells_them_and_orvas_own_win() -> None:
-    out = response_headers({"x-bool": True, "x-off": False, "x-null": None, "x-num": 5, "x-obj": {"a": 1},
-                            "X-Request-ID": "mine", "X-Orva-Execution-Id": "fake", "Content-Length": "3"})
+    out = response_headers(
+        {
+            "x-bool": True,
+            "x-off": False,
+            "x-null": None,
+            "x-num": 5,
+            "x-obj": {"a": 1},
+            "X-Request-ID": "mine",
+            "X-Orva-Execution-Id": "fake",
+            "Content-Length": "3",
+        }
+    )
     assert out == [(b"x-bool", b"true"), (b"x-off", b"false"), (b"x-num", b"5"), (b"x-obj", b'{"a":1}')]
 
 

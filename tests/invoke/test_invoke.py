@@ -12,7 +12,7 @@ from tests.helpers import Orvad, wait_for
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 HANDLERS = {
-    "python": '''
+    "python": """
 import asyncio, base64, sys, logging
 print("module init")
 
@@ -53,8 +53,8 @@ async def handler(event, context):
                 yield f"part{i};"
         return gen()
     return {"path": p}
-''',
-    "node": '''
+""",
+    "node": """
 console.log("module init");
 exports.handler = async (event, context) => {
   const p = event.path;
@@ -83,7 +83,7 @@ exports.handler = async (event, context) => {
   }
   return { path: p };
 };
-''',
+""",
 }
 
 
@@ -100,8 +100,11 @@ def deployed(request: pytest.FixtureRequest, orvad: Orvad) -> dict:
 
 def test_event_fields_and_lambda_aliases(orvad: Orvad, deployed: dict) -> None:
     with orvad.client(headers={"X-Orva-API-Key": orvad.admin_key}) as c:
-        r = c.post(f"/fn/{deployed['name']}/echo?a=1&a=2&b=x", content=b'{"k": "v"}',
-                   headers={"X-Custom": "one", "Cookie": "session_token=secret; theme=dark"})
+        r = c.post(
+            f"/fn/{deployed['name']}/echo?a=1&a=2&b=x",
+            content=b'{"k": "v"}',
+            headers={"X-Custom": "one", "Cookie": "session_token=secret; theme=dark"},
+        )
     assert r.status_code == 200, r.text
     body = r.json()
     event = body["event"]
@@ -114,7 +117,10 @@ def test_event_fields_and_lambda_aliases(orvad: Orvad, deployed: dict) -> None:
     assert event["body"] == '{"k": "v"}' and event["isBase64Encoded"] is False
     ctx = event["requestContext"]
     assert ctx["functionId"] == deployed["id"] and ctx["functionName"] == deployed["name"]
-    assert ctx["executionId"] == r.headers["x-orva-execution-id"] and ctx["requestId"] == r.headers["x-request-id"]
+    assert (
+        ctx["executionId"] == r.headers["x-orva-execution-id"]
+        and ctx["requestId"] == r.headers["x-request-id"]
+    )
     assert ctx["http"]["method"] == "POST" and ctx["trigger"] == "http"
     assert 0 < body["remaining"] <= 3000 and body["rid"] == ctx["requestId"]
     assert r.headers["x-orva-cold-start"] in ("true", "false") and float(r.headers["x-orva-duration-ms"]) > 0
@@ -136,7 +142,10 @@ def test_plain_values_binary_and_multi_value_headers(orvad: Orvad, deployed: dic
         # value becomes repeated headers
         assert cookies.headers.get_list("set-cookie") == []
         with orvad.admin() as admin:
-            assert admin.put(f"/api/v1/functions/{deployed['id']}", json={"csp_sandbox": False}).status_code == 200
+            assert (
+                admin.put(f"/api/v1/functions/{deployed['id']}", json={"csp_sandbox": False}).status_code
+                == 200
+            )
             try:
                 assert c.get(f"{base}/cookies").headers.get_list("set-cookie") == ["a=1", "b=2"]
             finally:
@@ -167,7 +176,9 @@ def test_exception_is_function_error_with_traceback_in_logs(orvad: Orvad, deploy
         logs = c.get(f"/api/v1/executions/{execution_id}/logs").json()["logs"]
         assert "boom from the handler" in logs and ("Traceback" in logs or "Error:" in logs)
         row = c.get(f"/api/v1/executions/{execution_id}").json()
-        assert row["status"] == "error" and row["status_code"] == 500 and row["error_code"] == "FUNCTION_ERROR"
+        assert (
+            row["status"] == "error" and row["status_code"] == 500 and row["error_code"] == "FUNCTION_ERROR"
+        )
 
 
 def test_concurrent_requests_keep_their_logs_apart(orvad: Orvad, deployed: dict) -> None:
@@ -187,7 +198,9 @@ def test_concurrent_requests_keep_their_logs_apart(orvad: Orvad, deployed: dict)
     assert len(ids) == 4
     with orvad.admin() as c:
         for n, execution_id in ids.items():
-            wait_for(lambda eid=execution_id: c.get(f"/api/v1/executions/{eid}/logs").status_code == 200, 5, "logs")
+            wait_for(
+                lambda eid=execution_id: c.get(f"/api/v1/executions/{eid}/logs").status_code == 200, 5, "logs"
+            )
             logs = c.get(f"/api/v1/executions/{execution_id}/logs").json()["logs"]
             assert f"start {n}" in logs and f"end {n}" in logs and f"warn {n}" in logs
             others = [m for m in ids if m != n]
@@ -213,12 +226,17 @@ def test_timeout_and_crash_replace_the_worker(orvad: Orvad, deployed: dict) -> N
 def test_import_error_fails_the_build(orvad: Orvad) -> None:
     # (issue 18.5: the import check fails the build; the adapter's first-request report is in test_runtime_contract)
     with orvad.admin() as c:
-        for runtime, code in (("python", "import no_such_module_here\n"),
-                              ("node", "require('no-such-module-here');\n")):
+        for runtime, code in (
+            ("python", "import no_such_module_here\n"),
+            ("node", "require('no-such-module-here');\n"),
+        ):
             fn = create_function(c, f"broken-{runtime}", runtime)
             record = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
             assert record["status"] == "failed"
-            assert "no_such_module_here" in record["error_message"] or "no-such-module-here" in record["error_message"]
+            assert (
+                "no_such_module_here" in record["error_message"]
+                or "no-such-module-here" in record["error_message"]
+            )
             r = c.get(f"/fn/{fn['id']}/")
             assert r.status_code == 409 and r.json()["error"]["code"] == "NOT_ACTIVE"
 
@@ -243,8 +261,18 @@ def test_gates_and_errors(orvad: Orvad) -> None:
 def test_custom_routes(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "routed-invoke")
-        wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return {'path': e['path'], 'm': e['method']}\n")["id"])
-        assert c.post("/api/v1/routes", json={"path": "/hooks/pay", "function_id": fn["id"], "methods": "POST"}).status_code == 201
+        wait_deployed(
+            c,
+            deploy_inline(
+                c, fn["id"], "def handler(e, c):\n    return {'path': e['path'], 'm': e['method']}\n"
+            )["id"],
+        )
+        assert (
+            c.post(
+                "/api/v1/routes", json={"path": "/hooks/pay", "function_id": fn["id"], "methods": "POST"}
+            ).status_code
+            == 201
+        )
         assert c.post("/api/v1/routes", json={"path": "/shop/*", "function_id": fn["id"]}).status_code == 201
     with orvad.client() as c:
         assert c.post("/hooks/pay").json() == {"path": "/", "m": "POST"}
@@ -277,10 +305,34 @@ def test_executions_are_listed_with_their_fields(orvad: Orvad, deployed: dict) -
     with orvad.admin() as c:
         wait_for(lambda: c.get(f"/api/v1/executions/{execution_id}").status_code == 200, 5, "execution row")
         row = c.get(f"/api/v1/executions/{execution_id}").json()
-        assert {"id", "function_id", "function_name", "code_hash", "trigger", "method", "path", "status",
-                "status_code", "cold_start", "duration_ms", "queue_ms", "request_bytes", "response_bytes",
-                "error_code", "error_message", "started_at", "finished_at"} <= set(row)
-        assert (row["status"], row["status_code"], row["path"], row["response_bytes"]) == ("success", 200, "/text", 10)
-        listed = c.get("/api/v1/executions", params={"function_id": deployed["name"], "status": "success"}).json()
+        assert {
+            "id",
+            "function_id",
+            "function_name",
+            "code_hash",
+            "trigger",
+            "method",
+            "path",
+            "status",
+            "status_code",
+            "cold_start",
+            "duration_ms",
+            "queue_ms",
+            "request_bytes",
+            "response_bytes",
+            "error_code",
+            "error_message",
+            "started_at",
+            "finished_at",
+        } <= set(row)
+        assert (row["status"], row["status_code"], row["path"], row["response_bytes"]) == (
+            "success",
+            200,
+            "/text",
+            10,
+        )
+        listed = c.get(
+            "/api/v1/executions", params={"function_id": deployed["name"], "status": "success"}
+        ).json()
         assert listed["executions"] and all(e["function_id"] == deployed["id"] for e in listed["executions"])
         assert c.get("/api/v1/executions", params={"status": "weird"}).status_code == 400

@@ -19,7 +19,7 @@ from orvad.invoke import InvokeRequest
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-HANDLER = '''
+HANDLER = """
 def handler(event, context):
     if event["path"] == "/stream":
         def gen():
@@ -32,7 +32,7 @@ def handler(event, context):
     print("dispatched", event["requestContext"]["trigger"])
     return {"statusCode": 201, "headers": {"x-seen": event["headers"].get("x-job", "")},
             "body": {"event": event, "deadline": context.get_remaining_time_in_millis() > 0}}
-'''
+"""
 
 
 @pytest.fixture
@@ -48,10 +48,15 @@ async def daemon(jail_tmp: Path) -> AsyncIterator[Daemon]:
 async def _deploy(daemon: Daemon, name: str) -> dict[str, Any]:
     """Through the API, in process (the ASGI transport): create, deploy inline, wait for the build."""
     transport = httpx.ASGITransport(app=create_app(daemon))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
-                                 headers={"X-Orva-API-Key": daemon.bootstrap_key or ""}) as api:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://127.0.0.1",
+        headers={"X-Orva-API-Key": daemon.bootstrap_key or ""},
+    ) as api:
         fn = (await api.post("/api/v1/functions", json={"name": name, "runtime": "python"})).json()
-        deployment = (await api.post(f"/api/v1/functions/{name}/deploy-inline", json={"code": HANDLER})).json()
+        deployment = (
+            await api.post(f"/api/v1/functions/{name}/deploy-inline", json={"code": HANDLER})
+        ).json()
         deadline = asyncio.get_running_loop().time() + 120
         while (await api.get(f"/api/v1/deployments/{deployment['id']}")).json()["status"] != "succeeded":
             assert asyncio.get_running_loop().time() < deadline, "the deployment did not succeed"
@@ -71,26 +76,60 @@ async def _row(daemon: Daemon, execution_id: str) -> dict[str, Any]:
 async def test_a_trigger_without_http_invokes_a_real_worker_and_is_recorded(daemon: Daemon) -> None:
     fn = daemon.functions.get((await _deploy(daemon, "dispatched"))["id"])
     assert fn is not None
-    request = InvokeRequest(fn, subpath="/items/7", trigger="job", method="PUT",
-                            headers=[(b"content-type", b"application/json"), (b"x-job", b"nightly")],
-                            query=b"a=1&a=2", body=b'{"n": 2}', request_id="job-1")
+    request = InvokeRequest(
+        fn,
+        subpath="/items/7",
+        trigger="job",
+        method="PUT",
+        headers=[(b"content-type", b"application/json"), (b"x-job", b"nightly")],
+        query=b"a=1&a=2",
+        body=b'{"n": 2}',
+        request_id="job-1",
+    )
     result = await daemon.invoker.dispatch(request)
 
     assert result.status == 201 and result.complete and result.header("X-Seen") == "nightly"
     answer = result.json()
     event = answer["event"]
     assert (event["method"], event["path"], event["rawQuery"], event["multiQuery"]) == (
-        "PUT", "/items/7", "a=1&a=2", {"a": ["1", "2"]})
+        "PUT",
+        "/items/7",
+        "a=1&a=2",
+        {"a": ["1", "2"]},
+    )
     assert event["body"] == '{"n": 2}' and event["headers"]["x-job"] == "nightly" and answer["deadline"]
     context = event["requestContext"]
     assert context["trigger"] == "job" and context["requestId"] == "job-1" and context["sourceIp"] == ""
-    assert context["executionId"] == result.execution_id and result.header("x-orva-cold-start") in ("true", "false")
+    assert context["executionId"] == result.execution_id and result.header("x-orva-cold-start") in (
+        "true",
+        "false",
+    )
 
     row = await _row(daemon, result.execution_id)
-    assert {k: row[k] for k in ("function_id", "trigger", "method", "path", "status", "status_code", "request_bytes",
-                                "response_bytes", "error_code")} == {
-        "function_id": fn.id, "trigger": "job", "method": "PUT", "path": "/items/7", "status": "success",
-        "status_code": 201, "request_bytes": 8, "response_bytes": len(result.body), "error_code": None}
+    assert {
+        k: row[k]
+        for k in (
+            "function_id",
+            "trigger",
+            "method",
+            "path",
+            "status",
+            "status_code",
+            "request_bytes",
+            "response_bytes",
+            "error_code",
+        )
+    } == {
+        "function_id": fn.id,
+        "trigger": "job",
+        "method": "PUT",
+        "path": "/items/7",
+        "status": "success",
+        "status_code": 201,
+        "request_bytes": 8,
+        "response_bytes": len(result.body),
+        "error_code": None,
+    }
     assert await daemon.executions.logs(result.execution_id) == ("dispatched job\n", False)
 
     # a stream comes back whole

@@ -17,15 +17,15 @@ from tests.helpers import Orvad, free_port, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-CONTROL = '''
+CONTROL = """
 def handler(event, context):
     char = chr(int(event["query"].get("c", "0")))
     return {"statusCode": 200, "headers": {"x-a": "before" + char + "after"}, "body": "x"}
-'''
-ECHO = '''
+"""
+ECHO = """
 def handler(event, context):
     return {"path": event["path"], "body": event["body"], "cookie": event["headers"].get("cookie")}
-'''
+"""
 
 
 @pytest.fixture(scope="module", params=["hypercorn", "uvicorn"])
@@ -71,9 +71,12 @@ def test_content_length_with_transfer_encoding_is_refused(server: Orvad) -> None
     smuggled = b"GET /fn/echo HTTP/1.1\r\nHost: x\r\n\r\n"
     chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
     for path in (b"/fn/echo", b"/api/v1/system/health"):
-        status, headers, body = raw_exchange(server, b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                             b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
-                                             b"Connection: close\r\n\r\n" + chunk)
+        status, headers, body = raw_exchange(
+            server,
+            b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n" + chunk,
+        )
         assert status == 400, (path, status, body)
         error = httpx.Response(400, content=body).json()["error"]
         assert error["code"] == "BAD_REQUEST" and "Transfer-Encoding" in error["message"], error
@@ -84,21 +87,34 @@ def test_content_length_with_transfer_encoding_is_refused(server: Orvad) -> None
 
 
 def test_an_absolute_form_request_target_is_routed(server: Orvad) -> None:
-    for target in (b"http://127.0.0.1/fn/echo/x?q=1", b"http://localhost:1/fn/echo", b"HTTP://127.0.0.1/api/v1/system/health"):
-        status, _, body = raw_exchange(server, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    for target in (
+        b"http://127.0.0.1/fn/echo/x?q=1",
+        b"http://localhost:1/fn/echo",
+        b"HTTP://127.0.0.1/api/v1/system/health",
+    ):
+        status, _, body = raw_exchange(
+            server, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
         assert status == 200, (target, status, body)
-    status, _, body = raw_exchange(server, b"GET http://127.0.0.1/fn/echo/a%2Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, _, body = raw_exchange(
+        server, b"GET http://127.0.0.1/fn/echo/a%2Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert status == 200 and httpx.Response(200, content=body).json()["path"] == "/a/b"
 
 
 def test_oversized_headers_are_refused_with_the_envelope(server: Orvad) -> None:
     big = b"x" * (80 * 1024)
-    for request in (b"GET /fn/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + big + b"\r\nConnection: close\r\n\r\n",
-                    b"GET /fn/echo?" + big + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"):
+    for request in (
+        b"GET /fn/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + big + b"\r\nConnection: close\r\n\r\n",
+        b"GET /fn/echo?" + big + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    ):
         status, headers, body = raw_exchange(server, request)
         assert status == 431, (status, body)
         error = httpx.Response(status, content=body).json()["error"]
-        assert error["code"] == "HEADERS_TOO_LARGE" and headers["x-request-id"] == error["request_id"], (headers, error)
+        assert error["code"] == "HEADERS_TOO_LARGE" and headers["x-request-id"] == error["request_id"], (
+            headers,
+            error,
+        )
     with server.client() as c:  # just under the limit: served
         assert c.get("/fn/echo", headers={"X-Big": "x" * (12 * 1024)}).status_code == 200
 
@@ -119,6 +135,9 @@ def test_malformed_cookie_headers_do_not_break_invocations(server: Orvad) -> Non
 
 def test_deeply_nested_json_is_invalid_json(server: Orvad) -> None:
     with server.admin() as c:
-        r = c.post("/api/v1/functions", content=b"[" * 100_000 + b"]" * 100_000,
-                   headers={"Content-Type": "application/json"})
+        r = c.post(
+            "/api/v1/functions",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_JSON", r.text

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTI
 SIGNING = "whsec-test-123456"
 
 
-def _sign(body: bytes, ts: int | None = None, secret: str = SIGNING, *, method: str = "POST", target: str = "",
-          version: int = 2) -> dict[str, str]:
+def _sign(
+    body: bytes,
+    ts: int | None = None,
+    secret: str = SIGNING,
+    *,
+    method: str = "POST",
+    target: str = "",
+    version: int = 2,
+) -> dict[str, str]:
     """The headers of a signed request (docs/API.md): version 2 covers method and path?query."""
     stamp = str(ts if ts is not None else int(time.time()))
     message = f"{stamp}.".encode() if version == 1 else f"{stamp}.{method}.{target}.".encode()
@@ -31,9 +38,15 @@ def _sign(body: bytes, ts: int | None = None, secret: str = SIGNING, *, method: 
 
 def _signed_function(c: httpx.Client, name: str, **fields: object) -> dict:
     fn = create_function(c, name, auth_mode="signed", **fields)
-    wait_deployed(c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return e['method'] + ' ' + e['body']\n")["id"])
-    assert c.post(f"/api/v1/functions/{fn['id']}/secrets",
-                  json={"key": "ORVA_SIGNING_SECRET", "value": SIGNING}).status_code == 200
+    wait_deployed(
+        c, deploy_inline(c, fn["id"], "def handler(e, c):\n    return e['method'] + ' ' + e['body']\n")["id"]
+    )
+    assert (
+        c.post(
+            f"/api/v1/functions/{fn['id']}/secrets", json={"key": "ORVA_SIGNING_SECRET", "value": SIGNING}
+        ).status_code
+        == 200
+    )
     return fn
 
 
@@ -45,19 +58,28 @@ def test_signed_requests(orvad: Orvad) -> None:
         url = f"/fn/{fn['id']}"
         no_secret = c.post(url, content=b"x", headers=_sign(b"x", target=url))
         assert no_secret.status_code == 401 and "ORVA_SIGNING_SECRET" in no_secret.text
-        assert c.post(f"/api/v1/functions/{fn['id']}/secrets",
-                      json={"key": "ORVA_SIGNING_SECRET", "value": SIGNING}).status_code == 200
+        assert (
+            c.post(
+                f"/api/v1/functions/{fn['id']}/secrets", json={"key": "ORVA_SIGNING_SECRET", "value": SIGNING}
+            ).status_code
+            == 200
+        )
     with orvad.client() as c:
         body = b'{"event": "paid"}'
         good = _sign(body, target=url)
         assert c.post(url, content=body, headers=good).text == body.decode()
         replay = c.post(url, content=body, headers=good)
         assert replay.status_code == 401 and "replay" in replay.json()["error"]["message"]
-        assert c.post(url, content=body, headers=_sign(body, int(time.time()) - 400, target=url)).status_code == 401
+        assert (
+            c.post(url, content=body, headers=_sign(body, int(time.time()) - 400, target=url)).status_code
+            == 401
+        )
         assert c.post(url, content=b"tampered", headers=_sign(body, target=url)).status_code == 401
         assert c.post(url, content=body, headers=_sign(body, secret="wrong", target=url)).status_code == 401
         assert c.post(url, content=body).status_code == 401
-        fresh = _sign(body, int(good["X-Orva-Timestamp"]) + 1, target=url)  # same body, new timestamp: a new signature
+        fresh = _sign(
+            body, int(good["X-Orva-Timestamp"]) + 1, target=url
+        )  # same body, new timestamp: a new signature
         assert c.post(url, content=body, headers=fresh).status_code == 200
         soon = _sign(body, int(time.time()) + 10, target=url)  # a caller's clock a little ahead
         assert c.post(url, content=body, headers=soon).status_code == 200
@@ -74,8 +96,10 @@ def test_padded_signatures_are_refused_and_cannot_be_replayed(orvad: Orvad) -> N
     good = _sign(b"pay", target=url)
     with orvad.client() as c:
         for pad in (b"\x85", b"\xa0", b"\x1c", b"\x1f", b" \xa0"):
-            headers = {"X-Orva-Timestamp": good["X-Orva-Timestamp"],
-                       "X-Orva-Signature": good["X-Orva-Signature"].encode() + pad}
+            headers = {
+                "X-Orva-Timestamp": good["X-Orva-Timestamp"],
+                "X-Orva-Signature": good["X-Orva-Signature"].encode() + pad,
+            }
             r = c.post(url, content=b"pay", headers=headers)  # type: ignore[arg-type]
             # 401 from orvad, or 400 from a server that refuses the byte in a header itself
             assert r.status_code in (400, 401), (pad, r.status_code, r.text)
@@ -91,8 +115,12 @@ def test_a_signature_is_bound_to_method_path_and_query(orvad: Orvad) -> None:
     url = f"/fn/{fn['id']}"
     with orvad.client() as c:
         signed = _sign(b"", target=url)
-        for method, target in (("PUT", url + "/admin/delete?all=1"), ("POST", url + "/admin/delete"),
-                               ("POST", url + "?all=1"), ("PUT", url)):
+        for method, target in (
+            ("PUT", url + "/admin/delete?all=1"),
+            ("POST", url + "/admin/delete"),
+            ("POST", url + "?all=1"),
+            ("PUT", url),
+        ):
             r = c.request(method, target, content=b"", headers=signed)
             assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED", (method, target)
         assert c.post(url, content=b"", headers=signed).text == "POST "  # the request it was made for
@@ -182,10 +210,20 @@ def test_max_concurrency_reject_and_queue(orvad: Orvad) -> None:
     first = threading.Thread(target=call)
     first.start()
     with orvad.admin() as c:
-        wait_for(lambda: any(r["function_id"] == fn["id"] and r["inflight"] == 1
-                             for r in c.get("/api/v1/system/metrics.json").json()["pools"]), 10, "first request running")
+        wait_for(
+            lambda: any(
+                r["function_id"] == fn["id"] and r["inflight"] == 1
+                for r in c.get("/api/v1/system/metrics.json").json()["pools"]
+            ),
+            10,
+            "first request running",
+        )
         busy = c.get(f"/fn/{fn['id']}")
-        assert busy.status_code == 429 and busy.json()["error"]["code"] == "FUNCTION_BUSY" and busy.headers["retry-after"]
+        assert (
+            busy.status_code == 429
+            and busy.json()["error"]["code"] == "FUNCTION_BUSY"
+            and busy.headers["retry-after"]
+        )
         first.join(30)
         c.put(f"/api/v1/functions/{fn['id']}", json={"concurrency_policy": "queue"})
     threads = [threading.Thread(target=call) for _ in range(2)]
@@ -202,11 +240,19 @@ def test_kill_cancels_in_flight_executions(orvad: Orvad) -> None:
         fn = create_function(c, "killable-fn", timeout_ms=30000)
         wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
     results: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: results.append(httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=60)))
+    thread = threading.Thread(
+        target=lambda: results.append(httpx.get(f"{orvad.url}/fn/{fn['id']}", timeout=60))
+    )
     thread.start()
     with orvad.admin() as c:
-        wait_for(lambda: any(r["function_id"] == fn["id"] and r["inflight"] == 1
-                             for r in c.get("/api/v1/system/metrics.json").json()["pools"]), 10, "request running")
+        wait_for(
+            lambda: any(
+                r["function_id"] == fn["id"] and r["inflight"] == 1
+                for r in c.get("/api/v1/system/metrics.json").json()["pools"]
+            ),
+            10,
+            "request running",
+        )
         killed = c.post(f"/api/v1/functions/{fn['id']}/kill").json()
         assert killed == {"id": fn["id"], "status": "inactive", "killed": 1}
         thread.join(30)

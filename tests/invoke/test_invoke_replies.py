@@ -10,7 +10,7 @@ from tests.helpers import Orvad, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-ODD_REPLIES = '''
+ODD_REPLIES = """
 import base64
 
 REPLIES = {
@@ -30,9 +30,9 @@ REPLIES = {
 
 def handler(event, context):
     return REPLIES[event["path"]]
-'''
+"""
 
-STREAM = '''
+STREAM = """
 import threading
 
 def handler(event, context):
@@ -45,7 +45,7 @@ def handler(event, context):
         raise RuntimeError("broke mid-stream")
     else:
         yield "quick"
-'''
+"""
 
 
 def _deploy(c: httpx.Client, name: str, code: str, **fields: object) -> dict:
@@ -62,16 +62,29 @@ def _execution(c: httpx.Client, execution_id: str) -> dict:
 def test_replies_http_cannot_carry_are_function_errors_with_the_envelope(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = _deploy(c, "odd-replies", ODD_REPLIES)
-        for path, says in (("/status99", "statusCode"), ("/status1000", "statusCode"), ("/status-text", "statusCode"),
-                           ("/status101", "interim"), ("/bad-base64", "base64"), ("/bad-name", "field name"),
-                           ("/line-break", "line break"), ("/body-on-204", "no body")):
+        for path, says in (
+            ("/status99", "statusCode"),
+            ("/status1000", "statusCode"),
+            ("/status-text", "statusCode"),
+            ("/status101", "interim"),
+            ("/bad-base64", "base64"),
+            ("/bad-name", "field name"),
+            ("/line-break", "line break"),
+            ("/body-on-204", "no body"),
+        ):
             r = c.get(f"/fn/{fn['id']}{path}")
             assert r.status_code == 500, (path, r.status_code, r.text)
             error = r.json()["error"]
-            assert error["code"] == "FUNCTION_ERROR" and says in error["message"] and error["hint"], (path, error)
+            assert error["code"] == "FUNCTION_ERROR" and says in error["message"] and error["hint"], (
+                path,
+                error,
+            )
             assert r.headers["x-request-id"] == error["request_id"] and "x-injected" not in r.headers
             execution = _execution(c, r.headers["x-orva-execution-id"])
-            assert execution["status"] == "error" and execution["error_code"] == "FUNCTION_ERROR", (path, execution)
+            assert execution["status"] == "error" and execution["error_code"] == "FUNCTION_ERROR", (
+                path,
+                execution,
+            )
         empty = c.get(f"/fn/{fn['id']}/empty-204")
         assert empty.status_code == 204 and empty.content == b"" and "content-length" not in empty.headers
 
@@ -91,7 +104,12 @@ def test_header_values_as_json_spells_them_and_orvas_own_headers_win(orvad: Orva
 def test_a_stream_cut_at_its_deadline_is_cut_recorded_as_timeout_and_takes_its_worker(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = _deploy(c, "stream-deadline", STREAM, timeout_ms=1000)
-        assert c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1}).status_code == 200
+        assert (
+            c.put(
+                "/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "max_warm": 1}
+            ).status_code
+            == 200
+        )
         received = b""
         with pytest.raises(httpx.RemoteProtocolError):  # never a complete-looking body
             with c.stream("GET", f"/fn/{fn['id']}/slow") as r:
@@ -107,9 +125,11 @@ def test_a_stream_cut_at_its_deadline_is_cut_recorded_as_timeout_and_takes_its_w
 
 
 def test_node_replies_get_the_same_checks(orvad: Orvad) -> None:
-    code = ("exports.handler = async (event) => event.path === '/bad'\n"
-            "  ? { statusCode: 'abc', body: 'x' }\n"
-            "  : { statusCode: 201, headers: { 'x-bool': true, 'x-null': null, 'x-obj': { a: 1 } }, body: 'ok' };\n")
+    code = (
+        "exports.handler = async (event) => event.path === '/bad'\n"
+        "  ? { statusCode: 'abc', body: 'x' }\n"
+        "  : { statusCode: 201, headers: { 'x-bool': true, 'x-null': null, 'x-obj': { a: 1 } }, body: 'ok' };\n"
+    )
     with orvad.admin() as c:
         fn = _deploy(c, "node-replies", code, runtime="node")
         bad = c.get(f"/fn/{fn['id']}/bad")
@@ -137,23 +157,36 @@ def test_a_stream_whose_handler_raises_midway_is_cut_and_recorded_as_an_error(or
 
 
 def test_non_finite_floats_become_null_in_json_bodies(orvad: Orvad) -> None:
-    code = ("def handler(event, context):\n"
-            "    return {'nan': float('nan'), 'list': [float('inf'), -float('inf'), 1.5], 'ok': 2}\n")
+    code = (
+        "def handler(event, context):\n"
+        "    return {'nan': float('nan'), 'list': [float('inf'), -float('inf'), 1.5], 'ok': 2}\n"
+    )
     with orvad.admin() as c:
         fn = _deploy(c, "nan-body", code)
         r = c.get(f"/fn/{fn['id']}")
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-        assert r.json() == {"nan": None, "list": [None, None, 1.5], "ok": 2}  # strict JSON, as JSON.stringify writes
+        assert r.json() == {
+            "nan": None,
+            "list": [None, None, 1.5],
+            "ok": 2,
+        }  # strict JSON, as JSON.stringify writes
 
 
 def test_raw_path_keeps_the_percent_encoding_the_path_decodes(orvad: Orvad) -> None:
     code = "def handler(event, context):\n    return {'path': event['path'], 'rawPath': event['rawPath']}\n"
     with orvad.admin() as c:
         fn = _deploy(c, "raw-path", code)
-        assert c.get(f"/fn/{fn['name']}/a%2Fb%3Fc/d%20e").json() == {"path": "/a/b?c/d e", "rawPath": "/a%2Fb%3Fc/d%20e"}
+        assert c.get(f"/fn/{fn['name']}/a%2Fb%3Fc/d%20e").json() == {
+            "path": "/a/b?c/d e",
+            "rawPath": "/a%2Fb%3Fc/d%20e",
+        }
         assert c.get(f"/fn/{fn['name']}").json() == {"path": "/", "rawPath": "/"}
-        assert c.post("/api/v1/routes", json={"path": "/raw/deep/*", "function_id": fn["id"]}).status_code == 201
-        assert c.post("/api/v1/routes", json={"path": "/raw-exact", "function_id": fn["id"]}).status_code == 201
+        assert (
+            c.post("/api/v1/routes", json={"path": "/raw/deep/*", "function_id": fn["id"]}).status_code == 201
+        )
+        assert (
+            c.post("/api/v1/routes", json={"path": "/raw-exact", "function_id": fn["id"]}).status_code == 201
+        )
         assert c.get("/raw/deep/x%2Fy").json() == {"path": "/x/y", "rawPath": "/x%2Fy"}
         assert c.get("/raw-exact").json() == {"path": "/", "rawPath": "/"}
         for path in ("/raw/deep/*", "/raw-exact"):

@@ -9,21 +9,44 @@ from orvad.pool.autoscaler import Samples, decide
 
 
 def _decide(samples: Samples, **kw):  # type: ignore[no-untyped-def]
-    base = dict(current=1, min_warm=1, max_warm=16, target_concurrency=1, mean_latency_s=0.01, idle_for_s=0.0,
-                idle_ttl_s=300.0, scale_to_zero=True, now=1000.0)
+    base = dict(
+        current=1,
+        min_warm=1,
+        max_warm=16,
+        target_concurrency=1,
+        mean_latency_s=0.01,
+        idle_for_s=0.0,
+        idle_ttl_s=300.0,
+        scale_to_zero=True,
+        now=1000.0,
+    )
     return decide(samples, **{**base, **kw})
 
 
-@given(st.lists(st.floats(0, 200), max_size=60), st.lists(st.integers(0, 10_000), max_size=60),
-       st.integers(0, 16), st.integers(0, 8), st.integers(1, 32), st.integers(1, 10), st.booleans(),
-       st.floats(0, 1000))
+@given(
+    st.lists(st.floats(0, 200), max_size=60),
+    st.lists(st.integers(0, 10_000), max_size=60),
+    st.integers(0, 16),
+    st.integers(0, 8),
+    st.integers(1, 32),
+    st.integers(1, 10),
+    st.booleans(),
+    st.floats(0, 1000),
+)
 def test_desired_stays_within_bounds(conc, arrivals, current, min_warm, max_extra, target, stz, idle) -> None:  # type: ignore[no-untyped-def]
     samples = Samples()
     for c, a in zip(conc, arrivals, strict=False):
         samples.add(c, a)
     max_warm = min_warm + max_extra
-    d = _decide(samples, current=current, min_warm=min_warm, max_warm=max_warm, target_concurrency=target,
-                scale_to_zero=stz, idle_for_s=idle)
+    d = _decide(
+        samples,
+        current=current,
+        min_warm=min_warm,
+        max_warm=max_warm,
+        target_concurrency=target,
+        scale_to_zero=stz,
+        idle_for_s=idle,
+    )
     assert 0 <= d.desired <= max_warm
     if not (stz and idle >= 300):
         assert d.desired >= min_warm

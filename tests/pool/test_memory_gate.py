@@ -39,15 +39,15 @@ def _pool(manager: PoolManager, function_id: str, memory_mb: int, idle_since: li
 
 async def test_retires_the_oldest_idle_workers_of_other_functions_first() -> None:
     manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=800, max_requests=100)
-    a = _pool(manager, "a", 200, [30.0, 10.0])           # idle since t=30 and t=10
-    b = _pool(manager, "b", 300, [20.0])                 # idle since t=20
-    c = _pool(manager, "c", 100, [5.0])                  # the requester's own worker, the oldest of all
+    a = _pool(manager, "a", 200, [30.0, 10.0])  # idle since t=30 and t=10
+    b = _pool(manager, "b", 300, [20.0])  # idle since t=20
+    c = _pool(manager, "c", 100, [5.0])  # the requester's own worker, the oldest of all
     busy = Slot(StandIn(), 0.0, inflight=1, last_used=1.0)
-    b.slots.append(busy)                                 # busy: never retired
+    b.slots.append(busy)  # busy: never retired
     assert manager.reserved_mb == 1100
     admit = manager._admit("c", 100)
     assert admit(False) is False and manager.reserved_mb == 1100  # the autoscaler's spawns retire nobody
-    assert admit(True) is True                           # short 400: a@10 (200), then b@20 (300)
+    assert admit(True) is True  # short 400: a@10 (200), then b@20 (300)
     assert [s.last_used for s in a.slots] == [30.0] and b.slots == [busy] and len(c.slots) == 1
     assert manager.reserved_mb == 600
 
@@ -57,5 +57,5 @@ async def test_retires_nobody_when_every_idle_worker_would_not_be_enough() -> No
     a = _pool(manager, "a", 200, [10.0])
     a.slots.append(Slot(StandIn(), 0.0, inflight=1))
     _pool(manager, "b", 100, [])
-    assert manager._admit("b", 400)(True) is False     # short 300, only 200 idle: keep A's idle worker
+    assert manager._admit("b", 400)(True) is False  # short 300, only 200 idle: keep A's idle worker
     assert len(a.slots) == 2

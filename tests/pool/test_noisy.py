@@ -23,7 +23,7 @@ from tests.helpers import Orvad, wait_for
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 QUIET = "def handler(event, context):\n    return 'quiet'\n"
-NOISY = '''
+NOISY = """
 import os, subprocess
 
 def handler(event, context):
@@ -37,7 +37,7 @@ def handler(event, context):
     yes = [subprocess.Popen(["/usr/bin/timeout", q.get("s", "1"), "/usr/bin/yes", "noisy neighbour line"])
            for _ in range(2)]
     return [p.wait() for p in yes]
-'''
+"""
 
 
 def _deploy(c: httpx.Client, name: str, code: str) -> str:
@@ -89,7 +89,9 @@ def test_a_flooding_worker_does_not_slow_other_functions(make_orvad: Callable[..
         assert busy_p50 < max(5 * idle, idle + 0.02), (idle, busy_p50, len(busy))
 
         execution = r.headers["x-orva-execution-id"]
-        wait_for(lambda: c.get(f"/api/v1/executions/{execution}/logs").status_code == 200, 10, "execution logs")
+        wait_for(
+            lambda: c.get(f"/api/v1/executions/{execution}/logs").status_code == 200, 10, "execution logs"
+        )
         assert c.get(f"/api/v1/executions/{execution}/logs").json()["truncated"] is True
         assert _dropped(c, "noisy") > dropped_before
 
@@ -108,7 +110,7 @@ def test_an_endless_line_on_stderr_does_not_hang_the_handler(make_orvad: Callabl
         assert c.get(f"/fn/{noisy}", params={"s": "0.01"}).status_code == 200  # the same worker serves on
 
 
-UNCAPPED = '''
+UNCAPPED = """
 import sys
 
 def _lift_the_adapters_cap():
@@ -131,7 +133,7 @@ def handler(event, context):
     if mode == "raise":
         raise RuntimeError("after 3 MiB of output")
     return "loud"
-'''
+"""
 
 
 def _recorded_logs(c: httpx.Client, r: httpx.Response) -> dict[str, object]:
@@ -145,7 +147,9 @@ def _db_bytes(orvad: Orvad) -> int:
     return sum(p.stat().st_size for p in orvad.data_dir.glob("orva.db*"))
 
 
-def test_a_handler_lifting_the_adapters_log_cap_is_still_capped_by_orvad(make_orvad: Callable[..., Orvad]) -> None:
+def test_a_handler_lifting_the_adapters_log_cap_is_still_capped_by_orvad(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """Red team F8: the adapter's 256 KiB cap is a global the handler can change; orvad cuts every reply's
     logs (response, error and stream-end frames) to 256 KiB itself and flags them truncated."""
     orvad = make_orvad()
@@ -162,12 +166,22 @@ def test_a_handler_lifting_the_adapters_log_cap_is_still_capped_by_orvad(make_or
         for _ in range(7):
             assert c.get(f"/fn/{loud}").status_code == 200
         # ten invocations of 3 MiB each used to add 30 MiB; the cap keeps it to ten times 256 KiB plus pages
-        wait_for(lambda: len(c.get("/api/v1/executions", params={"function_id": loud, "limit": 20}).json()
-                             .get("executions", [])) >= 10, 10, "ten executions recorded")
+        wait_for(
+            lambda: (
+                len(
+                    c.get("/api/v1/executions", params={"function_id": loud, "limit": 20})
+                    .json()
+                    .get("executions", [])
+                )
+                >= 10
+            ),
+            10,
+            "ten executions recorded",
+        )
         assert _db_bytes(orvad) - before < 8 << 20
 
 
-FRAME_FLOOD = '''
+FRAME_FLOOD = """
 import os, struct, sys, threading, time
 
 def _flood(fd):
@@ -183,7 +197,7 @@ def handler(event, context):
         f = f.f_back
     threading.Thread(target=_flood, args=(f.f_globals["_frames_fd"],), daemon=True).start()
     return 1
-'''
+"""
 
 
 def _wait_for_log(orvad: Orvad, text: str, times: int) -> None:

@@ -71,7 +71,7 @@ async def test_a_request_cancelled_as_its_slot_arrives_passes_it_on() -> None:
     patient = asyncio.create_task(pool.acquire(5))
     await queued(pool, 2)
     pool.release(held, healthy=True, duration_s=0.001)  # handed to `doomed`...
-    doomed.cancel()                                     # ...which is cancelled before it runs
+    doomed.cancel()  # ...which is cancelled before it runs
     lease = await asyncio.wait_for(patient, 5)
     assert doomed.cancelled()
     assert pool.stats()["inflight"] == 1 and pool.stats()["queue_depth"] == 0

@@ -52,8 +52,13 @@ def test_pool_at_capacity_and_config_applied_live(orvad: Orvad) -> None:
     busy = next(r for r in results if r.status_code == 503)
     err = busy.json()["error"]
     assert err["code"] == "POOL_AT_CAPACITY" and int(busy.headers["retry-after"]) >= 1
-    assert err["details"] == {"function_id": fn["id"], "function_name": "capacity-fn",
-                              "code_hash": err["details"]["code_hash"], "current": 1, "limit": 1}
+    assert err["details"] == {
+        "function_id": fn["id"],
+        "function_name": "capacity-fn",
+        "code_hash": err["details"]["code_hash"],
+        "current": 1,
+        "limit": 1,
+    }
     with orvad.admin() as c:
         c.put("/api/v1/pool/config", json={"function_id": fn["id"], "max_warm": 3})
     results = _concurrently(url, 3, {"s": "1.0"})
@@ -68,8 +73,10 @@ def test_min_warm_and_scale_to_zero(orvad: Orvad) -> None:
         wait_for(lambda: _pool_row(c, fn["id"])["workers"] == 2, 15, "min_warm workers")
         first = c.get(f"/fn/{fn['id']}")
         assert first.headers["x-orva-cold-start"] == "false"  # min_warm met it warm
-        c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 1, "idle_ttl_seconds": 1,
-                                           "scale_to_zero": True})
+        c.put(
+            "/api/v1/pool/config",
+            json={"function_id": fn["id"], "min_warm": 1, "idle_ttl_seconds": 1, "scale_to_zero": True},
+        )
         wait_for(lambda: _pool_row(c, fn["id"])["workers"] == 0, 20, "scale to zero after idle_ttl")
         again = c.get(f"/fn/{fn['id']}")
         assert again.status_code == 200 and again.headers["x-orva-cold-start"] == "true"
@@ -109,7 +116,9 @@ def test_deploy_under_steady_load_has_no_failure_and_no_cold_start(orvad: Orvad)
             t.join(30)
     assert all(code == 200 for code, _, _ in seen), {code for code, _, _ in seen}
     after = seen[deploy_from:]
-    assert all(cold == "false" for _, _, cold in after), [(i, t) for i, (_, t, c) in enumerate(after) if c == "true"]
+    assert all(cold == "false" for _, _, cold in after), [
+        (i, t) for i, (_, t, c) in enumerate(after) if c == "true"
+    ]
     assert {text for _, text, _ in seen} == {"v1", "v2"}
 
 

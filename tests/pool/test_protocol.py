@@ -14,10 +14,14 @@ from orvad.pool.protocol import MAX_FRAME, Decoder, FrameError, encode
 
 # JSON values as frames carry them (NaN goes out as null, see encode)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-    max_leaves=20)
+    max_leaves=20,
+)
 frames = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
 
 
@@ -44,7 +48,7 @@ def test_any_split_decodes_the_same(messages: list[dict[str, Any]], data: st.Dat
 def test_byte_at_a_time(message: dict[str, Any]) -> None:
     wire, decoder, out = encode(message), Decoder(), []
     for i in range(len(wire)):
-        out += decoder.feed(wire[i:i + 1])
+        out += decoder.feed(wire[i : i + 1])
         assert out == ([] if i < len(wire) - 1 else [message])
 
 
@@ -104,7 +108,7 @@ def test_a_big_frame_in_pieces_costs_about_one_copy() -> None:
     from orvad.pool.protocol import Decoder, encode
 
     frame = encode({"kind": "reply", "body": "x" * ((16 << 20) - 64)})
-    pieces = [frame[i:i + (64 << 10)] for i in range(0, len(frame), 64 << 10)]
+    pieces = [frame[i : i + (64 << 10)] for i in range(0, len(frame), 64 << 10)]
 
     def timed(chunks: list[bytes]) -> float:
         best = float("inf")

@@ -37,7 +37,7 @@ from tests.worker_fixtures import (
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(60)]  # workers in nsjail (CONTRIBUTING.md, markers)
 
-FAKE = r'''
+FAKE = r"""
 import json, os, signal, struct, subprocess, sys, time
 
 def send(message):
@@ -132,12 +132,16 @@ for message in frames():
         answer(message)
 if mode == "stubborn":
     time.sleep(60)
-'''
+"""
 
 
 def fake(mode: str, **kwargs: object) -> Worker:
-    return Worker(Invocation([sys.executable, "-c", FAKE, mode], {"PATH": "/usr/bin:/bin"}), name=f"fake-{mode}",
-                  memory_mb=64, **kwargs)  # type: ignore[arg-type]
+    return Worker(
+        Invocation([sys.executable, "-c", FAKE, mode], {"PATH": "/usr/bin:/bin"}),
+        name=f"fake-{mode}",
+        memory_mb=64,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -169,7 +173,9 @@ async def test_a_request_too_large_for_a_frame_is_413_and_the_worker_serves_on()
     async with started(fake("echo", max_frame=4096)) as worker:
         with pytest.raises(PayloadTooLarge) as refused:
             await invoke(worker, "x" * 8192)
-        assert refused.value.status == 413 and refused.value.code == "PAYLOAD_TOO_LARGE" and refused.value.hint
+        assert (
+            refused.value.status == 413 and refused.value.code == "PAYLOAD_TOO_LARGE" and refused.value.hint
+        )
         assert worker.alive and worker.inflight == 0
         assert (await invoke(worker, "small")).response["body"] == "small"  # type: ignore[index]
 
@@ -229,14 +235,18 @@ async def test_worker_stderr_over_the_rate_is_dropped_counted_and_flags_the_requ
         assert reply.logs_truncated is True
         assert worker.log_dropped >= 200_000 and sum(dropped) == worker.log_dropped
         assert "[orva: worker output over 100000 bytes/s dropped]" in worker.stderr_tail
-        assert max(len(line) for line in worker.stderr_tail) <= MAX_LINE  # one long line is cut, not kept whole
+        assert (
+            max(len(line) for line in worker.stderr_tail) <= MAX_LINE
+        )  # one long line is cut, not kept whole
         quiet = await invoke(worker, "quiet")
         assert quiet.logs_truncated is False
 
 
 async def test_worker_stderr_is_kept_in_a_bounded_ring() -> None:
     async with started(fake("chatty")) as worker:
-        await wait_until(lambda: worker.stderr_tail and worker.stderr_tail[-1] == "line 999", 5, "the last line")
+        await wait_until(
+            lambda: worker.stderr_tail and worker.stderr_tail[-1] == "line 999", 5, "the last line"
+        )
         assert len(worker.stderr_tail) == STDERR_RING
         assert worker.stderr_tail[0] == f"line {1000 - STDERR_RING}"
 
@@ -245,7 +255,9 @@ async def test_stop_escalates_to_sigkill_of_the_process_group() -> None:
     kills: list[int] = []
     worker = fake("stubborn", after_kill=kills.append)
     await worker.start(10)
-    await wait_until(lambda: any(line.startswith("child ") for line in worker.stderr_tail), 5, "the child pid")
+    await wait_until(
+        lambda: any(line.startswith("child ") for line in worker.stderr_tail), 5, "the child pid"
+    )
     child = int(next(line for line in worker.stderr_tail if line.startswith("child ")).split()[1])
     assert pid_exists(child)
     await asyncio.wait_for(worker.stop(grace_s=0.2), 10)  # quit ignored, SIGTERM ignored: SIGKILL the group
@@ -264,7 +276,9 @@ async def test_jailed_worker_spawn_and_stop_leave_nothing_behind(jail_tmp: Path)
     assert worker.exit_reason == "stopped by orvad"
 
 
-async def test_a_supervisor_killed_from_outside_leaves_no_cgroups_and_is_not_called_oom(jail_tmp: Path) -> None:
+async def test_a_supervisor_killed_from_outside_leaves_no_cgroups_and_is_not_called_oom(
+    jail_tmp: Path,
+) -> None:
     """kill -9 of nsjail itself: its NSJAIL.<jailed pid> cgroup folders used to stay behind (the clean-up looked
     for nsjail's own pid), and the exit was reported as 'out of memory'."""
     code = write_code(jail_tmp / "code", {"handler.py": "def handler(event, context):\n    return 'hi'\n"})
@@ -282,8 +296,11 @@ async def test_a_supervisor_killed_from_outside_leaves_no_cgroups_and_is_not_cal
 async def test_a_supervisor_killed_from_outside_takes_its_adapter_with_it() -> None:
     """nsjail does not take the jailed process with it when it is SIGKILLed; the adapter kept stdout open, so
     its request waited for its timeout. orvad kills the adapter (through a pidfd) once the supervisor is gone."""
-    worker = Worker(Invocation([sys.executable, "-c", FAKE, "supervised", FAKE], {"PATH": "/usr/bin:/bin"}),
-                    name="fake-supervised", memory_mb=64)
+    worker = Worker(
+        Invocation([sys.executable, "-c", FAKE, "supervised", FAKE], {"PATH": "/usr/bin:/bin"}),
+        name="fake-supervised",
+        memory_mb=64,
+    )
     await worker.start(10)
     assert worker.pid is not None and worker.jail_pid is not None and worker.jail_pid != worker.pid
     held = asyncio.ensure_future(invoke(worker, "held", timeout_s=30))
@@ -297,8 +314,13 @@ async def test_a_supervisor_killed_from_outside_takes_its_adapter_with_it() -> N
 
 async def test_jail_that_cannot_start_its_command_reports_nsjails_failure(jail_tmp: Path) -> None:
     code = write_code(jail_tmp / "code", {})
-    spec = SandboxSpec(argv=("/usr/bin/no-such-interpreter",), code_dir=str(code),
-                       binds=sandbox_data().binds_for("python"), memory_mb=64, cpus=1)
+    spec = SandboxSpec(
+        argv=("/usr/bin/no-such-interpreter",),
+        code_dir=str(code),
+        binds=sandbox_data().binds_for("python"),
+        memory_mb=64,
+        cpus=1,
+    )
     worker = Worker(build_invocation(spec, host_facts()), name="broken", memory_mb=64)
     with pytest.raises(WorkerCrashed, match="worker failed to start") as caught:
         await worker.start(10)
@@ -357,14 +379,17 @@ def test_on_uvloop_too_a_fast_stream_pauses_the_pipe_and_loses_nothing() -> None
 
 @pytest.mark.parametrize("n", ["flood", "ready"])
 async def test_a_frame_that_answers_no_request_kills_the_worker_and_logs_once(
-        n: str, caplog: pytest.LogCaptureFixture) -> None:
+    n: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Red team F9: a thousand frames without an id (or a second ready frame) while a request is in flight
     fail that request as WORKER_CRASHED with the reason, kill the worker and log one line, not one each."""
     async with started(fake("stray")) as worker:
         with pytest.raises(WorkerCrashed, match="the worker wrote a frame that answers no request"):
             await invoke(worker, n)
         assert not worker.alive
-        await wait_until(lambda: worker.proc is not None and worker.proc.returncode is not None, 5, "the worker's end")
+        await wait_until(
+            lambda: worker.proc is not None and worker.proc.returncode is not None, 5, "the worker's end"
+        )
     assert len([r for r in caplog.records if "broke the protocol" in r.getMessage()]) == 1
 
 
@@ -389,7 +414,9 @@ async def test_workers_that_exit_at_once_leave_no_task_exception() -> None:
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     try:
         for i in range(40):
-            worker = Worker(Invocation(["/bin/true"], {"PATH": "/usr/bin:/bin"}), name=f"instant-{i}", memory_mb=64)
+            worker = Worker(
+                Invocation(["/bin/true"], {"PATH": "/usr/bin:/bin"}), name=f"instant-{i}", memory_mb=64
+            )
             with pytest.raises(WorkerCrashed):
                 await worker.start(timeout_s=5)
             await worker.stop(grace_s=0.1)

@@ -46,7 +46,9 @@ def _is_leaf(module: str) -> bool:
     """A module directly in orvad/ (errors, config, models, ids, clock, logs, ...) that is not the root."""
     if module == "orvad":
         return True  # the package itself (__version__)
-    return module.count(".") == 1 and module not in ROOT_MODULES and not (ROOT / module.split(".")[1]).is_dir()
+    return (
+        module.count(".") == 1 and module not in ROOT_MODULES and not (ROOT / module.split(".")[1]).is_dir()
+    )
 
 
 def _under(name: str, *prefixes: str) -> bool:
@@ -57,25 +59,64 @@ def _under(name: str, *prefixes: str) -> bool:
 RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "orvad.host": ((), "what touches the host: nsjail argv, host checks, seccomp, egress, child processes"),
     "orvad.store": ((), "SQLite: every SQL statement, the writers, the migrations"),
-    "orvad.pool": (("orvad.host.sandbox", "orvad.host.process"),
-                   "workers and pools; knows recipes and tunables, never functions or the store"),
-    "orvad.services": (("orvad.store", "orvad.pool", "orvad.host", "orvad.builder"),
-                       "the in-memory services over the store, their change events and the reconciler"),
-    "orvad.builder": (("orvad.store", "orvad.pool", "orvad.host", "orvad.services"),
-                      "builds: unpack, install in a build jail, import check, activation"),
-    "orvad.auth": (("orvad.store", "orvad.services", "orvad.http.cookies"),
-                   "API keys, sessions, passwords, throttling, the guard, the audit trail"),
-    "orvad.invoke": (("orvad.services", "orvad.pool", "orvad.store", "orvad.auth", "orvad.http.origins",
-                      "orvad.http.drain"),
-                     "the one dispatch path of every trigger: admission, lease, invoke, relay, settle"),
-    "orvad.api": (("orvad.services", "orvad.builder", "orvad.pool", "orvad.store", "orvad.host", "orvad.auth",
-                   "orvad.http.origins", "orvad.daemon"),
-                  "one module per API resource: parse, call a service, answer"),
-    "orvad.http": (("orvad.api", "orvad.auth", "orvad.host.memtrim", "orvad.daemon"),
-                   "the web layer: the ASGI app, middleware, CORS, origins, the drain, the servers' edges"),
-    "orvad.daemon": (("orvad.services", "orvad.builder", "orvad.pool", "orvad.store", "orvad.host", "orvad.auth",
-                      "orvad.invoke", "orvad.http.origins", "orvad.http.drain"),
-                     "constructs, starts and stops the object graph"),
+    "orvad.pool": (
+        ("orvad.host.sandbox", "orvad.host.process"),
+        "workers and pools; knows recipes and tunables, never functions or the store",
+    ),
+    "orvad.services": (
+        ("orvad.store", "orvad.pool", "orvad.host", "orvad.builder"),
+        "the in-memory services over the store, their change events and the reconciler",
+    ),
+    "orvad.builder": (
+        ("orvad.store", "orvad.pool", "orvad.host", "orvad.services"),
+        "builds: unpack, install in a build jail, import check, activation",
+    ),
+    "orvad.auth": (
+        ("orvad.store", "orvad.services", "orvad.http.cookies"),
+        "API keys, sessions, passwords, throttling, the guard, the audit trail",
+    ),
+    "orvad.invoke": (
+        (
+            "orvad.services",
+            "orvad.pool",
+            "orvad.store",
+            "orvad.auth",
+            "orvad.http.origins",
+            "orvad.http.drain",
+        ),
+        "the one dispatch path of every trigger: admission, lease, invoke, relay, settle",
+    ),
+    "orvad.api": (
+        (
+            "orvad.services",
+            "orvad.builder",
+            "orvad.pool",
+            "orvad.store",
+            "orvad.host",
+            "orvad.auth",
+            "orvad.http.origins",
+            "orvad.daemon",
+        ),
+        "one module per API resource: parse, call a service, answer",
+    ),
+    "orvad.http": (
+        ("orvad.api", "orvad.auth", "orvad.host.memtrim", "orvad.daemon"),
+        "the web layer: the ASGI app, middleware, CORS, origins, the drain, the servers' edges",
+    ),
+    "orvad.daemon": (
+        (
+            "orvad.services",
+            "orvad.builder",
+            "orvad.pool",
+            "orvad.store",
+            "orvad.host",
+            "orvad.auth",
+            "orvad.invoke",
+            "orvad.http.origins",
+            "orvad.http.drain",
+        ),
+        "constructs, starts and stops the object graph",
+    ),
     "orvad.cli": (("orvad",), "`orvad serve` and the admin subcommands: may import anything"),
     "orvad.__main__": (("orvad.cli",), "`python -m orvad`"),
 }
@@ -105,7 +146,9 @@ def test_a_package_imports_only_what_its_rule_allows(package: str) -> None:
         if _rule_of(module) != package:
             continue
         wrong = {i for i in _inner(imports) if not (_is_leaf(i) or _under(i, package, *allowed))}
-        assert not wrong, f"{module} imports {sorted(wrong)}; {package} may import only leaves, itself and {allowed}"
+        assert not wrong, (
+            f"{module} imports {sorted(wrong)}; {package} may import only leaves, itself and {allowed}"
+        )
 
 
 def test_only_the_web_layer_imports_starlette() -> None:
@@ -131,13 +174,16 @@ def test_sql_lives_in_the_store() -> None:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                assert not any(k in node.value for k in keywords if node.value.lstrip().startswith(k.strip())), (
-                    f"SQL outside the store in {path}: {node.value[:60]!r}")
+                assert not any(
+                    k in node.value for k in keywords if node.value.lstrip().startswith(k.strip())
+                ), f"SQL outside the store in {path}: {node.value[:60]!r}"
 
 
 def test_the_store_knows_only_the_domain_records() -> None:
     for module, imports in _modules().items():
         if module.startswith("orvad.store"):
             inner = _inner(imports)
-            assert all(_under(i, "orvad.store", "orvad.models", "orvad.errors", "orvad.clock", "orvad.ids")
-                       for i in inner), f"{module} imports {inner}"
+            assert all(
+                _under(i, "orvad.store", "orvad.models", "orvad.errors", "orvad.clock", "orvad.ids")
+                for i in inner
+            ), f"{module} imports {inner}"

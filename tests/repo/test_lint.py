@@ -10,20 +10,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ruff() -> None:
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_mypy() -> None:
-    done = subprocess.run([sys.executable, "-m", "mypy", "orvad", "orva_cli"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "orvad", "orva_cli"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_prettier() -> None:
     prettier = ROOT / "web" / "node_modules" / ".bin" / "prettier"
     assert prettier.exists(), "web/node_modules is missing: `make web` installs it (npm ci)"
-    done = subprocess.run([str(prettier), "--check", "src", "build.mjs"], cwd=ROOT / "web", capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [str(prettier), "--check", "src", "build.mjs"],
+        cwd=ROOT / "web",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -30,16 +30,20 @@ def _marks(node: ast.expr) -> set[str]:
     """The marker names in a decorator or a pytestmark value (pytest.mark.x, pytest.mark.x(...), lists)."""
     found: set[str] = set()
     for sub in ast.walk(node):
-        if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Attribute)
-                and sub.value.attr == "mark"):
+        if (
+            isinstance(sub, ast.Attribute)
+            and isinstance(sub.value, ast.Attribute)
+            and sub.value.attr == "mark"
+        ):
             found.add(sub.attr)
     return found
 
 
 def _module_marks(tree: ast.Module) -> set[str]:
     for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
-                                                 for t in stmt.targets):
+        if isinstance(stmt, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in stmt.targets
+        ):
             return _marks(stmt.value)
     return set()
 
@@ -64,8 +68,11 @@ def missing_marks(source: str) -> list[str]:
     module = _module_marks(tree)
     imported = {stmt.module for stmt in ast.walk(tree) if isinstance(stmt, ast.ImportFrom) and stmt.module}
     module_needs = {mark for name, mark in MODULE_NEEDS.items() if name in imported}
-    helpers = {stmt.name: _names(stmt) for stmt in tree.body
-               if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and not stmt.name.startswith("test_")}
+    helpers = {
+        stmt.name: _names(stmt)
+        for stmt in tree.body
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and not stmt.name.startswith("test_")
+    }
     problems = []
     for stmt in tree.body:
         if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) or not stmt.name.startswith("test_"):
@@ -89,10 +96,17 @@ def test_the_check_sees_function_and_module_marks() -> None:
     assert missing_marks(unmarked) == ["test_a needs @pytest.mark.sandbox"]
     marked = "import pytest\n@pytest.mark.sandbox\n" + unmarked.split("\n", 1)[1]
     assert missing_marks("from tests.helpers import small_tmpfs\n" + marked) == []
-    browser = ("import pytest\ndef launch():\n    from playwright.sync_api import sync_playwright\n"
-               "def test_b():\n    launch()\n")
+    browser = (
+        "import pytest\ndef launch():\n    from playwright.sync_api import sync_playwright\n"
+        "def test_b():\n    launch()\n"
+    )
     assert missing_marks(browser) == ["test_b needs @pytest.mark.browser"]
-    assert missing_marks(browser.replace("import pytest\n", "import pytest\npytestmark = [pytest.mark.browser]\n")) == []
+    assert (
+        missing_marks(
+            browser.replace("import pytest\n", "import pytest\npytestmark = [pytest.mark.browser]\n")
+        )
+        == []
+    )
     workers = "from tests.worker_fixtures import make_worker\ndef test_c():\n    pass\n"
     assert missing_marks(workers) == ["test_c needs @pytest.mark.sandbox"]
     assert missing_marks(workers + "import pytest\npytestmark = pytest.mark.sandbox\n") == []

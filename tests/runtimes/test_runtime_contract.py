@@ -56,9 +56,17 @@ async def test_ready_reports_the_discovered_version(worker: Worker, variant: Var
 
 
 async def test_event_fields_and_lambda_aliases(worker: Worker, variant: Variant) -> None:
-    reply = await worker.invoke(event("/echo", method="POST", query="a=1&b=x&a=2&empty=",
-                                      headers={"x-test": "yes"}, body=b'{"hello": "w\xc3\xb6rld"}'),
-                                context(10.0, request_id="req-42"), 10.0)
+    reply = await worker.invoke(
+        event(
+            "/echo",
+            method="POST",
+            query="a=1&b=x&a=2&empty=",
+            headers={"x-test": "yes"},
+            body=b'{"hello": "w\xc3\xb6rld"}',
+        ),
+        context(10.0, request_id="req-42"),
+        10.0,
+    )
     assert reply.kind == "response" and reply.response is not None
     seen = json.loads(reply.response["body"])
     assert seen["method"] == seen["httpMethod"] == seen["v2method"] == "POST"
@@ -101,10 +109,18 @@ async def test_multi_value_headers(worker: Worker) -> None:
     assert json.loads(reply.response["body"]) == {"k": 1}
 
 
-@pytest.mark.parametrize(("kind", "content_type", "expected"), [
-    ("json", "application/json", {"a": [1, 2]}), ("list", "application/json", [1, "two"]),
-    ("number", "application/json", 42), ("bool", "application/json", True), ("none", "application/json", None),
-    ("str", "text/plain; charset=utf-8", "hello"), ("bytes", "application/octet-stream", b"\x00\xffbin")])
+@pytest.mark.parametrize(
+    ("kind", "content_type", "expected"),
+    [
+        ("json", "application/json", {"a": [1, 2]}),
+        ("list", "application/json", [1, "two"]),
+        ("number", "application/json", 42),
+        ("bool", "application/json", True),
+        ("none", "application/json", None),
+        ("str", "text/plain; charset=utf-8", "hello"),
+        ("bytes", "application/octet-stream", b"\x00\xffbin"),
+    ],
+)
 async def test_plain_value_returns(worker: Worker, kind: str, content_type: str, expected: object) -> None:
     reply = await call(worker, f"/plain/{kind}")
     assert reply.response is not None
@@ -133,8 +149,9 @@ async def test_node_readable_stream(jail_tmp: Path) -> None:
         reply = await call(worker, "/webstream")
         chunks, end = await drain(reply)
         assert reply.status == 200
-        assert [base64.b64decode(c["data"]) if c["isBase64Encoded"] else c["data"].encode() for c in chunks] == [
-            b"r1", b"\x02\x03"]
+        assert [
+            base64.b64decode(c["data"]) if c["isBase64Encoded"] else c["data"].encode() for c in chunks
+        ] == [b"r1", b"\x02\x03"]
         assert not end.get("error")
 
 
@@ -150,7 +167,9 @@ async def test_exception_is_a_function_error_with_the_traceback_in_the_logs(work
 
 @pytest.mark.parametrize("language", ["python", "node"])
 @pytest.mark.parametrize("problem", ["raises", "syntax", "no handler"])
-async def test_import_errors_are_reported_on_the_first_request(jail_tmp: Path, language: str, problem: str) -> None:
+async def test_import_errors_are_reported_on_the_first_request(
+    jail_tmp: Path, language: str, problem: str
+) -> None:
     source = {
         ("python", "raises"): "print('importing')\nraise RuntimeError('broken at import')\n",
         ("python", "syntax"): "def handler(event, context)\n    return 1\n",
@@ -175,14 +194,20 @@ async def test_import_errors_are_reported_on_the_first_request(jail_tmp: Path, l
                 assert shape in error["message"], shape
         if problem == "raises":
             assert "broken at import" in error["message"]
-            await wait_until(lambda: "importing" in worker.stderr_tail, 5, "import-time output in the worker's stderr")
+            await wait_until(
+                lambda: "importing" in worker.stderr_tail, 5, "import-time output in the worker's stderr"
+            )
             assert "importing" not in reply.logs
 
 
 async def test_node_esm_handler(jail_tmp: Path) -> None:
-    code = write_code(jail_tmp / "code", {
-        "handler.mjs": "import { sep } from 'node:path';\nexport const handler = async (event, context) => "
-                       "({ esm: true, sep, id: context.requestId });\n"})
+    code = write_code(
+        jail_tmp / "code",
+        {
+            "handler.mjs": "import { sep } from 'node:path';\nexport const handler = async (event, context) => "
+            "({ esm: true, sep, id: context.requestId });\n"
+        },
+    )
     async with running(make_worker(code, "node", entrypoint="handler.mjs")) as worker:
         assert worker.init_error is None
         reply = await call(worker, "/")
@@ -190,18 +215,26 @@ async def test_node_esm_handler(jail_tmp: Path) -> None:
         assert json.loads(reply.response["body"]) == {"esm": True, "sep": "/", "id": "req-1"}
 
 
-async def test_logs_are_captured_per_request_with_concurrent_requests(worker: Worker, variant: Variant) -> None:
+async def test_logs_are_captured_per_request_with_concurrent_requests(
+    worker: Worker, variant: Variant
+) -> None:
     tags = [f"r{i}" for i in range(6)]
-    replies = await asyncio.gather(*(call(worker, "/log", query=f"tag={tag}&round=one&n={len(tags)}")
-                                     for tag in tags))
+    replies = await asyncio.gather(
+        *(call(worker, "/log", query=f"tag={tag}&round=one&n={len(tags)}") for tag in tags)
+    )
     for tag, reply in zip(tags, replies, strict=True):
         assert reply.kind == "response" and reply.response is not None, reply
         assert reply.response["body"] == tag  # every handler saw all the others in flight (async variants)
         lines = reply.logs.splitlines()
-        assert lines == [f"{tag} print", f"INFO:{tag} logging" if variant.language == "python" else f"{tag} logging",
-                         f"{tag} stderr"], reply.logs
+        assert lines == [
+            f"{tag} print",
+            f"INFO:{tag} logging" if variant.language == "python" else f"{tag} logging",
+            f"{tag} stderr",
+        ], reply.logs
         assert reply.logs_truncated is False
-    assert "contract module imported" in worker.stderr_tail  # import-time output is the worker's, not a request's
+    assert (
+        "contract module imported" in worker.stderr_tail
+    )  # import-time output is the worker's, not a request's
 
 
 async def test_logs_are_capped(worker: Worker) -> None:
@@ -211,7 +244,9 @@ async def test_logs_are_capped(worker: Worker) -> None:
     assert 200 * 1024 <= len(reply.logs) <= 256 * 1024
 
 
-async def test_timeout_kills_the_worker_and_fails_what_was_in_flight(worker: Worker, variant: Variant) -> None:
+async def test_timeout_kills_the_worker_and_fails_what_was_in_flight(
+    worker: Worker, variant: Variant
+) -> None:
     assert worker.pid is not None
     tree = descendants(worker.pid)
     companion = asyncio.ensure_future(call(worker, "/sleep", timeout_s=30)) if variant.concurrent else None
@@ -234,7 +269,9 @@ async def test_stream_past_its_deadline_kills_the_worker(worker: Worker) -> None
     chunks, end = await drain(reply)
     assert [c["data"] for c in chunks] == ["first"]
     assert end["error"]["kind"] == "timeout"
-    await wait_until(lambda: worker.proc is not None and worker.proc.returncode is not None, 10, "the worker to die")
+    await wait_until(
+        lambda: worker.proc is not None and worker.proc.returncode is not None, 10, "the worker to die"
+    )
 
 
 async def test_crash_is_reported_with_its_exit_code(worker: Worker, variant: Variant) -> None:
@@ -262,8 +299,9 @@ async def test_out_of_memory_is_reported(variant: Variant, jail_tmp: Path) -> No
 async def test_oversized_frames_are_refused(variant: Variant, jail_tmp: Path) -> None:
     code = write_code(jail_tmp / "code", variant.files)
     limit = 64 * 1024
-    worker = make_worker(code, variant.language, handler=variant.handler, env={"ORVA_MAX_FRAME": str(limit)},
-                         max_frame=limit)
+    worker = make_worker(
+        code, variant.language, handler=variant.handler, env={"ORVA_MAX_FRAME": str(limit)}, max_frame=limit
+    )
     async with running(worker):
         with pytest.raises(OrvaError) as caught:  # orvad refuses to send it; the worker never sees it
             await call(worker, "/echo", method="POST", body=b"z" * limit)
@@ -272,8 +310,11 @@ async def test_oversized_frames_are_refused(variant: Variant, jail_tmp: Path) ->
         assert reply.kind == "error" and reply.error is not None
         assert reply.error["kind"] == "protocol" and reply.error["name"] == "ResponseTooLarge"
         assert (await call(worker, "/big", query="n=10")).response == {
-            "statusCode": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": "y" * 10,
-            "isBase64Encoded": False}
+            "statusCode": 200,
+            "headers": {"content-type": "text/plain; charset=utf-8"},
+            "body": "y" * 10,
+            "isBase64Encoded": False,
+        }
 
 
 async def test_python_handler_output_on_fd1_cannot_corrupt_frames(jail_tmp: Path) -> None:
@@ -282,7 +323,9 @@ async def test_python_handler_output_on_fd1_cannot_corrupt_frames(jail_tmp: Path
         reply = await call(worker, "/fd1")
         assert reply.response is not None and reply.response["body"] == "ok"
         assert reply.logs == "printed\n"
-        await wait_until(lambda: "raw fd1 write" in worker.stderr_tail, 5, "the raw write in the worker's stderr")
+        await wait_until(
+            lambda: "raw fd1 write" in worker.stderr_tail, 5, "the raw write in the worker's stderr"
+        )
         assert (await call(worker, "/plain/number")).response is not None
 
 
@@ -300,10 +343,15 @@ async def test_python_tracebacks_show_the_users_frames_only(jail_tmp: Path) -> N
     async with running(make_worker(code, "python")) as worker:
         reply = await call(worker, "/raise")
         assert reply.error is not None
-        assert reply.error["stack"].startswith("Traceback (most recent call last):\n  File \"/code/handler.py\"")
+        assert reply.error["stack"].startswith(
+            'Traceback (most recent call last):\n  File "/code/handler.py"'
+        )
         assert "/runtime/adapter.py" not in reply.logs and "ValueError: boom" in reply.logs
     code = write_code(jail_tmp / "broken", {"handler.py": "import json\nraise RuntimeError('at import')\n"})
     async with running(make_worker(code, "python")) as worker:
         assert worker.init_error is not None
-        assert "/runtime/adapter.py" not in worker.init_error["stack"] and "<frozen" not in worker.init_error["stack"]
+        assert (
+            "/runtime/adapter.py" not in worker.init_error["stack"]
+            and "<frozen" not in worker.init_error["stack"]
+        )
         assert 'File "/code/handler.py", line 2' in worker.init_error["stack"]

@@ -41,7 +41,7 @@ CONTRACT_JS = CONTRACT["node"]["handler.js"]
 
 # A user's bridge from Worker-style fetch to a Lambda-style handler: the event from the Request (the client
 # address from ctx.event, which a Request cannot carry), the handler's value as a Response.
-BRIDGE = r'''
+BRIDGE = r"""
 'use strict';
 const enc = new TextEncoder();
 const bytes = (v) => typeof v === 'string' ? enc.encode(v) : v instanceof Uint8Array ? v : enc.encode(JSON.stringify(v));
@@ -103,7 +103,7 @@ function responseOf(result) {
 }
 
 exports.bridge = (handler) => async (request, env, ctx) => responseOf(await handler(await eventOf(request, ctx), ctx));
-'''
+"""
 
 CJS = "const { handler } = require('./contract.js');\n"
 
@@ -132,23 +132,49 @@ SHAPES = [
     Shape("module-exports-fn", "handler.js", CJS + "module.exports = handler;\n"),
     Shape("exports-lambda_handler", "handler.js", CJS + "exports.lambda_handler = handler;\n"),
     Shape("exports-main", "handler.js", CJS + "exports.main = handler;\n"),
-    Shape("configured-name", "handler.js", CJS + "exports.serve = handler;\nexports.main = () => 'not me';\n",
-          handler="serve"),
+    Shape(
+        "configured-name",
+        "handler.js",
+        CJS + "exports.serve = handler;\nexports.main = () => 'not me';\n",
+        handler="serve",
+    ),
     Shape("cjs-entry", "handler.cjs", CJS + "module.exports = handler;\n"),
     # ES modules in a .js file without package.json "type": "module", and in .mjs (top-level await too)
-    Shape("esm-default-fn-js", "handler.js", "import contract from './contract.js';\nexport default contract.handler;\n"),
-    Shape("esm-default-fn-mjs", "handler.mjs", "import contract from './contract.js';\nexport default contract.handler;\n"),
-    Shape("esm-named-main-tla", "handler.mjs",
-          "const contract = (await import('./contract.js')).default;\nexport const main = contract.handler;\n"),
-    Shape("fetch-export-default", "handler.js",
-          "import contract from './contract.js';\nimport b from './bridge.js';\n"
-          "export default { fetch: b.bridge(contract.handler) };\n", fetch=True),
-    Shape("fetch-exports-fetch", "handler.js",
-          CJS + "exports.fetch = require('./bridge.js').bridge(handler);\n", fetch=True),
-    Shape("fetch-module-exports-object", "handler.js",
-          CJS + "const { bridge } = require('./bridge.js');\n"
-          "module.exports = { fetch(request, env, ctx) { return this.run(request, env, ctx); }, run: bridge(handler) };\n",
-          fetch=True),
+    Shape(
+        "esm-default-fn-js",
+        "handler.js",
+        "import contract from './contract.js';\nexport default contract.handler;\n",
+    ),
+    Shape(
+        "esm-default-fn-mjs",
+        "handler.mjs",
+        "import contract from './contract.js';\nexport default contract.handler;\n",
+    ),
+    Shape(
+        "esm-named-main-tla",
+        "handler.mjs",
+        "const contract = (await import('./contract.js')).default;\nexport const main = contract.handler;\n",
+    ),
+    Shape(
+        "fetch-export-default",
+        "handler.js",
+        "import contract from './contract.js';\nimport b from './bridge.js';\n"
+        "export default { fetch: b.bridge(contract.handler) };\n",
+        fetch=True,
+    ),
+    Shape(
+        "fetch-exports-fetch",
+        "handler.js",
+        CJS + "exports.fetch = require('./bridge.js').bridge(handler);\n",
+        fetch=True,
+    ),
+    Shape(
+        "fetch-module-exports-object",
+        "handler.js",
+        CJS + "const { bridge } = require('./bridge.js');\n"
+        "module.exports = { fetch(request, env, ctx) { return this.run(request, env, ctx); }, run: bridge(handler) };\n",
+        fetch=True,
+    ),
 ]
 
 
@@ -160,7 +186,9 @@ def variant(request: pytest.FixtureRequest) -> Shape:
 @pytest.fixture
 async def worker(variant: Shape, jail_tmp: Path) -> AsyncIterator[Worker]:
     code = write_code(jail_tmp / "code", variant.files)
-    async with running(make_worker(code, "node", entrypoint=variant.entry, handler=variant.handler)) as started:
+    async with running(
+        make_worker(code, "node", entrypoint=variant.entry, handler=variant.handler)
+    ) as started:
         assert started.init_error is None, started.init_error
         yield started
 
@@ -195,26 +223,51 @@ async def test_readable_stream_per_shape(worker: Worker, variant: Shape) -> None
         return
     chunks, end = await drain(reply)
     assert reply.status == 200
-    assert b"".join(base64.b64decode(c["data"]) if c["isBase64Encoded"] else c["data"].encode()
-                    for c in chunks) == b"r1\x02\x03"
+    assert (
+        b"".join(base64.b64decode(c["data"]) if c["isBase64Encoded"] else c["data"].encode() for c in chunks)
+        == b"r1\x02\x03"
+    )
     assert not end.get("error")
 
 
 async def test_fetch_request_carries_the_host_the_method_and_no_body_on_get(jail_tmp: Path) -> None:
     """The Request's URL: the Host the client used (a fixed origin when it is missing or malformed), the
     event's path as escaped, the query; GET and HEAD carry no body, nor does a request without one."""
-    probe = ("exports.fetch = async (request, env, ctx) => Response.json({ url: request.url, method: request.method, "
-             "body: request.body === null ? null : await request.text(), ua: request.headers.get('user-agent'), "
-             "fn: ctx.functionName, ip: ctx.event.requestContext.sourceIp, env: env === process.env });\n")
+    probe = (
+        "exports.fetch = async (request, env, ctx) => Response.json({ url: request.url, method: request.method, "
+        "body: request.body === null ? null : await request.text(), ua: request.headers.get('user-agent'), "
+        "fn: ctx.functionName, ip: ctx.event.requestContext.sourceIp, env: env === process.env });\n"
+    )
     code = write_code(jail_tmp / "probe", {"handler.js": probe})
     async with running(make_worker(code, "node")) as worker:
         cases = [
-            ({"host": "shop.example:8443", "user-agent": "t/1"}, "GET", "/a%20b/c", "x=1&x=2", b"ignored",
-             "http://shop.example:8443/a%20b/c?x=1&x=2", None),
-            ({"host": "shop.example", "x-forwarded-proto": "HTTPS, http"}, "POST", "/p", "", b"hi",
-             "https://shop.example/p", "hi"),
-            ({"host": "evil.example/@x"}, "PUT", "//other.example/p", "", b"",  # a malformed Host, a // path
-             "http://localhost//other.example/p", None),
+            (
+                {"host": "shop.example:8443", "user-agent": "t/1"},
+                "GET",
+                "/a%20b/c",
+                "x=1&x=2",
+                b"ignored",
+                "http://shop.example:8443/a%20b/c?x=1&x=2",
+                None,
+            ),
+            (
+                {"host": "shop.example", "x-forwarded-proto": "HTTPS, http"},
+                "POST",
+                "/p",
+                "",
+                b"hi",
+                "https://shop.example/p",
+                "hi",
+            ),
+            (
+                {"host": "evil.example/@x"},
+                "PUT",
+                "//other.example/p",
+                "",
+                b"",  # a malformed Host, a // path
+                "http://localhost//other.example/p",
+                None,
+            ),
             ({}, "HEAD", "/", "", b"", "http://localhost/", None),
         ]
         for headers, method, path, query, body, url, seen_body in cases:
@@ -227,7 +280,7 @@ async def test_fetch_request_carries_the_host_the_method_and_no_body_on_get(jail
 
 
 async def test_a_small_response_is_one_frame_and_a_large_or_late_body_is_streamed(jail_tmp: Path) -> None:
-    source = r'''
+    source = r"""
 exports.fetch = async (request) => {
   const p = new URL(request.url).pathname;
   if (p === '/small') return new Response('small', { headers: { 'x-kind': 'small' } });
@@ -240,30 +293,41 @@ exports.fetch = async (request) => {
   if (p === '/fails-later') return new Response(new ReadableStream({ async pull(c) { if (this.sent) { await new Promise((r) => setTimeout(r, 20)); c.error(new Error('cut')); } else { this.sent = true; c.enqueue(new Uint8Array([1])); } } }));
   return new Response('?', { status: 404 });
 };
-'''
+"""
     code = write_code(jail_tmp / "sizes", {"handler.js": source})
     async with running(make_worker(code, "node")) as worker:
         reply = await call(worker, "/small")
         assert reply.kind == "response" and reply.response == {
-            "statusCode": 200, "headers": {"content-type": "text/plain;charset=UTF-8", "x-kind": "small"},
-            "body": "small", "isBase64Encoded": False}
+            "statusCode": 200,
+            "headers": {"content-type": "text/plain;charset=UTF-8", "x-kind": "small"},
+            "body": "small",
+            "isBase64Encoded": False,
+        }
         reply = await call(worker, "/filled")
         assert reply.kind == "response" and reply.response is not None and reply.response["body"] == "hi"
         reply = await call(worker, "/empty")
         assert reply.kind == "response" and reply.response == {
-            "statusCode": 204, "headers": {"x-kind": "empty"}, "body": "", "isBase64Encoded": False}
+            "statusCode": 204,
+            "headers": {"x-kind": "empty"},
+            "body": "",
+            "isBase64Encoded": False,
+        }
         for path, size, byte in (("/large", 3 << 20, b"x"), ("/huge", 20 << 20, b"y")):
             reply = await call(worker, path)
             assert reply.kind == "stream", path
             chunks, end = await drain(reply)
-            data = b"".join(base64.b64decode(c["data"]) if c["isBase64Encoded"] else c["data"].encode() for c in chunks)
+            data = b"".join(
+                base64.b64decode(c["data"]) if c["isBase64Encoded"] else c["data"].encode() for c in chunks
+            )
             assert data == byte * size and not end.get("error"), path
             assert max(len(c["data"]) for c in chunks) <= 2 << 20
         reply = await call(worker, "/late")
         assert reply.kind == "stream"
         chunks, end = await drain(reply)
         assert [c["data"] for c in chunks] == ["late"] and not end.get("error")
-        reply = await call(worker, "/fails")  # the body fails before anything was sent: an error, not a stream
+        reply = await call(
+            worker, "/fails"
+        )  # the body fails before anything was sent: an error, not a stream
         assert reply.kind == "error" and reply.error is not None and reply.error["message"] == "broken body"
         reply = await call(worker, "/fails-later")  # after the start: the stream ends with the error
         chunks, end = await drain(reply)
@@ -273,7 +337,7 @@ exports.fetch = async (request) => {
 
 async def test_a_response_look_alike_with_a_node_stream_body(jail_tmp: Path) -> None:
     """A node-fetch style Response (a Node Readable body, headers.raw()) is answered like a WHATWG one."""
-    source = r'''
+    source = r"""
 const { Readable } = require('stream');
 class LookAlikeHeaders {
   constructor(pairs) { this.pairs = pairs; }
@@ -288,20 +352,23 @@ exports.handler = async (event) => ({
     : Readable.from([Buffer.from('whole')]),
   arrayBuffer: async () => new ArrayBuffer(0),
 });
-'''
+"""
     code = write_code(jail_tmp / "lookalike", {"handler.js": source})
     async with running(make_worker(code, "node")) as worker:
         reply = await call(worker, "/")
         assert reply.kind == "response" and reply.response == {
-            "statusCode": 203, "headers": {"x-kind": "node", "set-cookie": ["a=1", "b=2"]}, "body": "whole",
-            "isBase64Encoded": False}
+            "statusCode": 203,
+            "headers": {"x-kind": "node", "set-cookie": ["a=1", "b=2"]},
+            "body": "whole",
+            "isBase64Encoded": False,
+        }
         reply = await call(worker, "/slow")
         chunks, end = await drain(reply)
         assert reply.status == 203 and "".join(c["data"] for c in chunks) == "onetwo" and not end.get("error")
 
 
 async def test_wait_until_runs_after_the_response_and_a_quit_waits_for_it(jail_tmp: Path) -> None:
-    source = r'''
+    source = r"""
 let done = 0;
 exports.fetch = async (request, env, ctx) => {
   if (new URL(request.url).pathname === '/count') return Response.json({ done });
@@ -311,13 +378,15 @@ exports.fetch = async (request, env, ctx) => {
   ctx.passThroughOnException();
   return new Response('answered');
 };
-'''
+"""
     code = write_code(jail_tmp / "wait", {"handler.js": source})
     async with running(make_worker(code, "node")) as worker:
         reply = await call(worker, "/")
         assert reply.response is not None and reply.response["body"] == "answered"
         assert reply.logs == "answering\n"
-        assert json.loads(body_of((await call(worker, "/count")).response or {}))["done"] == 0  # answered before
+        assert (
+            json.loads(body_of((await call(worker, "/count")).response or {}))["done"] == 0
+        )  # answered before
         await worker.stop(grace_s=5.0)
         assert worker.proc is not None and worker.proc.returncode == 0
         tail = "\n".join(worker.stderr_tail)  # output after the reply is the worker's, not lost
@@ -328,32 +397,56 @@ async def test_output_of_timers_started_at_import_reaches_the_workers_log(jail_t
     source = "setTimeout(() => console.log('late import output'), 50);\nexports.handler = async () => 'ok';\n"
     code = write_code(jail_tmp / "late", {"handler.js": source})
     async with running(make_worker(code, "node")) as worker:
-        await wait_until(lambda: "late import output" in "\n".join(worker.stderr_tail), 5, "the timer's output")
+        await wait_until(
+            lambda: "late import output" in "\n".join(worker.stderr_tail), 5, "the timer's output"
+        )
         reply = await call(worker, "/")
         assert reply.response is not None and reply.logs == ""
 
 
-@pytest.mark.parametrize(("entry", "text", "shown"), [
-    ("handler.js", "exports.handle = async () => 1;\nexports.n = 3;\n", "It exports: handle, n (number)."),
-    ("handler.js", "module.exports = { fetch: 'not a function' };\n", "It exports: fetch (string)."),
-    ("handler.js", "export default { name: 'app' };\n", "It exports: default (an object: name (string))."),
-    ("handler.mjs", "export const x = 1;\n", "It exports: x (number)."),
-    ("handler.js", "module.exports = 42;\n", "It exports a number."),
-    ("handler.js", "// nothing\n", "It exports nothing."),
-])
-async def test_a_module_with_nothing_usable_names_the_accepted_shapes(jail_tmp: Path, entry: str, text: str,
-                                                                      shown: str) -> None:
+@pytest.mark.parametrize(
+    ("entry", "text", "shown"),
+    [
+        (
+            "handler.js",
+            "exports.handle = async () => 1;\nexports.n = 3;\n",
+            "It exports: handle, n (number).",
+        ),
+        ("handler.js", "module.exports = { fetch: 'not a function' };\n", "It exports: fetch (string)."),
+        (
+            "handler.js",
+            "export default { name: 'app' };\n",
+            "It exports: default (an object: name (string)).",
+        ),
+        ("handler.mjs", "export const x = 1;\n", "It exports: x (number)."),
+        ("handler.js", "module.exports = 42;\n", "It exports a number."),
+        ("handler.js", "// nothing\n", "It exports nothing."),
+    ],
+)
+async def test_a_module_with_nothing_usable_names_the_accepted_shapes(
+    jail_tmp: Path, entry: str, text: str, shown: str
+) -> None:
     code = write_code(jail_tmp / "none", {entry: text})
     async with running(make_worker(code, "node", entrypoint=entry)) as worker:
         assert worker.init_error is not None
         message = worker.init_error["message"]
-        assert message.startswith(f"{entry} does not export a function handler. Accepted: exports.handler, "
-                                   "exports.lambda_handler or exports.main"), message
-        for shape in ("module.exports = fn", "export default fn", "export default { fetch }", "exports.fetch",
-                      "module.exports = { fetch }", "Response"):
+        assert message.startswith(
+            f"{entry} does not export a function handler. Accepted: exports.handler, "
+            "exports.lambda_handler or exports.main"
+        ), message
+        for shape in (
+            "module.exports = fn",
+            "export default fn",
+            "export default { fetch }",
+            "exports.fetch",
+            "module.exports = { fetch }",
+            "Response",
+        ):
             assert shape in message
         assert message.endswith(shown), message
-        assert len("the handler raised Error: " + message) <= 500  # orvad's FUNCTION_ERROR message keeps it whole
+        assert (
+            len("the handler raised Error: " + message) <= 500
+        )  # orvad's FUNCTION_ERROR message keeps it whole
         reply = await call(worker, "/")
         assert reply.kind == "error" and reply.error is not None and reply.error["message"] == message
 
@@ -368,16 +461,24 @@ async def test_inherited_properties_are_not_handlers(jail_tmp: Path) -> None:
 
 # test_runtime_contract's tests that this module collects again, with its own variant and worker (the others
 # there write the plain contract module themselves, or are Python's)
-CONTRACT_TESTS = (test_binary_body_round_trip, test_crash_is_reported_with_its_exit_code,
-                  test_event_fields_and_lambda_aliases, test_exception_is_a_function_error_with_the_traceback_in_the_logs,
-                  test_logs_are_capped, test_logs_are_captured_per_request_with_concurrent_requests,
-                  test_plain_value_returns, test_quit_lets_requests_in_flight_finish,
-                  test_ready_reports_the_discovered_version, test_stream_past_its_deadline_kills_the_worker,
-                  test_streaming, test_timeout_kills_the_worker_and_fails_what_was_in_flight)
+CONTRACT_TESTS = (
+    test_binary_body_round_trip,
+    test_crash_is_reported_with_its_exit_code,
+    test_event_fields_and_lambda_aliases,
+    test_exception_is_a_function_error_with_the_traceback_in_the_logs,
+    test_logs_are_capped,
+    test_logs_are_captured_per_request_with_concurrent_requests,
+    test_plain_value_returns,
+    test_quit_lets_requests_in_flight_finish,
+    test_ready_reports_the_discovered_version,
+    test_stream_past_its_deadline_kills_the_worker,
+    test_streaming,
+    test_timeout_kills_the_worker_and_fails_what_was_in_flight,
+)
 
 
 def test_every_shape_and_contract_test_is_here() -> None:
     assert len({s.id for s in SHAPES}) == len(SHAPES)
     for test in CONTRACT_TESTS:  # collected from this module, so they run with this module's fixtures
         assert globals()[test.__name__] is test
-        assert "worker" in test.__code__.co_varnames[:test.__code__.co_argcount]
+        assert "worker" in test.__code__.co_varnames[: test.__code__.co_argcount]

@@ -24,17 +24,26 @@ from tests.helpers import Orvad
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]  # workers in nsjail (CONTRIBUTING.md, markers)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "goorva"
 WAIT = "?wait=true&timeout_s=300"
-SHAPES_LISTED = ("does not export a function handler. Accepted: exports.handler, exports.lambda_handler or "
-                 "exports.main (or ES-module named exports), module.exports = fn, export default fn, or a "
-                 "Worker-style fetch(request, env, ctx) returning a Response (export default { fetch }, "
-                 "exports.fetch, module.exports = { fetch }).")
+SHAPES_LISTED = (
+    "does not export a function handler. Accepted: exports.handler, exports.lambda_handler or "
+    "exports.main (or ES-module named exports), module.exports = fn, export default fn, or a "
+    "Worker-style fetch(request, env, ctx) returning a Response (export default { fetch }, "
+    "exports.fetch, module.exports = { fetch })."
+)
 
 
-def deploy(c: httpx.Client, name: str, code: str, filename: str = "handler.js", **fields: Any) -> dict[str, Any]:
+def deploy(
+    c: httpx.Client, name: str, code: str, filename: str = "handler.js", **fields: Any
+) -> dict[str, Any]:
     """Create the function and deploy `code` with ?wait=true: 200 once the import check passed and it serves."""
-    create_function(c, name, "node", **({"entrypoint": filename} if filename != "handler.js" else {}), **fields)
-    r = c.post(f"/api/v1/functions/{name}/deploy-inline{WAIT}", json={"code": code, "filename": filename},
-               timeout=330)
+    create_function(
+        c, name, "node", **({"entrypoint": filename} if filename != "handler.js" else {}), **fields
+    )
+    r = c.post(
+        f"/api/v1/functions/{name}/deploy-inline{WAIT}",
+        json={"code": code, "filename": filename},
+        timeout=330,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "succeeded"
     return r.json()
@@ -48,48 +57,97 @@ def function_error(r: httpx.Response) -> str:
 
 
 SEEN = "({ shape: %r, path: event.path, x: event.query.x, fn: context.functionName })"
-FETCH_SEEN = ("{ const url = new URL(request.url); return Response.json({ shape: %r, path: url.pathname, "
-              "x: url.searchParams.get('x'), fn: ctx.functionName, origin: url.origin }); }")
+FETCH_SEEN = (
+    "{ const url = new URL(request.url); return Response.json({ shape: %r, path: url.pathname, "
+    "x: url.searchParams.get('x'), fn: ctx.functionName, origin: url.origin }); }"
+)
 
 # (function name, entry file, module, the shape it reports); each answers GET /fn/<name>/p?x=1
 SHAPES = [
-    ("js-module-exports", "handler.js", f"module.exports = async (event, context) => {SEEN % 'module.exports'};\n",
-     "module.exports"),
-    ("js-exports-handler", "handler.js", f"exports.handler = async (event, context) => {SEEN % 'handler'};\n",
-     "handler"),
-    ("js-lambda-handler", "handler.js",
-     "exports.lambda_handler = async (event, context) => ({ statusCode: 200, headers: { 'content-type': "
-     f"'application/json' }}, body: JSON.stringify({SEEN % 'lambda_handler'}) }});\n", "lambda_handler"),
+    (
+        "js-module-exports",
+        "handler.js",
+        f"module.exports = async (event, context) => {SEEN % 'module.exports'};\n",
+        "module.exports",
+    ),
+    (
+        "js-exports-handler",
+        "handler.js",
+        f"exports.handler = async (event, context) => {SEEN % 'handler'};\n",
+        "handler",
+    ),
+    (
+        "js-lambda-handler",
+        "handler.js",
+        "exports.lambda_handler = async (event, context) => ({ statusCode: 200, headers: { 'content-type': "
+        f"'application/json' }}, body: JSON.stringify({SEEN % 'lambda_handler'}) }});\n",
+        "lambda_handler",
+    ),
     ("js-main", "handler.js", f"exports.main = (event, context) => {SEEN % 'main'};\n", "main"),
-    ("js-first-found", "handler.js",  # the order: handler before lambda_handler before main
-     f"exports.main = () => 'main';\nexports.lambda_handler = (event, context) => {SEEN % 'first: lambda_handler'};\n",
-     "first: lambda_handler"),
-    ("js-cjs-entry", "handler.cjs", f"module.exports = (event, context) => {SEEN % 'handler.cjs'};\n", "handler.cjs"),
-    ("js-esm-default", "handler.js",  # an ES module in handler.js, without package.json "type": "module"
-     "import { sep } from 'node:path';\n"
-     f"export default async function (event, context) {{ return {SEEN % 'export default fn'}; }}\n",
-     "export default fn"),
-    ("js-esm-default-mjs", "handler.mjs", "const ready = await Promise.resolve('mjs');\n"
-     f"export default (event, context) => {SEEN % 'export default fn (.mjs)'};\n", "export default fn (.mjs)"),
-    ("js-esm-named-main", "handler.mjs", f"export async function main(event, context) {{ return {SEEN % 'esm main'}; }}\n",
-     "esm main"),
-    ("js-fetch-default", "handler.js",
-     f"export default {{ async fetch(request, env, ctx) {FETCH_SEEN % 'export default {fetch}'} }};\n",
-     "export default {fetch}"),
-    ("js-fetch-exports", "handler.js", f"exports.fetch = async (request, env, ctx) => {FETCH_SEEN % 'exports.fetch'};\n",
-     "exports.fetch"),
-    ("js-fetch-module-object", "handler.js",
-     f"module.exports = {{ fetch(request, env, ctx) {FETCH_SEEN % 'module.exports = {fetch}'} }};\n",
-     "module.exports = {fetch}"),
-    ("js-handler-response", "handler.js",  # any handler may answer with a Response
-     "exports.handler = async (event, context) => Response.json("
-     f"{SEEN % 'handler returning a Response'}, {{ headers: {{ 'x-shape': 'response' }} }});\n",
-     "handler returning a Response"),
+    (
+        "js-first-found",
+        "handler.js",  # the order: handler before lambda_handler before main
+        f"exports.main = () => 'main';\nexports.lambda_handler = (event, context) => {SEEN % 'first: lambda_handler'};\n",
+        "first: lambda_handler",
+    ),
+    (
+        "js-cjs-entry",
+        "handler.cjs",
+        f"module.exports = (event, context) => {SEEN % 'handler.cjs'};\n",
+        "handler.cjs",
+    ),
+    (
+        "js-esm-default",
+        "handler.js",  # an ES module in handler.js, without package.json "type": "module"
+        "import { sep } from 'node:path';\n"
+        f"export default async function (event, context) {{ return {SEEN % 'export default fn'}; }}\n",
+        "export default fn",
+    ),
+    (
+        "js-esm-default-mjs",
+        "handler.mjs",
+        "const ready = await Promise.resolve('mjs');\n"
+        f"export default (event, context) => {SEEN % 'export default fn (.mjs)'};\n",
+        "export default fn (.mjs)",
+    ),
+    (
+        "js-esm-named-main",
+        "handler.mjs",
+        f"export async function main(event, context) {{ return {SEEN % 'esm main'}; }}\n",
+        "esm main",
+    ),
+    (
+        "js-fetch-default",
+        "handler.js",
+        f"export default {{ async fetch(request, env, ctx) {FETCH_SEEN % 'export default {fetch}'} }};\n",
+        "export default {fetch}",
+    ),
+    (
+        "js-fetch-exports",
+        "handler.js",
+        f"exports.fetch = async (request, env, ctx) => {FETCH_SEEN % 'exports.fetch'};\n",
+        "exports.fetch",
+    ),
+    (
+        "js-fetch-module-object",
+        "handler.js",
+        f"module.exports = {{ fetch(request, env, ctx) {FETCH_SEEN % 'module.exports = {fetch}'} }};\n",
+        "module.exports = {fetch}",
+    ),
+    (
+        "js-handler-response",
+        "handler.js",  # any handler may answer with a Response
+        "exports.handler = async (event, context) => Response.json("
+        f"{SEEN % 'handler returning a Response'}, {{ headers: {{ 'x-shape': 'response' }} }});\n",
+        "handler returning a Response",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "filename", "code", "shape"), SHAPES, ids=[s[0] for s in SHAPES])
-def test_every_shape_deploys_and_answers(orvad: Orvad, name: str, filename: str, code: str, shape: str) -> None:
+def test_every_shape_deploys_and_answers(
+    orvad: Orvad, name: str, filename: str, code: str, shape: str
+) -> None:
     with orvad.admin() as c:
         deploy(c, name, code, filename)  # the build's import check passed: 200
         r = c.get(f"/fn/{name}/p", params={"x": "1"})
@@ -100,7 +158,7 @@ def test_every_shape_deploys_and_answers(orvad: Orvad, name: str, filename: str,
         assert seen == {"shape": shape, "path": "/p", "x": "1", "fn": name}
 
 
-FETCH_APP = r'''
+FETCH_APP = r"""
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const enc = new TextEncoder();
 
@@ -137,7 +195,7 @@ export default {
     }
   },
 };
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -208,11 +266,18 @@ def test_fetch_handler_that_throws_is_a_function_error(orvad: Orvad, fetch_app: 
         assert message == "the handler raised Error: no such order"
 
 
-@pytest.mark.parametrize(("name", "code", "shown"), [
-    ("js-none-cjs", "exports.handle = async () => 1;\n", "It exports: handle."),
-    ("js-none-default-object", "export default { name: 'app' };\n", "It exports: default (an object: name (string))."),
-    ("js-none-fetch-string", "module.exports = { fetch: 'nope' };\n", "It exports: fetch (string)."),
-])
+@pytest.mark.parametrize(
+    ("name", "code", "shown"),
+    [
+        ("js-none-cjs", "exports.handle = async () => 1;\n", "It exports: handle."),
+        (
+            "js-none-default-object",
+            "export default { name: 'app' };\n",
+            "It exports: default (an object: name (string)).",
+        ),
+        ("js-none-fetch-string", "module.exports = { fetch: 'nope' };\n", "It exports: fetch (string)."),
+    ],
+)
 def test_a_module_with_nothing_usable_fails_its_build(orvad: Orvad, name: str, code: str, shown: str) -> None:
     with orvad.admin() as c:
         create_function(c, name, "node")
@@ -221,7 +286,9 @@ def test_a_module_with_nothing_usable_fails_its_build(orvad: Orvad, name: str, c
         assert r.json()["error"]["code"] == "BUILD_FAILED"
         deployment = c.get(f"/api/v1/functions/{name}/deployments").json()["deployments"][0]
         assert deployment["status"] == "failed" and "cannot be imported" in deployment["error_message"]
-        log = "\n".join(line["line"] for line in c.get(f"/api/v1/deployments/{deployment['id']}/logs").json()["lines"])
+        log = "\n".join(
+            line["line"] for line in c.get(f"/api/v1/deployments/{deployment['id']}/logs").json()["lines"]
+        )
         assert f"handler.js {SHAPES_LISTED} {shown}" in log, log
         assert "/runtime/adapter.js" not in log
 
@@ -245,6 +312,7 @@ def test_nothing_usable_at_run_time_is_a_function_error_listing_the_shapes(orvad
 
 # ---- the Go original's Node test functions, deployed as its scripts did, answering as they did there ----
 
+
 def fixture_code(name: str) -> str:
     return (FIXTURES / name / "handler.js").read_text()
 
@@ -262,15 +330,21 @@ def test_goorva_node_hello(orvad: Orvad) -> None:
 def test_goorva_node_api(orvad: Orvad) -> None:
     with orvad.admin() as c:
         deploy(c, "goorva-node-api", fixture_code("node-api"))
-        r = c.post("/fn/goorva-node-api/users", json={"name": "  Ada Lovelace ", "email": "ADA@Example.COM",
-                                                      "tags": [" Math ", "", "Poet"]},
-                   headers={"User-Agent": "migration-check/1"})
+        r = c.post(
+            "/fn/goorva-node-api/users",
+            json={"name": "  Ada Lovelace ", "email": "ADA@Example.COM", "tags": [" Math ", "", "Poet"]},
+            headers={"User-Agent": "migration-check/1"},
+        )
         assert r.status_code == 201, r.text
         answer = r.json()
         user = answer["user"]
         assert answer["ok"] is True
         assert user["id"].startswith("usr_") and len(user["id"]) > len("usr_") + 6
-        assert (user["name"], user["email"], user["tags"]) == ("ada lovelace", "ada@example.com", ["math", "poet"])
+        assert (user["name"], user["email"], user["tags"]) == (
+            "ada lovelace",
+            "ada@example.com",
+            ["math", "poet"],
+        )
         assert user["metadata"]["source"] == "migration-check/1"
         assert (user["metadata"]["method"], user["metadata"]["path"]) == ("POST", "/users")
         assert user["metadata"]["created_at"].endswith("Z")
@@ -287,7 +361,9 @@ def test_goorva_node_cpu(orvad: Orvad) -> None:
     with orvad.admin() as c:
         deploy(c, "goorva-node-cpu", fixture_code("node-cpu"))
         for body, n, result in (({"n": 20}, 20, 6765), (None, 30, 832040), ({"n": 90}, 35, 9227465)):
-            r = c.post("/fn/goorva-node-cpu", content=json.dumps(body) if body is not None else b"", timeout=60)
+            r = c.post(
+                "/fn/goorva-node-cpu", content=json.dumps(body) if body is not None else b"", timeout=60
+            )
             assert r.status_code == 200, r.text
             answer = r.json()
             assert answer["fibonacci"] == {"n": n, "result": result}

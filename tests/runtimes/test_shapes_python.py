@@ -29,7 +29,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "goorva"
 WAIT = "?wait=true&timeout_s=300"
 
 
-def deploy(c: httpx.Client, name: str, code: str, dependencies: str | None = None, **fields: Any) -> dict[str, Any]:
+def deploy(
+    c: httpx.Client, name: str, code: str, dependencies: str | None = None, **fields: Any
+) -> dict[str, Any]:
     """Create the function and deploy `code` with ?wait=true: 200 once the import check passed and it serves."""
     create_function(c, name, **fields)
     body = {"code": code, **({"dependencies": dependencies} if dependencies else {})}
@@ -62,44 +64,94 @@ def function_error(r: httpx.Response) -> str:
 
 # (function name, module, what GET /fn/<name>/p?x=1 answers)
 FUNCTIONS = [
-    ("py-one-arg", "def handler(event):\n    return {'shape': 'one-arg', 'path': event['path'], 'x': event['query']['x']}\n",
-     {"shape": "one-arg", "path": "/p", "x": "1"}),
-    ("py-one-arg-default", "def handler(event, context=None):\n    return {'context': context is not None}\n",
-     {"context": True}),  # a second parameter with a default still gets the context
+    (
+        "py-one-arg",
+        "def handler(event):\n    return {'shape': 'one-arg', 'path': event['path'], 'x': event['query']['x']}\n",
+        {"shape": "one-arg", "path": "/p", "x": "1"},
+    ),
+    (
+        "py-one-arg-default",
+        "def handler(event, context=None):\n    return {'context': context is not None}\n",
+        {"context": True},
+    ),  # a second parameter with a default still gets the context
     ("py-varargs", "def handler(*args):\n    return {'args': len(args)}\n", {"args": 2}),
-    ("py-lambda-handler", "def lambda_handler(event, context):\n    return {'shape': 'lambda_handler', "
-     "'fn': context.function_name, 'path': event['rawPath']}\n",
-     {"shape": "lambda_handler", "fn": "py-lambda-handler", "path": "/p"}),
-    ("py-main", "def main(event):\n    return {'shape': 'main', 'method': event['method']}\n",
-     {"shape": "main", "method": "GET"}),
-    ("py-async-one-arg", "import asyncio\n\n\nasync def handler(event):\n    await asyncio.sleep(0)\n"
-     "    return {'shape': 'async one-arg'}\n", {"shape": "async one-arg"}),
-    ("py-async-lambda-handler", "async def lambda_handler(event, context):\n"
-     "    return {'shape': 'async lambda_handler', 'id': context.request_id == event['requestContext']['requestId']}\n",
-     {"shape": "async lambda_handler", "id": True}),
-    ("py-async-main", "async def main(event, context):\n    return {'shape': 'async main', 'mb': context.memory_limit_in_mb}\n",
-     {"shape": "async main", "mb": 128}),
-    ("py-async-gen-main", "async def main(event):\n    yield {'statusCode': 200, 'headers': {'content-type': 'application/json'}}\n"
-     "    yield '{\"shape\": '\n    yield '\"async generator main\"}'\n", {"shape": "async generator main"}),
+    (
+        "py-lambda-handler",
+        "def lambda_handler(event, context):\n    return {'shape': 'lambda_handler', "
+        "'fn': context.function_name, 'path': event['rawPath']}\n",
+        {"shape": "lambda_handler", "fn": "py-lambda-handler", "path": "/p"},
+    ),
+    (
+        "py-main",
+        "def main(event):\n    return {'shape': 'main', 'method': event['method']}\n",
+        {"shape": "main", "method": "GET"},
+    ),
+    (
+        "py-async-one-arg",
+        "import asyncio\n\n\nasync def handler(event):\n    await asyncio.sleep(0)\n"
+        "    return {'shape': 'async one-arg'}\n",
+        {"shape": "async one-arg"},
+    ),
+    (
+        "py-async-lambda-handler",
+        "async def lambda_handler(event, context):\n"
+        "    return {'shape': 'async lambda_handler', 'id': context.request_id == event['requestContext']['requestId']}\n",
+        {"shape": "async lambda_handler", "id": True},
+    ),
+    (
+        "py-async-main",
+        "async def main(event, context):\n    return {'shape': 'async main', 'mb': context.memory_limit_in_mb}\n",
+        {"shape": "async main", "mb": 128},
+    ),
+    (
+        "py-async-gen-main",
+        "async def main(event):\n    yield {'statusCode': 200, 'headers': {'content-type': 'application/json'}}\n"
+        "    yield '{\"shape\": '\n    yield '\"async generator main\"}'\n",
+        {"shape": "async generator main"},
+    ),
     # the configured name first, then lambda_handler, then main
-    ("py-order-handler", "def handler(event):\n    return {'chosen': 'handler'}\n\n\ndef lambda_handler(event, context):\n"
-     "    return {'chosen': 'lambda_handler'}\n\n\ndef main(event):\n    return {'chosen': 'main'}\n", {"chosen": "handler"}),
-    ("py-order-lambda", "def main(event):\n    return {'chosen': 'main'}\n\n\ndef lambda_handler(event, context):\n"
-     "    return {'chosen': 'lambda_handler'}\n", {"chosen": "lambda_handler"}),
+    (
+        "py-order-handler",
+        "def handler(event):\n    return {'chosen': 'handler'}\n\n\ndef lambda_handler(event, context):\n"
+        "    return {'chosen': 'lambda_handler'}\n\n\ndef main(event):\n    return {'chosen': 'main'}\n",
+        {"chosen": "handler"},
+    ),
+    (
+        "py-order-lambda",
+        "def main(event):\n    return {'chosen': 'main'}\n\n\ndef lambda_handler(event, context):\n"
+        "    return {'chosen': 'lambda_handler'}\n",
+        {"chosen": "lambda_handler"},
+    ),
     # a script's main() takes no event: the app beside it is served
-    ("py-main-script-app", "def application(environ, start_response):\n"
-     "    start_response('200 OK', [('Content-Type', 'application/json')])\n    return [b'{\"chosen\": \"application\"}']\n\n\n"
-     "def main():\n    print('run me with a server')\n", {"chosen": "application"}),
+    (
+        "py-main-script-app",
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'application/json')])\n    return [b'{\"chosen\": \"application\"}']\n\n\n"
+        "def main():\n    print('run me with a server')\n",
+        {"chosen": "application"},
+    ),
     # decorated (functools.wraps) and callable objects: by inspect.signature
-    ("py-decorated", "import functools\n\n\ndef logged(fn):\n    @functools.wraps(fn)\n    def wrapper(*args):\n"
-     "        return {'wrapped': fn(*args), 'args': len(args)}\n    return wrapper\n\n\n@logged\ndef handler(event):\n"
-     "    return event['path']\n", {"wrapped": "/p", "args": 1}),
-    ("py-callable-object", "class Handler:\n    def __call__(self, event):\n        return {'object': event['path']}\n\n\n"
-     "handler = Handler()\n", {"object": "/p"}),
+    (
+        "py-decorated",
+        "import functools\n\n\ndef logged(fn):\n    @functools.wraps(fn)\n    def wrapper(*args):\n"
+        "        return {'wrapped': fn(*args), 'args': len(args)}\n    return wrapper\n\n\n@logged\ndef handler(event):\n"
+        "    return event['path']\n",
+        {"wrapped": "/p", "args": 1},
+    ),
+    (
+        "py-callable-object",
+        "class Handler:\n    def __call__(self, event):\n        return {'object': event['path']}\n\n\n"
+        "handler = Handler()\n",
+        {"object": "/p"},
+    ),
     # the usual minimal ASGI app refuses lifespan (it asserts an http scope): it is served all the same
-    ("py-asgi-no-lifespan", "async def app(scope, receive, send):\n    assert scope['type'] == 'http'\n"
-     "    await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-type', b'application/json')]})\n"
-     "    await send({'type': 'http.response.body', 'body': b'{\"asgi\": \"no lifespan\"}'})\n", {"asgi": "no lifespan"}),
+    (
+        "py-asgi-no-lifespan",
+        "async def app(scope, receive, send):\n    assert scope['type'] == 'http'\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-type', b'application/json')]})\n"
+        "    await send({'type': 'http.response.body', 'body': b'{\"asgi\": \"no lifespan\"}'})\n",
+        {"asgi": "no lifespan"},
+    ),
 ]
 
 
@@ -114,16 +166,20 @@ def test_each_function_shape_deploys_and_answers(orvad: Orvad, name: str, code: 
 
 
 def test_a_type_error_inside_a_two_argument_handler_is_not_retried_with_one(orvad: Orvad) -> None:
-    code = ("calls = []\n\n\ndef handler(event, context):\n    calls.append(event['path'])\n"
-            "    if event['path'] == '/calls':\n        return {'calls': calls}\n"
-            "    raise TypeError('handler() missing 1 required positional argument: context')\n")
+    code = (
+        "calls = []\n\n\ndef handler(event, context):\n    calls.append(event['path'])\n"
+        "    if event['path'] == '/calls':\n        return {'calls': calls}\n"
+        "    raise TypeError('handler() missing 1 required positional argument: context')\n"
+    )
     with orvad.admin() as c:
         deploy(c, "py-type-error", code)
         assert "TypeError" in function_error(c.get("/fn/py-type-error/boom"))
-        assert c.get("/fn/py-type-error/calls").json() == {"calls": ["/boom", "/calls"]}  # called once, not twice
+        assert c.get("/fn/py-type-error/calls").json() == {
+            "calls": ["/boom", "/calls"]
+        }  # called once, not twice
 
 
-ASGI = r'''
+ASGI = r"""
 import asyncio
 import base64
 import json
@@ -195,7 +251,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"), (b"set-cookie", b"a=1; Path=/"),
                             (b"set-cookie", b"b=2; Path=/"), (b"x-app", b"asgi")]})
     await send({"type": "http.response.body", "body": json.dumps(seen).encode()})
-'''
+"""
 
 
 def test_an_asgi_app_is_served_with_lifespan_cookies_bodies_and_a_streamed_response(orvad: Orvad) -> None:
@@ -204,15 +260,29 @@ def test_an_asgi_app_is_served_with_lifespan_cookies_bodies_and_a_streamed_respo
         # one worker taking two requests at once: /release reaches the app that holds the stream open
         r = c.put("/api/v1/functions/py-asgi", json={"pool": {"target_concurrency": 4, "max_warm": 1}})
         assert r.status_code == 200, r.text
-        r = c.post("/fn/py-asgi/items/7?tag=a&tag=b", content=b'{"n": 1}',
-                   headers={"content-type": "application/json", "x-test": "yes"})
+        r = c.post(
+            "/fn/py-asgi/items/7?tag=a&tag=b",
+            content=b'{"n": 1}',
+            headers={"content-type": "application/json", "x-test": "yes"},
+        )
         assert r.status_code == 201, r.text
         assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
         assert r.headers["x-app"] == "asgi"
-        assert r.json() == {"method": "POST", "path": "/items/7", "raw_path": "/items/7", "query": "tag=a&tag=b",
-                            "body": '{"n": 1}', "more_body": False, "x_test": "yes", "type": "application/json",
-                            "client": "127.0.0.1", "scheme": "http", "lifespan": ["startup"],
-                            "state": "opened at startup", "asgi": "3.0"}
+        assert r.json() == {
+            "method": "POST",
+            "path": "/items/7",
+            "raw_path": "/items/7",
+            "query": "tag=a&tag=b",
+            "body": '{"n": 1}',
+            "more_body": False,
+            "x_test": "yes",
+            "type": "application/json",
+            "client": "127.0.0.1",
+            "scheme": "http",
+            "lifespan": ["startup"],
+            "state": "opened at startup",
+            "asgi": "3.0",
+        }
         assert execution_logs(c, r) == "served /items/7\n"
         raw = bytes([0, 1, 0xFF, 0xFE])
         r = c.post("/fn/py-asgi/binary", content=raw)
@@ -244,12 +314,15 @@ async def test_asgi_lifespan_shutdown_runs_when_the_worker_quits(jail_tmp: Path)
         reply = await call(worker, "/background")  # answered while the app still runs
         assert reply.response is not None and reply.response["body"] == "answered before the background work"
         assert (await call(worker, "/finish-background")).response is not None
-        await wait_until(lambda: any("raised after the response" in line for line in worker.stderr_tail), 5,
-                         "the background failure in the worker's log")
+        await wait_until(
+            lambda: any("raised after the response" in line for line in worker.stderr_tail),
+            5,
+            "the background failure in the worker's log",
+        )
     assert "asgi lifespan shutdown" in worker.stderr_tail
 
 
-WSGI = r'''
+WSGI = r"""
 import json
 
 
@@ -275,20 +348,32 @@ def application(environ, start_response):
     start_response("202 Accepted", [("Content-Type", "application/json"), ("Set-Cookie", "a=1; Path=/"),
                                     ("Set-Cookie", "b=2; Path=/"), ("X-App", "wsgi")])
     return [json.dumps(seen).encode()]
-'''
+"""
 
 
 def test_a_wsgi_application_is_served_with_cookies_a_post_body_and_a_streamed_iterable(orvad: Orvad) -> None:
     with orvad.admin() as c:
         deploy(c, "py-wsgi", WSGI, csp_sandbox=False)
-        r = c.post("/fn/py-wsgi/orders?id=3", content="name=caf\u00e9".encode(),
-                   headers={"content-type": "application/x-www-form-urlencoded", "x-test": "yes", "x_sneaky": "1"})
+        r = c.post(
+            "/fn/py-wsgi/orders?id=3",
+            content="name=caf\u00e9".encode(),
+            headers={"content-type": "application/x-www-form-urlencoded", "x-test": "yes", "x_sneaky": "1"},
+        )
         assert r.status_code == 202, r.text
         assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
         assert r.headers["x-app"] == "wsgi"
-        assert r.json() == {"method": "POST", "path": "/orders", "query": "id=3", "body": "name=caf\u00e9",
-                            "type": "application/x-www-form-urlencoded", "x_test": "yes", "underscored": None,
-                            "remote": "127.0.0.1", "scheme": "http", "script_name": ""}
+        assert r.json() == {
+            "method": "POST",
+            "path": "/orders",
+            "query": "id=3",
+            "body": "name=caf\u00e9",
+            "type": "application/x-www-form-urlencoded",
+            "x_test": "yes",
+            "underscored": None,
+            "remote": "127.0.0.1",
+            "scheme": "http",
+            "script_name": "",
+        }
         assert execution_logs(c, r) == "served /orders\n"  # wsgi.errors is the request's log
         r = c.get("/fn/py-wsgi/stream")
         assert r.status_code == 200 and r.text == "line 0\nline 1\nline 2\n"
@@ -300,7 +385,7 @@ def test_a_wsgi_application_is_served_with_cookies_a_post_body_and_a_streamed_it
         assert r.status_code == 200 and r.text == "caf\u00e9 " * 3 and r.headers["content-length"] == "18"
 
 
-FLASK = r'''
+FLASK = r"""
 from flask import Flask, Response, jsonify, make_response, request
 
 app = Flask(__name__)  # named app, but WSGI: told apart by behaviour
@@ -328,9 +413,9 @@ def stream():
 @app.get("/boom")
 def boom():
     raise RuntimeError("flask view failed")
-'''
+"""
 
-FASTAPI = r'''
+FASTAPI = r"""
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -372,7 +457,7 @@ async def stream():
 @app.get("/boom")
 async def boom():
     raise RuntimeError("fastapi route failed")
-'''
+"""
 
 
 def test_a_real_flask_app_from_pypi(orvad: Orvad) -> None:
@@ -407,17 +492,30 @@ def test_a_real_fastapi_app_from_pypi(orvad: Orvad) -> None:
         assert "fastapi route failed" in function_error(c.get("/fn/py-fastapi/boom"))
 
 
-SHAPES_LISTED = ("does not define a callable handler", "lambda_handler", "main", "handler(event)", "async def",
-                 "ASGI", "WSGI", "app or application")
+SHAPES_LISTED = (
+    "does not define a callable handler",
+    "lambda_handler",
+    "main",
+    "handler(event)",
+    "async def",
+    "ASGI",
+    "WSGI",
+    "app or application",
+)
 
 
-@pytest.mark.parametrize(("what", "code"), [
-    ("nothing", "x = 1\n"),
-    ("other names", "def handle(event, context):\n    return 1\n\n\ndef process(event):\n    return 2\n"),
-    ("a script main", "def main():\n    print('hello')\n"),
-    ("not callable", "handler = {'route': '/'}\napp = None\n"),
-])
-def test_a_module_with_nothing_usable_fails_its_build_listing_the_shapes(orvad: Orvad, what: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("what", "code"),
+    [
+        ("nothing", "x = 1\n"),
+        ("other names", "def handle(event, context):\n    return 1\n\n\ndef process(event):\n    return 2\n"),
+        ("a script main", "def main():\n    print('hello')\n"),
+        ("not callable", "handler = {'route': '/'}\napp = None\n"),
+    ],
+)
+def test_a_module_with_nothing_usable_fails_its_build_listing_the_shapes(
+    orvad: Orvad, what: str, code: str
+) -> None:
     name = "py-unusable-" + what.replace(" ", "-")
     with orvad.admin() as c:
         create_function(c, name)
@@ -433,9 +531,11 @@ def test_a_module_with_nothing_usable_fails_its_build_listing_the_shapes(orvad: 
 
 
 def test_asgi_lifespan_startup_failure_fails_the_build(orvad: Orvad) -> None:
-    code = ("async def app(scope, receive, send):\n    if scope['type'] == 'lifespan':\n"
-            "        await receive()\n        await send({'type': 'lifespan.startup.failed', 'message': 'no database'})\n"
-            "        return\n")
+    code = (
+        "async def app(scope, receive, send):\n    if scope['type'] == 'lifespan':\n"
+        "        await receive()\n        await send({'type': 'lifespan.startup.failed', 'message': 'no database'})\n"
+        "        return\n"
+    )
     with orvad.admin() as c:
         create_function(c, "py-asgi-startup-fails")
         r = c.post(f"/api/v1/functions/py-asgi-startup-fails/deploy-inline{WAIT}", json={"code": code})
@@ -508,11 +608,23 @@ def test_go_fixture_python_data(orvad: Orvad) -> None:
     with orvad.admin() as c:
         deploy_fixture(c, "python-data")
         everyone = c.post("/fn/python-data", json={}).json()
-        assert everyone == {"total": 10, "departments": {"eng": 5, "sales": 3, "hr": 2}, "avg_salary": 106000.0,
-                            "avg_age": 32.4, "top_earner": "Jack", "filtered_by": {"dept": None, "min_age": 0}}
+        assert everyone == {
+            "total": 10,
+            "departments": {"eng": 5, "sales": 3, "hr": 2},
+            "avg_salary": 106000.0,
+            "avg_age": 32.4,
+            "top_earner": "Jack",
+            "filtered_by": {"dept": None, "min_age": 0},
+        }
         eng = c.post("/fn/python-data", json={"dept": "eng", "min_age": 28}).json()
-        assert eng == {"total": 3, "departments": {"eng": 3}, "avg_salary": 118333.33, "avg_age": 30.3,
-                       "top_earner": "Jack", "filtered_by": {"dept": "eng", "min_age": 28}}
+        assert eng == {
+            "total": 3,
+            "departments": {"eng": 3},
+            "avg_salary": 118333.33,
+            "avg_age": 30.3,
+            "top_earner": "Jack",
+            "filtered_by": {"dept": "eng", "min_age": 28},
+        }
         nobody = c.post("/fn/python-data", json={"min_age": 99}).json()
         assert nobody["total"] == 0 and nobody["top_earner"] is None and nobody["avg_salary"] == 0
 
@@ -537,9 +649,13 @@ def test_go_fixture_python_error(orvad: Orvad) -> None:
 async def test_the_plain_handler_path_imports_neither_inspect_nor_asyncio(jail_tmp: Path) -> None:
     """Cold start: a plain def handler(event, context) or handler(event) worker decides by the code object."""
     for signature in ("event, context", "event"):
-        code = write_code(jail_tmp / signature.replace(", ", "-"), {
-            "handler.py": f"import sys\n\n\ndef handler({signature}):\n"
-                          "    return [m for m in ('inspect', 'asyncio') if m in sys.modules]\n"})
+        code = write_code(
+            jail_tmp / signature.replace(", ", "-"),
+            {
+                "handler.py": f"import sys\n\n\ndef handler({signature}):\n"
+                "    return [m for m in ('inspect', 'asyncio') if m in sys.modules]\n"
+            },
+        )
         async with running(make_worker(code, "python")) as worker:
             reply = await call(worker, "/")
             assert reply.response is not None and json.loads(reply.response["body"]) == []

@@ -50,5 +50,5 @@ def test_a_function_moves_through_its_states(orvad: Orvad) -> None:
         assert c.post(f"/fn/{fn['id']}").json() == {"version": 2}
         listed = c.get("/api/v1/functions", params={"q": "states"}).json()["functions"]
         assert [(f["id"], f["status"], f["last_deployment"]["id"]) for f in listed] == [
-            (fn["id"], "active", second["id"])]
-
+            (fn["id"], "active", second["id"])
+        ]

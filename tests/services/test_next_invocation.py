@@ -17,15 +17,19 @@ from tests.helpers import Orvad, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-HANDLER = ("import os\n\n"
-           "def handler(event, context):\n"
-           "    return {'version': %d, 'token': os.environ.get('TOKEN'), 'mode': os.environ.get('MODE')}\n")
+HANDLER = (
+    "import os\n\n"
+    "def handler(event, context):\n"
+    "    return {'version': %d, 'token': os.environ.get('TOKEN'), 'mode': os.environ.get('MODE')}\n"
+)
 # a worker started with BREAK set dies while importing the handler; with HANG set it never gets ready
-FRAGILE = ("import os\nimport time\n\n"
-           "if os.environ.get('BREAK'):\n    os._exit(3)\n"
-           "while os.environ.get('HANG'):\n    time.sleep(60)\n\n"
-           "def handler(event, context):\n"
-           "    return {'token': os.environ.get('TOKEN'), 'mode': os.environ.get('MODE')}\n")
+FRAGILE = (
+    "import os\nimport time\n\n"
+    "if os.environ.get('BREAK'):\n    os._exit(3)\n"
+    "while os.environ.get('HANG'):\n    time.sleep(60)\n\n"
+    "def handler(event, context):\n"
+    "    return {'token': os.environ.get('TOKEN'), 'mode': os.environ.get('MODE')}\n"
+)
 
 
 def _deployed(c: httpx.Client, name: str, code: str = HANDLER % 1, **extra: Any) -> dict[str, Any]:
@@ -68,7 +72,9 @@ def test_each_secret_and_env_change_is_seen_warm_by_the_very_next_call(orvad: Or
             assert _call(c, fn) == ({"version": 1, "token": None, "mode": None}, "false")
 
 
-def test_changes_under_load_never_fail_a_call_and_no_call_after_a_write_sees_the_old_value(orvad: Orvad) -> None:
+def test_changes_under_load_never_fail_a_call_and_no_call_after_a_write_sees_the_old_value(
+    orvad: Orvad,
+) -> None:
     with orvad.admin() as c:
         fn = _deployed(c, "next-call-load")
         _ok(c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 2}))
@@ -84,7 +90,9 @@ def test_changes_under_load_never_fail_a_call_and_no_call_after_a_write_sees_the
                 calls.append((started, r.status_code, r.json() if r.status_code == 200 else r.text))
 
     # (write sent, write answered, the state every call started after the answer must see)
-    states: list[tuple[float, float, dict[str, Any]]] = [(0.0, 0.0, {"version": 1, "token": None, "mode": None})]
+    states: list[tuple[float, float, dict[str, Any]]] = [
+        (0.0, 0.0, {"version": 1, "token": None, "mode": None})
+    ]
     threads = [threading.Thread(target=load) for _ in range(3)]
     for t in threads:
         t.start()
@@ -94,10 +102,11 @@ def test_changes_under_load_never_fail_a_call_and_no_call_after_a_write_sees_the
             wait_for(lambda: len(calls) > 20, 30, "load to run")
             for n in range(5):
                 for method, path, body, change in (
-                        ("POST", f"{base}/secrets", {"key": "TOKEN", "value": f"t{n}"}, {"token": f"t{n}"}),
-                        ("PUT", base, {"env_vars": {"MODE": f"m{n}"}}, {"mode": f"m{n}"}),
-                        ("DELETE", f"{base}/secrets/TOKEN", None, {"token": None}),
-                        ("PUT", base, {"env_vars": {}}, {"mode": None})):
+                    ("POST", f"{base}/secrets", {"key": "TOKEN", "value": f"t{n}"}, {"token": f"t{n}"}),
+                    ("PUT", base, {"env_vars": {"MODE": f"m{n}"}}, {"mode": f"m{n}"}),
+                    ("DELETE", f"{base}/secrets/TOKEN", None, {"token": None}),
+                    ("PUT", base, {"env_vars": {}}, {"mode": None}),
+                ):
                     sent = time.monotonic()
                     _ok(c.request(method, path, json=body))
                     states.append((sent, time.monotonic(), {**states[-1][2], **change}))
@@ -113,7 +122,9 @@ def test_changes_under_load_never_fail_a_call_and_no_call_after_a_write_sees_the
     for started, _, seen in calls:
         k = max(i for i, (_, answered, _) in enumerate(states) if answered <= started)
         # a call that started while the next write was under way may see either side of it
-        allowed = [states[k][2]] + ([states[k + 1][2]] if k + 1 < len(states) and states[k + 1][0] <= started else [])
+        allowed = [states[k][2]] + (
+            [states[k + 1][2]] if k + 1 < len(states) and states[k + 1][0] <= started else []
+        )
         assert seen in allowed, (started, seen, allowed)
 
 
@@ -121,8 +132,12 @@ def test_a_function_without_warm_workers_or_without_a_pool_sees_the_change(orvad
     with orvad.admin() as c:
         fn = _deployed(c, "next-call-cold")
         base = f"/api/v1/functions/{fn['id']}"
-        _ok(c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0, "idle_ttl_seconds": 1,
-                                                "scale_to_zero": True}))
+        _ok(
+            c.put(
+                "/api/v1/pool/config",
+                json={"function_id": fn["id"], "min_warm": 0, "idle_ttl_seconds": 1, "scale_to_zero": True},
+            )
+        )
         assert _call(c, fn)[0]["token"] is None
         wait_for(lambda: _workers(c, fn["id"]) == 0, 30, "the pool to scale to zero")
         _ok(c.post(f"{base}/secrets", json={"key": "TOKEN", "value": "while-cold"}))
@@ -155,7 +170,8 @@ def test_a_write_racing_a_build_is_seen_and_the_new_version_stays(orvad: Orvad) 
 
 
 def test_a_replacement_whose_workers_cannot_start_answers_an_error_and_never_serves_old_values(
-        orvad: Orvad) -> None:
+    orvad: Orvad,
+) -> None:
     with orvad.admin() as c:
         fn = _deployed(c, "next-call-broken", FRAGILE)
         base = f"/api/v1/functions/{fn['id']}"
@@ -167,7 +183,11 @@ def test_a_replacement_whose_workers_cannot_start_answers_an_error_and_never_ser
         err = broken.json()["error"]
         assert broken.status_code == 502 and err["code"] == "WORKER_CRASHED", broken.text
         assert err["details"]["saved"] is True and err["details"]["function_name"] == "next-call-broken"
-        assert "env_vars saved" in err["message"] and "next-call-broken" in err["hint"] and "{" not in err["hint"]
+        assert (
+            "env_vars saved" in err["message"]
+            and "next-call-broken" in err["hint"]
+            and "{" not in err["hint"]
+        )
         assert c.get(base).json()["env_vars"] == {"BREAK": "1"}
         refused = c.get(f"/fn/{fn['id']}")  # the new settings serve (and fail), never the old workers
         assert refused.status_code >= 500 and "before" not in refused.text, refused.text
@@ -181,7 +201,9 @@ def test_a_replacement_whose_workers_cannot_start_answers_an_error_and_never_ser
         assert _call(c, fn)[0] == {"token": "before", "mode": None}
 
 
-def test_a_replacement_that_never_gets_ready_is_bounded_and_switched(make_orvad: Callable[..., Orvad]) -> None:
+def test_a_replacement_that_never_gets_ready_is_bounded_and_switched(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     server = make_orvad()
     with server.admin() as c:
         fn = _deployed(c, "next-call-hang", FRAGILE, timeout_ms=1000)

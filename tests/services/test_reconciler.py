@@ -20,13 +20,12 @@ from tests.helpers import Orvad, wait_for
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 # the import check runs this module on a fresh worker: its import takes the given seconds
-SLOW_IMPORT = ("import os\nimport time\n\ntime.sleep(%s)\n\n"
-               "def handler(event, context):\n"
-               "    return {'version': %d, 'token': os.environ.get('TOKEN')}\n")
-SLOW_CALL = ("import time\n\n"
-             "def handler(event, context):\n"
-             "    time.sleep(1.5)\n"
-             "    return {'ok': True}\n")
+SLOW_IMPORT = (
+    "import os\nimport time\n\ntime.sleep(%s)\n\n"
+    "def handler(event, context):\n"
+    "    return {'version': %d, 'token': os.environ.get('TOKEN')}\n"
+)
+SLOW_CALL = "import time\n\ndef handler(event, context):\n    time.sleep(1.5)\n    return {'ok': True}\n"
 
 
 def _jails_of(function_id: str) -> int:
@@ -51,24 +50,33 @@ def _phase(c: httpx.Client, deployment_id: str) -> str:
     return str(c.get(f"/api/v1/deployments/{deployment_id}").json().get("phase"))
 
 
-def test_a_function_deleted_while_its_build_activates_keeps_no_worker(make_orvad: Callable[..., Orvad]) -> None:
+def test_a_function_deleted_while_its_build_activates_keeps_no_worker(
+    make_orvad: Callable[..., Orvad],
+) -> None:
     """The delete lands during the import check (the checked worker is running); the build goes on to its
     end, and nothing is warmed for the deleted function: no worker, no reserved memory."""
     server = make_orvad(env={"ORVA_BUILD_CONCURRENCY": "1"})
     with server.admin() as c:
         doomed = create_function(c, "doomed")
         dep = deploy_inline(c, doomed["id"], SLOW_IMPORT % (3, 1))
-        wait_for(lambda: _phase(c, dep["id"]) == "activating" and _jails_of(doomed["id"]) > 0, 60,
-                 "the import check's worker of the doomed build")
+        wait_for(
+            lambda: _phase(c, dep["id"]) == "activating" and _jails_of(doomed["id"]) > 0,
+            60,
+            "the import check's worker of the doomed build",
+        )
         assert c.delete(f"/api/v1/functions/{doomed['id']}").status_code == 200
         # builds run one at a time: once the next one has finished, the doomed one has ended
         other = create_function(c, "other")
-        assert wait_deployed(c, deploy_inline(c, other["id"], SLOW_IMPORT % (0, 2))["id"])["status"] == "succeeded"
+        assert (
+            wait_deployed(c, deploy_inline(c, other["id"], SLOW_IMPORT % (0, 2))["id"])["status"]
+            == "succeeded"
+        )
         # what is reserved is the other function's pool alone (nothing pre-warmed for the doomed one)
         metrics = _metrics(c)
         assert [p["function_id"] for p in metrics["pools"]] == [other["id"]]
-        assert metrics["memory_reserved_bytes"] == sum((p["workers"] + p["spawning"]) * 128 * 1024 * 1024
-                                                       for p in metrics["pools"])
+        assert metrics["memory_reserved_bytes"] == sum(
+            (p["workers"] + p["spawning"]) * 128 * 1024 * 1024 for p in metrics["pools"]
+        )
         wait_for(lambda: _jails_of(doomed["id"]) == 0, 30, "the doomed function's workers to stop")
         assert not (server.data_dir / "functions" / doomed["id"]).exists()
         assert c.get(f"/fn/{doomed['id']}").status_code == 404
@@ -114,7 +122,9 @@ def test_a_secret_written_while_a_new_version_is_swapped_in_is_seen_on_the_new_v
     version with the secret."""
     with orvad.admin() as c:
         fn = create_function(c, "swap")
-        assert wait_deployed(c, deploy_inline(c, fn["id"], SLOW_IMPORT % (0, 1))["id"])["status"] == "succeeded"
+        assert (
+            wait_deployed(c, deploy_inline(c, fn["id"], SLOW_IMPORT % (0, 1))["id"])["status"] == "succeeded"
+        )
         assert c.get(f"/fn/{fn['id']}").json() == {"version": 1, "token": None}
         dep = deploy_inline(c, fn["id"], SLOW_IMPORT % (2, 2))
         wait_for(lambda: _phase(c, dep["id"]) == "activating", 60, "the new version's import check")

@@ -18,7 +18,9 @@ def _entry(path: str, fid: str = "f") -> RouteEntry:
 
 
 def test_exact_prefix_and_longest_match() -> None:
-    table = RouteTable([_entry("/shop/*", "shop"), _entry("/shop/cart/*", "cart"), _entry("/shop/about", "about")])
+    table = RouteTable(
+        [_entry("/shop/*", "shop"), _entry("/shop/cart/*", "cart"), _entry("/shop/about", "about")]
+    )
     assert table.match("/shop/cart/items/1").route.function_id == "cart"
     assert table.match("/shop/cart/items/1").subpath == "/items/1"
     assert table.match("/shop/about").route.function_id == "about"
@@ -36,17 +38,22 @@ def test_prefix_route_sees_the_rest_of_the_path(base: list[str], rest: list[str]
     table = RouteTable([_entry(prefix + "/*")])
     path = prefix + ("/" + "/".join(rest) if rest else "")
     found = table.match(path)
-    assert found is not None and found.subpath == (path[len(prefix):] or "/")
+    assert found is not None and found.subpath == (path[len(prefix) :] or "/")
 
 
-@given(st.lists(st.lists(segment, min_size=1, max_size=3), min_size=1, max_size=6, unique_by=tuple),
-       st.lists(segment, min_size=1, max_size=5))
+@given(
+    st.lists(st.lists(segment, min_size=1, max_size=3), min_size=1, max_size=6, unique_by=tuple),
+    st.lists(segment, min_size=1, max_size=5),
+)
 def test_the_longest_matching_prefix_wins(prefixes: list[list[str]], path_parts: list[str]) -> None:
     table = RouteTable([_entry("/" + "/".join(p) + "/*") for p in prefixes])
     path = "/" + "/".join(path_parts)
     found = table.match(path)
-    candidates = ["/" + "/".join(p) for p in prefixes
-                  if path == "/" + "/".join(p) or path.startswith("/" + "/".join(p) + "/")]
+    candidates = [
+        "/" + "/".join(p)
+        for p in prefixes
+        if path == "/" + "/".join(p) or path.startswith("/" + "/".join(p) + "/")
+    ]
     if not candidates:
         assert found is None
     else:
@@ -56,12 +63,27 @@ def test_the_longest_matching_prefix_wins(prefixes: list[list[str]], path_parts:
 def test_route_api_validation(orvad: Orvad) -> None:
     with orvad.admin() as c:
         fn = create_function(c, "routed-fn")
-        ok = c.post("/api/v1/routes", json={"path": "/webhooks/stripe", "function_id": fn["name"], "methods": "POST"})
-        assert ok.status_code == 201 and ok.json()["function_id"] == fn["id"] and ok.json()["methods"] == "POST"
+        ok = c.post(
+            "/api/v1/routes", json={"path": "/webhooks/stripe", "function_id": fn["name"], "methods": "POST"}
+        )
+        assert (
+            ok.status_code == 201 and ok.json()["function_id"] == fn["id"] and ok.json()["methods"] == "POST"
+        )
         dup = c.post("/api/v1/routes", json={"path": "/webhooks/stripe", "function_id": fn["id"]})
         assert dup.status_code == 409
-        for path in ("/api/x", "/fn/x", "/web/app", "/_orva/x", "/health", "/healthz", "/mcp", "/metrics/x", "relative",
-                     "/", "/pct%20x"):
+        for path in (
+            "/api/x",
+            "/fn/x",
+            "/web/app",
+            "/_orva/x",
+            "/health",
+            "/healthz",
+            "/mcp",
+            "/metrics/x",
+            "relative",
+            "/",
+            "/pct%20x",
+        ):
             r = c.post("/api/v1/routes", json={"path": path, "function_id": fn["id"]})
             assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "path", path
         bad = c.post("/api/v1/routes", json={"path": "/ok", "function_id": fn["id"], "methods": "FETCH"})
@@ -85,12 +107,24 @@ def test_pool_config_defaults_partial_updates_and_validation(orvad: Orvad) -> No
     with orvad.admin() as c:
         fn = create_function(c, "pool-cfg")
         got = c.get("/api/v1/pool/config", params={"function_id": fn["id"]}).json()
-        assert {k: got[k] for k in ("min_warm", "max_warm", "idle_ttl_seconds", "target_concurrency",
-                                    "scale_to_zero")} == {"min_warm": 1, "max_warm": 16, "idle_ttl_seconds": 300,
-                                                          "target_concurrency": 1, "scale_to_zero": True}
-        r = c.put("/api/v1/pool/config", json={"function_id": fn["name"], "max_warm": 4, "scale_to_zero": False})
-        assert r.status_code == 200 and (r.json()["max_warm"], r.json()["scale_to_zero"], r.json()["min_warm"]) == (
-            4, False, 1)
+        assert {
+            k: got[k]
+            for k in ("min_warm", "max_warm", "idle_ttl_seconds", "target_concurrency", "scale_to_zero")
+        } == {
+            "min_warm": 1,
+            "max_warm": 16,
+            "idle_ttl_seconds": 300,
+            "target_concurrency": 1,
+            "scale_to_zero": True,
+        }
+        r = c.put(
+            "/api/v1/pool/config", json={"function_id": fn["name"], "max_warm": 4, "scale_to_zero": False}
+        )
+        assert r.status_code == 200 and (
+            r.json()["max_warm"],
+            r.json()["scale_to_zero"],
+            r.json()["min_warm"],
+        ) == (4, False, 1)
         bad = c.put("/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 5})
         assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "min_warm"
         bad = c.put("/api/v1/pool/config", json={"function_id": fn["id"], "target_concurrency": 0})
@@ -119,7 +153,9 @@ def test_put_route_creates_then_replaces_with_no_gap(orvad: Orvad) -> None:
             fns.append(fn)
         made = c.put("/api/v1/routes", json={"path": "/swap/*", "function_id": fns[0]["name"]})
         assert made.status_code == 201 and made.json()["function_id"] == fns[0]["id"]
-        assert c.post("/api/v1/routes", json={"path": "/swap/*", "function_id": fns[1]["id"]}).status_code == 409
+        assert (
+            c.post("/api/v1/routes", json={"path": "/swap/*", "function_id": fns[1]["id"]}).status_code == 409
+        )
 
         answers: list[tuple[int, str]] = []
         done = threading.Event()
@@ -144,8 +180,9 @@ def test_put_route_creates_then_replaces_with_no_gap(orvad: Orvad) -> None:
             done.set()
             for t in callers:
                 t.join(30)
-        assert answers and all(code == 200 and text in ("alpha", "beta") for code, text in answers), \
-            [a for a in answers if a[0] != 200 or a[1] not in ("alpha", "beta")][:5]
+        assert answers and all(code == 200 and text in ("alpha", "beta") for code, text in answers), [
+            a for a in answers if a[0] != 200 or a[1] not in ("alpha", "beta")
+        ][:5]
         listed = [r for r in c.get("/api/v1/routes").json()["routes"] if r["path"] == "/swap/*"]
         assert len(listed) == 1 and listed[0]["function_id"] == fns[0]["id"]  # 20 swaps: back to alpha
         bad = c.put("/api/v1/routes", json={"path": "/api/nope", "function_id": fns[0]["id"]})

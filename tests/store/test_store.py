@@ -126,7 +126,10 @@ def test_multi_row_inserts_write_every_row_in_few_statements() -> None:
         conn.execute(sql, params)
     assert conn.execute("SELECT a, b, c FROM wide ORDER BY a").fetchall() == rows  # all, in order, exact
     updates = list(multi_row("UPDATE wide SET b = ? WHERE a = ?", [("x", 1), ("y", 2)]))
-    assert updates == [("UPDATE wide SET b = ? WHERE a = ?", ("x", 1)), ("UPDATE wide SET b = ? WHERE a = ?", ("y", 2))]
+    assert updates == [
+        ("UPDATE wide SET b = ? WHERE a = ?", ("x", 1)),
+        ("UPDATE wide SET b = ? WHERE a = ?", ("y", 2)),
+    ]
 
 
 def test_uuid7_is_time_ordered() -> None:
@@ -139,6 +142,7 @@ async def test_a_cancelled_transaction_leaves_the_connection_usable(db: Database
     """A writer cancelled at any await inside a transaction (BEGIN, a statement, COMMIT) must not
     leave a transaction open on the shared connection: the next writer would fail for good."""
     for step in range(6):
+
         async def write(n: int = step) -> None:
             async with db.transaction() as tx:
                 await tx.execute("INSERT INTO rows (id, v) VALUES (?, 'x')", (n,))
@@ -154,11 +158,20 @@ async def test_a_cancelled_transaction_leaves_the_connection_usable(db: Database
 
 
 async def test_write_all_is_one_transaction(db: Database) -> None:
-    await db.write_all([("INSERT INTO rows (id, v) VALUES (?, ?)", (1, "a")), ("UPDATE rows SET v = ? WHERE id = ?",
-                                                                              ("b", 1))])
+    await db.write_all(
+        [
+            ("INSERT INTO rows (id, v) VALUES (?, ?)", (1, "a")),
+            ("UPDATE rows SET v = ? WHERE id = ?", ("b", 1)),
+        ]
+    )
     assert [tuple(r) for r in await db.fetchall("SELECT id, v FROM rows")] == [(1, "b")]
     with pytest.raises(sqlite3.IntegrityError):  # the second statement fails: the first is undone too
-        await db.write_all([("INSERT INTO rows (id, v) VALUES (2, 'c')", ()), ("INSERT INTO rows (id, v) VALUES (1, 'd')", ())])
+        await db.write_all(
+            [
+                ("INSERT INTO rows (id, v) VALUES (2, 'c')", ()),
+                ("INSERT INTO rows (id, v) VALUES (1, 'd')", ()),
+            ]
+        )
     assert [tuple(r) for r in await db.fetchall("SELECT id, v FROM rows")] == [(1, "b")]
     cancelled = asyncio.create_task(db.write_all([("INSERT INTO rows (id, v) VALUES (3, 'e')", ())]))
     hop = asyncio.get_running_loop().create_future()
@@ -181,17 +194,40 @@ async def test_a_silent_execution_has_no_log_row_but_reads_as_empty(tmp_path: Pa
         writer = BatchWriter(database)
         store = ExecutionStore(database, writer)
         fn_id = uuid7()
-        await database.execute("INSERT INTO functions (id, name, runtime, entrypoint, memory_mb, cpus, timeout_ms, "
-                               "network_mode, auth_mode, status, created_at, updated_at) VALUES (?, 'f', 'python', "
-                               "'handler.py', 128, 1, 1000, 'none', 'none', 'active', 'now', 'now')", (fn_id,))
+        await database.execute(
+            "INSERT INTO functions (id, name, runtime, entrypoint, memory_mb, cpus, timeout_ms, "
+            "network_mode, auth_mode, status, created_at, updated_at) VALUES (?, 'f', 'python', "
+            "'handler.py', 128, 1, 1000, 'none', 'none', 'active', 'now', 'now')",
+            (fn_id,),
+        )
         written: list[str] = []
         silent, loud = uuid7(), uuid7()
         for execution_id, logs in ((silent, ""), (loud, "printed\n")):
-            store.record({"id": execution_id, "function_id": fn_id, "function_name": "f", "code_hash": "h",
-                          "trigger": "http", "method": "GET", "path": "/", "status": "success", "status_code": 200,
-                          "cold_start": False, "duration_ms": 1.0, "queue_ms": 0.0, "request_bytes": 0,
-                          "response_bytes": 2, "error_code": None, "error_message": None, "started_at": "t",
-                          "finished_at": "t"}, logs, False, lambda eid=execution_id: written.append(eid))
+            store.record(
+                {
+                    "id": execution_id,
+                    "function_id": fn_id,
+                    "function_name": "f",
+                    "code_hash": "h",
+                    "trigger": "http",
+                    "method": "GET",
+                    "path": "/",
+                    "status": "success",
+                    "status_code": 200,
+                    "cold_start": False,
+                    "duration_ms": 1.0,
+                    "queue_ms": 0.0,
+                    "request_bytes": 0,
+                    "response_bytes": 2,
+                    "error_code": None,
+                    "error_message": None,
+                    "started_at": "t",
+                    "finished_at": "t",
+                },
+                logs,
+                False,
+                lambda eid=execution_id: written.append(eid),
+            )
         await writer.flush()
         assert {r[0] for r in await database.fetchall("SELECT id FROM executions")} == {silent, loud}
         assert written == [silent, loud]  # each announced once, when its rows are committed
@@ -278,7 +314,9 @@ async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple
         await until(lambda: writer.full_since is not None, 10, "the writer to find the disk full")
         assert writer.pending == 300 and writer.rows_dropped == 0
         filler.unlink()
-        await until(lambda: not writer.pending and writer.full_since is None, 10, "the held rows to be written")
+        await until(
+            lambda: not writer.pending and writer.full_since is None, 10, "the held rows to be written"
+        )
     finally:
         await writer.stop()
     assert (await database.fetchone("SELECT COUNT(*) FROM rows WHERE v LIKE 'xx%'"))[0] == 300
@@ -287,7 +325,8 @@ async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple
 
 @pytest.mark.sandbox
 async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
-        full_db: tuple[Database, Path]) -> None:
+    full_db: tuple[Database, Path],
+) -> None:
     database, filler = full_db
     fill_disk(filler)
     await write_until_refused(database)
@@ -307,7 +346,8 @@ async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
 
 @pytest.mark.sandbox
 async def test_past_its_byte_bound_the_batch_writer_drops_new_rows_and_counts_them(
-        full_db: tuple[Database, Path]) -> None:
+    full_db: tuple[Database, Path],
+) -> None:
     """Red team F8: rows are bounded by their bytes too, not only their count: 200,000 execution rows of
     256 KiB of logs each would have been 50 GB of orvad's memory while the disk is full."""
     database, filler = full_db
