@@ -74,9 +74,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[fast]" py-spy
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# ruff and mypy --strict (pyproject.toml [tool.mypy]) on the Python, prettier (pinned in web/package.json) on the dashboard's sources
+# ruff check, ruff format --check and mypy --strict (pyproject.toml [tool.mypy]) on the Python, prettier (pinned in web/package.json) on the dashboard's sources
 lint: $(TEST_STAMP) web/node_modules/.package-lock.json
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check orvad orva_cli tests bench
 	$(BIN)/mypy orvad orva_cli
 	cd web && node_modules/.bin/prettier --check src build.mjs
 

@@ -1,4 +1,5 @@
-"""The code base stays ruff- and mypy-clean (DESIGN.md convention 9), the dashboard prettier-clean (`make lint`)."""
+"""The code base stays ruff- and mypy-clean and ruff-formatted (DESIGN.md convention 9), the dashboard
+prettier-clean (`make lint`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,23 @@ def test_ruff() -> None:
         [sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# what `ruff format` keeps formatted (make lint checks the same); runtimes/ is the adapters' own style
+FORMATTED = ("orvad", "orva_cli", "tests", "bench")
+
+
+def test_ruff_format() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *FORMATTED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (
+        done.stdout + done.stderr + "\n`ruff format " + " ".join(FORMATTED) + "` rewrites them"
+    )
 
 
 def test_mypy() -> None:
