@@ -14,7 +14,7 @@ from orvad.store.paths import RECORDED_PATH_MAX
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 
-FLOOD = 2000
+FLOOD = 500  # before the fix, 500 calls already grew orva.db by ~15 MiB and ~8 MiB: far past the bounds
 LONG = "a" * 15000
 # What the floods may add to orva.db. The audit flood writes no row: measured +16 KiB (orva.db, WAL
 # and shared memory together; the keyed call's row and the metric's key last-use times), bound 1 MiB.
@@ -22,7 +22,7 @@ LONG = "a" * 15000
 # whose path is now at most 512 characters: measured ~0.9 KiB per row in orva.db with its two
 # indexes, bound 1.25 KiB (a 15,000-character path would need 15). The WAL is not per row: SQLite
 # checkpoints it every 1000 pages (4 MiB) and reuses the file, measured 4.0 MiB, bound 5 MiB. Before the
-# fix the same floods added 62 MiB and 32 MiB.
+# fix floods of 2000 calls added 62 MiB and 32 MiB.
 AUDIT_FLOOD_BOUND = 1 << 20
 ROW_BOUND = 1280
 WAL_BOUND = 5 << 20
