@@ -481,9 +481,10 @@ class _HttpOut:
         if not self.started:
             self.started = True
             send({"type": "start", "id": self.rid, "statusCode": _status(self.status), "headers": self.headers})
-        for part in self.parts:
-            text, b64 = _text_or_base64(part)
-            send({"type": "chunk", "id": self.rid, "data": text, "isBase64Encoded": b64})
+        for part in self.parts:  # in pieces of at most BUFFER_BYTES: one part may be past the frame cap
+            for off in range(0, len(part), BUFFER_BYTES):
+                text, b64 = _text_or_base64(part[off:off + BUFFER_BYTES])
+                send({"type": "chunk", "id": self.rid, "data": text, "isBase64Encoded": b64})
         self.parts, self.size = [], 0
 
     def finish(self, cap):
