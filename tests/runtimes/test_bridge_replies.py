@@ -118,6 +118,11 @@ def test_an_asgi_apps_odd_replies_get_the_plain_handlers_answers(orvad: Orvad) -
             _function_error(c.get(base + path), says)
         r = c.get(base + "/cookies")  # on the dashboard's origin: no cookie and no origin-wide header at all
         assert r.status_code == 200 and "set-cookie" not in r.headers and "clear-site-data" not in r.headers
+        trusted = _deploy(
+            c, "asgi-cookies", ASGI_APP, csp_sandbox=False
+        )  # cookies pass: Domain= ones still not
+        r = c.get(f"/fn/{trusted['id']}/cookies")
+        assert r.status_code == 200 and r.headers.get_list("set-cookie") == ["b=2"], r.headers
         r = c.get(base + "/length-lie")
         assert (
             r.status_code == 200 and r.content == b"0123456789" * 10 and r.headers["content-length"] == "100"
@@ -153,6 +158,9 @@ def test_a_fetch_handlers_replies_get_the_same_filters_and_big_bodies(orvad: Orv
         base = f"/fn/{fn['id']}"
         r = c.get(base + "/cookies")  # on the dashboard's origin: no cookie and no origin-wide header at all
         assert r.status_code == 200 and "set-cookie" not in r.headers and "clear-site-data" not in r.headers
+        trusted = _deploy(c, "fetch-cookies", FETCH_APP, runtime="node", csp_sandbox=False)
+        r = c.get(f"/fn/{trusted['id']}/cookies")
+        assert r.status_code == 200 and r.headers.get_list("set-cookie") == ["b=2"], r.headers
         _function_error(c.get(base + "/status1000"), "statusCode")
         r = c.get(base + "/big", timeout=60)
         assert r.status_code == 200 and len(r.content) == BIG
