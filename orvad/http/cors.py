@@ -130,8 +130,8 @@ class Cors:
         grant: list[tuple[bytes, bytes]] = []
         if origin is not None and granted:
             grant.append((b"access-control-allow-origin", b"*" if any_origin else origin.encode("latin-1")))
-        if not any_origin:
-            grant.append((b"vary", b"Origin"))
+        # also with *: a request without Origin gets no grant, so a cache must not hand that reply to a page
+        grant.append((b"vary", b"Origin"))
         started = False
 
         async def send_granted(message: Message) -> None:
