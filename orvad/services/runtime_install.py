@@ -102,8 +102,14 @@ def node_binary(data_dir: Path, runtime_id: str) -> Path:
 
 
 def is_installed(data_dir: Path, runtime_id: str) -> bool:
+    """The runtime's folder, its ``bin`` and its marker and node are what an install made: never links (a link
+    planted there would have root run and jails bind whatever it points at; install replaces it)."""
     root = installed_root(data_dir, runtime_id)
-    return (root / MARKER).is_file() and (root / "bin" / "node").is_file()
+    try:
+        kinds = [os.lstat(p).st_mode for p in (root, root / "bin", root / MARKER, root / "bin" / "node")]
+    except OSError:
+        return False
+    return all(map(stat.S_ISDIR, kinds[:2])) and all(map(stat.S_ISREG, kinds[2:]))
 
 
 def install_command(runtime_id: str) -> str:
