@@ -23,7 +23,10 @@ export function lazy(load, name, what) {
     const [, setReady] = useState(component !== null);
     const [error, setError] = useState(null);
     useEffect(() => {
-      if (component) return undefined;
+      if (component) {
+        setReady(true); // the chunk arrived between this render and its effect (a preload): show it now
+        return undefined;
+      }
       let live = true;
       fetchChunk().then(
         () => live && setReady(true),
