@@ -51,6 +51,12 @@ async def app(scope, receive, send):
     elif path == "/length-lie":
         await start(200, [(b"content-length", b"5")])
         await send({"type": "http.response.body", "body": b"0123456789" * 10})
+    elif path == "/many-headers":  # 300,000 headers: past the 256 KiB every reply's headers get
+        await start(200, [(b"x-j", b"1")] * 300_000)
+        await send({"type": "http.response.body", "body": b"x"})
+    elif path == "/big-headers":  # 50 headers of 1 KiB: served (httpx reads at most 64 KiB of head)
+        await start(200, [(b"x-h%d" % i, b"v" * 1024) for i in range(50)])
+        await send({"type": "http.response.body", "body": b"x"})
     elif path == "/hang":
         await start(200)
         await send({"type": "http.response.body", "body": b"part", "more_body": True})
@@ -89,6 +95,12 @@ export default {
     return new Response('ok');
   },
 };
+"""
+
+
+PLAIN_FLOOD = """
+def handler(event, context):
+    return {"statusCode": 200, "body": "x", "headers": {"x-j": [[]] * 300_000}}
 """
 
 
@@ -164,3 +176,15 @@ def test_a_fetch_handlers_replies_get_the_same_filters_and_big_bodies(orvad: Orv
         _function_error(c.get(base + "/status1000"), "statusCode")
         r = c.get(base + "/big", timeout=60)
         assert r.status_code == 200 and len(r.content) == BIG
+
+
+def test_a_flood_of_reply_headers_is_a_function_error_for_handlers_and_apps(orvad: Orvad) -> None:
+    """Found by attack-19: one header with 4,000,000 values held orvad's event loop (every function and the
+    API) for 25 s per reply while the server wrote a 36 MB head; now past 256 KiB of headers it is refused."""
+    with orvad.admin() as c:
+        app = _deploy(c, "asgi-flood", ASGI_APP)
+        plain = _deploy(c, "plain-flood", PLAIN_FLOOD)
+        for path in (f"/fn/{app['id']}/many-headers", f"/fn/{plain['id']}/"):
+            _function_error(c.get(path), "256 KiB")
+        r = c.get(f"/fn/{app['id']}/big-headers")
+        assert r.status_code == 200 and r.headers["x-h49"] == "v" * 1024
