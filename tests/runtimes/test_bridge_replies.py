@@ -92,6 +92,7 @@ export default {
       return new Response('x', { headers: h });
     }
     if (path === '/status1000') return { status: 1000, headers: new Headers(), arrayBuffer: async () => new ArrayBuffer(0), body: null };
+    if (path === '/hang') return new Response(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('part')); } }));
     return new Response('ok');
   },
 };
@@ -166,7 +167,7 @@ def test_an_asgi_or_wsgi_body_past_the_frame_cap_is_carried_in_pieces(orvad: Orv
 
 def test_a_fetch_handlers_replies_get_the_same_filters_and_big_bodies(orvad: Orvad) -> None:
     with orvad.admin() as c:
-        fn = _deploy(c, "fetch-odd", FETCH_APP, runtime="node", memory_mb=256)
+        fn = _deploy(c, "fetch-odd", FETCH_APP, runtime="node", memory_mb=256, timeout_ms=2000)
         base = f"/fn/{fn['id']}"
         r = c.get(base + "/cookies")  # on the dashboard's origin: no cookie and no origin-wide header at all
         assert r.status_code == 200 and "set-cookie" not in r.headers and "clear-site-data" not in r.headers
@@ -176,6 +177,11 @@ def test_a_fetch_handlers_replies_get_the_same_filters_and_big_bodies(orvad: Orv
         _function_error(c.get(base + "/status1000"), "statusCode")
         r = c.get(base + "/big", timeout=60)
         assert r.status_code == 200 and len(r.content) == BIG
+        with pytest.raises(httpx.RemoteProtocolError):  # a body that never ends: cut at its 2 s deadline
+            with c.stream("GET", base + "/hang", timeout=30) as r:
+                assert r.status_code == 200
+                r.read()
+        assert c.get(base + "/", timeout=30).text == "ok"  # the worker was replaced, the next request served
 
 
 def test_a_flood_of_reply_headers_is_a_function_error_for_handlers_and_apps(orvad: Orvad) -> None:
