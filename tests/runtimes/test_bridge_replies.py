@@ -120,7 +120,7 @@ def _function_error(r: httpx.Response, says: str) -> None:
 
 def test_an_asgi_apps_odd_replies_get_the_plain_handlers_answers(orvad: Orvad) -> None:
     with orvad.admin() as c:
-        fn = _deploy(c, "asgi-odd", ASGI_APP, timeout_ms=2000)
+        fn = _deploy(c, "asgi-odd", ASGI_APP, timeout_ms=500)
         base = f"/fn/{fn['id']}"
         for path, says in (
             ("/crlf", "line break"),
@@ -140,7 +140,7 @@ def test_an_asgi_apps_odd_replies_get_the_plain_handlers_answers(orvad: Orvad) -
         assert (
             r.status_code == 200 and r.content == b"0123456789" * 10 and r.headers["content-length"] == "100"
         )
-        with pytest.raises(httpx.RemoteProtocolError):  # streamed (more_body): cut at its 2 s deadline
+        with pytest.raises(httpx.RemoteProtocolError):  # streamed (more_body): cut at its 0.5 s deadline
             with c.stream("GET", base + "/hang", timeout=30) as r:
                 assert r.status_code == 200
                 r.read()
@@ -167,7 +167,7 @@ def test_an_asgi_or_wsgi_body_past_the_frame_cap_is_carried_in_pieces(orvad: Orv
 
 def test_a_fetch_handlers_replies_get_the_same_filters_and_big_bodies(orvad: Orvad) -> None:
     with orvad.admin() as c:
-        fn = _deploy(c, "fetch-odd", FETCH_APP, runtime="node", memory_mb=256, timeout_ms=2000)
+        fn = _deploy(c, "fetch-odd", FETCH_APP, runtime="node", memory_mb=256, timeout_ms=500)
         base = f"/fn/{fn['id']}"
         r = c.get(base + "/cookies")  # on the dashboard's origin: no cookie and no origin-wide header at all
         assert r.status_code == 200 and "set-cookie" not in r.headers and "clear-site-data" not in r.headers
@@ -177,7 +177,7 @@ def test_a_fetch_handlers_replies_get_the_same_filters_and_big_bodies(orvad: Orv
         _function_error(c.get(base + "/status1000"), "statusCode")
         r = c.get(base + "/big", timeout=60)
         assert r.status_code == 200 and len(r.content) == BIG
-        with pytest.raises(httpx.RemoteProtocolError):  # a body that never ends: cut at its 2 s deadline
+        with pytest.raises(httpx.RemoteProtocolError):  # a body that never ends: cut at its 0.5 s deadline
             with c.stream("GET", base + "/hang", timeout=30) as r:
                 assert r.status_code == 200
                 r.read()
