@@ -124,6 +124,13 @@ def envelope_hypercorn_refusals() -> None:
     H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
 
 
+def _head_bytes(scope: Any) -> int:
+    """The request's URL and headers as Uvicorn's parser counts them (``on_url``, ``on_header`` + 4)."""
+    query = scope.get("query_string") or b""
+    url = len(scope.get("raw_path") or b"") + (len(query) + 1 if query else 0)
+    return url + sum(len(name) + len(value) + 4 for name, value in scope.get("headers") or ())
+
+
 def hypercorn_continue_on_read() -> None:
     """Hypercorn answers ``Expect: 100-continue`` as soon as it has parsed the head, before the app has seen
     the request: a client announcing a body over the cap was told to send it, then refused (413) after
@@ -151,6 +158,14 @@ def hypercorn_continue_on_read() -> None:
         protocol = self
 
         async def continue_on_read(scope: Any, receive: Any, send: Any, *rest: Any) -> None:
+            if scope.get("type") == "http" and _head_bytes(scope) > MAX_HEAD_BYTES:
+                # h11 applies its limit only to a head still incomplete after a read: one that arrived in
+                # one read (up to 64 KiB) was served (found by attack-19); count it as Uvicorn's parser does
+                code, headers, body = refusal_parts(431)
+                await send({"type": "http.response.start", "status": code, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+
             async def read_body() -> Any:
                 if protocol.connection.they_are_waiting_for_100_continue:
                     await send_event(
