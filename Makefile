@@ -64,7 +64,7 @@ test: $(TEST_STAMP) test-system-deps web
 # without nsjail: an unmarked test that deploys, invokes or builds fails here, and its report says to
 # mark it (tests/conftest.py).
 test-fast: $(TEST_STAMP) web
-	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -m "not sandbox and not browser" --ignore=tests/repo/test_lint.py
+	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -n 2 -m "not sandbox and not browser" --ignore=tests/repo/test_lint.py
 
 # Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
 # py-spy (PyPI) for the overhead breakdown.
