@@ -652,6 +652,14 @@ class Builder:
         if error and first:
             await self._line(dep, "system", f"build failed: {error}")
         duration_ms = int((time.monotonic() - started) * 1000) if started is not None else None
+        # the log lines (queued in the batch writer) are stored before the end is: a client that sees the
+        # deployment finished reads its whole log
+        try:
+            await self._store.flush_logs()
+        except InsufficientStorage:
+            raise  # _finish retries until the disk has space
+        except Exception:  # the lines stay queued for the writer's next pass; the end is recorded anyway
+            log.warning("the build log could not be written before the build's end", exc_info=True)
         end = await self._functions.build_ended(dep, error=error, duration_ms=duration_ms)
         if end.status == DeploymentStatus.SUPERSEDED:  # written once: the attempt that succeeded
             await self._line(

@@ -206,6 +206,10 @@ class FunctionStore:
             (deployment_id, seq, stream, line, ts),
         )
 
+    async def flush_logs(self) -> None:
+        """Write every queued log line now (they go through the batch writer)."""
+        await self._batch.flush()
+
     async def last_log_seq(self, deployment_id: str) -> int:
         """The highest stored log seq of a deployment (0 when none): a resumed build continues after it."""
         await self._batch.flush()
