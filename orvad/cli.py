@@ -19,7 +19,7 @@ from orvad import __version__
 from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.host.hostcheck import DataDirUnreachable
-from orvad.http.app import create_app
+from orvad.http.app import OrvaApp, create_app
 from orvad.http.serving import (
     bind_address,
     envelope_hypercorn_refusals,
@@ -266,23 +266,27 @@ async def run(settings: Settings) -> None:
     # Everything loaded so far lives as long as orvad: keep it out of the collector's full passes,
     # which otherwise stop the event loop for 100+ ms on a small machine (a p99 outlier per pass).
     gc.freeze()
+    app = create_app(daemon)
     try:
-        if settings.server == "uvicorn":
-            await _serve_uvicorn(daemon, settings, server_stop)
-        else:
-            envelope_hypercorn_refusals()
-            hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
-            config = HypercornConfig()
-            config.bind = [
-                bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)
-            ]
-            config.graceful_timeout = SERVER_CLOSE_S  # the drain gave requests their grace already
-            config.accesslog = None
-            config.errorlog = logging.getLogger("hypercorn.error")
-            await serve(create_app(daemon), config, shutdown_trigger=server_stop.wait)  # type: ignore[arg-type]
+        async with app.mcp.running():  # the MCP sessions' task group (orvad/mcp/endpoint.py)
+            await _serve(app, daemon, settings, server_stop)
     finally:
         sequence.cancel()
         await daemon.stop()
+
+
+async def _serve(app: OrvaApp, daemon: Daemon, settings: Settings, server_stop: asyncio.Event) -> None:
+    if settings.server == "uvicorn":
+        await _serve_uvicorn(app, daemon, settings, server_stop)
+    else:
+        envelope_hypercorn_refusals()
+        hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
+        config = HypercornConfig()
+        config.bind = [bind_address(settings.host, port) for port in listen_ports(settings, daemon.origins)]
+        config.graceful_timeout = SERVER_CLOSE_S  # the drain gave requests their grace already
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+        await serve(app, config, shutdown_trigger=server_stop.wait)  # type: ignore[arg-type]
 
 
 async def _drain(daemon: Daemon, stop: asyncio.Event, server_stop: asyncio.Event) -> None:
@@ -305,10 +309,9 @@ async def _drain(daemon: Daemon, stop: asyncio.Event, server_stop: asyncio.Event
     server_stop.set()
 
 
-async def _serve_uvicorn(daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
+async def _serve_uvicorn(app: OrvaApp, daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
     import uvicorn
 
-    app = create_app(daemon)
     config = uvicorn.Config(
         app,
         host=settings.host,

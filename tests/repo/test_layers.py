@@ -99,8 +99,12 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "one module per API resource: parse, call a service, answer",
     ),
+    "orvad.mcp": (
+        ("orvad.services", "orvad.invoke", "orvad.auth", "orvad.http.origins", "orvad.daemon"),
+        "the MCP server at /mcp: the SDK's transport behind orvad's checks, the tool catalog over the services",
+    ),
     "orvad.http": (
-        ("orvad.api", "orvad.auth", "orvad.host.memtrim", "orvad.daemon"),
+        ("orvad.api", "orvad.auth", "orvad.host.memtrim", "orvad.daemon", "orvad.mcp"),
         "the web layer: the ASGI app, middleware, CORS, origins, the drain, the servers' edges",
     ),
     "orvad.daemon": (
@@ -155,7 +159,7 @@ def test_only_the_web_layer_imports_starlette() -> None:
     web = ("orvad.http", "orvad.api", "orvad.auth.guard", "orvad.cli")
     for module, imports in _modules().items():
         framework = {i for i in imports if _top(i) in ("starlette", "sse_starlette", "hypercorn", "uvicorn")}
-        if _under(module, "orvad.invoke"):  # raw ASGI for speed: the type aliases only
+        if _under(module, "orvad.invoke", "orvad.mcp"):  # raw ASGI (mcp: the SDK is the framework there)
             assert framework <= {"starlette.types"}, f"{module} imports {framework}"
         elif framework:
             assert _under(module, *web), f"{module} imports the web framework"
