@@ -183,7 +183,8 @@ def create_app(daemon: Daemon) -> OrvaApp:
         daemon.origins,
         mcp,
         routes=[
-            Route(MCP_PATH, mcp),  # every method: POST, GET (the SSE stream), DELETE (ends a session)
+            # every method: POST, GET (the SSE stream), DELETE (ends a session); not in the OpenAPI document
+            Route(MCP_PATH, mcp, include_in_schema=False),
             *health.routes,
             *auth.routes,
             *keys.routes,
