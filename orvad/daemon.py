@@ -35,6 +35,7 @@ from orvad.invoke.signatures import SignatureChecker
 from orvad.pool.manager import PoolManager
 from orvad.services.bus import Bus
 from orvad.services.changes import Changes
+from orvad.services.channels import ChannelService
 from orvad.services.functions import FunctionService
 from orvad.services.housekeeping import Housekeeping
 from orvad.services.metrics import Metrics
@@ -49,6 +50,7 @@ from orvad.services.spawner import Spawner
 from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
+from orvad.store.channels import ChannelStore
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.functions import FunctionStore
@@ -82,6 +84,7 @@ class Daemon:
         )  # the one channel services publish typed changes on (orvad/services/changes.py)
         self.function_store = FunctionStore(self.db, self.batch)
         self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
+        self.channels = ChannelService(ChannelStore(self.db, self.batch), self.functions)  # issue 21
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
@@ -263,6 +266,7 @@ class Daemon:
         await self.keys.load()
         self.bootstrap_key = await self.keys.ensure_bootstrap(self.settings.data_dir / "admin.key")
         await self.functions.load()
+        await self.channels.load()
         await self.routes.load()
         await self.pool_configs.load()
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())

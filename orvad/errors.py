@@ -6,6 +6,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
 
     OrvaError (500 INTERNAL)
     ├── BadRequest           400 BAD_REQUEST
+    ├── ToolNameCollision    400 TOOL_NAME_COLLISION
     ├── InvalidJSON          400 INVALID_JSON
     ├── ValidationError      400 VALIDATION
     ├── Unauthorized         401 UNAUTHORIZED
@@ -92,6 +93,13 @@ class BadRequest(OrvaError):
     """The request itself is malformed or ambiguous HTTP (framing, Host), before any field is read."""
 
     code, status = "BAD_REQUEST", 400
+
+
+class ToolNameCollision(OrvaError):
+    """Two functions of one channel snake_case to the same MCP tool name: details {tool, functions}."""
+
+    code, status = "TOOL_NAME_COLLISION", 400
+    default_hint = "leave one of the functions named in details.functions out of the channel, or rename it"
 
 
 class InvalidJSON(OrvaError):

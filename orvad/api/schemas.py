@@ -295,6 +295,46 @@ RECORDS["FunctionListItem"] = {
     ]
 }
 RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
+# channels (issue 21)
+RECORDS["Channel"] = record(
+    {
+        "id": STR,
+        "name": STR,
+        "description": STR,
+        "prefix": STR,
+        "function_count": INT,
+        "last_used_at": NTIME,
+        "expires_at": NTIME,
+        "created_at": TIME,
+    }
+)
+RECORDS["ChannelDetail"] = {
+    "allOf": [
+        ref("Channel"),
+        record(
+            {
+                "functions": {
+                    "type": "array",
+                    "items": record(
+                        {
+                            "function_id": STR,
+                            "name": STR,
+                            "tool_name": STR,
+                            "description": NSTR,
+                            "function_description": STR,
+                        }
+                    ),
+                }
+            }
+        ),
+    ]
+}
+RECORDS["ChannelCreated"] = {
+    "allOf": [
+        ref("ChannelDetail"),
+        record({"token": {"type": "string", "pattern": "^orva_chn_[0-9a-f]{32}$"}}),
+    ]
+}
 
 
 # ---- request bodies ------------------------------------------------------------------------------------
@@ -455,6 +495,48 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             },
             "not": {"required": ["expires_in_days", "expires_at"]},
         },
+        "ChannelCreate": {
+            **closed,
+            "required": ["name"],
+            "properties": {
+                "name": _string(64),
+                "description": {"type": "string", "maxLength": 1024},
+                "function_ids": {"type": "array", "maxItems": 256, "items": _string(128)},
+                "expires_in_days": _int(1, 3650),
+                "expires_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "RFC 3339, in the future",
+                },
+            },
+            "not": {"required": ["expires_in_days", "expires_at"]},
+            "description": "function_ids are function ids (or names); two whose names snake_case to the same "
+            "MCP tool name answer 400 TOOL_NAME_COLLISION; an unknown one 404",
+        },
+        "ChannelUpdate": {
+            **closed,
+            "properties": {
+                "name": _string(64),
+                "description": {"type": "string", "maxLength": 1024},
+                "expires_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "RFC 3339, in the future; null: never expires",
+                },
+            },
+        },
+        "ChannelFunctions": {
+            **closed,
+            "required": ["function_ids"],
+            "properties": {
+                "function_ids": {"type": "array", "maxItems": 256, "items": _string(128)},
+                "descriptions": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "maxLength": 1024},
+                    "description": "function id -> tool description override; each key must be in function_ids",
+                },
+            },
+        },
         "RouteSave": {
             **closed,
             "required": ["path", "function_id"],
@@ -539,6 +621,13 @@ EXAMPLES: dict[str, Schema] = {
     },
     "Rollback": {"deployment_id": "01900000-0000-7000-8000-000000000000"},
     "KeyCreate": {"name": "ci", "permissions": ["read", "write"], "expires_in_days": 30},
+    "ChannelCreate": {
+        "name": "support-bot",
+        "description": "Support workflow toolkit",
+        "expires_in_days": 30,
+    },
+    "ChannelUpdate": {"description": "Support workflow toolkit"},
+    "ChannelFunctions": {"function_ids": []},
     "RouteSave": {"path": "/hooks/stripe", "function_id": "hello-world", "methods": "POST"},
     "PoolConfigUpdate": {"function_id": "hello-world", "min_warm": 1, "max_warm": 4},
     "SecretUpsert": {"key": "API_TOKEN", "value": "s3cret"},
@@ -791,6 +880,14 @@ OPS: dict[tuple[str, str], Op] = {
         links={"201": {"RevokeKey": _link("keys_revoke", id="$response.body#/id")}},
     ),
     ("DELETE", "/api/v1/keys/{id}"): Op(ok=json_ok(ref("Deleted"))),
+    # channels (issue 21)
+    ("GET", "/api/v1/channels"): Op(query=PAGE, ok=json_ok(page("channels", "Channel"))),
+    ("POST", "/api/v1/channels"): Op(body="ChannelCreate", ok=json_ok(ref("ChannelCreated"), "201")),
+    ("GET", "/api/v1/channels/{id}"): Op(ok=json_ok(ref("ChannelDetail"))),
+    ("PATCH", "/api/v1/channels/{id}"): Op(body="ChannelUpdate", ok=json_ok(ref("ChannelDetail"))),
+    ("DELETE", "/api/v1/channels/{id}"): Op(ok=json_ok(ref("Deleted"))),
+    ("PUT", "/api/v1/channels/{id}/functions"): Op(body="ChannelFunctions", ok=json_ok(ref("ChannelDetail"))),
+    ("POST", "/api/v1/channels/{id}/rotate"): Op(ok=json_ok(ref("ChannelCreated"))),
     # routes
     ("GET", "/api/v1/routes"): Op(query=(FUNCTION_FILTER,), ok=json_ok(page("routes", "Route"))),
     ("POST", "/api/v1/routes"): Op(

@@ -58,6 +58,7 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         ("post", "/api/v1/functions/{id}/kill"),
         ("post", "/api/v1/auth/refresh"),
         ("post", "/api/v1/auth/logout"),
+        ("post", "/api/v1/channels/{id}/rotate"),
     }
     for path, ops in paths.items():
         for method, op in ops.items():
@@ -213,6 +214,8 @@ CORS_ORIGINS = (
         ["https://a.example"] * 65,
     ],
 )
+FUNCTION_IDS = ([[], ["agree"]], ["agree", [5], [""], ["x" * 129], ["x"] * 257])
+DESCRIPTIONS = ([{}], ["x", {"agree": 5}, {"agree": "x" * 1025}])
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
 POOL = (
     [{}, {"min_warm": 0, "max_warm": 256}, {"scale_to_zero": False, "idle_ttl_seconds": 86400}],
@@ -234,6 +237,7 @@ EXTRA_INVALID: dict[str, list[dict[str, Any]]] = {
     "FunctionCreate": [{"name": "x-mixed", "runtime": "node", "entrypoint": "x.py"}],
     "Rollback": [{}, {"deployment_id": "a", "code_hash": "b"}],
     "KeyCreate": [{"name": "k", "expires_in_days": 1, "expires_at": "2999-01-01T00:00:00Z"}],
+    "ChannelCreate": [{"name": "c", "expires_in_days": 1, "expires_at": "2999-01-01T00:00:00Z"}],
 }
 
 
@@ -249,6 +253,10 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         return ENV_VARS
     if field == "permissions":
         return PERMS
+    if field == "function_ids":
+        return FUNCTION_IDS
+    if field == "descriptions":
+        return DESCRIPTIONS
     if field == "cors_origins":
         return CORS_ORIGINS
     if field == "pool":
@@ -294,6 +302,7 @@ def test_request_schemas_agree_with_the_handlers(make_orvad) -> None:  # type: i
 def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
     schemas = spec["components"]["schemas"]
     fn = admin.post("/api/v1/functions", json={"name": "agree", "runtime": "python"}).json()
+    channel = admin.post("/api/v1/channels", json={"name": "agree"}).json()
     names = iter(range(10_000))
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     STRINGS["expires_at"] = ([future], STRINGS["expires_at"][1])
@@ -322,6 +331,11 @@ def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
             "POST", f"/api/v1/functions/{fn['id']}/rollback", lambda: {"deployment_id": "nope"}, alone=True
         ),
         "KeyCreate": Target("POST", "/api/v1/keys", lambda: {"name": "k"}),
+        "ChannelCreate": Target("POST", "/api/v1/channels", lambda: {"name": "<fresh>"}, fresh_name),
+        "ChannelUpdate": Target("PATCH", f"/api/v1/channels/{channel['id']}", dict),
+        "ChannelFunctions": Target(
+            "PUT", f"/api/v1/channels/{channel['id']}/functions", lambda: {"function_ids": []}
+        ),
         "RouteSave": Target("PUT", "/api/v1/routes", lambda: {"path": "/r", "function_id": fn["id"]}),
         "PoolConfigUpdate": Target(
             "PUT",
