@@ -36,6 +36,8 @@ from orvad.host.memtrim import HeapTrimmer
 from orvad.http.cors import Cors, function_lookup
 from orvad.http.middleware import BodyLimit, HostGuard, RequestContext, error_parts
 from orvad.http.origins import Origins
+from orvad.mcp.endpoint import PATH as MCP_PATH
+from orvad.mcp.endpoint import McpEndpoint
 
 _ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
@@ -92,11 +94,14 @@ class OrvaApp(Starlette):
     cost every warm invoke a few percent of its CPU.
     """
 
-    def __init__(self, invoke: ASGIApp, functions_only: ASGIApp, origins: Origins, **kwargs: Any) -> None:
+    def __init__(
+        self, invoke: ASGIApp, functions_only: ASGIApp, origins: Origins, mcp: McpEndpoint, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.invoke = invoke
         self.functions_only = functions_only
         self.origins = origins
+        self.mcp = mcp  # /mcp (a route below); `orvad serve` runs its session manager: `async with app.mcp.running()`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/"):
@@ -172,11 +177,15 @@ def create_app(daemon: Daemon) -> OrvaApp:
     for cls, args, kwargs in reversed([common[0], cors(False), *common[1:]]):  # the same layers for /fn/
         invoke = cls(invoke, *args, **kwargs)
         functions_only = cls(functions_only, *args, **kwargs)
+    mcp = McpEndpoint(daemon, daemon.origins)
     app = OrvaApp(
         invoke,
         functions_only,
         daemon.origins,
+        mcp,
         routes=[
+            # every method: POST, GET (the SSE stream), DELETE (ends a session); not in the OpenAPI document
+            Route(MCP_PATH, mcp, include_in_schema=False),
             *health.routes,
             *auth.routes,
             *keys.routes,
