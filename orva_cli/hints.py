@@ -96,6 +96,10 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
         (r"/api/v1/system/metrics.*", lambda: "orva system metrics"),
         (r"/api/v1/keys(/.*)?", lambda: "orva keys create NAME" if method == "POST" else "orva keys list"),
         (
+            r"/api/v1/channels(/.*)?",
+            lambda: "orva channels create NAME -f FUNCTION" if method == "POST" else "orva channels list",
+        ),
+        (
             r"/api/v1/routes",
             lambda: {
                 "PUT": "orva routes set PATH FUNCTION",
