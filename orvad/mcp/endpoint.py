@@ -16,6 +16,7 @@ serve`` around the server); an app without it (in-process tests) answers 404 at 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -112,12 +113,40 @@ class McpEndpoint:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        async with self.manager.run():
-            self._running = True
+        """The session manager's task group, for as long as the block runs. It runs in a task of its
+        own (one object with its own close: orvad/tasks.py): anyio's group, cancelled at its end with
+        sessions still open, leaks a CancelledError out of the block on asyncio, which would end
+        ``orvad serve`` with a traceback. Awaited here, the task's cancellation is told apart from
+        our own."""
+        stop = asyncio.Event()
+        started = asyncio.Event()
+
+        async def serve() -> None:
+            async with self.manager.run():
+                self._running = True
+                started.set()
+                try:
+                    await stop.wait()
+                finally:
+                    self._running = False
+
+        task = asyncio.create_task(serve(), name="orva-mcp-sessions")
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()  # it failed to start: raise why
+        try:
+            yield
+        finally:
+            stop.set()
             try:
-                yield
-            finally:
-                self._running = False
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves
+                log.info("the MCP session manager stopped with sessions still open")
 
     def _base_url(self, scope: Scope) -> str:
         public = self.daemon.settings.public_url

@@ -5,6 +5,7 @@ the protected-resource metadata, a foreign Origin refused, and DELETE ending a s
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -161,3 +162,46 @@ def test_delete_ends_the_session_and_a_session_is_bound_to_its_key(orvad: Orvad)
 
     assert httpx.delete(f"{orvad.url}/mcp", headers=session).status_code == 200
     assert _rpc(orvad, session, {"jsonrpc": "2.0", "id": 4, "method": "tools/list"}).status_code == 404
+
+
+def test_the_body_cap_holds_and_a_stop_with_an_open_session_is_clean(make_orvad: Any) -> None:
+    """Over ORVA_MAX_BODY_BYTES: 413 envelope. SIGTERM with a session's GET stream open: the stream
+    ends and orvad exits 0 within the drain (regression: the SDK's task group leaked a CancelledError)."""
+    server: Orvad = make_orvad(env={"ORVA_MAX_BODY_BYTES": "65536"})
+    headers = {**ACCEPT, "X-Orva-API-Key": server.admin_key}
+    opened = httpx.post(f"{server.url}/mcp", json=INIT, headers=headers)
+    session = {
+        **headers,
+        "Mcp-Session-Id": opened.headers["mcp-session-id"],
+        "Mcp-Protocol-Version": "2025-06-18",
+    }
+    notified = httpx.post(
+        f"{server.url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
+    )
+    assert notified.status_code == 202
+
+    big = httpx.post(f"{server.url}/mcp", content=b'{"x": "' + b"a" * 70_000 + b'"}', headers=session)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+    stream_open = threading.Event()
+    ended: list[str] = []
+
+    def listen() -> None:
+        try:
+            with httpx.stream(
+                "GET", f"{server.url}/mcp", headers={**session, "Accept": "text/event-stream"}, timeout=60
+            ) as s:
+                assert s.status_code == 200
+                stream_open.set()
+                for _ in s.iter_lines():
+                    pass
+            ended.append("closed")
+        except httpx.HTTPError as exc:
+            ended.append(type(exc).__name__)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert stream_open.wait(10), "the session's GET stream did not open"
+    assert server.stop(timeout_s=15) == 0, server.stderr()[-3000:]
+    listener.join(10)
+    assert ended and "Traceback" not in server.stderr()
