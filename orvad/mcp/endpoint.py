@@ -37,6 +37,7 @@ from orvad.errors import Forbidden, NotFound, Unauthorized
 from orvad.http.origins import Origins, host_name
 from orvad.mcp import tools
 from orvad.mcp.tools import Caller
+from orvad.services.channels import looks_like_channel_token
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
@@ -168,6 +169,17 @@ class McpEndpoint:
         token = credential(scope)
         if token is None:
             raise self._unauthorized(scope, "/mcp needs a credential")
+        if looks_like_channel_token(token):
+            channel = self.daemon.channels.authenticate(token)
+            if channel is None:
+                raise self._unauthorized(scope, "the channel token is unknown, rotated, deleted or expired")
+            return Caller(
+                key_id=channel.row.id,
+                key_name=channel.row.name,
+                permissions=frozenset(),
+                token=token,
+                channel_id=channel.row.id,
+            )
         row = self.daemon.keys.authenticate(token) if looks_like_key(token) else None
         if row is None:
             raise self._unauthorized(scope, "the credential is not a live API key of this orvad")
@@ -198,7 +210,11 @@ class McpEndpoint:
         scope[SCOPE_KEY] = caller
         # the SDK binds a session to the credential that opened it (another one gets 404)
         scope["user"] = AuthenticatedUser(
-            AccessToken(token="", client_id=f"key:{caller.key_id}", scopes=sorted(caller.permissions))
+            AccessToken(
+                token="",
+                client_id=f"channel:{caller.channel_id}" if caller.channel_id else f"key:{caller.key_id}",
+                scopes=sorted(caller.permissions),
+            )
         )
         await self.manager.handle_request(scope, receive, send)
 
@@ -214,6 +230,13 @@ class McpEndpoint:
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         caller = self._caller(ctx)
+        if caller.channel_id is not None:
+            return types.ListToolsResult(
+                tools=[
+                    types.Tool(name=name, description=description, input_schema=tools.CHANNEL_INPUT)
+                    for name, description, _fid in await tools.channel_tools(self.daemon, caller)
+                ]
+            )
         return types.ListToolsResult(
             tools=[
                 types.Tool(
@@ -231,7 +254,11 @@ class McpEndpoint:
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         caller = self._caller(ctx)
-        reply = await tools.call(self.daemon, caller, params.name, dict(params.arguments or {}))
+        args = dict(params.arguments or {})
+        if caller.channel_id is not None:
+            reply = await tools.call_channel_tool(self.daemon, caller, params.name, args)
+        else:
+            reply = await tools.call(self.daemon, caller, params.name, args)
         log.info(
             "mcp tool call",
             extra={"tool": params.name, "key_id": caller.key_id, "is_error": reply.is_error},

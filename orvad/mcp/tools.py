@@ -31,10 +31,11 @@ class Caller:
     """Who is calling /mcp in operator mode: an API key, its permissions, and the key itself (an
     ``api_key`` function invoked through ``invoke_function`` is admitted with it)."""
 
-    key_id: str
+    key_id: str  # the API key's id, or the channel's in channel mode
     key_name: str
-    permissions: frozenset[str]
+    permissions: frozenset[str]  # none in channel mode
     token: str
+    channel_id: str | None = None  # channel mode: the channel's tools only
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -177,6 +178,8 @@ async def invoke_function(daemon: Daemon, caller: Caller, args: dict[str, Any]) 
     if not isinstance(sent, dict) or not all(isinstance(v, str) for v in sent.values()):
         raise _bad("headers", "must be an object of strings", 'pass headers like {"x-trace": "1"}')
     for name, value in sent.items():
+        if name.lower() in ("x-orva-api-key", "authorization"):
+            continue  # the caller's own credential admits it (below), never one the agent names
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     query = args.get("query") or {}
     if not isinstance(query, dict):
@@ -191,7 +194,8 @@ async def invoke_function(daemon: Daemon, caller: Caller, args: dict[str, Any]) 
         raw = json.dumps(body).encode()
         if "content-type" not in sent:
             headers.append((b"content-type", b"application/json"))
-    # an api_key function admits the caller's own key (it has invoke: the tool requires it)
+    # an api_key function admits the caller's own key (it has invoke: the tool requires it);
+    # the handler never sees it (orvad/invoke/event.py removes Orva's credentials)
     headers.append((b"x-orva-api-key", caller.token.encode()))
     result = await daemon.invoker.dispatch(
         InvokeRequest(
@@ -332,13 +336,63 @@ async def call(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) 
             )
         outcome = await tool.handler(daemon, caller, args)
     except OrvaError as exc:
-        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
-        if exc.hint:
-            error["hint"] = exc.hint
-        if exc.details:
-            error["details"] = exc.details
-        text = f"{exc.code}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-        return ToolReply(text=text, structured={"error": error}, is_error=True)
+        return error_reply(exc)
     if isinstance(outcome, ToolReply):
         return outcome
     return ToolReply(text=json.dumps(outcome), structured=outcome if isinstance(outcome, dict) else None)
+
+
+# channel mode: one tool per function bundled in the channel (orvad/services/channels.py)
+CHANNEL_INPUT: dict[str, Any] = _obj(
+    {
+        "body": {"description": "the request body: a string as is, anything else as JSON"},
+        "query": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "method": {"type": "string", "description": "HTTP method the handler sees (default POST)"},
+        "path": {"type": "string", "description": "the path after the function's own (default /)"},
+    }
+)
+
+
+async def channel_tools(daemon: Daemon, caller: Caller) -> list[tuple[str, str, str]]:
+    """(tool name, description, function id) of every function bundled in the caller's channel."""
+    channel = await daemon.channels.get(caller.channel_id or "")
+    return [
+        (f.tool, f.description or f.function_description or f"Invoke the function {f.name}", f.function_id)
+        for f in channel.functions
+    ]
+
+
+async def call_channel_tool(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) -> ToolReply:
+    """A channel's tool: invoke its function (trigger mcp), the reply as the tool result."""
+    try:
+        found = {tool: fid for tool, _d, fid in await channel_tools(daemon, caller)}
+        if name not in found:
+            raise NotFound(f"no tool {name!r} in this channel", hint="list the tools with tools/list")
+        fn = daemon.functions.get(found[name])
+        if fn is None:
+            raise NotFound(
+                f"the function behind {name} no longer exists", hint="list the tools with tools/list"
+            )
+        if fn.auth_mode != "none":
+            raise Forbidden(
+                f"channel mode cannot invoke {fn.name} yet: its auth_mode is {fn.auth_mode}",
+                hint="only functions with auth_mode none are invoked through a channel for now",
+                details={"auth_mode": fn.auth_mode},
+            )
+        outcome = await invoke_function(daemon, caller, {**args, "function": fn.id})
+    except OrvaError as exc:
+        return error_reply(exc)
+    assert isinstance(outcome, ToolReply)
+    return outcome
+
+
+def error_reply(exc: OrvaError) -> ToolReply:
+    """An OrvaError as an error result: ``CODE: message (hint: ...)`` and the envelope's fields."""
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.hint:
+        error["hint"] = exc.hint
+    if exc.details:
+        error["details"] = exc.details
+    text = f"{exc.code}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
+    return ToolReply(text=text, structured={"error": error}, is_error=True)

@@ -205,3 +205,23 @@ def test_the_body_cap_holds_and_a_stop_with_an_open_session_is_clean(make_orvad:
     assert server.stop(timeout_s=15) == 0, server.stderr()[-3000:]
     listener.join(10)
     assert ended and "Traceback" not in server.stderr()
+
+
+async def test_a_channel_token_sees_one_tool_per_bundled_function_and_invokes_it(
+    orvad: Orvad, deployed: str
+) -> None:
+    with orvad.admin() as api:
+        made = api.post(
+            "/api/v1/channels", json={"name": f"ch-{uuid.uuid4().hex[:6]}", "function_ids": [deployed]}
+        )
+        assert made.status_code == 201, made.text
+        token = made.json()["token"]
+    async with _session(orvad, token) as session:
+        listed = (await session.list_tools()).tools
+        assert [t.name for t in listed] == [deployed.replace("-", "_")]
+        assert set(listed[0].input_schema["properties"]) == {"body", "query", "headers", "method", "path"}
+        result = await session.call_tool(listed[0].name, {"body": {"n": 3}})
+        assert not result.is_error and result.structured_content == {"got": '{"n": 3}', "method": "POST"}
+        assert (await session.call_tool("list_functions", {})).is_error  # no management in channel mode
+    r = httpx.post(f"{orvad.url}/mcp", json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {token}x"})
+    assert r.status_code == 401
