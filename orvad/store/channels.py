@@ -47,8 +47,8 @@ class ChannelStore:
     async def get(self, channel_id: str) -> ChannelRow | None:
         row = await self._db.fetchone(
             f"SELECT {_COLUMNS}, (SELECT COUNT(*) FROM channel_functions f WHERE f.channel_id = c.id)"
-            " AS function_count FROM channels c WHERE c.id = ? OR c.name = ?",
-            (channel_id, channel_id),
+            " AS function_count FROM channels c WHERE c.id = ? OR c.name = ? ORDER BY c.id = ? DESC LIMIT 1",
+            (channel_id, channel_id, channel_id),
         )
         return _row(row) if row else None
 

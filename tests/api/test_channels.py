@@ -198,3 +198,20 @@ def test_a_key_without_admin_is_forbidden(orvad: Orvad, admin: httpx.Client) -> 
         for method, path in (("GET", "/api/v1/channels"), ("POST", "/api/v1/channels")):
             r = c.request(method, path, json={"name": "x"} if method == "POST" else None)
             assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "admin"
+
+
+def test_an_id_wins_over_a_name_and_an_empty_override_clears(admin: httpx.Client) -> None:
+    first = admin.post("/api/v1/channels", json={"name": _name("bot")}).json()
+    # a second channel named like the first one's id: the id still names the first
+    second = admin.post("/api/v1/channels", json={"name": first["id"]}).json()
+    assert admin.get(f"/api/v1/channels/{first['id']}").json()["id"] == first["id"]
+    fid = _fn(admin, _name("clr"), "own")
+    url = f"/api/v1/channels/{second['id']}/functions"
+    assert (
+        admin.put(url, json={"function_ids": [fid], "descriptions": {fid: "x"}}).json()["functions"][0][
+            "description"
+        ]
+        == "x"
+    )
+    cleared = admin.put(url, json={"function_ids": [fid], "descriptions": {fid: ""}}).json()["functions"][0]
+    assert cleared["description"] is None and cleared["function_description"] == "own"
