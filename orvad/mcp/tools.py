@@ -231,6 +231,11 @@ def reply_result(status: int, content_type: str | None, body: bytes, complete: b
     return ToolReply(text=text, structured=structured, is_error=is_error)
 
 
+async def delete_function(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
+    fn = await daemon.functions.delete(_string(args, "function", required=True) or "")
+    return {"id": fn.id, "name": fn.name, "deleted": True}
+
+
 TOOLS: tuple[ToolDef, ...] = (
     ToolDef(
         "list_functions",
@@ -275,6 +280,15 @@ TOOLS: tuple[ToolDef, ...] = (
         ),
         "invoke",
         invoke_function,
+        read_only=False,
+    ),
+    ToolDef(
+        "delete_function",
+        "Delete a function with its versions on disk, secrets, routes and pool. Cannot be undone.",
+        _obj({"function": _FUNCTION_ARG}, ("function",)),
+        "write",
+        delete_function,
+        destructive=True,
         read_only=False,
     ),
     ToolDef(

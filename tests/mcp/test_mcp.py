@@ -225,3 +225,23 @@ async def test_a_channel_token_sees_one_tool_per_bundled_function_and_invokes_it
         assert (await session.call_tool("list_functions", {})).is_error  # no management in channel mode
     r = httpx.post(f"{orvad.url}/mcp", json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {token}x"})
     assert r.status_code == 401
+
+
+async def test_a_destructive_tool_needs_confirm_true(orvad: Orvad) -> None:
+    name = f"mcp-doomed-{uuid.uuid4().hex[:6]}"
+    with orvad.admin() as api:
+        create_function(api, name)
+    async with _session(orvad, _key(orvad, "read", "write")) as session:
+        tool = next(t for t in (await session.list_tools()).tools if t.name == "delete_function")
+        assert tool.input_schema["required"] == ["function", "confirm"] and "confirm: true" in (
+            tool.description or ""
+        )
+        assert tool.annotations is not None and tool.annotations.destructive_hint
+        refused = await session.call_tool("delete_function", {"function": name})
+        assert refused.is_error and refused.structured_content["error"]["code"] == "VALIDATION"
+        with orvad.admin() as api:
+            assert api.get(f"/api/v1/functions/{name}").status_code == 200
+        done = await session.call_tool("delete_function", {"function": name, "confirm": True})
+        assert not done.is_error and done.structured_content["deleted"] is True
+        with orvad.admin() as api:
+            assert api.get(f"/api/v1/functions/{name}").status_code == 404
