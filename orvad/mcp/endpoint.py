@@ -35,8 +35,8 @@ from orvad import __version__
 from orvad.auth.keys import KEY_PREFIX, looks_like_key
 from orvad.errors import Forbidden, NotFound, Unauthorized
 from orvad.http.origins import Origins, host_name
-from orvad.mcp import tools
-from orvad.mcp.tools import Caller
+from orvad.mcp import channel, tools
+from orvad.mcp.results import Caller
 from orvad.services.channels import looks_like_channel_token
 
 if TYPE_CHECKING:
@@ -233,8 +233,8 @@ class McpEndpoint:
         if caller.channel_id is not None:
             return types.ListToolsResult(
                 tools=[
-                    types.Tool(name=name, description=description, input_schema=tools.CHANNEL_INPUT)
-                    for name, description, _fid in await tools.channel_tools(self.daemon, caller)
+                    types.Tool(name=name, description=description, input_schema=channel.CHANNEL_INPUT)
+                    for name, description, _fid in await channel.channel_tools(self.daemon, caller)
                 ]
             )
         return types.ListToolsResult(
@@ -256,7 +256,7 @@ class McpEndpoint:
         caller = self._caller(ctx)
         args = dict(params.arguments or {})
         if caller.channel_id is not None:
-            reply = await tools.call_channel_tool(self.daemon, caller, params.name, args)
+            reply = await channel.call_channel_tool(self.daemon, caller, params.name, args)
         else:
             reply = await tools.call(self.daemon, caller, params.name, args)
         log.info(

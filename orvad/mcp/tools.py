@@ -12,43 +12,24 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from orvad import __version__
-from orvad.errors import Forbidden, NotFound, OrvaError, ValidationError
-from orvad.invoke import InvokeRequest
+from orvad.errors import Forbidden, NotFound, OrvaError
+from orvad.mcp.invocation import invoke
+from orvad.mcp.results import (
+    MAX_LIMIT,
+    Caller,
+    ToolReply,
+    bad,
+    error_reply,
+    limit_arg,
+    string_arg,
+)
 from orvad.models import FunctionStatus
 from orvad.services.serialisers import function_json
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
-
-MAX_LIMIT = 200
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling /mcp in operator mode: an API key, its permissions, and the key itself (an
-    ``api_key`` function invoked through ``invoke_function`` is admitted with it)."""
-
-    key_id: str  # the API key's id, or the channel's in channel mode
-    key_name: str
-    permissions: frozenset[str]  # none in channel mode
-    token: str
-    channel_id: str | None = None  # channel mode: the channel's tools only
-
-    def can(self, permission: str) -> bool:
-        return permission in self.permissions
-
-
-@dataclass
-class ToolReply:
-    """A tool result other than plain JSON: text, optional structured content, error or not."""
-
-    text: str
-    structured: dict[str, Any] | None = None
-    is_error: bool = False
-
 
 Handler = Callable[["Daemon", Caller, dict[str, Any]], Awaitable[Any]]
 
@@ -98,54 +79,30 @@ _LIMIT_ARG = {
 }
 
 
-def _bad(field_name: str, message: str, hint: str) -> ValidationError:
-    return ValidationError(f"{field_name} {message}", hint=hint, details={"field": field_name})
-
-
-def _string(args: dict[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = args.get(name)
-    if value is None:
-        if required:
-            raise _bad(name, "is required", f"pass {name} in the tool's arguments")
-        return None
-    if not isinstance(value, str) or not value:
-        raise _bad(name, "must be a non-empty string", f"pass {name} as a string")
-    return value
-
-
-def _limit(args: dict[str, Any]) -> int:
-    value = args.get("limit", 50)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise _bad(
-            "limit", f"must be an integer from 1 to {MAX_LIMIT}", f"pass limit between 1 and {MAX_LIMIT}"
-        )
-    return value
-
-
 # the handlers
 async def list_functions(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
     fns = daemon.functions.list(
-        status=_string(args, "status"), runtime=_string(args, "runtime"), text=_string(args, "q")
+        status=string_arg(args, "status"), runtime=string_arg(args, "runtime"), text=string_arg(args, "q")
     )
-    limit = _limit(args)
+    limit = limit_arg(args)
     return {"functions": [function_json(f) for f in fns[:limit]], "total": len(fns)}
 
 
 async def get_function(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    return function_json(daemon.functions.resolve(_string(args, "function", required=True) or ""))
+    return function_json(daemon.functions.resolve(string_arg(args, "function", required=True) or ""))
 
 
 async def list_executions(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    wanted = _string(args, "function")
+    wanted = string_arg(args, "function")
     function_id = daemon.functions.resolve(wanted).id if wanted else None
-    status = _string(args, "status")
+    status = string_arg(args, "status")
     filters: dict[str, Any] = {"function_id": function_id, "status": status, "since": None, "until": None}
-    rows = await daemon.executions.list(**filters, cursor=None, limit=_limit(args))
+    rows = await daemon.executions.list(**filters, cursor=None, limit=limit_arg(args))
     return {"executions": rows, "total": await daemon.executions.count(**filters)}
 
 
 async def get_execution_logs(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    execution_id = _string(args, "execution_id", required=True) or ""
+    execution_id = string_arg(args, "execution_id", required=True) or ""
     found = await daemon.executions.logs(execution_id)
     if found is None:
         raise NotFound(
@@ -168,71 +125,13 @@ async def health(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
 
 
 async def invoke_function(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    fn = daemon.functions.resolve(_string(args, "function", required=True) or "")
-    method = (_string(args, "method") or "POST").upper()
-    path = _string(args, "path") or "/"
-    if not path.startswith("/"):
-        path = "/" + path
-    headers: list[tuple[bytes, bytes]] = []
-    sent = args.get("headers") or {}
-    if not isinstance(sent, dict) or not all(isinstance(v, str) for v in sent.values()):
-        raise _bad("headers", "must be an object of strings", 'pass headers like {"x-trace": "1"}')
-    for name, value in sent.items():
-        if name.lower() in ("x-orva-api-key", "authorization"):
-            continue  # the caller's own credential admits it (below), never one the agent names
-        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-    query = args.get("query") or {}
-    if not isinstance(query, dict):
-        raise _bad("query", "must be an object", 'pass query like {"page": "2"}')
-    body = args.get("body")
-    raw: bytes
-    if body is None:
-        raw = b""
-    elif isinstance(body, str):
-        raw = body.encode()
-    else:
-        raw = json.dumps(body).encode()
-        if "content-type" not in sent:
-            headers.append((b"content-type", b"application/json"))
-    # an api_key function admits the caller's own key (it has invoke: the tool requires it);
-    # the handler never sees it (orvad/invoke/event.py removes Orva's credentials)
-    headers.append((b"x-orva-api-key", caller.token.encode()))
-    result = await daemon.invoker.dispatch(
-        InvokeRequest(
-            fn,
-            subpath=path,
-            trigger="mcp",
-            method=method,
-            headers=headers,
-            query=urlencode({k: str(v) for k, v in query.items()}).encode(),
-            body=raw,
-        )
+    return await invoke(
+        daemon, caller, daemon.functions.resolve(string_arg(args, "function", required=True) or ""), args
     )
-    return reply_result(result.status, result.header("content-type"), result.body, result.complete)
-
-
-def reply_result(status: int, content_type: str | None, body: bytes, complete: bool) -> ToolReply:
-    """A function's reply as a tool result: JSON as text plus structuredContent (an object as is,
-    anything else under ``result``), other text as text; a status of 400 or more is an error result."""
-    text = body.decode("utf-8", errors="replace")
-    structured: dict[str, Any] | None = None
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media == "" or media.endswith("json"):  # a handler's dict body may come without a content-type
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        else:
-            if media or isinstance(parsed, (dict, list)):
-                structured = parsed if isinstance(parsed, dict) else {"result": parsed}
-    is_error = status >= 400 or not complete
-    if not complete:
-        text += "\n[the reply was cut: the function's stream failed after its first bytes]"
-    return ToolReply(text=text, structured=structured, is_error=is_error)
 
 
 async def delete_function(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    fn = await daemon.functions.delete(_string(args, "function", required=True) or "")
+    fn = await daemon.functions.delete(string_arg(args, "function", required=True) or "")
     return {"id": fn.id, "name": fn.name, "deleted": True}
 
 
@@ -345,68 +244,10 @@ async def call(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) 
                 details={"required": tool.permission, "granted": sorted(caller.permissions)},
             )
         if tool.destructive and args.get("confirm") is not True:
-            raise _bad(
-                "confirm", "must be true", f"{name} cannot be undone: call it again with confirm: true"
-            )
+            raise bad("confirm", "must be true", f"{name} cannot be undone: call it again with confirm: true")
         outcome = await tool.handler(daemon, caller, args)
     except OrvaError as exc:
         return error_reply(exc)
     if isinstance(outcome, ToolReply):
         return outcome
     return ToolReply(text=json.dumps(outcome), structured=outcome if isinstance(outcome, dict) else None)
-
-
-# channel mode: one tool per function bundled in the channel (orvad/services/channels.py)
-CHANNEL_INPUT: dict[str, Any] = _obj(
-    {
-        "body": {"description": "the request body: a string as is, anything else as JSON"},
-        "query": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "method": {"type": "string", "description": "HTTP method the handler sees (default POST)"},
-        "path": {"type": "string", "description": "the path after the function's own (default /)"},
-    }
-)
-
-
-async def channel_tools(daemon: Daemon, caller: Caller) -> list[tuple[str, str, str]]:
-    """(tool name, description, function id) of every function bundled in the caller's channel."""
-    channel = await daemon.channels.get(caller.channel_id or "")
-    return [
-        (f.tool, f.description or f.function_description or f"Invoke the function {f.name}", f.function_id)
-        for f in channel.functions
-    ]
-
-
-async def call_channel_tool(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) -> ToolReply:
-    """A channel's tool: invoke its function (trigger mcp), the reply as the tool result."""
-    try:
-        found = {tool: fid for tool, _d, fid in await channel_tools(daemon, caller)}
-        if name not in found:
-            raise NotFound(f"no tool {name!r} in this channel", hint="list the tools with tools/list")
-        fn = daemon.functions.get(found[name])
-        if fn is None:
-            raise NotFound(
-                f"the function behind {name} no longer exists", hint="list the tools with tools/list"
-            )
-        if fn.auth_mode != "none":
-            raise Forbidden(
-                f"channel mode cannot invoke {fn.name} yet: its auth_mode is {fn.auth_mode}",
-                hint="only functions with auth_mode none are invoked through a channel for now",
-                details={"auth_mode": fn.auth_mode},
-            )
-        outcome = await invoke_function(daemon, caller, {**args, "function": fn.id})
-    except OrvaError as exc:
-        return error_reply(exc)
-    assert isinstance(outcome, ToolReply)
-    return outcome
-
-
-def error_reply(exc: OrvaError) -> ToolReply:
-    """An OrvaError as an error result: ``CODE: message (hint: ...)`` and the envelope's fields."""
-    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    if exc.hint:
-        error["hint"] = exc.hint
-    if exc.details:
-        error["details"] = exc.details
-    text = f"{exc.code}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-    return ToolReply(text=text, structured={"error": error}, is_error=True)
