@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +18,11 @@ from orvad.store.channels import ChannelRow
 
 MAX_DESCRIPTION = 1024
 MAX_FUNCTIONS = 256
+# client-config: the snippets read the token from this environment variable (docs/MCP.md, "Client set-up")
+TOKEN_VAR = "ORVA_CHANNEL_TOKEN"
+TOKEN_SLOT = "<paste the orva_chn_ token here>"
+# mcp-remote refuses plain http except for these hosts unless given --allow-http
+_MCP_REMOTE_LOCAL = ("localhost", "127.0.0.1")
 
 
 def channel_json(row: ChannelRow, function_count: int | None = None) -> dict[str, Any]:
@@ -149,6 +156,55 @@ async def delete(request: Request) -> Response:
     return JSONResponse({"id": channel_id, "deleted": True})
 
 
+def base_url(request: Request) -> str:
+    """Where clients reach this orvad: ORVA_PUBLIC_URL, else the request's own scheme and Host."""
+    public = daemon_of(request).settings.public_url
+    if public:
+        return str(public).rstrip("/")
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}"
+
+
+def server_key(channel_name: str) -> str:
+    """The mcpServers key: orva-<channel name> reduced to letters, digits, - and _."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", channel_name.lower()).strip("-") or "channel"
+    return f"orva-{slug}"[:64]
+
+
+def client_config(url: str, channel_name: str) -> dict[str, Any]:
+    """Ready-to-paste MCP client configuration for a channel at `url` (…/mcp), the token left out:
+    each snippet reads it from the environment variable TOKEN_VAR (docs/MCP.md, "Client set-up")."""
+    key = server_key(channel_name)
+    split = urlsplit(url)
+    allow_http = (
+        ["--allow-http"] if split.scheme == "http" and split.hostname not in _MCP_REMOTE_LOCAL else []
+    )
+    # mcp-remote substitutes ${VAR} in --header values from its environment; the header argument holds no
+    # space because Claude Desktop on Windows and Cursor pass args to npx unquoted (mcp-remote's README)
+    args = ["-y", "mcp-remote", url, "--header", f"X-Orva-API-Key:${{{TOKEN_VAR}}}", *allow_http]
+    shell = " ".join(
+        ["npx -y mcp-remote", url, f'--header "Authorization: Bearer ${{{TOKEN_VAR}}}"', *allow_http]
+    )
+    return {
+        "url": url,
+        "token_placeholder": TOKEN_VAR,
+        "server_name": key,
+        "claude_desktop": {
+            "mcpServers": {key: {"command": "npx", "args": args, "env": {TOKEN_VAR: TOKEN_SLOT}}}
+        },
+        "cursor": {
+            "mcpServers": {key: {"url": url, "headers": {"Authorization": f"Bearer ${{env:{TOKEN_VAR}}}"}}}
+        },
+        "mcp_remote": shell,
+    }
+
+
+async def get_client_config(request: Request) -> Response:
+    """MCP client configuration for the channel (Claude Desktop, Cursor, an mcp-remote line); never the token."""
+    channel = await daemon_of(request).channels.get(request.path_params["id"])
+    return JSONResponse(client_config(base_url(request) + "/mcp", channel.row.name))
+
+
 routes = [
     Route("/api/v1/channels", list_channels, methods=["GET"]),
     Route("/api/v1/channels", create, methods=["POST"]),
@@ -157,4 +213,5 @@ routes = [
     Route("/api/v1/channels/{id}", delete, methods=["DELETE"]),
     Route("/api/v1/channels/{id}/functions", put_functions, methods=["PUT"]),
     Route("/api/v1/channels/{id}/rotate", rotate, methods=["POST"]),
+    Route("/api/v1/channels/{id}/client-config", get_client_config, methods=["GET"]),
 ]

@@ -335,6 +335,25 @@ RECORDS["ChannelCreated"] = {
         record({"token": {"type": "string", "pattern": "^orva_chn_[0-9a-f]{32}$"}}),
     ]
 }
+RECORDS["ChannelClientConfig"] = record(
+    {
+        "url": {
+            "type": "string",
+            "description": "this orvad's /mcp (ORVA_PUBLIC_URL, else the request's host)",
+        },
+        "token_placeholder": {
+            "type": "string",
+            "description": "the environment variable the snippets read the channel token from",
+        },
+        "server_name": {"type": "string", "description": "the key under mcpServers: orva-<channel name>"},
+        "claude_desktop": {
+            "type": "object",
+            "description": "claude_desktop_config.json's mcpServers entry (npx mcp-remote; token in env)",
+        },
+        "cursor": {"type": "object", "description": "Cursor's mcp.json entry (url + headers)"},
+        "mcp_remote": {"type": "string", "description": "a shell line running mcp-remote (stdio clients)"},
+    }
+)
 
 
 # ---- request bodies ------------------------------------------------------------------------------------
@@ -888,6 +907,7 @@ OPS: dict[tuple[str, str], Op] = {
     ("DELETE", "/api/v1/channels/{id}"): Op(ok=json_ok(ref("Deleted"))),
     ("PUT", "/api/v1/channels/{id}/functions"): Op(body="ChannelFunctions", ok=json_ok(ref("ChannelDetail"))),
     ("POST", "/api/v1/channels/{id}/rotate"): Op(ok=json_ok(ref("ChannelCreated"))),
+    ("GET", "/api/v1/channels/{id}/client-config"): Op(ok=json_ok(ref("ChannelClientConfig"))),
     # routes
     ("GET", "/api/v1/routes"): Op(query=(FUNCTION_FILTER,), ok=json_ok(page("routes", "Route"))),
     ("POST", "/api/v1/routes"): Op(
