@@ -39,7 +39,13 @@ def test_client_config_names_this_orvad_and_never_the_token(orvad: Orvad) -> Non
         desktop = cfg["claude_desktop"]["mcpServers"]["orva-support-bot"]
         assert desktop["command"] == "npx"
         # 127.0.0.1 over http: mcp-remote allows it without --allow-http; no space in any argument
-        assert desktop["args"] == ["-y", "mcp-remote", url, "--header", "X-Orva-API-Key:${ORVA_CHANNEL_TOKEN}"]
+        assert desktop["args"] == [
+            "-y",
+            "mcp-remote",
+            url,
+            "--header",
+            "X-Orva-API-Key:${ORVA_CHANNEL_TOKEN}",
+        ]
         assert list(desktop["env"]) == ["ORVA_CHANNEL_TOKEN"]
         cursor = cfg["cursor"]["mcpServers"]["orva-support-bot"]
         assert cursor == {"url": url, "headers": {"Authorization": "Bearer ${env:ORVA_CHANNEL_TOKEN}"}}
