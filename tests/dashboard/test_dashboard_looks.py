@@ -108,6 +108,7 @@ def test_phone_every_page_fits_and_the_menu_works(make_orvad, browser: Browser) 
             ("Functions", "Functions", "functions"),
             ("Invocations", "Invocations", "invocations"),
             ("Routes", "Routes", "routes"),
+            ("Channels", "Channels", "channels"),
             ("API keys", "API keys", "keys"),
             ("Settings", "Settings", "settings"),
             ("Overview", "Overview", "overview-again"),

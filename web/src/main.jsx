@@ -3,6 +3,7 @@ import "./style.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, setFunctionsOrigin, setUnauthorizedHandler } from "./api.js";
+import { lazy } from "./components/lazy.jsx";
 import { ConnectionBanner, ErrorBanner, Loading } from "./components/ui.jsx";
 import { currentRoute, match, navigate, useRoute } from "./router.js";
 import { setThemeChoice, THEME_CHOICES, useTheme } from "./theme.js";
@@ -15,11 +16,16 @@ import { OverviewView } from "./views/overview.jsx";
 import { RoutesView } from "./views/routes.jsx";
 import { SettingsView } from "./views/settings.jsx";
 
+// Channels are visited rarely: their page is a chunk of its own, loaded on first use
+const ChannelsView = lazy(() => import("./views/channels.jsx"), "ChannelsView", "channels page");
+const ChannelPage = lazy(() => import("./views/channels.jsx"), "ChannelPage", "channel page");
+
 const NAV = [
   ["/", "Overview"],
   ["/functions", "Functions"],
   ["/invocations", "Invocations"],
   ["/routes", "Routes"],
+  ["/channels", "Channels"],
   ["/keys", "API keys"],
   ["/settings", "Settings"],
 ];
@@ -31,6 +37,8 @@ const VIEWS = [
   ["/invocations", InvocationsView],
   ["/invocations/:id", InvocationsView],
   ["/routes", RoutesView],
+  ["/channels", ChannelsView],
+  ["/channels/:id", ChannelPage],
   ["/keys", KeysView],
   ["/settings", SettingsView],
 ];

@@ -41,6 +41,25 @@ function parseEnv(text) {
   return env;
 }
 
+function schemaText(schema) {
+  return schema ? JSON.stringify(schema, null, 2) : "";
+}
+
+// input_schema: the JSON Schema agents see as the function's MCP tool arguments; empty = null (the default)
+function parseSchema(text) {
+  if (!text.trim()) return null;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw {
+      code: "VALIDATION",
+      message: `the input schema is not valid JSON: ${e.message}`,
+      hint: 'Write a JSON object such as {"type": "object", "properties": {...}}, or leave it empty for the default.',
+      details: { field: "input_schema" },
+    };
+  }
+}
+
 // cors_origins: null inherits the server's ORVA_CORS_ORIGINS, [] turns orvad's CORS off, else the list
 function corsMode(origins) {
   if (origins == null) return "inherit";
@@ -68,7 +87,9 @@ export function SettingsTab({ fn, setFn }) {
     env: envText(fn.env_vars),
     cors_mode: corsMode(fn.cors_origins),
     cors_text: (fn.cors_origins || []).join("\n"),
+    schema_text: schemaText(fn.input_schema),
   });
+  const [schemaEdited, setSchemaEdited] = useState(false);
   const pool = useAsync(() => api.get(`pool/config${query({ function_id: fn.id })}`), [fn.id]);
   const [poolForm, setPoolForm] = useState(null);
   const save = useAction();
@@ -91,6 +112,8 @@ export function SettingsTab({ fn, setFn }) {
         cors_origins: corsBody(form.cors_mode, form.cors_text),
       };
       for (const k of NUMBERS) body[k] = Number(form[k]);
+      // sent only when edited: an orvad (or a function) without the field is left as it is
+      if (schemaEdited) body.input_schema = parseSchema(form.schema_text);
       if (poolForm) {
         // one request: orvad checks the function fields and the pool together and saves all or nothing
         body.pool = { scale_to_zero: Boolean(poolForm.scale_to_zero) };
@@ -106,15 +129,22 @@ export function SettingsTab({ fn, setFn }) {
         ...current,
         cors_mode: corsMode(updated.cors_origins),
         cors_text: (updated.cors_origins || []).join("\n"),
+        schema_text: schemaText(updated.input_schema),
       }));
+      setSchemaEdited(false);
       setSaved("Saved. Running workers are replaced in the background.");
     });
   };
   const setStatus = (status) => save.run(async () => setFn(await api.put(`functions/${fn.id}`, { status })));
 
+  // an error about the input schema is shown under that field, every other one at the top
+  const details = (save.error && save.error.details) || {};
+  const schemaError =
+    details.field === "input_schema" || (details.fields || []).includes("input_schema") ? save.error : null;
+
   return (
     <form class="form" onSubmit={submit} aria-label="Function settings">
-      <ErrorBanner error={save.error || pool.error} />
+      <ErrorBanner error={schemaError ? pool.error : save.error || pool.error} />
       {saved && <Notice kind="ok">{saved}</Notice>}
       <Field label="Description">
         <input name="description" value={form.description} onInput={set("description")} />
@@ -210,6 +240,22 @@ export function SettingsTab({ fn, setFn }) {
       <Field label="Environment variables" help="NAME=value, one per line. Use Secrets for anything sensitive.">
         <textarea name="env_vars" rows="4" value={form.env} onInput={set("env")} />
       </Field>
+      <Field
+        label="Input schema (MCP tool arguments)"
+        help="A JSON Schema object (type object) that tells AI agents what to send this function as a tool; empty = the default (body, query, headers, method, path)."
+      >
+        <textarea
+          name="input_schema"
+          rows="5"
+          value={form.schema_text}
+          placeholder='{"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}'
+          onInput={(e) => {
+            setSchemaEdited(true);
+            setForm({ ...form, schema_text: e.target.value });
+          }}
+        />
+      </Field>
+      {schemaError && <ErrorBanner error={schemaError} />}
       <h3>Warm pool</h3>
       {!poolValues ? (
         <Loading />

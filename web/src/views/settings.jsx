@@ -1,7 +1,19 @@
-// Settings: change password, and what this orvad is (version, build, data dir usage).
+// Settings: change password, what this orvad is (version, build, data dir usage), and the apps connected
+// through OAuth (claude.ai and other remote MCP connectors) with a button to cut each off.
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
-import { bytes, ErrorBanner, Field, Loading, Notice, useAction, useAsync } from "../components/ui.jsx";
+import {
+  ago,
+  bytes,
+  ConfirmButton,
+  ErrorBanner,
+  Field,
+  Loading,
+  Notice,
+  Table,
+  useAction,
+  useAsync,
+} from "../components/ui.jsx";
 
 export function SettingsView() {
   const info = useAsync(() => api.get("system/info"), []);
@@ -63,6 +75,7 @@ export function SettingsView() {
           </div>
         </Notice>
       )}
+      <ConnectedApps />
       <h2>Change password</h2>
       <form class="form narrow" onSubmit={submit} aria-label="Change password">
         <ErrorBanner error={action.error} />
@@ -103,6 +116,70 @@ export function SettingsView() {
           </button>
         </div>
       </form>
+    </section>
+  );
+}
+
+// OAuth clients (remote MCP connectors such as claude.ai) holding tokens for /mcp. An orvad without the
+// OAuth server answers 404: then the section says connectors are unavailable instead of showing an error.
+function ConnectedApps() {
+  const apps = useAsync(async () => {
+    try {
+      return (await api.get("oauth/connected-apps")).apps;
+    } catch (error) {
+      if (error.status === 404) return null;
+      throw error;
+    }
+  }, []);
+  const action = useAction();
+  const disconnect = (app) =>
+    action.run(async () => {
+      await api.del(`oauth/connected-apps/${encodeURIComponent(app.client_id)}`);
+      apps.reload();
+    });
+  return (
+    <section aria-label="Connected apps">
+      <h2>Connected apps</h2>
+      <p class="muted">
+        Apps you allowed to use this orvad's MCP server with OAuth (claude.ai and other remote connectors).
+        Disconnecting one revokes its tokens at once; it must ask for your consent again to come back.
+      </p>
+      <ErrorBanner error={apps.error || action.error} />
+      {apps.data === null && apps.loading ? (
+        <Loading />
+      ) : apps.data === null && apps.error ? null : apps.data === null ? (
+        <p class="muted empty" data-testid="connected-apps-unavailable">
+          Connected apps are not available on this orvad: it has no OAuth server for remote connectors. Agents can still
+          connect with a channel token (Channels).
+        </p>
+      ) : (
+        <Table
+          label="Connected apps"
+          rows={apps.data || []}
+          rowKey={(a) => a.client_id}
+          empty="No apps connected. A remote connector (such as claude.ai) appears here once you approve it."
+          columns={[
+            { title: "App", render: (a) => a.client_name || <code>{a.client_id}</code> },
+            { title: "Access", render: (a) => (a.scopes || []).join(", ") || "—" },
+            {
+              title: "Returns to",
+              render: (a) => (a.redirect_uris || []).map((u) => <div key={u}>{u}</div>),
+            },
+            { title: "Connected", render: (a) => ago(a.created_at) },
+            { title: "Last used", render: (a) => ago(a.last_used_at) },
+            {
+              title: "",
+              render: (a) => (
+                <ConfirmButton
+                  label="Disconnect"
+                  question={`Disconnect ${a.client_name || a.client_id}? Its tokens stop working at once.`}
+                  onConfirm={() => disconnect(a)}
+                />
+              ),
+            },
+          ]}
+        />
+      )}
     </section>
   );
 }
