@@ -2,6 +2,9 @@
 the id it names), the answer's status. The guard (orvad/auth/guard.py) tells it of every
 state-changing call once answered; rows go to the store through the batched writer.
 
+Every MCP tool call (operator and channel mode) is a row too (``record_mcp``): method ``MCP``, path
+``/mcp tools/call <tool>``, the actor the credential names (a key, a channel, later an OAuth client).
+
 Anonymous refused calls get no row (anyone who reaches the port could write them without bound):
 they are counted by reason in ``orva_audit_refused_total`` (orvad/store/audit.py ``refused_reason``).
 """
@@ -14,6 +17,8 @@ from orvad.clock import now_iso
 from orvad.ids import uuid7
 from orvad.services.metrics import Metrics
 from orvad.store.audit import AuditStore, refused_reason
+
+MCP_METHOD = "MCP"  # the audit rows of /mcp tool calls (GET /api/v1/audit-log?method=MCP)
 
 if TYPE_CHECKING:
     from orvad.auth.guard import Principal
@@ -54,5 +59,35 @@ class AuditTrail:
                 "status": status,
                 "request_id": scope.get("state", {}).get("request_id", "-"),
                 "client_ip": client[0] if client else None,
+            }
+        )
+
+    def record_mcp(
+        self,
+        *,
+        actor_kind: str,
+        actor_id: str,
+        actor_name: str | None,
+        tool: str,
+        target_id: str | None,
+        status: int,
+        request_id: str | None,
+        client_ip: str | None,
+    ) -> None:
+        """Record one MCP tool call: who (``actor_kind``: key, channel, or another credential kind /mcp
+        accepts), which tool, on which id, and the status its result stands for (200, or the error's)."""
+        self._store.record(
+            {
+                "id": uuid7(),
+                "ts": now_iso(),
+                "actor_kind": actor_kind,
+                "actor_id": actor_id,
+                "actor_name": actor_name,
+                "method": MCP_METHOD,
+                "path": f"/mcp tools/call {tool}",
+                "target_id": target_id,
+                "status": status,
+                "request_id": request_id or "-",
+                "client_ip": client_ip,
             }
         )

@@ -32,7 +32,7 @@ def test_wheel_contains_and_finds_its_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "orvad/store/migrations/0001_auth.sql" in names
     assert "orvad/_data/web/index.html" in names
-    for folder in ("runtimes", "seccomp", "sandbox"):
+    for folder in ("runtimes", "seccomp", "sandbox", "docs"):
         tracked = subprocess.run(
             ["git", "ls-files", folder], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.split()
@@ -48,7 +48,8 @@ def test_wheel_contains_and_finds_its_data(tmp_path: Path) -> None:
     )
     probe = (
         "from orvad.resources import data_dir; from orvad.store.db import migration_files;"
-        "print(data_dir('web')); print(len(migration_files()))"
+        "print(data_dir('web')); print(len(migration_files()));"
+        "from orvad.mcp.catalog.system import doc_files; print(data_dir('docs')); print(len(doc_files()))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -61,3 +62,5 @@ def test_wheel_contains_and_finds_its_data(tmp_path: Path) -> None:
     ).stdout.split()
     assert out[0] == str(target / "orvad" / "_data" / "web")
     assert int(out[1]) >= 1
+    assert out[2] == str(target / "orvad" / "_data" / "docs")  # get_orva_docs reads the shipped copy
+    assert int(out[3]) >= 10

@@ -1,0 +1,156 @@
+"""What every operator tool is made of: its definition (``ToolDef``), the pieces its JSON Schema is built
+from, the check of a call's arguments against that schema, and the rules the REST API applies beside its
+services (an unsandboxed function needs ``admin``) restated for a tool's caller."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orvad.errors import Forbidden
+from orvad.mcp.results import MAX_LIMIT, Caller, bad
+from orvad.models import Function
+
+if TYPE_CHECKING:
+    from orvad.daemon import Daemon
+
+Handler = Callable[["Daemon", Caller, dict[str, Any]], Awaitable[Any]]
+PERMISSIONS = ("read", "invoke", "write", "admin")  # orvad/auth/keys.py PERMISSIONS
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    """One operator tool: ``target`` names the argument that identifies what it acts on (the audit
+    row's target_id)."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    permission: str  # read, invoke, write or admin
+    handler: Handler
+    destructive: bool = False
+    read_only: bool = True
+    target: str | None = None
+
+    def schema(self) -> dict[str, Any]:
+        """The inputSchema: a destructive tool also takes the required ``confirm: true``."""
+        if not self.destructive:
+            return self.input_schema
+        props = {**self.input_schema.get("properties", {}), "confirm": CONFIRM}
+        required = [*self.input_schema.get("required", []), "confirm"]
+        return {**self.input_schema, "properties": props, "required": required}
+
+
+def tool(
+    name: str,
+    description: str,
+    schema: dict[str, Any],
+    permission: str,
+    handler: Handler,
+    *,
+    destructive: bool = False,
+    target: str | None = None,
+) -> ToolDef:
+    """A tool; every tool above ``read`` changes something (not read-only)."""
+    assert permission in PERMISSIONS, permission
+    return ToolDef(
+        name,
+        description,
+        schema,
+        permission,
+        handler,
+        destructive=destructive,
+        read_only=permission == "read",
+        target=target,
+    )
+
+
+CONFIRM = {"type": "boolean", "const": True, "description": "must be true: this tool cannot be undone"}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def text(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+FUNCTION = text("the function's id or name")
+LIMIT = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_LIMIT,
+    "description": "at most this many (default 50)",
+}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def _fits(value: Any, kind: str | list[str] | None) -> bool:
+    if kind is None:
+        return True
+    kinds = [kind] if isinstance(kind, str) else kind
+    for k in kinds:
+        if isinstance(value, bool) and k in ("integer", "number"):
+            continue  # JSON true is not a number
+        if isinstance(value, _TYPES[k]):
+            return True
+    return False
+
+
+def check_args(tool_def: ToolDef, args: dict[str, Any]) -> None:
+    """The arguments against the tool's schema, shallowly: no unknown names, the required ones present,
+    each of its declared type (and enum); a VALIDATION error naming the field and what fits."""
+    schema = tool_def.schema()
+    props: dict[str, Any] = schema.get("properties", {})
+    unknown = sorted(set(args) - set(props))
+    if unknown:
+        raise bad(
+            unknown[0],
+            "is not an argument of " + tool_def.name,
+            f"{tool_def.name} takes {', '.join(sorted(props)) or 'no arguments'}",
+        )
+    for name in schema.get("required", []):
+        if args.get(name) is None and not (tool_def.destructive and name == "confirm"):
+            raise bad(name, "is required", f"pass {name} in the arguments of {tool_def.name}")
+    for name, value in args.items():
+        spec = props[name]
+        if value is None:
+            continue  # an absent optional argument, as JSON null
+        kind = spec.get("type")
+        if not _fits(value, kind):
+            shown = kind if isinstance(kind, str) else " or ".join(kind or [])
+            raise bad(
+                name, f"must be of type {shown}", f"pass {name} as {shown} ({spec.get('description', '')})"
+            )
+        if "enum" in spec and value not in spec["enum"]:
+            raise bad(
+                name, f"must be one of {', '.join(map(str, spec['enum']))}", f"pick {name} from the list"
+            )
+
+
+def admin_for_unsandboxed(caller: Caller, fn: Function) -> None:
+    """A function with csp_sandbox off serves pages that act as the operator who opens them: changing what
+    it runs (code, rollback, settings, secrets) needs admin (as on the REST API)."""
+    if fn.csp_sandbox or caller.can("admin"):
+        return
+    raise Forbidden(
+        f"function {fn.name} runs unsandboxed (csp_sandbox false): changing what it runs needs the "
+        "admin permission",
+        details={"required": "admin", "field": "csp_sandbox"},
+        hint="use an API key with admin, or have an admin set csp_sandbox back to true",
+    )
