@@ -12,6 +12,7 @@ with ``isError`` (code, message, hint), never a protocol error, so the agent can
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from orvad.mcp.results import Caller, ToolReply, bad, error_reply
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BY_NAME", "TOOLS", "ToolDef", "call", "target_of", "visible"]
 
@@ -87,6 +90,14 @@ async def call(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) 
         outcome = await tool.handler(daemon, caller, args)
     except OrvaError as exc:
         return error_reply(_for_agent(exc))
+    except Exception:  # a bug: an error result (and the call's audit row), not a dead session
+        log.exception("mcp tool failed", extra={"tool": name})
+        return error_reply(
+            OrvaError(
+                f"the tool {name} failed inside orvad",
+                hint="orvad's log has the traceback; retry or report it",
+            )
+        )
     if isinstance(outcome, ToolReply):
         return outcome
     return ToolReply(text=json.dumps(outcome), structured=outcome if isinstance(outcome, dict) else None)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orvad.builder.diff import compare, unified
 from orvad.builder.gc import is_built
-from orvad.errors import BuildFailedError, NotFound, VersionGCd, VersionNotFound
+from orvad.errors import BuildFailedError, Forbidden, NotFound, VersionGCd, VersionNotFound
 from orvad.mcp.catalog.base import FUNCTION, LIMIT, admin_for_unsandboxed, obj, text, tool
 from orvad.mcp.results import Caller, bad, limit_arg, string_arg
 from orvad.models import Deployment, DeploymentStatus, Function, FunctionStatus
@@ -56,11 +56,11 @@ _SETTINGS = {field: _SETTINGS[field] for field in SETTABLE}
 def _settings(args: dict[str, Any], caller: Caller, daemon: Daemon) -> tuple[dict[str, Any], Any]:
     body = {k: v for k, v in args.items() if k in SETTABLE}
     if body.get("csp_sandbox") is False and not caller.can("admin"):
-        raise bad(
-            "csp_sandbox",
-            "may be set to false only with the admin permission: the function's pages would act as "
-            "the operator who opens them",
-            "use an API key with admin, or serve functions from their own origin (ORVA_FUNCTIONS_ORIGIN)",
+        raise Forbidden(
+            "turning csp_sandbox off needs the admin permission: the function's pages would act as the "
+            "operator who opens them",
+            details={"required": "admin", "field": "csp_sandbox"},
+            hint="use an API key with admin, or serve functions from their own origin (ORVA_FUNCTIONS_ORIGIN)",
         )
     fallback = None
     if "runtime" in body:
