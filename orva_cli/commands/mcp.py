@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -87,7 +88,7 @@ def config(app: App, channel: str, token: str | None, client: str | None) -> Non
             "a channel token starts with orva_chn_ (printed by `orva channels create` or `orva channels rotate`)",
             param_hint="--token",
         )
-    answer = app.get(f"/api/v1/channels/{channel}/client-config")
+    answer = app.get(f"/api/v1/channels/{quote(channel, safe='')}/client-config")
     if token:
         answer = fill(answer, token)
     if app.out.json:

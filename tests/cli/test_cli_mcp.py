@@ -69,7 +69,8 @@ def test_mcp_config_prints_each_client_and_fills_the_token(cli: Cli, orvad: Orva
     assert tools == [f"{stem}_fn".replace("-", "_")]
 
     # errors in orva's words: an unknown channel, a token that is not a channel token
-    missing = error_line(cli.fails(1, "mcp", "config", "--channel", f"{stem}-nope"), "NOT_FOUND")
+    missing = error_line(cli.fails(1, "mcp", "config", "--channel", f"{stem}?x#y"), "NOT_FOUND")
+    assert f"{stem}?x#y" in missing  # the name travels whole (quoted in the path)
     assert "orva channels list" in missing and "/api/v1" not in missing
     bad = cli.fails(2, "mcp", "config", "-c", name, "--token", "orva_" + "0" * 64)
     assert "orva_chn_" in bad and "--token" in bad

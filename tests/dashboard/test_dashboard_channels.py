@@ -77,6 +77,8 @@ def test_channels_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     with server.admin() as admin:
         create_function(admin, "lookup-order", description="Find an order")
         create_function(admin, "refund")
+        create_function(admin, "pay-out")
+        create_function(admin, "pay_out")
     page.context.add_cookies([{"name": "session_token", "value": session, "url": server.url}])
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     url = f"{server.url}/mcp"
@@ -97,6 +99,14 @@ def test_channels_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     form = page.get_by_role("form", name="Create a channel")
     form.get_by_label("Name").fill("support-bot")
     form.get_by_label("Expires in (days)").fill("30")
+    # two functions that make one tool name: orvad's refusal, with what to do on this page
+    form.get_by_role("checkbox", name="pay-out").check()
+    form.get_by_role("checkbox", name="pay_out").check()
+    form.get_by_role("button", name="Create channel").click()
+    expect(form.get_by_role("alert")).to_contain_text("TOOL_NAME_COLLISION")
+    expect(form.get_by_role("alert")).to_contain_text("untick one of them")
+    form.get_by_role("checkbox", name="pay-out").uncheck()
+    form.get_by_role("checkbox", name="pay_out").uncheck()
     form.get_by_role("checkbox", name="lookup-order").check()
     expect(form.get_by_text("(1 chosen)")).to_be_visible()
     shot(page, "channels-02-create")
@@ -186,6 +196,8 @@ def test_channels_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     form.get_by_label("Name").fill("support-bot")
     form.get_by_role("button", name="Create channel").click()
     expect(form.get_by_role("alert")).to_contain_text("CONFLICT")
+    expect(form.get_by_role("alert")).to_contain_text("Choose another name")
+    assert "/api/v1" not in form.get_by_role("alert").inner_text()
     shot(page, "channels-06-list")
 
     # delete, confirmed: gone from the list, its token refused

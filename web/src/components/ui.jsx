@@ -16,6 +16,7 @@ const UI_HINTS = {
   VERSION_NOT_FOUND: "Pick a version listed in the Deployments tab.",
   INSUFFICIENT_STORAGE: "Free space on the disk holding orvad's data dir, then try again.",
   UNREACHABLE: "Check that orvad is running; this page notices by itself when it is back.",
+  TOOL_NAME_COLLISION: "Two of the chosen functions get the same tool name: untick one of them, or rename it.",
 };
 
 function pathy(hint) {

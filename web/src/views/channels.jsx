@@ -49,7 +49,10 @@ export function ChannelsView() {
       const body = { name: form.name.trim(), function_ids: form.picked };
       if (form.description.trim()) body.description = form.description.trim();
       if (form.days) body.expires_in_days = Number(form.days);
-      const created = await api.post("channels", body);
+      const created = await api.post("channels", body).catch((e) => {
+        if (e.code === "CONFLICT") e.hint = "Choose another name: each channel's name is its own.";
+        throw e;
+      });
       freshTokens.set(created.id, { token: created.token, what: "created" });
       navigate(`/channels/${created.id}`);
     });
