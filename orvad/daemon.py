@@ -40,6 +40,7 @@ from orvad.services.functions import FunctionService
 from orvad.services.housekeeping import Housekeeping
 from orvad.services.metrics import Metrics
 from orvad.services.metrics_history import MetricsHistory
+from orvad.services.oauth import OAuthService
 from orvad.services.poolconfigs import PoolConfigService
 from orvad.services.reconciler import Reconciler
 from orvad.services.routing import RouteService
@@ -54,6 +55,7 @@ from orvad.store.channels import ChannelStore
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.functions import FunctionStore
+from orvad.store.oauth import OAuthStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
@@ -85,6 +87,7 @@ class Daemon:
         self.function_store = FunctionStore(self.db, self.batch)
         self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
         self.channels = ChannelService(ChannelStore(self.db, self.batch), self.functions)  # issue 21
+        self.oauth = OAuthService(OAuthStore(self.db, self.batch))  # issue 21: remote MCP connectors
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
@@ -267,6 +270,7 @@ class Daemon:
         self.bootstrap_key = await self.keys.ensure_bootstrap(self.settings.data_dir / "admin.key")
         await self.functions.load()
         await self.channels.load()
+        await self.oauth.load()
         await self.routes.load()
         await self.pool_configs.load()
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())

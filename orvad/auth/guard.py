@@ -27,6 +27,7 @@ API = "/api/v1"
 METRICS = "/metrics"  # the Prometheus text at the root (the Go original's path): read, or public with ORVA_METRICS_PUBLIC
 CSRF_HEADER = "X-Orva-CSRF"
 CHANNEL_TOKEN_PREFIX = "orva_chn_"  # orvad/services/channels.py TOKEN_PREFIX: MCP-only (issue 21)
+OAUTH_TOKEN_PREFIXES = ("orva_oat_", "orva_ort_")  # orvad/services/oauth.py: OAuth tokens are for /mcp only
 _CSRF_HEADER = CSRF_HEADER.lower().encode()
 Requirement = Literal["public", "session", "invoke", "read", "write", "admin"]
 
@@ -38,7 +39,7 @@ _PUBLIC = {
     ("POST", f"{API}/auth/login"),
 }
 _SESSION_ONLY = {f"{API}/auth/{name}" for name in ("me", "refresh", "logout", "change-password")}
-_ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log", f"{API}/channels")
+_ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log", f"{API}/channels", f"{API}/oauth")
 _ADMIN_EXACT = {
     ("PUT", f"{API}/pool/config"),
     ("POST", f"{API}/pool/config"),
@@ -97,6 +98,11 @@ async def identify(scope: Scope, keys: KeyService, sessions: SessionService) -> 
             raise Unauthorized(
                 "a channel token works only at /mcp, never on /api/v1",
                 hint="call /api/v1 with an API key (X-Orva-API-Key) or a session; give the channel token to an MCP client",
+            )
+        if key.startswith(OAUTH_TOKEN_PREFIXES):
+            raise Unauthorized(
+                "an OAuth token works only at /mcp, never on /api/v1",
+                hint="call /api/v1 with an API key (X-Orva-API-Key) or a session",
             )
         row = keys.authenticate(key) if looks_like_key(key) else None
         if row is None:

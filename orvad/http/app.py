@@ -21,6 +21,7 @@ from orvad.api import (
     functions,
     health,
     keys,
+    oauth,
     openapi,
     pools,
     routes,
@@ -38,6 +39,7 @@ from orvad.http.middleware import BodyLimit, HostGuard, RequestContext, error_pa
 from orvad.http.origins import Origins
 from orvad.mcp.endpoint import PATH as MCP_PATH
 from orvad.mcp.endpoint import McpEndpoint
+from orvad.mcp.oauth import OAuthServer
 
 _ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
@@ -186,10 +188,13 @@ def create_app(daemon: Daemon) -> OrvaApp:
         routes=[
             # every method: POST, GET (the SSE stream), DELETE (ends a session); not in the OpenAPI document
             Route(MCP_PATH, mcp, include_in_schema=False),
+            # OAuth for remote MCP connectors: /.well-known metadata and /oauth/* (orvad/mcp/oauth.py)
+            *OAuthServer(daemon, daemon.origins).routes(),
             *health.routes,
             *auth.routes,
             *keys.routes,
             *channels.routes,
+            *oauth.routes,
             *functions.routes,
             *deployments.routes,
             *routes.routes,
