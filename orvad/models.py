@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class FunctionStatus(StrEnum):
@@ -107,6 +107,9 @@ class Function:
     csp_sandbox: bool = True  # replies on the dashboard's origin get Content-Security-Policy: sandbox
     cors_origins: list[str] | None = (
         None  # None: ORVA_CORS_ORIGINS applies; []: no CORS by orvad (orvad/http/cors.py)
+    )
+    input_schema: dict[str, Any] | None = (
+        None  # its MCP tool's arguments (orvad/inputschema.py); None: the request's parts
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from typing import Any
@@ -97,6 +98,20 @@ def function_options(f: Any) -> Any:
             is_flag=True,
             default=None,
             help="Use the server's ORVA_CORS_ORIGINS again [default for new functions].",
+        ),
+        click.option(
+            "--input-schema",
+            "input_schema",
+            type=click.File("r"),
+            metavar="FILE",
+            help="A JSON file (- for stdin): the JSON Schema of the function's MCP tool arguments in a "
+            'channel (top-level "type": "object"); they reach the handler as the JSON body of a POST.',
+        ),
+        click.option(
+            "--no-input-schema",
+            is_flag=True,
+            default=None,
+            help="Drop the input schema: the tool takes body, query, headers, method and path again [default].",
         ),
     ]
     for option in reversed(options):
@@ -316,6 +331,14 @@ def code_hash(app: App, name: str, ref: str) -> str:
     return resolve_prefix(ref, built, "code hash", f"`orva deployments {name}` lists them", of=f" of {name}")
 
 
+def _input_schema(file: Any) -> Any:
+    """The JSON in an --input-schema file (orvad checks that it is a JSON Schema of an object)."""
+    try:
+        return json.loads(file.read())
+    except ValueError as exc:
+        raise click.BadParameter(f"{file.name} is not JSON: {exc}", param_hint="--input-schema") from None
+
+
 def _given(fields: dict[str, Any]) -> dict[str, Any]:
     fields = dict(fields)
     origins, off, inherit = (
@@ -323,7 +346,14 @@ def _given(fields: dict[str, Any]) -> dict[str, Any]:
         fields.pop("no_cors", None),
         fields.pop("inherit_cors", None),
     )
+    schema_file, no_schema = fields.pop("input_schema", None), fields.pop("no_input_schema", None)
+    if schema_file is not None and no_schema:
+        raise click.UsageError("give one of --input-schema and --no-input-schema")
     body = {k: v for k, v in fields.items() if v is not None and v != {}}
+    if schema_file is not None:
+        body["input_schema"] = _input_schema(schema_file)
+    elif no_schema:
+        body["input_schema"] = None
     if sum(1 for given in (origins, off, inherit) if given) > 1:
         raise click.UsageError("give one of --cors-origin, --no-cors and --inherit-cors")
     if origins:

@@ -92,9 +92,11 @@ class Admission:
             )
 
     async def authorize(self, request: InvokeRequest, body: bytes) -> None:
-        """The function's auth mode: a signature over the request, or a key (a session) allowed to invoke."""
+        """The function's auth mode: a signature over the request, or a key (a session) allowed to invoke.
+        A channel's tool call is authorised by the channel (orvad/mcp/channel.py checked the token and
+        that the function is bundled in it); only the MCP layer sets ``channel_id``, HTTP never does."""
         fn = request.function
-        if fn.auth_mode == "none":
+        if fn.auth_mode == "none" or request.channel_id is not None:
             return
         if fn.auth_mode == "signed":
             await self._verify_signature(request, body)

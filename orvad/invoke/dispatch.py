@@ -117,7 +117,9 @@ class Invoker:
         the request has none yet, and tells when the client goes away."""
         refuse_undeployed(request.function)
         flight = Flight(
-            ExecutionRecord.begin(request.function, request.trigger, request.method, request.subpath),
+            ExecutionRecord.begin(
+                request.function, request.trigger, request.method, request.subpath, request.channel_id
+            ),
             time.perf_counter(),
         )
         try:

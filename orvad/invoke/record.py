@@ -50,11 +50,17 @@ class ExecutionRecord:
     error_message: str | None = None
     logs: str = ""
     logs_truncated: bool = False
+    channel_id: str | None = None  # trigger mcp in channel mode: the channel that called
 
     @classmethod
-    def begin(cls, fn: Function, trigger: str, method: str, subpath: str) -> ExecutionRecord:
+    def begin(
+        cls, fn: Function, trigger: str, method: str, subpath: str, channel_id: str | None = None
+    ) -> ExecutionRecord:
         started_at = now_iso()
-        return cls(uuid7(), fn.id, fn.name, trigger, method, recorded_path(subpath), started_at, started_at)
+        record = cls(uuid7(), fn.id, fn.name, trigger, method, recorded_path(subpath), started_at, started_at)
+        if channel_id is not None:
+            record.channel_id = channel_id
+        return record
 
     # outcomes
     def leased(self, code_hash: str | None, cold: bool, queue_ms: float) -> None:
@@ -122,6 +128,7 @@ class ExecutionRecord:
             "error_message": self.error_message,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "channel_id": self.channel_id,
         }
 
 

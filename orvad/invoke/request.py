@@ -35,6 +35,9 @@ class InvokeRequest:
     scope: Scope | None = (
         None  # the HTTP request's scope: its origin and session cookie; None for other triggers
     )
+    channel_id: str | None = (
+        None  # an MCP channel's tool call: the channel authorised it (auth_mode is satisfied), recorded
+    )
 
     @classmethod
     def from_scope(

@@ -1,13 +1,26 @@
 """A function invoked from /mcp (operator mode's ``invoke_function`` and every channel tool): the tool's
 arguments become an ``InvokeRequest`` (trigger ``mcp``) through the same dispatch as ``/fn``, and the reply
-becomes a tool result."""
+becomes a tool result.
+
+Two shapes of arguments: the request's parts (``method``, ``path``, ``query``, ``headers``, ``body``:
+``invoke``), or, for a function that declares an ``input_schema``, the arguments object itself, checked
+against the schema and sent as the JSON body of ``POST /`` (``invoke_arguments``).
+
+The headers an agent names never carry a credential or an Orva header to the function: ``X-Orva-*``,
+``Authorization``, ``Proxy-Authorization`` and ``Cookie`` are dropped, and so are the headers a proxy or
+the HTTP framing owns (``Host``, ``Content-Length``, ``X-Forwarded-*``, ...). Operator mode admits an
+``api_key`` function with the caller's own key (the handler never sees it: orvad/invoke/event.py); a
+channel's call is authorised by the channel (``InvokeRequest.channel_id``), and its token is never added.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from orvad.inputschema import check_arguments
 from orvad.invoke import InvokeRequest
 from orvad.mcp.results import Caller, ToolReply, bad, reply_result, string_arg
 from orvad.models import Function
@@ -15,21 +28,65 @@ from orvad.models import Function
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
 
+# never taken from the agent: credentials, orvad's own headers, and what a proxy or the framing owns
+DROPPED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "x-real-ip",
+    }
+)
+DROPPED_PREFIXES = ("x-orva-", "x-forwarded-")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
+_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # no CR, LF, NUL or other controls; latin-1
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+def dropped(name: str) -> bool:
+    """A header an agent may not set on the request the handler sees."""
+    return name in DROPPED_HEADERS or name.startswith(DROPPED_PREFIXES)
+
+
+def agent_headers(sent: Any) -> list[tuple[bytes, bytes]]:
+    """The headers the agent named, checked (RFC 9110 names, latin-1 values without controls), lower-case,
+    without the dropped ones."""
+    if not isinstance(sent, dict) or not all(isinstance(v, str) for v in sent.values()):
+        raise bad("headers", "must be an object of strings", 'pass headers like {"x-trace": "1"}')
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in sent.items():
+        if not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
+            raise bad(
+                "headers",
+                f"has a header that HTTP cannot carry: {name!r}",
+                "header names are letters, digits and -; values are text without line breaks",
+            )
+        lower = name.lower()
+        if not dropped(lower):
+            headers.append((lower.encode("latin-1"), value.encode("latin-1")))
+    return headers
+
 
 async def invoke(daemon: Daemon, caller: Caller, fn: Function, args: dict[str, Any]) -> ToolReply:
     """Invoke ``fn`` with the tool arguments (method, path, query, headers, body)."""
     method = (string_arg(args, "method") or "POST").upper()
+    if not _TOKEN.fullmatch(method):
+        raise bad("method", "must be an HTTP method", "pass method like GET or POST")
     path = string_arg(args, "path") or "/"
     if not path.startswith("/"):
         path = "/" + path
-    headers: list[tuple[bytes, bytes]] = []
     sent = args.get("headers") or {}
-    if not isinstance(sent, dict) or not all(isinstance(v, str) for v in sent.values()):
-        raise bad("headers", "must be an object of strings", 'pass headers like {"x-trace": "1"}')
-    for name, value in sent.items():
-        if name.lower() in ("x-orva-api-key", "authorization"):
-            continue  # the caller's own credential admits it (below), never one the agent names
-        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    headers = agent_headers(sent)
     query = args.get("query") or {}
     if not isinstance(query, dict):
         raise bad("query", "must be an object", 'pass query like {"page": "2"}')
@@ -41,11 +98,35 @@ async def invoke(daemon: Daemon, caller: Caller, fn: Function, args: dict[str, A
         raw = body.encode()
     else:
         raw = json.dumps(body).encode()
-        if "content-type" not in sent:
-            headers.append((b"content-type", b"application/json"))
-    # an api_key function admits the caller's own key (it has invoke: the tool requires it);
-    # the handler never sees it (orvad/invoke/event.py removes Orva's credentials)
-    headers.append((b"x-orva-api-key", caller.token.encode()))
+        if not any(name == b"content-type" for name, _ in headers):
+            headers.append(JSON_TYPE)
+    return await _dispatch(
+        daemon, caller, fn, method, path, headers, urlencode({k: str(v) for k, v in query.items()}), raw
+    )
+
+
+async def invoke_arguments(daemon: Daemon, caller: Caller, fn: Function, args: dict[str, Any]) -> ToolReply:
+    """A function with a declared ``input_schema``: the arguments, checked against it, are the JSON body
+    of ``POST /``."""
+    assert fn.input_schema is not None
+    check_arguments(fn.input_schema, args)
+    return await _dispatch(daemon, caller, fn, "POST", "/", [JSON_TYPE], "", json.dumps(args).encode())
+
+
+async def _dispatch(
+    daemon: Daemon,
+    caller: Caller,
+    fn: Function,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    query: str,
+    body: bytes,
+) -> ToolReply:
+    if caller.channel_id is None:
+        # operator mode: an api_key function admits the caller's own key (it has invoke: the tool
+        # requires it); the handler never sees it (orvad/invoke/event.py removes Orva's credentials)
+        headers.append((b"x-orva-api-key", caller.token.encode()))
     result = await daemon.invoker.dispatch(
         InvokeRequest(
             fn,
@@ -53,8 +134,10 @@ async def invoke(daemon: Daemon, caller: Caller, fn: Function, args: dict[str, A
             trigger="mcp",
             method=method,
             headers=headers,
-            query=urlencode({k: str(v) for k, v in query.items()}).encode(),
-            body=raw,
+            query=query.encode(),
+            body=body,
+            client=caller.client,
+            channel_id=caller.channel_id,
         )
     )
     return reply_result(result.status, result.header("content-type"), result.body, result.complete)

@@ -24,6 +24,7 @@ from orvad.corsorigins import validate_field as validate_cors_origins
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
+from orvad.inputschema import validate_field as validate_input_schema
 from orvad.jsonvalues import json_int
 from orvad.models import (
     SETTABLE_STATUSES,
@@ -67,6 +68,7 @@ SETTABLE = (
     "signature_version",
     "csp_sandbox",
     "cors_origins",
+    "input_schema",
 )
 _CHOICE_TYPES: dict[str, type[StrEnum]] = {
     "network_mode": NetworkMode,
@@ -208,6 +210,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "env_vars": _env_vars,
     "csp_sandbox": _boolean("csp_sandbox"),
     "cors_origins": validate_cors_origins,  # null inherits ORVA_CORS_ORIGINS; [] turns orvad's CORS off (cors.py)
+    "input_schema": validate_input_schema,  # null: the MCP tool takes the request's parts (orvad/inputschema.py)
     **{field: _choice(field, enum) for field, enum in _CHOICE_TYPES.items()},
 }
 
@@ -294,6 +297,7 @@ class FunctionService:
             "signature_version": 2,
             "csp_sandbox": True,
             "cors_origins": None,
+            "input_schema": None,
         }
         fields.update(self._validate({**fields, **body}, set(body)))
         fn = Function(

@@ -9,6 +9,7 @@ cached record. Imports only the records.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from orvad.models import Deployment, Function
@@ -39,6 +40,7 @@ def function_json(fn: Function) -> dict[str, Any]:
         "signature_version": fn.signature_version,
         "csp_sandbox": fn.csp_sandbox,
         "cors_origins": None if fn.cors_origins is None else list(fn.cors_origins),
+        "input_schema": None if fn.input_schema is None else copy.deepcopy(fn.input_schema),
     }
 
 

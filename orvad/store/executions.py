@@ -28,9 +28,11 @@ COLUMNS = (
     "error_message",
     "started_at",
     "finished_at",
+    "channel_id",
 )
 _INSERT = f"INSERT INTO executions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PATH = COLUMNS.index("path")
+_REQUIRED = COLUMNS[:-1]  # channel_id, the last, is optional: only a channel's tool call has one
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
@@ -70,7 +72,8 @@ class ExecutionStore:
         """Queue the execution and its log; never touches the database on the caller's path.
         `written` is called once both rows are committed. An invocation that printed nothing gets
         no log row (most do not print): one row to write instead of two."""
-        row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in COLUMNS]
+        row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in _REQUIRED]
+        row.append(execution.get("channel_id"))
         row[_PATH] = recorded_path(
             row[_PATH]
         )  # the invoke path cuts it already; the table's bound holds here

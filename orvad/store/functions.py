@@ -31,6 +31,8 @@ def _function(row: Any) -> Function:
     values["csp_sandbox"] = bool(values["csp_sandbox"])
     if values["cors_origins"] is not None:
         values["cors_origins"] = json.loads(values["cors_origins"])
+    if values["input_schema"] is not None:
+        values["input_schema"] = json.loads(values["input_schema"])
     values["network_mode"] = NetworkMode(values["network_mode"])
     values["auth_mode"] = AuthMode(values["auth_mode"])
     values["concurrency_policy"] = ConcurrencyPolicy(values["concurrency_policy"])
@@ -50,7 +52,7 @@ def _deployment(row: Any) -> Deployment:
 def _encode(record: Function | Deployment, columns: list[str]) -> dict[str, Any]:
     """Column -> SQLite value (JSON text for the list and object fields; enums are their strings)."""
     values = {c: getattr(record, c) for c in columns}
-    for key in ("env_vars", "phases", "cors_origins"):
+    for key in ("env_vars", "phases", "cors_origins", "input_schema"):
         if key in values and values[key] is not None:
             values[key] = json.dumps(values[key])
     return values

@@ -214,6 +214,10 @@ CORS_ORIGINS = (
         ["https://a.example"] * 65,
     ],
 )
+INPUT_SCHEMA = (
+    [{"type": "object"}, {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}],
+    [5, "x", {}, {"type": "string"}, {"properties": {}}, ["type"]],
+)
 FUNCTION_IDS = ([[], ["agree"]], ["agree", [5], [""], ["x" * 129], ["x"] * 257])
 DESCRIPTIONS = ([{}], ["x", {"agree": 5}, {"agree": "x" * 1025}])
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
@@ -259,6 +263,8 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         return DESCRIPTIONS
     if field == "cors_origins":
         return CORS_ORIGINS
+    if field == "input_schema":
+        return INPUT_SCHEMA
     if field == "pool":
         return POOL
     if "enum" in schema:
