@@ -78,6 +78,14 @@ CORS_ORIGINS = {
     'port, no path), or ["*"] alone; null inherits ORVA_CORS_ORIGINS, [] turns orvad\'s '
     "CORS off for the function (docs/API.md, CORS)",
 }
+INPUT_SCHEMA = {
+    "type": ["object", "null"],
+    "required": ["type"],
+    "properties": {"type": {"const": "object"}},
+    "description": 'the JSON Schema of the function\'s MCP tool arguments (top-level "type": "object", valid '
+    "against its $schema, draft 2020-12 by default; at most 64 KiB as JSON); null: the tool takes body, query, "
+    "headers, method and path (docs/MCP.md, Channel mode)",
+}
 
 
 def _entrypoint(extensions: tuple[str, ...]) -> Schema:
@@ -174,6 +182,10 @@ RECORDS: dict[str, Schema] = {
                 "items": STR,
                 "description": "origins whose pages may call /fn/{id} and its routes; null: ORVA_CORS_ORIGINS",
             },
+            "input_schema": {
+                "type": ["object", "null"],
+                "description": "the JSON Schema of its MCP tool's arguments; null: body, query, headers, method, path",
+            },
             "pool": {
                 **record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
                 "description": "only in the answer of PUT /api/v1/functions/{id} that sent pool: the pool settings "
@@ -226,6 +238,10 @@ RECORDS: dict[str, Schema] = {
             "error_message": NSTR,
             "started_at": TIME,
             "finished_at": TIME,
+            "channel_id": {
+                **NSTR,
+                "description": "trigger mcp in channel mode: the channel that called; else null",
+            },
         }
     ),
     "Key": record(
@@ -355,6 +371,25 @@ RECORDS["ChannelClientConfig"] = record(
     }
 )
 
+# OAuth connected apps (issue 21: remote MCP connectors; orvad/api/oauth.py)
+RECORDS["ConnectedApp"] = record(
+    {
+        "client_id": {
+            "type": "string",
+            "description": "the client's id from dynamic registration (RFC 7591)",
+        },
+        "client_name": {"type": "string"},
+        "redirect_uris": {"type": "array", "items": {"type": "string"}},
+        "scopes": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["read", "invoke", "write", "admin"]},
+            "description": "what its live grants allow at /mcp",
+        },
+        "created_at": {"type": "string", "format": "date-time", "description": "when it registered"},
+        "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+    }
+)
+
 
 # ---- request bodies ------------------------------------------------------------------------------------
 
@@ -411,6 +446,7 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "signature_version": _int(1, 2),
         "csp_sandbox": BOOL,
         "cors_origins": CORS_ORIGINS,
+        "input_schema": INPUT_SCHEMA,
     }
 
 
@@ -908,6 +944,11 @@ OPS: dict[tuple[str, str], Op] = {
     ("PUT", "/api/v1/channels/{id}/functions"): Op(body="ChannelFunctions", ok=json_ok(ref("ChannelDetail"))),
     ("POST", "/api/v1/channels/{id}/rotate"): Op(ok=json_ok(ref("ChannelCreated"))),
     ("GET", "/api/v1/channels/{id}/client-config"): Op(ok=json_ok(ref("ChannelClientConfig"))),
+    # OAuth connected apps (issue 21)
+    ("GET", "/api/v1/oauth/connected-apps"): Op(
+        ok=json_ok(record({"apps": {"type": "array", "items": ref("ConnectedApp")}}))
+    ),
+    ("DELETE", "/api/v1/oauth/connected-apps/{client_id}"): Op(ok={"204": {}}),
     # routes
     ("GET", "/api/v1/routes"): Op(query=(FUNCTION_FILTER,), ok=json_ok(page("routes", "Route"))),
     ("POST", "/api/v1/routes"): Op(

@@ -21,6 +21,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -34,10 +35,11 @@ from starlette.types import Receive, Scope, Send
 from orvad import __version__
 from orvad.auth.keys import KEY_PREFIX, looks_like_key
 from orvad.errors import Forbidden, NotFound, Unauthorized
-from orvad.http.origins import Origins, host_name
-from orvad.mcp import channel, tools
+from orvad.http.origins import Origins, client_address, host_name
+from orvad.mcp import channel, oauth, tools
 from orvad.mcp.results import Caller
 from orvad.services.channels import looks_like_channel_token
+from orvad.services.oauth import looks_like_access_token
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
@@ -180,6 +182,13 @@ class McpEndpoint:
                 token=token,
                 channel_id=channel.row.id,
             )
+        if looks_like_access_token(token):  # OAuth (remote connectors): scopes act as a key's permissions
+            granted = oauth.caller(self.daemon, token)
+            if granted is None:
+                raise self._unauthorized(
+                    scope, "the OAuth access token is unknown, expired, revoked or for another resource"
+                )
+            return granted
         row = self.daemon.keys.authenticate(token) if looks_like_key(token) else None
         if row is None:
             raise self._unauthorized(scope, "the credential is not a live API key of this orvad")
@@ -207,7 +216,15 @@ class McpEndpoint:
                 "the MCP endpoint is not running in this app",
                 hint="it runs under `orvad serve` (its session manager starts with the server)",
             )
-        scope[SCOPE_KEY] = caller
+        peer = scope.get("client")
+        scope[SCOPE_KEY] = replace(
+            caller,
+            client=client_address(
+                peer[0] if peer else "",
+                _header(scope, b"x-forwarded-for"),
+                self.daemon.settings.trusted_networks,
+            ),
+        )
         # the SDK binds a session to the credential that opened it (another one gets 404)
         scope["user"] = AuthenticatedUser(
             AccessToken(
@@ -233,8 +250,8 @@ class McpEndpoint:
         if caller.channel_id is not None:
             return types.ListToolsResult(
                 tools=[
-                    types.Tool(name=name, description=description, input_schema=channel.CHANNEL_INPUT)
-                    for name, description, _fid in await channel.channel_tools(self.daemon, caller)
+                    types.Tool(name=t.name, description=t.description, input_schema=t.input_schema)
+                    for t in await channel.channel_tools(self.daemon, caller)
                 ]
             )
         return types.ListToolsResult(
@@ -252,6 +269,21 @@ class McpEndpoint:
             ]
         )
 
+    def _audit(self, ctx: Any, caller: Caller, name: str, args: dict[str, Any], reply: Any) -> None:
+        """Every tool call, both modes, is an audit-log row (orvad/auth/audit.py ``record_mcp``)."""
+        scope = ctx.request.scope
+        client = scope.get("client")
+        self.daemon.audit_trail.record_mcp(
+            actor_kind=caller.actor_kind,
+            actor_id=caller.key_id,
+            actor_name=caller.key_name,
+            tool=name,
+            target_id=tools.target_of(name, args) if caller.channel_id is None else None,
+            status=reply.status,
+            request_id=scope.get("state", {}).get("request_id"),
+            client_ip=client[0] if client else None,
+        )
+
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         caller = self._caller(ctx)
         args = dict(params.arguments or {})
@@ -263,6 +295,7 @@ class McpEndpoint:
             "mcp tool call",
             extra={"tool": params.name, "key_id": caller.key_id, "is_error": reply.is_error},
         )
+        self._audit(ctx, caller, params.name, args, reply)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=reply.text)],
             structured_content=reply.structured,

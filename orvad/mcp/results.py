@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orvad.errors import OrvaError, ValidationError
+from orvad.services.oauth import looks_like_access_token
 
 MAX_LIMIT = 200
 
@@ -22,9 +23,18 @@ class Caller:
     permissions: frozenset[str]  # none in channel mode
     token: str
     channel_id: str | None = None  # channel mode: the channel's tools only
+    client: str = ""  # the /mcp request's client address (as /fn computes it): the rate limit's key
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+    @property
+    def actor_kind(self) -> str:
+        """Who this is in the audit log (orvad/auth/audit.py ``record_mcp``): a channel, an OAuth client
+        (its client_id is ``key_id``) or an API key."""
+        if self.channel_id is not None:
+            return "channel"
+        return "oauth_client" if looks_like_access_token(self.token) else "key"
 
 
 @dataclass
@@ -34,6 +44,7 @@ class ToolReply:
     text: str
     structured: dict[str, Any] | None = None
     is_error: bool = False
+    status: int = 200  # the HTTP status it stands for (the audit row's): the error's, or the reply's
 
 
 def bad(field_name: str, message: str, hint: str) -> ValidationError:
@@ -62,7 +73,9 @@ def limit_arg(args: dict[str, Any]) -> int:
 
 def reply_result(status: int, content_type: str | None, body: bytes, complete: bool) -> ToolReply:
     """A function's reply as a tool result: JSON as text plus structuredContent (an object as is,
-    anything else under ``result``), other text as text; a status of 400 or more is an error result."""
+    anything else under ``result``), other text as text; a status of 400 or more is an error result,
+    and when its body is an error envelope (``{"error": {"code", "message", ...}}``, Orva's shape) the
+    text is ``CODE: message (hint: ...)`` as for orvad's own errors, the envelope its structuredContent."""
     text = body.decode("utf-8", errors="replace")
     structured: dict[str, Any] | None = None
     media = (content_type or "").split(";")[0].strip().lower()
@@ -75,9 +88,14 @@ def reply_result(status: int, content_type: str | None, body: bytes, complete: b
             if media or isinstance(parsed, (dict, list)):
                 structured = parsed if isinstance(parsed, dict) else {"result": parsed}
     is_error = status >= 400 or not complete
+    envelope = structured.get("error") if structured is not None else None
+    if status >= 400 and complete and isinstance(envelope, dict):
+        code, message, hint = envelope.get("code"), envelope.get("message"), envelope.get("hint")
+        if isinstance(code, str) and isinstance(message, str):
+            text = f"{code}: {message}" + (f" (hint: {hint})" if isinstance(hint, str) and hint else "")
     if not complete:
         text += "\n[the reply was cut: the function's stream failed after its first bytes]"
-    return ToolReply(text=text, structured=structured, is_error=is_error)
+    return ToolReply(text=text, structured=structured, is_error=is_error, status=status if complete else 502)
 
 
 def error_reply(exc: OrvaError) -> ToolReply:
@@ -88,4 +106,4 @@ def error_reply(exc: OrvaError) -> ToolReply:
     if exc.details:
         error["details"] = exc.details
     text = f"{exc.code}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-    return ToolReply(text=text, structured={"error": error}, is_error=True)
+    return ToolReply(text=text, structured={"error": error}, is_error=True, status=exc.status)
