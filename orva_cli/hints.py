@@ -100,6 +100,10 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
             lambda: "orva channels create NAME -f FUNCTION" if method == "POST" else "orva channels list",
         ),
         (
+            r"/api/v1/oauth/connected-apps(/.*)?",
+            lambda: "orva oauth revoke CLIENT_ID" if method == "DELETE" else "orva oauth apps",
+        ),
+        (
             r"/api/v1/routes",
             lambda: {
                 "PUT": "orva routes set PATH FUNCTION",

@@ -1,7 +1,7 @@
 """/api/v1/oauth/connected-apps: the OAuth clients holding a grant to /mcp, and cutting one off (issue 21).
 
 Admin key or session. The authorization server itself (metadata, /oauth/*, the consent page) is
-orvad/mcp/oauth.py.
+orvad/api/oauth_server.py.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from orvad.api import (
     system,
     web,
 )
+from orvad.api.oauth_server import OAuthServer
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
 from orvad.errors import BadRequest, MethodNotAllowed, NotFound, OrvaError, ValidationError
@@ -39,7 +40,6 @@ from orvad.http.middleware import BodyLimit, HostGuard, RequestContext, error_pa
 from orvad.http.origins import Origins
 from orvad.mcp.endpoint import PATH as MCP_PATH
 from orvad.mcp.endpoint import McpEndpoint
-from orvad.mcp.oauth import OAuthServer
 
 _ARCHIVE_UPLOAD = re.compile(r"^/api/v1/functions/[^/]+/deploy$")
 
@@ -188,7 +188,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
         routes=[
             # every method: POST, GET (the SSE stream), DELETE (ends a session); not in the OpenAPI document
             Route(MCP_PATH, mcp, include_in_schema=False),
-            # OAuth for remote MCP connectors: /.well-known metadata and /oauth/* (orvad/mcp/oauth.py)
+            # OAuth for remote MCP connectors: /.well-known metadata and /oauth/* (orvad/api/oauth_server.py)
             *OAuthServer(daemon, daemon.origins).routes(),
             *health.routes,
             *auth.routes,

@@ -23,6 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from orvad.clock import epoch_iso, now_iso
 from orvad.errors import NotFound
@@ -40,6 +41,38 @@ UNUSED_CLIENT_TTL_S = 86400  # a registration without a grant after a day is dro
 MAX_PENDING = 1000
 _TOUCH_EVERY_S = 60
 _HINT = "list connected apps with GET /api/v1/oauth/connected-apps"
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def issuer_of(public_url: str) -> str | None:
+    """The issuer: ORVA_PUBLIC_URL without a trailing slash, or None when OAuth cannot be served (unset, or
+    plain http to a host that is not loopback: OAuth 2.1 and RFC 8414 want https)."""
+    if not public_url:
+        return None
+    issuer = public_url.rstrip("/")
+    parts = urlsplit(issuer)
+    if parts.query or parts.fragment or not parts.hostname:
+        return None
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        return None
+    return issuer
+
+
+def resource_url(issuer: str) -> str:
+    """The protected resource, the audience every access token is bound to: this orvad's /mcp."""
+    return issuer.rstrip("/") + "/mcp"
+
+
+def same_resource(given: str, ours: str) -> bool:
+    """RFC 8707 resource indicators compared as URLs: scheme and host case-insensitive, a trailing slash ignored."""
+    a, b = urlsplit(given.strip()), urlsplit(ours)
+    if a.query or a.fragment or not a.scheme or not a.netloc:
+        return False
+    return (
+        a.scheme.lower() == b.scheme.lower()
+        and a.netloc.lower() == b.netloc.lower()
+        and (a.path.rstrip("/") or "/") == (b.path.rstrip("/") or "/")
+    )
 
 
 def hash_secret(plaintext: str) -> str:

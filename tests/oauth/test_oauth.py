@@ -581,3 +581,21 @@ def test_register_urlencoded_query_is_not_needed(server: Orvad) -> None:
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
     assert r.status_code == 302 and "/oauth/consent?request=" in r.headers["location"]
+
+
+def test_the_cli_lists_and_revokes_apps(server: Orvad, session: str, tmp_path: Path) -> None:
+    from tests.cli.test_cli import error_line, logged_in
+
+    grant = _grant(server, session, ["read", "invoke"])
+    cid = grant["client"]["client_id"]
+    with logged_in(server, tmp_path) as cli:
+        listed = cli.ok("oauth", "apps")
+        row = next(line for line in listed.stdout.splitlines() if cid in line)
+        assert "read invoke" in row and row.startswith("Test Co")  # NAME is cut to fit 80 columns
+        app = next(a for a in cli.json("oauth", "apps")["apps"] if a["client_id"] == cid)
+        assert app["client_name"] == "Test Connector" and app["redirect_uris"] == [REDIRECT]
+        assert app["scopes"] == ["read", "invoke"]
+        assert "revoked app" in cli.ok("oauth", "revoke", cid).stdout
+        assert _mcp_status(server, grant["access_token"]) == 401
+        line = error_line(cli.fails(1, "oauth", "revoke", cid), "NOT_FOUND")
+        assert "`orva oauth apps`" in line and "/api/v1" not in line
