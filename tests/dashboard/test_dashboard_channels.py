@@ -187,6 +187,25 @@ def test_channels_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     assert mcp_status(server, token) == 401
     assert set(tools(url, rotated)) == {"lookup_order", "refund"}
 
+    # details: a description, and no expiry any more (one PATCH of what changed)
+    patches: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda req: req.method == "PATCH" and patches.append(json.loads(req.post_data or "{}")),
+    )
+    page.get_by_role("button", name="Edit details").click()
+    edit = page.get_by_role("form", name="Edit channel")
+    edit.get_by_label("Description").fill("Order desk toolkit")
+    expect(edit.get_by_label("Expires after")).not_to_have_value("")
+    edit.get_by_label("Expires after").fill("")
+    edit.get_by_role("button", name="Save details").click()
+    expect(page.get_by_text("Order desk toolkit")).to_be_visible()
+    expect(page.locator("dl.facts")).to_contain_text("never")
+    assert patches == [{"description": "Order desk toolkit", "expires_at": None}], patches
+    with server.admin() as admin:
+        saved = admin.get("/api/v1/channels/support-bot").json()
+    assert saved["description"] == "Order desk toolkit" and saved["expires_at"] is None
+
     # the list: two tools, last used, the expiry
     page.get_by_role("link", name="← Channels").click()
     row = page.get_by_role("table", name="Channels").locator("tbody tr").filter(has_text="support-bot")

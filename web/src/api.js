@@ -71,6 +71,7 @@ export const api = {
   get: (path, opts) => request("GET", path, undefined, opts),
   post: (path, body, opts) => request("POST", path, body ?? {}, opts),
   put: (path, body, opts) => request("PUT", path, body, opts),
+  patch: (path, body, opts) => request("PATCH", path, body, opts),
   del: (path, opts) => request("DELETE", path, undefined, opts),
 };
 

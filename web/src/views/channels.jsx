@@ -182,6 +182,7 @@ export function ChannelPage({ params }) {
   const [dialog, setDialog] = useState(Boolean(fresh));
   useEffect(() => () => freshTokens.delete(id), [id]); // leaving the page forgets the token
   const action = useAction();
+  const [editing, setEditing] = useState(false);
   const c = channel.data;
 
   const rotate = () =>
@@ -213,6 +214,7 @@ export function ChannelPage({ params }) {
           {c.description && <p class="muted">{c.description}</p>}
         </div>
         <div class="actions">
+          <button onClick={() => setEditing(true)}>Edit details</button>
           <ConfirmButton
             label="Rotate token"
             class=""
@@ -240,6 +242,16 @@ export function ChannelPage({ params }) {
         <dd>{ago(c.created_at)}</dd>
       </dl>
       <Tools channel={c} onSaved={(updated) => channel.setData(updated)} />
+      {editing && (
+        <EditDetails
+          channel={c}
+          onClose={() => setEditing(false)}
+          onSaved={(updated) => {
+            channel.setData(updated);
+            setEditing(false);
+          }}
+        />
+      )}
       <ConnectAgent channel={c} token={fresh && fresh.token} />
       <Dialog title="Your channel token" open={dialog} onClose={() => setDialog(false)}>
         {fresh && (
@@ -327,5 +339,82 @@ function Tools({ channel, onSaved }) {
         </button>
       </div>
     </form>
+  );
+}
+
+// The date an ISO timestamp falls on here, as a date input wants it (yyyy-mm-dd); "" for none.
+function dateValue(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+// Name, description and expiry (a day: the channel works until that day ends here; empty: never), in one PATCH
+// of what changed; the tools and the token stay as they are.
+function EditDetails({ channel, onClose, onSaved }) {
+  const [form, setForm] = useState({
+    name: channel.name,
+    description: channel.description,
+    until: dateValue(channel.expires_at),
+  });
+  const save = useAction();
+  const submit = (e) => {
+    e.preventDefault();
+    save.run(async () => {
+      const body = {};
+      if (form.name.trim() !== channel.name) body.name = form.name.trim();
+      if (form.description !== channel.description) body.description = form.description;
+      if (form.until !== dateValue(channel.expires_at)) {
+        body.expires_at = form.until ? new Date(`${form.until}T23:59:59`).toISOString() : null;
+      }
+      const updated = Object.keys(body).length
+        ? await api.patch(`channels/${encodeURIComponent(channel.id)}`, body).catch((err) => {
+            if (err.code === "CONFLICT") err.hint = "Choose another name: each channel's name is its own.";
+            throw err;
+          })
+        : channel;
+      onSaved(updated);
+    });
+  };
+  return (
+    <Dialog title="Edit channel" open onClose={onClose}>
+      <form class="form" onSubmit={submit} aria-label="Edit channel">
+        <ErrorBanner error={save.error} />
+        <Field label="Name">
+          <input
+            name="name"
+            value={form.name}
+            required
+            maxLength={64}
+            onInput={(e) => setForm({ ...form, name: e.target.value })}
+          />
+        </Field>
+        <Field label="Description">
+          <input
+            name="description"
+            value={form.description}
+            maxLength={1024}
+            onInput={(e) => setForm({ ...form, description: e.target.value })}
+          />
+        </Field>
+        <Field label="Expires after" help="the token stops working when this day ends; empty = never">
+          <input
+            name="expires_at"
+            type="date"
+            value={form.until}
+            onInput={(e) => setForm({ ...form, until: e.target.value })}
+          />
+        </Field>
+        <div class="actions">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button class="primary" type="submit" disabled={save.busy}>
+            Save details
+          </button>
+        </div>
+      </form>
+    </Dialog>
   );
 }
