@@ -43,6 +43,15 @@ const VIEWS = [
   ["/settings", SettingsView],
 ];
 
+// orvad's OAuth consent page (not part of this app) sends a browser without a session to
+// #/login?next=/oauth/consent?request=...: once logged in, back there (only that same-origin path).
+function leaveForConsent(route) {
+  const next = route.path === "/login" ? route.params.next || "" : "";
+  if (!/^\/oauth\/consent\?request=[A-Za-z0-9_-]+$/.test(next)) return false;
+  window.location.assign(next);
+  return true;
+}
+
 function App() {
   const route = useRoute();
   const [auth, setAuth] = useState({ state: "checking" });
@@ -55,6 +64,7 @@ function App() {
       setFunctionsOrigin(functions_url);
       if (!has_user) return setAuth({ state: "onboarding" });
       const me = await api.get("auth/me", { quiet401: true });
+      if (leaveForConsent(currentRoute())) return;
       setAuth({ state: "in", user: me.user });
     } catch (error) {
       setAuth(error.status === 401 ? { state: "login" } : { state: "failed", error });
@@ -80,6 +90,7 @@ function App() {
         expired={auth.expired}
         onDone={(user) => {
           setAuth({ state: "in", user });
+          if (leaveForConsent(route)) return;
           const next = route.path === "/login" ? route.params.next || "/" : route.full;
           navigate(next, { replace: true });
         }}
