@@ -5,6 +5,8 @@ The journey an operator takes to hand functions to an AI agent: create a channel
 token once and copy it, copy the "Connect an agent" snippet (the token filled in) and connect with exactly
 that configuration through the MCP SDK's client, edit a tool's description (one PUT) and see the agent's
 tool list change, reload (the token is gone for good), rotate (the old token is refused at once), delete.
+Then an OAuth app connected through orvad's consent page appears under Settings > Connected apps and
+Disconnect cuts it off.
 No function is deployed or invoked, so no sandbox is needed: the `browser` marker (from the fixtures)
 keeps it out of `make test-fast`, as every dashboard test.
 """
@@ -12,10 +14,14 @@ keeps it out of `make test-fast`, as every dashboard test.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import hashlib
 import json
 import re
+import secrets
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import httpx2
@@ -28,6 +34,7 @@ from tests.deploy_helpers import create_function
 from tests.helpers import Orvad
 
 TOKEN = re.compile(r"^orva_chn_[0-9a-f]{32}$")
+REDIRECT = "https://client.example/callback"
 INIT = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -283,3 +290,81 @@ def test_function_settings_input_schema(make_orvad, page: Page) -> None:  # type
     expect(settings.get_by_label("Input schema (MCP tool arguments)")).to_have_value(
         json.dumps(schema, indent=2)
     )
+
+
+def test_connected_apps_list_and_disconnect(make_orvad, page: Page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An app connects through orvad's consent page in the browser (the dashboard session approves it, one
+    scope unticked); Settings > Connected apps lists it with the scopes granted; Disconnect, confirmed,
+    removes it and its tokens are refused at once."""
+    server: Orvad = make_orvad(start=False)
+    server.env["ORVA_PUBLIC_URL"] = server.url  # OAuth needs it
+    server.start()
+    with server.client() as c:
+        session = server.onboard(c, "admin", PASSWORD).cookies["session_token"]
+        client = c.post(
+            "/oauth/register",
+            json={
+                "client_name": "Test Connector",
+                "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": "none",
+            },
+        )
+    assert client.status_code == 201, client.text
+    client_id = client.json()["client_id"]
+    page.context.add_cookies([{"name": "session_token", "value": session, "url": server.url}])
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    authorize = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "scope": "read invoke write admin",
+        "state": "st-1",
+    }
+    # the client's redirect URI is not on this closed network: the browser's visit there is answered here
+    back: list[str] = []
+    page.route(
+        "https://client.example/**",
+        lambda route: (back.append(route.request.url), route.fulfill(status=200, body="back at the client")),
+    )
+    page.goto(f"{server.url}/oauth/authorize?{urlencode(authorize)}")
+    expect(page.get_by_role("heading", name="Connect Test Connector?")).to_be_visible()
+    page.get_by_role("checkbox", name="admin").uncheck()
+    shot(page, "channels-08-consent")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_text("back at the client")).to_be_visible()
+    query = parse_qs(urlsplit(back[-1]).query)
+    assert query["state"] == ["st-1"], back
+    with server.client() as c:
+        tokens = c.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "code": query["code"][0],
+                "code_verifier": verifier,
+                "redirect_uri": REDIRECT,
+            },
+        )
+    assert tokens.status_code == 200, tokens.text
+    access, refresh = tokens.json()["access_token"], tokens.json()["refresh_token"]
+    assert mcp_status(server, access) == 200
+
+    page.goto(f"{server.url}/web/#/settings")
+    apps = page.get_by_role("table", name="Connected apps")
+    row = apps.locator("tbody tr").filter(has_text="Test Connector")
+    expect(row).to_contain_text("read, invoke, write")
+    expect(row).to_contain_text(REDIRECT)
+    shot(page, "channels-09-connected-apps")
+    row.get_by_role("button", name="Disconnect").click()
+    page.get_by_role("dialog", name="Disconnect").get_by_role("button", name="Disconnect").click()
+    expect(page.get_by_text("No apps connected.")).to_be_visible()
+    assert mcp_status(server, access) == 401
+    with server.client() as c:
+        again = c.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh},
+        )
+    assert again.status_code in (400, 401), again.text
