@@ -264,7 +264,8 @@ FIELDS: tuple[Field, ...] = (
         "",
         "ORVA_PUBLIC_URL",
         _origin,
-        "URL operators reach orvad at (its host is one of the allowed hosts)",
+        "URL operators reach orvad at (its host is one of the allowed hosts); required for OAuth at /mcp (https, "
+        "or http on loopback): the issuer and the tokens' audience",
     ),
     Field(
         "allowed_hosts",
