@@ -194,6 +194,13 @@ def test_channels_journey(make_orvad, page: Page) -> None:  # type: ignore[no-un
     assert mcp_status(server, token) == 401
     assert set(tools(url, rotated)) == {"lookup_order", "refund"}
 
+    # on a phone the channel's page fits the screen (snippets and tables scroll inside their boxes)
+    page.set_viewport_size({"width": 390, "height": 844})
+    width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the channel page is {width[0]} px wide on a {width[1]} px screen"
+    shot(page, "channels-05b-phone")
+    page.set_viewport_size({"width": 1280, "height": 860})
+
     # details: a description, and no expiry any more (one PATCH of what changed)
     patches: list[dict[str, Any]] = []
     page.on(
