@@ -61,7 +61,7 @@ def mcp() -> None:
 @click.option(
     "--token",
     metavar="TOKEN",
-    help="The channel's token (orva_chn_..., shown by `orva channels create` or `rotate`) to fill in.",
+    help="The channel's token (orva_chn_..., shown by `orva channels create` or `rotate`) to fill in; - reads it from stdin.",
 )
 @click.option(
     "--client",
@@ -81,8 +81,10 @@ def config(app: App, channel: str, token: str | None, client: str | None) -> Non
     Examples:
       orva mcp config --channel support-bot
       orva mcp config -c support-bot --client claude-desktop --token "$(orva channels rotate support-bot)"
-      orva mcp config -c support-bot --client mcp-remote
+      orva channels rotate support-bot | orva mcp config -c support-bot --client cursor --token -
     """
+    if token == "-":
+        token = click.get_text_stream("stdin").readline().strip()
     if token is not None and not token.startswith("orva_chn_"):
         raise click.BadParameter(
             "a channel token starts with orva_chn_ (printed by `orva channels create` or `orva channels rotate`)",

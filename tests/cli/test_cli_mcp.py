@@ -61,6 +61,9 @@ def test_mcp_config_prints_each_client_and_fills_the_token(cli: Cli, orvad: Orva
     assert cursor == {"url": url, "headers": {"Authorization": f"Bearer {token}"}}
     line = cli.ok("mcp", "config", "-c", name, "--client", "mcp-remote", "--token", token).stdout.strip()
     assert line == f'npx -y mcp-remote {url} --header "Authorization: Bearer {token}"'
+    # --token - reads it from stdin (a pipe from `orva channels rotate`, kept out of the process list)
+    piped = cli.ok("mcp", "config", "-c", name, "--client", "mcp-remote", "--token", "-", input=token + "\n")
+    assert piped.stdout.strip() == line
     whole = cli.json("mcp", "config", "-c", name, "--token", token)
     assert whole["cursor"]["mcpServers"][f"orva-{name}"]["headers"]["Authorization"] == f"Bearer {token}"
 
