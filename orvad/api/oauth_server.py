@@ -32,7 +32,7 @@ import logging
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.metadata import MetadataHandler, ProtectedResourceMetadataHandler
@@ -52,8 +52,11 @@ from mcp.server.auth.provider import (
 )
 from mcp.server.auth.routes import cors_middleware
 from mcp.server.auth.settings import ClientRegistrationOptions
+from mcp.server.transport_security import RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata, OAuthToken, ProtectedResourceMetadata
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from pydantic import AnyUrl
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, request_response
@@ -90,6 +93,8 @@ PR_METADATA = "/.well-known/oauth-protected-resource"
 MCP_PATH = "/mcp"
 MAX_REDIRECT_URIS = 10
 MAX_NAME = 200
+MAX_METADATA = 16 * 1024  # a registration's metadata, as stored (JSON)
+MAX_FORM = 64 * 1024  # the body of every OAuth POST (forms, a registration)
 SCOPE_TEXT = {
     "read": "read functions, deployments, executions and their logs",
     "invoke": "invoke functions",
@@ -153,6 +158,10 @@ class OrvaProvider:
                 "invalid_client_metadata", "grant_types may be authorization_code and refresh_token only"
             )
         metadata = client_info.model_dump(mode="json", exclude={"client_secret"}, exclude_none=True)
+        if len(json.dumps(metadata)) > MAX_METADATA:
+            raise RegistrationError(
+                "invalid_client_metadata", f"the metadata is over {MAX_METADATA} bytes as JSON"
+            )
         try:
             await self.service.register(
                 client_info.client_id or "",
@@ -324,6 +333,33 @@ class HashedClientAuthenticator(ClientAuthenticator):
         return client
 
 
+class UserFirstAuthorizationHandler(AuthorizationHandler):
+    """The SDK's authorization endpoint, but an error it would send straight back to the client's
+    redirect_uri (a bad scope, plain PKCE, another resource) is shown on a page of orvad's with a link
+    instead: anyone can register a client (RFC 7591), so an automatic redirect would make orvad an open
+    redirector to whatever URI an attacker registered (RFC 9700 4.11.1: redirect only after the user
+    has been involved). The redirect to the consent page is kept."""
+
+    def __init__(self, provider: OrvaProvider) -> None:
+        super().__init__(provider)
+        self.consent = provider.issuer + CONSENT + "?"
+
+    async def handle(self, request: Request) -> Response:
+        response = await super().handle(request)
+        target = response.headers.get("location", "")
+        if response.status_code != 302 or target.startswith(self.consent):
+            return response
+        query = dict(parse_qsl(urlsplit(target).query))
+        error, description = query.get("error", "invalid_request"), query.get("error_description", "")
+        host = urlsplit(target).hostname or urlsplit(target).scheme + ":"
+        body = (
+            f"<p>The app's authorization request was refused: <code>{html.escape(error)}</code>"
+            f"{': ' + html.escape(description) if description else ''}.</p>"
+            f'<p><a href="{html.escape(target)}">Return to {html.escape(host)}</a> (the app is told why).</p>'
+        )
+        return _page("Authorization request refused", body, status=400)
+
+
 class AudienceTokenHandler(TokenHandler):
     """The SDK's token endpoint, refusing a ``resource`` (RFC 8707) other than this orvad's /mcp."""
 
@@ -441,14 +477,31 @@ class OAuthServer:
             ),
             PR_METADATA: (("GET", "OPTIONS"), resource_app),
             PR_METADATA + MCP_PATH: (("GET", "OPTIONS"), resource_app),
-            AUTHORIZE: (("GET", "POST"), request_response(AuthorizationHandler(provider).handle)),
-            TOKEN: (cors, cors_middleware(AudienceTokenHandler(provider, authenticator).handle, list(cors))),
-            REGISTER: (cors, cors_middleware(RegistrationHandler(provider, registration).handle, list(cors))),
+            AUTHORIZE: (
+                ("GET", "POST"),
+                _limited(request_response(UserFirstAuthorizationHandler(provider).handle)),
+            ),
+            TOKEN: (
+                cors,
+                _cors(
+                    _limited(request_response(AudienceTokenHandler(provider, authenticator).handle)),
+                    list(cors),
+                ),
+            ),
+            REGISTER: (
+                cors,
+                _cors(
+                    _limited(request_response(RegistrationHandler(provider, registration).handle)), list(cors)
+                ),
+            ),
             REVOKE: (
                 cors,
-                cors_middleware(PublicClientRevocationHandler(provider, authenticator).handle, list(cors)),
+                _cors(
+                    _limited(request_response(PublicClientRevocationHandler(provider, authenticator).handle)),
+                    list(cors),
+                ),
             ),
-            CONSENT: (("GET", "POST"), request_response(self.consent)),
+            CONSENT: (("GET", "POST"), _limited(request_response(self.consent))),
         }
 
     def routes(self) -> list[Route]:
@@ -572,6 +625,21 @@ cut it off any time under Settings, Connected apps (or <code>orva oauth revoke {
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
+    """CORS for the endpoints an OAuth client calls from a browser page (the SDK's routes do the same;
+    never with credentials)."""
+    return CORSMiddleware(
+        app, allow_origins="*", allow_methods=methods, allow_headers=[MCP_PROTOCOL_VERSION_HEADER]
+    )
+
+
+def _limited(app: ASGIApp) -> ASGIApp:
+    """The SDK's own body cap (as create_auth_routes sets it), at MAX_FORM: OAuth requests are small."""
+    return RequestBodyLimitMiddleware(app, MAX_FORM)
+
+
 _EXPIRED = (
     "<p>This authorization request is unknown or has expired (they last 10 minutes).</p>"
     "<p>Start again from the app you were connecting.</p>"

@@ -40,6 +40,7 @@ MAX_CLIENTS = 1000  # registration is open (RFC 7591): clients never granted any
 UNUSED_CLIENT_TTL_S = 86400  # a registration without a grant after a day is dropped when room is needed
 MAX_PENDING = 1000
 _TOUCH_EVERY_S = 60
+_PRUNE_EVERY_S = 600  # expired tokens leave memory and the database at most this long after expiring
 _HINT = "list connected apps with GET /api/v1/oauth/connected-apps"
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -149,9 +150,16 @@ class OAuthService:
             str, tuple[str, float]
         ] = {}  # code hash -> (family, until): a replay revokes it
         self._last_touch: dict[str, float] = {}
+        self._pruned_at = 0.0
+
+    async def _prune_expired(self) -> None:
+        now = time.time()
+        self._pruned_at = now
+        self._tokens = {h: t for h, t in self._tokens.items() if t.expires_at > now}
+        await self._store.delete_expired(int(now))
 
     async def load(self) -> None:
-        await self._store.delete_expired(int(time.time()))
+        await self._prune_expired()
         self._clients = {c.client_id: c for c in await self._store.clients()}
         self._tokens = {t.token_hash: t for t in await self._store.tokens()}
 
@@ -266,6 +274,8 @@ class OAuthService:
         family: str,
         rotated: str | None = None,
     ) -> Issued:
+        if time.time() - self._pruned_at >= _PRUNE_EVERY_S:
+            await self._prune_expired()
         access = ACCESS_PREFIX + secrets.token_hex(32)
         refresh = REFRESH_PREFIX + secrets.token_hex(32)
         now, created = int(time.time()), now_iso()

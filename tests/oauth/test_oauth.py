@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 import secrets
 import shutil
@@ -135,6 +136,18 @@ def _grant(
     tokens = _token(srv, client["client_id"], code=back["code"][0], code_verifier=verifier)
     assert tokens.status_code == 200, tokens.text
     return {"client": client, "verifier": verifier, "code": back["code"][0], **tokens.json()}
+
+
+def _refused(r: httpx.Response) -> dict[str, list[str]]:
+    """An authorize error for a known client: not redirected automatically (orvad would be an open
+    redirector for any registered URI) but a page whose link carries the error back to the client."""
+    assert r.status_code == 400 and "location" not in r.headers, r.text
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    link = re.search(r'href="([^"]+)"', r.text)
+    assert link is not None, r.text
+    target = html.unescape(link.group(1))
+    assert target.startswith(REDIRECT + "?")
+    return parse_qs(urlsplit(target).query)
 
 
 def _token(srv: Orvad, client_id: str, grant_type: str = "authorization_code", **form: str) -> httpx.Response:
@@ -310,15 +323,16 @@ def test_pkce_redirect_uri_and_code_attacks_are_refused(server: Orvad, session: 
     cid = client["client_id"]
     verifier, challenge = _pkce()
     # plain PKCE: refused back at the client (a known client and redirect_uri)
-    plain = _authorize(server, cid, verifier, code_challenge_method="plain")
-    assert plain.status_code == 302
-    assert parse_qs(urlsplit(plain.headers["location"]).query)["error"] == ["invalid_request"]
+    plain = _refused(_authorize(server, cid, verifier, code_challenge_method="plain"))
+    assert plain["error"] == ["invalid_request"] and plain["state"] == ["st-1"]
     # no PKCE at all
     with server.client() as c:
         bare = c.get(
             "/oauth/authorize", params={"response_type": "code", "client_id": cid, "redirect_uri": REDIRECT}
         )
-    assert "code_challenge" in parse_qs(urlsplit(bare.headers["location"]).query)["error_description"][0]
+    assert "code_challenge" in _refused(bare)["error_description"][0]
+    # a scope this server does not have
+    assert _refused(_authorize(server, cid, challenge, scope="read root"))["error"] == ["invalid_scope"]
     # an unregistered redirect_uri: never redirected to
     other = _authorize(server, cid, challenge, redirect_uri="https://evil.example/cb")
     assert other.status_code == 400 and "location" not in other.headers
@@ -404,7 +418,7 @@ def test_another_resource_is_refused(server: Orvad, session: str) -> None:
     client = _register(server)
     verifier, challenge = _pkce()
     r = _authorize(server, client["client_id"], challenge, resource="https://other.example/mcp")
-    assert parse_qs(urlsplit(r.headers["location"]).query)["error"] == ["invalid_target"]
+    assert _refused(r)["error"] == ["invalid_target"]
     r = _authorize(server, client["client_id"], challenge, resource=f"{server.url}/mcp")
     code = _consent(server, session, r.headers["location"], ["read"])["code"][0]
     bad = _token(
@@ -497,6 +511,21 @@ def test_registration_checks_and_confidential_clients(server: Orvad, session: st
             assert r.json()["error"] in ("invalid_redirect_uri", "invalid_client_metadata")
         assert c.post("/oauth/register", json={"redirect_uris": []}).status_code == 400
         assert c.post("/oauth/register", content=b"{not json").status_code == 400
+        too_big = [
+            {"redirect_uris": [REDIRECT], "client_name": "n" * 201},
+            {"redirect_uris": [REDIRECT], "contacts": ["a" * 100 + "@example.com"] * 200},
+            {"redirect_uris": [f"{REDIRECT}{i}" for i in range(11)]},
+            {"redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "client_credentials"]},
+        ]
+        for body in too_big:
+            r = c.post("/oauth/register", json=body)
+            assert r.status_code == 400 and r.json()["error"].startswith("invalid_"), r.text
+        huge = c.post("/oauth/register", content=b'{"redirect_uris": ["' + b"x" * 70_000 + b'"]}')
+        assert huge.status_code == 413
+        # a Host orvad does not answer for: refused before OAuth (DNS rebinding), metadata included
+        for path in ("/.well-known/oauth-authorization-server", "/oauth/consent"):
+            assert c.get(path, headers={"Host": "evil.example"}).status_code == 403
+        assert c.put("/oauth/token").status_code == 405
         loopback = c.post("/oauth/register", json={"redirect_uris": ["http://127.0.0.1:33418/callback"]})
         assert loopback.status_code == 201
     # a confidential client (client_secret_post): the secret is needed at /token and stored hashed
