@@ -382,6 +382,16 @@ async def test_bad_arguments_are_error_results_with_code_message_and_hint(orvad:
         await _refused(s, "no_such_tool", {}, "NOT_FOUND")
         escape = await _refused(s, "get_execution_logs", {"execution_id": 5}, "VALIDATION")
         assert escape["details"] == {"field": "execution_id"}
+        # inside lists and maps, and bounds
+        item = await _refused(s, "create_key", {"name": "k", "permissions": ["read", {"x": 1}]}, "VALIDATION")
+        assert item["details"] == {"field": "permissions"} and "[1]" in item["message"]
+        await _refused(s, "create_channel", {"name": _name("c"), "functions": [7]}, "VALIDATION")
+        value = await _refused(s, "invoke_function", {"function": "x", "headers": {"a": 1}}, "VALIDATION")
+        assert "['a']" in value["message"]
+        huge = await _refused(s, "get_build_logs", {"deployment_id": "x", "after_seq": 2**64}, "VALIDATION")
+        assert huge["details"] == {"field": "after_seq"}
+        days = await _refused(s, "create_key", {"name": "k", "expires_in_days": 0}, "VALIDATION")
+        assert "from 1 to 3650" in days["message"]
 
 
 async def test_every_tool_call_is_an_audit_log_row(orvad: Orvad) -> None:

@@ -113,8 +113,9 @@ def _fits(value: Any, kind: str | list[str] | None) -> bool:
 
 
 def check_args(tool_def: ToolDef, args: dict[str, Any]) -> None:
-    """The arguments against the tool's schema, shallowly: no unknown names, the required ones present,
-    each of its declared type (and enum); a VALIDATION error naming the field and what fits."""
+    """The arguments against the tool's schema: no unknown names, the required ones present, each of its
+    declared type, enum and bounds (and so the items of a list and the values of a map); a VALIDATION
+    error naming the argument and what fits."""
     schema = tool_def.schema()
     props: dict[str, Any] = schema.get("properties", {})
     unknown = sorted(set(args) - set(props))
@@ -128,19 +129,47 @@ def check_args(tool_def: ToolDef, args: dict[str, Any]) -> None:
         if args.get(name) is None and not (tool_def.destructive and name == "confirm"):
             raise bad(name, "is required", f"pass {name} in the arguments of {tool_def.name}")
     for name, value in args.items():
-        spec = props[name]
-        if value is None:
-            continue  # an absent optional argument, as JSON null
-        kind = spec.get("type")
-        if not _fits(value, kind):
-            shown = kind if isinstance(kind, str) else " or ".join(kind or [])
-            raise bad(
-                name, f"must be of type {shown}", f"pass {name} as {shown} ({spec.get('description', '')})"
+        if value is not None:  # null: an absent optional argument (or a nullable setting's null)
+            _check(name, name, value, props[name])
+
+
+def _check(field_name: str, where: str, value: Any, spec: dict[str, Any]) -> None:
+    """One value against its (sub)schema: ``where`` names it for the agent (``files[...]``)."""
+    kind = spec.get("type")
+    if not _fits(value, kind):
+        shown = kind if isinstance(kind, str) else " or ".join(kind or [])
+        said = f" ({spec['description']})" if spec.get("description") else ""
+        raise bad(
+            field_name, f"{_at(field_name, where)}must be of type {shown}", f"pass {where} as {shown}{said}"
+        )
+    if "enum" in spec and value not in spec["enum"]:
+        allowed = ", ".join(map(str, spec["enum"]))
+        raise bad(
+            field_name, f"{_at(field_name, where)}must be one of {allowed}", f"pick {where} from: {allowed}"
+        )
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = spec.get("minimum"), spec.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = (
+                f"from {low}" if high is None else f"up to {high}" if low is None else f"from {low} to {high}"
             )
-        if "enum" in spec and value not in spec["enum"]:
+            raise bad(field_name, f"{_at(field_name, where)}must be {span}", f"pass {where} {span}")
+    if isinstance(value, list):
+        if len(value) > spec.get("maxItems", len(value)) or len(value) < spec.get("minItems", 0):
             raise bad(
-                name, f"must be one of {', '.join(map(str, spec['enum']))}", f"pick {name} from the list"
+                field_name,
+                f"{_at(field_name, where)}has {len(value)} items",
+                f"pass {spec.get('minItems', 0)} to {spec.get('maxItems', 'any number of')} items",
             )
+        for i, item in enumerate(value):
+            _check(field_name, f"{where}[{i}]", item, spec.get("items", {}))
+    if isinstance(value, dict) and isinstance(spec.get("additionalProperties"), dict):
+        for key, item in value.items():
+            _check(field_name, f"{where}[{key[:100]!r}]", item, spec["additionalProperties"])
+
+
+def _at(field_name: str, where: str) -> str:
+    return "" if where == field_name else f"item {where[len(field_name) :]} "
 
 
 def admin_for_unsandboxed(caller: Caller, fn: Function) -> None:

@@ -416,7 +416,7 @@ TOOLS = (
         obj(
             {
                 "deployment_id": _DEPLOYMENT,
-                "after_seq": {"type": "integer", "minimum": 0},
+                "after_seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 5000},
             },
             ("deployment_id",),
