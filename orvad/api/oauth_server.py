@@ -545,8 +545,8 @@ class OAuthServer:
         _key, token = credentials(request.scope, self.daemon.sessions.cookie_name)
         return await self.daemon.sessions.resolve(token) if token else None
 
-    def _login_redirect(self, request: Request) -> Response:
-        here = f"{CONSENT}?{urlencode({'request': request.query_params.get('request', '')})}"
+    def _login_redirect(self, request_id: str) -> Response:
+        here = f"{CONSENT}?{urlencode({'request': request_id})}"
         return RedirectResponse(
             f"/web/#/login?next={quote(here, safe='')}", status_code=303, headers=_NO_STORE
         )
@@ -560,7 +560,7 @@ class OAuthServer:
             return _page("Authorization request expired", _EXPIRED, status=400)
         session = await self._session(request)
         if session is None:
-            return self._login_redirect(request)
+            return self._login_redirect(pending.id)
         client = self.daemon.oauth.client(pending.client_id)
         assert client is not None
         target = urlsplit(pending.redirect_uri)
@@ -598,7 +598,7 @@ cut it off any time under Settings, Connected apps (or <code>orva oauth revoke {
             return _page("Authorization request expired", _EXPIRED, status=400)
         session = await self._session(request)
         if session is None:
-            return self._login_redirect(request)
+            return self._login_redirect(pending.id)
         sent = form.get("csrf")
         if not isinstance(sent, str) or not hmac.compare_digest(sent, _csrf(pending, session)):
             raise Forbidden(
