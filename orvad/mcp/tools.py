@@ -43,6 +43,7 @@ _HINTS = (
     (re.compile(r"GET /api/v1/functions/[^ ]+/deployments"), "the list_deployments tool"),
     (re.compile(r"GET /api/v1/functions\b"), "the list_functions tool"),
     (re.compile(r"GET /api/v1/routes"), "the list_routes tool"),
+    (re.compile(r"GET /api/v1/runtimes"), "the list_runtimes tool"),
     (re.compile(r"GET /api/v1/keys"), "the list_keys tool"),
     (re.compile(r"GET /api/v1/channels"), "the list_channels tool"),
     (re.compile(r"GET /api/v1/deployments/[^ ]+/logs"), "the get_build_logs tool"),

@@ -353,6 +353,8 @@ async def test_docs_metrics_and_health_are_tools(orvad: Orvad) -> None:
         assert "handlers" in missing["hint"]
         await _refused(s, "get_orva_docs", {"topic": "mcp", "section": "nope"}, "NOT_FOUND")
 
+        runtimes = await _ok(s, "list_runtimes", {})
+        assert any(r["language"] == "python" for r in runtimes["runtimes"])
         metrics = await _ok(s, "get_metrics", {})
         assert {"invocations_total", "rate_per_s", "latency_ms", "pools", "uptime_seconds"} <= set(metrics)
         health = await _ok(s, "health", {})
@@ -376,7 +378,10 @@ async def test_bad_arguments_are_error_results_with_code_message_and_hint(orvad:
         enum = await _refused(s, "list_functions", {"status": "sleeping"}, "VALIDATION")
         assert "active" in enum["message"]
         await _refused(s, "create_function", {"name": "Bad Name!", "runtime": "python"}, "VALIDATION")
-        await _refused(s, "create_function", {"name": _name("nort"), "runtime": "cobol"}, "VALIDATION")
+        cobol = await _refused(
+            s, "create_function", {"name": _name("nort"), "runtime": "cobol"}, "VALIDATION"
+        )
+        assert cobol["hint"].startswith("the list_runtimes tool lists")  # the REST hint, told as a tool
         both = await _refused(s, "deploy_function", {"function": "nothing-here", "code": "x"}, "NOT_FOUND")
         assert "list_functions" in both["hint"]  # the service's REST hint, told as a tool
         await _refused(s, "no_such_tool", {}, "NOT_FOUND")

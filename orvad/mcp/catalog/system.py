@@ -4,6 +4,7 @@ orvad/_data/docs)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import cache
 from pathlib import Path
@@ -32,6 +33,17 @@ async def health(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
 
 async def get_metrics(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
     return daemon.metrics.snapshot()
+
+
+async def list_runtimes(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
+    catalog = daemon.runtimes
+    for runtime in await asyncio.to_thread(catalog.newly_installed):  # `orvad runtimes install` meanwhile
+        catalog.add(runtime)
+    return {
+        "runtimes": catalog.list(),
+        "installable": catalog.installable(),
+        "hint": "create_function takes a runtime id, or one of its aliases (e.g. python)",
+    }
 
 
 @cache
@@ -94,6 +106,14 @@ TOOLS = (
         obj({}),
         "read",
         health,
+    ),
+    tool(
+        "list_runtimes",
+        "The runtimes functions can use on this host (id, language, version, default entry file), and the "
+        "pinned ones a first build would install.",
+        obj({}),
+        "read",
+        list_runtimes,
     ),
     tool(
         "get_metrics",
