@@ -64,8 +64,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orvad.auth.guard import ALL_PERMISSIONS, credentials, same_origin
 from orvad.auth.sessions import Session, token_hash
+from orvad.clock import now_iso
 from orvad.errors import Forbidden, MethodNotAllowed, NotFound
 from orvad.http.origins import Origins
+from orvad.ids import uuid7
 from orvad.services.oauth import (
     CONSENT_TTL_S,
     SCOPES,
@@ -586,6 +588,25 @@ cut it off any time under Settings, Connected apps (or <code>orva oauth revoke {
 </form>"""
         return _page(f"Connect {client.client_name}?", body, form_target=pending.redirect_uri)
 
+    def _audit(self, request: Request, session: Session, pending: Pending, decision: str) -> None:
+        """The user's decision is an audit-log row: the session's user, the client as the target."""
+        client = request.scope.get("client")
+        self.daemon.audit.record(
+            {
+                "id": uuid7(),
+                "ts": now_iso(),
+                "actor_kind": "session",
+                "actor_id": session.user.id,
+                "actor_name": session.user.username,
+                "method": "POST",
+                "path": f"{CONSENT} {decision}",
+                "target_id": pending.client_id,
+                "status": 303,
+                "request_id": request.scope.get("state", {}).get("request_id", "-"),
+                "client_ip": client[0] if client else None,
+            }
+        )
+
     async def _decide(self, request: Request) -> Response:
         if not same_origin(request.scope):
             raise Forbidden(
@@ -610,7 +631,9 @@ cut it off any time under Settings, Connected apps (or <code>orva oauth revoke {
         granted = [
             s for s in pending.scopes if s in {str(v) for v in form.getlist("scope")} & ALL_PERMISSIONS
         ]
-        if action != "approve" or not granted:
+        approved = action == "approve" and bool(granted)
+        self._audit(request, session, pending, "approve " + " ".join(granted) if approved else "deny")
+        if not approved:
             self.daemon.oauth.finish(pending.id)
             why = "the user denied access" if action != "approve" else "the user granted no scope"
             log.info("oauth consent denied", extra={"client_id": pending.client_id})

@@ -31,7 +31,7 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
-from tests.helpers import Orvad, free_port
+from tests.helpers import Orvad, free_port, wait_for
 
 REDIRECT = "https://client.example/callback"
 PASSWORD = "AdminPass123!Secure"
@@ -471,6 +471,15 @@ def test_consent_needs_a_session_and_refuses_cross_site_posts(server: Orvad, ses
     # deny: back to the client with access_denied and its state; the request is spent
     back = _consent(server, session, location, ["read"], action="deny")
     assert back["error"] == ["access_denied"] and back["state"] == ["st-1"] and "code" not in back
+    # decisions are audit-log rows (the user, the client as the target)
+    with server.admin() as api:
+
+        def rows() -> list[dict[str, Any]]:
+            found = api.get("/api/v1/audit-log", params={"path_prefix": "/oauth/consent"}).json()["entries"]
+            return [e for e in found if e["target_id"] == client["client_id"]]
+
+        wait_for(lambda: bool(rows()), 10, "the consent's audit row")
+        assert rows()[0]["path"] == "/oauth/consent deny" and rows()[0]["actor_kind"] == "session"
     with server.session_client(session) as c:
         assert c.get(location).status_code == 400
 
