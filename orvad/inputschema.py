@@ -14,6 +14,7 @@ from typing import Any
 
 from jsonschema import exceptions as schema_errors  # type: ignore[import-untyped]
 from jsonschema import validators
+from jsonschema_specifications import REGISTRY as METASCHEMAS  # type: ignore[import-untyped]
 
 from orvad.errors import ValidationError
 
@@ -86,10 +87,12 @@ def validate_field(value: Any) -> dict[str, Any] | None:
 
 def check_arguments(schema: dict[str, Any], args: dict[str, Any]) -> None:
     """A tool call's arguments against the function's declared schema (first error, with its place)."""
-    validator = (_validator_class(schema) or DRAFTS[0])(schema)
+    # only the schema itself and the drafts' metaschemas resolve: jsonschema would otherwise fetch a
+    # remote $ref (from orvad's host, outside every sandbox) on the owner's say
+    validator = (_validator_class(schema) or DRAFTS[0])(schema, registry=METASCHEMAS)
     try:
         error = schema_errors.best_match(validator.iter_errors(args))
-    except Exception as exc:  # a $ref that does not resolve (remote ones are never fetched), ...
+    except Exception as exc:  # a $ref that does not resolve (a remote one is never fetched), ...
         raise ValidationError(
             f"the function's input_schema cannot be applied: {exc}"[:500],
             hint='its owner can fix the schema with PUT /api/v1/functions/NAME {"input_schema": ...}',

@@ -7,12 +7,15 @@ removed mid-session, credentials and X-Orva-* headers named by the agent."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,7 @@ class Fns:
     keyed: str  # auth_mode api_key
     signed: str  # auth_mode signed
     limited: str  # rate_limit_per_min 2
+    busy: str  # max_concurrency 1, concurrency_policy reject
     schema: str  # input_schema ORDER_SCHEMA
     outside: str  # deployed, in no channel
 
@@ -108,6 +112,9 @@ def fns(orvad: Orvad) -> Fns:
             keyed=_deploy(api, f"ch-keyed-{tag}", PY, auth_mode="api_key"),
             signed=_deploy(api, f"ch-signed-{tag}", PY, auth_mode="signed"),
             limited=_deploy(api, f"ch-limited-{tag}", PY, rate_limit_per_min=2),
+            busy=_deploy(
+                api, f"ch-busy-{tag}", PY, max_concurrency=1, concurrency_policy="reject", timeout_ms=3000
+            ),
             schema=_deploy(
                 api, f"ch-schema-{tag}", PY, input_schema=ORDER_SCHEMA, description="Look up an order"
             ),
@@ -435,3 +442,57 @@ def test_the_cli_sets_and_drops_an_input_schema(orvad: Orvad, tmp_path: Path) ->
             "type": "object"
         }
         assert cli.json("functions", "update", name, "--no-input-schema")["input_schema"] is None
+
+
+async def test_max_concurrency_applies_to_tool_calls(orvad: Orvad, fns: Fns) -> None:
+    """One call holds the only slot (a handler that runs to its timeout); meanwhile another is refused."""
+    _channel_id, token = _channel(orvad, [fns.busy])
+    tool = fns.tool(fns.busy)
+    async with _session(orvad, token) as holder, _session(orvad, token) as other:
+        held = asyncio.create_task(holder.call_tool(tool, {"path": "/slow"}))
+        refusals = []
+        while not held.done() and not refusals:
+            result = await other.call_tool(tool, {})
+            if result.is_error:
+                refusals.append(result.structured_content["error"])  # type: ignore[index]
+        assert (await held).structured_content["error"]["code"] == "TIMEOUT"  # type: ignore[index]
+    assert refusals and refusals[0]["code"] == "FUNCTION_BUSY", refusals
+
+
+async def test_a_schema_ref_is_never_fetched(orvad: Orvad, fns: Fns) -> None:
+    """A declared input_schema may $ref a URL: orvad never fetches it (no requests from orvad to a URL an
+    owner names); the call is a VALIDATION error result telling the owner to fix the schema."""
+    hits: list[str] = []
+
+    class Count(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b'{"type": "string"}'
+            self.send_response(200)
+            self.send_header("content-type", "application/schema+json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        name = f"ch-ref-{fns.tag}"
+        url = f"http://127.0.0.1:{server.server_address[1]}/order-id.json"
+        schema = {"type": "object", "properties": {"order_id": {"$ref": url}}}
+        with orvad.admin() as api:
+            _deploy(api, name, PY, input_schema=schema)
+        _channel_id, token = _channel(orvad, [name])
+        async with _session(orvad, token) as session:
+            refused = await session.call_tool(fns.tool(name), {"order_id": "A-1"})
+        assert refused.is_error, refused
+        error = refused.structured_content["error"]  # type: ignore[index]
+        assert error["code"] == "VALIDATION" and "cannot be applied" in error["message"]
+        assert "PUT /api/v1/functions/" in error["hint"]
+        assert hits == []
+    finally:
+        server.shutdown()
+        server.server_close()
