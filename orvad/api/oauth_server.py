@@ -567,9 +567,11 @@ class OAuthServer:
         assert client is not None
         target = urlsplit(pending.redirect_uri)
         where = target.hostname or target.scheme + ":"
+        # admin (keys, channels, the pool) is never ticked for the user: it must be a deliberate choice
         boxes = "".join(
-            f'<label class="scope"><input type="checkbox" name="scope" value="{s}" checked> <b>{s}</b>: '
-            f"{html.escape(SCOPE_TEXT[s])}</label>"
+            f'<label class="scope"><input type="checkbox" name="scope" value="{s}"'
+            f"{'' if s == 'admin' else ' checked'}> <b>{s}</b>: {html.escape(SCOPE_TEXT[s])}"
+            f"{' (tick it only if the app must manage keys and channels)' if s == 'admin' else ''}</label>"
             for s in pending.scopes
         )
         body = f"""

@@ -24,7 +24,9 @@ def test_consent_in_the_browser_goes_through_login_and_back(make_orvad: Any, pag
         assert server.onboard(c, "admin", PASSWORD).status_code == 201
     client = _register(server, client_name="Browser Connector")
     verifier, challenge = _pkce()
-    consent = _authorize(server, client["client_id"], challenge, scope="read invoke").headers["location"]
+    consent = _authorize(server, client["client_id"], challenge, scope="read invoke admin").headers[
+        "location"
+    ]
 
     landed: dict[str, str] = {}
 
@@ -44,6 +46,8 @@ def test_consent_in_the_browser_goes_through_login_and_back(make_orvad: Any, pag
     expect(page.get_by_text("client.example").first).to_be_visible()
     read, invoke = page.get_by_role("checkbox", name="read"), page.get_by_role("checkbox", name="invoke")
     expect(read).to_be_checked()
+    expect(invoke).to_be_checked()
+    expect(page.get_by_role("checkbox", name="admin")).not_to_be_checked()  # never ticked for the user
     invoke.uncheck()
     page.get_by_role("button", name="Approve").click()
     page.wait_for_url("https://client.example/**")
