@@ -82,7 +82,9 @@ async def call(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) 
         if not caller.can(tool.permission):
             raise Forbidden(
                 f"the tool {name} needs an API key with the {tool.permission!r} permission",
-                hint=f'create a key that has it with POST /api/v1/keys (permissions: ["{tool.permission}"])',
+                hint=f"connect with an API key that has {tool.permission!r} (an admin creates one with the "
+                f'create_key tool or POST /api/v1/keys, permissions: ["{tool.permission}"]); an OAuth '
+                f"connector: connect again and grant the {tool.permission} scope",
                 details={"required": tool.permission, "granted": sorted(caller.permissions)},
             )
         if tool.destructive and args.get("confirm") is not True:
