@@ -637,3 +637,23 @@ def test_the_cli_lists_and_revokes_apps(server: Orvad, session: str, tmp_path: P
         assert _mcp_status(server, grant["access_token"]) == 401
         line = error_line(cli.fails(1, "oauth", "revoke", cid), "NOT_FOUND")
         assert "`orva oauth apps`" in line and "/api/v1" not in line
+
+
+def test_a_refresh_token_raced_twice_is_spent_once(server: Orvad, session: str) -> None:
+    """Eight refreshes with one token at once: at most one gets tokens (the token is marked spent before
+    any await), never two live grants from one refresh token."""
+    import concurrent.futures
+
+    grant = _grant(server, session, ["read"])
+    cid = grant["client"]["client_id"]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: _token(server, cid, "refresh_token", refresh_token=grant["refresh_token"]),
+                range(8),
+            )
+        )
+    ok = [a for a in answers if a.status_code == 200]
+    assert len(ok) <= 1, [a.text for a in answers]
+    assert all(a.status_code in (200, 400) for a in answers)
+    assert _mcp_status(server, grant["access_token"]) == 401  # the reuse revoked the family
