@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from orvad.errors import Forbidden, NotFound, OrvaError
 from orvad.mcp.catalog import admin, config, functions, runs, system
-from orvad.mcp.catalog.base import ToolDef, check_args
+from orvad.mcp.catalog.base import ToolDef, check_args, without_nulls
 from orvad.mcp.results import Caller, ToolReply, bad, error_reply
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ async def call(daemon: Daemon, caller: Caller, name: str, args: dict[str, Any]) 
         if tool.destructive and args.get("confirm") is not True:
             raise bad("confirm", "must be true", f"{name} cannot be undone: call it again with confirm: true")
         check_args(tool, args)
-        outcome = await tool.handler(daemon, caller, args)
+        outcome = await tool.handler(daemon, caller, without_nulls(tool, args))
     except OrvaError as exc:
         return error_reply(_for_agent(exc))
     except Exception:  # a bug: an error result (and the call's audit row), not a dead session

@@ -395,6 +395,9 @@ async def test_bad_arguments_are_error_results_with_code_message_and_hint(orvad:
         assert "['a']" in value["message"]
         huge = await _refused(s, "get_build_logs", {"deployment_id": "x", "after_seq": 2**64}, "VALIDATION")
         assert huge["details"] == {"field": "after_seq"}
+        # null stands for an absent optional argument
+        listed = await _ok(s, "list_functions", {"limit": None, "status": None, "q": None})
+        assert "functions" in listed
         days = await _refused(s, "create_key", {"name": "k", "expires_in_days": 0}, "VALIDATION")
         assert "from 1 to 3650" in days["message"]
 

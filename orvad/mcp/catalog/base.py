@@ -133,6 +133,18 @@ def check_args(tool_def: ToolDef, args: dict[str, Any]) -> None:
             _check(name, name, value, props[name])
 
 
+def without_nulls(tool_def: ToolDef, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a handler sees: a null stands for an absent argument, unless the schema allows null
+    (a setting such as cors_origins, where null means something)."""
+    props: dict[str, Any] = tool_def.schema().get("properties", {})
+
+    def nullable(name: str) -> bool:
+        kind = props.get(name, {}).get("type")
+        return isinstance(kind, list) and "null" in kind
+
+    return {k: v for k, v in args.items() if v is not None or nullable(k)}
+
+
 def _check(field_name: str, where: str, value: Any, spec: dict[str, Any]) -> None:
     """One value against its (sub)schema: ``where`` names it for the agent (``files[...]``)."""
     kind = spec.get("type")
