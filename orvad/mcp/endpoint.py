@@ -185,9 +185,15 @@ class McpEndpoint:
         if looks_like_access_token(token):  # OAuth (remote connectors): scopes act as a key's permissions
             granted = oauth.caller(self.daemon, token)
             if granted is None:
-                raise self._unauthorized(
+                refused = self._unauthorized(
                     scope, "the OAuth access token is unknown, expired, revoked or for another resource"
                 )
+                # RFC 6750 3.1: the client refreshes, or signs in again
+                refused.headers["WWW-Authenticate"] += ', error="invalid_token"'
+                refused.hint = (
+                    "refresh the token at /oauth/token, or connect the app again (docs/MCP.md, OAuth)"
+                )
+                raise refused
             return granted
         row = self.daemon.keys.authenticate(token) if looks_like_key(token) else None
         if row is None:

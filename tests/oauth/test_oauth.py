@@ -158,6 +158,24 @@ def _token(srv: Orvad, client_id: str, grant_type: str = "authorization_code", *
         return c.post("/oauth/token", data=data)
 
 
+def test_a_dead_access_token_is_told_invalid_token(server: Orvad, session: str) -> None:
+    grant = _grant(server, session, ["read"])
+    with server.client() as c:
+        c.post(
+            "/oauth/revoke", data={"token": grant["access_token"], "client_id": grant["client"]["client_id"]}
+        )
+        headers = {
+            "Authorization": f"Bearer {grant['access_token']}",
+            "Accept": "application/json, text/event-stream",
+        }
+        r = c.post("/mcp", json={}, headers=headers)
+    assert r.status_code == 401
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert (
+        "resource_metadata=" in r.headers["www-authenticate"] and "/oauth/token" in r.json()["error"]["hint"]
+    )
+
+
 def _mcp_status(srv: Orvad, token: str) -> int:
     """An MCP initialize with the token: 200 when /mcp admits it."""
     body = {
