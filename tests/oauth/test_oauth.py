@@ -619,7 +619,7 @@ def test_the_audience_and_expiry_hold_across_a_restart(make_orvad: Any) -> None:
         )
 
 
-def test_register_urlencoded_query_is_not_needed(server: Orvad) -> None:
+def test_authorize_also_takes_a_form_post(server: Orvad) -> None:
     """The authorize endpoint also takes a form POST (RFC 6749 allows both)."""
     client = _register(server)
     _verifier, challenge = _pkce()
@@ -657,7 +657,7 @@ def test_the_cli_lists_and_revokes_apps(server: Orvad, session: str, tmp_path: P
         assert "`orva oauth apps`" in line and "/api/v1" not in line
 
 
-def test_a_refresh_token_raced_twice_is_spent_once(server: Orvad, session: str) -> None:
+def test_a_refresh_token_raced_eight_times_is_spent_once(server: Orvad, session: str) -> None:
     """Eight refreshes with one token at once: at most one gets tokens (the token is marked spent before
     any await), never two live grants from one refresh token."""
     import concurrent.futures
