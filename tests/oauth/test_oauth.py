@@ -675,3 +675,31 @@ def test_a_refresh_token_raced_eight_times_is_spent_once(server: Orvad, session:
     assert len(ok) <= 1, [a.text for a in answers]
     assert all(a.status_code in (200, 400) for a in answers)
     assert _mcp_status(server, grant["access_token"]) == 401  # the reuse revoked the family
+
+
+def test_a_client_secret_basic_client(server: Orvad, session: str) -> None:
+    client = _register(server, token_endpoint_auth_method="client_secret_basic")
+    cid, secret = client["client_id"], client["client_secret"]
+    verifier, challenge = _pkce()
+    code = _consent(server, session, _authorize(server, cid, challenge).headers["location"], ["read"])[
+        "code"
+    ][0]
+    form = {"grant_type": "authorization_code", "client_id": cid, "code": code, "code_verifier": verifier}
+    form["redirect_uri"] = REDIRECT
+    with server.client() as c:
+        wrong = base64.b64encode(f"{cid}:{'0' * 64}".encode()).decode()
+        assert (
+            c.post("/oauth/token", data=form, headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+        )
+        assert (
+            c.post("/oauth/token", data={**form, "client_secret": secret}).status_code == 401
+        )  # not in the body
+        right = base64.b64encode(f"{cid}:{secret}".encode()).decode()
+        ok = c.post("/oauth/token", data=form, headers={"Authorization": f"Basic {right}"})
+        assert ok.status_code == 200, ok.text
+        revoke = c.post(
+            "/oauth/revoke", data={"token": ok.json()["access_token"], "client_id": cid},
+            headers={"Authorization": f"Basic {right}"},
+        )  # fmt: skip
+        assert revoke.status_code == 200
+    assert _mcp_status(server, ok.json()["access_token"]) == 401
