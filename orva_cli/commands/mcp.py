@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -84,7 +85,7 @@ def config(app: App, channel: str, token: str | None, client: str | None) -> Non
       orva channels rotate support-bot | orva mcp config -c support-bot --client cursor --token -
     """
     if token == "-":
-        token = click.get_text_stream("stdin").readline().strip()
+        token = sys.stdin.readline().strip()
     if token is not None and not token.startswith("orva_chn_"):
         raise click.BadParameter(
             "a channel token starts with orva_chn_ (printed by `orva channels create` or `orva channels rotate`)",

@@ -100,7 +100,14 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
         "one module per API resource: parse, call a service, answer",
     ),
     "orvad.mcp": (
-        ("orvad.services", "orvad.builder", "orvad.invoke", "orvad.auth", "orvad.http.origins", "orvad.daemon"),
+        (
+            "orvad.services",
+            "orvad.builder",
+            "orvad.invoke",
+            "orvad.auth",
+            "orvad.http.origins",
+            "orvad.daemon",
+        ),
         "the MCP server at /mcp: the SDK's transport behind orvad's checks, the tool catalog over the services",
     ),
     "orvad.http": (
