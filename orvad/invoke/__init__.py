@@ -20,7 +20,7 @@ from orvad.invoke.connection import DISCONNECT_WATCH_AFTER_S
 from orvad.invoke.dispatch import Invoker
 from orvad.invoke.record import CUT_MESSAGE, ExecutionRecord, Killed
 from orvad.invoke.relay import SANDBOX_HEADER, Result
-from orvad.invoke.request import InvokeRequest, signed_target
+from orvad.invoke.request import Grant, InvokeRequest, signed_target
 
 __all__ = [
     "CUT_MESSAGE",
@@ -28,6 +28,7 @@ __all__ = [
     "SANDBOX_HEADER",
     "Collaborators",
     "ExecutionRecord",
+    "Grant",
     "InvokeRequest",
     "Invoker",
     "Killed",

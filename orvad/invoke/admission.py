@@ -93,10 +93,10 @@ class Admission:
 
     async def authorize(self, request: InvokeRequest, body: bytes) -> None:
         """The function's auth mode: a signature over the request, or a key (a session) allowed to invoke.
-        A channel's tool call is authorised by the channel (orvad/mcp/channel.py checked the token and
-        that the function is bundled in it); only the MCP layer sets ``channel_id``, HTTP never does."""
+        A call from /mcp carries the grant the MCP layer gave it (orvad/invoke/request.py ``Grant``: a
+        channel bundling the function, or an operator caller holding invoke); HTTP never sets one."""
         fn = request.function
-        if fn.auth_mode == "none" or request.channel_id is not None:
+        if fn.auth_mode == "none" or (request.grant is not None and request.grant.satisfies(fn.auth_mode)):
             return
         if fn.auth_mode == "signed":
             await self._verify_signature(request, body)

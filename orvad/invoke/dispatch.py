@@ -118,7 +118,11 @@ class Invoker:
         refuse_undeployed(request.function)
         flight = Flight(
             ExecutionRecord.begin(
-                request.function, request.trigger, request.method, request.subpath, request.channel_id
+                request.function,
+                request.trigger,
+                request.method,
+                request.subpath,
+                request.grant.channel_id if request.grant is not None else None,
             ),
             time.perf_counter(),
         )

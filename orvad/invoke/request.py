@@ -9,10 +9,29 @@ path copies nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from starlette.types import Scope
 
 from orvad.models import Function
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A caller the MCP layer has already authorised (orvad/mcp): a channel's token for a function it
+    bundles (satisfies every ``auth_mode``, recorded on the execution), or an operator-mode caller
+    (API key or OAuth client) holding ``invoke`` (satisfies ``api_key``; a ``signed`` function still
+    needs its signature). HTTP never sets one."""
+
+    kind: Literal["channel", "operator"]
+    id: str  # the channel's id, or the key's / OAuth client's
+
+    def satisfies(self, auth_mode: str) -> bool:
+        return self.kind == "channel" or auth_mode == "api_key"
+
+    @property
+    def channel_id(self) -> str | None:
+        return self.id if self.kind == "channel" else None
 
 
 @dataclass(slots=True)
@@ -35,9 +54,7 @@ class InvokeRequest:
     scope: Scope | None = (
         None  # the HTTP request's scope: its origin and session cookie; None for other triggers
     )
-    channel_id: str | None = (
-        None  # an MCP channel's tool call: the channel authorised it (auth_mode is satisfied), recorded
-    )
+    grant: Grant | None = None  # authorised by the MCP layer already (a channel or an operator caller)
 
     @classmethod
     def from_scope(

@@ -8,9 +8,10 @@ against the schema and sent as the JSON body of ``POST /`` (``invoke_arguments``
 
 The headers an agent names never carry a credential or an Orva header to the function: ``X-Orva-*``,
 ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` are dropped, and so are the headers a proxy or
-the HTTP framing owns (``Host``, ``Content-Length``, ``X-Forwarded-*``, ...). Operator mode admits an
-``api_key`` function with the caller's own key (the handler never sees it: orvad/invoke/event.py); a
-channel's call is authorised by the channel (``InvokeRequest.channel_id``), and its token is never added.
+the HTTP framing owns (``Host``, ``Content-Length``, ``X-Forwarded-*``, ...). Every call carries a
+``Grant`` (orvad/invoke/request.py): a channel's call is authorised by the channel (any ``auth_mode``, the
+channel recorded on the execution); operator mode's by its caller holding ``invoke`` (API key or OAuth
+client: ``auth_mode: api_key``; ``signed`` still needs its signature). No token is ever added to the request.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from orvad.inputschema import check_arguments
-from orvad.invoke import InvokeRequest
+from orvad.invoke import Grant, InvokeRequest
 from orvad.mcp.results import Caller, ToolReply, bad, reply_result, string_arg
 from orvad.models import Function
 
@@ -123,10 +124,9 @@ async def _dispatch(
     query: str,
     body: bytes,
 ) -> ToolReply:
-    if caller.channel_id is None:
-        # operator mode: an api_key function admits the caller's own key (it has invoke: the tool
-        # requires it); the handler never sees it (orvad/invoke/event.py removes Orva's credentials)
-        headers.append((b"x-orva-api-key", caller.token.encode()))
+    # the caller is authorised already: a channel bundling the function, or an operator caller (API
+    # key or OAuth client) whose invoke permission the tool required; its token never reaches the handler
+    grant = Grant("channel", caller.channel_id) if caller.channel_id else Grant("operator", caller.key_id)
     result = await daemon.invoker.dispatch(
         InvokeRequest(
             fn,
@@ -137,7 +137,7 @@ async def _dispatch(
             query=query.encode(),
             body=body,
             client=caller.client,
-            channel_id=caller.channel_id,
+            grant=grant,
         )
     )
     return reply_result(result.status, result.header("content-type"), result.body, result.complete)

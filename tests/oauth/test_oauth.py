@@ -31,6 +31,7 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
 
 REDIRECT = "https://client.example/callback"
@@ -703,3 +704,29 @@ def test_a_client_secret_basic_client(server: Orvad, session: str) -> None:
         )  # fmt: skip
         assert revoke.status_code == 200
     assert _mcp_status(server, ok.json()["access_token"]) == 401
+
+
+@pytest.mark.sandbox
+async def test_an_oauth_connector_with_invoke_runs_an_api_key_function_but_not_a_signed_one(
+    server: Orvad, session: str
+) -> None:
+    """Operator mode's grant: the connector holds invoke, which satisfies auth_mode api_key (the handler
+    sees no credential of it); a signed function still needs its signature."""
+    code = "def handler(event, context):\n    return {'auth': event['headers'].get('authorization'), 'ok': True}\n"
+    with server.admin() as c:
+        for name, mode in (("oat-keyed", "api_key"), ("oat-signed", "signed")):
+            create_function(c, name, auth_mode=mode)
+            assert wait_deployed(c, deploy_inline(c, name, code)["id"])["status"] == "succeeded"
+    grant = _grant(server, session, ["read", "invoke"], scope="read invoke")
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {grant['access_token']}"}, timeout=60) as http,
+        streamable_http_client(f"{server.url}/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as mcp,
+    ):
+        await mcp.initialize()
+        keyed = await mcp.call_tool("invoke_function", {"function": "oat-keyed"})
+        assert not keyed.is_error, keyed.content
+        assert keyed.structured_content == {"auth": None, "ok": True}
+        signed = await mcp.call_tool("invoke_function", {"function": "oat-signed"})
+        assert signed.is_error
+        assert signed.content[0].text.startswith("UNAUTHORIZED"), signed.content[0].text  # type: ignore[union-attr]
