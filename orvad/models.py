@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypedDict
 
+# what an API key, a session or an OAuth grant may do, in the order answers list them
+PERMISSIONS = ("invoke", "read", "write", "admin")
+
 
 class FunctionStatus(StrEnum):
     CREATED = "created"  # no deployment yet

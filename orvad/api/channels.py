@@ -13,8 +13,7 @@ from starlette.routing import Route
 from orvad.api.common import daemon_of, listing, page_params, read_object, require_str
 from orvad.api.keys import _expiry
 from orvad.errors import ValidationError
-from orvad.services.channels import Channel
-from orvad.store.channels import ChannelRow
+from orvad.services.serialisers import channel_detail_json, channel_json
 
 MAX_DESCRIPTION = 1024
 MAX_FUNCTIONS = 256
@@ -23,35 +22,6 @@ TOKEN_VAR = "ORVA_CHANNEL_TOKEN"
 TOKEN_SLOT = "<paste the orva_chn_ token here>"
 # mcp-remote refuses plain http except for these hosts unless given --allow-http
 _MCP_REMOTE_LOCAL = ("localhost", "127.0.0.1")
-
-
-def channel_json(row: ChannelRow, function_count: int | None = None) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "prefix": row.prefix,
-        "function_count": row.function_count if function_count is None else function_count,
-        "last_used_at": row.last_used_at,
-        "expires_at": row.expires_at,
-        "created_at": row.created_at,
-    }
-
-
-def detail_json(channel: Channel) -> dict[str, Any]:
-    return {
-        **channel_json(channel.row, len(channel.functions)),
-        "functions": [
-            {
-                "function_id": f.function_id,
-                "name": f.name,
-                "tool_name": f.tool,
-                "description": f.description,
-                "function_description": f.function_description,
-            }
-            for f in channel.functions
-        ],
-    }
 
 
 def _description(body: dict[str, Any]) -> str | None:
@@ -94,7 +64,7 @@ async def create(request: Request) -> Response:
     ids = _function_ids(body, required=False)
     expiry = _expiry(body)
     channel, token = await daemon_of(request).channels.create(name, description, ids, expiry)
-    return JSONResponse({**detail_json(channel), "token": token}, status_code=201)
+    return JSONResponse({**channel_detail_json(channel), "token": token}, status_code=201)
 
 
 async def list_channels(request: Request) -> Response:
@@ -108,7 +78,7 @@ async def list_channels(request: Request) -> Response:
 
 async def get(request: Request) -> Response:
     """A channel with its bundled functions and their description overrides."""
-    return JSONResponse(detail_json(await daemon_of(request).channels.get(request.path_params["id"])))
+    return JSONResponse(channel_detail_json(await daemon_of(request).channels.get(request.path_params["id"])))
 
 
 async def patch(request: Request) -> Response:
@@ -124,7 +94,7 @@ async def patch(request: Request) -> Response:
             None if body["expires_at"] is None else _expiry({"expires_at": body["expires_at"]})
         )
     channel = await daemon_of(request).channels.patch(request.path_params["id"], changes)
-    return JSONResponse(detail_json(channel))
+    return JSONResponse(channel_detail_json(channel))
 
 
 async def put_functions(request: Request) -> Response:
@@ -141,13 +111,13 @@ async def put_functions(request: Request) -> Response:
             details={"field": "descriptions"},
         )
     channel = await daemon_of(request).channels.set_functions(request.path_params["id"], ids, descriptions)
-    return JSONResponse(detail_json(channel))
+    return JSONResponse(channel_detail_json(channel))
 
 
 async def rotate(request: Request) -> Response:
     """Issue a new token (in `token`, once); the previous one stops working at once."""
     channel, token = await daemon_of(request).channels.rotate(request.path_params["id"])
-    return JSONResponse({**detail_json(channel), "token": token})
+    return JSONResponse({**channel_detail_json(channel), "token": token})
 
 
 async def delete(request: Request) -> Response:

@@ -10,23 +10,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, listing, page_params, read_object, require_str
-from orvad.auth.keys import PERMISSIONS
 from orvad.clock import parse_iso, utcnow
 from orvad.errors import ValidationError
 from orvad.jsonvalues import json_int
-from orvad.store.auth import KeyRow
-
-
-def key_json(key: KeyRow) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "permissions": [p for p in PERMISSIONS if p in key.permissions],
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "last_used_at": key.last_used_at,
-    }
+from orvad.models import PERMISSIONS
+from orvad.services.serialisers import key_json
 
 
 def _permissions(body: dict[str, Any]) -> frozenset[str]:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, principal_of, read_object
 from orvad.errors import Forbidden, ValidationError
-from orvad.services.routing import RouteEntry
-
-
-def route_json(entry: RouteEntry, function_name: str | None) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "path": entry.path,
-        "function_id": entry.function_id,
-        "function_name": function_name,
-        "methods": entry.methods_text(),
-        "created_at": entry.created_at,
-    }
+from orvad.services.serialisers import route_json
 
 
 def _name(request: Request, function_id: str) -> str | None:

@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Any
 
 from orvad.api.executions import STATUSES as EXECUTION_STATUSES
-from orvad.auth.keys import PERMISSIONS
 from orvad.auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from orvad.auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from orvad.auth.sessions import USERNAME_RE
@@ -27,6 +26,7 @@ from orvad.corsorigins import MAX_ORIGIN_CHARS as CORS_MAX_CHARS
 from orvad.corsorigins import MAX_ORIGINS as CORS_MAX
 from orvad.corsorigins import ORIGIN_PATTERN as CORS_ORIGIN
 from orvad.models import (
+    PERMISSIONS,
     SETTABLE_STATUSES,
     AuthMode,
     ConcurrencyPolicy,

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orvad.auth.keys import looks_like_key
 from orvad.errors import Forbidden, Unauthorized
 from orvad.http.cookies import cookie_value
+from orvad.models import PERMISSIONS
 
 if TYPE_CHECKING:
     from orvad.auth.keys import KeyService
@@ -70,7 +71,7 @@ class Principal:
         return permission in self.permissions
 
 
-ALL_PERMISSIONS = frozenset({"invoke", "read", "write", "admin"})
+ALL_PERMISSIONS = frozenset(PERMISSIONS)
 
 
 def credentials(scope: Scope, cookie_name: str | None) -> tuple[str | None, str | None]:

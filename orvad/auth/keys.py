@@ -17,11 +17,11 @@ from pathlib import Path
 from orvad.clock import iso, now_iso, parse_iso, utcnow
 from orvad.errors import Forbidden, NotFound, Unauthorized
 from orvad.ids import uuid7
+from orvad.models import PERMISSIONS
 from orvad.store.auth import AuthStore, KeyRow
 
 log = logging.getLogger(__name__)
 
-PERMISSIONS = ("invoke", "read", "write", "admin")
 KEY_PREFIX = "orva_"
 KEY_FILE = "admin.key"  # in the data dir, mode 0600: the bootstrap admin key
 _WHERE = (

@@ -4,16 +4,23 @@ Each record's keys are listed explicitly, in the order clients have always seen 
 dataclass fields, which ``dataclasses.asdict`` used to give), so a new field in ``orvad/models.py``
 reaches no client until it is added here (and to ``orvad/api/schemas.py``). Enum values go out as
 plain strings; lists and objects are copies, so a caller that adds keys to an answer never changes a
-cached record. Imports only the records.
+cached record. Imports only the records. Keys, channels and routes are shaped here too, once, for the
+API and the MCP tools alike.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orvad.models import Deployment, Function
+from orvad.models import PERMISSIONS, Deployment, Function
 from orvad.pool.tunables import PoolConfig
+
+if TYPE_CHECKING:  # records only, for the annotations
+    from orvad.services.channels import Channel
+    from orvad.services.routing import RouteEntry
+    from orvad.store.auth import KeyRow
+    from orvad.store.channels import ChannelRow
 
 
 def function_json(fn: Function) -> dict[str, Any]:
@@ -88,4 +95,60 @@ def pool_config_json(config: PoolConfig) -> dict[str, Any]:
         "idle_ttl_seconds": config.idle_ttl_seconds,
         "target_concurrency": config.target_concurrency,
         "scale_to_zero": config.scale_to_zero,
+    }
+
+
+def key_json(key: KeyRow) -> dict[str, Any]:
+    """An API key as /api/v1/keys and the MCP key tools show it (never its secret)."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "permissions": [p for p in PERMISSIONS if p in key.permissions],
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
+    }
+
+
+def channel_json(row: ChannelRow, function_count: int | None = None) -> dict[str, Any]:
+    """A channel in a list (never its token)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "prefix": row.prefix,
+        "function_count": row.function_count if function_count is None else function_count,
+        "last_used_at": row.last_used_at,
+        "expires_at": row.expires_at,
+        "created_at": row.created_at,
+    }
+
+
+def channel_detail_json(channel: Channel) -> dict[str, Any]:
+    """One channel with its functions and their tool names."""
+    return {
+        **channel_json(channel.row, len(channel.functions)),
+        "functions": [
+            {
+                "function_id": f.function_id,
+                "name": f.name,
+                "tool_name": f.tool,
+                "description": f.description,
+                "function_description": f.function_description,
+            }
+            for f in channel.functions
+        ],
+    }
+
+
+def route_json(entry: RouteEntry, function_name: str | None) -> dict[str, Any]:
+    """A custom route, with the name of the function it serves (None once that is gone)."""
+    return {
+        "id": entry.id,
+        "path": entry.path,
+        "function_id": entry.function_id,
+        "function_name": function_name,
+        "methods": entry.methods_text(),
+        "created_at": entry.created_at,
     }

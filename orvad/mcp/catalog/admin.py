@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from orvad.auth.keys import PERMISSIONS
 from orvad.clock import utcnow
 from orvad.mcp.catalog.base import obj, text, tool
 from orvad.mcp.results import Caller, bad, string_arg
-from orvad.services.channels import Channel
+from orvad.models import PERMISSIONS
+from orvad.services.serialisers import channel_detail_json, key_json
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
@@ -28,20 +28,8 @@ def _expiry(args: dict[str, Any]) -> datetime | None:
     return utcnow() + timedelta(days=days)
 
 
-def _key_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "prefix": row.prefix,
-        "permissions": [p for p in PERMISSIONS if p in row.permissions],
-        "created_at": row.created_at,
-        "expires_at": row.expires_at,
-        "last_used_at": row.last_used_at,
-    }
-
-
 async def list_keys(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    return {"keys": [_key_json(k) for k in await daemon.keys.list()]}
+    return {"keys": [key_json(k) for k in await daemon.keys.list()]}
 
 
 async def create_key(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
@@ -54,37 +42,13 @@ async def create_key(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> An
             "permissions", f"must be drawn from {', '.join(PERMISSIONS)}", 'pass e.g. ["read", "invoke"]'
         )
     row, plaintext = await daemon.keys.create(name, frozenset(permissions), _expiry(args))
-    return {**_key_json(row), "key": plaintext, "note": "the key is " + _SHOWN_ONCE}
+    return {**key_json(row), "key": plaintext, "note": "the key is " + _SHOWN_ONCE}
 
 
 async def revoke_key(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
     key_id = string_arg(args, "key_id", required=True) or ""
     await daemon.keys.revoke(key_id)
     return {"id": key_id, "deleted": True, "was_this_key": key_id == caller.key_id}
-
-
-def _channel_json(channel: Channel) -> dict[str, Any]:
-    row = channel.row
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "prefix": row.prefix,
-        "function_count": len(channel.functions),
-        "last_used_at": row.last_used_at,
-        "expires_at": row.expires_at,
-        "created_at": row.created_at,
-        "functions": [
-            {
-                "function_id": f.function_id,
-                "name": f.name,
-                "tool_name": f.tool,
-                "description": f.description,
-                "function_description": f.function_description,
-            }
-            for f in channel.functions
-        ],
-    }
 
 
 async def list_channels(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
@@ -107,7 +71,7 @@ async def list_channels(daemon: Daemon, caller: Caller, args: dict[str, Any]) ->
 
 
 async def get_channel(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
-    return _channel_json(await daemon.channels.get(string_arg(args, "channel", required=True) or ""))
+    return channel_detail_json(await daemon.channels.get(string_arg(args, "channel", required=True) or ""))
 
 
 def _descriptions(args: dict[str, Any]) -> dict[str, str] | None:
@@ -125,19 +89,19 @@ async def create_channel(daemon: Daemon, caller: Caller, args: dict[str, Any]) -
     channel, token = await daemon.channels.create(
         name, description, list(args.get("functions") or []), _expiry(args)
     )
-    return {**_channel_json(channel), "token": token, "note": "the token is " + _SHOWN_ONCE}
+    return {**channel_detail_json(channel), "token": token, "note": "the token is " + _SHOWN_ONCE}
 
 
 async def set_channel_functions(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
     channel = await daemon.channels.set_functions(
         string_arg(args, "channel", required=True) or "", list(args["functions"]), _descriptions(args)
     )
-    return _channel_json(channel)
+    return channel_detail_json(channel)
 
 
 async def rotate_channel_token(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
     channel, token = await daemon.channels.rotate(string_arg(args, "channel", required=True) or "")
-    return {**_channel_json(channel), "token": token, "note": "the new token is " + _SHOWN_ONCE}
+    return {**channel_detail_json(channel), "token": token, "note": "the new token is " + _SHOWN_ONCE}
 
 
 async def delete_channel(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:

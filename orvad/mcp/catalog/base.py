@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from orvad.errors import Forbidden
 from orvad.mcp.results import MAX_LIMIT, Caller, bad
-from orvad.models import Function
+from orvad.models import PERMISSIONS, Function
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
 
 Handler = Callable[["Daemon", Caller, dict[str, Any]], Awaitable[Any]]
-PERMISSIONS = ("read", "invoke", "write", "admin")  # orvad/auth/keys.py PERMISSIONS
 
 
 @dataclass(frozen=True)

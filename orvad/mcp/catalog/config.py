@@ -11,7 +11,7 @@ from orvad.mcp.catalog.functions import settled
 from orvad.mcp.results import Caller, bad, string_arg
 from orvad.services.poolconfigs import FIELDS, LIMITS
 from orvad.services.routing import RouteEntry
-from orvad.services.serialisers import pool_config_json
+from orvad.services.serialisers import pool_config_json, route_json
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
@@ -39,23 +39,16 @@ async def delete_secret(daemon: Daemon, caller: Caller, args: dict[str, Any]) ->
     return {"function_id": fn.id, "key": key, "deleted": True}
 
 
-def route_json(daemon: Daemon, entry: RouteEntry) -> dict[str, Any]:
+def _route_json(daemon: Daemon, entry: RouteEntry) -> dict[str, Any]:
     fn = daemon.functions.get(entry.function_id)
-    return {
-        "id": entry.id,
-        "path": entry.path,
-        "function_id": entry.function_id,
-        "function_name": fn.name if fn else None,
-        "methods": entry.methods_text(),
-        "created_at": entry.created_at,
-    }
+    return route_json(entry, fn.name if fn else None)
 
 
 async def list_routes(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
     wanted = string_arg(args, "function")
     function_id = daemon.functions.resolve(wanted).id if wanted else None
     entries = [e for e in daemon.routes.table.all() if function_id is None or e.function_id == function_id]
-    return {"routes": [route_json(daemon, e) for e in entries]}
+    return {"routes": [_route_json(daemon, e) for e in entries]}
 
 
 async def set_route(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
@@ -69,7 +62,7 @@ async def set_route(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any
             hint="use an API key with admin to create this route",
         )
     entry, replaced = await daemon.routes.create(path, fn.id, args.get("methods", "*"), replace=True)
-    return {**route_json(daemon, entry), "replaced": replaced}
+    return {**_route_json(daemon, entry), "replaced": replaced}
 
 
 async def delete_route(daemon: Daemon, caller: Caller, args: dict[str, Any]) -> Any:
