@@ -195,3 +195,88 @@ export function subscribe(path, handlers) {
     source.close();
   };
 }
+
+// A request whose answer is a text/event-stream, read with fetch and a stream reader (EventSource cannot POST
+// or send the CSRF header): each frame `event: <name>\ndata: <json>` calls handlers[name](data); a `: ping`
+// comment calls handlers.ping. Resolves when the server ends the stream; an error answer (4xx/5xx, JSON)
+// rejects with its ApiError before any frame. Pass an AbortSignal to stop reading (the server side carries on).
+export async function streamRequest(method, path, body, handlers, { signal } = {}) {
+  const init = {
+    method,
+    headers: { "X-Orva-CSRF": "1", Accept: "text/event-stream" },
+    credentials: "same-origin",
+    signal,
+  };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  let res;
+  try {
+    res = await fetch(`/api/v1/${path}`, init);
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    throw await fetchFailed(e);
+  }
+  setReachable(true);
+  if (!res.ok || !(res.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
+    const text = await res.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    const error = new ApiError(res.status, data);
+    if (res.status === 401) onUnauthorized(error);
+    if (!res.ok) throw error;
+    return; // a JSON answer where a stream was expected: nothing to follow
+  }
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const dispatch = (block) => {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) {
+        if (handlers.ping) handlers.ping();
+      } else if (line.startsWith("event:")) {
+        event = line.slice(6).trim();
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(5).replace(/^ /, ""));
+      }
+    }
+    if (!data.length || !handlers[event]) return;
+    let parsed;
+    try {
+      parsed = JSON.parse(data.join("\n"));
+    } catch {
+      return;
+    }
+    handlers[event](parsed);
+  };
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        dispatch(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+      }
+    }
+    if (buffer.trim()) dispatch(buffer);
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    probe();
+    throw new ApiError(0, {
+      error: {
+        code: "STREAM_BROKEN",
+        message: "the answer stopped arriving",
+        hint: "the assistant carries on in orvad: open the conversation again to see the rest",
+      },
+    });
+  }
+}

@@ -19,6 +19,8 @@ import { SettingsView } from "./views/settings.jsx";
 // Channels are visited rarely: their page is a chunk of its own, loaded on first use
 const ChannelsView = lazy(() => import("./views/channels.jsx"), "ChannelsView", "channels page");
 const ChannelPage = lazy(() => import("./views/channels.jsx"), "ChannelPage", "channel page");
+// ... and so is the assistant's
+const AssistantView = lazy(() => import("./views/assistant.jsx"), "AssistantView", "assistant");
 
 const NAV = [
   ["/", "Overview"],
@@ -26,6 +28,7 @@ const NAV = [
   ["/invocations", "Invocations"],
   ["/routes", "Routes"],
   ["/channels", "Channels"],
+  ["/assistant", "Assistant"],
   ["/keys", "API keys"],
   ["/settings", "Settings"],
 ];
@@ -39,6 +42,8 @@ const VIEWS = [
   ["/routes", RoutesView],
   ["/channels", ChannelsView],
   ["/channels/:id", ChannelPage],
+  ["/assistant", AssistantView],
+  ["/assistant/:id", AssistantView],
   ["/keys", KeysView],
   ["/settings", SettingsView],
 ];

@@ -1,7 +1,9 @@
-// Settings: change password, what this orvad is (version, build, data dir usage), and the apps connected
-// through OAuth (claude.ai and other remote MCP connectors) with a button to cut each off.
+// Settings: change password, what this orvad is (version, build, data dir usage), the AI providers and the
+// assistant's settings, and the apps connected through OAuth (claude.ai and other remote MCP connectors) with a
+// button to cut each off.
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
+import { lazy } from "../components/lazy.jsx";
 import {
   ago,
   bytes,
@@ -14,6 +16,9 @@ import {
   useAction,
   useAsync,
 } from "../components/ui.jsx";
+
+// AI providers and the assistant's settings: a chunk of their own, loaded with this page
+const AssistantSettings = lazy(() => import("./assistant-settings.jsx"), "AssistantSettings", "assistant settings");
 
 export function SettingsView() {
   const info = useAsync(() => api.get("system/info"), []);
@@ -75,6 +80,7 @@ export function SettingsView() {
           </div>
         </Notice>
       )}
+      <AssistantSettings />
       <ConnectedApps />
       <h2>Change password</h2>
       <form class="form narrow" onSubmit={submit} aria-label="Change password">
