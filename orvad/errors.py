@@ -28,6 +28,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── FunctionBusy         429 FUNCTION_BUSY
     ├── FunctionError        500 FUNCTION_ERROR
     ├── WorkerCrashed        502 WORKER_CRASHED
+    ├── ProviderError        502 PROVIDER_ERROR
     ├── InsufficientStorage  507 INSUFFICIENT_STORAGE
     ├── Unavailable          503 UNAVAILABLE (the family: catch it, raise a subclass)
     │   ├── Building             BUILDING
@@ -168,6 +169,18 @@ class NotDeployed(Conflict):
     code = "NOT_DEPLOYED"
 
 
+class TurnRunning(Conflict):
+    """The AI assistant's conversation has a turn running (or tool calls awaiting approval) already."""
+
+    code = "TURN_RUNNING"
+
+
+class StepLimit(Conflict):
+    """The AI assistant's turn reached its tool-step cap (``max_tool_steps`` in /api/v1/ai/settings)."""
+
+    code = "STEP_LIMIT"
+
+
 class VersionGCd(OrvaError):
     code, status = "VERSION_GCD", 410
 
@@ -224,6 +237,13 @@ class WorkerCrashed(OrvaError):
                 f"execution's logs (GET /api/v1/executions/{execution_id}/logs); retry if the request is "
                 "idempotent"
             )
+
+
+class ProviderError(OrvaError):
+    """An AI provider of the assistant failed: an HTTP error, no connection, an error or a break mid-stream.
+    Raisers name the provider's label in the message and hint (details: provider, provider_id, status?)."""
+
+    code, status = "PROVIDER_ERROR", 502
 
 
 class InsufficientStorage(OrvaError):
@@ -321,6 +341,13 @@ class ShuttingDown(Unavailable):
     default_hint = (
         "orvad is stopping; retry after Retry-After seconds (a restarted orvad, or another instance)"
     )
+
+
+class TurnInterrupted(Unavailable):
+    """An AI assistant turn that was running when orvad stopped (marked at the next start)."""
+
+    code = "TURN_INTERRUPTED"
+    default_hint = "send the message again, or regenerate the reply"
 
 
 class Timeout(OrvaError):

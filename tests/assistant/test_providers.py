@@ -1,0 +1,354 @@
+"""The provider adapters (orvad/assistant/providers.py) over the real SDKs against the fake provider server, and
+provider configs over HTTP (orvad/api/ai_providers.py) on a real orvad: keys sealed, never shown, never logged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from orvad.assistant.providers import (
+    AnthropicChatModel,
+    ChatMessage,
+    ChatModel,
+    OpenAIChatModel,
+    Stop,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    chat_model,
+)
+from orvad.errors import ProviderError
+from tests.assistant.fake_provider import (
+    FakeProvider,
+    delay,
+    drop,
+    error_mid_stream,
+    http_error,
+    stop,
+    text,
+    thinking,
+    tool_call,
+    usage,
+)
+from tests.helpers import free_port
+
+KEY = "sk-test-0123456789-abcd"
+TOOLS = [
+    ToolSpec(
+        "create_function",
+        "Create a function",
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    )
+]
+
+
+_OPEN: list[ChatModel] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_models() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().aclose()
+
+
+def _model(kind: str, fake: FakeProvider, key: str | None = KEY) -> ChatModel:
+    url = fake.anthropic_url if kind == "anthropic" else fake.openai_url
+    model = chat_model(
+        kind, provider_id="prv_test", label="my-fake", api_key=key, base_url=url, max_retries=0
+    )
+    _OPEN.append(model)
+    return model
+
+
+async def _collect(model: ChatModel, messages: list[ChatMessage] | None = None, **kw: Any) -> list[Any]:
+    out = []
+    async for event in model.stream(
+        model="fake-model-1",
+        system=kw.pop("system", "You are Orva's assistant."),
+        messages=messages or [ChatMessage("user", "hello")],
+        tools=kw.pop("tools", TOOLS),
+        thinking=kw.pop("thinking", "off"),
+    ):
+        out.append(event)
+    return out
+
+
+def _text(events: list[Any]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+KINDS = ["anthropic", "openai"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_plain_text_streams_in_pieces_then_usage_then_stop(
+    fake_provider: FakeProvider, kind: str
+) -> None:
+    fake_provider.api_key = KEY
+    fake_provider.script([text("Hello from the fake", pieces=4), usage(123, 45)])
+    events = await _collect(_model(kind, fake_provider))
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) >= 3 and _text(events) == "Hello from the fake"
+    assert events[-2:] == [Usage(123, 45), Stop("end")]
+    (req,) = fake_provider.chat_requests()
+    assert req.body["stream"] is True and req.body["model"] == "fake-model-1"
+    if kind == "anthropic":
+        assert req.path == "/v1/messages" and req.body["system"] == "You are Orva's assistant."
+        assert req.body["tools"][0] == {
+            "name": "create_function",
+            "description": "Create a function",
+            "input_schema": TOOLS[0].input_schema,
+        }
+        assert "thinking" not in req.body
+    else:
+        assert req.path == "/v1/chat/completions"
+        assert req.body["messages"][0] == {"role": "system", "content": "You are Orva's assistant."}
+        assert req.body["stream_options"] == {"include_usage": True}
+        assert req.body["tools"][0]["function"]["parameters"] == TOOLS[0].input_schema
+        assert "reasoning_effort" not in req.body
+    # the key went where the SDK puts it, nowhere else in the request
+    assert req.headers.get("authorization") == f"Bearer {KEY}" or req.headers.get("x-api-key") == KEY
+    assert KEY.encode() not in req.raw
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_tool_call_with_arguments_split_across_deltas(fake_provider: FakeProvider, kind: str) -> None:
+    args = {
+        "name": "thumb",
+        "code": "def handler(event):\n    return {'ok': True}\n",
+        "n": [1, 2, {"x": None}],
+    }
+    fake_provider.script([text("I'll create it."), tool_call("create_function", args, pieces=7)])
+    events = await _collect(_model(kind, fake_provider))
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert len(calls) == 1 and calls[0].name == "create_function" and calls[0].arguments == args
+    assert calls[0].id  # the provider's call id
+    assert events[-1] == Stop("tool_use") and isinstance(events[-2], Usage)
+    assert events.index(calls[0]) > max(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_two_tool_calls_come_out_in_order(fake_provider: FakeProvider, kind: str) -> None:
+    fake_provider.script([tool_call("a_tool", {"i": 1}), tool_call("b_tool", {"i": 2}, pieces=5)])
+    events = await _collect(_model(kind, fake_provider))
+    assert [(c.name, c.arguments) for c in events if isinstance(c, ToolCall)] == [
+        ("a_tool", {"i": 1}),
+        ("b_tool", {"i": 2}),
+    ]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_tool_results_go_back_in_the_providers_shape(fake_provider: FakeProvider, kind: str) -> None:
+    fake_provider.script([text("Done.")])
+    call = ToolCall("call_1", "create_function", {"name": "thumb"})
+    history = [
+        ChatMessage("user", "make thumb"),
+        ChatMessage("assistant", "Creating.", tool_calls=(call,)),
+        ChatMessage("tool", '{"id": "fn_1"}', tool_call_id="call_1"),
+        ChatMessage("user", "thanks"),
+    ]
+    assert _text(await _collect(_model(kind, fake_provider), history)) == "Done."
+    sent = fake_provider.chat_requests()[0].body["messages"]
+    if kind == "anthropic":
+        assert sent[1] == {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Creating."},
+                {"type": "tool_use", "id": "call_1", "name": "create_function", "input": {"name": "thumb"}},
+            ],
+        }
+        # the tool result and the next user text share one user message (the API wants roles to alternate)
+        assert sent[2] == {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_1",
+                    "content": '{"id": "fn_1"}',
+                    "is_error": False,
+                },
+                {"type": "text", "text": "thanks"},
+            ],
+        }
+    else:
+        assert sent[2]["tool_calls"] == [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "create_function", "arguments": '{"name": "thumb"}'},
+            }
+        ]
+        assert sent[3] == {"role": "tool", "tool_call_id": "call_1", "content": '{"id": "fn_1"}'}
+        assert sent[4] == {"role": "user", "content": "thanks"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_call_left_without_a_result_gets_an_error_result(
+    fake_provider: FakeProvider, kind: str
+) -> None:
+    """A cancelled call (no tool message) would make both APIs refuse the history: it is answered as not run."""
+    fake_provider.script([text("ok")])
+    history = [
+        ChatMessage("user", "go"),
+        ChatMessage("assistant", "", tool_calls=(ToolCall("c9", "delete_function", {"id": "x"}),)),
+        ChatMessage("user", "never mind"),
+    ]
+    await _collect(_model(kind, fake_provider), history)
+    sent = str(fake_provider.chat_requests()[0].body["messages"])
+    assert "the call was not run" in sent and "c9" in sent
+
+
+async def test_anthropic_thinking_adaptive_or_budget_by_what_the_model_takes(
+    fake_provider: FakeProvider,
+) -> None:
+    model = _model("anthropic", fake_provider)
+    fake_provider.script([thinking("Let me think.", signature="sig-1"), text("Answer.")])
+    events = await _collect(model, thinking="medium")
+    assert "".join(e.text for e in events if isinstance(e, ThinkingDelta)) == "Let me think."
+    assert ThinkingDelta("", signature="sig-1") in events
+    assert _text(events) == "Answer."
+    body = fake_provider.chat_requests()[0].body
+    assert body["thinking"] == {"type": "adaptive", "display": "summarized"}
+    assert body["output_config"] == {"effort": "medium"}
+    # a model that takes only the budget form (read from GET /v1/models/{id}) gets a budget by level
+    fake_provider.thinking_types = {
+        "adaptive": False,
+        "enabled": True,
+        "disabled": True,
+        "between_tools": False,
+    }
+    budget_model = _model("anthropic", fake_provider)
+    fake_provider.script([text("Fine.")])
+    await _collect(budget_model, thinking="high")
+    body = fake_provider.chat_requests()[1].body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 24576}
+    assert body["max_tokens"] > body["thinking"]["budget_tokens"] and "output_config" not in body
+
+
+async def test_anthropic_thinking_goes_back_signed_in_a_tool_loop(fake_provider: FakeProvider) -> None:
+    call = ToolCall("toolu_1", "list_functions", {})
+    signed = [
+        ChatMessage("user", "list"),
+        ChatMessage(
+            "assistant", "", tool_calls=(call,), thinking="I should list.", thinking_signature="sig-9"
+        ),
+        ChatMessage("tool", "[]", tool_call_id="toolu_1"),
+    ]
+    fake_provider.script([text("None yet.")], [text("None yet.")])
+    await _collect(_model("anthropic", fake_provider), signed, thinking="low")
+    body = fake_provider.chat_requests()[0].body
+    assert body["messages"][1]["content"][0] == {
+        "type": "thinking",
+        "thinking": "I should list.",
+        "signature": "sig-9",
+    }
+    assert "thinking" in body
+    # without the signature the loop cannot go on thinking: that request goes without
+    unsigned = [signed[0], ChatMessage("assistant", "", tool_calls=(call,)), signed[2]]
+    await _collect(_model("anthropic", fake_provider), unsigned, thinking="low")
+    assert "thinking" not in fake_provider.chat_requests()[1].body
+
+
+async def test_openai_reasoning_is_thinking_and_effort_is_sent(fake_provider: FakeProvider) -> None:
+    fake_provider.script([thinking("pondering"), text("42")])
+    events = await _collect(_model("openai", fake_provider), thinking="low")
+    assert "".join(e.text for e in events if isinstance(e, ThinkingDelta)) == "pondering"
+    assert _text(events) == "42"
+    assert fake_provider.chat_requests()[0].body["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_max_tokens_stop(fake_provider: FakeProvider, kind: str) -> None:
+    fake_provider.script([text("cut"), stop("max_tokens" if kind == "anthropic" else "length")])
+    assert (await _collect(_model(kind, fake_provider)))[-1] == Stop("max_tokens")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_http_error_is_a_provider_error_naming_the_label(
+    fake_provider: FakeProvider, kind: str
+) -> None:
+    fake_provider.script([http_error(400, "messages: bad shape")])
+    with pytest.raises(ProviderError) as info:
+        await _collect(_model(kind, fake_provider))
+    err = info.value
+    assert err.status == 502 and err.code == "PROVIDER_ERROR"
+    assert "my-fake" in err.message and "HTTP 400" in err.message and "messages: bad shape" in err.message
+    assert err.hint is not None and "my-fake" in err.hint and "/api/v1/ai/providers/prv_test/test" in err.hint
+    assert err.details == {"provider": "my-fake", "provider_id": "prv_test", "status": 400}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_wrong_key_is_a_401_provider_error_without_the_key(
+    fake_provider: FakeProvider, kind: str
+) -> None:
+    fake_provider.api_key = KEY
+    wrong = "sk-wrong-key-never-shown-9999"
+    fake_provider.script([text("unreached")])
+    with pytest.raises(ProviderError) as info:
+        await _collect(_model(kind, fake_provider, key=wrong))
+    assert "HTTP 401" in info.value.message
+    assert wrong not in str(info.value.envelope("r")) and KEY not in str(info.value.envelope("r"))
+    with pytest.raises(ProviderError):
+        await _model(kind, fake_provider, key=wrong).models()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_error_mid_stream_is_a_provider_error(fake_provider: FakeProvider, kind: str) -> None:
+    fake_provider.script([text("Starting"), error_mid_stream("Overloaded")])
+    seen: list[Any] = []
+    with pytest.raises(ProviderError) as info:
+        async for event in _model(kind, fake_provider).stream(
+            model="fake-model-1", system="", messages=[ChatMessage("user", "hi")], tools=[], thinking="off"
+        ):
+            seen.append(event)
+    assert _text(seen) == "Starting"  # what came before the error was streamed
+    assert "mid-stream" in info.value.message and "Overloaded" in info.value.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_broken_stream_is_a_provider_error(fake_provider: FakeProvider, kind: str) -> None:
+    fake_provider.script([text("Half"), drop()])
+    with pytest.raises(ProviderError) as info:
+        await _collect(_model(kind, fake_provider))
+    assert "broke off" in info.value.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_nothing_listening_is_a_provider_error(kind: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}" + ("/v1" if kind == "openai" else "")
+    model = chat_model(kind, provider_id="p", label="gone", api_key=None, base_url=url, max_retries=0)
+    _OPEN.append(model)
+    with pytest.raises(ProviderError) as info:
+        await model.models()
+    assert "could not connect" in info.value.message and "gone" in info.value.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_models_lists_what_the_endpoint_serves(fake_provider: FakeProvider, kind: str) -> None:
+    fake_provider.models = ["m-a", "m-b", "m-c"]
+    assert await _model(kind, fake_provider).models() == ["m-a", "m-b", "m-c"]
+
+
+async def test_a_keyless_openai_endpoint_needs_no_key(fake_provider: FakeProvider) -> None:
+    """A local Ollama takes no key: the adapter starts without one (and reads none from the environment)."""
+    fake_provider.script([text("local")])
+    assert _text(await _collect(_model("openai", fake_provider, key=None))) == "local"
+
+
+async def test_a_slow_start_streams_when_it_comes(fake_provider: FakeProvider) -> None:
+    fake_provider.script([delay(0.3), text("late")])
+    events = await asyncio.wait_for(_collect(_model("anthropic", fake_provider)), 10)
+    assert _text(events) == "late"
+
+
+async def test_adapters_are_chat_models() -> None:
+    for cls in (AnthropicChatModel, OpenAIChatModel):
+        model: ChatModel = cls(provider_id="p", label="l", api_key="k", base_url="http://127.0.0.1:9")
+        _OPEN.append(model)
+        assert callable(model.stream) and callable(model.models)
