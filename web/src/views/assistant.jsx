@@ -23,8 +23,14 @@ import { navigate } from "../router.js";
 const enc = encodeURIComponent;
 const LIVE = new Set(["streaming", "running", "pending"]);
 
-function tokens(inp, out) {
-  return `${(inp || 0).toLocaleString()} in · ${(out || 0).toLocaleString()} out`;
+// "1,234 in · 56 out" from a record's usage ({input_tokens, output_tokens})
+function tokens(usage) {
+  const u = usage || {};
+  return `${(u.input_tokens || 0).toLocaleString()} in · ${(u.output_tokens || 0).toLocaleString()} out`;
+}
+
+function hasTokens(usage) {
+  return Boolean(usage && (usage.input_tokens || usage.output_tokens));
 }
 
 // A conversation's messages with their tool calls attached, whichever way orvad nests them: in each message
@@ -130,7 +136,7 @@ function Chat({ id, onChanged }) {
   };
 
   // Read one streamed turn: each frame updates the timeline as it comes.
-  const follow = async (method, path, body, { replay = false } = {}) => {
+  const follow = async (method, path, body, { replay = false, onRefused = null } = {}) => {
     if (abort.current) abort.current.abort();
     const ctl = new AbortController();
     abort.current = ctl;
@@ -205,8 +211,7 @@ function Chat({ id, onChanged }) {
           ...m,
           status: m.status === "awaiting_approval" ? m.status : "complete",
           stop_reason: f.stop_reason,
-          input_tokens: (f.usage && f.usage.input_tokens) || 0,
-          output_tokens: (f.usage && f.usage.output_tokens) || 0,
+          usage: f.usage,
         })),
       error: (f) => {
         setStreamError(f);
@@ -217,15 +222,22 @@ function Chat({ id, onChanged }) {
       await streamRequest(method, path, body, handlers, { signal: ctl.signal });
     } catch (e) {
       if (!replay || e.status !== 404) setStreamError(e);
+      if (e.status >= 400 && onRefused) onRefused();
     } finally {
       if (abort.current === ctl) {
         abort.current = null;
         setStreaming(false);
-        if (!ctl.signal.aborted && convId.current) {
+        if (!id && convId.current) {
+          // a new conversation got its id: its own address now (the page loads it from orvad)
+          navigate(`/assistant/${enc(convId.current)}`, { replace: true });
+        } else if (!ctl.signal.aborted && convId.current) {
           // what orvad stored is the truth (ids, statuses, token totals)
           try {
             const c = await load();
-            setMsgs(timeline(c));
+            const ms = timeline(c);
+            setMsgs(ms);
+            const last = ms[ms.length - 1];
+            if (last && last.error) setStreamError(null); // the message shows it now
           } catch {
             // the stream's view stays
           }
@@ -277,7 +289,13 @@ function Chat({ id, onChanged }) {
     ]);
     const body = { content };
     if (convId.current) body.conversation_id = convId.current;
-    follow("POST", "ai/chat", body);
+    follow("POST", "ai/chat", body, {
+      onRefused: () => {
+        // nothing was stored: the message goes back into the box
+        setMsgs((ms) => ms.filter((m) => !m.local));
+        setDraft(content);
+      },
+    });
   };
 
   const cut = (mid, keep) =>
@@ -336,7 +354,7 @@ function Chat({ id, onChanged }) {
           <h2>{(conv && conv.title) || (convId.current ? "Untitled" : "New conversation")}</h2>
           {conv && (
             <span class="muted small" data-testid="conversation-tokens">
-              {tokens(conv.input_tokens, conv.output_tokens)} tokens in this conversation
+              {tokens(conv.usage)} tokens in this conversation
               {conv.model ? ` · ${conv.model}` : ""}
             </span>
           )}
@@ -415,14 +433,25 @@ function Chat({ id, onChanged }) {
 
 // An `error` frame or a failed request, in the page's words.
 function StreamError({ error }) {
+  const e = { ...error, hint: chatHint(error) };
+  return <ErrorBanner error={e} />;
+}
+
+// What to do about an assistant error, on this page (the API's hints name API paths).
+function chatHint(error) {
+  const field = error.details && error.details.field;
+  if (error.code === "VALIDATION" && (field === "provider_id" || field === "model")) {
+    return "Choose a default provider and model under Settings › Assistant (add a provider there first).";
+  }
   const hints = {
     PROVIDER_ERROR: "Check the provider under Settings › AI providers (Test connection), then Regenerate.",
-    NO_PROVIDER: "Add a provider under Settings › AI providers and choose it as the default.",
-    STEP_CAP:
-      "The assistant used its tool steps for this reply: send a message to let it go on, or raise the cap in Settings.",
+    STEP_LIMIT:
+      "The reply used all its tool steps: send a message to let the assistant go on, or raise the cap under Settings › Assistant.",
+    TURN_RUNNING: "A reply is still being written: wait for it, or press Stop.",
+    TURN_INTERRUPTED: "orvad stopped while this reply was being written: press Regenerate to try again.",
+    CONFLICT: "The tool call was already decided: the conversation shows what happened.",
   };
-  const e = { ...error, hint: hints[error.code] || error.hint };
-  return <ErrorBanner error={e} />;
+  return hints[error.code] || error.hint || "";
 }
 
 function Message({ m, busy, onEdit, onDecide, onRegenerate }) {
@@ -468,10 +497,10 @@ function Message({ m, busy, onEdit, onDecide, onRegenerate }) {
         <ToolCard key={t.id} call={t} onDecide={onDecide} />
       ))}
       {m.status === "streaming" && !m.content && m.tool_calls.length === 0 && <p class="muted">Thinking…</p>}
-      {m.error && <ErrorBanner error={typeof m.error === "string" ? safeJson(m.error) : m.error} />}
+      {m.error && <StreamError error={typeof m.error === "string" ? safeJson(m.error) : m.error} />}
       <div class="msg-foot muted small">
-        {m.role === "assistant" && (m.input_tokens || m.output_tokens) ? (
-          <span data-testid="message-tokens">{tokens(m.input_tokens, m.output_tokens)} tokens</span>
+        {m.role === "assistant" && hasTokens(m.usage) ? (
+          <span data-testid="message-tokens">{tokens(m.usage)} tokens</span>
         ) : null}
         {m.role === "user" && !m.local && editing === null && !busy && (
           <button class="link" onClick={() => setEditing(m.content)}>
