@@ -239,7 +239,11 @@ function AssistantPrefs({ providers }) {
           </select>
         </Field>
         <Field label="Default model" help={models.error ? `Cannot list models: ${models.error.message}` : undefined}>
-          {names.length ? (
+          {providerId && models.loading && !names.length ? (
+            <select name="model" disabled>
+              <option>loading models…</option>
+            </select>
+          ) : names.length ? (
             <select name="model" value={form.model || ""} onChange={(e) => set("model", e.target.value || null)}>
               <option value="">(choose a model)</option>
               {form.model && !names.includes(form.model) && <option value={form.model}>{form.model}</option>}
@@ -253,7 +257,7 @@ function AssistantPrefs({ providers }) {
             <input
               name="model"
               value={form.model || ""}
-              placeholder={providerId ? (models.loading ? "loading models…" : "model name") : "choose a provider"}
+              placeholder={providerId ? "model name" : "choose a provider first"}
               onInput={(e) => set("model", e.target.value)}
             />
           )}

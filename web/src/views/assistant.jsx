@@ -230,6 +230,7 @@ function Chat({ id, onChanged }) {
         if (!id && convId.current) {
           // a new conversation got its id: its own address now (the page loads it from orvad)
           navigate(`/assistant/${enc(convId.current)}`, { replace: true });
+          onChanged();
         } else if (!ctl.signal.aborted && convId.current) {
           // what orvad stored is the truth (ids, statuses, token totals)
           try {
