@@ -85,24 +85,49 @@ def validate_field(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
-def check_arguments(schema: dict[str, Any], args: dict[str, Any]) -> None:
-    """A tool call's arguments against the function's declared schema (first error, with its place)."""
+class Unusable(Exception):
+    """The schema cannot be applied to the arguments (a $ref that does not resolve, ...)."""
+
+
+def first_error(schema: dict[str, Any], args: Any) -> tuple[str, str] | None:
+    """The first place the arguments do not match the schema, and why; None when they match.
+    Raises Unusable when the schema cannot be applied. Unbounded in time for a costly schema: orvad
+    runs it in a checker process (orvad/mcp/schemacheck.py), never on its event loop."""
     # only the schema itself and the drafts' metaschemas resolve: jsonschema would otherwise fetch a
     # remote $ref (from orvad's host, outside every sandbox) on the owner's say
     validator = (_validator_class(schema) or DRAFTS[0])(schema, registry=METASCHEMAS)
     try:
         error = schema_errors.best_match(validator.iter_errors(args))
     except Exception as exc:  # a $ref that does not resolve (a remote one is never fetched), ...
-        raise ValidationError(
-            f"the function's input_schema cannot be applied: {exc}"[:500],
-            hint='its owner can fix the schema with PUT /api/v1/functions/NAME {"input_schema": ...}',
-            details={"field": "input_schema"},
-        ) from None
+        raise Unusable(str(exc)) from None
     if error is None:
-        return
-    where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-    raise ValidationError(
-        f"the arguments do not match the tool's input schema at {where}: {error.message}",
+        return None
+    return "/".join(str(p) for p in error.absolute_path) or "(top)", str(error.message)
+
+
+def check_arguments(schema: dict[str, Any], args: dict[str, Any]) -> None:
+    """A tool call's arguments against the function's declared schema (first error, with its place)."""
+    try:
+        found = first_error(schema, args)
+    except Unusable as exc:
+        raise unusable(str(exc)) from None
+    if found is not None:
+        raise mismatch(*found)
+
+
+def unusable(why: str) -> ValidationError:
+    return ValidationError(
+        f"the function's input_schema cannot be applied: {why}"[:500],
+        hint='its owner can fix the schema with PUT /api/v1/functions/NAME {"input_schema": ...}',
+        details={"field": "input_schema"},
+    )
+
+
+def mismatch(where: str, message: str) -> ValidationError:
+    if len(message) > 500:  # jsonschema's message may repeat the whole value
+        message = message[:500] + "..."
+    return ValidationError(
+        f"the arguments do not match the tool's input schema at {where}: {message}",
         hint="list the tools with tools/list and send arguments that match the tool's inputSchema",
         details={"field": "arguments", "at": where},
     )

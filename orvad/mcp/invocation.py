@@ -21,9 +21,9 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from orvad.inputschema import check_arguments
 from orvad.invoke import Grant, InvokeRequest
 from orvad.mcp.results import Caller, ToolReply, bad, reply_result, string_arg
+from orvad.mcp.schemacheck import check_arguments
 from orvad.models import Function
 
 if TYPE_CHECKING:
@@ -108,9 +108,9 @@ async def invoke(daemon: Daemon, caller: Caller, fn: Function, args: dict[str, A
 
 async def invoke_arguments(daemon: Daemon, caller: Caller, fn: Function, args: dict[str, Any]) -> ToolReply:
     """A function with a declared ``input_schema``: the arguments, checked against it, are the JSON body
-    of ``POST /``."""
+    of ``POST /``. The check runs in a checker process within a time budget (orvad/mcp/schemacheck.py)."""
     assert fn.input_schema is not None
-    check_arguments(fn.input_schema, args)
+    await check_arguments(fn.input_schema, args)
     return await _dispatch(daemon, caller, fn, "POST", "/", [JSON_TYPE], "", json.dumps(args).encode())
 
 

@@ -1,0 +1,108 @@
+"""The red-team pass on issue 21 (channels, /mcp, OAuth), from the outside, against a real orvad: each
+test is an attack that worked (and the fix that stops it), or a property worth pinning that held."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.deploy_helpers import create_function
+from tests.helpers import Orvad
+
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+
+
+def _channel(orvad: Orvad, functions: list[str]) -> tuple[str, str]:
+    """(channel id, token)."""
+    with orvad.admin() as api:
+        r = api.post(
+            "/api/v1/channels", json={"name": f"atk-{uuid.uuid4().hex[:8]}", "function_ids": functions}
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"]), str(r.json()["token"])
+
+
+@asynccontextmanager
+async def _session(orvad: Orvad, token: str) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
+        streamable_http_client(f"{orvad.url}/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def _chain(depth: int) -> dict[str, Any]:
+    """A small schema whose check doubles with each level: d0 is all of d1 twice, d1 all of d2 twice, ..."""
+    defs: dict[str, Any] = {f"d{depth}": {"type": "string"}}
+    for i in range(depth):
+        ref = {"$ref": f"#/$defs/d{i + 1}"}
+        defs[f"d{i}"] = {"allOf": [ref, ref]}
+    return {"type": "object", "$defs": defs, "properties": {"x": {"$ref": "#/$defs/d0"}}}
+
+
+COSTLY = {
+    # a pattern that backtracks exponentially (re holds the GIL: a thread would not help)
+    "pattern": (
+        {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(a+)+$"}}},
+        {"x": "a" * 64 + "!"},
+    ),
+    # uniqueItems over objects compares every pair: quadratic
+    "unique": (
+        {"type": "object", "properties": {"x": {"type": "array", "uniqueItems": True}}},
+        {"x": [{"k": i} for i in range(40_000)]},
+    ),
+    # 2**40 checks of one string from a schema of a few hundred bytes
+    "refs": (_chain(40), {"x": "s"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COSTLY))
+async def test_a_costly_input_schema_check_is_bounded_and_never_stalls_orvad(orvad: Orvad, case: str) -> None:
+    """Found by the red-team pass: the arguments were checked against a function's input_schema on
+    orvad's event loop, so one tool call with a backtracking pattern, a big uniqueItems array or a
+    schema of doubling $refs held every request (API, /fn, /mcp) for minutes or for ever. The check
+    now runs in a child process with a time budget: an error result, and orvad answers meanwhile."""
+    schema, args = COSTLY[case]
+    name = f"atk-{case}-{uuid.uuid4().hex[:6]}"
+    with orvad.admin() as api:
+        create_function(api, name, input_schema=schema)
+    _channel_id, token = _channel(orvad, [name])
+    slowest = 0.0
+    async with _session(orvad, token) as session, httpx.AsyncClient(base_url=orvad.url, timeout=30) as probe:
+        call = asyncio.create_task(session.call_tool(name.replace("-", "_"), args))
+        started = time.monotonic()
+        while not call.done():
+            t0 = time.monotonic()
+            assert (await probe.get("/health/startup")).status_code == 200
+            slowest = max(slowest, time.monotonic() - t0)
+            await asyncio.sleep(0.05)
+        result = await call
+        took = time.monotonic() - started
+    assert result.is_error, result
+    error = result.structured_content["error"]  # type: ignore[index]
+    assert error["code"] == "VALIDATION" and "took longer than" in error["message"], error
+    assert "input_schema" in error["hint"]
+    assert took < 15, took
+    assert slowest < 1.0, f"orvad stalled {slowest:.1f} s while the arguments were checked"
