@@ -109,6 +109,7 @@ def test_phone_every_page_fits_and_the_menu_works(make_orvad, browser: Browser) 
             ("Invocations", "Invocations", "invocations"),
             ("Routes", "Routes", "routes"),
             ("Channels", "Channels", "channels"),
+            ("Assistant", "Assistant", "assistant"),
             ("API keys", "API keys", "keys"),
             ("Settings", "Settings", "settings"),
             ("Overview", "Overview", "overview-again"),

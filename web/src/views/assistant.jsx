@@ -14,7 +14,6 @@ import {
   Field,
   Loading,
   Notice,
-  StatusBadge,
   useAction,
   useAsync,
 } from "../components/ui.jsx";
@@ -388,7 +387,7 @@ function Chat({ id, onChanged }) {
             busy={running}
             onEdit={(content) => rerun(m, content)}
             onDecide={decide}
-            onRegenerate={!running && m === last && m.role === "assistant" ? regenerate : null}
+            onRegenerate={!running && !waiting && m === last && m.role === "assistant" ? regenerate : null}
           />
         ))}
         <div ref={bottom} />
@@ -462,7 +461,7 @@ function Message({ m, busy, onEdit, onDecide, onRegenerate }) {
     <article class={`msg ${m.role}`} aria-label={`${label} message`} data-status={m.status}>
       <div class="msg-who muted small">
         {label}
-        {m.status && m.status !== "complete" && <StatusBadge status={m.status} />}
+        {m.status && m.status !== "complete" && <Badge status={m.status} />}
       </div>
       {m.thinking && (
         <details class="thinking">
@@ -518,6 +517,12 @@ function Message({ m, busy, onEdit, onDecide, onRegenerate }) {
   );
 }
 
+// A status as a badge, in words (awaiting_approval -> "awaiting approval"; a finished call is "done")
+function Badge({ status }) {
+  const cls = status === "done" ? "succeeded" : status;
+  return <span class={`badge ${cls}`}>{status.replaceAll("_", " ")}</span>;
+}
+
 function safeJson(text) {
   try {
     const v = JSON.parse(text);
@@ -551,7 +556,7 @@ function ToolCard({ call, onDecide }) {
     <div class={`tool-card ${call.status || ""}`} role="group" aria-label={`Tool call ${call.name}`}>
       <div class="tool-head">
         <code>{call.name}</code>
-        <StatusBadge status={call.status === "done" ? "succeeded" : call.status || "running"} />
+        <Badge status={call.status || "running"} />
       </div>
       <details open={waiting}>
         <summary>Arguments</summary>
