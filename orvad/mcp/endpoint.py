@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import mcp_types as types
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.auth.provider import AccessToken
 from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -53,6 +53,9 @@ INSTRUCTIONS = (
     "Orva runs serverless functions. These tools manage and invoke them; which tools you see depends "
     "on the API key's permissions (read, invoke, write, admin). Tools marked destructive need confirm: true."
 )
+# open sessions one credential may hold (the SDK's limit, 10,000, is for all callers together): opening one
+# more ends that credential's oldest, so a token handed to an agent cannot fill /mcp for everyone
+MAX_SESSIONS_PER_CALLER = 100
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -232,14 +235,28 @@ class McpEndpoint:
             ),
         )
         # the SDK binds a session to the credential that opened it (another one gets 404)
-        scope["user"] = AuthenticatedUser(
+        user = scope["user"] = AuthenticatedUser(
             AccessToken(
                 token="",
                 client_id=f"channel:{caller.channel_id}" if caller.channel_id else f"key:{caller.key_id}",
                 scopes=sorted(caller.permissions),
             )
         )
+        if _header(scope, b"mcp-session-id") is None:
+            await self._make_room(user)
         await self.manager.handle_request(scope, receive, send)
+
+    async def _make_room(self, user: AuthenticatedUser) -> None:
+        """Before a request that may open a session: when its credential holds MAX_SESSIONS_PER_CALLER
+        sessions already, its oldest ends (its id answers 404; the SDK's session maps, in opening order)."""
+        requestor = authorization_context(user)
+        owners: dict[str, Any] = self.manager._session_owners
+        held = [sid for sid, owner in owners.items() if owner == requestor]
+        for sid in held[: max(len(held) - MAX_SESSIONS_PER_CALLER + 1, 0)]:
+            transport = self.manager._server_instances.get(sid)
+            if transport is not None:
+                log.info("an MCP credential opened one session more than it may hold: its oldest ends")
+                await self.manager._discard_session(sid, transport)
 
     @staticmethod
     def _caller(ctx: Any) -> Caller:

@@ -106,3 +106,33 @@ async def test_a_costly_input_schema_check_is_bounded_and_never_stalls_orvad(orv
     assert "input_schema" in error["hint"]
     assert took < 15, took
     assert slowest < 1.0, f"orvad stalled {slowest:.1f} s while the arguments were checked"
+
+
+def _open(c: httpx.Client, token: str) -> str:
+    r = c.post("/mcp", json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return str(r.headers["mcp-session-id"])
+
+
+def _live(c: httpx.Client, token: str, session_id: str) -> int:
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    headers = {**ACCEPT, "Authorization": f"Bearer {token}", "Mcp-Session-Id": session_id}
+    return c.post("/mcp", json=note, headers=headers).status_code
+
+
+def test_one_credential_cannot_fill_mcp_with_sessions(orvad: Orvad) -> None:
+    """Found by the red-team pass: any credential (a channel token handed to an agent) could open
+    sessions until the SDK's limit for all callers (10,000, each held 30 minutes idle), after which
+    /mcp answered 503 to everyone, the operator included. A credential now holds at most
+    MAX_SESSIONS_PER_CALLER; one more ends its own oldest, never another credential's."""
+    from orvad.mcp.endpoint import MAX_SESSIONS_PER_CALLER
+
+    _channel_id, token = _channel(orvad, [])
+    with orvad.client() as c:
+        other = _open(c, orvad.admin_key)
+        opened = [_open(c, token) for _ in range(MAX_SESSIONS_PER_CALLER + 3)]
+        assert [_live(c, token, s) for s in opened[:3]] == [404, 404, 404]
+        assert _live(c, token, opened[3]) == 202 and _live(c, token, opened[-1]) == 202
+        assert _live(c, orvad.admin_key, other) == 202
+        # and a session is still bound to its credential
+        assert _live(c, orvad.admin_key, opened[-1]) == 404
