@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,12 +127,21 @@ async def delete(request: Request) -> Response:
     return JSONResponse({"id": channel_id, "deleted": True})
 
 
+# a Host header as a URL may carry it: a name or an IP (IPv6 in brackets), an optional numeric port
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
 def base_url(request: Request) -> str:
-    """Where clients reach this orvad: ORVA_PUBLIC_URL, else the request's own scheme and Host."""
-    public = daemon_of(request).settings.public_url
+    """Where clients reach this orvad: ORVA_PUBLIC_URL, else the request's own scheme and Host (a Host
+    that is not a plain name[:port], e.g. one carrying shell syntax in its port, gives orvad's own
+    address instead: the URL ends up in a line pasted into a shell)."""
+    daemon = daemon_of(request)
+    public = daemon.settings.public_url
     if public:
         return str(public).rstrip("/")
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    host = request.headers.get("host") or ""
+    if not _HOST.fullmatch(host):
+        host = f"{daemon.settings.host}:{daemon.settings.port}"
     return f"{request.url.scheme}://{host}"
 
 
@@ -152,8 +162,15 @@ def client_config(url: str, channel_name: str) -> dict[str, Any]:
     # mcp-remote substitutes ${VAR} in --header values from its environment; the header argument holds no
     # space because Claude Desktop on Windows and Cursor pass args to npx unquoted (mcp-remote's README)
     args = ["-y", "mcp-remote", url, "--header", f"X-Orva-API-Key:${{{TOKEN_VAR}}}", *allow_http]
+    # one word for the URL whatever it holds (ORVA_PUBLIC_URL or the Host); the header's ${VAR} is the
+    # shell's to expand, so it stays in double quotes
     shell = " ".join(
-        ["npx -y mcp-remote", url, f'--header "Authorization: Bearer ${{{TOKEN_VAR}}}"', *allow_http]
+        [
+            "npx -y mcp-remote",
+            shlex.quote(url),
+            f'--header "Authorization: Bearer ${{{TOKEN_VAR}}}"',
+            *allow_http,
+        ]
     )
     return {
         "url": url,

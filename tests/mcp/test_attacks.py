@@ -136,3 +136,26 @@ def test_one_credential_cannot_fill_mcp_with_sessions(orvad: Orvad) -> None:
         assert _live(c, orvad.admin_key, other) == 202
         # and a session is still bound to its credential
         assert _live(c, orvad.admin_key, opened[-1]) == 404
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:1$(touch${IFS}/tmp/pwned)", "127.0.0.1:1`id`", "127.0.0.1:1';id;'", "localhost:1|id"]
+)
+def test_the_client_config_shell_line_is_one_word_per_argument(orvad: Orvad, host: str) -> None:
+    """The mcp_remote line is pasted into a shell: the URL in it (from the request's Host when
+    ORVA_PUBLIC_URL is unset) must never run anything, whatever the Host header carried."""
+    import shlex
+
+    channel_id, _token = _channel(orvad, [])
+    with orvad.admin() as api:
+        r = api.get(f"/api/v1/channels/{channel_id}/client-config", headers={"Host": host})
+    if r.status_code != 200:
+        assert r.status_code in (400, 403), r.text  # a Host orvad does not answer for
+        return
+    config = r.json()
+    words = shlex.split(config["mcp_remote"])
+    assert words[:3] == ["npx", "-y", "mcp-remote"] and words[3] == config["url"]
+    for char in "$`;|'":
+        assert char not in config["mcp_remote"].replace(f"${{{config['token_placeholder']}}}", "").replace(
+            shlex.quote(config["url"]), ""
+        )
