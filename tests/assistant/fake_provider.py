@@ -19,8 +19,8 @@ Scripted per test::
     ... run the code under test ...
     fake.requests[0].body["tools"]   # what was sent, headers included
 
-Each chat request takes the next turn; one with no turn left is answered 500 (so a test that forgot a turn fails
-loudly). ``fake.api_key`` (when set) must arrive as ``Authorization: Bearer`` (or ``x-api-key`` on the Anthropic
+Each chat request takes the next turn; one with no turn left gets ``fake.default_turn`` if set, else a 500 (so
+a test that forgot a turn fails loudly). ``fake.api_key`` (when set) must arrive as ``Authorization: Bearer`` (or ``x-api-key`` on the Anthropic
 paths), else 401 in the provider's error shape.
 """
 
@@ -181,6 +181,7 @@ class FakeProvider:
     )
     requests: list[Recorded] = field(default_factory=list)
     turns: list[list[Step]] = field(default_factory=list)
+    default_turn: list[Step] | None = None  # what a request gets when no scripted turn is left (None: a 500)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -214,6 +215,7 @@ class FakeProvider:
             self.requests.clear()
             self.turns.clear()
             self._calls = 0
+        self.default_turn = None
         self.api_key = None
         self.models = ["fake-model-1", "fake-model-2"]
 
@@ -245,7 +247,9 @@ class FakeProvider:
 
     def _next_turn(self) -> list[Step] | None:
         with self._lock:
-            return self.turns.pop(0) if self.turns else None
+            if self.turns:
+                return self.turns.pop(0)
+            return list(self.default_turn) if self.default_turn is not None else None
 
     def _record(self, rec: Recorded) -> None:
         with self._lock:

@@ -4,7 +4,10 @@ provider configs over HTTP (orvad/api/ai_providers.py) on a real orvad: keys sea
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -35,7 +38,7 @@ from tests.assistant.fake_provider import (
     tool_call,
     usage,
 )
-from tests.helpers import free_port
+from tests.helpers import Orvad, free_port
 
 KEY = "sk-test-0123456789-abcd"
 TOOLS = [
@@ -352,3 +355,234 @@ async def test_adapters_are_chat_models() -> None:
         model: ChatModel = cls(provider_id="p", label="l", api_key="k", base_url="http://127.0.0.1:9")
         _OPEN.append(model)
         assert callable(model.stream) and callable(model.models)
+
+
+# ---- provider configs over HTTP on a real orvad ------------------------------------------------------------
+
+PROVIDERS = "/api/v1/ai/providers"
+
+
+def _no_key_in(text: str, *keys: str) -> None:
+    for key in keys:
+        assert key not in text, "an API key leaked"
+
+
+def _dump(server: Orvad) -> str:
+    """The whole database as SQL text (blobs as hex), and the raw bytes of its files, as one string."""
+    db = server.data_dir / "orva.db"
+    with closing(sqlite3.connect(db)) as conn:
+        dump = "\n".join(conn.iterdump())
+    raw = b"".join(p.read_bytes() for p in server.data_dir.glob("orva.db*"))
+    return dump + raw.decode("latin-1")
+
+
+def test_provider_crud_never_shows_stores_or_logs_the_key(
+    make_orvad: Any, fake_provider: FakeProvider
+) -> None:
+    server: Orvad = make_orvad()
+    second_key = "sk-second-key-5678-wxyz"
+    with server.admin() as c:
+        r = c.post(PROVIDERS, json={"kind": "anthropic", "label": "claude", "api_key": f"  {KEY}\n"})
+        assert r.status_code == 201, r.text
+        created = r.json()
+        assert created["kind"] == "anthropic" and created["label"] == "claude" and created["base_url"] is None
+        assert created["has_key"] is True and created["key_hint"] == KEY[-4:]
+        assert set(created) == {
+            "id",
+            "kind",
+            "label",
+            "base_url",
+            "has_key",
+            "key_hint",
+            "created_at",
+            "updated_at",
+        }
+        pid = created["id"]
+        # upsert by label: the base_url changes, the key (not sent) is kept
+        r = c.post(PROVIDERS, json={"label": "claude", "base_url": fake_provider.anthropic_url + "/"})
+        assert r.status_code == 200 and r.json()["id"] == pid, r.text
+        assert r.json()["base_url"] == fake_provider.anthropic_url and r.json()["has_key"] is True
+        # upsert by id: a new label and a new key
+        r = c.post(PROVIDERS, json={"id": pid, "label": "claude-work", "api_key": second_key})
+        assert r.status_code == 200 and r.json()["label"] == "claude-work", r.text
+        assert r.json()["key_hint"] == "wxyz"
+        # a keyless local endpoint (an Ollama, say), with the seed's field names
+        r = c.post(
+            PROVIDERS, json={"kind": "openai", "label": "local", "base_url": "http://127.0.0.1:11434/v1"}
+        )
+        assert r.status_code == 201 and r.json()["has_key"] is False and r.json()["key_hint"] is None
+        local = r.json()["id"]
+        listed = c.get(PROVIDERS).json()["providers"]
+        assert [p["label"] for p in listed] == ["claude-work", "local"]
+        assert c.get(f"{PROVIDERS}/claude-work").json()["id"] == pid  # by label too
+        assert c.get(f"{PROVIDERS}/{pid}").json()["label"] == "claude-work"
+        # the key works: the fake provider checks it (it was opened from its sealed form)
+        fake_provider.api_key = second_key
+        r = c.post(f"{PROVIDERS}/{pid}/test")
+        assert r.status_code == 200 and r.json()["ok"] is True, r.text
+        # a short key gets no hint (4 characters would be half of it); null removes the key
+        r = c.post(PROVIDERS, json={"id": local, "api_key": "abc123"})
+        assert r.json()["has_key"] is True and r.json()["key_hint"] is None
+        r = c.post(PROVIDERS, json={"id": local, "api_key": None})
+        assert r.json()["has_key"] is False
+        seen = [r.text for r in (c.get(PROVIDERS), c.get(f"{PROVIDERS}/{pid}"))]
+        r = c.delete(f"{PROVIDERS}/{local}")
+        assert r.status_code == 200 and r.json() == {"id": local, "deleted": True}
+        assert c.get(f"{PROVIDERS}/{local}").status_code == 404
+        assert c.get("/api/v1/openapi.json").status_code == 200
+        audit = c.get("/api/v1/audit-log").text
+    for answer in [repr(created), *seen, audit]:
+        _no_key_in(answer, KEY, second_key)
+    # never in plaintext in the database (nor in its WAL), never in orvad's log output
+    assert server.stop() == 0
+    _no_key_in(_dump(server), KEY, second_key, "abc123")
+    _no_key_in(server.stdout() + server.stderr(), KEY, second_key, "abc123")
+    # ... but sealed there: a nonce and a ciphertext of the key's length plus the GCM tag
+    with closing(sqlite3.connect(server.data_dir / "orva.db")) as conn:
+        nonce, sealed = conn.execute(
+            "SELECT key_nonce, key_sealed FROM ai_providers WHERE id = ?", (pid,)
+        ).fetchone()
+    assert len(nonce) == 12 and len(sealed) == len(second_key) + 16
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_models_and_test_connection_against_the_fake(
+    make_orvad: Any, fake_provider: FakeProvider, kind: str
+) -> None:
+    server: Orvad = make_orvad()
+    fake_provider.api_key = KEY
+    fake_provider.models = ["fake-small", "fake-large"]
+    url = fake_provider.anthropic_url if kind == "anthropic" else fake_provider.openai_url
+    with server.admin() as c:
+        pid = c.post(PROVIDERS, json={"kind": kind, "label": "fake", "base_url": url, "api_key": KEY}).json()[
+            "id"
+        ]
+        r = c.get(f"{PROVIDERS}/{pid}/models")
+        assert r.status_code == 200 and r.json() == {
+            "provider_id": pid,
+            "models": ["fake-small", "fake-large"],
+        }
+        r = c.post(f"{PROVIDERS}/{pid}/test", json={})
+        body = r.json()
+        assert r.status_code == 200 and body["ok"] is True and body["models"] == ["fake-small", "fake-large"]
+        assert isinstance(body["latency_ms"], float | int) and "model" not in body
+        # with a model: a short request to it too
+        fake_provider.script([text("OK")])
+        body = c.post(f"{PROVIDERS}/fake/test", json={"model": "fake-small"}).json()
+        assert body["model"]["name"] == "fake-small" and body["model"]["reply"] == "OK"
+        assert body["model"]["stop_reason"] == "end"
+        sent = fake_provider.chat_requests()[-1].body
+        assert sent["model"] == "fake-small" and "tools" not in sent
+        # a wrong key: the provider's 401 as a 502 PROVIDER_ERROR naming the label, no key in it
+        c.post(PROVIDERS, json={"id": pid, "api_key": "sk-wrong-0000-1111"})
+        for r in (c.post(f"{PROVIDERS}/{pid}/test"), c.get(f"{PROVIDERS}/{pid}/models")):
+            assert r.status_code == 502, r.text
+            err = r.json()["error"]
+            assert (
+                err["code"] == "PROVIDER_ERROR"
+                and "'fake'" in err["message"]
+                and "HTTP 401" in err["message"]
+            )
+            assert "fake" in err["hint"] and f"/api/v1/ai/providers/{pid}/test" in err["hint"]
+            assert err["details"]["status"] == 401 and err["details"]["provider_id"] == pid
+            _no_key_in(r.text, KEY, "sk-wrong-0000-1111")
+        # nothing listening there
+        c.post(PROVIDERS, json={"id": pid, "base_url": f"http://127.0.0.1:{free_port()}"})
+        r = c.post(f"{PROVIDERS}/{pid}/test")
+        assert r.status_code == 502 and "could not connect" in r.json()["error"]["message"]
+    # every request carried the key only in its auth header
+    for req in fake_provider.requests:
+        assert KEY.encode() not in req.raw
+    _no_key_in(server.stdout() + server.stderr(), KEY)
+
+
+def test_provider_paths_need_admin(orvad: Orvad) -> None:
+    with orvad.admin() as admin:
+        made = admin.post("/api/v1/keys", json={"name": "ai-rw", "permissions": ["read", "write", "invoke"]})
+        assert made.status_code == 201, made.text
+        key = made.json()["key"]
+    with orvad.client(key) as c:
+        for method, path in [
+            ("GET", PROVIDERS),
+            ("POST", PROVIDERS),
+            ("GET", f"{PROVIDERS}/x"),
+            ("DELETE", f"{PROVIDERS}/x"),
+            ("GET", f"{PROVIDERS}/x/models"),
+            ("POST", f"{PROVIDERS}/x/test"),
+        ]:
+            r = c.request(
+                method, path, json={"kind": "openai", "label": "nope"} if method == "POST" else None
+            )
+            assert r.status_code == 403, (method, path, r.text)
+    with orvad.client() as anonymous:
+        assert anonymous.get(PROVIDERS).status_code == 401
+
+
+BAD = [
+    ({"kind": "gemini", "label": "g"}, "kind"),
+    ({"kind": "openai", "label": ""}, "label"),
+    ({"kind": "openai", "label": "   "}, "label"),
+    ({"kind": "openai", "label": "x" * 65}, "label"),
+    ({"kind": "openai", "label": "a\nb"}, "label"),
+    ({"kind": "openai", "label": "b", "base_url": "ftp://files.example/v1"}, "base_url"),
+    ({"kind": "openai", "label": "b", "base_url": "http://user:pw@127.0.0.1/v1"}, "base_url"),
+    ({"kind": "openai", "label": "b", "base_url": "127.0.0.1:11434"}, "base_url"),
+    ({"kind": "openai", "label": "b", "base_url": "http://127.0.0.1:99999/v1"}, "base_url"),
+    ({"kind": "openai", "label": "b", "base_url": "http://h/v1?x=1"}, "base_url"),
+    ({"kind": "openai", "label": "k", "api_key": "sk-a\nX-Evil: 1"}, "api_key"),
+    ({"kind": "openai", "label": "k", "api_key": "sk a"}, "api_key"),
+    ({"kind": "openai", "label": "k", "api_key": 5}, "api_key"),
+    ({"label": "no-kind"}, "kind"),
+    ({"kind": "openai"}, "label"),
+]
+
+
+def test_bad_input_is_400_with_hints(orvad: Orvad) -> None:
+    with orvad.admin() as c:
+        for body, field in BAD:
+            r = c.post(PROVIDERS, json=body)
+            assert r.status_code == 400, (body, r.text)
+            err = r.json()["error"]
+            assert err["code"] == "VALIDATION" and err["details"]["field"] == field and err["hint"], (
+                body,
+                err,
+            )
+            assert "X-Evil" not in r.text and "sk a" not in r.text  # a refused key is not echoed
+        r = c.post(PROVIDERS, json={"kind": "openai", "label": "b", "secret": "x"})
+        assert r.status_code == 400 and "allowed fields" in r.json()["error"]["hint"]
+        r = c.post(PROVIDERS, content=b"{not json")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_JSON"
+        r = c.post(PROVIDERS, json={"id": "no-such-provider", "label": "x"})
+        assert r.status_code == 404 and "GET /api/v1/ai/providers" in r.json()["error"]["hint"]
+        for path in (f"{PROVIDERS}/nope", f"{PROVIDERS}/nope/models"):
+            assert c.get(path).status_code == 404
+        assert c.delete(f"{PROVIDERS}/nope").status_code == 404
+        assert c.post(f"{PROVIDERS}/nope/test").status_code == 404
+        a = c.post(PROVIDERS, json={"kind": "openai", "label": "bad-input-a"}).json()
+        c.post(PROVIDERS, json={"kind": "openai", "label": "bad-input-b"})
+        r = c.post(PROVIDERS, json={"id": a["id"], "label": "bad-input-b"})
+        assert r.status_code == 409 and "another label" in r.json()["error"]["hint"]
+        r = c.post(f"{PROVIDERS}/{a['id']}/test", json={"model": 5})
+        assert r.status_code == 400 and f"{PROVIDERS}/{a['id']}/models" in r.json()["error"]["hint"]
+        nothing_sent = c.get(PROVIDERS).json()["providers"]
+        assert {p["label"] for p in nothing_sent} >= {"bad-input-a", "bad-input-b"}
+        assert not {"g", "b", "k", "no-kind"} & {p["label"] for p in nothing_sent}
+
+
+def test_a_sealed_key_opens_only_as_that_providers_key() -> None:
+    """Own associated data: a provider key is no function secret, nor another provider's key (and the reverse)."""
+    from cryptography.exceptions import InvalidTag
+
+    from orvad.assistant.provider_service import open_key, seal_key
+    from orvad.services.secrets import open_sealed, seal
+
+    master = os.urandom(32)
+    nonce, sealed = seal_key(master, "prv_1", KEY)
+    assert open_key(master, "prv_1", nonce, sealed) == KEY
+    with pytest.raises(InvalidTag):
+        open_key(master, "prv_2", nonce, sealed)
+    with pytest.raises(InvalidTag):
+        open_sealed(master, "prv_1", "", nonce, sealed)
+    s_nonce, s_sealed = seal(master, "prv_1", "API_KEY", KEY)
+    with pytest.raises(InvalidTag):
+        open_key(master, "prv_1", s_nonce, s_sealed)
