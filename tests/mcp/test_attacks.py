@@ -159,3 +159,94 @@ def test_the_client_config_shell_line_is_one_word_per_argument(orvad: Orvad, hos
         assert char not in config["mcp_remote"].replace(f"${{{config['token_placeholder']}}}", "").replace(
             shlex.quote(config["url"]), ""
         )
+
+
+def _rpc(c: httpx.Client, token: str, session_id: str, body: Any) -> httpx.Response:
+    headers = {**ACCEPT, "Authorization": f"Bearer {token}", "Mcp-Session-Id": session_id}
+    content = body if isinstance(body, str) else None
+    return c.post("/mcp", content=content, json=None if content else body, headers=headers)
+
+
+def _result(r: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC message of a response (SSE or JSON)."""
+    import json
+
+    assert r.status_code == 200, r.text
+    text = r.text
+    if r.headers["content-type"].startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    found: dict[str, Any] = json.loads(text)
+    return found
+
+
+def test_protocol_edges_are_refused_cleanly_and_sessions_stay_with_their_credential(orvad: Orvad) -> None:
+    """Held: a JSON-RPC batch, 100,000-deep JSON in the arguments, arguments that are not an object:
+    protocol errors, orvad unharmed. A session opened by one channel is 404 for another channel's token
+    and 401 once its own channel is deleted. get_orva_docs takes no paths; a files map cannot leave the
+    code's folder however the path is spelled."""
+    channel_a, token_a = _channel(orvad, [])
+    _channel_b, token_b = _channel(orvad, [])
+    admin = orvad.admin_key
+    name = f"atk-files-{uuid.uuid4().hex[:6]}"
+    with orvad.admin() as api:
+        create_function(api, name)
+    with orvad.client() as c:
+        sid = _open(c, admin)
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "tools/list"} for i in (2, 3)]
+        assert _rpc(c, admin, sid, batch).status_code == 400
+        deep = (
+            '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"invoke_function",'
+            '"arguments":{"function":"x","body":' + "[" * 100_000 + "]" * 100_000 + "}}}"
+        )
+        parsed = _rpc(c, admin, sid, deep)
+        assert parsed.status_code == 400 and "Parse error" in parsed.text
+        listed = {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "tools/call",
+            "params": {"name": "health", "arguments": [1]},
+        }
+        assert "error" in _result(_rpc(c, admin, sid, listed))
+
+        def tool(args: dict[str, Any], tool_name: str) -> dict[str, Any]:
+            call = {
+                "jsonrpc": "2.0",
+                "id": 6,
+                "method": "tools/call",
+                "params": {"name": tool_name, "arguments": args},
+            }
+            answer = _result(_rpc(c, admin, sid, call))["result"]
+            assert answer["isError"], answer
+            return dict(answer["structuredContent"]["error"])
+
+        for topic in ("../../../../etc/passwd", "/etc/passwd", "mcp/../security", "..", "MCP.md\x00"):
+            assert tool({"topic": topic}, "get_orva_docs")["code"] == "NOT_FOUND", topic
+        for path in ("./../x.py", "a/../../x.py", "/abs.py", "a/b/../../../x.py", "x\x00.py", ".", "./"):
+            error = tool({"function": name, "files": {path: "x"}}, "deploy_function")
+            assert error["code"] == "VALIDATION" and error["details"]["field"] == "files", (path, error)
+        assert c.get("/health/startup").status_code == 200
+
+        own = _open(c, token_a)
+        assert _live(c, token_a, own) == 202
+        assert _live(c, token_b, own) == 404  # another channel's token: as if the session did not exist
+        with orvad.admin() as api:
+            assert api.delete(f"/api/v1/channels/{channel_a}").status_code == 200
+        assert _live(c, token_a, own) == 401
+
+
+async def test_a_function_deleted_and_recreated_under_its_name_is_not_in_the_channel(orvad: Orvad) -> None:
+    """Held: a channel bundles a function by id, so one deleted while a session is open and created
+    again under the same name (by anyone with write) is not the channel's tool."""
+    name = f"atk-reborn-{uuid.uuid4().hex[:6]}"
+    with orvad.admin() as api:
+        create_function(api, name)
+    _channel_id, token = _channel(orvad, [name])
+    tool = name.replace("-", "_")
+    async with _session(orvad, token) as session:
+        assert [t.name for t in (await session.list_tools()).tools] == [tool]
+        with orvad.admin() as api:
+            assert api.delete(f"/api/v1/functions/{name}").status_code in (200, 204)
+            create_function(api, name)
+        assert (await session.list_tools()).tools == []
+        gone = await session.call_tool(tool, {})
+        assert gone.is_error and gone.structured_content["error"]["code"] == "NOT_FOUND"  # type: ignore[index]
