@@ -19,6 +19,21 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.deploy_helpers import create_function
 from tests.helpers import Orvad
 
+# OAuth (remote connectors): the server and helpers of tests/oauth/test_oauth.py (ORVA_PUBLIC_URL set)
+from tests.oauth.test_oauth import (
+    REDIRECT,
+    _authorize,
+    _consent_form,
+    _grant,
+    _mcp_status,
+    _pkce,
+    _register,
+    _session_token,
+    _token,
+    server,  # noqa: F401 - the fixture
+    session,  # noqa: F401 - the fixture
+)
+
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INIT = {
     "jsonrpc": "2.0",
@@ -47,10 +62,10 @@ async def _session(orvad: Orvad, token: str) -> AsyncIterator[ClientSession]:
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
         streamable_http_client(f"{orvad.url}/mcp", http_client=http) as (read, write),
-        ClientSession(read, write) as session,
+        ClientSession(read, write) as mcp,
     ):
-        await session.initialize()
-        yield session
+        await mcp.initialize()
+        yield mcp
 
 
 def _chain(depth: int) -> dict[str, Any]:
@@ -90,8 +105,8 @@ async def test_a_costly_input_schema_check_is_bounded_and_never_stalls_orvad(orv
         create_function(api, name, input_schema=schema)
     _channel_id, token = _channel(orvad, [name])
     slowest = 0.0
-    async with _session(orvad, token) as session, httpx.AsyncClient(base_url=orvad.url, timeout=30) as probe:
-        call = asyncio.create_task(session.call_tool(name.replace("-", "_"), args))
+    async with _session(orvad, token) as mcp, httpx.AsyncClient(base_url=orvad.url, timeout=30) as probe:
+        call = asyncio.create_task(mcp.call_tool(name.replace("-", "_"), args))
         started = time.monotonic()
         while not call.done():
             t0 = time.monotonic()
@@ -242,11 +257,127 @@ async def test_a_function_deleted_and_recreated_under_its_name_is_not_in_the_cha
         create_function(api, name)
     _channel_id, token = _channel(orvad, [name])
     tool = name.replace("-", "_")
-    async with _session(orvad, token) as session:
-        assert [t.name for t in (await session.list_tools()).tools] == [tool]
+    async with _session(orvad, token) as mcp:
+        assert [t.name for t in (await mcp.list_tools()).tools] == [tool]
         with orvad.admin() as api:
             assert api.delete(f"/api/v1/functions/{name}").status_code in (200, 204)
             create_function(api, name)
-        assert (await session.list_tools()).tools == []
-        gone = await session.call_tool(tool, {})
+        assert (await mcp.list_tools()).tools == []
+        gone = await mcp.call_tool(tool, {})
         assert gone.is_error and gone.structured_content["error"]["code"] == "NOT_FOUND"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "redirect",
+    [
+        REDIRECT + "/",  # a trailing slash
+        REDIRECT + "x",  # a prefix match
+        REDIRECT.replace("callback", "Callback"),  # the path's case
+        REDIRECT + "?next=https://evil.example",  # a query added
+        REDIRECT + "#frag",  # a fragment
+        REDIRECT.replace("client.example", "client.example@evil.example"),  # userinfo
+        REDIRECT.replace("client.example", "client.example.evil.example"),  # a longer host
+        REDIRECT.replace("client.example", "client.example:8443"),  # another port
+        REDIRECT.replace("https:", "http:"),  # a downgrade
+        REDIRECT.replace("client.example", "xn--clent-ju2c.example"),  # a look-alike (IDN)
+    ],
+)
+def test_authorize_takes_only_the_registered_redirect_uri_exactly(server: Orvad, redirect: str) -> None:  # noqa: F811
+    """Held: every near miss of the registered redirect URI is refused on a page of orvad's, never
+    redirected to (so no code or error ever travels to it)."""
+    client = _register(server)
+    _verifier, challenge = _pkce()
+    r = _authorize(server, client["client_id"], challenge, redirect_uri=redirect)
+    assert r.status_code == 400 and "location" not in r.headers, (redirect, r.status_code, r.text[:200])
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1.evil.example/cb",
+        "http://localhost.evil.example/cb",
+        "http://evil.example/cb",
+        "javascript:alert(1)//",
+        "JavaScript:alert(1)//",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "https://client.example/cb#fragment",
+    ],
+)
+def test_registration_refuses_redirect_uris_that_are_not_https_loopback_or_an_apps_scheme(
+    server: Orvad,  # noqa: F811
+    uri: str,
+) -> None:
+    body = {"client_name": "x", "redirect_uris": [uri], "token_endpoint_auth_method": "none"}
+    with server.client() as c:
+        r = c.post("/oauth/register", json=body)
+    assert r.status_code == 400, (uri, r.text)
+
+
+def test_tokens_stay_with_their_client_and_resource(server: Orvad, session: str) -> None:  # noqa: F811
+    """Held: client B cannot refresh with client A's refresh token (nor spend it), and a `resource`
+    that differs from this orvad's /mcp by a query, the path's case or the port is refused."""
+    a = _grant(server, session, ["read"])
+    b = _register(server)
+    stolen = _token(server, b["client_id"], "refresh_token", refresh_token=a["refresh_token"])
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    mine = _token(server, a["client"]["client_id"], "refresh_token", refresh_token=a["refresh_token"])
+    assert mine.status_code == 200, mine.text
+    port = server.url.rsplit(":", 1)[1]
+    for resource in (
+        f"{server.url}/mcp?x=1",
+        f"{server.url}/MCP",
+        f"{server.url}/mcp/x",
+        f"http://127.0.0.1:{int(port) + 1}/mcp",
+        f"http://localhost:{port}/mcp",
+    ):
+        r = _token(
+            server,
+            a["client"]["client_id"],
+            "refresh_token",
+            refresh_token=mine.json()["refresh_token"],
+            resource=resource,
+        )
+        assert r.status_code == 400 and r.json()["error"] == "invalid_target", (resource, r.text)
+    # the Bearer scheme is case-insensitive (RFC 7235); the token itself is exact
+    token = mine.json()["access_token"]
+    for scheme in ("bearer", "BEARER"):
+        with server.client(headers={**ACCEPT, "Authorization": f"{scheme} {token}"}) as c:
+            assert c.post("/mcp", json=INIT).status_code == 200
+    assert _mcp_status(server, token + "x") == 401 and _mcp_status(server, token.upper()) == 401
+
+
+def test_a_consent_form_is_good_once_for_its_own_request_and_session(server: Orvad, session: str) -> None:  # noqa: F811
+    """Held: the consent form's token does not carry over to another pending request; a decision
+    posted twice is refused the second time; after logout the form leads to the login, no code."""
+    client = _register(server)
+    _v1, c1 = _pkce()
+    _v2, c2 = _pkce()
+    first = _authorize(server, client["client_id"], c1).headers["location"]
+    second = _authorize(server, client["client_id"], c2).headers["location"]
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+    with server.session_client(session) as c:
+        form1 = _consent_form(c.get(first).text)
+        form2 = _consent_form(c.get(second).text)
+        swapped = c.post(
+            "/oauth/consent",
+            data={"request": form2["request"], "csrf": form1["csrf"], "action": "approve", "scope": ["read"]},
+            headers=same_site,
+        )
+        assert swapped.status_code == 403
+        ok = c.post(
+            "/oauth/consent", data={**form1, "action": "approve", "scope": ["read"]}, headers=same_site
+        )
+        assert ok.status_code == 303 and ok.headers["location"].startswith(REDIRECT + "?code=")
+        again = c.post(
+            "/oauth/consent", data={**form1, "action": "approve", "scope": ["read"]}, headers=same_site
+        )
+        assert again.status_code == 400 and "location" not in again.headers
+    other = _session_token(server)
+    with server.session_client(other) as c:
+        form = _consent_form(c.get(second).text)
+        assert c.post("/api/v1/auth/logout").status_code in (200, 204)
+        after = c.post(
+            "/oauth/consent", data={**form, "action": "approve", "scope": ["read"]}, headers=same_site
+        )
+    assert after.status_code == 303 and after.headers["location"].startswith("/web/#/login")
