@@ -364,6 +364,13 @@ FIELDS: tuple[Field, ...] = (
         "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period",
     ),
     Field(
+        "ai_ping_s",
+        10.0,
+        "ORVA_AI_PING_S",
+        _float_range(0.1, 60),
+        "seconds of silence after which an AI assistant stream (POST /api/v1/ai/chat, ...) sends a `: ping` comment",
+    ),
+    Field(
         "runtime_fallback",
         False,
         "ORVA_RUNTIME_FALLBACK",
@@ -414,6 +421,7 @@ class Settings:
     disk_free_floor_percent: float
     metrics_sample_s: float
     metrics_public: bool
+    ai_ping_s: float
     runtime_fallback: bool
 
     @cached_property

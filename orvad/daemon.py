@@ -9,6 +9,8 @@ import shutil
 import time
 from typing import Any
 
+from orvad.assistant.provider_service import ProviderService
+from orvad.assistant.service import AssistantService
 from orvad.auth.audit import AuditTrail
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
@@ -48,6 +50,7 @@ from orvad.services.runtimes import RuntimeCatalog, with_installed_binds
 from orvad.services.runtimes import discover as discover_runtimes
 from orvad.services.secrets import SecretService, load_master_key
 from orvad.services.spawner import Spawner
+from orvad.store.ai_providers import AiProviderStore
 from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
@@ -88,6 +91,7 @@ class Daemon:
         self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
         self.channels = ChannelService(ChannelStore(self.db, self.batch), self.functions)  # issue 21
         self.oauth = OAuthService(OAuthStore(self.db, self.batch))  # issue 21: remote MCP connectors
+        self.ai_providers = ProviderService(AiProviderStore(self.db))  # issue 22: keys sealed, unlocked at start
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
@@ -188,6 +192,7 @@ class Daemon:
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
         self.tasks = Tasks()  # background loops and work that outlives its caller (orvad/tasks.py)
+        self.assistant = AssistantService(self)  # issue 22: conversations and turns (turns run in self.tasks)
 
     def _build_queue_state(self) -> dict[str, int]:
         return {
@@ -205,9 +210,9 @@ class Daemon:
 
     async def start(self) -> None:
         self._prepare_data_dir()
-        self.secrets = SecretService(
-            self._secret_store, load_master_key(self.settings.data_dir / "master.key"), self.changes
-        )
+        master = load_master_key(self.settings.data_dir / "master.key")
+        self.secrets = SecretService(self._secret_store, master, self.changes)
+        self.ai_providers.unlock(master)  # AI provider keys: the same master key, their own AAD
         self.host = await asyncio.to_thread(check_host)
         self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.host.checks["code_path"] = await asyncio.to_thread(
@@ -271,6 +276,7 @@ class Daemon:
         await self.functions.load()
         await self.channels.load()
         await self.oauth.load()
+        await self.assistant.load()  # turns a stop left mid-way are marked interrupted
         await self.routes.load()
         await self.pool_configs.load()
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())
@@ -298,6 +304,7 @@ class Daemon:
         await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.reconciler.stop()))
         await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
+        await self.ai_providers.aclose()  # the AI providers' SDK clients
         await timed("rows", self.batch.stop())
         await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
         await timed("database", self.db.close())

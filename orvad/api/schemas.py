@@ -390,6 +390,114 @@ RECORDS["ConnectedApp"] = record(
     }
 )
 
+# the AI assistant's conversations (issue 22; orvad/api/ai.py, docs/ASSISTANT.md)
+_AI_USAGE = record({"input_tokens": INT, "output_tokens": INT})
+RECORDS["AiToolCall"] = record(
+    {
+        "id": STR,
+        "conversation_id": STR,
+        "message_id": STR,
+        "name": {"type": "string", "description": "an operator tool (docs/MCP.md, Operator mode)"},
+        "arguments": OBJ,
+        "status": {
+            "type": "string",
+            "enum": ["awaiting_approval", "approved", "running", "done", "error", "rejected"],
+        },
+        "result": {"type": ["string", "null"], "description": "as sent to the model (at most 16 KiB)"},
+        "is_error": BOOL,
+        "created_at": TIME,
+        "resolved_at": NTIME,
+    }
+)
+RECORDS["AiMessage"] = record(
+    {
+        "id": STR,
+        "conversation_id": STR,
+        "seq": INT,
+        "role": {"type": "string", "enum": ["user", "assistant"]},
+        "content": STR,
+        "thinking": STR,
+        "status": {
+            "type": "string",
+            "enum": ["streaming", "awaiting_approval", "complete", "error", "cancelled"],
+        },
+        "error": {
+            "type": ["object", "null"],
+            "description": "the error (code, message, hint) when status is error",
+        },
+        "provider_id": NSTR,
+        "model": NSTR,
+        "usage": _AI_USAGE,
+        "created_at": TIME,
+        "tool_calls": {"type": "array", "items": ref("AiToolCall")},
+    }
+)
+RECORDS["AiConversation"] = record(
+    {
+        "id": STR,
+        "title": STR,
+        "archived": BOOL,
+        "provider_id": NSTR,
+        "model": NSTR,
+        "usage": _AI_USAGE,
+        "running": {"type": "boolean", "description": "a turn is running now"},
+        "created_at": TIME,
+        "updated_at": TIME,
+    }
+)
+RECORDS["AiConversationDetail"] = {
+    "allOf": [ref("AiConversation"), record({"messages": {"type": "array", "items": ref("AiMessage")}})]
+}
+RECORDS["AiSettings"] = record(
+    {
+        "provider_id": NSTR,
+        "model": NSTR,
+        "thinking": {"type": "string", "enum": ["off", "low", "medium", "high"]},
+        "approval_policy": {"type": "string", "enum": ["all_writes", "destructive_only", "auto"]},
+        "max_tool_steps": {"type": "integer", "minimum": 1, "maximum": 100},
+        "updated_at": NTIME,
+    }
+)
+
+
+# the AI assistant's provider configs (issue 22; orvad/api/ai_providers.py): never the key
+AI_PROVIDER_KINDS = ["anthropic", "openai"]
+RECORDS["AiProvider"] = record(
+    {
+        "id": STR,
+        "kind": {
+            "type": "string",
+            "enum": AI_PROVIDER_KINDS,
+            "description": "anthropic: the Messages API; openai: any OpenAI-compatible endpoint",
+        },
+        "label": STR,
+        "base_url": {**NSTR, "description": "null: the provider's own"},
+        "has_key": BOOL,
+        "key_hint": {**NSTR, "description": "the key's last 4 characters (keys of 8 or more); never the key"},
+        "created_at": TIME,
+        "updated_at": TIME,
+    }
+)
+RECORDS["AiProviderTest"] = record(
+    {
+        "provider_id": STR,
+        "ok": {"const": True},
+        "latency_ms": NUM,
+        "models": {"type": "array", "items": STR},
+        "model": record(
+            {
+                "name": STR,
+                "reply": STR,
+                "stop_reason": {
+                    "type": ["string", "null"],
+                    "enum": ["end", "tool_use", "max_tokens", "other", None],
+                },
+                "latency_ms": NUM,
+            }
+        ),
+    },
+    optional=("model",),
+)
 
 # ---- request bodies ------------------------------------------------------------------------------------
 
@@ -461,6 +569,16 @@ def _entrypoint_matches_runtime(facts: Facts) -> list[Schema]:
             }
         )
     return rules
+
+
+_AI_OVERRIDES: dict[str, Schema] = {
+    "provider_id": {
+        **_string(256),
+        "description": "this message only (else the conversation's, else the settings')",
+    },
+    "model": _string(256),
+    "thinking": {"type": "string", "enum": ["off", "low", "medium", "high"]},
+}
 
 
 def bodies(facts: Facts) -> dict[str, Schema]:
@@ -592,6 +710,73 @@ def bodies(facts: Facts) -> dict[str, Schema]:
                 },
             },
         },
+        # the AI assistant (issue 22)
+        "AiChat": {
+            **closed,
+            "required": ["content"],
+            "properties": {
+                "conversation_id": {**NONEMPTY, "description": "absent: a new conversation"},
+                "content": _string(100_000),
+                **_AI_OVERRIDES,
+            },
+        },
+        "AiRegenerate": {**closed, "properties": _AI_OVERRIDES},
+        "AiEdit": {**closed, "required": ["content"], "properties": {"content": _string(100_000)}},
+        "AiConversationCreate": {
+            **closed,
+            "properties": {
+                "title": {"type": "string", "maxLength": 200},
+                "provider_id": _string(256),
+                "model": _string(256),
+            },
+        },
+        "AiConversationUpdate": {
+            **closed,
+            "properties": {"title": {"type": "string", "maxLength": 200}, "archived": BOOL},
+        },
+        "AiSettingsUpdate": {
+            **closed,
+            "properties": {
+                "provider_id": {**_nullable(_string(256)), "description": "a provider's id; null: none"},
+                "model": _nullable(_string(256)),
+                "thinking": {"type": "string", "enum": ["off", "low", "medium", "high"]},
+                "approval_policy": {"type": "string", "enum": ["all_writes", "destructive_only", "auto"]},
+                "max_tool_steps": _int(1, 100),
+            },
+        },
+        # the AI assistant's provider configs (issue 22): upsert by id, else by label
+        "AiProviderUpsert": {
+            **closed,
+            "properties": {
+                "id": {
+                    **_string(128),
+                    "description": "change this provider (absent: the one with this label)",
+                },
+                "kind": {"type": "string", "enum": AI_PROVIDER_KINDS},
+                "label": {
+                    **_string(64),
+                    "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$",
+                },
+                "base_url": {
+                    "type": ["string", "null"],
+                    "maxLength": 2048,
+                    "pattern": "^https?://[^\\s/?#@]+(/[^\\s?#]*)?$",
+                    "description": "http(s) only, no user:password@; null or absent: the provider's own",
+                },
+                "api_key": {
+                    "type": ["string", "null"],
+                    "maxLength": 4096,
+                    "pattern": "^\\s*[^\\s\\u0000-\\u001f\\u007f]*\\s*$",
+                    "description": 'stored encrypted, never returned; null or "": remove the key; absent: keep it',
+                },
+            },
+        },
+        "AiProviderTest": {
+            **closed,
+            "properties": {
+                "model": {**_nullable(_string(256)), "description": "also send a short request to it"}
+            },
+        },
         "RouteSave": {
             **closed,
             "required": ["path", "function_id"],
@@ -683,6 +868,14 @@ EXAMPLES: dict[str, Schema] = {
     },
     "ChannelUpdate": {"description": "Support workflow toolkit"},
     "ChannelFunctions": {"function_ids": []},
+    "AiChat": {"content": "Make me a function that says hello on /hello"},
+    "AiRegenerate": {"thinking": "low"},
+    "AiEdit": {"content": "Make it say goodbye instead"},
+    "AiConversationCreate": {"title": "Image thumbnails"},
+    "AiConversationUpdate": {"archived": True},
+    "AiSettingsUpdate": {"approval_policy": "destructive_only", "max_tool_steps": 20},
+    "AiProviderUpsert": {"kind": "openai", "label": "local-ollama", "base_url": "http://127.0.0.1:11434/v1"},
+    "AiProviderTest": {"model": "llama3.2"},
     "RouteSave": {"path": "/hooks/stripe", "function_id": "hello-world", "methods": "POST"},
     "PoolConfigUpdate": {"function_id": "hello-world", "min_warm": 1, "max_warm": 4},
     "SecretUpsert": {"key": "API_TOKEN", "value": "s3cret"},
@@ -793,6 +986,7 @@ HEALTH_BODY = {"application/json": ref("Health")}
 ARCHIVE = {"type": "string", "format": "binary"}
 DELETED_SECRET = record({"function_id": STR, "key": STR, "deleted": {"const": True}})
 AUTH = "/api/v1/auth"
+AI = "/api/v1/ai"
 
 OPS: dict[tuple[str, str], Op] = {
     # functions
@@ -949,6 +1143,60 @@ OPS: dict[tuple[str, str], Op] = {
         ok=json_ok(record({"apps": {"type": "array", "items": ref("ConnectedApp")}}))
     ),
     ("DELETE", "/api/v1/oauth/connected-apps/{client_id}"): Op(ok={"204": {}}),
+    # the AI assistant's provider configs (issue 22; orvad/api/ai_providers.py)
+    ("GET", f"{AI}/providers"): Op(
+        ok=json_ok(record({"providers": {"type": "array", "items": ref("AiProvider")}}))
+    ),
+    ("POST", f"{AI}/providers"): Op(
+        body="AiProviderUpsert", ok={**json_ok(ref("AiProvider"), "201"), **json_ok(ref("AiProvider"))}
+    ),
+    ("GET", f"{AI}/providers/{{id}}"): Op(ok=json_ok(ref("AiProvider"))),
+    ("DELETE", f"{AI}/providers/{{id}}"): Op(ok=json_ok(ref("Deleted"))),
+    ("GET", f"{AI}/providers/{{id}}/models"): Op(
+        ok=json_ok(record({"provider_id": STR, "models": {"type": "array", "items": STR}}))
+    ),
+    ("POST", f"{AI}/providers/{{id}}/test"): Op(body="AiProviderTest", ok=json_ok(ref("AiProviderTest"))),
+    # the AI assistant (issue 22): the streams answer text/event-stream (docs/ASSISTANT.md, frames)
+    ("POST", f"{AI}/chat"): Op(body="AiChat", ok={"200": SSE}),
+    ("GET", f"{AI}/conversations"): Op(
+        query=(Param("archived", {"type": "string", "enum": ["true", "false"]}), LIMIT, CURSOR),
+        ok=json_ok(page("conversations", "AiConversation")),
+    ),
+    ("POST", f"{AI}/conversations"): Op(
+        body="AiConversationCreate", ok=json_ok(ref("AiConversationDetail"), "201")
+    ),
+    ("GET", f"{AI}/conversations/{{id}}"): Op(ok=json_ok(ref("AiConversationDetail"))),
+    ("PATCH", f"{AI}/conversations/{{id}}"): Op(
+        body="AiConversationUpdate", ok=json_ok(ref("AiConversation"))
+    ),
+    ("DELETE", f"{AI}/conversations/{{id}}"): Op(ok=json_ok(ref("Deleted"))),
+    ("GET", f"{AI}/conversations/{{id}}/messages"): Op(
+        query=(Param("since_seq", _int(0, 2**63 - 1), "only messages after this seq (default 0: all)"),),
+        ok=json_ok(
+            record(
+                {
+                    "conversation_id": STR,
+                    "running": BOOL,
+                    "usage": _AI_USAGE,
+                    "messages": {"type": "array", "items": ref("AiMessage")},
+                    "last_seq": INT,
+                }
+            )
+        ),
+    ),
+    ("GET", f"{AI}/conversations/{{id}}/stream"): Op(ok={"200": SSE}),
+    ("POST", f"{AI}/conversations/{{id}}/regenerate"): Op(body="AiRegenerate", ok={"200": SSE}),
+    ("POST", f"{AI}/conversations/{{id}}/cancel"): Op(
+        ok=json_ok(record({"conversation_id": STR, "cancelled": BOOL}))
+    ),
+    ("POST", f"{AI}/conversations/{{id}}/messages/{{mid}}/edit"): Op(body="AiEdit", ok={"200": SSE}),
+    ("DELETE", f"{AI}/conversations/{{id}}/messages/{{mid}}"): Op(
+        ok=json_ok(record({"conversation_id": STR, "deleted": {"type": "integer", "minimum": 0}}))
+    ),
+    ("POST", f"{AI}/tool-calls/{{id}}/approve"): Op(ok={"200": SSE}),
+    ("POST", f"{AI}/tool-calls/{{id}}/reject"): Op(ok={"200": SSE}),
+    ("GET", f"{AI}/settings"): Op(ok=json_ok(ref("AiSettings"))),
+    ("PUT", f"{AI}/settings"): Op(body="AiSettingsUpdate", ok=json_ok(ref("AiSettings"))),
     # routes
     ("GET", "/api/v1/routes"): Op(query=(FUNCTION_FILTER,), ok=json_ok(page("routes", "Route"))),
     ("POST", "/api/v1/routes"): Op(

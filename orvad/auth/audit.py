@@ -19,6 +19,7 @@ from orvad.services.metrics import Metrics
 from orvad.store.audit import AuditStore, refused_reason
 
 MCP_METHOD = "MCP"  # the audit rows of /mcp tool calls (GET /api/v1/audit-log?method=MCP)
+ASSISTANT_METHOD = "AI"  # the AI assistant's tool calls (GET /api/v1/audit-log?method=AI)
 
 if TYPE_CHECKING:
     from orvad.auth.guard import Principal
@@ -85,6 +86,37 @@ class AuditTrail:
                 "actor_name": actor_name,
                 "method": MCP_METHOD,
                 "path": f"/mcp tools/call {tool}",
+                "target_id": target_id,
+                "status": status,
+                "request_id": request_id or "-",
+                "client_ip": client_ip,
+            }
+        )
+
+    def record_assistant(
+        self,
+        *,
+        conversation_id: str,
+        actor_id: str,
+        actor_name: str | None,
+        tool: str,
+        target_id: str | None,
+        status: int,
+        request_id: str | None,
+        client_ip: str | None,
+    ) -> None:
+        """Record one tool call of the AI assistant (run, or rejected by the operator: 403): actor_kind
+        ``assistant`` with the id and name of the operator it acted for (who started or approved it),
+        path ``/api/v1/ai/conversations/<id> tools/call <tool>``."""
+        self._store.record(
+            {
+                "id": uuid7(),
+                "ts": now_iso(),
+                "actor_kind": "assistant",
+                "actor_id": actor_id,
+                "actor_name": actor_name,
+                "method": ASSISTANT_METHOD,
+                "path": f"/api/v1/ai/conversations/{conversation_id} tools/call {tool}",
                 "target_id": target_id,
                 "status": status,
                 "request_id": request_id or "-",

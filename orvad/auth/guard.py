@@ -40,7 +40,7 @@ _PUBLIC = {
     ("POST", f"{API}/auth/login"),
 }
 _SESSION_ONLY = {f"{API}/auth/{name}" for name in ("me", "refresh", "logout", "change-password")}
-_ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log", f"{API}/channels", f"{API}/oauth")
+_ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log", f"{API}/channels", f"{API}/oauth", f"{API}/ai/")
 _ADMIN_EXACT = {
     ("PUT", f"{API}/pool/config"),
     ("POST", f"{API}/pool/config"),

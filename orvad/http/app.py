@@ -14,6 +14,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orvad.api import (
+    ai,
+    ai_providers,
     auth,
     channels,
     deployments,
@@ -195,6 +197,8 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *keys.routes,
             *channels.routes,
             *oauth.routes,
+            *ai_providers.routes,  # issue 22: the AI assistant's provider configs
+            *ai.routes,  # issue 22: the AI assistant (chat, conversations, approvals, settings)
             *functions.routes,
             *deployments.routes,
             *routes.routes,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jsonschema_rs
+import pytest
 from starlette.routing import Route
 
 from orvad.api.schemas import OPS
@@ -18,7 +19,8 @@ from orvad.auth.guard import requirement
 from orvad.config import load_settings
 from orvad.daemon import Daemon
 from orvad.http.app import create_app
-from tests.helpers import Orvad
+from tests.assistant.fake_provider import FakeProvider, running, text
+from tests.helpers import Orvad, free_port
 
 
 def test_openapi_covers_every_route_with_its_auth(orvad: Orvad, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -59,6 +61,9 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         ("post", "/api/v1/auth/refresh"),
         ("post", "/api/v1/auth/logout"),
         ("post", "/api/v1/channels/{id}/rotate"),
+        ("post", "/api/v1/ai/conversations/{id}/cancel"),
+        ("post", "/api/v1/ai/tool-calls/{id}/approve"),
+        ("post", "/api/v1/ai/tool-calls/{id}/reject"),
     }
     for path, ops in paths.items():
         for method, op in ops.items():
@@ -188,6 +193,13 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "dependencies": ([""], [5]),
     "expires_at": ([], ["yesterday", 5]),
     "code_hash": (["abcdef", "ABCDEF0123", "0" * 64], ["abcde", "xyzxyz", "0" * 65, "", 5]),
+    # AI provider configs (AiProviderUpsert)
+    "label": (["x", "local-ollama", "Claude (work) 2", " y "], ["", "   ", "a\nb", "x" * 65, 5]),
+    "base_url": (
+        ["http://127.0.0.1:11434/v1", "https://api.example.com/v1/", "http://[::1]:8080", None],
+        ["ftp://x/v1", "http://u:p@h/v1", "h:1", "http://a b/", "http://h/v1?x=1", 5],
+    ),
+    "api_key": (["sk-abc", "", " sk-x\n", None], ["a b", "sk-a\nX: 1", "a\x01b", "x" * 4097, 5]),
 }
 ENV_VARS = (
     [{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
@@ -296,19 +308,47 @@ class Target:
     alone: bool = False  # each field is sent alone, not added to the base body (exactly one of them)
 
 
-def test_request_schemas_agree_with_the_handlers(make_orvad) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def fake_provider() -> Iterator[FakeProvider]:
+    """The assistant's fake AI provider (tests/assistant/fake_provider.py): answers every chat request "OK"."""
+    for fake in running():
+        fake.default_turn = [text("OK")]
+        yield fake
+
+
+def test_request_schemas_agree_with_the_handlers(make_orvad, fake_provider) -> None:  # type: ignore[no-untyped-def]
     """Every declared body: schema-valid values are accepted (no 400), schema-invalid ones are refused (400)."""
     server = make_orvad()
     with server.client() as c:
         spec = c.get("/api/v1/openapi.json").json()
     with server.admin() as admin:
-        _agree(spec, admin)
+        _agree(spec, admin, fake_provider)
 
 
-def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
+def _ai_conversation(admin: httpx.Client) -> tuple[dict[str, Any], str]:
+    """An assistant conversation with one message, its provider one nothing listens on (the turn fails at once)."""
+    provider = admin.post(
+        "/api/v1/ai/providers",
+        json={"kind": "openai", "label": "agree", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
+    ).json()
+    admin.put("/api/v1/ai/settings", json={"provider_id": provider["id"], "model": "m"}).raise_for_status()
+    with admin.stream("POST", "/api/v1/ai/chat", json={"content": "hi"}) as r:
+        assert r.status_code == 200, r.read()
+        conv_id = r.headers["x-orva-conversation-id"]
+        r.read()  # the turn's end (a PROVIDER_ERROR frame)
+    conv = admin.get(f"/api/v1/ai/conversations/{conv_id}").json()
+    return conv, conv["messages"][0]["id"]
+
+
+def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> None:
     schemas = spec["components"]["schemas"]
+    # an AI provider config whose endpoint is the fake provider: test connection succeeds
+    ai_provider = admin.post(
+        "/api/v1/ai/providers", json={"kind": "openai", "label": "agree-fake", "base_url": fake.openai_url}
+    ).json()
     fn = admin.post("/api/v1/functions", json={"name": "agree", "runtime": "python"}).json()
     channel = admin.post("/api/v1/channels", json={"name": "agree"}).json()
+    conv, first_message = _ai_conversation(admin)
     names = iter(range(10_000))
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     STRINGS["expires_at"] = ([future], STRINGS["expires_at"][1])
@@ -322,6 +362,9 @@ def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
 
     def fresh_name(body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "name": f"n{next(names)}"} if body.get("name") == "<fresh>" else body
+
+    def fresh_label(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "label": f"l{next(names)}"} if body.get("label") == "<fresh>" else body
 
     targets = {
         "FunctionCreate": Target(
@@ -354,6 +397,21 @@ def _agree(spec: dict[str, Any], admin: httpx.Client) -> None:
         "SecretUpsert": Target(
             "POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}
         ),
+        # the AI assistant (a provider nothing listens on: a turn ends at once with a PROVIDER_ERROR frame)
+        "AiConversationCreate": Target("POST", "/api/v1/ai/conversations", dict),
+        "AiConversationUpdate": Target("PATCH", f"/api/v1/ai/conversations/{conv['id']}", dict),
+        "AiChat": Target("POST", "/api/v1/ai/chat", lambda: {"content": "hi"}),
+        "AiRegenerate": Target("POST", f"/api/v1/ai/conversations/{conv['id']}/regenerate", dict),
+        "AiEdit": Target(
+            "POST",
+            f"/api/v1/ai/conversations/{conv['id']}/messages/{first_message}/edit",
+            lambda: {"content": "x"},
+        ),
+        "AiProviderUpsert": Target(
+            "POST", "/api/v1/ai/providers", lambda: {"kind": "openai", "label": "<fresh>"}, fresh_label
+        ),
+        "AiProviderTest": Target("POST", f"/api/v1/ai/providers/{ai_provider['id']}/test", dict),
+        "AiSettingsUpdate": Target("PUT", "/api/v1/ai/settings", dict),  # last: it may unset the provider
         # invalid bodies first: once a user exists, onboarding answers 409 whatever the body
         "Onboard": Target(
             "POST", "/api/v1/auth/onboard", lambda: {"username": "admin", "password": "AdminPass123!Secure"}
@@ -432,6 +490,7 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
         dep = c.post(
             "/api/v1/functions/q/deploy-inline", json={"code": "def handler(e, c):\n    return 1\n"}
         ).json()
+        conv = c.post("/api/v1/ai/conversations", json={}).json()
         checked = 0
         for path, ops in spec["paths"].items():
             if path in QUERY_KNOWN_BUGS | QUERY_SKIP or "get" not in ops:
@@ -439,7 +498,14 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
             params = [p for p in ops["get"].get("parameters", []) if p["in"] == "query"]
             if not params:
                 continue
-            url = path.replace("{id}", dep["id"] if path.startswith("/api/v1/deployments/") else fn["id"])
+            url = path.replace(
+                "{id}",
+                dep["id"]
+                if path.startswith("/api/v1/deployments/")
+                else conv["id"]
+                if path.startswith("/api/v1/ai/conversations/")
+                else fn["id"],
+            )
             required = {p["name"]: fn["id"] for p in params if p["required"]}
             if path.endswith("/diff"):
                 continue  # its required ids must be succeeded deployments: tested in test_deploy

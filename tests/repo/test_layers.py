@@ -96,6 +96,7 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
             "orvad.auth",
             "orvad.http.origins",
             "orvad.daemon",
+            "orvad.assistant",
         ),
         "one module per API resource: parse, call a service, answer",
     ),
@@ -109,6 +110,10 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
             "orvad.daemon",
         ),
         "the MCP server at /mcp: the SDK's transport behind orvad's checks, the tool catalog over the services",
+    ),
+    "orvad.assistant": (
+        ("orvad.services", "orvad.store", "orvad.mcp", "orvad.daemon"),
+        "the AI assistant: providers, conversations and the turn loop over the operator tool catalog",
     ),
     "orvad.http": (
         ("orvad.api", "orvad.auth", "orvad.host.memtrim", "orvad.daemon", "orvad.mcp"),
@@ -125,6 +130,7 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
             "orvad.invoke",
             "orvad.http.origins",
             "orvad.http.drain",
+            "orvad.assistant",
         ),
         "constructs, starts and stops the object graph",
     ),

@@ -43,6 +43,7 @@ CREATE TABLE ai_messages (
     role            TEXT NOT NULL,                 -- user | assistant | tool
     content         TEXT NOT NULL DEFAULT '',      -- text; a tool message: the (truncated) result as JSON text
     thinking        TEXT NOT NULL DEFAULT '',
+    thinking_signature TEXT NOT NULL DEFAULT '', -- Anthropic: sent back with the thinking in a tool loop
     status          TEXT NOT NULL DEFAULT 'complete', -- streaming | awaiting_approval | complete | error | cancelled
     error           TEXT,                          -- the error envelope as JSON, when status is error
     provider_id     TEXT,
