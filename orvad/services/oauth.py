@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from orvad.clock import epoch_iso, now_iso
+from orvad.clock import now_iso
 from orvad.errors import NotFound
 from orvad.store.oauth import ClientRow, OAuthStore, TokenRow
 
@@ -36,8 +36,7 @@ ACCESS_TTL_S = 3600
 REFRESH_TTL_S = 30 * 86400
 CODE_TTL_S = 300
 CONSENT_TTL_S = 600
-MAX_CLIENTS = 1000  # registration is open (RFC 7591): clients never granted anything are pruned first
-UNUSED_CLIENT_TTL_S = 86400  # a registration without a grant after a day is dropped when room is needed
+MAX_CLIENTS = 1000  # registration is open (RFC 7591): at the limit, the oldest never granted anything go
 MAX_PENDING = 1000
 _TOUCH_EVERY_S = 60
 _PRUNE_EVERY_S = 600  # expired tokens leave memory and the database at most this long after expiring
@@ -177,9 +176,9 @@ class OAuthService:
         self, client_id: str, client_name: str, metadata: str, secret: str | None
     ) -> ClientRow:
         if len(self._clients) >= MAX_CLIENTS:
-            await self._prune_unused()
+            await self._make_room()
             if len(self._clients) >= MAX_CLIENTS:
-                raise ClientLimit(f"this orvad holds {MAX_CLIENTS} OAuth clients already")
+                raise ClientLimit(f"this orvad holds {MAX_CLIENTS} OAuth clients with a live grant already")
         row = ClientRow(
             client_id=client_id,
             client_name=client_name,
@@ -192,18 +191,24 @@ class OAuthService:
         self._clients[client_id] = row
         return row
 
-    async def _prune_unused(self) -> None:
+    async def _make_room(self) -> None:
+        """Registration is open to anyone: at MAX_CLIENTS, the registrations holding no grant go, the
+        oldest first, until one fits (with their pending consents and codes). Clients the user approved
+        stay; a flood of registrations can only push out other registrations never approved, and a
+        client's own between its registration and its first token only if the flood outruns it."""
         granted = {t.client_id for t in self._tokens.values()}
-        cutoff = epoch_iso(time.time() - UNUSED_CLIENT_TTL_S)
-        stale = [
-            c.client_id
-            for c in self._clients.values()
-            if c.client_id not in granted and c.created_at < cutoff
-        ]
+        unused = sorted(
+            (c for c in self._clients.values() if c.client_id not in granted),
+            key=lambda c: (c.created_at, c.client_id),
+        )
+        stale = [c.client_id for c in unused[: len(self._clients) - MAX_CLIENTS + 1]]
         if stale:
             await self._store.delete_clients(stale)
+            gone = set(stale)
             for client_id in stale:
                 self._clients.pop(client_id, None)
+            self._pending = {k: p for k, p in self._pending.items() if p.client_id not in gone}
+            self._codes = {h: c for h, c in self._codes.items() if c.client_id not in gone}
 
     # consent and codes
 

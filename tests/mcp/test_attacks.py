@@ -381,3 +381,24 @@ def test_a_consent_form_is_good_once_for_its_own_request_and_session(server: Orv
             "/oauth/consent", data={**form, "action": "approve", "scope": ["read"]}, headers=same_site
         )
     assert after.status_code == 303 and after.headers["location"].startswith("/web/#/login")
+
+
+def test_a_flood_of_registrations_cannot_stop_new_connectors(server: Orvad, session: str) -> None:  # noqa: F811
+    """Found by the red-team pass: registration is open to anyone (RFC 7591) and capped at 1000 clients,
+    but only registrations older than a day were dropped to make room, so 1000 anonymous POSTs stopped
+    every new connector for a day. Now the oldest registrations never granted anything make room;
+    approved clients stay."""
+    from orvad.services.oauth import MAX_CLIENTS
+
+    kept = _grant(server, session, ["read"])
+    _verifier, challenge = _pkce()
+    first = _register(server)["client_id"]
+    body = {"client_name": "flood", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+    with server.client() as c:
+        for _ in range(MAX_CLIENTS):
+            r = c.post("/oauth/register", json=body)
+            assert r.status_code == 201, r.text
+    assert _authorize(server, _register(server)["client_id"], challenge).status_code == 302
+    assert _authorize(server, first, challenge).status_code == 400  # pushed out: never approved
+    cid = kept["client"]["client_id"]
+    assert _token(server, cid, "refresh_token", refresh_token=kept["refresh_token"]).status_code == 200
