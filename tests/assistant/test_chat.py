@@ -340,6 +340,20 @@ def test_settings_are_validated(orvad: Orvad) -> None:
             r = c.post("/api/v1/ai/chat", json={"content": "hi"})
             assert r.status_code == 400 and "PUT /api/v1/ai/settings" in r.json()["error"]["hint"]
         assert c.post("/api/v1/ai/chat", json={"content": "  "}).status_code == 400
+        # refused before anything is stored: no conversation appears
+        count = len(c.get("/api/v1/ai/conversations", params={"limit": 500}).json()["conversations"])
+        for body, status in (
+            ({"content": "hi", "provider_id": "nope", "model": MODEL}, 404),
+            ({"content": "hi", "conversation_id": "nope", "provider_id": "nope", "model": MODEL}, 404),
+            ({"content": "hi", "conversation_id": None}, 400),
+            ({"content": "hi", "thinking": "max"}, 400),
+            ({"content": 5}, 400),
+            ({"content": "x" * 100_001}, 400),
+        ):
+            r = c.post("/api/v1/ai/chat", json=body)
+            assert r.status_code == status and r.json()["error"]["hint"], (body, r.text)
+        assert c.post("/api/v1/ai/chat", content=b"{not json").json()["error"]["code"] == "INVALID_JSON"
+        assert len(c.get("/api/v1/ai/conversations", params={"limit": 500}).json()["conversations"]) == count
         assert c.get("/api/v1/ai/conversations/nope").status_code == 404
 
 
