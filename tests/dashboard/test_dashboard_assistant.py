@@ -81,7 +81,7 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
         [
             thinking("The operator greets me; no tool needed."),
             text("Hello! I can build functions. "),
-            delay(2.5),
+            delay(4),
             text("Ask me for one."),
             usage(120, 17),
         ]
@@ -94,7 +94,7 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     reply = chat.get_by_role("article", name="Assistant message").last
     expect(reply).to_contain_text("Hello! I can build functions.")
     assert "Ask me for one." not in reply.inner_text()  # the first half is on screen before the rest exists
-    expect(reply).to_contain_text("Ask me for one.")
+    expect(reply).to_contain_text("Ask me for one.", timeout=20_000)
     expect(page).to_have_url(re.compile(r"#/assistant/[0-9a-f-]+$"))
     reply = chat.get_by_role("article", name="Assistant message").last
     thought = reply.locator("details.thinking")
@@ -176,7 +176,7 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     expect(chat.get_by_role("button", name="Stop")).to_have_count(0)
 
     # ---- leave mid-reply and come back: the page follows the turn again ----
-    fake_provider.script([text("Part one. "), delay(3), text("Part two.")])
+    fake_provider.script([text("Part one. "), delay(8), text("Part two.")])
     box.fill("tell me in two parts")
     chat.get_by_role("button", name="Send").click()
     expect(chat.get_by_text("Part one.")).to_be_visible()
@@ -186,9 +186,27 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     page.goto(here)
     chat = page.get_by_role("region", name="Chat")
     last = chat.get_by_role("article", name="Assistant message").last
-    expect(last).to_contain_text("Part one. Part two.")
+    expect(last).to_have_attribute("data-status", "streaming")  # still being written: followed again
+    expect(last).to_contain_text("Part one. Part two.", timeout=20_000)
     assert last.inner_text().count("Part one.") == 1
     shot(page, "assistant-04-reattached")
+
+    # ---- a phone: the conversation (tool cards, long arguments) and Settings fit the screen ----
+    page.set_viewport_size({"width": 390, "height": 844})
+    for where in (here, f"{server.url}/web/#/settings"):
+        page.goto(where)
+        if where == here:
+            expect(page.get_by_role("region", name="Chat").get_by_text("Part two.")).to_be_visible()
+        else:
+            expect(
+                page.get_by_role("region", name="AI providers").get_by_role("row", name=re.compile("fake"))
+            ).to_be_visible()
+        wide, screen = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+        assert wide <= screen, f"{where}: {wide} px wide on a {screen} px screen"
+    shot(page, "assistant-05-phone-settings")
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.goto(here)
+    chat = page.get_by_role("region", name="Chat")
 
     # ---- rename, archive, delete ----
     chat.get_by_role("button", name="Rename").click()
@@ -246,7 +264,7 @@ def test_provider_test_failure_and_chat_errors_in_words(  # type: ignore[no-unty
     row = section.get_by_role("row", name=re.compile("wrong-key"))
     row.get_by_role("button", name="Test connection").click()
     expect(row.get_by_text(re.compile("Failed"))).to_be_visible()
-    shot(page, "assistant-05-test-failed")
+    shot(page, "assistant-06-test-failed")
     # removing it asks first, then it is gone
     row.get_by_role("button", name="Remove").click()
     page.get_by_role("dialog", name="Remove").get_by_role("button", name="Remove").click()
