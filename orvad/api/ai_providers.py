@@ -15,7 +15,7 @@ from orvad.api.common import daemon_of, read_object
 from orvad.assistant.provider_service import KEEP, provider_json
 from orvad.errors import ValidationError
 
-_FIELDS = ("id", "kind", "provider", "label", "base_url", "api_key")
+_FIELDS = ("id", "kind", "label", "base_url", "api_key")
 
 
 async def list_providers(request: Request) -> Response:
@@ -26,16 +26,10 @@ async def list_providers(request: Request) -> Response:
 
 async def upsert(request: Request) -> Response:
     """Create a provider config (201), or change the one named by `id` (else by `label`) (200). Fields left out
-    are kept; `api_key` null (or "") removes the key. `provider` is another name for `kind`."""
+    are kept; `api_key` null (or "") removes the key."""
     body = await read_object(request, _FIELDS)
-    if "provider" in body:
-        if "kind" in body and body["kind"] != body["provider"]:
-            raise ValidationError(
-                "send kind or provider (the same field), not two different values", details={"field": "kind"}
-            )
-        body["kind"] = body.pop("provider")
     provider_id = body.get("id")
-    if provider_id is not None and (not isinstance(provider_id, str) or not 1 <= len(provider_id) <= 128):
+    if "id" in body and (not isinstance(provider_id, str) or not 1 <= len(provider_id) <= 128):
         raise ValidationError("id must be a provider id (GET /api/v1/ai/providers)", details={"field": "id"})
     row, created = await daemon_of(request).ai_providers.upsert(
         id=provider_id,
