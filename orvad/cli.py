@@ -218,7 +218,9 @@ async def rotate_master_key(data_dir: Path) -> int:
     """New key to master.key.new, re-encrypt in one transaction, then swap the files (old kept as .old)."""
     import os
 
+    from orvad.assistant.provider_service import ProviderService
     from orvad.services.secrets import MASTER_KEY_ENV, SecretService, load_master_key
+    from orvad.store.ai_providers import AiProviderStore
     from orvad.store.db import Database
     from orvad.store.secrets import SecretStore
 
@@ -241,13 +243,25 @@ async def rotate_master_key(data_dir: Path) -> int:
         os.fsync(fh.fileno())
     db = Database(data_dir / "orva.db")
     await db.open()
+    old_key = load_master_key(key_file)
     try:
-        count = await SecretService(SecretStore(db), load_master_key(key_file)).rotate(new_key)
+        # the AI providers' API keys are sealed with the same master key (orvad/assistant/provider_service.py)
+        providers = ProviderService(AiProviderStore(db))
+        providers.unlock(old_key)
+        provider_count = await providers.rotate(new_key)
+        try:
+            count = await SecretService(SecretStore(db), old_key).rotate(new_key)
+        except BaseException:
+            await providers.rotate(old_key)  # back under the key that stays in place
+            raise
     finally:
         await db.close()
     key_file.replace(key_file.with_name("master.key.old"))
     pending.replace(key_file)
-    print(f"re-encrypted {count} secret(s); the previous key is in {key_file.with_name('master.key.old')}")
+    print(
+        f"re-encrypted {count} secret(s) and {provider_count} AI provider key(s); "
+        f"the previous key is in {key_file.with_name('master.key.old')}"
+    )
     return 0
 
 

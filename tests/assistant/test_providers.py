@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
@@ -586,3 +588,30 @@ def test_a_sealed_key_opens_only_as_that_providers_key() -> None:
     s_nonce, s_sealed = seal(master, "prv_1", "API_KEY", KEY)
     with pytest.raises(InvalidTag):
         open_key(master, "prv_1", s_nonce, s_sealed)
+
+
+def test_a_provider_key_survives_a_master_key_rotation(make_orvad: Any, fake_provider: FakeProvider) -> None:
+    """orvad rotate-master-key re-seals the AI provider keys too (they share the master key)."""
+    server: Orvad = make_orvad()
+    fake_provider.api_key = KEY
+    with server.admin() as c:
+        made = c.post(
+            PROVIDERS,
+            json={"kind": "openai", "label": "rot", "base_url": fake_provider.openai_url, "api_key": KEY},
+        )
+        pid = made.json()["id"]
+    assert server.stop() == 0
+    old_master = (server.data_dir / "master.key").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "orvad", "rotate-master-key", "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "1 AI provider key(s)" in done.stdout, (done.stdout, done.stderr)
+    assert (server.data_dir / "master.key").read_text() != old_master
+    _no_key_in(done.stdout + done.stderr, KEY)
+    again: Orvad = make_orvad(data_dir=server.data_dir)
+    with again.admin() as c:
+        r = c.post(f"{PROVIDERS}/{pid}/test")
+        assert r.status_code == 200 and r.json()["ok"] is True, r.text  # the fake provider checked the key
