@@ -147,12 +147,20 @@ class Client:
                 return
             params["cursor"] = page["next_cursor"]
 
-    def events(self, path: str, params: dict[str, Any] | None = None) -> Iterator[tuple[str, Any]]:
-        """(event, data) pairs of a server-sent event stream until orvad ends it; comments (pings) skipped."""
+    def events(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        body: dict[str, Any] | None = None,
+    ) -> Iterator[tuple[str, Any]]:
+        """(event, data) pairs of a server-sent event stream until orvad ends it; comments (pings) skipped.
+        A POST whose answer is a stream (`orva ai chat`) passes method and body (sent as JSON)."""
         # no read timeout: a quiet stream is kept open by orvad's pings, and a follower may wait for hours
         timeout = httpx.Timeout(self.http.timeout.connect, read=None)
         try:
-            with self.http.stream("GET", path, params=params, timeout=timeout) as response:
+            with self.http.stream(method, path, params=params, json=body, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise self.failure(response)

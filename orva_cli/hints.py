@@ -112,6 +112,38 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
             }.get(method or "", "orva routes list"),
         ),
         (r"/api/v1/pool/.*", lambda: f"orva pool set {f}"),
+        # the assistant (issue 22)
+        (
+            r"/api/v1/ai/providers/[^/]+/test",
+            lambda: f"orva ai providers test {_last_segment(path, 4) or 'PROVIDER'}",
+        ),
+        (
+            r"/api/v1/ai/providers/[^/]+/models",
+            lambda: f"orva ai providers models {_last_segment(path, 4) or 'PROVIDER'}",
+        ),
+        (
+            r"/api/v1/ai/providers(/.*)?",
+            lambda: (
+                "orva ai providers add LABEL --kind KIND" if method == "POST" else "orva ai providers list"
+            ),
+        ),
+        (r"/api/v1/ai/settings", lambda: "orva ai settings"),
+        (r"/api/v1/ai/chat", lambda: "orva ai chat MESSAGE"),
+        (
+            r"/api/v1/ai/conversations/[^/]+/stream",
+            lambda: f"orva ai chat --attach {_last_segment(path, 4) or 'ID'}",
+        ),
+        (
+            r"/api/v1/ai/conversations/[^/]+/cancel",
+            lambda: f"orva ai cancel {_last_segment(path, 4) or 'ID'}",
+        ),
+        (
+            r"/api/v1/ai/conversations/[^/]+.*",
+            lambda: f"orva ai conversations show {_last_segment(path, 4) or 'ID'}",
+        ),
+        (r"/api/v1/ai/conversations", lambda: "orva ai conversations list"),
+        (r"/api/v1/ai/tool-calls/[^/]+/reject", lambda: f"orva ai reject {_last_segment(path, 4) or 'ID'}"),
+        (r"/api/v1/ai/tool-calls/[^/]+(/.*)?", lambda: f"orva ai approve {_last_segment(path, 4) or 'ID'}"),
         (r"/api/v1/auth/.*", lambda: "orva login"),
     ]
     for pattern, command in rules:
