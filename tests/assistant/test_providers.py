@@ -4,10 +4,15 @@ provider configs over HTTP (orvad/api/ai_providers.py) on a real orvad: keys sea
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import os
+import select
 import sqlite3
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
@@ -40,6 +45,7 @@ from tests.assistant.fake_provider import (
     tool_call,
     usage,
 )
+from tests.cli.test_cli import Cli, error_line
 from tests.helpers import Orvad, free_port
 
 KEY = "sk-test-0123456789-abcd"
@@ -615,3 +621,116 @@ def test_a_provider_key_survives_a_master_key_rotation(make_orvad: Any, fake_pro
     with again.admin() as c:
         r = c.post(f"{PROVIDERS}/{pid}/test")
         assert r.status_code == 200 and r.json()["ok"] is True, r.text  # the fake provider checked the key
+
+
+# ---- the CLI: `orva ai providers ...` ----------------------------------------------------------------------
+
+
+def _typed_at_a_terminal(cli: Cli, args: list[str], typed: str) -> str:
+    """Run `orva ARGS` on a pseudo-terminal (its controlling one, so the hidden prompt really hides), type
+    ``typed`` once the key prompt shows, and return everything the terminal displayed."""
+    master, slave = os.openpty()
+
+    def controlling_tty() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        cli.argv(*args),
+        env=cli.environ({"TERM": "dumb"}),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=controlling_tty,
+    )
+    os.close(slave)
+    shown = b""
+    typed_yet = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the other end closed: the command is done
+                break
+            if not chunk:
+                break
+            shown += chunk
+        if not typed_yet and b"API key" in shown:
+            os.write(master, typed.encode() + b"\r")
+            typed_yet = True
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    assert typed_yet, shown
+    assert proc.returncode == 0, shown
+    return shown.decode(errors="replace")
+
+
+def test_the_cli_manages_providers_and_never_echoes_a_key(
+    make_orvad: Any, fake_provider: FakeProvider, tmp_path: Any
+) -> None:
+    server: Orvad = make_orvad()
+    cli = Cli(tmp_path / "home")
+    cli.home.mkdir()
+    cli.ok("login", "--endpoint", server.url, "--api-key", server.admin_key)
+    fake_provider.api_key = KEY
+    fake_provider.models = ["fake-a", "fake-b"]
+    # the key from stdin: never on the command line, never printed back
+    r = cli.run(
+        "ai", "providers", "add", "claude", "--kind", "anthropic", "--base-url", fake_provider.anthropic_url,
+        "--key-stdin", input=KEY + "\n",
+    )  # fmt: skip
+    assert r.returncode == 0 and "saved provider claude" in r.stdout and KEY[-4:] in r.stdout, r.stderr
+    _no_key_in(r.stdout + r.stderr, KEY)
+    # a keyless local endpoint
+    r = cli.run(
+        "ai",
+        "providers",
+        "add",
+        "local",
+        "--kind",
+        "openai",
+        "--base-url",
+        fake_provider.openai_url,
+        "--no-key",
+    )
+    assert r.returncode == 0 and "no key" in r.stdout, r.stderr
+    listed = cli.run("ai", "providers", "list")
+    assert listed.returncode == 0 and "claude" in listed.stdout and "local" in listed.stdout
+    assert f"…{KEY[-4:]}" in listed.stdout and "none" in listed.stdout
+    _no_key_in(listed.stdout, KEY)
+    as_json = json.loads(cli.run("ai", "providers", "list", "--json").stdout)
+    assert {p["label"]: p["has_key"] for p in as_json} == {"claude": True, "local": False}
+    models = cli.run("ai", "providers", "models", "claude")
+    assert models.returncode == 0 and models.stdout.split() == ["fake-a", "fake-b"], models.stderr
+    fake_provider.script([text("OK")])
+    tested = cli.run("ai", "providers", "test", "claude", "--model", "fake-a")
+    assert tested.returncode == 0 and "ok: claude answered" in tested.stdout and "2 model(s)" in tested.stdout
+    assert "'OK'" in tested.stdout, tested.stdout
+    # changing the base_url (add on an existing label) keeps the key
+    r = cli.run("ai", "providers", "add", "claude", "--base-url", f"http://127.0.0.1:{free_port()}")
+    assert r.returncode == 0 and KEY[-4:] in r.stdout, r.stderr
+    # a failed test: exit 1 and the provider's error, its hint in orva's words
+    failed = cli.run("ai", "providers", "test", "claude")
+    assert failed.returncode != 0
+    line = error_line(failed.stderr, "PROVIDER_ERROR")
+    assert "claude" in line and "could not connect" in line and "orva ai providers test" in line, line
+    assert "/api/v1/" not in line
+    # bad input: VALIDATION naming the flag
+    bad = cli.run("ai", "providers", "add", "x", "--kind", "openai", "--base-url", "ftp://nope")
+    assert bad.returncode != 0 and "--base-url" in error_line(bad.stderr, "VALIDATION")
+    gone = cli.run("ai", "providers", "remove", "local")
+    assert gone.returncode == 0 and "removed provider local" in gone.stdout
+    missing = cli.run("ai", "providers", "test", "local")
+    assert "orva ai providers list" in error_line(missing.stderr, "NOT_FOUND")
+    # the hidden prompt on a terminal: the key is typed, not shown
+    shown = _typed_at_a_terminal(cli, ["ai", "providers", "add", "typed", "--kind", "openai"], KEY)
+    assert "saved provider typed" in shown and KEY[-4:] in shown
+    _no_key_in(shown, KEY)
+    with server.admin() as c:
+        typed = c.get(f"{PROVIDERS}/typed").json()
+        assert typed["has_key"] is True and typed["key_hint"] == KEY[-4:]
+    _no_key_in(server.stdout() + server.stderr(), KEY)
