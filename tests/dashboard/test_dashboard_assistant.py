@@ -147,11 +147,19 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     told = fake_provider.chat_requests()[-1].body["messages"]
     assert any(m.get("role") == "tool" and "reject" in str(m.get("content", "")).lower() for m in told), told
 
-    # ---- regenerate the last reply ----
+    # ---- regenerate the last reply, with another model for this reply only ----
     fake_provider.script([text("Second thoughts: thumb stays.")])
+    chat.locator("details.chat-options summary").click()
+    chat.get_by_label("Provider for this reply").select_option(label="fake")
+    expect(
+        chat.get_by_label("Model for this reply").locator("option", has_text="fake-model-1")
+    ).to_be_attached()
+    chat.get_by_label("Model for this reply").select_option("fake-model-1")
     chat.get_by_role("button", name="Regenerate").click()
     expect(chat.get_by_text("Second thoughts: thumb stays.")).to_be_visible()
     expect(chat.get_by_text("Understood, I left thumb alone.")).to_have_count(0)
+    assert fake_provider.chat_requests()[-1].body["model"] == "fake-model-1"
+    chat.get_by_label("Provider for this reply").select_option("")  # back to the default
 
     # ---- edit a message and rerun from there ----
     fake_provider.script([text("Hi again.")])
@@ -207,6 +215,14 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     page.set_viewport_size({"width": 1280, "height": 860})
     page.goto(here)
     chat = page.get_by_role("region", name="Chat")
+
+    # ---- delete from a message on: it and everything after it go ----
+    slow = chat.get_by_role("article", name="You message").filter(has_text="do something slow")
+    slow.get_by_role("button", name="Delete from here").click()
+    page.get_by_role("dialog", name="Delete from here").get_by_role("button", name="Delete from here").click()
+    expect(chat.get_by_text("do something slow")).to_have_count(0)
+    expect(chat.get_by_text("Part one.")).to_have_count(0)
+    expect(chat.get_by_text("Hi again.")).to_be_visible()
 
     # ---- rename, archive, delete ----
     chat.get_by_role("button", name="Rename").click()

@@ -109,13 +109,18 @@ export function AssistantView({ params }) {
             Show archived
           </label>
         </nav>
-        <Chat key={id || "new"} id={id} onChanged={list.reload} />
+        <Chat
+          key={id || "new"}
+          id={id}
+          onChanged={list.reload}
+          providers={(providers.data && (providers.data.providers || providers.data)) || []}
+        />
       </div>
     </section>
   );
 }
 
-function Chat({ id, onChanged }) {
+function Chat({ id, onChanged, providers }) {
   const [conv, setConv] = useState(null); // the conversation's own fields (title, archived, token totals)
   const [msgs, setMsgs] = useState(id ? null : []);
   const [loadError, setLoadError] = useState(null);
@@ -123,6 +128,7 @@ function Chat({ id, onChanged }) {
   const [streaming, setStreaming] = useState(false);
   const [draft, setDraft] = useState("");
   const [renaming, setRenaming] = useState(false);
+  const [choice, setChoice] = useState({ provider_id: "", model: "", thinking: "" }); // "" = the default
   const action = useAction();
   const abort = useRef(null);
   const convId = useRef(id);
@@ -287,7 +293,7 @@ function Chat({ id, onChanged }) {
         status: "complete",
       },
     ]);
-    const body = { content };
+    const body = { content, ...overrides(choice) };
     if (convId.current) body.conversation_id = convId.current;
     follow("POST", "ai/chat", body, {
       onRefused: () => {
@@ -307,7 +313,7 @@ function Chat({ id, onChanged }) {
   const regenerate = () => {
     const lastUser = [...msgs].reverse().find((m) => m.role === "user");
     if (lastUser) cut(lastUser.id, true);
-    follow("POST", `ai/conversations/${enc(convId.current)}/regenerate`, {});
+    follow("POST", `ai/conversations/${enc(convId.current)}/regenerate`, overrides(choice));
   };
 
   const rerun = (m, content) => {
@@ -328,6 +334,14 @@ function Chat({ id, onChanged }) {
     );
     follow("POST", `ai/tool-calls/${enc(call.id)}/${verdict}`, {});
   };
+
+  const deleteFrom = (m) =>
+    action.run(async () => {
+      await api.del(`ai/conversations/${enc(convId.current)}/messages/${enc(m.id)}`);
+      const c = await load();
+      setMsgs(timeline(c));
+      onChanged();
+    });
 
   const cancel = () => action.run(() => api.post(`ai/conversations/${enc(convId.current)}/cancel`));
   const archive = (archived) =>
@@ -386,6 +400,7 @@ function Chat({ id, onChanged }) {
             m={m}
             busy={running}
             onEdit={(content) => rerun(m, content)}
+            onDeleteFrom={() => deleteFrom(m)}
             onDecide={decide}
             onRegenerate={!running && !waiting && m === last && m.role === "assistant" ? regenerate : null}
           />
@@ -406,6 +421,7 @@ function Chat({ id, onChanged }) {
           }}
         />
         <div class="actions">
+          <ChatOptions providers={providers} choice={choice} onChange={setChoice} conv={conv} />
           {running && !waiting && (
             <button type="button" onClick={cancel} disabled={action.busy}>
               Stop
@@ -454,7 +470,86 @@ function chatHint(error) {
   return hints[error.code] || error.hint || "";
 }
 
-function Message({ m, busy, onEdit, onDecide, onRegenerate }) {
+// What the message overrides for this reply: only what was chosen (else the conversation's, then Settings').
+function overrides(choice) {
+  const out = {};
+  for (const k of ["provider_id", "model", "thinking"]) if (choice[k]) out[k] = choice[k];
+  return out;
+}
+
+// Provider, model and thinking for the next reply (folded; "default" leaves them to the conversation and Settings).
+function ChatOptions({ providers, choice, onChange, conv }) {
+  const models = useAsync(
+    async () =>
+      choice.provider_id ? (await api.get(`ai/providers/${enc(choice.provider_id)}/models`)).models || [] : [],
+    [choice.provider_id],
+  );
+  const names = (models.data || []).map((m) => (typeof m === "string" ? m : m.id));
+  const picked = [
+    choice.provider_id && "provider",
+    choice.model && choice.model,
+    choice.thinking && `thinking ${choice.thinking}`,
+  ]
+    .filter(Boolean)
+    .join(", ");
+  return (
+    <details class="chat-options">
+      <summary>{picked ? `This reply: ${picked}` : `Model: ${(conv && conv.model) || "default"}`}</summary>
+      <div class="row">
+        <label>
+          <span class="small muted">Provider</span>
+          <select
+            name="chat_provider"
+            aria-label="Provider for this reply"
+            value={choice.provider_id}
+            onChange={(e) => onChange({ ...choice, provider_id: e.target.value, model: "" })}
+          >
+            <option value="">default</option>
+            {providers.map((p) => (
+              <option key={p.id} value={p.id}>
+                {p.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          <span class="small muted">Model</span>
+          <select
+            name="chat_model"
+            aria-label="Model for this reply"
+            value={choice.model}
+            onChange={(e) => onChange({ ...choice, model: e.target.value })}
+          >
+            <option value="">default</option>
+            {names.map((m) => (
+              <option key={m} value={m}>
+                {m}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          <span class="small muted">Thinking</span>
+          <select
+            name="chat_thinking"
+            aria-label="Thinking for this reply"
+            value={choice.thinking}
+            onChange={(e) => onChange({ ...choice, thinking: e.target.value })}
+          >
+            <option value="">default</option>
+            {["off", "low", "medium", "high"].map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+    </details>
+  );
+}
+
+function Message({ m, busy, onEdit, onDecide, onRegenerate, onDeleteFrom }) {
   const [editing, setEditing] = useState(null);
   const label = m.role === "user" ? "You" : "Assistant";
   return (
@@ -511,6 +606,14 @@ function Message({ m, busy, onEdit, onDecide, onRegenerate }) {
           <button class="link" onClick={onRegenerate}>
             Regenerate
           </button>
+        )}
+        {m.role === "user" && !m.local && editing === null && !busy && (
+          <ConfirmButton
+            label="Delete from here"
+            class="link"
+            question="Delete this message and everything after it (replies and tool calls)? Nothing that ran is undone."
+            onConfirm={onDeleteFrom}
+          />
         )}
       </div>
     </article>
