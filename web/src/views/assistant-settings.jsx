@@ -98,7 +98,7 @@ function AiProviders({ providers }) {
         <ErrorBanner
           error={{
             ...failed[1].error,
-            hint: "Check the base URL and the API key (remove the provider and add it again to change the key).",
+            hint: "Check the base URL and the API key; to change them, add the provider again under the same label.",
           }}
         />
       )}
@@ -156,7 +156,7 @@ function AiProviders({ providers }) {
               ))}
             </select>
           </Field>
-          <Field label="Label" help="Your name for it, e.g. claude or local-ollama">
+          <Field label="Label" help="Your name for it, e.g. claude or local-ollama (an existing one is changed)">
             <input name="label" value={form.label} required maxLength={64} onInput={set("label")} />
           </Field>
         </div>
@@ -170,7 +170,10 @@ function AiProviders({ providers }) {
         >
           <input name="base_url" type="url" value={form.base_url} onInput={set("base_url")} />
         </Field>
-        <Field label="API key" help="Stored encrypted, never shown again. Empty for a local server without keys.">
+        <Field
+          label="API key"
+          help="Stored encrypted, never shown again. Empty for a local server without keys (or to keep the key of a label that exists)."
+        >
           <input name="api_key" type="password" autocomplete="off" value={form.api_key} onInput={set("api_key")} />
         </Field>
         <div class="actions left">
