@@ -563,6 +563,7 @@ class OAuthServer:
         session = await self._session(request)
         if session is None:
             return self._login_redirect(pending.id)
+        pending.seen = True  # a flood of authorize requests no longer pushes it out
         client = self.daemon.oauth.client(pending.client_id)
         assert client is not None
         target = urlsplit(pending.redirect_uri)

@@ -102,6 +102,7 @@ class Pending:
     resource: str
     expires_at: float
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    seen: bool = False  # its consent page was shown to a signed-in user: evicted last
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,10 @@ class OAuthService:
         now = time.time()
         self._pending = {k: p for k, p in self._pending.items() if p.expires_at > now}
         while len(self._pending) >= MAX_PENDING:
-            self._pending.pop(next(iter(self._pending)))
+            # anyone can start requests (registration is open): a flood pushes out the oldest request
+            # no user has looked at yet, never one whose consent page a signed-in user has open
+            victim = next((k for k, p in self._pending.items() if not p.seen), None)
+            self._pending.pop(victim if victim is not None else next(iter(self._pending)))
         self._pending[pending.id] = pending
         return pending
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the OAuth fixtures imported from tests/oauth/test_oauth.py are test parameters)
 """The red-team pass on issue 21 (channels, /mcp, OAuth), from the outside, against a real orvad: each
 test is an attack that worked (and the fix that stops it), or a property worth pinning that held."""
 
@@ -282,7 +283,7 @@ async def test_a_function_deleted_and_recreated_under_its_name_is_not_in_the_cha
         REDIRECT.replace("client.example", "xn--clent-ju2c.example"),  # a look-alike (IDN)
     ],
 )
-def test_authorize_takes_only_the_registered_redirect_uri_exactly(server: Orvad, redirect: str) -> None:  # noqa: F811
+def test_authorize_takes_only_the_registered_redirect_uri_exactly(server: Orvad, redirect: str) -> None:
     """Held: every near miss of the registered redirect URI is refused on a page of orvad's, never
     redirected to (so no code or error ever travels to it)."""
     client = _register(server)
@@ -305,7 +306,7 @@ def test_authorize_takes_only_the_registered_redirect_uri_exactly(server: Orvad,
     ],
 )
 def test_registration_refuses_redirect_uris_that_are_not_https_loopback_or_an_apps_scheme(
-    server: Orvad,  # noqa: F811
+    server: Orvad,
     uri: str,
 ) -> None:
     body = {"client_name": "x", "redirect_uris": [uri], "token_endpoint_auth_method": "none"}
@@ -314,7 +315,7 @@ def test_registration_refuses_redirect_uris_that_are_not_https_loopback_or_an_ap
     assert r.status_code == 400, (uri, r.text)
 
 
-def test_tokens_stay_with_their_client_and_resource(server: Orvad, session: str) -> None:  # noqa: F811
+def test_tokens_stay_with_their_client_and_resource(server: Orvad, session: str) -> None:
     """Held: client B cannot refresh with client A's refresh token (nor spend it), and a `resource`
     that differs from this orvad's /mcp by a query, the path's case or the port is refused."""
     a = _grant(server, session, ["read"])
@@ -347,7 +348,7 @@ def test_tokens_stay_with_their_client_and_resource(server: Orvad, session: str)
     assert _mcp_status(server, token + "x") == 401 and _mcp_status(server, token.upper()) == 401
 
 
-def test_a_consent_form_is_good_once_for_its_own_request_and_session(server: Orvad, session: str) -> None:  # noqa: F811
+def test_a_consent_form_is_good_once_for_its_own_request_and_session(server: Orvad, session: str) -> None:
     """Held: the consent form's token does not carry over to another pending request; a decision
     posted twice is refused the second time; after logout the form leads to the login, no code."""
     client = _register(server)
@@ -383,7 +384,7 @@ def test_a_consent_form_is_good_once_for_its_own_request_and_session(server: Orv
     assert after.status_code == 303 and after.headers["location"].startswith("/web/#/login")
 
 
-def test_a_flood_of_registrations_cannot_stop_new_connectors(server: Orvad, session: str) -> None:  # noqa: F811
+def test_a_flood_of_registrations_cannot_stop_new_connectors(server: Orvad, session: str) -> None:
     """Found by the red-team pass: registration is open to anyone (RFC 7591) and capped at 1000 clients,
     but only registrations older than a day were dropped to make room, so 1000 anonymous POSTs stopped
     every new connector for a day. Now the oldest registrations never granted anything make room;
@@ -402,3 +403,39 @@ def test_a_flood_of_registrations_cannot_stop_new_connectors(server: Orvad, sess
     assert _authorize(server, first, challenge).status_code == 400  # pushed out: never approved
     cid = kept["client"]["client_id"]
     assert _token(server, cid, "refresh_token", refresh_token=kept["refresh_token"]).status_code == 200
+
+
+def test_a_flood_of_authorize_requests_cannot_expire_an_open_consent_page(
+    server: Orvad, session: str
+) -> None:
+    """Found by the red-team pass: pending authorization requests were capped at 1000, the oldest
+    pushed out first, and anyone may start one (registration is open): 1000 anonymous GETs to
+    /oauth/authorize expired the consent page the operator had open. A request whose page a signed-in
+    user has seen is now pushed out only after every unseen one."""
+    from orvad.services.oauth import MAX_PENDING
+
+    client = _register(server)
+    verifier, challenge = _pkce()
+    location = _authorize(server, client["client_id"], challenge).headers["location"]
+    flooder = _register(server)["client_id"]
+    _v, other = _pkce()
+    query = {
+        "response_type": "code",
+        "client_id": flooder,
+        "redirect_uri": REDIRECT,
+        "code_challenge": other,
+        "code_challenge_method": "S256",
+    }
+    with server.session_client(session) as c:
+        form = _consent_form(c.get(location).text)
+        with server.client() as anon:
+            for _ in range(MAX_PENDING + 10):
+                assert anon.get("/oauth/authorize", params=query).status_code == 302
+        r = c.post(
+            "/oauth/consent",
+            data={**form, "action": "approve", "scope": ["read"]},
+            headers={"Sec-Fetch-Site": "same-origin"},
+        )
+    assert r.status_code == 303 and "code=" in r.headers["location"], r.text[:300]
+    code = r.headers["location"].split("code=")[1].split("&")[0]
+    assert _token(server, client["client_id"], code=code, code_verifier=verifier).status_code == 200
