@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -43,7 +44,7 @@ PROVIDER_COLUMNS = (
 
 
 def _provider_path(provider: str, *rest: str) -> str:
-    return "/".join((PROVIDERS, provider, *rest))
+    return "/".join((PROVIDERS, quote(provider, safe=""), *rest))  # a label may hold ? # % or spaces
 
 
 def _shown(p: dict[str, Any]) -> dict[str, Any]:
@@ -342,6 +343,15 @@ class _Turn:
             if exc.code == "VALIDATION" and exc.details.get("field") in ("provider_id", "model"):
                 exc.hint = NO_MODEL_HINT  # refused before the stream: where to choose them, not which flag
             raise
+        except KeyboardInterrupt:
+            # Ctrl+C stops the reading only: the turn runs in orvad
+            where = self.conversation_id or "ID"
+            self._note(
+                f"stopped reading; the reply goes on in orvad: `orva ai chat --attach {where}` follows it, "
+                f"`orva ai cancel {where}` stops it",
+                "yellow",
+            )
+            raise SystemExit(130) from None
 
     def _run(self, method: str, path: str, body: dict[str, Any] | None) -> None:
         held = self.follow(method, path, body)

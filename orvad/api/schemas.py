@@ -755,7 +755,7 @@ def bodies(facts: Facts) -> dict[str, Schema]:
                 "kind": {"type": "string", "enum": AI_PROVIDER_KINDS},
                 "label": {
                     **_string(64),
-                    "pattern": "^[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f][^\\u0000-\\u001f\\u007f]*$",
+                    "pattern": "^[^/\\u0000-\\u001f\\u007f]*[^/\\s\\u0000-\\u001f\\u007f][^/\\u0000-\\u001f\\u007f]*$",
                 },
                 "base_url": {
                     "type": ["string", "null"],

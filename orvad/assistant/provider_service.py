@@ -12,11 +12,13 @@ It may point at a local endpoint on purpose, a local Ollama at http://127.0.0.1:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
@@ -42,7 +44,22 @@ MAX_KEY = 4096
 HINT_MIN_KEY = 8  # shorter keys get no key_hint: 4 characters would be half of one
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _AAD_PREFIX: Final = b"orva-ai-provider\0"
+_T = TypeVar("_T")
 TEST_PROMPT = "Reply with the single word OK."
+TEST_TIMEOUT_S = 30.0  # test connection: each of its two requests (the model list, the short reply)
+
+
+async def _short_reply(chat: ChatModel, model: str) -> tuple[str, str | None]:
+    reply: list[str] = []
+    stop = None
+    async for event in chat.stream(
+        model=model, system="", messages=[ChatMessage("user", TEST_PROMPT)], tools=(), thinking="off"
+    ):
+        if isinstance(event, TextDelta):
+            reply.append(event.text)
+        elif isinstance(event, Stop):
+            stop = event.reason
+    return "".join(reply), stop
 
 
 class _Keep:
@@ -94,9 +111,16 @@ def _kind(value: Any) -> str:
 
 
 def _label(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL or _CONTROL.search(value):
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_LABEL
+        or _CONTROL.search(value)
+        or "/" in value
+    ):
         raise ValidationError(
-            f"label must be 1 to {MAX_LABEL} characters without control characters",
+            f"label must be 1 to {MAX_LABEL} characters, without / (it names the provider in paths) or "
+            "control characters",
             details={"field": "label"},
         )
     return value.strip()
@@ -281,9 +305,10 @@ class ProviderService:
 
     async def test(self, provider_id: str, model: str | None = None) -> dict[str, Any]:
         """Test connection: list the models; with ``model``, also a short request to it. Raises ProviderError."""
-        chat = await self.model_for(provider_id)
+        row = await self.get(provider_id)
+        chat = await self.model_for(row.id)
         started = time.monotonic()
-        names = await chat.models()
+        names = await self._in_time(row, chat.models(), "list its models")
         answer: dict[str, Any] = {
             "ok": True,
             "latency_ms": round((time.monotonic() - started) * 1000, 1),
@@ -291,22 +316,29 @@ class ProviderService:
         }
         if model:
             started = time.monotonic()
-            reply: list[str] = []
-            stop = None
-            async for event in chat.stream(
-                model=model, system="", messages=[ChatMessage("user", TEST_PROMPT)], tools=(), thinking="off"
-            ):
-                if isinstance(event, TextDelta):
-                    reply.append(event.text)
-                elif isinstance(event, Stop):
-                    stop = event.reason
+            reply, stop = await self._in_time(row, _short_reply(chat, model), f"answer as model {model!r}")
             answer["model"] = {
                 "name": model,
-                "reply": "".join(reply)[:200],
+                "reply": reply[:200],
                 "stop_reason": stop,
                 "latency_ms": round((time.monotonic() - started) * 1000, 1),
             }
         return answer
+
+    @staticmethod
+    async def _in_time(row: AiProviderRow, work: Awaitable[_T], what: str) -> _T:
+        try:
+            return await asyncio.wait_for(work, TEST_TIMEOUT_S)
+        except TimeoutError:
+            raise ProviderError(
+                f"provider {row.label!r} did not {what} within {TEST_TIMEOUT_S:.0f} s",
+                hint=(
+                    f"check that provider {row.label!r} is up at its base_url "
+                    f"({row.base_url or 'its default'}) and answers; test it again with "
+                    f"POST /api/v1/ai/providers/{row.id}/test"
+                ),
+                details={"provider": row.label, "provider_id": row.id},
+            ) from None
 
     async def rotate(self, new_master: bytes) -> int:
         """Re-seal every provider key under ``new_master`` in one transaction; returns how many."""

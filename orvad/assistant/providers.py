@@ -298,10 +298,10 @@ class AnthropicChatModel:
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         self._who = _Who(provider_id, label, base_url or "https://api.anthropic.com", api_key)
-        # api_key is always passed (an empty one for a keyless endpoint): the SDK then reads no credential
-        # from orvad's environment or the user's Anthropic profile files
+        # api_key is always passed (a placeholder for a keyless endpoint: an empty one makes an illegal
+        # "Bearer " header): the SDK then reads no credential from orvad's environment or profile files
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key or "",
+            api_key=api_key or "no-key",
             base_url=self._who.base_url,
             timeout=timeout_s,
             max_retries=max_retries,

@@ -194,7 +194,10 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "expires_at": ([], ["yesterday", 5]),
     "code_hash": (["abcdef", "ABCDEF0123", "0" * 64], ["abcde", "xyzxyz", "0" * 65, "", 5]),
     # AI provider configs (AiProviderUpsert)
-    "label": (["x", "local-ollama", "Claude (work) 2", " y "], ["", "   ", "a\nb", "x" * 65, 5]),
+    "label": (
+        ["x", "local-ollama", "Claude (work) 2", " y ", "a?b#c"],
+        ["", "   ", "a\nb", "a/b", "x" * 65, 5],
+    ),
     "base_url": (
         ["http://127.0.0.1:11434/v1", "https://api.example.com/v1/", "http://[::1]:8080", None],
         ["ftp://x/v1", "http://u:p@h/v1", "h:1", "http://a b/", "http://h/v1?x=1", 5],

@@ -352,6 +352,29 @@ async def test_a_keyless_openai_endpoint_needs_no_key(fake_provider: FakeProvide
     assert _text(await _collect(_model("openai", fake_provider, key=None))) == "local"
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_key_the_provider_echoes_is_scrubbed_from_the_error(
+    fake_provider: FakeProvider, kind: str
+) -> None:
+    fake_provider.script([http_error(401, f"Incorrect API key provided: {KEY}")])
+    with pytest.raises(ProviderError) as info:
+        await _collect(_model(kind, fake_provider))
+    assert "[key]" in info.value.message and KEY not in str(info.value.envelope("r"))
+
+
+async def test_a_keyless_anthropic_endpoint_reads_no_key_from_the_environment(
+    fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orvad's environment may hold ANTHROPIC_API_KEY / OPENAI_API_KEY for something else: never sent."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-env-anthropic-never-sent")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-openai-never-sent")
+    fake_provider.script([text("hi")], [text("hi")])
+    for kind in KINDS:
+        assert _text(await _collect(_model(kind, fake_provider, key=None))) == "hi"
+    for req in fake_provider.requests:
+        assert "never-sent" not in str(req.headers), req.headers
+
+
 async def test_a_slow_start_streams_when_it_comes(fake_provider: FakeProvider) -> None:
     fake_provider.script([delay(0.3), text("late")])
     events = await asyncio.wait_for(_collect(_model("anthropic", fake_provider)), 10)
@@ -532,6 +555,7 @@ BAD = [
     ({"kind": "openai", "label": "   "}, "label"),
     ({"kind": "openai", "label": "x" * 65}, "label"),
     ({"kind": "openai", "label": "a\nb"}, "label"),
+    ({"kind": "openai", "label": "a/b"}, "label"),
     ({"kind": "openai", "label": "b", "base_url": "ftp://files.example/v1"}, "base_url"),
     ({"kind": "openai", "label": "b", "base_url": "http://user:pw@127.0.0.1/v1"}, "base_url"),
     ({"kind": "openai", "label": "b", "base_url": "127.0.0.1:11434"}, "base_url"),
@@ -724,6 +748,14 @@ def test_the_cli_manages_providers_and_never_echoes_a_key(
     assert bad.returncode != 0 and "--base-url" in error_line(bad.stderr, "VALIDATION")
     gone = cli.run("ai", "providers", "remove", "local")
     assert gone.returncode == 0 and "removed provider local" in gone.stdout
+    # a label with a space, ? and # still names it on the command line
+    odd = cli.run(
+        "ai", "providers", "add", "my claude? #2", "--kind", "anthropic", "--base-url", fake_provider.url,
+        "--key-stdin", input=KEY,
+    )  # fmt: skip
+    assert odd.returncode == 0, odd.stderr
+    assert cli.run("ai", "providers", "models", "my claude? #2").stdout.split() == ["fake-a", "fake-b"]
+    assert cli.run("ai", "providers", "remove", "my claude? #2").returncode == 0
     missing = cli.run("ai", "providers", "test", "local")
     assert "orva ai providers list" in error_line(missing.stderr, "NOT_FOUND")
     # the hidden prompt on a terminal: the key is typed, not shown
@@ -734,3 +766,30 @@ def test_the_cli_manages_providers_and_never_echoes_a_key(
         typed = c.get(f"{PROVIDERS}/typed").json()
         assert typed["has_key"] is True and typed["key_hint"] == KEY[-4:]
     _no_key_in(server.stdout() + server.stderr(), KEY)
+
+
+async def test_test_connection_gives_up_after_its_deadline(
+    tmp_path: Any, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that accepts but does not answer: test connection says so within TEST_TIMEOUT_S."""
+    from orvad.assistant import provider_service
+    from orvad.store.ai_providers import AiProviderStore
+    from orvad.store.db import Database
+
+    monkeypatch.setattr(provider_service, "TEST_TIMEOUT_S", 0.5)
+    db = Database(tmp_path / "orva.db")
+    await db.open()
+    service = provider_service.ProviderService(AiProviderStore(db), max_retries=0)
+    service.unlock(os.urandom(32))
+    try:
+        row, created = await service.upsert(kind="openai", label="slow", base_url=fake_provider.openai_url)
+        assert created
+        fake_provider.script([delay(3), text("late")])
+        with pytest.raises(ProviderError) as info:
+            await service.test(row.id, "fake-model-1")
+        assert "did not answer as model 'fake-model-1' within" in info.value.message
+        assert "slow" in info.value.message and info.value.hint and f"{row.id}/test" in info.value.hint
+        assert (await service.test("slow"))["ok"] is True  # the model list alone answers in time
+    finally:
+        await service.aclose()
+        await db.close()
