@@ -301,7 +301,9 @@ class ProviderService:
         return model
 
     async def models(self, provider_id: str) -> list[str]:
-        return await (await self.model_for(provider_id)).models()
+        """The endpoint's model list, or PROVIDER_ERROR (within TEST_TIMEOUT_S: the dashboard waits on it)."""
+        row = await self.get(provider_id)
+        return await self._in_time(row, (await self.model_for(row.id)).models(), "list its models")
 
     async def test(self, provider_id: str, model: str | None = None) -> dict[str, Any]:
         """Test connection: list the models; with ``model``, also a short request to it. Raises ProviderError."""
