@@ -12,7 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.assistant.fake_provider import FakeProvider, error_mid_stream, running, text, tool_call, usage
+from tests.assistant.fake_provider import (
+    FakeProvider,
+    delay,
+    error_mid_stream,
+    running,
+    text,
+    tool_call,
+    usage,
+)
 from tests.cli.test_cli import Cli, error_line
 from tests.helpers import Orvad
 
@@ -207,3 +215,40 @@ def test_on_a_terminal_a_held_call_is_asked_about(
     assert code == 0, shown
     assert "wants to run create_function" in shown and "Made cli-asked." in shown
     assert "cli-asked" in _functions(server)
+
+
+def test_ctrl_c_stops_reading_only_and_attach_follows_the_reply(
+    cli: Cli, server: Orvad, fake_provider: FakeProvider
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    _add_provider(server, fake_provider)
+    cli.ok("ai", "settings", "--provider", "fake", "--model", "fake-model-1")
+    fake_provider.script([text("Slow start. ", pieces=1), delay(6), text("Slow end.", pieces=1)])
+    proc = subprocess.Popen(
+        cli.argv("ai", "chat", "take your time"),
+        env=cli.environ(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    got = ""
+    while "Slow start." not in got and time.monotonic() < deadline:
+        got += proc.stdout.read(1)
+    assert "Slow start." in got
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    found = re.search(r"orva ai chat --attach ([0-9a-f-]{36})", stderr)
+    assert found, stderr
+    # the reply went on in orvad: --attach follows it to its end (the replay included)
+    done = cli.ok("ai", "chat", "--attach", found.group(1))
+    assert done.stdout == "Slow start. Slow end.\n", done.stdout
+    with server.admin() as admin:
+        messages = admin.get(f"/api/v1/ai/conversations/{found.group(1)}").json()["messages"]
+    assert messages[-1]["content"] == "Slow start. Slow end." and messages[-1]["status"] == "complete"
