@@ -148,7 +148,8 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     assert any(m.get("role") == "tool" and "reject" in str(m.get("content", "")).lower() for m in told), told
 
     # ---- regenerate the last reply, with another model for this reply only ----
-    fake_provider.script([text("Second thoughts: thumb stays.")])
+    # (the model's text is shown as text: markup in it is never run)
+    fake_provider.script([text('Second thoughts: <img src=x onerror="window.pwned=1"> thumb stays.')])
     chat.locator("details.chat-options summary").click()
     chat.get_by_label("Provider for this reply").select_option(label="fake")
     expect(
@@ -156,7 +157,10 @@ def test_assistant_journey(make_orvad, page: Page, fake_provider: FakeProvider) 
     ).to_be_attached()
     chat.get_by_label("Model for this reply").select_option("fake-model-1")
     chat.get_by_role("button", name="Regenerate").click()
-    expect(chat.get_by_text("Second thoughts: thumb stays.")).to_be_visible()
+    expect(
+        chat.get_by_text('Second thoughts: <img src=x onerror="window.pwned=1"> thumb stays.')
+    ).to_be_visible()
+    assert page.evaluate("() => window.pwned") is None and chat.locator("img").count() == 0
     expect(chat.get_by_text("Understood, I left thumb alone.")).to_have_count(0)
     assert fake_provider.chat_requests()[-1].body["model"] == "fake-model-1"
     chat.get_by_label("Provider for this reply").select_option("")  # back to the default
