@@ -7,6 +7,7 @@ commands (chat, conversations, settings) below.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 from urllib.parse import quote
@@ -227,8 +228,17 @@ def _args_text(arguments: Any) -> str:
     return json.dumps(arguments, ensure_ascii=False, separators=(", ", ": "))
 
 
+# Control characters in what the model or a tool wrote (ESC sequences could clear the screen, retitle the
+# terminal or overwrite lines to hide text): never sent to the terminal. Newlines and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
 def _short(text: str, limit: int = RESULT_CHARS) -> str:
-    text = " ".join(str(text).split())
+    text = " ".join(_plain(str(text)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -255,7 +265,7 @@ class _Turn:
 
     def _note(self, text: str, style: str = "dim") -> None:
         self._end_line()
-        self.app.out.note(text, style)
+        self.app.out.note(_plain(text), style)
 
     def follow(self, method: str, path: str, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Read one stream to its end; returns the calls it left awaiting approval."""
@@ -294,13 +304,13 @@ class _Turn:
         self.texts[mid] = text
         if not self.app.out.json:
             new = text[len(done) :]
-            sys.stdout.write(new)
+            sys.stdout.write(_plain(new))
             sys.stdout.flush()
             self.open_line = not new.endswith("\n")
 
     def _thinking(self, data: dict[str, Any]) -> None:
         if self.show_thinking and not self.app.out.json:
-            self.app.out.parts([(data["text"], "dim italic")], err=True)
+            self.app.out.parts([(_plain(data["text"]), "dim italic")], err=True)
 
     def _once(self, kind: str, data: dict[str, Any]) -> bool:
         key = (kind, str(data.get("id")))
@@ -587,7 +597,7 @@ def list_conversations(app: App, archived: bool) -> None:
     app.out.show(
         rows,
         lambda rs: app.out.table(
-            [{**r, "title": r["title"] or "(untitled)", "tokens": _usage(r)} for r in rs],
+            [{**r, "title": _plain(r["title"]) or "(untitled)", "tokens": _usage(r)} for r in rs],
             CONVERSATION_COLUMNS,
         ),
     )
@@ -606,8 +616,11 @@ def show_conversation(app: App, conversation: str) -> None:
     """
     answer = app.get(f"{AI}/conversations/{conversation}")
 
+    def say(text: str, style: str | None = None) -> None:
+        app.out.text(_plain(text), style)  # what the model, a tool or a title holds: no control characters
+
     def render(c: dict[str, Any]) -> None:
-        app.out.text(
+        say(
             f"{c['title'] or '(untitled)'} ({c['id']}): {c.get('model') or 'default model'}, "
             f"{_usage(c)} tokens{', archived' if c.get('archived') else ''}"
             f"{', a turn is running' if c.get('running') else ''}",
@@ -619,18 +632,16 @@ def show_conversation(app: App, conversation: str) -> None:
             who = "you" if m["role"] == "user" else "assistant"
             tail = f" [{m['status']}]" if m.get("status") not in (None, "complete") else ""
             tokens = f" ({_usage(m)} tokens)" if m["role"] == "assistant" else ""
-            app.out.text(f"\n{who}{tail}{tokens}:", "bold")
+            say(f"\n{who}{tail}{tokens}:", "bold")
             if m.get("content"):
-                app.out.text(m["content"])
+                say(m["content"])
             for t in m.get("tool_calls", []):
-                app.out.text(
-                    f"  → {t['name']} {_args_text(t.get('arguments'))} [{t['status']}] id {t['id']}", "cyan"
-                )
+                say(f"  → {t['name']} {_args_text(t.get('arguments'))} [{t['status']}] id {t['id']}", "cyan")
                 if t.get("result"):
-                    app.out.text(f"    {_short(t['result'])}", "dim")
+                    say(f"    {_short(t['result'])}", "dim")
             if m.get("error"):
                 err = m["error"]
-                app.out.text(f"  error: {err.get('code')}: {err.get('message')}", "red")
+                say(f"  error: {err.get('code')}: {err.get('message')}", "red")
 
     app.out.show(answer, render)
 

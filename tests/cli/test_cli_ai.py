@@ -252,3 +252,23 @@ def test_ctrl_c_stops_reading_only_and_attach_follows_the_reply(
     with server.admin() as admin:
         messages = admin.get(f"/api/v1/ai/conversations/{found.group(1)}").json()["messages"]
     assert messages[-1]["content"] == "Slow start. Slow end." and messages[-1]["status"] == "complete"
+
+
+def test_control_characters_from_the_model_never_reach_the_terminal(
+    cli: Cli, server: Orvad, fake_provider: FakeProvider
+) -> None:
+    """A model (or a tool result it quotes) could write ESC sequences that clear the screen, retitle the terminal
+    or overwrite a line to hide text: the CLI prints the text without them."""
+    _add_provider(server, fake_provider)
+    cli.ok("ai", "settings", "--provider", "fake", "--model", "fake-model-1")
+    fake_provider.script([text("Safe\x1b[2J text\x1b]0;pwned\x07 here\r\x9b1m.", pieces=2)])
+    done = cli.ok("ai", "chat", "hi")
+    assert done.stdout == "Safe[2J text]0;pwned here1m.\n", repr(done.stdout)
+    conv = CONVERSATION.search(done.stderr)
+    assert conv
+    shown = cli.ok("ai", "conversations", "show", conv.group(1)).stdout
+    assert "\x1b" not in shown and "\r" not in shown and "\x9b" not in shown
+    # --json keeps the text exactly (escaped by JSON), for scripts that want it whole
+    fake_provider.script([text("\x1b[31mred", pieces=1)])
+    frames = cli.ok("ai", "chat", "-c", conv.group(1), "again", "--json").stdout
+    assert "\\u001b[31mred" in frames and "\x1b" not in frames
