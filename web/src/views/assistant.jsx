@@ -5,7 +5,7 @@
 // per conversation. The turn runs in orvad: leaving the page stops only the reading, and coming back to a
 // conversation whose turn still runs follows it again.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, streamRequest } from "../api.js";
+import { allPages, api, streamRequest } from "../api.js";
 import {
   ago,
   ConfirmButton,
@@ -58,7 +58,7 @@ function isRunning(msgs) {
 export function AssistantView({ params }) {
   const id = params.id || null;
   const [showArchived, setShowArchived] = useState(false);
-  const list = useAsync(() => api.get("ai/conversations"), []);
+  const list = useAsync(() => allPages("ai/conversations", "conversations"), []); // every one, page by page
   const providers = useAsync(() => api.get("ai/providers"), []);
   const all = (list.data && (list.data.conversations || list.data)) || [];
   const shown = all.filter((c) => showArchived || !c.archived || c.id === id);
