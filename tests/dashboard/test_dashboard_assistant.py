@@ -285,6 +285,26 @@ def test_provider_test_failure_and_chat_errors_in_words(  # type: ignore[no-unty
     row.get_by_role("button", name="Test connection").click()
     expect(row.get_by_text(re.compile("Failed"))).to_be_visible()
     shot(page, "assistant-06-test-failed")
+
+    # chatting through it: the provider's refusal shown once, in the page's words, the key nowhere
+    with server.admin() as admin:
+        pid = admin.get("/api/v1/ai/providers").json()["providers"][0]["id"]
+        assert (
+            admin.put("/api/v1/ai/settings", json={"provider_id": pid, "model": "fake-model-1"}).status_code
+            == 200
+        )
+    page.get_by_role("link", name="Assistant").click()
+    chat = page.get_by_role("region", name="Chat")
+    chat.get_by_label("Message", exact=True).fill("hello again")
+    chat.get_by_role("button", name="Send").click()
+    alert = chat.get_by_role("alert")
+    expect(alert).to_contain_text("PROVIDER_ERROR")
+    expect(alert).to_contain_text("Test connection")
+    expect(alert).to_have_count(1)
+    assert "sk-not-the-right-one" not in page.content()
+    page.get_by_role("link", name="Settings", exact=True).click()
+    section = page.get_by_role("region", name="AI providers")
+    row = section.get_by_role("row", name=re.compile("wrong-key"))
     # removing it asks first, then it is gone
     row.get_by_role("button", name="Remove").click()
     page.get_by_role("dialog", name="Remove").get_by_role("button", name="Remove").click()
