@@ -91,7 +91,9 @@ class Daemon:
         self.functions = FunctionService(self.function_store, self.runtimes, self.changes)
         self.channels = ChannelService(ChannelStore(self.db, self.batch), self.functions)  # issue 21
         self.oauth = OAuthService(OAuthStore(self.db, self.batch))  # issue 21: remote MCP connectors
-        self.ai_providers = ProviderService(AiProviderStore(self.db))  # issue 22: keys sealed, unlocked at start
+        self.ai_providers = ProviderService(
+            AiProviderStore(self.db)
+        )  # issue 22: keys sealed, unlocked at start
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
