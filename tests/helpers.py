@@ -5,12 +5,17 @@ Fixtures live in tests/conftest.py; everything a test imports by name lives here
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +55,61 @@ async def until(predicate: Callable[[], bool], deadline_s: float, what: str) -> 
         await asyncio.sleep(0.005)
 
 
+class _EgressSlot:
+    """A /20 of 10.128.0.0-10.227.255.255 held by one test server for its object's lifetime (across its
+    restarts), under an flock every pytest-xdist worker sees: two servers alive at once never get the same
+    range, nor the derived ranges (10.231.0.0/16) of servers a test starts without ORVA_EGRESS_CIDR."""
+
+    COUNT = 1600
+    DIR = Path("/tmp/orva-test-egress-slots")
+
+    def __init__(self, slot: int, fd: int) -> None:
+        self.slot, self._fd = slot, fd
+        self.cidr = f"10.{128 + slot // 16}.{(slot % 16) * 16}.0/20"
+
+    @classmethod
+    def lease(cls, port: int) -> _EgressSlot:
+        cls.DIR.mkdir(exist_ok=True)
+        routed = _routed_networks() + _nft_networks()
+        for i in range(cls.COUNT):
+            slot = (port + i) % cls.COUNT
+            fd = os.open(cls.DIR / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            held = cls(slot, fd)
+            if not any(net.overlaps(ipaddress.ip_network(held.cidr)) for net in routed):
+                return held
+            held.release()  # a route or a SIGKILLed server's egress table still holds it: leave it alone
+        raise AssertionError(f"no free test egress range: all {cls.COUNT} slots are held or routed")
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = -1
+
+
+def _routed_networks() -> list[ipaddress.IPv4Network]:
+    """The host's IPv4 routes (/proc/net/route: destination and mask in little-endian hex)."""
+    nets = []
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        dest, mask = (int.from_bytes(bytes.fromhex(f), "little") for f in (fields[1], fields[7]))
+        if mask:
+            nets.append(ipaddress.IPv4Network((dest, bin(mask).count("1")), strict=False))
+    return nets
+
+
+def _nft_networks() -> list[ipaddress.IPv4Network]:
+    """The /20s named in nftables rules (a SIGKILLed orvad's egress table outlives it)."""
+    if not shutil.which("nft"):
+        return []
+    text = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    return [ipaddress.IPv4Network(m) for m in set(re.findall(r"\b(10\.\d+\.\d+\.0/20)\b", text))]
+
+
 @dataclass
 class Orvad:
     data_dir: Path
@@ -60,6 +120,7 @@ class Orvad:
     proc: subprocess.Popen[bytes] | None = None
     stdout_path: Path | None = None
     stderr_path: Path | None = None
+    _slot: _EgressSlot | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -94,15 +155,14 @@ class Orvad:
     def start(self, *, wait: bool = True) -> Orvad:
         logs = self.data_dir.parent
         self.stdout_path, self.stderr_path = logs / f"orvad-{self.port}.out", logs / f"orvad-{self.port}.err"
-        # a /20 of 10.128.0.0-10.227.255.255 per test server: their egress ranges never meet, nor the
-        # derived ranges (10.231.0.0/16) of the servers a test starts without ORVA_EGRESS_CIDR
-        slot = self.port % 1600
-        cidr = f"10.{128 + slot // 16}.{(slot % 16) * 16}.0/20"
+        if self._slot is None:
+            self._slot = _EgressSlot.lease(self.port)
+            weakref.finalize(self, self._slot.release)
         env = {
             **os.environ,
             "ORVA_DATA_DIR": str(self.data_dir),
             "ORVA_PORT": str(self.port),
-            "ORVA_EGRESS_CIDR": cidr,
+            "ORVA_EGRESS_CIDR": self._slot.cidr,
             **self.env,
         }
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
