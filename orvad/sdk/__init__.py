@@ -1,0 +1,1 @@
+"""The in-sandbox SDK's channel on orvad's side: ``calls`` (Caller, SdkRouter)."""
