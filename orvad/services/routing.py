@@ -17,7 +17,19 @@ from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
 from orvad.store.routes import RouteStore
 
-RESERVED = ("/api/", "/fn/", "/mcp", "/web/", "/_orva/", "/health", "/healthz", "/metrics")
+RESERVED = (
+    "/api/",
+    "/fn/",
+    "/mcp",
+    "/web/",
+    "/_orva/",
+    "/health",
+    "/healthz",
+    "/metrics",
+    "/oauth/",  # the MCP connectors' authorization server (orvad/api/oauth_server.py)
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/oauth-protected-resource",
+)
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # no %: requests are matched on their decoded path, so a route written with escapes would never match
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._~!$&'()+,;=:@_-]+)+/?(\*)?$|^/\*$")
