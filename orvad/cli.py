@@ -7,6 +7,7 @@ import asyncio
 import gc
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -167,10 +168,12 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
     """A new password for ``username`` (printed once, or read from stdin); every session of theirs ends.
     One write transaction on orva.db: SQLite's WAL lets it run beside a live orvad, which reads
     sessions and passwords from the database on every request."""
+    import pwd
     import secrets
 
     from orvad.auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password
     from orvad.clock import now_iso
+    from orvad.ids import uuid7
     from orvad.store.auth import AuthStore
     from orvad.store.batch import BatchWriter
     from orvad.store.db import Database
@@ -196,7 +199,21 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
     await db.open()
     try:
         store = AuthStore(db, BatchWriter(db))
-        if not await store.reset_password(username, hash_password(password), now_iso()):
+        now = now_iso()
+        row = {  # who did it: the host account that ran the command (the API's rows name a key or session)
+            "id": uuid7(),
+            "ts": now,
+            "actor_kind": "host",
+            "actor_id": str(os.getuid()),
+            "actor_name": pwd.getpwuid(os.getuid()).pw_name,
+            "method": "CLI",
+            "path": f"orvad reset-password --username {username}",
+            "target_id": username,
+            "status": 200,
+            "request_id": "-",
+            "client_ip": None,
+        }
+        if not await store.reset_password(username, hash_password(password), now, row):
             names = await store.usernames()
             known = (
                 f"the users are: {', '.join(names)}"

@@ -37,15 +37,18 @@ def refused_reason(status: int) -> str:
     return _REASONS.get(status, "invalid")
 
 
+def insert(row: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The INSERT of one audit row, for a caller that writes it inside its own transaction."""
+    return _INSERT, [recorded_path(row[c]) if c in _CUT and row[c] else row[c] for c in COLUMNS]
+
+
 class AuditStore:
     def __init__(self, db: Database, batch: BatchWriter) -> None:
         self._db = db
         self._batch = batch
 
     def record(self, row: dict[str, Any]) -> None:
-        self._batch.submit(
-            _INSERT, [recorded_path(row[c]) if c in _CUT and row[c] else row[c] for c in COLUMNS]
-        )
+        self._batch.submit(*insert(row))
 
     async def list(
         self,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from orvad.store import audit
 from orvad.store.batch import BatchWriter
 from orvad.store.db import Database
 
@@ -89,9 +91,11 @@ class AuthStore:
                 "DELETE FROM sessions WHERE user_id = ? AND token_hash != ?", (user_id, keep_token_hash)
             )
 
-    async def reset_password(self, username: str, password_hash: str, now: str) -> bool:
-        """Set a user's password and end every session of theirs, in one transaction (`orvad
-        reset-password`, which may run beside a live orvad); False when there is no such user."""
+    async def reset_password(
+        self, username: str, password_hash: str, now: str, audit_row: dict[str, Any] | None = None
+    ) -> bool:
+        """Set a user's password, end every session of theirs and write ``audit_row``, in one transaction
+        (`orvad reset-password`, which may run beside a live orvad); False when there is no such user."""
         async with self._db.transaction() as tx:
             cur = await tx.execute(
                 "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
@@ -102,6 +106,8 @@ class AuthStore:
             await tx.execute(
                 "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)", (username,)
             )
+            if audit_row is not None:
+                await tx.execute(*audit.insert(audit_row))
         return True
 
     async def usernames(self) -> list[str]:

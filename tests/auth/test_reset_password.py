@@ -67,6 +67,12 @@ def test_reset_beside_a_running_orvad_ends_sessions_and_the_new_password_logs_in
     assert _login(server, new).status_code == 401
     assert _login(server, chosen).status_code == 200
 
+    with server.admin() as c:  # both resets are in the audit log: who ran it on the host, and for whom
+        rows = c.get("/api/v1/audit-log", params={"method": "CLI"}).json()["entries"]
+    assert [(r["actor_kind"], r["actor_name"], r["path"], r["target_id"], r["status"]) for r in rows] == [
+        ("host", "root", "orvad reset-password --username admin", "admin", 200)
+    ] * 2
+
 
 def test_reset_refuses_an_unknown_user_a_short_password_and_a_wrong_data_dir(
     make_orvad: Callable[..., Orvad], tmp_path: Path
@@ -87,3 +93,5 @@ def test_reset_refuses_an_unknown_user_a_short_password_and_a_wrong_data_dir(
     with server.session_client(session) as s:  # nothing changed
         assert s.get("/api/v1/auth/me").status_code == 200
     assert _login(server, OLD).status_code == 200
+    with server.admin() as c:  # a refused reset changed nothing, so it left no audit row
+        assert c.get("/api/v1/audit-log", params={"method": "CLI"}).json()["entries"] == []
