@@ -378,6 +378,27 @@ FIELDS: tuple[Field, ...] = (
         "map the Go Orva's runtime ids (node22, node24, python313, python314) in function create/update "
         "requests to the nearest installed runtime of the language when they are not installed",
     ),
+    Field(
+        "kv_max_keys",
+        100_000,
+        "ORVA_KV_MAX_KEYS",
+        _int_range(1, 100_000_000),
+        "KV keys one function may hold (docs/SDK.md, KV); a write past it fails with KV_QUOTA_EXCEEDED",
+    ),
+    Field(
+        "kv_max_bytes",
+        256 * 1024 * 1024,
+        "ORVA_KV_MAX_BYTES",
+        _int_range(1024 * 1024, 1 << 40),
+        "KV bytes (keys and values) one function may hold; a write past it fails with KV_QUOTA_EXCEEDED",
+    ),
+    Field(
+        "kv_sweep_s",
+        60.0,
+        "ORVA_KV_SWEEP_S",
+        _float_range(0.05, 86400),
+        "seconds between sweeps that delete expired KV keys (reads never return one whatever this is)",
+    ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -423,6 +444,9 @@ class Settings:
     metrics_public: bool
     ai_ping_s: float
     runtime_fallback: bool
+    kv_max_keys: int
+    kv_max_bytes: int
+    kv_sweep_s: float
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

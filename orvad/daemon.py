@@ -34,6 +34,7 @@ from orvad.http.origins import Origins
 from orvad.invoke import Collaborators, Invoker
 from orvad.invoke.limits import ConcurrencyGate, RateLimiter
 from orvad.invoke.signatures import SignatureChecker
+from orvad.kv import KvService
 from orvad.pool.manager import PoolManager
 from orvad.services.bus import Bus
 from orvad.services.changes import Changes
@@ -58,6 +59,7 @@ from orvad.store.channels import ChannelStore
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.functions import FunctionStore
+from orvad.store.kv import KvStore
 from orvad.store.oauth import OAuthStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
@@ -94,6 +96,12 @@ class Daemon:
         self.ai_providers = ProviderService(
             AiProviderStore(self.db)
         )  # issue 22: keys sealed, unlocked at start
+        self.kv = KvService(  # issue 23: each function's KV state (orvad/kv/)
+            KvStore(self.db),
+            max_keys=settings.kv_max_keys,
+            max_bytes=settings.kv_max_bytes,
+            sweep_s=settings.kv_sweep_s,
+        )
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
@@ -286,6 +294,7 @@ class Daemon:
         self.reconciler.serve_active()
         self.tasks.start("orva-housekeeping", self.housekeeping.run())
         self.tasks.start("orva-metrics-history", self.metrics_history.run())
+        self.tasks.start("orva-kv-sweeper", self.kv.run())  # expired KV keys (ORVA_KV_SWEEP_S)
         self.startup_complete = True
         log.info(
             "orvad started",

@@ -19,7 +19,10 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     │   ├── AlreadySetup     409 ALREADY_SETUP
     │   ├── NotActive        409 NOT_ACTIVE
     │   ├── NotDeployed      409 NOT_DEPLOYED
-    │   └── Ambiguous        409 AMBIGUOUS
+    │   ├── Ambiguous        409 AMBIGUOUS
+    │   ├── KvVersionConflict 409 KV_VERSION_CONFLICT
+    │   ├── KvNotInteger     409 KV_NOT_INTEGER
+    │   └── KvQuotaExceeded  409 KV_QUOTA_EXCEEDED
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
     ├── BuildFailedError     422 BUILD_FAILED
@@ -30,6 +33,8 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── WorkerCrashed        502 WORKER_CRASHED
     ├── ProviderError        502 PROVIDER_ERROR
     ├── InsufficientStorage  507 INSUFFICIENT_STORAGE
+    ├── CallDepthExceeded    508 CALL_DEPTH_EXCEEDED
+    ├── CallCycle            508 CALL_CYCLE
     ├── Unavailable          503 UNAVAILABLE (the family: catch it, raise a subclass)
     │   ├── Building             BUILDING
     │   ├── BuildQueueFull       BUILD_QUEUE_FULL
@@ -179,6 +184,25 @@ class StepLimit(Conflict):
     """The AI assistant's turn reached its tool-step cap (``max_tool_steps`` in /api/v1/ai/settings)."""
 
     code = "STEP_LIMIT"
+
+
+class KvVersionConflict(Conflict):
+    """A KV write conditional on a version (if_version) found another: details {key, version (0: absent)}."""
+
+    code = "KV_VERSION_CONFLICT"
+
+
+class KvNotInteger(Conflict):
+    """A KV increment of a key holding something other than a 64-bit integer (or one it would overflow)."""
+
+    code = "KV_NOT_INTEGER"
+
+
+class KvQuotaExceeded(Conflict):
+    """A KV write past the function's quota (ORVA_KV_MAX_KEYS / ORVA_KV_MAX_BYTES): details {keys, bytes,
+    max_keys, max_bytes}."""
+
+    code = "KV_QUOTA_EXCEEDED"
 
 
 class VersionGCd(OrvaError):
@@ -352,3 +376,15 @@ class TurnInterrupted(Unavailable):
 
 class Timeout(OrvaError):
     code, status = "TIMEOUT", 504
+
+
+class CallDepthExceeded(OrvaError):
+    """A function-to-function call from a function already at the deepest chain (orvad/invoke/f2f.py)."""
+
+    code, status = "CALL_DEPTH_EXCEEDED", 508
+
+
+class CallCycle(OrvaError):
+    """A function-to-function call back to a function already waiting on the chain (orvad/invoke/f2f.py)."""
+
+    code, status = "CALL_CYCLE", 508

@@ -23,6 +23,7 @@ from orvad.api import (
     functions,
     health,
     keys,
+    kv,
     oauth,
     openapi,
     pools,
@@ -206,6 +207,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *executions.routes,
             *runtimes.routes,
             *secrets.routes,
+            *kv.routes,  # issue 23: /api/v1/functions/{id}/kv
             *system.routes,
             *openapi.routes,
             *web.routes,
