@@ -9,8 +9,10 @@ stays in the error (printed under --json).
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import click
 
@@ -76,6 +78,11 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
         (r"/api/v1/functions/[^/]+/deploy(-inline)?", lambda: f"orva deploy DIR --name {f}"),
         (r"/api/v1/functions/[^/]+/rollback", lambda: f"orva rollback {f} VERSION"),
         (r"/api/v1/functions/[^/]+/diff", lambda: f"orva diff {f} FROM TO"),
+        (r"/api/v1/functions/[^/]+/kv", lambda: f"orva kv list {f}"),
+        (
+            r"/api/v1/functions/[^/]+/kv/.+",
+            lambda: f"orva kv get {f} {shlex.quote(unquote(path.split('/kv/', 1)[1]))}",
+        ),
         (r"/api/v1/functions/[^/]+/secrets(/.*)?", lambda: f"orva secrets list {f}"),
         (
             r"/api/v1/executions/[^/]+(/logs)?",

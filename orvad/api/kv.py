@@ -10,6 +10,7 @@ content type (then ``?ttl_s=`` and ``?if_version=``). GET answers JSON, or the r
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -143,8 +144,8 @@ async def put_key(request: Request) -> Response:
             f"KV key {key!r} of {fn.name} is at version {exc.current}"
             + (" (absent)" if exc.current == 0 else "")
             + f", not {expect}",
-            hint=f"read it again (GET /api/v1/functions/{fn.name}/kv/{{key}}) and send if_version with its "
-            "version",
+            hint=f"read it again (GET /api/v1/functions/{fn.name}/kv/{quote(key, safe='')}) and send "
+            "if_version with its version",
             details={"key": key, "version": exc.current, "expected": expect},
         ) from None
     entry = await daemon.kv.get(fn.id, key)
