@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -24,6 +25,14 @@ import pytest
 from tests.helpers import NO_SANDBOX, Orvad, free_port
 
 BROWSER_FIXTURES = frozenset({"browser", "page"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background (`make test &`, CI runners) inherits SIGINT ignored, and so would
+    every process a test starts: Python then installs no KeyboardInterrupt handler, and a test's Ctrl-C
+    (SIGINT) to `orva ai chat` went unheard. Children get the default disposition back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
