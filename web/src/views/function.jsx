@@ -1,4 +1,4 @@
-// One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, executions).
+// One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, KV, executions).
 // The code, dependencies and Test request live in one working state for the page (function-workspace),
 // so tabs and in-app navigation lose nothing; undeployed edits are marked and guarded.
 import "../function-page.css";
@@ -19,6 +19,7 @@ import { CodeEditor, CodeTab } from "./function-code.jsx";
 import { DeploymentsTab, ExecutionsTab } from "./function-history.jsx";
 import { RoutesTab, SecretsTab, SettingsTab } from "./function-settings.jsx";
 import { TestTab } from "./function-test.jsx";
+import { KvTab } from "./function-kv.jsx";
 import { forget, useWorkspace } from "./function-workspace.jsx";
 
 const TABS = [
@@ -28,6 +29,7 @@ const TABS = [
   { id: "settings", label: "Settings" },
   { id: "secrets", label: "Secrets" },
   { id: "routes", label: "Routes" },
+  { id: "kv", label: "KV" },
   { id: "executions", label: "Executions" },
 ];
 
@@ -38,6 +40,7 @@ const TAB_VIEWS = {
   settings: SettingsTab,
   secrets: SecretsTab,
   routes: RoutesTab,
+  kv: KvTab,
   executions: ExecutionsTab,
 };
 
