@@ -95,11 +95,9 @@ def _operation(
                 }
             },
         }
-    elif op.raw_body:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {t: {"schema": s} for t, s in op.raw_body.items()},
-        }
+    if op.raw_body:  # other content types, alone or beside the JSON body
+        operation.setdefault("requestBody", {"required": True, "content": {}})
+        operation["requestBody"]["content"].update({t: {"schema": s} for t, s in op.raw_body.items()})
     if need == "public":
         operation["security"] = []
     elif need == "session":

@@ -25,6 +25,10 @@ from orvad.auth.sessions import USERNAME_RE
 from orvad.corsorigins import MAX_ORIGIN_CHARS as CORS_MAX_CHARS
 from orvad.corsorigins import MAX_ORIGINS as CORS_MAX
 from orvad.corsorigins import ORIGIN_PATTERN as CORS_ORIGIN
+from orvad.kv.service import LIST_MAX as KV_LIST_MAX
+from orvad.kv.service import MAX_TTL_S as KV_MAX_TTL_S
+from orvad.kv.service import MAX_VALUE_BYTES as KV_MAX_VALUE
+from orvad.kv.service import MAX_VERSION as KV_MAX_VERSION
 from orvad.models import (
     PERMISSIONS,
     SETTABLE_STATUSES,
@@ -311,6 +315,21 @@ RECORDS["FunctionListItem"] = {
     ]
 }
 RECORDS["KeyCreated"] = {"allOf": [ref("Key"), record({"key": {"type": "string", "pattern": "^orva_"}})]}
+_BASE64 = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# KV (issue 23): a key's record without its value, and with it (bytes as {"$bytes": base64})
+_KV_META = {
+    "function_id": STR,
+    "key": STR,
+    "type": {"type": "string", "enum": ["json", "bytes"]},
+    "size": INT,
+    "version": INT,
+    "expires_at": NTIME,
+    "created_at": TIME,
+    "updated_at": TIME,
+}
+RECORDS["KvKey"] = record({k: v for k, v in _KV_META.items() if k != "function_id"})
+RECORDS["KvEntry"] = record({**_KV_META, "value": {"description": 'JSON, or {"$bytes": "<base64>"}'}})
+RECORDS["KvWritten"] = record(_KV_META, optional=("created_at", "updated_at"))
 # channels (issue 21)
 RECORDS["Channel"] = record(
     {
@@ -807,6 +826,33 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             },
             "description": "partial; min_warm may not exceed max_warm once merged",
         },
+        "KvPut": {
+            **closed,
+            "required": ["value"],
+            "properties": {
+                "value": {
+                    "if": {"type": "object", "required": ["$bytes"], "maxProperties": 1},
+                    "then": {"properties": {"$bytes": {"type": "string", "pattern": _BASE64}}},
+                    "description": "any JSON value, or bytes as {\"$bytes\": \"<base64>\"}; at most "
+                    f"{KV_MAX_VALUE} bytes as compact UTF-8 JSON (bytes: decoded); more is 413 PAYLOAD_TOO_LARGE"
+                },
+                "ttl_s": {
+                    "type": ["number", "null"],
+                    "minimum": 0.001,
+                    "maximum": KV_MAX_TTL_S,
+                    "description": "seconds until the key expires; absent or null: never",
+                },
+                "if_version": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": KV_MAX_VERSION,
+                    "description": "write only if the key's version is this (0: only if the key does not exist); "
+                    "otherwise 409 KV_VERSION_CONFLICT",
+                },
+            },
+            "description": "or the raw bytes of a bytes value with any other Content-Type (?ttl_s= and "
+            "?if_version= then)",
+        },
         "SecretUpsert": {
             **closed,
             "required": ["key", "value"],
@@ -879,6 +925,7 @@ EXAMPLES: dict[str, Schema] = {
     "RouteSave": {"path": "/hooks/stripe", "function_id": "hello-world", "methods": "POST"},
     "PoolConfigUpdate": {"function_id": "hello-world", "min_warm": 1, "max_warm": 4},
     "SecretUpsert": {"key": "API_TOKEN", "value": "s3cret"},
+    "KvPut": {"value": {"visits": 1}, "ttl_s": 3600},
     "Onboard": {"username": "admin", "password": "a-long-passphrase", "setup_token": "orva_" + "0" * 64},
     "Login": {"username": "admin", "password": "a-long-passphrase"},
     "ChangePassword": {"current_password": "a-long-passphrase", "new_password": "another-long-passphrase"},
@@ -1097,6 +1144,39 @@ OPS: dict[tuple[str, str], Op] = {
         links={"200": _SECRET_LINKS},
     ),
     ("DELETE", "/api/v1/functions/{id}/secrets/{key}"): Op(ok=json_ok(DELETED_SECRET)),
+    # KV (issue 23)
+    ("GET", "/api/v1/functions/{id}/kv"): Op(
+        query=(
+            Param("prefix", STR, "only keys starting with this"),
+            Param("limit", _int(1, KV_LIST_MAX), "page size (default 100)"),
+            Param("cursor", STR, "next_cursor of the previous page (the last key it held)"),
+        ),
+        ok=json_ok(
+            record(
+                {
+                    "function_id": STR,
+                    "keys": {"type": "array", "items": ref("KvKey")},
+                    "next_cursor": NSTR,
+                    "usage": record({"keys": INT, "bytes": INT, "max_keys": INT, "max_bytes": INT}),
+                }
+            )
+        ),
+    ),
+    ("GET", "/api/v1/functions/{id}/kv/{key}"): Op(
+        ok={"200": {"application/json": ref("KvEntry"), "application/octet-stream": {"type": "string"}}}
+    ),
+    ("PUT", "/api/v1/functions/{id}/kv/{key}"): Op(
+        body="KvPut",
+        raw_body={"application/octet-stream": {"type": "string", "format": "binary"}},
+        query=(
+            Param("ttl_s", {"type": "number", "minimum": 0.001, "maximum": KV_MAX_TTL_S}, "raw bodies only"),
+            Param("if_version", _int(0, KV_MAX_VERSION), "raw bodies only"),
+        ),
+        ok=json_ok(ref("KvWritten")),
+    ),
+    ("DELETE", "/api/v1/functions/{id}/kv/{key}"): Op(
+        ok=json_ok(record({"function_id": STR, "key": STR, "deleted": {"const": True}}))
+    ),
     # deployments
     ("GET", "/api/v1/deployments/{id}"): Op(ok=json_ok(ref("Deployment"))),
     ("GET", "/api/v1/deployments/{id}/logs"): Op(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ def test_openapi_covers_every_route_with_its_auth(orvad: Orvad, tmp_path) -> Non
     assert spec["openapi"].startswith("3.")
     app = create_app(Daemon(load_settings({"data_dir": str(tmp_path)}, environ={})))
     expected = {
-        (m.lower(), route.path)
+        (m.lower(), re.sub(r"{(\w+):\w+}", r"{\1}", route.path))  # {key:path} is published as {key}
         for route in app.routes
         if isinstance(route, Route)
         for m in (route.methods or set()) - {"HEAD"}
@@ -233,6 +234,10 @@ INPUT_SCHEMA = (
     [{"type": "object"}, {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}],
     [5, "x", {}, {"type": "string"}, {"properties": {}}, ["type"]],
 )
+MAY_INVOKE = (
+    [[], ["*"], ["resize", "notify-2"], ["a", "a"]],
+    [["*", "a"], ["A"], ["x" * 64], [5], "a", ["a"] * 101, ["*", "*"]],
+)
 FUNCTION_IDS = ([[], ["agree"]], ["agree", [5], [""], ["x" * 129], ["x"] * 257])
 DESCRIPTIONS = ([{}], ["x", {"agree": 5}, {"agree": "x" * 1025}])
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
@@ -280,8 +285,12 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         return CORS_ORIGINS
     if field == "input_schema":
         return INPUT_SCHEMA
+    if field == "may_invoke":
+        return MAY_INVOKE
     if field == "pool":
         return POOL
+    if field == "value" and "type" not in schema:  # a KV value: any JSON (bytes as {"$bytes": base64})
+        return [1, "x", None, {"a": [1, 2.5]}, {"$bytes": "AAE="}], [{"$bytes": "not base64!"}, {"$bytes": 5}]
     if "enum" in schema:
         return list(schema["enum"]), ["not-an-option", 5]
     if kind in ("integer", "number"):
@@ -397,6 +406,7 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
                 "/api/v1/pool/config", json={"function_id": fn["id"], "min_warm": 0, "max_warm": 256}
             ).raise_for_status(),
         ),
+        "KvPut": Target("PUT", f"/api/v1/functions/{fn['id']}/kv/agree", lambda: {"value": 1}),
         "SecretUpsert": Target(
             "POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}
         ),
