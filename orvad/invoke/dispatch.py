@@ -163,7 +163,7 @@ class Invoker:
             await self.admission.authorize(request, request.body)
         if fn.max_concurrency > 0:
             flight.gated = await self.admission.concurrency.enter(
-                fn.id, fn.max_concurrency, fn.concurrency_policy, fn.timeout_ms / 1000
+                fn.id, fn.max_concurrency, fn.concurrency_policy, request.time_limit_s()
             )
 
     async def _lease(self, request: InvokeRequest, flight: Flight) -> Lease:
@@ -172,7 +172,7 @@ class Invoker:
         for attempt in range(_ACQUIRE_ATTEMPTS):
             flight.pool = pool = self._pools.pool_for(self._functions.get(fn.id) or fn)
             try:
-                lease = await pool.acquire(fn.timeout_ms / 1000 - (time.perf_counter() - flight.started))
+                lease = await pool.acquire(request.time_limit_s() - (time.perf_counter() - flight.started))
             except PoolClosed:
                 if attempt == _ACQUIRE_ATTEMPTS - 1:
                     raise
@@ -203,9 +203,8 @@ class Invoker:
             },
             raw_path=raw_subpath(request.raw_path, request.raw_skip, request.subpath),
         )
-        remaining = (
-            fn.timeout_ms / 1000
-        )  # queueing is bounded by timeout_ms too, but does not eat the handler's time
+        # queueing is bounded by timeout_ms too, but does not eat the handler's time (F2F: capped by the caller's)
+        remaining = request.time_limit_s(time.perf_counter() - flight.started)
         context = {
             "requestId": request.request_id,
             "executionId": record.id,
@@ -260,7 +259,14 @@ class Invoker:
                 details={"execution_id": flight.record.id},
             )
         if reply.kind == "stream":
-            return relay(reply, flight, headers, sandboxed, send, request.function.timeout_ms / 1000)
+            return relay(
+                reply,
+                flight,
+                headers,
+                sandboxed,
+                send,
+                request.time_limit_s(time.perf_counter() - flight.started),
+            )
         return answer(reply, flight, headers, sandboxed, send)
 
     # how it ended, when not with a reply

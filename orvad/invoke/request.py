@@ -21,13 +21,14 @@ class Grant:
     """A caller the MCP layer has already authorised (orvad/mcp): a channel's token for a function it
     bundles (satisfies every ``auth_mode``, recorded on the execution), or an operator-mode caller
     (API key or OAuth client) holding ``invoke`` (satisfies ``api_key``; a ``signed`` function still
-    needs its signature). HTTP never sets one."""
+    needs its signature). A function-to-function call (orvad/invoke/f2f.py) carries kind ``function``: the
+    calling function's ``may_invoke`` named the callee, which satisfies every ``auth_mode``. HTTP never sets one."""
 
-    kind: Literal["channel", "operator"]
-    id: str  # the channel's id, or the key's / OAuth client's
+    kind: Literal["channel", "operator", "function"]
+    id: str  # the channel's id, the key's / OAuth client's, or the calling function's
 
     def satisfies(self, auth_mode: str) -> bool:
-        return self.kind == "channel" or auth_mode == "api_key"
+        return self.kind in ("channel", "function") or auth_mode == "api_key"
 
     @property
     def channel_id(self) -> str | None:
@@ -54,7 +55,8 @@ class InvokeRequest:
     scope: Scope | None = (
         None  # the HTTP request's scope: its origin and session cookie; None for other triggers
     )
-    grant: Grant | None = None  # authorised by the MCP layer already (a channel or an operator caller)
+    grant: Grant | None = None  # authorised already: by the MCP layer (a channel, an operator caller) or F2F
+    timeout_s: float | None = None  # a cap on the function's timeout_ms (F2F: the caller's remaining time)
 
     @classmethod
     def from_scope(
@@ -75,6 +77,12 @@ class InvokeRequest:
             raw_skip,
             scope,
         )
+
+    def time_limit_s(self, elapsed: float = 0.0) -> float:
+        """The invocation's time limit: the function's ``timeout_ms``; with a cap (``timeout_s``, counted
+        from the request's start) what is left of the cap ``elapsed`` seconds in, when that is less."""
+        limit = self.function.timeout_ms / 1000
+        return limit if self.timeout_s is None else max(0.001, min(limit, self.timeout_s - elapsed))
 
     def header(self, name: bytes) -> str | None:
         """The first value of header ``name`` (lower-case), as text."""
