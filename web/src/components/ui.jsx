@@ -17,6 +17,9 @@ const UI_HINTS = {
   INSUFFICIENT_STORAGE: "Free space on the disk holding orvad's data dir, then try again.",
   UNREACHABLE: "Check that orvad is running; this page notices by itself when it is back.",
   TOOL_NAME_COLLISION: "Two of the chosen functions get the same tool name: untick one of them, or rename it.",
+  KV_VERSION_CONFLICT:
+    "The key was written meanwhile (by a handler or someone else): close it and open it again to see its current value.",
+  KV_QUOTA_EXCEEDED: "The function holds as many KV keys or bytes as it may: delete keys on the KV tab first.",
 };
 
 function pathy(hint) {
