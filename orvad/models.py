@@ -114,6 +114,7 @@ class Function:
     input_schema: dict[str, Any] | None = (
         None  # its MCP tool's arguments (orvad/inputschema.py); None: the request's parts
     )
+    may_invoke: tuple[str, ...] = ()  # the functions it may call with orva.invoke: names, or "*" (any)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,20 @@ def function_options(f: Any) -> Any:
             default=None,
             help="Drop the input schema: the tool takes body, query, headers, method and path again [default].",
         ),
+        click.option(
+            "--may-invoke",
+            "may_invoke",
+            multiple=True,
+            metavar="NAME",
+            help="A function this one may call with orva.invoke, or * for any (repeatable; replaces the "
+            "function's list; needs a key with invoke too).",
+        ),
+        click.option(
+            "--no-may-invoke",
+            is_flag=True,
+            default=None,
+            help="Take every grant away: the function may call no function [default for new functions].",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -120,9 +134,15 @@ def function_options(f: Any) -> Any:
 
 
 def show_function(app: App, fn: dict[str, Any]) -> None:
-    app.out.show(
-        fn, lambda f: app.out.record({**f, "cors_origins": cors_text(f)} if "cors_origins" in f else f)
-    )
+    app.out.show(fn, lambda f: app.out.record(_for_people(f)))
+
+
+def _for_people(fn: dict[str, Any]) -> dict[str, Any]:
+    shown = {**fn, "cors_origins": cors_text(fn)} if "cors_origins" in fn else dict(fn)
+    if "may_invoke" in fn:
+        names = fn["may_invoke"]
+        shown["may_invoke"] = "any function (*)" if names == ["*"] else ",".join(names) or "none"
+    return shown
 
 
 def cors_text(fn: dict[str, Any]) -> str:
@@ -264,6 +284,7 @@ def update_function(
     Examples:
       orva functions update hello --memory-mb 512 --env LOG_LEVEL=debug --status active
       orva functions update hello --cors-origin https://app.example.com --cors-origin http://localhost:3000
+      orva functions update checkout --may-invoke resize --may-invoke notify
     """
     body = _given(fields)
     if rename:
@@ -347,6 +368,9 @@ def _given(fields: dict[str, Any]) -> dict[str, Any]:
         fields.pop("inherit_cors", None),
     )
     schema_file, no_schema = fields.pop("input_schema", None), fields.pop("no_input_schema", None)
+    callees, no_callees = fields.pop("may_invoke", ()), fields.pop("no_may_invoke", None)
+    if callees and no_callees:
+        raise click.UsageError("give one of --may-invoke and --no-may-invoke")
     if schema_file is not None and no_schema:
         raise click.UsageError("give one of --input-schema and --no-input-schema")
     body = {k: v for k, v in fields.items() if v is not None and v != {}}
@@ -362,6 +386,10 @@ def _given(fields: dict[str, Any]) -> dict[str, Any]:
         body["cors_origins"] = []
     elif inherit:
         body["cors_origins"] = None
+    if callees:
+        body["may_invoke"] = list(callees)
+    elif no_callees:
+        body["may_invoke"] = []
     return body
 
 

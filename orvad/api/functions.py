@@ -70,10 +70,26 @@ def _unsandboxing_needs_admin(request: Request, body: dict[str, object]) -> None
         )
 
 
+def _may_invoke_needs_invoke(request: Request, body: dict[str, object]) -> None:
+    """may_invoke lets the function call the functions it names whatever their auth_mode (orvad/invoke/f2f.py):
+    granting that needs the invoke permission as well as write, so a write-only key cannot reach through a
+    function what it could not call itself."""
+    principal = principal_of(request)
+    if body.get("may_invoke") not in (None, []) and (principal is None or not principal.can("invoke")):
+        raise Forbidden(
+            "setting may_invoke needs the invoke permission too: the function could then call the functions "
+            "it names, whatever their auth_mode",
+            details={"required": "invoke", "field": "may_invoke"},
+            hint='use a key with both write and invoke (POST /api/v1/keys {"permissions": ["write", "invoke"]}), '
+            'or send "may_invoke": [] to take every grant away',
+        )
+
+
 async def create_function(request: Request) -> Response:
     """Create a function record (no code yet: status `created`)."""
     body = await read_object(request, SETTABLE)
     _unsandboxing_needs_admin(request, body)
+    _may_invoke_needs_invoke(request, body)
     fallback = None
     if "runtime" in body:
         body["runtime"], fallback = daemon_of(request).runtimes.map_requested(
@@ -106,6 +122,7 @@ async def update_function(request: Request) -> Response:
     if "runtime" in body:
         body["runtime"], fallback = daemon.runtimes.map_requested(body["runtime"])  # ORVA_RUNTIME_FALLBACK
     _unsandboxing_needs_admin(request, body)
+    _may_invoke_needs_invoke(request, body)
     if body != {"csp_sandbox": True}:  # sandboxing a trusted function again is always allowed
         trusted_needs_admin(request, daemon.functions.resolve(request.path_params["id"]))
     if sent_pool:

@@ -47,6 +47,7 @@ from orvad.services.functions import (
     EXTENSIONS,
     MAX_ENV_TOTAL,
     MAX_ENV_VALUE,
+    MAX_MAY_INVOKE,
     NAME_RE,
     NAME_RULE,
     RESERVED_ENV_PREFIX,
@@ -89,6 +90,20 @@ INPUT_SCHEMA = {
     "description": 'the JSON Schema of the function\'s MCP tool arguments (top-level "type": "object", valid '
     "against its $schema, draft 2020-12 by default; at most 64 KiB as JSON); null: the tool takes body, query, "
     "headers, method and path (docs/MCP.md, Channel mode)",
+}
+
+
+MAY_INVOKE = {
+    "type": "array",
+    "maxItems": MAX_MAY_INVOKE,
+    "items": {"type": "string"},
+    "anyOf": [
+        {"items": {"type": "string", "maxLength": 63, "pattern": NAME_RE.pattern}},
+        {"const": ["*"]},
+    ],
+    "description": "the functions this one may call with orva.invoke: names (resolved at each call, so a "
+    'function that does not exist yet may be named), or ["*"] alone for any function; default [] (none). '
+    "Setting anything but [] needs the invoke permission too (docs/SDK.md, Function-to-function calls)",
 }
 
 
@@ -189,6 +204,11 @@ RECORDS: dict[str, Schema] = {
             "input_schema": {
                 "type": ["object", "null"],
                 "description": "the JSON Schema of its MCP tool's arguments; null: body, query, headers, method, path",
+            },
+            "may_invoke": {
+                "type": "array",
+                "items": STR,
+                "description": 'function names it may call with orva.invoke; ["*"]: any function',
             },
             "pool": {
                 **record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
@@ -574,6 +594,7 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "csp_sandbox": BOOL,
         "cors_origins": CORS_ORIGINS,
         "input_schema": INPUT_SCHEMA,
+        "may_invoke": MAY_INVOKE,
     }
 
 
@@ -833,8 +854,8 @@ def bodies(facts: Facts) -> dict[str, Schema]:
                 "value": {
                     "if": {"type": "object", "required": ["$bytes"], "maxProperties": 1},
                     "then": {"properties": {"$bytes": {"type": "string", "pattern": _BASE64}}},
-                    "description": "any JSON value, or bytes as {\"$bytes\": \"<base64>\"}; at most "
-                    f"{KV_MAX_VALUE} bytes as compact UTF-8 JSON (bytes: decoded); more is 413 PAYLOAD_TOO_LARGE"
+                    "description": 'any JSON value, or bytes as {"$bytes": "<base64>"}; at most '
+                    f"{KV_MAX_VALUE} bytes as compact UTF-8 JSON (bytes: decoded); more is 413 PAYLOAD_TOO_LARGE",
                 },
                 "ttl_s": {
                     "type": ["number", "null"],

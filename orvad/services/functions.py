@@ -47,6 +47,8 @@ ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}$")
 RESERVED_ENV_PREFIX = "ORVA_"
 MAX_ENV_VALUE = 32 * 1024
 MAX_ENV_TOTAL = 64 * 1024
+MAX_MAY_INVOKE = 100  # names in a function's may_invoke
+ANY_FUNCTION = "*"  # may_invoke: ["*"] allows every function
 EXTENSIONS = {"python": (".py",), "node": (".js", ".mjs", ".cjs")}
 
 # Fields whose change must reach new workers (the pool replaces its workers in the background).
@@ -69,6 +71,7 @@ SETTABLE = (
     "csp_sandbox",
     "cors_origins",
     "input_schema",
+    "may_invoke",
 )
 _CHOICE_TYPES: dict[str, type[StrEnum]] = {
     "network_mode": NetworkMode,
@@ -176,6 +179,39 @@ def _env_vars(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _may_invoke(value: Any) -> tuple[str, ...]:
+    """The functions this one may call with orva.invoke: names (resolved when the call is made, so one
+    that does not exist yet is allowed), or ["*"] alone for any function; [] for none."""
+    example = 'for example {"may_invoke": ["resize", "notify"]}, ["*"] for any function, or [] for none'
+    if not isinstance(value, list) or len(value) > MAX_MAY_INVOKE:
+        raise _bad("may_invoke", f"must be a list of at most {MAX_MAY_INVOKE} function names", hint=example)
+    names: list[str] = []
+    for index, name in enumerate(value):
+        if name == ANY_FUNCTION:
+            if len(value) != 1:
+                raise _bad(
+                    "may_invoke",
+                    '"*" stands alone: it already allows every function',
+                    hint=example,
+                    index=index,
+                )
+        elif not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise _bad(
+                "may_invoke",
+                f"has {str(name)[:70]!r}, which is not a function name ({NAME_RULE})",
+                hint=example + "; name functions, not ids: a name is what stays when code is redeployed",
+                index=index,
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def may_invoke_allows(allowed: tuple[str, ...], target_name: str) -> bool:
+    """Whether a function whose may_invoke is ``allowed`` may call the function named ``target_name`` now."""
+    return ANY_FUNCTION in allowed or target_name in allowed
+
+
 def runtime_family(runtime_id: str) -> str:
     """The language a runtime id names by its letters: python3.12 -> python, node22 -> node (also for a
     runtime no longer installed on this host)."""
@@ -211,6 +247,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "csp_sandbox": _boolean("csp_sandbox"),
     "cors_origins": validate_cors_origins,  # null inherits ORVA_CORS_ORIGINS; [] turns orvad's CORS off (cors.py)
     "input_schema": validate_input_schema,  # null: the MCP tool takes the request's parts (orvad/inputschema.py)
+    "may_invoke": _may_invoke,  # names or ["*"]: whom orva.invoke may call (orvad/invoke/f2f.py)
     **{field: _choice(field, enum) for field, enum in _CHOICE_TYPES.items()},
 }
 
@@ -298,6 +335,7 @@ class FunctionService:
             "csp_sandbox": True,
             "cors_origins": None,
             "input_schema": None,
+            "may_invoke": (),
         }
         fields.update(self._validate({**fields, **body}, set(body)))
         fn = Function(

@@ -48,6 +48,7 @@ def function_json(fn: Function) -> dict[str, Any]:
         "csp_sandbox": fn.csp_sandbox,
         "cors_origins": None if fn.cors_origins is None else list(fn.cors_origins),
         "input_schema": None if fn.input_schema is None else copy.deepcopy(fn.input_schema),
+        "may_invoke": list(fn.may_invoke),
     }
 
 

@@ -48,6 +48,12 @@ _SETTINGS: dict[str, Any] = {
         "description": "the JSON Schema of its channel tool's arguments (top-level type object); null: the "
         "request's parts (body, query, headers, method, path)",
     },
+    "may_invoke": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": 'function names it may call with orva.invoke, ["*"] for any, [] for none (the default); '
+        "anything but [] needs the invoke permission too",
+    },
 }
 assert set(SETTABLE) <= set(_SETTINGS), "a function setting is missing from the operator tools' schema"
 _SETTINGS = {field: _SETTINGS[field] for field in SETTABLE}
@@ -61,6 +67,13 @@ def _settings(args: dict[str, Any], caller: Caller, daemon: Daemon) -> tuple[dic
             "operator who opens them",
             details={"required": "admin", "field": "csp_sandbox"},
             hint="use an API key with admin, or serve functions from their own origin (ORVA_FUNCTIONS_ORIGIN)",
+        )
+    if body.get("may_invoke") not in (None, []) and not caller.can("invoke"):
+        raise Forbidden(
+            "setting may_invoke needs the invoke permission too: the function could then call the functions "
+            "it names, whatever their auth_mode",
+            details={"required": "invoke", "field": "may_invoke"},
+            hint="use an API key with both write and invoke, or pass may_invoke [] to take every grant away",
         )
     fallback = None
     if "runtime" in body:

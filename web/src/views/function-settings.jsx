@@ -81,6 +81,15 @@ function corsBody(mode, text) {
   return origins;
 }
 
+// may_invoke: the functions this one may call with orva.invoke, one name per line; * alone for any
+function mayInvokeText(names) {
+  return (names || []).join("\n");
+}
+
+function parseMayInvoke(text) {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
+
 export function SettingsTab({ fn, setFn }) {
   const [form, setForm] = useState({
     ...fn,
@@ -88,8 +97,10 @@ export function SettingsTab({ fn, setFn }) {
     cors_mode: corsMode(fn.cors_origins),
     cors_text: (fn.cors_origins || []).join("\n"),
     schema_text: schemaText(fn.input_schema),
+    may_invoke_text: mayInvokeText(fn.may_invoke),
   });
   const [schemaEdited, setSchemaEdited] = useState(false);
+  const [mayInvokeEdited, setMayInvokeEdited] = useState(false);
   const pool = useAsync(() => api.get(`pool/config${query({ function_id: fn.id })}`), [fn.id]);
   const [poolForm, setPoolForm] = useState(null);
   const save = useAction();
@@ -114,6 +125,7 @@ export function SettingsTab({ fn, setFn }) {
       for (const k of NUMBERS) body[k] = Number(form[k]);
       // sent only when edited: an orvad (or a function) without the field is left as it is
       if (schemaEdited) body.input_schema = parseSchema(form.schema_text);
+      if (mayInvokeEdited) body.may_invoke = parseMayInvoke(form.may_invoke_text);
       if (poolForm) {
         // one request: orvad checks the function fields and the pool together and saves all or nothing
         body.pool = { scale_to_zero: Boolean(poolForm.scale_to_zero) };
@@ -130,8 +142,10 @@ export function SettingsTab({ fn, setFn }) {
         cors_mode: corsMode(updated.cors_origins),
         cors_text: (updated.cors_origins || []).join("\n"),
         schema_text: schemaText(updated.input_schema),
+        may_invoke_text: mayInvokeText(updated.may_invoke),
       }));
       setSchemaEdited(false);
+      setMayInvokeEdited(false);
       setSaved("Saved. Running workers are replaced in the background.");
     });
   };
@@ -237,6 +251,21 @@ export function SettingsTab({ fn, setFn }) {
           </Field>
         )}
       </div>
+      <Field
+        label="Functions it may call (orva.invoke)"
+        help="Names of the functions this one may call from its code, one per line; * alone for any function; empty for none. A listed function's auth mode is satisfied by this list. Names are looked up at each call: after a rename, list the new name."
+      >
+        <textarea
+          name="may_invoke"
+          rows="3"
+          value={form.may_invoke_text}
+          placeholder={"resize\nnotify"}
+          onInput={(e) => {
+            setMayInvokeEdited(true);
+            setForm({ ...form, may_invoke_text: e.target.value });
+          }}
+        />
+      </Field>
       <Field label="Environment variables" help="NAME=value, one per line. Use Secrets for anything sensitive.">
         <textarea name="env_vars" rows="4" value={form.env} onInput={set("env")} />
       </Field>
