@@ -32,10 +32,12 @@ from orvad.host.hostcheck import (
 from orvad.http.drain import Drain
 from orvad.http.origins import Origins
 from orvad.invoke import Collaborators, Invoker
+from orvad.invoke.f2f import FunctionCalls
 from orvad.invoke.limits import ConcurrencyGate, RateLimiter
 from orvad.invoke.signatures import SignatureChecker
 from orvad.kv import KvService
 from orvad.pool.manager import PoolManager
+from orvad.sdk.calls import SdkRouter
 from orvad.services.bus import Bus
 from orvad.services.changes import Changes
 from orvad.services.channels import ChannelService
@@ -65,7 +67,9 @@ from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
+from orvad.store.traces import TraceStore
 from orvad.tasks import Tasks
+from orvad.traces.service import TraceService
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +100,18 @@ class Daemon:
         self.ai_providers = ProviderService(
             AiProviderStore(self.db)
         )  # issue 22: keys sealed, unlocked at start
+        # issue 23: the handlers' SDK calls (orvad/sdk/calls.py); each service registers its ops on it
+        self.sdk = SdkRouter()
+        self.sdk.register_builtins()
         self.kv = KvService(  # issue 23: each function's KV state (orvad/kv/)
             KvStore(self.db),
             max_keys=settings.kv_max_keys,
             max_bytes=settings.kv_max_bytes,
             sweep_s=settings.kv_sweep_s,
         )
+        # issue 23: traces (orvad/traces/): user spans from handlers, the trace list and span trees
+        self.traces = TraceService(TraceStore(self.db, self.batch))
+        self.sdk.register("trace.span", self.traces.sdk_span)
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
@@ -175,6 +185,9 @@ class Daemon:
                 trusted_networks=settings.trusted_networks,
             )
         )
+        # issue 23: function-to-function calls, the SDK's `invoke` (orvad/invoke/f2f.py)
+        self.calls = FunctionCalls(self.functions, self.invoker, settings.max_body_bytes)
+        self.sdk.register("invoke", self.calls.sdk_invoke)
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
@@ -277,6 +290,7 @@ class Daemon:
             log_bytes_per_s=self.settings.worker_log_bytes_per_s,
             observe_log_drop=self.metrics.observe_log_drop,
             tasks=self.tasks,
+            sdk=self.sdk,
         )
         await self.db.open()
         self.batch.start()

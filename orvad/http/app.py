@@ -31,6 +31,7 @@ from orvad.api import (
     runtimes,
     secrets,
     system,
+    traces,
     web,
 )
 from orvad.api.oauth_server import OAuthServer
@@ -208,6 +209,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *runtimes.routes,
             *secrets.routes,
             *kv.routes,  # issue 23: /api/v1/functions/{id}/kv
+            *traces.routes,  # issue 23: /api/v1/traces
             *system.routes,
             *openapi.routes,
             *web.routes,

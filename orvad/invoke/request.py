@@ -14,6 +14,7 @@ from typing import Literal
 from starlette.types import Scope
 
 from orvad.models import Function
+from orvad.traces.context import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,12 @@ class InvokeRequest:
     )
     grant: Grant | None = None  # authorised already: by the MCP layer (a channel, an operator caller) or F2F
     timeout_s: float | None = None  # a cap on the function's timeout_ms (F2F: the caller's remaining time)
+    chain: tuple[
+        str, ...
+    ] = ()  # F2F: function ids of the calls that led here, outermost first (Caller.chain)
+    # the calling span (jobs, cron, F2F: the caller's trace_id and span_id, orvad/traces/context.py): the
+    # execution joins that trace as its child. None: HTTP reads the traceparent header; else a new trace
+    trace_parent: TraceContext | None = None
 
     @classmethod
     def from_scope(
