@@ -32,7 +32,6 @@ from orvad.host.hostcheck import (
 from orvad.http.drain import Drain
 from orvad.http.origins import Origins
 from orvad.invoke import Collaborators, Invoker
-from orvad.invoke.f2f import FunctionCalls
 from orvad.invoke.limits import ConcurrencyGate, RateLimiter
 from orvad.invoke.signatures import SignatureChecker
 from orvad.kv import KvService
@@ -67,9 +66,7 @@ from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
-from orvad.store.traces import TraceStore
 from orvad.tasks import Tasks
-from orvad.traces.service import TraceService
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +106,6 @@ class Daemon:
             max_bytes=settings.kv_max_bytes,
             sweep_s=settings.kv_sweep_s,
         )
-        # issue 23: traces (orvad/traces/): user spans from handlers, the trace list and span trees
-        self.traces = TraceService(TraceStore(self.db, self.batch))
-        self.sdk.register("trace.span", self.traces.sdk_span)
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
@@ -185,9 +179,6 @@ class Daemon:
                 trusted_networks=settings.trusted_networks,
             )
         )
-        # issue 23: function-to-function calls, the SDK's `invoke` (orvad/invoke/f2f.py)
-        self.calls = FunctionCalls(self.functions, self.invoker, settings.max_body_bytes)
-        self.sdk.register("invoke", self.calls.sdk_invoke)
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(

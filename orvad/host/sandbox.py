@@ -49,6 +49,9 @@ class SandboxSpec:
     nofile: int = 1024
     runtime_dir: str | None = None  # host folder of the adapter, mounted at /runtime
     extra_rw: tuple[tuple[str, str], ...] = ()  # (host, jail) read-write binds, builds only
+    ro_binds: tuple[
+        tuple[str, str], ...
+    ] = ()  # (host, jail) read-only binds (Node: the SDK at /node_modules/orva)
     code_access: CodeAccess = "ro"
     network: Literal["none", "egress", "build"] = "none"
     netns: str | None = None  # a prepared network namespace to join (egress, build); else a fresh empty one
@@ -102,6 +105,8 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
     args += ["-B" if spec.code_access == "rw" else "-R", f"{spec.code_dir}:/code"]
     if spec.runtime_dir:
         args += ["-R", f"{spec.runtime_dir}:/runtime"]
+    for host_path, jail_path in spec.ro_binds:
+        args += ["-R", f"{host_path}:{jail_path}"]
     for host_path, jail_path in spec.extra_rw:
         args += ["-B", f"{host_path}:{jail_path}"]
     args += ["-m", f"none:/tmp:tmpfs:size={spec.tmpfs_mb * 1024 * 1024}"]

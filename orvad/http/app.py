@@ -31,7 +31,6 @@ from orvad.api import (
     runtimes,
     secrets,
     system,
-    traces,
     web,
 )
 from orvad.api.oauth_server import OAuthServer
@@ -209,7 +208,6 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *runtimes.routes,
             *secrets.routes,
             *kv.routes,  # issue 23: /api/v1/functions/{id}/kv
-            *traces.routes,  # issue 23: /api/v1/traces
             *system.routes,
             *openapi.routes,
             *web.routes,

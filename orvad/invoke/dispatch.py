@@ -27,7 +27,6 @@ from orvad.invoke.settle import Settler
 from orvad.pool.pool import Lease, PoolClosed
 from orvad.pool.worker import Reply
 from orvad.sdk.calls import Caller
-from orvad.traces.context import TraceContext, from_headers
 
 _ACQUIRE_ATTEMPTS = 3  # a pool replaced while we waited hands us to its successor
 
@@ -125,7 +124,6 @@ class Invoker:
                 request.method,
                 request.subpath,
                 request.grant.channel_id if request.grant is not None else None,
-                *self._trace_parent(request),
             ),
             time.perf_counter(),
         )
@@ -148,14 +146,6 @@ class Invoker:
             if flight.gated:
                 await self.admission.concurrency.leave(request.function.id)
             self.settler.settle(flight)
-
-    @staticmethod
-    def _trace_parent(request: InvokeRequest) -> tuple[TraceContext | None, bool]:
-        """The span an execution is the child of, and whether it enters its trace from outside orvad:
-        a trigger's own (jobs, cron, F2F), else an HTTP request's ``traceparent`` (strict; else none)."""
-        if request.trace_parent is not None:
-            return request.trace_parent, False
-        return (from_headers(request.headers) if request.scope is not None else None), True
 
     async def _admit(self, request: InvokeRequest, flight: Flight, receive: Receive | None) -> None:
         """Gates, the body, the caller, the concurrency gate. From the body on, a client that goes
@@ -223,18 +213,10 @@ class Invoker:
             "functionName": fn.name,
             "memoryLimitMb": fn.memory_mb,
             "deadlineMs": int(time.time() * 1000 + remaining * 1000),
-            "traceId": record.trace_id,
-            "spanId": record.span_id,
         }
         # who the handler's SDK calls come from (orvad/sdk/calls.py): never what the sandbox says
         caller = Caller(
-            fn.id,
-            fn.name,
-            record.id,
-            asyncio.get_running_loop().time() + remaining,
-            trace_id=record.trace_id,
-            span_id=record.span_id,
-            chain=request.chain,
+            fn.id, fn.name, record.id, asyncio.get_running_loop().time() + remaining, chain=request.chain
         )
         task = asyncio.current_task()
         assert task is not None
@@ -269,7 +251,7 @@ class Invoker:
         self, request: InvokeRequest, flight: Flight, lease: Lease, reply: Reply, send: Send
     ) -> Awaitable[None]:
         """The reply, whole or streamed (hands back the sending coroutine: one frame fewer to resume)."""
-        headers = orva_headers(flight.record, lease.cold, flight.started)
+        headers = orva_headers(flight.record.id, lease.cold, flight.started)
         sandboxed = request.function.csp_sandbox and self.admission.shares_cookies(request)
         if sandboxed:
             headers.append(SANDBOX_HEADER)  # the page gets an opaque origin: no cookies, no same-origin API
@@ -310,7 +292,7 @@ class Invoker:
             **exc.headers,
             **{
                 name.decode(): value.decode()
-                for name, value in orva_headers(record, lease is not None and lease.cold, flight.started)
+                for name, value in orva_headers(record.id, lease is not None and lease.cold, flight.started)
             },
         }
 

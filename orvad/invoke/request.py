@@ -14,7 +14,6 @@ from typing import Literal
 from starlette.types import Scope
 
 from orvad.models import Function
-from orvad.traces.context import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +60,6 @@ class InvokeRequest:
     chain: tuple[
         str, ...
     ] = ()  # F2F: function ids of the calls that led here, outermost first (Caller.chain)
-    # the calling span (jobs, cron, F2F: the caller's trace_id and span_id, orvad/traces/context.py): the
-    # execution joins that trace as its child. None: HTTP reads the traceparent header; else a new trace
-    trace_parent: TraceContext | None = None
 
     @classmethod
     def from_scope(

@@ -14,7 +14,6 @@ from orvad.pool.worker import Reply
 from orvad.services.bus import Bus
 from orvad.services.metrics import Metrics
 from orvad.store.executions import ExecutionStore
-from orvad.traces.outliers import Outliers
 
 
 class Settler:
@@ -22,7 +21,6 @@ class Settler:
         self._executions, self._bus, self._metrics = executions, bus, metrics
         self._stopping: set[asyncio.Future[None]] = set()  # workers of requests the shutdown cut
         self._orphans: dict[int, Lease] = {}  # slots held by handlers whose client left, by id(lease)
-        self.outliers = Outliers()  # each function's rolling p95: the executions' outlier flag
 
     def settle(self, flight: Flight) -> None:
         duration = time.perf_counter() - flight.started
@@ -48,8 +46,6 @@ class Settler:
             pool.release(lease, healthy=flight.healthy and lease.worker.alive, duration_s=duration)
 
     def record_execution(self, record: ExecutionRecord) -> None:
-        if record.status != "rejected":  # a refused call ran no handler: it says nothing of its speed
-            record.outlier = self.outliers.observe(record.function_id, record.duration_ms)
         row = record.as_row()
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self._executions.record(

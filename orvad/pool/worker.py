@@ -21,8 +21,8 @@ import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
 from orvad.errors import OrvaError, PayloadTooLarge, Timeout, WorkerCrashed
 from orvad.host.process import PIPE, Child, spawn
@@ -30,6 +30,15 @@ from orvad.host.sandbox import Invocation
 from orvad.pool.oomwatch import OomWatch
 from orvad.pool.protocol import MAX_FRAME, MAX_LOG_BYTES, Decoder, FrameError, cap_logs, encode
 from orvad.pool.stderr import StderrSink
+from orvad.sdk.calls import (
+    MAX_CALLS_IN_FLIGHT,
+    STREAM_WINDOW,
+    Caller,
+    RequestEnded,
+    TooManyCalls,
+    UnknownOperation,
+    error_result,
+)
 
 log = logging.getLogger(__name__)
 # Chunks buffered per stream; past that the worker's pipe is left unread until the client catches
@@ -59,6 +68,30 @@ class Reply:
         assert self.chunks is not None
         while (chunk := await self.chunks.get()) is not None:
             yield chunk
+
+
+class SdkCalls(Protocol):
+    """What answers a handler's SDK calls (orvad.sdk.calls.SdkRouter)."""
+
+    async def call(self, caller: Caller, op: Any, args: Any) -> Any: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Streamed:
+    """A streamed result on its way to the worker: chunks it may still be sent before its next credit."""
+
+    task: asyncio.Task[Any]
+    window: int = STREAM_WINDOW
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True, eq=False)
+class _RequestCalls:
+    """The SDK calls of one request in flight: who is calling (orvad's record) and what is running."""
+
+    caller: Caller
+    running: int = 0
+    streams: dict[int, _Streamed] = field(default_factory=dict)
 
 
 class _ChunkQueue(asyncio.Queue[dict[str, Any] | None]):
@@ -109,6 +142,7 @@ class Worker:
         log_bytes_per_s: int = LOG_BYTES_PER_S,
         on_log_drop: Callable[[int], None] | None = None,
         max_log: int = MAX_LOG_BYTES,
+        sdk: SdkCalls | None = None,
     ) -> None:
         self.invocation = invocation
         self.name = name
@@ -145,6 +179,10 @@ class Worker:
         self._stdout = _Stdout(self)
         self._broken = False  # a protocol error: the rest of stdout is ignored
         self._stdout_closed = False
+        self._sdk = sdk
+        self._calls: dict[int, _RequestCalls] = {}  # requests in flight that may make SDK calls
+        self._call_tasks: set[asyncio.Task[None]] = set()
+        self._issued = 0  # the last request id sent: a call for an id up to it is late, past it forged
 
     @property
     def pid(self) -> int | None:
@@ -228,20 +266,26 @@ class Worker:
         context: dict[str, Any],
         timeout_s: float,
         abandoned: Callable[[asyncio.Future[Reply]], bool] | None = None,
+        caller: Caller | None = None,
     ) -> Reply:
         """Send one request; wait for its reply (a stream's head) until the deadline.
 
         If the caller is cancelled while the handler runs, ``abandoned(settled)`` may return True to
         keep the request on this worker: its reply (dropped) or the worker's death resolves
         ``settled``, and the worker is killed at the deadline as if the reply had been awaited.
+
+        ``caller`` is who the request's SDK calls (``call`` frames) come from, as orvad recorded it;
+        without one its calls are refused.
         """
         if not self.alive or self.proc is None or self.proc.stdin is None:
             raise WorkerCrashed(f"worker is not running ({self.exit_reason or 'stopped'})")
-        rid = next(self._ids)
+        rid = self._issued = next(self._ids)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[rid] = future
+        if caller is not None and self._sdk is not None:
+            self._calls[rid] = _RequestCalls(caller)
         try:
             stdin = self.proc.stdin
             stdin.write(
@@ -253,9 +297,11 @@ class Worker:
                 await stdin.drain()
         except FrameError as exc:
             self._pending.pop(rid, None)
+            self._calls.pop(rid, None)
             raise PayloadTooLarge(str(exc), hint="send a smaller body or fewer headers") from None
         except (ConnectionError, RuntimeError):
             self._pending.pop(rid, None)
+            self._calls.pop(rid, None)
             raise WorkerCrashed(f"worker went away ({self.exit_reason or 'pipe closed'})") from None
         # a timer rather than wait_for: no extra task and future on every request
         timer = loop.call_at(deadline, _expire, future)
@@ -423,6 +469,8 @@ class Worker:
         """Route one frame; False when a full stream buffer must drain before it can be delivered."""
         kind, rid = frame.get("type"), frame.get("id")
         if kind in ("response", "error") and type(rid) is int:  # the usual frames first
+            if self._calls:
+                self._request_ended(rid)
             if rid in self._pending:
                 logs, cut = cap_logs(frame.get("logs"), self._max_log)
                 self._resolve(
@@ -448,14 +496,171 @@ class Worker:
             return self._stray(frame, "a second ready frame")
         if type(rid) is not int:
             return self._stray(frame, "no integer id")
+        if kind == "call":
+            return self._on_call(rid, frame)
+        if kind in ("credit", "cancel"):
+            return self._on_credit(kind, rid, frame)
         if kind == "start":
             return self._start_stream(rid, frame)
         if kind in ("chunk", "end"):
+            if kind == "end" and self._calls:
+                self._request_ended(rid)
             stream = self._streams.get(rid)
             if stream is None:
                 return self._streamless(kind, rid, frame)
             return self._stream_frame(kind, rid, frame, stream)
         return self._stray(frame, "an unknown frame type")
+
+    # SDK calls: `call` frames of a request in flight, answered with `result` frames on stdin
+    def _on_call(self, rid: int, frame: dict[str, Any]) -> bool:
+        call = frame.get("call")
+        if type(call) is not int:
+            return self._stray(frame, "a call frame without an integer call id")
+        state = self._calls.get(rid)
+        op = frame.get("op")
+        if state is None:
+            if not 0 < rid <= self._issued:
+                return self._stray(frame, f"a call for id {rid}, which was never sent")
+            if self._sdk is None:
+                refusal: OrvaError = UnknownOperation("this worker serves no SDK calls")
+            else:
+                refusal = RequestEnded(
+                    "the request this call belongs to has ended",
+                    hint="make SDK calls while the handler runs: await them before returning",
+                )
+            self._send_result(rid, call, op, error=error_result(refusal, op))
+            return True
+        if state.running >= MAX_CALLS_IN_FLIGHT or call in state.streams:
+            refusal = TooManyCalls(
+                f"more than {MAX_CALLS_IN_FLIGHT} SDK calls in flight for one request",
+                hint="await some calls before starting more",
+            )
+            self._send_result(rid, call, op, error=error_result(refusal, op))
+            return True
+        state.running += 1
+        task = asyncio.get_running_loop().create_task(self._run_call(rid, call, state, op, frame.get("args")))
+        self._call_tasks.add(task)
+        task.add_done_callback(self._call_tasks.discard)
+        return True
+
+    def _on_credit(self, kind: str, rid: int, frame: dict[str, Any]) -> bool:
+        """``credit`` (the handler took ``n`` chunks of a streamed result) or ``cancel`` (it stopped reading)."""
+        call, n = frame.get("call"), frame.get("n", 0)
+        if type(call) is not int or (kind == "credit" and type(n) is not int):
+            return self._stray(frame, f"a {kind} frame without an integer call id or count")
+        if not 0 < rid <= self._issued:
+            return self._stray(frame, f"a {kind} frame for id {rid}, which was never sent")
+        state = self._calls.get(rid)
+        streamed = state.streams.get(call) if state is not None else None
+        if streamed is None:  # the stream ended meanwhile
+            return True
+        if kind == "cancel":
+            streamed.task.cancel()
+        else:
+            streamed.window = max(0, min(STREAM_WINDOW, streamed.window + n))
+            streamed.room.set()
+        return True
+
+    def _request_ended(self, rid: int) -> None:
+        """The request's reply arrived: its later calls are refused, its streamed results stopped."""
+        state = self._calls.pop(rid, None)
+        if state is not None:
+            for streamed in state.streams.values():
+                streamed.task.cancel()
+
+    async def _run_call(self, rid: int, call: int, state: _RequestCalls, op: Any, args: Any) -> None:
+        assert self._sdk is not None
+        try:
+            try:
+                value = await self._sdk.call(state.caller, op, args)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._send_result(rid, call, op, error=error_result(exc, op))
+            else:
+                if hasattr(value, "__anext__"):
+                    await self._stream_result(rid, call, state, op, value)
+                else:
+                    self._send_result(rid, call, op, value=value)
+            await self._drain()
+        finally:
+            state.running -= 1
+
+    async def _stream_result(self, rid: int, call: int, state: _RequestCalls, op: Any, chunks: Any) -> None:
+        """An operation's async iterator as chunk results (``more: true``) and a final one, at most
+        ``STREAM_WINDOW`` chunks ahead of the handler's credit, until the invocation's deadline."""
+        task = asyncio.current_task()
+        assert task is not None
+        streamed = state.streams[call] = _Streamed(task)
+        try:
+            async with asyncio.timeout_at(state.caller.deadline):
+                async for chunk in chunks:
+                    while streamed.window <= 0:
+                        streamed.room.clear()
+                        await streamed.room.wait()
+                    streamed.window -= 1
+                    if not self._send_result(rid, call, op, value=chunk, more=True):
+                        return
+                    await self._drain()
+            self._send_result(rid, call, op, value=None)
+        except TimeoutError:
+            error = error_result(Timeout(f"{op} did not finish before the invocation's deadline"), op)
+            self._send_result(rid, call, op, error=error)
+        except Exception as exc:
+            self._send_result(rid, call, op, error=error_result(exc, op))
+        finally:
+            state.streams.pop(call, None)
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    def _send_result(
+        self,
+        rid: int,
+        call: int,
+        op: Any,
+        *,
+        value: Any = None,
+        error: dict[str, Any] | None = None,
+        more: bool = False,
+    ) -> bool:
+        """One ``result`` frame on stdin; False when it could not go (a value too large for a frame is
+        sent as an error result instead, which ends the call). Dropped when the worker is gone."""
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing() or self._broken:
+            return False
+        frame: dict[str, Any] = {"type": "result", "id": rid, "call": call, "ok": error is None}
+        if error is None:
+            frame["value"] = value
+            if more:
+                frame["more"] = True
+        else:
+            frame["error"] = error
+        try:
+            data = encode(frame, self._max_frame)
+        except FrameError as exc:
+            if str(exc).startswith("frame of"):
+                refusal: OrvaError = PayloadTooLarge(
+                    f"the result of {str(op)[:100]} exceeds the {self._max_frame}-byte frame maximum",
+                    hint="ask for less at once (a smaller value, a lower limit)",
+                )
+            else:
+                log.error("an SDK operation answered a value JSON cannot carry", extra={"op": str(op)[:100]})
+                refusal = OrvaError(f"{str(op)[:100]} failed inside orvad")
+            data = encode(
+                {"type": "result", "id": rid, "call": call, "ok": False, "error": error_result(refusal, op)}
+            )
+            proc.stdin.write(data)
+            return False
+        proc.stdin.write(data)
+        return True
+
+    async def _drain(self) -> None:
+        stdin = self.proc.stdin if self.proc is not None else None
+        if stdin is not None and stdin.transport.get_write_buffer_size():
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await stdin.drain()
 
     def _start_stream(self, rid: int, frame: dict[str, Any]) -> bool:
         """A stream's head: the request's reply becomes a stream whose chunks queue up for its reader."""
@@ -591,6 +796,9 @@ class Worker:
                 loop.call_later(delay, self._after_kill, self.jail_pid or pid)
 
     def _fail_all(self, reason: str, error: type[OrvaError]) -> None:
+        self._calls.clear()  # the SDK calls of a dead worker: cancelled, their results dropped
+        for task in self._call_tasks:
+            task.cancel()
         for rid, future in list(self._pending.items()):
             if not future.done():
                 future.set_exception(

@@ -20,11 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orvad.errors import BadRequest, OrvaError, Timeout
+from orvad.errors import BadRequest, Conflict, OrvaError, RateLimited, Timeout
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # function-to-function calls: the deepest chain
+MAX_CALLS_IN_FLIGHT = 64  # SDK calls one request may have running at once; more answer TOO_MANY_CALLS
+STREAM_WINDOW = 16  # chunks of a streamed result sent ahead of the handler's credit frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,18 @@ class UnknownOperation(BadRequest):
     code = "UNKNOWN_OPERATION"
 
 
+class RequestEnded(Conflict):
+    """A call frame for a request of this worker that has already ended (a handler's background work)."""
+
+    code = "REQUEST_ENDED"
+
+
+class TooManyCalls(RateLimited):
+    """More SDK calls in flight for one request than ``MAX_CALLS_IN_FLIGHT``."""
+
+    code = "TOO_MANY_CALLS"
+
+
 class SdkRouter:
     """Operation name -> the service method that answers it."""
 
@@ -68,6 +82,25 @@ class SdkRouter:
     @property
     def operations(self) -> list[str]:
         return sorted(self._ops)
+
+    def register_builtins(self) -> None:
+        """The channel's own operations: ``context`` (who orvad says is calling) and ``sdk.operations``."""
+        self.register("context", self._context)
+        self.register("sdk.operations", self._operations)
+
+    async def _context(self, caller: Caller, args: dict[str, Any]) -> Any:
+        return {
+            "functionId": caller.function_id,
+            "functionName": caller.function_name,
+            "executionId": caller.execution_id,
+            "traceId": caller.trace_id,
+            "spanId": caller.span_id,
+            "depth": caller.depth,
+            "remainingMs": max(0, int(caller.remaining_s() * 1000)),
+        }
+
+    async def _operations(self, caller: Caller, args: dict[str, Any]) -> Any:
+        return self.operations
 
     async def call(self, caller: Caller, op: Any, args: Any) -> Any:
         """Run one call within the caller's remaining time; an OrvaError for any refusal."""
@@ -92,9 +125,11 @@ class SdkRouter:
 def error_result(exc: BaseException, op: Any) -> dict[str, Any]:
     """The ``error`` of a ``result`` frame: an OrvaError as its code and message, anything else INTERNAL."""
     if isinstance(exc, OrvaError):
-        body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        body: dict[str, Any] = {"code": exc.code, "message": exc.message, "status": exc.status}
         if exc.hint:
             body["hint"] = exc.hint
+        if exc.details:
+            body["details"] = exc.details
         return body
     log.error("SDK operation failed", extra={"op": str(op)[:100]}, exc_info=exc)
-    return {"code": "INTERNAL", "message": f"{str(op)[:100]} failed inside orvad"}
+    return {"code": "INTERNAL", "message": f"{str(op)[:100]} failed inside orvad", "status": 500}

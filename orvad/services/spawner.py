@@ -21,7 +21,7 @@ from orvad.host.egress import EgressNetwork
 from orvad.host.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.host.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
 from orvad.models import Function
-from orvad.pool.worker import LOG_BYTES_PER_S, Worker
+from orvad.pool.worker import LOG_BYTES_PER_S, SdkCalls, Worker
 from orvad.services.runtimes import RuntimeCatalog
 from orvad.services.secrets import SecretService
 from orvad.tasks import Tasks
@@ -33,6 +33,15 @@ ARGV = {
     "python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT),
     "node": ("{interpreter}", "/runtime/adapter.js"),
 }
+
+
+def _sdk_binds(language: str, adapter_dir: Path) -> tuple[tuple[str, str], ...]:
+    """Node resolves `require('orva')` and `import 'orva'` by walking up from /code to /node_modules: the SDK
+    shipped with the adapter is bound there (a function's own node_modules/orva would win). Python's adapter
+    finds its `orva` itself (runtimes/python/adapter.py)."""
+    if language == "node":
+        return ((str(adapter_dir / "orva"), "/node_modules/orva"),)
+    return ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -78,8 +87,10 @@ class Spawner:
         log_bytes_per_s: int = LOG_BYTES_PER_S,
         observe_log_drop: Callable[[str, int], None] | None = None,
         tasks: Tasks | None = None,
+        sdk: SdkCalls | None = None,
     ) -> None:
         self.host = host
+        self._sdk = sdk  # answers the handlers' SDK calls (orvad/sdk/calls.py SdkRouter)
         self._tasks = (
             tasks if tasks is not None else Tasks()
         )  # the daemon's: namespace releases finish before egress stops
@@ -179,6 +190,7 @@ class Spawner:
             fsize_mb=limits["rlimit_fsize_mb"],
             nofile=limits["rlimit_nofile"],
             runtime_dir=str(runtime.adapter_dir),
+            ro_binds=_sdk_binds(runtime.language, runtime.adapter_dir),
             env=env,
             network="egress" if netns else "none",
             netns=netns,
@@ -191,6 +203,7 @@ class Spawner:
             on_exit=self._releaser(netns),
             log_bytes_per_s=self._log_bytes_per_s,
             on_log_drop=self._log_drop_observer(fn.name),
+            sdk=self._sdk,
         )
         try:
             await worker.start()

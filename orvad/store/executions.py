@@ -29,17 +29,10 @@ COLUMNS = (
     "started_at",
     "finished_at",
     "channel_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "trace_root",
-    "outlier",
 )
 _INSERT = f"INSERT INTO executions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PATH = COLUMNS.index("path")
-_REQUIRED = COLUMNS[: COLUMNS.index("channel_id")]
-# optional in a row handed in: only a channel's tool call has a channel_id; the trace columns (issue 23)
-_OPTIONAL = (("channel_id", None), ("trace_id", None), ("span_id", None), ("parent_span_id", None))
+_REQUIRED = COLUMNS[:-1]  # channel_id, the last, is optional: only a channel's tool call has one
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
@@ -65,8 +58,6 @@ def _where(conditions: list[str]) -> str:
 def _row(row: Any) -> dict[str, Any]:
     values = dict(row)
     values["cold_start"] = bool(values["cold_start"])
-    values["outlier"] = bool(values["outlier"])
-    values["trace_root"] = bool(values["trace_root"])
     return values
 
 
@@ -82,9 +73,7 @@ class ExecutionStore:
         `written` is called once both rows are committed. An invocation that printed nothing gets
         no log row (most do not print): one row to write instead of two."""
         row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in _REQUIRED]
-        row.extend(execution.get(c, default) for c, default in _OPTIONAL)
-        row.append(int(execution.get("trace_root", True)))
-        row.append(int(execution.get("outlier", False)))
+        row.append(execution.get("channel_id"))
         row[_PATH] = recorded_path(
             row[_PATH]
         )  # the invoke path cuts it already; the table's bound holds here

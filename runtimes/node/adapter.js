@@ -16,7 +16,8 @@ const capture = new AsyncLocalStorage();
 const rawStderrWrite = process.stderr.write.bind(process.stderr);
 
 class Capture {
-  constructor() { this.parts = []; this.size = 0; this.truncated = false; this.closed = false; }
+  // `id`: the request whose output this is; the SDK's calls made in its async context carry it (orva/_channel.js)
+  constructor(id) { this.parts = []; this.size = 0; this.truncated = false; this.closed = false; this.id = id; }
   add(text) {
     if (this.truncated) return;
     const room = MAX_LOG - this.size;
@@ -61,6 +62,18 @@ function send(message) {
   const header = Buffer.alloc(4); header.writeUInt32BE(payload.length, 0);
   writeAll(Buffer.concat([header, payload]));
 }
+
+// What orva/_channel.js uses of this adapter (require('orva') resolves to /node_modules/orva, bound by orvad)
+const sdkHost = {
+  maxFrame: MAX_FRAME,
+  onResult: null,  // set by orva/_channel.js when it is loaded
+  requestId() { const cap = capture.getStore(); return cap ? cap.id : null; },
+  write(payload) {
+    const header = Buffer.alloc(4); header.writeUInt32BE(payload.length, 0);
+    writeAll(Buffer.concat([header, payload]));
+  },
+};
+Object.defineProperty(globalThis, Symbol.for('orva.adapter'), { value: sdkHost });
 
 function bodyOf(value) {
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) return [Buffer.from(value).toString('base64'), true];
@@ -137,6 +150,8 @@ class Context {
     this.functionName = c.functionName || '';
     this.memoryLimitInMB = c.memoryLimitMb || 0;
     this._deadline = c.deadlineMs || 0;
+    this.traceId = c.traceId || '';
+    this.spanId = c.spanId || '';
   }
   getRemainingTimeInMillis() { return Math.max(0, Math.floor(this._deadline - Date.now())); }
   // Worker-style ctx: work handed to waitUntil runs on after the response is sent (the request counts as in
@@ -269,9 +284,17 @@ async function respond(id, res, cap, state) {
   send({ type: 'end', id, ...done() });
 }
 
+// ORVA_TRACE_ID / ORVA_SPAN_ID for the request (when orvad sent its trace); with requests running at once they
+// hold the latest request's (context.traceId is each request's own)
+function traceEnv(context) {
+  if (context.traceId) { process.env.ORVA_TRACE_ID = context.traceId; process.env.ORVA_SPAN_ID = context.spanId; }
+  else if (process.env.ORVA_TRACE_ID !== undefined) { delete process.env.ORVA_TRACE_ID; delete process.env.ORVA_SPAN_ID; }
+}
+
 async function serveOne(handler, initError, message) {
-  const cap = new Capture();
+  const cap = new Capture(message.id);
   const context = new Context(message.context || {});
+  traceEnv(context);
   await capture.run(cap, async () => {
     const state = { started: false };  // a start frame went out: a failure now ends the stream
     try {
@@ -423,6 +446,7 @@ async function main() {
       const message = JSON.parse(buffer.subarray(4, 4 + size).toString('utf8'));
       buffer = buffer.subarray(4 + size);
       if (message.type === 'quit') { quit(); return; }
+      if (message.type === 'result') { if (sdkHost.onResult) sdkHost.onResult(message); continue; }
       if (message.type === 'invoke') {
         inflight += 1;
         serveOne(handler, initError, message).finally(() => {

@@ -11,6 +11,7 @@ or (event) as its signature asks; else an ASGI app (FastAPI, Starlette) or a WSG
 named `app` or `application`, which gets the event as an HTTP request.
 """
 
+import _thread
 import binascii
 import contextvars
 import io
@@ -18,6 +19,7 @@ import os
 import sys
 import time
 import types
+from collections import deque
 from importlib._bootstrap import module_from_spec  # importlib.util would cost ~7 ms more to import
 from importlib._bootstrap_external import spec_from_file_location
 
@@ -40,9 +42,9 @@ def _json_codec():
     except ImportError:
         import json
 
-        return (lambda value, ascii=True, compact=False, nan=True: json.dumps(
-            value, separators=(",", ":") if compact else None, ensure_ascii=ascii, default=str, allow_nan=nan),
-            json.loads)
+        return (lambda value, ascii=True, compact=False, nan=True, strict=False: json.dumps(
+            value, separators=(",", ":") if compact else None, ensure_ascii=ascii, default=None if strict else str,
+            allow_nan=nan), json.loads)
 
     class Options:  # the attributes the C scanner reads from a json.JSONDecoder
         strict, object_hook, object_pairs_hook, parse_float, parse_int = True, None, None, float, int
@@ -53,9 +55,11 @@ def _json_codec():
 
     scan = make_scanner(Options())
 
-    def dumps(value, ascii=True, compact=False, nan=True):
-        """json.dumps(value, default=str, allow_nan=nan) (its separators unless `compact`)."""
-        encoder = make_encoder({}, str, encode_basestring_ascii if ascii else encode_basestring, None,
+    def dumps(value, ascii=True, compact=False, nan=True, strict=False):
+        """json.dumps(value, default=str, allow_nan=nan) (its separators unless `compact`); `strict`: a value
+        JSON cannot carry raises TypeError instead of becoming its str()."""
+        encoder = make_encoder({}, _refuse if strict else str,
+                               encode_basestring_ascii if ascii else encode_basestring, None,
                                ":" if compact else ": ", "," if compact else ", ", False, False, nan)
         return "".join(encoder(value, 0))
 
@@ -70,6 +74,10 @@ def _json_codec():
         return value
 
     return dumps, loads
+
+
+def _refuse(value):
+    raise TypeError(f"a {type(value).__name__} is not JSON")
 
 
 json_dumps, json_loads = _json_codec()
@@ -108,12 +116,15 @@ _capture = contextvars.ContextVar("orva_capture", default=None)
 
 
 class Capture:
-    __slots__ = ("parts", "size", "truncated")
+    """A request's captured output; `rid` tags the SDK calls made while it is current (orva/_channel.py)."""
 
-    def __init__(self):
+    __slots__ = ("parts", "size", "truncated", "rid")
+
+    def __init__(self, rid=None):
         self.parts = []
         self.size = 0
         self.truncated = False
+        self.rid = rid
 
     def add(self, text):
         if self.truncated:
@@ -161,11 +172,19 @@ def send(message):
                    "error": {"kind": "protocol", "name": "ResponseTooLarge",
                              "message": f"the response ({len(payload)} bytes) exceeds the {MAX_FRAME}-byte limit"}}
         payload = json_dumps(message, compact=True).encode()
+    write_frame(payload)
+
+
+_write_lock = _thread.allocate_lock()  # SDK calls may come from a handler's threads: frames never interleave
+
+
+def write_frame(payload):
     data = len(payload).to_bytes(4, "big") + payload
     view = memoryview(data)
-    while view:
-        written = os.write(_frames_fd, view)
-        view = view[written:]
+    with _write_lock:
+        while view:
+            written = os.write(_frames_fd, view)
+            view = view[written:]
 
 
 class Context:
@@ -178,6 +197,8 @@ class Context:
         self.function_name = ctx.get("functionName", "")
         self.memory_limit_in_mb = ctx.get("memoryLimitMb", 0)
         self._deadline_ms = ctx.get("deadlineMs", 0)
+        self.trace_id = ctx.get("traceId", "")
+        self.span_id = ctx.get("spanId", "")
 
     def get_remaining_time_in_millis(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))
@@ -346,8 +367,20 @@ def _finish(rid, error, cap, stream):
     send(error_frame)
 
 
+def _trace_env(ctx):
+    """ORVA_TRACE_ID / ORVA_SPAN_ID for the request (when orvad sent its trace); with async requests
+    running at once they hold the latest request's (context.trace_id is each request's own)."""
+    trace = ctx.get("traceId") if ctx else None
+    if trace:
+        os.environ["ORVA_TRACE_ID"], os.environ["ORVA_SPAN_ID"] = str(trace), str(ctx.get("spanId") or "")
+    elif "ORVA_TRACE_ID" in os.environ:
+        os.environ.pop("ORVA_TRACE_ID", None)
+        os.environ.pop("ORVA_SPAN_ID", None)
+
+
 def _call(target, message):
     event = message["event"]
+    _trace_env(message.get("context"))
     if target.nargs == 1:
         return target.obj(event)
     return target.obj(event, Context(message.get("context") or {}))
@@ -355,7 +388,8 @@ def _call(target, message):
 
 def serve_sync(target, init_error, message):
     """One request to a plain `def` handler (or generator), on this thread, without asyncio."""
-    rid, cap = message["id"], Capture()
+    rid = message["id"]
+    cap = Capture(rid)
     token = _capture.set(cap)
     stream = None
     try:
@@ -388,7 +422,8 @@ async def serve_async(target, message):
     """One request to an `async def` handler (or async generator) as a task on the event loop."""
     import inspect
 
-    rid, cap = message["id"], Capture()
+    rid = message["id"]
+    cap = Capture(rid)
     token = _capture.set(cap)
     stream = None
     try:
@@ -528,7 +563,9 @@ def _wsgi_status(status):
 def serve_wsgi(target, message):
     """One request to a WSGI app, on this thread. A list body, or one whose Content-Length the app set, goes
     as one response frame; any other iterable is streamed as it is produced."""
-    rid, cap = message["id"], Capture()
+    rid = message["id"]
+    cap = Capture(rid)
+    _trace_env(message.get("context"))
     token = _capture.set(cap)
     out, result = _HttpOut(rid), None
     try:
@@ -590,7 +627,9 @@ async def serve_asgi(target, state, message):
     message; after it, receive() waits until the response is complete, then says http.disconnect."""
     import asyncio
 
-    rid, cap = message["id"], Capture()
+    rid = message["id"]
+    cap = Capture(rid)
+    _trace_env(message.get("context"))
     token = _capture.set(cap)
     out, done = _HttpOut(rid), asyncio.Event()
     pending = [{"type": "http.request", "body": _request_body(message["event"]), "more_body": False}]
@@ -738,6 +777,10 @@ def load_target():
     return resolve(module, entry, name)
 
 
+_inbox = deque()  # frames an SDK call read while waiting for its result: the frame loop takes them first
+_reader = _thread.allocate_lock()  # held by whoever reads stdin (the frame loop, or a waiting SDK call)
+
+
 def read_exactly(size):
     data = b""
     while len(data) < size:
@@ -748,22 +791,39 @@ def read_exactly(size):
     return data
 
 
+def read_frame():
+    """One frame from stdin; None when it closed (or sent a frame over the limit)."""
+    header = read_exactly(4)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > MAX_FRAME:
+        _real_stderr.write(f"orva adapter: refused a {size}-byte frame\n")
+        return None
+    payload = read_exactly(size)
+    if payload is None:
+        return None
+    return json_loads(payload)
+
+
 def frames():
-    """Request frames from stdin until it closes or a quit frame arrives."""
+    """Request frames from stdin until it closes or a quit frame arrives. SDK results go to orva._channel
+    (from the thread that read them); a result nobody waits for any more is dropped."""
     while True:
-        header = read_exactly(4)
-        if header is None:
+        if _inbox:
+            message = _inbox.popleft()
+        else:
+            with _reader:
+                message = _inbox.popleft() if _inbox else read_frame()
+        if message is None:
             return
-        size = int.from_bytes(header, "big")
-        if size > MAX_FRAME:
-            _real_stderr.write(f"orva adapter: refused a {size}-byte frame\n")
+        kind = message.get("type")
+        if kind == "quit":
             return
-        payload = read_exactly(size)
-        if payload is None:
-            return
-        message = json_loads(payload)
-        if message.get("type") == "quit":
-            return
+        if kind == "result":
+            if _host.on_result is not None:
+                _host.on_result(message)
+            continue
         yield message
 
 
@@ -798,6 +858,42 @@ async def serve_concurrently(serve_one, on_quit=None):
         await on_quit()
 
 
+class _Host:
+    """What orva/_channel.py uses of this adapter: it finds this class as sys.modules["_orva_adapter"] once
+    `import orva` ran (the adapter itself is not importable, see main)."""
+
+    MAX_FRAME = MAX_FRAME
+    mode = "sync"  # "async": stdin is read by serve_concurrently's thread, which hands results on
+    on_result = None  # orva._channel's result dispatcher, set when it is imported
+    inbox, reader = _inbox, _reader
+    dumps = staticmethod(json_dumps)
+    write = staticmethod(write_frame)
+    read_frame = staticmethod(read_frame)
+
+    @staticmethod
+    def request_id():
+        cap = _capture.get()
+        return None if cap is None else cap.rid
+
+
+_host = _Host
+
+
+class _SdkFinder:
+    """`import orva` finds the SDK shipped beside this adapter (runtimes/python/orva) without the adapter's
+    folder on sys.path. Last on sys.meta_path: a function's own `orva` package would win. Costs nothing
+    until a handler imports orva."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "orva":
+            return None
+        sys.modules["_orva_adapter"] = _Host
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "orva")
+        return spec_from_file_location("orva", os.path.join(folder, "__init__.py"),
+                                       submodule_search_locations=[folder])
+
+
 def ready(init_error):
     send({"type": "ready", "runtime": "python", "version": sys.version.split()[0], "initError": init_error})
 
@@ -824,6 +920,7 @@ def main():
     if sys.path and sys.path[0] == os.path.dirname(__file__):
         del sys.path[0]
     sys.modules.pop("adapter", None)
+    sys.meta_path.append(_SdkFinder)
     target, init_error = None, None
     init_cap = Capture()
     token = _capture.set(init_cap)
@@ -834,6 +931,8 @@ def main():
     _capture.reset(token)
     if init_cap.parts:
         _real_stderr.write(init_cap.text())
+    if target is not None and (target.kind == "asgi" or target.is_async):
+        _Host.mode = "async"
     if target is not None and target.kind == "asgi":
         import asyncio
 
