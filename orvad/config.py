@@ -399,6 +399,51 @@ FIELDS: tuple[Field, ...] = (
         _float_range(0.05, 86400),
         "seconds between sweeps that delete expired KV keys (reads never return one whatever this is)",
     ),
+    Field(
+        "jobs_concurrency",
+        64,
+        "ORVA_JOBS_CONCURRENCY",
+        _int_range(1, 10_000),
+        "job attempts running at once in all (each function also at most its max_concurrency, else what its "
+        "pool serves at once: max_warm x target_concurrency)",
+    ),
+    Field(
+        "jobs_lease_s",
+        30.0,
+        "ORVA_JOBS_LEASE_S",
+        _float_range(0.3, 3600),
+        "seconds a running job's lease lasts (renewed every third of it); an attempt whose lease expires is "
+        "counted lost and the job is due again",
+    ),
+    Field(
+        "jobs_backoff_base_s",
+        1.0,
+        "ORVA_JOBS_BACKOFF_BASE_S",
+        _float_range(0.001, 3600),
+        "a failed job's wait before its next attempt: this x 2^(attempts-1), capped, with jitter (x 0.5..1)",
+    ),
+    Field(
+        "jobs_backoff_max_s",
+        600.0,
+        "ORVA_JOBS_BACKOFF_MAX_S",
+        _float_range(0.001, 86400),
+        "the longest wait between a job's attempts",
+    ),
+    Field(
+        "cron_max_per_function",
+        100,
+        "ORVA_CRON_MAX_PER_FUNCTION",
+        _int_range(1, 100_000),
+        "cron schedules one function may hold; creating one more fails with CRON_LIMIT_REACHED",
+    ),
+    Field(
+        "test_clock_file",
+        "",
+        "ORVA_TEST_CLOCK_FILE",
+        str,
+        "tests only: cron reads the time from this file (an RFC 3339 timestamp, owned by orvad's user, writable "
+        "by no one else) instead of the system clock; unset (the default): the system clock",
+    ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -447,6 +492,12 @@ class Settings:
     kv_max_keys: int
     kv_max_bytes: int
     kv_sweep_s: float
+    jobs_concurrency: int
+    jobs_lease_s: float
+    jobs_backoff_base_s: float
+    jobs_backoff_max_s: float
+    cron_max_per_function: int
+    test_clock_file: str
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

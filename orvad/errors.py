@@ -22,7 +22,9 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     │   ├── Ambiguous        409 AMBIGUOUS
     │   ├── KvVersionConflict 409 KV_VERSION_CONFLICT
     │   ├── KvNotInteger     409 KV_NOT_INTEGER
-    │   └── KvQuotaExceeded  409 KV_QUOTA_EXCEEDED
+    │   ├── KvQuotaExceeded  409 KV_QUOTA_EXCEEDED
+    │   ├── CronLimitReached 409 CRON_LIMIT_REACHED
+    │   └── NotReplayable    409 NOT_REPLAYABLE
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
     ├── BuildFailedError     422 BUILD_FAILED
@@ -203,6 +205,32 @@ class KvQuotaExceeded(Conflict):
     max_keys, max_bytes}."""
 
     code = "KV_QUOTA_EXCEEDED"
+
+
+class CronLimitReached(Conflict):
+    """A new schedule past the function's limit (ORVA_CRON_MAX_PER_FUNCTION): details {count, max}."""
+
+    code = "CRON_LIMIT_REACHED"
+
+
+class NotReplayable(Conflict):
+    """POST /api/v1/executions/{id}/replay of an execution whose request cannot run again as captured (a
+    ``signed`` function: its signature covered a timestamp and is remembered): details {function, auth_mode}."""
+
+    code = "NOT_REPLAYABLE"
+
+
+class JobNotCancellable(Conflict):
+    """DELETE /api/v1/jobs/{id} of a job that has ended (succeeded, dead or cancelled): details {job_id, status}."""
+
+    code = "JOB_NOT_CANCELLABLE"
+
+
+class JobNotRetryable(Conflict):
+    """POST /api/v1/jobs/{id}/retry of a job that is pending, running or succeeded (or whose cancelled attempt
+    still runs): details {job_id, status}."""
+
+    code = "JOB_NOT_RETRYABLE"
 
 
 class VersionGCd(OrvaError):
