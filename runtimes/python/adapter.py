@@ -391,6 +391,7 @@ def serve_sync(target, init_error, message):
     rid = message["id"]
     cap = Capture(rid)
     token = _capture.set(cap)
+    _Host.serving = rid
     stream = None
     try:
         if init_error is not None:
@@ -415,6 +416,7 @@ def serve_sync(target, init_error, message):
         cap.add(error["stack"])
         _finish(rid, error, cap, stream)
     finally:
+        _Host.serving = None
         _capture.reset(token)
 
 
@@ -567,6 +569,7 @@ def serve_wsgi(target, message):
     cap = Capture(rid)
     _trace_env(message.get("context"))
     token = _capture.set(cap)
+    _Host.serving = rid
     out, result = _HttpOut(rid), None
     try:
         def start_response(status, headers, exc_info=None):
@@ -602,6 +605,7 @@ def serve_wsgi(target, message):
         cap.add(error["stack"])
         _finish(rid, error, cap, out)
     finally:
+        _Host.serving = None
         _capture.reset(token)
 
 
@@ -870,10 +874,12 @@ class _Host:
     write = staticmethod(write_frame)
     read_frame = staticmethod(read_frame)
 
+    serving = None  # the synchronous frame loop's request: what threads its handler starts call for
+
     @staticmethod
     def request_id():
         cap = _capture.get()
-        return None if cap is None else cap.rid
+        return _Host.serving if cap is None else cap.rid
 
 
 _host = _Host

@@ -26,6 +26,10 @@ from orva import log, OrvaError
 from orva import _channel
 
 WORKER = uuid.uuid4().hex  # this worker's identity: the same value means the same process
+try:
+    orva.context()
+except OrvaError as e:
+    AT_IMPORT = e.code  # no request at import time
 
 def handler(event, context):
     req = json.loads(event["body"] or "{}")
@@ -39,8 +43,12 @@ def handler(event, context):
         except OrvaError as e:
             unknown = [e.code, e.message, e.hint, e.status]
         log.info("channel works", answer=42)
-        return {"me": me, "ops": ops, "unknown": unknown, "worker": WORKER,
-                "ctx": [context.function_name, context.execution_id]}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:  # the handler's threads call for its request
+            threads = sorted(set(pool.map(lambda _: orva.context()["executionId"], range(8))))
+        return {"me": me, "ops": ops, "unknown": unknown, "worker": WORKER, "threads": threads,
+                "at_import": AT_IMPORT, "ctx": [context.function_name, context.execution_id]}
     if do == "flood":  # n calls written at once (one write), then every answer read
         host, rid, n = _channel._host, _channel._host.request_id(), req["n"]
         keys, blob = [], b""
@@ -224,6 +232,7 @@ def test_python_sync_handler_gets_orvads_answers(orvad: Orvad, admin: httpx.Clie
     out = _check_basic(reply, name)
     code, message, hint, status = out["unknown"]
     assert code == "UNKNOWN_OPERATION" and "no.such.op" in message and "docs/SDK.md" in hint and status == 400
+    assert out["threads"] == [out["me"]["executionId"]] and out["at_import"] == "NO_REQUEST"
     line = next(
         json.loads(x)
         for x in logs_of(admin, reply.headers["x-orva-execution-id"]).splitlines()
