@@ -84,6 +84,16 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
             lambda: f"orva kv get {f} {shlex.quote(unquote(path.split('/kv/', 1)[1]))}",
         ),
         (r"/api/v1/functions/[^/]+/secrets(/.*)?", lambda: f"orva secrets list {f}"),
+        (r"/api/v1/traces/[^/]+", lambda: f"orva traces get {_last_segment(path, 3) or 'TRACE_ID'}"),
+        (r"/api/v1/traces", lambda: "orva traces list"),
+        (r"/api/v1/jobs/[^/]+/retry", lambda: f"orva jobs retry {_last_segment(path, 3) or 'JOB_ID'}"),
+        (
+            r"/api/v1/jobs/[^/]+",
+            lambda: (
+                f"orva jobs {'cancel' if method == 'DELETE' else 'get'} {_last_segment(path, 3) or 'JOB_ID'}"
+            ),
+        ),
+        (r"/api/v1/jobs", lambda: f"orva jobs enqueue {f}" if method == "POST" else "orva jobs list"),
         (
             r"/api/v1/executions/[^/]+(/logs)?",
             lambda: " ".join(filter(None, ("orva logs", f, "--execution", _last_segment(path, 3) or "ID"))),

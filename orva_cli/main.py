@@ -5,7 +5,20 @@ from __future__ import annotations
 import click
 
 from orva_cli.client import Client
-from orva_cli.commands import admin, ai, channels, deploy, functions, init, invoke, kv, mcp, oauth
+from orva_cli.commands import (
+    admin,
+    ai,
+    channels,
+    deploy,
+    functions,
+    init,
+    invoke,
+    jobs,
+    kv,
+    mcp,
+    oauth,
+    traces,
+)
 from orva_cli.config import Settings, save
 from orva_cli.context import App, json_option, pass_app, read_secret
 
@@ -92,7 +105,7 @@ def completion(shell: str) -> None:
     click.echo(complete(cli, {}, "orva", "_ORVA_COMPLETE").source())
 
 
-for module in (init, functions, deploy, invoke, admin, channels, mcp, oauth, ai, kv):
+for module in (init, functions, deploy, invoke, admin, channels, mcp, oauth, ai, kv, traces, jobs):
     for command in module.commands:
         cli.add_command(command)
 

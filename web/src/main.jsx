@@ -21,11 +21,14 @@ const ChannelsView = lazy(() => import("./views/channels.jsx"), "ChannelsView", 
 const ChannelPage = lazy(() => import("./views/channels.jsx"), "ChannelPage", "channel page");
 // ... and so is the assistant's
 const AssistantView = lazy(() => import("./views/assistant.jsx"), "AssistantView", "assistant");
+// ... and so are traces (issue 23)
+const TracesView = lazy(() => import("./views/traces.jsx"), "TracesView", "traces page");
 
 const NAV = [
   ["/", "Overview"],
   ["/functions", "Functions"],
   ["/invocations", "Invocations"],
+  ["/traces", "Traces"],
   ["/routes", "Routes"],
   ["/channels", "Channels"],
   ["/assistant", "Assistant"],
@@ -39,6 +42,8 @@ const VIEWS = [
   ["/functions/:id", FunctionPage],
   ["/invocations", InvocationsView],
   ["/invocations/:id", InvocationsView],
+  ["/traces", TracesView],
+  ["/traces/:id", TracesView],
   ["/routes", RoutesView],
   ["/channels", ChannelsView],
   ["/channels/:id", ChannelPage],

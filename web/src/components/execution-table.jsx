@@ -10,7 +10,17 @@ export function ExecutionTable({ rows, showFunction = false, names = {} }) {
     { title: "Code", key: "status_code" },
     { title: "Method", key: "method" },
     { title: "Path", render: (x) => <code>{x.path}</code> },
-    { title: "Duration", render: (x) => `${x.duration_ms} ms` },
+    {
+      title: "Duration",
+      render: (x) =>
+        x.outlier ? (
+          <span title="slower than twice the function's rolling p95">
+            {x.duration_ms} ms <span class="badge warn">outlier</span>
+          </span>
+        ) : (
+          `${x.duration_ms} ms`
+        ),
+    },
     { title: "Start", render: (x) => (x.cold_start ? "cold" : "warm") },
   ];
   if (showFunction) columns.splice(1, 0, { title: "Function", render: (x) => names[x.function_id] || x.function_id });

@@ -122,6 +122,9 @@ function ExecutionDetail({ id }) {
     "error_message",
     "started_at",
     "finished_at",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
   ];
   return (
     <section>
@@ -130,7 +133,19 @@ function ExecutionDetail({ id }) {
       </a>
       <h1>
         Execution <StatusBadge status={row.status} />
+        {row.outlier && (
+          <span class="badge warn" title="slower than twice the function's rolling p95">
+            outlier
+          </span>
+        )}
       </h1>
+      {row.trace_id && (
+        <p>
+          <a href={`#/traces/${row.trace_id}?execution=${row.id}`} data-testid="execution-trace">
+            View its trace (waterfall) →
+          </a>
+        </p>
+      )}
       <dl class="facts">
         {fields
           .filter((f) => row[f] !== null && row[f] !== undefined && row[f] !== "")
