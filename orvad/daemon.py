@@ -32,6 +32,7 @@ from orvad.host.hostcheck import (
 from orvad.http.drain import Drain
 from orvad.http.origins import Origins
 from orvad.invoke import Collaborators, Invoker
+from orvad.invoke.f2f import FunctionCalls
 from orvad.invoke.limits import ConcurrencyGate, RateLimiter
 from orvad.invoke.signatures import SignatureChecker
 from orvad.kv import KvService
@@ -179,6 +180,9 @@ class Daemon:
                 trusted_networks=settings.trusted_networks,
             )
         )
+        # issue 23: function-to-function calls, the SDK's `invoke` (orvad/invoke/f2f.py)
+        self.calls = FunctionCalls(self.functions, self.invoker, settings.max_body_bytes)
+        self.sdk.register("invoke", self.calls.sdk_invoke)
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
