@@ -84,6 +84,22 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
             lambda: f"orva kv get {f} {shlex.quote(unquote(path.split('/kv/', 1)[1]))}",
         ),
         (r"/api/v1/functions/[^/]+/secrets(/.*)?", lambda: f"orva secrets list {f}"),
+        (
+            r"/api/v1/functions/[^/]+/cron/[^/]+(/run)?",
+            lambda: (
+                f"orva cron {'delete' if method == 'DELETE' else 'update'} {f} "
+                f"{shlex.quote(unquote(_last_segment(path.removesuffix('/run'), 5) or 'SCHEDULE'))}"
+            ),
+        ),
+        (
+            r"/api/v1/functions/[^/]+/cron",
+            lambda: (
+                f"orva cron create {fn or 'FUNCTION'} NAME EXPRESSION"
+                if method == "POST"
+                else f"orva cron list {f}"
+            ),
+        ),
+        (r"/api/v1/cron", lambda: "orva cron list"),
         (r"/api/v1/traces/[^/]+", lambda: f"orva traces get {_last_segment(path, 3) or 'TRACE_ID'}"),
         (r"/api/v1/traces", lambda: "orva traces list"),
         (r"/api/v1/jobs/[^/]+/retry", lambda: f"orva jobs retry {_last_segment(path, 3) or 'JOB_ID'}"),

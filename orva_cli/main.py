@@ -9,6 +9,7 @@ from orva_cli.commands import (
     admin,
     ai,
     channels,
+    cron,
     deploy,
     functions,
     init,
@@ -105,7 +106,7 @@ def completion(shell: str) -> None:
     click.echo(complete(cli, {}, "orva", "_ORVA_COMPLETE").source())
 
 
-for module in (init, functions, deploy, invoke, admin, channels, mcp, oauth, ai, kv, traces, jobs):
+for module in (init, functions, deploy, invoke, admin, channels, mcp, oauth, ai, kv, traces, jobs, cron):
     for command in module.commands:
         cli.add_command(command)
 

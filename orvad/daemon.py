@@ -17,7 +17,9 @@ from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
+from orvad.clock import FileClock, WallClock
 from orvad.config import Settings
+from orvad.cron import CronService
 from orvad.host.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.host.egress import EgressNetwork
 from orvad.host.hostcheck import (
@@ -35,6 +37,7 @@ from orvad.invoke import Collaborators, Invoker
 from orvad.invoke.f2f import FunctionCalls
 from orvad.invoke.limits import ConcurrencyGate, RateLimiter
 from orvad.invoke.signatures import SignatureChecker
+from orvad.jobs import JobService
 from orvad.kv import KvService
 from orvad.pool.manager import PoolManager
 from orvad.sdk.calls import SdkRouter
@@ -57,17 +60,22 @@ from orvad.store.ai_providers import AiProviderStore
 from orvad.store.audit import AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
+from orvad.store.captures import CaptureStore
 from orvad.store.channels import ChannelStore
+from orvad.store.cron import CronStore
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.functions import FunctionStore
+from orvad.store.jobs import JobStore
 from orvad.store.kv import KvStore
 from orvad.store.oauth import OAuthStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
+from orvad.store.traces import TraceStore
 from orvad.tasks import Tasks
+from orvad.traces.service import TraceService
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +115,13 @@ class Daemon:
             max_bytes=settings.kv_max_bytes,
             sweep_s=settings.kv_sweep_s,
         )
+        # issue 23: traces (orvad/traces/): user spans from handlers, the trace list and span trees
+        self.traces = TraceService(TraceStore(self.db, self.batch))
+        self.sdk.register("trace.span", self.traces.sdk_span)
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
         self.executions = ExecutionStore(self.db, self.batch)
+        self.captures = CaptureStore(self.db)  # captured requests and fixtures (issue 23, replay)
         self.audit = AuditStore(self.db, self.batch)
         self.pools = PoolManager(
             config_of=self.pool_configs.get,
@@ -183,6 +195,34 @@ class Daemon:
         # issue 23: function-to-function calls, the SDK's `invoke` (orvad/invoke/f2f.py)
         self.calls = FunctionCalls(self.functions, self.invoker, settings.max_body_bytes)
         self.sdk.register("invoke", self.calls.sdk_invoke)
+        # issue 23: jobs, durable background invocations (orvad/jobs/): API, SDK, Event invocations, cron
+        self.jobs = JobService(
+            JobStore(self.db),
+            self.functions,
+            self.invoker,
+            capacity_of=lambda fn: (
+                fn.max_concurrency
+                or self.pool_configs.get(fn.id).max_warm
+                * max(1, self.pool_configs.get(fn.id).target_concurrency)
+            ),
+            concurrency=settings.jobs_concurrency,
+            lease_s=settings.jobs_lease_s,
+            backoff_base_s=settings.jobs_backoff_base_s,
+            backoff_max_s=settings.jobs_backoff_max_s,
+            max_payload_bytes=settings.max_body_bytes,
+        )
+        self.invoker.enqueue_event = self.jobs.enqueue_request
+        self.sdk.register("jobs.enqueue", self.jobs.sdk_enqueue)
+        self.sdk.register("jobs.get", self.jobs.sdk_get)
+        self.sdk.register("jobs.list", self.jobs.sdk_list)
+        # issue 23: schedules, each run a job (orvad/cron/); its clock: the system's, or a test's file
+        self.cron = CronService(
+            CronStore(self.db),
+            clock=_cron_clock(settings.test_clock_file),
+            max_per_function=settings.cron_max_per_function,
+            jobs=self.jobs,
+        )
+        self.cron.register(self.sdk, self.functions.get)  # cron.upsert, cron.list, cron.delete
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         self.builder = Builder(
@@ -304,6 +344,8 @@ class Daemon:
         self.tasks.start("orva-housekeeping", self.housekeeping.run())
         self.tasks.start("orva-metrics-history", self.metrics_history.run())
         self.tasks.start("orva-kv-sweeper", self.kv.run())  # expired KV keys (ORVA_KV_SWEEP_S)
+        self.tasks.start("orva-jobs", self.jobs.run())  # due jobs, leased (orvad/jobs/service.py)
+        self.tasks.start("orva-cron", self.cron.run())  # due schedules -> jobs (orvad/cron/service.py)
         self.startup_complete = True
         log.info(
             "orvad started",
@@ -391,6 +433,22 @@ class Daemon:
                 path.chmod(0o600)
         if not db.exists():
             os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _cron_clock(test_clock_file: str) -> WallClock:
+    """The system clock; with ORVA_TEST_CLOCK_FILE (tests only), the time in that file."""
+    if not test_clock_file:
+        return WallClock()
+    try:
+        clock = FileClock(test_clock_file)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise OSError(f"ORVA_TEST_CLOCK_FILE {test_clock_file}: {exc}") from None
+    log.warning(
+        "TEST CLOCK: cron reads the time from a file (ORVA_TEST_CLOCK_FILE), not the system clock; "
+        "never set this outside tests",
+        extra={"path": test_clock_file, "now": clock.now().isoformat()},
+    )
+    return clock
 
 
 def _memory_cap_mb(share: float) -> int:

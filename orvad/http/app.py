@@ -18,19 +18,23 @@ from orvad.api import (
     ai_providers,
     auth,
     channels,
+    cron,
     deployments,
     executions,
     functions,
     health,
+    jobs,
     keys,
     kv,
     oauth,
     openapi,
     pools,
+    replay,
     routes,
     runtimes,
     secrets,
     system,
+    traces,
     web,
 )
 from orvad.api.oauth_server import OAuthServer
@@ -204,10 +208,14 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *deployments.routes,
             *routes.routes,
             *pools.routes,
+            *replay.routes,  # issue 23: executions' captured requests, replay, fixtures
             *executions.routes,
             *runtimes.routes,
             *secrets.routes,
             *kv.routes,  # issue 23: /api/v1/functions/{id}/kv
+            *jobs.routes,  # issue 23: /api/v1/jobs
+            *cron.routes,  # issue 23: /api/v1/functions/{id}/cron, /api/v1/cron
+            *traces.routes,  # issue 23: /api/v1/traces
             *system.routes,
             *openapi.routes,
             *web.routes,

@@ -8,14 +8,16 @@ for a caller that wants the reply whole (MCP, jobs, cron, a function calling a f
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from orvad.errors import FunctionError, MethodNotAllowed, NotFound, OrvaError, ShuttingDown
+from orvad.errors import BadRequest, FunctionError, MethodNotAllowed, NotFound, OrvaError, ShuttingDown
 from orvad.invoke.admission import Admission, refuse_undeployed
+from orvad.invoke.capture import capture_row
 from orvad.invoke.collaborators import Collaborators
 from orvad.invoke.connection import DisconnectWatch, read_body
 from orvad.invoke.event import build_event, handler_headers, raw_subpath
@@ -27,8 +29,27 @@ from orvad.invoke.settle import Settler
 from orvad.pool.pool import Lease, PoolClosed
 from orvad.pool.worker import Reply
 from orvad.sdk.calls import Caller
+from orvad.traces.context import TraceContext, from_headers
 
 _ACQUIRE_ATTEMPTS = 3  # a pool replaced while we waited hands us to its successor
+_INVOCATION_TYPE = b"x-orva-invocation-type"
+
+
+def _asks_event(request: InvokeRequest) -> bool:
+    """Whether the request asks to be run later (``X-Orva-Invocation-Type: Event``); ``RequestResponse``
+    (or no header) runs it now, anything else is refused."""
+    value = request.header(_INVOCATION_TYPE)
+    if value is None:
+        return False
+    kind = value.strip().lower()
+    if kind == "event":
+        return True
+    if kind == "requestresponse":
+        return False
+    raise BadRequest(
+        f"X-Orva-Invocation-Type must be Event or RequestResponse, not {value[:40]!r}",
+        hint="send X-Orva-Invocation-Type: Event to queue the call as a job (202), or leave the header out",
+    )
 
 
 class Invoker:
@@ -54,6 +75,9 @@ class Invoker:
             str, set[asyncio.Task[Any]]
         ] = {}  # request tasks on a worker, streams included: what kill() cancels
         self._killed: set[asyncio.Task[Any]] = set()
+        # X-Orva-Invocation-Type: Event -> a job; set by the daemon (orvad/jobs): the request, its gates and
+        # credentials checked, in; the 202's JSON body (with "job_id") out
+        self.enqueue_event: Callable[[InvokeRequest], Awaitable[dict[str, Any]]] | None = None
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
@@ -71,6 +95,8 @@ class Invoker:
         """ASGI app for /fn/{id} and /fn/{id}/{path} (hands back serve's coroutine: one frame fewer to resume)."""
         ident, _, sub = scope["path"][len("/fn/") :].partition("/")
         request = InvokeRequest.from_scope(self._functions.resolve(ident), "/" + sub, "http", scope, 2)
+        if self.enqueue_event is not None and _asks_event(request):
+            return self.accept_event(request, send, receive)
         return self.serve(request, send, receive)
 
     async def route_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,9 +124,37 @@ class Invoker:
         fn = self._functions.get(match.route.function_id)
         if fn is None:
             raise NotFound(f"the function behind {match.route.path} is gone")
-        await self.serve(
-            InvokeRequest.from_scope(fn, match.subpath, "route", scope, match.route.raw_skip), send, receive
+        request = InvokeRequest.from_scope(fn, match.subpath, "route", scope, match.route.raw_skip)
+        if self.enqueue_event is not None and _asks_event(request):
+            await self.accept_event(request, send, receive)
+            return
+        await self.serve(request, send, receive)
+
+    async def accept_event(self, request: InvokeRequest, send: Send, receive: Receive) -> None:
+        """``X-Orva-Invocation-Type: Event`` (Lambda's asynchronous invoke): the function's gates and its
+        auth_mode are checked as for a call that runs now (signature over this request, API key, rate
+        limit), then the request becomes a job (orvad/jobs) and the answer is 202 with its id, sent once
+        the job's row is committed. No execution row: each of the job's attempts is one."""
+        assert self.enqueue_event is not None
+        refuse_undeployed(request.function)
+        self.admission.check(request)
+        request.body = await read_body(receive)
+        if request.function.auth_mode != "none":
+            await self.admission.authorize(request, request.body)
+        accepted = await self.enqueue_event(request)
+        body = json.dumps(accepted).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202 if accepted.get("created", True) else 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-orva-job-id", str(accepted.get("job_id", "")).encode()),
+                ],
+            }
         )
+        await send({"type": "http.response.body", "body": body})
 
     async def dispatch(self, request: InvokeRequest) -> Result:
         """One invocation for a caller that is not an HTTP connection: the reply comes back whole.
@@ -124,6 +178,7 @@ class Invoker:
                 request.method,
                 request.subpath,
                 request.grant.channel_id if request.grant is not None else None,
+                *self._trace_parent(request),
             ),
             time.perf_counter(),
         )
@@ -145,7 +200,16 @@ class Invoker:
                 flight.watch.stop()
             if flight.gated:
                 await self.admission.concurrency.leave(request.function.id)
+            flight.request = capture_row(request, flight.record.id)  # None: capture off, or no body read
             self.settler.settle(flight)
+
+    @staticmethod
+    def _trace_parent(request: InvokeRequest) -> tuple[TraceContext | None, bool]:
+        """The span an execution is the child of, and whether it enters its trace from outside orvad:
+        a trigger's own (jobs, cron, F2F), else an HTTP request's ``traceparent`` (strict; else none)."""
+        if request.trace_parent is not None:
+            return request.trace_parent, False
+        return (from_headers(request.headers) if request.scope is not None else None), True
 
     async def _admit(self, request: InvokeRequest, flight: Flight, receive: Receive | None) -> None:
         """Gates, the body, the caller, the concurrency gate. From the body on, a client that goes
@@ -204,6 +268,8 @@ class Invoker:
             },
             raw_path=raw_subpath(request.raw_path, request.raw_skip, request.subpath),
         )
+        if request.job_id is not None:  # a job's attempt: which job (orvad/jobs)
+            event["requestContext"]["jobId"] = request.job_id
         # queueing is bounded by timeout_ms too, but does not eat the handler's time (F2F: capped by the caller's)
         remaining = request.time_limit_s(time.perf_counter() - flight.started)
         context = {
@@ -213,10 +279,18 @@ class Invoker:
             "functionName": fn.name,
             "memoryLimitMb": fn.memory_mb,
             "deadlineMs": int(time.time() * 1000 + remaining * 1000),
+            "traceId": record.trace_id,
+            "spanId": record.span_id,
         }
         # who the handler's SDK calls come from (orvad/sdk/calls.py): never what the sandbox says
         caller = Caller(
-            fn.id, fn.name, record.id, asyncio.get_running_loop().time() + remaining, chain=request.chain
+            fn.id,
+            fn.name,
+            record.id,
+            asyncio.get_running_loop().time() + remaining,
+            trace_id=record.trace_id,
+            span_id=record.span_id,
+            chain=request.chain,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -251,7 +325,7 @@ class Invoker:
         self, request: InvokeRequest, flight: Flight, lease: Lease, reply: Reply, send: Send
     ) -> Awaitable[None]:
         """The reply, whole or streamed (hands back the sending coroutine: one frame fewer to resume)."""
-        headers = orva_headers(flight.record.id, lease.cold, flight.started)
+        headers = orva_headers(flight.record, lease.cold, flight.started)
         sandboxed = request.function.csp_sandbox and self.admission.shares_cookies(request)
         if sandboxed:
             headers.append(SANDBOX_HEADER)  # the page gets an opaque origin: no cookies, no same-origin API
@@ -292,7 +366,7 @@ class Invoker:
             **exc.headers,
             **{
                 name.decode(): value.decode()
-                for name, value in orva_headers(record.id, lease is not None and lease.cold, flight.started)
+                for name, value in orva_headers(record, lease is not None and lease.cold, flight.started)
             },
         }
 

@@ -14,6 +14,7 @@ from typing import Literal
 from starlette.types import Scope
 
 from orvad.models import Function
+from orvad.traces.context import TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +25,13 @@ class Grant:
     needs its signature). A function-to-function call (orvad/invoke/f2f.py) carries kind ``function``: the
     calling function's ``may_invoke`` named the callee, which satisfies every ``auth_mode``. HTTP never sets one."""
 
-    kind: Literal["channel", "operator", "function"]
-    id: str  # the channel's id, the key's / OAuth client's, or the calling function's
+    kind: Literal["channel", "operator", "function", "job"]
+    id: str  # the channel's id, the key's / OAuth client's, the calling function's, or the job's
 
     def satisfies(self, auth_mode: str) -> bool:
-        return self.kind in ("channel", "function") or auth_mode == "api_key"
+        # a job's attempt (orvad/jobs): its enqueue was authorised (the API's invoke permission, the
+        # function's own auth_mode for an Event invocation, may_invoke for the SDK)
+        return self.kind in ("channel", "function", "job") or auth_mode == "api_key"
 
     @property
     def channel_id(self) -> str | None:
@@ -60,6 +63,10 @@ class InvokeRequest:
     chain: tuple[
         str, ...
     ] = ()  # F2F: function ids of the calls that led here, outermost first (Caller.chain)
+    # the calling span (jobs, cron, F2F: the caller's trace_id and span_id, orvad/traces/context.py): the
+    # execution joins that trace as its child. None: HTTP reads the traceparent header; else a new trace
+    trace_parent: TraceContext | None = None
+    job_id: str | None = None  # a job's attempt (orvad/jobs): the handler sees it as requestContext.jobId
 
     @classmethod
     def from_scope(

@@ -1,0 +1,300 @@
+"""SQL for jobs (issue 23): durable background invocations and their attempts.
+
+Every state change is one ``BEGIN IMMEDIATE`` transaction on the single writer, conditional on the state it
+expects (``WHERE status = ...``, ``AND lease_owner = ?``), so a job is claimed by one runner at a time and an
+attempt's end never overwrites a cancel or a newer lease. Times: ``now``, ``run_at``, ``lease_until`` and
+``idempotency_until`` are Unix seconds (REAL); ``*_at`` texts are RFC 3339 (orvad/clock.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from orvad.clock import epoch_iso
+from orvad.store.db import Database
+
+STATUSES = ("pending", "running", "failed", "succeeded", "dead", "cancelled")
+DUE = ("pending", "failed")  # waiting for run_at
+_COLS = (
+    "id, function_id, function_name, status, trigger, source, request, attempts, tries, max_attempts, run_at,"
+    " lease_owner, lease_until, idempotency_key, idempotency_until, trace_id, parent_span_id, last_error,"
+    " created_at, updated_at, finished_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: str
+    function_id: str
+    function_name: str
+    status: str
+    trigger: str
+    source: str
+    request: str
+    attempts: int
+    tries: int
+    max_attempts: int
+    run_at: float
+    lease_owner: str | None
+    lease_until: float | None
+    idempotency_key: str | None
+    idempotency_until: float | None
+    trace_id: str | None
+    parent_span_id: str | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    job_id: str
+    attempt: int
+    execution_id: str | None
+    outcome: str
+    status_code: int | None
+    error: str | None
+    started_at: str
+    finished_at: str | None
+
+
+def _row(r: aiosqlite.Row) -> JobRow:
+    return JobRow(*r)
+
+
+def error_text(code: str, message: str) -> str:
+    return json.dumps({"code": code, "message": message[:1000]})
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # writes
+    async def insert(self, row: JobRow, now: float) -> tuple[JobRow, bool]:
+        """Insert a job; with an idempotency key, the live job holding the same key for the function is
+        returned instead (checked and inserted in one transaction: never a second job)."""
+        async with self._db.transaction() as tx:
+            if row.idempotency_key is not None:
+                async with tx.execute(
+                    f"SELECT {_COLS} FROM jobs WHERE function_id = ? AND idempotency_key = ?"
+                    " AND idempotency_until > ? ORDER BY id DESC LIMIT 1",
+                    (row.function_id, row.idempotency_key, now),
+                ) as cur:
+                    found = await cur.fetchone()
+                if found is not None:
+                    return _row(found), False
+            await tx.execute(
+                f"INSERT INTO jobs ({_COLS}) VALUES ({', '.join('?' * 21)})",
+                (
+                    row.id,
+                    row.function_id,
+                    row.function_name,
+                    row.status,
+                    row.trigger,
+                    row.source,
+                    row.request,
+                    row.attempts,
+                    row.tries,
+                    row.max_attempts,
+                    row.run_at,
+                    row.lease_owner,
+                    row.lease_until,
+                    row.idempotency_key,
+                    row.idempotency_until,
+                    row.trace_id,
+                    row.parent_span_id,
+                    row.last_error,
+                    row.created_at,
+                    row.updated_at,
+                    row.finished_at,
+                ),
+            )
+        return row, True
+
+    async def recover(self, owner: str, now: float) -> int:
+        """Attempts whose lease is held by another orvad run (it died: one orvad owns a data dir) or has
+        expired: recorded ``lost``, and the job due again now (or dead when it has no attempt left)."""
+        stamp = epoch_iso(now)
+        lost = error_text("ATTEMPT_LOST", "orvad stopped (or lost the lease) while the attempt ran")
+        async with self._db.transaction() as tx:
+            async with tx.execute(
+                "SELECT id, tries FROM jobs WHERE lease_owner IS NOT NULL AND (lease_owner != ? OR lease_until <= ?)",
+                (owner, now),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for job_id, tries in rows:
+                await tx.execute(
+                    "UPDATE job_attempts SET outcome = 'lost', error = ?, finished_at = ?"
+                    " WHERE job_id = ? AND attempt = ? AND outcome = 'running'",
+                    (lost, stamp, job_id, tries),
+                )
+                await tx.execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = ?, last_error = ?,"
+                    " status = CASE WHEN status != 'running' THEN status"
+                    " WHEN attempts >= max_attempts THEN 'dead' ELSE 'failed' END,"
+                    " finished_at = CASE WHEN status = 'running' AND attempts >= max_attempts THEN ?"
+                    " ELSE finished_at END,"
+                    " run_at = ? WHERE id = ?",
+                    (stamp, lost, stamp, now, job_id),
+                )
+        return len(rows)
+
+    async def claim(self, ids: Sequence[str], owner: str, now: float, lease_s: float) -> list[JobRow]:
+        """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``."""
+        if not ids:
+            return []
+        stamp = epoch_iso(now)
+        marks = ", ".join("?" * len(ids))
+        async with self._db.transaction() as tx:
+            async with tx.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
+                " lease_owner = ?, lease_until = ?, updated_at = ?"
+                f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
+                f" AND lease_owner IS NULL RETURNING {_COLS}",
+                (owner, now + lease_s, stamp, *ids, now),
+            ) as cur:
+                taken = [_row(r) for r in await cur.fetchall()]
+            for job in taken:
+                await tx.execute(
+                    "INSERT INTO job_attempts (job_id, attempt, outcome, started_at) VALUES (?, ?, 'running', ?)",
+                    (job.id, job.tries, stamp),
+                )
+        return taken
+
+    async def renew(self, owner: str, until: float) -> None:
+        await self._db.execute(
+            "UPDATE jobs SET lease_until = ? WHERE lease_owner = ?",
+            (until, owner),
+        )
+
+    async def finish(
+        self,
+        job: JobRow,
+        owner: str,
+        now: float,
+        *,
+        outcome: str,  # succeeded | failed
+        execution_id: str | None,
+        status_code: int | None,
+        error: str | None,
+        next_status: str,  # succeeded | failed | dead
+        run_at: float,
+    ) -> None:
+        """An attempt's end: its row, and the job's next state unless it was cancelled meanwhile."""
+        stamp = epoch_iso(now)
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE job_attempts SET outcome = ?, execution_id = ?, status_code = ?, error = ?, finished_at = ?"
+                " WHERE job_id = ? AND attempt = ?",
+                (outcome, execution_id, status_code, error, stamp, job.id, job.tries),
+            )
+            await tx.execute(
+                "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
+                " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
+                " last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
+                " finished_at = CASE WHEN status = 'running' AND ? IN ('succeeded', 'dead') THEN ?"
+                " ELSE finished_at END,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE id = ? AND lease_owner = ?",
+                (next_status, run_at, error, error, next_status, stamp, stamp, job.id, owner),
+            )
+
+    async def end(self, job_id: str, now: float, status: str, error: str) -> None:
+        """A job that cannot run at all (its function is gone): ``status`` with the reason, no attempt."""
+        stamp = epoch_iso(now)
+        await self._db.execute(
+            "UPDATE jobs SET status = ?, last_error = ?, finished_at = ?, updated_at = ?,"
+            " lease_owner = NULL, lease_until = NULL WHERE id = ? AND status IN ('pending', 'failed')",
+            (status, error, stamp, stamp, job_id),
+        )
+
+    async def cancel(self, job_id: str, now: float) -> bool:
+        """pending/failed/running -> cancelled (a running attempt goes on to its end; none follows)."""
+        stamp = epoch_iso(now)
+        changed = await self._db.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ?"
+            " WHERE id = ? AND status IN ('pending', 'failed', 'running')",
+            (stamp, stamp, job_id),
+        )
+        return changed > 0
+
+    async def retry(self, job_id: str, now: float) -> bool:
+        """dead/failed/cancelled (no attempt running) -> pending, due now, with a fresh round of attempts."""
+        changed = await self._db.execute(
+            "UPDATE jobs SET status = 'pending', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?"
+            " WHERE id = ? AND status IN ('dead', 'failed', 'cancelled') AND lease_owner IS NULL",
+            (now, epoch_iso(now), job_id),
+        )
+        return changed > 0
+
+    # reads
+    async def get(self, job_id: str) -> JobRow | None:
+        row = await self._db.fetchone(f"SELECT {_COLS} FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else _row(row)
+
+    async def attempts(self, job_id: str) -> list[AttemptRow]:
+        rows = await self._db.fetchall(
+            "SELECT job_id, attempt, execution_id, outcome, status_code, error, started_at, finished_at"
+            " FROM job_attempts WHERE job_id = ? ORDER BY attempt",
+            (job_id,),
+        )
+        return [AttemptRow(*r) for r in rows]
+
+    async def list_jobs(
+        self,
+        *,
+        function_id: str | None,
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> list[JobRow]:
+        """Newest first, ``limit`` + 1 rows (the caller tells whether there is a next page)."""
+        where: list[str] = []
+        params: list[object] = []
+        if function_id is not None:
+            where.append("function_id = ?")
+            params.append(function_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if cursor is not None:
+            where.append("id < ?")
+            params.append(cursor)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLS} FROM jobs{clause} ORDER BY id DESC LIMIT ?", (*params, limit + 1)
+        )
+        return [_row(r) for r in rows]
+
+    async def due(self, now: float, limit: int) -> list[tuple[str, str]]:
+        """(id, function_id) of due jobs, earliest first."""
+        rows = await self._db.fetchall(
+            "SELECT id, function_id FROM jobs WHERE status IN ('pending', 'failed') AND run_at <= ?"
+            " AND lease_owner IS NULL ORDER BY run_at, id LIMIT ?",
+            (now, limit),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def next_wake(self) -> float | None:
+        """The earliest moment something becomes due: a waiting job's run_at, or a lease's end."""
+        row = await self._db.fetchone(
+            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE status IN ('pending', 'failed')"
+            " AND lease_owner IS NULL UNION ALL SELECT MIN(lease_until) FROM jobs WHERE lease_owner IS NOT NULL)"
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def counts(self, function_id: str | None = None) -> dict[str, int]:
+        if function_id is None:
+            rows = await self._db.fetchall("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        else:
+            rows = await self._db.fetchall(
+                "SELECT status, COUNT(*) FROM jobs WHERE function_id = ? GROUP BY status", (function_id,)
+            )
+        found = {r[0]: r[1] for r in rows}
+        return {s: int(found.get(s, 0)) for s in STATUSES}
