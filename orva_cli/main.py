@@ -18,6 +18,7 @@ from orva_cli.commands import (
     kv,
     mcp,
     oauth,
+    replay,
     traces,
 )
 from orva_cli.config import Settings, save
@@ -106,7 +107,22 @@ def completion(shell: str) -> None:
     click.echo(complete(cli, {}, "orva", "_ORVA_COMPLETE").source())
 
 
-for module in (init, functions, deploy, invoke, admin, channels, mcp, oauth, ai, kv, traces, jobs, cron):
+for module in (
+    init,
+    functions,
+    deploy,
+    invoke,
+    admin,
+    channels,
+    mcp,
+    oauth,
+    ai,
+    kv,
+    traces,
+    jobs,
+    cron,
+    replay,
+):
     for command in module.commands:
         cli.add_command(command)
 

@@ -115,6 +115,7 @@ class Function:
         None  # its MCP tool's arguments (orvad/inputschema.py); None: the request's parts
     )
     may_invoke: tuple[str, ...] = ()  # the functions it may call with orva.invoke: names, or "*" (any)
+    capture_requests: bool = True  # each execution keeps its request (orvad/invoke/capture.py) for replay
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,10 @@ RECORDS: dict[str, Schema] = {
                 "items": STR,
                 "description": 'function names it may call with orva.invoke; ["*"]: any function',
             },
+            "capture_requests": {
+                **BOOL,
+                "description": "each execution keeps its request (credentials redacted) for GET .../request and replay",
+            },
             "pool": {
                 **record({**{f: INT for f in POOL_LIMITS}, "scale_to_zero": BOOL}),
                 "description": "only in the answer of PUT /api/v1/functions/{id} that sent pool: the pool settings "
@@ -266,6 +270,11 @@ RECORDS: dict[str, Schema] = {
                 **NSTR,
                 "description": "trigger mcp in channel mode: the channel that called; else null",
             },
+            "trace_id": {**NSTR, "description": "W3C trace id (32 hex); null on rows older than traces"},
+            "span_id": {**NSTR, "description": "the execution's own span (16 hex)"},
+            "parent_span_id": {**NSTR, "description": "the span that called it; null: it began its trace"},
+            "trace_root": {**BOOL, "description": "it entered its trace from outside orvad (not F2F/jobs)"},
+            "outlier": {**BOOL, "description": "slower than twice the function's rolling p95 (docs/API.md)"},
         }
     ),
     "Key": record(
@@ -349,6 +358,72 @@ _KV_META = {
 }
 RECORDS["KvKey"] = record({k: v for k, v in _KV_META.items() if k != "function_id"})
 RECORDS["KvEntry"] = record({**_KV_META, "value": {"description": 'JSON, or {"$bytes": "<base64>"}'}})
+RECORDS["TraceListItem"] = record(
+    {
+        "id": {**STR, "description": "the execution that entered the trace (the page's cursor)"},
+        "trace_id": STR,
+        "root": record(
+            {"execution_id": STR, "function_id": STR, "function_name": STR, "trigger": STR, "status": STR}
+        ),
+        "function_id": STR,
+        "function_name": STR,
+        "started_at": TIME,
+        "duration_ms": NUM,
+        "executions": INT,
+        "span_count": INT,
+        "errors": INT,
+        "status": {"type": "string", "enum": ["ok", "error"]},
+    }
+)
+RECORDS["TraceSpan"] = record(
+    {
+        "kind": {"type": "string", "enum": ["execution", "span"]},
+        "span_id": STR,
+        "parent_span_id": NSTR,
+        "name": STR,
+        "execution_id": STR,
+        "function_id": STR,
+        "status": STR,
+        "offset_ms": NUM,
+        "duration_ms": NUM,
+        "depth": INT,
+        "function_name": STR,
+        "trigger": STR,
+        "method": STR,
+        "path": STR,
+        "status_code": INT,
+        "error_code": NSTR,
+        "cold_start": BOOL,
+        "outlier": BOOL,
+        "started_at": TIME,
+        "attributes": {"type": "object"},
+    },
+    optional=(
+        "function_name",
+        "trigger",
+        "method",
+        "path",
+        "status_code",
+        "error_code",
+        "cold_start",
+        "outlier",
+        "started_at",
+        "attributes",
+    ),
+)
+RECORDS["Trace"] = record(
+    {
+        "trace_id": STR,
+        "started_at": NTIME,
+        "duration_ms": NUM,
+        "span_count": INT,
+        "executions": INT,
+        "errors": INT,
+        "status": {"type": "string", "enum": ["ok", "error"]},
+        "truncated": BOOL,
+        "spans": {"type": "array", "items": ref("TraceSpan")},
+    }
+)
 RECORDS["KvWritten"] = record(_KV_META, optional=("created_at", "updated_at"))
 # channels (issue 21)
 RECORDS["Channel"] = record(
@@ -595,6 +670,7 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "cors_origins": CORS_ORIGINS,
         "input_schema": INPUT_SCHEMA,
         "may_invoke": MAY_INVOKE,
+        "capture_requests": BOOL,
     }
 
 
@@ -1354,6 +1430,18 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", "/api/v1/executions/{id}/logs"): Op(
         ok=json_ok(record({"execution_id": STR, "logs": STR, "truncated": BOOL}))
     ),
+    # traces (issue 23)
+    ("GET", "/api/v1/traces"): Op(
+        query=(
+            Param("function_id", STR, "the function the trace entered (id or name)"),
+            Param("status", {"type": "string", "enum": ["ok", "error"]}, "error: something in it failed"),
+            SINCE,
+            Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"),
+            *PAGE,
+        ),
+        ok=json_ok(page("traces", "TraceListItem")),
+    ),
+    ("GET", "/api/v1/traces/{trace_id}"): Op(ok=json_ok(ref("Trace"))),
     # runtimes and system
     ("GET", "/api/v1/runtimes"): Op(
         ok=json_ok(

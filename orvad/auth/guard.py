@@ -1,7 +1,7 @@
 """Who is calling and what they may do: the one permission map, and the guard that applies it.
 
 ``requirement(method, path)`` is the whole map (CONTRACT.md): public routes, session-only
-routes, admin areas, then GET/HEAD -> read and every other method -> write. The OpenAPI
+routes, admin areas, a replay (invoke), then GET/HEAD -> read and every other method -> write. The OpenAPI
 document is generated from the same function, so the published and enforced rules agree.
 """
 
@@ -46,6 +46,7 @@ _ADMIN_EXACT = {
     ("POST", f"{API}/pool/config"),
 }  # POST: the Go original's method
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_EXECUTIONS, _REPLAY = f"{API}/executions/", "/replay"  # POST .../executions/{id}/replay: invoke
 
 
 def requirement(method: str, path: str) -> Requirement:
@@ -57,6 +58,8 @@ def requirement(method: str, path: str) -> Requirement:
         return "session"
     if path.startswith(_ADMIN_PREFIXES) or (method, path) in _ADMIN_EXACT:
         return "admin"
+    if method == "POST" and path.startswith(_EXECUTIONS) and path.endswith(_REPLAY):
+        return "invoke"  # a replay runs the function again: what /fn needs of a key, not write
     return "read" if method in _SAFE_METHODS else "write"
 
 

@@ -30,3 +30,4 @@ class Flight:
     )
     unread: Reply | None = None  # a stream not relayed to its end: the worker drops the rest
     stream_headers: Sequence[tuple[bytes, bytes]] = ()  # a started stream's own headers
+    request: Sequence[Any] | None = None  # its captured request's row (orvad/invoke/capture.py), if kept

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from orvad.invoke.flight import Flight
 from orvad.invoke.record import ExecutionRecord
@@ -14,6 +16,7 @@ from orvad.pool.worker import Reply
 from orvad.services.bus import Bus
 from orvad.services.metrics import Metrics
 from orvad.store.executions import ExecutionStore
+from orvad.traces.outliers import Outliers
 
 
 class Settler:
@@ -21,6 +24,7 @@ class Settler:
         self._executions, self._bus, self._metrics = executions, bus, metrics
         self._stopping: set[asyncio.Future[None]] = set()  # workers of requests the shutdown cut
         self._orphans: dict[int, Lease] = {}  # slots held by handlers whose client left, by id(lease)
+        self.outliers = Outliers()  # each function's rolling p95: the executions' outlier flag
 
     def settle(self, flight: Flight) -> None:
         duration = time.perf_counter() - flight.started
@@ -28,7 +32,7 @@ class Settler:
         if lease is not None and pool is not None:
             self._release(flight, pool, lease, duration)
         flight.record.finish(duration)
-        self.record_execution(flight.record)
+        self.record_execution(flight.record, flight.request)
 
     def _release(self, flight: Flight, pool: Pool, lease: Lease, duration: float) -> None:
         if flight.unread is not None and lease.worker.alive:
@@ -45,11 +49,14 @@ class Settler:
         else:
             pool.release(lease, healthy=flight.healthy and lease.worker.alive, duration_s=duration)
 
-    def record_execution(self, record: ExecutionRecord) -> None:
+    def record_execution(self, record: ExecutionRecord, request: Sequence[Any] | None = None) -> None:
+        # a refused call ran no handler, a cold start's time is its worker's start: neither is judged
+        if record.status != "rejected" and not record.cold_start:
+            record.outlier = self.outliers.observe(record.function_id, record.duration_ms)
         row = record.as_row()
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self._executions.record(
-            row, record.logs, record.logs_truncated, lambda: self._bus.publish("execution", row)
+            row, record.logs, record.logs_truncated, lambda: self._bus.publish("execution", row), request
         )
         self._metrics.observe_invocation(
             record.function_name,

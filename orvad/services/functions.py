@@ -72,6 +72,7 @@ SETTABLE = (
     "cors_origins",
     "input_schema",
     "may_invoke",
+    "capture_requests",
 )
 _CHOICE_TYPES: dict[str, type[StrEnum]] = {
     "network_mode": NetworkMode,
@@ -248,6 +249,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cors_origins": validate_cors_origins,  # null inherits ORVA_CORS_ORIGINS; [] turns orvad's CORS off (cors.py)
     "input_schema": validate_input_schema,  # null: the MCP tool takes the request's parts (orvad/inputschema.py)
     "may_invoke": _may_invoke,  # names or ["*"]: whom orva.invoke may call (orvad/invoke/f2f.py)
+    "capture_requests": _boolean("capture_requests"),  # false: executions keep no request (no replay)
     **{field: _choice(field, enum) for field, enum in _CHOICE_TYPES.items()},
 }
 
@@ -336,6 +338,7 @@ class FunctionService:
             "cors_origins": None,
             "input_schema": None,
             "may_invoke": (),
+            "capture_requests": True,
         }
         fields.update(self._validate({**fields, **body}, set(body)))
         fn = Function(

@@ -49,6 +49,7 @@ def function_json(fn: Function) -> dict[str, Any]:
         "cors_origins": None if fn.cors_origins is None else list(fn.cors_origins),
         "input_schema": None if fn.input_schema is None else copy.deepcopy(fn.input_schema),
         "may_invoke": list(fn.may_invoke),
+        "capture_requests": fn.capture_requests,
     }
 
 

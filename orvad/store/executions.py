@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from orvad.store.batch import BatchWriter
+from orvad.store.captures import INSERT_REQUEST
 from orvad.store.db import Database
 from orvad.store.paths import recorded_path
 
@@ -29,10 +30,17 @@ COLUMNS = (
     "started_at",
     "finished_at",
     "channel_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "trace_root",
+    "outlier",
 )
 _INSERT = f"INSERT INTO executions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PATH = COLUMNS.index("path")
-_REQUIRED = COLUMNS[:-1]  # channel_id, the last, is optional: only a channel's tool call has one
+_REQUIRED = COLUMNS[: COLUMNS.index("channel_id")]
+# optional in a row handed in: only a channel's tool call has a channel_id; the trace columns (issue 23)
+_OPTIONAL = (("channel_id", None), ("trace_id", None), ("span_id", None), ("parent_span_id", None))
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
@@ -58,6 +66,8 @@ def _where(conditions: list[str]) -> str:
 def _row(row: Any) -> dict[str, Any]:
     values = dict(row)
     values["cold_start"] = bool(values["cold_start"])
+    values["outlier"] = bool(values["outlier"])
+    values["trace_root"] = bool(values["trace_root"])
     return values
 
 
@@ -67,20 +77,35 @@ class ExecutionStore:
         self._batch = batch
 
     def record(
-        self, execution: dict[str, Any], logs: str, truncated: bool, written: Callable[[], None] | None = None
+        self,
+        execution: dict[str, Any],
+        logs: str,
+        truncated: bool,
+        written: Callable[[], None] | None = None,
+        request: Sequence[Any] | None = None,
     ) -> None:
         """Queue the execution and its log; never touches the database on the caller's path.
         `written` is called once both rows are committed. An invocation that printed nothing gets
-        no log row (most do not print): one row to write instead of two."""
+        no log row (most do not print): one row to write instead of two. ``request``: its captured
+        request's row (orvad/invoke/capture.py), queued right after the execution's."""
         row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in _REQUIRED]
-        row.append(execution.get("channel_id"))
+        row.extend(execution.get(c, default) for c, default in _OPTIONAL)
+        row.append(int(execution.get("trace_root", True)))
+        row.append(int(execution.get("outlier", False)))
         row[_PATH] = recorded_path(
             row[_PATH]
         )  # the invoke path cuts it already; the table's bound holds here
-        if not logs and not truncated:
+        if request is not None:
+            self._batch.submit(_INSERT, row)
+            if not logs and not truncated:
+                self._batch.submit(INSERT_REQUEST, request, written)
+                return
+            self._batch.submit(INSERT_REQUEST, request)
+        elif not logs and not truncated:
             self._batch.submit(_INSERT, row, written)
             return
-        self._batch.submit(_INSERT, row)
+        else:
+            self._batch.submit(_INSERT, row)
         self._batch.submit(_INSERT_LOG, (execution["id"], logs, int(truncated)), written)
 
     async def summary(self, since: str) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ def _function(row: Any) -> Function:
     values = dict(row)
     values["env_vars"] = json.loads(values["env_vars"])
     values["csp_sandbox"] = bool(values["csp_sandbox"])
+    values["capture_requests"] = bool(values["capture_requests"])
     if values["cors_origins"] is not None:
         values["cors_origins"] = json.loads(values["cors_origins"])
     if values["input_schema"] is not None:

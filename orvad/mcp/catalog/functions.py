@@ -54,6 +54,10 @@ _SETTINGS: dict[str, Any] = {
         "description": 'function names it may call with orva.invoke, ["*"] for any, [] for none (the default); '
         "anything but [] needs the invoke permission too",
     },
+    "capture_requests": {
+        "type": "boolean",
+        "description": "each execution keeps its request, credentials redacted, for replay (default true)",
+    },
 }
 assert set(SETTABLE) <= set(_SETTINGS), "a function setting is missing from the operator tools' schema"
 _SETTINGS = {field: _SETTINGS[field] for field in SETTABLE}
