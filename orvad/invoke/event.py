@@ -112,7 +112,10 @@ def build_event(
 
 # Set by orvad on every response (X-Orva-*, X-Request-ID) or by the server (framing): a handler's
 # value for one of these is dropped, so the ones a client reads are always orvad's.
-RESERVED_RESPONSE_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "x-request-id"})
+# orvad sets these (traceparent and x-trace-id: the execution's span, orvad/traces): a handler's are dropped
+RESERVED_RESPONSE_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "x-request-id", "traceparent", "x-trace-id"}
+)
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # RFC 9110 field values: no controls but the tab
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 

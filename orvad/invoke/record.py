@@ -14,6 +14,7 @@ from orvad.errors import NotActive, OrvaError, ShuttingDown
 from orvad.ids import uuid7
 from orvad.models import Function
 from orvad.store.paths import recorded_path
+from orvad.traces.context import TraceContext, new_span_id, new_trace_id
 
 CUT_MESSAGE = "orvad shut down before the execution finished (its shutdown grace ended)"
 MESSAGE_CHARS = 500  # error messages are cut to this in the row (and in the FunctionError text)
@@ -51,15 +52,40 @@ class ExecutionRecord:
     logs: str = ""
     logs_truncated: bool = False
     channel_id: str | None = None  # trigger mcp in channel mode: the channel that called
+    # the execution's span (orvad/traces): its trace, its own id, the span that called it (None: it began
+    # the trace); trace_root: it entered the trace from outside orvad (not F2F/jobs); the incoming flags
+    trace_id: str = ""
+    span_id: str = ""
+    parent_span_id: str | None = None
+    trace_root: bool = True
+    trace_flags: str = "01"
+    outlier: bool = False  # slower than twice the function's rolling p95 (orvad/traces/outliers.py)
 
     @classmethod
     def begin(
-        cls, fn: Function, trigger: str, method: str, subpath: str, channel_id: str | None = None
+        cls,
+        fn: Function,
+        trigger: str,
+        method: str,
+        subpath: str,
+        channel_id: str | None = None,
+        parent: TraceContext | None = None,
+        root: bool = True,
     ) -> ExecutionRecord:
         started_at = now_iso()
         record = cls(uuid7(), fn.id, fn.name, trigger, method, recorded_path(subpath), started_at, started_at)
         if channel_id is not None:
             record.channel_id = channel_id
+        record.span_id = new_span_id()
+        if parent is None:
+            record.trace_id = new_trace_id()
+        else:
+            record.trace_id, record.parent_span_id, record.trace_flags = (
+                parent.trace_id,
+                parent.span_id,
+                parent.flags,
+            )
+            record.trace_root = root
         return record
 
     # outcomes
@@ -129,6 +155,11 @@ class ExecutionRecord:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "channel_id": self.channel_id,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "trace_root": self.trace_root,
+            "outlier": self.outlier,
         }
 
 

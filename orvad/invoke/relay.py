@@ -35,11 +35,16 @@ SANDBOX_HEADER = (
 )
 
 
-def orva_headers(execution_id: str, cold: bool, started: float) -> list[tuple[bytes, bytes]]:
+def orva_headers(record: ExecutionRecord, cold: bool, started: float) -> list[tuple[bytes, bytes]]:
+    """Orvad's own response headers: the execution, and its span (``traceparent`` naming the execution's
+    span as the parent of what the caller does next, and ``X-Trace-Id``)."""
+    trace_id = record.trace_id
     return [
-        (b"x-orva-execution-id", execution_id.encode()),
+        (b"x-orva-execution-id", record.id.encode()),
         (b"x-orva-cold-start", b"true" if cold else b"false"),
         (b"x-orva-duration-ms", f"{(time.perf_counter() - started) * 1000:.3f}".encode()),
+        (b"traceparent", f"00-{trace_id}-{record.span_id}-{record.trace_flags}".encode()),
+        (b"x-trace-id", trace_id.encode()),
     ]
 
 
