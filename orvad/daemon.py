@@ -115,6 +115,7 @@ class Daemon:
             max_bytes=settings.kv_max_bytes,
             sweep_s=settings.kv_sweep_s,
         )
+        self.kv.register(self.sdk)  # kv.get, kv.put, ... kv.cas: each on the calling function's own keys
         # issue 23: traces (orvad/traces/): user spans from handlers, the trace list and span trees
         self.traces = TraceService(TraceStore(self.db, self.batch))
         self.sdk.register("trace.span", self.traces.sdk_span)

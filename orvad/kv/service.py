@@ -33,7 +33,7 @@ from orvad.errors import (
     PayloadTooLarge,
     ValidationError,
 )
-from orvad.sdk.calls import Caller
+from orvad.sdk.calls import Caller, SdkRouter
 from orvad.store.kv import (
     INT64_MAX,
     INT64_MIN,
@@ -424,7 +424,7 @@ class KvService:
             return {"ok": False, "version": exc.current}
         return {"ok": True, "version": w.version, "expires_at": ms_iso(w.expires_at)}
 
-    def register(self, router: Any) -> None:
+    def register(self, router: SdkRouter) -> None:
         """The kv.* operations on the SDK router (orvad/sdk/calls.py SdkRouter)."""
         for op, handler in (
             ("kv.get", self.sdk_get),
