@@ -1,8 +1,9 @@
 """The ``outlier`` flag of an execution: slower than twice its function's rolling p95.
 
-Per function, in memory: the durations of its last ``WINDOW`` executions that reached a handler (not the
-refused ones), and their p95, re-sorted every ``REFRESH`` executions (a sort of 256 floats: about 10 µs,
-so about 0.6 µs per execution). An execution is an outlier when its duration exceeds ``FACTOR`` x the p95
+Per function, in memory: the durations of its last ``WINDOW`` warm executions that reached a handler (not
+the refused ones, not cold starts: a worker's start is not the function's speed), and their p95, re-sorted
+every ``REFRESH`` executions (a sort of 256 floats: about 10 µs, so under 1 µs per execution; while the
+window holds fewer than 64, at each one). An execution is an outlier when its duration exceeds ``FACTOR`` x the p95
 of the executions before it and the window holds at least ``MIN_SAMPLES`` of them; the flag is written
 with its row, once. Nothing survives a restart: after one, a function is judged again after MIN_SAMPLES.
 """
@@ -39,7 +40,7 @@ class Outliers:
         outlier = len(durations) >= MIN_SAMPLES and duration_ms > FACTOR * window.p95
         durations.append(duration_ms)
         window.since += 1
-        if window.since >= REFRESH or len(durations) <= MIN_SAMPLES:
+        if window.since >= REFRESH or len(durations) <= 64:
             ordered = sorted(durations)
             window.p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
             window.since = 0
