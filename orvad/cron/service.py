@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from orvad.clock import WallClock, iso, parse_iso
+from orvad.clock import WallClock, iso, now_iso, parse_iso
 from orvad.cron.schedule import CATCH_UP, next_tick, parse_expression, parse_timezone, plan
 from orvad.errors import Conflict, CronLimitReached, NotFound, PayloadTooLarge, ValidationError
 from orvad.ids import uuid7
@@ -43,7 +43,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 NAME_RULE = "1..64 characters: letters, digits, '.', '_' and '-', starting with a letter or digit"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FIELDS = ("name", "expression", "timezone", "payload", "enabled", "catch_up")
-IDEMPOTENCY_WINDOW_S = 7 * 86400  # a crash between a run's enqueue and its advance is found within this
+IDEMPOTENCY_WINDOW_S = 30 * 86400  # the jobs' longest: a crash between a run's enqueue and its advance
 RETRY_S = 5.0  # a run that could not be enqueued (the disk is full, ...) is tried again after this
 MAX_WAIT_S = 60.0  # the loop looks at the clock at least this often (a wall clock set forward or back)
 _DOCS = "see docs/API.md, Cron"
@@ -130,7 +130,7 @@ def check_fields(body: dict[str, Any]) -> Checked:
     return Checked(name, expression, timezone, payload, enabled, catch_up)
 
 
-def schedule_json(row: CronRow, last_status: str | None = None) -> dict[str, Any]:
+def schedule_json(row: CronRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "function_id": row.function_id,
@@ -145,7 +145,7 @@ def schedule_json(row: CronRow, last_status: str | None = None) -> dict[str, Any
         "next_run_at": row.next_run_at,
         "last_run_at": row.last_run_at,
         "last_tick_at": row.last_tick_at,
-        "last_status": last_status,
+        "last_status": row.last_status,
         "last_job_id": row.last_job_id,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -173,14 +173,11 @@ class CronService:
         clock: WallClock,
         max_per_function: int,
         jobs: JobQueue | None = None,
-        job_status: Callable[[list[str]], Any] | None = None,
     ) -> None:
         self._store = store
         self.clock = clock
         self.max_per_function = max_per_function
-        self.jobs = jobs  # set by the daemon once the jobs service exists
-        # job ids -> their status (orvad/jobs), for last_status; None: unknown
-        self.job_status = job_status
+        self.jobs = jobs
         self._wake = asyncio.Event()
         self._started: str | None = None  # the clock at the scheduler's start: ticks up to it were missed
         self._retry: dict[str, float] = {}  # schedule id -> loop time before which a failed enqueue waits
@@ -199,20 +196,8 @@ class CronService:
         return iso(_next(expression, timezone, self._now()))
 
     # reads
-    async def statuses(self, rows: list[CronRow]) -> dict[str, str]:
-        ids = [r.last_job_id for r in rows if r.last_job_id]
-        if not ids or self.job_status is None:
-            return {}
-        try:
-            found = await self.job_status(ids)
-        except Exception:  # the list still answers; last_status is then null
-            log.exception("could not read the status of cron runs' jobs")
-            return {}
-        return dict(found)
-
     async def to_json(self, rows: list[CronRow]) -> list[dict[str, Any]]:
-        status = await self.statuses(rows)
-        return [schedule_json(r, status.get(r.last_job_id or "")) for r in rows]
+        return [schedule_json(r) for r in rows]
 
     async def list_for(self, function_id: str) -> list[CronRow]:
         return await self._store.list_schedules(function_id=function_id)
@@ -267,7 +252,7 @@ class CronService:
                 fn.id,
                 config,
                 self._first(config.expression, config.timezone, config.enabled),
-                iso(self._now()),
+                now_iso(),
                 self.max_per_function,
             )
         except TooMany as exc:
@@ -311,7 +296,7 @@ class CronService:
                 config,
                 self._first(config.expression, config.timezone, config.enabled) if timing else None,
                 not timing,
-                iso(self._now()),
+                now_iso(),
             )
         except NameTaken:
             raise Conflict(
