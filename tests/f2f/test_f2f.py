@@ -109,6 +109,16 @@ def handler(event, context):
     time.sleep(20)
     return {"late": True}
 """
+BOOM = r"""
+def handler(event, context):
+    raise ValueError("callee broke")
+"""
+CUT_STREAM = r"""
+def handler(event, context):
+    yield {"statusCode": 200, "headers": {"content-type": "text/plain"}}
+    yield "first\n"
+    raise RuntimeError("mid-stream")
+"""
 PY_STREAM = r"""
 def handler(event, context):
     yield {"statusCode": 200, "headers": {"content-type": "text/plain"}}
@@ -163,6 +173,8 @@ def fns(orvad: Orvad) -> Iterator[dict[str, dict[str, Any]]]:
             "ff-acaller": (PY_ACALLER, {"may_invoke": ["ff-echo", "ff-stream", "ff-nstream"]}),
             "ff-none": (PY_CALLER, {"may_invoke": ["ff-other"]}),
             "ff-echo": (ECHO, {}),
+            "ff-boom": (BOOM, {}),
+            "ff-cut": (CUT_STREAM, {}),
             "ff-never": (ECHO, {}),
             "ff-keyed": (ECHO, {"auth_mode": "api_key"}),
             "ff-signed": (ECHO, {"auth_mode": "signed"}),
@@ -177,6 +189,7 @@ def fns(orvad: Orvad) -> Iterator[dict[str, dict[str, Any]]]:
             env = {"ME": str(i), **({"NEXT": f"ff-hop{i + 1}"} if i < 9 else {})}
             specs[f"ff-hop{i}"] = (HOP, {"may_invoke": ["*"], "env_vars": env})
         made = _deploy_all(c, specs)
+        made["ff-undeployed"] = create_function(c, "ff-undeployed")
     yield made
     with orvad.admin() as c:
         for name in made:
@@ -278,6 +291,20 @@ def test_a_call_not_in_may_invoke_is_forbidden_and_the_callee_never_runs(
         assert _call(c, "ff-star", {"target": "ff-nonexistent"})["error"]["code"] == "NOT_FOUND"
         out = _call(c, "ff-star", {"target": fns["ff-echo"]["id"], "payload": 2})
         assert out["reply"]["status"] == 201
+
+
+def test_the_callees_failures_keep_their_codes(orvad: Orvad, fns: dict[str, Any]) -> None:
+    with orvad.admin() as c:
+        error = _call(c, "ff-star", {"target": "ff-boom", "payload": {}})["error"]
+        assert error["code"] == "FUNCTION_ERROR" and "callee broke" in error["message"], error
+        assert _call(c, "ff-star", {"target": "ff-undeployed"})["error"]["code"] == "NOT_DEPLOYED"
+        error = _call(c, "ff-star", {"target": "ff-cut", "payload": {}, "stream": True})["error"]
+        assert error["code"] == "FUNCTION_ERROR" and "before it was complete" in error["message"], error
+        error = _call(c, "ff-star", {"target": "ff-cut", "payload": {}})["error"]  # buffered: the same
+        assert error["code"] == "FUNCTION_ERROR", error
+        # a bad event is the caller's BAD_REQUEST, naming the field
+        error = _call(c, "ff-star", {"target": "ff-echo", "event": {"path": "no-slash"}})["error"]
+        assert error["code"] == "BAD_REQUEST" and "event.path" in error["message"], error
 
 
 def test_the_callees_auth_mode_is_satisfied_by_may_invoke_but_http_still_needs_a_key(
