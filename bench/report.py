@@ -245,6 +245,25 @@ def profile_rows(results: dict[str, Any]) -> list[Row]:
     ]
 
 
+def kv_rows(results: dict[str, Any]) -> list[Row]:
+    """A KV get (and put) from a handler, sandbox to orvad and back (issue 23: get under 0.5 ms p50)."""
+    rows = []
+    for runtime, r in results.get("kv", {}).items():
+        get, put = r["get"], r["put"]
+        rows.append(
+            Row(
+                f"KV get from a {runtime} handler, p50 / p99",
+                f"{get['p50_ms']} / {get['p99_ms']} ms",
+                target="p50 < 0.5 ms",
+                met=get["p50_ms"] < 0.5,
+            )
+        )
+        rows.append(
+            Row(f"KV put from a {runtime} handler, p50 / p99", f"{put['p50_ms']} / {put['p99_ms']} ms")
+        )
+    return rows
+
+
 ROW_BUILDERS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (
     warm_rows,
     cold_rows,
@@ -253,6 +272,7 @@ ROW_BUILDERS: tuple[Callable[[dict[str, Any]], list[Row]], ...] = (
     memory_rows,
     many_rows,
     profile_rows,
+    kv_rows,
 )
 
 

@@ -47,6 +47,7 @@ from harness import (
     wait_until,
     wrk,
 )
+from kv import bench_kv
 from many import bench_deploy_at_once, bench_many
 from memory import bench_memory
 from report import render_hottest, render_table, table_rows
@@ -264,6 +265,7 @@ SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "memory": on_orvad("memory", lambda o, opts: bench_memory(o, rss_kb(o.pid), opts.workers)),
     "many": on_orvad("many", lambda o, opts: bench_many(o, opts.functions, opts.seconds)),
     "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds), BOTH_SERVERS),
+    "kv": on_orvad("kv", lambda o, opts: bench_kv(o)),  # issue 23: a KV get from a handler
 }
 
 
