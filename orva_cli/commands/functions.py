@@ -80,6 +80,11 @@ def function_options(f: Any) -> Any:
             help="Sandbox replies on the dashboard's origin [default: on].",
         ),
         click.option(
+            "--capture-requests/--no-capture-requests",
+            default=None,
+            help="Keep each execution's request, credentials redacted, for replay [default: on].",
+        ),
+        click.option(
             "--cors-origin",
             "cors_origin",
             multiple=True,

@@ -20,6 +20,8 @@ const UI_HINTS = {
   KV_VERSION_CONFLICT:
     "The key was written meanwhile (by a handler or someone else): close it and open it again to see its current value.",
   KV_QUOTA_EXCEEDED: "The function holds as many KV keys or bytes as it may: delete keys on the KV tab first.",
+  NOT_REPLAYABLE:
+    "This execution cannot run again as it was captured (a signed function, or a body cut at 1 MiB): send a new request from the function's Test tab.",
 };
 
 function pathy(hint) {

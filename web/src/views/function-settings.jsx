@@ -126,6 +126,7 @@ export function SettingsTab({ fn, setFn }) {
       // sent only when edited: an orvad (or a function) without the field is left as it is
       if (schemaEdited) body.input_schema = parseSchema(form.schema_text);
       if (mayInvokeEdited) body.may_invoke = parseMayInvoke(form.may_invoke_text);
+      if (form.capture_requests !== undefined) body.capture_requests = Boolean(form.capture_requests);
       if (poolForm) {
         // one request: orvad checks the function fields and the pool together and saves all or nothing
         body.pool = { scale_to_zero: Boolean(poolForm.scale_to_zero) };
@@ -225,6 +226,17 @@ export function SettingsTab({ fn, setFn }) {
         />
         Sandbox this function's pages (recommended: a page it serves on the dashboard's origin cannot act as you)
       </label>
+      {form.capture_requests !== undefined && (
+        <label class="check">
+          <input
+            type="checkbox"
+            name="capture_requests"
+            checked={form.capture_requests}
+            onChange={(e) => setForm({ ...form, capture_requests: e.target.checked })}
+          />
+          Keep each execution's request (credentials redacted, body up to 1 MiB) so it can be read and replayed
+        </label>
+      )}
       <div class="row">
         <Field
           label="Cross-origin calls (CORS)"

@@ -4,6 +4,7 @@ import { allPages, api, query, subscribe } from "../api.js";
 import { ErrorBanner, Field, LoadMore, Loading, StatusBadge, useAsync, usePaged } from "../components/ui.jsx";
 import { navigate } from "../router.js";
 import { ExecutionTable } from "../components/execution-table.jsx";
+import { CapturedRequest } from "../components/captured-request.jsx";
 
 const STATUSES = ["success", "error", "timeout", "crashed", "rejected", "killed", "shutting_down"];
 const RANGES = { "": "any time", 1: "last hour", 24: "last day", 168: "last week" };
@@ -156,6 +157,7 @@ function ExecutionDetail({ id }) {
             </>
           ))}
       </dl>
+      <CapturedRequest id={row.id} key={row.id} />
       <h2>Logs</h2>
       <pre class="log" data-testid="execution-logs">
         {logs.logs || "(nothing printed)"}
