@@ -40,6 +40,7 @@ async def upsert(request: Request) -> Response:
 
 
 async def get_one(request: Request) -> Response:
+    """One schedule, by id or name."""
     fn = _fn(request)
     cron = daemon_of(request).cron
     row = await cron.find(fn, request.path_params["cid"])
@@ -62,6 +63,7 @@ async def update(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
+    """Delete a schedule; runs already enqueued still run."""
     fn = _fn(request)
     row = await daemon_of(request).cron.delete(fn, request.path_params["cid"])
     return JSONResponse({"id": row.id, "name": row.name, "function_id": fn.id, "deleted": True})

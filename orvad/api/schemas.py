@@ -425,6 +425,31 @@ RECORDS["Trace"] = record(
     }
 )
 RECORDS["KvWritten"] = record(_KV_META, optional=("created_at", "updated_at"))
+# cron (issue 23): a function's schedule; each run is a job (last_status: its job's status)
+RECORDS["CronSchedule"] = record(
+    {
+        "id": STR,
+        "function_id": STR,
+        "function_name": STR,
+        "name": STR,
+        "expression": STR,
+        "timezone": STR,
+        "payload": {"description": "any JSON value: each run's event body"},
+        "enabled": BOOL,
+        "catch_up": {"type": "string", "enum": ["once", "skip"]},
+        "source": {"type": "string", "enum": ["api", "sdk"], "description": "who wrote it last"},
+        "next_run_at": {**NTIME, "description": "RFC 3339 UTC; null while disabled"},
+        "last_run_at": NTIME,
+        "last_tick_at": {**NTIME, "description": "the tick the last run was for (null: a run by hand)"},
+        "last_status": {
+            "type": ["string", "null"],
+            "description": "the last run's job status: pending, running, failed, succeeded, dead, cancelled",
+        },
+        "last_job_id": NSTR,
+        "created_at": TIME,
+        "updated_at": TIME,
+    }
+)
 # channels (issue 21)
 RECORDS["Channel"] = record(
     {
@@ -697,6 +722,31 @@ _AI_OVERRIDES: dict[str, Schema] = {
 }
 
 
+_CRON_FIELDS: dict[str, Schema] = {
+    "name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63, "description": NAME_RULE},
+    "expression": {
+        "type": "string",
+        "maxLength": 200,
+        "pattern": r"^\s*(@[A-Za-z]+|\S+(\s+\S+){4})\s*$",
+        "description": "five fields (minute hour day-of-month month day-of-week) or @yearly, @annually, @monthly, "
+        "@weekly, @daily, @midnight, @hourly; checked with croniter (6/7 fields are refused)",
+    },
+    "timezone": {
+        "type": "string",
+        "maxLength": 64,
+        "pattern": r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+){0,3}$",
+        "description": "an IANA name (default UTC); unknown names are refused",
+    },
+    "payload": {"description": "any JSON value up to 64 KiB: each run's event body (default null)"},
+    "enabled": {**BOOL, "description": "default true"},
+    "catch_up": {
+        "type": "string",
+        "enum": ["once", "skip"],
+        "description": "a tick missed while orvad was down: once (default) runs once at start, skip does not",
+    },
+}
+
+
 def bodies(facts: Facts) -> dict[str, Schema]:
     fields_ = function_fields(facts)
     closed = {"type": "object", "additionalProperties": False}
@@ -950,6 +1000,18 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             "description": "or the raw bytes of a bytes value with any other Content-Type (?ttl_s= and "
             "?if_version= then)",
         },
+        "CronUpsert": {
+            **closed,
+            "properties": _CRON_FIELDS,
+            "description": "creates a schedule (201), or changes the function's schedule of this name (200; "
+            "fields left out keep their value); expression is required for a new one",
+        },
+        "CronUpdate": {
+            **closed,
+            "minProperties": 1,
+            "properties": _CRON_FIELDS,
+            "description": "the fields to change; a new expression, timezone or enabled recomputes next_run_at",
+        },
         "SecretUpsert": {
             **closed,
             "required": ["key", "value"],
@@ -1023,6 +1085,13 @@ EXAMPLES: dict[str, Schema] = {
     "PoolConfigUpdate": {"function_id": "hello-world", "min_warm": 1, "max_warm": 4},
     "SecretUpsert": {"key": "API_TOKEN", "value": "s3cret"},
     "KvPut": {"value": {"visits": 1}, "ttl_s": 3600},
+    "CronUpsert": {
+        "name": "nightly",
+        "expression": "30 2 * * *",
+        "timezone": "Europe/Berlin",
+        "payload": {"report": "daily"},
+    },
+    "CronUpdate": {"enabled": False},
     "Onboard": {"username": "admin", "password": "a-long-passphrase", "setup_token": "orva_" + "0" * 64},
     "Login": {"username": "admin", "password": "a-long-passphrase"},
     "ChangePassword": {"current_password": "a-long-passphrase", "new_password": "another-long-passphrase"},
@@ -1273,6 +1342,44 @@ OPS: dict[tuple[str, str], Op] = {
     ),
     ("DELETE", "/api/v1/functions/{id}/kv/{key}"): Op(
         ok=json_ok(record({"function_id": STR, "key": STR, "deleted": {"const": True}}))
+    ),
+    # cron (issue 23): {cid} is a schedule's id or name
+    ("GET", "/api/v1/cron"): Op(
+        query=(
+            FUNCTION_FILTER,
+            Param(
+                "enabled", {"type": "string", "enum": ["true", "false"]}, "only enabled (or disabled) ones"
+            ),
+            Param("limit", _int(1, 1000), "page size (default 100)"),
+            Param("cursor", STR, "next_cursor of the previous page"),
+        ),
+        ok=json_ok(
+            record(
+                {
+                    "schedules": {"type": "array", "items": ref("CronSchedule")},
+                    "next_cursor": NSTR,
+                    "total": INT,
+                }
+            )
+        ),
+    ),
+    ("GET", "/api/v1/functions/{id}/cron"): Op(
+        ok=json_ok(record({"function_id": STR, "schedules": {"type": "array", "items": ref("CronSchedule")}}))
+    ),
+    ("POST", "/api/v1/functions/{id}/cron"): Op(
+        body="CronUpsert",
+        ok={
+            "200": {"application/json": ref("CronSchedule")},
+            "201": {"application/json": ref("CronSchedule")},
+        },
+    ),
+    ("GET", "/api/v1/functions/{id}/cron/{cid}"): Op(ok=json_ok(ref("CronSchedule"))),
+    ("PUT", "/api/v1/functions/{id}/cron/{cid}"): Op(body="CronUpdate", ok=json_ok(ref("CronSchedule"))),
+    ("DELETE", "/api/v1/functions/{id}/cron/{cid}"): Op(
+        ok=json_ok(record({"id": STR, "name": STR, "function_id": STR, "deleted": {"const": True}}))
+    ),
+    ("POST", "/api/v1/functions/{id}/cron/{cid}/run"): Op(
+        ok=json_ok(record({"schedule": ref("CronSchedule"), "job_id": STR}), "202")
     ),
     # deployments
     ("GET", "/api/v1/deployments/{id}"): Op(ok=json_ok(ref("Deployment"))),

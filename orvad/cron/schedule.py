@@ -116,7 +116,7 @@ def _reason(exc: BaseException) -> str:
 def parse_timezone(raw: object, field: str = "timezone") -> ZoneInfo:
     """An IANA zone name (``UTC``, ``Europe/Berlin``); VALIDATION with a hint otherwise."""
     hint = 'an IANA name such as "UTC", "Europe/Berlin" or "America/New_York" (tz database names, case as written)'
-    if not isinstance(raw, str) or not raw or len(raw) > 64 or not _TZ_NAME.match(raw):
+    if not isinstance(raw, str) or not raw or len(raw) > 64 or not _TZ_NAME.fullmatch(raw):
         raise ValidationError(f"{field} must be an IANA timezone name", hint=hint, details={"field": field})
     try:
         zone = ZoneInfo(raw)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,13 +34,12 @@ from orvad.errors import Conflict, CronLimitReached, NotFound, PayloadTooLarge, 
 from orvad.ids import uuid7
 from orvad.models import Function
 from orvad.sdk.calls import Caller
+from orvad.services.functions import NAME_RE, NAME_RULE
 from orvad.store.cron import CronConfig, CronRow, CronStore, FunctionGone, NameTaken, TooMany
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
-NAME_RULE = "1..64 characters: letters, digits, '.', '_' and '-', starting with a letter or digit"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FIELDS = ("name", "expression", "timezone", "payload", "enabled", "catch_up")
 IDEMPOTENCY_WINDOW_S = 30 * 86400  # the jobs' longest: a crash between a run's enqueue and its advance
 RETRY_S = 5.0  # a run that could not be enqueued (the disk is full, ...) is tried again after this
@@ -78,7 +76,7 @@ class Checked:
 
 
 def check_name(raw: Any, field: str = "name") -> str:
-    if not isinstance(raw, str) or not _NAME.match(raw):
+    if not isinstance(raw, str) or not NAME_RE.fullmatch(raw):
         raise ValidationError(
             f"{field} must be a schedule name of {NAME_RULE}",
             hint=f"for example nightly-report; {_DOCS}",
@@ -272,7 +270,8 @@ class CronService:
         return row, True
 
     async def update(self, fn: Function, cid: str, body: dict[str, Any], source: str = "api") -> CronRow:
-        return await self._change(fn, await self.find(fn, cid), check_fields(body), source)
+        checked = check_fields(body)  # a bad body is 400 whether or not the schedule exists
+        return await self._change(fn, await self.find(fn, cid), checked, source)
 
     async def _change(self, fn: Function, row: CronRow, checked: Checked, source: str) -> CronRow:
         config = CronConfig(

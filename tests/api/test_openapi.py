@@ -204,6 +204,15 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
         ["ftp://x/v1", "http://u:p@h/v1", "h:1", "http://a b/", "http://h/v1?x=1", 5],
     ),
     "api_key": (["sk-abc", "", " sk-x\n", None], ["a b", "sk-a\nX: 1", "a\x01b", "x" * 4097, 5]),
+    # cron schedules (CronUpsert, CronUpdate): croniter and zoneinfo decide the rest (tests/cron/)
+    "expression": (
+        ["*/5 * * * *", "@hourly", "30 2 * * 1-5", "0 0 1 jan *", " 0  * * * * "],
+        ["* * * * * *", "* * * *", "", "@", "0 * * * * 2030", 5, "x" * 201],
+    ),
+    "timezone": (
+        ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"],
+        ["", "../etc/passwd", "Europe/", "a b", "UTC\n", "/UTC", 5],
+    ),
 }
 ENV_VARS = (
     [{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
@@ -253,6 +262,14 @@ POOL = (
         5,
     ],
 )
+# any JSON value: a KV value (bytes as {"$bytes": base64}), a cron schedule's payload
+ANY_JSON = {
+    "value": (
+        [1, "x", None, {"a": [1, 2.5]}, {"$bytes": "AAE="}],
+        [{"$bytes": "not base64!"}, {"$bytes": 5}],
+    ),
+    "payload": ([1, "x", None, {"a": [1, 2.5]}, [True]], []),
+}
 # Byte caps (an env value's 32 KiB, their 64 KiB total, a secret's 32 KiB) JSON Schema cannot state: the schema
 # bounds them conservatively (characters that always fit, at most 7 variables), so a body over those bounds
 # may still be accepted and is not tested as invalid.
@@ -265,6 +282,19 @@ EXTRA_INVALID: dict[str, list[dict[str, Any]]] = {
 }
 
 
+# fields whose values a table above gives whatever their schema
+TABLES = {
+    "env_vars": ENV_VARS,
+    "permissions": PERMS,
+    "function_ids": FUNCTION_IDS,
+    "descriptions": DESCRIPTIONS,
+    "cors_origins": CORS_ORIGINS,
+    "input_schema": INPUT_SCHEMA,
+    "may_invoke": MAY_INVOKE,
+    "pool": POOL,
+}
+
+
 def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     """(valid, invalid) values for one property, from its schema and the tables above."""
     if field in STRINGS and ("pattern" in schema or "format" in schema or field == "dependencies"):
@@ -273,24 +303,10 @@ def _values(field: str, schema: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     if isinstance(kind, list):  # ["string", "null"]: null means absent
         good, bad = _values(field, {**schema, "type": kind[0]})
         return [*good, None], [v for v in bad if v is not None]
-    if field == "env_vars":
-        return ENV_VARS
-    if field == "permissions":
-        return PERMS
-    if field == "function_ids":
-        return FUNCTION_IDS
-    if field == "descriptions":
-        return DESCRIPTIONS
-    if field == "cors_origins":
-        return CORS_ORIGINS
-    if field == "input_schema":
-        return INPUT_SCHEMA
-    if field == "may_invoke":
-        return MAY_INVOKE
-    if field == "pool":
-        return POOL
-    if field == "value" and "type" not in schema:  # a KV value: any JSON (bytes as {"$bytes": base64})
-        return [1, "x", None, {"a": [1, 2.5]}, {"$bytes": "AAE="}], [{"$bytes": "not base64!"}, {"$bytes": 5}]
+    if field in TABLES:
+        return TABLES[field]
+    if field in ANY_JSON and "type" not in schema:
+        return ANY_JSON[field]
     if "enum" in schema:
         return list(schema["enum"]), ["not-an-option", 5]
     if kind in ("integer", "number"):
@@ -360,6 +376,10 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
     ).json()
     fn = admin.post("/api/v1/functions", json={"name": "agree", "runtime": "python"}).json()
     channel = admin.post("/api/v1/channels", json={"name": "agree"}).json()
+    schedule = admin.post(
+        f"/api/v1/functions/{fn['id']}/cron",
+        json={"name": "agree-put", "expression": "0 * * * *", "enabled": False},
+    ).json()
     conv, first_message = _ai_conversation(admin)
     names = iter(range(10_000))
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
@@ -407,6 +427,12 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
             ).raise_for_status(),
         ),
         "KvPut": Target("PUT", f"/api/v1/functions/{fn['id']}/kv/agree", lambda: {"value": 1}),
+        "CronUpsert": Target(
+            "POST", f"/api/v1/functions/{fn['id']}/cron", lambda: {"name": "agree", "expression": "0 * * * *"}
+        ),
+        "CronUpdate": Target(
+            "PUT", f"/api/v1/functions/{fn['id']}/cron/{schedule['id']}", lambda: {"enabled": True}
+        ),
         "SecretUpsert": Target(
             "POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}
         ),
