@@ -85,13 +85,16 @@ class _Streamed:
     room: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass(slots=True, eq=False)
 class _RequestCalls:
-    """The SDK calls of one request in flight: who is calling (orvad's record) and what is running."""
+    """The SDK calls of one request in flight: who is calling (orvad's record) and what is running.
+    Made for every request, used by few: no dict until a call streams."""
 
-    caller: Caller
-    running: int = 0
-    streams: dict[int, _Streamed] = field(default_factory=dict)
+    __slots__ = ("caller", "running", "streams")
+
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+        self.running = 0
+        self.streams: dict[int, _Streamed] | None = None
 
 
 class _ChunkQueue(asyncio.Queue[dict[str, Any] | None]):
@@ -530,7 +533,7 @@ class Worker:
                 )
             self._send_result(rid, call, op, error=error_result(refusal, op))
             return True
-        if state.running >= MAX_CALLS_IN_FLIGHT or call in state.streams:
+        if state.running >= MAX_CALLS_IN_FLIGHT or (state.streams is not None and call in state.streams):
             refusal = TooManyCalls(
                 f"more than {MAX_CALLS_IN_FLIGHT} SDK calls in flight for one request",
                 hint="await some calls before starting more",
@@ -551,7 +554,7 @@ class Worker:
         if not 0 < rid <= self._issued:
             return self._stray(frame, f"a {kind} frame for id {rid}, which was never sent")
         state = self._calls.get(rid)
-        streamed = state.streams.get(call) if state is not None else None
+        streamed = state.streams.get(call) if state is not None and state.streams is not None else None
         if streamed is None:  # the stream ended meanwhile
             return True
         if kind == "cancel":
@@ -564,7 +567,7 @@ class Worker:
     def _request_ended(self, rid: int) -> None:
         """The request's reply arrived: its later calls are refused, its streamed results stopped."""
         state = self._calls.pop(rid, None)
-        if state is not None:
+        if state is not None and state.streams is not None:
             for streamed in state.streams.values():
                 streamed.task.cancel()
 
@@ -591,6 +594,8 @@ class Worker:
         ``STREAM_WINDOW`` chunks ahead of the handler's credit, until the invocation's deadline."""
         task = asyncio.current_task()
         assert task is not None
+        if state.streams is None:
+            state.streams = {}
         streamed = state.streams[call] = _Streamed(task)
         try:
             async with asyncio.timeout_at(state.caller.deadline):
