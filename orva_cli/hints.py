@@ -110,6 +110,24 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
             ),
         ),
         (r"/api/v1/jobs", lambda: f"orva jobs enqueue {f}" if method == "POST" else "orva jobs list"),
+        (  # issue 23: captured requests, replay, fixtures (orva_cli/commands/replay.py)
+            r"/api/v1/executions/[^/]+/(request|replay)",
+            lambda: f"orva executions {path.rsplit('/', 1)[1]} {_last_segment(path, 3) or 'ID'}",
+        ),
+        (
+            r"/api/v1/functions/[^/]+/fixtures(/[^/]+)?",
+            lambda: (
+                {"DELETE": f"orva fixtures delete {f} ", "PUT": f"orva fixtures save {f} "}.get(
+                    method or "",
+                    f"orva fixtures save {f} " if method == "POST" else f"orva fixtures list {f}",
+                )
+                + (
+                    shlex.quote(unquote(_last_segment(path, 5) or "NAME"))
+                    if method in ("DELETE", "PUT", "POST")
+                    else ""
+                )
+            ).strip(),
+        ),
         (
             r"/api/v1/executions/[^/]+(/logs)?",
             lambda: " ".join(filter(None, ("orva logs", f, "--execution", _last_segment(path, 3) or "ID"))),

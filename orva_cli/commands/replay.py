@@ -167,7 +167,9 @@ def save(
         fields: dict[str, Any] = {
             "method": captured["method"],
             "path": captured["path"],
-            "query": captured["query"],
+            "query": "&".join(
+                part for part in captured["query"].split("&") if part and not part.endswith("=%5Bredacted%5D")
+            ),
             "headers": {
                 k: v
                 for k, v in captured["headers"]

@@ -1,4 +1,5 @@
-"""Hourly retention: expired sessions, executions older than ``log_retention_days``, replay signatures
+"""Hourly retention: expired sessions, executions older than ``log_retention_days`` (their logs and captured
+requests go with them: ON DELETE CASCADE), replay signatures
 past their window, audit rows older than ``audit_retention_days`` (docs/CONFIGURATION.md). Runs as
 one background task of the daemon (orvad/tasks.py), cancelled at stop."""
 

@@ -186,7 +186,9 @@ def test_replay_runs_the_current_version_as_the_operator_and_needs_invoke(orvad:
     with orvad.admin() as c:
         _deploy(c, "cap-ver", auth_mode="api_key")
         reader = c.post("/api/v1/keys", json={"name": "rp-read", "permissions": ["read"]}).json()["key"]
-        writer = c.post("/api/v1/keys", json={"name": "rp-write", "permissions": ["read", "write"]}).json()["key"]
+        writer = c.post("/api/v1/keys", json={"name": "rp-write", "permissions": ["read", "write"]}).json()[
+            "key"
+        ]
         invoker = c.post("/api/v1/keys", json={"name": "rp-inv", "permissions": ["invoke"]}).json()["key"]
         r = httpx.put(
             f"{orvad.url}/fn/cap-ver/x", headers={"X-Orva-API-Key": invoker}, content=b"v", timeout=30

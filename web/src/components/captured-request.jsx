@@ -56,7 +56,10 @@ export function CapturedRequest({ id }) {
         name: name.trim(),
         method: r.method,
         path: r.path,
-        query: r.query,
+        query: r.query
+          .split("&")
+          .filter((part) => part && !part.endsWith("=%5Bredacted%5D"))
+          .join("&"),
         headers,
         body: r.body,
         body_encoding: r.body_encoding,
