@@ -747,6 +747,9 @@ _CRON_FIELDS: dict[str, Schema] = {
 }
 
 
+_FIXTURE_FIELDS: dict[str, Schema] = {}  # FixtureSave's properties, filled at the end of this module
+
+
 def bodies(facts: Facts) -> dict[str, Schema]:
     fields_ = function_fields(facts)
     closed = {"type": "object", "additionalProperties": False}
@@ -1053,6 +1056,15 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             "required": ["current_password", "new_password"],
             "properties": {"current_password": STR, "new_password": _string(PASSWORD_MAX, PASSWORD_MIN)},
         },
+        # issue 23, replay (orvad/api/replay.py): open schemas, the handler refuses unknown fields
+        "FixtureSave": {
+            "type": "object",
+            "required": ["name"],
+            "properties": _FIXTURE_FIELDS,
+            "description": "a saved test request; PUT replaces every field (one left out takes its default); "
+            "unknown fields are refused (400 VALIDATION)",
+        },
+        "ReplayRequest": {"type": "object", "description": "no fields: send {} or no body"},
     }
 
 
@@ -1749,3 +1761,105 @@ OPS: dict[tuple[str, str], Op] = {
         }
     ),
 }
+
+
+# issue 23, replay and saved requests (orvad/api/replay.py)
+_FIXTURE_FIELDS.update(
+    {
+        "name": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
+            "description": "unique per function",
+        },
+        "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]},
+        "path": {"type": "string", "maxLength": 2048, "description": "starts with /, no ? (default /)"},
+        "query": {"type": "string", "maxLength": 4096, "description": "without the ? (default empty)"},
+        "headers": {
+            "type": "object",
+            "additionalProperties": STR,
+            "maxProperties": 50,
+            "description": "name -> value; credential headers (Authorization, Cookie, X-Orva-*, X-API-Key, ...) "
+            "are refused",
+        },
+        "body": {"type": "string", "description": "text, or base64 with body_encoding base64; at most 1 MiB"},
+        "body_encoding": {"type": "string", "enum": ["text", "base64"]},
+        "description": {"type": "string", "maxLength": 1000},
+    }
+)
+_BODY = {"body": STR, "body_encoding": {"type": "string", "enum": ["text", "base64"]}}
+RECORDS["Fixture"] = record(
+    {
+        "id": STR,
+        "function_id": STR,
+        "name": STR,
+        "method": STR,
+        "path": STR,
+        "query": STR,
+        "headers": {"type": "object", "additionalProperties": STR},
+        **_BODY,
+        "description": STR,
+        "created_at": TIME,
+        "updated_at": TIME,
+    }
+)
+RECORDS["CapturedRequest"] = record(
+    {
+        "execution_id": STR,
+        "function_id": NSTR,
+        "method": STR,
+        "path": STR,
+        "query": {**STR, "description": "raw; credential parameters' values are %5Bredacted%5D"},
+        "headers": {
+            "type": "array",
+            "items": {"type": "array", "items": STR, "minItems": 2, "maxItems": 2},
+            "description": "[name, value] pairs as sent; a credential's value is [redacted]",
+        },
+        **_BODY,
+        "body_size": INT,
+        "body_truncated": BOOL,
+    }
+)
+EXAMPLES.update(
+    {
+        "FixtureSave": {
+            "name": "happy path",
+            "method": "POST",
+            "path": "/orders",
+            "headers": {"content-type": "application/json"},
+            "body": '{"id": 1}',
+        },
+        "ReplayRequest": {},
+    }
+)
+OPS.update(
+    {
+        ("GET", "/api/v1/executions/{id}/request"): Op(ok=json_ok(ref("CapturedRequest"))),
+        ("POST", "/api/v1/executions/{id}/replay"): Op(
+            body="ReplayRequest",
+            ok=json_ok(
+                record(
+                    {
+                        "execution_id": STR,
+                        "replay_of": STR,
+                        "function_id": STR,
+                        "status": INT,
+                        "headers": {"type": "object", "additionalProperties": STR},
+                        **_BODY,
+                        "complete": BOOL,
+                    }
+                )
+            ),
+        ),
+        ("GET", "/api/v1/functions/{id}/fixtures"): Op(
+            ok=json_ok(record({"fixtures": {"type": "array", "items": ref("Fixture")}, "max": INT}))
+        ),
+        ("POST", "/api/v1/functions/{id}/fixtures"): Op(
+            body="FixtureSave", ok=json_ok(ref("Fixture"), "201")
+        ),
+        ("GET", "/api/v1/functions/{id}/fixtures/{fid}"): Op(ok=json_ok(ref("Fixture"))),
+        ("PUT", "/api/v1/functions/{id}/fixtures/{fid}"): Op(body="FixtureSave", ok=json_ok(ref("Fixture"))),
+        ("DELETE", "/api/v1/functions/{id}/fixtures/{fid}"): Op(
+            ok=json_ok(record({"function_id": STR, "id": STR, "name": STR, "deleted": {"const": True}}))
+        ),
+    }
+)
