@@ -212,6 +212,12 @@ def _translated(hint: str, fn: str | None) -> str:
 def _by_code(code: str, details: dict[str, Any], fn: str | None, ctx: click.Context | None) -> str | None:
     """The hint for the codes the CLI can say better than the API, or None."""
     f = fn or "NAME"
+    if code == "NOT_FOUND" and details.get("capture_requests") is False:  # orvad/api/replay.py
+        name = details.get("function") or f
+        return (
+            f"request capture is off for {name}: turn it on with `orva functions update {name} --capture-requests` "
+            "(later executions keep their request)"
+        )
     if code == "NOT_DEPLOYED":
         return f"deploy code first: `orva deploy DIR --name {f}` (`orva init DIR` writes a starter folder)"
     if code == "BUILDING":

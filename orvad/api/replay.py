@@ -79,6 +79,9 @@ async def _captured(request: Request) -> tuple[dict[str, Any], CapturedRequest]:
     captured = await daemon.captures.request(ident)
     if captured is None:
         fn = daemon.functions.get(row["function_id"])
+        details: dict[str, Any] = {"execution_id": ident}
+        if fn is not None:
+            details |= {"function": fn.name, "capture_requests": fn.capture_requests}
         if fn is not None and not fn.capture_requests:
             hint = (
                 f"request capture is off for function {fn.name}: turn it on with PUT /api/v1/functions/"
@@ -89,9 +92,7 @@ async def _captured(request: Request) -> tuple[dict[str, Any], CapturedRequest]:
                 "its request was not kept: capture was off for the function when it ran, or orvad refused the "
                 "request before reading its body (see the execution's error_code); a replay needs a captured request"
             )
-        raise NotFound(
-            f"execution {ident} has no captured request", hint=hint, details={"execution_id": ident}
-        )
+        raise NotFound(f"execution {ident} has no captured request", hint=hint, details=details)
     return row, captured
 
 

@@ -123,7 +123,7 @@ def test_fixtures_save_list_run_delete(cli: Cli, orvad: Orvad, tmp_path: Path) -
             "row",
         )
     stderr = cli.fails(1, "executions", "replay", r.headers["x-orva-execution-id"])
-    assert "capture_requests" in error_line(stderr, "NOT_FOUND")
+    assert f"orva functions update {fn} --capture-requests" in error_line(stderr, "NOT_FOUND")
     # from an execution of a capturing function: its request, redacted headers left out
     cli.ok("functions", "update", fn, "--capture-requests")
     r = httpx.put(
