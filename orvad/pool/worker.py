@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # up, so a fast producer and a slow reader cost bounded memory (back-pressure), never the host's.
 STREAM_BUFFER_CHUNKS = 16
 LOG_BYTES_PER_S = 1 << 20  # worker output outside requests kept per second (ORVA_WORKER_LOG_BYTES_PER_S)
+# Answers to SDK calls waiting in orvad for a worker that does not read its stdin, past which it is replaced
+UNREAD_RESULTS_BYTES = 4 << 20
 _TERM_GRACE_S = 2.0  # nsjail's time to take its jail down after SIGTERM, before its group is SIGKILLed
 
 
@@ -186,6 +188,7 @@ class Worker:
         self._calls: dict[int, _RequestCalls] = {}  # requests in flight that may make SDK calls
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._issued = 0  # the last request id sent: a call for an id up to it is late, past it forged
+        self._results_lock: asyncio.Lock | None = None
 
     @property
     def pid(self) -> int | None:
@@ -531,15 +534,13 @@ class Worker:
                     "the request this call belongs to has ended",
                     hint="make SDK calls while the handler runs: await them before returning",
                 )
-            self._send_result(rid, call, op, error=error_result(refusal, op))
-            return True
+            return self._refuse(rid, call, op, refusal)
         if state.running >= MAX_CALLS_IN_FLIGHT or (state.streams is not None and call in state.streams):
             refusal = TooManyCalls(
                 f"more than {MAX_CALLS_IN_FLIGHT} SDK calls in flight for one request",
                 hint="await some calls before starting more",
             )
-            self._send_result(rid, call, op, error=error_result(refusal, op))
-            return True
+            return self._refuse(rid, call, op, refusal)
         state.running += 1
         task = asyncio.get_running_loop().create_task(self._run_call(rid, call, state, op, frame.get("args")))
         self._call_tasks.add(task)
@@ -564,6 +565,25 @@ class Worker:
             streamed.room.set()
         return True
 
+    def _refuse(self, rid: int, call: int, op: Any, refusal: OrvaError) -> bool:
+        """A refusal answered at once; a worker that sends calls but leaves their answers unread (more than
+        ``UNREAD_RESULTS_BYTES`` waiting) breaks the protocol: orvad never holds its flood in memory."""
+        stdin = self.proc.stdin if self.proc is not None else None
+        if stdin is not None and stdin.transport.get_write_buffer_size() > UNREAD_RESULTS_BYTES:
+            return self._stray({"type": "call"}, "the worker leaves its SDK results unread")
+        self._send_result(rid, call, op, error=error_result(refusal, op))
+        return True
+
+    async def _result(self, rid: int, call: int, op: Any, **answer: Any) -> bool:
+        """A call's result frame once the worker has read what was sent before (one frame at a time past
+        the pipe's high-water mark, whatever the number of calls: a worker that does not read its stdin
+        holds its own calls, not orvad's memory)."""
+        if self._results_lock is None:
+            self._results_lock = asyncio.Lock()
+        async with self._results_lock:
+            await self._drain()
+            return self._send_result(rid, call, op, **answer)
+
     def _request_ended(self, rid: int) -> None:
         """The request's reply arrived: its later calls are refused, its streamed results stopped."""
         state = self._calls.pop(rid, None)
@@ -579,13 +599,12 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._send_result(rid, call, op, error=error_result(exc, op))
+                await self._result(rid, call, op, error=error_result(exc, op))
             else:
                 if hasattr(value, "__anext__"):
                     await self._stream_result(rid, call, state, op, value)
                 else:
-                    self._send_result(rid, call, op, value=value)
-            await self._drain()
+                    await self._result(rid, call, op, value=value)
         finally:
             state.running -= 1
 
@@ -604,15 +623,14 @@ class Worker:
                         streamed.room.clear()
                         await streamed.room.wait()
                     streamed.window -= 1
-                    if not self._send_result(rid, call, op, value=chunk, more=True):
+                    if not await self._result(rid, call, op, value=chunk, more=True):
                         return
-                    await self._drain()
-            self._send_result(rid, call, op, value=None)
+            await self._result(rid, call, op, value=None)
         except TimeoutError:
             error = error_result(Timeout(f"{op} did not finish before the invocation's deadline"), op)
-            self._send_result(rid, call, op, error=error)
+            await self._result(rid, call, op, error=error)
         except Exception as exc:
-            self._send_result(rid, call, op, error=error_result(exc, op))
+            await self._result(rid, call, op, error=error_result(exc, op))
         finally:
             state.streams.pop(call, None)
             close = getattr(chunks, "aclose", None)

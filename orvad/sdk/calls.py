@@ -107,7 +107,7 @@ class SdkRouter:
         handler = self._ops.get(op) if isinstance(op, str) else None
         if handler is None:
             raise UnknownOperation(
-                f"unknown SDK operation {op!r}",
+                f"unknown SDK operation {str(op)[:100]!r}",
                 hint="update the function's orva SDK calls: see docs/SDK.md for the operations",
             )
         if not isinstance(args, dict):

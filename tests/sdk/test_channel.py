@@ -7,6 +7,7 @@ request nor harm orvad."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -79,6 +80,16 @@ def handler(event, context):
             frame["id"] = _channel._host.request_id() + 1000
         _channel._host.write(json.dumps(frame).encode())
         return {"sent": True}
+    if do == "unread":  # calls whose answers it never reads (for its previous request: each is refused)
+        frame = json.dumps({"type": "call", "id": _channel._host.request_id() - 1, "call": 1, "op": "context",
+                            "args": {}}).encode()
+        one = len(frame).to_bytes(4, "big") + frame
+        fd = frames_fd()
+        for _ in range(req["batches"]):
+            os.write(fd, one * 1000)
+        import time
+        time.sleep(20)
+        return {"survived": True}
     if do == "oversized":  # a frame header announcing more than ORVA_MAX_FRAME: orvad refuses it unread
         os.write(frames_fd(), (17 * 1024 * 1024).to_bytes(4, "big") + b"x" * 64)
         return {"sent": True}
@@ -306,21 +317,19 @@ def test_a_flood_of_calls_is_capped(orvad: Orvad, admin: httpx.Client) -> None:
 
 def test_forged_and_malformed_frames(orvad: Orvad, admin: httpx.Client) -> None:
     name = deployed(admin, PY_SYNC)
-    first = post(orvad, name).json()["worker"]
-    # a call for this worker's previous request (ended): an error result, the worker stays
+    post(orvad, name)
+    # a call for this worker's previous request (ended): an error result, and the request goes on to answer
     ended = post(orvad, name, {"do": "ended"}).json()["result"]
     assert ended["ok"] is False and ended["error"]["code"] == "REQUEST_ENDED", ended
-    assert post(orvad, name).json()["worker"] == first
-    # credit and cancel frames for calls that do not exist: ignored
+    # credit and cancel frames for calls that do not exist: ignored (frames are read in order, so the 200
+    # of the request that wrote them says orvad took them without replacing its worker)
     for frame in (
         {"type": "credit", "id": "own", "call": 999, "n": 1 << 40},
         {"type": "cancel", "id": "own", "call": 5},
     ):
         assert post(orvad, name, {"do": "forge", "frame": frame}).status_code == 200
-    assert post(orvad, name).json()["worker"] == first
     # a call for an id never sent, and call frames without an integer call id: protocol errors, the worker
     # is replaced, orvad serves the next request
-    worker = first
     for frame in (
         {"type": "call", "id": "future", "call": 1, "op": "context", "args": {}},
         {"type": "call", "id": "own", "call": "1", "op": "context", "args": {}},
@@ -337,11 +346,9 @@ def test_forged_and_malformed_frames(orvad: Orvad, admin: httpx.Client) -> None:
             "answers no request" in reply.json()["error"]["message"]
             or "protocol" in reply.json()["error"]["message"]
         )
-        fresh = post(orvad, name).json()["worker"]
-        assert fresh != worker
-        worker = fresh
+        assert post(orvad, name).status_code == 200  # a fresh worker (or another of the pool's) answers
     # arguments over the frame limit never leave the handler; a frame header announcing more is refused unread
-    assert post(orvad, name, {"do": "huge"}).json() == {"code": "PAYLOAD_TOO_LARGE", "worker": worker}
+    assert post(orvad, name, {"do": "huge"}).json()["code"] == "PAYLOAD_TOO_LARGE"
     reply = post(orvad, name, {"do": "oversized"})
     assert reply.status_code == 502 and reply.json()["error"]["code"] == "WORKER_CRASHED"
     assert post(orvad, name).status_code == 200
@@ -365,3 +372,15 @@ def test_a_call_cannot_name_another_function(orvad: Orvad, admin: httpx.Client) 
     assert reply.status_code == 200
     me = post(orvad, name, {"do": "basic"}).json()["me"]
     assert me["functionName"] == name
+
+
+def test_a_worker_that_leaves_its_results_unread_is_replaced(orvad: Orvad, admin: httpx.Client) -> None:
+    """40,000 calls whose refusals it never reads: orvad stops at a few MiB of unread answers, replaces the
+    worker (502 at once, not after the handler's 20 s) and serves the next request."""
+    name = deployed(admin, PY_SYNC)
+    post(orvad, name)
+    started = time.monotonic()
+    reply = post(orvad, name, {"do": "unread", "batches": 40})
+    assert reply.status_code == 502 and reply.json()["error"]["code"] == "WORKER_CRASHED", reply.text
+    assert "unread" in reply.json()["error"]["message"] and time.monotonic() - started < 15
+    assert post(orvad, name).status_code == 200
