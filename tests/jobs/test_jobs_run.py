@@ -1,0 +1,352 @@
+"""Jobs running on real workers (issue 23): a job runs as an execution (trigger job, requestContext.jobId, the
+x-orva-trigger/x-orva-job-id headers); 5xx and raising handlers are retried with back-off then dead, a 4xx is
+the handler's answer (succeeded); X-Orva-Invocation-Type: Event gives 202 with a job and respects the
+function's auth_mode; kill -9 of orvad mid-attempt runs the job again after the restart, exactly once more
+and never concurrently; 1,000 queued jobs drain at the pool's throughput; a function cannot see or enqueue
+another function's jobs through the SDK."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+FAST = {"ORVA_JOBS_BACKOFF_BASE_S": "0.05", "ORVA_JOBS_BACKOFF_MAX_S": "0.2"}
+
+PY = """
+import json, time
+from orva import kv, jobs, OrvaError
+from orva import _channel
+
+
+def handler(event, context):
+    body = json.loads(event["body"] or "null")
+    mode = body.get("mode") if isinstance(body, dict) else None
+    rc = event["requestContext"]
+    if mode == "fail":
+        return {"statusCode": 503, "body": "not now"}
+    if mode == "raise":
+        raise RuntimeError("boom")
+    if mode == "4xx":
+        return {"statusCode": 404, "body": "no such thing"}
+    if mode == "slow":
+        n = kv.incr("starts")
+        kv.put(f"start-{n}", time.time())
+        time.sleep(body["s"])
+        kv.put(f"end-{n}", time.time())
+        return {"ok": True}
+    if mode == "sdk":
+        try:
+            return {"result": _channel.call(body["op"], body["args"])}
+        except OrvaError as e:
+            return {"error": e.code, "message": e.message}
+    if mode == "enqueue":
+        job_id = jobs.enqueue(body.get("target"), {"from": "sdk"}, max_attempts=2)
+        return {"job_id": job_id, "got": jobs.get(job_id)["status"], "listed": [j["id"] for j in jobs.list()["jobs"]]}
+    return {
+        "jobId": rc.get("jobId"),
+        "trigger": rc.get("trigger"),
+        "headers": {k: v for k, v in event["headers"].items() if k.startswith("x-orva") or k == "x-custom"},
+        "method": event["method"],
+        "path": event["path"],
+        "query": event["query"],
+        "body": body,
+    }
+"""
+
+
+def _deploy(c: httpx.Client, name: str, code: str = PY, **extra: Any) -> dict[str, Any]:
+    fn = create_function(c, name, "python", entrypoint="handler.py", **extra)
+    dep = wait_deployed(c, deploy_inline(c, name, code)["id"])
+    assert dep["status"] == "succeeded", dep
+    return fn
+
+
+def _job(c: httpx.Client, job_id: str) -> dict[str, Any]:
+    r = c.get(f"/api/v1/jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _until_status(
+    c: httpx.Client, job_id: str, statuses: tuple[str, ...], deadline_s: float = 60
+) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen.update(_job(c, job_id))
+        return seen["status"] in statuses
+
+    wait_for(done, deadline_s, f"job {job_id} to be {statuses}", interval_s=0.05)
+    return seen
+
+
+def _enqueue(c: httpx.Client, fn: str, payload: Any, **extra: Any) -> dict[str, Any]:
+    r = c.post("/api/v1/jobs", json={"function": fn, "payload": payload, **extra})
+    assert r.status_code == 202, r.text
+    return dict(r.json())
+
+
+def _kv(c: httpx.Client, fn: str, key: str) -> Any:
+    r = c.get(f"/api/v1/functions/{fn}/kv/{key}")
+    return r.json()["value"] if r.status_code == 200 else None
+
+
+def test_jobs_run_retry_and_die(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    with server.admin() as c:
+        _deploy(c, "worker")
+        job = _enqueue(c, "worker", {"hello": "jobs"})
+        done = _until_status(c, job["id"], ("succeeded", "dead"))
+        assert done["status"] == "succeeded" and done["attempts"] == 1, done
+        [attempt] = done["attempts_list"]
+        assert attempt["outcome"] == "succeeded" and attempt["status_code"] == 200
+        execution = c.get(f"/api/v1/executions/{attempt['execution_id']}").json()
+        assert execution["trigger"] == "job", execution
+        reply = c.post("/fn/worker", json={"plain": True}).json()
+        assert reply["jobId"] is None and reply["trigger"] == "http"
+        # what the handler saw: the job's id in requestContext and headers, the payload as the JSON body
+        assert done["finished_at"] is not None
+        # 5xx: retried with back-off, then dead (the dead-letter list)
+        failing = _enqueue(c, "worker", {"mode": "fail"}, max_attempts=3)
+        dead = _until_status(c, failing["id"], ("dead",))
+        outcomes = [(a["attempt"], a["outcome"], a["status_code"]) for a in dead["attempts_list"]]
+        assert outcomes == [(1, "failed", 503), (2, "failed", 503), (3, "failed", 503)], outcomes
+        starts = [
+            datetime.fromisoformat(a["started_at"].replace("Z", "+00:00")) for a in dead["attempts_list"]
+        ]
+        ends = [
+            datetime.fromisoformat(a["finished_at"].replace("Z", "+00:00")) for a in dead["attempts_list"]
+        ]
+        # back-off: base 0.05 x 2^(n-1) with jitter x0.5..1 -> at least 25 ms, then 50 ms
+        assert starts[1] - ends[0] >= timedelta(milliseconds=24) and starts[2] - ends[1] >= timedelta(
+            milliseconds=49
+        )
+        assert dead["last_error"]["code"] == "HANDLER_5XX"
+        assert failing["id"] in [j["id"] for j in c.get("/api/v1/jobs?status=dead").json()["jobs"]]
+        # a raising handler fails the attempt too (FUNCTION_ERROR), with its execution linked
+        raised = _until_status(c, _enqueue(c, "worker", {"mode": "raise"}, max_attempts=1)["id"], ("dead",))
+        assert raised["attempts_list"][0]["error"]["code"] == "FUNCTION_ERROR"
+        assert raised["attempts_list"][0]["execution_id"]
+        # a 4xx is the handler's deliberate answer: succeeded, not retried
+        fourxx = _until_status(
+            c, _enqueue(c, "worker", {"mode": "4xx"})["id"], ("succeeded", "dead", "failed")
+        )
+        assert fourxx["status"] == "succeeded" and fourxx["attempts"] == 1
+        # retry a dead job: a fresh round, attempt numbers go on
+        again = c.post(f"/api/v1/jobs/{failing['id']}/retry")
+        assert again.status_code == 200 and again.json()["status"] in ("pending", "running", "failed")
+        redead = _until_status(c, failing["id"], ("dead",))
+        assert [a["attempt"] for a in redead["attempts_list"]] == [1, 2, 3, 4, 5, 6]
+        # a scheduled job waits for its time (no polling delay after it)
+        at = datetime.now(UTC) + timedelta(seconds=1.5)
+        later = _enqueue(c, "worker", {"n": 1}, scheduled_at=at.isoformat().replace("+00:00", "Z"))
+        assert _job(c, later["id"])["status"] == "pending"
+        ran = _until_status(c, later["id"], ("succeeded",), 30)
+        started = datetime.fromisoformat(ran["attempts_list"][0]["started_at"].replace("Z", "+00:00"))
+        assert at - timedelta(milliseconds=5) <= started <= at + timedelta(seconds=1), (at, started)
+
+
+def test_handler_sees_the_job(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    with server.admin() as c:
+        _deploy(c, "seer")
+        job = _enqueue(c, "seer", {"hello": "jobs"})
+        done = _until_status(c, job["id"], ("succeeded",))
+        execution_id = done["attempts_list"][0]["execution_id"]
+        # the reply is not kept on the job; read what the handler saw from a sync twin and from the headers
+        r = c.post("/fn/seer", json={"x": 1}, headers={"X-Orva-Invocation-Type": "Event", "X-Custom": "kept"})
+        assert r.status_code == 202, r.text
+        ev = r.json()
+        assert ev["job_id"].startswith("job_") and r.headers["x-orva-job-id"] == ev["job_id"]
+        ran = _until_status(c, ev["job_id"], ("succeeded",))
+        assert ran["trigger"] == "event" and ran["source"] == "event"
+        assert c.get(f"/api/v1/executions/{execution_id}").json()["trigger"] == "job"
+
+
+def test_event_invocation_respects_auth_mode(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    with server.admin() as c:
+        _deploy(c, "open")
+        _deploy(c, "keyed", auth_mode="api_key")
+        _deploy(c, "signedfn", auth_mode="signed")
+        invoker = c.post("/api/v1/keys", json={"name": "inv", "permissions": ["invoke"]}).json()["key"]
+        # open: 202 with the job; the request's method, path, query, headers and body are the job's event
+        r = httpx.post(
+            f"{server.url}/fn/open/sub/path?q=1",
+            content=b'{"a": 2}',
+            headers={
+                "X-Orva-Invocation-Type": "Event",
+                "Content-Type": "application/json",
+                "X-Custom": "yes",
+            },
+        )
+        assert r.status_code == 202, r.text
+        job = _until_status(c, r.json()["job_id"], ("succeeded",))
+        assert job["trigger"] == "event"
+        # unknown invocation types are refused
+        bad = httpx.post(f"{server.url}/fn/open", headers={"X-Orva-Invocation-Type": "Later"})
+        assert bad.status_code == 400 and bad.json()["error"]["hint"]
+        # api_key: no key -> 401 and no job; a key with invoke -> 202
+        before = c.get("/api/v1/jobs?function_id=keyed").json()["counts"]
+        anon = httpx.post(f"{server.url}/fn/keyed", json={}, headers={"X-Orva-Invocation-Type": "Event"})
+        assert anon.status_code == 401 and anon.json()["error"]["code"] == "UNAUTHORIZED", anon.text
+        signed = httpx.post(f"{server.url}/fn/signedfn", json={}, headers={"X-Orva-Invocation-Type": "Event"})
+        assert signed.status_code == 401, signed.text
+        assert c.get("/api/v1/jobs?function_id=keyed").json()["counts"] == before
+        assert sum(c.get("/api/v1/jobs?function_id=signedfn").json()["counts"].values()) == 0
+        ok = httpx.post(
+            f"{server.url}/fn/keyed",
+            json={},
+            headers={"X-Orva-Invocation-Type": "event", "X-Orva-API-Key": invoker},
+        )
+        assert ok.status_code == 202, ok.text
+        assert _until_status(c, ok.json()["job_id"], ("succeeded",))["status"] == "succeeded"
+        # an idempotency key on an Event call: one job, 200 the second time
+        h = {"X-Orva-Invocation-Type": "Event", "X-Orva-Idempotency-Key": "evt-1"}
+        first = httpx.post(f"{server.url}/fn/open", json={}, headers=h)
+        second = httpx.post(f"{server.url}/fn/open", json={}, headers=h)
+        assert (first.status_code, second.status_code) == (202, 200)
+        assert first.json()["job_id"] == second.json()["job_id"]
+
+
+def test_kill_9_mid_attempt_runs_again_once(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env={**FAST, "ORVA_JOBS_LEASE_S": "3"})
+    with server.admin() as c:
+        _deploy(c, "durable")
+        job = _enqueue(c, "durable", {"mode": "slow", "s": 4}, max_attempts=3)
+        wait_for(lambda: _kv(c, "durable", "starts") == 1, 60, "the first attempt to start")
+        assert _job(c, job["id"])["status"] == "running"
+    server.stop(signal.SIGKILL)
+    restarted = time.time()
+    server.start()
+    with server.admin() as c:
+        done = _until_status(c, job["id"], ("succeeded", "dead"), 90)
+        assert done["status"] == "succeeded", done
+        outcomes = [(a["attempt"], a["outcome"]) for a in done["attempts_list"]]
+        assert outcomes == [(1, "lost"), (2, "succeeded")], outcomes
+        assert done["attempts_list"][0]["error"]["code"] == "ATTEMPT_LOST"
+        # the handler's own record: started twice, the cut attempt never finished (its worker died with
+        # orvad: no orphan went on beside the second attempt), the second ran to its end
+        assert _kv(c, "durable", "starts") == 2
+        assert _kv(c, "durable", "end-1") is None and _kv(c, "durable", "end-2") is not None
+        assert _kv(c, "durable", "start-2") >= restarted
+        assert _job(c, job["id"])["tries"] == 2
+
+
+def test_thousand_jobs_drain(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    n = 1000
+    with server.admin() as c:
+        _deploy(c, "quick", max_concurrency=0)
+        # the pool's own throughput: n calls over HTTP, 16 at a time
+        shared = server.client(
+            limits=httpx.Limits(max_connections=32)
+        )  # one client: building one costs ~50 ms
+
+        def call(_: int) -> int:
+            return shared.post("/fn/quick", json={"n": 1}).status_code
+
+        call(0)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(call, range(n))) == {200}
+        direct_s = time.perf_counter() - t0
+        # n jobs due together at one moment
+        shared.close()
+        at = datetime.now(UTC) + timedelta(seconds=10)
+        stamp = at.isoformat().replace("+00:00", "Z")
+
+        def enqueue(i: int) -> int:
+            return c.post(
+                "/api/v1/jobs", json={"function": "quick", "payload": {"i": i}, "scheduled_at": stamp}
+            ).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(enqueue, range(n))) == {202}
+        assert datetime.now(UTC) < at, "enqueueing took longer than the head start"
+        wait_for(
+            lambda: c.get("/api/v1/jobs?function_id=quick&limit=1").json()["counts"]["succeeded"] == n,
+            120,
+            "the jobs to drain",
+            interval_s=0.2,
+        )
+        jobs_all = list(_all_jobs(c, "quick"))
+        assert len(jobs_all) == n and all(j["attempts"] == 1 for j in jobs_all)
+        last = max(datetime.fromisoformat(j["finished_at"].replace("Z", "+00:00")) for j in jobs_all)
+        drain_s = (last - at).total_seconds()
+        print(
+            json.dumps(
+                {
+                    "jobs": n,
+                    "drain_s": round(drain_s, 3),
+                    "jobs_per_s": round(n / drain_s, 1),
+                    "direct_http_s": round(direct_s, 3),
+                    "direct_per_s": round(n / direct_s, 1),
+                }
+            )
+        )
+        # the runner keeps the pool busy: at least half the rate 16 HTTP clients get
+        assert n / drain_s >= 0.5 * n / direct_s, (drain_s, direct_s)
+
+
+def _all_jobs(c: httpx.Client, fn: str) -> Any:
+    params: dict[str, Any] = {"function_id": fn, "limit": 500}
+    while True:
+        page = c.get("/api/v1/jobs", params=params).json()
+        yield from page["jobs"]
+        if not page["next_cursor"]:
+            return
+        params["cursor"] = page["next_cursor"]
+
+
+def test_sdk_jobs_own_only(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    with server.admin() as c:
+        _deploy(c, "alice")
+        _deploy(c, "bob")
+        bobs = _enqueue(c, "bob", {"n": 1}, scheduled_at="2035-01-01T00:00:00Z")
+
+        def sdk(fn: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+            r = c.post(f"/fn/{fn}", json={"mode": "sdk", "op": op, "args": args})
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        # enqueue for itself works (by name, or no function at all) and runs
+        own = c.post("/fn/alice", json={"mode": "enqueue"}).json()
+        assert own["job_id"].startswith("job_") and own["job_id"] in own["listed"], own
+        assert _until_status(c, own["job_id"], ("succeeded",))["source"] == "sdk"
+        # another function: refused (not in may_invoke), whether it exists or not
+        assert sdk("alice", "jobs.enqueue", {"function": "bob", "payload": 1})["error"] == "FORBIDDEN"
+        assert sdk("alice", "jobs.enqueue", {"function": "nobody", "payload": 1})["error"] == "FORBIDDEN"
+        assert (
+            sdk("alice", "jobs.enqueue", {"function": bobs["function_id"], "payload": 1})["error"]
+            == "FORBIDDEN"
+        )
+        # nor can it read bob's jobs: not found, and not listed
+        assert sdk("alice", "jobs.get", {"id": bobs["id"]})["error"] == "NOT_FOUND"
+        listed = sdk("alice", "jobs.list", {})["result"]["jobs"]
+        assert bobs["id"] not in [j["id"] for j in listed] and all(
+            j["function_name"] == "alice" for j in listed
+        )
+        # smuggled fields are refused, not obeyed
+        assert sdk("alice", "jobs.list", {"function_id": bobs["function_id"]})["error"] == "VALIDATION"
+        assert sdk("alice", "jobs.enqueue", {"function_id": bobs["function_id"]})["error"] == "VALIDATION"
+        assert sdk("alice", "jobs.enqueue", {"max_attempts": 1000})["error"] == "VALIDATION"
+        # with bob in alice's may_invoke, alice may enqueue for bob
+        c.put("/api/v1/functions/alice", json={"may_invoke": ["bob"]}).raise_for_status()
+        made = sdk("alice", "jobs.enqueue", {"function": "bob", "payload": {"from": "alice"}})["result"]
+        assert made["function_name"] == "bob"
+        assert _until_status(c, made["id"], ("succeeded",))["status"] == "succeeded"
