@@ -127,8 +127,8 @@ def parse_timezone(raw: object, field: str = "timezone") -> ZoneInfo:
             n for n in _zone_names() if n.lower() == raw.lower() or n.lower().endswith("/" + raw.lower())
         )
         raise ValidationError(
-            f"{field}: unknown timezone {raw!r}",
-            hint=(f"did you mean {close[0]!r}? " if close else "") + hint,
+            f"{field}: unknown timezone {raw!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            hint=hint,
             details={"field": field},
         )
     return zone

@@ -150,7 +150,7 @@ def test_validation_errors_carry_hints(admin: httpx.Client, fn: str) -> None:
         "VALIDATION",
         "timezone",
     )
-    assert "Europe/Berlin" in err["hint"]
+    assert "did you mean 'Europe/Berlin'" in err["message"]
     _error(
         admin.post(base, json={"name": "s", "expression": "@daily", "catch_up": "all"}),
         400,
