@@ -23,12 +23,15 @@ const ChannelPage = lazy(() => import("./views/channels.jsx"), "ChannelPage", "c
 const AssistantView = lazy(() => import("./views/assistant.jsx"), "AssistantView", "assistant");
 // ... and so are traces (issue 23)
 const TracesView = lazy(() => import("./views/traces.jsx"), "TracesView", "traces page");
+// ... and jobs (issue 23)
+const JobsView = lazy(() => import("./views/jobs.jsx"), "JobsView", "jobs page");
 
 const NAV = [
   ["/", "Overview"],
   ["/functions", "Functions"],
   ["/invocations", "Invocations"],
   ["/traces", "Traces"],
+  ["/jobs", "Jobs"],
   ["/routes", "Routes"],
   ["/channels", "Channels"],
   ["/assistant", "Assistant"],
@@ -44,6 +47,8 @@ const VIEWS = [
   ["/invocations/:id", InvocationsView],
   ["/traces", TracesView],
   ["/traces/:id", TracesView],
+  ["/jobs", JobsView],
+  ["/jobs/:id", JobsView],
   ["/routes", RoutesView],
   ["/channels", ChannelsView],
   ["/channels/:id", ChannelPage],
