@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,7 @@ def handler(event, context):
     if mode == "enqueue":
         job_id = jobs.enqueue(body.get("target"), {"from": "sdk"}, max_attempts=2)
         return {"job_id": job_id, "got": jobs.get(job_id)["status"], "listed": [j["id"] for j in jobs.list()["jobs"]]}
-    return {
+    seen = {
         "jobId": rc.get("jobId"),
         "trigger": rc.get("trigger"),
         "headers": {k: v for k, v in event["headers"].items() if k.startswith("x-orva") or k == "x-custom"},
@@ -64,6 +65,9 @@ def handler(event, context):
         "query": event["query"],
         "body": body,
     }
+    if rc.get("jobId"):
+        kv.put("seen:" + rc["jobId"], seen)
+    return seen
 """
 
 
@@ -165,15 +169,86 @@ def test_handler_sees_the_job(make_orvad: Callable[..., Orvad]) -> None:
         _deploy(c, "seer")
         job = _enqueue(c, "seer", {"hello": "jobs"})
         done = _until_status(c, job["id"], ("succeeded",))
-        execution_id = done["attempts_list"][0]["execution_id"]
-        # the reply is not kept on the job; read what the handler saw from a sync twin and from the headers
-        r = c.post("/fn/seer", json={"x": 1}, headers={"X-Orva-Invocation-Type": "Event", "X-Custom": "kept"})
+        execution = c.get(f"/api/v1/executions/{done['attempts_list'][0]['execution_id']}").json()
+        assert execution["trigger"] == "job"
+        seen = _kv(c, "seer", f"seen:{job['id']}")
+        assert seen["jobId"] == job["id"] and seen["trigger"] == "job", seen
+        assert seen["headers"]["x-orva-trigger"] == "job" and seen["headers"]["x-orva-job-id"] == job["id"]
+        assert seen["method"] == "POST" and seen["path"] == "/" and seen["body"] == {"hello": "jobs"}
+        # an Event invocation: the request itself (method, path, query, headers; credentials dropped)
+        r = c.post(
+            "/fn/seer/a/b?x=1",
+            json={"x": 1},
+            headers={"X-Orva-Invocation-Type": "Event", "X-Custom": "kept"},
+        )
         assert r.status_code == 202, r.text
         ev = r.json()
         assert ev["job_id"].startswith("job_") and r.headers["x-orva-job-id"] == ev["job_id"]
         ran = _until_status(c, ev["job_id"], ("succeeded",))
         assert ran["trigger"] == "event" and ran["source"] == "event"
-        assert c.get(f"/api/v1/executions/{execution_id}").json()["trigger"] == "job"
+        seen = _kv(c, "seer", f"seen:{ev['job_id']}")
+        assert seen["path"] == "/a/b" and seen["query"] == {"x": "1"} and seen["body"] == {"x": 1}, seen
+        assert seen["headers"]["x-custom"] == "kept" and seen["headers"]["x-orva-job-id"] == ev["job_id"]
+        assert "x-orva-api-key" not in seen["headers"] and "x-orva-invocation-type" not in seen["headers"]
+        stored = (
+            sqlite3.connect(server.data_dir / "orva.db")
+            .execute("SELECT request FROM jobs WHERE id = ?", (ev["job_id"],))
+            .fetchone()[0]
+        )
+        assert server.admin_key not in stored  # the caller's key is never written into the queue
+
+
+NODE = """
+const { jobs, OrvaError } = require("orva");
+exports.handler = async (event) => {
+  const body = JSON.parse(event.body || "null");
+  if (body && body.child) return { child: true, jobId: event.requestContext.jobId };
+  try {
+    const id = await jobs.enqueue(null, { child: true }, { maxAttempts: 2, idempotencyKey: "n1" });
+    const again = await jobs.enqueue("nodejobs", { child: true }, { idempotencyKey: "n1" });
+    const got = await jobs.get(id);
+    const listed = await jobs.list({ limit: 10 });
+    let refused = null;
+    try { await jobs.enqueue("someone-else", {}); } catch (e) { refused = e instanceof OrvaError ? e.code : String(e); }
+    return { id, same: again === id, max: got.max_attempts, listed: listed.jobs.map((j) => j.id), refused };
+  } catch (e) {
+    return { error: e.code, message: e.message };
+  }
+};
+"""
+
+PY_ASYNC = """
+import json
+from orva import jobs
+
+
+async def handler(event, context):
+    body = json.loads(event["body"] or "null")
+    if body and body.get("child"):
+        return {"child": True}
+    job_id = await jobs.aenqueue("pyasync", {"child": True}, delay_seconds=0.2)
+    got = await jobs.aget(job_id)
+    listed = await jobs.alist(status="pending")
+    return {"id": job_id, "status": got["status"], "listed": [j["id"] for j in listed["jobs"]]}
+"""
+
+
+def test_sdk_in_node_and_async_python(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    with server.admin() as c:
+        create_function(c, "nodejobs", "node", entrypoint="handler.js")
+        assert wait_deployed(c, deploy_inline(c, "nodejobs", NODE)["id"])["status"] == "succeeded"
+        r = c.post("/fn/nodejobs", json={})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out.get("error") is None, out
+        assert out["same"] is True and out["max"] == 2 and out["id"] in out["listed"]
+        assert out["refused"] == "FORBIDDEN"
+        assert _until_status(c, out["id"], ("succeeded",))["source"] == "sdk"
+        _deploy(c, "pyasync", PY_ASYNC)
+        out = c.post("/fn/pyasync", json={}).json()
+        assert out["status"] == "pending" and out["id"] in out["listed"], out
+        assert _until_status(c, out["id"], ("succeeded",))["status"] == "succeeded"
 
 
 def test_event_invocation_respects_auth_mode(make_orvad: Callable[..., Orvad]) -> None:
