@@ -38,6 +38,12 @@ async def enqueue(request: Request) -> Response:
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(ident)
     scheduled = body.get("scheduled_at")
+    if scheduled is not None and not isinstance(scheduled, str):
+        raise ValidationError(
+            "scheduled_at must be an RFC 3339 time",
+            hint="for example 2030-01-01T12:00:00Z (leave it out to run now)",
+            details={"field": "scheduled_at"},
+        )
     job = await daemon.jobs.enqueue(
         fn.id,
         body.get("payload"),

@@ -425,6 +425,45 @@ RECORDS["Trace"] = record(
     }
 )
 RECORDS["KvWritten"] = record(_KV_META, optional=("created_at", "updated_at"))
+# jobs (issue 23): a durable background invocation, and its attempts (each an execution)
+JOB_STATUSES = ["pending", "running", "failed", "succeeded", "dead", "cancelled"]
+_JOB_ERROR = {"type": ["object", "null"], "properties": {"code": STR, "message": STR}}
+RECORDS["Job"] = record(
+    {
+        "id": {**STR, "pattern": "^job_"},
+        "function_id": STR,
+        "function_name": STR,
+        "status": {"type": "string", "enum": JOB_STATUSES},
+        "trigger": {"type": "string", "enum": ["job", "event", "cron"]},
+        "source": {"type": "string", "enum": ["api", "sdk", "event", "cron"]},
+        "attempts": INT,
+        "tries": INT,
+        "max_attempts": INT,
+        "run_at": TIME,
+        "lease_until": NTIME,
+        "idempotency_key": NSTR,
+        "idempotency_expires_at": NTIME,
+        "trace_id": NSTR,
+        "last_error": _JOB_ERROR,
+        "created_at": TIME,
+        "updated_at": TIME,
+        "finished_at": NTIME,
+    }
+)
+RECORDS["JobAttempt"] = record(
+    {
+        "attempt": INT,
+        "execution_id": NSTR,
+        "outcome": {"type": "string", "enum": ["running", "succeeded", "failed", "lost"]},
+        "status_code": {"type": ["integer", "null"]},
+        "error": _JOB_ERROR,
+        "started_at": TIME,
+        "finished_at": NTIME,
+    }
+)
+RECORDS["JobDetail"] = {
+    "allOf": [ref("Job"), record({"attempts_list": {"type": "array", "items": ref("JobAttempt")}})]
+}
 # cron (issue 23): a function's schedule; each run is a job (last_status: its job's status)
 RECORDS["CronSchedule"] = record(
     {
@@ -1003,6 +1042,24 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             "description": "or the raw bytes of a bytes value with any other Content-Type (?ttl_s= and "
             "?if_version= then)",
         },
+        "JobEnqueue": {
+            **closed,
+            "required": ["function"],
+            "properties": {
+                "function": {**NONEMPTY, "maxLength": 200, "description": "a function id or name"},
+                "payload": {"description": "any JSON value (default null): the handler's JSON body"},
+                "scheduled_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "RFC 3339; absent or past: now; at most 10 years ahead",
+                },
+                "max_attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 25},
+                "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                "idempotency_window_s": {"type": ["number", "null"], "minimum": 1, "maximum": 30 * 86400},
+            },
+            "description": "202 with the new job; 200 with the existing one when idempotency_key was used for the "
+            "function within its window",
+        },
         "CronUpsert": {
             **closed,
             "properties": _CRON_FIELDS,
@@ -1097,6 +1154,11 @@ EXAMPLES: dict[str, Schema] = {
     "PoolConfigUpdate": {"function_id": "hello-world", "min_warm": 1, "max_warm": 4},
     "SecretUpsert": {"key": "API_TOKEN", "value": "s3cret"},
     "KvPut": {"value": {"visits": 1}, "ttl_s": 3600},
+    "JobEnqueue": {
+        "function": "send-welcome-email",
+        "payload": {"user": 42},
+        "idempotency_key": "welcome-42",
+    },
     "CronUpsert": {
         "name": "nightly",
         "expression": "30 2 * * *",
@@ -1355,6 +1417,33 @@ OPS: dict[tuple[str, str], Op] = {
     ("DELETE", "/api/v1/functions/{id}/kv/{key}"): Op(
         ok=json_ok(record({"function_id": STR, "key": STR, "deleted": {"const": True}}))
     ),
+    # jobs (issue 23)
+    ("POST", "/api/v1/jobs"): Op(
+        body="JobEnqueue",
+        ok={
+            "202": {"application/json": {"allOf": [ref("Job"), record({"created": {"const": True}})]}},
+            "200": {"application/json": {"allOf": [ref("Job"), record({"created": {"const": False}})]}},
+        },
+    ),
+    ("GET", "/api/v1/jobs"): Op(
+        query=(
+            FUNCTION_FILTER,
+            Param("status", {"type": "string", "enum": JOB_STATUSES}, "dead: the dead-letter list"),
+            *PAGE,
+        ),
+        ok=json_ok(
+            record(
+                {
+                    "jobs": {"type": "array", "items": ref("Job")},
+                    "next_cursor": NSTR,
+                    "counts": {"type": "object", "additionalProperties": INT},
+                }
+            )
+        ),
+    ),
+    ("GET", "/api/v1/jobs/{id}"): Op(ok=json_ok(ref("JobDetail"))),
+    ("DELETE", "/api/v1/jobs/{id}"): Op(ok=json_ok(ref("JobDetail"))),
+    ("POST", "/api/v1/jobs/{id}/retry"): Op(ok=json_ok(ref("JobDetail"))),
     # cron (issue 23): {cid} is a schedule's id or name
     ("GET", "/api/v1/cron"): Op(
         query=(

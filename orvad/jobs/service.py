@@ -125,6 +125,8 @@ def attempt_json(a: AttemptRow) -> dict[str, Any]:
 def check_max_attempts(value: Any, field: str = "max_attempts") -> int:
     if value is None:
         return 3
+    if isinstance(value, float) and value.is_integer():  # JSON's 3.0 is the integer 3
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPTS_LIMIT:
         raise ValidationError(
             f"{field} must be an integer in 1..{MAX_ATTEMPTS_LIMIT}",

@@ -65,6 +65,7 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         ("post", "/api/v1/ai/conversations/{id}/cancel"),
         ("post", "/api/v1/ai/tool-calls/{id}/approve"),
         ("post", "/api/v1/ai/tool-calls/{id}/reject"),
+        ("post", "/api/v1/jobs/{id}/retry"),
     }
     for path, ops in paths.items():
         for method, op in ops.items():
@@ -193,6 +194,10 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "value": (["", "v" * 8192], ["a\x00b"]),
     "dependencies": ([""], [5]),
     "expires_at": ([], ["yesterday", 5]),
+    "scheduled_at": (
+        ["2030-01-01T00:00:00Z", "2020-01-01T00:00:00.5+02:00"],
+        ["yesterday", 5, "2024-13-01T00:00:00Z"],
+    ),
     "code_hash": (["abcdef", "ABCDEF0123", "0" * 64], ["abcde", "xyzxyz", "0" * 65, "", 5]),
     # AI provider configs (AiProviderUpsert)
     "label": (
@@ -427,6 +432,9 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
             ).raise_for_status(),
         ),
         "KvPut": Target("PUT", f"/api/v1/functions/{fn['id']}/kv/agree", lambda: {"value": 1}),
+        "JobEnqueue": Target(
+            "POST", "/api/v1/jobs", lambda: {"function": fn["id"], "scheduled_at": "2035-01-01T00:00:00Z"}
+        ),
         "CronUpsert": Target(
             "POST", f"/api/v1/functions/{fn['id']}/cron", lambda: {"name": "agree", "expression": "0 * * * *"}
         ),
