@@ -145,6 +145,31 @@ class JobStore:
                 )
         return len(rows)
 
+    async def release(self, owner: str, now: float) -> int:
+        """A clean stop: the attempts ``owner`` still runs were cut by orvad, not failed by the handler: recorded
+        ``lost`` and not counted; their jobs are due again at once (cancelled ones stay cancelled)."""
+        stamp = epoch_iso(now)
+        cut = error_text(
+            "ORVAD_STOPPED", "orvad stopped while the attempt ran; it runs again after the start"
+        )
+        async with self._db.transaction() as tx:
+            async with tx.execute("SELECT id, tries FROM jobs WHERE lease_owner = ?", (owner,)) as cur:
+                rows = list(await cur.fetchall())
+            for job_id, tries in rows:
+                await tx.execute(
+                    "UPDATE job_attempts SET outcome = 'lost', error = ?, finished_at = ?"
+                    " WHERE job_id = ? AND attempt = ? AND outcome = 'running'",
+                    (cut, stamp, job_id, tries),
+                )
+                await tx.execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = ?,"
+                    " attempts = CASE WHEN status = 'running' THEN MAX(0, attempts - 1) ELSE attempts END,"
+                    " status = CASE WHEN status = 'running' THEN 'pending' ELSE status END,"
+                    " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END WHERE id = ?",
+                    (stamp, now, job_id),
+                )
+        return len(rows)
+
     async def claim(self, ids: Sequence[str], owner: str, now: float, lease_s: float) -> list[JobRow]:
         """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``."""
         if not ids:

@@ -321,6 +321,25 @@ def test_kill_9_mid_attempt_runs_again_once(make_orvad: Callable[..., Orvad]) ->
         assert _job(c, job["id"])["tries"] == 2
 
 
+def test_clean_stop_mid_attempt_is_not_counted(make_orvad: Callable[..., Orvad]) -> None:
+    server = make_orvad(env=FAST)
+    with server.admin() as c:
+        _deploy(c, "patient")
+        job = _enqueue(c, "patient", {"mode": "slow", "s": 4}, max_attempts=1)
+        wait_for(lambda: _kv(c, "patient", "starts") == 1, 60, "the first attempt to start")
+    assert server.stop(signal.SIGTERM) == 0
+    server.start()
+    with server.admin() as c:
+        done = _until_status(c, job["id"], ("succeeded", "dead"), 90)
+        # one attempt allowed, yet it succeeded: the attempt the stop cut was not counted
+        assert done["status"] == "succeeded" and done["attempts"] == 1 and done["tries"] == 2, done
+        assert [(a["outcome"], (a["error"] or {}).get("code")) for a in done["attempts_list"]] == [
+            ("lost", "ORVAD_STOPPED"),
+            ("succeeded", None),
+        ]
+        assert _kv(c, "patient", "starts") == 2 and _kv(c, "patient", "end-2") is not None
+
+
 def test_thousand_jobs_drain(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad(env=FAST)
     n = 1000
