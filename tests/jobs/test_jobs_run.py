@@ -419,9 +419,14 @@ def test_sdk_jobs_own_only(make_orvad: Callable[..., Orvad]) -> None:
             return dict(r.json())
 
         # enqueue for itself works (by name, or no function at all) and runs
-        own = c.post("/fn/alice", json={"mode": "enqueue"}).json()
+        r = c.post("/fn/alice", json={"mode": "enqueue"})
+        own = r.json()
         assert own["job_id"].startswith("job_") and own["job_id"] in own["listed"], own
-        assert _until_status(c, own["job_id"], ("succeeded",))["source"] == "sdk"
+        ran = _until_status(c, own["job_id"], ("succeeded",))
+        assert ran["source"] == "sdk" and ran["trace_id"] == r.headers["x-trace-id"]
+        # the job's execution joins the trace of the execution that enqueued it
+        execution = c.get(f"/api/v1/executions/{ran['attempts_list'][0]['execution_id']}").json()
+        assert execution["trace_id"] == r.headers["x-trace-id"] and execution["trigger"] == "job"
         # another function: refused (not in may_invoke), whether it exists or not
         assert sdk("alice", "jobs.enqueue", {"function": "bob", "payload": 1})["error"] == "FORBIDDEN"
         assert sdk("alice", "jobs.enqueue", {"function": "nobody", "payload": 1})["error"] == "FORBIDDEN"
