@@ -193,6 +193,13 @@ class Daemon:
                 trusted_networks=settings.trusted_networks,
             )
         )
+        # issue 23: the optional OTLP/HTTP export of the same spans (OpenTelemetry imported only when set)
+        self.otlp: Any = None
+        if settings.otlp_endpoint:
+            from orvad.traces.otlp import OtlpExport
+
+            self.otlp = self.traces.exporter = OtlpExport(settings.otlp_endpoint)
+            self.invoker.settler.on_execution = self.otlp.execution
         # issue 23: function-to-function calls, the SDK's `invoke` (orvad/invoke/f2f.py)
         self.calls = FunctionCalls(self.functions, self.invoker, settings.max_body_bytes)
         self.sdk.register("invoke", self.calls.sdk_invoke)
@@ -201,9 +208,12 @@ class Daemon:
             JobStore(self.db),
             self.functions,
             self.invoker,
+            # per function: its max_concurrency, else twice what its pool serves at once (the second half
+            # waits in the pool's queue, so a slot never idles while the runner books the next attempt)
             capacity_of=lambda fn: (
                 fn.max_concurrency
-                or self.pool_configs.get(fn.id).max_warm
+                or 2
+                * self.pool_configs.get(fn.id).max_warm
                 * max(1, self.pool_configs.get(fn.id).target_concurrency)
             ),
             concurrency=settings.jobs_concurrency,
@@ -369,6 +379,8 @@ class Daemon:
         await timed("egress", self.egress.stop())
         await self.ai_providers.aclose()  # the AI providers' SDK clients
         await timed("rows", self.batch.stop())
+        if self.otlp is not None:  # the spans still queued for the collector
+            await timed("otlp", asyncio.to_thread(self.otlp.shutdown))
         await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
         await timed("database", self.db.close())
         log.info("orvad stopped", extra={"rows_written": self.batch.rows_written, "stop_ms": took})

@@ -63,6 +63,7 @@ MAX_WINDOW_S = 30 * 86400.0
 MAX_KEY_CHARS = 200
 MAX_DELAY_S = 10 * 365 * 86400.0
 TRIGGERS = ("job", "cron", "event")
+COALESCE_S = 0.002  # a busy runner claims for the slots freed within this, in one write
 SOURCES = ("api", "sdk", "event", "cron")
 _DOCS_HINT = "see docs/API.md, Jobs"
 
@@ -573,6 +574,10 @@ class JobService:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
+                if (
+                    backlog
+                ):  # woken by an attempt's end: let the ends of that moment gather, one claim for all
+                    await asyncio.sleep(COALESCE_S)
         finally:
             renewer.cancel()
             running = list(self._running.values())

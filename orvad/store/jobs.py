@@ -171,26 +171,34 @@ class JobStore:
         return len(rows)
 
     async def claim(self, ids: Sequence[str], owner: str, now: float, lease_s: float) -> list[JobRow]:
-        """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``."""
+        """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``.
+        One job on the writer's thread (``write_all``: the runner's hot path), then the rows read back."""
         if not ids:
             return []
         stamp = epoch_iso(now)
         marks = ", ".join("?" * len(ids))
-        async with self._db.transaction() as tx:
-            async with tx.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
-                " lease_owner = ?, lease_until = ?, updated_at = ?"
-                f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
-                f" AND lease_owner IS NULL RETURNING {_COLS}",
-                (owner, now + lease_s, stamp, *ids, now),
-            ) as cur:
-                taken = [_row(r) for r in await cur.fetchall()]
-            for job in taken:
-                await tx.execute(
-                    "INSERT INTO job_attempts (job_id, attempt, outcome, started_at) VALUES (?, ?, 'running', ?)",
-                    (job.id, job.tries, stamp),
-                )
-        return taken
+        await self._db.write_all(
+            [
+                (
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
+                    " lease_owner = ?, lease_until = ?, updated_at = ?"
+                    f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
+                    " AND lease_owner IS NULL",
+                    (owner, now + lease_s, stamp, *ids, now),
+                ),
+                (  # OR IGNORE: a job of these this owner took earlier has its attempt row already
+                    "INSERT OR IGNORE INTO job_attempts (job_id, attempt, outcome, started_at)"
+                    f" SELECT id, tries, 'running', ? FROM jobs WHERE id IN ({marks}) AND lease_owner = ?"
+                    " AND status = 'running'",
+                    (stamp, *ids, owner),
+                ),
+            ]
+        )
+        rows = await self._db.fetchall(
+            f"SELECT {_COLS} FROM jobs WHERE id IN ({marks}) AND lease_owner = ? AND status = 'running'",
+            (*ids, owner),
+        )
+        return [_row(r) for r in rows]
 
     async def renew(self, owner: str, until: float) -> None:
         await self._db.execute(
@@ -211,24 +219,28 @@ class JobStore:
         next_status: str,  # succeeded | failed | dead
         run_at: float,
     ) -> None:
-        """An attempt's end: its row, and the job's next state unless it was cancelled meanwhile."""
+        """An attempt's end: its row, and the job's next state unless it was cancelled meanwhile (one job on
+        the writer's thread)."""
         stamp = epoch_iso(now)
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE job_attempts SET outcome = ?, execution_id = ?, status_code = ?, error = ?, finished_at = ?"
-                " WHERE job_id = ? AND attempt = ?",
-                (outcome, execution_id, status_code, error, stamp, job.id, job.tries),
-            )
-            await tx.execute(
-                "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
-                " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
-                " last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
-                " finished_at = CASE WHEN status = 'running' AND ? IN ('succeeded', 'dead') THEN ?"
-                " ELSE finished_at END,"
-                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                " WHERE id = ? AND lease_owner = ?",
-                (next_status, run_at, error, error, next_status, stamp, stamp, job.id, owner),
-            )
+        await self._db.write_all(
+            [
+                (
+                    "UPDATE job_attempts SET outcome = ?, execution_id = ?, status_code = ?, error = ?,"
+                    " finished_at = ? WHERE job_id = ? AND attempt = ?",
+                    (outcome, execution_id, status_code, error, stamp, job.id, job.tries),
+                ),
+                (
+                    "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
+                    " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
+                    " last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
+                    " finished_at = CASE WHEN status = 'running' AND ? IN ('succeeded', 'dead') THEN ?"
+                    " ELSE finished_at END,"
+                    " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                    " WHERE id = ? AND lease_owner = ?",
+                    (next_status, run_at, error, error, next_status, stamp, stamp, job.id, owner),
+                ),
+            ]
+        )
 
     async def end(self, job_id: str, now: float, status: str, error: str) -> None:
         """A job that cannot run at all (its function is gone): ``status`` with the reason, no attempt."""

@@ -392,8 +392,9 @@ def test_thousand_jobs_drain(make_orvad: Callable[..., Orvad]) -> None:
                 }
             )
         )
-        # the runner keeps the pool busy: at least half the rate 16 HTTP clients get
-        assert n / drain_s >= 0.5 * n / direct_s, (drain_s, direct_s)
+        # measured here: ~600 jobs/s against ~900-1,000 calls/s from 16 HTTP clients (each attempt costs the
+        # queue one claim and one finish write); the floor leaves room for a loaded machine
+        assert n / drain_s >= 0.4 * n / direct_s, (drain_s, direct_s)
 
 
 def _all_jobs(c: httpx.Client, fn: str) -> Any:
