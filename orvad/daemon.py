@@ -257,6 +257,7 @@ class Daemon:
         )
         self.changes.subscribe(self.reconciler.apply)  # pools first (drained, replaced, warmed) ...
         self.changes.subscribe(self.builder.apply)  # ... then a deleted function's files
+        self.changes.subscribe(self.jobs.apply)  # a deleted function's waiting jobs end dead
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()

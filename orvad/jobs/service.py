@@ -51,6 +51,7 @@ from orvad.ids import uuid7
 from orvad.invoke import Grant, Invoker, InvokeRequest
 from orvad.models import Function
 from orvad.sdk.calls import Caller
+from orvad.services.changes import Change, FunctionDeleted
 from orvad.services.functions import FunctionService, may_invoke_allows
 from orvad.store.jobs import STATUSES, AttemptRow, JobRow, JobStore, error_text
 from orvad.traces.context import TraceContext
@@ -435,6 +436,18 @@ class JobService:
 
     async def counts(self, function_id: str | None = None) -> dict[str, int]:
         return await self._store.counts(function_id)
+
+    async def apply(self, change: Change) -> None:
+        """A deleted function's waiting jobs end dead at once (FUNCTION_DELETED), not when they come due."""
+        if isinstance(change, FunctionDeleted):
+            fn = change.fn
+            await self._store.end_function(
+                fn.id,
+                self.clock(),
+                error_text(
+                    "FUNCTION_DELETED", f"function {fn.name} ({fn.id}) was deleted; the job cannot run"
+                ),
+            )
 
     # the SDK's operations: the caller's own jobs only
     async def sdk_enqueue(self, caller: Caller, args: dict[str, Any]) -> Any:

@@ -251,6 +251,16 @@ class JobStore:
             (status, error, stamp, stamp, job_id),
         )
 
+    async def end_function(self, function_id: str, now: float, error: str) -> int:
+        """The function was deleted: its waiting jobs end ``dead`` with the reason (a running attempt ends as it
+        does; its job is then found without a function and ends the same way)."""
+        stamp = epoch_iso(now)
+        return await self._db.execute(
+            "UPDATE jobs SET status = 'dead', last_error = ?, finished_at = ?, updated_at = ?"
+            " WHERE function_id = ? AND status IN ('pending', 'failed') AND lease_owner IS NULL",
+            (error, stamp, stamp, function_id),
+        )
+
     async def cancel(self, job_id: str, now: float) -> bool:
         """pending/failed/running -> cancelled (a running attempt goes on to its end; none follows)."""
         stamp = epoch_iso(now)

@@ -152,14 +152,15 @@ def test_deleted_function_job_ends_dead(orvad: Orvad) -> None:
             "/api/v1/jobs",
             json={"function": name, "scheduled_at": "2020-01-01T00:00:00Z", "max_attempts": 25},
         )
+        later = c.post("/api/v1/jobs", json={"function": name, "scheduled_at": LATER}).json()["id"]
         job_id = soon.json()["id"]
         c.delete(f"/api/v1/functions/{name}").raise_for_status()
-        c.post(f"/api/v1/jobs/{job_id}/retry")  # wakes the runner if it waits in back-off
-
-        def dead() -> bool:
-            return c.get(f"/api/v1/jobs/{job_id}").json()["status"] == "dead"
-
-        wait_for(dead, 30, "the deleted function's job to end dead")
+        # a waiting job at once, not when it comes due
+        job = c.get(f"/api/v1/jobs/{later}").json()
+        assert job["status"] == "dead" and job["last_error"]["code"] == "FUNCTION_DELETED", job
+        assert job["attempts_list"] == []
+        # the due one (its attempts failed NOT_DEPLOYED meanwhile; one may have been running at the delete)
+        wait_for(lambda: c.get(f"/api/v1/jobs/{job_id}").json()["status"] == "dead", 30, "the due job to end")
         job = c.get(f"/api/v1/jobs/{job_id}").json()
         assert job["last_error"]["code"] == "FUNCTION_DELETED", job
         assert any(j["id"] == job_id for j in c.get("/api/v1/jobs?status=dead&limit=500").json()["jobs"])
