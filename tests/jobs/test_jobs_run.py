@@ -103,6 +103,19 @@ def _enqueue(c: httpx.Client, fn: str, payload: Any, **extra: Any) -> dict[str, 
     return dict(r.json())
 
 
+def _execution(c: httpx.Client, execution_id: str) -> dict[str, Any]:
+    """An execution's record: its row is written by the batched writer a moment after the attempt ends."""
+    found: dict[str, Any] = {}
+
+    def written() -> bool:
+        r = c.get(f"/api/v1/executions/{execution_id}")
+        found.update(r.json() if r.status_code == 200 else {})
+        return r.status_code == 200
+
+    wait_for(written, 10, f"execution {execution_id} to be written")
+    return found
+
+
 def _kv(c: httpx.Client, fn: str, key: str) -> Any:
     r = c.get(f"/api/v1/functions/{fn}/kv/{key}")
     return r.json()["value"] if r.status_code == 200 else None
@@ -117,7 +130,7 @@ def test_jobs_run_retry_and_die(make_orvad: Callable[..., Orvad]) -> None:
         assert done["status"] == "succeeded" and done["attempts"] == 1, done
         [attempt] = done["attempts_list"]
         assert attempt["outcome"] == "succeeded" and attempt["status_code"] == 200
-        execution = c.get(f"/api/v1/executions/{attempt['execution_id']}").json()
+        execution = _execution(c, attempt["execution_id"])
         assert execution["trigger"] == "job", execution
         reply = c.post("/fn/worker", json={"plain": True}).json()
         assert reply["jobId"] is None and reply["trigger"] == "http"
@@ -169,7 +182,7 @@ def test_handler_sees_the_job(make_orvad: Callable[..., Orvad]) -> None:
         _deploy(c, "seer")
         job = _enqueue(c, "seer", {"hello": "jobs"})
         done = _until_status(c, job["id"], ("succeeded",))
-        execution = c.get(f"/api/v1/executions/{done['attempts_list'][0]['execution_id']}").json()
+        execution = _execution(c, done["attempts_list"][0]["execution_id"])
         assert execution["trigger"] == "job"
         seen = _kv(c, "seer", f"seen:{job['id']}")
         assert seen["jobId"] == job["id"] and seen["trigger"] == "job", seen
@@ -426,7 +439,7 @@ def test_sdk_jobs_own_only(make_orvad: Callable[..., Orvad]) -> None:
         ran = _until_status(c, own["job_id"], ("succeeded",))
         assert ran["source"] == "sdk" and ran["trace_id"] == r.headers["x-trace-id"]
         # the job's execution joins the trace of the execution that enqueued it
-        execution = c.get(f"/api/v1/executions/{ran['attempts_list'][0]['execution_id']}").json()
+        execution = _execution(c, ran["attempts_list"][0]["execution_id"])
         assert execution["trace_id"] == r.headers["x-trace-id"] and execution["trigger"] == "job"
         # another function: refused (not in may_invoke), whether it exists or not
         assert sdk("alice", "jobs.enqueue", {"function": "bob", "payload": 1})["error"] == "FORBIDDEN"
