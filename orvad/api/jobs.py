@@ -37,6 +37,14 @@ async def enqueue(request: Request) -> Response:
     _needs_invoke(request, "enqueueing a job")
     daemon = daemon_of(request)
     fn = daemon.functions.resolve(ident)
+    if fn.auth_mode == "signed":
+        # as for operator calls from /mcp: holding invoke is not the webhook's signature
+        raise Forbidden(
+            f"function {fn.name} is signed: a job for it must come from a signed request",
+            details={"field": "function", "auth_mode": "signed"},
+            hint=f"send the signed request to /fn/{fn.name} with X-Orva-Invocation-Type: Event (it answers 202 "
+            "with the job), or change the function's auth_mode",
+        )
     scheduled = body.get("scheduled_at")
     if scheduled is not None and not isinstance(scheduled, str):
         raise ValidationError(

@@ -142,6 +142,15 @@ def test_permissions(orvad: Orvad, fn: str) -> None:
         assert w.get(f"/api/v1/jobs/{job['id']}").status_code == 200
     with orvad.client() as anon:
         _error(anon.get("/api/v1/jobs"), 401, "UNAUTHORIZED")
+    # a signed function's jobs come only from signed requests (X-Orva-Invocation-Type: Event), never from a key
+    signed = f"signed-{uuid.uuid4().hex[:6]}"
+    with orvad.admin() as c:
+        c.post(
+            "/api/v1/functions", json={"name": signed, "runtime": "python", "auth_mode": "signed"}
+        ).raise_for_status()
+        err = _error(c.post("/api/v1/jobs", json={"function": signed}), 403, "FORBIDDEN")
+        assert "X-Orva-Invocation-Type: Event" in str(err["hint"])
+        assert sum(c.get(f"/api/v1/jobs?function_id={signed}").json()["counts"].values()) == 0
 
 
 def test_deleted_function_job_ends_dead(orvad: Orvad) -> None:
