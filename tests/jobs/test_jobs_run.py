@@ -21,6 +21,7 @@ import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+from tests.invoke.test_invoke_limits import SIGNING, _sign
 
 pytestmark = pytest.mark.sandbox
 
@@ -295,6 +296,26 @@ def test_event_invocation_respects_auth_mode(make_orvad: Callable[..., Orvad]) -
         assert signed.status_code == 401, signed.text
         assert c.get("/api/v1/jobs?function_id=keyed").json()["counts"] == before
         assert sum(c.get("/api/v1/jobs?function_id=signedfn").json()["counts"].values()) == 0
+        # signed: a valid signature over this request (version 2: method and path) -> 202; the signature is
+        # checked before the job exists, and a replay of it is refused
+        c.post(
+            "/api/v1/functions/signedfn/secrets", json={"key": "ORVA_SIGNING_SECRET", "value": SIGNING}
+        ).raise_for_status()
+        body = b'{"signed": true}'
+        fn_id = c.get("/api/v1/functions/signedfn").json()["id"]
+        headers = {
+            **_sign(body, target="/fn/signedfn"),
+            "X-Orva-Invocation-Type": "Event",
+            "Content-Type": "application/json",
+        }
+        good = httpx.post(f"{server.url}/fn/signedfn", content=body, headers=headers)
+        assert good.status_code == 202, good.text
+        assert _until_status(c, good.json()["job_id"], ("succeeded",))["function_id"] == fn_id
+        replayed = httpx.post(f"{server.url}/fn/signedfn", content=body, headers=headers)
+        assert replayed.status_code == 401, replayed.text
+        forged = httpx.post(f"{server.url}/fn/signedfn", content=b'{"signed": false}', headers=headers)
+        assert forged.status_code == 401, forged.text
+        assert sum(c.get("/api/v1/jobs?function_id=signedfn").json()["counts"].values()) == 1
         ok = httpx.post(
             f"{server.url}/fn/keyed",
             json={},
