@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -128,6 +129,17 @@ class Field:
     env: str
     parse: Callable[[Any], Any]
     help: str
+
+
+def _otlp_url(value: Any) -> str:
+    """An OTLP/HTTP URL (http or https, a host), or empty: no export (orvad/traces/otlp.py)."""
+    text = str(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as http://127.0.0.1:4318/v1/traces")
+    return text
 
 
 FIELDS: tuple[Field, ...] = (
@@ -430,6 +442,13 @@ FIELDS: tuple[Field, ...] = (
         "the longest wait between a job's attempts",
     ),
     Field(
+        "jobs_retention_s",
+        7 * 86400.0,
+        "ORVA_JOBS_RETENTION_S",
+        _float_range(1, 10 * 365 * 86400),
+        "seconds a succeeded or cancelled job is kept after it ended (dead jobs stay until retried)",
+    ),
+    Field(
         "cron_max_per_function",
         100,
         "ORVA_CRON_MAX_PER_FUNCTION",
@@ -443,6 +462,14 @@ FIELDS: tuple[Field, ...] = (
         str,
         "tests only: cron reads the time from this file (an RFC 3339 timestamp, owned by orvad's user, writable "
         "by no one else) instead of the system clock; unset (the default): the system clock",
+    ),
+    Field(
+        "otlp_endpoint",
+        "",
+        "ORVA_OTLP_ENDPOINT",
+        _otlp_url,
+        "an OpenTelemetry collector's OTLP/HTTP traces URL (http(s)://host:4318/v1/traces): executions and user "
+        "spans are exported there too; unset (the default): no export",
     ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -496,8 +523,10 @@ class Settings:
     jobs_lease_s: float
     jobs_backoff_base_s: float
     jobs_backoff_max_s: float
+    jobs_retention_s: float
     cron_max_per_function: int
     test_clock_file: str
+    otlp_endpoint: str
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -221,6 +221,7 @@ class Daemon:
             backoff_base_s=settings.jobs_backoff_base_s,
             backoff_max_s=settings.jobs_backoff_max_s,
             max_payload_bytes=settings.max_body_bytes,
+            retention_s=settings.jobs_retention_s,
         )
         self.invoker.enqueue_event = self.jobs.enqueue_request
         self.sdk.register("jobs.enqueue", self.jobs.sdk_enqueue)

@@ -216,6 +216,7 @@ class JobService:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 600.0,
         max_payload_bytes: int = 6 * 1024 * 1024,
+        retention_s: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store, self._functions, self._invoker = store, functions, invoker
@@ -223,6 +224,7 @@ class JobService:
         self.concurrency, self.lease_s = concurrency, lease_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.max_payload_bytes = max_payload_bytes
+        self.retention_s = retention_s  # succeeded and cancelled jobs are deleted this long after they end
         self.clock = clock  # Unix seconds; tests may replace it
         self.owner = f"run_{uuid.uuid4().hex}"  # this orvad run's lease owner
         self._wake = asyncio.Event()
@@ -620,6 +622,7 @@ class JobService:
                     await self._store.renew(self.owner, self.clock() + self.lease_s)
                 if await self._store.recover(self.owner, self.clock()):
                     self._wake.set()
+                await self._store.prune(self.clock() - self.retention_s)
             except OrvaError as exc:
                 log.error("jobs: renewing leases failed", extra={"error": exc.message})
 

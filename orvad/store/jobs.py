@@ -261,6 +261,14 @@ class JobStore:
             (error, stamp, stamp, function_id),
         )
 
+    async def prune(self, before: float, limit: int = 1000) -> int:
+        """Succeeded and cancelled jobs that ended before ``before`` (their attempts with them); dead ones stay."""
+        return await self._db.execute(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ('succeeded', 'cancelled')"
+            " AND lease_owner IS NULL AND finished_at < ? LIMIT ?)",
+            (epoch_iso(before), limit),
+        )
+
     async def cancel(self, job_id: str, now: float) -> bool:
         """pending/failed/running -> cancelled (a running attempt goes on to its end; none follows)."""
         stamp = epoch_iso(now)

@@ -173,3 +173,17 @@ def test_deleted_function_job_ends_dead(orvad: Orvad) -> None:
         job = c.get(f"/api/v1/jobs/{job_id}").json()
         assert job["last_error"]["code"] == "FUNCTION_DELETED", job
         assert any(j["id"] == job_id for j in c.get("/api/v1/jobs?status=dead&limit=500").json()["jobs"])
+
+
+def test_retention_deletes_ended_jobs_but_keeps_dead_letters(make_orvad) -> None:  # type: ignore[no-untyped-def]
+    server: Orvad = make_orvad(env={"ORVA_JOBS_RETENTION_S": "1", "ORVA_JOBS_LEASE_S": "0.6"})
+    with server.admin() as c:
+        c.post("/api/v1/functions", json={"name": "kept", "runtime": "python"}).raise_for_status()
+        cancelled = c.post("/api/v1/jobs", json={"function": "kept", "scheduled_at": LATER}).json()["id"]
+        c.delete(f"/api/v1/jobs/{cancelled}").raise_for_status()
+        # never deployed: its one attempt fails (NOT_DEPLOYED) and it is dead
+        dead = c.post("/api/v1/jobs", json={"function": "kept", "max_attempts": 1}).json()["id"]
+        wait_for(lambda: c.get(f"/api/v1/jobs/{dead}").json()["status"] == "dead", 10, "the job to die")
+        assert c.get(f"/api/v1/jobs/{dead}").json()["last_error"]["code"] == "NOT_DEPLOYED"
+        wait_for(lambda: c.get(f"/api/v1/jobs/{cancelled}").status_code == 404, 10, "the cancelled job to go")
+        assert c.get(f"/api/v1/jobs/{dead}").json()["status"] == "dead"
