@@ -25,6 +25,8 @@ const AssistantView = lazy(() => import("./views/assistant.jsx"), "AssistantView
 const TracesView = lazy(() => import("./views/traces.jsx"), "TracesView", "traces page");
 // ... and jobs (issue 23)
 const JobsView = lazy(() => import("./views/jobs.jsx"), "JobsView", "jobs page");
+// ... and every function's schedules (issue 23)
+const SchedulesView = lazy(() => import("./views/cron.jsx"), "SchedulesView", "schedules page");
 
 const NAV = [
   ["/", "Overview"],
@@ -32,6 +34,7 @@ const NAV = [
   ["/invocations", "Invocations"],
   ["/traces", "Traces"],
   ["/jobs", "Jobs"],
+  ["/schedules", "Schedules"],
   ["/routes", "Routes"],
   ["/channels", "Channels"],
   ["/assistant", "Assistant"],
@@ -49,6 +52,7 @@ const VIEWS = [
   ["/traces/:id", TracesView],
   ["/jobs", JobsView],
   ["/jobs/:id", JobsView],
+  ["/schedules", SchedulesView],
   ["/routes", RoutesView],
   ["/channels", ChannelsView],
   ["/channels/:id", ChannelPage],

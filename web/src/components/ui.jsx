@@ -20,7 +20,10 @@ const UI_HINTS = {
   KV_VERSION_CONFLICT:
     "The key was written meanwhile (by a handler or someone else): close it and open it again to see its current value.",
   KV_QUOTA_EXCEEDED: "The function holds as many KV keys or bytes as it may: delete keys on the KV tab first.",
-  JOB_NOT_CANCELLABLE: "This job has ended already: reload the page to see how; Retry puts a dead or cancelled job back.",
+  CRON_LIMIT_REACHED:
+    "The function has as many schedules as it may: delete one it no longer needs on its Cron tab first.",
+  JOB_NOT_CANCELLABLE:
+    "This job has ended already: reload the page to see how; Retry puts a dead or cancelled job back.",
   JOB_NOT_RETRYABLE: "This job is still pending, running or has succeeded: reload the page and wait for it to end.",
   NOT_REPLAYABLE:
     "This execution cannot run again as it was captured (a signed function, or a body cut at 1 MiB): send a new request from the function's Test tab.",

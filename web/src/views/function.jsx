@@ -1,4 +1,4 @@
-// One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, KV, executions).
+// One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, KV, cron, executions).
 // The code, dependencies and Test request live in one working state for the page (function-workspace),
 // so tabs and in-app navigation lose nothing; undeployed edits are marked and guarded.
 import "../function-page.css";
@@ -20,6 +20,7 @@ import { DeploymentsTab, ExecutionsTab } from "./function-history.jsx";
 import { RoutesTab, SecretsTab, SettingsTab } from "./function-settings.jsx";
 import { TestTab } from "./function-test.jsx";
 import { KvTab } from "./function-kv.jsx";
+import { CronTab } from "./cron.jsx";
 import { forget, useWorkspace } from "./function-workspace.jsx";
 
 const TABS = [
@@ -30,6 +31,7 @@ const TABS = [
   { id: "secrets", label: "Secrets" },
   { id: "routes", label: "Routes" },
   { id: "kv", label: "KV" },
+  { id: "cron", label: "Cron" },
   { id: "executions", label: "Executions" },
 ];
 
@@ -41,6 +43,7 @@ const TAB_VIEWS = {
   secrets: SecretsTab,
   routes: RoutesTab,
   kv: KvTab,
+  cron: CronTab,
   executions: ExecutionsTab,
 };
 
