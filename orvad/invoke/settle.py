@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from orvad.invoke.flight import Flight
@@ -25,6 +25,7 @@ class Settler:
         self._stopping: set[asyncio.Future[None]] = set()  # workers of requests the shutdown cut
         self._orphans: dict[int, Lease] = {}  # slots held by handlers whose client left, by id(lease)
         self.outliers = Outliers()  # each function's rolling p95: the executions' outlier flag
+        self.on_execution: Callable[[dict[str, Any]], None] | None = None  # the OTLP export, when set
 
     def settle(self, flight: Flight) -> None:
         duration = time.perf_counter() - flight.started
@@ -54,6 +55,8 @@ class Settler:
         if record.status != "rejected" and not record.cold_start:
             record.outlier = self.outliers.observe(record.function_id, record.duration_ms)
         row = record.as_row()
+        if self.on_execution is not None:
+            self.on_execution(row)
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self._executions.record(
             row, record.logs, record.logs_truncated, lambda: self._bus.publish("execution", row), request
