@@ -51,6 +51,7 @@ from kv import bench_kv
 from many import bench_deploy_at_once, bench_many
 from memory import bench_memory
 from report import render_hottest, render_table, table_rows
+from sdk import bench_sdk
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "many": on_orvad("many", lambda o, opts: bench_many(o, opts.functions, opts.seconds)),
     "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds), BOTH_SERVERS),
     "kv": on_orvad("kv", lambda o, opts: bench_kv(o)),  # issue 23: a KV get from a handler
+    "sdk": on_orvad("sdk", lambda o, opts: bench_sdk(o)),  # issue 23: one SDK call round trip (the channel)
 }
 
 
