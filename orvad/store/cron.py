@@ -20,8 +20,12 @@ _COLUMNS = (
     "id, function_id, name, expression, timezone, payload, enabled, catch_up, source, next_run_at, last_run_at,"
     " last_tick_at, last_job_id, version, created_at, updated_at"
 )
-# the last run's status comes from its job's row when the jobs table has one (orvad/jobs/)
-_SELECT = f"SELECT {', '.join('c.' + c.strip() for c in _COLUMNS.split(','))}, f.name AS function_name FROM cron_schedules c JOIN functions f ON f.id = c.function_id"
+# the last run's status is its job's (orvad/jobs/; a job pruned or never written: NULL)
+_SELECT = (
+    f"SELECT {', '.join('c.' + c.strip() for c in _COLUMNS.split(','))}, f.name AS function_name,"
+    " j.status AS last_status FROM cron_schedules c JOIN functions f ON f.id = c.function_id"
+    " LEFT JOIN jobs j ON j.id = c.last_job_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class CronRow:
     created_at: str
     updated_at: str
     function_name: str = ""
+    last_status: str | None = None  # the last run's job status: pending | running | failed | succeeded | ...
 
 
 @dataclass(frozen=True, slots=True)
