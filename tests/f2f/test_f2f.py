@@ -37,7 +37,7 @@ def handler(event, context):
         reply = invoke(req["target"], *args, **kwargs)
         return {"reply": dict(reply), "json": reply.json, "me": orva.context()}
     except OrvaError as e:
-        return {"error": {"code": e.code, "message": e.message, "hint": e.hint}}
+        return {"error": {"code": e.code, "message": e.message, "hint": e.hint, "status": e.status}}
 """
 PY_ACALLER = r"""
 import json
@@ -66,9 +66,9 @@ exports.handler = async (event) => {
       return { status: s.status, headers: s.headers, chunks };
     }
     const reply = await orva.invoke(req.target, req.payload);
-    return { reply: { status: reply.status, headers: reply.headers, body: reply.body }, json: reply.json };
+    return { reply: { status: reply.status, statusCode: reply.statusCode, headers: reply.headers, body: reply.body, text: reply.text }, json: reply.json };
   } catch (e) {
-    return { error: { code: e.code, message: e.message, hint: e.hint } };
+    return { error: { code: e.code, message: e.message, hint: e.hint, status: e.status } };
   }
 };
 """
@@ -204,7 +204,8 @@ def test_an_allowed_call_returns_the_callees_reply_python(orvad: Orvad, fns: dic
         seen = out["json"]
         assert seen["method"] == "POST" and seen["path"] == "/" and json.loads(seen["body"]) == {"n": 1}
         assert seen["headers"]["content-type"] == "application/json" and seen["trigger"] == "f2f"
-        assert json.loads(reply["body"]) == seen
+        # Go Orva's shape: statusCode, and body is the parsed JSON reply; text is the raw text
+        assert reply["statusCode"] == 201 and reply["body"] == seen and json.loads(reply["text"]) == seen
         # an event: method, path, query, headers; credentials and orvad's headers are never passed on
         out = _call(
             c,
@@ -262,6 +263,12 @@ def test_an_allowed_call_returns_the_callees_reply_node(orvad: Orvad, fns: dict[
         out = _call(c, "ff-ncaller", {"target": "ff-echo", "payload": [1, "two"]})
         assert out["reply"]["status"] == 201, out
         assert json.loads(out["json"]["body"]) == [1, "two"] and out["json"]["trigger"] == "f2f"
+        reply = out["reply"]
+        assert (
+            reply["statusCode"] == 201
+            and reply["body"] == out["json"]
+            and json.loads(reply["text"]) == out["json"]
+        )
 
 
 def test_ainvoke_in_an_async_python_handler(orvad: Orvad, fns: dict[str, Any]) -> None:
@@ -277,7 +284,7 @@ def test_a_call_not_in_may_invoke_is_forbidden_and_the_callee_never_runs(
     with orvad.admin() as c:
         out = _call(c, "ff-none", {"target": "ff-never", "payload": {}})
         error = out["error"]
-        assert error["code"] == "FORBIDDEN", out
+        assert error["code"] == "FORBIDDEN" and error["status"] == 403, out
         assert "may_invoke" in error["message"] and "PUT /api/v1/functions/ff-none" in error["hint"]
         assert "may_invoke" in error["hint"]
         # by id: the name it has now is what may_invoke must hold
@@ -288,7 +295,8 @@ def test_a_call_not_in_may_invoke_is_forbidden_and_the_callee_never_runs(
         assert _executions(c, fns["ff-never"]["id"]) == []
         # with "*": any function, and a missing one is NOT_FOUND
         assert _call(c, "ff-star", {"target": "ff-never", "payload": 1})["reply"]["status"] == 201
-        assert _call(c, "ff-star", {"target": "ff-nonexistent"})["error"]["code"] == "NOT_FOUND"
+        missing = _call(c, "ff-star", {"target": "ff-nonexistent"})["error"]
+        assert missing["code"] == "NOT_FOUND" and missing["status"] == 404, missing  # OrvaError.status
         out = _call(c, "ff-star", {"target": fns["ff-echo"]["id"], "payload": 2})
         assert out["reply"]["status"] == 201
 

@@ -40,13 +40,14 @@ def run(req):
         versions = kv.put_many({"m/1": 1, "m/2": [2], "m/3": b"three"})
         many = kv.get_many(["m/1", "m/2", "m/3", "absent"])
         page = kv.list(prefix="m/", limit=2)
-        rest = kv.list(prefix="m/", cursor=page["next_cursor"])
+        rest = kv.list(prefix="m/", cursor=page.next_cursor)
         gone = kv.delete_many(["m/1", "m/2", "absent"])
         return {
             "v1": v1, "v2": v2, "entry": list(entry), "blob_ok": blob == bytes(range(256)),
             "counts": counts, "cas": [list(first), list(refused), list(second)],
             "versions": sorted(versions), "many": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in many.items()},
-            "pages": [[k["key"] for k in page["keys"]], [k["key"] for k in rest["keys"]], rest["next_cursor"]],
+            "pages": [list(page), list(rest), rest.next_cursor],
+            "entries": [e["key"] for e in page.entries] == list(page) and isinstance(page, list),
             "gone": gone, "deleted": kv.delete("greeting"), "again": kv.delete("greeting"),
             "missing": kv.get("greeting", "default"),
         }
@@ -60,7 +61,7 @@ def run(req):
     if do == "cas":
         return {"ok": kv.cas(req["key"], req["value"], req["version"]).ok}
     if do == "list":
-        return {"keys": [k["key"] for k in kv.list(limit=1000)["keys"]]}
+        return {"keys": list(kv.list(limit=1000))}
     if do == "raw":
         return {"result": _channel.call(req["op"], req["args"])}
     if do == "huge":
@@ -86,7 +87,7 @@ async def handler(event, context):
     ok = await kv.acas("a", 2, (await kv.aget_entry("a")).version)
     many = await kv.aget_many(["a", "n"])
     listed = await kv.alist()
-    return {"got": got, "n": n, "ok": ok.ok, "many": many, "keys": [k["key"] for k in listed["keys"]],
+    return {"got": got, "n": n, "ok": ok.ok, "many": many, "keys": [e["key"] for e in listed.entries] == listed and listed,
             "deleted": await kv.adelete("a")}
 """
 
@@ -111,14 +112,15 @@ async function run(req) {
         v1, entry: [entry.value, entry.version], blob: [...blob], isBuffer: Buffer.isBuffer(blob), counts,
         cas: [first, refused, second].map((r) => [r.ok, r.version]),
         many: { "m/1": many["m/1"], "m/2": many["m/2"].toString() },
-        keys: page.keys.map((k) => k.key), gone: await kv.deleteMany(["m/1", "m/2"]),
+        keys: [...page], isArray: Array.isArray(page), nextCursor: page.nextCursor,
+        entries: page.entries.map((e) => e.key), gone: await kv.deleteMany(["m/1", "m/2"]),
         deleted: await kv.delete("greeting"), missing: await kv.get("greeting", "default"),
       };
     }
     case "put": return { version: await kv.put(req.key, req.value, { ttlS: req.ttl_s }) };
     case "get": { const e = await kv.getEntry(req.key); return { entry: e && [e.value, e.version] }; }
     case "incr": return { value: await kv.incr(req.key) };
-    case "list": return { keys: (await kv.list({ limit: 1000 })).keys.map((k) => k.key) };
+    case "list": return { keys: [...(await kv.list({ limit: 1000 }))] };
   }
 }
 
@@ -167,7 +169,7 @@ def test_python_handler_uses_kv(orvad: Orvad, names: Callable[[str], str]) -> No
         )
         assert out["versions"] == ["m/1", "m/2", "m/3"]
         assert out["many"] == {"m/1": 1, "m/2": [2], "m/3": "three"}
-        assert out["pages"] == [["m/1", "m/2"], ["m/3"], None]
+        assert out["pages"] == [["m/1", "m/2"], ["m/3"], None] and out["entries"] is True
         assert out["gone"] == 2 and out["deleted"] is True and out["again"] is False
         assert out["missing"] == "default"
         # the operator sees what the handler wrote, and the other way round
@@ -206,6 +208,7 @@ def test_node_handler_uses_kv(orvad: Orvad, names: Callable[[str], str]) -> None
         first, refused, second = out["cas"]
         assert first[0] is True and refused == [False, first[1]] and second[0] is True
         assert out["many"] == {"m/1": 1, "m/2": "two"} and out["keys"] == ["m/1", "m/2"]
+        assert out["isArray"] is True and out["nextCursor"] is None and out["entries"] == ["m/1", "m/2"]
         assert out["gone"] == 2 and out["deleted"] is True and out["missing"] == "default"
         _call(admin, fn, do="put", key="short", value=1, ttl_s=0.3)
         wait_for(lambda: _call(admin, fn, do="get", key="short")["entry"] is None, 10, "the key to expire")

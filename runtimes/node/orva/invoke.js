@@ -5,7 +5,9 @@
 //
 //   const { invoke } = require("orva");
 //   const reply = await invoke("resize", { url });       // POST / with a JSON body
-//   reply.status, reply.headers, reply.body, reply.json   // body: a string, or a Buffer when not UTF-8
+//   reply.status, reply.statusCode, reply.headers, reply.body, reply.json, reply.text
+//   // body: the parsed JSON when the callee answered JSON (Go Orva's shape), else the text (a Buffer when
+//   // not UTF-8); text: always the raw text or Buffer; json: the parsed JSON or null
 //   await invoke("users", undefined, { event: { method: "GET", path: "/42", query: { full: "1" } } });
 //   const s = await invoke("ticks", {}, { stream: true }); // s.status, s.headers
 //   for await (const chunk of s) { ... }                  // Buffers, as the callee sends them
@@ -52,7 +54,7 @@ function chunkOf(item) {
   return Buffer.isBuffer(data) ? data : Buffer.from(String(data));
 }
 
-// invoke(fn, payload?, { event?, stream? }): the callee's reply {status, headers, body, json}; with
+// invoke(fn, payload?, { event?, stream? }): the callee's reply {status, statusCode, headers, body, json, text}; with
 // stream: true, an async iterable of Buffer chunks with status and headers
 async function invoke(fn, payload, options) {
   const args = argsOf(fn, payload, options);
@@ -76,11 +78,15 @@ async function invoke(fn, payload, options) {
     };
   }
   const raw = await channel.call("invoke", args);
+  const text = fromWire(raw.body === undefined ? "" : raw.body);
+  const parsed = raw.json !== undefined; // orvad parsed it: the callee answered application/json
   return {
     status: raw.status,
+    statusCode: raw.status,
     headers: raw.headers || {},
-    body: fromWire(raw.body),
-    json: raw.json === undefined ? null : raw.json,
+    body: parsed ? raw.json : text,
+    json: parsed ? raw.json : null,
+    text,
   };
 }
 

@@ -52,20 +52,24 @@ async function getEntry(key) {
   return entry(await channel.call("kv.get", { key }));
 }
 
-// Set key (expiring after ttlS seconds if given); resolves to its new version.
-async function put(key, value, { ttlS, ttl_s } = {}) {
-  return (await channel.call("kv.put", opt({ key, value: toWire(value) }, { ttl_s: ttlS ?? ttl_s }))).version;
+// Set key (expiring after ttlS seconds if given; ttlSeconds: the same, Go Orva's name); its new version.
+async function put(key, value, { ttlS, ttl_s, ttlSeconds } = {}) {
+  return (await channel.call("kv.put", opt({ key, value: toWire(value) }, { ttl_s: ttlS ?? ttl_s ?? ttlSeconds }))).version;
 }
 
-// Delete key; whether it existed.
+// Delete key; whether it existed (a missing key is no error).
 async function del(key) {
   return (await channel.call("kv.delete", { key })).deleted;
 }
 
-// One page: { keys: [{ key, type, size, version, expires_at, ... }], nextCursor }.
+// One page: an Array of the key names (Go Orva's shape) with .nextCursor (pass it back as cursor for the
+// next page; null: the last page) and .entries ([{ key, type, size, version, expires_at, ... }]).
 async function list({ prefix = "", cursor, limit = 100 } = {}) {
   const raw = await channel.call("kv.list", opt({ prefix, limit }, { cursor }));
-  return { keys: raw.keys, nextCursor: raw.next_cursor };
+  const page = raw.keys.map((e) => e.key);
+  page.nextCursor = raw.next_cursor ?? null;
+  page.entries = raw.keys;
+  return page;
 }
 
 // { key: value } of the keys that exist (at most 100 keys).
@@ -77,10 +81,10 @@ async function getMany(keys) {
 }
 
 // Set every key of `items` at once (all or none; at most 100); { key: version }.
-async function putMany(items, { ttlS, ttl_s } = {}) {
+async function putMany(items, { ttlS, ttl_s, ttlSeconds } = {}) {
   const wire = {};
   for (const [k, v] of Object.entries(items)) wire[k] = toWire(v);
-  return (await channel.call("kv.put_many", opt({ items: wire }, { ttl_s: ttlS ?? ttl_s }))).versions;
+  return (await channel.call("kv.put_many", opt({ items: wire }, { ttl_s: ttlS ?? ttl_s ?? ttlSeconds }))).versions;
 }
 
 // Delete the keys (at most 100); how many existed.
@@ -89,15 +93,15 @@ async function deleteMany(keys) {
 }
 
 // Add `by` to the integer at key (absent: 0) atomically; the new value. The expiry stays unless ttlS is given.
-async function incr(key, by = 1, { ttlS, ttl_s } = {}) {
-  return (await channel.call("kv.incr", opt({ key, by }, { ttl_s: ttlS ?? ttl_s }))).value;
+async function incr(key, by = 1, { ttlS, ttl_s, ttlSeconds } = {}) {
+  return (await channel.call("kv.incr", opt({ key, by }, { ttl_s: ttlS ?? ttl_s ?? ttlSeconds }))).value;
 }
 
 // Set key only if its version is `version` (0 or null: only if absent): { ok, version }.
-async function cas(key, value, version, { ttlS, ttl_s } = {}) {
+async function cas(key, value, version, { ttlS, ttl_s, ttlSeconds } = {}) {
   const raw = await channel.call(
     "kv.cas",
-    opt({ key, value: toWire(value), version: version ?? 0 }, { ttl_s: ttlS ?? ttl_s }),
+    opt({ key, value: toWire(value), version: version ?? 0 }, { ttl_s: ttlS ?? ttl_s ?? ttlSeconds }),
   );
   return { ok: raw.ok, version: raw.version };
 }

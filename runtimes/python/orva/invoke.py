@@ -6,7 +6,8 @@ and gives the callee at most this invocation's remaining time::
 
     from orva import invoke, ainvoke
     reply = invoke("resize", {"url": url})          # POST / with a JSON body
-    reply.status, reply.headers, reply.body, reply.json
+    reply.status, reply.headers, reply.body, reply.json, reply.text
+    reply["statusCode"], reply["body"]["x"]         # Go Orva's shape: body is the parsed JSON reply
     reply = invoke("users", event={"method": "GET", "path": "/42", "query": {"full": "1"}})
     for chunk in invoke("ticks", {}, stream=True):  # bytes, as the callee sends them
         ...
@@ -40,8 +41,10 @@ def _wire_body(body):
 
 
 class Reply(dict):
-    """The callee's reply: ``status`` (int), ``headers`` (dict, lower-case names), ``body`` (str, or bytes
-    when it is not UTF-8) and ``json`` (the parsed body when it is JSON, else None). Also a plain dict."""
+    """The callee's reply: ``status`` and ``statusCode`` (the same int), ``headers`` (dict, lower-case
+    names), ``body`` (the parsed JSON when the callee answered JSON, as Go Orva's SDK gives it; else the
+    text, or bytes when it is not UTF-8), ``text`` (always the raw text, or bytes) and ``json`` (the parsed
+    body when it is JSON, else None). Also a plain dict."""
 
     def __getattr__(self, name):
         try:
@@ -54,7 +57,14 @@ class Reply(dict):
 
 def _reply(value):
     reply = Reply(value)
-    reply["body"] = _bytes(reply.get("body", ""))
+    text = _bytes(reply.get("body", ""))
+    reply["text"] = text
+    reply["statusCode"] = reply.get("status")
+    if "json" in reply:  # orvad parsed it: the callee answered application/json
+        reply["body"] = reply["json"]
+    else:
+        reply["json"] = None
+        reply["body"] = text
     return reply
 
 

@@ -5,6 +5,8 @@ only. Sync functions, and async twins with an ``a`` prefix::
 
     from orva import kv
     kv.put("visits", 0)
+    kv.put("user:42", {"name": "Ada"}, ttl_seconds=3600)   # ttl_seconds: Go Orva's name for ttl_s
+    kv.list(prefix="user:")            # ["user:42"] (.next_cursor, .entries)
     n = kv.incr("visits")              # -> 1
     entry = kv.get_entry("visits")     # Entry(value=1, version=..., expires_at=None)
     ok, version = kv.cas("visits", 5, entry.version)
@@ -22,6 +24,7 @@ from orva import _channel
 
 __all__ = [
     "Entry",
+    "Page",
     "CasResult",
     "get",
     "get_entry",
@@ -82,8 +85,24 @@ def _opt(args: dict[str, Any], **more: Any) -> dict[str, Any]:
     return args
 
 
-def _page(raw: dict[str, Any]) -> dict[str, Any]:
-    return {"keys": raw["keys"], "next_cursor": raw["next_cursor"]}
+class Page(_list):  # type: ignore[type-arg]
+    """One page of ``kv.list``: a list of the key names (Go Orva's shape), with ``.next_cursor`` (pass it
+    back as ``cursor`` for the next page; None: the last page) and ``.entries`` (one dict per key: key,
+    type, size, version, expires_at, ...)."""
+
+    next_cursor: str | None
+    entries: _list[dict[str, Any]]
+
+
+def _page(raw: dict[str, Any]) -> Page:
+    page = Page(e["key"] for e in raw["keys"])
+    page.next_cursor = raw["next_cursor"]
+    page.entries = _list(raw["keys"])
+    return page
+
+
+def _ttl(ttl_s: float | None, ttl_seconds: float | None) -> float | None:
+    return ttl_seconds if ttl_s is None else ttl_s
 
 
 def _many(raw: dict[str, Any]) -> dict[str, Any]:
@@ -102,19 +121,22 @@ def get_entry(key: str) -> Entry | None:
     return _entry(_channel.call("kv.get", {"key": key}))
 
 
-def put(key: str, value: Any, ttl_s: float | None = None) -> int:
-    """Set ``key`` (expiring after ``ttl_s`` seconds if given); its new version."""
-    return int(_channel.call("kv.put", _opt({"key": key, "value": _to_wire(value)}, ttl_s=ttl_s))["version"])
+def put(key: str, value: Any, ttl_s: float | None = None, *, ttl_seconds: float | None = None) -> int:
+    """Set ``key`` (expiring after ``ttl_s`` seconds if given; ``ttl_seconds``: the same, Go Orva's name);
+    its new version."""
+    args = _opt({"key": key, "value": _to_wire(value)}, ttl_s=_ttl(ttl_s, ttl_seconds))
+    return int(_channel.call("kv.put", args)["version"])
 
 
 def delete(key: str) -> bool:
-    """Delete ``key``; whether it existed."""
+    """Delete ``key``; whether it existed (a missing key is no error)."""
     return bool(_channel.call("kv.delete", {"key": key})["deleted"])
 
 
-def list(prefix: str = "", cursor: str | None = None, limit: int = 100) -> dict[str, Any]:  # noqa: A001
-    """One page of keys starting with ``prefix``: ``{"keys": [{key, type, size, version, expires_at, ...}],
-    "next_cursor": str | None}`` (pass next_cursor back as ``cursor`` for the next page)."""
+def list(prefix: str = "", cursor: str | None = None, limit: int = 100) -> Page:  # noqa: A001
+    """One page of the key names starting with ``prefix`` (a ``Page``: a list of str with ``.next_cursor``,
+    passed back as ``cursor`` for the next page, and ``.entries``: {key, type, size, version, expires_at,
+    ...} per key)."""
     return _page(_channel.call("kv.list", _opt({"prefix": prefix, "limit": limit}, cursor=cursor)))
 
 
@@ -123,10 +145,14 @@ def get_many(keys: _list[str]) -> dict[str, Any]:
     return _many(_channel.call("kv.get_many", {"keys": _list(keys)}))
 
 
-def put_many(items: dict[str, Any], ttl_s: float | None = None) -> dict[str, int]:
+def put_many(
+    items: dict[str, Any], ttl_s: float | None = None, *, ttl_seconds: float | None = None
+) -> dict[str, int]:
     """Set every key of ``items`` at once (all or none; at most 100); key -> new version."""
     wire = {k: _to_wire(v) for k, v in items.items()}
-    return dict(_channel.call("kv.put_many", _opt({"items": wire}, ttl_s=ttl_s))["versions"])
+    return dict(
+        _channel.call("kv.put_many", _opt({"items": wire}, ttl_s=_ttl(ttl_s, ttl_seconds)))["versions"]
+    )
 
 
 def delete_many(keys: _list[str]) -> int:
@@ -158,8 +184,9 @@ async def aget_entry(key: str) -> Entry | None:
     return _entry(await _channel.acall("kv.get", {"key": key}))
 
 
-async def aput(key: str, value: Any, ttl_s: float | None = None) -> int:
-    raw = await _channel.acall("kv.put", _opt({"key": key, "value": _to_wire(value)}, ttl_s=ttl_s))
+async def aput(key: str, value: Any, ttl_s: float | None = None, *, ttl_seconds: float | None = None) -> int:
+    args = _opt({"key": key, "value": _to_wire(value)}, ttl_s=_ttl(ttl_s, ttl_seconds))
+    raw = await _channel.acall("kv.put", args)
     return int(raw["version"])
 
 
@@ -167,7 +194,7 @@ async def adelete(key: str) -> bool:
     return bool((await _channel.acall("kv.delete", {"key": key}))["deleted"])
 
 
-async def alist(prefix: str = "", cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+async def alist(prefix: str = "", cursor: str | None = None, limit: int = 100) -> Page:
     return _page(await _channel.acall("kv.list", _opt({"prefix": prefix, "limit": limit}, cursor=cursor)))
 
 
@@ -175,9 +202,12 @@ async def aget_many(keys: _list[str]) -> dict[str, Any]:
     return _many(await _channel.acall("kv.get_many", {"keys": _list(keys)}))
 
 
-async def aput_many(items: dict[str, Any], ttl_s: float | None = None) -> dict[str, int]:
+async def aput_many(
+    items: dict[str, Any], ttl_s: float | None = None, *, ttl_seconds: float | None = None
+) -> dict[str, int]:
     wire = {k: _to_wire(v) for k, v in items.items()}
-    return dict((await _channel.acall("kv.put_many", _opt({"items": wire}, ttl_s=ttl_s)))["versions"])
+    raw = await _channel.acall("kv.put_many", _opt({"items": wire}, ttl_s=_ttl(ttl_s, ttl_seconds)))
+    return dict(raw["versions"])
 
 
 async def adelete_many(keys: _list[str]) -> int:
