@@ -200,7 +200,10 @@ class Invoker:
                 flight.watch.stop()
             if flight.gated:
                 await self.admission.concurrency.leave(request.function.id)
-            flight.request = capture_row(request, flight.record.id)  # None: capture off, or no body read
+            if (
+                flight.record.status != "rejected"
+            ):  # a refused caller leaves no capture: no flood fills the disk
+                flight.request = capture_row(request, flight.record.id)  # None: capture off, or no body read
             self.settler.settle(flight)
 
     @staticmethod

@@ -20,11 +20,13 @@ LONG = "a" * 15000
 # and shared memory together; the keyed call's row and the metric's key last-use times), bound 1 MiB.
 # The invoke flood writes one `rejected` execution per call (the function's owner sees the refusals),
 # whose path is now at most 512 characters: measured ~0.9 KiB per row in orva.db with its two
-# indexes, bound 1.25 KiB (a 15,000-character path would need 15). The WAL is not per row: SQLite
+# indexes; since issue 23's trace columns and their two indexes ~1.1 KiB in pages (dbstat) and ~1.8 KiB of
+# file growth, bound 2.5 KiB (a 15,000-character path would need 15). Refused calls keep no captured
+# request (that grew it by 17 KiB a call). The WAL is not per row: SQLite
 # checkpoints it every 1000 pages (4 MiB) and reuses the file, measured 4.0 MiB, bound 5 MiB. Before the
 # fix floods of 2000 calls added 62 MiB and 32 MiB.
 AUDIT_FLOOD_BOUND = 1 << 20
-ROW_BOUND = 1280
+ROW_BOUND = 2560
 WAL_BOUND = 5 << 20
 
 
@@ -101,6 +103,8 @@ def test_refused_invocations_keep_a_cut_path(make_orvad) -> None:
 
         wait_for(lambda: len(recorded()) >= FLOOD, 30, "the refused executions")
         rows = recorded()
+        kept = c.get(f"/api/v1/executions/{rows[0]['id']}/request")
+        assert kept.status_code == 404, kept.text  # a refused caller's request is not captured
     grown = (server.data_dir / "orva.db").stat().st_size - before_main
     wal = (server.data_dir / "orva.db-wal").stat().st_size
     assert all(r["status"] == "rejected" and r["status_code"] == 401 for r in rows)
