@@ -59,7 +59,9 @@ def test_security_claims_cite_tests_that_exist() -> None:
     import re
 
     text = (ROOT / "docs" / "SECURITY.md").read_text()
-    files = set(re.findall(r"\btests/((?:[a-z0-9_]+/)*test_[a-z0-9_]+\.py)", text))  # tests/<package>/test_x.py
+    files = set(
+        re.findall(r"\btests/((?:[a-z0-9_]+/)*test_[a-z0-9_]+\.py)", text)
+    )  # tests/<package>/test_x.py
     names = set(re.findall(r"\b(test_[a-z0-9_]+)\b", text)) - {Path(name).stem for name in files}
     sources = {
         p.relative_to(ROOT / "tests").as_posix(): p.read_text() for p in (ROOT / "tests").rglob("test_*.py")
