@@ -49,7 +49,10 @@ def check_origin(value: Any) -> str:
             "may not contain a wildcard: only a whole list of * is allowed (any origin)",
             "list each origin, e.g. https://app.example.com,https://admin.example.com, or use * alone",
         )
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address: https://[:0]
+        raise OriginError(f"{value!r} is not a valid origin", f"write each origin as {form}") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.netloc:
         raise OriginError(f"{value!r} is not an http(s) origin", f"write each origin as {form}")
