@@ -46,7 +46,8 @@ from orvad.errors import (
 )
 from orvad.invoke.dispatch import Invoker
 from orvad.invoke.relay import Result
-from orvad.invoke.request import Grant, InvokeRequest
+from orvad.invoke.request import DROPPED_HEADERS as _CALLER_DROPPED
+from orvad.invoke.request import DROPPED_PREFIXES, Grant, InvokeRequest
 from orvad.models import Function
 from orvad.sdk.calls import MAX_DEPTH, Caller
 from orvad.services.functions import FunctionService, may_invoke_allows
@@ -66,28 +67,9 @@ MAX_HEADER_VALUE = 8192
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name / method
 _VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # no CR, LF, NUL or other controls; latin-1
 _PATH = re.compile(r"^/[^\x00-\x20\x7f?#]*$")
-# never taken from the caller: credentials, orvad's own headers, and what a proxy or the framing owns
-DROPPED_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "forwarded",
-        "x-real-ip",
-        "traceparent",
-        "tracestate",
-    }
-)
-DROPPED_PREFIXES = ("x-orva-", "x-forwarded-")
+# never taken from the calling function: what MCP drops too, and the trace headers (the callee joins the
+# caller's trace from orvad's record, never from a header the caller writes)
+DROPPED_HEADERS = _CALLER_DROPPED | {"traceparent", "tracestate"}
 JSON_TYPE = (b"content-type", b"application/json")
 
 

@@ -16,6 +16,28 @@ from starlette.types import Scope
 from orvad.models import Function
 from orvad.traces.context import TraceContext
 
+# never taken from a caller that is not HTTP (an MCP agent, a calling function): credentials, orvad's own
+# headers, and what a proxy or the framing owns
+DROPPED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "x-real-ip",
+    }
+)
+DROPPED_PREFIXES = ("x-orva-", "x-forwarded-")
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:

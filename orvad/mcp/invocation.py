@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from orvad.invoke import Grant, InvokeRequest
+from orvad.invoke.request import DROPPED_HEADERS, DROPPED_PREFIXES
 from orvad.mcp.results import Caller, ToolReply, bad, reply_result, string_arg
 from orvad.mcp.schemacheck import check_arguments
 from orvad.models import Function
@@ -29,26 +30,6 @@ from orvad.models import Function
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
 
-# never taken from the agent: credentials, orvad's own headers, and what a proxy or the framing owns
-DROPPED_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "forwarded",
-        "x-real-ip",
-    }
-)
-DROPPED_PREFIXES = ("x-orva-", "x-forwarded-")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
 _VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # no CR, LF, NUL or other controls; latin-1
 JSON_TYPE = (b"content-type", b"application/json")
