@@ -68,6 +68,7 @@ from orvad.store.executions import ExecutionStore
 from orvad.store.functions import FunctionStore
 from orvad.store.jobs import JobStore
 from orvad.store.kv import KvStore
+from orvad.store.maintenance import Storage
 from orvad.store.oauth import OAuthStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
@@ -124,6 +125,7 @@ class Daemon:
         self.executions = ExecutionStore(self.db, self.batch)
         self.captures = CaptureStore(self.db)  # captured requests and fixtures (issue 23, replay)
         self.audit = AuditStore(self.db, self.batch)
+        self.storage = Storage(self.db)  # issue 24: the database's figures and vacuum (store/maintenance.py)
         self.pools = PoolManager(
             config_of=self.pool_configs.get,
             memory_cap_mb=_memory_cap_mb(settings.memory_share),
@@ -144,7 +146,8 @@ class Daemon:
         )
         self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
         self.metrics_history = MetricsHistory(self.metrics.snapshot, settings.metrics_sample_s)
-        self.audit_trail = AuditTrail(self.audit, self.metrics)  # the guard tells it of management calls
+        # the guard tells it of management calls; each committed row is an `activity` event (issue 24)
+        self.audit_trail = AuditTrail(self.audit, self.metrics, self.bus.publish)
         self.host: HostCheck | None = None
         self.egress = EgressNetwork(
             str(settings.port),
@@ -380,6 +383,7 @@ class Daemon:
         await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
         await self.ai_providers.aclose()  # the AI providers' SDK clients
+        await self.storage.close()  # a running vacuum ends first (it holds the writer's thread)
         await timed("rows", self.batch.stop())
         if self.otlp is not None:  # the spans still queued for the collector
             await timed("otlp", asyncio.to_thread(self.otlp.shutdown))

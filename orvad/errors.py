@@ -24,6 +24,7 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     │   ├── KvNotInteger     409 KV_NOT_INTEGER
     │   ├── KvQuotaExceeded  409 KV_QUOTA_EXCEEDED
     │   ├── CronLimitReached 409 CRON_LIMIT_REACHED
+    │   ├── VacuumRunning    409 VACUUM_RUNNING
     │   └── NotReplayable    409 NOT_REPLAYABLE
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
@@ -211,6 +212,12 @@ class CronLimitReached(Conflict):
     """A new schedule past the function's limit (ORVA_CRON_MAX_PER_FUNCTION): details {count, max}."""
 
     code = "CRON_LIMIT_REACHED"
+
+
+class VacuumRunning(Conflict):
+    """POST /api/v1/system/vacuum while a vacuum runs: details {started_at, mode}."""
+
+    code = "VACUUM_RUNNING"
 
 
 class NotReplayable(Conflict):

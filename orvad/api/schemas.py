@@ -1275,6 +1275,54 @@ DELETED_SECRET = record({"function_id": STR, "key": STR, "deleted": {"const": Tr
 AUTH = "/api/v1/auth"
 AI = "/api/v1/ai"
 
+# issue 24: sessions, the vacuum's run, the activity feed's rows
+_SESSION_ROW = record(
+    {
+        "id": STR,
+        "user_id": STR,
+        "username": STR,
+        "device": STR,
+        "user_agent": NSTR,
+        "ip": NSTR,
+        "created_at": TIME,
+        "last_seen_at": NTIME,
+        "expires_at": TIME,
+        "current": BOOL,
+    }
+)
+_VACUUM_RUN = record(
+    {
+        "mode": {"type": "string", "enum": ["incremental", "full"]},
+        "running": BOOL,
+        "started_at": TIME,
+        "ended_at": NTIME,
+        "duration_ms": {"type": ["number", "null"]},
+        "bytes_before": INT,
+        "bytes_after": {"type": ["integer", "null"]},
+        "reclaimed_bytes": {"type": ["integer", "null"]},
+        "free_pages_before": INT,
+        "steps": INT,
+        "longest_lock_ms": NUM,
+        "error": NSTR,
+    }
+)
+_ACTIVITY_ROW = record(
+    {
+        "id": STR,
+        "ts": TIME,
+        "source": {"type": "string", "enum": ["api", "mcp", "assistant", "cli", "webhook"]},
+        "actor_kind": STR,
+        "actor_id": NSTR,
+        "actor_name": NSTR,
+        "method": STR,
+        "path": STR,
+        "target_id": NSTR,
+        "status": INT,
+        "request_id": STR,
+        "client_ip": NSTR,
+    }
+)
+
 OPS: dict[tuple[str, str], Op] = {
     # functions
     ("GET", "/api/v1/functions"): Op(
@@ -1797,9 +1845,68 @@ OPS: dict[tuple[str, str], Op] = {
             )
         )
     ),
+    # storage (issue 24)
+    ("GET", "/api/v1/system/storage"): Op(
+        ok=json_ok(
+            record(
+                {
+                    "database": record(
+                        {
+                            "path": STR,
+                            "bytes": INT,
+                            "wal_bytes": INT,
+                            "shm_bytes": INT,
+                            "page_size": INT,
+                            "page_count": INT,
+                            "free_pages": INT,
+                            "free_bytes": INT,
+                            "auto_vacuum": STR,
+                            "tables": {
+                                "type": "array",
+                                "items": record(
+                                    {"name": STR, "rows": INT, "bytes": {"type": ["integer", "null"]}}
+                                ),
+                            },
+                        }
+                    ),
+                    "versions_bytes": INT,
+                    "staging_bytes": INT,
+                    "build_cache_bytes": INT,
+                    "data_dir_bytes": INT,
+                    "executions": record({"rows": INT, "bytes": {"type": ["integer", "null"]}}),
+                    "logs": record({"rows": INT, "bytes": {"type": ["integer", "null"]}}),
+                    "vacuum": {"anyOf": [_VACUUM_RUN, {"type": "null"}]},
+                }
+            )
+        )
+    ),
+    ("POST", "/api/v1/system/vacuum"): Op(
+        query=(
+            Param("mode", {"type": "string", "enum": ["incremental", "full"]}, "default: orvad chooses"),
+            Param(
+                "wait", {"type": "string", "enum": ["true", "false", "1", "0"]}, "false: answer 202 at once"
+            ),
+        ),
+        ok={**json_ok(_VACUUM_RUN), **json_ok(_VACUUM_RUN, "202")},
+    ),
+    # the activity feed (issue 24): the audit log by source
+    ("GET", "/api/v1/activity"): Op(
+        query=(
+            Param("source", {"type": "string", "enum": ["api", "mcp", "assistant", "cli", "webhook"]}),
+            Param("actor_id", STR, "a key id, user id, channel or webhook id"),
+            Param(
+                "q", {"type": "string", "maxLength": 200}, "text in the path, method, actor name or target"
+            ),
+            SINCE,
+            Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"),
+            Param("status_min", _int(0, 999), "only rows whose status is at least this"),
+            *PAGE,
+        ),
+        ok=json_ok(record({"activity": {"type": "array", "items": _ACTIVITY_ROW}, "next_cursor": NSTR})),
+    ),
     ("GET", "/api/v1/events"): Op(
         query=(
-            Param("types", STR, "comma list of metrics, execution, deployment, function"),
+            Param("types", STR, "comma list of metrics, execution, deployment, function, activity (admin)"),
             FUNCTION_FILTER,
         ),
         ok={"200": SSE},
@@ -1835,6 +1942,23 @@ OPS: dict[tuple[str, str], Op] = {
     ("POST", f"{AUTH}/logout"): Op(ok=json_ok(record({"logged_out": {"const": True}}))),
     ("POST", f"{AUTH}/change-password"): Op(
         body="ChangePassword", ok=json_ok(record({"changed": {"const": True}}))
+    ),
+    # sessions (issue 24): a session sees its own user's, an admin key everyone's
+    ("GET", f"{AUTH}/sessions"): Op(
+        ok=json_ok(record({"sessions": {"type": "array", "items": _SESSION_ROW}}))
+    ),
+    ("DELETE", f"{AUTH}/sessions"): Op(
+        query=(
+            Param(
+                "keep_current",
+                {"type": "string", "enum": ["true", "false", "1", "0"]},
+                "keep the caller's own session (default false: log out everywhere, here too)",
+            ),
+        ),
+        ok=json_ok(record({"revoked": INT, "kept": NSTR})),
+    ),
+    ("DELETE", f"{AUTH}/sessions/{{session_id}}"): Op(
+        ok=json_ok(record({"id": STR, "revoked": {"const": True}, "current": BOOL}))
     ),
     # the dashboard
     ("GET", "/"): Op(ok={"302": {}}),

@@ -1,4 +1,5 @@
-"""/api/v1/system/metrics(.json), the metrics history, /api/v1/events (SSE) and /api/v1/audit-log."""
+"""/api/v1/system/metrics(.json), the metrics history, info, storage and vacuum, /api/v1/events (SSE) and
+/api/v1/audit-log."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import platform
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
@@ -14,12 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad import __version__
-from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params
+from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params, principal_of
 from orvad.builder.safetree import MAX_DEPTH, tree_bytes
-from orvad.errors import ValidationError
+from orvad.errors import Forbidden, ValidationError
 from orvad.services.metrics_history import MAX_MINUTES
 
-EVENT_TYPES = ("metrics", "execution", "deployment", "function")
+EVENT_TYPES = ("metrics", "execution", "deployment", "function", "activity")
+ADMIN_EVENT_TYPES = frozenset({"activity"})  # audit rows: for `admin` only (a read key gets the rest)
 METRICS_EVERY_S = 5.0
 PING_S = 15
 
@@ -77,11 +80,70 @@ async def info(request: Request) -> Response:
     )
 
 
+def _dir_bytes(root: Path) -> dict[str, Any]:
+    """Bytes and files' count of the version trees (every function's versions/) and the build cache."""
+    versions = sum(tree_bytes(d)[0] for d in (root / "functions").glob("*/versions") if d.is_dir())
+    staging = sum(tree_bytes(d)[0] for d in (root / "functions").glob("*/staging") if d.is_dir())
+    return {
+        "versions_bytes": versions,
+        "staging_bytes": staging,
+        "build_cache_bytes": tree_bytes(root / "build-cache")[0],
+        "data_dir_bytes": tree_bytes(root)[0],
+    }
+
+
+async def storage(request: Request) -> Response:
+    """What orvad keeps on disk: the database (file, WAL, free pages, rows and bytes per table), the
+    version trees, the build cache, and the vacuum running or last run (docs/OPERATIONS.md)."""
+    daemon = daemon_of(request)
+    database = await daemon.storage.stats()
+    dirs = await asyncio.to_thread(_dir_bytes, daemon.settings.data_dir)
+    tables = {t["name"]: t for t in database["tables"]}
+    empty = {"rows": 0, "bytes": 0}
+    run = daemon.storage.current
+    return JSONResponse(
+        {
+            "database": database,
+            **dirs,
+            "executions": {k: tables.get("executions", empty)[k] for k in ("rows", "bytes")},
+            "logs": {k: tables.get("execution_logs", empty)[k] for k in ("rows", "bytes")},
+            "vacuum": run.as_dict() if run else None,
+        }
+    )
+
+
+async def vacuum(request: Request) -> Response:
+    """Checkpoint the WAL and vacuum the database on the writer's thread (?mode=incremental|full; default:
+    incremental where the file allows it, else full). Answers the run when it ends; ?wait=false answers 202
+    at once. 409 VACUUM_RUNNING while one runs."""
+    daemon = daemon_of(request)
+    mode = request.query_params.get("mode") or None
+    if mode not in (None, "incremental", "full"):
+        raise ValidationError(
+            "mode must be incremental or full",
+            hint="leave ?mode= out to let orvad choose, or send ?mode=full to rebuild the whole file",
+            details={"field": "mode"},
+        )
+    wait = request.query_params.get("wait", "true").lower()
+    if wait not in ("true", "false", "1", "0"):
+        raise ValidationError("wait must be true or false", details={"field": "wait"})
+    task = daemon.storage.start_vacuum(mode)  # type: ignore[arg-type]
+    if wait in ("false", "0"):
+        run = daemon.storage.current
+        assert run is not None
+        return JSONResponse(run.as_dict(), status_code=202)
+    await asyncio.shield(task)  # a caller that leaves does not stop it
+    run = daemon.storage.current
+    assert run is not None
+    return JSONResponse(run.as_dict())
+
+
 async def events(request: Request) -> Response:
-    """SSE of `metrics` (every 5 s), `execution`, `deployment` and `function` events.
+    """SSE of `metrics` (every 5 s), `execution`, `deployment`, `function` and `activity` events.
 
     Filters: ?types=execution,deployment and ?function_id=. A client that falls behind gets an
-    `event: dropped` with the count of events it missed.
+    `event: dropped` with the count of events it missed. `activity` (audit rows) needs `admin`: left out
+    of a read key's default stream, 403 when it asks for it by name.
     """
     daemon = daemon_of(request)
     raw = request.query_params.get("types")
@@ -90,6 +152,15 @@ async def events(request: Request) -> Response:
         raise ValidationError(
             f"types must be a comma list of {', '.join(EVENT_TYPES)}", details={"field": "types"}
         )
+    principal = principal_of(request)
+    if (principal is None or not principal.can("admin")) and types & ADMIN_EVENT_TYPES:
+        if raw:
+            raise Forbidden(
+                "the activity events need the 'admin' permission",
+                hint="use a key with 'admin', or leave activity out of ?types=",
+                details={"required": "admin"},
+            )
+        types -= ADMIN_EVENT_TYPES
     wanted = request.query_params.get("function_id")
     function_id = daemon.functions.resolve(wanted).id if wanted else None
 
@@ -138,6 +209,8 @@ routes = [
     Route("/api/v1/system/metrics.json", metrics_json, methods=["GET"]),
     Route("/api/v1/system/metrics/history", metrics_history, methods=["GET"]),
     Route("/api/v1/system/info", info, methods=["GET"]),
+    Route("/api/v1/system/storage", storage, methods=["GET"]),  # issue 24
+    Route("/api/v1/system/vacuum", vacuum, methods=["POST"]),
     Route("/api/v1/events", events, methods=["GET"]),
     Route("/api/v1/audit-log", audit_log, methods=["GET"]),
 ]

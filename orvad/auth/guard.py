@@ -40,7 +40,15 @@ _PUBLIC = {
     ("POST", f"{API}/auth/login"),
 }
 _SESSION_ONLY = {f"{API}/auth/{name}" for name in ("me", "refresh", "logout", "change-password")}
-_ADMIN_PREFIXES = (f"{API}/keys", f"{API}/audit-log", f"{API}/channels", f"{API}/oauth", f"{API}/ai/")
+_ADMIN_PREFIXES = (
+    f"{API}/keys",
+    f"{API}/audit-log",
+    f"{API}/activity",  # the audit log read as a feed (issue 24)
+    f"{API}/auth/sessions",  # a session sees its own user's; an admin key everyone's (issue 24)
+    f"{API}/channels",
+    f"{API}/oauth",
+    f"{API}/ai/",
+)
 _ADMIN_EXACT = {
     ("PUT", f"{API}/pool/config"),
     ("POST", f"{API}/pool/config"),

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,11 +29,18 @@ PASSWORD_CHECKS = 2
 _DUMMY_HASH = hash_password("orva-timing-equaliser")
 
 
+# A session's last_seen_at is written at most once a minute (through the batched writer), per session.
+LAST_SEEN_EVERY_S = 60.0
+_SEEN_MAX = 10_000  # sessions remembered for that; past it the memory starts again (a write each, once)
+USER_AGENT_MAX = 512  # characters of User-Agent kept with a session
+
+
 @dataclass(frozen=True)
 class Session:
     token: str
     user: UserRow
     expires_at: str
+    id: str = ""  # the public id (GET /api/v1/auth/sessions); never the token
 
 
 def token_hash(token: str) -> str:
@@ -66,6 +74,7 @@ class SessionService:
         self.secure_cookies = secure_cookies
         self.cookie_name = name_for(secure_cookies)  # the one name set and read (auth/cookienames.py)
         self._scrypt = asyncio.Semaphore(PASSWORD_CHECKS)
+        self._seen: dict[str, float] = {}  # session id -> monotonic time of its last last_seen_at write
 
     async def _hash(self, password: str) -> str:
         async with self._scrypt:
@@ -78,7 +87,9 @@ class SessionService:
     async def has_user(self) -> bool:
         return await self._store.count_users() > 0
 
-    async def onboard(self, username: object, password: object) -> Session:
+    async def onboard(
+        self, username: object, password: object, *, user_agent: str | None = None, ip: str | None = None
+    ) -> Session:
         name, secret = validate_username(username), validate_password(password)
         if await self.has_user():
             raise AlreadySetup("an admin user already exists")
@@ -86,20 +97,53 @@ class SessionService:
         user = UserRow(id=uuid7(), username=name, password_hash=await self._hash(secret), created_at=now)
         if not await self._store.create_first_user(user):
             raise AlreadySetup("an admin user already exists")
-        return await self._open(user)
+        return await self._open(user, user_agent, ip)
 
-    async def login(self, username: object, password: object) -> Session:
+    async def login(
+        self, username: object, password: object, *, user_agent: str | None = None, ip: str | None = None
+    ) -> Session:
         if not isinstance(username, str) or not isinstance(password, str) or len(password) > MAX_LENGTH:
             raise ValidationError("username and password must be strings", details={"field": "username"})
         user = await self._store.user_by_name(username)
         ok = await self._verify(password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not ok:
             raise InvalidCredentials("wrong username or password")
-        return await self._open(user)
+        return await self._open(user, user_agent, ip)
 
     async def resolve(self, token: str) -> Session | None:
+        """The live session of a cookie's token, read from the database on every call (so a session ended
+        by any means stops working on its next request); its last_seen_at is queued at most once a minute."""
         found = await self._store.session_user(token_hash(token), now_iso())
-        return Session(token, found[0], found[1]) if found else None
+        if found is None:
+            return None
+        user, expires_at, session_id = found
+        self._seen_now(session_id)
+        return Session(token, user, expires_at, session_id)
+
+    def _seen_now(self, session_id: str) -> None:
+        now = time.monotonic()
+        last = self._seen.get(session_id)
+        if last is not None and now - last < LAST_SEEN_EVERY_S:
+            return
+        if len(self._seen) >= _SEEN_MAX:
+            self._seen.clear()
+        self._seen[session_id] = now
+        self._store.touch_session(session_id, now_iso())
+
+    async def list_sessions(self, user_id: str | None) -> list[dict[str, object]]:
+        """Live sessions of ``user_id`` (None: everyone's), newest first."""
+        return await self._store.list_sessions(user_id, now_iso())
+
+    async def revoke(self, session_id: str, user_id: str | None) -> bool:
+        """End one session by its public id, if it is ``user_id``'s (None: anyone's); it is refused from
+        its next request on (resolve reads the database each time: there is no cache to forget)."""
+        ended = await self._store.delete_session_by_id(session_id, user_id)
+        self._seen.pop(session_id, None)
+        return ended
+
+    async def revoke_all(self, user_id: str | None, keep_id: str | None) -> int:
+        """End every session of ``user_id`` (None: everyone's) except ``keep_id``; answers how many."""
+        return await self._store.delete_sessions(user_id, keep_id)
 
     async def refresh(self, session: Session) -> Session:
         """Issue a new token with a fresh lifetime; the old token stops working at once."""
@@ -109,7 +153,7 @@ class SessionService:
             token_hash(session.token), token_hash(token), iso(now), expires
         ):
             raise InvalidCredentials("session expired", hint="log in again")
-        return Session(token, session.user, expires)
+        return Session(token, session.user, expires, session.id)
 
     async def logout(self, session: Session) -> None:
         await self._store.delete_session(token_hash(session.token))
@@ -123,8 +167,17 @@ class SessionService:
         hashed = await self._hash(secret)
         await self._store.set_password(session.user.id, hashed, now_iso(), token_hash(session.token))
 
-    async def _open(self, user: UserRow) -> Session:
-        token, now = secrets.token_urlsafe(32), utcnow()
+    async def _open(self, user: UserRow, user_agent: str | None, ip: str | None) -> Session:
+        token, now, session_id = secrets.token_urlsafe(32), utcnow(), uuid7()
         expires = iso(now + self.lifetime)
-        await self._store.create_session(token_hash(token), user.id, iso(now), expires)
-        return Session(token, user, expires)
+        await self._store.create_session(
+            token_hash(token),
+            user.id,
+            iso(now),
+            expires,
+            session_id=session_id,
+            user_agent=user_agent[:USER_AGENT_MAX] if user_agent else None,
+            ip=ip,
+        )
+        self._seen[session_id] = time.monotonic()
+        return Session(token, user, expires, session_id)

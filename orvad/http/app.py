@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orvad.api import (
+    activity,
     ai,
     ai_providers,
     auth,
@@ -217,6 +218,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *cron.routes,  # issue 23: /api/v1/functions/{id}/cron, /api/v1/cron
             *traces.routes,  # issue 23: /api/v1/traces
             *system.routes,
+            *activity.routes,  # issue 24: the audit log as a feed
             *openapi.routes,
             *web.routes,
         ],

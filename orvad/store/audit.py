@@ -6,6 +6,8 @@ anyone who reaches the port could write them without bound. They are counted by 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from orvad.store.batch import BatchWriter
@@ -42,13 +44,87 @@ def insert(row: dict[str, Any]) -> tuple[str, list[Any]]:
     return _INSERT, [recorded_path(row[c]) if c in _CUT and row[c] else row[c] for c in COLUMNS]
 
 
+# The activity feed's sources: the audit row's method tells them apart (docs/OPERATIONS.md "Activity feed").
+SOURCE_METHODS = {"mcp": "MCP", "assistant": "AI", "cli": "CLI", "webhook": "WEBHOOK"}
+SOURCES = ("api", *SOURCE_METHODS)
+_METHOD_SOURCES = {method: source for source, method in SOURCE_METHODS.items()}
+
+
+def source_of(method: str) -> str:
+    """``api`` for an HTTP method, else the source its pseudo-method names (MCP -> mcp, ...)."""
+    return _METHOD_SOURCES.get(method, "api")
+
+
+def activity_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An audit row as the activity feed shows it: the stored columns plus ``source``."""
+    return {**row, "source": source_of(row["method"])}
+
+
+@dataclass(frozen=True)
+class ActivityFilter:
+    source: str | None = None
+    actor_id: str | None = None
+    q: str | None = None
+    since: str | None = None
+    until: str | None = None
+    status_min: int | None = None
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _activity_where(f: ActivityFilter, cursor: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.source == "api":
+        clauses.append(f"method NOT IN ({', '.join('?' for _ in SOURCE_METHODS)})")
+        params.extend(SOURCE_METHODS.values())
+    elif f.source is not None:
+        clauses.append("method = ?")
+        params.append(SOURCE_METHODS[f.source])
+    for clause, value in (
+        ("actor_id = ?", f.actor_id),
+        ("ts >= ?", f.since),
+        ("ts < ?", f.until),
+        ("status >= ?", f.status_min),
+        ("id < ?", cursor),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if f.q:
+        clauses.append(
+            "("
+            + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in ("path", "method", "actor_name", "target_id"))
+            + ")"
+        )
+        params.extend([_like(f.q)] * 4)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 class AuditStore:
     def __init__(self, db: Database, batch: BatchWriter) -> None:
         self._db = db
         self._batch = batch
 
-    def record(self, row: dict[str, Any]) -> None:
-        self._batch.submit(*insert(row))
+    def record(self, row: dict[str, Any], after: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Queue one row; ``after`` gets the row as stored (paths cut) once it is committed."""
+        sql, values = insert(row)
+        if after is None:
+            self._batch.submit(sql, values)
+            return
+        stored = dict(zip(COLUMNS, values, strict=True))
+        self._batch.submit(sql, values, lambda: after(stored))
+
+    async def activity(self, f: ActivityFilter, *, cursor: str | None, limit: int) -> list[dict[str, Any]]:
+        """Audit rows as the activity feed, newest first (ids are UUIDv7: a cursor is the last id seen)."""
+        where, params = _activity_where(f, cursor)
+        rows = await self._db.fetchall(
+            f"SELECT {', '.join(COLUMNS)} FROM audit_log{where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
+        return [activity_row(dict(r)) for r in rows]
 
     async def list(
         self,

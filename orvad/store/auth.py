@@ -114,24 +114,63 @@ class AuthStore:
         return [r[0] for r in await self._db.fetchall("SELECT username FROM users ORDER BY username")]
 
     # sessions
-    async def create_session(self, token_hash: str, user_id: str, created_at: str, expires_at: str) -> None:
+    async def create_session(
+        self,
+        token_hash: str,
+        user_id: str,
+        created_at: str,
+        expires_at: str,
+        *,
+        session_id: str,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> None:
         await self._db.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (token_hash, user_id, created_at, expires_at),
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, id, user_agent, ip, last_seen_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (token_hash, user_id, created_at, expires_at, session_id, user_agent, ip, created_at),
         )
 
-    async def session_user(self, token_hash: str, now: str) -> tuple[UserRow, str] | None:
-        """The user of a live session and the session's expiry, or None."""
+    async def session_user(self, token_hash: str, now: str) -> tuple[UserRow, str, str] | None:
+        """The user of a live session, the session's expiry and its public id, or None."""
         row = await self._db.fetchone(
-            "SELECT u.id, u.username, u.password_hash, u.created_at, s.expires_at FROM sessions s"
-            " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            "SELECT u.id, u.username, u.password_hash, u.created_at, s.expires_at, s.id AS session_id"
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
             (token_hash, now),
         )
         if row is None:
             return None
         values = dict(row)
-        expires_at = values.pop("expires_at")
-        return UserRow(**values), expires_at
+        expires_at, session_id = values.pop("expires_at"), values.pop("session_id")
+        return UserRow(**values), expires_at, session_id
+
+    async def list_sessions(self, user_id: str | None, now: str) -> list[dict[str, Any]]:
+        """Live sessions (of one user, or everyone's), newest first; never the token's hash."""
+        rows = await self._db.fetchall(
+            "SELECT s.id, s.user_id, u.username, s.user_agent, s.ip, s.created_at, s.last_seen_at, s.expires_at"
+            " FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE (?1 IS NULL OR s.user_id = ?1) AND s.expires_at > ?2 ORDER BY s.created_at DESC, s.id DESC",
+            (user_id, now),
+        )
+        return [dict(r) for r in rows]
+
+    async def delete_session_by_id(self, session_id: str, user_id: str | None) -> bool:
+        """End one session by its public id (only if it belongs to ``user_id``, when given)."""
+        changed = await self._db.execute(
+            "DELETE FROM sessions WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)", (session_id, user_id)
+        )
+        return changed == 1
+
+    async def delete_sessions(self, user_id: str | None, keep_id: str | None) -> int:
+        """End every session (of one user, or everyone's), but ``keep_id``'s; answers how many ended."""
+        return await self._db.execute(
+            "DELETE FROM sessions WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR id IS NOT ?2)",
+            (user_id, keep_id),
+        )
+
+    def touch_session(self, session_id: str, now: str) -> None:
+        """Record a session's use through the batched writer (off the request path)."""
+        self._batch.submit("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (now, session_id))
 
     async def rotate_session(self, old_hash: str, new_hash: str, created_at: str, expires_at: str) -> bool:
         """Replace a session by a new token in one transaction; False if the old one is gone."""

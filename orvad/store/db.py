@@ -13,19 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from orvad.errors import InsufficientStorage, is_disk_full
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRAGMAS = (
+    # before any table exists (a new file): freed pages can be returned in steps (store/maintenance.py);
+    # an older file keeps its mode until its first vacuum
+    "PRAGMA auto_vacuum=INCREMENTAL",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=5000",
@@ -152,6 +156,17 @@ class Database:
                 self._raise_if_full(exc)
                 raise
             self.storage_full_since = None
+
+    async def run_on_writer(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` on the writer connection's thread holding the write lock, outside any transaction
+        (VACUUM, checkpoints: store/maintenance.py); every other write waits until it returns."""
+        conn = self._require(self._writer)
+        async with self._write_lock:
+            try:
+                return await conn._execute(job, conn._conn)  # type: ignore[no-untyped-call,no-any-return]
+            except Exception as exc:
+                self._raise_if_full(exc)
+                raise
 
     def _raise_if_full(self, exc: BaseException) -> None:
         """Turn a write that found the disk full into InsufficientStorage (the API's 507)."""
