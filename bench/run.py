@@ -47,6 +47,7 @@ from harness import (
     wait_until,
     wrk,
 )
+from jobs import bench_jobs
 from kv import bench_kv
 from many import bench_deploy_at_once, bench_many
 from memory import bench_memory
@@ -268,6 +269,7 @@ SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds), BOTH_SERVERS),
     "kv": on_orvad("kv", lambda o, opts: bench_kv(o)),  # issue 23: a KV get from a handler
     "sdk": on_orvad("sdk", lambda o, opts: bench_sdk(o)),  # issue 23: one SDK call round trip (the channel)
+    "jobs": on_orvad("jobs", lambda o, opts: bench_jobs(o)),  # issue 23: 1,000 jobs drain vs direct invokes
 }
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import logging
@@ -53,7 +54,7 @@ from orvad.models import Function
 from orvad.sdk.calls import Caller
 from orvad.services.changes import Change, FunctionDeleted
 from orvad.services.functions import FunctionService, may_invoke_allows
-from orvad.store.jobs import STATUSES, AttemptRow, JobRow, JobStore, error_text
+from orvad.store.jobs import STATUSES, AttemptRow, Finish, JobRow, JobStore, error_text
 from orvad.traces.context import TraceContext
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ DEFAULT_WINDOW_S = 86400.0
 MAX_WINDOW_S = 30 * 86400.0
 MAX_KEY_CHARS = 200
 MAX_DELAY_S = 10 * 365 * 86400.0
-TRIGGERS = ("job", "cron", "event")
-COALESCE_S = 0.002  # a busy runner claims for the slots freed within this, in one write
+TRIGGERS = ("job", "cron", "event", "webhook")  # webhook: an inbound webhook's async delivery
+COALESCE_S = 0.004  # a busy runner writes the attempt ends of this moment and its next claim in one write
 SOURCES = ("api", "sdk", "event", "cron")
 _DOCS_HINT = "see docs/API.md, Jobs"
 
@@ -229,7 +230,13 @@ class JobService:
         self.owner = f"run_{uuid.uuid4().hex}"  # this orvad run's lease owner
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its attempt
-        self._per_function: dict[str, int] = {}
+        self._per_function: dict[str, int] = {}  # function id -> its attempts running
+        # claimed (leased, attempt counted) and not started yet: an attempt's end starts the next at once,
+        # without waiting for the runner's next write
+        self._ready: dict[str, collections.deque[JobRow]] = {}
+        self._held: set[str] = set()  # the ids in _ready
+        self._finished: list[Finish] = []  # attempt ends not written yet (the runner's next write)
+        self._stopping = False
         self._random = random.Random()
 
     # enqueue
@@ -280,7 +287,7 @@ class JobService:
             source=source,
         )
 
-    async def enqueue_request(self, request: InvokeRequest) -> dict[str, Any]:
+    async def enqueue_request(self, request: InvokeRequest, trigger: str = "event") -> dict[str, Any]:
         """``X-Orva-Invocation-Type: Event`` (the invoke path checked the function's gates and auth_mode
         already): the request itself, credentials removed, becomes a job; the 202's body."""
         assert request.body is not None
@@ -304,6 +311,7 @@ class JobService:
             "raw_path": request.raw_path.decode("latin-1") if request.raw_path else None,
             "raw_skip": request.raw_skip,
             "client": request.client,
+            "webhook_id": request.webhook_id,  # an inbound webhook's async delivery (orvad/webhooks)
         }
         job = await self._insert(
             request.function,
@@ -312,7 +320,7 @@ class JobService:
             max_attempts=3,
             idempotency_key=check_key(key, "X-Orva-Idempotency-Key"),
             idempotency_window_s=None,
-            trigger="event",
+            trigger=trigger,
             trace_parent=None,
             source="event",
         )
@@ -351,7 +359,7 @@ class JobService:
         stamp = epoch_iso(now)
         job_id = new_job_id()
         headers = request["headers"]
-        headers.append(["x-orva-trigger", "cron" if trigger == "cron" else "job"])
+        headers.append(["x-orva-trigger", trigger if trigger in ("cron", "webhook") else "job"])
         headers.append(["x-orva-job-id", job_id])
         row = JobRow(
             id=job_id,
@@ -585,24 +593,32 @@ class JobService:
             while True:
                 self._wake.clear()
                 backlog = await self._fill()
-                delay = self.lease_s / 3 if backlog else await self._sleep_for()
+                if self._finished:  # attempts ended during the write: written by the next one
+                    self._wake.set()
+                delay = self.lease_s / 3 if backlog or self._held else await self._sleep_for()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
-                if (
-                    backlog
-                ):  # woken by an attempt's end: let the ends of that moment gather, one claim for all
+                if self._running or self._held:
+                    # busy: let the attempt ends of this moment gather, one write for all of them and the
+                    # next claim (the claimed-ahead jobs keep the pool busy meanwhile)
                     await asyncio.sleep(COALESCE_S)
         finally:
+            self._stopping = True  # no claimed job starts any more
             renewer.cancel()
             running = list(self._running.values())
             for task in running:
                 task.cancel()
             if running:
                 await asyncio.wait(running, timeout=2)
-                # a clean stop: the cut attempts are not counted and their jobs are due at the next start
-                # (a crash leaves the leases instead: the next start records those attempts lost, counted)
-                with contextlib.suppress(Exception):
+            # the attempts that ended are written; a clean stop: the cut attempts (and the claimed ones not
+            # started) are not counted and their jobs are due at the next start (a crash leaves the leases
+            # instead: the next start records those attempts lost, counted)
+            with contextlib.suppress(Exception):
+                if self._finished:
+                    finishes, self._finished = self._finished, []
+                    await self._store.settle(finishes, (), self.owner, self.clock(), self.lease_s)
+                if running or self._held:
                     released = await self._store.release(self.owner, self.clock())
                     log.info(
                         "jobs: attempts cut by the stop run again at the next start", extra={"jobs": released}
@@ -618,7 +634,7 @@ class JobService:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
-                if self._running:
+                if self._running or self._held or self._finished:
                     await self._store.renew(self.owner, self.clock() + self.lease_s)
                 if await self._store.recover(self.owner, self.clock()):
                     self._wake.set()
@@ -626,40 +642,81 @@ class JobService:
             except OrvaError as exc:
                 log.error("jobs: renewing leases failed", extra={"error": exc.message})
 
+    def _capacity(self, function_id: str) -> int:
+        fn = self._functions.get(function_id)
+        return max(1, self._capacity_of(fn)) if fn is not None else 1
+
     async def _fill(self) -> bool:
-        """Claim due jobs up to the free capacity; True when due jobs were left for lack of it."""
-        free = self.concurrency - len(self._running)
-        if free <= 0:
-            return True
+        """One write: the attempt ends gathered since the last, and a claim of due jobs up to the free
+        capacity, plus as many claimed ahead per function (started as that function's attempts end). True
+        when due jobs were left for lack of capacity."""
+        self._start_ready()
+        finishes, self._finished = self._finished, []
         now = self.clock()
-        due = await self._store.due(now, max(free * 4, 64))
+        claimed = len(self._running) + len(self._held)
+        free = 2 * self.concurrency - claimed  # running, and as many claimed ahead
         chosen: list[str] = []
-        taking: dict[str, int] = {}
         left = False
-        for job_id, function_id in due:
-            if job_id in self._running:
-                continue
-            fn = self._functions.get(function_id)
-            if fn is None:
-                await self._store.end(
-                    job_id,
-                    now,
-                    "dead",
-                    error_text("FUNCTION_DELETED", f"function {function_id} was deleted; the job cannot run"),
+        if free > 0:
+            due = await self._store.due(now, max(free * 2, 64))
+            taking: dict[str, int] = {}
+            for job_id, function_id in due:
+                if job_id in self._running or job_id in self._held:
+                    continue
+                fn = self._functions.get(function_id)
+                if fn is None:
+                    await self._store.end(
+                        job_id,
+                        now,
+                        "dead",
+                        error_text(
+                            "FUNCTION_DELETED", f"function {function_id} was deleted; the job cannot run"
+                        ),
+                    )
+                    continue
+                busy = (
+                    self._per_function.get(function_id, 0)
+                    + len(self._ready.get(function_id, ()))
+                    + taking.get(function_id, 0)
                 )
-                continue
-            busy = self._per_function.get(function_id, 0) + taking.get(function_id, 0)
-            if busy >= max(1, self._capacity_of(fn)) or len(chosen) >= free:
-                left = True
-                continue
-            taking[function_id] = taking.get(function_id, 0) + 1
-            chosen.append(job_id)
-        for row in await self._store.claim(chosen, self.owner, now, self.lease_s):
-            self._per_function[row.function_id] = self._per_function.get(row.function_id, 0) + 1
-            self._running[row.id] = asyncio.get_running_loop().create_task(
-                self._attempt(row), name=f"orva-job-{row.id}"
-            )
+                if busy >= 2 * max(1, self._capacity_of(fn)) or len(chosen) >= free:
+                    left = True
+                    continue
+                taking[function_id] = taking.get(function_id, 0) + 1
+                chosen.append(job_id)
+        elif self._held or self._running:
+            left = True
+        if not finishes and not chosen:
+            return left
+        try:
+            rows = await self._store.settle(finishes, chosen, self.owner, now, self.lease_s)
+        except BaseException:
+            self._finished[:0] = finishes  # not written: the next write tries again (leases are renewed)
+            raise
+        for row in rows:
+            self._ready.setdefault(row.function_id, collections.deque()).append(row)
+            self._held.add(row.id)
+        self._start_ready()
         return left
+
+    def _start_ready(self, function_id: str | None = None) -> None:
+        """Start claimed jobs while their function and the runner have room (one function's, or all)."""
+        if self._stopping:
+            return
+        for fid in [function_id] if function_id is not None else list(self._ready):
+            queue = self._ready.get(fid)
+            if queue is None:
+                continue
+            cap = self._capacity(fid)
+            while queue and len(self._running) < self.concurrency and self._per_function.get(fid, 0) < cap:
+                row = queue.popleft()
+                self._held.discard(row.id)
+                self._per_function[fid] = self._per_function.get(fid, 0) + 1
+                self._running[row.id] = asyncio.get_running_loop().create_task(
+                    self._attempt(row), name=f"orva-job-{row.id}"
+                )
+            if not queue:
+                self._ready.pop(fid, None)
 
     async def _attempt(self, job: JobRow) -> None:
         try:
@@ -675,6 +732,7 @@ class JobService:
                 self._per_function[job.function_id] = count
             else:
                 self._per_function.pop(job.function_id, None)
+            self._start_ready(job.function_id)  # the next claimed job takes the slot at once
             self._wake.set()
 
     async def _run_attempt(self, job: JobRow) -> None:
@@ -683,16 +741,17 @@ class JobService:
         status_code: int | None = None
         error: str | None = None
         if fn is None:
-            await self._store.finish(
-                job,
-                self.owner,
-                self.clock(),
-                outcome="failed",
-                execution_id=None,
-                status_code=None,
-                error=error_text("FUNCTION_DELETED", f"function {job.function_id} was deleted"),
-                next_status="dead",
-                run_at=job.run_at,
+            self._finished.append(
+                Finish(
+                    job,
+                    self.clock(),
+                    outcome="failed",
+                    execution_id=None,
+                    status_code=None,
+                    error=error_text("FUNCTION_DELETED", f"function {job.function_id} was deleted"),
+                    next_status="dead",
+                    run_at=job.run_at,
+                )
             )
             return
         try:
@@ -712,16 +771,19 @@ class JobService:
             next_status, run_at = "dead", job.run_at
         else:
             next_status, run_at = "failed", self.clock() + self.backoff(job.attempts)
-        await self._store.finish(
-            job,
-            self.owner,
-            self.clock(),
-            outcome="succeeded" if ok else "failed",
-            execution_id=execution_id,
-            status_code=status_code,
-            error=error,
-            next_status=next_status,
-            run_at=run_at,
+        # written by the runner's next write, with the other ends of that moment and its next claim; until
+        # then the lease stays (renewed): a crash in between runs the job again (at least once, docs/SDK.md)
+        self._finished.append(
+            Finish(
+                job,
+                self.clock(),
+                outcome="succeeded" if ok else "failed",
+                execution_id=execution_id,
+                status_code=status_code,
+                error=error,
+                next_status=next_status,
+                run_at=run_at,
+            )
         )
 
     def _request(self, fn: Function, job: JobRow) -> InvokeRequest:
@@ -733,7 +795,7 @@ class JobService:
         return InvokeRequest(
             fn,
             subpath=stored["path"],
-            trigger="cron" if job.trigger == "cron" else "job",
+            trigger=job.trigger if job.trigger in ("cron", "webhook") else "job",
             method=stored["method"],
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored["headers"]],
             query=stored["query"].encode("latin-1"),
@@ -745,6 +807,7 @@ class JobService:
             grant=Grant("job", job.id),
             trace_parent=parent,
             job_id=job.id,
+            webhook_id=stored.get("webhook_id"),
         )
 
 

@@ -9,7 +9,9 @@ attempt's end never overwrites a cancel or a newer lease. Times: ``now``, ``run_
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 import aiosqlite
@@ -61,6 +63,35 @@ class AttemptRow:
     error: str | None
     started_at: str
     finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """An attempt's end, kept by the runner until its next write (``JobStore.settle``)."""
+
+    job: JobRow
+    ended: float  # Unix seconds: the attempt's end (its row's finished_at; the job's when it ends)
+    outcome: str  # succeeded | failed
+    execution_id: str | None
+    status_code: int | None
+    error: str | None
+    next_status: str  # succeeded | failed | dead
+    run_at: float
+
+
+_FINISH_ATTEMPT = (
+    "UPDATE job_attempts SET outcome = ?, execution_id = ?, status_code = ?, error = ?,"
+    " finished_at = ? WHERE job_id = ? AND attempt = ?"
+)
+_FINISH_JOB = (
+    "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
+    " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
+    " last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
+    " finished_at = CASE WHEN status = 'running' AND ? IN ('succeeded', 'dead') THEN ?"
+    " ELSE finished_at END,"
+    " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+    " WHERE id = ? AND lease_owner = ?"
+)
 
 
 def _row(r: aiosqlite.Row) -> JobRow:
@@ -171,34 +202,71 @@ class JobStore:
         return len(rows)
 
     async def claim(self, ids: Sequence[str], owner: str, now: float, lease_s: float) -> list[JobRow]:
-        """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``.
-        One job on the writer's thread (``write_all``: the runner's hot path), then the rows read back."""
-        if not ids:
-            return []
+        """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``."""
+        return await self.settle((), ids, owner, now, lease_s)
+
+    async def settle(
+        self, finishes: Sequence[Finish], ids: Sequence[str], owner: str, now: float, lease_s: float
+    ) -> list[JobRow]:
+        """The runner's one write: the attempt ends it holds (``finishes``), then a claim of the due jobs among
+        ``ids`` (one attempt each, counted now, leased to ``owner``), in one transaction on the writer's thread.
+        The claim is one conditional ``UPDATE ... RETURNING``: the rows taken come back from the write itself.
+
+        A finish is fenced by its lease (``lease_owner = owner``) and never overwrites a cancel; the job's
+        ``updated_at`` is the moment of this write, the attempt's ``finished_at`` the attempt's own end."""
         stamp = epoch_iso(now)
         marks = ", ".join("?" * len(ids))
-        await self._db.write_all(
-            [
-                (
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
-                    " lease_owner = ?, lease_until = ?, updated_at = ?"
-                    f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
-                    " AND lease_owner IS NULL",
-                    (owner, now + lease_s, stamp, *ids, now),
-                ),
-                (  # OR IGNORE: a job of these this owner took earlier has its attempt row already
-                    "INSERT OR IGNORE INTO job_attempts (job_id, attempt, outcome, started_at)"
-                    f" SELECT id, tries, 'running', ? FROM jobs WHERE id IN ({marks}) AND lease_owner = ?"
-                    " AND status = 'running'",
-                    (stamp, *ids, owner),
-                ),
-            ]
-        )
-        rows = await self._db.fetchall(
-            f"SELECT {_COLS} FROM jobs WHERE id IN ({marks}) AND lease_owner = ? AND status = 'running'",
-            (*ids, owner),
-        )
-        return [_row(r) for r in rows]
+        attempt_rows = [
+            (f.outcome, f.execution_id, f.status_code, f.error, epoch_iso(f.ended), f.job.id, f.job.tries)
+            for f in finishes
+        ]
+        job_rows = [
+            (
+                f.next_status,
+                f.run_at,
+                f.error,
+                f.error,
+                f.next_status,
+                epoch_iso(f.ended),
+                stamp,
+                f.job.id,
+                owner,
+            )
+            for f in finishes
+        ]
+
+        def run(raw: sqlite3.Connection) -> list[JobRow]:
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                if finishes:
+                    raw.executemany(_FINISH_ATTEMPT, attempt_rows)
+                    raw.executemany(_FINISH_JOB, job_rows)
+                taken: list[JobRow] = []
+                if ids:
+                    taken = [
+                        JobRow(*r)
+                        for r in raw.execute(
+                            "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
+                            " lease_owner = ?, lease_until = ?, updated_at = ?"
+                            f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
+                            f" AND lease_owner IS NULL RETURNING {_COLS}",
+                            (owner, now + lease_s, stamp, *ids, now),
+                        ).fetchall()
+                    ]
+                    # tries grows with every claim, so each number is new (OR IGNORE: the first row stands)
+                    raw.executemany(
+                        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, outcome, started_at)"
+                        " VALUES (?, ?, 'running', ?)",
+                        [(r.id, r.tries, stamp) for r in taken],
+                    )
+                raw.execute("COMMIT")
+                return taken
+            except BaseException:
+                with suppress(sqlite3.Error):  # nothing open (BEGIN itself failed): nothing to undo
+                    raw.execute("ROLLBACK")
+                raise
+
+        return await self._db.run_on_writer(run)
 
     async def renew(self, owner: str, until: float) -> None:
         await self._db.execute(
@@ -219,28 +287,9 @@ class JobStore:
         next_status: str,  # succeeded | failed | dead
         run_at: float,
     ) -> None:
-        """An attempt's end: its row, and the job's next state unless it was cancelled meanwhile (one job on
-        the writer's thread)."""
-        stamp = epoch_iso(now)
-        await self._db.write_all(
-            [
-                (
-                    "UPDATE job_attempts SET outcome = ?, execution_id = ?, status_code = ?, error = ?,"
-                    " finished_at = ? WHERE job_id = ? AND attempt = ?",
-                    (outcome, execution_id, status_code, error, stamp, job.id, job.tries),
-                ),
-                (
-                    "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
-                    " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
-                    " last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
-                    " finished_at = CASE WHEN status = 'running' AND ? IN ('succeeded', 'dead') THEN ?"
-                    " ELSE finished_at END,"
-                    " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                    " WHERE id = ? AND lease_owner = ?",
-                    (next_status, run_at, error, error, next_status, stamp, stamp, job.id, owner),
-                ),
-            ]
-        )
+        """An attempt's end on its own (the runner batches them: ``settle``)."""
+        finish = Finish(job, now, outcome, execution_id, status_code, error, next_status, run_at)
+        await self.settle((finish,), (), owner, now, 0.0)
 
     async def end(self, job_id: str, now: float, status: str, error: str) -> None:
         """A job that cannot run at all (its function is gone): ``status`` with the reason, no attempt."""
