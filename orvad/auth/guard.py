@@ -48,10 +48,13 @@ _ADMIN_PREFIXES = (
     f"{API}/channels",
     f"{API}/oauth",
     f"{API}/ai/",
+    f"{API}/backup",  # issue 24: a backup holds the master key and every secret
+    f"{API}/restore",  # issue 24: a restore replaces everything
 )
 _ADMIN_EXACT = {
     ("PUT", f"{API}/pool/config"),
     ("POST", f"{API}/pool/config"),
+    ("POST", f"{API}/system/vacuum"),  # issue 24: holds the database's write lock
 }  # POST: the Go original's method
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _EXECUTIONS, _REPLAY = f"{API}/executions/", "/replay"  # POST .../executions/{id}/replay: invoke

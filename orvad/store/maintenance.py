@@ -219,6 +219,7 @@ def _full_vacuum(raw: sqlite3.Connection) -> None:
 
 
 def _incremental_step(raw: sqlite3.Connection) -> int:
-    """Free up to STEP_PAGES pages; answers the free pages left."""
-    raw.execute(f"PRAGMA incremental_vacuum({STEP_PAGES})").fetchall()
+    """Free up to STEP_PAGES pages; answers the free pages left. executescript steps the pragma to its end:
+    execute() steps it once, and each step frees one page."""
+    raw.executescript(f"PRAGMA incremental_vacuum({STEP_PAGES});")
     return int(raw.execute("PRAGMA freelist_count").fetchone()[0])
