@@ -18,12 +18,14 @@ from orvad.api import (
     ai,
     ai_providers,
     auth,
+    backup,
     channels,
     cron,
     deployments,
     executions,
     functions,
     health,
+    inbound_webhooks,
     jobs,
     keys,
     kv,
@@ -35,8 +37,10 @@ from orvad.api import (
     runtimes,
     secrets,
     system,
+    templates,
     traces,
     web,
+    webhooks,
 )
 from orvad.api.oauth_server import OAuthServer
 from orvad.auth.guard import Guard
@@ -105,10 +109,17 @@ class OrvaApp(Starlette):
     """
 
     def __init__(
-        self, invoke: ASGIApp, functions_only: ASGIApp, origins: Origins, mcp: McpEndpoint, **kwargs: Any
+        self,
+        invoke: ASGIApp,
+        functions_only: ASGIApp,
+        origins: Origins,
+        mcp: McpEndpoint,
+        webhook: ASGIApp,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.invoke = invoke
+        self.webhook = webhook  # POST /webhook/{id}: inbound webhooks, on both origins, no Orva key
         self.functions_only = functions_only
         self.origins = origins
         self.mcp = mcp  # /mcp (a route below); `orvad serve` runs its session manager: `async with app.mcp.running()`
@@ -118,6 +129,8 @@ class OrvaApp(Starlette):
             _origin_form(scope)
         if scope["type"] == "http" and scope["path"].startswith("/fn/"):
             await self.invoke(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"].startswith("/webhook/"):
+            await self.webhook(scope, receive, send)  # the sender's signature is checked there (no guard)
         elif scope["type"] == "http" and self.origins.on_functions_origin(scope):
             await self.functions_only(scope, receive, send)  # custom routes; never the API or the dashboard
         else:
@@ -164,6 +177,8 @@ def create_app(daemon: Daemon) -> OrvaApp:
     def body_limit(scope: Scope) -> int:
         if scope["method"] == "POST" and _ARCHIVE_UPLOAD.match(scope["path"]):
             return settings.max_archive_bytes
+        if scope["method"] == "POST" and scope["path"] == "/api/v1/restore":  # a backup (issue 24)
+            return settings.restore_max_bytes + (1 << 20)  # the multipart framing on top
         return settings.max_body_bytes
 
     # request id, error envelope and body cap: every request; the guard only guards /api/v1
@@ -187,12 +202,16 @@ def create_app(daemon: Daemon) -> OrvaApp:
     for cls, args, kwargs in reversed([common[0], cors(False), *common[1:]]):  # the same layers for /fn/
         invoke = cls(invoke, *args, **kwargs)
         functions_only = cls(functions_only, *args, **kwargs)
+    webhook: ASGIApp = daemon.inbound_webhooks.endpoint  # request id, error envelope, body cap; no CORS
+    for cls, args, kwargs in reversed(common):
+        webhook = cls(webhook, *args, **kwargs)
     mcp = McpEndpoint(daemon, daemon.origins)
     app = OrvaApp(
         invoke,
         functions_only,
         daemon.origins,
         mcp,
+        webhook,
         routes=[
             # every method: POST, GET (the SSE stream), DELETE (ends a session); not in the OpenAPI document
             Route(MCP_PATH, mcp, include_in_schema=False),
@@ -216,9 +235,13 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *kv.routes,  # issue 23: /api/v1/functions/{id}/kv
             *jobs.routes,  # issue 23: /api/v1/jobs
             *cron.routes,  # issue 23: /api/v1/functions/{id}/cron, /api/v1/cron
+            *inbound_webhooks.routes,  # issue 24: /api/v1/functions/{id}/inbound-webhooks
+            *webhooks.routes,  # issue 24: /api/v1/webhooks (outbound)
             *traces.routes,  # issue 23: /api/v1/traces
             *system.routes,
             *activity.routes,  # issue 24: the audit log as a feed
+            *templates.routes,  # issue 24: /api/v1/templates, the starter functions
+            *backup.routes,  # issue 24: /api/v1/backup, /api/v1/backup/status, /api/v1/restore
             *openapi.routes,
             *web.routes,
         ],
