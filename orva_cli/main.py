@@ -8,6 +8,7 @@ from orva_cli.client import Client
 from orva_cli.commands import (
     admin,
     ai,
+    backup,
     channels,
     cron,
     deploy,
@@ -18,6 +19,7 @@ from orva_cli.commands import (
     kv,
     mcp,
     oauth,
+    operate,
     replay,
     traces,
 )
@@ -122,6 +124,8 @@ for module in (
     jobs,
     cron,
     replay,
+    backup,
+    operate,  # issue 24: activity, sessions (and `system storage|vacuum` on admin's group)
 ):
     for command in module.commands:
         cli.add_command(command)

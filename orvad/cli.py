@@ -71,6 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument(
         "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
     )
+    backup = commands.add_parser(
+        "backup", help="write a backup of a stopped data dir (running: orva backup download)"
+    )
+    backup.add_argument(
+        "--to", required=True, type=Path, help="the .tar.gz to write (temp name, then renamed)"
+    )
+    backup.add_argument(
+        "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
+    restore = commands.add_parser(
+        "restore", help="restore a backup into a stopped data dir (running: orva backup restore FILE --yes)"
+    )
+    restore.add_argument("file", type=Path, help="a backup made by orvad backup or orva backup download")
+    restore.add_argument(
+        "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
     runtimes = commands.add_parser(
         "runtimes", help="list the runtimes, or install node22/node24 into the data dir"
     )
@@ -416,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             reset_password(args.data_dir or load_settings({}).data_dir, args.username, args.stdin)
         )
+    if args.command in ("backup", "restore"):  # issue 24: offline, refused while orvad runs on the dir
+        from orvad.backup.offline import backup_to, restore_from
+
+        settings = load_settings({"data_dir": args.data_dir} if args.data_dir else {})
+        if args.command == "backup":
+            return backup_to(settings.data_dir, args.to, __version__)
+        return restore_from(settings.data_dir, args.file, settings.restore_max_bytes)
     if args.command == "runtimes":
         data_dir = (args.data_dir or load_settings({}).data_dir).absolute()
         if args.runtimes_command == "list":

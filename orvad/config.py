@@ -142,6 +142,21 @@ def _otlp_url(value: Any) -> str:
     return text
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(raw: Any) -> float:
+    """Seconds from ``90``, ``30s``, ``15m``, ``6h`` or ``1d`` (at least 1 s, at most 365 d)."""
+    text = str(raw).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    if not match:
+        raise ValueError("expected a duration such as 30m, 6h or 1d (a plain number: seconds)")
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if not 1 <= value <= 365 * 86400:
+        raise ValueError("expected a duration from 1s to 365d")
+    return value
+
+
 FIELDS: tuple[Field, ...] = (
     Field("host", "127.0.0.1", "ORVA_HOST", _text, "address to listen on"),
     Field("port", 8443, "ORVA_PORT", _int_range(1, 65535), "TCP port to listen on"),
@@ -464,12 +479,96 @@ FIELDS: tuple[Field, ...] = (
         "by no one else) instead of the system clock; unset (the default): the system clock",
     ),
     Field(
+        "webhook_retry_base_s",
+        5.0,
+        "ORVA_WEBHOOK_RETRY_BASE_S",
+        _float_range(0.001, 3600),
+        "an outbound webhook delivery's wait after a failed attempt: this x 2^(attempts-1), capped, with jitter "
+        "(x 0.5..1)",
+    ),
+    Field(
+        "webhook_retry_max_s",
+        3600.0,
+        "ORVA_WEBHOOK_RETRY_MAX_S",
+        _float_range(0.001, 86400),
+        "the longest wait between an outbound webhook delivery's attempts",
+    ),
+    Field(
+        "webhook_retry_window_s",
+        86400.0,
+        "ORVA_WEBHOOK_RETRY_WINDOW_S",
+        _float_range(0.001, 30 * 86400),
+        "how long an outbound webhook delivery is tried (from its event, or from a retry by hand) before it is "
+        "marked failed",
+    ),
+    Field(
+        "webhook_timeout_s",
+        10.0,
+        "ORVA_WEBHOOK_TIMEOUT_S",
+        _float_range(0.1, 300),
+        "an outbound webhook attempt's whole time (connect, send, the answer's status and first 1 KiB); past it "
+        "the attempt failed and is tried again",
+    ),
+    Field(
+        "webhook_concurrency",
+        4,
+        "ORVA_WEBHOOK_CONCURRENCY",
+        _int_range(1, 256),
+        "outbound webhook attempts running at once per receiver (a slow receiver holds only its own)",
+    ),
+    Field(
+        "webhook_queue_max",
+        10_000,
+        "ORVA_WEBHOOK_QUEUE_MAX",
+        _int_range(1, 10_000_000),
+        "outbound webhook events held in memory until the sender writes them to the outbox; past it events are "
+        "dropped and counted (orva_webhook_events_dropped_total)",
+    ),
+    Field(
         "otlp_endpoint",
         "",
         "ORVA_OTLP_ENDPOINT",
         _otlp_url,
         "an OpenTelemetry collector's OTLP/HTTP traces URL (http(s)://host:4318/v1/traces): executions and user "
         "spans are exported there too; unset (the default): no export",
+    ),
+    Field(
+        "trace_sdk_spans",
+        64,
+        "ORVA_TRACE_SDK_SPANS",
+        _int_range(0, 100_000),
+        "SDK calls (kv.*, jobs.*, cron.*, invoke) recorded as spans per execution: the first this many of each "
+        "invocation; 0: none",
+    ),
+    Field(
+        "backup_dir",
+        "",
+        "ORVA_BACKUP_DIR",
+        _optional,
+        "a folder for scheduled backups (orva-backup-<time>-<id>.tar.gz, docs/OPERATIONS.md); unset (the "
+        "default): no scheduled backups",
+    ),
+    Field(
+        "backup_every",
+        86400.0,
+        "ORVA_BACKUP_EVERY",
+        _duration,
+        "how often a scheduled backup is written when ORVA_BACKUP_DIR is set: 30m, 6h, 1d (a plain number: "
+        "seconds)",
+    ),
+    Field(
+        "backup_keep",
+        7,
+        "ORVA_BACKUP_KEEP",
+        _int_range(1, 10_000),
+        "scheduled backups kept in ORVA_BACKUP_DIR: the newest N; older ones are removed after each new one",
+    ),
+    Field(
+        "restore_max_bytes",
+        4 * 1024**3,
+        "ORVA_RESTORE_MAX_BYTES",
+        _int_range(1024, 1 << 42),
+        "the largest restore archive accepted (POST /api/v1/restore), and the most its files may unpack to",
     ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -526,7 +625,18 @@ class Settings:
     jobs_retention_s: float
     cron_max_per_function: int
     test_clock_file: str
+    webhook_retry_base_s: float
+    webhook_retry_max_s: float
+    webhook_retry_window_s: float
+    webhook_timeout_s: float
+    webhook_concurrency: int
+    webhook_queue_max: int
     otlp_endpoint: str
+    trace_sdk_spans: int
+    backup_dir: str
+    backup_every: float
+    backup_keep: int
+    restore_max_bytes: int
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

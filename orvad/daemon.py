@@ -7,14 +7,19 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from orvad import __version__
 from orvad.assistant.provider_service import ProviderService
 from orvad.assistant.service import AssistantService
 from orvad.auth.audit import AuditTrail
 from orvad.auth.keys import KeyService
 from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
+from orvad.backup import BackupService
+from orvad.backup.running import hold as hold_running_lock
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
 from orvad.clock import FileClock, WallClock
@@ -51,7 +56,7 @@ from orvad.services.metrics_history import MetricsHistory
 from orvad.services.oauth import OAuthService
 from orvad.services.poolconfigs import PoolConfigService
 from orvad.services.reconciler import Reconciler
-from orvad.services.routing import RouteService
+from orvad.services.routing import RouteService, RouteTable
 from orvad.services.runtimes import RuntimeCatalog, with_installed_binds
 from orvad.services.runtimes import discover as discover_runtimes
 from orvad.services.secrets import SecretService, load_master_key
@@ -66,6 +71,7 @@ from orvad.store.cron import CronStore
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.functions import FunctionStore
+from orvad.store.inbound_webhooks import InboundWebhookStore
 from orvad.store.jobs import JobStore
 from orvad.store.kv import KvStore
 from orvad.store.maintenance import Storage
@@ -75,8 +81,11 @@ from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
 from orvad.store.traces import TraceStore
+from orvad.store.webhooks import WebhookStore
 from orvad.tasks import Tasks
 from orvad.traces.service import TraceService
+from orvad.webhooks.inbound import InboundWebhooks
+from orvad.webhooks.outbound import OutboundWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +127,9 @@ class Daemon:
         )
         self.kv.register(self.sdk)  # kv.get, kv.put, ... kv.cas: each on the calling function's own keys
         # issue 23: traces (orvad/traces/): user spans from handlers, the trace list and span trees
-        self.traces = TraceService(TraceStore(self.db, self.batch))
+        self.traces = TraceService(TraceStore(self.db, self.batch), settings.trace_sdk_spans)
+        if settings.trace_sdk_spans:  # every SDK call a span of its invocation (orvad/sdk/calls.py)
+            self.sdk.on_span = self.traces.sdk_call
         self.sdk.register("trace.span", self.traces.sdk_span)
         self.routes = RouteService(RouteStore(self.db))
         self.pool_configs = PoolConfigService(PoolConfigStore(self.db), self.changes)
@@ -202,7 +213,7 @@ class Daemon:
             from orvad.traces.otlp import OtlpExport
 
             self.otlp = self.traces.exporter = OtlpExport(settings.otlp_endpoint)
-            self.invoker.settler.on_execution = self.otlp.execution
+            self.invoker.settler.on_execution(self.otlp.execution)
         # issue 23: function-to-function calls, the SDK's `invoke` (orvad/invoke/f2f.py)
         self.calls = FunctionCalls(self.functions, self.invoker, settings.max_body_bytes)
         self.sdk.register("invoke", self.calls.sdk_invoke)
@@ -230,6 +241,17 @@ class Daemon:
         self.sdk.register("jobs.enqueue", self.jobs.sdk_enqueue)
         self.sdk.register("jobs.get", self.jobs.sdk_get)
         self.sdk.register("jobs.list", self.jobs.sdk_list)
+        # issue 24: inbound webhooks, POST /webhook/{id} checked by its sender's signature (orvad/webhooks/inbound.py)
+        self.inbound_webhooks = InboundWebhooks(
+            InboundWebhookStore(self.db, self.batch),
+            self.functions,
+            self.signatures,
+            self.invoker,
+            enqueue=self.jobs.enqueue_request,
+            base_url=settings.functions_origin
+            or settings.public_url
+            or f"http://{settings.host}:{settings.port}",
+        )
         # issue 23: schedules, each run a job (orvad/cron/); its clock: the system's, or a test's file
         self.cron = CronService(
             CronStore(self.db),
@@ -262,11 +284,42 @@ class Daemon:
         self.changes.subscribe(self.reconciler.apply)  # pools first (drained, replaced, warmed) ...
         self.changes.subscribe(self.builder.apply)  # ... then a deleted function's files
         self.changes.subscribe(self.jobs.apply)  # a deleted function's waiting jobs end dead
+        self.changes.subscribe(self.inbound_webhooks.apply)  # a deleted function's webhooks stop answering
+        # issue 24: outbound webhooks (orvad/webhooks/outbound.py): events from the seams that exist, each
+        # only appended to a bounded queue on its publisher's path; the sender task writes and sends them
+        self.webhooks = OutboundWebhooks(
+            WebhookStore(self.db),
+            self.functions,
+            bus=self.bus,  # deployment.succeeded|failed from the builder's deployment events
+            retry_base_s=settings.webhook_retry_base_s,
+            retry_max_s=settings.webhook_retry_max_s,
+            retry_window_s=settings.webhook_retry_window_s,
+            timeout_s=settings.webhook_timeout_s,
+            per_receiver=settings.webhook_concurrency,
+            queue_max=settings.webhook_queue_max,
+            record_attempt=self.audit_trail.record_webhook,  # each attempt in the activity feed
+        )
+        self.metrics.registry.register(self.webhooks.collector())
+        self.changes.subscribe(self.webhooks.on_change)  # function.created|updated|deleted
+        self.invoker.settler.on_execution(self.webhooks.on_execution)  # execution.error
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()
         self.tasks = Tasks()  # background loops and work that outlives its caller (orvad/tasks.py)
         self.assistant = AssistantService(self)  # issue 22: conversations and turns (turns run in self.tasks)
+        # issue 24: backup and restore (orvad/backup/); a restore reloads this graph through reload_from
+        self.backups = BackupService(
+            settings.data_dir,
+            version=__version__,
+            newest_schema=lambda: len(migration_files()),
+            flush=self.batch.flush,
+            reload=self.reload_from,
+            backup_dir=Path(settings.backup_dir).expanduser().absolute() if settings.backup_dir else None,
+            every_s=settings.backup_every,
+            keep=settings.backup_keep,
+            max_bytes=settings.restore_max_bytes,
+        )
+        self._running_lock: int | None = None  # orvad.lock, held shared while this orvad runs
 
     def _build_queue_state(self) -> dict[str, int]:
         return {
@@ -284,9 +337,9 @@ class Daemon:
 
     async def start(self) -> None:
         self._prepare_data_dir()
-        master = load_master_key(self.settings.data_dir / "master.key")
-        self.secrets = SecretService(self._secret_store, master, self.changes)
-        self.ai_providers.unlock(master)  # AI provider keys: the same master key, their own AAD
+        self._running_lock = hold_running_lock(self.settings.data_dir)  # offline backup/restore refuse
+        await asyncio.to_thread(self.backups.clean_workspaces)
+        self._unlock_master_key()
         self.host = await asyncio.to_thread(check_host)
         self.builder.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.host.checks["code_path"] = await asyncio.to_thread(
@@ -343,6 +396,22 @@ class Daemon:
             tasks=self.tasks,
             sdk=self.sdk,
         )
+        await self._open_and_load()
+        log.info(
+            "orvad started",
+            extra={"data_dir": str(self.settings.data_dir), "schema_version": self.db.schema_version},
+        )
+
+    def _unlock_master_key(self) -> None:
+        master = load_master_key(self.settings.data_dir / "master.key")
+        self.secrets = SecretService(self._secret_store, master, self.changes)
+        self.ai_providers.unlock(master)  # AI provider keys: the same master key, their own AAD
+        self.inbound_webhooks.unlock(master)  # inbound webhooks' secrets: the same, their own AAD
+        self.webhooks.unlock(master)  # outbound webhooks' signing secrets: the same, their own AAD
+
+    async def _open_and_load(self) -> None:
+        """Open the database and load what it holds into the services; pools, builds and loops start.
+        start() runs it once; a restore's reload_from again, on the restored files."""
         await self.db.open()
         self.batch.start()
         await self._load_replay_memory()
@@ -353,6 +422,8 @@ class Daemon:
         await self.oauth.load()
         await self.assistant.load()  # turns a stop left mid-way are marked interrupted
         await self.routes.load()
+        await self.inbound_webhooks.load()
+        await self.webhooks.load()
         await self.pool_configs.load()
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())
         await self.builder.start()
@@ -362,11 +433,37 @@ class Daemon:
         self.tasks.start("orva-kv-sweeper", self.kv.run())  # expired KV keys (ORVA_KV_SWEEP_S)
         self.tasks.start("orva-jobs", self.jobs.run())  # due jobs, leased (orvad/jobs/service.py)
         self.tasks.start("orva-cron", self.cron.run())  # due schedules -> jobs (orvad/cron/service.py)
+        self.tasks.start("orva-webhooks", self.webhooks.run())  # the outbox sender (orvad/webhooks/)
+        if self.backups.scheduled:  # ORVA_BACKUP_DIR: a backup every ORVA_BACKUP_EVERY (orvad/backup/)
+            self.tasks.start("orva-backups", self.backups.run())
         self.startup_complete = True
-        log.info(
-            "orvad started",
-            extra={"data_dir": str(self.settings.data_dir), "schema_version": self.db.schema_version},
-        )
+
+    async def reload_from(self, swap: Callable[[], None]) -> None:
+        """A restore without a process restart (orvad/backup/service.py): stop the loops, builds and pools,
+        write the queued rows, close the database; run ``swap`` in a thread (the restored files replace the
+        data dir's); then forget what was loaded and load again as start() does (the previous files when
+        ``swap`` failed: it puts them back). Requests arriving meanwhile may fail; the API says so."""
+        log.warning("reloading from restored files: loops, builds and pools stop")
+        self.startup_complete = False
+        await self.tasks.stop()
+        await asyncio.gather(self.builder.stop(), self.reconciler.stop())
+        await self.tasks.stop(cancel=False)
+        await self.storage.close()
+        await self.batch.stop()
+        await self.replays.close()
+        await self.db.close()
+        try:
+            await asyncio.to_thread(swap)
+        finally:
+            # in place: the invoke path, the guard and the API hold these objects, never copies
+            self.functions._by_id.clear()
+            self.functions._by_name.clear()
+            self.routes.table = RouteTable()
+            self.pool_configs._configs.clear()
+            self._unlock_master_key()
+            self.spawner._secrets = self.secrets
+            await self._open_and_load()
+        log.warning("reloaded from restored files", extra={"schema_version": self.db.schema_version})
 
     async def stop(self) -> None:
         """Stop background loops, builds and workers (together: neither waits for the other), write
@@ -389,6 +486,9 @@ class Daemon:
             await timed("otlp", asyncio.to_thread(self.otlp.shutdown))
         await self.replays.close()  # every accepted signature is on disk: the next start may trust the memory
         await timed("database", self.db.close())
+        if self._running_lock is not None:  # offline `orvad backup` / `orvad restore` may run now
+            os.close(self._running_lock)
+            self._running_lock = None
         log.info("orvad stopped", extra={"rows_written": self.batch.rows_written, "stop_ms": took})
 
     async def _load_replay_memory(self) -> None:

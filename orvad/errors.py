@@ -10,8 +10,10 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     ├── InvalidJSON          400 INVALID_JSON
     ├── ValidationError      400 VALIDATION
     ├── Unauthorized         401 UNAUTHORIZED
+    │   └── WebhookSignatureInvalid 401 WEBHOOK_SIGNATURE_INVALID
     ├── InvalidCredentials   401 INVALID_CREDENTIALS
     ├── Forbidden            403 FORBIDDEN
+    │   └── InboundWebhookDisabled 403 INBOUND_WEBHOOK_DISABLED
     ├── NotFound             404 NOT_FOUND
     │   └── VersionNotFound  404 VERSION_NOT_FOUND
     ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
@@ -25,10 +27,13 @@ with ``Retry-After`` when ``retry_after_s`` is set. No framework imports here.
     │   ├── KvQuotaExceeded  409 KV_QUOTA_EXCEEDED
     │   ├── CronLimitReached 409 CRON_LIMIT_REACHED
     │   ├── VacuumRunning    409 VACUUM_RUNNING
+    │   ├── WebhookReplay    409 WEBHOOK_REPLAY
+    │   ├── RestoreRunning   409 RESTORE_RUNNING
     │   └── NotReplayable    409 NOT_REPLAYABLE
     ├── VersionGCd           410 VERSION_GCD
     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
     ├── BuildFailedError     422 BUILD_FAILED
+    ├── BackupInvalid        422 BACKUP_INVALID
     ├── HeadersTooLarge      431 HEADERS_TOO_LARGE
     ├── RateLimited          429 RATE_LIMITED
     ├── FunctionBusy         429 FUNCTION_BUSY
@@ -131,8 +136,22 @@ class InvalidCredentials(OrvaError):
     default_hint = "check the username and password"
 
 
+class WebhookSignatureInvalid(Unauthorized):
+    """POST /webhook/{id} whose signature is missing, malformed, wrong or outside the webhook's tolerance
+    (docs/WEBHOOKS.md): the function did not run. details {format, header}."""
+
+    code = "WEBHOOK_SIGNATURE_INVALID"
+    default_hint = "sign the delivery as the webhook's format says (docs/WEBHOOKS.md) with its secret"
+
+
 class Forbidden(OrvaError):
     code, status = "FORBIDDEN", 403
+
+
+class InboundWebhookDisabled(Forbidden):
+    """POST /webhook/{id} of a webhook an operator disabled: the function did not run."""
+
+    code = "INBOUND_WEBHOOK_DISABLED"
 
 
 class NotFound(OrvaError):
@@ -220,6 +239,19 @@ class VacuumRunning(Conflict):
     code = "VACUUM_RUNNING"
 
 
+class RestoreRunning(Conflict):
+    """POST /api/v1/restore (or a backup) while a restore runs: one at a time (orvad/backup/service.py)."""
+
+    code = "RESTORE_RUNNING"
+
+
+class WebhookReplay(Conflict):
+    """POST /webhook/{id} of a delivery orvad accepted already within the webhook's tolerance window (the same
+    delivery id, signature or timestamp and signature): the function did not run again."""
+
+    code = "WEBHOOK_REPLAY"
+
+
 class NotReplayable(Conflict):
     """POST /api/v1/executions/{id}/replay of an execution whose request cannot run again as captured (a
     ``signed`` function: its signature covered a timestamp and is remembered): details {function, auth_mode}."""
@@ -240,6 +272,13 @@ class JobNotRetryable(Conflict):
     code = "JOB_NOT_RETRYABLE"
 
 
+class WebhookDisabled(Conflict):
+    """POST /api/v1/webhooks/{id}/test, or a retry of a delivery, while the outbound webhook is disabled
+    (nothing is sent to it): details {webhook_id}."""
+
+    code = "WEBHOOK_DISABLED"
+
+
 class VersionGCd(OrvaError):
     code, status = "VERSION_GCD", 410
 
@@ -254,6 +293,14 @@ class BuildFailedError(OrvaError):
     """A deploy made with ?wait=true whose build failed (details: deployment_id, function_id, log_tail)."""
 
     code, status = "BUILD_FAILED", 422
+
+
+class BackupInvalid(OrvaError):
+    """POST /api/v1/restore with an archive orvad will not restore (orvad/backup/archive.py says what is
+    checked); nothing was changed. The message names the entry and the reason."""
+
+    code, status = "BACKUP_INVALID", 422
+    default_hint = "upload an archive made by GET /api/v1/backup (or orva backup download), unchanged"
 
 
 class HeadersTooLarge(OrvaError):

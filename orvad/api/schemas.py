@@ -786,6 +786,30 @@ _CRON_FIELDS: dict[str, Schema] = {
 }
 
 
+_WEBHOOK_EVENTS = [
+    "*",
+    "deployment.succeeded",
+    "deployment.failed",
+    "function.created",
+    "function.updated",
+    "function.deleted",
+    "execution.error",
+    "job.succeeded",
+    "job.failed",
+    "cron.failed",
+]  # orvad/webhooks/outbound.py EVENT_TYPES and "*"
+_WEBHOOK_FIELDS: dict[str, Schema] = {
+    "url": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 2048,
+        "description": "http:// or https://, no user@",
+    },
+    "events": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": _WEBHOOK_EVENTS}},
+    "function": {"type": ["string", "null"], "description": "only events of this function (id or name)"},
+    "enabled": BOOL,
+    "description": {"type": "string", "maxLength": 500},
+}
 _FIXTURE_FIELDS: dict[str, Schema] = {}  # FixtureSave's properties, filled at the end of this module
 
 
@@ -1122,6 +1146,18 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             "unknown fields are refused (400 VALIDATION)",
         },
         "ReplayRequest": {"type": "object", "description": "no fields: send {} or no body"},
+        # issue 24, outbound webhooks (orvad/api/webhooks.py)
+        "WebhookCreate": {
+            **closed,
+            "required": ["url", "events"],
+            "properties": _WEBHOOK_FIELDS,
+            "description": "201 with the webhook and its signing secret (shown this once)",
+        },
+        "WebhookUpdate": {
+            **closed,
+            "properties": _WEBHOOK_FIELDS,
+            "description": "the fields sent change; the secret stays (POST /api/v1/webhooks/{id}/rotate)",
+        },
     }
 
 
@@ -1889,6 +1925,49 @@ OPS: dict[tuple[str, str], Op] = {
         ),
         ok={**json_ok(_VACUUM_RUN), **json_ok(_VACUUM_RUN, "202")},
     ),
+    # backup and restore (issue 24; docs/OPERATIONS.md): a .tar.gz with manifest.json, admin only
+    ("GET", "/api/v1/backup"): Op(ok={"200": {"application/gzip": ARCHIVE}}),
+    ("GET", "/api/v1/backup/status"): Op(
+        ok=json_ok(
+            record(
+                {
+                    "scheduled": BOOL,
+                    "dir": NSTR,
+                    "every_s": {"type": "number"},
+                    "keep": INT,
+                    "max_restore_bytes": INT,
+                    "last": {"type": ["object", "null"]},
+                    "next_at": NSTR,
+                    "files": {"type": "array", "items": record({"name": STR, "bytes": INT})},
+                    "last_restore": {"type": ["object", "null"]},
+                    "restoring": BOOL,
+                }
+            )
+        )
+    ),
+    ("POST", "/api/v1/restore"): Op(
+        raw_body={
+            "multipart/form-data": {
+                "type": "object",
+                "required": ["archive"],
+                "properties": {"archive": ARCHIVE},
+            }
+        },
+        query=(
+            Param("confirm", {"type": "string", "enum": ["1", "true", "yes"]}, "required", required=True),
+        ),
+        ok=json_ok(
+            record(
+                {
+                    "restored": BOOL,
+                    "manifest": OBJ,
+                    "files": INT,
+                    "versions": INT,
+                    "ms": INT,
+                }
+            )
+        ),
+    ),
     # the activity feed (issue 24): the audit log by source
     ("GET", "/api/v1/activity"): Op(
         query=(
@@ -2074,5 +2153,103 @@ OPS.update(
         ("DELETE", "/api/v1/functions/{id}/fixtures/{fid}"): Op(
             ok=json_ok(record({"function_id": STR, "id": STR, "name": STR, "deleted": {"const": True}}))
         ),
+    }
+)
+
+
+# outbound webhooks (issue 24; orvad/api/webhooks.py, docs/WEBHOOKS.md)
+RECORDS["Webhook"] = record(
+    {
+        "id": {**STR, "pattern": "^wh_"},
+        "url": STR,
+        "events": {"type": "array", "items": STR},
+        "function_id": NSTR,
+        "function_name": NSTR,
+        "enabled": BOOL,
+        "description": STR,
+        "secret_usable": {**BOOL, "description": "false: the secret does not open under the master key"},
+        "created_at": TIME,
+        "updated_at": TIME,
+    }
+)
+RECORDS["WebhookDelivery"] = record(
+    {
+        "id": {**STR, "pattern": "^msg_", "description": "the webhook-id header: the same on every attempt"},
+        "webhook_id": STR,
+        "event_id": STR,
+        "event_type": STR,
+        "function_id": NSTR,
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": INT,
+        "next_attempt_at": NTIME,
+        "give_up_at": TIME,
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error": NSTR,
+        "created_at": TIME,
+        "updated_at": TIME,
+        "finished_at": NTIME,
+        "payload": {**OBJ, "description": "the body sent: {id, type, created_at, data}"},
+        "attempts_list": {
+            "type": "array",
+            "items": record(
+                {
+                    "attempt": INT,
+                    "started_at": TIME,
+                    "duration_ms": NUM,
+                    "status_code": {"type": ["integer", "null"]},
+                    "response": {**NSTR, "description": "the first 1 KiB of the receiver's answer"},
+                    "error": NSTR,
+                }
+            ),
+        },
+    }
+)
+_WEBHOOK_WITH_SECRET = {"allOf": [ref("Webhook"), record({"secret": {**STR, "pattern": "^whsec_"}})]}
+EXAMPLES.update(
+    {
+        "WebhookCreate": {
+            "url": "https://example.com/hooks/orva",
+            "events": ["deployment.failed", "execution.error"],
+            "description": "on-call alerts",
+        },
+        "WebhookUpdate": {"enabled": False},
+    }
+)
+OPS.update(
+    {
+        ("GET", "/api/v1/webhooks"): Op(
+            ok=json_ok(record({"webhooks": {"type": "array", "items": ref("Webhook")}}))
+        ),
+        ("POST", "/api/v1/webhooks"): Op(body="WebhookCreate", ok=json_ok(_WEBHOOK_WITH_SECRET, "201")),
+        ("GET", "/api/v1/webhooks/{id}"): Op(
+            ok=json_ok(
+                {
+                    "allOf": [
+                        ref("Webhook"),
+                        record({"deliveries": {"type": "object", "additionalProperties": INT}}),
+                    ]
+                }
+            )
+        ),
+        ("PUT", "/api/v1/webhooks/{id}"): Op(body="WebhookUpdate", ok=json_ok(ref("Webhook"))),
+        ("DELETE", "/api/v1/webhooks/{id}"): Op(ok={"204": {}}),
+        ("POST", "/api/v1/webhooks/{id}/rotate"): Op(ok=json_ok(_WEBHOOK_WITH_SECRET)),
+        ("POST", "/api/v1/webhooks/{id}/test"): Op(ok=json_ok(ref("WebhookDelivery"), "202")),
+        ("GET", "/api/v1/webhooks/{id}/deliveries"): Op(
+            query=(
+                Param("status", {"type": "string", "enum": ["pending", "delivered", "failed"]}),
+                *PAGE,
+            ),
+            ok=json_ok(
+                record(
+                    {
+                        "deliveries": {"type": "array", "items": ref("WebhookDelivery")},
+                        "next_cursor": NSTR,
+                        "counts": {"type": "object", "additionalProperties": INT},
+                    }
+                )
+            ),
+        ),
+        ("POST", "/api/v1/webhooks/deliveries/{id}/retry"): Op(ok=json_ok(ref("WebhookDelivery"))),
     }
 )

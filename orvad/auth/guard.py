@@ -50,6 +50,7 @@ _ADMIN_PREFIXES = (
     f"{API}/ai/",
     f"{API}/backup",  # issue 24: a backup holds the master key and every secret
     f"{API}/restore",  # issue 24: a restore replaces everything
+    f"{API}/webhooks",  # issue 24: outbound webhooks send orvad's events (and their secrets) elsewhere
 )
 _ADMIN_EXACT = {
     ("PUT", f"{API}/pool/config"),

@@ -85,6 +85,8 @@ class BatchWriter:
             self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False  # started again after a stop: a restore's reload (Daemon.reload_from)
+        self._stop_requested.clear()
         self._task = asyncio.create_task(self._run(), name="orva-batch-writer")
 
     async def stop(self) -> None:
