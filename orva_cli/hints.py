@@ -144,6 +144,9 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
             ),
         ),
         (r"/api/v1/system/health", lambda: "orva system health"),
+        (r"/api/v1/system/storage", lambda: "orva system storage"),  # issue 24
+        (r"/api/v1/system/vacuum", lambda: "orva system vacuum"),
+        (r"/api/v1/activity", lambda: "orva activity"),
         (r"/api/v1/system/metrics.*", lambda: "orva system metrics"),
         (r"/api/v1/keys(/.*)?", lambda: "orva keys create NAME" if method == "POST" else "orva keys list"),
         (
@@ -195,6 +198,7 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
         (r"/api/v1/ai/conversations", lambda: "orva ai conversations list"),
         (r"/api/v1/ai/tool-calls/[^/]+/reject", lambda: f"orva ai reject {_last_segment(path, 4) or 'ID'}"),
         (r"/api/v1/ai/tool-calls/[^/]+(/.*)?", lambda: f"orva ai approve {_last_segment(path, 4) or 'ID'}"),
+        (r"/api/v1/auth/sessions(/.*)?", lambda: "orva sessions list"),  # issue 24
         (r"/api/v1/auth/.*", lambda: "orva login"),
     ]
     for pattern, command in rules:
