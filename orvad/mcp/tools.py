@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from orvad.errors import Forbidden, NotFound, OrvaError
-from orvad.mcp.catalog import admin, config, functions, runs, system
+from orvad.mcp.catalog import admin, config, functions, platform, runs, system
 from orvad.mcp.catalog.base import ToolDef, check_args, without_nulls
 from orvad.mcp.results import Caller, ToolReply, bad, error_reply
 
@@ -32,6 +32,7 @@ TOOLS: tuple[ToolDef, ...] = (
     *functions.TOOLS,
     *runs.TOOLS,
     *config.TOOLS,
+    *platform.TOOLS,
     *admin.TOOLS,
     *system.TOOLS,
 )
@@ -41,6 +42,7 @@ assert len(BY_NAME) == len(TOOLS), "two operator tools share a name"
 # the services' hints name REST calls; an agent reads the tool that does the same
 _HINTS = (
     (re.compile(r"GET /api/v1/functions/[^ ]+/deployments"), "the list_deployments tool"),
+    (re.compile(r"GET /api/v1/functions/[^ ]+/kv\b"), "the kv_list tool"),
     (re.compile(r"GET /api/v1/functions\b"), "the list_functions tool"),
     (re.compile(r"GET /api/v1/routes"), "the list_routes tool"),
     (re.compile(r"GET /api/v1/runtimes"), "the list_runtimes tool"),
@@ -49,6 +51,7 @@ _HINTS = (
     (re.compile(r"GET /api/v1/deployments/[^ ]+/logs"), "the get_build_logs tool"),
     (re.compile(r"GET /api/v1/system/health"), "the health tool"),
     (re.compile(r"PUT /api/v1/routes"), "the set_route tool"),
+    (re.compile(r"GET /api/v1/jobs\b"), "the list_jobs tool"),
     (re.compile(r"POST /api/v1/functions/[^ ]+/secrets"), "the set_secret tool"),
 )
 

@@ -87,6 +87,7 @@ def test_the_catalog_defines_every_tool_once_with_its_permission() -> None:
         "revoke_key",
         "rotate_channel_token",
         "delete_channel",
+        "kv_delete",
     }
     for t in TOOLS:
         schema = t.schema()

@@ -142,6 +142,8 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
             "orvad.auth",
             "orvad.http.origins",
             "orvad.daemon",
+            "orvad.store",
+            "orvad.kv",
         ),
         "the MCP server at /mcp: the SDK's transport behind orvad's checks, the tool catalog over the services",
     ),
