@@ -25,7 +25,13 @@ class Settler:
         self._stopping: set[asyncio.Future[None]] = set()  # workers of requests the shutdown cut
         self._orphans: dict[int, Lease] = {}  # slots held by handlers whose client left, by id(lease)
         self.outliers = Outliers()  # each function's rolling p95: the executions' outlier flag
-        self.on_execution: Callable[[dict[str, Any]], None] | None = None  # the OTLP export, when set
+        # who else sees each settled execution's row (the OTLP export, outbound webhooks), added by the daemon
+        # with on_execution: each runs on the invoke path, so it only hands the row on (no I/O)
+        self._execution_hooks: tuple[Callable[[dict[str, Any]], None], ...] = ()
+
+    def on_execution(self, hook: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``hook`` with every settled execution's row (in the order hooks were added)."""
+        self._execution_hooks = (*self._execution_hooks, hook)
 
     def settle(self, flight: Flight) -> None:
         duration = time.perf_counter() - flight.started
@@ -55,8 +61,8 @@ class Settler:
         if record.status != "rejected" and not record.cold_start:
             record.outlier = self.outliers.observe(record.function_id, record.duration_ms)
         row = record.as_row()
-        if self.on_execution is not None:
-            self.on_execution(row)
+        for hook in self._execution_hooks:
+            hook(row)
         # the event goes out once the row and its logs can be read (a client may fetch them at once)
         self._executions.record(
             row, record.logs, record.logs_truncated, lambda: self._bus.publish("execution", row), request

@@ -7,7 +7,7 @@ consequence the change has (a pool replaced or drained, files removed) has been 
 that order, before the publisher answers its own caller. A service built alone (a CLI command,
 a unit test) publishes to a channel nobody reads.
 
-    FunctionService    -> FunctionChanged(old, new), FunctionDeleted(fn)
+    FunctionService    -> FunctionCreated(fn), FunctionChanged(old, new), FunctionDeleted(fn)
     SecretService      -> SecretsChanged(function_id)
     PoolConfigService  -> PoolConfigChanged(function_id, config)
     Builder            -> VersionBuilt(fn, deployment, path, checked)
@@ -25,6 +25,13 @@ from orvad.pool.tunables import PoolConfig
 
 if TYPE_CHECKING:
     from orvad.builder.importcheck import CheckedWorker
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCreated:
+    """A function entered the catalogue (no version yet: nothing for pools to do; outbound webhooks tell)."""
+
+    fn: Function
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,9 @@ class VersionBuilt:
     checked: CheckedWorker | None
 
 
-Change = FunctionChanged | FunctionDeleted | SecretsChanged | PoolConfigChanged | VersionBuilt
+Change = (
+    FunctionCreated | FunctionChanged | FunctionDeleted | SecretsChanged | PoolConfigChanged | VersionBuilt
+)
 Subscriber = Callable[[Change], Awaitable[None]]
 
 

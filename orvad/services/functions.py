@@ -36,7 +36,7 @@ from orvad.models import (
     FunctionStatus,
     NetworkMode,
 )
-from orvad.services.changes import Changes, FunctionChanged, FunctionDeleted
+from orvad.services.changes import Changes, FunctionChanged, FunctionCreated, FunctionDeleted
 from orvad.store.functions import FunctionStore
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -353,6 +353,7 @@ class FunctionService:
             self._check_name_free(fn.name)
             await self._store.insert_function(fn)
             self._remember(fn)
+        await self._changes.publish(FunctionCreated(fn))
         return fn
 
     async def update(self, id_or_name: str, body: dict[str, Any]) -> Function:

@@ -68,6 +68,9 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         ("post", "/api/v1/jobs/{id}/retry"),
         ("post", "/api/v1/functions/{id}/cron/{cid}/run"),
         ("post", "/api/v1/system/vacuum"),  # issue 24: ?mode= and ?wait= only
+        ("post", "/api/v1/webhooks/{id}/rotate"),  # issue 24, outbound webhooks
+        ("post", "/api/v1/webhooks/{id}/test"),
+        ("post", "/api/v1/webhooks/deliveries/{id}/retry"),
     }
     for path, ops in paths.items():
         for method, op in ops.items():
