@@ -27,6 +27,8 @@ const TracesView = lazy(() => import("./views/traces.jsx"), "TracesView", "trace
 const JobsView = lazy(() => import("./views/jobs.jsx"), "JobsView", "jobs page");
 // ... and every function's schedules (issue 23)
 const SchedulesView = lazy(() => import("./views/cron.jsx"), "SchedulesView", "schedules page");
+// ... and the activity feed (issue 24)
+const ActivityView = lazy(() => import("./views/activity.jsx"), "ActivityView", "activity page");
 
 const NAV = [
   ["/", "Overview"],
@@ -38,6 +40,7 @@ const NAV = [
   ["/routes", "Routes"],
   ["/channels", "Channels"],
   ["/assistant", "Assistant"],
+  ["/activity", "Activity"],
   ["/keys", "API keys"],
   ["/settings", "Settings"],
 ];
@@ -58,6 +61,7 @@ const VIEWS = [
   ["/channels/:id", ChannelPage],
   ["/assistant", AssistantView],
   ["/assistant/:id", AssistantView],
+  ["/activity", ActivityView],
   ["/keys", KeysView],
   ["/settings", SettingsView],
 ];

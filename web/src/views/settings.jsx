@@ -19,6 +19,9 @@ import {
 
 // AI providers and the assistant's settings: a chunk of their own, loaded with this page
 const AssistantSettings = lazy(() => import("./assistant-settings.jsx"), "AssistantSettings", "assistant settings");
+// Storage (vacuum) and Sessions (issue 24): a chunk of their own too
+const StorageCard = lazy(() => import("./settings-operate.jsx"), "StorageCard", "storage");
+const SessionsCard = lazy(() => import("./settings-operate.jsx"), "SessionsCard", "sessions");
 
 export function SettingsView() {
   const info = useAsync(() => api.get("system/info"), []);
@@ -82,6 +85,8 @@ export function SettingsView() {
       )}
       <AssistantSettings />
       <ConnectedApps />
+      <StorageCard />
+      <SessionsCard />
       <h2>Change password</h2>
       <form class="form narrow" onSubmit={submit} aria-label="Change password">
         <ErrorBanner error={action.error} />
