@@ -119,10 +119,12 @@ def _attacks(good: bytes, data_dir: Path) -> dict[str, bytes]:
         i for i, (info, _) in enumerate(items) if info.isreg() and info.name.startswith("functions/")
     )
     version_dir = "/".join(items[version_file][0].name.split("/")[:4])
-    tampered = list(items)
+    tampered, grown = list(items), list(items)
     info, content = tampered[version_file]
     assert content is not None
-    tampered[version_file] = (info, content + b"# changed\n")
+    tampered[version_file] = (info, content[:-1] + bytes([content[-1] ^ 1]))  # same size, one bit
+    grown[version_file] = (info, content + b"# changed\n")
+    chain = {f"{version_dir}/here": ".", f"{version_dir}/through": "here/../escape"}
 
     def plus(*extra: Member) -> bytes:
         return rebuild([*items[:-1], *extra, items[-1]])
@@ -158,11 +160,27 @@ def _attacks(good: bytes, data_dir: Path) -> dict[str, bytes]:
     outside = f"{version_dir}/escape"
     return {
         "tampered file": rebuild(tampered),
+        "grown file": rebuild(grown),
+        "link through a link": rebuild(
+            with_manifest(
+                [
+                    *items[:-1],
+                    *((entry(n, tarfile.SYMTYPE, t), None) for n, t in chain.items()),
+                    items[-1],
+                ],
+                lambda m: m["links"].update(chain),
+            )
+        ),
         "manifest missing": rebuild([m for m in items if m[0].name != "manifest.json"]),
         "dot-dot path": plus((entry("../evil.txt"), b"x")),
         "absolute path": plus((entry("/tmp/orva-evil.txt"), b"x")),
-        "symlink entry": plus(
-            (entry("master.key.link", tarfile.SYMTYPE, str(data_dir / "master.key")), None)
+        "symlink entry": rebuild(
+            [
+                (entry("master.key", tarfile.SYMTYPE, "/etc/shadow"), None)
+                if i.name == "master.key"
+                else (i, c)
+                for i, c in items
+            ]
         ),
         "hardlink entry": plus((entry(f"{version_dir}/hard", tarfile.LNKTYPE, "orva.db"), None)),
         "symlink in a version pointing outside": rebuild(
@@ -186,6 +204,27 @@ def _attacks(good: bytes, data_dir: Path) -> dict[str, bytes]:
     }
 
 
+REASONS = {
+    "tampered file": "does not match its sha256",
+    "grown file": "not the size manifest.json gives",
+    "link through a link": "points outside it",
+    "manifest missing": "has no manifest.json",
+    "dot-dot path": "escapes the archive with '..'",
+    "absolute path": "absolute path",
+    "symlink entry": "only allowed inside a version folder",
+    "hardlink entry": "hard link",
+    "symlink in a version pointing outside": "points outside its version",
+    "truncated gzip": "truncated or corrupt",
+    "newer format version": "format version 99",
+    "newer schema": "schema version 9999",
+    "huge declared size": "ORVA_RESTORE_MAX_BYTES",
+    "device file": "special file",
+    "duplicate name": "twice",
+    "outside the layout": "is not part of an orva backup",
+    "not gzip": "not a gzip-compressed tar",
+}
+
+
 def test_bad_archives_change_nothing(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad()
     populated = populate(server)
@@ -195,6 +234,7 @@ def test_bad_archives_change_nothing(make_orvad: Callable[..., Orvad]) -> None:
         r = upload(server, server.admin_key, data)
         err = _error(r, 422, "BACKUP_INVALID")
         assert "not restored" in str(err["message"]), (name, err)
+        assert REASONS[name] in str(err["message"]), (name, err["message"])
         assert state(server) == before, name
         assert files_of(server.data_dir) == inodes, name
     assert not (Path("/tmp/orva-evil.txt")).exists()
