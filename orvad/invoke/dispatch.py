@@ -273,6 +273,8 @@ class Invoker:
         )
         if request.job_id is not None:  # a job's attempt: which job (orvad/jobs)
             event["requestContext"]["jobId"] = request.job_id
+        if request.webhook_id is not None:  # an inbound webhook's delivery (orvad/webhooks/inbound.py)
+            event["requestContext"]["webhookId"] = request.webhook_id
         # queueing is bounded by timeout_ms too, but does not eat the handler's time (F2F: capped by the caller's)
         remaining = request.time_limit_s(time.perf_counter() - flight.started)
         context = {

@@ -47,13 +47,14 @@ class Grant:
     needs its signature). A function-to-function call (orvad/invoke/f2f.py) carries kind ``function``: the
     calling function's ``may_invoke`` named the callee, which satisfies every ``auth_mode``. HTTP never sets one."""
 
-    kind: Literal["channel", "operator", "function", "job"]
-    id: str  # the channel's id, the key's / OAuth client's, the calling function's, or the job's
+    kind: Literal["channel", "operator", "function", "job", "webhook"]
+    id: str  # the channel's id, the key's / OAuth client's, the calling function's, the job's, the webhook's
 
     def satisfies(self, auth_mode: str) -> bool:
         # a job's attempt (orvad/jobs): its enqueue was authorised (the API's invoke permission, the
         # function's own auth_mode for an Event invocation, may_invoke for the SDK)
-        return self.kind in ("channel", "function", "job") or auth_mode == "api_key"
+        # an inbound webhook's delivery (orvad/webhooks/inbound.py): its sender's signature was verified
+        return self.kind in ("channel", "function", "job", "webhook") or auth_mode == "api_key"
 
     @property
     def channel_id(self) -> str | None:
@@ -89,6 +90,7 @@ class InvokeRequest:
     # execution joins that trace as its child. None: HTTP reads the traceparent header; else a new trace
     trace_parent: TraceContext | None = None
     job_id: str | None = None  # a job's attempt (orvad/jobs): the handler sees it as requestContext.jobId
+    webhook_id: str | None = None  # an inbound webhook's delivery: the handler sees requestContext.webhookId
 
     @classmethod
     def from_scope(

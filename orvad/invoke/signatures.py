@@ -102,14 +102,22 @@ class SignatureChecker:
                 hint=f"HMAC-SHA256 over {form}",
                 details={"signature_version": version},
             )
+        if not self.claim(signature, float(stamp + SIGNATURE_WINDOW_S), now):
+            raise Unauthorized("this signature was used already (replay)", hint="sign every request afresh")
+
+    def claim(self, key: str, expires_at: float, now: float) -> bool:
+        """Remember ``key`` until ``expires_at`` (persisted through the batched writer); False when it is
+        remembered already (a replay). Inbound webhooks (orvad/webhooks/inbound.py) keep their deliveries
+        here too, under keys of their own (``webhook:<id>:...``), so one memory survives restarts."""
         while self._expiry and self._expiry[0][0] < now:
             _, old = heapq.heappop(self._expiry)
             self._seen.pop(old, None)
-        if signature in self._seen:
-            raise Unauthorized("this signature was used already (replay)", hint="sign every request afresh")
-        self._remember(signature, float(stamp + SIGNATURE_WINDOW_S))
+        if key in self._seen:
+            return False
+        self._remember(key, expires_at)
         if self._persist is not None:
-            self._persist(signature, float(stamp + SIGNATURE_WINDOW_S))
+            self._persist(key, expires_at)
+        return True
 
     def _remember(self, signature: str, expires_at: float) -> None:
         self._seen[signature] = expires_at

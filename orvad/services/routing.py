@@ -29,6 +29,7 @@ RESERVED = (
     "/oauth/",  # the MCP connectors' authorization server (orvad/api/oauth_server.py)
     "/.well-known/oauth-authorization-server",
     "/.well-known/oauth-protected-resource",
+    "/webhook/",  # inbound webhooks (orvad/webhooks/inbound.py, issue 24)
 )
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # no %: requests are matched on their decoded path, so a route written with escapes would never match

@@ -1,0 +1,531 @@
+"""Inbound webhooks (issue 24; docs/WEBHOOKS.md): a function triggered by GitHub, Stripe, Slack or any
+HMAC-signing sender at ``POST /webhook/{id}``, with no Orva key.
+
+``InboundWebhooks`` keeps every webhook in memory (its secret opened) and writes through to
+``orvad/store/inbound_webhooks.py``; the public trigger touches no disk. A delivery is refused before the
+function runs, in this order: an unknown id (404, the same answer as any unknown path), a disabled
+webhook (403), a body over ORVA_MAX_BODY_BYTES (413, from ``BodyLimit``), a signature that is missing,
+malformed, wrong or stale (401, ``inbound_formats.py``), a delivery seen before within the tolerance
+window (409: the invoke path's replay memory, ``SignatureChecker.claim``, persisted through the batched
+writer and loaded back at start). A verified delivery runs through ``Invoker.serve`` (trigger
+``webhook``, the webhook's grant, the sender's headers and raw body), or in ``async`` mode becomes a
+job (trigger ``webhook``) answered 202 at once.
+
+The secret is sealed with AES-256-GCM under orvad's master key (the one function secrets and AI provider
+keys use) with associated data of its own, ``orva-inbound-webhook\\0<id>``; it is shown once, in the
+create and rotate answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets as pysecrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from orvad.clock import now_iso
+from orvad.errors import (
+    Conflict,
+    InboundWebhookDisabled,
+    MethodNotAllowed,
+    NotFound,
+    ValidationError,
+    WebhookReplay,
+    WebhookSignatureInvalid,
+)
+from orvad.invoke.admission import refuse_undeployed
+from orvad.invoke.connection import read_body
+from orvad.invoke.dispatch import Invoker
+from orvad.invoke.request import Grant, InvokeRequest
+from orvad.invoke.signatures import SignatureChecker
+from orvad.models import Function
+from orvad.services.changes import Change, FunctionDeleted
+from orvad.services.functions import FunctionService
+from orvad.store.inbound_webhooks import InboundWebhookRow, InboundWebhookStore, NameTaken
+from orvad.webhooks import inbound_formats as formats
+
+log = logging.getLogger(__name__)
+
+# the ASGI types (what starlette.types spells; only the web layer imports Starlette)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PATH_PREFIX = "/webhook/"
+_AAD_PREFIX = b"orva-inbound-webhook\x00"
+_ID = re.compile(r"wh_[A-Za-z0-9_-]{22}")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+MODES = ("sync", "async")
+SECRET_MIN, SECRET_MAX = 16, 256
+NAME_MAX, PREFIX_MAX = 100, 50
+FIELDS = ("name", "format", "header", "prefix", "tolerance_s", "mode", "enabled", "secret")
+# never handed to the function: Orva's own headers (a sender may not fake X-Orva-Trigger or a job id)
+_DROPPED_PREFIX = b"x-orva-"
+
+
+def _aad(webhook_id: str) -> bytes:
+    return _AAD_PREFIX + webhook_id.encode()
+
+
+def seal_secret(master: bytes, webhook_id: str, secret: str) -> tuple[bytes, bytes]:
+    nonce = os.urandom(12)
+    return nonce, AESGCM(master).encrypt(nonce, secret.encode(), _aad(webhook_id))
+
+
+def open_secret(master: bytes, webhook_id: str, nonce: bytes, sealed: bytes) -> str:
+    return AESGCM(master).decrypt(nonce, sealed, _aad(webhook_id)).decode()
+
+
+def new_secret() -> str:
+    return "whsec_" + pysecrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A webhook as the public trigger needs it: its row and its opened secret."""
+
+    row: InboundWebhookRow
+    secret: bytes
+
+    @property
+    def settings(self) -> formats.Settings:
+        return formats.Settings(self.row.header, self.row.prefix, self.row.tolerance_s)
+
+
+def _unknown(path: str) -> NotFound:
+    # the answer of any unknown path: nothing tells an id that never existed from a deleted one
+    return NotFound(f"no such endpoint: {path}", hint="check the webhook's URL with its owner")
+
+
+class InboundWebhooks:
+    def __init__(
+        self,
+        store: InboundWebhookStore,
+        functions: FunctionService,
+        signatures: SignatureChecker,
+        invoker: Invoker,
+        *,
+        enqueue: Callable[[InvokeRequest, str], Awaitable[dict[str, Any]]],
+        base_url: str,
+    ) -> None:
+        self._store, self._functions, self._signatures, self._invoker = store, functions, signatures, invoker
+        self._enqueue = enqueue
+        self.base_url = base_url.rstrip("/")
+        self._hooks: dict[str, Hook] = {}
+        self._master: bytes | None = None
+
+    # lifecycle
+    def unlock(self, master: bytes) -> None:
+        self._master = master
+
+    def _key(self) -> bytes:
+        if self._master is None:
+            raise RuntimeError("inbound webhooks are locked (the master key is read at start)")
+        return self._master
+
+    async def load(self) -> None:
+        """Every webhook into memory; one whose secret does not open (another master key) stays out, logged."""
+        hooks = {}
+        for row in await self._store.all():
+            try:
+                secret = open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
+            except InvalidTag:
+                log.error(
+                    "inbound webhook secret does not open with the master key", extra={"webhook": row.id}
+                )
+                continue
+            hooks[row.id] = Hook(row, secret.encode())
+        self._hooks = hooks
+
+    async def apply(self, change: Change) -> None:
+        """A deleted function's webhooks go (their rows went with the function's: ON DELETE CASCADE)."""
+        if isinstance(change, FunctionDeleted):
+            for wid in [w for w, h in self._hooks.items() if h.row.function_id == change.fn.id]:
+                del self._hooks[wid]
+
+    async def reseal(self, new_master: bytes) -> int:
+        """Every secret sealed again under ``new_master`` in one transaction (``orvad rotate-master-key``)."""
+        rows = []
+        for row in await self._store.all():
+            try:
+                secret = open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
+            except InvalidTag:
+                raise RuntimeError(
+                    f"the secret of inbound webhook {row.id} does not open with the current master key; "
+                    "nothing was changed"
+                ) from None
+            nonce, sealed = seal_secret(new_master, row.id, secret)
+            rows.append((nonce, sealed, row.id))
+        await self._store.replace_secrets(rows)
+        self._master = new_master
+        return len(rows)
+
+    # what the API shows
+    def url(self, webhook_id: str) -> str:
+        return f"{self.base_url}{PATH_PREFIX}{webhook_id}"
+
+    def to_json(self, row: InboundWebhookRow) -> dict[str, Any]:
+        """A webhook as every answer shows it: never its secret."""
+        return {
+            "id": row.id,
+            "function_id": row.function_id,
+            "name": row.name,
+            "format": row.format,
+            "header": row.header if row.format in formats.HMAC_FORMATS else None,
+            "prefix": row.prefix,
+            "tolerance_s": row.tolerance_s,
+            "mode": row.mode,
+            "enabled": row.enabled,
+            "url": self.url(row.id),
+            "signature_headers": list(formats.FORMATS[row.format].headers(Hook(row, b"").settings)),
+            "deliveries": row.deliveries,
+            "last_delivery_at": row.last_delivery_at,
+            "last_status": row.last_status,
+            "last_execution_id": row.last_execution_id,
+            "last_job_id": row.last_job_id,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+            "rotated_at": row.rotated_at,
+        }
+
+    async def list_for(self, fn: Function) -> list[dict[str, Any]]:
+        rows = [r for r in await self._store.all() if r.function_id == fn.id]
+        return [self.to_json(r) for r in sorted(rows, key=lambda r: (r.created_at, r.id))]
+
+    async def _row(self, fn: Function, webhook_id: str) -> InboundWebhookRow:
+        row = await self._store.get(webhook_id) if webhook_id in self._hooks else None
+        if row is None or row.function_id != fn.id:
+            raise NotFound(
+                f"function {fn.name} has no inbound webhook {webhook_id!r}",
+                hint=f"list them with GET /api/v1/functions/{fn.name}/inbound-webhooks",
+                details={"function": fn.name, "webhook_id": webhook_id},
+            )
+        return row
+
+    async def get(self, fn: Function, webhook_id: str) -> dict[str, Any]:
+        return self.to_json(await self._row(fn, webhook_id))
+
+    # changes
+    async def create(self, fn: Function, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """(the webhook, its secret: shown this once)."""
+        fields = _check(body, creating=True)
+        fmt = fields["format"]
+        secret = fields.get("secret") or new_secret()
+        webhook_id = "wh_" + pysecrets.token_urlsafe(16)
+        nonce, sealed = seal_secret(self._key(), webhook_id, secret)
+        stamp = now_iso()
+        row = InboundWebhookRow(
+            id=webhook_id,
+            function_id=fn.id,
+            name=fields["name"],
+            format=fmt,
+            header=fields.get("header") if fmt in formats.HMAC_FORMATS else None,
+            prefix=fields.get("prefix") or "",
+            tolerance_s=fields.get("tolerance_s") or formats.DEFAULT_TOLERANCE_S,
+            mode=fields.get("mode") or "sync",
+            enabled=fields.get("enabled", True) is not False,
+            secret_nonce=nonce,
+            secret_sealed=sealed,
+            deliveries=0,
+            last_delivery_at=None,
+            last_status=None,
+            last_execution_id=None,
+            last_job_id=None,
+            created_at=stamp,
+            updated_at=stamp,
+            rotated_at=None,
+        )
+        await self._save(fn, row, secret)
+        return self.to_json(row), secret
+
+    async def update(self, fn: Function, webhook_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        row = await self._row(fn, webhook_id)
+        fields = _check(body, creating=False)
+        fmt = fields.get("format", row.format)
+        if fmt not in formats.HMAC_FORMATS and (fields.get("header") or fields.get("prefix")):
+            raise ValidationError(
+                f"header and prefix are settings of the hmac formats, not of {fmt}",
+                hint="leave header and prefix out, or set format to hmac_sha256_hex or hmac_sha256_base64",
+                details={"field": "header" if fields.get("header") else "prefix"},
+            )
+        hmac_kind = fmt in formats.HMAC_FORMATS
+        secret = fields.get("secret")
+        nonce, sealed = (
+            seal_secret(self._key(), row.id, secret) if secret else (row.secret_nonce, row.secret_sealed)
+        )
+        new = replace(
+            row,
+            name=fields.get("name", row.name),
+            format=fmt,
+            header=(fields["header"] if "header" in fields else row.header) if hmac_kind else None,
+            prefix=(fields["prefix"] if fields.get("prefix") is not None else row.prefix)
+            if hmac_kind
+            else "",
+            tolerance_s=fields.get("tolerance_s") or row.tolerance_s,
+            mode=fields.get("mode") or row.mode,
+            enabled=row.enabled if fields.get("enabled") is None else bool(fields["enabled"]),
+            secret_nonce=nonce,
+            secret_sealed=sealed,
+            updated_at=now_iso(),
+            rotated_at=now_iso() if secret else row.rotated_at,
+        )
+        opened = secret or self._hooks[row.id].secret.decode()
+        await self._save(fn, new, opened)
+        return self.to_json(new)
+
+    async def rotate(self, fn: Function, webhook_id: str) -> tuple[dict[str, Any], str]:
+        """A new secret, generated by orvad: the old one stops working at once."""
+        row = await self._row(fn, webhook_id)
+        secret = new_secret()
+        nonce, sealed = seal_secret(self._key(), row.id, secret)
+        stamp = now_iso()
+        new = replace(row, secret_nonce=nonce, secret_sealed=sealed, updated_at=stamp, rotated_at=stamp)
+        await self._save(fn, new, secret)
+        return self.to_json(new), secret
+
+    async def delete(self, fn: Function, webhook_id: str) -> dict[str, Any]:
+        row = await self._row(fn, webhook_id)
+        self._hooks.pop(row.id, None)  # refused from now on, before the row goes
+        await self._store.delete(row.id)
+        return {"id": row.id, "name": row.name, "function_id": fn.id, "deleted": True}
+
+    async def _save(self, fn: Function, row: InboundWebhookRow, secret: str) -> None:
+        try:
+            await self._store.save(row)
+        except NameTaken:
+            raise Conflict(
+                f"function {fn.name} has an inbound webhook named {row.name!r} already",
+                hint="choose another name, or change that one with PUT "
+                f"/api/v1/functions/{fn.name}/inbound-webhooks/{{wid}}",
+                details={"field": "name", "name": row.name},
+            ) from None
+        self._hooks[row.id] = Hook(row, secret.encode())
+
+    # the public trigger
+    async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI app for ``/webhook/{id}`` (behind RequestContext and BodyLimit only, like ``/fn/``)."""
+        path: str = scope["path"]
+        webhook_id = path[len(PATH_PREFIX) :].rstrip("/")
+        hook = self._hooks.get(webhook_id) if _ID.fullmatch(webhook_id) else None
+        fn = self._functions.get(hook.row.function_id) if hook is not None else None
+        if hook is None or fn is None:
+            raise _unknown(path)
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(
+                f"{scope['method']} is not allowed on {PATH_PREFIX}{{id}}",
+                hint="senders deliver with POST",
+                headers={"Allow": "POST"},
+            )
+        if not hook.row.enabled:
+            raise InboundWebhookDisabled(
+                "this webhook is disabled",
+                hint=f"enable it with PUT /api/v1/functions/{fn.name}/inbound-webhooks/{hook.row.id} "
+                '{"enabled": true}',
+            )
+        body = await read_body(receive)  # BodyLimit answers 413 past ORVA_MAX_BODY_BYTES
+        raw: dict[str, list[str]] = {}
+        for key, value in scope["headers"]:
+            raw.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        self._verify(hook, raw, body)
+        request = InvokeRequest(
+            fn,
+            subpath="/",
+            trigger="webhook",
+            method="POST",
+            headers=[
+                *((k, v) for k, v in scope["headers"] if not k.lower().startswith(_DROPPED_PREFIX)),
+                (b"x-orva-webhook-id", hook.row.id.encode()),
+            ],
+            query=scope.get("query_string", b""),
+            body=body,
+            client=(scope.get("client") or ("",))[0],
+            request_id=scope.get("state", {}).get("request_id", ""),
+            grant=Grant("webhook", hook.row.id),
+            webhook_id=hook.row.id,
+        )
+        if hook.row.mode == "async" or _asks_async(scope.get("query_string", b"")):
+            await self._accept_async(hook, request, send)
+        else:
+            await self._run(hook, request, send)
+
+    def _verify(self, hook: Hook, headers: dict[str, list[str]], body: bytes) -> None:
+        row = hook.row
+        now = time.time()
+        try:
+            verified = formats.verify(row.format, headers, body, hook.secret, hook.settings, now)
+        except formats.SignatureRefused as exc:
+            raise WebhookSignatureInvalid(
+                str(exc), hint=exc.hint, details={"format": row.format, "stale": exc.stale}
+            ) from None
+        if verified.timestamp is not None and verified.timestamp < self._signatures.not_before:
+            raise WebhookSignatureInvalid(
+                "the delivery's timestamp is older than orvad's start, and orvad cannot tell whether it was "
+                "accepted before (its replay memory may have lost rows in a crash)",
+                hint="send a fresh delivery",
+                details={"format": row.format, "stale": True},
+            )
+        fresh = [
+            self._signatures.claim(f"webhook:{row.id}:{key}", verified.expires_at, now)
+            for key in verified.keys
+        ]
+        if not all(fresh):
+            raise WebhookReplay(
+                "this delivery was accepted already (a replay); the function did not run again",
+                hint="send each delivery once; a sender's retry of a failed delivery is a new delivery",
+                details={"format": row.format},
+            )
+
+    async def _run(self, hook: Hook, request: InvokeRequest, send: Send) -> None:
+        seen: dict[str, Any] = {"status": 0, "execution_id": None}
+
+        async def relay(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                seen["execution_id"] = next(
+                    (v.decode() for k, v in message.get("headers", ()) if k == b"x-orva-execution-id"), None
+                )
+            await send(message)
+
+        try:
+            await self._invoker.serve(request, relay)
+        except Exception as exc:
+            status = getattr(exc, "status", 500)
+            execution = (getattr(exc, "details", None) or {}).get("execution_id")
+            self._store.delivered(hook.row.id, now_iso(), status, execution, None)
+            raise
+        self._store.delivered(hook.row.id, now_iso(), seen["status"], seen["execution_id"], None)
+
+    async def _accept_async(self, hook: Hook, request: InvokeRequest, send: Send) -> None:
+        refuse_undeployed(request.function)
+        self._invoker.admission.check(request)  # status, rate limit: refused now, not in the queue
+        accepted = await self._enqueue(request, "webhook")
+        job_id = str(accepted.get("job_id", ""))
+        self._store.delivered(hook.row.id, now_iso(), 202, None, job_id)
+        payload = {"job_id": job_id, "status": accepted.get("status", "pending"), "webhook_id": hook.row.id}
+        data = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                    (b"x-orva-job-id", job_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+
+def _asks_async(query: bytes) -> bool:
+    return any(part in (b"async=1", b"async=true") for part in query.split(b"&"))
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= NAME_MAX:
+        raise ValidationError(f"name must be a string of 1..{NAME_MAX} characters", details={"field": "name"})
+    return value
+
+
+def _format(value: Any) -> str:
+    if value not in formats.FORMATS:
+        raise ValidationError(
+            f"format must be one of {', '.join(formats.FORMATS)}",
+            hint="github, stripe and slack follow those senders; hmac_sha256_hex and hmac_sha256_base64 "
+            "take a header name (and an optional prefix)",
+            details={"field": "format", "allowed": list(formats.FORMATS)},
+        )
+    return str(value)
+
+
+def _header(value: Any) -> str:
+    if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
+        raise ValidationError(
+            "header must be an HTTP header name (letters, digits, and -_.!#$%&'*+^`|~; 1..100)",
+            details={"field": "header"},
+        )
+    return value
+
+
+def _prefix(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > PREFIX_MAX:
+        raise ValidationError(
+            f"prefix must be a string of at most {PREFIX_MAX} characters", details={"field": "prefix"}
+        )
+    return value
+
+
+def _tolerance(value: Any) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value != int(value)
+        or not formats.MIN_TOLERANCE_S <= value <= formats.MAX_TOLERANCE_S
+    ):
+        raise ValidationError(
+            f"tolerance_s must be whole seconds in {formats.MIN_TOLERANCE_S}..{formats.MAX_TOLERANCE_S}",
+            details={"field": "tolerance_s"},
+        )
+    return int(value)
+
+
+def _mode(value: Any) -> str:
+    if value not in MODES:
+        raise ValidationError("mode must be sync or async", details={"field": "mode"})
+    return str(value)
+
+
+def _enabled(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError("enabled must be true or false", details={"field": "enabled"})
+    return value
+
+
+def _secret(value: Any) -> str:
+    if not isinstance(value, str) or not SECRET_MIN <= len(value) <= SECRET_MAX:
+        raise ValidationError(
+            f"secret must be a string of {SECRET_MIN}..{SECRET_MAX} characters",
+            hint="leave it out and orvad generates one (shown once)",
+            details={"field": "secret"},
+        )
+    return value
+
+
+# field -> its check; null means "absent" (the default, or the value kept) for every optional field
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": _name,
+    "format": _format,
+    "header": _header,
+    "prefix": _prefix,
+    "tolerance_s": _tolerance,
+    "mode": _mode,
+    "enabled": _enabled,
+    "secret": _secret,
+}
+
+
+def _check(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The fields of a create or update body, checked (unknown fields were refused by the API)."""
+    out: dict[str, Any] = {}
+    for field, check in _CHECKS.items():
+        required = creating and field in ("name", "format")
+        if field in body and (body[field] is not None or field in ("name", "format")):
+            out[field] = check(body[field])
+        elif required:
+            out[field] = check(None)
+    if creating and out["format"] not in formats.HMAC_FORMATS and (out.get("header") or out.get("prefix")):
+        raise ValidationError(
+            f"header and prefix are settings of the hmac formats, not of {out['format']}",
+            hint="leave header and prefix out, or use format hmac_sha256_hex or hmac_sha256_base64",
+            details={"field": "header" if out.get("header") else "prefix"},
+        )
+    return out
