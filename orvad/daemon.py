@@ -302,6 +302,7 @@ class Daemon:
         self.metrics.registry.register(self.webhooks.collector())
         self.changes.subscribe(self.webhooks.on_change)  # function.created|updated|deleted
         self.invoker.settler.on_execution(self.webhooks.on_execution)  # execution.error
+        self.jobs.on_end = self.webhooks.on_job_end  # job.succeeded|failed, cron.failed
         self.startup_complete = False
         self.bootstrap_key: str | None = None  # plaintext, only on the start that minted it
         self._started = time.monotonic()

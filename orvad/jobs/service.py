@@ -236,6 +236,9 @@ class JobService:
         self._ready: dict[str, collections.deque[JobRow]] = {}
         self._held: set[str] = set()  # the ids in _ready
         self._finished: list[Finish] = []  # attempt ends not written yet (the runner's next write)
+        # told of each attempt end that ended its job (succeeded or dead), once written: outbound webhooks
+        self.on_end: Callable[[Finish], None] | None = None
+        self._started: list[tuple[str, int]] = []  # (job id, attempt) started since the runner's last write
         self._stopping = False
         self._random = random.Random()
 
@@ -593,7 +596,7 @@ class JobService:
             while True:
                 self._wake.clear()
                 backlog = await self._fill()
-                if self._finished:  # attempts ended during the write: written by the next one
+                if self._finished or self._started:  # during the write: written by the next one
                     self._wake.set()
                 delay = self.lease_s / 3 if backlog or self._held else await self._sleep_for()
                 with contextlib.suppress(TimeoutError):
@@ -615,9 +618,10 @@ class JobService:
             # started) are not counted and their jobs are due at the next start (a crash leaves the leases
             # instead: the next start records those attempts lost, counted)
             with contextlib.suppress(Exception):
-                if self._finished:
+                if self._finished or self._started:
                     finishes, self._finished = self._finished, []
-                    await self._store.settle(finishes, (), self.owner, self.clock(), self.lease_s)
+                    started, self._started = self._started, []
+                    await self._store.settle(finishes, started, (), self.owner, self.clock(), self.lease_s)
                 if running or self._held:
                     released = await self._store.release(self.owner, self.clock())
                     log.info(
@@ -652,6 +656,7 @@ class JobService:
         when due jobs were left for lack of capacity."""
         self._start_ready()
         finishes, self._finished = self._finished, []
+        started, self._started = self._started, []
         now = self.clock()
         claimed = len(self._running) + len(self._held)
         free = 2 * self.concurrency - claimed  # running, and as many claimed ahead
@@ -686,13 +691,19 @@ class JobService:
                 chosen.append(job_id)
         elif self._held or self._running:
             left = True
-        if not finishes and not chosen:
+        if not finishes and not started and not chosen:
             return left
         try:
-            rows = await self._store.settle(finishes, chosen, self.owner, now, self.lease_s)
+            rows = await self._store.settle(finishes, started, chosen, self.owner, now, self.lease_s)
         except BaseException:
-            self._finished[:0] = finishes  # not written: the next write tries again (leases are renewed)
+            # not written: the next write tries again (the leases are renewed meanwhile)
+            self._finished[:0] = finishes
+            self._started[:0] = started
             raise
+        if self.on_end is not None:
+            for finish in finishes:
+                if finish.next_status in ("succeeded", "dead"):
+                    self.on_end(finish)
         for row in rows:
             self._ready.setdefault(row.function_id, collections.deque()).append(row)
             self._held.add(row.id)
@@ -712,6 +723,8 @@ class JobService:
                 row = queue.popleft()
                 self._held.discard(row.id)
                 self._per_function[fid] = self._per_function.get(fid, 0) + 1
+                self._started.append((row.id, row.tries))  # recorded by the runner's next write
+                self._wake.set()
                 self._running[row.id] = asyncio.get_running_loop().create_task(
                     self._attempt(row), name=f"orva-job-{row.id}"
                 )

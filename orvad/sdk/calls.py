@@ -10,13 +10,24 @@ from anything the sandbox says: the function, the execution, the deadline and th
 
 A handler raises an ``OrvaError`` for a refusal (the handler sees its code and message); anything else
 is reported as INTERNAL without its text.
+
+Every call of a registered operation is a span of the invocation's trace (``SdkRouter.on_span``, set by the
+daemon to ``TraceService.sdk_call``): named after the operation (``kv.get``), a child of the invocation's
+span, with the operation, how many keys and their bytes (never a value, never a key's text), the target
+function of ``invoke`` / ``jobs.enqueue``, and the error code of a failed call. The operation runs as a
+caller whose ``span_id`` is the call's span, so what it starts hangs under the call: the callee's execution
+of ``invoke``, the job's attempts of ``jobs.enqueue``. Not traced: ``trace.*`` (the user spans themselves)
+and the channel's built-ins (``context``, ``sdk.operations``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +61,36 @@ class Caller:
 
 
 Operation = Callable[[Caller, dict[str, Any]], Awaitable[Any]]
+# (caller, op, span id, start in Unix ms, duration ms, error code or None, attributes): one call's span
+SpanSink = Callable[[Caller, str, str, float, float, str | None, dict[str, Any]], None]
+UNTRACED = frozenset({"context", "sdk.operations"})  # and every trace.* operation
+
+
+def new_span_id() -> str:
+    span_id = os.urandom(8).hex()
+    return span_id if span_id != "0" * 16 else new_span_id()
+
+
+def call_attributes(op: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What a call's span says of its arguments: the operation, the number of keys and their bytes, the
+    target function. Never a value, never a key's text (keys may name people: user:alice@example.com)."""
+    attributes: dict[str, Any] = {"orva.sdk.op": op}
+    keys: Any = None
+    if isinstance(args.get("key"), str):
+        keys = (args["key"],)
+    elif isinstance(args.get("keys"), list):
+        keys = args["keys"]
+    elif isinstance(args.get("items"), dict):
+        keys = args["items"]
+    if keys is not None:
+        attributes["orva.kv.keys"] = len(keys)
+        attributes["orva.kv.key_bytes"] = sum(len(k.encode()) for k in keys if isinstance(k, str))
+    if isinstance(args.get("prefix"), str):
+        attributes["orva.kv.prefix_bytes"] = len(args["prefix"].encode())
+    target = args.get("function") if op in ("invoke", "jobs.enqueue") else None
+    if isinstance(target, str) and len(target) <= 200:
+        attributes["orva.target"] = target
+    return attributes
 
 
 class UnknownOperation(BadRequest):
@@ -73,6 +114,9 @@ class SdkRouter:
 
     def __init__(self) -> None:
         self._ops: dict[str, Operation] = {}
+        self.on_span: SpanSink | None = (
+            None  # where each call's span goes (the daemon: TraceService.sdk_call)
+        )
 
     def register(self, op: str, handler: Operation) -> None:
         if op in self._ops:
@@ -103,13 +147,69 @@ class SdkRouter:
         return self.operations
 
     async def call(self, caller: Caller, op: Any, args: Any) -> Any:
-        """Run one call within the caller's remaining time; an OrvaError for any refusal."""
+        """Run one call within the caller's remaining time; an OrvaError for any refusal. A registered
+        operation's call is a span (``on_span``) unless it is ``trace.*`` or a built-in."""
         handler = self._ops.get(op) if isinstance(op, str) else None
         if handler is None:
             raise UnknownOperation(
                 f"unknown SDK operation {str(op)[:100]!r}",
                 hint="update the function's orva SDK calls: see docs/SDK.md for the operations",
             )
+        sink = self.on_span
+        if sink is None or not caller.trace_id or op in UNTRACED or op.startswith("trace."):
+            return await self._run(caller, op, args, handler)
+        span_id = new_span_id()
+        start_ms, began = time.time() * 1000, time.perf_counter()
+        attributes = call_attributes(op, args) if isinstance(args, dict) else {"orva.sdk.op": op}
+        try:
+            value = await self._run(dataclasses.replace(caller, span_id=span_id), op, args, handler)
+        except BaseException as exc:
+            code = (
+                exc.code
+                if isinstance(exc, OrvaError)
+                else "CANCELLED"
+                if isinstance(exc, asyncio.CancelledError)
+                else "INTERNAL"
+            )
+            sink(caller, op, span_id, start_ms, (time.perf_counter() - began) * 1000, code, attributes)
+            raise
+        if hasattr(value, "__anext__"):  # a streamed result: the span ends with the stream
+            return self._traced(value, sink, caller, op, span_id, start_ms, began, attributes)
+        sink(caller, op, span_id, start_ms, (time.perf_counter() - began) * 1000, None, attributes)
+        return value
+
+    @staticmethod
+    async def _traced(
+        chunks: Any,
+        sink: SpanSink,
+        caller: Caller,
+        op: str,
+        span_id: str,
+        start_ms: float,
+        began: float,
+        attributes: dict[str, Any],
+    ) -> AsyncIterator[Any]:
+        code: str | None = None
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except BaseException as exc:
+            code = (
+                exc.code
+                if isinstance(exc, OrvaError)
+                else "CANCELLED"
+                if isinstance(exc, asyncio.CancelledError | GeneratorExit)
+                else "INTERNAL"
+            )
+            raise
+        finally:
+            sink(caller, op, span_id, start_ms, (time.perf_counter() - began) * 1000, code, attributes)
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+
+    @staticmethod
+    async def _run(caller: Caller, op: str, args: Any, handler: Operation) -> Any:
         if not isinstance(args, dict):
             raise BadRequest(f"the arguments of {op} must be an object")
         remaining = caller.remaining_s()

@@ -81,7 +81,21 @@ class Finish:
 
 _FINISH_ATTEMPT = (
     "UPDATE job_attempts SET outcome = ?, execution_id = ?, status_code = ?, error = ?,"
-    " finished_at = ? WHERE job_id = ? AND attempt = ?"
+    " finished_at = ?, started = 1 WHERE job_id = ? AND attempt = ?"
+)
+_STARTED = "UPDATE job_attempts SET started = 1 WHERE job_id = ? AND attempt = ?"
+# a claimed attempt that never started: its row goes, and the job is given back as it was (not counted)
+_UNCLAIM_ATTEMPT = "DELETE FROM job_attempts WHERE job_id = ? AND attempt = ? AND started = 0"
+_UNCLAIM_JOB = (
+    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = ?, tries = MAX(0, tries - 1),"
+    " attempts = CASE WHEN status = 'running' THEN MAX(0, attempts - 1) ELSE attempts END,"
+    " status = CASE WHEN status = 'running' THEN 'pending' ELSE status END,"
+    " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END WHERE id = ?"
+)
+# the leased jobs to recover or release, with whether their current attempt started
+_LEASED = (
+    "SELECT j.id, j.tries, COALESCE(a.started, 1) FROM jobs j LEFT JOIN job_attempts a"
+    " ON a.job_id = j.id AND a.attempt = j.tries AND a.outcome = 'running' WHERE "
 )
 _FINISH_JOB = (
     "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
@@ -155,11 +169,15 @@ class JobStore:
         lost = error_text("ATTEMPT_LOST", "orvad stopped (or lost the lease) while the attempt ran")
         async with self._db.transaction() as tx:
             async with tx.execute(
-                "SELECT id, tries FROM jobs WHERE lease_owner IS NOT NULL AND (lease_owner != ? OR lease_until <= ?)",
+                _LEASED + "j.lease_owner IS NOT NULL AND (j.lease_owner != ? OR j.lease_until <= ?)",
                 (owner, now),
             ) as cur:
                 rows = list(await cur.fetchall())
-            for job_id, tries in rows:
+            for job_id, tries, started in rows:
+                if not started:  # claimed ahead, never started: given back, not counted
+                    await tx.execute(_UNCLAIM_ATTEMPT, (job_id, tries))
+                    await tx.execute(_UNCLAIM_JOB, (stamp, now, job_id))
+                    continue
                 await tx.execute(
                     "UPDATE job_attempts SET outcome = 'lost', error = ?, finished_at = ?"
                     " WHERE job_id = ? AND attempt = ? AND outcome = 'running'",
@@ -184,9 +202,13 @@ class JobStore:
             "ORVAD_STOPPED", "orvad stopped while the attempt ran; it runs again after the start"
         )
         async with self._db.transaction() as tx:
-            async with tx.execute("SELECT id, tries FROM jobs WHERE lease_owner = ?", (owner,)) as cur:
+            async with tx.execute(_LEASED + "j.lease_owner = ?", (owner,)) as cur:
                 rows = list(await cur.fetchall())
-            for job_id, tries in rows:
+            for job_id, tries, started in rows:
+                if not started:  # claimed ahead, never started: given back as it was
+                    await tx.execute(_UNCLAIM_ATTEMPT, (job_id, tries))
+                    await tx.execute(_UNCLAIM_JOB, (stamp, now, job_id))
+                    continue
                 await tx.execute(
                     "UPDATE job_attempts SET outcome = 'lost', error = ?, finished_at = ?"
                     " WHERE job_id = ? AND attempt = ? AND outcome = 'running'",
@@ -203,13 +225,20 @@ class JobStore:
 
     async def claim(self, ids: Sequence[str], owner: str, now: float, lease_s: float) -> list[JobRow]:
         """Take the due jobs among ``ids`` (one attempt each, counted now); the ones taken, leased to ``owner``."""
-        return await self.settle((), ids, owner, now, lease_s)
+        return await self.settle((), (), ids, owner, now, lease_s)
 
     async def settle(
-        self, finishes: Sequence[Finish], ids: Sequence[str], owner: str, now: float, lease_s: float
+        self,
+        finishes: Sequence[Finish],
+        started: Sequence[tuple[str, int]],
+        ids: Sequence[str],
+        owner: str,
+        now: float,
+        lease_s: float,
     ) -> list[JobRow]:
-        """The runner's one write: the attempt ends it holds (``finishes``), then a claim of the due jobs among
-        ``ids`` (one attempt each, counted now, leased to ``owner``), in one transaction on the writer's thread.
+        """The runner's one write: the attempt ends it holds (``finishes``), the attempts that started since
+        its last write (``started``: (job id, attempt)), then a claim of the due jobs among ``ids`` (one attempt
+        each, counted now, leased to ``owner``, not started yet), in one transaction on the writer's thread.
         The claim is one conditional ``UPDATE ... RETURNING``: the rows taken come back from the write itself.
 
         A finish is fenced by its lease (``lease_owner = owner``) and never overwrites a cancel; the job's
@@ -238,6 +267,8 @@ class JobStore:
         def run(raw: sqlite3.Connection) -> list[JobRow]:
             raw.execute("BEGIN IMMEDIATE")
             try:
+                if started:
+                    raw.executemany(_STARTED, started)
                 if finishes:
                     raw.executemany(_FINISH_ATTEMPT, attempt_rows)
                     raw.executemany(_FINISH_JOB, job_rows)
@@ -255,8 +286,8 @@ class JobStore:
                     ]
                     # tries grows with every claim, so each number is new (OR IGNORE: the first row stands)
                     raw.executemany(
-                        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, outcome, started_at)"
-                        " VALUES (?, ?, 'running', ?)",
+                        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, outcome, started_at, started)"
+                        " VALUES (?, ?, 'running', ?, 0)",
                         [(r.id, r.tries, stamp) for r in taken],
                     )
                 raw.execute("COMMIT")
@@ -289,7 +320,7 @@ class JobStore:
     ) -> None:
         """An attempt's end on its own (the runner batches them: ``settle``)."""
         finish = Finish(job, now, outcome, execution_id, status_code, error, next_status, run_at)
-        await self.settle((finish,), (), owner, now, 0.0)
+        await self.settle((finish,), (), (), owner, now, 0.0)
 
     async def end(self, job_id: str, now: float, status: str, error: str) -> None:
         """A job that cannot run at all (its function is gone): ``status`` with the reason, no attempt."""

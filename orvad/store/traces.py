@@ -24,6 +24,11 @@ SPAN_COLUMNS = (
 _INSERT_SPAN = (
     f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' for _ in SPAN_COLUMNS)})"
 )
+# an SDK call's span (kind sdk; the column's default is user)
+_INSERT_SDK_SPAN = (
+    f"INSERT INTO spans ({', '.join(SPAN_COLUMNS)}, kind)"
+    f" VALUES ({', '.join('?' for _ in SPAN_COLUMNS)}, 'sdk')"
+)
 # a trace failed when any of its executions did not succeed or any user span says error
 _FAILED = (
     "(e.status != 'success'"
@@ -45,6 +50,10 @@ class TraceStore:
         """Queue user spans (values in SPAN_COLUMNS' order); never touches the database on the caller's path."""
         for row in rows:
             self._batch.submit(_INSERT_SPAN, row)
+
+    def record_sdk_span(self, row: Sequence[Any]) -> None:
+        """Queue one SDK call's span (SPAN_COLUMNS' order), kind ``sdk``; no database work on the caller's path."""
+        self._batch.submit(_INSERT_SDK_SPAN, row)
 
     async def entries(
         self,
@@ -117,9 +126,10 @@ class TraceStore:
         return [dict(r) for r in rows]
 
     async def spans(self, trace_id: str, limit: int) -> list[dict[str, Any]]:
-        """A trace's user spans, in the order they were written (at most ``limit``)."""
+        """A trace's user spans and SDK call spans (``kind``), in the order they were written (at most
+        ``limit``)."""
         rows = await self._db.fetchall(
-            f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY id LIMIT ?",
+            f"SELECT {', '.join(SPAN_COLUMNS)}, kind FROM spans WHERE trace_id = ? ORDER BY id LIMIT ?",
             (trace_id, limit),
         )
         return [dict(r) for r in rows]

@@ -93,8 +93,11 @@ def _epoch_ms(text: str) -> float:
 
 
 class TraceService:
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStore, sdk_spans: int = 64) -> None:
         self._store = store
+        self.sdk_spans = sdk_spans  # SDK calls recorded as spans per execution (ORVA_TRACE_SDK_SPANS)
+        self._sdk_counts: OrderedDict[str, list[float]] = OrderedDict()  # execution -> [keep until, count]
+        self.sdk_spans_skipped = 0  # calls past the per-execution limit (not recorded)
         # execution id -> (its deadline on the loop's clock, the user span ids it reported)
         self._known: OrderedDict[str, tuple[float, set[str]]] = OrderedDict()
         self.exporter: Any = None  # orvad/traces/otlp.py when ORVA_OTLP_ENDPOINT is set
@@ -147,6 +150,48 @@ class TraceService:
         if self.exporter is not None:
             self.exporter.user_spans(rows)
         return {"recorded": len(rows)}
+
+    def sdk_call(
+        self,
+        caller: Caller,
+        op: str,
+        span_id: str,
+        start_ms: float,
+        duration_ms: float,
+        error_code: str | None,
+        attributes: dict[str, Any],
+    ) -> None:
+        """One SDK call's span (SdkRouter.on_span): a child of the invocation's span, queued on the batched
+        writer (one append, no database work here); the first ``sdk_spans`` calls of each execution."""
+        counts = self._sdk_counts.get(caller.execution_id)
+        if counts is None:
+            now = asyncio.get_running_loop().time()
+            while self._sdk_counts and (
+                len(self._sdk_counts) >= _KEEP_EXECUTIONS or next(iter(self._sdk_counts.values()))[0] < now
+            ):
+                self._sdk_counts.popitem(last=False)
+            counts = self._sdk_counts[caller.execution_id] = [caller.deadline + 1.0, 0]
+        if counts[1] >= self.sdk_spans:
+            self.sdk_spans_skipped += 1
+            return
+        counts[1] += 1
+        if error_code is not None:
+            attributes = {**attributes, "error.code": error_code}
+        row = [
+            caller.trace_id,
+            span_id,
+            caller.span_id,
+            caller.execution_id,
+            caller.function_id,
+            op,
+            round(start_ms, 3),
+            round(duration_ms, 3),
+            "ok" if error_code is None else "error",
+            json.dumps(attributes, separators=(",", ":")),
+        ]
+        self._store.record_sdk_span(row)
+        if self.exporter is not None:
+            self.exporter.user_spans([row])
 
     def _spans_of(self, caller: Caller) -> set[str]:
         """The user span ids this execution has reported (remembered while it may still run)."""
@@ -326,7 +371,7 @@ class TraceService:
             if key in nodes:
                 continue
             nodes[key] = {
-                "kind": "span",
+                "kind": "sdk" if s.get("kind") == "sdk" else "span",
                 "span_id": s["span_id"],
                 "parent_span_id": s["parent_span_id"],
                 "name": s["name"],
@@ -343,7 +388,7 @@ class TraceService:
         for key, node in nodes.items():
             parent_id = node["parent_span_id"]
             parent: tuple[str, ...] | None
-            if node["kind"] == "span":  # only within its own execution
+            if node["kind"] != "execution":  # a user or SDK call span: only within its own execution
                 own = ("e", node["execution_id"])
                 parent = user.get((node["execution_id"], parent_id), own if own in nodes else None)
             else:  # another execution's span, else a user span that called it (over HTTP), else a root

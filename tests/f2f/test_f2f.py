@@ -242,13 +242,23 @@ def _execution(c: httpx.Client, execution_id: str) -> dict[str, Any]:
 
 
 def test_the_callee_joins_the_callers_trace_as_its_child(orvad: Orvad, fns: dict[str, Any]) -> None:
-    """trigger f2f, the caller's trace id, the caller's span as parent; a forged trace id is ignored."""
+    """trigger f2f, the caller's trace id, the caller's invoke call span as parent; a forged trace id is ignored."""
     with orvad.admin() as c:
         out = _call(c, "ff-caller", {"target": "ff-echo", "payload": {}})
         me, callee_id = out["me"], out["reply"]["headers"]["x-orva-execution-id"]
         callee = _execution(c, callee_id)
         assert callee["trigger"] == "f2f" and callee["function_id"] == fns["ff-echo"]["id"], callee
-        assert callee["trace_id"] == me["traceId"] and callee["parent_span_id"] == me["spanId"], (callee, me)
+        assert callee["trace_id"] == me["traceId"], (callee, me)
+        # its parent: the invoke call's span, a child of the caller's span (docs/SDK.md, Traces)
+        tree: dict[str, Any] = {}
+
+        def linked() -> bool:
+            tree.update(c.get(f"/api/v1/traces/{me['traceId']}").json())
+            return any(s["span_id"] == callee["parent_span_id"] for s in tree.get("spans", ()))
+
+        wait_for(linked, 10, "the invoke call's span")
+        call = next(s for s in tree["spans"] if s["span_id"] == callee["parent_span_id"])
+        assert call["kind"] == "sdk" and call["name"] == "invoke" and call["parent_span_id"] == me["spanId"]
         caller = _execution(c, me["executionId"])
         assert caller["trace_id"] == me["traceId"] and caller["trigger"] == "http"
         forged = {"function": "ff-echo", "payload": {}, "trace_id": "0" * 31 + "1", "span_id": "0" * 15 + "1"}

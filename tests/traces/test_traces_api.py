@@ -187,24 +187,31 @@ def test_f2f_calls_join_the_callers_trace_in_one_tree(orvad: Orvad, fns: dict[st
 
         def complete() -> bool:
             tree.update(c.get(f"/api/v1/traces/{trace_id}").json())
-            return tree.get("span_count") == 3
+            return tree.get("span_count") == 4
 
-        wait_for(complete, 10, "the caller, its span and the callee")
-        caller, *children = tree["spans"]  # the root first; its two children (siblings) in start order, and
-        # the span and the callee can start in the same millisecond: taken by kind
-        calling, callee = sorted(children, key=lambda s: s["kind"] != "span")
+        wait_for(complete, 10, "the caller, its span, the invoke call's span and the callee")
+        # the root first; then its children (siblings) in start order, the invoke call's span with the callee
+        # under it; the user span and the call can start in the same millisecond: taken by kind
+        caller, *rest = tree["spans"]
+        by_kind = {s["kind"]: s for s in rest if s["kind"] != "execution"}
+        calling, call = by_kind["span"], by_kind["sdk"]
+        callee = next(s for s in rest if s["kind"] == "execution")
         assert caller["kind"] == "execution" and caller["function_name"] == fns["caller"]["name"]
         assert calling["kind"] == "span" and calling["name"] == "calling" and calling["depth"] == 1
+        # the SDK call is a span of the caller's invocation (docs/SDK.md, Traces), and the callee its child
+        assert call["name"] == "invoke" and call["parent_span_id"] == caller["span_id"] and call["depth"] == 1
         assert callee["kind"] == "execution" and callee["trigger"] == "f2f"
-        assert callee["parent_span_id"] == caller["span_id"] and callee["span_id"] == body["callee"]["span"]
-        assert callee["depth"] == 1 and callee["offset_ms"] >= 0
+        assert callee["parent_span_id"] == call["span_id"] and callee["span_id"] == body["callee"]["span"]
+        # an execution's start is stored to the millisecond, a span's finer: 1 ms of slack
+        assert callee["depth"] == 2 and callee["offset_ms"] >= call["offset_ms"] - 1
+        assert tree["spans"].index(callee) == tree["spans"].index(call) + 1  # right under its call
         # the callee is part of the caller's trace, not a trace entry of its own
         listed = _traces(c, function_id=fns["ok"]["id"], limit=500)["traces"]
         assert trace_id not in {t["trace_id"] for t in listed}
         entry = next(
             t for t in _traces(c, function_id=fns["caller"]["id"])["traces"] if t["trace_id"] == trace_id
         )
-        assert entry["executions"] == 2 and entry["span_count"] == 3
+        assert entry["executions"] == 2 and entry["span_count"] == 4
 
 
 def test_outlier_flag(orvad: Orvad, fns: dict[str, Any]) -> None:

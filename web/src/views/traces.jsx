@@ -178,7 +178,13 @@ function SpanFacts({ span }) {
       : [["status", span.status], ...Object.entries(span.attributes || {}).map(([k, v]) => [k, JSON.stringify(v)])];
   return (
     <div class="card" data-testid="span-facts">
-      <h2>{span.kind === "execution" ? `Execution of ${span.function_name}` : `Span ${span.name}`}</h2>
+      <h2>
+        {span.kind === "execution"
+          ? `Execution of ${span.function_name}`
+          : span.kind === "sdk"
+            ? `SDK call ${span.name}`
+            : `Span ${span.name}`}
+      </h2>
       <dl class="facts">
         {rows.map(([k, v]) => (
           <>
