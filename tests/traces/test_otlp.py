@@ -1,5 +1,5 @@
 """The optional OTLP/HTTP export (ORVA_OTLP_ENDPOINT) against a fake collector on 127.0.0.1 that decodes the
-protobuf with opentelemetry-proto: executions and user spans arrive with orvad's ids and links. Without the
+protobuf with opentelemetry-proto: executions, user spans and SDK call spans arrive with orvad's ids and links. Without the
 setting, orvad does not load OpenTelemetry's SDK."""
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from tests.helpers import Orvad, free_port, wait_for
 pytestmark = pytest.mark.sandbox
 
 HANDLER = r"""
-from orva import trace
+from orva import kv, trace
 
 def handler(event, context):
     with trace.span("step", n=3):
         pass
+    kv.get("user:someone")  # an SDK call: its span is exported too, without the key's text
     return {"ok": True}
 """
 
@@ -92,9 +93,13 @@ def test_spans_go_to_the_collector(make_orvad: Callable[..., Orvad], collector: 
     span_id = r.headers["traceparent"].split("-")[2]
 
     def arrived() -> bool:
-        return {s.name for _, s in collector.spans if s.trace_id.hex() == trace_id} >= {name, "step"}
+        return {s.name for _, s in collector.spans if s.trace_id.hex() == trace_id} >= {
+            name,
+            "step",
+            "kv.get",
+        }
 
-    wait_for(arrived, 15, "the execution and its user span at the collector")
+    wait_for(arrived, 15, "the execution, its user span and its SDK call's span at the collector")
     assert set(collector.paths) == {"/v1/traces"}
     by_name = {s.name: (res, s) for res, s in collector.spans if s.trace_id.hex() == trace_id}
     resource, execution = by_name[name]
@@ -111,6 +116,11 @@ def test_spans_go_to_the_collector(make_orvad: Callable[..., Orvad], collector: 
     _, step = by_name["step"]
     assert step.parent_span_id.hex() == span_id and _attrs(step)["n"] == 3
     assert _attrs(step)["orva.execution_id"] == r.headers["x-orva-execution-id"]
+    _, call = by_name["kv.get"]
+    assert call.parent_span_id.hex() == span_id and call.end_time_unix_nano >= call.start_time_unix_nano
+    call_attrs = _attrs(call)
+    assert call_attrs["orva.sdk.op"] == "kv.get" and call_attrs["orva.kv.keys"] == 1
+    assert call_attrs["orva.kv.key_bytes"] == len("user:someone") and "someone" not in str(call_attrs)
 
 
 def test_without_the_setting_opentelemetrys_sdk_is_not_loaded() -> None:
