@@ -68,6 +68,9 @@ def test_two_logins_are_listed_with_device_ip_and_the_current_one(make_orvad: Ca
             *("created_at", "last_seen_at", "expires_at", "current"),
         }
         assert row["id"] not in (firefox, curl)  # the id is no cookie
+    # last_seen_at is written at most once a minute: requests right after the login leave it as it was
+    again = {r["id"]: r["last_seen_at"] for r in _sessions(server, firefox)}
+    assert again == {r["id"]: r["created_at"] for r in rows}
     # the other login sees itself as current
     assert [r["device"] for r in _sessions(server, curl) if r["current"]] == ["curl"]
     # nothing of the token is in the answer
