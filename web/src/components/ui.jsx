@@ -27,6 +27,7 @@ const UI_HINTS = {
   JOB_NOT_RETRYABLE: "This job is still pending, running or has succeeded: reload the page and wait for it to end.",
   NOT_REPLAYABLE:
     "This execution cannot run again as it was captured (a signed function, or a body cut at 1 MiB): send a new request from the function's Test tab.",
+  VACUUM_RUNNING: "A vacuum is running already: reload Settings in a moment to see what it gave back.",
 };
 
 function pathy(hint) {
