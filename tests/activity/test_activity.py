@@ -127,6 +127,7 @@ def test_cursor_pages_have_no_duplicates_while_rows_are_added(orvad: Orvad) -> N
     writer = threading.Thread(target=insert)
     writer.start()
     try:
+        wait_for(lambda: added >= 3, 10, "rows added while paging")
         seen: list[str] = []
         cursor = None
         while True:
