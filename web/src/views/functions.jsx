@@ -146,8 +146,41 @@ const NAME_RULE =
   "It is part of the URL /fn/<name>.";
 const NAME_PATTERN = "[a-z][a-z0-9_\\-]{0,62}";
 
+// The starter functions (GET /api/v1/templates, orvad/templates): offered by "Start from", grouped by runtime.
+const TEMPLATE_GROUPS = [
+  ["python", "Python templates"],
+  ["node", "Node templates"],
+];
+
+// Create from a template: the same calls as without one, then its secrets and its code (deploy-inline).
+async function createFromTemplate(body, template, values) {
+  const settings = template.settings || {};
+  const envVars = {};
+  for (const v of template.env) if (!v.secret && values[v.name]) envVars[v.name] = values[v.name];
+  const fn = await api.post("functions", {
+    ...body,
+    ...(settings.description ? { description: settings.description } : {}),
+    ...(settings.may_invoke ? { may_invoke: settings.may_invoke } : {}),
+    ...(settings.input_schema ? { input_schema: settings.input_schema } : {}),
+    ...(Object.keys(envVars).length ? { env_vars: envVars } : {}),
+  });
+  for (const v of template.env) {
+    if (v.secret && values[v.name])
+      await api.post(`functions/${fn.id}/secrets`, { key: v.name, value: values[v.name] });
+  }
+  await api.post(`functions/${fn.id}/deploy-inline`, {
+    code: template.files[template.entrypoint],
+    filename: template.entrypoint,
+    ...(template.dependencies_file ? { dependencies: template.files[template.dependencies_file] } : {}),
+  });
+  return fn;
+}
+
 function CreateFunction({ open, onClose, onCreated }) {
   const runtimes = useAsync(() => api.get("runtimes").then((r) => r.runtimes), []);
+  const templates = useAsync(() => api.get("templates").then((r) => r.templates), []);
+  const [template, setTemplate] = useState(null); // the chosen template (manifest and files), or null: empty
+  const [values, setValues] = useState({}); // its env and secret values by name
   const [form, setForm] = useState({
     name: "",
     runtime: "",
@@ -159,8 +192,30 @@ function CreateFunction({ open, onClose, onCreated }) {
   });
   const { busy, error, run } = useAction();
   const set = (field) => (e) => setForm({ ...form, [field]: e.target.value });
-  const choices = runtimes.data || [];
-  const runtime = form.runtime || (choices[0] && choices[0].id) || "";
+  const choices = (runtimes.data || []).filter((r) => !template || r.language === template.runtime);
+  const runtime = (choices.some((r) => r.id === form.runtime) && form.runtime) || (choices[0] && choices[0].id) || "";
+  const choose = (e) => {
+    const name = e.target.value;
+    if (!name) {
+      setTemplate(null);
+      return;
+    }
+    run(async () => {
+      const t = await api.get(`templates/${name}`);
+      const settings = t.settings || {};
+      setTemplate(t);
+      setValues({});
+      setForm({
+        ...form,
+        name: form.name || t.name,
+        runtime: "",
+        network_mode: settings.network_mode || "none",
+        memory_mb: settings.memory_mb || 128,
+        timeout_ms: settings.timeout_ms || 30000,
+        cpus: settings.cpus || 1,
+      });
+    });
+  };
 
   const submit = (e) => {
     e.preventDefault();
@@ -172,7 +227,7 @@ function CreateFunction({ open, onClose, onCreated }) {
         timeout_ms: Number(form.timeout_ms),
         cpus: Number(form.cpus),
       };
-      const fn = await api.post("functions", body);
+      const fn = template ? await createFromTemplate(body, template, values) : await api.post("functions", body);
       onClose();
       onCreated(fn);
     });
@@ -181,7 +236,7 @@ function CreateFunction({ open, onClose, onCreated }) {
   return (
     <Dialog title="New function" open={open} onClose={onClose}>
       <form onSubmit={submit} class="form">
-        <ErrorBanner error={error || runtimes.error} />
+        <ErrorBanner error={error || runtimes.error || templates.error} />
         <Field label="Name" help={NAME_RULE}>
           <input
             name="name"
@@ -197,6 +252,42 @@ function CreateFunction({ open, onClose, onCreated }) {
             onInput={set("name")}
           />
         </Field>
+        <Field
+          label="Start from"
+          help={template ? template.description : "An empty function: write its code in the editor next."}
+        >
+          <select name="template" value={template ? template.name : ""} onChange={choose}>
+            <option value="">Empty function</option>
+            {TEMPLATE_GROUPS.map(([language, label]) => (
+              <optgroup key={language} label={label}>
+                {(templates.data || [])
+                  .filter((t) => t.runtime === language)
+                  .map((t) => (
+                    <option key={t.name} value={t.name} title={t.description}>
+                      {t.title}
+                    </option>
+                  ))}
+              </optgroup>
+            ))}
+          </select>
+        </Field>
+        {template &&
+          template.env.map((v) => (
+            <Field
+              key={v.name}
+              label={`${v.secret ? "Secret" : "Environment variable"} ${v.name}${v.required ? " (required)" : ""}`}
+              help={`${v.description}${v.default ? ` Default: ${v.default}.` : ""}${v.secret ? " Stored encrypted." : ""}`}
+            >
+              <input
+                name={`env-${v.name}`}
+                type={v.secret ? "password" : "text"}
+                value={values[v.name] || ""}
+                placeholder={v.default || ""}
+                autocomplete="off"
+                onInput={(e) => setValues({ ...values, [v.name]: e.target.value })}
+              />
+            </Field>
+          ))}
         <Field label="Runtime">
           <select name="runtime" value={runtime} onChange={set("runtime")}>
             {choices.map((r) => (
