@@ -703,7 +703,10 @@ class JobService:
         if self.on_end is not None:
             for finish in finishes:
                 if finish.next_status in ("succeeded", "dead"):
-                    self.on_end(finish)
+                    try:
+                        self.on_end(finish)
+                    except Exception:  # a listener's failure never stops the runner
+                        log.exception("jobs: the job-end listener failed", extra={"job_id": finish.job.id})
         for row in rows:
             self._ready.setdefault(row.function_id, collections.deque()).append(row)
             self._held.add(row.id)
