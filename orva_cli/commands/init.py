@@ -185,7 +185,13 @@ def init(app: App, directory: Path, runtime: str | None, template_name: str | No
 
 @click.group()
 def templates() -> None:
-    """The starter functions `orva init --template` writes (the same catalog as the dashboard's)."""
+    """The starter functions `orva init --template` writes (the same catalog as the dashboard's).
+
+    \b
+    Examples:
+      orva templates list
+      orva templates show github-webhook-python
+    """
 
 
 @templates.command("list")
