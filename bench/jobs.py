@@ -63,7 +63,9 @@ def _drain(orvad: Orvad, fn_id: str, n: int, done_before: int) -> dict[str, Any]
         for job in page["jobs"][: n - seen]:
             if job["attempts"] != 1:
                 raise RuntimeError(f"job {job['id']} took {job['attempts']} attempts")
-            end = _parse(job["updated_at"])  # the write that recorded its end (finished_at: the attempt's end)
+            end = _parse(
+                job["updated_at"]
+            )  # the write that recorded its end (finished_at: the attempt's end)
             last = end if last is None or end > last else last
         seen += len(page["jobs"])
         if not page["next_cursor"]:
