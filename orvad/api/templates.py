@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orvad.errors import NotFound
+from orvad.errors import NotFound, ValidationError
 from orvad.templates import catalog, find
 
 
@@ -21,6 +21,12 @@ async def list_templates(request: Request) -> Response:
     """The starter functions: name, title, description, runtime and tags of each (?runtime=python|node)."""
     templates = await asyncio.to_thread(catalog)  # read from the package once, then cached
     runtime = request.query_params.get("runtime") or None
+    if runtime not in (None, "python", "node"):
+        raise ValidationError(
+            "runtime must be python or node",
+            hint="GET /api/v1/templates?runtime=python (or node), or leave it out for all",
+            details={"field": "runtime"},
+        )
     items = [t.summary() for t in templates.values() if runtime is None or t.runtime == runtime]
     return JSONResponse({"templates": items})
 

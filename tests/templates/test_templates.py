@@ -586,6 +586,8 @@ def test_the_api_lists_and_serves_the_catalog(deployed: Deployed) -> None:
         assert set(listed[0]) == {"name", "title", "description", "runtime", "tags"}
         node = c.get("/api/v1/templates", params={"runtime": "node"}).json()["templates"]
         assert node and all(t["runtime"] == "node" for t in node)
+        wrong = c.get("/api/v1/templates", params={"runtime": "go"})
+        assert wrong.status_code == 400 and wrong.json()["error"]["details"] == {"field": "runtime"}
         one = c.get("/api/v1/templates/github-webhook-python").json()
         assert one["entrypoint"] == "handler.py" and "hmac.compare_digest" in one["files"]["handler.py"]
         assert one["env"][0]["name"] == "GITHUB_WEBHOOK_SECRET" and one["env"][0]["secret"] is True
