@@ -2,7 +2,8 @@
 (HTTP/1.1, chunked transfer encoding, server-sent events `data: {chat.completion.chunk}` ending with
 `data: [DONE]`). Run inside a test network namespace: python fake_openai.py ADDRESS PORT KEY.
 
-The reply's text is "[MODEL] echo: " and the last message's words, one word per event."""
+The reply's text is "[MODEL] echo: " and the last message's words, one word per event; after the word
+"pause" the server waits a second before the rest (so a test can tell streaming from buffering)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         self._event(model, {"role": "assistant", "content": ""})
         for i, word in enumerate(words):
             self._event(model, {"content": (" " if i else "") + word})
-            time.sleep(0.02)
+            time.sleep(1.0 if word == "pause" else 0.02)  # "pause": the rest comes a second later
         self._event(model, {}, "stop")
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")  # the last chunk: 0\r\n\r\n

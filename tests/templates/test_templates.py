@@ -368,6 +368,14 @@ def case_llm_relay(d: Deployed, name: str, upstream: str) -> None:
     text = "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks)
     assert text == "[gpt-4o-mini] echo: hello there orva"  # the default model, our prompt, relayed as sent
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    # relayed as it comes: the first words arrive while the endpoint still holds back the rest
+    arrivals: list[tuple[float, str]] = []
+    with c.stream("POST", f"/fn/{name}", params={"format": "text"}, json={"prompt": "wait pause done"}) as r:
+        for piece in r.iter_text():
+            arrivals.append((time.monotonic(), piece))
+    assert "".join(p for _, p in arrivals) == "[gpt-4o-mini] echo: wait pause done"
+    before = next(t for t, p in arrivals if "pause" in p)
+    assert arrivals[-1][0] - before > 0.7, arrivals
     plain = c.post(
         f"/fn/{name}",
         params={"format": "text"},
