@@ -49,6 +49,7 @@ from orvad.sdk.calls import SdkRouter
 from orvad.services.bus import Bus
 from orvad.services.changes import Changes
 from orvad.services.channels import ChannelService
+from orvad.services.firewall import FirewallService
 from orvad.services.functions import FunctionService
 from orvad.services.housekeeping import Housekeeping
 from orvad.services.metrics import Metrics
@@ -70,6 +71,7 @@ from orvad.store.channels import ChannelStore
 from orvad.store.cron import CronStore
 from orvad.store.db import Database, migration_files
 from orvad.store.executions import ExecutionStore
+from orvad.store.firewall import FirewallStore
 from orvad.store.functions import FunctionStore
 from orvad.store.inbound_webhooks import InboundWebhookStore
 from orvad.store.jobs import JobStore
@@ -167,6 +169,8 @@ class Daemon:
             allow_cidrs=settings.egress_allow_cidrs,
             seed=str(settings.data_dir),
         )
+        # issue 24: egress rules (deny list, allow lists, DNS servers) in the egress table's nft sets
+        self.firewall = FirewallService(FirewallStore(self.db), self.egress, settings.data_dir)
         self.spawner: Spawner  # needs the host check, done at start()
         self.drain = Drain()  # SIGTERM: refuse new requests, give running ones the grace (orvad.cli)
         self.rate_limiter = RateLimiter()
@@ -396,6 +400,7 @@ class Daemon:
             observe_log_drop=self.metrics.observe_log_drop,
             tasks=self.tasks,
             sdk=self.sdk,
+            firewall=self.firewall,  # egress rules: allow lists and the sandboxes' resolv.conf
         )
         await self._open_and_load()
         log.info(
@@ -426,6 +431,7 @@ class Daemon:
         await self.inbound_webhooks.load()
         await self.webhooks.load()
         await self.pool_configs.load()
+        await self.firewall.load()  # the egress rules are in nftables before any worker starts
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())
         await self.builder.start()
         self.reconciler.serve_active()
@@ -435,6 +441,7 @@ class Daemon:
         self.tasks.start("orva-jobs", self.jobs.run())  # due jobs, leased (orvad/jobs/service.py)
         self.tasks.start("orva-cron", self.cron.run())  # due schedules -> jobs (orvad/cron/service.py)
         self.tasks.start("orva-webhooks", self.webhooks.run())  # the outbox sender (orvad/webhooks/)
+        self.tasks.start("orva-firewall", self.firewall.run())  # hostname rules re-resolved by TTL
         if self.backups.scheduled:  # ORVA_BACKUP_DIR: a backup every ORVA_BACKUP_EVERY (orvad/backup/)
             self.tasks.start("orva-backups", self.backups.run())
         self.startup_complete = True

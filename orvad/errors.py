@@ -329,6 +329,12 @@ class FunctionError(OrvaError):
             )
 
 
+class FirewallApplyFailed(OrvaError):
+    """nftables refused an egress-rule change (docs/NETWORK.md, "Egress rules"): nothing was changed."""
+
+    code, status = "FIREWALL_APPLY_FAILED", 500
+
+
 class WorkerCrashed(OrvaError):
     code, status = "WORKER_CRASHED", 502
     default_hint = (

@@ -116,6 +116,9 @@ class Function:
     )
     may_invoke: tuple[str, ...] = ()  # the functions it may call with orva.invoke: names, or "*" (any)
     capture_requests: bool = True  # each execution keeps its request (orvad/invoke/capture.py) for replay
+    egress_allow: tuple[
+        str, ...
+    ] = ()  # egress only to these CIDRs/hostnames (orvad/netrules.py); (): anywhere
 
 
 @dataclass(frozen=True)

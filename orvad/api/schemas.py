@@ -40,6 +40,7 @@ from orvad.models import (
     NetworkMode,
     Phase,
 )
+from orvad.netrules import MAX_ALLOW
 from orvad.services.functions import (
     CHOICE_ALIASES,
     CHOICES,
@@ -104,6 +105,13 @@ MAY_INVOKE = {
     "description": "the functions this one may call with orva.invoke: names (resolved at each call, so a "
     'function that does not exist yet may be named), or ["*"] alone for any function; default [] (none). '
     "Setting anything but [] needs the invoke permission too (docs/SDK.md, Function-to-function calls)",
+}
+EGRESS_ALLOW = {
+    "type": "array",
+    "maxItems": MAX_ALLOW,
+    "items": {"type": "string", "maxLength": 255},
+    "description": "network_mode egress only to these IPv4/IPv6 addresses, CIDRs or hostnames (no wildcards); "
+    "[] (default): every destination the egress rules leave open (docs/NETWORK.md, Egress rules)",
 }
 
 
@@ -210,6 +218,7 @@ RECORDS: dict[str, Schema] = {
                 "items": STR,
                 "description": 'function names it may call with orva.invoke; ["*"]: any function',
             },
+            "egress_allow": {"type": "array", "items": STR, "description": EGRESS_ALLOW["description"]},
             "capture_requests": {
                 **BOOL,
                 "description": "each execution keeps its request (credentials redacted) for GET .../request and replay",
@@ -735,6 +744,7 @@ def function_fields(facts: Facts) -> dict[str, Schema]:
         "input_schema": INPUT_SCHEMA,
         "may_invoke": MAY_INVOKE,
         "capture_requests": BOOL,
+        "egress_allow": EGRESS_ALLOW,
     }
 
 
@@ -811,6 +821,44 @@ _WEBHOOK_FIELDS: dict[str, Schema] = {
     "description": {"type": "string", "maxLength": 500},
 }
 _FIXTURE_FIELDS: dict[str, Schema] = {}  # FixtureSave's properties, filled at the end of this module
+
+
+# inbound webhooks (issue 24; orvad/api/inbound_webhooks.py): null means "absent" for the optional fields
+_INBOUND_FORMATS = ["github", "stripe", "slack", "hmac_sha256_hex", "hmac_sha256_base64"]
+_INBOUND_FIELDS: dict[str, Schema] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+    "format": {"type": "string", "enum": _INBOUND_FORMATS},
+    "header": {
+        "type": ["string", "null"],
+        "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$",
+        "description": "hmac_* formats: the header carrying the signature (default X-Signature)",
+    },
+    "prefix": {
+        "type": ["string", "null"],
+        "maxLength": 50,
+        "description": "hmac_* formats: text before the signature, e.g. sha256=",
+    },
+    "tolerance_s": {
+        "type": ["integer", "null"],
+        "minimum": 10,
+        "maximum": 86400,
+        "description": "timestamps (stripe, slack) this far from orvad's clock are refused; deliveries are "
+        "remembered this long (replays refused); default 300",
+    },
+    "mode": {
+        "type": ["string", "null"],
+        "enum": ["sync", "async", None],
+        "description": "sync: the function's reply goes back; async: a job, 202 at once",
+    },
+    "enabled": {"type": ["boolean", "null"]},
+    "secret": {
+        "type": ["string", "null"],
+        "minLength": 16,
+        "maxLength": 256,
+        "description": "the sender's secret (Stripe's whsec_..., Slack's signing secret); left out: orvad "
+        "generates one. Shown only in the create and rotate answers",
+    },
+}
 
 
 def bodies(facts: Facts) -> dict[str, Schema]:
@@ -1158,6 +1206,21 @@ def bodies(facts: Facts) -> dict[str, Schema]:
             "properties": _WEBHOOK_FIELDS,
             "description": "the fields sent change; the secret stays (POST /api/v1/webhooks/{id}/rotate)",
         },
+        # issue 24, inbound webhooks (orvad/api/inbound_webhooks.py)
+        "InboundWebhookCreate": {
+            **closed,
+            "required": ["name", "format"],
+            "properties": _INBOUND_FIELDS,
+            "description": "201 with the webhook, its URL and its secret (shown this once); header and prefix "
+            "only with the hmac_* formats",
+        },
+        "InboundWebhookUpdate": {
+            **closed,
+            "minProperties": 1,
+            "properties": _INBOUND_FIELDS,
+            "description": "the fields sent change; a secret sent replaces the current one",
+        },
+        **_firewall_bodies(),
     }
 
 
@@ -2251,5 +2314,222 @@ OPS.update(
             ),
         ),
         ("POST", "/api/v1/webhooks/deliveries/{id}/retry"): Op(ok=json_ok(ref("WebhookDelivery"))),
+    }
+)
+
+
+# inbound webhooks (issue 24; orvad/api/inbound_webhooks.py, docs/WEBHOOKS.md)
+RECORDS["InboundWebhook"] = record(
+    {
+        "id": {**STR, "pattern": "^iwh_"},
+        "function_id": STR,
+        "name": STR,
+        "format": {"type": "string", "enum": _INBOUND_FORMATS},
+        "header": {**NSTR, "description": "hmac_* formats: the signature's header (null: X-Signature)"},
+        "prefix": STR,
+        "tolerance_s": INT,
+        "mode": {"type": "string", "enum": ["sync", "async"]},
+        "enabled": BOOL,
+        "url": {**STR, "description": "where the sender delivers: POST, no Orva key"},
+        "signature_headers": {"type": "array", "items": STR},
+        "deliveries": INT,
+        "last_delivery_at": NTIME,
+        "last_status": {"type": ["integer", "null"]},
+        "last_execution_id": NSTR,
+        "last_job_id": NSTR,
+        "created_at": TIME,
+        "updated_at": TIME,
+        "rotated_at": NTIME,
+    }
+)
+_INBOUND_WITH_SECRET = {"allOf": [ref("InboundWebhook"), record({"secret": STR, "secret_note": STR})]}
+EXAMPLES.update(
+    {
+        "InboundWebhookCreate": {"name": "github-push", "format": "github"},
+        "InboundWebhookUpdate": {"enabled": False},
+    }
+)
+OPS.update(
+    {
+        ("GET", "/api/v1/functions/{id}/inbound-webhooks"): Op(
+            ok=json_ok(
+                record({"function_id": STR, "webhooks": {"type": "array", "items": ref("InboundWebhook")}})
+            )
+        ),
+        ("POST", "/api/v1/functions/{id}/inbound-webhooks"): Op(
+            body="InboundWebhookCreate", ok=json_ok(_INBOUND_WITH_SECRET, "201"), headers={"201": LOCATION}
+        ),
+        ("GET", "/api/v1/functions/{id}/inbound-webhooks/{wid}"): Op(ok=json_ok(ref("InboundWebhook"))),
+        ("PUT", "/api/v1/functions/{id}/inbound-webhooks/{wid}"): Op(
+            body="InboundWebhookUpdate", ok=json_ok(ref("InboundWebhook"))
+        ),
+        ("DELETE", "/api/v1/functions/{id}/inbound-webhooks/{wid}"): Op(
+            ok=json_ok(record({"id": STR, "name": STR, "function_id": STR, "deleted": {"const": True}}))
+        ),
+        ("POST", "/api/v1/functions/{id}/inbound-webhooks/{wid}/rotate"): Op(
+            ok=json_ok(_INBOUND_WITH_SECRET)
+        ),
+    }
+)
+
+
+# egress rules (issue 24; orvad/api/firewall.py, docs/NETWORK.md "Egress rules")
+_FW_TARGET = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "description": "a CIDR, hostname or *.wildcard",
+}
+_FW_PORTS = {"type": "array", "maxItems": 16, "items": _int(1, 65535), "description": "[]: every port"}
+_FW_DESCRIPTION = {"type": ["string", "null"], "maxLength": 256}
+
+
+def _firewall_bodies() -> dict[str, Schema]:
+    closed = {"type": "object", "additionalProperties": False}
+    return {
+        "FirewallRuleCreate": {
+            **closed,
+            "required": ["target"],
+            "properties": {"target": _FW_TARGET, "ports": _FW_PORTS, "description": _FW_DESCRIPTION},
+        },
+        "FirewallRuleUpdate": {
+            **closed,
+            "minProperties": 1,
+            "properties": {"target": _FW_TARGET, "ports": _FW_PORTS, "description": _FW_DESCRIPTION},
+        },
+        "FirewallDns": {
+            **closed,
+            "required": ["servers"],
+            "properties": {
+                "servers": {"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 64}}
+            },
+        },
+        "FirewallResolve": {**closed, "required": ["host"], "properties": {"host": _FW_TARGET}},
+    }
+
+
+RECORDS["FirewallRule"] = record(
+    {
+        "id": STR,
+        "target": STR,
+        "kind": {"type": "string", "enum": ["cidr", "host", "wildcard"]},
+        "ports": {"type": "array", "items": INT},
+        "description": STR,
+        "addresses": {"type": "array", "items": STR, "description": "what the rule blocks now"},
+        "created_at": TIME,
+        "updated_at": TIME,
+        "resolved_at": NTIME,
+        "error": NSTR,
+        "names": {"type": "array", "items": STR},
+    },
+    optional=("resolved_at", "error", "names"),
+)
+_FW_DNS = record(
+    {
+        "servers": {"type": "array", "items": STR},
+        "source": STR,
+        "effective": {"type": "array", "items": STR},
+        "sandbox_resolv_conf": STR,
+    }
+)
+EXAMPLES.update(
+    {
+        "FirewallRuleCreate": {"target": "203.0.113.0/24", "ports": [25], "description": "no mail"},
+        "FirewallRuleUpdate": {"description": "no outgoing mail"},
+        "FirewallDns": {"servers": ["198.51.100.53"]},
+        "FirewallResolve": {"host": "api.example.com"},
+    }
+)
+OPS.update(
+    {
+        ("GET", "/api/v1/firewall/rules"): Op(
+            ok=json_ok(
+                record(
+                    {
+                        "rules": {"type": "array", "items": ref("FirewallRule")},
+                        "max_rules": INT,
+                        "egress": record({"ok": BOOL, "detail": STR}),
+                    }
+                )
+            )
+        ),
+        ("POST", "/api/v1/firewall/rules"): Op(
+            body="FirewallRuleCreate", ok=json_ok(ref("FirewallRule"), "201")
+        ),
+        ("PUT", "/api/v1/firewall/rules/{id}"): Op(
+            body="FirewallRuleUpdate", ok=json_ok(ref("FirewallRule"))
+        ),
+        ("DELETE", "/api/v1/firewall/rules/{id}"): Op(
+            ok=json_ok(record({"id": STR, "target": STR, "deleted": {"const": True}}))
+        ),
+        ("GET", "/api/v1/firewall/dns"): Op(ok=json_ok(_FW_DNS)),
+        ("PUT", "/api/v1/firewall/dns"): Op(body="FirewallDns", ok=json_ok(_FW_DNS)),
+        ("POST", "/api/v1/firewall/resolve"): Op(
+            body="FirewallResolve",
+            ok=json_ok(
+                record(
+                    {
+                        "host": STR,
+                        "kind": STR,
+                        "addresses": {"type": "array", "items": STR},
+                        "ttl": {"type": ["integer", "null"]},
+                        "servers": {"type": "array", "items": STR},
+                        "error": NSTR,
+                        "rules": {"type": "array", "items": ref("FirewallRule")},
+                        "blocked": BOOL,
+                    }
+                )
+            ),
+        ),
+    }
+)
+
+
+# issue 24: the starter functions (orvad/templates, orvad/api/templates.py)
+_TEMPLATE_SUMMARY = record(
+    {
+        "name": STR,
+        "title": STR,
+        "description": STR,
+        "runtime": {"type": "string", "enum": ["python", "node"]},
+        "tags": {"type": "array", "items": STR},
+    }
+)
+OPS.update(
+    {
+        ("GET", "/api/v1/templates"): Op(
+            query=(Param("runtime", {"type": "string", "enum": ["python", "node"]}, "only this language's"),),
+            ok=json_ok(record({"templates": {"type": "array", "items": _TEMPLATE_SUMMARY}})),
+        ),
+        ("GET", "/api/v1/templates/{name}"): Op(
+            ok=json_ok(
+                {
+                    "allOf": [
+                        _TEMPLATE_SUMMARY,
+                        record(
+                            {
+                                "entrypoint": STR,
+                                "settings": OBJ,
+                                "env": {
+                                    "type": "array",
+                                    "items": record(
+                                        {
+                                            "name": STR,
+                                            "description": STR,
+                                            "secret": BOOL,
+                                            "required": BOOL,
+                                            "default": NSTR,
+                                        }
+                                    ),
+                                },
+                                "example": {"type": ["object", "null"]},
+                                "files": {"type": "object", "additionalProperties": STR},
+                                "dependencies_file": NSTR,
+                            }
+                        ),
+                    ]
+                }
+            )
+        ),
     }
 )

@@ -51,6 +51,7 @@ _ADMIN_PREFIXES = (
     f"{API}/backup",  # issue 24: a backup holds the master key and every secret
     f"{API}/restore",  # issue 24: a restore replaces everything
     f"{API}/webhooks",  # issue 24: outbound webhooks send orvad's events (and their secrets) elsewhere
+    f"{API}/firewall",  # issue 24: egress rules and the sandboxes' DNS servers
 )
 _ADMIN_EXACT = {
     ("PUT", f"{API}/pool/config"),

@@ -10,6 +10,11 @@ Rules (table ``inet orva_egress_<port>``, owned and removed by orvad):
   everything else may leave, masqueraded; nothing is forwarded to or from a build veth (a build's
   only way out is the proxy, see buildproxy.py);
 * IPv6 is not routed (no address is given).
+* egress rules (docs/NETWORK.md "Egress rules", orvad/services/firewall.py): nft sets ``deny4``/``deny4p``
+  (and ``deny6``/``deny6p``) rejected for every worker, and per-sandbox allow lists: a sandbox whose
+  source address is in ``restricted`` may reach only its ``allowed`` (saddr . daddr) pairs and the
+  ``dns`` servers on port 53. The sets are replaced together in one ``nft -f`` transaction (sync), so a
+  change reaches running workers at once. Only ``ipaddress``-printed addresses are ever written.
 Namespaces are made on demand and deleted when their worker or build ends; leftovers of a crashed
 orvad are removed at start.
 """
@@ -23,6 +28,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,6 +94,14 @@ class EgressNetwork:
         self.deny_private = deny_private
         self.allow = _collapsed(c.strip() for c in allow_cidrs.split(",") if c.strip())
         self._forward_before: str | None = None
+        # egress rules: the global deny sets, the servers restricted sandboxes may ask, each restricted
+        # sandbox's allow entries (CIDRs, hostnames) and what hostnames resolve to (the firewall service's)
+        self.deny: DenySets = DenySets()
+        self.host_dns = tuple(_collapsed(_resolvers()))  # the host's IPv4 resolvers (bound into jails)
+        self.dns: tuple[str, ...] = self.host_dns  # servers egress workers may ask on port 53
+        self.names: dict[str, tuple[str, ...]] = {}
+        self._allow: dict[str, tuple[str, ...]] = {}
+        self._sync_lock = asyncio.Lock()
         self.ready = False
         self.detail = "not started"
 
@@ -108,7 +122,8 @@ class EgressNetwork:
             others = TABLE_PREFIX in await _run("nft", "list", "tables")
             self._forward_before = None if others else before  # another orvad already turned it on
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-            await _run("nft", "-f", "-", stdin=self._ruleset())
+            self.ready = True  # the sets are filled in the same transaction as the table is made
+            await _run("nft", "-f", "-", stdin=self._ruleset() + self.firewall_script())
             self.ready, self.detail = True, f"egress via {self.network}, nftables table inet {self.table}"
         except (EgressError, OSError, TimeoutError) as exc:
             self.ready, self.detail = False, f"egress unavailable: {exc}"
@@ -156,7 +171,22 @@ class EgressNetwork:
         return None
 
     def _ruleset(self) -> str:
+        w = f'iifname "{self.veth_prefix}*"'
+        reject = "reject with icmpx type admin-prohibited"
         return f"""table inet {self.table} {{
+  set deny4 {{ type ipv4_addr; flags interval; }}
+  set deny4p {{ type ipv4_addr . inet_service; flags interval; }}
+  set deny6 {{ type ipv6_addr; flags interval; }}
+  set deny6p {{ type ipv6_addr . inet_service; flags interval; }}
+  set restricted {{ type ipv4_addr; }}
+  set allowed {{ type ipv4_addr . ipv4_addr; flags interval; }}
+  set dns {{ type ipv4_addr; flags interval; }}
+  chain restricted {{
+    ip saddr . ip daddr @allowed return
+    ip daddr @dns udp dport 53 return
+    ip daddr @dns tcp dport 53 return
+    {reject}
+  }}
   chain input {{ type filter hook input priority -10; policy accept;
     iifname "{self.veth_prefix}*" drop
     iifname "{self.build_veths}*" ip daddr {self.network} tcp dport {PROXY_PORT} accept
@@ -167,7 +197,12 @@ class EgressNetwork:
     iifname "{self.build_veths}*" drop
     oifname "{self.build_veths}*" drop
     iifname "{self.veth_prefix}*" oifname "{self.veth_base}*" drop
+    {w} ip6 daddr @deny6 {reject}
+    {w} meta l4proto {{ tcp, udp }} ip6 daddr . th dport @deny6p {reject}
     iifname "{self.veth_prefix}*" meta nfproto ipv6 drop
+    {w} ip daddr @deny4 {reject}
+    {w} meta l4proto {{ tcp, udp }} ip daddr . th dport @deny4p {reject}
+    {w} ip saddr @restricted jump restricted
 {self._destination_rules()}
     iifname "{self.veth_prefix}*" accept
     oifname "{self.veth_prefix}*" ct state established,related accept
@@ -184,13 +219,8 @@ class EgressNetwork:
         worker = f'iifname "{self.veth_prefix}*"'
         rules = [f"{worker} ip daddr {{ {', '.join(self.allow)} }} accept"] if self.allow else []
         dropped = ["169.254.0.0/16"]
-        if self.deny_private:
-            resolvers = _collapsed(_resolvers())
-            if resolvers:
-                rules += [
-                    f"{worker} ip daddr {{ {', '.join(resolvers)} }} {proto} dport 53 accept"
-                    for proto in ("udp", "tcp")
-                ]
+        if self.deny_private:  # the egress DNS servers (set dns: the host's, or PUT /api/v1/firewall/dns)
+            rules += [f"{worker} ip daddr @dns {proto} dport 53 accept" for proto in ("udp", "tcp")]
             dropped += PRIVATE_RANGES
         rules.append(f"{worker} ip daddr {{ {', '.join(dropped)} }} drop")
         return "\n".join("    " + rule for rule in rules)
@@ -205,9 +235,11 @@ class EgressNetwork:
         except EgressError:
             pass
 
-    async def lease(self, kind: Kind = "e") -> str:
+    async def lease(self, kind: Kind = "e", allow: tuple[str, ...] = ()) -> str:
         """A fresh namespace for an egress worker ("e", default route via the host) or a build ("b",
-        no route: it reaches only the host side of its veth, where its proxy listens)."""
+        no route: it reaches only the host side of its veth, where its proxy listens). ``allow``
+        (CIDRs, hostnames in ``names``) restricts an egress worker to those destinations: in force
+        before this returns, so before anything runs in the namespace."""
         if not self.ready:
             raise EgressError(self.detail)
         clash = None
@@ -220,6 +252,13 @@ class EgressNetwork:
                 name = await self._make(kind, n)
                 clash = await self._route_clash(n, f"{self.veth_base}{kind}{n}")  # someone raced us to it
                 if clash is None:
+                    if allow:
+                        self._allow[name] = allow
+                        try:
+                            await self.sync()
+                        except BaseException:
+                            await self.release(name)
+                            raise
                     return name
                 await self.release(name)
             else:
@@ -278,6 +317,9 @@ class EgressNetwork:
             await _run("ip", "netns", "del", name)  # the veth pair goes with it
         except EgressError:
             pass
+        if self._allow.pop(name, None) is not None:
+            with contextlib.suppress(EgressError, TimeoutError):
+                await self.sync()  # before the address can be leased again (fails closed if not)
         if n is not None:
             self._free.append(n)
 
@@ -296,6 +338,82 @@ class EgressNetwork:
 
     def check(self) -> dict[str, Any]:
         return {"ok": self.ready, "detail": self.detail}
+
+    def live_allow(self) -> list[tuple[str, ...]]:
+        """The allow lists of the restricted sandboxes alive now."""
+        return list(self._allow.values())
+
+    def allow_addresses(self, entries: tuple[str, ...]) -> list[str]:
+        """The networks an allow list stands for now: its CIDRs and its hostnames' resolved addresses
+        (IPv4 only: IPv6 is not routed); a name not resolved (yet) stands for nothing."""
+        nets: list[str] = []
+        for entry in entries:
+            if entry in self.names:
+                nets += [a for a in self.names[entry] if ":" not in a]
+            else:
+                with contextlib.suppress(ValueError):
+                    if ipaddress.ip_network(entry).version == 4:
+                        nets.append(entry)
+        return _collapsed(nets)
+
+    def firewall_script(self) -> str:
+        """The nft transaction that replaces every egress-rule set (deny, dns, restricted, allowed) at once."""
+        d = self.deny
+        sets: dict[str, list[str]] = {
+            "deny4": _collapsed(d.nets4),
+            "deny6": _collapsed6(d.nets6),
+            "deny4p": [
+                f"{n} . {p}" for p, nets in sorted(_by_port(d.ports4).items()) for n in _collapsed(nets)
+            ],
+            "deny6p": [
+                f"{n} . {p}" for p, nets in sorted(_by_port(d.ports6).items()) for n in _collapsed6(nets)
+            ],
+            "dns": _collapsed(a for a in self.dns if ":" not in a),
+            "restricted": [],
+            "allowed": [],
+        }
+        for name, entries in self._allow.items():
+            if name not in self._leased:
+                continue
+            source = self._addresses(self._leased[name])[1]
+            sets["restricted"].append(source)
+            sets["allowed"] += [f"{source} . {net}" for net in self.allow_addresses(entries)]
+        lines = []
+        for set_name, elements in sets.items():
+            lines.append(f"flush set inet {self.table} {set_name}")
+            if elements:
+                lines.append(f"add element inet {self.table} {set_name} {{ {', '.join(elements)} }}")
+        return "\n".join(lines) + "\n"
+
+    async def sync(self) -> None:
+        """Apply the egress-rule sets in one nft transaction (all or nothing); a no-op while not ready."""
+        async with self._sync_lock:
+            if self.ready:
+                await _run("nft", "-f", "-", stdin=self.firewall_script())
+
+
+@dataclass(frozen=True)
+class DenySets:
+    """The global deny list as networks: every port, or (network, port) pairs (TCP and UDP)."""
+
+    nets4: tuple[str, ...] = ()
+    nets6: tuple[str, ...] = ()
+    ports4: tuple[tuple[str, int], ...] = ()
+    ports6: tuple[tuple[str, int], ...] = ()
+
+
+def _by_port(pairs: tuple[tuple[str, int], ...]) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for net, port in pairs:
+        grouped.setdefault(int(port), []).append(net)
+    return grouped
+
+
+def _collapsed6(cidrs: Iterable[str]) -> list[str]:
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    return [
+        str(n) for n in ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network))
+    ]
 
 
 _SADDR = re.compile(r"ip saddr (\d+\.\d+\.\d+\.\d+/\d+)")

@@ -42,6 +42,7 @@ from orvad.api import (
     web,
     webhooks,
 )
+from orvad.api import firewall as firewall_api  # issue 24: egress rules
 from orvad.api.oauth_server import OAuthServer
 from orvad.auth.guard import Guard
 from orvad.daemon import Daemon
@@ -242,6 +243,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *activity.routes,  # issue 24: the audit log as a feed
             *templates.routes,  # issue 24: /api/v1/templates, the starter functions
             *backup.routes,  # issue 24: /api/v1/backup, /api/v1/backup/status, /api/v1/restore
+            *firewall_api.routes,  # issue 24: /api/v1/firewall (egress rules, docs/NETWORK.md)
             *openapi.routes,
             *web.routes,
         ],

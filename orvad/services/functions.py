@@ -36,6 +36,7 @@ from orvad.models import (
     FunctionStatus,
     NetworkMode,
 )
+from orvad.netrules import parse_allow
 from orvad.services.changes import Changes, FunctionChanged, FunctionCreated, FunctionDeleted
 from orvad.store.functions import FunctionStore
 
@@ -52,7 +53,16 @@ ANY_FUNCTION = "*"  # may_invoke: ["*"] allows every function
 EXTENSIONS = {"python": (".py",), "node": (".js", ".mjs", ".cjs")}
 
 # Fields whose change must reach new workers (the pool replaces its workers in the background).
-WORKER_FIELDS = ("env_vars", "memory_mb", "cpus", "timeout_ms", "network_mode", "entrypoint", "runtime")
+WORKER_FIELDS = (
+    "env_vars",
+    "memory_mb",
+    "cpus",
+    "timeout_ms",
+    "network_mode",
+    "entrypoint",
+    "runtime",
+    "egress_allow",
+)
 SETTABLE = (
     "name",
     "runtime",
@@ -73,6 +83,7 @@ SETTABLE = (
     "input_schema",
     "may_invoke",
     "capture_requests",
+    "egress_allow",
 )
 _CHOICE_TYPES: dict[str, type[StrEnum]] = {
     "network_mode": NetworkMode,
@@ -250,6 +261,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "input_schema": validate_input_schema,  # null: the MCP tool takes the request's parts (orvad/inputschema.py)
     "may_invoke": _may_invoke,  # names or ["*"]: whom orva.invoke may call (orvad/invoke/f2f.py)
     "capture_requests": _boolean("capture_requests"),  # false: executions keep no request (no replay)
+    "egress_allow": parse_allow,  # network_mode egress only to these (docs/NETWORK.md "Egress rules")
     **{field: _choice(field, enum) for field, enum in _CHOICE_TYPES.items()},
 }
 
@@ -339,6 +351,7 @@ class FunctionService:
             "input_schema": None,
             "may_invoke": (),
             "capture_requests": True,
+            "egress_allow": (),
         }
         fields.update(self._validate({**fields, **body}, set(body)))
         fn = Function(

@@ -50,6 +50,7 @@ def function_json(fn: Function) -> dict[str, Any]:
         "input_schema": None if fn.input_schema is None else copy.deepcopy(fn.input_schema),
         "may_invoke": list(fn.may_invoke),
         "capture_requests": fn.capture_requests,
+        "egress_allow": list(fn.egress_allow),
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from orvad.host.hostcheck import SandboxData, clean_leaked_cgroups
 from orvad.host.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invocation
 from orvad.models import Function
 from orvad.pool.worker import LOG_BYTES_PER_S, SdkCalls, Worker
+from orvad.services.firewall import FirewallService
 from orvad.services.runtimes import RuntimeCatalog
 from orvad.services.secrets import SecretService
 from orvad.tasks import Tasks
@@ -88,6 +89,7 @@ class Spawner:
         observe_log_drop: Callable[[str, int], None] | None = None,
         tasks: Tasks | None = None,
         sdk: SdkCalls | None = None,
+        firewall: FirewallService | None = None,
     ) -> None:
         self.host = host
         self._sdk = sdk  # answers the handlers' SDK calls (orvad/sdk/calls.py SdkRouter)
@@ -100,6 +102,7 @@ class Spawner:
         self._version_dir = version_dir
         self._observe_spawn = observe_spawn
         self._egress = egress
+        self._firewall = firewall
         self._log_bytes_per_s = log_bytes_per_s
         self._observe_log_drop = observe_log_drop
         self._secret_generation: dict[str, int] = {}
@@ -132,6 +135,7 @@ class Spawner:
             fn.network_mode,
             tuple(sorted(fn.env_vars.items())),
             generation,
+            fn.egress_allow,  # a new allow list: new workers (their sandboxes' nft entries are set at lease)
         )
 
         async def spawn() -> Worker:
@@ -154,7 +158,10 @@ class Spawner:
                 raise EgressUnavailable(
                     f"network_mode egress is unavailable on this host: {detail}", retry_after_s=60
                 )
-            netns = await self._egress.lease()
+            allow = fn.egress_allow
+            if allow and self._firewall is not None:
+                allow = await self._firewall.prepare_allow(allow)  # its hostnames resolved first
+            netns = await self._egress.lease(allow=allow)
         runtime = self._runtimes.get(fn.runtime)
         if runtime is None:
             raise RuntimeUnavailable(
@@ -195,6 +202,13 @@ class Spawner:
             network="egress" if netns else "none",
             netns=netns,
         )
+        resolv = self._firewall.resolv_conf if netns and self._firewall is not None else None
+        if resolv is not None:  # PUT /api/v1/firewall/dns: orvad's resolv.conf instead of the host's
+            spec = replace(
+                spec,
+                binds=tuple(b for b in spec.binds if b != "/etc/resolv.conf"),
+                ro_binds=(*spec.ro_binds, (resolv, "/etc/resolv.conf")),
+            )
         worker = Worker(
             build_invocation(spec, self.host),
             name=f"{fn.name}-{code_hash[:8]}",

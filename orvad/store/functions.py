@@ -35,6 +35,7 @@ def _function(row: Any) -> Function:
     if values["input_schema"] is not None:
         values["input_schema"] = json.loads(values["input_schema"])
     values["may_invoke"] = tuple(json.loads(values["may_invoke"]))
+    values["egress_allow"] = tuple(json.loads(values["egress_allow"]))
     values["network_mode"] = NetworkMode(values["network_mode"])
     values["auth_mode"] = AuthMode(values["auth_mode"])
     values["concurrency_policy"] = ConcurrencyPolicy(values["concurrency_policy"])
@@ -57,8 +58,9 @@ def _encode(record: Function | Deployment, columns: list[str]) -> dict[str, Any]
     for key in ("env_vars", "phases", "cors_origins", "input_schema"):
         if key in values and values[key] is not None:
             values[key] = json.dumps(values[key])
-    if "may_invoke" in values:
-        values["may_invoke"] = json.dumps(list(values["may_invoke"]))
+    for key in ("may_invoke", "egress_allow"):
+        if key in values:
+            values[key] = json.dumps(list(values[key]))
     return values
 
 

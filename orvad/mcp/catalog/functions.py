@@ -58,6 +58,12 @@ _SETTINGS: dict[str, Any] = {
         "type": "boolean",
         "description": "each execution keeps its request, credentials redacted, for replay (default true)",
     },
+    "egress_allow": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "network_mode egress only to these addresses, CIDRs or hostnames; [] (default): anywhere "
+        "the egress rules allow",
+    },
 }
 assert set(SETTABLE) <= set(_SETTINGS), "a function setting is missing from the operator tools' schema"
 _SETTINGS = {field: _SETTINGS[field] for field in SETTABLE}
