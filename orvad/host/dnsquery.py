@@ -77,10 +77,13 @@ def parse_answer(data: bytes, qid: int, qtype: int) -> tuple[list[str], int, int
 
 class _Proto(asyncio.DatagramProtocol):
     def __init__(self) -> None:
-        self.replies: asyncio.Queue[bytes] = asyncio.Queue()
+        self.replies: asyncio.Queue[bytes | Exception] = asyncio.Queue()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.replies.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable: no server there
+        self.replies.put_nowait(exc)
 
 
 async def _ask(server: str, name: str, qtype: int, timeout: float) -> tuple[list[str], int, int]:
@@ -96,6 +99,8 @@ async def _ask(server: str, name: str, qtype: int, timeout: float) -> tuple[list
             if remaining <= 0:
                 raise DNSError(f"no answer from {server} within {timeout:g} s")
             data = await asyncio.wait_for(proto.replies.get(), remaining)
+            if isinstance(data, Exception):
+                raise DNSError(f"{server}: {data}")
             try:
                 return parse_answer(data, qid, qtype)
             except DNSError:

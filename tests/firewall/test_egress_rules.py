@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -173,15 +172,17 @@ def test_allow_list_makes_a_function_deny_by_default(make_orvad: Callable[..., O
 
 
 def test_the_dns_setting_is_what_egress_sandboxes_resolve_with(
-    make_orvad: Callable[..., Orvad], net: Internet, jail_tmp: Path
+    make_orvad: Callable[..., Orvad], net: Internet
 ) -> None:
     net.set_records({NAME: [B]})
     server = make_orvad()
     with server.admin() as c:
-        fn = egress_function(c, "fw-dns")
-        _, got = probe(c, fn, f"{NAME}:8080")  # the host's resolver does not know the test zone
-        assert not reachable(got[f"{NAME}:8080"]), got
         assert c.get("/api/v1/firewall/dns").json()["source"] == "host"
+        # never the host's resolver for a test name: first a server address with no DNS server behind it
+        assert c.put("/api/v1/firewall/dns", json={"servers": [A]}).json()["effective"] == [A]
+        fn = egress_function(c, "fw-dns")
+        _, got = probe(c, fn, f"{NAME}:8080")
+        assert not reachable(got[f"{NAME}:8080"]), got
         assert c.put("/api/v1/firewall/dns", json={"servers": [DNS]}).json()["source"] == "configured"
         # running workers see the new resolv.conf too (it is written in place)
         _, got = probe(c, fn, f"{NAME}:8080")
