@@ -147,6 +147,19 @@ def command_for(method: str | None, path: str, fn: str | None) -> str:
         (r"/api/v1/system/storage", lambda: "orva system storage"),  # issue 24
         (r"/api/v1/system/vacuum", lambda: "orva system vacuum"),
         (r"/api/v1/activity", lambda: "orva activity"),
+        (  # issue 24: egress rules
+            r"/api/v1/firewall/rules(/.*)?",
+            lambda: {
+                "POST": "orva firewall rules add TARGET",
+                "PUT": f"orva firewall rules update {_last_segment(path, 4) or 'ID'}",
+                "DELETE": f"orva firewall rules delete {_last_segment(path, 4) or 'ID'}",
+            }.get(method or "", "orva firewall rules list"),
+        ),
+        (r"/api/v1/firewall/resolve", lambda: "orva firewall resolve HOST"),
+        (
+            r"/api/v1/firewall/dns",
+            lambda: "orva firewall dns set SERVER" if method == "PUT" else "orva firewall dns get",
+        ),
         (r"/api/v1/system/metrics.*", lambda: "orva system metrics"),
         (r"/api/v1/keys(/.*)?", lambda: "orva keys create NAME" if method == "POST" else "orva keys list"),
         (

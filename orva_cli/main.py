@@ -12,6 +12,7 @@ from orva_cli.commands import (
     channels,
     cron,
     deploy,
+    firewall,
     functions,
     init,
     invoke,
@@ -126,6 +127,7 @@ for module in (
     replay,
     backup,
     operate,  # issue 24: activity, sessions (and `system storage|vacuum` on admin's group)
+    firewall,  # issue 24: egress rules, resolve, DNS servers
 ):
     for command in module.commands:
         cli.add_command(command)

@@ -132,6 +132,20 @@ def function_options(f: Any) -> Any:
             default=None,
             help="Take every grant away: the function may call no function [default for new functions].",
         ),
+        click.option(
+            "--egress-allow",
+            "egress_allow",
+            multiple=True,
+            metavar="CIDR|HOST",
+            help="network_mode egress only to this address, CIDR or hostname (repeatable; replaces the "
+            "function's list; docs/NETWORK.md, Egress rules).",
+        ),
+        click.option(
+            "--no-egress-allow",
+            is_flag=True,
+            default=None,
+            help="No allow list: egress anywhere the egress rules allow [default].",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -395,6 +409,14 @@ def _given(fields: dict[str, Any]) -> dict[str, Any]:
         body["may_invoke"] = list(callees)
     elif no_callees:
         body["may_invoke"] = []
+    allowed, no_allowed = fields.pop("egress_allow", ()), fields.pop("no_egress_allow", None)
+    body.pop("egress_allow", None), body.pop("no_egress_allow", None)
+    if allowed and no_allowed:
+        raise click.UsageError("give one of --egress-allow and --no-egress-allow")
+    if allowed:
+        body["egress_allow"] = list(allowed)
+    elif no_allowed:
+        body["egress_allow"] = []
     return body
 
 
