@@ -62,7 +62,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PATH_PREFIX = "/webhook/"
 _AAD_PREFIX = b"orva-inbound-webhook\x00"
-_ID = re.compile(r"wh_[A-Za-z0-9_-]{22}")
+_ID = re.compile(r"iwh_[A-Za-z0-9_-]{22}")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
 MODES = ("sync", "async")
 SECRET_MIN, SECRET_MAX = 16, 256
@@ -220,7 +220,7 @@ class InboundWebhooks:
         fields = _check(body, creating=True)
         fmt = fields["format"]
         secret = fields.get("secret") or new_secret()
-        webhook_id = "wh_" + pysecrets.token_urlsafe(16)
+        webhook_id = "iwh_" + pysecrets.token_urlsafe(16)
         nonce, sealed = seal_secret(self._key(), webhook_id, secret)
         stamp = now_iso()
         row = InboundWebhookRow(

@@ -68,6 +68,7 @@ def test_openapi_describes_bodies_responses_content_types_and_links(orvad: Orvad
         ("post", "/api/v1/jobs/{id}/retry"),
         ("post", "/api/v1/functions/{id}/cron/{cid}/run"),
         ("post", "/api/v1/system/vacuum"),  # issue 24: ?mode= and ?wait= only
+        ("post", "/api/v1/functions/{id}/inbound-webhooks/{wid}/rotate"),  # issue 24: orvad makes the secret
         ("post", "/api/v1/webhooks/{id}/rotate"),  # issue 24, outbound webhooks
         ("post", "/api/v1/webhooks/{id}/test"),
         ("post", "/api/v1/webhooks/deliveries/{id}/retry"),
@@ -196,6 +197,11 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
     "key": (["A", "TOKEN_1", "ORVA_SIGNING_SECRET", "_x"], ["ORVA_X", "orva_x", "1A", "A-B", "A\n", ""]),
     "username": (["a", "admin@x.y"], ["a b", "", "a" * 65, "a\n"]),
     "code": (["x = 1"], ["", "   \n"]),
+    # inbound webhooks (issue 24): an HTTP header name
+    "header": (
+        ["X-Sig", "X-Hub-Signature-256", "x_sig.v2"],
+        ["X Sig", "", "X:Sig", "é", "X\n", "a" * 101, 5],
+    ),
     "value": (["", "v" * 8192], ["a\x00b"]),
     "dependencies": ([""], [5]),
     "expires_at": ([], ["yesterday", 5]),
@@ -391,6 +397,9 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
         json={"name": "agree-put", "expression": "0 * * * *", "enabled": False},
     ).json()
     conv, first_message = _ai_conversation(admin)
+    inbound = admin.post(
+        f"/api/v1/functions/{fn['id']}/inbound-webhooks", json={"name": "agree", "format": "hmac_sha256_hex"}
+    ).json()
     names = iter(range(10_000))
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     STRINGS["expires_at"] = ([future], STRINGS["expires_at"][1])
@@ -445,6 +454,15 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
         ),
         "CronUpdate": Target(
             "PUT", f"/api/v1/functions/{fn['id']}/cron/{schedule['id']}", lambda: {"enabled": True}
+        ),
+        "InboundWebhookCreate": Target(
+            "POST",
+            f"/api/v1/functions/{fn['id']}/inbound-webhooks",
+            lambda: {"name": "<fresh>", "format": "hmac_sha256_hex"},
+            fresh_name,
+        ),
+        "InboundWebhookUpdate": Target(
+            "PUT", f"/api/v1/functions/{fn['id']}/inbound-webhooks/{inbound['id']}", lambda: {"enabled": True}
         ),
         "SecretUpsert": Target(
             "POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}

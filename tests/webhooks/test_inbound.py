@@ -380,7 +380,7 @@ def test_disabled_unknown_and_wrong_method(orvad: Orvad, fn: str) -> None:
         ).raise_for_status()
         assert _post(orvad, hook, body, headers).status_code == 200
         assert _count(c, fn) == count + 1
-        unknown = {"id": "wh_" + "A" * 22}
+        unknown = {"id": "iwh_" + "A" * 22}
         r1 = _post(orvad, unknown, body, headers)
         r2 = _post(orvad, {"id": "nothing-like-an-id"}, body, headers)
         for r in (r1, r2):

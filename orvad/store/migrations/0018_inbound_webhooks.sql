@@ -4,7 +4,7 @@
 -- Deliveries already seen are remembered in signature_replays (keys "webhook:<id>:..."), beside the signed
 -- invocations' signatures: the same replay memory and its clean-stop flag.
 CREATE TABLE inbound_webhooks (
-    id               TEXT PRIMARY KEY,          -- wh_<random>: unguessable, it is the public URL's last segment
+    id               TEXT PRIMARY KEY,          -- iwh_<random>: unguessable, it is the public URL's last segment
     function_id      TEXT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
     name             TEXT NOT NULL,
     format           TEXT NOT NULL,             -- github | stripe | slack | hmac_sha256_hex | hmac_sha256_base64
