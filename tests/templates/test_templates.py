@@ -537,7 +537,24 @@ def case_scheduled_report(d: Deployed, name: str) -> None:
     ]
 
 
+def case_markdown(d: Deployed, name: str) -> None:
+    c = d.http
+    doc = "# Notes\n\nSome *emphasis* and `code`.\n\n- one\n- two\n\n<script>alert(1)</script>\n"
+    r = c.post(f"/fn/{name}", content=doc.encode(), headers={"content-type": "text/markdown"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert '<h1 id="notes">Notes</h1>' in html or "<h1>Notes</h1>" in html, html
+    assert "<em>emphasis</em>" in html and "<code>code</code>" in html and "<li>two</li>" in html
+    assert (
+        "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    )  # raw HTML shown as text
+    page = c.post(f"/fn/{name}", params={"page": "1"}, content=doc.encode()).text
+    assert page.startswith("<!doctype html>") and "<title>Notes</title>" in page
+    assert c.get(f"/fn/{name}").status_code == 405
+
+
 CASES: dict[str, Callable[..., None]] = {
+    "markdown-render-node": case_markdown,
     "hello-python": case_hello,
     "hello-node": case_hello,
     "json-api-node": case_json_api,
