@@ -255,7 +255,9 @@ async def rotate_master_key(data_dir: Path) -> int:
     from orvad.services.secrets import MASTER_KEY_ENV, SecretService, load_master_key
     from orvad.store.ai_providers import AiProviderStore
     from orvad.store.db import Database
+    from orvad.store.inbound_webhooks import InboundWebhookStore
     from orvad.store.secrets import SecretStore
+    from orvad.webhooks.inbound import reseal as reseal_inbound
 
     if os.environ.get(MASTER_KEY_ENV):
         print(
@@ -278,21 +280,29 @@ async def rotate_master_key(data_dir: Path) -> int:
     await db.open()
     old_key = load_master_key(key_file)
     try:
-        # the AI providers' API keys are sealed with the same master key (orvad/assistant/provider_service.py)
-        providers = ProviderService(AiProviderStore(db))
-        providers.unlock(old_key)
-        provider_count = await providers.rotate(new_key)
+        # inbound webhooks' secrets too (orvad/webhooks/inbound.py), first: put back if a later step fails
+        hooks = InboundWebhookStore(db)
+        hook_count = await reseal_inbound(hooks, old_key, new_key)
         try:
-            count = await SecretService(SecretStore(db), old_key).rotate(new_key)
+            # the AI providers' API keys are sealed with the same master key (orvad/assistant/provider_service.py)
+            providers = ProviderService(AiProviderStore(db))
+            providers.unlock(old_key)
+            provider_count = await providers.rotate(new_key)
+            try:
+                count = await SecretService(SecretStore(db), old_key).rotate(new_key)
+            except BaseException:
+                await providers.rotate(old_key)  # back under the key that stays in place
+                raise
         except BaseException:
-            await providers.rotate(old_key)  # back under the key that stays in place
+            await reseal_inbound(hooks, new_key, old_key)
             raise
     finally:
         await db.close()
     key_file.replace(key_file.with_name("master.key.old"))
     pending.replace(key_file)
     print(
-        f"re-encrypted {count} secret(s) and {provider_count} AI provider key(s); "
+        f"re-encrypted {count} secret(s), {provider_count} AI provider key(s) and {hook_count} inbound "
+        "webhook secret(s); "
         f"the previous key is in {key_file.with_name('master.key.old')}"
     )
     return 0

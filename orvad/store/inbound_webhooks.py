@@ -52,7 +52,9 @@ class NameTaken(Exception):
 
 
 class InboundWebhookStore:
-    def __init__(self, db: Database, batch: BatchWriter) -> None:
+    def __init__(
+        self, db: Database, batch: BatchWriter | None = None
+    ) -> None:  # None: offline (no deliveries)
         self._db = db
         self._batch = batch
 
@@ -114,6 +116,7 @@ class InboundWebhookStore:
         self, webhook_id: str, at: str, status: int, execution_id: str | None, job_id: str | None
     ) -> None:
         """A verified delivery ran (or was queued): queued to the batched writer."""
+        assert self._batch is not None, "deliveries are recorded by a running orvad"
         self._batch.submit(
             "UPDATE inbound_webhooks SET deliveries = deliveries + 1, last_delivery_at = ?, last_status = ?,"
             " last_execution_id = ?, last_job_id = ? WHERE id = ?",

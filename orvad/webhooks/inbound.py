@@ -153,21 +153,10 @@ class InboundWebhooks:
                 del self._hooks[wid]
 
     async def reseal(self, new_master: bytes) -> int:
-        """Every secret sealed again under ``new_master`` in one transaction (``orvad rotate-master-key``)."""
-        rows = []
-        for row in await self._store.all():
-            try:
-                secret = open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
-            except InvalidTag:
-                raise RuntimeError(
-                    f"the secret of inbound webhook {row.id} does not open with the current master key; "
-                    "nothing was changed"
-                ) from None
-            nonce, sealed = seal_secret(new_master, row.id, secret)
-            rows.append((nonce, sealed, row.id))
-        await self._store.replace_secrets(rows)
+        """Every secret sealed again under ``new_master`` in one transaction."""
+        count = await reseal(self._store, self._key(), new_master)
         self._master = new_master
-        return len(rows)
+        return count
 
     # what the API shows
     def url(self, webhook_id: str) -> str:
@@ -424,6 +413,24 @@ class InboundWebhooks:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+async def reseal(store: InboundWebhookStore, old_master: bytes, new_master: bytes) -> int:
+    """Every webhook secret sealed again under ``new_master`` in one transaction (``orvad rotate-master-key``,
+    offline); nothing changes when one does not open under ``old_master``."""
+    rows = []
+    for row in await store.all():
+        try:
+            secret = open_secret(old_master, row.id, row.secret_nonce, row.secret_sealed)
+        except InvalidTag:
+            raise RuntimeError(
+                f"the secret of inbound webhook {row.id} does not open with the current master key; "
+                "nothing was changed"
+            ) from None
+        nonce, sealed = seal_secret(new_master, row.id, secret)
+        rows.append((nonce, sealed, row.id))
+    await store.replace_secrets(rows)
+    return len(rows)
 
 
 def _asks_async(query: bytes) -> bool:
