@@ -29,6 +29,8 @@ const JobsView = lazy(() => import("./views/jobs.jsx"), "JobsView", "jobs page")
 const SchedulesView = lazy(() => import("./views/cron.jsx"), "SchedulesView", "schedules page");
 // ... and the activity feed (issue 24)
 const ActivityView = lazy(() => import("./views/activity.jsx"), "ActivityView", "activity page");
+// ... and the egress rules (issue 24)
+const FirewallView = lazy(() => import("./views/firewall.jsx"), "FirewallView", "firewall page");
 
 const NAV = [
   ["/", "Overview"],
@@ -41,6 +43,7 @@ const NAV = [
   ["/channels", "Channels"],
   ["/assistant", "Assistant"],
   ["/activity", "Activity"],
+  ["/firewall", "Firewall"],
   ["/keys", "API keys"],
   ["/settings", "Settings"],
 ];
@@ -62,6 +65,7 @@ const VIEWS = [
   ["/assistant", AssistantView],
   ["/assistant/:id", AssistantView],
   ["/activity", ActivityView],
+  ["/firewall", FirewallView],
   ["/keys", KeysView],
   ["/settings", SettingsView],
 ];

@@ -98,7 +98,9 @@ export function SettingsTab({ fn, setFn }) {
     cors_text: (fn.cors_origins || []).join("\n"),
     schema_text: schemaText(fn.input_schema),
     may_invoke_text: mayInvokeText(fn.may_invoke),
+    egress_allow_text: (fn.egress_allow || []).join("\n"),
   });
+  const [egressAllowEdited, setEgressAllowEdited] = useState(false);
   const [schemaEdited, setSchemaEdited] = useState(false);
   const [mayInvokeEdited, setMayInvokeEdited] = useState(false);
   const pool = useAsync(() => api.get(`pool/config${query({ function_id: fn.id })}`), [fn.id]);
@@ -126,6 +128,7 @@ export function SettingsTab({ fn, setFn }) {
       // sent only when edited: an orvad (or a function) without the field is left as it is
       if (schemaEdited) body.input_schema = parseSchema(form.schema_text);
       if (mayInvokeEdited) body.may_invoke = parseMayInvoke(form.may_invoke_text);
+      if (egressAllowEdited) body.egress_allow = form.egress_allow_text.split(/[\s,]+/).filter(Boolean);
       if (form.capture_requests !== undefined) body.capture_requests = Boolean(form.capture_requests);
       if (poolForm) {
         // one request: orvad checks the function fields and the pool together and saves all or nothing
@@ -144,7 +147,9 @@ export function SettingsTab({ fn, setFn }) {
         cors_text: (updated.cors_origins || []).join("\n"),
         schema_text: schemaText(updated.input_schema),
         may_invoke_text: mayInvokeText(updated.may_invoke),
+        egress_allow_text: (updated.egress_allow || []).join("\n"),
       }));
+      setEgressAllowEdited(false);
       setSchemaEdited(false);
       setMayInvokeEdited(false);
       setSaved("Saved. Running workers are replaced in the background.");
@@ -263,6 +268,23 @@ export function SettingsTab({ fn, setFn }) {
           </Field>
         )}
       </div>
+      {form.network_mode === "egress" && (
+        <Field
+          label="Egress allow list"
+          help="Addresses, ranges or hostnames this function may reach, one per line (no *.wildcards); empty: everywhere the Firewall's rules allow. Non-empty: nothing else is reachable."
+        >
+          <textarea
+            name="egress_allow"
+            rows="3"
+            value={form.egress_allow_text}
+            placeholder={"203.0.113.10\napi.example.com"}
+            onInput={(e) => {
+              setEgressAllowEdited(true);
+              setForm({ ...form, egress_allow_text: e.target.value });
+            }}
+          />
+        </Field>
+      )}
       <Field
         label="Functions it may call (orva.invoke)"
         help="Names of the functions this one may call from its code, one per line; * alone for any function; empty for none. A listed function's auth mode is satisfied by this list. Names are looked up at each call: after a rename, list the new name."
