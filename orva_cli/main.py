@@ -14,6 +14,7 @@ from orva_cli.commands import (
     deploy,
     firewall,
     functions,
+    inbound_webhooks,
     init,
     invoke,
     jobs,
@@ -131,6 +132,9 @@ for module in (
 ):
     for command in module.commands:
         cli.add_command(command)
+inbound_webhooks.attach(
+    cli
+)  # issue 24: `orva webhooks inbound`, under the outbound `webhooks` group if registered
 
 
 def main() -> None:
