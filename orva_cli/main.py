@@ -132,9 +132,8 @@ for module in (
 ):
     for command in module.commands:
         cli.add_command(command)
-inbound_webhooks.attach(
-    cli
-)  # issue 24: `orva webhooks inbound`, under the outbound `webhooks` group if registered
+# issue 24: `orva webhooks inbound`, under the outbound work's `webhooks` group when it is registered
+inbound_webhooks.attach(cli)
 
 
 def main() -> None:
