@@ -1,4 +1,4 @@
-// One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, KV, cron, executions).
+// One function: header and tabs (code and deploy, test, deployments, settings, secrets, routes, KV, cron, webhooks, executions).
 // The code, dependencies and Test request live in one working state for the page (function-workspace),
 // so tabs and in-app navigation lose nothing; undeployed edits are marked and guarded.
 import "../function-page.css";
@@ -21,6 +21,7 @@ import { RoutesTab, SecretsTab, SettingsTab } from "./function-settings.jsx";
 import { TestTab } from "./function-test.jsx";
 import { KvTab } from "./function-kv.jsx";
 import { CronTab } from "./cron.jsx";
+import { WebhooksTab } from "./function-webhooks.jsx";
 import { forget, useWorkspace } from "./function-workspace.jsx";
 
 const TABS = [
@@ -32,6 +33,7 @@ const TABS = [
   { id: "routes", label: "Routes" },
   { id: "kv", label: "KV" },
   { id: "cron", label: "Cron" },
+  { id: "webhooks", label: "Webhooks" },
   { id: "executions", label: "Executions" },
 ];
 
@@ -44,6 +46,7 @@ const TAB_VIEWS = {
   routes: RoutesTab,
   kv: KvTab,
   cron: CronTab,
+  webhooks: WebhooksTab,
   executions: ExecutionsTab,
 };
 
