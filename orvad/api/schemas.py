@@ -2378,6 +2378,7 @@ _FW_TARGET = {
     "type": "string",
     "minLength": 1,
     "maxLength": 255,
+    "pattern": "^[0-9A-Za-z.:/*-]+$",
     "description": "a CIDR, hostname or *.wildcard",
 }
 _FW_PORTS = {"type": "array", "maxItems": 16, "items": _int(1, 65535), "description": "[]: every port"}

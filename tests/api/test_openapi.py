@@ -229,6 +229,12 @@ STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
         ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"],
         ["", "../etc/passwd", "Europe/", "a b", "UTC\n", "/UTC", 5],
     ),
+    # egress rules (issue 24): addresses and wildcards only, so that nothing is looked up in DNS
+    "target": (
+        ["203.0.113.0/24", "2001:db8::/32", "*.example.com", "198.18.3.4"],
+        ["", "1.2.3.4; flush ruleset", "1.2.3.4\n", "a b", '1.2.3.4"', 5],
+    ),
+    "host": (["198.18.3.4", "2001:db8::1", "*.example.com"], ["", "1.2.3.4;x", "x\n", "a b", 5]),
 }
 ENV_VARS = (
     [{}, {"A": "x"}, {"_a1": ""}, {"ORVA": "x"}],
@@ -263,6 +269,16 @@ MAY_INVOKE = (
     [[], ["*"], ["resize", "notify-2"], ["a", "a"]],
     [["*", "a"], ["A"], ["x" * 64], [5], "a", ["a"] * 101, ["*", "*"]],
 )
+EGRESS_ALLOW = (
+    [
+        [],
+        ["203.0.113.10"],
+        ["2001:db8::/48", "api.example.com"],
+    ],  # names are resolved only when a worker starts
+    ["203.0.113.10", [5], ["a.example"] * 65],
+)
+PORTS = ([[], [80], [1, 65535]], [[0], [65536], ["80"], "80", [1] * 17])
+SERVERS = ([[], ["198.18.9.53"], ["2001:db8::53"]], ["198.18.9.53", [5], ["198.18.9.53"] * 5])
 FUNCTION_IDS = ([[], ["agree"]], ["agree", [5], [""], ["x" * 129], ["x"] * 257])
 DESCRIPTIONS = ([{}], ["x", {"agree": 5}, {"agree": "x" * 1025}])
 PERMS = ([["read"], ["invoke", "read", "write", "admin"]], [[], ["root"], "read"])
@@ -308,6 +324,9 @@ TABLES = {
     "input_schema": INPUT_SCHEMA,
     "may_invoke": MAY_INVOKE,
     "pool": POOL,
+    "egress_allow": EGRESS_ALLOW,
+    "ports": PORTS,
+    "servers": SERVERS,
 }
 
 
@@ -400,6 +419,7 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
     inbound = admin.post(
         f"/api/v1/functions/{fn['id']}/inbound-webhooks", json={"name": "agree", "format": "hmac_sha256_hex"}
     ).json()
+    fw_rule = admin.post("/api/v1/firewall/rules", json={"target": "198.18.77.0/24"}).json()
     names = iter(range(10_000))
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     STRINGS["expires_at"] = ([future], STRINGS["expires_at"][1])
@@ -464,6 +484,12 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
         "InboundWebhookUpdate": Target(
             "PUT", f"/api/v1/functions/{fn['id']}/inbound-webhooks/{inbound['id']}", lambda: {"enabled": True}
         ),
+        "FirewallRuleCreate": Target("POST", "/api/v1/firewall/rules", lambda: {"target": "198.19.0.0/16"}),
+        "FirewallRuleUpdate": Target(
+            "PUT", f"/api/v1/firewall/rules/{fw_rule['id']}", lambda: {"description": "x"}
+        ),
+        "FirewallResolve": Target("POST", "/api/v1/firewall/resolve", lambda: {"host": "198.18.3.4"}),
+        "FirewallDns": Target("PUT", "/api/v1/firewall/dns", lambda: {"servers": []}),
         "SecretUpsert": Target(
             "POST", f"/api/v1/functions/{fn['id']}/secrets", lambda: {"key": "K", "value": "v"}
         ),
