@@ -65,6 +65,8 @@ def parse_answer(data: bytes, qid: int, qtype: int) -> tuple[list[str], int, int
             raise DNSError("truncated record")
         rtype, _cls, rttl, rdlen = struct.unpack("!HHIH", data[offset : offset + 10])
         offset += 10
+        if offset + rdlen > len(data):
+            raise DNSError("truncated record")
         rdata = data[offset : offset + rdlen]
         offset += rdlen
         if rtype == qtype and rtype in (A, AAAA) and len(rdata) == (4 if rtype == A else 16):
@@ -86,10 +88,10 @@ class _Proto(asyncio.DatagramProtocol):
         self.replies.put_nowait(exc)
 
 
-async def _ask(server: str, name: str, qtype: int, timeout: float) -> tuple[list[str], int, int]:
+async def _ask(server: str, name: str, qtype: int, timeout: float, port: int) -> tuple[list[str], int, int]:
     loop = asyncio.get_running_loop()
     family = 10 if ":" in server else 2  # AF_INET6 / AF_INET
-    transport, proto = await loop.create_datagram_endpoint(_Proto, remote_addr=(server, 53), family=family)
+    transport, proto = await loop.create_datagram_endpoint(_Proto, remote_addr=(server, port), family=family)
     try:
         qid, packet = _query(name, qtype)
         transport.sendto(packet)
@@ -111,7 +113,7 @@ async def _ask(server: str, name: str, qtype: int, timeout: float) -> tuple[list
         transport.close()
 
 
-async def resolve(name: str, servers: list[str], timeout: float = 2.0) -> Answer:
+async def resolve(name: str, servers: list[str], timeout: float = 2.0, port: int = 53) -> Answer:
     """A and AAAA records of ``name`` from the first server that answers; DNSError when none does.
     An NXDOMAIN or an empty answer is an Answer with no addresses (TTL 0)."""
     if not servers:
@@ -119,7 +121,7 @@ async def resolve(name: str, servers: list[str], timeout: float = 2.0) -> Answer
     errors = []
     for server in servers:
         try:
-            results = await asyncio.gather(*(_ask(server, name, t, timeout) for t in (A, AAAA)))
+            results = await asyncio.gather(*(_ask(server, name, t, timeout, port) for t in (A, AAAA)))
         except (DNSError, OSError) as exc:
             errors.append(f"{server}: {exc}")
             continue
