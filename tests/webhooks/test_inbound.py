@@ -497,3 +497,33 @@ def test_api_validation(orvad: Orvad, fn: str) -> None:
         assert c.get(f"/api/v1/functions/{fn}/inbound-webhooks/wh_nope").status_code == 404
         with orvad.client() as anonymous:
             assert anonymous.get(base).status_code == 401
+
+
+def test_the_docs_curl_and_openssl_example_runs(orvad: Orvad, fn: str) -> None:
+    """docs/WEBHOOKS.md's "Testing with curl and openssl" block, run as written: 200 the first time, 409 the
+    second (the same body and signature)."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "WEBHOOKS.md").read_text()
+    section = doc[doc.index("**Testing with curl and openssl**") :]
+    script = re.search(r"```\n(.*?)```", section, re.S)
+    assert script is not None
+    with orvad.admin() as c:
+        hook = _create(c, fn, name="docs-example", format="github")
+    # the delivery id is fixed here so the second run is the same delivery
+    text = script.group(1).replace("test-$(date +%s%N)", "docs-example-1")
+    env = {"SECRET": hook["secret"], "URL": hook["url"], "PATH": "/usr/bin:/bin"}
+    codes = []
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", "-euc", text.replace("curl -s ", "curl -s -o /dev/null -w '%{http_code}' ")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        codes.append(done.stdout.strip())
+    assert codes == ["200", "409"]
