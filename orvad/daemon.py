@@ -255,6 +255,7 @@ class Daemon:
             base_url=settings.functions_origin
             or settings.public_url
             or f"http://{settings.host}:{settings.port}",
+            audit=self.audit_trail.record_webhook,  # each verified delivery: an activity row (source webhook)
         )
         # issue 23: schedules, each run a job (orvad/cron/); its clock: the system's, or a test's file
         self.cron = CronService(

@@ -116,9 +116,11 @@ class InboundWebhooks:
         *,
         enqueue: Callable[[InvokeRequest, str], Awaitable[dict[str, Any]]],
         base_url: str,
+        audit: Callable[..., None] | None = None,
     ) -> None:
         self._store, self._functions, self._signatures, self._invoker = store, functions, signatures, invoker
         self._enqueue = enqueue
+        self._audit = audit  # AuditTrail.record_webhook: each verified delivery is an activity row
         self.base_url = base_url.rstrip("/")
         self._hooks: dict[str, Hook] = {}
         self._master: bytes | None = None
@@ -389,16 +391,32 @@ class InboundWebhooks:
         except Exception as exc:
             status = getattr(exc, "status", 500)
             execution = (getattr(exc, "details", None) or {}).get("execution_id")
-            self._store.delivered(hook.row.id, now_iso(), status, execution, None)
+            self._delivered(hook, request, status, execution, None)
             raise
-        self._store.delivered(hook.row.id, now_iso(), seen["status"], seen["execution_id"], None)
+        self._delivered(hook, request, seen["status"], seen["execution_id"], None)
+
+    def _delivered(
+        self, hook: Hook, request: InvokeRequest, status: int, execution_id: str | None, job_id: str | None
+    ) -> None:
+        """A verified delivery's figures on its row and its activity row (both through the batched writer)."""
+        self._store.delivered(hook.row.id, now_iso(), status, execution_id, job_id)
+        if self._audit is not None:
+            self._audit(
+                direction="inbound",
+                webhook_id=hook.row.id,
+                webhook_name=hook.row.name,
+                status=status,
+                target_id=request.function.id,
+                request_id=request.request_id or None,
+                client_ip=request.client or None,
+            )
 
     async def _accept_async(self, hook: Hook, request: InvokeRequest, send: Send) -> None:
         refuse_undeployed(request.function)
         self._invoker.admission.check(request)  # status, rate limit: refused now, not in the queue
         accepted = await self._enqueue(request, "webhook")
         job_id = str(accepted.get("job_id", ""))
-        self._store.delivered(hook.row.id, now_iso(), 202, None, job_id)
+        self._delivered(hook, request, 202, None, job_id)
         payload = {"job_id": job_id, "status": accepted.get("status", "pending"), "webhook_id": hook.row.id}
         data = json.dumps(payload).encode()
         await send(

@@ -527,3 +527,33 @@ def test_the_docs_curl_and_openssl_example_runs(orvad: Orvad, fn: str) -> None:
         assert done.returncode == 0, done.stderr
         codes.append(done.stdout.strip())
     assert codes == ["200", "409"]
+
+
+def test_deliveries_are_activity_rows_and_need_no_key(orvad: Orvad) -> None:
+    """A verified delivery is one activity row (source webhook, actor the webhook, target the function);
+    refused ones are none. A function whose auth_mode is api_key runs from its webhook without a key: the
+    signature is the delivery's credential."""
+    with orvad.admin() as c:
+        fn = create_function(c, "inbound-keyed", "python", entrypoint="handler.py", auth_mode="api_key")
+        dep = wait_deployed(c, deploy_inline(c, fn["name"], RECORDER)["id"])
+        assert dep["status"] == "succeeded", dep
+        assert httpx.post(f"{orvad.url}/fn/{fn['name']}", content=b"{}").status_code == 401  # /fn wants a key
+        hook = _create(c, fn["name"], name="keyed", format="hmac_sha256_hex")
+        for _ in range(3):
+            assert _post(orvad, hook, b"{}", {"X-Signature": "0" * 64}).status_code == 401
+        body = b'{"keyed": 1}'
+        r = _post(
+            orvad, hook, body, sign("hmac_sha256_hex", body, hook["secret"].encode(), Settings(), NOW())
+        )
+        assert r.status_code == 200, r.text
+        _written(c, r)
+
+        def rows() -> list[dict[str, Any]]:
+            return c.get("/api/v1/activity", params={"source": "webhook", "actor_id": hook["id"]}).json()[
+                "activity"
+            ]  # type: ignore[no-any-return]
+
+        wait_for(lambda: len(rows()) >= 1, 10, "the delivery's activity row")
+        (row,) = rows()
+        assert row["status"] == 200 and row["path"] == f"/webhook/{hook['id']}"
+        assert row["target_id"] == fn["id"] and hook["secret"] not in json.dumps(row)
