@@ -4,6 +4,7 @@ call it from outside), while the API stays off that origin and /webhook/ needs n
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -58,3 +59,23 @@ def test_the_functions_origin_serves_webhooks(make_orvad: Any) -> None:
         hook["url"], content=body, headers={**headers, "X-Slack-Signature": "v0=" + "0" * 64}, timeout=30
     )
     assert r.status_code == 401 and r.json()["error"]["code"] == "WEBHOOK_SIGNATURE_INVALID"
+
+
+def test_a_deleted_functions_webhooks_go_with_it(make_orvad: Any) -> None:
+    server = make_orvad()
+    with server.admin() as c:
+        c.post("/api/v1/functions", json={"name": "short-lived", "runtime": "python"}).raise_for_status()
+        hook = _create(c, "short-lived", name="gh", format="github")
+        body = b"{}"
+        headers = sign("github", body, hook["secret"].encode(), Settings(), int(time.time()))
+        assert _post(server, hook, body, headers).json()["error"]["code"] == "NOT_DEPLOYED"  # it is there
+        c.delete("/api/v1/functions/short-lived").raise_for_status()
+        assert _post(server, hook, body, headers).status_code == 404
+    assert server.stop() == 0
+    with sqlite3.connect(
+        server.data_dir / "orva.db"
+    ) as db:  # the row went with the function's (ON DELETE CASCADE)
+        assert db.execute("SELECT COUNT(*) FROM inbound_webhooks").fetchone() == (0,)
+    server.start()
+    headers = sign("github", b"[]", hook["secret"].encode(), Settings(), int(time.time()))
+    assert _post(server, hook, b"[]", headers).status_code == 404
