@@ -455,10 +455,23 @@ def _asks_async(query: bytes) -> bool:
     return any(part in (b"async=1", b"async=true") for part in query.split(b"&"))
 
 
+def _utf8(value: str, field: str) -> str:
+    """JSON may carry a lone surrogate, which is not text (SQLite and the cipher cannot take it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{field} holds a lone surrogate, which is not text",
+            hint="send UTF-8 text",
+            details={"field": field},
+        ) from None
+    return value
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= NAME_MAX:
         raise ValidationError(f"name must be a string of 1..{NAME_MAX} characters", details={"field": "name"})
-    return value
+    return _utf8(value, "name")
 
 
 def _format(value: Any) -> str:
@@ -486,7 +499,7 @@ def _prefix(value: Any) -> str:
         raise ValidationError(
             f"prefix must be a string of at most {PREFIX_MAX} characters", details={"field": "prefix"}
         )
-    return value
+    return _utf8(value, "prefix")
 
 
 def _tolerance(value: Any) -> int:
@@ -522,7 +535,7 @@ def _secret(value: Any) -> str:
             hint="leave it out and orvad generates one (shown once)",
             details={"field": "secret"},
         )
-    return value
+    return _utf8(value, "secret")
 
 
 # field -> its check; null means "absent" (the default, or the value kept) for every optional field

@@ -491,6 +491,10 @@ def test_api_validation(orvad: Orvad, fn: str) -> None:
         ):
             r = c.post(base, json=bad)
             assert r.status_code == 400, (bad, r.text)
+        for field in ("name", "prefix", "secret"):  # a lone surrogate is not text: 400, not a 500
+            body = {"name": "x", "format": "hmac_sha256_hex", field: "a" * 16 + "\ud800"}
+            r = c.post(base, content=json.dumps(body), headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"]["details"]["field"] == field, r.text
         _create(c, fn, name="dup", format="github")
         r = c.post(base, json={"name": "dup", "format": "github"})
         assert r.status_code == 409
