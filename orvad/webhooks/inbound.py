@@ -475,7 +475,7 @@ def _name(value: Any) -> str:
 
 
 def _format(value: Any) -> str:
-    if value not in formats.FORMATS:
+    if not isinstance(value, str) or value not in formats.FORMATS:
         raise ValidationError(
             f"format must be one of {', '.join(formats.FORMATS)}",
             hint="github, stripe and slack follow those senders; hmac_sha256_hex and hmac_sha256_base64 "
@@ -517,7 +517,7 @@ def _tolerance(value: Any) -> int:
 
 
 def _mode(value: Any) -> str:
-    if value not in MODES:
+    if not isinstance(value, str) or value not in MODES:
         raise ValidationError("mode must be sync or async", details={"field": "mode"})
     return str(value)
 

@@ -478,6 +478,8 @@ def test_api_validation(orvad: Orvad, fn: str) -> None:
         base = f"/api/v1/functions/{fn}/inbound-webhooks"
         for bad in (
             {"name": "x", "format": "gitlab"},
+            {"name": "x", "format": {}},  # found by schemathesis: a dict is no format (was a 500)
+            {"name": "x", "format": "stripe", "mode": ["sync"]},
             {"name": "", "format": "github"},
             {"format": "github"},
             {"name": "x", "format": "github", "header": "X-Sig"},
