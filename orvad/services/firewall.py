@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ MAX_REFRESH_S = 300.0
 FAIL_RETRY_S = 30.0
 MAX_DNS_SERVERS = 4
 MAX_NAMES = 2048  # names kept resolved (rules and live allow lists)
+UNUSED_GRACE_S = 60.0  # a name no rule or live sandbox uses is forgotten after this
 RULE_FIELDS = ("target", "ports", "description")
 Resolver = Callable[[str, list[str]], Awaitable[Answer]]
 
@@ -61,6 +62,7 @@ class Resolved:
     resolved_at: str | None
     due: float  # time.monotonic() of the next lookup
     error: str | None = None
+    looked_up: float = field(default_factory=time.monotonic)
 
 
 def host_nameservers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
@@ -94,11 +96,11 @@ class FirewallService:
         self.rules = {r["id"]: r for r in await self._store.all_rules()}
         self.dns_servers = list(await self._store.setting("dns_servers") or [])
         await asyncio.to_thread(self._write_resolv_conf)
-        self._names = {}
-        await self._resolve_missing(self._wanted())
+        names, _ = await self._resolve_missing(self._wanted(), {})
         try:
-            await self._apply()
+            await self._apply(names=names)
         except FirewallApplyFailed as exc:
+            self._names = names
             log.error("egress rules could not be applied", extra={"error": exc.message})
 
     @property
@@ -132,22 +134,23 @@ class FirewallService:
             names |= {e for e in entries if is_hostname(e)}
         return names
 
-    def _networks(self, rule: dict[str, Any]) -> list[str]:
+    def _networks(self, rule: dict[str, Any], names: dict[str, Resolved] | None = None) -> list[str]:
+        names = self._names if names is None else names
         kind, target = rule["kind"], rule["target"]
         if kind == "cidr":
             return [target]
         if kind == "host":
-            found = self._names.get(target)
+            found = names.get(target)
             return list(found.addresses) if found else []
-        return [a for name, r in self._names.items() if wildcard_matches(target, name) for a in r.addresses]
+        return [a for name, r in names.items() if wildcard_matches(target, name) for a in r.addresses]
 
-    def _deny_sets(self, rules: dict[str, dict[str, Any]]) -> DenySets:
+    def _deny_sets(self, rules: dict[str, dict[str, Any]], names: dict[str, Resolved]) -> DenySets:
         nets4: list[str] = []
         nets6: list[str] = []
         ports4: list[tuple[str, int]] = []
         ports6: list[tuple[str, int]] = []
         for rule in rules.values():
-            for net in self._networks(rule):
+            for net in self._networks(rule, names):
                 v6 = ipaddress.ip_network(net).version == 6
                 if rule["ports"]:
                     (ports6 if v6 else ports4).extend((net, int(p)) for p in rule["ports"])
@@ -155,10 +158,14 @@ class FirewallService:
                     (nets6 if v6 else nets4).append(net)
         return DenySets(tuple(nets4), tuple(nets6), tuple(ports4), tuple(ports6))
 
-    async def _apply(self, rules: dict[str, dict[str, Any]] | None = None) -> None:
-        """Put ``rules`` (default: the current ones) and the resolved names into nftables at once."""
-        self._egress.deny = self._deny_sets(self.rules if rules is None else rules)
-        self._egress.names = {n: r.addresses for n, r in self._names.items()}
+    async def _apply(
+        self, rules: dict[str, dict[str, Any]] | None = None, names: dict[str, Resolved] | None = None
+    ) -> None:
+        """Put ``rules`` and ``names`` (default: the current ones) into nftables at once; the names become
+        the current ones only once nftables holds them (what the API shows is what is enforced)."""
+        names = self._names if names is None else names
+        self._egress.deny = self._deny_sets(self.rules if rules is None else rules, names)
+        self._egress.names = {n: r.addresses for n, r in names.items()}
         self._egress.dns = self._sandbox_dns()
         try:
             await self._egress.sync()
@@ -167,6 +174,7 @@ class FirewallService:
                 f"nftables refused the egress rules: {exc}",
                 hint="GET /api/v1/system/health shows the egress check; the rules were not changed",
             ) from None
+        self._names = names
 
     async def _lookup(self, name: str) -> Resolved:
         try:
@@ -183,35 +191,43 @@ class FirewallService:
         due = time.monotonic() + min(max(float(answer.ttl), MIN_REFRESH_S), MAX_REFRESH_S)
         return Resolved(answer.addresses, answer.ttl, now_iso(), due)
 
-    async def _resolve_missing(self, names: set[str], *, due_only: bool = False) -> bool:
-        """Look up the names not known (or due); whether any name's addresses changed."""
+    async def _resolve_missing(
+        self, names: set[str], base: dict[str, Resolved], *, due_only: bool = False
+    ) -> tuple[dict[str, Resolved], bool]:
+        """``base`` with the names not in it (or due) looked up; whether any name's addresses changed."""
         now = time.monotonic()
-        todo = [n for n in names if n not in self._names or (due_only and self._names[n].due <= now)]
-        todo = todo[: max(0, MAX_NAMES - len(self._names)) + len([n for n in todo if n in self._names])]
+        result = dict(base)
+        todo = [n for n in names if n not in base or (due_only and base[n].due <= now)]
+        todo = todo[: max(0, MAX_NAMES - len(base)) + len([n for n in todo if n in base])]
         changed = False
         for start in range(0, len(todo), 16):
             batch = todo[start : start + 16]
             for name, found in zip(
                 batch, await asyncio.gather(*(self._lookup(n) for n in batch)), strict=True
             ):
-                old = self._names.get(name)
+                old = base.get(name)
                 changed |= old is None or old.addresses != found.addresses
-                self._names[name] = found
-        return changed
+                result[name] = found
+        return result, changed
 
     async def refresh(self) -> None:
         """Re-resolve the names whose TTL ended, forget unused ones, apply when an address changed."""
         async with self._lock:
             wanted = self._wanted()
-            dropped = [n for n in self._names if n not in wanted]
-            for name in dropped:
-                del self._names[name]
-            changed = await self._resolve_missing(wanted, due_only=True)
+            # a name resolved for a sandbox about to start is not in use yet: kept for a minute
+            now = time.monotonic()
+            dropped = [
+                n for n, r in self._names.items() if n not in wanted and now - r.looked_up > UNUSED_GRACE_S
+            ]
+            kept = {n: r for n, r in self._names.items() if n not in dropped}
+            names, changed = await self._resolve_missing(wanted, kept, due_only=True)
             if changed or dropped:
                 try:
-                    await self._apply()
+                    await self._apply(names=names)
                 except FirewallApplyFailed as exc:
                     log.error("egress rules could not be refreshed", extra={"error": exc.message})
+            else:
+                self._names = names  # new due times
 
     async def run(self) -> None:
         while True:
@@ -227,9 +243,11 @@ class FirewallService:
         hosts = {e for e in entries if is_hostname(e)}
         if hosts - set(self._names):
             async with self._lock:
-                if await self._resolve_missing(hosts):
-                    with contextlib.suppress(FirewallApplyFailed):
-                        await self._apply()  # a wildcard rule may cover a new name
+                names, _ = await self._resolve_missing(hosts, self._names)
+                try:
+                    await self._apply(names=names)  # a wildcard rule may cover a new name
+                except FirewallApplyFailed:
+                    self._names = names
         return entries
 
     # --- the API's operations
@@ -290,9 +308,10 @@ class FirewallService:
 
     async def _save(self, rule: dict[str, Any]) -> dict[str, Any]:
         rules = {**self.rules, rule["id"]: rule}
+        names = self._names
         if rule["kind"] == "host":
-            await self._resolve_missing({rule["target"]})
-        await self._apply(rules)  # nftables first: a refused change is stored nowhere
+            names, _ = await self._resolve_missing({rule["target"]}, names)
+        await self._apply(rules, names)  # nftables first: a refused change is stored nowhere
         try:
             await self._store.upsert_rule(rule)
         except BaseException:
