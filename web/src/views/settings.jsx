@@ -22,6 +22,7 @@ const AssistantSettings = lazy(() => import("./assistant-settings.jsx"), "Assist
 // Storage (vacuum) and Sessions (issue 24): a chunk of their own too
 const StorageCard = lazy(() => import("./settings-operate.jsx"), "StorageCard", "storage");
 const SessionsCard = lazy(() => import("./settings-operate.jsx"), "SessionsCard", "sessions");
+const BackupCard = lazy(() => import("./settings-backup.jsx"), "BackupCard", "backup"); // issue 24
 
 export function SettingsView() {
   const info = useAsync(() => api.get("system/info"), []);
@@ -87,6 +88,7 @@ export function SettingsView() {
       <ConnectedApps />
       <StorageCard />
       <SessionsCard />
+      <BackupCard />
       <h2>Change password</h2>
       <form class="form narrow" onSubmit={submit} aria-label="Change password">
         <ErrorBanner error={action.error} />
