@@ -51,8 +51,8 @@ export function BackupCard() {
     <section aria-label="Backup">
       <h2>Backup</h2>
       <p class="muted">
-        A backup holds the database, the master key and every retained function version: keep it as safely as the
-        server itself. Taking one does not interrupt invocations.
+        A backup holds the database, the master key and every retained function version: keep it as safely as the server
+        itself. Taking one does not interrupt invocations.
       </p>
       <ErrorBanner error={status.error} />
       <div class="actions left">
