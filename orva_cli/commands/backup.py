@@ -128,7 +128,12 @@ def restore(app: App, file: Path, yes: bool) -> None:
 @json_option
 @pass_app
 def status(app: App) -> None:
-    """The scheduled backups (ORVA_BACKUP_DIR, ORVA_BACKUP_EVERY, ORVA_BACKUP_KEEP) and the last one."""
+    """The scheduled backups (ORVA_BACKUP_DIR, ORVA_BACKUP_EVERY, ORVA_BACKUP_KEEP) and the last one.
+
+    \b
+    Example:
+      orva backup status --json
+    """
     answer = app.get("/api/v1/backup/status")
 
     def human(r: dict[str, object]) -> None:
