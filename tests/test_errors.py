@@ -190,7 +190,8 @@ def _error_classes() -> dict[str, type[OrvaError]]:
     """Every OrvaError subclass orvad defines, by name (importing every module registers them all)."""
     for module in sorted((ROOT / "orvad").rglob("*.py")):
         name = ".".join(module.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        if name != "orvad.__main__":
+        # the starter templates' handlers run in sandboxes (they import `orva`, the SDK), not in orvad
+        if name != "orvad.__main__" and not (name.startswith("orvad.templates.") and name.count(".") > 2):
             importlib.import_module(name)
     found: dict[str, type[OrvaError]] = {}
     todo: list[type[OrvaError]] = [OrvaError]
