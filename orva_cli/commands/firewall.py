@@ -56,7 +56,13 @@ def _show_rule(app: App, rule: dict[str, Any]) -> None:
 
 @firewall.group()
 def rules() -> None:
-    """The global deny list (every egress function)."""
+    """The global deny list (every egress function).
+
+    \b
+    Example:
+      orva firewall rules add 203.0.113.0/24 --description "a partner's old range"
+      orva firewall rules list
+    """
 
 
 @rules.command("list")
