@@ -198,7 +198,13 @@ def resolve(app: App, host: str) -> None:
 
 @firewall.group()
 def dns() -> None:
-    """The DNS servers egress sandboxes (and orvad's rule lookups) use."""
+    """The DNS servers egress sandboxes (and orvad's rule lookups) use.
+
+    \b
+    Example:
+      orva firewall dns set 192.0.2.53 192.0.2.54
+      orva firewall dns get
+    """
 
 
 def _show_dns(app: App, data: dict[str, Any]) -> None:
