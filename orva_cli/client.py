@@ -129,7 +129,7 @@ class Client:
         response = self.send(method, path, **kwargs)
         if response.status_code >= 400:
             raise self.failure(response)
-        return response.json()
+        return None if response.status_code == 204 else response.json()  # 204: no content (a DELETE)
 
     def text(self, path: str, **kwargs: Any) -> str:
         response = self.send("GET", path, **kwargs)

@@ -24,6 +24,7 @@ from orva_cli.commands import (
     operate,
     replay,
     traces,
+    webhooks,
 )
 from orva_cli.config import Settings, save
 from orva_cli.context import App, json_option, pass_app, read_secret
@@ -129,6 +130,7 @@ for module in (
     backup,
     operate,  # issue 24: activity, sessions (and `system storage|vacuum` on admin's group)
     firewall,  # issue 24: egress rules, resolve, DNS servers
+    webhooks,  # issue 24: outbound webhooks (inbound ones attach to its group below)
 ):
     for command in module.commands:
         cli.add_command(command)

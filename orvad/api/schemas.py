@@ -813,6 +813,7 @@ _WEBHOOK_FIELDS: dict[str, Schema] = {
         "type": "string",
         "minLength": 1,
         "maxLength": 2048,
+        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
         "description": "http:// or https://, no user@",
     },
     "events": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": _WEBHOOK_EVENTS}},

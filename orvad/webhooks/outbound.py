@@ -44,10 +44,12 @@ from orvad import __version__
 from orvad.clock import epoch_iso, now_iso
 from orvad.errors import NotFound, ValidationError, WebhookDisabled
 from orvad.ids import uuid7
+from orvad.jobs.service import Job
 from orvad.models import Function, FunctionStatus
 from orvad.services.bus import Bus
 from orvad.services.changes import Change, FunctionChanged, FunctionCreated, FunctionDeleted
 from orvad.services.functions import FunctionService
+from orvad.store.jobs import Finish
 from orvad.store.webhooks import (
     DELIVERY_STATUSES,
     AttemptRow,
@@ -161,6 +163,29 @@ def function_brief(fn: Function) -> dict[str, Any]:
         "created_at": fn.created_at,
         "updated_at": fn.updated_at,
     }
+
+
+def ended_job_json(finish: Finish) -> dict[str, Any]:
+    """A job as its last attempt ended it: GET /api/v1/jobs/{id}'s record, that attempt's execution and status
+    code, and for a cron run its schedule's id."""
+    job = Job(finish.job).to_json()
+    job.update(
+        status=finish.next_status,
+        attempts=finish.job.attempts,
+        finished_at=epoch_iso(finish.ended),
+        updated_at=epoch_iso(finish.ended),
+        lease_until=None,
+        execution_id=finish.execution_id,
+        status_code=finish.status_code,
+    )
+    if finish.error:
+        with contextlib.suppress(ValueError):
+            job["last_error"] = json.loads(finish.error)
+    if finish.job.trigger == "cron":
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            headers = dict(json.loads(finish.job.request)["headers"])
+            job["schedule_id"] = headers.get("x-orva-cron-id")
+    return job
 
 
 def is_execution_error(row: dict[str, Any]) -> bool:
@@ -584,18 +609,21 @@ class OutboundWebhooks:
         if ("execution.error" in self._wanted or "*" in self._wanted) and is_execution_error(row):
             self.publish("execution.error", {"execution": row}, str(row["function_id"]))
 
-    def on_job_end(self, job: dict[str, Any]) -> None:
-        """The job runner's hook, once a job has ended: job.succeeded, job.failed (dead), and cron.failed for
-        a cron run's job."""
-        function_id = job.get("function_id")
-        if job.get("status") == "succeeded":
+    def on_job_end(self, finish: Finish) -> None:
+        """The job runner's hook, once an attempt's end that ended its job is written: job.succeeded,
+        job.failed (dead), and cron.failed for a cron run's job."""
+        if finish.next_status not in ("succeeded", "dead"):
+            return
+        if not self._wanted:
+            return
+        job = ended_job_json(finish)
+        function_id = finish.job.function_id
+        if finish.next_status == "succeeded":
             self.publish("job.succeeded", {"job": job}, function_id)
-        elif job.get("status") == "dead":
-            self.publish("job.failed", {"job": job}, function_id)
-            if job.get("trigger") == "cron":
-                key = str(job.get("idempotency_key") or "")
-                schedule = key.split(":")[1] if key.startswith("cron:") and key.count(":") >= 2 else None
-                self.publish("cron.failed", {"schedule_id": schedule, "job": job}, function_id)
+            return
+        self.publish("job.failed", {"job": job}, function_id)
+        if finish.job.trigger == "cron":
+            self.publish("cron.failed", {"schedule_id": job.get("schedule_id"), "job": job}, function_id)
 
     def on_deployment(self, dep: dict[str, Any]) -> None:
         status = dep.get("status")
@@ -648,9 +676,12 @@ class OutboundWebhooks:
                 self._wake.clear()
                 try:
                     await self._write_queued()
-                    await self._claim_due()
+                    # one "now" for the claim and the sleep: a delivery due between two readings of the
+                    # clock would be neither claimed (not due yet) nor waited for (due already)
+                    now = self.clock()
+                    await self._claim_due(now)
                     await self._prune()
-                    delay = await self._sleep_for()
+                    delay = await self._sleep_for(now)
                 except Exception:
                     log.exception("webhooks: the sender's pass failed; trying again")
                     delay = 1.0
@@ -692,12 +723,12 @@ class OutboundWebhooks:
             self.figures.dropped += max(0, len(events) - room)
             raise
 
-    async def _claim_due(self) -> None:
+    async def _claim_due(self, now: float) -> None:
         free = MAX_CLAIMED - len(self._claimed)
         if free <= 0:
             return
         share = self.per_receiver * CLAIMED_PER_RECEIVER_FACTOR
-        due = await self._store.due(self.clock(), len(self._claimed) + free, share)
+        due = await self._store.due(now, len(self._claimed) + free, share)
         for d in due:
             if d.id in self._claimed:
                 continue
@@ -712,12 +743,11 @@ class OutboundWebhooks:
                 self._attempt(receiver, d), name=f"orva-webhook-{d.id}"
             )
 
-    async def _sleep_for(self) -> float:
-        now = self.clock()
+    async def _sleep_for(self, now: float) -> float:
         nxt = await self._store.next_due(now)
         if nxt is None:
             return 60.0
-        return float(min(60.0, max(0.0, nxt - now)))
+        return float(min(60.0, max(0.0, nxt - self.clock())))
 
     async def _prune(self) -> None:
         now = self.clock()

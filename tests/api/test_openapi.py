@@ -183,6 +183,10 @@ def test_the_session_scheme_names_the_cookie_in_use(make_orvad) -> None:  # type
 # published schema and be accepted; each invalid one must fail the schema and be refused with 400. A value
 # that ends in a newline is invalid to JSON Schema's `$` (ECMA-262), so the handler must refuse it too.
 STRINGS: dict[str, tuple[list[Any], list[Any]]] = {
+    "url": (  # an outbound webhook's receiver
+        ["http://127.0.0.1:9/x", "HTTPS://example.com/hooks/orva?a=1"],
+        ["x", "ftp://127.0.0.1/x", "", 5],  # (user@ in a URL: tests/webhooks/test_outbound_api.py)
+    ),
     "name": (["a", "hello-world", "a_b", "a" + "0" * 62], ["A", "1a", "_a", "a.b", "a" * 64, "a\n", ""]),
     "entrypoint": (
         ["handler.py", "src/app.v2.py", "_x.py"],
@@ -316,6 +320,10 @@ EXTRA_INVALID: dict[str, list[dict[str, Any]]] = {
 
 # fields whose values a table above gives whatever their schema
 TABLES = {
+    "events": (  # an outbound webhook's event types
+        [["*"], ["function.created", "job.failed"]],
+        [[], ["nope"], "function.created", [5], None],
+    ),
     "env_vars": ENV_VARS,
     "permissions": PERMS,
     "function_ids": FUNCTION_IDS,
@@ -420,6 +428,10 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
         f"/api/v1/functions/{fn['id']}/inbound-webhooks", json={"name": "agree", "format": "hmac_sha256_hex"}
     ).json()
     fw_rule = admin.post("/api/v1/firewall/rules", json={"target": "198.18.77.0/24"}).json()
+    # an outbound webhook to a port nothing listens on (its deliveries wait in the outbox)
+    outbound = admin.post(
+        "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/agree", "events": ["*"]}
+    ).json()
     names = iter(range(10_000))
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     STRINGS["expires_at"] = ([future], STRINGS["expires_at"][1])
@@ -484,6 +496,12 @@ def _agree(spec: dict[str, Any], admin: httpx.Client, fake: FakeProvider) -> Non
         "InboundWebhookUpdate": Target(
             "PUT", f"/api/v1/functions/{fn['id']}/inbound-webhooks/{inbound['id']}", lambda: {"enabled": True}
         ),
+        "WebhookCreate": Target(
+            "POST",
+            "/api/v1/webhooks",
+            lambda: {"url": "http://127.0.0.1:9/x", "events": ["function.created"]},
+        ),
+        "WebhookUpdate": Target("PUT", f"/api/v1/webhooks/{outbound['id']}", lambda: {"enabled": True}),
         "FirewallRuleCreate": Target("POST", "/api/v1/firewall/rules", lambda: {"target": "198.19.0.0/16"}),
         "FirewallRuleUpdate": Target(
             "PUT", f"/api/v1/firewall/rules/{fw_rule['id']}", lambda: {"description": "x"}
@@ -587,6 +605,7 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
             "/api/v1/functions/q/deploy-inline", json={"code": "def handler(e, c):\n    return 1\n"}
         ).json()
         conv = c.post("/api/v1/ai/conversations", json={}).json()
+        hook = c.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/q", "events": ["*"]}).json()
         checked = 0
         for path, ops in spec["paths"].items():
             if path in QUERY_KNOWN_BUGS | QUERY_SKIP or "get" not in ops:
@@ -600,6 +619,8 @@ def test_query_parameters_agree_with_the_handlers(make_orvad) -> None:  # type: 
                 if path.startswith("/api/v1/deployments/")
                 else conv["id"]
                 if path.startswith("/api/v1/ai/conversations/")
+                else hook["id"]
+                if path.startswith("/api/v1/webhooks/")
                 else fn["id"],
             )
             required = {p["name"]: fn["id"] for p in params if p["required"]}

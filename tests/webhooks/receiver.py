@@ -39,7 +39,9 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with outer._lock:
-                    outer.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    outer.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     status = outer.statuses.pop(0) if outer.statuses else outer.default
                 if outer.hang is not None:
                     outer.hang.wait(60)
@@ -71,5 +73,7 @@ class Receiver:
             return [r for r in self.received if r.headers.get("x-orva-event") == event_type]
 
     def wait(self, event_type: str, count: int = 1, deadline_s: float = 30.0) -> list[Received]:
-        wait_for(lambda: len(self.of_type(event_type)) >= count, deadline_s, f"{count} {event_type} deliveries")
+        wait_for(
+            lambda: len(self.of_type(event_type)) >= count, deadline_s, f"{count} {event_type} deliveries"
+        )
         return self.of_type(event_type)
