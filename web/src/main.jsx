@@ -31,6 +31,8 @@ const SchedulesView = lazy(() => import("./views/cron.jsx"), "SchedulesView", "s
 const ActivityView = lazy(() => import("./views/activity.jsx"), "ActivityView", "activity page");
 // ... and the egress rules (issue 24)
 const FirewallView = lazy(() => import("./views/firewall.jsx"), "FirewallView", "firewall page");
+// ... and the outbound webhooks (issue 24)
+const WebhooksView = lazy(() => import("./views/webhooks.jsx"), "WebhooksView", "webhooks page");
 
 const NAV = [
   ["/", "Overview"],
@@ -44,6 +46,7 @@ const NAV = [
   ["/assistant", "Assistant"],
   ["/activity", "Activity"],
   ["/firewall", "Firewall"],
+  ["/webhooks", "Webhooks"],
   ["/keys", "API keys"],
   ["/settings", "Settings"],
 ];
@@ -66,6 +69,7 @@ const VIEWS = [
   ["/assistant/:id", AssistantView],
   ["/activity", ActivityView],
   ["/firewall", FirewallView],
+  ["/webhooks", WebhooksView],
   ["/keys", KeysView],
   ["/settings", SettingsView],
 ];
