@@ -309,5 +309,7 @@ def test_scheduled_backups_are_written_and_pruned(make_orvad: Callable[..., Orva
     assert status["last"]["ok"] is True and status["last"]["bytes"] > 0 and status["next_at"]
     wait_for(lambda: len(list(folder.glob("orva-backup-*.tar.gz"))) == 2, 10, "the pruning to keep 2")
     newest = sorted(folder.glob("orva-backup-*.tar.gz"))[-1]
+    # a backup holds the master key: no other local user may read it or list the folder
+    assert folder.stat().st_mode & 0o777 == 0o700 and newest.stat().st_mode & 0o777 == 0o600
     with tarfile.open(newest, mode="r:gz") as tar:
         assert json.loads(tar.extractfile("manifest.json").read())["format"] == "orva-backup"  # type: ignore[union-attr]
