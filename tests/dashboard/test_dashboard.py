@@ -304,8 +304,9 @@ def test_expired_session_returns_to_the_same_page(make_orvad, page: Page) -> Non
     old = httpx.post(f"{server.url}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
     assert old.status_code == 401
 
-    # wrong password: a readable message with the hint, never raw JSON
-    page.get_by_role("button", name="Log out").click()
+    # wrong password: a readable message with the hint, never raw JSON (Settings lists sessions with Log out
+    # buttons of their own: the one in the navigation)
+    page.get_by_role("navigation", name="Main").get_by_role("button", name="Log out").click()
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Log in").click()
