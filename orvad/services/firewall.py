@@ -327,7 +327,7 @@ class FirewallService:
                 raise ValidationError(
                     f"there are {MAX_RULES} egress rules already (the most orvad keeps)",
                     details={"max": MAX_RULES},
-                    hint="merge rules into wider CIDRs, or delete some: DELETE /api/v1/firewall/rules/{id}",
+                    hint="merge rules into wider CIDRs, or delete some (list them with GET /api/v1/firewall/rules)",
                 )
             return await self._save(self._checked(body, None))
 

@@ -295,8 +295,8 @@ class InboundWebhooks:
         except NameTaken:
             raise Conflict(
                 f"function {fn.name} has an inbound webhook named {row.name!r} already",
-                hint="choose another name, or change that one with PUT "
-                f"/api/v1/functions/{fn.name}/inbound-webhooks/{{wid}}",
+                hint="choose another name, or find that one with GET "
+                f"/api/v1/functions/{fn.name}/inbound-webhooks and change it with PUT",
                 details={"field": "name", "name": row.name},
             ) from None
         self._hooks[row.id] = Hook(row, secret.encode())

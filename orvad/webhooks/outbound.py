@@ -557,7 +557,7 @@ class OutboundWebhooks:
         if d is None:
             raise NotFound(
                 f"no delivery {delivery_id!r}",
-                hint="list a webhook's deliveries with GET /api/v1/webhooks/{id}/deliveries",
+                hint="list the webhooks with GET /api/v1/webhooks, then a webhook's deliveries under it (/deliveries)",
                 details={"delivery_id": delivery_id},
             )
         self._require_enabled(self.receiver(d.webhook_id))
