@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from orvad.auth.sessions import SessionService
 from orvad.auth.throttle import LoginThrottle
 from orvad.backup import BackupService
 from orvad.backup.running import hold as hold_running_lock
+from orvad.backup.swap import RestoreNotLoaded
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
 from orvad.clock import FileClock, WallClock
@@ -447,32 +448,75 @@ class Daemon:
             self.tasks.start("orva-backups", self.backups.run())
         self.startup_complete = True
 
-    async def reload_from(self, swap: Callable[[], None]) -> None:
+    async def reload_from(self, swap: Callable[[], None], undo: Callable[[], None]) -> None:
         """A restore without a process restart (orvad/backup/service.py): stop the loops, builds and pools,
         write the queued rows, close the database; run ``swap`` in a thread (the restored files replace the
         data dir's); then forget what was loaded and load again as start() does (the previous files when
-        ``swap`` failed: it puts them back). Requests arriving meanwhile may fail; the API says so."""
+        ``swap`` failed: it puts them back). Should the restored files not load (a master key or a row
+        start() cannot read), everything is stopped again, ``undo`` puts the previous files back, they are
+        loaded, and RestoreNotLoaded is raised. Requests arriving meanwhile may fail; the API says so."""
         log.warning("reloading from restored files: loops, builds and pools stop")
-        self.startup_complete = False
-        await self.tasks.stop()
-        await asyncio.gather(self.builder.stop(), self.reconciler.stop())
-        await self.tasks.stop(cancel=False)
-        await self.storage.close()
-        await self.batch.stop()
-        await self.replays.close()
-        await self.db.close()
+        await self._unload()
         try:
             await asyncio.to_thread(swap)
-        finally:
-            # in place: the invoke path, the guard and the API hold these objects, never copies
-            self.functions._by_id.clear()
-            self.functions._by_name.clear()
-            self.routes.table = RouteTable()
-            self.pool_configs._configs.clear()
-            self._unlock_master_key()
-            self.spawner._secrets = self.secrets
-            await self._open_and_load()
+        except BaseException:
+            await self._load_again()  # swap put the previous files back
+            raise
+        try:
+            await self._load_again()
+        except Exception as exc:
+            log.exception("the restored files could not be loaded: the previous ones are put back")
+            await self._unload(after_failure=True)
+            await asyncio.to_thread(undo)
+            await self._load_again()
+            raise RestoreNotLoaded(f"{type(exc).__name__}: {exc}") from exc
         log.warning("reloaded from restored files", extra={"schema_version": self.db.schema_version})
+
+    async def _unload(self, *, after_failure: bool = False) -> None:
+        """reload_from's stop: loops, builds, pools, queued rows, the database (``after_failure``: of a load
+        that stopped part way, so each step may find its part not started)."""
+        self.startup_complete = False
+
+        async def replays_close() -> None:
+            if self.db.is_open or not after_failure:
+                await self.replays.close()
+
+        steps: list[Callable[[], Awaitable[Any]]] = [
+            self.tasks.stop,
+            lambda: asyncio.gather(self.builder.stop(), self.reconciler.stop()),
+            lambda: self.tasks.stop(cancel=False),
+            self.storage.close,
+            self.batch.stop,
+            replays_close,
+            self.db.close,
+        ]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                if not after_failure:
+                    raise
+                log.exception("stopping a partly loaded state")
+
+    async def _load_again(self) -> None:
+        """reload_from's load: the in-memory state forgotten in place (the invoke path, the guard and the
+        API hold these objects, never copies), then start()'s ``_open_and_load``."""
+        self.functions._by_id.clear()
+        self.functions._by_name.clear()
+        self.routes.table = RouteTable()
+        self.pool_configs._configs.clear()
+        self.webhooks._receivers.clear()  # load() adds to it: a webhook made after the backup stayed
+        self.webhooks._refresh()
+        # the job runner's stop leaves it stopping (no claimed job would start again) and its claims
+        # belong to the database just closed
+        self.jobs._stopping = False
+        self.jobs._ready.clear()
+        self.jobs._held.clear()
+        self.jobs._finished.clear()
+        self.jobs._started.clear()
+        self._unlock_master_key()
+        self.spawner._secrets = self.secrets
+        await self._open_and_load()
 
     async def stop(self) -> None:
         """Stop background loops, builds and workers (together: neither waits for the other), write

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orvad.backup.archive import BackupRefused, Limits, stage, write_backup
-from orvad.backup.swap import swap_in
+from orvad.backup.swap import RestoreNotLoaded, swap_back, swap_in
 from orvad.builder.safetree import remove_tree
 from orvad.clock import now_iso
 from orvad.errors import BackupInvalid, RestoreRunning
@@ -40,7 +40,7 @@ class BackupService:
         version: str,
         newest_schema: Callable[[], int],
         flush: Callable[[], Awaitable[None]],
-        reload: Callable[[Callable[[], None]], Awaitable[None]],
+        reload: Callable[[Callable[[], None], Callable[[], None]], Awaitable[None]],
         backup_dir: Path | None,
         every_s: float,
         keep: int,
@@ -103,6 +103,7 @@ class BackupService:
             raise RestoreRunning("a restore is running already", hint="wait for it to answer, then try again")
         async with self._restoring:
             started = time.monotonic()
+            kept = False
             try:
                 staged = holder / "staged"
                 staged.mkdir(mode=0o700)
@@ -118,9 +119,29 @@ class BackupService:
                     raise BackupInvalid(f"the archive was not restored: {exc}") from None
                 upload.unlink()
                 previous = holder / "previous"
-                await self._reload(lambda: swap_in(self.data_dir, staged, previous))
+                moved_in: list[str] = []
+
+                def swap() -> None:
+                    moved_in.extend(swap_in(self.data_dir, staged, previous))
+
+                def undo() -> None:
+                    swap_back(self.data_dir, staged, previous, moved_in)
+
+                try:
+                    await self._reload(swap, undo)
+                except RestoreNotLoaded as exc:  # the previous files are back and loaded: nothing changed
+                    raise BackupInvalid(
+                        f"the archive was not restored: its files passed the checks but orvad could not "
+                        f"load them ({exc}); the previous data is back, nothing changed"
+                    ) from None
+                except BaseException:
+                    # the reload failed and so did the undo: previous files still in the folder stay for the
+                    # operator (docs/OPERATIONS.md); clean_workspaces keeps a folder holding them
+                    kept = previous.is_dir() and any(previous.iterdir())
+                    raise
             finally:
-                await asyncio.to_thread(self.discard, holder)
+                if not kept:
+                    await asyncio.to_thread(self.discard, holder)
             self.last_restore = {
                 "at": now_iso(),
                 "created_at": manifest.get("created_at"),
