@@ -44,9 +44,11 @@ from orvad.builder.archive import _clean as clean_name
 from orvad.builder.gc import is_built, mark_built
 from orvad.builder.safetree import escaping_links, open_dirs, open_root, seal, walk
 from orvad.clock import now_iso
+from orvad.services.secrets import MasterKeyError, load_master_key
 from orvad.store.backup import (
     DatabaseRefused,
     check_restorable,
+    check_schema,
     retained_versions,
     schema_version,
     snapshot_into,
@@ -60,6 +62,7 @@ MASTER_KEY = "master.key"
 FUNCTIONS = "functions"
 MAX_MANIFEST_BYTES = 32 << 20
 MAX_ENTRIES = 500_000
+_MAX_KEY_BYTES = 4096  # a master key file is 65 bytes; anything much larger is not one
 _NAME = re.compile(
     r"(?!.*\.built$)[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}"
 )  # a function id or code hash (no .built)
@@ -247,7 +250,10 @@ def _write_file(root_fd: int, name: str, source: IO[bytes], declared: int, mode:
     parent = _folder(root_fd, parts[:-1], name)
     try:
         try:
-            fd = os.open(parts[-1], _NEW_FILE, 0o755 if mode & 0o111 else 0o600, dir_fd=parent)
+            # 0600 always for the top-level files (the master key, the database: never the archive's mode);
+            # a version's file keeps only its executable bit (seal() later clears set-id and group/other write)
+            executable = parts[0] == FUNCTIONS and mode & 0o111
+            fd = os.open(parts[-1], _NEW_FILE, 0o755 if executable else 0o600, dir_fd=parent)
         except FileExistsError:
             raise BackupRefused(f"the archive lists {name!r} twice") from None
         except IsADirectoryError:
@@ -292,6 +298,18 @@ def _link(root_fd: int, name: str, target: str, depth: int, seen: _Written) -> N
     seen.links[name] = target
 
 
+def _entry_name(info: tarfile.TarInfo) -> str:
+    try:
+        name = clean_name(info.name)
+    except ArchiveError as exc:
+        raise BackupRefused(str(exc)) from None
+    if not name:
+        raise BackupRefused(f"entry {info.name!r} has no name")
+    if "\0" in name:  # os.open would raise ValueError (a 500), not a refusal
+        raise BackupRefused(f"entry {info.name!r} has a NUL character in its name")
+    return name
+
+
 def _unpack(archive: Path, root_fd: int, limits: Limits) -> _Written:
     seen = _Written({}, {})
     dirs: set[str] = set()
@@ -304,12 +322,7 @@ def _unpack(archive: Path, root_fd: int, limits: Limits) -> _Written:
                 count += 1
                 if count > limits.max_entries:
                     raise BackupRefused(f"the archive has more than {limits.max_entries} entries")
-                try:
-                    name = clean_name(info.name)
-                except ArchiveError as exc:
-                    raise BackupRefused(str(exc)) from None
-                if not name:
-                    raise BackupRefused(f"entry {info.name!r} has no name")
+                name = _entry_name(info)
                 where, depth = _place(name)
                 if name in dirs or name in seen.files or name in seen.links:
                     raise BackupRefused(f"the archive lists {name!r} twice")
@@ -433,6 +446,7 @@ def stage(archive: Path, staging: Path, *, newest_schema: int, limits: Limits) -
         raise BackupRefused(f"{MASTER_KEY} must hold 64 hex characters")
     try:
         check_restorable(staging / DATABASE, newest_schema)
+        check_schema(staging / DATABASE, newest_schema)
     except DatabaseRefused as exc:
         raise BackupRefused(str(exc)) from None
     versions = staging / FUNCTIONS
@@ -449,10 +463,15 @@ def stage(archive: Path, staging: Path, *, newest_schema: int, limits: Limits) -
 
 
 def _valid_key(path: Path) -> bool:
+    """The whole file read as orvad's start reads it (services/secrets.py load_master_key): a key that
+    passed here but failed there would stop the reload after the swap."""
     fd = os.open(path, _READ_FILE)
     with os.fdopen(fd, "rb") as fh:
-        raw = fh.read(200)
-    try:
-        return len(bytes.fromhex(raw.decode().strip())) == 32
-    except (ValueError, UnicodeDecodeError):
+        raw = fh.read(_MAX_KEY_BYTES + 1)
+    if len(raw) > _MAX_KEY_BYTES:
         return False
+    try:
+        load_master_key(path, environ={})
+    except (MasterKeyError, ValueError, OSError):  # ValueError: UnicodeDecodeError too
+        return False
+    return True

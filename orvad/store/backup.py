@@ -8,9 +8,12 @@ orvad's writer goes on committing meanwhile) and writes a compact file that is n
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+
+from orvad.store.db import _split_sql, migration_files
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -82,3 +85,94 @@ def check_restorable(path: Path, newest_schema: int) -> int:
             "restore it with the orvad version that made it (or a newer one)"
         )
     return version
+
+
+# objects SQLite makes itself (autoindexes, sqlite_sequence, sqlite_stat*): not the migrations'; a trigger or a
+# view is compared whatever its name. schema_migrations is orvad's own table (store/db.py), checked above.
+_SCHEMA = (
+    "SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master WHERE NOT ("
+    "(type IN ('table', 'index') AND name LIKE 'sqlite\\_%' ESCAPE '\\') "
+    "OR (type = 'table' AND name = 'schema_migrations'))"
+)
+
+
+# quoted text (kept) | a comment or white space (a gap) | anything else, one character
+_TOKENS = re.compile(
+    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])|(--[^\n]*|/\*.*?(?:\*/|$)|\s+)|(.)""", re.S
+)
+
+
+def _normal(sql: str) -> str:
+    """``sql`` with its comments and white space gone except one space between two words (quoted text kept
+    as it is): an edit of a migration's comment must not make the backups taken before it unrestorable."""
+    out: list[str] = []
+    gap = False
+    for quoted, space, char in _TOKENS.findall(sql):
+        if space:
+            gap = True
+            continue
+        token = quoted or char
+        if (
+            gap
+            and out
+            and (out[-1][-1].isalnum() or out[-1][-1] == "_")
+            and (token[0].isalnum() or token[0] == "_")
+        ):
+            out.append(" ")
+        gap = False
+        out.append(token)
+    return "".join(out)
+
+
+def _objects(conn: sqlite3.Connection) -> set[tuple[str, str, str, str]]:
+    return {(str(t), str(n), str(tb), _normal(str(q))) for t, n, tb, q in conn.execute(_SCHEMA).fetchall()}
+
+
+def _migrate(conn: sqlite3.Connection, migrations: list[tuple[int, str, str]]) -> None:
+    """The migrations newer than the file's, each in a transaction, as store/db.py applies them at open."""
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    current = int(row[0]) if row else 0
+    for number, name, sql in migrations:
+        if number <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (number, name))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def check_schema(path: Path, newest_schema: int) -> None:
+    """Migrate the staged database file ``path`` as orvad's open would, then compare its schema with the
+    one the same migrations make in an empty database. Raise DatabaseRefused when a migration fails on it
+    (its schema_migrations table lies about what it holds) or when its tables, indexes, views or triggers
+    are not exactly the migrations' (a trigger would run on orvad's own writes). Run after check_restorable."""
+    migrations = migration_files()[:newest_schema]
+    try:
+        with _connect(path, read_only=False) as conn:
+            conn.execute("PRAGMA foreign_keys=ON")
+            try:
+                _migrate(conn, migrations)
+            except sqlite3.Error as exc:
+                raise DatabaseRefused(
+                    f"the database does not take this orvad's migrations ({exc}): its schema_migrations table "
+                    "does not match its tables"
+                ) from None
+            found = _objects(conn)
+        with contextlib.closing(sqlite3.connect(":memory:", isolation_level=None)) as ref:
+            ref.execute("PRAGMA foreign_keys=ON")
+            ref.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+            _migrate(ref, migrations)
+            expected = _objects(ref)
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseRefused(f"the database cannot be read: {exc}") from None
+    if odd := sorted(found ^ expected, key=lambda r: (str(r[0]), str(r[1]))):
+        kind, name = odd[0][0], odd[0][1]
+        where = "is not one orvad's migrations make" if odd[0] in found else "is missing or different"
+        raise DatabaseRefused(
+            f"the database's schema is not this orvad's: {kind} {name!r} {where} ({len(odd)} difference(s))"
+        )
