@@ -1,9 +1,11 @@
 """Request capture (issue 23, replay): what an execution received, kept beside its row for
 ``GET /api/v1/executions/{id}/request`` and ``POST .../replay``.
 
-Pure and cheap: no I/O. The row is built when the execution settles and goes to the batched writer
-with the execution's own row (orvad/store/executions.py); the body is the bytes already in memory
-(not copied unless it is cut). Credentials never reach the row:
+Pure and cheap: no I/O. When the execution settles, the event loop queues a ``CapturedRow`` holding
+what the request already had in memory (its headers, query and body, none of them copied) with the
+execution's own row (orvad/store/executions.py); the batched writer's thread makes its values (the
+redaction, the headers' JSON, the body cut to ``MAX_BODY``) when it writes the batch. Credentials never
+reach the row:
 
 - a header is a credential when ``is_credential(name)``: ``authorization``, ``proxy-authorization``,
   ``cookie``, every ``x-orva-*`` (``X-Orva-API-Key``, ``X-Orva-Signature``, ``X-Orva-Timestamp``), and any
@@ -18,12 +20,14 @@ This is the one list of credential names for stored requests; docs/OPERATIONS.md
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
+
 from orvad.invoke.request import InvokeRequest
+from orvad.store.batch import DeferredRow
 
 MAX_BODY = 1 << 20  # bytes of a request body kept; a longer one keeps its first MAX_BODY, flagged
 REDACTED = "[redacted]"
@@ -56,12 +60,29 @@ def is_credential(name: str) -> bool:
     )
 
 
+# header names already judged (raw bytes as sent -> lower-cased text, credential?): the same few names
+# come with every request. Bounded: a client inventing names empties it, never grows it past _KNOWN_MAX.
+_known: dict[bytes, tuple[str, bool]] = {}
+_KNOWN_MAX = 4096
+
+
+def _judged(name_b: bytes) -> tuple[str, bool]:
+    known = _known.get(name_b)
+    if known is None:
+        name = name_b.decode("latin-1").lower()
+        known = (name, is_credential(name))
+        if len(_known) >= _KNOWN_MAX:
+            _known.clear()
+        _known[name_b] = known
+    return known
+
+
 def redact_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[list[str]]:
     """[[name, value], ...] in the order sent, repeats kept, names lower-cased, credentials' values REDACTED."""
     out: list[list[str]] = []
     for name_b, value_b in raw:
-        name = name_b.decode("latin-1").lower()
-        out.append([name, REDACTED if is_credential(name) else value_b.decode("latin-1")])
+        name, secret = _judged(name_b)
+        out.append([name, REDACTED if secret else value_b.decode("latin-1")])
     return out
 
 
@@ -79,20 +100,46 @@ def redact_query(query: str) -> str:
     return "&".join(parts) if changed else query
 
 
-def capture_row(request: InvokeRequest, execution_id: str) -> tuple[Any, ...] | None:
-    """The execution_requests row of a request (orvad/store/captures.py COLUMNS), or None when nothing is
-    kept: the function's capture is off, or its body was never read (refused before it)."""
+class CapturedRow(DeferredRow):
+    """A request's execution_requests row (orvad/store/captures.py COLUMNS), its values made by the
+    batched writer's thread (``make``): the event loop only keeps references to what the request holds."""
+
+    __slots__ = ("execution_id", "method", "subpath", "query", "headers", "body", "held_bytes")
+
+    def __init__(
+        self,
+        execution_id: str,
+        method: str,
+        subpath: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        self.execution_id, self.method, self.subpath = execution_id, method, subpath
+        self.query, self.headers, self.body = query, headers, body
+        # what the queued row will hold: the body kept, the query, the headers with their JSON's framing
+        self.held_bytes = min(len(body), MAX_BODY) + len(query) + 64 * (8 + 2 * len(headers))
+        for name, value in headers:
+            self.held_bytes += len(name) + len(value)
+
+    def make(self) -> tuple[Any, ...]:
+        body, size = self.body, len(self.body)
+        return (
+            self.execution_id,
+            self.method,
+            self.subpath,
+            redact_query(self.query.decode("latin-1")),
+            orjson.dumps(redact_headers(self.headers)).decode(),
+            body if size <= MAX_BODY else body[:MAX_BODY],
+            size,
+            int(size > MAX_BODY),
+        )
+
+
+def capture_row(request: InvokeRequest, execution_id: str) -> CapturedRow | None:
+    """The execution_requests row of a request, or None when nothing is kept: the function's capture is
+    off, or its body was never read (refused before it)."""
     body = request.body
     if body is None or not request.function.capture_requests:
         return None
-    size = len(body)
-    return (
-        execution_id,
-        request.method,
-        request.subpath,
-        redact_query(request.query.decode("latin-1")),
-        json.dumps(redact_headers(request.headers)),
-        body if size <= MAX_BODY else body[:MAX_BODY],
-        size,
-        int(size > MAX_BODY),
-    )
+    return CapturedRow(execution_id, request.method, request.subpath, request.query, request.headers, body)

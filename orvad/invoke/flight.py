@@ -11,6 +11,7 @@ from orvad.invoke.connection import DisconnectWatch
 from orvad.invoke.record import ExecutionRecord
 from orvad.pool.pool import Lease, Pool
 from orvad.pool.worker import Reply
+from orvad.store.batch import Params
 
 
 @dataclass(slots=True)
@@ -30,4 +31,4 @@ class Flight:
     )
     unread: Reply | None = None  # a stream not relayed to its end: the worker drops the rest
     stream_headers: Sequence[tuple[bytes, bytes]] = ()  # a started stream's own headers
-    request: Sequence[Any] | None = None  # its captured request's row (orvad/invoke/capture.py), if kept
+    request: Params | None = None  # its captured request's row (orvad/invoke/capture.py), if kept

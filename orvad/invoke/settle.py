@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from orvad.invoke.flight import Flight
@@ -15,6 +15,7 @@ from orvad.pool.pool import Lease, Pool
 from orvad.pool.worker import Reply
 from orvad.services.bus import Bus
 from orvad.services.metrics import Metrics
+from orvad.store.batch import Params
 from orvad.store.executions import ExecutionStore
 from orvad.traces.outliers import Outliers
 
@@ -56,7 +57,7 @@ class Settler:
         else:
             pool.release(lease, healthy=flight.healthy and lease.worker.alive, duration_s=duration)
 
-    def record_execution(self, record: ExecutionRecord, request: Sequence[Any] | None = None) -> None:
+    def record_execution(self, record: ExecutionRecord, request: Params | None = None) -> None:
         # a refused call ran no handler, a cold start's time is its worker's start: neither is judged
         if record.status != "rejected" and not record.cold_start:
             record.outlier = self.outliers.observe(record.function_id, record.duration_ms)

@@ -6,7 +6,11 @@ one transaction per batch, when ``max_batch`` rows are waiting or ``interval_s``
 an ``after`` callback, called once the row is committed (so what it announces can be read).
 
 A full disk (``InsufficientStorage``) never loses queued rows: they stay in memory and the writer
-retries with a growing pause (up to ``_FULL_RETRY_MAX_S``) until a write commits. The queue holds
+retries with a growing pause (up to ``_FULL_RETRY_MAX_S``) until a write commits.
+
+A row may be a ``DeferredRow``: its values are made on the writer's thread, when its batch is written, so
+what the event loop pays for it is one append (request capture: redaction and JSON off the invoke path).
+The statements of a batch (``multi_row``) are assembled on that thread too. The queue holds
 at most ``max_pending`` rows and ``max_pending_bytes`` bytes of their values; past either, newly
 submitted rows are dropped (their ``after`` is never called), counted in ``rows_dropped`` (the metric ``orva_store_rows_dropped_total``) and logged.
 """
@@ -29,7 +33,38 @@ MAX_PENDING = 200_000  # rows kept in memory while they cannot be written
 MAX_PENDING_BYTES = 128 << 20  # and their values' bytes: an execution's logs alone may be 256 KiB
 _ROW_OVERHEAD = 64  # bytes counted for each value besides its text
 _FULL_RETRY_MAX_S = 2.0
-Row = tuple[str, Sequence[Any], Callable[[], None] | None, int]  # sql, params, after, row_bytes
+
+
+class DeferredRow:
+    """A row whose values are made when its batch is written, on the writer's thread (``values``, once).
+    ``held_bytes``: what it holds in memory, for the queue's byte bound (``row_bytes`` would make it)."""
+
+    __slots__ = ("_values",)
+    held_bytes: int
+
+    def make(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def values(self) -> tuple[Any, ...]:
+        try:
+            return self._values
+        except AttributeError:
+            self._values: tuple[Any, ...] = self.make()
+            return self._values
+
+    # a sequence of its values, as sqlite3 and multi_row read it
+    def __len__(self) -> int:
+        return len(self.values())
+
+    def __getitem__(self, index: int) -> Any:
+        return self.values()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values())
+
+
+Params = Sequence[Any] | DeferredRow
+Row = tuple[str, Params, Callable[[], None] | None, int]  # sql, params, after, row_bytes
 
 
 class BatchWriter:
@@ -67,11 +102,11 @@ class BatchWriter:
     def pending_bytes(self) -> int:
         return self._bytes
 
-    def submit(self, sql: str, params: Sequence[Any], after: Callable[[], None] | None = None) -> None:
+    def submit(self, sql: str, params: Params, after: Callable[[], None] | None = None) -> None:
         """Queue one row; never blocks and never touches the database on the caller's path."""
         if self._stopping and self._task is None:
             raise RuntimeError("batch writer is stopped")
-        size = row_bytes(params)
+        size = params.held_bytes if isinstance(params, DeferredRow) else row_bytes(params)
         if len(self._queue) >= self._max_pending or (
             self._queue and self._bytes + size > self._max_pending_bytes
         ):
@@ -133,12 +168,13 @@ class BatchWriter:
         for _ in range(-(-len(self._queue) // self._max_batch)):
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             self._bytes -= sum(row[3] for row in batch)
-            grouped: dict[str, list[Sequence[Any]]] = defaultdict(list)
+            grouped: dict[str, list[Params]] = defaultdict(list)
             for sql, params, _, _ in batch:
                 grouped[sql].append(params)
             try:
+                # a generator: the statements (and deferred rows' values) are made on the writer's thread
                 await self._db.write_all(
-                    [statement for sql, rows in grouped.items() for statement in multi_row(sql, rows)]
+                    statement for sql, rows in grouped.items() for statement in multi_row(sql, rows)
                 )
             except sqlite3.IntegrityError:
                 await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
@@ -208,7 +244,7 @@ class BatchWriter:
 MAX_VARIABLES = 999
 
 
-def multi_row(sql: str, rows: list[Sequence[Any]]) -> Iterator[tuple[str, Sequence[Any]]]:
+def multi_row(sql: str, rows: list[Params]) -> Iterator[tuple[str, Params]]:
     """Rows of one ``INSERT ... VALUES (?, ...)`` as few statements of many rows each.
 
     executemany steps once per row, and the writer thread gives the GIL up around every step; under

@@ -126,8 +126,9 @@ class Database:
                 raise
             self.storage_full_since = None
 
-    async def write_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run write statements as one transaction in one job on the writer's thread.
+    async def write_all(self, statements: Iterable[tuple[str, Any]]) -> None:
+        """Run write statements as one transaction in one job on the writer's thread (an iterator is
+        consumed there: the batched writer's statements are assembled off the event loop).
 
         One hand-over to the thread and back, instead of one per statement: the batched writer's
         path, taken thousands of times a second under load, where every hand-over costs the event

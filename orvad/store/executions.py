@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from orvad.store.batch import BatchWriter
+from orvad.store.batch import BatchWriter, Params
 from orvad.store.captures import INSERT_REQUEST
 from orvad.store.db import Database
 from orvad.store.paths import recorded_path
@@ -82,7 +82,7 @@ class ExecutionStore:
         logs: str,
         truncated: bool,
         written: Callable[[], None] | None = None,
-        request: Sequence[Any] | None = None,
+        request: Params | None = None,
     ) -> None:
         """Queue the execution and its log; never touches the database on the caller's path.
         `written` is called once both rows are committed. An invocation that printed nothing gets
