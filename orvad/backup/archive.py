@@ -39,18 +39,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography.exceptions import InvalidTag
+
 from orvad.builder.archive import ArchiveError
 from orvad.builder.archive import _clean as clean_name
 from orvad.builder.gc import is_built, mark_built
-from orvad.builder.safetree import escaping_links, open_dirs, open_root, seal, walk
+from orvad.builder.safetree import ENTRY_BYTES, escaping_links, open_dirs, open_root, seal, walk
 from orvad.clock import now_iso
-from orvad.services.secrets import MasterKeyError, load_master_key
+from orvad.services.secrets import MASTER_KEY_ENV, MasterKeyError, load_master_key, open_sealed
 from orvad.store.backup import (
     DatabaseRefused,
     check_restorable,
     check_schema,
     retained_versions,
     schema_version,
+    sealed_sample,
     snapshot_into,
 )
 
@@ -298,6 +301,20 @@ def _link(root_fd: int, name: str, target: str, depth: int, seen: _Written) -> N
     seen.links[name] = target
 
 
+def _charge(seen: _Written, name: str, info: tarfile.TarInfo, limits: Limits) -> None:
+    """Count what ``info`` takes on disk against ORVA_RESTORE_MAX_BYTES: its declared size, and at least
+    ENTRY_BYTES for any entry (an inode and a block: 100,000 empty folders, a 1 MB upload, took 394 MB
+    of disk while their bytes counted 0), as build outputs are counted (safetree.disk_usage)."""
+    size = info.size if info.isreg() else 0
+    cost = max(size, ENTRY_BYTES)
+    if size < 0 or seen.total + cost > limits.max_bytes:
+        raise BackupRefused(
+            f"{name!r} declares {size} bytes: the archive would unpack to more than {limits.max_bytes} bytes "
+            "(ORVA_RESTORE_MAX_BYTES; every entry counts at least 4 KiB, a file's inode and block)"
+        )
+    seen.total += cost
+
+
 def _entry_name(info: tarfile.TarInfo) -> str:
     try:
         name = clean_name(info.name)
@@ -326,6 +343,7 @@ def _unpack(archive: Path, root_fd: int, limits: Limits) -> _Written:
                 where, depth = _place(name)
                 if name in dirs or name in seen.files or name in seen.links:
                     raise BackupRefused(f"the archive lists {name!r} twice")
+                _charge(seen, name, info, limits)
                 if info.islnk():
                     raise BackupRefused(f"hard link {name!r} is not allowed in a backup")
                 if info.issym():
@@ -338,14 +356,8 @@ def _unpack(archive: Path, root_fd: int, limits: Limits) -> _Written:
                 elif info.isreg():
                     if where == "functions" or name == FUNCTIONS:
                         raise BackupRefused(f"{name!r} must be a folder")
-                    if info.size < 0 or seen.total + info.size > limits.max_bytes:
-                        raise BackupRefused(
-                            f"{name!r} declares {info.size} bytes: the archive would unpack to more than "
-                            f"{limits.max_bytes} bytes (ORVA_RESTORE_MAX_BYTES)"
-                        )
                     if name == MANIFEST and info.size > MAX_MANIFEST_BYTES:
                         raise BackupRefused(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
-                    seen.total += info.size
                     source = tar.extractfile(info)
                     assert source is not None
                     with source:
@@ -417,8 +429,11 @@ def _compare(manifest: dict[str, Any], seen: _Written) -> None:
         raise BackupRefused(f"the archive has no {DATABASE}")
 
 
-def stage(archive: Path, staging: Path, *, newest_schema: int, limits: Limits) -> dict[str, Any]:
+def stage(
+    archive: Path, staging: Path, *, newest_schema: int, limits: Limits, kept_key: Path | None = None
+) -> dict[str, Any]:
     """Unpack and check ``archive`` into the new, empty folder ``staging``; returns the manifest.
+    ``kept_key``: the data dir's master.key, which stays when the archive has none.
 
     Raises BackupRefused with a reader-facing message; ``staging`` is then left for the caller to remove.
     Blocking: run it in a thread."""
@@ -449,6 +464,7 @@ def stage(archive: Path, staging: Path, *, newest_schema: int, limits: Limits) -
         check_schema(staging / DATABASE, newest_schema)
     except DatabaseRefused as exc:
         raise BackupRefused(str(exc)) from None
+    _check_key_opens(staging / DATABASE, key if key.exists() else kept_key)
     versions = staging / FUNCTIONS
     if versions.exists():
         for function_dir in sorted(versions.iterdir()):
@@ -460,6 +476,29 @@ def stage(archive: Path, staging: Path, *, newest_schema: int, limits: Limits) -
                 seal(version, 0 if os.geteuid() == 0 else None)
                 mark_built(version)
     return manifest
+
+
+def _check_key_opens(database: Path, key_file: Path | None) -> None:
+    """The master key orvad uses after the swap (ORVA_MASTER_KEY when set, else ``key_file``) must open the
+    database's secrets; otherwise the restore "succeeds" and every function with a secret then fails to
+    start with InvalidTag (a backup of another orvad, a master.key swapped in the archive)."""
+    sample = sealed_sample(database)
+    if sample is None:
+        return
+    if os.environ.get(MASTER_KEY_ENV) is None and (key_file is None or not key_file.exists()):
+        raise BackupRefused(
+            f"the database holds secrets but the archive has no {MASTER_KEY}, nor has this data dir one (or "
+            f"{MASTER_KEY_ENV}): they could not be read"
+        )
+    used = MASTER_KEY_ENV if os.environ.get(MASTER_KEY_ENV) is not None else f"the {MASTER_KEY} it would use"
+    try:
+        master = load_master_key(key_file or Path(os.devnull))
+        open_sealed(master, *sample)
+    except (MasterKeyError, InvalidTag, ValueError):
+        raise BackupRefused(
+            f"the master key ({used}) does not open the database's secrets: the backup was taken with "
+            "another master key; restore it with that key (the archive's master.key, or ORVA_MASTER_KEY)"
+        ) from None
 
 
 def _valid_key(path: Path) -> bool:

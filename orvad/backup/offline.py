@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from orvad.backup.archive import BackupRefused, Limits, stage, write_backup
+from orvad.backup.archive import MASTER_KEY, BackupRefused, Limits, stage, write_backup
 from orvad.backup.running import exclusive
 from orvad.backup.swap import swap_in
 from orvad.builder.safetree import remove_tree
@@ -56,7 +56,13 @@ def restore_from(data_dir: Path, archive: Path, max_bytes: int) -> int:
         staged = holder / "staged"
         staged.mkdir(mode=0o700)
         try:
-            manifest = stage(archive, staged, newest_schema=len(migration_files()), limits=Limits(max_bytes))
+            manifest = stage(
+                archive,
+                staged,
+                newest_schema=len(migration_files()),
+                limits=Limits(max_bytes),
+                kept_key=data_dir / MASTER_KEY,
+            )
         except BackupRefused as exc:
             print(f"orvad: the archive was not restored (nothing changed): {exc}", file=sys.stderr)
             return 1

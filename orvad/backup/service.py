@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from orvad.backup.archive import BackupRefused, Limits, stage, write_backup
+from orvad.backup.archive import MASTER_KEY, BackupRefused, Limits, stage, write_backup
 from orvad.backup.swap import RestoreNotLoaded, swap_back, swap_in
 from orvad.builder.safetree import remove_tree
 from orvad.clock import now_iso
@@ -114,6 +114,7 @@ class BackupService:
                         staged,
                         newest_schema=self._newest_schema(),
                         limits=Limits(max_bytes=self.max_bytes),
+                        kept_key=self.data_dir / MASTER_KEY,
                     )
                 except BackupRefused as exc:
                     raise BackupInvalid(f"the archive was not restored: {exc}") from None

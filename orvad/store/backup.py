@@ -176,3 +176,11 @@ def check_schema(path: Path, newest_schema: int) -> None:
         raise DatabaseRefused(
             f"the database's schema is not this orvad's: {kind} {name!r} {where} ({len(odd)} difference(s))"
         )
+
+
+def sealed_sample(path: Path) -> tuple[str, str, bytes, bytes] | None:
+    """(function id, key, nonce, ciphertext) of one sealed function secret in the database file ``path``,
+    None when it holds none (a restore checks that the master key opens it)."""
+    with _connect(path, read_only=True) as conn:
+        row = conn.execute("SELECT function_id, key, nonce, ciphertext FROM secrets LIMIT 1").fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), bytes(row[2]), bytes(row[3]))

@@ -131,6 +131,11 @@ def test_modes_names_and_keys_from_the_archive_are_not_trusted(make_orvad: Calla
         # 64 hex characters, then junk past the 200 bytes the check read: passed it, then orvad's own
         # reading of the key failed after the swap (500, orvad down, the previous data deleted)
         "64 hex characters": _signed(_replace(items, "master.key", key.strip() + b" " * 300 + b"zz")),
+        # another valid key: was restored (200, ready), then every function with a secret failed to start
+        # with WORKER_CRASHED "InvalidTag"
+        "does not open the database's secrets": _signed(
+            _replace(items, "master.key", os.urandom(32).hex().encode() + b"\n")
+        ),
     }
     for reason, data in refused.items():
         _error(upload(server, server.admin_key, data), 422, "BACKUP_INVALID", reason)
@@ -263,7 +268,17 @@ def test_uploads_over_the_cap_and_bad_uploads_leave_nothing(small_cap: Orvad) ->
     _error(r, 413, "PAYLOAD_TOO_LARGE", "exceeds the limit")
     for _ in range(10):
         _error(upload(server, server.admin_key, os.urandom(4096)), 422, "BACKUP_INVALID", "gzip")
+    # folders count too: 600 empty ones (a 10 KB upload) were 2.4 MB of disk counted as 0 bytes
+    good = download(server, server.admin_key)
+    items = members(good)
+    version = next(i.name for i, _ in items if i.isreg() and i.name.startswith("functions/")).rsplit("/", 1)[
+        0
+    ]
+    folders = [(entry(f"{version}/d{n}", tarfile.DIRTYPE, mode=0o755), None) for n in range(600)]
+    bomb = _signed([*items[:-1], *folders, items[-1]])
+    _error(upload(server, server.admin_key, bomb), 422, "BACKUP_INVALID", "ORVA_RESTORE_MAX_BYTES")
     assert _workspaces(server) == []
+    assert upload(server, server.admin_key, good).status_code == 200  # a real backup fits the same cap
     # kill -9: the kernel drops the flock with the process, the offline command runs
     assert server.proc is not None
     server.proc.send_signal(signal.SIGKILL)
