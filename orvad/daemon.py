@@ -514,6 +514,10 @@ class Daemon:
         self.jobs._held.clear()
         self.jobs._finished.clear()
         self.jobs._started.clear()
+        # the build queue's waiting ids are the closed database's: builder.start() submits again what the
+        # loaded one has unfinished (kept, they filled the backlog and that start raised BUILD_QUEUE_FULL)
+        self.builder.queue._waiting.clear()
+        self.builder.queue._size = 0
         self._unlock_master_key()
         self.spawner._secrets = self.secrets
         await self._open_and_load()

@@ -295,3 +295,32 @@ def test_uploads_over_the_cap_and_bad_uploads_leave_nothing(small_cap: Orvad) ->
         done.stderr,
         oct(out.stat().st_mode),
     )
+
+
+def test_a_restore_undone_while_builds_wait_resumes_them(make_orvad: Callable[..., Orvad]) -> None:
+    """The build queue kept the previous database's waiting builds across the reload, and the start then
+    submitted them again: with a full backlog the load of the previous files (the undo) failed too (500,
+    orvad down); a deploy arriving during a reload hit the same full queue (BUILD_QUEUE_FULL, found with
+    deploys, writes and invocations running through three restores)."""
+    server = make_orvad(env={"ORVA_BUILD_CONCURRENCY": "1", "ORVA_BUILD_BACKLOG": "1"})
+    populate(server)
+    items = members(download(server, server.admin_key))
+    slow = "import time\ntime.sleep(4)\ndef handler(e, c):\n    return %d\n"
+    with server.admin() as c:
+        fn = create_function(c, "slow-build")
+        first = deploy_inline(c, fn["id"], slow % 1)["id"]
+        second = deploy_inline(c, fn["id"], slow % 2)["id"]  # waits: the backlog of 1 is full
+        statuses = {
+            d["id"]: d["status"]
+            for d in c.get("/api/v1/functions/slow-build/deployments").json()["deployments"]
+        }
+        assert statuses[second] == "queued", statuses
+    r = upload(
+        server, server.admin_key, _signed(_with_db(items, "UPDATE functions SET env_vars = 'not json'"))
+    )
+    _error(r, 422, "BACKUP_INVALID", "the previous data is back")
+    with server.admin() as c:
+        assert c.get("/health/ready").status_code == 200
+        wait_deployed(c, first)
+        wait_deployed(c, second)
+        assert c.post("/fn/slow-build", json={}).text == "2"
