@@ -14,7 +14,7 @@ from orvad.errors import NotActive, OrvaError, ShuttingDown
 from orvad.ids import uuid7
 from orvad.models import Function
 from orvad.store.paths import recorded_path
-from orvad.traces.context import TraceContext, new_span_id, new_trace_id
+from orvad.traces.context import TraceContext, new_span_id
 
 CUT_MESSAGE = "orvad shut down before the execution finished (its shutdown grace ended)"
 MESSAGE_CHARS = 500  # error messages are cut to this in the row (and in the FunctionError text)
@@ -73,12 +73,13 @@ class ExecutionRecord:
         root: bool = True,
     ) -> ExecutionRecord:
         started_at = now_iso()
-        record = cls(uuid7(), fn.id, fn.name, trigger, method, recorded_path(subpath), started_at, started_at)
+        ident = uuid7()
+        record = cls(ident, fn.id, fn.name, trigger, method, recorded_path(subpath), started_at, started_at)
         if channel_id is not None:
             record.channel_id = channel_id
         record.span_id = new_span_id()
-        if parent is None:
-            record.trace_id = new_trace_id()
+        if parent is None:  # a new trace, named by this execution's id (traces/context.py new_trace_id)
+            record.trace_id = ident.replace("-", "")
         else:
             record.trace_id, record.parent_span_id, record.trace_flags = (
                 parent.trace_id,

@@ -120,7 +120,10 @@ class InvokeRequest:
 
     def header(self, name: bytes) -> str | None:
         """The first value of header ``name`` (lower-case), as text."""
-        return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
+        for key, value in self.headers:  # a loop, not next(generator): asked on every invocation
+            if key == name:
+                return value.decode("latin-1")
+        return None
 
     def target(self) -> str:
         """The request target a signature covers (``signed_target``); a request that did not come

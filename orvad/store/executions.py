@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from orvad.store.batch import BatchWriter, Params
@@ -41,6 +42,7 @@ _PATH = COLUMNS.index("path")
 _REQUIRED = COLUMNS[: COLUMNS.index("channel_id")]
 # optional in a row handed in: only a channel's tool call has a channel_id; the trace columns (issue 23)
 _OPTIONAL = (("channel_id", None), ("trace_id", None), ("span_id", None), ("parent_span_id", None))
+_ALL = itemgetter(*COLUMNS)  # a whole row (what ExecutionRecord.as_row gives) in one C call
 _INSERT_LOG = "INSERT INTO execution_logs (execution_id, logs, truncated) VALUES (?, ?, ?)"
 
 
@@ -88,13 +90,18 @@ class ExecutionStore:
         `written` is called once both rows are committed. An invocation that printed nothing gets
         no log row (most do not print): one row to write instead of two. ``request``: its captured
         request's row (orvad/invoke/capture.py), queued right after the execution's."""
-        row: list[Any] = [execution[c] if c != "cold_start" else int(execution[c]) for c in _REQUIRED]
-        row.extend(execution.get(c, default) for c, default in _OPTIONAL)
-        row.append(int(execution.get("trace_root", True)))
-        row.append(int(execution.get("outlier", False)))
-        row[_PATH] = recorded_path(
-            row[_PATH]
-        )  # the invoke path cuts it already; the table's bound holds here
+        row: Any
+        try:
+            row = _ALL(execution)  # booleans are bound as 1 and 0
+        except KeyError:  # a row without the optional columns
+            row = [execution[c] for c in _REQUIRED]
+            row.extend(execution.get(c, default) for c, default in _OPTIONAL)
+            row.append(execution.get("trace_root", True))
+            row.append(execution.get("outlier", False))
+        path = row[_PATH]
+        if recorded_path(path) is not path:  # the invoke path cuts it already; the table's bound holds here
+            row = list(row)
+            row[_PATH] = recorded_path(path)
         if request is not None:
             self._batch.submit(_INSERT, row)
             if not logs and not truncated:

@@ -7,18 +7,20 @@ malformed header is never an error, and a well-formed one is trusted only as ids
 trace it likes: it only links its own executions to it).
 
 New ids come from a PRNG seeded from ``os.urandom`` (ids must be unique, not secret: a caller may name any
-trace it likes), not a ``getrandom`` system call each. A new trace id begins with the time in milliseconds
-(48 bits, like a UUIDv7), then 80 random bits: the ``executions(trace_id)`` index takes new traces in order,
-at its right edge, instead of one random leaf page per execution for the batched writer to write back
-(measured: the writer thread's CPU per warm invoke 30 -> 21 us, bench/HISTORY.md 2026-12-05).
+trace it likes), not a ``getrandom`` system call each. A new trace id is a UUIDv7's 32 hex (an execution
+that begins a trace is named by its own id's: ``ExecutionRecord.begin``): it begins with the time in
+milliseconds, so the ``executions(trace_id)`` index takes new traces in order, at its right edge, instead
+of one random leaf page per execution for the batched writer to write back (measured: the writer thread's
+CPU per warm invoke 30 -> 21 us, bench/HISTORY.md 2026-12-05).
 """
 
 from __future__ import annotations
 
 import random
 import re
-import time
 from dataclasses import dataclass
+
+from orvad.ids import uuid7
 
 HEADER = b"traceparent"
 _FORM = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -66,8 +68,8 @@ def from_headers(headers: list[tuple[bytes, bytes]]) -> TraceContext | None:
 
 
 def new_trace_id() -> str:
-    """32 hex: the time in milliseconds (48 bits), then 80 random bits (never all zeros: the time is not)."""
-    return f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}{_random.getrandbits(80):020x}"
+    """32 hex: a UUIDv7 (the time in milliseconds, then random bits; never all zeros: the time is not)."""
+    return uuid7().replace("-", "")
 
 
 def new_span_id() -> str:
