@@ -28,7 +28,6 @@ from orvad.invoke.request import InvokeRequest
 from orvad.invoke.settle import Settler
 from orvad.pool.pool import Lease, PoolClosed
 from orvad.pool.worker import Reply
-from orvad.sdk.calls import Caller
 from orvad.traces.context import TraceContext, from_headers
 
 _ACQUIRE_ATTEMPTS = 3  # a pool replaced while we waited hands us to its successor
@@ -287,16 +286,7 @@ class Invoker:
             "traceId": record.trace_id,
             "spanId": record.span_id,
         }
-        # who the handler's SDK calls come from (orvad/sdk/calls.py): never what the sandbox says
-        caller = Caller(
-            fn.id,
-            fn.name,
-            record.id,
-            asyncio.get_running_loop().time() + remaining,
-            trace_id=record.trace_id,
-            span_id=record.span_id,
-            chain=request.chain,
-        )
+        flight.chain = request.chain  # for flight.caller: who the handler's SDK calls come from
         task = asyncio.current_task()
         assert task is not None
         inflight = self._inflight.get(fn.id)  # what an operator kill cancels, streams included
@@ -313,7 +303,7 @@ class Invoker:
             return True
 
         try:
-            reply: Reply = await lease.worker.invoke(event, context, remaining, abandoned, caller)  # type: ignore[attr-defined]
+            reply: Reply = await lease.worker.invoke(event, context, remaining, abandoned, flight.caller)  # type: ignore[attr-defined]
         except asyncio.CancelledError:
             if self._was_killed(task):
                 raise Killed(

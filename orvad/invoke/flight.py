@@ -11,6 +11,7 @@ from orvad.invoke.connection import DisconnectWatch
 from orvad.invoke.record import ExecutionRecord
 from orvad.pool.pool import Lease, Pool
 from orvad.pool.worker import Reply
+from orvad.sdk.calls import Caller
 from orvad.store.batch import Params
 
 
@@ -32,3 +33,18 @@ class Flight:
     unread: Reply | None = None  # a stream not relayed to its end: the worker drops the rest
     stream_headers: Sequence[tuple[bytes, bytes]] = ()  # a started stream's own headers
     request: Params | None = None  # its captured request's row (orvad/invoke/capture.py), if kept
+    chain: tuple[str, ...] = ()  # F2F: the calls that led here (InvokeRequest.chain), for its SDK calls
+
+    def caller(self, deadline: float) -> Caller:
+        """Who the handler's SDK calls come from (orvad/sdk/calls.py), never what the sandbox says: made by
+        the worker at the request's first call frame, with its deadline (the event loop's clock)."""
+        record = self.record
+        return Caller(
+            record.function_id,
+            record.function_name,
+            record.id,
+            deadline,
+            trace_id=record.trace_id,
+            span_id=record.span_id,
+            chain=self.chain,
+        )

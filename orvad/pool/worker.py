@@ -87,9 +87,13 @@ class _Streamed:
     room: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+# who a request's SDK calls come from, made from the request's deadline (loop clock) at its first call frame
+CallerFactory = Callable[[float], Caller]
+
+
 class _RequestCalls:
     """The SDK calls of one request in flight: who is calling (orvad's record) and what is running.
-    Made for every request, used by few: no dict until a call streams."""
+    Made at the request's first call frame (most make none); no dict until a call streams."""
 
     __slots__ = ("caller", "running", "streams")
 
@@ -185,7 +189,8 @@ class Worker:
         self._broken = False  # a protocol error: the rest of stdout is ignored
         self._stdout_closed = False
         self._sdk = sdk
-        self._calls: dict[int, _RequestCalls] = {}  # requests in flight that may make SDK calls
+        # requests in flight that may make SDK calls: (caller factory, deadline) until the first call's state
+        self._calls: dict[int, _RequestCalls | tuple[CallerFactory, float]] = {}
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._issued = 0  # the last request id sent: a call for an id up to it is late, past it forged
         self._results_lock: asyncio.Lock | None = None
@@ -272,7 +277,7 @@ class Worker:
         context: dict[str, Any],
         timeout_s: float,
         abandoned: Callable[[asyncio.Future[Reply]], bool] | None = None,
-        caller: Caller | None = None,
+        caller: CallerFactory | None = None,
     ) -> Reply:
         """Send one request; wait for its reply (a stream's head) until the deadline.
 
@@ -280,7 +285,8 @@ class Worker:
         keep the request on this worker: its reply (dropped) or the worker's death resolves
         ``settled``, and the worker is killed at the deadline as if the reply had been awaited.
 
-        ``caller`` is who the request's SDK calls (``call`` frames) come from, as orvad recorded it;
+        ``caller`` makes who the request's SDK calls (``call`` frames) come from, as orvad recorded it,
+        given the request's deadline, at its first call (nothing is made for a request that makes none);
         without one its calls are refused.
         """
         if not self.alive or self.proc is None or self.proc.stdin is None:
@@ -291,7 +297,7 @@ class Worker:
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[rid] = future
         if caller is not None and self._sdk is not None:
-            self._calls[rid] = _RequestCalls(caller)
+            self._calls[rid] = (caller, deadline)
         try:
             stdin = self.proc.stdin
             stdin.write(
@@ -522,7 +528,7 @@ class Worker:
         call = frame.get("call")
         if type(call) is not int:
             return self._stray(frame, "a call frame without an integer call id")
-        state = self._calls.get(rid)
+        state = self._state(rid)
         op = frame.get("op")
         if state is None:
             if not 0 < rid <= self._issued:
@@ -555,7 +561,8 @@ class Worker:
         if not 0 < rid <= self._issued:
             return self._stray(frame, f"a {kind} frame for id {rid}, which was never sent")
         state = self._calls.get(rid)
-        streamed = state.streams.get(call) if state is not None and state.streams is not None else None
+        streams = state.streams if isinstance(state, _RequestCalls) else None
+        streamed = streams.get(call) if streams is not None else None
         if streamed is None:  # the stream ended meanwhile
             return True
         if kind == "cancel":
@@ -584,10 +591,19 @@ class Worker:
             await self._drain()
             return self._send_result(rid, call, op, **answer)
 
+    def _state(self, rid: int) -> _RequestCalls | None:
+        """The SDK calls' state of a request in flight, made at its first call."""
+        entry = self._calls.get(rid)
+        if entry is None or isinstance(entry, _RequestCalls):
+            return entry
+        make, deadline = entry
+        state = self._calls[rid] = _RequestCalls(make(deadline))
+        return state
+
     def _request_ended(self, rid: int) -> None:
         """The request's reply arrived: its later calls are refused, its streamed results stopped."""
         state = self._calls.pop(rid, None)
-        if state is not None and state.streams is not None:
+        if isinstance(state, _RequestCalls) and state.streams is not None:
             for streamed in state.streams.values():
                 streamed.task.cancel()
 
