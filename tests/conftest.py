@@ -92,15 +92,21 @@ def make_orvad(jail_tmp: Path) -> Iterator[Callable[..., Orvad]]:
         return server.start() if start else server
 
     yield make
+    failures: list[AssertionError] = []
     for server in started:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop()
-        # a server a test SIGKILLed leaves its egress table behind (by design: the next start on
-        # that port removes it); tests remove it so the host stays clean
+        try:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+        except AssertionError as exc:  # every server is still stopped and cleaned before it is raised
+            failures.append(exc)
+        # a server a test SIGKILLed leaves its egress table behind (the next orvad to choose a range
+        # removes it: its owner is gone); tests remove it so the host stays clean
         if shutil.which("nft"):
             subprocess.run(
                 ["nft", "delete", "table", "inet", f"orva_egress_{server.port}"], capture_output=True
             )
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -159,6 +160,10 @@ class EgressNetwork:
             if name.startswith(TABLE_PREFIX) and name != self.table:
                 with contextlib.suppress(EgressError):  # it may be gone already
                     text = await _run("nft", "list", "table", "inet", name)
+                    if _owner_gone(text):  # an orvad killed without its stop: reclaim its range
+                        await _run("nft", "delete", "table", "inet", name)
+                        log.warning("egress table of a stopped orvad removed", extra={"table": name})
+                        continue
                     found += [ipaddress.ip_network(m, strict=False) for m in _SADDR.findall(text)]
         return found
 
@@ -174,6 +179,7 @@ class EgressNetwork:
         w = f'iifname "{self.veth_prefix}*"'
         reject = "reject with icmpx type admin-prohibited"
         return f"""table inet {self.table} {{
+  comment "{_owner_mark()}"
   set deny4 {{ type ipv4_addr; flags interval; }}
   set deny4p {{ type ipv4_addr . inet_service; flags interval; }}
   set deny6 {{ type ipv6_addr; flags interval; }}
@@ -432,6 +438,31 @@ def _host_routes() -> list[tuple[str, ipaddress.IPv4Network]]:
                 )
                 routes.append((parts[0], ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)))
     return routes
+
+
+_OWNER = re.compile(r'comment "orvad pid=(\d+) start=(\d+)"')
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks after boot, /proc/PID/stat field 22): with the pid, it names
+    one process (a reused pid has another start time)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _owner_mark() -> str:
+    """What an egress table's comment says of the orvad that made it."""
+    return f"orvad pid={os.getpid()} start={_start_time(os.getpid())}"
+
+
+def _owner_gone(table: str) -> bool:
+    """True when a table names its orvad and that process no longer runs (killed with no stop: its
+    table would hold a /20 until the host restarts). A table without the mark is kept."""
+    match = _OWNER.search(table)
+    return match is not None and _start_time(int(match.group(1))) != match.group(2)
 
 
 def derived_ranges(seed: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -7,6 +7,7 @@ namespace, routed from the host over a veth pair.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import subprocess
 import sys
@@ -230,6 +231,35 @@ def test_two_orvads_on_one_host_get_distinct_ranges_and_their_own_replies(
         finally:
             for c in clients:
                 c.close()
+
+
+def test_a_killed_orvads_egress_table_gives_its_range_back(
+    make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
+    """An orvad killed with no stop leaves its nftables table (named by its port) holding its /20: the
+    next orvad that chooses a range removes a table whose owner no longer runs, and keeps one whose
+    owner does (here: this test's own process, standing in for a live orvad)."""
+    data = jail_tmp / "data-reclaim"
+    slot, after = derived_ranges(str(data))[:2]
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs (a reused pid would have another start time)
+    live_start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    tables = {"orva_egress_1": (dead.pid, "1", slot), "orva_egress_2": (os.getpid(), live_start, after)}
+    for name, (pid, start, net) in tables.items():
+        script = (
+            f'table inet {name} {{\n  comment "orvad pid={pid} start={start}"\n'
+            f"  chain forward {{ type filter hook forward priority -10; policy accept;\n"
+            f'    ip saddr {net} oifname "nothing" accept\n  }}\n}}\n'
+        )
+        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+    try:
+        server = make_orvad(data_dir=data, env={"ORVA_EGRESS_CIDR": "derived"})
+        assert _egress_range(server.port) == slot
+        listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert "orva_egress_1\n" not in listed and "orva_egress_2\n" in listed, listed
+    finally:
+        for name in tables:
+            subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True)
 
 
 async def test_an_egress_command_past_its_timeout_leaves_no_process(
