@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -88,15 +89,39 @@ def _next_steps(template: Any, directory: Path, name: str, schema_file: Path | N
 
 
 def _check_free(directory: Path, files: dict[str, str]) -> None:
+    if (directory.exists() or directory.is_symlink()) and not directory.is_dir():
+        raise CliError(
+            "FILE_EXISTS",
+            f"{directory} exists and is not a folder (a file, or a link to nowhere)",
+            "pick a new folder: `orva init NEW_DIR`",
+        )
     for filename, text in files.items():
         target = directory / filename
-        if target.exists() and (not target.is_file() or target.read_text(errors="replace") != text):
+        dangling = target.is_symlink() and not target.exists()  # writing would create the link's target
+        if dangling or (
+            target.exists() and (not target.is_file() or target.read_text(errors="replace") != text)
+        ):
             raise CliError(
                 "FILE_EXISTS",
-                f"{target} exists already; orva init never overwrites a file",
+                f"{target} exists already{' (a link to nowhere)' if dangling else ''}; orva init never "
+                "overwrites a file nor writes through a link",
                 f"pick a new folder (`orva init NEW_DIR`) or deploy this one: "
                 f"`orva deploy {shown_path(directory)} --name {function_name(directory)}`",
             )
+
+
+def _write_new(target: Path, text: str) -> None:
+    """Create ``target`` with ``text``: never through a link, never over a file (one made since the check)."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:
+        raise CliError(
+            "FILE_EXISTS",
+            f"{target} exists already; orva init never overwrites a file",
+            "pick a new folder: `orva init NEW_DIR`",
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 @click.command()
@@ -156,7 +181,7 @@ def init(app: App, directory: Path, runtime: str | None, template_name: str | No
     written = [filename for filename in files if not (directory / filename).exists()]
     directory.mkdir(parents=True, exist_ok=True)
     for filename in written:
-        (directory / filename).write_text(files[filename])
+        _write_new(directory / filename, files[filename])
     name = function_name(directory)
     steps = _next_steps(template, directory, name, schema_file)
     target = directory / template.entrypoint

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params
 from orvad.errors import ValidationError
-from orvad.store.audit import SOURCES, ActivityFilter
+from orvad.store.audit import SOURCES, ActivityFilter, printable
 
 Q_MAX = 200  # characters of ?q=
 
@@ -36,6 +36,8 @@ async def activity(request: Request) -> Response:
             hint="search for a shorter part of the path, method or actor name",
             details={"field": "q", "max": Q_MAX},
         )
+    if q is not None:
+        q = printable(q)  # rows hold control characters escaped (a NUL would also end SQLite's LIKE pattern)
     status_min = int_param(request, "status_min", 0, 0, 999) if "status_min" in params else None
     rows = await daemon_of(request).audit.activity(
         ActivityFilter(

@@ -86,7 +86,7 @@ def moment_param(request: Request, field: str) -> str | None:
         return None
     try:
         return iso(parse_iso(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an offset moving year 1 or 9999 out of range
         raise ValidationError(
             f"{field} must be an RFC 3339 timestamp",
             hint="for example 2024-05-01T12:00:00Z",

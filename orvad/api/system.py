@@ -17,14 +17,16 @@ from starlette.routing import Route
 
 from orvad import __version__
 from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params, principal_of
+from orvad.auth.guard import identify
 from orvad.builder.safetree import MAX_DEPTH, tree_bytes
-from orvad.errors import Forbidden, ValidationError
+from orvad.errors import Forbidden, Unauthorized, ValidationError
 from orvad.services.metrics_history import MAX_MINUTES
 
 EVENT_TYPES = ("metrics", "execution", "deployment", "function", "activity")
 ADMIN_EVENT_TYPES = frozenset({"activity"})  # audit rows: for `admin` only (a read key gets the rest)
 METRICS_EVERY_S = 5.0
 PING_S = 15
+RECHECK_S = 1.0  # an open stream checks its caller's key or session again this often: a revoked one ends it
 
 
 async def metrics(request: Request) -> Response:
@@ -164,10 +166,19 @@ async def events(request: Request) -> Response:
     wanted = request.query_params.get("function_id")
     function_id = daemon.functions.resolve(wanted).id if wanted else None
 
+    async def still_allowed() -> bool:
+        """The stream's credential still works (a logged-out or revoked session, a deleted or expired key:
+        the guard checked it once, when the stream opened)."""
+        try:
+            return await identify(request.scope, daemon.keys, daemon.sessions) is not None
+        except Unauthorized:
+            return False
+
     async def frames() -> AsyncIterator[dict[str, str]]:
         async with daemon.bus.subscribe(types | {"dropped"}) as sub:
             next_metrics = 0.0
             loop = asyncio.get_running_loop()
+            checked = loop.time()
             while True:
                 if "metrics" in types and loop.time() >= next_metrics:
                     next_metrics = loop.time() + METRICS_EVERY_S
@@ -176,6 +187,12 @@ async def events(request: Request) -> Response:
                 try:
                     event, data = await asyncio.wait_for(sub.get(), timeout)
                 except TimeoutError:
+                    event, data = "", {}
+                if loop.time() - checked >= RECHECK_S:  # before anything more is sent
+                    if not await still_allowed():
+                        return
+                    checked = loop.time()
+                if not event:
                     continue
                 if (
                     function_id

@@ -19,6 +19,7 @@ from orvad.auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_p
 from orvad.clock import iso, now_iso, utcnow
 from orvad.errors import AlreadySetup, InvalidCredentials, ValidationError
 from orvad.ids import uuid7
+from orvad.store.audit import printable
 from orvad.store.auth import AuthStore, UserRow
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -33,6 +34,7 @@ _DUMMY_HASH = hash_password("orva-timing-equaliser")
 LAST_SEEN_EVERY_S = 60.0
 _SEEN_MAX = 10_000  # sessions remembered for that; past it the memory starts again (a write each, once)
 USER_AGENT_MAX = 512  # characters of User-Agent kept with a session
+IP_MAX = 64  # characters of the client address kept (an X-Forwarded-For hop from a trusted proxy is text)
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,8 @@ class SessionService:
             iso(now),
             expires,
             session_id=session_id,
-            user_agent=user_agent[:USER_AGENT_MAX] if user_agent else None,
-            ip=ip,
+            user_agent=printable(user_agent)[:USER_AGENT_MAX] if user_agent else None,
+            ip=printable(ip)[:IP_MAX] if ip else None,
         )
         self._seen[session_id] = time.monotonic()
         return Session(token, user, expires, session_id)

@@ -6,6 +6,7 @@ anyone who reaches the port could write them without bound. They are counted by 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,19 @@ _CUT = ("path", "target_id")  # both come from the request's path: kept to RECOR
 _REASONS = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 413: "too_large", 429: "throttled"}
 
 
+# Control characters (C0, DEL, C1), line and paragraph separators and the bidirectional overrides: a decoded
+# request path (%1B, %0A), a key's, channel's or OAuth client's name or a User-Agent may carry them, and a
+# terminal showing the row (`orva activity`, `orva sessions list`) or a line-based log reader would obey them.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control or direction character written as its escape (``\\x1b``, ``\\u202e``)."""
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def refused_reason(status: int) -> str:
     """The ``reason`` label of ``orva_audit_refused_total`` for an anonymous call answered ``status``."""
     if status >= 500:
@@ -40,8 +54,10 @@ def refused_reason(status: int) -> str:
 
 
 def insert(row: dict[str, Any]) -> tuple[str, list[Any]]:
-    """The INSERT of one audit row, for a caller that writes it inside its own transaction."""
-    return _INSERT, [recorded_path(row[c]) if c in _CUT and row[c] else row[c] for c in COLUMNS]
+    """The INSERT of one audit row, for a caller that writes it inside its own transaction; text columns
+    are stored printable (``printable``), then the path ones cut."""
+    values = [printable(row[c]) if isinstance(row[c], str) else row[c] for c in COLUMNS]
+    return _INSERT, [recorded_path(v) if c in _CUT and v else v for c, v in zip(COLUMNS, values, strict=True)]
 
 
 # The activity feed's sources: the audit row's method tells them apart (docs/OPERATIONS.md "Activity feed").
