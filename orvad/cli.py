@@ -16,7 +16,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from sse_starlette.sse import AppStatus
 
-from orvad import __version__
+from orvad import __version__, stackdump
 from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.host.hostcheck import DataDirUnreachable
@@ -316,6 +316,7 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: daemon.drain.begin() if stop.is_set() else stop.set())
+    stackdump.install(loop)  # SIGUSR2: every task's and thread's stack to stderr
     sequence = asyncio.create_task(_drain(daemon, stop, server_stop), name="orva-drain")
 
     url = f"http://{settings.host}:{settings.port}"

@@ -5,6 +5,7 @@ Fixtures live in tests/conftest.py; everything a test imports by name lives here
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import os
@@ -195,9 +196,28 @@ class Orvad:
         try:
             return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            dump = self._stack_dump()
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"orvad did not stop within {timeout_s} s after signal {sig}") from None
+            raise AssertionError(
+                f"orvad did not stop within {timeout_s} s after signal {sig}; what it was doing:\n{dump}"
+            ) from None
+
+    def _stack_dump(self) -> str:
+        """orvad's answer to SIGUSR2 (orvad/stackdump.py): every task's and thread's stack."""
+        from orvad.stackdump import BEGIN, END
+
+        assert self.proc is not None
+        seen = self.stderr().count(BEGIN)
+        self.proc.send_signal(signal.SIGUSR2)
+        with contextlib.suppress(AssertionError):  # a loop too stuck to answer: the stderr tail says more
+            wait_for(lambda: self.stderr().count(END) > seen, 5, "orvad's stack dump")
+        text = self.stderr()
+        return (
+            text[text.rfind(BEGIN) :]
+            if text.count(BEGIN) > seen
+            else f"(no dump; stderr ends:)\n{text[-3000:]}"
+        )
 
     def stdout(self) -> str:
         return self.stdout_path.read_text() if self.stdout_path and self.stdout_path.exists() else ""

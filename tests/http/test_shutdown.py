@@ -240,3 +240,24 @@ def test_a_second_signal_ends_the_grace_at_once(make_orvad: Callable[..., Orvad]
     assert out["result"].status_code == 503 and out["result"].json()["error"]["code"] == "SHUTTING_DOWN"
     assert server.proc.wait(timeout=30) == 0
     assert time.monotonic() - again < 1.0
+
+
+def test_sigusr2_writes_every_task_and_thread_stack_and_orvad_runs_on(
+    make_orvad: Callable[..., Orvad],
+) -> None:
+    """kill -USR2: what a stuck orvad is doing (the tests ask for it before killing one that did not stop)."""
+    from orvad.stackdump import BEGIN, END
+
+    server = make_orvad()
+    assert server.proc is not None
+    with httpx.stream(
+        "GET", f"{server.url}/api/v1/events", headers={"X-Orva-API-Key": server.admin_key}
+    ) as feed:
+        assert feed.status_code == 200
+        server.proc.send_signal(signal.SIGUSR2)
+        wait_for(lambda: END in server.stderr(), 10, "the stack dump's end marker")
+    dump = server.stderr()[server.stderr().index(BEGIN) :]
+    assert "asyncio tasks" in dump and "orva-drain" in dump, dump[:2000]  # the tasks, by name, with stacks
+    assert "Current thread" in dump or "Thread 0x" in dump, dump[-2000:]  # faulthandler's thread stacks
+    assert httpx.get(f"{server.url}/health/live", timeout=5).status_code == 200  # it runs on
+    assert server.stop() == 0
