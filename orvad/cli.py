@@ -257,7 +257,9 @@ async def rotate_master_key(data_dir: Path) -> int:
     from orvad.store.db import Database
     from orvad.store.inbound_webhooks import InboundWebhookStore
     from orvad.store.secrets import SecretStore
+    from orvad.store.webhooks import WebhookStore
     from orvad.webhooks.inbound import reseal as reseal_inbound
+    from orvad.webhooks.outbound import reseal as reseal_outbound
 
     if os.environ.get(MASTER_KEY_ENV):
         print(
@@ -284,25 +286,36 @@ async def rotate_master_key(data_dir: Path) -> int:
         hooks = InboundWebhookStore(db)
         hook_count = await reseal_inbound(hooks, old_key, new_key)
         try:
-            # the AI providers' API keys are sealed with the same master key (orvad/assistant/provider_service.py)
-            providers = ProviderService(AiProviderStore(db))
-            providers.unlock(old_key)
-            provider_count = await providers.rotate(new_key)
+            # outbound webhooks' signing secrets (orvad/webhooks/outbound.py), put back the same way
+            senders = WebhookStore(db)
+            outbound_count = await reseal_outbound(senders, old_key, new_key)
             try:
-                count = await SecretService(SecretStore(db), old_key).rotate(new_key)
+                # the AI providers' API keys are sealed with the same master key (orvad/assistant/provider_service.py)
+                providers = ProviderService(AiProviderStore(db))
+                providers.unlock(old_key)
+                provider_count = await providers.rotate(new_key)
+                try:
+                    count = await SecretService(SecretStore(db), old_key).rotate(new_key)
+                except BaseException:
+                    await providers.rotate(old_key)  # back under the key that stays in place
+                    raise
             except BaseException:
-                await providers.rotate(old_key)  # back under the key that stays in place
+                await reseal_outbound(senders, new_key, old_key)
                 raise
         except BaseException:
             await reseal_inbound(hooks, new_key, old_key)
             raise
+    except RuntimeError as exc:  # a sealed value that does not open under the current key: nothing changed
+        pending.unlink(missing_ok=True)
+        print(f"orvad: {exc}", file=sys.stderr)
+        return 1
     finally:
         await db.close()
     key_file.replace(key_file.with_name("master.key.old"))
     pending.replace(key_file)
     print(
-        f"re-encrypted {count} secret(s), {provider_count} AI provider key(s) and {hook_count} inbound "
-        "webhook secret(s); "
+        f"re-encrypted {count} secret(s), {provider_count} AI provider key(s), {hook_count} inbound "
+        f"webhook secret(s) and {outbound_count} outbound webhook signing secret(s); "
         f"the previous key is in {key_file.with_name('master.key.old')}"
     )
     return 0

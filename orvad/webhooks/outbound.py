@@ -466,14 +466,9 @@ class OutboundWebhooks:
 
     async def reseal(self, new_master: bytes) -> int:
         """Every secret sealed again under ``new_master`` (master key rotation); how many."""
-        rows = []
-        for row in await self._store.all():
-            secret = open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
-            nonce, sealed = seal_secret(new_master, row.id, secret)
-            rows.append((nonce, sealed, row.id))
-        await self._store.replace_secrets(rows)
+        count = await reseal(self._store, self._key(), new_master)
         self._master = new_master
-        return len(rows)
+        return count
 
     async def test(self, webhook_id: str) -> dict[str, Any]:
         """A ``ping`` delivery to this receiver, written to the outbox now and sent by the sender."""
@@ -838,6 +833,24 @@ class OutboundWebhooks:
                     target_id=d.id,
                     event=d.event_type,
                 )
+
+
+async def reseal(store: WebhookStore, old_master: bytes, new_master: bytes) -> int:
+    """Every outbound webhook's signing secret sealed again under ``new_master`` in one transaction (``orvad
+    rotate-master-key``, offline); nothing changes when one does not open under ``old_master``."""
+    rows = []
+    for row in await store.all():
+        try:
+            secret = open_secret(old_master, row.id, row.secret_nonce, row.secret_sealed)
+        except (InvalidTag, ValueError):
+            raise RuntimeError(
+                f"the signing secret of webhook {row.id} does not open with the current master key; "
+                f"nothing was changed (rotate that webhook's secret first: POST /api/v1/webhooks/{row.id}/rotate)"
+            ) from None
+        nonce, sealed = seal_secret(new_master, row.id, secret)
+        rows.append((nonce, sealed, row.id))
+    await store.replace_secrets(rows)
+    return len(rows)
 
 
 async def _snippet(answer: httpx.Response) -> str:
