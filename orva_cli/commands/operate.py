@@ -26,6 +26,7 @@ ACTIVITY_COLUMNS = (
     Col("STATUS", "status"),
 )
 SOURCES = ("api", "mcp", "assistant", "cli", "webhook")
+READ_METHODS = ("GET", "HEAD", "OPTIONS")  # the rows --hide-reads leaves out (orvad/store/audit.py)
 TABLE_COLUMNS = (Col("TABLE", "name", flex=True), Col("ROWS", "rows"), Col("BYTES", "bytes"))
 SESSION_COLUMNS = (
     Col("ID", "id", short=True),
@@ -70,6 +71,11 @@ def _print_row(app: App, row: dict[str, Any]) -> None:
     help="Only rows whose status is at least this (400: failures).",
 )
 @click.option(
+    "--hide-reads",
+    is_flag=True,
+    help="Leave out the API calls that only read (GET, HEAD); changes and tool calls stay.",
+)
+@click.option(
     "--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="At most this many rows."
 )
 @click.option("--follow", "-f", is_flag=True, help="Then print new rows as they happen (Ctrl-C to stop).")
@@ -83,11 +89,13 @@ def activity(
     since: str | None,
     until: str | None,
     status_min: int | None,
+    hide_reads: bool,
     limit: int,
     follow: bool,
 ) -> None:
-    """What happened on orvad, newest first: API calls that changed something, MCP and assistant tool
-    calls, webhook deliveries, host commands (the audit log; needs an admin key).
+    """What happened on orvad, newest first: every API call a key or a login made (reads too:
+    --hide-reads leaves them out), MCP and assistant tool calls, webhook deliveries, host commands (the
+    audit log; needs an admin key).
 
     With --follow the rows print oldest first, then new ones as they are recorded (--json: one JSON
     object a line).
@@ -96,7 +104,7 @@ def activity(
     Examples:
       orva activity --source mcp --since 2026-01-01T00:00:00Z
       orva activity --status-min 400 -q functions
-      orva activity --follow
+      orva activity --follow --hide-reads
     """
     params = {
         "source": source,
@@ -105,6 +113,7 @@ def activity(
         "since": since,
         "until": until,
         "status_min": status_min,
+        "hide_reads": "true" if hide_reads else None,
         "limit": limit,
     }
     rows = app.get("/api/v1/activity", **params)["activity"]
@@ -137,6 +146,8 @@ def _matches(row: dict[str, Any], params: dict[str, Any]) -> bool:
     if params["actor_id"] and row["actor_id"] != params["actor_id"]:
         return False
     if params["status_min"] is not None and row["status"] < params["status_min"]:
+        return False
+    if params["hide_reads"] and row["method"] in READ_METHODS:
         return False
     if params["q"]:
         needle = params["q"].lower()

@@ -1,5 +1,6 @@
-"""/api/v1/activity: the audit log read as one feed of what happened (API calls that change state, MCP tool
-calls, the assistant's tool calls, webhook deliveries, host commands), filtered and paged newest first.
+"""/api/v1/activity: the audit log read as one feed of what happened (every API call a key or session made,
+reads included; MCP tool calls, the assistant's tool calls, webhook deliveries, host commands), filtered
+and paged newest first. ``?hide_reads=true`` leaves out the API reads (GET/HEAD), as the audit log does.
 
 Built on the audit log (orvad/auth/audit.py, orvad/store/audit.py): no second log. Live: each committed row
 is the event ``activity`` on GET /api/v1/events. Needs ``admin`` like the audit log (the guard's map).
@@ -18,8 +19,20 @@ from orvad.store.audit import SOURCES, ActivityFilter, printable
 Q_MAX = 200  # characters of ?q=
 
 
+def hide_reads_param(request: Request) -> bool:
+    """``?hide_reads=true|1``: leave out the API calls that read (GET, HEAD); also GET /api/v1/audit-log's."""
+    raw = request.query_params.get("hide_reads", "").lower()
+    if raw not in ("", "true", "false", "1", "0"):
+        raise ValidationError(
+            "hide_reads must be true or false",
+            hint="send ?hide_reads=true to leave out the reads (GET), or leave it out for every row",
+            details={"field": "hide_reads"},
+        )
+    return raw in ("true", "1")
+
+
 async def activity(request: Request) -> Response:
-    """Activity rows, newest first (?source=&actor_id=&q=&since=&until=&status_min=&limit=&cursor=)."""
+    """Activity rows, newest first (?source=&actor_id=&q=&since=&until=&status_min=&hide_reads=&limit=&cursor=)."""
     limit, cursor = page_params(request)
     params = request.query_params
     source = params.get("source") or None
@@ -47,6 +60,7 @@ async def activity(request: Request) -> Response:
             since=moment_param(request, "since"),
             until=moment_param(request, "until"),
             status_min=status_min,
+            hide_reads=hide_reads_param(request),
         ),
         cursor=cursor,
         limit=limit + 1,

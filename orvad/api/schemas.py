@@ -1297,6 +1297,11 @@ OFFSET = Param("offset", _int(0, 1_000_000), "rows to skip (the Go original's pa
 COUNTED_PAGE = (Param("limit", _int(1, 1000), "page size (default 50)"), CURSOR, OFFSET)
 FUNCTION_FILTER = Param("function_id", STR, "a function id or name")
 SINCE = Param("since", {"type": "string", "format": "date-time"}, "RFC 3339")
+HIDE_READS = Param(  # the activity feed and the audit log (issue 24: reads are rows)
+    "hide_reads",
+    {"type": "string", "enum": ["true", "false", "1", "0"]},
+    "leave out the API reads (GET, HEAD)",
+)
 
 
 @dataclass(frozen=True)
@@ -2043,6 +2048,7 @@ OPS: dict[tuple[str, str], Op] = {
             SINCE,
             Param("until", {"type": "string", "format": "date-time"}, "RFC 3339"),
             Param("status_min", _int(0, 999), "only rows whose status is at least this"),
+            HIDE_READS,
             *PAGE,
         ),
         ok=json_ok(record({"activity": {"type": "array", "items": _ACTIVITY_ROW}, "next_cursor": NSTR})),
@@ -2055,7 +2061,14 @@ OPS: dict[tuple[str, str], Op] = {
         ok={"200": SSE},
     ),
     ("GET", "/api/v1/audit-log"): Op(
-        query=(Param("actor_id", STR), Param("method", STR), Param("path_prefix", STR), SINCE, *PAGE),
+        query=(
+            Param("actor_id", STR),
+            Param("method", STR),
+            Param("path_prefix", STR),
+            SINCE,
+            HIDE_READS,
+            *PAGE,
+        ),
         ok=json_ok(record({"entries": {"type": "array", "items": OBJ}, "next_cursor": NSTR})),
     ),
     ("GET", "/api/v1/openapi.json"): Op(ok=json_ok(record({"openapi": STR, "info": OBJ, "paths": OBJ}))),

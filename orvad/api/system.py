@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orvad import __version__
+from orvad.api.activity import hide_reads_param
 from orvad.api.common import daemon_of, int_param, listing, moment_param, page_params, principal_of
 from orvad.auth.guard import identify
 from orvad.builder.safetree import MAX_DEPTH, tree_bytes
@@ -206,7 +207,7 @@ async def events(request: Request) -> Response:
 
 
 async def audit_log(request: Request) -> Response:
-    """State-changing management calls, newest first (?actor_id=, ?method=, ?path_prefix=, ?since=)."""
+    """Management calls, newest first (?actor_id=, ?method=, ?path_prefix=, ?since=, ?hide_reads=)."""
     limit, cursor = page_params(request)
     q = request.query_params
     rows = await daemon_of(request).audit.list(
@@ -216,6 +217,7 @@ async def audit_log(request: Request) -> Response:
         since=moment_param(request, "since"),
         cursor=cursor,
         limit=limit + 1,
+        hide_reads=hide_reads_param(request),  # issue 24: reads are rows too
     )
     return listing("entries", rows, limit)
 

@@ -1,6 +1,13 @@
 """The audit trail of management calls: who called (key, session or anonymous), what (method, path,
-the id it names), the answer's status. The guard (orvad/auth/guard.py) tells it of every
-state-changing call once answered; rows go to the store through the batched writer.
+the id it names), the answer's status. The guard (orvad/auth/guard.py) tells it of every /api/v1 call:
+a state-changing one once answered, a read (GET, HEAD) when its answer starts, so an open event stream
+(GET /api/v1/events) is one row, with its status, when it opens (never one per event). Rows go to the
+store through the batched writer: nothing on the request's path waits on the database.
+
+Reads are rows only when a key or a session made them (``record_call``): anonymous reads are the public
+routes (GET /api/v1/auth/status, /api/v1/openapi.json), which anyone could call without bound. The health
+probe GET /api/v1/system/health (a container's HEALTHCHECK every few seconds) is never a row nor counted,
+and neither are /health/* or a scraper's GET /metrics (the guard does not tell of those).
 
 Every MCP tool call (operator and channel mode) is a row too (``record_mcp``): method ``MCP``, path
 ``/mcp tools/call <tool>``, the actor the credential names (a key, a channel, later an OAuth client).
@@ -18,22 +25,26 @@ they are counted by reason in ``orva_audit_refused_total`` (orvad/store/audit.py
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from orvad.clock import now_iso
 from orvad.ids import uuid7
 from orvad.services.metrics import Metrics
-from orvad.store.audit import AuditStore, activity_row, refused_reason
+from orvad.store.audit import READ_METHODS, AuditStore, activity_row, refused_reason
 
 MCP_METHOD = "MCP"  # the audit rows of /mcp tool calls (GET /api/v1/audit-log?method=MCP)
 ASSISTANT_METHOD = "AI"  # the AI assistant's tool calls (GET /api/v1/audit-log?method=AI)
 WEBHOOK_METHOD = "WEBHOOK"  # webhook deliveries, inbound and outbound (GET /api/v1/activity?source=webhook)
 ACTIVITY_EVENT = "activity"  # the bus topic of committed rows
+PROBES = frozenset({"/api/v1/system/health"})  # health probes: neither rows nor counted
 NO_ANSWER_STATUS = 502  # an outbound delivery the receiver never answered (refused, timed out)
 
 if TYPE_CHECKING:
     from orvad.auth.guard import Principal
+
+log = logging.getLogger(__name__)
 
 
 class AuditTrail:
@@ -49,15 +60,29 @@ class AuditTrail:
 
     def _record(self, row: dict[str, Any]) -> None:
         publish = self._publish
-        if publish is None:
-            self._store.record(row)
-            return
-        self._store.record(row, lambda stored: publish(ACTIVITY_EVENT, activity_row(stored)))
+        try:
+            if publish is None:
+                self._store.record(row)
+                return
+            self._store.record(row, lambda stored: publish(ACTIVITY_EVENT, activity_row(stored)))
+        except (
+            RuntimeError
+        ):  # the batched writer is stopped (shutdown, a restore's reload): the answer goes on
+            log.warning(
+                "audit row not recorded, the batched writer is stopped: %s %s", row["method"], row["path"]
+            )
 
     def record_call(self, scope: Any, principal: Principal | None, status: int) -> None:
-        """Record one state-changing management call (who, what, on which id, with what result)."""
+        """Record one management call (who, what, on which id, with what result): every call a key or a
+        session made, reads included; an anonymous one only when it changed something and succeeded
+        (login, onboarding). Health probes are neither rows nor counted."""
+        method = scope["method"]
+        if scope["path"] in PROBES and method in READ_METHODS:
+            return
         if principal is None and status >= 400:  # anyone could write these without bound: counted, not stored
             self._metrics.audit_refused.labels(refused_reason(status)).inc()
+            return
+        if principal is None and method in READ_METHODS:  # the public reads (auth/status, openapi.json)
             return
         parts = scope["path"].split("/")
         target = parts[4] if len(parts) > 4 and parts[:3] == ["", "api", "v1"] else None
@@ -78,7 +103,7 @@ class AuditTrail:
                 "actor_kind": actor_kind,
                 "actor_id": actor_id,
                 "actor_name": actor_name,
-                "method": scope["method"],
+                "method": method,
                 "path": scope["path"],
                 "target_id": target,
                 "status": status,

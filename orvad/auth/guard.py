@@ -172,22 +172,32 @@ class Guard:
         self.metrics_public = metrics_public  # ORVA_METRICS_PUBLIC: GET /metrics needs no credential
         self.keys = keys
         self.sessions = sessions
-        self.audit = audit  # told of every state-changing call once it is answered (or refused)
+        # told of every call: a write once it is answered (or refused), a read when its answer starts (an event
+        # stream is one row when it opens); AuditTrail.record_call decides what becomes a row
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not (scope["path"].startswith(API) or scope["path"] == METRICS):
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
-        if method in _SAFE_METHODS or self.audit is None:
+        audit, read = self.audit, scope["method"] in _SAFE_METHODS
+        if audit is None or (read and scope["path"] == METRICS):  # a scraper's reads, like probes: not rows
             await self._guarded(scope, receive, send)
             return
         status = 500
+        told = False
+
+        def tell() -> None:
+            nonlocal told
+            told = True
+            audit(scope, scope.get("state", {}).get("principal"), status)
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if read:
+                    tell()
             await send(message)
 
         try:
@@ -196,7 +206,8 @@ class Guard:
             status = getattr(exc, "status", 500)
             raise
         finally:
-            self.audit(scope, scope.get("state", {}).get("principal"), status)
+            if not told:
+                tell()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]

@@ -60,6 +60,10 @@ def insert(row: dict[str, Any]) -> tuple[str, list[Any]]:
     return _INSERT, [recorded_path(v) if c in _CUT and v else v for c, v in zip(COLUMNS, values, strict=True)]
 
 
+# Reads: API calls that changed nothing (?hide_reads=true leaves them out; MCP tool calls stay, reads or not).
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+_NOT_READ = f"method NOT IN ({', '.join(repr(m) for m in READ_METHODS)})"
+
 # The activity feed's sources: the audit row's method tells them apart (docs/OPERATIONS.md "Activity feed").
 SOURCE_METHODS = {"mcp": "MCP", "assistant": "AI", "cli": "CLI", "webhook": "WEBHOOK"}
 SOURCES = ("api", *SOURCE_METHODS)
@@ -84,6 +88,7 @@ class ActivityFilter:
     since: str | None = None
     until: str | None = None
     status_min: int | None = None
+    hide_reads: bool = False
 
 
 def _like(text: str) -> str:
@@ -100,6 +105,8 @@ def _activity_where(f: ActivityFilter, cursor: str | None) -> tuple[str, list[An
     elif f.source is not None:
         clauses.append("method = ?")
         params.append(SOURCE_METHODS[f.source])
+    if f.hide_reads:
+        clauses.append(_NOT_READ)
     for clause, value in (
         ("actor_id = ?", f.actor_id),
         ("ts >= ?", f.since),
@@ -151,11 +158,13 @@ class AuditStore:
         since: str | None,
         cursor: str | None,
         limit: int,
+        hide_reads: bool = False,
     ) -> list[dict[str, Any]]:
+        reads = f" AND {_NOT_READ}" if hide_reads else ""
         rows = await self._db.fetchall(
             "SELECT * FROM audit_log WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR method = ?2)"
             " AND (?3 IS NULL OR substr(path, 1, length(?3)) = ?3) AND (?4 IS NULL OR ts >= ?4)"
-            " AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6",
+            f" AND (?5 IS NULL OR id < ?5){reads} ORDER BY id DESC LIMIT ?6",
             (actor_id, method, path_prefix, since, cursor, limit),
         )
         return [dict(r) for r in rows]

@@ -5,6 +5,8 @@ Nothing is deployed: the `browser` marker (from the fixtures) keeps it out of `m
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
 from tests.dashboard.test_dashboard import PASSWORD, browser, page, shot  # noqa: F401 (fixtures)
@@ -22,8 +24,10 @@ def test_activity_storage_and_sessions(make_orvad, page: Page) -> None:  # type:
     with server.admin() as admin:
         for i in range(55):  # more than a page (50)
             assert admin.delete(f"/api/v1/functions/gone-{i}").status_code == 404
+        # reads are rows too (issue 24): these are the changes (onboard, login, 55 deletes)
+        changes = {"limit": 500, "hide_reads": "true"}
         wait_for(
-            lambda: len(admin.get("/api/v1/activity", params={"limit": 500}).json()["activity"]) >= 57,
+            lambda: len(admin.get("/api/v1/activity", params=changes).json()["activity"]) >= 57,
             10,
             "the rows",
         )
@@ -36,6 +40,10 @@ def test_activity_storage_and_sessions(make_orvad, page: Page) -> None:  # type:
     table = page.get_by_role("table", name="Activity")
     expect(table.get_by_text("DELETE /api/v1/functions/gone-54", exact=True)).to_be_visible()
     expect(page.get_by_test_id("live")).to_have_text("● live")
+    # this page's own reads are rows too: Hide reads leaves the 57 changes
+    page.get_by_label("Hide reads").check()
+    expect(page).to_have_url(re.compile(r"hide_reads=1"))
+    expect(table.locator("tbody tr").first).to_contain_text("DELETE /api/v1/functions/gone-54")
     assert table.locator("tbody tr").count() == 50
     page.get_by_role("button", name="Load more").click()
     expect(table.locator("tbody tr")).to_have_count(57)

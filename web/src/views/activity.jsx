@@ -1,6 +1,8 @@
-// Activity (issue 24): what happened on this orvad, newest first: API calls that changed something, MCP and
-// assistant tool calls, webhook deliveries, host commands. The audit log (GET /api/v1/activity), filtered by
-// source, text, time and failures, paged with Load more, and live over the events stream (`activity`).
+// Activity (issue 24): what happened on this orvad, newest first: every API call a key or login made (reads
+// too; "Hide reads" leaves them out), MCP and assistant tool calls, webhook deliveries, host commands. The
+// audit log (GET /api/v1/activity), filtered by source, text, time, failures and reads, paged with Load more,
+// and live over the events stream (`activity`). A live row is only shown, never a reason to read again: this
+// page's own reads (the list, the stream opening) are rows too, and reading on each would never end.
 import { useEffect, useState } from "preact/hooks";
 import { query, subscribe } from "../api.js";
 import { ErrorBanner, Field, LoadMore, Loading, Table, ago, usePaged } from "../components/ui.jsx";
@@ -15,6 +17,7 @@ const SOURCES = {
   cli: "host commands",
 };
 const RANGES = { "": "any time", 1: "last hour", 24: "last day", 168: "last week" };
+const READ_METHODS = ["GET", "HEAD", "OPTIONS"]; // the rows ?hide_reads=true leaves out
 
 function sinceFor(hours) {
   return hours ? new Date(Date.now() - hours * 3600 * 1000).toISOString() : "";
@@ -24,6 +27,7 @@ function sinceFor(hours) {
 function matches(row, f) {
   if (f.source && row.source !== f.source) return false;
   if (f.failures && row.status < 400) return false;
+  if (f.hide_reads && READ_METHODS.includes(row.method)) return false;
   if (f.q) {
     const needle = f.q.toLowerCase();
     return ["path", "method", "actor_name", "target_id"].some((k) => (row[k] || "").toLowerCase().includes(needle));
@@ -36,7 +40,13 @@ function statusClass(status) {
 }
 
 export function ActivityView({ query: q }) {
-  const filters = { source: q.source || "", q: q.q || "", hours: q.hours || "", failures: q.failures || "" };
+  const filters = {
+    source: q.source || "",
+    q: q.q || "",
+    hours: q.hours || "",
+    failures: q.failures || "",
+    hide_reads: q.hide_reads || "",
+  };
   const [text, setText] = useState(filters.q);
   useEffect(() => setText(filters.q), [filters.q]);
   const list = usePaged(
@@ -46,11 +56,12 @@ export function ActivityView({ query: q }) {
         q: filters.q,
         since: sinceFor(filters.hours),
         status_min: filters.failures ? 400 : "",
+        hide_reads: filters.hide_reads ? "true" : "",
         limit: 50,
         cursor,
       })}`,
     "activity",
-    [filters.source, filters.q, filters.hours, filters.failures],
+    [filters.source, filters.q, filters.hours, filters.failures, filters.hide_reads],
   );
   const [live, setLive] = useState([]);
   const [connected, setConnected] = useState(false);
@@ -65,7 +76,7 @@ export function ActivityView({ query: q }) {
       open: () => setConnected(true),
       error: () => setConnected(false),
     });
-  }, [filters.source, filters.q, filters.failures]);
+  }, [filters.source, filters.q, filters.failures, filters.hide_reads]);
 
   const go = (changes) => navigate(`/activity${query({ ...filters, ...changes })}`);
   const loaded = list.items || [];
@@ -100,8 +111,9 @@ export function ActivityView({ query: q }) {
         </span>
       </header>
       <p class="muted">
-        Everything that changed something on this orvad, and every MCP tool call, assistant tool call and webhook
-        delivery: who, what, when and how it ended. Reads are not listed. Never bodies or secrets.
+        Every call made to this orvad's API with a key or a login (reads too, this page's own among them: hide them to
+        see what changed), and every MCP tool call, assistant tool call and webhook delivery: who, what, when and how it
+        ended. Never bodies or secrets.
       </p>
       <form
         class="form row"
@@ -148,6 +160,15 @@ export function ActivityView({ query: q }) {
           />{" "}
           Failures only
         </label>
+        <label class="check">
+          <input
+            type="checkbox"
+            name="hide_reads"
+            checked={Boolean(filters.hide_reads)}
+            onChange={(e) => go({ hide_reads: e.target.checked ? "1" : "" })}
+          />{" "}
+          Hide reads
+        </label>
         <button type="submit">Search</button>
       </form>
       <ErrorBanner error={list.error} />
@@ -159,7 +180,7 @@ export function ActivityView({ query: q }) {
           rows={rows}
           columns={columns}
           empty={
-            filters.source || filters.q || filters.hours || filters.failures
+            filters.source || filters.q || filters.hours || filters.failures || filters.hide_reads
               ? "Nothing matches these filters."
               : "Nothing has happened yet: changes, tool calls and webhook deliveries appear here as they happen."
           }
