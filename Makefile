@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint bench clean system-deps test-system-deps web
+.PHONY: run test test-fast lint bench clean system-deps test-system-deps pg-deps web
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -49,9 +49,15 @@ system-deps:
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	why="network_mode egress will be unavailable"; $(APT_INSTALL)
 
-test-system-deps: system-deps
+test-system-deps: system-deps pg-deps
 	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	why="the dashboard's browser tests need /usr/bin/chromium"; $(APT_INSTALL)
+
+# Debian's PostgreSQL server binaries (/usr/lib/postgresql/<major>/bin) for the tests' throwaway clusters
+# (tests/pg.py: initdb in a temp dir, no system service used); about 15 s to install here
+pg-deps:
+	@missing=""; ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	why="the PostgreSQL tests (tests/cluster) need initdb and postgres"; $(APT_INSTALL)
 
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve
@@ -63,7 +69,7 @@ test: $(TEST_STAMP) test-system-deps web
 # tests/repo/test_lint.py (that is `make lint`): about two CPU-minutes, so a minute or two on 2 cores. ORVA_NSJAIL points nowhere, as on a machine
 # without nsjail: an unmarked test that deploys, invokes or builds fails here, and its report says to
 # mark it (tests/conftest.py).
-test-fast: $(TEST_STAMP) web
+test-fast: $(TEST_STAMP) web pg-deps
 	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -n 2 -m "not sandbox and not browser" --ignore=tests/repo/test_lint.py
 
 # Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
