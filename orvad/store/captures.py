@@ -1,8 +1,9 @@
 """SQL for captured requests (issue 23, replay) and each function's saved test requests (fixtures).
 
-A captured request is written by the batched writer right after its execution's row
-(``ExecutionStore.record``) and goes when its execution goes (``ON DELETE CASCADE``: retention and a
-function's delete). Fixtures are ordinary rows, written at once.
+A captured request is written by the batched writer right after its execution's row, in the same batch
+(``ExecutionStore.record``), and goes when its execution goes (the trigger ``executions_requests_delete``:
+retention and a function's delete). Its table is one B-tree keyed by execution_id with no foreign key
+checked per insert (migration 0023). Fixtures are ordinary rows, written at once.
 """
 
 from __future__ import annotations

@@ -103,11 +103,15 @@ class ExecutionStore:
             row = list(row)
             row[_PATH] = recorded_path(path)
         if request is not None:
-            self._batch.submit(_INSERT, row)
-            if not logs and not truncated:
-                self._batch.submit(INSERT_REQUEST, request, written)
+            # the captured request has no foreign key (0023): it names its execution's row as its parent, and
+            # is not queued when that row was dropped (the writer's queue full)
+            if not self._batch.submit(_INSERT, row):
                 return
-            self._batch.submit(INSERT_REQUEST, request)
+            key = row[0]
+            if not logs and not truncated:
+                self._batch.submit(INSERT_REQUEST, request, written, key)
+                return
+            self._batch.submit(INSERT_REQUEST, request, None, key)
         elif not logs and not truncated:
             self._batch.submit(_INSERT, row, written)
             return
