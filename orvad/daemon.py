@@ -93,6 +93,7 @@ from orvad.webhooks.outbound import OutboundWebhooks
 log = logging.getLogger(__name__)
 
 DATA_DIR_MODE = 0o711
+RESTORE_QUIESCE_S = 10.0  # a restore waits this long for running requests before it reloads
 
 
 class Daemon:
@@ -449,28 +450,38 @@ class Daemon:
         self.startup_complete = True
 
     async def reload_from(self, swap: Callable[[], None], undo: Callable[[], None]) -> None:
-        """A restore without a process restart (orvad/backup/service.py): stop the loops, builds and pools,
+        """A restore without a process restart (orvad/backup/service.py): new requests wait (up to
+        RequestContext's RESTORE_HOLD_S), running ones get RESTORE_QUIESCE_S; stop the loops, builds and pools,
         write the queued rows, close the database; run ``swap`` in a thread (the restored files replace the
         data dir's); then forget what was loaded and load again as start() does (the previous files when
         ``swap`` failed: it puts them back). Should the restored files not load (a master key or a row
         start() cannot read), everything is stopped again, ``undo`` puts the previous files back, they are
-        loaded, and RestoreNotLoaded is raised. Requests arriving meanwhile may fail; the API says so."""
-        log.warning("reloading from restored files: loops, builds and pools stop")
-        await self._unload()
+        loaded, and RestoreNotLoaded is raised. Requests arriving meanwhile wait for the reload to end."""
+        # requests arriving from now on wait for the reload (RequestContext: Drain.hold); running ones
+        # get RESTORE_QUIESCE_S to finish, so none of them meets a closed database
+        if not await self.drain.pause(asyncio.current_task(), RESTORE_QUIESCE_S):
+            log.warning(
+                "requests still running as the restore reloads", extra={"requests": len(self.drain.work)}
+            )
         try:
-            await asyncio.to_thread(swap)
-        except BaseException:
-            await self._load_again()  # swap put the previous files back
-            raise
-        try:
-            await self._load_again()
-        except Exception as exc:
-            log.exception("the restored files could not be loaded: the previous ones are put back")
-            await self._unload(after_failure=True)
-            await asyncio.to_thread(undo)
-            await self._load_again()
-            raise RestoreNotLoaded(f"{type(exc).__name__}: {exc}") from exc
-        log.warning("reloaded from restored files", extra={"schema_version": self.db.schema_version})
+            log.warning("reloading from restored files: loops, builds and pools stop")
+            await self._unload()
+            try:
+                await asyncio.to_thread(swap)
+            except BaseException:
+                await self._load_again()  # swap put the previous files back
+                raise
+            try:
+                await self._load_again()
+            except Exception as exc:
+                log.exception("the restored files could not be loaded: the previous ones are put back")
+                await self._unload(after_failure=True)
+                await asyncio.to_thread(undo)
+                await self._load_again()
+                raise RestoreNotLoaded(f"{type(exc).__name__}: {exc}") from exc
+            log.warning("reloaded from restored files", extra={"schema_version": self.db.schema_version})
+        finally:
+            self.drain.resume()
 
     async def _unload(self, *, after_failure: bool = False) -> None:
         """reload_from's stop: loops, builds, pools, queued rows, the database (``after_failure``: of a load

@@ -455,6 +455,13 @@ class ShuttingDown(Unavailable):
     )
 
 
+class Restoring(Unavailable):
+    """A request that waited for a restore's reload (POST /api/v1/restore) longer than orvad holds one."""
+
+    code = "RESTORING"
+    default_hint = "a backup is being restored; retry after Retry-After seconds (GET /health/ready answers 200 when it is done)"
+
+
 class TurnInterrupted(Unavailable):
     """An AI assistant turn that was running when orvad stopped (marked at the next start)."""
 

@@ -12,9 +12,10 @@ request into a bare 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
-from orvad.errors import ShuttingDown
+from orvad.errors import Restoring, ShuttingDown
 
 RETRY_AFTER_S = 5  # about what a restart takes; another instance behind a balancer can take it at once
 
@@ -27,13 +28,23 @@ class Drain:
         self._cut: set[asyncio.Task[Any]] = set()  # cancelled by cut(), not by their client
         self._idle = asyncio.Event()
         self._hurry = asyncio.Event()
+        # a restore's pause (Daemon.reload_from): new requests wait for ``_resumed``; the request that
+        # restores (``_keep``) is not waited for
+        self.paused = False
+        self._resumed = asyncio.Event()
+        self._keep: asyncio.Task[Any] | None = None
 
     # per request (the hot path): RequestContext adds the task to ``work`` and, when it is done,
     # discards it and calls left() if the drain has begun
     def left(self, task: asyncio.Task[Any]) -> None:
         self._feeds.discard(task)
-        if not self.work:
+        if not self.work or (self.paused and self.work == {self._keep}):
             self._idle.set()
+
+    @property
+    def watching(self) -> bool:
+        """Whether left() must be told (draining, or paused for a restore)."""
+        return self.draining or self.paused
 
     def feed(self, task: asyncio.Task[Any]) -> None:
         """The request is an event stream of the API: not waited for (it ends as the drain begins)."""
@@ -59,6 +70,33 @@ class Drain:
     @staticmethod
     def refusal(message: str = "orvad is shutting down and takes no new requests") -> ShuttingDown:
         return ShuttingDown(message, retry_after_s=RETRY_AFTER_S)  # RequestContext adds Connection: close
+
+    # a restore's pause (orvad.daemon.Daemon.reload_from)
+    async def pause(self, keep: asyncio.Task[Any] | None, timeout_s: float) -> bool:
+        """New requests wait (``hold``) from now on; wait until none but ``keep`` (the restore's own
+        request) runs, at most ``timeout_s``: True when they all finished."""
+        self.paused, self._keep = True, keep
+        self._resumed.clear()
+        self._idle.clear()
+        if not self.work - {keep}:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return not self.work - {keep}
+
+    def resume(self) -> None:
+        self.paused, self._keep = False, None
+        self._resumed.set()
+
+    async def hold(self, timeout_s: float) -> None:
+        """A request that arrived during a restore waits for it to end (Restoring past ``timeout_s``)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._resumed.wait(), timeout_s)
+        if self.paused:
+            raise Restoring(
+                "orvad is loading a restored backup",
+                retry_after_s=RETRY_AFTER_S,
+            )
 
     # the stop sequence (orvad.cli)
     def begin(self) -> None:

@@ -31,6 +31,10 @@ access_log = AccessLog("orvad.access")
 errlog = logging.getLogger("orvad.errors")
 
 _random = random.Random()
+RESTORE_HOLD_S = (
+    30.0  # how long a request arriving during a restore's reload waits for it (then 503 RESTORING)
+)
+_PROBES = ("/health/", "/api/v1/system/health")  # answered at once during a restore (not ready: 503)
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
@@ -86,6 +90,8 @@ class RequestContext:
         try:
             if drain.draining:
                 raise drain.refusal()
+            if drain.paused and not scope["path"].startswith(_PROBES):
+                await drain.hold(RESTORE_HOLD_S)  # a restore's reload: wait for the restored state
             drain.work.add(task)
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
@@ -99,7 +105,7 @@ class RequestContext:
             await _send_error(send_with_id, error, request_id)
         finally:
             drain.work.discard(task)
-            if drain.draining:
+            if drain.watching:
                 drain.left(task)
             request_id_var.reset(token)
             if access_log.enabled():

@@ -31,7 +31,7 @@ from tests.backup.conftest import (
     with_manifest,
 )
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.helpers import Orvad
+from tests.helpers import Orvad, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -111,6 +111,50 @@ def test_restore_into_a_running_orvad_reloads_without_a_restart(make_orvad: Call
         status = c.get("/api/v1/backup/status").json()
         assert status["last_restore"]["created_at"] and status["restoring"] is False
         assert c.get("/health/ready").status_code == 200
+
+
+def test_requests_during_a_restore_wait_for_it_and_none_fails(make_orvad: Callable[..., Orvad]) -> None:
+    """Invocations and API writes sent while a restore reloads wait for the restored state instead of
+    meeting a closed database or an empty function table (they were 404 and 500 in that window)."""
+    server = make_orvad()
+    populated = populate(server)
+    data = download(server, server.admin_key)
+    answers: dict[str, list[int]] = {"fn": [], "api": []}
+    done = threading.Event()
+
+    def invoke() -> None:
+        with server.admin() as c:
+            while not done.is_set():
+                answers["fn"].append(c.post(f"/fn/{populated.fn}", json={}, timeout=60).status_code)
+
+    def write() -> None:
+        with server.admin() as c:
+            n = 0
+            while not done.is_set():
+                n += 1
+                r = c.post("/api/v1/keys", json={"name": f"during-{n}", "permissions": ["read"]}, timeout=60)
+                answers["api"].append(r.status_code)
+
+    threads = [threading.Thread(target=t) for t in (invoke, invoke, write)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(
+            lambda: len(answers["fn"]) >= 5 and len(answers["api"]) >= 2, 30, "traffic before the restore"
+        )
+        before = {k: len(v) for k, v in answers.items()}
+        r = upload(server, server.admin_key, data)
+        assert r.status_code == 200, r.text
+        wait_for(
+            lambda: all(len(v) >= before[k] + 5 for k, v in answers.items()), 60, "traffic after the restore"
+        )
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=90)
+    assert set(answers["fn"]) == {200}, sorted(set(answers["fn"]))
+    assert set(answers["api"]) == {201}, sorted(set(answers["api"]))
+    populated.check(server, server.admin_key)
 
 
 def _attacks(good: bytes, data_dir: Path) -> dict[str, bytes]:
