@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -73,7 +74,13 @@ def cell(value: Any, *, in_table: bool = False) -> str:
     text = " ".join(str(value).split())  # one line per row: a description's newlines are spaces
     if _is_timestamp(text):
         return age(text) if in_table else text[:19].replace("T", " ")
+    if _UNPRINTABLE.search(text):  # a name or log line carrying a terminal escape is shown, never obeyed
+        text = _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
     return text
+
+
+# control characters (C0, DEL, C1) and bidirectional overrides: written as their escapes (\x1b, \u202e)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def fit(

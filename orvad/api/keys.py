@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -41,7 +41,9 @@ def _expiry(body: dict[str, Any]) -> datetime | None:
     if at is not None:
         try:
             moment = parse_iso(at) if isinstance(at, str) else None
-        except ValueError:
+            if moment is not None:
+                moment.astimezone(UTC)  # a time zone past 9999-12-31 in UTC (was a 500 at the row's write)
+        except (ValueError, OverflowError):
             moment = None
         if moment is None or moment <= utcnow():
             raise ValidationError(

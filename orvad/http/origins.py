@@ -129,9 +129,19 @@ def client_address(
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
+        if not _is_address(hop):  # not an address (text a client put there): the trusted proxy's word ends
+            return peer
         if not _in(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _in(address: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:

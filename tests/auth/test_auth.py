@@ -328,3 +328,22 @@ def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_client(
             for _ in range(6)
         ]
         assert codes[-1] == 429
+
+
+def test_a_forwarded_hop_that_is_not_an_address_counts_as_the_proxy(make_orvad: Callable[..., Orvad]) -> None:
+    """Behind a proxy that passes X-Forwarded-For on without appending, a guesser writing new text there
+    each time was a new client each time (no throttle, and the text stored as its address): such a hop
+    is not believed, the caller is the proxy."""
+    server = make_orvad(env={"ORVA_TRUSTED_PROXIES": "127.0.0.1/32"})
+    with server.client() as c:
+        assert server.onboard(c, "admin", PASSWORD).status_code == 201
+    with server.client() as c:
+        codes = [
+            c.post(
+                "/api/v1/auth/login",
+                json={"username": "admin", "password": "wrong"},
+                headers={"X-Forwarded-For": f"not-an-address-{i}"},
+            ).status_code
+            for i in range(6)
+        ]
+        assert codes == [401] * 5 + [429], codes

@@ -63,6 +63,10 @@ def test_expiry_and_bad_input(orvad: Orvad) -> None:
             ({"name": "x", "permissions": []}, "permissions"),
             ({"name": "x", "expires_in_days": 0}, "expires_in_days"),
             ({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+            (
+                {"name": "x", "expires_at": "9999-12-31T23:59:59-01:00"},
+                "expires_at",
+            ),  # past 9999 in UTC: was 500
             ({"name": "x", "expires_in_days": 1, "expires_at": "2999-01-01T00:00:00Z"}, "expires_at"),
             ({"name": ""}, "name"),
             ({"name": "x", "colour": "red"}, None),

@@ -564,3 +564,18 @@ def test_docs_cli_md_shows_every_command() -> None:
             assert f"orva {name} {sub}".strip() in text, f"docs/CLI.md has no example of `orva {name} {sub}`"
     for needed in ("ORVA_ENDPOINT", "ORVA_API_KEY", "~/.orva/config.yaml", "0600", "Exit codes"):
         assert needed in text
+
+
+def test_a_terminal_escape_in_a_listed_name_is_shown_not_obeyed(cli: Cli, orvad: Orvad) -> None:
+    """A key holder names something with a terminal escape (set the window title, hide text): tables
+    print it escaped, so the operator's terminal never obeys it."""
+    evil = "ci\x1b]0;pwned\x07\x1b[8mhidden\u202e"
+    with orvad.admin() as c:
+        r = c.post("/api/v1/keys", json={"name": evil, "permissions": ["read"]})
+        assert r.status_code == 201, r.text
+        try:
+            code, shown = _on_a_terminal(cli, "keys", "list")
+        finally:
+            c.delete(f"/api/v1/keys/{r.json()['id']}")
+    assert code == 0 and "ci\\x1b]0;pwned" in shown, shown  # escaped (the column may cut the rest)
+    assert "\x1b]0;" not in shown and "\x1b[8m" not in shown and "\u202e" not in shown
