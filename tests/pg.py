@@ -126,6 +126,18 @@ class ThrowawayPostgres:
             kwargs |= {"user": self._account.pw_uid, "group": self._account.pw_gid, "extra_groups": []}
         return kwargs
 
+    def _parent(self) -> str | None:
+        """The temporary folder's parent: the usual one, unless the postgres user could not reach into it
+        (a TMPDIR under root's 0700 home), then /tmp."""
+        if self._account is None:
+            return None
+        folder = Path(tempfile.gettempdir()).resolve()
+        for ancestor in (folder, *folder.parents):
+            mode = ancestor.stat()
+            if not (mode.st_mode & 0o001 or mode.st_uid == self._account.pw_uid):
+                return "/tmp"
+        return None
+
     def _own(self, path: Path) -> None:
         if self._account is not None:
             os.chown(path, self._account.pw_uid, self._account.pw_gid)
@@ -133,7 +145,7 @@ class ThrowawayPostgres:
     def start(self) -> str:
         if self.process is not None:
             return self.dsn()
-        self.folder = Path(tempfile.mkdtemp(prefix="orva-pg-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="orva-pg-", dir=self._parent()))
         try:
             self._own(self.folder)
             self.socket_dir.mkdir(mode=0o700)
