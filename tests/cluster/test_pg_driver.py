@@ -35,6 +35,13 @@ from orvad.store.postgres.migrate import migration_files
         ("SELECT ? -- is it?\n, ? /* or ? */", "SELECT $1 -- is it?\n, $2 /* or ? */"),
         ("DO $body$ SELECT '?' $body$; SELECT ?", "DO $body$ SELECT '?' $body$; SELECT $1"),
         ("SELECT 1", "SELECT 1"),
+        # SQLite's numbered form: the same parameter where repeated; a bare ? follows the largest so far
+        (
+            "WHERE (?1 IS NULL OR a = ?1) AND (?2 IS NULL OR b = ?2)",
+            "WHERE ($1 IS NULL OR a = $1) AND ($2 IS NULL OR b = $2)",
+        ),
+        ("VALUES (?2, ?, ?1, ?)", "VALUES ($2, $3, $1, $4)"),
+        ("SELECT ?10", "SELECT $10"),
     ],
 )
 def test_translate_numbers_the_placeholders_outside_literals_names_and_comments(

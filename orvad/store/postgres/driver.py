@@ -32,21 +32,26 @@ Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 
 # a string literal, a quoted name, a line or block comment, a dollar-quoted body, or a placeholder
 _TOKENS = re.compile(
-    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|(\$[A-Za-z_]*\$).*?\1|(\?)""",
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|(\$[A-Za-z_]*\$).*?\1|(\?)(\d*)""",
     re.S,
 )
 
 
 @lru_cache(maxsize=4096)
 def translate(sql: str) -> str:
-    """SQLite's ``?`` placeholders as PostgreSQL's ``$1``, ``$2``...; anything inside a literal, a quoted
-    name or a comment is left as it is. A statement with ``$n`` of its own is refused (no mixing)."""
+    """SQLite's placeholders as PostgreSQL's: ``?NNN`` is ``$NNN`` (the same parameter wherever it is
+    repeated), and a bare ``?`` is one more than the largest number given so far, as SQLite numbers them.
+    Anything inside a literal, a quoted name or a comment is left as it is. A statement with ``$n`` of its
+    own is refused (no mixing)."""
     count = 0
 
     def number(found: re.Match[str]) -> str:
         nonlocal count
         if found.group(2) is None:
             return found.group(0)
+        if found.group(3):
+            count = max(count, int(found.group(3)))
+            return f"${int(found.group(3))}"
         count += 1
         return f"${count}"
 
