@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
@@ -60,8 +61,11 @@ def check_twins(postgres: list[str], sqlite: list[str]) -> None:
         )
 
 
-async def migrate(conn: asyncpg.Connection) -> int:
-    """Bring the database ``conn`` is connected to up to the latest version; returns that version."""
+async def migrate(
+    conn: asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any], upto: int | None = None
+) -> int:
+    """Bring the database ``conn`` is connected to up to the latest version (or ``upto``, for tests of one
+    migration on an older schema); returns the version it is at."""
     files = migration_files()
     sqlite_names = {number: name for number, name, _ in sqlite_migration_files()}
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
@@ -71,7 +75,7 @@ async def migrate(conn: asyncpg.Connection) -> int:
         if 0 < current < BASELINE:
             raise RuntimeError(f"a PostgreSQL database at version {current}, below the baseline {BASELINE}")
         for number, name, sql in files:
-            if number <= current:
+            if number <= current or (upto is not None and number > upto):
                 continue
             async with conn.transaction():
                 await conn.execute(sql)  # no arguments: the simple protocol, several statements at once
