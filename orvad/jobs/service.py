@@ -236,7 +236,8 @@ class JobService:
         self._ready: dict[str, collections.deque[JobRow]] = {}
         self._held: set[str] = set()  # the ids in _ready
         self._finished: list[Finish] = []  # attempt ends not written yet (the runner's next write)
-        # told of each attempt end that ended its job (succeeded or dead), once written: outbound webhooks
+        # told of each attempt end that ended its job (succeeded or dead; not one cancelled while it ran), once
+        # written: outbound webhooks
         self.on_end: Callable[[Finish], None] | None = None
         self._started: list[tuple[str, int]] = []  # (job id, attempt) started since the runner's last write
         self._stopping = False
@@ -693,8 +694,9 @@ class JobService:
             left = True
         if not finishes and not started and not chosen:
             return left
+        ended: set[str] = set()  # the jobs this write ended (a cancelled one is not announced as ended)
         try:
-            rows = await self._store.settle(finishes, started, chosen, self.owner, now, self.lease_s)
+            rows = await self._store.settle(finishes, started, chosen, self.owner, now, self.lease_s, ended)
         except BaseException:
             # not written: the next write tries again (the leases are renewed meanwhile)
             self._finished[:0] = finishes
@@ -702,7 +704,7 @@ class JobService:
             raise
         if self.on_end is not None:
             for finish in finishes:
-                if finish.next_status in ("succeeded", "dead"):
+                if finish.job.id in ended:
                     try:
                         self.on_end(finish)
                     except Exception:  # a listener's failure never stops the runner

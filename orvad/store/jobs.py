@@ -235,6 +235,7 @@ class JobStore:
         owner: str,
         now: float,
         lease_s: float,
+        ended: set[str] | None = None,
     ) -> list[JobRow]:
         """The runner's one write: the attempt ends it holds (``finishes``), the attempts that started since
         its last write (``started``: (job id, attempt)), then a claim of the due jobs among ``ids`` (one attempt
@@ -242,7 +243,9 @@ class JobStore:
         The claim is one conditional ``UPDATE ... RETURNING``: the rows taken come back from the write itself.
 
         A finish is fenced by its lease (``lease_owner = owner``) and never overwrites a cancel; the job's
-        ``updated_at`` is the moment of this write, the attempt's ``finished_at`` the attempt's own end."""
+        ``updated_at`` is the moment of this write, the attempt's ``finished_at`` the attempt's own end.
+        ``ended``, when given, receives the ids of the jobs this write ended as their finish said (succeeded
+        or dead): not one cancelled while its attempt ran, nor one whose lease another runner took."""
         stamp = epoch_iso(now)
         marks = ", ".join("?" * len(ids))
         attempt_rows = [
@@ -272,6 +275,21 @@ class JobStore:
                 if finishes:
                     raw.executemany(_FINISH_ATTEMPT, attempt_rows)
                     raw.executemany(_FINISH_JOB, job_rows)
+                    if ended is not None:
+                        final = {
+                            f.job.id: f.next_status
+                            for f in finishes
+                            if f.next_status in ("succeeded", "dead")
+                        }
+                        if final:
+                            ended.update(
+                                job_id
+                                for job_id, status in raw.execute(
+                                    f"SELECT id, status FROM jobs WHERE id IN ({', '.join('?' * len(final))})",
+                                    list(final),
+                                )
+                                if final[job_id] == status
+                            )
                 taken: list[JobRow] = []
                 if ids:
                     taken = [

@@ -191,6 +191,33 @@ class WebhookStore:
         )
         return float(row["t"]) if row is not None and row["t"] is not None else None
 
+    async def claim(
+        self, delivery_id: str, attempts: int, now: float, lease_until: float
+    ) -> DeliveryRow | None:
+        """Take a due delivery for its next attempt: one conditional UPDATE that only one claimer wins. It
+        holds only while the row is still pending, due by ``now`` and has ``attempts`` attempts ended (a row
+        read before an attempt's end was written, or claimed already, is refused: None). The claim moves
+        ``next_attempt_at`` to ``lease_until`` (due again then should the attempt's end never be written: a
+        crash; ``release`` makes it due at once at the next start) and returns the row as it is now."""
+        async with self._db.transaction() as tx:
+            cur = await tx.execute(
+                "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'"
+                f" AND attempts = ? AND next_attempt_at <= ? RETURNING {_DELIVERY_COLS}",
+                (lease_until, delivery_id, attempts, now),
+            )
+            row = await cur.fetchone()
+            await cur.close()
+        return _delivery(row) if row is not None else None
+
+    async def release(self, now: float, horizon: float) -> int:
+        """At the sender's start: pending deliveries due by ``horizon`` are due now (among them those claimed
+        when orvad stopped or died: their lease reaches at most that far)."""
+        return await self._db.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE status = 'pending'"
+            " AND next_attempt_at > ? AND next_attempt_at <= ?",
+            (now, now, horizon),
+        )
+
     async def end_attempt(
         self,
         delivery: DeliveryRow,
@@ -199,44 +226,45 @@ class WebhookStore:
         status: str,
         next_attempt_at: float,
         now: float,
-    ) -> None:
+    ) -> bool:
         """An attempt's row and the delivery's next state (pending again, delivered or failed), one
-        transaction. A delivery retried by hand meanwhile (its attempts moved on) keeps the newer state."""
+        transaction, fenced by the attempts count: written only while the delivery has ``attempt - 1``
+        attempts ended (an attempt's record is never overwritten). False: nothing written."""
         stamp = epoch_iso(now)
         finished = stamp if status != "pending" else None
-        await self._db.write_all(
-            [
+        async with self._db.transaction() as tx:
+            cur = await tx.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
+                " last_status_code = ?, last_error = ?, updated_at = ?, finished_at = ?"
+                " WHERE id = ? AND attempts = ?",
                 (
-                    "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms,"
-                    " status_code, response, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        attempt.delivery_id,
-                        attempt.attempt,
-                        attempt.started_at,
-                        attempt.duration_ms,
-                        attempt.status_code,
-                        attempt.response,
-                        attempt.error,
-                    ),
+                    status,
+                    attempt.attempt,
+                    next_attempt_at,
+                    attempt.status_code,
+                    attempt.error,
+                    stamp,
+                    finished,
+                    delivery.id,
+                    attempt.attempt - 1,
                 ),
+            )
+            if cur.rowcount != 1:
+                return False
+            await tx.execute(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms,"
+                " status_code, response, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
-                    " last_status_code = ?, last_error = ?, updated_at = ?, finished_at = ?"
-                    " WHERE id = ? AND attempts = ?",
-                    (
-                        status,
-                        attempt.attempt,
-                        next_attempt_at,
-                        attempt.status_code,
-                        attempt.error,
-                        stamp,
-                        finished,
-                        delivery.id,
-                        attempt.attempt - 1,
-                    ),
+                    attempt.delivery_id,
+                    attempt.attempt,
+                    attempt.started_at,
+                    attempt.duration_ms,
+                    attempt.status_code,
+                    attempt.response,
+                    attempt.error,
                 ),
-            ]
-        )
+            )
+        return True
 
     async def delivery(self, delivery_id: str) -> DeliveryRow | None:
         row = await self._db.fetchone(

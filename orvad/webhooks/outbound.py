@@ -14,7 +14,10 @@ The sender (``run``, a daemon task) writes the queued events to the outbox (one 
 receiver) and then sends due deliveries: each attempt a POST with a timeout, signed anew, no redirects
 followed; a 2xx answer delivers it, anything else (another status, a timeout, a refused connection) waits
 ``backoff`` (exponential with jitter) and is due again until its window (``retry_window_s``) has passed:
-then it is ``failed``. At most ``per_receiver`` attempts run at once per receiver. A delivery is pending
+then it is ``failed``. At most ``per_receiver`` attempts run at once per receiver. Each attempt claims its
+row first (``WebhookStore.claim``: a conditional UPDATE on status, attempts and due time that one claimer
+wins, returning the row as it is now), so a row read before another attempt's end was written is never sent
+again, and its end is written only if the attempts count still matches. A delivery is pending
 until an attempt's end is written, so one cut by a crash is sent again at the next start (at least once:
 receivers dedupe by ``webhook-id``). A clean stop writes the events still queued.
 """
@@ -82,6 +85,7 @@ MAX_CLAIMED = 512  # deliveries taken into memory for sending at once (all recei
 CLAIMED_PER_RECEIVER_FACTOR = 4  # and per receiver: this x its concurrency
 RETENTION_S = 30 * 86400.0  # delivered and failed deliveries are kept this long
 _PRUNE_EVERY_S = 3600.0
+LEASE_SLACK_S = 5.0  # a claimed delivery is due again this long after its attempt's timeout (store.claim)
 _AAD_PREFIX = b"orva-webhook\0"
 _USER_AGENT = f"Orva-Webhooks/{__version__}"
 _UNCHANGED = frozenset({"updated_at", "active_deployment_id", "status"})  # builds move these: not "updated"
@@ -667,6 +671,9 @@ class OutboundWebhooks:
             else None
         )
         try:
+            with contextlib.suppress(Exception):  # not fatal: the leases then run out by themselves
+                now = self.clock()
+                await self._store.release(now, now + self.timeout_s + LEASE_SLACK_S)
             while True:
                 self._wake.clear()
                 try:
@@ -765,11 +772,17 @@ class OutboundWebhooks:
             current.claimed = max(0, current.claimed - 1)
             self._wake.set()
 
-    async def _send(self, receiver: Receiver, d: DeliveryRow) -> None:
+    async def _send(self, receiver: Receiver, claimed: DeliveryRow) -> None:
         current = self._receivers.get(receiver.id)  # rotated or changed since it was claimed
         if current is None or current.key is None or not current.row.enabled:
             return
         assert self._transport is not None
+        # ``claimed`` was read by the sender's pass, maybe before an attempt's end was written: the row as it
+        # is now, taken by one conditional UPDATE (pending, due and the same attempts count), or nothing
+        now = self.clock()
+        d = await self._store.claim(claimed.id, claimed.attempts, now, now + self.timeout_s + LEASE_SLACK_S)
+        if d is None:
+            return
         timestamp = int(self.clock())
         headers = signing.headers(
             current.key, msg_id=d.id, event_type=d.event_type, timestamp=timestamp, body=d.body
@@ -816,7 +829,12 @@ class OutboundWebhooks:
                 "pending",
                 min(d.give_up_at, now + self.backoff(d.attempts + 1)),
             )
-        await self._store.end_attempt(d, attempt, status=status, next_attempt_at=next_at, now=now)
+        if not await self._store.end_attempt(d, attempt, status=status, next_attempt_at=next_at, now=now):
+            log.warning(  # its attempts count moved on (another sender?) or it was deleted: not recorded
+                "webhook attempt not recorded: the delivery changed while it was sent",
+                extra={"webhook_id": current.id, "delivery_id": d.id, "attempt": attempt.attempt},
+            )
+            return
         self.figures.attempts[outcome] += 1
         if outcome == "failed":
             log.warning(
