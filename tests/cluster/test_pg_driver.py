@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orvad.models import (
     AuthMode,
@@ -54,6 +56,35 @@ def test_translate_refuses_a_statement_mixing_both_placeholder_styles() -> None:
     with pytest.raises(ValueError, match="mixes"):
         translate("SELECT $1, ?")
     assert translate("SELECT $1, '?'") == "SELECT $1, '?'"  # PostgreSQL's own, untouched
+
+
+_TEXT = st.text(alphabet="ab ?$-*/", max_size=8)
+# (SQLite's piece, PostgreSQL's piece or None for a placeholder); placeholders are numbered by the test
+_PIECES = st.one_of(
+    st.just(("?", None)),
+    st.integers(1, 12).map(lambda n: (f"?{n}", n)),
+    _TEXT.map(lambda t: "'" + t.replace("'", "''") + "'").map(lambda q: (q, q)),
+    _TEXT.filter(lambda t: '"' not in t).map(lambda t: f'"{t}"').map(lambda q: (q, q)),
+    _TEXT.filter(lambda t: "*/" not in t).map(lambda t: f"/*{t}*/").map(lambda q: (q, q)),
+    st.sampled_from(["SELECT", " ", ",", "a", "=", "(", ")", "\n"]).map(lambda w: (w, w)),
+)
+
+
+@given(st.lists(_PIECES, max_size=20))
+def test_translate_numbers_placeholders_as_sqlite_does_and_touches_nothing_else(
+    pieces: list[tuple[str, Any]],
+) -> None:
+    sqlite, expected, largest = [], [], 0
+    for piece, meaning in pieces:
+        sqlite.append(piece)
+        if meaning is None or isinstance(meaning, int):
+            number = largest + 1 if meaning is None else meaning
+            largest = max(largest, number)
+            expected.append(f"${number}")
+        else:
+            expected.append(meaning)
+    # joined by blanks: two literals side by side read as one ('a''b'), a digit after ?N as part of N
+    assert translate(" ".join(sqlite)) == " ".join(expected)
 
 
 def _function(fid: str, name: str) -> Function:
