@@ -21,6 +21,7 @@ MAX_PORTS = 16  # ports of one rule
 MAX_DESCRIPTION = 256
 Kind = Literal["cidr", "host", "wildcard"]
 _ADDRESS_CHARS = re.compile(r"^[0-9A-Fa-f:./]{2,64}$")
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # IPv4-mapped IPv6 addresses
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 TARGET_RULE = (
     "an IPv4/IPv6 address or CIDR (203.0.113.0/24, 2001:db8::/32), a hostname (api.example.com) "
@@ -58,6 +59,10 @@ def parse_target(value: Any, field: str = "target", *, wildcards: bool = True) -
             net = ipaddress.ip_network(value, strict=False)
         except ValueError as exc:
             raise _bad(field, f"is not a valid address or CIDR: {exc}", hint=f"use {TARGET_RULE}") from None
+        if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+            # ::ffff:203.0.113.2 is 203.0.113.2 on the wire (IPv4): as an IPv6 rule it would block nothing
+            mapped = net.network_address.ipv4_mapped
+            return Target("cidr", str(ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}")))
         return Target("cidr", str(net))
     name = value.lower().rstrip(".") if value.endswith(".") and not value.endswith("..") else value.lower()
     if name.startswith("*."):

@@ -51,6 +51,9 @@ PRIVATE_RANGES = (
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
+# a port rule covers every protocol with ports a sandbox can open (UDP-Lite needs no privilege; SCTP
+# and DCCP load on demand on many kernels), not just TCP and UDP
+PORTED = "tcp, udp, udplite, sctp, dccp"
 Kind = Literal["e", "b"]  # an egress worker, a build
 
 
@@ -103,6 +106,7 @@ class EgressNetwork:
         self.names: dict[str, tuple[str, ...]] = {}
         self._allow: dict[str, tuple[str, ...]] = {}
         self._sync_lock = asyncio.Lock()
+        self._reference = ""  # the table as orvad made it, sets' elements left out (guard)
         self.ready = False
         self.detail = "not started"
 
@@ -125,6 +129,7 @@ class EgressNetwork:
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
             self.ready = True  # the sets are filled in the same transaction as the table is made
             await _run("nft", "-f", "-", stdin=self._ruleset() + self.firewall_script())
+            self._reference = await self._listing()
             self.ready, self.detail = True, f"egress via {self.network}, nftables table inet {self.table}"
         except (EgressError, OSError, TimeoutError) as exc:
             self.ready, self.detail = False, f"egress unavailable: {exc}"
@@ -204,10 +209,10 @@ class EgressNetwork:
     oifname "{self.build_veths}*" drop
     iifname "{self.veth_prefix}*" oifname "{self.veth_base}*" drop
     {w} ip6 daddr @deny6 {reject}
-    {w} meta l4proto {{ tcp, udp }} ip6 daddr . th dport @deny6p {reject}
+    {w} meta l4proto {{ {PORTED} }} ip6 daddr . th dport @deny6p {reject}
     iifname "{self.veth_prefix}*" meta nfproto ipv6 drop
     {w} ip daddr @deny4 {reject}
-    {w} meta l4proto {{ tcp, udp }} ip daddr . th dport @deny4p {reject}
+    {w} meta l4proto {{ {PORTED} }} ip daddr . th dport @deny4p {reject}
     {w} ip saddr @restricted jump restricted
 {self._destination_rules()}
     iifname "{self.veth_prefix}*" accept
@@ -248,6 +253,7 @@ class EgressNetwork:
         before this returns, so before anything runs in the namespace."""
         if not self.ready:
             raise EgressError(self.detail)
+        await self.guard()  # never a new worker behind a table removed or emptied outside orvad
         clash = None
         for _ in range(_LEASE_TRIES):
             if not self._free:
@@ -332,7 +338,8 @@ class EgressNetwork:
     async def stop(self) -> None:
         for name in list(self._leased):
             await self.release(name)
-        if self.ready:
+        was_ready, self.ready = self.ready, False  # guard() puts nothing back from here on
+        if was_ready:
             try:
                 await _run("nft", "delete", "table", "inet", self.table)
             except EgressError:
@@ -340,7 +347,6 @@ class EgressNetwork:
             others = TABLE_PREFIX in await _run("nft", "list", "tables")
             if self._forward_before is not None and not others:  # the last orvad out restores forwarding
                 Path("/proc/sys/net/ipv4/ip_forward").write_text(self._forward_before + "\n")
-        self.ready = False
 
     def check(self) -> dict[str, Any]:
         return {"ok": self.ready, "detail": self.detail}
@@ -390,6 +396,28 @@ class EgressNetwork:
             if elements:
                 lines.append(f"add element inet {self.table} {set_name} {{ {', '.join(elements)} }}")
         return "\n".join(lines) + "\n"
+
+    async def _listing(self) -> str:
+        return await _run("nft", "-t", "list", "table", "inet", self.table)  # -t: no set elements
+
+    async def guard(self) -> bool:
+        """Put the table back, sets included, when it is gone or no longer what orvad made: an
+        ``nft flush ruleset`` (a firewall reload, ``systemctl restart nftables``) or a chain flushed by
+        hand would otherwise leave every egress worker unfiltered, the host included. Checked at each
+        lease and every few seconds (FirewallService.run); True when it had to."""
+        async with self._sync_lock:
+            if not self.ready:
+                return False
+            try:
+                if await self._listing() == self._reference:
+                    return False
+            except EgressError:
+                pass  # no table at all
+            log.error("the egress table was removed or changed outside orvad; putting it back")
+            reset = f"table inet {self.table} {{}}\ndelete table inet {self.table}\n"  # gone or not
+            await _run("nft", "-f", "-", stdin=reset + self._ruleset() + self.firewall_script())
+            self._reference = await self._listing()
+            return True
 
     async def sync(self) -> None:
         """Apply the egress-rule sets in one nft transaction (all or nothing); a no-op while not ready."""

@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,9 @@ MIN_REFRESH_S = 5.0
 MAX_REFRESH_S = 300.0
 FAIL_RETRY_S = 30.0
 MAX_DNS_SERVERS = 4
-MAX_NAMES = 2048  # names kept resolved (rules and live allow lists)
+WATCH_S = 5.0  # how often the egress table is checked (EgressNetwork.guard)
+MAX_NAMES = 2048  # names kept resolved; a hostname rule's name is never the one left out (_todo)
+PARALLEL_LOOKUPS = 64  # names looked up at once (two UDP sockets each)
 UNUSED_GRACE_S = 60.0  # a name no rule or live sandbox uses is forgotten after this
 RULE_FIELDS = ("target", "ports", "description")
 Resolver = Callable[[str, list[str]], Awaitable[Answer]]
@@ -90,17 +92,19 @@ class FirewallService:
         self._names: dict[str, Resolved] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._unapplied = False  # load() could not put the rules in place (run() retries)
 
     # --- loading and applying
     async def load(self) -> None:
         self.rules = {r["id"]: r for r in await self._store.all_rules()}
         self.dns_servers = list(await self._store.setting("dns_servers") or [])
         await asyncio.to_thread(self._write_resolv_conf)
-        names, _ = await self._resolve_missing(self._wanted(), {})
+        names = await self._resolve_missing(self._wanted(), {})
         try:
             await self._apply(names=names)
         except FirewallApplyFailed as exc:
             self._names = names
+            self._unapplied = True  # run() tries again: rules listed must not stay out of nftables
             log.error("egress rules could not be applied", extra={"error": exc.message})
 
     @property
@@ -164,17 +168,21 @@ class FirewallService:
         """Put ``rules`` and ``names`` (default: the current ones) into nftables at once; the names become
         the current ones only once nftables holds them (what the API shows is what is enforced)."""
         names = self._names if names is None else names
+        before = self._egress.deny, self._egress.names, self._egress.dns
         self._egress.deny = self._deny_sets(self.rules if rules is None else rules, names)
         self._egress.names = {n: r.addresses for n, r in names.items()}
         self._egress.dns = self._sandbox_dns()
         try:
             await self._egress.sync()
         except (EgressError, TimeoutError) as exc:
+            # what nftables refused is not what the next lease or release syncs either
+            self._egress.deny, self._egress.names, self._egress.dns = before
             raise FirewallApplyFailed(
                 f"nftables refused the egress rules: {exc}",
                 hint="GET /api/v1/system/health shows the egress check; the rules were not changed",
             ) from None
         self._names = names
+        self._unapplied = False
 
     async def _lookup(self, name: str) -> Resolved:
         try:
@@ -191,63 +199,102 @@ class FirewallService:
         due = time.monotonic() + min(max(float(answer.ttl), MIN_REFRESH_S), MAX_REFRESH_S)
         return Resolved(answer.addresses, answer.ttl, now_iso(), due)
 
-    async def _resolve_missing(
-        self, names: set[str], base: dict[str, Resolved], *, due_only: bool = False
-    ) -> tuple[dict[str, Resolved], bool]:
-        """``base`` with the names not in it (or due) looked up; whether any name's addresses changed."""
+    def _rule_names(self) -> set[str]:
+        return {r["target"] for r in self.rules.values() if r["kind"] == "host"}
+
+    async def _lookup_all(self, todo: list[str]) -> dict[str, Resolved]:
+        """Every name looked up, PARALLEL_LOOKUPS at a time (each lookup is bounded: _lookup)."""
+        slots = asyncio.Semaphore(PARALLEL_LOOKUPS)
+
+        async def one(name: str) -> Resolved:
+            async with slots:
+                return await self._lookup(name)
+
+        return dict(zip(todo, await asyncio.gather(*(one(n) for n in todo)), strict=True))
+
+    def _todo(
+        self,
+        names: set[str],
+        base: dict[str, Resolved],
+        *,
+        due_only: bool = False,
+        rules: Collection[str] = (),
+    ) -> list[str]:
+        """The names of ``names`` to look up: new ones, and with ``due_only`` those due. New names beyond
+        MAX_NAMES are left out, never a hostname rule's (``rules`` and the stored rules): allow lists (a
+        tenant's to write) cannot crowd a deny rule out of the sets."""
         now = time.monotonic()
-        result = dict(base)
-        todo = [n for n in names if n not in base or (due_only and base[n].due <= now)]
-        todo = todo[: max(0, MAX_NAMES - len(base)) + len([n for n in todo if n in base])]
-        changed = False
-        for start in range(0, len(todo), 16):
-            batch = todo[start : start + 16]
-            for name, found in zip(
-                batch, await asyncio.gather(*(self._lookup(n) for n in batch)), strict=True
-            ):
-                old = base.get(name)
-                changed |= old is None or old.addresses != found.addresses
-                result[name] = found
-        return result, changed
+        first = self._rule_names() | set(rules)
+        due = [n for n in names if n in base and due_only and base[n].due <= now]
+        fresh = sorted(n for n in names if n not in base)
+        room = max(0, MAX_NAMES - len(base) - sum(n in first for n in fresh))
+        return due + [n for n in fresh if n in first] + [n for n in fresh if n not in first][:room]
+
+    async def _resolve_missing(
+        self, names: set[str], base: dict[str, Resolved], *, rules: Collection[str] = ()
+    ) -> dict[str, Resolved]:
+        """``base`` with the names of ``names`` not in it looked up."""
+        return {**base, **await self._lookup_all(self._todo(names, base, rules=rules))}
+
+    async def _merge(self, found: dict[str, Resolved], before: dict[str, Resolved | None]) -> None:
+        """Under the lock: lookups made without it become current (a name looked up again meanwhile
+        keeps the newer answer), names unused for UNUSED_GRACE_S are forgotten; applied if that changes
+        an address."""
+        wanted = self._wanted()
+        now = time.monotonic()
+        names = {n: r for n, r in self._names.items() if n in wanted or now - r.looked_up <= UNUSED_GRACE_S}
+        changed = len(names) != len(self._names)
+        for name, result in found.items():
+            if self._names.get(name) is before.get(name):
+                old = names.get(name)
+                changed |= old is None or old.addresses != result.addresses
+                names[name] = result
+        if changed:
+            try:
+                await self._apply(names=names)
+            except FirewallApplyFailed as exc:
+                log.error("egress rules could not be refreshed", extra={"error": exc.message})
+        else:
+            self._names = names  # new due times
 
     async def refresh(self) -> None:
-        """Re-resolve the names whose TTL ended, forget unused ones, apply when an address changed."""
+        """Re-resolve the names whose TTL ended, forget unused ones, apply when an address changed.
+        The lookups run without the lock: a slow DNS answer (a tenant's own name server) holds up no
+        rule change and no sandbox start."""
+        todo = self._todo(self._wanted(), self._names, due_only=True)
+        before = {n: self._names.get(n) for n in todo}
+        found = await self._lookup_all(todo)
         async with self._lock:
-            wanted = self._wanted()
-            # a name resolved for a sandbox about to start is not in use yet: kept for a minute
-            now = time.monotonic()
-            dropped = [
-                n for n, r in self._names.items() if n not in wanted and now - r.looked_up > UNUSED_GRACE_S
-            ]
-            kept = {n: r for n, r in self._names.items() if n not in dropped}
-            names, changed = await self._resolve_missing(wanted, kept, due_only=True)
-            if changed or dropped:
-                try:
-                    await self._apply(names=names)
-                except FirewallApplyFailed as exc:
-                    log.error("egress rules could not be refreshed", extra={"error": exc.message})
-            else:
-                self._names = names  # new due times
+            await self._merge(found, before)
 
     async def run(self) -> None:
         while True:
             dues = [r.due for r in self._names.values()]
-            wait = min([d - time.monotonic() for d in dues] + [MAX_REFRESH_S])
+            wait = min([d - time.monotonic() for d in dues] + [MAX_REFRESH_S, WATCH_S])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(1.0, wait))
             self._wake.clear()
+            try:
+                await self._egress.guard()  # a table removed or emptied outside orvad is put back
+            except (EgressError, TimeoutError) as exc:
+                log.error("the egress table could not be put back", extra={"error": str(exc)})
+            if self._unapplied:
+                async with self._lock:
+                    try:
+                        await self._apply()
+                    except FirewallApplyFailed as exc:
+                        log.error("egress rules could not be applied", extra={"error": exc.message})
             await self.refresh()
 
     async def prepare_allow(self, entries: tuple[str, ...]) -> tuple[str, ...]:
         """Before an egress sandbox with an allow list starts: its hostnames resolved (and kept)."""
         hosts = {e for e in entries if is_hostname(e)}
         if hosts - set(self._names):
+            todo = self._todo(hosts, self._names)
+            before = {n: self._names.get(n) for n in todo}
+            found = await self._lookup_all(todo)  # without the lock (refresh)
             async with self._lock:
-                names, _ = await self._resolve_missing(hosts, self._names)
-                try:
-                    await self._apply(names=names)  # a wildcard rule may cover a new name
-                except FirewallApplyFailed:
-                    self._names = names
+                await self._merge(found, before)  # a wildcard rule may cover a new name
         return entries
 
     # --- the API's operations
@@ -310,7 +357,7 @@ class FirewallService:
         rules = {**self.rules, rule["id"]: rule}
         names = self._names
         if rule["kind"] == "host":
-            names, _ = await self._resolve_missing({rule["target"]}, names)
+            names = await self._resolve_missing({rule["target"]}, names, rules={rule["target"]})
         await self._apply(rules, names)  # nftables first: a refused change is stored nowhere
         try:
             await self._store.upsert_rule(rule)
