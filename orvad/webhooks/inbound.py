@@ -5,9 +5,11 @@ HMAC-signing sender at ``POST /webhook/{id}``, with no Orva key.
 ``orvad/store/inbound_webhooks.py``; the public trigger touches no disk. A delivery is refused before the
 function runs, in this order: an unknown id (404, the same answer as any unknown path), a disabled
 webhook (403), a body over ORVA_MAX_BODY_BYTES (413, from ``BodyLimit``), a signature that is missing,
-malformed, wrong or stale (401, ``inbound_formats.py``), a delivery seen before within the tolerance
-window (409: the invoke path's replay memory, ``SignatureChecker.claim``, persisted through the batched
-writer and loaded back at start). A verified delivery runs through ``Invoker.serve`` (trigger
+malformed, wrong or stale (401, ``inbound_formats.py``), a function not deployed or not active (checked
+after the body has arrived, with the webhook and function looked up again; before the replay memory, so the
+sender's retry of such a delivery is not a replay), a delivery seen before within the tolerance window (409:
+the invoke path's replay memory, ``SignatureChecker.claim``, keyed by the MAC's bytes, persisted through the
+batched writer and loaded back at start). A verified delivery runs through ``Invoker.serve`` (trigger
 ``webhook``, the webhook's grant, the sender's headers and raw body), or in ``async`` mode becomes a
 job (trigger ``webhook``) answered 202 at once.
 
@@ -41,7 +43,7 @@ from orvad.errors import (
     WebhookReplay,
     WebhookSignatureInvalid,
 )
-from orvad.invoke.admission import refuse_undeployed
+from orvad.invoke.admission import gate, refuse_undeployed
 from orvad.invoke.connection import read_body
 from orvad.invoke.dispatch import Invoker
 from orvad.invoke.request import Grant, InvokeRequest
@@ -316,17 +318,21 @@ class InboundWebhooks:
                 hint="senders deliver with POST",
                 headers={"Allow": "POST"},
             )
-        if not hook.row.enabled:
-            raise InboundWebhookDisabled(
-                "this webhook is disabled",
-                hint=f"enable it with PUT /api/v1/functions/{fn.name}/inbound-webhooks/{hook.row.id} "
-                '{"enabled": true}',
-            )
+        self._require_enabled(hook, fn)
         body = await read_body(receive)  # BodyLimit answers 413 past ORVA_MAX_BODY_BYTES
+        # the body may take a while: the webhook (disabled, deleted, rotated) and its function (deleted) as
+        # they are now
+        hook = self._hooks.get(webhook_id)
+        fn = self._functions.get(hook.row.function_id) if hook is not None else None
+        if hook is None or fn is None:
+            raise _unknown(path)
+        self._require_enabled(hook, fn)
         raw: dict[str, list[str]] = {}
         for key, value in scope["headers"]:
             raw.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-        self._verify(hook, raw, body)
+        now = time.time()
+        verified = self._verify(hook, raw, body, now)
+        asks_async = hook.row.mode == "async" or _asks_async(scope.get("query_string", b""))
         request = InvokeRequest(
             fn,
             subpath="/",
@@ -343,14 +349,30 @@ class InboundWebhooks:
             grant=Grant("webhook", hook.row.id),
             webhook_id=hook.row.id,
         )
-        if hook.row.mode == "async" or _asks_async(scope.get("query_string", b"")):
+        # refusals that come before the function runs come before the replay memory: a delivery refused so
+        # (not deployed, inactive, rate limited in async mode) is not spent, and the sender's retry of it runs
+        refuse_undeployed(fn)
+        gate(fn)
+        if asks_async:
+            self._invoker.admission.check(request)  # status, rate limit: refused now, not in the queue
+        self._claim(hook, verified, now)
+        if asks_async:
             await self._accept_async(hook, request, send)
         else:
             await self._run(hook, request, send)
 
-    def _verify(self, hook: Hook, headers: dict[str, list[str]], body: bytes) -> None:
+    @staticmethod
+    def _require_enabled(hook: Hook, fn: Function) -> None:
+        if not hook.row.enabled:
+            raise InboundWebhookDisabled(
+                "this webhook is disabled",
+                hint=f"enable it with PUT /api/v1/functions/{fn.name}/inbound-webhooks/{hook.row.id} "
+                '{"enabled": true}',
+            )
+
+    def _verify(self, hook: Hook, headers: dict[str, list[str]], body: bytes, now: float) -> formats.Verified:
+        """The signature (and the timestamp where the format has one); the replay memory is ``_claim``'s."""
         row = hook.row
-        now = time.time()
         try:
             verified = formats.verify(row.format, headers, body, hook.secret, hook.settings, now)
         except formats.SignatureRefused as exc:
@@ -364,6 +386,11 @@ class InboundWebhooks:
                 hint="send a fresh delivery",
                 details={"format": row.format, "stale": True},
             )
+        return verified
+
+    def _claim(self, hook: Hook, verified: formats.Verified, now: float) -> None:
+        """Each of the delivery's replay keys remembered, or WEBHOOK_REPLAY when one was seen already."""
+        row = hook.row
         fresh = [
             self._signatures.claim(f"webhook:{row.id}:{key}", verified.expires_at, now)
             for key in verified.keys
@@ -412,8 +439,6 @@ class InboundWebhooks:
             )
 
     async def _accept_async(self, hook: Hook, request: InvokeRequest, send: Send) -> None:
-        refuse_undeployed(request.function)
-        self._invoker.admission.check(request)  # status, rate limit: refused now, not in the queue
         accepted = await self._enqueue(request, "webhook")
         job_id = str(accepted.get("job_id", ""))
         self._delivered(hook, request, 202, None, job_id)

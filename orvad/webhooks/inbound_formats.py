@@ -9,11 +9,15 @@ re-prefixed signature never matches.
 
 | format | header(s) | signed bytes | replay key |
 |---|---|---|---|
-| github | X-Hub-Signature-256: sha256=<hex> | body | the signature, and X-GitHub-Delivery |
-| stripe | Stripe-Signature: t=<ts>,v1=<hex>[,v1=..] | "<ts>." + body | ts + the matching v1 |
-| slack | X-Slack-Signature: v0=<hex>, X-Slack-Request-Timestamp | "v0:<ts>:" + body | ts + signature |
-| hmac_sha256_hex | <header>: <prefix><hex> | body | the signature |
-| hmac_sha256_base64 | <header>: <prefix><base64> | body | the signature |
+| github | X-Hub-Signature-256: sha256=<hex> | body | the MAC, and X-GitHub-Delivery |
+| stripe | Stripe-Signature: t=<ts>,v1=<hex>[,v1=..] | "<ts>." + body | the matching v1's MAC |
+| slack | X-Slack-Signature: v0=<hex>, X-Slack-Request-Timestamp | "v0:<ts>:" + body | the MAC |
+| hmac_sha256_hex | <header>: <prefix><hex> | body | the MAC |
+| hmac_sha256_base64 | <header>: <prefix><base64> | body | the MAC |
+
+Every format's replay key is the MAC's bytes (``mac:<hex>``), whatever its spelling: a captured signature sent
+again in another format's spelling after the webhook's format changed (hex as base64, or Stripe's MAC over
+"<ts>.<body>" as a raw-body MAC of that text) is the delivery seen already.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ _DIGITS = re.compile(r"[0-9]{1,12}")
 DEFAULT_TOLERANCE_S = 300
 MIN_TOLERANCE_S, MAX_TOLERANCE_S = 10, 86_400
 DEFAULT_HEADER = "X-Signature"
+_MAC_KEY = "mac:"  # a replay key: the MAC in lower-case hex, whatever the format's spelling of it
 
 Headers = Mapping[str, Sequence[str]]  # lower-case name -> every value sent
 
@@ -115,7 +120,7 @@ def _github(headers: Headers, body: bytes, secret: bytes, settings: Settings, no
             hint="send GitHub's header as it is",
         )
     _equal("sha256=" + _mac(secret, body).hex(), sent, name, "the raw body")
-    keys = ["sig:" + sent[7:]]
+    keys = [_MAC_KEY + sent[7:]]
     delivery = headers.get("x-github-delivery", ())
     if len(delivery) == 1 and 0 < len(delivery[0]) <= 200:
         keys.append("delivery:" + delivery[0])
@@ -149,7 +154,7 @@ def _stripe(headers: Headers, body: bytes, secret: bytes, settings: Settings, no
         raise SignatureRefused(
             f"no v1 signature in {name} matches", hint='sign "<t>.<raw body>" with HMAC-SHA256 and the secret'
         )
-    return Verified((f"{stamp}:{matched}",), stamp + settings.tolerance_s, stamp)
+    return Verified((_MAC_KEY + matched,), stamp + settings.tolerance_s, stamp)
 
 
 def _slack(headers: Headers, body: bytes, secret: bytes, settings: Settings, now: float) -> Verified:
@@ -162,7 +167,7 @@ def _slack(headers: Headers, body: bytes, secret: bytes, settings: Settings, now
         )
     stamp = _timestamp(ts, ts_name, settings, now)
     _equal("v0=" + _mac(secret, b"v0:" + ts.encode() + b":" + body).hex(), sent, name, '"v0:<ts>:<raw body>"')
-    return Verified((f"{stamp}:{sent[3:]}",), stamp + settings.tolerance_s, stamp)
+    return Verified((_MAC_KEY + sent[3:],), stamp + settings.tolerance_s, stamp)
 
 
 def _header(settings: Settings) -> str:
@@ -187,7 +192,7 @@ def _hmac_hex(headers: Headers, body: bytes, secret: bytes, settings: Settings, 
             hint=f"send {name}: {settings.prefix}<hex of HMAC-SHA256(secret, raw body)>",
         )
     _equal(_mac(secret, body).hex(), sig, name, "the raw body")
-    return Verified(("sig:" + sig,), now + settings.tolerance_s)
+    return Verified((_MAC_KEY + sig,), now + settings.tolerance_s)
 
 
 def _hmac_base64(headers: Headers, body: bytes, secret: bytes, settings: Settings, now: float) -> Verified:
@@ -202,7 +207,7 @@ def _hmac_base64(headers: Headers, body: bytes, secret: bytes, settings: Setting
             hint=f"send {name}: {settings.prefix}<base64 of HMAC-SHA256(secret, raw body)>",
         )
     _equal(base64.b64encode(_mac(secret, body)).decode(), sig, name, "the raw body")
-    return Verified(("sig:" + sig,), now + settings.tolerance_s)
+    return Verified((_MAC_KEY + base64.b64decode(sig).hex(),), now + settings.tolerance_s)
 
 
 FORMATS: dict[str, Format] = {
