@@ -158,8 +158,17 @@ function Deliveries({ id }) {
   const waiting = (list.data?.deliveries || []).some((d) => d.status === "pending");
   useEffect(() => {
     if (!waiting) return undefined;
-    const timer = setInterval(() => list.reload(), 1000); // pending ones: follow them until they settle
-    return () => clearInterval(timer);
+    // pending ones: follow them until they settle, after 1 s, then 2, 4 ... 30 s apart (a receiver that
+    // stays down retries for hours: a tab left open reads the list twice a minute, not every second)
+    let delay = 1000;
+    let timer = null;
+    const tick = () => {
+      list.reload();
+      delay = Math.min(delay * 2, 30000);
+      timer = setTimeout(tick, delay);
+    };
+    timer = setTimeout(tick, delay);
+    return () => clearTimeout(timer);
   }, [waiting, id, status]);
   return (
     <section class="card" aria-label="Deliveries">
