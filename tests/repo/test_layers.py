@@ -228,6 +228,16 @@ def test_only_the_store_touches_sqlite() -> None:
             assert module.startswith("orvad.store"), f"{module} imports SQLite outside the store layer"
 
 
+def test_only_the_postgresql_driver_touches_asyncpg() -> None:
+    """Issue 25, phase 1: orvad.store.postgres holds the PostgreSQL driver and schema; nothing else imports
+    asyncpg, and no other module imports orvad.store.postgres until phase 2 wires it (docs/CLUSTER.md)."""
+    for module, imports in _modules().items():
+        if any(_top(i) == "asyncpg" for i in imports):
+            assert module.startswith("orvad.store.postgres"), f"{module} imports asyncpg outside the driver"
+        if not module.startswith("orvad.store.postgres"):
+            assert not any(i.startswith("orvad.store.postgres") for i in imports), f"{module} wires PostgreSQL"
+
+
 def test_sql_lives_in_the_store() -> None:
     keywords = ("SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "CREATE TABLE")
     for path in ROOT.rglob("*.py"):
