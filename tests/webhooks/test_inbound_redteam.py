@@ -508,3 +508,30 @@ def test_thousands_of_headers_are_refused_cheaply(orvad: Orvad, fn: str) -> None
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     with orvad.admin() as c:
         _settled(c, fn, before + 1)
+
+
+def test_the_same_delivery_sent_many_times_at_once_runs_once(orvad: Orvad, fn: str) -> None:
+    with orvad.admin() as c:
+        hook = _create(c, fn, name="rt-race", format="stripe")
+        before = len(_executions(c, fn))
+    body = b'{"race": true}'
+    headers = sign("stripe", body, hook["secret"].encode(), Settings(), NOW())
+    statuses: list[int] = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def one() -> None:
+        go.wait(10)
+        r = _post(orvad, hook, body, headers)
+        with lock:
+            statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(16)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join(60)
+    assert sorted(statuses) == [200] + [409] * 15, statuses
+    with orvad.admin() as c:
+        _settled(c, fn, before + 1)
