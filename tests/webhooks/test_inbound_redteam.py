@@ -328,12 +328,14 @@ def test_body_edges_empty_cap_cap_plus_one_lying_length_and_gzip(make_orvad: Cal
 
 
 def _slow_post(server: Orvad, hook: dict[str, Any], body: bytes, gate: threading.Event) -> dict[str, Any]:
-    """A delivery whose body arrives in two parts, the second once ``gate`` is set; its answer (in a thread)."""
-    out: dict[str, Any] = {}
+    """A delivery whose body arrives in two parts, the second once ``gate`` is set; its answer (in a thread).
+    ``out["begun"]`` is set once the head and the first part were written."""
+    out: dict[str, Any] = {"begun": threading.Event()}
     secret = hook["secret"]
 
     def parts() -> Iterator[bytes]:
         yield body[:4]
+        out["begun"].set()
         gate.wait(30)
         yield body[4:]
 
@@ -372,7 +374,7 @@ def test_a_webhook_disabled_or_deleted_while_its_body_arrives_does_not_run(
             hook = _create(c, name, name=what, format="hmac_sha256_hex", header="X-Sig")
             gate = threading.Event()
             answer = _slow_post(server, hook, body, gate)
-            time.sleep(0.5)  # the head is in: orvad waits for the body's second part
+            assert answer["begun"].wait(30)  # the head is in: orvad waits for the body's second part
             act(hook)
             gate.set()
             answer["thread"].join(60)
@@ -381,7 +383,7 @@ def test_a_webhook_disabled_or_deleted_while_its_body_arrives_does_not_run(
         hook = _create(c, name, name="fn-gone", format="hmac_sha256_hex", header="X-Sig")
         gate = threading.Event()
         answer = _slow_post(server, hook, body, gate)
-        time.sleep(0.5)
+        assert answer["begun"].wait(30)
         c.delete(f"/api/v1/functions/{name}").raise_for_status()
         gate.set()
         answer["thread"].join(60)
