@@ -162,9 +162,12 @@ class AuditStore:
     ) -> list[dict[str, Any]]:
         reads = f" AND {_NOT_READ}" if hide_reads else ""
         rows = await self._db.fetchall(
-            "SELECT * FROM audit_log WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR method = ?2)"
-            " AND (?3 IS NULL OR substr(path, 1, length(?3)) = ?3) AND (?4 IS NULL OR ts >= ?4)"
-            f" AND (?5 IS NULL OR id < ?5){reads} ORDER BY id DESC LIMIT ?6",
+            # CAST(? AS TEXT) IS NULL: PostgreSQL must know a parameter's type (docs/CLUSTER.md)
+            "SELECT * FROM audit_log WHERE (CAST(?1 AS TEXT) IS NULL OR actor_id = ?1)"
+            " AND (CAST(?2 AS TEXT) IS NULL OR method = ?2)"
+            " AND (CAST(?3 AS TEXT) IS NULL OR substr(path, 1, length(?3)) = ?3)"
+            " AND (CAST(?4 AS TEXT) IS NULL OR ts >= ?4)"
+            f" AND (CAST(?5 AS TEXT) IS NULL OR id < ?5){reads} ORDER BY id DESC LIMIT ?6",
             (actor_id, method, path_prefix, since, cursor, limit),
         )
         return [dict(r) for r in rows]

@@ -149,7 +149,8 @@ class AuthStore:
         rows = await self._db.fetchall(
             "SELECT s.id, s.user_id, u.username, s.user_agent, s.ip, s.created_at, s.last_seen_at, s.expires_at"
             " FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE (?1 IS NULL OR s.user_id = ?1) AND s.expires_at > ?2 ORDER BY s.created_at DESC, s.id DESC",
+            " WHERE (CAST(?1 AS TEXT) IS NULL OR s.user_id = ?1) AND s.expires_at > ?2"
+            " ORDER BY s.created_at DESC, s.id DESC",
             (user_id, now),
         )
         return [dict(r) for r in rows]
@@ -157,14 +158,17 @@ class AuthStore:
     async def delete_session_by_id(self, session_id: str, user_id: str | None) -> bool:
         """End one session by its public id (only if it belongs to ``user_id``, when given)."""
         changed = await self._db.execute(
-            "DELETE FROM sessions WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)", (session_id, user_id)
+            "DELETE FROM sessions WHERE id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR user_id = ?2)",
+            (session_id, user_id),
         )
         return changed == 1
 
     async def delete_sessions(self, user_id: str | None, keep_id: str | None) -> int:
         """End every session (of one user, or everyone's), but ``keep_id``'s; answers how many ended."""
         return await self._db.execute(
-            "DELETE FROM sessions WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR id IS NOT ?2)",
+            # id IS NOT ?2, spelled so PostgreSQL takes it too (a session from before ids has none)
+            "DELETE FROM sessions WHERE (CAST(?1 AS TEXT) IS NULL OR user_id = ?1)"
+            " AND (CAST(?2 AS TEXT) IS NULL OR id IS NULL OR id <> ?2)",
             (user_id, keep_id),
         )
 

@@ -135,7 +135,8 @@ class FunctionStore:
         self, function_id: str, limit: int, cursor: str | None, offset: int = 0
     ) -> list[Deployment]:
         rows = await self._db.fetchall(
-            "SELECT * FROM deployments WHERE function_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ? OFFSET ?",
+            "SELECT * FROM deployments WHERE function_id = ? AND (CAST(? AS TEXT) IS NULL OR id < ?)"
+            " ORDER BY id DESC LIMIT ? OFFSET ?",
             (function_id, cursor, cursor, limit, offset),
         )
         return [_deployment(r) for r in rows]

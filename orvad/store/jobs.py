@@ -87,8 +87,10 @@ _STARTED = "UPDATE job_attempts SET started = 1 WHERE job_id = ? AND attempt = ?
 # a claimed attempt that never started: its row goes, and the job is given back as it was (not counted)
 _UNCLAIM_ATTEMPT = "DELETE FROM job_attempts WHERE job_id = ? AND attempt = ? AND started = 0"
 _UNCLAIM_JOB = (
-    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = ?, tries = MAX(0, tries - 1),"
-    " attempts = CASE WHEN status = 'running' THEN MAX(0, attempts - 1) ELSE attempts END,"
+    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = ?,"
+    " tries = CASE WHEN tries > 0 THEN tries - 1 ELSE 0 END,"
+    " attempts = CASE WHEN status = 'running' AND attempts > 0 THEN attempts - 1"
+    " WHEN status = 'running' THEN 0 ELSE attempts END,"
     " status = CASE WHEN status = 'running' THEN 'pending' ELSE status END,"
     " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END WHERE id = ?"
 )
@@ -100,7 +102,7 @@ _LEASED = (
 _FINISH_JOB = (
     "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
     " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
-    " last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
+    " last_error = CASE WHEN CAST(? AS TEXT) IS NOT NULL THEN ? ELSE last_error END,"
     " finished_at = CASE WHEN status = 'running' AND ? IN ('succeeded', 'dead') THEN ?"
     " ELSE finished_at END,"
     " lease_owner = NULL, lease_until = NULL, updated_at = ?"
@@ -216,7 +218,8 @@ class JobStore:
                 )
                 await tx.execute(
                     "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = ?,"
-                    " attempts = CASE WHEN status = 'running' THEN MAX(0, attempts - 1) ELSE attempts END,"
+                    " attempts = CASE WHEN status = 'running' AND attempts > 0 THEN attempts - 1"
+                    " WHEN status = 'running' THEN 0 ELSE attempts END,"
                     " status = CASE WHEN status = 'running' THEN 'pending' ELSE status END,"
                     " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END WHERE id = ?",
                     (stamp, now, job_id),
@@ -302,10 +305,10 @@ class JobStore:
                             (owner, now + lease_s, stamp, *ids, now),
                         ).fetchall()
                     ]
-                    # tries grows with every claim, so each number is new (OR IGNORE: the first row stands)
+                    # tries grows with every claim, so each number is new (DO NOTHING: the first row stands)
                     raw.executemany(
-                        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, outcome, started_at, started)"
-                        " VALUES (?, ?, 'running', ?, 0)",
+                        "INSERT INTO job_attempts (job_id, attempt, outcome, started_at, started)"
+                        " VALUES (?, ?, 'running', ?, 0) ON CONFLICT DO NOTHING",
                         [(r.id, r.tries, stamp) for r in taken],
                     )
                 raw.execute("COMMIT")
@@ -438,7 +441,7 @@ class JobStore:
         """The earliest moment something becomes due: a waiting job's run_at, or a lease's end."""
         row = await self._db.fetchone(
             "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE status IN ('pending', 'failed')"
-            " AND lease_owner IS NULL UNION ALL SELECT MIN(lease_until) FROM jobs WHERE lease_owner IS NOT NULL)"
+            " AND lease_owner IS NULL UNION ALL SELECT MIN(lease_until) FROM jobs WHERE lease_owner IS NOT NULL) AS due"
         )
         return None if row is None or row[0] is None else float(row[0])
 

@@ -244,8 +244,8 @@ class KvStore:
     async def sweep(self, now_ms: int, batch: int) -> int:
         """Delete up to ``batch`` expired rows of any function; how many went."""
         return await self._db.execute(
-            "DELETE FROM kv WHERE rowid IN (SELECT rowid FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?"
-            " LIMIT ?)",
+            "DELETE FROM kv WHERE (function_id, key) IN (SELECT function_id, key FROM kv"
+            " WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
             (now_ms, batch),
         )
 
@@ -255,7 +255,7 @@ class KvStore:
         """Bump the namespace's version counter by n: (last version reserved, rows held, bytes held)."""
         async with tx.execute(
             "INSERT INTO kv_usage (function_id, seq) VALUES (?, ?) ON CONFLICT (function_id)"
-            " DO UPDATE SET seq = seq + excluded.seq RETURNING seq, keys, bytes",
+            " DO UPDATE SET seq = kv_usage.seq + excluded.seq RETURNING seq, keys, bytes",
             (function_id, n),
         ) as cur:
             row = await cur.fetchone()

@@ -104,7 +104,8 @@ class TraceStore:
         ):
             out[row[0]]["executions"].append((row[1], row[2], row[3]))
         for row in await self._db.fetchall(
-            "SELECT trace_id, COUNT(*), SUM(status = 'error'), MIN(start_ms), MAX(start_ms + duration_ms)"
+            "SELECT trace_id, COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), MIN(start_ms),"
+            " MAX(start_ms + duration_ms)"
             f" FROM spans WHERE trace_id IN ({marks}) GROUP BY trace_id",
             tuple(trace_ids),
         ):
