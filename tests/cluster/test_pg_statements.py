@@ -156,6 +156,8 @@ def candidates() -> tuple[list[Statement], list[str]]:
             for node in ast.walk(tree)
             if isinstance(node, ast.Expr) and isinstance(node.value, (ast.Constant, ast.JoinedStr))
         }
+        # a module-level name's value, read from the imported module below (assembled at import: not dynamic)
+        at_import = {id(node.value) for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))}
         for node in ast.walk(tree):
             if (
                 not isinstance(node, (ast.Constant, ast.Name, ast.BinOp, ast.JoinedStr))
@@ -167,7 +169,8 @@ def candidates() -> tuple[list[Statement], list[str]]:
             if text is None:
                 head = node.values[0] if isinstance(node, ast.JoinedStr) and node.values else None
                 if (
-                    isinstance(head, ast.Constant)
+                    id(node) not in at_import
+                    and isinstance(head, ast.Constant)
                     and isinstance(head.value, str)
                     and _KEYWORD.match(head.value)
                 ):
