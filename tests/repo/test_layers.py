@@ -235,7 +235,9 @@ def test_only_the_postgresql_driver_touches_asyncpg() -> None:
         if any(_top(i) == "asyncpg" for i in imports):
             assert module.startswith("orvad.store.postgres"), f"{module} imports asyncpg outside the driver"
         if not module.startswith("orvad.store.postgres"):
-            assert not any(i.startswith("orvad.store.postgres") for i in imports), f"{module} wires PostgreSQL"
+            assert not any(i.startswith("orvad.store.postgres") for i in imports), (
+                f"{module} wires PostgreSQL"
+            )
 
 
 def test_sql_lives_in_the_store() -> None:
