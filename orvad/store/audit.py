@@ -118,9 +118,12 @@ def _activity_where(f: ActivityFilter, cursor: str | None) -> tuple[str, list[An
             clauses.append(clause)
             params.append(value)
     if f.q:
+        # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not (same rows on both)
         clauses.append(
             "("
-            + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in ("path", "method", "actor_name", "target_id"))
+            + " OR ".join(
+                f"lower({c}) LIKE lower(?) ESCAPE '\\'" for c in ("path", "method", "actor_name", "target_id")
+            )
             + ")"
         )
         params.extend([_like(f.q)] * 4)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from orvad.store import jobs as jobs_module
-from orvad.store.audit import AuditStore
+from orvad.store.audit import ActivityFilter, AuditStore
 from orvad.store.auth import AuthStore
 from orvad.store.db import Database
 from orvad.store.functions import FunctionStore
@@ -134,6 +134,41 @@ async def test_audit_log_filters_with_and_without_each_parameter(both: tuple[Dat
         ["a0"],
         ["a2", "a1"],
     ]
+
+
+async def test_activity_search_ignores_ascii_case_on_both(both: tuple[Database, PgDatabase]) -> None:
+    async def scenario(db: Any) -> list[Any]:
+        for i, (name, method, path, status) in enumerate(
+            [
+                ("Deploy-Bot", "POST", "/api/v1/functions/Hello/deploy", 201),
+                ("alice", "GET", "/api/v1/kv/50%_off", 200),
+                (None, "DELETE", "/api/v1/functions/x", 404),
+                ("Ünïcode", "PUT", "/api/v1/secrets/Straße", 500),
+            ]
+        ):
+            await db.execute(
+                "INSERT INTO audit_log (id, ts, actor_kind, actor_id, actor_name, method, path, target_id, status,"
+                " request_id, client_ip) VALUES (?, 't', 'key', 'k', ?, ?, ?, NULL, ?, ?, NULL)",
+                (f"a{i}", name, method, path, status, f"r{i}"),
+            )
+        store = AuditStore(db, batch=None)  # type: ignore[arg-type]
+
+        async def ids(**given: Any) -> list[str]:
+            return [r["id"] for r in await store.activity(ActivityFilter(**given), cursor=None, limit=10)]
+
+        return [
+            await ids(q="FUNCTIONS"),
+            await ids(q="deploy-bot"),
+            await ids(q="post"),
+            await ids(q="50%_"),  # % and _ taken literally
+            await ids(q="0%"),
+            await ids(q="ünïcode"),  # not ASCII: case matters on both (SQLite's LIKE folds ASCII only)
+            await ids(q="Ünïcode"),
+            await ids(q="functions", status_min=400),
+        ]
+
+    found = await _same(both, scenario)
+    assert found == [["a2", "a0"], ["a0"], ["a0"], ["a1"], ["a1"], [], ["a3"], ["a2"]]
 
 
 async def test_sessions_listed_and_ended_with_and_without_a_user(both: tuple[Database, PgDatabase]) -> None:
