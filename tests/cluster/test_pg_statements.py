@@ -252,6 +252,7 @@ def test_the_collector_resolves_names_and_leaves_fragments_and_docstrings_out() 
 async def test_every_store_statement_prepares_on_postgres_or_is_listed(
     sqlite_path: Path, pg_dsn: str
 ) -> None:
+    assert all(r.strip() and "\n" not in r for r in KNOWN_SQLITE_ONLY.values())  # one line of reason each
     statements, fragments, _dynamic = statements_sqlite_compiles(sqlite_path)
     # the collector sees the store: a broken walk would pass with nothing to check
     assert len(statements) >= 200, (len(statements), [s.where for s in fragments])
