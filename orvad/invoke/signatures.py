@@ -110,14 +110,21 @@ class SignatureChecker:
         remembered already (a replay). Inbound webhooks (orvad/webhooks/inbound.py) keep their deliveries
         here too, under keys of their own (``webhook:<id>:...``), so one memory survives restarts."""
         while self._expiry and self._expiry[0][0] < now:
-            _, old = heapq.heappop(self._expiry)
-            self._seen.pop(old, None)
+            when, old = heapq.heappop(self._expiry)
+            if self._seen.get(old) == when:  # not claimed again since (``forget``) with a later expiry
+                del self._seen[old]
         if key in self._seen:
             return False
         self._remember(key, expires_at)
         if self._persist is not None:
             self._persist(key, expires_at)
         return True
+
+    def forget(self, key: str) -> None:
+        """A claimed key given back: what it named was refused before it ran (an inbound webhook delivery
+        turned away busy), so the sender's retry of it is not a replay. Memory only: the row written for it
+        stays, so after a restart within its window the retry is refused as a replay."""
+        self._seen.pop(key, None)
 
     def _remember(self, signature: str, expires_at: float) -> None:
         self._seen[signature] = expires_at

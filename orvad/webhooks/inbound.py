@@ -35,10 +35,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from orvad.clock import now_iso
 from orvad.errors import (
+    Building,
     Conflict,
+    EgressUnavailable,
+    FunctionBusy,
     InboundWebhookDisabled,
     MethodNotAllowed,
+    NotActive,
+    NotDeployed,
     NotFound,
+    PoolAtCapacity,
+    RateLimited,
+    RuntimeUnavailable,
+    SandboxUnavailable,
     ValidationError,
     WebhookReplay,
     WebhookSignatureInvalid,
@@ -70,6 +79,19 @@ MODES = ("sync", "async")
 SECRET_MIN, SECRET_MAX = 16, 256
 NAME_MAX, PREFIX_MAX = 100, 50
 FIELDS = ("name", "format", "header", "prefix", "tolerance_s", "mode", "enabled", "secret")
+# refusals raised before a handler runs: a delivery turned away so is forgotten by the replay memory (the
+# sender's retry of it runs)
+_NOT_RUN = (
+    RateLimited,
+    FunctionBusy,
+    PoolAtCapacity,
+    SandboxUnavailable,
+    EgressUnavailable,
+    RuntimeUnavailable,
+    Building,
+    NotActive,
+    NotDeployed,
+)
 # never handed to the function: Orva's own headers (a sender may not fake X-Orva-Trigger or a job id)
 _DROPPED_PREFIX = b"x-orva-"
 
@@ -356,10 +378,18 @@ class InboundWebhooks:
         if asks_async:
             self._invoker.admission.check(request)  # status, rate limit: refused now, not in the queue
         self._claim(hook, verified, now)
+        try:
+            if asks_async:
+                accepted = await self._enqueue(request, "webhook")
+            else:
+                await self._run(hook, request, send)
+        except Exception as exc:
+            if asks_async or isinstance(exc, _NOT_RUN):  # not queued, or turned away before it ran
+                for key in verified.keys:
+                    self._signatures.forget(f"webhook:{hook.row.id}:{key}")
+            raise
         if asks_async:
-            await self._accept_async(hook, request, send)
-        else:
-            await self._run(hook, request, send)
+            await self._accepted(hook, request, accepted, send)
 
     @staticmethod
     def _require_enabled(hook: Hook, fn: Function) -> None:
@@ -438,8 +468,10 @@ class InboundWebhooks:
                 client_ip=request.client or None,
             )
 
-    async def _accept_async(self, hook: Hook, request: InvokeRequest, send: Send) -> None:
-        accepted = await self._enqueue(request, "webhook")
+    async def _accepted(
+        self, hook: Hook, request: InvokeRequest, accepted: dict[str, Any], send: Send
+    ) -> None:
+        """The 202 of an async delivery, queued as a job."""
         job_id = str(accepted.get("job_id", ""))
         self._delivered(hook, request, 202, None, job_id)
         payload = {"job_id": job_id, "status": accepted.get("status", "pending"), "webhook_id": hook.row.id}

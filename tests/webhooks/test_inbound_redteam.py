@@ -537,3 +537,64 @@ def test_the_same_delivery_sent_many_times_at_once_runs_once(orvad: Orvad, fn: s
     assert sorted(statuses) == [200] + [409] * 15, statuses
     with orvad.admin() as c:
         _settled(c, fn, before + 1)
+
+
+SLOW = """
+import json
+import time
+
+
+def handler(event, context):
+    if json.loads(event["body"] or "{}").get("slow"):
+        time.sleep(3)
+    return {"ok": True}
+"""
+
+
+def test_a_sync_delivery_turned_away_busy_can_be_sent_again(make_orvad: Callable[..., Orvad]) -> None:
+    """max_concurrency 1, policy reject: a second delivery while the first runs is 429 FUNCTION_BUSY and did not
+    run, so the sender's retry of that same delivery runs (and a third copy of it is a replay)."""
+    from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+    server = make_orvad()
+    with server.admin() as c:
+        create_function(c, "busy")
+        assert wait_deployed(c, deploy_inline(c, "busy", SLOW)["id"])["status"] == "succeeded"
+        c.put(
+            "/api/v1/functions/busy", json={"max_concurrency": 1, "concurrency_policy": "reject"}
+        ).raise_for_status()
+        hook = _create(c, "busy", name="gh", format="github")
+    secret = hook["secret"].encode()
+    slow = b'{"slow": true}'
+    first: dict[str, int] = {}
+    started = threading.Event()
+
+    def run_slow() -> None:
+        started.set()
+        first["status"] = _post(
+            server, hook, slow, sign("github", slow, secret, Settings(), NOW())
+        ).status_code
+
+    thread = threading.Thread(target=run_slow, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    # fresh deliveries until one is turned away (those before the slow one took the slot simply run)
+    turned: list[tuple[bytes, dict[str, str], httpx.Response]] = []
+
+    def turned_away() -> bool:
+        body = json.dumps({"probe": len(turned) + time.monotonic()}).encode()
+        headers = {**sign("github", body, secret, Settings(), NOW()), "X-GitHub-Delivery": body.decode()}
+        r = _post(server, hook, body, headers)
+        assert r.status_code in (200, 429), r.text
+        turned.append((body, headers, r))
+        return r.status_code == 429
+
+    wait_for(turned_away, 20, "a delivery turned away while the slow one runs")
+    body, headers, busy = turned[-1]
+    assert _code(busy) == "FUNCTION_BUSY", busy.text
+    thread.join(60)
+    assert first.get("status") == 200, first
+    r = _post(server, hook, body, headers)
+    assert r.status_code == 200, r.text
+    r = _post(server, hook, body, headers)
+    assert r.status_code == 409 and _code(r) == "WEBHOOK_REPLAY", r.text
