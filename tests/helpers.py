@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-STARTUP_DEADLINE_S = 20.0
+STARTUP_DEADLINE_S = 40.0  # a start takes 1-3 s; on a machine loaded by other work it took over 20
 # `make test-fast` sets ORVA_NSJAIL to this: no sandbox, as on a laptop without nsjail or root
 NO_SANDBOX = "/nonexistent/nsjail"
 
@@ -175,9 +175,16 @@ class Orvad:
                 cwd=self.cwd,
             )
         if wait:
-            wait_for(
-                self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start; stderr:\n{self.stderr()}"
-            )
+            try:
+                wait_for(self._up, STARTUP_DEADLINE_S, f"orvad on port {self.port} to start")
+            except (
+                AssertionError
+            ) as exc:  # never left running behind the failure (it held its port and table)
+                told = self.stderr()
+                dump = self._stack_dump() if self.proc.poll() is None else ""
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{exc}; stderr ends:\n{told[-3000:]}\n{dump}") from None
         return self
 
     def _up(self) -> bool:
