@@ -31,7 +31,7 @@ from orvad.netrules import parse_allow, parse_target
 from orvad.services import firewall as fw
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.firewall.netfixtures import DNS, DNS_SERVER, ZONE, A, B, Internet, internet, nft_table
-from tests.helpers import Orvad, wait_for
+from tests.helpers import Orvad, until, wait_for
 from tests.netns_helpers import CONNECT_CODE, host_addresses, listener_everywhere, served_namespace
 
 pytestmark = pytest.mark.sandbox  # namespaces and nft (the unit tests at the end need neither)
@@ -404,10 +404,12 @@ def test_a_slow_name_server_holds_up_no_rule_change_or_sandbox_start(tmp_path: P
     """A tenant's allow list names a domain whose name server never answers: refreshing it must not hold
     the lock the admin's rule changes and other functions' starts need."""
     slow = tuple(f"s{i}.slow.{ZONE}" for i in range(64))
+    asked: list[str] = []
 
     async def resolver(name: str, servers: list[str]) -> Answer:
+        asked.append(name)
         if ".slow." in name:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # a name server that never answers (cancelled at the end)
         return Answer(("203.0.113.7",), 60)
 
     async def scenario() -> None:
@@ -416,7 +418,7 @@ def test_a_slow_name_server_holds_up_no_rule_change_or_sandbox_start(tmp_path: P
         for name in slow:  # resolved once, now due
             svc._names[name] = fw.Resolved(("203.0.113.9",), 5, None, 0.0)
         refresh = asyncio.create_task(svc.refresh())
-        await asyncio.sleep(0.1)
+        await until(lambda: any(".slow." in n for n in asked), 5, "the refresh to ask the slow name server")
         assert not refresh.done()
         rule = await asyncio.wait_for(svc.create({"target": "203.0.113.128/25"}), 2)
         assert rule["addresses"] == ["203.0.113.128/25"]
