@@ -9,7 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -566,16 +566,18 @@ def test_docs_cli_md_shows_every_command() -> None:
         assert needed in text
 
 
-def test_a_terminal_escape_in_a_listed_name_is_shown_not_obeyed(cli: Cli, orvad: Orvad) -> None:
+def test_a_terminal_escape_in_a_listed_name_is_shown_not_obeyed(
+    make_orvad: Callable[..., Orvad], tmp_path: Path
+) -> None:
     """A key holder names something with a terminal escape (set the window title, hide text): tables
-    print it escaped, so the operator's terminal never obeys it."""
+    print it escaped, so the operator's terminal never obeys it. (An orvad of its own: on the shared one,
+    other modules' keys narrow the table's name column.)"""
+    server = make_orvad()
     evil = "ci\x1b]0;pwned\x07\x1b[8mhidden\u202e"
-    with orvad.admin() as c:
+    with server.admin() as c:
         r = c.post("/api/v1/keys", json={"name": evil, "permissions": ["read"]})
         assert r.status_code == 201, r.text
-        try:
-            code, shown = _on_a_terminal(cli, "keys", "list")
-        finally:
-            c.delete(f"/api/v1/keys/{r.json()['id']}")
-    assert code == 0 and "ci\\x1b]0;pwned" in shown, shown  # escaped (the column may cut the rest)
+    with logged_in(server, tmp_path) as cli:
+        code, shown = _on_a_terminal(cli, "keys", "list")
+    assert code == 0 and "ci\\x1b]0" in shown, shown  # escaped (the name column cuts the rest)
     assert "\x1b]0;" not in shown and "\x1b[8m" not in shown and "\u202e" not in shown
