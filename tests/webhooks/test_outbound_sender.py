@@ -89,6 +89,7 @@ def test_retries_hammered_while_the_sender_runs_send_each_attempt_once(
 
 SLOW = """
 import json
+import time
 
 
 def handler(event, context):
