@@ -291,8 +291,8 @@ def main() -> int:
         print(pg.dsn(), flush=True)
         print(f"data in {pg.data_dir}; Ctrl-C stops and removes it", file=sys.stderr, flush=True)
         try:
-            while pg.process is not None and pg.process.poll() is None:
-                time.sleep(0.5)
+            if pg.process is not None:
+                pg.process.wait()  # until the server exits or Ctrl-C
         except KeyboardInterrupt:
             pass
     return 0

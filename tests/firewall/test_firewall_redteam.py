@@ -409,7 +409,7 @@ def test_a_slow_name_server_holds_up_no_rule_change_or_sandbox_start(tmp_path: P
     async def resolver(name: str, servers: list[str]) -> Answer:
         asked.append(name)
         if ".slow." in name:
-            await asyncio.sleep(3600)  # a name server that never answers (cancelled at the end)
+            await asyncio.Event().wait()  # a name server that never answers (cancelled at the end)
         return Answer(("203.0.113.7",), 60)
 
     async def scenario() -> None:
@@ -500,10 +500,11 @@ def test_rules_that_could_not_be_applied_at_start_are_applied_once_nftables_take
         assert egress.synced == []
         loop = asyncio.create_task(svc.run())
         try:
-            deadline = time.monotonic() + 10
-            while not (egress.synced and egress.synced[-1].nets4 == ("203.0.113.0/30",)):
-                assert time.monotonic() < deadline, "the rules never reached nftables"
-                await asyncio.sleep(0.05)
+            await until(
+                lambda: bool(egress.synced) and egress.synced[-1].nets4 == ("203.0.113.0/30",),
+                10,
+                "the rules to reach nftables",
+            )
         finally:
             loop.cancel()
 
