@@ -9,6 +9,9 @@ Markers (registered in pyproject.toml; CONTRIBUTING.md says when to use which):
   silently needing a sandbox (the failure says to mark it).
 - ``browser``: the test drives Chromium. Marked here, from the fixtures it uses (``browser``, ``page``);
   a test that launches Playwright itself carries ``@pytest.mark.browser`` (tests/repo/test_markers.py checks).
+- ``sqlite_only``: the test is about the SQLite file itself (orva.db, its backup, vacuum, storage figures),
+  meaningless on PostgreSQL; the module says why (``SQLITE_ONLY_REASON``). With ORVA_TEST_DATABASE=postgresql
+  (tests/databases.py: every orvad gets a PostgreSQL database of its own) they are deselected here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import databases
 from tests.helpers import NO_SANDBOX, Orvad, free_port
 
 BROWSER_FIXTURES = frozenset({"browser", "page"})
@@ -35,11 +39,20 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    databases.close()  # the PostgreSQL pass's throwaway cluster, if this process started one
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
+    if databases.driver() != databases.SQLITE:  # ORVA_TEST_DATABASE=postgresql (tests/databases.py)
+        kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
 
 
 @pytest.hookimpl(wrapper=True)
@@ -99,6 +112,7 @@ def make_orvad(jail_tmp: Path) -> Iterator[Callable[..., Orvad]]:
                 server.stop()
         except AssertionError as exc:  # every server is still stopped and cleaned before it is raised
             failures.append(exc)
+        server.drop_database()
         # a server a test SIGKILLed leaves its egress table behind (the next orvad to choose a range
         # removes it: its owner is gone); tests remove it so the host stays clean
         if shutil.which("nft"):
@@ -120,4 +134,5 @@ def orvad() -> Iterator[Orvad]:
     server = Orvad(base / "data", free_port()).start()
     yield server
     server.stop()
+    server.drop_database()
     shutil.rmtree(base, ignore_errors=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from tests import databases
+
 STARTUP_DEADLINE_S = 40.0  # a start takes 1-3 s; on a machine loaded by other work it took over 20
 # `make test-fast` sets ORVA_NSJAIL to this: no sandbox, as on a laptop without nsjail or root
 NO_SANDBOX = "/nonexistent/nsjail"
@@ -122,6 +124,9 @@ class Orvad:
     stdout_path: Path | None = None
     stderr_path: Path | None = None
     _slot: _EgressSlot | None = field(default=None, repr=False)
+    # ORVA_TEST_DATABASE=postgresql: this orvad's own database (tests/databases.py), kept across restarts
+    database_url: str | None = None
+    _drop_database: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -159,11 +164,14 @@ class Orvad:
         if self._slot is None:
             self._slot = _EgressSlot.lease(self.port)
             weakref.finalize(self, self._slot.release)
+        if self._drop_database is None:
+            self.database_url, self._drop_database = databases.database_for(self, self.env)
         env = {
             **os.environ,
             "ORVA_DATA_DIR": str(self.data_dir),
             "ORVA_PORT": str(self.port),
             "ORVA_EGRESS_CIDR": self._slot.cidr,
+            **self.database_env(),
             **self.env,
         }
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
@@ -225,6 +233,16 @@ class Orvad:
             if text.count(BEGIN) > seen
             else f"(no dump; stderr ends:)\n{text[-3000:]}"
         )
+
+    def database_env(self) -> dict[str, str]:
+        """The variables naming this orvad's database, for the admin subcommands a test runs on its data
+        (``orvad rotate-master-key``, ``reset-password``): empty on SQLite (the data dir holds it)."""
+        return {databases.URL_VARIABLE: self.database_url} if self.database_url else {}
+
+    def drop_database(self) -> None:
+        """For good: the PostgreSQL pass drops this orvad's database (its process must be stopped)."""
+        if self._drop_database is not None:
+            self._drop_database()
 
     def stdout(self) -> str:
         return self.stdout_path.read_text() if self.stdout_path and self.stdout_path.exists() else ""

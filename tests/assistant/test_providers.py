@@ -637,6 +637,7 @@ def test_a_provider_key_survives_a_master_key_rotation(make_orvad: Any, fake_pro
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **server.database_env()},
     )
     assert done.returncode == 0 and "1 AI provider key(s)" in done.stdout, (done.stdout, done.stderr)
     assert (server.data_dir / "master.key").read_text() != old_master
@@ -774,10 +775,10 @@ async def test_test_connection_gives_up_after_its_deadline(
     """A provider that accepts but does not answer: test connection says so within TEST_TIMEOUT_S."""
     from orvad.assistant import provider_service
     from orvad.store.ai_providers import AiProviderStore
-    from orvad.store.db import Database
+    from orvad.store.db import SqliteDatabase
 
     monkeypatch.setattr(provider_service, "TEST_TIMEOUT_S", 0.5)
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     service = provider_service.ProviderService(AiProviderStore(db), max_retries=0)
     service.unlock(os.urandom(32))

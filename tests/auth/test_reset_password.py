@@ -3,6 +3,7 @@ user's sessions at once; it refuses, changing nothing, when there is no such use
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,13 +17,17 @@ OLD = "the-forgotten-password"
 CSRF = {"X-Orva-CSRF": "1"}
 
 
-def _reset(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _reset(
+    data_dir: Path, *args: str, stdin: str | None = None, server: Orvad | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``orvad reset-password`` on ``data_dir`` (and, on the PostgreSQL pass, ``server``'s database)."""
     return subprocess.run(
         [sys.executable, "-m", "orvad", "reset-password", "--data-dir", str(data_dir), *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **(server.database_env() if server else {})},
     )
 
 
@@ -46,7 +51,7 @@ def test_reset_beside_a_running_orvad_ends_sessions_and_the_new_password_logs_in
     with server.session_client(old_session) as s:
         assert s.get("/api/v1/auth/me").status_code == 200
 
-    done = _reset(server.data_dir, "--username", "admin")
+    done = _reset(server.data_dir, "--username", "admin", server=server)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "password of admin reset; every session of admin has ended"
@@ -62,7 +67,7 @@ def test_reset_beside_a_running_orvad_ends_sessions_and_the_new_password_logs_in
         assert me.status_code == 200 and me.json()["user"]["username"] == "admin"
 
     chosen = "a-password-from-stdin"
-    piped = _reset(server.data_dir, "--username", "admin", "--stdin", stdin=chosen + "\n")
+    piped = _reset(server.data_dir, "--username", "admin", "--stdin", stdin=chosen + "\n", server=server)
     assert piped.returncode == 0 and chosen not in piped.stdout, (piped.stdout, piped.stderr)
     assert _login(server, new).status_code == 401
     assert _login(server, chosen).status_code == 200
@@ -81,10 +86,10 @@ def test_reset_refuses_an_unknown_user_a_short_password_and_a_wrong_data_dir(
     with server.client(headers=CSRF) as c:
         session = _token(server.onboard(c, "admin", OLD))
 
-    unknown = _reset(server.data_dir, "--username", "root")
+    unknown = _reset(server.data_dir, "--username", "root", server=server)
     assert unknown.returncode == 1 and unknown.stdout == ""
     assert "no user 'root'" in unknown.stderr and "the users are: admin" in unknown.stderr
-    short = _reset(server.data_dir, "--username", "admin", "--stdin", stdin="short\n")
+    short = _reset(server.data_dir, "--username", "admin", "--stdin", stdin="short\n", server=server)
     assert short.returncode == 2 and "nothing was changed" in short.stderr
     missing = _reset(tmp_path / "elsewhere", "--username", "admin")
     assert missing.returncode == 2 and "no database at" in missing.stderr

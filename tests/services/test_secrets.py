@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 
@@ -79,6 +80,7 @@ def test_rotate_master_key_keeps_every_secret(make_orvad: Callable[..., Orvad]) 
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **server.database_env()},
     )
     assert done.returncode == 0 and "re-encrypted 5 secret(s)" in done.stdout, (done.stdout, done.stderr)
     assert (server.data_dir / "master.key").read_text() != old_key

@@ -4,6 +4,7 @@ call it from outside), while the API stays off that origin and /webhook/ needs n
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_rotate_master_key_reseals_webhook_secrets(make_orvad: Any) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **server.database_env()},
     )
     assert done.returncode == 0, done.stderr
     assert "1 inbound webhook secret(s)" in done.stdout and hook["secret"] not in done.stdout + done.stderr

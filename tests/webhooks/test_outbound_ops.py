@@ -4,6 +4,7 @@ under the current key stops the rotation with nothing changed (inbound secrets p
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def _rotate(server: Orvad) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **server.database_env()},
     )
 
 
