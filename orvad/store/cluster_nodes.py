@@ -11,9 +11,10 @@ PostgreSQL both accept (tests/cluster/test_pg_statements.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orvad.store.sql import Database
+if TYPE_CHECKING:  # the protocol only types the collaborator: either driver's database
+    from orvad.store.sql import Database
 
 _COLUMNS = "id, run_id, address, version, started_at, last_seen_at, left_at, pools, load"
 
