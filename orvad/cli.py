@@ -17,7 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from sse_starlette.sse import AppStatus
 
 from orvad import __version__, stackdump
-from orvad.config import FIELDS, ConfigError, Settings, load_settings
+from orvad.config import FIELDS, ConfigError, Settings, load_settings, redact_url
 from orvad.daemon import Daemon
 from orvad.host.hostcheck import DataDirUnreachable
 from orvad.http.app import OrvaApp, create_app
@@ -86,6 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", type=Path, help="a backup made by orvad backup or orva backup download")
     restore.add_argument(
         "--data-dir", type=Path, default=None, help="the data dir (env ORVA_DATA_DIR, default ./data)"
+    )
+    copy_db = commands.add_parser(
+        "migrate",
+        help="copy a stopped single node's SQLite database into an empty PostgreSQL database, "
+        "verified per table by rows and a checksum (docs/CLUSTER.md)",
+    )
+    copy_db.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="sqlite:///PATH/orva.db",
+        help="the data dir's orva.db",
+    )
+    copy_db.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="postgresql://USER@HOST:PORT/DATABASE",
+        help="an empty database (the password: PGPASSWORD or ~/.pgpass, or in the URL)",
     )
     runtimes = commands.add_parser(
         "runtimes", help="list the runtimes, or install node22/node24 into the data dir"
@@ -180,7 +199,7 @@ async def runtimes_install(data_dir: Path, runtime_id: str) -> int:
     return 0
 
 
-async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int:
+async def reset_password(data_dir: Path, username: str, from_stdin: bool, database_url: str = "") -> int:
     """A new password for ``username`` (printed once, or read from stdin); every session of theirs ends.
     One write transaction on orva.db: SQLite's WAL lets it run beside a live orvad, which reads
     sessions and passwords from the database on every request."""
@@ -192,10 +211,10 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
     from orvad.ids import uuid7
     from orvad.store.auth import AuthStore
     from orvad.store.batch import BatchWriter
-    from orvad.store.db import Database
+    from orvad.store.drivers import database_for
 
     db_path = data_dir / "orva.db"
-    if not db_path.exists():
+    if not database_url and not db_path.exists():
         print(
             f"orvad: no database at {db_path}: pass the data dir orvad runs with (--data-dir or ORVA_DATA_DIR)",
             file=sys.stderr,
@@ -211,7 +230,7 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
             return 2
     else:
         password = secrets.token_urlsafe(18)
-    db = Database(db_path)
+    db = database_for(database_url, data_dir)
     await db.open()
     try:
         store = AuthStore(db, BatchWriter(db))
@@ -237,7 +256,8 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
                 else "no user exists yet: onboard in the dashboard (/web/) with the setup token in "
                 f"{data_dir / 'admin.key'}"
             )
-            print(f"orvad: no user {username!r} in {db_path}; nothing was changed ({known})", file=sys.stderr)
+            where = db_path if not database_url else redact_url(database_url)
+            print(f"orvad: no user {username!r} in {where}; nothing was changed ({known})", file=sys.stderr)
             return 1
     finally:
         await db.close()
@@ -247,14 +267,14 @@ async def reset_password(data_dir: Path, username: str, from_stdin: bool) -> int
     return 0
 
 
-async def rotate_master_key(data_dir: Path) -> int:
+async def rotate_master_key(data_dir: Path, database_url: str = "") -> int:
     """New key to master.key.new, re-encrypt in one transaction, then swap the files (old kept as .old)."""
     import os
 
     from orvad.assistant.provider_service import ProviderService
     from orvad.services.secrets import MASTER_KEY_ENV, SecretService, load_master_key
     from orvad.store.ai_providers import AiProviderStore
-    from orvad.store.db import Database
+    from orvad.store.drivers import database_for
     from orvad.store.inbound_webhooks import InboundWebhookStore
     from orvad.store.secrets import SecretStore
     from orvad.store.webhooks import WebhookStore
@@ -278,7 +298,7 @@ async def rotate_master_key(data_dir: Path) -> int:
         fh.write(new_key.hex() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    db = Database(data_dir / "orva.db")
+    db = database_for(database_url, data_dir)
     await db.open()
     old_key = load_master_key(key_file)
     try:
@@ -317,6 +337,39 @@ async def rotate_master_key(data_dir: Path) -> int:
         f"re-encrypted {count} secret(s), {provider_count} AI provider key(s), {hook_count} inbound "
         f"webhook secret(s) and {outbound_count} outbound webhook signing secret(s); "
         f"the previous key is in {key_file.with_name('master.key.old')}"
+    )
+    return 0
+
+
+async def migrate_to_postgresql(source: str, target: str) -> int:
+    """`orvad migrate`: the copy and its per-table check (orvad/store/postgres/copy.py)."""
+    from orvad.store.postgres.copy import MigrateError, copy, redact
+
+    print(f"copying {source} into {redact(target)}", flush=True)
+    try:
+        report = await copy(source, target)
+    except MigrateError as exc:
+        if exc.report is not None:
+            print("\n".join(exc.report.lines()), flush=True)
+        print(
+            f"orvad migrate: {exc}\nhint: {exc.hint}" if exc.hint else f"orvad migrate: {exc}",
+            file=sys.stderr,
+        )
+        return exc.code
+    print("\n".join(report.lines()))
+    rate = report.rows / report.seconds if report.seconds > 0 else 0.0
+    print(
+        f"copied {report.rows} rows in {len(report.tables)} tables (schema version {report.version}) in "
+        f"{report.seconds:.2f} s ({rate:,.0f} rows/s); every table matches"
+    )
+    if report.collation not in ("C", "POSIX", "C.UTF-8", "C.utf8"):
+        print(
+            f"note: the database's collation is {report.collation}: orvad compares text bytewise (as SQLite);"
+            " docs/CLUSTER.md says which collation to create it with"
+        )
+    print(
+        "next: give every node the same master key (the data dir's master.key, or ORVA_MASTER_KEY) and "
+        f"start them with ORVA_DATABASE_URL={redact(target)}"
     )
     return 0
 
@@ -449,13 +502,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             log.error("cannot start", extra={"error": str(exc)})
             return 1
-    if args.command == "rotate-master-key":
-        data_dir = args.data_dir or load_settings({}).data_dir
-        return asyncio.run(rotate_master_key(data_dir))
-    if args.command == "reset-password":
-        return asyncio.run(
-            reset_password(args.data_dir or load_settings({}).data_dir, args.username, args.stdin)
-        )
+    if args.command in ("rotate-master-key", "reset-password"):  # on the database ORVA_DATABASE_URL names
+        try:
+            env = load_settings({"data_dir": args.data_dir} if args.data_dir else {})
+        except ConfigError as exc:
+            print(f"orvad: {exc}", file=sys.stderr)
+            return 2
+        if args.command == "rotate-master-key":
+            return asyncio.run(rotate_master_key(env.data_dir, env.database_url))
+        return asyncio.run(reset_password(env.data_dir, args.username, args.stdin, env.database_url))
     if args.command in ("backup", "restore"):  # issue 24: offline, refused while orvad runs on the dir
         from orvad.backup.offline import backup_to, restore_from
 
@@ -463,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "backup":
             return backup_to(settings.data_dir, args.to, __version__)
         return restore_from(settings.data_dir, args.file, settings.restore_max_bytes)
+    if args.command == "migrate":  # issue 25: a single node's SQLite database into PostgreSQL
+        return asyncio.run(migrate_to_postgresql(args.source, args.target))
     if args.command == "runtimes":
         data_dir = (args.data_dir or load_settings({}).data_dir).absolute()
         if args.runtimes_command == "list":

@@ -142,6 +142,28 @@ def _otlp_url(value: Any) -> str:
     return text
 
 
+def _database_url(value: Any) -> str:
+    """Empty (SQLite in the data dir, the default) or postgresql://user:password@host:port/database."""
+    text = str(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError(
+            "must be empty (SQLite in the data dir) or postgresql://user:password@host:5432/database"
+        )
+    return text
+
+
+def redact_url(text: str) -> str:
+    """A URL with its password replaced by ***, for messages and logs."""
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -157,10 +179,25 @@ def _duration(raw: Any) -> float:
     return value
 
 
+def _node_id(raw: Any) -> str:
+    """Empty (derived at start: orvad/cluster/nodes.py default_node_id) or a node id."""
+    value = str(raw).strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", value):
+        raise ValueError("expected 1..63 of A-Z a-z 0-9 . _ - (starting with a letter or digit)")
+    return value
+
+
 FIELDS: tuple[Field, ...] = (
     Field("host", "127.0.0.1", "ORVA_HOST", _text, "address to listen on"),
     Field("port", 8443, "ORVA_PORT", _int_range(1, 65535), "TCP port to listen on"),
     Field("data_dir", Path("./data"), "ORVA_DATA_DIR", _path, "where the database, keys and code live"),
+    Field(
+        "database_url",
+        "",
+        "ORVA_DATABASE_URL",
+        _database_url,
+        "PostgreSQL database shared by every node (postgresql://user:password@host:5432/db); empty: SQLite in the data dir",
+    ),
     Field("session_days", 7, "ORVA_SESSION_DAYS", _int_range(1, 365), "dashboard session lifetime in days"),
     Field(
         "secure_cookies", False, "ORVA_SECURE_COOKIES", _bool, "mark the session cookie Secure (behind HTTPS)"
@@ -570,6 +607,28 @@ FIELDS: tuple[Field, ...] = (
         _int_range(1024, 1 << 42),
         "the largest restore archive accepted (POST /api/v1/restore), and the most its files may unpack to",
     ),
+    # issue 25: the node registry (orvad/cluster/nodes.py, docs/CLUSTER.md "Nodes and heartbeats")
+    Field(
+        "node_id",
+        "",
+        "ORVA_NODE_ID",
+        _node_id,
+        "this node's id in the cluster (1..63 of A-Z a-z 0-9 . _ -); empty: the host name and a hash of the data dir",
+    ),
+    Field(
+        "node_address",
+        "",
+        "ORVA_NODE_ADDRESS",
+        _origin,
+        "the URL other nodes reach this one at (http(s)://host[:port]); empty: http://<host>:<port>",
+    ),
+    Field(
+        "heartbeat_s",
+        2.0,
+        "ORVA_HEARTBEAT_S",
+        _float_range(0.05, 60),
+        "seconds between this node's heartbeats; a node silent for 3 of them (and a slack) is gone",
+    ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -579,6 +638,7 @@ class Settings:
     host: str
     port: int
     data_dir: Path
+    database_url: str
     session_days: int
     secure_cookies: bool
     max_body_bytes: int
@@ -637,6 +697,9 @@ class Settings:
     backup_every: float
     backup_keep: int
     restore_max_bytes: int
+    node_id: str
+    node_address: str
+    heartbeat_s: float
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -651,7 +714,8 @@ def _parse(field: Field, raw: Any, source: str) -> Any:
     try:
         return field.parse(raw)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid {field.name} from {source}: {raw!r} ({exc})") from None
+        shown = redact_url(str(raw)) if field.name == "database_url" else raw
+        raise ConfigError(f"invalid {field.name} from {source}: {shown!r} ({exc})") from None
 
 
 def load_settings(

@@ -23,8 +23,9 @@ from orvad.backup.running import hold as hold_running_lock
 from orvad.backup.swap import RestoreNotLoaded
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
+from orvad.cluster import NodeRegistry, default_address, default_node_id
 from orvad.clock import FileClock, WallClock
-from orvad.config import Settings
+from orvad.config import Settings, redact_url
 from orvad.cron import CronService
 from orvad.host.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.host.egress import EgressNetwork
@@ -69,15 +70,16 @@ from orvad.store.auth import AuthStore
 from orvad.store.batch import BatchWriter
 from orvad.store.captures import CaptureStore
 from orvad.store.channels import ChannelStore
+from orvad.store.cluster_nodes import NodeStore
 from orvad.store.cron import CronStore
-from orvad.store.db import Database, migration_files
+from orvad.store.db import SqliteDatabase, migration_files
+from orvad.store.drivers import database_for, storage_for
 from orvad.store.executions import ExecutionStore
 from orvad.store.firewall import FirewallStore
 from orvad.store.functions import FunctionStore
 from orvad.store.inbound_webhooks import InboundWebhookStore
 from orvad.store.jobs import JobStore
 from orvad.store.kv import KvStore
-from orvad.store.maintenance import Storage
 from orvad.store.oauth import OAuthStore
 from orvad.store.pools import PoolConfigStore
 from orvad.store.replay import ReplayStore
@@ -99,7 +101,7 @@ RESTORE_QUIESCE_S = 10.0  # a restore waits this long for running requests befor
 class Daemon:
     def __init__(self, settings: Settings, runtimes: RuntimeCatalog | None = None) -> None:
         self.settings = settings
-        self.db = Database(settings.db_path)
+        self.db = database_for(settings.database_url, settings.data_dir)
         self.batch = BatchWriter(self.db)
         self.bus = Bus()
         self.auth_store = AuthStore(self.db, self.batch)
@@ -140,7 +142,8 @@ class Daemon:
         self.executions = ExecutionStore(self.db, self.batch)
         self.captures = CaptureStore(self.db)  # captured requests and fixtures (issue 23, replay)
         self.audit = AuditStore(self.db, self.batch)
-        self.storage = Storage(self.db)  # issue 24: the database's figures and vacuum (store/maintenance.py)
+        # issue 24: the SQLite file's figures and vacuum (store/maintenance.py); PostgreSQL vacuums itself
+        self.storage = storage_for(self.db)
         self.pools = PoolManager(
             config_of=self.pool_configs.get,
             memory_cap_mb=_memory_cap_mb(settings.memory_share),
@@ -322,12 +325,51 @@ class Daemon:
             newest_schema=lambda: len(migration_files()),
             flush=self.batch.flush,
             reload=self.reload_from,
-            backup_dir=Path(settings.backup_dir).expanduser().absolute() if settings.backup_dir else None,
+            # scheduled backups are of the SQLite file; on PostgreSQL pg_dump does it (docs/CLUSTER.md)
+            backup_dir=Path(settings.backup_dir).expanduser().absolute()
+            if settings.backup_dir and not settings.database_url
+            else None,
             every_s=settings.backup_every,
             keep=settings.backup_keep,
             max_bytes=settings.restore_max_bytes,
         )
         self._running_lock: int | None = None  # orvad.lock, held shared while this orvad runs
+        # issue 25: this node's row in the node registry, refreshed by a heartbeat task (orvad/cluster/)
+        self.nodes = NodeRegistry(
+            NodeStore(self.db),
+            node_id=settings.node_id or default_node_id(settings.data_dir),
+            address=settings.node_address or default_address(settings.host, settings.port),
+            version=__version__,
+            heartbeat_s=settings.heartbeat_s,
+            pools=self._warm_pools,
+            load=self._load_figures,
+        )
+
+    @property
+    def database_label(self) -> str:
+        """Which database this orvad uses, for health checks and logs (a URL's password never shown)."""
+        if isinstance(self.db, SqliteDatabase):
+            return str(self.db.path)
+        return redact_url(self.settings.database_url)
+
+    def _warm_pools(self) -> dict[str, Any]:
+        """The node registry's pools: per function with live workers, its name and worker counts."""
+        return {
+            r["function_id"]: {"name": r["function_name"], "workers": r["workers"], "idle": r["idle"]}
+            for r in self.pools.rows()
+            if r["workers"]
+        }
+
+    def _load_figures(self) -> dict[str, Any]:
+        """The node registry's load: invocations holding or waiting for a slot, requests, 1-min loadavg."""
+        rows = self.pools.rows()
+        return {
+            "invocations": sum(int(r["inflight"]) + int(r["queue_depth"]) for r in rows),
+            "requests": len(self.drain.work),
+            "workers": sum(int(r["workers"]) for r in rows),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count() or 1,
+        }
 
     def _build_queue_state(self) -> dict[str, int]:
         return {
@@ -438,6 +480,8 @@ class Daemon:
         await self.reconciler.start(self.spawner, await self.function_store.active_hashes())
         await self.builder.start()
         self.reconciler.serve_active()
+        await self.nodes.register()  # issue 25: this node's row, then a heartbeat every ORVA_HEARTBEAT_S
+        self.tasks.start("orva-heartbeat", self.nodes.run())
         self.tasks.start("orva-housekeeping", self.housekeeping.run())
         self.tasks.start("orva-metrics-history", self.metrics_history.run())
         self.tasks.start("orva-kv-sweeper", self.kv.run())  # expired KV keys (ORVA_KV_SWEEP_S)
@@ -544,6 +588,7 @@ class Daemon:
             took[name] = round((time.monotonic() - mark) * 1000, 1)
 
         await self.tasks.stop()  # the loops
+        await self.nodes.leave()  # the node registry's row says left (never raises)
         await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.reconciler.stop()))
         await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
@@ -580,7 +625,7 @@ class Daemon:
         }
         try:
             await self.db.ping()
-            checks["database"] = {"ok": True, "detail": str(self.settings.db_path)}
+            checks["database"] = {"ok": True, "detail": self.database_label}
         except Exception as exc:  # any failure here is the answer, not an error
             checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
         for name, check in (
@@ -614,6 +659,8 @@ class Daemon:
         if data_dir.stat().st_mode & 0o777 != DATA_DIR_MODE:
             log.warning("setting data dir permissions to 0711", extra={"path": str(data_dir)})
             data_dir.chmod(DATA_DIR_MODE)
+        if self.settings.database_url:  # PostgreSQL: no database file here
+            return
         db = self.settings.db_path
         for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
             if path.exists():

@@ -239,6 +239,13 @@ class VacuumRunning(Conflict):
     code = "VACUUM_RUNNING"
 
 
+class SqliteOnly(Conflict):
+    """An operation on the embedded SQLite file (vacuum, backup, restore) asked of an orvad on PostgreSQL
+    (ORVA_DATABASE_URL): the database server's own tools do it (docs/CLUSTER.md)."""
+
+    code = "SQLITE_ONLY"
+
+
 class RestoreRunning(Conflict):
     """POST /api/v1/restore (or a backup) while a restore runs: one at a time (orvad/backup/service.py)."""
 

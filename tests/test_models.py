@@ -28,7 +28,7 @@ from orvad.pool.tunables import PoolConfig
 from orvad.services.functions import CHOICES, FunctionService, _after_build
 from orvad.services.serialisers import deployment_json, function_json, last_deployment_json, pool_config_json
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 from orvad.store.functions import FunctionStore
 
 ROOT = Path(__file__).resolve().parent.parent / "orvad"
@@ -157,7 +157,7 @@ def test_answers_are_plain_json_and_copies() -> None:
 
 async def test_records_round_trip_through_the_store_as_enums(tmp_path: Path) -> None:
     """Rows hold the plain strings; records read back hold the enum members, equal to what was written."""
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     batch = BatchWriter(db, interval_s=0.01)
     batch.start()

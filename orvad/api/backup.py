@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from orvad.api.common import daemon_of, principal_of
-from orvad.errors import Forbidden, PayloadTooLarge, ValidationError
+from orvad.errors import Forbidden, PayloadTooLarge, SqliteOnly, ValidationError
 
 _CHUNK = 1 << 20
 
@@ -32,10 +32,20 @@ def _needs_admin(request: Request, what: str) -> None:
         )
 
 
+def _needs_sqlite(request: Request, what: str) -> None:
+    if daemon_of(request).db.driver != "sqlite":
+        raise SqliteOnly(
+            f"{what} works on the embedded SQLite database; this orvad's database is PostgreSQL (ORVA_DATABASE_URL)",
+            hint="back the database up with pg_dump (restore with pg_restore), and keep a copy of every "
+            "node's master.key; docs/CLUSTER.md, Backups",
+        )
+
+
 async def download(request: Request) -> Response:
     """The backup as a .tar.gz, built in a thread into a temp file in the data dir, then streamed; the file
     is removed when the answer ends (or the client leaves)."""
     _needs_admin(request, "a backup (it holds the master key and every secret)")
+    _needs_sqlite(request, "GET /api/v1/backup")
     backups = daemon_of(request).backups
     holder = await asyncio.to_thread(backups.workspace)
     out = holder / "backup.tar.gz"
@@ -98,6 +108,7 @@ async def restore(request: Request) -> Response:
     """Check the uploaded backup completely, then replace the database, master key and versions and reload
     without a restart. 422 BACKUP_INVALID (nothing changed) when any check fails."""
     _needs_admin(request, "a restore (it replaces every function, key and secret)")
+    _needs_sqlite(request, "POST /api/v1/restore")
     if request.query_params.get("confirm") not in ("1", "true", "yes"):
         raise ValidationError(
             "a restore replaces every function, version, key, secret and setting with the archive's: "

@@ -6,10 +6,9 @@ orvad/assistant/provider_service.py); key_hint is its last 4 characters.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError
 
 _COLUMNS = "id, kind, label, base_url, key_nonce, key_sealed, key_hint, created_at, updated_at"
 
@@ -72,8 +71,8 @@ class AiProviderStore:
                     row.updated_at,
                 ),
             )
-        except sqlite3.IntegrityError as exc:
-            if "ai_providers.label" in str(exc):
+        except IntegrityError as exc:
+            if exc.taken("ai_providers", "label"):
                 raise LabelTaken(row.label) from None
             raise
 

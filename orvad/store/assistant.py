@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from orvad.clock import now_iso
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 Row = dict[str, Any]
 
@@ -114,11 +114,11 @@ class AssistantStore:
     async def add_message(self, row: Row) -> int:
         """Insert a message at the conversation's next seq; returns that seq."""
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            top = await tx.fetchone(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM ai_messages WHERE conversation_id = ?",
                 (row["conversation_id"],),
             )
-            seq = int((await cur.fetchone())[0])  # type: ignore[index]
+            seq = int(top[0]) if top is not None else 1
             await tx.execute(
                 f"INSERT INTO ai_messages ({_MSG}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -225,14 +225,12 @@ class AssistantStore:
         A call awaiting approval stays awaiting. Returns (messages, tool calls) changed."""
         now = now_iso()
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            messages = await tx.execute(
                 "UPDATE ai_messages SET status = 'error', error = ? WHERE status = 'streaming'", (error_json,)
             )
-            messages = cur.rowcount
-            cur = await tx.execute(
+            calls = await tx.execute(
                 "UPDATE ai_tool_calls SET status = 'error', result = ?, is_error = 1, resolved_at = ? "
                 "WHERE status IN ('approved', 'running')",
                 (result_json, now),
             )
-            calls = cur.rowcount
         return messages, calls

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
 from orvad.store.paths import recorded_path
+from orvad.store.sql import Database
 
 COLUMNS = (
     "id",

@@ -7,7 +7,7 @@ from typing import Any
 
 from orvad.store import audit
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,8 @@ class AuthStore:
     async def create_first_user(self, user: UserRow) -> bool:
         """Insert the user only if none exists yet (atomic); False when one already did."""
         async with self._db.transaction() as tx:
-            async with tx.execute("SELECT 1 FROM users LIMIT 1") as cur:
-                if await cur.fetchone():
-                    return False
+            if await tx.fetchone("SELECT 1 FROM users LIMIT 1"):
+                return False
             await tx.execute(
                 "INSERT INTO users (id, username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
                 (user.id, user.username, user.password_hash, user.created_at, user.created_at),
@@ -97,11 +96,11 @@ class AuthStore:
         """Set a user's password, end every session of theirs and write ``audit_row``, in one transaction
         (`orvad reset-password`, which may run beside a live orvad); False when there is no such user."""
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            changed = await tx.execute(
                 "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
                 (password_hash, now, username),
             )
-            if cur.rowcount != 1:
+            if changed != 1:
                 return False
             await tx.execute(
                 "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)", (username,)
@@ -179,11 +178,11 @@ class AuthStore:
     async def rotate_session(self, old_hash: str, new_hash: str, created_at: str, expires_at: str) -> bool:
         """Replace a session by a new token in one transaction; False if the old one is gone."""
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            changed = await tx.execute(
                 "UPDATE sessions SET token_hash = ?, created_at = ?, expires_at = ? WHERE token_hash = ?",
                 (new_hash, created_at, expires_at, old_hash),
             )
-            return cur.rowcount == 1
+            return changed == 1
 
     async def delete_session(self, token_hash: str) -> None:
         await self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from orvad.errors import InsufficientStorage
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ class BatchWriter:
                 await self._db.write_all(
                     statement for sql, rows in grouped.items() for statement in multi_row(sql, rows)
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
             except Exception:
                 self._requeue(batch)  # keep the rows; the next flush retries them
@@ -214,7 +213,7 @@ class BatchWriter:
                 await self._db.write_all([(sql, params)])
                 self.rows_written += 1
                 _announce([after])
-            except sqlite3.IntegrityError as exc:
+            except IntegrityError as exc:
                 # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
                 log.error(
                     "batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)}

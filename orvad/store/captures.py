@@ -9,11 +9,10 @@ checked per insert (migration 0023). Fixtures are ordinary rows, written at once
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError
 
 COLUMNS = ("execution_id", "method", "path", "query", "headers", "body", "body_size", "body_truncated")
 INSERT_REQUEST = f"INSERT OR IGNORE INTO execution_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -97,7 +96,7 @@ class CaptureStore:
                 f"INSERT INTO function_fixtures ({_FIXTURE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _params(fixture),
             )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             return False
         return True
 
@@ -119,7 +118,7 @@ class CaptureStore:
                     fixture.id,
                 ),
             )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             return False
         return True
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError
 
 _COLUMNS = "c.id, c.name, c.description, c.token_hash, c.prefix, c.expires_at, c.last_used_at, c.created_at"
 
@@ -80,8 +79,8 @@ class ChannelStore:
                     "INSERT INTO channel_functions (channel_id, function_id, description) VALUES (?, ?, ?)",
                     [(row.id, fid, desc) for fid, desc in functions],
                 )
-        except sqlite3.IntegrityError as exc:
-            if "channels.name" in str(exc):
+        except IntegrityError as exc:
+            if exc.taken("channels", "name"):
                 raise NameTaken(row.name) from None
             raise
 
@@ -94,8 +93,8 @@ class ChannelStore:
                 )
                 == 1
             )
-        except sqlite3.IntegrityError as exc:
-            if "channels.name" in str(exc):
+        except IntegrityError as exc:
+            if exc.taken("channels", "name"):
                 raise NameTaken(name) from None
             raise
 

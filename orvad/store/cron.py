@@ -8,13 +8,10 @@ Z (orvad/clock.py ``iso``), which sort as they compare.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError, Transaction
 
 _COLUMNS = (
     "id, function_id, name, expression, timezone, payload, enabled, catch_up, source, next_run_at, last_run_at,"
@@ -187,7 +184,7 @@ class CronStore:
                         now,
                     ),
                 )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise _integrity(exc, function_id) from None
         row = await self.get(schedule_id)
         assert row is not None
@@ -226,7 +223,7 @@ class CronStore:
                 f"UPDATE cron_schedules SET {sets} WHERE id = ? AND version = ?",
                 (*params, schedule_id, version),
             )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise _integrity(exc, "") from None
         return changed == 1
 
@@ -281,20 +278,16 @@ class CronStore:
         )
 
     @staticmethod
-    async def _check_count(tx: aiosqlite.Connection, function_id: str, max_count: int) -> None:
-        async with tx.execute(
-            "SELECT COUNT(*) FROM cron_schedules WHERE function_id = ?", (function_id,)
-        ) as cur:
-            row = await cur.fetchone()
+    async def _check_count(tx: Transaction, function_id: str, max_count: int) -> None:
+        row = await tx.fetchone("SELECT COUNT(*) FROM cron_schedules WHERE function_id = ?", (function_id,))
         count = int(row[0]) if row else 0
         if count >= max_count:
             raise TooMany(count)
 
 
-def _integrity(exc: sqlite3.IntegrityError, function_id: str) -> Exception:
-    text = str(exc)
-    if "FOREIGN KEY" in text:
+def _integrity(exc: IntegrityError, function_id: str) -> Exception:
+    if exc.kind == "foreign_key":
         return FunctionGone(function_id)
-    if "UNIQUE" in text:
-        return NameTaken(text)
+    if exc.kind == "unique":
+        return NameTaken(str(exc))
     return exc

@@ -1,7 +1,8 @@
-"""The SQLite database: one writer connection that serialises transactions, one reader, migrations.
+"""The SQLite driver (the embedded default): one writer connection that serialises transactions, one
+reader, migrations. It satisfies ``orvad.store.sql.Database``.
 
 aiosqlite serialises statements per connection but not transactions, so every write goes
-through ``Database.transaction()`` which holds an asyncio lock and uses ``BEGIN IMMEDIATE``.
+through ``SqliteDatabase.transaction()`` which holds an asyncio lock and uses ``BEGIN IMMEDIATE``.
 WAL lets the reader run while the writer commits.
 
 A write that finds the disk full (SQLITE_FULL, ENOSPC, EDQUOT) raises ``InsufficientStorage``
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from orvad.errors import InsufficientStorage, is_disk_full
+from orvad.store.sql import Driver, IntegrityError, IntegrityKind, Row
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +54,64 @@ def migration_files() -> list[tuple[int, str, str]]:
     return found
 
 
-class Database:
+def integrity_error(exc: sqlite3.IntegrityError) -> IntegrityError:
+    """SQLite's constraint failure as the driver-neutral one ("UNIQUE constraint failed: t.a, t.b")."""
+    text = str(exc)
+    kinds: dict[str, IntegrityKind] = {
+        "UNIQUE": "unique",
+        "PRIMARY KEY": "unique",
+        "FOREIGN KEY": "foreign_key",
+        "NOT NULL": "not_null",
+        "CHECK": "check",
+    }
+    kind: IntegrityKind = next((k for prefix, k in kinds.items() if text.startswith(prefix)), "other")
+    table: str | None = None
+    columns: tuple[str, ...] = ()
+    if kind == "unique" and ": " in text:
+        names = [name.strip() for name in text.split(": ", 1)[1].split(",")]
+        table = names[0].split(".", 1)[0]
+        columns = tuple(name.split(".", 1)[-1] for name in names)
+    return IntegrityError(text, kind, table, columns)
+
+
+class SqliteTransaction:
+    """Statements on the writer connection inside ``SqliteDatabase.transaction()``; each is one job on
+    the connection's thread (a query's rows are read to the end in it)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            # one hand-over to the connection's thread; a write without RETURNING is stepped to its end
+            # there, so its cursor holds nothing open (a RETURNING statement goes through fetchone/fetchall)
+            cur = await self._conn.execute(sql, params)
+            return cur.rowcount
+        except sqlite3.IntegrityError as exc:
+            raise integrity_error(exc) from exc
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise integrity_error(exc) from exc
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            return list(await self._conn.execute_fetchall(sql, params))
+        except sqlite3.IntegrityError as exc:
+            raise integrity_error(exc) from exc
+
+
+class SqliteDatabase:
+    driver: Driver = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: aiosqlite.Connection | None = None
@@ -90,8 +149,7 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                 " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"
             )
-            async with tx.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
-                row = await cur.fetchone()
+            row = await tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
             current = row[0] if row else 0
         for number, name, sql in migration_files():
             if number <= current:
@@ -108,7 +166,7 @@ class Database:
         self.schema_version = current
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
         """One serialised write transaction on the writer connection."""
         conn = self._require(self._writer)
         async with self._write_lock:
@@ -117,7 +175,7 @@ class Database:
                 # so BEGIN and COMMIT are inside the try, and any failure ends in a ROLLBACK queued after
                 # them: the lock is never released with a transaction left open on the connection.
                 await conn.execute("BEGIN IMMEDIATE")
-                yield conn
+                yield SqliteTransaction(conn)
                 await conn.execute("COMMIT")
             except BaseException as exc:
                 with suppress(sqlite3.Error):  # nothing open (BEGIN itself failed): nothing to undo
@@ -153,6 +211,8 @@ class Database:
             # own methods do it (aiosqlite 0.17 to 0.22)
             try:
                 await conn._execute(run, conn._conn)  # type: ignore[no-untyped-call]
+            except sqlite3.IntegrityError as exc:
+                raise integrity_error(exc) from exc
             except Exception as exc:
                 self._raise_if_full(exc)
                 raise
@@ -184,8 +244,7 @@ class Database:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; returns the number of rows changed."""
         async with self.transaction() as tx:
-            cur = await tx.execute(sql, params)
-            return cur.rowcount
+            return await tx.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as tx:
@@ -195,12 +254,12 @@ class Database:
     # closed in a later one leaves its statement active in between; concurrent reads then overlap,
     # the reader's read transaction never ends, and it goes on seeing an old snapshot (a
     # deployment inserted a moment ago was "not found" by its own build).
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of a query meant to return at most one (the whole result is read)."""
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return list(await self._require(self._reader).execute_fetchall(sql, params))
 
     async def ping(self) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from orvad.store.batch import BatchWriter, Params
 from orvad.store.captures import INSERT_REQUEST
-from orvad.store.db import Database
 from orvad.store.paths import recorded_path
+from orvad.store.sql import Database
 
 COLUMNS = (
     "id",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 
 class FirewallStore:

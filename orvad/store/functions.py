@@ -19,7 +19,7 @@ from orvad.models import (
     PhaseMark,
 )
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 _FUNCTION_COLUMNS = [f.name for f in fields(Function)]
 _DEPLOYMENT_COLUMNS = [f.name for f in fields(Deployment)]
@@ -96,11 +96,10 @@ class FunctionStore:
     async def insert_deployment(self, dep: Deployment) -> Deployment:
         """Insert with the next version number of its function (assigned inside the transaction)."""
         async with self._db.transaction() as tx:
-            async with tx.execute(
+            row = await tx.fetchone(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE function_id = ?",
                 (dep.function_id,),
-            ) as cur:
-                row = await cur.fetchone()
+            )
             values = _encode(dep, _DEPLOYMENT_COLUMNS)
             values["version"] = row[0] if row else 1
             cols = ", ".join(_DEPLOYMENT_COLUMNS)

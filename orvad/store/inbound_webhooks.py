@@ -6,11 +6,10 @@ the batched writer: the public trigger never waits on the disk.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError
 
 _COLUMNS = (
     "id, function_id, name, format, header, prefix, tolerance_s, mode, enabled, secret_nonce, secret_sealed, "
@@ -94,8 +93,8 @@ class InboundWebhookStore:
                     row.rotated_at,
                 ),
             )
-        except sqlite3.IntegrityError as exc:
-            if "inbound_webhooks.name" in str(exc) or "inbound_webhooks.function_id" in str(exc):
+        except IntegrityError as exc:
+            if exc.taken("inbound_webhooks", "name") or exc.taken("inbound_webhooks", "function_id"):
                 raise NameTaken(row.name) from None
             raise
 

@@ -9,15 +9,11 @@ attempt's end never overwrites a cancel or a newer lease. Times: ``now``, ``run_
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 
-import aiosqlite
-
 from orvad.clock import epoch_iso
-from orvad.store.db import Database
+from orvad.store.sql import Database, Row
 
 STATUSES = ("pending", "running", "failed", "succeeded", "dead", "cancelled")
 DUE = ("pending", "failed")  # waiting for run_at
@@ -110,7 +106,7 @@ _FINISH_JOB = (
 )
 
 
-def _row(r: aiosqlite.Row) -> JobRow:
+def _row(r: Row) -> JobRow:
     return JobRow(*r)
 
 
@@ -128,12 +124,11 @@ class JobStore:
         returned instead (checked and inserted in one transaction: never a second job)."""
         async with self._db.transaction() as tx:
             if row.idempotency_key is not None:
-                async with tx.execute(
+                found = await tx.fetchone(
                     f"SELECT {_COLS} FROM jobs WHERE function_id = ? AND idempotency_key = ?"
                     " AND idempotency_until > ? ORDER BY id DESC LIMIT 1",
                     (row.function_id, row.idempotency_key, now),
-                ) as cur:
-                    found = await cur.fetchone()
+                )
                 if found is not None:
                     return _row(found), False
             await tx.execute(
@@ -170,11 +165,12 @@ class JobStore:
         stamp = epoch_iso(now)
         lost = error_text("ATTEMPT_LOST", "orvad stopped (or lost the lease) while the attempt ran")
         async with self._db.transaction() as tx:
-            async with tx.execute(
-                _LEASED + "j.lease_owner IS NOT NULL AND (j.lease_owner != ? OR j.lease_until <= ?)",
-                (owner, now),
-            ) as cur:
-                rows = list(await cur.fetchall())
+            rows = list(
+                await tx.fetchall(
+                    _LEASED + "j.lease_owner IS NOT NULL AND (j.lease_owner != ? OR j.lease_until <= ?)",
+                    (owner, now),
+                )
+            )
             for job_id, tries, started in rows:
                 if not started:  # claimed ahead, never started: given back, not counted
                     await tx.execute(_UNCLAIM_ATTEMPT, (job_id, tries))
@@ -204,8 +200,7 @@ class JobStore:
             "ORVAD_STOPPED", "orvad stopped while the attempt ran; it runs again after the start"
         )
         async with self._db.transaction() as tx:
-            async with tx.execute(_LEASED + "j.lease_owner = ?", (owner,)) as cur:
-                rows = list(await cur.fetchall())
+            rows = list(await tx.fetchall(_LEASED + "j.lease_owner = ?", (owner,)))
             for job_id, tries, started in rows:
                 if not started:  # claimed ahead, never started: given back as it was
                     await tx.execute(_UNCLAIM_ATTEMPT, (job_id, tries))
@@ -242,7 +237,7 @@ class JobStore:
     ) -> list[JobRow]:
         """The runner's one write: the attempt ends it holds (``finishes``), the attempts that started since
         its last write (``started``: (job id, attempt)), then a claim of the due jobs among ``ids`` (one attempt
-        each, counted now, leased to ``owner``, not started yet), in one transaction on the writer's thread.
+        each, counted now, leased to ``owner``, not started yet), in one transaction.
         The claim is one conditional ``UPDATE ... RETURNING``: the rows taken come back from the write itself.
 
         A finish is fenced by its lease (``lease_owner = owner``) and never overwrites a cancel; the job's
@@ -270,55 +265,44 @@ class JobStore:
             for f in finishes
         ]
 
-        def run(raw: sqlite3.Connection) -> list[JobRow]:
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                if started:
-                    raw.executemany(_STARTED, started)
-                if finishes:
-                    raw.executemany(_FINISH_ATTEMPT, attempt_rows)
-                    raw.executemany(_FINISH_JOB, job_rows)
-                    if ended is not None:
-                        final = {
-                            f.job.id: f.next_status
-                            for f in finishes
-                            if f.next_status in ("succeeded", "dead")
-                        }
-                        if final:
-                            ended.update(
-                                job_id
-                                for job_id, status in raw.execute(
-                                    f"SELECT id, status FROM jobs WHERE id IN ({', '.join('?' * len(final))})",
-                                    list(final),
-                                )
-                                if final[job_id] == status
+        async with self._db.transaction() as tx:
+            if started:
+                await tx.executemany(_STARTED, started)
+            if finishes:
+                await tx.executemany(_FINISH_ATTEMPT, attempt_rows)
+                await tx.executemany(_FINISH_JOB, job_rows)
+                if ended is not None:
+                    final = {
+                        f.job.id: f.next_status for f in finishes if f.next_status in ("succeeded", "dead")
+                    }
+                    if final:
+                        ended.update(
+                            job_id
+                            for job_id, status in await tx.fetchall(
+                                f"SELECT id, status FROM jobs WHERE id IN ({', '.join('?' * len(final))})",
+                                list(final),
                             )
-                taken: list[JobRow] = []
-                if ids:
-                    taken = [
-                        JobRow(*r)
-                        for r in raw.execute(
-                            "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
-                            " lease_owner = ?, lease_until = ?, updated_at = ?"
-                            f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
-                            f" AND lease_owner IS NULL RETURNING {_COLS}",
-                            (owner, now + lease_s, stamp, *ids, now),
-                        ).fetchall()
-                    ]
-                    # tries grows with every claim, so each number is new (DO NOTHING: the first row stands)
-                    raw.executemany(
-                        "INSERT INTO job_attempts (job_id, attempt, outcome, started_at, started)"
-                        " VALUES (?, ?, 'running', ?, 0) ON CONFLICT DO NOTHING",
-                        [(r.id, r.tries, stamp) for r in taken],
+                            if final[job_id] == status
+                        )
+            taken: list[JobRow] = []
+            if ids:
+                taken = [
+                    JobRow(*r)
+                    for r in await tx.fetchall(
+                        "UPDATE jobs SET status = 'running', attempts = attempts + 1, tries = tries + 1,"
+                        " lease_owner = ?, lease_until = ?, updated_at = ?"
+                        f" WHERE id IN ({marks}) AND status IN ('pending', 'failed') AND run_at <= ?"
+                        f" AND lease_owner IS NULL RETURNING {_COLS}",
+                        (owner, now + lease_s, stamp, *ids, now),
                     )
-                raw.execute("COMMIT")
-                return taken
-            except BaseException:
-                with suppress(sqlite3.Error):  # nothing open (BEGIN itself failed): nothing to undo
-                    raw.execute("ROLLBACK")
-                raise
-
-        return await self._db.run_on_writer(run)
+                ]
+                # tries grows with every claim, so each number is new (DO NOTHING: the first row stands)
+                await tx.executemany(
+                    "INSERT INTO job_attempts (job_id, attempt, outcome, started_at, started)"
+                    " VALUES (?, ?, 'running', ?, 0) ON CONFLICT DO NOTHING",
+                    [(r.id, r.tries, stamp) for r in taken],
+                )
+        return taken
 
     async def renew(self, owner: str, until: float) -> None:
         await self._db.execute(

@@ -10,14 +10,11 @@ sweeper (orvad/kv/service.py) deletes them for good. Times: ``now_ms`` and ``exp
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from orvad.store.db import Database
+from orvad.store.sql import Database, IntegrityError, Transaction
 
 UNCONDITIONAL = -1  # KvPut.expect: write whatever the key holds
 KEEP_TTL = -1  # incr's expires_at: keep the key's own expiry
@@ -172,8 +169,8 @@ class KvStore:
                         for p, v in zip(puts, versions, strict=True)
                     ],
                 )
-        except sqlite3.IntegrityError as exc:
-            if "FOREIGN KEY" in str(exc):
+        except IntegrityError as exc:
+            if exc.kind == "foreign_key":
                 raise FunctionGone(function_id) from None
             raise
         return versions
@@ -194,11 +191,10 @@ class KvStore:
         try:
             async with self._db.transaction() as tx:
                 seq, used_keys, used_bytes = await self._reserve(tx, function_id, 1)
-                async with tx.execute(
+                row = await tx.fetchone(
                     "SELECT kind, value, expires_at FROM kv WHERE function_id = ? AND key = ?",
                     (function_id, key),
-                ) as cur:
-                    row = await cur.fetchone()
+                )
                 start = 0
                 keep: int | None = None
                 if row is not None and _live(row[2], now_ms):
@@ -223,8 +219,8 @@ class KvStore:
                     " THEN excluded.created_at ELSE kv.created_at END",
                     (function_id, key, put.value, len(put.value), seq, put.expires_at, now, now, now_ms),
                 )
-        except sqlite3.IntegrityError as exc:
-            if "FOREIGN KEY" in str(exc):
+        except IntegrityError as exc:
+            if exc.kind == "foreign_key":
                 raise FunctionGone(function_id) from None
             raise
         return total, seq
@@ -234,11 +230,10 @@ class KvStore:
         if not keys:
             return []
         async with self._db.transaction() as tx:
-            async with tx.execute(
+            gone = await tx.fetchall(
                 f"DELETE FROM kv WHERE function_id = ? AND key IN ({_marks(len(keys))}) RETURNING key, expires_at",
                 (function_id, *keys),
-            ) as cur:
-                gone = await cur.fetchall()
+            )
         return [r[0] for r in gone if _live(r[1], now_ms)]
 
     async def sweep(self, now_ms: int, batch: int) -> int:
@@ -251,40 +246,38 @@ class KvStore:
 
     # inside a write transaction
     @staticmethod
-    async def _reserve(tx: aiosqlite.Connection, function_id: str, n: int) -> tuple[int, int, int]:
+    async def _reserve(tx: Transaction, function_id: str, n: int) -> tuple[int, int, int]:
         """Bump the namespace's version counter by n: (last version reserved, rows held, bytes held)."""
-        async with tx.execute(
+        row = await tx.fetchone(
             "INSERT INTO kv_usage (function_id, seq) VALUES (?, ?) ON CONFLICT (function_id)"
             " DO UPDATE SET seq = kv_usage.seq + excluded.seq RETURNING seq, keys, bytes",
             (function_id, n),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         assert row is not None
         return int(row[0]), int(row[1]), int(row[2])
 
     @staticmethod
     async def _rows(
-        tx: aiosqlite.Connection, function_id: str, keys: Sequence[str]
+        tx: Transaction, function_id: str, keys: Sequence[str]
     ) -> dict[str, tuple[int, int, int | None]]:
         """key -> (version, size, expires_at) of the stored rows, expired ones included."""
-        async with tx.execute(
-            f"SELECT key, version, size, expires_at FROM kv WHERE function_id = ? AND key IN ({_marks(len(keys))})",
-            (function_id, *keys),
-        ) as cur:
-            return {r[0]: (r[1], r[2], r[3]) for r in await cur.fetchall()}
+        return {
+            r[0]: (r[1], r[2], r[3])
+            for r in await tx.fetchall(
+                f"SELECT key, version, size, expires_at FROM kv WHERE function_id = ? AND key IN ({_marks(len(keys))})",
+                (function_id, *keys),
+            )
+        }
 
     async def _purge(
-        self, tx: aiosqlite.Connection, function_id: str, keys: Sequence[str], now_ms: int
+        self, tx: Transaction, function_id: str, keys: Sequence[str], now_ms: int
     ) -> tuple[int, int, dict[str, tuple[int, int, int | None]]]:
         """The quota is reached: drop the function's expired rows now, then (rows, bytes, stored rows) again."""
         await tx.execute(
             "DELETE FROM kv WHERE function_id = ? AND expires_at IS NOT NULL AND expires_at <= ?",
             (function_id, now_ms),
         )
-        async with tx.execute(
-            "SELECT keys, bytes FROM kv_usage WHERE function_id = ?", (function_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await tx.fetchone("SELECT keys, bytes FROM kv_usage WHERE function_id = ?", (function_id,))
         assert row is not None
         return int(row[0]), int(row[1]), await self._rows(tx, function_id, keys)
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from orvad.clock import now_iso
 from orvad.errors import VacuumRunning
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 
 STEP_PAGES = 256  # pages freed per incremental step (1 MiB at 4 KiB pages): each step a few ms of lock
 AUTO_VACUUM_MODES = {0: "none", 1: "full", 2: "incremental"}
@@ -120,7 +120,7 @@ class VacuumRun:
 class Storage:
     """The database's figures and its vacuum (one at a time per orvad: a second is VACUUM_RUNNING)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         self.current: VacuumRun | None = None  # the running one, else the last one (since start)
         self._task: asyncio.Task[None] | None = None
@@ -139,7 +139,7 @@ class Storage:
 
     async def stats(self) -> dict[str, Any]:
         figures = await asyncio.to_thread(_table_stats, self._db.path)
-        return {"path": str(self._db.path), **self._files(), **figures}
+        return {"driver": "sqlite", "path": str(self._db.path), **self._files(), **figures}
 
     def start_vacuum(self, mode: Mode | None) -> asyncio.Task[None]:
         """Start a vacuum (None: incremental where the file allows it, else full); VACUUM_RUNNING while one runs."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 _CLIENT_COLUMNS = "client_id, client_name, metadata, secret_hash, created_at, last_used_at"
 _TOKEN_COLUMNS = (

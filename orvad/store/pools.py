@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 
 class PoolConfigStore:

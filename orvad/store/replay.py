@@ -8,10 +8,9 @@ every queued row reached the database (a clean stop) or some may be missing (a c
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +26,18 @@ class ReplayStore:
         ([], False): the caller then refuses what it cannot check."""
         try:
             return await self._open(now)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # either driver's error: refuse what cannot be checked
             log.error("signature replay memory unreadable", extra={"error": str(exc)})
             return [], False
 
     async def _open(self, now: float) -> tuple[list[tuple[str, float]], bool]:
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM signature_replays WHERE expires_at < ?", (now,))
-            async with tx.execute("SELECT signature, expires_at FROM signature_replays") as cur:
-                live = [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
-            async with tx.execute("SELECT clean FROM replay_state WHERE id = 1") as cur:
-                row = await cur.fetchone()
+            live = [
+                (str(r[0]), float(r[1]))
+                for r in await tx.fetchall("SELECT signature, expires_at FROM signature_replays")
+            ]
+            row = await tx.fetchone("SELECT clean FROM replay_state WHERE id = 1")
             await tx.execute(
                 "INSERT INTO replay_state (id, clean) VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET clean = 0"
             )

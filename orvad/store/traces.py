@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 SPAN_COLUMNS = (
     "trace_id",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orvad.clock import epoch_iso
-from orvad.store.db import Database
+from orvad.store.sql import Database
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 _HOOK_COLS = (
@@ -175,7 +175,7 @@ class WebhookStore:
             f"SELECT {_DELIVERY_COLS} FROM (SELECT {cols}, ROW_NUMBER() OVER"
             " (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rn"
             " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled = 1"
-            " WHERE d.status = 'pending' AND d.next_attempt_at <= ?)"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= ?) AS due"
             " WHERE rn <= ? ORDER BY next_attempt_at, id LIMIT ?",
             (now, per_webhook, limit),
         )
@@ -200,13 +200,11 @@ class WebhookStore:
         ``next_attempt_at`` to ``lease_until`` (due again then should the attempt's end never be written: a
         crash; ``release`` makes it due at once at the next start) and returns the row as it is now."""
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            row = await tx.fetchone(
                 "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'"
                 f" AND attempts = ? AND next_attempt_at <= ? RETURNING {_DELIVERY_COLS}",
                 (lease_until, delivery_id, attempts, now),
             )
-            row = await cur.fetchone()
-            await cur.close()
         return _delivery(row) if row is not None else None
 
     async def release(self, now: float, horizon: float) -> int:
@@ -233,7 +231,7 @@ class WebhookStore:
         stamp = epoch_iso(now)
         finished = stamp if status != "pending" else None
         async with self._db.transaction() as tx:
-            cur = await tx.execute(
+            changed = await tx.execute(
                 "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
                 " last_status_code = ?, last_error = ?, updated_at = ?, finished_at = ?"
                 " WHERE id = ? AND attempts = ?",
@@ -249,7 +247,7 @@ class WebhookStore:
                     attempt.attempt - 1,
                 ),
             )
-            if cur.rowcount != 1:
+            if changed != 1:
                 return False
             await tx.execute(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms,"

@@ -11,11 +11,11 @@ from orvad.auth.audit import AuditTrail
 from orvad.services.metrics import Metrics
 from orvad.store.audit import ActivityFilter, AuditStore
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 
 
 async def test_webhook_deliveries_are_activity_rows_published_after_commit(tmp_path: Path) -> None:
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     batch = BatchWriter(db)
     published: list[tuple[str, dict[str, Any]]] = []

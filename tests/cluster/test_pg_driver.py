@@ -26,6 +26,7 @@ from orvad.models import (
 from orvad.store.functions import _DEPLOYMENT_COLUMNS, FunctionStore, _encode
 from orvad.store.postgres.driver import PgDatabase, translate
 from orvad.store.postgres.migrate import migration_files
+from orvad.store.sql import IntegrityError
 
 
 @pytest.mark.parametrize(
@@ -211,8 +212,9 @@ async def test_transactions_write_all_and_the_bulk_copy(pg_dsn: str) -> None:
             ("UPDATE functions SET description = ? WHERE id = ?", ("batched", "f1")),
         ]
         await db.write_all(logs)
-        with pytest.raises(asyncpg.UniqueViolationError):
+        with pytest.raises(IntegrityError) as refused:
             await db.write_all([logs[1], ("INSERT INTO kv_usage (function_id) VALUES (?)", ("f1",))])
+        assert refused.value.kind == "unique" and refused.value.taken("kv_usage", "function_id")
         row = await db.fetchone("SELECT description FROM functions WHERE id = ?", ("f1",))
         assert row is not None and row[0] == "batched"
 

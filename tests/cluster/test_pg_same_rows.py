@@ -22,11 +22,11 @@ import pytest
 from orvad.store import jobs as jobs_module
 from orvad.store.audit import ActivityFilter, AuditStore
 from orvad.store.auth import AuthStore
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 from orvad.store.functions import FunctionStore
 from orvad.store.jobs import JobStore
 from orvad.store.kv import KvStore
-from orvad.store.postgres.driver import PgDatabase, PgTransaction
+from orvad.store.postgres.driver import PgDatabase
 from orvad.store.traces import TraceStore
 from tests.cluster.test_pg_driver import _function
 from tests.cluster.test_pg_statements import candidates
@@ -35,8 +35,8 @@ Scenario = Callable[[Any], Awaitable[list[Any]]]
 
 
 @pytest.fixture
-async def both(tmp_path: Path, pg_dsn: str) -> AsyncIterator[tuple[Database, PgDatabase]]:
-    sqlite, pg = Database(tmp_path / "orva.db"), PgDatabase(pg_dsn, max_size=2)
+async def both(tmp_path: Path, pg_dsn: str) -> AsyncIterator[tuple[SqliteDatabase, PgDatabase]]:
+    sqlite, pg = SqliteDatabase(tmp_path / "orva.db"), PgDatabase(pg_dsn, max_size=2)
     await sqlite.open()
     await pg.open()
     try:
@@ -46,7 +46,7 @@ async def both(tmp_path: Path, pg_dsn: str) -> AsyncIterator[tuple[Database, PgD
         await pg.close()
 
 
-async def _same(both: tuple[Database, PgDatabase], scenario: Scenario) -> list[Any]:
+async def _same(both: tuple[SqliteDatabase, PgDatabase], scenario: Scenario) -> list[Any]:
     sqlite, pg = both
     on_sqlite = await scenario(sqlite)
     on_pg = await scenario(pg)
@@ -75,21 +75,16 @@ def _statement(start: str) -> str:
 async def _write(db: Any, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
     """A write, in its own transaction: (rows changed, the rows it returned)."""
     async with db.transaction() as tx:
-        if isinstance(tx, PgTransaction):
-            if "RETURNING" in sql:
-                return [tuple(r) for r in await tx.fetchall(sql, params)]
-            return [await tx.execute(sql, params)]
-        cursor = await tx.execute(sql, params)
         if "RETURNING" in sql:
-            return [tuple(r) for r in await cursor.fetchall()]
-        return [cursor.rowcount]
+            return [tuple(r) for r in await tx.fetchall(sql, params)]
+        return [await tx.execute(sql, params)]
 
 
 async def _rows(db: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await db.fetchall(sql, params)]
 
 
-async def test_audit_log_filters_with_and_without_each_parameter(both: tuple[Database, PgDatabase]) -> None:
+async def test_audit_log_filters_with_and_without_each_parameter(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     async def scenario(db: Any) -> list[Any]:
         for i, (actor, method, path, ts) in enumerate(
             [
@@ -136,7 +131,7 @@ async def test_audit_log_filters_with_and_without_each_parameter(both: tuple[Dat
     ]
 
 
-async def test_activity_search_ignores_ascii_case_on_both(both: tuple[Database, PgDatabase]) -> None:
+async def test_activity_search_ignores_ascii_case_on_both(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     async def scenario(db: Any) -> list[Any]:
         for i, (name, method, path, status) in enumerate(
             [
@@ -171,7 +166,7 @@ async def test_activity_search_ignores_ascii_case_on_both(both: tuple[Database, 
     assert found == [["a2", "a0"], ["a0"], ["a0"], ["a1"], ["a1"], [], ["a3"], ["a2"]]
 
 
-async def test_sessions_listed_and_ended_with_and_without_a_user(both: tuple[Database, PgDatabase]) -> None:
+async def test_sessions_listed_and_ended_with_and_without_a_user(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     async def scenario(db: Any) -> list[Any]:
         for uid in ("u1", "u2"):
             await db.execute(
@@ -213,7 +208,7 @@ async def test_sessions_listed_and_ended_with_and_without_a_user(both: tuple[Dat
     assert found[6:] == [[("h2",), ("h3",), ("h5",)], 1, [("h2",), ("h5",)], 1, [("h5",)], 1, []]
 
 
-async def test_deployments_page_by_cursor_and_offset(both: tuple[Database, PgDatabase]) -> None:
+async def test_deployments_page_by_cursor_and_offset(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     async def scenario(db: Any) -> list[Any]:
         store = FunctionStore(db, batch=None)  # type: ignore[arg-type]
         await store.insert_function(_function("f1", "one"))
@@ -240,7 +235,7 @@ _JOB = (
 )
 
 
-async def test_jobs_given_back_finished_claimed_and_woken(both: tuple[Database, PgDatabase]) -> None:
+async def test_jobs_given_back_finished_claimed_and_woken(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     def state(db: Any) -> Awaitable[list[tuple[Any, ...]]]:
         return _rows(
             db,
@@ -310,7 +305,7 @@ async def test_jobs_given_back_finished_claimed_and_woken(both: tuple[Database, 
     assert found[12:15] == [[1], [0], [("j1", 3, "running", "t5", 0)]]
 
 
-async def test_kv_sweep_and_the_version_counter(both: tuple[Database, PgDatabase]) -> None:
+async def test_kv_sweep_and_the_version_counter(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     async def scenario(db: Any) -> list[Any]:
         await FunctionStore(db, batch=None).insert_function(_function("f1", "one"))  # type: ignore[arg-type]
         await FunctionStore(db, batch=None).insert_function(_function("f2", "two"))  # type: ignore[arg-type]
@@ -347,7 +342,7 @@ async def test_kv_sweep_and_the_version_counter(both: tuple[Database, PgDatabase
     assert found[7] == [("f1", 1, 1 + 2, 5), ("f2", 1, 1 + 1, 1)]  # the triggers kept count (é is 2 bytes)
 
 
-async def test_trace_summaries_count_span_errors(both: tuple[Database, PgDatabase]) -> None:
+async def test_trace_summaries_count_span_errors(both: tuple[SqliteDatabase, PgDatabase]) -> None:
     async def scenario(db: Any) -> list[Any]:
         for trace, status, start, duration in [
             ("t1", "ok", 10.0, 5.0),

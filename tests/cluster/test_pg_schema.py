@@ -1,6 +1,6 @@
 """PostgreSQL's schema (orvad/store/postgres/migrations/) is SQLite's (orvad/store/migrations/), type for type.
 
-Both runners make a fresh database: orvad's own (orvad.store.db.Database) a SQLite file, the PostgreSQL
+Both runners make a fresh database: orvad's own (orvad.store.db.SqliteDatabase) a SQLite file, the PostgreSQL
 runner (orvad.store.postgres.migrate) a new database in the session's throwaway cluster (tests/pg.py).
 Then the two catalogs are read into one shape and compared: tables, columns (order, names, types through
 the mapping below, nullability, defaults), primary keys, UNIQUE constraints, indexes (names, columns,
@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 from orvad.store.db import migration_files as sqlite_migration_files
 from orvad.store.postgres.migrate import BASELINE, check_twins, migrate, migration_files
 
@@ -271,7 +271,7 @@ async def _pg_schema(conn: asyncpg.Connection) -> Schema:
 
 
 async def _both(tmp_path: Path, dsn: str) -> tuple[Schema, Schema]:
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     await db.close()
     lite = await asyncio.to_thread(_sqlite_schema, tmp_path / "orva.db")
@@ -431,7 +431,7 @@ def _run_sqlite(path: Path) -> list[list[tuple[Any, ...]]]:
 
 
 async def test_the_triggers_and_cascades_do_the_same_on_both(tmp_path: Path, pg_dsn: str) -> None:
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     await db.close()
     expected = await asyncio.to_thread(_run_sqlite, tmp_path / "orva.db")
@@ -482,7 +482,7 @@ async def test_a_database_at_an_older_version_migrates_to_sqlites_schema(
     tmp_path: Path, pg_dsn: str, start: int
 ) -> None:
     """Each twin applied to a database made by the earlier ones (with rows in it), not only to a fresh one."""
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     await db.close()
     lite = await asyncio.to_thread(_sqlite_schema, tmp_path / "orva.db")

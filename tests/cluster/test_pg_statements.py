@@ -31,7 +31,7 @@ import asyncpg
 import pytest
 
 from orvad.store import jobs
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 from orvad.store.postgres.driver import translate
 from orvad.store.postgres.migrate import migrate
 
@@ -209,7 +209,7 @@ def statements_sqlite_compiles(db_path: Path) -> tuple[list[Statement], list[Sta
 
 @pytest.fixture
 async def sqlite_path(tmp_path: Path) -> Path:
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     await db.close()
     return tmp_path / "orva.db"

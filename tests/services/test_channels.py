@@ -17,13 +17,13 @@ from orvad.services.functions import FunctionService
 from orvad.services.runtimes import discover
 from orvad.store.batch import BatchWriter
 from orvad.store.channels import ChannelStore
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 from orvad.store.functions import FunctionStore
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[ChannelService, Database, BatchWriter]]:
-    db = Database(tmp_path / "orva.db")
+async def service(tmp_path: Path) -> AsyncIterator[tuple[ChannelService, SqliteDatabase, BatchWriter]]:
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     batch = BatchWriter(db, interval_s=0.02)
     batch.start()
@@ -37,7 +37,7 @@ async def service(tmp_path: Path) -> AsyncIterator[tuple[ChannelService, Databas
 
 
 async def test_authenticate_rotate_delete_and_last_used(
-    service: tuple[ChannelService, Database, BatchWriter],
+    service: tuple[ChannelService, SqliteDatabase, BatchWriter],
 ) -> None:
     channels, db, _ = service
     channel, token = await channels.create("bot", "", [], None)
@@ -62,7 +62,7 @@ async def test_authenticate_rotate_delete_and_last_used(
     assert channels.authenticate(new) is None
 
 
-async def test_an_expired_channel_is_refused(service: tuple[ChannelService, Database, BatchWriter]) -> None:
+async def test_an_expired_channel_is_refused(service: tuple[ChannelService, SqliteDatabase, BatchWriter]) -> None:
     channels, _, _ = service
     _, token = await channels.create("soon", "", [], utcnow() + timedelta(hours=1))
     assert channels.authenticate(token) is not None

@@ -8,11 +8,11 @@ from typing import Any
 
 from orvad.store.audit import ActivityFilter, AuditStore
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 
 
 async def test_the_actor_filter_searches_its_index(tmp_path: Path) -> None:
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     try:
         asked: list[tuple[str, tuple[Any, ...]]] = []

@@ -32,7 +32,7 @@ from orvad.models import Deployment
 from orvad.services.bus import Bus
 from orvad.services.functions import FunctionService
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database
+from orvad.store.db import SqliteDatabase
 from orvad.store.functions import FunctionStore
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, fill_disk, small_tmpfs, until, wait_for
@@ -161,7 +161,7 @@ def _full_then_recovered(server: Orvad, filler: Path) -> None:
         _assert_507(
             c.post(f"/api/v1/functions/{fn['id']}/deploy-inline", json={"code": PY % 2 + "#" * 100_000})
         )
-        # Database writes: SQLite first fills the old pages of its write-ahead log; a few later it finds no space.
+        # SqliteDatabase writes: SQLite first fills the old pages of its write-ahead log; a few later it finds no space.
         refused = None
         for i in range(300):
             r = c.post(
@@ -228,7 +228,7 @@ async def test_the_end_of_a_build_is_retried_until_the_disk_has_space(
     """When even the failure cannot be written, the builder retries (without holding the functions'
     lock in between) until space returns: the deployment never stays `building`."""
     with small_tmpfs(jail_tmp / "disk", 4) as disk:
-        db = Database(disk / "orva.db")
+        db = SqliteDatabase(disk / "orva.db")
         await db.open()
         batch = BatchWriter(db, interval_s=0.01)
         batch.start()

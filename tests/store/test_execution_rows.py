@@ -15,7 +15,7 @@ import pytest
 from orvad.ids import uuid7
 from orvad.store.batch import BatchWriter
 from orvad.store.captures import CaptureStore
-from orvad.store.db import Database, _split_sql, migration_files
+from orvad.store.db import SqliteDatabase, _split_sql, migration_files
 from orvad.store.executions import ExecutionStore
 from orvad.store.traces import TraceStore
 from tests.helpers import Orvad
@@ -63,8 +63,8 @@ def _capture(execution_id: str) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[tuple[Database, BatchWriter, ExecutionStore]]:
-    db = Database(tmp_path / "orva.db")
+async def store(tmp_path: Path) -> AsyncIterator[tuple[SqliteDatabase, BatchWriter, ExecutionStore]]:
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     writer = BatchWriter(db)
     try:
@@ -73,14 +73,14 @@ async def store(tmp_path: Path) -> AsyncIterator[tuple[Database, BatchWriter, Ex
         await db.close()
 
 
-async def _count(db: Database, table: str) -> int:
+async def _count(db: SqliteDatabase, table: str) -> int:
     row = await db.fetchone(f"SELECT COUNT(*) FROM {table}")
     assert row is not None
     return int(row[0])
 
 
 async def test_the_captured_request_is_one_btree_without_a_foreign_key(
-    store: tuple[Database, BatchWriter, ExecutionStore],
+    store: tuple[SqliteDatabase, BatchWriter, ExecutionStore],
 ) -> None:
     db, _, _ = store
     row = await db.fetchone("SELECT sql FROM sqlite_master WHERE name = 'execution_requests'")
@@ -91,7 +91,7 @@ async def test_the_captured_request_is_one_btree_without_a_foreign_key(
 
 
 async def test_a_capture_goes_with_its_execution_retention_and_function_delete(
-    store: tuple[Database, BatchWriter, ExecutionStore],
+    store: tuple[SqliteDatabase, BatchWriter, ExecutionStore],
 ) -> None:
     db, writer, executions = store
     fn_a, fn_b = uuid7(), uuid7()
@@ -121,7 +121,7 @@ async def test_a_capture_goes_with_its_execution_retention_and_function_delete(
 
 
 async def test_a_capture_whose_execution_row_is_refused_is_not_written(
-    store: tuple[Database, BatchWriter, ExecutionStore],
+    store: tuple[SqliteDatabase, BatchWriter, ExecutionStore],
 ) -> None:
     """The execution's function was deleted before its row was written: the execution's row is refused (its own
     foreign key) and its capture, which has none, is not written either; the rest of the batch is."""
@@ -143,7 +143,7 @@ async def test_a_capture_whose_execution_row_is_refused_is_not_written(
 async def test_a_capture_stays_in_its_executions_batch(tmp_path: Path) -> None:
     """Batches are cut at max_batch rows, but never between an execution's row and its capture: a capture in
     the next batch would be written even when its execution's row was refused."""
-    db = Database(tmp_path / "orva.db")
+    db = SqliteDatabase(tmp_path / "orva.db")
     await db.open()
     try:
         writer = BatchWriter(db, max_batch=3)
@@ -217,7 +217,7 @@ async def test_a_database_at_0022_migrates_and_keeps_its_captures_and_traces(tmp
 
     path = tmp_path / "orva.db"
     _database_at_0022(path, rows)
-    db = Database(path)
+    db = SqliteDatabase(path)
     await db.open()
     try:
         assert db.schema_version == len(migration_files())
@@ -231,7 +231,7 @@ async def test_a_database_at_0022_migrates_and_keeps_its_captures_and_traces(tmp
         assert [e["id"] for e in entries] == [root]
         assert sorted(e["id"] for e in await traces.executions(trace, 10)) == sorted([root, child])
         # the migrated schema is what a new database gets (a restore compares them the same way)
-        fresh = Database(tmp_path / "fresh.db")
+        fresh = SqliteDatabase(tmp_path / "fresh.db")
         await fresh.open()
         try:
             query = "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"

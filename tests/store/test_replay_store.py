@@ -8,7 +8,7 @@ from pathlib import Path
 
 from orvad.invoke.signatures import SignatureChecker
 from orvad.store.batch import BatchWriter
-from orvad.store.db import Database, _split_sql, migration_files
+from orvad.store.db import SqliteDatabase, _split_sql, migration_files
 from orvad.store.functions import FunctionStore
 from orvad.store.replay import ReplayStore
 
@@ -33,7 +33,7 @@ async def test_functions_created_before_the_migration_keep_the_old_signed_form(t
             " auth_mode, status, created_at, updated_at) VALUES ('f1', 'old', 'python', 'handler.py', 128, 1,"
             " 1000, 'none', 'signed', 'created', 'x', 'x')"
         )
-    db = Database(path)
+    db = SqliteDatabase(path)
     await db.open()
     try:
         (old,) = await FunctionStore(db, BatchWriter(db)).all_functions()
@@ -47,7 +47,7 @@ async def test_functions_created_before_the_migration_keep_the_old_signed_form(t
 
 async def test_the_memory_survives_a_clean_stop_and_distrusts_a_crash(tmp_path: Path) -> None:
     now = time.time()
-    db = Database(tmp_path / "r.db")
+    db = SqliteDatabase(tmp_path / "r.db")
     await db.open()
     batch = BatchWriter(db)
     batch.start()

@@ -12,20 +12,21 @@ import pytest
 from orvad.errors import InsufficientStorage, is_disk_full
 from orvad.ids import uuid7
 from orvad.store.batch import MAX_VARIABLES, BatchWriter, multi_row
-from orvad.store.db import Database, _split_sql, migration_files
+from orvad.store.db import SqliteDatabase, _split_sql, migration_files
+from orvad.store.sql import IntegrityError
 from tests.helpers import fill_disk, small_tmpfs, until
 
 
 @pytest.fixture
 async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = Database(tmp_path / "t.db")
+    database = SqliteDatabase(tmp_path / "t.db")
     await database.open()
     await database.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT)")
     yield database
     await database.close()
 
 
-async def test_pragmas_and_migrations(db: Database) -> None:
+async def test_pragmas_and_migrations(db: SqliteDatabase) -> None:
     assert (await db.fetchone("PRAGMA journal_mode"))[0] == "wal"
     assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1
     assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000
@@ -36,7 +37,7 @@ async def test_pragmas_and_migrations(db: Database) -> None:
 
 async def test_migrations_apply_once(tmp_path: Path) -> None:
     for _ in range(2):
-        database = Database(tmp_path / "m.db")
+        database = SqliteDatabase(tmp_path / "m.db")
         await database.open()
         await database.close()
     with sqlite3.connect(tmp_path / "m.db") as conn:
@@ -49,7 +50,7 @@ def test_split_sql_respects_comments_and_strings() -> None:
     assert len(statements) == 2 and statements[1].endswith("VALUES ('x;y');")
 
 
-async def test_concurrent_writes_are_serialised(db: Database) -> None:
+async def test_concurrent_writes_are_serialised(db: SqliteDatabase) -> None:
     async def insert(i: int) -> None:
         async with db.transaction() as tx:
             await tx.execute("INSERT INTO rows (id, v) VALUES (?, ?)", (i, str(i)))
@@ -58,7 +59,7 @@ async def test_concurrent_writes_are_serialised(db: Database) -> None:
     assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 200
 
 
-async def test_every_read_sees_the_writes_committed_before_it(db: Database) -> None:
+async def test_every_read_sees_the_writes_committed_before_it(db: SqliteDatabase) -> None:
     """Concurrent reads on the one reader connection must not hold its snapshot open: a row committed
     before a read starts is always seen (a deployment inserted, then looked up by its build)."""
     await db.executemany("INSERT INTO rows (id, v) VALUES (?, ?)", [(i, "old") for i in range(100)])
@@ -79,15 +80,15 @@ async def test_every_read_sees_the_writes_committed_before_it(db: Database) -> N
         await asyncio.gather(*readers)
 
 
-async def test_failed_transaction_rolls_back(db: Database) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+async def test_failed_transaction_rolls_back(db: SqliteDatabase) -> None:
+    with pytest.raises(IntegrityError):
         async with db.transaction() as tx:
             await tx.execute("INSERT INTO rows (id, v) VALUES (1, 'a')")
             await tx.execute("INSERT INTO rows (id, v) VALUES (1, 'b')")
     assert (await db.fetchone("SELECT COUNT(*) FROM rows"))[0] == 0
 
 
-async def test_batch_writer_flushes_by_time_and_on_stop(db: Database) -> None:
+async def test_batch_writer_flushes_by_time_and_on_stop(db: SqliteDatabase) -> None:
     writer = BatchWriter(db, interval_s=0.02, max_batch=100)
     writer.start()
     writer.submit("INSERT INTO rows (v) VALUES (?)", ("first",))
@@ -107,7 +108,7 @@ async def test_batch_writer_flushes_by_time_and_on_stop(db: Database) -> None:
         writer.submit("INSERT INTO rows (v) VALUES (?)", ("late",))
 
 
-async def test_batch_writer_keeps_rows_when_a_flush_fails(db: Database) -> None:
+async def test_batch_writer_keeps_rows_when_a_flush_fails(db: SqliteDatabase) -> None:
     writer = BatchWriter(db)
     writer.submit("INSERT INTO missing_table (v) VALUES (?)", ("x",))
     with pytest.raises(sqlite3.OperationalError):
@@ -138,7 +139,7 @@ def test_uuid7_is_time_ordered() -> None:
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
 
 
-async def test_a_cancelled_transaction_leaves_the_connection_usable(db: Database) -> None:
+async def test_a_cancelled_transaction_leaves_the_connection_usable(db: SqliteDatabase) -> None:
     """A writer cancelled at any await inside a transaction (BEGIN, a statement, COMMIT) must not
     leave a transaction open on the shared connection: the next writer would fail for good."""
     for step in range(6):
@@ -157,7 +158,7 @@ async def test_a_cancelled_transaction_leaves_the_connection_usable(db: Database
         assert await db.fetchone("SELECT v FROM rows WHERE id = ?", (100 + step,)) is not None
 
 
-async def test_write_all_is_one_transaction(db: Database) -> None:
+async def test_write_all_is_one_transaction(db: SqliteDatabase) -> None:
     await db.write_all(
         [
             ("INSERT INTO rows (id, v) VALUES (?, ?)", (1, "a")),
@@ -165,7 +166,7 @@ async def test_write_all_is_one_transaction(db: Database) -> None:
         ]
     )
     assert [tuple(r) for r in await db.fetchall("SELECT id, v FROM rows")] == [(1, "b")]
-    with pytest.raises(sqlite3.IntegrityError):  # the second statement fails: the first is undone too
+    with pytest.raises(IntegrityError):  # the second statement fails: the first is undone too
         await db.write_all(
             [
                 ("INSERT INTO rows (id, v) VALUES (2, 'c')", ()),
@@ -188,7 +189,7 @@ async def test_write_all_is_one_transaction(db: Database) -> None:
 async def test_a_silent_execution_has_no_log_row_but_reads_as_empty(tmp_path: Path) -> None:
     from orvad.store.executions import ExecutionStore
 
-    database = Database(tmp_path / "orva.db")
+    database = SqliteDatabase(tmp_path / "orva.db")
     await database.open()
     try:
         writer = BatchWriter(database)
@@ -239,7 +240,7 @@ async def test_a_silent_execution_has_no_log_row_but_reads_as_empty(tmp_path: Pa
         await database.close()
 
 
-async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_next(db: Database) -> None:
+async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_next(db: SqliteDatabase) -> None:
     """Under steady load a pass that chased the arrivals made one small commit after another."""
     writer = BatchWriter(db, max_batch=4)
     for i in range(10):
@@ -266,7 +267,7 @@ async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_
 async def full_db(jail_tmp: Path):  # type: ignore[no-untyped-def]
     """A database alone on a 4 MiB tmpfs, with a filler file beside it (fill it with fill_disk)."""
     with small_tmpfs(jail_tmp / "disk", 4) as disk:
-        database = Database(disk / "t.db")
+        database = SqliteDatabase(disk / "t.db")
         await database.open()
         await database.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT)")
         try:
@@ -275,7 +276,7 @@ async def full_db(jail_tmp: Path):  # type: ignore[no-untyped-def]
             await database.close()
 
 
-async def write_until_refused(database: Database) -> InsufficientStorage:
+async def write_until_refused(database: SqliteDatabase) -> InsufficientStorage:
     """With the disk full, SQLite still fills the WAL's old pages; a few writes later one finds no space."""
     for i in range(2000):
         try:
@@ -286,7 +287,7 @@ async def write_until_refused(database: Database) -> InsufficientStorage:
 
 
 @pytest.mark.sandbox
-async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[Database, Path]) -> None:
+async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[SqliteDatabase, Path]) -> None:
     """SQLITE_FULL becomes the 507 error at the source; once space returns, writes work again."""
     database, filler = full_db
     fill_disk(filler)
@@ -301,7 +302,7 @@ async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[Dat
 
 
 @pytest.mark.sandbox
-async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple[Database, Path]) -> None:
+async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple[SqliteDatabase, Path]) -> None:
     """Rows queued while the disk is full stay in memory and are written, each once, when space returns."""
     database, filler = full_db
     fill_disk(filler)
@@ -325,7 +326,7 @@ async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple
 
 @pytest.mark.sandbox
 async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
-    full_db: tuple[Database, Path],
+    full_db: tuple[SqliteDatabase, Path],
 ) -> None:
     database, filler = full_db
     fill_disk(filler)
@@ -346,7 +347,7 @@ async def test_past_its_bound_the_batch_writer_drops_new_rows_and_counts_them(
 
 @pytest.mark.sandbox
 async def test_past_its_byte_bound_the_batch_writer_drops_new_rows_and_counts_them(
-    full_db: tuple[Database, Path],
+    full_db: tuple[SqliteDatabase, Path],
 ) -> None:
     """Red team F8: rows are bounded by their bytes too, not only their count: 200,000 execution rows of
     256 KiB of logs each would have been 50 GB of orvad's memory while the disk is full."""

@@ -1,34 +1,57 @@
-"""A prototype of the PostgreSQL driver seam (issue 25, phase 1): not wired into orvad's start-up.
+"""The PostgreSQL driver (``ORVA_DATABASE_URL=postgresql://...``): it satisfies ``orvad.store.sql.Database``.
 
-``PgDatabase`` offers the surface the store modules use on ``orvad.store.db.Database`` (execute,
-executemany, fetchone, fetchall, transaction, write_all, ping), over an asyncpg pool, so the store's SQL,
-written with SQLite's ``?`` placeholders, runs unchanged where both dialects agree: ``translate`` turns
-each ``?`` outside literals, quoted names and comments into ``$1``, ``$2``... (cached per statement).
-Rows are asyncpg ``Record``s, which read by index and by name like ``aiosqlite.Row``.
+The store's SQL, written with SQLite's ``?`` placeholders, runs unchanged: ``translate`` turns each ``?``
+outside literals, quoted names and comments into ``$1``, ``$2``... (cached per statement). Rows are asyncpg
+``Record``s, which read by index and by name like ``sqlite3.Row``.
 
-What differs, and is phase 2's (docs/CLUSTER.md):
-- a transaction yields a ``PgTransaction`` (execute returns the row count; fetchone/fetchall), not an
-  aiosqlite connection with cursors;
-- PostgreSQL must infer every parameter's type: ``? IS NULL`` alone is refused (write ``CAST(? AS TEXT)``,
-  which both accept), and asyncpg checks Python types strictly (an ``int`` for a TEXT column is an error);
-- transactions are READ COMMITTED, not serialised by one writer: the store's read-then-write sequences
-  need ``FOR UPDATE``, an advisory lock, or ``isolation="serializable"`` with a retry;
-- SQLite-only SQL (PRAGMA, VACUUM INTO, INSERT OR IGNORE, rowid, strftime) needs a twin.
+Writes serialise as on SQLite, on every node: each write transaction first takes one transaction-scoped
+advisory lock (``WRITE_LOCK``), so a store's read-then-write sequence (the next version number, a unique
+check, a claim) means on N nodes what it means on one, and two nodes' batches never deadlock. Reads take
+no lock and see the last committed state (READ COMMITTED).
+
+PostgreSQL infers every parameter's type: ``? IS NULL`` alone is refused (write ``CAST(? AS TEXT)``), and
+asyncpg checks Python types strictly (an ``int`` for a TEXT column is an error).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, NoReturn
 
 import asyncpg
 
+from orvad.config import redact_url
+from orvad.errors import InsufficientStorage
 from orvad.store.postgres.migrate import migrate
+from orvad.store.sql import Driver, IntegrityError, IntegrityKind, Row
 
-Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key (a bigint) every write transaction takes: "orvawrit" in ASCII
+WRITE_LOCK = 0x6F72_7661_7772_6974
+_TAKE_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+
+_INTEGRITY: dict[type[Exception], IntegrityKind] = {
+    asyncpg.UniqueViolationError: "unique",
+    asyncpg.ForeignKeyViolationError: "foreign_key",
+    asyncpg.NotNullViolationError: "not_null",
+    asyncpg.CheckViolationError: "check",
+}
+_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=")
+
+
+def integrity_error(exc: asyncpg.IntegrityConstraintViolationError) -> IntegrityError:
+    """PostgreSQL's constraint violation as the driver-neutral one (the key's table and columns named)."""
+    kind: IntegrityKind = next((k for cls, k in _INTEGRITY.items() if isinstance(exc, cls)), "other")
+    found = _KEY.match(getattr(exc, "detail", None) or "")
+    columns = tuple(c.strip().strip('"') for c in found.group("columns").split(",")) if found else ()
+    return IntegrityError(str(exc), kind, getattr(exc, "table_name", None), columns)
+
 
 # a string literal, a quoted name, a line or block comment, a dollar-quoted body, or a placeholder
 _TOKENS = re.compile(
@@ -68,7 +91,7 @@ def _rowcount(status: str) -> int:
 
 
 class PgTransaction:
-    """Statements on one connection inside one transaction, with SQLite's placeholders."""
+    """Statements on one connection inside one write transaction, with SQLite's placeholders."""
 
     def __init__(self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
         self._conn = conn
@@ -79,10 +102,10 @@ class PgTransaction:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(translate(sql), rows)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return await self._conn.fetchrow(translate(sql), *params)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return list(await self._conn.fetch(translate(sql), *params))
 
     async def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -93,12 +116,18 @@ class PgTransaction:
 class PgDatabase:
     """A pool of connections to one PostgreSQL database, migrated on open."""
 
-    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> None:
+    driver: Driver = "postgresql"
+
+    def __init__(self, dsn: str, min_size: int = 2, max_size: int = 10, timeout_s: float = 10.0) -> None:
         self.dsn = dsn
         self._sizes = (min_size, max_size)
         self._timeout_s = timeout_s
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self.schema_version = 0
+        self.storage_full_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"PgDatabase({redact_url(self.dsn)!r})"
 
     @property
     def is_open(self) -> bool:
@@ -131,15 +160,29 @@ class PgDatabase:
         return self._pool
 
     @asynccontextmanager
-    async def transaction(self, isolation: Isolation = "read_committed") -> AsyncIterator[PgTransaction]:
-        """One transaction on one pooled connection: committed when the block ends, rolled back when it raises."""
-        async with self._require().acquire() as conn, conn.transaction(isolation=isolation):
-            yield PgTransaction(conn)
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        """One write transaction on one pooled connection, serialised with every other write on every node:
+        committed when the block ends, rolled back when it raises."""
+        try:
+            async with self._require().acquire() as conn, conn.transaction():
+                await conn.execute(_TAKE_WRITE_LOCK)
+                yield PgTransaction(conn)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise integrity_error(exc) from exc
+        except asyncpg.DiskFullError as exc:
+            self._full(exc)
+        self.storage_full_since = None
+
+    def _full(self, exc: Exception) -> NoReturn:
+        if self.storage_full_since is None:
+            self.storage_full_since = asyncio.get_running_loop().time()
+            log.error("the database cannot write: its server's disk is full", extra={"error": str(exc)})
+        raise InsufficientStorage(f"the database could not be written: {exc}") from exc
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One write statement in its own transaction; returns the number of rows changed."""
-        async with self._require().acquire() as conn:
-            return _rowcount(await conn.execute(translate(sql), *params))
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as tx:
@@ -151,11 +194,11 @@ class PgDatabase:
             for sql, params in statements:
                 await tx.execute(sql, params)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._require().acquire() as conn:
             return await conn.fetchrow(translate(sql), *params)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._require().acquire() as conn:
             return list(await conn.fetch(translate(sql), *params))
 
