@@ -30,6 +30,7 @@ from orvad.http.serving import (
     uvicorn_sockets,
 )
 from orvad.logs import configure_logging
+from orvad.store.sql import DatabaseUnusable
 
 log = logging.getLogger("orvad")
 CUT_ANSWER_S = 0.3  # for requests cut at the end of the grace to send their 503
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()  # the invoke path is event-loop work (futures, timers, pipes): about half the CPU
         try:
             asyncio.run(run(settings))
-        except DataDirUnreachable as exc:
+        except (DataDirUnreachable, DatabaseUnusable) as exc:
             print(f"orvad: cannot start: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:

@@ -48,6 +48,10 @@ class IntegrityError(Exception):
         return self.kind == "unique" and self.table == table and column in self.columns
 
 
+class DatabaseUnusable(Exception):
+    """``Database.open`` could not reach or use the database (the message says why, never a password)."""
+
+
 class Transaction(Protocol):
     """Statements inside one transaction: committed when its block ends, rolled back when it raises."""
 

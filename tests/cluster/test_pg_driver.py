@@ -3,6 +3,8 @@ store's own SQL (orvad/store/functions.py's FunctionStore, unchanged) run on the
 
 from __future__ import annotations
 
+import secrets
+import socket
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +28,8 @@ from orvad.models import (
 from orvad.store.functions import _DEPLOYMENT_COLUMNS, FunctionStore, _encode
 from orvad.store.postgres.driver import PgDatabase, translate
 from orvad.store.postgres.migrate import migration_files
-from orvad.store.sql import IntegrityError
+from orvad.store.sql import DatabaseUnusable, IntegrityError
+from tests.pg import ThrowawayPostgres
 
 
 @pytest.mark.parametrize(
@@ -251,3 +254,52 @@ async def test_transactions_write_all_and_the_bulk_copy(pg_dsn: str) -> None:
         await db.ping()
     finally:
         await db.close()
+
+
+async def test_a_database_without_bytewise_text_order_is_refused_with_how_to_make_one(
+    pg_cluster: ThrowawayPostgres,
+) -> None:
+    """orvad orders and compares text as SQLite does, byte by byte; a database with an ICU (or a libc
+    locale's) collation would list KV keys and page cursors in another order: refused at open, migrated
+    nothing, and the message names the CREATE DATABASE that works. A C database opens."""
+    name = f"icu_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+        )
+        db = PgDatabase(pg_cluster.dsn(name), max_size=1)
+        with pytest.raises(DatabaseUnusable, match="LC_COLLATE 'C'") as refused:
+            await db.open()
+        assert "ICU" in str(refused.value) and not db.is_open
+        probe = await asyncpg.connect(pg_cluster.dsn(name))
+        try:
+            assert await probe.fetchval("SELECT to_regclass('schema_migrations')") is None  # nothing migrated
+        finally:
+            await probe.close()
+        await admin.execute(
+            f"CREATE DATABASE {name}_c TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+        good = PgDatabase(pg_cluster.dsn(f"{name}_c"), max_size=1)
+        await good.open()
+        await good.close()
+    finally:
+        for db_name in (name, f"{name}_c"):
+            await admin.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        await admin.close()
+
+
+async def test_an_unreachable_server_or_a_wrong_password_is_said_without_the_password(
+    pg_cluster: ThrowawayPostgres,
+) -> None:
+    secret = "hunter2-" + secrets.token_hex(4)
+    wrong = pg_cluster.dsn().replace(pg_cluster.dsn().split("//", 1)[1].split("@", 1)[0], f"orva:{secret}")
+    with pytest.raises(DatabaseUnusable, match="refused orvad") as refused:
+        await PgDatabase(wrong, max_size=1, timeout_s=5).open()
+    assert secret not in str(refused.value) and ":***@" in str(refused.value)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DatabaseUnusable, match="cannot reach PostgreSQL") as unreachable:
+        await PgDatabase(f"postgresql://orva:{secret}@127.0.0.1:{port}/x", max_size=1, timeout_s=5).open()
+    assert secret not in str(unreachable.value)

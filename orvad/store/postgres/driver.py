@@ -28,7 +28,7 @@ import asyncpg
 from orvad.config import redact_url
 from orvad.errors import InsufficientStorage
 from orvad.store.postgres.migrate import migrate
-from orvad.store.sql import Driver, IntegrityError, IntegrityKind, Row
+from orvad.store.sql import DatabaseUnusable, Driver, IntegrityError, IntegrityKind, Row
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,28 @@ def translate(sql: str) -> str:
     return out
 
 
+# text compared byte by byte, as SQLite's BINARY does: KV keys listed "ordered bytewise", cursors over ids
+BYTEWISE_COLLATIONS = ("C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic")
+
+
+async def check_collation(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Refuse a database whose default collation is not bytewise: orvad's lists and cursors order text as
+    SQLite does, byte by byte, and a locale's collation (en_US.UTF-8) orders and compares differently."""
+    row = await conn.fetchrow(
+        "SELECT datcollate, to_jsonb(d) ->> 'datlocprovider' FROM pg_database d WHERE datname = current_database()"
+    )
+    assert row is not None
+    collate, provider = str(row[0]), row[1]  # provider: PostgreSQL 15+, 'c' libc or 'i' ICU
+    if provider == "i":
+        collate = "an ICU locale"
+    if collate not in BYTEWISE_COLLATIONS:
+        raise DatabaseUnusable(
+            f"the database's collation is {collate!r}; orvad needs bytewise text order (C): create it with "
+            "CREATE DATABASE orva TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+            "(docs/CLUSTER.md, Text order)"
+        )
+
+
 def _rowcount(status: str) -> int:
     """asyncpg's command status ("UPDATE 3", "INSERT 0 1", "DELETE 0") -> the rows it changed."""
     last = status.rsplit(" ", 1)[-1]
@@ -120,7 +142,7 @@ class PgDatabase:
 
     def __init__(self, dsn: str, min_size: int = 2, max_size: int = 10, timeout_s: float = 10.0) -> None:
         self.dsn = dsn
-        self._sizes = (min_size, max_size)
+        self._sizes = (min(min_size, max_size), max_size)
         self._timeout_s = timeout_s
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self.schema_version = 0
@@ -134,15 +156,26 @@ class PgDatabase:
         return self._pool is not None
 
     async def open(self) -> None:
-        pool = await asyncpg.create_pool(
-            self.dsn,
-            min_size=self._sizes[0],
-            max_size=self._sizes[1],
-            timeout=self._timeout_s,
-            command_timeout=self._timeout_s * 3,
-        )
+        where = redact_url(self.dsn)
+        try:
+            pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                timeout=self._timeout_s,
+                command_timeout=self._timeout_s * 3,
+            )
+        except (TimeoutError, OSError) as exc:
+            raise DatabaseUnusable(
+                f"cannot reach PostgreSQL at {where}: {exc or type(exc).__name__}"
+                " (is the server running, and does ORVA_DATABASE_URL name its host and port?)"
+            ) from None
+        except asyncpg.PostgresError as exc:  # wrong password, no such database or role
+            raise DatabaseUnusable(f"PostgreSQL at {where} refused orvad: {exc}") from None
+        assert pool is not None
         try:
             async with pool.acquire() as conn:
+                await check_collation(conn)
                 self.schema_version = await migrate(conn)
         except BaseException:
             await pool.close()
