@@ -16,7 +16,9 @@ Markers (registered in pyproject.toml; CONTRIBUTING.md says when to use which):
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,8 +41,60 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--orvad-tests-only",
+        action="store_true",
+        help="keep only the tests that start an orvad (make test's PostgreSQL pass: the others do not depend"
+        " on the database driver and run once, in the SQLite pass)",
+    )
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     databases.close()  # the PostgreSQL pass's throwaway cluster, if this process started one
+
+
+ORVAD_FIXTURES = frozenset({"orvad", "make_orvad"})
+_MAKES_ORVAD = re.compile(r"\bOrvad\(")  # a module that makes one
+_HANDLES_ORVAD = re.compile(r"\bOrvad\b")  # a fixture that makes, starts or hands one on
+_source_cache: dict[tuple[object, re.Pattern[str]], bool] = {}
+
+
+def _source_says(obj: object, pattern: re.Pattern[str]) -> bool:
+    if (obj, pattern) not in _source_cache:
+        try:
+            _source_cache[obj, pattern] = pattern.search(inspect.getsource(obj)) is not None  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            _source_cache[obj, pattern] = False
+    return _source_cache[obj, pattern]
+
+
+def starts_orvad(item: pytest.Item) -> bool:
+    """Whether the test starts an orvad, so depends on the database driver: it uses the orvad or make_orvad
+    fixture (directly or through another fixture), a fixture whose source names ``Orvad``, or its module's
+    source makes an ``Orvad(``. The SQLite pass checks this at run time (tests.helpers.Orvad.start fails a test classified
+    otherwise), so the PostgreSQL pass's --orvad-tests-only never leaves out a test that starts one."""
+    if ORVAD_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None and any(
+        _source_says(d.func, _HANDLES_ORVAD) for defs in info.name2fixturedefs.values() for d in defs
+    ):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and _source_says(module, _MAKES_ORVAD)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    databases.starting_allowed = starts_orvad(item)
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], keep: Callable[[pytest.Item], bool]) -> None:
+    kept = [item for item in items if keep(item)]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not keep(item)])
+        items[:] = kept
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
@@ -49,10 +103,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
     if databases.driver() != databases.SQLITE:  # ORVA_TEST_DATABASE=postgresql (tests/databases.py)
-        kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
-        if len(kept) != len(items):
-            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-            items[:] = kept
+        _deselect(config, items, lambda item: item.get_closest_marker("sqlite_only") is None)
+    if config.getoption("--orvad-tests-only"):
+        _deselect(config, items, starts_orvad)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -75,6 +128,30 @@ def pytest_runtest_makereport(
             )
         )
     return report
+
+
+# Modules that make network namespaces, veths and addresses with fixed names (tests/netns_helpers.py
+# served_namespace, tests/firewall/netfixtures.py) run one at a time on the host: under pytest-xdist and when
+# `make test` runs the SQLite and PostgreSQL passes side by side, another process's module would delete
+# ("ip netns del" before "add") or clash with them.
+HOST_NETWORK_NAMES = ("served_namespace", "netfixtures")
+HOST_NETWORK_LOCK = Path("/tmp/orva-test-host-network.lock")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_network_one_module_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    import fcntl
+
+    source = Path(str(request.module.__file__)).read_text()
+    if not any(name in source for name in HOST_NETWORK_NAMES):
+        yield
+        return
+    fd = os.open(HOST_NETWORK_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the other process's module to finish
+        yield
+    finally:
+        os.close(fd)  # drops the lock
 
 
 @pytest.fixture

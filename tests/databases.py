@@ -150,10 +150,21 @@ class _Farm:
 _farm = _Farm()
 
 
+# False while a test runs that tests/conftest.py's starts_orvad() classified as not starting an orvad: the
+# PostgreSQL pass (--orvad-tests-only) leaves those out, so one that does start an orvad must be seen here
+starting_allowed = True
+
+
 def database_for(owner: object, env: dict[str, str]) -> tuple[str | None, Callable[[], None]]:
     """The database URL an orvad with ``env`` should be given (None: its data dir's SQLite file, or the URL
     its test chose), and a callable that drops that database (idempotent; also called when ``owner`` is
     collected)."""
+    if not starting_allowed:
+        raise AssertionError(
+            "this test starts an orvad, but tests/conftest.py's starts_orvad() says it does not, so the"
+            " PostgreSQL pass (--orvad-tests-only) would leave it out: have it use the orvad or make_orvad"
+            " fixture, or make its Orvad(...) in the test module or a fixture (where starts_orvad looks)"
+        )
     if driver() != POSTGRESQL or URL_VARIABLE in env:
         return None, lambda: None
     url = _farm.create()
