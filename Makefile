@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint bench clean system-deps test-system-deps pg-deps web
+.PHONY: run test test-sqlite test-postgresql test-fast lint bench clean system-deps test-system-deps pg-deps web
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -62,8 +62,29 @@ pg-deps:
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve
 
+# `make test`: the whole suite on both database drivers, the two passes side by side (one pytest each; on 2
+# cores a pass leaves a core mostly idle while it waits on orvads, builds and deadlines):
+# - SQLite (test-sqlite): every test; each orvad on its data dir's orva.db.
+# - PostgreSQL (test-postgresql): the tests that start an orvad (--orvad-tests-only; the rest do not depend
+#   on the driver), each orvad on a database of its own in a throwaway cluster (tests/databases.py),
+#   without the `sqlite_only` tests (about the orva.db file itself).
+# The PostgreSQL pass's output follows the SQLite pass's; it fails if either fails. PYTEST_ARGS reach both.
 test: $(TEST_STAMP) test-system-deps web
-	$(BIN)/pytest -q
+	@pg_log=$$(mktemp /tmp/orva-test-postgresql.XXXXXX); \
+	echo "PostgreSQL pass in the background (its output follows the SQLite pass's)"; \
+	ORVA_TEST_DATABASE=postgresql $(BIN)/pytest -q --orvad-tests-only $(PYTEST_ARGS) >$$pg_log 2>&1 & pg=$$!; \
+	trap 'kill $$pg 2>/dev/null' INT TERM; \
+	echo "SQLite pass"; $(BIN)/pytest -q $(PYTEST_ARGS); sqlite=$$?; \
+	wait $$pg; postgresql=$$?; \
+	echo "PostgreSQL pass"; cat $$pg_log; rm -f $$pg_log; \
+	echo "make test: SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgresql"; \
+	[ $$sqlite = 0 ] && [ $$postgresql = 0 ]
+
+test-sqlite: $(TEST_STAMP) test-system-deps web
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-postgresql: $(TEST_STAMP) test-system-deps web
+	ORVA_TEST_DATABASE=postgresql $(BIN)/pytest -q --orvad-tests-only $(PYTEST_ARGS)
 
 # The tests marked neither `sandbox` (nsjail, root, namespaces) nor `browser` (Chromium), without
 # tests/repo/test_lint.py (that is `make lint`): about two CPU-minutes, so a minute or two on 2 cores. ORVA_NSJAIL points nowhere, as on a machine

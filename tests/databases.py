@@ -129,6 +129,40 @@ class _Farm:
             return
         self._run(drop)
 
+    def query(self, url: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """``sql`` (SQLite's ``?`` placeholders) on the database of ``url``, committed; its rows as tuples."""
+        from orvad.store.postgres.driver import translate
+
+        async def run() -> list[tuple[Any, ...]]:
+            import asyncpg
+
+            conn = await asyncpg.connect(url)
+            try:
+                return [tuple(row) for row in await conn.fetch(translate(sql), *params)]
+            finally:
+                await conn.close()
+
+        with self._lock:
+            if self._cluster is None:
+                raise RuntimeError("the throwaway PostgreSQL cluster is not running")
+        return list(self._run(run()))
+
+    def dump(self, url: str) -> bytes:
+        """Everything the database of ``url`` holds, as pg_dump writes it (schema and rows, as text)."""
+        import subprocess
+
+        with self._lock:
+            cluster = self._cluster
+        if cluster is None:
+            raise RuntimeError("the throwaway PostgreSQL cluster is not running")
+        done = subprocess.run(
+            [str(cluster.bindir / "pg_dump"), "--no-owner", "--dbname", url],
+            capture_output=True,
+            timeout=ADMIN_DEADLINE_S,
+            check=True,
+        )
+        return bytes(done.stdout)
+
     def close(self) -> None:
         """Stop the cluster (every database goes with its folder) and the admin loop."""
         with self._lock:
@@ -169,6 +203,16 @@ def database_for(owner: object, env: dict[str, str]) -> tuple[str | None, Callab
         return None, lambda: None
     url = _farm.create()
     return url, weakref.finalize(owner, _farm.drop, url)
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on the PostgreSQL database of ``url`` (one of this session's): tests.helpers.Orvad.sql."""
+    return _farm.query(url, sql, params)
+
+
+def dump(url: str) -> bytes:
+    """pg_dump of the PostgreSQL database of ``url``: tests.helpers.Orvad.database_bytes."""
+    return _farm.dump(url)
 
 
 def close() -> None:

@@ -239,6 +239,26 @@ class Orvad:
         (``orvad rotate-master-key``, ``reset-password``): empty on SQLite (the data dir holds it)."""
         return {databases.URL_VARIABLE: self.database_url} if self.database_url else {}
 
+    def sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """``statement`` (SQLite's ``?`` placeholders, SQL both drivers accept) on this orvad's database,
+        whichever the pass gives it: the data dir's orva.db, or its PostgreSQL database. Committed; the rows
+        as tuples. For a test that reads or plants a row the API does not show."""
+        if self.database_url:
+            return databases.query(self.database_url, statement, params)
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.data_dir / "orva.db", timeout=30)) as db:
+            rows = db.execute(statement, params).fetchall()
+            db.commit()
+            return [tuple(row) for row in rows]
+
+    def database_bytes(self) -> bytes:
+        """Everything this orvad's database holds, for "never stored in plaintext" checks: the bytes of
+        orva.db and its WAL on SQLite, pg_dump's text on PostgreSQL."""
+        if self.database_url:
+            return databases.dump(self.database_url)
+        return b"".join(p.read_bytes() for p in sorted(self.data_dir.glob("orva.db*")))
+
     def drop_database(self) -> None:
         """For good: the PostgreSQL pass drops this orvad's database (its process must be stopped)."""
         if self._drop_database is not None:
