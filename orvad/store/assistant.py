@@ -206,14 +206,14 @@ class AssistantStore:
 
     async def tool_calls(self, conv_id: str, since_seq: int = 0) -> list[Row]:
         rows = await self._db.fetchall(
-            f"SELECT {_CALL} FROM ai_tool_calls WHERE conversation_id = ? AND seq > ? ORDER BY seq, rowid",
+            f"SELECT {_CALL} FROM ai_tool_calls WHERE conversation_id = ? AND seq > ? ORDER BY seq, id",
             (conv_id, since_seq),
         )
         return _dicts(rows)
 
     async def tool_calls_of(self, message_id: str) -> list[Row]:
         rows = await self._db.fetchall(
-            f"SELECT {_CALL} FROM ai_tool_calls WHERE message_id = ? ORDER BY rowid", (message_id,)
+            f"SELECT {_CALL} FROM ai_tool_calls WHERE message_id = ? ORDER BY id", (message_id,)
         )
         return _dicts(rows)
 

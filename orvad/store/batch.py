@@ -271,17 +271,33 @@ def multi_row(sql: str, rows: list[Params]) -> Iterator[tuple[str, Params]]:
     executemany steps once per row, and the writer thread gives the GIL up around every step; under
     load each re-take waits for orvad's busy event loop (up to the 5 ms switch interval), which held
     the writer to a few hundred rows a second. A multi-row statement is one step. Other statements
-    (an UPDATE) run once per row.
+    (an UPDATE) run once per row. A clause after the row's ``(...)`` (``ON CONFLICT DO NOTHING``) is kept
+    once, at the end.
     """
     head, sep, values = sql.rpartition(" VALUES ")
     if not sep or not head.lstrip().upper().startswith("INSERT"):
         for params in rows:
             yield sql, params
         return
+    end = _tuple_end(values)
+    one, tail = values[:end], values[end:]
     per = max(1, MAX_VARIABLES // max(1, len(rows[0])))
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
-        yield f"{head} VALUES {', '.join([values] * len(chunk))}", [v for row in chunk for v in row]
+        yield f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [v for row in chunk for v in row]
+
+
+def _tuple_end(values: str) -> int:
+    """Where the first parenthesised group of ``values`` ends (its closing paren included)."""
+    depth = 0
+    for index, char in enumerate(values):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return len(values)
 
 
 def row_bytes(params: Sequence[Any]) -> int:

@@ -15,7 +15,10 @@ from typing import Any
 from orvad.store.sql import Database, IntegrityError
 
 COLUMNS = ("execution_id", "method", "path", "query", "headers", "body", "body_size", "body_truncated")
-INSERT_REQUEST = f"INSERT OR IGNORE INTO execution_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+INSERT_REQUEST = (
+    f"INSERT INTO execution_requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+    " ON CONFLICT DO NOTHING"
+)
 _FIXTURE = "id, function_id, name, method, path, query, headers, body, description, created_at, updated_at"
 
 

@@ -122,7 +122,7 @@ class ExecutionStore:
     async def summary(self, since: str) -> list[dict[str, Any]]:
         """Per function: invocations, errors (any status but success) and the last start since `since`."""
         rows = await self._db.fetchall(
-            "SELECT function_id, COUNT(*), SUM(status != 'success'), MAX(started_at) FROM executions"
+            "SELECT function_id, COUNT(*), SUM(CASE WHEN status != 'success' THEN 1 ELSE 0 END), MAX(started_at) FROM executions"
             " WHERE started_at >= ? GROUP BY function_id",
             (since,),
         )

@@ -45,7 +45,7 @@ class ReplayStore:
 
     def remember(self, signature: str, expires_at: float) -> None:
         self._batch.submit(
-            "INSERT OR IGNORE INTO signature_replays (signature, expires_at) VALUES (?, ?)",
+            "INSERT INTO signature_replays (signature, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (signature, expires_at),
         )
 

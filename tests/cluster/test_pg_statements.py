@@ -47,25 +47,6 @@ _OTHER_HELPER = "owned by another helper this session"
 # normalised statement (one space between words) -> why it does not prepare on PostgreSQL yet
 _CATALOG = "SQLite's own catalog or pragma (backup/maintenance): a PostgreSQL twin per driver, not one SQL"
 KNOWN_SQLITE_ONLY: dict[str, str] = {
-    # owned by other helpers this session: rewrite with their files
-    "INSERT OR IGNORE INTO execution_requests (execution_id, method, path, query, headers, body, body_size,"
-    " body_truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)": f"{_OTHER_HELPER} (captures.py; ON CONFLICT DO NOTHING)",
-    "SELECT function_id, COUNT(*), SUM(status != 'success'), MAX(started_at) FROM executions WHERE started_at >= ?"
-    " GROUP BY function_id": f"{_OTHER_HELPER} (executions.py; SUM over a boolean: SUM(CASE WHEN ... THEN 1 ELSE 0 END))",
-    # the batched writer (batch.py, another helper's) makes one INSERT of many rows by repeating what follows
-    # VALUES: a trailing ON CONFLICT DO NOTHING would be repeated too; multi_row must keep the tail first
-    "INSERT OR IGNORE INTO signature_replays (signature, expires_at) VALUES (?, ?)": (
-        "replay.py, through the batched writer: multi_row (batch.py, another helper's) must keep an ON CONFLICT tail"
-    ),
-    # insertion order through rowid: an explicit order needs a column (a migration), phase 2
-    "SELECT id, conversation_id, message_id, seq, provider_call_id, name, arguments, status, result, is_error,"
-    " created_at, resolved_at FROM ai_tool_calls WHERE conversation_id = ? AND seq > ? ORDER BY seq, rowid": (
-        "assistant.py orders tool calls by rowid (insertion order); PostgreSQL has none: needs an order column"
-    ),
-    "SELECT id, conversation_id, message_id, seq, provider_call_id, name, arguments, status, result, is_error,"
-    " created_at, resolved_at FROM ai_tool_calls WHERE message_id = ? ORDER BY rowid": (
-        "assistant.py orders tool calls by rowid (insertion order); PostgreSQL has none: needs an order column"
-    ),
     # backup.py: the file copy and its checks are SQLite's (a PostgreSQL backup is pg_dump or a base backup)
     "PRAGMA busy_timeout=10000": _CATALOG,
     "PRAGMA foreign_keys=ON": _CATALOG,

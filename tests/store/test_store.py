@@ -116,6 +116,29 @@ async def test_batch_writer_keeps_rows_when_a_flush_fails(db: SqliteDatabase) ->
     assert writer.pending == 1
 
 
+def test_multi_row_keeps_a_clause_after_the_row_once_at_the_end() -> None:
+    """ON CONFLICT DO NOTHING (the replay memory, captured requests) follows the rows, once: repeated per row
+    it was a syntax error on both drivers (the reason those statements were INSERT OR IGNORE, SQLite's only)."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE seen (k TEXT PRIMARY KEY, n INTEGER)")
+    conn.execute("INSERT INTO seen VALUES ('b', 0)")
+    rows = [("a", 1), ("b", 2), ("c", 3), ("a", 4)]
+    sql = "INSERT INTO seen (k, n) VALUES (?, (? + 0)) ON CONFLICT DO NOTHING"
+    [(statement, params)] = list(multi_row(sql, rows))
+    assert statement.endswith("(?, (? + 0)), (?, (? + 0)) ON CONFLICT DO NOTHING")
+    assert statement.count("ON CONFLICT") == 1 and list(params) == ["a", 1, "b", 2, "c", 3, "a", 4]
+    conn.execute(statement, params)
+    assert conn.execute("SELECT k, n FROM seen ORDER BY k").fetchall() == [("a", 1), ("b", 0), ("c", 3)]
+
+
+def test_ids_made_in_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    """uuid7 is monotonic in a process, so ORDER BY id is insertion order on both drivers (no rowid on
+    PostgreSQL): the assistant's tool calls of one message are listed in the order the model asked."""
+    made = [uuid7() for _ in range(5000)]  # thousands per millisecond
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(uid[14] == "7" and uid[19] in "89ab" for uid in made)  # still version 7, RFC 9562 variant
+
+
 def test_multi_row_inserts_write_every_row_in_few_statements() -> None:
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE wide (a INTEGER, b TEXT, c REAL)")
