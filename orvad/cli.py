@@ -363,11 +363,6 @@ async def migrate_to_postgresql(source: str, target: str) -> int:
         f"copied {report.rows} rows in {len(report.tables)} tables (schema version {report.version}) in "
         f"{report.seconds:.2f} s ({rate:,.0f} rows/s); every table matches"
     )
-    if report.collation not in ("C", "POSIX", "C.UTF-8", "C.utf8"):
-        print(
-            f"note: the database's collation is {report.collation}: orvad compares text bytewise (as SQLite);"
-            " docs/CLUSTER.md says which collation to create it with"
-        )
     print(
         "next: give every node the same master key (the data dir's master.key, or ORVA_MASTER_KEY) and "
         f"start them with ORVA_DATABASE_URL={redact(target)}"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -294,6 +295,34 @@ async def test_a_populated_node_is_copied_and_every_row_of_every_table_reads_bac
         await conn.close()
 
 
+async def test_an_orvad_started_on_the_copy_serves_the_same_state_with_the_same_master_key(
+    populated_db: Path, stopped_source: Path, pg_dsn: str, make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
+    """The point of the copy: a node on PostgreSQL, given the source's master key (and here its admin key
+    file), finds every function, route, KV value and sealed secret where the single node left them."""
+    done = run_migrate(sqlite_url(stopped_source), pg_dsn)
+    assert done.returncode == 0, done.stderr
+    data = jail_tmp / "node"
+    data.mkdir()
+    for name in ("master.key", "admin.key"):
+        shutil.copy2(populated_db.parent / name, data / name)
+    node = make_orvad(data_dir=data, env={"ORVA_DATABASE_URL": pg_dsn})
+    assert not (data / "orva.db").exists()
+    with node.admin() as c:
+        names = {f["name"] for f in c.get("/api/v1/functions").json()["functions"]}
+        assert {"mig-src", "mig-other"} <= names
+        assert c.get("/api/v1/functions/mig-src/kv/key-0").json()["value"] == {"hello": "kv"}
+        assert c.get("/api/v1/functions/mig-src/kv/key-1").json()["value"] == "text ünïcode"
+        assert "GREETING" in c.get("/api/v1/functions/mig-src/secrets").text
+        assert "/mig/hello" in c.get("/api/v1/routes").text
+        hooks = c.get("/api/v1/webhooks").json()["webhooks"]
+        assert hooks and all(h["secret_usable"] for h in hooks), hooks  # sealed bytes open under the same key
+        # and it keeps working: a new function, a new KV key
+        create_function(c, "mig-after")
+        c.put("/api/v1/functions/mig-src/kv/key-9", json={"value": 9}).raise_for_status()
+        assert len(c.get("/api/v1/functions/mig-src/kv").json()["keys"]) == 5
+
+
 async def test_a_target_with_rows_is_refused_and_left_unchanged(stopped_source: Path, pg_dsn: str) -> None:
     assert run_migrate(sqlite_url(stopped_source), pg_dsn).returncode == 0
     conn = await asyncpg.connect(pg_dsn)
@@ -323,6 +352,28 @@ async def test_a_database_that_is_not_orvads_is_refused_before_anything_is_creat
         assert [r[0] for r in tables] == ["invoices"]
     finally:
         await conn.close()
+
+
+async def test_a_database_whose_text_order_is_not_bytewise_is_refused_as_orvad_would(
+    stopped_source: Path, pg_cluster: ThrowawayPostgres
+) -> None:
+    name = f"icu_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+        )
+        done = run_migrate(sqlite_url(stopped_source), pg_cluster.dsn(name))
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "collation is 'an ICU locale'" in done.stderr and "LC_COLLATE 'C'" in done.stderr, done.stderr
+        conn = await asyncpg.connect(pg_cluster.dsn(name))
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
 
 
 def behind_by_one(folder: Path) -> Path:

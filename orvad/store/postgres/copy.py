@@ -6,7 +6,9 @@ One job, in this order (docs/CLUSTER.md, "Moving a single node to PostgreSQL"):
    everything read is one consistent snapshot even if an orvad still writes the file (it should be stopped:
    what it writes after the snapshot is not copied). It must be at the latest schema version this orvad
    ships (``orvad serve`` migrates it on start) and keep its foreign keys (``PRAGMA foreign_key_check``).
-2. The target: migrated to the same version with the PostgreSQL runner (``migrate.migrate``), then, in
+2. The target: refused if it holds tables that are not orvad's, or orders text other than bytewise (the
+   check orvad's start makes, ``driver.check_collation``); migrated to the same version with the
+   PostgreSQL runner (``migrate.migrate``), then, in
    ONE transaction: its tables locked, refused unless every orvad table is empty (the single-row settings
    tables the migrations seed are replaced), user triggers off while rows arrive (the KV usage counters
    are copied as they are, not counted twice), every table copied with binary ``COPY`` in foreign-key
@@ -39,13 +41,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 from orvad.store.db import migration_files
+from orvad.store.postgres.driver import check_collation
 from orvad.store.postgres.migrate import migrate
+from orvad.store.sql import DatabaseUnusable
 
 CONNECT_TIMEOUT_S = 10.0
 LOCK_TIMEOUT = "10s"
@@ -90,7 +94,6 @@ class CopyReport:
     version: int
     tables: list[TableResult] = field(default_factory=list)
     seconds: float = 0.0
-    collation: str = ""
 
     @property
     def rows(self) -> int:
@@ -654,6 +657,12 @@ async def _prepare(
             f"{shown} is not empty and not orvad's: it has tables ({', '.join(sorted(present)[:5])}...)",
             "to start over, create a new database (CREATE DATABASE orva) and pass it as --to",
         )
+    try:  # the same refusal as orvad's start on the database: text must order bytewise, as on SQLite
+        await check_collation(cast(Any, conn))
+    except DatabaseUnusable as exc:
+        raise MigrateError(
+            f"{shown}: {exc}", "create the database as the message says and pass it as --to"
+        ) from None
     try:
         target_version = await migrate(conn)
     except RuntimeError as exc:
@@ -666,9 +675,6 @@ async def _prepare(
             f"{shown} is at schema version {target_version}, the source at {report.version}",
             "give orvad migrate a new, empty database (CREATE DATABASE ...) as --to",
         )
-    report.collation = str(
-        await conn.fetchval("SELECT datcollate FROM pg_database WHERE datname = current_database()")
-    )
     tables = await _target_tables(conn)
     wanted = {t for t in tables if t != SCHEMA_TABLE}
     have = {t for t in source.tables() if t != SCHEMA_TABLE}
