@@ -342,11 +342,38 @@ async def rotate_master_key(data_dir: Path, database_url: str = "") -> int:
     return 0
 
 
+def _orvad_runs_on(data_dir: Path) -> bool:
+    """Whether an orvad holds its data dir's lock (orvad/backup/running.py), without creating the file."""
+    import fcntl
+
+    try:
+        fd = os.open(data_dir / "orvad.lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 async def migrate_to_postgresql(source: str, target: str) -> int:
     """`orvad migrate`: the copy and its per-table check (orvad/store/postgres/copy.py)."""
-    from orvad.store.postgres.copy import MigrateError, copy, redact
+    from orvad.store.postgres.copy import MigrateError, copy, redact, source_path
 
     print(f"copying {source} into {redact(target)}", flush=True)
+    try:
+        running = _orvad_runs_on(source_path(source).parent)
+    except MigrateError:
+        running = False  # copy() says what is wrong with --from
+    if running:
+        print(
+            "note: an orvad is running on this data dir: the copy is one consistent snapshot, but what it "
+            "writes after it is not copied; stop it before nodes start on PostgreSQL",
+            flush=True,
+        )
     try:
         report = await copy(source, target)
     except MigrateError as exc:

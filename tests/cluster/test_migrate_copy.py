@@ -231,7 +231,7 @@ async def test_a_populated_node_is_copied_and_every_row_of_every_table_reads_bac
     for table, (rows, ours, theirs, verdict) in printed.items():
         assert rows == sum(before[table].values()), table
         assert ours == theirs and verdict == "ok", table
-    assert "every table matches" in done.stdout
+    assert "every table matches" in done.stdout and "orvad is running" not in done.stdout
     populated = {t for t, rows in before.items() if rows}
     assert {
         "users",
@@ -321,6 +321,22 @@ async def test_an_orvad_started_on_the_copy_serves_the_same_state_with_the_same_
         create_function(c, "mig-after")
         c.put("/api/v1/functions/mig-src/kv/key-9", json={"value": 9}).raise_for_status()
         assert len(c.get("/api/v1/functions/mig-src/kv").json()["keys"]) == 5
+
+
+async def test_a_running_node_is_copied_as_one_snapshot_with_a_note_to_stop_it(
+    make_orvad: Callable[..., Orvad], pg_dsn: str
+) -> None:
+    server = make_orvad(env=SOURCE_ENV)
+    with server.admin() as c:
+        for i in range(3):
+            create_function(c, f"live-{i}")
+    done = run_migrate(sqlite_url(server.data_dir / "orva.db"), pg_dsn)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "note: an orvad is running on this data dir" in done.stdout and "stop it" in done.stdout
+    printed = printed_tables(done.stdout)
+    assert printed["functions"][0] == 3 and all(v[3] == "ok" for v in printed.values()), done.stdout
+    with server.admin() as c:  # the running node was not disturbed
+        assert len(c.get("/api/v1/functions").json()["functions"]) == 3
 
 
 async def test_a_target_with_rows_is_refused_and_left_unchanged(stopped_source: Path, pg_dsn: str) -> None:
