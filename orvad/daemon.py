@@ -9,7 +9,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orvad import __version__
 from orvad.assistant.provider_service import ProviderService
@@ -21,10 +21,14 @@ from orvad.auth.throttle import LoginThrottle
 from orvad.backup import BackupService
 from orvad.backup.running import hold as hold_running_lock
 from orvad.backup.swap import RestoreNotLoaded
+from orvad.builder.archive import MAX_BYTES, MAX_FILES
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
+from orvad.builder.safetree import ENTRY_BYTES
+from orvad.builder.shared import SharedVersions
+from orvad.clock import FileClock, WallClock, parse_iso
 from orvad.cluster import NodeRegistry, default_address, default_node_id
-from orvad.clock import FileClock, WallClock
+from orvad.cluster.forward import Forwarder
 from orvad.config import Settings, redact_url
 from orvad.cron import CronService
 from orvad.host.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
@@ -86,11 +90,15 @@ from orvad.store.replay import ReplayStore
 from orvad.store.routes import RouteStore
 from orvad.store.secrets import SecretStore
 from orvad.store.traces import TraceStore
+from orvad.store.version_blobs import VersionBlobStore
 from orvad.store.webhooks import WebhookStore
 from orvad.tasks import Tasks
 from orvad.traces.service import TraceService
 from orvad.webhooks.inbound import InboundWebhooks
 from orvad.webhooks.outbound import OutboundWebhooks
+
+if TYPE_CHECKING:
+    from orvad.cluster.propagation import Propagation  # imports asyncpg: only on PostgreSQL at run time
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,11 @@ class Daemon:
     def __init__(self, settings: Settings, runtimes: RuntimeCatalog | None = None) -> None:
         self.settings = settings
         self.db = database_for(settings.database_url, settings.data_dir)
+        # issue 25: on PostgreSQL each write NOTIFYs the caches it changed (orvad/cluster/propagation.py)
+        if settings.database_url:
+            from orvad.cluster.propagation import notifying
+
+            self.db = notifying(self.db)
         self.batch = BatchWriter(self.db)
         self.bus = Bus()
         self.auth_store = AuthStore(self.db, self.batch)
@@ -156,6 +169,7 @@ class Daemon:
             pool_configs=self.pool_configs,
             routes=self.routes,
             bus=self.bus,
+            code_hash_of=self._code_hash_of,  # issue 25: versions activated on another node
         )
         self.metrics = Metrics(
             pool_rows=self.pools.rows,
@@ -272,6 +286,16 @@ class Daemon:
         self.cron.register(self.sdk, self.functions.get)  # cron.upsert, cron.list, cron.delete
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
+        # issue 25: build claims and versions shared through the database (orvad/builder/shared.py); blobs
+        # are stored on PostgreSQL only (one SQLite node never fetches its own versions)
+        self.shared_versions = SharedVersions(
+            VersionBlobStore(self.db),
+            root=settings.data_dir / "functions",
+            node_id=settings.node_id or default_node_id(settings.data_dir),
+            enabled=bool(settings.database_url),
+            max_files=max(MAX_FILES, settings.build_disk_mb * 1024 * 1024 // ENTRY_BYTES),
+            max_bytes=max(MAX_BYTES, settings.build_disk_mb * 1024 * 1024),
+        )
         self.builder = Builder(
             root=settings.data_dir / "functions",
             store=self.function_store,
@@ -290,6 +314,7 @@ class Daemon:
             versions=self.reconciler,
             observe_build=self.metrics.observe_build,
             ensure_runtime=self.runtimes.ensure_for_build,  # node22/node24: installed by a first build
+            shared=self.shared_versions,
         )
         self.changes.subscribe(self.reconciler.apply)  # pools first (drained, replaced, warmed) ...
         self.changes.subscribe(self.builder.apply)  # ... then a deleted function's files
@@ -344,6 +369,39 @@ class Daemon:
             pools=self._warm_pools,
             load=self._load_figures,
         )
+        # issue 25: other nodes' writes reach this node's caches (orvad/cluster/propagation.py, PostgreSQL only);
+        # their typed changes go to the node-local subscribers only (the writer's node did the once-only ones)
+        self.remote_changes = Changes()
+        for local in (self.reconciler.apply, self.builder.apply, self.inbound_webhooks.apply):
+            self.remote_changes.subscribe(local)
+        self.propagation: Propagation | None = self._propagation() if settings.database_url else None
+        # issue 25: a synchronous call this node has no warm worker for goes to a node that has an idle one
+        # (orvad/cluster/forward.py; the registry's view of the other nodes' pools, in memory)
+        self.forwarder: Forwarder | None = None
+        if settings.database_url and settings.forward_cold:
+            self.forwarder = Forwarder(self.nodes, self._warm_here, settings.max_body_bytes)
+            self.invoker.forward = self.forwarder
+        # issue 25, leases (docs/CLUSTER.md "Leases: work that runs once"): a job lease names this run, and
+        # the lease of a run that is not live (3 heartbeats missed) is taken, looked for every heartbeat;
+        # cron knows since when the cluster is up; the outbound sender gives back claims at start only alone
+        self.jobs.owner = self.nodes.run_id
+        self.jobs.live_owners = self.nodes.live_runs
+        self.jobs.recover_s = min(self.jobs.recover_s, max(0.5, settings.heartbeat_s))
+        self.cron.cluster_up_s = self._cluster_up_s
+        self.webhooks.alone = self._alone
+
+    def _warm_here(self, function_id: str) -> bool:
+        pool = self.pools.pools.get(function_id)
+        return pool is not None and pool.size > 0
+
+    def _cluster_up_s(self) -> float:
+        """Seconds the live nodes were up before this one started (the registry's view, no database read)."""
+        starts = [parse_iso(n.started_at).timestamp() for n in self.nodes.view if n.status == "alive"]
+        return max(0.0, self.nodes.started - min(starts)) if starts else 0.0
+
+    async def _alone(self) -> bool:
+        """No other node is live (the registry, read now)."""
+        return set(await self.nodes.live_runs()) <= {self.nodes.node_id}
 
     @property
     def database_label(self) -> str:
@@ -351,6 +409,34 @@ class Daemon:
         if isinstance(self.db, SqliteDatabase):
             return str(self.db.path)
         return redact_url(self.settings.database_url)
+
+    def _propagation(self) -> Propagation:
+        """The change listener and its cache reloads (orvad/cluster/propagation.py, reloads.py)."""
+        from orvad.cluster.propagation import NotifyingPgDatabase, Propagation
+        from orvad.cluster.reloads import Caches
+
+        assert isinstance(self.db, NotifyingPgDatabase)
+        caches = Caches(
+            remote=self.remote_changes,
+            functions=self.functions,
+            function_store=self.function_store,
+            keys=self.keys,
+            routes=self.routes,
+            secrets=lambda: self.secrets,
+            secret_store=self._secret_store,
+            pool_configs=self.pool_configs,
+            channels=self.channels,
+            oauth=self.oauth,
+            firewall=self.firewall,
+            inbound_webhooks=self.inbound_webhooks,
+            webhooks=self.webhooks,
+            cron=self.cron,
+        )
+        return Propagation(self.db, caches.reloads(), self.bus, self.nodes.node_id)
+
+    async def _code_hash_of(self, deployment_id: str) -> str | None:
+        dep = await self.function_store.deployment(deployment_id)
+        return dep.code_hash if dep is not None else None
 
     def _warm_pools(self) -> dict[str, Any]:
         """The node registry's pools: per function with live workers, its name and worker counts."""
@@ -446,6 +532,7 @@ class Daemon:
             tasks=self.tasks,
             sdk=self.sdk,
             firewall=self.firewall,  # egress rules: allow lists and the sandboxes' resolv.conf
+            ensure_version=self.shared_versions.ensure,  # issue 25: versions built on another node
         )
         await self._open_and_load()
         log.info(
@@ -482,6 +569,8 @@ class Daemon:
         self.reconciler.serve_active()
         await self.nodes.register()  # issue 25: this node's row, then a heartbeat every ORVA_HEARTBEAT_S
         self.tasks.start("orva-heartbeat", self.nodes.run())
+        if self.propagation is not None:  # issue 25: LISTEN for other nodes' changes and events
+            self.tasks.start("orva-propagation", self.propagation.run())
         self.tasks.start("orva-housekeeping", self.housekeeping.run())
         self.tasks.start("orva-metrics-history", self.metrics_history.run())
         self.tasks.start("orva-kv-sweeper", self.kv.run())  # expired KV keys (ORVA_KV_SWEEP_S)
@@ -593,6 +682,8 @@ class Daemon:
         await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
         await self.ai_providers.aclose()  # the AI providers' SDK clients
+        if self.forwarder is not None:
+            await self.forwarder.aclose()  # its connections to the other nodes
         await self.storage.close()  # a running vacuum ends first (it holds the writer's thread)
         await timed("rows", self.batch.stop())
         if self.otlp is not None:  # the spans still queued for the collector

@@ -11,6 +11,14 @@ schedule, or until a schedule changes (``wake``), then runs what is due (orvad/c
 one run per due schedule, for the latest tick that has come; a schedule whose tick passed while orvad was
 down runs once at start with ``catch_up: once``, not at all with ``skip``).
 
+On N nodes (docs/CLUSTER.md, "Leases: work that runs once") every node's scheduler looks at the same due
+schedules; a tick fires once because its job's idempotency key is checked and inserted in one write
+transaction (writes serialise across the cluster), so the second node to enqueue a tick gets the first
+one's job back (``created`` false: not counted, not logged as a run), and ``advance`` is conditional on the
+``next_run_at`` it read, so only one node moves the schedule on. "While orvad was down" means while no node
+was up: ``cluster_up_s`` tells how long the cluster's live nodes had been running before this scheduler
+started, so a node joining a running cluster treats a tick that has just come as due, not as missed.
+
 Time comes from ``clock`` (orvad/clock.py): the system clock, or a test's file (ORVA_TEST_CLOCK_FILE).
 
 The SDK's operations (``cron.upsert``, ``cron.list``, ``cron.delete``) act only on ``caller.function_id``,
@@ -25,7 +33,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from orvad.clock import WallClock, iso, now_iso, parse_iso
@@ -179,7 +187,13 @@ class CronService:
         self._wake = asyncio.Event()
         self._started: str | None = None  # the clock at the scheduler's start: ticks up to it were missed
         self._retry: dict[str, float] = {}  # schedule id -> loop time before which a failed enqueue waits
-        self.fired = 0  # runs enqueued since start
+        self.fired = (
+            0  # runs enqueued since start (by this node: a tick another node enqueued is not counted)
+        )
+        # seconds the cluster's other live nodes were up before this scheduler started (orvad/cluster/nodes.py);
+        # 0 on one node. A tick after the cluster came up is never "missed while down".
+        self.cluster_up_s: Callable[[], float] = lambda: 0.0
+        self._earlier = 0.0
 
     def wake(self) -> None:
         """A schedule changed: the scheduler looks again at once."""
@@ -386,7 +400,7 @@ class CronService:
             )
             self._retry[row.id] = asyncio.get_running_loop().time() + MAX_WAIT_S
             return 0
-        down = row.next_run_at <= self._started
+        down = row.next_run_at <= self._up_since()
         decision = plan(expr, zone, parse_iso(row.next_run_at), now, row.catch_up, down=down)
         if decision is None:
             return 0
@@ -415,6 +429,17 @@ class CronService:
         )
         return 1 if job_id else 0
 
+    def _up_since(self) -> str:
+        """Since when a scheduler has been running: this one's start, or a live node's earlier one."""
+        assert self._started is not None
+        try:  # the longest seen: a node that was up at this start and is gone since still was
+            self._earlier = max(self._earlier, float(self.cluster_up_s()))
+        except Exception:  # the registry's view cannot be read: what was seen before
+            pass
+        if not self._earlier:
+            return self._started
+        return iso(parse_iso(self._started) - timedelta(seconds=self._earlier))
+
     async def _enqueue(self, row: CronRow, tick: datetime | None) -> str | None:
         """One run of ``row`` as a job; its id (None: the function is gone, nothing to run)."""
         if self.jobs is None:
@@ -432,6 +457,9 @@ class CronService:
             )
         except NotFound:
             return None
+        if not getattr(job, "created", True):  # another node enqueued this tick first: its job, not a new run
+            log.debug("cron tick already enqueued", extra={"schedule": row.id, "job": job.id})
+            return str(job.id)
         self.fired += 1
         log.info(
             "cron run enqueued",

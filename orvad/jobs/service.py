@@ -6,11 +6,17 @@ of ``/fn`` or a route (the request itself becomes the job), or by cron (``trigge
 returns once the row is committed: an accepted job is never lost.
 
 The runner (``run``, a daemon task) claims due jobs with a lease (``JobStore.claim``: one conditional UPDATE
-on the single writer), runs each attempt through ``Invoker.dispatch`` (an execution with the job's trigger,
-linked to the job by its attempt row and ``requestContext.jobId``), renews its leases while they run, and
-ends each attempt with a conditional UPDATE fenced by its lease. One orvad owns a data directory, so at
-start every lease another run held is an attempt that orvad's death cut: it is recorded ``lost`` and its job
-is due again (attempt counted). A lease that expires while orvad runs (its loop stalled) is treated the same.
+... RETURNING inside a write transaction, which serialises with every other node's: a job is claimed by one
+node), runs each attempt through ``Invoker.dispatch`` (an execution with the job's trigger, linked to the job
+by its attempt row and ``requestContext.jobId``), renews its leases while they run, and ends each attempt
+with a conditional UPDATE fenced by its lease. A lease names this run (``owner``: the node registry's run id,
+orvad/cluster/nodes.py). A lease whose owner is not a live run (its node missed 3 heartbeats, stopped, or
+was restarted: a new run id), or whose time ran out, is taken (``JobStore.recover``, checked every
+``recover_s``): its attempt is recorded ``lost`` and the job is due again (attempt counted), on whichever
+node claims it next. Jobs are at least once: an attempt cut by a node's death runs again. Never two at a
+time on nodes that reach the database: a runner whose renewal finds a lease gone (taken) stops that attempt.
+Without a registry (``live_owners`` None) one orvad owns the data directory, and every lease of another run
+is an attempt that orvad's death cut.
 
 Outcomes: a reply with a status below 500 (2xx, 3xx, and 4xx: the handler's deliberate answer) succeeds; a
 5xx reply or any failure (the handler raised, timed out, crashed, or the function could not run) fails the
@@ -34,7 +40,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +60,7 @@ from orvad.models import Function
 from orvad.sdk.calls import Caller
 from orvad.services.changes import Change, FunctionDeleted
 from orvad.services.functions import FunctionService, may_invoke_allows
-from orvad.store.jobs import STATUSES, AttemptRow, Finish, JobRow, JobStore, error_text
+from orvad.store.jobs import ALL_LIVE, STATUSES, AttemptRow, Finish, JobRow, JobStore, error_text
 from orvad.traces.context import TraceContext
 
 log = logging.getLogger(__name__)
@@ -227,9 +233,16 @@ class JobService:
         self.max_payload_bytes = max_payload_bytes
         self.retention_s = retention_s  # succeeded and cancelled jobs are deleted this long after they end
         self.clock = clock  # Unix seconds; tests may replace it
-        self.owner = f"run_{uuid.uuid4().hex}"  # this orvad run's lease owner
+        self.owner = f"run_{uuid.uuid4().hex}"  # this orvad run's lease owner (the daemon: its node's run id)
+        # the run ids of the live nodes (orvad/cluster/nodes.py): leases of other runs are taken only when
+        # their owner is not among them (or expired); None: one orvad, every other run is dead
+        self.live_owners: Callable[[], Awaitable[Collection[str] | Mapping[str, str]]] | None = None
+        self.recover_s = lease_s / 3  # how often leases of gone nodes (or expired ones) are looked for
+        self._recover_soon = asyncio.Event()
+        self.recovered = 0  # attempts taken over (lost) since start
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}  # job id -> its attempt
+        self._tries: dict[str, int] = {}  # job id -> the attempt number running (its row's tries)
         self._per_function: dict[str, int] = {}  # function id -> its attempts running
         # claimed (leased, attempt counted) and not started yet: an attempt's end starts the next at once,
         # without waiting for the runner's next write
@@ -589,10 +602,14 @@ class JobService:
 
     async def run(self) -> None:
         """The runner: recover what a previous run left leased, then claim and run due jobs until cancelled."""
-        recovered = await self._store.recover(self.owner, self.clock())
+        recovered = await self._store.recover(self.owner, self.clock(), await self._live())
+        self.recovered += recovered
         if recovered:
-            log.warning("jobs: attempts cut by orvad's last stop are due again", extra={"jobs": recovered})
-        renewer = asyncio.get_running_loop().create_task(self._renew(), name="orva-jobs-leases")
+            log.warning(
+                "jobs: attempts cut by an orvad's stop (this node's last run, or a node gone) are due again",
+                extra={"jobs": recovered},
+            )
+        renewer = asyncio.get_running_loop().create_task(self._leases(), name="orva-jobs-leases")
         try:
             while True:
                 self._wake.clear()
@@ -633,19 +650,100 @@ class JobService:
         wake_at = await self._store.next_wake()
         if wake_at is None:
             return self.lease_s / 3
-        return float(min(self.lease_s / 3, max(0.0, wake_at - self.clock())))
+        delay = wake_at - self.clock()
+        if delay <= 0:  # a lease ran out (nothing due is left unclaimed): the lease loop takes it now
+            self._recover_soon.set()
+            return self.recover_s
+        return float(min(self.lease_s / 3, delay))
 
-    async def _renew(self) -> None:
+    async def _live(self) -> Collection[str] | None:
+        """The live run ids (this one among them), or None without a registry. When the registry cannot be
+        read every run counts as live: then only expired leases are taken."""
+        if self.live_owners is None:
+            return None
+        try:
+            found = await self.live_owners()
+        except Exception as exc:
+            log.warning(
+                "jobs: the live nodes could not be read", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
+            return ALL_LIVE
+        return {self.owner, *(found.values() if isinstance(found, Mapping) else found)}
+
+    async def _recover(self) -> int:
+        """Take the leases of runs that are gone (and expired ones): a read first, a write only when there
+        is something to take."""
+        live = await self._live()
+        now = self.clock()
+        if not await self._store.takeable(self.owner, now, live):
+            return 0
+        taken = await self._store.recover(self.owner, now, live)
+        if taken:
+            self.recovered += taken
+            log.warning(
+                "jobs: took over the leases of attempts whose node is gone (or whose lease ran out)",
+                extra={"jobs": taken},
+            )
+        return taken
+
+    def _holding(self) -> dict[str, int]:
+        """{job id: attempt} of the attempts this run runs or has claimed ahead, as they are now."""
+        held = {job_id: tries for job_id, tries in self._tries.items() if job_id in self._running}
+        for queue in self._ready.values():
+            held.update((r.id, r.tries) for r in queue)
+        return held
+
+    def _fence(self, before: dict[str, int], held: dict[str, int]) -> None:
+        """Stop what this run no longer holds: an attempt (or a claimed one) that it held before the renewal
+        (``before``) and is still the same attempt, but whose lease the renewal did not find (another node
+        took it: this node was judged gone, or its lease ran out). Its end would not be recorded anyway."""
+        lost = {job_id for job_id, tries in before.items() if held.get(job_id) != tries}
+        if not lost:
+            return
+        for job_id, task in list(self._running.items()):
+            if job_id in lost and self._tries.get(job_id) == before[job_id]:
+                log.warning(
+                    "jobs: an attempt's lease was taken by another node; stopping it",
+                    extra={"job_id": job_id},
+                )
+                task.cancel()
+        for function_id, queue in list(self._ready.items()):
+            kept = collections.deque(r for r in queue if not (r.id in lost and r.tries == before[r.id]))
+            for row in queue:
+                if row not in kept:
+                    self._held.discard(row.id)
+            if kept:
+                self._ready[function_id] = kept
+            else:
+                self._ready.pop(function_id, None)
+
+    async def _leases(self) -> None:
+        """Renew this run's leases every third of a lease, prune old jobs, and every ``recover_s`` (or when
+        the runner saw a lease run out) take the leases of gone nodes."""
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + self.lease_s / 3
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(self.recover_s, renew_at - loop.time()))):
+                    await self._recover_soon.wait()
+            self._recover_soon.clear()
             try:
-                if self._running or self._held or self._finished:
-                    await self._store.renew(self.owner, self.clock() + self.lease_s)
-                if await self._store.recover(self.owner, self.clock()):
+                if loop.time() >= renew_at:
+                    renew_at = loop.time() + self.lease_s / 3
+                    if self._running or self._held or self._finished:
+                        before = self._holding()
+                        held = await self._store.renew(self.owner, self.clock() + self.lease_s)
+                        self._fence(before, held)
+                    await self._store.prune(self.clock() - self.retention_s)
+                if await self._recover():
                     self._wake.set()
-                await self._store.prune(self.clock() - self.retention_s)
-            except OrvaError as exc:
-                log.error("jobs: renewing leases failed", extra={"error": exc.message})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database unreachable, ...: tried again at the next turn
+                log.error(
+                    "jobs: renewing or recovering leases failed",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
 
     def _capacity(self, function_id: str) -> int:
         fn = self._functions.get(function_id)
@@ -730,6 +828,7 @@ class JobService:
                 self._per_function[fid] = self._per_function.get(fid, 0) + 1
                 self._started.append((row.id, row.tries))  # recorded by the runner's next write
                 self._wake.set()
+                self._tries[row.id] = row.tries
                 self._running[row.id] = asyncio.get_running_loop().create_task(
                     self._attempt(row), name=f"orva-job-{row.id}"
                 )
@@ -745,6 +844,8 @@ class JobService:
             log.exception("jobs: an attempt's bookkeeping failed", extra={"job_id": job.id})
         finally:
             self._running.pop(job.id, None)
+            if self._tries.get(job.id) == job.tries:
+                self._tries.pop(job.id, None)
             count = self._per_function.get(job.function_id, 1) - 1
             if count > 0:
                 self._per_function[job.function_id] = count

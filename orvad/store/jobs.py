@@ -1,15 +1,18 @@
 """SQL for jobs (issue 23): durable background invocations and their attempts.
 
-Every state change is one ``BEGIN IMMEDIATE`` transaction on the single writer, conditional on the state it
-expects (``WHERE status = ...``, ``AND lease_owner = ?``), so a job is claimed by one runner at a time and an
-attempt's end never overwrites a cancel or a newer lease. Times: ``now``, ``run_at``, ``lease_until`` and
+Every state change is one write transaction, conditional on the state it expects (``WHERE status = ...``,
+``AND lease_owner = ?``), so a job is claimed by one runner at a time and an attempt's end never overwrites a
+cancel or a newer lease. Write transactions serialise on both drivers (SQLite's one writer; on PostgreSQL the
+cluster-wide write lock of orvad/store/postgres/driver.py), so a claim, a recovery or a renewal read inside
+one sees every other node's committed claims (docs/CLUSTER.md, "Leases: work that runs once"). A lease's
+owner is a run id (orvad/cluster/nodes.py): the process start that holds it. Times: ``now``, ``run_at``, ``lease_until`` and
 ``idempotency_until`` are Unix seconds (REAL); ``*_at`` texts are RFC 3339 (orvad/clock.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from orvad.clock import epoch_iso
@@ -95,6 +98,17 @@ _LEASED = (
     "SELECT j.id, j.tries, COALESCE(a.started, 1) FROM jobs j LEFT JOIN job_attempts a"
     " ON a.job_id = j.id AND a.attempt = j.tries AND a.outcome = 'running' WHERE "
 )
+# the leases recover() may take: held by another run, or expired (the owner's liveness is judged in Python)
+_FOREIGN = (
+    "SELECT j.id, j.tries, COALESCE(a.started, 1), j.lease_owner, j.lease_until FROM jobs j"
+    " LEFT JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.tries AND a.outcome = 'running'"
+    " WHERE j.lease_owner IS NOT NULL AND (j.lease_owner <> ? OR j.lease_until <= ?)"
+)
+_FOREIGN_IDS = (
+    "SELECT lease_owner, lease_until FROM jobs WHERE lease_owner IS NOT NULL"
+    " AND (lease_owner <> ? OR lease_until <= ?)"
+)
+_RENEW = "UPDATE jobs SET lease_until = ? WHERE lease_owner = ? RETURNING id, tries"
 _FINISH_JOB = (
     "UPDATE jobs SET status = CASE WHEN status = 'running' THEN ? ELSE status END,"
     " run_at = CASE WHEN status = 'running' THEN ? ELSE run_at END,"
@@ -108,6 +122,26 @@ _FINISH_JOB = (
 
 def _row(r: Row) -> JobRow:
     return JobRow(*r)
+
+
+class _AllLive(frozenset[str]):
+    """Every run counts as live (the registry could not be read): only expired leases are taken."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+ALL_LIVE: Collection[str] = _AllLive()
+
+
+def _takeable(
+    lease_owner: str, until: float | None, owner: str, now: float, live: Collection[str] | None
+) -> bool:
+    """A lease ``owner`` may take: expired, or held by another run that is not live (``live`` None: every
+    other run is dead)."""
+    if until is not None and until <= now:
+        return True
+    return lease_owner != owner and (live is None or lease_owner not in live)
 
 
 def error_text(code: str, message: str) -> str:
@@ -159,18 +193,26 @@ class JobStore:
             )
         return row, True
 
-    async def recover(self, owner: str, now: float) -> int:
-        """Attempts whose lease is held by another orvad run (it died: one orvad owns a data dir) or has
-        expired: recorded ``lost``, and the job due again now (or dead when it has no attempt left)."""
+    async def takeable(self, owner: str, now: float, live: Collection[str] | None = None) -> int:
+        """How many leases ``recover`` would take now (a read, no write lock): the cheap check a runner makes
+        often, so the write happens only when there is something to take."""
+        rows = await self._db.fetchall(_FOREIGN_IDS, (owner, now))
+        return sum(1 for lease_owner, until in rows if _takeable(lease_owner, until, owner, now, live))
+
+    async def recover(self, owner: str, now: float, live: Collection[str] | None = None) -> int:
+        """Attempts whose lease ``owner`` (this run) may take: held by a run that is not live, or expired
+        whoever holds it. ``live``: the run ids of the live nodes (orvad/cluster/nodes.py ``live_runs``);
+        None: no registry, one orvad owns the data dir, so every other run is dead (a crash before this start).
+        Each is recorded ``lost``, and its job due again now (or dead when it has no attempt left). Decided
+        inside the write transaction: two nodes recovering at once take each lease once."""
         stamp = epoch_iso(now)
         lost = error_text("ATTEMPT_LOST", "orvad stopped (or lost the lease) while the attempt ran")
         async with self._db.transaction() as tx:
-            rows = list(
-                await tx.fetchall(
-                    _LEASED + "j.lease_owner IS NOT NULL AND (j.lease_owner != ? OR j.lease_until <= ?)",
-                    (owner, now),
-                )
-            )
+            rows = [
+                (job_id, tries, started)
+                for job_id, tries, started, lease_owner, until in await tx.fetchall(_FOREIGN, (owner, now))
+                if _takeable(lease_owner, until, owner, now, live)
+            ]
             for job_id, tries, started in rows:
                 if not started:  # claimed ahead, never started: given back, not counted
                     await tx.execute(_UNCLAIM_ATTEMPT, (job_id, tries))
@@ -304,11 +346,11 @@ class JobStore:
                 )
         return taken
 
-    async def renew(self, owner: str, until: float) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET lease_until = ? WHERE lease_owner = ?",
-            (until, owner),
-        )
+    async def renew(self, owner: str, until: float) -> dict[str, int]:
+        """Every lease ``owner`` holds lasts until ``until``; {job id: attempt} of the leases it still holds (a
+        lease another node took meanwhile is not among them: the runner stops that attempt)."""
+        async with self._db.transaction() as tx:
+            return {str(r[0]): int(r[1]) for r in await tx.fetchall(_RENEW, (until, owner))}
 
     async def finish(
         self,

@@ -32,7 +32,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -308,6 +308,9 @@ class OutboundWebhooks:
         self._transport: httpx.AsyncHTTPTransport | None = None
         self._pruned_at = 0.0
         self.figures = Figures()
+        # whether this node is the only live one (orvad/cluster/nodes.py); None: one orvad, always alone. On
+        # a cluster the start's release would make other nodes' claimed (in flight) deliveries due at once
+        self.alone: Callable[[], Awaitable[bool]] | None = None
 
     # start
     def unlock(self, master: bytes) -> None:
@@ -672,8 +675,12 @@ class OutboundWebhooks:
         )
         try:
             with contextlib.suppress(Exception):  # not fatal: the leases then run out by themselves
-                now = self.clock()
-                await self._store.release(now, now + self.timeout_s + LEASE_SLACK_S)
+                # the claims a previous run of this node left are due at once, but only when no other node
+                # is live: a claim names no node, so on a cluster they run out by themselves (timeout +
+                # LEASE_SLACK_S) and another node's attempt in flight is never sent a second time meanwhile
+                if self.alone is None or await self.alone():
+                    now = self.clock()
+                    await self._store.release(now, now + self.timeout_s + LEASE_SLACK_S)
             while True:
                 self._wake.clear()
                 try:
