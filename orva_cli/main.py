@@ -10,6 +10,7 @@ from orva_cli.commands import (
     ai,
     backup,
     channels,
+    cluster,
     cron,
     deploy,
     firewall,
@@ -131,6 +132,7 @@ for module in (
     operate,  # issue 24: activity, sessions (and `system storage|vacuum` on admin's group)
     firewall,  # issue 24: egress rules, resolve, DNS servers
     webhooks,  # issue 24: outbound webhooks (inbound ones attach to its group below)
+    cluster,  # issue 25: the node registry
 ):
     for command in module.commands:
         cli.add_command(command)

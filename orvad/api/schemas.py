@@ -2548,3 +2548,49 @@ OPS.update(
         ),
     }
 )
+
+
+# the node registry (issue 25; orvad/api/cluster.py, docs/CLUSTER.md "Nodes and heartbeats")
+_NODE_STATUSES = ["alive", "gone", "left"]
+RECORDS["ClusterNode"] = record(
+    {
+        "id": STR,
+        "run_id": {**STR, "description": "this process start's id: the owner its leases name"},
+        "address": {**STR, "description": "the URL other nodes reach it at (ORVA_NODE_ADDRESS)"},
+        "version": STR,
+        "status": {"type": "string", "enum": _NODE_STATUSES},
+        "started_at": TIME,
+        "last_seen_at": TIME,
+        "seen_s_ago": NUM,
+        "left_at": NTIME,
+        "pools": {
+            "type": "object",
+            "description": "per function id with live workers: name, workers, idle",
+            "additionalProperties": OBJ,
+        },
+        "load": {**OBJ, "description": "invocations, requests, workers, loadavg_1m, cpus"},
+        "this_node": BOOL,
+    }
+)
+OPS.update(
+    {
+        ("GET", "/api/v1/cluster/nodes"): Op(
+            query=(
+                Param("status", {"type": "string", "enum": _NODE_STATUSES}, "only nodes in this status"),
+                *PAGE,
+            ),
+            ok=json_ok(
+                record(
+                    {
+                        "nodes": {"type": "array", "items": ref("ClusterNode")},
+                        "next_cursor": NSTR,
+                        "counts": record({s: INT for s in _NODE_STATUSES}),
+                        "this_node": STR,
+                        "heartbeat_s": NUM,
+                        "gone_after_s": NUM,
+                    }
+                )
+            ),
+        ),
+    }
+)

@@ -20,6 +20,7 @@ from orvad.api import (
     auth,
     backup,
     channels,
+    cluster,
     cron,
     deployments,
     executions,
@@ -244,6 +245,7 @@ def create_app(daemon: Daemon) -> OrvaApp:
             *templates.routes,  # issue 24: /api/v1/templates, the starter functions
             *backup.routes,  # issue 24: /api/v1/backup, /api/v1/backup/status, /api/v1/restore
             *firewall_api.routes,  # issue 24: /api/v1/firewall (egress rules, docs/NETWORK.md)
+            *cluster.routes,  # issue 25: /api/v1/cluster/nodes (the node registry)
             *openapi.routes,
             *web.routes,
         ],
