@@ -629,6 +629,13 @@ FIELDS: tuple[Field, ...] = (
         _float_range(0.05, 60),
         "seconds between this node's heartbeats; a node silent for 3 of them (and a slack) is gone",
     ),
+    Field(
+        "forward_cold",
+        True,
+        "ORVA_FORWARD_COLD",
+        _bool,
+        "on PostgreSQL: send a call this node has no warm worker for to a node that has an idle one",
+    ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -700,6 +707,7 @@ class Settings:
     node_id: str
     node_address: str
     heartbeat_s: float
+    forward_cold: bool
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
@@ -51,6 +51,21 @@ def _asks_event(request: InvokeRequest) -> bool:
     )
 
 
+class Forward(Protocol):
+    """A cluster's warm-aware forwarding (orvad/cluster/forward.py): the request sent to a node with a warm
+    worker for the function (an awaitable to run), or None to serve it here. ``local`` serves it here
+    after all (the peer unreachable), with the body already read."""
+
+    def take(
+        self,
+        function_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        local: Callable[[Receive], Awaitable[None]],
+    ) -> Awaitable[None] | None: ...
+
+
 class Invoker:
     def __init__(self, deps: Collaborators) -> None:
         self._functions, self._routes, self._pools, self._drain = (
@@ -77,6 +92,8 @@ class Invoker:
         # X-Orva-Invocation-Type: Event -> a job; set by the daemon (orvad/jobs): the request, its gates and
         # credentials checked, in; the 202's JSON body (with "job_id") out
         self.enqueue_event: Callable[[InvokeRequest], Awaitable[dict[str, Any]]] | None = None
+        # a cluster's forwarding of a synchronous call this node has no warm worker for (set by the daemon)
+        self.forward: Forward | None = None
 
     def kill(self, function_id: str) -> int:
         """Cancel every in-flight execution of a function; they are recorded as ``killed``."""
@@ -96,6 +113,12 @@ class Invoker:
         request = InvokeRequest.from_scope(self._functions.resolve(ident), "/" + sub, "http", scope, 2)
         if self.enqueue_event is not None and _asks_event(request):
             return self.accept_event(request, send, receive)
+        if self.forward is not None:
+            taken = self.forward.take(
+                request.function.id, scope, receive, send, lambda rcv: self.serve(request, send, rcv)
+            )
+            if taken is not None:
+                return taken
         return self.serve(request, send, receive)
 
     async def route_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,6 +150,11 @@ class Invoker:
         if self.enqueue_event is not None and _asks_event(request):
             await self.accept_event(request, send, receive)
             return
+        if self.forward is not None:
+            taken = self.forward.take(fn.id, scope, receive, send, lambda rcv: self.serve(request, send, rcv))
+            if taken is not None:
+                await taken
+                return
         await self.serve(request, send, receive)
 
     async def accept_event(self, request: InvokeRequest, send: Send, receive: Receive) -> None:
