@@ -375,7 +375,7 @@ async def migrate_to_postgresql(source: str, target: str) -> int:
             flush=True,
         )
     try:
-        report = await copy(source, target)
+        report = await copy(source, target, say=lambda line: print(line, flush=True))
     except MigrateError as exc:
         if exc.report is not None:
             print("\n".join(exc.report.lines()), flush=True)

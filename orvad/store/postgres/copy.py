@@ -54,6 +54,7 @@ from orvad.store.sql import DatabaseUnusable
 CONNECT_TIMEOUT_S = 10.0
 LOCK_TIMEOUT = "10s"
 FETCH_ROWS = 2000
+PROGRESS_ROWS = 10_000  # a table this long gets a line of its own when it is copied
 # single-row tables the migrations seed (CHECK (id = 1)): present on an empty target, replaced by the source's
 SEEDED = frozenset({"ai_settings", "replay_state"})
 # recorded by each runner as it migrates; compared by version and name, not copied
@@ -735,9 +736,11 @@ async def _load(
     for name in triggered:  # the KV usage counters are copied, not counted again by kv's triggers
         await conn.execute(f"ALTER TABLE {_ident(name)} DISABLE TRIGGER USER")
     for name in order:
+        started = time.monotonic()
         result = await _copy_table(conn, source, tables[name])
         report.tables.append(result)
-        say(f"copied {name}: {result.source_rows} rows")
+        if result.source_rows >= PROGRESS_ROWS:  # the long ones, as they finish; the table says the rest
+            say(f"copied {name}: {result.source_rows} rows in {time.monotonic() - started:.1f} s")
         for column in tables[name].identity:
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence($1, $2), m) FROM"
