@@ -616,3 +616,14 @@ def test_the_redacted_url_keeps_everything_but_the_password() -> None:
         "postgresql://orva:***@db.local:5432/orva?sslmode=require&password=***"
     )
     assert pgcopy.redact("postgresql://orva@db/orva") == "postgresql://orva@db/orva"
+
+
+def test_the_source_url_forms() -> None:
+    assert pgcopy.source_path("sqlite:///var/lib/orva/data/orva.db") == Path("/var/lib/orva/data/orva.db")
+    assert pgcopy.source_path("sqlite:data/orva.db") == Path("data/orva.db")
+    assert pgcopy.source_path("SQLITE:///a%20b/orva.db?mode=rw") == Path(
+        "/a b/orva.db"
+    )  # our own mode=ro wins
+    for bad in ("/var/lib/orva/data/orva.db", "postgresql:///x", "sqlite://host/orva.db", "sqlite:"):
+        with pytest.raises(pgcopy.MigrateError):
+            pgcopy.source_path(bad)
