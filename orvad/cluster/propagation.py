@@ -62,7 +62,8 @@ EVENTS_CHANNEL = "orva_events"
 NOTIFY_MAX_BYTES = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
 FORWARDED_EVENTS = frozenset({"execution", "deployment", "activity"})
 FROM_NODE = "from_node"  # the key a forwarded event carries: the node it happened on
-KEEPALIVE_S = 5.0  # the listening connection is asked SELECT 1 this often when quiet
+LISTENER_NAME = "orva-listen"  # the listening connection in pg_stat_activity
+KEEPALIVE_S = 2.0  # the listening connection is asked SELECT 1 this often when quiet
 BACKOFF_S = (0.05, 5.0)  # reconnect back-off: first, largest
 DELAYS_KEPT = 10_000
 
@@ -268,7 +269,9 @@ class Propagation:
         backoff = BACKOFF_S[0]
         while True:
             try:
-                conn: asyncpg.Connection[Any] = await asyncpg.connect(self._db.dsn, timeout=10)
+                conn: asyncpg.Connection[Any] = await asyncpg.connect(
+                    self._db.dsn, timeout=10, server_settings={"application_name": LISTENER_NAME}
+                )
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 log.warning(
                     "cannot open the change listener's connection",
@@ -299,7 +302,12 @@ class Propagation:
             log.warning(
                 "change listener reconnected: every cache is reloaded", extra={"connects": self.connects}
             )
+        started = time.monotonic()
         await self.reload_all()
+        log.info(
+            "change listener listening, every cache reloaded",
+            extra={"connects": self.connects, "reload_ms": round((time.monotonic() - started) * 1000, 1)},
+        )
         while not lost.is_set():
             try:
                 await asyncio.wait_for(lost.wait(), KEEPALIVE_S)
