@@ -17,7 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from sse_starlette.sse import AppStatus
 
 from orvad import __version__, stackdump
-from orvad.config import FIELDS, ConfigError, Settings, load_settings, redact_url
+from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.host.hostcheck import DataDirUnreachable
 from orvad.http.app import OrvaApp, create_app
@@ -31,6 +31,7 @@ from orvad.http.serving import (
 )
 from orvad.logs import configure_logging
 from orvad.store.sql import DatabaseUnusable
+from orvad.urls import redact_url
 
 log = logging.getLogger("orvad")
 CUT_ANSWER_S = 0.3  # for requests cut at the end of the grace to send their 503

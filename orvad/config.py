@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from orvad.corsorigins import parse_setting as parse_cors_origins
+from orvad.urls import redact_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -153,15 +154,6 @@ def _database_url(value: Any) -> str:
             "must be empty (SQLite in the data dir) or postgresql://user:password@host:5432/database"
         )
     return text
-
-
-def redact_url(text: str) -> str:
-    """A URL with its password replaced by ***, for messages and logs."""
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -29,7 +29,7 @@ from orvad.builder.shared import SharedVersions
 from orvad.clock import FileClock, WallClock, parse_iso
 from orvad.cluster import NodeRegistry, default_address, default_node_id
 from orvad.cluster.forward import Forwarder
-from orvad.config import Settings, redact_url
+from orvad.config import Settings
 from orvad.cron import CronService
 from orvad.host.buildproxy import AllowList, BuildProxy, Upstream, discover_registries
 from orvad.host.egress import EgressNetwork
@@ -94,6 +94,7 @@ from orvad.store.version_blobs import VersionBlobStore
 from orvad.store.webhooks import WebhookStore
 from orvad.tasks import Tasks
 from orvad.traces.service import TraceService
+from orvad.urls import redact_url
 from orvad.webhooks.inbound import InboundWebhooks
 from orvad.webhooks.outbound import OutboundWebhooks
 

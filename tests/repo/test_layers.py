@@ -58,7 +58,14 @@ def _under(name: str, *prefixes: str) -> bool:
 # package -> (what it may import from orvad besides the leaves and itself, its job in one sentence)
 RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "orvad.host": ((), "what touches the host: nsjail argv, host checks, seccomp, egress, child processes"),
-    "orvad.store": ((), "SQLite: every SQL statement, the writers, the migrations"),
+    "orvad.store": (
+        (),
+        "every SQL statement, the two drivers (SQLite, PostgreSQL), the writers, the migrations",
+    ),
+    "orvad.cluster": (
+        ("orvad.store", "orvad.services", "orvad.pool", "orvad.auth", "orvad.cron", "orvad.webhooks"),
+        "N nodes on one PostgreSQL database: the node registry, change propagation, warm-aware forwarding",
+    ),
     "orvad.sdk": ((), "the in-sandbox SDK's calls on orvad's side: who is calling, which service answers"),
     "orvad.traces": (
         ("orvad.store", "orvad.sdk"),
@@ -175,6 +182,7 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
             "orvad.webhooks",
             "orvad.backup",
             "orvad.templates",
+            "orvad.cluster",
         ),
         "constructs, starts and stops the object graph",
     ),
@@ -216,7 +224,8 @@ def test_only_the_web_layer_imports_starlette() -> None:
     web = ("orvad.http", "orvad.api", "orvad.auth.guard", "orvad.cli")
     for module, imports in _modules().items():
         framework = {i for i in imports if _top(i) in ("starlette", "sse_starlette", "hypercorn", "uvicorn")}
-        if _under(module, "orvad.invoke", "orvad.mcp"):  # raw ASGI (mcp: the SDK is the framework there)
+        # raw ASGI (mcp: the SDK is the framework there; cluster: the forwarding proxy)
+        if _under(module, "orvad.invoke", "orvad.mcp", "orvad.cluster"):
             assert framework <= {"starlette.types"}, f"{module} imports {framework}"
         elif framework:
             assert _under(module, *web), f"{module} imports the web framework"
@@ -228,13 +237,18 @@ def test_only_the_store_touches_sqlite() -> None:
             assert module.startswith("orvad.store"), f"{module} imports SQLite outside the store layer"
 
 
+# who may name the PostgreSQL driver: the driver choice, the cluster's LISTEN connection, `orvad migrate`
+POSTGRES_USERS = ("orvad.store.drivers", "orvad.cluster", "orvad.cli")
+
+
 def test_only_the_postgresql_driver_touches_asyncpg() -> None:
-    """Issue 25, phase 1: orvad.store.postgres holds the PostgreSQL driver and schema; nothing else imports
-    asyncpg, and no other module imports orvad.store.postgres until phase 2 wires it (docs/CLUSTER.md)."""
+    """Issue 25: orvad.store.postgres holds the PostgreSQL driver and schema; nothing else imports asyncpg,
+    and only the driver choice, the cluster and the admin commands name orvad.store.postgres (the stores
+    speak orvad.store.sql's protocol)."""
     for module, imports in _modules().items():
         if any(_top(i) == "asyncpg" for i in imports):
             assert module.startswith("orvad.store.postgres"), f"{module} imports asyncpg outside the driver"
-        if not module.startswith("orvad.store.postgres"):
+        if not _under(module, "orvad.store.postgres", *POSTGRES_USERS):
             assert not any(i.startswith("orvad.store.postgres") for i in imports), (
                 f"{module} wires PostgreSQL"
             )
@@ -257,6 +271,8 @@ def test_the_store_knows_only_the_domain_records() -> None:
         if module.startswith("orvad.store"):
             inner = _inner(imports)
             assert all(
-                _under(i, "orvad.store", "orvad.models", "orvad.errors", "orvad.clock", "orvad.ids")
+                _under(
+                    i, "orvad.store", "orvad.models", "orvad.errors", "orvad.clock", "orvad.ids", "orvad.urls"
+                )
                 for i in inner
             ), f"{module} imports {inner}"

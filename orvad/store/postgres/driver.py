@@ -25,10 +25,10 @@ from typing import Any, NoReturn
 
 import asyncpg
 
-from orvad.config import redact_url
 from orvad.errors import InsufficientStorage
 from orvad.store.postgres.migrate import migrate
 from orvad.store.sql import DatabaseUnusable, Driver, IntegrityError, IntegrityKind, Row
+from orvad.urls import redact_url
 
 log = logging.getLogger(__name__)
 

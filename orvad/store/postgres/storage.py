@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from orvad.config import redact_url
 from orvad.errors import SqliteOnly
 from orvad.store.maintenance import Mode, VacuumRun
 from orvad.store.postgres.driver import PgDatabase
+from orvad.urls import redact_url
 
 _TABLES = (
     "SELECT relname AS name, pg_total_relation_size(relid) AS bytes FROM pg_stat_user_tables"
