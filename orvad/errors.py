@@ -448,6 +448,13 @@ class RuntimeUnavailable(Unavailable):
     code = "RUNTIME_UNAVAILABLE"
 
 
+class VersionUnavailable(Unavailable):
+    """A cluster node cannot get a version built on another node (no shared blob, or one refused)."""
+
+    code = "VERSION_UNAVAILABLE"
+    default_hint = "deploy the function again; docs/CLUSTER.md (Shared versions) says why a node lacks one"
+
+
 class DashboardNotBuilt(Unavailable):
     code = "DASHBOARD_NOT_BUILT"
 

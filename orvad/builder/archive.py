@@ -84,6 +84,16 @@ def _refuse_link(path: str, target: str) -> None:
     )
 
 
+def _inside_target(path: str, target: str) -> str:
+    """A link's target when it is relative and, read as written, stays inside the tree."""
+    if not target or "\x00" in target or target.startswith("/"):
+        raise ArchiveError(f"link {path!r} points to an absolute path {target!r}; only links inside are kept")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise ArchiveError(f"link {path!r} points outside the tree ({target!r})")
+    return target
+
+
 class _Capped(io.RawIOBase):
     """A read-only stream that fails once more than ``cap`` bytes came out of it."""
 
@@ -166,6 +176,17 @@ class _Writer:
                     )
                 out.write(chunk)
 
+    def link(self, name: str, target: str) -> None:
+        """A symbolic link ``name`` -> ``target``, made beneath real folders only (never through a link)."""
+        parts = name.split("/")
+        parent = self.folder(parts[:-1], name)
+        try:
+            os.symlink(target, parts[-1], dir_fd=parent)
+        except FileExistsError:
+            raise ArchiveError(f"archive lists {name!r} twice") from None
+        finally:
+            os.close(parent)
+
     def strip_single_root(self) -> None:
         """If the tree is one folder, move its contents up (tar czf x.tgz myfn/)."""
         names = os.listdir(self.root_fd)
@@ -184,18 +205,32 @@ class _Writer:
         os.rmdir(hidden, dir_fd=self.root_fd)
 
 
-def extract_into(data: bytes, root_fd: int, *, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> int:
+def extract_into(
+    data: bytes,
+    root_fd: int,
+    *,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+    version_blob: bool = False,
+) -> int:
     """Unpack a tar (any compression) or zip held in ``data`` beneath the empty folder ``root_fd``.
 
+    ``version_blob``: a packed version tree (orvad/builder/shared.py): a tar only, never stripped, and
+    symbolic links are kept when their target is relative and stays inside the tree as written (npm's
+    ``node_modules/.bin``); a link is created, never followed: a later entry beneath it or of its name is
+    refused (the caller also resolves every link once unpacked and refuses one that escapes).
     Returns the number of entries.
     """
     writer = _Writer(root_fd, max_bytes)
     try:
-        if zipfile.is_zipfile(io.BytesIO(data)):
+        if version_blob:
+            count = _tar(data, writer, max_files, links=True)
+        elif zipfile.is_zipfile(io.BytesIO(data)):
             count = _zip(data, writer, max_files)
         else:
             count = _tar(data, writer, max_files)
-        writer.strip_single_root()
+        if not version_blob:
+            writer.strip_single_root()
     except ArchiveError:
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
@@ -209,7 +244,7 @@ def extract_into(data: bytes, root_fd: int, *, max_files: int = MAX_FILES, max_b
     return count
 
 
-def _tar(data: bytes, writer: _Writer, max_files: int) -> int:
+def _tar(data: bytes, writer: _Writer, max_files: int, *, links: bool = False) -> int:
     # headers, padding and pax records on top of the files' own bytes, bounded per entry
     capped = _Capped(
         _decompressed(data), writer.max_bytes + 4096 * (max_files + 2), writer.max_bytes, len(data)
@@ -221,6 +256,9 @@ def _tar(data: bytes, writer: _Writer, max_files: int) -> int:
             if count > max_files:
                 raise ArchiveError(f"archive has more than {max_files} entries; the limit is {max_files}")
             path = _clean(info.name)
+            if info.issym() and links and path:
+                writer.link(path, _inside_target(path, info.linkname))
+                continue
             if info.issym():
                 _refuse_link(path, info.linkname)
             if info.islnk():

@@ -39,6 +39,7 @@ from orvad.builder.safetree import (
     seal,
     tree_hash,
 )
+from orvad.builder.shared import SharedVersions, TooLarge
 from orvad.builder.unpack import unpack
 from orvad.clock import now_iso
 from orvad.errors import InsufficientStorage, ValidationError, VersionGCd, VersionNotFound, is_disk_full
@@ -184,6 +185,7 @@ class Builder:
         versions: VersionHost | None = None,
         observe_build: Callable[[str, float | None], None] | None = None,
         ensure_runtime: Callable[[str, Callable[[str], Awaitable[None]]], Awaitable[None]] | None = None,
+        shared: SharedVersions | None = None,
     ) -> None:
         self.root = root
         self._store = store
@@ -209,6 +211,9 @@ class Builder:
         self._held: dict[str, Counter[str]] = {}
         # installs a pinned runtime (node22, node24) the function needs and this host lacks; lines go to the log
         self.ensure_runtime = ensure_runtime
+        # issue 25: build claims and the packed copies other nodes fetch (orvad/builder/shared.py)
+        self.shared = shared
+        self.builds_run = 0  # builds this node ran past its claim (tests and logs)
 
     # paths
     def function_dir(self, function_id: str) -> Path:
@@ -233,6 +238,11 @@ class Builder:
         await asyncio.to_thread(self._drop_shared_cache)
         self.queue.start()
         for dep in await self._store.unfinished_deployments():
+            holder = await self.shared.holder(dep.id) if self.shared is not None else None
+            if holder and self.shared is not None and holder != self.shared.node_id:
+                # another node claimed it (it holds the upload): that node builds or resumes it
+                log.info("unfinished build left to its node", extra={"deployment_id": dep.id, "node": holder})
+                continue
             if (self._staging(dep.id, dep.function_id) / "source").exists():
                 log.info("resuming build interrupted by a restart", extra={"deployment_id": dep.id})
                 self._seq[dep.id] = await self._store.last_log_seq(
@@ -341,6 +351,8 @@ class Builder:
         try:
             await asyncio.to_thread(prepare)
             dep = await self._store.insert_deployment(dep)
+            if self.shared is not None:  # this node holds the upload: no other node builds or fails it
+                await self.shared.claim(dep.id)
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -367,9 +379,20 @@ class Builder:
         if dep is None or fn is None:  # the function (and with it its deployments) was deleted meanwhile
             log.info("build skipped: its function is gone", extra={"deployment_id": deployment_id})
             return
+        staging = self._staging(dep.id, fn.id)
+        holder = await self.shared.claim(dep.id) if self.shared is not None else None
+        if holder is not None:  # another node builds it (or it was built meanwhile): exactly one node does
+            log.info(
+                "build skipped: another node claimed it",
+                extra={"deployment_id": dep.id, "node": holder or "(no longer waiting)"},
+            )
+            self._logs.pop(dep.id, None)
+            await asyncio.to_thread(_discard, staging)
+            return
+        self.builds_run += 1
+        log.info("build claimed", extra={"deployment_id": dep.id})
         self._logs.setdefault(dep.id, BuildLog(dep.id))
         started = time.monotonic()
-        staging = self._staging(dep.id, fn.id)
         tree = staging / "tree"
         dep = replace(dep, status=DeploymentStatus.BUILDING, started_at=now_iso())
         interrupted = False
@@ -396,6 +419,7 @@ class Builder:
                 dep = await self._phase(dep, Phase.INSTALLING)
                 await self._install_deps(fn, dep, tree)
                 await asyncio.to_thread(self._promote, tree, target)
+            await self._share(dep, target)
             dep = await self._phase(dep, Phase.ACTIVATING)
             async with self._lock(fn.id):
                 if not self._newer_active(fn.id, dep.id):  # else it ends superseded, never activated
@@ -573,6 +597,25 @@ class Builder:
         else:
             tree.rename(target)
         mark_built(target)
+
+    async def _share(self, dep: Deployment, target: Path) -> None:
+        """Store the version packed, for the other nodes (before it is activated, so a node that learns of
+        the activation finds it); a version too large to share still serves here, with a line saying so."""
+        if self.shared is None or not self.shared.enabled:
+            return
+        try:
+            shared = await self.shared.publish(dep.id, target)
+        except (TooLarge, UnsafeTree) as exc:
+            await self._line(dep, "system", f"this version is not shared with the other nodes: {exc}")
+            return
+        if shared is not None:
+            reused = "stored" if shared.added else "the same packed tree is stored already"
+            await self._line(
+                dep,
+                "system",
+                f"shared with the other nodes: {shared.size} bytes packed ({shared.entries} entries) in "
+                f"{shared.pack_ms:.0f} ms, sha256 {shared.blob_hash} ({reused})",
+            )
 
     async def _check_import(self, fn: Function, dep: Deployment) -> CheckedWorker | None:
         """A fresh worker of the new version imports its entry module (importcheck.py); a failure fails
@@ -818,6 +861,11 @@ class Builder:
     async def remove_function(self, function_id: str) -> None:
         await asyncio.to_thread(_discard, self.function_dir(function_id))
         await asyncio.to_thread(_discard, self.cache_dir(function_id))
+        if self.shared is not None:  # blobs only the deleted function's deployments named
+            try:
+                await self.shared.sweep()
+            except Exception:
+                log.warning("unnamed version blobs could not be swept", exc_info=True)
         self._locks.pop(function_id, None)
         self._held.pop(function_id, None)
 

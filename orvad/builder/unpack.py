@@ -31,12 +31,18 @@ JAIL_UID = 65534  # as orvad.host.sandbox.JAIL_UID; not imported so the child lo
 _ARCHIVE_EXIT = 3
 
 
-async def unpack(data: bytes, dest: Path, *, max_files: int, max_bytes: int, timeout_s: float) -> None:
-    """Unpack ``data`` into the empty folder ``dest``; raises ArchiveError with a user-facing message."""
+async def unpack(
+    data: bytes, dest: Path, *, max_files: int, max_bytes: int, timeout_s: float, version_blob: bool = False
+) -> None:
+    """Unpack ``data`` into the empty folder ``dest``; raises ArchiveError with a user-facing message.
+
+    ``version_blob``: a packed version tree (archive.extract_into's mode for it)."""
     if os.geteuid() == 0:
         os.chown(dest, JAIL_UID, JAIL_UID, follow_symlinks=False)
     package_root = Path(__file__).resolve().parent.parent.parent
     argv = [sys.executable, "-P", "-m", "orvad.builder.unpack", str(dest), str(max_files), str(max_bytes)]
+    if version_blob:
+        argv.append("version")
     child = await spawn(
         argv,
         env={"PYTHONPATH": str(package_root), "PATH": os.defpath, "LANG": "C.UTF-8"},
@@ -83,11 +89,14 @@ def _drop_privileges(max_bytes: int, archive_bytes: int) -> None:
 
 def main(argv: list[str]) -> int:
     dest, max_files, max_bytes = argv[0], int(argv[1]), int(argv[2])
+    version_blob = argv[3:] == ["version"]
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     data = sys.stdin.buffer.read()
     _drop_privileges(max_bytes, len(data))
     try:
-        count = extract_into(data, root_fd, max_files=max_files, max_bytes=max_bytes)
+        count = extract_into(
+            data, root_fd, max_files=max_files, max_bytes=max_bytes, version_blob=version_blob
+        )
     except ArchiveError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         return _ARCHIVE_EXIT

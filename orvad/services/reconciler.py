@@ -23,8 +23,10 @@ deploy or secret written meanwhile is waited for too (orvad/pool/manager.py).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from orvad.builder.importcheck import CheckedWorker, check_import
-from orvad.errors import NotFound, OrvaError
+from orvad.errors import NotFound, OrvaError, VersionUnavailable
 from orvad.models import Deployment, Function
 from orvad.pool.manager import PoolManager
 from orvad.pool.pool import Pool
@@ -32,6 +34,7 @@ from orvad.services.bus import Bus
 from orvad.services.changes import (
     Change,
     FunctionChanged,
+    FunctionCreated,
     FunctionDeleted,
     PoolConfigChanged,
     SecretsChanged,
@@ -52,8 +55,12 @@ class Reconciler:
         pool_configs: PoolConfigService,
         routes: RouteService,
         bus: Bus,
+        code_hash_of: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._pools = pools
+        # issue 25: the code hash of a deployment another node built and activated (a change event names
+        # only the function's new active deployment; its version is fetched at the first worker's start)
+        self._code_hash_of = code_hash_of
         self._functions = functions
         self._pool_configs = pool_configs
         self._routes = routes
@@ -83,7 +90,15 @@ class Reconciler:
 
     def pool_for(self, fn: Function) -> Pool:
         """The pool that serves ``fn`` now (the invoke path's PoolSource); a missing one is created."""
-        recipe = self._spawner.recipe(fn, self._hashes[fn.active_deployment_id or ""])
+        code_hash = self._hashes.get(fn.active_deployment_id or "")
+        if code_hash is None:  # activated on another node a moment ago: its change event is being applied
+            raise VersionUnavailable(
+                f"this node is still learning of the active version of {fn.name}",
+                retry_after_s=1,
+                details={"function": fn.id, "deployment_id": fn.active_deployment_id},
+                hint="retry in a second",
+            )
+        recipe = self._spawner.recipe(fn, code_hash)
         current = self._pools.current(fn.id, recipe.key)
         if current is not None:  # the usual case: the recipe is memoised, nothing is built
             return current
@@ -130,7 +145,11 @@ class Reconciler:
             case VersionBuilt(fn, deployment, _, checked):
                 await self._version_built(fn, deployment, checked)
             case FunctionChanged(old, new):
+                await self._learn(new)
                 self._function_changed(old, new)
+            case FunctionCreated(fn):  # another node's, already deployed when this node heard of it
+                await self._learn(fn)
+                self._replace(fn)
             case SecretsChanged(function_id):
                 self._spawner.secrets_changed(function_id)
                 served = self._functions.get(function_id)
@@ -143,6 +162,14 @@ class Reconciler:
                 self._routes.forget_function(fn.id)
                 self._pool_configs.forget(fn.id)
                 self._spawner.forget(fn.id)
+
+    async def _learn(self, fn: Function) -> None:
+        """Know the code hash of ``fn``'s active deployment when another node built it."""
+        dep_id = fn.active_deployment_id
+        if dep_id and dep_id not in self._hashes and self._code_hash_of is not None:
+            code_hash = await self._code_hash_of(dep_id)
+            if code_hash is not None:
+                self._hashes[dep_id] = code_hash
 
     async def _version_built(self, fn: Function, dep: Deployment, checked: CheckedWorker | None) -> None:
         """A new version gets warm workers before it takes traffic (the import check's worker first)."""

@@ -90,8 +90,12 @@ class Spawner:
         tasks: Tasks | None = None,
         sdk: SdkCalls | None = None,
         firewall: FirewallService | None = None,
+        ensure_version: Callable[[str, str, str | None], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
+        # issue 25: a version built on another node is fetched before its first worker starts here
+        # (orvad/builder/shared.py SharedVersions.ensure: a no-op once the version is on disk)
+        self._ensure_version = ensure_version
         self._sdk = sdk  # answers the handlers' SDK calls (orvad/sdk/calls.py SdkRouter)
         self._tasks = (
             tasks if tasks is not None else Tasks()
@@ -151,6 +155,8 @@ class Spawner:
         """One worker: secrets decrypted, a network namespace leased (egress), the jail started."""
         if self.host is None:
             raise SandboxUnavailable("the sandbox is unavailable on this host", retry_after_s=30)
+        if self._ensure_version is not None:
+            await self._ensure_version(fn.id, code_hash, fn.active_deployment_id)
         netns = None
         if fn.network_mode == "egress":
             if self._egress is None or not self._egress.ready:

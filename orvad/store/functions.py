@@ -23,6 +23,7 @@ from orvad.store.sql import Database
 
 _FUNCTION_COLUMNS = [f.name for f in fields(Function)]
 _DEPLOYMENT_COLUMNS = [f.name for f in fields(Deployment)]
+_DEPLOYMENT_CLUSTER_COLUMNS = ("blob_hash", "build_node")  # migration 0026: not fields of Deployment
 
 
 def _function(row: Any) -> Function:
@@ -45,6 +46,8 @@ def _function(row: Any) -> Function:
 
 def _deployment(row: Any) -> Deployment:
     values = dict(row)
+    for cluster_column in _DEPLOYMENT_CLUSTER_COLUMNS:  # orvad/store/version_blobs.py reads and writes them
+        values.pop(cluster_column, None)
     values["phases"] = [PhaseMark(phase=Phase(p["phase"]), ts=p["ts"]) for p in json.loads(values["phases"])]
     values["status"] = DeploymentStatus(values["status"])
     values["phase"] = Phase(values["phase"])

@@ -1,0 +1,94 @@
+"""SQL for shared versions (issue 25; orvad/builder/shared.py, docs/CLUSTER.md "Shared versions").
+
+``version_blobs`` holds packed version trees under the SHA-256 of their bytes (one row per content, however
+many deployments name it); ``deployments.blob_hash`` says which blob a build stored, ``deployments.build_node``
+which node claimed the build. The claim is one conditional UPDATE: on PostgreSQL every orvad write transaction
+holds the cluster-wide write lock (orvad/store/postgres/driver.py), and a single conditional UPDATE is atomic
+on its own anyway (a second node's UPDATE waits for the row, re-reads it and matches nothing), so exactly one
+node's claim changes the row. The statements are in the dialect SQLite and PostgreSQL both accept
+(tests/cluster/test_pg_statements.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the protocol only types the collaborator: either driver's database
+    from orvad.store.sql import Database
+
+# a deployment still to build, unclaimed or claimed by this node (a restarted node resumes its own builds)
+_CLAIM = (
+    "UPDATE deployments SET build_node = ? WHERE id = ? AND status IN ('queued', 'building')"
+    " AND (build_node IS NULL OR build_node = ?)"
+)
+_HOLDER = "SELECT build_node FROM deployments WHERE id = ?"
+_PUT_BLOB = (
+    "INSERT INTO version_blobs (hash, size, bytes, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (hash) DO NOTHING"
+)
+_NAME_BLOB = "UPDATE deployments SET blob_hash = ? WHERE id = ?"
+# the blob of a function's version: the newest deployment of that code hash that stored one
+_BLOB_OF = (
+    "SELECT blob_hash FROM deployments WHERE function_id = ? AND code_hash = ? AND blob_hash IS NOT NULL"
+    " ORDER BY id DESC LIMIT 1"
+)
+_BLOB_OF_DEPLOYMENT = "SELECT blob_hash FROM deployments WHERE id = ?"
+_HAS_BLOB = "SELECT size FROM version_blobs WHERE hash = ?"
+_GET_BLOB = "SELECT size, bytes FROM version_blobs WHERE hash = ?"
+_SWEEP = (
+    "DELETE FROM version_blobs WHERE NOT EXISTS"
+    " (SELECT 1 FROM deployments WHERE deployments.blob_hash = version_blobs.hash)"
+)
+
+
+class VersionBlobStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim_build(self, deployment_id: str, node_id: str) -> str | None:
+        """Claim the build of a deployment for ``node_id``; None when claimed (or already this node's), else
+        the node that holds it ('' when it is no longer waiting to be built)."""
+        async with self._db.transaction() as tx:
+            if await tx.execute(_CLAIM, (node_id, deployment_id, node_id)) == 1:
+                return None
+            row = await tx.fetchone(_HOLDER, (deployment_id,))
+        return "" if row is None or row[0] is None else str(row[0])
+
+    async def holder(self, deployment_id: str) -> str | None:
+        row = await self._db.fetchone(_HOLDER, (deployment_id,))
+        return None if row is None or row[0] is None else str(row[0])
+
+    async def store(self, deployment_id: str, blob_hash: str, data: bytes, created_at: str) -> bool:
+        """Store a packed version (once per hash) and name it from the deployment, in one transaction (so a
+        sweep never sees the blob unnamed); True when this call inserted the bytes."""
+        async with self._db.transaction() as tx:
+            added = await tx.execute(_PUT_BLOB, (blob_hash, len(data), data, created_at))
+            await tx.execute(_NAME_BLOB, (blob_hash, deployment_id))
+        return added == 1
+
+    async def has(self, blob_hash: str) -> bool:
+        return await self._db.fetchone(_HAS_BLOB, (blob_hash,)) is not None
+
+    async def name(self, deployment_id: str, blob_hash: str) -> None:
+        """Name an existing blob from another deployment (the same tree built again)."""
+        async with self._db.transaction() as tx:
+            await tx.execute(_NAME_BLOB, (blob_hash, deployment_id))
+
+    async def blob_of(self, function_id: str, code_hash: str, deployment_id: str | None = None) -> str | None:
+        """The blob hash of a function's version: the deployment's own when it stored one, else the newest
+        deployment's of that code hash."""
+        if deployment_id:
+            row = await self._db.fetchone(_BLOB_OF_DEPLOYMENT, (deployment_id,))
+            if row is not None and row[0] is not None:
+                return str(row[0])
+        row = await self._db.fetchone(_BLOB_OF, (function_id, code_hash))
+        return None if row is None else str(row[0])
+
+    async def get(self, blob_hash: str) -> bytes | None:
+        row = await self._db.fetchone(_GET_BLOB, (blob_hash,))
+        return None if row is None else bytes(row[1])
+
+    async def sweep(self) -> int:
+        """Remove blobs no deployment names any more (their functions were deleted); returns how many."""
+        async with self._db.transaction() as tx:
+            return await tx.execute(_SWEEP)
