@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orvad.auth.keys import KeyService
-from orvad.cluster.propagation import Kind, Reload
+from orvad.cluster.propagation import Reload
 from orvad.cron.service import CronService
 from orvad.pool.tunables import PoolConfig
 from orvad.services.changes import (
@@ -32,6 +32,7 @@ from orvad.services.poolconfigs import FIELDS, PoolConfigService
 from orvad.services.routing import RouteService
 from orvad.services.secrets import SecretService
 from orvad.store.functions import FunctionStore
+from orvad.store.postgres.notify import Kind
 from orvad.store.secrets import SecretStore
 from orvad.webhooks.inbound import InboundWebhooks
 from orvad.webhooks.outbound import OutboundWebhooks

@@ -26,14 +26,10 @@ import asyncpg
 import httpx
 import pytest
 
-from orvad.cluster.propagation import (
-    CHANGES_CHANNEL,
-    NotifyingPgDatabase,
-    Propagation,
-    kind_of,
-)
+from orvad.cluster.propagation import Propagation
 from orvad.services.bus import Bus
 from orvad.store.postgres.driver import PgDatabase
+from orvad.store.postgres.notify import CHANGES_CHANNEL, NotifyingPgDatabase, kind_of
 from tests.helpers import Orvad, wait_for
 from tests.pg import ThrowawayPostgres
 
@@ -398,7 +394,7 @@ async def test_a_notification_lost_while_the_listener_was_down_is_made_good_by_t
 ) -> None:
     """The listener's backend is terminated and its reconnect held back while a key is written: that NOTIFY
     reaches nobody; once the listener is back, every cache is reloaded (so the key is read)."""
-    import orvad.cluster.propagation as propagation
+    import orvad.store.postgres.notify as notify
 
     writer = NotifyingPgDatabase.wrapping(PgDatabase(pg_dsn, min_size=1, max_size=2))
     reader = NotifyingPgDatabase.wrapping(PgDatabase(pg_dsn, min_size=1, max_size=2))
@@ -416,7 +412,7 @@ async def test_a_notification_lost_while_the_listener_was_down_is_made_good_by_t
             await gate.wait()
         return await real_connect(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(propagation.asyncpg, "connect", held_connect)
+    monkeypatch.setattr(notify.asyncpg, "connect", held_connect)
     keys_seen: list[int] = []
 
     async def reload_keys() -> None:
