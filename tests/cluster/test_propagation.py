@@ -451,3 +451,103 @@ async def test_a_notification_lost_while_the_listener_was_down_is_made_good_by_t
         await asyncio.gather(task, return_exceptions=True)
         await writer.close()
         await reader.close()
+
+
+# in process: what a reload publishes (orvad/cluster/reloads.py), two nodes' services on one database
+
+
+class _Runtimes:
+    def language_of(self, runtime_id: str) -> str | None:
+        return "python" if runtime_id == "python" else None
+
+    def interpreter_of(self, runtime_id: str) -> str:
+        return "python3"
+
+    def ids(self) -> list[str]:
+        return ["python"]
+
+    def list(self) -> list[dict[str, object]]:
+        return []
+
+
+async def test_reloads_publish_each_difference_as_the_local_typed_change(tmp_path: Path) -> None:
+    """Node A's services write; node B's caches reload from the same database and publish, on B's remote
+    channel, exactly the changes A made: a function created, changed and deleted, a pool config, a secret
+    (B's cached signing secret forgotten); a reload that finds nothing new publishes nothing."""
+    from orvad.cluster.reloads import Caches
+    from orvad.services.changes import (
+        Change,
+        Changes,
+        FunctionChanged,
+        FunctionCreated,
+        FunctionDeleted,
+        PoolConfigChanged,
+        SecretsChanged,
+    )
+    from orvad.services.functions import FunctionService
+    from orvad.services.poolconfigs import PoolConfigService
+    from orvad.services.secrets import SecretService
+    from orvad.store.batch import BatchWriter
+    from orvad.store.db import SqliteDatabase
+    from orvad.store.functions import FunctionStore
+    from orvad.store.pools import PoolConfigStore
+    from orvad.store.secrets import SecretStore
+
+    db = SqliteDatabase(tmp_path / "orva.db")
+    await db.open()
+    try:
+        master = secrets.token_bytes(32)
+        a_fns = FunctionService(FunctionStore(db, BatchWriter(db)), _Runtimes())
+        a_pools, a_secrets = PoolConfigService(PoolConfigStore(db)), SecretService(SecretStore(db), master)
+        b_store = FunctionStore(db, BatchWriter(db))
+        b_fns, b_pools = FunctionService(b_store, _Runtimes()), PoolConfigService(PoolConfigStore(db))
+        b_secrets = SecretService(SecretStore(db), master)
+        published: list[Change] = []
+        remote = Changes()
+
+        async def record(change: Change) -> None:
+            published.append(change)
+
+        remote.subscribe(record)
+        caches = object.__new__(Caches)  # only the parts these reloads use
+        caches.remote, caches.functions, caches.function_store = remote, b_fns, b_store
+        caches.pool_configs, caches.secret_store, caches.secrets = b_pools, SecretStore(db), lambda: b_secrets
+        caches.__post_init__()
+        await caches.reload_secrets()  # the first read: what B holds is current
+        assert published == []
+
+        fn = await a_fns.create({"name": "shared", "runtime": "python"})
+        await caches.reload_functions()
+        assert published == [FunctionCreated(fn)] and b_fns.resolve("shared") == fn
+        renamed = await a_fns.update(fn.id, {"name": "renamed", "memory_mb": 512})
+        await caches.reload_functions()
+        assert published[1:] == [FunctionChanged(fn, renamed)]
+        assert b_fns.resolve("renamed") == renamed and b_fns.get(fn.id) == renamed
+        await caches.reload_functions()  # nothing new: nothing published
+        assert len(published) == 2
+
+        config = await a_pools.update(fn.id, {"max_warm": 5})
+        await caches.reload_pool_configs()
+        assert published[2:] == [PoolConfigChanged(fn.id, config)] and b_pools.get(fn.id) == config
+        await caches.reload_pool_configs()
+        assert len(published) == 3
+
+        assert await b_secrets.signing_secret(fn.id) is None  # cached on B
+        await a_secrets.upsert(fn.id, "ORVA_SIGNING_SECRET", "s3cret-value-1")
+        await caches.reload_secrets()
+        assert published[3:] == [SecretsChanged(fn.id)]
+        assert await b_secrets.signing_secret(fn.id) == "s3cret-value-1"  # read again, not the cached None
+        await a_secrets.upsert(fn.id, "ORVA_SIGNING_SECRET", "s3cret-value-2")  # same name, new value
+        await caches.reload_secrets()
+        assert published[4:] == [SecretsChanged(fn.id)]
+        await caches.reload_secrets()
+        assert len(published) == 5
+
+        await a_fns.delete(fn.id)
+        await caches.reload_functions()
+        await caches.reload_pool_configs()
+        await caches.reload_secrets()
+        assert published[5:] == [FunctionDeleted(renamed), SecretsChanged(fn.id)]  # its rows went with it
+        assert b_fns.get(fn.id) is None and b_pools.get(fn.id) != config
+    finally:
+        await db.close()
