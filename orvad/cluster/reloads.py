@@ -10,7 +10,7 @@ as if the write had been made here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orvad.auth.keys import KeyService
 from orvad.cluster.propagation import Reload
@@ -132,8 +132,14 @@ class Caches:
 
     async def reload_oauth(self) -> None:
         store = self.oauth._store
-        clients = {c.client_id: c for c in await store.clients()}
-        tokens = {t.token_hash: t for t in await store.tokens()}
+        rows, tokens = await store.clients(), {t.token_hash: t for t in await store.tokens()}
+        held = self.oauth._clients  # no await from here to the assignment
+        clients = {}
+        for row in rows:  # last_used_at is set in memory first and written by the batched writer later
+            mine = held.get(row.client_id)
+            if mine is not None and (mine.last_used_at or "") > (row.last_used_at or ""):
+                row = replace(row, last_used_at=mine.last_used_at)
+            clients[row.client_id] = row
         self.oauth._clients, self.oauth._tokens = clients, tokens
 
     async def reload_webhooks(self) -> None:
