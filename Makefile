@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-sqlite test-postgresql test-fast lint bench clean system-deps test-system-deps pg-deps web
+.PHONY: run test test-sqlite test-postgresql test-fast lint bench clean system-deps test-system-deps pg-deps haproxy-deps cluster-demo web
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -49,7 +49,7 @@ system-deps:
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	why="network_mode egress will be unavailable"; $(APT_INSTALL)
 
-test-system-deps: system-deps pg-deps
+test-system-deps: system-deps pg-deps haproxy-deps
 	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	why="the dashboard's browser tests need /usr/bin/chromium"; $(APT_INSTALL)
 
@@ -58,6 +58,17 @@ test-system-deps: system-deps pg-deps
 pg-deps:
 	@missing=""; ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	why="the PostgreSQL tests (tests/cluster) need initdb and postgres"; $(APT_INSTALL)
+
+# Debian's HAProxy, the balancer in front of the 3-node test (tests/cluster/test_three_nodes.py) and
+# `make cluster-demo` (run by tests/cluster3.py in the foreground; no system service used)
+haproxy-deps:
+	@missing=""; command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	why="the 3-node cluster test and make cluster-demo need haproxy"; $(APT_INSTALL)
+
+# 3 orvad nodes in 3 network namespaces, a throwaway PostgreSQL and HAProxy in front, until Ctrl-C (as root:
+# namespaces, nsjail); prints the balancer's URL and the admin key (docs/CLUSTER.md, Trying it)
+cluster-demo: $(STAMP) system-deps pg-deps haproxy-deps
+	$(BIN)/python -m tests.cluster3 demo
 
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve

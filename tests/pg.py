@@ -75,8 +75,14 @@ def _free_port() -> int:
 class ThrowawayPostgres:
     """One temporary cluster. ``start()`` returns the DSN; ``stop()`` (idempotent) ends it and removes its folder."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(
+        self, bindir: Path | None = None, listen: tuple[str, ...] = (), clients: tuple[str, ...] = ()
+    ) -> None:
+        """``listen``: addresses to listen on besides 127.0.0.1; ``clients``: networks (CIDR) allowed to
+        log in over them (scram-sha-256, the same password), e.g. network namespaces a test made."""
         self.bindir = bindir or find_bindir()
+        self.listen = ("127.0.0.1", *listen)
+        self.clients = clients
         self.folder: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -188,6 +194,10 @@ class ThrowawayPostgres:
             raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
+        if self.clients:
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                for network in self.clients:
+                    hba.write(f"host all all {network} scram-sha-256\n")
 
     def _launch(self) -> None:
         """Start the postmaster on a free port; a port taken between choosing it and binding it: try another."""
@@ -201,7 +211,7 @@ class ThrowawayPostgres:
                         "-D",
                         str(self.data_dir),
                         "-h",
-                        "127.0.0.1",
+                        ",".join(self.listen),
                         "-p",
                         str(self.port),
                         "-k",
