@@ -4,22 +4,19 @@ heartbeat stopped is `gone` within three heartbeats and the slack, a restarted n
 with a new run id, and the permission rules. On PostgreSQL (the pg_dsn fixture): two registries of two node
 ids see each other alive, one stops heartbeating and is seen gone in time, and two runs of one node id.
 
-The rows a test writes itself go to the orvad's own database: its SQLite file, or its PostgreSQL database
-on the suite's PostgreSQL pass (tests/databases.py).
+The rows a test writes itself go to the orvad's own database (Orvad.sql): its SQLite file, or its PostgreSQL
+database on the suite's PostgreSQL pass (tests/databases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -28,7 +25,7 @@ from orvad.clock import epoch_iso, parse_iso
 from orvad.cluster.nodes import NodeRegistry, default_address, default_node_id, gone_after
 from orvad.config import ConfigError, load_settings
 from orvad.store.cluster_nodes import NodeStore
-from orvad.store.postgres.driver import PgDatabase, translate
+from orvad.store.postgres.driver import PgDatabase
 from tests.helpers import Orvad, until, wait_for
 
 BEAT_S = 0.2  # the tests' heartbeat: gone after 3 x 0.2 s + 1 s of slack
@@ -36,43 +33,9 @@ FAST = {"ORVA_HEARTBEAT_S": str(BEAT_S)}
 NODES = "/api/v1/cluster/nodes"
 
 
-def _write(server: Orvad, sql: str, params: Sequence[Any] = ()) -> None:
-    """One statement on the stopped (or running) orvad's own database, whichever driver it uses."""
-    if server.database_url:
-
-        async def run() -> None:
-            conn = await asyncpg.connect(server.database_url)
-            try:
-                await conn.execute(translate(sql), *params)
-            finally:
-                await conn.close()
-
-        asyncio.run(run())
-        return
-    with sqlite3.connect(server.data_dir / "orva.db") as conn:
-        conn.execute(sql, params)
-
-
-def _read(server: Orvad, sql: str, params: Sequence[Any] = ()) -> Any:
-    """The first row of a query on the orvad's own database, whichever driver it uses."""
-    if server.database_url:
-
-        async def run() -> Any:
-            conn = await asyncpg.connect(server.database_url)
-            try:
-                return await conn.fetchrow(translate(sql), *params)
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
-    with sqlite3.connect(server.data_dir / "orva.db") as conn:
-        return conn.execute(sql, params).fetchone()
-
-
 def _fake_node(server: Orvad, node_id: str, last_seen: float, *, left: bool = False) -> None:
     seen = epoch_iso(last_seen)
-    _write(
-        server,
+    server.sql(
         "INSERT INTO cluster_nodes (id, run_id, address, version, started_at, last_seen_at, left_at, pools, load)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -166,10 +129,10 @@ def test_a_clean_stop_leaves_the_row_left_and_a_restart_rejoins_under_its_id(mak
     assert server.stop() == 0
     # the row as the other nodes read it while this one is down: left, at the time of the stop
     stopped = time.time()
-    row = _read(
-        server, "SELECT left_at, last_seen_at, run_id FROM cluster_nodes WHERE id = ?", (before["id"],)
+    [row] = server.sql(
+        "SELECT left_at, last_seen_at, run_id FROM cluster_nodes WHERE id = ?", (before["id"],)
     )
-    assert row is not None and row[0] is not None and row[0] == row[1] and row[2] == before["run_id"]
+    assert isinstance(row[0], str) and row[0] == row[1] and row[2] == before["run_id"]
     assert abs(parse_iso(row[0]).timestamp() - stopped) < 30
     server.start()
     with server.admin() as c:

@@ -33,6 +33,8 @@ const ActivityView = lazy(() => import("./views/activity.jsx"), "ActivityView", 
 const FirewallView = lazy(() => import("./views/firewall.jsx"), "FirewallView", "firewall page");
 // ... and the outbound webhooks (issue 24)
 const WebhooksView = lazy(() => import("./views/webhooks.jsx"), "WebhooksView", "webhooks page");
+// ... and the cluster's nodes (issue 25)
+const ClusterView = lazy(() => import("./views/cluster.jsx"), "ClusterView", "cluster page");
 
 const NAV = [
   ["/", "Overview"],
@@ -47,6 +49,7 @@ const NAV = [
   ["/activity", "Activity"],
   ["/firewall", "Firewall"],
   ["/webhooks", "Webhooks"],
+  ["/cluster", "Cluster"],
   ["/keys", "API keys"],
   ["/settings", "Settings"],
 ];
@@ -70,6 +73,7 @@ const VIEWS = [
   ["/activity", ActivityView],
   ["/firewall", FirewallView],
   ["/webhooks", WebhooksView],
+  ["/cluster", ClusterView],
   ["/keys", KeysView],
   ["/settings", SettingsView],
 ];
