@@ -101,7 +101,7 @@ test-postgresql: $(TEST_STAMP) test-system-deps web
 # tests/repo/test_lint.py (that is `make lint`): about two CPU-minutes, so a minute or two on 2 cores. ORVA_NSJAIL points nowhere, as on a machine
 # without nsjail: an unmarked test that deploys, invokes or builds fails here, and its report says to
 # mark it (tests/conftest.py).
-test-fast: $(TEST_STAMP) web pg-deps
+test-fast: $(TEST_STAMP) web pg-deps haproxy-deps
 	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -n 2 -m "not sandbox and not browser" --ignore=tests/repo/test_lint.py
 
 # Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and

@@ -329,7 +329,8 @@ class Cluster:
             "ORVA_NODE_ID": f"node-{index}",
             "ORVA_NODE_ADDRESS": f"http://{address}:{NODE_PORT}",
             "ORVA_HEARTBEAT_S": str(HEARTBEAT_S),
-            "ORVA_TRUSTED_PROXIES": HOST_ADDRESS,  # HAProxy's connections come from the bridge's address
+            # HAProxy (from the bridge's address) and the other nodes (forwarding) set X-Forwarded-For
+            "ORVA_TRUSTED_PROXIES": str(NETWORK),
             **self.extra_env,
         }
 
@@ -370,8 +371,8 @@ class Cluster:
 
     @property
     def haproxy_socket(self) -> Path:
-        assert self.folder is not None
-        return self.folder / "haproxy.sock"
+        """HAProxy's admin socket (in the cluster's folder; a bare name before it exists)."""
+        return (self.folder or Path()) / "haproxy.sock"
 
     def haproxy_config(self) -> str:
         servers = "\n".join(f"    server {n.node_id} {n.address}:{NODE_PORT} check" for n in self.nodes)
