@@ -324,3 +324,51 @@ def test_orva_cluster_nodes(make_orvad, tmp_path: Path) -> None:  # type: ignore
     assert [n["id"] for n in cli.json("cluster", "nodes", "--status", "gone")] == ["node-silent"]
     assert cli.json("cluster", "nodes", "--status", "left") == []
     assert "Invalid value for '--status'" in cli.fails(2, "cluster", "nodes", "--status", "dead")
+
+
+def test_two_real_orvads_on_postgresql(pg_dsn: str, make_orvad, jail_tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two orvads on one PostgreSQL database list each other alive; B killed (-9) is gone on A within 3
+    heartbeats and the slack; B started again rejoins under its id with a new run; B stopped cleanly: left."""
+    import shutil
+    import signal
+
+    servers: dict[str, Orvad] = {}
+    for name in ("node-a", "node-b"):
+        data = jail_tmp / name
+        data.mkdir(mode=0o711)
+        data.chmod(0o711)
+        env = {**FAST, "ORVA_DATABASE_URL": pg_dsn, "ORVA_NODE_ID": name}
+        servers[name] = make_orvad(data_dir=data, env=env, start=False)
+    a, b = servers["node-a"], servers["node-b"]
+    a.start()
+    for key in ("master.key", "admin.key"):  # one deployment: the same keys on every node
+        shutil.copyfile(a.data_dir / key, b.data_dir / key)
+        (b.data_dir / key).chmod(0o600)
+    b.start()
+    with a.admin() as ca, b.admin() as cb:
+        wait_for(
+            lambda: (
+                {n["id"]: n["status"] for n in _nodes(ca)["nodes"]} == {"node-a": "alive", "node-b": "alive"}
+            ),
+            30,
+            "A to list both alive",
+        )
+        seen_by_b = _by_id(_nodes(cb))
+        assert seen_by_b["node-b"]["this_node"] and not seen_by_b["node-a"]["this_node"]
+        assert seen_by_b["node-a"]["address"] == f"http://127.0.0.1:{a.port}"
+        first_run = _by_id(_nodes(ca))["node-b"]["run_id"]
+
+        b.stop(signal.SIGKILL)  # no leave: only the missing heartbeats tell
+        killed = time.monotonic()
+        wait_for(lambda: _by_id(_nodes(ca))["node-b"]["status"] == "gone", 30, "A to see B gone")
+        took = time.monotonic() - killed
+        assert took <= gone_after(BEAT_S) + 3.0, took  # the bound, and a little for a loaded machine
+        assert _nodes(ca)["counts"] == {"alive": 1, "gone": 1, "left": 0}
+
+        b.start()
+        again = _by_id(_nodes(ca))["node-b"]
+        assert again["status"] == "alive" and again["run_id"] != first_run
+
+        assert b.stop() == 0
+        gone = _by_id(_nodes(ca))["node-b"]
+        assert gone["status"] == "left" and gone["left_at"]
