@@ -433,7 +433,9 @@ class Daemon:
             webhooks=self.webhooks,
             cron=self.cron,
         )
-        return Propagation(self.db, caches.reloads(), self.bus, self.nodes.node_id)
+        return Propagation(
+            self.db, caches.reloads(), self.bus, self.nodes.node_id, registry=self.metrics.registry
+        )
 
     async def _code_hash_of(self, deployment_id: str) -> str | None:
         dep = await self.function_store.deployment(deployment_id)

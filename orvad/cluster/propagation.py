@@ -45,6 +45,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from orvad.store.postgres.notify import (
     CHANGES_CHANNEL,
     EVENTS_CHANNEL,
@@ -81,6 +83,7 @@ class Propagation:
         reloads: Mapping[Kind, Reload],
         bus: Bus,
         node_id: str,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._db = db
         self._reloads = reloads
@@ -93,6 +96,17 @@ class Propagation:
         self.backend_pid: int | None = None
         self.delays: deque[float] = deque(maxlen=DELAYS_KEPT)  # seconds from NOTIFY to the cache reloaded
         self.events_dropped = 0  # events too large for one notification
+        self._delay = Histogram(
+            "orva_cluster_propagation_seconds",
+            "from a write's NOTIFY on any node (this one too) to this node's cache reloaded",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self._reconnects = Counter(
+            "orva_cluster_listener_reconnects",
+            "times the change listener's connection was opened again (every cache reloaded each time)",
+            registry=registry,
+        )
 
     # receiving
     def _heard_change(self, payload: str) -> None:
@@ -146,7 +160,9 @@ class Propagation:
             sent, self._sent_at = self._sent_at, {}
             await self._reload(kinds)
             now = time.time()
-            self.delays.extend(max(0.0, now - sent[k]) for k in kinds if k in sent)
+            for delay in (max(0.0, now - sent[k]) for k in kinds if k in sent):
+                self.delays.append(delay)
+                self._delay.observe(delay)
 
     async def _listen(self) -> None:
         """Hold the LISTENing connection; open it again with a back-off when lost; reload every cache after
@@ -173,6 +189,7 @@ class Propagation:
         self.backend_pid = backend_pid
         self.connects += 1
         if self.connects > 1:
+            self._reconnects.inc()
             log.warning(
                 "change listener reconnected: every cache is reloaded", extra={"connects": self.connects}
             )

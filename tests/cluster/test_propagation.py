@@ -271,6 +271,14 @@ def test_propagation_delay_over_200_changes(nodes) -> None:  # type: ignore[no-u
         f"propagation A->B over {len(delays)} key creations: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {delays[-1] * 1000:.1f} ms"
     )
     assert p99 < BOUND_S, f"p99 {p99 * 1000:.1f} ms over the bound of {BOUND_S * 1000:.0f} ms"
+    # B's own measure of the same (NOTIFY sent -> cache reloaded): a histogram in its /metrics
+    with b.client(admin) as on_b:
+        text = on_b.get("/metrics").text
+    counted = [
+        line for line in text.splitlines() if line.startswith("orva_cluster_propagation_seconds_count")
+    ]
+    assert counted and float(counted[0].split()[-1]) >= 1, counted
+    assert "orva_cluster_listener_reconnects_total 0.0" in text
 
 
 # in process: what the writing transaction sends
