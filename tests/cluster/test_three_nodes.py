@@ -21,15 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from orvad.clock import iso
 from orvad.cluster.nodes import gone_after
 from tests.cluster3 import HEARTBEAT_S, Cluster, Node, wait_until
 
@@ -41,22 +47,56 @@ KILL_AFTER = TOTAL // 4  # answers received before node 2 is killed
 NODES = "/api/v1/cluster/nodes"
 FUNCTION = "clustered"
 CODE = """
+import json, time
 from orva import kv
 
 def handler(event, context):
+    job = event["requestContext"].get("jobId")
+    if job:  # a job (enqueued or a cron tick): count each start of its handler
+        kv.incr("starts:" + job)
+        body = json.loads(event["body"] or "null") or {}
+        time.sleep(body.get("s", 0) if isinstance(body, dict) else 0)
+        return {"job": job}
     i = event["query"].get("i", "")
     if event["method"] == "POST":
         kv.incr("post:" + i)  # one per run: a POST run twice would count 2
     return {"i": i, "method": event["method"]}
 """
+JOBS = 45
+TICKS = 8
+START = datetime(2026, 3, 9, 12, 0, 30, tzinfo=UTC)  # the cron clock (ORVA_TEST_CLOCK_FILE) every node reads
 UNANSWERED = "Server disconnected without sending a response"
 REVOCATIONS = 10
 BOUND_S = 0.1  # docs/CLUSTER.md: a change holds on every node within 100 ms (p99) here
 
 
+class Clock:
+    """The cron clock every node reads (ORVA_TEST_CLOCK_FILE): replaced atomically, 0644 in a 0711 folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.set(START)
+
+    def set(self, moment: datetime) -> None:
+        tmp = self.path.with_name(self.path.name + ".new")
+        tmp.write_text(moment.isoformat().replace("+00:00", "Z") + "\n")
+        tmp.chmod(0o644)
+        os.replace(tmp, self.path)
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with Cluster() as running:
+def clock() -> Iterator[Clock]:
+    folder = Path(tempfile.mkdtemp(prefix="orva-cluster3-clock-"))
+    folder.chmod(0o711)
+    try:
+        yield Clock(folder / "clock")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(clock: Clock) -> Iterator[Cluster]:
+    with Cluster(extra_env={"ORVA_TEST_CLOCK_FILE": str(clock.path)}) as running:
         yield running
 
 
@@ -316,3 +356,108 @@ def test_a_key_revoked_on_node_1_fails_on_every_node_within_the_bound(cluster: C
     )
     assert delays[len(delays) // 2] < BOUND_S
     assert delays[-1] < 5 * BOUND_S, delays
+
+
+def _sql(cluster: Cluster, statement: str, *params: object) -> list[Any]:
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(cluster.database_url)
+        try:
+            return list(await conn.fetch(statement, *params))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_jobs_and_cron_ticks_run_once_with_a_node_killed_holding_leases(
+    cluster: Cluster, clock: Clock
+) -> None:
+    """45 jobs enqueued and a schedule ticking every minute, all through the balancer; node 3 SIGKILLed while
+    it runs some of the jobs, restarted 3 ticks later. Every job ends succeeded, each attempt started its
+    handler once (a job runs again only after its attempt on node 3 was lost with it), each tick fires once."""
+    third = cluster.nodes[2]
+    api = httpx.Client(
+        base_url=cluster.balancer_url, headers={"X-Orva-API-Key": cluster.admin_key}, timeout=30
+    )
+    try:
+        clock.set(START)
+        r = api.post(
+            f"/api/v1/functions/{FUNCTION}/cron",
+            json={"name": "every-minute", "expression": "* * * * *", "payload": {"s": 0}, "catch_up": "skip"},
+        )
+        assert r.status_code in (200, 201), r.text
+        schedule = r.json()
+        ids = []
+        for _ in range(JOBS):
+            r = api.post(
+                "/api/v1/jobs", json={"function": FUNCTION, "payload": {"s": 0.5}, "max_attempts": 3}
+            )
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+        run3 = _nodes_seen(cluster.nodes[0], cluster.admin_key)["node-3"]["run_id"]
+        held: list[str] = []
+
+        def third_runs_some() -> bool:
+            held[:] = [
+                row["id"]
+                for row in _sql(
+                    cluster, "SELECT id FROM jobs WHERE lease_owner = $1 AND status = 'running'", run3
+                )
+            ]
+            return bool(held)
+
+        wait_until(third_runs_some, 60, "node 3 to run some of the jobs", interval_s=0.02)
+        third.kill()
+        ticks: list[datetime] = []
+        for i in range(1, TICKS + 1):
+            tick = (START + timedelta(minutes=i)).replace(second=0)
+            clock.set(tick + timedelta(seconds=1))  # every scheduler sees the tick at the same moment
+            ticks.append(tick)
+            wait_until(
+                lambda tick=tick: (
+                    api.get(f"/api/v1/functions/{FUNCTION}/cron/every-minute").json()["next_run_at"]
+                    > iso(tick)
+                ),
+                30,
+                f"the tick {tick} to be taken",
+            )
+            if i == 3:
+                third.start()
+                third.wait_up()
+
+        def ended(wanted: set[str]) -> bool:
+            return all(api.get(f"/api/v1/jobs/{j}").json()["status"] in ("succeeded", "dead") for j in wanted)
+
+        wait_until(lambda: ended(set(ids)), 120, "the jobs to end", interval_s=0.5)
+        cron = [
+            j
+            for j in api.get("/api/v1/jobs", params={"function": FUNCTION, "limit": 500}).json()["jobs"]
+            if j["trigger"] == "cron"
+        ]
+        wait_until(lambda: ended({j["id"] for j in cron}), 60, "the ticks' jobs to end", interval_s=0.5)
+
+        again = []
+        for job_id in ids + [j["id"] for j in cron]:
+            job = api.get(f"/api/v1/jobs/{job_id}").json()
+            assert job["status"] == "succeeded", job
+            outcomes = [a["outcome"] for a in job["attempts_list"]]
+            starts = api.get(f"/api/v1/functions/{FUNCTION}/kv/starts:{job_id}").json()["value"]
+            # each attempt started the handler once: no attempt ran twice, none ran beside another
+            assert starts == len(outcomes) == job["attempts"], (job_id, starts, outcomes)
+            assert outcomes[-1] == "succeeded" and all(o == "lost" for o in outcomes[:-1]), (job_id, outcomes)
+            if len(outcomes) > 1:
+                again.append(job_id)
+        assert set(again) <= set(held) | {j["id"] for j in cron}, (
+            "only an attempt node 3 was running is run again"
+        )
+        keys = sorted(j["idempotency_key"] for j in cron)
+        assert keys == sorted(f"cron:{schedule['id']}:{iso(t)}" for t in ticks), (
+            keys
+        )  # each tick once, none missed
+        print(
+            f"\n{JOBS} jobs and {TICKS} cron ticks through the balancer, node 3 killed holding {len(held)} running"
+            f" jobs: {len(again)} ran again after their attempt was lost, none twice at once; every tick once"
+        )
+    finally:
+        api.delete(f"/api/v1/functions/{FUNCTION}/cron/every-minute")
+        api.close()
