@@ -166,7 +166,11 @@ def _counters(node: Node, key: str) -> Counter[int]:
     cursor = None
     with node.client(key) as c:
         while True:
-            params = {"prefix": "post:", "limit": 500, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {
+                "prefix": "post:",
+                "limit": 500,
+                **({"cursor": cursor} if cursor else {}),
+            }
             page = c.get(f"/api/v1/functions/{FUNCTION}/kv", params=params)
             assert page.status_code == 200, page.text
             for entry in page.json()["keys"]:
