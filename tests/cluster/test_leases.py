@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from orvad.store.postgres.driver import translate
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
 from tests.pg import ThrowawayPostgres
+from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.sandbox
 
@@ -137,6 +139,7 @@ def cluster(pg_cluster: ThrowawayPostgres) -> Iterator[Cluster]:
             "ORVA_TEST_CLOCK_FILE": str(clock.path),
             "ORVA_JOBS_BACKOFF_BASE_S": "0.05",
             "ORVA_JOBS_BACKOFF_MAX_S": "0.2",
+            "ORVA_WEBHOOK_TIMEOUT_S": "120",  # a delivery held by the receiver stays in flight long enough
         }
         nodes.append(Orvad(data, free_port(), env))
     try:
@@ -372,3 +375,52 @@ def test_the_lease_owner_is_the_node_run_id(cluster: Cluster) -> None:
     assert owner in runs
     with cluster.nodes[2].admin() as c:
         wait_for(lambda: _job(c, job_id)["status"] == "succeeded", 60, "the job to end", interval_s=0.1)
+
+
+def test_a_webhook_delivery_in_flight_is_not_sent_again_when_another_node_starts(cluster: Cluster) -> None:
+    """A claimed delivery names no node: a node's start gives back the outbox's claims only when it is alone
+    (one orvad's crash), so on a cluster another node's attempt in flight is never sent a second time."""
+    cluster.up()
+    a, b = cluster.nodes[0], cluster.nodes[1]
+    held = threading.Event()  # the receiver holds every request until it is set
+    receiver = Receiver(hang=held).start()
+    try:
+        with a.admin() as c:
+            r = c.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["function.created"]})
+            assert r.status_code == 201, r.text
+            hook = r.json()
+            ping = c.post(f"/api/v1/webhooks/{hook['id']}/test").json()["id"]
+            receiver.wait("ping", 1)
+        b.stop()  # a node's stop and start while the attempt is in flight
+        b.start()
+
+        def lease_left() -> float:
+            [(until,)] = _sql(
+                cluster.dsn, "SELECT next_attempt_at FROM webhook_deliveries WHERE id = ?", ping
+            )
+            return float(until) - time.time()
+
+        deadline = time.monotonic() + 3.0  # watched for a while after the start: nothing is sent again
+        while time.monotonic() < deadline:
+            assert len(receiver.of_type("ping")) == 1
+            assert lease_left() > 0, lease_left()  # still claimed (the claim lasts the 120 s timeout + 5 s)
+            time.sleep(0.1)
+        held.set()
+        with a.admin() as c:
+
+            def delivered() -> bool:
+                r = c.get(f"/api/v1/webhooks/{hook['id']}/deliveries")
+                return any(d["id"] == ping and d["status"] == "delivered" for d in r.json()["deliveries"])
+
+            wait_for(delivered, 60, "the ping to be delivered", interval_s=0.1)
+            [d] = [
+                d
+                for d in c.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+                if d["id"] == ping
+            ]
+            assert d["attempts"] == 1, d
+            c.delete(f"/api/v1/webhooks/{hook['id']}")
+        assert [x.headers["webhook-id"] for x in receiver.of_type("ping")] == [ping]
+    finally:
+        held.set()
+        receiver.stop()
