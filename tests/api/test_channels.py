@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,10 +38,6 @@ def admin(orvad: Orvad) -> Iterator[httpx.Client]:
         yield c
 
 
-def _db(orvad: Orvad) -> sqlite3.Connection:
-    return sqlite3.connect(next(orvad.data_dir.glob("*.db")))
-
-
 def test_tool_names_are_snake_case() -> None:
     assert tool_name("my-fn") == "my_fn" and tool_name("a_b-c_1") == "a_b_c_1" and tool_name("x") == "x"
     assert ChannelService.authenticate.__doc__
@@ -67,10 +62,9 @@ def test_create_shows_the_token_once_and_stores_only_its_hash(orvad: Orvad, admi
     mine = [c for c in listed if c["id"] == body["id"]]
     assert mine and mine[0]["function_count"] == 2 and "token" not in mine[0] and "token_hash" not in mine[0]
     assert token not in admin.get("/api/v1/channels").text + detail.text
-    with _db(orvad) as db:
-        (stored,) = db.execute("SELECT token_hash FROM channels WHERE id = ?", (body["id"],)).fetchone()
-        dump = "\n".join(db.iterdump())
-    assert stored == hashlib.sha256(token.encode()).hexdigest() and token not in dump
+    [(stored,)] = orvad.sql("SELECT token_hash FROM channels WHERE id = ?", (body["id"],))
+    assert stored == hashlib.sha256(token.encode()).hexdigest()
+    assert token.encode() not in orvad.database_bytes()
     assert admin.delete(f"/api/v1/channels/{body['id']}").json() == {"id": body["id"], "deleted": True}
 
 
@@ -94,8 +88,7 @@ def test_rotate_kills_the_old_token_at_once(orvad: Orvad, admin: httpx.Client) -
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["token"]
     assert TOKEN.match(new) and new != old and rotated.json()["prefix"] == new[:13]
-    with _db(orvad) as db:
-        (stored,) = db.execute("SELECT token_hash FROM channels WHERE id = ?", (created["id"],)).fetchone()
+    [(stored,)] = orvad.sql("SELECT token_hash FROM channels WHERE id = ?", (created["id"],))
     assert stored == hashlib.sha256(new.encode()).hexdigest()
 
 
@@ -183,11 +176,7 @@ def test_delete_cascades_both_ways(orvad: Orvad, admin: httpx.Client) -> None:
     assert admin.delete(f"/api/v1/channels/{cid}").status_code == 200
     assert admin.get(f"/api/v1/channels/{cid}").status_code == 404
     assert admin.delete(f"/api/v1/channels/{cid}").status_code == 404
-    with _db(orvad) as db:
-        assert (
-            db.execute("SELECT COUNT(*) FROM channel_functions WHERE channel_id = ?", (cid,)).fetchone()[0]
-            == 0
-        )
+    assert orvad.sql("SELECT COUNT(*) FROM channel_functions WHERE channel_id = ?", (cid,)) == [(0,)]
 
 
 def test_a_key_without_admin_is_forbidden(orvad: Orvad, admin: httpx.Client) -> None:
