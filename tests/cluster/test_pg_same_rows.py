@@ -84,7 +84,9 @@ async def _rows(db: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
     return [tuple(r) for r in await db.fetchall(sql, params)]
 
 
-async def test_audit_log_filters_with_and_without_each_parameter(both: tuple[SqliteDatabase, PgDatabase]) -> None:
+async def test_audit_log_filters_with_and_without_each_parameter(
+    both: tuple[SqliteDatabase, PgDatabase],
+) -> None:
     async def scenario(db: Any) -> list[Any]:
         for i, (actor, method, path, ts) in enumerate(
             [
@@ -166,7 +168,9 @@ async def test_activity_search_ignores_ascii_case_on_both(both: tuple[SqliteData
     assert found == [["a2", "a0"], ["a0"], ["a0"], ["a1"], ["a1"], [], ["a3"], ["a2"]]
 
 
-async def test_sessions_listed_and_ended_with_and_without_a_user(both: tuple[SqliteDatabase, PgDatabase]) -> None:
+async def test_sessions_listed_and_ended_with_and_without_a_user(
+    both: tuple[SqliteDatabase, PgDatabase],
+) -> None:
     async def scenario(db: Any) -> list[Any]:
         for uid in ("u1", "u2"):
             await db.execute(

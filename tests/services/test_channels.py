@@ -62,7 +62,9 @@ async def test_authenticate_rotate_delete_and_last_used(
     assert channels.authenticate(new) is None
 
 
-async def test_an_expired_channel_is_refused(service: tuple[ChannelService, SqliteDatabase, BatchWriter]) -> None:
+async def test_an_expired_channel_is_refused(
+    service: tuple[ChannelService, SqliteDatabase, BatchWriter],
+) -> None:
     channels, _, _ = service
     _, token = await channels.create("soon", "", [], utcnow() + timedelta(hours=1))
     assert channels.authenticate(token) is not None

@@ -263,7 +263,9 @@ async def test_a_silent_execution_has_no_log_row_but_reads_as_empty(tmp_path: Pa
         await database.close()
 
 
-async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_next(db: SqliteDatabase) -> None:
+async def test_a_writer_pass_writes_what_was_queued_and_leaves_arrivals_for_the_next(
+    db: SqliteDatabase,
+) -> None:
     """Under steady load a pass that chased the arrivals made one small commit after another."""
     writer = BatchWriter(db, max_batch=4)
     for i in range(10):
@@ -325,7 +327,9 @@ async def test_a_full_disk_is_insufficient_storage_and_passes(full_db: tuple[Sql
 
 
 @pytest.mark.sandbox
-async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(full_db: tuple[SqliteDatabase, Path]) -> None:
+async def test_the_batch_writer_keeps_rows_while_the_disk_is_full(
+    full_db: tuple[SqliteDatabase, Path],
+) -> None:
     """Rows queued while the disk is full stay in memory and are written, each once, when space returns."""
     database, filler = full_db
     fill_disk(filler)
