@@ -5,7 +5,6 @@ admin key sees and ends everyone's; a key without admin is 403."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 
 import httpx
@@ -139,12 +138,11 @@ def test_log_out_everywhere_with_and_without_the_current_one(make_orvad: Callabl
 
 def _second_user(server: Orvad, username: str) -> None:
     """orvad has one user made by onboarding; a second is written as `orvad` would store one."""
-    with sqlite3.connect(server.data_dir / "orva.db", timeout=10) as db:
-        now = now_iso()
-        db.execute(
-            "INSERT INTO users (id, username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-            (uuid7(), username, hash_password(PASSWORD), now, now),
-        )
+    now = now_iso()
+    server.sql(
+        "INSERT INTO users (id, username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        (uuid7(), username, hash_password(PASSWORD), now, now),
+    )
 
 
 def test_another_users_sessions_are_neither_listed_nor_ended(make_orvad: Callable[..., Orvad]) -> None:
