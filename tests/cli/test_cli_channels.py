@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +23,8 @@ def cli(orvad: Orvad, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]
 
 
 def _stored_hash(orvad: Orvad, name: str) -> str:
-    with sqlite3.connect(Path(orvad.data_dir) / "orva.db") as db:
-        return str(db.execute("SELECT token_hash FROM channels WHERE name = ?", (name,)).fetchone()[0])
+    [(stored,)] = orvad.sql("SELECT token_hash FROM channels WHERE name = ?", (name,))
+    return str(stored)
 
 
 def test_channels_lifecycle(cli: Cli, orvad: Orvad) -> None:
