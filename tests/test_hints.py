@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,15 +121,12 @@ def test_an_unusable_stored_environment_names_the_function(make_orvad: Callable[
         loader = _deployed(c, "hint-loader-env", "def handler(e, c):\n    return 1\n")
         nul = _deployed(c, "hint-nul-env", "def handler(e, c):\n    return 1\n")
     server.stop()
-    with sqlite3.connect(server.data_dir / "orva.db") as db:  # rows an older orvad let through
-        db.execute(
-            "UPDATE functions SET env_vars = ? WHERE id = ?",
-            (json.dumps({"LD_PRELOAD": "/x.so"}), loader["id"]),
-        )
-        db.execute(
-            "UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "a\x00b"}), nul["id"])
-        )
-    again = make_orvad(data_dir=server.data_dir)
+    # rows an older orvad let through
+    server.sql(
+        "UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"LD_PRELOAD": "/x.so"}), loader["id"])
+    )
+    server.sql("UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "a\x00b"}), nul["id"]))
+    again = server.start()  # the same data dir and database, restarted
     with again.admin() as c:
         hint, _ = hint_of(c.post("/fn/hint-loader-env"), 409, "CONFLICT")
         assert "PUT /api/v1/functions/hint-loader-env env_vars" in hint
