@@ -5,7 +5,6 @@ call it from outside), while the API stays off that origin and /webhook/ needs n
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -74,10 +73,8 @@ def test_a_deleted_functions_webhooks_go_with_it(make_orvad: Any) -> None:
         c.delete("/api/v1/functions/short-lived").raise_for_status()
         assert _post(server, hook, body, headers).status_code == 404
     assert server.stop() == 0
-    with sqlite3.connect(
-        server.data_dir / "orva.db"
-    ) as db:  # the row went with the function's (ON DELETE CASCADE)
-        assert db.execute("SELECT COUNT(*) FROM inbound_webhooks").fetchone() == (0,)
+    # the row went with the function's (ON DELETE CASCADE)
+    assert server.sql("SELECT COUNT(*) FROM inbound_webhooks") == [(0,)]
     server.start()
     headers = sign("github", b"[]", hook["secret"].encode(), Settings(), int(time.time()))
     assert _post(server, hook, b"[]", headers).status_code == 404
