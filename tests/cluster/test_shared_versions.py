@@ -51,7 +51,13 @@ def _node(make_orvad: Callable[..., Orvad], root: Path, name: str, dsn: str, *, 
     data.chmod(0o711)
     return make_orvad(
         data_dir=data,
-        env={"ORVA_DATABASE_URL": dsn, "ORVA_NODE_ID": name, "ORVA_HEARTBEAT_S": "1"},
+        # no warm-aware forwarding (orvad/cluster/forward.py): each node answers from its own workers
+        env={
+            "ORVA_DATABASE_URL": dsn,
+            "ORVA_NODE_ID": name,
+            "ORVA_HEARTBEAT_S": "1",
+            "ORVA_FORWARD_COLD": "0",
+        },
         start=start,
     )
 
@@ -75,6 +81,7 @@ def _invoke(server: Orvad, fn: str, path: str = "/x", deadline_s: float = 60.0) 
         with server.client(server.admin_key) as c:
             r = c.get(f"/fn/{fn}{path}")
         if r.status_code == 200:
+            assert "x-orva-forwarded-to" not in r.headers  # answered by this node's own worker
             answer.update(r.json())
             return True
         assert r.status_code in (404, 503), r.text  # not heard of yet, or still learning its version
@@ -272,11 +279,10 @@ def test_two_nodes_holding_one_deployment_build_it_once(
         for folder in (source.parent.parent.parent, source.parent.parent, source.parent):
             folder.chmod(0o711)
         (source / "handler.py").write_text(PYTHON)
-    starts = [threading.Thread(target=server.start) for server in (a, b)]
-    for t in starts:
-        t.start()
-    for t in starts:
-        t.join()
+    for server in (a, b):  # both at once: each resumes the deployment it finds unfinished with its source
+        server.start(wait=False)
+    for server in (a, b):
+        wait_for(server._up, 120, f"orvad on port {server.port} to start")
     with a.admin() as c:
         record = wait_deployed(c, dep_id)
         lines = [row["line"] for row in c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]]
@@ -416,11 +422,12 @@ def _plant(pg_dsn: str, dep_id: str, blob_hash: str, data: bytes) -> None:
 @pytest.fixture
 def deployed_on_a(two_nodes: tuple[Orvad, Orvad], pg_dsn: str) -> tuple[Orvad, Orvad, dict, dict]:
     a, b = two_nodes
+    b.stop()  # B learns of it at its next start, after the test tampered with the blob
     with a.admin() as c:
         fn = create_function(c, "target")
         dep = wait_deployed(c, deploy_inline(c, fn["id"], PYTHON)["id"])
     assert dep["status"] == "succeeded"
-    b.stop()  # B learns of it at its next start, after the test tampered with the blob
+    assert _versions(b, fn["id"]) == []
     return a, b, fn, dep
 
 
