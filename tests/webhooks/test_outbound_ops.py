@@ -5,7 +5,6 @@ under the current key stops the rotation with nothing changed (inbound secrets p
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -81,8 +80,8 @@ def test_rotate_master_key_with_a_signing_secret_that_does_not_open_changes_noth
         good = _create(c, receiver.url, ["*"])
         bad = _create(c, receiver.url, ["*"])
     assert server.stop() == 0
-    with sqlite3.connect(server.data_dir / "orva.db") as db:  # sealed under some other key
-        db.execute("UPDATE webhooks SET secret_sealed = ? WHERE id = ?", (b"\0" * 48, bad["id"]))
+    # sealed under some other key
+    server.sql("UPDATE webhooks SET secret_sealed = ? WHERE id = ?", (b"\0" * 48, bad["id"]))
     old_key = (server.data_dir / "master.key").read_text()
     done = _rotate(server)
     assert done.returncode == 1, (done.stdout, done.stderr)
