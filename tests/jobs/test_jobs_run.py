@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -204,11 +203,8 @@ def test_handler_sees_the_job(make_orvad: Callable[..., Orvad]) -> None:
         assert seen["path"] == "/a/b" and seen["query"] == {"x": "1"} and seen["body"] == {"x": 1}, seen
         assert seen["headers"]["x-custom"] == "kept" and seen["headers"]["x-orva-job-id"] == ev["job_id"]
         assert "x-orva-api-key" not in seen["headers"] and "x-orva-invocation-type" not in seen["headers"]
-        stored = (
-            sqlite3.connect(server.data_dir / "orva.db")
-            .execute("SELECT request FROM jobs WHERE id = ?", (ev["job_id"],))
-            .fetchone()[0]
-        )
+        [(stored,)] = server.sql("SELECT request FROM jobs WHERE id = ?", (ev["job_id"],))
+        assert isinstance(stored, str)
         assert server.admin_key not in stored  # the caller's key is never written into the queue
 
 
