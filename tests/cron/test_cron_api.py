@@ -5,7 +5,6 @@ after an enqueue was lost), disabled schedules, both DST transitions and a delet
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -443,10 +442,9 @@ def test_catch_up_once_and_skip_after_downtime_and_no_double_run_after_a_lost_ad
         )
     server.stop()
     # a crash between the enqueue of 13:05 and the move to 13:10: the job is there, next_run_at still 13:05
-    with sqlite3.connect(server.data_dir / "orva.db") as db:
-        db.execute(
-            "UPDATE cron_schedules SET next_run_at = ? WHERE id = ?", ("2026-05-01T13:05:00.000Z", once["id"])
-        )
+    server.sql(
+        "UPDATE cron_schedules SET next_run_at = ? WHERE id = ?", ("2026-05-01T13:05:00.000Z", once["id"])
+    )
     clock.set(datetime(2026, 5, 1, 13, 7, tzinfo=UTC))
     server.start()
     with server.admin() as c:
