@@ -5,11 +5,9 @@ permissions, the audit trail, the quota, and a deleted function's keys going wit
 from __future__ import annotations
 
 import base64
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -120,8 +118,7 @@ def test_paging_by_prefix_and_cursor(orvad: Orvad, fn: str) -> None:
 
 
 def _rows(orvad: Orvad, fn_id: str) -> list[str]:
-    with sqlite3.connect(Path(orvad.data_dir) / "orva.db") as db:
-        return [r[0] for r in db.execute("SELECT key FROM kv WHERE function_id = ? ORDER BY key", (fn_id,))]
+    return [str(r[0]) for r in orvad.sql("SELECT key FROM kv WHERE function_id = ? ORDER BY key", (fn_id,))]
 
 
 def test_ttl_hides_on_read_and_the_sweeper_deletes(make_orvad: Callable[..., Orvad]) -> None:
@@ -328,7 +325,4 @@ def test_quota_and_function_delete(make_orvad: Callable[..., Orvad]) -> None:
         assert c.get(kv_url("q")).json()["usage"] == {"keys": 2, "bytes": 4, "max_keys": 3, "max_bytes": MIB}
         c.delete(f"/api/v1/functions/{fn_id}").raise_for_status()
         assert _rows(server, fn_id) == []
-        with sqlite3.connect(Path(server.data_dir) / "orva.db") as db:
-            assert (
-                db.execute("SELECT COUNT(*) FROM kv_usage WHERE function_id = ?", (fn_id,)).fetchone()[0] == 0
-            )
+        assert server.sql("SELECT COUNT(*) FROM kv_usage WHERE function_id = ?", (fn_id,)) == [(0,)]
