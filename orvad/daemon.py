@@ -197,6 +197,8 @@ class Daemon:
         self.concurrency = ConcurrencyGate()
         self.replays = ReplayStore(self.db, self.batch)
         self.signatures = SignatureChecker(persist=self.replays.remember)
+        if settings.database_url:  # a cluster: a signature accepted on one node is a replay on every node
+            self.signatures.shared = self.replays
         self.housekeeping = Housekeeping(
             auth=self.auth_store,
             executions=self.executions,

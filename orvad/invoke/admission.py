@@ -114,7 +114,7 @@ class Admission:
             raise Unauthorized(
                 "X-Orva-Timestamp and X-Orva-Signature may each be sent once", hint="send one of each"
             )
-        self._signatures.verify(
+        await self._signatures.verify(
             await self._signing_secret(fn.id),
             headers.get(b"x-orva-timestamp"),
             headers.get(b"x-orva-signature"),

@@ -11,6 +11,7 @@ import hmac
 import re
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from orvad.errors import Unauthorized
 
@@ -19,6 +20,15 @@ SIGNATURE_FUTURE_S = 30  # and into the future (clock skew)
 SIGNED_FORMS = {1: '"<timestamp>.<raw body>"', 2: '"<timestamp>.<METHOD>.<path?query>.<raw body>"'}
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+
+
+class SharedReplays(Protocol):
+    """A cluster's replay memory in its shared database (orvad/store/replay.py): a key claimed by any node
+    is refused on every node."""
+
+    async def claim(self, key: str, expires_at: float) -> bool: ...
+
+    async def forget(self, key: str) -> None: ...
 
 
 class SignatureChecker:
@@ -36,6 +46,9 @@ class SignatureChecker:
         self._expiry: list[tuple[float, str]] = []  # a heap of the same, to forget in order
         self._persist = persist
         self.not_before = 0.0
+        # on a cluster (PostgreSQL): each key is claimed in the shared database too, one INSERT ... ON
+        # CONFLICT DO NOTHING, so a request accepted by one node is a replay on every other (set by the daemon)
+        self.shared: SharedReplays | None = None
 
     def load(self, live: Iterable[tuple[str, float]], *, complete: bool, started: float) -> None:
         for signature, expires_at in live:
@@ -46,7 +59,7 @@ class SignatureChecker:
             # restart came within the same second as the crash)
             self.not_before = float(int(started) + 1)
 
-    def verify(
+    async def verify(
         self,
         secret: str | None,
         timestamp: str | None,
@@ -102,8 +115,22 @@ class SignatureChecker:
                 hint=f"HMAC-SHA256 over {form}",
                 details={"signature_version": version},
             )
-        if not self.claim(signature, float(stamp + SIGNATURE_WINDOW_S), now):
+        if not await self.claim_everywhere(signature, float(stamp + SIGNATURE_WINDOW_S), now):
             raise Unauthorized("this signature was used already (replay)", hint="sign every request afresh")
+
+    async def claim_everywhere(self, key: str, expires_at: float, now: float) -> bool:
+        """``claim`` here, then, on a cluster, in the shared database: False when this node or any other
+        accepted ``key`` already (one database round trip on a cluster's signed path: the price of a
+        replay refused on every node; none on a single node)."""
+        if not self.claim(key, expires_at, now):
+            return False
+        return self.shared is None or await self.shared.claim(key, expires_at)
+
+    async def forget_everywhere(self, key: str) -> None:
+        """``forget``, and on a cluster the shared row too (the sender's retry may reach another node)."""
+        self.forget(key)
+        if self.shared is not None:
+            await self.shared.forget(key)
 
     def claim(self, key: str, expires_at: float, now: float) -> bool:
         """Remember ``key`` until ``expires_at`` (persisted through the batched writer); False when it is

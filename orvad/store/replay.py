@@ -49,6 +49,19 @@ class ReplayStore:
             (signature, expires_at),
         )
 
+    async def claim(self, signature: str, expires_at: float) -> bool:
+        """A cluster's claim: True when this call wrote the row, False when any node had (a replay)."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO signature_replays (signature, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
+                " RETURNING signature",
+                (signature, expires_at),
+            )
+        return row is not None
+
+    async def forget(self, signature: str) -> None:
+        await self._db.execute("DELETE FROM signature_replays WHERE signature = ?", (signature,))
+
     async def close(self) -> None:
         """Call after the batched writer has written everything: the memory on disk is complete."""
         await self._db.execute("UPDATE replay_state SET clean = 1 WHERE id = 1")

@@ -377,7 +377,7 @@ class InboundWebhooks:
         gate(fn)
         if asks_async:
             self._invoker.admission.check(request)  # status, rate limit: refused now, not in the queue
-        self._claim(hook, verified, now)
+        await self._claim(hook, verified, now)
         try:
             if asks_async:
                 accepted = await self._enqueue(request, "webhook")
@@ -386,7 +386,7 @@ class InboundWebhooks:
         except Exception as exc:
             if asks_async or isinstance(exc, _NOT_RUN):  # not queued, or turned away before it ran
                 for key in verified.keys:
-                    self._signatures.forget(f"webhook:{hook.row.id}:{key}")
+                    await self._signatures.forget_everywhere(f"webhook:{hook.row.id}:{key}")
             raise
         if asks_async:
             await self._accepted(hook, request, accepted, send)
@@ -418,11 +418,12 @@ class InboundWebhooks:
             )
         return verified
 
-    def _claim(self, hook: Hook, verified: formats.Verified, now: float) -> None:
-        """Each of the delivery's replay keys remembered, or WEBHOOK_REPLAY when one was seen already."""
+    async def _claim(self, hook: Hook, verified: formats.Verified, now: float) -> None:
+        """Each of the delivery's replay keys remembered (on a cluster, on every node), or WEBHOOK_REPLAY
+        when one was seen already."""
         row = hook.row
         fresh = [
-            self._signatures.claim(f"webhook:{row.id}:{key}", verified.expires_at, now)
+            await self._signatures.claim_everywhere(f"webhook:{row.id}:{key}", verified.expires_at, now)
             for key in verified.keys
         ]
         if not all(fresh):
