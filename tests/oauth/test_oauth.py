@@ -11,7 +11,6 @@ import html
 import re
 import secrets
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -568,7 +567,7 @@ def test_registration_checks_and_confidential_clients(server: Orvad, session: st
     assert wrong.status_code == 401
     ok = _token(server, client["client_id"], code=code, code_verifier=verifier, client_secret=secret)
     assert ok.status_code == 200, ok.text
-    dump = "\n".join(sqlite3.connect(server.data_dir / "orva.db").iterdump())
+    dump = server.database_bytes().decode("latin-1")  # orva.db and its WAL, or pg_dump's text
     for plaintext in (secret, ok.json()["access_token"], ok.json()["refresh_token"], code):
         assert plaintext not in dump
     assert hashlib.sha256(ok.json()["access_token"].encode()).hexdigest() in dump
@@ -593,13 +592,10 @@ def test_the_audience_and_expiry_hold_across_a_restart(make_orvad: Any) -> None:
     b = _grant(srv, session, ["read"])
     assert _mcp_status(srv, a["access_token"]) == 200
     srv.stop()
-    db = sqlite3.connect(srv.data_dir / "orva.db")
-    with db:
-        db.execute(
-            "UPDATE oauth_tokens SET expires_at = 1 WHERE token_hash = ?",
-            (hashlib.sha256(b["access_token"].encode()).hexdigest(),),
-        )
-    db.close()
+    srv.sql(
+        "UPDATE oauth_tokens SET expires_at = 1 WHERE token_hash = ?",
+        (hashlib.sha256(b["access_token"].encode()).hexdigest(),),
+    )
     srv.start()
     assert _mcp_status(srv, a["access_token"]) == 200  # still known after the restart
     assert _mcp_status(srv, b["access_token"]) == 401  # expired
