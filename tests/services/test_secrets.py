@@ -35,11 +35,11 @@ def test_secret_values_never_leave_and_are_encrypted_at_rest(make_orvad: Callabl
     server.stop()
     key_file = server.data_dir / "master.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    for path in server.data_dir.glob("orva.db*"):
-        assert SECRET.encode() not in path.read_bytes(), path
+    stored = server.database_bytes()  # orva.db and its WAL, or pg_dump's text (a BYTEA column as hex)
+    assert SECRET.encode() not in stored and SECRET.encode().hex().encode() not in stored
     assert SECRET not in server.stderr() and SECRET not in server.stdout()
 
-    again = make_orvad(data_dir=server.data_dir)
+    again = server.start()  # the same data dir and database, restarted
     with again.admin() as c:
         assert c.get(f"/api/v1/functions/{fn['id']}/secrets").json()["secrets"][0]["key"] == "STRIPE_KEY"
         assert c.delete(f"/api/v1/functions/{fn['id']}/secrets/STRIPE_KEY").status_code == 200
@@ -85,7 +85,7 @@ def test_rotate_master_key_keeps_every_secret(make_orvad: Callable[..., Orvad]) 
     assert done.returncode == 0 and "re-encrypted 5 secret(s)" in done.stdout, (done.stdout, done.stderr)
     assert (server.data_dir / "master.key").read_text() != old_key
     assert stat.S_IMODE((server.data_dir / "master.key").stat().st_mode) == 0o600
-    again = make_orvad(data_dir=server.data_dir)
+    again = server.start()  # the same data dir and database, restarted
     from tests.helpers import wait_for
 
     with again.admin() as c:
@@ -98,7 +98,6 @@ def test_nul_bytes_are_refused_and_a_stored_one_names_its_key(make_orvad: Callab
     """An environment cannot carry NUL: the API refuses it, and a value stored before that rule
     fails the spawn with its key (409), not every request with 502 'embedded null byte'."""
     import json
-    import sqlite3
 
     from tests.deploy_helpers import deploy_inline, wait_deployed
 
@@ -117,11 +116,10 @@ def test_nul_bytes_are_refused_and_a_stored_one_names_its_key(make_orvad: Callab
         dep = deploy_inline(c, fn["id"], "def handler(event, context):\n    return 'ok'\n")
         assert wait_deployed(c, dep["id"])["status"] == "succeeded"
     server.stop()
-    with sqlite3.connect(server.data_dir / "orva.db") as db:  # a row written by an older orvad
-        db.execute(
-            "UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "x\x00y"}), fn["id"])
-        )
-    again = make_orvad(data_dir=server.data_dir)
+    server.sql(  # a row written by an older orvad
+        "UPDATE functions SET env_vars = ? WHERE id = ?", (json.dumps({"MODE": "x\x00y"}), fn["id"])
+    )
+    again = server.start()  # the same data dir and database, restarted
     with again.admin() as c:
         r = c.post(f"/fn/{fn['id']}/", content=b"")
         assert r.status_code == 409, r.text
@@ -135,7 +133,6 @@ def test_names_the_hosts_loader_reads_are_refused(make_orvad: Callable[..., Orva
     Names the loader and glibc read are refused as env vars and secrets, and one stored by an older orvad
     fails the spawn (409) instead of reaching nsjail; PATH stays settable (host programs start by absolute path)."""
     import json
-    import sqlite3
 
     from tests.deploy_helpers import deploy_inline, wait_deployed
 
@@ -163,12 +160,11 @@ def test_names_the_hosts_loader_reads_are_refused(make_orvad: Callable[..., Orva
         assert wait_deployed(c, dep["id"])["status"] == "succeeded"
         assert c.post(f"/fn/{fn['id']}/").text == "/code/bin:/usr/bin"
     server.stop()
-    with sqlite3.connect(server.data_dir / "orva.db") as db:  # a row written before the rule
-        db.execute(
-            "UPDATE functions SET env_vars = ? WHERE id = ?",
-            (json.dumps({"LD_PRELOAD": "/tmp/x.so"}), fn["id"]),
-        )
-    again = make_orvad(data_dir=server.data_dir)
+    server.sql(  # a row written before the rule
+        "UPDATE functions SET env_vars = ? WHERE id = ?",
+        (json.dumps({"LD_PRELOAD": "/tmp/x.so"}), fn["id"]),
+    )
+    again = server.start()  # the same data dir and database, restarted
     with again.admin() as c:
         r = c.post(f"/fn/{fn['id']}/")
         assert r.status_code == 409 and r.json()["error"]["details"]["key"] == "LD_PRELOAD", r.text
