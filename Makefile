@@ -106,7 +106,7 @@ test-fast: $(TEST_STAMP) web pg-deps haproxy-deps
 
 # Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
 # py-spy (PyPI) for the overhead breakdown.
-bench: $(STAMP)
+bench: $(STAMP) pg-deps
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m pip install --quiet -e ".[fast]" py-spy

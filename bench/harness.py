@@ -184,7 +184,7 @@ def raise_for_status(response: httpx.Response) -> httpx.Response:
 class Orvad:
     """One orvad with its own data dir and port; start it with ``running_orvad``."""
 
-    def __init__(self, base: Path, server: str = "hypercorn") -> None:
+    def __init__(self, base: Path, server: str = "hypercorn", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.server = server
         self.data = base / "data"
@@ -194,6 +194,7 @@ class Orvad:
             "ORVA_DATA_DIR": str(self.data),
             "ORVA_PORT": str(self.port),
             "ORVA_SERVER": server,
+            **(env or {}),
         }
         env.pop("ORVA_LOG_LEVEL", None)  # measured as users run it: at `info`, one access line per request
         with open(base / "orvad.err", "w") as err:
@@ -207,7 +208,7 @@ class Orvad:
         return self.proc.pid
 
     def wait_ready(self) -> None:
-        wait_until(self._up, 30, "orvad")
+        wait_until(self._up, 60, "orvad")
         self.api_key = (self.data / "admin.key").read_text().strip()
         self.client = httpx.Client(base_url=self.url, timeout=60, headers={"X-Orva-API-Key": self.api_key})
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 from breakdown import bench_profile
+from cluster import bench_cluster
 from harness import (
     HANDLERS,
     PY_HANDLER,
@@ -270,6 +271,8 @@ SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "kv": on_orvad("kv", lambda o, opts: bench_kv(o)),  # issue 23: a KV get from a handler
     "sdk": on_orvad("sdk", lambda o, opts: bench_sdk(o)),  # issue 23: one SDK call round trip (the channel)
     "jobs": on_orvad("jobs", lambda o, opts: bench_jobs(o)),  # issue 23: 1,000 jobs drain vs direct invokes
+    # issue 25: PostgreSQL vs SQLite, and the forwarding hop (its own orvads and throwaway PostgreSQL)
+    "cluster": lambda opts: {"cluster": bench_cluster(opts.seconds)},
 }
 
 
