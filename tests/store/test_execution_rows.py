@@ -246,6 +246,13 @@ async def test_a_database_at_0022_migrates_and_keeps_its_captures_and_traces(tmp
         await db.close()
 
 
+# sqlite_only: this test writes an orva.db at schema 0022 with sqlite3 and checks that orvad upgrades that
+# file in place; on PostgreSQL orvad never opens orva.db (the PostgreSQL upgrade is its migration runner's,
+# tests/cluster/test_pg_schema.py), so it has no meaning there.
+SQLITE_ONLY_REASON = "upgrading an orva.db file written at schema 0022"
+
+
+@pytest.mark.sqlite_only
 def test_orvad_upgrades_a_0022_data_dir_and_serves_its_captures_and_traces(
     jail_tmp: Path, make_orvad: Callable[..., Orvad]
 ) -> None:
