@@ -8,13 +8,11 @@ import fcntl
 import json
 import os
 import select
-import sqlite3
 import subprocess
 import sys
 import termios
 import time
 from collections.abc import AsyncIterator
-from contextlib import closing
 from typing import Any
 
 import pytest
@@ -399,12 +397,15 @@ def _no_key_in(text: str, *keys: str) -> None:
 
 
 def _dump(server: Orvad) -> str:
-    """The whole database as SQL text (blobs as hex), and the raw bytes of its files, as one string."""
-    db = server.data_dir / "orva.db"
-    with closing(sqlite3.connect(db)) as conn:
-        dump = "\n".join(conn.iterdump())
-    raw = b"".join(p.read_bytes() for p in server.data_dir.glob("orva.db*"))
-    return dump + raw.decode("latin-1")
+    """Everything the database holds (orva.db and its WAL on SQLite, pg_dump's text on PostgreSQL) as one
+    string."""
+    return server.database_bytes().decode("latin-1")
+
+
+def _no_key_stored(dump: str, *keys: str) -> None:
+    """Neither as text nor as bytes: pg_dump writes a BYTEA column as hex, so a key stored as raw bytes
+    shows there only as its hex."""
+    _no_key_in(dump, *keys, *(key.encode().hex() for key in keys))
 
 
 def test_provider_crud_never_shows_stores_or_logs_the_key(
@@ -466,13 +467,11 @@ def test_provider_crud_never_shows_stores_or_logs_the_key(
         _no_key_in(answer, KEY, second_key)
     # never in plaintext in the database (nor in its WAL), never in orvad's log output
     assert server.stop() == 0
-    _no_key_in(_dump(server), KEY, second_key, "abc123")
+    _no_key_stored(_dump(server), KEY, second_key, "abc123")
     _no_key_in(server.stdout() + server.stderr(), KEY, second_key, "abc123")
     # ... but sealed there: a nonce and a ciphertext of the key's length plus the GCM tag
-    with closing(sqlite3.connect(server.data_dir / "orva.db")) as conn:
-        nonce, sealed = conn.execute(
-            "SELECT key_nonce, key_sealed FROM ai_providers WHERE id = ?", (pid,)
-        ).fetchone()
+    [(nonce, sealed)] = server.sql("SELECT key_nonce, key_sealed FROM ai_providers WHERE id = ?", (pid,))
+    assert isinstance(nonce, bytes) and isinstance(sealed, bytes)
     assert len(nonce) == 12 and len(sealed) == len(second_key) + 16
 
 
@@ -642,7 +641,7 @@ def test_a_provider_key_survives_a_master_key_rotation(make_orvad: Any, fake_pro
     assert done.returncode == 0 and "1 AI provider key(s)" in done.stdout, (done.stdout, done.stderr)
     assert (server.data_dir / "master.key").read_text() != old_master
     _no_key_in(done.stdout + done.stderr, KEY)
-    again: Orvad = make_orvad(data_dir=server.data_dir)
+    again = server.start()  # the same data dir and database, restarted
     with again.admin() as c:
         r = c.post(f"{PROVIDERS}/{pid}/test")
         assert r.status_code == 200 and r.json()["ok"] is True, r.text  # the fake provider checked the key
