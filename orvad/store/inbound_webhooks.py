@@ -71,7 +71,7 @@ class InboundWebhookStore:
                 "INSERT INTO inbound_webhooks (id, function_id, name, format, header, prefix, tolerance_s, mode,"
                 " enabled, secret_nonce, secret_sealed, created_at, updated_at, rotated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET name = excluded.name, header = excluded.header,"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name, format = excluded.format, header = excluded.header,"
                 " prefix = excluded.prefix, tolerance_s = excluded.tolerance_s, mode = excluded.mode,"
                 " enabled = excluded.enabled, secret_nonce = excluded.secret_nonce,"
                 " secret_sealed = excluded.secret_sealed, updated_at = excluded.updated_at,"

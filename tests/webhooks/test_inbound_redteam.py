@@ -185,6 +185,28 @@ def test_a_captured_signature_is_not_reused_after_a_format_change(orvad: Orvad, 
         assert r.status_code == 409 and _code(r) == "WEBHOOK_REPLAY", r.text
 
 
+def test_a_changed_format_is_stored_and_survives_a_restart(make_orvad: Callable[..., Orvad]) -> None:
+    """PUT's new format reached the database, not only orvad's memory: after a restart the webhook still has
+    it (the row kept the old one: a restart, or on a cluster the next reload, brought the old format back)."""
+    server = make_orvad()
+    with server.admin() as c:
+        c.post("/api/v1/functions", json={"name": "fmt", "runtime": "python"}).raise_for_status()
+        _deploy_into(c, "fmt")
+        hook = _create(c, "fmt", name="fmt", format="hmac_sha256_hex", header="X-Sig")
+        c.put(
+            f"/api/v1/functions/fmt/inbound-webhooks/{hook['id']}", json={"format": "hmac_sha256_base64"}
+        ).raise_for_status()
+    server.stop()
+    server.start()
+    with server.admin() as c:
+        shown = c.get(f"/api/v1/functions/fmt/inbound-webhooks/{hook['id']}").json()
+        assert shown["format"] == "hmac_sha256_base64", shown
+    body = b'{"after": "restart"}'
+    mac = base64.b64encode(_mac(hook["secret"], body)).decode()
+    r = _post(server, hook, body, {"X-Sig": mac})
+    assert r.status_code == 200, r.text
+
+
 def test_a_delivery_refused_before_the_function_ran_can_be_sent_again(
     make_orvad: Callable[..., Orvad],
 ) -> None:
