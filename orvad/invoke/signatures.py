@@ -122,9 +122,13 @@ class SignatureChecker:
         """``claim`` here, then, on a cluster, in the shared database: False when this node or any other
         accepted ``key`` already (one database round trip on a cluster's signed path: the price of a
         replay refused on every node; none on a single node)."""
-        if not self.claim(key, expires_at, now):
+        if self.shared is None:
+            return self.claim(key, expires_at, now)
+        # the shared claim writes the row itself: none is queued to the batched writer too (it could land
+        # after ``forget_everywhere`` deleted the row, and the sender's retry would be a replay)
+        if not self.claim(key, expires_at, now, persist=False):
             return False
-        return self.shared is None or await self.shared.claim(key, expires_at)
+        return await self.shared.claim(key, expires_at)
 
     async def forget_everywhere(self, key: str) -> None:
         """``forget``, and on a cluster the shared row too (the sender's retry may reach another node)."""
@@ -132,7 +136,7 @@ class SignatureChecker:
         if self.shared is not None:
             await self.shared.forget(key)
 
-    def claim(self, key: str, expires_at: float, now: float) -> bool:
+    def claim(self, key: str, expires_at: float, now: float, *, persist: bool = True) -> bool:
         """Remember ``key`` until ``expires_at`` (persisted through the batched writer); False when it is
         remembered already (a replay). Inbound webhooks (orvad/webhooks/inbound.py) keep their deliveries
         here too, under keys of their own (``webhook:<id>:...``), so one memory survives restarts."""
@@ -143,7 +147,7 @@ class SignatureChecker:
         if key in self._seen:
             return False
         self._remember(key, expires_at)
-        if self._persist is not None:
+        if persist and self._persist is not None:
             self._persist(key, expires_at)
         return True
 
