@@ -9,9 +9,10 @@
   cluster is started by the first orvad that needs it, a template database ``orva_template`` is migrated
   once (orvad's own runner, orvad/store/postgres/migrate.py), and each orvad's database is
   ``CREATE DATABASE orva_<n> TEMPLATE orva_template`` (a file copy: tens of milliseconds, where migrating
-  an empty database takes about a second). The database lives as long as its ``Orvad`` object (it
-  survives the restarts a test makes) and is dropped when the fixture stops it for good, when the object
-  is collected, or at the end of the session, when the cluster stops.
+  an empty database takes about a second). Like orva.db, the database belongs to the data dir: every
+  ``Orvad`` on the same data dir uses it (a restart, or ``make_orvad(data_dir=server.data_dir)``), and it
+  is dropped when the last of them is stopped for good by its fixture or collected, or at the end of the
+  session, when the cluster stops.
 
 A test that sets ``ORVA_DATABASE_URL`` in the orvad's env itself (tests/cluster) keeps its own.
 Tests that are about the SQLite file itself carry the marker ``sqlite_only`` and are deselected by the
@@ -58,6 +59,11 @@ class _Farm:
         self._admin_lock: asyncio.Lock | None = None
         self._numbers = itertools.count(1)
         self._live: set[str] = set()
+        # the database of each data dir, and how many live Orvad objects use it: like orva.db, the database
+        # goes with the data dir, so a second Orvad a test starts on the same data dir (make_orvad(data_dir=
+        # server.data_dir)) sees the first one's rows; dropped when the last of them drops it
+        self._by_dir: dict[str, str] = {}
+        self._users: dict[str, int] = {}
         self.timings: list[float] = []  # seconds per CREATE DATABASE ... TEMPLATE
         self.template_s = 0.0
 
@@ -103,16 +109,23 @@ class _Farm:
         async with self._admin_lock:
             await self._admin.execute(sql)
 
-    def create(self) -> str:
-        """A fresh, migrated database; its URL."""
+    def create(self, data_dir: str) -> str:
+        """The database of ``data_dir``: the one an Orvad on it already uses, else a fresh, migrated one; its
+        URL. Each call is one more user of it (``drop`` gives one back)."""
         with self._lock:
             self._ensure()
+            url = self._by_dir.get(data_dir)
+            if url is not None:
+                self._users[url] += 1
+                return url
             name = f"orva_{next(self._numbers)}"
+            url = str(self._cluster.dsn(name))
             self._live.add(name)
-        started = time.monotonic()
-        self._run(self._admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
-        self.timings.append(time.monotonic() - started)
-        return str(self._cluster.dsn(name))
+            self._by_dir[data_dir], self._users[url] = url, 1
+            started = time.monotonic()
+            self._run(self._admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
+            self.timings.append(time.monotonic() - started)
+            return url
 
     def drop(self, url: str) -> None:
         """Drop the database of ``url`` (its orvad's connections ended with it); nothing once the cluster is gone."""
@@ -120,6 +133,11 @@ class _Farm:
         with self._lock:
             if self._cluster is None or name not in self._live:
                 return
+            self._users[url] = self._users.get(url, 1) - 1
+            if self._users[url] > 0:  # another Orvad on the same data dir still uses it
+                return
+            del self._users[url]
+            self._by_dir = {d: u for d, u in self._by_dir.items() if u != url}
             self._live.discard(name)
             loop = self._loop
         drop = self._admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -169,6 +187,8 @@ class _Farm:
             cluster, self._cluster = self._cluster, None
             loop, self._loop = self._loop, None
             self._live.clear()
+            self._by_dir.clear()
+            self._users.clear()
         if loop is not None:
             if self._admin is not None:
                 admin, self._admin = self._admin, None
@@ -189,10 +209,12 @@ _farm = _Farm()
 starting_allowed = True
 
 
-def database_for(owner: object, env: dict[str, str]) -> tuple[str | None, Callable[[], None]]:
-    """The database URL an orvad with ``env`` should be given (None: its data dir's SQLite file, or the URL
-    its test chose), and a callable that drops that database (idempotent; also called when ``owner`` is
-    collected)."""
+def database_for(
+    owner: object, env: dict[str, str], data_dir: object
+) -> tuple[str | None, Callable[[], None]]:
+    """The database URL an orvad on ``data_dir`` with ``env`` should be given (None: its data dir's SQLite
+    file, or the URL its test chose), and a callable that gives it back (idempotent; also called when
+    ``owner`` is collected): the database of a data dir is dropped when no Orvad on it holds it any more."""
     if not starting_allowed:
         raise AssertionError(
             "this test starts an orvad, but tests/conftest.py's starts_orvad() says it does not, so the"
@@ -201,7 +223,7 @@ def database_for(owner: object, env: dict[str, str]) -> tuple[str | None, Callab
         )
     if driver() != POSTGRESQL or URL_VARIABLE in env:
         return None, lambda: None
-    url = _farm.create()
+    url = _farm.create(str(data_dir))
     return url, weakref.finalize(owner, _farm.drop, url)
 
 

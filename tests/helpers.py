@@ -165,7 +165,7 @@ class Orvad:
             self._slot = _EgressSlot.lease(self.port)
             weakref.finalize(self, self._slot.release)
         if self._drop_database is None:
-            self.database_url, self._drop_database = databases.database_for(self, self.env)
+            self.database_url, self._drop_database = databases.database_for(self, self.env, self.data_dir)
         env = {
             **os.environ,
             "ORVA_DATA_DIR": str(self.data_dir),
