@@ -20,8 +20,9 @@ same call that writes the database. A write made on another node reaches them th
   ``remote`` channel, whose subscribers are the node-local ones (the reconciler's pools, the builder's
   files, inbound webhooks' memory): a side effect that must happen once in the cluster (an outbound
   ``function.deleted`` event, a deleted function's jobs ended) has happened on the writing node.
-  A node reloads after its own notifications too: a reload started for another node's change may have
-  read just before this node's own commit, and the reload after the commit puts the cache right.
+  A node reloads after its own notifications too (cheap insurance); a reload and this node's own commit
+  of the same kind never overlap (``ReloadGates``, orvad/store/postgres/notify.py), so the writing node
+  reads its own write at once and a reload never puts an older copy over it.
 - **Reconnect.** A lost connection (the server restarted, the backend terminated, a keepalive that does
   not answer) is opened again with a back-off; notifications sent meanwhile are lost, so after every
   (re)connect, the first one included (it closes the gap between start's load and LISTEN), every cache
@@ -68,6 +69,9 @@ log = logging.getLogger(__name__)
 
 FORWARDED_EVENTS = frozenset({"execution", "deployment", "activity"})
 FROM_NODE = "from_node"  # the key a forwarded event carries: the node it happened on
+# reloads that keep out of a local write's way themselves: the catalogue's reads under its own lock (held
+# by every local write of a function, gate and all; the gate too would make the two wait on each other)
+SELF_GATED: frozenset[Kind] = frozenset({"functions"})
 BACKOFF_S = (0.05, 5.0)  # reconnect back-off: first, largest
 DELAYS_KEPT = 10_000
 
@@ -144,7 +148,11 @@ class Propagation:
     async def _reload(self, kinds: list[Kind]) -> None:
         for kind in kinds:
             try:
-                await self._reloads[kind]()
+                if kind in SELF_GATED:
+                    await self._reloads[kind]()
+                    continue
+                async with self._db.gates.holding([kind]):  # never across a local commit of the same kind
+                    await self._reloads[kind]()
             except (
                 Exception
             ):  # one cache that cannot reload must not stop the others (logged; next change retries)

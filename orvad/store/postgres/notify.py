@@ -21,7 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any, Literal
 
 import asyncpg
@@ -122,27 +122,80 @@ def change_payload(origin: str, kinds: Iterable[Kind]) -> str:
     return json.dumps({"o": origin, "k": sorted(kinds), "t": time.time()}, separators=(",", ":"))
 
 
+class ReloadGates:
+    """Read-your-writes on the writing node: a reload of a cache (orvad/cluster/propagation.py) and this
+    node's commit of a write to the same cache never overlap.
+
+    Without them a reload that read the rows just before a local write committed could assign its (older)
+    copy after the writer had put the new row in memory: the writer's own next request saw the old state
+    until the reload its own notification started had run (found by the PostgreSQL pass: a webhook's
+    format changed by PUT, the next delivery checked against the old format). A reload holds its kind's
+    gate while it reads and assigns; a write transaction takes the gates of the kinds it changed just
+    before it commits and gives them back after the commit, so a reload either ran wholly before the
+    commit (the writer's memory update comes after it) or reads the committed rows.
+
+    A writer waits at most ``WAIT_S`` (it holds the cluster-wide write lock meanwhile: a reload whose change
+    subscribers write, or one waiting for a pooled connection, must not hold it up for good); past that it
+    commits without the gate, logged."""
+
+    WAIT_S = 1.0
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: dict[str, asyncio.Task[Any] | None] = {}
+
+    @asynccontextmanager
+    async def holding(self, kinds: Iterable[str], *, wait_s: float | None = None) -> AsyncIterator[None]:
+        """The gates of ``kinds`` (in name order; one this task holds already is not taken again)."""
+        task = asyncio.current_task()
+        taken: list[str] = []
+        try:
+            for kind in sorted(set(kinds)):
+                lock = self._locks.setdefault(kind, asyncio.Lock())
+                if lock.locked() and self._holders.get(kind) is task:
+                    continue
+                try:
+                    await (lock.acquire() if wait_s is None else asyncio.wait_for(lock.acquire(), wait_s))
+                except TimeoutError:
+                    log.warning("a write committed while its cache was being reloaded", extra={"kind": kind})
+                    continue
+                self._holders[kind] = task
+                taken.append(kind)
+            yield
+        finally:
+            for kind in taken:
+                self._holders[kind] = None
+                self._locks[kind].release()
+
+
 class NotifyingPgDatabase(PgDatabase):
     """The PostgreSQL driver whose write transactions, before they commit, NOTIFY the caches they changed."""
 
     origin: str = ""
+    gates: ReloadGates
 
     @classmethod
     def wrapping(cls, db: PgDatabase) -> NotifyingPgDatabase:
         """The same database (URL, pool sizes, timeout) with notifications; ``db`` must not be open."""
         out = cls(db.dsn, min_size=db._sizes[0], max_size=db._sizes[1], timeout_s=db._timeout_s)
         out.origin = uuid.uuid4().hex  # this process: a node hears its own notifications too
+        out.gates = ReloadGates()
         return out
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WatchedTransaction]:  # type: ignore[override]
-        async with super().transaction() as tx:
-            watched = WatchedTransaction(tx)
-            yield watched
-            if watched.kinds:  # delivered only if this transaction commits, after it does
-                await tx.execute(
-                    "SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, change_payload(self.origin, watched.kinds))
-                )
+        async with AsyncExitStack() as gated:  # the gates go back after the commit (the inner block's end)
+            async with super().transaction() as tx:
+                watched = WatchedTransaction(tx)
+                yield watched
+                if watched.kinds:  # delivered only if this transaction commits, after it does
+                    await gated.enter_async_context(
+                        self.gates.holding(watched.kinds, wait_s=ReloadGates.WAIT_S)
+                    )
+                    await tx.execute(
+                        "SELECT pg_notify(?, ?)",
+                        (CHANGES_CHANNEL, change_payload(self.origin, watched.kinds)),
+                    )
 
 
 def notifying(db: Database) -> Database:
