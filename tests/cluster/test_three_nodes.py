@@ -449,8 +449,10 @@ def test_jobs_and_cron_ticks_run_once_with_a_node_killed_holding_leases(
             assert job["status"] == "succeeded", job
             outcomes = [a["outcome"] for a in job["attempts_list"]]
             starts = api.get(f"/api/v1/functions/{FUNCTION}/kv/starts:{job_id}").json()["value"]
-            # each attempt started the handler once: no attempt ran twice, none ran beside another
-            assert starts == len(outcomes) == job["attempts"], (job_id, starts, outcomes)
+            # each attempt started the handler once at most: no attempt ran twice, none ran beside another
+            # (a lost attempt may have died on node 3 before its handler counted its start)
+            assert len(outcomes) == job["attempts"], (job_id, outcomes)
+            assert outcomes.count("succeeded") <= starts <= len(outcomes), (job_id, starts, outcomes)
             assert outcomes[-1] == "succeeded" and all(o == "lost" for o in outcomes[:-1]), (job_id, outcomes)
             if len(outcomes) > 1:
                 again.append(job_id)
