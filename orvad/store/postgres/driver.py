@@ -112,6 +112,20 @@ def _rowcount(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
+# PostgreSQL's text cannot hold the NUL character (SQLite's can): a NUL in a value orvad stores (a
+# function's log output, a request path, a name a client sent) is stored as U+FFFD, the replacement
+# character, instead of failing the write (docs/CLUSTER.md "Differences between the drivers"). One
+# memchr per text value; the values are left as they are when none holds a NUL.
+NUL_STANDIN = "\ufffd"
+
+
+def storable(params: Sequence[Any]) -> Sequence[Any]:
+    """``params`` with each NUL in a text value replaced by U+FFFD (the same object when there is none)."""
+    if not any(type(p) is str and "\x00" in p for p in params):
+        return params
+    return [p.replace("\x00", NUL_STANDIN) if type(p) is str else p for p in params]
+
+
 class PgTransaction:
     """Statements on one connection inside one write transaction, with SQLite's placeholders."""
 
@@ -119,16 +133,16 @@ class PgTransaction:
         self._conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return _rowcount(await self._conn.execute(translate(sql), *params))
+        return _rowcount(await self._conn.execute(translate(sql), *storable(params)))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(translate(sql), rows)
+        await self._conn.executemany(translate(sql), (storable(row) for row in rows))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return await self._conn.fetchrow(translate(sql), *params)
+        return await self._conn.fetchrow(translate(sql), *storable(params))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(await self._conn.fetch(translate(sql), *params))
+        return list(await self._conn.fetch(translate(sql), *storable(params)))
 
     async def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """The bulk path (COPY ... FROM STDIN, binary): for the batched writer's execution rows."""
@@ -229,11 +243,11 @@ class PgDatabase:
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._require().acquire() as conn:
-            return await conn.fetchrow(translate(sql), *params)
+            return await conn.fetchrow(translate(sql), *storable(params))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._require().acquire() as conn:
-            return list(await conn.fetch(translate(sql), *params))
+            return list(await conn.fetch(translate(sql), *storable(params)))
 
     async def ping(self) -> None:
         await self.fetchone("SELECT 1")
