@@ -1955,8 +1955,11 @@ OPS: dict[tuple[str, str], Op] = {
         ok=json_ok(
             record(
                 {
+                    # SQLite's file figures; on PostgreSQL (driver "postgresql") path (the URL, password
+                    # hidden), bytes (pg_database_size) and tables only
                     "database": record(
                         {
+                            "driver": {"type": "string", "enum": ["sqlite", "postgresql"]},
                             "path": STR,
                             "bytes": INT,
                             "wal_bytes": INT,
@@ -1972,7 +1975,16 @@ OPS: dict[tuple[str, str], Op] = {
                                     {"name": STR, "rows": INT, "bytes": {"type": ["integer", "null"]}}
                                 ),
                             },
-                        }
+                        },
+                        optional=(
+                            "wal_bytes",
+                            "shm_bytes",
+                            "page_size",
+                            "page_count",
+                            "free_pages",
+                            "free_bytes",
+                            "auto_vacuum",
+                        ),
                     ),
                     "versions_bytes": INT,
                     "staging_bytes": INT,

@@ -137,6 +137,10 @@ def check_url(value: Any) -> str:
         )
     if not parts.hostname or port == 0:
         raise ValidationError("url has no host", hint=hint, details={"field": "url"})
+    try:
+        httpx.URL(value)  # what the sender parses: a host that is no IDNA name failed every attempt
+    except httpx.InvalidURL as exc:
+        raise ValidationError(f"url is not a valid URL: {exc}", hint=hint, details={"field": "url"}) from None
     return value
 
 
