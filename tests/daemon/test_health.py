@@ -30,12 +30,14 @@ def test_health_when_up(orvad: Orvad) -> None:
 def test_health_details_need_a_read_credential(make_orvad: Callable[..., Orvad]) -> None:
     """Anyone may probe; paths, nsjail's location and the egress range only reach a `read` key or a session."""
     server = make_orvad()
-    secret_bits = (str(server.data_dir), "nsjail ", "10.")  # the db path, the sandbox check, the egress range
+    # where the database is (the data dir's orva.db, or the PostgreSQL server's host:port/name on that pass)
+    where = server.database_url.rsplit("@", 1)[-1] if server.database_url else str(server.data_dir)
+    secret_bits = (where, "nsjail ", "10.")  # the db location, the sandbox check, the egress range
     with server.admin() as admin:
         full = admin.get("/api/v1/system/health").json()
         reader = admin.post("/api/v1/keys", json={"name": "r", "permissions": ["read"]}).json()["key"]
         invoker = admin.post("/api/v1/keys", json={"name": "i", "permissions": ["invoke"]}).json()["key"]
-    assert str(server.data_dir) in full["checks"]["database"]["detail"]  # the full view has them
+    assert where in full["checks"]["database"]["detail"]  # the full view has them
     assert "details_hidden" not in full
     with server.client() as c:
         token = server.onboard(c).cookies["session_token"]
