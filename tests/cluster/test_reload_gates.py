@@ -16,6 +16,7 @@ from orvad.cluster.propagation import Propagation
 from orvad.services.bus import Bus
 from orvad.store.postgres.driver import PgDatabase
 from orvad.store.postgres.notify import NotifyingPgDatabase, ReloadGates
+from tests.helpers import until
 
 DEADLINE_S = 10.0
 INSERT_KEY = (
@@ -26,13 +27,6 @@ INSERT_KEY = (
 
 def _key(name: str) -> tuple[object, ...]:
     return (name, name, f"orva_{name}", f"h_{name}", '["read"]', "2026-01-01T00:00:00Z", 0)
-
-
-async def _until(check: object, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 class _Cache:
@@ -67,7 +61,7 @@ async def _running(pg_dsn: str) -> tuple[NotifyingPgDatabase, _Cache, Propagatio
     cache = _Cache(db)
     prop = Propagation(db, {"keys": cache.reload}, Bus(), "node-1")
     task = asyncio.create_task(prop.run())
-    await _until(lambda: prop.connects and cache.history, "the listener's first reload")
+    await until(lambda: bool(prop.connects and cache.history), DEADLINE_S, "the listener's first reload")
     return db, cache, prop, task
 
 
@@ -87,12 +81,14 @@ async def test_a_reload_that_read_before_a_local_commit_never_overwrites_it(pg_d
         writer = asyncio.create_task(cache.write("k2"))
         gate = db.gates._locks["keys"]
         # the writer either finished (no gate) or waits at its commit for the held reload
-        await _until(lambda: writer.done() or bool(getattr(gate, "_waiters", None)), "the writer")
+        await until(lambda: writer.done() or bool(getattr(gate, "_waiters", None)), DEADLINE_S, "the writer")
         release.set()
         await asyncio.wait_for(writer, DEADLINE_S)
         assert "k2" in cache.names  # the writer reads its own write at once
         wrote = next(i for i, (what, names) in enumerate(cache.history) if what == "write" and "k2" in names)
-        await _until(lambda: any(w == "reload" for w, _n in cache.history[wrote:]), "a reload after k2")
+        await until(
+            lambda: any(w == "reload" for w, _n in cache.history[wrote:]), DEADLINE_S, "a reload after k2"
+        )
         # the first reload after the writer's update is the one k2's own notification started, never the
         # held one (it read {k1} before k2 committed): no older copy was put over the write
         assert all("k2" in names for _what, names in cache.history[wrote:]), cache.history
@@ -113,7 +109,7 @@ async def test_a_hung_reload_holds_a_writer_up_for_the_bound_only(pg_dsn: str) -
         assert ReloadGates.WAIT_S - 0.05 <= took < ReloadGates.WAIT_S + 2.0, took
         assert [r[0] for r in await db.fetchall("SELECT id FROM api_keys ORDER BY id")] == ["k1", "k2"]
         release.set()
-        await _until(lambda: cache.names == {"k1", "k2"}, "the reloads after k2's notification")
+        await until(lambda: cache.names == {"k1", "k2"}, DEADLINE_S, "the reloads after k2's notification")
         again = time.monotonic()
         await cache.write("k3")  # the gate was given back: no wait now
         assert time.monotonic() - again < ReloadGates.WAIT_S / 2
