@@ -114,7 +114,7 @@ def _rowcount(status: str) -> int:
 
 # PostgreSQL's text cannot hold the NUL character (SQLite's can): a NUL in a value orvad stores (a
 # function's log output, a request path, a name a client sent) is stored as U+FFFD, the replacement
-# character, instead of failing the write (docs/CLUSTER.md "Differences between the drivers"). One
+# character, instead of failing the write (docs/CLUSTER.md "The NUL character"). One
 # memchr per text value; the values are left as they are when none holds a NUL.
 NUL_STANDIN = "\ufffd"
 

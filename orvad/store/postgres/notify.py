@@ -128,8 +128,8 @@ class ReloadGates:
 
     Without them a reload that read the rows just before a local write committed could assign its (older)
     copy after the writer had put the new row in memory: the writer's own next request saw the old state
-    until the reload its own notification started had run (found by the PostgreSQL pass: a webhook's
-    format changed by PUT, the next delivery checked against the old format). A reload holds its kind's
+    until the reload its own notification started had run (tests/cluster/test_reload_gates.py holds such a
+    reload between its read and its assignment). A reload holds its kind's
     gate while it reads and assigns; a write transaction takes the gates of the kinds it changed just
     before it commits and gives them back after the commit, so a reload either ran wholly before the
     commit (the writer's memory update comes after it) or reads the committed rows.
