@@ -58,10 +58,10 @@ class _Farm:
         self._admin: Any = None  # asyncpg.Connection on self._loop
         self._admin_lock: asyncio.Lock | None = None
         self._numbers = itertools.count(1)
-        self._live: set[str] = set()
-        # the database of each data dir, and how many live Orvad objects use it: like orva.db, the database
-        # goes with the data dir, so a second Orvad a test starts on the same data dir (make_orvad(data_dir=
-        # server.data_dir)) sees the first one's rows; dropped when the last of them drops it
+        # the database of each data dir, and how many Orvad objects use each database (its URL is a key while
+        # it lives): like orva.db, the database goes with the data dir, so a second Orvad a test starts on the
+        # same data dir (make_orvad(data_dir=server.data_dir)) sees the first one's rows; dropped when the
+        # last of them gives it back
         self._by_dir: dict[str, str] = {}
         self._users: dict[str, int] = {}
         self.timings: list[float] = []  # seconds per CREATE DATABASE ... TEMPLATE
@@ -120,7 +120,6 @@ class _Farm:
                 return url
             name = f"orva_{next(self._numbers)}"
             url = str(self._cluster.dsn(name))
-            self._live.add(name)
             self._by_dir[data_dir], self._users[url] = url, 1
             started = time.monotonic()
             self._run(self._admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
@@ -131,14 +130,13 @@ class _Farm:
         """Drop the database of ``url`` (its orvad's connections ended with it); nothing once the cluster is gone."""
         name = url.rsplit("/", 1)[-1]
         with self._lock:
-            if self._cluster is None or name not in self._live:
+            if self._cluster is None or url not in self._users:
                 return
-            self._users[url] = self._users.get(url, 1) - 1
+            self._users[url] -= 1
             if self._users[url] > 0:  # another Orvad on the same data dir still uses it
                 return
             del self._users[url]
             self._by_dir = {d: u for d, u in self._by_dir.items() if u != url}
-            self._live.discard(name)
             loop = self._loop
         drop = self._admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if threading.current_thread() is self._thread:  # collected on the admin loop itself: don't wait on it
@@ -186,7 +184,6 @@ class _Farm:
         with self._lock:
             cluster, self._cluster = self._cluster, None
             loop, self._loop = self._loop, None
-            self._live.clear()
             self._by_dir.clear()
             self._users.clear()
         if loop is not None:
