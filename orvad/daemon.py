@@ -177,7 +177,9 @@ class Daemon:
             reserved_bytes=lambda: self.pools.reserved_mb * 1024 * 1024,
             builds=self._build_queue_state,
         )
-        self.metrics.watch_store(lambda: self.batch.pending, lambda: self.batch.rows_dropped)
+        self.metrics.watch_store(
+            lambda: self.batch.pending, lambda: self.batch.rows_dropped, lambda: self.batch.rows_refused
+        )
         self.metrics_history = MetricsHistory(self.metrics.snapshot, settings.metrics_sample_s)
         # the guard tells it of management calls; each committed row is an `activity` event (issue 24)
         self.audit_trail = AuditTrail(self.audit, self.metrics, self.bus.publish)

@@ -119,9 +119,12 @@ def _num_cpu() -> int:
 
 
 class _StoreCollector(Collector):
-    def __init__(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
+    def __init__(
+        self, pending: Callable[[], int], dropped: Callable[[], int], refused: Callable[[], int]
+    ) -> None:
         self._pending = pending
         self._dropped = dropped
+        self._refused = refused
 
     def collect(self):  # type: ignore[no-untyped-def]
         pending = GaugeMetricFamily(
@@ -134,7 +137,13 @@ class _StoreCollector(Collector):
             "rows dropped because the queue held its bound of unwritten rows (the disk was full for long)",
         )
         dropped.add_metric([], self._dropped())
-        yield from (pending, dropped)
+        refused = CounterMetricFamily(
+            "orva_store_rows_refused",
+            "batched rows the database refused (a value it cannot store, or a parent deleted meanwhile);"
+            " each is logged, and the rows queued after it are written",
+        )
+        refused.add_metric([], self._refused())
+        yield from (pending, dropped, refused)
 
 
 # prometheus_client's sample number format (Go's, +Inf/NaN included); the function has no annotations
@@ -343,9 +352,12 @@ class Metrics:
         )  # (t, seconds, error, cold)
         self._started = time.monotonic()
 
-    def watch_store(self, pending: Callable[[], int], dropped: Callable[[], int]) -> None:
-        """The batched writer's rows: held in memory now, and dropped since start (past its bound)."""
-        self.registry.register(_StoreCollector(pending, dropped))
+    def watch_store(
+        self, pending: Callable[[], int], dropped: Callable[[], int], refused: Callable[[], int]
+    ) -> None:
+        """The batched writer's rows: held in memory now, dropped since start (past its bound), and refused by the
+        database since start."""
+        self.registry.register(_StoreCollector(pending, dropped, refused))
 
     def observe_invocation(
         self, function: str, status: str, seconds: float, cold: bool, queue_s: float, function_id: str = ""

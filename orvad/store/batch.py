@@ -8,6 +8,12 @@ an ``after`` callback, called once the row is committed (so what it announces ca
 A full disk (``InsufficientStorage``) never loses queued rows: they stay in memory and the writer
 retries with a growing pause (up to ``_FULL_RETRY_MAX_S``) until a write commits.
 
+A row the database refuses (``IntegrityError``: its parent was deleted meanwhile; ``ValueRefused``: a value it
+cannot store at all, or a deferred row whose values could not be made) is written without: its batch is
+retried one row at a time, and each refused row is logged and counted in ``rows_refused`` (the metric
+``orva_store_rows_refused_total``), so one bad row never holds up the rows queued after it. Any other failure
+(the database unreachable) keeps every row for the next attempt.
+
 A row may be a ``DeferredRow``: its values are made on the writer's thread, when its batch is written, so
 what the event loop pays for it is one append (request capture: redaction and JSON off the invoke path).
 The statements of a batch (``multi_row``) are assembled on that thread too. The queue holds
@@ -28,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from orvad.errors import InsufficientStorage
-from orvad.store.sql import Database, IntegrityError
+from orvad.store.sql import Database, IntegrityError, ValueRefused
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,12 @@ class DeferredRow:
         try:
             return self._values
         except AttributeError:
+            pass
+        try:
             self._values: tuple[Any, ...] = self.make()
-            return self._values
+        except Exception as exc:  # the same every time: the row is refused, not retried
+            raise ValueRefused(f"{type(self).__name__}'s values could not be made: {exc!r}") from exc
+        return self._values
 
     # a sequence of its values, as sqlite3 and multi_row read it
     def __len__(self) -> int:
@@ -93,6 +103,7 @@ class BatchWriter:
         self._stopping = False
         self.rows_written = 0
         self.rows_dropped = 0
+        self.rows_refused = 0
         self.full_since: float | None = (
             None  # loop time since which queued rows cannot be written (disk full)
         )
@@ -187,8 +198,8 @@ class BatchWriter:
                 await self._db.write_all(
                     statement for sql, rows in grouped.items() for statement in multi_row(sql, rows)
                 )
-            except IntegrityError:
-                await self._write_one_by_one(batch)  # isolate the row(s) whose parent is gone
+            except (IntegrityError, ValueRefused):
+                await self._write_one_by_one(batch)  # isolate the refused row(s)
             except Exception:
                 self._requeue(batch)  # keep the rows; the next flush retries them
                 raise
@@ -204,6 +215,7 @@ class BatchWriter:
         refused: set[Any] = set()  # the keys (first values) of the rows refused
         for index, (sql, params, after, _, parent) in enumerate(batch):
             if parent is not None and parent in refused:
+                self.rows_refused += 1
                 log.error(
                     "batched row not written: the row it belongs to was refused",
                     extra={"sql": sql.split("(")[0]},
@@ -213,13 +225,16 @@ class BatchWriter:
                 await self._db.write_all([(sql, params)])
                 self.rows_written += 1
                 _announce([after])
-            except IntegrityError as exc:
-                # Only a row whose parent was deleted meanwhile (e.g. a log line of a deleted function).
+            except (IntegrityError, ValueRefused) as exc:
+                # a row whose parent was deleted meanwhile (a log line of a deleted function), or a value
+                # the database cannot store
+                self.rows_refused += 1
                 log.error(
                     "batched row refused by the database", extra={"sql": sql.split("(")[0], "error": str(exc)}
                 )
-                if len(params):
-                    refused.add(params[0])
+                key = _key(params)
+                if key is not None:
+                    refused.add(key)
             except Exception:
                 # this row and the rest: kept for the next attempt (but not those whose parent was refused)
                 self._requeue([row for row in batch[index:] if row[4] is None or row[4] not in refused])
@@ -303,6 +318,14 @@ def _tuple_end(values: str) -> int:
 def row_bytes(params: Sequence[Any]) -> int:
     """What a queued row holds in memory, roughly: its text and blob values plus a little for each value."""
     return sum(len(v) + _ROW_OVERHEAD if isinstance(v, str | bytes) else _ROW_OVERHEAD for v in params)
+
+
+def _key(params: Params) -> Any:
+    """A row's first value (what its children name as ``parent``), or None when it has none to give."""
+    try:
+        return params[0] if len(params) else None
+    except ValueRefused:  # a deferred row whose values could not be made: a captured request, no row's parent
+        return None
 
 
 def _announce(callbacks: Iterable[Callable[[], None] | None]) -> None:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from orvad.errors import InsufficientStorage, is_disk_full
-from orvad.store.sql import Driver, IntegrityError, IntegrityKind, Row
+from orvad.store.sql import Driver, IntegrityError, IntegrityKind, Row, ValueRefused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +74,19 @@ def integrity_error(exc: sqlite3.IntegrityError) -> IntegrityError:
     return IntegrityError(text, kind, table, columns)
 
 
+# what sqlite3 raises for a value it cannot store or bind: an int past 64 bits, "string or blob too big",
+# "Error binding parameter 1: type 'dict' is not supported" (other ProgrammingErrors, a closed connection
+# among them, are not about a value)
+_VALUE_ERRORS = (OverflowError, sqlite3.DataError, sqlite3.ProgrammingError)
+
+
+def refuses_value(exc: BaseException) -> bool:
+    """Whether ``exc`` is sqlite3 refusing a statement's value (``ValueRefused``)."""
+    return isinstance(exc, OverflowError | sqlite3.DataError) or (
+        isinstance(exc, sqlite3.ProgrammingError) and str(exc).startswith("Error binding parameter")
+    )
+
+
 class SqliteTransaction:
     """Statements on the writer connection inside ``SqliteDatabase.transaction()``; each is one job on
     the connection's thread (a query's rows are read to the end in it)."""
@@ -91,12 +104,20 @@ class SqliteTransaction:
             return cur.rowcount
         except sqlite3.IntegrityError as exc:
             raise integrity_error(exc) from exc
+        except _VALUE_ERRORS as exc:
+            if refuses_value(exc):
+                raise ValueRefused(str(exc)) from exc
+            raise
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             await self._conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise integrity_error(exc) from exc
+        except _VALUE_ERRORS as exc:
+            if refuses_value(exc):
+                raise ValueRefused(str(exc)) from exc
+            raise
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
@@ -214,6 +235,8 @@ class SqliteDatabase:
             except sqlite3.IntegrityError as exc:
                 raise integrity_error(exc) from exc
             except Exception as exc:
+                if refuses_value(exc):
+                    raise ValueRefused(str(exc)) from exc
                 self._raise_if_full(exc)
                 raise
             self.storage_full_since = None

@@ -13,7 +13,8 @@ lock), so a store's read-then-write sequence means on N nodes what it means on o
 batches never deadlock. Reads never wait for it.
 
 Errors: a unique, primary-key, foreign-key or check violation is ``IntegrityError`` on both drivers; a
-full disk is ``orvad.errors.InsufficientStorage``.
+value the database cannot store at all (a number past its range, a type it cannot bind) is ``ValueRefused``;
+a full disk is ``orvad.errors.InsufficientStorage``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class IntegrityError(Exception):
     def taken(self, table: str, column: str) -> bool:
         """Whether this is a unique violation of a key of ``table`` that includes ``column``."""
         return self.kind == "unique" and self.table == table and column in self.columns
+
+
+class ValueRefused(Exception):
+    """A statement's value the database cannot store, whatever is in it (SQLite: an integer past 64 bits, a
+    type it cannot bind; PostgreSQL: a data exception, SQLSTATE class 22): the same statement fails the same
+    way every time, so a writer drops it (logged, counted) instead of retrying it."""
 
 
 class DatabaseUnusable(Exception):

@@ -27,7 +27,7 @@ import asyncpg
 
 from orvad.errors import InsufficientStorage
 from orvad.store.postgres.migrate import migrate
-from orvad.store.sql import DatabaseUnusable, Driver, IntegrityError, IntegrityKind, Row
+from orvad.store.sql import DatabaseUnusable, Driver, IntegrityError, IntegrityKind, Row, ValueRefused
 from orvad.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,8 @@ class PgDatabase:
                 yield PgTransaction(conn)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise integrity_error(exc) from exc
+        except asyncpg.DataError as exc:  # SQLSTATE class 22, or a value asyncpg cannot encode for its type
+            raise ValueRefused(str(exc)) from exc
         except asyncpg.DiskFullError as exc:
             self._full(exc)
         self.storage_full_since = None
