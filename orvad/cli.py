@@ -391,6 +391,11 @@ async def migrate_to_postgresql(source: str, target: str) -> int:
         f"copied {report.rows} rows in {len(report.tables)} tables (schema version {report.version}) in "
         f"{report.seconds:.2f} s ({rate:,.0f} rows/s); every table matches"
     )
+    if report.nul_values:
+        print(
+            f"{report.nul_values} text values held a NUL character, which PostgreSQL's text cannot hold: each"
+            " is stored as U+FFFD, as a running orvad on PostgreSQL stores it"
+        )
     print(
         "next: give every node the same master key (the data dir's master.key, or ORVA_MASTER_KEY) and "
         f"start them with ORVA_DATABASE_URL={redact(target)}"

@@ -15,12 +15,14 @@ One job, in this order (docs/CLUSTER.md, "Moving a single node to PostgreSQL"):
    order (parents first), identity sequences set past the copied maximum, and every table verified. Only
    when every table matches does it commit: a refusal, a failure or a mismatch leaves the target empty.
 3. Values are converted to the PostgreSQL column's type deliberately (``convert``): what cannot be
-   converted without loss is refused, naming the table, the column and the row.
+   converted without loss is refused, naming the table, the column and the row. A NUL character in text
+   becomes U+FFFD, as a running orvad on PostgreSQL stores it (``driver.storable``), and is counted.
 
 The verification (``RowDigest``): per table, the row count and a checksum computed the same way on both
 sides in Python, over the values as each driver returns them (SQLite's raw values, before conversion;
-PostgreSQL's after the round trip), so it checks the conversion as well as the transfer and depends on no
-SQL dialect or collation. Each value is normalised: NULL; a number by its exact value (an integer, or a
+PostgreSQL's after the round trip; a source text bound for a TEXT column with its NUL characters as U+FFFD,
+the one conversion that changes a value), so it checks the conversion as well as the transfer and depends
+on no SQL dialect or collation. Each value is normalised: NULL; a number by its exact value (an integer, or a
 float equal to an integer, as that integer; another float by ``repr``: the shortest text that reads back
 as the same double); text as its UTF-8 bytes and a BLOB as its bytes (the same tag: text copied into a
 BYTEA column is its UTF-8). Each value is tagged and length-prefixed, a row is the SHA-256 of its values in
@@ -47,7 +49,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import asyncpg
 
 from orvad.store.db import migration_files
-from orvad.store.postgres.driver import check_collation
+from orvad.store.postgres.driver import NUL_STANDIN, check_collation
 from orvad.store.postgres.migrate import migrate
 from orvad.store.sql import DatabaseUnusable
 
@@ -82,6 +84,7 @@ class TableResult:
     source_sum: str
     target_rows: int = -1
     target_sum: str = ""
+    nul_values: int = 0  # text values whose NUL characters became U+FFFD
 
     @property
     def ok(self) -> bool:
@@ -103,6 +106,10 @@ class CopyReport:
     @property
     def ok(self) -> bool:
         return all(t.ok for t in self.tables)
+
+    @property
+    def nul_values(self) -> int:
+        return sum(t.nul_values for t in self.tables)
 
     def lines(self) -> list[str]:
         """The per-table verification as printed by ``orvad migrate``."""
@@ -259,9 +266,7 @@ def _text(value: Any) -> str:
             raise Unconvertible("a BLOB that is not UTF-8 text") from None
     if not isinstance(value, str):
         raise Unconvertible(f"{_kind(value)} {_show(value)} is not text")
-    if "\x00" in value:
-        raise Unconvertible("text holding a NUL character, which PostgreSQL's text cannot hold")
-    return value
+    return value.replace("\x00", NUL_STANDIN)  # PostgreSQL's text cannot hold it (a running orvad's way)
 
 
 def _bytea(value: Any) -> bytes:
@@ -286,7 +291,8 @@ def convert(pg_type: str, value: Any) -> Any:
     """A SQLite value as the Python value asyncpg writes into a column of ``pg_type`` (exact types: int for
     BIGINT/SMALLINT, float for DOUBLE PRECISION, str for TEXT, bytes for BYTEA); ``Unconvertible`` when it
     cannot be written without loss. Deliberate conversions: an integral real into an integer column, an
-    integer up to 2**53 into a double, a UTF-8 BLOB into text, text into BYTEA as its UTF-8 bytes."""
+    integer up to 2**53 into a double, a UTF-8 BLOB into text (a NUL in it as U+FFFD), text into BYTEA as its
+    UTF-8 bytes."""
     if value is None:
         return None
     if isinstance(value, BadText):
@@ -781,11 +787,16 @@ async def _copy_table(conn: asyncpg.Connection[Any], source: Source, table: Targ
     digest = RowDigest(table.name)
     pairs = list(zip(table.columns, table.types, strict=True))
 
+    result = TableResult(table.name, 0, "")
+
     def records() -> Iterator[tuple[Any, ...]]:
         for where, *values in source.rows(table.name, table.columns):
-            digest.add(values)
             out = []
-            for (column, pg_type), value in zip(pairs, values, strict=True):
+            for index, ((column, pg_type), value) in enumerate(zip(pairs, values, strict=True)):
+                if pg_type == "text" and isinstance(value, str | bytes) and "\x00" in _as_str(value):
+                    # a NUL comes back as U+FFFD: the checksum's side of the one conversion that changes text
+                    values[index] = _as_str(value).replace("\x00", NUL_STANDIN).encode()
+                    result.nul_values += 1
                 try:
                     out.append(convert(pg_type, value))
                 except Unconvertible as exc:
@@ -795,7 +806,14 @@ async def _copy_table(conn: asyncpg.Connection[Any], source: Source, table: Targ
                         "the file was changed outside orvad: fix or delete that row (sqlite3, on a copy of the"
                         " file) and run orvad migrate again into the same, still empty, database",
                     ) from None
+            digest.add(values)
             yield tuple(out)
 
     await conn.copy_records_to_table(table.name, records=records(), columns=table.columns)
-    return TableResult(table.name, digest.rows, digest.hexdigest())
+    result.source_rows, result.source_sum = digest.rows, digest.hexdigest()
+    return result
+
+
+def _as_str(value: str | bytes) -> str:
+    """Text as read for the NUL check (a BLOB bound for a TEXT column: its UTF-8, else no text at all)."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
