@@ -105,6 +105,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
     if databases.driver() != databases.SQLITE:  # ORVA_TEST_DATABASE=postgresql (tests/databases.py)
         _deselect(config, items, lambda item: item.get_closest_marker("sqlite_only") is None)
+        # a test on its own throwaway PostgreSQL (tests/cluster/conftest.py's pg_cluster, pg_dsn) runs the
+        # same on either pass: once, in the SQLite pass
+        _deselect(config, items, lambda item: "pg_cluster" not in getattr(item, "fixturenames", ()))
     if config.getoption("--orvad-tests-only"):
         _deselect(config, items, starts_orvad)
 
