@@ -92,7 +92,7 @@ from orvad.store.secrets import SecretStore
 from orvad.store.traces import TraceStore
 from orvad.store.version_blobs import VersionBlobStore
 from orvad.store.webhooks import WebhookStore
-from orvad.tasks import Tasks
+from orvad.tasks import Tasks, every
 from orvad.traces.service import TraceService
 from orvad.urls import redact_url
 from orvad.webhooks.inbound import InboundWebhooks
@@ -578,6 +578,15 @@ class Daemon:
         self.tasks.start("orva-heartbeat", self.nodes.run())
         if self.propagation is not None:  # issue 25: LISTEN for other nodes' changes and events
             self.tasks.start("orva-propagation", self.propagation.run())
+            # a build whose node stopped for good (its upload with it) is failed, not left queued for ever
+            self.tasks.start(
+                "orva-orphaned-builds",
+                every(
+                    self.nodes.heartbeat_s,
+                    lambda: self.builder.fail_orphans(self.nodes.seen_since()),
+                    "failing the builds of gone nodes",
+                ),
+            )
         self.tasks.start("orva-housekeeping", self.housekeeping.run())
         self.tasks.start("orva-metrics-history", self.metrics_history.run())
         self.tasks.start("orva-kv-sweeper", self.kv.run())  # expired KV keys (ORVA_KV_SWEEP_S)

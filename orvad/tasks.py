@@ -16,12 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+
+
+async def every(interval_s: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``job`` every ``interval_s`` seconds, for ever (until cancelled); a failed round is logged with
+    ``what`` and the next one runs on time."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except Exception:
+            log.exception("a periodic task's round failed", extra={"task": what})
 
 
 class Tasks:

@@ -259,6 +259,29 @@ class Builder:
     async def stop(self) -> None:
         await self.queue.stop()
 
+    async def fail_orphans(self, seen_since: str) -> list[str]:
+        """Fail the unfinished builds claimed by another node not seen since ``seen_since`` (three heartbeats
+        missed: crashed, or stopped and not back): that node alone held the upload, so no other node can
+        build them, and they would wait forever. Each is taken over by one live node (a conditional write),
+        which records the failure and what it does to the function. Returns the deployment ids it failed."""
+        if self.shared is None:
+            return []
+        failed = []
+        for deployment_id, holder in await self.shared.take_orphans(seen_since):
+            dep = await self._store.deployment(deployment_id)
+            if dep is None:
+                continue
+            self._seq[dep.id] = await self._store.last_log_seq(dep.id)  # its log continues after the holder's
+            log.warning("build failed: its node stopped", extra={"deployment_id": dep.id, "node": holder})
+            await self._finish(
+                dep,
+                None,
+                f"node {holder}, which held this deployment's upload, stopped before the build finished"
+                " (missed 3 heartbeats); deploy again",
+            )
+            failed.append(dep.id)
+        return failed
+
     def _drop_shared_cache(self) -> None:
         """Remove the download cache every function's builds shared before caches were per function."""
         shared = self.cache_dir("_").parent

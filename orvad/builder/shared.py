@@ -146,6 +146,15 @@ class SharedVersions:
     async def holder(self, deployment_id: str) -> str | None:
         return await self._store.holder(deployment_id)
 
+    async def take_orphans(self, seen_since: str) -> list[tuple[str, str]]:
+        """The unfinished builds of other nodes not seen since ``seen_since``, each taken over by this node
+        (one live node takes each): (deployment id, the node that held it)."""
+        taken = []
+        for deployment_id, holder in await self._store.orphaned(self.node_id, seen_since):
+            if await self._store.take_orphan(deployment_id, holder, self.node_id):
+                taken.append((deployment_id, holder))
+        return taken
+
     async def publish(self, deployment_id: str, version: Path) -> Shared | None:
         """Pack ``version`` and store it under its SHA-256, named from the deployment (once per content).
         None when sharing is off; raises TooLarge or UnsafeTree when the tree cannot be shared."""

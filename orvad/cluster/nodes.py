@@ -158,9 +158,13 @@ class NodeRegistry:
         """The node ids alive as of the last heartbeat (memory only)."""
         return frozenset(n.id for n in self.view if n.status == "alive")
 
+    def seen_since(self) -> str:
+        """The time before which a node not seen since is gone (three heartbeats and the slack ago)."""
+        return epoch_iso(self._clock() - self.gone_after_s)
+
     async def live_runs(self) -> dict[str, str]:
         """{node id: run id} of the nodes alive now (read from the database)."""
-        return dict(await self._store.live(epoch_iso(self._clock() - self.gone_after_s)))
+        return dict(await self._store.live(self.seen_since()))
 
     def status_of(self, row: NodeRow, now: float) -> tuple[Status, float]:
         seen_ago = max(0.0, now - parse_iso(row.last_seen_at).timestamp())

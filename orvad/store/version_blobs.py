@@ -22,6 +22,15 @@ _CLAIM = (
     " AND (build_node IS NULL OR build_node = ?)"
 )
 _HOLDER = "SELECT build_node FROM deployments WHERE id = ?"
+# unfinished builds claimed by a node not seen since ? (gone, left and not back, or forgotten): only it held
+# the upload, so no other node can build them
+_ORPHANED = (
+    "SELECT d.id, d.build_node FROM deployments d WHERE d.status IN ('queued', 'building')"
+    " AND d.build_node IS NOT NULL AND d.build_node <> ? AND NOT EXISTS"
+    " (SELECT 1 FROM cluster_nodes n WHERE n.id = d.build_node AND n.last_seen_at >= ?) ORDER BY d.id"
+)
+# one live node takes an orphaned build over (to record its failure): the conditional write decides which
+_TAKE_ORPHAN = "UPDATE deployments SET build_node = ? WHERE id = ? AND status IN ('queued', 'building') AND build_node = ?"
 _PUT_BLOB = (
     "INSERT INTO version_blobs (hash, size, bytes, created_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (hash) DO NOTHING"
@@ -53,6 +62,16 @@ class VersionBlobStore:
                 return None
             row = await tx.fetchone(_HOLDER, (deployment_id,))
         return "" if row is None or row[0] is None else str(row[0])
+
+    async def orphaned(self, node_id: str, seen_since: str) -> list[tuple[str, str]]:
+        """(deployment id, holder) of the unfinished builds claimed by another node not seen since ``seen_since``."""
+        return [(str(r[0]), str(r[1])) for r in await self._db.fetchall(_ORPHANED, (node_id, seen_since))]
+
+    async def take_orphan(self, deployment_id: str, holder: str, node_id: str) -> bool:
+        """Take an orphaned build from ``holder`` for ``node_id``; False when another node took it first (or it
+        ended, or its node came back and built it)."""
+        async with self._db.transaction() as tx:
+            return await tx.execute(_TAKE_ORPHAN, (node_id, deployment_id, holder)) == 1
 
     async def holder(self, deployment_id: str) -> str | None:
         row = await self._db.fetchone(_HOLDER, (deployment_id,))

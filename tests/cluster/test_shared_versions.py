@@ -302,6 +302,75 @@ def test_two_nodes_holding_one_deployment_build_it_once(
     assert _invoke(other, "once")["answer"] == 42
 
 
+def test_a_build_whose_node_stopped_for_good_is_failed_by_a_live_node(
+    pg_dsn: str, make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
+    """Only the node that received an upload can build it. When that node stops and does not come back (three
+    heartbeats missed), a live node fails its unfinished build, with the reason and what to do, instead of
+    leaving it queued for ever; the function keeps serving its active version. A build held by a node that
+    is alive is left to it."""
+    a = _node(make_orvad, jail_tmp, "node-a", pg_dsn)
+    with a.admin() as c:
+        fn = create_function(c, "orphan")
+        assert wait_deployed(c, deploy_inline(c, "orphan", PYTHON)["id"])["status"] == "succeeded"
+    assert _invoke(a, "orphan")["answer"] == 42
+
+    versions = iter(range(2, 10))
+
+    def queued(holder: str) -> str:
+        dep_id = "0190aaaa-0000-7000-8000-" + secrets.token_hex(6)
+        _sql(
+            pg_dsn,
+            "INSERT INTO deployments (id, function_id, version, status, phase, phases, source, submitted_at,"
+            " build_node) VALUES (?, ?, ?, 'building', 'installing', '[]', 'inline', '2026-12-06T00:00:00.000Z', ?)",
+            dep_id,
+            fn["id"],
+            next(versions),
+            holder,
+        )
+        _sql(
+            pg_dsn,
+            "INSERT INTO deployment_logs (deployment_id, seq, stream, line, ts) VALUES (?, 1, 'system',"
+            " 'installing dependencies', '2026-12-06T00:00:01.000Z')",
+            dep_id,
+        )
+        return dep_id
+
+    # a node that left long ago (its row says so), one that never had a row (forgotten), one alive
+    _sql(
+        pg_dsn,
+        "INSERT INTO cluster_nodes (id, run_id, address, version, started_at, last_seen_at, left_at, pools, load)"
+        " VALUES ('node-left', 'run_left', 'http://127.0.0.1:1', '0', '2026-12-06T00:00:00.000Z',"
+        " '2026-12-06T00:00:05.000Z', '2026-12-06T00:00:05.000Z', '{}', '{}'),"
+        " ('node-alive', 'run_alive', 'http://127.0.0.1:1', '0', '2026-12-06T00:00:00.000Z',"
+        " '2999-01-01T00:00:00.000Z', NULL, '{}', '{}')",
+    )
+    left, forgotten, alive = queued("node-left"), queued("node-forgotten"), queued("node-alive")
+    with a.admin() as c:
+        for dep_id, holder in ((left, "node-left"), (forgotten, "node-forgotten")):
+            record = wait_deployed(c, dep_id, deadline_s=30)
+            assert record["status"] == "failed", record
+            assert f"node {holder}, which held this deployment's upload, stopped" in record["error_message"]
+            assert "deploy again" in record["error_message"]
+            lines = [
+                (row["seq"], row["line"])
+                for row in c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]
+            ]
+            assert lines[0] == (
+                1,
+                "installing dependencies",
+            )  # the holder's lines kept, the reason after them
+            assert lines[-1][0] == 2 and lines[-1][1].startswith(f"build failed: node {holder}"), lines
+        assert c.get(f"/api/v1/deployments/{alive}").json()["status"] == "building"
+        assert c.get(f"/api/v1/functions/{fn['id']}").json()["status"] == "active"
+    assert (
+        _sql(pg_dsn, "SELECT build_node FROM deployments WHERE id = ?", alive)[0]["build_node"]
+        == "node-alive"
+    )
+    assert _invoke(a, "orphan")["answer"] == 42  # still its active version
+    assert a.stderr().count("build failed: its node stopped") == 2
+
+
 # attacks on the fetch
 
 
