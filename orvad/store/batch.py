@@ -16,7 +16,8 @@ retried one row at a time, and each refused row is logged and counted in ``rows_
 
 A row may be a ``DeferredRow``: its values are made on the writer's thread, when its batch is written, so
 what the event loop pays for it is one append (request capture: redaction and JSON off the invoke path).
-The statements of a batch (``multi_row``) are assembled on that thread too. The queue holds
+The statements of a batch are the driver's bulk path (``Database.write_batch``: on SQLite multi-row INSERTs,
+``multi_row``, assembled on that thread too; on PostgreSQL binary COPY for a plain INSERT of many rows). The queue holds
 at most ``max_pending`` rows and ``max_pending_bytes`` bytes of their values; past either, newly
 submitted rows are dropped (their ``after`` is never called), counted in ``rows_dropped`` (the metric ``orva_store_rows_dropped_total``) and logged.
 
@@ -44,7 +45,7 @@ _ROW_OVERHEAD = 64  # bytes counted for each value besides its text
 _FULL_RETRY_MAX_S = 2.0
 
 
-class DeferredRow:
+class DeferredRow(Sequence[Any]):
     """A row whose values are made when its batch is written, on the writer's thread (``values``, once).
     ``held_bytes``: what it holds in memory, for the queue's byte bound (``row_bytes`` would make it)."""
 
@@ -69,14 +70,14 @@ class DeferredRow:
     def __len__(self) -> int:
         return len(self.values())
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: Any) -> Any:  # an int or a slice, as a tuple's
         return self.values()[index]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.values())
 
 
-Params = Sequence[Any] | DeferredRow
+Params = Sequence[Any]  # a DeferredRow is one too
 Row = tuple[str, Params, Callable[[], None] | None, int, Any]  # sql, params, after, row_bytes, parent
 
 
@@ -194,10 +195,9 @@ class BatchWriter:
             for sql, params, _, _, _ in batch:
                 grouped[sql].append(params)
             try:
-                # a generator: the statements (and deferred rows' values) are made on the writer's thread
-                await self._db.write_all(
-                    statement for sql, rows in grouped.items() for statement in multi_row(sql, rows)
-                )
+                # the driver's bulk path; on SQLite the statements (and deferred rows' values) are made on
+                # the writer's thread
+                await self._db.write_batch(list(grouped.items()))
             except (IntegrityError, ValueRefused):
                 await self._write_one_by_one(batch)  # isolate the refused row(s)
             except Exception:
@@ -280,7 +280,7 @@ class BatchWriter:
 MAX_VARIABLES = 999
 
 
-def multi_row(sql: str, rows: list[Params]) -> Iterator[tuple[str, Params]]:
+def multi_row(sql: str, rows: Sequence[Params]) -> Iterator[tuple[str, Params]]:
     """Rows of one ``INSERT ... VALUES (?, ...)`` as few statements of many rows each.
 
     executemany steps once per row, and the writer thread gives the GIL up around every step; under

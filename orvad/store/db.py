@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from orvad.errors import InsufficientStorage, is_disk_full
+from orvad.store.batch import multi_row
 from orvad.store.sql import Driver, IntegrityError, IntegrityKind, Row, ValueRefused
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,10 @@ class SqliteDatabase:
                 self._raise_if_full(exc)
                 raise
             self.storage_full_since = None
+
+    async def write_batch(self, groups: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Multi-row INSERTs (``multi_row``), assembled on the writer's thread, in one transaction."""
+        await self.write_all(statement for sql, rows in groups for statement in multi_row(sql, rows))
 
     async def write_all(self, statements: Iterable[tuple[str, Any]]) -> None:
         """Run write statements as one transaction in one job on the writer's thread (an iterator is

@@ -98,7 +98,13 @@ class Database(Protocol):
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     async def write_all(self, statements: Iterable[tuple[str, Any]]) -> None:
-        """Statements as one transaction in one hand-over (the batched writer's path)."""
+        """Statements as one transaction in one hand-over."""
+        ...
+
+    async def write_batch(self, groups: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """The batched writer's path: each group's statement run for each of its rows, every group in one
+        transaction, by the driver's bulk path (SQLite: multi-row INSERTs made on its writer's thread;
+        PostgreSQL: binary COPY for a plain INSERT of many rows)."""
         ...
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import asyncpg
 
 from orvad.errors import InsufficientStorage
+from orvad.store.batch import multi_row
 from orvad.store.postgres.migrate import migrate
 from orvad.store.sql import DatabaseUnusable, Driver, IntegrityError, IntegrityKind, Row, ValueRefused
 from orvad.urls import redact_url
@@ -126,6 +127,24 @@ def storable(params: Sequence[Any]) -> Sequence[Any]:
     return [p.replace("\x00", NUL_STANDIN) if type(p) is str else p for p in params]
 
 
+# From this many rows a plain INSERT goes by COPY (bench/pg_bulk.py; docs/CLUSTER.md, "The batched writer's
+# bulk path"): at 13 rows COPY and a multi-row INSERT cost about the same, at 100 rows COPY took 13 us a row
+# against 17, at 500 rows 8.5 against 12.
+COPY_MIN_ROWS = 32
+_PLAIN_INSERT = re.compile(r"\s*INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(\?(?:, \?)*\)\s*", re.IGNORECASE)
+
+
+@lru_cache(maxsize=256)
+def plain_insert(sql: str) -> tuple[str, tuple[str, ...]] | None:
+    """(table, columns) of ``INSERT INTO t (a, b) VALUES (?, ?)`` with nothing after it (COPY can take its rows),
+    else None (an ``ON CONFLICT`` clause, an expression among the values, another statement)."""
+    found = _PLAIN_INSERT.fullmatch(sql)
+    if found is None:
+        return None
+    columns = tuple(c.strip() for c in found.group(2).split(","))
+    return (found.group(1), columns) if len(columns) == sql.count("?") else None
+
+
 class PgTransaction:
     """Statements on one connection inside one write transaction, with SQLite's placeholders."""
 
@@ -145,8 +164,12 @@ class PgTransaction:
         return list(await self._conn.fetch(translate(sql), *storable(params)))
 
     async def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        """The bulk path (COPY ... FROM STDIN, binary): for the batched writer's execution rows."""
-        await self._conn.copy_records_to_table(table, records=list(rows), columns=list(columns))
+        """The bulk path (COPY ... FROM STDIN, binary): the batched writer's plain INSERTs of many rows."""
+        records = [tuple(storable(row)) for row in rows]
+        try:
+            await self._conn.copy_records_to_table(table, records=records, columns=list(columns))
+        except (OverflowError, TypeError, ValueError) as exc:  # a value COPY's encoder cannot write
+            raise ValueRefused(f"COPY into {table}: {exc}") from exc
 
 
 class PgDatabase:
@@ -238,10 +261,22 @@ class PgDatabase:
             await tx.executemany(sql, rows)
 
     async def write_all(self, statements: Iterable[tuple[str, Any]]) -> None:
-        """Run write statements as one transaction (the batched writer's path)."""
+        """Run write statements as one transaction."""
         async with self.transaction() as tx:
             for sql, params in statements:
                 await tx.execute(sql, params)
+
+    async def write_batch(self, groups: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """The batched writer's path, in one transaction: a plain INSERT (no clause after its values) of at
+        least ``COPY_MIN_ROWS`` rows by binary COPY, anything else as multi-row statements."""
+        async with self.transaction() as tx:
+            for sql, rows in groups:
+                target = plain_insert(sql) if len(rows) >= COPY_MIN_ROWS else None
+                if target is not None:
+                    await tx.copy_rows(target[0], target[1], rows)
+                    continue
+                for statement, params in multi_row(sql, list(rows)):
+                    await tx.execute(statement, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._require().acquire() as conn:
