@@ -17,6 +17,7 @@ from hypercorn.config import Config as HypercornConfig
 from sse_starlette.sse import AppStatus
 
 from orvad import __version__, stackdump
+from orvad.builder.blob_bucket import BucketUnusable
 from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.host.hostcheck import DataDirUnreachable
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()  # the invoke path is event-loop work (futures, timers, pipes): about half the CPU
         try:
             asyncio.run(run(settings))
-        except (DataDirUnreachable, DatabaseUnusable) as exc:
+        except (DataDirUnreachable, DatabaseUnusable, BucketUnusable) as exc:
             print(f"orvad: cannot start: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -156,6 +156,113 @@ def _database_url(value: Any) -> str:
     return text
 
 
+BLOB_URL_FORM = "s3://<bucket>[/<prefix>][?endpoint=http(s)://host[:port]&region=<region>]"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for a bucket's name
+_BLOB_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_BLOB_PARAMS = ("endpoint", "region")
+
+
+@dataclass(frozen=True)
+class BlobUrl:
+    """ORVA_BLOB_URL taken apart (orvad/builder/blob_bucket.py): where shared versions' bytes are kept."""
+
+    bucket: str
+    prefix: str  # no leading or trailing slash; empty: the bucket's top
+    endpoint: str | None  # http(s)://host[:port]; None: AWS S3 itself
+    region: str
+
+    def key(self, blob_hash: str) -> str:
+        return f"{self.prefix}/{blob_hash}" if self.prefix else blob_hash
+
+    def __str__(self) -> str:
+        where = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        return where + (f" at {self.endpoint}" if self.endpoint else "")
+
+
+def parse_blob_url(text: str) -> BlobUrl:
+    """``s3://<bucket>[/<prefix>]?endpoint=http://host:port&region=<region>``; ValueError says what is wrong
+    (never repeating a value that could be a secret). Credentials come from AWS's own chain, never the URL."""
+    parts = urlsplit(text.strip())
+    if parts.scheme != "s3":
+        raise ValueError(f"expected {BLOB_URL_FORM}")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "credentials do not go in the URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in orvad's "
+            f"environment (or another AWS credential source) and write {BLOB_URL_FORM}"
+        )
+    if not parts.netloc:
+        raise ValueError(f"no bucket: expected {BLOB_URL_FORM}")
+    if not _BUCKET_NAME.fullmatch(parts.netloc) or ".." in parts.netloc:
+        raise ValueError(
+            "a bucket's name is 3..63 of a-z 0-9 . - starting and ending with a letter or digit, with no port; "
+            f"expected {BLOB_URL_FORM}"
+        )
+    prefix = parts.path.strip("/")
+    if prefix and (not _BLOB_PREFIX.fullmatch(prefix) or any(p in (".", "..") for p in prefix.split("/"))):
+        raise ValueError(
+            f"the prefix is folders of A-Z a-z 0-9 . _ - joined by /, with no empty, . or .. part; expected {BLOB_URL_FORM}"
+        )
+    if parts.fragment:
+        raise ValueError(f"no #fragment; expected {BLOB_URL_FORM}")
+    params: dict[str, str] = {}
+    for pair in parts.query.split("&") if parts.query else ():
+        name, sep, value = pair.partition("=")
+        if name not in _BLOB_PARAMS or not sep:
+            raise ValueError(f"the query takes only endpoint=... and region=...; expected {BLOB_URL_FORM}")
+        if name in params:
+            raise ValueError(f"{name} is given twice")
+        params[name] = unquote(value)
+    endpoint = params.get("endpoint")
+    if endpoint is not None:
+        where = urlsplit(endpoint)
+        try:
+            port_ok = where.port is None or where.port > 0
+        except ValueError:
+            port_ok = False
+        if (
+            where.scheme not in ("http", "https")
+            or not where.hostname
+            or "@" in where.netloc
+            or not port_ok
+            or where.path.strip("/")
+            or where.query
+            or where.fragment
+        ):
+            raise ValueError(
+                f"the endpoint is http(s)://host[:port] with no path or credentials; expected {BLOB_URL_FORM}"
+            )
+        endpoint = f"{where.scheme}://{where.netloc}"
+    region = params.get("region", "us-east-1")
+    if not _REGION.fullmatch(region):
+        raise ValueError("the region is 1..64 of A-Z a-z 0-9 _ - (us-east-1 when left out)")
+    return BlobUrl(parts.netloc, prefix, endpoint, region)
+
+
+def _blob_url(value: Any) -> str:
+    """Empty (versions shared through the database only) or a valid ORVA_BLOB_URL."""
+    text = str(value).strip()
+    if text:
+        parse_blob_url(text)
+    return text
+
+
+def _shown_blob_url(text: str) -> str:
+    """ORVA_BLOB_URL as a refusal says it: no userinfo, no value of a query parameter orvad does not know and
+    no endpoint holding credentials (a misplaced secret key stays out of the message)."""
+    parts = urlsplit(text)
+
+    def shown(pair: str) -> str:
+        name, _, value = pair.partition("=")
+        return pair if name in _BLOB_PARAMS and "@" not in unquote(value) else f"{name}=***"
+
+    pairs = [pair for pair in parts.query.split("&") if pair]
+    if "@" not in parts.netloc and all(shown(pair) == pair for pair in pairs):
+        return text
+    netloc = parts.netloc.rsplit("@", 1)[-1] + (" (credentials removed)" if "@" in parts.netloc else "")
+    return parts._replace(netloc=netloc, query="&".join(shown(pair) for pair in pairs)).geturl()
+
+
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -189,6 +296,14 @@ FIELDS: tuple[Field, ...] = (
         "ORVA_DATABASE_URL",
         _database_url,
         "PostgreSQL database shared by every node (postgresql://user:password@host:5432/db); empty: SQLite in the data dir",
+    ),
+    Field(
+        "blob_url",
+        "",
+        "ORVA_BLOB_URL",
+        _blob_url,
+        "an S3-compatible bucket for the cluster's shared versions (s3://<bucket>[/<prefix>]?endpoint=http://host:port"
+        "&region=<region>; credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); empty: kept in the database",
     ),
     Field("session_days", 7, "ORVA_SESSION_DAYS", _int_range(1, 365), "dashboard session lifetime in days"),
     Field(
@@ -638,6 +753,7 @@ class Settings:
     port: int
     data_dir: Path
     database_url: str
+    blob_url: str
     session_days: int
     secure_cookies: bool
     max_body_bytes: int
@@ -714,7 +830,13 @@ def _parse(field: Field, raw: Any, source: str) -> Any:
     try:
         return field.parse(raw)
     except (ValueError, TypeError) as exc:
-        shown = redact_url(str(raw)) if field.name == "database_url" else raw
+        shown = (
+            redact_url(str(raw))
+            if field.name == "database_url"
+            else _shown_blob_url(str(raw))
+            if field.name == "blob_url"
+            else raw
+        )
         raise ConfigError(f"invalid {field.name} from {source}: {shown!r} ({exc})") from None
 
 
@@ -751,4 +873,10 @@ def load_settings(
             values[name] = _parse(_BY_NAME[name], raw, f"--{name.replace('_', '-')}")
 
     assert {f.name for f in fields(Settings)} == set(values)
+    if values["blob_url"] and not values["database_url"]:
+        raise ConfigError(
+            "blob_url (ORVA_BLOB_URL) is set but database_url (ORVA_DATABASE_URL) is not: a bucket holds the "
+            "versions a cluster's nodes share, and one SQLite node never fetches its own; set ORVA_DATABASE_URL "
+            "to the cluster's PostgreSQL database, or leave ORVA_BLOB_URL unset"
+        )
     return Settings(**values)

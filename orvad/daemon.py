@@ -22,6 +22,7 @@ from orvad.backup import BackupService
 from orvad.backup.running import hold as hold_running_lock
 from orvad.backup.swap import RestoreNotLoaded
 from orvad.builder.archive import MAX_BYTES, MAX_FILES
+from orvad.builder.blob_bucket import S3Bucket
 from orvad.builder.build import Builder
 from orvad.builder.installer import BuildNetwork, sandboxed_installer
 from orvad.builder.safetree import ENTRY_BYTES
@@ -292,7 +293,8 @@ class Daemon:
         self._secret_store = SecretStore(self.db)
         self.secrets: SecretService  # needs the master key, read at start()
         # issue 25: build claims and versions shared through the database (orvad/builder/shared.py); blobs
-        # are stored on PostgreSQL only (one SQLite node never fetches its own versions)
+        # are stored on PostgreSQL only (one SQLite node never fetches its own versions), their bytes in the
+        # database or in ORVA_BLOB_URL's bucket (orvad/builder/blob_bucket.py; checked at start)
         self.shared_versions = SharedVersions(
             VersionBlobStore(self.db),
             root=settings.data_dir / "functions",
@@ -300,6 +302,7 @@ class Daemon:
             enabled=bool(settings.database_url),
             max_files=max(MAX_FILES, settings.build_disk_mb * 1024 * 1024 // ENTRY_BYTES),
             max_bytes=max(MAX_BYTES, settings.build_disk_mb * 1024 * 1024),
+            bucket=S3Bucket.from_url(settings.blob_url) if settings.blob_url else None,
         )
         self.builder = Builder(
             root=settings.data_dir / "functions",
@@ -479,6 +482,7 @@ class Daemon:
         return round(time.monotonic() - self._started, 3)
 
     async def start(self) -> None:
+        await self.shared_versions.check()  # ORVA_BLOB_URL's bucket: BucketUnusable refuses the start
         self._prepare_data_dir()
         self._running_lock = hold_running_lock(self.settings.data_dir)  # offline backup/restore refuse
         await asyncio.to_thread(self.backups.clean_workspaces)

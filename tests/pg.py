@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 SUPERUSER = "orva"
@@ -310,3 +311,22 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_sql(dsn: str, statement: str, *params: object) -> list[Any]:
+    """One statement (SQLite's ``?`` placeholders, as the store writes them) on the database at ``dsn``, from
+    a synchronous test: its rows."""
+    import asyncio
+
+    import asyncpg
+
+    from orvad.store.postgres.driver import translate
+
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(translate(statement), *params))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())

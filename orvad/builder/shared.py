@@ -17,6 +17,13 @@ builds at start builds only what it holds or nobody does (VersionBlobStore says 
 
 Blobs are stored only on PostgreSQL (``enabled``): one SQLite node never fetches its own versions, and the
 packed copy would double the disk its versions take. Claims are made on both (they cost one UPDATE).
+
+Where the bytes go: the ``version_blobs`` row itself, or, with ORVA_BLOB_URL, an S3-compatible bucket
+(``bucket``, orvad/builder/blob_bucket.py): the object ``<prefix>/<sha256>`` is put first, then the row
+records the hash, size, time and ``location = 'bucket'`` with no bytes. A build whose version cannot be put
+in the bucket fails, naming the bucket and the cause (the other nodes could not run it); a fetch reads the
+place the row names (rows stored before the bucket was configured stay in the database) and checks the hash
+the same way; the sweep deletes a swept row's object too. The bucket is checked once at start (``check``).
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orvad.builder.archive import ArchiveError
+from orvad.builder.blob_bucket import BlobBucket, BucketError
 from orvad.builder.gc import is_built, mark_built
+from orvad.builder.installer import BuildFailed
 from orvad.builder.safetree import UnsafeTree, escaping_links, remove_tree, seal, walk
 from orvad.builder.unpack import unpack
 from orvad.clock import now_iso
@@ -123,8 +132,10 @@ class SharedVersions:
         max_files: int,
         max_bytes: int,
         max_blob_bytes: int = MAX_BLOB_BYTES,
+        bucket: BlobBucket | None = None,
     ) -> None:
         self._store = store
+        self.bucket = bucket if enabled else None  # ORVA_BLOB_URL: where the packed bytes go
         self.root = root  # <data>/functions
         self.node_id = node_id
         self.enabled = enabled
@@ -133,6 +144,12 @@ class SharedVersions:
         self._max_blob_bytes = max_blob_bytes
         self._fetching: dict[tuple[str, str], asyncio.Future[None]] = {}
         self.fetches = 0  # versions this node fetched and unpacked (tests and logs)
+
+    async def check(self) -> None:
+        """At start: BucketUnusable unless ORVA_BLOB_URL's bucket exists and takes the credentials."""
+        if self.bucket is not None:
+            await self.bucket.check()
+            log.info("shared versions are stored in a bucket", extra={"bucket": str(self.bucket)})
 
     def version_dir(self, function_id: str, code_hash: str) -> Path:
         return self.root / function_id / "versions" / code_hash
@@ -157,22 +174,40 @@ class SharedVersions:
 
     async def publish(self, deployment_id: str, version: Path) -> Shared | None:
         """Pack ``version`` and store it under its SHA-256, named from the deployment (once per content).
-        None when sharing is off; raises TooLarge or UnsafeTree when the tree cannot be shared."""
+        None when sharing is off; raises TooLarge or UnsafeTree when the tree cannot be shared, BuildFailed when
+        the bucket refused it."""
         if not self.enabled:
             return None
         began = time.monotonic()
         data, entries = await asyncio.to_thread(pack, version, self._max_blob_bytes)
         blob_hash = hashlib.sha256(data).hexdigest()
         pack_ms = (time.monotonic() - began) * 1000
-        if await self._store.has(blob_hash):
-            await self._store.name(deployment_id, blob_hash)
-            added = False
-        else:
+        # the same tree is stored already: named, if its row is still there once the write lock is held
+        if await self._store.has(blob_hash) and await self._store.name(deployment_id, blob_hash):
+            return Shared(blob_hash, len(data), entries, False, pack_ms)
+        if self.bucket is None:
             added = await self._store.store(deployment_id, blob_hash, data, now_iso())
+        else:
+            try:
+                await self.bucket.put(blob_hash, data)
+            except BucketError as exc:
+                log.error(
+                    "a built version could not be stored in the bucket",
+                    extra={"deployment_id": deployment_id, "blob_hash": blob_hash, "error": str(exc)},
+                )
+                raise BuildFailed(
+                    f"the built version could not be stored for the other nodes (ORVA_BLOB_URL): {exc}; the "
+                    "build is failed so that no node is told to run a version it cannot fetch. Deploy again "
+                    "once the bucket takes it (docs/CLUSTER.md, Shared versions)"
+                ) from None
+            added = await self._store.store(deployment_id, blob_hash, data, now_iso(), in_bucket=True)
         return Shared(blob_hash, len(data), entries, added, pack_ms)
 
     async def sweep(self) -> int:
-        return await self._store.sweep() if self.enabled else 0
+        """Delete the blobs no deployment names (and their objects in the bucket); returns how many rows."""
+        if not self.enabled:
+            return 0
+        return await self._store.sweep(self.bucket.delete if self.bucket is not None else None)
 
     # workers
     async def ensure(self, function_id: str, code_hash: str, deployment_id: str | None = None) -> None:
@@ -200,13 +235,7 @@ class SharedVersions:
                 details={"code_hash": code_hash},
             )
         began = time.monotonic()
-        data = await self._store.get(blob_hash)
-        if data is None:
-            raise VersionUnavailable(
-                f"the stored copy of version {code_hash[:12]} is gone",
-                retry_after_s=_RETRY_S,
-                details={"code_hash": code_hash, "blob_hash": blob_hash},
-            )
+        data = await self._read(function_id, code_hash, blob_hash)
         got = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if got != blob_hash:
             log.error(
@@ -248,6 +277,42 @@ class SharedVersions:
                 "total_ms": round((time.monotonic() - began) * 1000, 1),
             },
         )
+
+    async def _read(self, function_id: str, code_hash: str, blob_hash: str) -> bytes:
+        """The blob's bytes from where its row says they are (not yet checked against the hash)."""
+        details = {"code_hash": code_hash, "blob_hash": blob_hash}
+        stored = await self._store.stored(blob_hash)
+        data: bytes | None = None
+        if stored is not None and stored.location == "database":
+            data = stored.data
+        elif stored is not None:
+            if self.bucket is None:
+                raise VersionUnavailable(
+                    f"version {code_hash[:12]} is stored in the cluster's bucket and this node has no "
+                    "ORVA_BLOB_URL; give every node the same ORVA_BLOB_URL",
+                    retry_after_s=_RETRY_S,
+                    details=details,
+                )
+            try:
+                data = await self.bucket.get(blob_hash, self._max_blob_bytes)
+            except BucketError as exc:
+                log.error(
+                    "a version could not be read from the bucket",
+                    extra={"function_id": function_id, "blob_hash": blob_hash, "error": str(exc)},
+                )
+                raise VersionUnavailable(
+                    f"version {code_hash[:12]} could not be read from the bucket: {exc}",
+                    retry_after_s=_RETRY_S,
+                    details=details,
+                ) from None
+        if data is None:
+            where = "" if stored is None else " (no object in the bucket)"
+            raise VersionUnavailable(
+                f"the stored copy of version {code_hash[:12]} is gone{where}",
+                retry_after_s=_RETRY_S,
+                details=details,
+            )
+        return data
 
     async def _unpack(self, data: bytes, target: Path) -> None:
         """Unpack into a fresh hidden folder beside ``target``, check it, seal it, rename it into place."""

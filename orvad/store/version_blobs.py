@@ -7,11 +7,20 @@ holds the cluster-wide write lock (orvad/store/postgres/driver.py), and a single
 on its own anyway (a second node's UPDATE waits for the row, re-reads it and matches nothing), so exactly one
 node's claim changes the row. The statements are in the dialect SQLite and PostgreSQL both accept
 (tests/cluster/test_pg_statements.py).
+
+``version_blobs.location`` (migration 0027) says where a blob's bytes are: ``database`` (its ``bytes``) or
+``bucket`` (ORVA_BLOB_URL's ``<prefix>/<hash>``, orvad/builder/blob_bucket.py; the row's ``bytes`` are then
+empty). A node names an existing blob only while the row exists (one conditional UPDATE, under the write
+lock), and the sweep deletes a bucket row's object before the row, in the same write transaction: so a
+deployment of the same tree at the moment its last deployment is swept either names the row before the
+sweep (and the sweep leaves it) or finds it gone and stores the object again after the sweep.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # the protocol only types the collaborator: either driver's database
     from orvad.store.sql import Database
@@ -32,10 +41,12 @@ _ORPHANED = (
 # one live node takes an orphaned build over (to record its failure): the conditional write decides which
 _TAKE_ORPHAN = "UPDATE deployments SET build_node = ? WHERE id = ? AND status IN ('queued', 'building') AND build_node = ?"
 _PUT_BLOB = (
-    "INSERT INTO version_blobs (hash, size, bytes, created_at) VALUES (?, ?, ?, ?)"
+    "INSERT INTO version_blobs (hash, size, bytes, created_at, location) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (hash) DO NOTHING"
 )
 _NAME_BLOB = "UPDATE deployments SET blob_hash = ? WHERE id = ?"
+# the same tree built again: named only while its row is there (never a hash a sweep just removed)
+_NAME_STORED_BLOB = "UPDATE deployments SET blob_hash = ? WHERE id = ? AND EXISTS (SELECT 1 FROM version_blobs WHERE hash = ?)"
 # the blob of a function's version: the newest deployment of that code hash that stored one
 _BLOB_OF = (
     "SELECT blob_hash FROM deployments WHERE function_id = ? AND code_hash = ? AND blob_hash IS NOT NULL"
@@ -43,11 +54,26 @@ _BLOB_OF = (
 )
 _BLOB_OF_DEPLOYMENT = "SELECT blob_hash FROM deployments WHERE id = ?"
 _HAS_BLOB = "SELECT size FROM version_blobs WHERE hash = ?"
-_GET_BLOB = "SELECT size, bytes FROM version_blobs WHERE hash = ?"
-_SWEEP = (
-    "DELETE FROM version_blobs WHERE NOT EXISTS"
+_GET_BLOB = "SELECT size, bytes, location FROM version_blobs WHERE hash = ?"
+_UNNAMED = (
+    "SELECT hash, location FROM version_blobs WHERE NOT EXISTS"
+    " (SELECT 1 FROM deployments WHERE deployments.blob_hash = version_blobs.hash) ORDER BY hash"
+)
+_SWEEP_ONE = (
+    "DELETE FROM version_blobs WHERE hash = ? AND NOT EXISTS"
     " (SELECT 1 FROM deployments WHERE deployments.blob_hash = version_blobs.hash)"
 )
+
+Location = Literal["database", "bucket"]
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A ``version_blobs`` row: the packed size, where the bytes are, and the bytes when in the database."""
+
+    size: int
+    location: Location
+    data: bytes  # empty for a blob in the bucket
 
 
 class VersionBlobStore:
@@ -77,21 +103,30 @@ class VersionBlobStore:
         row = await self._db.fetchone(_HOLDER, (deployment_id,))
         return None if row is None or row[0] is None else str(row[0])
 
-    async def store(self, deployment_id: str, blob_hash: str, data: bytes, created_at: str) -> bool:
+    async def store(
+        self, deployment_id: str, blob_hash: str, data: bytes, created_at: str, *, in_bucket: bool = False
+    ) -> bool:
         """Store a packed version (once per hash) and name it from the deployment, in one transaction (so a
-        sweep never sees the blob unnamed); True when this call inserted the bytes."""
+        sweep never sees the blob unnamed); True when this call inserted the row. ``in_bucket``: the bytes
+        were put in the bucket already; the row records the hash, size and time, with no bytes."""
+        row = (
+            (blob_hash, len(data), b"", created_at, "bucket")
+            if in_bucket
+            else (blob_hash, len(data), data, created_at, "database")
+        )
         async with self._db.transaction() as tx:
-            added = await tx.execute(_PUT_BLOB, (blob_hash, len(data), data, created_at))
+            added = await tx.execute(_PUT_BLOB, row)
             await tx.execute(_NAME_BLOB, (blob_hash, deployment_id))
         return added == 1
 
     async def has(self, blob_hash: str) -> bool:
         return await self._db.fetchone(_HAS_BLOB, (blob_hash,)) is not None
 
-    async def name(self, deployment_id: str, blob_hash: str) -> None:
-        """Name an existing blob from another deployment (the same tree built again)."""
+    async def name(self, deployment_id: str, blob_hash: str) -> bool:
+        """Name an existing blob from another deployment (the same tree built again); False when there is no
+        such blob (never stored, or swept meanwhile): the caller stores it."""
         async with self._db.transaction() as tx:
-            await tx.execute(_NAME_BLOB, (blob_hash, deployment_id))
+            return await tx.execute(_NAME_STORED_BLOB, (blob_hash, deployment_id, blob_hash)) == 1
 
     async def blob_of(self, function_id: str, code_hash: str, deployment_id: str | None = None) -> str | None:
         """The blob hash of a function's version: the deployment's own when it stored one, else the newest
@@ -104,10 +139,27 @@ class VersionBlobStore:
         return None if row is None else str(row[0])
 
     async def get(self, blob_hash: str) -> bytes | None:
-        row = await self._db.fetchone(_GET_BLOB, (blob_hash,))
-        return None if row is None else bytes(row[1])
+        found = await self.stored(blob_hash)
+        return None if found is None else found.data
 
-    async def sweep(self) -> int:
-        """Remove blobs no deployment names any more (their functions were deleted); returns how many."""
+    async def stored(self, blob_hash: str) -> StoredBlob | None:
+        row = await self._db.fetchone(_GET_BLOB, (blob_hash,))
+        if row is None:
+            return None
+        return StoredBlob(int(row[0]), "bucket" if row[2] == "bucket" else "database", bytes(row[1]))
+
+    async def sweep(self, delete_objects: Callable[[Sequence[str]], Awaitable[None]] | None = None) -> int:
+        """Remove blobs no deployment names any more (their functions were deleted); returns how many.
+        Blobs in the bucket: their objects are deleted first (``delete_objects``), in the same write
+        transaction, and the rows only when that succeeded (else they stay for the next sweep); without
+        ``delete_objects`` (a node with no ORVA_BLOB_URL) they are left for a node that has it."""
+        removed = 0
         async with self._db.transaction() as tx:
-            return await tx.execute(_SWEEP)
+            unnamed = [(str(r[0]), str(r[1])) for r in await tx.fetchall(_UNNAMED)]
+            in_bucket = [h for h, where in unnamed if where == "bucket"]
+            if in_bucket and delete_objects is not None:
+                await delete_objects(in_bucket)
+            for blob_hash, where in unnamed:
+                if where != "bucket" or delete_objects is not None:
+                    removed += await tx.execute(_SWEEP_ONE, (blob_hash,))
+        return removed

@@ -37,10 +37,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orvad.clock import iso
-from orvad.store.postgres.driver import translate
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
-from tests.pg import ThrowawayPostgres
+from tests.pg import ThrowawayPostgres, run_sql
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.sandbox
@@ -98,17 +97,6 @@ class Cluster:
             nodes = c.get("/api/v1/cluster/nodes").json()["nodes"]
         node_id = next(n["id"] for n in nodes if n["run_id"] == run_id)
         return self.nodes[int(node_id.rsplit("-", 1)[1])]
-
-
-def _sql(dsn: str, sql: str, *params: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(translate(sql), *params))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
@@ -302,14 +290,16 @@ def test_a_node_killed_mid_job_loses_its_lease_to_another_after_3_missed_heartbe
     with nodes[1].admin() as c:
         job_id = _enqueue(c, {"s": 6}, max_attempts=3)
         wait_for(lambda: _kv(c, f"starts:{job_id}") == 1, 60, "the first attempt to start", interval_s=0.05)
-    [(owner,)] = _sql(cluster.dsn, "SELECT lease_owner FROM jobs WHERE id = ?", job_id)
+    [(owner,)] = run_sql(cluster.dsn, "SELECT lease_owner FROM jobs WHERE id = ?", job_id)
     victim = cluster.by_run(owner)
     others = [n for n in nodes if n is not victim]
     victim.stop(signal.SIGKILL)
     killed = time.time()
 
     def lost() -> bool:
-        rows = _sql(cluster.dsn, "SELECT outcome FROM job_attempts WHERE job_id = ? AND attempt = 1", job_id)
+        rows = run_sql(
+            cluster.dsn, "SELECT outcome FROM job_attempts WHERE job_id = ? AND attempt = 1", job_id
+        )
         return bool(rows) and rows[0][0] == "lost"
 
     wait_for(lost, 30, "another node to take the dead node's lease", interval_s=0.02)
@@ -329,7 +319,7 @@ def test_a_node_killed_mid_job_loses_its_lease_to_another_after_3_missed_heartbe
         assert _kv(c, f"end:{job_id}:1") is None and _kv(c, f"end:{job_id}:2") is not None
         assert _kv(c, f"start:{job_id}:2") >= killed
         assert _kv(c, f"starts:{job_id}") == 2
-    [(new_owner,)] = _sql(cluster.dsn, "SELECT COALESCE(lease_owner, '') FROM jobs WHERE id = ?", job_id)
+    [(new_owner,)] = run_sql(cluster.dsn, "SELECT COALESCE(lease_owner, '') FROM jobs WHERE id = ?", job_id)
     assert new_owner == ""  # ended: no lease left
     # taken because the node was gone (3 heartbeats + slack = 2.5 s), not because the 30 s lease ran out
     assert takeover_s < 10, takeover_s
@@ -351,7 +341,7 @@ def test_a_restarted_node_takes_back_nothing_that_a_live_node_holds(cluster: Clu
     with nodes[0].admin() as c:
         job_id = _enqueue(c, {"s": 4})
         wait_for(lambda: _kv(c, f"starts:{job_id}") == 1, 60, "the attempt to start", interval_s=0.05)
-    [(owner,)] = _sql(cluster.dsn, "SELECT lease_owner FROM jobs WHERE id = ?", job_id)
+    [(owner,)] = run_sql(cluster.dsn, "SELECT lease_owner FROM jobs WHERE id = ?", job_id)
     holder = cluster.by_run(owner)
     other = next(n for n in nodes if n is not holder)
     other.stop()  # a clean stop and a start while the holder runs the attempt
@@ -371,7 +361,7 @@ def test_the_lease_owner_is_the_node_run_id(cluster: Cluster) -> None:
         job_id = _enqueue(c, {"s": 2})
         wait_for(lambda: _kv(c, f"starts:{job_id}") == 1, 60, "the attempt to start", interval_s=0.05)
         runs = {n["run_id"] for n in c.get("/api/v1/cluster/nodes").json()["nodes"] if n["status"] == "alive"}
-    [(owner,)] = _sql(cluster.dsn, "SELECT lease_owner FROM jobs WHERE id = ?", job_id)
+    [(owner,)] = run_sql(cluster.dsn, "SELECT lease_owner FROM jobs WHERE id = ?", job_id)
     assert owner in runs
     with cluster.nodes[2].admin() as c:
         wait_for(lambda: _job(c, job_id)["status"] == "succeeded", 60, "the job to end", interval_s=0.1)
@@ -395,7 +385,7 @@ def test_a_webhook_delivery_in_flight_is_not_sent_again_when_another_node_starts
         b.start()
 
         def lease_left() -> float:
-            [(until,)] = _sql(
+            [(until,)] = run_sql(
                 cluster.dsn, "SELECT next_attempt_at FROM webhook_deliveries WHERE id = ?", ping
             )
             return float(until) - time.time()

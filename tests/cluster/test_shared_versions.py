@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from orvad.builder.archive import ArchiveError, extract_into
@@ -31,6 +30,7 @@ from orvad.store.postgres.driver import PgDatabase
 from orvad.store.version_blobs import VersionBlobStore
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
+from tests.pg import run_sql
 
 pytestmark = pytest.mark.sandbox
 
@@ -108,21 +108,6 @@ def _versions(server: Orvad, fn_id: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def _sql(dsn: str, statement: str, *params: object) -> list[asyncpg.Record]:
-    import asyncio
-
-    from orvad.store.postgres.driver import translate
-
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(translate(statement), *params))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 # the happy paths
 
 
@@ -140,9 +125,9 @@ def test_deployed_on_a_answered_by_b(
     shared = [ln for ln in lines if ln.startswith("shared with the other nodes")]
     assert len(shared) == 1, lines
     blob_hash = shared[0].rsplit("sha256 ", 1)[1].split(" ")[0]
-    stored = _sql(pg_dsn, "SELECT blob_hash, build_node FROM deployments WHERE id = ?", dep["id"])
+    stored = run_sql(pg_dsn, "SELECT blob_hash, build_node FROM deployments WHERE id = ?", dep["id"])
     assert stored[0]["blob_hash"] == blob_hash and stored[0]["build_node"] == "node-a"
-    (size, data) = _sql(pg_dsn, "SELECT size, bytes FROM version_blobs WHERE hash = ?", blob_hash)[0]
+    (size, data) = run_sql(pg_dsn, "SELECT size, bytes FROM version_blobs WHERE hash = ?", blob_hash)[0]
     assert size == len(data) and hashlib.sha256(data).hexdigest() == blob_hash
     assert "build claimed" not in b.stderr()  # B built nothing (it may be fetching already: a change event)
     if _reaches_without_restart(b, name):
@@ -180,13 +165,13 @@ def test_identical_trees_share_one_blob(two_nodes: tuple[Orvad, Orvad], pg_dsn: 
         first = wait_deployed(c, deploy_inline(c, fn["id"], PYTHON)["id"])
         second = wait_deployed(c, deploy_inline(c, fn["id"], PYTHON)["id"])
     assert first["status"] == second["status"] == "succeeded"
-    rows = _sql(pg_dsn, "SELECT blob_hash FROM deployments WHERE function_id = ? ORDER BY id", fn["id"])
+    rows = run_sql(pg_dsn, "SELECT blob_hash FROM deployments WHERE function_id = ? ORDER BY id", fn["id"])
     assert len(rows) == 2 and rows[0]["blob_hash"] == rows[1]["blob_hash"] is not None
-    assert _sql(pg_dsn, "SELECT COUNT(*) AS n FROM version_blobs")[0]["n"] == 1
+    assert run_sql(pg_dsn, "SELECT COUNT(*) AS n FROM version_blobs")[0]["n"] == 1
     with a.admin() as c:
         assert c.delete(f"/api/v1/functions/{fn['id']}").status_code in (200, 204)
     wait_for(
-        lambda: _sql(pg_dsn, "SELECT COUNT(*) AS n FROM version_blobs")[0]["n"] == 0,
+        lambda: run_sql(pg_dsn, "SELECT COUNT(*) AS n FROM version_blobs")[0]["n"] == 0,
         30,
         "the deleted function's blob to be swept",
     )
@@ -265,14 +250,14 @@ def test_two_nodes_holding_one_deployment_build_it_once(
         fn = create_function(c, "once")
     a.stop()
     dep_id = "0190aaaa-0000-7000-8000-" + secrets.token_hex(6)
-    _sql(
+    run_sql(
         pg_dsn,
         "INSERT INTO deployments (id, function_id, version, status, phase, phases, source, submitted_at)"
         " VALUES (?, ?, 1, 'queued', 'queued', '[]', 'inline', '2026-12-06T00:00:00.000Z')",
         dep_id,
         fn["id"],
     )
-    _sql(pg_dsn, "UPDATE functions SET status = 'building' WHERE id = ?", fn["id"])
+    run_sql(pg_dsn, "UPDATE functions SET status = 'building' WHERE id = ?", fn["id"])
     for server in (a, b):
         source = server.data_dir / "functions" / fn["id"] / "staging" / dep_id / "source"
         source.mkdir(parents=True, mode=0o700)
@@ -288,7 +273,7 @@ def test_two_nodes_holding_one_deployment_build_it_once(
         lines = [row["line"] for row in c.get(f"/api/v1/deployments/{dep_id}/logs").json()["lines"]]
     assert record["status"] == "succeeded", record
     assert sum(ln.startswith("code hash ") for ln in lines) == 1, lines  # one build ran
-    builder = _sql(pg_dsn, "SELECT build_node FROM deployments WHERE id = ?", dep_id)[0]["build_node"]
+    builder = run_sql(pg_dsn, "SELECT build_node FROM deployments WHERE id = ?", dep_id)[0]["build_node"]
     assert builder in ("node-a", "node-b")
     other = b if builder == "node-a" else a
     # one claim was won in the cluster; the other node lost it, or found the deployment built when it started
@@ -319,7 +304,7 @@ def test_a_build_whose_node_stopped_for_good_is_failed_by_a_live_node(
 
     def queued(holder: str) -> str:
         dep_id = "0190aaaa-0000-7000-8000-" + secrets.token_hex(6)
-        _sql(
+        run_sql(
             pg_dsn,
             "INSERT INTO deployments (id, function_id, version, status, phase, phases, source, submitted_at,"
             " build_node) VALUES (?, ?, ?, 'building', 'installing', '[]', 'inline', '2026-12-06T00:00:00.000Z', ?)",
@@ -328,7 +313,7 @@ def test_a_build_whose_node_stopped_for_good_is_failed_by_a_live_node(
             next(versions),
             holder,
         )
-        _sql(
+        run_sql(
             pg_dsn,
             "INSERT INTO deployment_logs (deployment_id, seq, stream, line, ts) VALUES (?, 1, 'system',"
             " 'installing dependencies', '2026-12-06T00:00:01.000Z')",
@@ -337,7 +322,7 @@ def test_a_build_whose_node_stopped_for_good_is_failed_by_a_live_node(
         return dep_id
 
     # a node that left long ago (its row says so), one that never had a row (forgotten), one alive
-    _sql(
+    run_sql(
         pg_dsn,
         "INSERT INTO cluster_nodes (id, run_id, address, version, started_at, last_seen_at, left_at, pools, load)"
         " VALUES ('node-left', 'run_left', 'http://127.0.0.1:1', '0', '2026-12-06T00:00:00.000Z',"
@@ -364,7 +349,7 @@ def test_a_build_whose_node_stopped_for_good_is_failed_by_a_live_node(
         assert c.get(f"/api/v1/deployments/{alive}").json()["status"] == "building"
         assert c.get(f"/api/v1/functions/{fn['id']}").json()["status"] == "active"
     assert (
-        _sql(pg_dsn, "SELECT build_node FROM deployments WHERE id = ?", alive)[0]["build_node"]
+        run_sql(pg_dsn, "SELECT build_node FROM deployments WHERE id = ?", alive)[0]["build_node"]
         == "node-alive"
     )
     assert _invoke(a, "orphan")["answer"] == 42  # still its active version
@@ -476,7 +461,7 @@ def test_pack_is_deterministic_and_keeps_links(tmp_path: Path) -> None:
 
 
 def _plant(pg_dsn: str, dep_id: str, blob_hash: str, data: bytes) -> None:
-    _sql(
+    run_sql(
         pg_dsn,
         "INSERT INTO version_blobs (hash, size, bytes, created_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (hash) DO UPDATE SET bytes = excluded.bytes, size = excluded.size",
@@ -485,7 +470,7 @@ def _plant(pg_dsn: str, dep_id: str, blob_hash: str, data: bytes) -> None:
         data,
         "2026-12-06T00:00:00.000Z",
     )
-    _sql(pg_dsn, "UPDATE deployments SET blob_hash = ? WHERE id = ?", blob_hash, dep_id)
+    run_sql(pg_dsn, "UPDATE deployments SET blob_hash = ? WHERE id = ?", blob_hash, dep_id)
 
 
 @pytest.fixture
@@ -504,18 +489,18 @@ def test_a_blob_whose_bytes_do_not_match_its_hash_is_refused(
     deployed_on_a: tuple[Orvad, Orvad, dict, dict], pg_dsn: str
 ) -> None:
     a, b, fn, dep = deployed_on_a
-    (blob_hash,) = _sql(pg_dsn, "SELECT blob_hash FROM deployments WHERE id = ?", dep["id"])[0]
-    (data,) = _sql(pg_dsn, "SELECT bytes FROM version_blobs WHERE hash = ?", blob_hash)[0]
+    (blob_hash,) = run_sql(pg_dsn, "SELECT blob_hash FROM deployments WHERE id = ?", dep["id"])[0]
+    (data,) = run_sql(pg_dsn, "SELECT bytes FROM version_blobs WHERE hash = ?", blob_hash)[0]
     evil = _tar([_file("handler.py")], {"handler.py": b"def handler(e, c):\n    return {'answer': 666}\n"})
     assert evil != data
-    _sql(pg_dsn, "UPDATE version_blobs SET bytes = ? WHERE hash = ?", evil, blob_hash)
+    run_sql(pg_dsn, "UPDATE version_blobs SET bytes = ? WHERE hash = ?", evil, blob_hash)
     b.start()
     error = _wait_error(b, "target")
     assert error["code"] == "VERSION_UNAVAILABLE" and "does not match its hash" in error["message"]
     assert _versions(b, fn["id"]) == []
     assert "a version blob's bytes do not match its hash: refused" in b.stderr()
     # the right bytes back: B fetches and answers
-    _sql(pg_dsn, "UPDATE version_blobs SET bytes = ? WHERE hash = ?", data, blob_hash)
+    run_sql(pg_dsn, "UPDATE version_blobs SET bytes = ? WHERE hash = ?", data, blob_hash)
     assert _invoke(b, "target")["answer"] == 42
 
 
