@@ -70,8 +70,10 @@ log = logging.getLogger(__name__)
 FORWARDED_EVENTS = frozenset({"execution", "deployment", "activity"})
 FROM_NODE = "from_node"  # the key a forwarded event carries: the node it happened on
 # reloads that keep out of a local write's way themselves: the catalogue's reads under its own lock (held
-# by every local write of a function, gate and all; the gate too would make the two wait on each other)
-SELF_GATED: frozenset[Kind] = frozenset({"functions"})
+# by every local write of a function, gate and all; the gate too would make the two wait on each other);
+# the firewall's under its service's lock, which a local change holds from its nftables write (before the
+# database's) to its memory's
+SELF_GATED: frozenset[Kind] = frozenset({"functions", "firewall"})
 BACKOFF_S = (0.05, 5.0)  # reconnect back-off: first, largest
 DELAYS_KEPT = 10_000
 

@@ -69,7 +69,7 @@ class Caches:
             "pool_configs": self.reload_pool_configs,
             "channels": self.channels.load,
             "oauth": self.reload_oauth,
-            "firewall": self.firewall.load,
+            "firewall": self.firewall.reload,  # under the service's lock (SELF_GATED)
             "inbound_webhooks": self.inbound_webhooks.load,
             "webhooks": self.reload_webhooks,
             "cron": self.reload_cron,

@@ -96,10 +96,27 @@ class FirewallService:
 
     # --- loading and applying
     async def load(self) -> None:
+        """At start: the rules and DNS servers from the database, every name resolved, put in nftables."""
+        await self._load({})
+
+    async def reload(self) -> None:
+        """Another node changed the rules or the DNS servers (orvad/cluster/propagation.py): read them again
+        and apply them, under the lock every local change holds across its nftables and database writes, so
+        a reload never puts an older copy over this node's own change (its nftables above all). Names
+        already resolved are kept; new DNS servers make every name due again, as set_dns does."""
+        async with self._lock:
+            servers = self.dns_servers
+            await self._load(self._names)
+            if self.dns_servers != servers:
+                for found in self._names.values():
+                    found.due = 0.0
+                self._wake.set()
+
+    async def _load(self, known: dict[str, Resolved]) -> None:
         self.rules = {r["id"]: r for r in await self._store.all_rules()}
         self.dns_servers = list(await self._store.setting("dns_servers") or [])
         await asyncio.to_thread(self._write_resolv_conf)
-        names = await self._resolve_missing(self._wanted(), {})
+        names = await self._resolve_missing(self._wanted(), known)
         try:
             await self._apply(names=names)
         except FirewallApplyFailed as exc:

@@ -34,6 +34,7 @@ export function StorageCard() {
       report.reload();
     });
   const r = report.data;
+  const postgres = r && r.database.driver === "postgresql"; // no file, WAL or vacuum of orvad's on a cluster
   return (
     <section aria-label="Storage">
       <h2>Storage</h2>
@@ -48,14 +49,22 @@ export function StorageCard() {
         <>
           <dl class="facts" data-testid="storage">
             <dt>Database</dt>
-            <dd>
-              <code>{r.database.path}</code>, <span data-testid="db-bytes">{bytes(r.database.bytes)}</span> (write-ahead
-              log {bytes(r.database.wal_bytes)})
-            </dd>
-            <dt>Free in the file</dt>
-            <dd data-testid="free-bytes">
-              {bytes(r.database.free_bytes)} ({r.database.free_pages} pages)
-            </dd>
+            {postgres ? (
+              <dd>
+                PostgreSQL <code>{r.database.path}</code>, <span data-testid="db-bytes">{bytes(r.database.bytes)}</span>
+              </dd>
+            ) : (
+              <dd>
+                <code>{r.database.path}</code>, <span data-testid="db-bytes">{bytes(r.database.bytes)}</span>{" "}
+                (write-ahead log {bytes(r.database.wal_bytes)})
+              </dd>
+            )}
+            {!postgres && <dt>Free in the file</dt>}
+            {!postgres && (
+              <dd data-testid="free-bytes">
+                {bytes(r.database.free_bytes)} ({r.database.free_pages} pages)
+              </dd>
+            )}
             <dt>Executions</dt>
             <dd data-testid="executions">
               {r.executions.rows} rows, {bytes(r.executions.bytes)}; logs {r.logs.rows} rows, {bytes(r.logs.bytes)}
@@ -64,8 +73,10 @@ export function StorageCard() {
             <dd>{bytes(r.versions_bytes)}</dd>
             <dt>Build cache</dt>
             <dd>{bytes(r.build_cache_bytes)}</dd>
-            <dt>Last vacuum</dt>
-            <dd data-testid="last-vacuum">{r.vacuum ? vacuumSummary(r.vacuum) : "None since orvad started."}</dd>
+            {!postgres && <dt>Last vacuum</dt>}
+            {!postgres && (
+              <dd data-testid="last-vacuum">{r.vacuum ? vacuumSummary(r.vacuum) : "None since orvad started."}</dd>
+            )}
           </dl>
           <details>
             <summary>Tables</summary>
@@ -80,15 +91,24 @@ export function StorageCard() {
               ]}
             />
           </details>
-          <div class="actions left">
-            <label class="check">
-              <input type="checkbox" name="full" checked={full} onChange={(e) => setFull(e.target.checked)} /> Full
-              (rebuild the file)
-            </label>
-            <button class="primary" onClick={vacuum} disabled={action.busy || (r.vacuum && r.vacuum.running)}>
-              {action.busy ? "Vacuuming…" : "Vacuum"}
-            </button>
-          </div>
+          {postgres ? (
+            <Notice>
+              <span data-testid="vacuum-postgresql">
+                PostgreSQL vacuums its own tables (autovacuum, run by the database server): there is no file of orvad's
+                to vacuum.
+              </span>
+            </Notice>
+          ) : (
+            <div class="actions left">
+              <label class="check">
+                <input type="checkbox" name="full" checked={full} onChange={(e) => setFull(e.target.checked)} /> Full
+                (rebuild the file)
+              </label>
+              <button class="primary" onClick={vacuum} disabled={action.busy || (r.vacuum && r.vacuum.running)}>
+                {action.busy ? "Vacuuming…" : "Vacuum"}
+              </button>
+            </div>
+          )}
         </>
       )}
     </section>
