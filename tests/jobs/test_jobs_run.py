@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import databases
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 from tests.invoke.test_invoke_limits import SIGNING, _sign
@@ -424,8 +425,11 @@ def test_thousand_jobs_drain(make_orvad: Callable[..., Orvad]) -> None:
         )
         # measured here: ~2,000 jobs/s against ~900-1,000 calls/s from 16 HTTP clients in this process (the
         # runner writes attempt ends, starts and its next claim in one write; bench/jobs.py compares with wrk's
-        # load of the same pool); the floor leaves room for a loaded machine
-        assert n / drain_s >= 0.4 * n / direct_s, (drain_s, direct_s)
+        # load of the same pool); the floor leaves room for a loaded machine. On PostgreSQL each of the runner's
+        # writes is a few round trips to a server on the same 2 cores: 457-512 jobs/s against 617-694 calls/s
+        # on a quiet machine, 0.38-0.39 of it with the SQLite pass running beside it, hence its lower floor
+        floor = 0.4 if databases.driver() == databases.SQLITE else 0.3
+        assert n / drain_s >= floor * n / direct_s, (drain_s, direct_s)
 
 
 def _all_jobs(c: httpx.Client, fn: str) -> Any:
