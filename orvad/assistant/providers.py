@@ -15,14 +15,19 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
-import anthropic
 import httpx
 import httpx2
-import openai
 
 from orvad.errors import ProviderError
+
+# The SDKs are imported where a provider is first used, not with this module: importing anthropic alone costs
+# about 1.8 CPU-seconds (openai 0.7), which every orvad start paid, most of them never calling a provider.
+if TYPE_CHECKING:
+    import anthropic
+    import openai
 
 Thinking = Literal["off", "low", "medium", "high"]
 THINKING_LEVELS: tuple[str, ...] = ("off", "low", "medium", "high")
@@ -138,6 +143,9 @@ class _Who:
         """An SDK or transport exception as a ProviderError (``streaming``: the response had begun)."""
         if isinstance(exc, ProviderError):
             return exc
+        import anthropic
+        import openai
+
         if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError) and exc.status_code >= 400:
             return self.error(f"HTTP {exc.status_code}: {_api_message(exc)}", status=exc.status_code)
         if isinstance(exc, anthropic.APITimeoutError | openai.APITimeoutError):
@@ -165,7 +173,12 @@ def _api_message(exc: anthropic.APIError | openai.APIError) -> str:
 
 # errors an adapter turns into ProviderError: the SDKs' own, transport errors, and what a broken body parses to
 # (json.JSONDecodeError and pydantic's ValidationError are ValueErrors)
-_FAILURES = (anthropic.APIError, openai.APIError, httpx2.HTTPError, httpx.HTTPError, ValueError, KeyError)
+@cache
+def _failures() -> tuple[type[BaseException], ...]:
+    import anthropic
+    import openai
+
+    return (anthropic.APIError, openai.APIError, httpx2.HTTPError, httpx.HTTPError, ValueError, KeyError)
 
 
 def _answered(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -300,6 +313,8 @@ class AnthropicChatModel:
         self._who = _Who(provider_id, label, base_url or "https://api.anthropic.com", api_key)
         # api_key is always passed (a placeholder for a keyless endpoint: an empty one makes an illegal
         # "Bearer " header): the SDK then reads no credential from orvad's environment or profile files
+        import anthropic
+
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key or "no-key",
             base_url=self._who.base_url,
@@ -315,7 +330,7 @@ class AnthropicChatModel:
     async def models(self) -> list[str]:
         try:
             return [m.id async for m in self._client.models.list(limit=1000)]
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise self._who.wrap(exc) from None
 
     async def _model_facts(self, model: str) -> _ModelFacts:
@@ -338,7 +353,7 @@ class AnthropicChatModel:
                         )
                         if support.supported
                     )
-            except _FAILURES:
+            except _failures():
                 pass  # an Anthropic-compatible endpoint without the models API: assume the budget form
             self._facts[model] = _ModelFacts(forms, max_tokens)
         return self._facts[model]
@@ -436,7 +451,7 @@ class AnthropicChatModel:
             async for event in events:
                 for out in reader.feed(event):
                     yield out
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise who.wrap(exc, streaming=streaming) from None
         for out in reader.finish():
             yield out
@@ -524,6 +539,8 @@ class OpenAIChatModel:
         self._who = _Who(provider_id, label, base_url or "https://api.openai.com/v1", api_key)
         # a keyless endpoint (a local Ollama) gets a placeholder: the SDK refuses to start without a key and
         # would otherwise read OPENAI_API_KEY from orvad's environment
+        import openai
+
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "no-key",
             base_url=self._who.base_url,
@@ -538,7 +555,7 @@ class OpenAIChatModel:
     async def models(self) -> list[str]:
         try:
             return [m.id async for m in self._client.models.list()]
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise self._who.wrap(exc) from None
 
     @staticmethod
@@ -603,7 +620,7 @@ class OpenAIChatModel:
             async for chunk in chunks:
                 for out in reader.feed(chunk):
                     yield out
-        except _FAILURES as exc:
+        except _failures() as exc:
             raise who.wrap(exc, streaming=streaming) from None
         for out in reader.finish():
             yield out
