@@ -73,33 +73,22 @@ cluster-demo: $(STAMP) system-deps pg-deps haproxy-deps
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve
 
-# `make test`: the whole suite on both database drivers, two passes side by side (one pytest each; on 2
-# cores a pass leaves a core mostly idle while it waits on orvads, builds and deadlines):
-# - SQLite (test-sqlite): every test, each orvad on its data dir's orva.db; tests/cluster runs its own
-#   throwaway PostgreSQL clusters.
-# - PostgreSQL (test-postgresql): the tests that start an orvad (--orvad-tests-only; the others do not
-#   depend on the driver), each data dir's orvad on a database of its own in a throwaway cluster
-#   (tests/databases.py); without the `sqlite_only` tests (about the orva.db file itself) and the tests on
-#   their own PostgreSQL (tests/cluster: the same on either pass).
-# The PostgreSQL pass's output follows the SQLite pass's; make test fails if either fails. PYTEST_ARGS
-# reaches both; JUNIT_DIR=<dir> writes each pass's JUnit XML there (sqlite.xml, postgresql.xml).
+# `make test`: the whole suite on SQLite (each orvad on its data dir's orva.db); tests/cluster runs its own
+# throwaway PostgreSQL clusters. `make test-postgresql` runs every test that starts an orvad again on
+# PostgreSQL (--orvad-tests-only; each data dir's orvad on a database of its own in a throwaway cluster,
+# tests/databases.py), without the `sqlite_only` tests (about the orva.db file itself) and the tests on their
+# own PostgreSQL (tests/cluster: the same on either pass). That pass is not in `make test` yet: side by side
+# on 2 cores the two took 61 min, load made 3 SQLite-pass tests fail, and the PostgreSQL pass shows a worker
+# hang (docs/CLUSTER.md "Testing against PostgreSQL"). PYTEST_ARGS reaches pytest; JUNIT_DIR=<dir> writes
+# the pass's JUnit XML there (sqlite.xml, postgresql.xml).
 SQLITE_PASS = $(BIN)/pytest -q $(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/sqlite.xml) $(PYTEST_ARGS)
 POSTGRESQL_PASS = ORVA_TEST_DATABASE=postgresql $(BIN)/pytest -q --orvad-tests-only \
 	$(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/postgresql.xml) $(PYTEST_ARGS)
 
 test: $(TEST_STAMP) test-system-deps web
-	@pg_log=$$(mktemp /tmp/orva-test-postgresql.XXXXXX); started=$$(date +%s); \
-	echo "PostgreSQL pass in the background (its output follows the SQLite pass's)"; \
-	$(POSTGRESQL_PASS) >$$pg_log 2>&1 & pg=$$!; \
-	trap 'kill $$pg 2>/dev/null; rm -f $$pg_log' INT TERM; \
-	echo "SQLite pass"; $(SQLITE_PASS); sqlite=$$?; \
-	wait $$pg; postgresql=$$?; \
-	echo "PostgreSQL pass"; cat $$pg_log; rm -f $$pg_log; \
-	echo "make test: SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgresql, $$(( ($$(date +%s) - $$started) / 60 )) min"; \
-	[ $$sqlite = 0 ] && [ $$postgresql = 0 ]
-
-test-sqlite: $(TEST_STAMP) test-system-deps web
 	$(SQLITE_PASS)
+
+test-sqlite: test
 
 test-postgresql: $(TEST_STAMP) test-system-deps web
 	$(POSTGRESQL_PASS)
