@@ -28,6 +28,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from orvad.config import ConfigError, load_settings
+from tests.cluster.test_shared_versions import _invoke  # waits while the node hears of the function
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
 from tests.pg import run_sql
@@ -141,24 +142,6 @@ def _deploy(server: Orvad, name: str, code: str = PYTHON, *, create: bool = True
     shared = [ln for ln in lines if ln.startswith("shared with the other nodes")]
     assert len(shared) == 1, lines
     return fn, dep, shared[0].rsplit("sha256 ", 1)[1].split(" ")[0]
-
-
-def _invoke(server: Orvad, fn: str, deadline_s: float = 60.0) -> dict:
-    """The function's answer on ``server``; waits while the node is still hearing of the function."""
-    answer: dict = {}
-
-    def ok() -> bool:
-        with server.client(server.admin_key) as c:
-            r = c.get(f"/fn/{fn}/x")
-        if r.status_code == 200:
-            assert "x-orva-forwarded-to" not in r.headers  # answered by this node's own worker
-            answer.update(r.json())
-            return True
-        assert r.status_code in (404, 503), r.text
-        return False
-
-    wait_for(ok, deadline_s, f"{fn} to answer on port {server.port}", interval_s=0.1)
-    return answer
 
 
 def _refused(server: Orvad, fn: str, said: str) -> tuple[dict, dict[str, str]]:
