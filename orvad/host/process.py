@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 PIPE = subprocess.PIPE
@@ -161,22 +162,65 @@ async def spawn(
         start_new_session=start_new_session,
     )
     child = Child(popen, loop, session=start_new_session)
+    untaken = [pipe for pipe in (popen.stdin, popen.stdout, popen.stderr) if pipe is not None]
     try:
         if popen.stdin is not None:
-            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+            untaken.remove(popen.stdin)
+            transport, protocol = await _connect(
+                loop, loop.connect_write_pipe, asyncio.streams.FlowControlMixin, popen.stdin
+            )
             child.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        if stdout_protocol is not None:
-            await loop.connect_read_pipe(stdout_protocol, popen.stdout)
-        elif popen.stdout is not None:
-            child.stdout = await _reader(loop, popen.stdout)
-        if stderr_protocol is not None:
-            await loop.connect_read_pipe(stderr_protocol, popen.stderr)
-        elif popen.stderr is not None:
-            child.stderr = await _reader(loop, popen.stderr)
+        if popen.stdout is not None:
+            untaken.remove(popen.stdout)
+            if stdout_protocol is not None:
+                await _connect(loop, loop.connect_read_pipe, stdout_protocol, popen.stdout)
+            else:
+                child.stdout = await _reader(loop, popen.stdout)
+        if popen.stderr is not None:
+            untaken.remove(popen.stderr)
+            if stderr_protocol is not None:
+                await _connect(loop, loop.connect_read_pipe, stderr_protocol, popen.stderr)
+            else:
+                child.stderr = await _reader(loop, popen.stderr)
     except BaseException:
+        for pipe in untaken:
+            pipe.close()  # never given to the loop: closed now rather than whenever it is collected
         child.kill()  # reaped by its pidfd's reader
         raise
     return child
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop,
+    connect: Callable[[Callable[[], Any], Any], Awaitable[tuple[Any, Any]]],
+    factory: Callable[[], Any],
+    pipe: Any,
+) -> tuple[Any, Any]:
+    """Attach one of the child's pipes to the loop, which owns it from here, even when this fails: its
+    descriptor is closed once, by its one owner.
+
+    The standard loop's transport closes the file object it is given (at once when the connect fails).
+    uvloop's closes the descriptor itself (libuv), and a connect cancelled or failing after libuv took it
+    left the file object believing it still owned the number, which it closed when collected: by then
+    another file's (a worker's pidfd or pipe, whose owner then waited for ever). So uvloop gets a duplicate
+    in a file object that never closes it, and the child's file object is closed here at once."""
+    if not type(loop).__module__.startswith("uvloop"):
+        try:
+            return await connect(factory, pipe)
+        except BaseException:
+            pipe.close()  # the transport, if made, stopped reading at its close; the file is closed once
+            raise
+    fd = os.dup(pipe.fileno())
+    pipe.close()
+    held = os.fstat(fd)
+    try:
+        return await connect(factory, io.FileIO(fd, pipe.mode, closefd=False))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                os.close(fd)  # libuv never took it (if it had, it closed it and the number may be another's)
+        raise
 
 
 class _PipeReader(asyncio.StreamReaderProtocol):
@@ -187,7 +231,7 @@ class _PipeReader(asyncio.StreamReaderProtocol):
 
 async def _reader(loop: asyncio.AbstractEventLoop, pipe: Any) -> asyncio.StreamReader:
     reader = asyncio.StreamReader(limit=_STREAM_LIMIT, loop=loop)
-    await loop.connect_read_pipe(lambda: _PipeReader(reader, loop=loop), pipe)
+    await _connect(loop, loop.connect_read_pipe, lambda: _PipeReader(reader, loop=loop), pipe)
     return reader
 
 

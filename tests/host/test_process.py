@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -245,3 +246,45 @@ def test_run_sync_past_its_timeout_kills_the_group_and_reaps() -> None:
     while ours() and time.monotonic() < deadline:  # SIGKILLed: the kernel takes a moment to end them
         time.sleep(0.02)
     assert ours() == []  # the child is reaped and its grandchild (both named by the marker) is gone
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_spawn_cancelled_while_its_pipes_connect_never_closes_another_files_descriptor(
+    loop_name: str,
+) -> None:
+    """A spawn cancelled at every point of connecting its pipes: each descriptor is closed once, by its one owner.
+    Under uvloop the transport closed the descriptor (libuv) while the child's file object still believed it
+    owned the number, and closed it when collected: by then another file's (a worker's pidfd or pipe), whose
+    owner then waited for ever (seen as workers whose exit was never seen under change churn)."""
+
+    async def main() -> tuple[int, int]:
+        cancelled = stolen = 0
+        for step in range(48):
+            task = asyncio.ensure_future(
+                spawn(["sleep", "30"], stdin=PIPE, stdout=PIPE, stderr=PIPE, start_new_session=True)
+            )
+            for _ in range(step % 8):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                child = await task
+            except asyncio.CancelledError:
+                cancelled += 1
+            else:
+                child.kill()
+                await child.wait()
+                continue
+            pipes = [os.pipe() for _ in range(4)]  # the lowest free numbers: those a spawn's pipes had
+            del task
+            gc.collect()  # the moment a file object that still believed it owned a number closed it
+            for fd in (fd for pair in pipes for fd in pair):
+                try:
+                    os.fstat(fd)
+                    os.close(fd)
+                except OSError:
+                    stolen += 1
+        return cancelled, stolen
+
+    cancelled, stolen = run_on(loop_name, main())
+    assert cancelled >= 24, cancelled  # most spawns were cancelled on the way, at several points
+    assert stolen == 0, f"{stolen} descriptors closed behind their owner's back"
