@@ -73,22 +73,31 @@ cluster-demo: $(STAMP) system-deps pg-deps haproxy-deps
 run: $(STAMP) system-deps web
 	ORVA_DATA_DIR=$${ORVA_DATA_DIR:-./data} $(BIN)/orvad serve
 
-# `make test`: the whole suite on SQLite (each orvad on its data dir's orva.db); tests/cluster runs its own
-# throwaway PostgreSQL clusters. `make test-postgresql` runs every test that starts an orvad again on
-# PostgreSQL (--orvad-tests-only; each data dir's orvad on a database of its own in a throwaway cluster,
-# tests/databases.py), without the `sqlite_only` tests (about the orva.db file itself) and the tests on their
-# own PostgreSQL (tests/cluster: the same on either pass). That pass is not in `make test` yet: side by side
-# on 2 cores the two took 61 min, load made 3 SQLite-pass tests fail, and the PostgreSQL pass shows a worker
-# hang (docs/CLUSTER.md "Testing against PostgreSQL"). PYTEST_ARGS reaches pytest; JUNIT_DIR=<dir> writes
-# the pass's JUnit XML there (sqlite.xml, postgresql.xml).
+# `make test`: the whole suite on both database drivers, one pass after the other (side by side on 2 cores
+# the load failed timing-bound tests):
+# - SQLite (`make test-sqlite`): every test, each orvad on its data dir's orva.db; tests/cluster runs its own
+#   throwaway PostgreSQL clusters.
+# - PostgreSQL (`make test-postgresql`): every test that starts an orvad, again (--orvad-tests-only: the others
+#   do not depend on the driver), each data dir's orvad on a database of its own in one throwaway cluster
+#   (tests/databases.py); without the `sqlite_only` tests (about the orva.db file itself) and the tests on
+#   their own PostgreSQL (tests/cluster: the same on either pass).
+# Both passes run whatever the first's outcome; make test fails if either fails. PYTEST_ARGS reaches both (a
+# selection in which no test starts an orvad leaves the PostgreSQL pass nothing to run, which is no failure);
+# JUNIT_DIR=<dir> writes each pass's JUnit XML there (sqlite.xml, postgresql.xml).
 SQLITE_PASS = $(BIN)/pytest -q $(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/sqlite.xml) $(PYTEST_ARGS)
 POSTGRESQL_PASS = ORVA_TEST_DATABASE=postgresql $(BIN)/pytest -q --orvad-tests-only \
 	$(if $(JUNIT_DIR),--junitxml=$(JUNIT_DIR)/postgresql.xml) $(PYTEST_ARGS)
 
 test: $(TEST_STAMP) test-system-deps web
-	$(SQLITE_PASS)
+	@started=$$(date +%s); \
+	echo "make test: the SQLite pass"; $(SQLITE_PASS); sqlite=$$?; \
+	echo "make test: the PostgreSQL pass"; $(POSTGRESQL_PASS); postgresql=$$?; \
+	$(if $(PYTEST_ARGS),[ $$postgresql = 5 ] && echo "(none of PYTEST_ARGS's tests starts an orvad)" && postgresql=0; )\
+	echo "make test: SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgresql, $$(( ($$(date +%s) - $$started) / 60 )) min"; \
+	[ $$sqlite = 0 ] && [ $$postgresql = 0 ]
 
-test-sqlite: test
+test-sqlite: $(TEST_STAMP) test-system-deps web
+	$(SQLITE_PASS)
 
 test-postgresql: $(TEST_STAMP) test-system-deps web
 	$(POSTGRESQL_PASS)
