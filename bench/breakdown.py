@@ -29,7 +29,8 @@ WRK_HEAD_START_S = 2  # the load settles before sampling starts
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "HTTP parse and write (server, h11/httptools)",
-        ("/hypercorn/", "/h11/", "/uvicorn/", "httptools", "/h2/", "/wsproto/"),
+        # Granian parses in Rust, on its own thread: only its Python side (granian/asgi.py) shows here
+        ("/hypercorn/", "/h11/", "/uvicorn/", "httptools", "/h2/", "/wsproto/", "/granian/"),
     ),
     ("auth (guard)", ("/orvad/auth/",)),
     (

@@ -45,8 +45,20 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
 
 
 async def serve(asgi, port: int, server: str) -> None:  # type: ignore[no-untyped-def]
-    """Serve ``asgi`` on 127.0.0.1:port as orvad serves (Hypercorn, or Uvicorn with httptools)."""
-    if server == "uvicorn":
+    """Serve ``asgi`` on 127.0.0.1:port as orvad serves (Hypercorn, Uvicorn with httptools, or Granian's
+    embedded server in this event loop, set up as orvad sets it up)."""
+    if server == "granian":
+        import asyncio
+        import signal
+
+        from orvad.http.granian_server import embedded_server
+
+        embedded = embedded_server(asgi, "127.0.0.1", port)
+        # as under the others, a signal stops serving and serve() returns (relay.py then stops its workers)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, embedded.stop)
+        await embedded.serve()
+    elif server == "uvicorn":
         import uvicorn
 
         config = uvicorn.Config(

@@ -15,7 +15,8 @@ ORVAD_IDLE_MB = 60
 WORKER_PSS_MB = {"python": 8, "node": 12}
 MANY_DELTA_MB = 40
 MANY_P50_RATIO = 1.10
-SERVERS = (("warm", "Hypercorn", 2), ("warm_uvicorn", "Uvicorn", 5))  # key, name, times the Go original
+# key, name, times the Go original (Granian's: the fast extra's, as Uvicorn's)
+SERVERS = (("warm", "Hypercorn", 2), ("warm_uvicorn", "Uvicorn", 5), ("warm_granian", "Granian", 5))
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,11 @@ def many_rows(results: dict[str, Any]) -> list[Row]:
 def profiles(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (server, results[key])
-        for key, server in (("profile", "Hypercorn"), ("profile_uvicorn", "Uvicorn"))
+        for key, server in (
+            ("profile", "Hypercorn"),
+            ("profile_uvicorn", "Uvicorn"),
+            ("profile_granian", "Granian"),
+        )
         if key in results
     ]
 

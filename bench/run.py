@@ -240,7 +240,7 @@ FUNCTIONS, WORKERS = 500, 20  # issue 7's counts
 
 
 # sections: each starts its own orvad per server and answers {result key: figures}
-BOTH_SERVERS = ("hypercorn", "uvicorn")
+EVERY_SERVER = ("hypercorn", "uvicorn", "granian")
 
 
 def on_orvad(
@@ -260,14 +260,14 @@ def on_orvad(
 
 
 SECTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
-    "warm": on_orvad("warm", lambda o, opts: bench_warm(o, opts.seconds), BOTH_SERVERS),
+    "warm": on_orvad("warm", lambda o, opts: bench_warm(o, opts.seconds), EVERY_SERVER),
     "cold": on_orvad("cold_start", lambda o, opts: bench_cold(o, opts.samples)),
     "burst": on_orvad("burst", lambda o, opts: bench_burst(o, opts.burst)),
     "deploy": on_orvad("deploy", lambda o, opts: bench_deploy(o, opts.deploys)),
     # rss_kb first: orvad idle, before anything is deployed
     "memory": on_orvad("memory", lambda o, opts: bench_memory(o, rss_kb(o.pid), opts.workers)),
     "many": on_orvad("many", lambda o, opts: bench_many(o, opts.functions, opts.seconds)),
-    "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds), BOTH_SERVERS),
+    "profile": on_orvad("profile", lambda o, opts: bench_profile(o, opts.seconds), EVERY_SERVER),
     "kv": on_orvad("kv", lambda o, opts: bench_kv(o)),  # issue 23: a KV get from a handler
     "sdk": on_orvad("sdk", lambda o, opts: bench_sdk(o)),  # issue 23: one SDK call round trip (the channel)
     "jobs": on_orvad("jobs", lambda o, opts: bench_jobs(o)),  # issue 23: 1,000 jobs drain vs direct invokes

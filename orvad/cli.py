@@ -22,6 +22,8 @@ from orvad.config import FIELDS, ConfigError, Settings, load_settings
 from orvad.daemon import Daemon
 from orvad.host.hostcheck import DataDirUnreachable
 from orvad.http.app import OrvaApp, create_app
+from orvad.http.granian_server import serve_granian
+from orvad.http.granian_server import version_refusal as granian_version_refusal
 from orvad.http.serving import (
     bind_address,
     envelope_hypercorn_refusals,
@@ -37,6 +39,7 @@ from orvad.urls import redact_url
 log = logging.getLogger("orvad")
 CUT_ANSWER_S = 0.3  # for requests cut at the end of the grace to send their 503
 SERVER_CLOSE_S = 0.3  # for the server to finish those answers and close idle connections
+FAST_SERVERS = ("uvicorn", "granian")  # installed by the `fast` extra; each module is named as the server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,6 +435,8 @@ async def run(settings: Settings) -> None:
 async def _serve(app: OrvaApp, daemon: Daemon, settings: Settings, server_stop: asyncio.Event) -> None:
     if settings.server == "uvicorn":
         await _serve_uvicorn(app, daemon, settings, server_stop)
+    elif settings.server == "granian":
+        await _serve_granian(app, daemon, settings, server_stop)
     else:
         envelope_hypercorn_refusals()
         hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
@@ -490,6 +495,11 @@ async def _serve_uvicorn(app: OrvaApp, daemon: Daemon, settings: Settings, stop:
         watcher.cancel()
 
 
+async def _serve_granian(app: OrvaApp, daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
+    """Granian's embedded server in this event loop, one per listening port (orvad/http/granian_server.py)."""
+    await serve_granian(app, settings, daemon.origins, stop, SERVER_CLOSE_S)
+
+
 def _announce(daemon: Daemon, url: str) -> None:
     """What an operator needs on stdout: where orvad listens and where the admin key is.
 
@@ -507,6 +517,13 @@ def _announce(daemon: Daemon, url: str) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _server_refusal(server: str) -> str | None:
+    """Why ``server`` cannot serve here: not installed (the `fast` extra), or a Granian too old; else None."""
+    if server in FAST_SERVERS and importlib.util.find_spec(server) is None:
+        return f"--server {server} needs the `fast` extra: pip install 'orva[fast]'"
+    return granian_version_refusal() if server == "granian" else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
@@ -517,8 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"orvad: {exc}", file=sys.stderr)
             return 2
         configure_logging(settings.log_level)
-        if settings.server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
-            print("orvad: --server uvicorn needs the `fast` extra: pip install 'orva[fast]'", file=sys.stderr)
+        if refusal := _server_refusal(settings.server):
+            print(f"orvad: {refusal}", file=sys.stderr)
             return 2
         if settings.event_loop == "uvloop":
             import uvloop

@@ -321,15 +321,16 @@ FIELDS: tuple[Field, ...] = (
         "server",
         "hypercorn",
         "ORVA_SERVER",
-        _choice("hypercorn", "uvicorn"),
-        "HTTP server: hypercorn, or uvicorn (httptools, the `fast` extra)",
+        _choice("hypercorn", "uvicorn", "granian"),
+        "HTTP server: hypercorn, uvicorn (httptools), or granian (Rust, embedded in orvad's event loop); "
+        "uvicorn and granian come with the `fast` extra",
     ),
     Field(
         "event_loop",
         "uvloop",
         "ORVA_EVENT_LOOP",
         _choice("uvloop", "asyncio"),
-        "event loop under either server: uvloop (faster invoke path), or the standard library's asyncio",
+        "event loop under any server: uvloop (faster invoke path), or the standard library's asyncio",
     ),
     Field(
         "shutdown_grace_s",

@@ -3,7 +3,9 @@ may add a port), and refusals of their own HTTP parsers (malformed framing, over
 answered with the error envelope and an X-Request-ID like every other error.
 
 Hypercorn offers no hook for its parser's refusals: ``envelope_hypercorn_refusals`` replaces
-``H11Protocol._send_error_response`` (the one place it answers them), once, at start.
+``H11Protocol._send_error_response`` (the one place it answers them), once, at start. Granian's
+parser (Rust) has none either: what it lets through and what it answers itself are in
+orvad/http/granian_server.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from orvad.http.middleware import error_parts, new_request_id
 from orvad.http.origins import Origins
 
 log = logging.getLogger(__name__)
-MAX_HEAD_BYTES = 16 * 1024  # request line and headers; Hypercorn's own h11 limit, applied to Uvicorn too
+# request line and headers: Hypercorn's own h11 limit, applied to Uvicorn and Granian too
+MAX_HEAD_BYTES = 16 * 1024
 
 
 def listen_ports(settings: Settings, origins: Origins) -> list[int]:
@@ -124,8 +127,9 @@ def envelope_hypercorn_refusals() -> None:
     H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
 
 
-def _head_bytes(scope: Any) -> int:
-    """The request's URL and headers as Uvicorn's parser counts them (``on_url``, ``on_header`` + 4)."""
+def head_bytes(scope: Any) -> int:
+    """The request's URL and headers as Uvicorn's parser counts them (``on_url``, ``on_header`` + 4): the
+    16 KiB limit as Hypercorn and Granian apply it in the app, for heads their parsers let through."""
     query = scope.get("query_string") or b""
     url = len(scope.get("raw_path") or b"") + (len(query) + 1 if query else 0)
     return url + sum(len(name) + len(value) + 4 for name, value in scope.get("headers") or ())
@@ -158,7 +162,7 @@ def hypercorn_continue_on_read() -> None:
         protocol = self
 
         async def continue_on_read(scope: Any, receive: Any, send: Any, *rest: Any) -> None:
-            if scope.get("type") == "http" and _head_bytes(scope) > MAX_HEAD_BYTES:
+            if scope.get("type") == "http" and head_bytes(scope) > MAX_HEAD_BYTES:
                 # h11 applies its limit only to a head still incomplete after a read: one that arrived in
                 # one read (up to 64 KiB) was served (found by attack-19); count it as Uvicorn's parser does
                 code, headers, body = refusal_parts(431)

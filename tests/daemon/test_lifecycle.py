@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import stat
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,92 @@ def test_uvicorn_server_serves_and_stops_cleanly(make_orvad: Callable[..., Orvad
         assert c.get("/nope").json()["error"]["code"] == "NOT_FOUND"
     assert server.stop() == 0
     assert '"orvad stopped"' in server.stderr()
+
+
+def test_granian_server_serves_an_invoke_and_stops_cleanly(make_orvad: Callable[..., Orvad]) -> None:
+    """`orvad serve --server granian`: Granian's embedded server, in orvad's own event loop."""
+    from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+
+    server = make_orvad(args=["--server", "granian"])
+    with server.admin() as c:
+        health = c.get("/api/v1/system/health")
+        assert health.status_code == 200 and health.headers["server"] == "granian"
+        assert c.get("/api/v1/system/info").json()["server"] == "granian"
+        fn = create_function(c, "gr")
+        code = "def handler(event, context):\n    return {'got': event['body'], 'method': event['method']}\n"
+        assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+        r = c.post(f"/fn/{fn['id']}", content=b"hello")
+        assert r.status_code == 200 and r.json() == {"got": "hello", "method": "POST"}, r.text
+        assert r.headers["x-orva-execution-id"] and r.headers["x-request-id"]
+        assert c.get("/nope").json()["error"]["code"] == "NOT_FOUND"
+    assert server.stop() == 0
+    assert '"orvad stopped"' in server.stderr()
+    assert "experimental" not in server.stderr()  # Granian's notice, said once in docs/PERFORMANCE.md
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "granian"])
+def test_a_server_of_the_fast_extra_that_is_not_installed_is_refused_at_start(
+    tmp_path: Path, kind: str
+) -> None:
+    import subprocess
+    import sys
+
+    hide = (
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        f"importlib.util.find_spec = lambda name, *a: None if name == {kind!r} else real(name, *a)\n"
+        "from orvad.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide, "serve", "--server", kind, "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"--server {kind} needs the `fast` extra: pip install 'orva[fast]'" in done.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
+def test_a_granian_older_than_orvad_needs_is_refused_at_start(tmp_path: Path) -> None:
+    """Granian 2.8.0 ended a stream orvad cuts as if it were complete: an older Granian is refused."""
+    import subprocess
+    import sys
+
+    old = (
+        "import importlib.metadata, sys\n"
+        "real = importlib.metadata.version\n"
+        "importlib.metadata.version = lambda name: '2.8.0' if name == 'granian' else real(name)\n"
+        "from orvad.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", old, "serve", "--server", "granian", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--server granian needs Granian 2.8.7 or later, not 2.8.0" in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("kind", ["hypercorn", "uvicorn", "granian"])
+def test_a_port_a_granian_orvad_listens_on_is_refused_to_a_second_orvad(
+    make_orvad: Callable[..., Orvad], kind: str
+) -> None:
+    """Granian binds with SO_REUSEPORT, which would let a second Granian share the port silently (the kernel
+    spreading connections over both): orvad first binds the port plainly, and fails as the others do."""
+    first = make_orvad(env={"ORVA_SERVER": "granian"})
+    second = make_orvad(env={"ORVA_SERVER": kind}, start=False)
+    second.port = first.port
+    second.start(wait=False)
+    assert second.proc is not None
+    assert second.proc.wait(timeout=60) == (3 if kind == "uvicorn" else 1)  # Uvicorn exits with its own code
+    assert "Address already in use" in second.stderr(), second.stderr()[-2000:]
+    with first.admin() as c:
+        assert c.get("/api/v1/system/info").json()["data_dir"] == str(first.data_dir)  # still the only one
 
 
 def test_unreachable_code_refuses_to_start_with_the_reason(jail_tmp) -> None:  # type: ignore[no-untyped-def]

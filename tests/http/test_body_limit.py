@@ -1,4 +1,4 @@
-"""Over-limit bodies always get the 413 envelope, never a TCP reset, on either HTTP server.
+"""Over-limit bodies always get the 413 envelope, never a TCP reset, on every HTTP server.
 
 A client sends its whole body and only then reads the answer (as curl and most HTTP libraries do).
 If the server answered early and closed with body bytes still unread, the kernel would send a reset,
@@ -25,7 +25,7 @@ LIMIT = 64 * 1024
 # answers and closes breaks every upload (orvad did: 16 of 16 at 20 MiB, none at 12 MiB).
 BODY = 24 * 1024 * 1024
 PIECE = 64 * 1024
-SERVERS = ["hypercorn", "uvicorn"]
+SERVERS = ["hypercorn", "uvicorn", "granian"]
 
 
 def _upload(port: int, path: str, *, chunked: bool) -> tuple[int, dict[str, object], str]:

@@ -1,7 +1,7 @@
 """`Expect: 100-continue` (issue 19): a body over the cap that announces its Content-Length gets the 413
 envelope as the first and only answer, never a `100 Continue` first (the client would send the whole body
 for nothing); a body within the cap gets the 100, then its answer; a chunked body over the cap is still
-refused with the 413 once it passes the cap. On both HTTP servers, on /fn, custom routes and the API."""
+refused with the 413 once it passes the cap. On every HTTP server, on /fn, custom routes and the API."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ ARCHIVE_LIMIT = 128 * 1024  # ORVA_MAX_ARCHIVE_BYTES: the cap of archive deploys
 ECHO = "def handler(event, context):\n    return {'got': len(event['body'] or '')}\n"
 
 
-@pytest.fixture(params=["hypercorn", "uvicorn"], scope="module")
+@pytest.fixture(params=["hypercorn", "uvicorn", "granian"], scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[Orvad]:
     base = Path(tempfile.mkdtemp(prefix=f"orva-expect-{request.param}-"))
     base.chmod(0o711)  # the jail traverses it (pytest's own base is 0700)

@@ -142,7 +142,7 @@ def test_the_host_rules_for_wildcard_binds_and_the_functions_origin() -> None:
     assert not same_port.on_functions_origin(dash_scope) and same_port.shares_cookies(dash_scope)
 
 
-@pytest.mark.parametrize("server_kind", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("server_kind", ["hypercorn", "uvicorn", "granian"])
 def test_the_functions_origin_serves_functions_and_routes_only(
     make_orvad: Callable[..., Orvad], server_kind: str
 ) -> None:

@@ -1,4 +1,4 @@
-"""SIGTERM with requests in flight: orvad drains them itself, on either HTTP server.
+"""SIGTERM with requests in flight: orvad drains them itself, on every HTTP server.
 
 New requests during the drain answer 503 SHUTTING_DOWN at once; a request still running when the
 grace ends answers the 503 envelope with Retry-After (a started stream ends with an in-band error)
@@ -24,7 +24,7 @@ from tests.helpers import Orvad, wait_for
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
 GRACE_S = 2.0
-SERVERS = ["hypercorn", "uvicorn"]
+SERVERS = ["hypercorn", "uvicorn", "granian"]
 
 # The handler blocks opening a FIFO in its code folder, which the test never opens: it runs until
 # orvad cuts it, with no timing guess.

@@ -4,6 +4,9 @@ when the handler really ends (answers, or is killed at its deadline), never whil
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,27 @@ import httpx
 import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.helpers import Orvad, wait_for
+from tests.helpers import Orvad, free_port, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
+
+
+@pytest.fixture(scope="module", params=["hypercorn", "uvicorn", "granian"])
+def orvad(request: pytest.FixtureRequest, orvad: Orvad) -> Iterator[Orvad]:
+    """The shared orvad (Hypercorn), and one of each other server: noticing that a client left is the
+    server's part too (its ``http.disconnect``)."""
+    if request.param == "hypercorn":
+        yield orvad
+        return
+    base = Path(tempfile.mkdtemp(prefix=f"orva-disconnect-{request.param}-"))
+    base.chmod(0o711)  # the jail traverses it
+    own = Orvad(base / "data", free_port(), {"ORVA_SERVER": request.param}).start()
+    try:
+        yield own
+    finally:
+        own.stop()
+        own.drop_database()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # With ?gate=1 the handler blocks opening a FIFO in its code folder until the test opens the
@@ -191,7 +212,7 @@ def test_a_client_that_leaves_mid_stream_is_recorded_and_its_slot_waits_for_the_
         c.delete(f"/api/v1/functions/{fn['id']}")
 
 
-@pytest.mark.parametrize("server", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("server", ["hypercorn", "uvicorn", "granian"])
 def test_a_slow_answer_on_a_kept_alive_connection_is_not_mistaken_for_a_hang_up(
     make_orvad: Any, server: str
 ) -> None:

@@ -223,7 +223,9 @@ def test_a_package_imports_only_what_its_rule_allows(package: str) -> None:
 def test_only_the_web_layer_imports_starlette() -> None:
     web = ("orvad.http", "orvad.api", "orvad.auth.guard", "orvad.cli")
     for module, imports in _modules().items():
-        framework = {i for i in imports if _top(i) in ("starlette", "sse_starlette", "hypercorn", "uvicorn")}
+        framework = {
+            i for i in imports if _top(i) in ("starlette", "sse_starlette", "hypercorn", "uvicorn", "granian")
+        }
         # raw ASGI (mcp: the SDK is the framework there; cluster: the forwarding proxy)
         if _under(module, "orvad.invoke", "orvad.mcp", "orvad.cluster"):
             assert framework <= {"starlette.types"}, f"{module} imports {framework}"
