@@ -109,12 +109,12 @@ test-postgresql: $(TEST_STAMP) test-system-deps web
 test-fast: $(TEST_STAMP) web pg-deps haproxy-deps
 	ORVA_NSJAIL=/nonexistent/nsjail $(BIN)/pytest -q -n 2 -m "not sandbox and not browser" --ignore=tests/repo/test_lint.py
 
-# Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root), and
-# py-spy (PyPI) for the overhead breakdown.
+# Benchmarks are not part of `make test`; they need Debian's wrk (installed here when root),
+# py-spy (PyPI) for the overhead breakdown and matplotlib for the chart (bench/chart.py).
 bench: $(STAMP) pg-deps
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	$(BIN)/python -m pip install --quiet -e ".[fast]" py-spy
+	$(BIN)/python -m pip install --quiet -e ".[fast]" py-spy "matplotlib>=3.8"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # ruff check, ruff format --check and mypy --strict (pyproject.toml [tool.mypy]) on the Python, prettier (pinned in web/package.json) on the dashboard's sources

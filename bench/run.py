@@ -2,8 +2,9 @@
 
     make bench            (or: .venv/bin/python bench/run.py [--quick] [--only SECTION,...])
 
-Prints a table and writes bench/results/<date>.json (a partial or quick run writes to a temporary
-file instead, unless --out says where). Traffic goes only to 127.0.0.1. Each section runs on its
+Prints a table and writes bench/results/<date>.json, and the chart of its warm figures beside it
+(<date>.png, bench/chart.py); a partial or quick run writes to a temporary file instead, unless --out
+says where. Traffic goes only to 127.0.0.1. Each section runs on its
 own fresh orvad, so sections can run alone and in any order.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 from breakdown import bench_profile
+from chart import draw
 from cluster import bench_cluster
 from harness import (
     HANDLERS,
@@ -66,8 +68,11 @@ class Options:
     functions: int  # idle functions deployed for the many-functions figures
 
 
-def _measured_server(script: str, args: list[str], path: str, seconds: int) -> dict[str, Any]:
-    """Start one of the bench's own servers (hello.py, relay.py) on a free port, load it, stop it."""
+def _measured_server(
+    script: str, args: list[str], path: str, seconds: int, one_client: bool = False
+) -> dict[str, Any]:
+    """Start one of the bench's own servers (hello.py, relay.py) on a free port, load it, stop it; with
+    ``one_client``, also one connection's latency (wrk -t1 -c1) under ``c1``."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / script), str(port), *args],
@@ -76,8 +81,12 @@ def _measured_server(script: str, args: list[str], path: str, seconds: int) -> d
     )
     try:
         wait_until(lambda: _reachable(port), 30, script)
-        wrk(f"http://127.0.0.1:{port}{path}", 2)  # warm-up
-        return wrk(f"http://127.0.0.1:{port}{path}", seconds, server_pid=proc.pid)
+        url = f"http://127.0.0.1:{port}{path}"
+        wrk(url, 2)  # warm-up
+        figures = wrk(url, seconds, server_pid=proc.pid)
+        if one_client:
+            figures["c1"] = wrk(url, seconds, connections=1, server_pid=proc.pid)
+        return figures
     finally:
         stop_process(proc)
 
@@ -91,7 +100,7 @@ def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
     for runtime, code in HANDLERS.items():
         # the thinnest relay to as many jailed workers as orvad's pool grows to under this load
         floor = _measured_server(
-            "relay.py", [orvad.server, runtime, str(WARM_POOL["max_warm"])], "/", seconds
+            "relay.py", [orvad.server, runtime, str(WARM_POOL["max_warm"])], "/", seconds, one_client=True
         )
         floor["ratio_to_baseline"] = (
             round(floor["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
@@ -100,6 +109,7 @@ def bench_warm(orvad: Orvad, seconds: int) -> dict[str, Any]:
         fn = orvad.deploy(f"warm-{runtime}", runtime, code, WARM_POOL)
         wrk(f"{orvad.url}/fn/{fn['id']}/", 2)  # warm-up
         result = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds, server_pid=orvad.pid)
+        result["c1"] = wrk(f"{orvad.url}/fn/{fn['id']}/", seconds, connections=1, server_pid=orvad.pid)
         result["ratio_to_baseline"] = (
             round(result["req_s"] / baseline["req_s"], 3) if baseline["req_s"] else None
         )
@@ -364,6 +374,7 @@ def main() -> None:
     results["table"] = [row.as_json() for row in rows]
     out = output_path(args)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    chart = draw(results, out.with_suffix(".png"))
     print(json.dumps(results, indent=2))
     print(render_table(rows))
     hottest = render_hottest(results)
@@ -373,7 +384,7 @@ def main() -> None:
     print(
         f"load average (1, 5, 15 min) at start {host['load_average_at_start']}, at end {host['load_average_at_end']}"
     )
-    print(f"written to {out}")
+    print(f"written to {out}" + (f" and {chart}" if chart else ""))
     if errors:
         sys.exit(f'sections that failed: {", ".join(errors)} (see "errors" in the JSON)')
 
