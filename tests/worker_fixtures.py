@@ -175,7 +175,9 @@ async def running(worker: Worker, start_timeout_s: float = 20.0) -> AsyncIterato
         await asyncio.wait_for(worker.stop(grace_s=1.0), 10)
         assert worker.proc is not None and worker.proc.returncode is not None
         assert not alive(tree), f"processes left behind: {alive(tree)}"
-        assert not leaked_cgroups(tree), f"cgroups left behind: {leaked_cgroups(tree)}"
+        # a worker SIGKILLed at the end of its grace (a loaded machine) has its cgroups removed by the
+        # clean-up hook, retried up to 3 s later while the jailed process finishes dying (Worker._clean_after_kill)
+        await wait_until(lambda: not leaked_cgroups(tree), 5, f"the cgroups of {sorted(tree)} to be removed")
 
 
 def event(
