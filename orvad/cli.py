@@ -436,7 +436,7 @@ async def _serve(app: OrvaApp, daemon: Daemon, settings: Settings, server_stop: 
     if settings.server == "uvicorn":
         await _serve_uvicorn(app, daemon, settings, server_stop)
     elif settings.server == "granian":
-        await _serve_granian(app, daemon, settings, server_stop)
+        await serve_granian(app, settings, daemon.origins, server_stop, SERVER_CLOSE_S)
     else:
         envelope_hypercorn_refusals()
         hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
@@ -493,11 +493,6 @@ async def _serve_uvicorn(app: OrvaApp, daemon: Daemon, settings: Settings, stop:
         await server._serve(sockets)  # not serve(): orvad's own SIGTERM/SIGINT handlers set `stop`
     finally:
         watcher.cancel()
-
-
-async def _serve_granian(app: OrvaApp, daemon: Daemon, settings: Settings, stop: asyncio.Event) -> None:
-    """Granian's embedded server in this event loop, one per listening port (orvad/http/granian_server.py)."""
-    await serve_granian(app, settings, daemon.origins, stop, SERVER_CLOSE_S)
 
 
 def _announce(daemon: Daemon, url: str) -> None:

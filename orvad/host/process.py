@@ -172,16 +172,10 @@ async def spawn(
             child.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         if popen.stdout is not None:
             untaken.remove(popen.stdout)
-            if stdout_protocol is not None:
-                await _connect(loop, loop.connect_read_pipe, stdout_protocol, popen.stdout)
-            else:
-                child.stdout = await _reader(loop, popen.stdout)
+            child.stdout = await _read_side(loop, popen.stdout, stdout_protocol)
         if popen.stderr is not None:
             untaken.remove(popen.stderr)
-            if stderr_protocol is not None:
-                await _connect(loop, loop.connect_read_pipe, stderr_protocol, popen.stderr)
-            else:
-                child.stderr = await _reader(loop, popen.stderr)
+            child.stderr = await _read_side(loop, popen.stderr, stderr_protocol)
     except BaseException:
         for pipe in untaken:
             pipe.close()  # never given to the loop: closed now rather than whenever it is collected
@@ -227,6 +221,16 @@ class _PipeReader(asyncio.StreamReaderProtocol):
     def eof_received(self) -> bool:
         super().eof_received()
         return False  # close the pipe at its end (uvloop keeps a transport open when this says True)
+
+
+async def _read_side(
+    loop: asyncio.AbstractEventLoop, pipe: Any, protocol: Callable[[], asyncio.BaseProtocol] | None
+) -> asyncio.StreamReader | None:
+    """A child's output pipe on the loop: fed to ``protocol`` when given (None returned), else a stream."""
+    if protocol is None:
+        return await _reader(loop, pipe)
+    await _connect(loop, loop.connect_read_pipe, protocol, pipe)
+    return None
 
 
 async def _reader(loop: asyncio.AbstractEventLoop, pipe: Any) -> asyncio.StreamReader:

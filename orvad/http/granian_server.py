@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orvad.config import Settings
 from orvad.http.origins import Origins
-from orvad.http.serving import MAX_HEAD_BYTES, bind_address, head_bytes, listen_ports, refusal_parts
+from orvad.http.serving import bind_address, listen_ports, refused_head
 
 # Granian 2.5.0 and 2.8.0 (tried) end a streamed response the app abandons (orvad cutting a stream at the
 # end of the shutdown grace, an operator's kill) with a proper last chunk, so the client takes the cut
@@ -88,10 +88,7 @@ def granian_app(app: ASGIApp) -> ASGIApp:
                 scope["server"] = (server[0], int(server[1]))
             if client is not None:
                 scope["client"] = (client[0], int(client[1]))
-            if head_bytes(scope) > MAX_HEAD_BYTES:
-                code, headers, body = refusal_parts(431)
-                await send({"type": "http.response.start", "status": code, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+            if await refused_head(scope, send):
                 return
         await app(scope, receive, send)
 

@@ -127,6 +127,17 @@ def envelope_hypercorn_refusals() -> None:
     H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
 
 
+async def refused_head(scope: Any, send: Any) -> bool:
+    """Answer 431 with the envelope when the request's head is past 16 KiB as Uvicorn's parser counts it,
+    for heads a server's parser let through (Hypercorn's, Granian's); True when it did."""
+    if head_bytes(scope) <= MAX_HEAD_BYTES:
+        return False
+    code, headers, body = refusal_parts(431)
+    await send({"type": "http.response.start", "status": code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return True
+
+
 def head_bytes(scope: Any) -> int:
     """The request's URL and headers as Uvicorn's parser counts them (``on_url``, ``on_header`` + 4): the
     16 KiB limit as Hypercorn and Granian apply it in the app, for heads their parsers let through."""
@@ -162,12 +173,9 @@ def hypercorn_continue_on_read() -> None:
         protocol = self
 
         async def continue_on_read(scope: Any, receive: Any, send: Any, *rest: Any) -> None:
-            if scope.get("type") == "http" and head_bytes(scope) > MAX_HEAD_BYTES:
-                # h11 applies its limit only to a head still incomplete after a read: one that arrived in
-                # one read (up to 64 KiB) was served (found by attack-19); count it as Uvicorn's parser does
-                code, headers, body = refusal_parts(431)
-                await send({"type": "http.response.start", "status": code, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+            # h11 applies its limit only to a head still incomplete after a read: one that arrived in
+            # one read (up to 64 KiB) was served (found by attack-19); count it as Uvicorn's parser does
+            if scope.get("type") == "http" and await refused_head(scope, send):
                 return
 
             async def read_body() -> Any:

@@ -263,8 +263,8 @@ def test_a_spawn_cancelled_while_its_pipes_connect_never_closes_another_files_de
             task = asyncio.ensure_future(
                 spawn(["sleep", "30"], stdin=PIPE, stdout=PIPE, stderr=PIPE, start_new_session=True)
             )
-            for _ in range(step % 8):
-                await asyncio.sleep(0)
+            for _ in range(step % 8):  # cancelled after 0-7 turns of the loop: at each await of spawn()
+                await _one_turn()
             task.cancel()
             try:
                 child = await task
@@ -288,3 +288,11 @@ def test_a_spawn_cancelled_while_its_pipes_connect_never_closes_another_files_de
     cancelled, stolen = run_on(loop_name, main())
     assert cancelled >= 24, cancelled  # most spawns were cancelled on the way, at several points
     assert stolen == 0, f"{stolen} descriptors closed behind their owner's back"
+
+
+async def _one_turn() -> None:
+    """Let the loop run once: a future the loop itself resolves on its next turn."""
+    loop = asyncio.get_running_loop()
+    turned: asyncio.Future[None] = loop.create_future()
+    loop.call_soon(turned.set_result, None)
+    await turned
