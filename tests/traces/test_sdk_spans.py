@@ -116,9 +116,11 @@ def test_each_sdk_call_is_a_child_span_of_the_invocation(
         trace_id = body["trace"]
 
         def complete(tree: dict[str, Any]) -> bool:
+            # spans are written after their replies, each on its own: the invocation's own among them too
             kinds = [(s["kind"], s.get("trigger")) for s in tree["spans"]]
             return (
-                sum(k == "sdk" for k, _ in kinds) == len(CALLS)
+                any(s["span_id"] == body["span"] for s in tree["spans"])
+                and sum(k == "sdk" for k, _ in kinds) == len(CALLS)
                 and ("execution", "f2f") in kinds
                 and ("execution", "job") in kinds
             )

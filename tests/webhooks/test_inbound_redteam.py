@@ -587,23 +587,31 @@ def test_a_sync_delivery_turned_away_busy_can_be_sent_again(make_orvad: Callable
         ).raise_for_status()
         hook = _create(c, "busy", name="gh", format="github")
     secret = hook["secret"].encode()
-    slow = b'{"slow": true}'
-    first: dict[str, int] = {}
-    started = threading.Event()
+    slows: list[tuple[threading.Thread, dict[str, int]]] = []
 
-    def run_slow() -> None:
-        started.set()
-        first["status"] = _post(
-            server, hook, slow, sign("github", slow, secret, Settings(), NOW())
-        ).status_code
+    def start_slow() -> None:
+        # each slow delivery its own body: one that ran must not make the next a replay
+        slow = json.dumps({"slow": True, "n": len(slows)}).encode()
+        result: dict[str, int] = {}
 
-    thread = threading.Thread(target=run_slow, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    # fresh deliveries until one is turned away (those before the slow one took the slot simply run)
+        def run() -> None:
+            result["status"] = _post(
+                server, hook, slow, sign("github", slow, secret, Settings(), NOW())
+            ).status_code
+
+        thread = threading.Thread(target=run, daemon=True)
+        slows.append((thread, result))
+        thread.start()
+
+    # fresh deliveries until one is turned away. Those before the slow one took the slot simply run; a probe
+    # that holds the slot when the slow one arrives turns the slow one away (429) instead, so a slow delivery
+    # that has ended without one turned away is followed by another
     turned: list[tuple[bytes, dict[str, str], httpx.Response]] = []
+    start_slow()
 
     def turned_away() -> bool:
+        if not slows[-1][0].is_alive():
+            start_slow()
         body = json.dumps({"probe": len(turned) + time.monotonic()}).encode()
         headers = {**sign("github", body, secret, Settings(), NOW()), "X-GitHub-Delivery": body.decode()}
         r = _post(server, hook, body, headers)
@@ -611,9 +619,10 @@ def test_a_sync_delivery_turned_away_busy_can_be_sent_again(make_orvad: Callable
         turned.append((body, headers, r))
         return r.status_code == 429
 
-    wait_for(turned_away, 20, "a delivery turned away while the slow one runs")
+    wait_for(turned_away, 60, "a delivery turned away while a slow one runs")
     body, headers, busy = turned[-1]
     assert _code(busy) == "FUNCTION_BUSY", busy.text
+    thread, first = slows[-1]  # probes go one at a time: the slot was this slow delivery's
     thread.join(60)
     assert first.get("status") == 200, first
     r = _post(server, hook, body, headers)
