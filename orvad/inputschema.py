@@ -4,17 +4,14 @@ Null (the default) means the tool takes the request's parts: the ``DEFAULT`` sch
 ``query``, ``headers``, ``method``, ``path``). A declared schema is a JSON Schema object whose top-level
 ``type`` is ``"object"``, valid against its metaschema (``$schema``, else draft 2020-12); a tool call's
 arguments are checked against it before the function runs, and become the JSON body of a POST.
-A leaf: jsonschema and orvad.errors only.
+A leaf: jsonschema (imported at the first schema checked) and orvad.errors only.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
-
-from jsonschema import exceptions as schema_errors  # type: ignore[import-untyped]
-from jsonschema import validators
-from jsonschema_specifications import REGISTRY as METASCHEMAS  # type: ignore[import-untyped]
 
 from orvad.errors import ValidationError
 
@@ -36,22 +33,31 @@ DEFAULT: dict[str, Any] = {
 }
 
 
-DRAFTS = (
-    validators.Draft202012Validator,  # the default, when no $schema is named
-    validators.Draft201909Validator,
-    validators.Draft7Validator,
-    validators.Draft6Validator,
-    validators.Draft4Validator,
-)
-_BY_ID = {str(cls.ID_OF(cls.META_SCHEMA)).rstrip("#"): cls for cls in DRAFTS}
+@cache
+def _drafts() -> tuple[Any, ...]:
+    """jsonschema's validators, imported at the first schema checked (about 7 MB: not at orvad's start)."""
+    from jsonschema import validators  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return (
+        validators.Draft202012Validator,  # the default, when no $schema is named
+        validators.Draft201909Validator,
+        validators.Draft7Validator,
+        validators.Draft6Validator,
+        validators.Draft4Validator,
+    )
+
+
+@cache
+def _by_id() -> dict[str, Any]:
+    return {str(cls.ID_OF(cls.META_SCHEMA)).rstrip("#"): cls for cls in _drafts()}
 
 
 def _validator_class(schema: dict[str, Any]) -> Any:
     """The draft a schema's ``$schema`` names (draft 2020-12 when it names none); None: unknown."""
     named = schema.get("$schema")
     if named is None:
-        return DRAFTS[0]
-    return _BY_ID.get(named.rstrip("#")) if isinstance(named, str) else None
+        return _drafts()[0]
+    return _by_id().get(named.rstrip("#")) if isinstance(named, str) else None
 
 
 def _bad(message: str, **details: Any) -> ValidationError:
@@ -76,10 +82,12 @@ def validate_field(value: Any) -> dict[str, Any] | None:
         raise _bad(f"is {size} bytes as JSON; at most {MAX_BYTES}", max_bytes=MAX_BYTES)
     validator = _validator_class(value)
     if validator is None:
-        raise _bad(f"names an unknown $schema {value.get('$schema')!r}", allowed=sorted(_BY_ID))
+        raise _bad(f"names an unknown $schema {value.get('$schema')!r}", allowed=sorted(_by_id()))
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]  # noqa: PLC0415
+
     try:
         validator.check_schema(value)
-    except schema_errors.SchemaError as exc:
+    except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
         raise _bad(f"is not a valid JSON Schema at {where}: {exc.message}", at=where) from None
     return dict(value)
@@ -95,9 +103,12 @@ def first_error(schema: dict[str, Any], args: Any) -> tuple[str, str] | None:
     runs it in a checker process (orvad/mcp/schemacheck.py), never on its event loop."""
     # only the schema itself and the drafts' metaschemas resolve: jsonschema would otherwise fetch a
     # remote $ref (from orvad's host, outside every sandbox) on the owner's say
-    validator = (_validator_class(schema) or DRAFTS[0])(schema, registry=METASCHEMAS)
+    from jsonschema.exceptions import best_match  # noqa: PLC0415
+    from jsonschema_specifications import REGISTRY  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    validator = (_validator_class(schema) or _drafts()[0])(schema, registry=REGISTRY)
     try:
-        error = schema_errors.best_match(validator.iter_errors(args))
+        error = best_match(validator.iter_errors(args))
     except Exception as exc:  # a $ref that does not resolve (a remote one is never fetched), ...
         raise Unusable(str(exc)) from None
     if error is None:

@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
-import httpx
-import httpx2
-
 from orvad.errors import ProviderError
 
-# The SDKs are imported where a provider is first used, not with this module: importing anthropic alone costs
+# The SDKs (and httpx, httpx2) are imported where a provider is first used, not with this module: anthropic alone costs
 # about 1.8 CPU-seconds (openai 0.7), which every orvad start paid, most of them never calling a provider.
 if TYPE_CHECKING:
     import anthropic
@@ -144,6 +141,8 @@ class _Who:
         if isinstance(exc, ProviderError):
             return exc
         import anthropic
+        import httpx
+        import httpx2
         import openai
 
         if isinstance(exc, anthropic.APIStatusError | openai.APIStatusError) and exc.status_code >= 400:
@@ -176,6 +175,8 @@ def _api_message(exc: anthropic.APIError | openai.APIError) -> str:
 @cache
 def _failures() -> tuple[type[BaseException], ...]:
     import anthropic
+    import httpx
+    import httpx2
     import openai
 
     return (anthropic.APIError, openai.APIError, httpx2.HTTPError, httpx.HTTPError, ValueError, KeyError)

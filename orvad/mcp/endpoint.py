@@ -10,8 +10,10 @@ pointing at the protected-resource metadata. The caller rides in the ASGI scope 
 gets 404 for that session id). The body cap is orvad's ``BodyLimit`` (every path), and the SDK's own
 cap is set to the same figure.
 
-The session manager's task group lives as long as the server (``running()``, entered by ``orvad
-serve`` around the server); an app without it (in-process tests) answers 404 at /mcp.
+The SDK itself (``orvad/mcp/sessions.py``: pydantic models, the server, the session manager, about 37 MB)
+is imported and started at the first request that passes those checks, not at orvad's start: an orvad no
+agent talks to does not carry it. Its task group then lives until the server stops (``running()``, entered
+by ``orvad serve`` around the server); an app without it (in-process tests) answers 404 at /mcp.
 """
 
 from __future__ import annotations
@@ -22,40 +24,28 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import mcp_types as types
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
-from mcp.server.auth.provider import AccessToken
-from mcp.server.lowlevel.server import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Receive, Scope, Send
 
-from orvad import __version__
 from orvad.auth.keys import KEY_PREFIX, looks_like_key
 from orvad.errors import Forbidden, NotFound, Unauthorized
 from orvad.http.origins import Origins, client_address, host_name
-from orvad.mcp import channel, oauth, tools
+from orvad.mcp import oauth
 from orvad.mcp.results import Caller
 from orvad.services.channels import looks_like_channel_token
 from orvad.services.oauth import looks_like_access_token
 
 if TYPE_CHECKING:
     from orvad.daemon import Daemon
+    from orvad.mcp.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "orva.mcp.caller"
 PATH = "/mcp"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
-INSTRUCTIONS = (
-    "Orva runs serverless functions. These tools manage and invoke them; which tools you see depends "
-    "on the API key's permissions (read, invoke, write, admin). Tools marked destructive need confirm: true."
-)
-# open sessions one credential may hold (the SDK's limit, 10,000, is for all callers together): opening one
-# more ends that credential's oldest, so a token handed to an agent cannot fill /mcp for everyone
-MAX_SESSIONS_PER_CALLER = 100
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -105,54 +95,63 @@ class McpEndpoint:
     def __init__(self, daemon: Daemon, origins: Origins) -> None:
         self.daemon = daemon
         self.origins = origins
-        self.server: Server[Any] = Server(
-            "orva",
-            version=__version__,
-            instructions=INSTRUCTIONS,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-        )
-        self.manager = StreamableHTTPSessionManager(
-            self.server, max_request_body_size=max(daemon.settings.max_body_bytes, 1)
-        )
-        self._running = False
+        self._serving = False  # inside running(): the SDK may start
+        self._sessions: Sessions | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._starting = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The session manager's task group, for as long as the block runs. It runs in a task of its
-        own (one object with its own close: orvad/tasks.py): anyio's group, cancelled at its end with
-        sessions still open, leaks a CancelledError out of the block on asyncio, which would end
-        ``orvad serve`` with a traceback. Awaited here, the task's cancellation is told apart from
-        our own."""
-        stop = asyncio.Event()
-        started = asyncio.Event()
-
-        async def serve() -> None:
-            async with self.manager.run():
-                self._running = True
-                started.set()
-                try:
-                    await stop.wait()
-                finally:
-                    self._running = False
-
-        task = asyncio.create_task(serve(), name="orva-mcp-sessions")
-        waiter = asyncio.create_task(started.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task.done():
-            task.result()  # it failed to start: raise why
+        """/mcp serves for as long as the block runs; the SDK's session manager, started by the first
+        request (``_started``), stops at its end."""
+        self._serving, self._stop = True, asyncio.Event()
         try:
             yield
         finally:
-            stop.set()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # we are being cancelled ourselves
-                log.info("the MCP session manager stopped with sessions still open")
+            self._serving = False
+            self._stop.set()
+            if self._task is not None:
+                await self._stopped(self._task)
+
+    async def _started(self) -> Sessions:
+        """The SDK's sessions, imported and started at the first call. The session manager's task group
+        runs in a task of its own (one object with its own close: orvad/tasks.py): anyio's group, cancelled
+        at its end with sessions still open, leaks a CancelledError out of the block on asyncio, which would
+        end ``orvad serve`` with a traceback. Awaited in ``_stopped``, its cancellation is told apart from
+        our own."""
+        async with self._starting:
+            if self._sessions is not None:
+                return self._sessions
+            from orvad.mcp.sessions import Sessions  # noqa: PLC0415 (the SDK, at first use: see the docstring)
+
+            sessions = Sessions(self.daemon)
+            started = asyncio.Event()
+
+            async def serve() -> None:
+                async with sessions.manager.run():
+                    started.set()
+                    await self._stop.wait()
+
+            task = self._task = asyncio.create_task(serve(), name="orva-mcp-sessions")
+            waiter = asyncio.create_task(started.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if task.done():
+                self._task = None
+                task.result()  # it failed to start: raise why
+            self._sessions = sessions
+            return sessions
+
+    @staticmethod
+    async def _stopped(task: asyncio.Task[None]) -> None:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves
+            log.info("the MCP session manager stopped with sessions still open")
 
     def _base_url(self, scope: Scope) -> str:
         public = self.daemon.settings.public_url
@@ -220,11 +219,12 @@ class McpEndpoint:
                 details={"origin": origin},
             )
         caller = self.authenticate(scope)
-        if not self._running:
+        if not self._serving:
             raise NotFound(
                 "the MCP endpoint is not running in this app",
                 hint="it runs under `orvad serve` (its session manager starts with the server)",
             )
+        sessions = await self._started()
         peer = scope.get("client")
         scope[SCOPE_KEY] = replace(
             caller,
@@ -234,93 +234,4 @@ class McpEndpoint:
                 self.daemon.settings.trusted_networks,
             ),
         )
-        # the SDK binds a session to the credential that opened it (another one gets 404)
-        user = scope["user"] = AuthenticatedUser(
-            AccessToken(
-                token="",
-                client_id=f"channel:{caller.channel_id}" if caller.channel_id else f"key:{caller.key_id}",
-                scopes=sorted(caller.permissions),
-            )
-        )
-        if _header(scope, b"mcp-session-id") is None:
-            await self._make_room(user)
-        await self.manager.handle_request(scope, receive, send)
-
-    async def _make_room(self, user: AuthenticatedUser) -> None:
-        """Before a request that may open a session: when its credential holds MAX_SESSIONS_PER_CALLER
-        sessions already, its oldest ends (its id answers 404; the SDK's session maps, in opening order)."""
-        requestor = authorization_context(user)
-        owners: dict[str, Any] = self.manager._session_owners
-        held = [sid for sid, owner in owners.items() if owner == requestor]
-        for sid in held[: max(len(held) - MAX_SESSIONS_PER_CALLER + 1, 0)]:
-            transport = self.manager._server_instances.get(sid)
-            if transport is not None:
-                log.info("an MCP credential opened one session more than it may hold: its oldest ends")
-                await self.manager._discard_session(sid, transport)
-
-    @staticmethod
-    def _caller(ctx: Any) -> Caller:
-        request = getattr(ctx, "request", None)
-        caller = request.scope.get(SCOPE_KEY) if request is not None else None
-        if not isinstance(caller, Caller):
-            raise RuntimeError("an MCP request reached a handler without its caller")
-        return caller
-
-    async def _list_tools(
-        self, ctx: Any, params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        caller = self._caller(ctx)
-        if caller.channel_id is not None:
-            return types.ListToolsResult(
-                tools=[
-                    types.Tool(name=t.name, description=t.description, input_schema=t.input_schema)
-                    for t in await channel.channel_tools(self.daemon, caller)
-                ]
-            )
-        return types.ListToolsResult(
-            tools=[
-                types.Tool(
-                    name=t.name,
-                    description=t.description
-                    + (" Destructive: pass confirm: true." if t.destructive else ""),
-                    input_schema=t.schema(),
-                    annotations=types.ToolAnnotations(
-                        read_only_hint=t.read_only, destructive_hint=t.destructive
-                    ),
-                )
-                for t in tools.visible(caller)
-            ]
-        )
-
-    def _audit(self, ctx: Any, caller: Caller, name: str, args: dict[str, Any], reply: Any) -> None:
-        """Every tool call, both modes, is an audit-log row (orvad/auth/audit.py ``record_mcp``)."""
-        scope = ctx.request.scope
-        client = scope.get("client")
-        self.daemon.audit_trail.record_mcp(
-            actor_kind=caller.actor_kind,
-            actor_id=caller.key_id,
-            actor_name=caller.key_name,
-            tool=name,
-            target_id=tools.target_of(name, args) if caller.channel_id is None else None,
-            status=reply.status,
-            request_id=scope.get("state", {}).get("request_id"),
-            client_ip=client[0] if client else None,
-        )
-
-    async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        caller = self._caller(ctx)
-        args = dict(params.arguments or {})
-        if caller.channel_id is not None:
-            reply = await channel.call_channel_tool(self.daemon, caller, params.name, args)
-        else:
-            reply = await tools.call(self.daemon, caller, params.name, args)
-        log.info(
-            "mcp tool call",
-            extra={"tool": params.name, "key_id": caller.key_id, "is_error": reply.is_error},
-        )
-        self._audit(ctx, caller, params.name, args, reply)
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=reply.text)],
-            structured_content=reply.structured,
-            is_error=reply.is_error,
-        )
+        await sessions.handle(caller, scope, receive, send)

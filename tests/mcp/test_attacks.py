@@ -141,7 +141,7 @@ def test_one_credential_cannot_fill_mcp_with_sessions(orvad: Orvad) -> None:
     sessions until the SDK's limit for all callers (10,000, each held 30 minutes idle), after which
     /mcp answered 503 to everyone, the operator included. A credential now holds at most
     MAX_SESSIONS_PER_CALLER; one more ends its own oldest, never another credential's."""
-    from orvad.mcp.endpoint import MAX_SESSIONS_PER_CALLER
+    from orvad.mcp.sessions import MAX_SESSIONS_PER_CALLER
 
     _channel_id, token = _channel(orvad, [])
     with orvad.client() as c:
