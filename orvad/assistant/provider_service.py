@@ -13,7 +13,6 @@ It may point at a local endpoint on purpose, a local Ollama at http://127.0.0.1:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections.abc import Awaitable
@@ -21,9 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from orvad import sealing
 from orvad.assistant.providers import (
     DEFAULT_MAX_RETRIES,
     KINDS,
@@ -36,6 +33,7 @@ from orvad.assistant.providers import (
 from orvad.clock import now_iso
 from orvad.errors import Conflict, NotFound, ProviderError, ValidationError
 from orvad.ids import uuid7
+from orvad.sealing import Unsealable
 from orvad.store.ai_providers import AiProviderRow, AiProviderStore, LabelTaken
 
 MAX_LABEL = 64
@@ -74,12 +72,11 @@ def _aad(provider_id: str) -> bytes:
 
 
 def seal_key(master: bytes, provider_id: str, key: str) -> tuple[bytes, bytes]:
-    nonce = os.urandom(12)
-    return nonce, AESGCM(master).encrypt(nonce, key.encode(), _aad(provider_id))
+    return sealing.seal(master, key, _aad(provider_id))
 
 
 def open_key(master: bytes, provider_id: str, nonce: bytes, sealed: bytes) -> str:
-    return AESGCM(master).decrypt(nonce, sealed, _aad(provider_id)).decode()
+    return sealing.unseal(master, nonce, sealed, _aad(provider_id))
 
 
 def key_hint(key: str) -> str | None:
@@ -279,7 +276,7 @@ class ProviderService:
         if row.key_nonce is not None and row.key_sealed is not None:
             try:
                 key = open_key(self._key(), row.id, row.key_nonce, row.key_sealed)
-            except InvalidTag:
+            except Unsealable:
                 raise ProviderError(
                     f"the API key of provider {row.label!r} does not open with this orvad's master key",
                     hint=(
@@ -350,7 +347,7 @@ class ProviderService:
                 continue
             try:
                 key = open_key(self._key(), row.id, row.key_nonce, row.key_sealed)
-            except InvalidTag:
+            except Unsealable:
                 raise RuntimeError(
                     f"the API key of AI provider {row.label} does not open with the current master key; "
                     "nothing was changed"

@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from cryptography.exceptions import InvalidTag
-
 from orvad.builder.archive import ArchiveError
 from orvad.builder.archive import _clean as clean_name
 from orvad.builder.gc import is_built, mark_built
@@ -481,7 +479,7 @@ def stage(
 def _check_key_opens(database: Path, key_file: Path | None) -> None:
     """The master key orvad uses after the swap (ORVA_MASTER_KEY when set, else ``key_file``) must open the
     database's secrets; otherwise the restore "succeeds" and every function with a secret then fails to
-    start with InvalidTag (a backup of another orvad, a master.key swapped in the archive)."""
+    start with Unsealable (a backup of another orvad, a master.key swapped in the archive)."""
     sample = sealed_sample(database)
     if sample is None:
         return
@@ -494,7 +492,7 @@ def _check_key_opens(database: Path, key_file: Path | None) -> None:
     try:
         master = load_master_key(key_file or Path(os.devnull))
         open_sealed(master, *sample)
-    except (MasterKeyError, InvalidTag, ValueError):
+    except (MasterKeyError, ValueError):  # Unsealable too
         raise BackupRefused(
             f"the master key ({used}) does not open the database's secrets: the backup was taken with "
             "another master key; restore it with that key (the archive's master.key, or ORVA_MASTER_KEY)"

@@ -22,7 +22,6 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from orvad.cluster.nodes import Node, NodeRegistry
@@ -68,6 +67,8 @@ class Forwarder:
         self._registry = registry
         self._warm_here = warm_here
         self._max_body = max_body_bytes
+        import httpx  # noqa: PLC0415 (with the cluster: not at a single node's start)
+
         # one client for every hop: connections to the peers are kept and reused
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=2.0), follow_redirects=False
@@ -130,6 +131,8 @@ class Forwarder:
             + path.decode("latin-1")
             + ("?" + query.decode("latin-1") if query else "")
         )
+        import httpx  # noqa: PLC0415 (imported by __init__ already)
+
         request = self._client.build_request(scope["method"], url, headers=headers, content=body)
         try:
             response = await self._client.send(request, stream=True)

@@ -12,12 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from orvad import sealing
 from orvad.clock import now_iso
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import NotFound, ValidationError
+from orvad.sealing import Unsealable
 from orvad.services.changes import Changes, SecretsChanged
 from orvad.store.secrets import SecretStore
 
@@ -53,12 +52,11 @@ def _aad(function_id: str, key: str) -> bytes:
 
 
 def seal(master: bytes, function_id: str, key: str, value: str) -> tuple[bytes, bytes]:
-    nonce = os.urandom(12)
-    return nonce, AESGCM(master).encrypt(nonce, value.encode(), _aad(function_id, key))
+    return sealing.seal(master, value, _aad(function_id, key))
 
 
 def open_sealed(master: bytes, function_id: str, key: str, nonce: bytes, ciphertext: bytes) -> str:
-    return AESGCM(master).decrypt(nonce, ciphertext, _aad(function_id, key)).decode()
+    return sealing.unseal(master, nonce, ciphertext, _aad(function_id, key))
 
 
 class SecretService:
@@ -115,7 +113,7 @@ class SecretService:
         for r in await self._store.all_encrypted():
             try:
                 value = open_sealed(self._master, r["function_id"], r["key"], r["nonce"], r["ciphertext"])
-            except InvalidTag:
+            except Unsealable:
                 raise MasterKeyError(
                     f"secret {r['key']} of {r['function_id']} does not open with the current "
                     "master key; nothing was changed"

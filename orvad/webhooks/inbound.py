@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets as pysecrets
 import time
@@ -30,9 +29,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from orvad import sealing
 from orvad.clock import now_iso
 from orvad.errors import (
     Building,
@@ -58,6 +55,7 @@ from orvad.invoke.dispatch import Invoker
 from orvad.invoke.request import Grant, InvokeRequest
 from orvad.invoke.signatures import SignatureChecker
 from orvad.models import Function
+from orvad.sealing import Unsealable
 from orvad.services.changes import Change, FunctionDeleted
 from orvad.services.functions import FunctionService
 from orvad.store.inbound_webhooks import InboundWebhookRow, InboundWebhookStore, NameTaken
@@ -101,12 +99,11 @@ def _aad(webhook_id: str) -> bytes:
 
 
 def seal_secret(master: bytes, webhook_id: str, secret: str) -> tuple[bytes, bytes]:
-    nonce = os.urandom(12)
-    return nonce, AESGCM(master).encrypt(nonce, secret.encode(), _aad(webhook_id))
+    return sealing.seal(master, secret, _aad(webhook_id))
 
 
 def open_secret(master: bytes, webhook_id: str, nonce: bytes, sealed: bytes) -> str:
-    return AESGCM(master).decrypt(nonce, sealed, _aad(webhook_id)).decode()
+    return sealing.unseal(master, nonce, sealed, _aad(webhook_id))
 
 
 def new_secret() -> str:
@@ -164,7 +161,7 @@ class InboundWebhooks:
         for row in await self._store.all():
             try:
                 secret = open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
-            except InvalidTag:
+            except Unsealable:
                 log.error(
                     "inbound webhook secret does not open with the master key", extra={"webhook": row.id}
                 )
@@ -498,7 +495,7 @@ async def reseal(store: InboundWebhookStore, old_master: bytes, new_master: byte
     for row in await store.all():
         try:
             secret = open_secret(old_master, row.id, row.secret_nonce, row.secret_sealed)
-        except InvalidTag:
+        except Unsealable:
             raise RuntimeError(
                 f"the secret of inbound webhook {row.id} does not open with the current master key; "
                 "nothing was changed"

@@ -28,22 +28,18 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orvad import __version__
+from orvad import __version__, sealing
 from orvad.clock import epoch_iso, now_iso
 from orvad.errors import NotFound, ValidationError, WebhookDisabled
 from orvad.ids import uuid7
@@ -62,6 +58,9 @@ from orvad.store.webhooks import (
     WebhookStore,
 )
 from orvad.webhooks import signing
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +96,11 @@ def _aad(webhook_id: str) -> bytes:
 
 
 def seal_secret(master: bytes, webhook_id: str, secret: str) -> tuple[bytes, bytes]:
-    nonce = os.urandom(12)
-    return nonce, AESGCM(master).encrypt(nonce, secret.encode(), _aad(webhook_id))
+    return sealing.seal(master, secret, _aad(webhook_id))
 
 
 def open_secret(master: bytes, webhook_id: str, nonce: bytes, sealed: bytes) -> str:
-    return AESGCM(master).decrypt(nonce, sealed, _aad(webhook_id)).decode()
+    return sealing.unseal(master, nonce, sealed, _aad(webhook_id))
 
 
 def check_url(value: Any) -> str:
@@ -137,6 +135,8 @@ def check_url(value: Any) -> str:
         )
     if not parts.hostname or port == 0:
         raise ValidationError("url has no host", hint=hint, details={"field": "url"})
+    import httpx  # noqa: PLC0415 (at first use: see the sender's _transport)
+
     try:
         httpx.URL(value)  # what the sender parses: a host that is no IDNA name failed every attempt
     except httpx.InvalidURL as exc:
@@ -341,7 +341,7 @@ class OutboundWebhooks:
             key: bytes | None = signing.secret_key(
                 open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
             )
-        except (InvalidTag, ValueError):
+        except ValueError:  # Unsealable too
             key = None
         old = self._receivers.get(row.id)
         receiver = Receiver(
@@ -666,12 +666,6 @@ class OutboundWebhooks:
 
     async def run(self) -> None:
         """Write queued events to the outbox and send due deliveries until cancelled."""
-        # the transport alone, not a Client: no redirects (a 3xx is an answer, not 2xx: tried again later), no
-        # proxy from the environment, no cookies, and no request log line (httpx's names the URL, which may
-        # hold a receiver's token)
-        self._transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=MAX_CLAIMED, max_keepalive_connections=32)
-        )
         reader = (
             asyncio.get_running_loop().create_task(self._read_bus(), name="orva-webhooks-bus")
             if self._bus is not None
@@ -711,7 +705,20 @@ class OutboundWebhooks:
                 await asyncio.wait(claimed, timeout=2)
             with contextlib.suppress(Exception):
                 await self._write_queued()  # a clean stop loses no event
-            await self._transport.aclose()
+            if self._transport is not None:
+                await self._transport.aclose()
+
+    def _open_transport(self) -> httpx.AsyncHTTPTransport:
+        """The connection pool, at the first delivery sent (httpx, with rich and pygments, is about 5 MB
+        that an orvad with no outbound webhook does not carry). The transport alone, not a Client: no
+        redirects (a 3xx is an answer, not 2xx: tried again later), no proxy from the environment, no
+        cookies, and no request log line (httpx's names the URL, which may hold a receiver's token)."""
+        import httpx  # noqa: PLC0415
+
+        self._transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=MAX_CLAIMED, max_keepalive_connections=32)
+        )
+        return self._transport
 
     async def _read_bus(self) -> None:
         assert self._bus is not None
@@ -787,7 +794,6 @@ class OutboundWebhooks:
         current = self._receivers.get(receiver.id)  # rotated or changed since it was claimed
         if current is None or current.key is None or not current.row.enabled:
             return
-        assert self._transport is not None
         # ``claimed`` was read by the sender's pass, maybe before an attempt's end was written: the row as it
         # is now, taken by one conditional UPDATE (pending, due and the same attempts count), or nothing
         now = self.clock()
@@ -802,6 +808,9 @@ class OutboundWebhooks:
         status_code: int | None = None
         response: str | None = None
         error: str | None = None
+        import httpx  # noqa: PLC0415 (imported by _open_transport already)
+
+        transport = self._transport or self._open_transport()
         try:
             request = httpx.Request(
                 "POST",
@@ -811,7 +820,7 @@ class OutboundWebhooks:
                 extensions={"timeout": httpx.Timeout(self.timeout_s).as_dict()},
             )
             async with asyncio.timeout(self.timeout_s):
-                answer = await self._transport.handle_async_request(request)
+                answer = await transport.handle_async_request(request)
                 try:
                     status_code = answer.status_code
                     response = await _snippet(answer)
@@ -871,7 +880,7 @@ async def reseal(store: WebhookStore, old_master: bytes, new_master: bytes) -> i
     for row in await store.all():
         try:
             secret = open_secret(old_master, row.id, row.secret_nonce, row.secret_sealed)
-        except (InvalidTag, ValueError):
+        except ValueError:  # Unsealable too
             raise RuntimeError(
                 f"the signing secret of webhook {row.id} does not open with the current master key; "
                 f"nothing was changed (rotate that webhook's secret first: POST /api/v1/webhooks/{row.id}/rotate)"

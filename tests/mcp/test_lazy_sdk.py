@@ -1,6 +1,7 @@
 """The MCP SDK (pydantic and its models, about 37 MB of orvad's resident memory) is loaded at the first
 request that needs it, not at orvad's start: /mcp past its checks, or an OAuth endpoint (issue 26: orvad
-idle <= 60 MB). Seen from outside, in the process's memory map: pydantic-core's shared library."""
+idle <= 60 MB). Seen from outside, in the process's memory map: pydantic-core's shared library. Nor is
+cryptography's (orvad/sealing.py) loaded before a value is sealed or opened."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ from tests.helpers import Orvad
 from tests.mcp.test_attacks import ACCEPT, INIT
 
 LIBRARY = "pydantic_core"
+SEALING = "cryptography/hazmat/bindings"  # orvad/sealing.py: at the first value sealed or opened
 
 
-def _loaded(server: Orvad) -> bool:
+def _loaded(server: Orvad, library: str = LIBRARY) -> bool:
     assert server.proc is not None
-    return LIBRARY in Path(f"/proc/{server.proc.pid}/maps").read_text()
+    return library in Path(f"/proc/{server.proc.pid}/maps").read_text()
 
 
 def test_mcp_loads_the_sdk_at_its_first_authenticated_request(make_orvad: Callable[..., Orvad]) -> None:
     server = make_orvad()
-    assert not _loaded(server)
+    assert not _loaded(server) and not _loaded(server, SEALING)
     with server.client() as c:
         r = c.post("/mcp", json=INIT, headers=ACCEPT)  # refused before the SDK: no credential
         assert r.status_code == 401, r.text
