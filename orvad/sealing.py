@@ -2,17 +2,27 @@
 secrets, AI provider keys) is ``seal``-ed with associated data naming what it belongs to, so a sealed
 value moved to another row does not open.
 
-A leaf. ``cryptography`` (its OpenSSL bindings, about 6 MB) is imported at the first seal or open, not at
-orvad's start.
+``cryptography`` (its OpenSSL bindings, about 6 MB) is imported at the first seal or open, not at
+orvad's start; ``ready()`` imports it off the event loop (about 25 ms), awaited where values are opened at a
+worker's start and where the sealed rows are loaded.
 """
 
 from __future__ import annotations
 
 import os
 
+from orvad.imports import imported
+
+_AEAD = "cryptography.hazmat.primitives.ciphers.aead"
+
 
 class Unsealable(ValueError):
     """The value does not open: another master key, other associated data, or changed bytes."""
+
+
+async def ready() -> None:
+    """cryptography imported, in a thread the first time (orvad/imports.py)."""
+    await imported(_AEAD)
 
 
 def seal(master: bytes, plaintext: str, aad: bytes) -> tuple[bytes, bytes]:

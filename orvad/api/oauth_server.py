@@ -41,6 +41,7 @@ from orvad.clock import now_iso
 from orvad.errors import Forbidden, MethodNotAllowed, NotFound
 from orvad.http.origins import Origins
 from orvad.ids import uuid7
+from orvad.imports import imported
 from orvad.services.oauth import (
     Pending,
     issuer_of,
@@ -88,13 +89,12 @@ class OAuthServer:
     def enabled(self) -> bool:
         return self.issuer is not None
 
-    def _endpoints(self, issuer: str) -> dict[str, tuple[tuple[str, ...], ASGIApp]]:
-        """Every path's (methods, app), built at the first OAuth request: the SDK is imported then, not at
-        orvad's start (orvad/api/oauth_protocol.py)."""
+    async def _endpoints(self, issuer: str) -> dict[str, tuple[tuple[str, ...], ASGIApp]]:
+        """Every path's (methods, app), built at the first OAuth request: the SDK is imported then, off
+        the event loop (orvad/imports.py), not at orvad's start (orvad/api/oauth_protocol.py)."""
         if not self._apps:
-            from orvad.api.oauth_protocol import endpoints  # noqa: PLC0415 (the SDK, at first use)
-
-            self._apps = endpoints(self.daemon.oauth, issuer, request_response(self.consent))
+            protocol = await imported("orvad.api.oauth_protocol")
+            self._apps = protocol.endpoints(self.daemon.oauth, issuer, request_response(self.consent))
         return self._apps
 
     def routes(self) -> list[Route]:
@@ -121,7 +121,7 @@ class OAuthServer:
             )
         if self.issuer is None:
             raise NotFound(f"{scope['path']} is not served: OAuth is off", hint=_HINT)
-        methods, app = self._endpoints(self.issuer)[scope["path"]]
+        methods, app = (await self._endpoints(self.issuer))[scope["path"]]
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         if method not in methods:
             allow = ", ".join(m for m in methods if m != "OPTIONS")

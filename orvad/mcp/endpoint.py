@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from orvad.auth.keys import KEY_PREFIX, looks_like_key
 from orvad.errors import Forbidden, NotFound, Unauthorized
 from orvad.http.origins import Origins, client_address, host_name
+from orvad.imports import imported
 from orvad.mcp import oauth
 from orvad.mcp.results import Caller
 from orvad.services.channels import looks_like_channel_token
@@ -123,7 +124,10 @@ class McpEndpoint:
         async with self._starting:
             if self._sessions is not None:
                 return self._sessions
-            from orvad.mcp.sessions import Sessions  # noqa: PLC0415 (the SDK, at first use: see the docstring)
+            await imported(
+                "orvad.mcp.sessions"
+            )  # the SDK, at first use, off the event loop (orvad/imports.py)
+            from orvad.mcp.sessions import Sessions  # noqa: PLC0415 (imported just above)
 
             sessions = Sessions(self.daemon)
             started = asyncio.Event()

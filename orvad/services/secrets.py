@@ -102,6 +102,8 @@ class SecretService:
     async def environment(self, function_id: str) -> dict[str, str]:
         """Decrypted secrets of one function, for a worker's environment at spawn."""
         rows = await self._store.encrypted_for(function_id)
+        if rows:
+            await sealing.ready()
         return {
             r["key"]: open_sealed(self._master, function_id, r["key"], r["nonce"], r["ciphertext"])
             for r in rows

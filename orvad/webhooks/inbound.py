@@ -158,7 +158,10 @@ class InboundWebhooks:
     async def load(self) -> None:
         """Every webhook into memory; one whose secret does not open (another master key) stays out, logged."""
         hooks = {}
-        for row in await self._store.all():
+        rows = await self._store.all()
+        if rows:
+            await sealing.ready()
+        for row in rows:
             try:
                 secret = open_secret(self._key(), row.id, row.secret_nonce, row.secret_sealed)
             except Unsealable:

@@ -43,6 +43,7 @@ from orvad import __version__, sealing
 from orvad.clock import epoch_iso, now_iso
 from orvad.errors import NotFound, ValidationError, WebhookDisabled
 from orvad.ids import uuid7
+from orvad.imports import imported
 from orvad.jobs.service import Job
 from orvad.models import Function, FunctionStatus
 from orvad.services.bus import Bus
@@ -326,7 +327,10 @@ class OutboundWebhooks:
         return self._master
 
     async def load(self) -> None:
-        for row in await self._store.all():
+        rows = await self._store.all()
+        if rows:
+            await sealing.ready()
+        for row in rows:
             self._remember(row)
         unreadable = [r.id for r in self._receivers.values() if r.key is None]
         if unreadable:
@@ -421,6 +425,7 @@ class OutboundWebhooks:
         return out
 
     async def create(self, body: dict[str, Any]) -> tuple[Receiver, str]:
+        await imported("httpx")  # check_url parses with it: imported off the event loop (orvad/imports.py)
         """A receiver and its secret (returned once: only its sealed form is kept)."""
         checked = self._fields(body, None)
         webhook_id = "wh_" + uuid7().replace("-", "")
@@ -443,6 +448,7 @@ class OutboundWebhooks:
         return self._remember(row), secret
 
     async def update(self, webhook_id: str, body: dict[str, Any]) -> Receiver:
+        await imported("httpx")  # as in create
         current = self.receiver(webhook_id).row
         checked = self._fields(body, current)
         row = WebhookRow(
@@ -808,8 +814,7 @@ class OutboundWebhooks:
         status_code: int | None = None
         response: str | None = None
         error: str | None = None
-        import httpx  # noqa: PLC0415 (imported by _open_transport already)
-
+        httpx = await imported("httpx")  # off the event loop the first time (orvad/imports.py)
         transport = self._transport or self._open_transport()
         try:
             request = httpx.Request(
