@@ -154,13 +154,32 @@ def alive(pids: set[int]) -> set[int]:
     return left
 
 
-def leaked_cgroups(pids: set[int]) -> list[Path]:
-    return [
-        folder
-        for controller in ("memory", "pids", "cpu")
-        for pid in pids
-        if (folder := CGROUP_V1 / controller / "NSJAIL" / f"NSJAIL.{pid}").exists()
-    ]
+def process_started(pid: int) -> float:
+    """When a process started (epoch seconds, at most a second early: the boot time is whole seconds)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime")
+    )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def leaked_cgroups(pids: set[int], since: float | None = None) -> list[Path]:
+    """The NSJAIL.<pid> cgroup folders of these pids; with ``since``, only folders made since then. Pids wrap
+    (pid_max is 32,768 here) and a folder an earlier process left (a supervisor SIGKILLed by a test, an orvad
+    killed with its workers, hours ago) may carry the number of one of ours."""
+    found = []
+    for controller in ("memory", "pids", "cpu"):
+        for pid in pids:
+            folder = CGROUP_V1 / controller / "NSJAIL" / f"NSJAIL.{pid}"
+            try:
+                made = folder.stat().st_ctime
+            except FileNotFoundError:
+                continue
+            if since is None or made >= since - 1.0:
+                found.append(folder)
+    return found
 
 
 @asynccontextmanager
@@ -168,7 +187,7 @@ async def running(worker: Worker, start_timeout_s: float = 20.0) -> AsyncIterato
     """Start the worker; at the end stop it and check that nothing it started is left."""
     await worker.start(start_timeout_s)
     assert worker.pid is not None
-    tree = descendants(worker.pid)
+    tree, since = descendants(worker.pid), process_started(worker.pid)
     try:
         yield worker
     finally:
@@ -177,7 +196,9 @@ async def running(worker: Worker, start_timeout_s: float = 20.0) -> AsyncIterato
         assert not alive(tree), f"processes left behind: {alive(tree)}"
         # a worker SIGKILLed at the end of its grace (a loaded machine) has its cgroups removed by the
         # clean-up hook, retried up to 3 s later while the jailed process finishes dying (Worker._clean_after_kill)
-        await wait_until(lambda: not leaked_cgroups(tree), 5, f"the cgroups of {sorted(tree)} to be removed")
+        await wait_until(
+            lambda: not leaked_cgroups(tree, since), 5, f"the cgroups of {sorted(tree)} to be removed"
+        )
 
 
 def event(

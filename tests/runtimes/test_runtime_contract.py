@@ -24,6 +24,7 @@ from tests.worker_fixtures import (
     event,
     leaked_cgroups,
     make_worker,
+    process_started,
     running,
     wait_until,
     write_code,
@@ -248,7 +249,7 @@ async def test_timeout_kills_the_worker_and_fails_what_was_in_flight(
     worker: Worker, variant: Variant
 ) -> None:
     assert worker.pid is not None
-    tree = descendants(worker.pid)
+    tree, since = descendants(worker.pid), process_started(worker.pid)
     companion = asyncio.ensure_future(call(worker, "/sleep", timeout_s=30)) if variant.concurrent else None
     if companion is not None:
         await wait_until(lambda: worker.inflight == 1, 5, "the companion request to be in flight")
@@ -259,7 +260,7 @@ async def test_timeout_kills_the_worker_and_fails_what_was_in_flight(
         with pytest.raises(WorkerCrashed, match="timeout"):
             await asyncio.wait_for(companion, 10)
     assert not worker.alive and worker.proc is not None and worker.proc.returncode is not None
-    assert not alive(tree) and not leaked_cgroups(tree)
+    assert not alive(tree) and not leaked_cgroups(tree, since)
     with pytest.raises(WorkerCrashed):
         await call(worker, "/echo")
 
