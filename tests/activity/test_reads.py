@@ -224,7 +224,10 @@ def test_orva_activity_hide_reads(orvad: Orvad, tmp_path: Path) -> None:
         shown = cli.json("activity", "-q", "functions", "--hide-reads")
         assert shown and all(r["method"] not in ("GET", "HEAD") for r in shown)
         assert ("POST", "/api/v1/functions") in {(r["method"], r["path"]) for r in shown}
+        # the table cuts a long "what" with an ellipsis when other rows widen its other columns (the shared
+        # orvad's rows from other modules): whole values are checked through --json above and below
         table = cli.ok("activity", "--hide-reads", "--limit", "500").stdout
-        assert "POST /api/v1/functions" in table and "GET /" not in table
-        assert "GET /api/v1/activity" in cli.ok("activity", "--limit", "500").stdout
+        assert "POST " in table and "GET /" not in table
+        every = cli.json("activity", "--limit", "500")
+        assert ("GET", "/api/v1/activity") in {(r["method"], r["path"]) for r in every}
         assert "--hide-reads" in cli.ok("activity", "--help").stdout
