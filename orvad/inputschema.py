@@ -4,7 +4,7 @@ Null (the default) means the tool takes the request's parts: the ``DEFAULT`` sch
 ``query``, ``headers``, ``method``, ``path``). A declared schema is a JSON Schema object whose top-level
 ``type`` is ``"object"``, valid against its metaschema (``$schema``, else draft 2020-12); a tool call's
 arguments are checked against it before the function runs, and become the JSON body of a POST.
-A leaf: jsonschema (imported at the first schema checked) and orvad.errors only.
+A leaf: jsonschema (imported at the first schema checked, ``ready()``), orvad.errors and orvad.imports only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from orvad.errors import ValidationError
+from orvad.imports import imported
 
 FIELD = "input_schema"
 MAX_BYTES = 64 * 1024  # as JSON: a tool's schema is read by an agent on every tools/list
@@ -31,6 +32,12 @@ DEFAULT: dict[str, Any] = {
         "path": {"type": "string", "description": "the path after the function's own (default /)"},
     },
 }
+
+
+async def ready() -> None:
+    """jsonschema imported off the event loop (about 0.2 s the first time; orvad/imports.py), before a
+    schema is checked on it."""
+    await imported("jsonschema.validators")
 
 
 @cache

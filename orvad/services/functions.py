@@ -24,6 +24,7 @@ from orvad.corsorigins import validate_field as validate_cors_origins
 from orvad.envnames import REFUSAL, host_sensitive
 from orvad.errors import Conflict, NotFound, ValidationError
 from orvad.ids import uuid7
+from orvad.inputschema import ready as input_schema_ready
 from orvad.inputschema import validate_field as validate_input_schema
 from orvad.jsonvalues import json_int
 from orvad.models import (
@@ -326,6 +327,8 @@ class FunctionService:
 
     # writes
     async def create(self, body: dict[str, Any]) -> Function:
+        if body.get("input_schema") is not None:
+            await input_schema_ready()
         for required in ("name", "runtime"):
             if required not in body:
                 raise _bad(required, "is required")
@@ -370,6 +373,8 @@ class FunctionService:
         return fn
 
     async def update(self, id_or_name: str, body: dict[str, Any]) -> Function:
+        if body.get("input_schema") is not None:
+            await input_schema_ready()
         async with self._lock:
             old = self.resolve(id_or_name)
             changes = self._validate({**self._fields(old), **body}, set(body) - {"status"})
