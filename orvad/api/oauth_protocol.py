@@ -54,7 +54,7 @@ from orvad.api.oauth_server import (
     REGISTER,
     REVOKE,
     TOKEN,
-    _page,
+    consent_page,
 )
 from orvad.services.oauth import (
     CONSENT_TTL_S,
@@ -324,7 +324,7 @@ class UserFirstAuthorizationHandler(AuthorizationHandler):
             f"{': ' + html.escape(description) if description else ''}.</p>"
             f'<p><a href="{html.escape(target)}">Return to {html.escape(host)}</a> (the app is told why).</p>'
         )
-        return _page("Authorization request refused", body, status=400)
+        return consent_page("Authorization request refused", body, status=400)
 
 
 class AudienceTokenHandler(TokenHandler):

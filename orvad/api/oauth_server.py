@@ -149,7 +149,7 @@ class OAuthServer:
             return await self._decide(request)
         pending = self.daemon.oauth.pending(request.query_params.get("request", ""))
         if pending is None:
-            return _page("Authorization request expired", _EXPIRED, status=400)
+            return consent_page("Authorization request expired", _EXPIRED, status=400)
         session = await self._session(request)
         if session is None:
             return self._login_redirect(pending.id)
@@ -179,7 +179,7 @@ cut it off any time under Settings, Connected apps (or <code>orva oauth revoke {
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </form>"""
-        return _page(f"Connect {client.client_name}?", body, form_target=pending.redirect_uri)
+        return consent_page(f"Connect {client.client_name}?", body, form_target=pending.redirect_uri)
 
     def _audit(self, request: Request, session: Session, pending: Pending, decision: str) -> None:
         """The user's decision is an audit-log row: the session's user, the client as the target."""
@@ -212,7 +212,7 @@ cut it off any time under Settings, Connected apps (or <code>orva oauth revoke {
         form = await request.form()
         pending = self.daemon.oauth.pending(str(form.get("request") or ""))
         if pending is None:
-            return _page("Authorization request expired", _EXPIRED, status=400)
+            return consent_page("Authorization request expired", _EXPIRED, status=400)
         session = await self._session(request)
         if session is None:
             return self._login_redirect(pending.id)
@@ -257,7 +257,7 @@ def _csrf(pending: Pending, session: Session) -> str:
     return hmac.new(pending.csrf.encode(), token_hash(session.token).encode(), "sha256").hexdigest()
 
 
-def _page(title: str, body: str, *, status: int = 200, form_target: str | None = None) -> HTMLResponse:
+def consent_page(title: str, body: str, *, status: int = 200, form_target: str | None = None) -> HTMLResponse:
     """A page of orvad's own: no script at all, never framed, the form posting only to orvad (and the
     redirect after it, which browsers check against form-action, only to the client's redirect URI)."""
     action = "'self'"
