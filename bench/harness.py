@@ -265,10 +265,10 @@ class Orvad:
 
 
 @contextmanager
-def running_orvad(server: str = "hypercorn") -> Iterator[Orvad]:
+def running_orvad(server: str = "hypercorn", env: dict[str, str] | None = None) -> Iterator[Orvad]:
     base = Path(tempfile.mkdtemp(prefix=f"orva-bench-{server}-"))
     base.chmod(0o711)  # jailed workers (uid 65534) must traverse to their code
-    orvad = Orvad(base, server)
+    orvad = Orvad(base, server, env)
     try:
         orvad.wait_ready()
         yield orvad

@@ -536,6 +536,14 @@ FIELDS: tuple[Field, ...] = (
         "turn on the kernel's cgroup favordynmods at start (host-wide): worker starts skip an RCU grace period",
     ),
     Field(
+        "spare_jails",
+        True,
+        "ORVA_SPARE_JAILS",
+        _bool,
+        "keep a jail per runtime started ahead, handed a function at its next cold start (functions without "
+        "egress, cgroup v1 hosts)",
+    ),
+    Field(
         "ai_ping_s",
         10.0,
         "ORVA_AI_PING_S",
@@ -774,6 +782,7 @@ class Settings:
     log_retention_days: int
     audit_retention_days: int
     cgroup_favor_dynmods: bool
+    spare_jails: bool
     trusted_proxies: str
     egress_cidr: str
     public_url: str

@@ -68,6 +68,7 @@ from orvad.services.routing import RouteService, RouteTable
 from orvad.services.runtimes import RuntimeCatalog, with_installed_binds
 from orvad.services.runtimes import discover as discover_runtimes
 from orvad.services.secrets import SecretService, load_master_key
+from orvad.services.spares import MakeSpare, SpareJails
 from orvad.services.spawner import Spawner
 from orvad.store.ai_providers import AiProviderStore
 from orvad.store.audit import AuditStore
@@ -544,12 +545,30 @@ class Daemon:
             sdk=self.sdk,
             firewall=self.firewall,  # egress rules: allow lists and the sandboxes' resolv.conf
             ensure_version=self.shared_versions.ensure,  # issue 25: versions built on another node
+            spares=self._spare_jails,
         )
+        if self.spawner.spares is not None:
+            self.spawner.spares.prepare()
         await self._open_and_load()
         log.info(
             "orvad started",
             extra={"data_dir": str(self.settings.data_dir), "schema_version": self.db.schema_version},
         )
+
+    def _spare_jails(self, make: MakeSpare) -> SpareJails:
+        """Issue 26: a jail per runtime started ahead of its cold start (ORVA_SPARE_JAILS; cgroup v1 hosts)."""
+        spares = SpareJails(
+            folder=self.settings.data_dir / "spares",
+            make=make,
+            tasks=self.tasks,
+            enabled=self.settings.spare_jails
+            and self.host is not None
+            and self.host.facts is not None
+            and self.host.facts.cgroup == "v1",
+            observe_used=lambda runtime: self.metrics.spares_used.labels(runtime).inc(),
+        )
+        self.metrics.spares_waiting.set_function(spares.waiting)
+        return spares
 
     def _unlock_master_key(self) -> None:
         master = load_master_key(self.settings.data_dir / "master.key")
@@ -698,7 +717,11 @@ class Daemon:
 
         await self.tasks.stop()  # the loops
         await self.nodes.leave()  # the node registry's row says left (never raises)
-        await asyncio.gather(timed("builds", self.builder.stop()), timed("workers", self.reconciler.stop()))
+        await asyncio.gather(
+            timed("builds", self.builder.stop()),
+            timed("workers", self.reconciler.stop()),
+            self.spawner.spares.close() if self.spawner.spares is not None else asyncio.sleep(0),
+        )
         await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
         await self.ai_providers.aclose()  # the AI providers' SDK clients

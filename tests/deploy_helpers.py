@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,3 +50,15 @@ def sse_events(c: httpx.Client, url: str, timeout_s: float = 120.0) -> list[tupl
                 events.append((event, json.loads(line.split(":", 1)[1])))
                 event = None
     return events
+
+
+def gate_in_version(data_dir: Path, c: httpx.Client, fn_id: str, code_hash: str) -> Path:
+    """A FIFO ``gate`` in the version's folder (the jail's /code): a handler that opens it blocks until the test
+    opens the other end. A worker sees /code as the version was when the worker started (one started from a
+    spare jail has its files linked in then, orvad/services/spares.py), so the function's workers are replaced
+    after the FIFO is made (a changed variable is a new pool): the next worker has the gate."""
+    gate = data_dir / "functions" / fn_id / "versions" / code_hash / "gate"
+    os.mkfifo(gate, 0o644)
+    r = c.put(f"/api/v1/functions/{fn_id}", json={"env_vars": {"TEST_GATE": "1"}})
+    assert r.status_code == 200, r.text
+    return gate

@@ -382,3 +382,48 @@ def _reopen(base: int, names: list[str], fds: list[int | None]) -> int:
     top = fds[-1]
     assert top is not None
     return top
+
+
+class TooManyFiles(Exception):
+    """A tree has more entries than the caller takes (``link_tree``'s limit)."""
+
+
+def link_tree(source: Path, target: Path, *, limit: int) -> int:
+    """Hard-link everything beneath ``source`` into orvad's own empty folder ``target``; the entries linked.
+
+    A spare jail's code (orvad/services/spares.py): files (and links, as links: linkat without
+    AT_SYMLINK_FOLLOW) become hard links to the same inodes, so nothing is read or copied; folders are made
+    with their source's owner and mode, so the jail sees the tree it would see bound. ``walk`` never enters a
+    link. Raises TooManyFiles past ``limit`` entries and OSError otherwise; the caller discards ``target``.
+    """
+    src_fd, dst_fd = open_root(source), open_root(target)
+    try:
+        _same_owner_and_mode(os.fstat(src_fd), dst_fd, None)
+        count = 0
+        for node, parent, name in walk(source):
+            count += 1
+            if count > limit:
+                raise TooManyFiles(f"more than {limit} entries")
+            into = open_dirs(dst_fd, node.rel.split("/")[:-1])
+            try:
+                if stat.S_ISDIR(node.mode):
+                    os.mkdir(name, 0o700, dir_fd=into)
+                    _same_owner_and_mode(os.stat(name, dir_fd=parent, follow_symlinks=False), into, name)
+                else:
+                    os.link(name, name, src_dir_fd=parent, dst_dir_fd=into, follow_symlinks=False)
+            finally:
+                os.close(into)
+        return count
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+
+
+def _same_owner_and_mode(st: os.stat_result, fd: int, name: str | None) -> None:
+    """Give orvad's own folder (``fd``, or its child ``name`` just made) the owner and mode ``st`` says."""
+    if name is None:
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    else:
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=fd)

@@ -130,9 +130,14 @@ def build_invocation(spec: SandboxSpec, host: HostFacts) -> Invocation:
     return Invocation(args, env)
 
 
+def cpu_ms_per_sec(cpus: float) -> int:
+    """A CPU share as nsjail's --cgroup_cpu_ms_per_sec (and a spare's cgroup quota, orvad/host/cgroups.py)."""
+    return max(1, math.ceil(cpus * 1000))
+
+
 def _cgroup_flags(spec: SandboxSpec, host: HostFacts) -> list[str]:
     memory = str(spec.memory_mb * 1024 * 1024)
-    cpu_ms = str(max(1, math.ceil(spec.cpus * 1000)))
+    cpu_ms = str(cpu_ms_per_sec(spec.cpus))
     if host.cgroup == "v1":
         return [
             "--cgroup_mem_max",

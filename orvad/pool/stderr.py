@@ -31,7 +31,7 @@ class StderrSink(asyncio.Protocol):
         self._at = time.monotonic()
         self._partial = b""
         self._dropping = False
-        self._on_drop = on_drop
+        self.on_drop = on_drop
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -54,8 +54,8 @@ class StderrSink(asyncio.Protocol):
         if not self._dropping:  # once per flood, so the ring says why it has gaps
             self._dropping = True
             self._line(f"[orva: worker output over {int(self._rate)} bytes/s dropped]".encode())
-        if self._on_drop is not None:
-            self._on_drop(size)
+        if self.on_drop is not None:
+            self.on_drop(size)
 
     def _keep(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")

@@ -169,6 +169,9 @@ class Worker:
         self._gone: set[int] = set()  # requests whose caller left before the reply: their frames are dropped
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._waiting: asyncio.Future[None] | None = (
+            None  # a spare's: its boot is up and waits for a function
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: asyncio.Future[None] | None = None
         self._oom_mark: int | None = None  # the host's OOM-kill count when this worker started
@@ -226,6 +229,49 @@ class Worker:
 
     async def start(self, timeout_s: float = 30.0) -> None:
         started = time.monotonic()
+        await self._launch()
+        await self._until_ready(timeout_s, started)
+
+    async def start_spare(self, timeout_s: float = 30.0) -> None:
+        """Start a spare (orvad/services/spares.py): its boot sends a ``spare`` frame once the jail and the
+        interpreter are up, then waits for ``hand_over``."""
+        self._waiting = asyncio.get_running_loop().create_future()
+        self._waiting.add_done_callback(_retrieve)
+        await self._launch()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._waiting), timeout_s)
+        except (TimeoutError, OrvaError) as exc:
+            detail = self.exit_reason or f"no spare frame within {timeout_s} s"
+            await self.stop(grace_s=0)
+            raise WorkerCrashed(f"spare worker failed to start: {detail}") from exc
+        except asyncio.CancelledError:
+            await asyncio.shield(self.stop(grace_s=0))
+            raise
+        assert self.proc is not None
+        self.jail_pid = _first_child(self.proc.pid)
+
+    async def hand_over(
+        self,
+        environment: dict[str, str],
+        timeout_s: float,
+        *,
+        name: str,
+        memory_mb: int,
+        on_log_drop: Callable[[int], None] | None,
+    ) -> None:
+        """Give a started spare its function: the environment frame (its boot sets the variables and runs the
+        adapter, which loads the handler from /code), then wait for the ready frame as ``start`` does. The
+        caller has put the code in /code and the limits on the cgroups first."""
+        started = time.monotonic()
+        self.name = self._stderr.name = name
+        self.memory_mb = memory_mb
+        self._stderr.on_drop = on_log_drop
+        if not self.alive or self.proc is None or self.proc.stdin is None:
+            raise WorkerCrashed(f"spare worker is not running ({self.exit_reason or 'stopped'})")
+        self.proc.stdin.write(encode({"type": "environment", "env": environment}))
+        await self._until_ready(timeout_s, started)
+
+    async def _launch(self) -> None:
         self._oom_mark = host_oom_kills()
         self._ready = asyncio.get_running_loop().create_future()
         # a start that was cancelled (orvad stopping mid-spawn) never reads the exit that fails it
@@ -244,6 +290,9 @@ class Worker:
             self._spawned.set_result(
                 None
             )  # an exit seen while spawn() was still connecting the pipes waits for this
+
+    async def _until_ready(self, timeout_s: float, started: float) -> None:
+        assert self._ready is not None and self.proc is not None
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except (TimeoutError, OrvaError) as exc:
@@ -501,11 +550,8 @@ class Worker:
                 self._gone.discard(rid)
                 return True
             return self._stray(frame, f"id {rid} is not in flight")
-        if kind == "ready":  # sent once, at start
-            if self._ready is not None and not self._ready.done():
-                self._ready.set_result(frame)
-                return True
-            return self._stray(frame, "a second ready frame")
+        if kind in ("ready", "spare"):
+            return self._starting(kind, frame)
         if type(rid) is not int:
             return self._stray(frame, "no integer id")
         if kind == "call":
@@ -522,6 +568,17 @@ class Worker:
                 return self._streamless(kind, rid, frame)
             return self._stream_frame(kind, rid, frame, stream)
         return self._stray(frame, "an unknown frame type")
+
+    def _starting(self, kind: str, frame: dict[str, Any]) -> bool:
+        """``ready``: the adapter loaded the handler (once); ``spare``: a spare's boot is up and waits for a
+        function (once, before ``hand_over``)."""
+        if kind == "ready" and self._ready is not None and not self._ready.done():
+            self._ready.set_result(frame)
+            return True
+        if kind == "spare" and self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+            return True
+        return self._stray(frame, f"a {kind} frame the worker does not wait for")
 
     # SDK calls: `call` frames of a request in flight, answered with `result` frames on stdin
     def _on_call(self, rid: int, frame: dict[str, Any]) -> bool:
@@ -795,8 +852,9 @@ class Worker:
         if self.exit_reason is None:
             self.exit_reason = self._describe_exit(code, oom)
         self._fail_all(self.exit_reason, WorkerCrashed)
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(WorkerCrashed(self.exit_reason))
+        for starting in (self._ready, self._waiting):
+            if starting is not None and not starting.done():
+                starting.set_exception(WorkerCrashed(self.exit_reason))
         if self._on_exit is not None:
             self._on_exit(self)
 

@@ -332,6 +332,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.spares_used = Counter(
+            "orva_spare_jails_used",
+            "cold starts served by a spare jail started ahead (ORVA_SPARE_JAILS), by runtime",
+            ["runtime"],
+            registry=r,
+        )
+        self.spares_waiting = Gauge(
+            "orva_spare_jails_waiting", "spare jails started and waiting for a function", registry=r
+        )
         self.audit_refused = Counter(
             "orva_audit_refused",
             "anonymous refused management calls, counted instead of written to the audit log, by reason",

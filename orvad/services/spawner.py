@@ -23,8 +23,9 @@ from orvad.host.sandbox import SYSTEM_PATH, HostFacts, SandboxSpec, build_invoca
 from orvad.models import Function
 from orvad.pool.worker import LOG_BYTES_PER_S, SdkCalls, Worker
 from orvad.services.firewall import FirewallService
-from orvad.services.runtimes import RuntimeCatalog
+from orvad.services.runtimes import Runtime, RuntimeCatalog
 from orvad.services.secrets import SecretService
+from orvad.services.spares import MakeSpare, Shape, SpareJails
 from orvad.tasks import Tasks
 
 # Python imports its adapter (from the bytecode runtimes.precompile_adapter wrote) instead of running it
@@ -33,6 +34,12 @@ PYTHON_BOOT = "import sys; sys.path[0] = '/runtime'; import adapter; adapter.mai
 ARGV = {
     "python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_BOOT),
     "node": ("{interpreter}", "/runtime/adapter.js"),
+}
+# a spare jail's boot (orvad/services/spares.py): it waits for its function's environment, then boots as above
+PYTHON_SPARE_BOOT = "import sys; sys.path[0] = '/runtime'; import spare; spare.main()"
+SPARE_ARGV = {
+    "python": ("{interpreter}", "-u", "-B", "-S", "-c", PYTHON_SPARE_BOOT),
+    "node": ("{interpreter}", "/runtime/spare.js"),
 }
 
 
@@ -91,8 +98,11 @@ class Spawner:
         sdk: SdkCalls | None = None,
         firewall: FirewallService | None = None,
         ensure_version: Callable[[str, str, str | None], Awaitable[None]] | None = None,
+        spares: Callable[[MakeSpare], SpareJails] | None = None,
     ) -> None:
         self.host = host
+        # issue 26: cold starts of functions without egress take a jail started ahead (None: always the usual way)
+        self.spares = spares(self._spare_worker) if spares is not None and host is not None else None
         # issue 25: a version built on another node is fetched before its first worker starts here
         # (orvad/builder/shared.py SharedVersions.ensure: a no-op once the version is on disk)
         self._ensure_version = ensure_version
@@ -191,13 +201,62 @@ class Spawner:
             "ORVA_FUNCTION_NAME": fn.name,
         }
         _refuse_unusable_env(fn.name, env)
+        code_dir = self._version_dir(fn.id, code_hash)
+        name = f"{fn.name}-{code_hash[:8]}"
+        if netns is None and self.spares is not None:
+            spare = await self.spares.take(
+                runtime,
+                source=code_dir,
+                environment=env,
+                name=name,
+                memory_mb=fn.memory_mb,
+                cpus=fn.cpus,
+                on_log_drop=self._log_drop_observer(fn.name),
+            )
+            if spare is not None:
+                self._observe_spawn(runtime.language, spare.spawn_s)
+                return spare
+        spec = self._spec(
+            runtime, ARGV, str(code_dir), env, memory_mb=fn.memory_mb, cpus=fn.cpus, netns=netns
+        )
+        worker = Worker(
+            build_invocation(spec, self.host),
+            name=name,
+            memory_mb=fn.memory_mb,
+            after_kill=clean_leaked_cgroups,
+            on_exit=self._releaser(netns),
+            log_bytes_per_s=self._log_bytes_per_s,
+            on_log_drop=self._log_drop_observer(fn.name),
+            sdk=self._sdk,
+        )
+        try:
+            await worker.start()
+        except BaseException:
+            if netns is not None and self._egress is not None:
+                await self._egress.release(netns)
+            raise
+        self._observe_spawn(runtime.language, worker.spawn_s)
+        return worker
+
+    def _spec(
+        self,
+        runtime: Runtime,
+        argv: dict[str, tuple[str, ...]],
+        code_dir: str,
+        env: dict[str, str],
+        *,
+        memory_mb: int,
+        cpus: float,
+        netns: str | None,
+    ) -> SandboxSpec:
+        """The jail of a worker (or a spare) of this runtime: the one place its flags are chosen."""
         limits = self._data.limits
         spec = SandboxSpec(
-            argv=tuple(a.format(interpreter=runtime.interpreter) for a in ARGV[runtime.language]),
-            code_dir=str(self._version_dir(fn.id, code_hash)),
+            argv=tuple(a.format(interpreter=runtime.interpreter) for a in argv[runtime.language]),
+            code_dir=code_dir,
             binds=self._data.binds_for(runtime.language),
-            memory_mb=fn.memory_mb,
-            cpus=fn.cpus,
+            memory_mb=memory_mb,
+            cpus=cpus,
             pids=limits["pids"],
             tmpfs_mb=limits["tmpfs_mb"],
             fsize_mb=limits["rlimit_fsize_mb"],
@@ -215,24 +274,26 @@ class Spawner:
                 binds=tuple(b for b in spec.binds if b != "/etc/resolv.conf"),
                 ro_binds=(*spec.ro_binds, (resolv, "/etc/resolv.conf")),
             )
-        worker = Worker(
+        return spec
+
+    def _spare_worker(
+        self, runtime: Runtime, folder: Path, shape: Shape, on_exit: Callable[[Worker], None]
+    ) -> Worker:
+        """A spare jail of this runtime (orvad/services/spares.py): no environment and no network until a function
+        without egress is handed to it; its code folder is empty until then."""
+        assert self.host is not None
+        spec = self._spec(
+            runtime, SPARE_ARGV, str(folder), {}, memory_mb=shape.memory_mb, cpus=shape.cpus, netns=None
+        )
+        return Worker(
             build_invocation(spec, self.host),
-            name=f"{fn.name}-{code_hash[:8]}",
-            memory_mb=fn.memory_mb,
+            name=f"spare-{runtime.id}",
+            memory_mb=shape.memory_mb,
             after_kill=clean_leaked_cgroups,
-            on_exit=self._releaser(netns),
+            on_exit=on_exit,
             log_bytes_per_s=self._log_bytes_per_s,
-            on_log_drop=self._log_drop_observer(fn.name),
             sdk=self._sdk,
         )
-        try:
-            await worker.start()
-        except BaseException:
-            if netns is not None and self._egress is not None:
-                await self._egress.release(netns)
-            raise
-        self._observe_spawn(runtime.language, worker.spawn_s)
-        return worker
 
     def _log_drop_observer(self, function_name: str) -> Callable[[int], None] | None:
         observe = self._observe_log_drop

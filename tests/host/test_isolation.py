@@ -358,17 +358,37 @@ def _host_oom_kills() -> int:  # the kernel's OOM kills since boot
 
 
 def _workers(function_id: str) -> dict[int, int]:
-    """The function's workers as host pids: {nsjail supervisor: the jailed adapter, its child}."""
-    ours, parents = [], {}
+    """The function's workers as host pids: {nsjail supervisor: the jailed adapter, its child}. A supervisor is
+    the function's when the folder its jail binds at /code is one of the function's versions, or a spare jail's
+    folder (orvad/services/spares.py) whose files are hard links to one's."""
+    found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"ORVA_FUNCTION_ID={function_id}".encode() not in (proc / "environ").read_bytes().split(b"\0"):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if not argv[0].endswith(b"nsjail"):
                 continue
-            ours.append(int(proc.name))
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
+            code = next(a.decode()[: -len(":/code")] for a in argv if a.endswith(b":/code"))
+            if _serves(Path(code), function_id):
+                children = (proc / "task" / proc.name / "children").read_text().split()
+                if children:
+                    found[int(proc.name)] = int(children[0])
+        except (OSError, StopIteration):
             continue
-    return {parents[pid]: pid for pid in ours if parents[pid] in ours}
+    return found
+
+
+def _serves(code: Path, function_id: str) -> bool:
+    if f"/functions/{function_id}/versions/" in str(code):
+        return True
+    if "/spares/" not in str(code):
+        return False
+    handler = code / "handler.py"
+    versions = Path(str(code).split("/spares/")[0]) / "functions" / function_id / "versions"
+    try:
+        inode = handler.stat().st_ino
+    except OSError:
+        return False
+    return any(v.stat().st_ino == inode for v in versions.glob("*/handler.py"))
 
 
 @pytest.mark.parametrize("probe", ["python"], indirect=True)

@@ -7,7 +7,6 @@ and is recorded as ``shutting_down``; the process exits within the grace plus on
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.deploy_helpers import create_function, deploy_inline, gate_in_version, wait_deployed
 from tests.helpers import Orvad, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
@@ -53,7 +52,7 @@ def _gated_function(server: Orvad, c: httpx.Client, name: str, code: str) -> dic
     fn = create_function(c, name, timeout_ms=60_000)  # far past the grace: only the shutdown ends it
     dep = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
     assert dep["status"] == "succeeded", dep
-    os.mkfifo(server.data_dir / "functions" / fn["id"] / "versions" / dep["code_hash"] / "gate", 0o644)
+    gate_in_version(server.data_dir, c, fn["id"], dep["code_hash"])
     return fn
 
 

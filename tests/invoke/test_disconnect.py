@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.deploy_helpers import create_function, deploy_inline, gate_in_version, wait_deployed
 from tests.helpers import Orvad, free_port, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
@@ -81,8 +81,7 @@ def _one_warm_worker(
     fn = create_function(c, name, timeout_ms=timeout_ms)
     dep = wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])
     assert dep["status"] == "succeeded"
-    gate = orvad.data_dir / "functions" / fn["id"] / "versions" / dep["code_hash"] / "gate"
-    os.mkfifo(gate, 0o644)  # the version folder is the jail's /code
+    gate = gate_in_version(orvad.data_dir, c, fn["id"], dep["code_hash"])
     assert (
         c.put(
             "/api/v1/pool/config",

@@ -1,0 +1,215 @@
+"""Spare jails (issue 26): a worker's jail and interpreter started before its function is known, one per runtime,
+handed a function at that runtime's next cold start.
+
+A spare is the usual jail (the same nsjail flags, binds, seccomp policy and rlimits, built by the spawner) with two
+differences: its /code is bound read-only from an empty folder of its own, and its boot (runtimes/*/spare.*) says
+``spare`` and waits for one ``environment`` frame before it runs the adapter. Handing it a function:
+
+1. the version's files are hard-linked into that folder (orvad/builder/safetree.py link_tree: never following a link);
+2. the function's memory limit and CPU quota are written to the jail's cgroups (orvad/host/cgroups.py);
+3. the environment frame (variables, secrets, ORVA_*) is sent; the adapter loads the handler and says ready.
+
+Nothing of the function reaches the jail before its code and limits are in place, and a spare serves one function
+only: it becomes that function's worker and is never given back. A failure before the environment frame (a version
+on another filesystem, a limit the kernel refuses) stops the spare and the caller starts a worker the usual way.
+
+Used only for functions without egress networking (a jail's network namespace is fixed at its start), on hosts with
+the cgroup v1 layout, and for versions of up to ``max_files`` entries (linking costs about as much as a start past
+that). Node sizes its heap and threads from the cgroup limits it finds at start, so a Node spare is started with
+its function's memory and CPU and kept per (runtime, memory, CPU); Python reads neither, so one Python spare per
+runtime serves every size. The first cold start of a kind starts its spare; each hand-over starts the next one in
+the background; at most ``max_waiting`` wait at once (the least recently wanted goes first).
+``ORVA_SPARE_JAILS=false`` turns them off (docs/PERFORMANCE.md, "Cold starts").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from orvad.builder.safetree import TooManyFiles, link_tree
+from orvad.errors import WorkerCrashed
+from orvad.host.cgroups import write_v1_limits
+from orvad.pool.worker import Worker
+from orvad.services.runtimes import Runtime
+from orvad.tasks import Tasks
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 512
+SPARE_MEMORY_MB = (
+    64  # a waiting spare's limit until it is handed a function (an idle Python spare uses ~5 MB)
+)
+_SPARE_FOLDER_MODE = (
+    0o755  # the jail's user binds it at start; at hand-over it takes the version folder's mode
+)
+
+MAX_WAITING = 4
+
+
+class Shape(NamedTuple):
+    """What a spare is started with besides its runtime: the limits a runtime reads at its start."""
+
+    memory_mb: int
+    cpus: float
+
+
+PYTHON_SHAPE = Shape(SPARE_MEMORY_MB, 1.0)  # Python reads no limit at start: one spare serves every size
+
+# (runtime, its code folder, its shape, the on_exit that removes that folder) -> a Worker not started yet
+MakeSpare = Callable[[Runtime, Path, Shape, Callable[[Worker], None]], Worker]
+
+
+_Key = tuple[str, str, Shape]  # (runtime id, interpreter, shape)
+
+
+class _Spare(NamedTuple):
+    worker: Worker
+    folder: Path
+
+
+class SpareJails:
+    def __init__(
+        self,
+        *,
+        folder: Path,
+        make: MakeSpare,
+        tasks: Tasks,
+        enabled: bool = True,
+        max_files: int = MAX_FILES,
+        max_waiting: int = MAX_WAITING,
+        start_timeout_s: float = 30.0,
+        observe_used: Callable[[str], None] = lambda runtime: None,
+    ) -> None:
+        self.enabled = enabled
+        self._folder = folder
+        self._make = make
+        self._tasks = tasks
+        self._max_files = max_files
+        self._max_waiting = max_waiting
+        self._start_timeout_s = start_timeout_s
+        self._observe_used = observe_used
+        self._stock: dict[_Key, _Spare] = {}  # waiting spares, the least recently wanted first
+        self._starting: set[_Key] = set()
+        self._too_many: set[str] = set()  # version folders past max_files: started the usual way
+        self._closed = False
+
+    def prepare(self) -> None:
+        """At orvad's start: the folders a killed orvad's spares left are removed (hard links, no data)."""
+        if self.enabled:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder.mkdir(mode=0o711, parents=True, exist_ok=True)
+
+    def waiting(self) -> int:
+        """Spares started and waiting for a function (orva_spare_jails_waiting)."""
+        return sum(1 for spare in self._stock.values() if spare.worker.alive)
+
+    async def take(
+        self,
+        runtime: Runtime,
+        *,
+        source: Path,
+        environment: dict[str, str],
+        name: str,
+        memory_mb: int,
+        cpus: float,
+        on_log_drop: Callable[[int], None] | None,
+        timeout_s: float = 30.0,
+    ) -> Worker | None:
+        """This runtime's spare, handed the function; None when there is none to hand it to (the caller
+        starts a worker the usual way). Raises WorkerCrashed as ``Worker.start`` does once the environment is
+        sent (the function's own start failed)."""
+        if not self.enabled or self._closed:
+            return None
+        shape = PYTHON_SHAPE if runtime.language == "python" else Shape(memory_mb, cpus)
+        key = (runtime.id, runtime.interpreter, shape)
+        spare = None if str(source) in self._too_many else self._stock.pop(key, None)
+        self._replenish(runtime, key)
+        if spare is None or not spare.worker.alive:
+            return None
+        worker = spare.worker
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(link_tree, source, spare.folder, limit=self._max_files)
+            assert worker.jail_pid is not None, "a waiting spare knows its jailed process"
+            write_v1_limits(worker.jail_pid, memory_mb=memory_mb, cpus=cpus)
+        except TooManyFiles:
+            self._too_many.add(str(source))
+            self._discard(worker)
+            return None
+        except (OSError, AssertionError) as exc:
+            log.warning(
+                "a spare jail could not be handed a function; starting its worker the usual way",
+                extra={"function": name, "reason": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+            self._discard(worker)
+            return None
+        except BaseException:  # cancelled (its pool closed): the half-handed spare goes
+            self._discard(worker)
+            raise
+        await worker.hand_over(
+            environment, timeout_s, name=name, memory_mb=memory_mb, on_log_drop=on_log_drop
+        )
+        worker.spawn_s = time.monotonic() - started  # what the request waited: the links, limits and boot
+        self._observe_used(runtime.language)
+        return worker
+
+    async def close(self) -> None:
+        """Stop the waiting spares (orvad stopping); spares being started stop when their task is cancelled."""
+        self._closed = True
+        spares = list(self._stock.values())
+        self._stock.clear()
+        await asyncio.gather(*(spare.worker.stop(grace_s=0) for spare in spares))
+
+    def _replenish(self, runtime: Runtime, key: _Key) -> None:
+        if key in self._stock:
+            self._stock[key] = self._stock.pop(key)  # wanted now: the last to go
+            return
+        if key in self._starting or self._closed:
+            return
+        while self._stock and len(self._stock) + len(self._starting) >= self._max_waiting:
+            oldest = next(iter(self._stock))
+            self._discard(self._stock.pop(oldest).worker)
+        self._starting.add(key)
+        self._tasks.start(f"orva-spare-{runtime.id}", self._start(runtime, key))
+
+    async def _start(self, runtime: Runtime, key: _Key) -> None:
+        try:
+            worker, folder = await self._started(runtime, key[2])
+        finally:
+            self._starting.discard(key)
+        if worker is None:
+            return
+        if self._closed:
+            await worker.stop(grace_s=0)
+            return
+        self._stock[key] = _Spare(worker, folder)
+
+    async def _started(self, runtime: Runtime, shape: Shape) -> tuple[Worker | None, Path]:
+        folder = Path(tempfile.mkdtemp(prefix=f"{runtime.id}-", dir=self._folder))
+        folder.chmod(_SPARE_FOLDER_MODE)
+        worker = self._make(runtime, folder, shape, lambda _: self._remove(folder))
+        try:
+            await worker.start_spare(self._start_timeout_s)
+        except (WorkerCrashed, OSError) as exc:
+            log.warning(
+                "a spare jail did not start; cold starts of this runtime start jails the usual way",
+                extra={"runtime": runtime.id, "reason": str(exc)[:300]},
+            )
+            if worker.proc is None:  # never spawned: no exit will remove its folder
+                self._remove(folder)
+            return None, folder
+        return worker, folder
+
+    def _discard(self, worker: Worker) -> None:
+        self._tasks.start(f"orva-spare-stop-{worker.name}", worker.stop(grace_s=0))
+
+    def _remove(self, folder: Path) -> None:
+        """A spare's worker exited: its folder of hard links goes (in a thread: a big version is many unlinks)."""
+        self._tasks.start(f"orva-spare-remove-{folder.name}", asyncio.to_thread(shutil.rmtree, folder, True))

@@ -1,0 +1,261 @@
+"""Spare jails (issue 26) through HTTP: a jail per runtime started ahead and handed a function at its next cold
+start (orvad/services/spares.py).
+
+Each test starts its own orvad, so the metrics it reads (orva_spare_jails_used_total, orva_spare_jails_waiting)
+are its own. A worker that came from a spare is told apart on the host by its command line (the spare boot), and
+its limits are read from its cgroups: what the kernel enforces, not what orvad meant to write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.builder.test_archive_escape import _tar
+from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
+from tests.helpers import Orvad, wait_for
+
+CGROUP = Path("/sys/fs/cgroup")
+GREETING = 'h\u00e9\nllo "quoted" \\ end {"type": "ready"}'  # JSON's specials, a newline, a frame look-alike
+
+PY_ECHO = """import os, sys
+traces = [m for m in ("json", "re", "spare", "adapter") if m in sys.modules]  # none, as in a usual worker
+import json
+def handler(event, context):
+    secret = os.environ.get("TOKEN")
+    return {"statusCode": 200, "body": json.dumps({
+        "greeting": os.environ.get("GREETING"),
+        "token": secret,
+        "name": os.environ.get("ORVA_FUNCTION_NAME"),
+        "code": sorted(os.listdir("/code")),
+        "pid": os.getpid(),
+        "traces": traces,
+        "heap": None,
+    })}
+"""
+NODE_ECHO = """exports.handler = async () => ({ statusCode: 200, body: JSON.stringify({
+  greeting: process.env.GREETING, token: process.env.TOKEN, name: process.env.ORVA_FUNCTION_NAME,
+  code: require('fs').readdirSync('/code').sort(), pid: process.pid, traces: [],
+  heap: require('v8').getHeapStatistics().heap_size_limit,
+}) });
+"""
+
+
+def _metric(c: httpx.Client, name: str, **labels: str) -> float:
+    text = c.get("/api/v1/system/metrics").text
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if wanted else "") + r" (\S+)$"
+    for line in text.splitlines():
+        if m := re.match(pattern, line):
+            return float(m.group(1))
+    return 0.0
+
+
+def _deployed(c: httpx.Client, name: str, runtime: str, code: str, **extra: object) -> dict[str, object]:
+    fn = create_function(c, name, runtime=runtime, **extra)
+    assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+    return fn
+
+
+def _spare_waiting(c: httpx.Client) -> None:
+    wait_for(lambda: _metric(c, "orva_spare_jails_waiting") >= 1, 30, "a spare jail to be waiting")
+
+
+def _python_spare(c: httpx.Client) -> dict[str, object]:
+    """A Python function's first cold start (the usual way), then Python's spare waiting; the function."""
+    warm = _deployed(c, "warm", "python", "def handler(e, c):\n    return {}\n")
+    assert c.get(f"/fn/{warm['id']}").status_code == 200
+    _spare_waiting(c)
+    return warm
+
+
+def _jails_with_memory(limit_mb: int) -> list[int]:
+    """The jailed processes whose memory cgroup holds exactly this limit (tests use odd sizes no other test does)."""
+    found = []
+    for folder in (CGROUP / "memory" / "NSJAIL").glob("NSJAIL.*"):
+        try:
+            if int((folder / "memory.limit_in_bytes").read_text()) == limit_mb << 20:
+                found.append(int(folder.name.split(".")[1]))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode()
+
+
+def _handed_over_spare(jail: int) -> bool:
+    """The jailed process runs the spare boot and its /code folder (its nsjail's bind) has files: it was handed a
+    function (a waiting spare of the same size has an empty folder)."""
+    if "spare" not in _cmdline(jail):
+        return False
+    parent = int(Path(f"/proc/{jail}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    folder = next(a.decode()[: -len(":/code")] for a in argv if a.endswith(b":/code"))
+    return any(Path(folder).iterdir())
+
+
+def _spare_processes(orvad: Orvad) -> list[int]:
+    """This orvad's waiting spares: jailed processes started from the spare boot whose nsjail binds its folder."""
+    spares = str(orvad.data_dir / "spares")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if spares in _cmdline(int(proc.name)) and "nsjail" in _cmdline(int(proc.name)):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize(("runtime", "code"), [("python", PY_ECHO), ("node", NODE_ECHO)])
+def test_a_cold_start_takes_the_spare_with_its_code_environment_secrets_and_limits(
+    make_orvad: Callable[..., Orvad], runtime: str, code: str
+) -> None:
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        # Node sizes its heap from the memory limit it starts under: its spares are kept per size, so the
+        # first function (a usual start) has the second's size and leaves the spare the second takes
+        first = _deployed(c, "first", runtime, code, memory_mb=97, cpus=0.37)
+        usual = c.get(f"/fn/{first['id']}")
+        assert usual.status_code == 200, usual.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime=runtime) == 0
+        _spare_waiting(c)
+        fn = create_function(
+            c, "second", runtime=runtime, memory_mb=97, cpus=0.37, env_vars={"GREETING": GREETING}
+        )
+        r = c.post(f"/api/v1/functions/{fn['id']}/secrets", json={"key": "TOKEN", "value": "s3cr\u00e9t"})
+        assert r.status_code in (200, 201), r.text
+        assert wait_deployed(c, deploy_inline(c, fn["id"], code)["id"])["status"] == "succeeded"
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["greeting"] == GREETING
+        assert body["token"] == "s3cr\u00e9t"
+        assert body["name"] == "second"
+        assert body["code"] == ["handler.js" if runtime == "node" else "handler.py"]
+        assert body["pid"] == 1  # the jail's own first process, as in a usual start
+        assert body["traces"] == []
+        assert body["heap"] == usual.json()["heap"]  # the same heap as a usual start under the same limit
+        assert _metric(c, "orva_spare_jails_used_total", runtime=runtime) == 1
+        jails = _jails_with_memory(97)  # the first function's worker and the second's
+        (jail,) = [j for j in jails if _handed_over_spare(j)]  # the second's was the spare
+        folder = CGROUP / "cpu" / "NSJAIL" / f"NSJAIL.{jail}"
+        assert int((folder / "cpu.cfs_quota_us").read_text()) == 370_000
+        assert int((folder / "cpu.cfs_period_us").read_text()) == 1_000_000
+        pids = CGROUP / "pids" / "NSJAIL" / f"NSJAIL.{jail}" / "pids.max"
+        assert pids.read_text().strip() == "64"
+        _spare_waiting(c)  # the next one is started in the background
+
+
+def test_a_worker_from_a_spare_is_held_to_its_memory_limit(make_orvad: Callable[..., Orvad]) -> None:
+    orvad = make_orvad()
+    hog = "def handler(event, context):\n    b = bytearray(200 * 1024 * 1024)\n    return {'n': len(b)}\n"
+    with orvad.admin() as c:
+        _python_spare(c)
+        fn = _deployed(c, "hog", "python", hog, memory_mb=64)
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code >= 500, r.text
+        assert "out of memory" in r.text, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 1
+
+
+def test_a_spare_serves_one_function_and_its_code_is_read_only(make_orvad: Callable[..., Orvad]) -> None:
+    """The spare a function was handed is that function's worker: the next function gets a new spare with
+    only its own files, and neither can write to /code (its folder of hard links is shared with the version)."""
+    orvad = make_orvad()
+    writer = (
+        "import os\ndef handler(event, context):\n"
+        "    try:\n        open('/code/planted.py', 'w').write('x')\n        wrote = True\n"
+        "    except OSError:\n        wrote = False\n"
+        "    try:\n        os.unlink('/code/handler.py')\n        removed = True\n"
+        "    except OSError:\n        removed = False\n"
+        "    return {'wrote': wrote, 'removed': removed, 'code': sorted(os.listdir('/code'))}\n"
+    )
+    with orvad.admin() as c:
+        warm = _deployed(c, "warm", "python", "def handler(e, c):\n    return {}\n")
+        assert c.get(f"/fn/{warm['id']}").status_code == 200
+        seen = []
+        for name in ("one", "two"):
+            _spare_waiting(c)
+            fn = _deployed(c, name, "python", writer)
+            r = c.get(f"/fn/{fn['id']}")
+            assert r.status_code == 200, r.text
+            seen.append(r.json())
+        assert seen == [{"wrote": False, "removed": False, "code": ["handler.py"]}] * 2
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 2
+        # the version on disk is whole: the hard links were never writable from the jail
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200 and r.json()["code"] == ["handler.py"]
+
+
+def test_a_spare_killed_while_it_waits_is_replaced_and_the_request_is_served(
+    make_orvad: Callable[..., Orvad],
+) -> None:
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        _python_spare(c)
+        (spare,) = _spare_processes(orvad)  # its nsjail, a child of the orvad this test started
+        os.kill(spare, signal.SIGKILL)
+        wait_for(lambda: _metric(c, "orva_spare_jails_waiting") == 0, 30, "the killed spare to be seen gone")
+        fn = _deployed(c, "after", "python", "def handler(e, c):\n    return {'ok': True}\n")
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200 and r.json() == {"ok": True}, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0  # the usual way
+        _spare_waiting(c)  # and a new spare follows
+
+
+def test_a_version_with_more_files_than_a_spare_takes_starts_the_usual_way(
+    make_orvad: Callable[..., Orvad],
+) -> None:
+    entries = [("file", "handler.py", "def handler(e, c):\n    return {'many': True}\n")]
+    entries += [("file", f"data/f{i}.txt", str(i)) for i in range(600)]
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        _python_spare(c)
+        fn = create_function(c, "many", runtime="python")
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("x.tgz", _tar(entries))})
+        assert wait_deployed(c, r.json()["id"])["status"] == "succeeded"
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200 and r.json() == {"many": True}, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
+        assert _metric(c, "orva_spare_jails_waiting") == 1  # the spare stays for the next function
+
+
+def test_spare_jails_off(make_orvad: Callable[..., Orvad]) -> None:
+    orvad = make_orvad(env={"ORVA_SPARE_JAILS": "false"})
+    with orvad.admin() as c:
+        for name in ("one", "two"):
+            fn = _deployed(c, name, "python", "def handler(e, c):\n    return {'ok': True}\n")
+            assert c.get(f"/fn/{fn['id']}").json() == {"ok": True}
+        assert _metric(c, "orva_spare_jails_waiting") == 0
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
+        assert _spare_processes(orvad) == []
+        assert not (orvad.data_dir / "spares").exists()
+
+
+def test_stopping_orvad_stops_its_spares_and_a_restart_clears_their_folders(
+    make_orvad: Callable[..., Orvad],
+) -> None:
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        warm = _python_spare(c)
+    (spare,) = _spare_processes(orvad)
+    stale = orvad.data_dir / "spares" / "left-by-a-killed-orvad"
+    orvad.stop()
+    assert not Path(f"/proc/{spare}").exists()
+    stale.mkdir()
+    (stale / "handler.py").write_text("x")
+    orvad.start()
+    assert not stale.exists()
+    with orvad.admin() as c:
+        assert json.loads(c.get(f"/fn/{warm['id']}").text) == {}
