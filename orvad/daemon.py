@@ -567,8 +567,21 @@ class Daemon:
             and self.host.facts.cgroup == "v1",
             observe_used=lambda runtime: self.metrics.spares_used.labels(runtime).inc(),
         )
-        self.metrics.spares_waiting.set_function(spares.waiting)
+        self.metrics.watch_spares(spares.enabled, spares.waiting)
         return spares
+
+    def _spare_jails_check(self) -> dict[str, Any]:
+        """Not required: without spares every cold start starts its jail at the request."""
+        spares = self.spawner.spares if hasattr(self, "spawner") else None
+        if spares is not None and spares.enabled:
+            return {"ok": True, "required": False, "detail": f"on: {spares.waiting()} waiting"}
+        if not self.settings.spare_jails:
+            why = "off (ORVA_SPARE_JAILS=false)"
+        elif self.host is None or self.host.facts is None:
+            why = "off: no sandbox on this host"
+        else:
+            why = "off: spare jails need the cgroup v1 layout (cold starts start their jails at the request)"
+        return {"ok": True, "required": False, "detail": why}
 
     def _unlock_master_key(self) -> None:
         master = load_master_key(self.settings.data_dir / "master.key")
@@ -767,6 +780,7 @@ class Daemon:
         ).items():
             checks[name] = check
         checks["egress"] = {**self.egress.check(), "required": False}  # only egress functions need it
+        checks["spare_jails"] = self._spare_jails_check()
         expected = len(migration_files())
         checks["migrations"] = {
             "ok": self.db.schema_version == expected,

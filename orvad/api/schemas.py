@@ -1902,6 +1902,23 @@ OPS: dict[tuple[str, str], Op] = {
                     "active_requests": INT,
                     "sandbox": record({"active": INT, "total": INT}),
                     "build_queue": record({"pending": INT, "workers": INT}),
+                    "spare_jails": record(
+                        {
+                            "enabled": {
+                                **BOOL,
+                                "description": "ORVA_SPARE_JAILS, on a host that can use them",
+                            },
+                            "waiting": {
+                                **INT,
+                                "description": "spare jails started and waiting for a function",
+                            },
+                            "used": {
+                                "type": "object",
+                                "description": "cold starts served by a spare jail, by runtime language",
+                                "additionalProperties": INT,
+                            },
+                        }
+                    ),
                 }
             )
         )

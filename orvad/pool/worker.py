@@ -249,6 +249,7 @@ class Worker:
             raise
         assert self.proc is not None
         self.jail_pid = _first_child(self.proc.pid)
+        self._supervise()
 
     async def hand_over(
         self,
@@ -309,13 +310,10 @@ class Worker:
         except asyncio.CancelledError:  # its pool closed while it started: no process is left behind
             await asyncio.shield(self.stop(grace_s=0))
             raise
-        self.jail_pid = _first_child(self.proc.pid)
+        if self.jail_pid is None:  # a spare's was read when it said it waits
+            self.jail_pid = _first_child(self.proc.pid)
+            self._supervise()
         self._oom_watch = OomWatch.attach(self.jail_pid)
-        self._tasks.append(
-            asyncio.create_task(
-                self._watch_supervisor(_pidfd(self.jail_pid)), name=f"orva-supervisor-{self.name}"
-            )
-        )
         self.init_error = ready.get("initError")
         self.version = ready.get("version")
         self.spawn_s = time.monotonic() - started
@@ -506,6 +504,13 @@ class Worker:
 
     def _reading(self, on: bool) -> None:
         self._stdout.reading(on)
+
+    def _supervise(self) -> None:
+        self._tasks.append(
+            asyncio.create_task(
+                self._watch_supervisor(_pidfd(self.jail_pid)), name=f"orva-supervisor-{self.name}"
+            )
+        )
 
     async def _watch_supervisor(self, jail_pidfd: int | None) -> None:
         """nsjail does not take the jailed process with it when it is SIGKILLed (from outside, or by stop()):

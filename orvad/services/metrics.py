@@ -341,6 +341,8 @@ class Metrics:
         self.spares_waiting = Gauge(
             "orva_spare_jails_waiting", "spare jails started and waiting for a function", registry=r
         )
+        self._spares_enabled = False
+        self._spares_waiting: Callable[[], int] = lambda: 0
         self.audit_refused = Counter(
             "orva_audit_refused",
             "anonymous refused management calls, counted instead of written to the audit log, by reason",
@@ -367,6 +369,11 @@ class Metrics:
         """The batched writer's rows: held in memory now, dropped since start (past its bound), and refused by the
         database since start."""
         self.registry.register(_StoreCollector(pending, dropped, refused))
+
+    def watch_spares(self, enabled: bool, waiting: Callable[[], int]) -> None:
+        """Spare jails (orvad/services/spares.py): on or off here, and how many wait now."""
+        self._spares_enabled, self._spares_waiting = enabled, waiting
+        self.spares_waiting.set_function(waiting)
 
     def observe_invocation(
         self, function: str, status: str, seconds: float, cold: bool, queue_s: float, function_id: str = ""
@@ -480,4 +487,14 @@ class Metrics:
                 "total": sum(counts[-1] for counts, _ in self._spawns().values() if counts),
             },
             "build_queue": {"pending": builds.get("queued", 0), "workers": builds.get("workers", 0)},
+            "spare_jails": {
+                "enabled": self._spares_enabled,
+                "waiting": self._spares_waiting(),
+                "used": {
+                    s.labels["runtime"]: int(s.value)
+                    for family in self.spares_used.collect()
+                    for s in family.samples
+                    if s.name.endswith("_total")
+                },
+            },
         }

@@ -131,7 +131,10 @@ class SpareJails:
         key = (runtime.id, runtime.interpreter, shape)
         spare = None if str(source) in self._too_many else self._stock.pop(key, None)
         self._replenish(runtime, key)
-        if spare is None or not spare.worker.alive:
+        if spare is None:
+            return None
+        if not spare.worker.alive:
+            self._discard(spare.worker)  # reaped, its stdin closed
             return None
         worker = spare.worker
         started = time.monotonic()
@@ -181,7 +184,7 @@ class SpareJails:
 
     async def _start(self, runtime: Runtime, key: _Key) -> None:
         try:
-            worker, folder = await self._started(runtime, key[2])
+            worker, folder = await self._started(runtime, key)
         finally:
             self._starting.discard(key)
         if worker is None:
@@ -191,10 +194,10 @@ class SpareJails:
             return
         self._stock[key] = _Spare(worker, folder)
 
-    async def _started(self, runtime: Runtime, shape: Shape) -> tuple[Worker | None, Path]:
+    async def _started(self, runtime: Runtime, key: _Key) -> tuple[Worker | None, Path]:
         folder = Path(tempfile.mkdtemp(prefix=f"{runtime.id}-", dir=self._folder))
         folder.chmod(_SPARE_FOLDER_MODE)
-        worker = self._make(runtime, folder, shape, lambda _: self._remove(folder))
+        worker = self._make(runtime, folder, key[2], lambda exited: self._exited(key, exited, folder))
         try:
             await worker.start_spare(self._start_timeout_s)
         except (WorkerCrashed, OSError) as exc:
@@ -209,6 +212,13 @@ class SpareJails:
 
     def _discard(self, worker: Worker) -> None:
         self._tasks.start(f"orva-spare-stop-{worker.name}", worker.stop(grace_s=0))
+
+    def _exited(self, key: _Key, worker: Worker, folder: Path) -> None:
+        """A spare's process ended: one still waiting (killed from outside, say) leaves the stock; its folder goes."""
+        waiting = self._stock.get(key)
+        if waiting is not None and waiting.worker is worker:
+            del self._stock[key]
+        self._remove(folder)
 
     def _remove(self, folder: Path) -> None:
         """A spare's worker exited: its folder of hard links goes (in a thread: a big version is many unlinks)."""

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.builder.test_archive_escape import _tar
+from tests.cli.test_cli import logged_in
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
 
@@ -155,6 +156,25 @@ def test_a_cold_start_takes_the_spare_with_its_code_environment_secrets_and_limi
         pids = CGROUP / "pids" / "NSJAIL" / f"NSJAIL.{jail}" / "pids.max"
         assert pids.read_text().strip() == "64"
         _spare_waiting(c)  # the next one is started in the background
+        snapshot = c.get("/api/v1/system/metrics.json").json()["spare_jails"]
+        assert snapshot["enabled"] is True and snapshot["used"] == {runtime: 1} and snapshot["waiting"] >= 1
+        check = c.get("/api/v1/system/health").json()["checks"]["spare_jails"]
+        assert check["ok"] is True and check["detail"].startswith("on: ")
+
+
+def test_the_cli_shows_spare_jails(make_orvad: Callable[..., Orvad], tmp_path: Path) -> None:
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        warm = _python_spare(c)
+        fn = _deployed(c, "handed", "python", "def handler(e, c):\n    return {'ok': True}\n")
+        assert c.get(f"/fn/{fn['id']}").json() == {"ok": True}
+        assert c.get(f"/fn/{warm['id']}").status_code == 200
+    with logged_in(orvad, tmp_path, "none-") as cli:
+        shown = cli.json("system", "metrics")["spare_jails"]
+        assert shown["enabled"] is True and shown["used"] == {"python": 1}
+        table = cli.ok("system", "metrics").stdout
+        assert "spare_jails.used.python" in table and "spare_jails.waiting" in table
+        assert "spare_jails" in cli.ok("system", "health").stdout
 
 
 def test_a_worker_from_a_spare_is_held_to_its_memory_limit(make_orvad: Callable[..., Orvad]) -> None:
@@ -205,8 +225,13 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_the_request_is_served(
     with orvad.admin() as c:
         _python_spare(c)
         (spare,) = _spare_processes(orvad)  # its nsjail, a child of the orvad this test started
+        (jailed,) = map(int, Path(f"/proc/{spare}/task/{spare}/children").read_text().split())
+        (folder,) = (orvad.data_dir / "spares").iterdir()
         os.kill(spare, signal.SIGKILL)
         wait_for(lambda: _metric(c, "orva_spare_jails_waiting") == 0, 30, "the killed spare to be seen gone")
+        # nothing of it is left: its jailed process (orvad kills it through a pidfd) and its folder
+        wait_for(lambda: not Path(f"/proc/{jailed}").exists(), 10, "the spare's jailed process to go")
+        wait_for(lambda: not folder.exists(), 10, "the spare's folder to go")
         fn = _deployed(c, "after", "python", "def handler(e, c):\n    return {'ok': True}\n")
         r = c.get(f"/fn/{fn['id']}")
         assert r.status_code == 200 and r.json() == {"ok": True}, r.text
@@ -241,6 +266,13 @@ def test_spare_jails_off(make_orvad: Callable[..., Orvad]) -> None:
         assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
         assert _spare_processes(orvad) == []
         assert not (orvad.data_dir / "spares").exists()
+        assert c.get("/api/v1/system/metrics.json").json()["spare_jails"] == {
+            "enabled": False,
+            "waiting": 0,
+            "used": {},
+        }
+        check = c.get("/api/v1/system/health").json()["checks"]["spare_jails"]
+        assert check == {"ok": True, "required": False, "detail": "off (ORVA_SPARE_JAILS=false)"}
 
 
 def test_stopping_orvad_stops_its_spares_and_a_restart_clears_their_folders(

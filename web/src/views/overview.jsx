@@ -92,6 +92,7 @@ export function OverviewView() {
         <Stat label="Invocations (total)" value={snap.invocations_total} />
         <Stat label="Builds running / queued" value={`${builds.running} / ${builds.queued}`} />
         <Stat label="Memory reserved by workers" value={bytes(snap.memory_reserved_bytes)} />
+        <Stat label="Spare jails waiting / cold starts served" value={spares(snap.spare_jails)} />
       </div>
       <div class="charts">
         <Chart
@@ -135,6 +136,12 @@ export function OverviewView() {
       </p>
     </section>
   );
+}
+
+// spare jails: jails started ahead and handed a function at its cold start (ORVA_SPARE_JAILS, docs/PERFORMANCE.md)
+function spares(s) {
+  if (!s || !s.enabled) return "off";
+  return `${s.waiting} / ${Object.values(s.used).reduce((a, b) => a + b, 0)}`;
 }
 
 function Stat({ label, value, wide }) {
