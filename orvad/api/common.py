@@ -27,6 +27,16 @@ def principal_of(request: Request) -> Principal | None:
     return principal
 
 
+def _lone_surrogate(body: Any) -> bool:
+    """A string (key or value) holding half a surrogate pair, which only a \\u escape can make: no UTF-8
+    encoder (the database's, a worker's environment) takes it."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
     """The body as a JSON object whose keys are all in ``allowed`` (unknown fields are refused)."""
     raw = await request.body()
@@ -41,6 +51,12 @@ async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any
         ) from None
     if not isinstance(body, dict):
         raise InvalidJSON("request body must be a JSON object")
+    if b"\\u" in raw and _lone_surrogate(body):
+        raise InvalidJSON(
+            "request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair): "
+            "it is not a Unicode character and cannot be stored",
+            hint="send the character itself in UTF-8, or both halves of its surrogate pair",
+        )
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ValidationError(

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from orvad.builder.safetree import TooManyFiles, link_tree
+from orvad.builder.safetree import TooManyFiles, link_tree, remove_tree
 from orvad.errors import WorkerCrashed
 from orvad.host.cgroups import write_v1_limits
 from orvad.pool.worker import Worker
@@ -103,7 +102,7 @@ class SpareJails:
     def prepare(self) -> None:
         """At orvad's start: the folders a killed orvad's spares left are removed (hard links, no data)."""
         if self.enabled:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            remove_tree(self._folder)
             self._folder.mkdir(mode=0o711, parents=True, exist_ok=True)
 
     def waiting(self) -> int:
@@ -156,9 +155,13 @@ class SpareJails:
         except BaseException:  # cancelled (its pool closed): the half-handed spare goes
             self._discard(worker)
             raise
-        await worker.hand_over(
-            environment, timeout_s, name=name, memory_mb=memory_mb, on_log_drop=on_log_drop
-        )
+        try:
+            await worker.hand_over(
+                environment, timeout_s, name=name, memory_mb=memory_mb, on_log_drop=on_log_drop
+            )
+        except BaseException:  # a value the frame cannot carry, or cancelled: no spare is left running
+            self._discard(worker)
+            raise
         worker.spawn_s = time.monotonic() - started  # what the request waited: the links, limits and boot
         self._observe_used(runtime.language)
         return worker
@@ -222,4 +225,4 @@ class SpareJails:
 
     def _remove(self, folder: Path) -> None:
         """A spare's worker exited: its folder of hard links goes (in a thread: a big version is many unlinks)."""
-        self._tasks.start(f"orva-spare-remove-{folder.name}", asyncio.to_thread(shutil.rmtree, folder, True))
+        self._tasks.start(f"orva-spare-remove-{folder.name}", asyncio.to_thread(remove_tree, folder))

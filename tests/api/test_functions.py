@@ -64,6 +64,31 @@ def test_every_field_is_validated(orvad: Orvad, body: dict, field: str) -> None:
     assert err["code"] == "VALIDATION" and err["details"]["field"] == field
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"name": "sur", "runtime": "python", "env_vars": {"X": "\ud800"}}',  # half a pair
+        rb'{"name": "sur", "runtime": "python", "env_vars": {"X": "\udc00\ud800"}}',  # the halves reversed
+        rb'{"name": "sur\ud83d", "runtime": "python"}',
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_as_invalid_json(orvad: Orvad, raw: bytes) -> None:
+    """Found with spare jails (issue 26): half a UTF-16 surrogate pair, which only a \\u escape can make, was
+    a 500 INTERNAL when orvad stored it. It is no Unicode character: the body is refused, nothing is made."""
+    with orvad.admin() as c:
+        r = c.post("/api/v1/functions", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["code"] == "INVALID_JSON" and "surrogate" in err["message"] and err["hint"]
+        assert c.get("/api/v1/functions/sur").status_code == 404
+        fine = (
+            rb'{"name": "sur-pair", "runtime": "python", "env_vars": {"X": "\ud83d\ude00"}}'  # a whole pair
+        )
+        r = c.post("/api/v1/functions", content=fine, headers={"content-type": "application/json"})
+        assert r.status_code == 201 and r.json()["env_vars"] == {"X": "\U0001f600"}, r.text
+        c.delete("/api/v1/functions/sur-pair")
+
+
 def test_unknown_fields_and_read_only_status(orvad: Orvad) -> None:
     with orvad.admin() as c:
         r = c.post("/api/v1/functions", json={"name": "unk", "runtime": "python", "colour": "red"})
