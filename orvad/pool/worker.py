@@ -176,6 +176,7 @@ class Worker:
         self._spawned: asyncio.Future[None] | None = None
         self._oom_mark: int | None = None  # the host's OOM-kill count when this worker started
         self.jail_pid: int | None = None  # the jailed process (host pid): nsjail names its cgroups after it
+        self._jail_pidfd: int | None = None  # the jailed process's pidfd, while its supervisor is watched
         self._oom_watch: OomWatch | None = None
         self._stderr = StderrSink(name, log_bytes_per_s, on_log_drop)
         self.stderr_tail = self._stderr.tail
@@ -264,6 +265,7 @@ class Worker:
         adapter, which loads the handler from /code), then wait for the ready frame as ``start`` does. The
         caller has put the code in /code and the limits on the cgroups first."""
         started = time.monotonic()
+        self._oom_mark = host_oom_kills()  # an OOM kill while it waited was not this function's
         self.name = self._stderr.name = name
         self.memory_mb = memory_mb
         self._stderr.on_drop = on_log_drop
@@ -506,11 +508,21 @@ class Worker:
         self._stdout.reading(on)
 
     def _supervise(self) -> None:
+        self._jail_pidfd = _pidfd(self.jail_pid)
         self._tasks.append(
-            asyncio.create_task(
-                self._watch_supervisor(_pidfd(self.jail_pid)), name=f"orva-supervisor-{self.name}"
-            )
+            asyncio.create_task(self._watch_supervisor(self._jail_pidfd), name=f"orva-supervisor-{self.name}")
         )
+
+    def jailed_process_alive(self) -> bool:
+        """The jailed process has not ended (a pidfd: never another process that took its pid)."""
+        fd = self._jail_pidfd
+        if fd is None:
+            return False
+        try:
+            signal.pidfd_send_signal(fd, 0)
+        except OSError:
+            return False
+        return True
 
     async def _watch_supervisor(self, jail_pidfd: int | None) -> None:
         """nsjail does not take the jailed process with it when it is SIGKILLed (from outside, or by stop()):
@@ -524,6 +536,7 @@ class Worker:
                     signal.pidfd_send_signal(jail_pidfd, signal.SIGKILL)
         finally:
             if jail_pidfd is not None:
+                self._jail_pidfd = None
                 os.close(jail_pidfd)
 
     def _on_stdout_closed(self) -> None:

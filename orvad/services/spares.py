@@ -25,6 +25,8 @@ the background; at most ``max_waiting`` wait at once (the least recently wanted 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import tempfile
 import time
@@ -66,6 +68,17 @@ MakeSpare = Callable[[Runtime, Path, Shape, Callable[[Worker], None]], Worker]
 
 
 _Key = tuple[str, str, Shape]  # (runtime id, interpreter, shape)
+
+
+# Variables an interpreter reads at its start (a spare has started already): a function that sets one starts
+# its jails the usual way. Python: PYTHON* (PYTHONPATH, PYTHONHASHSEED, ...); Node: NODE_* (NODE_OPTIONS, ...),
+# libuv's UV_*, OpenSSL's (initialised at Node's start); both: the locale and the time zone.
+_READ_AT_START_PREFIXES = ("PYTHON", "NODE_", "UV_", "OPENSSL_", "LC_")
+_READ_AT_START = frozenset({"LANG", "LANGUAGE", "TZ"})
+
+
+def read_at_start(variable: str) -> bool:
+    return variable in _READ_AT_START or variable.startswith(_READ_AT_START_PREFIXES)
 
 
 class _Spare(NamedTuple):
@@ -124,37 +137,20 @@ class SpareJails:
         """This runtime's spare, handed the function; None when there is none to hand it to (the caller
         starts a worker the usual way). Raises WorkerCrashed as ``Worker.start`` does once the environment is
         sent (the function's own start failed)."""
-        if not self.enabled or self._closed:
+        if not self.enabled or self._closed or str(source) in self._too_many:
             return None
+        if any(read_at_start(variable) for variable in environment):
+            return None  # the interpreter would have read it at its start, before the spare knew it
         shape = PYTHON_SHAPE if runtime.language == "python" else Shape(memory_mb, cpus)
         key = (runtime.id, runtime.interpreter, shape)
-        spare = None if str(source) in self._too_many else self._stock.pop(key, None)
+        spare = self._stock.pop(key, None)
         self._replenish(runtime, key)
         if spare is None:
             return None
-        if not spare.worker.alive:
-            self._discard(spare.worker)  # reaped, its stdin closed
-            return None
         worker = spare.worker
         started = time.monotonic()
-        try:
-            await asyncio.to_thread(link_tree, source, spare.folder, limit=self._max_files)
-            assert worker.jail_pid is not None, "a waiting spare knows its jailed process"
-            write_v1_limits(worker.jail_pid, memory_mb=memory_mb, cpus=cpus)
-        except TooManyFiles:
-            self._too_many.add(str(source))
-            self._discard(worker)
+        if not await self._prepared(spare, source, name, memory_mb=memory_mb, cpus=cpus):
             return None
-        except (OSError, AssertionError) as exc:
-            log.warning(
-                "a spare jail could not be handed a function; starting its worker the usual way",
-                extra={"function": name, "reason": f"{type(exc).__name__}: {exc}"[:300]},
-            )
-            self._discard(worker)
-            return None
-        except BaseException:  # cancelled (its pool closed): the half-handed spare goes
-            self._discard(worker)
-            raise
         try:
             await worker.hand_over(
                 environment, timeout_s, name=name, memory_mb=memory_mb, on_log_drop=on_log_drop
@@ -165,6 +161,51 @@ class SpareJails:
         worker.spawn_s = time.monotonic() - started  # what the request waited: the links, limits and boot
         self._observe_used(runtime.language)
         return worker
+
+    async def _prepared(self, spare: _Spare, source: Path, name: str, *, memory_mb: int, cpus: float) -> bool:
+        """The version's files linked into the spare's folder and the function's limits on its cgroups, with the
+        spare still alive after both; False (the spare stopped) when that could not be done."""
+        worker = spare.worker
+        linking = asyncio.ensure_future(
+            asyncio.to_thread(link_tree, source, spare.folder, limit=self._max_files)
+        )
+        try:
+            await asyncio.shield(linking)
+            if worker.jail_pid is None or not worker.alive:
+                raise ProcessLookupError("the spare ended before it was handed the function")
+            write_v1_limits(worker.jail_pid, memory_mb=memory_mb, cpus=cpus)
+            # alive after the writes: the pid named its cgroups all along (a pid is reused only once reaped)
+            if not worker.jailed_process_alive():
+                raise ProcessLookupError("the spare ended while it was handed the function")
+        except TooManyFiles:
+            self._too_many.add(str(source))
+            self._discard(worker)
+            return False
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EXDEV:
+                self.enabled = False
+                log.warning(
+                    "spare jails are off: the spares folder and the versions are on different filesystems",
+                    extra={"folder": str(self._folder)},
+                )
+            else:
+                log.warning(
+                    "a spare jail could not be handed a function; starting its worker the usual way",
+                    extra={"function": name, "reason": f"{type(exc).__name__}: {exc}"[:300]},
+                )
+            self._discard(worker)
+            return False
+        except (
+            BaseException
+        ):  # cancelled (its pool closed): the links made so far finish, then the spare goes
+            self._tasks.start(f"orva-spare-stop-{worker.name}", self._stop_after(linking, worker))
+            raise
+        return True
+
+    async def _stop_after(self, linking: asyncio.Future[int], worker: Worker) -> None:
+        with contextlib.suppress(Exception):
+            await linking
+        await worker.stop(grace_s=0)
 
     async def close(self) -> None:
         """Stop the waiting spares (orvad stopping); spares being started stop when their task is cancelled."""
@@ -182,6 +223,8 @@ class SpareJails:
         while self._stock and len(self._stock) + len(self._starting) >= self._max_waiting:
             oldest = next(iter(self._stock))
             self._discard(self._stock.pop(oldest).worker)
+        if len(self._starting) >= self._max_waiting:  # as many being started already
+            return
         self._starting.add(key)
         self._tasks.start(f"orva-spare-{runtime.id}", self._start(runtime, key))
 
@@ -211,6 +254,10 @@ class SpareJails:
             if worker.proc is None:  # never spawned: no exit will remove its folder
                 self._remove(folder)
             return None, folder
+        except BaseException:  # cancelled (orvad stopping)
+            if worker.proc is None:
+                self._remove(folder)
+            raise
         return worker, folder
 
     def _discard(self, worker: Worker) -> None:

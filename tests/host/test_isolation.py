@@ -382,13 +382,12 @@ def _serves(code: Path, function_id: str) -> bool:
         return True
     if "/spares/" not in str(code):
         return False
-    handler = code / "handler.py"
     versions = Path(str(code).split("/spares/")[0]) / "functions" / function_id / "versions"
     try:
-        inode = handler.stat().st_ino
+        linked = {f.stat().st_ino for f in code.iterdir() if f.is_file()}
+        return any(f.stat().st_ino in linked for v in versions.iterdir() for f in v.iterdir() if f.is_file())
     except OSError:
         return False
-    return any(v.stat().st_ino == inode for v in versions.glob("*/handler.py"))
 
 
 @pytest.mark.parametrize("probe", ["python"], indirect=True)
@@ -437,6 +436,9 @@ def _running_strays(function_id: str, zombies: bool = False) -> list[int]:
                 mine.add(int(proc.name))
         except OSError:
             continue
+    mine |= set(
+        _workers(function_id).values()
+    )  # its jailed processes (one started as a spare has no such variable)
     found = []
     for pid, stat in stats.items():
         comm, rest = stat.split(b") ", 1)[0], stat.rsplit(b")", 1)[1].split()

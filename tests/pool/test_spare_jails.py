@@ -177,21 +177,35 @@ def test_the_cli_shows_spare_jails(make_orvad: Callable[..., Orvad], tmp_path: P
         assert "spare_jails" in cli.ok("system", "health").stdout
 
 
-def test_a_worker_from_a_spare_is_held_to_its_memory_limit(make_orvad: Callable[..., Orvad]) -> None:
+def test_a_worker_from_a_spare_gets_its_functions_memory_limit_up_and_down(
+    make_orvad: Callable[..., Orvad],
+) -> None:
+    """A Python spare waits under 64 MB; handed a function it takes the function's limit: 48 MB is enforced
+    (200 MB is OOM-killed, reported as out of memory at 48 MB) and 256 MB is all there (150 MB allocated)."""
     orvad = make_orvad()
-    hog = "def handler(event, context):\n    b = bytearray(200 * 1024 * 1024)\n    return {'n': len(b)}\n"
+    hog = (
+        "def handler(event, context):\n"
+        "    b = bytearray(int(event['query']['mb']) << 20)\n"
+        "    return {'mb': len(b) >> 20}\n"
+    )
     with orvad.admin() as c:
         _python_spare(c)
-        fn = _deployed(c, "hog", "python", hog, memory_mb=64)
-        r = c.get(f"/fn/{fn['id']}")
+        small = _deployed(c, "small", "python", hog, memory_mb=48)
+        r = c.get(f"/fn/{small['id']}", params={"mb": "200"})
         assert r.status_code >= 500, r.text
-        assert "out of memory" in r.text, r.text
-        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 1
+        assert "out of memory (limit 48 MB)" in r.text, r.text
+        _spare_waiting(c)
+        big = _deployed(c, "big", "python", hog, memory_mb=256)
+        r = c.get(f"/fn/{big['id']}", params={"mb": "150"})
+        assert r.status_code == 200 and r.json() == {"mb": 150}, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 2
 
 
-def test_a_spare_serves_one_function_and_its_code_is_read_only(make_orvad: Callable[..., Orvad]) -> None:
+def test_a_spare_serves_one_function_and_its_code_is_read_only(
+    make_orvad: Callable[..., Orvad], jail_tmp: Path
+) -> None:
     """The spare a function was handed is that function's worker: the next function gets a new spare with
-    only its own files, and neither can write to /code (its folder of hard links is shared with the version)."""
+    only its own files, and neither can write to /code (its folder of hard links shares the version's inodes)."""
     orvad = make_orvad()
     writer = (
         "import os\ndef handler(event, context):\n"
@@ -199,23 +213,89 @@ def test_a_spare_serves_one_function_and_its_code_is_read_only(make_orvad: Calla
         "    except OSError:\n        wrote = False\n"
         "    try:\n        os.unlink('/code/handler.py')\n        removed = True\n"
         "    except OSError:\n        removed = False\n"
-        "    return {'wrote': wrote, 'removed': removed, 'code': sorted(os.listdir('/code'))}\n"
+        "    try:\n        open('/code/handler.py', 'a').write('# changed')\n        changed = True\n"
+        "    except OSError:\n        changed = False\n"
+        "    return {'wrote': wrote, 'removed': removed, 'changed': changed, 'code': sorted(os.listdir('/code'))}\n"
     )
     with orvad.admin() as c:
-        warm = _deployed(c, "warm", "python", "def handler(e, c):\n    return {}\n")
-        assert c.get(f"/fn/{warm['id']}").status_code == 200
-        seen = []
+        _python_spare(c)
+        seen, versions = {}, {}
         for name in ("one", "two"):
             _spare_waiting(c)
-            fn = _deployed(c, name, "python", writer)
+            fn = create_function(c, name, runtime="python")
+            archive = _tar([("file", "handler.py", writer), ("file", f"only-{name}.txt", name)])
+            r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("x.tgz", archive)})
+            assert r.status_code == 202, r.text
+            dep = wait_deployed(c, r.json()["id"])
+            assert dep["status"] == "succeeded", dep
+            versions[name] = orvad.data_dir / "functions" / fn["id"] / "versions" / dep["code_hash"]
             r = c.get(f"/fn/{fn['id']}")
             assert r.status_code == 200, r.text
-            seen.append(r.json())
-        assert seen == [{"wrote": False, "removed": False, "code": ["handler.py"]}] * 2
+            seen[name] = r.json()
         assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 2
-        # the version on disk is whole: the hard links were never writable from the jail
+    for name, other in (("one", "two"), ("two", "one")):
+        assert seen[name] == {
+            "wrote": False,
+            "removed": False,
+            "changed": False,
+            "code": ["handler.py", f"only-{name}.txt"],
+        }
+        # the versions on disk are whole: nothing planted, nothing removed or changed through the links
+        assert sorted(p.name for p in versions[name].iterdir()) == ["handler.py", f"only-{name}.txt"]
+        assert (versions[name] / "handler.py").read_text() == writer
+        assert not (versions[name] / f"only-{other}.txt").exists()
+
+
+def test_a_function_that_sets_a_variable_its_interpreter_reads_at_start_starts_the_usual_way(
+    make_orvad: Callable[..., Orvad],
+) -> None:
+    """PYTHONPATH (like NODE_OPTIONS, LANG or TZ) is read when the interpreter starts, before a spare knows its
+    function: such a function never takes a spare, and its variable works as in any worker."""
+    orvad = make_orvad()
+    handler = "from helper import VALUE\ndef handler(e, c):\n    return {'value': VALUE}\n"
+    with orvad.admin() as c:
+        _python_spare(c)
+        fn = create_function(c, "pathy", runtime="python", env_vars={"PYTHONPATH": "/code/lib"})
+        archive = _tar(
+            [("file", "handler.py", handler), ("dir", "lib", ""), ("file", "lib/helper.py", "VALUE = 7\n")]
+        )
+        r = c.post(f"/api/v1/functions/{fn['id']}/deploy", files={"file": ("x.tgz", archive)})
+        assert wait_deployed(c, r.json()["id"])["status"] == "succeeded"
         r = c.get(f"/fn/{fn['id']}")
-        assert r.status_code == 200 and r.json()["code"] == ["handler.py"]
+        assert r.status_code == 200 and r.json() == {"value": 7}, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
+        assert _metric(c, "orva_spare_jails_waiting") == 1  # left for a function that can take it
+
+
+def test_an_egress_function_does_not_take_a_spare(make_orvad: Callable[..., Orvad]) -> None:
+    """A spare's network namespace is an empty one fixed at its start: functions with egress start their own."""
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        if not c.get("/api/v1/system/health").json()["checks"]["egress"]["ok"]:
+            pytest.fail("egress networking is not set up on this host: the test needs it")
+        _python_spare(c)
+        fn = _deployed(
+            c, "outward", "python", "def handler(e, c):\n    return {'ok': True}\n", network_mode="egress"
+        )
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200 and r.json() == {"ok": True}, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
+        assert _metric(c, "orva_spare_jails_waiting") == 1
+
+
+def test_at_most_four_spares_wait(make_orvad: Callable[..., Orvad]) -> None:
+    """Node spares are kept per memory and CPU size: six sizes started at once leave at most four waiting (the
+    least recently wanted go first), so idle spares cannot pile up outside the memory gate."""
+    orvad = make_orvad()
+    with orvad.admin() as c:
+        functions = [
+            _deployed(c, f"size-{mb}", "node", NODE_ECHO, memory_mb=mb) for mb in (64, 80, 96, 112, 144, 160)
+        ]
+        for fn in functions:
+            assert c.get(f"/fn/{fn['id']}").status_code == 200
+        wait_for(lambda: _metric(c, "orva_spare_jails_waiting") >= 4, 60, "four spares to be waiting")
+        assert _metric(c, "orva_spare_jails_waiting") == 4
+        assert len(_spare_processes(orvad)) == 4
 
 
 def test_a_spare_killed_while_it_waits_is_replaced_and_the_request_is_served(
@@ -253,7 +333,15 @@ def test_a_version_with_more_files_than_a_spare_takes_starts_the_usual_way(
         r = c.get(f"/fn/{fn['id']}")
         assert r.status_code == 200 and r.json() == {"many": True}, r.text
         assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
-        assert _metric(c, "orva_spare_jails_waiting") == 1  # the spare stays for the next function
+        # its first start found out (the spare it took was stopped, half-linked); the next spare is started
+        _spare_waiting(c)
+        (waiting,) = _spare_processes(orvad)
+        # a new pool of the same version (a changed variable): started the usual way, the spare left waiting
+        assert c.put(f"/api/v1/functions/{fn['id']}", json={"env_vars": {"AGAIN": "1"}}).status_code == 200
+        r = c.get(f"/fn/{fn['id']}")
+        assert r.status_code == 200 and r.json() == {"many": True}, r.text
+        assert _metric(c, "orva_spare_jails_used_total", runtime="python") == 0
+        assert _spare_processes(orvad) == [waiting]
 
 
 def test_spare_jails_off(make_orvad: Callable[..., Orvad]) -> None:
@@ -282,9 +370,10 @@ def test_stopping_orvad_stops_its_spares_and_a_restart_clears_their_folders(
     with orvad.admin() as c:
         warm = _python_spare(c)
     (spare,) = _spare_processes(orvad)
+    (jailed,) = map(int, Path(f"/proc/{spare}/task/{spare}/children").read_text().split())
     stale = orvad.data_dir / "spares" / "left-by-a-killed-orvad"
     orvad.stop()
-    assert not Path(f"/proc/{spare}").exists()
+    assert not Path(f"/proc/{spare}").exists() and not Path(f"/proc/{jailed}").exists()
     stale.mkdir()
     (stale / "handler.py").write_text("x")
     orvad.start()
