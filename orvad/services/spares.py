@@ -171,10 +171,11 @@ class SpareJails:
         )
         try:
             await asyncio.shield(linking)
-            if worker.jail_pid is None or not worker.alive:
+            # alive before and after the writes (its pidfd): the pid named its cgroups all along, since a pid is
+            # reused only once its process is reaped
+            if worker.jail_pid is None or not worker.alive or not worker.jailed_process_alive():
                 raise ProcessLookupError("the spare ended before it was handed the function")
             write_v1_limits(worker.jail_pid, memory_mb=memory_mb, cpus=cpus)
-            # alive after the writes: the pid named its cgroups all along (a pid is reused only once reaped)
             if not worker.jailed_process_alive():
                 raise ProcessLookupError("the spare ended while it was handed the function")
         except TooManyFiles:
