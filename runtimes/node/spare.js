@@ -23,4 +23,5 @@ fs.writeSync(1, Buffer.concat([header, waiting]));
 const message = JSON.parse(read(read(4).readUInt32BE(0)).toString('utf8'));
 if (message.type !== 'environment') process.exit(70);
 Object.assign(process.env, message.env);
+process.argv[1] = require('path').join(__dirname, 'adapter.js');  // as a usual worker's
 require('./adapter.js');

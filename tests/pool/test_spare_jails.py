@@ -39,12 +39,13 @@ def handler(event, context):
         "pid": os.getpid(),
         "traces": traces,
         "heap": None,
+        "argv": sys.argv,
     })}
 """
 NODE_ECHO = """exports.handler = async () => ({ statusCode: 200, body: JSON.stringify({
   greeting: process.env.GREETING, token: process.env.TOKEN, name: process.env.ORVA_FUNCTION_NAME,
   code: require('fs').readdirSync('/code').sort(), pid: process.pid, traces: [],
-  heap: require('v8').getHeapStatistics().heap_size_limit,
+  heap: require('v8').getHeapStatistics().heap_size_limit, argv: process.argv,
 }) });
 """
 
@@ -147,6 +148,7 @@ def test_a_cold_start_takes_the_spare_with_its_code_environment_secrets_and_limi
         assert body["pid"] == 1  # the jail's own first process, as in a usual start
         assert body["traces"] == []
         assert body["heap"] == usual.json()["heap"]  # the same heap as a usual start under the same limit
+        assert body["argv"] == usual.json()["argv"]  # Node: [node, /runtime/adapter.js]; Python: ['-c']
         assert _metric(c, "orva_spare_jails_used_total", runtime=runtime) == 1
         jails = _jails_with_memory(97)  # the first function's worker and the second's
         (jail,) = [j for j in jails if _handed_over_spare(j)]  # the second's was the spare
