@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from harness import (
@@ -18,19 +19,32 @@ from harness import (
     wait_until,
 )
 
-from orvad.services.spawner import ARGV
+from orvad.services.spawner import ARGV, SPARE_ARGV
 
 ADAPTER = {language: argv[-1].encode() for language, argv in ARGV.items()}  # how a worker's command line ends
+SPARE = {
+    language: argv[-1].encode() for language, argv in SPARE_ARGV.items()
+}  # a spare's (orvad/services/spares.py)
 SETTLE_S = 2.0  # let freshly started workers finish their start-up allocations
 
 
 def jails_of(orvad: Orvad, runtime: str) -> list[int]:
-    """The nsjail supervisors orvad started for ``runtime``'s workers (each is a direct child)."""
+    """The nsjail supervisors orvad started for ``runtime``'s workers (each is a direct child): those started the
+    usual way, and spares handed a function (a waiting spare's /code folder is empty)."""
     return [
         pid
         for pid in children_of(orvad.pid)
-        if b"nsjail" in cmdline(pid) and ADAPTER[runtime] in cmdline(pid)
+        if b"nsjail" in cmdline(pid)
+        and (ADAPTER[runtime] in cmdline(pid) or (SPARE[runtime] in cmdline(pid) and handed_over(pid)))
     ]
+
+
+def handed_over(jail: int) -> bool:
+    code = next((a[: -len(b":/code")] for a in cmdline(jail).split(b"\0") if a.endswith(b":/code")), b"")
+    try:
+        return any(Path(code.decode()).iterdir())
+    except OSError:
+        return False
 
 
 def worker_memory(jail: int) -> dict[str, int]:
