@@ -570,9 +570,14 @@ class Daemon:
         self.metrics.watch_spares(spares.enabled, spares.waiting)
         return spares
 
+    def _spares(self) -> SpareJails | None:
+        """The spawner's spare jails; None before start() made the spawner (a start that failed early)."""
+        spawner: Spawner | None = getattr(self, "spawner", None)
+        return spawner.spares if spawner is not None else None
+
     def _spare_jails_check(self) -> dict[str, Any]:
         """Not required: without spares every cold start starts its jail at the request."""
-        spares = self.spawner.spares if hasattr(self, "spawner") else None
+        spares = self._spares()
         if spares is not None and spares.enabled:
             return {"ok": True, "required": False, "detail": f"on: {spares.waiting()} waiting"}
         if not self.settings.spare_jails:
@@ -733,7 +738,7 @@ class Daemon:
         await asyncio.gather(
             timed("builds", self.builder.stop()),
             timed("workers", self.reconciler.stop()),
-            self.spawner.spares.close() if self.spawner.spares is not None else asyncio.sleep(0),
+            spares.close() if (spares := self._spares()) is not None else asyncio.sleep(0),
         )
         await self.tasks.stop(cancel=False)  # what the workers' exits started (their namespaces' release)
         await timed("egress", self.egress.stop())
