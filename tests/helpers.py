@@ -301,3 +301,36 @@ def fill_disk(filler: Path, leave_bytes: int = 0) -> int:
     if leave_bytes:
         os.truncate(filler, max(0, size - leave_bytes))
     return filler.stat().st_size
+
+
+def function_jails(function_id: str) -> dict[int, int]:
+    """The function's workers on this host as {nsjail supervisor pid: its jailed process's pid}. A jail is the
+    function's when the folder it binds at /code is one of the function's versions, or a spare jail's folder
+    (orvad/services/spares.py) holding hard links of a version's files: a worker started from a spare names
+    neither the function in its command line nor its variables in /proc/<pid>/environ."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if not argv[0].endswith(b"nsjail"):
+                continue
+            code = next((a.decode()[: -len(":/code")] for a in argv if a.endswith(b":/code")), None)
+            if code is not None and _serves(Path(code), function_id):
+                children = (proc / "task" / proc.name / "children").read_text().split()
+                found[int(proc.name)] = int(children[0]) if children else 0
+        except OSError:
+            continue
+    return found
+
+
+def _serves(code: Path, function_id: str) -> bool:
+    if f"/functions/{function_id}/versions/" in str(code):
+        return True
+    if "/spares/" not in str(code):
+        return False
+    versions = Path(str(code).split("/spares/")[0]) / "functions" / function_id / "versions"
+    try:
+        linked = {f.stat().st_ino for f in code.iterdir() if f.is_file()}
+        return any(f.stat().st_ino in linked for v in versions.iterdir() for f in v.iterdir() if f.is_file())
+    except OSError:
+        return False

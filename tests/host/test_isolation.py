@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.helpers import Orvad, wait_for
+from tests.helpers import Orvad, function_jails, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
@@ -358,36 +358,8 @@ def _host_oom_kills() -> int:  # the kernel's OOM kills since boot
 
 
 def _workers(function_id: str) -> dict[int, int]:
-    """The function's workers as host pids: {nsjail supervisor: the jailed adapter, its child}. A supervisor is
-    the function's when the folder its jail binds at /code is one of the function's versions, or a spare jail's
-    folder (orvad/services/spares.py) whose files are hard links to one's."""
-    found = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if not argv[0].endswith(b"nsjail"):
-                continue
-            code = next(a.decode()[: -len(":/code")] for a in argv if a.endswith(b":/code"))
-            if _serves(Path(code), function_id):
-                children = (proc / "task" / proc.name / "children").read_text().split()
-                if children:
-                    found[int(proc.name)] = int(children[0])
-        except (OSError, StopIteration):
-            continue
-    return found
-
-
-def _serves(code: Path, function_id: str) -> bool:
-    if f"/functions/{function_id}/versions/" in str(code):
-        return True
-    if "/spares/" not in str(code):
-        return False
-    versions = Path(str(code).split("/spares/")[0]) / "functions" / function_id / "versions"
-    try:
-        linked = {f.stat().st_ino for f in code.iterdir() if f.is_file()}
-        return any(f.stat().st_ino in linked for v in versions.iterdir() for f in v.iterdir() if f.is_file())
-    except OSError:
-        return False
+    """The function's workers as host pids: {nsjail supervisor: the jailed adapter, its child}."""
+    return {supervisor: jailed for supervisor, jailed in function_jails(function_id).items() if jailed}
 
 
 @pytest.mark.parametrize("probe", ["python"], indirect=True)

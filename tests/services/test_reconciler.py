@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.helpers import Orvad, wait_for
+from tests.helpers import Orvad, function_jails, wait_for
 
 pytestmark = pytest.mark.sandbox  # needs nsjail, root or namespaces (CONTRIBUTING.md, markers)
 
@@ -29,15 +28,8 @@ SLOW_CALL = "import time\n\ndef handler(event, context):\n    time.sleep(1.5)\n 
 
 
 def _jails_of(function_id: str) -> int:
-    """Processes whose command line names the function's folder (its workers' nsjail)."""
-    count = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if f"/functions/{function_id}/".encode() in cmdline.read_bytes():
-                count += 1
-        except OSError:  # exited meanwhile
-            pass
-    return count
+    """The function's workers' nsjail supervisors (started the usual way or from a spare jail)."""
+    return len(function_jails(function_id))
 
 
 def _metrics(c: httpx.Client) -> dict[str, Any]:
