@@ -27,14 +27,15 @@ def principal_of(request: Request) -> Principal | None:
     return principal
 
 
-def _lone_surrogate(body: Any) -> bool:
-    """A string (key or value) holding half a surrogate pair, which only a \\u escape can make: no UTF-8
-    encoder (the database's, a worker's environment) takes it."""
-    try:
-        json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
-    return False
+def _lone_surrogate(body: dict[str, Any]) -> str | None:
+    """The top-level field whose key or value holds half a surrogate pair (only a \\u escape makes one): no
+    UTF-8 encoder (the database's, a worker's environment) takes it. None when every string is text."""
+    for key, value in body.items():
+        try:
+            json.dumps({key: value}, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return key.encode("utf-8", "backslashreplace").decode()
+    return None
 
 
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
@@ -51,11 +52,11 @@ async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any
         ) from None
     if not isinstance(body, dict):
         raise InvalidJSON("request body must be a JSON object")
-    if b"\\u" in raw and _lone_surrogate(body):
-        raise InvalidJSON(
-            "request body has a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair): "
-            "it is not a Unicode character and cannot be stored",
+    if b"\\u" in raw and (field := _lone_surrogate(body)) is not None:
+        raise ValidationError(
+            f"{field} holds a lone surrogate (half of a UTF-16 pair, \\ud800-\\udfff), which is not text",
             hint="send the character itself in UTF-8, or both halves of its surrogate pair",
+            details={"field": field},
         )
     unknown = sorted(set(body) - set(allowed))
     if unknown:

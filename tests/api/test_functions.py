@@ -65,21 +65,22 @@ def test_every_field_is_validated(orvad: Orvad, body: dict, field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "field"),
     [
-        rb'{"name": "sur", "runtime": "python", "env_vars": {"X": "\ud800"}}',  # half a pair
-        rb'{"name": "sur", "runtime": "python", "env_vars": {"X": "\udc00\ud800"}}',  # the halves reversed
-        rb'{"name": "sur\ud83d", "runtime": "python"}',
+        (rb'{"name": "sur", "runtime": "python", "env_vars": {"X": "\ud800"}}', "env_vars"),  # half a pair
+        (rb'{"name": "sur", "runtime": "python", "env_vars": {"X": "\udc00\ud800"}}', "env_vars"),  # reversed
+        (rb'{"name": "sur\ud83d", "runtime": "python"}', "name"),
     ],
 )
-def test_a_lone_surrogate_escape_is_refused_as_invalid_json(orvad: Orvad, raw: bytes) -> None:
+def test_a_lone_surrogate_escape_is_refused_with_its_field(orvad: Orvad, raw: bytes, field: str) -> None:
     """Found with spare jails (issue 26): half a UTF-16 surrogate pair, which only a \\u escape can make, was
     a 500 INTERNAL when orvad stored it. It is no Unicode character: the body is refused, nothing is made."""
     with orvad.admin() as c:
         r = c.post("/api/v1/functions", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 400, r.text
         err = r.json()["error"]
-        assert err["code"] == "INVALID_JSON" and "surrogate" in err["message"] and err["hint"]
+        assert err["code"] == "VALIDATION" and err["details"] == {"field": field}, err
+        assert "lone surrogate" in err["message"] and err["hint"]
         assert c.get("/api/v1/functions/sur").status_code == 404
         fine = (
             rb'{"name": "sur-pair", "runtime": "python", "env_vars": {"X": "\ud83d\ude00"}}'  # a whole pair
