@@ -450,9 +450,18 @@ def test_jobs_and_cron_ticks_run_once_with_a_node_killed_holding_leases(
             outcomes = [a["outcome"] for a in job["attempts_list"]]
             starts = api.get(f"/api/v1/functions/{FUNCTION}/kv/starts:{job_id}").json()["value"]
             # each attempt started the handler once at most: no attempt ran twice, none ran beside another
-            # (a lost attempt may have died on node 3 before its handler counted its start)
+            # (a lost attempt may have died on node 3 before its handler counted its start). One start more is
+            # an attempt node 3 held that had started in the milliseconds before its death, its start not yet
+            # written (starts are written in the runner's batches): given back uncounted, as one claimed ahead
+            # and never started (docs/SDK.md, Jobs: durability)
+            cut_unrecorded = 1 if job_id in held else 0
             assert len(outcomes) == job["attempts"], (job_id, outcomes)
-            assert outcomes.count("succeeded") <= starts <= len(outcomes), (job_id, starts, outcomes)
+            assert outcomes.count("succeeded") <= starts <= len(outcomes) + cut_unrecorded, (
+                job_id,
+                starts,
+                outcomes,
+                job_id in held,
+            )
             assert outcomes[-1] == "succeeded" and all(o == "lost" for o in outcomes[:-1]), (job_id, outcomes)
             if len(outcomes) > 1:
                 again.append(job_id)
