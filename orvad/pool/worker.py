@@ -169,9 +169,8 @@ class Worker:
         self._gone: set[int] = set()  # requests whose caller left before the reply: their frames are dropped
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
-        self._waiting: asyncio.Future[None] | None = (
-            None  # a spare's: its boot is up and waits for a function
-        )
+        # a spare's: its boot is up and waits for a function (orvad/services/spares.py)
+        self._waiting: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: asyncio.Future[None] | None = None
         self._oom_mark: int | None = None  # the host's OOM-kill count when this worker started

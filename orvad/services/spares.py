@@ -44,12 +44,10 @@ from orvad.tasks import Tasks
 log = logging.getLogger(__name__)
 
 MAX_FILES = 512
-SPARE_MEMORY_MB = (
-    64  # a waiting spare's limit until it is handed a function (an idle Python spare uses ~5 MB)
-)
-_SPARE_FOLDER_MODE = (
-    0o755  # the jail's user binds it at start; at hand-over it takes the version folder's mode
-)
+# a waiting Python spare's memory limit until it is handed a function (it uses about 5 MB)
+SPARE_MEMORY_MB = 64
+# the jail's user binds a spare's folder at its start; at the hand-over it takes the version folder's mode
+_SPARE_FOLDER_MODE = 0o755
 
 MAX_WAITING = 4
 
@@ -196,9 +194,8 @@ class SpareJails:
                 )
             self._discard(worker)
             return False
-        except (
-            BaseException
-        ):  # cancelled (its pool closed): the links made so far finish, then the spare goes
+        except BaseException:
+            # cancelled (its pool closed): the links made so far finish, then the spare goes
             self._tasks.start(f"orva-spare-stop-{worker.name}", self._stop_after(linking, worker))
             raise
         return True
@@ -247,18 +244,16 @@ class SpareJails:
         worker = self._make(runtime, folder, key[2], lambda exited: self._exited(key, exited, folder))
         try:
             await worker.start_spare(self._start_timeout_s)
-        except (WorkerCrashed, OSError) as exc:
+        except BaseException as exc:  # it did not start, or orvad is stopping (cancelled)
+            if worker.proc is None:  # never spawned: no exit will remove its folder
+                self._remove(folder)
+            if not isinstance(exc, (WorkerCrashed, OSError)):
+                raise
             log.warning(
                 "a spare jail did not start; cold starts of this runtime start jails the usual way",
                 extra={"runtime": runtime.id, "reason": str(exc)[:300]},
             )
-            if worker.proc is None:  # never spawned: no exit will remove its folder
-                self._remove(folder)
             return None, folder
-        except BaseException:  # cancelled (orvad stopping)
-            if worker.proc is None:
-                self._remove(folder)
-            raise
         return worker, folder
 
     def _discard(self, worker: Worker) -> None:
