@@ -331,6 +331,12 @@ def _serves(code: Path, function_id: str) -> bool:
     versions = Path(str(code).split("/spares/")[0]) / "functions" / function_id / "versions"
     try:
         linked = {f.stat().st_ino for f in code.iterdir() if f.is_file()}
-        return any(f.stat().st_ino in linked for v in versions.iterdir() for f in v.iterdir() if f.is_file())
+        return any(
+            f.stat().st_ino in linked
+            for v in versions.iterdir()
+            if v.is_dir()  # beside each version folder is its `<hash>.built` marker
+            for f in v.iterdir()
+            if f.is_file()
+        )
     except OSError:
         return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,43 @@ def test_past_the_limit_is_refused(tmp_path: Path) -> None:
     tree, _ = _tree(tmp_path)
     with pytest.raises(TooManyFiles):
         link_tree(tree, _empty(tmp_path), limit=3)
+
+
+def test_a_folder_swapped_for_a_link_while_it_is_linked_is_never_followed(tmp_path: Path) -> None:
+    """A race: another thread swaps a folder of the tree for a link to a host folder and back, again and again,
+    while link_tree runs. Each run may fail (the folder went missing under it) but nothing of the host is ever
+    linked: the walk opens folders with O_NOFOLLOW from their parent's descriptor, and a link is linked as a link."""
+    tree, outside = _tree(tmp_path)
+    swap, real = tree / "swap", tree / "swap-real"
+    swap.mkdir()
+    (swap / "inside.txt").write_text("inside")
+    stop = threading.Event()
+
+    def swapper() -> None:
+        while not stop.is_set():
+            os.rename(swap, real)
+            os.symlink(outside, swap)
+            os.unlink(swap)
+            os.rename(real, swap)
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    linked = failed = 0
+    try:
+        for i in range(300):
+            target = tmp_path / f"spare-{i}"
+            target.mkdir()
+            try:
+                link_tree(tree, target, limit=100)
+                linked += 1
+            except OSError:
+                failed += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert linked + failed == 300 and linked > 0
+    assert os.stat(outside / "secret").st_nlink == 1  # never hard-linked from a spare's folder
+    for target in tmp_path.glob("spare-*"):
+        for path in target.rglob("*"):
+            if not path.is_symlink() and path.is_file():
+                assert path.stat().st_ino != os.stat(outside / "secret").st_ino, path

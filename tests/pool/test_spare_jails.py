@@ -21,7 +21,7 @@ import pytest
 from tests.builder.test_archive_escape import _tar
 from tests.cli.test_cli import logged_in
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
-from tests.helpers import Orvad, wait_for
+from tests.helpers import Orvad, function_jails, wait_for
 
 CGROUP = Path("/sys/fs/cgroup")
 GREETING = 'h\u00e9\nllo "quoted" \\ end {"type": "ready"}'  # JSON's specials, a newline, a frame look-alike
@@ -94,17 +94,6 @@ def _cmdline(pid: int) -> str:
     return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode()
 
 
-def _handed_over_spare(jail: int) -> bool:
-    """The jailed process runs the spare boot and its /code folder (its nsjail's bind) has files: it was handed a
-    function (a waiting spare of the same size has an empty folder)."""
-    if "spare" not in _cmdline(jail):
-        return False
-    parent = int(Path(f"/proc/{jail}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
-    folder = next(a.decode()[: -len(":/code")] for a in argv if a.endswith(b":/code"))
-    return any(Path(folder).iterdir())
-
-
 def _spare_processes(orvad: Orvad) -> list[int]:
     """This orvad's waiting spares: jailed processes started from the spare boot whose nsjail binds its folder."""
     spares = str(orvad.data_dir / "spares")
@@ -151,7 +140,10 @@ def test_a_cold_start_takes_the_spare_with_its_code_environment_secrets_and_limi
         assert body["argv"] == usual.json()["argv"]  # Node: [node, /runtime/adapter.js]; Python: ['-c']
         assert _metric(c, "orva_spare_jails_used_total", runtime=runtime) == 1
         jails = _jails_with_memory(97)  # the first function's worker and the second's
-        (jail,) = [j for j in jails if _handed_over_spare(j)]  # the second's was the spare
+        # the second's was the spare: its jailed process runs the spare boot and its jail binds links of the version
+        handed = [j for j in jails if "spare" in _cmdline(j) and j in function_jails(fn["id"]).values()]
+        assert len(handed) == 1, (jails, [_cmdline(j) for j in jails])
+        (jail,) = handed
         folder = CGROUP / "cpu" / "NSJAIL" / f"NSJAIL.{jail}"
         assert int((folder / "cpu.cfs_quota_us").read_text()) == 370_000
         assert int((folder / "cpu.cfs_period_us").read_text()) == 1_000_000
