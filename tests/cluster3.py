@@ -18,7 +18,8 @@ secrets are sealed with it). Node 1 starts first (it migrates and mints the boot
 ``admin.key`` is copied to the others' data dirs for people who look there), then the others.
 
 HAProxy (Debian's package, ``make haproxy-deps``) listens on 127.0.0.1, balances round-robin over the
-nodes, checks each on ``GET /health/ready`` every 300 ms (down after 2 failures, up after 2 passes), and
+nodes, checks each on ``GET /health/ready`` every 300 ms (down after 2 failures, up after 2 passes; a check
+may take 2 s, ``timeout check``), and
 retries (``retries 3``, ``option redispatch 1``: every retry goes to another node):
 
 - any request whose connection to a node could not be made (``conn-failure``: the request was never
@@ -380,15 +381,21 @@ class Cluster:
 global
     maxconn 4096
     stats socket {self.haproxy_socket} mode 600 level admin
+    # every request (its server, timings and termination state) and every check's verdict to haproxy.log
+    log stderr format raw local0 info
 
 defaults
     mode http
+    log global
     option httplog
     timeout connect 2s
     timeout client 60s
     timeout server 60s
     timeout http-request 10s
     timeout http-keep-alive 10s
+    # a health check may take this long once connected (unset, it would be 'inter': a node whose event
+    # loop is busy for 300 ms under load would be marked down, and with every node busy, all of them)
+    timeout check 2s
     # a failed attempt is tried again, up to 3 times, each time on another node
     retries 3
     option redispatch 1
@@ -466,6 +473,15 @@ listen stats
             return {}
         rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
         return {row["svname"]: row for row in rows if row.get("pxname") == "orvad"}
+
+    def balancer_log(self, *marks: str, last: int = 30) -> list[str]:
+        """The last lines of haproxy.log holding any of ``marks`` (a test's failure message shows them)."""
+        path = (self.folder or Path()) / "haproxy.log"
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if any(m in line for m in marks)][-last:]
 
     def server_status(self, node: Node) -> str:
         """UP, DOWN, "UP 1/2" ... as HAProxy sees the node."""

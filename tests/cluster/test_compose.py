@@ -88,6 +88,7 @@ def test_compose_haproxy_config_is_valid_and_retries_like_the_tested_one() -> No
         "http-check expect status 200",
         "balance roundrobin",
         "option forwardfor",
+        "timeout check 2s",
     ):
         assert f"    {line}\n" in text and f"    {line}\n" in tested, line
     done = subprocess.run(

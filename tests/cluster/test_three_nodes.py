@@ -6,7 +6,8 @@ at a time: invocations by GET and by POST, API keys created by POST, the node re
 is killed with SIGKILL mid-way:
 
 - what HAProxy may send again (GET/HEAD/OPTIONS, and any request whose connection failed) is never lost:
-  every GET answers 200;
+  every GET answers 200, but for one whose answer node 2 had begun to send when it died (its status line
+  and headers already forwarded: HAProxy closes the client's connection, the body cut short);
 - what it may not (a POST, which orvad may have run) answers 200/201 or, only if it was running on node 2
   when it died, 502 or no answer (HAProxy closes a kept-alive client connection without one); every
   acknowledged POST ran (its KV counter, its key row) and none ran twice;
@@ -66,6 +67,7 @@ JOBS = 45
 TICKS = 8
 START = datetime(2026, 3, 9, 12, 0, 30, tzinfo=UTC)  # the cron clock (ORVA_TEST_CLOCK_FILE) every node reads
 UNANSWERED = "Server disconnected without sending a response"
+CUT_SHORT = "peer closed connection without sending complete message body"
 REVOCATIONS = 10
 BOUND_S = 0.1  # docs/CLUSTER.md: a change holds on every node within 100 ms (p99) here
 
@@ -265,17 +267,23 @@ def test_node_killed_under_load_loses_nothing_acknowledged_and_rejoins(cluster: 
     gets = [a for a in answers if a.method == "GET"]
     invokes = [a for a in answers if a.method == "POST" and a.index % 8 in (0, 1)]
     keys = [a for a in answers if a.method == "POST" and a.index % 8 == 2]
-    # what the balancer may retry is never lost
-    assert Counter(a.status for a in gets) == Counter({200: len(gets)}), [
-        (a.status, a.body[:200]) for a in gets if a.status != 200
-    ][:5]
+    # what the balancer may retry is never lost, but for a GET whose answer had begun (its status line and
+    # headers forwarded) when node 2 died: HAProxy cannot take back what the client has, so it closes it
+    cut = [a for a in gets if a.status == 0 and CUT_SHORT in a.body and not a.after_kill]
+    assert len(cut) <= CONCURRENCY
+    lost = [a for a in gets if a.status != 200 and a not in cut]
+    assert not lost, (
+        Counter(a.status for a in gets),
+        [(a.status, a.body[:200]) for a in lost][:5],
+        cluster.balancer_log("is DOWN", "is UP", " 503 ", " 502 ", "Health check"),
+    )
     # what it may not retry: 200/201, or 502 for a POST node 2 was running when it died (one per connection)
     failed = [a for a in invokes if a.status != 200] + [a for a in keys if a.status != 201]
     # HAProxy answers 502, or, on a kept-alive client connection, closes it without an answer (as a node
     # closing an idle connection would): either way the client does not know whether the POST ran
-    assert all(a.status == 502 or (a.status == 0 and UNANSWERED in a.body) for a in failed), [
-        (a.status, a.body[:200]) for a in failed
-    ][:5]
+    assert all(
+        a.status == 502 or (a.status == 0 and (UNANSWERED in a.body or CUT_SHORT in a.body)) for a in failed
+    ), [(a.status, a.body[:200]) for a in failed][:5]
     assert len(failed) <= CONCURRENCY
     assert not any(a.after_kill for a in failed), "a POST sent after the kill is never lost (conn-failure)"
     failed_ids = {a.index for a in failed}
@@ -331,6 +339,10 @@ def test_node_killed_under_load_loses_nothing_acknowledged_and_rejoins(cluster: 
 def test_a_key_revoked_on_node_1_fails_on_every_node_within_the_bound(cluster: Cluster) -> None:
     """Node 2 is the one restarted above: its listener is as current as the others'."""
     first, others = cluster.nodes[0], cluster.nodes[1:]
+    for node in others:  # the test above failed before restarting node 2: start it here, not fail twice
+        if node.proc is None or node.proc.poll() is not None:
+            node.start()
+            node.wait_up()
     delays: list[float] = []
     with first.client(cluster.admin_key) as admin:
         for n in range(REVOCATIONS):
