@@ -566,7 +566,9 @@ class Daemon:
             and self.host.facts is not None
             and self.host.facts.cgroup == "v1",
             observe_used=lambda runtime: self.metrics.spares_used.labels(runtime).inc(),
+            fits=self.pools.fits,
         )
+        self.pools.spares = spares  # the memory gate counts them and may stop them for a worker
         self.metrics.watch_spares(spares.enabled, spares.waiting)
         return spares
 

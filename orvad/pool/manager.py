@@ -42,6 +42,14 @@ class Recipe(Protocol):
     def details(self) -> dict[str, str]: ...
 
 
+class Spares(Protocol):
+    """Jails started ahead of a cold start (orvad.services.spares.SpareJails): counted in the memory gate, and
+    the first to go when a worker needs the room."""
+
+    def reserved_mb(self) -> int: ...
+    def release(self, short_mb: int) -> int: ...
+
+
 class _Replacement(NamedTuple):
     key: object
     task: asyncio.Task[OrvaError | None]  # the start error of a replacement whose workers all failed
@@ -60,16 +68,30 @@ class PoolManager:
         self._ready: dict[str, Pool] = {}  # warmed for a version that is about to be activated
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self.spares: Spares | None = None  # set once the spawner has made them (ORVA_SPARE_JAILS)
 
     # memory gate
     @property
     def reserved_mb(self) -> int:
-        return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
+        pools = sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
+        return pools + (self.spares.reserved_mb() if self.spares is not None else 0)
+
+    def fits(self, memory_mb: int) -> bool:
+        """Whether a spare jail of ``memory_mb`` may be started: it never takes room a worker would need."""
+        return self.reserved_mb + memory_mb <= self.memory_cap_mb
 
     def _admit(self, function_id: str, memory_mb: int) -> Callable[[bool], bool]:
         def admit(reclaim: bool) -> bool:
             short = self.reserved_mb + memory_mb - self.memory_cap_mb
-            return short <= 0 or (reclaim and self._reclaim(function_id, short))
+            if short <= 0:
+                return True
+            # waiting spares are a guess at the next cold start: any worker's start may stop them
+            spare_mb = self.spares.reserved_mb() if self.spares is not None else 0
+            if spare_mb < short and not (reclaim and self._reclaim(function_id, short - spare_mb)):
+                return False
+            if spare_mb and self.spares is not None:
+                self.spares.release(short)
+            return True
 
         return admit
 

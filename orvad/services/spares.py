@@ -19,7 +19,11 @@ that). Node sizes its heap and threads from the cgroup limits it finds at start,
 its function's memory and CPU and kept per (runtime, memory, CPU); Python reads neither, so one Python spare per
 runtime serves every size. The first cold start of a kind starts its spare; each hand-over starts the next one in
 the background; at most ``max_waiting`` wait at once (the least recently wanted goes first).
-``ORVA_SPARE_JAILS=false`` turns them off (docs/PERFORMANCE.md, "Cold starts").
+
+Spares count in the host memory gate (orvad/pool/manager.py) at the memory limit they wait under: one is started
+only when it fits (``fits``), and a worker that needs the room takes it from them first (``release``: a spare is
+only a guess at the next cold start). ``ORVA_SPARE_JAILS=false`` turns them off (docs/PERFORMANCE.md, "Cold
+starts").
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class SpareJails:
         max_waiting: int = MAX_WAITING,
         start_timeout_s: float = 30.0,
         observe_used: Callable[[str], None] = lambda runtime: None,
+        fits: Callable[[int], bool] = lambda memory_mb: True,
     ) -> None:
         self.enabled = enabled
         self._folder = folder
@@ -105,6 +110,7 @@ class SpareJails:
         self._max_waiting = max_waiting
         self._start_timeout_s = start_timeout_s
         self._observe_used = observe_used
+        self._fits = fits  # the memory gate: may one more spare of this many MB be started
         self._stock: dict[_Key, _Spare] = {}  # waiting spares, the least recently wanted first
         self._starting: set[_Key] = set()
         self._too_many: set[str] = set()  # version folders past max_files: started the usual way
@@ -119,6 +125,22 @@ class SpareJails:
     def waiting(self) -> int:
         """Spares started and waiting for a function (orva_spare_jails_waiting)."""
         return sum(1 for spare in self._stock.values() if spare.worker.alive)
+
+    def reserved_mb(self) -> int:
+        """The memory limits of the waiting spares: what the memory gate counts, and what ``release`` can free.
+        One being started is counted once it waits (and stopped then if the room went to a worker meanwhile)."""
+        return sum(key[2].memory_mb for key in self._stock)
+
+    def release(self, short_mb: int) -> int:
+        """Stop waiting spares, the least recently wanted first, until ``short_mb`` is freed (a worker needs the
+        room); the MB freed."""
+        freed = 0
+        while self._stock and freed < short_mb:
+            key = next(iter(self._stock))
+            self._discard(self._stock.pop(key).worker)
+            freed += key[2].memory_mb
+            log.info("a spare jail stopped to free memory for a worker", extra={"runtime": key[0]})
+        return freed
 
     async def take(
         self,
@@ -223,6 +245,8 @@ class SpareJails:
             self._discard(self._stock.pop(oldest).worker)
         if len(self._starting) >= self._max_waiting:  # as many being started already
             return
+        if not self._fits(key[2].memory_mb):  # the host memory gate has no room for a guess
+            return
         self._starting.add(key)
         self._tasks.start(f"orva-spare-{runtime.id}", self._start(runtime, key))
 
@@ -233,7 +257,7 @@ class SpareJails:
             self._starting.discard(key)
         if worker is None:
             return
-        if self._closed:
+        if self._closed or not self._fits(key[2].memory_mb):  # workers took the room while it started
             await worker.stop(grace_s=0)
             return
         self._stock[key] = _Spare(worker, folder)

@@ -59,3 +59,43 @@ async def test_retires_nobody_when_every_idle_worker_would_not_be_enough() -> No
     _pool(manager, "b", 100, [])
     assert manager._admit("b", 400)(True) is False  # short 300, only 200 idle: keep A's idle worker
     assert len(a.slots) == 2
+
+
+class Spares:
+    """Stand-in for orvad.services.spares.SpareJails' side of the gate: waiting spares of these sizes."""
+
+    def __init__(self, *waiting_mb: int) -> None:
+        self.waiting = list(waiting_mb)
+
+    def reserved_mb(self) -> int:
+        return sum(self.waiting)
+
+    def release(self, short_mb: int) -> int:
+        freed = 0
+        while self.waiting and freed < short_mb:
+            freed += self.waiting.pop(0)
+        return freed
+
+
+async def test_spares_count_and_are_stopped_first_for_any_worker() -> None:
+    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
+    manager.spares = spares = Spares(64, 200)
+    a = _pool(manager, "a", 500, [10.0])
+    assert manager.reserved_mb == 764
+    assert manager.fits(236) and not manager.fits(237)  # a spare is started only into free room
+    # short 100: the least recently wanted spare (64) is not enough, the next (200) is; no worker retired
+    assert manager._admit("b", 336)(False) is True
+    assert spares.waiting == [] and len(a.slots) == 1 and manager.reserved_mb == 500
+
+
+async def test_spares_and_idle_workers_together_or_neither() -> None:
+    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
+    manager.spares = spares = Spares(100)
+    a = _pool(manager, "a", 400, [10.0])
+    a.slots.append(Slot(StandIn(), 0.0, inflight=1))
+    assert manager._admit("b", 700)(False) is False  # short 600: the autoscaler retires no worker
+    assert spares.waiting == [100] and len(a.slots) == 2  # and stops no spare for nothing
+    assert manager._admit("b", 1100)(True) is False  # short 1000: 100 + 400 idle would not be enough
+    assert spares.waiting == [100] and len(a.slots) == 2
+    assert manager._admit("b", 500)(True) is True  # short 400: the spare (100) and A's idle worker (400)
+    assert spares.waiting == [] and len(a.slots) == 1

@@ -296,6 +296,39 @@ def test_at_most_four_spares_wait(make_orvad: Callable[..., Orvad]) -> None:
         assert len(_spare_processes(orvad)) == 4
 
 
+def _reserved_mb(c: httpx.Client) -> int:
+    return int(c.get("/api/v1/system/metrics.json").json()["host"]["mem_reserved_mb"])
+
+
+def test_spares_count_in_the_memory_gate_and_give_way_to_a_worker(make_orvad: Callable[..., Orvad]) -> None:
+    """A waiting spare holds its 64 MB in the host memory gate (ORVA_MEMORY_SHARE); a function whose worker
+    would not fit beside it stops the spare instead of retiring another function's idle worker or answering
+    MEMORY_EXHAUSTED, and no new spare is started while there is no room for it."""
+    share = 0.05
+    with open("/proc/meminfo") as fh:
+        total_kb = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
+    cap = int(total_kb / 1024 * share)  # orvad's own formula (daemon._memory_cap_mb)
+    a_mb, b_mb = cap - 64 - 100, 150  # A and the spare fit; B fits beside A only without the spare
+    assert 16 <= a_mb <= 4096, cap
+    orvad = make_orvad(env={"ORVA_MEMORY_SHARE": str(share)})
+    with orvad.admin() as c:
+        a = _deployed(c, "big-a", "python", "def handler(e, c):\n    return 'a'\n", memory_mb=a_mb)
+        assert c.get(f"/fn/{a['id']}").text == "a"
+        _spare_waiting(c)  # A's first worker started the usual way, and then Python's spare
+        assert _reserved_mb(c) == a_mb + 64
+        # B's deploy checks its import on the spare and a new spare starts (it fits beside A); B's worker then
+        # does not fit beside A's and that spare: the spare gives way
+        b = _deployed(c, "late-b", "python", "def handler(e, c):\n    return 'b'\n", memory_mb=b_mb)
+        assert c.get(f"/fn/{b['id']}").text == "b"
+        assert _metric(c, "orva_spare_jails_waiting") == 0
+        assert _reserved_mb(c) == a_mb + b_mb <= cap
+        pools = {row["function_id"]: row for row in c.get("/api/v1/system/metrics.json").json()["pools"]}
+        assert pools[a["id"]]["workers"] == 1 and pools[b["id"]]["workers"] == 1  # A's was not retired
+        # of the jails started as spares, only B's worker (the import check's) runs: the stopped spare has ended
+        wait_for(lambda: len(_spare_processes(orvad)) == 1, 10, "the stopped spare's process to end")
+        assert c.get(f"/fn/{a['id']}").text == "a" and c.get(f"/fn/{b['id']}").text == "b"
+
+
 def test_a_spare_killed_while_it_waits_is_replaced_and_the_request_is_served(
     make_orvad: Callable[..., Orvad],
 ) -> None:
