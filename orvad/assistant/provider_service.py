@@ -29,6 +29,7 @@ from orvad.assistant.providers import (
     Stop,
     TextDelta,
     chat_model,
+    sdks_imported,
 )
 from orvad.clock import now_iso
 from orvad.errors import Conflict, NotFound, ProviderError, ValidationError
@@ -285,6 +286,7 @@ class ProviderService:
                     ),
                     details={"provider": row.label, "provider_id": row.id},
                 ) from None
+        await sdks_imported()
         model = chat_model(
             row.kind,
             provider_id=row.id,

@@ -12,6 +12,7 @@ never part of a message (it is scrubbed from what the provider says, should a pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -628,6 +629,19 @@ class OpenAIChatModel:
 
 
 KINDS: tuple[str, ...] = ("anthropic", "openai")
+
+
+@cache
+def _import_sdks() -> None:
+    import anthropic  # noqa: F401
+    import httpx2  # noqa: F401
+    import openai  # noqa: F401
+
+
+async def sdks_imported() -> None:
+    """The SDKs imported in a thread, once: about 2.5 CPU-seconds that would otherwise stop the event loop (every
+    invocation and request of this orvad) at the first use of a provider. Await it before ``chat_model``."""
+    await asyncio.to_thread(_import_sdks)
 
 
 def chat_model(

@@ -11,10 +11,12 @@ import select
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from orvad.assistant.providers import (
@@ -44,7 +46,7 @@ from tests.assistant.fake_provider import (
     usage,
 )
 from tests.cli.test_cli import Cli, error_line
-from tests.helpers import Orvad, free_port
+from tests.helpers import Orvad, free_port, wait_for
 
 KEY = "sk-test-0123456789-abcd"
 TOOLS = [
@@ -792,3 +794,49 @@ async def test_test_connection_gives_up_after_its_deadline(
     finally:
         await service.aclose()
         await db.close()
+
+
+def test_the_first_use_of_a_provider_does_not_stop_orvad(
+    make_orvad: Any, fake_provider: FakeProvider
+) -> None:
+    """The SDKs are imported at a provider's first use (about 2.5 CPU-seconds, so not at every orvad's start), in a
+    thread: meanwhile orvad answers other requests; on the event loop it answered none until the import ended."""
+    server: Orvad = make_orvad()
+    fake_provider.api_key = KEY
+    fake_provider.models = ["fake-small"]
+    answered: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as probing:
+            while not done.is_set():
+                assert probing.get("/health/live").status_code == 200
+                answered.append(time.monotonic())
+
+    with server.admin() as c:
+        pid = c.post(
+            PROVIDERS,
+            json={
+                "kind": "anthropic",
+                "label": "fake",
+                "base_url": fake_provider.anthropic_url,
+                "api_key": KEY,
+            },
+        ).json()["id"]
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            wait_for(lambda: len(answered) >= 5, 10, "the prober to be answered")
+            started = time.monotonic()
+            r = c.post(f"{PROVIDERS}/{pid}/test", json={})
+            took = time.monotonic() - started
+        finally:
+            done.set()
+            prober.join(30)
+    assert r.status_code == 200 and r.json()["ok"] is True, r.text
+    during = [t for t in answered if started <= t <= started + took]
+    gaps = [b - a for a, b in zip([started, *during], [*during, started + took], strict=True)]
+    print(
+        f"first provider use {took:.2f} s: {len(during)} probes answered meanwhile, longest gap {max(gaps):.3f} s"
+    )
+    assert max(gaps) < 0.5, (took, max(gaps))
