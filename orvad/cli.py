@@ -12,8 +12,6 @@ import signal
 import sys
 from pathlib import Path
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config as HypercornConfig
 from sse_starlette.sse import AppStatus
 
 from orvad import __version__, stackdump
@@ -437,7 +435,10 @@ async def _serve(app: OrvaApp, daemon: Daemon, settings: Settings, server_stop: 
         await _serve_uvicorn(app, daemon, settings, server_stop)
     elif settings.server == "granian":
         await serve_granian(app, settings, daemon.origins, server_stop, SERVER_CLOSE_S)
-    else:
+    else:  # imported here: under the other servers orvad never loads it
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config as HypercornConfig
+
         envelope_hypercorn_refusals()
         hypercorn_continue_on_read()  # 100 Continue only once the app reads the body
         config = HypercornConfig()

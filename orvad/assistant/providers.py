@@ -12,7 +12,6 @@ never part of a message (it is scrubbed from what the provider says, should a pr
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from orvad.errors import ProviderError
+from orvad.imports import imported
 
 # The SDKs (and httpx, httpx2) are imported where a provider is first used, not with this module: anthropic alone costs
 # about 1.8 CPU-seconds (openai 0.7), which every orvad start paid, most of them never calling a provider.
@@ -631,17 +631,11 @@ class OpenAIChatModel:
 KINDS: tuple[str, ...] = ("anthropic", "openai")
 
 
-@cache
-def _import_sdks() -> None:
-    import anthropic  # noqa: F401
-    import httpx2  # noqa: F401
-    import openai  # noqa: F401
-
-
 async def sdks_imported() -> None:
-    """The SDKs imported in a thread, once: about 2.5 CPU-seconds that would otherwise stop the event loop (every
-    invocation and request of this orvad) at the first use of a provider. Await it before ``chat_model``."""
-    await asyncio.to_thread(_import_sdks)
+    """The SDKs imported off the event loop (orvad/imports.py): about 2.5 CPU-seconds that would otherwise stop
+    every invocation and request of this orvad at the first use of a provider. Await it before ``chat_model``."""
+    for name in ("anthropic", "openai", "httpx2"):
+        await imported(name)
 
 
 def chat_model(
