@@ -73,8 +73,11 @@ class PoolManager:
     # memory gate
     @property
     def reserved_mb(self) -> int:
-        pools = sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
-        return pools + (self.spares.reserved_mb() if self.spares is not None else 0)
+        return self._workers_mb + (self.spares.reserved_mb() if self.spares is not None else 0)
+
+    @property
+    def _workers_mb(self) -> int:
+        return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
 
     def fits(self, memory_mb: int) -> bool:
         """Whether a spare jail of ``memory_mb`` may be started: it never takes room a worker would need."""
@@ -315,7 +318,7 @@ class PoolManager:
         """One row per function's current pool: its counts, and the Go original's autoscaler figures
         (rate_ewma req/s, latency_ewma_ms, target = target_concurrency, dynamic_max = the workers it may
         have now: max_warm, or fewer when the host memory gate leaves room for fewer)."""
-        free_mb = max(0, self.memory_cap_mb - self.reserved_mb)
+        free_mb = max(0, self.memory_cap_mb - self._workers_mb)  # waiting spares give way to any worker
         rows = []
         for fid, p in self.pools.items():
             stats = p.stats()

@@ -88,6 +88,15 @@ async def test_spares_count_and_are_stopped_first_for_any_worker() -> None:
     assert spares.waiting == [] and len(a.slots) == 1 and manager.reserved_mb == 500
 
 
+async def test_waiting_spares_do_not_lower_what_a_pool_may_grow_to() -> None:
+    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
+    manager.spares = Spares(300)
+    _pool(manager, "a", 100, [10.0])
+    assert manager.reserved_mb == 400
+    (row,) = manager.rows()
+    assert row["dynamic_max"] == 10  # 1 worker and room for 9 more: the spare's 300 MB would give way
+
+
 async def test_spares_and_idle_workers_together_or_neither() -> None:
     manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
     manager.spares = spares = Spares(100)
