@@ -43,11 +43,11 @@ class Recipe(Protocol):
 
 
 class Spares(Protocol):
-    """Jails started ahead of a cold start (orvad.services.spares.SpareJails): counted in the memory gate, and
-    the first to go when a worker needs the room."""
+    """Jails started ahead of a cold start (orvad.services.spares.SpareJails): counted in the memory gate, but
+    never keeping a worker out; ``trim`` stops waiting ones while workers have taken their room."""
 
     def reserved_mb(self) -> int: ...
-    def release(self, short_mb: int) -> int: ...
+    def trim(self) -> None: ...
 
 
 class _Replacement(NamedTuple):
@@ -66,6 +66,7 @@ class PoolManager:
         self._draining: set[Pool] = set()
         self._replacing: dict[str, _Replacement] = {}
         self._ready: dict[str, Pool] = {}  # warmed for a version that is about to be activated
+        self._warming: set[Pool] = set()  # replacements warming (replace): their workers count in the gate
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.spares: Spares | None = None  # set once the spawner has made them (ORVA_SPARE_JAILS)
@@ -77,24 +78,20 @@ class PoolManager:
 
     @property
     def _workers_mb(self) -> int:
-        return sum(p.reserved_mb for p in [*self.pools.values(), *self._draining, *self._ready.values()])
+        pools = [*self.pools.values(), *self._draining, *self._ready.values(), *self._warming]
+        return sum(p.reserved_mb for p in pools)
 
     def fits(self, memory_mb: int) -> bool:
-        """Whether a spare jail of ``memory_mb`` may be started: it never takes room a worker would need."""
+        """Whether a spare jail of ``memory_mb`` may be started (or, 0, the waiting ones may stay): workers and
+        spares within the cap."""
         return self.reserved_mb + memory_mb <= self.memory_cap_mb
 
     def _admit(self, function_id: str, memory_mb: int) -> Callable[[bool], bool]:
         def admit(reclaim: bool) -> bool:
-            short = self.reserved_mb + memory_mb - self.memory_cap_mb
-            if short <= 0:
-                return True
-            # waiting spares are a guess at the next cold start: any worker's start may stop them
-            spare_mb = self.spares.reserved_mb() if self.spares is not None else 0
-            if spare_mb < short and not (reclaim and self._reclaim(function_id, short - spare_mb)):
-                return False
-            if spare_mb and self.spares is not None:
-                self.spares.release(short)
-            return True
+            # workers only: a waiting spare is a guess at the next cold start and gives way to any worker (the
+            # worker may be about to take it; SpareJails.trim stops the others once workers hold their room)
+            short = self._workers_mb + memory_mb - self.memory_cap_mb
+            return short <= 0 or (reclaim and self._reclaim(function_id, short))
 
         return admit
 
@@ -252,12 +249,15 @@ class PoolManager:
         old = self.pools.get(function_id)
         config = self._config_of(function_id)
         want = max(config.min_warm, old.recent_need() if old is not None else 0)
+        self._warming.add(fresh)
         try:
             if want:
                 await fresh.warm(want, WARM_TIMEOUT_S)
         except asyncio.CancelledError:
             self._background(fresh.close(0))
             raise
+        finally:
+            self._warming.discard(fresh)
         current = self.pools.get(function_id)
         if current is not None and current.key == key:  # a request built this pool meanwhile: keep it
             self._background(fresh.close(0))
@@ -309,7 +309,7 @@ class PoolManager:
     def hashes_in_use(self, function_id: str) -> set[str]:
         pools = [
             p
-            for p in [*self.pools.values(), *self._draining, *self._ready.values()]
+            for p in [*self.pools.values(), *self._draining, *self._ready.values(), *self._warming]
             if p.details.get("function_id") == function_id
         ]
         return {h for p in pools if (h := p.code_hash())}
@@ -351,6 +351,8 @@ class PoolManager:
                     pool.tick()
                 except Exception:
                     log.exception("autoscaler tick failed", extra={"pool": pool.name})
+            if self.spares is not None:
+                self.spares.trim()  # workers admitted since took the room of waiting spares
 
     async def stop(self) -> None:
         if self._ticker is not None:

@@ -20,10 +20,11 @@ its function's memory and CPU and kept per (runtime, memory, CPU); Python reads 
 runtime serves every size. The first cold start of a kind starts its spare; each hand-over starts the next one in
 the background; at most ``max_waiting`` wait at once (the least recently wanted goes first).
 
-Spares count in the host memory gate (orvad/pool/manager.py) at the memory limit they wait under: one is started
-only when it fits (``fits``), and a worker that needs the room takes it from them first (``release``: a spare is
-only a guess at the next cold start). ``ORVA_SPARE_JAILS=false`` turns them off (docs/PERFORMANCE.md, "Cold
-starts").
+Spares count in the host memory gate (orvad/pool/manager.py) at the memory limit they wait under, but never keep a
+worker out (a spare is only a guess at the next cold start): one is started only into room no worker holds
+(``fits``), and once workers hold that room the waiting ones are stopped, the least recently wanted first
+(``trim``: at each cold start, after its own spare was taken, and every autoscaler tick).
+``ORVA_SPARE_JAILS=false`` turns them off (docs/PERFORMANCE.md, "Cold starts").
 """
 
 from __future__ import annotations
@@ -127,20 +128,17 @@ class SpareJails:
         return sum(1 for spare in self._stock.values() if spare.worker.alive)
 
     def reserved_mb(self) -> int:
-        """The memory limits of the waiting spares: what the memory gate counts, and what ``release`` can free.
-        One being started is counted once it waits (and stopped then if the room went to a worker meanwhile)."""
+        """The memory limits of the waiting spares (the memory gate counts them). One being started is counted
+        once it waits (and stopped then if workers took the room meanwhile)."""
         return sum(key[2].memory_mb for key in self._stock)
 
-    def release(self, short_mb: int) -> int:
-        """Stop waiting spares, the least recently wanted first, until ``short_mb`` is freed (a worker needs the
-        room); the MB freed."""
-        freed = 0
-        while self._stock and freed < short_mb:
+    def trim(self) -> None:
+        """Stop waiting spares, the least recently wanted first, while workers and spares together are past the
+        memory gate's cap (workers were admitted into the spares' room)."""
+        while self._stock and not self._fits(0):
             key = next(iter(self._stock))
             self._discard(self._stock.pop(key).worker)
-            freed += key[2].memory_mb
-            log.info("a spare jail stopped to free memory for a worker", extra={"runtime": key[0]})
-        return freed
+            log.info("a spare jail stopped: workers need its memory", extra={"runtime": key[0]})
 
     async def take(
         self,
@@ -157,13 +155,16 @@ class SpareJails:
         """This runtime's spare, handed the function; None when there is none to hand it to (the caller
         starts a worker the usual way). Raises WorkerCrashed as ``Worker.start`` does once the environment is
         sent (the function's own start failed)."""
-        if not self.enabled or self._closed or str(source) in self._too_many:
+        if not self.enabled or self._closed:
             return None
-        if any(read_at_start(variable) for variable in environment):
-            return None  # the interpreter would have read it at its start, before the spare knew it
+        if str(source) in self._too_many or any(read_at_start(variable) for variable in environment):
+            # (a variable the interpreter would have read at its start, before the spare knew it)
+            self.trim()
+            return None
         shape = PYTHON_SHAPE if runtime.language == "python" else Shape(memory_mb, cpus)
         key = (runtime.id, runtime.interpreter, shape)
         spare = self._stock.pop(key, None)
+        self.trim()  # this worker is admitted already: the spares it leaves waiting must fit beside it
         self._replenish(runtime, key)
         if spare is None:
             return None
@@ -238,15 +239,15 @@ class SpareJails:
         if key in self._stock:
             self._stock[key] = self._stock.pop(key)  # wanted now: the last to go
             return
-        if key in self._starting or self._closed:
+        if key in self._starting or self._closed or len(self._starting) >= self._max_waiting:
             return
-        while self._stock and len(self._stock) + len(self._starting) >= self._max_waiting:
-            oldest = next(iter(self._stock))
-            self._discard(self._stock.pop(oldest).worker)
-        if len(self._starting) >= self._max_waiting:  # as many being started already
-            return
-        if not self._fits(key[2].memory_mb):  # the host memory gate has no room for a guess
-            return
+        # at most max_waiting: the least recently wanted make way, which frees their room in the memory gate too
+        over = len(self._stock) + len(self._starting) + 1 - self._max_waiting
+        oldest = list(self._stock)[: max(0, over)]
+        if not self._fits(key[2].memory_mb - sum(k[2].memory_mb for k in oldest)):
+            return  # no room for a guess beside the workers: none is stopped for it either
+        for k in oldest:
+            self._discard(self._stock.pop(k).worker)
         self._starting.add(key)
         self._tasks.start(f"orva-spare-{runtime.id}", self._start(runtime, key))
 

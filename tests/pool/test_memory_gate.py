@@ -4,6 +4,7 @@ enough), and that the autoscaler's own spawns never retire anyone. Over HTTP: te
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -64,47 +65,72 @@ async def test_retires_nobody_when_every_idle_worker_would_not_be_enough() -> No
 class Spares:
     """Stand-in for orvad.services.spares.SpareJails' side of the gate: waiting spares of these sizes."""
 
-    def __init__(self, *waiting_mb: int) -> None:
+    def __init__(self, manager: PoolManager, *waiting_mb: int) -> None:
+        self.manager = manager
         self.waiting = list(waiting_mb)
 
     def reserved_mb(self) -> int:
         return sum(self.waiting)
 
-    def release(self, short_mb: int) -> int:
-        freed = 0
-        while self.waiting and freed < short_mb:
-            freed += self.waiting.pop(0)
-        return freed
+    def trim(self) -> None:  # as SpareJails.trim: the least recently wanted first, while past the cap
+        while self.waiting and not self.manager.fits(0):
+            self.waiting.pop(0)
 
 
-async def test_spares_count_and_are_stopped_first_for_any_worker() -> None:
+async def test_spares_count_but_never_keep_a_worker_out() -> None:
     manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
-    manager.spares = spares = Spares(64, 200)
+    manager.spares = spares = Spares(manager, 64, 200)
     a = _pool(manager, "a", 500, [10.0])
     assert manager.reserved_mb == 764
     assert manager.fits(236) and not manager.fits(237)  # a spare is started only into free room
-    # short 100: the least recently wanted spare (64) is not enough, the next (200) is; no worker retired
-    assert manager._admit("b", 336)(False) is True
-    assert spares.waiting == [] and len(a.slots) == 1 and manager.reserved_mb == 500
+    # B's worker fits beside A's, not beside the spares too: admitted, A's idle worker kept, no spare stopped
+    # yet (B's start may be about to take one of them)
+    b = _pool(manager, "b", 336, [])
+    assert manager._admit("b", 336)(False) is True and len(a.slots) == 1
+    b.slots.append(Slot(StandIn(), 0.0, inflight=1))  # B's worker started (the usual way)
+    spares.trim()  # the least recently wanted (64) is not enough to be within the cap again, the next is
+    assert spares.waiting == [] and manager.reserved_mb == 836
+
+
+async def test_a_worker_that_needs_idle_workers_retired_does_not_count_spares() -> None:
+    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
+    manager.spares = spares = Spares(manager, 100)
+    a = _pool(manager, "a", 400, [10.0])
+    a.slots.append(Slot(StandIn(), 0.0, inflight=1))
+    assert manager._admit("b", 300)(False) is False  # short 100 over A's 800: the autoscaler retires nobody
+    assert manager._admit("b", 700)(True) is False  # short 500, 400 idle: nothing retired
+    assert len(a.slots) == 2 and spares.waiting == [100]
+    assert manager._admit("b", 500)(True) is True  # short 300: A's idle worker (400), the spare untouched
+    assert len(a.slots) == 1 and spares.waiting == [100]
 
 
 async def test_waiting_spares_do_not_lower_what_a_pool_may_grow_to() -> None:
     manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
-    manager.spares = Spares(300)
+    manager.spares = Spares(manager, 300)
     _pool(manager, "a", 100, [10.0])
     assert manager.reserved_mb == 400
     (row,) = manager.rows()
     assert row["dynamic_max"] == 10  # 1 worker and room for 9 more: the spare's 300 MB would give way
 
 
-async def test_spares_and_idle_workers_together_or_neither() -> None:
-    manager = PoolManager(config_of=lambda _: PoolConfig(), memory_cap_mb=1000, max_requests=100)
-    manager.spares = spares = Spares(100)
-    a = _pool(manager, "a", 400, [10.0])
-    a.slots.append(Slot(StandIn(), 0.0, inflight=1))
-    assert manager._admit("b", 700)(False) is False  # short 600: the autoscaler retires no worker
-    assert spares.waiting == [100] and len(a.slots) == 2  # and stops no spare for nothing
-    assert manager._admit("b", 1100)(True) is False  # short 1000: 100 + 400 idle would not be enough
-    assert spares.waiting == [100] and len(a.slots) == 2
-    assert manager._admit("b", 500)(True) is True  # short 400: the spare (100) and A's idle worker (400)
-    assert spares.waiting == [] and len(a.slots) == 1
+async def test_a_replacement_pool_counts_while_it_warms() -> None:
+    """A settings change warms the function's new pool beside the old one (PoolManager.replace): its workers
+    hold their memory from their admission, before the swap, so the gate never counts both pools as one."""
+    started = asyncio.Event()
+    go = asyncio.Event()
+
+    async def slow_spawn() -> StandIn:
+        started.set()
+        await go.wait()
+        return StandIn()
+
+    manager = PoolManager(config_of=lambda _: PoolConfig(min_warm=2), memory_cap_mb=1000, max_requests=100)
+    _pool(manager, "a", 200, [10.0])
+    task = manager.replace("a", Recipe("new", slow_spawn, 200, {"function_id": "a"}))
+    assert task is not None
+    await asyncio.wait_for(started.wait(), 5)
+    assert manager.reserved_mb == 600  # the serving worker, and the two the replacement is starting
+    assert manager._admit("b", 500)(False) is False
+    go.set()
+    await asyncio.wait_for(task, 5)
+    assert manager.pools["a"].key == "new" and len(manager.pools["a"].slots) == 2

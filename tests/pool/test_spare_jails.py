@@ -300,33 +300,58 @@ def _reserved_mb(c: httpx.Client) -> int:
     return int(c.get("/api/v1/system/metrics.json").json()["host"]["mem_reserved_mb"])
 
 
-def test_spares_count_in_the_memory_gate_and_give_way_to_a_worker(make_orvad: Callable[..., Orvad]) -> None:
-    """A waiting spare holds its 64 MB in the host memory gate (ORVA_MEMORY_SHARE); a function whose worker
-    would not fit beside it stops the spare instead of retiring another function's idle worker or answering
-    MEMORY_EXHAUSTED, and no new spare is started while there is no room for it."""
+def test_spares_count_in_the_memory_gate_and_give_way_to_workers(make_orvad: Callable[..., Orvad]) -> None:
+    """A waiting spare holds its 64 MB in the host memory gate (ORVA_MEMORY_SHARE) but never keeps a worker out:
+    a worker start near the cap takes the spare rather than stopping it; a worker that leaves no room beside the
+    spares stops them (not another function's idle worker, no MEMORY_EXHAUSTED); no spare starts without room."""
     share = 0.05
     with open("/proc/meminfo") as fh:
         total_kb = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
     cap = int(total_kb / 1024 * share)  # orvad's own formula (daemon._memory_cap_mb)
-    a_mb, b_mb = cap - 64 - 100, 150  # A and the spare fit; B fits beside A only without the spare
-    assert 16 <= a_mb <= 4096, cap
+    small, big = (
+        150,
+        cap - 330,
+    )  # two small workers, the big one and a spare do not fit; without the spare they do
+    assert 16 <= big <= 4096, cap
     orvad = make_orvad(env={"ORVA_MEMORY_SHARE": str(share)})
+    code = "import os\ndef handler(e, c):\n    return os.environ.get('V', '-')\n"
+
+    def used() -> float:
+        return _metric(c, "orva_spare_jails_used_total", runtime="python")
+
     with orvad.admin() as c:
-        a = _deployed(c, "big-a", "python", "def handler(e, c):\n    return 'a'\n", memory_mb=a_mb)
-        assert c.get(f"/fn/{a['id']}").text == "a"
-        _spare_waiting(c)  # A's first worker started the usual way, and then Python's spare
-        assert _reserved_mb(c) == a_mb + 64
-        # B's deploy checks its import on the spare and a new spare starts (it fits beside A); B's worker then
-        # does not fit beside A's and that spare: the spare gives way
-        b = _deployed(c, "late-b", "python", "def handler(e, c):\n    return 'b'\n", memory_mb=b_mb)
-        assert c.get(f"/fn/{b['id']}").text == "b"
+        # C's worker starts the usual way (no spare yet); then Python's spare waits; A's import check takes it
+        # (the worker A keeps) and the next spare waits
+        small_c = _deployed(c, "small-c", "python", code, memory_mb=small)
+        _spare_waiting(c)
+        big_a = _deployed(c, "big-a", "python", code, memory_mb=big)
+        assert used() == 1
+        _spare_waiting(c)
+        assert _reserved_mb(c) == small + big + 64 <= cap
+
+        # C's settings change: its new worker fits beside A and C's old one, not beside the spare too: it
+        # takes the spare; no new one starts (no room for it while C's old worker drains)
+        assert c.put(f"/api/v1/functions/{small_c['id']}", json={"env_vars": {"V": "2"}}).status_code == 200
+        wait_for(lambda: c.get(f"/fn/{small_c['id']}").text == "2", 30, "C's new worker")
+        assert used() == 2
+        wait_for(lambda: _reserved_mb(c) == small + big, 30, "C's old worker to drain")
         assert _metric(c, "orva_spare_jails_waiting") == 0
-        assert _reserved_mb(c) == a_mb + b_mb <= cap
+
+        # B's deploy: a spare starts beside A and C (B's import check is not counted), then B's worker leaves
+        # no room for it: it is stopped, and A's and C's workers stay
+        late_b = _deployed(c, "late-b", "python", code, memory_mb=small)
+        assert c.get(f"/fn/{late_b['id']}").text == "-"
+        wait_for(lambda: _metric(c, "orva_spare_jails_waiting") == 0, 10, "the spare to give way")
+        assert _reserved_mb(c) == 2 * small + big <= cap
         pools = {row["function_id"]: row for row in c.get("/api/v1/system/metrics.json").json()["pools"]}
-        assert pools[a["id"]]["workers"] == 1 and pools[b["id"]]["workers"] == 1  # A's was not retired
-        # of the jails started as spares, only B's worker (the import check's) runs: the stopped spare has ended
-        wait_for(lambda: len(_spare_processes(orvad)) == 1, 10, "the stopped spare's process to end")
-        assert c.get(f"/fn/{a['id']}").text == "a" and c.get(f"/fn/{b['id']}").text == "b"
+        assert [pools[f["id"]]["workers"] for f in (small_c, big_a, late_b)] == [1, 1, 1]
+        # of the jails started as spares, A's and C's workers run: the stopped spare has ended
+        wait_for(
+            lambda: len(_spare_processes(orvad)) == 2,
+            10,
+            f"the stopped spare's process to end {used()} {c.get('/api/v1/system/metrics.json').json()['pools']}",
+        )
+        assert c.get(f"/fn/{big_a['id']}").text == "-" and c.get(f"/fn/{small_c['id']}").text == "2"
 
 
 def test_a_spare_killed_while_it_waits_is_replaced_and_the_request_is_served(
