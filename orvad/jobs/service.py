@@ -647,14 +647,18 @@ class JobService:
                     )
 
     async def _sleep_for(self) -> float:
-        wake_at = await self._store.next_wake()
-        if wake_at is None:
-            return self.lease_s / 3
-        delay = wake_at - self.clock()
-        if delay <= 0:  # a lease ran out (nothing due is left unclaimed): the lease loop takes it now
-            self._recover_soon.set()
-            return self.recover_s
-        return float(min(self.lease_s / 3, delay))
+        wake = await self._store.next_wake()
+        now = self.clock()
+        delays = [self.lease_s / 3]
+        if wake.run_at is not None:  # due since the claim looked (its clock read a moment ago): at once
+            delays.append(max(0.0, wake.run_at - now))
+        if wake.lease_end is not None:
+            if wake.lease_end <= now:  # a lease ran out: the lease loop takes it now
+                self._recover_soon.set()
+                delays.append(self.recover_s)
+            else:
+                delays.append(wake.lease_end - now)
+        return float(min(delays))
 
     async def _live(self) -> Collection[str] | None:
         """The live run ids (this one among them), or None without a registry. When the registry cannot be

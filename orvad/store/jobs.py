@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from orvad.clock import epoch_iso
 from orvad.store.sql import Database, Row
@@ -62,6 +63,13 @@ class AttemptRow:
     error: str | None
     started_at: str
     finished_at: str | None
+
+
+class Wake(NamedTuple):
+    """When the runner has something to do next (Unix seconds; None: nothing of that kind)."""
+
+    run_at: float | None  # the earliest waiting job comes due
+    lease_end: float | None  # the earliest lease runs out (its node gone or stopped: recovered, counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,13 +471,15 @@ class JobStore:
         )
         return [(r[0], r[1]) for r in rows]
 
-    async def next_wake(self) -> float | None:
-        """The earliest moment something becomes due: a waiting job's run_at, or a lease's end."""
+    async def next_wake(self) -> Wake:
+        """The earliest moments something becomes due: a waiting job's run_at, and a lease's end."""
         row = await self._db.fetchone(
-            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE status IN ('pending', 'failed')"
-            " AND lease_owner IS NULL UNION ALL SELECT MIN(lease_until) FROM jobs WHERE lease_owner IS NOT NULL) AS due"
+            "SELECT (SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'failed') AND lease_owner IS NULL),"
+            " (SELECT MIN(lease_until) FROM jobs WHERE lease_owner IS NOT NULL)"
         )
-        return None if row is None or row[0] is None else float(row[0])
+        if row is None:
+            return Wake(None, None)
+        return Wake(*(None if t is None else float(t) for t in row))
 
     async def counts(self, function_id: str | None = None) -> dict[str, int]:
         if function_id is None:

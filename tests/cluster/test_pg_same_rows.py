@@ -293,7 +293,7 @@ async def test_jobs_given_back_finished_claimed_and_woken(both: tuple[SqliteData
         return out
 
     found = await _same(both, scenario)
-    assert found[0] is None and found[1] == [7.5]
+    assert found[0] == (None, None) and found[1] == [(7.5, 40.0)]
     state_after_give_back = found[6]
     assert [(r[0], r[1], r[2], r[3]) for r in state_after_give_back] == [
         ("j1", "pending", 0, 1),
