@@ -394,7 +394,8 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     # a health check may take this long once connected (unset, it would be 'inter': a node whose event
-    # loop is busy for 300 ms under load would be marked down, and with every node busy, all of them)
+    # loop is busy long enough to miss two checks in a row under load would be marked down, and with
+    # every node busy, all of them)
     timeout check 2s
     # a failed attempt is tried again, up to 3 times, each time on another node
     retries 3
