@@ -293,7 +293,7 @@ def _daemon_text(t: _Text, m: Metrics, rows: list[dict[str, Any]]) -> None:
     for name, value, text in (
         ("total", memory["MemTotal"], "host memory (MemTotal)"),
         ("available", memory["MemAvailable"], "host memory available (MemAvailable)"),
-        ("reserved", m._reserved(), "sum of worker memory limits"),
+        ("reserved", m._reserved(), "sum of the memory limits of workers and waiting spare jails"),
     ):
         t.family(f"orva_host_mem_{name}_bytes", "gauge", text)
         t.line(f"orva_host_mem_{name}_bytes", "", value)
@@ -353,7 +353,11 @@ class Metrics:
         self.build_duration = Histogram(
             "orva_build_duration_seconds", "build time", buckets=LATENCY_BUCKETS, registry=r
         )
-        reserved = Gauge("orva_host_memory_reserved_bytes", "sum of worker memory limits", registry=r)
+        reserved = Gauge(
+            "orva_host_memory_reserved_bytes",
+            "sum of the memory limits of workers and waiting spare jails",
+            registry=r,
+        )
         reserved.set_function(reserved_bytes)
         self._pool_rows = pool_rows
         self._reserved = reserved_bytes
