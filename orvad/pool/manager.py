@@ -78,8 +78,11 @@ class PoolManager:
 
     @property
     def _workers_mb(self) -> int:
-        pools = [*self.pools.values(), *self._draining, *self._ready.values(), *self._warming]
-        return sum(p.reserved_mb for p in pools)
+        return sum(p.reserved_mb for p in self._every_pool())
+
+    def _every_pool(self) -> list[Pool]:
+        """Serving, draining, pre-warmed and warming (a replacement): every pool holding workers."""
+        return [*self.pools.values(), *self._draining, *self._ready.values(), *self._warming]
 
     def fits(self, memory_mb: int) -> bool:
         """Whether a spare jail of ``memory_mb`` may be started (or, 0, the waiting ones may stay): workers and
@@ -307,11 +310,7 @@ class PoolManager:
 
     # introspection
     def hashes_in_use(self, function_id: str) -> set[str]:
-        pools = [
-            p
-            for p in [*self.pools.values(), *self._draining, *self._ready.values(), *self._warming]
-            if p.details.get("function_id") == function_id
-        ]
+        pools = [p for p in self._every_pool() if p.details.get("function_id") == function_id]
         return {h for p in pools if (h := p.code_hash())}
 
     def rows(self) -> list[dict[str, Any]]:
@@ -361,8 +360,8 @@ class PoolManager:
         tasks = [r.task for r in self._replacing.values()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        pools = [*self.pools.values(), *self._draining, *self._ready.values()]
+        await asyncio.gather(*tasks, return_exceptions=True)  # a replacement's pool closes as it is cancelled
+        pools = self._every_pool()
         self.pools.clear()
         self._ready.clear()
         await asyncio.gather(*(p.close(grace_s=5.0) for p in pools), return_exceptions=True)

@@ -157,14 +157,14 @@ class SpareJails:
         sent (the function's own start failed)."""
         if not self.enabled or self._closed:
             return None
-        if str(source) in self._too_many or any(read_at_start(variable) for variable in environment):
-            # (a variable the interpreter would have read at its start, before the spare knew it)
-            self.trim()
-            return None
+        # not for a version past max_files, nor a variable the interpreter would have read at its start
+        usable = str(source) not in self._too_many and not any(map(read_at_start, environment))
         shape = PYTHON_SHAPE if runtime.language == "python" else Shape(memory_mb, cpus)
         key = (runtime.id, runtime.interpreter, shape)
-        spare = self._stock.pop(key, None)
+        spare = self._stock.pop(key, None) if usable else None
         self.trim()  # this worker is admitted already: the spares it leaves waiting must fit beside it
+        if not usable:
+            return None
         self._replenish(runtime, key)
         if spare is None:
             return None

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from orvad.clock import iso, parse_iso
 from tests import databases
 from tests.deploy_helpers import create_function, deploy_inline, wait_deployed
 from tests.helpers import Orvad, wait_for
@@ -122,14 +123,6 @@ def _kv(c: httpx.Client, fn: str, key: str) -> Any:
     return r.json()["value"] if r.status_code == 200 else None
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 def test_a_scheduled_job_starts_when_it_comes_due(make_orvad: Callable[..., Orvad]) -> None:
     """The runner sleeps until the next job's run_at; one that came due while the runner looked (its clock read
     a moment before) was taken for an expired lease and waited for the lease loop's next turn (seconds: about
@@ -139,12 +132,10 @@ def test_a_scheduled_job_starts_when_it_comes_due(make_orvad: Callable[..., Orva
         _deploy(c, "due")
         late = []
         for i in range(20):
-            job = _enqueue(
-                c, "due", {"i": i}, scheduled_at=_stamp(datetime.now(UTC) + timedelta(seconds=0.2))
-            )
+            job = _enqueue(c, "due", {"i": i}, scheduled_at=iso(datetime.now(UTC) + timedelta(seconds=0.2)))
             done = _until_status(c, job["id"], ("succeeded",))
             (attempt,) = done["attempts_list"]
-            late.append((_parse(attempt["started_at"]) - _parse(done["run_at"])).total_seconds())
+            late.append((parse_iso(attempt["started_at"]) - parse_iso(done["run_at"])).total_seconds())
     assert max(late) < 1.0, sorted(late)
 
 
